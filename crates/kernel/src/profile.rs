@@ -1,0 +1,119 @@
+//! Kernel behaviour profiles (a kernel version's choices) and the switches that override them.
+//! A profile is a named set of switch values; `set key=value` in a scenario or `--set` on the
+//! command line overrides single switches, so proposals from the mailing list are one switch.
+
+/// What a write fault on a huge-zero PMD does (`do_huge_pmd_wp_page`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum HzpWpFault {
+    /// ≤ 6.12: split the PMD into zero-page PTEs and COW the faulting 4 KiB page.
+    Split,
+    /// ≥ 6.13 (`do_huge_zero_wp_pmd`): allocate a PMD THP; split only if that fails.
+    Thp,
+}
+
+/// Every behaviour switch of the model. Field names are the `set` keys.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Switches {
+    /// `hzp_wp_fault=split|thp` — "Do not shatter hugezeropage on wp-fault" (6.13).
+    pub hzp_wp_fault: HzpWpFault,
+    /// `hzp_wp_deferred_split=0|1` — THPs made by the huge-zero wp fault are queued for the
+    /// underused shrinker ("add pmd folio to ds_queue in do_huge_zero_wp_pmd()", 6.18).
+    pub hzp_wp_deferred_split: bool,
+    /// `large_folio_cow_reuse=0|1` — a write fault on a PTE-mapped large folio exclusive to
+    /// the mm reuses the page instead of copying (MM owner tracking, 6.15).
+    pub large_folio_cow_reuse: bool,
+    /// `prctl_thp_except_advised=0|1` — `PR_THP_DISABLE_EXCEPT_ADVISED` exists (6.18).
+    pub prctl_thp_except_advised: bool,
+}
+
+/// One kernel version profile.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Profile {
+    pub name: &'static str,
+    pub version: (u32, u32),
+    pub switches: Switches,
+}
+
+/// The profiles the model ships, oldest first. `6.18` is the reference host's kernel.
+pub fn profiles() -> Vec<Profile> {
+    vec![
+        Profile {
+            name: "6.12",
+            version: (6, 12),
+            switches: Switches {
+                hzp_wp_fault: HzpWpFault::Split,
+                hzp_wp_deferred_split: false,
+                large_folio_cow_reuse: false,
+                prctl_thp_except_advised: false,
+            },
+        },
+        Profile {
+            name: "6.18",
+            version: (6, 18),
+            switches: Switches {
+                hzp_wp_fault: HzpWpFault::Thp,
+                hzp_wp_deferred_split: true,
+                large_folio_cow_reuse: true,
+                prctl_thp_except_advised: true,
+            },
+        },
+    ]
+}
+
+pub const DEFAULT_PROFILE: &str = "6.18";
+
+pub fn profile(name: &str) -> Option<Profile> {
+    profiles().into_iter().find(|p| p.name == name)
+}
+
+/// (key, accepted values, doc) for every switch, for parsing, hints and generated docs.
+pub const SWITCHES: &[(&str, &str, &str)] = &[
+    ("hzp_wp_fault", "split|thp", "write fault on a huge-zero PMD: split and COW 4 KiB (<=6.12) or allocate a PMD THP (>=6.13)"),
+    ("hzp_wp_deferred_split", "0|1", "queue THPs made by the huge-zero wp fault for the underused shrinker (6.18 fix)"),
+    ("large_folio_cow_reuse", "0|1", "reuse exclusive PTE-mapped large folios on write faults instead of copying (6.15)"),
+    ("prctl_thp_except_advised", "0|1", "PR_THP_DISABLE_EXCEPT_ADVISED is accepted by prctl (6.18)"),
+];
+
+impl Switches {
+    /// Applies `key=value`; the error is a message with the accepted values.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let b = |v: &str| match v {
+            "0" | "off" | "false" => Ok(false),
+            "1" | "on" | "true" => Ok(true),
+            _ => Err(format!("`{key}` takes 0 or 1, not `{value}`")),
+        };
+        match key {
+            "hzp_wp_fault" => {
+                self.hzp_wp_fault = match value {
+                    "split" => HzpWpFault::Split,
+                    "thp" => HzpWpFault::Thp,
+                    _ => return Err(format!("`hzp_wp_fault` takes split or thp, not `{value}`")),
+                }
+            }
+            "hzp_wp_deferred_split" => self.hzp_wp_deferred_split = b(value)?,
+            "large_folio_cow_reuse" => self.large_folio_cow_reuse = b(value)?,
+            "prctl_thp_except_advised" => self.prctl_thp_except_advised = b(value)?,
+            _ => {
+                let hint = crate::util::closest(key, SWITCHES.iter().map(|s| s.0))
+                    .map(|c| format!("; did you mean `{c}`?"))
+                    .unwrap_or_default();
+                return Err(format!("unknown switch `{key}`{hint}"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, key: &str) -> Option<String> {
+        let b = |x: bool| if x { "1" } else { "0" }.to_string();
+        Some(match key {
+            "hzp_wp_fault" => match self.hzp_wp_fault {
+                HzpWpFault::Split => "split".into(),
+                HzpWpFault::Thp => "thp".into(),
+            },
+            "hzp_wp_deferred_split" => b(self.hzp_wp_deferred_split),
+            "large_folio_cow_reuse" => b(self.large_folio_cow_reuse),
+            "prctl_thp_except_advised" => b(self.prctl_thp_except_advised),
+            _ => return None,
+        })
+    }
+}

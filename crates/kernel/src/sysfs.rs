@@ -1,0 +1,315 @@
+//! The THP sysfs knobs under `/sys/kernel/mm/transparent_hugepage/` (Linux 6.18,
+//! `mm/huge_memory.c` and `mm/khugepaged.c` sysfs handlers). Names are spelled as the scenario
+//! language writes them: top-level files by their name (`enabled`), per-size files as
+//! `hugepages-64kB.enabled`, khugepaged files as `khugepaged.max_ptes_none`.
+//! Defaults are those of the reference host (see kernel-behavior.md §0.2).
+//! Deviation: `anon_beside_full` exists only on the host's kernel; it is kept inert.
+
+use crate::types::HPAGE_PMD_ORDER;
+
+/// Top-level `enabled` and per-size `hugepages-*/enabled` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ThpEnabled {
+    Always,
+    Inherit,
+    Madvise,
+    Never,
+}
+
+impl ThpEnabled {
+    fn parse(s: &str, allow_inherit: bool) -> Option<Self> {
+        Some(match s {
+            "always" => ThpEnabled::Always,
+            "inherit" if allow_inherit => ThpEnabled::Inherit,
+            "madvise" => ThpEnabled::Madvise,
+            "never" => ThpEnabled::Never,
+            _ => return None,
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            ThpEnabled::Always => "always",
+            ThpEnabled::Inherit => "inherit",
+            ThpEnabled::Madvise => "madvise",
+            ThpEnabled::Never => "never",
+        }
+    }
+}
+
+/// `defrag` values (`vma_thp_gfp_mask`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Defrag {
+    Always,
+    Defer,
+    DeferMadvise,
+    Madvise,
+    Never,
+}
+
+impl Defrag {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "always" => Defrag::Always,
+            "defer" => Defrag::Defer,
+            "defer+madvise" => Defrag::DeferMadvise,
+            "madvise" => Defrag::Madvise,
+            "never" => Defrag::Never,
+            _ => return None,
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Defrag::Always => "always",
+            Defrag::Defer => "defer",
+            Defrag::DeferMadvise => "defer+madvise",
+            Defrag::Madvise => "madvise",
+            Defrag::Never => "never",
+        }
+    }
+}
+
+/// Anonymous mTHP orders that have a `hugepages-<size>kB` directory on x86-64 (orders 2..=9;
+/// order 1 is never used for anonymous memory).
+pub const ANON_ORDERS: [u8; 8] = [2, 3, 4, 5, 6, 7, 8, 9];
+
+/// `hugepages-<size>kB` for an order.
+pub fn order_to_size_kb(order: u8) -> u64 {
+    4u64 << order
+}
+pub fn size_kb_to_order(kb: u64) -> Option<u8> {
+    if kb < 4 || !kb.is_power_of_two() {
+        return None;
+    }
+    let order = (kb / 4).trailing_zeros() as u8;
+    (order <= HPAGE_PMD_ORDER).then_some(order)
+}
+
+/// All knob values of the model.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Sysfs {
+    pub enabled: ThpEnabled,
+    pub defrag: Defrag,
+    pub use_zero_page: bool,
+    pub shrink_underused: bool,
+    /// Per-size `enabled`, indexed by order (only `ANON_ORDERS` are meaningful).
+    pub size_enabled: [ThpEnabled; 10],
+    pub khugepaged_defrag: bool,
+    pub pages_to_scan: u32,
+    pub scan_sleep_millisecs: u32,
+    pub alloc_sleep_millisecs: u32,
+    pub max_ptes_none: u32,
+    pub max_ptes_swap: u32,
+    pub max_ptes_shared: u32,
+    /// Host-only knob (not mainline); inert in the model.
+    pub anon_beside_full: u32,
+}
+
+impl Default for Sysfs {
+    fn default() -> Self {
+        let mut size_enabled = [ThpEnabled::Never; 10];
+        size_enabled[HPAGE_PMD_ORDER as usize] = ThpEnabled::Inherit;
+        Sysfs {
+            enabled: ThpEnabled::Madvise,
+            defrag: Defrag::Madvise,
+            use_zero_page: true,
+            shrink_underused: true,
+            size_enabled,
+            khugepaged_defrag: true,
+            pages_to_scan: 4096,
+            scan_sleep_millisecs: 10000,
+            alloc_sleep_millisecs: 60000,
+            max_ptes_none: 511,
+            max_ptes_swap: 64,
+            max_ptes_shared: 256,
+            anon_beside_full: 0,
+        }
+    }
+}
+
+/// Why a knob write was refused. `Unknown` and `BadValue` carry a hint for the user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KnobError {
+    Unknown { hint: String },
+    BadValue { expected: String },
+}
+
+/// One knob: its scenario name, its file relative to `/sys/kernel/mm/transparent_hugepage/`,
+/// and the values it accepts (for documentation and error hints).
+#[derive(Clone, Debug)]
+pub struct KnobInfo {
+    pub name: String,
+    pub path: String,
+    pub values: &'static str,
+}
+
+const TOP: &[(&str, &str)] = &[
+    ("enabled", "always|madvise|never"),
+    ("defrag", "always|defer|defer+madvise|madvise|never"),
+    ("use_zero_page", "0|1"),
+    ("shrink_underused", "0|1"),
+    ("anon_beside_full", "integer (host-only, inert)"),
+];
+const KHUGEPAGED: &[(&str, &str)] = &[
+    ("defrag", "0|1"),
+    ("pages_to_scan", "1..=4294967295"),
+    ("scan_sleep_millisecs", "milliseconds"),
+    ("alloc_sleep_millisecs", "milliseconds"),
+    ("max_ptes_none", "0..=511"),
+    ("max_ptes_swap", "0..=511"),
+    ("max_ptes_shared", "0..=511"),
+];
+
+/// Every knob the model knows, in a stable order.
+pub fn knobs() -> Vec<KnobInfo> {
+    let mut v = Vec::new();
+    for (n, vals) in TOP {
+        v.push(KnobInfo { name: n.to_string(), path: n.to_string(), values: vals });
+    }
+    for o in ANON_ORDERS {
+        let kb = order_to_size_kb(o);
+        v.push(KnobInfo {
+            name: format!("hugepages-{kb}kB.enabled"),
+            path: format!("hugepages-{kb}kB/enabled"),
+            values: "always|inherit|madvise|never",
+        });
+    }
+    for (n, vals) in KHUGEPAGED {
+        v.push(KnobInfo {
+            name: format!("khugepaged.{n}"),
+            path: format!("khugepaged/{n}"),
+            values: vals,
+        });
+    }
+    v
+}
+
+/// The sysfs file (relative to the THP directory) of a scenario knob name.
+pub fn knob_path(name: &str) -> Option<String> {
+    knobs().into_iter().find(|k| k.name == name).map(|k| k.path)
+}
+
+fn parse_bool01(v: &str) -> Option<bool> {
+    match v {
+        "0" => Some(false),
+        "1" => Some(true),
+        _ => None,
+    }
+}
+
+fn parse_u32_max(v: &str, max: u32) -> Option<u32> {
+    v.parse::<u32>().ok().filter(|x| *x <= max)
+}
+
+impl Sysfs {
+    /// Writes a knob as `echo value > file` would; refuses what the kernel refuses (EINVAL).
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), KnobError> {
+        let bad = |expected: &str| KnobError::BadValue { expected: expected.to_string() };
+        if let Some(rest) = name.strip_prefix("hugepages-") {
+            let Some((size, file)) = rest.split_once("kB.") else {
+                return Err(self.unknown(name));
+            };
+            let order = size.parse::<u64>().ok().and_then(size_kb_to_order);
+            let Some(order) = order.filter(|o| ANON_ORDERS.contains(o)) else {
+                return Err(self.unknown(name));
+            };
+            if file != "enabled" {
+                return Err(self.unknown(name));
+            }
+            self.size_enabled[order as usize] =
+                ThpEnabled::parse(value, true).ok_or_else(|| bad("always|inherit|madvise|never"))?;
+            return Ok(());
+        }
+        match name {
+            "enabled" => self.enabled = ThpEnabled::parse(value, false).ok_or_else(|| bad("always|madvise|never"))?,
+            "defrag" => self.defrag = Defrag::parse(value).ok_or_else(|| bad("always|defer|defer+madvise|madvise|never"))?,
+            "use_zero_page" => self.use_zero_page = parse_bool01(value).ok_or_else(|| bad("0|1"))?,
+            "shrink_underused" => self.shrink_underused = parse_bool01(value).ok_or_else(|| bad("0|1"))?,
+            "anon_beside_full" => self.anon_beside_full = value.parse().map_err(|_| bad("integer"))?,
+            "khugepaged.defrag" => self.khugepaged_defrag = parse_bool01(value).ok_or_else(|| bad("0|1"))?,
+            "khugepaged.pages_to_scan" => {
+                self.pages_to_scan = value.parse::<u32>().ok().filter(|x| *x > 0).ok_or_else(|| bad("1..=4294967295"))?
+            }
+            "khugepaged.scan_sleep_millisecs" => self.scan_sleep_millisecs = value.parse().map_err(|_| bad("milliseconds"))?,
+            "khugepaged.alloc_sleep_millisecs" => self.alloc_sleep_millisecs = value.parse().map_err(|_| bad("milliseconds"))?,
+            "khugepaged.max_ptes_none" => self.max_ptes_none = parse_u32_max(value, 511).ok_or_else(|| bad("0..=511"))?,
+            "khugepaged.max_ptes_swap" => self.max_ptes_swap = parse_u32_max(value, 511).ok_or_else(|| bad("0..=511"))?,
+            "khugepaged.max_ptes_shared" => self.max_ptes_shared = parse_u32_max(value, 511).ok_or_else(|| bad("0..=511"))?,
+            _ => return Err(self.unknown(name)),
+        }
+        Ok(())
+    }
+
+    /// The value as the sysfs file would show the selected entry (no brackets).
+    pub fn get(&self, name: &str) -> Option<String> {
+        if let Some(rest) = name.strip_prefix("hugepages-") {
+            let (size, file) = rest.split_once("kB.")?;
+            let order = size.parse::<u64>().ok().and_then(size_kb_to_order)?;
+            if file != "enabled" || !ANON_ORDERS.contains(&order) {
+                return None;
+            }
+            return Some(self.size_enabled[order as usize].name().to_string());
+        }
+        let b = |x: bool| if x { "1" } else { "0" }.to_string();
+        Some(match name {
+            "enabled" => self.enabled.name().to_string(),
+            "defrag" => self.defrag.name().to_string(),
+            "use_zero_page" => b(self.use_zero_page),
+            "shrink_underused" => b(self.shrink_underused),
+            "anon_beside_full" => self.anon_beside_full.to_string(),
+            "khugepaged.defrag" => b(self.khugepaged_defrag),
+            "khugepaged.pages_to_scan" => self.pages_to_scan.to_string(),
+            "khugepaged.scan_sleep_millisecs" => self.scan_sleep_millisecs.to_string(),
+            "khugepaged.alloc_sleep_millisecs" => self.alloc_sleep_millisecs.to_string(),
+            "khugepaged.max_ptes_none" => self.max_ptes_none.to_string(),
+            "khugepaged.max_ptes_swap" => self.max_ptes_swap.to_string(),
+            "khugepaged.max_ptes_shared" => self.max_ptes_shared.to_string(),
+            _ => return None,
+        })
+    }
+
+    fn unknown(&self, name: &str) -> KnobError {
+        let names: Vec<String> = knobs().into_iter().map(|k| k.name).collect();
+        let best = crate::util::closest(name, names.iter().map(|s| s.as_str()));
+        KnobError::Unknown {
+            hint: match best {
+                Some(b) => format!("did you mean `{b}`?"),
+                None => "see `thpsim knobs` for the list".to_string(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_host() {
+        let s = Sysfs::default();
+        assert_eq!(s.get("enabled").unwrap(), "madvise");
+        assert_eq!(s.get("hugepages-2048kB.enabled").unwrap(), "inherit");
+        assert_eq!(s.get("hugepages-64kB.enabled").unwrap(), "never");
+        assert_eq!(s.get("khugepaged.max_ptes_none").unwrap(), "511");
+    }
+
+    #[test]
+    fn set_and_refuse() {
+        let mut s = Sysfs::default();
+        s.set("hugepages-64kB.enabled", "always").unwrap();
+        assert_eq!(s.size_enabled[4], ThpEnabled::Always);
+        assert!(matches!(s.set("enabled", "inherit"), Err(KnobError::BadValue { .. })));
+        assert!(matches!(s.set("khugepaged.max_ptes_none", "512"), Err(KnobError::BadValue { .. })));
+        assert!(matches!(s.set("hugepages-8kB.enabled", "always"), Err(KnobError::Unknown { .. })));
+        match s.set("enabeld", "always") {
+            Err(KnobError::Unknown { hint }) => assert!(hint.contains("`enabled`"), "{hint}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(knob_path("hugepages-64kB.enabled").unwrap(), "hugepages-64kB/enabled");
+        assert_eq!(knob_path("khugepaged.max_ptes_none").unwrap(), "khugepaged/max_ptes_none");
+        assert_eq!(knob_path("enabled").unwrap(), "enabled");
+    }
+}

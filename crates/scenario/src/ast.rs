@@ -1,0 +1,211 @@
+//! Typed scenario statements, as the parser produces them. Every statement and every
+//! user-written reference carries the `Span` it came from, so errors found after parsing
+//! (unknown mapping, out-of-range offset) still point at file:line:col.
+
+use thpsim_kernel::errno::OpError;
+use thpsim_kernel::types::{Advice, Prot};
+
+/// A place in the scenario source: 1-based line and column (in characters), and a length.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Span {
+    pub line: u32,
+    pub col: u32,
+    pub len: u32,
+}
+
+/// A parsed scenario file.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Scenario {
+    /// Path as given by the user (used in diagnostics).
+    pub file: String,
+    pub stmts: Vec<Stmt>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Stmt {
+    pub span: Span,
+    pub op: Op,
+}
+
+/// `key=value` as written in `sysfs` and `set` lines.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Setting {
+    pub key: String,
+    pub value: String,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub enum Op {
+    /// `kernel 6.18` — behaviour profile.
+    Kernel { profile: String },
+    /// `memory 16G` — simulated physical memory.
+    Memory { bytes: u64 },
+    /// `sysfs enabled=madvise use_zero_page=1 hugepages-64kB.enabled=always …`
+    Sysfs { settings: Vec<Setting> },
+    /// `set hzp_wp_fault=split …` — behaviour switches over the profile.
+    Set { settings: Vec<Setting> },
+    /// `mmap NAME SIZE anon private|shared [prot=..] [align=..] [offset=..] [populate]`
+    Mmap(MmapOp),
+    /// `munmap RANGE`
+    Munmap { range: RangeRef },
+    /// `mprotect RANGE PROT`
+    Mprotect { range: RangeRef, prot: Prot },
+    /// `madvise RANGE ADVICE`
+    Madvise { range: RangeRef, advice: Advice },
+    /// `read RANGE …`, `write RANGE …`, `access RANGE pattern=rw …`
+    Access(AccessOp),
+    /// `repeat N` … `end`
+    Repeat { count: u32, body: Vec<Stmt> },
+    /// `checkpoint LABEL`
+    Checkpoint { label: String },
+    /// `expect OBS CMP VALUE [when COND…]`
+    Expect(Expect),
+}
+
+/// What backs a mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum MapBacking {
+    Anon,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MmapOp {
+    pub name: String,
+    pub name_span: Span,
+    pub size: u64,
+    pub backing: MapBacking,
+    pub shared: bool,
+    /// Default `rw`.
+    pub prot: Prot,
+    /// Placement alignment; `None` = the engine's default (2 MiB).
+    pub align: Option<u64>,
+    /// Bytes past the aligned address (page multiple), to express misaligned layouts.
+    pub offset: u64,
+    /// `MAP_POPULATE`.
+    pub populate: bool,
+}
+
+/// `NAME`, `NAME+OFF` or `NAME+OFF LEN` (also `NAME LEN`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RangeRef {
+    pub mapping: String,
+    /// `None` when written as a bare `NAME`.
+    pub offset: Option<u64>,
+    /// `None`: the whole mapping for a bare name, one byte for `NAME+OFF`.
+    pub len: Option<u64>,
+    pub span: Span,
+}
+
+/// The per-page access pattern of an access op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Pattern {
+    /// Read one byte at each touched offset.
+    Read,
+    /// Write one (non-zero) byte at each touched offset.
+    Write,
+    /// At each touched offset, read the byte and then write it (QEMU's zero-page check).
+    ReadWrite,
+}
+
+/// A seeded random subset of the touched offsets, visited in a seeded random order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Subset {
+    pub count: SubsetCount,
+    pub seed: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SubsetCount {
+    /// This many offsets (capped at the number available).
+    Pages(u64),
+    /// This percentage (0..=100) of the offsets, rounded down.
+    Percent(u32),
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AccessOp {
+    pub range: RangeRef,
+    pub pattern: Pattern,
+    /// Default 4 KiB.
+    pub stride: u64,
+    pub subset: Option<Subset>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Cmp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Cmp {
+    pub fn holds<T: PartialOrd>(self, a: T, b: T) -> bool {
+        match self {
+            Cmp::Eq => a == b,
+            Cmp::Ne => a != b,
+            Cmp::Lt => a < b,
+            Cmp::Le => a <= b,
+            Cmp::Gt => a > b,
+            Cmp::Ge => a >= b,
+        }
+    }
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Cmp::Eq => "==",
+            Cmp::Ne => "!=",
+            Cmp::Lt => "<",
+            Cmp::Le => "<=",
+            Cmp::Gt => ">",
+            Cmp::Ge => ">=",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Observable {
+    /// Minor faults of the task since the last checkpoint.
+    Minflt,
+    /// Major faults of the task since the last checkpoint.
+    Majflt,
+    /// A counter delta since the last checkpoint, by its full key: `vmstat.<name>`,
+    /// `mthp.<size>kB.<stat>`, `khugepaged.<stat>`. `pgfault` parses as `vmstat.pgfault`.
+    Counter(String),
+    /// `smaps(NAME).<Field>` in kB (current state).
+    Smaps { mapping: String, mapping_span: Span, field: String },
+    /// `pages(RANGE).<class>`: number of 4 KiB pages of the range with that backing class.
+    Pages { range: RangeRef, class: String },
+    /// `errno`: the result of the previous op that has one (`0` or `ok` for success).
+    Errno,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum ExpectValue {
+    /// Counts, kB values (sizes like `2048kB`/`2M` are converted to kB for smaps), page counts.
+    Int(i64),
+    /// `ok` / `0` for success.
+    Ok,
+    /// `EINVAL`, `SIGSEGV`, …
+    Err(OpError),
+}
+
+/// `when kernel>=6.13`, `when hzp_wp_fault=split`: the expectation applies only to runs whose
+/// profile/switches satisfy every condition (so one file can state both kernels' answers).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Condition {
+    Kernel { cmp: Cmp, version: (u32, u32) },
+    Switch { key: String, value: String },
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Expect {
+    pub obs: Observable,
+    pub cmp: Cmp,
+    pub value: ExpectValue,
+    pub when: Vec<Condition>,
+    /// The source text of the expectation, for reports.
+    pub text: String,
+}

@@ -1,0 +1,98 @@
+//! The one interface both backends implement: the model (`sim`) and the real kernel
+//! (`thpsim-host`). Operations arrive resolved to addresses relative to an arena the backend
+//! places where it likes; observations come back in the shared schema.
+
+use std::collections::BTreeMap;
+use thpsim_kernel::errno::OpError;
+use thpsim_kernel::observe::{PageMap, Smaps};
+use thpsim_kernel::types::{Advice, Prot};
+
+use crate::ast::{Pattern, Subset};
+
+/// Everything a backend must know before the first op.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Setup {
+    /// Kernel profile name (`6.18`, `6.12`).
+    pub profile: String,
+    /// Switch overrides, in order.
+    pub switches: Vec<(String, String)>,
+    /// Simulated physical memory in bytes.
+    pub memory: u64,
+    /// sysfs knobs to apply before the first op, in order (scenario names, e.g.
+    /// `hugepages-64kB.enabled`; see `thpsim_kernel::sysfs::knob_path`).
+    pub sysfs: Vec<(String, String)>,
+    /// Bytes of address space the scenario's layout needs, starting at the arena base
+    /// (a multiple of 1 GiB). Every op address is an offset into this arena.
+    pub arena_len: u64,
+}
+
+/// One operation, resolved. Addresses are offsets into the arena.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum BackendOp {
+    /// mmap(2) with MAP_FIXED at `addr` (the engine guarantees the range is free).
+    Mmap { addr: u64, len: u64, prot: Prot, shared: bool, populate: bool },
+    Munmap { addr: u64, len: u64 },
+    Mprotect { addr: u64, len: u64, prot: Prot },
+    Madvise { addr: u64, len: u64, advice: Advice },
+    /// Touch bytes of `[addr, addr+len)` at the offsets `crate::pattern::touch_offsets`
+    /// yields for (`len`, `stride`, `subset`), each with `pattern`. Stops at the first access
+    /// that raises a signal and reports it.
+    Access { addr: u64, len: u64, stride: u64, pattern: Pattern, subset: Option<Subset> },
+    /// A sysfs write in the middle of a scenario.
+    Sysfs { knob: String, value: String },
+}
+
+/// The result of one op: return value (0 for success of most calls) or error, and the
+/// calling task's fault deltas over exactly this op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct OpOutcome {
+    pub result: Result<u64, OpError>,
+    pub minflt: u64,
+    pub majflt: u64,
+}
+
+/// Observations of one mapping (its original range, whatever VMAs now make it up).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MappingObs {
+    pub smaps: Smaps,
+    pub pages: PageMap,
+}
+
+/// Absolute counter values and per-mapping state at one instant.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Snapshot {
+    /// Keys as in `thpsim_kernel::vmstat::VmStat::named`: `vmstat.<name>`,
+    /// `mthp.<size>kB.<stat>`, `khugepaged.<stat>`. A backend that cannot read a key omits it.
+    pub counters: BTreeMap<String, i64>,
+    /// One entry per requested range, in request order.
+    pub mappings: Vec<MappingObs>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendError {
+    pub message: String,
+    /// True when the scenario cannot run on this backend at all (e.g. host settings differ
+    /// and sysfs writes are not allowed); false for a failure while running.
+    pub not_runnable: bool,
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+pub trait Backend {
+    /// `model` or `host`, used in reports.
+    fn name(&self) -> String;
+    /// Applies the setup; called once, before any op.
+    fn setup(&mut self, setup: &Setup) -> Result<(), BackendError>;
+    /// Runs one op.
+    fn exec(&mut self, op: &BackendOp) -> Result<OpOutcome, BackendError>;
+    /// Observes the counters and the given `(addr, len)` ranges (arena offsets).
+    fn snapshot(&mut self, ranges: &[(u64, u64)]) -> Result<Snapshot, BackendError>;
+    /// Ends the run (the host restores every knob here); called on every path.
+    fn finish(&mut self) -> Result<(), BackendError> {
+        Ok(())
+    }
+}
