@@ -1,1 +1,483 @@
+//! thpsim-host: runs scenario operations on the real Linux kernel and observes the result in
+//! the schema the model uses (DESIGN.md §5). Linux x86-64 only; needs root (PFNs in
+//! pagemap, /proc/kpageflags, sysfs writes).
+//!
+//! * A **worker child** (`fork`ed at [`Backend::setup`]) is the task whose faults are measured;
+//!   see [`child`] for how its arena is placed and why its measured windows contain only the
+//!   scenario's faults. Each op is one request over a pipe; the child measures
+//!   `getrusage(RUSAGE_SELF)` right around the syscall or the access loop.
+//! * **Accesses that would raise SIGSEGV** are never performed: before an access op the parent
+//!   reads the child's `/proc/PID/maps`, finds the first touched offset that has no VMA or
+//!   lacks the needed protection (x86: any of r/w/x allows reads unless the CPU has
+//!   protection keys, which make exec-only mappings unreadable; writes need w), has the child
+//!   do the accesses before it (and, for read-then-write, the read that succeeds) and reports
+//!   `Err(Signal(Sigsegv))` with the faults of what was done — which is what the kernel
+//!   counts, since an access error is raised before `handle_mm_fault`.
+//! * **Observation** is done by the parent from `/proc/PID/{smaps,pagemap}`, `/proc/kpageflags`,
+//!   `/proc/vmstat` and sysfs while the child is blocked on its pipe (see [`observe`]).
+//! * **sysfs**: knobs the scenario wants that differ from the host are written only with
+//!   `allow_sysfs`, and restored on every exit path (see [`sysfs`]).
+//! * **khugepaged** is kept asleep during the run with `allow_sysfs` (see [`khugepaged`]);
+//!   without it [`HostBackend::warnings`] says so.
 
+pub mod child;
+pub mod khugepaged;
+pub mod observe;
+pub mod sys;
+pub mod sysfs;
+
+use std::sync::atomic::Ordering;
+
+use thpsim_kernel::errno::{Errno, OpError, Signal};
+use thpsim_kernel::sysfs::knob_path;
+use thpsim_scenario::ast::Pattern;
+use thpsim_scenario::backend::{Backend, BackendError, BackendOp, MappingObs, OpOutcome, Setup, Snapshot};
+use thpsim_scenario::pattern::touch_offsets;
+
+use crate::child::{Req, K_ACCESS, K_EXIT, K_MADVISE, K_MMAP, K_MPROTECT, K_MUNMAP};
+use crate::sys::PAGE;
+
+/// Options of the host backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostOptions {
+    /// Allow writing THP sysfs knobs (restored afterwards). Without it a scenario whose knobs
+    /// differ from the host is not runnable, and khugepaged is not controlled.
+    pub allow_sysfs: bool,
+}
+
+struct Worker {
+    pid: i32,
+    req_w: i32,
+    resp_r: i32,
+    base: u64,
+    arena_len: u64,
+    observer: observe::Observer,
+}
+
+/// The host backend (see the crate doc).
+pub struct HostBackend {
+    opts: HostOptions,
+    khugepaged_control: bool,
+    worker: Option<Worker>,
+    sentinel: Option<khugepaged::Sentinel>,
+    session: sysfs::Session,
+    warnings: Vec<String>,
+    pku: bool,
+}
+
+fn err(msg: impl Into<String>) -> BackendError {
+    BackendError { message: msg.into(), not_runnable: false }
+}
+fn not_runnable(msg: impl Into<String>) -> BackendError {
+    BackendError { message: msg.into(), not_runnable: true }
+}
+
+/// Kernel profile name of the running kernel: `major.minor` of the uname release.
+pub fn host_kernel_profile() -> String {
+    let rel = sys::uname_release();
+    let mut it = rel.split(|c: char| !c.is_ascii_digit());
+    match (it.next(), it.next()) {
+        (Some(a), Some(b)) if !a.is_empty() && !b.is_empty() => format!("{a}.{b}"),
+        _ => rel,
+    }
+}
+
+/// Checks that this host can run the backend; the message lists everything missing. Also
+/// restores sysfs knobs left changed by a run that was killed (see [`sysfs::recover_journal`]).
+pub fn preflight() -> Result<(), String> {
+    let mut missing = Vec::new();
+    if !cfg!(target_os = "linux") || !cfg!(target_arch = "x86_64") {
+        missing.push("Linux on x86-64".to_string());
+    }
+    if !sys::is_root() {
+        missing.push("root (PFNs in /proc/PID/pagemap, /proc/kpageflags, sysfs)".to_string());
+    }
+    let readable = |p: &str| -> Result<(), String> {
+        use std::io::Read;
+        let mut b = [0u8; 8];
+        std::fs::File::open(p).and_then(|mut f| f.read_exact(&mut b)).map_err(|e| format!("{p} readable ({e})"))
+    };
+    if let Err(e) = readable("/proc/self/pagemap") {
+        missing.push(e);
+    }
+    if let Err(e) = readable("/proc/kpageflags") {
+        missing.push(e);
+    }
+    if let Err(e) = observe::pagemap_scan_available() {
+        missing.push(e);
+    }
+    if !std::path::Path::new(&format!("{}/enabled", sysfs::THP_DIR)).exists() {
+        missing.push(format!("THP sysfs ({}; CONFIG_TRANSPARENT_HUGEPAGE)", sysfs::THP_DIR));
+    }
+    if missing.is_empty() {
+        if let Err(e) = sysfs::recover_journal() {
+            missing.push(e);
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("host backend unavailable; missing: {}", missing.join("; ")))
+    }
+}
+
+/// Whether PMD-sized THP is enabled in some mode (khugepaged runs): `hugepage_pmd_enabled()`.
+fn pmd_thp_enabled() -> bool {
+    let top = sysfs::read_knob("enabled").unwrap_or_default();
+    let pmd = sysfs::read_knob("hugepages-2048kB/enabled").unwrap_or_else(|_| "inherit".into());
+    match pmd.as_str() {
+        "always" | "madvise" => true,
+        "inherit" => top == "always" || top == "madvise",
+        _ => false,
+    }
+}
+
+fn cpu_has_pku() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .map(|s| s.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "ospke")))
+        .unwrap_or(false)
+}
+
+impl HostBackend {
+    pub fn new(opts: HostOptions) -> Self {
+        let mut warnings = Vec::new();
+        match sysfs::recover_journal() {
+            Ok(Some(note)) => warnings.push(note),
+            Ok(None) => {}
+            Err(e) => warnings.push(e),
+        }
+        HostBackend {
+            opts,
+            khugepaged_control: true,
+            worker: None,
+            sentinel: None,
+            session: sysfs::Session::new(),
+            warnings,
+            pku: cpu_has_pku(),
+        }
+    }
+
+    /// Turns the khugepaged control off (for experiments showing what it prevents). Must be
+    /// called before `setup`.
+    pub fn set_khugepaged_control(&mut self, on: bool) {
+        self.khugepaged_control = on;
+    }
+
+    /// Caveats of this run (khugepaged not controlled, journal recovered, …).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Pid of the worker child (the measured task), once set up.
+    pub fn worker_pid(&self) -> Option<i32> {
+        self.worker.as_ref().map(|w| w.pid)
+    }
+
+    /// Absolute address of the arena base in the worker, once set up.
+    pub fn arena_base(&self) -> Option<u64> {
+        self.worker.as_ref().map(|w| w.base)
+    }
+
+    fn spawn_worker(&mut self, arena_len: u64) -> Result<(), BackendError> {
+        let (req_r, req_w) = sys::pipe().map_err(|e| err(format!("pipe: {e}")))?;
+        let (resp_r, resp_w) = sys::pipe().map_err(|e| err(format!("pipe: {e}")))?;
+        // SAFETY: fork; the child only runs allocation-free code (`child_main`) and `_exit`s,
+        // so it is sound even if this process has other threads.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(err(format!("fork: {}", std::io::Error::last_os_error())));
+        }
+        if pid == 0 {
+            sysfs::IN_FORKED_CHILD.store(true, Ordering::SeqCst);
+            child::child_main(req_r, resp_w, arena_len);
+        }
+        sys::close(req_r);
+        sys::close(resp_w);
+        let ready = child::recv_resp(resp_r);
+        let fail = |m: String| {
+            sys::close(req_w);
+            sys::close(resp_r);
+            sys::kill(pid, libc::SIGKILL);
+            sys::waitpid(pid);
+            err(m)
+        };
+        let base = match ready {
+            Ok(Some([0, base, _, _])) => base,
+            Ok(Some([_, e, _, _])) => {
+                return Err(fail(format!("worker could not reserve a {arena_len}-byte arena: {}", Errno(e as i32))))
+            }
+            _ => return Err(fail("worker child died during start-up".into())),
+        };
+        let observer = match observe::Observer::new(pid) {
+            Ok(o) => o,
+            Err(e) => return Err(fail(format!("cannot open /proc/{pid}/pagemap or /proc/kpageflags: {e}"))),
+        };
+        sysfs::CHILD_PIDS[0].store(pid, Ordering::SeqCst);
+        self.worker = Some(Worker { pid, req_w, resp_r, base, arena_len, observer });
+        Ok(())
+    }
+
+    fn call(&mut self, req: &Req) -> Result<child::Resp, BackendError> {
+        let w = self.worker.as_ref().ok_or_else(|| err("host backend: op before setup"))?;
+        let sent = child::send_req(w.req_w, req);
+        match sent.ok().and_then(|_| child::recv_resp(w.resp_r).ok().flatten()) {
+            Some(r) => Ok(r),
+            None => {
+                let pid = w.pid;
+                let st = sys::waitpid(pid).map(sys::describe_status).unwrap_or_else(|| "unknown status".into());
+                self.worker = None;
+                Err(err(format!("worker child {pid} died ({st})")))
+            }
+        }
+    }
+
+    fn check_range(&self, addr: u64, len: u64) -> Result<(), BackendError> {
+        let w = self.worker.as_ref().ok_or_else(|| err("host backend: op before setup"))?;
+        if addr.checked_add(len).is_none_or(|e| e > w.arena_len) {
+            return Err(err(format!(
+                "range {addr:#x}+{len:#x} leaves the arena of {:#x} bytes (engine bug)",
+                w.arena_len
+            )));
+        }
+        Ok(())
+    }
+
+    /// How far an access op may go: (number of complete accesses, read-before-fault, signal).
+    fn access_plan(
+        &self,
+        addr: u64,
+        len: u64,
+        stride: u64,
+        pattern: Pattern,
+        subset: Option<thpsim_scenario::ast::Subset>,
+    ) -> Result<(u64, bool, bool), BackendError> {
+        let w = self.worker.as_ref().ok_or_else(|| err("host backend: op before setup"))?;
+        let (start, end) = (w.base + addr, w.base + addr + len);
+        let maps = observe::read_maps(w.pid).map_err(|e| err(format!("/proc/{}/maps: {e}", w.pid)))?;
+        let vmas: Vec<_> = maps.into_iter().filter(|v| v.0 < end && v.1 > start).collect();
+        let write = pattern != Pattern::Read;
+        let pku = self.pku;
+        let read_ok = |v: &(u64, u64, bool, bool, bool)| v.2 || v.3 || (v.4 && !pku);
+        let ok = |v: &(u64, u64, bool, bool, bool)| read_ok(v) && (!write || v.3);
+        // Fast path: the whole range is covered by VMAs allowing the access.
+        let mut cur = start;
+        for v in &vmas {
+            if v.0 > cur || !ok(v) {
+                break;
+            }
+            cur = v.1;
+        }
+        if cur >= end {
+            return Ok((u64::MAX, false, false));
+        }
+        for (i, off) in touch_offsets(len, stride, subset).enumerate() {
+            let a = start + off;
+            let idx = vmas.partition_point(|v| v.1 <= a);
+            let v = vmas.get(idx).filter(|v| v.0 <= a);
+            match v {
+                Some(v) if ok(v) => continue,
+                Some(v) if read_ok(v) => return Ok((i as u64, pattern == Pattern::ReadWrite, true)),
+                _ => return Ok((i as u64, false, true)),
+            }
+        }
+        Ok((u64::MAX, false, false))
+    }
+
+    fn outcome(r: child::Resp, ok_val: Option<u64>) -> OpOutcome {
+        let result = if r[0] == 0 { Ok(ok_val.unwrap_or(r[1])) } else { Err(OpError::Errno(Errno(r[1] as i32))) };
+        OpOutcome { result, minflt: r[2], majflt: r[3] }
+    }
+
+    fn stop_children(&mut self) -> Option<String> {
+        let mut note = None;
+        if let Some(w) = self.worker.take() {
+            let _ = child::send_req(w.req_w, &[K_EXIT, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            sys::close(w.req_w);
+            sys::close(w.resp_r);
+            match sys::waitpid(w.pid) {
+                Some(st) if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0 => {}
+                Some(st) => note = Some(format!("worker child {} {}", w.pid, sys::describe_status(st))),
+                None => {}
+            }
+            sysfs::CHILD_PIDS[0].store(0, Ordering::SeqCst);
+        }
+        if let Some(mut s) = self.sentinel.take() {
+            s.stop();
+            sysfs::CHILD_PIDS[1].store(0, Ordering::SeqCst);
+        }
+        note
+    }
+}
+
+impl Backend for HostBackend {
+    fn name(&self) -> String {
+        "host".into()
+    }
+
+    fn setup(&mut self, setup: &Setup) -> Result<(), BackendError> {
+        if self.worker.is_some() {
+            return Err(err("host backend: setup called twice"));
+        }
+        if let Err(e) = preflight() {
+            return Err(not_runnable(e));
+        }
+        // Which knobs differ from the host?
+        let mut diffs = Vec::new();
+        for (name, val) in &setup.sysfs {
+            let rel = knob_path(name).ok_or_else(|| not_runnable(format!("unknown sysfs knob {name}")))?;
+            let cur = sysfs::read_knob(&rel)
+                .map_err(|e| not_runnable(format!("host has no sysfs knob {name} ({}): {e}", sysfs::knob_file(&rel).display())))?;
+            if &cur != val {
+                diffs.push((name.clone(), rel, cur, val.clone()));
+            }
+        }
+        if !self.opts.allow_sysfs {
+            if !diffs.is_empty() {
+                let d: Vec<String> =
+                    diffs.iter().map(|(n, _, cur, want)| format!("host has {n}={cur}, scenario wants {want}")).collect();
+                return Err(not_runnable(format!("{}; rerun with --allow-sysfs", d.join(", "))));
+            }
+            self.warnings.push(
+                "khugepaged is not controlled (sysfs writes not allowed): it may collapse ranges of the \
+                 scenario behind its back; rerun with --allow-sysfs to keep it asleep"
+                    .into(),
+            );
+        } else {
+            let control = self.khugepaged_control;
+            if control {
+                self.session.set(khugepaged::SCAN_SLEEP_KNOB, khugepaged::HUGE_SLEEP_MS).map_err(err)?;
+            }
+            for (name, rel, _, val) in &diffs {
+                if control && rel == khugepaged::SCAN_SLEEP_KNOB {
+                    self.warnings.push(format!(
+                        "{name}={val} not applied: the khugepaged control holds scan_sleep_millisecs at {}",
+                        khugepaged::HUGE_SLEEP_MS
+                    ));
+                    continue;
+                }
+                self.session.set(rel, val).map_err(err)?;
+            }
+            if control && pmd_thp_enabled() {
+                let before = khugepaged::full_scans();
+                let s = khugepaged::Sentinel::start().map_err(err)?;
+                sysfs::CHILD_PIDS[1].store(s.pid, Ordering::SeqCst);
+                self.sentinel = Some(s);
+                if let Some(w) = khugepaged::wait_quiescent(before) {
+                    self.warnings.push(w);
+                }
+            } else if !control {
+                self.warnings.push("khugepaged control disabled by the caller".into());
+            }
+        }
+        self.spawn_worker(setup.arena_len)
+    }
+
+    fn exec(&mut self, op: &BackendOp) -> Result<OpOutcome, BackendError> {
+        let z = 0u64;
+        match *op {
+            BackendOp::Mmap { addr, len, prot, shared, populate } => {
+                self.check_range(addr, len)?;
+                let mut flags = libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
+                flags |= if shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
+                if populate {
+                    flags |= libc::MAP_POPULATE;
+                }
+                let r = self.call(&[K_MMAP, addr, len, prot.bits() as u64, flags as u64, z, z, z, z, z, z, z])?;
+                if r[0] != 0 && r[1] == libc::EEXIST as u64 {
+                    return Err(err(format!(
+                        "mmap at arena offset {addr:#x} (+{len:#x}) collides with an existing mapping (EEXIST)"
+                    )));
+                }
+                Ok(Self::outcome(r, None))
+            }
+            BackendOp::Munmap { addr, len } => {
+                self.check_range(addr, len)?;
+                let r = self.call(&[K_MUNMAP, addr, len, z, z, z, z, z, z, z, z, z])?;
+                Ok(Self::outcome(r, Some(0)))
+            }
+            BackendOp::Mprotect { addr, len, prot } => {
+                self.check_range(addr, len)?;
+                let r = self.call(&[K_MPROTECT, addr, len, prot.bits() as u64, z, z, z, z, z, z, z, z])?;
+                Ok(Self::outcome(r, Some(0)))
+            }
+            BackendOp::Madvise { addr, len, advice } => {
+                self.check_range(addr, len)?;
+                let r = self.call(&[K_MADVISE, addr, len, advice.value() as u64, z, z, z, z, z, z, z, z])?;
+                Ok(Self::outcome(r, Some(0)))
+            }
+            BackendOp::Access { addr, len, stride, pattern, subset } => {
+                self.check_range(addr, len)?;
+                let (limit, extra_read, signal) = self.access_plan(addr, len, stride, pattern, subset)?;
+                let (sk, sc, ss) = child::encode_subset(subset);
+                let p = child::pattern_code(pattern);
+                let r = self.call(&[K_ACCESS, addr, len, stride, p, sk, sc, ss, limit, extra_read as u64, z, z])?;
+                let mut o = Self::outcome(r, Some(0));
+                if signal {
+                    o.result = Err(OpError::Signal(Signal::Sigsegv));
+                }
+                Ok(o)
+            }
+            BackendOp::Sysfs { ref knob, ref value } => {
+                if !self.opts.allow_sysfs {
+                    return Err(not_runnable(format!(
+                        "scenario writes sysfs knob {knob}={value} during the run; rerun with --allow-sysfs"
+                    )));
+                }
+                let rel = knob_path(knob).ok_or_else(|| not_runnable(format!("unknown sysfs knob {knob}")))?;
+                if rel == khugepaged::SCAN_SLEEP_KNOB && self.khugepaged_control {
+                    self.warnings.push(format!(
+                        "{knob}={value} during the run wakes khugepaged; the khugepaged control no longer holds"
+                    ));
+                }
+                let result = match self.session.set(&rel, value) {
+                    Ok(()) => Ok(0),
+                    Err(e) => {
+                        // The kernel refused the value: report its errno like a failed syscall.
+                        let errno = std::fs::write(sysfs::knob_file(&rel), value.as_bytes())
+                            .err()
+                            .and_then(|io| io.raw_os_error())
+                            .ok_or_else(|| err(e))?;
+                        Err(OpError::Errno(Errno(errno)))
+                    }
+                };
+                Ok(OpOutcome { result, minflt: 0, majflt: 0 })
+            }
+        }
+    }
+
+    fn snapshot(&mut self, ranges: &[(u64, u64)]) -> Result<Snapshot, BackendError> {
+        let counters = observe::counters();
+        let w = self.worker.as_ref().ok_or_else(|| err("host backend: snapshot before setup"))?;
+        let text = w.observer.smaps_text().map_err(|e| err(format!("/proc/{}/smaps: {e}", w.pid)))?;
+        let mut mappings = Vec::with_capacity(ranges.len());
+        for &(a, len) in ranges {
+            let start = (w.base + a) & !(PAGE - 1);
+            let end = (w.base + a + len).div_ceil(PAGE) * PAGE;
+            let smaps = w.observer.smaps(&text, start, end);
+            let pages = w.observer.pages(start, end).map_err(|e| err(format!("pagemap of {}: {e}", w.pid)))?;
+            mappings.push(MappingObs { smaps, pages });
+        }
+        Ok(Snapshot { counters, mappings })
+    }
+
+    fn finish(&mut self) -> Result<(), BackendError> {
+        let note = self.stop_children();
+        let errs = self.session.restore();
+        if let Some(n) = note {
+            self.warnings.push(n);
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(err(format!("could not restore THP sysfs knobs: {}", errs.join("; "))))
+        }
+    }
+}
+
+impl Drop for HostBackend {
+    fn drop(&mut self) {
+        if let Err(e) = self.finish() {
+            eprintln!("thpsim-host: {e}");
+        }
+    }
+}

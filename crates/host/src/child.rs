@@ -1,0 +1,271 @@
+//! The worker child: the task whose faults a scenario measures.
+//!
+//! The parent `fork`s it at setup. The child never allocates and never panics on purpose: it
+//! may be the fork of a multi-threaded process, so it only makes raw system calls and runs
+//! allocation-free code (`touch_offsets` included). It talks to the parent over two pipes with
+//! fixed-size little-endian records of `u64` words ([`Req`], [`Resp`]).
+//!
+//! Before it reports ready it (1) reserves `arena_len + 2 GiB` of PROT_NONE address space,
+//! picks the first 1 GiB-aligned address inside as the arena base, (2) maps a small warm-up
+//! buffer, (3) unmaps the reservation again, so the arena is a real hole (scenario mappings
+//! are placed with MAP_FIXED_NOREPLACE and never merge with a reservation; there is at least
+//! one unmapped page below and 1 GiB above the arena), and (4) runs every request handler
+//! once on the warm-up buffer and pre-faults 256 KiB of stack, so that text pages, errno/TLS
+//! and stack COW faults are taken now and the measured windows contain only the scenario's
+//! own faults.
+//!
+//! Accesses never actually fault with a signal: the parent computes from the child's
+//! `/proc/PID/maps` how many accesses are safe (`limit`) and whether the failing one starts
+//! with a read that succeeds (`extra_read`, for read-then-write on a read-only mapping).
+
+use crate::sys::{self, GIB};
+use thpsim_scenario::ast::{Pattern, Subset, SubsetCount};
+use thpsim_scenario::pattern::touch_offsets;
+
+pub const REQ_WORDS: usize = 12;
+pub const RESP_WORDS: usize = 4;
+
+pub const K_MMAP: u64 = 1;
+pub const K_MUNMAP: u64 = 2;
+pub const K_MPROTECT: u64 = 3;
+pub const K_MADVISE: u64 = 4;
+pub const K_ACCESS: u64 = 5;
+pub const K_EXIT: u64 = 6;
+
+pub const P_READ: u64 = 0;
+pub const P_WRITE: u64 = 1;
+pub const P_RW: u64 = 2;
+
+/// A request: `[kind, addr (arena offset), len, a, b, subset_kind, subset_count, subset_seed,
+/// limit, extra_read, 0, 0]`. For mmap `a` = prot, `b` = flags; mprotect `a` = prot; madvise
+/// `a` = advice; access `a` = stride, `b` = pattern.
+pub type Req = [u64; REQ_WORDS];
+/// A response: `[status (0 ok, 1 errno), value or errno, minflt delta, majflt delta]`.
+pub type Resp = [u64; RESP_WORDS];
+
+pub fn encode_subset(s: Option<Subset>) -> (u64, u64, u64) {
+    match s {
+        None => (0, 0, 0),
+        Some(Subset { count: SubsetCount::Pages(k), seed }) => (1, k, seed),
+        Some(Subset { count: SubsetCount::Percent(p), seed }) => (2, p as u64, seed),
+    }
+}
+
+pub fn decode_subset(kind: u64, count: u64, seed: u64) -> Option<Subset> {
+    match kind {
+        1 => Some(Subset { count: SubsetCount::Pages(count), seed }),
+        2 => Some(Subset { count: SubsetCount::Percent(count as u32), seed }),
+        _ => None,
+    }
+}
+
+pub fn pattern_code(p: Pattern) -> u64 {
+    match p {
+        Pattern::Read => P_READ,
+        Pattern::Write => P_WRITE,
+        Pattern::ReadWrite => P_RW,
+    }
+}
+
+fn to_bytes<const N: usize>(w: &[u64; N], out: &mut [u8]) {
+    for (i, x) in w.iter().enumerate() {
+        out[i * 8..i * 8 + 8].copy_from_slice(&x.to_le_bytes());
+    }
+}
+
+fn from_bytes<const N: usize>(b: &[u8]) -> [u64; N] {
+    let mut w = [0u64; N];
+    for (i, x) in w.iter_mut().enumerate() {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[i * 8..i * 8 + 8]);
+        *x = u64::from_le_bytes(a);
+    }
+    w
+}
+
+pub fn send_req(fd: i32, r: &Req) -> Result<(), i32> {
+    let mut b = [0u8; REQ_WORDS * 8];
+    to_bytes(r, &mut b);
+    sys::write_all_fd(fd, &b)
+}
+
+pub fn recv_resp(fd: i32) -> Result<Option<Resp>, i32> {
+    let mut b = [0u8; RESP_WORDS * 8];
+    Ok(if sys::read_exact_fd(fd, &mut b)? { Some(from_bytes(&b)) } else { None })
+}
+
+fn send_resp(fd: i32, r: &Resp) {
+    let mut b = [0u8; RESP_WORDS * 8];
+    to_bytes(r, &mut b);
+    let _ = sys::write_all_fd(fd, &b);
+}
+
+fn recv_req(fd: i32) -> Option<Req> {
+    let mut b = [0u8; REQ_WORDS * 8];
+    match sys::read_exact_fd(fd, &mut b) {
+        Ok(true) => Some(from_bytes(&b)),
+        _ => None,
+    }
+}
+
+/// One access at `p`.
+#[inline(always)]
+fn touch(p: *mut u8, pattern: u64) {
+    // SAFETY: the parent checked against the child's VMAs (from /proc/PID/maps) that this
+    // address is mapped with the needed protection, so the access cannot raise a signal;
+    // the memory is scenario memory no Rust reference points to, hence volatile raw access.
+    unsafe {
+        match pattern {
+            P_READ => {
+                std::ptr::read_volatile(p);
+            }
+            P_WRITE => std::ptr::write_volatile(p, 1),
+            _ => {
+                std::ptr::read_volatile(p);
+                std::ptr::write_volatile(p, 1);
+            }
+        }
+    }
+}
+
+/// Runs one request with `base` as the arena start (absolute address). Returns the response.
+#[inline(never)]
+fn handle(base: u64, r: &Req) -> Resp {
+    let addr = base.wrapping_add(r[1]);
+    let len = r[2];
+    let (m0, j0) = sys::faults();
+    // SAFETY (all arms): raw memory-management syscalls on scenario addresses inside the arena
+    // (or the warm-up buffer); they cannot affect Rust-owned memory because the arena was a
+    // hole reserved for the scenario.
+    let ret: Result<u64, i32> = match r[0] {
+        K_MMAP => {
+            let p = unsafe { libc::mmap(addr as *mut _, len as usize, r[3] as i32, r[4] as i32, -1, 0) };
+            if p == libc::MAP_FAILED {
+                Err(sys::errno())
+            } else if p as u64 != addr {
+                // Kernel without MAP_FIXED_NOREPLACE semantics: never keep a misplaced mapping.
+                unsafe { libc::munmap(p, len as usize) };
+                Err(libc::EEXIST)
+            } else {
+                Ok(addr.wrapping_sub(base))
+            }
+        }
+        K_MUNMAP => {
+            let x = unsafe { libc::munmap(addr as *mut _, len as usize) };
+            if x < 0 { Err(sys::errno()) } else { Ok(0) }
+        }
+        K_MPROTECT => {
+            let x = unsafe { libc::mprotect(addr as *mut _, len as usize, r[3] as i32) };
+            if x < 0 { Err(sys::errno()) } else { Ok(0) }
+        }
+        K_MADVISE => {
+            let x = unsafe { libc::madvise(addr as *mut _, len as usize, r[3] as i32) };
+            if x < 0 { Err(sys::errno()) } else { Ok(0) }
+        }
+        K_ACCESS => {
+            let pattern = r[4];
+            let limit = r[8];
+            let mut it = touch_offsets(len, r[3], decode_subset(r[5], r[6], r[7]));
+            let mut done = 0u64;
+            while done < limit {
+                match it.next() {
+                    Some(off) => touch(addr.wrapping_add(off) as *mut u8, pattern),
+                    None => break,
+                }
+                done += 1;
+            }
+            if r[9] != 0 {
+                if let Some(off) = it.next() {
+                    touch(addr.wrapping_add(off) as *mut u8, P_READ);
+                }
+            }
+            Ok(done)
+        }
+        _ => Err(libc::ENOSYS),
+    };
+    let (m1, j1) = sys::faults();
+    let (st, v) = match ret {
+        Ok(v) => (0, v),
+        Err(e) => (1, e as u64),
+    };
+    [st, v, m1.wrapping_sub(m0), j1.wrapping_sub(j0)]
+}
+
+const WARM_LEN: u64 = 64 * 1024;
+
+/// Exercises every handler path once on a private buffer (see the module doc).
+fn warm_up(warm: u64) {
+    sys::prefault_stack(256);
+    let w = |kind, addr, len, a, b, sk, sc| -> Resp {
+        handle(0, &[kind, addr, len, a, b, sk, sc, 7, u64::MAX, 0, 0, 0])
+    };
+    for p in [P_READ, P_WRITE, P_RW] {
+        w(K_ACCESS, warm, WARM_LEN, 4096, p, 0, 0);
+        w(K_ACCESS, warm, WARM_LEN, 4096, p, 1, 3);
+        w(K_ACCESS, warm, WARM_LEN, 4096, p, 2, 50);
+    }
+    handle(0, &[K_ACCESS, warm, WARM_LEN, 4096, P_RW, 0, 0, 0, 2, 1, 0, 0]);
+    w(K_MADVISE, warm, 4096, libc::MADV_NORMAL as u64, 0, 0, 0);
+    w(K_MADVISE, warm + 1, 4096, libc::MADV_NORMAL as u64, 0, 0, 0); // EINVAL path
+    w(K_MPROTECT, warm, WARM_LEN, (libc::PROT_READ | libc::PROT_WRITE) as u64, 0, 0, 0);
+    let fl = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
+    w(K_MMAP, warm, 4096, (libc::PROT_READ | libc::PROT_WRITE) as u64, fl, 0, 0); // EEXIST
+    w(K_MUNMAP, warm + WARM_LEN - 4096, 4096, 0, 0, 0, 0);
+    w(K_MMAP, warm + WARM_LEN - 4096, 4096, (libc::PROT_READ | libc::PROT_WRITE) as u64, fl, 0, 0);
+    w(99, 0, 0, 0, 0, 0, 0);
+    sys::faults();
+}
+
+/// Entry point of the forked child. Never returns.
+pub fn child_main(req_fd: i32, resp_fd: i32, arena_len: u64) -> ! {
+    sys::reset_signals_in_child();
+    sys::close_all_except(&mut [req_fd, resp_fd]);
+    let reserve = arena_len.saturating_add(2 * GIB);
+    // SAFETY: a fresh PROT_NONE reservation; nothing else refers to it.
+    let res = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            reserve as usize,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if res == libc::MAP_FAILED {
+        send_resp(resp_fd, &[1, sys::errno() as u64, 0, 0]);
+        // SAFETY: _exit is always safe in a forked child.
+        unsafe { libc::_exit(1) };
+    }
+    let res = res as u64;
+    let base = (res + 1).div_ceil(GIB) * GIB;
+    // SAFETY: a fresh private mapping chosen by the kernel (outside the reservation).
+    let warm = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            WARM_LEN as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if warm == libc::MAP_FAILED {
+        send_resp(resp_fd, &[1, sys::errno() as u64, 0, 0]);
+        // SAFETY: as above.
+        unsafe { libc::_exit(1) };
+    }
+    // SAFETY: releasing our own reservation; the arena becomes a hole.
+    unsafe { libc::munmap(res as *mut _, reserve as usize) };
+    warm_up(warm as u64);
+    send_resp(resp_fd, &[0, base, 0, 0]);
+    while let Some(r) = recv_req(req_fd) {
+        if r[0] == K_EXIT {
+            break;
+        }
+        let resp = handle(base, &r);
+        send_resp(resp_fd, &resp);
+    }
+    // SAFETY: _exit skips atexit handlers and destructors, which belong to the parent.
+    unsafe { libc::_exit(0) }
+}

@@ -1,0 +1,353 @@
+//! Host observations in the shared schema: counters from /proc/vmstat and sysfs, smaps of the
+//! worker's VMAs, and the backing of every 4 KiB page.
+//!
+//! Page classification (verified on 6.18, see the crate README):
+//! 1. `PAGEMAP_SCAN` (`/proc/PID/pagemap` ioctl, Linux 6.7+) gives per-run categories:
+//!    `PAGE_IS_PRESENT`, `PAGE_IS_SWAPPED`, `PAGE_IS_PFNZERO` (4 KiB zero page *and* a PMD
+//!    mapping of the huge zero page), `PAGE_IS_HUGE` (PMD mapping).
+//!    present+pfnzero+huge → `HugeZero`; present+pfnzero → `Zero`; present+huge → `ThpPmd`;
+//!    swapped → `Swap`, or `Marker` when the pagemap entry has the uffd-wp bit (57) and its
+//!    swap type is not an active swap area (uffd-wp PTE markers are swap-format entries).
+//! 2. Other present pages: the PFN from `/proc/PID/pagemap` (bits 0–54, root only) and
+//!    `/proc/kpageflags`: not compound → `Anon`; compound → the folio's order, found by
+//!    walking back to the `KPF_COMPOUND_HEAD` and counting the following `KPF_COMPOUND_TAIL`
+//!    pages (a folio is naturally aligned in PFN space, so at most 512 flags are read),
+//!    → `ThpPte { order }`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+
+use thpsim_kernel::observe::{pagemap_push, Backing, PageMap, Smaps};
+use thpsim_kernel::vmstat::VmStat;
+
+use crate::sys::PAGE;
+use crate::sysfs::THP_DIR;
+
+// include/uapi/linux/fs.h (6.7+)
+pub const PAGE_IS_WPALLOWED: u64 = 1 << 0;
+pub const PAGE_IS_PRESENT: u64 = 1 << 3;
+pub const PAGE_IS_SWAPPED: u64 = 1 << 4;
+pub const PAGE_IS_PFNZERO: u64 = 1 << 5;
+pub const PAGE_IS_HUGE: u64 = 1 << 6;
+/// `_IOWR('f', 16, struct pm_scan_arg)` with `sizeof(struct pm_scan_arg) == 96`.
+pub const PAGEMAP_SCAN: u64 = 0xC060_6610;
+
+#[repr(C)]
+#[derive(Default)]
+struct PmScanArg {
+    size: u64,
+    flags: u64,
+    start: u64,
+    end: u64,
+    walk_end: u64,
+    vec: u64,
+    vec_len: u64,
+    max_pages: u64,
+    category_inverted: u64,
+    category_mask: u64,
+    category_anyof_mask: u64,
+    return_mask: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct PageRegion {
+    start: u64,
+    end: u64,
+    categories: u64,
+}
+
+// include/uapi/linux/kernel-page-flags.h
+pub const KPF_ANON: u64 = 1 << 12;
+pub const KPF_COMPOUND_HEAD: u64 = 1 << 15;
+pub const KPF_COMPOUND_TAIL: u64 = 1 << 16;
+pub const KPF_THP: u64 = 1 << 22;
+pub const KPF_ZERO_PAGE: u64 = 1 << 24;
+
+// Documentation/admin-guide/mm/pagemap.rst
+pub const PM_PRESENT: u64 = 1 << 63;
+pub const PM_SWAP: u64 = 1 << 62;
+pub const PM_UFFD_WP: u64 = 1 << 57;
+pub const PM_EXCLUSIVE: u64 = 1 << 56;
+pub const PM_PFN_MASK: u64 = (1 << 55) - 1;
+
+/// Runs `PAGEMAP_SCAN` over `[start, end)` of the process behind `pagemap`, returning
+/// `(start, end, categories)` runs of pages with at least one category bit or inside a VMA.
+pub fn pagemap_scan(pagemap: &File, start: u64, end: u64) -> std::io::Result<Vec<(u64, u64, u64)>> {
+    let mut out = Vec::new();
+    let mut vec = vec![PageRegion::default(); 1024];
+    let mut cur = start;
+    while cur < end {
+        let mut arg = PmScanArg {
+            size: std::mem::size_of::<PmScanArg>() as u64,
+            start: cur,
+            end,
+            vec: vec.as_mut_ptr() as u64,
+            vec_len: vec.len() as u64,
+            return_mask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_PFNZERO | PAGE_IS_HUGE | PAGE_IS_WPALLOWED,
+            ..Default::default()
+        };
+        // SAFETY: `arg` is a valid pm_scan_arg whose `vec` points to `vec.len()` writable
+        // page_region entries that outlive the call; the ioctl writes at most that many.
+        let n = unsafe { libc::ioctl(pagemap.as_raw_fd(), PAGEMAP_SCAN as _, &mut arg as *mut PmScanArg) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        for r in &vec[..n as usize] {
+            out.push((r.start, r.end, r.categories));
+        }
+        if arg.walk_end <= cur {
+            break;
+        }
+        cur = arg.walk_end;
+    }
+    Ok(out)
+}
+
+/// True if this kernel implements PAGEMAP_SCAN.
+pub fn pagemap_scan_available() -> Result<(), String> {
+    let f = File::open("/proc/self/pagemap").map_err(|e| format!("/proc/self/pagemap: {e}"))?;
+    let probe = 0u64;
+    let a = &probe as *const u64 as u64 & !(PAGE - 1);
+    pagemap_scan(&f, a, a + PAGE).map(|_| ()).map_err(|e| format!("PAGEMAP_SCAN ioctl (Linux 6.7+): {e}"))
+}
+
+/// Readers for one worker process.
+pub struct Observer {
+    pagemap: File,
+    kpageflags: File,
+    pid: i32,
+    /// Number of active swap areas (swap types below it are real swap entries).
+    swap_areas: u64,
+}
+
+impl Observer {
+    pub fn new(pid: i32) -> std::io::Result<Self> {
+        let swap_areas = std::fs::read_to_string("/proc/swaps")
+            .map(|s| s.lines().skip(1).filter(|l| !l.trim().is_empty()).count() as u64)
+            .unwrap_or(0);
+        Ok(Observer {
+            pagemap: File::open(format!("/proc/{pid}/pagemap"))?,
+            kpageflags: File::open("/proc/kpageflags")?,
+            pid,
+            swap_areas,
+        })
+    }
+
+    fn read_u64s(f: &File, index: u64, n: usize) -> std::io::Result<Vec<u64>> {
+        let mut buf = vec![0u8; n * 8];
+        f.read_exact_at(&mut buf, index * 8)?;
+        Ok(buf.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect())
+    }
+
+    /// The order of the folio containing `pfn`, from kpageflags (cached per 512-PFN block).
+    fn folio_order(&self, pfn: u64, cache: &mut HashMap<u64, Vec<u64>>) -> std::io::Result<u8> {
+        let block = pfn & !511;
+        if !cache.contains_key(&block) {
+            let v = Self::read_u64s(&self.kpageflags, block, 512)?;
+            cache.insert(block, v);
+        }
+        let fl = &cache[&block];
+        let i = (pfn - block) as usize;
+        if fl[i] & (KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL) == 0 {
+            return Ok(0);
+        }
+        let mut h = i;
+        while fl[h] & KPF_COMPOUND_HEAD == 0 {
+            if h == 0 {
+                return Ok(9); // head outside the block: larger than PMD order; report 9
+            }
+            h -= 1;
+        }
+        let mut n = 1;
+        while h + n < 512 && fl[h + n] & KPF_COMPOUND_TAIL != 0 && fl[h + n] & KPF_COMPOUND_HEAD == 0 {
+            n += 1;
+        }
+        Ok(n.next_power_of_two().trailing_zeros() as u8)
+    }
+
+    /// The backing of every page of `[start, end)` (absolute addresses, page aligned).
+    pub fn pages(&self, start: u64, end: u64) -> std::io::Result<PageMap> {
+        let mut map = PageMap::new();
+        if end <= start {
+            return Ok(map);
+        }
+        let runs = pagemap_scan(&self.pagemap, start, end)?;
+        let mut cache = HashMap::new();
+        let mut cur = start;
+        for (rs, re, cat) in runs {
+            let (rs, re) = (rs.max(cur), re.min(end));
+            if re <= rs {
+                continue;
+            }
+            pagemap_push(&mut map, Backing::None, (rs - cur) / PAGE);
+            let n = (re - rs) / PAGE;
+            if cat & PAGE_IS_PRESENT != 0 {
+                if cat & PAGE_IS_PFNZERO != 0 {
+                    let b = if cat & PAGE_IS_HUGE != 0 { Backing::HugeZero } else { Backing::Zero };
+                    pagemap_push(&mut map, b, n);
+                } else if cat & PAGE_IS_HUGE != 0 {
+                    pagemap_push(&mut map, Backing::ThpPmd, n);
+                } else {
+                    let ents = Self::read_u64s(&self.pagemap, rs / PAGE, n as usize)?;
+                    for e in ents {
+                        let b = if e & PM_PRESENT == 0 {
+                            Backing::None // raced; cannot happen while the worker is idle
+                        } else {
+                            match self.folio_order(e & PM_PFN_MASK, &mut cache)? {
+                                0 => Backing::Anon,
+                                o => Backing::ThpPte { order: o },
+                            }
+                        };
+                        pagemap_push(&mut map, b, 1);
+                    }
+                }
+            } else if cat & PAGE_IS_SWAPPED != 0 {
+                let ents = Self::read_u64s(&self.pagemap, rs / PAGE, n as usize)?;
+                for e in ents {
+                    let swap_type = e & 0x1f;
+                    let b = if e & PM_UFFD_WP != 0 && swap_type >= self.swap_areas {
+                        Backing::Marker
+                    } else {
+                        Backing::Swap
+                    };
+                    pagemap_push(&mut map, b, 1);
+                }
+            } else {
+                pagemap_push(&mut map, Backing::None, n);
+            }
+            cur = re;
+        }
+        pagemap_push(&mut map, Backing::None, (end - cur) / PAGE);
+        Ok(map)
+    }
+
+    /// smaps of the worker, summed over the VMAs overlapping `[start, end)`.
+    pub fn smaps(&self, text: &str, start: u64, end: u64) -> Smaps {
+        smaps_sum(text, start, end)
+    }
+
+    pub fn smaps_text(&self) -> std::io::Result<String> {
+        std::fs::read_to_string(format!("/proc/{}/smaps", self.pid))
+    }
+}
+
+fn vma_header(line: &str) -> Option<(u64, u64)> {
+    let range = line.split_whitespace().next()?;
+    let (a, b) = range.split_once('-')?;
+    if a.is_empty() || !a.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some((u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?))
+}
+
+/// Sums smaps fields of the VMAs overlapping `[start, end)`.
+pub fn smaps_sum(text: &str, start: u64, end: u64) -> Smaps {
+    let mut total = Smaps::default();
+    let mut cur: Option<Smaps> = None;
+    for line in text.lines() {
+        if let Some((a, b)) = vma_header(line) {
+            if let Some(s) = cur.take() {
+                total.accumulate(&s);
+            }
+            if a < end && b > start {
+                cur = Some(Smaps::default());
+            }
+            continue;
+        }
+        let Some(s) = cur.as_mut() else { continue };
+        let Some((name, rest)) = line.split_once(':') else { continue };
+        if let Some(f) = s.field_mut(name) {
+            let v = rest.split_whitespace().next().and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+            *f = v;
+        }
+    }
+    if let Some(s) = cur.take() {
+        total.accumulate(&s);
+    }
+    total
+}
+
+/// VMAs of a process from /proc/PID/maps: (start, end, r, w, x).
+pub fn read_maps(pid: i32) -> std::io::Result<Vec<(u64, u64, bool, bool, bool)>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    let mut v = Vec::new();
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let (Some(range), Some(perms)) = (it.next(), it.next()) else { continue };
+        let Some((a, b)) = range.split_once('-') else { continue };
+        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else { continue };
+        let p = perms.as_bytes();
+        if p.len() < 3 {
+            continue;
+        }
+        v.push((a, b, p[0] == b'r', p[1] == b'w', p[2] == b'x'));
+    }
+    Ok(v)
+}
+
+/// Absolute counter values under the `VmStat::named` keys; keys the host lacks are omitted.
+pub fn counters() -> BTreeMap<String, i64> {
+    let mut vm: HashMap<String, i64> = HashMap::new();
+    if let Ok(t) = std::fs::read_to_string("/proc/vmstat") {
+        for l in t.lines() {
+            if let Some((k, v)) = l.split_once(' ') {
+                if let Ok(v) = v.trim().parse::<i64>() {
+                    vm.insert(k.to_string(), v);
+                }
+            }
+        }
+    }
+    let read_num = |p: String| -> Option<i64> { std::fs::read_to_string(p).ok()?.trim().parse::<i64>().ok() };
+    let mut out = BTreeMap::new();
+    for (key, _) in VmStat::default().named() {
+        let val = if let Some(n) = key.strip_prefix("vmstat.") {
+            vm.get(n).copied()
+        } else if let Some(rest) = key.strip_prefix("mthp.") {
+            // mthp.<size>kB.<stat>
+            rest.split_once("kB.").and_then(|(size, stat)| read_num(format!("{THP_DIR}/hugepages-{size}kB/stats/{stat}")))
+        } else if let Some(n) = key.strip_prefix("khugepaged.") {
+            read_num(format!("{THP_DIR}/khugepaged/{n}"))
+        } else {
+            None
+        };
+        if let Some(v) = val {
+            out.insert(key, v);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn smaps_parsing() {
+        let t = "\
+7f0000000000-7f0000200000 rw-p 00000000 00:00 0 
+Size:               2048 kB
+Rss:                2048 kB
+AnonHugePages:      2048 kB
+THPeligible:        1
+VmFlags: rd wr mr mw me ac hg
+7f0000200000-7f0000400000 rw-p 00000000 00:00 0 
+Size:               2048 kB
+Rss:                   4 kB
+THPeligible:        1
+7f0000600000-7f0000800000 rw-p 00000000 00:00 0 
+Size:               2048 kB
+";
+        let s = smaps_sum(t, 0x7f0000000000, 0x7f0000400000);
+        assert_eq!(s.size, 4096);
+        assert_eq!(s.rss, 2052);
+        assert_eq!(s.anon_huge_pages, 2048);
+        assert_eq!(s.thp_eligible, 1);
+    }
+    #[test]
+    fn knob_values() {
+        assert_eq!(crate::sysfs::parse_knob_value("always [madvise] never\n"), "madvise");
+        assert_eq!(crate::sysfs::parse_knob_value("10000\n"), "10000");
+    }
+}
