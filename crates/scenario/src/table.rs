@@ -1,8 +1,229 @@
-//! The one table that defines the scenario ops. (stub, replaced by the parser work)
+//! The one table that defines the scenario ops. The parser dispatches on it (an op cannot
+//! exist without an entry here) and the language reference is generated from it.
+
+use crate::parse::{self, LineCtx, Parsed};
+
+/// Parses the arguments of one op line. Reports errors into the context; returns `None` when
+/// the line produced no statement.
+pub type ParseFn = fn(&mut LineCtx<'_, '_>) -> Option<Parsed>;
+
+/// Where in a file an op may appear.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Setup: at top level, before the first operation (only `kernel`, `memory`, `set`,
+    /// `sysfs` may precede it).
+    Setup,
+    /// Anywhere; does not end the setup section.
+    Anywhere,
+    /// Anywhere after the setup; the first such op ends the setup section.
+    Body,
+}
+
+impl Placement {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Placement::Setup => "setup: top level, before the first operation",
+            Placement::Anywhere => "anywhere (also in the setup section)",
+            Placement::Body => "anywhere after the setup section, also inside `repeat`",
+        }
+    }
+}
+
 pub struct OpSpec {
     pub name: &'static str,
+    /// Grammar line.
     pub synopsis: &'static str,
+    /// One-paragraph description.
     pub summary: &'static str,
+    /// `(argument, meaning)` pairs.
+    pub args: &'static [(&'static str, &'static str)],
+    /// A complete, valid scenario fragment (parses on its own).
     pub example: &'static str,
+    pub placement: Placement,
+    pub parse: ParseFn,
 }
-pub const OPS: &[OpSpec] = &[];
+
+/// The synopsis of an op by name (empty if unknown).
+pub fn synopsis(name: &str) -> &'static str {
+    OPS.iter()
+        .find(|s| s.name == name)
+        .map(|s| s.synopsis)
+        .unwrap_or("")
+}
+
+const ACCESS_ARGS: &[(&str, &str)] = &[
+    ("RANGE", "what to touch: `NAME`, `NAME+OFF` (one byte) or `NAME+OFF LEN`"),
+    ("stride=SIZE", "touch one byte every SIZE bytes, starting at the range start (default 4K; > 0)"),
+    (
+        "random=N | random=P%",
+        "touch only a seeded random subset of those offsets, N of them or P percent (rounded down), in a seeded random order",
+    ),
+    ("seed=S", "the subset's seed (default 0); only together with `random`"),
+];
+
+pub const OPS: &[OpSpec] = &[
+    OpSpec {
+        name: "kernel",
+        synopsis: "kernel PROFILE",
+        summary: "Chooses the behaviour profile (the kernel version whose choices the model follows). At most once; `compare` and `--profile` can override it. Default: the reference host's kernel.",
+        args: &[("PROFILE", "a known profile name (see Profiles below)")],
+        example: "kernel 6.18",
+        placement: Placement::Setup,
+        parse: parse::op_kernel,
+    },
+    OpSpec {
+        name: "memory",
+        synopsis: "memory SIZE",
+        summary: "Sets the simulated physical memory. At most once.",
+        args: &[("SIZE", "a positive multiple of 4M (the largest buddy block, MAX_PAGE_ORDER 10), at most 16T")],
+        example: "memory 16G",
+        placement: Placement::Setup,
+        parse: parse::op_memory,
+    },
+    OpSpec {
+        name: "sysfs",
+        synopsis: "sysfs KNOB=VALUE…",
+        summary: "Writes THP sysfs knobs (under /sys/kernel/mm/transparent_hugepage/), in order, as `echo VALUE > knob` would. In the setup section the knobs are applied before the first op; later, as an op.",
+        args: &[("KNOB=VALUE", "a knob and a value it accepts (see sysfs knobs below)")],
+        example: "sysfs enabled=madvise use_zero_page=1 hugepages-64kB.enabled=always",
+        placement: Placement::Anywhere,
+        parse: parse::op_sysfs,
+    },
+    OpSpec {
+        name: "set",
+        synopsis: "set SWITCH=VALUE…",
+        summary: "Overrides behaviour switches of the profile (e.g. to try a patch from the mailing list on an older kernel).",
+        args: &[("SWITCH=VALUE", "a switch and a value it accepts (see Switches below)")],
+        example: "set hzp_wp_fault=split large_folio_cow_reuse=0",
+        placement: Placement::Setup,
+        parse: parse::op_set,
+    },
+    OpSpec {
+        name: "mmap",
+        synopsis: "mmap NAME SIZE anon private [PROT | prot=PROT] [align=SIZE] [offset=SIZE] [populate]",
+        summary: "Creates an anonymous mapping named NAME. Host and model place it at the same arena offset: aligned to `align`, plus `offset` bytes (to build misaligned layouts). Options after `private` may come in any order. `shared`, and the backings `file`, `memfd`, `shmem`, `guest_memfd` are recognised but refused as not modelled yet.",
+        args: &[
+            ("NAME", "identifier `[A-Za-z_][A-Za-z0-9_]*`, unique in the file"),
+            ("SIZE", "length: a positive multiple of 4K, at most 64T"),
+            ("anon", "the backing (only anonymous memory is modelled)"),
+            ("private", "MAP_PRIVATE (`shared` is not modelled yet)"),
+            ("PROT", "`none` or letters from `rwx` (default `rw`), positional or as prot=PROT"),
+            ("align=SIZE", "placement alignment, a power of two from 4K to 64T (default: the engine's, 2M)"),
+            ("offset=SIZE", "bytes added to the aligned address, a multiple of 4K (default 0)"),
+            ("populate", "MAP_POPULATE"),
+        ],
+        example: "mmap buf 4M anon private rw align=2M offset=4K populate",
+        placement: Placement::Body,
+        parse: parse::op_mmap,
+    },
+    OpSpec {
+        name: "munmap",
+        synopsis: "munmap RANGE",
+        summary: "munmap(2) of a range (page-unaligned ranges fail like the kernel's, see `expect errno`).",
+        args: &[("RANGE", "`NAME`, `NAME+OFF` or `NAME+OFF LEN`")],
+        example: "mmap buf 4M anon private\nmunmap buf+2M 2M",
+        placement: Placement::Body,
+        parse: parse::op_munmap,
+    },
+    OpSpec {
+        name: "mprotect",
+        synopsis: "mprotect RANGE PROT",
+        summary: "mprotect(2) of a range.",
+        args: &[("RANGE", "`NAME`, `NAME+OFF` or `NAME+OFF LEN`"), ("PROT", "`none` or letters from `rwx` (also prot=PROT)")],
+        example: "mmap buf 4M anon private\nmprotect buf+0 2M r",
+        placement: Placement::Body,
+        parse: parse::op_mprotect,
+    },
+    OpSpec {
+        name: "madvise",
+        synopsis: "madvise RANGE ADVICE",
+        summary: "madvise(2) of a range. Advice values the model does not implement yet are refused by the checker instead of being ignored.",
+        args: &[
+            ("RANGE", "`NAME`, `NAME+OFF` or `NAME+OFF LEN`"),
+            ("ADVICE", "`HUGEPAGE` or `MADV_HUGEPAGE`, any case (see Advice below)"),
+        ],
+        example: "mmap buf 2M anon private\nmadvise buf HUGEPAGE",
+        placement: Placement::Body,
+        parse: parse::op_madvise,
+    },
+    OpSpec {
+        name: "read",
+        synopsis: "read RANGE [stride=SIZE] [random=N|random=P%] [seed=S]",
+        summary: "Reads one byte at each touched offset of the range. Stops at the first access that raises a signal (see `expect errno`).",
+        args: ACCESS_ARGS,
+        example: "mmap buf 2M anon private\nread buf+0\nread buf stride=64K\nread buf random=10% seed=7",
+        placement: Placement::Body,
+        parse: parse::op_read,
+    },
+    OpSpec {
+        name: "write",
+        synopsis: "write RANGE [stride=SIZE] [random=N|random=P%] [seed=S]",
+        summary: "Writes one non-zero byte at each touched offset of the range.",
+        args: ACCESS_ARGS,
+        example: "mmap buf 2M anon private\nwrite buf+4K\nwrite buf+0 1M stride=4K random=16 seed=1",
+        placement: Placement::Body,
+        parse: parse::op_write,
+    },
+    OpSpec {
+        name: "access",
+        synopsis: "access RANGE pattern=r|w|rw [stride=SIZE] [random=N|random=P%] [seed=S]",
+        summary: "Touches the range with a per-offset pattern: `r` reads, `w` writes, `rw` reads the byte and then writes it (QEMU's zero-page check).",
+        args: &[
+            ("RANGE", "what to touch: `NAME`, `NAME+OFF` (one byte) or `NAME+OFF LEN`"),
+            ("pattern=r|w|rw", "what to do at each touched offset (required)"),
+            ("stride=SIZE", "touch one byte every SIZE bytes (default 4K; > 0)"),
+            ("random=N | random=P%", "a seeded random subset of the offsets, in a seeded random order"),
+            ("seed=S", "the subset's seed (default 0); only together with `random`"),
+        ],
+        example: "mmap buf 2M anon private\naccess buf pattern=rw random=30% seed=42",
+        placement: Placement::Body,
+        parse: parse::op_access,
+    },
+    OpSpec {
+        name: "repeat",
+        synopsis: "repeat N",
+        summary: "Runs the following statements up to the matching `end` N times. Blocks nest. There are no braces: a block is closed by a line `end`.",
+        args: &[("N", "1 to 4294967295")],
+        example: "mmap buf 2M anon private\nrepeat 3\n  write buf+0\n  madvise buf DONTNEED\nend",
+        placement: Placement::Body,
+        parse: parse::op_repeat,
+    },
+    OpSpec {
+        name: "end",
+        synopsis: "end",
+        summary: "Closes the innermost `repeat` block.",
+        args: &[],
+        example: "repeat 2\n  checkpoint loop\nend",
+        placement: Placement::Body,
+        parse: parse::op_end,
+    },
+    OpSpec {
+        name: "checkpoint",
+        synopsis: "checkpoint LABEL",
+        summary: "Marks a point in the run: reports show the observables here, and counter expectations after it are deltas since this point.",
+        args: &[("LABEL", "letters, digits, `_`, `.`, `-`; unique in the file")],
+        example: "checkpoint after-populate",
+        placement: Placement::Body,
+        parse: parse::op_checkpoint,
+    },
+    OpSpec {
+        name: "expect",
+        synopsis: "expect OBSERVABLE CMP VALUE [when COND…]",
+        summary: "Asserts an observable, so that a scenario is its own test. Counters (`minflt`, `vmstat.*`, `mthp.*`, `khugepaged.*`) are deltas since the last checkpoint (or the start); `smaps(…)` and `pages(…)` are the current state; `errno` is the result of the previous op.",
+        args: &[
+            ("OBSERVABLE", "see Observables below"),
+            ("CMP", "`==`, `!=`, `<`, `<=`, `>`, `>=` (errno: `==`, `!=` only)"),
+            (
+                "VALUE",
+                "an integer (may be negative: counters are deltas); for smaps a size in kB (`2048kB`, `2M`, `4K`; a bare number is kB); for errno `ok`, `0`, an errno name or a signal",
+            ),
+            (
+                "when COND…",
+                "the expectation only applies to runs whose profile satisfies every condition: `kernel<cmp>MAJOR.MINOR` (`kernel>=6.13`, `kernel=6.12`) or `SWITCH=VALUE`",
+            ),
+        ],
+        example: "mmap buf 2M anon private\nwrite buf+0\nexpect minflt == 1\nexpect vmstat.thp_fault_alloc == 1 when kernel>=6.13\nexpect smaps(buf).AnonHugePages == 2M when hzp_wp_fault=thp\nexpect pages(buf+0 1M).thp_pmd >= 0\nexpect errno == ok",
+        placement: Placement::Body,
+        parse: parse::op_expect,
+    },
+];
