@@ -56,7 +56,7 @@ pub fn parse(file: &str, source: &str) -> Result<Scenario, Vec<Diagnostic>> {
             continue;
         };
         let Some(spec) = OPS.iter().find(|s| s.name == kw.text) else {
-            let hint = closest(kw.text, OPS.iter().map(|s| s.name))
+            let hint = suggest(kw.text, OPS.iter().map(|s| s.name))
                 .map(|c| format!("did you mean `{c}`?"))
                 .unwrap_or_else(|| {
                     format!(
@@ -173,6 +173,9 @@ struct Frame {
     count: u32,
     body: Vec<Stmt>,
 }
+
+/// The size recorded for a mapping whose `mmap` line had a bad size.
+const UNKNOWN_SIZE: u64 = u64::MAX;
 
 struct MapInfo {
     size: u64,
@@ -424,6 +427,9 @@ fn suggest<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str> + Clone,
 ) -> Option<&'a str> {
+    if word.len() > 64 {
+        return None;
+    }
     closest(word, candidates.clone()).or_else(|| {
         let mut it = candidates
             .into_iter()
@@ -863,6 +869,27 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         );
         return None;
     }
+    if let Some(first) = c.st.mappings.get(name.text) {
+        let first = first.line;
+        c.err(
+            name.span(),
+            format!("mapping `{}` is already defined", name.text),
+            Some(format!(
+                "`{}` was first mapped at line {first}; choose another name",
+                name.text
+            )),
+        );
+        return None;
+    }
+    // Known from here on; if the size is bad, later ranges are not checked against it
+    // (so one bad line does not cascade into errors on every use of the name).
+    c.st.mappings.insert(
+        name.text.to_string(),
+        MapInfo {
+            size: UNKNOWN_SIZE,
+            line: name.line,
+        },
+    );
     let size_tok = c.need("mapping size")?;
     let size = c.size(size_tok, "mapping size")?;
     if size == 0 || size % PAGE_SIZE != 0 {
@@ -884,25 +911,9 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         );
         return None;
     }
-    if let Some(first) = c.st.mappings.get(name.text) {
-        let first = first.line;
-        c.err(
-            name.span(),
-            format!("mapping `{}` is already defined", name.text),
-            Some(format!(
-                "`{}` was first mapped at line {first}; choose another name",
-                name.text
-            )),
-        );
-        return None;
+    if let Some(m) = c.st.mappings.get_mut(name.text) {
+        m.size = size;
     }
-    c.st.mappings.insert(
-        name.text.to_string(),
-        MapInfo {
-            size,
-            line: name.line,
-        },
-    );
 
     let backing_tok = c.need("backing (anon)")?;
     match backing_tok.text {

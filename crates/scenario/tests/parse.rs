@@ -14,6 +14,9 @@ const K: u64 = 1 << 10;
 const M: u64 = 1 << 20;
 const G: u64 = 1 << 30;
 
+/// For `one_err`: any hint (or none) is fine.
+const ANY: Option<&str> = Some("");
+
 fn sp(line: u32, col: u32, len: u32) -> Span {
     Span { line, col, len }
 }
@@ -883,7 +886,7 @@ fn unknown_mapping() {
         1,
         6,
         "unknown mapping `buf`",
-        None.or(Some("map it first")),
+        Some("map it first"),
     );
 }
 
@@ -972,7 +975,7 @@ fn sysfs_errors() {
         1,
         7,
         "unknown sysfs knob",
-        None.or(Some("")),
+        ANY,
     );
     one_err(
         "sysfs enabled",
@@ -1005,7 +1008,7 @@ fn switch_errors() {
         2,
         25,
         "unknown switch `hzp_wp`",
-        None.or(Some("")),
+        ANY,
     );
     one_err(
         "mmap buf 2M anon private\nset hzp_wp_fault=thp",
@@ -1221,7 +1224,7 @@ fn value_and_condition_errors() {
         2,
         38,
         "takes split or thp",
-        None.or(Some("split|thp")),
+        Some("split|thp"),
     );
     one_err(
         &e("expect minflt == 1 when 6.13"),
@@ -1246,7 +1249,7 @@ fn unmodelled_advice() {
         2,
         13,
         "MADV_COLLAPSE is not modelled yet",
-        None.or(Some("HUGEPAGE")),
+        Some("HUGEPAGE"),
     );
     one_err(
         "mmap buf 2M anon private\nmadvise buf HUGEPAEG",
@@ -1493,13 +1496,7 @@ fn blocks() {
         Some("repeat N"),
     );
     one_err("repeat 0\nend", 1, 8, "bad repeat count `0`", Some("1 to"));
-    one_err(
-        "repeat x\nend",
-        1,
-        8,
-        "bad repeat count `x`",
-        None.or(Some("")),
-    );
+    one_err("repeat x\nend", 1, 8, "bad repeat count `x`", ANY);
     one_err(
         "repeat 2 {\nend",
         1,
@@ -1522,7 +1519,7 @@ fn blocks() {
         1,
         1,
         "without a matching `end`",
-        None.or(Some("")),
+        ANY,
     );
 }
 
@@ -1566,6 +1563,31 @@ fn all_errors_are_reported() {
 }
 
 #[test]
+fn errors_do_not_cascade() {
+    // A mapping with a bad size is still known: its uses are not reported again.
+    one_err(
+        "mmap buf 2Q anon private\nread buf+4K\nexpect smaps(buf).Rss == 4\n",
+        1,
+        10,
+        "unknown unit",
+        ANY,
+    );
+    // An unmodelled mapping too.
+    one_err(
+        "mmap buf 2M anon shared\nwrite buf\n",
+        1,
+        18,
+        "not modelled yet",
+        ANY,
+    );
+    // A bad op inside a block does not unbalance it.
+    one_err("repeat 2\n  frob\nend\n", 2, 3, "unknown op", ANY);
+    // Hints for very long words are skipped (no quadratic edit distance on huge input).
+    let long = "x".repeat(100_000);
+    assert_eq!(errs(&long)[0].span.len, 100_000);
+}
+
+#[test]
 fn display_and_render() {
     let src = "mmap buf 2M anon private\n\tmadvise  bfu HUGEPAGE # c\n";
     let d = one_err(src, 2, 11, "unknown mapping `bfu`", Some("`buf`"));
@@ -1596,28 +1618,62 @@ fn display_and_render() {
     assert_eq!((d[0].span.col, d[0].span.len), (6, 2));
 }
 
+/// The table names that produce each AST variant. Exhaustive: a new `Op` variant does not
+/// compile until it is given a name here (and, by the test below, an entry in `OPS`).
+fn names_of(op: &Op) -> &'static [&'static str] {
+    match op {
+        Op::Kernel { .. } => &["kernel"],
+        Op::Memory { .. } => &["memory"],
+        Op::Sysfs { .. } => &["sysfs"],
+        Op::Set { .. } => &["set"],
+        Op::Mmap(_) => &["mmap"],
+        Op::Munmap { .. } => &["munmap"],
+        Op::Mprotect { .. } => &["mprotect"],
+        Op::Madvise { .. } => &["madvise"],
+        Op::Access(_) => &["read", "write", "access"],
+        Op::Repeat { .. } => &["repeat", "end"],
+        Op::Checkpoint { .. } => &["checkpoint"],
+        Op::Expect(_) => &["expect"],
+    }
+}
+
+fn collect_names(stmts: &[Stmt], out: &mut std::collections::BTreeSet<&'static str>) {
+    for s in stmts {
+        out.extend(names_of(&s.op));
+        if let Op::Repeat { body, .. } = &s.op {
+            collect_names(body, out);
+        }
+    }
+}
+
 #[test]
-fn op_table_examples_parse_and_every_op_dispatches() {
-    let mut names: Vec<&str> = OPS.iter().map(|o| o.name).collect();
+fn op_table_examples_parse_and_cover_every_op() {
+    let mut table: Vec<&str> = OPS.iter().map(|o| o.name).collect();
+    table.sort();
+    let n = table.len();
+    table.dedup();
+    assert_eq!(table.len(), n, "duplicate op names in OPS");
+    let mut produced = std::collections::BTreeSet::new();
     for op in OPS {
         let s = ok(op.example);
-        assert!(!s.stmts.is_empty(), "{}", op.name);
-        // The example uses its own op (as the keyword of some line).
+        // The example uses its own op as the keyword of some line.
         assert!(
             op.example
                 .lines()
                 .any(|l| l.split_whitespace().next() == Some(op.name)),
+            "example of `{}` does not use it",
+            op.name
+        );
+        collect_names(&s.stmts, &mut produced);
+        assert!(
+            !op.synopsis.is_empty() && !op.summary.is_empty(),
             "{}",
             op.name
         );
+        assert!(op.synopsis.starts_with(op.name), "{}", op.synopsis);
     }
-    names.sort();
-    let n = names.len();
-    names.dedup();
-    assert_eq!(names.len(), n, "duplicate op names");
-    // Every op the AST has is produced by some table entry.
-    let all = OPS.iter().map(|o| o.example).collect::<Vec<_>>().join("\n");
-    let _ = all; // each example parsed above; the variants are covered by the AST tests.
+    let produced: Vec<&str> = produced.into_iter().collect();
+    assert_eq!(produced, table, "OPS and the AST's op variants disagree");
 }
 
 // ---------------------------------------------------------------------------------------------
