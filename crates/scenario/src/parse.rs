@@ -40,7 +40,6 @@ pub fn parse(file: &str, source: &str) -> Result<Scenario, Vec<Diagnostic>> {
         kernel_line: None,
         memory_line: None,
         body_started: false,
-        depth: 0,
     };
     let mut top: Vec<Stmt> = Vec::new();
     let mut frames: Vec<Frame> = Vec::new();
@@ -67,7 +66,6 @@ pub fn parse(file: &str, source: &str) -> Result<Scenario, Vec<Diagnostic>> {
             st.err(kw.span(), format!("unknown op `{}`", kw.text), Some(hint));
             continue;
         };
-        st.depth = frames.len();
         match spec.placement {
             Placement::Setup => {
                 if !frames.is_empty() {
@@ -191,7 +189,6 @@ pub struct State {
     kernel_line: Option<u32>,
     memory_line: Option<u32>,
     body_started: bool,
-    depth: usize,
 }
 
 impl State {
