@@ -5,7 +5,9 @@
 use std::fmt;
 
 /// An errno value as Linux returns it (positive number).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Errno(pub i32);
 
 macro_rules! errnos {
@@ -48,8 +50,11 @@ impl fmt::Display for Errno {
 pub enum Signal {
     /// Access to an address with no VMA, or against the VMA's protection.
     Sigsegv,
-    /// The fault handler failed (e.g. out of memory for an order-0 page).
+    /// The fault handler returned `VM_FAULT_SIGBUS`.
     Sigbus,
+    /// The fault handler returned `VM_FAULT_OOM` and the task was OOM-killed (the model does
+    /// not pick another victim: the faulting task is the one reported).
+    Sigkill,
 }
 
 impl Signal {
@@ -57,12 +62,14 @@ impl Signal {
         match self {
             Signal::Sigsegv => "SIGSEGV",
             Signal::Sigbus => "SIGBUS",
+            Signal::Sigkill => "SIGKILL",
         }
     }
     pub fn from_name(name: &str) -> Option<Signal> {
         match name {
             "SIGSEGV" => Some(Signal::Sigsegv),
             "SIGBUS" => Some(Signal::Sigbus),
+            "SIGKILL" => Some(Signal::Sigkill),
             _ => None,
         }
     }

@@ -3,7 +3,9 @@
 //! exactly these types, so `check` compares like with like.
 
 /// What backs one 4 KiB virtual page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Backing {
     /// Nothing mapped (no PTE, or no page table).
     None,
@@ -25,8 +27,16 @@ pub enum Backing {
 
 impl Backing {
     /// The class names `pages(RANGE).<class>` accepts.
-    pub const CLASSES: &'static [&'static str] =
-        &["none", "zero", "huge_zero", "thp_pmd", "thp_pte", "anon", "marker", "swap"];
+    pub const CLASSES: &'static [&'static str] = &[
+        "none",
+        "zero",
+        "huge_zero",
+        "thp_pmd",
+        "thp_pte",
+        "anon",
+        "marker",
+        "swap",
+    ];
 
     pub fn class(self) -> &'static str {
         match self {
@@ -66,7 +76,10 @@ pub fn pagemap_push(map: &mut PageMap, b: Backing, n: u64) {
 
 /// Counts the pages of a given class in a page map.
 pub fn pagemap_count(map: &PageMap, class: &str) -> u64 {
-    map.iter().filter(|(b, _)| b.class() == class).map(|(_, n)| n).sum()
+    map.iter()
+        .filter(|(b, _)| b.class() == class)
+        .map(|(_, n)| n)
+        .sum()
 }
 
 macro_rules! smaps_fields {

@@ -163,7 +163,11 @@ const KHUGEPAGED: &[(&str, &str)] = &[
 pub fn knobs() -> Vec<KnobInfo> {
     let mut v = Vec::new();
     for (n, vals) in TOP {
-        v.push(KnobInfo { name: n.to_string(), path: n.to_string(), values: vals });
+        v.push(KnobInfo {
+            name: n.to_string(),
+            path: n.to_string(),
+            values: vals,
+        });
     }
     for o in ANON_ORDERS {
         let kb = order_to_size_kb(o);
@@ -203,7 +207,9 @@ fn parse_u32_max(v: &str, max: u32) -> Option<u32> {
 impl Sysfs {
     /// Writes a knob as `echo value > file` would; refuses what the kernel refuses (EINVAL).
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), KnobError> {
-        let bad = |expected: &str| KnobError::BadValue { expected: expected.to_string() };
+        let bad = |expected: &str| KnobError::BadValue {
+            expected: expected.to_string(),
+        };
         if let Some(rest) = name.strip_prefix("hugepages-") {
             let Some((size, file)) = rest.split_once("kB.") else {
                 return Err(self.unknown(name));
@@ -215,25 +221,53 @@ impl Sysfs {
             if file != "enabled" {
                 return Err(self.unknown(name));
             }
-            self.size_enabled[order as usize] =
-                ThpEnabled::parse(value, true).ok_or_else(|| bad("always|inherit|madvise|never"))?;
+            self.size_enabled[order as usize] = ThpEnabled::parse(value, true)
+                .ok_or_else(|| bad("always|inherit|madvise|never"))?;
             return Ok(());
         }
         match name {
-            "enabled" => self.enabled = ThpEnabled::parse(value, false).ok_or_else(|| bad("always|madvise|never"))?,
-            "defrag" => self.defrag = Defrag::parse(value).ok_or_else(|| bad("always|defer|defer+madvise|madvise|never"))?,
-            "use_zero_page" => self.use_zero_page = parse_bool01(value).ok_or_else(|| bad("0|1"))?,
-            "shrink_underused" => self.shrink_underused = parse_bool01(value).ok_or_else(|| bad("0|1"))?,
-            "anon_beside_full" => self.anon_beside_full = value.parse().map_err(|_| bad("integer"))?,
-            "khugepaged.defrag" => self.khugepaged_defrag = parse_bool01(value).ok_or_else(|| bad("0|1"))?,
-            "khugepaged.pages_to_scan" => {
-                self.pages_to_scan = value.parse::<u32>().ok().filter(|x| *x > 0).ok_or_else(|| bad("1..=4294967295"))?
+            "enabled" => {
+                self.enabled =
+                    ThpEnabled::parse(value, false).ok_or_else(|| bad("always|madvise|never"))?
             }
-            "khugepaged.scan_sleep_millisecs" => self.scan_sleep_millisecs = value.parse().map_err(|_| bad("milliseconds"))?,
-            "khugepaged.alloc_sleep_millisecs" => self.alloc_sleep_millisecs = value.parse().map_err(|_| bad("milliseconds"))?,
-            "khugepaged.max_ptes_none" => self.max_ptes_none = parse_u32_max(value, 511).ok_or_else(|| bad("0..=511"))?,
-            "khugepaged.max_ptes_swap" => self.max_ptes_swap = parse_u32_max(value, 511).ok_or_else(|| bad("0..=511"))?,
-            "khugepaged.max_ptes_shared" => self.max_ptes_shared = parse_u32_max(value, 511).ok_or_else(|| bad("0..=511"))?,
+            "defrag" => {
+                self.defrag = Defrag::parse(value)
+                    .ok_or_else(|| bad("always|defer|defer+madvise|madvise|never"))?
+            }
+            "use_zero_page" => {
+                self.use_zero_page = parse_bool01(value).ok_or_else(|| bad("0|1"))?
+            }
+            "shrink_underused" => {
+                self.shrink_underused = parse_bool01(value).ok_or_else(|| bad("0|1"))?
+            }
+            "anon_beside_full" => {
+                self.anon_beside_full = value.parse().map_err(|_| bad("integer"))?
+            }
+            "khugepaged.defrag" => {
+                self.khugepaged_defrag = parse_bool01(value).ok_or_else(|| bad("0|1"))?
+            }
+            "khugepaged.pages_to_scan" => {
+                self.pages_to_scan = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|x| *x > 0)
+                    .ok_or_else(|| bad("1..=4294967295"))?
+            }
+            "khugepaged.scan_sleep_millisecs" => {
+                self.scan_sleep_millisecs = value.parse().map_err(|_| bad("milliseconds"))?
+            }
+            "khugepaged.alloc_sleep_millisecs" => {
+                self.alloc_sleep_millisecs = value.parse().map_err(|_| bad("milliseconds"))?
+            }
+            "khugepaged.max_ptes_none" => {
+                self.max_ptes_none = parse_u32_max(value, 511).ok_or_else(|| bad("0..=511"))?
+            }
+            "khugepaged.max_ptes_swap" => {
+                self.max_ptes_swap = parse_u32_max(value, 511).ok_or_else(|| bad("0..=511"))?
+            }
+            "khugepaged.max_ptes_shared" => {
+                self.max_ptes_shared = parse_u32_max(value, 511).ok_or_else(|| bad("0..=511"))?
+            }
             _ => return Err(self.unknown(name)),
         }
         Ok(())
@@ -297,9 +331,18 @@ mod tests {
         let mut s = Sysfs::default();
         s.set("hugepages-64kB.enabled", "always").unwrap();
         assert_eq!(s.size_enabled[4], ThpEnabled::Always);
-        assert!(matches!(s.set("enabled", "inherit"), Err(KnobError::BadValue { .. })));
-        assert!(matches!(s.set("khugepaged.max_ptes_none", "512"), Err(KnobError::BadValue { .. })));
-        assert!(matches!(s.set("hugepages-8kB.enabled", "always"), Err(KnobError::Unknown { .. })));
+        assert!(matches!(
+            s.set("enabled", "inherit"),
+            Err(KnobError::BadValue { .. })
+        ));
+        assert!(matches!(
+            s.set("khugepaged.max_ptes_none", "512"),
+            Err(KnobError::BadValue { .. })
+        ));
+        assert!(matches!(
+            s.set("hugepages-8kB.enabled", "always"),
+            Err(KnobError::Unknown { .. })
+        ));
         match s.set("enabeld", "always") {
             Err(KnobError::Unknown { hint }) => assert!(hint.contains("`enabled`"), "{hint}"),
             other => panic!("{other:?}"),
@@ -308,8 +351,14 @@ mod tests {
 
     #[test]
     fn paths() {
-        assert_eq!(knob_path("hugepages-64kB.enabled").unwrap(), "hugepages-64kB/enabled");
-        assert_eq!(knob_path("khugepaged.max_ptes_none").unwrap(), "khugepaged/max_ptes_none");
+        assert_eq!(
+            knob_path("hugepages-64kB.enabled").unwrap(),
+            "hugepages-64kB/enabled"
+        );
+        assert_eq!(
+            knob_path("khugepaged.max_ptes_none").unwrap(),
+            "khugepaged/max_ptes_none"
+        );
         assert_eq!(knob_path("enabled").unwrap(), "enabled");
     }
 }

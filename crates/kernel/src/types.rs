@@ -31,7 +31,9 @@ pub const fn is_page_aligned(x: u64) -> bool {
 }
 
 /// Page protections of a mapping (`PROT_*`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct Prot {
     pub read: bool,
     pub write: bool,
@@ -39,9 +41,21 @@ pub struct Prot {
 }
 
 impl Prot {
-    pub const NONE: Prot = Prot { read: false, write: false, exec: false };
-    pub const R: Prot = Prot { read: true, write: false, exec: false };
-    pub const RW: Prot = Prot { read: true, write: true, exec: false };
+    pub const NONE: Prot = Prot {
+        read: false,
+        write: false,
+        exec: false,
+    };
+    pub const R: Prot = Prot {
+        read: true,
+        write: false,
+        exec: false,
+    };
+    pub const RW: Prot = Prot {
+        read: true,
+        write: true,
+        exec: false,
+    };
 
     /// Parses the scenario spelling: `none`, or letters from `rwx` (e.g. `rw`, `r`, `rx`).
     pub fn parse(s: &str) -> Option<Prot> {
@@ -151,14 +165,25 @@ impl Advice {
     pub fn parse(s: &str) -> Option<Advice> {
         let up = s.to_ascii_uppercase();
         let key = up.strip_prefix("MADV_").unwrap_or(&up);
-        Self::ALL.iter().find(|(n, _, _)| *n == key).map(|(_, a, _)| *a)
+        Self::ALL
+            .iter()
+            .find(|(n, _, _)| *n == key)
+            .map(|(_, a, _)| *a)
     }
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(_, a, _)| *a == self).map(|(n, _, _)| *n).unwrap_or("?")
+        Self::ALL
+            .iter()
+            .find(|(_, a, _)| *a == self)
+            .map(|(n, _, _)| *n)
+            .unwrap_or("?")
     }
     /// The `MADV_*` number passed to madvise(2).
     pub fn value(self) -> i32 {
-        Self::ALL.iter().find(|(_, a, _)| *a == self).map(|(_, _, v)| *v).unwrap_or(-1)
+        Self::ALL
+            .iter()
+            .find(|(_, a, _)| *a == self)
+            .map(|(_, _, v)| *v)
+            .unwrap_or(-1)
     }
     /// Whether the model implements this advice today.
     pub fn is_modelled(self) -> bool {

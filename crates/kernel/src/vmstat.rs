@@ -133,7 +133,12 @@ pub struct VmStat {
 
 impl Default for VmStat {
     fn default() -> Self {
-        VmStat { items: [0; VmItem::COUNT], mthp: [[0; MthpStat::COUNT]; 10], pages_collapsed: 0, full_scans: 0 }
+        VmStat {
+            items: [0; VmItem::COUNT],
+            mthp: [[0; MthpStat::COUNT]; 10],
+            pages_collapsed: 0,
+            full_scans: 0,
+        }
     }
 }
 
@@ -171,10 +176,16 @@ impl VmStat {
         }
         for o in crate::sysfs::ANON_ORDERS {
             for &s in MthpStat::ALL {
-                v.push((format!("mthp.{}kB.{}", crate::sysfs::order_to_size_kb(o), s.name()), self.mthp_get(o, s)));
+                v.push((
+                    format!("mthp.{}kB.{}", crate::sysfs::order_to_size_kb(o), s.name()),
+                    self.mthp_get(o, s),
+                ));
             }
         }
-        v.push(("khugepaged.pages_collapsed".to_string(), self.pages_collapsed as i64));
+        v.push((
+            "khugepaged.pages_collapsed".to_string(),
+            self.pages_collapsed as i64,
+        ));
         v.push(("khugepaged.full_scans".to_string(), self.full_scans as i64));
         v
     }

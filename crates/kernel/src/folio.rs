@@ -1,0 +1,201 @@
+//! Folios (`include/linux/mm_types.h` struct folio, Linux 6.18): order, reference count,
+//! mapcounts and the flags the THP paths read. Order-0 folios are 20 bytes; large folios
+//! carry a side record with per-page mapcounts (only once PTE-mapped) and a bitmap of pages
+//! whose content is non-zero (what the deferred-split shrinker and zero-page remapping read).
+//!
+//! Counting convention (as the kernel's): `refcount` = number of mappings (each PTE and each
+//! PMD mapping one reference) + extra pins; `entire_mapcount` = PMD mappings; a page's
+//! mapcount = PTE mappings of that page; `mapcount` = sum of PTE mappings over all pages.
+
+pub type FolioId = u32;
+
+pub mod flags {
+    /// Anonymous folio.
+    pub const ANON: u8 = 1 << 0;
+    /// Flagged partially mapped (`folio_test_partially_mapped`).
+    pub const PARTIALLY_MAPPED: u8 = 1 << 1;
+    /// On the deferred-split queue.
+    pub const DEFERRED: u8 = 1 << 2;
+    /// MADV_FREE'd and clean (lazy-free).
+    pub const LAZYFREE: u8 = 1 << 3;
+    /// Order-0 only: the page's content is not all zero.
+    pub const NONZERO: u8 = 1 << 4;
+    /// Slot is unused (on the arena free list).
+    pub const FREE: u8 = 1 << 7;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Folio {
+    pub pfn: u32,
+    pub refcount: u32,
+    pub mapcount: u32,
+    /// Index into `Folios::large` for order > 0, else `u32::MAX`.
+    pub meta: u32,
+    pub entire_mapcount: u16,
+    pub order: u8,
+    pub flags: u8,
+}
+
+impl Folio {
+    #[inline]
+    pub fn nr_pages(&self) -> u32 {
+        1 << self.order
+    }
+    #[inline]
+    pub fn test(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+}
+
+/// Side record of a large folio.
+#[derive(Clone, Debug, Default)]
+pub struct LargeMeta {
+    /// Per-page PTE mapcount; empty until the folio is first PTE-mapped.
+    pub page_mapcount: Vec<u32>,
+    /// Number of pages with a PTE mapcount > 0 (`_nr_pages_mapped` without the PMD part).
+    pub nr_pages_mapped: u32,
+    /// One bit per page: content not all zero.
+    pub nonzero: Vec<u64>,
+    /// Deferred-split queue links (`_deferred_list`), `u32::MAX` = none.
+    pub ds_prev: u32,
+    pub ds_next: u32,
+    /// The folio is maybe mapped by more than one mm (`FOLIO_MM_IDS_SHARED_BITNUM`).
+    pub maybe_shared: bool,
+}
+
+impl LargeMeta {
+    fn new(order: u8) -> Self {
+        LargeMeta {
+            page_mapcount: Vec::new(),
+            nr_pages_mapped: 0,
+            nonzero: vec![0; (1usize << order).div_ceil(64)],
+            ds_prev: u32::MAX,
+            ds_next: u32::MAX,
+            maybe_shared: false,
+        }
+    }
+}
+
+/// The folio arena: stable `FolioId`s, reused LIFO after free.
+#[derive(Clone, Debug, Default)]
+pub struct Folios {
+    pub slots: Vec<Folio>,
+    free_slots: Vec<FolioId>,
+    pub large: Vec<LargeMeta>,
+    free_large: Vec<u32>,
+    live: u64,
+}
+
+impl Folios {
+    pub fn alloc(&mut self, pfn: u64, order: u8, fl: u8) -> FolioId {
+        let meta = if order > 0 {
+            let m = LargeMeta::new(order);
+            match self.free_large.pop() {
+                Some(i) => {
+                    self.large[i as usize] = m;
+                    i
+                }
+                None => {
+                    self.large.push(m);
+                    (self.large.len() - 1) as u32
+                }
+            }
+        } else {
+            u32::MAX
+        };
+        let f = Folio {
+            pfn: pfn as u32,
+            refcount: 0,
+            mapcount: 0,
+            meta,
+            entire_mapcount: 0,
+            order,
+            flags: fl,
+        };
+        self.live += 1;
+        match self.free_slots.pop() {
+            Some(id) => {
+                self.slots[id as usize] = f;
+                id
+            }
+            None => {
+                self.slots.push(f);
+                (self.slots.len() - 1) as FolioId
+            }
+        }
+    }
+
+    pub fn release(&mut self, id: FolioId) {
+        let f = &mut self.slots[id as usize];
+        debug_assert!(!f.test(flags::FREE));
+        if f.meta != u32::MAX {
+            self.large[f.meta as usize] = LargeMeta::default();
+            self.free_large.push(f.meta);
+        }
+        f.flags = flags::FREE;
+        f.meta = u32::MAX;
+        self.free_slots.push(id);
+        self.live -= 1;
+    }
+
+    #[inline]
+    pub fn get(&self, id: FolioId) -> &Folio {
+        &self.slots[id as usize]
+    }
+    #[inline]
+    pub fn get_mut(&mut self, id: FolioId) -> &mut Folio {
+        &mut self.slots[id as usize]
+    }
+    pub fn meta(&self, id: FolioId) -> &LargeMeta {
+        &self.large[self.slots[id as usize].meta as usize]
+    }
+    pub fn meta_mut(&mut self, id: FolioId) -> &mut LargeMeta {
+        let m = self.slots[id as usize].meta as usize;
+        &mut self.large[m]
+    }
+    pub fn live(&self) -> u64 {
+        self.live
+    }
+    /// Live folio ids in id order.
+    pub fn iter_live(&self) -> impl Iterator<Item = FolioId> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !f.test(flags::FREE))
+            .map(|(i, _)| i as FolioId)
+    }
+
+    /// Marks a page of the folio as holding non-zero data (a store happened).
+    #[inline]
+    pub fn set_nonzero(&mut self, id: FolioId, idx: u32) {
+        let f = &mut self.slots[id as usize];
+        if f.meta == u32::MAX {
+            f.flags |= flags::NONZERO;
+        } else {
+            self.large[f.meta as usize].nonzero[(idx / 64) as usize] |= 1u64 << (idx % 64);
+        }
+    }
+
+    pub fn is_nonzero(&self, id: FolioId, idx: u32) -> bool {
+        let f = &self.slots[id as usize];
+        if f.meta == u32::MAX {
+            f.test(flags::NONZERO)
+        } else {
+            self.large[f.meta as usize].nonzero[(idx / 64) as usize] & (1u64 << (idx % 64)) != 0
+        }
+    }
+
+    /// The PTE mapcount of one page.
+    pub fn page_mapcount(&self, id: FolioId, idx: u32) -> u32 {
+        let f = &self.slots[id as usize];
+        if f.meta == u32::MAX {
+            f.mapcount
+        } else {
+            self.large[f.meta as usize]
+                .page_mapcount
+                .get(idx as usize)
+                .copied()
+                .unwrap_or(0)
+        }
+    }
+}

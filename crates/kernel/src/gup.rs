@@ -1,0 +1,62 @@
+//! Population through GUP, after `mm/gup.c` (Linux 6.18): `faultin_page_range` /
+//! `__get_user_pages` as `MADV_POPULATE_READ/WRITE` and `MAP_POPULATE` use them. Each page
+//! not already mapped with the needed access is faulted with `handle_mm_fault` exactly like a
+//! user access (same decisions, same `pgfault`, the caller's `minflt`), but no data is
+//! stored, so populated pages stay zero-filled.
+
+use crate::errno::Errno;
+use crate::memory::VmFault;
+use crate::mm::vmf;
+use crate::types::{Pid, PAGE_SIZE};
+use crate::Kernel;
+
+impl Kernel {
+    /// Populates `[start, end)` (page aligned). `force` is `FOLL_FORCE` (MAP_POPULATE/mlock:
+    /// any accessible VMA may be read). Errors as `madvise_populate` maps them: a hole →
+    /// ENOMEM, a VMA without the needed permission → EINVAL, a failed fault → EFAULT/ENOMEM.
+    pub(crate) fn populate_range(
+        &mut self,
+        pid: Pid,
+        start: u64,
+        end: u64,
+        write: bool,
+        force: bool,
+    ) -> Result<(), Errno> {
+        let mmi = self.mm_of(pid);
+        let mut addr = start;
+        while addr < end {
+            let Some(vma) = self.mms[mmi].vma_at(addr).cloned() else {
+                return Err(Errno::ENOMEM);
+            };
+            // check_vma_flags()
+            let ok = if write {
+                vma.has(vmf::WRITE)
+            } else {
+                vma.has(vmf::READ) || (force && vma.accessible())
+            };
+            if !ok {
+                return Err(Errno::EINVAL);
+            }
+            let e = end.min(vma.end);
+            while addr < e {
+                let mut tries = 0;
+                while !self.access_hit(mmi, addr, write, false) {
+                    tries += 1;
+                    assert!(
+                        tries <= 4,
+                        "model bug: populate at {addr:#x} keeps faulting"
+                    );
+                    match self.handle_mm_fault(mmi, &vma, addr, write) {
+                        VmFault::Done | VmFault::Fallback => {
+                            self.tasks.get_mut(&pid).expect("task").minflt += 1
+                        }
+                        VmFault::Oom => return Err(Errno::ENOMEM),
+                        VmFault::Sigbus => return Err(Errno::EFAULT),
+                    }
+                }
+                addr += PAGE_SIZE;
+            }
+        }
+        Ok(())
+    }
+}

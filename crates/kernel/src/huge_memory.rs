@@ -1,0 +1,363 @@
+//! PMD-level THP paths of `mm/huge_memory.c` (Linux 6.18): the THP-allowed rules
+//! (`__thp_vma_allowable_orders`, `vma_thp_disabled`, `thp_vma_suitable_order(s)` from
+//! `include/linux/huge_mm.h`), the huge zero folio (`mm_get_huge_zero_folio`), the anonymous
+//! PMD fault (`do_huge_pmd_anonymous_page`, `vma_alloc_anon_folio_pmd`,
+//! `map_anon_folio_pmd`), the write-protect fault on a PMD (`do_huge_pmd_wp_page`,
+//! `do_huge_zero_wp_pmd` since 6.13) and PMD splitting (`__split_huge_pmd_locked`,
+//! `__split_huge_zero_page_pmd`).
+//!
+//! Deviations: no uffd-wp on PMDs yet, no DMA-pin checks, no `defrag`-driven compaction
+//! (an order-9 allocation fails exactly when the buddy allocator has no free order-9 block).
+
+use crate::folio::FolioId;
+use crate::memory::VmFault;
+use crate::mm::{vmf, ThpDisable, Vma};
+use crate::pgtable::{Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, SOFT_DIRTY, UFFD_WP, WRITE, YOUNG};
+use crate::profile::HzpWpFault;
+use crate::sysfs::ThpEnabled;
+use crate::types::{HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK, PMD_SIZE};
+use crate::vmstat::{MthpStat, VmItem};
+use crate::Kernel;
+
+/// Who asks whether THP is allowed (`tva_type`): it decides which checks apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tva {
+    /// A page fault: sysfs enforced; size/alignment checked by the fault handler.
+    PageFault,
+    /// smaps `THPeligible`: sysfs enforced, VMA-size check, anon_vma not required.
+    Smaps,
+    /// khugepaged: sysfs enforced, VMA-size check, anon_vma required.
+    Khugepaged,
+    /// MADV_COLLAPSE: sysfs ignored, VMA-size check, anon_vma required.
+    ForcedCollapse,
+}
+
+/// `thp_vma_suitable_order`: the aligned block of `order` around `addr` lies inside the VMA.
+#[inline]
+pub fn thp_vma_suitable_order(vma: &Vma, addr: u64, order: u8) -> bool {
+    let size = PAGE_SIZE << order;
+    let haddr = addr & !(size - 1);
+    haddr >= vma.start && haddr + size <= vma.end
+}
+
+/// `thp_vma_suitable_orders`: keeps the orders of `orders` whose block around `addr` fits.
+pub fn thp_vma_suitable_orders(vma: &Vma, addr: u64, orders: u16) -> u16 {
+    let mut out = 0;
+    for o in 0..16u8 {
+        if orders & (1 << o) != 0 && thp_vma_suitable_order(vma, addr, o) {
+            out |= 1 << o;
+        }
+    }
+    out
+}
+
+impl Kernel {
+    /// `vma_thp_disabled`: VM_NOHUGEPAGE, or prctl disabled (completely, or except-advised in
+    /// a VMA without VM_HUGEPAGE).
+    pub(crate) fn vma_thp_disabled(&self, mmi: usize, vma: &Vma) -> bool {
+        if vma.has(vmf::NOHUGEPAGE) {
+            return true;
+        }
+        match self.mms[mmi].thp_disable {
+            ThpDisable::Completely => true,
+            ThpDisable::ExceptAdvised => !vma.has(vmf::HUGEPAGE),
+            ThpDisable::No => false,
+        }
+    }
+
+    /// The sysfs mask for an anonymous VMA (`thp_vma_allowable_orders` inline part):
+    /// per-size `always`, `madvise` with VM_HUGEPAGE, `inherit` with the top-level rule.
+    pub(crate) fn sysfs_anon_orders(&self, vma_flags: u32) -> u16 {
+        let hugepage = vma_flags & vmf::HUGEPAGE != 0;
+        let top = self.sysfs.enabled;
+        let inherit_ok = top == ThpEnabled::Always || (hugepage && top == ThpEnabled::Madvise);
+        let mut mask = 0u16;
+        for o in crate::sysfs::ANON_ORDERS {
+            let ok = match self.sysfs.size_enabled[o as usize] {
+                ThpEnabled::Always => true,
+                ThpEnabled::Madvise => hugepage,
+                ThpEnabled::Inherit => inherit_ok,
+                ThpEnabled::Never => false,
+            };
+            if ok {
+                mask |= 1 << o;
+            }
+        }
+        mask
+    }
+
+    /// `thp_vma_allowable_orders` for an anonymous VMA.
+    pub(crate) fn thp_vma_allowable_orders(
+        &self,
+        mmi: usize,
+        vma: &Vma,
+        mut orders: u16,
+        tva: Tva,
+    ) -> u16 {
+        if tva != Tva::ForcedCollapse {
+            orders &= self.sysfs_anon_orders(vma.flags);
+        }
+        if orders == 0 {
+            return 0;
+        }
+        if tva == Tva::ForcedCollapse {
+            // MADV_COLLAPSE ignores sysfs but not VM_NOHUGEPAGE or a complete prctl disable.
+            if vma.has(vmf::NOHUGEPAGE) || self.mms[mmi].thp_disable == ThpDisable::Completely {
+                return 0;
+            }
+        } else if self.vma_thp_disabled(mmi, vma) {
+            return 0;
+        }
+        if tva != Tva::PageFault {
+            // Size check by the VMA's end: the highest order whose last aligned block fits.
+            let mut found = 0;
+            for o in (0..16u8).rev() {
+                if orders & (1 << o) != 0 {
+                    let size = PAGE_SIZE << o;
+                    if vma.end >= size && thp_vma_suitable_order(vma, vma.end - size, o) {
+                        found = orders & ((2u16 << o) - 1);
+                        break;
+                    }
+                }
+            }
+            orders = found;
+            if orders == 0 {
+                return 0;
+            }
+            if vma.anon_vma.is_none() && matches!(tva, Tva::Khugepaged | Tva::ForcedCollapse) {
+                return 0;
+            }
+        }
+        orders
+    }
+
+    pub(crate) fn thp_vma_allowable_order(
+        &self,
+        mmi: usize,
+        vma: &Vma,
+        order: u8,
+        tva: Tva,
+    ) -> bool {
+        self.thp_vma_allowable_orders(mmi, vma, 1 << order, tva) != 0
+    }
+
+    /// `hugepage_pmd_enabled`: the PMD size is enabled in some way (khugepaged runs).
+    pub(crate) fn hugepage_pmd_enabled(&self) -> bool {
+        match self.sysfs.size_enabled[HPAGE_PMD_ORDER as usize] {
+            ThpEnabled::Always | ThpEnabled::Madvise => true,
+            ThpEnabled::Inherit => {
+                matches!(self.sysfs.enabled, ThpEnabled::Always | ThpEnabled::Madvise)
+            }
+            ThpEnabled::Never => false,
+        }
+    }
+
+    /// `khugepaged_enter_vma`: register the mm with khugepaged if the VMA (with `flags`) is
+    /// eligible for it.
+    pub(crate) fn khugepaged_enter_vma(&mut self, mmi: usize, vma: &Vma, flags: u32) {
+        if self.mms[mmi].khugepaged_registered || !self.hugepage_pmd_enabled() {
+            return;
+        }
+        let v = Vma {
+            flags,
+            ..vma.clone()
+        };
+        if self.thp_vma_allowable_order(mmi, &v, HPAGE_PMD_ORDER, Tva::Khugepaged) {
+            self.mms[mmi].khugepaged_registered = true;
+        }
+    }
+
+    /// `mm_get_huge_zero_folio`: this mm's reference on the huge zero folio, allocating it
+    /// (`thp_zero_page_alloc`) if it does not exist.
+    fn mm_get_huge_zero_folio(&mut self, mmi: usize) -> bool {
+        if self.mms[mmi].huge_zero_ref {
+            return true;
+        }
+        if self.huge_zero_pfn.is_none() {
+            match self.buddy.alloc(HPAGE_PMD_ORDER) {
+                Some(pfn) => {
+                    self.huge_zero_pfn = Some(pfn);
+                    self.vmstat.count(VmItem::ThpZeroPageAlloc);
+                }
+                None => {
+                    self.vmstat.count(VmItem::ThpZeroPageAllocFailed);
+                    return false;
+                }
+            }
+        }
+        self.huge_zero_users += 1;
+        self.mms[mmi].huge_zero_ref = true;
+        true
+    }
+
+    /// `vma_alloc_anon_folio_pmd`: an order-9 folio for a fault, counting fallbacks.
+    fn vma_alloc_anon_folio_pmd(&mut self) -> Option<FolioId> {
+        match self.alloc_anon_folio_order(HPAGE_PMD_ORDER) {
+            Some(f) => Some(f),
+            None => {
+                self.vmstat.count(VmItem::ThpFaultFallback);
+                self.vmstat
+                    .mthp_count(HPAGE_PMD_ORDER, MthpStat::AnonFaultFallback);
+                None
+            }
+        }
+    }
+
+    /// `map_anon_folio_pmd`: install a new PMD THP (writable and dirty if the VMA is
+    /// writable), exclusive rmap, counters, and the deferred-split queue when `queue`.
+    fn map_anon_folio_pmd(
+        &mut self,
+        mmi: usize,
+        vma: &Vma,
+        haddr: u64,
+        folio: FolioId,
+        queue: bool,
+    ) {
+        let bits = YOUNG | EXCLUSIVE | DIRTY | if vma.has(vmf::WRITE) { WRITE } else { 0 };
+        *self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd table") = Pmd::thp(folio, bits);
+        self.folio_add_new_anon_rmap(folio, true);
+        self.mms[mmi].rss_anon += HPAGE_PMD_NR as u64;
+        self.vmstat.count(VmItem::ThpFaultAlloc);
+        self.vmstat
+            .mthp_count(HPAGE_PMD_ORDER, MthpStat::AnonFaultAlloc);
+        if queue {
+            self.deferred_split_folio(folio, false);
+        }
+    }
+
+    /// `do_huge_pmd_anonymous_page`: fault on an empty PMD slot where PMD THP is allowed.
+    pub(crate) fn do_huge_pmd_anonymous_page(
+        &mut self,
+        mmi: usize,
+        vma: &Vma,
+        addr: u64,
+        write: bool,
+    ) -> VmFault {
+        let haddr = addr & PMD_MASK;
+        if !thp_vma_suitable_order(vma, haddr, HPAGE_PMD_ORDER) {
+            return VmFault::Fallback;
+        }
+        self.anon_vma_prepare(mmi, vma.start);
+        let vma_now = self.mms[mmi].vmas[&vma.start].clone();
+        self.khugepaged_enter_vma(mmi, &vma_now, vma_now.flags);
+        if !write && self.sysfs.use_zero_page {
+            let Some(pgtable) = self.alloc_pgtable_page() else {
+                return VmFault::Oom;
+            };
+            if !self.mm_get_huge_zero_folio(mmi) {
+                self.free_pgtable_page(pgtable);
+                self.vmstat.count(VmItem::ThpFaultFallback);
+                return VmFault::Fallback;
+            }
+            *self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd table") = Pmd::huge_zero(YOUNG);
+            self.mms[mmi].pgt.deposited.push(pgtable);
+            return VmFault::Done;
+        }
+        let Some(folio) = self.vma_alloc_anon_folio_pmd() else {
+            return VmFault::Fallback;
+        };
+        let Some(pgtable) = self.alloc_pgtable_page() else {
+            self.folio_put_new(folio);
+            return VmFault::Oom;
+        };
+        self.mms[mmi].pgt.deposited.push(pgtable);
+        self.map_anon_folio_pmd(mmi, vma, haddr, folio, true);
+        VmFault::Done
+    }
+
+    /// Frees a folio that was never mapped.
+    fn folio_put_new(&mut self, id: FolioId) {
+        debug_assert_eq!(self.folios.get(id).refcount, 0);
+        self.free_folio(id);
+    }
+
+    /// `do_huge_pmd_wp_page`: a write to a present, write-protected huge PMD. Returns
+    /// `Fallback` after splitting the PMD; the caller finishes at PTE level.
+    pub(crate) fn do_huge_pmd_wp_page(&mut self, mmi: usize, vma: &Vma, addr: u64) -> VmFault {
+        let haddr = addr & PMD_MASK;
+        let pmd = self.mms[mmi].pgt.pmd(haddr);
+        if pmd.is_huge_zero() {
+            if self.profile.switches.hzp_wp_fault == HzpWpFault::Thp {
+                let r = self.do_huge_zero_wp_pmd(mmi, vma, haddr);
+                if r != VmFault::Fallback {
+                    return r;
+                }
+            }
+            self.split_huge_pmd(mmi, haddr);
+            return VmFault::Fallback;
+        }
+        let id = pmd.folio();
+        let reuse = pmd.has(EXCLUSIVE) || self.folios.get(id).refcount == 1;
+        if reuse {
+            // Reuse the whole PMD: young, dirty, writable; the page becomes AnonExclusive.
+            let e = self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd");
+            e.0 |= YOUNG | DIRTY | WRITE | EXCLUSIVE;
+            return VmFault::Done;
+        }
+        self.split_huge_pmd(mmi, haddr);
+        VmFault::Fallback
+    }
+
+    /// `do_huge_zero_wp_pmd` (6.13+): replace the huge zero PMD by a new PMD THP. The page
+    /// table deposited for the huge zero PMD stays deposited. Note that the THP-allowed
+    /// checks are not repeated here (the kernel does not either).
+    fn do_huge_zero_wp_pmd(&mut self, mmi: usize, vma: &Vma, haddr: u64) -> VmFault {
+        let Some(folio) = self.vma_alloc_anon_folio_pmd() else {
+            return VmFault::Fallback;
+        };
+        let queue = self.profile.switches.hzp_wp_deferred_split;
+        self.map_anon_folio_pmd(mmi, vma, haddr, folio, queue);
+        VmFault::Done
+    }
+
+    /// `__split_huge_pmd` on the PMD mapping `haddr` (THP or huge zero): replace it by a
+    /// PTE table (the deposited one) mapping the same pages with the same bits.
+    pub(crate) fn split_huge_pmd(&mut self, mmi: usize, haddr: u64) {
+        let haddr = haddr & PMD_MASK;
+        let pmd = self.mms[mmi].pgt.pmd(haddr);
+        debug_assert!(pmd.is_huge());
+        self.vmstat.count(VmItem::ThpSplitPmd);
+        let pfn = self.mms[mmi]
+            .pgt
+            .deposited
+            .pop()
+            .expect("deposited page table under a huge PMD");
+        let idx = self.mms[mmi].pgt.new_pte_table(pfn);
+        let carry = pmd.0 & (WRITE | DIRTY | YOUNG | SOFT_DIRTY | UFFD_WP | PROTNONE | EXCLUSIVE);
+        {
+            let table = self.mms[mmi].pgt.pte_table_mut(idx);
+            if pmd.is_huge_zero() {
+                let bits = carry & (YOUNG | SOFT_DIRTY | UFFD_WP | PROTNONE);
+                for e in table.iter_mut() {
+                    *e = Pte::zero(bits);
+                }
+            } else {
+                let id = pmd.folio();
+                for (i, e) in table.iter_mut().enumerate() {
+                    *e = Pte::page(id, i as u32, carry);
+                }
+            }
+        }
+        *self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd") = Pmd::table(idx);
+        if pmd.is_thp() {
+            let id = pmd.folio();
+            self.folio_add_anon_rmap_ptes(id, 0, HPAGE_PMD_NR as u32);
+            self.folio_remove_rmap_pmd(id);
+        }
+    }
+
+    /// `split_huge_pmd_if_needed` (from `vma_adjust_trans_huge`): a VMA boundary at `addr`
+    /// inside a huge PMD splits it.
+    pub(crate) fn split_huge_pmd_if_needed(&mut self, mmi: usize, vma: &Vma, addr: u64) {
+        if addr % PMD_SIZE == 0 {
+            return;
+        }
+        let haddr = addr & PMD_MASK;
+        if haddr >= vma.start
+            && haddr + PMD_SIZE <= vma.end
+            && self.mms[mmi].pgt.pmd(haddr).is_huge()
+        {
+            self.split_huge_pmd(mmi, haddr);
+        }
+    }
+}

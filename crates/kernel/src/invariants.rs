@@ -1,0 +1,264 @@
+//! The model's invariant checker. Tests run it after every operation: a failure is a model
+//! bug, reported with enough context to find it. It recomputes from the page tables what the
+//! folios, counters and allocator claim, so any drift between them is caught.
+
+use crate::folio::flags;
+use crate::mm::vmf;
+use crate::pgtable::{self, WRITE};
+use crate::types::{HPAGE_PMD_NR, PMD_SHIFT, PMD_SIZE, PUD_SHIFT};
+use crate::vmstat::{MthpStat, VmItem};
+use crate::Kernel;
+use rustc_hash::FxHashMap;
+
+#[derive(Default, Clone)]
+struct Seen {
+    entire: u32,
+    pages: Vec<u32>,
+}
+
+impl Kernel {
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let free = self.buddy.check()?;
+        let mut seen: FxHashMap<u32, Seen> = FxHashMap::default();
+        let mut pgtable_pages = 0u64;
+        let mut huge_zero_mms = 0u32;
+        for (mmi, mm) in self.mms.iter().enumerate() {
+            let ctx = |m: String| format!("mm {mmi}: {m}");
+            // VMAs
+            let mut prev_end = 0;
+            for (k, v) in &mm.vmas {
+                if *k != v.start
+                    || v.start >= v.end
+                    || v.start % 4096 != 0
+                    || v.end % 4096 != 0
+                    || v.start < prev_end
+                {
+                    return Err(ctx(format!("bad vma {v:?}")));
+                }
+                prev_end = v.end;
+            }
+            pgtable_pages += mm.pgt.pmds.len() as u64
+                + mm.pgt.live_pte_tables() as u64
+                + mm.pgt.deposited.len() as u64;
+            let mut huge_pmds = 0usize;
+            let mut rss = 0u64;
+            let mut has_huge_zero = false;
+            for (key, table) in &mm.pgt.pmds {
+                for (i, pmd) in table.iter().enumerate() {
+                    if pmd.is_none() {
+                        continue;
+                    }
+                    let slot = (key << PUD_SHIFT) | ((i as u64) << PMD_SHIFT);
+                    let Some(vma) = mm.vma_at(slot).or_else(|| mm.vma_at(slot + PMD_SIZE - 1))
+                    else {
+                        return Err(ctx(format!(
+                            "page table entry {pmd:?} at {slot:#x} outside any VMA"
+                        )));
+                    };
+                    if pmd.is_huge() {
+                        huge_pmds += 1;
+                        if !(vma.start <= slot && slot + PMD_SIZE <= vma.end) {
+                            return Err(ctx(format!(
+                                "huge PMD at {slot:#x} not inside one VMA {vma:?}"
+                            )));
+                        }
+                        if pmd.has(WRITE) && !vma.has(vmf::WRITE) {
+                            return Err(ctx(format!("writable PMD at {slot:#x} in read-only VMA")));
+                        }
+                        if pmd.is_huge_zero() {
+                            has_huge_zero = true;
+                            if pmd.has(WRITE) {
+                                return Err(ctx(format!("writable huge zero PMD at {slot:#x}")));
+                            }
+                        } else {
+                            let f = self.folios.get(pmd.folio());
+                            if f.test(flags::FREE) || f.order != 9 {
+                                return Err(ctx(format!("PMD at {slot:#x} maps bad folio {f:?}")));
+                            }
+                            seen.entry(pmd.folio()).or_default().entire += 1;
+                            rss += HPAGE_PMD_NR as u64;
+                        }
+                    } else {
+                        let t = mm.pgt.pte_table(pmd.table_idx());
+                        for (j, pte) in t.iter().enumerate() {
+                            if pte.is_none() {
+                                continue;
+                            }
+                            let addr = slot + ((j as u64) << 12);
+                            let Some(v) = mm.vma_at(addr) else {
+                                return Err(ctx(format!(
+                                    "PTE {pte:?} at {addr:#x} outside any VMA"
+                                )));
+                            };
+                            if pte.has(WRITE)
+                                && (!v.has(vmf::WRITE) || pte.kind() != pgtable::KIND_PAGE)
+                            {
+                                return Err(ctx(format!("bad writable PTE {pte:?} at {addr:#x}")));
+                            }
+                            if pte.kind() == pgtable::KIND_PAGE {
+                                let f = self.folios.get(pte.folio());
+                                if f.test(flags::FREE) || pte.idx() >= f.nr_pages() {
+                                    return Err(ctx(format!(
+                                        "PTE {pte:?} at {addr:#x} maps bad folio {f:?}"
+                                    )));
+                                }
+                                let s = seen.entry(pte.folio()).or_default();
+                                if s.pages.is_empty() {
+                                    s.pages = vec![0; f.nr_pages() as usize];
+                                }
+                                s.pages[pte.idx() as usize] += 1;
+                                rss += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            if huge_pmds != mm.pgt.deposited.len() {
+                return Err(ctx(format!(
+                    "{huge_pmds} huge PMDs but {} deposited tables",
+                    mm.pgt.deposited.len()
+                )));
+            }
+            if rss != mm.rss_anon {
+                return Err(ctx(format!(
+                    "MM_ANONPAGES {} but page tables map {rss}",
+                    mm.rss_anon
+                )));
+            }
+            if has_huge_zero && !mm.huge_zero_ref {
+                return Err(ctx(
+                    "maps the huge zero page without holding a reference".into()
+                ));
+            }
+            huge_zero_mms += mm.huge_zero_ref as u32;
+        }
+        if huge_zero_mms != self.huge_zero_users
+            || (self.huge_zero_users > 0 && self.huge_zero_pfn.is_none())
+        {
+            return Err(format!(
+                "huge zero users {} vs mms holding it {huge_zero_mms}",
+                self.huge_zero_users
+            ));
+        }
+        // Folios against what maps them.
+        let mut allocated = 0u64;
+        let mut nr_anon = [0i64; 10];
+        let mut partial = [0i64; 10];
+        let mut pmd_mapped_thps = 0i64;
+        let mut anon_pages = 0i64;
+        let mut deferred = 0u64;
+        for id in self.folios.iter_live() {
+            let f = self.folios.get(id);
+            allocated += f.nr_pages() as u64;
+            let s = seen.remove(&id).unwrap_or_default();
+            if f.refcount == 0 {
+                return Err(format!("live folio {id} with refcount 0: {f:?}"));
+            }
+            let pte_maps: u32 = s.pages.iter().sum();
+            if f.entire_mapcount as u32 != s.entire || f.mapcount != pte_maps {
+                return Err(format!(
+                    "folio {id} {f:?}: page tables show entire {} pte {pte_maps}",
+                    s.entire
+                ));
+            }
+            if f.refcount != s.entire + pte_maps {
+                return Err(format!(
+                    "folio {id} {f:?}: refcount != mappings {}",
+                    s.entire + pte_maps
+                ));
+            }
+            if f.order > 0 {
+                let m = self.folios.meta(id);
+                let pages = if s.pages.is_empty() {
+                    vec![0; f.nr_pages() as usize]
+                } else {
+                    s.pages.clone()
+                };
+                let pmc = if m.page_mapcount.is_empty() {
+                    vec![0; f.nr_pages() as usize]
+                } else {
+                    m.page_mapcount.clone()
+                };
+                if pmc != pages {
+                    return Err(format!(
+                        "folio {id}: per-page mapcounts disagree with page tables"
+                    ));
+                }
+                let mapped = pages.iter().filter(|c| **c > 0).count() as u32;
+                if m.nr_pages_mapped != mapped {
+                    return Err(format!(
+                        "folio {id}: nr_pages_mapped {} != {mapped}",
+                        m.nr_pages_mapped
+                    ));
+                }
+                anon_pages += if f.entire_mapcount > 0 {
+                    f.nr_pages() as i64
+                } else {
+                    mapped as i64
+                };
+            } else {
+                anon_pages += (f.mapcount > 0) as i64;
+            }
+            if f.order >= 2 {
+                nr_anon[f.order as usize] += 1;
+                partial[f.order as usize] += f.test(flags::PARTIALLY_MAPPED) as i64;
+            }
+            if f.order == 9 && f.entire_mapcount > 0 {
+                pmd_mapped_thps += 1;
+            }
+            if f.test(flags::PARTIALLY_MAPPED) && !f.test(flags::DEFERRED) {
+                return Err(format!("folio {id} partially mapped but not queued"));
+            }
+            deferred += f.test(flags::DEFERRED) as u64;
+        }
+        if let Some((id, _)) = seen.iter().next() {
+            return Err(format!("page tables map freed folio {id}"));
+        }
+        let q = self.deferred_split_queue();
+        if q.len() as u64 != deferred || self.ds_len != deferred {
+            return Err(format!(
+                "deferred queue length {} / {} but {deferred} folios flagged",
+                q.len(),
+                self.ds_len
+            ));
+        }
+        for o in 2..10u8 {
+            if self.vmstat.mthp_get(o, MthpStat::NrAnon) != nr_anon[o as usize] {
+                return Err(format!(
+                    "mthp nr_anon[{o}] {} != {}",
+                    self.vmstat.mthp_get(o, MthpStat::NrAnon),
+                    nr_anon[o as usize]
+                ));
+            }
+            if self.vmstat.mthp_get(o, MthpStat::NrAnonPartiallyMapped) != partial[o as usize] {
+                return Err(format!("mthp nr_anon_partially_mapped[{o}] wrong"));
+            }
+        }
+        if self.vmstat.get(VmItem::NrAnonTransparentHugepages) != pmd_mapped_thps {
+            return Err(format!(
+                "nr_anon_transparent_hugepages {} != {pmd_mapped_thps}",
+                self.vmstat.get(VmItem::NrAnonTransparentHugepages)
+            ));
+        }
+        if self.vmstat.get(VmItem::NrAnonPages) != anon_pages {
+            return Err(format!(
+                "nr_anon_pages {} != {anon_pages}",
+                self.vmstat.get(VmItem::NrAnonPages)
+            ));
+        }
+        if self.vmstat.get(VmItem::NrPageTablePages) != pgtable_pages as i64 {
+            return Err(format!(
+                "nr_page_table_pages {} != {pgtable_pages}",
+                self.vmstat.get(VmItem::NrPageTablePages)
+            ));
+        }
+        allocated += pgtable_pages + if self.huge_zero_pfn.is_some() { 512 } else { 0 };
+        if free + allocated != self.buddy.total_pages() {
+            return Err(format!(
+                "free {free} + allocated {allocated} != total {}",
+                self.buddy.total_pages()
+            ));
+        }
+        Ok(())
+    }
+}

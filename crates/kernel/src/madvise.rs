@@ -1,0 +1,123 @@
+//! madvise(2), after `mm/madvise.c` (Linux 6.18): the common argument checks, the walk over
+//! VMAs with ENOMEM for unmapped holes, advice that changes VMA flags (split and merge:
+//! `madvise_update_vma`, with `hugepage_madvise` for HUGEPAGE/NOHUGEPAGE), MADV_DONTNEED
+//! (zap, which splits a PMD only partly covered) and MADV_POPULATE_READ/WRITE
+//! (`madvise_populate`). Advice the model does not implement returns EOPNOTSUPP so a caller
+//! can never mistake it for the kernel's answer.
+
+use crate::errno::Errno;
+use crate::mm::vmf;
+use crate::types::{is_page_aligned, page_align_up, Advice, Pid};
+use crate::Kernel;
+
+/// `VM_RAND_READ` / `VM_SEQ_READ` (they split VMAs like any flag).
+const VM_SEQ_READ: u32 = 1 << 15;
+const VM_RAND_READ: u32 = 1 << 16;
+
+impl Kernel {
+    pub fn madvise(
+        &mut self,
+        pid: Pid,
+        start: u64,
+        len_in: u64,
+        advice: Advice,
+    ) -> Result<(), Errno> {
+        if !advice.is_modelled() {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if !is_page_aligned(start) {
+            return Err(Errno::EINVAL);
+        }
+        let len = page_align_up(len_in);
+        if len_in != 0 && len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let end = start.checked_add(len).ok_or(Errno::EINVAL)?;
+        if end == start {
+            return Ok(());
+        }
+        match advice {
+            Advice::PopulateRead | Advice::PopulateWrite => {
+                return self.populate_range(
+                    pid,
+                    start,
+                    end,
+                    advice == Advice::PopulateWrite,
+                    false,
+                );
+            }
+            Advice::Willneed => {
+                // Anonymous memory: swap readahead only; still reports holes.
+                let mmi = self.mm_of(pid);
+                return if self.mms[mmi].range_fully_mapped(start, end) {
+                    Ok(())
+                } else {
+                    Err(Errno::ENOMEM)
+                };
+            }
+            _ => {}
+        }
+        let mmi = self.mm_of(pid);
+        let mut unmapped = !self.mms[mmi].range_fully_mapped(start, end);
+        if advice == Advice::Dontneed {
+            // madvise_dontneed_free_valid_vma: locked VMAs refuse.
+            for s in self.mms[mmi].vma_starts_in(start, end) {
+                if self.mms[mmi].vmas[&s].has(vmf::LOCKED) {
+                    return Err(Errno::EINVAL);
+                }
+            }
+            for s in self.mms[mmi].vma_starts_in(start, end) {
+                let v = self.mms[mmi].vmas[&s].clone();
+                self.zap_range(mmi, start.max(v.start), end.min(v.end));
+            }
+        } else {
+            let (set, clear) = match advice {
+                Advice::Hugepage => (vmf::HUGEPAGE, vmf::NOHUGEPAGE),
+                Advice::Nohugepage => (vmf::NOHUGEPAGE, vmf::HUGEPAGE),
+                Advice::Normal => (0, VM_SEQ_READ | VM_RAND_READ),
+                Advice::Random => (VM_RAND_READ, VM_SEQ_READ),
+                Advice::Sequential => (VM_SEQ_READ, VM_RAND_READ),
+                _ => unreachable!("advice {advice:?}"),
+            };
+            self.modify_vma_flags(
+                mmi,
+                start,
+                end,
+                |f| (f & !clear) | set,
+                advice == Advice::Hugepage,
+            );
+        }
+        if std::mem::take(&mut unmapped) {
+            return Err(Errno::ENOMEM);
+        }
+        Ok(())
+    }
+
+    /// Applies `f` to the flags of every VMA part in `[start, end)`, splitting VMAs whose
+    /// flags change at the range boundaries and merging afterwards (`vma_modify_flags`).
+    /// `khugepaged` calls `khugepaged_enter_vma` with the new flags first (MADV_HUGEPAGE).
+    pub(crate) fn modify_vma_flags(
+        &mut self,
+        mmi: usize,
+        start: u64,
+        end: u64,
+        f: impl Fn(u32) -> u32,
+        khugepaged: bool,
+    ) {
+        for s in self.mms[mmi].vma_starts_in(start, end) {
+            let v = self.mms[mmi].vmas[&s].clone();
+            let nf = f(v.flags);
+            if khugepaged {
+                self.khugepaged_enter_vma(mmi, &v, nf);
+            }
+            if nf == v.flags {
+                continue;
+            }
+            let (a, b) = (start.max(v.start), end.min(v.end));
+            self.split_vma_at(mmi, a);
+            self.split_vma_at(mmi, b);
+            self.mms[mmi].vmas.get_mut(&a).expect("vma").flags = nf;
+        }
+        self.mms[mmi].merge_range(start, end);
+    }
+}

@@ -1,0 +1,351 @@
+//! The anonymous page-fault paths of `mm/memory.c` (Linux 6.18): `handle_mm_fault` and its
+//! accounting (`mm_account_fault`), `__handle_mm_fault`, `handle_pte_fault`,
+//! `do_anonymous_page` with mTHP order selection (`alloc_anon_folio`), and the write-protect
+//! path `do_wp_page` (`wp_can_reuse_anon_folio`, `wp_page_reuse`, `wp_page_copy`).
+//! The arch entry (`do_user_addr_fault`, x86) is `Kernel::access`: an access that the page
+//! tables already allow costs nothing; otherwise the fault is handled and the access retried.
+//!
+//! Deviations: no swap, no KSM, no NUMA, no memcg charge failures; a fault never needs a
+//! retry under mmap_lock (the per-VMA lock path always succeeds), so no fault is major.
+
+use crate::errno::Signal;
+use crate::folio::FolioId;
+use crate::mm::{vmf, Vma};
+use crate::pgtable::{self, pte_index, Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, WRITE, YOUNG};
+use crate::types::{AccessKind, Pid, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK};
+use crate::vmstat::{MthpStat, VmItem};
+use crate::Kernel;
+
+/// `vm_fault_t` outcomes the model distinguishes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum VmFault {
+    /// Handled (or nothing to do; the access is retried).
+    Done,
+    /// `VM_FAULT_FALLBACK`: the huge path declined, continue at PTE level.
+    Fallback,
+    /// `VM_FAULT_OOM`.
+    Oom,
+    /// `VM_FAULT_SIGBUS`.
+    Sigbus,
+}
+
+impl Kernel {
+    /// A task's load or store of one byte at `addr` (the hardware access, then
+    /// `do_user_addr_fault` as many times as needed). A store marks the page's content
+    /// non-zero.
+    pub fn access(&mut self, pid: Pid, addr: u64, kind: AccessKind) -> Result<(), Signal> {
+        let mmi = self.mm_of(pid);
+        let write = kind == AccessKind::Write;
+        for _ in 0..4 {
+            if self.access_hit(mmi, addr, write, true) {
+                return Ok(());
+            }
+            let Some(vma) = self.mms[mmi].vma_at(addr).cloned() else {
+                return Err(Signal::Sigsegv);
+            };
+            // access_error(): writes need VM_WRITE, anything else needs some access right.
+            if (write && !vma.has(vmf::WRITE)) || !vma.accessible() {
+                return Err(Signal::Sigsegv);
+            }
+            let r = self.handle_mm_fault(mmi, &vma, addr, write);
+            let task = self.tasks.get_mut(&pid).expect("task");
+            match r {
+                VmFault::Done | VmFault::Fallback => task.minflt += 1,
+                VmFault::Oom => return Err(Signal::Sigkill),
+                VmFault::Sigbus => return Err(Signal::Sigbus),
+            }
+        }
+        panic!("model bug: access at {addr:#x} still faults after 4 handled faults");
+    }
+
+    /// The hardware side of an access: does the current translation allow it? Sets the
+    /// accessed/dirty bits like the MMU, and records a store into the page's content.
+    #[inline]
+    pub(crate) fn access_hit(&mut self, mmi: usize, addr: u64, write: bool, store: bool) -> bool {
+        let mm = &mut self.mms[mmi];
+        let Some(pmd) = mm.pgt.pmd_mut(addr) else {
+            return false;
+        };
+        let p = *pmd;
+        if p.is_huge() {
+            if p.has(PROTNONE) || (write && !p.has(WRITE)) {
+                return false;
+            }
+            pmd.set(YOUNG, true);
+            if write {
+                pmd.set(DIRTY, true);
+                if store && p.is_thp() {
+                    self.folios.set_nonzero(p.folio(), pte_index(addr) as u32);
+                }
+            }
+            return true;
+        }
+        if !p.is_table() {
+            return false;
+        }
+        let pte = &mut mm.pgt.ptes[p.table_idx() as usize][pte_index(addr)];
+        let e = *pte;
+        if !e.is_present() || e.has(PROTNONE) || (write && !e.has(WRITE)) {
+            return false;
+        }
+        pte.0 |= YOUNG;
+        if write {
+            pte.0 |= DIRTY;
+            if store {
+                self.folios.set_nonzero(e.folio(), e.idx());
+            }
+        }
+        true
+    }
+
+    /// `handle_mm_fault` + `mm_account_fault` (vmstat part; the caller counts the task's
+    /// minflt, since GUP and user faults both do).
+    pub(crate) fn handle_mm_fault(
+        &mut self,
+        mmi: usize,
+        vma: &Vma,
+        addr: u64,
+        write: bool,
+    ) -> VmFault {
+        let r = self.__handle_mm_fault(mmi, vma, addr, write);
+        self.vmstat.count(VmItem::Pgfault);
+        r
+    }
+
+    fn __handle_mm_fault(&mut self, mmi: usize, vma: &Vma, addr: u64, write: bool) -> VmFault {
+        if !self.mms[mmi].pgt.has_pmd_table(addr) {
+            let Some(pfn) = self.alloc_pgtable_page() else {
+                return VmFault::Oom;
+            };
+            self.mms[mmi].pgt.install_pmd_table(addr, pfn);
+        }
+        let pmd = self.mms[mmi].pgt.pmd(addr);
+        if pmd.is_none() {
+            if self.thp_vma_allowable_order(
+                mmi,
+                vma,
+                HPAGE_PMD_ORDER,
+                crate::huge_memory::Tva::PageFault,
+            ) {
+                let r = self.do_huge_pmd_anonymous_page(mmi, vma, addr, write);
+                if r != VmFault::Fallback {
+                    return r;
+                }
+            }
+        } else if pmd.is_huge() {
+            if write && !pmd.has(WRITE) {
+                let r = self.do_huge_pmd_wp_page(mmi, vma, addr);
+                if r != VmFault::Fallback {
+                    return r;
+                }
+            } else {
+                // huge_pmd_set_accessed(): a spurious fault.
+                self.mms[mmi]
+                    .pgt
+                    .pmd_mut(addr)
+                    .expect("pmd")
+                    .set(YOUNG, true);
+                return VmFault::Done;
+            }
+        }
+        self.handle_pte_fault(mmi, vma, addr, write)
+    }
+
+    fn handle_pte_fault(&mut self, mmi: usize, vma: &Vma, addr: u64, write: bool) -> VmFault {
+        let pte = self.mms[mmi].pgt.pte(addr);
+        if pte.is_none() {
+            return self.do_anonymous_page(mmi, vma, addr, write);
+        }
+        if !pte.is_present() {
+            // uffd-wp markers and swap entries are not produced by the model yet.
+            unreachable!("non-present PTE {pte:?} at {addr:#x}");
+        }
+        if write && !pte.has(WRITE) {
+            return self.do_wp_page(mmi, vma, addr, pte);
+        }
+        self.set_pte(mmi, addr, Pte(pte.0 | YOUNG));
+        VmFault::Done
+    }
+
+    #[inline]
+    pub(crate) fn set_pte(&mut self, mmi: usize, addr: u64, pte: Pte) {
+        let pmd = self.mms[mmi].pgt.pmd(addr);
+        debug_assert!(pmd.is_table());
+        self.mms[mmi].pgt.ptes[pmd.table_idx() as usize][pte_index(addr)] = pte;
+    }
+
+    /// `pte_alloc`: makes sure the PMD slot has a PTE table. False on OOM.
+    pub(crate) fn pte_alloc(&mut self, mmi: usize, addr: u64) -> bool {
+        let pmd = self.mms[mmi].pgt.pmd(addr);
+        if pmd.is_table() {
+            return true;
+        }
+        debug_assert!(pmd.is_none());
+        let Some(pfn) = self.alloc_pgtable_page() else {
+            return false;
+        };
+        let idx = self.mms[mmi].pgt.new_pte_table(pfn);
+        *self.mms[mmi].pgt.pmd_mut(addr).expect("pmd table") = Pmd::table(idx);
+        true
+    }
+
+    /// `anon_vma_prepare`: gives the VMA an anon_vma, reusing a compatible neighbour's
+    /// (`find_mergeable_anon_vma`).
+    pub(crate) fn anon_vma_prepare(&mut self, mmi: usize, vma_start: u64) {
+        let mm = &self.mms[mmi];
+        let v = &mm.vmas[&vma_start];
+        if v.anon_vma.is_some() {
+            return;
+        }
+        let prev = mm.vmas.range(..vma_start).next_back().map(|(_, p)| p);
+        let next = mm.vmas.range(v.end..).next().map(|(_, n)| n);
+        let reuse = prev
+            .filter(|p| p.anon_vma.is_some() && crate::mm::Mm::mergeable(p, v))
+            .or(next.filter(|n| n.anon_vma.is_some() && crate::mm::Mm::mergeable(v, n)))
+            .and_then(|o| o.anon_vma);
+        let id = reuse.unwrap_or_else(|| {
+            self.next_anon_vma += 1;
+            self.next_anon_vma - 1
+        });
+        self.mms[mmi]
+            .vmas
+            .get_mut(&vma_start)
+            .expect("vma")
+            .anon_vma = Some(id);
+    }
+
+    /// `do_anonymous_page`: a fault on a none PTE of a private anonymous VMA.
+    fn do_anonymous_page(&mut self, mmi: usize, vma: &Vma, addr: u64, write: bool) -> VmFault {
+        if !self.pte_alloc(mmi, addr) {
+            return VmFault::Oom;
+        }
+        if !write {
+            // The shared zero page, read-only, "special"; no anon_vma needed.
+            self.set_pte(mmi, addr, Pte::zero(YOUNG));
+            return VmFault::Done;
+        }
+        self.anon_vma_prepare(mmi, vma.start);
+        let Some((folio, order)) = self.alloc_anon_folio(mmi, vma, addr) else {
+            return VmFault::Oom;
+        };
+        let nr = 1u64 << order;
+        let base = addr & !((PAGE_SIZE << order) - 1);
+        let bits = YOUNG
+            | EXCLUSIVE
+            | if vma.has(vmf::WRITE) {
+                WRITE | DIRTY
+            } else {
+                0
+            };
+        let pmd = self.mms[mmi].pgt.pmd(addr);
+        let table = &mut self.mms[mmi].pgt.ptes[pmd.table_idx() as usize];
+        for i in 0..nr {
+            table[pte_index(base + i * PAGE_SIZE)] = Pte::page(folio, i as u32, bits);
+        }
+        self.folio_add_new_anon_rmap(folio, false);
+        self.mms[mmi].rss_anon += nr;
+        VmFault::Done
+    }
+
+    /// `alloc_anon_folio`: pick the largest allowed mTHP order whose aligned block around
+    /// `addr` is entirely none and fits the VMA, try orders downwards, else order 0.
+    fn alloc_anon_folio(&mut self, mmi: usize, vma: &Vma, addr: u64) -> Option<(FolioId, u8)> {
+        let mut orders: u16 = 0;
+        if !vma.uffd_armed() {
+            let want: u16 = crate::sysfs::ANON_ORDERS
+                .iter()
+                .filter(|&&o| o < HPAGE_PMD_ORDER)
+                .fold(0, |m, &o| m | 1 << o);
+            orders =
+                self.thp_vma_allowable_orders(mmi, vma, want, crate::huge_memory::Tva::PageFault);
+            orders = crate::huge_memory::thp_vma_suitable_orders(vma, addr, orders);
+        }
+        // Highest order whose PTE range is all none.
+        if orders != 0 {
+            let pmd = self.mms[mmi].pgt.pmd(addr);
+            let table = self.mms[mmi].pgt.pte_table(pmd.table_idx());
+            let mut order = 15 - orders.leading_zeros() as u8;
+            loop {
+                let nr = 1usize << order;
+                let start = pte_index(addr) & !(nr - 1);
+                if table[start..start + nr].iter().all(|p| p.is_none()) {
+                    break;
+                }
+                orders &= !(1 << order);
+                if orders == 0 {
+                    break;
+                }
+                order = 15 - orders.leading_zeros() as u8;
+            }
+        }
+        while orders != 0 {
+            let order = 15 - orders.leading_zeros() as u8;
+            if let Some(f) = self.alloc_anon_folio_order(order) {
+                self.vmstat.mthp_count(order, MthpStat::AnonFaultAlloc);
+                return Some((f, order));
+            }
+            self.vmstat.mthp_count(order, MthpStat::AnonFaultFallback);
+            orders &= !(1 << order);
+        }
+        self.alloc_anon_folio_order(0).map(|f| (f, 0))
+    }
+
+    /// `do_wp_page`: a write to a present, write-protected PTE.
+    fn do_wp_page(&mut self, mmi: usize, vma: &Vma, addr: u64, pte: Pte) -> VmFault {
+        if pte.kind() == pgtable::KIND_PAGE {
+            let id = pte.folio();
+            if pte.has(EXCLUSIVE) || self.wp_can_reuse_anon_folio(id) {
+                // wp_page_reuse()
+                self.set_pte(mmi, addr, Pte(pte.0 | WRITE | DIRTY | YOUNG | EXCLUSIVE));
+                self.vmstat.count(VmItem::Pgreuse);
+                return VmFault::Done;
+            }
+        }
+        self.wp_page_copy(mmi, vma, addr, pte)
+    }
+
+    /// `wp_can_reuse_anon_folio`: is the folio provably exclusive to this mm?
+    fn wp_can_reuse_anon_folio(&mut self, id: FolioId) -> bool {
+        let f = *self.folios.get(id);
+        if f.order == 0 {
+            return f.refcount == 1;
+        }
+        if !self.profile.switches.large_folio_cow_reuse {
+            return false;
+        }
+        // __wp_can_reuse_large_anon_folio (6.15+): more than one mapping, not shared with
+        // another mm, and every reference is a mapping.
+        let large_mapcount = f.mapcount + f.entire_mapcount as u32;
+        large_mapcount > 1 && !self.folios.meta(id).maybe_shared && large_mapcount == f.refcount
+    }
+
+    /// `wp_page_copy`: COW into a new order-0 page (zeroed if the source is the zero page).
+    fn wp_page_copy(&mut self, mmi: usize, vma: &Vma, addr: u64, old: Pte) -> VmFault {
+        self.anon_vma_prepare(mmi, vma.start);
+        let Some(new) = self.alloc_anon_folio_order(0) else {
+            return VmFault::Oom;
+        };
+        let from_page = old.kind() == pgtable::KIND_PAGE;
+        if from_page && self.folios.is_nonzero(old.folio(), old.idx()) {
+            self.folios.set_nonzero(new, 0);
+        }
+        self.set_pte(
+            mmi,
+            addr,
+            Pte::page(new, 0, WRITE | DIRTY | YOUNG | EXCLUSIVE),
+        );
+        self.folio_add_new_anon_rmap(new, false);
+        if from_page {
+            self.folio_remove_rmap_ptes(old.folio(), old.idx(), 1);
+        } else {
+            self.mms[mmi].rss_anon += 1;
+        }
+        VmFault::Done
+    }
+}
+
+/// The PMD-aligned start of `addr`.
+#[inline]
+pub fn pmd_align_down(addr: u64) -> u64 {
+    addr & PMD_MASK
+}

@@ -1,0 +1,171 @@
+//! Address spaces: `struct mm_struct`, `struct vm_area_struct` and the VMA tree operations of
+//! `mm/vma.c` / `mm/mmap.c` (Linux 6.18) that THP behaviour depends on: lookup, split at an
+//! address (which splits a PMD mapping that straddles it, `vma_adjust_trans_huge`) and merging
+//! of compatible neighbours (`vma_merge_existing_range`, `is_mergeable_anon_vma`).
+
+use crate::pgtable::PageTables;
+use crate::types::{Pid, Prot, PAGE_SHIFT};
+use std::collections::BTreeMap;
+
+/// VMA flags (subset of `include/linux/mm.h` VM_*).
+pub mod vmf {
+    pub const READ: u32 = 1 << 0;
+    pub const WRITE: u32 = 1 << 1;
+    pub const EXEC: u32 = 1 << 2;
+    pub const SHARED: u32 = 1 << 3;
+    pub const LOCKED: u32 = 1 << 13;
+    pub const DONTFORK: u32 = 1 << 17;
+    pub const HUGEPAGE: u32 = 1 << 29;
+    pub const NOHUGEPAGE: u32 = 1 << 30;
+    pub const UFFD_MISSING: u32 = 1 << 9;
+    pub const UFFD_WP: u32 = 1 << 12;
+    pub const UFFD_MINOR: u32 = 1 << 14;
+    pub const PROT_MASK: u32 = READ | WRITE | EXEC;
+    pub const UFFD_MASK: u32 = UFFD_MISSING | UFFD_WP | UFFD_MINOR;
+}
+
+pub fn prot_to_vmflags(p: Prot) -> u32 {
+    (if p.read { vmf::READ } else { 0 })
+        | (if p.write { vmf::WRITE } else { 0 })
+        | (if p.exec { vmf::EXEC } else { 0 })
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vma {
+    pub start: u64,
+    pub end: u64,
+    pub flags: u32,
+    /// `vma->anon_vma`: created by the first fault that needs rmap (not by zero-page reads).
+    pub anon_vma: Option<u32>,
+    pub pgoff: u64,
+}
+
+impl Vma {
+    #[inline]
+    pub fn has(&self, f: u32) -> bool {
+        self.flags & f != 0
+    }
+    /// `vma_is_accessible`: any of read/write/exec.
+    pub fn accessible(&self) -> bool {
+        self.flags & vmf::PROT_MASK != 0
+    }
+    /// `userfaultfd_armed`.
+    pub fn uffd_armed(&self) -> bool {
+        self.flags & vmf::UFFD_MASK != 0
+    }
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+}
+
+/// `prctl(PR_SET_THP_DISABLE)` state of an mm (`MMF_DISABLE_THP_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ThpDisable {
+    #[default]
+    No,
+    /// `PR_SET_THP_DISABLE, 1, 0`: no THP at all.
+    Completely,
+    /// `PR_SET_THP_DISABLE, 1, PR_THP_DISABLE_EXCEPT_ADVISED` (6.18): only in VM_HUGEPAGE VMAs.
+    ExceptAdvised,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Mm {
+    pub vmas: BTreeMap<u64, Vma>,
+    pub pgt: PageTables,
+    /// `MMF_HUGE_ZERO_FOLIO`: this mm holds a reference on the huge zero folio.
+    pub huge_zero_ref: bool,
+    pub thp_disable: ThpDisable,
+    /// On khugepaged's mm list (`MMF_VM_HUGEPAGE`).
+    pub khugepaged_registered: bool,
+    /// `MM_ANONPAGES`.
+    pub rss_anon: u64,
+    pub users: u32,
+}
+
+impl Mm {
+    /// `find_vma` restricted to VMAs containing `addr`.
+    #[inline]
+    pub fn vma_at(&self, addr: u64) -> Option<&Vma> {
+        self.vmas
+            .range(..=addr)
+            .next_back()
+            .map(|(_, v)| v)
+            .filter(|v| v.end > addr)
+    }
+
+    /// The start key of the VMA containing `addr`.
+    pub fn vma_start_at(&self, addr: u64) -> Option<u64> {
+        self.vma_at(addr).map(|v| v.start)
+    }
+
+    /// VMAs overlapping `[start, end)`, in address order (cloned keys).
+    pub fn vma_starts_in(&self, start: u64, end: u64) -> Vec<u64> {
+        let first = self.vma_start_at(start);
+        let mut v: Vec<u64> = first.into_iter().collect();
+        v.extend(
+            self.vmas
+                .range(start..end)
+                .map(|(k, _)| *k)
+                .filter(|k| Some(*k) != first),
+        );
+        v
+    }
+
+    /// Whether `[start, end)` is completely covered by VMAs without holes.
+    pub fn range_fully_mapped(&self, start: u64, end: u64) -> bool {
+        let mut cur = start;
+        while cur < end {
+            match self.vma_at(cur) {
+                Some(v) => cur = v.end,
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// Two adjacent VMAs can be one (`can_vma_merge_*`, `is_mergeable_anon_vma`).
+    pub fn mergeable(a: &Vma, b: &Vma) -> bool {
+        a.end == b.start
+            && a.flags == b.flags
+            && a.pgoff + ((a.end - a.start) >> PAGE_SHIFT) == b.pgoff
+            && (a.anon_vma.is_none() || b.anon_vma.is_none() || a.anon_vma == b.anon_vma)
+    }
+
+    /// Merges mergeable neighbours across every VMA boundary in `[start, end]`.
+    pub fn merge_range(&mut self, start: u64, end: u64) {
+        let lo = self
+            .vmas
+            .range(..start)
+            .next_back()
+            .map(|(k, _)| *k)
+            .unwrap_or(start);
+        let keys: Vec<u64> = self.vmas.range(lo..=end).map(|(k, _)| *k).collect();
+        let mut prev: Option<u64> = None;
+        for k in keys {
+            if let Some(p) = prev {
+                let (a, b) = (&self.vmas[&p], &self.vmas[&k]);
+                if Self::mergeable(a, b) {
+                    let b = self.vmas.remove(&k).expect("vma");
+                    let a = self.vmas.get_mut(&p).expect("vma");
+                    a.end = b.end;
+                    a.anon_vma = a.anon_vma.or(b.anon_vma);
+                    continue;
+                }
+            }
+            prev = Some(k);
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Task {
+    pub pid: Pid,
+    pub mm: usize,
+    /// `min_flt` / `maj_flt` as getrusage(RUSAGE_SELF) reports them.
+    pub minflt: u64,
+    pub majflt: u64,
+}

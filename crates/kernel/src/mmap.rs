@@ -1,0 +1,240 @@
+//! mmap(2)/munmap(2) and the VMA surgery they share with mprotect and madvise, after
+//! `mm/mmap.c`, `mm/vma.c` and the unmap part of `mm/memory.c` (Linux 6.18): `do_mmap` with
+//! `MAP_FIXED_NOREPLACE` placement (the scenario engine chooses addresses), VMA merging of a
+//! new mapping, `__split_vma` (which splits a huge PMD straddling the split point),
+//! `do_vmi_munmap`, `zap_pte_range`/`zap_huge_pmd` (rmap batched per folio and page table, as
+//! the kernel's TLB gather does) and `free_pgtables`.
+//!
+//! Deviation: only private anonymous mappings are modelled; `shared` returns EOPNOTSUPP.
+
+use crate::errno::Errno;
+use crate::mm::{prot_to_vmflags, Vma};
+use crate::pgtable::{self, pte_index, Pmd, Pte};
+use crate::types::{
+    is_page_aligned, page_align_up, Pid, Prot, HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_MASK,
+    PMD_SIZE, PUD_SIZE, TASK_SIZE,
+};
+use crate::Kernel;
+
+/// mmap(2) flags the model understands (besides `MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapFlags {
+    pub shared: bool,
+    pub populate: bool,
+}
+
+impl Kernel {
+    /// `mmap(addr, len, prot, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE [|MAP_POPULATE])`.
+    pub fn mmap(
+        &mut self,
+        pid: Pid,
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        flags: MapFlags,
+    ) -> Result<u64, Errno> {
+        if flags.shared {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if len == 0 || !is_page_aligned(addr) {
+            return Err(Errno::EINVAL);
+        }
+        let len = page_align_up(len);
+        let end = addr
+            .checked_add(len)
+            .filter(|e| *e <= TASK_SIZE)
+            .ok_or(Errno::ENOMEM)?;
+        let mmi = self.mm_of(pid);
+        if !self.mms[mmi].vma_starts_in(addr, end).is_empty() {
+            return Err(Errno::EEXIST);
+        }
+        let vma = Vma {
+            start: addr,
+            end,
+            flags: prot_to_vmflags(prot),
+            anon_vma: None,
+            pgoff: addr >> PAGE_SHIFT,
+        };
+        self.mms[mmi].vmas.insert(addr, vma);
+        self.mms[mmi].merge_range(addr, end);
+        let merged = self.mms[mmi].vma_at(addr).cloned().expect("new vma");
+        self.khugepaged_enter_vma(mmi, &merged, merged.flags);
+        if flags.populate {
+            // __mm_populate: errors are ignored, mmap still succeeds.
+            let _ = self.mm_populate(pid, addr, end);
+        }
+        Ok(addr)
+    }
+
+    /// `munmap(addr, len)`.
+    pub fn munmap(&mut self, pid: Pid, addr: u64, len: u64) -> Result<(), Errno> {
+        if !is_page_aligned(addr) || len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let len = page_align_up(len);
+        let end = addr
+            .checked_add(len)
+            .filter(|e| *e <= TASK_SIZE)
+            .ok_or(Errno::EINVAL)?;
+        let mmi = self.mm_of(pid);
+        if self.mms[mmi].vma_starts_in(addr, end).is_empty() {
+            return Ok(());
+        }
+        self.split_vma_at(mmi, addr);
+        self.split_vma_at(mmi, end);
+        for start in self.mms[mmi].vma_starts_in(addr, end) {
+            let vma = self.mms[mmi].vmas.remove(&start).expect("vma");
+            self.zap_range(mmi, vma.start, vma.end);
+        }
+        self.free_pgtables(mmi, addr, end);
+        Ok(())
+    }
+
+    /// `__split_vma` at `addr` if a VMA straddles it; splits a huge PMD across the boundary
+    /// first (`vma_adjust_trans_huge`).
+    pub(crate) fn split_vma_at(&mut self, mmi: usize, addr: u64) {
+        let Some(vma) = self.mms[mmi].vma_at(addr).cloned() else {
+            return;
+        };
+        if vma.start == addr {
+            return;
+        }
+        self.split_huge_pmd_if_needed(mmi, &vma, addr);
+        let mm = &mut self.mms[mmi];
+        let lo = mm.vmas.get_mut(&vma.start).expect("vma");
+        lo.end = addr;
+        let hi = Vma {
+            start: addr,
+            end: vma.end,
+            flags: vma.flags,
+            anon_vma: vma.anon_vma,
+            pgoff: vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT),
+        };
+        mm.vmas.insert(addr, hi);
+    }
+
+    /// Unmaps every page in `[start, end)` (which lies inside one former VMA): `unmap_vmas`.
+    /// A huge PMD only partly inside the range is split first.
+    pub(crate) fn zap_range(&mut self, mmi: usize, start: u64, end: u64) {
+        let mut slot = start & PMD_MASK;
+        while slot < end {
+            let s = start.max(slot);
+            let e = end.min(slot + PMD_SIZE);
+            let pmd = self.mms[mmi].pgt.pmd(slot);
+            if pmd.is_huge() {
+                if s == slot && e == slot + PMD_SIZE {
+                    self.zap_huge_pmd(mmi, slot);
+                } else {
+                    self.split_huge_pmd(mmi, slot);
+                    self.zap_pte_range(mmi, s, e);
+                }
+            } else if pmd.is_table() {
+                self.zap_pte_range(mmi, s, e);
+            }
+            slot += PMD_SIZE;
+        }
+    }
+
+    /// `zap_huge_pmd`.
+    fn zap_huge_pmd(&mut self, mmi: usize, haddr: u64) {
+        let pmd = std::mem::replace(self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd"), Pmd::NONE);
+        let pfn = self.mms[mmi].pgt.deposited.pop().expect("deposit");
+        self.free_pgtable_page(pfn);
+        if pmd.is_thp() {
+            self.mms[mmi].rss_anon -= HPAGE_PMD_NR as u64;
+            self.folio_remove_rmap_pmd(pmd.folio());
+        }
+    }
+
+    /// `zap_pte_range` within one PTE table; rmap removal is batched per folio run.
+    fn zap_pte_range(&mut self, mmi: usize, start: u64, end: u64) {
+        let pmd = self.mms[mmi].pgt.pmd(start);
+        debug_assert!(pmd.is_table() && (end - 1) & PMD_MASK == start & PMD_MASK);
+        let tidx = pmd.table_idx();
+        let (i0, i1) = (pte_index(start), pte_index(end - 1) + 1);
+        let mut i = i0;
+        while i < i1 {
+            let pte = self.mms[mmi].pgt.pte_table(tidx)[i];
+            if pte.kind() != pgtable::KIND_PAGE {
+                self.mms[mmi].pgt.pte_table_mut(tidx)[i] = Pte::NONE;
+                i += 1;
+                continue;
+            }
+            // A batch: consecutive PTEs mapping consecutive pages of the same folio.
+            let (id, first) = (pte.folio(), pte.idx());
+            let mut n = 1;
+            while i + n < i1 {
+                let q = self.mms[mmi].pgt.pte_table(tidx)[i + n];
+                if q.kind() == pgtable::KIND_PAGE && q.folio() == id && q.idx() == first + n as u32
+                {
+                    n += 1;
+                } else {
+                    break;
+                }
+            }
+            for e in &mut self.mms[mmi].pgt.pte_table_mut(tidx)[i..i + n] {
+                *e = Pte::NONE;
+            }
+            self.mms[mmi].rss_anon -= n as u64;
+            self.folio_remove_rmap_ptes(id, first, n as u32);
+            i += n;
+        }
+    }
+
+    /// `free_pgtables` after an unmap of `[start, end)`: PTE tables of PMD slots no VMA
+    /// overlaps any more are freed, and PMD tables of 1 GiB regions no VMA overlaps.
+    pub(crate) fn free_pgtables(&mut self, mmi: usize, start: u64, end: u64) {
+        let mut slot = start & PMD_MASK;
+        while slot < end {
+            if self.mms[mmi]
+                .vma_starts_in(slot, slot + PMD_SIZE)
+                .is_empty()
+            {
+                let pmd = self.mms[mmi].pgt.pmd(slot);
+                if pmd.is_table() {
+                    let pfn = self.mms[mmi].pgt.free_pte_table(pmd.table_idx());
+                    *self.mms[mmi].pgt.pmd_mut(slot).expect("pmd") = Pmd::NONE;
+                    self.free_pgtable_page(pfn);
+                }
+                debug_assert!(self.mms[mmi].pgt.pmd(slot).is_none());
+            }
+            slot += PMD_SIZE;
+        }
+        let mut pud = start & !(PUD_SIZE - 1);
+        while pud < end {
+            if self.mms[mmi].pgt.has_pmd_table(pud)
+                && self.mms[mmi].vma_starts_in(pud, pud + PUD_SIZE).is_empty()
+            {
+                let key = pud >> crate::types::PUD_SHIFT;
+                self.mms[mmi].pgt.pmds.remove(&key);
+                let pfn = self.mms[mmi].pgt.pmd_pfns.remove(&key).expect("pmd pfn");
+                self.free_pgtable_page(pfn);
+            }
+            pud += PUD_SIZE;
+        }
+    }
+
+    /// `__mm_populate` for MAP_POPULATE: write faults for private writable mappings, read
+    /// faults otherwise; PROT_NONE ranges are skipped.
+    pub(crate) fn mm_populate(&mut self, pid: Pid, start: u64, end: u64) -> Result<(), Errno> {
+        let mmi = self.mm_of(pid);
+        let mut addr = start;
+        while addr < end {
+            let Some(vma) = self.mms[mmi].vma_at(addr).cloned() else {
+                break;
+            };
+            let e = end.min(vma.end);
+            if vma.accessible() {
+                let write = vma.has(crate::mm::vmf::WRITE);
+                self.populate_range(pid, addr, e, write, true)?;
+            }
+            addr = e;
+        }
+        Ok(())
+    }
+}
+
+/// Pages in `[start, end)`.
+pub fn nr_pages(start: u64, end: u64) -> u64 {
+    (end - start) / PAGE_SIZE
+}

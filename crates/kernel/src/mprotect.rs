@@ -1,0 +1,83 @@
+//! mprotect(2), after `mm/mprotect.c` (Linux 6.18): `do_mprotect_pkey` (ENOMEM at the first
+//! hole, after changing what came before it), `mprotect_fixup` (no change if the flags are
+//! equal; otherwise split, change, merge) and `change_protection` over PTEs and huge PMDs.
+//! Write permission is restored in place only where the kernel can prove the page exclusive
+//! (`can_change_pte_writable` / `can_change_pmd_writable`: AnonExclusive anon pages, never the
+//! zero page); other pages get write access back through a write fault.
+
+use crate::errno::Errno;
+use crate::mm::{prot_to_vmflags, vmf};
+use crate::pgtable::{self, pte_index, EXCLUSIVE, PROTNONE, WRITE};
+use crate::types::{is_page_aligned, page_align_up, Pid, Prot, PMD_MASK, PMD_SIZE};
+use crate::Kernel;
+
+impl Kernel {
+    pub fn mprotect(&mut self, pid: Pid, start: u64, len: u64, prot: Prot) -> Result<(), Errno> {
+        if !is_page_aligned(start) {
+            return Err(Errno::EINVAL);
+        }
+        let len = page_align_up(len);
+        let end = start.checked_add(len).ok_or(Errno::ENOMEM)?;
+        if end == start {
+            return Ok(());
+        }
+        let mmi = self.mm_of(pid);
+        if self.mms[mmi].vma_at(start).is_none() {
+            return Err(Errno::ENOMEM);
+        }
+        let newprot = prot_to_vmflags(prot);
+        let mut cur = start;
+        let mut result = Ok(());
+        while cur < end {
+            let Some(v) = self.mms[mmi].vma_at(cur).cloned() else {
+                result = Err(Errno::ENOMEM);
+                break;
+            };
+            let e = end.min(v.end);
+            let nf = (v.flags & !vmf::PROT_MASK) | newprot;
+            if nf != v.flags {
+                self.split_vma_at(mmi, cur);
+                self.split_vma_at(mmi, e);
+                self.mms[mmi].vmas.get_mut(&cur).expect("vma").flags = nf;
+                self.change_protection(mmi, cur, e, nf);
+            }
+            cur = e;
+        }
+        self.mms[mmi].merge_range(start, cur.min(end));
+        result
+    }
+
+    /// `change_protection` for `[start, end)` of a VMA whose flags are now `flags`.
+    fn change_protection(&mut self, mmi: usize, start: u64, end: u64, flags: u32) {
+        let accessible = flags & vmf::PROT_MASK != 0;
+        let writable = flags & vmf::WRITE != 0;
+        let mut slot = start & PMD_MASK;
+        while slot < end {
+            let (s, e) = (start.max(slot), end.min(slot + PMD_SIZE));
+            let pmd = self.mms[mmi].pgt.pmd(slot);
+            if pmd.is_huge() && (s != slot || e != slot + PMD_SIZE) {
+                self.split_huge_pmd(mmi, slot);
+            }
+            let pmd = self.mms[mmi].pgt.pmd(slot);
+            if pmd.is_huge() {
+                let entry = self.mms[mmi].pgt.pmd_mut(slot).expect("pmd");
+                entry.set(PROTNONE, !accessible);
+                entry.set(
+                    WRITE,
+                    writable && accessible && pmd.is_thp() && pmd.has(EXCLUSIVE),
+                );
+            } else if pmd.is_table() {
+                let table = self.mms[mmi].pgt.pte_table_mut(pmd.table_idx());
+                for p in &mut table[pte_index(s)..=pte_index(e - 1)] {
+                    if !p.is_present() {
+                        continue;
+                    }
+                    let anon_excl = p.kind() == pgtable::KIND_PAGE && p.has(EXCLUSIVE);
+                    p.set(PROTNONE, !accessible);
+                    p.set(WRITE, writable && accessible && anon_excl);
+                }
+            }
+            slot += PMD_SIZE;
+        }
+    }
+}

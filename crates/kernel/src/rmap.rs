@@ -1,0 +1,210 @@
+//! Reverse-map accounting of anonymous folios, after `mm/rmap.c` (Linux 6.18):
+//! `folio_add_new_anon_rmap`, `folio_add_anon_rmap_ptes`, `__folio_remove_rmap` (partial-map
+//! detection, `NR_ANON_THPS`, `NR_ANON_MAPPED`) and the deferred-split queue of
+//! `mm/huge_memory.c` (`deferred_split_folio`, `__folio_unqueue_deferred_split`).
+//! Every mapping holds one folio reference, so `refcount == mappings + pins`.
+
+use crate::folio::{flags, FolioId};
+use crate::types::HPAGE_PMD_ORDER;
+use crate::vmstat::{MthpStat, VmItem};
+use crate::{Kernel, NIL};
+
+impl Kernel {
+    /// A freshly allocated anon folio gets its first mapping(s): `nr` PTEs starting at page
+    /// `first` (or the whole folio by PMD when `pmd`). Pages are AnonExclusive.
+    pub(crate) fn folio_add_new_anon_rmap(&mut self, id: FolioId, pmd: bool) {
+        let f = self.folios.get_mut(id);
+        let nr = f.nr_pages();
+        let order = f.order;
+        if pmd {
+            f.entire_mapcount = 1;
+            f.refcount = 1;
+            self.vmstat.add(VmItem::NrAnonTransparentHugepages, 1);
+        } else {
+            f.mapcount = nr;
+            f.refcount = nr;
+            if order > 0 {
+                let m = self.folios.meta_mut(id);
+                m.page_mapcount = vec![1; nr as usize];
+                m.nr_pages_mapped = nr;
+            }
+        }
+        self.vmstat.add(VmItem::NrAnonPages, nr as i64);
+        if order >= 2 {
+            self.vmstat.mthp_add(order, MthpStat::NrAnon, 1);
+        }
+    }
+
+    /// Adds PTE mappings of pages `[first, first+nr)` of an existing folio
+    /// (`folio_add_anon_rmap_ptes`, used by PMD split and fork).
+    pub(crate) fn folio_add_anon_rmap_ptes(&mut self, id: FolioId, first: u32, nr: u32) {
+        let f = self.folios.get_mut(id);
+        let order = f.order;
+        let entire = f.entire_mapcount;
+        f.mapcount += nr;
+        f.refcount += nr;
+        if order == 0 {
+            if f.mapcount == 1 && entire == 0 {
+                self.vmstat.add(VmItem::NrAnonPages, 1);
+            }
+            return;
+        }
+        let size = 1usize << order;
+        let m = self.folios.meta_mut(id);
+        if m.page_mapcount.is_empty() {
+            m.page_mapcount = vec![0; size];
+        }
+        let mut newly = 0;
+        for i in first..first + nr {
+            let c = &mut m.page_mapcount[i as usize];
+            *c += 1;
+            if *c == 1 {
+                newly += 1;
+            }
+        }
+        m.nr_pages_mapped += newly;
+        if entire == 0 {
+            self.vmstat.add(VmItem::NrAnonPages, newly as i64);
+        }
+    }
+
+    /// Removes PTE mappings of pages `[first, first+nr)` (`folio_remove_rmap_ptes`) and drops
+    /// their references. May queue the folio as partially mapped or free it.
+    pub(crate) fn folio_remove_rmap_ptes(&mut self, id: FolioId, first: u32, nr: u32) {
+        let f = self.folios.get_mut(id);
+        let order = f.order;
+        let entire = f.entire_mapcount;
+        debug_assert!(f.mapcount >= nr);
+        f.mapcount -= nr;
+        if order == 0 {
+            if f.mapcount == 0 {
+                self.vmstat.add(VmItem::NrAnonPages, -1);
+            }
+            self.folio_put(id, nr);
+            return;
+        }
+        let m = self.folios.meta_mut(id);
+        let mut last = 0u32;
+        for i in first..first + nr {
+            let c = &mut m.page_mapcount[i as usize];
+            debug_assert!(*c > 0);
+            *c -= 1;
+            if *c == 0 {
+                last += 1;
+            }
+        }
+        m.nr_pages_mapped -= last;
+        let still_mapped = m.nr_pages_mapped > 0 || entire > 0;
+        // While PMD-mapped, pages leaving the PTE level stay mapped (ENTIRELY_MAPPED).
+        let unmapped = if entire > 0 { 0 } else { last };
+        if unmapped > 0 {
+            self.vmstat.add(VmItem::NrAnonPages, -(unmapped as i64));
+        }
+        if unmapped > 0 && still_mapped && !self.folios.get(id).test(flags::PARTIALLY_MAPPED) {
+            self.deferred_split_folio(id, true);
+        }
+        self.folio_put(id, nr);
+    }
+
+    /// Removes one PMD mapping (`folio_remove_rmap_pmd`) and drops its reference.
+    pub(crate) fn folio_remove_rmap_pmd(&mut self, id: FolioId) {
+        let f = self.folios.get_mut(id);
+        debug_assert!(f.entire_mapcount > 0);
+        f.entire_mapcount -= 1;
+        let nr_pages = f.nr_pages();
+        if f.entire_mapcount == 0 {
+            self.vmstat.add(VmItem::NrAnonTransparentHugepages, -1);
+            let mapped = self.folios.meta(id).nr_pages_mapped;
+            let nr = nr_pages - mapped;
+            self.vmstat.add(VmItem::NrAnonPages, -(nr as i64));
+            if nr > 0 && nr < nr_pages && !self.folios.get(id).test(flags::PARTIALLY_MAPPED) {
+                self.deferred_split_folio(id, true);
+            }
+        }
+        self.folio_put(id, 1);
+    }
+
+    /// `deferred_split_folio`: queue a large anon folio for the deferred-split shrinker,
+    /// flagging it partially mapped when `partially_mapped`.
+    pub(crate) fn deferred_split_folio(&mut self, id: FolioId, partially_mapped: bool) {
+        let f = *self.folios.get(id);
+        if f.order <= 1 {
+            return;
+        }
+        if !partially_mapped && !self.sysfs.shrink_underused {
+            return;
+        }
+        if partially_mapped {
+            if !f.test(flags::PARTIALLY_MAPPED) {
+                self.folios.get_mut(id).flags |= flags::PARTIALLY_MAPPED;
+                if f.order == HPAGE_PMD_ORDER {
+                    self.vmstat.count(VmItem::ThpDeferredSplitPage);
+                }
+                self.vmstat.mthp_count(f.order, MthpStat::SplitDeferred);
+                self.vmstat
+                    .mthp_add(f.order, MthpStat::NrAnonPartiallyMapped, 1);
+            }
+        } else {
+            debug_assert!(!f.test(flags::PARTIALLY_MAPPED));
+        }
+        if !f.test(flags::DEFERRED) {
+            self.ds_enqueue(id);
+        }
+    }
+
+    fn ds_enqueue(&mut self, id: FolioId) {
+        self.folios.get_mut(id).flags |= flags::DEFERRED;
+        let tail = self.ds_tail;
+        {
+            let m = self.folios.meta_mut(id);
+            m.ds_prev = tail;
+            m.ds_next = NIL;
+        }
+        if tail == NIL {
+            self.ds_head = id;
+        } else {
+            self.folios.meta_mut(tail).ds_next = id;
+        }
+        self.ds_tail = id;
+        self.ds_len += 1;
+    }
+
+    /// `__folio_unqueue_deferred_split`.
+    pub(crate) fn ds_unqueue(&mut self, id: FolioId) {
+        let f = self.folios.get_mut(id);
+        debug_assert!(f.test(flags::DEFERRED));
+        f.flags &= !flags::DEFERRED;
+        let order = f.order;
+        if f.test(flags::PARTIALLY_MAPPED) {
+            f.flags &= !flags::PARTIALLY_MAPPED;
+            self.vmstat
+                .mthp_add(order, MthpStat::NrAnonPartiallyMapped, -1);
+        }
+        let (prev, next) = {
+            let m = self.folios.meta(id);
+            (m.ds_prev, m.ds_next)
+        };
+        if prev == NIL {
+            self.ds_head = next;
+        } else {
+            self.folios.meta_mut(prev).ds_next = next;
+        }
+        if next == NIL {
+            self.ds_tail = prev;
+        } else {
+            self.folios.meta_mut(next).ds_prev = prev;
+        }
+        self.ds_len -= 1;
+    }
+
+    /// The deferred-split queue in order (for invariants and observation).
+    pub fn deferred_split_queue(&self) -> Vec<FolioId> {
+        let mut v = Vec::new();
+        let mut cur = self.ds_head;
+        while cur != NIL {
+            v.push(cur);
+            cur = self.folios.meta(cur).ds_next;
+        }
+        v
+    }
+}

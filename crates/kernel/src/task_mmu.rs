@@ -1,0 +1,148 @@
+//! Observation of an address space as `/proc/PID/smaps` and `/proc/PID/pagemap` +
+//! `/proc/kpageflags` show it, after `fs/proc/task_mmu.c` (Linux 6.18): `smaps_account`
+//! (precise per-page mapcounts, PSS in 1/4096 fixed point, shared vs private by mapcount ≥ 2),
+//! `smaps_pmd_entry` (AnonHugePages), the zero page and huge zero page counting nothing, and
+//! `THPeligible`. Ranges are clipped to the requested range, so a mapping's observation sums
+//! the VMAs that make it up.
+
+use crate::huge_memory::Tva;
+use crate::observe::{pagemap_push, Backing, PageMap, Smaps};
+use crate::pgtable::{self, pte_index, DIRTY};
+use crate::types::{Pid, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK, PMD_SIZE};
+use crate::Kernel;
+
+const PSS_SHIFT: u32 = 12;
+
+#[derive(Default)]
+struct Acc {
+    rss: u64,
+    pss: u64,
+    shared_clean: u64,
+    shared_dirty: u64,
+    private_clean: u64,
+    private_dirty: u64,
+    anonymous: u64,
+    anon_huge: u64,
+}
+
+impl Acc {
+    /// `smaps_page_accumulate` for one 4 KiB page.
+    fn page(&mut self, mapcount: u32, dirty: bool, pmd_mapped: bool) {
+        self.rss += PAGE_SIZE;
+        self.anonymous += PAGE_SIZE;
+        if pmd_mapped {
+            self.anon_huge += PAGE_SIZE;
+        }
+        let mut pss = PAGE_SIZE << PSS_SHIFT;
+        if mapcount >= 2 {
+            pss /= mapcount as u64;
+        }
+        self.pss += pss;
+        match (mapcount >= 2, dirty) {
+            (true, true) => self.shared_dirty += PAGE_SIZE,
+            (true, false) => self.shared_clean += PAGE_SIZE,
+            (false, true) => self.private_dirty += PAGE_SIZE,
+            (false, false) => self.private_clean += PAGE_SIZE,
+        }
+    }
+}
+
+impl Kernel {
+    /// smaps fields for the VMAs of `pid` overlapping `[start, end)`, clipped to the range.
+    pub fn smaps(&self, pid: Pid, start: u64, end: u64) -> Smaps {
+        let mmi = self.mm_of(pid);
+        let mm = &self.mms[mmi];
+        let mut out = Smaps::default();
+        for s in mm.vma_starts_in(start, end) {
+            let vma = &mm.vmas[&s];
+            let (a, b) = (start.max(vma.start), end.min(vma.end));
+            let mut acc = Acc::default();
+            let mut slot = a & PMD_MASK;
+            while slot < b {
+                let (ps, pe) = (a.max(slot), b.min(slot + PMD_SIZE));
+                let pmd = mm.pgt.pmd(slot);
+                if pmd.is_thp() {
+                    let id = pmd.folio();
+                    let f = self.folios.get(id);
+                    for addr in (ps..pe).step_by(PAGE_SIZE as usize) {
+                        let idx = pte_index(addr) as u32;
+                        let mc = f.entire_mapcount as u32 + self.folios.page_mapcount(id, idx);
+                        acc.page(mc, pmd.has(DIRTY), true);
+                    }
+                } else if pmd.is_table() {
+                    let table = mm.pgt.pte_table(pmd.table_idx());
+                    for addr in (ps..pe).step_by(PAGE_SIZE as usize) {
+                        let pte = table[pte_index(addr)];
+                        if pte.kind() == pgtable::KIND_PAGE {
+                            let id = pte.folio();
+                            let f = self.folios.get(id);
+                            let entire = if f.order > 0 {
+                                f.entire_mapcount as u32
+                            } else {
+                                0
+                            };
+                            let mc = entire + self.folios.page_mapcount(id, pte.idx());
+                            acc.page(mc, pte.has(DIRTY), false);
+                        }
+                    }
+                }
+                slot += PMD_SIZE;
+            }
+            let one = Smaps {
+                size: (b - a) >> 10,
+                rss: acc.rss >> 10,
+                pss: acc.pss >> (PSS_SHIFT + 10),
+                shared_clean: acc.shared_clean >> 10,
+                shared_dirty: acc.shared_dirty >> 10,
+                private_clean: acc.private_clean >> 10,
+                private_dirty: acc.private_dirty >> 10,
+                anonymous: acc.anonymous >> 10,
+                anon_huge_pages: acc.anon_huge >> 10,
+                thp_eligible: self.thp_vma_allowable_order(mmi, vma, HPAGE_PMD_ORDER, Tva::Smaps)
+                    as u64,
+                ..Smaps::default()
+            };
+            out.accumulate(&one);
+        }
+        out
+    }
+
+    /// What backs each 4 KiB page of `[start, end)`, run-length encoded.
+    pub fn page_map(&self, pid: Pid, start: u64, end: u64) -> PageMap {
+        let mm = &self.mms[self.mm_of(pid)];
+        let mut map = PageMap::new();
+        let mut addr = start;
+        while addr < end {
+            let slot_end = ((addr & PMD_MASK) + PMD_SIZE).min(end);
+            let n = (slot_end - addr) / PAGE_SIZE;
+            let pmd = mm.pgt.pmd(addr);
+            if pmd.is_table() {
+                let table = mm.pgt.pte_table(pmd.table_idx());
+                for a in (addr..slot_end).step_by(PAGE_SIZE as usize) {
+                    let pte = table[pte_index(a)];
+                    let b = match pte.kind() {
+                        pgtable::KIND_NONE => Backing::None,
+                        pgtable::KIND_ZERO => Backing::Zero,
+                        pgtable::KIND_PAGE => match self.folios.get(pte.folio()).order {
+                            0 => Backing::Anon,
+                            order => Backing::ThpPte { order },
+                        },
+                        _ => Backing::Marker,
+                    };
+                    pagemap_push(&mut map, b, 1);
+                }
+            } else {
+                let b = if pmd.is_huge_zero() {
+                    Backing::HugeZero
+                } else if pmd.is_thp() {
+                    Backing::ThpPmd
+                } else {
+                    Backing::None
+                };
+                pagemap_push(&mut map, b, n);
+            }
+            addr = slot_end;
+        }
+        map
+    }
+}

@@ -1,0 +1,589 @@
+//! Fault paths against the facts measured on the 6.18 host (kernel-behavior.md Appendix B)
+//! and the 6.12 differences. The invariant checker runs after every operation.
+
+use thpsim_kernel::errno::{Errno, Signal};
+use thpsim_kernel::mmap::MapFlags;
+use thpsim_kernel::observe::{Backing, PageMap};
+use thpsim_kernel::profile;
+use thpsim_kernel::types::{AccessKind, Advice, Pid, Prot};
+use thpsim_kernel::vmstat::{MthpStat, VmItem};
+use thpsim_kernel::{Kernel, KernelConfig};
+
+const BASE: u64 = 0x7f00_0000_0000;
+const M2: u64 = 2 << 20;
+const K4: u64 = 4096;
+
+struct T {
+    k: Kernel,
+    pid: Pid,
+    flt0: u64,
+    vm0: thpsim_kernel::vmstat::VmStat,
+}
+
+impl T {
+    fn new(profile_name: &str) -> T {
+        Self::with(profile_name, 16 << 30, &[])
+    }
+    fn with(profile_name: &str, memory: u64, knobs: &[(&str, &str)]) -> T {
+        let mut cfg = KernelConfig {
+            memory,
+            profile: profile::profile(profile_name).unwrap(),
+            ..Default::default()
+        };
+        for (k, v) in knobs {
+            cfg.sysfs.set(k, v).unwrap();
+        }
+        let mut k = Kernel::new(cfg).unwrap();
+        let pid = k.spawn();
+        let vm0 = k.vmstat.clone();
+        T {
+            k,
+            pid,
+            flt0: 0,
+            vm0,
+        }
+    }
+    fn ok(&self) {
+        if let Err(e) = self.k.check_invariants() {
+            panic!("invariant: {e}");
+        }
+    }
+    fn mmap(&mut self, addr: u64, len: u64, prot: Prot) {
+        self.k
+            .mmap(self.pid, addr, len, prot, MapFlags::default())
+            .unwrap();
+        self.ok();
+    }
+    fn madvise(&mut self, addr: u64, len: u64, a: Advice) -> Result<(), Errno> {
+        let r = self.k.madvise(self.pid, addr, len, a);
+        self.ok();
+        r
+    }
+    fn touch(&mut self, addr: u64, len: u64, kind: AccessKind) -> Result<(), Signal> {
+        let mut a = addr;
+        while a < addr + len {
+            self.k.access(self.pid, a, kind)?;
+            self.ok();
+            a += K4;
+        }
+        Ok(())
+    }
+    fn read(&mut self, addr: u64, len: u64) {
+        self.touch(addr, len, AccessKind::Read).unwrap()
+    }
+    fn write(&mut self, addr: u64, len: u64) {
+        self.touch(addr, len, AccessKind::Write).unwrap()
+    }
+    /// Minor faults since the last call.
+    fn faults(&mut self) -> u64 {
+        let f = self.k.task(self.pid).unwrap().minflt;
+        let d = f - self.flt0;
+        self.flt0 = f;
+        d
+    }
+    fn d(&self, item: VmItem) -> i64 {
+        self.k.vmstat.get(item) - self.vm0.get(item)
+    }
+    fn dm(&self, kb: u64, stat: MthpStat) -> i64 {
+        let o = thpsim_kernel::sysfs::size_kb_to_order(kb).unwrap();
+        self.k.vmstat.mthp_get(o, stat) - self.vm0.mthp_get(o, stat)
+    }
+    fn map(&self, addr: u64, len: u64) -> PageMap {
+        self.k.page_map(self.pid, addr, addr + len)
+    }
+    fn smaps(&self, addr: u64, len: u64, field: &str) -> u64 {
+        self.k
+            .smaps(self.pid, addr, addr + len)
+            .field(field)
+            .unwrap()
+    }
+}
+
+fn thp_region(t: &mut T) {
+    t.mmap(BASE, M2, Prot::RW);
+    t.madvise(BASE, M2, Advice::Hugepage).unwrap();
+}
+
+#[test]
+fn read_hugepage_maps_huge_zero_with_one_fault() {
+    let mut t = T::new("6.18");
+    thp_region(&mut t);
+    t.read(BASE, M2);
+    assert_eq!(t.faults(), 1);
+    assert_eq!(t.map(BASE, M2), vec![(Backing::HugeZero, 512)]);
+    assert_eq!(t.d(VmItem::ThpZeroPageAlloc), 1);
+    assert_eq!(t.d(VmItem::Pgfault), 1);
+    assert_eq!(t.smaps(BASE, M2, "Rss"), 0);
+    assert_eq!(t.d(VmItem::NrAnonTransparentHugepages), 0);
+}
+
+#[test]
+fn hzp_write_allocates_thp_on_618() {
+    let mut t = T::new("6.18");
+    thp_region(&mut t);
+    t.read(BASE, M2);
+    t.faults();
+    t.write(BASE, 1);
+    assert_eq!(t.faults(), 1);
+    assert_eq!(t.d(VmItem::ThpFaultAlloc), 1);
+    assert_eq!(t.d(VmItem::ThpSplitPmd), 0);
+    assert_eq!(t.dm(2048, MthpStat::AnonFaultAlloc), 1);
+    assert_eq!(t.d(VmItem::NrAnonTransparentHugepages), 1);
+    t.write(BASE, M2);
+    assert_eq!(t.faults(), 0);
+    assert_eq!(t.map(BASE, M2), vec![(Backing::ThpPmd, 512)]);
+    assert_eq!(t.smaps(BASE, M2, "AnonHugePages"), 2048);
+    assert_eq!(t.smaps(BASE, M2, "Rss"), 2048);
+    assert_eq!(
+        t.k.deferred_split_len(),
+        1,
+        "6.18 queues hzp-wp THPs for the underused shrinker"
+    );
+}
+
+#[test]
+fn hzp_write_splits_on_612() {
+    let mut t = T::new("6.12");
+    thp_region(&mut t);
+    t.read(BASE, M2);
+    t.faults();
+    t.write(BASE, 1);
+    assert_eq!(t.faults(), 1);
+    assert_eq!(t.d(VmItem::ThpSplitPmd), 1);
+    assert_eq!(t.d(VmItem::ThpFaultAlloc), 0);
+    assert_eq!(
+        t.map(BASE, M2),
+        vec![(Backing::Anon, 1), (Backing::Zero, 511)]
+    );
+    assert_eq!(t.smaps(BASE, M2, "Rss"), 4);
+    t.write(BASE, M2);
+    assert_eq!(t.faults(), 511);
+    assert_eq!(t.map(BASE, M2), vec![(Backing::Anon, 512)]);
+    assert_eq!(t.smaps(BASE, M2, "AnonHugePages"), 0);
+}
+
+#[test]
+fn hzp_wp_falls_back_to_split_when_no_order9_block() {
+    // 4 MiB of memory: after the huge zero page (order 9) and page tables, no order-9 block.
+    let mut t = T::with("6.18", 4 << 20, &[]);
+    thp_region(&mut t);
+    t.read(BASE, M2);
+    t.faults();
+    t.write(BASE, 1);
+    assert_eq!(t.faults(), 1);
+    assert_eq!(t.d(VmItem::ThpFaultFallback), 1);
+    assert_eq!(t.dm(2048, MthpStat::AnonFaultFallback), 1);
+    assert_eq!(t.d(VmItem::ThpSplitPmd), 1);
+    assert_eq!(
+        t.map(BASE, M2),
+        vec![(Backing::Anon, 1), (Backing::Zero, 511)]
+    );
+}
+
+#[test]
+fn no_madvise_read_and_write_are_per_page() {
+    let mut t = T::new("6.18");
+    t.mmap(BASE, M2, Prot::RW);
+    t.read(BASE, M2);
+    assert_eq!(t.faults(), 512);
+    assert_eq!(t.map(BASE, M2), vec![(Backing::Zero, 512)]);
+    t.write(BASE, 1);
+    assert_eq!(t.faults(), 1);
+    t.write(BASE, M2);
+    assert_eq!(t.faults(), 511);
+    assert_eq!(t.map(BASE, M2), vec![(Backing::Anon, 512)]);
+    assert_eq!(t.d(VmItem::ThpFaultAlloc), 0);
+}
+
+#[test]
+fn write_hugepage_is_one_thp_fault() {
+    let mut t = T::new("6.18");
+    thp_region(&mut t);
+    t.write(BASE, M2);
+    assert_eq!(t.faults(), 1);
+    assert_eq!(t.d(VmItem::ThpFaultAlloc), 1);
+    assert_eq!(t.dm(2048, MthpStat::NrAnon), 1);
+    assert_eq!(t.map(BASE, M2), vec![(Backing::ThpPmd, 512)]);
+}
+
+#[test]
+fn use_zero_page_0_read_allocates_thp() {
+    let mut t = T::with("6.18", 16 << 30, &[("use_zero_page", "0")]);
+    thp_region(&mut t);
+    t.read(BASE, M2);
+    assert_eq!(t.faults(), 1);
+    assert_eq!(t.d(VmItem::ThpFaultAlloc), 1);
+    assert_eq!(t.map(BASE, M2), vec![(Backing::ThpPmd, 512)]);
+    assert_eq!(t.smaps(BASE, M2, "Rss"), 2048);
+}
+
+#[test]
+fn mthp_64k_always() {
+    let mut t = T::with("6.18", 16 << 30, &[("hugepages-64kB.enabled", "always")]);
+    t.mmap(BASE, M2, Prot::RW);
+    t.write(BASE, M2);
+    assert_eq!(t.faults(), 32);
+    assert_eq!(t.dm(64, MthpStat::AnonFaultAlloc), 32);
+    assert_eq!(t.dm(64, MthpStat::NrAnon), 32);
+    assert_eq!(t.map(BASE, M2), vec![(Backing::ThpPte { order: 4 }, 512)]);
+    assert_eq!(t.smaps(BASE, M2, "AnonHugePages"), 0);
+    assert_eq!(t.d(VmItem::ThpFaultAlloc), 0);
+}
+
+#[test]
+fn mthp_block_around_address_and_read_first() {
+    let mut t = T::with("6.18", 16 << 30, &[("hugepages-64kB.enabled", "always")]);
+    t.mmap(BASE, M2, Prot::RW);
+    t.write(BASE + 3 * K4, 1);
+    assert_eq!(t.faults(), 1);
+    t.write(BASE, 1);
+    assert_eq!(t.faults(), 0, "page 0 is in the 64K folio around page 3");
+    // Read first, then write: the zero PTE in the block forces order 0.
+    t.read(BASE + 64 * K4, 1);
+    t.write(BASE + 64 * K4, 1);
+    assert_eq!(t.faults(), 2);
+    assert_eq!(t.map(BASE + 64 * K4, K4), vec![(Backing::Anon, 1)]);
+}
+
+#[test]
+fn mthp_vma_of_160k() {
+    let mut t = T::with("6.18", 16 << 30, &[("hugepages-64kB.enabled", "always")]);
+    t.mmap(BASE, 160 << 10, Prot::RW);
+    t.write(BASE, 160 << 10);
+    assert_eq!(t.faults(), 10);
+    assert_eq!(
+        t.map(BASE, 160 << 10),
+        vec![(Backing::ThpPte { order: 4 }, 32), (Backing::Anon, 8)]
+    );
+}
+
+#[test]
+fn mthp_with_madvise_prefers_pmd() {
+    let mut t = T::with("6.18", 16 << 30, &[("hugepages-64kB.enabled", "always")]);
+    thp_region(&mut t);
+    t.write(BASE, M2);
+    assert_eq!(t.faults(), 1);
+    assert_eq!(t.map(BASE, M2), vec![(Backing::ThpPmd, 512)]);
+}
+
+#[test]
+fn thp_allowed_rules() {
+    // enabled=never with MADV_HUGEPAGE; NOHUGEPAGE; unaligned VMA; prctl.
+    let mut t = T::with("6.18", 16 << 30, &[("enabled", "never")]);
+    thp_region(&mut t);
+    t.read(BASE, M2);
+    assert_eq!(t.faults(), 512);
+
+    let mut t = T::with("6.18", 16 << 30, &[("enabled", "always")]);
+    t.mmap(BASE, M2, Prot::RW);
+    t.madvise(BASE, M2, Advice::Nohugepage).unwrap();
+    t.read(BASE, M2);
+    assert_eq!(t.faults(), 512);
+
+    // A 2 MiB VMA at a 4 KiB offset holds no aligned PMD block.
+    let mut t = T::with("6.18", 16 << 30, &[("enabled", "always")]);
+    t.mmap(BASE + K4, M2, Prot::RW);
+    t.write(BASE + K4, M2);
+    assert_eq!(t.faults(), 512);
+    assert_eq!(t.smaps(BASE, 2 * M2, "THPeligible"), 0);
+
+    let mut t = T::new("6.18");
+    t.k.prctl_set_thp_disable(t.pid, true, 0).unwrap();
+    thp_region(&mut t);
+    t.read(BASE, M2);
+    t.write(BASE, M2);
+    assert_eq!(t.faults(), 1024);
+    assert_eq!(t.k.prctl_get_thp_disable(t.pid), 1);
+
+    // Except-advised (6.18): MADV_HUGEPAGE still gets a THP; 6.12 refuses the flag.
+    let mut t = T::new("6.18");
+    t.k.prctl_set_thp_disable(t.pid, true, 2).unwrap();
+    assert_eq!(t.k.prctl_get_thp_disable(t.pid), 3);
+    thp_region(&mut t);
+    t.write(BASE, M2);
+    assert_eq!(t.faults(), 1);
+    assert_eq!(t.d(VmItem::ThpFaultAlloc), 1);
+    let mut t = T::new("6.12");
+    assert_eq!(
+        t.k.prctl_set_thp_disable(t.pid, true, 2),
+        Err(Errno::EINVAL)
+    );
+    t.ok();
+}
+
+#[test]
+fn hzp_wp_quirk_after_nohugepage() {
+    let mut t = T::new("6.18");
+    thp_region(&mut t);
+    t.read(BASE, M2);
+    t.madvise(BASE, M2, Advice::Nohugepage).unwrap();
+    t.faults();
+    t.write(BASE, 1);
+    assert_eq!(t.faults(), 1);
+    assert_eq!(
+        t.d(VmItem::ThpFaultAlloc),
+        1,
+        "the wp path does not re-check THP eligibility"
+    );
+}
+
+#[test]
+fn partial_munmap_and_dontneed_queue_deferred_split() {
+    for op in ["munmap", "dontneed"] {
+        let mut t = T::new("6.18");
+        thp_region(&mut t);
+        t.write(BASE, M2);
+        match op {
+            "munmap" => t.k.munmap(t.pid, BASE + 256 * K4, K4).unwrap(),
+            _ => t.madvise(BASE + 256 * K4, K4, Advice::Dontneed).unwrap(),
+        }
+        t.ok();
+        assert_eq!(t.d(VmItem::ThpSplitPmd), 1, "{op}");
+        assert_eq!(t.d(VmItem::ThpDeferredSplitPage), 1, "{op}");
+        assert_eq!(t.dm(2048, MthpStat::SplitDeferred), 1);
+        assert_eq!(t.dm(2048, MthpStat::NrAnonPartiallyMapped), 1);
+        assert_eq!(t.dm(2048, MthpStat::NrAnon), 1, "folio still exists");
+        assert_eq!(t.d(VmItem::NrAnonTransparentHugepages), 0, "+1 then -1");
+        assert_eq!(t.smaps(BASE, M2, "Rss"), 2044);
+        assert_eq!(t.faults(), 1);
+    }
+}
+
+#[test]
+fn dontneed_whole_thp_frees_it() {
+    let mut t = T::new("6.18");
+    thp_region(&mut t);
+    t.write(BASE, M2);
+    let free = t.k.nr_free_pages();
+    t.madvise(BASE, M2, Advice::Dontneed).unwrap();
+    assert_eq!(t.dm(2048, MthpStat::NrAnon), 0);
+    assert_eq!(t.d(VmItem::ThpSplitPmd), 0);
+    assert_eq!(
+        t.k.nr_free_pages(),
+        free + 512 + 1,
+        "THP and its deposited page table"
+    );
+    assert_eq!(t.map(BASE, M2), vec![(Backing::None, 512)]);
+    // The slot has no page table left behind: the next write faults a new THP.
+    t.faults();
+    t.write(BASE, 1);
+    assert_eq!(t.faults(), 1);
+    assert_eq!(t.d(VmItem::ThpFaultAlloc), 2);
+}
+
+#[test]
+fn mprotect_part_splits_pmd_whole_does_not() {
+    let mut t = T::new("6.18");
+    thp_region(&mut t);
+    t.write(BASE, M2);
+    t.k.mprotect(t.pid, BASE, M2, Prot::R).unwrap();
+    t.ok();
+    assert_eq!(t.d(VmItem::ThpSplitPmd), 0);
+    assert_eq!(t.k.mm(t.pid).vmas.len(), 1);
+    t.k.mprotect(t.pid, BASE, M2, Prot::RW).unwrap();
+    t.ok();
+    t.faults();
+    t.write(BASE, M2);
+    assert_eq!(t.faults(), 0, "exclusive THP regains write access in place");
+    t.k.mprotect(t.pid, BASE + K4, K4, Prot::R).unwrap();
+    t.ok();
+    assert_eq!(t.d(VmItem::ThpSplitPmd), 1);
+    assert_eq!(t.k.mm(t.pid).vmas.len(), 3);
+    assert_eq!(t.d(VmItem::ThpDeferredSplitPage), 0);
+    assert_eq!(t.map(BASE, M2), vec![(Backing::ThpPte { order: 9 }, 512)]);
+    assert_eq!(
+        t.k.access(t.pid, BASE + K4, AccessKind::Write),
+        Err(Signal::Sigsegv)
+    );
+    assert_eq!(t.k.touch_result(t.pid, BASE + K4), Ok(()));
+    // Back to rw: VMAs merge again.
+    t.k.mprotect(t.pid, BASE + K4, K4, Prot::RW).unwrap();
+    t.ok();
+    assert_eq!(t.k.mm(t.pid).vmas.len(), 1);
+}
+
+#[test]
+fn mprotect_hole_is_enomem_after_changing_the_first_part() {
+    let mut t = T::new("6.18");
+    t.mmap(BASE, M2, Prot::RW);
+    t.mmap(BASE + 2 * M2, M2, Prot::RW);
+    assert_eq!(
+        t.k.mprotect(t.pid, BASE, 3 * M2, Prot::R),
+        Err(Errno::ENOMEM)
+    );
+    t.ok();
+    assert_eq!(t.k.mm(t.pid).vma_at(BASE).unwrap().flags & 2, 0);
+    assert_eq!(
+        t.k.mprotect(t.pid, BASE + 1, K4, Prot::R),
+        Err(Errno::EINVAL)
+    );
+}
+
+#[test]
+fn madvise_errors_and_vma_splits() {
+    let mut t = T::new("6.18");
+    t.mmap(BASE, M2, Prot::RW);
+    assert_eq!(
+        t.madvise(BASE + 1, K4, Advice::Hugepage),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        t.madvise(BASE, 2 * M2, Advice::Hugepage),
+        Err(Errno::ENOMEM),
+        "hole after the VMA"
+    );
+    assert!(
+        t.k.mm(t.pid).vma_at(BASE).unwrap().flags & thpsim_kernel::mm::vmf::HUGEPAGE != 0,
+        "applied to the mapped part"
+    );
+    t.madvise(BASE + K4, K4, Advice::Nohugepage).unwrap();
+    assert_eq!(t.k.mm(t.pid).vmas.len(), 3);
+    t.madvise(BASE + K4, K4, Advice::Hugepage).unwrap();
+    assert_eq!(t.k.mm(t.pid).vmas.len(), 1);
+    assert_eq!(t.madvise(BASE, 0, Advice::Hugepage), Ok(()));
+    assert_eq!(
+        t.k.madvise(t.pid, BASE, K4, Advice::Collapse),
+        Err(Errno::EOPNOTSUPP)
+    );
+}
+
+#[test]
+fn populate_read_and_write() {
+    let mut t = T::new("6.18");
+    thp_region(&mut t);
+    t.madvise(BASE, M2, Advice::PopulateRead).unwrap();
+    assert_eq!(t.faults(), 1);
+    assert_eq!(t.map(BASE, M2), vec![(Backing::HugeZero, 512)]);
+    t.madvise(BASE, M2, Advice::PopulateWrite).unwrap();
+    assert_eq!(t.faults(), 1);
+    assert_eq!(t.d(VmItem::ThpFaultAlloc), 1);
+    t.madvise(BASE, M2, Advice::PopulateWrite).unwrap();
+    assert_eq!(t.faults(), 0);
+
+    let mut t = T::new("6.18");
+    t.mmap(BASE, M2, Prot::RW);
+    t.madvise(BASE, M2, Advice::PopulateRead).unwrap();
+    assert_eq!(t.faults(), 512);
+    t.madvise(BASE, M2, Advice::PopulateWrite).unwrap();
+    assert_eq!(t.faults(), 512);
+    assert_eq!(t.map(BASE, M2), vec![(Backing::Anon, 512)]);
+
+    // Errors: hole → ENOMEM, RO write → EINVAL, PROT_NONE read → EINVAL, unaligned → EINVAL.
+    let mut t = T::new("6.18");
+    t.mmap(BASE, M2, Prot::R);
+    t.mmap(BASE + 2 * M2, M2, Prot::NONE);
+    assert_eq!(
+        t.madvise(BASE, 2 * M2, Advice::PopulateRead),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(
+        t.madvise(BASE, M2, Advice::PopulateWrite),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        t.madvise(BASE + 2 * M2, M2, Advice::PopulateRead),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        t.madvise(BASE + 5, M2, Advice::PopulateRead),
+        Err(Errno::EINVAL)
+    );
+}
+
+#[test]
+fn map_populate_chooses_write_for_private_writable() {
+    let mut t = T::new("6.18");
+    t.k.mmap(
+        t.pid,
+        BASE,
+        2 * M2,
+        Prot::RW,
+        MapFlags {
+            populate: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    t.ok();
+    assert_eq!(t.faults(), 1024);
+    assert_eq!(t.map(BASE, 2 * M2), vec![(Backing::Anon, 1024)]);
+    t.k.mmap(
+        t.pid,
+        BASE + 4 * M2,
+        2 * M2,
+        Prot::R,
+        MapFlags {
+            populate: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    t.ok();
+    assert_eq!(t.faults(), 1024);
+    assert_eq!(t.map(BASE + 4 * M2, 2 * M2), vec![(Backing::Zero, 1024)]);
+}
+
+#[test]
+fn segv_on_unmapped_and_protection() {
+    let mut t = T::new("6.18");
+    t.mmap(BASE, M2, Prot::R);
+    assert_eq!(
+        t.k.access(t.pid, BASE + M2, AccessKind::Read),
+        Err(Signal::Sigsegv)
+    );
+    assert_eq!(
+        t.k.access(t.pid, BASE, AccessKind::Write),
+        Err(Signal::Sigsegv)
+    );
+    assert_eq!(t.faults(), 0);
+    assert_eq!(t.d(VmItem::Pgfault), 0);
+    assert_eq!(
+        t.k.mmap(t.pid, BASE, K4, Prot::RW, MapFlags::default()),
+        Err(Errno::EEXIST)
+    );
+    assert_eq!(
+        t.k.mmap(t.pid, BASE + 1, K4, Prot::RW, MapFlags::default()),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(t.k.munmap(t.pid, BASE + 1, K4), Err(Errno::EINVAL));
+}
+
+#[test]
+fn thp_fault_fallback_on_fragmented_memory() {
+    // 4 MiB of memory; 600 order-0 pages use both halves of the only order-10 block, so no
+    // order-9 block remains for the THP fault.
+    let mut t = T::with("6.18", 4 << 20, &[]);
+    t.mmap(BASE + 8 * M2, 2 * M2, Prot::RW);
+    t.write(BASE + 8 * M2, 600 * K4);
+    t.faults();
+    thp_region(&mut t);
+    t.write(BASE, K4);
+    assert_eq!(t.d(VmItem::ThpFaultFallback), 1);
+    assert_eq!(t.dm(2048, MthpStat::AnonFaultFallback), 1);
+    assert_eq!(t.faults(), 1);
+    assert_eq!(t.map(BASE, K4), vec![(Backing::Anon, 1)]);
+}
+
+#[test]
+fn oom_kills_the_faulting_task() {
+    let mut t = T::with("6.18", 4 << 20, &[]);
+    t.mmap(BASE, 8 * M2, Prot::RW);
+    let r = t.touch(BASE, 8 * M2, AccessKind::Write);
+    assert_eq!(r, Err(Signal::Sigkill));
+    assert_eq!(t.k.nr_free_pages(), 0);
+}
+
+#[test]
+fn munmap_frees_everything() {
+    let mut t = T::with("6.18", 16 << 30, &[("hugepages-64kB.enabled", "always")]);
+    let free = t.k.nr_free_pages();
+    thp_region(&mut t);
+    t.mmap(BASE + 4 * M2, 3 * M2, Prot::RW);
+    t.read(BASE, M2);
+    t.write(BASE + 4 * M2, 3 * M2);
+    t.k.munmap(t.pid, BASE, 16 * M2).unwrap();
+    t.ok();
+    // Everything but the huge zero folio (held by the mm until exit) is back.
+    assert_eq!(t.k.nr_free_pages(), free - 512);
+    assert_eq!(t.k.nr_folios(), 0);
+}
