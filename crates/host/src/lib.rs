@@ -254,26 +254,27 @@ impl HostBackend {
         let w = self.worker.as_ref().ok_or_else(|| err("host backend: op before setup"))?;
         let (start, end) = (w.base + addr, w.base + addr + len);
         let maps = observe::read_maps(w.pid).map_err(|e| err(format!("/proc/{}/maps: {e}", w.pid)))?;
-        let vmas: Vec<_> = maps.into_iter().filter(|v| v.0 < end && v.1 > start).collect();
+        let vmas: Vec<_> = maps.into_iter().filter(|v| v.start < end && v.end > start).collect();
         let write = pattern != Pattern::Read;
         let pku = self.pku;
-        let read_ok = |v: &(u64, u64, bool, bool, bool)| v.2 || v.3 || (v.4 && !pku);
-        let ok = |v: &(u64, u64, bool, bool, bool)| read_ok(v) && (!write || v.3);
+        // x86: PROT_WRITE and PROT_EXEC imply read, except exec-only with protection keys.
+        let read_ok = |v: &observe::Vma| v.read || v.write || (v.exec && !pku);
+        let ok = |v: &observe::Vma| read_ok(v) && (!write || v.write);
         // Fast path: the whole range is covered by VMAs allowing the access.
         let mut cur = start;
         for v in &vmas {
-            if v.0 > cur || !ok(v) {
+            if v.start > cur || !ok(v) {
                 break;
             }
-            cur = v.1;
+            cur = v.end;
         }
         if cur >= end {
             return Ok((u64::MAX, false, false));
         }
         for (i, off) in touch_offsets(len, stride, subset).enumerate() {
             let a = start + off;
-            let idx = vmas.partition_point(|v| v.1 <= a);
-            let v = vmas.get(idx).filter(|v| v.0 <= a);
+            let idx = vmas.partition_point(|v| v.end <= a);
+            let v = vmas.get(idx).filter(|v| v.start <= a);
             match v {
                 Some(v) if ok(v) => continue,
                 Some(v) if read_ok(v) => return Ok((i as u64, pattern == Pattern::ReadWrite, true)),

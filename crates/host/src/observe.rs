@@ -145,11 +145,10 @@ impl Observer {
     /// The order of the folio containing `pfn`, from kpageflags (cached per 512-PFN block).
     fn folio_order(&self, pfn: u64, cache: &mut HashMap<u64, Vec<u64>>) -> std::io::Result<u8> {
         let block = pfn & !511;
-        if !cache.contains_key(&block) {
-            let v = Self::read_u64s(&self.kpageflags, block, 512)?;
-            cache.insert(block, v);
-        }
-        let fl = &cache[&block];
+        let fl = match cache.entry(block) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(Self::read_u64s(&self.kpageflags, block, 512)?),
+        };
         let i = (pfn - block) as usize;
         if fl[i] & (KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL) == 0 {
             return Ok(0);
@@ -270,8 +269,18 @@ pub fn smaps_sum(text: &str, start: u64, end: u64) -> Smaps {
     total
 }
 
-/// VMAs of a process from /proc/PID/maps: (start, end, r, w, x).
-pub fn read_maps(pid: i32) -> std::io::Result<Vec<(u64, u64, bool, bool, bool)>> {
+/// One line of /proc/PID/maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vma {
+    pub start: u64,
+    pub end: u64,
+    pub read: bool,
+    pub write: bool,
+    pub exec: bool,
+}
+
+/// VMAs of a process from /proc/PID/maps.
+pub fn read_maps(pid: i32) -> std::io::Result<Vec<Vma>> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
     let mut v = Vec::new();
     for line in text.lines() {
@@ -283,7 +292,7 @@ pub fn read_maps(pid: i32) -> std::io::Result<Vec<(u64, u64, bool, bool, bool)>>
         if p.len() < 3 {
             continue;
         }
-        v.push((a, b, p[0] == b'r', p[1] == b'w', p[2] == b'x'));
+        v.push(Vma { start: a, end: b, read: p[0] == b'r', write: p[1] == b'w', exec: p[2] == b'x' });
     }
     Ok(v)
 }
