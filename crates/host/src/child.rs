@@ -46,15 +46,27 @@ pub type Resp = [u64; RESP_WORDS];
 pub fn encode_subset(s: Option<Subset>) -> (u64, u64, u64) {
     match s {
         None => (0, 0, 0),
-        Some(Subset { count: SubsetCount::Pages(k), seed }) => (1, k, seed),
-        Some(Subset { count: SubsetCount::Percent(p), seed }) => (2, p as u64, seed),
+        Some(Subset {
+            count: SubsetCount::Pages(k),
+            seed,
+        }) => (1, k, seed),
+        Some(Subset {
+            count: SubsetCount::Percent(p),
+            seed,
+        }) => (2, p as u64, seed),
     }
 }
 
 pub fn decode_subset(kind: u64, count: u64, seed: u64) -> Option<Subset> {
     match kind {
-        1 => Some(Subset { count: SubsetCount::Pages(count), seed }),
-        2 => Some(Subset { count: SubsetCount::Percent(count as u32), seed }),
+        1 => Some(Subset {
+            count: SubsetCount::Pages(count),
+            seed,
+        }),
+        2 => Some(Subset {
+            count: SubsetCount::Percent(count as u32),
+            seed,
+        }),
         _ => None,
     }
 }
@@ -91,7 +103,11 @@ pub fn send_req(fd: i32, r: &Req) -> Result<(), i32> {
 
 pub fn recv_resp(fd: i32) -> Result<Option<Resp>, i32> {
     let mut b = [0u8; RESP_WORDS * 8];
-    Ok(if sys::read_exact_fd(fd, &mut b)? { Some(from_bytes(&b)) } else { None })
+    Ok(if sys::read_exact_fd(fd, &mut b)? {
+        Some(from_bytes(&b))
+    } else {
+        None
+    })
 }
 
 fn send_resp(fd: i32, r: &Resp) {
@@ -134,16 +150,27 @@ fn handle(base: u64, r: &Req) -> Resp {
     let addr = base.wrapping_add(r[1]);
     let len = r[2];
     let (m0, j0) = sys::faults();
-    // SAFETY (all arms): raw memory-management syscalls on scenario addresses inside the arena
-    // (or the warm-up buffer); they cannot affect Rust-owned memory because the arena was a
-    // hole reserved for the scenario.
+    // The syscalls below act on scenario addresses inside the arena (or the warm-up buffer);
+    // they cannot affect Rust-owned memory because the arena was a hole reserved for the
+    // scenario and the parent keeps every range inside it.
     let ret: Result<u64, i32> = match r[0] {
         K_MMAP => {
-            let p = unsafe { libc::mmap(addr as *mut _, len as usize, r[3] as i32, r[4] as i32, -1, 0) };
+            // SAFETY: MAP_FIXED_NOREPLACE inside the arena never replaces an existing mapping.
+            let p = unsafe {
+                libc::mmap(
+                    addr as *mut _,
+                    len as usize,
+                    r[3] as i32,
+                    r[4] as i32,
+                    -1,
+                    0,
+                )
+            };
             if p == libc::MAP_FAILED {
                 Err(sys::errno())
             } else if p as u64 != addr {
                 // Kernel without MAP_FIXED_NOREPLACE semantics: never keep a misplaced mapping.
+                // SAFETY: unmapping the mapping this call just created.
                 unsafe { libc::munmap(p, len as usize) };
                 Err(libc::EEXIST)
             } else {
@@ -151,16 +178,32 @@ fn handle(base: u64, r: &Req) -> Resp {
             }
         }
         K_MUNMAP => {
+            // SAFETY: the range is scenario memory in the arena; no Rust object lives there.
             let x = unsafe { libc::munmap(addr as *mut _, len as usize) };
-            if x < 0 { Err(sys::errno()) } else { Ok(0) }
+            if x < 0 {
+                Err(sys::errno())
+            } else {
+                Ok(0)
+            }
         }
         K_MPROTECT => {
+            // SAFETY: as for munmap; protections of scenario memory only.
             let x = unsafe { libc::mprotect(addr as *mut _, len as usize, r[3] as i32) };
-            if x < 0 { Err(sys::errno()) } else { Ok(0) }
+            if x < 0 {
+                Err(sys::errno())
+            } else {
+                Ok(0)
+            }
         }
         K_MADVISE => {
+            // SAFETY: as for munmap; advice on scenario memory only (DONTNEED/FREE discard
+            // scenario data, which no Rust object refers to).
             let x = unsafe { libc::madvise(addr as *mut _, len as usize, r[3] as i32) };
-            if x < 0 { Err(sys::errno()) } else { Ok(0) }
+            if x < 0 {
+                Err(sys::errno())
+            } else {
+                Ok(0)
+            }
         }
         K_ACCESS => {
             let pattern = r[4];
@@ -204,14 +247,41 @@ fn warm_up(warm: u64) {
         w(K_ACCESS, warm, WARM_LEN, 4096, p, 1, 3);
         w(K_ACCESS, warm, WARM_LEN, 4096, p, 2, 50);
     }
-    handle(0, &[K_ACCESS, warm, WARM_LEN, 4096, P_RW, 0, 0, 0, 2, 1, 0, 0]);
+    handle(
+        0,
+        &[K_ACCESS, warm, WARM_LEN, 4096, P_RW, 0, 0, 0, 2, 1, 0, 0],
+    );
     w(K_MADVISE, warm, 4096, libc::MADV_NORMAL as u64, 0, 0, 0);
     w(K_MADVISE, warm + 1, 4096, libc::MADV_NORMAL as u64, 0, 0, 0); // EINVAL path
-    w(K_MPROTECT, warm, WARM_LEN, (libc::PROT_READ | libc::PROT_WRITE) as u64, 0, 0, 0);
+    w(
+        K_MPROTECT,
+        warm,
+        WARM_LEN,
+        (libc::PROT_READ | libc::PROT_WRITE) as u64,
+        0,
+        0,
+        0,
+    );
     let fl = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
-    w(K_MMAP, warm, 4096, (libc::PROT_READ | libc::PROT_WRITE) as u64, fl, 0, 0); // EEXIST
+    w(
+        K_MMAP,
+        warm,
+        4096,
+        (libc::PROT_READ | libc::PROT_WRITE) as u64,
+        fl,
+        0,
+        0,
+    ); // EEXIST
     w(K_MUNMAP, warm + WARM_LEN - 4096, 4096, 0, 0, 0, 0);
-    w(K_MMAP, warm + WARM_LEN - 4096, 4096, (libc::PROT_READ | libc::PROT_WRITE) as u64, fl, 0, 0);
+    w(
+        K_MMAP,
+        warm + WARM_LEN - 4096,
+        4096,
+        (libc::PROT_READ | libc::PROT_WRITE) as u64,
+        fl,
+        0,
+        0,
+    );
     w(99, 0, 0, 0, 0, 0, 0);
     sys::faults();
 }

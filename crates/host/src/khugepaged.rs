@@ -41,10 +41,25 @@ fn sentinel_main(ctl_r: i32, ready_w: i32) -> ! {
     sys::reset_signals_in_child();
     sys::close_all_except(&mut [ctl_r, ready_w]);
     // SAFETY: prctl with integer arguments; failure (older kernels) is tolerated.
-    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1 as libc::c_ulong, PR_THP_DISABLE_EXCEPT_ADVISED, 0 as libc::c_ulong, 0 as libc::c_ulong) };
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_THP_DISABLE,
+            1 as libc::c_ulong,
+            PR_THP_DISABLE_EXCEPT_ADVISED,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
     // SAFETY: a fresh anonymous mapping owned by this process only.
     let p = unsafe {
-        libc::mmap(std::ptr::null_mut(), 2 * PMD, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            2 * PMD,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     };
     let mut status = 0u8;
     if p == libc::MAP_FAILED {
@@ -62,7 +77,7 @@ fn sentinel_main(ctl_r: i32, ready_w: i32) -> ! {
     let _ = sys::write_all_fd(ready_w, &[status]);
     let mut b = [0u8; 1];
     let _ = sys::read_exact_fd(ctl_r, &mut b); // returns at EOF: the parent is done or gone
-    // SAFETY: _exit in a forked child.
+                                               // SAFETY: _exit in a forked child.
     unsafe { libc::_exit(0) }
 }
 
@@ -87,7 +102,10 @@ impl Sentinel {
         let s = Sentinel { pid, ctl_w };
         match r {
             Ok(true) if b[0] == 0 => Ok(s),
-            _ => Err(format!("khugepaged sentinel failed to start (status {})", b[0])),
+            _ => Err(format!(
+                "khugepaged sentinel failed to start (status {})",
+                b[0]
+            )),
         }
     }
 
@@ -108,13 +126,19 @@ impl Drop for Sentinel {
 }
 
 pub fn full_scans() -> Option<u64> {
-    std::fs::read_to_string(format!("{}/khugepaged/full_scans", crate::sysfs::THP_DIR)).ok()?.trim().parse().ok()
+    std::fs::read_to_string(format!("{}/khugepaged/full_scans", crate::sysfs::THP_DIR))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn khugepaged_pid() -> Option<i32> {
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
         let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
         if let Ok(c) = std::fs::read_to_string(format!("/proc/{pid}/comm")) {
             if c.trim() == "khugepaged" {
                 return Some(pid);
@@ -127,7 +151,13 @@ fn khugepaged_pid() -> Option<i32> {
 /// (state char, cumulative run time in ns) of a task.
 fn task_state(pid: i32) -> Option<(char, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let st = stat.rsplit_once(')')?.1.split_whitespace().next()?.chars().next()?;
+    let st = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()?;
     let run = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
     Some((st, run.split_whitespace().next()?.parse().ok()?))
 }

@@ -20,6 +20,8 @@
 //! * **khugepaged** is kept asleep during the run with `allow_sysfs` (see [`khugepaged`]);
 //!   without it [`HostBackend::warnings`] says so.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod child;
 pub mod khugepaged;
 pub mod observe;
@@ -31,7 +33,9 @@ use std::sync::atomic::Ordering;
 use thpsim_kernel::errno::{Errno, OpError, Signal};
 use thpsim_kernel::sysfs::knob_path;
 use thpsim_scenario::ast::Pattern;
-use thpsim_scenario::backend::{Backend, BackendError, BackendOp, MappingObs, OpOutcome, Setup, Snapshot};
+use thpsim_scenario::backend::{
+    Backend, BackendError, BackendOp, MappingObs, OpOutcome, Setup, Snapshot,
+};
 use thpsim_scenario::pattern::touch_offsets;
 
 use crate::child::{Req, K_ACCESS, K_EXIT, K_MADVISE, K_MMAP, K_MPROTECT, K_MUNMAP};
@@ -66,10 +70,16 @@ pub struct HostBackend {
 }
 
 fn err(msg: impl Into<String>) -> BackendError {
-    BackendError { message: msg.into(), not_runnable: false }
+    BackendError {
+        message: msg.into(),
+        not_runnable: false,
+    }
 }
 fn not_runnable(msg: impl Into<String>) -> BackendError {
-    BackendError { message: msg.into(), not_runnable: true }
+    BackendError {
+        message: msg.into(),
+        not_runnable: true,
+    }
 }
 
 /// Kernel profile name of the running kernel: `major.minor` of the uname release.
@@ -95,7 +105,9 @@ pub fn preflight() -> Result<(), String> {
     let readable = |p: &str| -> Result<(), String> {
         use std::io::Read;
         let mut b = [0u8; 8];
-        std::fs::File::open(p).and_then(|mut f| f.read_exact(&mut b)).map_err(|e| format!("{p} readable ({e})"))
+        std::fs::File::open(p)
+            .and_then(|mut f| f.read_exact(&mut b))
+            .map_err(|e| format!("{p} readable ({e})"))
     };
     if let Err(e) = readable("/proc/self/pagemap") {
         missing.push(e);
@@ -107,7 +119,10 @@ pub fn preflight() -> Result<(), String> {
         missing.push(e);
     }
     if !std::path::Path::new(&format!("{}/enabled", sysfs::THP_DIR)).exists() {
-        missing.push(format!("THP sysfs ({}; CONFIG_TRANSPARENT_HUGEPAGE)", sysfs::THP_DIR));
+        missing.push(format!(
+            "THP sysfs ({}; CONFIG_TRANSPARENT_HUGEPAGE)",
+            sysfs::THP_DIR
+        ));
     }
     if missing.is_empty() {
         if let Err(e) = sysfs::recover_journal() {
@@ -117,7 +132,10 @@ pub fn preflight() -> Result<(), String> {
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(format!("host backend unavailable; missing: {}", missing.join("; ")))
+        Err(format!(
+            "host backend unavailable; missing: {}",
+            missing.join("; ")
+        ))
     }
 }
 
@@ -134,7 +152,10 @@ fn pmd_thp_enabled() -> bool {
 
 fn cpu_has_pku() -> bool {
     std::fs::read_to_string("/proc/cpuinfo")
-        .map(|s| s.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "ospke")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "ospke"))
+        })
         .unwrap_or(false)
 }
 
@@ -204,27 +225,49 @@ impl HostBackend {
         let base = match ready {
             Ok(Some([0, base, _, _])) => base,
             Ok(Some([_, e, _, _])) => {
-                return Err(fail(format!("worker could not reserve a {arena_len}-byte arena: {}", Errno(e as i32))))
+                return Err(fail(format!(
+                    "worker could not reserve a {arena_len}-byte arena: {}",
+                    Errno(e as i32)
+                )))
             }
             _ => return Err(fail("worker child died during start-up".into())),
         };
         let observer = match observe::Observer::new(pid) {
             Ok(o) => o,
-            Err(e) => return Err(fail(format!("cannot open /proc/{pid}/pagemap or /proc/kpageflags: {e}"))),
+            Err(e) => {
+                return Err(fail(format!(
+                    "cannot open /proc/{pid}/pagemap or /proc/kpageflags: {e}"
+                )))
+            }
         };
         sysfs::CHILD_PIDS[0].store(pid, Ordering::SeqCst);
-        self.worker = Some(Worker { pid, req_w, resp_r, base, arena_len, observer });
+        self.worker = Some(Worker {
+            pid,
+            req_w,
+            resp_r,
+            base,
+            arena_len,
+            observer,
+        });
         Ok(())
     }
 
     fn call(&mut self, req: &Req) -> Result<child::Resp, BackendError> {
-        let w = self.worker.as_ref().ok_or_else(|| err("host backend: op before setup"))?;
+        let w = self
+            .worker
+            .as_ref()
+            .ok_or_else(|| err("host backend: op before setup"))?;
         let sent = child::send_req(w.req_w, req);
-        match sent.ok().and_then(|_| child::recv_resp(w.resp_r).ok().flatten()) {
+        match sent
+            .ok()
+            .and_then(|_| child::recv_resp(w.resp_r).ok().flatten())
+        {
             Some(r) => Ok(r),
             None => {
                 let pid = w.pid;
-                let st = sys::waitpid(pid).map(sys::describe_status).unwrap_or_else(|| "unknown status".into());
+                let st = sys::waitpid(pid)
+                    .map(sys::describe_status)
+                    .unwrap_or_else(|| "unknown status".into());
                 self.worker = None;
                 Err(err(format!("worker child {pid} died ({st})")))
             }
@@ -232,7 +275,10 @@ impl HostBackend {
     }
 
     fn check_range(&self, addr: u64, len: u64) -> Result<(), BackendError> {
-        let w = self.worker.as_ref().ok_or_else(|| err("host backend: op before setup"))?;
+        let w = self
+            .worker
+            .as_ref()
+            .ok_or_else(|| err("host backend: op before setup"))?;
         if addr.checked_add(len).is_none_or(|e| e > w.arena_len) {
             return Err(err(format!(
                 "range {addr:#x}+{len:#x} leaves the arena of {:#x} bytes (engine bug)",
@@ -251,10 +297,17 @@ impl HostBackend {
         pattern: Pattern,
         subset: Option<thpsim_scenario::ast::Subset>,
     ) -> Result<(u64, bool, bool), BackendError> {
-        let w = self.worker.as_ref().ok_or_else(|| err("host backend: op before setup"))?;
+        let w = self
+            .worker
+            .as_ref()
+            .ok_or_else(|| err("host backend: op before setup"))?;
         let (start, end) = (w.base + addr, w.base + addr + len);
-        let maps = observe::read_maps(w.pid).map_err(|e| err(format!("/proc/{}/maps: {e}", w.pid)))?;
-        let vmas: Vec<_> = maps.into_iter().filter(|v| v.start < end && v.end > start).collect();
+        let maps =
+            observe::read_maps(w.pid).map_err(|e| err(format!("/proc/{}/maps: {e}", w.pid)))?;
+        let vmas: Vec<_> = maps
+            .into_iter()
+            .filter(|v| v.start < end && v.end > start)
+            .collect();
         let write = pattern != Pattern::Read;
         let pku = self.pku;
         // x86: PROT_WRITE and PROT_EXEC imply read, except exec-only with protection keys.
@@ -277,7 +330,9 @@ impl HostBackend {
             let v = vmas.get(idx).filter(|v| v.start <= a);
             match v {
                 Some(v) if ok(v) => continue,
-                Some(v) if read_ok(v) => return Ok((i as u64, pattern == Pattern::ReadWrite, true)),
+                Some(v) if read_ok(v) => {
+                    return Ok((i as u64, pattern == Pattern::ReadWrite, true))
+                }
                 _ => return Ok((i as u64, false, true)),
             }
         }
@@ -285,8 +340,16 @@ impl HostBackend {
     }
 
     fn outcome(r: child::Resp, ok_val: Option<u64>) -> OpOutcome {
-        let result = if r[0] == 0 { Ok(ok_val.unwrap_or(r[1])) } else { Err(OpError::Errno(Errno(r[1] as i32))) };
-        OpOutcome { result, minflt: r[2], majflt: r[3] }
+        let result = if r[0] == 0 {
+            Ok(ok_val.unwrap_or(r[1]))
+        } else {
+            Err(OpError::Errno(Errno(r[1] as i32)))
+        };
+        OpOutcome {
+            result,
+            minflt: r[2],
+            majflt: r[3],
+        }
     }
 
     fn stop_children(&mut self) -> Option<String> {
@@ -297,7 +360,13 @@ impl HostBackend {
             sys::close(w.resp_r);
             match sys::waitpid(w.pid) {
                 Some(st) if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0 => {}
-                Some(st) => note = Some(format!("worker child {} {}", w.pid, sys::describe_status(st))),
+                Some(st) => {
+                    note = Some(format!(
+                        "worker child {} {}",
+                        w.pid,
+                        sys::describe_status(st)
+                    ))
+                }
                 None => {}
             }
             sysfs::CHILD_PIDS[0].store(0, Ordering::SeqCst);
@@ -325,18 +394,28 @@ impl Backend for HostBackend {
         // Which knobs differ from the host?
         let mut diffs = Vec::new();
         for (name, val) in &setup.sysfs {
-            let rel = knob_path(name).ok_or_else(|| not_runnable(format!("unknown sysfs knob {name}")))?;
-            let cur = sysfs::read_knob(&rel)
-                .map_err(|e| not_runnable(format!("host has no sysfs knob {name} ({}): {e}", sysfs::knob_file(&rel).display())))?;
+            let rel = knob_path(name)
+                .ok_or_else(|| not_runnable(format!("unknown sysfs knob {name}")))?;
+            let cur = sysfs::read_knob(&rel).map_err(|e| {
+                not_runnable(format!(
+                    "host has no sysfs knob {name} ({}): {e}",
+                    sysfs::knob_file(&rel).display()
+                ))
+            })?;
             if &cur != val {
                 diffs.push((name.clone(), rel, cur, val.clone()));
             }
         }
         if !self.opts.allow_sysfs {
             if !diffs.is_empty() {
-                let d: Vec<String> =
-                    diffs.iter().map(|(n, _, cur, want)| format!("host has {n}={cur}, scenario wants {want}")).collect();
-                return Err(not_runnable(format!("{}; rerun with --allow-sysfs", d.join(", "))));
+                let d: Vec<String> = diffs
+                    .iter()
+                    .map(|(n, _, cur, want)| format!("host has {n}={cur}, scenario wants {want}"))
+                    .collect();
+                return Err(not_runnable(format!(
+                    "{}; rerun with --allow-sysfs",
+                    d.join(", ")
+                )));
             }
             self.warnings.push(
                 "khugepaged is not controlled (sysfs writes not allowed): it may collapse ranges of the \
@@ -346,7 +425,9 @@ impl Backend for HostBackend {
         } else {
             let control = self.khugepaged_control;
             if control {
-                self.session.set(khugepaged::SCAN_SLEEP_KNOB, khugepaged::HUGE_SLEEP_MS).map_err(err)?;
+                self.session
+                    .set(khugepaged::SCAN_SLEEP_KNOB, khugepaged::HUGE_SLEEP_MS)
+                    .map_err(err)?;
             }
             for (name, rel, _, val) in &diffs {
                 if control && rel == khugepaged::SCAN_SLEEP_KNOB {
@@ -367,7 +448,8 @@ impl Backend for HostBackend {
                     self.warnings.push(w);
                 }
             } else if !control {
-                self.warnings.push("khugepaged control disabled by the caller".into());
+                self.warnings
+                    .push("khugepaged control disabled by the caller".into());
             }
         }
         self.spawn_worker(setup.arena_len)
@@ -376,14 +458,37 @@ impl Backend for HostBackend {
     fn exec(&mut self, op: &BackendOp) -> Result<OpOutcome, BackendError> {
         let z = 0u64;
         match *op {
-            BackendOp::Mmap { addr, len, prot, shared, populate } => {
+            BackendOp::Mmap {
+                addr,
+                len,
+                prot,
+                shared,
+                populate,
+            } => {
                 self.check_range(addr, len)?;
                 let mut flags = libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
-                flags |= if shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
+                flags |= if shared {
+                    libc::MAP_SHARED
+                } else {
+                    libc::MAP_PRIVATE
+                };
                 if populate {
                     flags |= libc::MAP_POPULATE;
                 }
-                let r = self.call(&[K_MMAP, addr, len, prot.bits() as u64, flags as u64, z, z, z, z, z, z, z])?;
+                let r = self.call(&[
+                    K_MMAP,
+                    addr,
+                    len,
+                    prot.bits() as u64,
+                    flags as u64,
+                    z,
+                    z,
+                    z,
+                    z,
+                    z,
+                    z,
+                    z,
+                ])?;
                 if r[0] != 0 && r[1] == libc::EEXIST as u64 {
                     return Err(err(format!(
                         "mmap at arena offset {addr:#x} (+{len:#x}) collides with an existing mapping (EEXIST)"
@@ -398,33 +503,83 @@ impl Backend for HostBackend {
             }
             BackendOp::Mprotect { addr, len, prot } => {
                 self.check_range(addr, len)?;
-                let r = self.call(&[K_MPROTECT, addr, len, prot.bits() as u64, z, z, z, z, z, z, z, z])?;
+                let r = self.call(&[
+                    K_MPROTECT,
+                    addr,
+                    len,
+                    prot.bits() as u64,
+                    z,
+                    z,
+                    z,
+                    z,
+                    z,
+                    z,
+                    z,
+                    z,
+                ])?;
                 Ok(Self::outcome(r, Some(0)))
             }
             BackendOp::Madvise { addr, len, advice } => {
                 self.check_range(addr, len)?;
-                let r = self.call(&[K_MADVISE, addr, len, advice.value() as u64, z, z, z, z, z, z, z, z])?;
+                let r = self.call(&[
+                    K_MADVISE,
+                    addr,
+                    len,
+                    advice.value() as u64,
+                    z,
+                    z,
+                    z,
+                    z,
+                    z,
+                    z,
+                    z,
+                    z,
+                ])?;
                 Ok(Self::outcome(r, Some(0)))
             }
-            BackendOp::Access { addr, len, stride, pattern, subset } => {
+            BackendOp::Access {
+                addr,
+                len,
+                stride,
+                pattern,
+                subset,
+            } => {
                 self.check_range(addr, len)?;
-                let (limit, extra_read, signal) = self.access_plan(addr, len, stride, pattern, subset)?;
+                let (limit, extra_read, signal) =
+                    self.access_plan(addr, len, stride, pattern, subset)?;
                 let (sk, sc, ss) = child::encode_subset(subset);
                 let p = child::pattern_code(pattern);
-                let r = self.call(&[K_ACCESS, addr, len, stride, p, sk, sc, ss, limit, extra_read as u64, z, z])?;
+                let r = self.call(&[
+                    K_ACCESS,
+                    addr,
+                    len,
+                    stride,
+                    p,
+                    sk,
+                    sc,
+                    ss,
+                    limit,
+                    extra_read as u64,
+                    z,
+                    z,
+                ])?;
                 let mut o = Self::outcome(r, Some(0));
                 if signal {
                     o.result = Err(OpError::Signal(Signal::Sigsegv));
                 }
                 Ok(o)
             }
-            BackendOp::Sysfs { ref knob, ref value } => {
+            BackendOp::Sysfs {
+                ref knob,
+                ref value,
+            } => {
                 if !self.opts.allow_sysfs {
                     return Err(not_runnable(format!(
                         "scenario writes sysfs knob {knob}={value} during the run; rerun with --allow-sysfs"
                     )));
                 }
-                let rel = knob_path(knob).ok_or_else(|| not_runnable(format!("unknown sysfs knob {knob}")))?;
+                let rel = knob_path(knob)
+                    .ok_or_else(|| not_runnable(format!("unknown sysfs knob {knob}")))?;
                 if rel == khugepaged::SCAN_SLEEP_KNOB && self.khugepaged_control {
                     self.warnings.push(format!(
                         "{knob}={value} during the run wakes khugepaged; the khugepaged control no longer holds"
@@ -441,21 +596,34 @@ impl Backend for HostBackend {
                         Err(OpError::Errno(Errno(errno)))
                     }
                 };
-                Ok(OpOutcome { result, minflt: 0, majflt: 0 })
+                Ok(OpOutcome {
+                    result,
+                    minflt: 0,
+                    majflt: 0,
+                })
             }
         }
     }
 
     fn snapshot(&mut self, ranges: &[(u64, u64)]) -> Result<Snapshot, BackendError> {
         let counters = observe::counters();
-        let w = self.worker.as_ref().ok_or_else(|| err("host backend: snapshot before setup"))?;
-        let text = w.observer.smaps_text().map_err(|e| err(format!("/proc/{}/smaps: {e}", w.pid)))?;
+        let w = self
+            .worker
+            .as_ref()
+            .ok_or_else(|| err("host backend: snapshot before setup"))?;
+        let text = w
+            .observer
+            .smaps_text()
+            .map_err(|e| err(format!("/proc/{}/smaps: {e}", w.pid)))?;
         let mut mappings = Vec::with_capacity(ranges.len());
         for &(a, len) in ranges {
             let start = (w.base + a) & !(PAGE - 1);
             let end = (w.base + a + len).div_ceil(PAGE) * PAGE;
             let smaps = w.observer.smaps(&text, start, end);
-            let pages = w.observer.pages(start, end).map_err(|e| err(format!("pagemap of {}: {e}", w.pid)))?;
+            let pages = w
+                .observer
+                .pages(start, end)
+                .map_err(|e| err(format!("pagemap of {}: {e}", w.pid)))?;
             mappings.push(MappingObs { smaps, pages });
         }
         Ok(Snapshot { counters, mappings })
@@ -470,7 +638,10 @@ impl Backend for HostBackend {
         if errs.is_empty() {
             Ok(())
         } else {
-            Err(err(format!("could not restore THP sysfs knobs: {}", errs.join("; "))))
+            Err(err(format!(
+                "could not restore THP sysfs knobs: {}",
+                errs.join("; ")
+            )))
         }
     }
 }

@@ -86,12 +86,22 @@ pub fn pagemap_scan(pagemap: &File, start: u64, end: u64) -> std::io::Result<Vec
             end,
             vec: vec.as_mut_ptr() as u64,
             vec_len: vec.len() as u64,
-            return_mask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_PFNZERO | PAGE_IS_HUGE | PAGE_IS_WPALLOWED,
+            return_mask: PAGE_IS_PRESENT
+                | PAGE_IS_SWAPPED
+                | PAGE_IS_PFNZERO
+                | PAGE_IS_HUGE
+                | PAGE_IS_WPALLOWED,
             ..Default::default()
         };
         // SAFETY: `arg` is a valid pm_scan_arg whose `vec` points to `vec.len()` writable
         // page_region entries that outlive the call; the ioctl writes at most that many.
-        let n = unsafe { libc::ioctl(pagemap.as_raw_fd(), PAGEMAP_SCAN as _, &mut arg as *mut PmScanArg) };
+        let n = unsafe {
+            libc::ioctl(
+                pagemap.as_raw_fd(),
+                PAGEMAP_SCAN as _,
+                &mut arg as *mut PmScanArg,
+            )
+        };
         if n < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -111,7 +121,9 @@ pub fn pagemap_scan_available() -> Result<(), String> {
     let f = File::open("/proc/self/pagemap").map_err(|e| format!("/proc/self/pagemap: {e}"))?;
     let probe = 0u64;
     let a = &probe as *const u64 as u64 & !(PAGE - 1);
-    pagemap_scan(&f, a, a + PAGE).map(|_| ()).map_err(|e| format!("PAGEMAP_SCAN ioctl (Linux 6.7+): {e}"))
+    pagemap_scan(&f, a, a + PAGE)
+        .map(|_| ())
+        .map_err(|e| format!("PAGEMAP_SCAN ioctl (Linux 6.7+): {e}"))
 }
 
 /// Readers for one worker process.
@@ -139,7 +151,10 @@ impl Observer {
     fn read_u64s(f: &File, index: u64, n: usize) -> std::io::Result<Vec<u64>> {
         let mut buf = vec![0u8; n * 8];
         f.read_exact_at(&mut buf, index * 8)?;
-        Ok(buf.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect())
+        Ok(buf
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect())
     }
 
     /// The order of the folio containing `pfn`, from kpageflags (cached per 512-PFN block).
@@ -147,7 +162,9 @@ impl Observer {
         let block = pfn & !511;
         let fl = match cache.entry(block) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(Self::read_u64s(&self.kpageflags, block, 512)?),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Self::read_u64s(&self.kpageflags, block, 512)?)
+            }
         };
         let i = (pfn - block) as usize;
         if fl[i] & (KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL) == 0 {
@@ -161,7 +178,10 @@ impl Observer {
             h -= 1;
         }
         let mut n = 1;
-        while h + n < 512 && fl[h + n] & KPF_COMPOUND_TAIL != 0 && fl[h + n] & KPF_COMPOUND_HEAD == 0 {
+        while h + n < 512
+            && fl[h + n] & KPF_COMPOUND_TAIL != 0
+            && fl[h + n] & KPF_COMPOUND_HEAD == 0
+        {
             n += 1;
         }
         Ok(n.next_power_of_two().trailing_zeros() as u8)
@@ -185,7 +205,11 @@ impl Observer {
             let n = (re - rs) / PAGE;
             if cat & PAGE_IS_PRESENT != 0 {
                 if cat & PAGE_IS_PFNZERO != 0 {
-                    let b = if cat & PAGE_IS_HUGE != 0 { Backing::HugeZero } else { Backing::Zero };
+                    let b = if cat & PAGE_IS_HUGE != 0 {
+                        Backing::HugeZero
+                    } else {
+                        Backing::Zero
+                    };
                     pagemap_push(&mut map, b, n);
                 } else if cat & PAGE_IS_HUGE != 0 {
                     pagemap_push(&mut map, Backing::ThpPmd, n);
@@ -239,7 +263,10 @@ fn vma_header(line: &str) -> Option<(u64, u64)> {
     if a.is_empty() || !a.bytes().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
-    Some((u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?))
+    Some((
+        u64::from_str_radix(a, 16).ok()?,
+        u64::from_str_radix(b, 16).ok()?,
+    ))
 }
 
 /// Sums smaps fields of the VMAs overlapping `[start, end)`.
@@ -257,9 +284,15 @@ pub fn smaps_sum(text: &str, start: u64, end: u64) -> Smaps {
             continue;
         }
         let Some(s) = cur.as_mut() else { continue };
-        let Some((name, rest)) = line.split_once(':') else { continue };
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
         if let Some(f) = s.field_mut(name) {
-            let v = rest.split_whitespace().next().and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+            let v = rest
+                .split_whitespace()
+                .next()
+                .and_then(|x| x.parse::<u64>().ok())
+                .unwrap_or(0);
             *f = v;
         }
     }
@@ -285,14 +318,26 @@ pub fn read_maps(pid: i32) -> std::io::Result<Vec<Vma>> {
     let mut v = Vec::new();
     for line in text.lines() {
         let mut it = line.split_whitespace();
-        let (Some(range), Some(perms)) = (it.next(), it.next()) else { continue };
-        let Some((a, b)) = range.split_once('-') else { continue };
-        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else { continue };
+        let (Some(range), Some(perms)) = (it.next(), it.next()) else {
+            continue;
+        };
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+            continue;
+        };
         let p = perms.as_bytes();
         if p.len() < 3 {
             continue;
         }
-        v.push(Vma { start: a, end: b, read: p[0] == b'r', write: p[1] == b'w', exec: p[2] == b'x' });
+        v.push(Vma {
+            start: a,
+            end: b,
+            read: p[0] == b'r',
+            write: p[1] == b'w',
+            exec: p[2] == b'x',
+        });
     }
     Ok(v)
 }
@@ -309,14 +354,17 @@ pub fn counters() -> BTreeMap<String, i64> {
             }
         }
     }
-    let read_num = |p: String| -> Option<i64> { std::fs::read_to_string(p).ok()?.trim().parse::<i64>().ok() };
+    let read_num =
+        |p: String| -> Option<i64> { std::fs::read_to_string(p).ok()?.trim().parse::<i64>().ok() };
     let mut out = BTreeMap::new();
     for (key, _) in VmStat::default().named() {
         let val = if let Some(n) = key.strip_prefix("vmstat.") {
             vm.get(n).copied()
         } else if let Some(rest) = key.strip_prefix("mthp.") {
             // mthp.<size>kB.<stat>
-            rest.split_once("kB.").and_then(|(size, stat)| read_num(format!("{THP_DIR}/hugepages-{size}kB/stats/{stat}")))
+            rest.split_once("kB.").and_then(|(size, stat)| {
+                read_num(format!("{THP_DIR}/hugepages-{size}kB/stats/{stat}"))
+            })
         } else if let Some(n) = key.strip_prefix("khugepaged.") {
             read_num(format!("{THP_DIR}/khugepaged/{n}"))
         } else {
@@ -356,7 +404,10 @@ Size:               2048 kB
     }
     #[test]
     fn knob_values() {
-        assert_eq!(crate::sysfs::parse_knob_value("always [madvise] never\n"), "madvise");
+        assert_eq!(
+            crate::sysfs::parse_knob_value("always [madvise] never\n"),
+            "madvise"
+        );
         assert_eq!(crate::sysfs::parse_knob_value("10000\n"), "10000");
     }
 }

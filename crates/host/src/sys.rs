@@ -103,7 +103,14 @@ pub fn close_all_except(keep: &mut [i32]) {
 /// In a freshly forked child: default dispositions for the signals the parent may have
 /// hooked (the parent's handlers restore sysfs; the child must not).
 pub fn reset_signals_in_child() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGSEGV, libc::SIGBUS] {
+    for sig in [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+    ] {
         // SAFETY: setting a default disposition is always valid.
         unsafe { libc::signal(sig, libc::SIG_DFL) };
     }
@@ -166,7 +173,12 @@ pub fn uname_release() -> String {
         libc::uname(u.as_mut_ptr());
         u.assume_init()
     };
-    let bytes: Vec<u8> = u.release.iter().take_while(|c| **c != 0).map(|c| *c as u8).collect();
+    let bytes: Vec<u8> = u
+        .release
+        .iter()
+        .take_while(|c| **c != 0)
+        .map(|c| *c as u8)
+        .collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 

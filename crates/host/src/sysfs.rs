@@ -19,7 +19,11 @@ pub const THP_DIR: &str = "/sys/kernel/mm/transparent_hugepage";
 
 /// A knob file path relative to [`THP_DIR`] is acceptable only if it stays inside it.
 fn rel_ok(rel: &str) -> bool {
-    !rel.is_empty() && !rel.starts_with('/') && rel.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+    !rel.is_empty()
+        && !rel.starts_with('/')
+        && rel
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
 pub fn knob_file(rel: &str) -> PathBuf {
@@ -44,7 +48,10 @@ pub fn parse_knob_value(s: &str) -> String {
 
 pub fn write_knob(rel: &str, value: &str) -> std::io::Result<()> {
     if !rel_ok(rel) {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad knob path {rel}")));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("bad knob path {rel}"),
+        ));
     }
     std::fs::write(knob_file(rel), value.as_bytes())
 }
@@ -71,9 +78,15 @@ struct Journal {
 }
 
 fn write_journal(path: &Path, knobs: &[(String, String)]) -> std::io::Result<()> {
-    let j = Journal { pid: std::process::id() as i32, knobs: knobs.to_vec() };
+    let j = Journal {
+        pid: std::process::id() as i32,
+        knobs: knobs.to_vec(),
+    };
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&j).map_err(std::io::Error::other)?)?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(&j).map_err(std::io::Error::other)?,
+    )?;
     std::fs::rename(&tmp, path)
 }
 
@@ -82,12 +95,17 @@ fn write_journal(path: &Path, knobs: &[(String, String)]) -> std::io::Result<()>
 /// process owns the journal.
 pub fn recover_journal() -> Result<Option<String>, String> {
     let path = journal_path();
-    let Ok(bytes) = std::fs::read(&path) else { return Ok(None) };
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(None);
+    };
     let j: Journal = match serde_json::from_slice(&bytes) {
         Ok(j) => j,
         Err(e) => {
             let _ = std::fs::remove_file(&path);
-            return Ok(Some(format!("removed unreadable sysfs journal {}: {e}", path.display())));
+            return Ok(Some(format!(
+                "removed unreadable sysfs journal {}: {e}",
+                path.display()
+            )));
         }
     };
     let me = std::process::id() as i32;
@@ -168,12 +186,19 @@ fn cstr_into(dst: &mut [u8; PATH_MAX_LEN], s: &str) -> bool {
 }
 
 fn build_table(saved: &[(String, String)], journal: &Path) -> Option<Box<Table>> {
-    let mut t = Table { entries: Vec::with_capacity(saved.len()), journal: [0; PATH_MAX_LEN] };
+    let mut t = Table {
+        entries: Vec::with_capacity(saved.len()),
+        journal: [0; PATH_MAX_LEN],
+    };
     if !cstr_into(&mut t.journal, journal.to_str()?) {
         return None;
     }
     for (rel, val) in saved {
-        let mut e = Entry { path: [0; PATH_MAX_LEN], val: [0; VAL_MAX_LEN], val_len: val.len() };
+        let mut e = Entry {
+            path: [0; PATH_MAX_LEN],
+            val: [0; VAL_MAX_LEN],
+            val_len: val.len(),
+        };
         if !cstr_into(&mut e.path, knob_file(rel).to_str()?) || val.len() > VAL_MAX_LEN {
             return None;
         }
@@ -291,7 +316,11 @@ pub struct Session {
 
 impl Session {
     pub fn new() -> Self {
-        Session { saved: Vec::new(), journal: journal_path(), active: false }
+        Session {
+            saved: Vec::new(),
+            journal: journal_path(),
+            active: false,
+        }
     }
 
     /// Writes a knob, saving its original value (and journaling it) first.
@@ -302,23 +331,33 @@ impl Session {
         if !self.saved.iter().any(|(r, _)| r == rel) {
             if !self.active {
                 if ACTIVE_SESSION.swap(true, Ordering::SeqCst) {
-                    return Err("another HostBackend in this process is already changing THP sysfs knobs".into());
+                    return Err(
+                        "another HostBackend in this process is already changing THP sysfs knobs"
+                            .into(),
+                    );
                 }
                 self.active = true;
                 install_panic_hook();
                 install_handlers();
                 OWNER_TID.store(gettid(), Ordering::SeqCst);
             }
-            let orig = read_knob(rel).map_err(|e| format!("cannot read {}: {e}", knob_file(rel).display()))?;
+            let orig = read_knob(rel)
+                .map_err(|e| format!("cannot read {}: {e}", knob_file(rel).display()))?;
             self.saved.push((rel.to_string(), orig));
-            write_journal(&self.journal, &self.saved)
-                .map_err(|e| format!("cannot write sysfs journal {}: {e}", self.journal.display()))?;
+            write_journal(&self.journal, &self.saved).map_err(|e| {
+                format!("cannot write sysfs journal {}: {e}", self.journal.display())
+            })?;
             match build_table(&self.saved, &self.journal) {
                 Some(t) => publish(Some(t)),
                 None => return Err(format!("knob path or value too long: {rel}")),
             }
         }
-        write_knob(rel, value).map_err(|e| format!("cannot write {value:?} to {}: {e}", knob_file(rel).display()))
+        write_knob(rel, value).map_err(|e| {
+            format!(
+                "cannot write {value:?} to {}: {e}",
+                knob_file(rel).display()
+            )
+        })
     }
 
     pub fn changed(&self) -> bool {
@@ -327,7 +366,10 @@ impl Session {
 
     /// The original value of a knob this session changed.
     pub fn original(&self, rel: &str) -> Option<&str> {
-        self.saved.iter().find(|(r, _)| r == rel).map(|(_, v)| v.as_str())
+        self.saved
+            .iter()
+            .find(|(r, _)| r == rel)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Restores every knob (reverse order), deletes the journal, unpublishes the table.

@@ -16,7 +16,9 @@ use thpsim_scenario::ast::Pattern;
 use thpsim_scenario::backend::Backend;
 
 fn knobs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    list.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
 }
 
 fn sysfs_backend(extra: &[(&str, &str)]) -> HostBackend {
@@ -29,10 +31,15 @@ fn sysfs_backend(extra: &[(&str, &str)]) -> HostBackend {
 
 /// Everything the backend may touch in these tests, to compare before/after.
 fn knob_state() -> Vec<(String, String)> {
-    ["enabled", "hugepages-64kB/enabled", "khugepaged/scan_sleep_millisecs", "use_zero_page"]
-        .iter()
-        .map(|k| (k.to_string(), read_knob(k).unwrap()))
-        .collect()
+    [
+        "enabled",
+        "hugepages-64kB/enabled",
+        "khugepaged/scan_sleep_millisecs",
+        "use_zero_page",
+    ]
+    .iter()
+    .map(|k| (k.to_string(), read_knob(k).unwrap()))
+    .collect()
 }
 
 #[test]
@@ -43,9 +50,14 @@ fn not_runnable_without_allow_sysfs() {
     let mut b = HostBackend::new(HostOptions { allow_sysfs: false });
     let cur = read_knob("enabled").unwrap();
     let want = if cur == "always" { "never" } else { "always" };
-    let e = b.setup(&setup_with(knobs(&[("enabled", want)]))).unwrap_err();
+    let e = b
+        .setup(&setup_with(knobs(&[("enabled", want)])))
+        .unwrap_err();
     assert!(e.not_runnable);
-    assert_eq!(e.message, format!("host has enabled={cur}, scenario wants {want}; rerun with --allow-sysfs"));
+    assert_eq!(
+        e.message,
+        format!("host has enabled={cur}, scenario wants {want}; rerun with --allow-sysfs")
+    );
     assert!(b.warnings().is_empty() || !b.warnings().iter().any(|w| w.contains("knobs restored")));
 }
 
@@ -59,7 +71,10 @@ fn mthp_64k_and_restore_after_finish_and_panic() {
     {
         let mut b = sysfs_backend(&[("hugepages-64kB.enabled", "always")]);
         assert_eq!(read_knob("hugepages-64kB/enabled").unwrap(), "always");
-        assert_eq!(read_knob("khugepaged/scan_sleep_millisecs").unwrap(), "86400000");
+        assert_eq!(
+            read_knob("khugepaged/scan_sleep_millisecs").unwrap(),
+            "86400000"
+        );
         assert!(journal_path().exists());
         mmap(&mut b, 0, M2);
         let s0 = b.snapshot(&[]).unwrap();
@@ -69,7 +84,10 @@ fn mthp_64k_and_restore_after_finish_and_panic() {
         assert_eq!(s1.mappings[0].pages, one(Backing::ThpPte { order: 4 }, 512));
         // A system-wide counter: with 64K `always`, every other process on the host (the test
         // harness's own threads included) allocates 64K folios too, so only a lower bound holds.
-        assert!(counter(&s1, "mthp.64kB.anon_fault_alloc") - counter(&s0, "mthp.64kB.anon_fault_alloc") >= 32);
+        assert!(
+            counter(&s1, "mthp.64kB.anon_fault_alloc") - counter(&s0, "mthp.64kB.anon_fault_alloc")
+                >= 32
+        );
         b.finish().unwrap();
     }
     assert_eq!(knob_state(), before, "restored after finish");
@@ -89,7 +107,9 @@ fn mthp_64k_and_restore_after_finish_and_panic() {
 /// Entry point for the child processes of `restore_after_sigterm_and_sigkill`.
 #[test]
 fn sigterm_child_entry() {
-    let Ok(mode) = std::env::var("THPSIM_SIGNAL_CHILD") else { return };
+    let Ok(mode) = std::env::var("THPSIM_SIGNAL_CHILD") else {
+        return;
+    };
     let mut b = sysfs_backend(&[("hugepages-64kB.enabled", "always")]);
     mmap(&mut b, 0, M2);
     println!("READY {mode}");
@@ -99,7 +119,12 @@ fn sigterm_child_entry() {
 
 fn spawn_child(mode: &str) -> std::process::Child {
     let mut c = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "sigterm_child_entry", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "sigterm_child_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("THPSIM_SIGNAL_CHILD", mode)
         .env("THPSIM_TEST_LOCK_HELD", "1")
         .stdout(Stdio::piped())
@@ -109,7 +134,10 @@ fn spawn_child(mode: &str) -> std::process::Child {
     let mut out = BufReader::new(c.stdout.take().unwrap());
     loop {
         line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "child exited before READY");
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "child exited before READY"
+        );
         if line.contains("READY") {
             break;
         }
@@ -132,7 +160,11 @@ fn restore_after_sigterm_and_sigkill() {
     unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
     let st = c.wait().unwrap();
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(st.signal(), Some(libc::SIGTERM), "re-raised SIGTERM: {st:?}");
+    assert_eq!(
+        st.signal(),
+        Some(libc::SIGTERM),
+        "re-raised SIGTERM: {st:?}"
+    );
     assert_eq!(knob_state(), before, "restored by the SIGTERM handler");
     assert!(!journal_path().exists());
 
@@ -145,7 +177,13 @@ fn restore_after_sigterm_and_sigkill() {
     assert!(journal_path().exists());
     std::thread::sleep(Duration::from_millis(50)); // its worker and sentinel see EOF and exit
     let b = HostBackend::new(HostOptions { allow_sysfs: true });
-    assert!(b.warnings().iter().any(|w| w.contains("restored THP sysfs knobs")), "{:?}", b.warnings());
+    assert!(
+        b.warnings()
+            .iter()
+            .any(|w| w.contains("restored THP sysfs knobs")),
+        "{:?}",
+        b.warnings()
+    );
     assert_eq!(knob_state(), before, "restored from the journal");
     assert!(!journal_path().exists());
 }
@@ -160,7 +198,11 @@ fn khugepaged_control_holds() {
     }
     let before = knob_state();
     let mut b = sysfs_backend(&[]);
-    assert!(!b.warnings().iter().any(|w| w.contains("could not confirm")), "{:?}", b.warnings());
+    assert!(
+        !b.warnings().iter().any(|w| w.contains("could not confirm")),
+        "{:?}",
+        b.warnings()
+    );
     mmap(&mut b, 0, M2);
     assert_eq!(access(&mut b, 0, M2, Pattern::Write).minflt, 512);
     let s0 = b.snapshot(&[]).unwrap();
@@ -168,7 +210,10 @@ fn khugepaged_control_holds() {
     std::thread::sleep(Duration::from_secs(1));
     let s1 = b.snapshot(&[(0, M2)]).unwrap();
     assert_eq!(s1.mappings[0].pages, one(Backing::Anon, 512));
-    assert_eq!(counter(&s1, "khugepaged.pages_collapsed"), counter(&s0, "khugepaged.pages_collapsed"));
+    assert_eq!(
+        counter(&s1, "khugepaged.pages_collapsed"),
+        counter(&s0, "khugepaged.pages_collapsed")
+    );
     b.finish().unwrap();
     assert_eq!(knob_state(), before);
 }
@@ -195,7 +240,11 @@ fn khugepaged_collapses_without_control() {
     while t.elapsed() < Duration::from_secs(2) {
         let s = b.snapshot(&[(0, M2)]).unwrap();
         if s.mappings[0].pages == one(Backing::ThpPmd, 512) {
-            collapsed = Some((t.elapsed(), counter(&s, "khugepaged.pages_collapsed") - counter(&s0, "khugepaged.pages_collapsed")));
+            collapsed = Some((
+                t.elapsed(),
+                counter(&s, "khugepaged.pages_collapsed")
+                    - counter(&s0, "khugepaged.pages_collapsed"),
+            ));
             break;
         }
         std::thread::sleep(Duration::from_millis(5));

@@ -37,7 +37,11 @@ pub fn lock() -> Lock {
     if std::env::var("THPSIM_TEST_LOCK_HELD").is_ok() {
         return Lock(None);
     }
-    let f = File::options().create(true).append(true).open("/tmp/thpsim-host-tests.lock").expect("lock file");
+    let f = File::options()
+        .create(true)
+        .append(true)
+        .open("/tmp/thpsim-host-tests.lock")
+        .expect("lock file");
     // SAFETY: flock on a valid fd we own; blocks until the lock is ours.
     let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
     assert_eq!(r, 0, "flock");
@@ -46,30 +50,56 @@ pub fn lock() -> Lock {
 
 /// The host's default THP settings (kernel-behavior.md §0.2) the basic tests assume.
 pub fn default_knobs() -> Vec<(String, String)> {
-    [("enabled", "madvise"), ("hugepages-2048kB.enabled", "inherit"), ("use_zero_page", "1")]
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect()
+    [
+        ("enabled", "madvise"),
+        ("hugepages-2048kB.enabled", "inherit"),
+        ("use_zero_page", "1"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect()
 }
 
 pub fn setup_with(sysfs: Vec<(String, String)>) -> Setup {
-    Setup { profile: "6.18".into(), switches: vec![], memory: 16 << 30, sysfs, arena_len: 1 << 30 }
+    Setup {
+        profile: "6.18".into(),
+        switches: vec![],
+        memory: 16 << 30,
+        sysfs,
+        arena_len: 1 << 30,
+    }
 }
 
 pub fn mmap(b: &mut dyn Backend, addr: u64, len: u64) -> OpOutcome {
-    b.exec(&BackendOp::Mmap { addr, len, prot: Prot::RW, shared: false, populate: false }).unwrap()
+    b.exec(&BackendOp::Mmap {
+        addr,
+        len,
+        prot: Prot::RW,
+        shared: false,
+        populate: false,
+    })
+    .unwrap()
 }
 pub fn madvise(b: &mut dyn Backend, addr: u64, len: u64, advice: Advice) -> OpOutcome {
     b.exec(&BackendOp::Madvise { addr, len, advice }).unwrap()
 }
 pub fn access(b: &mut dyn Backend, addr: u64, len: u64, pattern: Pattern) -> OpOutcome {
-    b.exec(&BackendOp::Access { addr, len, stride: K4, pattern, subset: None }).unwrap()
+    b.exec(&BackendOp::Access {
+        addr,
+        len,
+        stride: K4,
+        pattern,
+        subset: None,
+    })
+    .unwrap()
 }
 pub fn pages(b: &mut dyn Backend, addr: u64, len: u64) -> PageMap {
     b.snapshot(&[(addr, len)]).unwrap().mappings.remove(0).pages
 }
 pub fn counter(s: &Snapshot, k: &str) -> i64 {
-    *s.counters.get(k).unwrap_or_else(|| panic!("counter {k} missing"))
+    *s.counters
+        .get(k)
+        .unwrap_or_else(|| panic!("counter {k} missing"))
 }
 pub fn one(b: Backing, n: u64) -> PageMap {
     vec![(b, n)]
