@@ -290,6 +290,17 @@ fn warm_up(warm: u64) {
 pub fn child_main(req_fd: i32, resp_fd: i32, arena_len: u64) -> ! {
     sys::reset_signals_in_child();
     sys::close_all_except(&mut [req_fd, resp_fd]);
+    // A scenario starts with the default per-process THP policy, whatever the parent's.
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_THP_DISABLE,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
     let reserve = arena_len.saturating_add(2 * GIB);
     // SAFETY: a fresh PROT_NONE reservation; nothing else refers to it.
     let res = unsafe {

@@ -163,9 +163,8 @@ static ACTIVE_SESSION: AtomicBool = AtomicBool::new(false);
 
 const SIGNALS: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 struct PrevActions([std::mem::MaybeUninit<libc::sigaction>; 4]);
-// Written only by `install_handlers` (before HANDLERS_INSTALLED is set), read by the handler.
+// Written only by `install_handlers` while our handler is not installed, read by the handler.
 static mut PREV: PrevActions = PrevActions([const { std::mem::MaybeUninit::zeroed() }; 4]);
-static HANDLERS_INSTALLED: AtomicBool = AtomicBool::new(false);
 static HOOK: Once = Once::new();
 /// Thread that owns the active session (a panic there aborts the run).
 static OWNER_TID: AtomicI32 = AtomicI32::new(0);
@@ -264,22 +263,25 @@ extern "C" fn on_signal(sig: libc::c_int) {
     }
 }
 
+/// Installs the restore handler for each signal whose current disposition is neither ours nor
+/// SIG_IGN, remembering the current one to re-raise with. Called when a session first changes
+/// a knob (a handled signal uninstalls our handler, so this re-checks every time).
 fn install_handlers() {
-    if HANDLERS_INSTALLED.swap(true, Ordering::SeqCst) {
-        return;
-    }
+    let ours = on_signal as extern "C" fn(libc::c_int) as usize;
     for (i, &sig) in SIGNALS.iter().enumerate() {
-        // SAFETY: we fill PREV[i] (only written here, once per process, before the handler is
-        // installed) and install a handler that only calls async-signal-safe functions. A
-        // signal whose previous disposition is SIG_IGN stays ignored.
+        // SAFETY: `cur` is a valid sigaction buffer. PREV[i] is only written while our handler
+        // is not installed for `sig`, so the handler never reads it while it is being written;
+        // the handler itself only calls async-signal-safe functions.
         unsafe {
-            let prev = &mut *std::ptr::addr_of_mut!(PREV.0[i]);
-            libc::sigaction(sig, std::ptr::null(), prev.as_mut_ptr());
-            if prev.assume_init_ref().sa_sigaction == libc::SIG_IGN {
+            let mut cur = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+            libc::sigaction(sig, std::ptr::null(), cur.as_mut_ptr());
+            let h = cur.assume_init_ref().sa_sigaction;
+            if h == ours || h == libc::SIG_IGN {
                 continue;
             }
+            (*std::ptr::addr_of_mut!(PREV.0[i])).write(cur.assume_init());
             let mut act: libc::sigaction = std::mem::zeroed();
-            act.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            act.sa_sigaction = ours;
             libc::sigemptyset(&mut act.sa_mask);
             act.sa_flags = libc::SA_RESTART;
             libc::sigaction(sig, &act, std::ptr::null_mut());
