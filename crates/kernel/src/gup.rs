@@ -51,7 +51,6 @@ impl Kernel {
                             self.tasks.get_mut(&pid).expect("task").minflt += 1
                         }
                         VmFault::Oom => return Err(Errno::ENOMEM),
-                        VmFault::Sigbus => return Err(Errno::EFAULT),
                     }
                 }
                 addr += PAGE_SIZE;

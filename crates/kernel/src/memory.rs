@@ -25,8 +25,6 @@ pub(crate) enum VmFault {
     Fallback,
     /// `VM_FAULT_OOM`.
     Oom,
-    /// `VM_FAULT_SIGBUS`.
-    Sigbus,
 }
 
 impl Kernel {
@@ -52,7 +50,6 @@ impl Kernel {
             match r {
                 VmFault::Done | VmFault::Fallback => task.minflt += 1,
                 VmFault::Oom => return Err(Signal::Sigkill),
-                VmFault::Sigbus => return Err(Signal::Sigbus),
             }
         }
         panic!("model bug: access at {addr:#x} still faults after 4 handled faults");

@@ -161,7 +161,7 @@ impl Mm {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Task {
     pub pid: Pid,
     pub mm: usize,

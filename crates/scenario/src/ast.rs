@@ -175,7 +175,11 @@ pub enum Observable {
     /// `mthp.<size>kB.<stat>`, `khugepaged.<stat>`. `pgfault` parses as `vmstat.pgfault`.
     Counter(String),
     /// `smaps(NAME).<Field>` in kB (current state).
-    Smaps { mapping: String, mapping_span: Span, field: String },
+    Smaps {
+        mapping: String,
+        mapping_span: Span,
+        field: String,
+    },
     /// `pages(RANGE).<class>`: number of 4 KiB pages of the range with that backing class.
     Pages { range: RangeRef, class: String },
     /// `errno`: the result of the previous op that has one (`0` or `ok` for success).

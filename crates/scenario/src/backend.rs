@@ -30,16 +30,42 @@ pub struct Setup {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum BackendOp {
     /// mmap(2) with MAP_FIXED at `addr` (the engine guarantees the range is free).
-    Mmap { addr: u64, len: u64, prot: Prot, shared: bool, populate: bool },
-    Munmap { addr: u64, len: u64 },
-    Mprotect { addr: u64, len: u64, prot: Prot },
-    Madvise { addr: u64, len: u64, advice: Advice },
+    Mmap {
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        shared: bool,
+        populate: bool,
+    },
+    Munmap {
+        addr: u64,
+        len: u64,
+    },
+    Mprotect {
+        addr: u64,
+        len: u64,
+        prot: Prot,
+    },
+    Madvise {
+        addr: u64,
+        len: u64,
+        advice: Advice,
+    },
     /// Touch bytes of `[addr, addr+len)` at the offsets `crate::pattern::touch_offsets`
     /// yields for (`len`, `stride`, `subset`), each with `pattern`. Stops at the first access
     /// that raises a signal and reports it.
-    Access { addr: u64, len: u64, stride: u64, pattern: Pattern, subset: Option<Subset> },
+    Access {
+        addr: u64,
+        len: u64,
+        stride: u64,
+        pattern: Pattern,
+        subset: Option<Subset>,
+    },
     /// A sysfs write in the middle of a scenario.
-    Sysfs { knob: String, value: String },
+    Sysfs {
+        knob: String,
+        value: String,
+    },
 }
 
 /// The result of one op: return value (0 for success of most calls) or error, and the

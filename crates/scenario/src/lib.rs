@@ -7,8 +7,10 @@ pub mod ast;
 pub mod backend;
 pub mod diag;
 pub mod docs;
+pub mod engine;
 pub mod parse;
 pub mod pattern;
+pub mod sim;
 pub mod table;
 
 pub use ast::Scenario;

@@ -20,8 +20,8 @@ use crate::ast::*;
 use crate::diag::Diagnostic;
 use crate::table::{Placement, OPS};
 
-/// Largest `memory`: 16 TiB.
-pub const MAX_MEMORY: u64 = 16 << 40;
+/// Largest `memory`: the model's limit (8 TiB).
+pub const MAX_MEMORY: u64 = thpsim_kernel::MAX_MEMORY;
 /// Granule of `memory`: 4 MiB, the largest buddy block (`MAX_PAGE_ORDER` 10).
 pub const MEMORY_GRANULE: u64 = 4 << 20;
 /// Largest mapping size, alignment or placement offset: 64 TiB (half the 47-bit user space).
@@ -711,8 +711,8 @@ pub(crate) fn op_memory(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     if bytes > MAX_MEMORY {
         c.err(
             t.span(),
-            format!("memory {} is more than the 16T the model supports", t.text),
-            Some("use at most `memory 16T`".into()),
+            format!("memory {} is more than the 8T the model supports", t.text),
+            Some("use at most `memory 8T`".into()),
         );
         return None;
     }

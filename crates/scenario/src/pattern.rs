@@ -19,13 +19,25 @@ pub fn touch_offsets(len: u64, stride: u64, subset: Option<Subset>) -> TouchIter
     let stride = stride.max(1);
     let n = offset_count(len, stride);
     match subset {
-        None => TouchIter { stride, n, taken: 0, limit: n, perm: None },
+        None => TouchIter {
+            stride,
+            n,
+            taken: 0,
+            limit: n,
+            perm: None,
+        },
         Some(s) => {
             let limit = match s.count {
                 SubsetCount::Pages(k) => k.min(n),
                 SubsetCount::Percent(p) => ((n as u128 * p.min(100) as u128) / 100) as u64,
             };
-            TouchIter { stride, n, taken: 0, limit, perm: Some(Permutation::new(n, s.seed)) }
+            TouchIter {
+                stride,
+                n,
+                taken: 0,
+                limit,
+                perm: Some(Permutation::new(n, s.seed)),
+            }
         }
     }
 }
@@ -81,7 +93,12 @@ impl Permutation {
         let bits = 64 - n.max(2).saturating_sub(1).leading_zeros();
         let half_bits = bits.div_ceil(2).max(1);
         let mut s = seed;
-        let keys = [splitmix64(&mut s), splitmix64(&mut s), splitmix64(&mut s), splitmix64(&mut s)];
+        let keys = [
+            splitmix64(&mut s),
+            splitmix64(&mut s),
+            splitmix64(&mut s),
+            splitmix64(&mut s),
+        ];
         Permutation { n, half_bits, keys }
     }
 
@@ -123,19 +140,61 @@ mod tests {
     #[test]
     fn subset_is_a_seeded_sample_without_repeats() {
         for n in [1u64, 2, 3, 7, 100, 513, 4096] {
-            let all: Vec<u64> =
-                touch_offsets(n * 4096, 4096, Some(Subset { count: SubsetCount::Percent(100), seed: 9 })).collect();
+            let all: Vec<u64> = touch_offsets(
+                n * 4096,
+                4096,
+                Some(Subset {
+                    count: SubsetCount::Percent(100),
+                    seed: 9,
+                }),
+            )
+            .collect();
             let mut sorted = all.clone();
             sorted.sort();
             sorted.dedup();
             assert_eq!(sorted.len() as u64, n, "permutation of {n}");
             assert!(sorted.iter().all(|o| o % 4096 == 0 && *o < n * 4096));
         }
-        let a: Vec<u64> = touch_offsets(1 << 30, 4096, Some(Subset { count: SubsetCount::Pages(10), seed: 1 })).collect();
-        let b: Vec<u64> = touch_offsets(1 << 30, 4096, Some(Subset { count: SubsetCount::Pages(10), seed: 1 })).collect();
-        let c: Vec<u64> = touch_offsets(1 << 30, 4096, Some(Subset { count: SubsetCount::Pages(10), seed: 2 })).collect();
+        let a: Vec<u64> = touch_offsets(
+            1 << 30,
+            4096,
+            Some(Subset {
+                count: SubsetCount::Pages(10),
+                seed: 1,
+            }),
+        )
+        .collect();
+        let b: Vec<u64> = touch_offsets(
+            1 << 30,
+            4096,
+            Some(Subset {
+                count: SubsetCount::Pages(10),
+                seed: 1,
+            }),
+        )
+        .collect();
+        let c: Vec<u64> = touch_offsets(
+            1 << 30,
+            4096,
+            Some(Subset {
+                count: SubsetCount::Pages(10),
+                seed: 2,
+            }),
+        )
+        .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
-        assert_eq!(touch_offsets(100 * 4096, 4096, Some(Subset { count: SubsetCount::Percent(25), seed: 0 })).count(), 25);
+        assert_eq!(
+            touch_offsets(
+                100 * 4096,
+                4096,
+                Some(Subset {
+                    count: SubsetCount::Percent(25),
+                    seed: 0
+                })
+            )
+            .count(),
+            25
+        );
     }
 }

@@ -75,7 +75,7 @@ pub const OPS: &[OpSpec] = &[
         name: "memory",
         synopsis: "memory SIZE",
         summary: "Sets the simulated physical memory. At most once.",
-        args: &[("SIZE", "a positive multiple of 4M (the largest buddy block, MAX_PAGE_ORDER 10), at most 16T")],
+        args: &[("SIZE", "a positive multiple of 4M (the largest buddy block, MAX_PAGE_ORDER 10), at most 8T")],
         example: "memory 16G",
         placement: Placement::Setup,
         parse: parse::op_memory,

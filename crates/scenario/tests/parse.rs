@@ -272,7 +272,7 @@ fn setup_ops() {
         ("4096kB", 4 * M),
         ("4096K", 4 * M),
         ("1T", 1 << 40),
-        ("16T", 16 << 40),
+        ("8T", 8 << 40),
         ("4194304", 4 * M),
     ] {
         match &ok(&format!("memory {text}")).stmts[0].op {
@@ -820,7 +820,7 @@ fn memory_limits() {
         "not a positive multiple of 4M",
         Some("4 MiB"),
     );
-    one_err("memory 32T", 1, 8, "more than the 16T", Some("16T"));
+    one_err("memory 32T", 1, 8, "more than the 8T", Some("8T"));
     one_err(
         "kernel 6.18\nmemory 4M\nmemory 8M",
         3,

@@ -1,0 +1,614 @@
+//! The run engine: lays out a scenario's mappings in an arena, turns statements into
+//! backend ops, takes snapshots at checkpoints, computes deltas and evaluates `expect`s.
+//! Pure: it only talks to a `Backend`.
+
+use std::collections::BTreeMap;
+
+use thpsim_kernel::errno::OpError;
+use thpsim_kernel::observe::{pagemap_count, pagemap_push, PageMap, Smaps};
+use thpsim_kernel::profile;
+use thpsim_kernel::types::{PAGE_SIZE, PMD_SIZE};
+
+use crate::ast::{
+    Cmp, Condition, Expect, ExpectValue, MmapOp, Observable, Op, RangeRef, Scenario, Span, Stmt,
+};
+use crate::backend::{Backend, BackendError, BackendOp, Setup, Snapshot};
+
+/// Schema version of run/compare/check JSON output.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Default simulated memory when a scenario has no `memory` line.
+pub const DEFAULT_MEMORY: u64 = 16 << 30;
+
+/// Unmapped gap left after every mapping, so mappings never merge into one VMA.
+pub const LAYOUT_GAP: u64 = PMD_SIZE;
+
+/// What a run varies: the profile and switch overrides (`--kernel`, `--set`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Variant {
+    /// Overrides the scenario's `kernel` line.
+    pub profile: Option<String>,
+    /// Applied after the scenario's `set` lines.
+    pub sets: Vec<(String, String)>,
+}
+
+impl Variant {
+    pub fn label(&self, scenario_profile: &str) -> String {
+        let mut s = self
+            .profile
+            .clone()
+            .unwrap_or_else(|| scenario_profile.to_string());
+        for (k, v) in &self.sets {
+            s.push_str(&format!(" {k}={v}"));
+        }
+        s
+    }
+}
+
+/// A mapping's place in the arena.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Placed {
+    pub name: String,
+    pub addr: u64,
+    pub len: u64,
+}
+
+/// The static plan of a scenario: setup and layout.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Plan {
+    pub setup: Setup,
+    pub mappings: Vec<Placed>,
+    /// Effective switch values (profile + sets), for `when` conditions and reports.
+    pub switches: BTreeMap<String, String>,
+    pub version: (u32, u32),
+}
+
+/// Lays out the scenario and resolves its setup under a variant.
+pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, String> {
+    let mut profile_name = profile::DEFAULT_PROFILE.to_string();
+    let mut memory = DEFAULT_MEMORY;
+    let mut switches_in = Vec::new();
+    let mut sysfs = Vec::new();
+    for st in &scn.stmts {
+        match &st.op {
+            Op::Kernel { profile } => profile_name = profile.clone(),
+            Op::Memory { bytes } => memory = *bytes,
+            Op::Set { settings } => {
+                switches_in.extend(settings.iter().map(|s| (s.key.clone(), s.value.clone())))
+            }
+            Op::Sysfs { settings } => {
+                sysfs.extend(settings.iter().map(|s| (s.key.clone(), s.value.clone())))
+            }
+            _ => break,
+        }
+    }
+    if let Some(p) = &variant.profile {
+        profile_name = p.clone();
+    }
+    switches_in.extend(variant.sets.iter().cloned());
+    let mut prof = profile::profile(&profile_name).ok_or_else(|| {
+        let names: Vec<&str> = profile::profiles().iter().map(|p| p.name).collect();
+        format!(
+            "unknown kernel profile `{profile_name}` (known: {})",
+            names.join(", ")
+        )
+    })?;
+    for (k, v) in &switches_in {
+        prof.switches.set(k, v)?;
+    }
+    let switches = profile::SWITCHES
+        .iter()
+        .map(|(k, _, _)| (k.to_string(), prof.switches.get(k).unwrap_or_default()))
+        .collect();
+    let mut mappings = Vec::new();
+    let mut cursor = 0u64;
+    collect_mmaps(&scn.stmts, &mut |m: &MmapOp| {
+        if mappings.iter().any(|p: &Placed| p.name == m.name) {
+            return;
+        }
+        let align = m.align.unwrap_or(PMD_SIZE).max(PAGE_SIZE);
+        let addr = cursor.div_ceil(align) * align + m.offset;
+        cursor = addr + m.size + LAYOUT_GAP;
+        mappings.push(Placed {
+            name: m.name.clone(),
+            addr,
+            len: m.size,
+        });
+    });
+    let arena_len = cursor.div_ceil(1 << 30).max(1) << 30;
+    Ok(Plan {
+        setup: Setup {
+            profile: profile_name,
+            switches: switches_in,
+            memory,
+            sysfs,
+            arena_len,
+        },
+        mappings,
+        switches,
+        version: prof.version,
+    })
+}
+
+fn collect_mmaps(stmts: &[Stmt], f: &mut impl FnMut(&MmapOp)) {
+    for st in stmts {
+        match &st.op {
+            Op::Mmap(m) => f(m),
+            Op::Repeat { body, .. } => collect_mmaps(body, f),
+            _ => {}
+        }
+    }
+}
+
+/// One executed op.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct OpRecord {
+    pub line: u32,
+    pub op: String,
+    pub result: String,
+    pub minflt: u64,
+    pub majflt: u64,
+}
+
+/// Observations at a checkpoint: counter deltas since the previous one, current state.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Checkpoint {
+    pub label: String,
+    pub line: u32,
+    pub minflt: u64,
+    pub majflt: u64,
+    /// Every counter's delta (zero deltas included), by observable key.
+    pub counters: BTreeMap<String, i64>,
+    pub mappings: Vec<MappingState>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MappingState {
+    pub name: String,
+    pub smaps: Smaps,
+    pub pages: Vec<(String, u64)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum ExpectStatus {
+    Pass,
+    Fail,
+    /// A `when` condition excludes this run.
+    Skipped,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ExpectResult {
+    pub line: u32,
+    pub col: u32,
+    pub text: String,
+    pub status: ExpectStatus,
+    pub actual: String,
+}
+
+/// Everything a run produced.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RunResult {
+    pub schema: u32,
+    pub file: String,
+    pub backend: String,
+    pub variant: String,
+    pub profile: String,
+    pub switches: BTreeMap<String, String>,
+    pub ops: Vec<OpRecord>,
+    pub checkpoints: Vec<Checkpoint>,
+    pub expects: Vec<ExpectResult>,
+    pub warnings: Vec<String>,
+}
+
+impl RunResult {
+    pub fn failed_expects(&self) -> impl Iterator<Item = &ExpectResult> {
+        self.expects
+            .iter()
+            .filter(|e| e.status == ExpectStatus::Fail)
+    }
+}
+
+struct Run<'a> {
+    plan: &'a Plan,
+    backend: &'a mut dyn Backend,
+    names: BTreeMap<String, usize>,
+    base: Snapshot,
+    base_minflt: u64,
+    base_majflt: u64,
+    minflt: u64,
+    majflt: u64,
+    /// The current snapshot, if no op ran since it was taken.
+    cur: Option<Snapshot>,
+    last_result: Option<Result<u64, OpError>>,
+    result: RunResult,
+}
+
+/// Runs a parsed scenario on a backend under a variant.
+pub fn run(
+    scn: &Scenario,
+    backend: &mut dyn Backend,
+    variant: &Variant,
+) -> Result<RunResult, BackendError> {
+    let plan = plan(scn, variant).map_err(|m| BackendError {
+        message: m,
+        not_runnable: true,
+    })?;
+    backend.setup(&plan.setup)?;
+    let out = run_planned(scn, &plan, backend, variant);
+    let fin = backend.finish();
+    let res = out?;
+    fin?;
+    Ok(res)
+}
+
+fn run_planned(
+    scn: &Scenario,
+    plan: &Plan,
+    backend: &mut dyn Backend,
+    variant: &Variant,
+) -> Result<RunResult, BackendError> {
+    let names = plan
+        .mappings
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.clone(), i))
+        .collect();
+    let ranges: Vec<(u64, u64)> = plan.mappings.iter().map(|p| (p.addr, p.len)).collect();
+    let base = backend.snapshot(&ranges)?;
+    let result = RunResult {
+        schema: SCHEMA_VERSION,
+        file: scn.file.clone(),
+        backend: backend.name(),
+        variant: variant.label(&plan.setup.profile),
+        profile: plan.setup.profile.clone(),
+        switches: plan.switches.clone(),
+        ops: vec![],
+        checkpoints: vec![],
+        expects: vec![],
+        warnings: vec![],
+    };
+    let mut r = Run {
+        plan,
+        backend,
+        names,
+        cur: Some(base.clone()),
+        base,
+        base_minflt: 0,
+        base_majflt: 0,
+        minflt: 0,
+        majflt: 0,
+        last_result: None,
+        result,
+    };
+    // The setup section was applied by setup(); the body starts at the first other statement.
+    let body_start = scn
+        .stmts
+        .iter()
+        .position(|s| {
+            !matches!(
+                s.op,
+                Op::Kernel { .. } | Op::Memory { .. } | Op::Set { .. } | Op::Sysfs { .. }
+            )
+        })
+        .unwrap_or(scn.stmts.len());
+    r.stmts(&scn.stmts[body_start..])?;
+    let last_line = scn.stmts.last().map(|s| s.span.line).unwrap_or(0);
+    r.checkpoint("end", last_line)?;
+    Ok(r.result)
+}
+
+fn fmt_result(r: &Result<u64, OpError>) -> String {
+    match r {
+        Ok(v) => format!("ok {v:#x}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+impl Run<'_> {
+    fn stmts(&mut self, stmts: &[Stmt]) -> Result<(), BackendError> {
+        for st in stmts {
+            self.stmt(st)?;
+        }
+        Ok(())
+    }
+
+    fn range(&self, r: &RangeRef) -> (u64, u64) {
+        let p = &self.plan.mappings[self.names[&r.mapping]];
+        match (r.offset, r.len) {
+            (None, None) => (p.addr, p.len),
+            (None, Some(l)) => (p.addr, l),
+            (Some(o), None) => (p.addr + o, 1),
+            (Some(o), Some(l)) => (p.addr + o, l),
+        }
+    }
+
+    fn exec(&mut self, st: &Stmt, op: BackendOp) -> Result<(), BackendError> {
+        let out = self.backend.exec(&op)?;
+        self.cur = None;
+        self.minflt += out.minflt;
+        self.majflt += out.majflt;
+        self.last_result = Some(out.result);
+        self.result.ops.push(OpRecord {
+            line: st.span.line,
+            op: op_text(&op),
+            result: fmt_result(&out.result),
+            minflt: out.minflt,
+            majflt: out.majflt,
+        });
+        Ok(())
+    }
+
+    fn stmt(&mut self, st: &Stmt) -> Result<(), BackendError> {
+        match &st.op {
+            Op::Kernel { .. } | Op::Memory { .. } | Op::Set { .. } => Ok(()),
+            Op::Sysfs { settings } => {
+                for s in settings {
+                    self.exec(
+                        st,
+                        BackendOp::Sysfs {
+                            knob: s.key.clone(),
+                            value: s.value.clone(),
+                        },
+                    )?;
+                }
+                Ok(())
+            }
+            Op::Mmap(m) => {
+                let p = &self.plan.mappings[self.names[&m.name]];
+                let op = BackendOp::Mmap {
+                    addr: p.addr,
+                    len: p.len,
+                    prot: m.prot,
+                    shared: m.shared,
+                    populate: m.populate,
+                };
+                self.exec(st, op)
+            }
+            Op::Munmap { range } => {
+                let (addr, len) = self.range(range);
+                self.exec(st, BackendOp::Munmap { addr, len })
+            }
+            Op::Mprotect { range, prot } => {
+                let (addr, len) = self.range(range);
+                self.exec(
+                    st,
+                    BackendOp::Mprotect {
+                        addr,
+                        len,
+                        prot: *prot,
+                    },
+                )
+            }
+            Op::Madvise { range, advice } => {
+                let (addr, len) = self.range(range);
+                self.exec(
+                    st,
+                    BackendOp::Madvise {
+                        addr,
+                        len,
+                        advice: *advice,
+                    },
+                )
+            }
+            Op::Access(a) => {
+                let (addr, len) = self.range(&a.range);
+                self.exec(
+                    st,
+                    BackendOp::Access {
+                        addr,
+                        len,
+                        stride: a.stride,
+                        pattern: a.pattern,
+                        subset: a.subset,
+                    },
+                )
+            }
+            Op::Repeat { count, body } => {
+                for _ in 0..*count {
+                    self.stmts(body)?;
+                }
+                Ok(())
+            }
+            Op::Checkpoint { label } => self.checkpoint(label, st.span.line),
+            Op::Expect(e) => self.expect(e, st.span),
+        }
+    }
+
+    /// Takes a snapshot unless no op ran since the last one.
+    fn ensure_snapshot(&mut self) -> Result<(), BackendError> {
+        if self.cur.is_none() {
+            let ranges: Vec<(u64, u64)> =
+                self.plan.mappings.iter().map(|p| (p.addr, p.len)).collect();
+            self.cur = Some(self.backend.snapshot(&ranges)?);
+        }
+        Ok(())
+    }
+
+    fn cur(&self) -> &Snapshot {
+        self.cur.as_ref().expect("ensure_snapshot() first")
+    }
+
+    fn checkpoint(&mut self, label: &str, line: u32) -> Result<(), BackendError> {
+        self.ensure_snapshot()?;
+        let snap = self.cur().clone();
+        let counters = snap
+            .counters
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v - self.base.counters.get(k).copied().unwrap_or(0),
+                )
+            })
+            .collect();
+        let mappings = self
+            .plan
+            .mappings
+            .iter()
+            .zip(&snap.mappings)
+            .map(|(p, m)| MappingState {
+                name: p.name.clone(),
+                smaps: m.smaps,
+                pages: m.pages.iter().map(|(b, n)| (b.label(), *n)).collect(),
+            })
+            .collect();
+        self.result.checkpoints.push(Checkpoint {
+            label: label.to_string(),
+            line,
+            minflt: self.minflt - self.base_minflt,
+            majflt: self.majflt - self.base_majflt,
+            counters,
+            mappings,
+        });
+        self.base = snap;
+        self.base_minflt = self.minflt;
+        self.base_majflt = self.majflt;
+        Ok(())
+    }
+
+    fn condition_holds(&self, c: &Condition) -> bool {
+        match c {
+            Condition::Kernel { cmp, version } => cmp.holds(self.plan.version, *version),
+            Condition::Switch { key, value } => {
+                // Compare canonically: `on`/`true` mean 1.
+                let canon = |v: &str| match v {
+                    "on" | "true" => "1".to_string(),
+                    "off" | "false" => "0".to_string(),
+                    v => v.to_string(),
+                };
+                self.plan
+                    .switches
+                    .get(key)
+                    .map(|v| canon(v) == canon(value))
+                    .unwrap_or(false)
+            }
+        }
+    }
+
+    fn expect(&mut self, e: &Expect, span: Span) -> Result<(), BackendError> {
+        let mut res = ExpectResult {
+            line: span.line,
+            col: span.col,
+            text: e.text.clone(),
+            status: ExpectStatus::Pass,
+            actual: String::new(),
+        };
+        if !e.when.iter().all(|c| self.condition_holds(c)) {
+            res.status = ExpectStatus::Skipped;
+            self.result.expects.push(res);
+            return Ok(());
+        }
+        let actual: Result<i64, Option<OpError>> = match &e.obs {
+            Observable::Minflt => Ok((self.minflt - self.base_minflt) as i64),
+            Observable::Majflt => Ok((self.majflt - self.base_majflt) as i64),
+            Observable::Errno => Err(match self.last_result {
+                Some(Err(err)) => Some(err),
+                _ => None,
+            }),
+            Observable::Counter(key) => {
+                self.ensure_snapshot()?;
+                match (self.cur().counters.get(key), self.base.counters.get(key)) {
+                    (Some(now), Some(then)) => Ok(now - then),
+                    _ => {
+                        let b = self.backend.name();
+                        res.status = ExpectStatus::Skipped;
+                        res.actual = format!("{key} is not available on the {b} backend");
+                        self.result
+                            .warnings
+                            .push(format!("line {}: {}", span.line, res.actual));
+                        self.result.expects.push(res);
+                        return Ok(());
+                    }
+                }
+            }
+            Observable::Smaps { mapping, field, .. } => {
+                let i = self.names[mapping];
+                self.ensure_snapshot()?;
+                Ok(self.cur().mappings[i].smaps.field(field).unwrap_or(0) as i64)
+            }
+            Observable::Pages { range, class } => {
+                let (addr, len) = self.range(range);
+                let i = self.names[&range.mapping];
+                let p = &self.plan.mappings[i];
+                let (from, to) = (
+                    (addr - p.addr) / PAGE_SIZE,
+                    (addr - p.addr + len).div_ceil(PAGE_SIZE),
+                );
+                self.ensure_snapshot()?;
+                Ok(
+                    pagemap_count(&slice_pages(&self.cur().mappings[i].pages, from, to), class)
+                        as i64,
+                )
+            }
+        };
+        let pass = match (&actual, &e.value) {
+            (Ok(a), ExpectValue::Int(v)) => {
+                res.actual = a.to_string();
+                e.cmp.holds(*a, *v)
+            }
+            (Err(got), ExpectValue::Ok) => {
+                res.actual = got.map(|g| g.to_string()).unwrap_or_else(|| "ok".into());
+                e.cmp.holds(got.is_none(), true)
+            }
+            (Err(got), ExpectValue::Err(want)) => {
+                res.actual = got.map(|g| g.to_string()).unwrap_or_else(|| "ok".into());
+                match e.cmp {
+                    Cmp::Ne => *got != Some(*want),
+                    _ => *got == Some(*want),
+                }
+            }
+            (Ok(a), _) => {
+                res.actual = a.to_string();
+                false
+            }
+            (Err(got), ExpectValue::Int(v)) => {
+                // `errno == 0`
+                res.actual = got.map(|g| g.to_string()).unwrap_or_else(|| "ok".into());
+                *v == 0 && e.cmp.holds(got.is_none(), true)
+            }
+        };
+        res.status = if pass {
+            ExpectStatus::Pass
+        } else {
+            ExpectStatus::Fail
+        };
+        self.result.expects.push(res);
+        Ok(())
+    }
+}
+
+/// Pages `[from, to)` of a run-length map.
+pub fn slice_pages(map: &PageMap, from: u64, to: u64) -> PageMap {
+    let mut out = PageMap::new();
+    let mut pos = 0;
+    for &(b, n) in map {
+        let (s, e) = (pos.max(from), (pos + n).min(to));
+        if s < e {
+            pagemap_push(&mut out, b, e - s);
+        }
+        pos += n;
+    }
+    out
+}
+
+fn op_text(op: &BackendOp) -> String {
+    match op {
+        BackendOp::Mmap {
+            addr, len, prot, ..
+        } => format!("mmap {addr:#x} {len:#x} {prot}"),
+        BackendOp::Munmap { addr, len } => format!("munmap {addr:#x} {len:#x}"),
+        BackendOp::Mprotect { addr, len, prot } => format!("mprotect {addr:#x} {len:#x} {prot}"),
+        BackendOp::Madvise { addr, len, advice } => {
+            format!("madvise {addr:#x} {len:#x} {}", advice.name())
+        }
+        BackendOp::Access {
+            addr,
+            len,
+            stride,
+            pattern,
+            ..
+        } => format!("{pattern:?} {addr:#x} {len:#x} stride={stride:#x}"),
+        BackendOp::Sysfs { knob, value } => format!("sysfs {knob}={value}"),
+    }
+}

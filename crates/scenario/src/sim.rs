@@ -1,0 +1,196 @@
+//! The model backend: runs resolved ops on a `thpsim_kernel::Kernel`.
+
+use thpsim_kernel::errno::OpError;
+use thpsim_kernel::mmap::MapFlags;
+use thpsim_kernel::types::{AccessKind, Pid};
+use thpsim_kernel::{Kernel, KernelConfig};
+
+use crate::ast::Pattern;
+use crate::backend::{Backend, BackendError, BackendOp, MappingObs, OpOutcome, Setup, Snapshot};
+use crate::pattern::touch_offsets;
+
+/// Where the model places the scenario arena (16 TiB; below the 47-bit user limit).
+pub const MODEL_ARENA_BASE: u64 = 0x1000_0000_0000;
+
+pub struct SimBackend {
+    kernel: Option<Kernel>,
+    pid: Pid,
+    /// Run the invariant checker after every op (tests).
+    pub check_invariants: bool,
+}
+
+impl Default for SimBackend {
+    fn default() -> Self {
+        SimBackend {
+            kernel: None,
+            pid: 0,
+            check_invariants: false,
+        }
+    }
+}
+
+impl SimBackend {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// A backend that checks the model's invariants after every op.
+    pub fn checked() -> Self {
+        SimBackend {
+            check_invariants: true,
+            ..Self::default()
+        }
+    }
+    pub fn kernel(&self) -> Option<&Kernel> {
+        self.kernel.as_ref()
+    }
+
+    fn k(&mut self) -> Result<&mut Kernel, BackendError> {
+        self.kernel.as_mut().ok_or_else(|| BackendError {
+            message: "setup() was not called".into(),
+            not_runnable: false,
+        })
+    }
+}
+
+fn err(message: String) -> BackendError {
+    BackendError {
+        message,
+        not_runnable: false,
+    }
+}
+
+impl Backend for SimBackend {
+    fn name(&self) -> String {
+        "model".into()
+    }
+
+    fn setup(&mut self, setup: &Setup) -> Result<(), BackendError> {
+        let mut profile =
+            thpsim_kernel::profile::profile(&setup.profile).ok_or_else(|| BackendError {
+                message: format!("unknown kernel profile `{}`", setup.profile),
+                not_runnable: true,
+            })?;
+        for (k, v) in &setup.switches {
+            profile.switches.set(k, v).map_err(err)?;
+        }
+        let mut cfg = KernelConfig {
+            memory: setup.memory,
+            profile,
+            ..KernelConfig::default()
+        };
+        for (k, v) in &setup.sysfs {
+            cfg.sysfs
+                .set(k, v)
+                .map_err(|e| err(format!("sysfs {k}={v}: {e:?}")))?;
+        }
+        if MODEL_ARENA_BASE + setup.arena_len > thpsim_kernel::types::TASK_SIZE {
+            return Err(BackendError {
+                message: "the scenario's layout does not fit in the 47-bit address space".into(),
+                not_runnable: true,
+            });
+        }
+        let mut k = Kernel::new(cfg).map_err(|m| BackendError {
+            message: m,
+            not_runnable: true,
+        })?;
+        self.pid = k.spawn();
+        self.kernel = Some(k);
+        Ok(())
+    }
+
+    fn exec(&mut self, op: &BackendOp) -> Result<OpOutcome, BackendError> {
+        let pid = self.pid;
+        let check = self.check_invariants;
+        let k = self.k()?;
+        let before = *k.task(pid).expect("task");
+        let b = MODEL_ARENA_BASE;
+        let result: Result<u64, OpError> = match op {
+            BackendOp::Mmap {
+                addr,
+                len,
+                prot,
+                shared,
+                populate,
+            } => k
+                .mmap(
+                    pid,
+                    b + addr,
+                    *len,
+                    *prot,
+                    MapFlags {
+                        shared: *shared,
+                        populate: *populate,
+                    },
+                )
+                .map(|a| a - b)
+                .map_err(OpError::Errno),
+            BackendOp::Munmap { addr, len } => k
+                .munmap(pid, b + addr, *len)
+                .map(|_| 0)
+                .map_err(OpError::Errno),
+            BackendOp::Mprotect { addr, len, prot } => k
+                .mprotect(pid, b + addr, *len, *prot)
+                .map(|_| 0)
+                .map_err(OpError::Errno),
+            BackendOp::Madvise { addr, len, advice } => k
+                .madvise(pid, b + addr, *len, *advice)
+                .map(|_| 0)
+                .map_err(OpError::Errno),
+            BackendOp::Access {
+                addr,
+                len,
+                stride,
+                pattern,
+                subset,
+            } => {
+                let mut r = Ok(0);
+                for off in touch_offsets(*len, *stride, *subset) {
+                    let a = b + addr + off;
+                    let res = match pattern {
+                        Pattern::Read => k.access(pid, a, AccessKind::Read),
+                        Pattern::Write => k.access(pid, a, AccessKind::Write),
+                        Pattern::ReadWrite => k
+                            .access(pid, a, AccessKind::Read)
+                            .and_then(|_| k.access(pid, a, AccessKind::Write)),
+                    };
+                    if let Err(s) = res {
+                        r = Err(OpError::Signal(s));
+                        break;
+                    }
+                }
+                r
+            }
+            BackendOp::Sysfs { knob, value } => {
+                k.sysfs
+                    .set(knob, value)
+                    .map_err(|e| err(format!("sysfs {knob}={value}: {e:?}")))?;
+                Ok(0)
+            }
+        };
+        if check {
+            k.check_invariants()
+                .map_err(|e| err(format!("model invariant broken after {op:?}: {e}")))?;
+        }
+        let after = k.task(pid).expect("task");
+        Ok(OpOutcome {
+            result,
+            minflt: after.minflt - before.minflt,
+            majflt: after.majflt - before.majflt,
+        })
+    }
+
+    fn snapshot(&mut self, ranges: &[(u64, u64)]) -> Result<Snapshot, BackendError> {
+        let pid = self.pid;
+        let k = self.k()?;
+        let counters = k.counters().into_iter().collect();
+        let b = MODEL_ARENA_BASE;
+        let mappings = ranges
+            .iter()
+            .map(|&(a, l)| MappingObs {
+                smaps: k.smaps(pid, b + a, b + a + l),
+                pages: k.page_map(pid, b + a, b + a + l),
+            })
+            .collect();
+        Ok(Snapshot { counters, mappings })
+    }
+}
