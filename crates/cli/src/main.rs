@@ -1,1 +1,248 @@
-fn main(){}
+//! `thpsim`: run scenarios on the model, compare kernel behaviours side by side, run the same
+//! scenario on the real kernel and check that the two agree.
+
+mod bench;
+mod check;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use thpsim_scenario::backend::Backend;
+use thpsim_scenario::engine::{self, RunResult, Variant};
+use thpsim_scenario::sim::SimBackend;
+use thpsim_scenario::Scenario;
+
+#[derive(Parser)]
+#[command(name = "thpsim", version, about = "A deterministic simulator of Linux transparent huge pages", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a scenario on the model and print its observables; exit 1 if an `expect` fails.
+    Run {
+        file: PathBuf,
+        /// Kernel profile (overrides the scenario's `kernel` line).
+        #[arg(long)]
+        kernel: Option<String>,
+        /// Behaviour switch, `key=value` (repeatable; applied after the scenario's `set`).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Check the model's invariants after every op (slower).
+        #[arg(long)]
+        check_invariants: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a scenario under several kernel behaviours and print one table, a column each.
+    /// Each `--kernel P` adds a column; each `--set k=v[,k=v…]` adds a column with those
+    /// switches over the scenario's kernel; `--variant "P k=v …"` adds any combination.
+    Compare {
+        file: PathBuf,
+        #[arg(long)]
+        kernel: Vec<String>,
+        #[arg(long = "set", value_name = "KEY=VALUE[,KEY=VALUE]")]
+        sets: Vec<String>,
+        #[arg(long)]
+        variant: Vec<String>,
+        /// Print every observable, not only those that differ or are non-zero.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a scenario on the real kernel of this machine (root, Linux) and print its observables.
+    Host {
+        file: PathBuf,
+        /// Apply the scenario's `sysfs` lines on the host (every knob is restored afterwards).
+        #[arg(long)]
+        allow_sysfs: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run scenarios on the model and on the host and print every observable that differs.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        allow_sysfs: bool,
+        /// Known deviations (default: scenarios/conformance/deviations.txt if present).
+        #[arg(long)]
+        deviations: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure the model's speed and memory (release builds give the real figures).
+    Bench {
+        /// Smaller sizes, for a quick look.
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List kernel profiles, behaviour switches and sysfs knobs.
+    Knobs,
+    /// Print the scenario language reference (Markdown).
+    Docs,
+}
+
+/// Reads and parses a scenario; on errors prints them all and returns exit code 2.
+pub(crate) fn load(path: &PathBuf) -> Result<Scenario, ExitCode> {
+    let name = path.display().to_string();
+    let src = match std::fs::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("thpsim: cannot read {name}: {e}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    thpsim_scenario::parse(&name, &src).map_err(|d| {
+        eprint!("{}", thpsim_scenario::diag::render_all(&d, &src));
+        ExitCode::from(2)
+    })
+}
+
+fn parse_sets(items: &[String]) -> Result<Vec<(String, String)>, String> {
+    let mut v = Vec::new();
+    for item in items {
+        for kv in item.split(',').filter(|s| !s.is_empty()) {
+            let (k, val) = kv.split_once('=').ok_or_else(|| format!("`{kv}` is not KEY=VALUE"))?;
+            v.push((k.to_string(), val.to_string()));
+        }
+    }
+    Ok(v)
+}
+
+fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("thpsim: {msg}");
+    ExitCode::from(2)
+}
+
+pub(crate) fn run_on(scn: &Scenario, backend: &mut dyn Backend, variant: &Variant) -> Result<RunResult, ExitCode> {
+    engine::run(scn, backend, variant).map_err(|e| {
+        eprintln!("thpsim: {}: {}{}", scn.file, if e.not_runnable { "not runnable: " } else { "" }, e.message);
+        ExitCode::from(if e.not_runnable { 3 } else { 1 })
+    })
+}
+
+fn print_json<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).expect("json"));
+}
+
+fn expect_code(results: &[RunResult]) -> ExitCode {
+    if results.iter().any(|r| r.failed_expects().next().is_some()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run { file, kernel, sets, check_invariants, json } => {
+            let scn = match load(&file) {
+                Ok(s) => s,
+                Err(c) => return c,
+            };
+            let sets = match parse_sets(&sets) {
+                Ok(s) => s,
+                Err(e) => return usage_error(e),
+            };
+            let variant = Variant { profile: kernel, sets };
+            if let Err(e) = engine::plan(&scn, &variant) {
+                return usage_error(e);
+            }
+            let mut be = SimBackend::new();
+            be.check_invariants = check_invariants;
+            let res = match run_on(&scn, &mut be, &variant) {
+                Ok(r) => r,
+                Err(c) => return c,
+            };
+            if json {
+                print_json(&res);
+            } else {
+                print!("{}", report::run_text(&res));
+            }
+            expect_code(&[res])
+        }
+        Cmd::Compare { file, kernel, sets, variant, all, json } => {
+            let scn = match load(&file) {
+                Ok(s) => s,
+                Err(c) => return c,
+            };
+            let mut variants: Vec<Variant> = kernel.into_iter().map(|k| Variant { profile: Some(k), sets: vec![] }).collect();
+            for s in &sets {
+                match parse_sets(std::slice::from_ref(s)) {
+                    Ok(kv) => variants.push(Variant { profile: None, sets: kv }),
+                    Err(e) => return usage_error(e),
+                }
+            }
+            for v in &variant {
+                let mut words = v.split_whitespace();
+                let profile = words.next().map(str::to_string);
+                let rest: Vec<String> = words.map(str::to_string).collect();
+                match parse_sets(&rest) {
+                    Ok(kv) => variants.push(Variant { profile, sets: kv }),
+                    Err(e) => return usage_error(e),
+                }
+            }
+            if variants.is_empty() {
+                return usage_error("compare needs at least one --kernel, --set or --variant");
+            }
+            let mut results = Vec::new();
+            for v in &variants {
+                if let Err(e) = engine::plan(&scn, v) {
+                    return usage_error(e);
+                }
+                let mut be = SimBackend::new();
+                match run_on(&scn, &mut be, v) {
+                    Ok(r) => results.push(r),
+                    Err(c) => return c,
+                }
+            }
+            if json {
+                print_json(&report::CompareJson::new(&results));
+            } else {
+                print!("{}", report::compare_text(&results, all));
+            }
+            ExitCode::SUCCESS
+        }
+        Cmd::Host { file, allow_sysfs, json } => {
+            let scn = match load(&file) {
+                Ok(s) => s,
+                Err(c) => return c,
+            };
+            if let Err(e) = thpsim_host::preflight() {
+                return usage_error(format!("cannot run on this host: {e}"));
+            }
+            let variant = Variant { profile: Some(thpsim_host::host_kernel_profile()), sets: vec![] };
+            let mut be = thpsim_host::HostBackend::new(thpsim_host::HostOptions { allow_sysfs });
+            let mut res = match run_on(&scn, &mut be, &variant) {
+                Ok(r) => r,
+                Err(c) => return c,
+            };
+            res.warnings.extend(be.warnings().iter().cloned());
+            if json {
+                print_json(&res);
+            } else {
+                print!("{}", report::run_text(&res));
+            }
+            expect_code(&[res])
+        }
+        Cmd::Check { files, allow_sysfs, deviations, json } => check::main(&files, allow_sysfs, deviations, json),
+        Cmd::Bench { quick, json } => bench::main(quick, json),
+        Cmd::Knobs => {
+            print!("{}", report::knobs_text());
+            ExitCode::SUCCESS
+        }
+        Cmd::Docs => {
+            print!("{}", thpsim_scenario::docs::language_reference());
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -221,6 +221,8 @@ struct Run<'a> {
     /// The current snapshot, if no op ran since it was taken.
     cur: Option<Snapshot>,
     last_result: Option<Result<u64, OpError>>,
+    /// Number of ops executed at the last checkpoint.
+    ops_at_checkpoint: usize,
     result: RunResult,
 }
 
@@ -279,6 +281,7 @@ fn run_planned(
         minflt: 0,
         majflt: 0,
         last_result: None,
+        ops_at_checkpoint: 0,
         result,
     };
     // The setup section was applied by setup(); the body starts at the first other statement.
@@ -293,8 +296,12 @@ fn run_planned(
         })
         .unwrap_or(scn.stmts.len());
     r.stmts(&scn.stmts[body_start..])?;
-    let last_line = scn.stmts.last().map(|s| s.span.line).unwrap_or(0);
-    r.checkpoint("end", last_line)?;
+    // The implicit final checkpoint, unless an explicit one already closed the run.
+    let ops_since = r.result.ops.len() > r.ops_at_checkpoint;
+    if ops_since || r.result.checkpoints.is_empty() {
+        let last_line = scn.stmts.last().map(|s| s.span.line).unwrap_or(0);
+        r.checkpoint("end", last_line)?;
+    }
     Ok(r.result)
 }
 
@@ -462,6 +469,7 @@ impl Run<'_> {
             mappings,
         });
         self.base = snap;
+        self.ops_at_checkpoint = self.result.ops.len();
         self.base_minflt = self.minflt;
         self.base_majflt = self.majflt;
         Ok(())

@@ -1,0 +1,351 @@
+//! `thpsim check`: run each scenario on the model (under the host's kernel profile) and on
+//! the host, and report every observable that differs. Counters that other processes move
+//! on a live machine are compared one-sidedly or not at all, and say so; known deviations
+//! come from a file and are reported but do not fail the check.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use thpsim_kernel::observe::Smaps;
+use thpsim_kernel::vmstat::VmItem;
+use thpsim_scenario::engine::{self, ExpectStatus, RunResult, Variant, SCHEMA_VERSION};
+use thpsim_scenario::sim::SimBackend;
+use thpsim_scenario::Scenario;
+
+/// How a counter is compared between model and host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Exact,
+    /// Other processes can only add to it on the host.
+    HostAtLeast,
+    /// The host may have done it before the scenario (the huge zero folio outlives processes).
+    HostAtMost,
+    /// Not attributable on a live host.
+    Skip,
+}
+
+fn counter_mode(key: &str, always_sizes: &[String], pmd_always: bool, khugepaged_controlled: bool) -> Mode {
+    if key.starts_with("khugepaged.") && !khugepaged_controlled {
+        return Mode::Skip;
+    }
+    if let Some(name) = key.strip_prefix("vmstat.") {
+        if VmItem::from_name(name).is_some_and(|i| i.host_noisy()) {
+            return Mode::Skip;
+        }
+        if name == "thp_zero_page_alloc" {
+            return Mode::HostAtMost;
+        }
+        if pmd_always && name.starts_with("thp_") {
+            return Mode::HostAtLeast;
+        }
+    }
+    if let Some(rest) = key.strip_prefix("mthp.") {
+        if always_sizes.iter().any(|s| rest.starts_with(&format!("{s}."))) {
+            return if rest.ends_with(".nr_anon") || rest.ends_with(".nr_anon_partially_mapped") { Mode::Skip } else { Mode::HostAtLeast };
+        }
+    }
+    Mode::Exact
+}
+
+/// Sizes (`64kB`) that the scenario enables with `always` system-wide, and whether the PMD
+/// size is (other processes then fault THPs too).
+fn system_wide_always(plan: &engine::Plan) -> (Vec<String>, bool) {
+    let mut s = thpsim_kernel::sysfs::Sysfs::default();
+    for (k, v) in &plan.setup.sysfs {
+        let _ = s.set(k, v);
+    }
+    let mut sizes = vec![];
+    let mut pmd = false;
+    for o in thpsim_kernel::sysfs::ANON_ORDERS {
+        let always = match s.size_enabled[o as usize] {
+            thpsim_kernel::sysfs::ThpEnabled::Always => true,
+            thpsim_kernel::sysfs::ThpEnabled::Inherit => s.enabled == thpsim_kernel::sysfs::ThpEnabled::Always,
+            _ => false,
+        };
+        if always {
+            sizes.push(format!("{}kB", thpsim_kernel::sysfs::order_to_size_kb(o)));
+            pmd |= o == 9;
+        }
+    }
+    (sizes, pmd)
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Difference {
+    pub line: u32,
+    pub at: String,
+    pub observable: String,
+    pub model: String,
+    pub host: String,
+    /// The reason from the deviation list, if this difference is a known deviation.
+    pub deviation: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct FileCheck {
+    pub file: String,
+    pub compared: usize,
+    pub differences: Vec<Difference>,
+    /// Set when the scenario could not run on one side.
+    pub error: Option<String>,
+    /// Set when the scenario is not meant for the host (model-only switches).
+    pub skipped: Option<String>,
+    pub model_secs: f64,
+    pub host_secs: f64,
+    pub warnings: Vec<String>,
+}
+
+struct Deviation {
+    file: String,
+    observable: String,
+    reason: String,
+}
+
+/// `FILE-GLOB | OBSERVABLE-PREFIX | reason` per line; `#` comments.
+fn load_deviations(path: &Path) -> Result<Vec<Deviation>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut v = vec![];
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parts: Vec<&str> = line.splitn(3, '|').map(str::trim).collect();
+        if parts.len() != 3 || parts[2].is_empty() {
+            return Err(format!("{}:{}: expected `FILE-GLOB | OBSERVABLE-PREFIX | reason`", path.display(), i + 1));
+        }
+        v.push(Deviation { file: parts[0].into(), observable: parts[1].into(), reason: parts[2].into() });
+    }
+    Ok(v)
+}
+
+fn glob_match(pat: &str, s: &str) -> bool {
+    match pat.split_once('*') {
+        None => s == pat || s.ends_with(&format!("/{pat}")),
+        Some((a, b)) => s.contains(a) && s.ends_with(b) && s.len() >= a.len() + b.len(),
+    }
+}
+
+fn compare(model: &RunResult, host: &RunResult, plan: &engine::Plan, khugepaged_controlled: bool, diffs: &mut Vec<Difference>) -> usize {
+    let mut n = 0;
+    let mut d = |line: u32, at: &str, obs: String, m: String, h: String| {
+        diffs.push(Difference { line, at: at.to_string(), observable: obs, model: m, host: h, deviation: None })
+    };
+    for (mo, ho) in model.ops.iter().zip(&host.ops) {
+        let at = format!("op `{}`", mo.op);
+        n += 3;
+        if mo.result != ho.result {
+            d(mo.line, &at, "result".into(), mo.result.clone(), ho.result.clone());
+        }
+        if mo.minflt != ho.minflt {
+            d(mo.line, &at, "minflt".into(), mo.minflt.to_string(), ho.minflt.to_string());
+        }
+        if mo.majflt != ho.majflt {
+            d(mo.line, &at, "majflt".into(), mo.majflt.to_string(), ho.majflt.to_string());
+        }
+    }
+    if model.ops.len() != host.ops.len() {
+        d(0, "run", "ops executed".into(), model.ops.len().to_string(), host.ops.len().to_string());
+    }
+    let (sizes, pmd_always) = system_wide_always(plan);
+    for (mc, hc) in model.checkpoints.iter().zip(&host.checkpoints) {
+        let at = format!("checkpoint `{}`", mc.label);
+        n += 1;
+        if mc.minflt != hc.minflt {
+            d(mc.line, &at, "minflt".into(), mc.minflt.to_string(), hc.minflt.to_string());
+        }
+        for (k, mv) in &mc.counters {
+            let Some(hv) = hc.counters.get(k) else { continue };
+            let ok = match counter_mode(k, &sizes, pmd_always, khugepaged_controlled) {
+                Mode::Skip => continue,
+                Mode::Exact => mv == hv,
+                Mode::HostAtLeast => hv >= mv,
+                Mode::HostAtMost => hv <= mv,
+            };
+            n += 1;
+            if !ok {
+                d(mc.line, &at, k.clone(), mv.to_string(), hv.to_string());
+            }
+        }
+        for (mm, hm) in mc.mappings.iter().zip(&hc.mappings) {
+            for f in Smaps::FIELDS {
+                n += 1;
+                let (a, b) = (mm.smaps.field(f).unwrap_or(0), hm.smaps.field(f).unwrap_or(0));
+                if a != b {
+                    d(mc.line, &at, format!("smaps({}).{f}", mm.name), a.to_string(), b.to_string());
+                }
+            }
+            n += 1;
+            if mm.pages != hm.pages {
+                let t = |p: &[(String, u64)]| p.iter().map(|(b, n)| format!("{b}×{n}")).collect::<Vec<_>>().join(" ");
+                d(mc.line, &at, format!("pages({})", mm.name), t(&mm.pages), t(&hm.pages));
+            }
+        }
+    }
+    for e in &host.expects {
+        n += 1;
+        if e.status == ExpectStatus::Fail {
+            d(e.line, "expect", e.text.clone(), "(holds on the model)".into(), format!("fails on the host: actual {}", e.actual));
+        }
+    }
+    for e in &model.expects {
+        if e.status == ExpectStatus::Fail {
+            d(e.line, "expect", e.text.clone(), format!("fails on the model: actual {}", e.actual), "".into());
+        }
+    }
+    n
+}
+
+fn check_file(path: &PathBuf, allow_sysfs: bool, devs: &[Deviation]) -> FileCheck {
+    let file = path.display().to_string();
+    let mut fc = FileCheck { file: file.clone(), compared: 0, differences: vec![], error: None, skipped: None, model_secs: 0.0, host_secs: 0.0, warnings: vec![] };
+    let scn: Scenario = match crate::load(path) {
+        Ok(s) => s,
+        Err(_) => {
+            fc.error = Some("does not parse".into());
+            return fc;
+        }
+    };
+    let variant = Variant { profile: Some(thpsim_host::host_kernel_profile()), sets: vec![] };
+    let plan = match engine::plan(&scn, &variant) {
+        Ok(p) => p,
+        Err(e) => {
+            fc.error = Some(e);
+            return fc;
+        }
+    };
+    // The host cannot change its kernel's behaviour: a scenario that sets switches away from
+    // the host profile's values is model-only.
+    let host_profile = thpsim_kernel::profile::profile(&plan.setup.profile).expect("host profile is a known profile");
+    let differing: Vec<String> = plan
+        .switches
+        .iter()
+        .filter(|(k, v)| host_profile.switches.get(k).as_deref() != Some(v.as_str()))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if !differing.is_empty() {
+        fc.skipped = Some(format!("model-only: switches {} differ from the host kernel", differing.join(" ")));
+        return fc;
+    }
+    let t0 = std::time::Instant::now();
+    let model = engine::run(&scn, &mut SimBackend::new(), &variant);
+    fc.model_secs = t0.elapsed().as_secs_f64();
+    let mut hb = thpsim_host::HostBackend::new(thpsim_host::HostOptions { allow_sysfs });
+    let t1 = std::time::Instant::now();
+    let host = engine::run(&scn, &mut hb, &variant);
+    fc.host_secs = t1.elapsed().as_secs_f64();
+    fc.warnings = hb.warnings().to_vec();
+    match (model, host) {
+        (Ok(m), Ok(h)) => {
+            fc.compared = compare(&m, &h, &plan, allow_sysfs, &mut fc.differences);
+            fc.warnings.extend(h.warnings);
+        }
+        (Err(e), _) => fc.error = Some(format!("model: {}", e.message)),
+        (_, Err(e)) => fc.error = Some(format!("host: {}{}", if e.not_runnable { "not runnable: " } else { "" }, e.message)),
+    }
+    for d in &mut fc.differences {
+        d.deviation = devs.iter().find(|v| glob_match(&v.file, &file) && d.observable.starts_with(&v.observable)).map(|v| v.reason.clone());
+    }
+    fc
+}
+
+pub fn main(files: &[PathBuf], allow_sysfs: bool, deviations: Option<PathBuf>, json: bool) -> ExitCode {
+    if let Err(e) = thpsim_host::preflight() {
+        eprintln!("thpsim check: cannot run on this host: {e}");
+        return ExitCode::from(3);
+    }
+    let dev_path = deviations.or_else(|| Some(PathBuf::from("scenarios/conformance/deviations.txt")).filter(|p| p.exists()));
+    let devs = match dev_path.as_deref().map(load_deviations).transpose() {
+        Ok(d) => d.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("thpsim check: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut results = vec![];
+    for f in files {
+        let fc = check_file(f, allow_sysfs, &devs);
+        if !json {
+            print!("{}", file_text(&fc));
+        }
+        results.push(fc);
+    }
+    let skipped = results.iter().filter(|r| r.skipped.is_some()).count();
+    let agree = results.iter().filter(|r| r.skipped.is_none() && r.error.is_none() && r.differences.iter().all(|d| d.deviation.is_some())).count();
+    let exact = results.iter().filter(|r| r.skipped.is_none() && r.error.is_none() && r.differences.is_empty()).count();
+    let compared: usize = results.iter().map(|r| r.compared).sum();
+    let differing: usize = results.iter().map(|r| r.differences.iter().filter(|d| d.deviation.is_none()).count()).sum();
+    let listed: usize = results.iter().map(|r| r.differences.iter().filter(|d| d.deviation.is_some()).count()).sum();
+    let (ms, hs): (f64, f64) = (results.iter().map(|r| r.model_secs).sum(), results.iter().map(|r| r.host_secs).sum());
+    if json {
+        #[derive(serde::Serialize)]
+        struct Out<'a> {
+            schema: u32,
+            scenarios: usize,
+            skipped: usize,
+            agree: usize,
+            exact: usize,
+            observables_compared: usize,
+            differences: usize,
+            listed_deviations: usize,
+            model_secs: f64,
+            host_secs: f64,
+            files: &'a [FileCheck],
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Out {
+                schema: SCHEMA_VERSION,
+                scenarios: results.len(),
+                skipped,
+                agree,
+                exact,
+                observables_compared: compared,
+                differences: differing,
+                listed_deviations: listed,
+                model_secs: ms,
+                host_secs: hs,
+                files: &results
+            })
+            .expect("json")
+        );
+    } else {
+        println!(
+            "\ncheck: {} scenarios ({skipped} model-only skipped), {agree} agree ({exact} exactly, {} with listed deviations), {} differ; {compared} observables compared, {differing} differences, {listed} listed deviations; model {:.3}s, host {:.3}s",
+            results.len(),
+            agree - exact,
+            results.len() - agree - skipped,
+            ms,
+            hs
+        );
+    }
+    if agree + skipped == results.len() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn file_text(fc: &FileCheck) -> String {
+    let mut o = String::new();
+    if let Some(e) = &fc.error {
+        let _ = writeln!(o, "ERROR {}: {e}", fc.file);
+        return o;
+    }
+    if let Some(s) = &fc.skipped {
+        let _ = writeln!(o, "skip {}: {s}", fc.file);
+        return o;
+    }
+    let unlisted = fc.differences.iter().filter(|d| d.deviation.is_none()).count();
+    let status = if unlisted > 0 { "DIFF " } else { "ok   " };
+    let _ = writeln!(o, "{status}{} ({} observables, {} differences)", fc.file, fc.compared, fc.differences.len());
+    for d in &fc.differences {
+        let tag = d.deviation.as_ref().map(|r| format!("  [known deviation: {r}]")).unwrap_or_default();
+        let _ = writeln!(o, "    {}:{} {} {}: model {} host {}{tag}", fc.file, d.line, d.at, d.observable, d.model, d.host);
+    }
+    for w in &fc.warnings {
+        let _ = writeln!(o, "    warning: {w}");
+    }
+    o
+}
