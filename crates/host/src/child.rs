@@ -31,6 +31,7 @@ pub const K_MPROTECT: u64 = 3;
 pub const K_MADVISE: u64 = 4;
 pub const K_ACCESS: u64 = 5;
 pub const K_EXIT: u64 = 6;
+pub const K_PRCTL: u64 = 7;
 
 pub const P_READ: u64 = 0;
 pub const P_WRITE: u64 = 1;
@@ -199,6 +200,18 @@ fn handle(base: u64, r: &Req) -> Resp {
             // SAFETY: as for munmap; advice on scenario memory only (DONTNEED/FREE discard
             // scenario data, which no Rust object refers to).
             let x = unsafe { libc::madvise(addr as *mut _, len as usize, r[3] as i32) };
+            if x < 0 {
+                Err(sys::errno())
+            } else {
+                Ok(0)
+            }
+        }
+        K_PRCTL => {
+            // SAFETY: PR_SET_THP_DISABLE only changes this process's THP policy; the
+            // arguments are plain integers.
+            let x = unsafe {
+                libc::prctl(libc::PR_SET_THP_DISABLE, r[3] as libc::c_ulong, r[4] as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong)
+            };
             if x < 0 {
                 Err(sys::errno())
             } else {

@@ -38,7 +38,7 @@ use thpsim_scenario::backend::{
 };
 use thpsim_scenario::pattern::touch_offsets;
 
-use crate::child::{Req, K_ACCESS, K_EXIT, K_MADVISE, K_MMAP, K_MPROTECT, K_MUNMAP};
+use crate::child::{Req, K_ACCESS, K_EXIT, K_MADVISE, K_MMAP, K_MPROTECT, K_MUNMAP, K_PRCTL};
 use crate::sys::PAGE;
 
 /// Options of the host backend.
@@ -535,6 +535,10 @@ impl Backend for HostBackend {
                     z,
                     z,
                 ])?;
+                Ok(Self::outcome(r, Some(0)))
+            }
+            BackendOp::PrctlSetThpDisable { disable, flags } => {
+                let r = self.call(&[K_PRCTL, 0, 0, disable as u64, flags, z, z, z, z, z, z, z])?;
                 Ok(Self::outcome(r, Some(0)))
             }
             BackendOp::Access {

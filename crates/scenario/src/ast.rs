@@ -59,6 +59,8 @@ pub enum Op {
     Repeat { count: u32, body: Vec<Stmt> },
     /// `checkpoint LABEL`
     Checkpoint { label: String },
+    /// `prctl set_thp_disable 0|1 [except_advised]` — `PR_SET_THP_DISABLE`.
+    PrctlSetThpDisable { disable: bool, except_advised: bool },
     /// `expect OBS CMP VALUE [when COND…]`
     Expect(Expect),
 }

@@ -61,6 +61,9 @@ pub enum BackendOp {
         pattern: Pattern,
         subset: Option<Subset>,
     },
+    /// `prctl(PR_SET_THP_DISABLE, disable, flags)` with `flags` 0 or
+    /// `PR_THP_DISABLE_EXCEPT_ADVISED` (1 << 1).
+    PrctlSetThpDisable { disable: bool, flags: u64 },
     /// A sysfs write in the middle of a scenario.
     Sysfs {
         knob: String,

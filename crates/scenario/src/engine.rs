@@ -418,6 +418,9 @@ impl Run<'_> {
                 Ok(())
             }
             Op::Checkpoint { label } => self.checkpoint(label, st.span.line),
+            Op::PrctlSetThpDisable { disable, except_advised } => {
+                self.exec(st, BackendOp::PrctlSetThpDisable { disable: *disable, flags: if *except_advised { 1 << 1 } else { 0 } })
+            }
             Op::Expect(e) => self.expect(e, st.span),
         }
     }
@@ -618,5 +621,6 @@ fn op_text(op: &BackendOp) -> String {
             ..
         } => format!("{pattern:?} {addr:#x} {len:#x} stride={stride:#x}"),
         BackendOp::Sysfs { knob, value } => format!("sysfs {knob}={value}"),
+        BackendOp::PrctlSetThpDisable { disable, flags } => format!("prctl PR_SET_THP_DISABLE {} {flags:#x}", *disable as u8),
     }
 }

@@ -1336,6 +1336,37 @@ pub(crate) fn op_end(_c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     Some(Parsed::End)
 }
 
+pub(crate) fn op_prctl(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    const USAGE: &str = "usage: prctl set_thp_disable 0|1 [except_advised]";
+    let opt = c.need("prctl option")?;
+    if opt.text != "set_thp_disable" {
+        c.err(opt.span(), format!("unknown prctl option `{}`", opt.text), Some("the modelled prctl option is `set_thp_disable`".into()));
+        return None;
+    }
+    let v = c.need("0 or 1")?;
+    let disable = match v.text {
+        "0" => false,
+        "1" => true,
+        _ => {
+            c.err(v.span(), format!("`{}` is not 0 or 1", v.text), Some(USAGE.into()));
+            return None;
+        }
+    };
+    let mut except_advised = false;
+    if let Some(f) = c.next() {
+        if f.text != "except_advised" {
+            c.err(f.span(), format!("unknown prctl flag `{}`", f.text), Some("the only flag is `except_advised`".into()));
+            return None;
+        }
+        except_advised = true;
+    }
+    if let Some(extra) = c.next() {
+        c.err(extra.span(), format!("unexpected `{}`", extra.text), Some(USAGE.into()));
+        return None;
+    }
+    Some(Parsed::Op(Op::PrctlSetThpDisable { disable, except_advised }))
+}
+
 pub(crate) fn op_checkpoint(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     let t = c.need("checkpoint label")?;
     if !t

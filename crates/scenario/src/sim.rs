@@ -160,6 +160,7 @@ impl Backend for SimBackend {
                 }
                 r
             }
+            BackendOp::PrctlSetThpDisable { disable, flags } => k.prctl_set_thp_disable(pid, *disable, *flags).map(|_| 0).map_err(OpError::Errno),
             BackendOp::Sysfs { knob, value } => {
                 k.sysfs
                     .set(knob, value)

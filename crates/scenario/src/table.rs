@@ -198,6 +198,19 @@ pub const OPS: &[OpSpec] = &[
         parse: parse::op_end,
     },
     OpSpec {
+        name: "prctl",
+        synopsis: "prctl set_thp_disable 0|1 [except_advised]",
+        summary: "prctl(PR_SET_THP_DISABLE, …) for the running process: `1` disables THP completely, `1 except_advised` (6.18+, PR_THP_DISABLE_EXCEPT_ADVISED) keeps THP only in MADV_HUGEPAGE ranges, `0` re-enables. The result is the op's errno (EINVAL where the kernel refuses).",
+        args: &[
+            ("set_thp_disable", "the only prctl option modelled"),
+            ("0|1", "the PR_SET_THP_DISABLE argument"),
+            ("except_advised", "pass PR_THP_DISABLE_EXCEPT_ADVISED as flags"),
+        ],
+        example: "prctl set_thp_disable 1 except_advised",
+        placement: Placement::Body,
+        parse: parse::op_prctl,
+    },
+    OpSpec {
         name: "checkpoint",
         synopsis: "checkpoint LABEL",
         summary: "Marks a point in the run: reports show the observables here, and counter expectations after it are deltas since this point.",

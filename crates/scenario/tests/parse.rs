@@ -1633,6 +1633,7 @@ fn names_of(op: &Op) -> &'static [&'static str] {
         Op::Access(_) => &["read", "write", "access"],
         Op::Repeat { .. } => &["repeat", "end"],
         Op::Checkpoint { .. } => &["checkpoint"],
+        Op::PrctlSetThpDisable { .. } => &["prctl"],
         Op::Expect(_) => &["expect"],
     }
 }
