@@ -265,9 +265,12 @@ impl Kernel {
         VmFault::Done
     }
 
-    /// Frees a folio that was never mapped.
+    /// Frees a folio that was never mapped. It never got an anon mapping
+    /// (`folio_add_new_anon_rmap` sets it), so `free_pages_prepare` does not see an anon
+    /// folio and leaves `nr_anon` alone.
     fn folio_put_new(&mut self, id: FolioId) {
         debug_assert_eq!(self.folios.get(id).refcount, 0);
+        self.folios.get_mut(id).flags &= !crate::folio::flags::ANON;
         self.free_folio(id);
     }
 

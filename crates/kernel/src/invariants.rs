@@ -49,8 +49,9 @@ impl Kernel {
                         continue;
                     }
                     let slot = (key << PUD_SHIFT) | ((i as u64) << PMD_SHIFT);
-                    let Some(vma) = mm.vma_at(slot).or_else(|| mm.vma_at(slot + PMD_SIZE - 1))
-                    else {
+                    // Any VMA overlapping the slot (one may lie strictly inside it).
+                    let first = mm.vma_starts_in(slot, slot + PMD_SIZE).first().copied();
+                    let Some(vma) = first.map(|s| &mm.vmas[&s]) else {
                         return Err(ctx(format!(
                             "page table entry {pmd:?} at {slot:#x} outside any VMA"
                         )));

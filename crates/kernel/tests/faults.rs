@@ -574,6 +574,25 @@ fn oom_kills_the_faulting_task() {
 }
 
 #[test]
+fn thp_fault_oom_on_page_table_frees_unmapped_folio() {
+    // Regression (proptest_ops): the order-9 folio is allocated, then the deposited page
+    // table cannot be (VM_FAULT_OOM). The folio is freed before it ever got an anon
+    // mapping, so mTHP nr_anon must not go down.
+    let mut t = T::with("6.18", 4 << 20, &[]);
+    thp_region(&mut t);
+    t.mmap(BASE + 4 * M2, 2 * M2, Prot::RW);
+    t.madvise(BASE + 4 * M2, 2 * M2, Advice::Nohugepage)
+        .unwrap();
+    // PMD table + PTE table + 510 pages: only the order-9 block is left.
+    t.write(BASE + 4 * M2, 510 * K4);
+    assert_eq!(t.k.nr_free_pages(), 512);
+    assert_eq!(t.touch(BASE, K4, AccessKind::Write), Err(Signal::Sigkill));
+    assert_eq!(t.k.nr_free_pages(), 512);
+    assert_eq!(t.dm(2048, MthpStat::NrAnon), 0);
+    assert_eq!(t.map(BASE, M2), vec![(Backing::None, 512)]);
+}
+
+#[test]
 fn munmap_frees_everything() {
     let mut t = T::with("6.18", 16 << 30, &[("hugepages-64kB.enabled", "always")]);
     let free = t.k.nr_free_pages();

@@ -1,0 +1,927 @@
+//! Random operation sequences against the model: mmap/munmap/mprotect/madvise/access/prctl
+//! over a small address window, under random profiles, sysfs knobs and (small) memory sizes.
+//! After every operation the invariant checker runs, plus cross-checks between the
+//! observation interfaces (smaps, page map, fault counts, the allocator) that must hold
+//! whatever the kernel decides. A second test replays hand-picked long sequences.
+
+use proptest::prelude::*;
+use std::fmt;
+use thpsim_kernel::errno::Errno;
+use thpsim_kernel::mmap::MapFlags;
+use thpsim_kernel::observe::{Backing, PageMap};
+use thpsim_kernel::profile;
+use thpsim_kernel::types::{AccessKind, Advice, Pid, Prot, PAGE_SIZE};
+use thpsim_kernel::vmstat::VmItem;
+use thpsim_kernel::{Kernel, KernelConfig};
+
+const K4: u64 = 4096;
+const M2: u64 = 2 << 20;
+/// The window straddles a 1 GiB boundary (so PMD tables of two PUD entries are used and freed).
+const BASE: u64 = 0x7f00_0000_0000 - 12 * M2;
+/// 16 PMD slots.
+const WINDOW: u64 = 16 * M2;
+const WINDOW_PAGES: usize = (WINDOW / K4) as usize;
+
+// ---------------------------------------------------------------------------------------------
+// Configuration and operations
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone)]
+struct Cfg {
+    profile: &'static str,
+    memory_mb: u64,
+    enabled: &'static str,
+    use_zero_page: bool,
+    shrink_underused: bool,
+    /// `hugepages-<kB>kB.enabled` for orders 2..=9.
+    sizes: [&'static str; 8],
+}
+
+impl fmt::Debug for Cfg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}M enabled={} use_zero_page={} shrink_underused={}",
+            self.profile,
+            self.memory_mb,
+            self.enabled,
+            self.use_zero_page as u8,
+            self.shrink_underused as u8
+        )?;
+        for (i, v) in self.sizes.iter().enumerate() {
+            write!(f, " {}k={v}", 4u64 << (i + 2))?;
+        }
+        Ok(())
+    }
+}
+
+impl Cfg {
+    fn kernel(&self) -> Kernel {
+        let mut cfg = KernelConfig {
+            memory: self.memory_mb << 20,
+            profile: profile::profile(self.profile).unwrap(),
+            ..Default::default()
+        };
+        let s = &mut cfg.sysfs;
+        s.set("enabled", self.enabled).unwrap();
+        s.set("use_zero_page", if self.use_zero_page { "1" } else { "0" })
+            .unwrap();
+        s.set(
+            "shrink_underused",
+            if self.shrink_underused { "1" } else { "0" },
+        )
+        .unwrap();
+        for (i, v) in self.sizes.iter().enumerate() {
+            s.set(&format!("hugepages-{}kB.enabled", 4u64 << (i + 2)), v)
+                .unwrap();
+        }
+        Kernel::new(cfg).unwrap()
+    }
+
+    fn named(profile: &'static str, memory_mb: u64, enabled: &'static str) -> Cfg {
+        Cfg {
+            profile,
+            memory_mb,
+            enabled,
+            use_zero_page: true,
+            shrink_underused: true,
+            sizes: [
+                "never", "never", "never", "never", "never", "never", "never", "inherit",
+            ],
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Mmap {
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        populate: bool,
+    },
+    Munmap {
+        addr: u64,
+        len: u64,
+    },
+    Mprotect {
+        addr: u64,
+        len: u64,
+        prot: Prot,
+    },
+    Madvise {
+        addr: u64,
+        len: u64,
+        advice: Advice,
+    },
+    /// `n` accesses, `stride` bytes apart, starting at `addr` (n = 1: a single byte).
+    Access {
+        addr: u64,
+        n: u32,
+        stride: u64,
+        write: bool,
+    },
+    /// 0: enable, 1: disable, 2: disable except advised, 3: (false, EXCEPT_ADVISED) → EINVAL.
+    Prctl(u8),
+}
+
+/// Addresses print relative to BASE.
+struct Rel(u64);
+impl fmt::Debug for Rel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "B+{:#x}", self.0.wrapping_sub(BASE))
+    }
+}
+
+impl fmt::Debug for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Op::Mmap {
+                addr,
+                len,
+                prot,
+                populate,
+            } => write!(
+                f,
+                "mmap({:?}, {len:#x}, {prot}{})",
+                Rel(addr),
+                if populate { ", POPULATE" } else { "" }
+            ),
+            Op::Munmap { addr, len } => write!(f, "munmap({:?}, {len:#x})", Rel(addr)),
+            Op::Mprotect { addr, len, prot } => {
+                write!(f, "mprotect({:?}, {len:#x}, {prot})", Rel(addr))
+            }
+            Op::Madvise { addr, len, advice } => {
+                write!(f, "madvise({:?}, {len:#x}, {})", Rel(addr), advice.name())
+            }
+            Op::Access {
+                addr,
+                n,
+                stride,
+                write,
+            } => write!(
+                f,
+                "{}({:?} x{n} stride {stride:#x})",
+                if write { "write" } else { "read" },
+                Rel(addr)
+            ),
+            Op::Prctl(m) => write!(f, "prctl_thp_disable({m})"),
+        }
+    }
+}
+
+fn ops_listing(ops: &[Op]) -> String {
+    ops.iter()
+        .enumerate()
+        .map(|(i, o)| format!("  {i:2}: {o:?}\n"))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strategies
+// ---------------------------------------------------------------------------------------------
+
+fn knob() -> impl Strategy<Value = &'static str> {
+    prop_oneof![
+        3 => Just("never"),
+        2 => Just("inherit"),
+        2 => Just("always"),
+        2 => Just("madvise"),
+    ]
+}
+
+fn cfg_strategy() -> impl Strategy<Value = Cfg> {
+    (
+        prop_oneof![Just("6.12"), Just("6.18")],
+        prop_oneof![
+            3 => (1u64..=4).prop_map(|n| n * 4),
+            2 => (5u64..=16).prop_map(|n| n * 4),
+        ],
+        prop_oneof![Just("always"), Just("madvise"), Just("never")],
+        any::<bool>(),
+        any::<bool>(),
+        proptest::array::uniform8(knob()),
+    )
+        .prop_map(
+            |(profile, memory_mb, enabled, use_zero_page, shrink_underused, sizes)| Cfg {
+                profile,
+                memory_mb,
+                enabled,
+                use_zero_page,
+                shrink_underused,
+                sizes,
+            },
+        )
+}
+
+/// A page-aligned address in (or just around) the window, biased to PMD boundaries.
+fn page_addr() -> impl Strategy<Value = u64> {
+    let delta = prop_oneof![
+        3 => Just(0u64),
+        1 => Just(K4),
+        1 => Just(2 * K4),
+        1 => Just(16 * K4),
+        1 => Just(M2 / 2),
+        1 => Just(M2 - K4),
+        1 => Just(M2 - 16 * K4),
+        3 => (0u64..512).prop_map(|p| p * K4),
+    ];
+    // Slots -1..=16 so ranges can start before and end after the window.
+    ((0u64..18), delta).prop_map(|(slot, d)| BASE - M2 + slot * M2 + d)
+}
+
+/// An address for a syscall: mostly page aligned, sometimes not (EINVAL paths).
+fn syscall_addr() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        12 => page_addr(),
+        1 => (page_addr(), 1u64..K4).prop_map(|(a, o)| a + o),
+    ]
+}
+
+/// A length: page multiples around interesting sizes, unaligned lengths, and zero.
+fn length() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        1 => Just(0u64),
+        1 => Just(1u64),
+        2 => Just(K4),
+        1 => Just(K4 - 1),
+        1 => Just(2 * K4 + 1),
+        1 => Just(64 << 10),
+        2 => Just(M2),
+        1 => Just(M2 + K4),
+        1 => Just(M2 - K4),
+        2 => Just(2 * M2),
+        1 => Just(3 * M2),
+        1 => Just(4 * M2),
+        3 => (1u64..=2048).prop_map(|p| p * K4),
+        1 => 1u64..(8 << 20),
+    ]
+}
+
+fn prot() -> impl Strategy<Value = Prot> {
+    prop_oneof![
+        4 => Just(Prot::RW),
+        2 => Just(Prot::R),
+        1 => Just(Prot::NONE),
+        1 => (any::<bool>(), any::<bool>(), any::<bool>())
+            .prop_map(|(read, write, exec)| Prot { read, write, exec }),
+    ]
+}
+
+fn advice() -> impl Strategy<Value = Advice> {
+    prop_oneof![
+        4 => Just(Advice::Hugepage),
+        2 => Just(Advice::Nohugepage),
+        3 => Just(Advice::Dontneed),
+        2 => Just(Advice::PopulateRead),
+        2 => Just(Advice::PopulateWrite),
+        1 => Just(Advice::Normal),
+        1 => Just(Advice::Random),
+        1 => Just(Advice::Sequential),
+        1 => Just(Advice::Willneed),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let mmap = (syscall_addr(), length(), prot(), prop::bool::weighted(0.2)).prop_map(
+        |(addr, len, prot, populate)| Op::Mmap {
+            addr,
+            len,
+            prot,
+            populate,
+        },
+    );
+    let munmap = (syscall_addr(), length()).prop_map(|(addr, len)| Op::Munmap { addr, len });
+    let mprotect = (syscall_addr(), length(), prot()).prop_map(|(addr, len, prot)| Op::Mprotect {
+        addr,
+        len,
+        prot,
+    });
+    let madvise = (syscall_addr(), length(), advice())
+        .prop_map(|(addr, len, advice)| Op::Madvise { addr, len, advice });
+    let single = (page_addr(), 0u64..K4, any::<bool>()).prop_map(|(a, o, write)| Op::Access {
+        addr: a + o,
+        n: 1,
+        stride: 0,
+        write,
+    });
+    let strided = (
+        page_addr(),
+        0u64..K4,
+        2u32..=16,
+        prop_oneof![
+            Just(1u64),
+            Just(K4),
+            Just(3 * K4 + 5),
+            Just(64 << 10),
+            Just(M2 / 4)
+        ],
+        any::<bool>(),
+    )
+        .prop_map(|(a, o, n, stride, write)| Op::Access {
+            addr: a + o,
+            n,
+            stride,
+            write,
+        });
+    let prctl = prop_oneof![
+        3 => (0u8..3).prop_map(Op::Prctl),
+        1 => Just(Op::Prctl(3)),
+    ];
+    prop_oneof![
+        6 => mmap,
+        3 => munmap,
+        4 => mprotect,
+        6 => madvise,
+        6 => single,
+        4 => strided,
+        1 => prctl,
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// The runner and its checks
+// ---------------------------------------------------------------------------------------------
+
+struct Runner {
+    k: Kernel,
+    pid: Pid,
+    cfg: Cfg,
+    done: Vec<Op>,
+}
+
+/// Which pages of the window are mapped (page map backing not None).
+fn presence(map: &PageMap) -> Vec<bool> {
+    let mut v = Vec::with_capacity(WINDOW_PAGES);
+    for (b, n) in map {
+        v.extend(std::iter::repeat_n(*b != Backing::None, *n as usize));
+    }
+    v
+}
+
+fn page_index(addr: u64) -> Option<usize> {
+    (BASE..BASE + WINDOW)
+        .contains(&addr)
+        .then(|| ((addr - BASE) / K4) as usize)
+}
+
+fn is_anon(b: Backing) -> bool {
+    matches!(b, Backing::Anon | Backing::ThpPte { .. } | Backing::ThpPmd)
+}
+
+impl Runner {
+    fn new(cfg: Cfg) -> Runner {
+        let mut k = cfg.kernel();
+        let pid = k.spawn();
+        Runner {
+            k,
+            pid,
+            cfg,
+            done: Vec::new(),
+        }
+    }
+
+    fn fail(&self, what: String) -> String {
+        format!(
+            "{what}\nconfig: {:?}\nops so far (last one failed):\n{}",
+            self.cfg,
+            ops_listing(&self.done)
+        )
+    }
+
+    fn minflt(&self) -> u64 {
+        self.k.task(self.pid).unwrap().minflt
+    }
+
+    fn window_map(&self) -> PageMap {
+        self.k.page_map(self.pid, BASE, BASE + WINDOW)
+    }
+
+    /// One access with the "second identical access takes no fault" check.
+    fn access_once(&mut self, addr: u64, write: bool) -> Result<bool, String> {
+        let kind = if write {
+            AccessKind::Write
+        } else {
+            AccessKind::Read
+        };
+        let r = self.k.access(self.pid, addr, kind);
+        self.k
+            .check_invariants()
+            .map_err(|e| self.fail(format!("invariant after access {addr:#x} ({r:?}): {e}")))?;
+        if r.is_ok() {
+            let f0 = self.minflt();
+            let r2 = self.k.access(self.pid, addr, kind);
+            if r2.is_err() || self.minflt() != f0 {
+                return Err(self.fail(format!(
+                    "repeated access at {:?} faulted again: {r2:?}, minflt +{}",
+                    Rel(addr),
+                    self.minflt() - f0
+                )));
+            }
+        }
+        Ok(r.is_ok())
+    }
+
+    fn apply(&mut self, op: Op) -> Result<(), String> {
+        self.done.push(op);
+        let pid = self.pid;
+        let before = self.window_map();
+        let pres0 = presence(&before);
+        // (range affected, whether presence may only grow there, whether it may shrink there)
+        let mut unmapped_range: Option<(u64, u64)> = None;
+        let mut populated: Option<(u64, u64, bool)> = None;
+        match op {
+            Op::Mmap {
+                addr,
+                len,
+                prot,
+                populate,
+            } => {
+                let r = self.k.mmap(
+                    pid,
+                    addr,
+                    len,
+                    prot,
+                    MapFlags {
+                        shared: false,
+                        populate,
+                    },
+                );
+                if let Ok(a) = r {
+                    if a != addr {
+                        return Err(self.fail(format!("mmap returned {a:#x}")));
+                    }
+                }
+            }
+            Op::Munmap { addr, len } => {
+                if self.k.munmap(pid, addr, len).is_ok() && len > 0 {
+                    unmapped_range = Some((addr, addr + len.div_ceil(K4) * K4));
+                }
+            }
+            Op::Mprotect { addr, len, prot } => {
+                let _ = self.k.mprotect(pid, addr, len, prot);
+            }
+            Op::Madvise { addr, len, advice } => {
+                let r = self.k.madvise(pid, addr, len, advice);
+                let end = addr + len.div_ceil(K4) * K4;
+                match advice {
+                    // Holes give ENOMEM after the mapped parts were zapped.
+                    Advice::Dontneed if matches!(r, Ok(()) | Err(Errno::ENOMEM)) => {
+                        unmapped_range = Some((addr, end))
+                    }
+                    Advice::PopulateRead if r.is_ok() => populated = Some((addr, end, false)),
+                    Advice::PopulateWrite if r.is_ok() => populated = Some((addr, end, true)),
+                    _ => {}
+                }
+            }
+            Op::Access {
+                addr,
+                n,
+                stride,
+                write,
+            } => {
+                let mut ok_addrs = Vec::new();
+                for i in 0..n as u64 {
+                    let a = addr + i * stride;
+                    if self.access_once(a, write)? {
+                        ok_addrs.push(a);
+                    }
+                }
+                // Nothing an access does unmaps another page: the whole range is still
+                // accessible without a fault.
+                let f0 = self.minflt();
+                for &a in &ok_addrs {
+                    let kind = if write {
+                        AccessKind::Write
+                    } else {
+                        AccessKind::Read
+                    };
+                    if self.k.access(pid, a, kind).is_err() || self.minflt() != f0 {
+                        return Err(self.fail(format!("strided re-access at {:?} faulted", Rel(a))));
+                    }
+                }
+            }
+            Op::Prctl(m) => {
+                let (disable, flags) = match m {
+                    0 => (false, 0),
+                    1 => (true, 0),
+                    2 => (true, 2),
+                    _ => (false, 2),
+                };
+                let r = self.k.prctl_set_thp_disable(pid, disable, flags);
+                let expect_ok = m < 2 || (m == 2 && self.cfg.profile != "6.12");
+                if r.is_ok() != expect_ok {
+                    return Err(self.fail(format!("prctl({m}) returned {r:?}")));
+                }
+            }
+        }
+        self.k
+            .check_invariants()
+            .map_err(|e| self.fail(format!("invariant: {e}")))?;
+        self.cross_checks(op, &pres0, unmapped_range, populated)
+    }
+
+    fn cross_checks(
+        &mut self,
+        op: Op,
+        pres0: &[bool],
+        unmapped_range: Option<(u64, u64)>,
+        populated: Option<(u64, u64, bool)>,
+    ) -> Result<(), String> {
+        let pid = self.pid;
+        let after = self.window_map();
+        let total: u64 = after.iter().map(|(_, n)| n).sum();
+        if total != WINDOW_PAGES as u64 {
+            return Err(self.fail(format!("page map of the window has {total} pages")));
+        }
+        let pres1 = presence(&after);
+        let mut backing = Vec::with_capacity(WINDOW_PAGES);
+        for (b, n) in &after {
+            backing.extend(std::iter::repeat_n(*b, *n as usize));
+        }
+
+        // Presence frame rules.
+        for i in 0..WINDOW_PAGES {
+            let addr = BASE + i as u64 * K4;
+            let in_unmapped = unmapped_range.is_some_and(|(s, e)| s <= addr && addr < e);
+            let (was, is) = (pres0[i], pres1[i]);
+            if in_unmapped && is {
+                return Err(self.fail(format!(
+                    "page {:?} still mapped ({:?}) after unmap/DONTNEED",
+                    Rel(addr),
+                    backing[i]
+                )));
+            }
+            let may_shrink = in_unmapped;
+            let may_grow = matches!(
+                op,
+                Op::Access { .. }
+                    | Op::Mmap { populate: true, .. }
+                    | Op::Madvise {
+                        advice: Advice::PopulateRead | Advice::PopulateWrite,
+                        ..
+                    }
+            );
+            if was && !is && !may_shrink {
+                return Err(self.fail(format!("page {:?} lost its mapping", Rel(addr))));
+            }
+            if !was && is && !may_grow {
+                return Err(self.fail(format!(
+                    "page {:?} gained a mapping ({:?})",
+                    Rel(addr),
+                    backing[i]
+                )));
+            }
+            if is && self.k.mm(pid).vma_at(addr).is_none() {
+                return Err(self.fail(format!("page {:?} mapped outside any VMA", Rel(addr))));
+            }
+        }
+
+        // smaps per VMA against the page map; Rss == Anonymous, AnonHugePages <= Rss.
+        let vmas: Vec<(u64, u64)> = self
+            .k
+            .mm(pid)
+            .vmas
+            .values()
+            .map(|v| (v.start, v.end))
+            .collect();
+        let mut rss_total = 0;
+        for &(s, e) in &vmas {
+            if s < BASE - M2 || e > BASE + WINDOW + 10 * M2 {
+                return Err(self.fail(format!(
+                    "VMA {:?}..{:?} outside the op window",
+                    Rel(s),
+                    Rel(e)
+                )));
+            }
+            let sm = self.k.smaps(pid, s, e);
+            if sm.rss != sm.anonymous || sm.anon_huge_pages > sm.rss || sm.size != (e - s) >> 10 {
+                return Err(self.fail(format!("smaps of {:?}..{:?}: {sm:?}", Rel(s), Rel(e))));
+            }
+            let m = self.k.page_map(pid, s, e);
+            let n: u64 = m.iter().map(|(_, n)| n).sum();
+            if n != (e - s) / K4 {
+                return Err(self.fail(format!("page map of a VMA has {n} pages")));
+            }
+            let anon: u64 = m.iter().filter(|(b, _)| is_anon(*b)).map(|(_, n)| n).sum();
+            let pmd: u64 = m
+                .iter()
+                .filter(|(b, _)| *b == Backing::ThpPmd)
+                .map(|(_, n)| n)
+                .sum();
+            if sm.rss != anon * 4 || sm.anon_huge_pages != pmd * 4 {
+                return Err(self.fail(format!(
+                    "smaps of {:?}..{:?} (Rss {} AnonHugePages {}) vs page map {m:?}",
+                    Rel(s),
+                    Rel(e),
+                    sm.rss,
+                    sm.anon_huge_pages
+                )));
+            }
+            rss_total += sm.rss;
+        }
+        let mm = self.k.mm(pid);
+        if mm.rss_anon * 4 != rss_total {
+            return Err(self.fail(format!(
+                "MM_ANONPAGES {} vs smaps Rss {rss_total} kB",
+                mm.rss_anon
+            )));
+        }
+
+        // The allocator: free + what is surely allocated fits in memory.
+        let pgtables = self.k.vmstat.get(VmItem::NrPageTablePages) as u64;
+        let anon_pages = self.k.vmstat.get(VmItem::NrAnonPages) as u64;
+        if self.k.nr_free_pages() + anon_pages.max(mm.rss_anon) + pgtables > self.k.total_pages() {
+            return Err(self.fail(format!(
+                "free {} + anon {anon_pages} + page tables {pgtables} > total {}",
+                self.k.nr_free_pages(),
+                self.k.total_pages()
+            )));
+        }
+
+        // After a successful populate, every page of the range is accessible without a fault.
+        if let Some((s, e, write)) = populated {
+            let f0 = self.minflt();
+            let kind = if write {
+                AccessKind::Write
+            } else {
+                AccessKind::Read
+            };
+            for a in (s..e).step_by(PAGE_SIZE as usize) {
+                if let Some(i) = page_index(a) {
+                    if write && !is_anon(backing[i]) {
+                        return Err(self.fail(format!(
+                            "POPULATE_WRITE left {:?} as {:?}",
+                            Rel(a),
+                            backing[i]
+                        )));
+                    }
+                }
+                if let Err(sig) = self.k.access(pid, a, kind) {
+                    return Err(
+                        self.fail(format!("access at {:?} after populate: {sig:?}", Rel(a)))
+                    );
+                }
+            }
+            if self.minflt() != f0 {
+                return Err(self.fail(format!(
+                    "{} faults on a populated range",
+                    self.minflt() - f0
+                )));
+            }
+            self.k
+                .check_invariants()
+                .map_err(|e| self.fail(format!("invariant after populate re-access: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+fn run(cfg: &Cfg, ops: &[Op]) -> Result<(), String> {
+    let mut r = Runner::new(cfg.clone());
+    for &op in ops {
+        r.apply(op)?;
+    }
+    // Unmapping everything gives every page back.
+    r.done.push(Op::Munmap {
+        addr: BASE - M2,
+        len: WINDOW + 12 * M2,
+    });
+    r.k.munmap(r.pid, BASE - M2, WINDOW + 12 * M2)
+        .map_err(|e| r.fail(format!("final munmap: {e}")))?;
+    r.k.check_invariants()
+        .map_err(|e| r.fail(format!("invariant after final munmap: {e}")))?;
+    let hzp = if r.k.vmstat.get(VmItem::ThpZeroPageAlloc) > 0 {
+        512
+    } else {
+        0
+    };
+    if r.k.nr_free_pages() + hzp != r.k.total_pages() || r.k.nr_folios() != 0 {
+        return Err(r.fail(format!(
+            "after unmapping everything: free {} (+{hzp} huge zero) of {}, {} folios",
+            r.k.nr_free_pages(),
+            r.k.total_pages(),
+            r.k.nr_folios()
+        )));
+    }
+    Ok(())
+}
+
+fn check(cfg: &Cfg, ops: &[Op]) -> Result<(), TestCaseError> {
+    run(cfg, ops).map_err(TestCaseError::fail)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #[test]
+    fn random_op_sequences(cfg in cfg_strategy(), ops in prop::collection::vec(op(), 1..=60)) {
+        check(&cfg, &ops)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 20_000, ..ProptestConfig::default() })]
+    #[test]
+    #[ignore = "heavy: run with --ignored (release recommended)"]
+    fn random_op_sequences_heavy(cfg in cfg_strategy(), ops in prop::collection::vec(op(), 1..=60)) {
+        check(&cfg, &ops)?;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hand-picked long sequences
+// ---------------------------------------------------------------------------------------------
+
+fn mmap(off: u64, len: u64, prot: Prot) -> Op {
+    Op::Mmap {
+        addr: BASE + off,
+        len,
+        prot,
+        populate: false,
+    }
+}
+fn mmap_pop(off: u64, len: u64, prot: Prot) -> Op {
+    Op::Mmap {
+        addr: BASE + off,
+        len,
+        prot,
+        populate: true,
+    }
+}
+fn munmap(off: u64, len: u64) -> Op {
+    Op::Munmap {
+        addr: BASE + off,
+        len,
+    }
+}
+fn mprotect(off: u64, len: u64, prot: Prot) -> Op {
+    Op::Mprotect {
+        addr: BASE + off,
+        len,
+        prot,
+    }
+}
+fn madv(off: u64, len: u64, advice: Advice) -> Op {
+    Op::Madvise {
+        addr: BASE + off,
+        len,
+        advice,
+    }
+}
+fn write(off: u64, n: u32, stride: u64) -> Op {
+    Op::Access {
+        addr: BASE + off,
+        n,
+        stride,
+        write: true,
+    }
+}
+fn read(off: u64, n: u32, stride: u64) -> Op {
+    Op::Access {
+        addr: BASE + off,
+        n,
+        stride,
+        write: false,
+    }
+}
+
+fn sequences() -> Vec<Vec<Op>> {
+    use Advice::*;
+    let rw = Prot::RW;
+    let r = Prot::R;
+    let none = Prot::NONE;
+    vec![
+        // Fault THPs, partially munmap them, then populate over the mixed remains.
+        vec![
+            mmap(0, 8 * M2, rw),
+            madv(0, 8 * M2, Hugepage),
+            write(0, 4, M2),
+            read(4 * M2, 4, M2),
+            munmap(M2 / 2, 64 * K4),
+            munmap(3 * M2 - K4, 2 * K4),
+            madv(5 * M2 + 8 * K4, 8 * K4, Dontneed),
+            write(4 * M2 + 5, 8, 3 * K4 + 5),
+            madv(0, 8 * M2, PopulateWrite),
+            madv(0, 8 * M2, PopulateRead),
+            madv(0, M2 / 2, PopulateWrite),
+            madv(0, 8 * M2, Nohugepage),
+            write(M2 / 2 + 64 * K4, 16, K4),
+            munmap(2 * M2, 2 * M2),
+            madv(0, 8 * M2, PopulateRead),
+            mmap(2 * M2, 2 * M2, rw),
+            madv(0, 8 * M2, PopulateWrite),
+            madv(0, 8 * M2, Dontneed),
+        ],
+        // mprotect pieces back and forth: VMAs split and merge, PMDs split.
+        vec![
+            mmap(0, 6 * M2, rw),
+            madv(0, 6 * M2, Hugepage),
+            write(0, 6, M2),
+            mprotect(M2 + K4, K4, r),
+            mprotect(M2 + K4, K4, rw),
+            mprotect(2 * M2, M2, r),
+            mprotect(2 * M2, M2, none),
+            read(2 * M2, 1, 0),
+            mprotect(2 * M2, M2, rw),
+            write(2 * M2, 512, K4),
+            mprotect(0, 6 * M2, r),
+            mprotect(0, 3 * M2, rw),
+            mprotect(3 * M2, 3 * M2, rw),
+            write(0, 24, M2 / 4),
+            mprotect(M2 / 2, 5 * M2, none),
+            mprotect(M2 / 2, 5 * M2, rw),
+            madv(0, 6 * M2, Random),
+            madv(M2, M2, Normal),
+            madv(0, 6 * M2, Normal),
+            madv(0, 6 * M2, PopulateWrite),
+            mprotect(0, 7 * M2, rw),
+            munmap(0, 6 * M2),
+        ],
+        // Huge zero page reads, then writes; mixed with mprotect and holes.
+        vec![
+            mmap(0, 4 * M2, rw),
+            mmap(5 * M2, 3 * M2, rw),
+            madv(0, 8 * M2, Hugepage),
+            madv(0, 4 * M2, Hugepage),
+            madv(5 * M2, 3 * M2, Hugepage),
+            read(0, 8, M2),
+            mprotect(M2 + 100 * K4, 10 * K4, r),
+            write(0, 8, M2),
+            write(M2 + 100 * K4, 1, 0),
+            mprotect(0, 8 * M2, rw),
+            madv(0, 4 * M2, PopulateWrite),
+            mmap(4 * M2, M2, rw),
+            madv(0, 8 * M2, PopulateRead),
+            madv(3 * M2, 3 * M2, Dontneed),
+            madv(0, 8 * M2, PopulateWrite),
+        ],
+        // THP disable through prctl while faulting, populate mappings, PROT_NONE populate.
+        vec![
+            Op::Prctl(2),
+            mmap_pop(0, 4 * M2, rw),
+            madv(0, 4 * M2, Hugepage),
+            mmap(4 * M2, 4 * M2, rw),
+            madv(4 * M2, 2 * M2, Hugepage),
+            write(4 * M2, 4, M2),
+            Op::Prctl(1),
+            mmap_pop(8 * M2, 2 * M2, r),
+            mmap_pop(10 * M2, 2 * M2, none),
+            madv(8 * M2, 4 * M2, PopulateRead),
+            Op::Prctl(0),
+            madv(4 * M2, 8 * M2, Hugepage),
+            read(6 * M2, 4, M2 / 2),
+            write(6 * M2, 4, M2 / 2),
+            munmap(M2, 10 * M2),
+            Op::Prctl(3),
+        ],
+        // mTHP: fault partly, split by VMA surgery, DONTNEED the middle, re-fault.
+        vec![
+            mmap(0, 2 * M2 + 160 * K4, rw),
+            write(0, 64, 16 * K4),
+            write(2 * M2, 40, K4),
+            munmap(24 * K4, 8 * K4),
+            mprotect(40 * K4, 24 * K4, r),
+            madv(64 * K4, 16 * K4, Dontneed),
+            write(64 * K4, 16, K4),
+            mprotect(0, 2 * M2 + 160 * K4, rw),
+            madv(0, 2 * M2 + 160 * K4, Hugepage),
+            madv(0, 2 * M2 + 160 * K4, PopulateWrite),
+            munmap(2 * M2 + 4 * K4, 4 * K4),
+            madv(0, 3 * M2, PopulateWrite),
+            madv(0, 3 * M2, Dontneed),
+        ],
+    ]
+}
+
+fn mthp_cfg(profile: &'static str, memory_mb: u64, enabled: &'static str) -> Cfg {
+    let mut c = Cfg::named(profile, memory_mb, enabled);
+    c.sizes = [
+        "always", "never", "inherit", "madvise", "never", "always", "never", "inherit",
+    ];
+    c
+}
+
+#[test]
+fn hand_picked_sequences() {
+    let mut cfgs = Vec::new();
+    for p in ["6.12", "6.18"] {
+        for en in ["always", "madvise", "never"] {
+            cfgs.push(Cfg::named(p, 256, en));
+            cfgs.push(mthp_cfg(p, 256, en));
+        }
+        // Tight memory: fallbacks and OOM.
+        cfgs.push(Cfg::named(p, 8, "always"));
+        cfgs.push(mthp_cfg(p, 4, "always"));
+        let mut nz = Cfg::named(p, 16, "madvise");
+        nz.use_zero_page = false;
+        nz.shrink_underused = false;
+        cfgs.push(nz);
+    }
+    for (i, seq) in sequences().iter().enumerate() {
+        for cfg in &cfgs {
+            if let Err(e) = run(cfg, seq) {
+                panic!("sequence {i}: {e}");
+            }
+        }
+    }
+}
