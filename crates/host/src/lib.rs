@@ -537,6 +537,14 @@ impl Backend for HostBackend {
                 ])?;
                 Ok(Self::outcome(r, Some(0)))
             }
+            BackendOp::Fork { .. } | BackendOp::Switch { .. } | BackendOp::Exit { .. } => Err(BackendError {
+                message: "fork/as/exit are not supported by the host backend yet".into(),
+                not_runnable: true,
+            }),
+            BackendOp::KhugepagedScan { .. } | BackendOp::Sleep { .. } | BackendOp::Shrink => Err(BackendError {
+                message: "khugepaged scan, sleep and shrink are model-only: the host cannot run them deterministically (shrink would need /proc/sys/vm/drop_caches)".into(),
+                not_runnable: true,
+            }),
             BackendOp::PrctlSetThpDisable { disable, flags } => {
                 let r = self.call(&[K_PRCTL, 0, 0, disable as u64, flags, z, z, z, z, z, z, z])?;
                 Ok(Self::outcome(r, Some(0)))

@@ -59,8 +59,12 @@ pub struct LargeMeta {
     /// Deferred-split queue links (`_deferred_list`), `u32::MAX` = none.
     pub ds_prev: u32,
     pub ds_next: u32,
-    /// The folio is maybe mapped by more than one mm (`FOLIO_MM_IDS_SHARED_BITNUM`).
-    pub maybe_shared: bool,
+    /// Mappings per mm (`_mm_id` / `_mm_id_mapcount`, 6.15 MM-owner tracking): which mms map
+    /// the folio and how often. More than one entry means "maybe mapped shared".
+    pub mm_maps: Vec<(u32, u32)>,
+    /// Virtual address of page 0 in every mm that maps it (no mremap in the model, and fork
+    /// keeps addresses): how the model finds a folio's mappings (the kernel walks anon_vmas).
+    pub va: u64,
 }
 
 impl LargeMeta {
@@ -71,7 +75,8 @@ impl LargeMeta {
             nonzero: vec![0; (1usize << order).div_ceil(64)],
             ds_prev: u32::MAX,
             ds_next: u32::MAX,
-            maybe_shared: false,
+            mm_maps: Vec::new(),
+            va: 0,
         }
     }
 }
@@ -183,6 +188,35 @@ impl Folios {
         } else {
             self.large[f.meta as usize].nonzero[(idx / 64) as usize] & (1u64 << (idx % 64)) != 0
         }
+    }
+
+    /// Accounts `delta` mappings of a large folio to mm `mmi`.
+    pub fn mm_map_add(&mut self, id: FolioId, mmi: usize, delta: i64) {
+        if self.slots[id as usize].meta == u32::MAX {
+            return;
+        }
+        let maps = &mut self.large[self.slots[id as usize].meta as usize].mm_maps;
+        match maps.iter_mut().position(|(m, _)| *m as usize == mmi) {
+            Some(i) => {
+                let c = maps[i].1 as i64 + delta;
+                debug_assert!(c >= 0);
+                if c == 0 {
+                    maps.remove(i);
+                } else {
+                    maps[i].1 = c as u32;
+                }
+            }
+            None => {
+                debug_assert!(delta > 0);
+                maps.push((mmi as u32, delta as u32));
+            }
+        }
+    }
+
+    /// `folio_maybe_mapped_shared`: mapped by more than one mm.
+    pub fn maybe_mapped_shared(&self, id: FolioId) -> bool {
+        let f = &self.slots[id as usize];
+        f.meta != u32::MAX && self.large[f.meta as usize].mm_maps.len() > 1
     }
 
     /// The PTE mapcount of one page.

@@ -163,7 +163,7 @@ impl Kernel {
             ..vma.clone()
         };
         if self.thp_vma_allowable_order(mmi, &v, HPAGE_PMD_ORDER, Tva::Khugepaged) {
-            self.mms[mmi].khugepaged_registered = true;
+            self.khugepaged_enter(mmi);
         }
     }
 
@@ -215,7 +215,8 @@ impl Kernel {
     ) {
         let bits = YOUNG | EXCLUSIVE | DIRTY | if vma.has(vmf::WRITE) { WRITE } else { 0 };
         *self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd table") = Pmd::thp(folio, bits);
-        self.folio_add_new_anon_rmap(folio, true);
+        self.folios.meta_mut(folio).va = haddr;
+        self.folio_add_new_anon_rmap(folio, true, mmi);
         self.mms[mmi].rss_anon += HPAGE_PMD_NR as u64;
         self.vmstat.count(VmItem::ThpFaultAlloc);
         self.vmstat
@@ -344,8 +345,8 @@ impl Kernel {
         *self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd") = Pmd::table(idx);
         if pmd.is_thp() {
             let id = pmd.folio();
-            self.folio_add_anon_rmap_ptes(id, 0, HPAGE_PMD_NR as u32);
-            self.folio_remove_rmap_pmd(id);
+            self.folio_add_anon_rmap_ptes(id, 0, HPAGE_PMD_NR as u32, mmi);
+            self.folio_remove_rmap_pmd(id, mmi);
         }
     }
 

@@ -14,6 +14,17 @@ use rustc_hash::FxHashMap;
 struct Seen {
     entire: u32,
     pages: Vec<u32>,
+    /// Mappings per mm.
+    mms: Vec<(u32, u32)>,
+}
+
+impl Seen {
+    fn by_mm(&mut self, mmi: usize) {
+        match self.mms.iter_mut().find(|(m, _)| *m as usize == mmi) {
+            Some(e) => e.1 += 1,
+            None => self.mms.push((mmi as u32, 1)),
+        }
+    }
 }
 
 impl Kernel {
@@ -76,7 +87,9 @@ impl Kernel {
                             if f.test(flags::FREE) || f.order != 9 {
                                 return Err(ctx(format!("PMD at {slot:#x} maps bad folio {f:?}")));
                             }
-                            seen.entry(pmd.folio()).or_default().entire += 1;
+                            let s = seen.entry(pmd.folio()).or_default();
+                            s.entire += 1;
+                            s.by_mm(mmi);
                             rss += HPAGE_PMD_NR as u64;
                         }
                     } else {
@@ -108,6 +121,7 @@ impl Kernel {
                                     s.pages = vec![0; f.nr_pages() as usize];
                                 }
                                 s.pages[pte.idx() as usize] += 1;
+                                s.by_mm(mmi);
                                 rss += 1;
                             }
                         }
@@ -183,6 +197,15 @@ impl Kernel {
                 if pmc != pages {
                     return Err(format!(
                         "folio {id}: per-page mapcounts disagree with page tables"
+                    ));
+                }
+                let mut want = s.mms.clone();
+                let mut have = m.mm_maps.clone();
+                want.sort_unstable();
+                have.sort_unstable();
+                if want != have {
+                    return Err(format!(
+                        "folio {id}: per-mm mappings {have:?} but page tables show {want:?}"
                     ));
                 }
                 let mapped = pages.iter().filter(|c| **c > 0).count() as u32;

@@ -9,9 +9,11 @@
 
 pub mod errno;
 pub mod folio;
+pub mod fork;
 pub mod gup;
 pub mod huge_memory;
 pub mod invariants;
+pub mod khugepaged;
 pub mod madvise;
 pub mod memory;
 pub mod mm;
@@ -22,6 +24,7 @@ pub mod page_alloc;
 pub mod pgtable;
 pub mod profile;
 pub mod rmap;
+pub mod split;
 pub mod sysfs;
 pub mod task_mmu;
 pub mod types;
@@ -80,6 +83,9 @@ pub struct Kernel {
     pub(crate) ds_head: u32,
     pub(crate) ds_tail: u32,
     pub(crate) ds_len: u64,
+    pub(crate) khugepaged: khugepaged::KhugepagedState,
+    /// Simulated time in milliseconds (advanced only by `sleep_ms`).
+    pub(crate) now_ms: u64,
 }
 
 pub(crate) const NIL: u32 = u32::MAX;
@@ -114,13 +120,19 @@ impl Kernel {
             ds_head: NIL,
             ds_tail: NIL,
             ds_len: 0,
+            khugepaged: Default::default(),
+            now_ms: 0,
         })
+    }
+
+    pub(crate) fn alloc_pid(&mut self) -> Pid {
+        self.next_pid += 1;
+        self.next_pid - 1
     }
 
     /// Creates a process with an empty address space; returns its pid.
     pub fn spawn(&mut self) -> Pid {
-        let pid = self.next_pid;
-        self.next_pid += 1;
+        let pid = self.alloc_pid();
         self.mms.push(Mm {
             users: 1,
             ..Mm::default()

@@ -59,7 +59,20 @@ impl Kernel {
         }
         let mmi = self.mm_of(pid);
         let mut unmapped = !self.mms[mmi].range_fully_mapped(start, end);
-        if advice == Advice::Dontneed {
+        if advice == Advice::Collapse {
+            return self.madvise_collapse(pid, start, end);
+        }
+        if advice == Advice::Free {
+            for s in self.mms[mmi].vma_starts_in(start, end) {
+                if self.mms[mmi].vmas[&s].has(vmf::LOCKED) {
+                    return Err(Errno::EINVAL);
+                }
+            }
+            for s in self.mms[mmi].vma_starts_in(start, end) {
+                let v = self.mms[mmi].vmas[&s].clone();
+                self.madvise_free_range(mmi, start.max(v.start), end.min(v.end));
+            }
+        } else if advice == Advice::Dontneed {
             // madvise_dontneed_free_valid_vma: locked VMAs refuse.
             for s in self.mms[mmi].vma_starts_in(start, end) {
                 if self.mms[mmi].vmas[&s].has(vmf::LOCKED) {

@@ -239,7 +239,10 @@ impl Kernel {
         for i in 0..nr {
             table[pte_index(base + i * PAGE_SIZE)] = Pte::page(folio, i as u32, bits);
         }
-        self.folio_add_new_anon_rmap(folio, false);
+        if order > 0 {
+            self.folios.meta_mut(folio).va = base;
+        }
+        self.folio_add_new_anon_rmap(folio, false, mmi);
         self.mms[mmi].rss_anon += nr;
         VmFault::Done
     }
@@ -313,7 +316,7 @@ impl Kernel {
         // __wp_can_reuse_large_anon_folio (6.15+): more than one mapping, not shared with
         // another mm, and every reference is a mapping.
         let large_mapcount = f.mapcount + f.entire_mapcount as u32;
-        large_mapcount > 1 && !self.folios.meta(id).maybe_shared && large_mapcount == f.refcount
+        large_mapcount > 1 && !self.folios.maybe_mapped_shared(id) && large_mapcount == f.refcount
     }
 
     /// `wp_page_copy`: COW into a new order-0 page (zeroed if the source is the zero page).
@@ -331,9 +334,9 @@ impl Kernel {
             addr,
             Pte::page(new, 0, WRITE | DIRTY | YOUNG | EXCLUSIVE),
         );
-        self.folio_add_new_anon_rmap(new, false);
+        self.folio_add_new_anon_rmap(new, false, mmi);
         if from_page {
-            self.folio_remove_rmap_ptes(old.folio(), old.idx(), 1);
+            self.folio_remove_rmap_ptes(old.folio(), old.idx(), 1, mmi);
         } else {
             self.mms[mmi].rss_anon += 1;
         }

@@ -142,7 +142,7 @@ impl Kernel {
         self.free_pgtable_page(pfn);
         if pmd.is_thp() {
             self.mms[mmi].rss_anon -= HPAGE_PMD_NR as u64;
-            self.folio_remove_rmap_pmd(pmd.folio());
+            self.folio_remove_rmap_pmd(pmd.folio(), mmi);
         }
     }
 
@@ -176,7 +176,7 @@ impl Kernel {
                 *e = Pte::NONE;
             }
             self.mms[mmi].rss_anon -= n as u64;
-            self.folio_remove_rmap_ptes(id, first, n as u32);
+            self.folio_remove_rmap_ptes(id, first, n as u32, mmi);
             i += n;
         }
     }

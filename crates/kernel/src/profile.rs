@@ -11,6 +11,15 @@ pub enum HzpWpFault {
     Thp,
 }
 
+/// How khugepaged/MADV_COLLAPSE rebuild a PMD from a PTE-mapped PMD-sized folio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Collapse {
+    /// Linux (6.18): always allocate a new THP and copy 512 pages.
+    Copy,
+    /// Proposal: remap an existing, naturally aligned PTE-mapped THP by a PMD in place.
+    Inplace,
+}
+
 /// Every behaviour switch of the model. Field names are the `set` keys.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Switches {
@@ -24,6 +33,8 @@ pub struct Switches {
     pub large_folio_cow_reuse: bool,
     /// `prctl_thp_except_advised=0|1` — `PR_THP_DISABLE_EXCEPT_ADVISED` exists (6.18).
     pub prctl_thp_except_advised: bool,
+    /// `collapse=copy|inplace` — the in-place collapse proposal for PTE-mapped THPs.
+    pub collapse: Collapse,
 }
 
 /// One kernel version profile.
@@ -45,6 +56,7 @@ pub fn profiles() -> Vec<Profile> {
                 hzp_wp_deferred_split: false,
                 large_folio_cow_reuse: false,
                 prctl_thp_except_advised: false,
+                collapse: Collapse::Copy,
             },
         },
         Profile {
@@ -55,6 +67,7 @@ pub fn profiles() -> Vec<Profile> {
                 hzp_wp_deferred_split: true,
                 large_folio_cow_reuse: true,
                 prctl_thp_except_advised: true,
+                collapse: Collapse::Copy,
             },
         },
     ]
@@ -72,6 +85,7 @@ pub const SWITCHES: &[(&str, &str, &str)] = &[
     ("hzp_wp_deferred_split", "0|1", "queue THPs made by the huge-zero wp fault for the underused shrinker (6.18 fix)"),
     ("large_folio_cow_reuse", "0|1", "reuse exclusive PTE-mapped large folios on write faults instead of copying (6.15)"),
     ("prctl_thp_except_advised", "0|1", "PR_THP_DISABLE_EXCEPT_ADVISED is accepted by prctl (6.18)"),
+    ("collapse", "copy|inplace", "khugepaged/MADV_COLLAPSE on a PTE-mapped THP: allocate and copy (Linux) or remap it by a PMD in place (proposal)"),
 ];
 
 impl Switches {
@@ -93,6 +107,13 @@ impl Switches {
             "hzp_wp_deferred_split" => self.hzp_wp_deferred_split = b(value)?,
             "large_folio_cow_reuse" => self.large_folio_cow_reuse = b(value)?,
             "prctl_thp_except_advised" => self.prctl_thp_except_advised = b(value)?,
+            "collapse" => {
+                self.collapse = match value {
+                    "copy" => Collapse::Copy,
+                    "inplace" => Collapse::Inplace,
+                    _ => return Err(format!("`collapse` takes copy or inplace, not `{value}`")),
+                }
+            }
             _ => {
                 let hint = crate::util::closest(key, SWITCHES.iter().map(|s| s.0))
                     .map(|c| format!("; did you mean `{c}`?"))
@@ -113,6 +134,10 @@ impl Switches {
             "hzp_wp_deferred_split" => b(self.hzp_wp_deferred_split),
             "large_folio_cow_reuse" => b(self.large_folio_cow_reuse),
             "prctl_thp_except_advised" => b(self.prctl_thp_except_advised),
+            "collapse" => match self.collapse {
+                Collapse::Copy => "copy".into(),
+                Collapse::Inplace => "inplace".into(),
+            },
             _ => return None,
         })
     }

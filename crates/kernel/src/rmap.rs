@@ -12,7 +12,7 @@ use crate::{Kernel, NIL};
 impl Kernel {
     /// A freshly allocated anon folio gets its first mapping(s): `nr` PTEs starting at page
     /// `first` (or the whole folio by PMD when `pmd`). Pages are AnonExclusive.
-    pub(crate) fn folio_add_new_anon_rmap(&mut self, id: FolioId, pmd: bool) {
+    pub(crate) fn folio_add_new_anon_rmap(&mut self, id: FolioId, pmd: bool, mmi: usize) {
         let f = self.folios.get_mut(id);
         let nr = f.nr_pages();
         let order = f.order;
@@ -33,11 +33,20 @@ impl Kernel {
         if order >= 2 {
             self.vmstat.mthp_add(order, MthpStat::NrAnon, 1);
         }
+        self.folios
+            .mm_map_add(id, mmi, if pmd { 1 } else { nr as i64 });
     }
 
     /// Adds PTE mappings of pages `[first, first+nr)` of an existing folio
     /// (`folio_add_anon_rmap_ptes`, used by PMD split and fork).
-    pub(crate) fn folio_add_anon_rmap_ptes(&mut self, id: FolioId, first: u32, nr: u32) {
+    pub(crate) fn folio_add_anon_rmap_ptes(
+        &mut self,
+        id: FolioId,
+        first: u32,
+        nr: u32,
+        mmi: usize,
+    ) {
+        self.folios.mm_map_add(id, mmi, nr as i64);
         let f = self.folios.get_mut(id);
         let order = f.order;
         let entire = f.entire_mapcount;
@@ -70,7 +79,8 @@ impl Kernel {
 
     /// Removes PTE mappings of pages `[first, first+nr)` (`folio_remove_rmap_ptes`) and drops
     /// their references. May queue the folio as partially mapped or free it.
-    pub(crate) fn folio_remove_rmap_ptes(&mut self, id: FolioId, first: u32, nr: u32) {
+    pub(crate) fn folio_remove_rmap_ptes(&mut self, id: FolioId, first: u32, nr: u32, mmi: usize) {
+        self.folios.mm_map_add(id, mmi, -(nr as i64));
         let f = self.folios.get_mut(id);
         let order = f.order;
         let entire = f.entire_mapcount;
@@ -107,7 +117,8 @@ impl Kernel {
     }
 
     /// Removes one PMD mapping (`folio_remove_rmap_pmd`) and drops its reference.
-    pub(crate) fn folio_remove_rmap_pmd(&mut self, id: FolioId) {
+    pub(crate) fn folio_remove_rmap_pmd(&mut self, id: FolioId, mmi: usize) {
+        self.folios.mm_map_add(id, mmi, -1);
         let f = self.folios.get_mut(id);
         debug_assert!(f.entire_mapcount > 0);
         f.entire_mapcount -= 1;

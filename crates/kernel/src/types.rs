@@ -196,6 +196,8 @@ impl Advice {
                 | Advice::Hugepage
                 | Advice::Nohugepage
                 | Advice::Dontneed
+                | Advice::Free
+                | Advice::Collapse
                 | Advice::PopulateRead
                 | Advice::PopulateWrite
         )

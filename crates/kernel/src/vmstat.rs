@@ -76,6 +76,8 @@ vm_items! {
     NrAnonPages => "nr_anon_pages", true;
     NrFreePages => "nr_free_pages", true;
     NrPageTablePages => "nr_page_table_pages", true;
+    SimCollapseCopiedPages => "sim_collapse_copied_pages", false;
+    SimCollapseInplace => "sim_collapse_inplace", false;
 }
 
 macro_rules! mthp_items {

@@ -17,10 +17,9 @@ use thpsim_kernel::{Kernel, KernelConfig};
 const K4: u64 = 4096;
 const M2: u64 = 2 << 20;
 /// The window straddles a 1 GiB boundary (so PMD tables of two PUD entries are used and freed).
-const BASE: u64 = 0x7f00_0000_0000 - 12 * M2;
-/// 16 PMD slots.
-const WINDOW: u64 = 16 * M2;
-const WINDOW_PAGES: usize = (WINDOW / K4) as usize;
+const BASE: u64 = 0x7f00_0000_0000 - 4 * M2;
+/// 12 PMD slots; generated addresses also reach one slot below and two above.
+const WINDOW: u64 = 12 * M2;
 
 // ---------------------------------------------------------------------------------------------
 // Configuration and operations
@@ -170,6 +169,69 @@ impl fmt::Debug for Op {
     }
 }
 
+/// Where a generated operation's address comes from: as generated, or relative to the
+/// `idx % n`-th VMA existing when the operation runs (so most operations hit mappings). The
+/// generated address's offset within its page is kept, so unaligned cases stay unaligned.
+#[derive(Clone, Copy, Debug)]
+enum Anchor {
+    Abs,
+    Start { idx: u8, pages: i16 },
+    End { idx: u8, pages: i16 },
+    Inside { idx: u8, permille: u16 },
+}
+
+#[derive(Clone, Copy)]
+struct GenOp {
+    anchor: Anchor,
+    op: Op,
+}
+
+impl fmt::Debug for GenOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.anchor {
+            Anchor::Abs => write!(f, "{:?}", self.op),
+            a => write!(f, "{:?} @ {a:?}", self.op),
+        }
+    }
+}
+
+impl Op {
+    fn addr_mut(&mut self) -> Option<&mut u64> {
+        match self {
+            Op::Mmap { addr, .. }
+            | Op::Munmap { addr, .. }
+            | Op::Mprotect { addr, .. }
+            | Op::Madvise { addr, .. }
+            | Op::Access { addr, .. } => Some(addr),
+            Op::Prctl(_) => None,
+        }
+    }
+}
+
+impl GenOp {
+    /// The concrete operation in the current state of `k`.
+    fn resolve(&self, k: &Kernel, pid: Pid) -> Op {
+        let mut op = self.op;
+        let vmas: Vec<(u64, u64)> = k.mm(pid).vmas.values().map(|v| (v.start, v.end)).collect();
+        if let (Some(addr), false) = (op.addr_mut(), vmas.is_empty()) {
+            let pick = |idx: u8| vmas[idx as usize % vmas.len()];
+            let base = match self.anchor {
+                Anchor::Abs => return op,
+                Anchor::Start { idx, pages } => {
+                    pick(idx).0.wrapping_add_signed(pages as i64 * 4096)
+                }
+                Anchor::End { idx, pages } => pick(idx).1.wrapping_add_signed(pages as i64 * 4096),
+                Anchor::Inside { idx, permille } => {
+                    let (s, e) = pick(idx);
+                    s + ((e - s) / K4 * permille as u64 / 1000) * K4
+                }
+            };
+            *addr = base + (*addr & (K4 - 1));
+        }
+        op
+    }
+}
+
 fn ops_listing(ops: &[Op]) -> String {
     ops.iter()
         .enumerate()
@@ -226,8 +288,8 @@ fn page_addr() -> impl Strategy<Value = u64> {
         1 => Just(M2 - 16 * K4),
         3 => (0u64..512).prop_map(|p| p * K4),
     ];
-    // Slots -1..=16 so ranges can start before and end after the window.
-    ((0u64..18), delta).prop_map(|(slot, d)| BASE - M2 + slot * M2 + d)
+    // Slots -1..=12 so ranges can start before and end after the window.
+    ((0u64..14), delta).prop_map(|(slot, d)| BASE - M2 + slot * M2 + d)
 }
 
 /// An address for a syscall: mostly page aligned, sometimes not (EINVAL paths).
@@ -282,30 +344,97 @@ fn advice() -> impl Strategy<Value = Advice> {
     ]
 }
 
-fn op() -> impl Strategy<Value = Op> {
-    let mmap = (syscall_addr(), length(), prot(), prop::bool::weighted(0.2)).prop_map(
-        |(addr, len, prot, populate)| Op::Mmap {
-            addr,
-            len,
-            prot,
-            populate,
+/// mmap lengths: mostly a few PMDs.
+fn mmap_length() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        3 => length(),
+        2 => Just(M2),
+        2 => Just(2 * M2),
+        2 => Just(4 * M2),
+        3 => (1u64..=2048).prop_map(|p| p * K4),
+    ]
+}
+
+fn pages_delta() -> impl Strategy<Value = i16> {
+    prop_oneof![
+        3 => Just(0i16),
+        1 => Just(-1i16),
+        1 => Just(1i16),
+        1 => Just(-512i16),
+        1 => Just(512i16),
+        2 => -600i16..600,
+    ]
+}
+
+/// Anchors for syscalls other than mmap: around the start or end of a VMA, or inside one.
+fn anchor() -> impl Strategy<Value = Anchor> {
+    prop_oneof![
+        3 => Just(Anchor::Abs),
+        2 => (any::<u8>(), pages_delta()).prop_map(|(idx, pages)| Anchor::Start { idx, pages }),
+        1 => (any::<u8>(), pages_delta()).prop_map(|(idx, pages)| Anchor::End { idx, pages }),
+        3 => (any::<u8>(), 0u16..1000).prop_map(|(idx, permille)| Anchor::Inside { idx, permille }),
+    ]
+}
+
+/// Anchors for mmap: as generated, or right after (or a little after) an existing VMA.
+fn mmap_anchor() -> impl Strategy<Value = Anchor> {
+    prop_oneof![
+        3 => Just(Anchor::Abs),
+        2 => (any::<u8>(), prop_oneof![3 => Just(0i16), 1 => 1i16..600])
+            .prop_map(|(idx, pages)| Anchor::End { idx, pages }),
+    ]
+}
+
+/// Anchors for accesses: mostly inside a VMA.
+fn access_anchor() -> impl Strategy<Value = Anchor> {
+    prop_oneof![
+        1 => Just(Anchor::Abs),
+        1 => (any::<u8>(), pages_delta()).prop_map(|(idx, pages)| Anchor::Start { idx, pages }),
+        5 => (any::<u8>(), 0u16..1000).prop_map(|(idx, permille)| Anchor::Inside { idx, permille }),
+    ]
+}
+
+fn gen_op() -> impl Strategy<Value = GenOp> {
+    let g = |anchor, op| GenOp { anchor, op };
+    let mmap = (
+        mmap_anchor(),
+        syscall_addr(),
+        mmap_length(),
+        prop_oneof![3 => Just(Prot::RW), 1 => prot()],
+        prop::bool::weighted(0.2),
+    )
+        .prop_map(move |(a, addr, len, prot, populate)| {
+            g(
+                a,
+                Op::Mmap {
+                    addr,
+                    len,
+                    prot,
+                    populate,
+                },
+            )
+        });
+    let munmap = (anchor(), syscall_addr(), length())
+        .prop_map(move |(a, addr, len)| g(a, Op::Munmap { addr, len }));
+    let mprotect = (anchor(), syscall_addr(), length(), prot())
+        .prop_map(move |(a, addr, len, prot)| g(a, Op::Mprotect { addr, len, prot }));
+    let madvise = (anchor(), syscall_addr(), length(), advice())
+        .prop_map(move |(a, addr, len, advice)| g(a, Op::Madvise { addr, len, advice }));
+    let single = (access_anchor(), page_addr(), 0u64..K4, any::<bool>()).prop_map(
+        move |(an, a, o, write)| {
+            g(
+                an,
+                Op::Access {
+                    addr: a + o,
+                    n: 1,
+                    stride: 0,
+                    write,
+                },
+            )
         },
     );
-    let munmap = (syscall_addr(), length()).prop_map(|(addr, len)| Op::Munmap { addr, len });
-    let mprotect = (syscall_addr(), length(), prot()).prop_map(|(addr, len, prot)| Op::Mprotect {
-        addr,
-        len,
-        prot,
-    });
-    let madvise = (syscall_addr(), length(), advice())
-        .prop_map(|(addr, len, advice)| Op::Madvise { addr, len, advice });
-    let single = (page_addr(), 0u64..K4, any::<bool>()).prop_map(|(a, o, write)| Op::Access {
-        addr: a + o,
-        n: 1,
-        stride: 0,
-        write,
-    });
     let strided = (
+        access_anchor(),
         page_addr(),
         0u64..K4,
         2u32..=16,
@@ -318,19 +447,25 @@ fn op() -> impl Strategy<Value = Op> {
         ],
         any::<bool>(),
     )
-        .prop_map(|(a, o, n, stride, write)| Op::Access {
-            addr: a + o,
-            n,
-            stride,
-            write,
+        .prop_map(move |(an, a, o, n, stride, write)| {
+            g(
+                an,
+                Op::Access {
+                    addr: a + o,
+                    n,
+                    stride,
+                    write,
+                },
+            )
         });
     let prctl = prop_oneof![
         3 => (0u8..3).prop_map(Op::Prctl),
         1 => Just(Op::Prctl(3)),
-    ];
+    ]
+    .prop_map(move |op| g(Anchor::Abs, op));
     prop_oneof![
-        6 => mmap,
-        3 => munmap,
+        5 => mmap,
+        2 => munmap,
         4 => mprotect,
         6 => madvise,
         6 => single,
@@ -348,21 +483,18 @@ struct Runner {
     pid: Pid,
     cfg: Cfg,
     done: Vec<Op>,
+    /// The range the presence checks of the current op cover: the window, every VMA before
+    /// the op and an mmap's target (so nothing can be mapped outside it afterwards).
+    span: (u64, u64),
 }
 
 /// Which pages of the window are mapped (page map backing not None).
 fn presence(map: &PageMap) -> Vec<bool> {
-    let mut v = Vec::with_capacity(WINDOW_PAGES);
+    let mut v = Vec::new();
     for (b, n) in map {
         v.extend(std::iter::repeat_n(*b != Backing::None, *n as usize));
     }
     v
-}
-
-fn page_index(addr: u64) -> Option<usize> {
-    (BASE..BASE + WINDOW)
-        .contains(&addr)
-        .then(|| ((addr - BASE) / K4) as usize)
 }
 
 fn is_anon(b: Backing) -> bool {
@@ -378,6 +510,7 @@ impl Runner {
             pid,
             cfg,
             done: Vec::new(),
+            span: (BASE, BASE + WINDOW),
         }
     }
 
@@ -393,8 +526,18 @@ impl Runner {
         self.k.task(self.pid).unwrap().minflt
     }
 
-    fn window_map(&self) -> PageMap {
-        self.k.page_map(self.pid, BASE, BASE + WINDOW)
+    fn span_map(&self) -> PageMap {
+        self.k.page_map(self.pid, self.span.0, self.span.1)
+    }
+
+    fn span_pages(&self) -> usize {
+        ((self.span.1 - self.span.0) / K4) as usize
+    }
+
+    fn page_index(&self, addr: u64) -> Option<usize> {
+        (self.span.0..self.span.1)
+            .contains(&addr)
+            .then(|| ((addr - self.span.0) / K4) as usize)
     }
 
     /// One access with the "second identical access takes no fault" check.
@@ -422,10 +565,25 @@ impl Runner {
         Ok(r.is_ok())
     }
 
+    fn apply_gen(&mut self, g: GenOp) -> Result<(), String> {
+        let op = g.resolve(&self.k, self.pid);
+        self.apply(op)
+    }
+
     fn apply(&mut self, op: Op) -> Result<(), String> {
         self.done.push(op);
         let pid = self.pid;
-        let before = self.window_map();
+        let mut span = (BASE, BASE + WINDOW);
+        for v in self.k.mm(pid).vmas.values() {
+            span = (span.0.min(v.start), span.1.max(v.end));
+        }
+        if let Op::Mmap { addr, len, .. } = op {
+            if addr % K4 == 0 && len > 0 && addr.checked_add(len).is_some_and(|e| e < (1 << 47)) {
+                span = (span.0.min(addr), span.1.max(addr + len.div_ceil(K4) * K4));
+            }
+        }
+        self.span = span;
+        let before = self.span_map();
         let pres0 = presence(&before);
         // (range affected, whether presence may only grow there, whether it may shrink there)
         let mut unmapped_range: Option<(u64, u64)> = None;
@@ -529,20 +687,20 @@ impl Runner {
         populated: Option<(u64, u64, bool)>,
     ) -> Result<(), String> {
         let pid = self.pid;
-        let after = self.window_map();
+        let after = self.span_map();
         let total: u64 = after.iter().map(|(_, n)| n).sum();
-        if total != WINDOW_PAGES as u64 {
-            return Err(self.fail(format!("page map of the window has {total} pages")));
+        if total != self.span_pages() as u64 {
+            return Err(self.fail(format!("page map of the checked span has {total} pages")));
         }
         let pres1 = presence(&after);
-        let mut backing = Vec::with_capacity(WINDOW_PAGES);
+        let mut backing = Vec::with_capacity(self.span_pages());
         for (b, n) in &after {
             backing.extend(std::iter::repeat_n(*b, *n as usize));
         }
 
         // Presence frame rules.
-        for i in 0..WINDOW_PAGES {
-            let addr = BASE + i as u64 * K4;
+        for i in 0..self.span_pages() {
+            let addr = self.span.0 + i as u64 * K4;
             let in_unmapped = unmapped_range.is_some_and(|(s, e)| s <= addr && addr < e);
             let (was, is) = (pres0[i], pres1[i]);
             if in_unmapped && is {
@@ -587,13 +745,6 @@ impl Runner {
             .collect();
         let mut rss_total = 0;
         for &(s, e) in &vmas {
-            if s < BASE - M2 || e > BASE + WINDOW + 10 * M2 {
-                return Err(self.fail(format!(
-                    "VMA {:?}..{:?} outside the op window",
-                    Rel(s),
-                    Rel(e)
-                )));
-            }
             let sm = self.k.smaps(pid, s, e);
             if sm.rss != sm.anonymous || sm.anon_huge_pages > sm.rss || sm.size != (e - s) >> 10 {
                 return Err(self.fail(format!("smaps of {:?}..{:?}: {sm:?}", Rel(s), Rel(e))));
@@ -648,7 +799,7 @@ impl Runner {
                 AccessKind::Read
             };
             for a in (s..e).step_by(PAGE_SIZE as usize) {
-                if let Some(i) = page_index(a) {
+                if let Some(i) = self.page_index(a) {
                     if write && !is_anon(backing[i]) {
                         return Err(self.fail(format!(
                             "POPULATE_WRITE left {:?} as {:?}",
@@ -678,17 +829,36 @@ impl Runner {
 }
 
 fn run(cfg: &Cfg, ops: &[Op]) -> Result<(), String> {
+    let g: Vec<GenOp> = ops
+        .iter()
+        .map(|&op| GenOp {
+            anchor: Anchor::Abs,
+            op,
+        })
+        .collect();
+    run_gen(cfg, &g)
+}
+
+fn run_gen(cfg: &Cfg, ops: &[GenOp]) -> Result<(), String> {
     let mut r = Runner::new(cfg.clone());
     for &op in ops {
-        r.apply(op)?;
+        r.apply_gen(op)?;
     }
     // Unmapping everything gives every page back.
-    r.done.push(Op::Munmap {
-        addr: BASE - M2,
-        len: WINDOW + 12 * M2,
-    });
-    r.k.munmap(r.pid, BASE - M2, WINDOW + 12 * M2)
-        .map_err(|e| r.fail(format!("final munmap: {e}")))?;
+    let (lo, hi) = {
+        let vmas = &r.k.mm(r.pid).vmas;
+        match (vmas.values().next(), vmas.values().next_back()) {
+            (Some(a), Some(b)) => (a.start, b.end),
+            _ => (BASE, BASE + K4),
+        }
+    };
+    r.apply(Op::Munmap {
+        addr: lo,
+        len: hi - lo,
+    })?;
+    if !r.k.mm(r.pid).vmas.is_empty() {
+        return Err(r.fail("VMAs left after the final munmap".into()));
+    }
     r.k.check_invariants()
         .map_err(|e| r.fail(format!("invariant after final munmap: {e}")))?;
     let hzp = if r.k.vmstat.get(VmItem::ThpZeroPageAlloc) > 0 {
@@ -707,14 +877,14 @@ fn run(cfg: &Cfg, ops: &[Op]) -> Result<(), String> {
     Ok(())
 }
 
-fn check(cfg: &Cfg, ops: &[Op]) -> Result<(), TestCaseError> {
-    run(cfg, ops).map_err(TestCaseError::fail)
+fn check(cfg: &Cfg, ops: &[GenOp]) -> Result<(), TestCaseError> {
+    run_gen(cfg, ops).map_err(TestCaseError::fail)
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
     #[test]
-    fn random_op_sequences(cfg in cfg_strategy(), ops in prop::collection::vec(op(), 1..=60)) {
+    fn random_op_sequences(cfg in cfg_strategy(), ops in prop::collection::vec(gen_op(), 1..=60)) {
         check(&cfg, &ops)?;
     }
 }
@@ -723,7 +893,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 20_000, ..ProptestConfig::default() })]
     #[test]
     #[ignore = "heavy: run with --ignored (release recommended)"]
-    fn random_op_sequences_heavy(cfg in cfg_strategy(), ops in prop::collection::vec(op(), 1..=60)) {
+    fn random_op_sequences_heavy(cfg in cfg_strategy(), ops in prop::collection::vec(gen_op(), 1..=60)) {
         check(&cfg, &ops)?;
     }
 }

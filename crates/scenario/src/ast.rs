@@ -59,6 +59,20 @@ pub enum Op {
     Repeat { count: u32, body: Vec<Stmt> },
     /// `checkpoint LABEL`
     Checkpoint { label: String },
+    /// `fork NAME` — the current process forks; the child is called NAME. The current
+    /// process stays the parent.
+    Fork { child: String },
+    /// `as NAME` — later ops run in process NAME (`main` is the first process).
+    As { proc: String },
+    /// `exit NAME` — process NAME exits; if it was current, `main` becomes current.
+    Exit { proc: String },
+    /// `khugepaged scan [N]` — run N khugepaged passes now (default 1).
+    KhugepagedScan { passes: u32 },
+    /// `sleep DURATION` — advance simulated time; khugepaged runs on its schedule.
+    Sleep { ms: u64 },
+    /// `shrink` — run the deferred-split (and huge-zero) shrinkers, as memory pressure or
+    /// `drop_caches` would.
+    Shrink,
     /// `prctl set_thp_disable 0|1 [except_advised]` — `PR_SET_THP_DISABLE`.
     PrctlSetThpDisable { disable: bool, except_advised: bool },
     /// `expect OBS CMP VALUE [when COND…]`

@@ -61,9 +61,36 @@ pub enum BackendOp {
         pattern: Pattern,
         subset: Option<Subset>,
     },
+    /// The current process `parent` forks a child that gets id `child` (ids are assigned by
+    /// the engine: 0 is the first process, then in order of `fork`).
+    Fork {
+        parent: u32,
+        child: u32,
+    },
+    /// Later ops (and observations) happen in process `proc`.
+    Switch {
+        proc: u32,
+    },
+    /// Process `proc` exits and its address space is torn down.
+    Exit {
+        proc: u32,
+    },
+    /// Run `passes` khugepaged passes (`khugepaged_do_scan`).
+    KhugepagedScan {
+        passes: u32,
+    },
+    /// Advance time by `ms` milliseconds; background daemons run on their schedule.
+    Sleep {
+        ms: u64,
+    },
+    /// Run the deferred-split and huge-zero shrinkers.
+    Shrink,
     /// `prctl(PR_SET_THP_DISABLE, disable, flags)` with `flags` 0 or
     /// `PR_THP_DISABLE_EXCEPT_ADVISED` (1 << 1).
-    PrctlSetThpDisable { disable: bool, flags: u64 },
+    PrctlSetThpDisable {
+        disable: bool,
+        flags: u64,
+    },
     /// A sysfs write in the middle of a scenario.
     Sysfs {
         knob: String,

@@ -223,6 +223,10 @@ struct Run<'a> {
     last_result: Option<Result<u64, OpError>>,
     /// Number of ops executed at the last checkpoint.
     ops_at_checkpoint: usize,
+    /// Process names → engine ids (0 = `main`), which are alive, and the current one.
+    procs: BTreeMap<String, u32>,
+    alive: Vec<bool>,
+    current: u32,
     result: RunResult,
 }
 
@@ -282,6 +286,9 @@ fn run_planned(
         majflt: 0,
         last_result: None,
         ops_at_checkpoint: 0,
+        procs: BTreeMap::from([("main".to_string(), 0)]),
+        alive: vec![true],
+        current: 0,
         result,
     };
     // The setup section was applied by setup(); the body starts at the first other statement.
@@ -418,10 +425,68 @@ impl Run<'_> {
                 Ok(())
             }
             Op::Checkpoint { label } => self.checkpoint(label, st.span.line),
-            Op::PrctlSetThpDisable { disable, except_advised } => {
-                self.exec(st, BackendOp::PrctlSetThpDisable { disable: *disable, flags: if *except_advised { 1 << 1 } else { 0 } })
+            Op::Fork { child } => {
+                let id = self.alive.len() as u32;
+                self.procs.insert(child.clone(), id);
+                self.alive.push(true);
+                self.exec(
+                    st,
+                    BackendOp::Fork {
+                        parent: self.current,
+                        child: id,
+                    },
+                )
             }
+            Op::As { proc } => {
+                let id = self.live_proc(proc, st)?;
+                self.current = id;
+                self.exec(st, BackendOp::Switch { proc: id })
+            }
+            Op::Exit { proc } => {
+                let id = self.live_proc(proc, st)?;
+                self.alive[id as usize] = false;
+                if self.current == id {
+                    self.current = 0;
+                }
+                self.exec(st, BackendOp::Exit { proc: id })
+            }
+            Op::KhugepagedScan { passes } => {
+                self.exec(st, BackendOp::KhugepagedScan { passes: *passes })
+            }
+            Op::Sleep { ms } => self.exec(st, BackendOp::Sleep { ms: *ms }),
+            Op::Shrink => self.exec(st, BackendOp::Shrink),
+            Op::PrctlSetThpDisable {
+                disable,
+                except_advised,
+            } => self.exec(
+                st,
+                BackendOp::PrctlSetThpDisable {
+                    disable: *disable,
+                    flags: if *except_advised { 1 << 1 } else { 0 },
+                },
+            ),
             Op::Expect(e) => self.expect(e, st.span),
+        }
+    }
+
+    /// The id of a live process, or a run error naming the line.
+    fn live_proc(&self, name: &str, st: &Stmt) -> Result<u32, BackendError> {
+        match self.procs.get(name) {
+            Some(&id) if self.alive[id as usize] => Ok(id),
+            Some(_) => Err(BackendError {
+                message: format!(
+                    "{}:{}: process `{name}` has exited",
+                    self.result.file, st.span.line
+                ),
+                not_runnable: false,
+            }),
+            None => Err(BackendError {
+                message: format!(
+                    "{}:{}: process `{name}` does not exist yet (its `fork` has not run)",
+                    self.result.file, st.span.line
+                ),
+                not_runnable: false,
+            }),
         }
     }
 
@@ -621,6 +686,14 @@ fn op_text(op: &BackendOp) -> String {
             ..
         } => format!("{pattern:?} {addr:#x} {len:#x} stride={stride:#x}"),
         BackendOp::Sysfs { knob, value } => format!("sysfs {knob}={value}"),
-        BackendOp::PrctlSetThpDisable { disable, flags } => format!("prctl PR_SET_THP_DISABLE {} {flags:#x}", *disable as u8),
+        BackendOp::Fork { parent, child } => format!("fork {parent} -> {child}"),
+        BackendOp::Switch { proc } => format!("as {proc}"),
+        BackendOp::Exit { proc } => format!("exit {proc}"),
+        BackendOp::KhugepagedScan { passes } => format!("khugepaged scan {passes}"),
+        BackendOp::Sleep { ms } => format!("sleep {ms}ms"),
+        BackendOp::Shrink => "shrink".into(),
+        BackendOp::PrctlSetThpDisable { disable, flags } => {
+            format!("prctl PR_SET_THP_DISABLE {} {flags:#x}", *disable as u8)
+        }
     }
 }

@@ -37,6 +37,7 @@ pub fn parse(file: &str, source: &str) -> Result<Scenario, Vec<Diagnostic>> {
         diags: Vec::new(),
         mappings: BTreeMap::new(),
         labels: BTreeMap::new(),
+        procs: BTreeMap::from([("main".to_string(), 0)]),
         kernel_line: None,
         memory_line: None,
         body_started: false,
@@ -186,6 +187,8 @@ pub struct State {
     diags: Vec<Diagnostic>,
     mappings: BTreeMap<String, MapInfo>,
     labels: BTreeMap<String, u32>,
+    /// Process names (`main` plus every `fork`), with the line that created them.
+    procs: BTreeMap<String, u32>,
     kernel_line: Option<u32>,
     memory_line: Option<u32>,
     body_started: bool,
@@ -1336,11 +1339,192 @@ pub(crate) fn op_end(_c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     Some(Parsed::End)
 }
 
+fn proc_name<'s>(c: &mut LineCtx<'s, '_>) -> Option<Tok<'s>> {
+    let t = c.need("process name")?;
+    let ok = t
+        .text
+        .chars()
+        .next()
+        .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
+        && t.text
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+    if !ok {
+        c.err(
+            t.span(),
+            format!("bad process name `{}`", t.text),
+            Some("process names are identifiers, e.g. `child`".into()),
+        );
+        return None;
+    }
+    if let Some(extra) = c.next() {
+        c.err(extra.span(), format!("unexpected `{}`", extra.text), None);
+        return None;
+    }
+    Some(t)
+}
+
+fn known_proc<'s>(c: &mut LineCtx<'s, '_>) -> Option<Tok<'s>> {
+    let t = proc_name(c)?;
+    if !c.st.procs.contains_key(t.text) {
+        let names: Vec<String> = c.st.procs.keys().cloned().collect();
+        let hint = thpsim_kernel::util::closest(t.text, names.iter().map(|s| s.as_str()))
+            .map(|b| format!("did you mean `{b}`?"))
+            .unwrap_or_else(|| {
+                "processes are `main` and those created by `fork NAME` earlier in the file".into()
+            });
+        c.err(
+            t.span(),
+            format!("unknown process `{}`", t.text),
+            Some(hint),
+        );
+        return None;
+    }
+    Some(t)
+}
+
+pub(crate) fn op_fork(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let t = proc_name(c)?;
+    if let Some(first) = c.st.procs.get(t.text).copied() {
+        let where_ = if first == 0 {
+            "`main` is the first process".to_string()
+        } else {
+            format!("first created at line {first}")
+        };
+        c.err(
+            t.span(),
+            format!("process `{}` already exists", t.text),
+            Some(format!("{where_}; process names are unique")),
+        );
+        return None;
+    }
+    c.st.procs.insert(t.text.to_string(), t.line);
+    Some(Parsed::Op(Op::Fork {
+        child: t.text.to_string(),
+    }))
+}
+
+pub(crate) fn op_as(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let t = known_proc(c)?;
+    Some(Parsed::Op(Op::As {
+        proc: t.text.to_string(),
+    }))
+}
+
+pub(crate) fn op_exit(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let t = known_proc(c)?;
+    if t.text == "main" {
+        c.err(
+            t.span(),
+            "`main` cannot exit",
+            Some("observations are taken in `main` after other processes exit".into()),
+        );
+        return None;
+    }
+    Some(Parsed::Op(Op::Exit {
+        proc: t.text.to_string(),
+    }))
+}
+
+pub(crate) fn op_khugepaged(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let t = c.need("`scan`")?;
+    if t.text != "scan" {
+        c.err(
+            t.span(),
+            format!("unknown khugepaged action `{}`", t.text),
+            Some("usage: khugepaged scan [N]".into()),
+        );
+        return None;
+    }
+    let mut passes = 1;
+    if let Some(n) = c.next() {
+        match n.text.parse::<u32>() {
+            Ok(v) if v >= 1 => passes = v,
+            _ => {
+                c.err(
+                    n.span(),
+                    format!("`{}` is not a pass count", n.text),
+                    Some("N is a whole number ≥ 1".into()),
+                );
+                return None;
+            }
+        }
+    }
+    if let Some(extra) = c.next() {
+        c.err(
+            extra.span(),
+            format!("unexpected `{}`", extra.text),
+            Some("usage: khugepaged scan [N]".into()),
+        );
+        return None;
+    }
+    Some(Parsed::Op(Op::KhugepagedScan { passes }))
+}
+
+/// `10s`, `500ms`, `2m`, `1h` → milliseconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let split = s.find(|ch: char| !ch.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration"))?;
+    let mul = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("`{s}`: a duration needs a unit: ms, s, m or h")),
+    };
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("`{s}` is too long"))
+}
+
+pub(crate) fn op_sleep(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let t = c.need("duration")?;
+    match parse_duration(t.text) {
+        Ok(ms) => {
+            if let Some(extra) = c.next() {
+                c.err(
+                    extra.span(),
+                    format!("unexpected `{}`", extra.text),
+                    Some("usage: sleep DURATION".into()),
+                );
+                return None;
+            }
+            Some(Parsed::Op(Op::Sleep { ms }))
+        }
+        Err(m) => {
+            c.err(
+                t.span(),
+                m,
+                Some("e.g. `sleep 10s`, `sleep 500ms`, `sleep 2m`".into()),
+            );
+            None
+        }
+    }
+}
+
+pub(crate) fn op_shrink(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    if let Some(extra) = c.next() {
+        c.err(
+            extra.span(),
+            format!("unexpected `{}`", extra.text),
+            Some("usage: shrink".into()),
+        );
+        return None;
+    }
+    Some(Parsed::Op(Op::Shrink))
+}
+
 pub(crate) fn op_prctl(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     const USAGE: &str = "usage: prctl set_thp_disable 0|1 [except_advised]";
     let opt = c.need("prctl option")?;
     if opt.text != "set_thp_disable" {
-        c.err(opt.span(), format!("unknown prctl option `{}`", opt.text), Some("the modelled prctl option is `set_thp_disable`".into()));
+        c.err(
+            opt.span(),
+            format!("unknown prctl option `{}`", opt.text),
+            Some("the modelled prctl option is `set_thp_disable`".into()),
+        );
         return None;
     }
     let v = c.need("0 or 1")?;
@@ -1348,23 +1532,38 @@ pub(crate) fn op_prctl(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         "0" => false,
         "1" => true,
         _ => {
-            c.err(v.span(), format!("`{}` is not 0 or 1", v.text), Some(USAGE.into()));
+            c.err(
+                v.span(),
+                format!("`{}` is not 0 or 1", v.text),
+                Some(USAGE.into()),
+            );
             return None;
         }
     };
     let mut except_advised = false;
     if let Some(f) = c.next() {
         if f.text != "except_advised" {
-            c.err(f.span(), format!("unknown prctl flag `{}`", f.text), Some("the only flag is `except_advised`".into()));
+            c.err(
+                f.span(),
+                format!("unknown prctl flag `{}`", f.text),
+                Some("the only flag is `except_advised`".into()),
+            );
             return None;
         }
         except_advised = true;
     }
     if let Some(extra) = c.next() {
-        c.err(extra.span(), format!("unexpected `{}`", extra.text), Some(USAGE.into()));
+        c.err(
+            extra.span(),
+            format!("unexpected `{}`", extra.text),
+            Some(USAGE.into()),
+        );
         return None;
     }
-    Some(Parsed::Op(Op::PrctlSetThpDisable { disable, except_advised }))
+    Some(Parsed::Op(Op::PrctlSetThpDisable {
+        disable,
+        except_advised,
+    }))
 }
 
 pub(crate) fn op_checkpoint(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {

@@ -14,7 +14,10 @@ pub const MODEL_ARENA_BASE: u64 = 0x1000_0000_0000;
 
 pub struct SimBackend {
     kernel: Option<Kernel>,
+    /// The current process.
     pid: Pid,
+    /// Engine process ids → pids.
+    pids: Vec<Pid>,
     /// Run the invariant checker after every op (tests).
     pub check_invariants: bool,
 }
@@ -24,6 +27,7 @@ impl Default for SimBackend {
         SimBackend {
             kernel: None,
             pid: 0,
+            pids: vec![],
             check_invariants: false,
         }
     }
@@ -94,6 +98,7 @@ impl Backend for SimBackend {
             not_runnable: true,
         })?;
         self.pid = k.spawn();
+        self.pids = vec![self.pid];
         self.kernel = Some(k);
         Ok(())
     }
@@ -101,6 +106,60 @@ impl Backend for SimBackend {
     fn exec(&mut self, op: &BackendOp) -> Result<OpOutcome, BackendError> {
         let pid = self.pid;
         let check = self.check_invariants;
+        // Process switches are bookkeeping of the backend, not kernel work.
+        match op {
+            BackendOp::Switch { proc } => {
+                self.pid = self.pids[*proc as usize];
+                return Ok(OpOutcome {
+                    result: Ok(0),
+                    minflt: 0,
+                    majflt: 0,
+                });
+            }
+            BackendOp::Fork { parent, child } => {
+                let ppid = self.pids[*parent as usize];
+                let k = self.k()?;
+                let r = k.fork(ppid);
+                if check {
+                    k.check_invariants()
+                        .map_err(|e| err(format!("model invariant broken after {op:?}: {e}")))?;
+                }
+                return Ok(match r {
+                    Ok(cpid) => {
+                        debug_assert_eq!(self.pids.len(), *child as usize);
+                        self.pids.push(cpid);
+                        OpOutcome {
+                            result: Ok(0),
+                            minflt: 0,
+                            majflt: 0,
+                        }
+                    }
+                    Err(e) => OpOutcome {
+                        result: Err(OpError::Errno(e)),
+                        minflt: 0,
+                        majflt: 0,
+                    },
+                });
+            }
+            BackendOp::Exit { proc } => {
+                let target = self.pids[*proc as usize];
+                if target == self.pid {
+                    self.pid = self.pids[0];
+                }
+                let k = self.k()?;
+                k.exit(target);
+                if check {
+                    k.check_invariants()
+                        .map_err(|e| err(format!("model invariant broken after {op:?}: {e}")))?;
+                }
+                return Ok(OpOutcome {
+                    result: Ok(0),
+                    minflt: 0,
+                    majflt: 0,
+                });
+            }
+            _ => {}
+        }
         let k = self.k()?;
         let before = *k.task(pid).expect("task");
         let b = MODEL_ARENA_BASE;
@@ -160,7 +219,25 @@ impl Backend for SimBackend {
                 }
                 r
             }
-            BackendOp::PrctlSetThpDisable { disable, flags } => k.prctl_set_thp_disable(pid, *disable, *flags).map(|_| 0).map_err(OpError::Errno),
+            BackendOp::KhugepagedScan { passes } => {
+                k.khugepaged_scan(*passes);
+                Ok(0)
+            }
+            BackendOp::Sleep { ms } => {
+                k.sleep_ms(*ms);
+                Ok(0)
+            }
+            BackendOp::Shrink => {
+                k.shrink();
+                Ok(0)
+            }
+            BackendOp::Fork { .. } | BackendOp::Switch { .. } | BackendOp::Exit { .. } => {
+                unreachable!("handled above")
+            }
+            BackendOp::PrctlSetThpDisable { disable, flags } => k
+                .prctl_set_thp_disable(pid, *disable, *flags)
+                .map(|_| 0)
+                .map_err(OpError::Errno),
             BackendOp::Sysfs { knob, value } => {
                 k.sysfs
                     .set(knob, value)

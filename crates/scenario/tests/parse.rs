@@ -1634,6 +1634,12 @@ fn names_of(op: &Op) -> &'static [&'static str] {
         Op::Repeat { .. } => &["repeat", "end"],
         Op::Checkpoint { .. } => &["checkpoint"],
         Op::PrctlSetThpDisable { .. } => &["prctl"],
+        Op::Fork { .. } => &["fork"],
+        Op::As { .. } => &["as"],
+        Op::Exit { .. } => &["exit"],
+        Op::KhugepagedScan { .. } => &["khugepaged"],
+        Op::Sleep { .. } => &["sleep"],
+        Op::Shrink => &["shrink"],
         Op::Expect(_) => &["expect"],
     }
 }

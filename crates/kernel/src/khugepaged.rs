@@ -1,0 +1,438 @@
+//! khugepaged and MADV_COLLAPSE, after `mm/khugepaged.c` (Linux 6.18): the mm list
+//! (`__khugepaged_enter`, `khugepaged_fork`, exit), the scan loop (`khugepaged_do_scan`,
+//! `khugepaged_scan_mm_slot`: +1 per mm, +1 per skipped VMA, +512 per 2 MiB range, full scans),
+//! the per-range checks (`hpage_collapse_scan_pmd`: max_ptes_none counting zero-page PTEs as
+//! none, max_ptes_shared by `folio_maybe_mapped_shared`, refcount suitability, the
+//! referenced-page rule; no writable-PTE rule since 6.18), `collapse_huge_page` (allocate,
+//! copy, release the old pages one PTE at a time, install a PMD, queue for deferred split) and
+//! `madvise_collapse` with `madvise_collapse_errno`.
+//!
+//! Time: the thread runs a pass when an mm is added to an empty list and then every
+//! `scan_sleep_millisecs` of simulated time while it has work; ops take no simulated time,
+//! so passes happen only in `sleep` (or explicitly, `khugepaged scan`).
+//!
+//! The proposal switch `collapse=inplace` remaps a fully PTE-mapped, naturally aligned PMD-sized
+//! folio by a PMD instead of allocating and copying (`sim_collapse_inplace`); the copy path
+//! counts `sim_collapse_copied_pages`.
+
+use crate::errno::Errno;
+use crate::folio::FolioId;
+use crate::huge_memory::Tva;
+use crate::mm::{ThpDisable, Vma};
+use crate::pgtable::{self, Pmd, Pte, DIRTY, EXCLUSIVE, WRITE, YOUNG};
+use crate::profile::Collapse;
+use crate::types::{Pid, HPAGE_PMD_NR, HPAGE_PMD_ORDER, PMD_MASK, PMD_SIZE};
+use crate::vmstat::VmItem;
+use crate::Kernel;
+
+/// `enum scan_result` (the outcomes the model produces).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanResult {
+    Succeed,
+    PmdNull,
+    PmdMapped,
+    ExceedNonePte,
+    ExceedSharedPte,
+    PageCount,
+    LackReferencedPage,
+    AllocHugePageFail,
+    VmaCheck,
+}
+
+/// khugepaged's state (`khugepaged_scan` and the mm slot list).
+#[derive(Clone, Debug, Default)]
+pub struct KhugepagedState {
+    /// Registered mms, in list order.
+    pub mms: Vec<usize>,
+    /// Index into `mms` of the mm being scanned, and the address to resume at.
+    pub cursor: Option<usize>,
+    pub address: u64,
+    /// Simulated time of the next pass, if the thread has work.
+    pub next_pass_ms: Option<u64>,
+}
+
+impl Kernel {
+    /// `__khugepaged_enter`: add the mm to the list (at the tail); adding to an empty list
+    /// wakes the thread.
+    pub(crate) fn khugepaged_enter(&mut self, mmi: usize) {
+        if self.mms[mmi].khugepaged_registered {
+            return;
+        }
+        self.mms[mmi].khugepaged_registered = true;
+        if self.khugepaged.mms.is_empty() && self.khugepaged.next_pass_ms.is_none() {
+            self.khugepaged.next_pass_ms = Some(self.now_ms);
+        }
+        self.khugepaged.mms.push(mmi);
+    }
+
+    /// The mm leaves khugepaged's list (exit).
+    pub(crate) fn khugepaged_exit(&mut self, mmi: usize) {
+        if let Some(pos) = self.khugepaged.mms.iter().position(|&m| m == mmi) {
+            self.khugepaged.mms.remove(pos);
+            match self.khugepaged.cursor {
+                Some(c) if c == pos => {
+                    self.khugepaged.address = 0;
+                    if pos >= self.khugepaged.mms.len() {
+                        self.khugepaged.cursor = None;
+                    }
+                }
+                Some(c) if c > pos => self.khugepaged.cursor = Some(c - 1),
+                _ => {}
+            }
+        }
+        self.mms[mmi].khugepaged_registered = false;
+    }
+
+    /// Advances simulated time by `ms`; khugepaged runs the passes that fall due.
+    pub fn sleep_ms(&mut self, ms: u64) {
+        let end = self.now_ms.saturating_add(ms);
+        while let Some(t) = self.khugepaged.next_pass_ms {
+            if t > end || !self.hugepage_pmd_enabled() {
+                break;
+            }
+            self.now_ms = t;
+            let slept = self.khugepaged_do_scan();
+            // khugepaged_wait_work(): sleep scan_sleep_millisecs while there is work.
+            self.khugepaged.next_pass_ms = if self.khugepaged.mms.is_empty() {
+                None
+            } else {
+                Some(self.now_ms + slept + self.sysfs.scan_sleep_millisecs as u64)
+            };
+        }
+        self.now_ms = end;
+    }
+
+    /// Runs `passes` khugepaged passes now.
+    pub fn khugepaged_scan(&mut self, passes: u32) {
+        for _ in 0..passes {
+            if self.khugepaged.mms.is_empty() {
+                break;
+            }
+            self.khugepaged_do_scan();
+        }
+    }
+
+    /// `khugepaged_do_scan`: one pass. Returns the simulated milliseconds spent sleeping
+    /// after an allocation failure (`alloc_sleep_millisecs`).
+    fn khugepaged_do_scan(&mut self) -> u64 {
+        let pages = self.sysfs.pages_to_scan as u64;
+        let mut progress = 0u64;
+        let mut pass_through_head = 0;
+        let mut wait = true;
+        let mut slept = 0;
+        loop {
+            if self.khugepaged.cursor.is_none() {
+                pass_through_head += 1;
+            }
+            let mut result = ScanResult::Succeed;
+            if !self.khugepaged.mms.is_empty() && pass_through_head < 2 {
+                progress += self.khugepaged_scan_mm_slot(pages - progress, &mut result);
+            } else {
+                progress = pages;
+            }
+            if progress >= pages {
+                break;
+            }
+            if result == ScanResult::AllocHugePageFail {
+                if !wait {
+                    break;
+                }
+                wait = false;
+                slept += self.sysfs.alloc_sleep_millisecs as u64;
+            }
+        }
+        slept
+    }
+
+    fn khugepaged_scan_mm_slot(&mut self, pages: u64, result: &mut ScanResult) -> u64 {
+        let pos = match self.khugepaged.cursor {
+            Some(p) => p,
+            None => {
+                self.khugepaged.cursor = Some(0);
+                self.khugepaged.address = 0;
+                0
+            }
+        };
+        let mmi = self.khugepaged.mms[pos];
+        let mut progress = 0u64;
+        let mut finished = true;
+        if self.mms[mmi].thp_disable != ThpDisable::Completely {
+            progress += 1;
+            let starts: Vec<u64> = self.mms[mmi].vmas.keys().copied().collect();
+            'vmas: for s in starts {
+                let Some(vma) = self.mms[mmi].vmas.get(&s).cloned() else {
+                    continue;
+                };
+                if vma.end <= self.khugepaged.address {
+                    continue;
+                }
+                if !self.thp_vma_allowable_order(mmi, &vma, HPAGE_PMD_ORDER, Tva::Khugepaged) {
+                    progress += 1;
+                    continue;
+                }
+                let hstart = (vma.start + PMD_SIZE - 1) & PMD_MASK;
+                let hend = vma.end & PMD_MASK;
+                if self.khugepaged.address > hend || hend <= hstart {
+                    progress += 1;
+                    continue;
+                }
+                if self.khugepaged.address < hstart {
+                    self.khugepaged.address = hstart;
+                }
+                while self.khugepaged.address < hend {
+                    let addr = self.khugepaged.address;
+                    let Some(v) = self.mms[mmi].vma_at(addr).cloned() else {
+                        break;
+                    };
+                    *result = self.collapse_scan_pmd(mmi, &v, addr, true);
+                    if *result == ScanResult::Succeed {
+                        self.vmstat.pages_collapsed += 1;
+                    }
+                    self.khugepaged.address += PMD_SIZE;
+                    progress += HPAGE_PMD_NR as u64;
+                    if progress >= pages {
+                        finished = self.khugepaged.address >= hend
+                            && self.mms[mmi].vmas.range(vma.end..).next().is_none();
+                        break 'vmas;
+                    }
+                }
+            }
+        }
+        if finished {
+            if pos + 1 < self.khugepaged.mms.len() {
+                self.khugepaged.cursor = Some(pos + 1);
+            } else {
+                self.khugepaged.cursor = None;
+                self.vmstat.full_scans += 1;
+            }
+            self.khugepaged.address = 0;
+        }
+        progress
+    }
+
+    /// `hpage_collapse_scan_pmd` + `collapse_huge_page` for the 2 MiB range at `haddr`.
+    pub(crate) fn collapse_scan_pmd(
+        &mut self,
+        mmi: usize,
+        vma: &Vma,
+        haddr: u64,
+        khugepaged: bool,
+    ) -> ScanResult {
+        if !(haddr >= vma.start && haddr + PMD_SIZE <= vma.end) {
+            return ScanResult::VmaCheck;
+        }
+        let pmd = self.mms[mmi].pgt.pmd(haddr);
+        if pmd.is_none() {
+            return ScanResult::PmdNull;
+        }
+        if pmd.is_huge() {
+            return ScanResult::PmdMapped;
+        }
+        let table = *self.mms[mmi].pgt.pte_table(pmd.table_idx());
+        let (mut none_or_zero, mut shared, mut referenced) = (0u32, 0u32, 0u32);
+        let uffd = vma.uffd_armed();
+        let mut checked: Vec<FolioId> = Vec::new();
+        for pte in table.iter() {
+            if pte.is_none() || pte.kind() == pgtable::KIND_ZERO {
+                none_or_zero += 1;
+                if !uffd && (!khugepaged || none_or_zero <= self.sysfs.max_ptes_none) {
+                    continue;
+                }
+                self.vmstat.count(VmItem::ThpScanExceedNonePte);
+                return ScanResult::ExceedNonePte;
+            }
+            debug_assert_eq!(pte.kind(), pgtable::KIND_PAGE);
+            let id = pte.folio();
+            if self.folios.maybe_mapped_shared(id)
+                || (self.folios.get(id).order == 0 && self.folios.get(id).mapcount > 1)
+            {
+                shared += 1;
+                if khugepaged && shared > self.sysfs.max_ptes_shared {
+                    self.vmstat.count(VmItem::ThpScanExceedSharePte);
+                    return ScanResult::ExceedSharedPte;
+                }
+            }
+            if !checked.contains(&id) {
+                // is_refcount_suitable(): every reference is a mapping.
+                let f = self.folios.get(id);
+                if f.refcount != f.mapcount + f.entire_mapcount as u32 {
+                    return ScanResult::PageCount;
+                }
+                checked.push(id);
+            }
+            if pte.has(YOUNG) {
+                referenced += 1;
+            }
+        }
+        if khugepaged && referenced == 0 {
+            return ScanResult::LackReferencedPage;
+        }
+        self.collapse_huge_page(mmi, vma, haddr)
+    }
+
+    /// `collapse_huge_page`: a new PMD THP replaces the PTE-mapped range.
+    fn collapse_huge_page(&mut self, mmi: usize, vma: &Vma, haddr: u64) -> ScanResult {
+        let pmd = self.mms[mmi].pgt.pmd(haddr);
+        let tidx = pmd.table_idx();
+        let table = *self.mms[mmi].pgt.pte_table(tidx);
+        if self.profile.switches.collapse == Collapse::Inplace
+            && self.collapse_in_place(mmi, vma, haddr, &table)
+        {
+            return ScanResult::Succeed;
+        }
+        let Some(new) = self.alloc_anon_folio_order(HPAGE_PMD_ORDER) else {
+            self.vmstat.count(VmItem::ThpCollapseAllocFailed);
+            return ScanResult::AllocHugePageFail;
+        };
+        self.vmstat.count(VmItem::ThpCollapseAlloc);
+        let mut copied = 0;
+        for (i, pte) in table.iter().enumerate() {
+            if pte.kind() == pgtable::KIND_PAGE {
+                copied += 1;
+                if self.folios.is_nonzero(pte.folio(), pte.idx()) {
+                    self.folios.set_nonzero(new, i as u32);
+                }
+            }
+        }
+        self.vmstat.add(VmItem::SimCollapseCopiedPages, copied);
+        // __collapse_huge_page_copy_succeeded(): the old mappings go one PTE at a time.
+        for (i, pte) in table.iter().enumerate() {
+            self.mms[mmi].pgt.pte_table_mut(tidx)[i] = Pte::NONE;
+            if pte.kind() == pgtable::KIND_PAGE {
+                self.mms[mmi].rss_anon -= 1;
+                self.folio_remove_rmap_ptes(pte.folio(), pte.idx(), 1, mmi);
+            }
+        }
+        // The PTE table becomes the deposit of the new PMD.
+        let pfn = self.mms[mmi].pgt.free_pte_table(tidx);
+        self.mms[mmi].pgt.deposited.push(pfn);
+        let bits = YOUNG
+            | DIRTY
+            | EXCLUSIVE
+            | if vma.has(crate::mm::vmf::WRITE) {
+                WRITE
+            } else {
+                0
+            };
+        *self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd") = Pmd::thp(new, bits);
+        self.folios.meta_mut(new).va = haddr;
+        self.folio_add_new_anon_rmap(new, true, mmi);
+        self.mms[mmi].rss_anon += HPAGE_PMD_NR as u64;
+        self.deferred_split_folio(new, false);
+        ScanResult::Succeed
+    }
+
+    /// The `collapse=inplace` proposal: the range is exactly one order-9 folio, page i at
+    /// PTE i, mapped only here → map it by a PMD, no allocation, no copy.
+    fn collapse_in_place(
+        &mut self,
+        mmi: usize,
+        vma: &Vma,
+        haddr: u64,
+        table: &pgtable::PteTable,
+    ) -> bool {
+        let first = table[0];
+        if first.kind() != pgtable::KIND_PAGE {
+            return false;
+        }
+        let id = first.folio();
+        let f = *self.folios.get(id);
+        if f.order != HPAGE_PMD_ORDER
+            || f.entire_mapcount != 0
+            || f.mapcount != HPAGE_PMD_NR as u32
+            || self.folios.maybe_mapped_shared(id)
+        {
+            return false;
+        }
+        if !table
+            .iter()
+            .enumerate()
+            .all(|(i, p)| p.kind() == pgtable::KIND_PAGE && p.folio() == id && p.idx() == i as u32)
+        {
+            return false;
+        }
+        let tidx = self.mms[mmi].pgt.pmd(haddr).table_idx();
+        let excl = table.iter().all(|p| p.has(EXCLUSIVE));
+        for i in 0..HPAGE_PMD_NR {
+            self.mms[mmi].pgt.pte_table_mut(tidx)[i] = Pte::NONE;
+        }
+        // PTE mappings become one PMD mapping of the same folio.
+        self.folio_add_pmd_mapping(id, mmi);
+        self.folio_remove_rmap_ptes(id, 0, HPAGE_PMD_NR as u32, mmi);
+        let pfn = self.mms[mmi].pgt.free_pte_table(tidx);
+        self.mms[mmi].pgt.deposited.push(pfn);
+        let bits = YOUNG
+            | DIRTY
+            | if excl { EXCLUSIVE } else { 0 }
+            | if excl && vma.has(crate::mm::vmf::WRITE) {
+                WRITE
+            } else {
+                0
+            };
+        *self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd") = Pmd::thp(id, bits);
+        self.vmstat.count(VmItem::SimCollapseInplace);
+        true
+    }
+
+    /// MADV_COLLAPSE over `[start, end)` (`madvise_collapse`), VMA by VMA.
+    pub(crate) fn madvise_collapse(&mut self, pid: Pid, start: u64, end: u64) -> Result<(), Errno> {
+        let mmi = self.mm_of(pid);
+        let mut unmapped = !self.mms[mmi].range_fully_mapped(start, end);
+        let mut ret = Ok(());
+        for s in self.mms[mmi].vma_starts_in(start, end) {
+            let Some(vma) = self.mms[mmi].vmas.get(&s).cloned() else {
+                continue;
+            };
+            let (a, b) = (start.max(vma.start), end.min(vma.end));
+            if !self.thp_vma_allowable_order(mmi, &vma, HPAGE_PMD_ORDER, Tva::ForcedCollapse) {
+                ret = Err(Errno::EINVAL);
+                continue;
+            }
+            let hstart = (a + PMD_SIZE - 1) & PMD_MASK;
+            let hend = b & PMD_MASK;
+            let mut thps = 0;
+            let mut last_fail = None;
+            let mut addr = hstart;
+            while addr < hend {
+                let Some(v) = self.mms[mmi].vma_at(addr).cloned() else {
+                    break;
+                };
+                let r = self.collapse_scan_pmd(mmi, &v, addr, false);
+                match r {
+                    ScanResult::Succeed | ScanResult::PmdMapped => thps += 1,
+                    ScanResult::PmdNull
+                    | ScanResult::LackReferencedPage
+                    | ScanResult::PageCount => last_fail = Some(r),
+                    _ => {
+                        last_fail = Some(r);
+                        break;
+                    }
+                }
+                addr += PMD_SIZE;
+            }
+            if hend > hstart && thps != (hend - hstart) / PMD_SIZE {
+                ret = Err(match last_fail {
+                    Some(ScanResult::AllocHugePageFail) => Errno::ENOMEM,
+                    Some(ScanResult::ExceedNonePte) => Errno::EBUSY,
+                    Some(ScanResult::PageCount) => Errno::EAGAIN,
+                    _ => Errno::EINVAL,
+                });
+            }
+        }
+        if ret.is_ok() && std::mem::take(&mut unmapped) {
+            return Err(Errno::ENOMEM);
+        }
+        ret
+    }
+
+    /// Adds a PMD mapping to an existing folio (in-place collapse).
+    fn folio_add_pmd_mapping(&mut self, id: FolioId, mmi: usize) {
+        let f = self.folios.get_mut(id);
+        f.entire_mapcount += 1;
+        f.refcount += 1;
+        if f.entire_mapcount == 1 {
+            self.vmstat.add(VmItem::NrAnonTransparentHugepages, 1);
+        }
+        self.folios.mm_map_add(id, mmi, 1);
+    }
+}

@@ -1,0 +1,232 @@
+//! Folio splitting and the shrinkers that split, after `mm/huge_memory.c` (Linux 6.18):
+//! `split_folio` to order 0 (`__folio_split`: unmap — PMD mappings are split first —, refcount
+//! check, new order-0 folios, and `remap_page` with zero-filled sub-pages mapped to the shared
+//! zero page, `try_to_map_unused_to_zeropage` in `mm/migrate.c`), the deferred-split shrinker
+//! with the underused check (`deferred_split_scan`, `thp_underused`) and the huge-zero
+//! shrinker; and MADV_FREE (`madvise_free_single_vma`, `madvise_free_huge_pmd`,
+//! `madvise_free_pte_range` in `mm/madvise.c`).
+//! Deviations: no mlock (so no mlocked exceptions), no swap cache, no reclaim of lazy-free pages.
+
+use crate::folio::{flags, FolioId};
+use crate::mm::vmf;
+use crate::pgtable::{self, pte_index, Pte, DIRTY, PROTNONE, SOFT_DIRTY, UFFD_WP, YOUNG};
+use crate::types::{HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK, PMD_SIZE};
+use crate::vmstat::{MthpStat, VmItem};
+use crate::Kernel;
+
+impl Kernel {
+    /// `split_folio`: splits a large anonymous folio into order-0 folios. False (and
+    /// `thp_split_page_failed`) if references other than mappings exist.
+    pub(crate) fn split_folio(&mut self, id: FolioId) -> bool {
+        let f = *self.folios.get(id);
+        if f.order == 0 {
+            return true;
+        }
+        let nr = f.nr_pages();
+        let va = self.folios.meta(id).va;
+        let mms: Vec<usize> = self
+            .folios
+            .meta(id)
+            .mm_maps
+            .iter()
+            .map(|(m, _)| *m as usize)
+            .collect();
+        // unmap_folio(): PMD mappings are split first (thp_split_pmd each).
+        for &mmi in &mms {
+            let pmd = self.mms[mmi].pgt.pmd(va);
+            if pmd.is_thp() && pmd.folio() == id {
+                self.split_huge_pmd(mmi, va);
+            }
+        }
+        let f = *self.folios.get(id);
+        if f.refcount != f.mapcount + f.entire_mapcount as u32 {
+            if f.order == HPAGE_PMD_ORDER {
+                self.vmstat.count(VmItem::ThpSplitPageFailed);
+            }
+            self.vmstat.mthp_count(f.order, MthpStat::SplitFailed);
+            return false;
+        }
+        if f.order == HPAGE_PMD_ORDER {
+            self.vmstat.count(VmItem::ThpSplitPage);
+        }
+        self.vmstat.mthp_count(f.order, MthpStat::Split);
+        if f.test(flags::DEFERRED) {
+            self.ds_unqueue(id);
+        }
+        self.vmstat.mthp_add(f.order, MthpStat::NrAnon, -1);
+        let meta = self.folios.meta(id).clone();
+        let lazy = f.flags & flags::LAZYFREE;
+        // New order-0 folios, one per page, taking over the page's mappings.
+        let mut new_ids = Vec::with_capacity(nr as usize);
+        for i in 0..nr {
+            let mc = meta.page_mapcount.get(i as usize).copied().unwrap_or(0);
+            let nz = if meta.nonzero[(i / 64) as usize] & (1 << (i % 64)) != 0 {
+                flags::NONZERO
+            } else {
+                0
+            };
+            let nid = self
+                .folios
+                .alloc(f.pfn as u64 + i as u64, 0, flags::ANON | nz | lazy);
+            let nf = self.folios.get_mut(nid);
+            nf.mapcount = mc;
+            nf.refcount = mc;
+            new_ids.push(nid);
+        }
+        self.folios.release(id);
+        for &mmi in &mms {
+            for i in 0..nr {
+                let addr = va + i as u64 * PAGE_SIZE;
+                let pmd = self.mms[mmi].pgt.pmd(addr);
+                if !pmd.is_table() {
+                    continue;
+                }
+                let tidx = pmd.table_idx();
+                let pte = self.mms[mmi].pgt.pte_table(tidx)[pte_index(addr)];
+                if pte.kind() != pgtable::KIND_PAGE || pte.folio() != id || pte.idx() != i {
+                    continue;
+                }
+                let nid = new_ids[i as usize];
+                let locked = self.mms[mmi]
+                    .vma_at(addr)
+                    .is_some_and(|v| v.has(vmf::LOCKED));
+                if !self.folios.is_nonzero(nid, 0) && !locked {
+                    // remap_page(RMP_USE_SHARED_ZEROPAGE): an all-zero page goes back to the
+                    // shared zero page and its memory is freed.
+                    self.mms[mmi].pgt.pte_table_mut(tidx)[pte_index(addr)] =
+                        Pte::zero(pte.0 & (YOUNG | SOFT_DIRTY | UFFD_WP | PROTNONE));
+                    self.mms[mmi].rss_anon -= 1;
+                    let nf = self.folios.get_mut(nid);
+                    nf.mapcount -= 1;
+                    if nf.mapcount == 0 {
+                        self.vmstat.add(VmItem::NrAnonPages, -1);
+                    }
+                    self.folio_put(nid, 1);
+                } else {
+                    self.mms[mmi].pgt.pte_table_mut(tidx)[pte_index(addr)] =
+                        Pte::page(nid, 0, pte.0 & 0x3f8);
+                }
+            }
+        }
+        // Pages no longer mapped anywhere are freed now.
+        for nid in new_ids {
+            let nf = self.folios.get(nid);
+            if !nf.test(flags::FREE) && nf.refcount == 0 {
+                self.free_folio(nid);
+            }
+        }
+        true
+    }
+
+    /// `thp_underused`: more than `max_ptes_none` zero-filled pages (never with the default 511).
+    fn thp_underused(&self, id: FolioId) -> bool {
+        let max = self.sysfs.max_ptes_none;
+        if max as usize == crate::types::HPAGE_PMD_NR - 1 {
+            return false;
+        }
+        let f = self.folios.get(id);
+        let m = self.folios.meta(id);
+        let zero = (0..f.nr_pages())
+            .filter(|i| m.nonzero[(i / 64) as usize] & (1 << (i % 64)) == 0)
+            .count() as u32;
+        zero > max
+    }
+
+    /// Runs the shrinkers memory pressure or `drop_caches` would run: the deferred-split
+    /// shrinker (`deferred_split_scan`) and the huge-zero shrinker.
+    pub fn shrink(&mut self) {
+        for id in self.deferred_split_queue() {
+            let f = *self.folios.get(id);
+            if f.test(flags::FREE) || !f.test(flags::DEFERRED) {
+                continue;
+            }
+            let partially = f.test(flags::PARTIALLY_MAPPED);
+            let mut underused = false;
+            if !partially {
+                underused = self.thp_underused(id);
+                if !underused {
+                    self.ds_unqueue(id);
+                    continue;
+                }
+            }
+            if self.split_folio(id) {
+                if underused {
+                    self.vmstat.count(VmItem::ThpUnderusedSplitPage);
+                }
+            } else if !partially {
+                self.ds_unqueue(id);
+            }
+        }
+        if self.huge_zero_users == 0 {
+            if let Some(pfn) = self.huge_zero_pfn.take() {
+                self.buddy.free(pfn, HPAGE_PMD_ORDER);
+            }
+        }
+    }
+
+    /// MADV_FREE over `[start, end)` of one VMA.
+    pub(crate) fn madvise_free_range(&mut self, mmi: usize, start: u64, end: u64) {
+        let mut slot = start & PMD_MASK;
+        while slot < end {
+            let (s, e) = (start.max(slot), end.min(slot + PMD_SIZE));
+            let pmd = self.mms[mmi].pgt.pmd(slot);
+            if pmd.is_thp() {
+                if s == slot && e == slot + PMD_SIZE {
+                    // madvise_free_huge_pmd(): whole PMD of an unshared folio → lazy-free.
+                    let id = pmd.folio();
+                    let f = *self.folios.get(id);
+                    if f.entire_mapcount == 1 && f.mapcount == 0 {
+                        self.folios.get_mut(id).flags |= flags::LAZYFREE;
+                        self.mms[mmi]
+                            .pgt
+                            .pmd_mut(slot)
+                            .expect("pmd")
+                            .set(DIRTY | YOUNG, false);
+                    }
+                    slot += PMD_SIZE;
+                    continue;
+                }
+                self.split_huge_pmd(mmi, slot);
+            }
+            let pmd = self.mms[mmi].pgt.pmd(slot);
+            if pmd.is_table() {
+                let mut addr = s;
+                while addr < e {
+                    let tidx = self.mms[mmi].pgt.pmd(slot).table_idx();
+                    let pte = self.mms[mmi].pgt.pte_table(tidx)[pte_index(addr)];
+                    if pte.kind() != pgtable::KIND_PAGE {
+                        addr += PAGE_SIZE;
+                        continue;
+                    }
+                    let id = pte.folio();
+                    let f = *self.folios.get(id);
+                    if f.order > 0 {
+                        // Is the whole folio inside the range and mapped here in order?
+                        let base = addr - pte.idx() as u64 * PAGE_SIZE;
+                        let covers = base >= start && base + ((f.nr_pages() as u64) << 12) <= end;
+                        if !covers {
+                            if self.folios.maybe_mapped_shared(id) || !self.split_folio(id) {
+                                addr += PAGE_SIZE;
+                                continue;
+                            }
+                            // Re-read the (now order-0) PTE.
+                            continue;
+                        }
+                        if self.folios.maybe_mapped_shared(id) {
+                            addr += PAGE_SIZE;
+                            continue;
+                        }
+                    } else if f.mapcount != 1 {
+                        addr += PAGE_SIZE;
+                        continue;
+                    }
+                    self.folios.get_mut(id).flags |= flags::LAZYFREE;
+                    self.mms[mmi].pgt.pte_table_mut(tidx)[pte_index(addr)]
+                        .set(DIRTY | YOUNG, false);
+                    addr += PAGE_SIZE;
+                }
+            }
+            slot += PMD_SIZE;
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! khugepaged, MADV_COLLAPSE, the deferred-split/underused shrinker and MADV_FREE against the
+//! tables measured on 6.18 (kernel-behavior.md §6.2, §6.4, §7.5, §8, Appendix B #14–#18).
+
+use thpsim_kernel::errno::Errno;
+use thpsim_kernel::mmap::MapFlags;
+use thpsim_kernel::observe::Backing;
+use thpsim_kernel::types::{AccessKind, Advice, Pid, Prot};
+use thpsim_kernel::vmstat::{MthpStat, VmItem};
+use thpsim_kernel::{profile, Kernel, KernelConfig};
+
+const BASE: u64 = 0x7f00_0000_0000;
+const M2: u64 = 2 << 20;
+const K4: u64 = 4096;
+
+fn kernel(p: &str, knobs: &[(&str, &str)], sets: &[(&str, &str)]) -> (Kernel, Pid) {
+    let mut prof = profile::profile(p).unwrap();
+    for (k, v) in sets {
+        prof.switches.set(k, v).unwrap();
+    }
+    let mut cfg = KernelConfig {
+        profile: prof,
+        ..Default::default()
+    };
+    for (k, v) in knobs {
+        cfg.sysfs.set(k, v).unwrap();
+    }
+    let mut k = Kernel::new(cfg).unwrap();
+    let pid = k.spawn();
+    (k, pid)
+}
+
+fn ok(k: &Kernel) {
+    k.check_invariants()
+        .unwrap_or_else(|e| panic!("invariant: {e}"));
+}
+
+fn touch(k: &mut Kernel, pid: Pid, start: u64, len: u64, kind: AccessKind) {
+    let mut a = start;
+    while a < start + len {
+        k.access(pid, a, kind).unwrap();
+        a += K4;
+    }
+    ok(k);
+}
+
+fn v(k: &Kernel, i: VmItem) -> i64 {
+    k.vmstat.get(i)
+}
+
+/// 512 order-0 pages in an un-advised VMA (the usual state before MADV_HUGEPAGE/COLLAPSE).
+fn order0_region(k: &mut Kernel, pid: Pid, pages: u64) {
+    k.mmap(pid, BASE, M2, Prot::RW, MapFlags::default())
+        .unwrap();
+    touch(k, pid, BASE, pages * K4, AccessKind::Write);
+}
+
+#[test]
+fn madvise_collapse_table() {
+    // 512 order-0 pages → collapsed; thp_collapse_alloc +1; pages_collapsed unchanged.
+    let (mut k, pid) = kernel("6.18", &[], &[]);
+    order0_region(&mut k, pid, 512);
+    k.madvise(pid, BASE, M2, Advice::Collapse).unwrap();
+    ok(&k);
+    assert_eq!(v(&k, VmItem::ThpCollapseAlloc), 1);
+    assert_eq!(k.vmstat.pages_collapsed, 0);
+    assert_eq!(
+        k.page_map(pid, BASE, BASE + M2),
+        vec![(Backing::ThpPmd, 512)]
+    );
+    // Already a PMD: 0, nothing changes.
+    k.madvise(pid, BASE, M2, Advice::Collapse).unwrap();
+    assert_eq!(v(&k, VmItem::ThpCollapseAlloc), 1);
+
+    // 1 page + 511 none → collapsed, Rss 4 kB → 2048 kB.
+    let (mut k, pid) = kernel("6.18", &[], &[]);
+    order0_region(&mut k, pid, 1);
+    k.madvise(pid, BASE, M2, Advice::Collapse).unwrap();
+    ok(&k);
+    assert_eq!(k.smaps(pid, BASE, BASE + M2).field("Rss"), Some(2048));
+
+    // Never touched, or only zero PTEs → EINVAL (no anon_vma).
+    let (mut k, pid) = kernel("6.18", &[], &[]);
+    k.mmap(pid, BASE, M2, Prot::RW, MapFlags::default())
+        .unwrap();
+    assert_eq!(
+        k.madvise(pid, BASE, M2, Advice::Collapse),
+        Err(Errno::EINVAL)
+    );
+    touch(&mut k, pid, BASE, M2, AccessKind::Read);
+    assert_eq!(
+        k.madvise(pid, BASE, M2, Advice::Collapse),
+        Err(Errno::EINVAL)
+    );
+
+    // NOHUGEPAGE VMA, prctl completely → EINVAL.
+    let (mut k, pid) = kernel("6.18", &[], &[]);
+    order0_region(&mut k, pid, 512);
+    k.madvise(pid, BASE, M2, Advice::Nohugepage).unwrap();
+    assert_eq!(
+        k.madvise(pid, BASE, M2, Advice::Collapse),
+        Err(Errno::EINVAL)
+    );
+    let (mut k, pid) = kernel("6.18", &[], &[]);
+    order0_region(&mut k, pid, 512);
+    k.prctl_set_thp_disable(pid, true, 0).unwrap();
+    assert_eq!(
+        k.madvise(pid, BASE, M2, Advice::Collapse),
+        Err(Errno::EINVAL)
+    );
+
+    // Huge zero PMD: 0, nothing changes.
+    let (mut k, pid) = kernel("6.18", &[], &[]);
+    k.mmap(pid, BASE, M2, Prot::RW, MapFlags::default())
+        .unwrap();
+    k.madvise(pid, BASE, M2, Advice::Hugepage).unwrap();
+    touch(&mut k, pid, BASE, M2, AccessKind::Read);
+    k.madvise(pid, BASE, M2, Advice::Collapse).unwrap();
+    assert_eq!(
+        k.page_map(pid, BASE, BASE + M2),
+        vec![(Backing::HugeZero, 512)]
+    );
+    assert_eq!(v(&k, VmItem::ThpCollapseAlloc), 0);
+
+    // Populated then mprotect(PROT_READ): collapsed (6.18 dropped the writable-PTE rule).
+    let (mut k, pid) = kernel("6.18", &[], &[]);
+    order0_region(&mut k, pid, 512);
+    k.mprotect(pid, BASE, M2, Prot::R).unwrap();
+    k.madvise(pid, BASE, M2, Advice::Collapse).unwrap();
+    ok(&k);
+    assert_eq!(
+        k.page_map(pid, BASE, BASE + M2),
+        vec![(Backing::ThpPmd, 512)]
+    );
+
+    // Shared with a fork child: collapsed (shared limit ignored).
+    let (mut k, pid) = kernel("6.18", &[], &[]);
+    order0_region(&mut k, pid, 512);
+    let _child = k.fork(pid).unwrap();
+    k.madvise(pid, BASE, M2, Advice::Collapse).unwrap();
+    ok(&k);
+    assert_eq!(
+        k.page_map(pid, BASE, BASE + M2),
+        vec![(Backing::ThpPmd, 512)]
+    );
+
+    // 32 × 64K mTHP → one PMD THP.
+    let (mut k, pid) = kernel("6.18", &[("hugepages-64kB.enabled", "always")], &[]);
+    order0_region(&mut k, pid, 512);
+    k.madvise(pid, BASE, M2, Advice::Collapse).unwrap();
+    ok(&k);
+    assert_eq!(
+        k.page_map(pid, BASE, BASE + M2),
+        vec![(Backing::ThpPmd, 512)]
+    );
+    assert_eq!(k.vmstat.mthp_get(4, MthpStat::NrAnon), 0);
+}
+
+#[test]
+fn collapse_of_pte_mapped_thp_copy_vs_inplace() {
+    for (collapse, allocs, inplace) in [("copy", 1, 0), ("inplace", 0, 1)] {
+        let (mut k, pid) = kernel("6.18", &[], &[("collapse", collapse)]);
+        k.mmap(pid, BASE, M2, Prot::RW, MapFlags::default())
+            .unwrap();
+        k.madvise(pid, BASE, M2, Advice::Hugepage).unwrap();
+        touch(&mut k, pid, BASE, M2, AccessKind::Write);
+        // PTE-map it: mprotect a page away and back (the VMA re-merges).
+        k.mprotect(pid, BASE + K4, K4, Prot::R).unwrap();
+        k.mprotect(pid, BASE + K4, K4, Prot::RW).unwrap();
+        ok(&k);
+        assert_eq!(
+            k.page_map(pid, BASE, BASE + M2),
+            vec![(Backing::ThpPte { order: 9 }, 512)]
+        );
+        let a0 = v(&k, VmItem::ThpCollapseAlloc);
+        k.madvise(pid, BASE, M2, Advice::Collapse).unwrap();
+        ok(&k);
+        assert_eq!(v(&k, VmItem::ThpCollapseAlloc) - a0, allocs, "{collapse}");
+        assert_eq!(v(&k, VmItem::SimCollapseInplace), inplace, "{collapse}");
+        assert_eq!(
+            v(&k, VmItem::SimCollapseCopiedPages),
+            512 * allocs,
+            "{collapse}"
+        );
+        assert_eq!(
+            k.page_map(pid, BASE, BASE + M2),
+            vec![(Backing::ThpPmd, 512)]
+        );
+        assert_eq!(k.vmstat.mthp_get(9, MthpStat::NrAnon), 1);
+    }
+}
+
+#[test]
+fn khugepaged_collapses_on_schedule() {
+    let (mut k, pid) = kernel("6.18", &[], &[]);
+    order0_region(&mut k, pid, 512);
+    k.madvise(pid, BASE, M2, Advice::Hugepage).unwrap();
+    ok(&k);
+    // Ops take no simulated time: nothing happens until time passes.
+    assert_eq!(v(&k, VmItem::ThpCollapseAlloc), 0);
+    k.sleep_ms(100);
+    ok(&k);
+    assert_eq!(v(&k, VmItem::ThpCollapseAlloc), 1);
+    assert_eq!(k.vmstat.pages_collapsed, 1);
+    assert_eq!(k.vmstat.full_scans, 1);
+    assert_eq!(
+        k.page_map(pid, BASE, BASE + M2),
+        vec![(Backing::ThpPmd, 512)]
+    );
+}
+
+#[test]
+fn khugepaged_limits() {
+    // 512 zero PTEs in a VMA with an anon_vma: exceed_none once per pass, never collapsed.
+    let (mut k, pid) = kernel("6.18", &[], &[]);
+    k.mmap(pid, BASE, M2, Prot::RW, MapFlags::default())
+        .unwrap();
+    k.mmap(pid, BASE + M2, M2, Prot::RW, MapFlags::default())
+        .unwrap();
+    touch(&mut k, pid, BASE + M2, K4, AccessKind::Write); // gives the merged VMA an anon_vma
+    k.madvise(pid, BASE, M2, Advice::Dontneed).unwrap();
+    touch(&mut k, pid, BASE, M2, AccessKind::Read);
+    k.madvise(pid, BASE, 2 * M2, Advice::Hugepage).unwrap();
+    k.khugepaged_scan(3);
+    ok(&k);
+    assert_eq!(v(&k, VmItem::ThpScanExceedNonePte), 3);
+    assert_eq!(k.page_map(pid, BASE, BASE + M2), vec![(Backing::Zero, 512)]);
+    assert_eq!(
+        k.page_map(pid, BASE + M2, BASE + 2 * M2),
+        vec![(Backing::ThpPmd, 512)]
+    );
+
+    // max_ptes_none=0 with 256 pages: exceed_none.
+    let (mut k, pid) = kernel("6.18", &[("khugepaged.max_ptes_none", "0")], &[]);
+    order0_region(&mut k, pid, 256);
+    k.madvise(pid, BASE, M2, Advice::Hugepage).unwrap();
+    k.khugepaged_scan(1);
+    assert_eq!(v(&k, VmItem::ThpScanExceedNonePte), 1);
+    assert_eq!(v(&k, VmItem::ThpCollapseAlloc), 0);
+
+    // Shared with a live child: exceed_shared, not collapsed.
+    let (mut k, pid) = kernel("6.18", &[], &[]);
+    order0_region(&mut k, pid, 512);
+    k.madvise(pid, BASE, M2, Advice::Hugepage).unwrap();
+    let _child = k.fork(pid).unwrap();
+    k.khugepaged_scan(1);
+    ok(&k);
+    assert!(v(&k, VmItem::ThpScanExceedSharePte) >= 1);
+    assert_eq!(v(&k, VmItem::ThpCollapseAlloc), 0);
+}
+
+#[test]
+fn khugepaged_budget_is_eight_ranges_per_pass() {
+    let (mut k, pid) = kernel("6.18", &[], &[]);
+    let size = 32 * M2;
+    k.mmap(pid, BASE, size, Prot::RW, MapFlags::default())
+        .unwrap();
+    let mut a = BASE;
+    while a < BASE + size {
+        k.access(pid, a, AccessKind::Write).unwrap();
+        a += M2;
+    }
+    k.madvise(pid, BASE, size, Advice::Hugepage).unwrap();
+    k.khugepaged_scan(1);
+    ok(&k);
+    // pages_to_scan 4096: +1 for the mm, +512 per range → 7 ranges then the 8th crosses 4096.
+    assert_eq!(k.vmstat.pages_collapsed, 8);
+    k.sleep_ms(30_000);
+    ok(&k);
+    assert_eq!(k.vmstat.pages_collapsed, 32);
+    assert_eq!(k.vmstat.full_scans, 1);
+}
+
+#[test]
+fn deferred_split_shrinker_table() {
+    // max_ptes_none 511: a fully mapped THP with 1 non-zero page is left alone.
+    let (mut k, pid) = kernel("6.18", &[], &[]);
+    k.mmap(pid, BASE, M2, Prot::RW, MapFlags::default())
+        .unwrap();
+    k.madvise(pid, BASE, M2, Advice::Hugepage).unwrap();
+    touch(&mut k, pid, BASE, K4, AccessKind::Write);
+    k.shrink();
+    ok(&k);
+    assert_eq!(v(&k, VmItem::ThpSplitPage), 0);
+    assert_eq!(
+        k.deferred_split_len(),
+        0,
+        "dropped from the queue, not split"
+    );
+
+    // max_ptes_none 409: 1 non-zero page → split, 511 zero PTEs + 1 page, Rss 4 kB.
+    for (nonzero, split) in [(1u64, true), (102, true), (103, false)] {
+        let (mut k, pid) = kernel("6.18", &[("khugepaged.max_ptes_none", "409")], &[]);
+        k.mmap(pid, BASE, M2, Prot::RW, MapFlags::default())
+            .unwrap();
+        k.madvise(pid, BASE, M2, Advice::Hugepage).unwrap();
+        touch(&mut k, pid, BASE, nonzero * K4, AccessKind::Write);
+        k.shrink();
+        ok(&k);
+        assert_eq!(
+            v(&k, VmItem::ThpUnderusedSplitPage),
+            split as i64,
+            "{nonzero}"
+        );
+        assert_eq!(v(&k, VmItem::ThpSplitPage), split as i64, "{nonzero}");
+        if split {
+            assert_eq!(v(&k, VmItem::ThpSplitPmd), 1);
+            assert_eq!(
+                k.smaps(pid, BASE, BASE + M2).field("Rss"),
+                Some(nonzero * 4)
+            );
+            assert_eq!(
+                k.page_map(pid, BASE, BASE + M2),
+                vec![(Backing::Anon, nonzero), (Backing::Zero, 512 - nonzero)]
+            );
+        }
+    }
+
+    // Partially mapped (1 page unmapped), 300 non-zero: split without the underused count:
+    // 300 pages + 211 zero PTEs + 1 none, Rss 1200 kB.
+    let (mut k, pid) = kernel("6.18", &[], &[]);
+    k.mmap(pid, BASE, M2, Prot::RW, MapFlags::default())
+        .unwrap();
+    k.madvise(pid, BASE, M2, Advice::Hugepage).unwrap();
+    touch(&mut k, pid, BASE, 300 * K4, AccessKind::Write);
+    k.munmap(pid, BASE + M2 - K4, K4).unwrap();
+    assert_eq!(v(&k, VmItem::ThpDeferredSplitPage), 1);
+    k.shrink();
+    ok(&k);
+    assert_eq!(v(&k, VmItem::ThpUnderusedSplitPage), 0);
+    assert_eq!(v(&k, VmItem::ThpSplitPage), 1);
+    assert_eq!(k.vmstat.mthp_get(9, MthpStat::NrAnonPartiallyMapped), 0);
+    assert_eq!(k.smaps(pid, BASE, BASE + M2).field("Rss"), Some(1200));
+    assert_eq!(
+        k.page_map(pid, BASE, BASE + M2 - K4),
+        vec![(Backing::Anon, 300), (Backing::Zero, 211)]
+    );
+}
+
+#[test]
+fn hzp_wp_thp_is_queued_on_618_only() {
+    for (p, split) in [("6.18", 1), ("6.12", 0)] {
+        let (mut k, pid) = kernel(
+            p,
+            &[("khugepaged.max_ptes_none", "409")],
+            &[("hzp_wp_fault", "thp")],
+        );
+        k.mmap(pid, BASE, M2, Prot::RW, MapFlags::default())
+            .unwrap();
+        k.madvise(pid, BASE, M2, Advice::Hugepage).unwrap();
+        touch(&mut k, pid, BASE, M2, AccessKind::Read);
+        touch(&mut k, pid, BASE, K4, AccessKind::Write);
+        k.shrink();
+        ok(&k);
+        assert_eq!(v(&k, VmItem::ThpUnderusedSplitPage), split, "{p}");
+    }
+}
+
+#[test]
+fn madvise_free_part_splits_whole_does_not() {
+    let (mut k, pid) = kernel("6.18", &[], &[]);
+    k.mmap(pid, BASE, M2, Prot::RW, MapFlags::default())
+        .unwrap();
+    k.madvise(pid, BASE, M2, Advice::Hugepage).unwrap();
+    touch(&mut k, pid, BASE, M2, AccessKind::Write);
+    k.madvise(pid, BASE, M2, Advice::Free).unwrap();
+    ok(&k);
+    assert_eq!(v(&k, VmItem::ThpSplitPmd), 0);
+    assert_eq!(
+        k.page_map(pid, BASE, BASE + M2),
+        vec![(Backing::ThpPmd, 512)]
+    );
+    k.madvise(pid, BASE + K4, K4, Advice::Free).unwrap();
+    ok(&k);
+    assert_eq!(v(&k, VmItem::ThpSplitPmd), 1);
+    assert_eq!(v(&k, VmItem::ThpSplitPage), 1);
+    assert_eq!(k.vmstat.mthp_get(9, MthpStat::Split), 1);
+    assert_eq!(k.page_map(pid, BASE, BASE + M2), vec![(Backing::Anon, 512)]);
+}
+
+#[test]
+fn huge_zero_shrinker_frees_unused_huge_zero_page() {
+    let (mut k, pid) = kernel("6.18", &[], &[]);
+    k.mmap(pid, BASE, M2, Prot::RW, MapFlags::default())
+        .unwrap();
+    k.madvise(pid, BASE, M2, Advice::Hugepage).unwrap();
+    touch(&mut k, pid, BASE, K4, AccessKind::Read);
+    k.shrink();
+    assert_eq!(v(&k, VmItem::ThpZeroPageAlloc), 1, "still held by the mm");
+    let child = k.fork(pid).unwrap();
+    k.exit(child);
+    k.exit(pid);
+    k.shrink();
+    ok(&k);
+    let pid = k.spawn();
+    k.mmap(pid, BASE, M2, Prot::RW, MapFlags::default())
+        .unwrap();
+    k.madvise(pid, BASE, M2, Advice::Hugepage).unwrap();
+    touch(&mut k, pid, BASE, K4, AccessKind::Read);
+    assert_eq!(v(&k, VmItem::ThpZeroPageAlloc), 2);
+}

@@ -1,0 +1,207 @@
+//! fork, copy-on-write and exit against the facts measured on 6.18 (kernel-behavior.md §4, §5,
+//! Appendix B #9–#13, #29). The invariant checker runs after every step.
+
+use thpsim_kernel::mmap::MapFlags;
+use thpsim_kernel::observe::Backing;
+use thpsim_kernel::types::{AccessKind, Advice, Pid, Prot};
+use thpsim_kernel::vmstat::{MthpStat, VmItem};
+use thpsim_kernel::{profile, Kernel, KernelConfig};
+
+const BASE: u64 = 0x7f00_0000_0000;
+const M2: u64 = 2 << 20;
+const K4: u64 = 4096;
+
+fn kernel(p: &str, knobs: &[(&str, &str)]) -> (Kernel, Pid) {
+    let mut cfg = KernelConfig {
+        profile: profile::profile(p).unwrap(),
+        ..Default::default()
+    };
+    for (k, v) in knobs {
+        cfg.sysfs.set(k, v).unwrap();
+    }
+    let mut k = Kernel::new(cfg).unwrap();
+    let pid = k.spawn();
+    (k, pid)
+}
+
+fn ok(k: &Kernel) {
+    k.check_invariants()
+        .unwrap_or_else(|e| panic!("invariant: {e}"));
+}
+
+fn touch(k: &mut Kernel, pid: Pid, start: u64, len: u64, kind: AccessKind) -> u64 {
+    let f0 = k.task(pid).unwrap().minflt;
+    let mut a = start;
+    while a < start + len {
+        k.access(pid, a, kind).unwrap();
+        a += K4;
+    }
+    ok(k);
+    k.task(pid).unwrap().minflt - f0
+}
+
+fn thp(k: &mut Kernel, pid: Pid) {
+    k.mmap(pid, BASE, M2, Prot::RW, MapFlags::default())
+        .unwrap();
+    k.madvise(pid, BASE, M2, Advice::Hugepage).unwrap();
+    touch(k, pid, BASE, M2, AccessKind::Write);
+}
+
+#[test]
+fn child_write_splits_its_pmd_and_copies_4k() {
+    let (mut k, parent) = kernel("6.18", &[]);
+    thp(&mut k, parent);
+    let child = k.fork(parent).unwrap();
+    ok(&k);
+    assert_eq!(
+        k.smaps(child, BASE, BASE + M2).field("AnonHugePages"),
+        Some(2048)
+    );
+    assert_eq!(
+        k.smaps(child, BASE, BASE + M2).field("Pss"),
+        Some(1024),
+        "shared by two"
+    );
+    let split0 = k.vmstat.get(VmItem::ThpSplitPmd);
+    assert_eq!(touch(&mut k, child, BASE, 1, AccessKind::Write), 1);
+    assert_eq!(k.vmstat.get(VmItem::ThpSplitPmd) - split0, 1);
+    assert_eq!(
+        k.page_map(child, BASE, BASE + M2),
+        vec![(Backing::Anon, 1), (Backing::ThpPte { order: 9 }, 511)]
+    );
+    assert_eq!(
+        k.smaps(child, BASE, BASE + M2).field("AnonHugePages"),
+        Some(0)
+    );
+    // The parent keeps its PMD (read-only).
+    assert_eq!(
+        k.page_map(parent, BASE, BASE + M2),
+        vec![(Backing::ThpPmd, 512)]
+    );
+    // The other 511 child writes are 511 copies.
+    assert_eq!(touch(&mut k, child, BASE, M2, AccessKind::Write), 511);
+    assert_eq!(
+        k.page_map(child, BASE, BASE + M2),
+        vec![(Backing::Anon, 512)]
+    );
+}
+
+#[test]
+fn parent_reuses_pmd_after_child_exit() {
+    let (mut k, parent) = kernel("6.18", &[]);
+    thp(&mut k, parent);
+    let child = k.fork(parent).unwrap();
+    k.exit(child);
+    ok(&k);
+    let split0 = k.vmstat.get(VmItem::ThpSplitPmd);
+    assert_eq!(touch(&mut k, parent, BASE, M2, AccessKind::Write), 1);
+    assert_eq!(k.vmstat.get(VmItem::ThpSplitPmd), split0);
+    assert_eq!(
+        k.page_map(parent, BASE, BASE + M2),
+        vec![(Backing::ThpPmd, 512)]
+    );
+}
+
+#[test]
+fn parent_write_while_child_alive_copies_everything() {
+    let (mut k, parent) = kernel("6.18", &[]);
+    thp(&mut k, parent);
+    let _child = k.fork(parent).unwrap();
+    assert_eq!(touch(&mut k, parent, BASE, M2, AccessKind::Write), 512);
+    assert_eq!(
+        k.page_map(parent, BASE, BASE + M2),
+        vec![(Backing::Anon, 512)]
+    );
+}
+
+#[test]
+fn child_write_to_inherited_huge_zero_gets_its_own_thp() {
+    let (mut k, parent) = kernel("6.18", &[]);
+    k.mmap(parent, BASE, M2, Prot::RW, MapFlags::default())
+        .unwrap();
+    k.madvise(parent, BASE, M2, Advice::Hugepage).unwrap();
+    touch(&mut k, parent, BASE, M2, AccessKind::Read);
+    let child = k.fork(parent).unwrap();
+    ok(&k);
+    let a0 = k.vmstat.get(VmItem::ThpFaultAlloc);
+    assert_eq!(touch(&mut k, child, BASE, 1, AccessKind::Write), 1);
+    assert_eq!(k.vmstat.get(VmItem::ThpFaultAlloc) - a0, 1);
+    assert_eq!(
+        k.page_map(child, BASE, BASE + M2),
+        vec![(Backing::ThpPmd, 512)]
+    );
+    assert_eq!(
+        k.page_map(parent, BASE, BASE + M2),
+        vec![(Backing::HugeZero, 512)]
+    );
+    k.exit(child);
+    ok(&k);
+}
+
+#[test]
+fn zero_pte_only_vma_is_not_copied() {
+    // A VMA read only through small zero pages has no anon_vma: the child starts empty.
+    let (mut k, parent) = kernel("6.18", &[]);
+    k.mmap(parent, BASE, M2, Prot::RW, MapFlags::default())
+        .unwrap();
+    touch(&mut k, parent, BASE, M2, AccessKind::Read);
+    let child = k.fork(parent).unwrap();
+    ok(&k);
+    assert_eq!(
+        k.page_map(child, BASE, BASE + M2),
+        vec![(Backing::None, 512)]
+    );
+    assert_eq!(touch(&mut k, child, BASE, M2, AccessKind::Read), 512);
+}
+
+#[test]
+fn mthp_cow_reuse_after_child_exit_615() {
+    for (p, want_reuse) in [("6.18", true), ("6.12", false)] {
+        let (mut k, parent) = kernel(p, &[("hugepages-64kB.enabled", "always")]);
+        k.mmap(parent, BASE, M2, Prot::RW, MapFlags::default())
+            .unwrap();
+        assert_eq!(touch(&mut k, parent, BASE, M2, AccessKind::Write), 32);
+        let child = k.fork(parent).unwrap();
+        k.exit(child);
+        ok(&k);
+        let r0 = k.vmstat.get(VmItem::Pgreuse);
+        assert_eq!(
+            touch(&mut k, parent, BASE, M2, AccessKind::Write),
+            512,
+            "{p}"
+        );
+        if want_reuse {
+            assert_eq!(k.vmstat.get(VmItem::Pgreuse) - r0, 512);
+            assert_eq!(
+                k.page_map(parent, BASE, BASE + M2),
+                vec![(Backing::ThpPte { order: 4 }, 512)]
+            );
+            assert_eq!(k.vmstat.mthp_get(4, MthpStat::NrAnon), 32);
+        } else {
+            assert_eq!(k.vmstat.get(VmItem::Pgreuse) - r0, 0);
+            assert_eq!(
+                k.page_map(parent, BASE, BASE + M2),
+                vec![(Backing::Anon, 512)]
+            );
+            assert_eq!(
+                k.vmstat.mthp_get(4, MthpStat::NrAnon),
+                0,
+                "all copied, old folios freed"
+            );
+        }
+    }
+}
+
+#[test]
+fn exit_frees_everything_but_shared_pages() {
+    let (mut k, parent) = kernel("6.18", &[]);
+    let free0 = k.nr_free_pages();
+    thp(&mut k, parent);
+    let child = k.fork(parent).unwrap();
+    touch(&mut k, child, BASE, M2, AccessKind::Write);
+    k.exit(child);
+    ok(&k);
+    k.exit(parent);
+    ok(&k);
+    assert_eq!(k.nr_free_pages(), free0);
+}
