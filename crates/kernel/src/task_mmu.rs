@@ -8,10 +8,13 @@
 use crate::huge_memory::Tva;
 use crate::observe::{pagemap_push, Backing, PageMap, Smaps};
 use crate::pgtable::{self, pte_index, DIRTY};
-use crate::types::{Pid, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK, PMD_SIZE};
+use crate::types::{Pid, PAGE_SIZE, PMD_MASK, PMD_SIZE};
 use crate::Kernel;
 
 const PSS_SHIFT: u32 = 12;
+
+/// `THP_ORDERS_ALL_ANON` (orders 2..=9): `THPeligible` is 1 if any of them is allowed.
+const ALL_ANON_ORDERS: u16 = 0b11_1111_1100;
 
 #[derive(Default)]
 struct Acc {
@@ -98,8 +101,7 @@ impl Kernel {
                 private_dirty: acc.private_dirty >> 10,
                 anonymous: acc.anonymous >> 10,
                 anon_huge_pages: acc.anon_huge >> 10,
-                thp_eligible: self.thp_vma_allowable_order(mmi, vma, HPAGE_PMD_ORDER, Tva::Smaps)
-                    as u64,
+                thp_eligible: (self.thp_vma_allowable_orders(mmi, vma, ALL_ANON_ORDERS, Tva::Smaps) != 0) as u64,
                 ..Smaps::default()
             };
             out.accumulate(&one);
