@@ -5,8 +5,10 @@
 //! whatever the kernel decides. A second test replays hand-picked long sequences.
 
 use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use thpsim_kernel::errno::Errno;
+use thpsim_kernel::mm::{prot_to_vmflags, vmf};
 use thpsim_kernel::mmap::MapFlags;
 use thpsim_kernel::observe::{Backing, PageMap};
 use thpsim_kernel::profile;
@@ -475,6 +477,95 @@ fn gen_op() -> impl Strategy<Value = GenOp> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A shadow of the VMA flags (the syscall semantics alone, no page tables) and an errno oracle
+// ---------------------------------------------------------------------------------------------
+
+/// `VM_SEQ_READ` / `VM_RAND_READ` as the model numbers them.
+const VM_SEQ_READ: u32 = 1 << 15;
+const VM_RAND_READ: u32 = 1 << 16;
+/// The flag bits the shadow tracks.
+const TRACKED: u32 = vmf::PROT_MASK | vmf::HUGEPAGE | vmf::NOHUGEPAGE | VM_SEQ_READ | VM_RAND_READ;
+
+/// Non-overlapping `[start, end) -> flags` intervals.
+#[derive(Clone, Debug, Default)]
+struct Shadow(BTreeMap<u64, (u64, u32)>);
+
+impl Shadow {
+    fn split_at(&mut self, a: u64) {
+        let hit = self.0.range(..a).next_back().map(|(s, v)| (*s, *v));
+        if let Some((s, (e, f))) = hit {
+            if e > a {
+                self.0.insert(s, (a, f));
+                self.0.insert(a, (e, f));
+            }
+        }
+    }
+    fn remove(&mut self, s: u64, e: u64) {
+        self.split_at(s);
+        self.split_at(e);
+        let keys: Vec<u64> = self.0.range(s..e).map(|(k, _)| *k).collect();
+        for k in keys {
+            self.0.remove(&k);
+        }
+    }
+    fn insert(&mut self, s: u64, e: u64, f: u32) {
+        self.remove(s, e);
+        self.0.insert(s, (e, f));
+    }
+    /// Applies `f` to the covered parts of `[s, e)`.
+    fn update(&mut self, s: u64, e: u64, f: impl Fn(u32) -> u32) {
+        self.split_at(s);
+        self.split_at(e);
+        for (_, v) in self.0.range_mut(s..e) {
+            v.1 = f(v.1);
+        }
+    }
+    fn covered(&self, a: u64) -> bool {
+        self.0.range(..=a).next_back().is_some_and(|(_, v)| v.0 > a)
+    }
+    /// `(end, flags)` of the interval containing `a`.
+    fn interval_at(&self, a: u64) -> Option<(u64, u32)> {
+        self.0
+            .range(..=a)
+            .next_back()
+            .filter(|(_, v)| v.0 > a)
+            .map(|(_, v)| *v)
+    }
+    /// End of the covered run starting at `a` (`a` if `a` is not covered).
+    fn covered_until(&self, a: u64) -> u64 {
+        let mut cur = a;
+        while let Some((_, v)) = self.0.range(..=cur).next_back().filter(|(_, v)| v.0 > cur) {
+            cur = v.0;
+        }
+        cur
+    }
+    fn overlaps(&self, s: u64, e: u64) -> bool {
+        self.covered(s) || self.0.range(s..e).next().is_some()
+    }
+    /// Coalesced runs, to compare with the model's VMAs (which may stay unmerged).
+    fn runs(it: impl Iterator<Item = (u64, u64, u32)>) -> Vec<(u64, u64, u32)> {
+        let mut out: Vec<(u64, u64, u32)> = Vec::new();
+        for (s, e, f) in it {
+            match out.last_mut() {
+                Some(l) if l.1 == s && l.2 == f => l.1 = e,
+                _ => out.push((s, e, f)),
+            }
+        }
+        out
+    }
+    fn my_runs(&self) -> Vec<(u64, u64, u32)> {
+        Self::runs(self.0.iter().map(|(s, v)| (*s, v.0, v.1)))
+    }
+}
+
+fn errno_name(r: Result<(), Errno>) -> String {
+    match r {
+        Ok(()) => "ok".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The runner and its checks
 // ---------------------------------------------------------------------------------------------
 
@@ -486,6 +577,11 @@ struct Runner {
     /// The range the presence checks of the current op cover: the window, every VMA before
     /// the op and an mmap's target (so nothing can be mapped outside it afterwards).
     span: (u64, u64),
+    shadow: Shadow,
+    /// Pages a store went to (their content is not zero) and not unmapped since.
+    written: BTreeSet<u64>,
+    /// Effective per-order enablement from the config (index = order).
+    order_possible: [bool; 10],
 }
 
 /// Which pages of the window are mapped (page map backing not None).
@@ -503,6 +599,14 @@ fn is_anon(b: Backing) -> bool {
 
 impl Runner {
     fn new(cfg: Cfg) -> Runner {
+        let mut order_possible = [false; 10];
+        for (i, v) in cfg.sizes.iter().enumerate() {
+            order_possible[i + 2] = match *v {
+                "never" => false,
+                "inherit" => cfg.enabled != "never",
+                _ => true,
+            };
+        }
         let mut k = cfg.kernel();
         let pid = k.spawn();
         Runner {
@@ -511,6 +615,9 @@ impl Runner {
             cfg,
             done: Vec::new(),
             span: (BASE, BASE + WINDOW),
+            shadow: Shadow::default(),
+            written: BTreeSet::new(),
+            order_possible,
         }
     }
 
@@ -565,6 +672,76 @@ impl Runner {
         Ok(r.is_ok())
     }
 
+    fn expect_errno(
+        &self,
+        what: &str,
+        r: Result<(), Errno>,
+        want: &[Result<(), Errno>],
+    ) -> Result<(), String> {
+        if want.contains(&r) {
+            return Ok(());
+        }
+        let w: Vec<String> = want.iter().map(|w| errno_name(*w)).collect();
+        Err(self.fail(format!(
+            "{what} returned {} but the syscall semantics say {}",
+            errno_name(r),
+            w.join(" or ")
+        )))
+    }
+
+    /// The errno madvise must return, from the shadow VMAs (and updates the shadow flags).
+    fn madvise_oracle(
+        &mut self,
+        addr: u64,
+        len: u64,
+        end: u64,
+        advice: Advice,
+    ) -> Vec<Result<(), Errno>> {
+        if addr % K4 != 0 {
+            return vec![Err(Errno::EINVAL)];
+        }
+        if len == 0 {
+            return vec![Ok(())];
+        }
+        let hole = self.shadow.covered_until(addr) < end;
+        let full = if hole { Err(Errno::ENOMEM) } else { Ok(()) };
+        match advice {
+            Advice::PopulateRead | Advice::PopulateWrite => {
+                // The first problem in address order decides; OOM gives ENOMEM anyway.
+                let write = advice == Advice::PopulateWrite;
+                let mut cur = addr;
+                while cur < end {
+                    let Some((iv_end, f)) = self.shadow.interval_at(cur) else {
+                        return vec![Err(Errno::ENOMEM)];
+                    };
+                    let ok = if write {
+                        f & vmf::WRITE != 0
+                    } else {
+                        f & vmf::READ != 0
+                    };
+                    if !ok {
+                        return vec![Err(Errno::EINVAL), Err(Errno::ENOMEM)];
+                    }
+                    cur = iv_end;
+                }
+                vec![Ok(()), Err(Errno::ENOMEM)]
+            }
+            Advice::Dontneed | Advice::Willneed => vec![full],
+            _ => {
+                let (set, clear) = match advice {
+                    Advice::Hugepage => (vmf::HUGEPAGE, vmf::NOHUGEPAGE),
+                    Advice::Nohugepage => (vmf::NOHUGEPAGE, vmf::HUGEPAGE),
+                    Advice::Normal => (0, VM_SEQ_READ | VM_RAND_READ),
+                    Advice::Random => (VM_RAND_READ, VM_SEQ_READ),
+                    Advice::Sequential => (VM_SEQ_READ, VM_RAND_READ),
+                    _ => unreachable!(),
+                };
+                self.shadow.update(addr, end, |f| (f & !clear) | set);
+                vec![full]
+            }
+        }
+    }
+
     fn apply_gen(&mut self, g: GenOp) -> Result<(), String> {
         let op = g.resolve(&self.k, self.pid);
         self.apply(op)
@@ -585,6 +762,7 @@ impl Runner {
         self.span = span;
         let before = self.span_map();
         let pres0 = presence(&before);
+        let counters0 = self.k.counters();
         // (range affected, whether presence may only grow there, whether it may shrink there)
         let mut unmapped_range: Option<(u64, u64)> = None;
         let mut populated: Option<(u64, u64, bool)> = None;
@@ -605,23 +783,62 @@ impl Runner {
                         populate,
                     },
                 );
+                let end = addr + len.div_ceil(K4) * K4;
+                let want = if addr % K4 != 0 || len == 0 {
+                    Err(Errno::EINVAL)
+                } else if self.shadow.overlaps(addr, end) {
+                    Err(Errno::EEXIST)
+                } else {
+                    Ok(())
+                };
+                self.expect_errno("mmap", r.map(|_| ()), &[want])?;
                 if let Ok(a) = r {
                     if a != addr {
                         return Err(self.fail(format!("mmap returned {a:#x}")));
                     }
+                    self.shadow.insert(addr, end, prot_to_vmflags(prot));
                 }
             }
             Op::Munmap { addr, len } => {
-                if self.k.munmap(pid, addr, len).is_ok() && len > 0 {
-                    unmapped_range = Some((addr, addr + len.div_ceil(K4) * K4));
+                let r = self.k.munmap(pid, addr, len);
+                let want = if addr % K4 != 0 || len == 0 {
+                    Err(Errno::EINVAL)
+                } else {
+                    Ok(())
+                };
+                self.expect_errno("munmap", r, &[want])?;
+                if r.is_ok() {
+                    let end = addr + len.div_ceil(K4) * K4;
+                    unmapped_range = Some((addr, end));
+                    self.shadow.remove(addr, end);
                 }
             }
             Op::Mprotect { addr, len, prot } => {
-                let _ = self.k.mprotect(pid, addr, len, prot);
+                let r = self.k.mprotect(pid, addr, len, prot);
+                let end = addr + len.div_ceil(K4) * K4;
+                let want = if addr % K4 != 0 {
+                    Err(Errno::EINVAL)
+                } else if len == 0 {
+                    Ok(())
+                } else {
+                    // Changes up to the first hole, then ENOMEM.
+                    let upto = self.shadow.covered_until(addr).min(end);
+                    let p = prot_to_vmflags(prot);
+                    self.shadow
+                        .update(addr, upto, |f| (f & !vmf::PROT_MASK) | p);
+                    if upto == end {
+                        Ok(())
+                    } else {
+                        Err(Errno::ENOMEM)
+                    }
+                };
+                self.expect_errno("mprotect", r, &[want])?;
             }
             Op::Madvise { addr, len, advice } => {
                 let r = self.k.madvise(pid, addr, len, advice);
                 let end = addr + len.div_ceil(K4) * K4;
+                let want = self.madvise_oracle(addr, len, end, advice);
+                self.expect_errno(advice.name(), r, &want)?;
                 match advice {
                     // Holes give ENOMEM after the mapped parts were zapped.
                     Advice::Dontneed if matches!(r, Ok(()) | Err(Errno::ENOMEM)) => {
@@ -643,6 +860,9 @@ impl Runner {
                     let a = addr + i * stride;
                     if self.access_once(a, write)? {
                         ok_addrs.push(a);
+                        if write {
+                            self.written.insert(a & !(K4 - 1));
+                        }
                     }
                 }
                 // Nothing an access does unmaps another page: the whole range is still
@@ -676,13 +896,14 @@ impl Runner {
         self.k
             .check_invariants()
             .map_err(|e| self.fail(format!("invariant: {e}")))?;
-        self.cross_checks(op, &pres0, unmapped_range, populated)
+        self.cross_checks(op, &pres0, &counters0, unmapped_range, populated)
     }
 
     fn cross_checks(
         &mut self,
         op: Op,
         pres0: &[bool],
+        counters0: &[(String, i64)],
         unmapped_range: Option<(u64, u64)>,
         populated: Option<(u64, u64, bool)>,
     ) -> Result<(), String> {
@@ -735,6 +956,80 @@ impl Runner {
             }
         }
 
+        // Stored data is never lost: a written page stays backed by an anon page until it is
+        // unmapped or zapped.
+        if let Some((s, e)) = unmapped_range {
+            let gone: Vec<u64> = self.written.range(s..e).copied().collect();
+            for a in gone {
+                self.written.remove(&a);
+            }
+        }
+        for &a in &self.written {
+            let b = match self.page_index(a) {
+                Some(i) => backing[i],
+                None => self.k.page_map(pid, a, a + K4)[0].0,
+            };
+            if !is_anon(b) {
+                return Err(self.fail(format!("written page {:?} is now {b:?}", Rel(a))));
+            }
+        }
+
+        // Backings the configuration rules out.
+        for (b, _) in &after {
+            let impossible = match *b {
+                Backing::HugeZero => !self.cfg.use_zero_page || !self.order_possible[9],
+                Backing::ThpPmd => !self.order_possible[9],
+                Backing::ThpPte { order } => !self.order_possible[order as usize],
+                Backing::Marker | Backing::Swap => true,
+                _ => false,
+            };
+            if impossible {
+                return Err(self.fail(format!("{b:?} cannot exist with this configuration")));
+            }
+        }
+
+        // The VMAs against the shadow (flags of every byte, coalesced), and pgoff.
+        let model_runs = Shadow::runs(
+            self.k
+                .mm(pid)
+                .vmas
+                .values()
+                .map(|v| (v.start, v.end, v.flags & TRACKED)),
+        );
+        if model_runs != self.shadow.my_runs() {
+            let show = |r: &[(u64, u64, u32)]| -> String {
+                r.iter()
+                    .map(|(s, e, f)| format!("{:?}..{:?} {f:#x}; ", Rel(*s), Rel(*e)))
+                    .collect()
+            };
+            return Err(self.fail(format!(
+                "VMAs {}\nshadow {}",
+                show(&model_runs),
+                show(&self.shadow.my_runs())
+            )));
+        }
+        if let Some(v) = self
+            .k
+            .mm(pid)
+            .vmas
+            .values()
+            .find(|v| v.pgoff != v.start / K4)
+        {
+            return Err(self.fail(format!("VMA with pgoff {:#x}: {v:?}", v.pgoff)));
+        }
+
+        // Event counters only go up.
+        let c1 = self.k.counters();
+        for ((n0, v0), (n1, v1)) in counters0.iter().zip(&c1) {
+            if n0 == n1 && !n0.contains("nr_") && v1 < v0 {
+                return Err(self.fail(format!("counter {n0} went down: {v0} -> {v1}")));
+            }
+        }
+        let task = self.k.task(pid).unwrap();
+        if task.minflt as i64 > self.k.vmstat.get(VmItem::Pgfault) {
+            return Err(self.fail("minflt above pgfault".into()));
+        }
+
         // smaps per VMA against the page map; Rss == Anonymous, AnonHugePages <= Rss.
         let vmas: Vec<(u64, u64)> = self
             .k
@@ -746,7 +1041,15 @@ impl Runner {
         let mut rss_total = 0;
         for &(s, e) in &vmas {
             let sm = self.k.smaps(pid, s, e);
-            if sm.rss != sm.anonymous || sm.anon_huge_pages > sm.rss || sm.size != (e - s) >> 10 {
+            // One process, no sharing: every mapped page is private with mapcount 1.
+            if sm.rss != sm.anonymous
+                || sm.anon_huge_pages > sm.rss
+                || sm.anon_huge_pages % 2048 != 0
+                || sm.size != (e - s) >> 10
+                || sm.pss != sm.rss
+                || sm.shared_clean + sm.shared_dirty != 0
+                || sm.private_clean + sm.private_dirty != sm.rss
+            {
                 return Err(self.fail(format!("smaps of {:?}..{:?}: {sm:?}", Rel(s), Rel(e))));
             }
             let m = self.k.page_map(pid, s, e);
