@@ -9,8 +9,8 @@
 //! Deviations: no DMA pins (so never an eager copy), no MADV_DONTFORK/WIPEONFORK, no uffd-wp.
 
 use crate::errno::Errno;
-use crate::mm::{Mm, Task};
-use crate::pgtable::{self, Pmd, Pte, EXCLUSIVE, WRITE, YOUNG};
+use crate::mm::{vmf, Mm, Task, Vma};
+use crate::pgtable::{self, Pmd, Pte, EXCLUSIVE, UFFD_WP, WRITE, YOUNG};
 use crate::types::{Pid, HPAGE_PMD_NR, PMD_SHIFT, PMD_SIZE, PTRS_PER_PTE, PUD_SHIFT};
 use crate::Kernel;
 
@@ -19,7 +19,12 @@ impl Kernel {
     pub fn fork(&mut self, parent: Pid) -> Result<Pid, Errno> {
         let pmi = self.mm_of(parent);
         let child_mm = Mm {
-            vmas: self.mms[pmi].vmas.clone(),
+            // Without UFFD_FEATURE_EVENT_FORK (not modelled) the child is not registered.
+            vmas: self.mms[pmi]
+                .vmas
+                .iter()
+                .map(|(k, v)| (*k, Vma { flags: v.flags & !vmf::UFFD_MASK, ..v.clone() }))
+                .collect(),
             thp_disable: self.mms[pmi].thp_disable,
             users: 1,
             ..Mm::default()
@@ -84,7 +89,7 @@ impl Kernel {
                         let shared = Pmd(pmd.0 & !(WRITE | EXCLUSIVE));
                         *self.mms[pmi].pgt.pmd_mut(slot).expect("pmd") = shared;
                         *self.mms[cmi].pgt.pmd_mut(slot).expect("pmd table") =
-                            Pmd(shared.0 & !YOUNG);
+                            Pmd(shared.0 & !(YOUNG | UFFD_WP));
                         let f = self.folios.get_mut(id);
                         f.entire_mapcount += 1;
                         f.refcount += 1;
@@ -117,12 +122,12 @@ impl Kernel {
                     if pte.kind() == pgtable::KIND_PAGE {
                         let shared = Pte(pte.0 & !(WRITE | EXCLUSIVE));
                         self.mms[pmi].pgt.pte_table_mut(pidx)[j] = shared;
-                        self.mms[cmi].pgt.pte_table_mut(cidx)[j] = shared;
+                        self.mms[cmi].pgt.pte_table_mut(cidx)[j] = Pte(shared.0 & !UFFD_WP);
                         let id = pte.folio();
                         self.folio_add_anon_rmap_ptes(id, pte.idx(), 1, cmi);
                         self.mms[cmi].rss_anon += 1;
-                    } else {
-                        self.mms[cmi].pgt.pte_table_mut(cidx)[j] = pte;
+                    } else if pte.kind() == pgtable::KIND_ZERO {
+                        self.mms[cmi].pgt.pte_table_mut(cidx)[j] = Pte(pte.0 & !UFFD_WP);
                     }
                 }
                 if any {

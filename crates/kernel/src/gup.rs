@@ -51,6 +51,17 @@ impl Kernel {
                             self.tasks.get_mut(&pid).expect("task").minflt += 1
                         }
                         VmFault::Oom => return Err(Errno::ENOMEM),
+                        VmFault::Userfault(flags) => {
+                            if !self.deliver_userfault(mmi, addr, flags) {
+                                return Err(Errno::EFAULT);
+                            }
+                            // The in-kernel retry is counted like any completed fault.
+                            match self.handle_mm_fault(mmi, &vma, addr, write) {
+                                VmFault::Done | VmFault::Fallback => self.tasks.get_mut(&pid).expect("task").minflt += 1,
+                                VmFault::Oom => return Err(Errno::ENOMEM),
+                                VmFault::Userfault(_) => {}
+                            }
+                        }
                     }
                 }
                 addr += PAGE_SIZE;

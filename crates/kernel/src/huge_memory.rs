@@ -250,6 +250,10 @@ impl Kernel {
                 self.vmstat.count(VmItem::ThpFaultFallback);
                 return VmFault::Fallback;
             }
+            if vma.has(vmf::UFFD_MISSING) {
+                self.free_pgtable_page(pgtable);
+                return VmFault::Userfault(0);
+            }
             *self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd table") = Pmd::huge_zero(YOUNG);
             self.mms[mmi].pgt.deposited.push(pgtable);
             return VmFault::Done;
@@ -261,6 +265,12 @@ impl Kernel {
             self.folio_put_new(folio);
             return VmFault::Oom;
         };
+        if vma.has(vmf::UFFD_MISSING) {
+            // The THP was allocated and is thrown away; no thp_fault_alloc.
+            self.free_pgtable_page(pgtable);
+            self.folio_put_new(folio);
+            return VmFault::Userfault(crate::userfaultfd::FLAG_WRITE);
+        }
         self.mms[mmi].pgt.deposited.push(pgtable);
         self.map_anon_folio_pmd(mmi, vma, haddr, folio, true);
         VmFault::Done
@@ -273,6 +283,20 @@ impl Kernel {
         debug_assert_eq!(self.folios.get(id).refcount, 0);
         self.folios.get_mut(id).flags &= !crate::folio::flags::ANON;
         self.free_folio(id);
+    }
+
+    /// `wp_huge_pmd`: a uffd-wp protected PMD in a uffd-wp VMA raises a WP userfault (sync)
+    /// or is split so the PTE level clears the faulting page's bit (async).
+    pub(crate) fn wp_huge_pmd(&mut self, mmi: usize, vma: &Vma, addr: u64) -> VmFault {
+        let pmd = self.mms[mmi].pgt.pmd(addr & PMD_MASK);
+        if pmd.has(UFFD_WP) && vma.has(vmf::UFFD_WP) {
+            if self.mms[mmi].uffd.as_deref().is_some_and(|u| u.features.wp_async) {
+                self.split_huge_pmd(mmi, addr);
+                return VmFault::Fallback;
+            }
+            return VmFault::Userfault(crate::userfaultfd::FLAG_WRITE | crate::userfaultfd::FLAG_WP);
+        }
+        self.do_huge_pmd_wp_page(mmi, vma, addr)
     }
 
     /// `do_huge_pmd_wp_page`: a write to a present, write-protected huge PMD. Returns

@@ -31,6 +31,7 @@ pub enum ScanResult {
     Succeed,
     PmdNull,
     PmdMapped,
+    PteUffdWp,
     ExceedNonePte,
     ExceedSharedPte,
     PageCount,
@@ -241,6 +242,10 @@ impl Kernel {
                 self.vmstat.count(VmItem::ThpScanExceedNonePte);
                 return ScanResult::ExceedNonePte;
             }
+            // uffd-wp protected entries and markers abort the collapse (SCAN_PTE_UFFD_WP).
+            if pte.kind() == pgtable::KIND_MARKER || pte.has(crate::pgtable::UFFD_WP) {
+                return ScanResult::PteUffdWp;
+            }
             debug_assert_eq!(pte.kind(), pgtable::KIND_PAGE);
             let id = pte.folio();
             if self.folios.maybe_mapped_shared(id)
@@ -402,7 +407,8 @@ impl Kernel {
                     ScanResult::Succeed | ScanResult::PmdMapped => thps += 1,
                     ScanResult::PmdNull
                     | ScanResult::LackReferencedPage
-                    | ScanResult::PageCount => last_fail = Some(r),
+                    | ScanResult::PageCount
+                    | ScanResult::PteUffdWp => last_fail = Some(r),
                     _ => {
                         last_fail = Some(r);
                         break;

@@ -28,6 +28,7 @@ pub mod split;
 pub mod sysfs;
 pub mod task_mmu;
 pub mod types;
+pub mod userfaultfd;
 pub mod util;
 pub mod vmstat;
 
@@ -86,6 +87,8 @@ pub struct Kernel {
     pub(crate) khugepaged: khugepaged::KhugepagedState,
     /// Simulated time in milliseconds (advanced only by `sleep_ms`).
     pub(crate) now_ms: u64,
+    /// userfaultfd messages delivered, all processes.
+    pub uffd_stats: userfaultfd::MsgStats,
 }
 
 pub(crate) const NIL: u32 = u32::MAX;
@@ -122,6 +125,7 @@ impl Kernel {
             ds_len: 0,
             khugepaged: Default::default(),
             now_ms: 0,
+            uffd_stats: Default::default(),
         })
     }
 
@@ -282,6 +286,10 @@ impl Kernel {
             if k == "vmstat.nr_free_pages" {
                 *val = self.buddy.nr_free_pages() as i64;
             }
+        }
+        let u = &self.uffd_stats;
+        for (name, n) in [("events", u.events), ("missing", u.missing), ("wp", u.wp), ("minor", u.minor), ("write", u.write)] {
+            v.push((format!("uffd.{name}"), n as i64));
         }
         v
     }

@@ -11,7 +11,7 @@
 use crate::errno::Signal;
 use crate::folio::FolioId;
 use crate::mm::{vmf, Vma};
-use crate::pgtable::{self, pte_index, Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, WRITE, YOUNG};
+use crate::pgtable::{self, pte_index, Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, UFFD_WP, WRITE, YOUNG};
 use crate::types::{AccessKind, Pid, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK};
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
@@ -25,6 +25,9 @@ pub(crate) enum VmFault {
     Fallback,
     /// `VM_FAULT_OOM`.
     Oom,
+    /// `handle_userfault` → `VM_FAULT_RETRY` with these `UFFD_PAGEFAULT_FLAG_*` flags: not
+    /// counted; the monitor resolves it and the fault is retried.
+    Userfault(u32),
 }
 
 impl Kernel {
@@ -34,10 +37,14 @@ impl Kernel {
     pub fn access(&mut self, pid: Pid, addr: u64, kind: AccessKind) -> Result<(), Signal> {
         let mmi = self.mm_of(pid);
         let write = kind == AccessKind::Write;
-        for _ in 0..4 {
-            if self.access_hit(mmi, addr, write, true) {
+        // After a userfault the kernel retries handle_mm_fault itself (FAULT_FLAG_TRIED),
+        // without going back to the hardware.
+        let mut in_kernel_retry = false;
+        for _ in 0..8 {
+            if !in_kernel_retry && self.access_hit(mmi, addr, write, true) {
                 return Ok(());
             }
+            in_kernel_retry = false;
             let Some(vma) = self.mms[mmi].vma_at(addr).cloned() else {
                 return Err(Signal::Sigsegv);
             };
@@ -45,14 +52,18 @@ impl Kernel {
             if (write && !vma.has(vmf::WRITE)) || !vma.accessible() {
                 return Err(Signal::Sigsegv);
             }
-            let r = self.handle_mm_fault(mmi, &vma, addr, write);
-            let task = self.tasks.get_mut(&pid).expect("task");
-            match r {
-                VmFault::Done | VmFault::Fallback => task.minflt += 1,
+            match self.handle_mm_fault(mmi, &vma, addr, write) {
+                VmFault::Done | VmFault::Fallback => self.tasks.get_mut(&pid).expect("task").minflt += 1,
                 VmFault::Oom => return Err(Signal::Sigkill),
+                VmFault::Userfault(flags) => {
+                    if !self.deliver_userfault(mmi, addr, flags) {
+                        return Err(Signal::Sigbus);
+                    }
+                    in_kernel_retry = true;
+                }
             }
         }
-        panic!("model bug: access at {addr:#x} still faults after 4 handled faults");
+        panic!("model bug: access at {addr:#x} still faults after 8 attempts");
     }
 
     /// The hardware side of an access: does the current translation allow it? Sets the
@@ -105,7 +116,9 @@ impl Kernel {
         write: bool,
     ) -> VmFault {
         let r = self.__handle_mm_fault(mmi, vma, addr, write);
-        self.vmstat.count(VmItem::Pgfault);
+        if !matches!(r, VmFault::Userfault(_)) {
+            self.vmstat.count(VmItem::Pgfault);
+        }
         r
     }
 
@@ -131,7 +144,7 @@ impl Kernel {
             }
         } else if pmd.is_huge() {
             if write && !pmd.has(WRITE) {
-                let r = self.do_huge_pmd_wp_page(mmi, vma, addr);
+                let r = self.wp_huge_pmd(mmi, vma, addr);
                 if r != VmFault::Fallback {
                     return r;
                 }
@@ -151,11 +164,16 @@ impl Kernel {
     fn handle_pte_fault(&mut self, mmi: usize, vma: &Vma, addr: u64, write: bool) -> VmFault {
         let pte = self.mms[mmi].pgt.pte(addr);
         if pte.is_none() {
-            return self.do_anonymous_page(mmi, vma, addr, write);
+            return self.do_anonymous_page(mmi, vma, addr, write, false);
         }
-        if !pte.is_present() {
-            // uffd-wp markers and swap entries are not produced by the model yet.
-            unreachable!("non-present PTE {pte:?} at {addr:#x}");
+        if pte.kind() == pgtable::KIND_MARKER {
+            // handle_pte_marker → pte_marker_handle_uffd_wp: a leftover marker in a VMA that
+            // is no longer uffd-wp registered is just cleared (the access faults again).
+            if !vma.has(vmf::UFFD_WP) {
+                self.set_pte(mmi, addr, Pte::NONE);
+                return VmFault::Done;
+            }
+            return self.do_anonymous_page(mmi, vma, addr, write, true);
         }
         if write && !pte.has(WRITE) {
             return self.do_wp_page(mmi, vma, addr, pte);
@@ -212,28 +230,37 @@ impl Kernel {
     }
 
     /// `do_anonymous_page`: a fault on a none PTE of a private anonymous VMA.
-    fn do_anonymous_page(&mut self, mmi: usize, vma: &Vma, addr: u64, write: bool) -> VmFault {
+    /// `marker`: the PTE was a uffd-wp marker, so the new entry keeps the uffd-wp bit (and is
+    /// therefore write-protected).
+    fn do_anonymous_page(&mut self, mmi: usize, vma: &Vma, addr: u64, write: bool, marker: bool) -> VmFault {
         if !self.pte_alloc(mmi, addr) {
             return VmFault::Oom;
         }
+        let wp = if marker { UFFD_WP } else { 0 };
         if !write {
+            if vma.has(vmf::UFFD_MISSING) {
+                return VmFault::Userfault(0);
+            }
             // The shared zero page, read-only, "special"; no anon_vma needed.
-            self.set_pte(mmi, addr, Pte::zero(YOUNG));
+            self.set_pte(mmi, addr, Pte::zero(YOUNG | wp));
             return VmFault::Done;
         }
         self.anon_vma_prepare(mmi, vma.start);
         let Some((folio, order)) = self.alloc_anon_folio(mmi, vma, addr) else {
             return VmFault::Oom;
         };
+        if vma.has(vmf::UFFD_MISSING) {
+            // The page was allocated (order 0: uffd-armed) and is thrown away.
+            self.free_folio(folio);
+            return VmFault::Userfault(crate::userfaultfd::FLAG_WRITE);
+        }
         let nr = 1u64 << order;
         let base = addr & !((PAGE_SIZE << order) - 1);
-        let bits = YOUNG
-            | EXCLUSIVE
-            | if vma.has(vmf::WRITE) {
-                WRITE | DIRTY
-            } else {
-                0
-            };
+        let mut bits = YOUNG | EXCLUSIVE | if vma.has(vmf::WRITE) { WRITE | DIRTY } else { 0 };
+        if marker {
+            // pte_mkuffd_wp() also write-protects on x86.
+            bits = (bits | UFFD_WP) & !WRITE;
+        }
         let pmd = self.mms[mmi].pgt.pmd(addr);
         let table = &mut self.mms[mmi].pgt.ptes[pmd.table_idx() as usize];
         for i in 0..nr {
@@ -291,7 +318,15 @@ impl Kernel {
     }
 
     /// `do_wp_page`: a write to a present, write-protected PTE.
-    fn do_wp_page(&mut self, mmi: usize, vma: &Vma, addr: u64, pte: Pte) -> VmFault {
+    fn do_wp_page(&mut self, mmi: usize, vma: &Vma, addr: u64, mut pte: Pte) -> VmFault {
+        if pte.has(UFFD_WP) && vma.has(vmf::UFFD_WP) {
+            if !self.mms[mmi].uffd.as_deref().is_some_and(|u| u.features.wp_async) {
+                return VmFault::Userfault(crate::userfaultfd::FLAG_WRITE | crate::userfaultfd::FLAG_WP);
+            }
+            // Async mode: drop the bit and continue with the normal COW/reuse logic.
+            pte.set(UFFD_WP, false);
+            self.set_pte(mmi, addr, pte);
+        }
         if pte.kind() == pgtable::KIND_PAGE {
             let id = pte.folio();
             if pte.has(EXCLUSIVE) || self.wp_can_reuse_anon_folio(id) {

@@ -83,6 +83,8 @@ pub struct Mm {
     pub khugepaged_registered: bool,
     /// `MM_ANONPAGES`.
     pub rss_anon: u64,
+    /// This process's userfaultfd (one per process in the model).
+    pub uffd: Option<Box<crate::userfaultfd::Uffd>>,
     pub users: u32,
 }
 

@@ -1,0 +1,344 @@
+//! userfaultfd, after `fs/userfaultfd.c` and `mm/userfaultfd.c` (Linux 6.18): `UFFDIO_API`
+//! features, `UFFDIO_REGISTER` (MISSING / WP / MINOR; VMA split and merge), `UFFDIO_UNREGISTER`
+//! (clears uffd-wp bits and markers), `UFFDIO_WRITEPROTECT` (`mwriteprotect_range` →
+//! `change_protection` with the uffd flags: huge PMDs protected whole, split when only partly
+//! covered; PTE markers in none entries with WP_UNPOPULATED/WP_ASYNC), `UFFDIO_COPY` and
+//! `UFFDIO_ZEROPAGE` (`mfill_atomic`: order-0 pages only, EEXIST on populated entries), and the
+//! userfault delivery of `handle_userfault` with `userfault_msg` flags.
+//!
+//! The monitor is modelled as a deterministic handler policy of the uffd: when a fault is
+//! delivered, the message is recorded and the policy resolves it (unprotect a 4 KiB page, a
+//! 2 MiB block or the VMA; copy or zero-fill the missing page), as a monitor thread would with
+//! ioctls that take no faults in the faulting task. The blocked attempt returns
+//! `VM_FAULT_RETRY` (not counted); the in-kernel retry is counted once, as the 6.18 host shows.
+//! Deviations: one uffd per process; no MINOR faults (no shmem); no fork/remap/remove events.
+
+use crate::errno::Errno;
+use crate::mm::{vmf, Vma};
+use crate::pgtable::{self, pte_index, Pmd, Pte, DIRTY, EXCLUSIVE, UFFD_WP, WRITE, YOUNG};
+use crate::types::{is_page_aligned, Pid, PAGE_SIZE, PMD_MASK, PMD_SIZE};
+use crate::Kernel;
+
+/// `UFFD_PAGEFAULT_FLAG_*`.
+pub const FLAG_WRITE: u32 = 1 << 0;
+pub const FLAG_WP: u32 = 1 << 1;
+pub const FLAG_MINOR: u32 = 1 << 2;
+
+/// `UFFDIO_API` features the model understands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Features {
+    pub wp_unpopulated: bool,
+    pub wp_async: bool,
+    pub sigbus: bool,
+    pub event_fork: bool,
+    pub exact_address: bool,
+    pub thread_id: bool,
+}
+
+impl Features {
+    pub const NAMES: &'static [&'static str] = &["wp_unpopulated", "wp_async", "sigbus", "event_fork", "exact_address", "thread_id"];
+
+    /// Sets a feature by its scenario name (`UFFD_FEATURE_<NAME>` lower-cased).
+    pub fn set(&mut self, name: &str) -> bool {
+        match name {
+            "wp_unpopulated" => self.wp_unpopulated = true,
+            "wp_async" => self.wp_async = true,
+            "sigbus" => self.sigbus = true,
+            "event_fork" => self.event_fork = true,
+            "exact_address" => self.exact_address = true,
+            "thread_id" => self.thread_id = true,
+            _ => return false,
+        }
+        true
+    }
+
+    /// `userfaultfd_wp_use_markers`: WP_UNPOPULATED, implied by WP_ASYNC.
+    pub fn use_markers(&self) -> bool {
+        self.wp_unpopulated || self.wp_async
+    }
+}
+
+/// What the modelled monitor does with a write-protect fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WpPolicy {
+    /// `UFFDIO_WRITEPROTECT` mode 0 on the naturally aligned block of this size around the
+    /// address (4 KiB: QEMU's background snapshot).
+    Unprotect(u64),
+    /// Unprotect the whole VMA.
+    UnprotectVma,
+}
+
+/// What the modelled monitor does with a missing fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MissingPolicy {
+    /// `UFFDIO_COPY` of the aligned block of this size (QEMU postcopy: 4 KiB).
+    Copy(u64),
+    /// `UFFDIO_ZEROPAGE` of the aligned block of this size.
+    Zeropage(u64),
+}
+
+/// Message counts (`struct uffd_msg` of `UFFD_EVENT_PAGEFAULT`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MsgStats {
+    pub events: u64,
+    pub missing: u64,
+    pub wp: u64,
+    pub minor: u64,
+    pub write: u64,
+}
+
+/// One delivered message: flags and address (4 KiB-rounded unless EXACT_ADDRESS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Msg {
+    pub flags: u32,
+    pub address: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Uffd {
+    pub features: Features,
+    pub wp_policy: WpPolicy,
+    pub missing_policy: MissingPolicy,
+    /// Every message, in order (the scenario engine reports them).
+    pub msgs: Vec<Msg>,
+}
+
+impl Kernel {
+    fn uffd_of(&self, mmi: usize) -> Result<&Uffd, Errno> {
+        self.mms[mmi].uffd.as_deref().ok_or(Errno::EBADF)
+    }
+
+    /// userfaultfd(2) + `UFFDIO_API` with `features`. EBUSY if the process has one already
+    /// (the model keeps one per process).
+    pub fn uffd_open(&mut self, pid: Pid, features: Features) -> Result<(), Errno> {
+        let mmi = self.mm_of(pid);
+        if self.mms[mmi].uffd.is_some() {
+            return Err(Errno::EBUSY);
+        }
+        self.mms[mmi].uffd = Some(Box::new(Uffd {
+            features,
+            wp_policy: WpPolicy::Unprotect(PAGE_SIZE),
+            missing_policy: MissingPolicy::Copy(PAGE_SIZE),
+            msgs: Vec::new(),
+        }));
+        Ok(())
+    }
+
+    /// Sets the modelled monitor's policies.
+    pub fn uffd_set_handler(&mut self, pid: Pid, wp: Option<WpPolicy>, missing: Option<MissingPolicy>) -> Result<(), Errno> {
+        let mmi = self.mm_of(pid);
+        let u = self.mms[mmi].uffd.as_deref_mut().ok_or(Errno::EBADF)?;
+        if let Some(w) = wp {
+            u.wp_policy = w;
+        }
+        if let Some(m) = missing {
+            u.missing_policy = m;
+        }
+        Ok(())
+    }
+
+    /// Messages delivered to this process's uffd so far.
+    pub fn uffd_msgs(&self, pid: Pid) -> &[Msg] {
+        self.mms[self.mm_of(pid)].uffd.as_deref().map(|u| u.msgs.as_slice()).unwrap_or(&[])
+    }
+
+    fn uffd_range_check(&self, mmi: usize, start: u64, len: u64) -> Result<u64, Errno> {
+        if !is_page_aligned(start) || !is_page_aligned(len) || len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let end = start.checked_add(len).ok_or(Errno::EINVAL)?;
+        self.uffd_of(mmi)?;
+        Ok(end)
+    }
+
+    /// `UFFDIO_REGISTER` with the `vmf::UFFD_*` mode bits.
+    pub fn uffd_register(&mut self, pid: Pid, start: u64, len: u64, mode: u32) -> Result<(), Errno> {
+        let mmi = self.mm_of(pid);
+        let end = self.uffd_range_check(mmi, start, len)?;
+        if mode == 0 || mode & !vmf::UFFD_MASK != 0 || mode & vmf::UFFD_MINOR != 0 {
+            // MINOR needs shmem/hugetlb: not for private anonymous memory.
+            return Err(Errno::EINVAL);
+        }
+        if !self.mms[mmi].range_fully_mapped(start, end) {
+            return Err(Errno::EINVAL);
+        }
+        self.modify_vma_flags(mmi, start, end, |f| (f & !vmf::UFFD_MASK) | mode, false);
+        Ok(())
+    }
+
+    /// `UFFDIO_UNREGISTER`: the range leaves userfaultfd; uffd-wp bits and markers go.
+    pub fn uffd_unregister(&mut self, pid: Pid, start: u64, len: u64) -> Result<(), Errno> {
+        let mmi = self.mm_of(pid);
+        let end = self.uffd_range_check(mmi, start, len)?;
+        for s in self.mms[mmi].vma_starts_in(start, end) {
+            let v = self.mms[mmi].vmas[&s].clone();
+            if v.has(vmf::UFFD_WP) {
+                self.uffd_wp_range(mmi, &v, start.max(v.start), end.min(v.end), false, false);
+            }
+        }
+        self.modify_vma_flags(mmi, start, end, |f| f & !vmf::UFFD_MASK, false);
+        Ok(())
+    }
+
+    /// `UFFDIO_WRITEPROTECT`: protect (`wp`) or resolve `[start, start+len)`. ENOENT unless
+    /// every part of the range is registered in WP mode.
+    pub fn uffd_writeprotect(&mut self, pid: Pid, start: u64, len: u64, wp: bool) -> Result<(), Errno> {
+        let mmi = self.mm_of(pid);
+        let end = self.uffd_range_check(mmi, start, len)?;
+        if !self.mms[mmi].range_fully_mapped(start, end) {
+            return Err(Errno::ENOENT);
+        }
+        let starts = self.mms[mmi].vma_starts_in(start, end);
+        if starts.iter().any(|s| !self.mms[mmi].vmas[s].has(vmf::UFFD_WP)) {
+            return Err(Errno::ENOENT);
+        }
+        let markers = self.uffd_of(mmi)?.features.use_markers();
+        for s in starts {
+            let v = self.mms[mmi].vmas[&s].clone();
+            self.uffd_wp_range(mmi, &v, start.max(v.start), end.min(v.end), wp, markers);
+        }
+        Ok(())
+    }
+
+    /// `uffd_wp_range` → `change_protection(MM_CP_UFFD_WP[_RESOLVE])` within one VMA.
+    fn uffd_wp_range(&mut self, mmi: usize, vma: &Vma, start: u64, end: u64, wp: bool, markers: bool) {
+        let mut slot = start & PMD_MASK;
+        while slot < end {
+            let (s, e) = (start.max(slot), end.min(slot + PMD_SIZE));
+            let whole = s == slot && e == slot + PMD_SIZE;
+            let pmd = self.mms[mmi].pgt.pmd(slot);
+            if pmd.is_huge() {
+                if whole {
+                    let entry = self.mms[mmi].pgt.pmd_mut(slot).expect("pmd");
+                    entry.set(UFFD_WP, wp);
+                    if wp {
+                        entry.set(WRITE, false);
+                    }
+                    slot += PMD_SIZE;
+                    continue;
+                }
+                self.split_huge_pmd(mmi, slot);
+            }
+            let pmd = self.mms[mmi].pgt.pmd(slot);
+            if pmd.is_none() {
+                // pgtable_populate_needed(): markers need a page table.
+                if !(wp && markers) || !self.ensure_pmd_table(mmi, slot) || !self.pte_alloc(mmi, slot) {
+                    slot += PMD_SIZE;
+                    continue;
+                }
+            }
+            let tidx = self.mms[mmi].pgt.pmd(slot).table_idx();
+            for i in pte_index(s)..=pte_index(e - 1) {
+                let p = &mut self.mms[mmi].pgt.pte_table_mut(tidx)[i];
+                if wp {
+                    if p.is_present() {
+                        p.set(UFFD_WP, true);
+                        p.set(WRITE, false);
+                    } else if p.is_none() && markers {
+                        *p = Pte(pgtable::KIND_MARKER | UFFD_WP);
+                    }
+                } else if p.kind() == pgtable::KIND_MARKER {
+                    *p = Pte::NONE;
+                } else if p.is_present() {
+                    p.set(UFFD_WP, false);
+                }
+            }
+            let _ = vma;
+            slot += PMD_SIZE;
+        }
+    }
+
+    /// `UFFDIO_COPY` (`zero`: `UFFDIO_ZEROPAGE`): fill none PTEs of a registered range with
+    /// new order-0 pages (or the zero page). EEXIST at the first populated entry; the pages
+    /// filled before it stay.
+    pub fn uffd_fill(&mut self, pid: Pid, start: u64, len: u64, zero: bool, wp: bool) -> Result<(), Errno> {
+        let mmi = self.mm_of(pid);
+        let end = self.uffd_range_check(mmi, start, len)?;
+        let mut addr = start;
+        while addr < end {
+            let Some(vma) = self.mms[mmi].vma_at(addr).cloned() else { return Err(Errno::ENOENT) };
+            if !vma.uffd_armed() {
+                return Err(Errno::ENOENT);
+            }
+            if !self.ensure_pmd_table(mmi, addr) {
+                return Err(Errno::ENOMEM);
+            }
+            let pmd = self.mms[mmi].pgt.pmd(addr);
+            if pmd.is_huge() {
+                return Err(Errno::EEXIST);
+            }
+            if !self.pte_alloc(mmi, addr) {
+                return Err(Errno::ENOMEM);
+            }
+            let old = self.mms[mmi].pgt.pte(addr);
+            if !(old.is_none() || old.kind() == pgtable::KIND_MARKER) {
+                return Err(Errno::EEXIST);
+            }
+            let wpbit = if wp { UFFD_WP } else { 0 };
+            if zero {
+                self.set_pte(mmi, addr, Pte::zero(wpbit));
+            } else {
+                self.anon_vma_prepare(mmi, vma.start);
+                let Some(f) = self.alloc_anon_folio_order(0) else { return Err(Errno::ENOMEM) };
+                self.folios.set_nonzero(f, 0);
+                let w = if vma.has(vmf::WRITE) && !wp { WRITE } else { 0 };
+                self.set_pte(mmi, addr, Pte::page(f, 0, DIRTY | YOUNG | EXCLUSIVE | w | wpbit));
+                self.folio_add_new_anon_rmap(f, false, mmi);
+                self.mms[mmi].rss_anon += 1;
+            }
+            addr += PAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    /// `handle_userfault`: record the message and let the modelled monitor resolve it.
+    /// Returns false when the uffd has `UFFD_FEATURE_SIGBUS` (the task gets SIGBUS).
+    pub(crate) fn deliver_userfault(&mut self, mmi: usize, addr: u64, flags: u32) -> bool {
+        let Some(u) = self.mms[mmi].uffd.as_deref_mut() else { return false };
+        if u.features.sigbus {
+            return false;
+        }
+        let address = if u.features.exact_address { addr } else { addr & !(PAGE_SIZE - 1) };
+        u.msgs.push(Msg { flags, address });
+        let (wp_policy, missing_policy) = (u.wp_policy, u.missing_policy);
+        self.uffd_stats.events += 1;
+        if flags & FLAG_WRITE != 0 {
+            self.uffd_stats.write += 1;
+        }
+        let Some(vma) = self.mms[mmi].vma_at(addr).cloned() else { return true };
+        let block = |size: u64| {
+            let a = addr & !(size - 1);
+            (a.max(vma.start), (a + size).min(vma.end))
+        };
+        if flags & FLAG_WP != 0 {
+            self.uffd_stats.wp += 1;
+            let (s, e) = match wp_policy {
+                WpPolicy::Unprotect(size) => block(size),
+                WpPolicy::UnprotectVma => (vma.start, vma.end),
+            };
+            self.uffd_wp_range(mmi, &vma, s, e, false, false);
+        } else if flags & FLAG_MINOR != 0 {
+            self.uffd_stats.minor += 1;
+        } else {
+            self.uffd_stats.missing += 1;
+            let (size, zero) = match missing_policy {
+                MissingPolicy::Copy(s) => (s, false),
+                MissingPolicy::Zeropage(s) => (s, true),
+            };
+            let (s, e) = block(size);
+            // The monitor fills what is still missing in the block.
+            let mut a = s;
+            while a < e {
+                let pte = self.mms[mmi].pgt.pte(a);
+                let pmd = self.mms[mmi].pgt.pmd(a);
+                if !pmd.is_huge() && (pte.is_none() || pte.kind() == pgtable::KIND_MARKER) {
+                    let pid = self.tasks.values().find(|t| t.mm == mmi).map(|t| t.pid).expect("task of mm");
+                    let _ = self.uffd_fill(pid, a, PAGE_SIZE, zero, false);
+                }
+                a += PAGE_SIZE;
+            }
+        }
+        let _ = Pmd::NONE;
+        true
+    }
+}
