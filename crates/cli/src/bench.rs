@@ -24,13 +24,21 @@ fn rss_bytes() -> u64 {
     // /proc/self/statm: size resident shared ... in pages.
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
         .map(|p| p * 4096)
         .unwrap_or(0)
 }
 
 fn kernel(memory: u64) -> (Kernel, u32) {
-    let cfg = KernelConfig { memory, profile: profile::profile("6.18").expect("profile"), ..KernelConfig::default() };
+    let cfg = KernelConfig {
+        memory,
+        profile: profile::profile("6.18").expect("profile"),
+        ..KernelConfig::default()
+    };
     let mut k = Kernel::new(cfg).expect("kernel");
     let pid = k.spawn();
     (k, pid)
@@ -47,7 +55,8 @@ pub fn main(quick: bool, json: bool) -> ExitCode {
         let size = if quick { gib } else { 16 * gib };
         let rss0 = rss_bytes();
         let (mut k, pid) = kernel(size + gib);
-        k.mmap(pid, BASE, size, Prot::RW, MapFlags::default()).expect("mmap");
+        k.mmap(pid, BASE, size, Prot::RW, MapFlags::default())
+            .expect("mmap");
         let n = size / 4096;
         let t = Instant::now();
         let mut a = BASE;
@@ -58,7 +67,14 @@ pub fn main(quick: bool, json: bool) -> ExitCode {
         let secs = t.elapsed().as_secs_f64();
         assert_eq!(k.task(pid).expect("task").minflt, n);
         let rate = n as f64 / secs / 1e6;
-        figs.push(Figure { name: "4k_write_faults", value: rate, unit: "M faults/s", target: ">= 20", meets: rate >= 20.0, detail: format!("{n} faults in {secs:.3}s") });
+        figs.push(Figure {
+            name: "4k_write_faults",
+            value: rate,
+            unit: "M faults/s",
+            target: ">= 20",
+            meets: rate >= 20.0,
+            detail: format!("{n} faults in {secs:.3}s"),
+        });
         let per_page = (rss_bytes().saturating_sub(rss0)) as f64 / n as f64;
         figs.push(Figure {
             name: "bytes_per_resident_4k_page",
@@ -71,7 +87,11 @@ pub fn main(quick: bool, json: bool) -> ExitCode {
         let rounds = if quick { 2 } else { 4 };
         let t = Instant::now();
         for r in 0..rounds {
-            let kind = if r % 2 == 0 { AccessKind::Read } else { AccessKind::Write };
+            let kind = if r % 2 == 0 {
+                AccessKind::Read
+            } else {
+                AccessKind::Write
+            };
             let mut a = BASE;
             while a < BASE + size {
                 k.access(pid, a, kind).expect("access");
@@ -79,9 +99,23 @@ pub fn main(quick: bool, json: bool) -> ExitCode {
             }
         }
         let secs = t.elapsed().as_secs_f64();
-        assert_eq!(k.task(pid).expect("task").minflt, n, "resident accesses must not fault");
+        assert_eq!(
+            k.task(pid).expect("task").minflt,
+            n,
+            "resident accesses must not fault"
+        );
         let rate = (n * rounds) as f64 / secs / 1e6;
-        figs.push(Figure { name: "resident_accesses", value: rate, unit: "M accesses/s", target: ">= 200", meets: rate >= 200.0, detail: format!("{} reads/writes of resident 4 KiB pages in {secs:.3}s", n * rounds) });
+        figs.push(Figure {
+            name: "resident_accesses",
+            value: rate,
+            unit: "M accesses/s",
+            target: ">= 200",
+            meets: rate >= 200.0,
+            detail: format!(
+                "{} reads/writes of resident 4 KiB pages in {secs:.3}s",
+                n * rounds
+            ),
+        });
     }
 
     // 2. PMD THP write faults.
@@ -89,8 +123,10 @@ pub fn main(quick: bool, json: bool) -> ExitCode {
         let size = if quick { 64 * gib } else { 1024 * gib };
         let rss0 = rss_bytes();
         let (mut k, pid) = kernel(size + gib);
-        k.mmap(pid, BASE, size, Prot::RW, MapFlags::default()).expect("mmap");
-        k.madvise(pid, BASE, size, Advice::Hugepage).expect("madvise");
+        k.mmap(pid, BASE, size, Prot::RW, MapFlags::default())
+            .expect("mmap");
+        k.madvise(pid, BASE, size, Advice::Hugepage)
+            .expect("madvise");
         let n = size >> 21;
         let t = Instant::now();
         let mut a = BASE;
@@ -99,11 +135,28 @@ pub fn main(quick: bool, json: bool) -> ExitCode {
             a += 2 << 20;
         }
         let secs = t.elapsed().as_secs_f64();
-        assert_eq!(k.vmstat.get(thpsim_kernel::vmstat::VmItem::ThpFaultAlloc) as u64, n);
+        assert_eq!(
+            k.vmstat.get(thpsim_kernel::vmstat::VmItem::ThpFaultAlloc) as u64,
+            n
+        );
         let rate = n as f64 / secs / 1e6;
-        figs.push(Figure { name: "pmd_thp_faults", value: rate, unit: "M faults/s", target: ">= 5", meets: rate >= 5.0, detail: format!("{n} THP faults in {secs:.3}s") });
+        figs.push(Figure {
+            name: "pmd_thp_faults",
+            value: rate,
+            unit: "M faults/s",
+            target: ">= 5",
+            meets: rate >= 5.0,
+            detail: format!("{n} THP faults in {secs:.3}s"),
+        });
         let per = (rss_bytes().saturating_sub(rss0)) as f64 / n as f64;
-        figs.push(Figure { name: "bytes_per_pmd_thp", value: per, unit: "B", target: "<= 256", meets: per <= 256.0, detail: format!("RSS growth over {n} PMD-mapped THPs") });
+        figs.push(Figure {
+            name: "bytes_per_pmd_thp",
+            value: per,
+            unit: "B",
+            target: "<= 256",
+            meets: per <= 256.0,
+            detail: format!("RSS growth over {n} PMD-mapped THPs"),
+        });
     }
 
     // 3. A scenario that maps 4 TiB and touches it sparsely, through the whole engine.
@@ -143,7 +196,10 @@ madvise guest HUGEPAGE
 access guest pattern=rw
 ";
         let scn = thpsim_scenario::parse("bench:migration-64M", src).expect("parses");
-        let v = Variant { profile: Some(thpsim_host::host_kernel_profile()), sets: vec![] };
+        let v = Variant {
+            profile: Some(thpsim_host::host_kernel_profile()),
+            sets: vec![],
+        };
         let reps = 20;
         let t = Instant::now();
         for _ in 0..reps {
@@ -153,7 +209,8 @@ access guest pattern=rw
         let t = Instant::now();
         let mut ok = true;
         for _ in 0..3 {
-            let mut hb = thpsim_host::HostBackend::new(thpsim_host::HostOptions { allow_sysfs: false });
+            let mut hb =
+                thpsim_host::HostBackend::new(thpsim_host::HostOptions { allow_sysfs: false });
             ok &= engine::run(&scn, &mut hb, &v).is_ok();
         }
         let host = t.elapsed().as_secs_f64() / 3.0;
@@ -176,13 +233,30 @@ access guest pattern=rw
             release: bool,
             figures: &'a [Figure],
         }
-        println!("{}", serde_json::to_string_pretty(&Out { schema: engine::SCHEMA_VERSION, quick, release: !cfg!(debug_assertions), figures: &figs }).expect("json"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Out {
+                schema: engine::SCHEMA_VERSION,
+                quick,
+                release: !cfg!(debug_assertions),
+                figures: &figs
+            })
+            .expect("json")
+        );
     } else {
         if cfg!(debug_assertions) {
             println!("note: debug build; use `cargo run --release -p thpsim -- bench` for the real figures");
         }
         for f in &figs {
-            println!("{:<28} {:>10.2} {:<13} target {:<12} {}  ({})", f.name, f.value, f.unit, f.target, if f.meets { "ok " } else { "MISS" }, f.detail);
+            println!(
+                "{:<28} {:>10.2} {:<13} target {:<12} {}  ({})",
+                f.name,
+                f.value,
+                f.unit,
+                f.target,
+                if f.meets { "ok " } else { "MISS" },
+                f.detail
+            );
         }
     }
     ExitCode::SUCCESS

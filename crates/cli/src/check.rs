@@ -25,7 +25,12 @@ enum Mode {
     Skip,
 }
 
-fn counter_mode(key: &str, always_sizes: &[String], pmd_always: bool, khugepaged_controlled: bool) -> Mode {
+fn counter_mode(
+    key: &str,
+    always_sizes: &[String],
+    pmd_always: bool,
+    khugepaged_controlled: bool,
+) -> Mode {
     if key.starts_with("khugepaged.") && !khugepaged_controlled {
         return Mode::Skip;
     }
@@ -41,8 +46,15 @@ fn counter_mode(key: &str, always_sizes: &[String], pmd_always: bool, khugepaged
         }
     }
     if let Some(rest) = key.strip_prefix("mthp.") {
-        if always_sizes.iter().any(|s| rest.starts_with(&format!("{s}."))) {
-            return if rest.ends_with(".nr_anon") || rest.ends_with(".nr_anon_partially_mapped") { Mode::Skip } else { Mode::HostAtLeast };
+        if always_sizes
+            .iter()
+            .any(|s| rest.starts_with(&format!("{s}.")))
+        {
+            return if rest.ends_with(".nr_anon") || rest.ends_with(".nr_anon_partially_mapped") {
+                Mode::Skip
+            } else {
+                Mode::HostAtLeast
+            };
         }
     }
     Mode::Exact
@@ -60,7 +72,9 @@ fn system_wide_always(plan: &engine::Plan) -> (Vec<String>, bool) {
     for o in thpsim_kernel::sysfs::ANON_ORDERS {
         let always = match s.size_enabled[o as usize] {
             thpsim_kernel::sysfs::ThpEnabled::Always => true,
-            thpsim_kernel::sysfs::ThpEnabled::Inherit => s.enabled == thpsim_kernel::sysfs::ThpEnabled::Always,
+            thpsim_kernel::sysfs::ThpEnabled::Inherit => {
+                s.enabled == thpsim_kernel::sysfs::ThpEnabled::Always
+            }
             _ => false,
         };
         if always {
@@ -113,9 +127,17 @@ fn load_deviations(path: &Path) -> Result<Vec<Deviation>, String> {
         }
         let parts: Vec<&str> = line.splitn(3, '|').map(str::trim).collect();
         if parts.len() != 3 || parts[2].is_empty() {
-            return Err(format!("{}:{}: expected `FILE-GLOB | OBSERVABLE-PREFIX | reason`", path.display(), i + 1));
+            return Err(format!(
+                "{}:{}: expected `FILE-GLOB | OBSERVABLE-PREFIX | reason`",
+                path.display(),
+                i + 1
+            ));
         }
-        v.push(Deviation { file: parts[0].into(), observable: parts[1].into(), reason: parts[2].into() });
+        v.push(Deviation {
+            file: parts[0].into(),
+            observable: parts[1].into(),
+            reason: parts[2].into(),
+        });
     }
     Ok(v)
 }
@@ -127,36 +149,81 @@ fn glob_match(pat: &str, s: &str) -> bool {
     }
 }
 
-fn compare(model: &RunResult, host: &RunResult, plan: &engine::Plan, khugepaged_controlled: bool, diffs: &mut Vec<Difference>) -> usize {
+fn compare(
+    model: &RunResult,
+    host: &RunResult,
+    plan: &engine::Plan,
+    khugepaged_controlled: bool,
+    diffs: &mut Vec<Difference>,
+) -> usize {
     let mut n = 0;
     let mut d = |line: u32, at: &str, obs: String, m: String, h: String| {
-        diffs.push(Difference { line, at: at.to_string(), observable: obs, model: m, host: h, deviation: None })
+        diffs.push(Difference {
+            line,
+            at: at.to_string(),
+            observable: obs,
+            model: m,
+            host: h,
+            deviation: None,
+        })
     };
     for (mo, ho) in model.ops.iter().zip(&host.ops) {
         let at = format!("op `{}`", mo.op);
         n += 3;
         if mo.result != ho.result {
-            d(mo.line, &at, "result".into(), mo.result.clone(), ho.result.clone());
+            d(
+                mo.line,
+                &at,
+                "result".into(),
+                mo.result.clone(),
+                ho.result.clone(),
+            );
         }
         if mo.minflt != ho.minflt {
-            d(mo.line, &at, "minflt".into(), mo.minflt.to_string(), ho.minflt.to_string());
+            d(
+                mo.line,
+                &at,
+                "minflt".into(),
+                mo.minflt.to_string(),
+                ho.minflt.to_string(),
+            );
         }
         if mo.majflt != ho.majflt {
-            d(mo.line, &at, "majflt".into(), mo.majflt.to_string(), ho.majflt.to_string());
+            d(
+                mo.line,
+                &at,
+                "majflt".into(),
+                mo.majflt.to_string(),
+                ho.majflt.to_string(),
+            );
         }
     }
     if model.ops.len() != host.ops.len() {
-        d(0, "run", "ops executed".into(), model.ops.len().to_string(), host.ops.len().to_string());
+        d(
+            0,
+            "run",
+            "ops executed".into(),
+            model.ops.len().to_string(),
+            host.ops.len().to_string(),
+        );
     }
     let (sizes, pmd_always) = system_wide_always(plan);
     for (mc, hc) in model.checkpoints.iter().zip(&host.checkpoints) {
         let at = format!("checkpoint `{}`", mc.label);
         n += 1;
         if mc.minflt != hc.minflt {
-            d(mc.line, &at, "minflt".into(), mc.minflt.to_string(), hc.minflt.to_string());
+            d(
+                mc.line,
+                &at,
+                "minflt".into(),
+                mc.minflt.to_string(),
+                hc.minflt.to_string(),
+            );
         }
         for (k, mv) in &mc.counters {
-            let Some(hv) = hc.counters.get(k) else { continue };
+            let Some(hv) = hc.counters.get(k) else {
+                continue;
+            };
             let ok = match counter_mode(k, &sizes, pmd_always, khugepaged_controlled) {
                 Mode::Skip => continue,
                 Mode::Exact => mv == hv,
@@ -171,27 +238,59 @@ fn compare(model: &RunResult, host: &RunResult, plan: &engine::Plan, khugepaged_
         for (mm, hm) in mc.mappings.iter().zip(&hc.mappings) {
             for f in Smaps::FIELDS {
                 n += 1;
-                let (a, b) = (mm.smaps.field(f).unwrap_or(0), hm.smaps.field(f).unwrap_or(0));
+                let (a, b) = (
+                    mm.smaps.field(f).unwrap_or(0),
+                    hm.smaps.field(f).unwrap_or(0),
+                );
                 if a != b {
-                    d(mc.line, &at, format!("smaps({}).{f}", mm.name), a.to_string(), b.to_string());
+                    d(
+                        mc.line,
+                        &at,
+                        format!("smaps({}).{f}", mm.name),
+                        a.to_string(),
+                        b.to_string(),
+                    );
                 }
             }
             n += 1;
             if mm.pages != hm.pages {
-                let t = |p: &[(String, u64)]| p.iter().map(|(b, n)| format!("{b}×{n}")).collect::<Vec<_>>().join(" ");
-                d(mc.line, &at, format!("pages({})", mm.name), t(&mm.pages), t(&hm.pages));
+                let t = |p: &[(String, u64)]| {
+                    p.iter()
+                        .map(|(b, n)| format!("{b}×{n}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                d(
+                    mc.line,
+                    &at,
+                    format!("pages({})", mm.name),
+                    t(&mm.pages),
+                    t(&hm.pages),
+                );
             }
         }
     }
     for e in &host.expects {
         n += 1;
         if e.status == ExpectStatus::Fail {
-            d(e.line, "expect", e.text.clone(), "(holds on the model)".into(), format!("fails on the host: actual {}", e.actual));
+            d(
+                e.line,
+                "expect",
+                e.text.clone(),
+                "(holds on the model)".into(),
+                format!("fails on the host: actual {}", e.actual),
+            );
         }
     }
     for e in &model.expects {
         if e.status == ExpectStatus::Fail {
-            d(e.line, "expect", e.text.clone(), format!("fails on the model: actual {}", e.actual), "".into());
+            d(
+                e.line,
+                "expect",
+                e.text.clone(),
+                format!("fails on the model: actual {}", e.actual),
+                "".into(),
+            );
         }
     }
     n
@@ -199,7 +298,16 @@ fn compare(model: &RunResult, host: &RunResult, plan: &engine::Plan, khugepaged_
 
 fn check_file(path: &PathBuf, allow_sysfs: bool, devs: &[Deviation]) -> FileCheck {
     let file = path.display().to_string();
-    let mut fc = FileCheck { file: file.clone(), compared: 0, differences: vec![], error: None, skipped: None, model_secs: 0.0, host_secs: 0.0, warnings: vec![] };
+    let mut fc = FileCheck {
+        file: file.clone(),
+        compared: 0,
+        differences: vec![],
+        error: None,
+        skipped: None,
+        model_secs: 0.0,
+        host_secs: 0.0,
+        warnings: vec![],
+    };
     let scn: Scenario = match crate::load(path) {
         Ok(s) => s,
         Err(_) => {
@@ -207,7 +315,10 @@ fn check_file(path: &PathBuf, allow_sysfs: bool, devs: &[Deviation]) -> FileChec
             return fc;
         }
     };
-    let variant = Variant { profile: Some(thpsim_host::host_kernel_profile()), sets: vec![] };
+    let variant = Variant {
+        profile: Some(thpsim_host::host_kernel_profile()),
+        sets: vec![],
+    };
     let plan = match engine::plan(&scn, &variant) {
         Ok(p) => p,
         Err(e) => {
@@ -217,7 +328,8 @@ fn check_file(path: &PathBuf, allow_sysfs: bool, devs: &[Deviation]) -> FileChec
     };
     // The host cannot change its kernel's behaviour: a scenario that sets switches away from
     // the host profile's values is model-only.
-    let host_profile = thpsim_kernel::profile::profile(&plan.setup.profile).expect("host profile is a known profile");
+    let host_profile = thpsim_kernel::profile::profile(&plan.setup.profile)
+        .expect("host profile is a known profile");
     let differing: Vec<String> = plan
         .switches
         .iter()
@@ -225,7 +337,10 @@ fn check_file(path: &PathBuf, allow_sysfs: bool, devs: &[Deviation]) -> FileChec
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     if !differing.is_empty() {
-        fc.skipped = Some(format!("model-only: switches {} differ from the host kernel", differing.join(" ")));
+        fc.skipped = Some(format!(
+            "model-only: switches {} differ from the host kernel",
+            differing.join(" ")
+        ));
         return fc;
     }
     let t0 = std::time::Instant::now();
@@ -242,20 +357,36 @@ fn check_file(path: &PathBuf, allow_sysfs: bool, devs: &[Deviation]) -> FileChec
             fc.warnings.extend(h.warnings);
         }
         (Err(e), _) => fc.error = Some(format!("model: {}", e.message)),
-        (_, Err(e)) => fc.error = Some(format!("host: {}{}", if e.not_runnable { "not runnable: " } else { "" }, e.message)),
+        (_, Err(e)) => {
+            fc.error = Some(format!(
+                "host: {}{}",
+                if e.not_runnable { "not runnable: " } else { "" },
+                e.message
+            ))
+        }
     }
     for d in &mut fc.differences {
-        d.deviation = devs.iter().find(|v| glob_match(&v.file, &file) && d.observable.starts_with(&v.observable)).map(|v| v.reason.clone());
+        d.deviation = devs
+            .iter()
+            .find(|v| glob_match(&v.file, &file) && d.observable.starts_with(&v.observable))
+            .map(|v| v.reason.clone());
     }
     fc
 }
 
-pub fn main(files: &[PathBuf], allow_sysfs: bool, deviations: Option<PathBuf>, json: bool) -> ExitCode {
+pub fn main(
+    files: &[PathBuf],
+    allow_sysfs: bool,
+    deviations: Option<PathBuf>,
+    json: bool,
+) -> ExitCode {
     if let Err(e) = thpsim_host::preflight() {
         eprintln!("thpsim check: cannot run on this host: {e}");
         return ExitCode::from(3);
     }
-    let dev_path = deviations.or_else(|| Some(PathBuf::from("scenarios/conformance/deviations.txt")).filter(|p| p.exists()));
+    let dev_path = deviations.or_else(|| {
+        Some(PathBuf::from("scenarios/conformance/deviations.txt")).filter(|p| p.exists())
+    });
     let devs = match dev_path.as_deref().map(load_deviations).transpose() {
         Ok(d) => d.unwrap_or_default(),
         Err(e) => {
@@ -272,12 +403,41 @@ pub fn main(files: &[PathBuf], allow_sysfs: bool, deviations: Option<PathBuf>, j
         results.push(fc);
     }
     let skipped = results.iter().filter(|r| r.skipped.is_some()).count();
-    let agree = results.iter().filter(|r| r.skipped.is_none() && r.error.is_none() && r.differences.iter().all(|d| d.deviation.is_some())).count();
-    let exact = results.iter().filter(|r| r.skipped.is_none() && r.error.is_none() && r.differences.is_empty()).count();
+    let agree = results
+        .iter()
+        .filter(|r| {
+            r.skipped.is_none()
+                && r.error.is_none()
+                && r.differences.iter().all(|d| d.deviation.is_some())
+        })
+        .count();
+    let exact = results
+        .iter()
+        .filter(|r| r.skipped.is_none() && r.error.is_none() && r.differences.is_empty())
+        .count();
     let compared: usize = results.iter().map(|r| r.compared).sum();
-    let differing: usize = results.iter().map(|r| r.differences.iter().filter(|d| d.deviation.is_none()).count()).sum();
-    let listed: usize = results.iter().map(|r| r.differences.iter().filter(|d| d.deviation.is_some()).count()).sum();
-    let (ms, hs): (f64, f64) = (results.iter().map(|r| r.model_secs).sum(), results.iter().map(|r| r.host_secs).sum());
+    let differing: usize = results
+        .iter()
+        .map(|r| {
+            r.differences
+                .iter()
+                .filter(|d| d.deviation.is_none())
+                .count()
+        })
+        .sum();
+    let listed: usize = results
+        .iter()
+        .map(|r| {
+            r.differences
+                .iter()
+                .filter(|d| d.deviation.is_some())
+                .count()
+        })
+        .sum();
+    let (ms, hs): (f64, f64) = (
+        results.iter().map(|r| r.model_secs).sum(),
+        results.iter().map(|r| r.host_secs).sum(),
+    );
     if json {
         #[derive(serde::Serialize)]
         struct Out<'a> {
@@ -337,12 +497,30 @@ fn file_text(fc: &FileCheck) -> String {
         let _ = writeln!(o, "skip {}: {s}", fc.file);
         return o;
     }
-    let unlisted = fc.differences.iter().filter(|d| d.deviation.is_none()).count();
+    let unlisted = fc
+        .differences
+        .iter()
+        .filter(|d| d.deviation.is_none())
+        .count();
     let status = if unlisted > 0 { "DIFF " } else { "ok   " };
-    let _ = writeln!(o, "{status}{} ({} observables, {} differences)", fc.file, fc.compared, fc.differences.len());
+    let _ = writeln!(
+        o,
+        "{status}{} ({} observables, {} differences)",
+        fc.file,
+        fc.compared,
+        fc.differences.len()
+    );
     for d in &fc.differences {
-        let tag = d.deviation.as_ref().map(|r| format!("  [known deviation: {r}]")).unwrap_or_default();
-        let _ = writeln!(o, "    {}:{} {} {}: model {} host {}{tag}", fc.file, d.line, d.at, d.observable, d.model, d.host);
+        let tag = d
+            .deviation
+            .as_ref()
+            .map(|r| format!("  [known deviation: {r}]"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "    {}:{} {} {}: model {} host {}{tag}",
+            fc.file, d.line, d.at, d.observable, d.model, d.host
+        );
     }
     for w in &fc.warnings {
         let _ = writeln!(o, "    warning: {w}");

@@ -110,7 +110,9 @@ fn parse_sets(items: &[String]) -> Result<Vec<(String, String)>, String> {
     let mut v = Vec::new();
     for item in items {
         for kv in item.split(',').filter(|s| !s.is_empty()) {
-            let (k, val) = kv.split_once('=').ok_or_else(|| format!("`{kv}` is not KEY=VALUE"))?;
+            let (k, val) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("`{kv}` is not KEY=VALUE"))?;
             v.push((k.to_string(), val.to_string()));
         }
     }
@@ -122,9 +124,18 @@ fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-pub(crate) fn run_on(scn: &Scenario, backend: &mut dyn Backend, variant: &Variant) -> Result<RunResult, ExitCode> {
+pub(crate) fn run_on(
+    scn: &Scenario,
+    backend: &mut dyn Backend,
+    variant: &Variant,
+) -> Result<RunResult, ExitCode> {
     engine::run(scn, backend, variant).map_err(|e| {
-        eprintln!("thpsim: {}: {}{}", scn.file, if e.not_runnable { "not runnable: " } else { "" }, e.message);
+        eprintln!(
+            "thpsim: {}: {}{}",
+            scn.file,
+            if e.not_runnable { "not runnable: " } else { "" },
+            e.message
+        );
         ExitCode::from(if e.not_runnable { 3 } else { 1 })
     })
 }
@@ -144,7 +155,13 @@ fn expect_code(results: &[RunResult]) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Run { file, kernel, sets, check_invariants, json } => {
+        Cmd::Run {
+            file,
+            kernel,
+            sets,
+            check_invariants,
+            json,
+        } => {
             let scn = match load(&file) {
                 Ok(s) => s,
                 Err(c) => return c,
@@ -153,7 +170,10 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return usage_error(e),
             };
-            let variant = Variant { profile: kernel, sets };
+            let variant = Variant {
+                profile: kernel,
+                sets,
+            };
             if let Err(e) = engine::plan(&scn, &variant) {
                 return usage_error(e);
             }
@@ -170,15 +190,31 @@ fn main() -> ExitCode {
             }
             expect_code(&[res])
         }
-        Cmd::Compare { file, kernel, sets, variant, all, json } => {
+        Cmd::Compare {
+            file,
+            kernel,
+            sets,
+            variant,
+            all,
+            json,
+        } => {
             let scn = match load(&file) {
                 Ok(s) => s,
                 Err(c) => return c,
             };
-            let mut variants: Vec<Variant> = kernel.into_iter().map(|k| Variant { profile: Some(k), sets: vec![] }).collect();
+            let mut variants: Vec<Variant> = kernel
+                .into_iter()
+                .map(|k| Variant {
+                    profile: Some(k),
+                    sets: vec![],
+                })
+                .collect();
             for s in &sets {
                 match parse_sets(std::slice::from_ref(s)) {
-                    Ok(kv) => variants.push(Variant { profile: None, sets: kv }),
+                    Ok(kv) => variants.push(Variant {
+                        profile: None,
+                        sets: kv,
+                    }),
                     Err(e) => return usage_error(e),
                 }
             }
@@ -212,7 +248,11 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Cmd::Host { file, allow_sysfs, json } => {
+        Cmd::Host {
+            file,
+            allow_sysfs,
+            json,
+        } => {
             let scn = match load(&file) {
                 Ok(s) => s,
                 Err(c) => return c,
@@ -220,7 +260,10 @@ fn main() -> ExitCode {
             if let Err(e) = thpsim_host::preflight() {
                 return usage_error(format!("cannot run on this host: {e}"));
             }
-            let variant = Variant { profile: Some(thpsim_host::host_kernel_profile()), sets: vec![] };
+            let variant = Variant {
+                profile: Some(thpsim_host::host_kernel_profile()),
+                sets: vec![],
+            };
             let mut be = thpsim_host::HostBackend::new(thpsim_host::HostOptions { allow_sysfs });
             let mut res = match run_on(&scn, &mut be, &variant) {
                 Ok(r) => r,
@@ -234,7 +277,12 @@ fn main() -> ExitCode {
             }
             expect_code(&[res])
         }
-        Cmd::Check { files, allow_sysfs, deviations, json } => check::main(&files, allow_sysfs, deviations, json),
+        Cmd::Check {
+            files,
+            allow_sysfs,
+            deviations,
+            json,
+        } => check::main(&files, allow_sysfs, deviations, json),
         Cmd::Bench { quick, json } => bench::main(quick, json),
         Cmd::Knobs => {
             print!("{}", report::knobs_text());

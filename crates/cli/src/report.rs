@@ -6,7 +6,11 @@ use thpsim_kernel::observe::Smaps;
 use thpsim_scenario::engine::{ExpectStatus, RunResult, SCHEMA_VERSION};
 
 fn pages_text(pages: &[(String, u64)]) -> String {
-    pages.iter().map(|(b, n)| format!("{b}×{n}")).collect::<Vec<_>>().join(" ")
+    pages
+        .iter()
+        .map(|(b, n)| format!("{b}×{n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn smaps_text(s: &Smaps, all: bool) -> String {
@@ -14,7 +18,13 @@ fn smaps_text(s: &Smaps, all: bool) -> String {
         .iter()
         .filter_map(|f| {
             let v = s.field(f).unwrap_or(0);
-            (all || v != 0).then(|| if *f == "THPeligible" { format!("{f} {v}") } else { format!("{f} {v} kB") })
+            (all || v != 0).then(|| {
+                if *f == "THPeligible" {
+                    format!("{f} {v}")
+                } else {
+                    format!("{f} {v} kB")
+                }
+            })
         })
         .collect::<Vec<_>>()
         .join("  ")
@@ -23,14 +33,26 @@ fn smaps_text(s: &Smaps, all: bool) -> String {
 pub fn run_text(r: &RunResult) -> String {
     let mut o = String::new();
     let sw: Vec<String> = r.switches.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let _ = writeln!(o, "{} on {} — kernel {} ({})", r.file, r.backend, r.profile, sw.join(" "));
+    let _ = writeln!(
+        o,
+        "{} on {} — kernel {} ({})",
+        r.file,
+        r.backend,
+        r.profile,
+        sw.join(" ")
+    );
     for w in &r.warnings {
         let _ = writeln!(o, "warning: {w}");
     }
     for c in &r.checkpoints {
         let _ = writeln!(o, "\n── checkpoint `{}` (line {}) ──", c.label, c.line);
         let _ = writeln!(o, "  minflt {}  majflt {}", c.minflt, c.majflt);
-        let changed: Vec<String> = c.counters.iter().filter(|(_, v)| **v != 0).map(|(k, v)| format!("{k} {v:+}")).collect();
+        let changed: Vec<String> = c
+            .counters
+            .iter()
+            .filter(|(_, v)| **v != 0)
+            .map(|(k, v)| format!("{k} {v:+}"))
+            .collect();
         if changed.is_empty() {
             let _ = writeln!(o, "  counters: no change");
         } else {
@@ -51,7 +73,11 @@ pub fn run_text(r: &RunResult) -> String {
             ExpectStatus::Skipped => s += 1,
             ExpectStatus::Fail => {
                 f += 1;
-                let _ = writeln!(lines, "FAIL {}:{}:{}: {} (actual {})", r.file, e.line, e.col, e.text, e.actual);
+                let _ = writeln!(
+                    lines,
+                    "FAIL {}:{}:{}: {} (actual {})",
+                    r.file, e.line, e.col, e.text, e.actual
+                );
             }
         }
     }
@@ -77,27 +103,57 @@ pub fn compare_rows(results: &[RunResult], all: bool) -> Vec<Row> {
     let first = &results[0];
     for (ci, c) in first.checkpoints.iter().enumerate() {
         let at = |r: &RunResult| r.checkpoints.get(ci).cloned();
-        let mut push = |obs: String, f: &dyn Fn(&RunResult) -> String, nonzero: &dyn Fn(&str) -> bool| {
-            let values: Vec<String> = results.iter().map(f).collect();
-            let differs = values.windows(2).any(|w| w[0] != w[1]);
-            if all || differs || values.iter().any(|v| nonzero(v)) {
-                rows.push(Row { checkpoint: c.label.clone(), observable: obs, values, differs });
-            }
-        };
+        let mut push =
+            |obs: String, f: &dyn Fn(&RunResult) -> String, nonzero: &dyn Fn(&str) -> bool| {
+                let values: Vec<String> = results.iter().map(f).collect();
+                let differs = values.windows(2).any(|w| w[0] != w[1]);
+                if all || differs || values.iter().any(|v| nonzero(v)) {
+                    rows.push(Row {
+                        checkpoint: c.label.clone(),
+                        observable: obs,
+                        values,
+                        differs,
+                    });
+                }
+            };
         let nz = |v: &str| v != "0" && v != "+0" && !v.is_empty();
-        push("minflt".into(), &|r| at(r).map(|c| c.minflt.to_string()).unwrap_or_default(), &nz);
+        push(
+            "minflt".into(),
+            &|r| at(r).map(|c| c.minflt.to_string()).unwrap_or_default(),
+            &nz,
+        );
         for key in c.counters.keys() {
-            push(key.clone(), &|r| at(r).and_then(|c| c.counters.get(key).map(|v| format!("{v:+}"))).unwrap_or_default(), &nz);
+            push(
+                key.clone(),
+                &|r| {
+                    at(r)
+                        .and_then(|c| c.counters.get(key).map(|v| format!("{v:+}")))
+                        .unwrap_or_default()
+                },
+                &nz,
+            );
         }
         for (mi, m) in c.mappings.iter().enumerate() {
             for f in Smaps::FIELDS {
                 push(
                     format!("smaps({}).{f}", m.name),
-                    &|r| at(r).map(|c| c.mappings[mi].smaps.field(f).unwrap_or(0).to_string()).unwrap_or_default(),
+                    &|r| {
+                        at(r)
+                            .map(|c| c.mappings[mi].smaps.field(f).unwrap_or(0).to_string())
+                            .unwrap_or_default()
+                    },
                     &nz,
                 );
             }
-            push(format!("pages({})", m.name), &|r| at(r).map(|c| pages_text(&c.mappings[mi].pages)).unwrap_or_default(), &|_| true);
+            push(
+                format!("pages({})", m.name),
+                &|r| {
+                    at(r)
+                        .map(|c| pages_text(&c.mappings[mi].pages))
+                        .unwrap_or_default()
+                },
+                &|_| true,
+            );
         }
     }
     // Differences first, each group in checkpoint order.
@@ -108,11 +164,29 @@ pub fn compare_rows(results: &[RunResult], all: bool) -> Vec<Row> {
 pub fn compare_text(results: &[RunResult], all: bool) -> String {
     let rows = compare_rows(results, all);
     let mut o = String::new();
-    let _ = writeln!(o, "{} — {} variants on {}", results[0].file, results.len(), results[0].backend);
+    let _ = writeln!(
+        o,
+        "{} — {} variants on {}",
+        results[0].file,
+        results.len(),
+        results[0].backend
+    );
     let headers: Vec<String> = results.iter().map(|r| r.variant.clone()).collect();
-    let w0 = rows.iter().map(|r| r.checkpoint.len() + r.observable.len() + 3).max().unwrap_or(10).max(11);
+    let w0 = rows
+        .iter()
+        .map(|r| r.checkpoint.len() + r.observable.len() + 3)
+        .max()
+        .unwrap_or(10)
+        .max(11);
     let widths: Vec<usize> = (0..results.len())
-        .map(|i| rows.iter().map(|r| r.values[i].chars().count()).max().unwrap_or(0).max(headers[i].chars().count()).min(60))
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.values[i].chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(headers[i].chars().count())
+                .min(60)
+        })
         .collect();
     let _ = write!(o, "\n{:<w0$}", "observable");
     for (h, w) in headers.iter().zip(&widths) {
@@ -134,7 +208,11 @@ pub fn compare_text(results: &[RunResult], all: bool) -> String {
     let mut fails = String::new();
     for r in results {
         for e in r.failed_expects() {
-            let _ = writeln!(fails, "  [{}] line {}: {} (actual {})", r.variant, e.line, e.text, e.actual);
+            let _ = writeln!(
+                fails,
+                "  [{}] line {}: {} (actual {})",
+                r.variant, e.line, e.text, e.actual
+            );
         }
     }
     if !fails.is_empty() {
@@ -168,17 +246,32 @@ pub fn knobs_text() -> String {
     let mut o = String::new();
     let _ = writeln!(o, "kernel profiles:");
     for p in thpsim_kernel::profile::profiles() {
-        let sw: Vec<String> = thpsim_kernel::profile::SWITCHES.iter().map(|(k, _, _)| format!("{k}={}", p.switches.get(k).unwrap_or_default())).collect();
+        let sw: Vec<String> = thpsim_kernel::profile::SWITCHES
+            .iter()
+            .map(|(k, _, _)| format!("{k}={}", p.switches.get(k).unwrap_or_default()))
+            .collect();
         let _ = writeln!(o, "  {:<6} {}", p.name, sw.join(" "));
     }
-    let _ = writeln!(o, "\nbehaviour switches (`set KEY=VALUE`, `--set KEY=VALUE`):");
+    let _ = writeln!(
+        o,
+        "\nbehaviour switches (`set KEY=VALUE`, `--set KEY=VALUE`):"
+    );
     for (k, v, doc) in thpsim_kernel::profile::SWITCHES {
         let _ = writeln!(o, "  {k}={v}\n      {doc}");
     }
-    let _ = writeln!(o, "\nsysfs knobs (`sysfs KEY=VALUE`), under /sys/kernel/mm/transparent_hugepage/:");
+    let _ = writeln!(
+        o,
+        "\nsysfs knobs (`sysfs KEY=VALUE`), under /sys/kernel/mm/transparent_hugepage/:"
+    );
     let d = thpsim_kernel::sysfs::Sysfs::default();
     for k in thpsim_kernel::sysfs::knobs() {
-        let _ = writeln!(o, "  {:<36} {:<28} default {}", k.name, k.values, d.get(&k.name).unwrap_or_default());
+        let _ = writeln!(
+            o,
+            "  {:<36} {:<28} default {}",
+            k.name,
+            k.values,
+            d.get(&k.name).unwrap_or_default()
+        );
     }
     o
 }

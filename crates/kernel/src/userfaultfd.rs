@@ -59,7 +59,7 @@ impl Features {
 }
 
 /// What the modelled monitor does with a write-protect fault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum WpPolicy {
     /// `UFFDIO_WRITEPROTECT` mode 0 on the naturally aligned block of this size around the
     /// address (4 KiB: QEMU's background snapshot).
@@ -69,7 +69,7 @@ pub enum WpPolicy {
 }
 
 /// What the modelled monitor does with a missing fault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum MissingPolicy {
     /// `UFFDIO_COPY` of the aligned block of this size (QEMU postcopy: 4 KiB).
     Copy(u64),

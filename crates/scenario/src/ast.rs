@@ -73,6 +73,8 @@ pub enum Op {
     /// `shrink` — run the deferred-split (and huge-zero) shrinkers, as memory pressure or
     /// `drop_caches` would.
     Shrink,
+    /// `uffd …` — the current process's userfaultfd.
+    Uffd(UffdOp),
     /// `prctl set_thp_disable 0|1 [except_advised]` — `PR_SET_THP_DISABLE`.
     PrctlSetThpDisable { disable: bool, except_advised: bool },
     /// `expect OBS CMP VALUE [when COND…]`
@@ -228,4 +230,25 @@ pub struct Expect {
     pub when: Vec<Condition>,
     /// The source text of the expectation, for reports.
     pub text: String,
+}
+
+/// A userfaultfd operation (`uffd open|register|unregister|wp|unwp|copy|zeropage|handler`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum UffdOp {
+    /// userfaultfd(2) + UFFDIO_API with these features (`wp_unpopulated`, `wp_async`, …).
+    Open { features: Vec<String> },
+    /// UFFDIO_REGISTER in MISSING and/or WP mode.
+    Register { range: RangeRef, missing: bool, wp: bool },
+    Unregister { range: RangeRef },
+    /// UFFDIO_WRITEPROTECT: `wp` protects, otherwise resolves (mode 0).
+    Writeprotect { range: RangeRef, wp: bool },
+    /// UFFDIO_COPY (`wp`: with UFFDIO_COPY_MODE_WP).
+    Copy { range: RangeRef, wp: bool },
+    /// UFFDIO_ZEROPAGE.
+    Zeropage { range: RangeRef },
+    /// The modelled monitor's policy for WP and MISSING faults.
+    Handler {
+        wp: Option<thpsim_kernel::userfaultfd::WpPolicy>,
+        missing: Option<thpsim_kernel::userfaultfd::MissingPolicy>,
+    },
 }

@@ -85,6 +85,8 @@ pub enum BackendOp {
     },
     /// Run the deferred-split and huge-zero shrinkers.
     Shrink,
+    /// A userfaultfd operation of the current process (ranges resolved to arena offsets).
+    Uffd(UffdReq),
     /// `prctl(PR_SET_THP_DISABLE, disable, flags)` with `flags` 0 or
     /// `PR_THP_DISABLE_EXCEPT_ADVISED` (1 << 1).
     PrctlSetThpDisable {
@@ -151,4 +153,19 @@ pub trait Backend {
     fn finish(&mut self) -> Result<(), BackendError> {
         Ok(())
     }
+}
+
+/// A resolved userfaultfd operation (see `crate::ast::UffdOp`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum UffdReq {
+    Open { features: Vec<String> },
+    Register { addr: u64, len: u64, missing: bool, wp: bool },
+    Unregister { addr: u64, len: u64 },
+    Writeprotect { addr: u64, len: u64, wp: bool },
+    Copy { addr: u64, len: u64, wp: bool },
+    Zeropage { addr: u64, len: u64 },
+    Handler {
+        wp: Option<thpsim_kernel::userfaultfd::WpPolicy>,
+        missing: Option<thpsim_kernel::userfaultfd::MissingPolicy>,
+    },
 }

@@ -450,6 +450,35 @@ impl Run<'_> {
                 }
                 self.exec(st, BackendOp::Exit { proc: id })
             }
+            Op::Uffd(u) => {
+                use crate::ast::UffdOp;
+                use crate::backend::UffdReq;
+                let req = match u {
+                    UffdOp::Open { features } => UffdReq::Open { features: features.clone() },
+                    UffdOp::Register { range, missing, wp } => {
+                        let (addr, len) = self.range(range);
+                        UffdReq::Register { addr, len, missing: *missing, wp: *wp }
+                    }
+                    UffdOp::Unregister { range } => {
+                        let (addr, len) = self.range(range);
+                        UffdReq::Unregister { addr, len }
+                    }
+                    UffdOp::Writeprotect { range, wp } => {
+                        let (addr, len) = self.range(range);
+                        UffdReq::Writeprotect { addr, len, wp: *wp }
+                    }
+                    UffdOp::Copy { range, wp } => {
+                        let (addr, len) = self.range(range);
+                        UffdReq::Copy { addr, len, wp: *wp }
+                    }
+                    UffdOp::Zeropage { range } => {
+                        let (addr, len) = self.range(range);
+                        UffdReq::Zeropage { addr, len }
+                    }
+                    UffdOp::Handler { wp, missing } => UffdReq::Handler { wp: *wp, missing: *missing },
+                };
+                self.exec(st, BackendOp::Uffd(req))
+            }
             Op::KhugepagedScan { passes } => {
                 self.exec(st, BackendOp::KhugepagedScan { passes: *passes })
             }
@@ -692,6 +721,7 @@ fn op_text(op: &BackendOp) -> String {
         BackendOp::KhugepagedScan { passes } => format!("khugepaged scan {passes}"),
         BackendOp::Sleep { ms } => format!("sleep {ms}ms"),
         BackendOp::Shrink => "shrink".into(),
+        BackendOp::Uffd(u) => format!("uffd {u:?}"),
         BackendOp::PrctlSetThpDisable { disable, flags } => {
             format!("prctl PR_SET_THP_DISABLE {} {flags:#x}", *disable as u8)
         }

@@ -1516,6 +1516,102 @@ pub(crate) fn op_shrink(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     Some(Parsed::Op(Op::Shrink))
 }
 
+pub(crate) fn op_uffd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    use crate::ast::UffdOp;
+    use thpsim_kernel::userfaultfd::{Features, MissingPolicy, WpPolicy};
+    const ACTIONS: &[&str] = &["open", "register", "unregister", "wp", "unwp", "copy", "zeropage", "handler"];
+    let a = c.need("uffd action")?;
+    let op = match a.text {
+        "open" => {
+            let mut features = vec![];
+            for t in c.rest() {
+                if !Features::default().set(t.text) {
+                    c.err(t.span(), format!("unknown userfaultfd feature `{}`", t.text), Some(format!("features: {}", Features::NAMES.join(", "))));
+                    return None;
+                }
+                features.push(t.text.to_string());
+            }
+            UffdOp::Open { features }
+        }
+        "register" => {
+            let range = c.range()?;
+            let m = c.need("mode (missing, wp or missing+wp)")?;
+            let (mut missing, mut wp) = (false, false);
+            for part in m.text.split('+') {
+                match part {
+                    "missing" => missing = true,
+                    "wp" => wp = true,
+                    "minor" => {
+                        c.err(m.span(), "MINOR mode needs shmem or hugetlb, which are not modelled", None);
+                        return None;
+                    }
+                    _ => {
+                        c.err(m.span(), format!("unknown register mode `{}`", m.text), Some("modes: missing, wp, missing+wp".into()));
+                        return None;
+                    }
+                }
+            }
+            UffdOp::Register { range, missing, wp }
+        }
+        "unregister" => UffdOp::Unregister { range: c.range()? },
+        "wp" => UffdOp::Writeprotect { range: c.range()?, wp: true },
+        "unwp" => UffdOp::Writeprotect { range: c.range()?, wp: false },
+        "copy" => {
+            let range = c.range()?;
+            let wp = match c.next() {
+                None => false,
+                Some(t) if t.text == "wp" => true,
+                Some(t) => {
+                    c.err(t.span(), format!("unexpected `{}`", t.text), Some("usage: uffd copy RANGE [wp]".into()));
+                    return None;
+                }
+            };
+            UffdOp::Copy { range, wp }
+        }
+        "zeropage" => UffdOp::Zeropage { range: c.range()? },
+        "handler" => {
+            let (mut wp, mut missing) = (None, None);
+            for t in c.rest() {
+                let Some((k, v)) = t.text.split_once('=') else {
+                    c.err(t.span(), format!("expected KEY=VALUE, not `{}`", t.text), Some("usage: uffd handler [wp=unprotect:SIZE|unprotect:vma] [missing=copy:SIZE|zeropage:SIZE]".into()));
+                    return None;
+                };
+                let (what, size) = v.split_once(':').unwrap_or((v, "4K"));
+                let sz = if size == "vma" { None } else {
+                    match parse_size(size) {
+                        Ok(s) if s >= PAGE_SIZE && s.is_power_of_two() => Some(s),
+                        _ => {
+                            c.err(t.span(), format!("`{size}` is not a power-of-two size of at least 4K"), None);
+                            return None;
+                        }
+                    }
+                };
+                match (k, what, sz) {
+                    ("wp", "unprotect", Some(s)) => wp = Some(WpPolicy::Unprotect(s)),
+                    ("wp", "unprotect", None) => wp = Some(WpPolicy::UnprotectVma),
+                    ("missing", "copy", Some(s)) => missing = Some(MissingPolicy::Copy(s)),
+                    ("missing", "zeropage", Some(s)) => missing = Some(MissingPolicy::Zeropage(s)),
+                    _ => {
+                        c.err(t.span(), format!("unknown handler policy `{}`", t.text), Some("wp=unprotect:4K|unprotect:2M|unprotect:vma, missing=copy:4K|zeropage:4K".into()));
+                        return None;
+                    }
+                }
+            }
+            UffdOp::Handler { wp, missing }
+        }
+        other => {
+            let hint = thpsim_kernel::util::closest(other, ACTIONS.iter().copied()).map(|b| format!("did you mean `{b}`?")).unwrap_or_else(|| format!("actions: {}", ACTIONS.join(", ")));
+            c.err(a.span(), format!("unknown uffd action `{other}`"), Some(hint));
+            return None;
+        }
+    };
+    if let Some(extra) = c.next() {
+        c.err(extra.span(), format!("unexpected `{}`", extra.text), None);
+        return None;
+    }
+    Some(Parsed::Op(Op::Uffd(op)))
+}
+
 pub(crate) fn op_prctl(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     const USAGE: &str = "usage: prctl set_thp_disable 0|1 [except_advised]";
     let opt = c.need("prctl option")?;
@@ -1613,6 +1709,9 @@ fn parse_cmp(s: &str) -> Option<Cmp> {
     })
 }
 
+/// userfaultfd message counters (all processes): messages, MISSING, WP, MINOR, with WRITE.
+pub const UFFD_STATS: &[&str] = &["events", "missing", "wp", "minor", "write"];
+
 /// The kinds of observable, for hints and docs.
 pub(crate) const OBSERVABLE_FORMS: &[&str] = &[
     "minflt",
@@ -1622,6 +1721,7 @@ pub(crate) const OBSERVABLE_FORMS: &[&str] = &[
     "vmstat.<name>",
     "mthp.<size>.<stat>",
     "khugepaged.<stat>",
+    "uffd.<stat>",
     "smaps(NAME).<Field>",
     "pages(RANGE).<class>",
 ];
@@ -1756,6 +1856,17 @@ impl<'s> LineCtx<'s, '_> {
                     n.span(),
                     format!("unknown khugepaged stat `{}`", n.text),
                     Some(hint),
+                );
+                None
+            }
+            ("uffd", Some(n)) => {
+                if UFFD_STATS.contains(&n.text) {
+                    return Some((Observable::Counter(format!("uffd.{}", n.text)), ObsKind::Count));
+                }
+                self.err(
+                    n.span(),
+                    format!("unknown uffd stat `{}`", n.text),
+                    Some(format!("uffd stats: {}", UFFD_STATS.join(", "))),
                 );
                 None
             }

@@ -252,6 +252,18 @@ pub const OPS: &[OpSpec] = &[
         parse: parse::op_shrink,
     },
     OpSpec {
+        name: "uffd",
+        synopsis: "uffd open [FEATURE…] | register RANGE missing|wp|missing+wp | unregister RANGE | wp RANGE | unwp RANGE | copy RANGE [wp] | zeropage RANGE | handler [wp=POLICY] [missing=POLICY]",
+        summary: "userfaultfd of the current process (one per process): `open` is userfaultfd(2) + UFFDIO_API with features (`wp_unpopulated`, `wp_async`, `sigbus`, `exact_address`, `thread_id`, `event_fork`); `register`/`unregister` are UFFDIO_(UN)REGISTER; `wp`/`unwp` are UFFDIO_WRITEPROTECT with mode WP / 0; `copy` and `zeropage` fill missing pages (order 0, EEXIST on populated ones). A fault that reaches userfaultfd is resolved by a modelled monitor: `handler wp=unprotect:4K` (default; also `unprotect:2M`, `unprotect:vma`) and `missing=copy:4K` (default; also `zeropage:SIZE`). Messages are counted as `uffd.events`, `uffd.missing`, `uffd.wp`, `uffd.write`.",
+        args: &[
+            ("RANGE", "as for other ops"),
+            ("POLICY", "`unprotect:SIZE`, `unprotect:vma` (wp); `copy:SIZE`, `zeropage:SIZE` (missing); SIZE a power of two ≥ 4K"),
+        ],
+        example: "mmap ram 4M anon private rw\nuffd open wp_unpopulated\nuffd register ram wp\nuffd wp ram\nuffd handler wp=unprotect:4K",
+        placement: Placement::Body,
+        parse: parse::op_uffd,
+    },
+    OpSpec {
         name: "prctl",
         synopsis: "prctl set_thp_disable 0|1 [except_advised]",
         summary: "prctl(PR_SET_THP_DISABLE, …) for the running process: `1` disables THP completely, `1 except_advised` (6.18+, PR_THP_DISABLE_EXCEPT_ADVISED) keeps THP only in MADV_HUGEPAGE ranges, `0` re-enables. The result is the op's errno (EINVAL where the kernel refuses).",

@@ -1640,6 +1640,7 @@ fn names_of(op: &Op) -> &'static [&'static str] {
         Op::KhugepagedScan { .. } => &["khugepaged"],
         Op::Sleep { .. } => &["sleep"],
         Op::Shrink => &["shrink"],
+        Op::Uffd(_) => &["uffd"],
         Op::Expect(_) => &["expect"],
     }
 }
