@@ -122,7 +122,8 @@ pub fn main(quick: bool, json: bool) -> ExitCode {
     {
         let size = if quick { 64 * gib } else { 1024 * gib };
         let rss0 = rss_bytes();
-        let (mut k, pid) = kernel(size + gib);
+        // Each THP also deposits a page-table page: 4 KiB per 2 MiB.
+        let (mut k, pid) = kernel(size + size / 256 + gib);
         k.mmap(pid, BASE, size, Prot::RW, MapFlags::default())
             .expect("mmap");
         k.madvise(pid, BASE, size, Advice::Hugepage)
