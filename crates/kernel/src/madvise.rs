@@ -59,6 +59,9 @@ impl Kernel {
         }
         let mmi = self.mm_of(pid);
         let mut unmapped = !self.mms[mmi].range_fully_mapped(start, end);
+        if advice == Advice::PopulatePgtable {
+            return self.madvise_populate_pgtable(pid, start, end);
+        }
         if advice == Advice::Collapse {
             return self.madvise_collapse(pid, start, end);
         }
@@ -132,5 +135,29 @@ impl Kernel {
             self.mms[mmi].vmas.get_mut(&a).expect("vma").flags = nf;
         }
         self.mms[mmi].merge_range(start, end);
+    }
+
+    /// The `MADV_POPULATE_PGTABLE` proposal: make sure every PMD slot of the mapped part of
+    /// the range has a PTE table (and the 1 GiB region a PMD table), mapping nothing. ENOMEM
+    /// for holes, as the populate advices. Later faults in those slots take the PTE path, so
+    /// they never get a PMD THP.
+    fn madvise_populate_pgtable(&mut self, pid: Pid, start: u64, end: u64) -> Result<(), Errno> {
+        let mmi = self.mm_of(pid);
+        let holes = !self.mms[mmi].range_fully_mapped(start, end);
+        let mut slot = start & crate::types::PMD_MASK;
+        while slot < end {
+            let (s, e) = (start.max(slot), end.min(slot + crate::types::PMD_SIZE));
+            let mapped = !self.mms[mmi].vma_starts_in(s, e).is_empty();
+            if mapped && !self.mms[mmi].pgt.pmd(slot).is_huge() {
+                if !self.ensure_pmd_table(mmi, slot) || !self.pte_alloc(mmi, slot) {
+                    return Err(Errno::ENOMEM);
+                }
+            }
+            slot += crate::types::PMD_SIZE;
+        }
+        if holes {
+            return Err(Errno::ENOMEM);
+        }
+        Ok(())
     }
 }

@@ -132,6 +132,9 @@ pub enum Advice {
     PopulateRead,
     PopulateWrite,
     Collapse,
+    /// Proposal from the mailing list, not in Linux: allocate page tables for the range and
+    /// map nothing. Model-only (value −1; the host refuses it).
+    PopulatePgtable,
 }
 
 impl Advice {
@@ -159,6 +162,7 @@ impl Advice {
         ("POPULATE_READ", Advice::PopulateRead, 22),
         ("POPULATE_WRITE", Advice::PopulateWrite, 23),
         ("COLLAPSE", Advice::Collapse, 25),
+        ("POPULATE_PGTABLE", Advice::PopulatePgtable, -1),
     ];
 
     /// Accepts `HUGEPAGE` and `MADV_HUGEPAGE`, any case.
@@ -198,6 +202,7 @@ impl Advice {
                 | Advice::Dontneed
                 | Advice::Free
                 | Advice::Collapse
+                | Advice::PopulatePgtable
                 | Advice::PopulateRead
                 | Advice::PopulateWrite
         )

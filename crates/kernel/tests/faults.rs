@@ -606,3 +606,19 @@ fn munmap_frees_everything() {
     assert_eq!(t.k.nr_free_pages(), free - 512);
     assert_eq!(t.k.nr_folios(), 0);
 }
+
+#[test]
+fn populate_pgtable_proposal_blocks_pmd_thp() {
+    let mut t = T::new("6.18");
+    thp_region(&mut t);
+    t.madvise(BASE, M2, Advice::PopulatePgtable).unwrap();
+    assert_eq!(t.faults(), 0, "no faults, nothing mapped");
+    assert_eq!(t.map(BASE, M2), vec![(Backing::None, 512)]);
+    t.write(BASE, M2);
+    assert_eq!(t.faults(), 512, "the slot has a page table: PTE path only");
+    assert_eq!(t.d(VmItem::ThpFaultAlloc), 0);
+    assert_eq!(
+        t.madvise(BASE, 2 * M2, Advice::PopulatePgtable),
+        Err(Errno::ENOMEM)
+    );
+}
