@@ -2,8 +2,20 @@
 //!
 //! The parent `fork`s it at setup. The child never allocates and never panics on purpose: it
 //! may be the fork of a multi-threaded process, so it only makes raw system calls and runs
-//! allocation-free code (`touch_offsets` included). It talks to the parent over two pipes with
-//! fixed-size little-endian records of `u64` words ([`Req`], [`Resp`]).
+//! allocation-free code (`touch_offsets` included). It talks to the parent with fixed-size
+//! little-endian records of `u64` words ([`Req`], [`Resp`]), one message each on a
+//! `SOCK_SEQPACKET` socket (one socket per worker; a fork request passes the new worker's end
+//! of a fresh socket pair with `SCM_RIGHTS`). EOF on the socket (the parent died) ends it.
+//!
+//! **fork.** A [`K_FORK`] request makes the worker `clone(CLONE_PARENT | SIGCHLD)` itself, so
+//! the new worker inherits the address space exactly as fork(2) copies it and is a child of
+//! the thpsim process (which reaps it). Both processes then redo the warm-up before answering:
+//! fork write-protected every private page of the worker's own stack, TLS/errno and warm-up
+//! buffer in *both* processes (the next write to each would take a COW fault), and the child
+//! starts with no page tables for file-backed text (its first call of each handler would
+//! take text faults). None of that may land in a measured window. The fork op itself is
+//! reported with 0 faults: fork takes none (`dup_mmap` does not fault), and the worker
+//! cannot measure around the clone without writing its own, now write-protected, stack.
 //!
 //! Before it reports ready it (1) reserves `arena_len + 2 GiB` of PROT_NONE address space,
 //! picks the first 1 GiB-aligned address inside as the arena base, (2) maps a small warm-up
@@ -32,6 +44,10 @@ pub const K_MADVISE: u64 = 4;
 pub const K_ACCESS: u64 = 5;
 pub const K_EXIT: u64 = 6;
 pub const K_PRCTL: u64 = 7;
+/// fork(2) of this worker; the request carries the new worker's channel (`SCM_RIGHTS`). The
+/// response is `[0, child pid, 0, 0]` (or `[1, errno, 0, 0]`); the child then sends its own
+/// ready message `[0, arena base, 0, 0]` on the new channel.
+pub const K_FORK: u64 = 8;
 
 pub const P_READ: u64 = 0;
 pub const P_WRITE: u64 = 1;
@@ -97,30 +113,40 @@ fn from_bytes<const N: usize>(b: &[u8]) -> [u64; N] {
 }
 
 pub fn send_req(fd: i32, r: &Req) -> Result<(), i32> {
+    send_req_fd(fd, r, None)
+}
+
+/// Sends a request with a file descriptor attached (`SCM_RIGHTS`).
+pub fn send_req_fd(fd: i32, r: &Req, pass: Option<i32>) -> Result<(), i32> {
     let mut b = [0u8; REQ_WORDS * 8];
     to_bytes(r, &mut b);
-    sys::write_all_fd(fd, &b)
+    sys::send_msg(fd, &b, pass)
 }
 
 pub fn recv_resp(fd: i32) -> Result<Option<Resp>, i32> {
     let mut b = [0u8; RESP_WORDS * 8];
-    Ok(if sys::read_exact_fd(fd, &mut b)? {
-        Some(from_bytes(&b))
-    } else {
-        None
+    Ok(match sys::recv_msg(fd, &mut b)? {
+        Some(passed) => {
+            if let Some(f) = passed {
+                sys::close(f);
+            }
+            Some(from_bytes(&b))
+        }
+        None => None,
     })
 }
 
 fn send_resp(fd: i32, r: &Resp) {
     let mut b = [0u8; RESP_WORDS * 8];
     to_bytes(r, &mut b);
-    let _ = sys::write_all_fd(fd, &b);
+    let _ = sys::send_msg(fd, &b, None);
 }
 
-fn recv_req(fd: i32) -> Option<Req> {
+/// The next request and the descriptor passed with it; `None` at EOF or on error.
+fn recv_req(fd: i32) -> Option<(Req, Option<i32>)> {
     let mut b = [0u8; REQ_WORDS * 8];
-    match sys::read_exact_fd(fd, &mut b) {
-        Ok(true) => Some(from_bytes(&b)),
+    match sys::recv_msg(fd, &mut b) {
+        Ok(Some(passed)) => Some((from_bytes(&b), passed)),
         _ => None,
     }
 }
@@ -210,7 +236,13 @@ fn handle(base: u64, r: &Req) -> Resp {
             // SAFETY: PR_SET_THP_DISABLE only changes this process's THP policy; the
             // arguments are plain integers.
             let x = unsafe {
-                libc::prctl(libc::PR_SET_THP_DISABLE, r[3] as libc::c_ulong, r[4] as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong)
+                libc::prctl(
+                    libc::PR_SET_THP_DISABLE,
+                    r[3] as libc::c_ulong,
+                    r[4] as libc::c_ulong,
+                    0 as libc::c_ulong,
+                    0 as libc::c_ulong,
+                )
             };
             if x < 0 {
                 Err(sys::errno())
@@ -295,14 +327,39 @@ fn warm_up(warm: u64) {
         0,
         0,
     );
+    // prctl: re-set the current PR_SET_THP_DISABLE state (PR_GET_THP_DISABLE returns 1, or
+    // 3 with PR_THP_DISABLE_EXCEPT_ADVISED), so the libc wrapper's text is mapped.
+    // SAFETY: prctl with integer arguments only.
+    let cur = unsafe {
+        libc::prctl(
+            libc::PR_GET_THP_DISABLE,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if cur >= 0 {
+        let cur = cur as u64;
+        w(
+            K_PRCTL,
+            0,
+            0,
+            cur & 1,
+            if cur & 1 != 0 { cur & !1 } else { 0 },
+            0,
+            0,
+        );
+    }
     w(99, 0, 0, 0, 0, 0, 0);
     sys::faults();
 }
 
 /// Entry point of the forked child. Never returns.
-pub fn child_main(req_fd: i32, resp_fd: i32, arena_len: u64) -> ! {
+pub fn child_main(chan: i32, arena_len: u64) -> ! {
     sys::reset_signals_in_child();
-    sys::close_all_except(&mut [req_fd, resp_fd]);
+    sys::close_all_except(&mut [chan]);
+    let mut chan = chan;
     // A scenario starts with the default per-process THP policy, whatever the parent's.
     // SAFETY: prctl with integer arguments only.
     unsafe {
@@ -327,7 +384,7 @@ pub fn child_main(req_fd: i32, resp_fd: i32, arena_len: u64) -> ! {
         )
     };
     if res == libc::MAP_FAILED {
-        send_resp(resp_fd, &[1, sys::errno() as u64, 0, 0]);
+        send_resp(chan, &[1, sys::errno() as u64, 0, 0]);
         // SAFETY: _exit is always safe in a forked child.
         unsafe { libc::_exit(1) };
     }
@@ -345,20 +402,48 @@ pub fn child_main(req_fd: i32, resp_fd: i32, arena_len: u64) -> ! {
         )
     };
     if warm == libc::MAP_FAILED {
-        send_resp(resp_fd, &[1, sys::errno() as u64, 0, 0]);
+        send_resp(chan, &[1, sys::errno() as u64, 0, 0]);
         // SAFETY: as above.
         unsafe { libc::_exit(1) };
     }
     // SAFETY: releasing our own reservation; the arena becomes a hole.
     unsafe { libc::munmap(res as *mut _, reserve as usize) };
-    warm_up(warm as u64);
-    send_resp(resp_fd, &[0, base, 0, 0]);
-    while let Some(r) = recv_req(req_fd) {
-        if r[0] == K_EXIT {
-            break;
+    let warm = warm as u64;
+    warm_up(warm);
+    send_resp(chan, &[0, base, 0, 0]);
+    while let Some((r, passed)) = recv_req(chan) {
+        match r[0] {
+            K_EXIT => break,
+            K_FORK => {
+                let Some(new_chan) = passed else {
+                    send_resp(chan, &[1, libc::EINVAL as u64, 0, 0]);
+                    continue;
+                };
+                let pid = sys::clone_parent();
+                if pid == 0 {
+                    // The new worker: its own channel, then the warm-up (see the module doc).
+                    sys::close(chan);
+                    chan = new_chan;
+                    warm_up(warm);
+                    send_resp(chan, &[0, base, 0, 0]);
+                    continue;
+                }
+                sys::close(new_chan);
+                if pid < 0 {
+                    send_resp(chan, &[1, (-pid) as u64, 0, 0]);
+                    continue;
+                }
+                warm_up(warm);
+                send_resp(chan, &[0, pid as u64, 0, 0]);
+            }
+            _ => {
+                if let Some(f) = passed {
+                    sys::close(f);
+                }
+                let resp = handle(base, &r);
+                send_resp(chan, &resp);
+            }
         }
-        let resp = handle(base, &r);
-        send_resp(resp_fd, &resp);
     }
     // SAFETY: _exit skips atexit handlers and destructors, which belong to the parent.
     unsafe { libc::_exit(0) }

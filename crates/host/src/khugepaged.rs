@@ -19,8 +19,14 @@
 //!    run time stops changing);
 //! 4. only then fork the scenario's worker: its mm joins a non-empty list and wakes nobody.
 //!
+//! After registering, the sentinel disables THP completely (prctl): it stays on the list but
+//! costs khugepaged 1 unit of `pages_to_scan` per visit.
+//!
 //! The sentinel lives until the run ends; then the knob is restored (which wakes khugepaged
 //! again — the worker is gone by then).
+//!
+//! `khugepaged scan N` ([`run_passes`]): each rewrite of the 24 h sleep value wakes the idle
+//! thread for exactly one pass; completion is seen in `/proc/<pid>/stack` and `schedstat`.
 
 use std::time::{Duration, Instant};
 
@@ -73,6 +79,19 @@ fn sentinel_main(ctl_r: i32, ready_w: i32) -> ! {
             }
             std::ptr::write_volatile(a as *mut u8, 1);
         }
+        // Registered now. Disable THP completely: khugepaged keeps the mm on its list (only
+        // exit removes it) but skips it at a cost of 1 unit of `pages_to_scan` per visit
+        // (`hpage_collapse_test_exit_or_disable`), instead of 1 per VMA + 512 for its range.
+        // SAFETY: prctl with integer arguments only.
+        unsafe {
+            libc::prctl(
+                libc::PR_SET_THP_DISABLE,
+                1 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            )
+        };
     }
     let _ = sys::write_all_fd(ready_w, &[status]);
     let mut b = [0u8; 1];
@@ -133,7 +152,7 @@ pub fn full_scans() -> Option<u64> {
         .ok()
 }
 
-fn khugepaged_pid() -> Option<i32> {
+pub fn khugepaged_pid() -> Option<i32> {
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
         let name = e.file_name();
         let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
@@ -194,4 +213,81 @@ pub fn wait_quiescent(before: Option<u64>) -> Option<String> {
         last = now;
     }
     Some("could not confirm that khugepaged went back to sleep before the run".into())
+}
+
+/// The top frame of a task's kernel stack (`/proc/PID/stack`, root), e.g.
+/// `khugepaged+0x453/0x8f0`.
+fn stack_top(pid: i32) -> Option<String> {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/stack")).ok()?;
+    let line = st.lines().next()?;
+    Some(line.rsplit(' ').next()?.to_string())
+}
+
+/// After [`wait_quiescent`]: the top kernel stack frame of khugepaged sleeping between passes
+/// (in `khugepaged_wait_work`, inlined into `khugepaged()` on 6.18: `khugepaged+0x…`).
+/// Other sleeps inside a pass (`__flush_work` under `lru_add_drain_all`, the allocation
+/// back-off, lock waits) have other top frames.
+pub fn learn_idle_frame() -> Result<String, String> {
+    let kpid = khugepaged_pid().ok_or("no khugepaged thread")?;
+    let (st, _) = task_state(kpid).ok_or("cannot read khugepaged's /proc stat/schedstat")?;
+    let top = stack_top(kpid)
+        .ok_or_else(|| format!("cannot read /proc/{kpid}/stack (CONFIG_STACKTRACE, root)"))?;
+    let func = top.split('+').next().unwrap_or("");
+    if st != 'S' || !(func == "khugepaged" || func == "khugepaged_wait_work") {
+        return Err(format!(
+            "khugepaged is not asleep between passes (state {st}, top frame {top})"
+        ));
+    }
+    Ok(top)
+}
+
+/// Waits until khugepaged sleeps at `idle` with a run time that is stable for 2 ms and, with
+/// `after`, larger than `after` (it ran since). Returns that run time.
+fn wait_idle(kpid: i32, idle: &str, after: Option<u64>, limit: Duration) -> Result<u64, String> {
+    let t0 = Instant::now();
+    let at_idle = |after: Option<u64>| -> Option<u64> {
+        let (st, rt) = task_state(kpid)?;
+        let ok =
+            st == 'S' && after.is_none_or(|a| rt > a) && stack_top(kpid).as_deref() == Some(idle);
+        ok.then_some(rt)
+    };
+    loop {
+        if let Some(rt) = at_idle(after) {
+            std::thread::sleep(Duration::from_millis(2));
+            if at_idle(after) == Some(rt) {
+                return Ok(rt);
+            }
+            continue;
+        }
+        if t0.elapsed() > limit {
+            let (st, rt) = task_state(kpid).unwrap_or(('?', 0));
+            return Err(format!(
+                "khugepaged (pid {kpid}) did not {} within {limit:?} (state {st}, run time {rt} ns, top frame {})",
+                if after.is_some() { "finish the pass" } else { "become idle" },
+                stack_top(kpid).unwrap_or_default()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Makes khugepaged run exactly `passes` passes (`khugepaged_do_scan`), one at a time.
+///
+/// `scan_sleep_millisecs_store` sets `khugepaged_sleep_expire = 0` and wakes the thread; the
+/// wait in `khugepaged_wait_work` ends, the thread runs one pass, re-arms the expiry with the
+/// (unchanged, 24 h) sleep and sleeps again. So each write of the same 24 h value while the
+/// thread is idle is exactly one pass. A pass is complete when the thread sleeps at its idle
+/// frame (`idle`, see [`learn_idle_frame`]) again with a larger run time. Writing while it is
+/// inside a pass would lose the wake-up, so each write waits for idleness first.
+pub fn run_passes(passes: u32, idle: &str) -> Result<(), String> {
+    for i in 0..passes {
+        let kpid = khugepaged_pid()
+            .ok_or("khugepaged is not running (PMD-sized THP is disabled): no pass can run")?;
+        let rt = wait_idle(kpid, idle, None, Duration::from_secs(10))?;
+        crate::sysfs::write_knob(SCAN_SLEEP_KNOB, HUGE_SLEEP_MS)
+            .map_err(|e| format!("writing {SCAN_SLEEP_KNOB}: {e}"))?;
+        wait_idle(kpid, idle, Some(rt), Duration::from_secs(60))
+            .map_err(|e| format!("khugepaged pass {} of {passes}: {e}", i + 1))?;
+    }
+    Ok(())
 }

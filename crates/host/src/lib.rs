@@ -4,8 +4,15 @@
 //!
 //! * A **worker child** (`fork`ed at [`Backend::setup`]) is the task whose faults are measured;
 //!   see [`child`] for how its arena is placed and why its measured windows contain only the
-//!   scenario's faults. Each op is one request over a pipe; the child measures
+//!   scenario's faults. Each op is one request over the worker's socket; the child measures
 //!   `getrusage(RUSAGE_SELF)` right around the syscall or the access loop.
+//! * **Processes**: scenario process *i* is worker *i*. `fork` makes the current worker
+//!   `clone(CLONE_PARENT)` itself (a real fork; the new worker is our child and gets a fresh
+//!   socket passed with the request), `as` switches the worker that ops and observations go
+//!   to, `exit` ends and reaps a worker (its mm is gone when the op returns).
+//! * **`khugepaged scan N`** (with `allow_sysfs`): N single passes of the controlled thread,
+//!   each triggered by rewriting `scan_sleep_millisecs` and awaited via its idle kernel stack
+//!   frame (see [`khugepaged::run_passes`]). `sleep` and `shrink` are not runnable.
 //! * **Accesses that would raise SIGSEGV** are never performed: before an access op the parent
 //!   reads the child's `/proc/PID/maps`, finds the first touched offset that has no VMA or
 //!   lacks the needed protection (x86: any of r/w/x allows reads unless the CPU has
@@ -38,7 +45,9 @@ use thpsim_scenario::backend::{
 };
 use thpsim_scenario::pattern::touch_offsets;
 
-use crate::child::{Req, K_ACCESS, K_EXIT, K_MADVISE, K_MMAP, K_MPROTECT, K_MUNMAP, K_PRCTL};
+use crate::child::{
+    Req, K_ACCESS, K_EXIT, K_FORK, K_MADVISE, K_MMAP, K_MPROTECT, K_MUNMAP, K_PRCTL,
+};
 use crate::sys::PAGE;
 
 /// Options of the host backend.
@@ -49,20 +58,53 @@ pub struct HostOptions {
     pub allow_sysfs: bool,
 }
 
+/// One scenario process: a worker child and the parent's end of its socket.
 struct Worker {
     pid: i32,
-    req_w: i32,
-    resp_r: i32,
-    base: u64,
-    arena_len: u64,
+    chan: i32,
     observer: observe::Observer,
+    /// Slot in `sysfs::CHILD_PIDS`.
+    slot: Option<usize>,
+}
+
+impl Worker {
+    /// Ends the worker (K_EXIT, then SIGKILL if it does not go) and reaps it: when this
+    /// returns its mm has been torn down (`exit_mm` runs before the task becomes a zombie).
+    fn stop(self) -> Option<String> {
+        let ok = child::send_req(self.chan, &[K_EXIT, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_ok();
+        sys::close(self.chan);
+        if !ok {
+            sys::kill(self.pid, libc::SIGKILL);
+        }
+        let note = match sys::waitpid(self.pid) {
+            Some(st) if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0 => None,
+            Some(st) => Some(format!(
+                "worker child {} {}",
+                self.pid,
+                sys::describe_status(st)
+            )),
+            None => None,
+        };
+        sysfs::unregister_child(self.slot);
+        note
+    }
 }
 
 /// The host backend (see the crate doc).
 pub struct HostBackend {
     opts: HostOptions,
     khugepaged_control: bool,
-    worker: Option<Worker>,
+    /// Scenario processes by engine id (0 = `main`, then in order of `fork`); `None` once
+    /// exited (or when its fork failed).
+    workers: Vec<Option<Worker>>,
+    /// The current process (ops and observations go to it).
+    current: usize,
+    /// Arena base (the same in every process: forks copy the address space) and length.
+    base: u64,
+    arena_len: u64,
+    /// Top kernel stack frame of khugepaged when it sleeps between passes (see
+    /// [`khugepaged::run_passes`]), learned at setup; or why `khugepaged scan` cannot run.
+    khugepaged_idle: Result<String, String>,
     sentinel: Option<khugepaged::Sentinel>,
     session: sysfs::Session,
     warnings: Vec<String>,
@@ -170,7 +212,13 @@ impl HostBackend {
         HostBackend {
             opts,
             khugepaged_control: true,
-            worker: None,
+            workers: Vec::new(),
+            current: 0,
+            base: 0,
+            arena_len: 0,
+            khugepaged_idle: Err(
+                "khugepaged scan needs --allow-sysfs (khugepaged is not controlled)".into(),
+            ),
             sentinel: None,
             session: sysfs::Session::new(),
             warnings,
@@ -189,35 +237,43 @@ impl HostBackend {
         &self.warnings
     }
 
-    /// Pid of the worker child (the measured task), once set up.
+    /// Pid of the current worker child (the measured task), once set up.
     pub fn worker_pid(&self) -> Option<i32> {
-        self.worker.as_ref().map(|w| w.pid)
+        self.worker().ok().map(|w| w.pid)
     }
 
-    /// Absolute address of the arena base in the worker, once set up.
+    /// Pid of scenario process `proc` (engine id: 0 = `main`), while it is alive.
+    pub fn process_pid(&self, proc: u32) -> Option<i32> {
+        self.workers
+            .get(proc as usize)
+            .and_then(|w| w.as_ref())
+            .map(|w| w.pid)
+    }
+
+    /// Absolute address of the arena base in the workers, once set up.
     pub fn arena_base(&self) -> Option<u64> {
-        self.worker.as_ref().map(|w| w.base)
+        self.workers
+            .first()
+            .and_then(|w| w.as_ref())
+            .map(|_| self.base)
     }
 
-    fn spawn_worker(&mut self, arena_len: u64) -> Result<(), BackendError> {
-        let (req_r, req_w) = sys::pipe().map_err(|e| err(format!("pipe: {e}")))?;
-        let (resp_r, resp_w) = sys::pipe().map_err(|e| err(format!("pipe: {e}")))?;
-        // SAFETY: fork; the child only runs allocation-free code (`child_main`) and `_exit`s,
-        // so it is sound even if this process has other threads.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(err(format!("fork: {}", std::io::Error::last_os_error())));
+    fn worker(&self) -> Result<&Worker, BackendError> {
+        match self.workers.get(self.current) {
+            Some(Some(w)) => Ok(w),
+            Some(None) => Err(err(format!(
+                "host backend: process {} is not alive",
+                self.current
+            ))),
+            None => Err(err("host backend: op before setup")),
         }
-        if pid == 0 {
-            sysfs::IN_FORKED_CHILD.store(true, Ordering::SeqCst);
-            child::child_main(req_r, resp_w, arena_len);
-        }
-        sys::close(req_r);
-        sys::close(resp_w);
-        let ready = child::recv_resp(resp_r);
+    }
+
+    /// Waits for a worker's ready message on `chan` and opens its observer.
+    fn adopt_worker(&mut self, pid: i32, chan: i32) -> Result<(Worker, u64), BackendError> {
+        let ready = child::recv_resp(chan);
         let fail = |m: String| {
-            sys::close(req_w);
-            sys::close(resp_r);
+            sys::close(chan);
             sys::kill(pid, libc::SIGKILL);
             sys::waitpid(pid);
             err(m)
@@ -226,11 +282,12 @@ impl HostBackend {
             Ok(Some([0, base, _, _])) => base,
             Ok(Some([_, e, _, _])) => {
                 return Err(fail(format!(
-                    "worker could not reserve a {arena_len}-byte arena: {}",
+                    "worker child could not reserve a {}-byte arena: {}",
+                    self.arena_len,
                     Errno(e as i32)
                 )))
             }
-            _ => return Err(fail("worker child died during start-up".into())),
+            _ => return Err(fail(format!("worker child {pid} died during start-up"))),
         };
         let observer = match observe::Observer::new(pid) {
             Ok(o) => o,
@@ -240,49 +297,158 @@ impl HostBackend {
                 )))
             }
         };
-        sysfs::CHILD_PIDS[0].store(pid, Ordering::SeqCst);
-        self.worker = Some(Worker {
-            pid,
-            req_w,
-            resp_r,
+        let slot = sysfs::register_child(pid);
+        Ok((
+            Worker {
+                pid,
+                chan,
+                observer,
+                slot,
+            },
             base,
-            arena_len,
-            observer,
-        });
+        ))
+    }
+
+    fn spawn_worker(&mut self, arena_len: u64) -> Result<(), BackendError> {
+        let (mine, theirs) =
+            sys::socketpair_seqpacket().map_err(|e| err(format!("socketpair: {e}")))?;
+        // SAFETY: fork; the child only runs allocation-free code (`child_main`) and `_exit`s,
+        // so it is sound even if this process has other threads.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            let e = std::io::Error::last_os_error();
+            sys::close(mine);
+            sys::close(theirs);
+            return Err(err(format!("fork: {e}")));
+        }
+        if pid == 0 {
+            sysfs::IN_FORKED_CHILD.store(true, Ordering::SeqCst);
+            child::child_main(theirs, arena_len);
+        }
+        sys::close(theirs);
+        self.arena_len = arena_len;
+        let (w, base) = self.adopt_worker(pid, mine)?;
+        self.base = base;
+        self.workers = vec![Some(w)];
+        self.current = 0;
         Ok(())
     }
 
-    fn call(&mut self, req: &Req) -> Result<child::Resp, BackendError> {
-        let w = self
-            .worker
-            .as_ref()
-            .ok_or_else(|| err("host backend: op before setup"))?;
-        let sent = child::send_req(w.req_w, req);
-        match sent
+    /// `fork` of the current worker: a fresh socket pair, the worker's end passed with the
+    /// request; the parent worker answers with the child's pid, the child with its ready
+    /// message on the new socket.
+    fn fork_worker(&mut self, parent: u32, child: u32) -> Result<OpOutcome, BackendError> {
+        if parent as usize != self.current {
+            return Err(err(format!(
+                "fork: process {parent} is not the current process {} (engine bug)",
+                self.current
+            )));
+        }
+        if child as usize != self.workers.len() {
+            return Err(err(format!(
+                "fork: new process id {child}, expected {} (engine bug)",
+                self.workers.len()
+            )));
+        }
+        let pw_chan = self.worker()?.chan;
+        let (mine, theirs) =
+            sys::socketpair_seqpacket().map_err(|e| err(format!("socketpair: {e}")))?;
+        let sent = child::send_req_fd(
+            pw_chan,
+            &[K_FORK, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            Some(theirs),
+        );
+        sys::close(theirs);
+        let resp = sent
             .ok()
-            .and_then(|_| child::recv_resp(w.resp_r).ok().flatten())
+            .and_then(|_| child::recv_resp(pw_chan).ok().flatten());
+        let Some(r) = resp else {
+            sys::close(mine);
+            return Err(self.worker_died());
+        };
+        if r[0] != 0 {
+            sys::close(mine);
+            self.workers.push(None);
+            return Ok(OpOutcome {
+                result: Err(OpError::Errno(Errno(r[1] as i32))),
+                minflt: 0,
+                majflt: 0,
+            });
+        }
+        let pid = r[1] as i32;
+        let (w, base) = self.adopt_worker(pid, mine)?;
+        if base != self.base {
+            let pid = w.pid;
+            w.stop();
+            return Err(err(format!(
+                "forked worker {pid} reports arena base {base:#x}, parent has {:#x}",
+                self.base
+            )));
+        }
+        self.workers.push(Some(w));
+        // fork(2) takes no faults (dup_mmap does not fault; kernel-behavior.md §5.6); see
+        // `child` for why the worker does not measure it.
+        Ok(OpOutcome {
+            result: Ok(0),
+            minflt: 0,
+            majflt: 0,
+        })
+    }
+
+    /// `exit` of process `proc`: the worker exits and is reaped before this returns, so its
+    /// mm is gone at the next observation. If it was current, `main` becomes current.
+    fn exit_worker(&mut self, proc: u32) -> Result<OpOutcome, BackendError> {
+        if proc == 0 {
+            return Err(err("exit: `main` cannot exit (engine bug)"));
+        }
+        let w = self
+            .workers
+            .get_mut(proc as usize)
+            .and_then(|w| w.take())
+            .ok_or_else(|| err(format!("exit: process {proc} is not alive (engine bug)")))?;
+        if let Some(n) = w.stop() {
+            self.warnings.push(n);
+        }
+        if self.current == proc as usize {
+            self.current = 0;
+        }
+        Ok(OpOutcome {
+            result: Ok(0),
+            minflt: 0,
+            majflt: 0,
+        })
+    }
+
+    /// The current worker stopped answering: reap it and describe how it ended.
+    fn worker_died(&mut self) -> BackendError {
+        let Some(Some(w)) = self.workers.get_mut(self.current).map(|w| w.take()) else {
+            return err("host backend: op before setup");
+        };
+        sys::close(w.chan);
+        let st = sys::waitpid(w.pid)
+            .map(sys::describe_status)
+            .unwrap_or_else(|| "unknown status".into());
+        sysfs::unregister_child(w.slot);
+        err(format!("worker child {} died ({st})", w.pid))
+    }
+
+    fn call(&mut self, req: &Req) -> Result<child::Resp, BackendError> {
+        let chan = self.worker()?.chan;
+        match child::send_req(chan, req)
+            .ok()
+            .and_then(|_| child::recv_resp(chan).ok().flatten())
         {
             Some(r) => Ok(r),
-            None => {
-                let pid = w.pid;
-                let st = sys::waitpid(pid)
-                    .map(sys::describe_status)
-                    .unwrap_or_else(|| "unknown status".into());
-                self.worker = None;
-                Err(err(format!("worker child {pid} died ({st})")))
-            }
+            None => Err(self.worker_died()),
         }
     }
 
     fn check_range(&self, addr: u64, len: u64) -> Result<(), BackendError> {
-        let w = self
-            .worker
-            .as_ref()
-            .ok_or_else(|| err("host backend: op before setup"))?;
-        if addr.checked_add(len).is_none_or(|e| e > w.arena_len) {
+        self.worker()?;
+        if addr.checked_add(len).is_none_or(|e| e > self.arena_len) {
             return Err(err(format!(
                 "range {addr:#x}+{len:#x} leaves the arena of {:#x} bytes (engine bug)",
-                w.arena_len
+                self.arena_len
             )));
         }
         Ok(())
@@ -297,11 +463,8 @@ impl HostBackend {
         pattern: Pattern,
         subset: Option<thpsim_scenario::ast::Subset>,
     ) -> Result<(u64, bool, bool), BackendError> {
-        let w = self
-            .worker
-            .as_ref()
-            .ok_or_else(|| err("host backend: op before setup"))?;
-        let (start, end) = (w.base + addr, w.base + addr + len);
+        let w = self.worker()?;
+        let (start, end) = (self.base + addr, self.base + addr + len);
         let maps =
             observe::read_maps(w.pid).map_err(|e| err(format!("/proc/{}/maps: {e}", w.pid)))?;
         let vmas: Vec<_> = maps
@@ -353,29 +516,19 @@ impl HostBackend {
     }
 
     fn stop_children(&mut self) -> Option<String> {
-        let mut note = None;
-        if let Some(w) = self.worker.take() {
-            let _ = child::send_req(w.req_w, &[K_EXIT, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-            sys::close(w.req_w);
-            sys::close(w.resp_r);
-            match sys::waitpid(w.pid) {
-                Some(st) if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0 => {}
-                Some(st) => {
-                    note = Some(format!(
-                        "worker child {} {}",
-                        w.pid,
-                        sys::describe_status(st)
-                    ))
-                }
-                None => {}
+        let mut notes = Vec::new();
+        // Youngest first; every worker is our child (CLONE_PARENT), so each is reaped here.
+        while let Some(w) = self.workers.pop() {
+            if let Some(n) = w.and_then(Worker::stop) {
+                notes.push(n);
             }
-            sysfs::CHILD_PIDS[0].store(0, Ordering::SeqCst);
         }
+        self.current = 0;
         if let Some(mut s) = self.sentinel.take() {
             s.stop();
-            sysfs::CHILD_PIDS[1].store(0, Ordering::SeqCst);
+            sysfs::CHILD_PIDS[sysfs::SENTINEL_SLOT].store(0, Ordering::SeqCst);
         }
-        note
+        (!notes.is_empty()).then(|| notes.join("; "))
     }
 }
 
@@ -385,7 +538,7 @@ impl Backend for HostBackend {
     }
 
     fn setup(&mut self, setup: &Setup) -> Result<(), BackendError> {
-        if self.worker.is_some() {
+        if !self.workers.is_empty() {
             return Err(err("host backend: setup called twice"));
         }
         if let Err(e) = preflight() {
@@ -442,14 +595,31 @@ impl Backend for HostBackend {
             if control && pmd_thp_enabled() {
                 let before = khugepaged::full_scans();
                 let s = khugepaged::Sentinel::start().map_err(err)?;
-                sysfs::CHILD_PIDS[1].store(s.pid, Ordering::SeqCst);
+                sysfs::CHILD_PIDS[sysfs::SENTINEL_SLOT].store(s.pid, Ordering::SeqCst);
                 self.sentinel = Some(s);
-                if let Some(w) = khugepaged::wait_quiescent(before) {
-                    self.warnings.push(w);
+                match khugepaged::wait_quiescent(before) {
+                    Some(w) => {
+                        self.khugepaged_idle = Err(format!("khugepaged scan: {w}"));
+                        self.warnings.push(w);
+                    }
+                    None => {
+                        self.khugepaged_idle = khugepaged::learn_idle_frame().map_err(|e| {
+                            format!("khugepaged scan: cannot detect the end of a pass: {e}")
+                        });
+                    }
                 }
             } else if !control {
                 self.warnings
                     .push("khugepaged control disabled by the caller".into());
+                self.khugepaged_idle = Err(
+                    "khugepaged scan: the khugepaged control is disabled, passes cannot be counted"
+                        .into(),
+                );
+            } else {
+                self.khugepaged_idle = Err(
+                    "khugepaged scan: PMD-sized THP is disabled, so the khugepaged thread does not run"
+                        .into(),
+                );
             }
         }
         self.spawn_worker(setup.arena_len)
@@ -537,14 +707,54 @@ impl Backend for HostBackend {
                 ])?;
                 Ok(Self::outcome(r, Some(0)))
             }
-            BackendOp::Fork { .. } | BackendOp::Switch { .. } | BackendOp::Exit { .. } => Err(BackendError {
-                message: "fork/as/exit are not supported by the host backend yet".into(),
+            BackendOp::Fork { parent, child } => self.fork_worker(parent, child),
+            BackendOp::Switch { proc } => {
+                match self.workers.get(proc as usize) {
+                    Some(Some(_)) => self.current = proc as usize,
+                    _ => {
+                        return Err(err(format!(
+                            "as: process {proc} is not alive (engine bug)"
+                        )))
+                    }
+                }
+                Ok(OpOutcome {
+                    result: Ok(0),
+                    minflt: 0,
+                    majflt: 0,
+                })
+            }
+            BackendOp::Exit { proc } => self.exit_worker(proc),
+            BackendOp::Uffd(_) => Err(BackendError {
+                message: "userfaultfd ops are not supported by the host backend yet".into(),
                 not_runnable: true,
             }),
-            BackendOp::KhugepagedScan { .. } | BackendOp::Sleep { .. } | BackendOp::Shrink => Err(BackendError {
-                message: "khugepaged scan, sleep and shrink are model-only: the host cannot run them deterministically (shrink would need /proc/sys/vm/drop_caches)".into(),
-                not_runnable: true,
-            }),
+            BackendOp::KhugepagedScan { passes } => {
+                let idle = self.khugepaged_idle.clone().map_err(not_runnable)?;
+                khugepaged::run_passes(passes, &idle).map_err(|e| {
+                    // No khugepaged thread (a mid-run sysfs write disabled PMD THP): not a
+                    // failure of the run, the host just cannot do it.
+                    if khugepaged::khugepaged_pid().is_none() {
+                        not_runnable(e)
+                    } else {
+                        err(e)
+                    }
+                })?;
+                Ok(OpOutcome {
+                    result: Ok(0),
+                    minflt: 0,
+                    majflt: 0,
+                })
+            }
+            BackendOp::Sleep { ms } => Err(not_runnable(format!(
+                "sleep {ms}ms is model-only: the host cannot advance time deterministically (khugepaged \
+                 is held asleep and real time would let other background work run); use \
+                 `khugepaged scan N` for khugepaged passes"
+            ))),
+            BackendOp::Shrink => Err(not_runnable(
+                "shrink is model-only: running the shrinkers on the host needs \
+                 `echo 2 > /proc/sys/vm/drop_caches` (outside the THP sysfs directory this backend \
+                 may write) or real memory pressure",
+            )),
             BackendOp::PrctlSetThpDisable { disable, flags } => {
                 let r = self.call(&[K_PRCTL, 0, 0, disable as u64, flags, z, z, z, z, z, z, z])?;
                 Ok(Self::outcome(r, Some(0)))
@@ -619,18 +829,15 @@ impl Backend for HostBackend {
 
     fn snapshot(&mut self, ranges: &[(u64, u64)]) -> Result<Snapshot, BackendError> {
         let counters = observe::counters();
-        let w = self
-            .worker
-            .as_ref()
-            .ok_or_else(|| err("host backend: snapshot before setup"))?;
+        let w = self.worker()?;
         let text = w
             .observer
             .smaps_text()
             .map_err(|e| err(format!("/proc/{}/smaps: {e}", w.pid)))?;
         let mut mappings = Vec::with_capacity(ranges.len());
         for &(a, len) in ranges {
-            let start = (w.base + a) & !(PAGE - 1);
-            let end = (w.base + a + len).div_ceil(PAGE) * PAGE;
+            let start = (self.base + a) & !(PAGE - 1);
+            let end = (self.base + a + len).div_ceil(PAGE) * PAGE;
             let smaps = w.observer.smaps(&text, start, end);
             let pages = w
                 .observer

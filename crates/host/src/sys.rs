@@ -203,3 +203,156 @@ pub fn prefault_stack(kib: usize) {
     }
     rec(kib * 1024);
 }
+
+/// `socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC)`: one bidirectional, message-preserving
+/// channel per worker (a request is one message, a response is one message).
+pub fn socketpair_seqpacket() -> io::Result<(i32, i32)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` is a valid array of two ints.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((fds[0], fds[1]))
+}
+
+/// Control-message buffer for one fd, aligned like `struct cmsghdr`.
+#[repr(C, align(8))]
+struct CmsgBuf([u8; 64]);
+
+/// Sends `buf` as one message on a socket, with `pass` attached as `SCM_RIGHTS` if given.
+/// `MSG_NOSIGNAL`: a dead peer is an `EPIPE`, never a SIGPIPE. Allocation-free.
+pub fn send_msg(fd: i32, buf: &[u8], pass: Option<i32>) -> Result<(), i32> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut _,
+        iov_len: buf.len(),
+    };
+    let mut cbuf = CmsgBuf([0; 64]);
+    // SAFETY: an all-zero msghdr is valid (no name, no control).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if let Some(p) = pass {
+        // SAFETY: CMSG_SPACE/CMSG_LEN are pure arithmetic; the control buffer is 64 bytes,
+        // more than CMSG_SPACE(4) = 24, and 8-aligned, so CMSG_FIRSTHDR points inside it
+        // and CMSG_DATA has room for one int.
+        unsafe {
+            msg.msg_control = cbuf.0.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<i32>(), p);
+        }
+    }
+    loop {
+        // SAFETY: `msg` points to `iov` (describing `buf`) and to `cbuf`, all alive.
+        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        return if n as usize == buf.len() {
+            Ok(())
+        } else {
+            Err(libc::EIO)
+        };
+    }
+}
+
+/// Receives one message of exactly `buf.len()` bytes. `Ok(None)` at EOF; the second value is
+/// a file descriptor passed with `SCM_RIGHTS`, if any. Allocation-free.
+pub fn recv_msg(fd: i32, buf: &mut [u8]) -> Result<Option<Option<i32>>, i32> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut cbuf = CmsgBuf([0; 64]);
+    // SAFETY: an all-zero msghdr is valid.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.0.as_mut_ptr().cast();
+    msg.msg_controllen = cbuf.0.len();
+    let n = loop {
+        // SAFETY: `msg` describes `buf` and `cbuf`, both writable and alive.
+        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        break n as usize;
+    };
+    let mut passed = None;
+    // SAFETY: the kernel filled `msg_control`/`msg_controllen`; the CMSG_* walk stays inside
+    // the buffer it describes.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let nfd = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
+                for i in 0..nfd {
+                    let f = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>().add(i));
+                    if passed.is_none() {
+                        passed = Some(f);
+                    } else {
+                        close(f);
+                    }
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    if n == 0 && passed.is_none() {
+        return Ok(None);
+    }
+    if n != buf.len() || msg.msg_flags & libc::MSG_TRUNC != 0 {
+        if let Some(f) = passed {
+            close(f);
+        }
+        return Err(libc::EIO);
+    }
+    Ok(Some(passed))
+}
+
+/// `clone(CLONE_PARENT | SIGCHLD)`: a fork(2) whose child is a child of the caller's
+/// *parent* (so the thpsim process can `waitpid` every worker). The address space is copied
+/// exactly as by fork (`dup_mmap`). Returns the child's pid in the caller, 0 in the child,
+/// -errno on failure.
+///
+/// Only for the worker: the raw syscall skips glibc's fork bookkeeping (atfork handlers, the
+/// cached TID), which the allocation-free worker code never uses.
+pub fn clone_parent() -> i32 {
+    // SAFETY: clone without CLONE_VM and with a null stack behaves like fork: the child runs
+    // on a copy of the caller's stack and returns 0 from this call. The caller is the
+    // single-threaded worker, which uses only raw syscalls afterwards.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if r < 0 {
+        -errno()
+    } else {
+        r as i32
+    }
+}

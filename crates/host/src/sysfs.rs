@@ -154,8 +154,29 @@ struct Table {
 /// The published table; null when nothing needs restoring. Only ever swapped, never mutated
 /// in place, so a handler that wins the swap owns it.
 static TABLE: AtomicPtr<Table> = AtomicPtr::new(std::ptr::null_mut());
-/// Pids of the worker and sentinel children, killed by the handlers.
-pub static CHILD_PIDS: [AtomicI32; 2] = [AtomicI32::new(0), AtomicI32::new(0)];
+/// Pids of the worker and sentinel children, killed by the handlers: slot 1 is the sentinel,
+/// the others hold workers ([`register_child`]). Workers beyond the table are not killed by
+/// a handler, but they exit when the parent's end of their socket closes.
+pub static CHILD_PIDS: [AtomicI32; 64] = [const { AtomicI32::new(0) }; 64];
+/// Slot of [`CHILD_PIDS`] reserved for the khugepaged sentinel.
+pub const SENTINEL_SLOT: usize = 1;
+
+/// Records a worker pid for the handlers; returns its slot (None when the table is full).
+pub fn register_child(pid: i32) -> Option<usize> {
+    (0..CHILD_PIDS.len())
+        .filter(|&i| i != SENTINEL_SLOT)
+        .find(|&i| {
+            CHILD_PIDS[i]
+                .compare_exchange(0, pid, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        })
+}
+
+pub fn unregister_child(slot: Option<usize>) {
+    if let Some(i) = slot {
+        CHILD_PIDS[i].store(0, Ordering::SeqCst);
+    }
+}
 /// Set in forked children: they must never restore anything.
 pub static IN_FORKED_CHILD: AtomicBool = AtomicBool::new(false);
 /// One session with changes at a time per process.
