@@ -46,9 +46,7 @@ impl Kernel {
             self.khugepaged_enter(cmi);
         }
         // Walk the parent's page tables in address order.
-        let mut keys: Vec<u64> = self.mms[pmi].pgt.pmds.keys().copied().collect();
-        keys.sort_unstable();
-        for key in keys {
+        for key in self.mms[pmi].pgt.pmd_table_keys() {
             for i in 0..512u64 {
                 let slot = (key << PUD_SHIFT) | (i << PMD_SHIFT);
                 let pmd = self.mms[pmi].pgt.pmd(slot);
@@ -174,8 +172,7 @@ impl Kernel {
             self.free_pgtables(mmi, *s, *e);
         }
         // Tables left by a failed fork (no VMA yet) are freed too.
-        let keys: Vec<u64> = self.mms[mmi].pgt.pmds.keys().copied().collect();
-        for key in keys {
+        for key in self.mms[mmi].pgt.pmd_table_keys() {
             self.free_pgtables(mmi, key << PUD_SHIFT, (key + 1) << PUD_SHIFT);
         }
         if self.mms[mmi].huge_zero_ref {

@@ -48,13 +48,14 @@ impl Kernel {
                 }
                 prev_end = v.end;
             }
-            pgtable_pages += mm.pgt.pmds.len() as u64
+            pgtable_pages += mm.pgt.nr_pmd_tables() as u64
                 + mm.pgt.live_pte_tables() as u64
                 + mm.pgt.deposited.len() as u64;
             let mut huge_pmds = 0usize;
             let mut rss = 0u64;
             let mut has_huge_zero = false;
-            for (key, table) in &mm.pgt.pmds {
+            for key in mm.pgt.pmd_table_keys() {
+                let table = mm.pgt.pmd_table(key).expect("pmd table");
                 for (i, pmd) in table.iter().enumerate() {
                     if pmd.is_none() {
                         continue;

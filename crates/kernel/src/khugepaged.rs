@@ -4,7 +4,8 @@
 //! the per-range checks (`hpage_collapse_scan_pmd`: max_ptes_none counting zero-page PTEs as
 //! none, max_ptes_shared by `folio_maybe_mapped_shared`, refcount suitability, the
 //! referenced-page rule; no writable-PTE rule since 6.18), `collapse_huge_page` (allocate,
-//! copy, release the old pages one PTE at a time, install a PMD, queue for deferred split) and
+//! copy, release the old pages batched per folio as 6.17+ does, install a PMD, queue for
+//! deferred split) and
 //! `madvise_collapse` with `madvise_collapse_errno`.
 //!
 //! Time: the thread runs a pass when an mm is added to an empty list and then every
@@ -191,9 +192,12 @@ impl Kernel {
                     }
                     self.khugepaged.address += PMD_SIZE;
                     progress += HPAGE_PMD_NR as u64;
-                    if progress >= pages {
-                        finished = self.khugepaged.address >= hend
-                            && self.mms[mmi].vmas.range(vma.end..).next().is_none();
+                    // collapse_huge_page() dropped mmap_lock: return to khugepaged_do_scan,
+                    // which re-enters this mm (+1) if budget is left. Running out of budget
+                    // also leaves the mm unfinished until the next visit.
+                    let lock_dropped = matches!(*result, ScanResult::Succeed | ScanResult::AllocHugePageFail);
+                    if lock_dropped || progress >= pages {
+                        finished = false;
                         break 'vmas;
                     }
                 }
@@ -300,13 +304,30 @@ impl Kernel {
             }
         }
         self.vmstat.add(VmItem::SimCollapseCopiedPages, copied);
-        // __collapse_huge_page_copy_succeeded(): the old mappings go one PTE at a time.
-        for (i, pte) in table.iter().enumerate() {
+        // __collapse_huge_page_copy_succeeded(): since 6.17 the old mappings go in batches of
+        // consecutive pages of one folio (folio_pte_batch), so a large folio collapsed whole
+        // is never seen partially mapped.
+        let mut i = 0;
+        while i < table.len() {
+            let pte = table[i];
             self.mms[mmi].pgt.pte_table_mut(tidx)[i] = Pte::NONE;
-            if pte.kind() == pgtable::KIND_PAGE {
-                self.mms[mmi].rss_anon -= 1;
-                self.folio_remove_rmap_ptes(pte.folio(), pte.idx(), 1, mmi);
+            if pte.kind() != pgtable::KIND_PAGE {
+                i += 1;
+                continue;
             }
+            let mut n = 1;
+            while i + n < table.len() {
+                let q = table[i + n];
+                if q.kind() == pgtable::KIND_PAGE && q.folio() == pte.folio() && q.idx() == pte.idx() + n as u32 {
+                    self.mms[mmi].pgt.pte_table_mut(tidx)[i + n] = Pte::NONE;
+                    n += 1;
+                } else {
+                    break;
+                }
+            }
+            self.mms[mmi].rss_anon -= n as u64;
+            self.folio_remove_rmap_ptes(pte.folio(), pte.idx(), n as u32, mmi);
+            i += n;
         }
         // The PTE table becomes the deposit of the new PMD.
         let pfn = self.mms[mmi].pgt.free_pte_table(tidx);

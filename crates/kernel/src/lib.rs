@@ -37,7 +37,6 @@ use folio::{FolioId, Folios};
 use mm::{Mm, Task, ThpDisable};
 use page_alloc::BuddyAllocator;
 use profile::Profile;
-use std::collections::BTreeMap;
 use sysfs::Sysfs;
 use types::{Pid, MAX_PAGE_ORDER, PAGE_SHIFT};
 use vmstat::{MthpStat, VmItem, VmStat};
@@ -77,7 +76,7 @@ pub struct Kernel {
     /// Number of mms holding a reference (`huge_zero_refcount` minus the base reference).
     pub(crate) huge_zero_users: u32,
     pub(crate) mms: Vec<Mm>,
-    pub(crate) tasks: BTreeMap<Pid, Task>,
+    pub(crate) tasks: mm::Tasks,
     next_pid: Pid,
     pub(crate) next_anon_vma: u32,
     /// Deferred-split queue (`ds_queue`), FIFO, linked through `LargeMeta`.
@@ -117,7 +116,7 @@ impl Kernel {
             huge_zero_pfn: None,
             huge_zero_users: 0,
             mms: Vec::new(),
-            tasks: BTreeMap::new(),
+            tasks: mm::Tasks::default(),
             next_pid: 1,
             next_anon_vma: 1,
             ds_head: NIL,

@@ -171,3 +171,31 @@ pub struct Task {
     pub minflt: u64,
     pub majflt: u64,
 }
+
+/// The task table, indexed by pid (pids are small and dense in the model).
+#[derive(Clone, Debug, Default)]
+pub struct Tasks(Vec<Option<Task>>);
+
+impl Tasks {
+    #[inline]
+    pub fn get(&self, pid: &Pid) -> Option<&Task> {
+        self.0.get(*pid as usize).and_then(|t| t.as_ref())
+    }
+    #[inline]
+    pub fn get_mut(&mut self, pid: &Pid) -> Option<&mut Task> {
+        self.0.get_mut(*pid as usize).and_then(|t| t.as_mut())
+    }
+    pub fn insert(&mut self, pid: Pid, task: Task) {
+        let i = pid as usize;
+        if self.0.len() <= i {
+            self.0.resize(i + 1, None);
+        }
+        self.0[i] = Some(task);
+    }
+    pub fn remove(&mut self, pid: &Pid) -> Option<Task> {
+        self.0.get_mut(*pid as usize).and_then(|t| t.take())
+    }
+    pub fn values(&self) -> impl Iterator<Item = &Task> {
+        self.0.iter().flatten()
+    }
+}

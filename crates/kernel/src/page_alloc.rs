@@ -19,12 +19,14 @@ const NR_ORDERS: usize = MAX_PAGE_ORDER as usize + 1;
 pub struct BuddyAllocator {
     total_pages: u64,
     /// Per order: stack of free block heads. Entries can be stale (the block was merged
-    /// away); `free_order` is the truth and stale entries are skipped on pop.
+    /// away); `bits` is the truth and stale entries are skipped on pop.
     lists: [Vec<u32>; NR_ORDERS],
     /// Per order: number of free blocks (the truth, excluding the virgin range).
     nr_free: [u64; NR_ORDERS],
-    /// `free_order[pfn] = order + 1` if a free block of that order starts at `pfn`, else 0.
-    free_order: Vec<u8>,
+    /// Per order k: bit `pfn >> k` is set if a free block of order k starts at `pfn`.
+    /// 2 bits per simulated page in all, allocated zeroed (committed by the host only where
+    /// touched), so a THP-only workload touches ~1 bit per 2 MiB.
+    bits: [Vec<u64>; NR_ORDERS],
     /// PFNs at or above this (in MAX_PAGE_ORDER blocks) have never been handed out.
     virgin: u64,
 }
@@ -37,13 +39,29 @@ impl BuddyAllocator {
             total_pages,
             lists: Default::default(),
             nr_free: [0; NR_ORDERS],
-            free_order: vec![0u8; total_pages as usize],
+            bits: std::array::from_fn(|k| vec![0u64; ((total_pages >> k) as usize).div_ceil(64)]),
             virgin: 0,
         }
     }
 
     pub fn total_pages(&self) -> u64 {
         self.total_pages
+    }
+
+    #[inline]
+    fn is_free(&self, pfn: u64, order: usize) -> bool {
+        bit_test(&self.bits[order], pfn >> order)
+    }
+
+    #[inline]
+    fn set_free(&mut self, pfn: u64, order: usize, on: bool) {
+        let i = pfn >> order;
+        let w = &mut self.bits[order][(i / 64) as usize];
+        if on {
+            *w |= 1 << (i % 64);
+        } else {
+            *w &= !(1 << (i % 64));
+        }
     }
 
     /// Free pages (`NR_FREE_PAGES`).
@@ -68,15 +86,15 @@ impl BuddyAllocator {
     }
 
     fn push(&mut self, pfn: u64, order: usize) {
-        self.free_order[pfn as usize] = order as u8 + 1;
+        self.set_free(pfn, order, true);
         self.lists[order].push(pfn as u32);
         self.nr_free[order] += 1;
     }
 
     fn pop(&mut self, order: usize) -> Option<u64> {
         while let Some(pfn) = self.lists[order].pop() {
-            if self.free_order[pfn as usize] == order as u8 + 1 {
-                self.free_order[pfn as usize] = 0;
+            if self.is_free(pfn as u64, order) {
+                self.set_free(pfn as u64, order, false);
                 self.nr_free[order] -= 1;
                 return Some(pfn as u64);
             }
@@ -124,11 +142,11 @@ impl BuddyAllocator {
         debug_assert!(pfn % (1 << order) == 0 && pfn < self.virgin);
         while order < MAX_PAGE_ORDER as usize {
             let buddy = pfn ^ (1 << order);
-            if self.free_order[buddy as usize] != order as u8 + 1 {
+            if !self.is_free(buddy, order) {
                 break;
             }
             // Remove the buddy; its stack entry becomes stale.
-            self.free_order[buddy as usize] = 0;
+            self.set_free(buddy, order, false);
             self.nr_free[order] -= 1;
             pfn &= !(1 << order);
             order += 1;
@@ -136,8 +154,8 @@ impl BuddyAllocator {
         self.push(pfn, order);
         // Keep stale entries bounded.
         if self.lists[order].len() as u64 > 2 * self.nr_free[order] + 4096 {
-            let fo = &self.free_order;
-            self.lists[order].retain(|&p| fo[p as usize] == order as u8 + 1);
+            let bits = &self.bits[order];
+            self.lists[order].retain(|&p| bit_test(bits, p as u64 >> order));
         }
     }
 
@@ -147,7 +165,7 @@ impl BuddyAllocator {
             let mut seen: Vec<u32> = self.lists[o]
                 .iter()
                 .copied()
-                .filter(|&p| self.free_order[p as usize] == o as u8 + 1)
+                .filter(|&p| self.is_free(p as u64, o))
                 .collect();
             seen.sort_unstable();
             seen.dedup();
@@ -169,7 +187,7 @@ impl BuddyAllocator {
             }
             if (o as usize) < NR_ORDERS - 1 && pfn < self.virgin {
                 let buddy = pfn ^ (1 << o);
-                if self.free_order[buddy as usize] == o + 1 {
+                if self.is_free(buddy, o as usize) {
                     return Err(format!(
                         "free block {pfn:#x} and its buddy {buddy:#x} both free at order {o}"
                     ));
@@ -253,4 +271,9 @@ mod tests {
             for w in ranges.windows(2) { proptest::prop_assert!(w[0].1 <= w[1].0); }
         }
     }
+}
+
+#[inline]
+fn bit_test(bits: &[u64], i: u64) -> bool {
+    bits[(i / 64) as usize] & (1 << (i % 64)) != 0
 }

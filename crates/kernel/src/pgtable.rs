@@ -6,7 +6,6 @@
 
 use crate::folio::FolioId;
 use crate::types::{PMD_SHIFT, PTRS_PER_PMD, PTRS_PER_PTE, PUD_SHIFT};
-use rustc_hash::FxHashMap;
 
 pub const KIND_NONE: u64 = 0;
 pub const KIND_ZERO: u64 = 1; // PTE: zero page; PMD: huge zero page
@@ -186,8 +185,11 @@ pub fn pte_index(addr: u64) -> usize {
 /// is charged to the buddy allocator like the kernel's.
 #[derive(Clone, Debug, Default)]
 pub struct PageTables {
-    pub pmds: FxHashMap<u64, Box<PmdTable>>,
-    pub pmd_pfns: FxHashMap<u64, u32>,
+    /// PMD tables indexed directly by 1 GiB region (`addr >> PUD_SHIFT`); grows to the highest
+    /// region used (8 bytes per GiB of address space below it).
+    pmds: Vec<Option<Box<PmdTable>>>,
+    pmd_pfns: Vec<u32>,
+    nr_pmd_tables: usize,
     pub ptes: Vec<Box<PteTable>>,
     pub pte_pfns: Vec<u32>,
     free_ptes: Vec<u32>,
@@ -198,29 +200,59 @@ pub struct PageTables {
 impl PageTables {
     #[inline]
     pub fn pmd(&self, addr: u64) -> Pmd {
-        match self.pmds.get(&(addr >> PUD_SHIFT)) {
-            Some(t) => t[(pmd_slot(addr) & 511) as usize],
-            None => Pmd::NONE,
+        match self.pmds.get((addr >> PUD_SHIFT) as usize) {
+            Some(Some(t)) => t[(pmd_slot(addr) & 511) as usize],
+            _ => Pmd::NONE,
         }
     }
 
     /// The PMD entry for `addr`, if its PMD table exists.
     #[inline]
     pub fn pmd_mut(&mut self, addr: u64) -> Option<&mut Pmd> {
-        self.pmds
-            .get_mut(&(addr >> PUD_SHIFT))
-            .map(|t| &mut t[(pmd_slot(addr) & 511) as usize])
+        match self.pmds.get_mut((addr >> PUD_SHIFT) as usize) {
+            Some(Some(t)) => Some(&mut t[(pmd_slot(addr) & 511) as usize]),
+            _ => None,
+        }
     }
 
     /// Installs a PMD table for `addr`'s 1 GiB region (the caller allocated `pfn`).
     pub fn install_pmd_table(&mut self, addr: u64, pfn: u32) {
-        self.pmds
-            .insert(addr >> PUD_SHIFT, Box::new([Pmd::NONE; PTRS_PER_PMD]));
-        self.pmd_pfns.insert(addr >> PUD_SHIFT, pfn);
+        let i = (addr >> PUD_SHIFT) as usize;
+        if self.pmds.len() <= i {
+            self.pmds.resize_with(i + 1, || None);
+            self.pmd_pfns.resize(i + 1, u32::MAX);
+        }
+        debug_assert!(self.pmds[i].is_none());
+        self.pmds[i] = Some(Box::new([Pmd::NONE; PTRS_PER_PMD]));
+        self.pmd_pfns[i] = pfn;
+        self.nr_pmd_tables += 1;
     }
 
+    /// Removes the PMD table of region `key` (`addr >> PUD_SHIFT`); returns its PFN.
+    pub fn remove_pmd_table(&mut self, key: u64) -> Option<u32> {
+        let t = self.pmds.get_mut(key as usize)?.take()?;
+        debug_assert!(t.iter().all(|p| p.is_none()));
+        self.nr_pmd_tables -= 1;
+        Some(std::mem::replace(&mut self.pmd_pfns[key as usize], u32::MAX))
+    }
+
+    #[inline]
     pub fn has_pmd_table(&self, addr: u64) -> bool {
-        self.pmds.contains_key(&(addr >> PUD_SHIFT))
+        matches!(self.pmds.get((addr >> PUD_SHIFT) as usize), Some(Some(_)))
+    }
+
+    /// The regions (`addr >> PUD_SHIFT`) that have a PMD table, ascending.
+    pub fn pmd_table_keys(&self) -> Vec<u64> {
+        self.pmds.iter().enumerate().filter(|(_, t)| t.is_some()).map(|(i, _)| i as u64).collect()
+    }
+
+    /// The PMD table of region `key`.
+    pub fn pmd_table(&self, key: u64) -> Option<&PmdTable> {
+        self.pmds.get(key as usize).and_then(|t| t.as_deref())
+    }
+
+    pub fn nr_pmd_tables(&self) -> usize {
+        self.nr_pmd_tables
     }
 
     /// Allocates an empty PTE table backed by `pfn`, returns its index.

@@ -31,7 +31,20 @@ impl Kernel {
             .iter()
             .map(|(m, _)| *m as usize)
             .collect();
-        // unmap_folio(): PMD mappings are split first (thp_split_pmd each).
+        // unmap_folio() → try_to_migrate(): a PTE-mapped folio loses its mappings one PTE at a
+        // time, so with two or more pages mapped it passes through "partially mapped" and is
+        // counted as a deferred split (before the split takes it off the queue). PMD mappings
+        // are split in freeze mode instead, which does not.
+        {
+            let f = *self.folios.get(id);
+            if f.entire_mapcount == 0
+                && self.folios.meta(id).nr_pages_mapped >= 2
+                && !f.test(flags::PARTIALLY_MAPPED)
+            {
+                self.deferred_split_folio(id, true);
+            }
+        }
+        // PMD mappings are split first (thp_split_pmd each).
         for &mmi in &mms {
             let pmd = self.mms[mmi].pgt.pmd(va);
             if pmd.is_thp() && pmd.folio() == id {
@@ -171,9 +184,14 @@ impl Kernel {
             let (s, e) = (start.max(slot), end.min(slot + PMD_SIZE));
             let pmd = self.mms[mmi].pgt.pmd(slot);
             if pmd.is_thp() {
+                let id = pmd.folio();
+                // madvise_free_huge_pmd(): a folio other processes map is left alone.
+                if self.folios.maybe_mapped_shared(id) {
+                    slot += PMD_SIZE;
+                    continue;
+                }
                 if s == slot && e == slot + PMD_SIZE {
-                    // madvise_free_huge_pmd(): whole PMD of an unshared folio → lazy-free.
-                    let id = pmd.folio();
+                    // The whole PMD → lazy-free, clean.
                     let f = *self.folios.get(id);
                     if f.entire_mapcount == 1 && f.mapcount == 0 {
                         self.folios.get_mut(id).flags |= flags::LAZYFREE;
@@ -186,7 +204,12 @@ impl Kernel {
                     slot += PMD_SIZE;
                     continue;
                 }
-                self.split_huge_pmd(mmi, slot);
+                // Part of it: split the folio (PMD mapping split in freeze mode), then the PTE
+                // level marks the covered pages.
+                if !self.split_folio(id) {
+                    slot += PMD_SIZE;
+                    continue;
+                }
             }
             let pmd = self.mms[mmi].pgt.pmd(slot);
             if pmd.is_table() {

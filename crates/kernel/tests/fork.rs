@@ -205,3 +205,16 @@ fn exit_frees_everything_but_shared_pages() {
     ok(&k);
     assert_eq!(k.nr_free_pages(), free0);
 }
+
+#[test]
+fn exit_after_fork_with_an_untouched_vma_frees_all_page_tables() {
+    // Found by the scenario corpus: two VMAs in one PMD table region, the first never touched.
+    let (mut k, parent) = kernel("6.18", &[]);
+    k.mmap(parent, BASE, M2, Prot::RW, MapFlags::default()).unwrap();
+    k.mmap(parent, BASE + 2 * M2, M2, Prot::RW, MapFlags::default()).unwrap();
+    touch(&mut k, parent, BASE + 2 * M2, K4, AccessKind::Write);
+    let child = k.fork(parent).unwrap();
+    ok(&k);
+    k.exit(child);
+    ok(&k);
+}
