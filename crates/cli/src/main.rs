@@ -3,6 +3,7 @@
 
 mod bench;
 mod check;
+mod gen;
 mod report;
 
 use std::path::PathBuf;
@@ -83,6 +84,30 @@ enum Cmd {
         quick: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// Print a generated VMM workload scenario (.thps) to stdout, for parameter sweeps.
+    /// WORKLOAD: prealloc-populate, prealloc-touch, precopy, postcopy, background-snapshot,
+    /// balloon, cloud-hypervisor.
+    Gen {
+        workload: String,
+        /// Guest RAM size (a multiple of 2M).
+        #[arg(long, default_value = "4G", value_parser = gen::parse_guest)]
+        guest: u64,
+        /// Prealloc/prefault threads.
+        #[arg(long, default_value_t = 12)]
+        threads: u32,
+        /// Percentage of zero pages (precopy, postcopy), never-touched RAM (background-snapshot)
+        /// or RAM given back (balloon).
+        #[arg(long, default_value_t = 30)]
+        zero_share: u32,
+        /// Percentage of pages (background-snapshot) or 2 MiB blocks (postcopy) the guest writes.
+        #[arg(long, default_value_t = 1)]
+        write_share: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Kernel profile of the generated `kernel` line.
+        #[arg(long, default_value = "6.18")]
+        kernel: String,
     },
     /// List kernel profiles, behaviour switches and sysfs knobs.
     Knobs,
@@ -284,6 +309,32 @@ fn main() -> ExitCode {
             json,
         } => check::main(&files, allow_sysfs, deviations, json),
         Cmd::Bench { quick, json } => bench::main(quick, json),
+        Cmd::Gen {
+            workload,
+            guest,
+            threads,
+            zero_share,
+            write_share,
+            seed,
+            kernel,
+        } => {
+            let p = gen::GenParams {
+                workload,
+                guest,
+                threads,
+                zero_share,
+                write_share,
+                seed,
+                kernel,
+            };
+            match gen::generate(&p) {
+                Ok(s) => {
+                    print!("{s}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => usage_error(e),
+            }
+        }
         Cmd::Knobs => {
             print!("{}", report::knobs_text());
             ExitCode::SUCCESS
