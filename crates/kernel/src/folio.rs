@@ -54,28 +54,86 @@ pub struct LargeMeta {
     pub page_mapcount: Vec<u32>,
     /// Number of pages with a PTE mapcount > 0 (`_nr_pages_mapped` without the PMD part).
     pub nr_pages_mapped: u32,
-    /// One bit per page: content not all zero.
-    pub nonzero: Vec<u64>,
+    /// One bit per page: content not all zero (inline: no allocation per THP).
+    pub nonzero: [u64; 8],
     /// Deferred-split queue links (`_deferred_list`), `u32::MAX` = none.
     pub ds_prev: u32,
     pub ds_next: u32,
     /// Mappings per mm (`_mm_id` / `_mm_id_mapcount`, 6.15 MM-owner tracking): which mms map
     /// the folio and how often. More than one entry means "maybe mapped shared".
-    pub mm_maps: Vec<(u32, u32)>,
+    pub mm_maps: MmMaps,
     /// Virtual address of page 0 in every mm that maps it (no mremap in the model, and fork
     /// keeps addresses): how the model finds a folio's mappings (the kernel walks anon_vmas).
     pub va: u64,
 }
 
+/// `(mm, mappings)` pairs; two inline (the kernel tracks two MM ids per large folio), more
+/// spill to a vector.
+#[derive(Clone, Debug, Default)]
+pub struct MmMaps {
+    inline: [(u32, u32); 2],
+    len: u8,
+    more: Vec<(u32, u32)>,
+}
+
+impl MmMaps {
+    pub fn len(&self) -> usize {
+        self.len as usize + self.more.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.inline[..self.len as usize].iter().copied().chain(self.more.iter().copied())
+    }
+    pub fn to_vec(&self) -> Vec<(u32, u32)> {
+        self.iter().collect()
+    }
+    /// Adds `delta` mappings for `mm`, dropping the entry at zero.
+    fn add(&mut self, mm: u32, delta: i64) {
+        let n = self.len as usize;
+        if let Some(i) = self.inline[..n].iter().position(|e| e.0 == mm) {
+            let c = self.inline[i].1 as i64 + delta;
+            debug_assert!(c >= 0);
+            if c == 0 {
+                self.inline[i] = self.inline[n - 1];
+                self.len -= 1;
+                if let Some(m) = self.more.pop() {
+                    self.inline[self.len as usize] = m;
+                    self.len += 1;
+                }
+            } else {
+                self.inline[i].1 = c as u32;
+            }
+        } else if let Some(i) = self.more.iter().position(|e| e.0 == mm) {
+            let c = self.more[i].1 as i64 + delta;
+            debug_assert!(c >= 0);
+            if c == 0 {
+                self.more.swap_remove(i);
+            } else {
+                self.more[i].1 = c as u32;
+            }
+        } else {
+            debug_assert!(delta > 0);
+            if n < 2 {
+                self.inline[n] = (mm, delta as u32);
+                self.len += 1;
+            } else {
+                self.more.push((mm, delta as u32));
+            }
+        }
+    }
+}
+
 impl LargeMeta {
-    fn new(order: u8) -> Self {
+    fn new(_order: u8) -> Self {
         LargeMeta {
             page_mapcount: Vec::new(),
             nr_pages_mapped: 0,
-            nonzero: vec![0; (1usize << order).div_ceil(64)],
+            nonzero: [0; 8],
             ds_prev: u32::MAX,
             ds_next: u32::MAX,
-            mm_maps: Vec::new(),
+            mm_maps: MmMaps::default(),
             va: 0,
         }
     }
@@ -192,24 +250,9 @@ impl Folios {
 
     /// Accounts `delta` mappings of a large folio to mm `mmi`.
     pub fn mm_map_add(&mut self, id: FolioId, mmi: usize, delta: i64) {
-        if self.slots[id as usize].meta == u32::MAX {
-            return;
-        }
-        let maps = &mut self.large[self.slots[id as usize].meta as usize].mm_maps;
-        match maps.iter_mut().position(|(m, _)| *m as usize == mmi) {
-            Some(i) => {
-                let c = maps[i].1 as i64 + delta;
-                debug_assert!(c >= 0);
-                if c == 0 {
-                    maps.remove(i);
-                } else {
-                    maps[i].1 = c as u32;
-                }
-            }
-            None => {
-                debug_assert!(delta > 0);
-                maps.push((mmi as u32, delta as u32));
-            }
+        let m = self.slots[id as usize].meta;
+        if m != u32::MAX {
+            self.large[m as usize].mm_maps.add(mmi as u32, delta);
         }
     }
 

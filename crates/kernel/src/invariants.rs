@@ -201,7 +201,7 @@ impl Kernel {
                     ));
                 }
                 let mut want = s.mms.clone();
-                let mut have = m.mm_maps.clone();
+                let mut have = m.mm_maps.to_vec();
                 want.sort_unstable();
                 have.sort_unstable();
                 if want != have {

@@ -29,7 +29,7 @@ impl Kernel {
             .meta(id)
             .mm_maps
             .iter()
-            .map(|(m, _)| *m as usize)
+            .map(|(m, _)| m as usize)
             .collect();
         // unmap_folio() → try_to_migrate(): a PTE-mapped folio loses its mappings one PTE at a
         // time, so with two or more pages mapped it passes through "partially mapped" and is
