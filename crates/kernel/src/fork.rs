@@ -165,6 +165,7 @@ impl Kernel {
             .map(|v| (v.start, v.end))
             .collect();
         self.mms[mmi].vmas.clear();
+        self.mms[mmi].invalidate_vma_cache();
         for (s, e) in &vmas {
             self.zap_range(mmi, *s, *e);
         }

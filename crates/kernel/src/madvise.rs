@@ -133,6 +133,7 @@ impl Kernel {
             self.split_vma_at(mmi, a);
             self.split_vma_at(mmi, b);
             self.mms[mmi].vmas.get_mut(&a).expect("vma").flags = nf;
+            self.mms[mmi].invalidate_vma_cache();
         }
         self.mms[mmi].merge_range(start, end);
     }

@@ -11,7 +11,7 @@
 use crate::errno::Signal;
 use crate::folio::FolioId;
 use crate::mm::{vmf, Vma};
-use crate::pgtable::{self, pte_index, Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, UFFD_WP, WRITE, YOUNG};
+use crate::pgtable::{self, pte_index, Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, STORED, UFFD_WP, WRITE, YOUNG};
 use crate::types::{AccessKind, Pid, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK};
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
@@ -34,18 +34,28 @@ impl Kernel {
     /// A task's load or store of one byte at `addr` (the hardware access, then
     /// `do_user_addr_fault` as many times as needed). A store marks the page's content
     /// non-zero.
+    #[inline]
     pub fn access(&mut self, pid: Pid, addr: u64, kind: AccessKind) -> Result<(), Signal> {
         let mmi = self.mm_of(pid);
         let write = kind == AccessKind::Write;
+        // Fast path: the translation exists and allows the access (no fault).
+        if self.access_hit(mmi, addr, write, true) {
+            return Ok(());
+        }
+        self.access_slow(pid, mmi, addr, write)
+    }
+
+    #[inline(never)]
+    fn access_slow(&mut self, pid: Pid, mmi: usize, addr: u64, write: bool) -> Result<(), Signal> {
         // After a userfault the kernel retries handle_mm_fault itself (FAULT_FLAG_TRIED),
-        // without going back to the hardware.
-        let mut in_kernel_retry = false;
+        // without going back to the hardware. (The caller just saw the hardware check fail.)
+        let mut in_kernel_retry = true;
         for _ in 0..8 {
             if !in_kernel_retry && self.access_hit(mmi, addr, write, true) {
                 return Ok(());
             }
             in_kernel_retry = false;
-            let Some(vma) = self.mms[mmi].vma_at(addr).cloned() else {
+            let Some(vma) = self.mms[mmi].vma_lookup(addr) else {
                 return Err(Signal::Sigsegv);
             };
             // access_error(): writes need VM_WRITE, anything else needs some access right.
@@ -68,7 +78,7 @@ impl Kernel {
 
     /// The hardware side of an access: does the current translation allow it? Sets the
     /// accessed/dirty bits like the MMU, and records a store into the page's content.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn access_hit(&mut self, mmi: usize, addr: u64, write: bool, store: bool) -> bool {
         let mm = &mut self.mms[mmi];
         let Some(pmd) = mm.pgt.pmd_mut(addr) else {
@@ -96,10 +106,11 @@ impl Kernel {
         if !e.is_present() || e.has(PROTNONE) || (write && !e.has(WRITE)) {
             return false;
         }
-        pte.0 |= YOUNG;
-        if write {
-            pte.0 |= DIRTY;
-            if store {
+        // Like the MMU: only write the entry when a bit actually changes.
+        let want = YOUNG | if write { DIRTY } else { 0 } | if write && store { STORED } else { 0 };
+        if e.0 & want != want {
+            pte.0 |= want;
+            if write && store && !e.has(STORED) {
                 self.folios.set_nonzero(e.folio(), e.idx());
             }
         }
@@ -227,6 +238,7 @@ impl Kernel {
             .get_mut(&vma_start)
             .expect("vma")
             .anon_vma = Some(id);
+        self.mms[mmi].invalidate_vma_cache();
     }
 
     /// `do_anonymous_page`: a fault on a none PTE of a private anonymous VMA.

@@ -30,7 +30,7 @@ pub fn prot_to_vmflags(p: Prot) -> u32 {
         | (if p.exec { vmf::EXEC } else { 0 })
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Vma {
     pub start: u64,
     pub end: u64,
@@ -83,6 +83,9 @@ pub struct Mm {
     pub khugepaged_registered: bool,
     /// `MM_ANONPAGES`.
     pub rss_anon: u64,
+    /// The VMA the last fault-path lookup found (`mm->mmap_cache`'s modern cousin, the
+    /// per-VMA lock fast path): every VMA mutation clears it via `invalidate_vma_cache`.
+    pub(crate) vma_cache: std::cell::Cell<Option<Vma>>,
     /// This process's userfaultfd (one per process in the model).
     pub uffd: Option<Box<crate::userfaultfd::Uffd>>,
     pub users: u32,
@@ -97,6 +100,27 @@ impl Mm {
             .next_back()
             .map(|(_, v)| v)
             .filter(|v| v.end > addr)
+    }
+
+    /// A copy of the VMA containing `addr`, through the one-entry cache (fault paths).
+    #[inline]
+    pub fn vma_lookup(&self, addr: u64) -> Option<Vma> {
+        if let Some(v) = self.vma_cache.get() {
+            if v.start <= addr && addr < v.end {
+                return Some(v);
+            }
+        }
+        let v = self.vma_at(addr).copied();
+        if v.is_some() {
+            self.vma_cache.set(v);
+        }
+        v
+    }
+
+    /// Must be called by every change to `vmas`.
+    #[inline]
+    pub fn invalidate_vma_cache(&self) {
+        self.vma_cache.set(None);
     }
 
     /// The start key of the VMA containing `addr`.
@@ -139,6 +163,7 @@ impl Mm {
 
     /// Merges mergeable neighbours across every VMA boundary in `[start, end]`.
     pub fn merge_range(&mut self, start: u64, end: u64) {
+        self.invalidate_vma_cache();
         let lo = self
             .vmas
             .range(..start)

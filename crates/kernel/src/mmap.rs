@@ -56,6 +56,7 @@ impl Kernel {
             pgoff: addr >> PAGE_SHIFT,
         };
         self.mms[mmi].vmas.insert(addr, vma);
+        self.mms[mmi].invalidate_vma_cache();
         self.mms[mmi].merge_range(addr, end);
         let merged = self.mms[mmi].vma_at(addr).cloned().expect("new vma");
         self.khugepaged_enter_vma(mmi, &merged, merged.flags);
@@ -84,6 +85,7 @@ impl Kernel {
         self.split_vma_at(mmi, end);
         for start in self.mms[mmi].vma_starts_in(addr, end) {
             let vma = self.mms[mmi].vmas.remove(&start).expect("vma");
+            self.mms[mmi].invalidate_vma_cache();
             self.zap_range(mmi, vma.start, vma.end);
         }
         self.free_pgtables(mmi, addr, end);
@@ -111,6 +113,7 @@ impl Kernel {
             pgoff: vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT),
         };
         mm.vmas.insert(addr, hi);
+        mm.invalidate_vma_cache();
     }
 
     /// Unmaps every page in `[start, end)` (which lies inside one former VMA): `unmap_vmas`.

@@ -39,6 +39,7 @@ impl Kernel {
                 self.split_vma_at(mmi, cur);
                 self.split_vma_at(mmi, e);
                 self.mms[mmi].vmas.get_mut(&cur).expect("vma").flags = nf;
+                self.mms[mmi].invalidate_vma_cache();
                 self.change_protection(mmi, cur, e, nf);
             }
             cur = e;

@@ -24,6 +24,9 @@ pub const SOFT_DIRTY: u64 = 1 << 7;
 pub const EXCLUSIVE: u64 = 1 << 8;
 /// `PROT_NONE` entry: present for the kernel, inaccessible to the task.
 pub const PROTNONE: u64 = 1 << 9;
+/// Model-only: a store went through this PTE, so the page's non-zero content is already
+/// recorded (lets repeated stores skip the folio). Never copied to an entry for another page.
+pub const STORED: u64 = 1 << 10;
 const IDX_SHIFT: u32 = 16;
 const IDX_MASK: u64 = 0x3ff;
 const ID_SHIFT: u32 = 32;
