@@ -169,6 +169,16 @@ fn print_json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).expect("json"));
 }
 
+/// Prints one run (JSON or text); exit code 1 if an expectation failed.
+fn report_run(res: RunResult, json: bool) -> ExitCode {
+    if json {
+        print_json(&res);
+    } else {
+        print!("{}", report::run_text(&res));
+    }
+    expect_code(&[res])
+}
+
 fn expect_code(results: &[RunResult]) -> ExitCode {
     if results.iter().any(|r| r.failed_expects().next().is_some()) {
         ExitCode::from(1)
@@ -204,16 +214,10 @@ fn main() -> ExitCode {
             }
             let mut be = SimBackend::new();
             be.check_invariants = check_invariants;
-            let res = match run_on(&scn, &mut be, &variant) {
-                Ok(r) => r,
-                Err(c) => return c,
-            };
-            if json {
-                print_json(&res);
-            } else {
-                print!("{}", report::run_text(&res));
+            match run_on(&scn, &mut be, &variant) {
+                Ok(res) => report_run(res, json),
+                Err(c) => c,
             }
-            expect_code(&[res])
         }
         Cmd::Compare {
             file,
@@ -290,17 +294,13 @@ fn main() -> ExitCode {
                 sets: vec![],
             };
             let mut be = thpsim_host::HostBackend::new(thpsim_host::HostOptions { allow_sysfs });
-            let mut res = match run_on(&scn, &mut be, &variant) {
-                Ok(r) => r,
-                Err(c) => return c,
-            };
-            res.warnings.extend(be.warnings().iter().cloned());
-            if json {
-                print_json(&res);
-            } else {
-                print!("{}", report::run_text(&res));
+            match run_on(&scn, &mut be, &variant) {
+                Ok(mut res) => {
+                    res.warnings.extend(be.warnings().iter().cloned());
+                    report_run(res, json)
+                }
+                Err(c) => c,
             }
-            expect_code(&[res])
         }
         Cmd::Check {
             files,
