@@ -112,7 +112,8 @@ pub fn main(quick: bool, json: bool) -> ExitCode {
         // so this measures the fault path, not the host zeroing the simulator's new memory
         // (which dominates the cold first pass).
         k.munmap(pid, BASE, size).expect("munmap");
-        k.mmap(pid, BASE, size, Prot::RW, MapFlags::default()).expect("mmap");
+        k.mmap(pid, BASE, size, Prot::RW, MapFlags::default())
+            .expect("mmap");
         let t = Instant::now();
         let mut a = BASE;
         while a < BASE + size {

@@ -6,42 +6,10 @@ use thpsim_kernel::mmap::MapFlags;
 use thpsim_kernel::observe::Backing;
 use thpsim_kernel::types::{AccessKind, Advice, Pid, Prot};
 use thpsim_kernel::vmstat::{MthpStat, VmItem};
-use thpsim_kernel::{profile, Kernel, KernelConfig};
+use thpsim_kernel::Kernel;
 
-const BASE: u64 = 0x7f00_0000_0000;
-const M2: u64 = 2 << 20;
-const K4: u64 = 4096;
-
-fn kernel(p: &str, knobs: &[(&str, &str)], sets: &[(&str, &str)]) -> (Kernel, Pid) {
-    let mut prof = profile::profile(p).unwrap();
-    for (k, v) in sets {
-        prof.switches.set(k, v).unwrap();
-    }
-    let mut cfg = KernelConfig {
-        profile: prof,
-        ..Default::default()
-    };
-    for (k, v) in knobs {
-        cfg.sysfs.set(k, v).unwrap();
-    }
-    let mut k = Kernel::new(cfg).unwrap();
-    let pid = k.spawn();
-    (k, pid)
-}
-
-fn ok(k: &Kernel) {
-    k.check_invariants()
-        .unwrap_or_else(|e| panic!("invariant: {e}"));
-}
-
-fn touch(k: &mut Kernel, pid: Pid, start: u64, len: u64, kind: AccessKind) {
-    let mut a = start;
-    while a < start + len {
-        k.access(pid, a, kind).unwrap();
-        a += K4;
-    }
-    ok(k);
-}
+mod common;
+use common::*;
 
 fn v(k: &Kernel, i: VmItem) -> i64 {
     k.vmstat.get(i)

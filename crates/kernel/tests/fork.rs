@@ -5,40 +5,10 @@ use thpsim_kernel::mmap::MapFlags;
 use thpsim_kernel::observe::Backing;
 use thpsim_kernel::types::{AccessKind, Advice, Pid, Prot};
 use thpsim_kernel::vmstat::{MthpStat, VmItem};
-use thpsim_kernel::{profile, Kernel, KernelConfig};
+use thpsim_kernel::Kernel;
 
-const BASE: u64 = 0x7f00_0000_0000;
-const M2: u64 = 2 << 20;
-const K4: u64 = 4096;
-
-fn kernel(p: &str, knobs: &[(&str, &str)]) -> (Kernel, Pid) {
-    let mut cfg = KernelConfig {
-        profile: profile::profile(p).unwrap(),
-        ..Default::default()
-    };
-    for (k, v) in knobs {
-        cfg.sysfs.set(k, v).unwrap();
-    }
-    let mut k = Kernel::new(cfg).unwrap();
-    let pid = k.spawn();
-    (k, pid)
-}
-
-fn ok(k: &Kernel) {
-    k.check_invariants()
-        .unwrap_or_else(|e| panic!("invariant: {e}"));
-}
-
-fn touch(k: &mut Kernel, pid: Pid, start: u64, len: u64, kind: AccessKind) -> u64 {
-    let f0 = k.task(pid).unwrap().minflt;
-    let mut a = start;
-    while a < start + len {
-        k.access(pid, a, kind).unwrap();
-        a += K4;
-    }
-    ok(k);
-    k.task(pid).unwrap().minflt - f0
-}
+mod common;
+use common::*;
 
 fn thp(k: &mut Kernel, pid: Pid) {
     k.mmap(pid, BASE, M2, Prot::RW, MapFlags::default())
@@ -49,7 +19,7 @@ fn thp(k: &mut Kernel, pid: Pid) {
 
 #[test]
 fn child_write_splits_its_pmd_and_copies_4k() {
-    let (mut k, parent) = kernel("6.18", &[]);
+    let (mut k, parent) = kernel("6.18", &[], &[]);
     thp(&mut k, parent);
     let child = k.fork(parent).unwrap();
     ok(&k);
@@ -88,7 +58,7 @@ fn child_write_splits_its_pmd_and_copies_4k() {
 
 #[test]
 fn parent_reuses_pmd_after_child_exit() {
-    let (mut k, parent) = kernel("6.18", &[]);
+    let (mut k, parent) = kernel("6.18", &[], &[]);
     thp(&mut k, parent);
     let child = k.fork(parent).unwrap();
     k.exit(child);
@@ -104,7 +74,7 @@ fn parent_reuses_pmd_after_child_exit() {
 
 #[test]
 fn parent_write_while_child_alive_copies_everything() {
-    let (mut k, parent) = kernel("6.18", &[]);
+    let (mut k, parent) = kernel("6.18", &[], &[]);
     thp(&mut k, parent);
     let _child = k.fork(parent).unwrap();
     assert_eq!(touch(&mut k, parent, BASE, M2, AccessKind::Write), 512);
@@ -116,7 +86,7 @@ fn parent_write_while_child_alive_copies_everything() {
 
 #[test]
 fn child_write_to_inherited_huge_zero_gets_its_own_thp() {
-    let (mut k, parent) = kernel("6.18", &[]);
+    let (mut k, parent) = kernel("6.18", &[], &[]);
     k.mmap(parent, BASE, M2, Prot::RW, MapFlags::default())
         .unwrap();
     k.madvise(parent, BASE, M2, Advice::Hugepage).unwrap();
@@ -141,7 +111,7 @@ fn child_write_to_inherited_huge_zero_gets_its_own_thp() {
 #[test]
 fn zero_pte_only_vma_is_not_copied() {
     // A VMA read only through small zero pages has no anon_vma: the child starts empty.
-    let (mut k, parent) = kernel("6.18", &[]);
+    let (mut k, parent) = kernel("6.18", &[], &[]);
     k.mmap(parent, BASE, M2, Prot::RW, MapFlags::default())
         .unwrap();
     touch(&mut k, parent, BASE, M2, AccessKind::Read);
@@ -157,7 +127,7 @@ fn zero_pte_only_vma_is_not_copied() {
 #[test]
 fn mthp_cow_reuse_after_child_exit_615() {
     for (p, want_reuse) in [("6.18", true), ("6.12", false)] {
-        let (mut k, parent) = kernel(p, &[("hugepages-64kB.enabled", "always")]);
+        let (mut k, parent) = kernel(p, &[("hugepages-64kB.enabled", "always")], &[]);
         k.mmap(parent, BASE, M2, Prot::RW, MapFlags::default())
             .unwrap();
         assert_eq!(touch(&mut k, parent, BASE, M2, AccessKind::Write), 32);
@@ -194,7 +164,7 @@ fn mthp_cow_reuse_after_child_exit_615() {
 
 #[test]
 fn exit_frees_everything_but_shared_pages() {
-    let (mut k, parent) = kernel("6.18", &[]);
+    let (mut k, parent) = kernel("6.18", &[], &[]);
     let free0 = k.nr_free_pages();
     thp(&mut k, parent);
     let child = k.fork(parent).unwrap();
@@ -209,9 +179,11 @@ fn exit_frees_everything_but_shared_pages() {
 #[test]
 fn exit_after_fork_with_an_untouched_vma_frees_all_page_tables() {
     // Found by the scenario corpus: two VMAs in one PMD table region, the first never touched.
-    let (mut k, parent) = kernel("6.18", &[]);
-    k.mmap(parent, BASE, M2, Prot::RW, MapFlags::default()).unwrap();
-    k.mmap(parent, BASE + 2 * M2, M2, Prot::RW, MapFlags::default()).unwrap();
+    let (mut k, parent) = kernel("6.18", &[], &[]);
+    k.mmap(parent, BASE, M2, Prot::RW, MapFlags::default())
+        .unwrap();
+    k.mmap(parent, BASE + 2 * M2, M2, Prot::RW, MapFlags::default())
+        .unwrap();
     touch(&mut k, parent, BASE + 2 * M2, K4, AccessKind::Write);
     let child = k.fork(parent).unwrap();
     ok(&k);

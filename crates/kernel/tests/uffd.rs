@@ -18,7 +18,8 @@ const K4: u64 = 4096;
 fn setup(features: Features, hugepage: bool) -> (Kernel, Pid) {
     let mut k = Kernel::new(KernelConfig::default()).unwrap();
     let pid = k.spawn();
-    k.mmap(pid, BASE, M2, Prot::RW, MapFlags::default()).unwrap();
+    k.mmap(pid, BASE, M2, Prot::RW, MapFlags::default())
+        .unwrap();
     if hugepage {
         k.madvise(pid, BASE, M2, Advice::Hugepage).unwrap();
     }
@@ -27,7 +28,8 @@ fn setup(features: Features, hugepage: bool) -> (Kernel, Pid) {
 }
 
 fn ok(k: &Kernel) {
-    k.check_invariants().unwrap_or_else(|e| panic!("invariant: {e}"));
+    k.check_invariants()
+        .unwrap_or_else(|e| panic!("invariant: {e}"));
 }
 
 fn faults(k: &Kernel, pid: Pid) -> u64 {
@@ -43,31 +45,60 @@ fn protecting_unpopulated_memory_is_a_no_op_without_wp_unpopulated() {
     assert_eq!(k.page_map(pid, BASE, BASE + M2), vec![(Backing::None, 512)]);
     k.access(pid, BASE, AccessKind::Write).unwrap();
     assert_eq!(k.uffd_msgs(pid).len(), 0);
-    assert_eq!(k.vmstat.get(VmItem::ThpFaultAlloc), 1, "PMD level is not blocked by uffd-wp");
+    assert_eq!(
+        k.vmstat.get(VmItem::ThpFaultAlloc),
+        1,
+        "PMD level is not blocked by uffd-wp"
+    );
     ok(&k);
 }
 
 #[test]
 fn markers_with_wp_unpopulated_and_two_faults_per_marker_write() {
-    let (mut k, pid) = setup(Features { wp_unpopulated: true, ..Default::default() }, true);
+    let (mut k, pid) = setup(
+        Features {
+            wp_unpopulated: true,
+            ..Default::default()
+        },
+        true,
+    );
     k.uffd_register(pid, BASE, M2, vmf::UFFD_WP).unwrap();
     k.uffd_writeprotect(pid, BASE, M2, true).unwrap();
     ok(&k);
-    assert_eq!(k.page_map(pid, BASE, BASE + M2), vec![(Backing::Marker, 512)]);
+    assert_eq!(
+        k.page_map(pid, BASE, BASE + M2),
+        vec![(Backing::Marker, 512)]
+    );
     k.access(pid, BASE + K4, AccessKind::Write).unwrap();
     ok(&k);
     assert_eq!(faults(&k, pid), 2);
     assert_eq!(k.uffd_msgs(pid).len(), 1);
     assert_eq!(k.uffd_msgs(pid)[0].flags, 0x3);
     assert_eq!(k.uffd_msgs(pid)[0].address, BASE + K4);
-    assert_eq!(k.page_map(pid, BASE, BASE + 3 * K4), vec![(Backing::Marker, 1), (Backing::Anon, 1), (Backing::Marker, 1)]);
-    assert_eq!(k.vmstat.get(VmItem::ThpFaultAlloc), 0, "a page table exists: no THP");
+    assert_eq!(
+        k.page_map(pid, BASE, BASE + 3 * K4),
+        vec![
+            (Backing::Marker, 1),
+            (Backing::Anon, 1),
+            (Backing::Marker, 1)
+        ]
+    );
+    assert_eq!(
+        k.vmstat.get(VmItem::ThpFaultAlloc),
+        0,
+        "a page table exists: no THP"
+    );
 }
 
 #[test]
 fn huge_zero_pmd_protected_whole_then_4k_or_2m_unprotect() {
     for (policy, split, alloc, map) in [
-        (WpPolicy::Unprotect(K4), 1, 0, vec![(Backing::Anon, 1), (Backing::Zero, 511)]),
+        (
+            WpPolicy::Unprotect(K4),
+            1,
+            0,
+            vec![(Backing::Anon, 1), (Backing::Zero, 511)],
+        ),
         (WpPolicy::Unprotect(M2), 0, 1, vec![(Backing::ThpPmd, 512)]),
     ] {
         let (mut k, pid) = setup(Features::default(), true);
@@ -79,7 +110,10 @@ fn huge_zero_pmd_protected_whole_then_4k_or_2m_unprotect() {
         k.uffd_register(pid, BASE, M2, vmf::UFFD_WP).unwrap();
         k.uffd_writeprotect(pid, BASE, M2, true).unwrap();
         ok(&k);
-        assert_eq!(k.page_map(pid, BASE, BASE + M2), vec![(Backing::HugeZero, 512)]);
+        assert_eq!(
+            k.page_map(pid, BASE, BASE + M2),
+            vec![(Backing::HugeZero, 512)]
+        );
         k.uffd_set_handler(pid, Some(policy), None).unwrap();
         let f0 = faults(&k, pid);
         k.access(pid, BASE, AccessKind::Write).unwrap();
@@ -106,13 +140,25 @@ fn protected_thp_4k_unprotect_splits_and_reuses() {
     assert_eq!(k.uffd_msgs(pid)[0].address, BASE + K4);
     assert_eq!(k.vmstat.get(VmItem::ThpSplitPmd), 1);
     assert_eq!(k.vmstat.get(VmItem::Pgreuse), 1);
-    assert_eq!(k.page_map(pid, BASE, BASE + M2), vec![(Backing::ThpPte { order: 9 }, 512)]);
-    assert_eq!(k.smaps(pid, BASE, BASE + M2).field("AnonHugePages"), Some(0));
+    assert_eq!(
+        k.page_map(pid, BASE, BASE + M2),
+        vec![(Backing::ThpPte { order: 9 }, 512)]
+    );
+    assert_eq!(
+        k.smaps(pid, BASE, BASE + M2).field("AnonHugePages"),
+        Some(0)
+    );
 }
 
 #[test]
 fn async_mode_splits_without_a_message() {
-    let (mut k, pid) = setup(Features { wp_async: true, ..Default::default() }, true);
+    let (mut k, pid) = setup(
+        Features {
+            wp_async: true,
+            ..Default::default()
+        },
+        true,
+    );
     k.access(pid, BASE, AccessKind::Write).unwrap();
     k.uffd_register(pid, BASE, M2, vmf::UFFD_WP).unwrap();
     k.uffd_writeprotect(pid, BASE, M2, true).unwrap();
@@ -133,33 +179,65 @@ fn missing_faults_and_copy() {
     k.uffd_register(pid, BASE, M2, vmf::UFFD_MISSING).unwrap();
     k.access(pid, BASE, AccessKind::Read).unwrap();
     ok(&k);
-    assert_eq!(faults(&k, pid), 1, "the blocked attempt is not counted, the retry is");
+    assert_eq!(
+        faults(&k, pid),
+        1,
+        "the blocked attempt is not counted, the retry is"
+    );
     assert_eq!(k.uffd_msgs(pid)[0].flags, 0x0);
-    assert_eq!(k.page_map(pid, BASE, BASE + 2 * K4), vec![(Backing::Anon, 1), (Backing::None, 1)]);
+    assert_eq!(
+        k.page_map(pid, BASE, BASE + 2 * K4),
+        vec![(Backing::Anon, 1), (Backing::None, 1)]
+    );
     k.access(pid, BASE + 8 * K4, AccessKind::Write).unwrap();
     assert_eq!(k.uffd_msgs(pid)[1].flags, 0x1);
-    assert_eq!(k.vmstat.get(VmItem::ThpFaultAlloc), 0, "MISSING aborts the THP fault");
+    assert_eq!(
+        k.vmstat.get(VmItem::ThpFaultAlloc),
+        0,
+        "MISSING aborts the THP fault"
+    );
     ok(&k);
     // Explicit COPY over a populated page: EEXIST; ZEROPAGE elsewhere.
     assert_eq!(k.uffd_fill(pid, BASE, K4, false, false), Err(Errno::EEXIST));
-    k.uffd_fill(pid, BASE + 16 * K4, 4 * K4, true, false).unwrap();
-    assert_eq!(k.page_map(pid, BASE + 16 * K4, BASE + 20 * K4), vec![(Backing::Zero, 4)]);
-    k.uffd_set_handler(pid, None, Some(MissingPolicy::Zeropage(K4))).unwrap();
+    k.uffd_fill(pid, BASE + 16 * K4, 4 * K4, true, false)
+        .unwrap();
+    assert_eq!(
+        k.page_map(pid, BASE + 16 * K4, BASE + 20 * K4),
+        vec![(Backing::Zero, 4)]
+    );
+    k.uffd_set_handler(pid, None, Some(MissingPolicy::Zeropage(K4)))
+        .unwrap();
     k.access(pid, BASE + 32 * K4, AccessKind::Read).unwrap();
-    assert_eq!(k.page_map(pid, BASE + 32 * K4, BASE + 33 * K4), vec![(Backing::Zero, 1)]);
+    assert_eq!(
+        k.page_map(pid, BASE + 32 * K4, BASE + 33 * K4),
+        vec![(Backing::Zero, 1)]
+    );
     ok(&k);
 }
 
 #[test]
 fn sigbus_feature_and_unregister() {
-    let (mut k, pid) = setup(Features { sigbus: true, ..Default::default() }, false);
+    let (mut k, pid) = setup(
+        Features {
+            sigbus: true,
+            ..Default::default()
+        },
+        false,
+    );
     k.uffd_register(pid, BASE, M2, vmf::UFFD_MISSING).unwrap();
     assert_eq!(k.access(pid, BASE, AccessKind::Read), Err(Signal::Sigbus));
     k.uffd_unregister(pid, BASE, M2).unwrap();
     k.access(pid, BASE, AccessKind::Read).unwrap();
     ok(&k);
-    assert_eq!(k.uffd_register(pid, BASE + 1, K4, vmf::UFFD_WP), Err(Errno::EINVAL));
-    assert_eq!(k.uffd_writeprotect(pid, BASE, K4, true), Err(Errno::ENOENT), "not WP-registered");
+    assert_eq!(
+        k.uffd_register(pid, BASE + 1, K4, vmf::UFFD_WP),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        k.uffd_writeprotect(pid, BASE, K4, true),
+        Err(Errno::ENOENT),
+        "not WP-registered"
+    );
 }
 
 #[test]
@@ -168,7 +246,8 @@ fn uffd_armed_vma_gets_no_mthp() {
     cfg.sysfs.set("hugepages-64kB.enabled", "always").unwrap();
     let mut k = Kernel::new(cfg).unwrap();
     let pid = k.spawn();
-    k.mmap(pid, BASE, M2, Prot::RW, MapFlags::default()).unwrap();
+    k.mmap(pid, BASE, M2, Prot::RW, MapFlags::default())
+        .unwrap();
     k.uffd_open(pid, Features::default()).unwrap();
     k.uffd_register(pid, BASE, M2, vmf::UFFD_WP).unwrap();
     k.access(pid, BASE, AccessKind::Write).unwrap();
