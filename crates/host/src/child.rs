@@ -30,7 +30,7 @@
 //! `/proc/PID/maps` how many accesses are safe (`limit`) and whether the failing one starts
 //! with a read that succeeds (`extra_read`, for read-then-write on a read-only mapping).
 
-use crate::sys::{self, GIB};
+use crate::sys::{self, GIB, PAGE};
 use thpsim_scenario::ast::{Pattern, Subset, SubsetCount};
 use thpsim_scenario::pattern::touch_offsets;
 
@@ -48,6 +48,14 @@ pub const K_PRCTL: u64 = 7;
 /// response is `[0, child pid, 0, 0]` (or `[1, errno, 0, 0]`); the child then sends its own
 /// ready message `[0, arena base, 0, 0]` on the new channel.
 pub const K_FORK: u64 = 8;
+/// userfaultfd(2) + `UFFDIO_API` with the `UFFD_FEATURE_*` bits in `a`. The response
+/// `[0, 0, minflt, majflt]` carries the uffd (`SCM_RIGHTS`); the worker then closes its copy,
+/// so the thpsim process holds the only reference (and a later fork does not inherit it).
+pub const K_UFFD_OPEN: u64 = 9;
+
+/// Response status of an access op stopped by SIGBUS (a userfault with
+/// `UFFD_FEATURE_SIGBUS`); the value is the number of accesses completed before it.
+pub const ST_SIGBUS: u64 = 2;
 
 pub const P_READ: u64 = 0;
 pub const P_WRITE: u64 = 1;
@@ -57,7 +65,8 @@ pub const P_RW: u64 = 2;
 /// limit, extra_read, 0, 0]`. For mmap `a` = prot, `b` = flags; mprotect `a` = prot; madvise
 /// `a` = advice; access `a` = stride, `b` = pattern.
 pub type Req = [u64; REQ_WORDS];
-/// A response: `[status (0 ok, 1 errno), value or errno, minflt delta, majflt delta]`.
+/// A response: `[status (0 ok, 1 errno, 2 SIGBUS), value or errno, minflt delta, majflt
+/// delta]`.
 pub type Resp = [u64; RESP_WORDS];
 
 pub fn encode_subset(s: Option<Subset>) -> (u64, u64, u64) {
@@ -136,10 +145,20 @@ pub fn recv_resp(fd: i32) -> Result<Option<Resp>, i32> {
     })
 }
 
+/// Receives a response and the descriptor passed with it (the uffd of `K_UFFD_OPEN`).
+pub fn recv_resp_fd(fd: i32) -> Result<Option<(Resp, Option<i32>)>, i32> {
+    let mut b = [0u8; RESP_WORDS * 8];
+    Ok(sys::recv_msg(fd, &mut b)?.map(|passed| (from_bytes(&b), passed)))
+}
+
 fn send_resp(fd: i32, r: &Resp) {
+    send_resp_fd(fd, r, None)
+}
+
+fn send_resp_fd(fd: i32, r: &Resp, pass: Option<i32>) {
     let mut b = [0u8; RESP_WORDS * 8];
     to_bytes(r, &mut b);
-    let _ = sys::send_msg(fd, &b, None);
+    let _ = sys::send_msg(fd, &b, pass);
 }
 
 /// The next request and the descriptor passed with it; `None` at EOF or on error.
@@ -151,12 +170,105 @@ fn recv_req(fd: i32) -> Option<(Req, Option<i32>)> {
     }
 }
 
-/// One access at `p`.
+// The accesses are two tiny functions with known instruction boundaries, so that a SIGBUS
+// raised by an access (a userfault with UFFD_FEATURE_SIGBUS) can be caught: the handler moves
+// the saved RIP from the faulting instruction to the `ret` after it and sets `SIGBUS_HIT`.
+#[cfg(target_arch = "x86_64")]
+std::arch::global_asm!(
+    ".pushsection .text.thpsim_touch,\"ax\",@progbits",
+    ".globl thpsim_touch_read",
+    ".globl thpsim_touch_read_ret",
+    ".globl thpsim_touch_write",
+    ".globl thpsim_touch_write_ret",
+    ".type thpsim_touch_read,@function",
+    "thpsim_touch_read:",
+    "movzx eax, byte ptr [rdi]",
+    "thpsim_touch_read_ret:",
+    "ret",
+    ".size thpsim_touch_read, .-thpsim_touch_read",
+    ".type thpsim_touch_write,@function",
+    "thpsim_touch_write:",
+    "mov byte ptr [rdi], 1",
+    "thpsim_touch_write_ret:",
+    "ret",
+    ".size thpsim_touch_write, .-thpsim_touch_write",
+    ".popsection",
+);
+
+#[cfg(target_arch = "x86_64")]
+extern "C" {
+    fn thpsim_touch_read(p: *const u8);
+    fn thpsim_touch_write(p: *mut u8);
+    static thpsim_touch_read_ret: u8;
+    static thpsim_touch_write_ret: u8;
+}
+
+/// Set by the SIGBUS handler when an access was skipped.
+static SIGBUS_HIT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(target_arch = "x86_64")]
+extern "C" fn on_sigbus(_sig: i32, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    let (r0, r1, w0, w1) = (
+        thpsim_touch_read as *const () as usize as i64,
+        &raw const thpsim_touch_read_ret as usize as i64,
+        thpsim_touch_write as *const () as usize as i64,
+        &raw const thpsim_touch_write_ret as usize as i64,
+    );
+    // SAFETY: the kernel passes a valid ucontext_t for an SA_SIGINFO handler; we only read
+    // and write the saved RIP of the interrupted context.
+    unsafe {
+        let rip = &mut (*ctx.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RIP as usize];
+        if *rip == r0 {
+            *rip = r1;
+        } else if *rip == w0 {
+            *rip = w1;
+        } else {
+            // Not one of our accesses: die of it like without a handler (the instruction is
+            // re-executed with the default disposition).
+            libc::signal(libc::SIGBUS, libc::SIG_DFL);
+            return;
+        }
+    }
+    SIGBUS_HIT.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Installs the SIGBUS handler `on_sigbus` (in the worker, after the signal reset).
+pub fn install_sigbus_handler() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a zeroed sigaction with an SA_SIGINFO handler that is async-signal-safe (it
+    // touches only the ucontext and an atomic).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigbus as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut());
+    }
+}
+
+/// One access at `p`. Returns false if it raised SIGBUS (then a read-then-write stops after
+/// the read).
 #[inline(always)]
-fn touch(p: *mut u8, pattern: u64) {
+fn touch(p: *mut u8, pattern: u64) -> bool {
+    #[cfg(target_arch = "x86_64")]
     // SAFETY: the parent checked against the child's VMAs (from /proc/PID/maps) that this
-    // address is mapped with the needed protection, so the access cannot raise a signal;
-    // the memory is scenario memory no Rust reference points to, hence volatile raw access.
+    // address is mapped with the needed protection, so the access cannot raise SIGSEGV; a
+    // SIGBUS (userfault with UFFD_FEATURE_SIGBUS) is caught by `on_sigbus`, which skips the
+    // instruction. The memory is scenario memory no Rust reference points to.
+    unsafe {
+        match pattern {
+            P_READ => thpsim_touch_read(p),
+            P_WRITE => thpsim_touch_write(p),
+            _ => {
+                thpsim_touch_read(p);
+                if !SIGBUS_HIT.load(std::sync::atomic::Ordering::Relaxed) {
+                    thpsim_touch_write(p);
+                }
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: as above (no SIGBUS recovery on other architectures).
     unsafe {
         match pattern {
             P_READ => {
@@ -169,6 +281,7 @@ fn touch(p: *mut u8, pattern: u64) {
             }
         }
     }
+    !SIGBUS_HIT.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Runs one request with `base` as the arena start (absolute address). Returns the response.
@@ -255,25 +368,38 @@ fn handle(base: u64, r: &Req) -> Resp {
             let limit = r[8];
             let mut it = touch_offsets(len, r[3], decode_subset(r[5], r[6], r[7]));
             let mut done = 0u64;
+            SIGBUS_HIT.store(false, std::sync::atomic::Ordering::SeqCst);
+            let mut ok = true;
             while done < limit {
                 match it.next() {
-                    Some(off) => touch(addr.wrapping_add(off) as *mut u8, pattern),
+                    Some(off) => {
+                        if !touch(addr.wrapping_add(off) as *mut u8, pattern) {
+                            ok = false;
+                            break;
+                        }
+                    }
                     None => break,
                 }
                 done += 1;
             }
-            if r[9] != 0 {
+            if ok && r[9] != 0 {
                 if let Some(off) = it.next() {
-                    touch(addr.wrapping_add(off) as *mut u8, P_READ);
+                    ok = touch(addr.wrapping_add(off) as *mut u8, P_READ);
                 }
             }
-            Ok(done)
+            if ok {
+                Ok(done)
+            } else {
+                Err(-1)
+            }
         }
+        K_UFFD_OPEN => crate::uffd::open(r[3]).map(|fd| fd as u64),
         _ => Err(libc::ENOSYS),
     };
     let (m1, j1) = sys::faults();
     let (st, v) = match ret {
         Ok(v) => (0, v),
+        Err(-1) => (ST_SIGBUS, 0),
         Err(e) => (1, e as u64),
     };
     [st, v, m1.wrapping_sub(m0), j1.wrapping_sub(j0)]
@@ -351,13 +477,54 @@ fn warm_up(warm: u64) {
             0,
         );
     }
+    // userfaultfd(2) + UFFDIO_API (the fd is closed again: nothing is registered).
+    let r = w(K_UFFD_OPEN, 0, 0, 0, 0, 0, 0);
+    if r[0] == 0 {
+        sys::close(r[1] as i32);
+    }
+    warm_sigbus();
     w(99, 0, 0, 0, 0, 0, 0);
     sys::faults();
+}
+
+/// Takes the SIGBUS path of an access once (read, write, read-then-write) on a page of an
+/// empty memfd (beyond EOF), so the handler's text and the signal frame are not first
+/// touched in a measured window.
+fn warm_sigbus() {
+    // SAFETY: memfd_create with a NUL-terminated name; the fd is closed below.
+    let fd = unsafe { libc::memfd_create(c"thpsim-warm".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: a fresh shared mapping of the (empty) memfd, chosen by the kernel.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            PAGE as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    if p != libc::MAP_FAILED {
+        let p = p as u64;
+        for pat in [P_READ, P_WRITE, P_RW] {
+            handle(
+                0,
+                &[K_ACCESS, p, PAGE, PAGE, pat, 0, 0, 0, u64::MAX, 0, 0, 0],
+            );
+        }
+        // SAFETY: unmapping the mapping created above.
+        unsafe { libc::munmap(p as *mut _, PAGE as usize) };
+    }
+    sys::close(fd);
 }
 
 /// Entry point of the forked child. Never returns.
 pub fn child_main(chan: i32, arena_len: u64) -> ! {
     sys::reset_signals_in_child();
+    install_sigbus_handler();
     sys::close_all_except(&mut [chan]);
     let mut chan = chan;
     // A scenario starts with the default per-process THP policy, whatever the parent's.
@@ -435,6 +602,20 @@ pub fn child_main(chan: i32, arena_len: u64) -> ! {
                 }
                 warm_up(warm);
                 send_resp(chan, &[0, pid as u64, 0, 0]);
+            }
+            K_UFFD_OPEN => {
+                if let Some(f) = passed {
+                    sys::close(f);
+                }
+                let mut resp = handle(base, &r);
+                if resp[0] == 0 {
+                    let fd = resp[1] as i32;
+                    resp[1] = 0;
+                    send_resp_fd(chan, &resp, Some(fd));
+                    sys::close(fd);
+                } else {
+                    send_resp(chan, &resp);
+                }
             }
             _ => {
                 if let Some(f) = passed {

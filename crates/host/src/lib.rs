@@ -13,6 +13,10 @@
 //! * **`khugepaged scan N`** (with `allow_sysfs`): N single passes of the controlled thread,
 //!   each triggered by rewriting `scan_sleep_millisecs` and awaited via its idle kernel stack
 //!   frame (see [`khugepaged::run_passes`]). `sleep` and `shrink` are not runnable.
+//! * **userfaultfd** (see [`uffd`]): the worker opens the uffd and passes it to us; we issue
+//!   the range ioctls and act as the monitor, resolving fault messages per the policy while
+//!   we wait for the worker's response. A SIGBUS (`UFFD_FEATURE_SIGBUS`) is caught in the
+//!   worker, which skips the access and reports it.
 //! * **Accesses that would raise SIGSEGV** are never performed: before an access op the parent
 //!   reads the child's `/proc/PID/maps`, finds the first touched offset that has no VMA or
 //!   lacks the needed protection (x86: any of r/w/x allows reads unless the CPU has
@@ -34,6 +38,7 @@ pub mod khugepaged;
 pub mod observe;
 pub mod sys;
 pub mod sysfs;
+pub mod uffd;
 
 use std::sync::atomic::Ordering;
 
@@ -41,12 +46,13 @@ use thpsim_kernel::errno::{Errno, OpError, Signal};
 use thpsim_kernel::sysfs::knob_path;
 use thpsim_scenario::ast::Pattern;
 use thpsim_scenario::backend::{
-    Backend, BackendError, BackendOp, MappingObs, OpOutcome, Setup, Snapshot,
+    Backend, BackendError, BackendOp, MappingObs, OpOutcome, Setup, Snapshot, UffdReq,
 };
 use thpsim_scenario::pattern::touch_offsets;
 
 use crate::child::{
-    Req, K_ACCESS, K_EXIT, K_FORK, K_MADVISE, K_MMAP, K_MPROTECT, K_MUNMAP, K_PRCTL,
+    Req, K_ACCESS, K_EXIT, K_FORK, K_MADVISE, K_MMAP, K_MPROTECT, K_MUNMAP, K_PRCTL, K_UFFD_OPEN,
+    ST_SIGBUS,
 };
 use crate::sys::PAGE;
 
@@ -65,12 +71,16 @@ struct Worker {
     observer: observe::Observer,
     /// Slot in `sysfs::CHILD_PIDS`.
     slot: Option<usize>,
+    /// The process's userfaultfd (held by us; the worker has no copy) and monitor policy.
+    uffd: Option<uffd::Uffd>,
 }
 
 impl Worker {
     /// Ends the worker (K_EXIT, then SIGKILL if it does not go) and reaps it: when this
     /// returns its mm has been torn down (`exit_mm` runs before the task becomes a zombie).
-    fn stop(self) -> Option<String> {
+    fn stop(mut self) -> Option<String> {
+        // Release the uffd first: nothing can stay blocked on it.
+        self.uffd = None;
         let ok = child::send_req(self.chan, &[K_EXIT, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_ok();
         sys::close(self.chan);
         if !ok {
@@ -109,6 +119,8 @@ pub struct HostBackend {
     session: sysfs::Session,
     warnings: Vec<String>,
     pku: bool,
+    /// userfaultfd messages of this run, all processes.
+    uffd_stats: uffd::Stats,
 }
 
 fn err(msg: impl Into<String>) -> BackendError {
@@ -223,6 +235,7 @@ impl HostBackend {
             session: sysfs::Session::new(),
             warnings,
             pku: cpu_has_pku(),
+            uffd_stats: uffd::Stats::default(),
         }
     }
 
@@ -304,6 +317,7 @@ impl HostBackend {
                 chan,
                 observer,
                 slot,
+                uffd: None,
             },
             base,
         ))
@@ -349,6 +363,18 @@ impl HostBackend {
                 "fork: new process id {child}, expected {} (engine bug)",
                 self.workers.len()
             )));
+        }
+        if self
+            .worker()?
+            .uffd
+            .as_ref()
+            .is_some_and(|u| u.features & uffd::UFFD_FEATURE_EVENT_FORK != 0)
+        {
+            return Err(not_runnable(
+                "fork of a process whose userfaultfd has UFFD_FEATURE_EVENT_FORK: the child would \
+                 keep its registrations and the monitor would get a UFFD_EVENT_FORK with a new \
+                 uffd, which the model does not model",
+            ));
         }
         let pw_chan = self.worker()?.chan;
         let (mine, theirs) =
@@ -433,14 +459,210 @@ impl HostBackend {
     }
 
     fn call(&mut self, req: &Req) -> Result<child::Resp, BackendError> {
-        let chan = self.worker()?.chan;
-        match child::send_req(chan, req)
-            .ok()
-            .and_then(|_| child::recv_resp(chan).ok().flatten())
-        {
+        let w = self.worker()?;
+        let (chan, monitored) = (w.chan, w.uffd.is_some());
+        if child::send_req(chan, req).is_err() {
+            return Err(self.worker_died());
+        }
+        let r = if monitored {
+            self.monitor()?
+        } else {
+            child::recv_resp(chan).ok().flatten()
+        };
+        match r {
             Some(r) => Ok(r),
             None => Err(self.worker_died()),
         }
+    }
+
+    /// Waits for the current worker's response while serving its userfaultfd: every
+    /// `UFFD_EVENT_PAGEFAULT` is counted and resolved per the worker's policy
+    /// ([`uffd::Uffd::resolve`]). The worker measures its own faults around the op, so what
+    /// it reports are the task's counted faults (the blocked attempt is not counted, the
+    /// retry after the resolution is).
+    fn monitor(&mut self) -> Result<Option<child::Resp>, BackendError> {
+        let cur = self.current;
+        let Some(Some(w)) = self.workers.get_mut(cur) else {
+            return Err(err("host backend: op before setup"));
+        };
+        let (chan, pid) = (w.chan, w.pid);
+        let Some(u) = w.uffd.as_mut() else {
+            return Ok(child::recv_resp(chan).ok().flatten());
+        };
+        let mut msgs = Vec::new();
+        // A fault that keeps coming back at the same address means the monitor cannot
+        // resolve it: give up instead of spinning forever.
+        let mut last = (u64::MAX, 0u32);
+        loop {
+            let mut fds = [
+                libc::pollfd {
+                    fd: chan,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: u.fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: `fds` is a valid array of two pollfds.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if n < 0 {
+                if sys::errno() == libc::EINTR {
+                    continue;
+                }
+                return Err(err(format!("poll: {}", std::io::Error::last_os_error())));
+            }
+            if fds[1].revents & libc::POLLIN != 0 {
+                msgs.clear();
+                uffd::read_msgs(u.fd, &mut msgs)
+                    .map_err(|e| err(format!("read(uffd): {}", Errno(e))))?;
+                for &m in &msgs {
+                    if last.0 == m.address {
+                        last.1 += 1;
+                        if last.1 > 64 {
+                            let note = format!(
+                                "userfault at {:#x} (flags {:#x}) not resolved after 64 retries",
+                                m.address, m.flags
+                            );
+                            return Err(err(format!("{note}; {}", self.worker_died().message)));
+                        }
+                    } else {
+                        last = (m.address, 1);
+                    }
+                    let mut vma = |a: u64| {
+                        observe::read_maps(pid).ok().and_then(|v| {
+                            v.iter()
+                                .find(|v| v.start <= a && a < v.end)
+                                .map(|v| (v.start, v.end))
+                        })
+                    };
+                    if let Some(note) = u.resolve(m, &mut self.uffd_stats, &mut vma) {
+                        if !self.warnings.contains(&note) {
+                            self.warnings.push(note);
+                        }
+                    }
+                }
+                continue;
+            }
+            if fds[0].revents != 0 {
+                return Ok(child::recv_resp(chan).ok().flatten());
+            }
+        }
+    }
+
+    /// Messages delivered to the current process's uffd so far (flags, address, …).
+    pub fn uffd_msgs(&self) -> &[uffd::Msg] {
+        self.worker()
+            .ok()
+            .and_then(|w| w.uffd.as_ref())
+            .map(|u| u.msgs.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// A userfaultfd op of the current process. `open` runs in the worker (userfaultfd(2) +
+    /// UFFDIO_API; the fd comes back with SCM_RIGHTS); the range ioctls are issued here on the
+    /// worker's uffd (they act on its mm and take no fault in the worker: 0 faults, like the
+    /// model); `handler` only stores the monitor policy.
+    fn uffd_op(&mut self, req: &UffdReq) -> Result<OpOutcome, BackendError> {
+        let done = |r: Result<(), i32>| OpOutcome {
+            result: r.map(|_| 0).map_err(|e| OpError::Errno(Errno(e))),
+            minflt: 0,
+            majflt: 0,
+        };
+        let base = self.base;
+        if let UffdReq::Open { features } = req {
+            if self.worker()?.uffd.is_some() {
+                // The model keeps one uffd per process.
+                return Ok(done(Err(libc::EBUSY)));
+            }
+            let mut bits = 0;
+            for f in features {
+                bits |= uffd::feature_bit(f)
+                    .ok_or_else(|| not_runnable(format!("unknown userfaultfd feature `{f}`")))?;
+            }
+            let chan = self.worker()?.chan;
+            let z = 0;
+            let r = child::send_req(chan, &[K_UFFD_OPEN, z, z, bits, z, z, z, z, z, z, z, z])
+                .ok()
+                .and_then(|_| child::recv_resp_fd(chan).ok().flatten());
+            let Some((r, fd)) = r else {
+                return Err(self.worker_died());
+            };
+            let mut o = Self::outcome(r, Some(0));
+            if r[0] == 0 {
+                let Some(fd) = fd else {
+                    return Err(err("worker opened a userfaultfd but passed no descriptor"));
+                };
+                if let Some(Some(w)) = self.workers.get_mut(self.current) {
+                    w.uffd = Some(uffd::Uffd::new(fd, bits));
+                }
+            } else if let Some(fd) = fd {
+                sys::close(fd);
+                o.result = Err(OpError::Errno(Errno(libc::EIO)));
+            }
+            return Ok(o);
+        }
+        let (addr, len) = match *req {
+            UffdReq::Register { addr, len, .. }
+            | UffdReq::Unregister { addr, len }
+            | UffdReq::Writeprotect { addr, len, .. }
+            | UffdReq::Copy { addr, len, .. }
+            | UffdReq::Zeropage { addr, len } => (addr, len),
+            UffdReq::Handler { .. } | UffdReq::Open { .. } => (0, 0),
+        };
+        let ranged = !matches!(req, UffdReq::Handler { .. });
+        if ranged {
+            self.check_range(addr, len)?;
+        }
+        let Some(Some(w)) = self.workers.get_mut(self.current) else {
+            return Err(err("host backend: op before setup"));
+        };
+        let Some(u) = w.uffd.as_mut() else {
+            // No uffd: the model checks the range first (EINVAL), then the descriptor.
+            if ranged && (addr % PAGE != 0 || len % PAGE != 0 || len == 0) {
+                return Ok(done(Err(libc::EINVAL)));
+            }
+            return Ok(done(Err(libc::EBADF)));
+        };
+        let (fd, a) = (u.fd, base + addr);
+        let r = match *req {
+            UffdReq::Register { missing, wp, .. } => {
+                let mode = if missing {
+                    uffd::UFFDIO_REGISTER_MODE_MISSING
+                } else {
+                    0
+                } | if wp { uffd::UFFDIO_REGISTER_MODE_WP } else { 0 };
+                uffd::register(fd, a, len, mode)
+            }
+            UffdReq::Unregister { .. } => uffd::unregister(fd, a, len),
+            UffdReq::Writeprotect { wp, .. } => uffd::writeprotect(
+                fd,
+                a,
+                len,
+                if wp {
+                    uffd::UFFDIO_WRITEPROTECT_MODE_WP
+                } else {
+                    0
+                },
+            ),
+            UffdReq::Copy { wp, .. } => {
+                uffd::copy(fd, a, len, if wp { uffd::UFFDIO_COPY_MODE_WP } else { 0 })
+            }
+            UffdReq::Zeropage { .. } => uffd::zeropage(fd, a, len, 0),
+            UffdReq::Handler { wp, missing } => {
+                if let Some(p) = wp {
+                    u.wp_policy = p;
+                }
+                if let Some(p) = missing {
+                    u.missing_policy = p;
+                }
+                Ok(())
+            }
+            UffdReq::Open { .. } => unreachable!("handled above"),
+        };
+        Ok(done(r))
     }
 
     fn check_range(&self, addr: u64, len: u64) -> Result<(), BackendError> {
@@ -505,6 +727,8 @@ impl HostBackend {
     fn outcome(r: child::Resp, ok_val: Option<u64>) -> OpOutcome {
         let result = if r[0] == 0 {
             Ok(ok_val.unwrap_or(r[1]))
+        } else if r[0] == ST_SIGBUS {
+            Err(OpError::Signal(Signal::Sigbus))
         } else {
             Err(OpError::Errno(Errno(r[1] as i32)))
         };
@@ -690,6 +914,13 @@ impl Backend for HostBackend {
                 Ok(Self::outcome(r, Some(0)))
             }
             BackendOp::Madvise { addr, len, advice } => {
+                if advice.value() < 0 {
+                    return Err(not_runnable(format!(
+                        "madvise {advice:?} is a model-only proposal (no such advice in Linux \
+                         {}): the host cannot run it",
+                        host_kernel_profile()
+                    )));
+                }
                 self.check_range(addr, len)?;
                 let r = self.call(&[
                     K_MADVISE,
@@ -724,8 +955,9 @@ impl Backend for HostBackend {
                 })
             }
             BackendOp::Exit { proc } => self.exit_worker(proc),
-            BackendOp::Uffd(_) => Err(BackendError {
-                message: "userfaultfd ops are not supported by the host backend yet".into(),
+            BackendOp::Uffd(ref u) => self.uffd_op(u),
+            BackendOp::Mlock { .. } => Err(BackendError {
+                message: "mlock/munlock are not supported by the host backend yet".into(),
                 not_runnable: true,
             }),
             BackendOp::KhugepagedScan { passes } => {
@@ -786,7 +1018,7 @@ impl Backend for HostBackend {
                     z,
                 ])?;
                 let mut o = Self::outcome(r, Some(0));
-                if signal {
+                if signal && r[0] != ST_SIGBUS {
                     o.result = Err(OpError::Signal(Signal::Sigsegv));
                 }
                 Ok(o)
@@ -828,7 +1060,10 @@ impl Backend for HostBackend {
     }
 
     fn snapshot(&mut self, ranges: &[(u64, u64)]) -> Result<Snapshot, BackendError> {
-        let counters = observe::counters();
+        let mut counters = observe::counters();
+        for (k, v) in self.uffd_stats.named() {
+            counters.insert(k.to_string(), v as i64);
+        }
         let w = self.worker()?;
         let text = w
             .observer

@@ -157,6 +157,30 @@ impl Observer {
             .collect())
     }
 
+    /// Calls `f` with each of the `n` u64 entries of `file` from `index` on, reading 512 at a
+    /// time into a stack buffer: the observer must not grow this process's heap by the size of
+    /// the range (an 8 MiB pagemap read would stay in the heap and show in the global
+    /// `nr_anon_pages` of the next checkpoint).
+    fn each_u64(
+        file: &File,
+        index: u64,
+        n: u64,
+        mut f: impl FnMut(u64) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let mut buf = [0u8; 4096];
+        let mut done = 0;
+        while done < n {
+            let k = (n - done).min(512);
+            let b = &mut buf[..k as usize * 8];
+            file.read_exact_at(b, (index + done) * 8)?;
+            for c in b.chunks_exact(8) {
+                f(u64::from_le_bytes(c.try_into().unwrap()))?;
+            }
+            done += k;
+        }
+        Ok(())
+    }
+
     /// The order of the folio containing `pfn`, from kpageflags (cached per 512-PFN block).
     fn folio_order(&self, pfn: u64, cache: &mut HashMap<u64, Vec<u64>>) -> std::io::Result<u8> {
         let block = pfn & !511;
@@ -214,8 +238,7 @@ impl Observer {
                 } else if cat & PAGE_IS_HUGE != 0 {
                     pagemap_push(&mut map, Backing::ThpPmd, n);
                 } else {
-                    let ents = Self::read_u64s(&self.pagemap, rs / PAGE, n as usize)?;
-                    for e in ents {
+                    Self::each_u64(&self.pagemap, rs / PAGE, n, |e| {
                         let b = if e & PM_PRESENT == 0 {
                             Backing::None // raced; cannot happen while the worker is idle
                         } else {
@@ -225,11 +248,11 @@ impl Observer {
                             }
                         };
                         pagemap_push(&mut map, b, 1);
-                    }
+                        Ok(())
+                    })?;
                 }
             } else if cat & PAGE_IS_SWAPPED != 0 {
-                let ents = Self::read_u64s(&self.pagemap, rs / PAGE, n as usize)?;
-                for e in ents {
+                Self::each_u64(&self.pagemap, rs / PAGE, n, |e| {
                     let swap_type = e & 0x1f;
                     let b = if e & PM_UFFD_WP != 0 && swap_type >= self.swap_areas {
                         Backing::Marker
@@ -237,7 +260,8 @@ impl Observer {
                         Backing::Swap
                     };
                     pagemap_push(&mut map, b, 1);
-                }
+                    Ok(())
+                })?;
             } else {
                 pagemap_push(&mut map, Backing::None, n);
             }
