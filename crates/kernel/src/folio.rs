@@ -84,7 +84,10 @@ impl MmMaps {
         self.len() == 0
     }
     pub fn iter(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
-        self.inline[..self.len as usize].iter().copied().chain(self.more.iter().copied())
+        self.inline[..self.len as usize]
+            .iter()
+            .copied()
+            .chain(self.more.iter().copied())
     }
     pub fn to_vec(&self) -> Vec<(u32, u32)> {
         self.iter().collect()

@@ -23,7 +23,15 @@ impl Kernel {
             vmas: self.mms[pmi]
                 .vmas
                 .iter()
-                .map(|(k, v)| (*k, Vma { flags: v.flags & !vmf::UFFD_MASK, ..v.clone() }))
+                .map(|(k, v)| {
+                    (
+                        *k,
+                        Vma {
+                            flags: v.flags & !vmf::UFFD_MASK,
+                            ..v.clone()
+                        },
+                    )
+                })
                 .collect(),
             thp_disable: self.mms[pmi].thp_disable,
             users: 1,

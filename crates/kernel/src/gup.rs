@@ -57,7 +57,9 @@ impl Kernel {
                             }
                             // The in-kernel retry is counted like any completed fault.
                             match self.handle_mm_fault(mmi, &vma, addr, write) {
-                                VmFault::Done | VmFault::Fallback => self.tasks.get_mut(&pid).expect("task").minflt += 1,
+                                VmFault::Done | VmFault::Fallback => {
+                                    self.tasks.get_mut(&pid).expect("task").minflt += 1
+                                }
                                 VmFault::Oom => return Err(Errno::ENOMEM),
                                 VmFault::Userfault(_) => {}
                             }

@@ -290,11 +290,17 @@ impl Kernel {
     pub(crate) fn wp_huge_pmd(&mut self, mmi: usize, vma: &Vma, addr: u64) -> VmFault {
         let pmd = self.mms[mmi].pgt.pmd(addr & PMD_MASK);
         if pmd.has(UFFD_WP) && vma.has(vmf::UFFD_WP) {
-            if self.mms[mmi].uffd.as_deref().is_some_and(|u| u.features.wp_async) {
+            if self.mms[mmi]
+                .uffd
+                .as_deref()
+                .is_some_and(|u| u.features.wp_async)
+            {
                 self.split_huge_pmd(mmi, addr);
                 return VmFault::Fallback;
             }
-            return VmFault::Userfault(crate::userfaultfd::FLAG_WRITE | crate::userfaultfd::FLAG_WP);
+            return VmFault::Userfault(
+                crate::userfaultfd::FLAG_WRITE | crate::userfaultfd::FLAG_WP,
+            );
         }
         self.do_huge_pmd_wp_page(mmi, vma, addr)
     }

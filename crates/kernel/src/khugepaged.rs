@@ -195,7 +195,8 @@ impl Kernel {
                     // collapse_huge_page() dropped mmap_lock: return to khugepaged_do_scan,
                     // which re-enters this mm (+1) if budget is left. Running out of budget
                     // also leaves the mm unfinished until the next visit.
-                    let lock_dropped = matches!(*result, ScanResult::Succeed | ScanResult::AllocHugePageFail);
+                    let lock_dropped =
+                        matches!(*result, ScanResult::Succeed | ScanResult::AllocHugePageFail);
                     if lock_dropped || progress >= pages {
                         finished = false;
                         break 'vmas;
@@ -318,7 +319,10 @@ impl Kernel {
             let mut n = 1;
             while i + n < table.len() {
                 let q = table[i + n];
-                if q.kind() == pgtable::KIND_PAGE && q.folio() == pte.folio() && q.idx() == pte.idx() + n as u32 {
+                if q.kind() == pgtable::KIND_PAGE
+                    && q.folio() == pte.folio()
+                    && q.idx() == pte.idx() + n as u32
+                {
                     self.mms[mmi].pgt.pte_table_mut(tidx)[i + n] = Pte::NONE;
                     n += 1;
                 } else {

@@ -16,6 +16,7 @@ pub mod invariants;
 pub mod khugepaged;
 pub mod madvise;
 pub mod memory;
+pub mod mlock;
 pub mod mm;
 pub mod mmap;
 pub mod mprotect;
@@ -287,7 +288,13 @@ impl Kernel {
             }
         }
         let u = &self.uffd_stats;
-        for (name, n) in [("events", u.events), ("missing", u.missing), ("wp", u.wp), ("minor", u.minor), ("write", u.write)] {
+        for (name, n) in [
+            ("events", u.events),
+            ("missing", u.missing),
+            ("wp", u.wp),
+            ("minor", u.minor),
+            ("write", u.write),
+        ] {
             v.push((format!("uffd.{name}"), n as i64));
         }
         v

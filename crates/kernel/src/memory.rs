@@ -11,7 +11,9 @@
 use crate::errno::Signal;
 use crate::folio::FolioId;
 use crate::mm::{vmf, Vma};
-use crate::pgtable::{self, pte_index, Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, STORED, UFFD_WP, WRITE, YOUNG};
+use crate::pgtable::{
+    self, pte_index, Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, STORED, UFFD_WP, WRITE, YOUNG,
+};
 use crate::types::{AccessKind, Pid, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK};
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
@@ -63,7 +65,9 @@ impl Kernel {
                 return Err(Signal::Sigsegv);
             }
             match self.handle_mm_fault(mmi, &vma, addr, write) {
-                VmFault::Done | VmFault::Fallback => self.tasks.get_mut(&pid).expect("task").minflt += 1,
+                VmFault::Done | VmFault::Fallback => {
+                    self.tasks.get_mut(&pid).expect("task").minflt += 1
+                }
                 VmFault::Oom => return Err(Signal::Sigkill),
                 VmFault::Userfault(flags) => {
                     if !self.deliver_userfault(mmi, addr, flags) {
@@ -244,7 +248,14 @@ impl Kernel {
     /// `do_anonymous_page`: a fault on a none PTE of a private anonymous VMA.
     /// `marker`: the PTE was a uffd-wp marker, so the new entry keeps the uffd-wp bit (and is
     /// therefore write-protected).
-    fn do_anonymous_page(&mut self, mmi: usize, vma: &Vma, addr: u64, write: bool, marker: bool) -> VmFault {
+    fn do_anonymous_page(
+        &mut self,
+        mmi: usize,
+        vma: &Vma,
+        addr: u64,
+        write: bool,
+        marker: bool,
+    ) -> VmFault {
         if !self.pte_alloc(mmi, addr) {
             return VmFault::Oom;
         }
@@ -268,7 +279,13 @@ impl Kernel {
         }
         let nr = 1u64 << order;
         let base = addr & !((PAGE_SIZE << order) - 1);
-        let mut bits = YOUNG | EXCLUSIVE | if vma.has(vmf::WRITE) { WRITE | DIRTY } else { 0 };
+        let mut bits = YOUNG
+            | EXCLUSIVE
+            | if vma.has(vmf::WRITE) {
+                WRITE | DIRTY
+            } else {
+                0
+            };
         if marker {
             // pte_mkuffd_wp() also write-protects on x86.
             bits = (bits | UFFD_WP) & !WRITE;
@@ -332,8 +349,14 @@ impl Kernel {
     /// `do_wp_page`: a write to a present, write-protected PTE.
     fn do_wp_page(&mut self, mmi: usize, vma: &Vma, addr: u64, mut pte: Pte) -> VmFault {
         if pte.has(UFFD_WP) && vma.has(vmf::UFFD_WP) {
-            if !self.mms[mmi].uffd.as_deref().is_some_and(|u| u.features.wp_async) {
-                return VmFault::Userfault(crate::userfaultfd::FLAG_WRITE | crate::userfaultfd::FLAG_WP);
+            if !self.mms[mmi]
+                .uffd
+                .as_deref()
+                .is_some_and(|u| u.features.wp_async)
+            {
+                return VmFault::Userfault(
+                    crate::userfaultfd::FLAG_WRITE | crate::userfaultfd::FLAG_WP,
+                );
             }
             // Async mode: drop the bit and continue with the normal COW/reuse logic.
             pte.set(UFFD_WP, false);

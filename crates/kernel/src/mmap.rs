@@ -208,7 +208,10 @@ impl Kernel {
             // Only an empty PMD table goes: with several VMAs gone at once (exit), the PTE
             // tables of later ones are freed in their own pass first.
             let key = pud >> crate::types::PUD_SHIFT;
-            let empty = self.mms[mmi].pgt.pmd_table(key).is_some_and(|t| t.iter().all(|p| p.is_none()));
+            let empty = self.mms[mmi]
+                .pgt
+                .pmd_table(key)
+                .is_some_and(|t| t.iter().all(|p| p.is_none()));
             if empty && self.mms[mmi].vma_starts_in(pud, pud + PUD_SIZE).is_empty() {
                 let pfn = self.mms[mmi].pgt.remove_pmd_table(key).expect("pmd table");
                 self.free_pgtable_page(pfn);

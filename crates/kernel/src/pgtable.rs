@@ -236,7 +236,10 @@ impl PageTables {
         let t = self.pmds.get_mut(key as usize)?.take()?;
         debug_assert!(t.iter().all(|p| p.is_none()));
         self.nr_pmd_tables -= 1;
-        Some(std::mem::replace(&mut self.pmd_pfns[key as usize], u32::MAX))
+        Some(std::mem::replace(
+            &mut self.pmd_pfns[key as usize],
+            u32::MAX,
+        ))
     }
 
     #[inline]
@@ -246,7 +249,12 @@ impl PageTables {
 
     /// The regions (`addr >> PUD_SHIFT`) that have a PMD table, ascending.
     pub fn pmd_table_keys(&self) -> Vec<u64> {
-        self.pmds.iter().enumerate().filter(|(_, t)| t.is_some()).map(|(i, _)| i as u64).collect()
+        self.pmds
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.is_some())
+            .map(|(i, _)| i as u64)
+            .collect()
     }
 
     /// The PMD table of region `key`.

@@ -36,7 +36,14 @@ pub struct Features {
 }
 
 impl Features {
-    pub const NAMES: &'static [&'static str] = &["wp_unpopulated", "wp_async", "sigbus", "event_fork", "exact_address", "thread_id"];
+    pub const NAMES: &'static [&'static str] = &[
+        "wp_unpopulated",
+        "wp_async",
+        "sigbus",
+        "event_fork",
+        "exact_address",
+        "thread_id",
+    ];
 
     /// Sets a feature by its scenario name (`UFFD_FEATURE_<NAME>` lower-cased).
     pub fn set(&mut self, name: &str) -> bool {
@@ -125,7 +132,12 @@ impl Kernel {
     }
 
     /// Sets the modelled monitor's policies.
-    pub fn uffd_set_handler(&mut self, pid: Pid, wp: Option<WpPolicy>, missing: Option<MissingPolicy>) -> Result<(), Errno> {
+    pub fn uffd_set_handler(
+        &mut self,
+        pid: Pid,
+        wp: Option<WpPolicy>,
+        missing: Option<MissingPolicy>,
+    ) -> Result<(), Errno> {
         let mmi = self.mm_of(pid);
         let u = self.mms[mmi].uffd.as_deref_mut().ok_or(Errno::EBADF)?;
         if let Some(w) = wp {
@@ -139,7 +151,11 @@ impl Kernel {
 
     /// Messages delivered to this process's uffd so far.
     pub fn uffd_msgs(&self, pid: Pid) -> &[Msg] {
-        self.mms[self.mm_of(pid)].uffd.as_deref().map(|u| u.msgs.as_slice()).unwrap_or(&[])
+        self.mms[self.mm_of(pid)]
+            .uffd
+            .as_deref()
+            .map(|u| u.msgs.as_slice())
+            .unwrap_or(&[])
     }
 
     fn uffd_range_check(&self, mmi: usize, start: u64, len: u64) -> Result<u64, Errno> {
@@ -152,7 +168,13 @@ impl Kernel {
     }
 
     /// `UFFDIO_REGISTER` with the `vmf::UFFD_*` mode bits.
-    pub fn uffd_register(&mut self, pid: Pid, start: u64, len: u64, mode: u32) -> Result<(), Errno> {
+    pub fn uffd_register(
+        &mut self,
+        pid: Pid,
+        start: u64,
+        len: u64,
+        mode: u32,
+    ) -> Result<(), Errno> {
         let mmi = self.mm_of(pid);
         let end = self.uffd_range_check(mmi, start, len)?;
         if mode == 0 || mode & !vmf::UFFD_MASK != 0 || mode & vmf::UFFD_MINOR != 0 {
@@ -182,14 +204,23 @@ impl Kernel {
 
     /// `UFFDIO_WRITEPROTECT`: protect (`wp`) or resolve `[start, start+len)`. ENOENT unless
     /// every part of the range is registered in WP mode.
-    pub fn uffd_writeprotect(&mut self, pid: Pid, start: u64, len: u64, wp: bool) -> Result<(), Errno> {
+    pub fn uffd_writeprotect(
+        &mut self,
+        pid: Pid,
+        start: u64,
+        len: u64,
+        wp: bool,
+    ) -> Result<(), Errno> {
         let mmi = self.mm_of(pid);
         let end = self.uffd_range_check(mmi, start, len)?;
         if !self.mms[mmi].range_fully_mapped(start, end) {
             return Err(Errno::ENOENT);
         }
         let starts = self.mms[mmi].vma_starts_in(start, end);
-        if starts.iter().any(|s| !self.mms[mmi].vmas[s].has(vmf::UFFD_WP)) {
+        if starts
+            .iter()
+            .any(|s| !self.mms[mmi].vmas[s].has(vmf::UFFD_WP))
+        {
             return Err(Errno::ENOENT);
         }
         let markers = self.uffd_of(mmi)?.features.use_markers();
@@ -201,7 +232,15 @@ impl Kernel {
     }
 
     /// `uffd_wp_range` → `change_protection(MM_CP_UFFD_WP[_RESOLVE])` within one VMA.
-    fn uffd_wp_range(&mut self, mmi: usize, vma: &Vma, start: u64, end: u64, wp: bool, markers: bool) {
+    fn uffd_wp_range(
+        &mut self,
+        mmi: usize,
+        vma: &Vma,
+        start: u64,
+        end: u64,
+        wp: bool,
+        markers: bool,
+    ) {
         let mut slot = start & PMD_MASK;
         while slot < end {
             let (s, e) = (start.max(slot), end.min(slot + PMD_SIZE));
@@ -222,7 +261,10 @@ impl Kernel {
             let pmd = self.mms[mmi].pgt.pmd(slot);
             if pmd.is_none() {
                 // pgtable_populate_needed(): markers need a page table.
-                if !(wp && markers) || !self.ensure_pmd_table(mmi, slot) || !self.pte_alloc(mmi, slot) {
+                if !(wp && markers)
+                    || !self.ensure_pmd_table(mmi, slot)
+                    || !self.pte_alloc(mmi, slot)
+                {
                     slot += PMD_SIZE;
                     continue;
                 }
@@ -251,12 +293,21 @@ impl Kernel {
     /// `UFFDIO_COPY` (`zero`: `UFFDIO_ZEROPAGE`): fill none PTEs of a registered range with
     /// new order-0 pages (or the zero page). EEXIST at the first populated entry; the pages
     /// filled before it stay.
-    pub fn uffd_fill(&mut self, pid: Pid, start: u64, len: u64, zero: bool, wp: bool) -> Result<(), Errno> {
+    pub fn uffd_fill(
+        &mut self,
+        pid: Pid,
+        start: u64,
+        len: u64,
+        zero: bool,
+        wp: bool,
+    ) -> Result<(), Errno> {
         let mmi = self.mm_of(pid);
         let end = self.uffd_range_check(mmi, start, len)?;
         let mut addr = start;
         while addr < end {
-            let Some(vma) = self.mms[mmi].vma_at(addr).cloned() else { return Err(Errno::ENOENT) };
+            let Some(vma) = self.mms[mmi].vma_at(addr).cloned() else {
+                return Err(Errno::ENOENT);
+            };
             if !vma.uffd_armed() {
                 return Err(Errno::ENOENT);
             }
@@ -279,10 +330,16 @@ impl Kernel {
                 self.set_pte(mmi, addr, Pte::zero(wpbit));
             } else {
                 self.anon_vma_prepare(mmi, vma.start);
-                let Some(f) = self.alloc_anon_folio_order(0) else { return Err(Errno::ENOMEM) };
+                let Some(f) = self.alloc_anon_folio_order(0) else {
+                    return Err(Errno::ENOMEM);
+                };
                 self.folios.set_nonzero(f, 0);
                 let w = if vma.has(vmf::WRITE) && !wp { WRITE } else { 0 };
-                self.set_pte(mmi, addr, Pte::page(f, 0, DIRTY | YOUNG | EXCLUSIVE | w | wpbit));
+                self.set_pte(
+                    mmi,
+                    addr,
+                    Pte::page(f, 0, DIRTY | YOUNG | EXCLUSIVE | w | wpbit),
+                );
                 self.folio_add_new_anon_rmap(f, false, mmi);
                 self.mms[mmi].rss_anon += 1;
             }
@@ -294,18 +351,26 @@ impl Kernel {
     /// `handle_userfault`: record the message and let the modelled monitor resolve it.
     /// Returns false when the uffd has `UFFD_FEATURE_SIGBUS` (the task gets SIGBUS).
     pub(crate) fn deliver_userfault(&mut self, mmi: usize, addr: u64, flags: u32) -> bool {
-        let Some(u) = self.mms[mmi].uffd.as_deref_mut() else { return false };
+        let Some(u) = self.mms[mmi].uffd.as_deref_mut() else {
+            return false;
+        };
         if u.features.sigbus {
             return false;
         }
-        let address = if u.features.exact_address { addr } else { addr & !(PAGE_SIZE - 1) };
+        let address = if u.features.exact_address {
+            addr
+        } else {
+            addr & !(PAGE_SIZE - 1)
+        };
         u.msgs.push(Msg { flags, address });
         let (wp_policy, missing_policy) = (u.wp_policy, u.missing_policy);
         self.uffd_stats.events += 1;
         if flags & FLAG_WRITE != 0 {
             self.uffd_stats.write += 1;
         }
-        let Some(vma) = self.mms[mmi].vma_at(addr).cloned() else { return true };
+        let Some(vma) = self.mms[mmi].vma_at(addr).cloned() else {
+            return true;
+        };
         let block = |size: u64| {
             let a = addr & !(size - 1);
             (a.max(vma.start), (a + size).min(vma.end))
@@ -332,7 +397,12 @@ impl Kernel {
                 let pte = self.mms[mmi].pgt.pte(a);
                 let pmd = self.mms[mmi].pgt.pmd(a);
                 if !pmd.is_huge() && (pte.is_none() || pte.kind() == pgtable::KIND_MARKER) {
-                    let pid = self.tasks.values().find(|t| t.mm == mmi).map(|t| t.pid).expect("task of mm");
+                    let pid = self
+                        .tasks
+                        .values()
+                        .find(|t| t.mm == mmi)
+                        .map(|t| t.pid)
+                        .expect("task of mm");
                     let _ = self.uffd_fill(pid, a, PAGE_SIZE, zero, false);
                 }
                 a += PAGE_SIZE;

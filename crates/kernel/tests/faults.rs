@@ -622,3 +622,28 @@ fn populate_pgtable_proposal_blocks_pmd_thp() {
         Err(Errno::ENOMEM)
     );
 }
+
+#[test]
+fn mlock_part_of_a_thp_splits_its_pmd_and_populates() {
+    let mut t = T::new("6.18");
+    thp_region(&mut t);
+    t.write(BASE, M2);
+    t.faults();
+    t.k.mlock(t.pid, BASE + K4, K4, true).unwrap();
+    t.ok();
+    assert_eq!(t.d(VmItem::ThpSplitPmd), 1, "VMA split inside the PMD");
+    assert_eq!(t.k.mm(t.pid).vmas.len(), 3);
+    assert_eq!(t.smaps(BASE, M2, "Locked"), 4);
+    assert_eq!(t.madvise(BASE + K4, K4, Advice::Dontneed), Err(Errno::EINVAL));
+    t.k.mlock(t.pid, BASE + K4, K4, false).unwrap();
+    t.ok();
+    assert_eq!(t.k.mm(t.pid).vmas.len(), 1);
+    // mlock of an untouched mapping populates it (write faults: private writable).
+    t.mmap(BASE + 4 * M2, M2, Prot::RW);
+    t.k.mlock(t.pid, BASE + 4 * M2, M2, true).unwrap();
+    t.ok();
+    assert_eq!(t.faults(), 512);
+    assert_eq!(t.map(BASE + 4 * M2, M2), vec![(Backing::Anon, 512)]);
+    assert_eq!(t.smaps(BASE + 4 * M2, M2, "Locked"), 2048);
+    assert_eq!(t.k.mlock(t.pid, BASE + 8 * M2, K4, true), Err(Errno::ENOMEM));
+}

@@ -73,6 +73,8 @@ pub enum Op {
     /// `shrink` — run the deferred-split (and huge-zero) shrinkers, as memory pressure or
     /// `drop_caches` would.
     Shrink,
+    /// `mlock RANGE` / `munlock RANGE`.
+    Mlock { range: RangeRef, lock: bool },
     /// `uffd …` — the current process's userfaultfd.
     Uffd(UffdOp),
     /// `prctl set_thp_disable 0|1 [except_advised]` — `PR_SET_THP_DISABLE`.

@@ -85,6 +85,8 @@ pub enum BackendOp {
     },
     /// Run the deferred-split and huge-zero shrinkers.
     Shrink,
+    /// mlock(2) (`lock`) or munlock(2).
+    Mlock { addr: u64, len: u64, lock: bool },
     /// A userfaultfd operation of the current process (ranges resolved to arena offsets).
     Uffd(UffdReq),
     /// `prctl(PR_SET_THP_DISABLE, disable, flags)` with `flags` 0 or

@@ -450,6 +450,10 @@ impl Run<'_> {
                 }
                 self.exec(st, BackendOp::Exit { proc: id })
             }
+            Op::Mlock { range, lock } => {
+                let (addr, len) = self.range(range);
+                self.exec(st, BackendOp::Mlock { addr, len, lock: *lock })
+            }
             Op::Uffd(u) => {
                 use crate::ast::UffdOp;
                 use crate::backend::UffdReq;
@@ -722,6 +726,7 @@ fn op_text(op: &BackendOp) -> String {
         BackendOp::Sleep { ms } => format!("sleep {ms}ms"),
         BackendOp::Shrink => "shrink".into(),
         BackendOp::Uffd(u) => format!("uffd {u:?}"),
+        BackendOp::Mlock { addr, len, lock } => format!("{} {addr:#x} {len:#x}", if *lock { "mlock" } else { "munlock" }),
         BackendOp::PrctlSetThpDisable { disable, flags } => {
             format!("prctl PR_SET_THP_DISABLE {} {flags:#x}", *disable as u8)
         }

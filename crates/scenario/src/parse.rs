@@ -1516,6 +1516,16 @@ pub(crate) fn op_shrink(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     Some(Parsed::Op(Op::Shrink))
 }
 
+pub(crate) fn op_mlock(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let range = c.range()?;
+    Some(Parsed::Op(Op::Mlock { range, lock: true }))
+}
+
+pub(crate) fn op_munlock(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let range = c.range()?;
+    Some(Parsed::Op(Op::Mlock { range, lock: false }))
+}
+
 pub(crate) fn op_uffd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     use crate::ast::UffdOp;
     use thpsim_kernel::userfaultfd::{Features, MissingPolicy, WpPolicy};

@@ -1641,6 +1641,7 @@ fn names_of(op: &Op) -> &'static [&'static str] {
         Op::Sleep { .. } => &["sleep"],
         Op::Shrink => &["shrink"],
         Op::Uffd(_) => &["uffd"],
+        Op::Mlock { .. } => &["mlock", "munlock"],
         Op::Expect(_) => &["expect"],
     }
 }
