@@ -55,10 +55,11 @@ impl Kernel {
                             if !self.deliver_userfault(mmi, addr, flags) {
                                 return Err(Errno::EFAULT);
                             }
-                            // The in-kernel retry is counted like any completed fault.
+                            // GUP retries with FAULT_FLAG_TRIED, so the completed retry counts
+                            // as a major fault (mm_account_fault), unlike a user access on 6.18.
                             match self.handle_mm_fault(mmi, &vma, addr, write) {
                                 VmFault::Done | VmFault::Fallback => {
-                                    self.tasks.get_mut(&pid).expect("task").minflt += 1
+                                    self.tasks.get_mut(&pid).expect("task").majflt += 1
                                 }
                                 VmFault::Oom => return Err(Errno::ENOMEM),
                                 VmFault::Userfault(_) => {}

@@ -5,7 +5,7 @@
 //! with the underused check (`deferred_split_scan`, `thp_underused`) and the huge-zero
 //! shrinker; and MADV_FREE (`madvise_free_single_vma`, `madvise_free_huge_pmd`,
 //! `madvise_free_pte_range` in `mm/madvise.c`).
-//! Deviations: no mlock (so no mlocked exceptions), no swap cache, no reclaim of lazy-free pages.
+//! Deviations: no swap cache, no reclaim of lazy-free pages.
 
 use crate::folio::{flags, FolioId};
 use crate::mm::vmf;
@@ -46,9 +46,8 @@ impl Kernel {
         }
         // PMD mappings are split first (thp_split_pmd each).
         for &mmi in &mms {
-            let pmd = self.mms[mmi].pgt.pmd(va);
-            if pmd.is_thp() && pmd.folio() == id {
-                self.split_huge_pmd(mmi, va);
+            for haddr in self.folio_pmd_addrs(mmi, id, va) {
+                self.split_huge_pmd(mmi, haddr);
             }
         }
         let f = *self.folios.get(id);
@@ -88,17 +87,10 @@ impl Kernel {
         }
         self.folios.release(id);
         for &mmi in &mms {
-            for i in 0..nr {
-                let addr = va + i as u64 * PAGE_SIZE;
-                let pmd = self.mms[mmi].pgt.pmd(addr);
-                if !pmd.is_table() {
-                    continue;
-                }
-                let tidx = pmd.table_idx();
+            let expect = meta.mm_maps.iter().find(|(m, _)| *m as usize == mmi).map(|(_, c)| c).unwrap_or(0);
+            for (addr, i) in self.folio_pte_locs(mmi, id, va, expect) {
+                let tidx = self.mms[mmi].pgt.pmd(addr).table_idx();
                 let pte = self.mms[mmi].pgt.pte_table(tidx)[pte_index(addr)];
-                if pte.kind() != pgtable::KIND_PAGE || pte.folio() != id || pte.idx() != i {
-                    continue;
-                }
                 let nid = new_ids[i as usize];
                 let locked = self.mms[mmi]
                     .vma_at(addr)
@@ -251,5 +243,59 @@ impl Kernel {
             }
             slot += PMD_SIZE;
         }
+    }
+
+    /// Where mm `mmi` maps folio `id` by PMD: normally at `va` (its fault address); after an
+    /// mremap the page tables are searched (the kernel walks the anon_vma instead).
+    fn folio_pmd_addrs(&self, mmi: usize, id: FolioId, va: u64) -> Vec<u64> {
+        let pgt = &self.mms[mmi].pgt;
+        let p = pgt.pmd(va);
+        if p.is_thp() && p.folio() == id {
+            return vec![va & PMD_MASK];
+        }
+        let mut v = vec![];
+        for key in pgt.pmd_table_keys() {
+            let t = pgt.pmd_table(key).expect("pmd table");
+            for (i, e) in t.iter().enumerate() {
+                if e.is_thp() && e.folio() == id {
+                    v.push((key << crate::types::PUD_SHIFT) | ((i as u64) << crate::types::PMD_SHIFT));
+                }
+            }
+        }
+        v
+    }
+
+    /// Every `(address, page index)` where mm `mmi` maps a page of folio `id` by PTE
+    /// (`expect` of them): the fast path checks `va`, else the page tables are searched.
+    fn folio_pte_locs(&self, mmi: usize, id: FolioId, va: u64, expect: u32) -> Vec<(u64, u32)> {
+        let pgt = &self.mms[mmi].pgt;
+        let nr = self.folios.get(id).nr_pages();
+        let mut v = Vec::new();
+        for i in 0..nr {
+            let addr = va + i as u64 * PAGE_SIZE;
+            let pte = pgt.pte(addr);
+            if pte.kind() == pgtable::KIND_PAGE && pte.folio() == id && pte.idx() == i {
+                v.push((addr, i));
+            }
+        }
+        if v.len() as u32 == expect {
+            return v;
+        }
+        v.clear();
+        for key in pgt.pmd_table_keys() {
+            let t = pgt.pmd_table(key).expect("pmd table");
+            for (i, e) in t.iter().enumerate() {
+                if !e.is_table() {
+                    continue;
+                }
+                let slot = (key << crate::types::PUD_SHIFT) | ((i as u64) << crate::types::PMD_SHIFT);
+                for (j, pte) in pgt.pte_table(e.table_idx()).iter().enumerate() {
+                    if pte.kind() == pgtable::KIND_PAGE && pte.folio() == id {
+                        v.push((slot + ((j as u64) << 12), pte.idx()));
+                    }
+                }
+            }
+        }
+        v
     }
 }

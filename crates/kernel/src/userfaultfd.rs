@@ -213,14 +213,10 @@ impl Kernel {
     ) -> Result<(), Errno> {
         let mmi = self.mm_of(pid);
         let end = self.uffd_range_check(mmi, start, len)?;
-        if !self.mms[mmi].range_fully_mapped(start, end) {
-            return Err(Errno::ENOENT);
-        }
+        // mwriteprotect_range(): holes are skipped; no VMA at all, or one not registered in
+        // WP mode, is ENOENT.
         let starts = self.mms[mmi].vma_starts_in(start, end);
-        if starts
-            .iter()
-            .any(|s| !self.mms[mmi].vmas[s].has(vmf::UFFD_WP))
-        {
+        if starts.is_empty() || starts.iter().any(|s| !self.mms[mmi].vmas[s].has(vmf::UFFD_WP)) {
             return Err(Errno::ENOENT);
         }
         let markers = self.uffd_of(mmi)?.features.use_markers();
@@ -248,10 +244,14 @@ impl Kernel {
             let pmd = self.mms[mmi].pgt.pmd(slot);
             if pmd.is_huge() {
                 if whole {
+                    let writable = vma.has(vmf::WRITE);
                     let entry = self.mms[mmi].pgt.pmd_mut(slot).expect("pmd");
                     entry.set(UFFD_WP, wp);
                     if wp {
                         entry.set(WRITE, false);
+                    } else if writable && entry.is_thp() && entry.has(EXCLUSIVE) {
+                        // MM_CP_TRY_CHANGE_WRITABLE: can_change_pmd_writable().
+                        entry.set(WRITE, true);
                     }
                     slot += PMD_SIZE;
                     continue;
@@ -269,6 +269,7 @@ impl Kernel {
                     continue;
                 }
             }
+            let writable = vma.has(vmf::WRITE);
             let tidx = self.mms[mmi].pgt.pmd(slot).table_idx();
             for i in pte_index(s)..=pte_index(e - 1) {
                 let p = &mut self.mms[mmi].pgt.pte_table_mut(tidx)[i];
@@ -283,9 +284,17 @@ impl Kernel {
                     *p = Pte::NONE;
                 } else if p.is_present() {
                     p.set(UFFD_WP, false);
+                    // MM_CP_TRY_CHANGE_WRITABLE (private writable VMA): an exclusive anon page
+                    // gets write permission back (can_change_pte_writable); the zero page not.
+                    if writable
+                        && p.kind() == pgtable::KIND_PAGE
+                        && p.has(EXCLUSIVE)
+                        && !p.has(crate::pgtable::PROTNONE)
+                    {
+                        p.set(WRITE, true);
+                    }
                 }
             }
-            let _ = vma;
             slot += PMD_SIZE;
         }
     }
@@ -303,14 +312,20 @@ impl Kernel {
     ) -> Result<(), Errno> {
         let mmi = self.mm_of(pid);
         let end = self.uffd_range_check(mmi, start, len)?;
+        // mfill_atomic(): the whole range inside one registered VMA, else ENOENT; a WP copy
+        // needs WP registration (EINVAL).
+        let Some(vma0) = self.mms[mmi].vma_at(start).copied() else {
+            return Err(Errno::ENOENT);
+        };
+        if end > vma0.end || !vma0.uffd_armed() {
+            return Err(Errno::ENOENT);
+        }
+        if wp && !vma0.has(vmf::UFFD_WP) {
+            return Err(Errno::EINVAL);
+        }
         let mut addr = start;
         while addr < end {
-            let Some(vma) = self.mms[mmi].vma_at(addr).cloned() else {
-                return Err(Errno::ENOENT);
-            };
-            if !vma.uffd_armed() {
-                return Err(Errno::ENOENT);
-            }
+            let vma = vma0;
             if !self.ensure_pmd_table(mmi, addr) {
                 return Err(Errno::ENOMEM);
             }

@@ -127,7 +127,7 @@ fn huge_zero_pmd_protected_whole_then_4k_or_2m_unprotect() {
 }
 
 #[test]
-fn protected_thp_4k_unprotect_splits_and_reuses() {
+fn protected_thp_4k_unprotect_splits_and_restores_write() {
     let (mut k, pid) = setup(Features::default(), true);
     k.access(pid, BASE, AccessKind::Write).unwrap();
     k.uffd_register(pid, BASE, M2, vmf::UFFD_WP).unwrap();
@@ -139,7 +139,8 @@ fn protected_thp_4k_unprotect_splits_and_reuses() {
     assert_eq!(faults(&k, pid) - f0, 1);
     assert_eq!(k.uffd_msgs(pid)[0].address, BASE + K4);
     assert_eq!(k.vmstat.get(VmItem::ThpSplitPmd), 1);
-    assert_eq!(k.vmstat.get(VmItem::Pgreuse), 1);
+    // Unprotecting restored write access (exclusive page): the retry is spurious, no reuse.
+    assert_eq!(k.vmstat.get(VmItem::Pgreuse), 0);
     assert_eq!(
         k.page_map(pid, BASE, BASE + M2),
         vec![(Backing::ThpPte { order: 9 }, 512)]
@@ -252,5 +253,48 @@ fn uffd_armed_vma_gets_no_mthp() {
     k.uffd_register(pid, BASE, M2, vmf::UFFD_WP).unwrap();
     k.access(pid, BASE, AccessKind::Write).unwrap();
     assert_eq!(k.page_map(pid, BASE, BASE + K4), vec![(Backing::Anon, 1)]);
+    ok(&k);
+}
+
+#[test]
+fn resolving_write_protection_restores_write_access() {
+    // Found against the host: uffd_wp_range() passes MM_CP_TRY_CHANGE_WRITABLE.
+    let (mut k, pid) = setup(Features::default(), true);
+    k.access(pid, BASE, AccessKind::Write).unwrap();
+    k.uffd_register(pid, BASE, M2, vmf::UFFD_WP).unwrap();
+    k.uffd_writeprotect(pid, BASE, M2, true).unwrap();
+    k.uffd_writeprotect(pid, BASE, M2, false).unwrap();
+    let f0 = faults(&k, pid);
+    k.access(pid, BASE + K4, AccessKind::Write).unwrap();
+    assert_eq!(faults(&k, pid), f0, "a whole unprotected THP is writable again");
+    // Unregister of a partly protected (split) range: no faults afterwards either.
+    k.uffd_writeprotect(pid, BASE, M2 / 2, true).unwrap();
+    assert_eq!(k.vmstat.get(VmItem::ThpSplitPmd), 1);
+    k.uffd_unregister(pid, BASE, M2).unwrap();
+    let mut a = BASE;
+    while a < BASE + M2 {
+        k.access(pid, a, AccessKind::Write).unwrap();
+        a += K4;
+    }
+    assert_eq!(faults(&k, pid), f0);
+    ok(&k);
+}
+
+#[test]
+fn populate_hitting_a_userfault_counts_a_major_fault() {
+    let (mut k, pid) = setup(Features::default(), true);
+    let mut a = BASE;
+    while a < BASE + M2 {
+        k.access(pid, a, AccessKind::Read).unwrap();
+        a += K4;
+    }
+    k.uffd_register(pid, BASE, M2, vmf::UFFD_WP).unwrap();
+    k.uffd_writeprotect(pid, BASE, M2, true).unwrap();
+    k.uffd_set_handler(pid, Some(WpPolicy::Unprotect(M2)), None).unwrap();
+    let (min0, maj0) = (k.task(pid).unwrap().minflt, k.task(pid).unwrap().majflt);
+    k.madvise(pid, BASE, M2, Advice::PopulateWrite).unwrap();
+    assert_eq!(k.task(pid).unwrap().minflt - min0, 0);
+    assert_eq!(k.task(pid).unwrap().majflt - maj0, 1, "GUP retries with FAULT_FLAG_TRIED");
+    assert_eq!(k.vmstat.get(VmItem::ThpFaultAlloc), 1);
     ok(&k);
 }
