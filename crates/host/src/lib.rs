@@ -956,6 +956,10 @@ impl Backend for HostBackend {
             }
             BackendOp::Exit { proc } => self.exit_worker(proc),
             BackendOp::Uffd(ref u) => self.uffd_op(u),
+            BackendOp::Mremap { .. } => Err(BackendError {
+                message: "mremap is not supported by the host backend yet".into(),
+                not_runnable: true,
+            }),
             BackendOp::Mlock { .. } => Err(BackendError {
                 message: "mlock/munlock are not supported by the host backend yet".into(),
                 not_runnable: true,

@@ -20,6 +20,7 @@ pub mod mlock;
 pub mod mm;
 pub mod mmap;
 pub mod mprotect;
+pub mod mremap;
 pub mod observe;
 pub mod page_alloc;
 pub mod pgtable;

@@ -647,3 +647,34 @@ fn mlock_part_of_a_thp_splits_its_pmd_and_populates() {
     assert_eq!(t.smaps(BASE + 4 * M2, M2, "Locked"), 2048);
     assert_eq!(t.k.mlock(t.pid, BASE + 8 * M2, K4, true), Err(Errno::ENOMEM));
 }
+
+#[test]
+fn mremap_aligned_keeps_pmd_unaligned_splits() {
+    for (dst_off, split, map) in [
+        (0u64, 0, vec![(Backing::ThpPmd, 512)]),
+        (K4, 1, vec![(Backing::ThpPte { order: 9 }, 512)]),
+    ] {
+        let mut t = T::new("6.18");
+        thp_region(&mut t);
+        t.write(BASE, M2);
+        t.faults();
+        let dst = BASE + 8 * M2 + dst_off;
+        assert_eq!(t.k.mremap(t.pid, BASE, M2, dst), Ok(dst));
+        t.ok();
+        assert_eq!(t.faults(), 0);
+        assert_eq!(t.d(VmItem::ThpSplitPmd), split, "dst offset {dst_off:#x}");
+        assert_eq!(t.map(dst, M2), map);
+        assert_eq!(t.map(BASE, M2), vec![(Backing::None, 512)]);
+        assert_eq!(t.smaps(dst, M2, "Rss"), 2048);
+        // The moved pages stay written: no faults.
+        t.write(dst, M2);
+        assert_eq!(t.faults(), 0);
+        // A folio split after the move still finds its (moved) mappings.
+        t.madvise(dst + K4, K4, Advice::Free).unwrap();
+        t.ok();
+    }
+    let mut t = T::new("6.18");
+    t.mmap(BASE, M2, Prot::RW);
+    assert_eq!(t.k.mremap(t.pid, BASE, 2 * M2, BASE + 8 * M2), Err(Errno::EFAULT));
+    assert_eq!(t.k.mremap(t.pid, BASE, M2, BASE + K4), Err(Errno::EINVAL), "overlap");
+}

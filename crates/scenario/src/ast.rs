@@ -73,6 +73,9 @@ pub enum Op {
     /// `shrink` — run the deferred-split (and huge-zero) shrinkers, as memory pressure or
     /// `drop_caches` would.
     Shrink,
+    /// `mremap RANGE DST[+OFF]` — move RANGE to the address of mapping DST (plus OFF):
+    /// `MREMAP_MAYMOVE | MREMAP_FIXED`, same size.
+    Mremap { range: RangeRef, dst: RangeRef },
     /// `mlock RANGE` / `munlock RANGE`.
     Mlock { range: RangeRef, lock: bool },
     /// `uffd …` — the current process's userfaultfd.

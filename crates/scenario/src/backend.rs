@@ -85,6 +85,8 @@ pub enum BackendOp {
     },
     /// Run the deferred-split and huge-zero shrinkers.
     Shrink,
+    /// `mremap(old, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, new)`; returns `new`.
+    Mremap { old: u64, len: u64, new: u64 },
     /// mlock(2) (`lock`) or munlock(2).
     Mlock { addr: u64, len: u64, lock: bool },
     /// A userfaultfd operation of the current process (ranges resolved to arena offsets).

@@ -450,6 +450,12 @@ impl Run<'_> {
                 }
                 self.exec(st, BackendOp::Exit { proc: id })
             }
+            Op::Mremap { range, dst } => {
+                let (old, len) = self.range(range);
+                let p = &self.plan.mappings[self.names[&dst.mapping]];
+                let new = p.addr + dst.offset.unwrap_or(0);
+                self.exec(st, BackendOp::Mremap { old, len, new })
+            }
             Op::Mlock { range, lock } => {
                 let (addr, len) = self.range(range);
                 self.exec(st, BackendOp::Mlock { addr, len, lock: *lock })
@@ -726,6 +732,7 @@ fn op_text(op: &BackendOp) -> String {
         BackendOp::Sleep { ms } => format!("sleep {ms}ms"),
         BackendOp::Shrink => "shrink".into(),
         BackendOp::Uffd(u) => format!("uffd {u:?}"),
+        BackendOp::Mremap { old, len, new } => format!("mremap {old:#x} {len:#x} -> {new:#x}"),
         BackendOp::Mlock { addr, len, lock } => format!("{} {addr:#x} {len:#x}", if *lock { "mlock" } else { "munlock" }),
         BackendOp::PrctlSetThpDisable { disable, flags } => {
             format!("prctl PR_SET_THP_DISABLE {} {flags:#x}", *disable as u8)

@@ -1516,6 +1516,20 @@ pub(crate) fn op_shrink(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     Some(Parsed::Op(Op::Shrink))
 }
 
+pub(crate) fn op_mremap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let range = c.range()?;
+    let dst = c.range()?;
+    if dst.len.is_some() {
+        c.err(dst.span, "the destination is `NAME` or `NAME+OFF`: the size is the source's", Some("usage: mremap RANGE DST[+OFF]".into()));
+        return None;
+    }
+    if let Some(extra) = c.next() {
+        c.err(extra.span(), format!("unexpected `{}`", extra.text), Some("usage: mremap RANGE DST[+OFF]".into()));
+        return None;
+    }
+    Some(Parsed::Op(Op::Mremap { range, dst }))
+}
+
 pub(crate) fn op_mlock(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     let range = c.range()?;
     Some(Parsed::Op(Op::Mlock { range, lock: true }))

@@ -227,6 +227,7 @@ impl Backend for SimBackend {
                 k.sleep_ms(*ms);
                 Ok(0)
             }
+            BackendOp::Mremap { old, len, new } => k.mremap(pid, b + old, *len, b + new).map(|a| a - b).map_err(OpError::Errno),
             BackendOp::Mlock { addr, len, lock } => k.mlock(pid, b + addr, *len, *lock).map(|_| 0).map_err(OpError::Errno),
             BackendOp::Uffd(u) => {
                 use crate::backend::UffdReq;

@@ -252,6 +252,15 @@ pub const OPS: &[OpSpec] = &[
         parse: parse::op_shrink,
     },
     OpSpec {
+        name: "mremap",
+        synopsis: "mremap RANGE DST[+OFF]",
+        summary: "mremap(2) with MREMAP_MAYMOVE|MREMAP_FIXED: moves RANGE (inside one VMA) to the address of mapping DST plus OFF, same size; whatever is there is unmapped first. Where source and destination are both 2 MiB-aligned a huge PMD moves whole; otherwise it is split. Observe the moved memory through DST.",
+        args: &[("RANGE", "the source, inside one VMA"), ("DST[+OFF]", "a mapping declared by `mmap` (its placement gives the address) and an optional page-multiple offset")],
+        example: "mmap src 2M anon private rw\nmmap dst 4M anon private rw\nmremap src dst+4K",
+        placement: Placement::Body,
+        parse: parse::op_mremap,
+    },
+    OpSpec {
         name: "mlock",
         synopsis: "mlock RANGE",
         summary: "mlock(2): VM_LOCKED on the range (VMA split, so part of a THP splits its PMD), then the range is populated (write faults in private writable mappings). ENOMEM at a hole.",

@@ -1642,6 +1642,7 @@ fn names_of(op: &Op) -> &'static [&'static str] {
         Op::Shrink => &["shrink"],
         Op::Uffd(_) => &["uffd"],
         Op::Mlock { .. } => &["mlock", "munlock"],
+        Op::Mremap { .. } => &["mremap"],
         Op::Expect(_) => &["expect"],
     }
 }
