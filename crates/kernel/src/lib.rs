@@ -1,6 +1,6 @@
 //! thpsim-kernel: a pure, deterministic model of Linux anonymous-memory and transparent
 //! huge page management, after Linux 6.18 (x86-64, 4 KiB pages) with older behaviour as
-//! profiles. No I/O, no wall clock, no unseeded randomness, no `unsafe`.
+//! profiles. No I/O, no wall clock, no unseeded randomness; `forbid(unsafe_code)`.
 //!
 //! The entry point is [`Kernel`]: syscalls (`mmap`, `munmap`, `mprotect`, `madvise`,
 //! `prctl`) and memory accesses by a task, plus observation (`vmstat`, `smaps`,

@@ -33,13 +33,31 @@ impl Kernel {
                 None => break,
             }
         }
-        self.modify_vma_flags(mmi, start, cur, |f| if lock { f | vmf::LOCKED } else { f & !vmf::LOCKED }, false);
+        self.modify_vma_flags(
+            mmi,
+            start,
+            cur,
+            |f| {
+                if lock {
+                    f | vmf::LOCKED
+                } else {
+                    f & !vmf::LOCKED
+                }
+            },
+            false,
+        );
         if cur < end {
             return Err(Errno::ENOMEM);
         }
         if lock {
             // __mm_populate(); its EFAULT (PROT_NONE) is reported as ENOMEM by mlock.
-            self.mm_populate_strict(pid, start, end).map_err(|e| if e == Errno::EFAULT || e == Errno::EINVAL { Errno::ENOMEM } else { Errno::EAGAIN })?;
+            self.mm_populate_strict(pid, start, end).map_err(|e| {
+                if e == Errno::EFAULT || e == Errno::EINVAL {
+                    Errno::ENOMEM
+                } else {
+                    Errno::EAGAIN
+                }
+            })?;
         }
         Ok(())
     }
@@ -49,7 +67,9 @@ impl Kernel {
         let mmi = self.mm_of(pid);
         let mut addr = start;
         while addr < end {
-            let Some(vma) = self.mms[mmi].vma_at(addr).copied() else { return Err(Errno::ENOMEM) };
+            let Some(vma) = self.mms[mmi].vma_at(addr).copied() else {
+                return Err(Errno::ENOMEM);
+            };
             let e = end.min(vma.end);
             if !vma.accessible() {
                 return Err(Errno::EFAULT);

@@ -8,7 +8,9 @@
 use crate::errno::Errno;
 use crate::mm::Vma;
 use crate::pgtable::{pte_index, Pmd, Pte};
-use crate::types::{is_page_aligned, page_align_up, Pid, PAGE_SHIFT, PAGE_SIZE, PMD_MASK, PMD_SIZE, TASK_SIZE};
+use crate::types::{
+    is_page_aligned, page_align_up, Pid, PAGE_SHIFT, PAGE_SIZE, PMD_MASK, PMD_SIZE, TASK_SIZE,
+};
 use crate::Kernel;
 
 impl Kernel {
@@ -19,20 +21,30 @@ impl Kernel {
         }
         let len = page_align_up(len);
         let old_end = old.checked_add(len).ok_or(Errno::EINVAL)?;
-        let new_end = new.checked_add(len).filter(|e| *e <= TASK_SIZE).ok_or(Errno::EINVAL)?;
+        let new_end = new
+            .checked_add(len)
+            .filter(|e| *e <= TASK_SIZE)
+            .ok_or(Errno::EINVAL)?;
         if new < old_end && old < new_end {
             return Err(Errno::EINVAL);
         }
         let mmi = self.mm_of(pid);
         // vma_to_resize(): the old range must lie in one VMA.
-        let Some(vma) = self.mms[mmi].vma_at(old).copied() else { return Err(Errno::EFAULT) };
+        let Some(vma) = self.mms[mmi].vma_at(old).copied() else {
+            return Err(Errno::EFAULT);
+        };
         if old_end > vma.end {
             return Err(Errno::EFAULT);
         }
         // MREMAP_FIXED: whatever is at the destination goes.
         self.munmap(pid, new, len)?;
         // copy_vma(): the new VMA, same flags and anon_vma, pgoff of the moved part.
-        let nv = Vma { start: new, end: new_end, pgoff: vma.pgoff + ((old - vma.start) >> PAGE_SHIFT), ..vma };
+        let nv = Vma {
+            start: new,
+            end: new_end,
+            pgoff: vma.pgoff + ((old - vma.start) >> PAGE_SHIFT),
+            ..vma
+        };
         self.mms[mmi].vmas.insert(new, nv);
         self.mms[mmi].invalidate_vma_cache();
         self.move_page_tables(mmi, old, new, len)?;
@@ -55,7 +67,9 @@ impl Kernel {
         while done < len {
             let (o, n) = (old + done, new + done);
             // get_extent(): up to the next PMD boundary of both addresses.
-            let extent = (PMD_SIZE - (o & !PMD_MASK)).min(PMD_SIZE - (n & !PMD_MASK)).min(len - done);
+            let extent = (PMD_SIZE - (o & !PMD_MASK))
+                .min(PMD_SIZE - (n & !PMD_MASK))
+                .min(len - done);
             let pmd = self.mms[mmi].pgt.pmd(o);
             if pmd.is_huge() {
                 if extent == PMD_SIZE {

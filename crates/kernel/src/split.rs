@@ -87,7 +87,12 @@ impl Kernel {
         }
         self.folios.release(id);
         for &mmi in &mms {
-            let expect = meta.mm_maps.iter().find(|(m, _)| *m as usize == mmi).map(|(_, c)| c).unwrap_or(0);
+            let expect = meta
+                .mm_maps
+                .iter()
+                .find(|(m, _)| *m as usize == mmi)
+                .map(|(_, c)| c)
+                .unwrap_or(0);
             for (addr, i) in self.folio_pte_locs(mmi, id, va, expect) {
                 let tidx = self.mms[mmi].pgt.pmd(addr).table_idx();
                 let pte = self.mms[mmi].pgt.pte_table(tidx)[pte_index(addr)];
@@ -258,7 +263,9 @@ impl Kernel {
             let t = pgt.pmd_table(key).expect("pmd table");
             for (i, e) in t.iter().enumerate() {
                 if e.is_thp() && e.folio() == id {
-                    v.push((key << crate::types::PUD_SHIFT) | ((i as u64) << crate::types::PMD_SHIFT));
+                    v.push(
+                        (key << crate::types::PUD_SHIFT) | ((i as u64) << crate::types::PMD_SHIFT),
+                    );
                 }
             }
         }
@@ -288,7 +295,8 @@ impl Kernel {
                 if !e.is_table() {
                     continue;
                 }
-                let slot = (key << crate::types::PUD_SHIFT) | ((i as u64) << crate::types::PMD_SHIFT);
+                let slot =
+                    (key << crate::types::PUD_SHIFT) | ((i as u64) << crate::types::PMD_SHIFT);
                 for (j, pte) in pgt.pte_table(e.table_idx()).iter().enumerate() {
                     if pte.kind() == pgtable::KIND_PAGE && pte.folio() == id {
                         v.push((slot + ((j as u64) << 12), pte.idx()));

@@ -103,7 +103,11 @@ impl Kernel {
                 anon_huge_pages: acc.anon_huge >> 10,
                 thp_eligible: (self.thp_vma_allowable_orders(mmi, vma, ALL_ANON_ORDERS, Tva::Smaps)
                     != 0) as u64,
-                locked: if vma.has(crate::mm::vmf::LOCKED) { acc.pss >> (PSS_SHIFT + 10) } else { 0 },
+                locked: if vma.has(crate::mm::vmf::LOCKED) {
+                    acc.pss >> (PSS_SHIFT + 10)
+                } else {
+                    0
+                },
                 ..Smaps::default()
             };
             out.accumulate(&one);

@@ -216,7 +216,11 @@ impl Kernel {
         // mwriteprotect_range(): holes are skipped; no VMA at all, or one not registered in
         // WP mode, is ENOENT.
         let starts = self.mms[mmi].vma_starts_in(start, end);
-        if starts.is_empty() || starts.iter().any(|s| !self.mms[mmi].vmas[s].has(vmf::UFFD_WP)) {
+        if starts.is_empty()
+            || starts
+                .iter()
+                .any(|s| !self.mms[mmi].vmas[s].has(vmf::UFFD_WP))
+        {
             return Err(Errno::ENOENT);
         }
         let markers = self.uffd_of(mmi)?.features.use_markers();

@@ -634,7 +634,10 @@ fn mlock_part_of_a_thp_splits_its_pmd_and_populates() {
     assert_eq!(t.d(VmItem::ThpSplitPmd), 1, "VMA split inside the PMD");
     assert_eq!(t.k.mm(t.pid).vmas.len(), 3);
     assert_eq!(t.smaps(BASE, M2, "Locked"), 4);
-    assert_eq!(t.madvise(BASE + K4, K4, Advice::Dontneed), Err(Errno::EINVAL));
+    assert_eq!(
+        t.madvise(BASE + K4, K4, Advice::Dontneed),
+        Err(Errno::EINVAL)
+    );
     t.k.mlock(t.pid, BASE + K4, K4, false).unwrap();
     t.ok();
     assert_eq!(t.k.mm(t.pid).vmas.len(), 1);
@@ -645,7 +648,10 @@ fn mlock_part_of_a_thp_splits_its_pmd_and_populates() {
     assert_eq!(t.faults(), 512);
     assert_eq!(t.map(BASE + 4 * M2, M2), vec![(Backing::Anon, 512)]);
     assert_eq!(t.smaps(BASE + 4 * M2, M2, "Locked"), 2048);
-    assert_eq!(t.k.mlock(t.pid, BASE + 8 * M2, K4, true), Err(Errno::ENOMEM));
+    assert_eq!(
+        t.k.mlock(t.pid, BASE + 8 * M2, K4, true),
+        Err(Errno::ENOMEM)
+    );
 }
 
 #[test]
@@ -675,6 +681,13 @@ fn mremap_aligned_keeps_pmd_unaligned_splits() {
     }
     let mut t = T::new("6.18");
     t.mmap(BASE, M2, Prot::RW);
-    assert_eq!(t.k.mremap(t.pid, BASE, 2 * M2, BASE + 8 * M2), Err(Errno::EFAULT));
-    assert_eq!(t.k.mremap(t.pid, BASE, M2, BASE + K4), Err(Errno::EINVAL), "overlap");
+    assert_eq!(
+        t.k.mremap(t.pid, BASE, 2 * M2, BASE + 8 * M2),
+        Err(Errno::EFAULT)
+    );
+    assert_eq!(
+        t.k.mremap(t.pid, BASE, M2, BASE + K4),
+        Err(Errno::EINVAL),
+        "overlap"
+    );
 }

@@ -266,7 +266,11 @@ fn resolving_write_protection_restores_write_access() {
     k.uffd_writeprotect(pid, BASE, M2, false).unwrap();
     let f0 = faults(&k, pid);
     k.access(pid, BASE + K4, AccessKind::Write).unwrap();
-    assert_eq!(faults(&k, pid), f0, "a whole unprotected THP is writable again");
+    assert_eq!(
+        faults(&k, pid),
+        f0,
+        "a whole unprotected THP is writable again"
+    );
     // Unregister of a partly protected (split) range: no faults afterwards either.
     k.uffd_writeprotect(pid, BASE, M2 / 2, true).unwrap();
     assert_eq!(k.vmstat.get(VmItem::ThpSplitPmd), 1);
@@ -290,11 +294,16 @@ fn populate_hitting_a_userfault_counts_a_major_fault() {
     }
     k.uffd_register(pid, BASE, M2, vmf::UFFD_WP).unwrap();
     k.uffd_writeprotect(pid, BASE, M2, true).unwrap();
-    k.uffd_set_handler(pid, Some(WpPolicy::Unprotect(M2)), None).unwrap();
+    k.uffd_set_handler(pid, Some(WpPolicy::Unprotect(M2)), None)
+        .unwrap();
     let (min0, maj0) = (k.task(pid).unwrap().minflt, k.task(pid).unwrap().majflt);
     k.madvise(pid, BASE, M2, Advice::PopulateWrite).unwrap();
     assert_eq!(k.task(pid).unwrap().minflt - min0, 0);
-    assert_eq!(k.task(pid).unwrap().majflt - maj0, 1, "GUP retries with FAULT_FLAG_TRIED");
+    assert_eq!(
+        k.task(pid).unwrap().majflt - maj0,
+        1,
+        "GUP retries with FAULT_FLAG_TRIED"
+    );
     assert_eq!(k.vmstat.get(VmItem::ThpFaultAlloc), 1);
     ok(&k);
 }

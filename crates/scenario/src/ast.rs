@@ -241,16 +241,32 @@ pub struct Expect {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum UffdOp {
     /// userfaultfd(2) + UFFDIO_API with these features (`wp_unpopulated`, `wp_async`, …).
-    Open { features: Vec<String> },
+    Open {
+        features: Vec<String>,
+    },
     /// UFFDIO_REGISTER in MISSING and/or WP mode.
-    Register { range: RangeRef, missing: bool, wp: bool },
-    Unregister { range: RangeRef },
+    Register {
+        range: RangeRef,
+        missing: bool,
+        wp: bool,
+    },
+    Unregister {
+        range: RangeRef,
+    },
     /// UFFDIO_WRITEPROTECT: `wp` protects, otherwise resolves (mode 0).
-    Writeprotect { range: RangeRef, wp: bool },
+    Writeprotect {
+        range: RangeRef,
+        wp: bool,
+    },
     /// UFFDIO_COPY (`wp`: with UFFDIO_COPY_MODE_WP).
-    Copy { range: RangeRef, wp: bool },
+    Copy {
+        range: RangeRef,
+        wp: bool,
+    },
     /// UFFDIO_ZEROPAGE.
-    Zeropage { range: RangeRef },
+    Zeropage {
+        range: RangeRef,
+    },
     /// The modelled monitor's policy for WP and MISSING faults.
     Handler {
         wp: Option<thpsim_kernel::userfaultfd::WpPolicy>,

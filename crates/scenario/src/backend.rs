@@ -86,9 +86,17 @@ pub enum BackendOp {
     /// Run the deferred-split and huge-zero shrinkers.
     Shrink,
     /// `mremap(old, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, new)`; returns `new`.
-    Mremap { old: u64, len: u64, new: u64 },
+    Mremap {
+        old: u64,
+        len: u64,
+        new: u64,
+    },
     /// mlock(2) (`lock`) or munlock(2).
-    Mlock { addr: u64, len: u64, lock: bool },
+    Mlock {
+        addr: u64,
+        len: u64,
+        lock: bool,
+    },
     /// A userfaultfd operation of the current process (ranges resolved to arena offsets).
     Uffd(UffdReq),
     /// `prctl(PR_SET_THP_DISABLE, disable, flags)` with `flags` 0 or
@@ -162,12 +170,33 @@ pub trait Backend {
 /// A resolved userfaultfd operation (see `crate::ast::UffdOp`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum UffdReq {
-    Open { features: Vec<String> },
-    Register { addr: u64, len: u64, missing: bool, wp: bool },
-    Unregister { addr: u64, len: u64 },
-    Writeprotect { addr: u64, len: u64, wp: bool },
-    Copy { addr: u64, len: u64, wp: bool },
-    Zeropage { addr: u64, len: u64 },
+    Open {
+        features: Vec<String>,
+    },
+    Register {
+        addr: u64,
+        len: u64,
+        missing: bool,
+        wp: bool,
+    },
+    Unregister {
+        addr: u64,
+        len: u64,
+    },
+    Writeprotect {
+        addr: u64,
+        len: u64,
+        wp: bool,
+    },
+    Copy {
+        addr: u64,
+        len: u64,
+        wp: bool,
+    },
+    Zeropage {
+        addr: u64,
+        len: u64,
+    },
     Handler {
         wp: Option<thpsim_kernel::userfaultfd::WpPolicy>,
         missing: Option<thpsim_kernel::userfaultfd::MissingPolicy>,

@@ -458,16 +458,30 @@ impl Run<'_> {
             }
             Op::Mlock { range, lock } => {
                 let (addr, len) = self.range(range);
-                self.exec(st, BackendOp::Mlock { addr, len, lock: *lock })
+                self.exec(
+                    st,
+                    BackendOp::Mlock {
+                        addr,
+                        len,
+                        lock: *lock,
+                    },
+                )
             }
             Op::Uffd(u) => {
                 use crate::ast::UffdOp;
                 use crate::backend::UffdReq;
                 let req = match u {
-                    UffdOp::Open { features } => UffdReq::Open { features: features.clone() },
+                    UffdOp::Open { features } => UffdReq::Open {
+                        features: features.clone(),
+                    },
                     UffdOp::Register { range, missing, wp } => {
                         let (addr, len) = self.range(range);
-                        UffdReq::Register { addr, len, missing: *missing, wp: *wp }
+                        UffdReq::Register {
+                            addr,
+                            len,
+                            missing: *missing,
+                            wp: *wp,
+                        }
                     }
                     UffdOp::Unregister { range } => {
                         let (addr, len) = self.range(range);
@@ -485,7 +499,10 @@ impl Run<'_> {
                         let (addr, len) = self.range(range);
                         UffdReq::Zeropage { addr, len }
                     }
-                    UffdOp::Handler { wp, missing } => UffdReq::Handler { wp: *wp, missing: *missing },
+                    UffdOp::Handler { wp, missing } => UffdReq::Handler {
+                        wp: *wp,
+                        missing: *missing,
+                    },
                 };
                 self.exec(st, BackendOp::Uffd(req))
             }
@@ -733,7 +750,10 @@ fn op_text(op: &BackendOp) -> String {
         BackendOp::Shrink => "shrink".into(),
         BackendOp::Uffd(u) => format!("uffd {u:?}"),
         BackendOp::Mremap { old, len, new } => format!("mremap {old:#x} {len:#x} -> {new:#x}"),
-        BackendOp::Mlock { addr, len, lock } => format!("{} {addr:#x} {len:#x}", if *lock { "mlock" } else { "munlock" }),
+        BackendOp::Mlock { addr, len, lock } => format!(
+            "{} {addr:#x} {len:#x}",
+            if *lock { "mlock" } else { "munlock" }
+        ),
         BackendOp::PrctlSetThpDisable { disable, flags } => {
             format!("prctl PR_SET_THP_DISABLE {} {flags:#x}", *disable as u8)
         }

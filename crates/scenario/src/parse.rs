@@ -1520,11 +1520,19 @@ pub(crate) fn op_mremap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     let range = c.range()?;
     let dst = c.range()?;
     if dst.len.is_some() {
-        c.err(dst.span, "the destination is `NAME` or `NAME+OFF`: the size is the source's", Some("usage: mremap RANGE DST[+OFF]".into()));
+        c.err(
+            dst.span,
+            "the destination is `NAME` or `NAME+OFF`: the size is the source's",
+            Some("usage: mremap RANGE DST[+OFF]".into()),
+        );
         return None;
     }
     if let Some(extra) = c.next() {
-        c.err(extra.span(), format!("unexpected `{}`", extra.text), Some("usage: mremap RANGE DST[+OFF]".into()));
+        c.err(
+            extra.span(),
+            format!("unexpected `{}`", extra.text),
+            Some("usage: mremap RANGE DST[+OFF]".into()),
+        );
         return None;
     }
     Some(Parsed::Op(Op::Mremap { range, dst }))
@@ -1543,14 +1551,27 @@ pub(crate) fn op_munlock(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
 pub(crate) fn op_uffd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     use crate::ast::UffdOp;
     use thpsim_kernel::userfaultfd::{Features, MissingPolicy, WpPolicy};
-    const ACTIONS: &[&str] = &["open", "register", "unregister", "wp", "unwp", "copy", "zeropage", "handler"];
+    const ACTIONS: &[&str] = &[
+        "open",
+        "register",
+        "unregister",
+        "wp",
+        "unwp",
+        "copy",
+        "zeropage",
+        "handler",
+    ];
     let a = c.need("uffd action")?;
     let op = match a.text {
         "open" => {
             let mut features = vec![];
             for t in c.rest() {
                 if !Features::default().set(t.text) {
-                    c.err(t.span(), format!("unknown userfaultfd feature `{}`", t.text), Some(format!("features: {}", Features::NAMES.join(", "))));
+                    c.err(
+                        t.span(),
+                        format!("unknown userfaultfd feature `{}`", t.text),
+                        Some(format!("features: {}", Features::NAMES.join(", "))),
+                    );
                     return None;
                 }
                 features.push(t.text.to_string());
@@ -1566,11 +1587,19 @@ pub(crate) fn op_uffd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
                     "missing" => missing = true,
                     "wp" => wp = true,
                     "minor" => {
-                        c.err(m.span(), "MINOR mode needs shmem or hugetlb, which are not modelled", None);
+                        c.err(
+                            m.span(),
+                            "MINOR mode needs shmem or hugetlb, which are not modelled",
+                            None,
+                        );
                         return None;
                     }
                     _ => {
-                        c.err(m.span(), format!("unknown register mode `{}`", m.text), Some("modes: missing, wp, missing+wp".into()));
+                        c.err(
+                            m.span(),
+                            format!("unknown register mode `{}`", m.text),
+                            Some("modes: missing, wp, missing+wp".into()),
+                        );
                         return None;
                     }
                 }
@@ -1578,15 +1607,25 @@ pub(crate) fn op_uffd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
             UffdOp::Register { range, missing, wp }
         }
         "unregister" => UffdOp::Unregister { range: c.range()? },
-        "wp" => UffdOp::Writeprotect { range: c.range()?, wp: true },
-        "unwp" => UffdOp::Writeprotect { range: c.range()?, wp: false },
+        "wp" => UffdOp::Writeprotect {
+            range: c.range()?,
+            wp: true,
+        },
+        "unwp" => UffdOp::Writeprotect {
+            range: c.range()?,
+            wp: false,
+        },
         "copy" => {
             let range = c.range()?;
             let wp = match c.next() {
                 None => false,
                 Some(t) if t.text == "wp" => true,
                 Some(t) => {
-                    c.err(t.span(), format!("unexpected `{}`", t.text), Some("usage: uffd copy RANGE [wp]".into()));
+                    c.err(
+                        t.span(),
+                        format!("unexpected `{}`", t.text),
+                        Some("usage: uffd copy RANGE [wp]".into()),
+                    );
                     return None;
                 }
             };
@@ -1601,11 +1640,17 @@ pub(crate) fn op_uffd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
                     return None;
                 };
                 let (what, size) = v.split_once(':').unwrap_or((v, "4K"));
-                let sz = if size == "vma" { None } else {
+                let sz = if size == "vma" {
+                    None
+                } else {
                     match parse_size(size) {
                         Ok(s) if s >= PAGE_SIZE && s.is_power_of_two() => Some(s),
                         _ => {
-                            c.err(t.span(), format!("`{size}` is not a power-of-two size of at least 4K"), None);
+                            c.err(
+                                t.span(),
+                                format!("`{size}` is not a power-of-two size of at least 4K"),
+                                None,
+                            );
                             return None;
                         }
                     }
@@ -1624,8 +1669,14 @@ pub(crate) fn op_uffd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
             UffdOp::Handler { wp, missing }
         }
         other => {
-            let hint = thpsim_kernel::util::closest(other, ACTIONS.iter().copied()).map(|b| format!("did you mean `{b}`?")).unwrap_or_else(|| format!("actions: {}", ACTIONS.join(", ")));
-            c.err(a.span(), format!("unknown uffd action `{other}`"), Some(hint));
+            let hint = thpsim_kernel::util::closest(other, ACTIONS.iter().copied())
+                .map(|b| format!("did you mean `{b}`?"))
+                .unwrap_or_else(|| format!("actions: {}", ACTIONS.join(", ")));
+            c.err(
+                a.span(),
+                format!("unknown uffd action `{other}`"),
+                Some(hint),
+            );
             return None;
         }
     };
@@ -1885,7 +1936,10 @@ impl<'s> LineCtx<'s, '_> {
             }
             ("uffd", Some(n)) => {
                 if UFFD_STATS.contains(&n.text) {
-                    return Some((Observable::Counter(format!("uffd.{}", n.text)), ObsKind::Count));
+                    return Some((
+                        Observable::Counter(format!("uffd.{}", n.text)),
+                        ObsKind::Count,
+                    ));
                 }
                 self.err(
                     n.span(),

@@ -227,8 +227,14 @@ impl Backend for SimBackend {
                 k.sleep_ms(*ms);
                 Ok(0)
             }
-            BackendOp::Mremap { old, len, new } => k.mremap(pid, b + old, *len, b + new).map(|a| a - b).map_err(OpError::Errno),
-            BackendOp::Mlock { addr, len, lock } => k.mlock(pid, b + addr, *len, *lock).map(|_| 0).map_err(OpError::Errno),
+            BackendOp::Mremap { old, len, new } => k
+                .mremap(pid, b + old, *len, b + new)
+                .map(|a| a - b)
+                .map_err(OpError::Errno),
+            BackendOp::Mlock { addr, len, lock } => k
+                .mlock(pid, b + addr, *len, *lock)
+                .map(|_| 0)
+                .map_err(OpError::Errno),
             BackendOp::Uffd(u) => {
                 use crate::backend::UffdReq;
                 use thpsim_kernel::mm::vmf;
@@ -240,14 +246,24 @@ impl Backend for SimBackend {
                         }
                         k.uffd_open(pid, f)
                     }
-                    UffdReq::Register { addr, len, missing, wp } => {
-                        let mode = if *missing { vmf::UFFD_MISSING } else { 0 } | if *wp { vmf::UFFD_WP } else { 0 };
+                    UffdReq::Register {
+                        addr,
+                        len,
+                        missing,
+                        wp,
+                    } => {
+                        let mode = if *missing { vmf::UFFD_MISSING } else { 0 }
+                            | if *wp { vmf::UFFD_WP } else { 0 };
                         k.uffd_register(pid, b + addr, *len, mode)
                     }
                     UffdReq::Unregister { addr, len } => k.uffd_unregister(pid, b + addr, *len),
-                    UffdReq::Writeprotect { addr, len, wp } => k.uffd_writeprotect(pid, b + addr, *len, *wp),
+                    UffdReq::Writeprotect { addr, len, wp } => {
+                        k.uffd_writeprotect(pid, b + addr, *len, *wp)
+                    }
                     UffdReq::Copy { addr, len, wp } => k.uffd_fill(pid, b + addr, *len, false, *wp),
-                    UffdReq::Zeropage { addr, len } => k.uffd_fill(pid, b + addr, *len, true, false),
+                    UffdReq::Zeropage { addr, len } => {
+                        k.uffd_fill(pid, b + addr, *len, true, false)
+                    }
                     UffdReq::Handler { wp, missing } => k.uffd_set_handler(pid, *wp, *missing),
                 };
                 r.map(|_| 0).map_err(OpError::Errno)
