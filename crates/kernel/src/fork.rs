@@ -86,8 +86,11 @@ impl Kernel {
                     };
                     self.mms[cmi].pgt.deposited.push(pfn);
                     if pmd.is_huge_zero() {
-                        self.mms[cmi].huge_zero_ref = true;
-                        self.huge_zero_users += 1;
+                        // One reference per mm (MMF_HUGE_ZERO_FOLIO), however many PMDs.
+                        if !self.mms[cmi].huge_zero_ref {
+                            self.mms[cmi].huge_zero_ref = true;
+                            self.huge_zero_users += 1;
+                        }
                         *self.mms[cmi].pgt.pmd_mut(slot).expect("pmd table") = pmd;
                     } else {
                         // copy_huge_pmd(): share the THP read-only; both lose exclusivity.

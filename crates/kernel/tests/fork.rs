@@ -190,3 +190,20 @@ fn exit_after_fork_with_an_untouched_vma_frees_all_page_tables() {
     k.exit(child);
     ok(&k);
 }
+
+#[test]
+fn fork_takes_one_huge_zero_reference_per_mm() {
+    // Found by proptest_lifecycle: two huge-zero PMDs must not take two references.
+    let (mut k, parent) = kernel("6.18", &[], &[]);
+    k.mmap(parent, BASE, 2 * M2, Prot::RW, MapFlags::default())
+        .unwrap();
+    k.madvise(parent, BASE, 2 * M2, Advice::Hugepage).unwrap();
+    touch(&mut k, parent, BASE, 2 * M2, AccessKind::Read);
+    let child = k.fork(parent).unwrap();
+    ok(&k);
+    k.exit(child);
+    k.exit(parent);
+    k.shrink();
+    ok(&k);
+    assert_eq!(k.nr_free_pages(), k.total_pages());
+}
