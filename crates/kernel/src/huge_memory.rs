@@ -218,6 +218,7 @@ impl Kernel {
         self.folios.meta_mut(folio).va = haddr;
         self.folio_add_new_anon_rmap(folio, true, mmi);
         self.mms[mmi].rss_anon += HPAGE_PMD_NR as u64;
+        self.vmstat.add(VmItem::SimZeroedPages, HPAGE_PMD_NR as i64);
         self.vmstat.count(VmItem::ThpFaultAlloc);
         self.vmstat
             .mthp_count(HPAGE_PMD_ORDER, MthpStat::AnonFaultAlloc);

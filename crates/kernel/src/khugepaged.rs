@@ -304,6 +304,8 @@ impl Kernel {
                 }
             }
         }
+        self.vmstat
+            .add(VmItem::SimZeroedPages, HPAGE_PMD_NR as i64 - copied);
         self.vmstat.add(VmItem::SimCollapseCopiedPages, copied);
         // __collapse_huge_page_copy_succeeded(): since 6.17 the old mappings go in batches of
         // consecutive pages of one folio (folio_pte_batch), so a large folio collapsed whole

@@ -277,6 +277,8 @@ impl Kernel {
             self.free_folio(folio);
             return VmFault::Userfault(crate::userfaultfd::FLAG_WRITE);
         }
+        // folio_zero_user(): a new anonymous folio is zeroed (the main cost of the fault).
+        self.vmstat.add(VmItem::SimZeroedPages, 1 << order);
         let nr = 1u64 << order;
         let base = addr & !((PAGE_SIZE << order) - 1);
         let mut bits = YOUNG
@@ -396,6 +398,11 @@ impl Kernel {
             return VmFault::Oom;
         };
         let from_page = old.kind() == pgtable::KIND_PAGE;
+        self.vmstat.count(if from_page {
+            VmItem::SimCowCopiedPages
+        } else {
+            VmItem::SimZeroedPages
+        });
         if from_page && self.folios.is_nonzero(old.folio(), old.idx()) {
             self.folios.set_nonzero(new, 0);
         }

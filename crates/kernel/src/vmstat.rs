@@ -78,6 +78,8 @@ vm_items! {
     NrPageTablePages => "nr_page_table_pages", true;
     SimCollapseCopiedPages => "sim_collapse_copied_pages", false;
     SimCollapseInplace => "sim_collapse_inplace", false;
+    SimZeroedPages => "sim_zeroed_pages", false;
+    SimCowCopiedPages => "sim_cow_copied_pages", false;
 }
 
 macro_rules! mthp_items {
