@@ -52,6 +52,12 @@ pub const K_FORK: u64 = 8;
 /// `[0, 0, minflt, majflt]` carries the uffd (`SCM_RIGHTS`); the worker then closes its copy,
 /// so the thpsim process holds the only reference (and a later fork does not inherit it).
 pub const K_UFFD_OPEN: u64 = 9;
+/// mlock(2) (`a` = 1) or munlock(2) (`a` = 0) of `[addr, addr+len)`. mlock populates the
+/// range (`__mm_populate`): its faults are the task's and are measured like an access's.
+pub const K_MLOCK: u64 = 10;
+/// `mremap(addr, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, base + a)`; the value is the new
+/// address as an arena offset. Takes no fault (page tables move, nothing is touched).
+pub const K_MREMAP: u64 = 11;
 
 /// Response status of an access op stopped by SIGBUS (a userfault with
 /// `UFFD_FEATURE_SIGBUS`); the value is the number of accesses completed before it.
@@ -393,6 +399,44 @@ fn handle(base: u64, r: &Req) -> Resp {
                 Err(-1)
             }
         }
+        K_MLOCK => {
+            // SAFETY: as for munmap; mlock/munlock only change VM_LOCKED on scenario memory
+            // and populate it (root has CAP_IPC_LOCK, so RLIMIT_MEMLOCK does not apply).
+            let x = unsafe {
+                if r[3] != 0 {
+                    libc::mlock(addr as *const _, len as usize)
+                } else {
+                    libc::munlock(addr as *const _, len as usize)
+                }
+            };
+            if x < 0 {
+                Err(sys::errno())
+            } else {
+                Ok(0)
+            }
+        }
+        K_MREMAP => {
+            let new = base.wrapping_add(r[3]);
+            // SAFETY: raw mremap(2) moving scenario memory to another scenario address (the
+            // parent keeps both ranges inside the arena, or in the warm-up buffer during the
+            // warm-up); MREMAP_FIXED unmaps only what is at the destination, which is scenario
+            // memory too. No Rust object lives in either range.
+            let p = unsafe {
+                libc::syscall(
+                    libc::SYS_mremap,
+                    addr,
+                    len,
+                    len,
+                    libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                    new,
+                )
+            };
+            if p < 0 {
+                Err(sys::errno())
+            } else {
+                Ok((p as u64).wrapping_sub(base))
+            }
+        }
         K_UFFD_OPEN => crate::uffd::open(r[3]).map(|fd| fd as u64),
         _ => Err(libc::ENOSYS),
     };
@@ -444,6 +488,33 @@ fn warm_up(warm: u64) {
         0,
     ); // EEXIST
     w(K_MUNMAP, warm + WARM_LEN - 4096, 4096, 0, 0, 0, 0);
+    w(
+        K_MMAP,
+        warm + WARM_LEN - 4096,
+        4096,
+        (libc::PROT_READ | libc::PROT_WRITE) as u64,
+        fl,
+        0,
+        0,
+    );
+    // mlock (populates: the pages are present already) and munlock of one page, and the
+    // ENOMEM path; the VMA splits and merges back.
+    w(K_MLOCK, warm, 4096, 1, 0, 0, 0);
+    w(K_MLOCK, warm, 4096, 0, 0, 0, 0);
+    // ENOMEM: below mmap_min_addr, never mapped.
+    w(K_MLOCK, PAGE, PAGE, 1, 0, 0, 0);
+    // mremap: the EINVAL path (overlap), then a move of the last page onto the one before it
+    // (with base 0 the destination is absolute) and a fresh mapping in the hole it leaves.
+    w(K_MREMAP, warm, 4096, warm, 0, 0, 0);
+    w(
+        K_MREMAP,
+        warm + WARM_LEN - 4096,
+        4096,
+        warm + WARM_LEN - 8192,
+        0,
+        0,
+        0,
+    );
     w(
         K_MMAP,
         warm + WARM_LEN - 4096,

@@ -17,6 +17,9 @@
 //!   the range ioctls and act as the monitor, resolving fault messages per the policy while
 //!   we wait for the worker's response. A SIGBUS (`UFFD_FEATURE_SIGBUS`) is caught in the
 //!   worker, which skips the access and reports it.
+//! * **mlock/munlock and mremap** run in the worker on arena addresses: mlock's population
+//!   faults are measured like an access's; mremap (`MREMAP_MAYMOVE | MREMAP_FIXED`, same size)
+//!   takes none and answers the new arena offset.
 //! * **Accesses that would raise SIGSEGV** are never performed: before an access op the parent
 //!   reads the child's `/proc/PID/maps`, finds the first touched offset that has no VMA or
 //!   lacks the needed protection (x86: any of r/w/x allows reads unless the CPU has
@@ -51,8 +54,8 @@ use thpsim_scenario::backend::{
 use thpsim_scenario::pattern::touch_offsets;
 
 use crate::child::{
-    Req, K_ACCESS, K_EXIT, K_FORK, K_MADVISE, K_MMAP, K_MPROTECT, K_MUNMAP, K_PRCTL, K_UFFD_OPEN,
-    ST_SIGBUS,
+    Req, K_ACCESS, K_EXIT, K_FORK, K_MADVISE, K_MLOCK, K_MMAP, K_MPROTECT, K_MREMAP, K_MUNMAP,
+    K_PRCTL, K_UFFD_OPEN, ST_SIGBUS,
 };
 use crate::sys::PAGE;
 
@@ -956,14 +959,19 @@ impl Backend for HostBackend {
             }
             BackendOp::Exit { proc } => self.exit_worker(proc),
             BackendOp::Uffd(ref u) => self.uffd_op(u),
-            BackendOp::Mremap { .. } => Err(BackendError {
-                message: "mremap is not supported by the host backend yet".into(),
-                not_runnable: true,
-            }),
-            BackendOp::Mlock { .. } => Err(BackendError {
-                message: "mlock/munlock are not supported by the host backend yet".into(),
-                not_runnable: true,
-            }),
+            BackendOp::Mremap { old, len, new } => {
+                // Both ranges are in the arena (the destination is a scenario mapping plus an
+                // offset); MREMAP_FIXED unmaps what is at the destination.
+                self.check_range(old, len)?;
+                self.check_range(new, len)?;
+                let r = self.call(&[K_MREMAP, old, len, new, z, z, z, z, z, z, z, z])?;
+                Ok(Self::outcome(r, None))
+            }
+            BackendOp::Mlock { addr, len, lock } => {
+                self.check_range(addr, len)?;
+                let r = self.call(&[K_MLOCK, addr, len, lock as u64, z, z, z, z, z, z, z, z])?;
+                Ok(Self::outcome(r, Some(0)))
+            }
             BackendOp::KhugepagedScan { passes } => {
                 let idle = self.khugepaged_idle.clone().map_err(not_runnable)?;
                 khugepaged::run_passes(passes, &idle).map_err(|e| {
