@@ -3,6 +3,7 @@
 //! `move_page_tables`: where both the old and the new address are PMD-aligned for a whole
 //! 2 MiB extent a huge PMD moves as a unit (`move_huge_pmd`), otherwise it is split and its
 //! PTEs move one by one (`move_ptes`). Pages keep their folios and mapcounts; RSS is unchanged.
+//! Since 6.17 (`remap_move()`, switch `mremap_multi_vma`) such a move may span several VMAs.
 //! Deviation: only same-size moves (`old_len == new_len`); no in-place grow or shrink.
 
 use crate::errno::Errno;
@@ -29,14 +30,47 @@ impl Kernel {
             return Err(Errno::EINVAL);
         }
         let mmi = self.mm_of(pid);
-        // vma_to_resize(): the old range must lie in one VMA.
-        let Some(vma) = self.mms[mmi].vma_at(old).copied() else {
+        let Some(first) = self.mms[mmi].vma_at(old).copied() else {
             return Err(Errno::EFAULT);
         };
-        if old_end > vma.end {
+        if !self.profile.switches.mremap_multi_vma {
+            // vma_to_resize() (<= 6.16): the old range must lie in one VMA.
+            if old_end > first.end {
+                return Err(Errno::EFAULT);
+            }
+            self.move_vma(pid, old, len, new)?;
+            return Ok(new);
+        }
+        // remap_move() (6.17+): every VMA part moves on its own to the same offset from
+        // `new`, gaps kept (the destination opposite a gap is left alone); a uffd-armed VMA
+        // may only move alone.
+        let parts: Vec<(u64, u64)> = self.mms[mmi]
+            .vma_starts_in(old, old_end)
+            .iter()
+            .map(|s| {
+                let v = &self.mms[mmi].vmas[s];
+                (old.max(v.start), old_end.min(v.end))
+            })
+            .collect();
+        if parts.len() > 1
+            && parts
+                .iter()
+                .any(|(a, _)| self.mms[mmi].vma_at(*a).is_some_and(|v| v.uffd_armed()))
+        {
             return Err(Errno::EFAULT);
         }
-        // MREMAP_FIXED: whatever is at the destination goes.
+        for (a, e) in parts {
+            self.move_vma(pid, a, e - a, new + (a - old))?;
+        }
+        Ok(new)
+    }
+
+    /// `move_vma`: moves `[old, old+len)`, inside one VMA, to `new` (unmapping the
+    /// destination first, as MREMAP_FIXED does).
+    fn move_vma(&mut self, pid: Pid, old: u64, len: u64, new: u64) -> Result<(), Errno> {
+        let mmi = self.mm_of(pid);
+        let (old_end, new_end) = (old + len, new + len);
+        let vma = self.mms[mmi].vma_at(old).copied().expect("source vma");
         self.munmap(pid, new, len)?;
         // copy_vma(): the new VMA, same flags and anon_vma, pgoff of the moved part.
         let nv = Vma {
@@ -58,7 +92,7 @@ impl Kernel {
         }
         self.free_pgtables(mmi, old, old_end);
         self.mms[mmi].merge_range(new, new_end);
-        Ok(new)
+        Ok(())
     }
 
     /// `move_page_tables` from `[old, old+len)` to `new`.

@@ -35,6 +35,9 @@ pub struct Switches {
     pub prctl_thp_except_advised: bool,
     /// `collapse=copy|inplace` — the in-place collapse proposal for PTE-mapped THPs.
     pub collapse: Collapse,
+    /// `mremap_multi_vma=0|1` — a same-size MREMAP_FIXED move may span several VMAs, each
+    /// part moved with the gaps kept (`remap_move()`, 6.17).
+    pub mremap_multi_vma: bool,
 }
 
 /// One kernel version profile.
@@ -57,6 +60,7 @@ pub fn profiles() -> Vec<Profile> {
                 large_folio_cow_reuse: false,
                 prctl_thp_except_advised: false,
                 collapse: Collapse::Copy,
+                mremap_multi_vma: false,
             },
         },
         Profile {
@@ -68,6 +72,7 @@ pub fn profiles() -> Vec<Profile> {
                 large_folio_cow_reuse: true,
                 prctl_thp_except_advised: true,
                 collapse: Collapse::Copy,
+                mremap_multi_vma: true,
             },
         },
     ]
@@ -85,6 +90,7 @@ pub const SWITCHES: &[(&str, &str, &str)] = &[
     ("hzp_wp_deferred_split", "0|1", "queue THPs made by the huge-zero wp fault for the underused shrinker (6.18 fix)"),
     ("large_folio_cow_reuse", "0|1", "reuse exclusive PTE-mapped large folios on write faults instead of copying (6.15)"),
     ("prctl_thp_except_advised", "0|1", "PR_THP_DISABLE_EXCEPT_ADVISED is accepted by prctl (6.18)"),
+    ("mremap_multi_vma", "0|1", "a same-size MREMAP_FIXED move may span several VMAs, gaps kept (6.17)"),
     ("collapse", "copy|inplace", "khugepaged/MADV_COLLAPSE on a PTE-mapped THP: allocate and copy (Linux) or remap it by a PMD in place (proposal)"),
 ];
 
@@ -107,6 +113,7 @@ impl Switches {
             "hzp_wp_deferred_split" => self.hzp_wp_deferred_split = b(value)?,
             "large_folio_cow_reuse" => self.large_folio_cow_reuse = b(value)?,
             "prctl_thp_except_advised" => self.prctl_thp_except_advised = b(value)?,
+            "mremap_multi_vma" => self.mremap_multi_vma = b(value)?,
             "collapse" => {
                 self.collapse = match value {
                     "copy" => Collapse::Copy,
@@ -134,6 +141,7 @@ impl Switches {
             "hzp_wp_deferred_split" => b(self.hzp_wp_deferred_split),
             "large_folio_cow_reuse" => b(self.large_folio_cow_reuse),
             "prctl_thp_except_advised" => b(self.prctl_thp_except_advised),
+            "mremap_multi_vma" => b(self.mremap_multi_vma),
             "collapse" => match self.collapse {
                 Collapse::Copy => "copy".into(),
                 Collapse::Inplace => "inplace".into(),
