@@ -28,7 +28,7 @@ impl Kernel {
                         *k,
                         Vma {
                             flags: v.flags & !vmf::UFFD_MASK,
-                            ..v.clone()
+                            ..*v
                         },
                     )
                 })

@@ -158,10 +158,7 @@ impl Kernel {
         if self.mms[mmi].khugepaged_registered || !self.hugepage_pmd_enabled() {
             return;
         }
-        let v = Vma {
-            flags,
-            ..vma.clone()
-        };
+        let v = Vma { flags, ..*vma };
         if self.thp_vma_allowable_order(mmi, &v, HPAGE_PMD_ORDER, Tva::Khugepaged) {
             self.khugepaged_enter(mmi);
         }
@@ -240,7 +237,7 @@ impl Kernel {
             return VmFault::Fallback;
         }
         self.anon_vma_prepare(mmi, vma.start);
-        let vma_now = self.mms[mmi].vmas[&vma.start].clone();
+        let vma_now = self.mms[mmi].vmas[&vma.start];
         self.khugepaged_enter_vma(mmi, &vma_now, vma_now.flags);
         if !write && self.sysfs.use_zero_page {
             let Some(pgtable) = self.alloc_pgtable_page() else {

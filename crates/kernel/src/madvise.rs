@@ -72,7 +72,7 @@ impl Kernel {
                 }
             }
             for s in self.mms[mmi].vma_starts_in(start, end) {
-                let v = self.mms[mmi].vmas[&s].clone();
+                let v = self.mms[mmi].vmas[&s];
                 self.madvise_free_range(mmi, start.max(v.start), end.min(v.end));
             }
         } else if advice == Advice::Dontneed {
@@ -83,7 +83,7 @@ impl Kernel {
                 }
             }
             for s in self.mms[mmi].vma_starts_in(start, end) {
-                let v = self.mms[mmi].vmas[&s].clone();
+                let v = self.mms[mmi].vmas[&s];
                 self.zap_range(mmi, start.max(v.start), end.min(v.end));
             }
         } else {
@@ -121,7 +121,7 @@ impl Kernel {
         khugepaged: bool,
     ) {
         for s in self.mms[mmi].vma_starts_in(start, end) {
-            let v = self.mms[mmi].vmas[&s].clone();
+            let v = self.mms[mmi].vmas[&s];
             let nf = f(v.flags);
             if khugepaged {
                 self.khugepaged_enter_vma(mmi, &v, nf);
@@ -149,10 +149,11 @@ impl Kernel {
         while slot < end {
             let (s, e) = (start.max(slot), end.min(slot + crate::types::PMD_SIZE));
             let mapped = !self.mms[mmi].vma_starts_in(s, e).is_empty();
-            if mapped && !self.mms[mmi].pgt.pmd(slot).is_huge() {
-                if !self.ensure_pmd_table(mmi, slot) || !self.pte_alloc(mmi, slot) {
-                    return Err(Errno::ENOMEM);
-                }
+            if mapped
+                && !self.mms[mmi].pgt.pmd(slot).is_huge()
+                && (!self.ensure_pmd_table(mmi, slot) || !self.pte_alloc(mmi, slot))
+            {
+                return Err(Errno::ENOMEM);
             }
             slot += crate::types::PMD_SIZE;
         }

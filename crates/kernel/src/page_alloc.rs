@@ -208,6 +208,11 @@ impl BuddyAllocator {
     }
 }
 
+#[inline]
+fn bit_test(bits: &[u64], i: u64) -> bool {
+    bits[(i / 64) as usize] & (1 << (i % 64)) != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,9 +276,4 @@ mod tests {
             for w in ranges.windows(2) { proptest::prop_assert!(w[0].1 <= w[1].0); }
         }
     }
-}
-
-#[inline]
-fn bit_test(bits: &[u64], i: u64) -> bool {
-    bits[(i / 64) as usize] & (1 << (i % 64)) != 0
 }

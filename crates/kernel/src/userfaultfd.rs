@@ -193,7 +193,7 @@ impl Kernel {
         let mmi = self.mm_of(pid);
         let end = self.uffd_range_check(mmi, start, len)?;
         for s in self.mms[mmi].vma_starts_in(start, end) {
-            let v = self.mms[mmi].vmas[&s].clone();
+            let v = self.mms[mmi].vmas[&s];
             if v.has(vmf::UFFD_WP) {
                 self.uffd_wp_range(mmi, &v, start.max(v.start), end.min(v.end), false, false);
             }
@@ -225,7 +225,7 @@ impl Kernel {
         }
         let markers = self.uffd_of(mmi)?.features.use_markers();
         for s in starts {
-            let v = self.mms[mmi].vmas[&s].clone();
+            let v = self.mms[mmi].vmas[&s];
             self.uffd_wp_range(mmi, &v, start.max(v.start), end.min(v.end), wp, markers);
         }
         Ok(())
@@ -265,7 +265,8 @@ impl Kernel {
             let pmd = self.mms[mmi].pgt.pmd(slot);
             if pmd.is_none() {
                 // pgtable_populate_needed(): markers need a page table.
-                if !(wp && markers)
+                if !wp
+                    || !markers
                     || !self.ensure_pmd_table(mmi, slot)
                     || !self.pte_alloc(mmi, slot)
                 {

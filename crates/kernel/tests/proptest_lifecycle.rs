@@ -149,13 +149,17 @@ fn run(
         let pid = procs[cur];
         match op.clone() {
             Op::Mmap { off, len } => {
-                drop(k.mmap(pid, BASE + off, len, Prot::RW, MapFlags::default()))
+                let _ = k.mmap(pid, BASE + off, len, Prot::RW, MapFlags::default());
             }
-            Op::Munmap { off, len } => drop(k.munmap(pid, BASE + off, len)),
+            Op::Munmap { off, len } => {
+                let _ = k.munmap(pid, BASE + off, len);
+            }
             Op::Mprotect { off, len, rw } => {
-                drop(k.mprotect(pid, BASE + off, len, if rw { Prot::RW } else { Prot::R }))
+                let _ = k.mprotect(pid, BASE + off, len, if rw { Prot::RW } else { Prot::R });
             }
-            Op::Madvise { off, len, advice } => drop(k.madvise(pid, BASE + off, len, advice)),
+            Op::Madvise { off, len, advice } => {
+                let _ = k.madvise(pid, BASE + off, len, advice);
+            }
             Op::Touch {
                 off,
                 len,
@@ -180,8 +184,12 @@ fn run(
                     a += stride;
                 }
             }
-            Op::Mlock { off, len, lock } => drop(k.mlock(pid, BASE + off, len, lock)),
-            Op::Mremap { off, len, to } => drop(k.mremap(pid, BASE + off, len, BASE + to)),
+            Op::Mlock { off, len, lock } => {
+                let _ = k.mlock(pid, BASE + off, len, lock);
+            }
+            Op::Mremap { off, len, to } => {
+                let _ = k.mremap(pid, BASE + off, len, BASE + to);
+            }
             Op::Fork => {
                 if procs.len() < 4 {
                     if let Ok(c) = k.fork(pid) {
@@ -204,7 +212,7 @@ fn run(
                 .sysfs
                 .set("khugepaged.max_ptes_none", &v.to_string())
                 .unwrap(),
-            Op::UffdOpen(markers) => drop(k.uffd_open(
+            Op::UffdOpen(markers) => let _ = (k.uffd_open(
                 pid,
                 Features {
                     wp_unpopulated: markers,
@@ -212,10 +220,12 @@ fn run(
                 },
             )),
             Op::UffdRegister { off, len } => {
-                drop(k.uffd_register(pid, BASE + off, len, vmf::UFFD_WP))
+                let _ = k.uffd_register(pid, BASE + off, len, vmf::UFFD_WP);
             }
-            Op::UffdWp { off, len, wp } => drop(k.uffd_writeprotect(pid, BASE + off, len, wp)),
-            Op::UffdPolicy(pmd) => drop(k.uffd_set_handler(
+            Op::UffdWp { off, len, wp } => {
+                let _ = k.uffd_writeprotect(pid, BASE + off, len, wp);
+            }
+            Op::UffdPolicy(pmd) => let _ = (k.uffd_set_handler(
                 pid,
                 Some(if pmd {
                     WpPolicy::Unprotect(M2)

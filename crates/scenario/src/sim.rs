@@ -12,6 +12,7 @@ use crate::pattern::touch_offsets;
 /// Where the model places the scenario arena (16 TiB; below the 47-bit user limit).
 pub const MODEL_ARENA_BASE: u64 = 0x1000_0000_0000;
 
+#[derive(Default)]
 pub struct SimBackend {
     kernel: Option<Kernel>,
     /// The current process.
@@ -22,16 +23,6 @@ pub struct SimBackend {
     pub check_invariants: bool,
 }
 
-impl Default for SimBackend {
-    fn default() -> Self {
-        SimBackend {
-            kernel: None,
-            pid: 0,
-            pids: vec![],
-            check_invariants: false,
-        }
-    }
-}
 
 impl SimBackend {
     pub fn new() -> Self {
