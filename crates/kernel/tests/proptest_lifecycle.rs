@@ -212,28 +212,23 @@ fn run(
                 .sysfs
                 .set("khugepaged.max_ptes_none", &v.to_string())
                 .unwrap(),
-            Op::UffdOpen(markers) => let _ = (k.uffd_open(
-                pid,
-                Features {
+            Op::UffdOpen(markers) => {
+                let f = Features {
                     wp_unpopulated: markers,
                     ..Default::default()
-                },
-            )),
+                };
+                let _ = k.uffd_open(pid, f);
+            }
             Op::UffdRegister { off, len } => {
                 let _ = k.uffd_register(pid, BASE + off, len, vmf::UFFD_WP);
             }
             Op::UffdWp { off, len, wp } => {
                 let _ = k.uffd_writeprotect(pid, BASE + off, len, wp);
             }
-            Op::UffdPolicy(pmd) => let _ = (k.uffd_set_handler(
-                pid,
-                Some(if pmd {
-                    WpPolicy::Unprotect(M2)
-                } else {
-                    WpPolicy::Unprotect(K4)
-                }),
-                None,
-            )),
+            Op::UffdPolicy(pmd) => {
+                let policy = WpPolicy::Unprotect(if pmd { M2 } else { K4 });
+                let _ = k.uffd_set_handler(pid, Some(policy), None);
+            }
         }
         if let Err(e) = k.check_invariants() {
             return Err(TestCaseError::fail(format!(
