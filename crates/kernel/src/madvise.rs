@@ -65,7 +65,8 @@ impl Kernel {
         if advice == Advice::Collapse {
             return self.madvise_collapse(pid, start, end);
         }
-        if advice == Advice::Free {
+        if advice == Advice::Free || advice == Advice::Cold {
+            // can_madv_lru_vma(): locked VMAs refuse.
             for s in self.mms[mmi].vma_starts_in(start, end) {
                 if self.mms[mmi].vmas[&s].has(vmf::LOCKED) {
                     return Err(Errno::EINVAL);
@@ -73,7 +74,12 @@ impl Kernel {
             }
             for s in self.mms[mmi].vma_starts_in(start, end) {
                 let v = self.mms[mmi].vmas[&s];
-                self.madvise_free_range(mmi, start.max(v.start), end.min(v.end));
+                self.madvise_free_range(
+                    mmi,
+                    start.max(v.start),
+                    end.min(v.end),
+                    advice == Advice::Cold,
+                );
             }
         } else if advice == Advice::Dontneed {
             // madvise_dontneed_free_valid_vma: locked VMAs refuse.

@@ -174,8 +174,10 @@ impl Kernel {
         }
     }
 
-    /// MADV_FREE over `[start, end)` of one VMA.
-    pub(crate) fn madvise_free_range(&mut self, mmi: usize, start: u64, end: u64) {
+    /// MADV_FREE (`cold == false`) or MADV_COLD (`madvise_cold_or_pageout_pte_range`) over
+    /// `[start, end)` of one VMA. Both leave shared folios alone and split a large folio only
+    /// partly covered; FREE marks pages lazy-free and clean, COLD only ages them.
+    pub(crate) fn madvise_free_range(&mut self, mmi: usize, start: u64, end: u64, cold: bool) {
         let mut slot = start & PMD_MASK;
         while slot < end {
             let (s, e) = (start.max(slot), end.min(slot + PMD_SIZE));
@@ -188,6 +190,15 @@ impl Kernel {
                     continue;
                 }
                 if s == slot && e == slot + PMD_SIZE {
+                    if cold {
+                        self.mms[mmi]
+                            .pgt
+                            .pmd_mut(slot)
+                            .expect("pmd")
+                            .set(YOUNG, false);
+                        slot += PMD_SIZE;
+                        continue;
+                    }
                     // The whole PMD → lazy-free, clean.
                     let f = *self.folios.get(id);
                     if f.entire_mapcount == 1 && f.mapcount == 0 {
@@ -240,9 +251,13 @@ impl Kernel {
                         addr += PAGE_SIZE;
                         continue;
                     }
-                    self.folios.get_mut(id).flags |= flags::LAZYFREE;
-                    self.mms[mmi].pgt.pte_table_mut(tidx)[pte_index(addr)]
-                        .set(DIRTY | YOUNG, false);
+                    if cold {
+                        self.mms[mmi].pgt.pte_table_mut(tidx)[pte_index(addr)].set(YOUNG, false);
+                    } else {
+                        self.folios.get_mut(id).flags |= flags::LAZYFREE;
+                        self.mms[mmi].pgt.pte_table_mut(tidx)[pte_index(addr)]
+                            .set(DIRTY | YOUNG, false);
+                    }
                     addr += PAGE_SIZE;
                 }
             }

@@ -201,6 +201,7 @@ impl Advice {
                 | Advice::Nohugepage
                 | Advice::Dontneed
                 | Advice::Free
+                | Advice::Cold
                 | Advice::Collapse
                 | Advice::PopulatePgtable
                 | Advice::PopulateRead

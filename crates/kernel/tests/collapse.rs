@@ -366,3 +366,29 @@ fn huge_zero_shrinker_frees_unused_huge_zero_page() {
     touch(&mut k, pid, BASE, K4, AccessKind::Read);
     assert_eq!(v(&k, VmItem::ThpZeroPageAlloc), 2);
 }
+
+#[test]
+fn madvise_cold_part_splits_whole_only_ages() {
+    let (mut k, pid) = kernel("6.18", &[], &[]);
+    k.mmap(pid, BASE, M2, Prot::RW, MapFlags::default())
+        .unwrap();
+    k.madvise(pid, BASE, M2, Advice::Hugepage).unwrap();
+    touch(&mut k, pid, BASE, M2, AccessKind::Write);
+    k.madvise(pid, BASE, M2, Advice::Cold).unwrap();
+    ok(&k);
+    assert_eq!(v(&k, VmItem::ThpSplitPmd), 0);
+    assert_eq!(
+        k.page_map(pid, BASE, BASE + M2),
+        vec![(Backing::ThpPmd, 512)]
+    );
+    k.madvise(pid, BASE + K4, K4, Advice::Cold).unwrap();
+    ok(&k);
+    assert_eq!(v(&k, VmItem::ThpSplitPmd), 1);
+    assert_eq!(v(&k, VmItem::ThpSplitPage), 1);
+    assert_eq!(k.page_map(pid, BASE, BASE + M2), vec![(Backing::Anon, 512)]);
+    // COLD does not make pages lazy-free: they stay dirty.
+    assert_eq!(
+        k.smaps(pid, BASE, BASE + M2).field("Private_Dirty"),
+        Some(2048)
+    );
+}

@@ -1245,10 +1245,10 @@ fn unmodelled_advice() {
         Some("modelled advice:"),
     );
     one_err(
-        "mmap buf 2M anon private\nmadvise buf COLD",
+        "mmap buf 2M anon private\nmadvise buf WIPEONFORK",
         2,
         13,
-        "MADV_COLD is not modelled yet",
+        "MADV_WIPEONFORK is not modelled yet",
         Some("HUGEPAGE"),
     );
     one_err(
