@@ -44,6 +44,10 @@ fn counter_mode(
         if pmd_always && name.starts_with("thp_") {
             return Mode::HostAtLeast;
         }
+        // Other processes' THPs come and go while PMD THP is `always` system-wide.
+        if pmd_always && name == "nr_anon_transparent_hugepages" {
+            return Mode::Skip;
+        }
     }
     if let Some(rest) = key.strip_prefix("mthp.") {
         if always_sizes

@@ -124,6 +124,10 @@ pub struct HostBackend {
     pku: bool,
     /// userfaultfd messages of this run, all processes.
     uffd_stats: uffd::Stats,
+    /// The thpsim process's own `PR_GET_THP_DISABLE` before setup: while a run is set up the
+    /// runner itself takes no THPs, so that with `enabled=always` its own allocations cannot
+    /// move the system-wide THP counters the scenario is measured by. Restored at finish.
+    own_thp_disable: Option<i32>,
 }
 
 fn err(msg: impl Into<String>) -> BackendError {
@@ -239,6 +243,7 @@ impl HostBackend {
             warnings,
             pku: cpu_has_pku(),
             uffd_stats: uffd::Stats::default(),
+            own_thp_disable: None,
         }
     }
 
@@ -771,6 +776,15 @@ impl Backend for HostBackend {
         if let Err(e) = preflight() {
             return Err(not_runnable(e));
         }
+        // SAFETY: prctl with integer arguments only; affects this process's THP policy (the
+        // workers reset theirs at start).
+        let prev = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+        if prev >= 0 {
+            // SAFETY: as above.
+            if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } == 0 {
+                self.own_thp_disable = Some(prev);
+            }
+        }
         // Which knobs differ from the host?
         let mut diffs = Vec::new();
         for (name, val) in &setup.sysfs {
@@ -1098,6 +1112,18 @@ impl Backend for HostBackend {
     fn finish(&mut self) -> Result<(), BackendError> {
         let note = self.stop_children();
         let errs = self.session.restore();
+        if let Some(prev) = self.own_thp_disable.take() {
+            // SAFETY: prctl with integer arguments only; restores this process's policy.
+            unsafe {
+                libc::prctl(
+                    libc::PR_SET_THP_DISABLE,
+                    (prev != 0) as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                )
+            };
+        }
         if let Some(n) = note {
             self.warnings.push(n);
         }

@@ -23,7 +23,6 @@ pub struct SimBackend {
     pub check_invariants: bool,
 }
 
-
 impl SimBackend {
     pub fn new() -> Self {
         Self::default()
