@@ -214,7 +214,20 @@ fn compare(
     let (sizes, pmd_always) = system_wide_always(plan);
     for (mc, hc) in model.checkpoints.iter().zip(&host.checkpoints) {
         let at = format!("checkpoint `{}`", mc.label);
-        n += 1;
+        n += 2;
+        if mc.uffd_last != hc.uffd_last {
+            let t = |u: Option<(u32, u64)>| {
+                u.map(|(f, a)| format!("flags {f:#x} at {a:#x}"))
+                    .unwrap_or_else(|| "none".into())
+            };
+            d(
+                mc.line,
+                &at,
+                "uffd last message".into(),
+                t(mc.uffd_last),
+                t(hc.uffd_last),
+            );
+        }
         if mc.minflt != hc.minflt {
             d(
                 mc.line,

@@ -1106,7 +1106,15 @@ impl Backend for HostBackend {
                 .map_err(|e| err(format!("pagemap of {}: {e}", w.pid)))?;
             mappings.push(MappingObs { smaps, pages });
         }
-        Ok(Snapshot { counters, mappings })
+        let uffd_last = self
+            .uffd_stats
+            .last
+            .map(|(f, a)| (f, a.wrapping_sub(self.base)));
+        Ok(Snapshot {
+            counters,
+            mappings,
+            uffd_last,
+        })
     }
 
     fn finish(&mut self) -> Result<(), BackendError> {

@@ -265,6 +265,8 @@ pub fn read_msgs(fd: i32, out: &mut Vec<Msg>) -> Result<(), i32> {
 /// Message counts, cumulative over a run and all processes (the model's `uffd.*` counters).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// The last page-fault message: flags and (absolute) address.
+    pub last: Option<(u32, u64)>,
     pub events: u64,
     pub missing: u64,
     pub wp: u64,
@@ -327,6 +329,7 @@ impl Uffd {
             return Some(format!("unexpected uffd event {:#x}", m.event));
         }
         stats.events += 1;
+        stats.last = Some((m.flags as u32, m.address));
         if m.flags & FLAG_WRITE != 0 {
             stats.write += 1;
         }

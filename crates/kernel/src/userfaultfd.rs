@@ -87,6 +87,8 @@ pub enum MissingPolicy {
 /// Message counts (`struct uffd_msg` of `UFFD_EVENT_PAGEFAULT`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MsgStats {
+    /// The last message delivered (any process).
+    pub last: Option<Msg>,
     pub events: u64,
     pub missing: u64,
     pub wp: u64,
@@ -383,6 +385,7 @@ impl Kernel {
             addr & !(PAGE_SIZE - 1)
         };
         u.msgs.push(Msg { flags, address });
+        self.uffd_stats.last = Some(Msg { flags, address });
         let (wp_policy, missing_policy) = (u.wp_policy, u.missing_policy);
         self.uffd_stats.events += 1;
         if flags & FLAG_WRITE != 0 {

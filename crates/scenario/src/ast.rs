@@ -207,6 +207,11 @@ pub enum Observable {
     Pages { range: RangeRef, class: String },
     /// `errno`: the result of the previous op that has one (`0` or `ok` for success).
     Errno,
+    /// `uffd.last_flags`: `UFFD_PAGEFAULT_FLAG_*` of the last userfaultfd message.
+    UffdLastFlags,
+    /// `uffd.last_addr`: the address of the last userfaultfd message, compared with an
+    /// address written `NAME+OFF`.
+    UffdLastAddr,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -217,6 +222,8 @@ pub enum ExpectValue {
     Ok,
     /// `EINVAL`, `SIGSEGV`, …
     Err(OpError),
+    /// An address: `NAME+OFF` (for `uffd.last_addr`).
+    Addr(RangeRef),
 }
 
 /// `when kernel>=6.13`, `when hzp_wp_fault=split`: the expectation applies only to runs whose

@@ -136,6 +136,8 @@ pub struct Snapshot {
     pub counters: BTreeMap<String, i64>,
     /// One entry per requested range, in request order.
     pub mappings: Vec<MappingObs>,
+    /// The last userfaultfd message (flags, arena offset of its address), all processes.
+    pub uffd_last: Option<(u32, u64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -160,6 +160,8 @@ pub struct Checkpoint {
     /// Every counter's delta (zero deltas included), by observable key.
     pub counters: BTreeMap<String, i64>,
     pub mappings: Vec<MappingState>,
+    /// The last userfaultfd message so far: flags and address (arena offset).
+    pub uffd_last: Option<(u32, u64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -546,6 +548,23 @@ impl Run<'_> {
         }
     }
 
+    /// An arena offset as `NAME+0xOFF` (or the raw offset outside every mapping).
+    fn describe_addr(&self, a: i64) -> String {
+        if a < 0 {
+            return "none".into();
+        }
+        let a = a as u64;
+        match self
+            .plan
+            .mappings
+            .iter()
+            .find(|p| p.addr <= a && a < p.addr + p.len)
+        {
+            Some(p) => format!("{}+{:#x}", p.name, a - p.addr),
+            None => format!("{a:#x}"),
+        }
+    }
+
     /// Takes a snapshot unless no op ran since the last one.
     fn ensure_snapshot(&mut self) -> Result<(), BackendError> {
         if self.cur.is_none() {
@@ -591,6 +610,7 @@ impl Run<'_> {
             majflt: self.majflt - self.base_majflt,
             counters,
             mappings,
+            uffd_last: snap.uffd_last,
         });
         self.base = snap;
         self.ops_at_checkpoint = self.result.ops.len();
@@ -632,6 +652,15 @@ impl Run<'_> {
             return Ok(());
         }
         let actual: Result<i64, Option<OpError>> = match &e.obs {
+            // The last userfaultfd message (-1: none yet).
+            Observable::UffdLastFlags => {
+                self.ensure_snapshot()?;
+                Ok(self.cur().uffd_last.map(|(f, _)| f as i64).unwrap_or(-1))
+            }
+            Observable::UffdLastAddr => {
+                self.ensure_snapshot()?;
+                Ok(self.cur().uffd_last.map(|(_, a)| a as i64).unwrap_or(-1))
+            }
             Observable::Minflt => Ok((self.minflt - self.base_minflt) as i64),
             Observable::Majflt => Ok((self.majflt - self.base_majflt) as i64),
             Observable::Errno => Err(match self.last_result {
@@ -675,6 +704,12 @@ impl Run<'_> {
             }
         };
         let pass = match (&actual, &e.value) {
+            (Ok(a), ExpectValue::Addr(r)) => {
+                let want = self.range(r).0 as i64;
+                res.actual = self.describe_addr(*a);
+                e.cmp.holds(*a, want)
+            }
+            (Err(_), ExpectValue::Addr(_)) => false,
             (Ok(a), ExpectValue::Int(v)) => {
                 res.actual = a.to_string();
                 e.cmp.holds(*a, *v)

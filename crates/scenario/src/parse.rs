@@ -1797,6 +1797,8 @@ pub(crate) const OBSERVABLE_FORMS: &[&str] = &[
     "mthp.<size>.<stat>",
     "khugepaged.<stat>",
     "uffd.<stat>",
+    "uffd.last_flags",
+    "uffd.last_addr",
     "smaps(NAME).<Field>",
     "pages(RANGE).<class>",
 ];
@@ -1806,6 +1808,7 @@ enum ObsKind {
     Count,
     Errno,
     Smaps,
+    Addr,
 }
 
 impl<'s> LineCtx<'s, '_> {
@@ -1933,6 +1936,12 @@ impl<'s> LineCtx<'s, '_> {
                     Some(hint),
                 );
                 None
+            }
+            ("uffd", Some(n)) if n.text == "last_flags" => {
+                return Some((Observable::UffdLastFlags, ObsKind::Count));
+            }
+            ("uffd", Some(n)) if n.text == "last_addr" => {
+                return Some((Observable::UffdLastAddr, ObsKind::Addr));
             }
             ("uffd", Some(n)) => {
                 if UFFD_STATS.contains(&n.text) {
@@ -2154,6 +2163,17 @@ impl<'s> LineCtx<'s, '_> {
 
     fn expect_value(&mut self, t: Tok<'s>, kind: ObsKind) -> Option<ExpectValue> {
         match kind {
+            ObsKind::Addr => {
+                if !t.text.contains('+') {
+                    self.err(
+                        t.span(),
+                        format!("`{}` is not an address", t.text),
+                        Some("write NAME+OFF, e.g. `buf+4K`".into()),
+                    );
+                    return None;
+                }
+                self.resolve_range(t, None).map(ExpectValue::Addr)
+            }
             ObsKind::Errno => {
                 if t.text == "ok" || t.text == "0" {
                     return Some(ExpectValue::Ok);

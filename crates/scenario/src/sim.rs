@@ -300,6 +300,11 @@ impl Backend for SimBackend {
                 pages: k.page_map(pid, b + a, b + a + l),
             })
             .collect();
-        Ok(Snapshot { counters, mappings })
+        let uffd_last = k.uffd_stats.last.map(|m| (m.flags, m.address - b));
+        Ok(Snapshot {
+            counters,
+            mappings,
+            uffd_last,
+        })
     }
 }
