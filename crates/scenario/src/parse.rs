@@ -207,6 +207,7 @@ impl State {
 
 /// What a line produced.
 #[doc(hidden)]
+#[allow(clippy::large_enum_variant)] // one per parsed line, moved once
 pub enum Parsed {
     Op(Op),
     /// Opens a `repeat` block with this count.
@@ -1938,10 +1939,10 @@ impl<'s> LineCtx<'s, '_> {
                 None
             }
             ("uffd", Some(n)) if n.text == "last_flags" => {
-                return Some((Observable::UffdLastFlags, ObsKind::Count));
+                Some((Observable::UffdLastFlags, ObsKind::Count))
             }
             ("uffd", Some(n)) if n.text == "last_addr" => {
-                return Some((Observable::UffdLastAddr, ObsKind::Addr));
+                Some((Observable::UffdLastAddr, ObsKind::Addr))
             }
             ("uffd", Some(n)) => {
                 if UFFD_STATS.contains(&n.text) {
