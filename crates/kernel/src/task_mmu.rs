@@ -29,6 +29,27 @@ struct Acc {
 }
 
 impl Acc {
+    /// `n` pages with the same mapcount and dirtiness.
+    fn pages(&mut self, n: u64, mapcount: u32, dirty: bool, pmd_mapped: bool) {
+        let bytes = n * PAGE_SIZE;
+        self.rss += bytes;
+        self.anonymous += bytes;
+        if pmd_mapped {
+            self.anon_huge += bytes;
+        }
+        let mut pss = PAGE_SIZE << PSS_SHIFT;
+        if mapcount >= 2 {
+            pss /= mapcount as u64;
+        }
+        self.pss += pss * n;
+        match (mapcount >= 2, dirty) {
+            (true, true) => self.shared_dirty += bytes,
+            (true, false) => self.shared_clean += bytes,
+            (false, true) => self.private_dirty += bytes,
+            (false, false) => self.private_clean += bytes,
+        }
+    }
+
     /// `smaps_page_accumulate` for one 4 KiB page.
     fn page(&mut self, mapcount: u32, dirty: bool, pmd_mapped: bool) {
         self.rss += PAGE_SIZE;
@@ -64,7 +85,13 @@ impl Kernel {
             while slot < b {
                 let (ps, pe) = (a.max(slot), b.min(slot + PMD_SIZE));
                 let pmd = mm.pgt.pmd(slot);
-                if pmd.is_thp() {
+                if pmd.is_thp() && self.folios.meta(pmd.folio()).page_mapcount.is_empty() {
+                    // No page of the folio is also PTE-mapped: every page has the same
+                    // mapcount, so the slot is accounted at once.
+                    let f = self.folios.get(pmd.folio());
+                    let n = (pe - ps) / PAGE_SIZE;
+                    acc.pages(n, f.entire_mapcount as u32, pmd.has(DIRTY), true);
+                } else if pmd.is_thp() {
                     let id = pmd.folio();
                     let f = self.folios.get(id);
                     for addr in (ps..pe).step_by(PAGE_SIZE as usize) {
