@@ -7,7 +7,7 @@
 
 use crate::huge_memory::Tva;
 use crate::observe::{pagemap_push, Backing, PageMap, Smaps};
-use crate::pgtable::{self, pte_index, DIRTY};
+use crate::pgtable::{self, pte_index, DIRTY, EXCLUSIVE};
 use crate::types::{Pid, PAGE_SIZE, PMD_MASK, PMD_SIZE};
 use crate::Kernel;
 
@@ -103,7 +103,10 @@ impl Kernel {
                     let table = mm.pgt.pte_table(pmd.table_idx());
                     for addr in (ps..pe).step_by(PAGE_SIZE as usize) {
                         let pte = table[pte_index(addr)];
-                        if pte.kind() == pgtable::KIND_PAGE {
+                        if pte.kind() == pgtable::KIND_PAGE && pte.has(EXCLUSIVE) {
+                            // AnonExclusive: mapped exactly once, here.
+                            acc.page(1, pte.has(DIRTY), false);
+                        } else if pte.kind() == pgtable::KIND_PAGE {
                             let id = pte.folio();
                             let f = self.folios.get(id);
                             let entire = if f.order > 0 {
