@@ -3,27 +3,11 @@
 mod common;
 use common::*;
 
-use thpsim_host::{HostBackend, HostOptions};
 use thpsim_kernel::errno::{OpError, Signal};
 use thpsim_kernel::observe::Backing;
 use thpsim_kernel::types::{Advice, Prot};
 use thpsim_scenario::ast::Pattern;
 use thpsim_scenario::backend::{Backend, BackendOp};
-
-fn backend() -> Option<HostBackend> {
-    if !host_ready() {
-        return None;
-    }
-    let mut b = HostBackend::new(HostOptions { allow_sysfs: false });
-    match b.setup(&setup_with(default_knobs())) {
-        Ok(()) => Some(b),
-        Err(e) if e.not_runnable && std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("skipping: {e}");
-            None
-        }
-        Err(e) => panic!("setup: {e}"),
-    }
-}
 
 #[test]
 fn madv_hugepage_read_then_write() {

@@ -6,26 +6,11 @@
 mod common;
 use common::*;
 
-use thpsim_host::{HostBackend, HostOptions};
+use thpsim_host::HostBackend;
 use thpsim_kernel::observe::{Backing, PageMap};
 use thpsim_kernel::types::Advice;
 use thpsim_scenario::ast::Pattern;
-use thpsim_scenario::backend::{Backend, BackendOp, OpOutcome, Snapshot};
-
-fn backend() -> Option<HostBackend> {
-    if !host_ready() {
-        return None;
-    }
-    let mut b = HostBackend::new(HostOptions { allow_sysfs: false });
-    match b.setup(&setup_with(default_knobs())) {
-        Ok(()) => Some(b),
-        Err(e) if e.not_runnable && std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("skipping: {e}");
-            None
-        }
-        Err(e) => panic!("setup: {e}"),
-    }
-}
+use thpsim_scenario::backend::{Backend, BackendOp, OpOutcome};
 
 fn fork(b: &mut HostBackend, parent: u32, child: u32) -> OpOutcome {
     b.exec(&BackendOp::Fork { parent, child }).unwrap()
@@ -40,9 +25,6 @@ fn exit(b: &mut HostBackend, proc: u32) {
 }
 fn write_at(b: &mut HostBackend, addr: u64, len: u64) -> OpOutcome {
     access(b, addr, len, Pattern::Write)
-}
-fn delta(a: &Snapshot, b: &Snapshot, k: &str) -> i64 {
-    counter(b, k) - counter(a, k)
 }
 fn thp_pte(n: u64) -> (Backing, u64) {
     (Backing::ThpPte { order: 9 }, n)

@@ -10,7 +10,7 @@ use thpsim_host::{HostBackend, HostOptions};
 use thpsim_kernel::observe::Backing;
 use thpsim_kernel::types::Advice;
 use thpsim_scenario::ast::Pattern;
-use thpsim_scenario::backend::{Backend, BackendOp, Snapshot};
+use thpsim_scenario::backend::{Backend, BackendOp};
 
 fn sysfs_backend(extra: &[(&str, &str)]) -> HostBackend {
     let mut k = default_knobs();
@@ -25,10 +25,6 @@ fn scan(b: &mut HostBackend, passes: u32) {
         .exec(&BackendOp::KhugepagedScan { passes })
         .unwrap_or_else(|e| panic!("khugepaged scan {passes}: {e}"));
     assert_eq!((o.result, o.minflt, o.majflt), (Ok(0), 0, 0));
-}
-
-fn delta(a: &Snapshot, b: &Snapshot, k: &str) -> i64 {
-    counter(b, k) - counter(a, k)
 }
 
 /// `n` × 2 MiB of order-0 pages at offset 0, then MADV_HUGEPAGE (registers the mm).

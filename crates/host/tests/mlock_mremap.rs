@@ -6,27 +6,12 @@
 mod common;
 use common::*;
 
-use thpsim_host::{HostBackend, HostOptions};
+use thpsim_host::HostBackend;
 use thpsim_kernel::errno::{Errno, OpError, Signal};
 use thpsim_kernel::observe::Backing;
 use thpsim_kernel::types::Advice;
 use thpsim_scenario::ast::Pattern;
 use thpsim_scenario::backend::{Backend, BackendOp, OpOutcome, Snapshot};
-
-fn backend() -> Option<HostBackend> {
-    if !host_ready() {
-        return None;
-    }
-    let mut b = HostBackend::new(HostOptions { allow_sysfs: false });
-    match b.setup(&setup_with(default_knobs())) {
-        Ok(()) => Some(b),
-        Err(e) if e.not_runnable && std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("skipping: {e}");
-            None
-        }
-        Err(e) => panic!("setup: {e}"),
-    }
-}
 
 fn mlock(b: &mut HostBackend, addr: u64, len: u64, lock: bool) -> OpOutcome {
     b.exec(&BackendOp::Mlock { addr, len, lock }).unwrap()
@@ -36,9 +21,6 @@ fn mremap(b: &mut HostBackend, old: u64, len: u64, new: u64) -> OpOutcome {
 }
 fn snap(b: &mut HostBackend, addr: u64, len: u64) -> Snapshot {
     b.snapshot(&[(addr, len)]).unwrap()
-}
-fn delta(a: &Snapshot, b: &Snapshot, k: &str) -> i64 {
-    counter(b, k) - counter(a, k)
 }
 fn errno(e: i32) -> Result<u64, OpError> {
     Err(OpError::Errno(Errno(e)))

@@ -6,28 +6,13 @@
 mod common;
 use common::*;
 
-use thpsim_host::{HostBackend, HostOptions};
+use thpsim_host::HostBackend;
 use thpsim_kernel::errno::{Errno, OpError, Signal};
 use thpsim_kernel::observe::Backing;
 use thpsim_kernel::types::Advice;
 use thpsim_kernel::userfaultfd::{MissingPolicy, WpPolicy};
 use thpsim_scenario::ast::Pattern;
 use thpsim_scenario::backend::{Backend, BackendOp, OpOutcome, Snapshot, UffdReq};
-
-fn backend() -> Option<HostBackend> {
-    if !host_ready() {
-        return None;
-    }
-    let mut b = HostBackend::new(HostOptions { allow_sysfs: false });
-    match b.setup(&setup_with(default_knobs())) {
-        Ok(()) => Some(b),
-        Err(e) if e.not_runnable && std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("skipping: {e}");
-            None
-        }
-        Err(e) => panic!("setup: {e}"),
-    }
-}
 
 fn u(b: &mut HostBackend, r: UffdReq) -> OpOutcome {
     let o = b.exec(&BackendOp::Uffd(r.clone())).unwrap();
@@ -72,9 +57,6 @@ fn handler(b: &mut HostBackend, wp: Option<WpPolicy>, missing: Option<MissingPol
 }
 fn snap(b: &mut HostBackend) -> Snapshot {
     b.snapshot(&[]).unwrap()
-}
-fn delta(a: &Snapshot, b: &Snapshot, k: &str) -> i64 {
-    counter(b, k) - counter(a, k)
 }
 fn write(b: &mut HostBackend, addr: u64, len: u64) -> OpOutcome {
     access(b, addr, len, Pattern::Write)

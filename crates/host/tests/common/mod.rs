@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::os::fd::AsRawFd;
 
+use thpsim_host::{HostBackend, HostOptions};
 use thpsim_kernel::observe::{Backing, PageMap};
 use thpsim_kernel::types::{Advice, Prot};
 use thpsim_scenario::ast::Pattern;
@@ -103,4 +104,26 @@ pub fn counter(s: &Snapshot, k: &str) -> i64 {
 }
 pub fn one(b: Backing, n: u64) -> PageMap {
     vec![(b, n)]
+}
+
+/// A host backend with the default knobs and no sysfs writes; `None` (skip) where the host
+/// cannot run it, except under `CI=true`.
+pub fn backend() -> Option<HostBackend> {
+    if !host_ready() {
+        return None;
+    }
+    let mut b = HostBackend::new(HostOptions { allow_sysfs: false });
+    match b.setup(&setup_with(default_knobs())) {
+        Ok(()) => Some(b),
+        Err(e) if e.not_runnable && std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipping: {e}");
+            None
+        }
+        Err(e) => panic!("setup: {e}"),
+    }
+}
+
+/// A counter's change between two snapshots.
+pub fn delta(a: &Snapshot, b: &Snapshot, k: &str) -> i64 {
+    counter(b, k) - counter(a, k)
 }
