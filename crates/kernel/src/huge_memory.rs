@@ -260,27 +260,18 @@ impl Kernel {
             return VmFault::Fallback;
         };
         let Some(pgtable) = self.alloc_pgtable_page() else {
-            self.folio_put_new(folio);
+            self.free_folio(folio);
             return VmFault::Oom;
         };
         if vma.has(vmf::UFFD_MISSING) {
             // The THP was allocated and is thrown away; no thp_fault_alloc.
             self.free_pgtable_page(pgtable);
-            self.folio_put_new(folio);
+            self.free_folio(folio);
             return VmFault::Userfault(crate::userfaultfd::FLAG_WRITE);
         }
         self.mms[mmi].pgt.deposited.push(pgtable);
         self.map_anon_folio_pmd(mmi, vma, haddr, folio, true);
         VmFault::Done
-    }
-
-    /// Frees a folio that was never mapped. It never got an anon mapping
-    /// (`folio_add_new_anon_rmap` sets it), so `free_pages_prepare` does not see an anon
-    /// folio and leaves `nr_anon` alone.
-    fn folio_put_new(&mut self, id: FolioId) {
-        debug_assert_eq!(self.folios.get(id).refcount, 0);
-        self.folios.get_mut(id).flags &= !crate::folio::flags::ANON;
-        self.free_folio(id);
     }
 
     /// `wp_huge_pmd`: a uffd-wp protected PMD in a uffd-wp VMA raises a WP userfault (sync)

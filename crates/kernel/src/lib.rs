@@ -239,7 +239,8 @@ impl Kernel {
     /// Allocates an anonymous folio of `order` (zeroed content).
     pub(crate) fn alloc_anon_folio_order(&mut self, order: u8) -> Option<FolioId> {
         let pfn = self.buddy.alloc(order)?;
-        Some(self.folios.alloc(pfn, order, folio::flags::ANON))
+        // Anonymous only once mapped (folio_add_new_anon_rmap), as in the kernel.
+        Some(self.folios.alloc(pfn, order, 0))
     }
 
     /// Frees a folio whose last reference is gone (`__folio_put` → `free_pages_prepare`).

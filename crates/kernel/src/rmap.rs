@@ -14,6 +14,7 @@ impl Kernel {
     /// `first` (or the whole folio by PMD when `pmd`). Pages are AnonExclusive.
     pub(crate) fn folio_add_new_anon_rmap(&mut self, id: FolioId, pmd: bool, mmi: usize) {
         let f = self.folios.get_mut(id);
+        f.flags |= flags::ANON;
         let nr = f.nr_pages();
         let order = f.order;
         if pmd {
