@@ -65,32 +65,25 @@ impl Kernel {
         if advice == Advice::Collapse {
             return self.madvise_collapse(pid, start, end);
         }
-        if advice == Advice::Free || advice == Advice::Cold {
-            // can_madv_lru_vma(): locked VMAs refuse.
-            for s in self.mms[mmi].vma_starts_in(start, end) {
-                if self.mms[mmi].vmas[&s].has(vmf::LOCKED) {
-                    return Err(Errno::EINVAL);
+        if matches!(advice, Advice::Free | Advice::Cold | Advice::Dontneed) {
+            // can_madv_lru_vma() / madvise_dontneed_free_valid_vma(): locked VMAs refuse.
+            let parts: Vec<(u64, u64)> = self.mms[mmi]
+                .vma_starts_in(start, end)
+                .iter()
+                .map(|s| &self.mms[mmi].vmas[s])
+                .map(|v| (start.max(v.start), end.min(v.end)))
+                .collect();
+            if parts
+                .iter()
+                .any(|(a, _)| self.mms[mmi].vma_at(*a).is_some_and(|v| v.has(vmf::LOCKED)))
+            {
+                return Err(Errno::EINVAL);
+            }
+            for (a, e) in parts {
+                match advice {
+                    Advice::Dontneed => self.zap_range(mmi, a, e),
+                    _ => self.madvise_free_range(mmi, a, e, advice == Advice::Cold),
                 }
-            }
-            for s in self.mms[mmi].vma_starts_in(start, end) {
-                let v = self.mms[mmi].vmas[&s];
-                self.madvise_free_range(
-                    mmi,
-                    start.max(v.start),
-                    end.min(v.end),
-                    advice == Advice::Cold,
-                );
-            }
-        } else if advice == Advice::Dontneed {
-            // madvise_dontneed_free_valid_vma: locked VMAs refuse.
-            for s in self.mms[mmi].vma_starts_in(start, end) {
-                if self.mms[mmi].vmas[&s].has(vmf::LOCKED) {
-                    return Err(Errno::EINVAL);
-                }
-            }
-            for s in self.mms[mmi].vma_starts_in(start, end) {
-                let v = self.mms[mmi].vmas[&s];
-                self.zap_range(mmi, start.max(v.start), end.min(v.end));
             }
         } else {
             let (set, clear) = match advice {
