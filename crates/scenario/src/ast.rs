@@ -131,6 +131,17 @@ pub enum Pattern {
     ReadWrite,
 }
 
+impl Pattern {
+    /// Whether each touched offset is read, written (both: read first).
+    pub fn read_write(self) -> (bool, bool) {
+        match self {
+            Pattern::Read => (true, false),
+            Pattern::Write => (false, true),
+            Pattern::ReadWrite => (true, true),
+        }
+    }
+}
+
 /// A seeded random subset of the touched offsets, visited in a seeded random order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Subset {

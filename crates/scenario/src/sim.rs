@@ -5,7 +5,6 @@ use thpsim_kernel::mmap::MapFlags;
 use thpsim_kernel::types::{AccessKind, Pid};
 use thpsim_kernel::{Kernel, KernelConfig};
 
-use crate::ast::Pattern;
 use crate::backend::{Backend, BackendError, BackendOp, MappingObs, OpOutcome, Setup, Snapshot};
 use crate::pattern::touch_offsets;
 
@@ -192,38 +191,22 @@ impl Backend for SimBackend {
                 pattern,
                 subset,
             } => {
-                let mut r = Ok(0);
-                if subset.is_none() {
+                let (read, write) = pattern.read_write();
+                let r = match subset {
                     // Sequential: the kernel's PMD-at-a-time fast path (same results).
-                    let (read, write) = match pattern {
-                        Pattern::Read => (true, false),
-                        Pattern::Write => (false, true),
-                        Pattern::ReadWrite => (true, true),
-                    };
-                    r = k
-                        .access_seq(pid, b + addr, b + addr + len, *stride, read, write)
-                        .map(|_| 0)
-                        .map_err(OpError::Signal);
-                }
-                for off in touch_offsets(*len, *stride, *subset).take(if subset.is_some() {
-                    usize::MAX
-                } else {
-                    0
-                }) {
-                    let a = b + addr + off;
-                    let res = match pattern {
-                        Pattern::Read => k.access(pid, a, AccessKind::Read),
-                        Pattern::Write => k.access(pid, a, AccessKind::Write),
-                        Pattern::ReadWrite => k
-                            .access(pid, a, AccessKind::Read)
-                            .and_then(|_| k.access(pid, a, AccessKind::Write)),
-                    };
-                    if let Err(s) = res {
-                        r = Err(OpError::Signal(s));
-                        break;
-                    }
-                }
-                r
+                    None => k.access_seq(pid, b + addr, b + addr + len, *stride, read, write),
+                    Some(_) => touch_offsets(*len, *stride, *subset).try_for_each(|off| {
+                        let a = b + addr + off;
+                        if read {
+                            k.access(pid, a, AccessKind::Read)?;
+                        }
+                        if write {
+                            k.access(pid, a, AccessKind::Write)?;
+                        }
+                        Ok(())
+                    }),
+                };
+                r.map(|_| 0).map_err(OpError::Signal)
             }
             BackendOp::KhugepagedScan { passes } => {
                 k.khugepaged_scan(*passes);
