@@ -31,19 +31,41 @@ const IDX_SHIFT: u32 = 16;
 const IDX_MASK: u64 = 0x3ff;
 const ID_SHIFT: u32 = 32;
 
+/// The bit accessors PTEs and PMDs share (same packing).
+macro_rules! entry_bits {
+    ($t:ty) => {
+        impl $t {
+            #[inline]
+            pub fn kind(self) -> u64 {
+                self.0 & KIND_MASK
+            }
+            #[inline]
+            pub fn is_none(self) -> bool {
+                self.0 == 0
+            }
+            #[inline]
+            pub fn has(self, bit: u64) -> bool {
+                self.0 & bit != 0
+            }
+            #[inline]
+            pub fn set(&mut self, bit: u64, on: bool) {
+                if on {
+                    self.0 |= bit
+                } else {
+                    self.0 &= !bit
+                }
+            }
+        }
+    };
+}
+entry_bits!(Pte);
+entry_bits!(Pmd);
+
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pte(pub u64);
 
 impl Pte {
     pub const NONE: Pte = Pte(0);
-    #[inline]
-    pub fn kind(self) -> u64 {
-        self.0 & KIND_MASK
-    }
-    #[inline]
-    pub fn is_none(self) -> bool {
-        self.0 == 0
-    }
     #[inline]
     pub fn is_present(self) -> bool {
         matches!(self.kind(), KIND_ZERO | KIND_PAGE)
@@ -63,18 +85,6 @@ impl Pte {
     #[inline]
     pub fn idx(self) -> u32 {
         ((self.0 >> IDX_SHIFT) & IDX_MASK) as u32
-    }
-    #[inline]
-    pub fn has(self, bit: u64) -> bool {
-        self.0 & bit != 0
-    }
-    #[inline]
-    pub fn set(&mut self, bit: u64, on: bool) {
-        if on {
-            self.0 |= bit
-        } else {
-            self.0 &= !bit
-        }
     }
 }
 
@@ -101,14 +111,6 @@ pub struct Pmd(pub u64);
 
 impl Pmd {
     pub const NONE: Pmd = Pmd(0);
-    #[inline]
-    pub fn kind(self) -> u64 {
-        self.0 & KIND_MASK
-    }
-    #[inline]
-    pub fn is_none(self) -> bool {
-        self.0 == 0
-    }
     #[inline]
     pub fn is_huge_zero(self) -> bool {
         self.kind() == KIND_ZERO
@@ -144,18 +146,6 @@ impl Pmd {
     #[inline]
     pub fn table_idx(self) -> u32 {
         (self.0 >> ID_SHIFT) as u32
-    }
-    #[inline]
-    pub fn has(self, bit: u64) -> bool {
-        self.0 & bit != 0
-    }
-    #[inline]
-    pub fn set(&mut self, bit: u64, on: bool) {
-        if on {
-            self.0 |= bit
-        } else {
-            self.0 &= !bit
-        }
     }
 }
 
