@@ -236,7 +236,7 @@ impl Kernel {
         if !thp_vma_suitable_order(vma, haddr, HPAGE_PMD_ORDER) {
             return VmFault::Fallback;
         }
-        self.anon_vma_prepare(mmi, vma.start);
+        self.anon_vma_prepare(mmi, vma);
         let vma_now = self.mms[mmi].vmas[&vma.start];
         self.khugepaged_enter_vma(mmi, &vma_now, vma_now.flags);
         if !write && self.sysfs.use_zero_page {

@@ -221,7 +221,13 @@ impl Kernel {
 
     /// `anon_vma_prepare`: gives the VMA an anon_vma, reusing a compatible neighbour's
     /// (`find_mergeable_anon_vma`).
-    pub(crate) fn anon_vma_prepare(&mut self, mmi: usize, vma_start: u64) {
+    /// `vma` is the caller's copy; the tree is only consulted when it has no anon_vma yet
+    /// (the common fault needs no lookup).
+    pub(crate) fn anon_vma_prepare(&mut self, mmi: usize, vma: &Vma) {
+        if vma.anon_vma.is_some() {
+            return;
+        }
+        let vma_start = vma.start;
         let mm = &self.mms[mmi];
         let v = &mm.vmas[&vma_start];
         if v.anon_vma.is_some() {
@@ -268,7 +274,7 @@ impl Kernel {
             self.set_pte(mmi, addr, Pte::zero(YOUNG | wp));
             return VmFault::Done;
         }
-        self.anon_vma_prepare(mmi, vma.start);
+        self.anon_vma_prepare(mmi, vma);
         let Some((folio, order)) = self.alloc_anon_folio(mmi, vma, addr) else {
             return VmFault::Oom;
         };
@@ -393,7 +399,7 @@ impl Kernel {
 
     /// `wp_page_copy`: COW into a new order-0 page (zeroed if the source is the zero page).
     fn wp_page_copy(&mut self, mmi: usize, vma: &Vma, addr: u64, old: Pte) -> VmFault {
-        self.anon_vma_prepare(mmi, vma.start);
+        self.anon_vma_prepare(mmi, vma);
         let Some(new) = self.alloc_anon_folio_order(0) else {
             return VmFault::Oom;
         };

@@ -351,7 +351,7 @@ impl Kernel {
             if zero {
                 self.set_pte(mmi, addr, Pte::zero(wpbit));
             } else {
-                self.anon_vma_prepare(mmi, vma.start);
+                self.anon_vma_prepare(mmi, &vma);
                 let Some(f) = self.alloc_anon_folio_order(0) else {
                     return Err(Errno::ENOMEM);
                 };
