@@ -105,6 +105,7 @@ mthp_items! {
     AnonFaultAlloc => "anon_fault_alloc";
     AnonFaultFallback => "anon_fault_fallback";
     AnonFaultFallbackCharge => "anon_fault_fallback_charge";
+    AnonFaultDeclined => "anon_fault_declined";
     Zswpout => "zswpout";
     Swpin => "swpin";
     SwpinFallback => "swpin_fallback";
