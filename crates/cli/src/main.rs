@@ -4,6 +4,7 @@
 mod bench;
 mod check;
 mod gen;
+mod probe;
 mod report;
 
 use std::path::PathBuf;
@@ -108,6 +109,13 @@ enum Cmd {
         /// Kernel profile of the generated `kernel` line.
         #[arg(long, default_value = "6.18")]
         kernel: String,
+    },
+    /// Probe this host's kernel (root, Linux): which behaviour switches it shows, as a table
+    /// and a ready `--set` line, plus knobs and stats the model does not know. Writes THP
+    /// sysfs knobs and restores them.
+    Probe {
+        #[arg(long)]
+        json: bool,
     },
     /// List kernel profiles, behaviour switches and sysfs knobs.
     Knobs,
@@ -335,6 +343,7 @@ fn main() -> ExitCode {
                 Err(e) => usage_error(e),
             }
         }
+        Cmd::Probe { json } => probe::main(json),
         Cmd::Knobs => {
             print!("{}", report::knobs_text());
             ExitCode::SUCCESS

@@ -37,6 +37,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod child;
+pub mod inventory;
 pub mod khugepaged;
 pub mod observe;
 pub mod sys;
