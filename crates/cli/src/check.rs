@@ -374,7 +374,11 @@ fn check_file(path: &PathBuf, allow_sysfs: bool, devs: &[Deviation]) -> FileChec
         return fc;
     }
     let t0 = std::time::Instant::now();
-    let model = engine::run(&scn, &mut SimBackend::new(), &variant);
+    // With sysfs writes allowed the host keeps khugepaged under control with a sentinel mm on
+    // its list; the model gets the same mm so that passes and full scans match.
+    let mut sim = SimBackend::new();
+    sim.khugepaged_sentinel = allow_sysfs;
+    let model = engine::run(&scn, &mut sim, &variant);
     fc.model_secs = t0.elapsed().as_secs_f64();
     let mut hb = thpsim_host::HostBackend::new(thpsim_host::HostOptions { allow_sysfs });
     let t1 = std::time::Instant::now();

@@ -1066,8 +1066,37 @@ impl Backend for HostBackend {
                         "{knob}={value} during the run wakes khugepaged; the khugepaged control no longer holds"
                     ));
                 }
+                // A write that makes khugepaged run a pass (see `Kernel::write_sysfs`): the
+                // pass is asynchronous, so wait for it before the next op or snapshot.
+                let wake = self.khugepaged_control
+                    && (rel == khugepaged::SCAN_SLEEP_KNOB
+                        || rel == khugepaged::ALLOC_SLEEP_KNOB);
+                let pmd_before = pmd_thp_enabled();
+                let idle_before = match (&self.khugepaged_idle, khugepaged::khugepaged_pid()) {
+                    (Ok(idle), Some(kpid)) if wake && pmd_before => {
+                        Some((kpid, khugepaged::wait_idle(kpid, idle, None, std::time::Duration::from_secs(10)).map_err(err)?))
+                    }
+                    _ => None,
+                };
+                let full_scans_before = khugepaged::full_scans();
                 let result = match self.session.set(&rel, value) {
-                    Ok(()) => Ok(0),
+                    Ok(()) => {
+                        if let (Some((kpid, rt)), Ok(idle)) = (idle_before, &self.khugepaged_idle) {
+                            khugepaged::wait_idle(kpid, idle, Some(rt), std::time::Duration::from_secs(60))
+                                .map_err(|e| err(format!("khugepaged pass after {knob}={value}: {e}")))?;
+                        } else if self.khugepaged_control && !pmd_before && pmd_thp_enabled() {
+                            // start_stop_khugepaged() started a new thread, which scans at once.
+                            if let Some(w) = khugepaged::wait_quiescent(full_scans_before) {
+                                self.warnings.push(w);
+                            }
+                            if self.khugepaged_idle.is_err() {
+                                self.khugepaged_idle = khugepaged::learn_idle_frame().map_err(|e| {
+                                    format!("khugepaged scan: cannot detect the end of a pass: {e}")
+                                });
+                            }
+                        }
+                        Ok(0)
+                    }
                     Err(e) => {
                         // The kernel refused the value: report its errno like a failed syscall.
                         let errno = std::fs::write(sysfs::knob_file(&rel), value.as_bytes())

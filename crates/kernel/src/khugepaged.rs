@@ -104,6 +104,57 @@ impl Kernel {
         self.now_ms = end;
     }
 
+    /// A write to a THP sysfs knob, as `echo value > file` does it, with the side effects on
+    /// the khugepaged thread that the kernel's store handlers have (mm/huge_memory.c,
+    /// mm/khugepaged.c, 6.18):
+    /// * `start_stop_khugepaged`: when PMD-sized THP goes from disabled to enabled, a new
+    ///   thread starts and runs a pass at once (`khugepaged()` scans before it first waits);
+    ///   when it goes from enabled to disabled, the thread is stopped. A write that leaves it
+    ///   enabled only wakes the thread, which goes back to sleep (`khugepaged_should_wakeup`
+    ///   is false until its sleep expires): no pass.
+    /// * `scan_sleep_millisecs` and `alloc_sleep_millisecs` stores expire the sleep and wake
+    ///   the thread: one pass at once if it has work (its mm list is not empty).
+    pub fn write_sysfs(&mut self, name: &str, value: &str) -> Result<(), crate::sysfs::KnobError> {
+        let was_running = self.hugepage_pmd_enabled();
+        self.sysfs.set(name, value)?;
+        let running = self.hugepage_pmd_enabled();
+        let woken_for_a_pass = match (was_running, running) {
+            (false, true) => true,
+            (true, false) => {
+                self.khugepaged.next_pass_ms = None;
+                false
+            }
+            (true, true) => matches!(
+                name,
+                "khugepaged.scan_sleep_millisecs" | "khugepaged.alloc_sleep_millisecs"
+            ),
+            (false, false) => false,
+        };
+        if woken_for_a_pass && !self.khugepaged.mms.is_empty() {
+            let slept = self.khugepaged_do_scan();
+            self.khugepaged.next_pass_ms = (!self.khugepaged.mms.is_empty())
+                .then(|| self.now_ms + slept + self.sysfs.scan_sleep_millisecs as u64);
+        }
+        Ok(())
+    }
+
+    /// Registers an mm like the host backend's khugepaged *sentinel* (crates/host
+    /// `khugepaged::Sentinel`): a process whose only THP-eligible VMA registered its mm, which
+    /// then disabled THP completely, so khugepaged keeps it on its list at the cost of one unit
+    /// of `pages_to_scan` per visit. The host's sentinel registered on an empty list, which
+    /// woke khugepaged for one pass before the scenario started; that pass is run here too.
+    /// Used by `thpsim check`, so that the model's mm list is the host's.
+    pub fn add_khugepaged_sentinel(&mut self) -> Pid {
+        let pid = self.spawn();
+        let mmi = self.mm_of(pid);
+        self.khugepaged_enter(mmi);
+        self.mms[mmi].thp_disable = ThpDisable::Completely;
+        if self.khugepaged.next_pass_ms.take().is_some() && self.hugepage_pmd_enabled() {
+            self.khugepaged_do_scan();
+        }
+        pid
+    }
+
     /// Runs `passes` khugepaged passes now.
     pub fn khugepaged_scan(&mut self, passes: u32) {
         for _ in 0..passes {

@@ -20,6 +20,9 @@ pub struct SimBackend {
     pids: Vec<Pid>,
     /// Run the invariant checker after every op (tests).
     pub check_invariants: bool,
+    /// Put the host backend's khugepaged sentinel mm on khugepaged's list before the
+    /// scenario's first process (`thpsim check`, so both sides scan the same list).
+    pub khugepaged_sentinel: bool,
 }
 
 impl SimBackend {
@@ -86,6 +89,9 @@ impl Backend for SimBackend {
             message: m,
             not_runnable: true,
         })?;
+        if self.khugepaged_sentinel && k.hugepage_pmd_enabled() {
+            k.add_khugepaged_sentinel();
+        }
         self.pid = k.spawn();
         self.pids = vec![self.pid];
         self.kernel = Some(k);
@@ -269,8 +275,7 @@ impl Backend for SimBackend {
                 .map(|_| 0)
                 .map_err(OpError::Errno),
             BackendOp::Sysfs { knob, value } => {
-                k.sysfs
-                    .set(knob, value)
+                k.write_sysfs(knob, value)
                     .map_err(|e| err(format!("sysfs {knob}={value}: {e:?}")))?;
                 Ok(0)
             }
