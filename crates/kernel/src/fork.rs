@@ -2,11 +2,12 @@
 //! of `mm/memory.c` (`copy_page_range`, `vma_needs_copy`, `copy_present_ptes`) and
 //! `mm/huge_memory.c` (`copy_huge_pmd`), and `exit_mmap` (Linux 6.18).
 //!
-//! Page tables are copied VMA by VMA (as `copy_page_range` is called per VMA), only for VMAs
-//! with an anon_vma; the child VMAs lose VM_LOCKED and uffd registration. Anonymous pages and PMD THPs become
-//! shared: both sides are write-protected, AnonExclusive is cleared, the folio gains a mapping
-//! and a reference; a large folio is marked maybe-shared (MM-owner tracking, 6.15). Huge zero
-//! PMDs are copied and the child takes its own huge-zero reference; zero-page PTEs are copied.
+//! Page tables are copied VMA by VMA (`copy_page_range` is called per VMA), only for VMAs with
+//! an anon_vma; the child's VMAs lose VM_LOCKED and their uffd registration. Anonymous pages
+//! and PMD THPs become shared: both sides are write-protected, AnonExclusive is cleared, the
+//! folio gains a mapping and a reference; a large folio is marked maybe-shared (MM-owner
+//! tracking, 6.15). Huge zero PMDs are copied and the child takes its own huge-zero reference;
+//! zero-page PTEs are copied.
 //! Deviations: no DMA pins (so never an eager copy), no MADV_DONTFORK/WIPEONFORK, no uffd-wp.
 
 use crate::errno::Errno;
