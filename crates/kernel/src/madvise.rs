@@ -80,7 +80,7 @@ impl Kernel {
                     return Err(Errno::EINVAL);
                 }
                 match advice {
-                    Advice::Dontneed => self.zap_range(mmi, a, e),
+                    Advice::Dontneed => self.madvise_dontneed_range(mmi, a, e),
                     _ => self.madvise_free_range(mmi, a, e, advice == Advice::Cold),
                 }
             }
