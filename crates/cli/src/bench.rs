@@ -238,6 +238,7 @@ expect smaps(huge).AnonHugePages == 8G
                 .map(|_| {
                     let mut hb = thpsim_host::HostBackend::new(thpsim_host::HostOptions {
                         allow_sysfs: false,
+                        ..Default::default()
                     });
                     let t = Instant::now();
                     ok &= engine::run(&scn, &mut hb, &v).is_ok();

@@ -313,7 +313,56 @@ pub(crate) fn compare(
     n
 }
 
-fn check_file(path: &PathBuf, allow_sysfs: bool, devs: &[Deviation]) -> FileCheck {
+/// Without `--allow-sysfs` the model starts from the host's knob values: the scenario with
+/// a leading `sysfs` line for every knob the host has at another value than the scenario
+/// assumes (and the scenario does not set; those make the host run not runnable). Returns
+/// it and a note naming the knobs.
+fn from_host_knobs(
+    scn: &Scenario,
+    plan: &engine::Plan,
+) -> Result<(Scenario, Option<String>), String> {
+    use thpsim_scenario::ast::{Op, Setting, Span, Stmt};
+    let diffs: Vec<_> = thpsim_host::knob_diffs(&plan.setup.sysfs)?
+        .into_iter()
+        .filter(|d| !d.explicit)
+        .collect();
+    if diffs.is_empty() {
+        return Ok((scn.clone(), None));
+    }
+    let note = format!(
+        "the model starts from the host's knob values where they differ from its defaults: {}",
+        diffs
+            .iter()
+            .map(|d| format!("{}={} (model default {})", d.name, d.host, d.scenario))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let settings = diffs
+        .into_iter()
+        .map(|d| Setting {
+            key: d.name,
+            value: d.host,
+            span: Span::default(),
+        })
+        .collect();
+    let mut s = scn.clone();
+    s.stmts.insert(
+        0,
+        Stmt {
+            span: Span::default(),
+            op: Op::Sysfs { settings },
+        },
+    );
+    Ok((s, Some(note)))
+}
+
+fn check_file(
+    path: &PathBuf,
+    opts: thpsim_host::HostOptions,
+    force: bool,
+    devs: &[Deviation],
+) -> FileCheck {
+    let allow_sysfs = opts.allow_sysfs;
     let file = path.display().to_string();
     let mut fc = FileCheck {
         file: file.clone(),
@@ -373,18 +422,44 @@ fn check_file(path: &PathBuf, allow_sysfs: bool, devs: &[Deviation]) -> FileChec
         ));
         return fc;
     }
+    match thpsim_host::estimate::check_memory(&scn, force) {
+        Ok(note) => fc.warnings.extend(note),
+        Err(e) => {
+            fc.error = Some(format!("host: not runnable: {e}"));
+            return fc;
+        }
+    }
+    let (model_scn, plan) = if allow_sysfs {
+        (scn.clone(), plan)
+    } else {
+        let (m, note) = match from_host_knobs(&scn, &plan) {
+            Ok(x) => x,
+            Err(e) => {
+                fc.error = Some(format!("host: not runnable: {e}"));
+                return fc;
+            }
+        };
+        fc.warnings.extend(note);
+        match engine::plan(&m, &variant) {
+            Ok(p) => (m, p),
+            Err(e) => {
+                fc.error = Some(e);
+                return fc;
+            }
+        }
+    };
     let t0 = std::time::Instant::now();
     // With sysfs writes allowed the host keeps khugepaged under control with a sentinel mm on
     // its list; the model gets the same mm so that passes and full scans match.
     let mut sim = SimBackend::new();
     sim.khugepaged_sentinel = allow_sysfs;
-    let model = engine::run(&scn, &mut sim, &variant);
+    let model = engine::run(&model_scn, &mut sim, &variant);
     fc.model_secs = t0.elapsed().as_secs_f64();
-    let mut hb = thpsim_host::HostBackend::new(thpsim_host::HostOptions { allow_sysfs });
+    let mut hb = thpsim_host::HostBackend::new(opts);
     let t1 = std::time::Instant::now();
     let host = engine::run(&scn, &mut hb, &variant);
     fc.host_secs = t1.elapsed().as_secs_f64();
-    fc.warnings = hb.warnings().to_vec();
+    fc.warnings.extend(hb.warnings().iter().cloned());
     match (model, host) {
         (Ok(m), Ok(h)) => {
             fc.compared = compare(&m, &h, &plan, allow_sysfs, &mut fc.differences);
@@ -410,13 +485,14 @@ fn check_file(path: &PathBuf, allow_sysfs: bool, devs: &[Deviation]) -> FileChec
 
 pub fn main(
     files: &[PathBuf],
-    allow_sysfs: bool,
+    opts: thpsim_host::HostOptions,
+    force: bool,
     deviations: Option<PathBuf>,
     json: bool,
 ) -> ExitCode {
     if let Err(e) = thpsim_host::preflight() {
         eprintln!("thpsim check: cannot run on this host: {e}");
-        return ExitCode::from(3);
+        return ExitCode::from(crate::EXIT_CANNOT_RUN);
     }
     let dev_path = deviations.or_else(|| {
         Some(PathBuf::from("scenarios/conformance/deviations.txt")).filter(|p| p.exists())
@@ -433,7 +509,7 @@ pub fn main(
     }
     let mut results = vec![];
     for f in files {
-        let fc = check_file(f, allow_sysfs, &devs);
+        let fc = check_file(f, opts, force, &devs);
         if !json {
             print!("{}", file_text(&fc));
         }

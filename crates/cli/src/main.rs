@@ -60,9 +60,16 @@ enum Cmd {
     /// Run a scenario on the real kernel of this machine (root, Linux) and print its observables.
     Host {
         file: PathBuf,
-        /// Apply the scenario's `sysfs` lines on the host (every knob is restored afterwards).
+        /// Pin every THP sysfs knob to the scenario's starting value (model defaults plus its
+        /// `sysfs` lines) and keep khugepaged asleep; every knob is restored afterwards.
         #[arg(long)]
         allow_sysfs: bool,
+        /// Fail (exit 3) instead of waiting when another host run holds the run lock.
+        #[arg(long)]
+        no_wait: bool,
+        /// Run even if the estimated fault-in does not fit in MemAvailable.
+        #[arg(long)]
+        force: bool,
         #[arg(long)]
         json: bool,
     },
@@ -70,8 +77,16 @@ enum Cmd {
     Check {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Pin every THP knob per scenario on the host (restored afterwards); without it the
+        /// model starts from the host's current knob values.
         #[arg(long)]
         allow_sysfs: bool,
+        /// Fail instead of waiting when another host run holds the run lock.
+        #[arg(long)]
+        no_wait: bool,
+        /// Run scenarios whose estimated fault-in does not fit in MemAvailable.
+        #[arg(long)]
+        force: bool,
         /// Known deviations (default: scenarios/conformance/deviations.txt if present).
         #[arg(long)]
         deviations: Option<PathBuf>,
@@ -123,6 +138,20 @@ enum Cmd {
     Docs,
 }
 
+/// Exit code of every command for "cannot run on this host" (no root/Linux/THP sysfs, a
+/// scenario the host cannot run, another run holding the lock with `--no-wait`, not enough
+/// memory without `--force`). 1 is a failed `expect` or a difference, 2 a usage or parse
+/// error.
+pub(crate) const EXIT_CANNOT_RUN: u8 = 3;
+
+/// `run`, `compare`, `knobs`: restore the knobs of a killed host run's journal, or say that
+/// one is pending.
+fn recover_pending() {
+    if let Some(n) = thpsim_host::sysfs::recover_or_report() {
+        eprintln!("thpsim: {n}");
+    }
+}
+
 /// Reads and parses a scenario; on errors prints them all and returns exit code 2.
 pub(crate) fn load(path: &PathBuf) -> Result<Scenario, ExitCode> {
     let name = path.display().to_string();
@@ -169,7 +198,7 @@ pub(crate) fn run_on(
             if e.not_runnable { "not runnable: " } else { "" },
             e.message
         );
-        ExitCode::from(if e.not_runnable { 3 } else { 1 })
+        ExitCode::from(if e.not_runnable { EXIT_CANNOT_RUN } else { 1 })
     })
 }
 
@@ -205,6 +234,7 @@ fn main() -> ExitCode {
             check_invariants,
             json,
         } => {
+            recover_pending();
             let scn = match load(&file) {
                 Ok(s) => s,
                 Err(c) => return c,
@@ -235,6 +265,7 @@ fn main() -> ExitCode {
             all,
             json,
         } => {
+            recover_pending();
             let scn = match load(&file) {
                 Ok(s) => s,
                 Err(c) => return c,
@@ -288,6 +319,8 @@ fn main() -> ExitCode {
         Cmd::Host {
             file,
             allow_sysfs,
+            no_wait,
+            force,
             json,
         } => {
             let scn = match load(&file) {
@@ -295,15 +328,27 @@ fn main() -> ExitCode {
                 Err(c) => return c,
             };
             if let Err(e) = thpsim_host::preflight() {
-                return usage_error(format!("cannot run on this host: {e}"));
+                eprintln!("thpsim: cannot run on this host: {e}");
+                return ExitCode::from(EXIT_CANNOT_RUN);
             }
+            let mem_note = match thpsim_host::estimate::check_memory(&scn, force) {
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!("thpsim: cannot run on this host: {e}");
+                    return ExitCode::from(EXIT_CANNOT_RUN);
+                }
+            };
             let variant = Variant {
                 profile: Some(thpsim_host::host_kernel_profile()),
                 sets: vec![],
             };
-            let mut be = thpsim_host::HostBackend::new(thpsim_host::HostOptions { allow_sysfs });
+            let mut be = thpsim_host::HostBackend::new(thpsim_host::HostOptions {
+                allow_sysfs,
+                no_wait,
+            });
             match run_on(&scn, &mut be, &variant) {
                 Ok(mut res) => {
+                    res.warnings.extend(mem_note);
                     res.warnings.extend(be.warnings().iter().cloned());
                     report_run(res, json)
                 }
@@ -313,9 +358,20 @@ fn main() -> ExitCode {
         Cmd::Check {
             files,
             allow_sysfs,
+            no_wait,
+            force,
             deviations,
             json,
-        } => check::main(&files, allow_sysfs, deviations, json),
+        } => check::main(
+            &files,
+            thpsim_host::HostOptions {
+                allow_sysfs,
+                no_wait,
+            },
+            force,
+            deviations,
+            json,
+        ),
         Cmd::Bench { quick, json } => bench::main(quick, json),
         Cmd::Gen {
             workload,
@@ -345,6 +401,7 @@ fn main() -> ExitCode {
         }
         Cmd::Probe { json } => probe::main(json),
         Cmd::Knobs => {
+            recover_pending();
             print!("{}", report::knobs_text());
             ExitCode::SUCCESS
         }

@@ -97,7 +97,10 @@ fn probe_one(name: &str, file: &str, text: &str, host_profile: &str) -> Result<F
         Some((_, values, _)) => values.split('|').map(str::to_string).collect(),
         None => vec![String::new()],
     };
-    let mut hb = thpsim_host::HostBackend::new(thpsim_host::HostOptions { allow_sysfs: true });
+    let mut hb = thpsim_host::HostBackend::new(thpsim_host::HostOptions {
+        allow_sysfs: true,
+        no_wait: false,
+    });
     let host = engine::run(&scn, &mut hb, &base).map_err(|e| e.message)?;
     let mut f = Finding {
         name: name.to_string(),
@@ -136,7 +139,7 @@ fn probe_one(name: &str, file: &str, text: &str, host_profile: &str) -> Result<F
 pub fn main(json: bool) -> ExitCode {
     if let Err(e) = thpsim_host::preflight() {
         eprintln!("thpsim probe: cannot run on this host: {e}");
-        return ExitCode::from(3);
+        return ExitCode::from(crate::EXIT_CANNOT_RUN);
     }
     let release = thpsim_host::sys::uname_release();
     let mut host_profile = thpsim_host::host_kernel_profile();

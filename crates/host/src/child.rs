@@ -593,7 +593,10 @@ fn warm_sigbus() {
 }
 
 /// Entry point of the forked child. Never returns.
-pub fn child_main(chan: i32, arena_len: u64) -> ! {
+pub fn child_main(chan: i32, arena_len: u64, parent: i32) -> ! {
+    // An orphaned worker must not go on (it may be in a long access loop and would not see
+    // the socket close): SIGKILL when the thpsim process dies.
+    sys::die_with_parent(parent);
     sys::reset_signals_in_child();
     install_sigbus_handler();
     sys::close_all_except(&mut [chan]);
@@ -659,7 +662,10 @@ pub fn child_main(chan: i32, arena_len: u64) -> ! {
                 };
                 let pid = sys::clone_parent();
                 if pid == 0 {
-                    // The new worker: its own channel, then the warm-up (see the module doc).
+                    // The new worker (a child of the thpsim process, which fork does not
+                    // give a death signal): its own channel, then the warm-up (see the
+                    // module doc).
+                    sys::die_with_parent(parent);
                     sys::close(chan);
                     chan = new_chan;
                     warm_up(warm);

@@ -45,7 +45,8 @@ pub struct Sentinel {
 const PR_THP_DISABLE_EXCEPT_ADVISED: libc::c_ulong = 1 << 1;
 const PMD: usize = 2 << 20;
 
-fn sentinel_main(ctl_r: i32, ready_w: i32) -> ! {
+fn sentinel_main(ctl_r: i32, ready_w: i32, parent: i32) -> ! {
+    sys::die_with_parent(parent);
     sys::reset_signals_in_child();
     sys::close_all_except(&mut [ctl_r, ready_w]);
     // SAFETY: prctl with integer arguments; failure (older kernels) is tolerated.
@@ -106,6 +107,7 @@ impl Sentinel {
     pub fn start() -> Result<Sentinel, String> {
         let (ctl_r, ctl_w) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
         let (ready_r, ready_w) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
+        let me = std::process::id() as i32;
         // SAFETY: fork; the child runs only allocation-free code (`sentinel_main`) and _exits.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
@@ -113,7 +115,7 @@ impl Sentinel {
         }
         if pid == 0 {
             crate::sysfs::IN_FORKED_CHILD.store(true, std::sync::atomic::Ordering::SeqCst);
-            sentinel_main(ctl_r, ready_w);
+            sentinel_main(ctl_r, ready_w, me);
         }
         sys::close(ctl_r);
         sys::close(ready_w);
@@ -130,19 +132,42 @@ impl Sentinel {
         }
     }
 
-    pub fn stop(&mut self) {
+    /// `Err` if the sentinel has died (then the khugepaged control no longer holds: its mm
+    /// left khugepaged's list, and the scenario's mm may be at the head).
+    pub fn check_alive(&mut self) -> Result<(), String> {
+        if self.pid <= 0 {
+            return Ok(());
+        }
+        if let Some(st) = sys::waitpid_nohang(self.pid) {
+            let pid = self.pid;
+            self.pid = 0;
+            sys::close(self.ctl_w);
+            return Err(format!(
+                "the khugepaged sentinel (pid {pid}) {} during the run: the khugepaged control \
+                 no longer holds, so khugepaged may have collapsed the scenario's memory; the run \
+                 is not valid",
+                sys::describe_status(st)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Ends the sentinel; `Err` if it had died before.
+    pub fn stop(&mut self) -> Result<(), String> {
+        let r = self.check_alive();
         if self.pid > 0 {
             sys::close(self.ctl_w);
             sys::kill(self.pid, libc::SIGKILL);
             sys::waitpid(self.pid);
             self.pid = 0;
         }
+        r
     }
 }
 
 impl Drop for Sentinel {
     fn drop(&mut self) {
-        self.stop();
+        let _ = self.stop();
     }
 }
 

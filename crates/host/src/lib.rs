@@ -37,6 +37,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod child;
+pub mod estimate;
 pub mod inventory;
 pub mod khugepaged;
 pub mod observe;
@@ -47,7 +48,7 @@ pub mod uffd;
 use std::sync::atomic::Ordering;
 
 use thpsim_kernel::errno::{Errno, OpError, Signal};
-use thpsim_kernel::sysfs::knob_path;
+use thpsim_kernel::sysfs::{knob_path, knobs, Sysfs};
 use thpsim_scenario::ast::Pattern;
 use thpsim_scenario::backend::{
     Backend, BackendError, BackendOp, MappingObs, OpOutcome, Setup, Snapshot, UffdReq,
@@ -63,9 +64,74 @@ use crate::sys::PAGE;
 /// Options of the host backend.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HostOptions {
-    /// Allow writing THP sysfs knobs (restored afterwards). Without it a scenario whose knobs
-    /// differ from the host is not runnable, and khugepaged is not controlled.
+    /// Allow writing THP sysfs knobs (restored afterwards): every knob the model knows is
+    /// pinned to the scenario's starting value. Without it a scenario whose `sysfs` lines
+    /// differ from the host is not runnable, other differing knobs are reported, and
+    /// khugepaged is not controlled.
     pub allow_sysfs: bool,
+    /// Refuse instead of waiting when another host run holds the run lock
+    /// ([`sysfs::KnobLock`]).
+    pub no_wait: bool,
+}
+
+/// A THP knob whose host value differs from the scenario's starting value (the model's
+/// default, or the scenario's `sysfs` line).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnobDiff {
+    /// Scenario name (`hugepages-64kB.enabled`).
+    pub name: String,
+    /// File relative to the THP directory.
+    pub rel: String,
+    pub host: String,
+    pub scenario: String,
+    /// Set by a `sysfs` line (else the model's default).
+    pub explicit: bool,
+}
+
+/// The host's current value of every THP knob the model knows (scenario names, in
+/// `knobs()` order); knobs this kernel does not have are left out.
+pub fn host_knobs() -> Vec<(String, String)> {
+    knobs()
+        .into_iter()
+        .filter_map(|k| sysfs::read_knob(&k.path).ok().map(|v| (k.name, v)))
+        .collect()
+}
+
+/// Every knob the model knows whose host value differs from the starting value of a
+/// scenario with these `sysfs` lines (the model's defaults, `Sysfs::default()`, plus the
+/// lines). `Err` for a knob the scenario sets that the host does not have, or that the model
+/// does not accept. A knob the host does not have and the scenario leaves at its default
+/// (e.g. `anon_beside_full` on a mainline kernel) is not a difference.
+pub fn knob_diffs(setup_sysfs: &[(String, String)]) -> Result<Vec<KnobDiff>, String> {
+    let mut want = Sysfs::default();
+    for (name, val) in setup_sysfs {
+        want.set(name, val)
+            .map_err(|e| format!("sysfs {name}={val}: {e:?}"))?;
+    }
+    let mut diffs = Vec::new();
+    for k in knobs() {
+        let Some(w) = want.get(&k.name) else { continue };
+        let explicit = setup_sysfs.iter().any(|(n, _)| *n == k.name);
+        match sysfs::read_knob(&k.path) {
+            Ok(cur) if cur != w => diffs.push(KnobDiff {
+                name: k.name,
+                rel: k.path,
+                host: cur,
+                scenario: w,
+                explicit,
+            }),
+            Ok(_) => {}
+            Err(e) if explicit || Sysfs::default().get(&k.name).as_deref() != Some(w.as_str()) => {
+                return Err(format!(
+                    "host has no sysfs knob {} ({}): {e}",
+                    k.name,
+                    sysfs::knob_file(&k.path).display()
+                ))
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(diffs)
 }
 
 /// One scenario process: a worker child and the parent's end of its socket.
@@ -125,6 +191,8 @@ pub struct HostBackend {
     pku: bool,
     /// userfaultfd messages of this run, all processes.
     uffd_stats: uffd::Stats,
+    /// The run lock, held from setup to the end of finish.
+    lock: Option<sysfs::KnobLock>,
     /// The thpsim process's own `PR_GET_THP_DISABLE` before setup: while a run is set up the
     /// runner itself takes no THPs, so that with `enabled=always` its own allocations cannot
     /// move the system-wide THP counters the scenario is measured by. Restored at finish.
@@ -155,7 +223,8 @@ pub fn host_kernel_profile() -> String {
 }
 
 /// Checks that this host can run the backend; the message lists everything missing. Also
-/// restores sysfs knobs left changed by a run that was killed (see [`sysfs::recover_journal`]).
+/// restores sysfs knobs left changed by a run that was killed (see [`sysfs::recover_journal`])
+/// when no other run holds the lock, and says so on stderr.
 pub fn preflight() -> Result<(), String> {
     let mut missing = Vec::new();
     if !cfg!(target_os = "linux") || !cfg!(target_arch = "x86_64") {
@@ -187,8 +256,10 @@ pub fn preflight() -> Result<(), String> {
         ));
     }
     if missing.is_empty() {
+        // A journal that cannot be trusted (or a live run's) is said, not fatal here: a run
+        // that changes knobs refuses it at setup, under the run lock.
         if let Err(e) = sysfs::recover_journal() {
-            missing.push(e);
+            eprintln!("thpsim: {e}");
         }
     }
     if missing.is_empty() {
@@ -245,6 +316,7 @@ impl HostBackend {
             pku: cpu_has_pku(),
             uffd_stats: uffd::Stats::default(),
             own_thp_disable: None,
+            lock: None,
         }
     }
 
@@ -335,6 +407,7 @@ impl HostBackend {
     fn spawn_worker(&mut self, arena_len: u64) -> Result<(), BackendError> {
         let (mine, theirs) =
             sys::socketpair_seqpacket().map_err(|e| err(format!("socketpair: {e}")))?;
+        let me = std::process::id() as i32;
         // SAFETY: fork; the child only runs allocation-free code (`child_main`) and `_exit`s,
         // so it is sound even if this process has other threads.
         let pid = unsafe { libc::fork() };
@@ -346,7 +419,7 @@ impl HostBackend {
         }
         if pid == 0 {
             sysfs::IN_FORKED_CHILD.store(true, Ordering::SeqCst);
-            child::child_main(theirs, arena_len);
+            child::child_main(theirs, arena_len, me);
         }
         sys::close(theirs);
         self.arena_len = arena_len;
@@ -748,7 +821,14 @@ impl HostBackend {
         }
     }
 
-    fn stop_children(&mut self) -> Option<String> {
+    /// Pid of the khugepaged sentinel, while it runs.
+    pub fn sentinel_pid(&self) -> Option<i32> {
+        self.sentinel.as_ref().map(|s| s.pid).filter(|p| *p > 0)
+    }
+
+    /// Ends every worker and the sentinel. Returns notes about workers that did not exit
+    /// cleanly and, separately, the error of a sentinel that died during the run.
+    fn stop_children(&mut self) -> (Option<String>, Option<String>) {
         let mut notes = Vec::new();
         // Youngest first; every worker is our child (CLONE_PARENT), so each is reaped here.
         while let Some(w) = self.workers.pop() {
@@ -757,11 +837,12 @@ impl HostBackend {
             }
         }
         self.current = 0;
+        let mut sentinel_err = None;
         if let Some(mut s) = self.sentinel.take() {
-            s.stop();
+            sentinel_err = s.stop().err();
             sysfs::CHILD_PIDS[sysfs::SENTINEL_SLOT].store(0, Ordering::SeqCst);
         }
-        (!notes.is_empty()).then(|| notes.join("; "))
+        ((!notes.is_empty()).then(|| notes.join("; ")), sentinel_err)
     }
 }
 
@@ -777,6 +858,15 @@ impl Backend for HostBackend {
         if let Err(e) = preflight() {
             return Err(not_runnable(e));
         }
+        // One host run at a time: knobs and system-wide counters are shared.
+        self.lock = Some(sysfs::KnobLock::acquire(!self.opts.no_wait).map_err(not_runnable)?);
+        // Under the lock a journal left on disk is a dead run's (or not ours at all).
+        match sysfs::recover_journal() {
+            Ok(Some(note)) => self.warnings.push(note),
+            Ok(None) => {}
+            Err(e) if self.opts.allow_sysfs => return Err(not_runnable(e)),
+            Err(e) => self.warnings.push(e),
+        }
         // SAFETY: prctl with integer arguments only; affects this process's THP policy (the
         // workers reset theirs at start).
         let prev = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
@@ -786,31 +876,38 @@ impl Backend for HostBackend {
                 self.own_thp_disable = Some(prev);
             }
         }
-        // Which knobs differ from the host?
-        let mut diffs = Vec::new();
-        for (name, val) in &setup.sysfs {
-            let rel = knob_path(name)
-                .ok_or_else(|| not_runnable(format!("unknown sysfs knob {name}")))?;
-            let cur = sysfs::read_knob(&rel).map_err(|e| {
-                not_runnable(format!(
-                    "host has no sysfs knob {name} ({}): {e}",
-                    sysfs::knob_file(&rel).display()
-                ))
-            })?;
-            if &cur != val {
-                diffs.push((name.clone(), rel, cur, val.clone()));
+        for (name, _) in &setup.sysfs {
+            if knob_path(name).is_none() {
+                return Err(not_runnable(format!("unknown sysfs knob {name}")));
             }
         }
+        // Which knobs differ from the scenario's starting values (model defaults + lines)?
+        let diffs = knob_diffs(&setup.sysfs).map_err(not_runnable)?;
+        let fmt = |d: &KnobDiff| format!("{}={} (scenario assumes {})", d.name, d.host, d.scenario);
         if !self.opts.allow_sysfs {
-            if !diffs.is_empty() {
-                let d: Vec<String> = diffs
-                    .iter()
-                    .map(|(n, _, cur, want)| format!("host has {n}={cur}, scenario wants {want}"))
-                    .collect();
+            let explicit: Vec<String> = diffs
+                .iter()
+                .filter(|d| d.explicit)
+                .map(|d| {
+                    format!(
+                        "host has {}={}, scenario wants {}",
+                        d.name, d.host, d.scenario
+                    )
+                })
+                .collect();
+            if !explicit.is_empty() {
                 return Err(not_runnable(format!(
                     "{}; rerun with --allow-sysfs",
-                    d.join(", ")
+                    explicit.join(", ")
                 )));
+            }
+            let implicit: Vec<String> = diffs.iter().map(fmt).collect();
+            if !implicit.is_empty() {
+                self.warnings.push(format!(
+                    "host THP knobs differ from the model's defaults the scenario assumes: {}; \
+                     the host ran with its own values (rerun with --allow-sysfs to pin them)",
+                    implicit.join(", ")
+                ));
             }
             self.warnings.push(
                 "khugepaged is not controlled (sysfs writes not allowed): it may collapse ranges of the \
@@ -819,21 +916,42 @@ impl Backend for HostBackend {
             );
         } else {
             let control = self.khugepaged_control;
+            // Every knob the model knows is pinned to its starting value (as the kernel
+            // selftests' thp_settings push a full set), scan_sleep first when khugepaged is
+            // controlled.
+            let mut writes = Vec::new();
             if control {
-                self.session
-                    .set(khugepaged::SCAN_SLEEP_KNOB, khugepaged::HUGE_SLEEP_MS)
-                    .map_err(err)?;
+                writes.push((
+                    khugepaged::SCAN_SLEEP_KNOB.to_string(),
+                    khugepaged::HUGE_SLEEP_MS.to_string(),
+                ));
             }
-            for (name, rel, _, val) in &diffs {
-                if control && rel == khugepaged::SCAN_SLEEP_KNOB {
-                    self.warnings.push(format!(
-                        "{name}={val} not applied: the khugepaged control holds scan_sleep_millisecs at {}",
-                        khugepaged::HUGE_SLEEP_MS
-                    ));
+            for d in &diffs {
+                if control && d.rel == khugepaged::SCAN_SLEEP_KNOB {
+                    if d.explicit {
+                        self.warnings.push(format!(
+                            "{}={} not applied: the khugepaged control holds scan_sleep_millisecs at {}",
+                            d.name,
+                            d.scenario,
+                            khugepaged::HUGE_SLEEP_MS
+                        ));
+                    }
                     continue;
                 }
-                self.session.set(rel, val).map_err(err)?;
+                writes.push((d.rel.clone(), d.scenario.clone()));
             }
+            let pinned: Vec<String> = diffs
+                .iter()
+                .filter(|d| !d.explicit && d.rel != khugepaged::SCAN_SLEEP_KNOB)
+                .map(|d| format!("{}={} (host had {})", d.name, d.scenario, d.host))
+                .collect();
+            if !pinned.is_empty() {
+                self.warnings.push(format!(
+                    "pinned host THP knobs to the model's defaults for the run: {}",
+                    pinned.join(", ")
+                ));
+            }
+            self.session.apply(&writes).map_err(err)?;
             if control && pmd_thp_enabled() {
                 let before = khugepaged::full_scans();
                 let s = khugepaged::Sentinel::start().map_err(err)?;
@@ -868,6 +986,9 @@ impl Backend for HostBackend {
     }
 
     fn exec(&mut self, op: &BackendOp) -> Result<OpOutcome, BackendError> {
+        if let Some(s) = self.sentinel.as_mut() {
+            s.check_alive().map_err(err)?;
+        }
         let z = 0u64;
         match *op {
             BackendOp::Mmap {
@@ -1069,17 +1190,20 @@ impl Backend for HostBackend {
                 // A write that makes khugepaged run a pass (see `Kernel::write_sysfs`): the
                 // pass is asynchronous, so wait for it before the next op or snapshot.
                 let wake = self.khugepaged_control
-                    && (rel == khugepaged::SCAN_SLEEP_KNOB
-                        || rel == khugepaged::ALLOC_SLEEP_KNOB);
+                    && (rel == khugepaged::SCAN_SLEEP_KNOB || rel == khugepaged::ALLOC_SLEEP_KNOB);
                 let pmd_before = pmd_thp_enabled();
                 let idle_before = match (&self.khugepaged_idle, khugepaged::khugepaged_pid()) {
-                    (Ok(idle), Some(kpid)) if wake && pmd_before => {
-                        Some((kpid, khugepaged::wait_idle(kpid, idle, None, std::time::Duration::from_secs(10)).map_err(err)?))
-                    }
+                    (Ok(idle), Some(kpid)) if wake && pmd_before => Some((
+                        kpid,
+                        khugepaged::wait_idle(kpid, idle, None, std::time::Duration::from_secs(10))
+                            .map_err(err)?,
+                    )),
                     _ => None,
                 };
                 let full_scans_before = khugepaged::full_scans();
-                let result = match self.session.set(&rel, value) {
+                // The kernel refusing the value is reported like a failed syscall's errno;
+                // anything else (journal, lock) fails the run before the knob is written.
+                let result = match self.session.set_op(&rel, value).map_err(err)? {
                     Ok(()) => {
                         if let (Some((kpid, rt)), Ok(idle)) = (idle_before, &self.khugepaged_idle) {
                             khugepaged::wait_idle(kpid, idle, Some(rt), std::time::Duration::from_secs(60))
@@ -1097,14 +1221,7 @@ impl Backend for HostBackend {
                         }
                         Ok(0)
                     }
-                    Err(e) => {
-                        // The kernel refused the value: report its errno like a failed syscall.
-                        let errno = std::fs::write(sysfs::knob_file(&rel), value.as_bytes())
-                            .err()
-                            .and_then(|io| io.raw_os_error())
-                            .ok_or_else(|| err(e))?;
-                        Err(OpError::Errno(Errno(errno)))
-                    }
+                    Err(errno) => Err(OpError::Errno(Errno(errno))),
                 };
                 Ok(OpOutcome {
                     result,
@@ -1148,8 +1265,11 @@ impl Backend for HostBackend {
     }
 
     fn finish(&mut self) -> Result<(), BackendError> {
-        let note = self.stop_children();
-        let errs = self.session.restore();
+        let (note, sentinel_err) = self.stop_children();
+        let mut errs = self.session.restore();
+        // Released only after the restore: a waiting run starts from the original knobs.
+        self.lock = None;
+        errs.extend(sentinel_err);
         if let Some(prev) = self.own_thp_disable.take() {
             // SAFETY: prctl with integer arguments only; restores this process's policy.
             unsafe {
@@ -1168,10 +1288,7 @@ impl Backend for HostBackend {
         if errs.is_empty() {
             Ok(())
         } else {
-            Err(err(format!(
-                "could not restore THP sysfs knobs: {}",
-                errs.join("; ")
-            )))
+            Err(err(errs.join("; ")))
         }
     }
 }

@@ -145,6 +145,22 @@ pub fn waitpid(pid: i32) -> Option<i32> {
     }
 }
 
+/// `waitpid(pid, WNOHANG)`: the raw status if the child has ended, `None` while it runs.
+pub fn waitpid_nohang(pid: i32) -> Option<i32> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid int; `pid` is our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return Some(status);
+        }
+        if r < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        return None;
+    }
+}
+
 pub fn describe_status(status: i32) -> String {
     if libc::WIFEXITED(status) {
         format!("exited with status {}", libc::WEXITSTATUS(status))
@@ -160,9 +176,43 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-pub fn pid_alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks for existence.
-    pid > 0 && (unsafe { libc::kill(pid, 0) } == 0 || errno() == libc::EPERM)
+/// State letter and start time (clock ticks after boot, field 22) of a task from
+/// `/proc/PID/stat`; `None` if there is no such task.
+pub fn proc_state(pid: i32) -> Option<(char, u64)> {
+    if pid <= 0 {
+        return None;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: fields 3.. follow the
+    // last ')'.
+    let mut rest = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let start = rest.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// Start time of a task (see [`proc_state`]).
+pub fn start_time(pid: i32) -> Option<u64> {
+    proc_state(pid).map(|(_, t)| t)
+}
+
+/// In a freshly forked child: ask for SIGKILL when the parent (the thread that forked us)
+/// exits, and exit at once if it already has (`getppid` is no longer `parent`).
+/// Allocation-free.
+pub fn die_with_parent(parent: i32) {
+    // SAFETY: prctl with integer arguments; getppid and _exit have no preconditions.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        );
+        if libc::getppid() != parent {
+            libc::_exit(1);
+        }
+    }
 }
 
 /// Release string of `uname(2)`.

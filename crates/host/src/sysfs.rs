@@ -1,19 +1,37 @@
 //! THP sysfs knobs on the host: reading, writing, and restoring them on every exit path.
 //!
-//! A [`Session`] remembers the original value of every knob it writes (first write wins) and
-//! restores them in reverse order. Before the first change it writes a journal file
-//! ([`journal_path`]) so that a run killed with SIGKILL is repaired by the next
-//! [`recover_journal`] (called by `HostBackend::new` and `preflight`). While a session has
-//! changes, a process-wide restore table with pre-formatted bytes is published for the
-//! SIGINT/SIGTERM/SIGHUP/SIGQUIT handlers and the panic hook, which restore with raw
-//! `open`/`write`/`close` only (async-signal-safe), kill the worker children, delete the
-//! journal and then re-raise the signal with the previous disposition.
+//! * **One run at a time.** Every host run holds [`KnobLock`], an exclusive `flock` on
+//!   `sysfs.lock` in the journal directory (`/run/thpsim`, or `/tmp/thpsim-root` when `/run`
+//!   is not writable), from setup to the end of the restore. A second run waits for it
+//!   (saying for which pid) or, with `no_wait`, is refused. The lock file holds the holder's
+//!   pid and start time (for the message only; the lock itself is the flock).
+//! * **Journal.** A [`Session`] remembers the original value of every knob it writes (first
+//!   write wins) and, before the first change, writes them to a journal ([`journal_path`]),
+//!   so that a run killed with SIGKILL is repaired by the next [`recover_journal`]. The
+//!   journal names its owner by pid, process start time (`/proc/PID/stat` field 22) and boot
+//!   id: a zombie or a reused pid is not "alive". It is created `O_EXCL | O_NOFOLLOW` with
+//!   mode 0600 (whatever the umask); a journal (or lock file) that is a symlink, not a regular
+//!   file, not owned by root or writable by group/others is refused and never deleted, and so
+//!   is a file that does not parse as a journal.
+//! * **Restore.** While a session has changes, a process-wide restore table with
+//!   pre-formatted bytes is published for the SIGINT/SIGTERM/SIGHUP/SIGQUIT handlers and the
+//!   panic hook. Restoring (from a handler or at the normal end) kills the worker children,
+//!   writes every knob back with raw `open`/`write`/`close` (async-signal-safe), and deletes
+//!   the journal only after the last knob was written back. The normal end restores with the
+//!   handled signals blocked; the handlers block the others while they run; and a spin lock
+//!   ([`GUARD`]) makes a handler on another thread wait until a restore or a change in
+//!   progress is complete, so no signal can cut a restore short. The signal is then
+//!   re-raised with its previous disposition.
 //!
 //! Nothing outside `/sys/kernel/mm/transparent_hugepage` is ever written.
 
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
-use std::sync::Once;
+use std::sync::{Mutex, Once};
 
 pub const THP_DIR: &str = "/sys/kernel/mm/transparent_hugepage";
 
@@ -57,81 +75,497 @@ pub fn write_knob(rel: &str, value: &str) -> std::io::Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Journal
+// Paths and ownership checks
 
-pub fn journal_path() -> PathBuf {
-    if let Ok(p) = std::env::var("THPSIM_SYSFS_JOURNAL") {
-        return PathBuf::from(p);
+const RUN_DIR: &str = "/run/thpsim";
+const TMP_DIR: &str = "/tmp/thpsim-root";
+const JOURNAL_NAME: &str = "sysfs-restore.json";
+const LOCK_NAME: &str = "sysfs.lock";
+/// A journal larger than this is not one of ours.
+const JOURNAL_MAX_BYTES: u64 = 64 << 10;
+
+/// A directory we may keep the journal or the lock in: a real directory (not a symlink),
+/// owned by root, and not writable by group or others unless sticky (like `/tmp`).
+fn check_dir(p: &Path) -> Result<(), String> {
+    let m = std::fs::symlink_metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    if m.file_type().is_symlink() || !m.is_dir() {
+        return Err(format!(
+            "{} is not a directory (or is a symlink)",
+            p.display()
+        ));
     }
-    let run = Path::new("/run/thpsim");
-    if std::fs::create_dir_all(run).is_ok() {
-        return run.join("sysfs-restore.json");
+    if m.uid() != 0 {
+        return Err(format!(
+            "{} is owned by uid {}, not root",
+            p.display(),
+            m.uid()
+        ));
     }
-    PathBuf::from("/tmp/thpsim-sysfs-restore.json")
+    if m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0 {
+        return Err(format!(
+            "{} is writable by group or others (mode {:o})",
+            p.display(),
+            m.mode() & 0o7777
+        ));
+    }
+    Ok(())
 }
+
+/// A file we may read as a journal or use as the lock: a regular file owned by root and not
+/// writable by group or others.
+fn check_file(p: &Path, m: &std::fs::Metadata) -> Result<(), String> {
+    if !m.is_file() {
+        return Err(format!("{} is not a regular file", p.display()));
+    }
+    if m.uid() != 0 {
+        return Err(format!(
+            "{} is owned by uid {}, not root",
+            p.display(),
+            m.uid()
+        ));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{} is writable by group or others (mode {:o})",
+            p.display(),
+            m.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// The directory of the lock (and of the default journal): `/run/thpsim`, else
+/// `/tmp/thpsim-root`; created (by root only) with mode 0700 and checked by [`check_dir`].
+pub fn state_dir() -> Result<PathBuf, String> {
+    let mut errs = Vec::new();
+    for d in [RUN_DIR, TMP_DIR] {
+        let p = Path::new(d);
+        if crate::sys::is_root() {
+            let _ = std::fs::DirBuilder::new().mode(0o700).create(p);
+        }
+        match check_dir(p) {
+            Ok(()) => return Ok(p.to_path_buf()),
+            Err(e) => errs.push(e),
+        }
+    }
+    Err(format!(
+        "no safe directory for the THP sysfs journal and lock: {}",
+        errs.join("; ")
+    ))
+}
+
+/// Where the journal is: `$THPSIM_SYSFS_JOURNAL`, else `sysfs-restore.json` in
+/// [`state_dir`]. The journal's directory must pass [`check_dir`].
+pub fn journal_location() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("THPSIM_SYSFS_JOURNAL") {
+        let p = PathBuf::from(p);
+        let dir = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        check_dir(dir).map_err(|e| format!("THPSIM_SYSFS_JOURNAL={}: {e}", p.display()))?;
+        return Ok(p);
+    }
+    Ok(state_dir()?.join(JOURNAL_NAME))
+}
+
+/// [`journal_location`], or the default path when there is no safe directory (for
+/// messages and tests).
+pub fn journal_path() -> PathBuf {
+    journal_location().unwrap_or_else(|_| Path::new(RUN_DIR).join(JOURNAL_NAME))
+}
+
+/// The lock file: always in [`state_dir`] (also when `THPSIM_SYSFS_JOURNAL` moves the
+/// journal: the knobs are global, so is the lock).
+pub fn lock_path() -> Result<PathBuf, String> {
+    Ok(state_dir()?.join(LOCK_NAME))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run lock
+
+/// This process's hold on the lock: the fd and how many [`KnobLock`]s share it (a process
+/// may run several backends one after the other, or a test may hold two; changing knobs is
+/// still one session at a time, see [`Session`]).
+static HELD: Mutex<(i32, usize)> = Mutex::new((-1, 0));
+
+/// The exclusive run lock (see the module doc). Released on drop.
+#[derive(Debug)]
+pub struct KnobLock(());
+
+fn flock(fd: i32, op: i32) -> std::io::Result<()> {
+    loop {
+        // SAFETY: flock on a valid descriptor we own.
+        if unsafe { libc::flock(fd, op) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// Opens the lock file without following a symlink and checks its owner and mode.
+fn open_lock_file(p: &Path) -> Result<std::fs::File, String> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(p)
+        .map_err(|e| format!("cannot open the THP sysfs lock {}: {e}", p.display()))?;
+    let m = f.metadata().map_err(|e| format!("{}: {e}", p.display()))?;
+    check_file(p, &m).map_err(|e| format!("refusing the THP sysfs lock: {e}"))?;
+    Ok(f)
+}
+
+/// The pid recorded in the lock file by its holder (for messages).
+fn lock_holder(f: &mut std::fs::File) -> Option<i32> {
+    let mut s = String::new();
+    f.read_to_string(&mut s).ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+impl KnobLock {
+    /// Takes the lock; if another process holds it, waits (printing which pid it waits
+    /// for) or, with `wait == false`, fails with a message naming the holder.
+    pub fn acquire(wait: bool) -> Result<KnobLock, String> {
+        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        if held.1 > 0 {
+            held.1 += 1;
+            return Ok(KnobLock(()));
+        }
+        let p = lock_path()?;
+        let mut f = open_lock_file(&p)?;
+        if let Err(e) = flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) {
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(format!("flock {}: {e}", p.display()));
+            }
+            let who = match lock_holder(&mut f) {
+                Some(pid) => format!("pid {pid}"),
+                None => "another process".to_string(),
+            };
+            if !wait {
+                return Err(format!(
+                    "another thpsim host run ({who}) holds {}; not waiting (--no-wait)",
+                    p.display()
+                ));
+            }
+            eprintln!(
+                "thpsim: waiting for {who}: another thpsim host run holds {}",
+                p.display()
+            );
+            flock(f.as_raw_fd(), libc::LOCK_EX)
+                .map_err(|e| format!("flock {}: {e}", p.display()))?;
+        }
+        let me = std::process::id() as i32;
+        let info = format!("{me} {}\n", crate::sys::start_time(me).unwrap_or(0));
+        let _ = f.set_len(0);
+        // SAFETY: pwrite from a valid buffer on a valid descriptor.
+        unsafe { libc::pwrite(f.as_raw_fd(), info.as_ptr().cast(), info.len(), 0) };
+        held.0 = std::os::fd::IntoRawFd::into_raw_fd(f);
+        held.1 = 1;
+        Ok(KnobLock(()))
+    }
+
+    /// Takes the lock only if nobody holds it (or this process does). `Ok(None)`: another
+    /// process holds it (with its pid, if known).
+    fn try_acquire() -> Result<Result<KnobLock, Option<i32>>, String> {
+        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        if held.1 > 0 {
+            held.1 += 1;
+            return Ok(Ok(KnobLock(())));
+        }
+        let p = lock_path()?;
+        let mut f = open_lock_file(&p)?;
+        match flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(()) => {
+                held.0 = std::os::fd::IntoRawFd::into_raw_fd(f);
+                held.1 = 1;
+                Ok(Ok(KnobLock(())))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(Err(lock_holder(&mut f))),
+            Err(e) => Err(format!("flock {}: {e}", p.display())),
+        }
+    }
+
+    /// Whether this process holds the lock.
+    pub fn held_here() -> bool {
+        HELD.lock().unwrap_or_else(|e| e.into_inner()).1 > 0
+    }
+}
+
+impl Drop for KnobLock {
+    fn drop(&mut self) {
+        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        held.1 = held.1.saturating_sub(1);
+        if held.1 == 0 && held.0 >= 0 {
+            // SAFETY: the fd was leaked into HELD by `acquire`; we take it back and close it,
+            // which releases the flock.
+            drop(unsafe { OwnedFd::from_raw_fd(held.0) });
+            held.0 = -1;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Journal
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Journal {
     pid: i32,
+    /// The owner's start time (`/proc/PID/stat` field 22); absent in journals of old versions.
+    #[serde(default)]
+    start_time: Option<u64>,
+    /// `/proc/sys/kernel/random/boot_id` of the owner's boot.
+    #[serde(default)]
+    boot_id: Option<String>,
     /// (path relative to the THP directory, original value), in the order first written.
     knobs: Vec<(String, String)>,
 }
 
-fn write_journal(path: &Path, knobs: &[(String, String)]) -> std::io::Result<()> {
-    let j = Journal {
-        pid: std::process::id() as i32,
-        knobs: knobs.to_vec(),
-    };
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec_pretty(&j).map_err(std::io::Error::other)?,
-    )?;
-    std::fs::rename(&tmp, path)
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
-/// Restores the knobs of a journal left by a run that is no longer alive. Returns a note
-/// describing what was done, `Ok(None)` when there was nothing to do, `Err` when a live
-/// process owns the journal.
-pub fn recover_journal() -> Result<Option<String>, String> {
-    let path = journal_path();
-    let Ok(bytes) = std::fs::read(&path) else {
-        return Ok(None);
-    };
-    let j: Journal = match serde_json::from_slice(&bytes) {
-        Ok(j) => j,
-        Err(e) => {
-            let _ = std::fs::remove_file(&path);
-            return Ok(Some(format!(
-                "removed unreadable sysfs journal {}: {e}",
+/// A knob a journal may name: one the model knows (the only ones this crate writes).
+fn journal_knob_ok(rel: &str, val: &str) -> bool {
+    rel_ok(rel)
+        && thpsim_kernel::sysfs::knobs().iter().any(|k| k.path == rel)
+        && val.len() <= VAL_MAX_LEN
+        && !val.is_empty()
+        && val.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Reads and validates the journal at `path`: `Ok(None)` if there is none.
+fn read_journal(path: &Path) -> Result<Option<(Journal, std::fs::Metadata)>, String> {
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(format!(
+                "refusing sysfs journal {}: it is a symbolic link (left in place)",
                 path.display()
-            )));
+            ))
         }
+        Err(e) => return Err(format!("cannot open sysfs journal {}: {e}", path.display())),
     };
-    let me = std::process::id() as i32;
-    if j.pid != me && crate::sys::pid_alive(j.pid) {
+    let m = f
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    check_file(path, &m).map_err(|e| format!("refusing sysfs journal: {e} (left in place)"))?;
+    if m.len() > JOURNAL_MAX_BYTES {
         return Err(format!(
-            "another thpsim run (pid {}) is changing THP sysfs knobs (journal {})",
-            j.pid,
+            "refusing sysfs journal {}: {} bytes is not a thpsim journal (left in place)",
+            path.display(),
+            m.len()
+        ));
+    }
+    let mut bytes = Vec::new();
+    f.take(JOURNAL_MAX_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let j: Journal = serde_json::from_slice(&bytes).map_err(|e| {
+        format!(
+            "{} is not a thpsim sysfs journal ({e}); left in place — remove it if it is stale",
+            path.display()
+        )
+    })?;
+    if let Some((rel, val)) = j.knobs.iter().find(|(r, v)| !journal_knob_ok(r, v)) {
+        return Err(format!(
+            "{} is not a thpsim sysfs journal (knob {rel:?}={val:?}); left in place",
             path.display()
         ));
     }
+    Ok(Some((j, m)))
+}
+
+/// Unlinks `path` only if it is still the file described by `m` (same device and inode).
+fn remove_if_same(path: &Path, m: &std::fs::Metadata) {
+    if let Ok(now) = std::fs::symlink_metadata(path) {
+        if now.dev() == m.dev() && now.ino() == m.ino() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Whether the journal's owner is still running: its pid exists, is not a zombie, and (when
+/// the journal has it) started at the recorded time, so a reused pid is not the owner.
+fn owner_alive(j: &Journal) -> bool {
+    match crate::sys::proc_state(j.pid) {
+        None => false,
+        Some((state, start)) => {
+            state != 'Z' && state != 'X' && j.start_time.is_none_or(|t| t == start)
+        }
+    }
+}
+
+/// Restores the knobs of a journal left by a run that is no longer alive, and says so on
+/// stderr. Returns what was done, `Ok(None)` when there was nothing to do (no journal, or it
+/// belongs to a live run holding the lock), `Err` when the journal cannot be trusted or
+/// belongs to a live process.
+pub fn recover_journal() -> Result<Option<String>, String> {
+    let path = journal_location()?;
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        _ => {}
+    }
+    // Only under the lock: a run holding it owns its journal.
+    let _lock = match KnobLock::try_acquire()? {
+        Ok(l) => l,
+        Err(_) => return Ok(None),
+    };
+    let Some((j, meta)) = read_journal(&path)? else {
+        return Ok(None);
+    };
+    let me = std::process::id() as i32;
     if j.pid == me && ACTIVE_SESSION.load(Ordering::SeqCst) {
         return Ok(None);
     }
+    if let (Some(b), Some(now)) = (&j.boot_id, boot_id()) {
+        if *b != now {
+            remove_if_same(&path, &meta);
+            let note = format!(
+                "removed THP sysfs journal {} of pid {} from an earlier boot (the reboot reset the knobs)",
+                path.display(),
+                j.pid
+            );
+            eprintln!("thpsim: {note}");
+            return Ok(Some(note));
+        }
+    }
+    if j.pid != me && owner_alive(&j) {
+        return Err(format!(
+            "sysfs journal {} belongs to live pid {} that does not hold the run lock (an older thpsim?); not touching it",
+            path.display(),
+            j.pid
+        ));
+    }
     let mut done = Vec::new();
+    let mut ok = true;
     for (rel, val) in j.knobs.iter().rev() {
         match write_knob(rel, val) {
             Ok(()) => done.push(format!("{rel}={val}")),
-            Err(e) => done.push(format!("{rel}={val} FAILED: {e}")),
+            Err(e) => {
+                ok = false;
+                done.push(format!("{rel}={val} FAILED: {e}"))
+            }
         }
     }
-    let _ = std::fs::remove_file(&path);
-    Ok(Some(format!(
-        "restored THP sysfs knobs left changed by dead run pid {}: {}",
+    if ok {
+        remove_if_same(&path, &meta);
+    }
+    let note = format!(
+        "restored THP sysfs knobs left changed by dead run pid {}: {}{}",
         j.pid,
-        done.join(", ")
-    )))
+        done.join(", "),
+        if ok {
+            String::new()
+        } else {
+            format!(" (journal {} kept)", path.display())
+        }
+    );
+    eprintln!("thpsim: {note}");
+    Ok(Some(note))
+}
+
+/// For commands that do not run on the host (`run`, `compare`, `knobs`): restores a dead
+/// run's journal when possible, else returns a line saying that one is pending.
+pub fn recover_or_report() -> Option<String> {
+    let path = journal_path();
+    if std::fs::symlink_metadata(&path).is_err() && crate::sys::is_root() {
+        return None;
+    }
+    if !crate::sys::is_root() {
+        return std::fs::symlink_metadata(&path).is_ok().then(|| {
+            format!(
+                "a THP sysfs journal of a killed host run is pending at {}; run thpsim as root to restore it",
+                path.display()
+            )
+        });
+    }
+    // A restore says so itself.
+    recover_journal().err()
+}
+
+/// Writes the journal file: the first time with `O_CREAT | O_EXCL | O_NOFOLLOW` at `path`
+/// itself (a file already there is not ours and is left alone), later to a temporary file
+/// renamed over our own journal (checked to still be the file we wrote). Mode 0600 whatever
+/// the umask. Returns the new file's metadata.
+fn write_journal(
+    path: &Path,
+    prev: Option<&std::fs::Metadata>,
+    knobs: &[(String, String)],
+) -> std::io::Result<std::fs::Metadata> {
+    let me = std::process::id() as i32;
+    let j = Journal {
+        pid: me,
+        start_time: crate::sys::start_time(me),
+        boot_id: boot_id(),
+        knobs: knobs.to_vec(),
+    };
+    let bytes = serde_json::to_vec_pretty(&j).map_err(std::io::Error::other)?;
+    let create = |p: &Path| -> std::io::Result<std::fs::File> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(p)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        Ok(f)
+    };
+    match prev {
+        None => {
+            let f = create(path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    std::io::Error::new(
+                        e.kind(),
+                        "a file is already there that is not a journal of this run (left in place)",
+                    )
+                } else {
+                    e
+                }
+            })?;
+            f.metadata()
+        }
+        Some(prev) => {
+            let mut tmp = path.as_os_str().to_owned();
+            tmp.push(".tmp");
+            let tmp = PathBuf::from(tmp);
+            // A stale temporary file of ours (a killed run's) may be replaced; anything
+            // else there is not ours.
+            if let Ok(m) = std::fs::symlink_metadata(&tmp) {
+                if check_file(&tmp, &m).is_err() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        format!("{} exists and is not ours", tmp.display()),
+                    ));
+                }
+                std::fs::remove_file(&tmp)?;
+            }
+            let f = create(&tmp)?;
+            let now = std::fs::symlink_metadata(path)?;
+            if now.dev() != prev.dev() || now.ino() != prev.ino() {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(std::io::Error::other(
+                    "the journal was replaced by someone else during the run",
+                ));
+            }
+            std::fs::rename(&tmp, path)?;
+            f.metadata()
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -149,14 +583,21 @@ struct Entry {
 struct Table {
     entries: Vec<Entry>, // restored in reverse order
     journal: [u8; PATH_MAX_LEN],
+    /// Device and inode of the journal we wrote: it is deleted only if it is still that file.
+    journal_id: (u64, u64),
 }
 
 /// The published table; null when nothing needs restoring. Only ever swapped, never mutated
-/// in place, so a handler that wins the swap owns it.
+/// in place, so whoever wins the swap owns it.
 static TABLE: AtomicPtr<Table> = AtomicPtr::new(std::ptr::null_mut());
+/// Spin lock held (by thread id) while a change or a restore is in progress: a signal
+/// handler on another thread waits for it instead of finding the table half-handled. The
+/// thread holding it has the handled signals blocked, so no handler spins on its own thread.
+static GUARD: AtomicI32 = AtomicI32::new(0);
 /// Pids of the worker and sentinel children, killed by the handlers: slot 1 is the sentinel,
 /// the others hold workers ([`register_child`]). Workers beyond the table are not killed by
-/// a handler, but they exit when the parent's end of their socket closes.
+/// a handler, but they get `PR_SET_PDEATHSIG` and exit when the parent's end of their socket
+/// closes.
 pub static CHILD_PIDS: [AtomicI32; 64] = [const { AtomicI32::new(0) }; 64];
 /// Slot of [`CHILD_PIDS`] reserved for the khugepaged sentinel.
 pub const SENTINEL_SLOT: usize = 1;
@@ -195,22 +636,82 @@ fn gettid() -> i32 {
     unsafe { libc::gettid() }
 }
 
-fn cstr_into(dst: &mut [u8; PATH_MAX_LEN], s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.len() >= PATH_MAX_LEN || b.contains(&0) {
+/// Takes [`GUARD`] (async-signal-safe). Returns false if this thread already holds it (the
+/// panic hook inside a change), in which case the caller must not release it.
+fn guard_acquire() -> bool {
+    let me = gettid();
+    loop {
+        match GUARD.compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => return true,
+            Err(t) if t == me => return false,
+            // SAFETY: sched_yield has no preconditions and is async-signal-safe.
+            Err(_) => unsafe {
+                libc::sched_yield();
+            },
+        }
+    }
+}
+
+fn guard_release(acquired: bool) {
+    if acquired {
+        GUARD.store(0, Ordering::SeqCst);
+    }
+}
+
+fn handled_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise and fill a local sigset_t.
+    unsafe {
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::zeroed();
+        libc::sigemptyset(set.as_mut_ptr());
+        for s in SIGNALS {
+            libc::sigaddset(set.as_mut_ptr(), s);
+        }
+        set.assume_init()
+    }
+}
+
+/// Blocks the handled signals in this thread until dropped (a pending one is delivered then).
+struct Blocked(libc::sigset_t);
+
+impl Blocked {
+    fn new() -> Blocked {
+        let set = handled_set();
+        // SAFETY: valid sigset pointers; pthread_sigmask only changes this thread's mask.
+        unsafe {
+            let mut old = std::mem::MaybeUninit::<libc::sigset_t>::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, old.as_mut_ptr());
+            Blocked(old.assume_init())
+        }
+    }
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `new`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+    }
+}
+
+fn cstr_into(dst: &mut [u8; PATH_MAX_LEN], s: &[u8]) -> bool {
+    if s.len() >= PATH_MAX_LEN || s.contains(&0) {
         return false;
     }
-    dst[..b.len()].copy_from_slice(b);
-    dst[b.len()] = 0;
+    dst[..s.len()].copy_from_slice(s);
+    dst[s.len()] = 0;
     true
 }
 
-fn build_table(saved: &[(String, String)], journal: &Path) -> Option<Box<Table>> {
+fn build_table(
+    saved: &[(String, String)],
+    journal: &Path,
+    journal_meta: &std::fs::Metadata,
+) -> Option<Box<Table>> {
     let mut t = Table {
         entries: Vec::with_capacity(saved.len()),
         journal: [0; PATH_MAX_LEN],
+        journal_id: (journal_meta.dev(), journal_meta.ino()),
     };
-    if !cstr_into(&mut t.journal, journal.to_str()?) {
+    if !cstr_into(&mut t.journal, journal.as_os_str().as_bytes()) {
         return None;
     }
     for (rel, val) in saved {
@@ -219,7 +720,8 @@ fn build_table(saved: &[(String, String)], journal: &Path) -> Option<Box<Table>>
             val: [0; VAL_MAX_LEN],
             val_len: val.len(),
         };
-        if !cstr_into(&mut e.path, knob_file(rel).to_str()?) || val.len() > VAL_MAX_LEN {
+        if !cstr_into(&mut e.path, knob_file(rel).as_os_str().as_bytes()) || val.len() > VAL_MAX_LEN
+        {
             return None;
         }
         e.val[..val.len()].copy_from_slice(val.as_bytes());
@@ -228,46 +730,73 @@ fn build_table(saved: &[(String, String)], journal: &Path) -> Option<Box<Table>>
     Some(Box::new(t))
 }
 
+/// Replaces the published table. Call with [`GUARD`] held.
 fn publish(t: Option<Box<Table>>) {
     let new = t.map(Box::into_raw).unwrap_or(std::ptr::null_mut());
     let old = TABLE.swap(new, Ordering::SeqCst);
     if !old.is_null() {
         // SAFETY: `old` came from Box::into_raw in `publish` and the swap transferred
-        // ownership to us. A signal handler that raced would have swapped it out first.
+        // ownership to us (handlers only take the table while holding GUARD, which we hold).
         drop(unsafe { Box::from_raw(old) });
     }
 }
 
-/// Restores from the published table using only async-signal-safe calls. Returns true if a
-/// table was consumed. The table is leaked (we may be in a signal handler).
-fn restore_from_table() -> bool {
-    if IN_FORKED_CHILD.load(Ordering::SeqCst) {
-        return false;
-    }
-    let t = TABLE.swap(std::ptr::null_mut(), Ordering::SeqCst);
-    if t.is_null() {
-        return false;
-    }
-    // The scenario's task and the sentinel go first, so nothing runs under restored knobs.
-    for pid in &CHILD_PIDS {
-        crate::sys::kill(pid.load(Ordering::SeqCst), libc::SIGKILL);
-    }
-    // SAFETY: the swap made us the sole owner of a valid table published by `publish`.
-    let t = unsafe { &*t };
+/// Writes every knob of `t` back (reverse order) and then, if all writes succeeded, deletes
+/// the journal if it is still the file we wrote. Async-signal-safe. Returns the number of
+/// failed writes.
+fn restore_table(t: &Table) -> usize {
+    let mut failed = 0;
     for e in t.entries.iter().rev() {
         // SAFETY: `e.path` is NUL-terminated; `e.val[..val_len]` is initialised; open/write/close
         // are async-signal-safe.
         unsafe {
             let fd = libc::open(e.path.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC);
             if fd >= 0 {
-                libc::write(fd, e.val.as_ptr().cast(), e.val_len);
+                let n = libc::write(fd, e.val.as_ptr().cast(), e.val_len);
+                if n != e.val_len as isize {
+                    failed += 1;
+                }
                 libc::close(fd);
+            } else {
+                failed += 1;
             }
         }
     }
-    // SAFETY: NUL-terminated path; unlink is async-signal-safe.
-    unsafe { libc::unlink(t.journal.as_ptr().cast()) };
-    true
+    if failed == 0 {
+        // SAFETY: NUL-terminated path and a valid stat buffer; lstat and unlink are
+        // async-signal-safe.
+        unsafe {
+            let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+            if libc::lstat(t.journal.as_ptr().cast(), st.as_mut_ptr()) == 0 {
+                let st = st.assume_init();
+                if (st.st_dev, st.st_ino) == t.journal_id {
+                    libc::unlink(t.journal.as_ptr().cast());
+                }
+            }
+        }
+    }
+    failed
+}
+
+/// Restores from the published table using only async-signal-safe calls (signal handlers,
+/// panic hook). Waits for a change or restore in progress on another thread first. Returns
+/// true if a table was consumed. The table is leaked (we may be in a signal handler).
+fn restore_from_table() -> bool {
+    if IN_FORKED_CHILD.load(Ordering::SeqCst) {
+        return false;
+    }
+    let g = guard_acquire();
+    let t = TABLE.swap(std::ptr::null_mut(), Ordering::SeqCst);
+    if !t.is_null() {
+        // The scenario's task and the sentinel go first, so nothing runs under restored knobs.
+        for pid in &CHILD_PIDS {
+            crate::sys::kill(pid.load(Ordering::SeqCst), libc::SIGKILL);
+        }
+        // SAFETY: the swap made us the sole owner of a valid table published by `publish`.
+        restore_table(unsafe { &*t });
+    }
+    guard_release(g);
+    !t.is_null()
 }
 
 extern "C" fn on_signal(sig: libc::c_int) {
@@ -285,8 +814,10 @@ extern "C" fn on_signal(sig: libc::c_int) {
 }
 
 /// Installs the restore handler for each signal whose current disposition is neither ours nor
-/// SIG_IGN, remembering the current one to re-raise with. Called when a session first changes
-/// a knob (a handled signal uninstalls our handler, so this re-checks every time).
+/// SIG_IGN, remembering the current one to re-raise with. While the handler runs all handled
+/// signals are blocked (a SIGTERM right after a SIGINT cannot cut its restore short). Called
+/// when a session first changes a knob (a handled signal uninstalls our handler, so this
+/// re-checks every time).
 fn install_handlers() {
     let ours = on_signal as extern "C" fn(libc::c_int) as usize;
     for (i, &sig) in SIGNALS.iter().enumerate() {
@@ -303,7 +834,7 @@ fn install_handlers() {
             (*std::ptr::addr_of_mut!(PREV.0[i])).write(cur.assume_init());
             let mut act: libc::sigaction = std::mem::zeroed();
             act.sa_sigaction = ours;
-            libc::sigemptyset(&mut act.sa_mask);
+            act.sa_mask = handled_set();
             act.sa_flags = libc::SA_RESTART;
             libc::sigaction(sig, &act, std::ptr::null_mut());
         }
@@ -333,7 +864,10 @@ fn install_panic_hook() {
 
 pub struct Session {
     saved: Vec<(String, String)>,
-    journal: PathBuf,
+    /// Where the journal goes, or why there is no safe place for it.
+    journal: Result<PathBuf, String>,
+    /// The journal file we wrote last.
+    journal_meta: Option<std::fs::Metadata>,
     active: bool,
 }
 
@@ -341,17 +875,67 @@ impl Session {
     pub fn new() -> Self {
         Session {
             saved: Vec::new(),
-            journal: journal_path(),
+            journal: journal_location(),
+            journal_meta: None,
             active: false,
         }
     }
 
     /// Writes a knob, saving its original value (and journaling it) first.
     pub fn set(&mut self, rel: &str, value: &str) -> Result<(), String> {
-        if !rel_ok(rel) {
+        self.apply(&[(rel.to_string(), value.to_string())])
+    }
+
+    /// [`Session::set`] for a scenario's `sysfs` op: `Ok(Err(errno))` when the kernel refused
+    /// the value (the original is saved and journaled first, so nothing is lost), `Err` when
+    /// the knob could not be saved (nothing was written).
+    pub fn set_op(&mut self, rel: &str, value: &str) -> Result<Result<(), i32>, String> {
+        let knobs = [(rel.to_string(), value.to_string())];
+        match self.apply(&knobs) {
+            Ok(()) => Ok(Ok(())),
+            Err(e) if self.original(rel).is_some() => {
+                // Saved and journaled: the write itself failed. Learn the kernel's errno.
+                match std::fs::write(knob_file(rel), value.as_bytes()) {
+                    Ok(()) => Ok(Ok(())),
+                    Err(io) => match io.raw_os_error() {
+                        Some(errno) => Ok(Err(errno)),
+                        None => Err(e),
+                    },
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes knobs in order. The original values of those not saved yet are read and
+    /// journaled (one journal write) and published for the handlers before the first write.
+    /// Signals are blocked meanwhile; a handler on another thread waits for the end.
+    pub fn apply(&mut self, knobs: &[(String, String)]) -> Result<(), String> {
+        if let Some((rel, _)) = knobs.iter().find(|(r, _)| !rel_ok(r)) {
             return Err(format!("refusing to write outside {THP_DIR}: {rel}"));
         }
-        if !self.saved.iter().any(|(r, _)| r == rel) {
+        let _b = Blocked::new();
+        let g = guard_acquire();
+        let r = self.apply_guarded(knobs);
+        guard_release(g);
+        r
+    }
+
+    fn apply_guarded(&mut self, knobs: &[(String, String)]) -> Result<(), String> {
+        let mut new = Vec::new();
+        for (rel, _) in knobs {
+            if self.saved.iter().chain(&new).any(|(r, _)| r == rel) {
+                continue;
+            }
+            let orig = read_knob(rel)
+                .map_err(|e| format!("cannot read {}: {e}", knob_file(rel).display()))?;
+            if orig.len() > VAL_MAX_LEN {
+                return Err(format!("knob value too long: {rel}={orig}"));
+            }
+            new.push((rel.clone(), orig));
+        }
+        if !new.is_empty() {
+            let journal = self.journal.clone()?;
             if !self.active {
                 if ACTIVE_SESSION.swap(true, Ordering::SeqCst) {
                     return Err(
@@ -364,23 +948,25 @@ impl Session {
                 install_handlers();
                 OWNER_TID.store(gettid(), Ordering::SeqCst);
             }
-            let orig = read_knob(rel)
-                .map_err(|e| format!("cannot read {}: {e}", knob_file(rel).display()))?;
-            self.saved.push((rel.to_string(), orig));
-            write_journal(&self.journal, &self.saved).map_err(|e| {
-                format!("cannot write sysfs journal {}: {e}", self.journal.display())
-            })?;
-            match build_table(&self.saved, &self.journal) {
-                Some(t) => publish(Some(t)),
-                None => return Err(format!("knob path or value too long: {rel}")),
-            }
+            let mut all = self.saved.clone();
+            all.extend(new.iter().cloned());
+            let meta = write_journal(&journal, self.journal_meta.as_ref(), &all)
+                .map_err(|e| format!("cannot write sysfs journal {}: {e}", journal.display()))?;
+            let t = build_table(&all, &journal, &meta)
+                .ok_or_else(|| format!("knob path too long in {all:?}"))?;
+            self.journal_meta = Some(meta);
+            self.saved = all;
+            publish(Some(t));
         }
-        write_knob(rel, value).map_err(|e| {
-            format!(
-                "cannot write {value:?} to {}: {e}",
-                knob_file(rel).display()
-            )
-        })
+        for (rel, value) in knobs {
+            write_knob(rel, value).map_err(|e| {
+                format!(
+                    "cannot write {value:?} to {}: {e}",
+                    knob_file(rel).display()
+                )
+            })?;
+        }
+        Ok(())
     }
 
     pub fn changed(&self) -> bool {
@@ -395,23 +981,37 @@ impl Session {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Restores every knob (reverse order), deletes the journal, unpublishes the table.
-    /// Returns the failures.
+    /// Restores every knob (reverse order) with the handled signals blocked, then deletes the
+    /// journal (only if every knob was written back). Returns the failures.
     pub fn restore(&mut self) -> Vec<String> {
         let mut errs = Vec::new();
         if !self.active {
             return errs;
         }
-        publish(None);
-        for (rel, val) in self.saved.iter().rev() {
-            if let Err(e) = write_knob(rel, val) {
-                errs.push(format!("restoring {rel}={val}: {e}"));
+        {
+            let _b = Blocked::new();
+            let g = guard_acquire();
+            let t = TABLE.swap(std::ptr::null_mut(), Ordering::SeqCst);
+            if !t.is_null() {
+                // SAFETY: the swap made us the owner of a table published by `publish`.
+                let t = unsafe { Box::from_raw(t) };
+                if restore_table(&t) > 0 {
+                    for (rel, val) in self.saved.iter().rev() {
+                        if read_knob(rel).ok().as_deref() != Some(val.as_str()) {
+                            errs.push(format!(
+                                "restoring {rel}={val} failed (the journal {} is kept for the next run)",
+                                self.journal.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+                            ));
+                        }
+                    }
+                }
             }
-        }
-        if errs.is_empty() {
-            let _ = std::fs::remove_file(&self.journal);
+            // A null table: a signal handler (on another thread) restored it; it re-raises
+            // its signal and ends the process.
+            guard_release(g);
         }
         self.saved.clear();
+        self.journal_meta = None;
         self.active = false;
         OWNER_TID.store(0, Ordering::SeqCst);
         ACTIVE_SESSION.store(false, Ordering::SeqCst);

@@ -15,7 +15,10 @@ use thpsim_scenario::backend::{Backend, BackendOp};
 fn sysfs_backend(extra: &[(&str, &str)]) -> HostBackend {
     let mut k = default_knobs();
     k.extend(extra.iter().map(|(a, b)| (a.to_string(), b.to_string())));
-    let mut b = HostBackend::new(HostOptions { allow_sysfs: true });
+    let mut b = HostBackend::new(HostOptions {
+        allow_sysfs: true,
+        ..Default::default()
+    });
     b.setup(&setup_with(k)).expect("setup");
     b
 }
@@ -143,7 +146,10 @@ fn not_runnable_ops() {
     if !host_ready() {
         return;
     }
-    let mut b = HostBackend::new(HostOptions { allow_sysfs: false });
+    let mut b = HostBackend::new(HostOptions {
+        allow_sysfs: false,
+        ..Default::default()
+    });
     b.setup(&setup_with(default_knobs())).expect("setup");
     for op in [
         BackendOp::KhugepagedScan { passes: 1 },

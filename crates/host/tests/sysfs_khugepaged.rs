@@ -24,7 +24,10 @@ fn knobs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 fn sysfs_backend(extra: &[(&str, &str)]) -> HostBackend {
     let mut k = default_knobs();
     k.extend(knobs(extra));
-    let mut b = HostBackend::new(HostOptions { allow_sysfs: true });
+    let mut b = HostBackend::new(HostOptions {
+        allow_sysfs: true,
+        ..Default::default()
+    });
     b.setup(&setup_with(k)).expect("setup");
     b
 }
@@ -48,7 +51,10 @@ fn not_runnable_without_allow_sysfs() {
     if !host_ready() {
         return;
     }
-    let mut b = HostBackend::new(HostOptions { allow_sysfs: false });
+    let mut b = HostBackend::new(HostOptions {
+        allow_sysfs: false,
+        ..Default::default()
+    });
     let cur = read_knob("enabled").unwrap();
     let want = if cur == "always" { "never" } else { "always" };
     let e = b
@@ -177,7 +183,10 @@ fn restore_after_sigterm_and_sigkill() {
     assert_eq!(read_knob("hugepages-64kB/enabled").unwrap(), "always");
     assert!(journal_path().exists());
     std::thread::sleep(Duration::from_millis(50)); // its worker and sentinel see EOF and exit
-    let b = HostBackend::new(HostOptions { allow_sysfs: true });
+    let b = HostBackend::new(HostOptions {
+        allow_sysfs: true,
+        ..Default::default()
+    });
     assert!(
         b.warnings()
             .iter()
@@ -229,7 +238,10 @@ fn khugepaged_collapses_without_control() {
     if !host_ready() {
         return;
     }
-    let mut b = HostBackend::new(HostOptions { allow_sysfs: true });
+    let mut b = HostBackend::new(HostOptions {
+        allow_sysfs: true,
+        ..Default::default()
+    });
     b.set_khugepaged_control(false);
     b.setup(&setup_with(default_knobs())).unwrap();
     mmap(&mut b, 0, M2);

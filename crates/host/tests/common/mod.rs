@@ -112,7 +112,10 @@ pub fn backend() -> Option<HostBackend> {
     if !host_ready() {
         return None;
     }
-    let mut b = HostBackend::new(HostOptions { allow_sysfs: false });
+    let mut b = HostBackend::new(HostOptions {
+        allow_sysfs: false,
+        ..Default::default()
+    });
     match b.setup(&setup_with(default_knobs())) {
         Ok(()) => Some(b),
         Err(e) if e.not_runnable && std::env::var("CI").as_deref() != Ok("true") => {
