@@ -430,32 +430,19 @@ pub fn knobs_text() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use thpsim_scenario::engine::{Killed, Omitted, OpRecord};
+    use thpsim_scenario::engine::{Killed, OpRecord};
 
     fn result() -> RunResult {
-        RunResult {
-            schema: SCHEMA_VERSION,
-            file: "t.thps".into(),
-            backend: "host".into(),
-            variant: "6.18".into(),
-            profile: "6.18".into(),
-            switches: Default::default(),
-            ops: vec![OpRecord {
-                line: 1,
-                op: "mmap 0x0 0x10000000000 rw".into(),
-                result: "ENOMEM".into(),
-                minflt: 0,
-                majflt: 0,
-                failed: true,
-            }],
-            checkpoints: vec![],
-            expects: vec![],
-            warnings: vec![],
-            killed: vec![],
-            ops_omitted: 0,
-            expects_omitted: Omitted::default(),
-            checkpoints_omitted: 0,
-        }
+        let mut r = RunResult::empty("t.thps", "host", "6.18");
+        r.ops.push(OpRecord {
+            line: 1,
+            op: "mmap 0x0 0x10000000000 rw".into(),
+            result: "ENOMEM".into(),
+            minflt: 0,
+            majflt: 0,
+            failed: true,
+        });
+        r
     }
 
     #[test]

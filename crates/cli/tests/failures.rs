@@ -24,6 +24,18 @@ fn thpsim(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `thpsim compare FILE --kernel 6.12 --kernel 6.18`.
+fn compare_both(f: &std::path::Path) -> (i32, String, String) {
+    thpsim(&[
+        "compare",
+        f.to_str().unwrap(),
+        "--kernel",
+        "6.12",
+        "--kernel",
+        "6.18",
+    ])
+}
+
 const SEGV: &str = "mmap buf 2M anon private rw
 mprotect buf+0 4K none
 read buf+0
@@ -31,11 +43,11 @@ write buf+4K
 write buf+8K
 ";
 
-#[test]
-fn run_text_shows_a_killed_process_and_its_ops_not_run() {
-    let f = scenario("segv.thps", SEGV);
-    let (code, out, _) = thpsim(&["run", f.to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}");
+/// `command` (run or host) prints the kill of SEGV's main process and its failed op.
+fn assert_kill_shown(command: &str, file: &str) {
+    let f = scenario(file, SEGV);
+    let (code, out, err) = thpsim(&[command, f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("KILLED: process `main` by SIGSEGV at ")
             && out.contains(":3; its 2 later ops were not run"),
@@ -48,16 +60,14 @@ fn run_text_shows_a_killed_process_and_its_ops_not_run() {
 }
 
 #[test]
+fn run_text_shows_a_killed_process_and_its_ops_not_run() {
+    assert_kill_shown("run", "segv.thps");
+}
+
+#[test]
 fn compare_text_shows_a_killed_process() {
     let f = scenario("segv-compare.thps", SEGV);
-    let (_, out, _) = thpsim(&[
-        "compare",
-        f.to_str().unwrap(),
-        "--kernel",
-        "6.12",
-        "--kernel",
-        "6.18",
-    ]);
+    let (_, out, _) = compare_both(&f);
     assert!(out.contains("[6.12]:") && out.contains("[6.18]:"), "{out}");
     assert_eq!(
         out.matches("KILLED: process `main` by SIGSEGV").count(),
@@ -79,14 +89,7 @@ write buf stride=4K
 expect minflt == 2
 ",
     );
-    let (code, out, _) = thpsim(&[
-        "compare",
-        f.to_str().unwrap(),
-        "--kernel",
-        "6.12",
-        "--kernel",
-        "6.18",
-    ]);
+    let (code, out, _) = compare_both(&f);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("[6.12] line 6: expect minflt == 2"), "{out}");
     let (code, _, _) = thpsim(&["compare", f.to_str().unwrap(), "--kernel", "6.18"]);
@@ -139,14 +142,7 @@ write buf random=50% seed=3
         "{} chars",
         line.len()
     );
-    let (_, cmp, _) = thpsim(&[
-        "compare",
-        f.to_str().unwrap(),
-        "--kernel",
-        "6.12",
-        "--kernel",
-        "6.18",
-    ]);
+    let (_, cmp, _) = compare_both(&f);
     assert!(cmp.lines().all(|l| l.chars().count() < 400), "{cmp}");
     assert!(cmp.contains("--pages-full prints them"), "{cmp}");
     // JSON keeps the full map.
@@ -199,14 +195,7 @@ fn host_text_shows_a_killed_process_and_a_refused_mmap() {
     if !host_ok() {
         return;
     }
-    let f = scenario("host-segv.thps", SEGV);
-    let (code, out, err) = thpsim(&["host", f.to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(
-        out.contains("KILLED: process `main` by SIGSEGV")
-            && out.contains("2 later ops were not run"),
-        "{out}"
-    );
+    assert_kill_shown("host", "host-segv.thps");
     // A private writable mapping larger than RAM + swap: the overcommit heuristic refuses it.
     let f = scenario("host-enomem.thps", "mmap buf 60T anon private rw\n");
     let (_, out, err) = thpsim(&["host", f.to_str().unwrap()]);

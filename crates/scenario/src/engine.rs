@@ -336,6 +336,25 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// A result with nothing recorded yet.
+    pub fn empty(file: &str, backend: &str, profile: &str) -> Self {
+        RunResult {
+            schema: SCHEMA_VERSION,
+            file: file.to_string(),
+            backend: backend.to_string(),
+            variant: profile.to_string(),
+            profile: profile.to_string(),
+            switches: BTreeMap::new(),
+            ops: vec![],
+            checkpoints: vec![],
+            expects: vec![],
+            warnings: vec![],
+            killed: vec![],
+            ops_omitted: 0,
+            expects_omitted: Omitted::default(),
+            checkpoints_omitted: 0,
+        }
+    }
     pub fn failed_expects(&self) -> impl Iterator<Item = &ExpectResult> {
         self.expects
             .iter()
@@ -427,22 +446,9 @@ fn run_planned(
         .collect();
     let ranges: Vec<(u64, u64)> = plan.mappings.iter().map(|p| (p.addr, p.len)).collect();
     let base = backend.snapshot(&ranges)?;
-    let result = RunResult {
-        schema: SCHEMA_VERSION,
-        file: scn.file.clone(),
-        backend: backend.name(),
-        variant: variant.label(&plan.setup.profile),
-        profile: plan.setup.profile.clone(),
-        switches: plan.switches.clone(),
-        ops: vec![],
-        checkpoints: vec![],
-        expects: vec![],
-        warnings: vec![],
-        killed: vec![],
-        ops_omitted: 0,
-        expects_omitted: Omitted::default(),
-        checkpoints_omitted: 0,
-    };
+    let mut result = RunResult::empty(&scn.file, &backend.name(), &plan.setup.profile);
+    result.variant = variant.label(&plan.setup.profile);
+    result.switches = plan.switches.clone();
     let mut r = Run {
         plan,
         backend,
