@@ -114,14 +114,14 @@ pub struct FileCheck {
     pub warnings: Vec<String>,
 }
 
-struct Deviation {
-    file: String,
-    observable: String,
-    reason: String,
+pub(crate) struct Deviation {
+    pub(crate) file: String,
+    pub(crate) observable: String,
+    pub(crate) reason: String,
 }
 
 /// `FILE-GLOB | OBSERVABLE-PREFIX | reason` per line; `#` comments.
-fn load_deviations(path: &Path) -> Result<Vec<Deviation>, String> {
+pub(crate) fn load_deviations(path: &Path) -> Result<Vec<Deviation>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut v = vec![];
     for (i, line) in text.lines().enumerate() {
@@ -146,7 +146,7 @@ fn load_deviations(path: &Path) -> Result<Vec<Deviation>, String> {
     Ok(v)
 }
 
-fn glob_match(pat: &str, s: &str) -> bool {
+pub(crate) fn glob_match(pat: &str, s: &str) -> bool {
     match pat.split_once('*') {
         None => s == pat || s.ends_with(&format!("/{pat}")),
         Some((a, b)) => s.contains(a) && s.ends_with(b) && s.len() >= a.len() + b.len(),
@@ -356,24 +356,28 @@ fn from_host_knobs(
     Ok((s, Some(note)))
 }
 
+impl FileCheck {
+    pub(crate) fn named(file: String) -> FileCheck {
+        FileCheck {
+            file,
+            compared: 0,
+            differences: vec![],
+            error: None,
+            skipped: None,
+            model_secs: 0.0,
+            host_secs: 0.0,
+            warnings: vec![],
+        }
+    }
+}
+
 fn check_file(
     path: &PathBuf,
     opts: thpsim_host::HostOptions,
     force: bool,
     devs: &[Deviation],
 ) -> FileCheck {
-    let allow_sysfs = opts.allow_sysfs;
-    let file = path.display().to_string();
-    let mut fc = FileCheck {
-        file: file.clone(),
-        compared: 0,
-        differences: vec![],
-        error: None,
-        skipped: None,
-        model_secs: 0.0,
-        host_secs: 0.0,
-        warnings: vec![],
-    };
+    let mut fc = FileCheck::named(path.display().to_string());
     let scn: Scenario = match crate::load(path) {
         Ok(s) => s,
         Err(_) => {
@@ -381,6 +385,20 @@ fn check_file(
             return fc;
         }
     };
+    check_scenario(fc, &scn, opts, force, devs)
+}
+
+/// Runs a parsed scenario on the model and on the host and compares them (`fc` names it).
+pub(crate) fn check_scenario(
+    mut fc: FileCheck,
+    scn: &Scenario,
+    opts: thpsim_host::HostOptions,
+    force: bool,
+    devs: &[Deviation],
+) -> FileCheck {
+    let allow_sysfs = opts.allow_sysfs;
+    let file = fc.file.clone();
+    let scn = scn.clone();
     let host_kernel = thpsim_host::host_kernel_profile();
     // A scenario pinned to another kernel states that kernel's answers: running it under the
     // host's profile would check something it does not claim.

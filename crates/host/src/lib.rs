@@ -273,6 +273,9 @@ pub fn preflight() -> Result<(), String> {
 }
 
 /// Whether PMD-sized THP is enabled in some mode (khugepaged runs): `hugepage_pmd_enabled()`.
+/// The PMD size's `enabled` file.
+const PMD_SIZE_KNOB: &str = "hugepages-2048kB/enabled";
+
 fn pmd_thp_enabled() -> bool {
     let top = sysfs::read_knob("enabled").unwrap_or_default();
     let pmd = sysfs::read_knob("hugepages-2048kB/enabled").unwrap_or_else(|_| "inherit".into());
@@ -952,7 +955,20 @@ impl Backend for HostBackend {
                 ));
             }
             self.session.apply(&writes).map_err(err)?;
-            if control && pmd_thp_enabled() {
+            if control {
+                // The sentinel is registered in every controlled run, also when the scenario
+                // starts with PMD-sized THP off (then it is turned on just for the sentinel's
+                // registration and off again, which stops the thread): a mid-run write that
+                // turns it on restarts the thread over a list that is never empty, so no mm of
+                // the scenario ever wakes it (the model's `add_khugepaged_sentinel` is the
+                // same list).
+                let pmd_off = (!pmd_thp_enabled())
+                    .then(|| sysfs::read_knob(PMD_SIZE_KNOB))
+                    .transpose()
+                    .map_err(|e| err(format!("{PMD_SIZE_KNOB}: {e}")))?;
+                if pmd_off.is_some() {
+                    self.session.set(PMD_SIZE_KNOB, "madvise").map_err(err)?;
+                }
                 let before = khugepaged::full_scans();
                 let s = khugepaged::Sentinel::start().map_err(err)?;
                 sysfs::CHILD_PIDS[sysfs::SENTINEL_SLOT].store(s.pid, Ordering::SeqCst);
@@ -968,16 +984,14 @@ impl Backend for HostBackend {
                         });
                     }
                 }
+                if let Some(v) = pmd_off {
+                    self.session.set(PMD_SIZE_KNOB, &v).map_err(err)?;
+                }
             } else if !control {
                 self.warnings
                     .push("khugepaged control disabled by the caller".into());
                 self.khugepaged_idle = Err(
                     "khugepaged scan: the khugepaged control is disabled, passes cannot be counted"
-                        .into(),
-                );
-            } else {
-                self.khugepaged_idle = Err(
-                    "khugepaged scan: PMD-sized THP is disabled, so the khugepaged thread does not run"
                         .into(),
                 );
             }
@@ -1109,6 +1123,14 @@ impl Backend for HostBackend {
                 Ok(Self::outcome(r, Some(0)))
             }
             BackendOp::KhugepagedScan { passes } => {
+                if !pmd_thp_enabled() && khugepaged::khugepaged_pid().is_none() {
+                    // PMD-sized THP is off, so there is no khugepaged thread and no pass.
+                    return Ok(OpOutcome {
+                        result: Ok(0),
+                        minflt: 0,
+                        majflt: 0,
+                    });
+                }
                 let idle = self.khugepaged_idle.clone().map_err(not_runnable)?;
                 khugepaged::run_passes(passes, &idle).map_err(|e| {
                     // No khugepaged thread (a mid-run sysfs write disabled PMD THP): not a

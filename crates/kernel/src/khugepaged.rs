@@ -146,20 +146,27 @@ impl Kernel {
     /// woke khugepaged for one pass before the scenario started; that pass is run here too.
     /// Used by `thpsim check`, so that the model's mm list is the host's.
     pub fn add_khugepaged_sentinel(&mut self) -> Pid {
+        // (When the scenario starts with PMD-sized THP off, the host turns it on just for the
+        // sentinel's registration and pass, then off again.)
         let pid = self.spawn();
         let mmi = self.mm_of(pid);
         self.khugepaged_enter(mmi);
         self.mms[mmi].thp_disable = ThpDisable::Completely;
-        if self.khugepaged.next_pass_ms.take().is_some() && self.hugepage_pmd_enabled() {
+        if self.khugepaged.next_pass_ms.take().is_some() {
             self.khugepaged_do_scan();
+        }
+        if self.hugepage_pmd_enabled() {
+            self.khugepaged.next_pass_ms =
+                Some(self.now_ms + self.sysfs.scan_sleep_millisecs as u64);
         }
         pid
     }
 
-    /// Runs `passes` khugepaged passes now.
+    /// Runs `passes` khugepaged passes now; none while PMD-sized THP is off (there is no
+    /// thread then: `start_stop_khugepaged` stopped it).
     pub fn khugepaged_scan(&mut self, passes: u32) {
         for _ in 0..passes {
-            if self.khugepaged.mms.is_empty() {
+            if self.khugepaged.mms.is_empty() || !self.hugepage_pmd_enabled() {
                 break;
             }
             self.khugepaged_do_scan();

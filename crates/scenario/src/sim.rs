@@ -124,7 +124,7 @@ impl Backend for SimBackend {
             message: m,
             not_runnable: true,
         })?;
-        if self.khugepaged_sentinel && k.hugepage_pmd_enabled() {
+        if self.khugepaged_sentinel {
             k.add_khugepaged_sentinel();
         }
         self.pid = k.spawn();
