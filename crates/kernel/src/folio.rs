@@ -20,6 +20,11 @@ pub mod flags {
     pub const LAZYFREE: u8 = 1 << 3;
     /// Order-0 only: the page's content is not all zero.
     pub const NONZERO: u8 = 1 << 4;
+    /// `PG_dirty`: set when a dirty PMD is split (`__split_huge_pmd_locked`), when a split
+    /// unmaps a dirty PTE (`try_to_migrate_one`; the new folios inherit it), and by GUP
+    /// `FOLL_WRITE|FOLL_TOUCH` on a clean PTE (`follow_page_pte`); cleared by MADV_FREE.
+    /// smaps counts a page dirty if its PTE/PMD or its folio is (`smaps_page_accumulate`).
+    pub const DIRTY: u8 = 1 << 5;
     /// Slot is unused (on the arena free list).
     pub const FREE: u8 = 1 << 7;
 }

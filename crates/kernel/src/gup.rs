@@ -5,8 +5,10 @@
 //! stored, so populated pages stay zero-filled.
 
 use crate::errno::Errno;
+use crate::folio::flags;
 use crate::memory::VmFault;
 use crate::mm::vmf;
+use crate::pgtable::{self, Pte, DIRTY, PROTNONE, WRITE, YOUNG};
 use crate::types::{Pid, PAGE_SIZE};
 use crate::Kernel;
 
@@ -40,7 +42,7 @@ impl Kernel {
             let e = end.min(vma.end);
             while addr < e {
                 let mut tries = 0;
-                while !self.access_hit(mmi, addr, write, false) {
+                while !self.follow_page(mmi, addr, write) {
                     tries += 1;
                     assert!(
                         tries <= 4,
@@ -71,5 +73,38 @@ impl Kernel {
             }
         }
         Ok(())
+    }
+
+    /// `follow_page_mask` with `FOLL_TOUCH` (what populate uses): does the present entry
+    /// allow the access? A huge PMD is touched (`touch_pmd`: young, and dirty for a write).
+    /// A PTE is not changed for a write: `follow_page_pte` marks the folio dirty instead
+    /// (`folio_mark_dirty` when neither the PTE nor the folio is dirty), so a clean large
+    /// folio (after MADV_FREE) becomes dirty as a whole. Young stands for
+    /// `folio_mark_accessed`.
+    fn follow_page(&mut self, mmi: usize, addr: u64, write: bool) -> bool {
+        let pmd = self.mms[mmi].pgt.pmd(addr);
+        if pmd.is_huge() {
+            if pmd.has(PROTNONE) || (write && !pmd.has(WRITE)) {
+                return false;
+            }
+            let e = self.mms[mmi].pgt.pmd_mut(addr).expect("pmd");
+            e.set(YOUNG, true);
+            if write {
+                e.set(DIRTY, true);
+            }
+            return true;
+        }
+        if !pmd.is_table() {
+            return false;
+        }
+        let pte = self.mms[mmi].pgt.pte(addr);
+        if !pte.is_present() || pte.has(PROTNONE) || (write && !pte.has(WRITE)) {
+            return false;
+        }
+        if write && pte.kind() == pgtable::KIND_PAGE && !pte.has(DIRTY) {
+            self.folios.get_mut(pte.folio()).flags |= flags::DIRTY;
+        }
+        self.set_pte(mmi, addr, Pte(pte.0 | YOUNG));
+        true
     }
 }

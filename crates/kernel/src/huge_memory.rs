@@ -364,6 +364,10 @@ impl Kernel {
         *self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd") = Pmd::table(idx);
         if pmd.is_thp() {
             let id = pmd.folio();
+            // __split_huge_pmd_locked moves a dirty PMD's state into PG_dirty.
+            if pmd.has(DIRTY) {
+                self.folios.get_mut(id).flags |= crate::folio::flags::DIRTY;
+            }
             self.folio_add_anon_rmap_ptes(id, 0, HPAGE_PMD_NR as u32, mmi);
             self.folio_remove_rmap_pmd(id, mmi);
         }

@@ -9,7 +9,9 @@
 
 use crate::folio::{flags, FolioId};
 use crate::mm::vmf;
-use crate::pgtable::{self, pte_index, Pte, DIRTY, PROTNONE, SOFT_DIRTY, UFFD_WP, YOUNG};
+use crate::pgtable::{
+    self, pte_index, Pte, DIRTY, EXCLUSIVE, PROTNONE, SOFT_DIRTY, STORED, UFFD_WP, WRITE, YOUNG,
+};
 use crate::types::{HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK, PMD_SIZE};
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
@@ -50,6 +52,28 @@ impl Kernel {
                 self.split_huge_pmd(mmi, haddr);
             }
         }
+        // try_to_migrate_one(): a dirty PTE's state moves into PG_dirty as it is unmapped
+        // (the PMD split above did the same for a dirty PMD); every new folio inherits it.
+        let pte_locs: Vec<(usize, Vec<(u64, u32)>)> = mms
+            .iter()
+            .map(|&mmi| {
+                let expect = self
+                    .folios
+                    .meta(id)
+                    .mm_maps
+                    .iter()
+                    .find(|(m, _)| *m as usize == mmi)
+                    .map(|(_, c)| c)
+                    .unwrap_or(0);
+                (mmi, self.folio_pte_locs(mmi, id, va, expect))
+            })
+            .collect();
+        if pte_locs.iter().any(|(mmi, locs)| {
+            locs.iter()
+                .any(|&(a, _)| self.mms[*mmi].pgt.pte(a).has(DIRTY))
+        }) {
+            self.folios.get_mut(id).flags |= flags::DIRTY;
+        }
         let f = *self.folios.get(id);
         if f.refcount != f.mapcount + f.entire_mapcount as u32 {
             if f.order == HPAGE_PMD_ORDER {
@@ -67,7 +91,7 @@ impl Kernel {
         }
         self.vmstat.mthp_add(f.order, MthpStat::NrAnon, -1);
         let meta = self.folios.meta(id).clone();
-        let lazy = f.flags & flags::LAZYFREE;
+        let inherit = f.flags & (flags::LAZYFREE | flags::DIRTY);
         // New order-0 folios, one per page, taking over the page's mappings.
         let mut new_ids = Vec::with_capacity(nr as usize);
         for i in 0..nr {
@@ -79,21 +103,15 @@ impl Kernel {
             };
             let nid = self
                 .folios
-                .alloc(f.pfn as u64 + i as u64, 0, flags::ANON | nz | lazy);
+                .alloc(f.pfn as u64 + i as u64, 0, flags::ANON | nz | inherit);
             let nf = self.folios.get_mut(nid);
             nf.mapcount = mc;
             nf.refcount = mc;
             new_ids.push(nid);
         }
         self.folios.release(id);
-        for &mmi in &mms {
-            let expect = meta
-                .mm_maps
-                .iter()
-                .find(|(m, _)| *m as usize == mmi)
-                .map(|(_, c)| c)
-                .unwrap_or(0);
-            for (addr, i) in self.folio_pte_locs(mmi, id, va, expect) {
+        for (mmi, locs) in pte_locs {
+            for (addr, i) in locs {
                 let tidx = self.mms[mmi].pgt.pmd(addr).table_idx();
                 let pte = self.mms[mmi].pgt.pte_table(tidx)[pte_index(addr)];
                 let nid = new_ids[i as usize];
@@ -175,8 +193,9 @@ impl Kernel {
     }
 
     /// MADV_FREE (`cold == false`) or MADV_COLD (`madvise_cold_or_pageout_pte_range`) over
-    /// `[start, end)` of one VMA. Both leave shared folios alone and split a large folio only
-    /// partly covered; FREE marks pages lazy-free and clean, COLD only ages them.
+    /// `[start, end)` of one VMA. A PMD-mapped THP another mm maps is left alone
+    /// (`madvise_free_huge_pmd`); one only partly covered is split. FREE marks pages lazy-free
+    /// and clean, COLD only ages them; the PTE level is `madvise_free_pte_range`.
     pub(crate) fn madvise_free_range(&mut self, mmi: usize, start: u64, end: u64, cold: bool) {
         let mut slot = start & PMD_MASK;
         while slot < end {
@@ -199,10 +218,11 @@ impl Kernel {
                         slot += PMD_SIZE;
                         continue;
                     }
-                    // The whole PMD → lazy-free, clean.
+                    // The whole PMD → lazy-free, clean (PG_dirty cleared too).
                     let f = *self.folios.get(id);
                     if f.entire_mapcount == 1 && f.mapcount == 0 {
-                        self.folios.get_mut(id).flags |= flags::LAZYFREE;
+                        let nf = self.folios.get_mut(id);
+                        nf.flags = (nf.flags | flags::LAZYFREE) & !flags::DIRTY;
                         self.mms[mmi]
                             .pgt
                             .pmd_mut(slot)
@@ -221,48 +241,82 @@ impl Kernel {
             }
             let pmd = self.mms[mmi].pgt.pmd(slot);
             if pmd.is_table() {
-                let mut addr = s;
-                while addr < e {
-                    let tidx = self.mms[mmi].pgt.pmd(slot).table_idx();
-                    let pte = self.mms[mmi].pgt.pte_table(tidx)[pte_index(addr)];
-                    if pte.kind() != pgtable::KIND_PAGE {
-                        addr += PAGE_SIZE;
-                        continue;
-                    }
-                    let id = pte.folio();
-                    let f = *self.folios.get(id);
-                    if f.order > 0 {
-                        // Is the whole folio inside the range and mapped here in order?
-                        let base = addr - pte.idx() as u64 * PAGE_SIZE;
-                        let covers = base >= start && base + ((f.nr_pages() as u64) << 12) <= end;
-                        if !covers {
-                            if self.folios.maybe_mapped_shared(id) || !self.split_folio(id) {
-                                addr += PAGE_SIZE;
-                                continue;
-                            }
-                            // Re-read the (now order-0) PTE.
-                            continue;
-                        }
-                        if self.folios.maybe_mapped_shared(id) {
-                            addr += PAGE_SIZE;
-                            continue;
-                        }
-                    } else if f.mapcount != 1 {
-                        addr += PAGE_SIZE;
-                        continue;
-                    }
-                    if cold {
-                        self.mms[mmi].pgt.pte_table_mut(tidx)[pte_index(addr)].set(YOUNG, false);
-                    } else {
-                        self.folios.get_mut(id).flags |= flags::LAZYFREE;
-                        self.mms[mmi].pgt.pte_table_mut(tidx)[pte_index(addr)]
-                            .set(DIRTY | YOUNG, false);
-                    }
-                    addr += PAGE_SIZE;
-                }
+                self.madvise_free_pte_range(mmi, pmd.table_idx(), s, e, cold);
             }
             slot += PMD_SIZE;
         }
+    }
+
+    /// `madvise_free_pte_range` (`cold == false`) or the PTE part of
+    /// `madvise_cold_or_pageout_pte_range` over `[start, end)` of one PTE table. Present pages
+    /// are taken a folio batch at a time (`madvise_folio_pte_batch`). A large folio whose
+    /// batch is shorter than the folio (the range covers part of it, part of it is unmapped
+    /// or lies in another PTE table) is split if no other mm maps it, then its pages are
+    /// handled one by one. FREE then skips a `PG_dirty` folio that is mapped more often
+    /// than it has pages (shared); any other folio — also a clean one a fork child shares —
+    /// has the batch's PTEs made clean and old, PG_dirty cleared and becomes lazy-free. COLD
+    /// only ages folios that are mapped exactly once per page.
+    fn madvise_free_pte_range(&mut self, mmi: usize, tidx: u32, start: u64, end: u64, cold: bool) {
+        let mut addr = start;
+        while addr < end {
+            let pte = self.mms[mmi].pgt.pte_table(tidx)[pte_index(addr)];
+            if pte.kind() != pgtable::KIND_PAGE {
+                addr += PAGE_SIZE;
+                continue;
+            }
+            let id = pte.folio();
+            let f = *self.folios.get(id);
+            let mut nr = 1;
+            if f.order > 0 {
+                nr = self.folio_pte_batch(mmi, tidx, addr, end);
+                if nr < f.nr_pages() {
+                    if self.folios.maybe_mapped_shared(id) || !self.split_folio(id) {
+                        addr += nr as u64 * PAGE_SIZE;
+                    }
+                    // After a split the same PTEs are looked at again, now order 0.
+                    continue;
+                }
+            }
+            let i = pte_index(addr);
+            let mapcount = f.mapcount + f.entire_mapcount as u32;
+            if cold {
+                if mapcount == f.nr_pages() {
+                    for e in &mut self.mms[mmi].pgt.pte_table_mut(tidx)[i..i + nr as usize] {
+                        e.set(YOUNG, false);
+                    }
+                }
+            } else if !f.test(flags::DIRTY) || mapcount == f.nr_pages() {
+                let nf = self.folios.get_mut(id);
+                nf.flags = (nf.flags | flags::LAZYFREE) & !flags::DIRTY;
+                for e in &mut self.mms[mmi].pgt.pte_table_mut(tidx)[i..i + nr as usize] {
+                    e.set(DIRTY | YOUNG, false);
+                }
+            }
+            addr += nr as u64 * PAGE_SIZE;
+        }
+    }
+
+    /// `folio_pte_batch` with `FPB_MERGE_YOUNG_DIRTY`, as `madvise_folio_pte_batch` calls it:
+    /// how many PTEs from `addr` (before `end`, inside one table) map consecutive pages of the
+    /// same folio, up to the folio's last page. Dirty, young, soft-dirty and write bits may
+    /// differ (so may the model-only AnonExclusive and STORED bits); uffd-wp and PROT_NONE
+    /// may not.
+    fn folio_pte_batch(&self, mmi: usize, tidx: u32, addr: u64, end: u64) -> u32 {
+        const IGNORED: u64 = DIRTY | YOUNG | SOFT_DIRTY | WRITE | EXCLUSIVE | STORED;
+        let table = self.mms[mmi].pgt.pte_table(tidx);
+        let first = table[pte_index(addr)];
+        let left_in_folio = self.folios.get(first.folio()).nr_pages() - first.idx();
+        let max = (((end - addr) / PAGE_SIZE) as u32).min(left_in_folio);
+        let mut nr = 1;
+        while nr < max {
+            let q = table[pte_index(addr) + nr as usize];
+            let want = Pte::page(first.folio(), first.idx() + nr, 0);
+            if (q.0 & !IGNORED) != (want.0 | (first.0 & (UFFD_WP | PROTNONE))) {
+                break;
+            }
+            nr += 1;
+        }
+        nr
     }
 
     /// Where mm `mmi` maps folio `id` by PMD: normally at `va` (its fault address); after an

@@ -1,10 +1,12 @@
 //! Observation of an address space as `/proc/PID/smaps` and `/proc/PID/pagemap` +
 //! `/proc/kpageflags` show it, after `fs/proc/task_mmu.c` (Linux 6.18): `smaps_account`
-//! (precise per-page mapcounts, PSS in 1/4096 fixed point, shared vs private by mapcount ≥ 2),
+//! (precise per-page mapcounts, PSS in 1/4096 fixed point, shared vs private by mapcount ≥ 2,
+//! dirty if the entry or the folio (PG_dirty) is),
 //! `smaps_pmd_entry` (AnonHugePages), the zero page and huge zero page counting nothing, and
 //! `THPeligible`. Ranges are clipped to the requested range, so a mapping's observation sums
 //! the VMAs that make it up.
 
+use crate::folio::flags;
 use crate::huge_memory::Tva;
 use crate::observe::{pagemap_push, Backing, PageMap, Smaps};
 use crate::pgtable::{self, pte_index, DIRTY, EXCLUSIVE};
@@ -90,22 +92,27 @@ impl Kernel {
                     // mapcount, so the slot is accounted at once.
                     let f = self.folios.get(pmd.folio());
                     let n = (pe - ps) / PAGE_SIZE;
-                    acc.pages(n, f.entire_mapcount as u32, pmd.has(DIRTY), true);
+                    let dirty = pmd.has(DIRTY) || f.test(flags::DIRTY);
+                    acc.pages(n, f.entire_mapcount as u32, dirty, true);
                 } else if pmd.is_thp() {
                     let id = pmd.folio();
                     let f = self.folios.get(id);
+                    let dirty = pmd.has(DIRTY) || f.test(flags::DIRTY);
                     for addr in (ps..pe).step_by(PAGE_SIZE as usize) {
                         let idx = pte_index(addr) as u32;
                         let mc = f.entire_mapcount as u32 + self.folios.page_mapcount(id, idx);
-                        acc.page(mc, pmd.has(DIRTY), true);
+                        acc.page(mc, dirty, true);
                     }
                 } else if pmd.is_table() {
                     let table = mm.pgt.pte_table(pmd.table_idx());
                     for addr in (ps..pe).step_by(PAGE_SIZE as usize) {
                         let pte = table[pte_index(addr)];
                         if pte.kind() == pgtable::KIND_PAGE && pte.has(EXCLUSIVE) {
-                            // AnonExclusive: mapped exactly once, here.
-                            acc.page(1, pte.has(DIRTY), false);
+                            // AnonExclusive: mapped exactly once, here (the folio is only
+                            // looked at for PG_dirty when the PTE is clean).
+                            let dirty =
+                                pte.has(DIRTY) || self.folios.get(pte.folio()).test(flags::DIRTY);
+                            acc.page(1, dirty, false);
                         } else if pte.kind() == pgtable::KIND_PAGE {
                             let id = pte.folio();
                             let f = self.folios.get(id);
@@ -115,7 +122,7 @@ impl Kernel {
                                 0
                             };
                             let mc = entire + self.folios.page_mapcount(id, pte.idx());
-                            acc.page(mc, pte.has(DIRTY), false);
+                            acc.page(mc, pte.has(DIRTY) || f.test(flags::DIRTY), false);
                         }
                     }
                 }

@@ -95,6 +95,7 @@ fn op() -> impl Strategy<Value = Op> {
         Just(Advice::Nohugepage),
         Just(Advice::Dontneed),
         Just(Advice::Free),
+        Just(Advice::Cold),
         Just(Advice::Collapse),
         Just(Advice::PopulateRead),
         Just(Advice::PopulateWrite),
