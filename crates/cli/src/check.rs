@@ -64,13 +64,75 @@ fn counter_mode(
     Mode::Exact
 }
 
-/// Sizes (`64kB`) that the scenario enables with `always` system-wide, and whether the PMD
-/// size is (other processes then fault THPs too).
+/// The host's knob values as they were before this process pinned any (its boot state,
+/// unless someone changed them): read once, at the start of `check`, `probe` or `fuzz`.
+static HOST_START: std::sync::OnceLock<thpsim_kernel::sysfs::Sysfs> = std::sync::OnceLock::new();
+
+/// Reads the host's current knob values into [`HOST_START`] (first call only).
+pub(crate) fn remember_host_knobs() {
+    HOST_START.get_or_init(|| {
+        let mut s = thpsim_kernel::sysfs::Sysfs::default();
+        for k in thpsim_kernel::sysfs::knobs() {
+            if let Ok(v) = thpsim_host::sysfs::read_knob(&k.path) {
+                let _ = s.set(&k.name, &v);
+            }
+        }
+        s
+    });
+}
+
+/// Sizes (`64kB`) that the scenario enables with `always` system-wide, or that the host had
+/// `always` before the run (other processes then hold folios of that size, which they split
+/// and free while the scenario runs), and whether the PMD size is among them.
 fn system_wide_always(plan: &engine::Plan) -> (Vec<String>, bool) {
     let mut s = thpsim_kernel::sysfs::Sysfs::default();
     for (k, v) in &plan.setup.sysfs {
         let _ = s.set(k, v);
     }
+    let (mut sizes, mut pmd) = always_sizes(&s);
+    let mut add = |(hs, hp): (Vec<String>, bool)| {
+        for x in hs {
+            if !sizes.contains(&x) {
+                sizes.push(x);
+            }
+        }
+        pmd |= hp;
+    };
+    if let Some(h) = HOST_START.get() {
+        add(always_sizes(h));
+    }
+    add(EVER_ALWAYS.lock().map(|e| e.clone()).unwrap_or_default());
+    (sizes, pmd)
+}
+
+/// Sizes that some scenario of this run made `always` system-wide (in its setup or midway):
+/// every process on the machine may have faulted folios of that size meanwhile, and splits
+/// and frees them later, during other scenarios.
+static EVER_ALWAYS: std::sync::Mutex<(Vec<String>, bool)> = std::sync::Mutex::new((vec![], false));
+
+/// Adds the sizes a scenario makes `always` at any point to [`EVER_ALWAYS`] (after its run).
+fn remember_always(scn: &Scenario) {
+    let mut s = thpsim_kernel::sysfs::Sysfs::default();
+    let Ok(mut e) = EVER_ALWAYS.lock() else {
+        return;
+    };
+    for st in &scn.stmts {
+        if let thpsim_scenario::ast::Op::Sysfs { settings } = &st.op {
+            for kv in settings {
+                let _ = s.set(&kv.key, &kv.value);
+            }
+            let (sizes, pmd) = always_sizes(&s);
+            for x in sizes {
+                if !e.0.contains(&x) {
+                    e.0.push(x);
+                }
+            }
+            e.1 |= pmd;
+        }
+    }
+}
+
+fn always_sizes(s: &thpsim_kernel::sysfs::Sysfs) -> (Vec<String>, bool) {
     let mut sizes = vec![];
     let mut pmd = false;
     for o in thpsim_kernel::sysfs::ANON_ORDERS {
@@ -476,6 +538,7 @@ pub(crate) fn check_scenario(
     let mut hb = thpsim_host::HostBackend::new(opts);
     let t1 = std::time::Instant::now();
     let host = engine::run(&scn, &mut hb, &variant);
+    remember_always(&scn);
     fc.host_secs = t1.elapsed().as_secs_f64();
     fc.warnings.extend(hb.warnings().iter().cloned());
     match (model, host) {
@@ -522,6 +585,7 @@ pub fn main(
             return ExitCode::from(2);
         }
     };
+    remember_host_knobs();
     if !json {
         print!("{}", inventory_text(&thpsim_host::inventory::take()));
     }
@@ -610,6 +674,23 @@ pub fn main(
             ms,
             hs
         );
+    }
+    if !json {
+        let mut sizes: Vec<String> = HOST_START
+            .get()
+            .map(|h| always_sizes(h).0)
+            .unwrap_or_default();
+        for x in EVER_ALWAYS.lock().map(|e| e.0.clone()).unwrap_or_default() {
+            if !sizes.contains(&x) {
+                sizes.push(x);
+            }
+        }
+        if !sizes.is_empty() {
+            println!(
+                "note: sizes {} were `always` system-wide at the start or during this run, so other processes hold such folios: their mthp gauges (nr_anon, nr_anon_partially_mapped) were skipped and their mthp events compared one-sided (host >= model) from then on",
+                sizes.join(" ")
+            );
+        }
     }
     if agree + skipped == results.len() {
         ExitCode::SUCCESS

@@ -141,6 +141,7 @@ pub fn main(json: bool) -> ExitCode {
         eprintln!("thpsim probe: cannot run on this host: {e}");
         return ExitCode::from(crate::EXIT_CANNOT_RUN);
     }
+    crate::check::remember_host_knobs();
     let release = thpsim_host::sys::uname_release();
     let mut host_profile = thpsim_host::host_kernel_profile();
     let mut notes = vec![];
