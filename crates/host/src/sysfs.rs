@@ -618,6 +618,9 @@ pub fn unregister_child(slot: Option<usize>) {
         CHILD_PIDS[i].store(0, Ordering::SeqCst);
     }
 }
+/// Set when a signal handler or the panic hook killed the children (their death is then
+/// not a failure of the run to report).
+pub static CHILDREN_KILLED: AtomicBool = AtomicBool::new(false);
 /// Set in forked children: they must never restore anything.
 pub static IN_FORKED_CHILD: AtomicBool = AtomicBool::new(false);
 /// One session with changes at a time per process.
@@ -789,6 +792,7 @@ fn restore_from_table() -> bool {
     let t = TABLE.swap(std::ptr::null_mut(), Ordering::SeqCst);
     if !t.is_null() {
         // The scenario's task and the sentinel go first, so nothing runs under restored knobs.
+        CHILDREN_KILLED.store(true, Ordering::SeqCst);
         for pid in &CHILD_PIDS {
             crate::sys::kill(pid.load(Ordering::SeqCst), libc::SIGKILL);
         }
@@ -944,6 +948,7 @@ impl Session {
                     );
                 }
                 self.active = true;
+                CHILDREN_KILLED.store(false, Ordering::SeqCst);
                 install_panic_hook();
                 install_handlers();
                 OWNER_TID.store(gettid(), Ordering::SeqCst);
