@@ -153,7 +153,7 @@ fn glob_match(pat: &str, s: &str) -> bool {
     }
 }
 
-fn compare(
+pub(crate) fn compare(
     model: &RunResult,
     host: &RunResult,
     plan: &engine::Plan,
@@ -381,8 +381,21 @@ fn check_file(
             return fc;
         }
     };
+    let host_kernel = thpsim_host::host_kernel_profile();
+    // A scenario pinned to another kernel states that kernel's answers: running it under the
+    // host's profile would check something it does not claim.
+    let pinned = scn.stmts.iter().find_map(|s| match &s.op {
+        thpsim_scenario::ast::Op::Kernel { profile } => Some(profile.clone()),
+        _ => None,
+    });
+    if let Some(p) = pinned.filter(|p| *p != host_kernel) {
+        fc.skipped = Some(format!(
+            "not checkable on this host: the scenario is pinned to kernel {p}, this host runs {host_kernel}"
+        ));
+        return fc;
+    }
     let variant = Variant {
-        profile: Some(thpsim_host::host_kernel_profile()),
+        profile: Some(host_kernel),
         sets: vec![],
     };
     let plan = match engine::plan(&scn, &variant) {
@@ -436,7 +449,11 @@ fn check_file(
         }
     };
     let t0 = std::time::Instant::now();
-    let model = engine::run(&model_scn, &mut SimBackend::new(), &variant);
+    // With sysfs writes allowed the host keeps khugepaged under control with a sentinel mm on
+    // its list; the model gets the same mm so that passes and full scans match.
+    let mut sim = SimBackend::new();
+    sim.khugepaged_sentinel = allow_sysfs;
+    let model = engine::run(&model_scn, &mut sim, &variant);
     fc.model_secs = t0.elapsed().as_secs_f64();
     let mut hb = thpsim_host::HostBackend::new(opts);
     let t1 = std::time::Instant::now();
@@ -487,6 +504,9 @@ pub fn main(
             return ExitCode::from(2);
         }
     };
+    if !json {
+        print!("{}", inventory_text(&thpsim_host::inventory::take()));
+    }
     let mut results = vec![];
     for f in files {
         let fc = check_file(f, opts, force, &devs);
@@ -565,7 +585,7 @@ pub fn main(
         );
     } else {
         println!(
-            "\ncheck: {} scenarios ({skipped} model-only skipped), {agree} agree ({exact} exactly, {} with listed deviations), {} differ; {compared} observables compared, {differing} differences, {listed} listed deviations; model {:.3}s, host {:.3}s",
+            "\ncheck: {} scenarios ({skipped} skipped: model-only or not for this host), {agree} agree ({exact} exactly, {} with listed deviations), {} differ; {compared} observables compared, {differing} differences, {listed} listed deviations; model {:.3}s, host {:.3}s",
             results.len(),
             agree - exact,
             results.len() - agree - skipped,
@@ -617,6 +637,26 @@ fn file_text(fc: &FileCheck) -> String {
     }
     for w in &fc.warnings {
         let _ = writeln!(o, "    warning: {w}");
+    }
+    o
+}
+
+/// What the host has that the model does not know: printed before any comparison, so that a
+/// patched kernel's extra knob or stat is seen first, not as a mysterious difference later.
+pub(crate) fn inventory_text(inv: &thpsim_host::inventory::Inventory) -> String {
+    let mut o = String::new();
+    let lines = inv.lines();
+    if lines.is_empty() {
+        return o;
+    }
+    let _ = writeln!(
+        o,
+        "host {}: {} name(s) the model does not know or model (not compared):",
+        thpsim_host::sys::uname_release(),
+        lines.len()
+    );
+    for l in lines {
+        let _ = writeln!(o, "    {l}");
     }
     o
 }

@@ -4,6 +4,7 @@
 mod bench;
 mod check;
 mod gen;
+mod probe;
 mod report;
 
 use std::path::PathBuf;
@@ -36,6 +37,9 @@ enum Cmd {
         /// Check the model's invariants after every op (slower).
         #[arg(long)]
         check_invariants: bool,
+        /// Print page maps in full (text output summarises long ones).
+        #[arg(long)]
+        pages_full: bool,
         #[arg(long)]
         json: bool,
     },
@@ -53,6 +57,9 @@ enum Cmd {
         /// Print every observable, not only those that differ or are non-zero.
         #[arg(long)]
         all: bool,
+        /// Print page maps in full (text output summarises long ones).
+        #[arg(long)]
+        pages_full: bool,
         #[arg(long)]
         json: bool,
     },
@@ -69,6 +76,9 @@ enum Cmd {
         /// Run even if the estimated fault-in does not fit in MemAvailable.
         #[arg(long)]
         force: bool,
+        /// Print page maps in full (text output summarises long ones).
+        #[arg(long)]
+        pages_full: bool,
         #[arg(long)]
         json: bool,
     },
@@ -123,6 +133,13 @@ enum Cmd {
         /// Kernel profile of the generated `kernel` line.
         #[arg(long, default_value = "6.18")]
         kernel: String,
+    },
+    /// Probe this host's kernel (root, Linux): which behaviour switches it shows, as a table
+    /// and a ready `--set` line, plus knobs and stats the model does not know. Writes THP
+    /// sysfs knobs and restores them.
+    Probe {
+        #[arg(long)]
+        json: bool,
     },
     /// List kernel profiles, behaviour switches and sysfs knobs.
     Knobs,
@@ -199,21 +216,36 @@ fn print_json<T: serde::Serialize>(v: &T) {
 }
 
 /// Prints one run (JSON or text); exit code 1 if an expectation failed.
-fn report_run(res: RunResult, json: bool) -> ExitCode {
+fn report_run(res: RunResult, json: bool, opts: report::TextOpts) -> ExitCode {
     if json {
         print_json(&res);
     } else {
-        print!("{}", report::run_text(&res));
+        print!("{}", report::run_text(&res, opts));
     }
     expect_code(&[res])
 }
 
 fn expect_code(results: &[RunResult]) -> ExitCode {
-    if results.iter().any(|r| r.failed_expects().next().is_some()) {
+    if results.iter().any(|r| r.any_failed()) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Host bytes the model may use: `MemAvailable` (Linux), else no limit.
+fn model_memory_budget() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb.saturating_mul(1024))
+}
+
+/// The model backend the CLI runs: refuses scenarios that may not fit in host memory.
+pub(crate) fn model_backend() -> SimBackend {
+    let mut be = SimBackend::new();
+    be.memory_budget = model_memory_budget();
+    be
 }
 
 fn main() -> ExitCode {
@@ -224,6 +256,7 @@ fn main() -> ExitCode {
             kernel,
             sets,
             check_invariants,
+            pages_full,
             json,
         } => {
             recover_pending();
@@ -242,10 +275,10 @@ fn main() -> ExitCode {
             if let Err(e) = engine::plan(&scn, &variant) {
                 return usage_error(e);
             }
-            let mut be = SimBackend::new();
+            let mut be = model_backend();
             be.check_invariants = check_invariants;
             match run_on(&scn, &mut be, &variant) {
-                Ok(res) => report_run(res, json),
+                Ok(res) => report_run(res, json, report::TextOpts { pages_full }),
                 Err(c) => c,
             }
         }
@@ -255,6 +288,7 @@ fn main() -> ExitCode {
             sets,
             variant,
             all,
+            pages_full,
             json,
         } => {
             recover_pending();
@@ -295,7 +329,7 @@ fn main() -> ExitCode {
                 if let Err(e) = engine::plan(&scn, v) {
                     return usage_error(e);
                 }
-                let mut be = SimBackend::new();
+                let mut be = model_backend();
                 match run_on(&scn, &mut be, v) {
                     Ok(r) => results.push(r),
                     Err(c) => return c,
@@ -304,15 +338,17 @@ fn main() -> ExitCode {
             if json {
                 print_json(&report::CompareJson::new(&results));
             } else {
-                print!("{}", report::compare_text(&results, all));
+                let opts = report::TextOpts { pages_full };
+                print!("{}", report::compare_text(&results, all, opts));
             }
-            ExitCode::SUCCESS
+            expect_code(&results)
         }
         Cmd::Host {
             file,
             allow_sysfs,
             no_wait,
             force,
+            pages_full,
             json,
         } => {
             let scn = match load(&file) {
@@ -342,7 +378,7 @@ fn main() -> ExitCode {
                 Ok(mut res) => {
                     res.warnings.extend(mem_note);
                     res.warnings.extend(be.warnings().iter().cloned());
-                    report_run(res, json)
+                    report_run(res, json, report::TextOpts { pages_full })
                 }
                 Err(c) => c,
             }
@@ -391,6 +427,7 @@ fn main() -> ExitCode {
                 Err(e) => usage_error(e),
             }
         }
+        Cmd::Probe { json } => probe::main(json),
         Cmd::Knobs => {
             recover_pending();
             print!("{}", report::knobs_text());

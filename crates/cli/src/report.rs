@@ -5,12 +5,102 @@ use std::fmt::Write;
 use thpsim_kernel::observe::Smaps;
 use thpsim_scenario::engine::{ExpectStatus, RunResult, SCHEMA_VERSION};
 
+/// Text output options.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TextOpts {
+    /// Print every page map in full (`--pages-full`), not summarised past `PAGES_WIDTH`.
+    pub pages_full: bool,
+}
+
+/// Widest page map printed as is; longer ones are summarised (run count, per-class totals).
+pub const PAGES_WIDTH: usize = 120;
+
+/// Failed ops listed per run in text output; the rest are counted.
+const FAILED_OPS_SHOWN: usize = 20;
+
 fn pages_text(pages: &[(String, u64)]) -> String {
     pages
         .iter()
         .map(|(b, n)| format!("{b}×{n}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The page map as text, summarised when longer than `PAGES_WIDTH` unless `full`:
+/// `1234 runs: anon 1000, thp_pte 512, none 24 (--pages-full for the map)`.
+fn pages_shown(pages: &[(String, u64)], full: bool) -> String {
+    let text = pages_text(pages);
+    if full || text.chars().count() <= PAGES_WIDTH {
+        return text;
+    }
+    format!("{} (--pages-full for the map)", pages_summary(pages))
+}
+
+/// `1234 runs: anon 1000, thp_pte 512, none 24`: run count and per-class totals.
+fn pages_summary(pages: &[(String, u64)]) -> String {
+    let mut totals: Vec<(&str, u64)> = Vec::new();
+    for (b, n) in pages {
+        match totals.iter_mut().find(|(c, _)| c == b) {
+            Some(t) => t.1 += n,
+            None => totals.push((b, *n)),
+        }
+    }
+    let classes: Vec<String> = totals.iter().map(|(c, n)| format!("{c} {n}")).collect();
+    format!("{} runs: {}", pages.len(), classes.join(", "))
+}
+
+/// Killed processes, failed ops and records left out, as lines for a run's text output.
+fn failures_text(r: &RunResult, indent: &str) -> String {
+    let mut o = String::new();
+    for k in &r.killed {
+        let _ = writeln!(
+            o,
+            "{indent}KILLED: process `{}` by {} at {}:{}{}",
+            k.process,
+            k.signal,
+            r.file,
+            k.line,
+            match k.ops_not_run {
+                0 => String::new(),
+                1 => "; its 1 later op was not run".to_string(),
+                n => format!("; its {n} later ops were not run"),
+            }
+        );
+    }
+    let failed: Vec<_> = r
+        .failed_ops()
+        .filter(|op| !op.result.starts_with("not run"))
+        .collect();
+    if !failed.is_empty() {
+        let _ = writeln!(o, "{indent}ops that failed (errno or signal):");
+        for op in failed.iter().take(FAILED_OPS_SHOWN) {
+            let _ = writeln!(o, "{indent}  line {}: {} → {}", op.line, op.op, op.result);
+        }
+        if failed.len() > FAILED_OPS_SHOWN {
+            let _ = writeln!(
+                o,
+                "{indent}  … and {} more",
+                failed.len() - FAILED_OPS_SHOWN
+            );
+        }
+    }
+    if r.ops_omitted > 0 {
+        let _ = writeln!(
+            o,
+            "{indent}note: {} ops past the first {} are not recorded",
+            r.ops_omitted,
+            r.ops.len()
+        );
+    }
+    if r.checkpoints_omitted > 0 {
+        let _ = writeln!(
+            o,
+            "{indent}note: {} checkpoints past the first {} are not shown",
+            r.checkpoints_omitted,
+            r.checkpoints.len()
+        );
+    }
+    o
 }
 
 fn smaps_text(s: &Smaps, all: bool) -> String {
@@ -30,7 +120,7 @@ fn smaps_text(s: &Smaps, all: bool) -> String {
         .join("  ")
 }
 
-pub fn run_text(r: &RunResult) -> String {
+pub fn run_text(r: &RunResult, opts: TextOpts) -> String {
     let mut o = String::new();
     let sw: Vec<String> = r.switches.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let _ = writeln!(
@@ -44,6 +134,7 @@ pub fn run_text(r: &RunResult) -> String {
     for w in &r.warnings {
         let _ = writeln!(o, "warning: {w}");
     }
+    o.push_str(&failures_text(r, ""));
     for c in &r.checkpoints {
         let _ = writeln!(o, "\n── checkpoint `{}` (line {}) ──", c.label, c.line);
         let _ = writeln!(o, "  minflt {}  majflt {}", c.minflt, c.majflt);
@@ -62,7 +153,12 @@ pub fn run_text(r: &RunResult) -> String {
         }
         for m in &c.mappings {
             let _ = writeln!(o, "  {:<10} {}", m.name, smaps_text(&m.smaps, false));
-            let _ = writeln!(o, "  {:<10} pages: {}", "", pages_text(&m.pages));
+            let _ = writeln!(
+                o,
+                "  {:<10} pages: {}",
+                "",
+                pages_shown(&m.pages, opts.pages_full)
+            );
         }
     }
     let (mut p, mut f, mut s) = (0, 0, 0);
@@ -81,10 +177,28 @@ pub fn run_text(r: &RunResult) -> String {
             }
         }
     }
-    if !r.expects.is_empty() {
+    let om = &r.expects_omitted;
+    let (p, f, s) = (p + om.pass, f + om.fail, s + om.skipped);
+    if p + f + s > 0 {
         let _ = writeln!(o);
         o.push_str(&lines);
+        if om.fail > 0 {
+            let _ = writeln!(
+                o,
+                "FAIL {}: {} more failed expectations past the first {} results",
+                r.file,
+                om.fail,
+                r.expects.len()
+            );
+        }
         let _ = writeln!(o, "expects: {p} passed, {f} failed, {s} skipped");
+    }
+    if !r.killed.is_empty() {
+        let _ = writeln!(
+            o,
+            "{} process(es) killed by a signal (see KILLED above)",
+            r.killed.len()
+        );
     }
     o
 }
@@ -161,8 +275,23 @@ pub fn compare_rows(results: &[RunResult], all: bool) -> Vec<Row> {
     rows
 }
 
-pub fn compare_text(results: &[RunResult], all: bool) -> String {
-    let rows = compare_rows(results, all);
+pub fn compare_text(results: &[RunResult], all: bool, opts: TextOpts) -> String {
+    let mut rows = compare_rows(results, all);
+    let mut summarised = false;
+    if !opts.pages_full {
+        // `differs` was decided on the full maps; only what is shown is summarised.
+        for r in rows
+            .iter_mut()
+            .filter(|r| r.observable.starts_with("pages("))
+        {
+            if r.values.iter().any(|v| v.chars().count() > PAGES_WIDTH) {
+                for v in r.values.iter_mut() {
+                    *v = pages_summary(&parse_pages_text(v));
+                }
+                summarised = true;
+            }
+        }
+    }
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -218,7 +347,29 @@ pub fn compare_text(results: &[RunResult], all: bool) -> String {
     if !fails.is_empty() {
         let _ = writeln!(o, "\nexpectations that do not hold in a variant:\n{fails}");
     }
+    if summarised {
+        let _ = writeln!(
+            o,
+            "\npage maps longer than {PAGES_WIDTH} characters are summarised (run count, pages per class); --pages-full prints them"
+        );
+    }
+    for r in results {
+        let f = failures_text(r, "  ");
+        if !f.is_empty() {
+            let _ = writeln!(o, "\n[{}]:\n{f}", r.variant);
+        }
+    }
     o
+}
+
+/// The inverse of `pages_text` (for summarising compare rows).
+fn parse_pages_text(v: &str) -> Vec<(String, u64)> {
+    v.split(' ')
+        .filter_map(|run| {
+            let (b, n) = run.split_once('×')?;
+            Some((b.to_string(), n.parse().ok()?))
+        })
+        .collect()
 }
 
 #[derive(serde::Serialize)]
@@ -274,4 +425,72 @@ pub fn knobs_text() -> String {
         );
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use thpsim_scenario::engine::{Killed, OpRecord};
+
+    fn result() -> RunResult {
+        let mut r = RunResult::empty("t.thps", "host", "6.18");
+        r.ops.push(OpRecord {
+            line: 1,
+            op: "mmap 0x0 0x10000000000 rw".into(),
+            result: "ENOMEM".into(),
+            minflt: 0,
+            majflt: 0,
+            failed: true,
+        });
+        r
+    }
+
+    #[test]
+    fn a_refused_mmap_is_reported() {
+        let t = run_text(&result(), TextOpts::default());
+        assert!(
+            t.contains(
+                "ops that failed (errno or signal):\n  line 1: mmap 0x0 0x10000000000 rw → ENOMEM"
+            ),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn kills_and_omitted_records_are_reported() {
+        let mut r = result();
+        r.killed.push(Killed {
+            process: "child".into(),
+            line: 4,
+            signal: "SIGKILL".into(),
+            ops_not_run: 1,
+        });
+        r.ops_omitted = 5;
+        r.expects_omitted.fail = 2;
+        let t = run_text(&r, TextOpts::default());
+        assert!(
+            t.contains(
+                "KILLED: process `child` by SIGKILL at t.thps:4; its 1 later op was not run"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("note: 5 ops past the first 1 are not recorded"),
+            "{t}"
+        );
+        assert!(t.contains("expects: 0 passed, 2 failed, 0 skipped"), "{t}");
+    }
+
+    #[test]
+    fn page_summary_has_run_count_and_class_totals() {
+        let pages: Vec<(String, u64)> = (0..100)
+            .flat_map(|i| [("anon".to_string(), i + 1), ("none".to_string(), 1)])
+            .collect();
+        assert_eq!(
+            pages_shown(&pages, false),
+            "200 runs: anon 5050, none 100 (--pages-full for the map)"
+        );
+        assert_eq!(pages_shown(&pages, true), pages_text(&pages));
+        assert_eq!(parse_pages_text(&pages_text(&pages)), pages);
+    }
 }

@@ -34,6 +34,8 @@ use crate::sys;
 
 pub const HUGE_SLEEP_MS: &str = "86400000";
 pub const SCAN_SLEEP_KNOB: &str = "khugepaged/scan_sleep_millisecs";
+/// Its store handler wakes the thread for a pass too (`alloc_sleep_millisecs_store`).
+pub const ALLOC_SLEEP_KNOB: &str = "khugepaged/alloc_sleep_millisecs";
 
 pub struct Sentinel {
     pub pid: i32,
@@ -271,7 +273,12 @@ pub fn learn_idle_frame() -> Result<String, String> {
 
 /// Waits until khugepaged sleeps at `idle` with a run time that is stable for 2 ms and, with
 /// `after`, larger than `after` (it ran since). Returns that run time.
-fn wait_idle(kpid: i32, idle: &str, after: Option<u64>, limit: Duration) -> Result<u64, String> {
+pub fn wait_idle(
+    kpid: i32,
+    idle: &str,
+    after: Option<u64>,
+    limit: Duration,
+) -> Result<u64, String> {
     let t0 = Instant::now();
     let at_idle = |after: Option<u64>| -> Option<u64> {
         let (st, rt) = task_state(kpid)?;

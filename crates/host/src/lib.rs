@@ -38,6 +38,7 @@
 
 pub mod child;
 pub mod estimate;
+pub mod inventory;
 pub mod khugepaged;
 pub mod observe;
 pub mod sys;
@@ -1186,10 +1187,40 @@ impl Backend for HostBackend {
                         "{knob}={value} during the run wakes khugepaged; the khugepaged control no longer holds"
                     ));
                 }
+                // A write that makes khugepaged run a pass (see `Kernel::write_sysfs`): the
+                // pass is asynchronous, so wait for it before the next op or snapshot.
+                let wake = self.khugepaged_control
+                    && (rel == khugepaged::SCAN_SLEEP_KNOB || rel == khugepaged::ALLOC_SLEEP_KNOB);
+                let pmd_before = pmd_thp_enabled();
+                let idle_before = match (&self.khugepaged_idle, khugepaged::khugepaged_pid()) {
+                    (Ok(idle), Some(kpid)) if wake && pmd_before => Some((
+                        kpid,
+                        khugepaged::wait_idle(kpid, idle, None, std::time::Duration::from_secs(10))
+                            .map_err(err)?,
+                    )),
+                    _ => None,
+                };
+                let full_scans_before = khugepaged::full_scans();
                 // The kernel refusing the value is reported like a failed syscall's errno;
                 // anything else (journal, lock) fails the run before the knob is written.
                 let result = match self.session.set_op(&rel, value).map_err(err)? {
-                    Ok(()) => Ok(0),
+                    Ok(()) => {
+                        if let (Some((kpid, rt)), Ok(idle)) = (idle_before, &self.khugepaged_idle) {
+                            khugepaged::wait_idle(kpid, idle, Some(rt), std::time::Duration::from_secs(60))
+                                .map_err(|e| err(format!("khugepaged pass after {knob}={value}: {e}")))?;
+                        } else if self.khugepaged_control && !pmd_before && pmd_thp_enabled() {
+                            // start_stop_khugepaged() started a new thread, which scans at once.
+                            if let Some(w) = khugepaged::wait_quiescent(full_scans_before) {
+                                self.warnings.push(w);
+                            }
+                            if self.khugepaged_idle.is_err() {
+                                self.khugepaged_idle = khugepaged::learn_idle_frame().map_err(|e| {
+                                    format!("khugepaged scan: cannot detect the end of a pass: {e}")
+                                });
+                            }
+                        }
+                        Ok(0)
+                    }
                     Err(errno) => Err(OpError::Errno(Errno(errno))),
                 };
                 Ok(OpOutcome {

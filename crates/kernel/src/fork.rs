@@ -2,37 +2,38 @@
 //! of `mm/memory.c` (`copy_page_range`, `vma_needs_copy`, `copy_present_ptes`) and
 //! `mm/huge_memory.c` (`copy_huge_pmd`), and `exit_mmap` (Linux 6.18).
 //!
-//! Page tables are copied only for VMAs with an anon_vma. Anonymous pages and PMD THPs become
-//! shared: both sides are write-protected, AnonExclusive is cleared, the folio gains a mapping
-//! and a reference; a large folio is marked maybe-shared (MM-owner tracking, 6.15). Huge zero
-//! PMDs are copied and the child takes its own huge-zero reference; zero-page PTEs are copied.
+//! Page tables are copied VMA by VMA (`copy_page_range` is called per VMA), only for VMAs with
+//! an anon_vma; the child's VMAs lose VM_LOCKED and their uffd registration. Anonymous pages
+//! and PMD THPs become shared: both sides are write-protected, AnonExclusive is cleared, the
+//! folio gains a mapping and a reference; a large folio is marked maybe-shared (MM-owner
+//! tracking, 6.15). Huge zero PMDs are copied and the child takes its own huge-zero reference;
+//! zero-page PTEs are copied.
 //! Deviations: no DMA pins (so never an eager copy), no MADV_DONTFORK/WIPEONFORK, no uffd-wp.
 
 use crate::errno::Errno;
 use crate::mm::{vmf, Mm, Task, Vma};
-use crate::pgtable::{self, Pmd, Pte, EXCLUSIVE, UFFD_WP, WRITE, YOUNG};
-use crate::types::{Pid, HPAGE_PMD_NR, PMD_SHIFT, PMD_SIZE, PTRS_PER_PTE, PUD_SHIFT};
+use crate::pgtable::{self, pte_index, Pmd, Pte, EXCLUSIVE, UFFD_WP, WRITE, YOUNG};
+use crate::types::{Pid, HPAGE_PMD_NR, PMD_MASK, PMD_SIZE, PUD_SHIFT, PUD_SIZE};
 use crate::Kernel;
 
 impl Kernel {
     /// fork(2) of `parent`; returns the child's pid.
     pub fn fork(&mut self, parent: Pid) -> Result<Pid, Errno> {
         let pmi = self.mm_of(parent);
+        // dup_mmap(): each child VMA is a copy, but without UFFD_FEATURE_EVENT_FORK (not
+        // modelled) it is not registered, and the child never inherits mlock (VM_LOCKED_MASK
+        // is cleared). anon_vma_fork() gives each child VMA with an anon_vma its own one, so
+        // child VMAs that came from one parent anon_vma do not merge with each other later.
+        let mut vmas = self.mms[pmi].vmas.clone();
+        for v in vmas.values_mut() {
+            v.flags &= !(vmf::UFFD_MASK | vmf::LOCKED);
+            if v.anon_vma.is_some() {
+                v.anon_vma = Some(self.next_anon_vma);
+                self.next_anon_vma += 1;
+            }
+        }
         let child_mm = Mm {
-            // Without UFFD_FEATURE_EVENT_FORK (not modelled) the child is not registered.
-            vmas: self.mms[pmi]
-                .vmas
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        *k,
-                        Vma {
-                            flags: v.flags & !vmf::UFFD_MASK,
-                            ..*v
-                        },
-                    )
-                })
-                .collect(),
+            vmas,
             thp_disable: self.mms[pmi].thp_disable,
             users: 1,
             ..Mm::default()
@@ -53,101 +54,110 @@ impl Kernel {
         if self.mms[pmi].khugepaged_registered {
             self.khugepaged_enter(cmi);
         }
-        // Walk the parent's page tables in address order.
-        for key in self.mms[pmi].pgt.pmd_table_keys() {
-            for i in 0..512u64 {
-                let slot = (key << PUD_SHIFT) | (i << PMD_SHIFT);
-                let pmd = self.mms[pmi].pgt.pmd(slot);
-                if pmd.is_none() {
-                    continue;
-                }
-                let Some(vma) = self.mms[pmi]
-                    .vma_at(slot)
-                    .or_else(|| self.mms[pmi].vma_at(slot + PMD_SIZE - 1))
-                    .cloned()
-                else {
-                    continue;
-                };
-                // vma_needs_copy(): only VMAs with an anon_vma have pages worth copying.
-                if vma.anon_vma.is_none() {
-                    // A PTE table may span several VMAs; copy only the parts in anon VMAs.
-                    if !pmd.is_table() {
-                        continue;
-                    }
-                }
-                if !self.ensure_pmd_table(cmi, slot) {
-                    self.exit(pid);
-                    return Err(Errno::ENOMEM);
-                }
-                if pmd.is_huge() {
-                    let Some(pfn) = self.alloc_pgtable_page() else {
-                        self.exit(pid);
-                        return Err(Errno::ENOMEM);
-                    };
-                    self.mms[cmi].pgt.deposited.push(pfn);
-                    if pmd.is_huge_zero() {
-                        // One reference per mm (MMF_HUGE_ZERO_FOLIO), however many PMDs.
-                        if !self.mms[cmi].huge_zero_ref {
-                            self.mms[cmi].huge_zero_ref = true;
-                            self.huge_zero_users += 1;
-                        }
-                        *self.mms[cmi].pgt.pmd_mut(slot).expect("pmd table") = pmd;
-                    } else {
-                        // copy_huge_pmd(): share the THP read-only; both lose exclusivity.
-                        let id = pmd.folio();
-                        let shared = Pmd(pmd.0 & !(WRITE | EXCLUSIVE));
-                        *self.mms[pmi].pgt.pmd_mut(slot).expect("pmd") = shared;
-                        *self.mms[cmi].pgt.pmd_mut(slot).expect("pmd table") =
-                            Pmd(shared.0 & !(YOUNG | UFFD_WP));
-                        let f = self.folios.get_mut(id);
-                        f.entire_mapcount += 1;
-                        f.refcount += 1;
-                        self.folios.mm_map_add(id, cmi, 1);
-                        self.mms[cmi].rss_anon += HPAGE_PMD_NR as u64;
-                    }
-                    continue;
-                }
-                // copy_pte_range()
-                let Some(pfn) = self.alloc_pgtable_page() else {
-                    self.exit(pid);
-                    return Err(Errno::ENOMEM);
-                };
-                let cidx = self.mms[cmi].pgt.new_pte_table(pfn);
-                let pidx = pmd.table_idx();
-                let mut any = false;
-                for j in 0..PTRS_PER_PTE {
-                    let pte = self.mms[pmi].pgt.pte_table(pidx)[j];
-                    if pte.is_none() {
-                        continue;
-                    }
-                    let addr = slot + ((j as u64) << 12);
-                    if self.mms[pmi]
-                        .vma_at(addr)
-                        .is_none_or(|v| v.anon_vma.is_none())
-                    {
-                        continue;
-                    }
-                    any = true;
-                    if pte.kind() == pgtable::KIND_PAGE {
-                        let shared = Pte(pte.0 & !(WRITE | EXCLUSIVE));
-                        self.mms[pmi].pgt.pte_table_mut(pidx)[j] = shared;
-                        self.mms[cmi].pgt.pte_table_mut(cidx)[j] = Pte(shared.0 & !UFFD_WP);
-                        let id = pte.folio();
-                        self.folio_add_anon_rmap_ptes(id, pte.idx(), 1, cmi);
-                        self.mms[cmi].rss_anon += 1;
-                    } else if pte.kind() == pgtable::KIND_ZERO {
-                        self.mms[cmi].pgt.pte_table_mut(cidx)[j] = Pte(pte.0 & !UFFD_WP);
-                    }
-                }
-                if any {
-                    *self.mms[cmi].pgt.pmd_mut(slot).expect("pmd table") = Pmd::table(cidx);
-                } else {
-                    let pfn = self.mms[cmi].pgt.free_pte_table(cidx);
-                    self.free_pgtable_page(pfn);
-                }
+        // copy_page_range() for each VMA, in address order: a VMA that lies inside one 2 MiB
+        // slot, or shares a PTE table with its neighbours, is copied over its own range only.
+        let parent_vmas: Vec<Vma> = self.mms[pmi].vmas.values().copied().collect();
+        for vma in &parent_vmas {
+            if self.copy_page_range(pmi, cmi, vma).is_err() {
+                self.exit(pid);
+                return Err(Errno::ENOMEM);
             }
         }
         Ok(pid)
+    }
+
+    /// `copy_page_range` of one parent VMA into the child: `vma_needs_copy` (only VMAs with
+    /// an anon_vma have pages worth copying), then per 1 GiB region with a parent PMD table
+    /// (`copy_pud_range`, which allocates the child's PMD table) and per PMD slot
+    /// (`copy_pmd_range`: `copy_huge_pmd` or `copy_pte_range`). Err on OOM.
+    fn copy_page_range(&mut self, pmi: usize, cmi: usize, vma: &Vma) -> Result<(), ()> {
+        if vma.anon_vma.is_none() {
+            return Ok(());
+        }
+        let mut region = vma.start & !(PUD_SIZE - 1);
+        while region < vma.end {
+            let (rs, re) = (vma.start.max(region), vma.end.min(region + PUD_SIZE));
+            region += PUD_SIZE;
+            if !self.mms[pmi].pgt.has_pmd_table(rs) {
+                continue;
+            }
+            if !self.ensure_pmd_table(cmi, rs) {
+                return Err(());
+            }
+            let mut slot = rs & PMD_MASK;
+            while slot < re {
+                let (s, e) = (rs.max(slot), re.min(slot + PMD_SIZE));
+                let pmd = self.mms[pmi].pgt.pmd(slot);
+                if pmd.is_huge() {
+                    // A huge PMD lies inside one VMA, so this is the only VMA that sees it.
+                    self.copy_huge_pmd(pmi, cmi, slot, pmd)?;
+                } else if pmd.is_table() {
+                    self.copy_pte_range(pmi, cmi, slot, pmd, s, e)?;
+                }
+                slot += PMD_SIZE;
+            }
+        }
+        Ok(())
+    }
+
+    /// `copy_huge_pmd`: a THP is shared read-only and both sides lose exclusivity; a huge zero
+    /// PMD is copied and the child takes its own huge-zero reference. Either way the child
+    /// deposits a page table for a later split.
+    fn copy_huge_pmd(&mut self, pmi: usize, cmi: usize, slot: u64, pmd: Pmd) -> Result<(), ()> {
+        let pfn = self.alloc_pgtable_page().ok_or(())?;
+        self.mms[cmi].pgt.deposited.push(pfn);
+        if pmd.is_huge_zero() {
+            // One reference per mm (MMF_HUGE_ZERO_FOLIO), however many PMDs.
+            if !self.mms[cmi].huge_zero_ref {
+                self.mms[cmi].huge_zero_ref = true;
+                self.huge_zero_users += 1;
+            }
+            *self.mms[cmi].pgt.pmd_mut(slot).expect("pmd table") = pmd;
+            return Ok(());
+        }
+        let id = pmd.folio();
+        let shared = Pmd(pmd.0 & !(WRITE | EXCLUSIVE));
+        *self.mms[pmi].pgt.pmd_mut(slot).expect("pmd") = shared;
+        *self.mms[cmi].pgt.pmd_mut(slot).expect("pmd table") = Pmd(shared.0 & !(YOUNG | UFFD_WP));
+        let f = self.folios.get_mut(id);
+        f.entire_mapcount += 1;
+        f.refcount += 1;
+        self.folios.mm_map_add(id, cmi, 1);
+        self.mms[cmi].rss_anon += HPAGE_PMD_NR as u64;
+        Ok(())
+    }
+
+    /// `copy_pte_range` over `[s, e)` of the PTE table `pmd` at `slot`: the child's PTE table
+    /// is allocated even if nothing in the range is mapped (`pte_alloc_map_lock`), and is shared
+    /// by the VMAs of the slot. Anonymous pages become shared (write-protected, not exclusive);
+    /// zero-page PTEs are copied; uffd-wp bits and markers do not reach the unregistered child.
+    fn copy_pte_range(
+        &mut self,
+        pmi: usize,
+        cmi: usize,
+        slot: u64,
+        pmd: Pmd,
+        s: u64,
+        e: u64,
+    ) -> Result<(), ()> {
+        if !self.pte_alloc(cmi, slot) {
+            return Err(());
+        }
+        let cidx = self.mms[cmi].pgt.pmd(slot).table_idx();
+        let pidx = pmd.table_idx();
+        for j in pte_index(s)..=pte_index(e - 1) {
+            let pte = self.mms[pmi].pgt.pte_table(pidx)[j];
+            if pte.kind() == pgtable::KIND_PAGE {
+                let shared = Pte(pte.0 & !(WRITE | EXCLUSIVE));
+                self.mms[pmi].pgt.pte_table_mut(pidx)[j] = shared;
+                self.mms[cmi].pgt.pte_table_mut(cidx)[j] = Pte(shared.0 & !UFFD_WP);
+                self.folio_add_anon_rmap_ptes(pte.folio(), pte.idx(), 1, cmi);
+                self.mms[cmi].rss_anon += 1;
+            } else if pte.kind() == pgtable::KIND_ZERO {
+                self.mms[cmi].pgt.pte_table_mut(cidx)[j] = Pte(pte.0 & !UFFD_WP);
+            }
+        }
+        Ok(())
     }
 
     /// Makes sure the PMD table for `addr` exists in mm `mmi`. False on OOM.

@@ -142,7 +142,7 @@ impl Kernel {
     }
 
     /// `hugepage_pmd_enabled`: the PMD size is enabled in some way (khugepaged runs).
-    pub(crate) fn hugepage_pmd_enabled(&self) -> bool {
+    pub fn hugepage_pmd_enabled(&self) -> bool {
         match self.sysfs.size_enabled[HPAGE_PMD_ORDER as usize] {
             ThpEnabled::Always | ThpEnabled::Madvise => true,
             ThpEnabled::Inherit => {

@@ -52,6 +52,11 @@ impl Kernel {
                 + mm.pgt.live_pte_tables() as u64
                 + mm.pgt.deposited.len() as u64;
             let mut huge_pmds = 0usize;
+            // PTE tables the PMD entries reference: each live, none referenced twice, and no
+            // live table unreferenced (a table freed early, e.g. by PT reclaim, must leave
+            // both the PMD entry and the arena).
+            let mut tables_seen = vec![false; mm.pgt.ptes.len()];
+            let mut table_pmds = 0usize;
             let mut rss = 0u64;
             let mut has_huge_zero = false;
             for key in mm.pgt.pmd_table_keys() {
@@ -94,6 +99,17 @@ impl Kernel {
                             rss += HPAGE_PMD_NR as u64;
                         }
                     } else {
+                        let ti = pmd.table_idx() as usize;
+                        if ti >= tables_seen.len()
+                            || tables_seen[ti]
+                            || mm.pgt.pte_pfns[ti] == u32::MAX
+                        {
+                            return Err(ctx(format!(
+                                "PMD at {slot:#x} references a freed or shared PTE table {ti}"
+                            )));
+                        }
+                        tables_seen[ti] = true;
+                        table_pmds += 1;
                         let t = mm.pgt.pte_table(pmd.table_idx());
                         for (j, pte) in t.iter().enumerate() {
                             if pte.is_none() {
@@ -128,6 +144,12 @@ impl Kernel {
                         }
                     }
                 }
+            }
+            if table_pmds != mm.pgt.live_pte_tables() {
+                return Err(ctx(format!(
+                    "{table_pmds} PMDs map PTE tables but {} tables are live",
+                    mm.pgt.live_pte_tables()
+                )));
             }
             if huge_pmds != mm.pgt.deposited.len() {
                 return Err(ctx(format!(

@@ -22,7 +22,7 @@ use crate::huge_memory::Tva;
 use crate::mm::{ThpDisable, Vma};
 use crate::pgtable::{self, Pmd, Pte, DIRTY, EXCLUSIVE, WRITE, YOUNG};
 use crate::profile::Collapse;
-use crate::types::{Pid, HPAGE_PMD_NR, HPAGE_PMD_ORDER, PMD_MASK, PMD_SIZE};
+use crate::types::{Pid, HPAGE_PMD_NR, HPAGE_PMD_ORDER, PMD_MASK, PMD_SHIFT, PMD_SIZE};
 use crate::vmstat::VmItem;
 use crate::Kernel;
 
@@ -31,6 +31,7 @@ use crate::Kernel;
 pub enum ScanResult {
     Succeed,
     PmdNull,
+    PmdNone,
     PmdMapped,
     PteUffdWp,
     ExceedNonePte,
@@ -102,6 +103,57 @@ impl Kernel {
             };
         }
         self.now_ms = end;
+    }
+
+    /// A write to a THP sysfs knob, as `echo value > file` does it, with the side effects on
+    /// the khugepaged thread that the kernel's store handlers have (mm/huge_memory.c,
+    /// mm/khugepaged.c, 6.18):
+    /// * `start_stop_khugepaged`: when PMD-sized THP goes from disabled to enabled, a new
+    ///   thread starts and runs a pass at once (`khugepaged()` scans before it first waits);
+    ///   when it goes from enabled to disabled, the thread is stopped. A write that leaves it
+    ///   enabled only wakes the thread, which goes back to sleep (`khugepaged_should_wakeup`
+    ///   is false until its sleep expires): no pass.
+    /// * `scan_sleep_millisecs` and `alloc_sleep_millisecs` stores expire the sleep and wake
+    ///   the thread: one pass at once if it has work (its mm list is not empty).
+    pub fn write_sysfs(&mut self, name: &str, value: &str) -> Result<(), crate::sysfs::KnobError> {
+        let was_running = self.hugepage_pmd_enabled();
+        self.sysfs.set(name, value)?;
+        let running = self.hugepage_pmd_enabled();
+        let woken_for_a_pass = match (was_running, running) {
+            (false, true) => true,
+            (true, false) => {
+                self.khugepaged.next_pass_ms = None;
+                false
+            }
+            (true, true) => matches!(
+                name,
+                "khugepaged.scan_sleep_millisecs" | "khugepaged.alloc_sleep_millisecs"
+            ),
+            (false, false) => false,
+        };
+        if woken_for_a_pass && !self.khugepaged.mms.is_empty() {
+            let slept = self.khugepaged_do_scan();
+            self.khugepaged.next_pass_ms = (!self.khugepaged.mms.is_empty())
+                .then(|| self.now_ms + slept + self.sysfs.scan_sleep_millisecs as u64);
+        }
+        Ok(())
+    }
+
+    /// Registers an mm like the host backend's khugepaged *sentinel* (crates/host
+    /// `khugepaged::Sentinel`): a process whose only THP-eligible VMA registered its mm, which
+    /// then disabled THP completely, so khugepaged keeps it on its list at the cost of one unit
+    /// of `pages_to_scan` per visit. The host's sentinel registered on an empty list, which
+    /// woke khugepaged for one pass before the scenario started; that pass is run here too.
+    /// Used by `thpsim check`, so that the model's mm list is the host's.
+    pub fn add_khugepaged_sentinel(&mut self) -> Pid {
+        let pid = self.spawn();
+        let mmi = self.mm_of(pid);
+        self.khugepaged_enter(mmi);
+        self.mms[mmi].thp_disable = ThpDisable::Completely;
+        if self.khugepaged.next_pass_ms.take().is_some() && self.hugepage_pmd_enabled() {
+            self.khugepaged_do_scan();
+        }
+        pid
     }
 
     /// Runs `passes` khugepaged passes now.
@@ -227,9 +279,15 @@ impl Kernel {
         if !(haddr >= vma.start && haddr + PMD_SIZE <= vma.end) {
             return ScanResult::VmaCheck;
         }
+        // find_pmd_or_thp_or_none(): no PMD table at all (mm_find_pmd() finds no PUD entry)
+        // is SCAN_PMD_NULL, a none entry in a PMD table is SCAN_PMD_NONE.
         let pmd = self.mms[mmi].pgt.pmd(haddr);
         if pmd.is_none() {
-            return ScanResult::PmdNull;
+            return if self.mms[mmi].pgt.has_pmd_table(haddr) {
+                ScanResult::PmdNone
+            } else {
+                ScanResult::PmdNull
+            };
         }
         if pmd.is_huge() {
             return ScanResult::PmdMapped;
@@ -406,56 +464,69 @@ impl Kernel {
         true
     }
 
-    /// MADV_COLLAPSE over `[start, end)` (`madvise_collapse`), VMA by VMA.
+    /// MADV_COLLAPSE over `[start, end)`: `madvise_walk_vmas` calls `madvise_collapse` VMA by
+    /// VMA and returns the first VMA's error at once (later VMAs are left alone); holes make
+    /// the call ENOMEM only if every VMA succeeded.
     pub(crate) fn madvise_collapse(&mut self, pid: Pid, start: u64, end: u64) -> Result<(), Errno> {
         let mmi = self.mm_of(pid);
-        let mut unmapped = !self.mms[mmi].range_fully_mapped(start, end);
-        let mut ret = Ok(());
+        let unmapped = !self.mms[mmi].range_fully_mapped(start, end);
         for s in self.mms[mmi].vma_starts_in(start, end) {
             let Some(vma) = self.mms[mmi].vmas.get(&s).cloned() else {
                 continue;
             };
-            let (a, b) = (start.max(vma.start), end.min(vma.end));
-            if !self.thp_vma_allowable_order(mmi, &vma, HPAGE_PMD_ORDER, Tva::ForcedCollapse) {
-                ret = Err(Errno::EINVAL);
-                continue;
-            }
-            let hstart = (a + PMD_SIZE - 1) & PMD_MASK;
-            let hend = b & PMD_MASK;
-            let mut thps = 0;
-            let mut last_fail = None;
-            let mut addr = hstart;
-            while addr < hend {
-                let Some(v) = self.mms[mmi].vma_at(addr).cloned() else {
-                    break;
-                };
-                let r = self.collapse_scan_pmd(mmi, &v, addr, false);
-                match r {
-                    ScanResult::Succeed | ScanResult::PmdMapped => thps += 1,
-                    ScanResult::PmdNull
-                    | ScanResult::LackReferencedPage
-                    | ScanResult::PageCount
-                    | ScanResult::PteUffdWp => last_fail = Some(r),
-                    _ => {
-                        last_fail = Some(r);
-                        break;
-                    }
-                }
-                addr += PMD_SIZE;
-            }
-            if hend > hstart && thps != (hend - hstart) / PMD_SIZE {
-                ret = Err(match last_fail {
-                    Some(ScanResult::AllocHugePageFail) => Errno::ENOMEM,
-                    Some(ScanResult::ExceedNonePte) => Errno::EBUSY,
-                    Some(ScanResult::PageCount) => Errno::EAGAIN,
-                    _ => Errno::EINVAL,
-                });
-            }
+            self.madvise_collapse_vma(mmi, &vma, start.max(vma.start), end.min(vma.end))?;
         }
-        if ret.is_ok() && std::mem::take(&mut unmapped) {
+        if unmapped {
             return Err(Errno::ENOMEM);
         }
-        ret
+        Ok(())
+    }
+
+    /// `madvise_collapse` for `[a, b)` inside `vma`.
+    fn madvise_collapse_vma(&mut self, mmi: usize, vma: &Vma, a: u64, b: u64) -> Result<(), Errno> {
+        if !self.thp_vma_allowable_order(mmi, vma, HPAGE_PMD_ORDER, Tva::ForcedCollapse) {
+            return Err(Errno::EINVAL);
+        }
+        let hstart = (a + PMD_SIZE - 1) & PMD_MASK;
+        let hend = b & PMD_MASK;
+        let mut thps = 0u64;
+        // last_fail starts as SCAN_FAIL, which madvise_collapse_errno() reports as EINVAL.
+        let mut last_fail = None;
+        let mut addr = hstart;
+        while addr < hend {
+            let Some(v) = self.mms[mmi].vma_at(addr).cloned() else {
+                break;
+            };
+            let r = self.collapse_scan_pmd(mmi, &v, addr, false);
+            match r {
+                ScanResult::Succeed | ScanResult::PmdMapped => thps += 1,
+                // The results madvise_collapse() continues after.
+                ScanResult::PmdNull
+                | ScanResult::LackReferencedPage
+                | ScanResult::PageCount
+                | ScanResult::PteUffdWp => last_fail = Some(r),
+                // Any other result ends the loop, SCAN_PMD_NONE included.
+                _ => {
+                    last_fail = Some(r);
+                    break;
+                }
+            }
+            addr += PMD_SIZE;
+        }
+        // The kernel compares thps with `(hend - hstart) >> PMD_SHIFT` in unsigned arithmetic:
+        // a range inside one 2 MiB block that does not start on its boundary has
+        // hstart > hend, the difference wraps, and the call fails although nothing was tried;
+        // hstart == hend expects zero blocks and succeeds.
+        let wanted = hend.wrapping_sub(hstart) >> PMD_SHIFT;
+        if thps == wanted {
+            return Ok(());
+        }
+        Err(match last_fail {
+            Some(ScanResult::AllocHugePageFail) => Errno::ENOMEM,
+            Some(ScanResult::ExceedNonePte) => Errno::EBUSY,
+            Some(ScanResult::PageCount) => Errno::EAGAIN,
+            _ => Errno::EINVAL,
+        })
     }
 
     /// Adds a PMD mapping to an existing folio (in-place collapse).

@@ -66,22 +66,21 @@ impl Kernel {
             return self.madvise_collapse(pid, start, end);
         }
         if matches!(advice, Advice::Free | Advice::Cold | Advice::Dontneed) {
-            // can_madv_lru_vma() / madvise_dontneed_free_valid_vma(): locked VMAs refuse.
-            let parts: Vec<(u64, u64)> = self.mms[mmi]
+            // madvise_walk_vmas() visits the VMAs in address order and stops at the first
+            // error: a VM_LOCKED VMA (can_madv_lru_vma() / madvise_dontneed_free_valid_vma())
+            // fails with EINVAL after the VMAs before it were already advised.
+            let parts: Vec<(u64, u64, bool)> = self.mms[mmi]
                 .vma_starts_in(start, end)
                 .iter()
                 .map(|s| &self.mms[mmi].vmas[s])
-                .map(|v| (start.max(v.start), end.min(v.end)))
+                .map(|v| (start.max(v.start), end.min(v.end), v.has(vmf::LOCKED)))
                 .collect();
-            if parts
-                .iter()
-                .any(|(a, _)| self.mms[mmi].vma_at(*a).is_some_and(|v| v.has(vmf::LOCKED)))
-            {
-                return Err(Errno::EINVAL);
-            }
-            for (a, e) in parts {
+            for (a, e, locked) in parts {
+                if locked {
+                    return Err(Errno::EINVAL);
+                }
                 match advice {
-                    Advice::Dontneed => self.zap_range(mmi, a, e),
+                    Advice::Dontneed => self.madvise_dontneed_range(mmi, a, e),
                     _ => self.madvise_free_range(mmi, a, e, advice == Advice::Cold),
                 }
             }

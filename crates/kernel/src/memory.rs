@@ -324,8 +324,10 @@ impl Kernel {
                 self.thp_vma_allowable_orders(mmi, vma, want, crate::huge_memory::Tva::PageFault);
             orders = crate::huge_memory::thp_vma_suitable_orders(vma, addr, orders);
         }
-        // Highest order whose PTE range is all none.
+        // Highest order whose PTE range is all none (and, on the host build's
+        // `anon_beside_full=1`, that has a full block of the same size beside it).
         if orders != 0 {
+            let beside_full = self.sysfs.anon_beside_full != 0;
             let pmd = self.mms[mmi].pgt.pmd(addr);
             let table = self.mms[mmi].pgt.pte_table(pmd.table_idx());
             let mut order = 15 - orders.leading_zeros() as u8;
@@ -333,7 +335,10 @@ impl Kernel {
                 let nr = 1usize << order;
                 let start = pte_index(addr) & !(nr - 1);
                 if table[start..start + nr].iter().all(|p| p.is_none()) {
-                    break;
+                    if !beside_full || block_beside_full(table, vma, addr, start, nr) {
+                        break;
+                    }
+                    self.vmstat.mthp_count(order, MthpStat::AnonFaultDeclined);
                 }
                 orders &= !(1 << order);
                 if orders == 0 {
@@ -485,4 +490,18 @@ impl Kernel {
         }
         Ok(())
     }
+}
+
+/// `anon_beside_full` (a knob of this project's host kernel build, not in mainline 6.18):
+/// an mTHP block may be allocated on an anonymous fault only if the block of the same size
+/// just before or just after it is full — every PTE present (the shared zero page counts) —
+/// and lies in the same PTE table and the same VMA. Measured on the host
+/// (docs/anon-beside-full.md); the PMD order is not affected.
+fn block_beside_full(table: &[Pte], vma: &Vma, addr: u64, start: usize, nr: usize) -> bool {
+    let bytes = nr as u64 * PAGE_SIZE;
+    let block = addr & !(bytes - 1);
+    let full = |i: usize| table[i..i + nr].iter().all(|p| !p.is_none());
+    let before =
+        start >= nr && block.checked_sub(bytes).is_some_and(|b| b >= vma.start) && full(start - nr);
+    before || (start + 2 * nr <= table.len() && block + 2 * bytes <= vma.end && full(start + nr))
 }

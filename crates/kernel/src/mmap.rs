@@ -119,6 +119,24 @@ impl Kernel {
     /// Unmaps every page in `[start, end)` (which lies inside one former VMA): `unmap_vmas`.
     /// A huge PMD only partly inside the range is split first.
     pub(crate) fn zap_range(&mut self, mmi: usize, start: u64, end: u64) {
+        self.zap_range_details(mmi, start, end, false);
+    }
+
+    /// MADV_DONTNEED of `[start, end)` inside one VMA (`madvise_dontneed_single_vma`): a zap
+    /// whose `zap_details` ask for empty PTE tables to be reclaimed when the kernel has
+    /// `CONFIG_PT_RECLAIM` (the `pt_reclaim` switch).
+    pub(crate) fn madvise_dontneed_range(&mut self, mmi: usize, start: u64, end: u64) {
+        let reclaim_pt = self.profile.switches.pt_reclaim;
+        self.zap_range_details(mmi, start, end, reclaim_pt);
+    }
+
+    /// The zap walk (`zap_pmd_range` → `zap_huge_pmd` / `zap_pte_range`). With `reclaim_pt`, a
+    /// PTE table whose whole 2 MiB lies in the range is freed once zapped: `zap_pte_range`
+    /// only tries when `end - start >= PMD_SIZE` for that table (`reclaim_pt_is_enabled`),
+    /// and for anonymous memory it skips no entry (uffd-wp markers of an anonymous VMA are
+    /// dropped, none are installed), so the table is then empty and `try_to_free_pte` (or its
+    /// lock-free fast path) clears the PMD and frees the table.
+    fn zap_range_details(&mut self, mmi: usize, start: u64, end: u64, reclaim_pt: bool) {
         let mut slot = start & PMD_MASK;
         while slot < end {
             let s = start.max(slot);
@@ -133,9 +151,22 @@ impl Kernel {
                 }
             } else if pmd.is_table() {
                 self.zap_pte_range(mmi, s, e);
+                if reclaim_pt && s == slot && e == slot + PMD_SIZE {
+                    self.free_pte_table_at(mmi, slot);
+                }
             }
             slot += PMD_SIZE;
         }
+    }
+
+    /// Frees the (empty) PTE table of the PMD slot at `slot` and clears the PMD entry
+    /// (`pmd_clear` + `pte_free_tlb`, `mm_dec_nr_ptes`).
+    fn free_pte_table_at(&mut self, mmi: usize, slot: u64) {
+        let pmd = self.mms[mmi].pgt.pmd(slot);
+        debug_assert!(pmd.is_table());
+        let pfn = self.mms[mmi].pgt.free_pte_table(pmd.table_idx());
+        *self.mms[mmi].pgt.pmd_mut(slot).expect("pmd") = Pmd::NONE;
+        self.free_pgtable_page(pfn);
     }
 
     /// `zap_huge_pmd`.
@@ -193,11 +224,8 @@ impl Kernel {
                 .vma_starts_in(slot, slot + PMD_SIZE)
                 .is_empty()
             {
-                let pmd = self.mms[mmi].pgt.pmd(slot);
-                if pmd.is_table() {
-                    let pfn = self.mms[mmi].pgt.free_pte_table(pmd.table_idx());
-                    *self.mms[mmi].pgt.pmd_mut(slot).expect("pmd") = Pmd::NONE;
-                    self.free_pgtable_page(pfn);
+                if self.mms[mmi].pgt.pmd(slot).is_table() {
+                    self.free_pte_table_at(mmi, slot);
                 }
                 debug_assert!(self.mms[mmi].pgt.pmd(slot).is_none());
             }

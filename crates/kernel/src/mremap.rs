@@ -4,11 +4,14 @@
 //! 2 MiB extent a huge PMD moves as a unit (`move_huge_pmd`), otherwise it is split and its
 //! PTEs move one by one (`move_ptes`). Pages keep their folios and mapcounts; RSS is unchanged.
 //! Since 6.17 (`remap_move()`, switch `mremap_multi_vma`) such a move may span several VMAs.
+//! A never-faulted VMA takes the pgoff of its new address and so merges there (`copy_vma`);
+//! a uffd-registered VMA arrives unregistered, its uffd-wp bits and markers dropped (no
+//! UFFD_FEATURE_EVENT_REMAP in the model).
 //! Deviation: only same-size moves (`old_len == new_len`); no in-place grow or shrink.
 
 use crate::errno::Errno;
-use crate::mm::Vma;
-use crate::pgtable::{pte_index, Pmd, Pte};
+use crate::mm::{vmf, Vma};
+use crate::pgtable::{self, pte_index, Pmd, Pte, UFFD_WP};
 use crate::types::{
     is_page_aligned, page_align_up, Pid, PAGE_SHIFT, PAGE_SIZE, PMD_MASK, PMD_SIZE, TASK_SIZE,
 };
@@ -42,8 +45,10 @@ impl Kernel {
             return Ok(new);
         }
         // remap_move() (6.17+): every VMA part moves on its own to the same offset from
-        // `new`, gaps kept (the destination opposite a gap is left alone); a uffd-armed VMA
-        // may only move alone.
+        // `new`, gaps kept (the destination opposite a gap is left alone). A uffd-armed VMA
+        // may only move alone (vma_multi_allowed()): as the first VMA it is refused up front
+        // if the range goes on past it, gap or not; after another VMA it is refused when it
+        // is reached, so the parts before it stay moved.
         let parts: Vec<(u64, u64)> = self.mms[mmi]
             .vma_starts_in(old, old_end)
             .iter()
@@ -52,14 +57,11 @@ impl Kernel {
                 (old.max(v.start), old_end.min(v.end))
             })
             .collect();
-        if parts.len() > 1
-            && parts
-                .iter()
-                .any(|(a, _)| self.mms[mmi].vma_at(*a).is_some_and(|v| v.uffd_armed()))
-        {
-            return Err(Errno::EFAULT);
-        }
-        for (a, e) in parts {
+        for (i, (a, e)) in parts.into_iter().enumerate() {
+            let v = *self.mms[mmi].vma_at(a).expect("source vma");
+            if v.uffd_armed() && (i > 0 || v.end < old_end) {
+                return Err(Errno::EFAULT);
+            }
             self.move_vma(pid, a, e - a, new + (a - old))?;
         }
         Ok(new)
@@ -72,16 +74,33 @@ impl Kernel {
         let (old_end, new_end) = (old + len, new + len);
         let vma = self.mms[mmi].vma_at(old).copied().expect("source vma");
         self.munmap(pid, new, len)?;
-        // copy_vma(): the new VMA, same flags and anon_vma, pgoff of the moved part.
+        // copy_vma(): the new VMA, same flags and anon_vma, pgoff of the moved part, except
+        // that a never-faulted anonymous VMA (no anon_vma) takes the pgoff of its new address,
+        // which lets it merge with its new neighbours; the merge happens here, on insertion
+        // (vma_merge_new_range()).
+        let pgoff = if vma.anon_vma.is_none() {
+            new >> PAGE_SHIFT
+        } else {
+            vma.pgoff + ((old - vma.start) >> PAGE_SHIFT)
+        };
         let nv = Vma {
             start: new,
             end: new_end,
-            pgoff: vma.pgoff + ((old - vma.start) >> PAGE_SHIFT),
+            pgoff,
             ..vma
         };
         self.mms[mmi].vmas.insert(new, nv);
-        self.mms[mmi].invalidate_vma_cache();
-        self.move_page_tables(mmi, old, new, len)?;
+        self.mms[mmi].merge_range(new, new_end);
+        // Without UFFD_FEATURE_EVENT_REMAP (not modelled) the moved entries lose their uffd-wp
+        // bits and markers (vma_has_uffd_without_event_remap()) ...
+        self.move_page_tables(mmi, old, new, len, vma.uffd_armed())?;
+        // ... and mremap_userfaultfd_prep() unregisters the new VMA, as merged, without
+        // merging again.
+        if vma.uffd_armed() {
+            let s = self.mms[mmi].vma_start_at(new).expect("new vma");
+            self.mms[mmi].vmas.get_mut(&s).expect("vma").flags &= !vmf::UFFD_MASK;
+            self.mms[mmi].invalidate_vma_cache();
+        }
         // The old range is now empty: unmap it (splitting the old VMA at its boundaries).
         self.split_vma_at(mmi, old);
         self.split_vma_at(mmi, old_end);
@@ -91,12 +110,19 @@ impl Kernel {
             self.zap_range(mmi, v.start, v.end);
         }
         self.free_pgtables(mmi, old, old_end);
-        self.mms[mmi].merge_range(new, new_end);
         Ok(())
     }
 
-    /// `move_page_tables` from `[old, old+len)` to `new`.
-    fn move_page_tables(&mut self, mmi: usize, old: u64, new: u64, len: u64) -> Result<(), Errno> {
+    /// `move_page_tables` from `[old, old+len)` to `new`; `clear_uffd` drops uffd-wp markers
+    /// and clears uffd-wp bits on the way (`move_ptes`, `move_huge_pmd`).
+    fn move_page_tables(
+        &mut self,
+        mmi: usize,
+        old: u64,
+        new: u64,
+        len: u64,
+        clear_uffd: bool,
+    ) -> Result<(), Errno> {
         let mut done = 0;
         while done < len {
             let (o, n) = (old + done, new + done);
@@ -111,22 +137,36 @@ impl Kernel {
                     if !self.ensure_pmd_table(mmi, n) {
                         return Err(Errno::ENOMEM);
                     }
+                    let moved = if clear_uffd {
+                        Pmd(pmd.0 & !UFFD_WP)
+                    } else {
+                        pmd
+                    };
                     *self.mms[mmi].pgt.pmd_mut(o).expect("pmd") = Pmd::NONE;
-                    *self.mms[mmi].pgt.pmd_mut(n).expect("pmd") = pmd;
+                    *self.mms[mmi].pgt.pmd_mut(n).expect("pmd") = moved;
                     done += extent;
                     continue;
                 }
                 self.split_huge_pmd(mmi, o);
             }
             if self.mms[mmi].pgt.pmd(o).is_table() {
+                // The new PTE table is allocated before move_ptes(), even if nothing in the
+                // extent is mapped, so a later fault there cannot install a huge PMD.
+                if !self.ensure_pmd_table(mmi, n) || !self.pte_alloc(mmi, n) {
+                    return Err(Errno::ENOMEM);
+                }
                 // move_ptes()
                 let mut a = 0;
                 while a < extent {
                     let pte = self.mms[mmi].pgt.pte(o + a);
-                    if !pte.is_none() {
-                        if !self.ensure_pmd_table(mmi, n + a) || !self.pte_alloc(mmi, n + a) {
-                            return Err(Errno::ENOMEM);
-                        }
+                    if clear_uffd && pte.kind() == pgtable::KIND_MARKER {
+                        self.set_pte(mmi, o + a, Pte::NONE);
+                    } else if !pte.is_none() {
+                        let pte = if clear_uffd {
+                            Pte(pte.0 & !UFFD_WP)
+                        } else {
+                            pte
+                        };
                         self.set_pte(mmi, o + a, Pte::NONE);
                         let t = self.mms[mmi].pgt.pmd(n + a).table_idx();
                         self.mms[mmi].pgt.pte_table_mut(t)[pte_index(n + a)] = pte;

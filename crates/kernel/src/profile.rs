@@ -38,6 +38,10 @@ pub struct Switches {
     /// `mremap_multi_vma=0|1` — a same-size MREMAP_FIXED move may span several VMAs, each
     /// part moved with the gaps kept (`remap_move()`, 6.17).
     pub mremap_multi_vma: bool,
+    /// `pt_reclaim=0|1` — `CONFIG_PT_RECLAIM` (6.14, default y on x86-64): MADV_DONTNEED of a
+    /// whole 2 MiB PMD range frees the emptied PTE table (`zap_pte_range` with
+    /// `zap_details.reclaim_pt`, `mm/pt_reclaim.c`), so a later fault there can map a PMD.
+    pub pt_reclaim: bool,
 }
 
 /// One kernel version profile.
@@ -61,6 +65,7 @@ pub fn profiles() -> Vec<Profile> {
                 prctl_thp_except_advised: false,
                 collapse: Collapse::Copy,
                 mremap_multi_vma: false,
+                pt_reclaim: false,
             },
         },
         Profile {
@@ -73,6 +78,7 @@ pub fn profiles() -> Vec<Profile> {
                 prctl_thp_except_advised: true,
                 collapse: Collapse::Copy,
                 mremap_multi_vma: true,
+                pt_reclaim: true,
             },
         },
     ]
@@ -91,6 +97,7 @@ pub const SWITCHES: &[(&str, &str, &str)] = &[
     ("large_folio_cow_reuse", "0|1", "reuse exclusive PTE-mapped large folios on write faults instead of copying (6.15)"),
     ("prctl_thp_except_advised", "0|1", "PR_THP_DISABLE_EXCEPT_ADVISED is accepted by prctl (6.18)"),
     ("mremap_multi_vma", "0|1", "a same-size MREMAP_FIXED move may span several VMAs, gaps kept (6.17)"),
+    ("pt_reclaim", "0|1", "MADV_DONTNEED of a whole 2 MiB range frees the emptied PTE table (CONFIG_PT_RECLAIM, 6.14)"),
     ("collapse", "copy|inplace", "khugepaged/MADV_COLLAPSE on a PTE-mapped THP: allocate and copy (Linux) or remap it by a PMD in place (proposal)"),
 ];
 
@@ -114,6 +121,7 @@ impl Switches {
             "large_folio_cow_reuse" => self.large_folio_cow_reuse = b(value)?,
             "prctl_thp_except_advised" => self.prctl_thp_except_advised = b(value)?,
             "mremap_multi_vma" => self.mremap_multi_vma = b(value)?,
+            "pt_reclaim" => self.pt_reclaim = b(value)?,
             "collapse" => {
                 self.collapse = match value {
                     "copy" => Collapse::Copy,
@@ -142,6 +150,7 @@ impl Switches {
             "large_folio_cow_reuse" => b(self.large_folio_cow_reuse),
             "prctl_thp_except_advised" => b(self.prctl_thp_except_advised),
             "mremap_multi_vma" => b(self.mremap_multi_vma),
+            "pt_reclaim" => b(self.pt_reclaim),
             "collapse" => match self.collapse {
                 Collapse::Copy => "copy".into(),
                 Collapse::Inplace => "inplace".into(),

@@ -3,7 +3,9 @@
 //! language writes them: top-level files by their name (`enabled`), per-size files as
 //! `hugepages-64kB.enabled`, khugepaged files as `khugepaged.max_ptes_none`.
 //! Defaults are those of the reference host (see kernel-behavior.md §0.2).
-//! Deviation: `anon_beside_full` exists only on the host's kernel; it is kept inert.
+//! `anon_beside_full` is not mainline: it exists only on this project's host kernel build
+//! (6.18.44-fc); its default 0 is what a mainline kernel does (no such knob). Its effect on the
+//! anonymous fault path is in `memory::block_beside_full` (measured: docs/anon-beside-full.md).
 
 use crate::types::HPAGE_PMD_ORDER;
 
@@ -100,7 +102,8 @@ pub struct Sysfs {
     pub max_ptes_none: u32,
     pub max_ptes_swap: u32,
     pub max_ptes_shared: u32,
-    /// Host-only knob (not mainline); inert in the model.
+    /// Host build only (not mainline): decline an mTHP order on an anonymous fault unless a
+    /// block of that size beside it is full. 0 or 1.
     pub anon_beside_full: u32,
 }
 
@@ -147,7 +150,10 @@ const TOP: &[(&str, &str)] = &[
     ("defrag", "always|defer|defer+madvise|madvise|never"),
     ("use_zero_page", "0|1"),
     ("shrink_underused", "0|1"),
-    ("anon_beside_full", "integer (host-only, inert)"),
+    (
+        "anon_beside_full",
+        "0|1 (host build 6.18.44-fc only, not mainline)",
+    ),
 ];
 const KHUGEPAGED: &[(&str, &str)] = &[
     ("defrag", "0|1"),
@@ -241,7 +247,8 @@ impl Sysfs {
                 self.shrink_underused = parse_bool01(value).ok_or_else(|| bad("0|1"))?
             }
             "anon_beside_full" => {
-                self.anon_beside_full = value.parse().map_err(|_| bad("integer"))?
+                // kstrtouint in base 10, then a range check: "01" is 1, "2" is EINVAL.
+                self.anon_beside_full = parse_u32_max(value, 1).ok_or_else(|| bad("0|1"))?
             }
             "khugepaged.defrag" => {
                 self.khugepaged_defrag = parse_bool01(value).ok_or_else(|| bad("0|1"))?

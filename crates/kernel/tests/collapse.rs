@@ -392,3 +392,46 @@ fn madvise_cold_part_splits_whole_only_ages() {
         Some(2048)
     );
 }
+
+#[test]
+fn madvise_collapse_range_inside_one_block_is_einval() {
+    // madvise_collapse(): hstart > hend wraps the unsigned block count → EINVAL; an empty
+    // aligned span (hstart == hend) is 0.
+    let (mut k, pid) = kernel("6.18", &[], &[]);
+    order0_region(&mut k, pid, 512);
+    assert_eq!(
+        k.madvise(pid, BASE + 0x10000, 1 << 20, Advice::Collapse),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(k.madvise(pid, BASE, 1 << 20, Advice::Collapse), Ok(()));
+    assert_eq!(
+        k.madvise(pid, BASE + (1 << 20), 1 << 20, Advice::Collapse),
+        Ok(())
+    );
+    ok(&k);
+    assert_eq!(v(&k, VmItem::ThpCollapseAlloc), 0);
+}
+
+#[test]
+fn madvise_collapse_stops_at_a_none_pmd_and_at_the_first_failing_vma() {
+    // A none PMD entry (SCAN_PMD_NONE) ends the loop: the populated block after it stays.
+    let (mut k, pid) = kernel("6.18", &[], &[]);
+    k.mmap(pid, BASE, 2 * M2, Prot::RW, MapFlags::default())
+        .unwrap();
+    touch(&mut k, pid, BASE + M2, M2, AccessKind::Write);
+    assert_eq!(
+        k.madvise(pid, BASE, 2 * M2, Advice::Collapse),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(v(&k, VmItem::ThpCollapseAlloc), 0);
+    // A refused VMA (MADV_NOHUGEPAGE) first: EINVAL before the next VMA is looked at.
+    k.madvise(pid, BASE, M2, Advice::Nohugepage).unwrap();
+    assert_eq!(
+        k.madvise(pid, BASE, 2 * M2, Advice::Collapse),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(v(&k, VmItem::ThpCollapseAlloc), 0);
+    assert_eq!(k.madvise(pid, BASE + M2, M2, Advice::Collapse), Ok(()));
+    ok(&k);
+    assert_eq!(v(&k, VmItem::ThpCollapseAlloc), 1);
+}

@@ -207,3 +207,48 @@ fn fork_takes_one_huge_zero_reference_per_mm() {
     ok(&k);
     assert_eq!(k.nr_free_pages(), k.total_pages());
 }
+
+#[test]
+fn fork_copies_a_vma_that_lies_inside_one_pmd_slot() {
+    // copy_page_range() goes per VMA: [64K, 1M+64K) touches neither end of its 2 MiB slot.
+    let (mut k, parent) = kernel("6.18", &[], &[]);
+    let (start, len) = (BASE + 0x10000, 1 << 20);
+    k.mmap(parent, start, len, Prot::RW, MapFlags::default())
+        .unwrap();
+    touch(&mut k, parent, start, K4, AccessKind::Write);
+    touch(&mut k, parent, start + (512 << 10), K4, AccessKind::Write);
+    let child = k.fork(parent).unwrap();
+    ok(&k);
+    assert_eq!(
+        k.page_map(child, start, start + len),
+        vec![
+            (Backing::Anon, 1),
+            (Backing::None, 127),
+            (Backing::Anon, 1),
+            (Backing::None, 127)
+        ]
+    );
+    let s = k.smaps(parent, start, start + len);
+    assert_eq!(s.field("Shared_Dirty"), Some(8));
+    assert_eq!(s.field("Private_Dirty"), Some(0));
+    // The child's first write is a COW copy, and the parent's page stays.
+    assert_eq!(touch(&mut k, child, start, K4, AccessKind::Write), 1);
+    assert_eq!(
+        k.smaps(parent, start, start + len).field("Shared_Dirty"),
+        Some(4)
+    );
+}
+
+#[test]
+fn fork_child_vmas_are_not_locked() {
+    // dup_mmap() clears VM_LOCKED_MASK in the child.
+    let (mut k, parent) = kernel("6.18", &[], &[]);
+    k.mmap(parent, BASE, M2, Prot::RW, MapFlags::default())
+        .unwrap();
+    k.mlock(parent, BASE + M2 / 2, K4 * 16, true).unwrap();
+    let child = k.fork(parent).unwrap();
+    ok(&k);
+    assert_eq!(k.smaps(parent, BASE, BASE + M2).field("Locked"), Some(32));
+    assert_eq!(k.smaps(child, BASE, BASE + M2).field("Locked"), Some(0));
+    assert_eq!(k.smaps(child, BASE, BASE + M2).field("Rss"), Some(64));
+}

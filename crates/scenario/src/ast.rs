@@ -45,6 +45,12 @@ pub enum Op {
     Sysfs { settings: Vec<Setting> },
     /// `set hzp_wp_fault=split …` — behaviour switches over the profile.
     Set { settings: Vec<Setting> },
+    /// `catch SIGSEGV SIGBUS` — every process handles these signals by skipping the access
+    /// that raised them (as selftests do with `sigsetjmp`); without it, a signal kills the
+    /// process. `SIGKILL` (the OOM killer) cannot be caught.
+    Catch {
+        signals: Vec<thpsim_kernel::errno::Signal>,
+    },
     /// `mmap NAME SIZE anon private|shared [prot=..] [align=..] [offset=..] [populate]`
     Mmap(MmapOp),
     /// `munmap RANGE`

@@ -157,6 +157,11 @@ impl std::fmt::Display for BackendError {
 pub trait Backend {
     /// `model` or `host`, used in reports.
     fn name(&self) -> String;
+    /// Refuses a scenario the backend cannot run (e.g. what it can fault in does not fit in
+    /// the memory available); called once, before `setup`.
+    fn check_plan(&mut self, _plan: &crate::engine::Plan) -> Result<(), BackendError> {
+        Ok(())
+    }
     /// Applies the setup; called once, before any op.
     fn setup(&mut self, setup: &Setup) -> Result<(), BackendError>;
     /// Runs one op.

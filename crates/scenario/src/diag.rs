@@ -36,6 +36,15 @@ impl Diagnostic {
     ///      = hint: did you mean `buf`?
     /// ```
     pub fn render(&self, source: &str) -> String {
+        let source = source.strip_prefix('\u{feff}').unwrap_or(source);
+        let line = (self.span.line as usize)
+            .checked_sub(1)
+            .and_then(|i| source.lines().nth(i));
+        self.render_line(line)
+    }
+
+    /// Renders with `line` as the offending source line (if known).
+    fn render_line(&self, line: Option<&str>) -> String {
         let mut out = format!(
             "{}:{}:{}: error: {}\n",
             self.file, self.span.line, self.span.col, self.message
@@ -43,11 +52,9 @@ impl Diagnostic {
         let number = self.span.line.to_string();
         let width = number.len().max(4);
         let gutter = " ".repeat(width);
-        let source = source.strip_prefix('\u{feff}').unwrap_or(source);
-        let line = (self.span.line as usize)
-            .checked_sub(1)
-            .and_then(|i| source.lines().nth(i));
         if let Some(line) = line {
+            // Very long lines are cut (the caret still points into the shown part).
+            let line: String = line.chars().take(4096).collect();
             // Tabs count as one column; show them as one space so the carets line up.
             let shown: String = line
                 .chars()
@@ -70,11 +77,31 @@ impl Diagnostic {
     }
 }
 
-/// Renders every diagnostic, one block per error, followed by a count line.
+/// Renders every diagnostic, one block per error, followed by a count line. Linear in the
+/// source size plus the output: the source's lines are indexed once.
 pub fn render_all(diags: &[Diagnostic], source: &str) -> String {
+    let source = source.strip_prefix('\u{feff}').unwrap_or(source);
+    let mut wanted: Vec<usize> = diags
+        .iter()
+        .filter_map(|d| (d.span.line as usize).checked_sub(1))
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut lines: std::collections::HashMap<usize, &str> = Default::default();
+    let mut next = wanted.iter().peekable();
+    for (i, l) in source.lines().enumerate() {
+        let Some(&&w) = next.peek() else { break };
+        if i == w {
+            lines.insert(i, l);
+            next.next();
+        }
+    }
     let mut out = String::new();
     for d in diags {
-        out.push_str(&d.render(source));
+        let line = (d.span.line as usize)
+            .checked_sub(1)
+            .and_then(|i| lines.get(&i).copied());
+        out.push_str(&d.render_line(line));
         out.push('\n');
     }
     match diags.len() {

@@ -56,11 +56,18 @@ EXAMPLE```
 
 ## Structure
 
-A file starts with an optional setup section (`kernel`, `memory`, `set` and `sysfs`, at top
-level) followed by the body. `kernel`, `memory` and `set` are only allowed in the setup
-section; `kernel` and `memory` at most once. `sysfs` may also appear later, as an op.
+A file starts with an optional setup section (`kernel`, `memory`, `set`, `catch` and `sysfs`,
+at top level) followed by the body. `kernel`, `memory`, `set` and `catch` are only allowed in
+the setup section; `kernel` and `memory` at most once. `sysfs` may also appear later, as an op.
 
-Blocks: `repeat N` … `end` runs its body N times; blocks nest. There are no braces.
+Blocks: `repeat N` … `end` runs its body N times (executed, not expanded: a run's memory does
+not grow with N); blocks nest at most 64 deep. There are no braces.
+
+Signals: an access that raises SIGSEGV or SIGBUS kills its process unless the file `catch`es
+that signal; an OOM kill (SIGKILL) always does. A killed process runs no further ops (reports
+list them as not run); `exit NAME` still reaps it, and expectations still observe it.
+
+At most 100 errors are reported per file; the rest are counted.
 
 ## Sizes
 

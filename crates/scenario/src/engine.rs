@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use thpsim_kernel::errno::OpError;
+use thpsim_kernel::errno::{OpError, Signal};
 use thpsim_kernel::observe::{pagemap_count, pagemap_push, PageMap, Smaps};
 use thpsim_kernel::profile;
 use thpsim_kernel::types::{PAGE_SIZE, PMD_SIZE};
@@ -22,6 +22,14 @@ pub const DEFAULT_MEMORY: u64 = 16 << 30;
 
 /// Unmapped gap left after every mapping, so mappings never merge into one VMA.
 pub const LAYOUT_GAP: u64 = PMD_SIZE;
+
+/// Op records a run keeps (`RunResult::ops`); later ops are counted in `ops_omitted`, so a
+/// run's memory does not grow with a `repeat` count.
+pub const MAX_OP_RECORDS: usize = 100_000;
+/// Expectation results a run keeps; later ones are counted in `expects_omitted`.
+pub const MAX_EXPECT_RECORDS: usize = 100_000;
+/// Checkpoints a run keeps; later ones are taken (they reset the deltas) but not recorded.
+pub const MAX_CHECKPOINT_RECORDS: usize = 10_000;
 
 /// What a run varies: the profile and switch overrides (`--kernel`, `--set`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -61,6 +69,96 @@ pub struct Plan {
     /// Effective switch values (profile + sets), for `when` conditions and reports.
     pub switches: BTreeMap<String, String>,
     pub version: (u32, u32),
+    /// Signals the processes catch (`catch`); any other signal kills the process.
+    pub caught: Vec<Signal>,
+    /// An upper bound of what the scenario can fault in (see [`TouchBound`]).
+    pub touch: TouchBound,
+}
+
+/// An upper bound of the memory a scenario can make resident, from its text alone: every
+/// op that can fault pages in (accesses, `populate`, MADV_POPULATE_*/COLLAPSE, mlock,
+/// uffd copy/zeropage) counted once over its whole range (a `repeat` touches the same
+/// bytes again), times the number of processes (each can hold its own copies and page
+/// tables), and never more than the simulated `memory`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TouchBound {
+    /// 4 KiB pages that can be resident at once.
+    pub pages: u64,
+    /// PTE tables (one per touched 2 MiB region and process) that can exist at once.
+    pub pte_tables: u64,
+    /// Simulated memory in pages.
+    pub memory_pages: u64,
+}
+
+/// Host bytes the model needs per resident order-0 page (folio record, PTE, buddy bits;
+/// `thpsim bench` measures 28 B), with headroom.
+pub const MODEL_BYTES_PER_PAGE: u64 = 40;
+/// Host bytes per PTE table of the model (512 entries of 8 bytes).
+pub const MODEL_BYTES_PER_PTE_TABLE: u64 = 4096;
+
+impl TouchBound {
+    /// The model's memory need for this bound, in host bytes (the buddy allocator's
+    /// 2 bits per simulated page included; a fixed 64 MiB for everything else).
+    pub fn model_bytes(&self) -> u64 {
+        self.pages
+            .saturating_mul(MODEL_BYTES_PER_PAGE)
+            .saturating_add(self.pte_tables.saturating_mul(MODEL_BYTES_PER_PTE_TABLE))
+            .saturating_add(self.memory_pages / 4)
+            .saturating_add(64 << 20)
+    }
+}
+
+fn touch_bound(scn: &Scenario, mappings: &[Placed], memory: u64) -> TouchBound {
+    use crate::ast::UffdOp;
+    use thpsim_kernel::types::Advice;
+    fn walk(stmts: &[Stmt], f: &mut impl FnMut(&Op)) {
+        for st in stmts {
+            if let Op::Repeat { body, .. } = &st.op {
+                walk(body, f);
+            } else {
+                f(&st.op);
+            }
+        }
+    }
+    let size_of = |name: &str| {
+        mappings
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.len)
+            .unwrap_or(0)
+    };
+    let len_of = |r: &RangeRef| match (r.offset, r.len) {
+        (_, Some(l)) => l,
+        (None, None) => size_of(&r.mapping),
+        (Some(_), None) => 1,
+    };
+    let (mut bytes, mut regions, mut procs) = (0u64, 0u64, 1u64);
+    let mut add = |len: u64| {
+        bytes = bytes.saturating_add(len.div_ceil(PAGE_SIZE) * PAGE_SIZE);
+        regions = regions.saturating_add(len.div_ceil(PMD_SIZE) + 1);
+    };
+    walk(&scn.stmts, &mut |op| match op {
+        Op::Access(a) => add(len_of(&a.range)),
+        Op::Mmap(m) if m.populate => add(m.size),
+        Op::Madvise {
+            range,
+            advice:
+                Advice::PopulateRead
+                | Advice::PopulateWrite
+                | Advice::PopulatePgtable
+                | Advice::Collapse,
+        } => add(len_of(range)),
+        Op::Mlock { range, lock: true } => add(len_of(range)),
+        Op::Uffd(UffdOp::Copy { range, .. } | UffdOp::Zeropage { range }) => add(len_of(range)),
+        Op::Fork { .. } => procs = procs.saturating_add(1),
+        _ => {}
+    });
+    let memory_pages = memory / PAGE_SIZE;
+    TouchBound {
+        pages: (bytes / PAGE_SIZE).saturating_mul(procs).min(memory_pages),
+        pte_tables: regions.saturating_mul(procs).min(memory_pages),
+        memory_pages,
+    }
 }
 
 /// Lays out the scenario and resolves its setup under a variant.
@@ -69,8 +167,10 @@ pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, String> {
     let mut memory = DEFAULT_MEMORY;
     let mut switches_in = Vec::new();
     let mut sysfs = Vec::new();
+    let mut caught = Vec::new();
     for st in &scn.stmts {
         match &st.op {
+            Op::Catch { signals } => caught.extend(signals.iter().copied()),
             Op::Kernel { profile } => profile_name = profile.clone(),
             Op::Memory { bytes } => memory = *bytes,
             Op::Set { settings } => {
@@ -116,6 +216,7 @@ pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, String> {
         });
     });
     let arena_len = cursor.div_ceil(1 << 30).max(1) << 30;
+    let touch = touch_bound(scn, &mappings, memory);
     Ok(Plan {
         setup: Setup {
             profile: profile_name,
@@ -127,6 +228,8 @@ pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, String> {
         mappings,
         switches,
         version: prof.version,
+        caught,
+        touch,
     })
 }
 
@@ -148,6 +251,8 @@ pub struct OpRecord {
     pub result: String,
     pub minflt: u64,
     pub majflt: u64,
+    /// The op returned an error or raised a signal (or was not run: its process was killed).
+    pub failed: bool,
 }
 
 /// Observations at a checkpoint: counter deltas since the previous one, current state.
@@ -188,6 +293,25 @@ pub struct ExpectResult {
     pub actual: String,
 }
 
+/// A process killed by a signal it did not catch.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Killed {
+    pub process: String,
+    /// Line of the op that raised the signal.
+    pub line: u32,
+    pub signal: String,
+    /// Ops of this process after the kill that were not run.
+    pub ops_not_run: u64,
+}
+
+/// Expectation results past `MAX_EXPECT_RECORDS`, counted by status.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Omitted {
+    pub pass: u64,
+    pub fail: u64,
+    pub skipped: u64,
+}
+
 /// Everything a run produced.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct RunResult {
@@ -201,14 +325,67 @@ pub struct RunResult {
     pub checkpoints: Vec<Checkpoint>,
     pub expects: Vec<ExpectResult>,
     pub warnings: Vec<String>,
+    /// Processes killed by a signal, in order.
+    pub killed: Vec<Killed>,
+    /// Ops run (or not run, for a killed process) past `MAX_OP_RECORDS`: not in `ops`.
+    pub ops_omitted: u64,
+    /// Expectation results past `MAX_EXPECT_RECORDS`: not in `expects`.
+    pub expects_omitted: Omitted,
+    /// Checkpoints past `MAX_CHECKPOINT_RECORDS`: not in `checkpoints`.
+    pub checkpoints_omitted: u64,
 }
 
 impl RunResult {
+    /// A result with nothing recorded yet.
+    pub fn empty(file: &str, backend: &str, profile: &str) -> Self {
+        RunResult {
+            schema: SCHEMA_VERSION,
+            file: file.to_string(),
+            backend: backend.to_string(),
+            variant: profile.to_string(),
+            profile: profile.to_string(),
+            switches: BTreeMap::new(),
+            ops: vec![],
+            checkpoints: vec![],
+            expects: vec![],
+            warnings: vec![],
+            killed: vec![],
+            ops_omitted: 0,
+            expects_omitted: Omitted::default(),
+            checkpoints_omitted: 0,
+        }
+    }
     pub fn failed_expects(&self) -> impl Iterator<Item = &ExpectResult> {
         self.expects
             .iter()
             .filter(|e| e.status == ExpectStatus::Fail)
     }
+    /// Whether any expectation failed (including those past the record limit).
+    pub fn any_failed(&self) -> bool {
+        self.expects_omitted.fail > 0 || self.failed_expects().next().is_some()
+    }
+    /// Recorded ops that failed (an errno or a signal), in order.
+    pub fn failed_ops(&self) -> impl Iterator<Item = &OpRecord> {
+        self.ops.iter().filter(|o| o.failed)
+    }
+}
+
+/// What became of a scenario process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProcState {
+    Alive,
+    Exited {
+        line: u32,
+    },
+    /// Its `fork` failed: the process never existed.
+    ForkFailed {
+        line: u32,
+        err: OpError,
+    },
+    /// Killed by a signal it did not catch; index into `RunResult::killed`.
+    Killed {
+        idx: usize,
+    },
 }
 
 struct Run<'a> {
@@ -223,11 +400,15 @@ struct Run<'a> {
     /// The current snapshot, if no op ran since it was taken.
     cur: Option<Snapshot>,
     last_result: Option<Result<u64, OpError>>,
-    /// Number of ops executed at the last checkpoint.
-    ops_at_checkpoint: usize,
-    /// Process names → engine ids (0 = `main`), which are alive, and the current one.
+    /// Number of ops executed at the last checkpoint, and in all.
+    ops_at_checkpoint: u64,
+    ops_total: u64,
+    /// Process names → engine ids (0 = `main`), what became of each, and the current one.
     procs: BTreeMap<String, u32>,
-    alive: Vec<bool>,
+    names_by_id: Vec<String>,
+    state: Vec<ProcState>,
+    /// Names whose `fork` was not run (the parent had been killed), with the kill's line.
+    unforked: BTreeMap<String, u32>,
     current: u32,
     result: RunResult,
 }
@@ -242,6 +423,7 @@ pub fn run(
         message: m,
         not_runnable: true,
     })?;
+    backend.check_plan(&plan)?;
     backend.setup(&plan.setup)?;
     let out = run_planned(scn, &plan, backend, variant);
     let fin = backend.finish();
@@ -264,18 +446,9 @@ fn run_planned(
         .collect();
     let ranges: Vec<(u64, u64)> = plan.mappings.iter().map(|p| (p.addr, p.len)).collect();
     let base = backend.snapshot(&ranges)?;
-    let result = RunResult {
-        schema: SCHEMA_VERSION,
-        file: scn.file.clone(),
-        backend: backend.name(),
-        variant: variant.label(&plan.setup.profile),
-        profile: plan.setup.profile.clone(),
-        switches: plan.switches.clone(),
-        ops: vec![],
-        checkpoints: vec![],
-        expects: vec![],
-        warnings: vec![],
-    };
+    let mut result = RunResult::empty(&scn.file, &backend.name(), &plan.setup.profile);
+    result.variant = variant.label(&plan.setup.profile);
+    result.switches = plan.switches.clone();
     let mut r = Run {
         plan,
         backend,
@@ -288,8 +461,11 @@ fn run_planned(
         majflt: 0,
         last_result: None,
         ops_at_checkpoint: 0,
+        ops_total: 0,
         procs: BTreeMap::from([("main".to_string(), 0)]),
-        alive: vec![true],
+        names_by_id: vec!["main".to_string()],
+        state: vec![ProcState::Alive],
+        unforked: BTreeMap::new(),
         current: 0,
         result,
     };
@@ -300,13 +476,17 @@ fn run_planned(
         .position(|s| {
             !matches!(
                 s.op,
-                Op::Kernel { .. } | Op::Memory { .. } | Op::Set { .. } | Op::Sysfs { .. }
+                Op::Kernel { .. }
+                    | Op::Memory { .. }
+                    | Op::Set { .. }
+                    | Op::Sysfs { .. }
+                    | Op::Catch { .. }
             )
         })
         .unwrap_or(scn.stmts.len());
     r.stmts(&scn.stmts[body_start..])?;
     // The implicit final checkpoint, unless an explicit one already closed the run.
-    let ops_since = r.result.ops.len() > r.ops_at_checkpoint;
+    let ops_since = r.ops_total > r.ops_at_checkpoint;
     if ops_since || r.result.checkpoints.is_empty() {
         let last_line = scn.stmts.last().map(|s| s.span.line).unwrap_or(0);
         r.checkpoint("end", last_line)?;
@@ -339,25 +519,73 @@ impl Run<'_> {
         }
     }
 
+    fn record(&mut self, rec: impl FnOnce() -> OpRecord) {
+        self.ops_total += 1;
+        if self.result.ops.len() < MAX_OP_RECORDS {
+            self.result.ops.push(rec());
+        } else {
+            self.result.ops_omitted += 1;
+        }
+    }
+
+    /// Runs an op of the current process, unless that process was killed.
     fn exec(&mut self, st: &Stmt, op: BackendOp) -> Result<(), BackendError> {
+        if let ProcState::Killed { idx } = self.state[self.current as usize] {
+            let k = &mut self.result.killed[idx];
+            k.ops_not_run += 1;
+            let why = format!(
+                "not run: process `{}` was killed by {} at line {}",
+                k.process, k.signal, k.line
+            );
+            self.record(|| OpRecord {
+                line: st.span.line,
+                op: op_text(&op),
+                result: why,
+                minflt: 0,
+                majflt: 0,
+                failed: true,
+            });
+            return Ok(());
+        }
+        self.exec_always(st, op)
+    }
+
+    /// Runs an op whatever became of the current process (`exit`, `as`).
+    fn exec_always(&mut self, st: &Stmt, op: BackendOp) -> Result<(), BackendError> {
         let out = self.backend.exec(&op)?;
         self.cur = None;
         self.minflt += out.minflt;
         self.majflt += out.majflt;
         self.last_result = Some(out.result);
-        self.result.ops.push(OpRecord {
+        self.record(|| OpRecord {
             line: st.span.line,
             op: op_text(&op),
             result: fmt_result(&out.result),
             minflt: out.minflt,
             majflt: out.majflt,
+            failed: out.result.is_err(),
         });
+        if let Err(OpError::Signal(sig)) = out.result {
+            let cur = self.current as usize;
+            let fatal = sig == Signal::Sigkill || !self.plan.caught.contains(&sig);
+            if fatal && self.state[cur] == ProcState::Alive {
+                self.state[cur] = ProcState::Killed {
+                    idx: self.result.killed.len(),
+                };
+                self.result.killed.push(Killed {
+                    process: self.names_by_id[cur].clone(),
+                    line: st.span.line,
+                    signal: sig.name().to_string(),
+                    ops_not_run: 0,
+                });
+            }
+        }
         Ok(())
     }
 
     fn stmt(&mut self, st: &Stmt) -> Result<(), BackendError> {
         match &st.op {
-            Op::Kernel { .. } | Op::Memory { .. } | Op::Set { .. } => Ok(()),
+            Op::Kernel { .. } | Op::Memory { .. } | Op::Set { .. } | Op::Catch { .. } => Ok(()),
             Op::Sysfs { settings } => {
                 for s in settings {
                     self.exec(
@@ -428,29 +656,64 @@ impl Run<'_> {
             }
             Op::Checkpoint { label } => self.checkpoint(label, st.span.line),
             Op::Fork { child } => {
-                let id = self.alive.len() as u32;
+                // A `fork` inside `repeat` reuses the name once its process has gone.
+                if let Some(&old) = self.procs.get(child) {
+                    if matches!(
+                        self.state[old as usize],
+                        ProcState::Alive | ProcState::Killed { .. }
+                    ) {
+                        return Err(self.run_error(
+                            st,
+                            format!("process `{child}` already exists (exit it before forking it again)"),
+                        ));
+                    }
+                }
+                if let ProcState::Killed { idx } = self.state[self.current as usize] {
+                    // The killed parent does not fork: `child` never exists. The backend
+                    // sees no fork, so no process id is used.
+                    let line = self.result.killed[idx].line;
+                    self.unforked.insert(child.clone(), line);
+                    self.procs.remove(child);
+                    return self.exec(
+                        st,
+                        BackendOp::Fork {
+                            parent: self.current,
+                            child: self.state.len() as u32,
+                        },
+                    );
+                }
+                self.unforked.remove(child);
+                let id = self.state.len() as u32;
                 self.procs.insert(child.clone(), id);
-                self.alive.push(true);
+                self.names_by_id.push(child.clone());
+                self.state.push(ProcState::Alive);
                 self.exec(
                     st,
                     BackendOp::Fork {
                         parent: self.current,
                         child: id,
                     },
-                )
+                )?;
+                if let Some(Err(err)) = self.last_result {
+                    self.state[id as usize] = ProcState::ForkFailed {
+                        line: st.span.line,
+                        err,
+                    };
+                }
+                Ok(())
             }
             Op::As { proc } => {
                 let id = self.live_proc(proc, st)?;
                 self.current = id;
-                self.exec(st, BackendOp::Switch { proc: id })
+                self.exec_always(st, BackendOp::Switch { proc: id })
             }
             Op::Exit { proc } => {
                 let id = self.live_proc(proc, st)?;
-                self.alive[id as usize] = false;
+                self.state[id as usize] = ProcState::Exited { line: st.span.line };
                 if self.current == id {
                     self.current = 0;
                 }
-                self.exec(st, BackendOp::Exit { proc: id })
+                self.exec_always(st, BackendOp::Exit { proc: id })
             }
             Op::Mremap { range, dst } => {
                 let (old, len) = self.range(range);
@@ -527,24 +790,44 @@ impl Run<'_> {
         }
     }
 
-    /// The id of a live process, or a run error naming the line.
+    /// A scenario error found while running, at `st`'s file:line:col.
+    fn run_error(&self, st: &Stmt, msg: String) -> BackendError {
+        BackendError {
+            message: format!(
+                "{}:{}:{}: error: {msg}",
+                self.result.file, st.span.line, st.span.col
+            ),
+            not_runnable: false,
+        }
+    }
+
+    /// The id of a process that exists (alive or killed, not exited), or a run error.
     fn live_proc(&self, name: &str, st: &Stmt) -> Result<u32, BackendError> {
-        match self.procs.get(name) {
-            Some(&id) if self.alive[id as usize] => Ok(id),
-            Some(_) => Err(BackendError {
-                message: format!(
-                    "{}:{}: process `{name}` has exited",
-                    self.result.file, st.span.line
+        if let Some(line) = self.unforked.get(name) {
+            return Err(self.run_error(
+                st,
+                format!(
+                    "process `{name}` does not exist: its parent was killed (at line {line}) before its `fork`"
                 ),
-                not_runnable: false,
-            }),
-            None => Err(BackendError {
-                message: format!(
-                    "{}:{}: process `{name}` does not exist yet (its `fork` has not run)",
-                    self.result.file, st.span.line
+            ));
+        }
+        let Some(&id) = self.procs.get(name) else {
+            return Err(self.run_error(
+                st,
+                format!("process `{name}` does not exist yet (its `fork` has not run)"),
+            ));
+        };
+        match self.state[id as usize] {
+            ProcState::Alive | ProcState::Killed { .. } => Ok(id),
+            ProcState::Exited { line } => {
+                Err(self.run_error(st, format!("process `{name}` has exited (at line {line})")))
+            }
+            ProcState::ForkFailed { line, err } => Err(self.run_error(
+                st,
+                format!(
+                    "process `{name}` does not exist: its `fork` at line {line} failed ({err})"
                 ),
-                not_runnable: false,
-            }),
+            )),
         }
     }
 
@@ -603,6 +886,14 @@ impl Run<'_> {
                 pages: m.pages.iter().map(|(b, n)| (b.label(), *n)).collect(),
             })
             .collect();
+        if self.result.checkpoints.len() >= MAX_CHECKPOINT_RECORDS {
+            self.result.checkpoints_omitted += 1;
+            self.base = snap;
+            self.ops_at_checkpoint = self.ops_total;
+            self.base_minflt = self.minflt;
+            self.base_majflt = self.majflt;
+            return Ok(());
+        }
         self.result.checkpoints.push(Checkpoint {
             label: label.to_string(),
             line,
@@ -613,7 +904,7 @@ impl Run<'_> {
             uffd_last: snap.uffd_last,
         });
         self.base = snap;
-        self.ops_at_checkpoint = self.result.ops.len();
+        self.ops_at_checkpoint = self.ops_total;
         self.base_minflt = self.minflt;
         self.base_majflt = self.majflt;
         Ok(())
@@ -638,6 +929,19 @@ impl Run<'_> {
         }
     }
 
+    fn push_expect(&mut self, res: ExpectResult) {
+        if self.result.expects.len() < MAX_EXPECT_RECORDS {
+            self.result.expects.push(res);
+            return;
+        }
+        let o = &mut self.result.expects_omitted;
+        match res.status {
+            ExpectStatus::Pass => o.pass += 1,
+            ExpectStatus::Fail => o.fail += 1,
+            ExpectStatus::Skipped => o.skipped += 1,
+        }
+    }
+
     fn expect(&mut self, e: &Expect, span: Span) -> Result<(), BackendError> {
         let mut res = ExpectResult {
             line: span.line,
@@ -648,7 +952,7 @@ impl Run<'_> {
         };
         if !e.when.iter().all(|c| self.condition_holds(c)) {
             res.status = ExpectStatus::Skipped;
-            self.result.expects.push(res);
+            self.push_expect(res);
             return Ok(());
         }
         let actual: Result<i64, Option<OpError>> = match &e.obs {
@@ -675,10 +979,11 @@ impl Run<'_> {
                         let b = self.backend.name();
                         res.status = ExpectStatus::Skipped;
                         res.actual = format!("{key} is not available on the {b} backend");
-                        self.result
-                            .warnings
-                            .push(format!("line {}: {}", span.line, res.actual));
-                        self.result.expects.push(res);
+                        let w = format!("line {}: {}", span.line, res.actual);
+                        if !self.result.warnings.contains(&w) {
+                            self.result.warnings.push(w);
+                        }
+                        self.push_expect(res);
                         return Ok(());
                     }
                 }
@@ -740,7 +1045,7 @@ impl Run<'_> {
         } else {
             ExpectStatus::Fail
         };
-        self.result.expects.push(res);
+        self.push_expect(res);
         Ok(())
     }
 }

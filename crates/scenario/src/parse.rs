@@ -28,6 +28,10 @@ pub const MEMORY_GRANULE: u64 = 4 << 20;
 pub const MAX_MAPPING: u64 = 64 << 40;
 /// Default stride of access ops.
 pub const DEFAULT_STRIDE: u64 = PAGE_SIZE;
+/// Deepest `repeat` nesting accepted.
+pub const MAX_NESTING: usize = 64;
+/// Errors reported per file; past this many, the rest are only counted.
+pub const MAX_ERRORS: usize = 100;
 
 /// Parses and statically checks a scenario; returns every error found.
 pub fn parse(file: &str, source: &str) -> Result<Scenario, Vec<Diagnostic>> {
@@ -41,6 +45,7 @@ pub fn parse(file: &str, source: &str) -> Result<Scenario, Vec<Diagnostic>> {
         kernel_line: None,
         memory_line: None,
         body_started: false,
+        more_errors: 0,
     };
     let mut top: Vec<Stmt> = Vec::new();
     let mut frames: Vec<Frame> = Vec::new();
@@ -121,12 +126,29 @@ pub fn parse(file: &str, source: &str) -> Result<Scenario, Vec<Diagnostic>> {
                     None => top.push(stmt),
                 }
             }
-            Some(Parsed::Repeat(count)) => frames.push(Frame {
-                span: kw.span(),
-                count,
-                body: Vec::new(),
-            }),
+            Some(Parsed::Repeat(count)) => {
+                // Past the limit the block is still tracked (so its `end` matches) but its
+                // statements are dropped: nothing nests deeper than MAX_NESTING.
+                let discard = frames.len() >= MAX_NESTING;
+                if frames.len() == MAX_NESTING {
+                    st.err(
+                        kw.span(),
+                        format!("`repeat` nested deeper than {MAX_NESTING} levels"),
+                        Some(
+                            "flatten the blocks: `repeat A` around `repeat B` is `repeat A*B`"
+                                .into(),
+                        ),
+                    );
+                }
+                frames.push(Frame {
+                    span: kw.span(),
+                    count,
+                    body: Vec::new(),
+                    discard,
+                });
+            }
             Some(Parsed::End) => match frames.pop() {
+                Some(f) if f.discard => {}
                 Some(f) => {
                     let stmt = Stmt {
                         span: f.span,
@@ -148,13 +170,15 @@ pub fn parse(file: &str, source: &str) -> Result<Scenario, Vec<Diagnostic>> {
             },
         }
     }
-    for f in frames {
+    for f in frames.iter().filter(|f| !f.discard) {
         st.err(
             f.span,
             "`repeat` without a matching `end`".to_string(),
             Some("close the block with a line `end`".into()),
         );
     }
+    // Drop the (possibly deep) frames iteratively.
+    while frames.pop().is_some() {}
     if st.diags.is_empty() {
         Ok(Scenario {
             file: file.to_string(),
@@ -163,6 +187,22 @@ pub fn parse(file: &str, source: &str) -> Result<Scenario, Vec<Diagnostic>> {
     } else {
         let mut d = st.diags;
         d.sort_by_key(|d| (d.span.line, d.span.col));
+        if st.more_errors > 0 {
+            let span = d.last().map(|l| l.span).unwrap_or_default();
+            d.push(Diagnostic {
+                file: file.to_string(),
+                span: Span {
+                    line: span.line,
+                    col: span.col,
+                    len: 0,
+                },
+                message: format!(
+                    "{} more error(s) not shown (only the first {MAX_ERRORS} are reported)",
+                    st.more_errors
+                ),
+                hint: None,
+            });
+        }
         Err(d)
     }
 }
@@ -171,6 +211,8 @@ struct Frame {
     span: Span,
     count: u32,
     body: Vec<Stmt>,
+    /// Nested past `MAX_NESTING`: its statements are dropped.
+    discard: bool,
 }
 
 /// The size recorded for a mapping whose `mmap` line had a bad size.
@@ -192,10 +234,20 @@ pub struct State {
     kernel_line: Option<u32>,
     memory_line: Option<u32>,
     body_started: bool,
+    /// Errors past `MAX_ERRORS`, counted only.
+    more_errors: u64,
 }
 
 impl State {
+    /// Whether further errors are only counted (so hints need not be computed).
+    fn full(&self) -> bool {
+        self.diags.len() >= MAX_ERRORS
+    }
     fn err(&mut self, span: Span, message: String, hint: Option<String>) {
+        if self.full() {
+            self.more_errors += 1;
+            return;
+        }
         self.diags.push(Diagnostic {
             file: self.file.clone(),
             span,
@@ -537,20 +589,30 @@ impl<'s> LineCtx<'s, '_> {
         if let Some(m) = self.st.mappings.get(t.text) {
             return Some(m.size);
         }
+        if self.st.full() {
+            self.st.more_errors += 1;
+            return None;
+        }
         let hint = match suggest(t.text, self.st.mappings.keys().map(|k| k.as_str())) {
             Some(c) => format!("did you mean `{c}`?"),
             None if self.st.mappings.is_empty() => {
                 "map it first, e.g. `mmap buf 2M anon private`".to_string()
             }
-            None => format!(
-                "mappings defined so far: {}",
-                self.st
+            None => {
+                let n = self.st.mappings.len();
+                let mut names = self
+                    .st
                     .mappings
                     .keys()
+                    .take(10)
                     .map(|k| k.as_str())
                     .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+                    .join(", ");
+                if n > 10 {
+                    names.push_str(&format!(", … ({n} in all)"));
+                }
+                format!("mappings defined so far: {names}")
+            }
         };
         self.err(
             t.span(),
@@ -856,6 +918,46 @@ pub(crate) fn op_set(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
             settings: kvs.iter().map(|(k, v)| setting(*k, *v)).collect(),
         })
     })
+}
+
+pub(crate) fn op_catch(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let toks = c.rest();
+    if toks.is_empty() {
+        let span = c.end_span();
+        c.err(
+            span,
+            "missing signal name",
+            Some("usage: catch SIGSEGV|SIGBUS …".into()),
+        );
+        return None;
+    }
+    let mut signals = Vec::new();
+    let mut ok = true;
+    for t in toks {
+        match Signal::from_name(t.text) {
+            Some(Signal::Sigkill) => {
+                c.err(
+                    t.span(),
+                    "SIGKILL cannot be caught",
+                    Some("an OOM kill always ends the process".into()),
+                );
+                ok = false;
+            }
+            Some(s) if signals.contains(&s) => {
+                c.err(t.span(), format!("`{}` given twice", t.text), None);
+                ok = false;
+            }
+            Some(s) => signals.push(s),
+            None => {
+                let hint = suggest(t.text, ["SIGSEGV", "SIGBUS"])
+                    .map(|s| format!("did you mean `{s}`?"))
+                    .unwrap_or_else(|| "the signals an access raises: SIGSEGV, SIGBUS".into());
+                c.err(t.span(), format!("unknown signal `{}`", t.text), Some(hint));
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(Parsed::Op(Op::Catch { signals }))
 }
 
 const UNMODELLED_BACKINGS: &[&str] = &["file", "memfd", "shmem", "guest_memfd"];
@@ -1368,6 +1470,10 @@ fn proc_name<'s>(c: &mut LineCtx<'s, '_>) -> Option<Tok<'s>> {
 fn known_proc<'s>(c: &mut LineCtx<'s, '_>) -> Option<Tok<'s>> {
     let t = proc_name(c)?;
     if !c.st.procs.contains_key(t.text) {
+        if c.st.full() {
+            c.st.more_errors += 1;
+            return None;
+        }
         let names: Vec<String> = c.st.procs.keys().cloned().collect();
         let hint = thpsim_kernel::util::closest(t.text, names.iter().map(|s| s.as_str()))
             .map(|b| format!("did you mean `{b}`?"))

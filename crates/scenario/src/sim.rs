@@ -16,10 +16,16 @@ pub struct SimBackend {
     kernel: Option<Kernel>,
     /// The current process.
     pid: Pid,
-    /// Engine process ids → pids.
-    pids: Vec<Pid>,
+    /// Engine process ids → pids (`None`: its fork failed, or it exited).
+    pids: Vec<Option<Pid>>,
     /// Run the invariant checker after every op (tests).
     pub check_invariants: bool,
+    /// Put the host backend's khugepaged sentinel mm on khugepaged's list before the
+    /// scenario's first process (`thpsim check`, so both sides scan the same list).
+    pub khugepaged_sentinel: bool,
+    /// Host bytes the model may use; a scenario whose estimated need
+    /// ([`crate::engine::TouchBound::model_bytes`]) is larger is refused before it runs.
+    pub memory_budget: Option<u64>,
 }
 
 impl SimBackend {
@@ -35,6 +41,15 @@ impl SimBackend {
     }
     pub fn kernel(&self) -> Option<&Kernel> {
         self.kernel.as_ref()
+    }
+
+    /// The pid of a live engine process id, or an error (the engine checks names first).
+    fn pid_of(&self, proc: u32, what: &str) -> Result<Pid, BackendError> {
+        self.pids
+            .get(proc as usize)
+            .copied()
+            .flatten()
+            .ok_or_else(|| err(format!("{what}: process {proc} does not exist")))
     }
 
     fn k(&mut self) -> Result<&mut Kernel, BackendError> {
@@ -55,6 +70,29 @@ fn err(message: String) -> BackendError {
 impl Backend for SimBackend {
     fn name(&self) -> String {
         "model".into()
+    }
+
+    fn check_plan(&mut self, plan: &crate::engine::Plan) -> Result<(), BackendError> {
+        let (Some(budget), need) = (self.memory_budget, plan.touch.model_bytes()) else {
+            return Ok(());
+        };
+        if need <= budget {
+            return Ok(());
+        }
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        Err(BackendError {
+            message: format!(
+                "the model may need {:.1} GiB of memory for this scenario ({} pages resident \
+                 at order 0 and {} page tables at most, with `memory` {:.0} GiB), more than the \
+                 {:.1} GiB available; use a smaller `memory` or touch less",
+                gib(need),
+                plan.touch.pages,
+                plan.touch.pte_tables,
+                gib(plan.setup.memory),
+                gib(budget)
+            ),
+            not_runnable: true,
+        })
     }
 
     fn setup(&mut self, setup: &Setup) -> Result<(), BackendError> {
@@ -86,8 +124,11 @@ impl Backend for SimBackend {
             message: m,
             not_runnable: true,
         })?;
+        if self.khugepaged_sentinel && k.hugepage_pmd_enabled() {
+            k.add_khugepaged_sentinel();
+        }
         self.pid = k.spawn();
-        self.pids = vec![self.pid];
+        self.pids = vec![Some(self.pid)];
         self.kernel = Some(k);
         Ok(())
     }
@@ -98,7 +139,7 @@ impl Backend for SimBackend {
         // Process switches are bookkeeping of the backend, not kernel work.
         match op {
             BackendOp::Switch { proc } => {
-                self.pid = self.pids[*proc as usize];
+                self.pid = self.pid_of(*proc, "as")?;
                 return Ok(OpOutcome {
                     result: Ok(0),
                     minflt: 0,
@@ -106,34 +147,45 @@ impl Backend for SimBackend {
                 });
             }
             BackendOp::Fork { parent, child } => {
-                let ppid = self.pids[*parent as usize];
+                let ppid = self.pid_of(*parent, "fork")?;
+                let child = *child as usize;
+                if child < self.pids.len() {
+                    return Err(err(format!("fork: process id {child} is taken")));
+                }
                 let k = self.k()?;
                 let r = k.fork(ppid);
                 if check {
                     k.check_invariants()
                         .map_err(|e| err(format!("model invariant broken after {op:?}: {e}")))?;
                 }
+                self.pids.resize(child, None);
                 return Ok(match r {
                     Ok(cpid) => {
-                        debug_assert_eq!(self.pids.len(), *child as usize);
-                        self.pids.push(cpid);
+                        self.pids.push(Some(cpid));
                         OpOutcome {
                             result: Ok(0),
                             minflt: 0,
                             majflt: 0,
                         }
                     }
-                    Err(e) => OpOutcome {
-                        result: Err(OpError::Errno(e)),
-                        minflt: 0,
-                        majflt: 0,
-                    },
+                    Err(e) => {
+                        self.pids.push(None);
+                        OpOutcome {
+                            result: Err(OpError::Errno(e)),
+                            minflt: 0,
+                            majflt: 0,
+                        }
+                    }
                 });
             }
             BackendOp::Exit { proc } => {
-                let target = self.pids[*proc as usize];
+                if *proc == 0 {
+                    return Err(err("exit: `main` cannot exit".into()));
+                }
+                let target = self.pid_of(*proc, "exit")?;
+                self.pids[*proc as usize] = None;
                 if target == self.pid {
-                    self.pid = self.pids[0];
+                    self.pid = self.pid_of(0, "exit")?;
                 }
                 let k = self.k()?;
                 k.exit(target);
@@ -150,7 +202,9 @@ impl Backend for SimBackend {
             _ => {}
         }
         let k = self.k()?;
-        let before = *k.task(pid).expect("task");
+        let before = *k
+            .task(pid)
+            .ok_or_else(|| err(format!("no task for pid {pid:?}")))?;
         let b = MODEL_ARENA_BASE;
         let result: Result<u64, OpError> = match op {
             BackendOp::Mmap {
@@ -269,8 +323,7 @@ impl Backend for SimBackend {
                 .map(|_| 0)
                 .map_err(OpError::Errno),
             BackendOp::Sysfs { knob, value } => {
-                k.sysfs
-                    .set(knob, value)
+                k.write_sysfs(knob, value)
                     .map_err(|e| err(format!("sysfs {knob}={value}: {e:?}")))?;
                 Ok(0)
             }
@@ -279,7 +332,9 @@ impl Backend for SimBackend {
             k.check_invariants()
                 .map_err(|e| err(format!("model invariant broken after {op:?}: {e}")))?;
         }
-        let after = k.task(pid).expect("task");
+        let after = k
+            .task(pid)
+            .ok_or_else(|| err(format!("no task for pid {pid:?}")))?;
         Ok(OpOutcome {
             result,
             minflt: after.minflt - before.minflt,

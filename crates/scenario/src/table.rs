@@ -99,6 +99,15 @@ pub const OPS: &[OpSpec] = &[
         parse: parse::op_set,
     },
     OpSpec {
+        name: "catch",
+        synopsis: "catch SIGNAL…",
+        summary: "Every process handles these signals (as kernel selftests do with a handler and `sigsetjmp`): an access that raises one stops there, the op reports the signal (see `expect errno`) and the process goes on. Without `catch`, a SIGSEGV or SIGBUS kills the process, like an OOM kill (SIGKILL, which cannot be caught): the report says so and the ops the killed process would run after it are not run (`exit NAME` still reaps it).",
+        args: &[("SIGNAL", "`SIGSEGV` or `SIGBUS`")],
+        example: "catch SIGSEGV SIGBUS",
+        placement: Placement::Setup,
+        parse: parse::op_catch,
+    },
+    OpSpec {
         name: "mmap",
         synopsis: "mmap NAME SIZE anon private [PROT | prot=PROT] [align=SIZE] [offset=SIZE] [populate]",
         summary: "Creates an anonymous mapping named NAME. Host and model place it at the same arena offset: aligned to `align`, plus `offset` bytes (to build misaligned layouts). Options after `private` may come in any order. `shared`, and the backings `file`, `memfd`, `shmem`, `guest_memfd` are recognised but refused as not modelled yet.",

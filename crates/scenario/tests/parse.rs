@@ -1626,6 +1626,7 @@ fn names_of(op: &Op) -> &'static [&'static str] {
         Op::Memory { .. } => &["memory"],
         Op::Sysfs { .. } => &["sysfs"],
         Op::Set { .. } => &["set"],
+        Op::Catch { .. } => &["catch"],
         Op::Mmap(_) => &["mmap"],
         Op::Munmap { .. } => &["munmap"],
         Op::Mprotect { .. } => &["mprotect"],
