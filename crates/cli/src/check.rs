@@ -65,12 +65,35 @@ fn counter_mode(
 }
 
 /// Sizes (`64kB`) that the scenario enables with `always` system-wide, and whether the PMD
-/// size is (other processes then fault THPs too).
-fn system_wide_always(plan: &engine::Plan) -> (Vec<String>, bool) {
+/// size is (other processes then fault THPs too). `host_before` are the host's knob values
+/// before the run: a size that was `always` there has other processes' folios, which come
+/// and go during the run even when the run pins the size to `never`.
+fn system_wide_always(
+    plan: &engine::Plan,
+    host_before: &[(String, String)],
+) -> (Vec<String>, bool) {
     let mut s = thpsim_kernel::sysfs::Sysfs::default();
     for (k, v) in &plan.setup.sysfs {
         let _ = s.set(k, v);
     }
+    let (mut sizes, mut pmd) = always_sizes(&s);
+    if !host_before.is_empty() {
+        let mut h = thpsim_kernel::sysfs::Sysfs::default();
+        for (k, v) in host_before {
+            let _ = h.set(k, v);
+        }
+        let (hs, hp) = always_sizes(&h);
+        sizes.extend(
+            hs.into_iter()
+                .filter(|x| !sizes.contains(x))
+                .collect::<Vec<_>>(),
+        );
+        pmd |= hp;
+    }
+    (sizes, pmd)
+}
+
+fn always_sizes(s: &thpsim_kernel::sysfs::Sysfs) -> (Vec<String>, bool) {
     let mut sizes = vec![];
     let mut pmd = false;
     for o in thpsim_kernel::sysfs::ANON_ORDERS {
@@ -157,6 +180,7 @@ pub(crate) fn compare(
     model: &RunResult,
     host: &RunResult,
     plan: &engine::Plan,
+    host_before: &[(String, String)],
     khugepaged_controlled: bool,
     diffs: &mut Vec<Difference>,
 ) -> usize {
@@ -211,7 +235,7 @@ pub(crate) fn compare(
             host.ops.len().to_string(),
         );
     }
-    let (sizes, pmd_always) = system_wide_always(plan);
+    let (sizes, pmd_always) = system_wide_always(plan, host_before);
     for (mc, hc) in model.checkpoints.iter().zip(&host.checkpoints) {
         let at = format!("checkpoint `{}`", mc.label);
         n += 2;
@@ -455,6 +479,7 @@ fn check_file(
     sim.khugepaged_sentinel = allow_sysfs;
     let model = engine::run(&model_scn, &mut sim, &variant);
     fc.model_secs = t0.elapsed().as_secs_f64();
+    let host_before = thpsim_host::host_knobs();
     let mut hb = thpsim_host::HostBackend::new(opts);
     let t1 = std::time::Instant::now();
     let host = engine::run(&scn, &mut hb, &variant);
@@ -462,7 +487,14 @@ fn check_file(
     fc.warnings.extend(hb.warnings().iter().cloned());
     match (model, host) {
         (Ok(m), Ok(h)) => {
-            fc.compared = compare(&m, &h, &plan, allow_sysfs, &mut fc.differences);
+            fc.compared = compare(
+                &m,
+                &h,
+                &plan,
+                &host_before,
+                allow_sysfs,
+                &mut fc.differences,
+            );
             fc.warnings.extend(h.warnings);
         }
         (Err(e), _) => fc.error = Some(format!("model: {}", e.message)),
