@@ -94,3 +94,65 @@ fn fault_in_beyond_mem_available_is_refused_with_the_numbers() {
     }
     std::fs::remove_file(&f).unwrap();
 }
+
+/// `run`, `compare` and `knobs` restore a killed host run's journal and say what they
+/// restored (issue 9). Runs under the host tests' lock (it writes a knob).
+#[test]
+fn model_commands_recover_a_dead_runs_journal() {
+    if !root() {
+        return;
+    }
+    let journal = "/run/thpsim/sysfs-restore.json";
+    if !std::path::Path::new("/sys/kernel/mm/transparent_hugepage/hugepages-64kB/enabled").exists()
+        || !std::path::Path::new("/run/thpsim").is_dir()
+    {
+        eprintln!("skipping: no 64K knob or no /run/thpsim");
+        return;
+    }
+    // A dead owner: a reaped child's pid.
+    let mut c = Command::new("true").spawn().unwrap();
+    let dead = c.id();
+    c.wait().unwrap();
+    let script = format!(
+        r#"set -e
+k=/sys/kernel/mm/transparent_hugepage/hugepages-64kB/enabled
+orig=$(sed 's/.*\[\(.*\)\].*/\1/' $k)
+[ -e {journal} ] && {{ echo "journal exists"; exit 1; }}
+if [ "$orig" = always ]; then other=never; else other=always; fi
+echo $other > $k
+umask 077
+printf '{{"pid": {dead}, "knobs": [["hugepages-64kB/enabled", "%s"]]}}' "$orig" > {journal}
+"$0" knobs > /dev/null 2> /tmp/thpsim-recover-err.$$ || true
+now=$(sed 's/.*\[\(.*\)\].*/\1/' $k)
+echo $orig > $k
+rm -f {journal}
+echo "orig=$orig now=$now"
+cat /tmp/thpsim-recover-err.$$
+rm -f /tmp/thpsim-recover-err.$$
+"#
+    );
+    let o = Command::new("flock")
+        .args(["/tmp/thpsim-host-tests.lock", "sh", "-c", &script])
+        .arg(env!("CARGO_BIN_EXE_thpsim"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut lines = out.lines();
+    let first = lines.next().unwrap();
+    let (orig, now) = first
+        .strip_prefix("orig=")
+        .and_then(|r| r.split_once(" now="))
+        .unwrap();
+    assert_eq!(orig, now, "{out}");
+    assert!(
+        out.contains(&format!(
+            "restored THP sysfs knobs left changed by dead run pid {dead}"
+        )) && out.contains(&format!("hugepages-64kB/enabled={orig}")),
+        "{out}"
+    );
+}
