@@ -661,6 +661,15 @@ fn guard_release(acquired: bool) {
     }
 }
 
+/// [`guard_release`] on drop, for the non-signal paths.
+struct Guard(bool);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        guard_release(self.0);
+    }
+}
+
 fn handled_set() -> libc::sigset_t {
     // SAFETY: sigemptyset/sigaddset initialise and fill a local sigset_t.
     unsafe {
@@ -919,10 +928,9 @@ impl Session {
             return Err(format!("refusing to write outside {THP_DIR}: {rel}"));
         }
         let _b = Blocked::new();
-        let g = guard_acquire();
-        let r = self.apply_guarded(knobs);
-        guard_release(g);
-        r
+        // Released on unwind too (a panic inside must not leave handlers spinning).
+        let _g = Guard(guard_acquire());
+        self.apply_guarded(knobs)
     }
 
     fn apply_guarded(&mut self, knobs: &[(String, String)]) -> Result<(), String> {
@@ -995,7 +1003,7 @@ impl Session {
         }
         {
             let _b = Blocked::new();
-            let g = guard_acquire();
+            let _g = Guard(guard_acquire());
             let t = TABLE.swap(std::ptr::null_mut(), Ordering::SeqCst);
             if !t.is_null() {
                 // SAFETY: the swap made us the owner of a table published by `publish`.
@@ -1013,7 +1021,6 @@ impl Session {
             }
             // A null table: a signal handler (on another thread) restored it; it re-raises
             // its signal and ends the process.
-            guard_release(g);
         }
         self.saved.clear();
         self.journal_meta = None;
