@@ -82,9 +82,14 @@ pub(crate) fn remember_host_knobs() {
 }
 
 /// Sizes (`64kB`) that the scenario enables with `always` system-wide, or that the host had
-/// `always` before the run (other processes then hold folios of that size, which they split
-/// and free while the scenario runs), and whether the PMD size is among them.
-fn system_wide_always(plan: &engine::Plan) -> (Vec<String>, bool) {
+/// `always` at the start of this process's run or just before this scenario (`host_before`),
+/// or that an earlier scenario made `always`: other processes then hold folios of that size,
+/// which they split and free while the scenario runs even when it pins the size to `never`.
+/// Also whether the PMD size is among them.
+fn system_wide_always(
+    plan: &engine::Plan,
+    host_before: &[(String, String)],
+) -> (Vec<String>, bool) {
     let mut s = thpsim_kernel::sysfs::Sysfs::default();
     for (k, v) in &plan.setup.sysfs {
         let _ = s.set(k, v);
@@ -102,6 +107,13 @@ fn system_wide_always(plan: &engine::Plan) -> (Vec<String>, bool) {
         add(always_sizes(h));
     }
     add(EVER_ALWAYS.lock().map(|e| e.clone()).unwrap_or_default());
+    if !host_before.is_empty() {
+        let mut h = thpsim_kernel::sysfs::Sysfs::default();
+        for (k, v) in host_before {
+            let _ = h.set(k, v);
+        }
+        add(always_sizes(&h));
+    }
     (sizes, pmd)
 }
 
@@ -219,6 +231,7 @@ pub(crate) fn compare(
     model: &RunResult,
     host: &RunResult,
     plan: &engine::Plan,
+    host_before: &[(String, String)],
     khugepaged_controlled: bool,
     diffs: &mut Vec<Difference>,
 ) -> usize {
@@ -273,7 +286,7 @@ pub(crate) fn compare(
             host.ops.len().to_string(),
         );
     }
-    let (sizes, pmd_always) = system_wide_always(plan);
+    let (sizes, pmd_always) = system_wide_always(plan, host_before);
     for (mc, hc) in model.checkpoints.iter().zip(&host.checkpoints) {
         let at = format!("checkpoint `{}`", mc.label);
         n += 2;
@@ -535,6 +548,7 @@ pub(crate) fn check_scenario(
     sim.khugepaged_sentinel = allow_sysfs;
     let model = engine::run(&model_scn, &mut sim, &variant);
     fc.model_secs = t0.elapsed().as_secs_f64();
+    let host_before = thpsim_host::host_knobs();
     let mut hb = thpsim_host::HostBackend::new(opts);
     let t1 = std::time::Instant::now();
     let host = engine::run(&scn, &mut hb, &variant);
@@ -543,7 +557,14 @@ pub(crate) fn check_scenario(
     fc.warnings.extend(hb.warnings().iter().cloned());
     match (model, host) {
         (Ok(m), Ok(h)) => {
-            fc.compared = compare(&m, &h, &plan, allow_sysfs, &mut fc.differences);
+            fc.compared = compare(
+                &m,
+                &h,
+                &plan,
+                &host_before,
+                allow_sysfs,
+                &mut fc.differences,
+            );
             fc.warnings.extend(h.warnings);
         }
         (Err(e), _) => fc.error = Some(format!("model: {}", e.message)),

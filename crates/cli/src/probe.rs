@@ -122,7 +122,7 @@ fn probe_one(name: &str, file: &str, text: &str, host_profile: &str) -> Result<F
         };
         let model = run_model(&scn, &variant)?;
         let mut diffs = vec![];
-        f.observables = crate::check::compare(&model, &host, &plan, true, &mut diffs);
+        f.observables = crate::check::compare(&model, &host, &plan, &[], true, &mut diffs);
         let label = if value.is_empty() {
             "model semantics".to_string()
         } else {

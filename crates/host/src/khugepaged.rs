@@ -142,6 +142,9 @@ impl Sentinel {
             let pid = self.pid;
             self.pid = 0;
             sys::close(self.ctl_w);
+            if crate::sysfs::CHILDREN_KILLED.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(()); // the panic hook ended the run and killed it
+            }
             return Err(format!(
                 "the khugepaged sentinel (pid {pid}) {} during the run: the khugepaged control \
                  no longer holds, so khugepaged may have collapsed the scenario's memory; the run \

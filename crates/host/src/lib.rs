@@ -29,8 +29,10 @@
 //!   counts, since an access error is raised before `handle_mm_fault`.
 //! * **Observation** is done by the parent from `/proc/PID/{smaps,pagemap}`, `/proc/kpageflags`,
 //!   `/proc/vmstat` and sysfs while the child is blocked on its pipe (see [`observe`]).
-//! * **sysfs**: knobs the scenario wants that differ from the host are written only with
-//!   `allow_sysfs`, and restored on every exit path (see [`sysfs`]).
+//! * **sysfs**: with `allow_sysfs` every knob the model knows is pinned to the scenario's
+//!   starting value and restored on every exit path; without it differences are reported
+//!   (see [`knob_diffs`], [`sysfs`]). One host run at a time holds the run lock
+//!   ([`sysfs::KnobLock`]).
 //! * **khugepaged** is kept asleep during the run with `allow_sysfs` (see [`khugepaged`]);
 //!   without it [`HostBackend::warnings`] says so.
 

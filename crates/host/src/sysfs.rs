@@ -618,6 +618,9 @@ pub fn unregister_child(slot: Option<usize>) {
         CHILD_PIDS[i].store(0, Ordering::SeqCst);
     }
 }
+/// Set when a signal handler or the panic hook killed the children (their death is then
+/// not a failure of the run to report).
+pub static CHILDREN_KILLED: AtomicBool = AtomicBool::new(false);
 /// Set in forked children: they must never restore anything.
 pub static IN_FORKED_CHILD: AtomicBool = AtomicBool::new(false);
 /// One session with changes at a time per process.
@@ -655,6 +658,15 @@ fn guard_acquire() -> bool {
 fn guard_release(acquired: bool) {
     if acquired {
         GUARD.store(0, Ordering::SeqCst);
+    }
+}
+
+/// [`guard_release`] on drop, for the non-signal paths.
+struct Guard(bool);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        guard_release(self.0);
     }
 }
 
@@ -789,6 +801,7 @@ fn restore_from_table() -> bool {
     let t = TABLE.swap(std::ptr::null_mut(), Ordering::SeqCst);
     if !t.is_null() {
         // The scenario's task and the sentinel go first, so nothing runs under restored knobs.
+        CHILDREN_KILLED.store(true, Ordering::SeqCst);
         for pid in &CHILD_PIDS {
             crate::sys::kill(pid.load(Ordering::SeqCst), libc::SIGKILL);
         }
@@ -915,10 +928,9 @@ impl Session {
             return Err(format!("refusing to write outside {THP_DIR}: {rel}"));
         }
         let _b = Blocked::new();
-        let g = guard_acquire();
-        let r = self.apply_guarded(knobs);
-        guard_release(g);
-        r
+        // Released on unwind too (a panic inside must not leave handlers spinning).
+        let _g = Guard(guard_acquire());
+        self.apply_guarded(knobs)
     }
 
     fn apply_guarded(&mut self, knobs: &[(String, String)]) -> Result<(), String> {
@@ -944,6 +956,7 @@ impl Session {
                     );
                 }
                 self.active = true;
+                CHILDREN_KILLED.store(false, Ordering::SeqCst);
                 install_panic_hook();
                 install_handlers();
                 OWNER_TID.store(gettid(), Ordering::SeqCst);
@@ -990,7 +1003,7 @@ impl Session {
         }
         {
             let _b = Blocked::new();
-            let g = guard_acquire();
+            let _g = Guard(guard_acquire());
             let t = TABLE.swap(std::ptr::null_mut(), Ordering::SeqCst);
             if !t.is_null() {
                 // SAFETY: the swap made us the owner of a table published by `publish`.
@@ -1008,7 +1021,6 @@ impl Session {
             }
             // A null table: a signal handler (on another thread) restored it; it re-raises
             // its signal and ends the process.
-            guard_release(g);
         }
         self.saved.clear();
         self.journal_meta = None;

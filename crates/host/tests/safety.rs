@@ -148,9 +148,9 @@ fn child_entry() {
             let t0 = Instant::now();
             let r = b.finish();
             let took = t0.elapsed();
+            println!("FINISHED {r:?} in {took:?}");
             t.join().unwrap();
             std::thread::sleep(Duration::from_millis(20));
-            println!("FINISHED {r:?} in {took:?}");
         }
         // Ready with changed knobs; the parent sends the signals.
         "wait-signals" => {
@@ -447,48 +447,32 @@ fn zombie_or_reused_pid_journal_owner_is_recovered() {
         assert!(t0.elapsed() < Duration::from_secs(2));
         std::thread::sleep(Duration::from_millis(1));
     }
-    let start = stat_field(z.id()).unwrap().1;
-    write_knob("hugepages-64kB/enabled", other).unwrap();
-    plant(
-        &path,
-        &journal_json(
-            z.id() as i32,
+    // A journal of `pid` (started at `start`) whose original 64K value is `orig`, with 64K
+    // changed: recovery must restore it and delete the journal.
+    let recovered = |pid: u32, start: u64| {
+        write_knob("hugepages-64kB/enabled", other).unwrap();
+        let j = journal_json(
+            pid as i32,
             Some(start),
             &[("hugepages-64kB/enabled", &orig)],
-        ),
-        0o600,
-    );
-    let b = HostBackend::new(allow(false));
-    assert!(
-        b.warnings().iter().any(|w| w.contains("restored")),
-        "{:?}",
-        b.warnings()
-    );
-    assert_eq!(read_knob("hugepages-64kB/enabled").unwrap(), orig);
-    assert!(!path.exists());
+        );
+        plant(&path, &j, 0o600);
+        let b = HostBackend::new(allow(false));
+        assert!(
+            b.warnings().iter().any(|w| w.contains("restored")),
+            "owner {pid}: {:?}",
+            b.warnings()
+        );
+        assert_eq!(read_knob("hugepages-64kB/enabled").unwrap(), orig);
+        assert!(!path.exists());
+    };
+    recovered(z.id(), stat_field(z.id()).unwrap().1);
     z.wait().unwrap();
 
     // A live process whose start time is not the journal's: the pid was reused.
     let mut s = Command::new("sleep").arg("5").spawn().unwrap();
     let start = stat_field(s.id()).unwrap().1;
-    write_knob("hugepages-64kB/enabled", other).unwrap();
-    plant(
-        &path,
-        &journal_json(
-            s.id() as i32,
-            Some(start.wrapping_sub(1)),
-            &[("hugepages-64kB/enabled", &orig)],
-        ),
-        0o600,
-    );
-    let b = HostBackend::new(allow(false));
-    assert!(
-        b.warnings().iter().any(|w| w.contains("restored")),
-        "{:?}",
-        b.warnings()
-    );
-    assert_eq!(read_knob("hugepages-64kB/enabled").unwrap(), orig);
-    assert!(!path.exists());
+    recovered(s.id(), start.wrapping_sub(1));
 
     // The same live process with its real start time owns its journal: not touched.
     plant(
@@ -697,4 +681,64 @@ fn killed_sentinel_fails_the_run() {
     assert!(e.message.contains("sentinel"), "{e}");
     drop(b);
     assert_clean(&before, "the run with a killed sentinel");
+}
+
+/// Issue 8 item 2: with `allow_sysfs` every knob the model knows is pinned to the scenario's
+/// starting value (defaults + `sysfs` lines), whatever the host booted with, and restored
+/// afterwards; without it the host's differing values are reported.
+#[test]
+fn every_knob_pinned_with_allow_sysfs_and_reported_without() {
+    let _l = lock();
+    if !host_ready() {
+        return;
+    }
+    let g = KnobGuard::save();
+    // Boot state of the newer image: 16K `always`, anon_beside_full=1 (where it exists).
+    write_knob("hugepages-16kB/enabled", "always").unwrap();
+    let beside = write_knob("anon_beside_full", "1").is_ok();
+    let booted = all_knobs();
+
+    let mut b = HostBackend::new(allow(false));
+    b.setup(&setup_with(knobs(&[("hugepages-64kB.enabled", "always")])))
+        .unwrap();
+    assert_eq!(read_knob("hugepages-16kB/enabled").unwrap(), "never");
+    if beside {
+        assert_eq!(read_knob("anon_beside_full").unwrap(), "0");
+    }
+    assert!(
+        b.warnings()
+            .iter()
+            .any(|w| w.contains("pinned") && w.contains("hugepages-16kB.enabled=never")),
+        "{:?}",
+        b.warnings()
+    );
+    // The fault that issue 8 saw as 47: with only 64K enabled, 32 faults of 64K folios.
+    mmap(&mut b, 0, M2);
+    let w = access(&mut b, 0, M2, Pattern::Write);
+    assert_eq!(w.minflt, 32);
+    assert_eq!(
+        pages(&mut b, 0, M2),
+        one(thpsim_kernel::observe::Backing::ThpPte { order: 4 }, 512)
+    );
+    b.finish().unwrap();
+    drop(b);
+    assert_eq!(all_knobs(), booted, "restored to the booted values");
+
+    // Without allow_sysfs: the host's values are used and reported.
+    let mut b = HostBackend::new(HostOptions::default());
+    b.setup(&setup_with(vec![])).unwrap();
+    let w = b.warnings().join("\n");
+    assert!(
+        w.contains("hugepages-16kB.enabled=always (scenario assumes never)"),
+        "{w}"
+    );
+    if beside {
+        assert!(w.contains("anon_beside_full=1 (scenario assumes 0)"), "{w}");
+    }
+    b.finish().unwrap();
+    let d = thpsim_host::knob_diffs(&[]).unwrap();
+    assert!(d
+        .iter()
+        .any(|d| d.name == "hugepages-16kB.enabled" && !d.explicit));
+    drop(g);
 }
