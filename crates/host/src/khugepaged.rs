@@ -219,22 +219,33 @@ pub fn wait_quiescent(before: Option<u64>) -> Option<String> {
         return None; // no thread: THP is off, nothing can collapse
     };
     let t0 = Instant::now();
-    // The wake-up is immediate; a pass over the sentinel takes well under a millisecond.
+    // The wake-up is synchronous (the registering fault or madvise made the thread runnable
+    // before the sentinel reported ready), and a pass over the sentinel takes well under a
+    // millisecond. So either full_scans moves soon, or the thread was not woken (the list was
+    // not empty) and it stays asleep ('S') with an unchanged run time.
+    let mut prev = task_state(kpid);
     while t0.elapsed() < Duration::from_millis(500) {
         if full_scans().zip(before).is_some_and(|(now, b)| now > b) {
             break;
         }
         std::thread::sleep(Duration::from_millis(2));
+        let now = task_state(kpid);
+        if t0.elapsed() >= Duration::from_millis(10)
+            && matches!((prev, now), (Some((_, a)), Some(('S', b))) if a == b)
+        {
+            break;
+        }
+        prev = now;
     }
-    // Then require the thread to be asleep with an unchanged run time for 30 ms.
+    // Then require the thread to be asleep with an unchanged run time for 10 ms.
     let mut last = task_state(kpid);
     let mut stable_since = Instant::now();
     while t0.elapsed() < Duration::from_secs(2) {
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
         let now = task_state(kpid);
         match (last, now) {
             (Some((_, a)), Some(('S', b))) if a == b => {
-                if stable_since.elapsed() >= Duration::from_millis(30) {
+                if stable_since.elapsed() >= Duration::from_millis(10) {
                     return None;
                 }
             }
