@@ -183,10 +183,26 @@ impl Kernel {
             // MINOR needs shmem/hugetlb: not for private anonymous memory.
             return Err(Errno::EINVAL);
         }
-        if !self.mms[mmi].range_fully_mapped(start, end) {
+        // userfaultfd_register(): some VMA must intersect the range (vma_find()); holes are
+        // skipped.
+        if self.mms[mmi].vma_starts_in(start, end).is_empty() {
             return Err(Errno::EINVAL);
         }
-        self.modify_vma_flags(mmi, start, end, |f| (f & !vmf::UFFD_MASK) | mode, false);
+        // userfaultfd_register_range(): a VMA already registered with every requested mode
+        // is left as it is (no split); any other gets exactly the requested modes.
+        self.modify_vma_flags(
+            mmi,
+            start,
+            end,
+            |f| {
+                if f & mode == mode {
+                    f
+                } else {
+                    (f & !vmf::UFFD_MASK) | mode
+                }
+            },
+            false,
+        );
         Ok(())
     }
 
@@ -194,7 +210,13 @@ impl Kernel {
     pub fn uffd_unregister(&mut self, pid: Pid, start: u64, len: u64) -> Result<(), Errno> {
         let mmi = self.mm_of(pid);
         let end = self.uffd_range_check(mmi, start, len)?;
-        for s in self.mms[mmi].vma_starts_in(start, end) {
+        // userfaultfd_unregister(): EINVAL only if no VMA intersects the range; holes and
+        // unregistered VMAs are skipped.
+        let starts = self.mms[mmi].vma_starts_in(start, end);
+        if starts.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        for s in starts {
             let v = self.mms[mmi].vmas[&s];
             if v.has(vmf::UFFD_WP) {
                 self.uffd_wp_range(mmi, &v, start.max(v.start), end.min(v.end), false, false);
