@@ -368,3 +368,21 @@ fn mremap_drops_the_registration_and_uffd_wp_bits() {
     assert!(k.uffd_msgs(pid).is_empty());
     ok(&k);
 }
+
+#[test]
+fn populate_over_missing_pages_the_monitor_copied_takes_no_retry_fault() {
+    // The GUP retry finds the UFFDIO_COPY page mapped writable: nothing is counted for it.
+    let (mut k, pid) = setup(Features::default(), false);
+    k.uffd_register(pid, BASE + 4 * K4, 2 * K4, vmf::UFFD_MISSING)
+        .unwrap();
+    let (min0, maj0) = (k.task(pid).unwrap().minflt, k.task(pid).unwrap().majflt);
+    k.mlock(pid, BASE, 16 * K4, true).unwrap();
+    ok(&k);
+    assert_eq!(k.task(pid).unwrap().minflt - min0, 14);
+    assert_eq!(k.task(pid).unwrap().majflt - maj0, 0);
+    assert_eq!(k.uffd_msgs(pid).len(), 2);
+    assert_eq!(
+        k.page_map(pid, BASE, BASE + 16 * K4),
+        vec![(Backing::Anon, 16)]
+    );
+}
