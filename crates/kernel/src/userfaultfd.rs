@@ -226,8 +226,8 @@ impl Kernel {
         Ok(())
     }
 
-    /// `UFFDIO_WRITEPROTECT`: protect (`wp`) or resolve `[start, start+len)`. ENOENT unless
-    /// every part of the range is registered in WP mode.
+    /// `UFFDIO_WRITEPROTECT`: protect (`wp`) or resolve `[start, start+len)`. ENOENT at the
+    /// first VMA of the range not registered in WP mode.
     pub fn uffd_writeprotect(
         &mut self,
         pid: Pid,
@@ -237,19 +237,19 @@ impl Kernel {
     ) -> Result<(), Errno> {
         let mmi = self.mm_of(pid);
         let end = self.uffd_range_check(mmi, start, len)?;
-        // mwriteprotect_range(): holes are skipped; no VMA at all, or one not registered in
-        // WP mode, is ENOENT.
+        // mwriteprotect_range(): VMA by VMA in address order, holes skipped; no VMA at all is
+        // ENOENT, and so is the first VMA not registered in WP mode, after the VMAs before
+        // it were changed.
         let starts = self.mms[mmi].vma_starts_in(start, end);
-        if starts.is_empty()
-            || starts
-                .iter()
-                .any(|s| !self.mms[mmi].vmas[s].has(vmf::UFFD_WP))
-        {
+        if starts.is_empty() {
             return Err(Errno::ENOENT);
         }
         let markers = self.uffd_of(mmi)?.features.use_markers();
         for s in starts {
             let v = self.mms[mmi].vmas[&s];
+            if !v.has(vmf::UFFD_WP) {
+                return Err(Errno::ENOENT);
+            }
             self.uffd_wp_range(mmi, &v, start.max(v.start), end.min(v.end), wp, markers);
         }
         Ok(())
