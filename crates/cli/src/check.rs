@@ -34,6 +34,15 @@ fn counter_mode(
     if key.starts_with("khugepaged.") && !khugepaged_controlled {
         return Mode::Skip;
     }
+    // PMD THP `always` system-wide puts other processes' mms on khugepaged's list (their
+    // faults register them): its passes then also scan and collapse those, so full scans are
+    // not attributable and collapses only add.
+    if pmd_always && key == "khugepaged.full_scans" {
+        return Mode::Skip;
+    }
+    if pmd_always && key == "khugepaged.pages_collapsed" {
+        return Mode::HostAtLeast;
+    }
     if let Some(name) = key.strip_prefix("vmstat.") {
         if VmItem::from_name(name).is_some_and(|i| i.host_noisy()) {
             return Mode::Skip;

@@ -57,6 +57,11 @@ impl Kernel {
                             if !self.deliver_userfault(mmi, addr, flags) {
                                 return Err(Errno::EFAULT);
                             }
+                            // The retry looks the page up first (follow_page_mask): one the
+                            // monitor installed with the needed access takes no second fault.
+                            if self.access_hit(mmi, addr, write, false) {
+                                continue;
+                            }
                             // GUP retries with FAULT_FLAG_TRIED, so the completed retry counts
                             // as a major fault (mm_account_fault), unlike a user access on 6.18.
                             match self.handle_mm_fault(mmi, &vma, addr, write) {

@@ -1,6 +1,7 @@
 //! mprotect(2), after `mm/mprotect.c` (Linux 6.18): `do_mprotect_pkey` (ENOMEM at the first
 //! hole, after changing what came before it), `mprotect_fixup` (no change if the flags are
-//! equal; otherwise split, change, merge) and `change_protection` over PTEs and huge PMDs.
+//! equal; otherwise split, change, merge; a locked private VMA made writable is populated)
+//! and `change_protection` over PTEs and huge PMDs.
 //! Write permission is restored in place only where the kernel can prove the page exclusive
 //! (`can_change_pte_writable` / `can_change_pmd_writable`: AnonExclusive anon pages, never the
 //! zero page); other pages get write access back through a write fault.
@@ -41,6 +42,17 @@ impl Kernel {
                 self.mms[mmi].vmas.get_mut(&cur).expect("vma").flags = nf;
                 self.mms[mmi].invalidate_vma_cache();
                 self.change_protection(mmi, cur, e, nf);
+                // mprotect_fixup(): a locked private VMA that becomes writable is populated
+                // at once (populate_vma_page_range() with FOLL_WRITE), so the COW of its
+                // zero-page and shared pages happens now, not at the first write. The merge
+                // that vma_modify_flags() does comes first (the fault sees the merged VMA);
+                // errors are ignored.
+                if v.flags & (vmf::WRITE | vmf::SHARED | vmf::LOCKED) == vmf::LOCKED
+                    && nf & vmf::WRITE != 0
+                {
+                    self.mms[mmi].merge_range(cur, e);
+                    let _ = self.populate_range(pid, cur, e, true, true);
+                }
             }
             cur = e;
         }

@@ -183,10 +183,26 @@ impl Kernel {
             // MINOR needs shmem/hugetlb: not for private anonymous memory.
             return Err(Errno::EINVAL);
         }
-        if !self.mms[mmi].range_fully_mapped(start, end) {
+        // userfaultfd_register(): some VMA must intersect the range (vma_find()); holes are
+        // skipped.
+        if self.mms[mmi].vma_starts_in(start, end).is_empty() {
             return Err(Errno::EINVAL);
         }
-        self.modify_vma_flags(mmi, start, end, |f| (f & !vmf::UFFD_MASK) | mode, false);
+        // userfaultfd_register_range(): a VMA already registered with every requested mode
+        // is left as it is (no split); any other gets exactly the requested modes.
+        self.modify_vma_flags(
+            mmi,
+            start,
+            end,
+            |f| {
+                if f & mode == mode {
+                    f
+                } else {
+                    (f & !vmf::UFFD_MASK) | mode
+                }
+            },
+            false,
+        );
         Ok(())
     }
 
@@ -194,7 +210,13 @@ impl Kernel {
     pub fn uffd_unregister(&mut self, pid: Pid, start: u64, len: u64) -> Result<(), Errno> {
         let mmi = self.mm_of(pid);
         let end = self.uffd_range_check(mmi, start, len)?;
-        for s in self.mms[mmi].vma_starts_in(start, end) {
+        // userfaultfd_unregister(): EINVAL only if no VMA intersects the range; holes and
+        // unregistered VMAs are skipped.
+        let starts = self.mms[mmi].vma_starts_in(start, end);
+        if starts.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        for s in starts {
             let v = self.mms[mmi].vmas[&s];
             if v.has(vmf::UFFD_WP) {
                 self.uffd_wp_range(mmi, &v, start.max(v.start), end.min(v.end), false, false);
@@ -204,8 +226,8 @@ impl Kernel {
         Ok(())
     }
 
-    /// `UFFDIO_WRITEPROTECT`: protect (`wp`) or resolve `[start, start+len)`. ENOENT unless
-    /// every part of the range is registered in WP mode.
+    /// `UFFDIO_WRITEPROTECT`: protect (`wp`) or resolve `[start, start+len)`. ENOENT at the
+    /// first VMA of the range not registered in WP mode.
     pub fn uffd_writeprotect(
         &mut self,
         pid: Pid,
@@ -215,19 +237,19 @@ impl Kernel {
     ) -> Result<(), Errno> {
         let mmi = self.mm_of(pid);
         let end = self.uffd_range_check(mmi, start, len)?;
-        // mwriteprotect_range(): holes are skipped; no VMA at all, or one not registered in
-        // WP mode, is ENOENT.
+        // mwriteprotect_range(): VMA by VMA in address order, holes skipped; no VMA at all is
+        // ENOENT, and so is the first VMA not registered in WP mode, after the VMAs before
+        // it were changed.
         let starts = self.mms[mmi].vma_starts_in(start, end);
-        if starts.is_empty()
-            || starts
-                .iter()
-                .any(|s| !self.mms[mmi].vmas[s].has(vmf::UFFD_WP))
-        {
+        if starts.is_empty() {
             return Err(Errno::ENOENT);
         }
         let markers = self.uffd_of(mmi)?.features.use_markers();
         for s in starts {
             let v = self.mms[mmi].vmas[&s];
+            if !v.has(vmf::UFFD_WP) {
+                return Err(Errno::ENOENT);
+            }
             self.uffd_wp_range(mmi, &v, start.max(v.start), end.min(v.end), wp, markers);
         }
         Ok(())

@@ -705,3 +705,28 @@ fn mremap_aligned_keeps_pmd_unaligned_splits() {
         "overlap"
     );
 }
+
+#[test]
+fn mprotect_write_on_a_locked_private_vma_populates() {
+    // mprotect_fixup() → populate_vma_page_range(): the zero pages are COW-broken now.
+    let mut t = T::new("6.18");
+    t.mmap(BASE, M2, Prot::R);
+    t.k.mlock(t.pid, BASE, M2, true).unwrap();
+    t.ok();
+    assert_eq!(t.faults(), 512);
+    assert_eq!(t.map(BASE, M2), vec![(Backing::Zero, 512)]);
+    t.k.mprotect(t.pid, BASE, M2 / 2, Prot::RW).unwrap();
+    t.ok();
+    assert_eq!(t.faults(), 256);
+    assert_eq!(
+        t.map(BASE, M2),
+        vec![(Backing::Anon, 256), (Backing::Zero, 256)]
+    );
+    // Already writable before: no populate. Unlocked: no populate.
+    t.k.mprotect(t.pid, BASE, M2 / 2, Prot::RW).unwrap();
+    t.k.mlock(t.pid, BASE + M2 / 2, M2 / 2, false).unwrap();
+    t.k.mprotect(t.pid, BASE + M2 / 2, M2 / 2, Prot::RW)
+        .unwrap();
+    t.ok();
+    assert_eq!(t.faults(), 0);
+}

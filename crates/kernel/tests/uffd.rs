@@ -307,3 +307,82 @@ fn populate_hitting_a_userfault_counts_a_major_fault() {
     assert_eq!(k.vmstat.get(VmItem::ThpFaultAlloc), 1);
     ok(&k);
 }
+
+#[test]
+fn register_and_unregister_skip_holes_but_need_a_vma() {
+    let (mut k, pid) = setup(Features::default(), false);
+    k.munmap(pid, BASE + M2 / 2, K4 * 16).unwrap();
+    let hole = (BASE + M2 / 2, K4 * 16);
+    assert_eq!(
+        k.uffd_register(pid, hole.0, hole.1, vmf::UFFD_MISSING),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(k.uffd_register(pid, BASE, M2, vmf::UFFD_MISSING), Ok(()));
+    ok(&k);
+    assert!(k.mm(pid).vmas.values().all(|v| v.has(vmf::UFFD_MISSING)));
+    assert_eq!(k.uffd_unregister(pid, hole.0, hole.1), Err(Errno::EINVAL));
+    assert_eq!(k.uffd_unregister(pid, hole.0, M2 / 2), Ok(()));
+    ok(&k);
+    let armed: Vec<bool> = k.mm(pid).vmas.values().map(|v| v.uffd_armed()).collect();
+    assert_eq!(armed, vec![true, false]);
+}
+
+#[test]
+fn register_keeps_a_vma_that_has_every_requested_mode() {
+    let (mut k, pid) = setup(Features::default(), false);
+    let both = vmf::UFFD_MISSING | vmf::UFFD_WP;
+    k.uffd_register(pid, BASE, M2, both).unwrap();
+    k.uffd_register(pid, BASE, M2 / 2, vmf::UFFD_MISSING)
+        .unwrap();
+    assert_eq!(k.mm(pid).vmas.len(), 1);
+    assert_eq!(k.mm(pid).vmas[&BASE].flags & vmf::UFFD_MASK, both);
+    // Other modes replace the registration.
+    k.uffd_register(pid, BASE, M2, vmf::UFFD_WP).unwrap();
+    k.uffd_unregister(pid, BASE, M2).unwrap();
+    k.uffd_register(pid, BASE, M2, vmf::UFFD_WP).unwrap();
+    k.uffd_register(pid, BASE, M2, vmf::UFFD_MISSING).unwrap();
+    assert_eq!(k.uffd_writeprotect(pid, BASE, M2, true), Err(Errno::ENOENT));
+    ok(&k);
+}
+
+#[test]
+fn mremap_drops_the_registration_and_uffd_wp_bits() {
+    let (mut k, pid) = setup(Features::default(), false);
+    let dst = BASE + 4 * M2;
+    k.mmap(pid, dst, M2, Prot::RW, MapFlags::default()).unwrap();
+    k.uffd_register(pid, BASE, M2, vmf::UFFD_WP).unwrap();
+    for a in (BASE..BASE + 16 * K4).step_by(K4 as usize) {
+        k.access(pid, a, AccessKind::Write).unwrap();
+    }
+    k.uffd_writeprotect(pid, BASE, 16 * K4, true).unwrap();
+    assert_eq!(k.mremap(pid, BASE, M2, dst), Ok(dst));
+    ok(&k);
+    assert!(!k.mm(pid).vma_at(dst).unwrap().uffd_armed());
+    let f0 = faults(&k, pid);
+    for a in (dst..dst + 16 * K4).step_by(K4 as usize) {
+        k.access(pid, a, AccessKind::Write).unwrap();
+    }
+    // Ordinary write faults that reuse the exclusive pages, no userfault message.
+    assert_eq!(faults(&k, pid) - f0, 16);
+    assert_eq!(k.vmstat.get(VmItem::Pgreuse), 16);
+    assert!(k.uffd_msgs(pid).is_empty());
+    ok(&k);
+}
+
+#[test]
+fn populate_over_missing_pages_the_monitor_copied_takes_no_retry_fault() {
+    // The GUP retry finds the UFFDIO_COPY page mapped writable: nothing is counted for it.
+    let (mut k, pid) = setup(Features::default(), false);
+    k.uffd_register(pid, BASE + 4 * K4, 2 * K4, vmf::UFFD_MISSING)
+        .unwrap();
+    let (min0, maj0) = (k.task(pid).unwrap().minflt, k.task(pid).unwrap().majflt);
+    k.mlock(pid, BASE, 16 * K4, true).unwrap();
+    ok(&k);
+    assert_eq!(k.task(pid).unwrap().minflt - min0, 14);
+    assert_eq!(k.task(pid).unwrap().majflt - maj0, 0);
+    assert_eq!(k.uffd_msgs(pid).len(), 2);
+    assert_eq!(
+        k.page_map(pid, BASE, BASE + 16 * K4),
+        vec![(Backing::Anon, 16)]
+    );
+}
