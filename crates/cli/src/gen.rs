@@ -86,16 +86,16 @@ pub fn parse_guest(s: &str) -> Result<u64, String> {
     Ok(v)
 }
 
-/// splitmix64: a tiny deterministic generator (the offsets only need to be reproducible).
-struct Rng(u64);
+/// splitmix64 (`progen::SeedRng`): the offsets only need to be reproducible.
+struct Rng(thpsim_scenario::progen::SeedRng);
 
 impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(thpsim_scenario::progen::SeedRng::new(seed))
+    }
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        use thpsim_scenario::progen::Entropy;
+        self.0.next_u64()
     }
     /// Uniform in `0..n` (n > 0).
     fn below(&mut self, n: u64) -> u64 {
@@ -299,7 +299,7 @@ fn postcopy(p: &GenParams) -> (String, String) {
     ops.push_str("madvise ram NOHUGEPAGE               # postcopy_ram_incoming_setup\n");
     ops.push_str("uffd open\nuffd register ram missing\nuffd handler missing=copy:4K\n");
     ops.push_str("checkpoint registered\n");
-    let mut rng = Rng(p.seed);
+    let mut rng = Rng::new(p.seed);
     let mut plan = Vec::with_capacity(blocks as usize);
     for _ in 0..blocks {
         let zero = rng.chance(p.zero_share);
@@ -405,7 +405,7 @@ fn balloon(p: &GenParams) -> (String, String) {
     qemu_ram(p, &mut ops);
     ops.push_str("write ram                            # the guest zeroed its RAM at boot\n");
     ops.push_str("checkpoint booted\n");
-    let mut rng = Rng(p.seed);
+    let mut rng = Rng::new(p.seed);
     let per_block = PAGES_PER_PMD * p.zero_share as u64 / 100;
     ops.push_str("# inflate: 4 KiB discards\n");
     if per_block > 0 {

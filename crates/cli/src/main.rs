@@ -3,6 +3,7 @@
 
 mod bench;
 mod check;
+mod fuzz;
 mod gen;
 mod probe;
 mod report;
@@ -138,6 +139,35 @@ enum Cmd {
     /// and a ready `--set` line, plus knobs and stats the model does not know. Writes THP
     /// sysfs knobs and restores them.
     Probe {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Differential fuzzing against this host's kernel (root, Linux): N random programs,
+    /// each checked like `check --allow-sysfs`; disagreements are rerun to confirm, classified
+    /// and shrunk. Exit 1 on a reproducible disagreement not listed as a deviation.
+    Fuzz {
+        /// Run the programs against the host (the only mode; the model-only engine fuzzing is
+        /// the `fuzz/` cargo-fuzz targets and the progen property test).
+        #[arg(long = "against-host", value_name = "N")]
+        programs: u32,
+        /// Campaign seed (program i uses a seed derived from it).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// `anon_beside_full=1` and every mTHP size on in every program.
+        #[arg(long)]
+        abf: bool,
+        /// Op weight override, `op=weight` (repeatable; 0 turns an op off).
+        #[arg(long = "weight", value_name = "OP=W")]
+        weights: Vec<String>,
+        /// Write each kind's minimised reproducer to DIR.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Host runs a shrink may use.
+        #[arg(long, default_value_t = 60)]
+        shrink_runs: u32,
+        /// One line per program.
+        #[arg(long)]
+        verbose: bool,
         #[arg(long)]
         json: bool,
     },
@@ -428,6 +458,37 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Probe { json } => probe::main(json),
+        Cmd::Fuzz {
+            programs,
+            seed,
+            abf,
+            weights,
+            out,
+            shrink_runs,
+            verbose,
+            json,
+        } => {
+            let mut ws = vec![];
+            for item in &weights {
+                match item.split_once('=').map(|(k, v)| (k, v.parse::<u32>())) {
+                    Some((k, Ok(v))) => ws.push((k.to_string(), v)),
+                    _ => {
+                        eprintln!("thpsim fuzz: --weight takes OP=WEIGHT, not `{item}`");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            fuzz::main(fuzz::FuzzOpts {
+                programs,
+                seed,
+                abf,
+                weights: ws,
+                out,
+                shrink_runs,
+                json,
+                verbose,
+            })
+        }
         Cmd::Knobs => {
             recover_pending();
             print!("{}", report::knobs_text());

@@ -95,11 +95,14 @@ impl Kernel {
             }
             self.now_ms = t;
             let slept = self.khugepaged_do_scan();
-            // khugepaged_wait_work(): sleep scan_sleep_millisecs while there is work.
+            // khugepaged_wait_work(): sleep scan_sleep_millisecs while there is work. A pass
+            // takes no simulated time, so with scan_sleep_millisecs=0 it is charged 1 ms
+            // (else time would never advance and the loop never end).
+            let pause = (self.sysfs.scan_sleep_millisecs as u64).max(1);
             self.khugepaged.next_pass_ms = if self.khugepaged.mms.is_empty() {
                 None
             } else {
-                Some(self.now_ms + slept + self.sysfs.scan_sleep_millisecs as u64)
+                Some(self.now_ms.saturating_add(slept).saturating_add(pause))
             };
         }
         self.now_ms = end;

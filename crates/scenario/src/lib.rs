@@ -10,6 +10,7 @@ pub mod docs;
 pub mod engine;
 pub mod parse;
 pub mod pattern;
+pub mod progen;
 pub mod sim;
 pub mod table;
 

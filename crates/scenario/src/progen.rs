@@ -261,10 +261,14 @@ pub fn knob_value<E: Entropy>(e: &mut E, k: &KnobInfo) -> String {
 /// Every THP knob with probability `percent`, each with a random accepted value, in
 /// `thpsim_kernel::sysfs::knobs()` order.
 pub fn random_knobs<E: Entropy>(e: &mut E, percent: u32) -> Vec<(String, String)> {
-    sysfs::knobs()
-        .iter()
-        .filter_map(|k| chance(e, percent).then(|| (k.name.clone(), knob_value(e, k))))
-        .collect()
+    let mut out = Vec::new();
+    for k in sysfs::knobs() {
+        if chance(e, percent) {
+            let v = knob_value(e, &k);
+            out.push((k.name, v));
+        }
+    }
+    out
 }
 
 struct Map {
@@ -406,7 +410,8 @@ impl<E: Entropy> Gen<'_, E> {
     }
 
     fn prot(&mut self) -> &'static str {
-        *pick(self.e, &["none", "r", "rw", "rx", "rwx", "w", "x", "wx"])
+        const PROTS: [&str; 8] = ["none", "r", "rw", "rx", "rwx", "w", "x", "wx"];
+        PROTS[below(self.e, PROTS.len() as u64) as usize]
     }
 
     fn mmap(&mut self) -> Option<String> {

@@ -350,3 +350,21 @@ fork child
     assert_eq!(p.touch.memory_pages, 1 << 18);
     let _ = OpError::Signal(Signal::Sigkill);
 }
+
+// -------------------------------------------------------------------------------------------
+// Found by the engine fuzzer: `sleep` with khugepaged.scan_sleep_millisecs=0 never returned
+// (each pass was scheduled at the same instant).
+
+#[test]
+fn sleep_with_a_zero_scan_interval_terminates() {
+    let r = run_model(
+        "sysfs enabled=always khugepaged.scan_sleep_millisecs=0
+mmap buf 4M anon private rw
+write buf+0 1M
+sleep 10s
+expect khugepaged.full_scans > 0
+",
+    )
+    .unwrap();
+    assert!(r.failed_expects().next().is_none(), "{:?}", r.expects);
+}

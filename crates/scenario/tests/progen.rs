@@ -1,0 +1,184 @@
+//! The random program generator: every program parses, the generator covers the whole
+//! language, and random programs run on the model with the invariant checker after every op
+//! (the stable-toolchain twin of `fuzz/fuzz_targets/engine.rs`).
+
+use std::collections::BTreeSet;
+
+use thpsim_scenario::engine::{run, Variant};
+use thpsim_scenario::progen::{generate, random_knobs, ByteSource, SeedRng, Weights};
+use thpsim_scenario::sim::SimBackend;
+use thpsim_scenario::table::OPS;
+
+fn parse_ok(src: &str) -> thpsim_scenario::Scenario {
+    thpsim_scenario::parse("gen.thps", src).unwrap_or_else(|d| {
+        panic!(
+            "generated program does not parse:\n{src}\n{}",
+            thpsim_scenario::diag::render_all(&d, src)
+        )
+    })
+}
+
+/// Runs a program on the model with invariants checked; only a broken invariant (or a
+/// panic) is a failure: run errors a user's program could hit are fine.
+pub fn run_checked(src: &str) {
+    let scn = parse_ok(src);
+    if let Err(e) = run(&scn, &mut SimBackend::checked(), &Variant::default()) {
+        assert!(
+            !e.message.contains("invariant") && !e.message.contains("engine bug"),
+            "{e}\n{src}"
+        );
+    }
+}
+
+#[test]
+fn every_generated_program_parses() {
+    let w = Weights::model();
+    for seed in 0..3000 {
+        parse_ok(&generate(&mut SeedRng::new(seed), &w));
+    }
+}
+
+#[test]
+fn programs_from_arbitrary_bytes_parse() {
+    let w = Weights::model();
+    let mut rng = SeedRng::new(99);
+    for len in 0..400usize {
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| thpsim_scenario::progen::Entropy::next_u64(&mut rng) as u8)
+            .collect();
+        parse_ok(&generate(&mut ByteSource::new(&bytes), &w));
+    }
+    // Exhausted input ends the program; all zeros still gives a valid one.
+    parse_ok(&generate(&mut ByteSource::new(&[0; 64]), &w));
+}
+
+#[test]
+fn the_generator_covers_every_op_option_and_knob() {
+    let w = Weights::model();
+    let mut ops = BTreeSet::new();
+    let mut text = String::new();
+    for seed in 0..3000 {
+        let src = generate(&mut SeedRng::new(seed), &w);
+        for l in src.lines() {
+            if let Some(op) = l.split_whitespace().next() {
+                ops.insert(op.to_string());
+            }
+        }
+        text.push_str(&src);
+    }
+    for spec in OPS {
+        assert!(
+            ops.contains(spec.name),
+            "op `{}` never generated",
+            spec.name
+        );
+    }
+    for opt in [
+        "stride=",
+        "random=",
+        "%",
+        "seed=",
+        "pattern=r",
+        "pattern=w",
+        "pattern=rw",
+        "populate",
+        "align=",
+        "offset=",
+        "prot=",
+        " when kernel",
+        " missing+wp",
+        "uffd.last_addr",
+        "smaps(",
+        "pages(",
+        "mthp.",
+        "khugepaged.",
+        "vmstat.",
+        "except_advised",
+        "POPULATE_PGTABLE",
+        "COLLAPSE",
+        "DONTNEED",
+        "FREE",
+        "COLD",
+        "MADV_",
+        "errno == SIGSEGV",
+        "catch SIGSEGV SIGBUS",
+        "set ",
+        "wp_unpopulated",
+        "event_fork",
+        "unprotect:vma",
+        "zeropage:",
+    ] {
+        assert!(text.contains(opt), "`{opt}` never generated");
+    }
+    for k in thpsim_kernel::sysfs::knobs() {
+        assert!(
+            text.contains(&format!("{}=", k.name)),
+            "knob `{}` never set",
+            k.name
+        );
+    }
+}
+
+#[test]
+fn every_knob_can_be_randomised_to_a_valid_value() {
+    let mut rng = SeedRng::new(5);
+    let all = random_knobs(&mut rng, 100);
+    assert_eq!(all.len(), thpsim_kernel::sysfs::knobs().len());
+    assert!(all.iter().any(|(k, _)| k == "anon_beside_full"));
+    assert!(all.iter().any(|(k, _)| k == "hugepages-16kB.enabled"));
+    for seed in 0..200 {
+        let mut s = thpsim_kernel::sysfs::Sysfs::default();
+        for (k, v) in random_knobs(&mut SeedRng::new(seed), 100) {
+            s.set(&k, &v).unwrap_or_else(|e| panic!("{k}={v}: {e:?}"));
+        }
+    }
+}
+
+#[test]
+fn host_weights_leave_out_what_only_the_model_runs() {
+    let w = Weights::host();
+    for seed in 0..1500 {
+        let src = generate(&mut SeedRng::new(seed), &w);
+        for l in src.lines() {
+            let op = l.split_whitespace().next().unwrap();
+            assert!(
+                !["sleep", "shrink", "set", "memory"].contains(&op),
+                "`{op}` in a host program:\n{src}"
+            );
+        }
+        for bad in ["POPULATE_PGTABLE", "event_fork"] {
+            assert!(!src.contains(bad), "`{bad}` in a host program:\n{src}");
+        }
+    }
+}
+
+#[test]
+fn weights_steer_the_program() {
+    let mut w = Weights::model();
+    for (_, weight) in w.ops.iter_mut() {
+        *weight = 0;
+    }
+    w.set("write", 1).set("mmap", 1);
+    for seed in 0..200 {
+        let src = generate(&mut SeedRng::new(seed), &w);
+        for l in src.lines() {
+            let op = l.split_whitespace().next().unwrap();
+            assert!(
+                ["mmap", "write", "kernel", "memory", "catch", "set", "sysfs"].contains(&op),
+                "{l}"
+            );
+        }
+    }
+}
+
+#[test]
+fn random_programs_keep_the_model_invariants() {
+    let w = Weights::model();
+    let n: u64 = std::env::var("THPSIM_PROGEN_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400);
+    for seed in 0..n {
+        run_checked(&generate(&mut SeedRng::new(seed), &w));
+    }
+}
