@@ -459,6 +459,19 @@ pub(crate) fn main(o: FuzzOpts) -> ExitCode {
         if o.verbose && !o.json {
             println!("  {seed:016x}: {outcome:?}");
         }
+        let done = i + 1;
+        if done % 25 == 0 && done < o.programs as u64 {
+            let bad = results
+                .iter()
+                .filter(|p: &&ProgramResult| matches!(p.outcome, Outcome::Disagree { .. }))
+                .count()
+                + matches!(outcome, Outcome::Disagree { .. }) as usize;
+            eprintln!(
+                "fuzz: {done}/{} programs, {bad} disagreeing, {:.0} programs/min",
+                o.programs,
+                60.0 * done as f64 / t0.elapsed().as_secs_f64().max(1e-9)
+            );
+        }
         results.push(ProgramResult {
             seed,
             outcome,

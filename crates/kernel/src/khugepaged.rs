@@ -220,8 +220,10 @@ impl Kernel {
         let mmi = self.khugepaged.mms[pos];
         let mut progress = 0u64;
         let mut finished = true;
+        // The mm costs one unit once its mmap_lock is taken, before the exit-or-disabled
+        // check (`hpage_collapse_test_exit_or_disable`) sends a THP-disabled mm to the end.
+        progress += 1;
         if self.mms[mmi].thp_disable != ThpDisable::Completely {
-            progress += 1;
             let starts: Vec<u64> = self.mms[mmi].vmas.keys().copied().collect();
             'vmas: for s in starts {
                 let Some(vma) = self.mms[mmi].vmas.get(&s).cloned() else {
