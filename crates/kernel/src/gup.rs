@@ -22,6 +22,22 @@ impl Kernel {
         write: bool,
         force: bool,
     ) -> Result<(), Errno> {
+        self.get_user_pages(pid, start, end, write, force, true)
+    }
+
+    /// `__get_user_pages` over `[start, end)`. Without `unlockable` (`FOLL_UNLOCKABLE`, i.e.
+    /// a caller that passes no `locked`, like mprotect_fixup's populate) the fault may not
+    /// drop mmap_lock, so a userfault cannot be delivered: handle_userfault() fails it with
+    /// SIGBUS, GUP stops there with EFAULT and no message is sent.
+    pub(crate) fn get_user_pages(
+        &mut self,
+        pid: Pid,
+        start: u64,
+        end: u64,
+        write: bool,
+        force: bool,
+        unlockable: bool,
+    ) -> Result<(), Errno> {
         let mmi = self.mm_of(pid);
         let mut addr = start;
         while addr < end {
@@ -52,7 +68,7 @@ impl Kernel {
                         }
                         VmFault::Oom => return Err(Errno::ENOMEM),
                         VmFault::Userfault(flags) => {
-                            if !self.deliver_userfault(mmi, addr, flags) {
+                            if !unlockable || !self.deliver_userfault(mmi, addr, flags) {
                                 return Err(Errno::EFAULT);
                             }
                             // The retry looks the page up first (follow_page_mask): one the

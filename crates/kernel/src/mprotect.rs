@@ -45,13 +45,14 @@ impl Kernel {
                 // mprotect_fixup(): a locked private VMA that becomes writable is populated
                 // at once (populate_vma_page_range() with FOLL_WRITE), so the COW of its
                 // zero-page and shared pages happens now, not at the first write. The merge
-                // that vma_modify_flags() does comes first (the fault sees the merged VMA);
-                // errors are ignored.
+                // that vma_modify_flags() does comes first (the fault sees the merged VMA).
+                // It passes no `locked`, so population stops at the first userfault (no
+                // message); errors are ignored.
                 if v.flags & (vmf::WRITE | vmf::SHARED | vmf::LOCKED) == vmf::LOCKED
                     && nf & vmf::WRITE != 0
                 {
                     self.mms[mmi].merge_range(cur, e);
-                    let _ = self.populate_range(pid, cur, e, true, true);
+                    let _ = self.get_user_pages(pid, cur, e, true, true, false);
                 }
             }
             cur = e;
