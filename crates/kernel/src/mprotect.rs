@@ -7,6 +7,7 @@
 //! zero page); other pages get write access back through a write fault.
 
 use crate::errno::Errno;
+use crate::gup::Foll;
 use crate::mm::{prot_to_vmflags, vmf};
 use crate::pgtable::{self, pte_index, EXCLUSIVE, PROTNONE, WRITE};
 use crate::types::{is_page_aligned, page_align_up, Pid, Prot, PMD_MASK, PMD_SIZE};
@@ -52,7 +53,12 @@ impl Kernel {
                     && nf & vmf::WRITE != 0
                 {
                     self.mms[mmi].merge_range(cur, e);
-                    let _ = self.get_user_pages(pid, cur, e, true, true, false);
+                    let foll = Foll {
+                        write: true,
+                        force: true,
+                        unlockable: false,
+                    };
+                    let _ = self.get_user_pages(pid, (cur, e), foll);
                 }
             }
             cur = e;
