@@ -12,6 +12,14 @@ use crate::pgtable::{self, Pte, DIRTY, PROTNONE, WRITE, YOUNG};
 use crate::types::{Pid, PAGE_SIZE};
 use crate::Kernel;
 
+/// The GUP flags the model distinguishes: `FOLL_WRITE`, `FOLL_FORCE` and `FOLL_UNLOCKABLE`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Foll {
+    pub write: bool,
+    pub force: bool,
+    pub unlockable: bool,
+}
+
 impl Kernel {
     /// Populates `[start, end)` (page aligned). `force` is `FOLL_FORCE` (MAP_POPULATE/mlock:
     /// any accessible VMA may be read). Errors as `madvise_populate` maps them: a hole →
@@ -24,6 +32,30 @@ impl Kernel {
         write: bool,
         force: bool,
     ) -> Result<(), Errno> {
+        let foll = Foll {
+            write,
+            force,
+            unlockable: true,
+        };
+        self.get_user_pages(pid, (start, end), foll)
+    }
+
+    /// `__get_user_pages` over `[start, end)`. Without `FOLL_UNLOCKABLE` (a caller that
+    /// passes no `locked`, like mprotect_fixup's populate) the fault may not drop mmap_lock,
+    /// so a userfault cannot be delivered: handle_userfault() fails it with SIGBUS, GUP stops
+    /// there with EFAULT and no message is sent.
+    pub(crate) fn get_user_pages(
+        &mut self,
+        pid: Pid,
+        range: (u64, u64),
+        foll: Foll,
+    ) -> Result<(), Errno> {
+        let (start, end) = range;
+        let Foll {
+            write,
+            force,
+            unlockable,
+        } = foll;
         let mmi = self.mm_of(pid);
         let mut addr = start;
         while addr < end {
@@ -54,7 +86,7 @@ impl Kernel {
                         }
                         VmFault::Oom => return Err(Errno::ENOMEM),
                         VmFault::Userfault(flags) => {
-                            if !self.deliver_userfault(mmi, addr, flags) {
+                            if !unlockable || !self.deliver_userfault(mmi, addr, flags) {
                                 return Err(Errno::EFAULT);
                             }
                             // The retry looks the page up first (follow_page_mask): one the

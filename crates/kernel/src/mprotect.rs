@@ -7,6 +7,7 @@
 //! zero page); other pages get write access back through a write fault.
 
 use crate::errno::Errno;
+use crate::gup::Foll;
 use crate::mm::{prot_to_vmflags, vmf};
 use crate::pgtable::{self, pte_index, EXCLUSIVE, PROTNONE, WRITE};
 use crate::types::{is_page_aligned, page_align_up, Pid, Prot, PMD_MASK, PMD_SIZE};
@@ -45,13 +46,19 @@ impl Kernel {
                 // mprotect_fixup(): a locked private VMA that becomes writable is populated
                 // at once (populate_vma_page_range() with FOLL_WRITE), so the COW of its
                 // zero-page and shared pages happens now, not at the first write. The merge
-                // that vma_modify_flags() does comes first (the fault sees the merged VMA);
-                // errors are ignored.
+                // that vma_modify_flags() does comes first (the fault sees the merged VMA).
+                // It passes no `locked`, so population stops at the first userfault (no
+                // message); errors are ignored.
                 if v.flags & (vmf::WRITE | vmf::SHARED | vmf::LOCKED) == vmf::LOCKED
                     && nf & vmf::WRITE != 0
                 {
                     self.mms[mmi].merge_range(cur, e);
-                    let _ = self.populate_range(pid, cur, e, true, true);
+                    let foll = Foll {
+                        write: true,
+                        force: true,
+                        unlockable: false,
+                    };
+                    let _ = self.get_user_pages(pid, (cur, e), foll);
                 }
             }
             cur = e;
