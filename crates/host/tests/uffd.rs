@@ -49,6 +49,7 @@ fn protect(b: &mut HostBackend, addr: u64, len: u64) {
             addr,
             len,
             wp: true,
+            stride: 0,
         },
     );
 }
@@ -339,6 +340,7 @@ fn sigbus_feature_errors_and_unregister() {
             addr: 0,
             len: K4,
             wp: true,
+            stride: 0,
         },
     );
     assert_eq!(
@@ -379,6 +381,7 @@ fn fork_child_loses_registration_event_fork_not_runnable() {
             addr: 0,
             len: K4,
             wp: true,
+            stride: 0,
         },
     );
     assert_eq!(e.result, Err(OpError::Errno(Errno::EBADF)));
