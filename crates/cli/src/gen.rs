@@ -302,9 +302,10 @@ fn khugepaged_full_scan_secs(guest: u64) -> u64 {
 }
 
 fn memory_for(guest: u64) -> u64 {
-    // guest + 25%, rounded up to 1 GiB (a multiple of 4M, as `memory` requires).
-    let m = guest + guest / 4;
-    m.div_ceil(1 << 30).max(1) * (1 << 30)
+    // Twice the guest, rounded up to 1 GiB, plus 1 GiB (a multiple of 4M, as `memory`
+    // requires). The model has no compaction: the order-0 pages a collapse frees need not
+    // merge back into 2 MiB blocks, so a collapse of all RAM needs as much free memory again.
+    (2 * guest).div_ceil(1 << 30) * (1 << 30) + (1 << 30)
 }
 
 /// Prints the scenario for `p`, or an error message for the user.
