@@ -883,14 +883,14 @@ fn virtio_mem(p: &GenParams) -> (String, String) {
          ram_block_add), block size\nMAX(page size, THP size) = 2 MiB (virtio_mem_default_block_size \
          reads hpage_pmd_size). The guest plugs all of it;\nwith prealloc=on \
          virtio_mem_set_block_state -> qemu_prealloc_mem(…, 1 thread): the probe and one \
-         MADV_POPULATE_WRITE.\nThen it unplugs {} blocks ({}% of them, random, seed {}; the \
-         guest driver picks them): each a block-aligned\nram_block_discard_range = MADV_DONTNEED \
-         of 2 MiB: whole THPs freed, no split. Re-plug: prealloc of the same blocks.\nParameters \
-         used: --guest, --zero-share (share unplugged), --seed, --kernel.",
+         MADV_POPULATE_WRITE.\nThen it unplugs {} blocks ({}% of them, the highest first: the \
+         guest driver's choice,\nassumed from Linux virtio_mem.c): block-aligned \
+         ram_block_discard_range = MADV_DONTNEED of 2 MiB multiples: whole\nTHPs freed, no \
+         split. Re-plug: prealloc of the same blocks. Parameters used: --guest, --zero-share \
+         (share\nunplugged), --kernel.",
         fmt_size(p.guest),
         unplug,
         p.zero_share,
-        p.seed
     );
     let mut ops = String::new();
     let _ = writeln!(
@@ -902,16 +902,9 @@ fn virtio_mem(p: &GenParams) -> (String, String) {
     ops.push_str("checkpoint mapped\n");
     qemu_populate(&mut ops, "vmem", 0, p.guest, 1);
     ops.push_str("checkpoint plugged\n");
-    let mut rng = Rng(p.seed);
-    let mut chosen: Vec<u64> = Vec::new();
-    let mut left = unplug;
-    for b in 0..blocks {
-        // Selection sampling: exactly `unplug` of `blocks`, in address order.
-        if rng.below(blocks - b) < left {
-            chosen.push(b);
-            left -= 1;
-        }
-    }
+    // The guest driver unplugs from the top of the device's range down (Linux
+    // drivers/virtio/virtio_mem.c walks memory blocks in reverse; guest side, not re-read).
+    let chosen: Vec<u64> = (blocks - unplug..blocks).collect();
     let runs = block_runs(&chosen);
     for &(b, n) in &runs {
         let _ = writeln!(
