@@ -14,37 +14,87 @@ const K4: u64 = 4 << 10;
 const M2: u64 = 2 << 20;
 const PAGES_PER_PMD: u64 = 512;
 
-/// The workloads `thpsim gen` knows, with a one-line description each.
-pub const WORKLOADS: &[(&str, &str)] = &[
+/// The workloads `thpsim gen` knows: name, one-line description, the source it follows.
+pub const WORKLOADS: &[(&str, &str, &str)] = &[
     (
         "prealloc-populate",
-        "QEMU prealloc=on with MADV_POPULATE_WRITE in thread chunks (R2)",
+        "QEMU prealloc=on: probe, then MADV_POPULATE_WRITE in thread chunks",
+        "QEMU util/oslib-posix.c qemu_prealloc_mem/touch_all_pages, v8.0-master",
     ),
     (
         "prealloc-touch",
-        "QEMU prealloc=on fallback: read + write back one byte per 4 KiB (R2)",
+        "QEMU prealloc=on fallback (kernels < 5.14): read + write back one byte per 4 KiB",
+        "QEMU util/oslib-posix.c do_touch_pages, v8.0-master",
     ),
     (
         "precopy",
-        "QEMU precopy destination: zero check (read), write non-zero pages (R3)",
+        "QEMU precopy destination: data pages written, ZERO records read (per --qemu/--multifd)",
+        "QEMU migration/ram.c ram_load_precopy/ram_handle_zero, multifd.c \
+         multifd_recv_zero_page_process, v8.0-master",
     ),
     (
         "postcopy",
-        "QEMU postcopy destination: discard, NOHUGEPAGE, uffd MISSING fills (R4)",
+        "QEMU postcopy destination: discard, NOHUGEPAGE, uffd MISSING, 4 KiB COPY/ZEROPAGE",
+        "QEMU migration/postcopy-ram.c postcopy_ram_incoming_init/_setup/_cleanup, \
+         postcopy_place_page(_zero), v8.0-master",
     ),
     (
         "background-snapshot",
-        "QEMU background snapshot: read-prefault, uffd-wp, 4 KiB unprotect (R5)",
+        "QEMU background snapshot: read-prefault, uffd-wp, every page unprotected after saving",
+        "QEMU migration/ram.c ram_write_tracking_prepare/_start, ram_save_release_protection, \
+         v8.0-master",
     ),
     (
         "balloon",
-        "virtio-balloon 4 KiB inflate vs 2 MiB free-page reporting (R6)",
+        "virtio-balloon 4 KiB inflate vs 2 MiB free-page reporting",
+        "QEMU hw/virtio/virtio-balloon.c balloon_inflate_page, virtio_balloon_handle_report",
+    ),
+    (
+        "virtio-mem",
+        "QEMU virtio-mem: plug with prealloc, unplug of 2 MiB blocks, re-plug",
+        "QEMU hw/virtio/virtio-mem.c virtio_mem_set_block_state, ram_block_discard_range",
     ),
     (
         "cloud-hypervisor",
-        "Cloud Hypervisor prefault=on: POPULATE_WRITE, then MADV_HUGEPAGE (R8)",
+        "Cloud Hypervisor prefault=on: POPULATE_WRITE, then MADV_HUGEPAGE",
+        "cloud-hypervisor vmm/src/memory_manager.rs create_ram_region_raw, HEAD ae44c2971c",
+    ),
+    (
+        "ch-restore",
+        "Cloud Hypervisor on-demand restore: uffd MISSING, 4 KiB UFFDIO_COPY, address-order prefault",
+        "cloud-hypervisor vmm/src/memory_manager.rs restore_by_uffd/uffd_handler_loop, \
+         HEAD ae44c2971c",
+    ),
+    (
+        "firecracker",
+        "Firecracker boot, huge_pages=Transparent: aligned mmap, one MADV_HUGEPAGE per region",
+        "firecracker src/vmm/src/vstate/memory.rs allocate_protected/create, PR #6003 535c62675",
+    ),
+    (
+        "kubevirt-thp",
+        "KubeVirt THP backing: prealloc 4 threads, mlock, one MADV_COLLAPSE pass, 95% policy",
+        "kubevirt/enhancements VEP 383 (PR #384 fe9b0a9) + QEMU backends/hostmem.c",
+    ),
+    (
+        "criu-lazy",
+        "CRIU lazy restore: THP disabled while filling, uffd MISSING, growing UFFDIO_COPY chunks",
+        "criu criu/uffd.c handle_page_fault/xfer_pages, criu/mem.c maybe_disable_thp, HEAD 2cf8f13",
+    ),
+    (
+        "jemalloc-hpa",
+        "hugepage-aware malloc: 2 MiB pageslabs, hugify (HUGEPAGE+COLLAPSE), purge (NOHUGEPAGE+DONTNEED)",
+        "jemalloc src/hpa.c hpa_try_hugify/hpa_try_purge, src/hpa_hooks.c 04adb149",
     ),
 ];
+
+/// The `--help` text listing every workload and its source.
+pub fn help_text() -> String {
+    let mut s = String::from("Workloads (the source each follows):\n");
+    for (n, what, src) in WORKLOADS {
+        let _ = writeln!(s, "  {n:<20} {what}\n  {:<20} [{src}]", "");
+    }
+    s
+}
 
 /// Generator parameters (the CLI's options, sizes already parsed).
 #[derive(Clone, Debug)]
@@ -54,8 +104,19 @@ pub struct GenParams {
     pub threads: u32,
     pub zero_share: u32,
     pub write_share: u32,
+    /// Share of RAM the guest used (precopy): the rest was never touched.
+    pub used: u32,
     pub seed: u64,
     pub kernel: String,
+    /// QEMU version (`8.2`, `9.0`, `9.1`, `10.1`, …): selects the multifd zero-page handling.
+    pub qemu: String,
+    /// Multifd channels on (QEMU migration capability `multifd`).
+    pub multifd: bool,
+    /// The `postcopy-ram` capability on during precopy (10.1+ multifd memsets zero pages).
+    pub postcopy_ram: bool,
+    /// Host-sized variant: no `memory` line and no khugepaged/shrinker steps (the host cannot
+    /// run them deterministically).
+    pub host: bool,
 }
 
 impl Default for GenParams {
@@ -66,8 +127,13 @@ impl Default for GenParams {
             threads: 12,
             zero_share: 30,
             write_share: 1,
+            used: 100,
             seed: 1,
             kernel: "6.18".into(),
+            qemu: "10.2".into(),
+            multifd: false,
+            postcopy_ram: false,
+            host: false,
         }
     }
 }
@@ -86,16 +152,93 @@ pub fn parse_guest(s: &str) -> Result<u64, String> {
     Ok(v)
 }
 
-/// splitmix64 (`progen::SeedRng`): the offsets only need to be reproducible.
-struct Rng(thpsim_scenario::progen::SeedRng);
+/// Parses a `--qemu` version `MAJOR.MINOR[.PATCH]` (or `master`, taken as 10.2).
+pub fn parse_qemu(s: &str) -> Result<(u32, u32), String> {
+    if s == "master" {
+        return Ok((10, 2));
+    }
+    let mut it = s.split('.');
+    let bad = || format!("QEMU version `{s}`: expected MAJOR.MINOR (e.g. 9.1, 10.1) or master");
+    let major: u32 = it.next().and_then(|m| m.parse().ok()).ok_or_else(bad)?;
+    let minor: u32 = it.next().and_then(|m| m.parse().ok()).ok_or_else(bad)?;
+    if let Some(patch) = it.next() {
+        patch.parse::<u32>().map_err(|_| bad())?;
+    }
+    if it.next().is_some() {
+        return Err(bad());
+    }
+    if (major, minor) < (8, 0) {
+        return Err(format!(
+            "QEMU version `{s}`: the recipes follow 8.0 and later"
+        ));
+    }
+    Ok((major, minor))
+}
+
+/// How a precopy destination handles the pages the source found zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZeroMode {
+    /// No multifd (any version) or zero-page-detection=legacy: RAM_SAVE_FLAG_ZERO records on
+    /// the main stream, in address order; ram_handle_zero reads the page (buffer_is_zero).
+    Legacy,
+    /// 8.x multifd: zero records on the main channel, data pages on the multifd channels;
+    /// which comes first in a block depends on timing.
+    Multifd8,
+    /// 9.0 multifd: each 128-page packet's zero pages are read before its data pages are
+    /// written; a block's 4 packets may run on different channels.
+    Multifd90,
+    /// 9.1+ multifd: a zero page seen for the first time is not touched.
+    Multifd91,
+    /// 10.1+ multifd with postcopy-ram: every zero page is memset.
+    Multifd101Memset,
+}
+
+impl ZeroMode {
+    pub fn of(p: &GenParams) -> Result<ZeroMode, String> {
+        let v = parse_qemu(&p.qemu)?;
+        Ok(if !p.multifd {
+            ZeroMode::Legacy
+        } else if v < (9, 0) {
+            ZeroMode::Multifd8
+        } else if v < (9, 1) {
+            ZeroMode::Multifd90
+        } else if v >= (10, 1) && p.postcopy_ram {
+            ZeroMode::Multifd101Memset
+        } else {
+            ZeroMode::Multifd91
+        })
+    }
+    fn describe(self) -> &'static str {
+        match self {
+            ZeroMode::Legacy => "no multifd: RAM_SAVE_FLAG_PAGE -> qemu_get_buffer (memcpy, a write only); \
+                RAM_SAVE_FLAG_ZERO -> ram_handle_zero: buffer_is_zero (a read), memset only if not zero; \
+                one stream in address order (ram_load_precopy)",
+            ZeroMode::Multifd8 => "multifd 8.x: zero pages found by save_zero_page on the migration thread go \
+                out on the main channel (ram_handle_zero: a read), data pages in 128-page packets on the \
+                multifd channels (nocomp_recv_pages: readv, a write); the order inside a block is \
+                timing-dependent: seeded here (a coin per mixed block)",
+            ZeroMode::Multifd90 => "multifd 9.0 (303e6f54f9): the send thread sorts each 128-page packet; \
+                multifd_recv_zero_page_process reads (buffer_is_zero) the packet's zero pages before the \
+                readv of its data pages; the 4 packets of a block may run on different channels: the \
+                first one handled is seeded here",
+            ZeroMode::Multifd91 => "multifd 9.1+ (5ef7e26bdb): multifd_recv_zero_page_process only sets \
+                receivedmap for a zero page seen for the first time (no access); data pages: readv",
+            ZeroMode::Multifd101Memset => "multifd 10.1+ with the postcopy-ram capability (249543d0c0): every \
+                zero page is memset (a write of zeros); data pages: readv",
+        }
+    }
+}
+
+/// splitmix64: a tiny deterministic generator (the offsets only need to be reproducible).
+struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(thpsim_scenario::progen::SeedRng::new(seed))
-    }
     fn next(&mut self) -> u64 {
-        use thpsim_scenario::progen::Entropy;
-        self.0.next_u64()
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
     /// Uniform in `0..n` (n > 0).
     fn below(&mut self, n: u64) -> u64 {
@@ -110,6 +253,11 @@ impl Rng {
 /// `ram+OFF LEN` with the offset and length in the largest exact unit.
 fn range(off: u64, len: u64) -> String {
     format!("ram+{} {}", fmt_size(off), fmt_size(len))
+}
+
+/// `NAME+OFF LEN`.
+fn nrange(name: &str, off: u64, len: u64) -> String {
+    format!("{name}+{} {}", fmt_size(off), fmt_size(len))
 }
 
 /// QEMU's thread chunks (`qemu_prealloc_mem`/`touch_all_pages`): `numpages / threads` host
@@ -129,12 +277,22 @@ fn chunks(size: u64, threads: u64) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// QEMU's thread count: min(prealloc-threads, 16 (MAX_MEM_PREALLOC_THREAD_COUNT)), at most
-/// one thread per 64 MiB and per host page.
+/// QEMU's thread count (get_memset_num_threads): min(prealloc-threads, 16
+/// (MAX_MEM_PREALLOC_THREAD_COUNT)), at most one thread per 64 MiB. (QEMU also caps it at
+/// the host's online CPUs; prealloc-threads defaults to the vCPU count.)
 fn qemu_threads(guest: u64, want: u32) -> u64 {
     (want.max(1) as u64)
         .min(16)
         .min((guest / (64 << 20)).max(1))
+}
+
+/// Cloud Hypervisor's prefault thread count: min(threads, 16 (MAX_PREFAULT_THREAD_COUNT),
+/// pages, max(1, size / 4 GiB)) (the divisor is 64 << 26 = 4 GiB).
+fn ch_threads(guest: u64, want: u32) -> u64 {
+    (want.max(1) as u64)
+        .min(16)
+        .min(guest / K4)
+        .min((guest / (4 << 30)).max(1))
 }
 
 /// khugepaged at the default pace (pages_to_scan 4096 = 8 ranges per pass, a pass every
@@ -144,129 +302,364 @@ fn khugepaged_full_scan_secs(guest: u64) -> u64 {
 }
 
 fn memory_for(guest: u64) -> u64 {
-    // guest + 25%, rounded up to 1 GiB (a multiple of 4M, as `memory` requires).
-    let m = guest + guest / 4;
-    m.div_ceil(1 << 30).max(1) * (1 << 30)
+    // Twice the guest, rounded up to 1 GiB, plus 1 GiB (a multiple of 4M, as `memory`
+    // requires). The model has no compaction: the order-0 pages a collapse frees need not
+    // merge back into 2 MiB blocks, so a collapse of all RAM needs as much free memory again.
+    (2 * guest).div_ceil(1 << 30) * (1 << 30) + (1 << 30)
 }
 
 /// Prints the scenario for `p`, or an error message for the user.
 pub fn generate(p: &GenParams) -> Result<String, String> {
-    let Some((_, what)) = WORKLOADS.iter().find(|(n, _)| *n == p.workload) else {
-        let names: Vec<&str> = WORKLOADS.iter().map(|(n, _)| *n).collect();
+    let Some((_, what, source)) = WORKLOADS.iter().find(|(n, _, _)| *n == p.workload) else {
+        let names: Vec<&str> = WORKLOADS.iter().map(|(n, _, _)| *n).collect();
         return Err(format!(
             "unknown workload `{}`; one of: {}",
             p.workload,
             names.join(", ")
         ));
     };
-    if p.zero_share > 100 || p.write_share > 100 {
-        return Err("--zero-share and --write-share are percentages (0-100)".into());
+    if p.zero_share > 100 || p.write_share > 100 || p.used > 100 {
+        return Err("--zero-share, --write-share and --used are percentages (0-100)".into());
     }
     if p.guest % M2 != 0 || p.guest == 0 {
         return Err("--guest must be a positive multiple of 2M".into());
     }
+    let qemu = parse_qemu(&p.qemu)?;
     let mut s = String::new();
     let g = fmt_size(p.guest);
-    let _ = writeln!(s, "# Generated by: thpsim gen {} --guest {g} --threads {} --zero-share {} --write-share {} --seed {} --kernel {}",
-        p.workload, p.threads, p.zero_share, p.write_share, p.seed, p.kernel);
+    let _ = write!(s, "# Generated by: thpsim gen {} --guest {g} --threads {} --zero-share {} --write-share {} --used {} --seed {} --kernel {} --qemu {}",
+        p.workload, p.threads, p.zero_share, p.write_share, p.used, p.seed, p.kernel, p.qemu);
+    for (on, flag) in [
+        (p.multifd, "--multifd"),
+        (p.postcopy_ram, "--postcopy-ram"),
+        (p.host, "--host"),
+    ] {
+        if on {
+            let _ = write!(s, " {flag}");
+        }
+    }
+    s.push('\n');
     let _ = writeln!(s, "# Workload: {what}.");
-    let body = match p.workload.as_str() {
+    let _ = writeln!(
+        s,
+        "# Source: {}.",
+        source.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+    let (doc, ops) = match p.workload.as_str() {
         "prealloc-populate" => prealloc(p, true),
         "prealloc-touch" => prealloc(p, false),
-        "precopy" => precopy(p),
-        "postcopy" => postcopy(p),
+        "precopy" => precopy(p)?,
+        "postcopy" => postcopy(p, qemu)?,
         "background-snapshot" => background_snapshot(p),
         "balloon" => balloon(p),
+        "virtio-mem" => virtio_mem(p),
         "cloud-hypervisor" => cloud_hypervisor(p),
+        "ch-restore" => ch_restore(p),
+        "firecracker" => firecracker(p),
+        "kubevirt-thp" => kubevirt(p),
+        "criu-lazy" => criu_lazy(p),
+        "jemalloc-hpa" => jemalloc_hpa(p),
         _ => unreachable!(),
     };
-    let (doc, ops) = body;
     for line in doc.lines() {
         let _ = writeln!(s, "# {line}");
     }
     let _ = writeln!(s, "kernel {}", p.kernel);
-    let _ = writeln!(s, "memory {}", fmt_size(memory_for(p.guest)));
+    if !p.host {
+        let _ = writeln!(s, "memory {}", fmt_size(memory_for(p.guest)));
+    }
     let _ = writeln!(s, "sysfs enabled=madvise defrag=madvise use_zero_page=1");
     s.push_str(&ops);
     Ok(s)
+}
+
+/// The khugepaged step at the default pace (left out of host variants).
+fn khugepaged_step(p: &GenParams, ops: &mut String, size: u64) {
+    if p.host {
+        return;
+    }
+    let secs = khugepaged_full_scan_secs(size);
+    let _ = writeln!(
+        ops,
+        "sleep {secs}s                       # khugepaged, default pace"
+    );
+    ops.push_str("checkpoint khugepaged-full-scan\n");
 }
 
 /// QEMU guest RAM: 2 MiB-aligned private anonymous memory with MADV_HUGEPAGE (ram_block_add).
 fn qemu_ram(p: &GenParams, ops: &mut String) {
     let _ = writeln!(
         ops,
-        "mmap ram {} anon private rw align=2M",
+        "mmap ram {} anon private rw align=2M   # qemu_ram_mmap: QEMU_VMALLOC_ALIGN",
         fmt_size(p.guest)
     );
     let _ = writeln!(ops, "madvise ram HUGEPAGE                 # ram_block_add");
 }
 
+/// QEMU's prealloc of `[off, off+len)` of `name` with `t` threads: the MADV_POPULATE_WRITE
+/// probe of the first host page (madv_populate_write_possible), then one madvise per thread
+/// chunk (a single one over the area for one thread).
+fn qemu_populate(ops: &mut String, name: &str, off: u64, len: u64, t: u64) {
+    let _ = writeln!(
+        ops,
+        "madvise {} POPULATE_WRITE   # probe: madv_populate_write_possible",
+        nrange(name, off, K4)
+    );
+    if t == 1 {
+        let _ = writeln!(ops, "madvise {} POPULATE_WRITE", nrange(name, off, len));
+    } else {
+        for (i, (o, l)) in chunks(len, t).into_iter().enumerate() {
+            let _ = writeln!(
+                ops,
+                "madvise {} POPULATE_WRITE   # thread {i}",
+                nrange(name, off + o, l)
+            );
+        }
+    }
+    ops.push_str("expect errno == ok\n");
+}
+
 fn prealloc(p: &GenParams, populate: bool) -> (String, String) {
     let t = qemu_threads(p.guest, p.threads);
-    let doc = format!(
-        "QEMU backends/hostmem.c -> qemu_prealloc_mem (util/oslib-posix.c): {t} thread(s) \
-         (--threads {} capped at 16 and one per 64 MiB),\neach {} its chunk of numpages/threads \
-         4 KiB host pages; chunk edges are 4 KiB-aligned and may cut through a PMD.\n\
-         Parameters used: --guest, --threads, --kernel.",
-        p.threads,
-        if populate {
-            "calling madvise(MADV_POPULATE_WRITE) on"
-        } else {
-            "reading one byte and writing it back at every 4 KiB page of"
-        }
-    );
+    let doc = if populate {
+        format!(
+            "backends/hostmem.c host_memory_backend_memory_complete -> qemu_prealloc_mem: \
+             madv_populate_write_possible\nprobes MADV_POPULATE_WRITE on the first page, then \
+             touch_all_pages runs {t} thread(s) (--threads {}, the\nprealloc-threads property, \
+             whose default is the vCPU count; capped at 16 and one per 64 MiB), each\n\
+             MADV_POPULATE_WRITE on its chunk of numpages/threads 4 KiB pages (edges may cut \
+             a PMD).\nParameters used: --guest, --threads, --kernel.",
+            p.threads
+        )
+    } else {
+        format!(
+            "util/oslib-posix.c do_touch_pages: taken only when the MADV_POPULATE_WRITE probe \
+             fails with EINVAL,\ni.e. on kernels before 5.14; the 6.12/6.18 profiles here stand \
+             for the fault paths (<= 6.12: split\nhuge zero page; >= 6.13: THP on the huge-zero \
+             write fault), not for a QEMU that would take this path.\n{t} thread(s) (--threads \
+             {}, capped at 16 and one per 64 MiB) each read one byte and write it back\nat every \
+             4 KiB page of its chunk. Parameters used: --guest, --threads, --kernel.",
+            p.threads
+        )
+    };
     let mut ops = String::new();
     qemu_ram(p, &mut ops);
     ops.push_str("checkpoint mapped\n");
-    if t == 1 && populate {
-        ops.push_str("madvise ram POPULATE_WRITE\nexpect errno == ok\n");
+    if populate {
+        qemu_populate(&mut ops, "ram", 0, p.guest, t);
     } else {
         for (i, (off, len)) in chunks(p.guest, t).into_iter().enumerate() {
-            if populate {
-                let _ = writeln!(
-                    ops,
-                    "madvise {} POPULATE_WRITE   # thread {i}",
-                    range(off, len)
-                );
-            } else {
-                let _ = writeln!(ops, "access {} pattern=rw   # thread {i}", range(off, len));
-            }
-        }
-        if populate {
-            ops.push_str("expect errno == ok\n");
+            let _ = writeln!(ops, "access {} pattern=rw   # thread {i}", range(off, len));
         }
     }
     ops.push_str("checkpoint preallocated\n");
     (doc, ops)
 }
 
-fn precopy(p: &GenParams) -> (String, String) {
-    let nonzero = 100 - p.zero_share;
+/// Per 2 MiB block of the used part of RAM: which 4 KiB pages carry data (a bitmap of 512).
+struct DataMap {
+    blocks: Vec<[u64; 8]>,
+}
+
+impl DataMap {
+    /// The pages `write ram+0 LEN random=P% seed=S` touches (the same seeded subset).
+    fn new(len: u64, pct: u32, seed: u64) -> DataMap {
+        use thpsim_scenario::ast::{Subset, SubsetCount};
+        let mut blocks = vec![[0u64; 8]; (len / M2) as usize];
+        let subset = (pct < 100).then_some(Subset {
+            count: SubsetCount::Percent(pct),
+            seed,
+        });
+        for off in thpsim_scenario::pattern::touch_offsets(len, K4, subset) {
+            let pg = off / K4;
+            let b = &mut blocks[(pg / PAGES_PER_PMD) as usize];
+            let i = pg % PAGES_PER_PMD;
+            b[(i / 64) as usize] |= 1 << (i % 64);
+        }
+        DataMap { blocks }
+    }
+    fn is_data(&self, b: usize, i: u64) -> bool {
+        self.blocks[b][(i / 64) as usize] >> (i % 64) & 1 == 1
+    }
+    fn count(&self, b: usize, from: u64, to: u64) -> u64 {
+        (from..to).filter(|&i| self.is_data(b, i)).count() as u64
+    }
+    /// The first zero page of `[from, to)` in block `b`.
+    fn first_zero(&self, b: usize, from: u64, to: u64) -> Option<u64> {
+        (from..to).find(|&i| !self.is_data(b, i))
+    }
+}
+
+/// Emits `read` lines (one byte each) at the given offsets, merging runs 2 MiB apart into one
+/// `read … stride=2M`.
+fn reads_at(ops: &mut String, offs: &[u64]) {
+    let mut i = 0;
+    while i < offs.len() {
+        let mut j = i + 1;
+        while j < offs.len() && offs[j] == offs[j - 1] + M2 {
+            j += 1;
+        }
+        if j - i == 1 {
+            let _ = writeln!(ops, "read ram+{}", fmt_size(offs[i]));
+        } else {
+            let _ = writeln!(
+                ops,
+                "read {} stride=2M",
+                range(offs[i], (offs[j - 1] - offs[i]) + K4)
+            );
+        }
+        i = j;
+    }
+}
+
+fn precopy(p: &GenParams) -> Result<(String, String), String> {
+    let mode = ZeroMode::of(p)?;
+    let data_pct = 100 - p.zero_share;
+    let used = p.guest / M2 * p.used as u64 / 100 * M2;
+    let map = DataMap::new(used, data_pct, p.seed);
+    let nblocks = (used / M2) as usize;
+    let mut rng = Rng(p.seed ^ 0x5eed);
+    let (mut all_data, mut all_zero, mut mixed, mut forced) = (0u64, 0u64, 0u64, 0u64);
+    let mut data_pages = 0u64;
+    let mut reads: Vec<u64> = Vec::new(); // the read that comes first in its block
+    for b in 0..nblocks {
+        let n = map.count(b, 0, PAGES_PER_PMD);
+        data_pages += n;
+        let base = b as u64 * M2;
+        if n == PAGES_PER_PMD {
+            all_data += 1;
+            continue;
+        }
+        if n == 0 {
+            all_zero += 1;
+            if matches!(
+                mode,
+                ZeroMode::Legacy | ZeroMode::Multifd8 | ZeroMode::Multifd90
+            ) {
+                reads.push(base);
+            }
+            continue;
+        }
+        mixed += 1;
+        let first_read = match mode {
+            ZeroMode::Legacy => (!map.is_data(b, 0)).then_some(0),
+            ZeroMode::Multifd8 => {
+                let z = map.first_zero(b, 0, PAGES_PER_PMD);
+                if rng.chance(50) {
+                    z
+                } else {
+                    None
+                }
+            }
+            ZeroMode::Multifd90 => {
+                let packets: Vec<Option<u64>> = (0..4)
+                    .map(|k| map.first_zero(b, k * 128, (k + 1) * 128))
+                    .collect();
+                if packets.iter().all(Option::is_some) {
+                    forced += 1;
+                }
+                packets[rng.below(4) as usize]
+            }
+            ZeroMode::Multifd91 | ZeroMode::Multifd101Memset => None,
+        };
+        if let Some(i) = first_read {
+            reads.push(base + i * K4);
+        }
+    }
+    let first_reads_mixed = reads.len() as u64
+        - if matches!(mode, ZeroMode::Multifd91 | ZeroMode::Multifd101Memset) {
+            0
+        } else {
+            all_zero
+        };
+    let untouched = p.guest - used;
+    let zero_pages = used / K4 - data_pages;
+    let bounds = match mode {
+        ZeroMode::Legacy => "deterministic (address order)".to_string(),
+        ZeroMode::Multifd8 => {
+            format!("timing-dependent: 0 (every mixed block THP on its first write) to {mixed}")
+        }
+        ZeroMode::Multifd90 => format!(
+            "timing-dependent: {forced} (blocks whose 4 packets all hold a zero page) to {mixed}"
+        ),
+        _ => "none: zero pages are not read".to_string(),
+    };
+    let (zr, zw) = match mode {
+        ZeroMode::Multifd91 => (0, 0),
+        ZeroMode::Multifd101Memset => (0, zero_pages + untouched / K4),
+        _ => (zero_pages + untouched / K4, 0),
+    };
     let doc = format!(
-        "QEMU migration/ram.c, incoming precopy: ram_handle_zero reads each received 4 KiB page \
-         (\"already zero?\")\nand only non-zero pages are written. {}% of the guest's pages are \
-         zero (random, seed {}). The zero check\nis one read pass and the data one write pass: \
-         per 2 MiB the fault counts equal those of the\npage-by-page interleaving. Parameters \
-         used: --guest, --zero-share, --seed, --kernel.",
-        p.zero_share, p.seed
+        "Destination of a precopy migration (bulk stage), anonymous guest RAM; {}.\n\
+         Guest: {} used ({}% of RAM) with {}% zero pages scattered in it (seed {}), {} never \
+         touched (all ZERO records).\n\
+         Used 2 MiB blocks: {} all data, {} all zero, {} mixed. A block's first access decides \
+         its fate: a write on\nan empty PMD is a THP on every kernel; a read maps the huge zero \
+         page and the first data write then\nsplits it (<= 6.12, one fault per data page) or \
+         allocates a THP (>= 6.13). In this run the first access\nis a read in {} of the {} \
+         mixed blocks; bounds for this variant: {}.\n\
+         The ops: the first read of each such block, then one `write` of every data page \
+         (the same seeded subset);\nreads of zero pages after a block's first access change no \
+         fault, Rss or content and are left out.\n\
+         Pages copied (memcpy/readv): {}; zero pages read (buffer_is_zero): {}; zero pages \
+         memset: {}.\n\
+         Parameters used: --guest, --used, --zero-share, --seed, --qemu, --multifd, \
+         --postcopy-ram, --kernel.",
+        mode.describe(),
+        fmt_size(used),
+        p.used,
+        p.zero_share,
+        p.seed,
+        fmt_size(untouched),
+        all_data,
+        all_zero,
+        mixed,
+        first_reads_mixed,
+        mixed,
+        bounds,
+        data_pages,
+        zr,
+        zw
     );
     let mut ops = String::new();
     qemu_ram(p, &mut ops);
-    ops.push_str("read ram                             # ram_handle_zero: is the page zero?\n");
+    ops.push_str("checkpoint mapped\n");
+    if !reads.is_empty() {
+        ops.push_str("# the blocks whose first access is a zero check (buffer_is_zero reads)\n");
+        reads_at(&mut ops, &reads);
+    }
+    if untouched > 0
+        && matches!(
+            mode,
+            ZeroMode::Legacy | ZeroMode::Multifd8 | ZeroMode::Multifd90
+        )
+    {
+        let _ = writeln!(
+            ops,
+            "read {} stride=2M   # never-touched RAM: ZERO records only",
+            range(used, untouched)
+        );
+    }
     ops.push_str("checkpoint zero-checked\n");
-    match nonzero {
-        0 => ops.push_str("# every page is zero: nothing is written\n"),
-        100 => ops.push_str("write ram                            # every page carries data\n"),
-        n => {
+    if used > 0 && data_pct > 0 {
+        if data_pct == 100 {
+            let _ = writeln!(ops, "write {}   # the data pages", range(0, used));
+        } else {
             let _ = writeln!(
                 ops,
-                "write ram random={n}% seed={}       # the non-zero pages",
+                "write {} random={data_pct}% seed={}   # the data pages",
+                range(0, used),
                 p.seed
             );
         }
     }
+    if mode == ZeroMode::Multifd101Memset {
+        ops.push_str(
+            "madvise ram POPULATE_WRITE           # memset of every zero page (zeros: no data)\n",
+        );
+    }
     ops.push_str("checkpoint loaded\n");
-    (doc, ops)
+    Ok((doc, ops))
 }
 
 /// Emits `uffd copy`/`uffd zeropage` lines for the pages [from, to) of a block whose source
@@ -278,31 +671,47 @@ fn stream(ops: &mut String, from: u64, to: u64, zero: bool) {
     }
 }
 
-fn postcopy(p: &GenParams) -> (String, String) {
+fn postcopy(p: &GenParams, qemu: (u32, u32)) -> Result<(String, String), String> {
+    if p.multifd && qemu < (10, 1) {
+        return Err(format!(
+            "--multifd with postcopy needs QEMU 10.1 or later (e274188612); got --qemu {}",
+            p.qemu
+        ));
+    }
+    // 10.1+ multifd, zero-page-detection=multifd: ram_save_target_page skips save_zero_page
+    // in postcopy, so zero pages arrive as RAM_SAVE_FLAG_PAGE and are UFFDIO_COPY'd.
+    let zero_copied = p.multifd;
     let blocks = p.guest / M2;
     let secs = khugepaged_full_scan_secs(p.guest);
+    let zero_how = if zero_copied {
+        "UFFDIO_COPY of 4 KiB as well (10.1+ multifd: zero pages are sent as data)"
+    } else {
+        "UFFDIO_ZEROPAGE of 4 KiB (postcopy_place_page_zero)"
+    };
     let doc = format!(
-        "QEMU migration/postcopy-ram.c, pure postcopy (switch before any precopy round): \
-         ram_discard_range\n(MADV_DONTNEED) at incoming init, MADV_NOHUGEPAGE, \
-         UFFDIO_REGISTER_MODE_MISSING over all RAM. The guest runs\nat once: in {}% of the \
-         2 MiB blocks it touches a run of pages before the stream gets there (each page\na \
-         MISSING fault resolved with a 4 KiB UFFDIO_COPY); the background stream places every \
-         other page\nwith UFFDIO_COPY, or UFFDIO_ZEROPAGE for blocks that are zero on the source \
-         ({}% of blocks, seed {}).\nThen MADV_HUGEPAGE, UFFDIO_UNREGISTER, and khugepaged at its \
-         default pace ({secs} s for a full scan).\nParameters used: --guest, --write-share, \
-         --zero-share, --seed, --kernel.",
+        "Pure postcopy (switch before any precopy round). postcopy_ram_incoming_init -> \
+         init_range -> ram_discard_range\n(MADV_DONTNEED); the first discard command: \
+         postcopy_ram_prepare_discard -> MADV_NOHUGEPAGE on every block;\n\
+         postcopy_ram_incoming_setup: UFFDIO_REGISTER_MODE_MISSING over all RAM. The guest runs \
+         at once: in {}% of\nthe 2 MiB blocks it writes a run of pages before the stream gets \
+         there: each a MISSING fault answered\nwith one 4 KiB page (postcopy_request_page; \
+         data: UFFDIO_COPY via postcopy_place_page; zero: {zero_how}).\nThe background stream \
+         places every other page the same way, in address order; {}% of blocks are zero on\n\
+         the source (seed {}). postcopy_ram_incoming_cleanup: MADV_HUGEPAGE, UFFDIO_UNREGISTER; \
+         then khugepaged at\nits default pace ({secs} s for a full scan). Parameters used: \
+         --guest, --write-share, --zero-share, --seed,\n--qemu, --multifd, --kernel.",
         p.write_share, p.zero_share, p.seed
     );
     let mut ops = String::new();
     qemu_ram(p, &mut ops);
     ops.push_str("madvise ram DONTNEED                 # ram_discard_range at incoming init\n");
-    ops.push_str("madvise ram NOHUGEPAGE               # postcopy_ram_incoming_setup\n");
+    ops.push_str("madvise ram NOHUGEPAGE               # postcopy_ram_prepare_discard\n");
     ops.push_str("uffd open\nuffd register ram missing\nuffd handler missing=copy:4K\n");
     ops.push_str("checkpoint registered\n");
-    let mut rng = Rng::new(p.seed);
+    let mut rng = Rng(p.seed);
     let mut plan = Vec::with_capacity(blocks as usize);
     for _ in 0..blocks {
-        let zero = rng.chance(p.zero_share);
+        let zero = rng.chance(p.zero_share) && !zero_copied;
         let hot = if rng.chance(p.write_share) {
             let len = 1 + rng.below(64);
             let start = rng.below(PAGES_PER_PMD - len + 1);
@@ -312,15 +721,23 @@ fn postcopy(p: &GenParams) -> (String, String) {
         };
         plan.push((zero, hot));
     }
-    ops.push_str("# guest accesses during postcopy: MISSING faults, one 4 KiB UFFDIO_COPY each\n");
-    for (b, (_, hot)) in plan.iter().enumerate() {
+    ops.push_str("# guest accesses during postcopy: MISSING faults, one 4 KiB page each\n");
+    let mut handler_zero = false;
+    for (b, (zero, hot)) in plan.iter().enumerate() {
         if let Some((start, len)) = hot {
+            if *zero != handler_zero {
+                handler_zero = *zero;
+                let pol = if *zero { "zeropage:4K" } else { "copy:4K" };
+                let _ = writeln!(ops, "uffd handler missing={pol}");
+            }
             let _ = writeln!(ops, "write {}", range(b as u64 * M2 + start * K4, len * K4));
         }
     }
+    if handler_zero {
+        ops.push_str("uffd handler missing=copy:4K\n");
+    }
     ops.push_str("checkpoint guest-faults\n");
-    ops.push_str("# background stream: every page not yet placed\n");
-    // Merge consecutive blocks of the same kind with no hot run into one op.
+    ops.push_str("# background stream: every page not yet placed, address order\n");
     let mut run: Option<(u64, bool)> = None; // (start offset, zero)
     for (b, (zero, hot)) in plan.iter().enumerate() {
         let base = b as u64 * M2;
@@ -344,26 +761,36 @@ fn postcopy(p: &GenParams) -> (String, String) {
     ops.push_str("expect errno == ok\ncheckpoint placed\n");
     ops.push_str("madvise ram HUGEPAGE                 # postcopy_ram_incoming_cleanup\n");
     ops.push_str("uffd unregister ram\ncheckpoint completed\n");
-    let _ = writeln!(
-        ops,
-        "sleep {secs}s                       # khugepaged, default pace"
-    );
-    ops.push_str("checkpoint khugepaged-full-scan\n");
-    (doc, ops)
+    khugepaged_step(p, &mut ops, p.guest);
+    Ok((doc, ops))
 }
 
+/// Phases of the background snapshot's interleaving of guest writes and the save scan.
+const SNAPSHOT_PHASES: u64 = 8;
+
 fn background_snapshot(p: &GenParams) -> (String, String) {
-    let used = (p.guest / 100 * (100 - p.zero_share) as u64) / M2 * M2;
+    let used = p.guest / M2 * (100 - p.zero_share) as u64 / 100 * M2;
+    let writes = p.guest / K4 * p.write_share as u64 / 100;
+    let per_phase = writes / SNAPSHOT_PHASES;
+    let seg = p.guest / SNAPSHOT_PHASES / K4 * K4;
     let doc = format!(
-        "QEMU migration/ram.c, background snapshot: the guest has written {} (the first {}% of \
-         RAM; the rest\nwas never touched). ram_write_tracking_prepare reads one byte per 4 KiB \
-         page, then\nram_write_tracking_start: userfaultfd with WP, UFFDIO_REGISTER_MODE_WP, \
-         UFFDIO_WRITEPROTECT over all RAM.\nDuring the snapshot the guest writes {}% of its pages \
-         (random, seed {}); each write is a uffd-wp fault\nthat the migration thread resolves by \
-         saving the page and unprotecting 4 KiB. Parameters used: --guest,\n--zero-share \
-         (never-touched share of RAM), --write-share, --seed, --kernel.",
+        "The guest has written {} (the first {}% of RAM; the rest was never touched).\n\
+         ram_write_tracking_prepare -> ram_block_populate_read: one byte read per 4 KiB page; \
+         ram_write_tracking_start:\nuserfaultfd (UFFD_FEATURE_PAGEFAULT_FLAG_WP, non-blocking), \
+         UFFDIO_REGISTER_MODE_WP, UFFDIO_WRITEPROTECT over all RAM.\n\
+         The snapshot is one pass of ram_find_and_save_block in address order: after saving each \
+         4 KiB host page,\nram_save_host_page -> ram_save_release_protection unprotects exactly \
+         that page (`uffd unwp … stride=4K`).\nThe guest writes {} pages meanwhile ({}% of RAM, \
+         random, seed {}+phase), interleaved as {SNAPSHOT_PHASES} phases: in phase k\nit writes \
+         {per_phase} pages, then the scan saves the k-th eighth of RAM. A write to a page not \
+         yet saved is a uffd-wp\nfault; poll_fault_page saves that page first and unprotects \
+         4 KiB (`handler wp=unprotect:4K`); a write behind the\nscan does not fault. Bounds on \
+         uffd-wp messages: 0 (every write behind the scan) to {writes} (all before it).\n\
+         ram_write_tracking_stop: UFFDIO_UNREGISTER. Parameters used: --guest, --zero-share \
+         (never-touched share of\nRAM), --write-share, --seed, --kernel.",
         fmt_size(used),
         100 - p.zero_share,
+        per_phase * SNAPSHOT_PHASES,
         p.write_share,
         p.seed
     );
@@ -373,39 +800,54 @@ fn background_snapshot(p: &GenParams) -> (String, String) {
         let _ = writeln!(ops, "write {}   # the guest ran", range(0, used));
     }
     ops.push_str("checkpoint guest-ran\n");
-    ops.push_str("read ram                             # ram_write_tracking_prepare\n");
+    ops.push_str("read ram                             # ram_block_populate_read\n");
     ops.push_str("uffd open\nuffd register ram wp\nuffd wp ram\nuffd handler wp=unprotect:4K\n");
     ops.push_str("expect errno == ok\ncheckpoint protected\n");
-    if p.write_share > 0 {
+    for k in 0..SNAPSHOT_PHASES {
+        if per_phase > 0 {
+            let _ = writeln!(
+                ops,
+                "write ram random={per_phase} seed={}   # guest writes, phase {k}",
+                p.seed + k
+            );
+        }
+        let off = k * seg;
+        let len = if k + 1 == SNAPSHOT_PHASES {
+            p.guest - off
+        } else {
+            seg
+        };
         let _ = writeln!(
             ops,
-            "write ram random={}% seed={}   # guest writes during the snapshot",
-            p.write_share, p.seed
+            "uffd unwp {} stride=4K   # saved, unprotected page by page",
+            range(off, len)
         );
     }
-    ops.push_str("checkpoint snapshot-written\n");
+    ops.push_str("expect errno == ok\ncheckpoint saved\n");
     ops.push_str("uffd unregister ram                  # ram_write_tracking_stop\n");
     ops.push_str("checkpoint stopped\n");
+    khugepaged_step(p, &mut ops, p.guest);
     (doc, ops)
 }
 
 fn balloon(p: &GenParams) -> (String, String) {
     let half = p.guest / 2 / M2 * M2;
     let doc = format!(
-        "QEMU hw/virtio/virtio-balloon.c on THP-backed guest RAM (fully written by the guest). \
-         First half:\nballoon inflate, 4 KiB PFNs, each a 4 KiB MADV_DONTNEED \
-         (ram_block_discard_range); the guest gives back\n{}% of the pages of every 2 MiB block \
-         as one run of consecutive PFNs at a random offset (seed {};\nconsecutive 4 KiB \
-         discards have the effect of one). Second half: free-page reporting of {}% of the\n2 MiB \
-         blocks (random), each an aligned 2 MiB MADV_DONTNEED. Then `shrink` (memory pressure). \
-         Parameters\nused: --guest, --zero-share (share given back), --seed, --kernel.",
+        "THP-backed guest RAM, fully written by the guest. First half: balloon inflate \
+         (virtio_balloon_handle_output ->\nballoon_inflate_page), 4 KiB PFNs, each a 4 KiB \
+         ram_block_discard_range = MADV_DONTNEED; the guest gives back\n{}% of the pages of \
+         every 2 MiB block as one run of consecutive PFNs at a random offset (seed {}; a guest\n\
+         choice; consecutive 4 KiB discards have the effect of one). Second half: free-page \
+         reporting\n(virtio_balloon_handle_report) of {}% of the 2 MiB blocks (random), each an \
+         aligned 2 MiB MADV_DONTNEED.\nThen `shrink` (memory pressure). Parameters used: \
+         --guest, --zero-share (share given back), --seed, --kernel.",
         p.zero_share, p.seed, p.zero_share
     );
     let mut ops = String::new();
     qemu_ram(p, &mut ops);
     ops.push_str("write ram                            # the guest zeroed its RAM at boot\n");
     ops.push_str("checkpoint booted\n");
-    let mut rng = Rng::new(p.seed);
+    let mut rng = Rng(p.seed);
     let per_block = PAGES_PER_PMD * p.zero_share as u64 / 100;
     ops.push_str("# inflate: 4 KiB discards\n");
     if per_block > 0 {
@@ -426,20 +868,86 @@ fn balloon(p: &GenParams) -> (String, String) {
         }
     }
     ops.push_str("checkpoint reported\n");
-    ops.push_str("shrink                               # memory pressure: deferred split\n");
-    ops.push_str("checkpoint shrunk\n");
+    if !p.host {
+        ops.push_str("shrink                               # memory pressure: deferred split\n");
+        ops.push_str("checkpoint shrunk\n");
+    }
     (doc, ops)
 }
 
+fn virtio_mem(p: &GenParams) -> (String, String) {
+    let blocks = p.guest / M2;
+    let unplug = blocks * p.zero_share as u64 / 100;
+    let doc = format!(
+        "A virtio-mem device of {} (its memory-backend-ram: 2 MiB-aligned, MADV_HUGEPAGE in \
+         ram_block_add), block size\nMAX(page size, THP size) = 2 MiB (virtio_mem_default_block_size \
+         reads hpage_pmd_size). The guest plugs all of it;\nwith prealloc=on \
+         virtio_mem_set_block_state -> qemu_prealloc_mem(…, 1 thread): the probe and one \
+         MADV_POPULATE_WRITE.\nThen it unplugs {} blocks ({}% of them, the highest first: the \
+         guest driver's choice,\nassumed from Linux virtio_mem.c): block-aligned \
+         ram_block_discard_range = MADV_DONTNEED of 2 MiB multiples: whole\nTHPs freed, no \
+         split. Re-plug: prealloc of the same blocks. Parameters used: --guest, --zero-share \
+         (share\nunplugged), --kernel.",
+        fmt_size(p.guest),
+        unplug,
+        p.zero_share,
+    );
+    let mut ops = String::new();
+    let _ = writeln!(
+        ops,
+        "mmap vmem {} anon private rw align=2M   # memory-backend-ram of the device",
+        fmt_size(p.guest)
+    );
+    ops.push_str("madvise vmem HUGEPAGE                # ram_block_add\n");
+    ops.push_str("checkpoint mapped\n");
+    qemu_populate(&mut ops, "vmem", 0, p.guest, 1);
+    ops.push_str("checkpoint plugged\n");
+    // The guest driver unplugs from the top of the device's range down (Linux
+    // drivers/virtio/virtio_mem.c walks memory blocks in reverse; guest side, not re-read).
+    let chosen: Vec<u64> = (blocks - unplug..blocks).collect();
+    let runs = block_runs(&chosen);
+    for &(b, n) in &runs {
+        let _ = writeln!(
+            ops,
+            "madvise {} DONTNEED   # unplug",
+            nrange("vmem", b * M2, n * M2)
+        );
+    }
+    ops.push_str("expect errno == ok\ncheckpoint unplugged\n");
+    for &(b, n) in &runs {
+        let _ = writeln!(
+            ops,
+            "madvise {} POPULATE_WRITE   # re-plug, prealloc",
+            nrange("vmem", b * M2, n * M2)
+        );
+    }
+    ops.push_str("expect errno == ok\ncheckpoint replugged\n");
+    (doc, ops)
+}
+
+/// Runs of consecutive block numbers: (first, count).
+fn block_runs(blocks: &[u64]) -> Vec<(u64, u64)> {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for &b in blocks {
+        match runs.last_mut() {
+            Some((s, n)) if *s + *n == b => *n += 1,
+            _ => runs.push((b, 1)),
+        }
+    }
+    runs
+}
+
 fn cloud_hypervisor(p: &GenParams) -> (String, String) {
-    let t = (p.threads.max(1) as u64).min(p.guest / K4);
+    let t = ch_threads(p.guest, p.threads);
     let secs = khugepaged_full_scan_secs(p.guest);
     let doc = format!(
-        "Cloud Hypervisor vmm/src/memory_manager.rs create_ram_region with prefault=on: \
-         mmap(MAP_PRIVATE|MAP_ANONYMOUS|\nMAP_NORESERVE), {t} thread(s) each \
-         MADV_POPULATE_WRITE on a contiguous chunk, and only then MADV_HUGEPAGE\n(thp=on): under \
-         enabled=madvise every page is order 0 until khugepaged collapses it, at the default\n\
-         pace ({secs} s for a full scan). Parameters used: --guest, --threads, --kernel."
+        "create_ram_region_raw with prefault=on: mmap(MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE), \
+         {t} thread(s)\n(min(--threads {}, 16, pages, max(1, size / 4 GiB))) each \
+         MADV_POPULATE_WRITE on a contiguous chunk, and only then\nMADV_HUGEPAGE (thp=on, the \
+         default; order since PR #4852 b68add2d0): under enabled=madvise every page is order 0\n\
+         until khugepaged collapses it, at the default pace ({secs} s for a full scan). \
+         Parameters used: --guest,\n--threads, --kernel.",
+        p.threads
     );
     let mut ops = String::new();
     let _ = writeln!(
@@ -461,10 +969,311 @@ fn cloud_hypervisor(p: &GenParams) -> (String, String) {
     ops.push_str("expect errno == ok\ncheckpoint prefaulted\n");
     ops.push_str("madvise ram HUGEPAGE                 # thp=on, after the prefault\n");
     ops.push_str("checkpoint advised\n");
+    khugepaged_step(p, &mut ops, p.guest);
+    (doc, ops)
+}
+
+/// Hot runs of the guest after a restore: per 2 MiB block with probability `write_share`, a
+/// run of 1-64 pages at a random offset. Returns (block, start page, pages).
+fn hot_runs(p: &GenParams) -> Vec<(u64, u64, u64)> {
+    let mut rng = Rng(p.seed);
+    let mut v = Vec::new();
+    for b in 0..p.guest / M2 {
+        if rng.chance(p.write_share) {
+            let len = 1 + rng.below(64);
+            let start = rng.below(PAGES_PER_PMD - len + 1);
+            v.push((b, start, len));
+        }
+    }
+    v
+}
+
+/// The gaps of `[0, size)` around the hot runs, in address order: (offset, len).
+fn gaps(size: u64, hot: &[(u64, u64, u64)]) -> Vec<(u64, u64)> {
+    let mut v = Vec::new();
+    let mut at = 0;
+    for &(b, start, len) in hot {
+        let s = b * M2 + start * K4;
+        if s > at {
+            v.push((at, s - at));
+        }
+        at = s + len * K4;
+    }
+    if size > at {
+        v.push((at, size - at));
+    }
+    v
+}
+
+fn ch_restore(p: &GenParams) -> (String, String) {
+    let hot = hot_runs(p);
+    let hot_pages: u64 = hot.iter().map(|h| h.2).sum();
+    let doc = format!(
+        "Restore with memory_restore_mode=ondemand: the RAM region is created as for a boot \
+         (anonymous, MAP_PRIVATE,\nprefault off, then MADV_HUGEPAGE with thp=on), restore_by_uffd \
+         registers it with UFFDIO_REGISTER_MODE_MISSING\n(MINOR + UFFDIO_CONTINUE only for shared \
+         memfd RAM, not modelled), and uffd_handler_loop serves each fault with\nUFFDIO_COPY of \
+         page_size = 4 KiB (EEXIST -> UFFDIO_WAKE). The guest resumes and writes {} pages in {} \
+         runs\n({}% of the 2 MiB blocks, 1-64 pages each, seed {}). When idle, the handler's \
+         background prefault walks every page in\naddress order, one UFFDIO_COPY per page not yet \
+         served (here one `uffd copy` per gap: the same order-0 pages);\nthen the uffd is closed \
+         (unregister). Every page is order 0; khugepaged collapses every block (none has a\n\
+         hole). Parameters used: --guest, --write-share, --seed, --kernel.",
+        hot_pages,
+        hot.len(),
+        p.write_share,
+        p.seed
+    );
+    let mut ops = String::new();
     let _ = writeln!(
         ops,
-        "sleep {secs}s                       # khugepaged, default pace"
+        "mmap ram {} anon private rw align=2M",
+        fmt_size(p.guest)
     );
-    ops.push_str("checkpoint khugepaged-full-scan\n");
+    ops.push_str("madvise ram HUGEPAGE                 # thp=on\n");
+    ops.push_str("uffd open\nuffd register ram missing         # restore_by_uffd\n");
+    ops.push_str(
+        "uffd handler missing=copy:4K         # uffd_handler_loop: UFFDIO_COPY of page_size\n",
+    );
+    ops.push_str("checkpoint registered\n");
+    for &(b, start, len) in &hot {
+        let _ = writeln!(ops, "write {}", range(b * M2 + start * K4, len * K4));
+    }
+    ops.push_str("checkpoint guest-faults\n");
+    ops.push_str("# background prefault, address order\n");
+    for (off, len) in gaps(p.guest, &hot) {
+        let _ = writeln!(ops, "uffd copy {}", range(off, len));
+    }
+    ops.push_str("expect errno == ok\ncheckpoint prefaulted\n");
+    ops.push_str("uffd unregister ram                  # the handler exits, the uffd is closed\n");
+    ops.push_str("checkpoint restored\n");
+    khugepaged_step(p, &mut ops, p.guest);
+    (doc, ops)
+}
+
+/// Firecracker's x86_64 guest memory regions: below the 32-bit MMIO gap (from 3.25 GiB,
+/// MMIO_MEM_START = 4 GiB - 768 MiB) and, for larger guests, the rest from 4 GiB.
+fn firecracker_regions(guest: u64) -> Vec<u64> {
+    const GAP_START: u64 = (4 << 30) - (768 << 20);
+    if guest <= GAP_START {
+        vec![guest]
+    } else {
+        vec![GAP_START, guest - GAP_START]
+    }
+}
+
+fn firecracker(p: &GenParams) -> (String, String) {
+    let regions = firecracker_regions(p.guest);
+    let touch = 100 - p.zero_share;
+    let doc = format!(
+        "Boot with machine-config huge_pages=\"Transparent\" (PR #6003, 535c62675, 2026-07-14). \
+         For every region\nGuestRegionMmap::allocate -> allocate_protected (1a6655891): a PROT_NONE \
+         mmap of size + 2 MiB - 4 KiB, munmap of\nhead and tail (a 2 MiB-aligned range), the region \
+         mapped MAP_FIXED|MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE; then\nmemory::create issues one \
+         madvise(MADV_HUGEPAGE) per region right after the mmap. No prefault: the guest\nfaults on \
+         first touch; it touches {touch}% of its pages (random, seed {}). Regions: {} (x86_64 \
+         layout: RAM\nbelow the MMIO gap at 3.25 GiB, the rest from 4 GiB; layout not re-read at \
+         HEAD). Parameters used: --guest,\n--zero-share (untouched share), --seed, --kernel.",
+        p.seed,
+        regions
+            .iter()
+            .map(|&r| fmt_size(r))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    );
+    let mut ops = String::new();
+    for (i, &r) in regions.iter().enumerate() {
+        let _ = writeln!(
+            ops,
+            "mmap ram{i} {} anon private rw align=2M   # allocate_protected: 2 MiB-aligned",
+            fmt_size(r)
+        );
+        let _ = writeln!(
+            ops,
+            "madvise ram{i} HUGEPAGE                # memory::create, per region"
+        );
+    }
+    ops.push_str("checkpoint mapped\n");
+    for (i, _) in regions.iter().enumerate() {
+        match touch {
+            0 => {}
+            100 => {
+                let _ = writeln!(
+                    ops,
+                    "write ram{i}                           # guest first touch"
+                );
+            }
+            t => {
+                let _ = writeln!(
+                    ops,
+                    "write ram{i} random={t}% seed={}   # guest first touch",
+                    p.seed + i as u64
+                );
+            }
+        }
+    }
+    ops.push_str("checkpoint booted\n");
+    (doc, ops)
+}
+
+fn kubevirt(p: &GenParams) -> (String, String) {
+    let t = qemu_threads(p.guest, 4);
+    let need = p.guest / K4 * 95 / 100 * 4; // KiB
+    let doc = format!(
+        "KubeVirt VEP 383, THP memory backing (PR #384 head fe9b0a9, 2026-07-08; policy wording \
+         from its review,\n2026-09-02). libvirt <source type=\"anonymous\"/>, <locked/>, \
+         <allocation mode=\"immediate\" threads=\"4\"/> = QEMU\nmemory-backend-ram prealloc=on \
+         prealloc-threads=4 (the libvirt translation is the VEP's claim): ram_block_add\n\
+         (MADV_HUGEPAGE), qemu_prealloc_mem ({t} thread(s) after QEMU's one-per-64 MiB cap), then \
+         mlockall at the end\nof qemu_init_board (realtime_init, -overcommit mem-lock=on). \
+         virt-handler then waits for VmLck to settle, finds the\nlarge anonymous RW mapping in \
+         /proc/<pid>/maps and calls process_madvise(MADV_COLLAPSE) once over it. Coverage\n\
+         (AnonHugePages / Rss) must reach 95 % for policy=guaranteed ({need} kB here): the \
+         `expect` below is that check\n(`thpsim run` exits 1 if the VM would fail). On an \
+         unfragmented host the prealloc already gives THPs (the advice\ncomes first) and the \
+         collapse is a no-op. Parameters used: --guest, --kernel.",
+    );
+    let mut ops = String::new();
+    qemu_ram(p, &mut ops);
+    ops.push_str("checkpoint mapped\n");
+    qemu_populate(&mut ops, "ram", 0, p.guest, t);
+    ops.push_str("checkpoint preallocated\n");
+    ops.push_str("mlock ram                            # mlockall(MCL_CURRENT|MCL_FUTURE)\n");
+    ops.push_str("expect errno == ok\ncheckpoint locked\n");
+    ops.push_str(
+        "madvise ram COLLAPSE                 # virt-handler: process_madvise, one pass\n",
+    );
+    ops.push_str("checkpoint collapsed\n");
+    let _ = writeln!(
+        ops,
+        "expect smaps(ram).AnonHugePages >= {need}kB   # policy=guaranteed: 95 % coverage"
+    );
+    (doc, ops)
+}
+
+fn criu_lazy(p: &GenParams) -> (String, String) {
+    let hot = hot_runs(p);
+    let hot_pages: u64 = hot.iter().map(|h| h.2).sum();
+    let doc = format!(
+        "Lazy restore (criu restore --lazy-pages) of a process with a {} anonymous MADV_HUGEPAGE \
+         heap. criu/mem.c\nmaybe_disable_thp: prctl(PR_SET_THP_DISABLE, 1) while the VMAs are \
+         created and filled; the restorer registers\nthe lazy VMAs with UFFDIO_REGISTER_MODE_MISSING \
+         and restores the dumped THP_DISABLE value (0). The lazy-pages daemon\n(criu/uffd.c) answers \
+         each fault with UFFDIO_COPY of one page (handle_page_fault -> uffd_copy), and in the\n\
+         background transfers the rest in address order (xfer_pages) with UFFDIO_COPY chunks of \
+         xfer_len: 64 KiB,\ngrowing by 64 KiB per request up to 4 MiB (update_xfer_len; a fault \
+         resets it to 64 KiB: all faults come first here). The task writes {} pages in \
+         {} runs ({}% of the 2 MiB blocks, seed {}).\nUFFDIO_COPY fills order 0 only; khugepaged \
+         then collapses the blocks. (UFFDIO_ZEROPAGE for ranges missing from the\npagemap, the \
+         page server and MADV_HUGEPAGE restore are not modelled here: the heap is all data.)\n\
+         Parameters used: --guest (heap size), --write-share, --seed, --kernel.",
+        fmt_size(p.guest),
+        hot_pages,
+        hot.len(),
+        p.write_share,
+        p.seed
+    );
+    let mut ops = String::new();
+    ops.push_str("prctl set_thp_disable 1              # maybe_disable_thp\n");
+    let _ = writeln!(
+        ops,
+        "mmap ram {} anon private rw align=2M",
+        fmt_size(p.guest)
+    );
+    ops.push_str("madvise ram HUGEPAGE                 # the dumped VMA's madvise bits\n");
+    ops.push_str("uffd open\nuffd register ram missing\nuffd handler missing=copy:4K\n");
+    ops.push_str("prctl set_thp_disable 0              # the restorer restores THP_DISABLE\n");
+    ops.push_str("checkpoint registered\n");
+    for &(b, start, len) in &hot {
+        let _ = writeln!(ops, "write {}", range(b * M2 + start * K4, len * K4));
+    }
+    ops.push_str("checkpoint task-faults\n");
+    ops.push_str(
+        "# background transfer, address order, growing chunks (64 KiB steps, at most 4 MiB)\n",
+    );
+    let mut xfer = 64 << 10;
+    for (off, len) in gaps(p.guest, &hot) {
+        let mut at = off;
+        while at < off + len {
+            let n = xfer.min(off + len - at);
+            let _ = writeln!(ops, "uffd copy {}", range(at, n));
+            at += n;
+            xfer = (xfer + (64 << 10)).min(4 << 20);
+        }
+    }
+    ops.push_str("expect errno == ok\ncheckpoint transferred\n");
+    ops.push_str("uffd unregister ram\ncheckpoint restored\n");
+    khugepaged_step(p, &mut ops, p.guest);
+    (doc, ops)
+}
+
+fn jemalloc_hpa(p: &GenParams) -> (String, String) {
+    let slabs = p.guest / M2;
+    let mut rng = Rng(p.seed);
+    // Slabs the application frees part of: a run of freed pages each (purged as one range).
+    let n = (PAGES_PER_PMD * p.zero_share as u64 / 100).max(1);
+    let mut freed: Vec<(u64, u64, u64)> = Vec::new();
+    for b in 0..slabs {
+        if rng.chance(p.write_share) {
+            freed.push((b, rng.below(PAGES_PER_PMD - n + 1), n));
+        }
+    }
+    let doc = format!(
+        "jemalloc HPA (opt.hpa:true, hpa_hugify_sync:true) with a {} heap: hpa_central_extract maps \
+         eden with\npages_map(…, HUGEPAGE alignment) (HPA_EDEN_SIZE 128 hugepages; one mapping \
+         here) and carves 2 MiB pageslabs. The\napplication fills every slab (4 KiB faults: no \
+         advice yet, enabled=madvise). hpa_try_hugify: a slab with nactive\n>= hugification_threshold \
+         (95 % of 2 MiB) is hugified after hugify_delay_ms by hpa_hooks_hugify = pages_huge\n\
+         (MADV_HUGEPAGE) + pages_collapse (MADV_COLLAPSE). The application then frees a run of {}% \
+         of the pages in {}\nslabs ({}% of them, seed {}); hpa_try_purge dehugifies the slab \
+         (pages_nohuge = MADV_NOHUGEPAGE) and purges\nthe dirty run (pages_purge_forced = \
+         MADV_DONTNEED): the PMD splits. The application reuses the pages (4 KiB\nfaults), the slab \
+         is full again and is re-hugified: MADV_HUGEPAGE + MADV_COLLAPSE (a copy). Parameters used:\n\
+         --guest (heap size), --zero-share (freed share of a slab), --write-share (share of slabs \
+         freed from), --seed, --kernel.",
+        fmt_size(p.guest),
+        p.zero_share,
+        freed.len(),
+        p.write_share,
+        p.seed
+    );
+    let mut ops = String::new();
+    let _ = writeln!(
+        ops,
+        "mmap heap {} anon private rw align=2M   # pages_map, HUGEPAGE-aligned",
+        fmt_size(p.guest)
+    );
+    ops.push_str("write heap                           # the application fills the slabs\n");
+    ops.push_str("checkpoint filled\n");
+    ops.push_str("madvise heap HUGEPAGE                # hpa_try_hugify: pages_huge, every slab\n");
+    ops.push_str("madvise heap COLLAPSE                #   and pages_collapse (hugify_sync)\n");
+    ops.push_str("expect errno == ok\ncheckpoint hugified\n");
+    for &(b, start, n) in &freed {
+        let _ = writeln!(
+            ops,
+            "madvise {} NOHUGEPAGE   # hpa_try_purge: dehugify",
+            nrange("heap", b * M2, M2)
+        );
+        let _ = writeln!(
+            ops,
+            "madvise {} DONTNEED   #   purge the dirty run",
+            nrange("heap", b * M2 + start * K4, n * K4)
+        );
+    }
+    ops.push_str("expect errno == ok\ncheckpoint purged\n");
+    for &(b, start, n) in &freed {
+        let _ = writeln!(
+            ops,
+            "write {}   # reuse",
+            nrange("heap", b * M2 + start * K4, n * K4)
+        );
+    }
+    ops.push_str("checkpoint reused\n");
+    for &(b, _, _) in &freed {
+        let blk = nrange("heap", b * M2, M2);
+        let _ = writeln!(ops, "madvise {blk} HUGEPAGE   # re-hugify");
+        let _ = writeln!(ops, "madvise {blk} COLLAPSE");
+    }
+    ops.push_str("expect errno == ok\ncheckpoint rehugified\n");
     (doc, ops)
 }

@@ -111,9 +111,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Print a generated VMM workload scenario (.thps) to stdout, for parameter sweeps.
-    /// WORKLOAD: prealloc-populate, prealloc-touch, precopy, postcopy, background-snapshot,
-    /// balloon, cloud-hypervisor.
+    /// Print a generated VMM workload scenario (.thps) to stdout, for parameter sweeps; each
+    /// follows a VMM's source, cited in the scenario header.
+    #[command(after_help = gen::help_text())]
     Gen {
         workload: String,
         /// Guest RAM size (a multiple of 2M).
@@ -126,14 +126,32 @@ enum Cmd {
         /// or RAM given back (balloon).
         #[arg(long, default_value_t = 30)]
         zero_share: u32,
-        /// Percentage of pages (background-snapshot) or 2 MiB blocks (postcopy) the guest writes.
+        /// Percentage of pages (background-snapshot) or 2 MiB blocks (postcopy, ch-restore,
+        /// criu-lazy, jemalloc-hpa) the guest writes.
         #[arg(long, default_value_t = 1)]
         write_share: u32,
+        /// Percentage of RAM the guest used before a precopy migration (the rest never touched).
+        #[arg(long, default_value_t = 100)]
+        used: u32,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Kernel profile of the generated `kernel` line.
         #[arg(long, default_value = "6.18")]
         kernel: String,
+        /// QEMU version (8.0 … 10.2, master): the multifd zero-page handling of precopy and
+        /// postcopy.
+        #[arg(long, default_value = "10.2")]
+        qemu: String,
+        /// Multifd migration (precopy, postcopy).
+        #[arg(long)]
+        multifd: bool,
+        /// The postcopy-ram capability is on during precopy (QEMU 10.1+ multifd: zero pages
+        /// are written).
+        #[arg(long)]
+        postcopy_ram: bool,
+        /// Host-sized form: no `memory` line, no khugepaged or shrinker steps.
+        #[arg(long)]
+        host: bool,
     },
     /// Probe this host's kernel (root, Linux): which behaviour switches it shows, as a table
     /// and a ready `--set` line, plus knobs and stats the model does not know. Writes THP
@@ -437,8 +455,13 @@ fn main() -> ExitCode {
             threads,
             zero_share,
             write_share,
+            used,
             seed,
             kernel,
+            qemu,
+            multifd,
+            postcopy_ram,
+            host,
         } => {
             let p = gen::GenParams {
                 workload,
@@ -446,8 +469,13 @@ fn main() -> ExitCode {
                 threads,
                 zero_share,
                 write_share,
+                used,
                 seed,
                 kernel,
+                qemu,
+                multifd,
+                postcopy_ram,
+                host,
             };
             match gen::generate(&p) {
                 Ok(s) => {

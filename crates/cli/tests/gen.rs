@@ -1,14 +1,21 @@
 //! `thpsim gen`: every workload generates a scenario that parses and runs on the model with
-//! the invariant checker, under both profiles; a few headline figures are exact.
+//! the invariant checker, under both profiles; the op sequences each VMM's code makes are
+//! present; the headline figures follow from the recipe (counted here from the same seeded
+//! page subsets the scenario uses, not copied from a run).
 
 #[path = "../src/gen.rs"]
 #[allow(dead_code)]
 mod gen;
 
 use gen::{generate, GenParams, WORKLOADS};
+use thpsim_scenario::ast::{Subset, SubsetCount};
 use thpsim_scenario::engine::{run, RunResult, Variant};
 use thpsim_scenario::parse::parse_size;
+use thpsim_scenario::pattern::touch_offsets;
 use thpsim_scenario::sim::SimBackend;
+
+const M2: u64 = 2 << 20;
+const K4: u64 = 4 << 10;
 
 fn params(workload: &str) -> GenParams {
     GenParams {
@@ -17,8 +24,7 @@ fn params(workload: &str) -> GenParams {
         threads: 3,
         zero_share: 30,
         write_share: 50,
-        seed: 1,
-        kernel: "6.18".into(),
+        ..GenParams::default()
     }
 }
 
@@ -45,88 +51,221 @@ fn run_gen(p: &GenParams, profile: &str) -> RunResult {
     res
 }
 
-/// A counter delta at a checkpoint.
-fn counter(res: &RunResult, checkpoint: &str, key: &str) -> i64 {
-    let cp = res
-        .checkpoints
+fn cp<'a>(res: &'a RunResult, checkpoint: &str) -> &'a thpsim_scenario::engine::Checkpoint {
+    res.checkpoints
         .iter()
         .find(|c| c.label == checkpoint)
-        .unwrap_or_else(|| panic!("no checkpoint {checkpoint}"));
+        .unwrap_or_else(|| panic!("no checkpoint {checkpoint}"))
+}
+
+/// A counter delta at a checkpoint.
+fn counter(res: &RunResult, checkpoint: &str, key: &str) -> i64 {
+    let c = cp(res, checkpoint);
     if key == "minflt" {
-        return cp.minflt as i64;
+        return c.minflt as i64;
     }
-    *cp.counters.get(key).unwrap_or(&0)
+    *c.counters.get(key).unwrap_or(&0)
+}
+
+/// An smaps field (kB) of a mapping at a checkpoint.
+fn smaps(res: &RunResult, checkpoint: &str, map: &str, field: &str) -> u64 {
+    cp(res, checkpoint)
+        .mappings
+        .iter()
+        .find(|m| m.name == map)
+        .unwrap_or_else(|| panic!("no mapping {map}"))
+        .smaps
+        .field(field)
+        .unwrap()
 }
 
 fn anon_huge_kb(res: &RunResult, checkpoint: &str) -> u64 {
-    let cp = res
-        .checkpoints
-        .iter()
-        .find(|c| c.label == checkpoint)
-        .unwrap();
-    cp.mappings
-        .iter()
-        .find(|m| m.name == "ram")
-        .unwrap()
-        .smaps
-        .anon_huge_pages
+    smaps(res, checkpoint, "ram", "AnonHugePages")
+}
+
+/// Per 2 MiB block of `len`: (data pages, is page 0 data) for `write random=pct% seed`.
+fn data_blocks(len: u64, pct: u32, seed: u64) -> Vec<(u64, bool)> {
+    let mut v = vec![(0u64, false); (len / M2) as usize];
+    let sub = Some(Subset {
+        count: SubsetCount::Percent(pct),
+        seed,
+    });
+    for off in touch_offsets(len, K4, sub) {
+        let b = &mut v[(off / M2) as usize];
+        b.0 += 1;
+        if off % M2 == 0 {
+            b.1 = true;
+        }
+    }
+    v
 }
 
 #[test]
 fn every_workload_parses_and_runs_under_both_profiles() {
-    for (w, _) in WORKLOADS {
+    for (w, _, _) in WORKLOADS {
         for profile in ["6.12", "6.18"] {
-            let res = run_gen(&params(w), profile);
-            assert!(!res.checkpoints.is_empty(), "{w}");
+            for host in [false, true] {
+                let mut p = params(w);
+                p.host = host;
+                let res = run_gen(&p, profile);
+                assert!(!res.checkpoints.is_empty(), "{w}");
+            }
         }
     }
 }
 
 #[test]
 fn unknown_workload_and_bad_parameters_are_refused() {
-    assert!(generate(&params("nope")).is_err());
+    assert!(generate(&params("nope"))
+        .unwrap_err()
+        .contains("one of: prealloc-populate"));
     let mut p = params("precopy");
     p.zero_share = 101;
     assert!(generate(&p).is_err());
+    p.zero_share = 30;
+    p.used = 101;
+    assert!(generate(&p).is_err());
     assert!(gen::parse_guest("3M").is_err());
     assert_eq!(gen::parse_guest("64G").unwrap(), 64 << 30);
+    assert_eq!(gen::parse_qemu("9.1").unwrap(), (9, 1));
+    assert_eq!(gen::parse_qemu("10.1.2").unwrap(), (10, 1));
+    assert_eq!(gen::parse_qemu("master").unwrap(), (10, 2));
+    assert!(gen::parse_qemu("7.2")
+        .unwrap_err()
+        .contains("8.0 and later"));
+    assert!(gen::parse_qemu("9").is_err());
+    assert!(gen::parse_qemu("9.x").is_err());
+    let mut p = params("postcopy");
+    p.multifd = true;
+    p.qemu = "10.0".into();
+    assert!(generate(&p).unwrap_err().contains("needs QEMU 10.1"));
 }
 
 #[test]
-fn header_names_the_parameters() {
-    let src = generate(&params("precopy")).unwrap();
+fn header_names_the_parameters_and_the_source() {
+    let mut p = params("precopy");
+    p.multifd = true;
+    let src = generate(&p).unwrap();
     assert!(src.starts_with(
-        "# Generated by: thpsim gen precopy --guest 64M --threads 3 --zero-share 30 --write-share 50 --seed 1 --kernel 6.18\n"
+        "# Generated by: thpsim gen precopy --guest 64M --threads 3 --zero-share 30 --write-share 50 --used 100 --seed 1 --kernel 6.18 --qemu 10.2 --multifd\n"
     ));
-    assert!(src.contains("\nkernel 6.18\n"));
+    assert!(src.contains("\n# Source: QEMU migration/ram.c ram_load_precopy/ram_handle_zero, multifd.c multifd_recv_zero_page_process, v8.0-master.\n"));
+    assert!(src.contains("\nkernel 6.18\nmemory 2G\n"));
+    p.host = true;
+    assert!(!generate(&p).unwrap().contains("\nmemory "));
+    let help = gen::help_text();
+    for (w, _, source) in WORKLOADS {
+        assert!(help.contains(w), "{w}");
+        assert!(
+            help.contains(&format!(
+                "[{}]",
+                source.split_whitespace().collect::<Vec<_>>().join(" ")
+            )) || help.contains(source),
+            "{w}"
+        );
+    }
 }
 
 #[test]
-fn precopy_without_zero_pages_is_two_faults_per_2m_on_6_18() {
+fn precopy_without_zero_pages_writes_only_and_is_thp_on_both_kernels() {
     let mut p = params("precopy");
     p.zero_share = 0;
-    let res = run_gen(&p, "6.18");
-    // Read pass: 1 fault per 2 MiB (huge zero page); write pass: 1 THP per 2 MiB.
-    assert_eq!(counter(&res, "zero-checked", "minflt"), 32);
-    assert_eq!(counter(&res, "loaded", "minflt"), 32);
-    assert_eq!(counter(&res, "loaded", "vmstat.thp_fault_alloc"), 32);
-    assert_eq!(anon_huge_kb(&res, "loaded"), 64 << 10);
-    // 6.12: 1 + 512 per 2 MiB, no THP.
-    let res = run_gen(&p, "6.12");
-    assert_eq!(
-        counter(&res, "zero-checked", "minflt") + counter(&res, "loaded", "minflt"),
-        32 * 513
-    );
-    assert_eq!(counter(&res, "loaded", "vmstat.thp_split_pmd"), 32);
-    assert_eq!(anon_huge_kb(&res, "loaded"), 0);
+    for k in ["6.12", "6.18"] {
+        let res = run_gen(&p, k);
+        assert_eq!(counter(&res, "zero-checked", "minflt"), 0);
+        assert_eq!(counter(&res, "loaded", "minflt"), 32);
+        assert_eq!(counter(&res, "loaded", "vmstat.thp_fault_alloc"), 32);
+        assert_eq!(anon_huge_kb(&res, "loaded"), 64 << 10);
+    }
 }
 
 #[test]
-fn prealloc_populate_chunks_cut_pmds_but_fault_once_per_2m() {
+fn precopy_legacy_reads_only_the_blocks_whose_first_page_is_zero() {
+    let p = params("precopy"); // 30 % zero pages, legacy (no multifd)
+    let blocks = data_blocks(64 << 20, 70, 1);
+    let data_first = blocks.iter().filter(|b| b.1).count() as i64;
+    let zero_first = 32 - data_first;
+    assert!(data_first > 0 && zero_first > 0, "seed gives both kinds");
+    let data: u64 = blocks.iter().map(|b| b.0).sum();
+    let src = generate(&p).unwrap();
+    assert!(src.contains("\nwrite ram+0 64M random=70% seed=1   # the data pages\n"));
+    let res = run_gen(&p, "6.12");
+    assert_eq!(counter(&res, "zero-checked", "minflt"), zero_first);
+    assert_eq!(
+        counter(&res, "loaded", "vmstat.thp_fault_alloc"),
+        data_first
+    );
+    assert_eq!(counter(&res, "loaded", "vmstat.thp_split_pmd"), zero_first);
+    assert_eq!(anon_huge_kb(&res, "loaded"), data_first as u64 * 2048);
+    // 6.12: one fault per THP block, one per data page of the split blocks.
+    let split_data: u64 = blocks.iter().filter(|b| !b.1).map(|b| b.0).sum();
+    assert_eq!(
+        counter(&res, "loaded", "minflt"),
+        data_first + split_data as i64
+    );
+    assert_eq!(
+        smaps(&res, "loaded", "ram", "Rss"),
+        (data_first as u64 * 512 + split_data) * 4
+    );
+    assert!(data > split_data);
+    let res = run_gen(&p, "6.18");
+    assert_eq!(counter(&res, "loaded", "vmstat.thp_fault_alloc"), 32);
+    assert_eq!(counter(&res, "loaded", "minflt"), 32);
+    assert_eq!(anon_huge_kb(&res, "loaded"), 64 << 10);
+}
+
+#[test]
+fn precopy_multifd_modes_by_qemu_version() {
+    let mut p = params("precopy");
+    p.multifd = true;
+    p.used = 50; // 16 blocks used, 16 never touched
+                 // 9.1+: zero pages untouched; never-touched RAM stays empty.
+    p.qemu = "9.1".into();
+    let src = generate(&p).unwrap();
+    assert!(!src.contains("\nread "));
+    let res = run_gen(&p, "6.12");
+    assert_eq!(counter(&res, "zero-checked", "minflt"), 0);
+    assert_eq!(counter(&res, "loaded", "minflt"), 16);
+    assert_eq!(anon_huge_kb(&res, "loaded"), 32 << 10);
+    assert_eq!(smaps(&res, "loaded", "ram", "Rss"), 32 << 10);
+    // 10.1 with postcopy-ram: every zero page memset, all RAM allocated.
+    p.qemu = "10.1".into();
+    p.postcopy_ram = true;
+    let src = generate(&p).unwrap();
+    assert!(src.contains("\nmadvise ram POPULATE_WRITE "));
+    let res = run_gen(&p, "6.12");
+    assert_eq!(anon_huge_kb(&res, "loaded"), 64 << 10);
+    // 10.0 with postcopy-ram is still 9.1 behaviour.
+    p.qemu = "10.0".into();
+    assert!(!generate(&p).unwrap().contains("POPULATE_WRITE"));
+    // 8.x and 9.0: timing-dependent, seeded, with bounds in the header; the never-touched
+    // half is read (ZERO records on the main channel / in packets).
+    for (q, bound) in [
+        ("8.2", "timing-dependent: 0 (every mixed block"),
+        ("9.0", "timing-dependent: "),
+    ] {
+        p.qemu = q.into();
+        p.postcopy_ram = false;
+        let src = generate(&p).unwrap();
+        assert!(src.contains(bound), "{q}");
+        assert!(
+            src.contains("\nread ram+32M 32M stride=2M   # never-touched RAM"),
+            "{q}"
+        );
+        let res = run_gen(&p, "6.18");
+        assert_eq!(counter(&res, "loaded", "vmstat.thp_fault_alloc"), 16, "{q}");
+    }
+}
+
+#[test]
+fn prealloc_populate_probes_then_chunks() {
     let mut p = params("prealloc-populate");
     p.guest = parse_size("1G").unwrap();
     p.threads = 12; // capped at one per 64 MiB: 12 threads, 87381/87382 pages each
     let src = generate(&p).unwrap();
+    assert!(
+        src.contains("\nmadvise ram+0 4K POPULATE_WRITE   # probe: madv_populate_write_possible\n")
+    );
     assert_eq!(src.matches("POPULATE_WRITE   # thread").count(), 12);
     let res = run_gen(&p, "6.12");
     assert_eq!(counter(&res, "preallocated", "minflt"), 512);
@@ -136,6 +275,7 @@ fn prealloc_populate_chunks_cut_pmds_but_fault_once_per_2m() {
 #[test]
 fn prealloc_touch_differs_by_kernel() {
     let p = params("prealloc-touch");
+    assert!(generate(&p).unwrap().contains("kernels before 5.14"));
     assert_eq!(counter(&run_gen(&p, "6.18"), "preallocated", "minflt"), 64);
     assert_eq!(
         counter(&run_gen(&p, "6.12"), "preallocated", "minflt"),
@@ -144,32 +284,71 @@ fn prealloc_touch_differs_by_kernel() {
 }
 
 #[test]
-fn postcopy_places_4k_pages_and_khugepaged_rebuilds() {
+fn postcopy_places_4k_pages_and_zero_pages_by_version() {
     let p = params("postcopy");
+    let src = generate(&p).unwrap();
+    assert!(src.contains("\nmadvise ram NOHUGEPAGE               # postcopy_ram_prepare_discard\n"));
+    assert!(src.contains("\nuffd zeropage "));
     let res = run_gen(&p, "6.18");
     assert_eq!(counter(&res, "placed", "vmstat.thp_fault_alloc"), 0);
     assert_eq!(anon_huge_kb(&res, "completed"), 0);
     let faults = counter(&res, "guest-faults", "minflt");
     assert!(faults > 0);
-    assert_eq!(counter(&res, "guest-faults", "uffd.missing"), faults);
+    let zeroed_rss = smaps(&res, "completed", "ram", "Rss");
+    assert!(zeroed_rss < 64 << 10);
     assert!(counter(&res, "khugepaged-full-scan", "khugepaged.pages_collapsed") > 0);
-}
-
-#[test]
-fn background_snapshot_splits_one_pmd_per_written_block() {
-    let mut p = params("background-snapshot");
-    p.write_share = 1; // 163 writes over 32 blocks
+    // 10.1+ multifd: zero pages are UFFDIO_COPY'd: every page is a real page.
+    let mut p = params("postcopy");
+    p.multifd = true;
+    p.qemu = "10.1".into();
+    let src = generate(&p).unwrap();
+    assert!(!src.contains("zeropage"));
     let res = run_gen(&p, "6.18");
-    assert_eq!(counter(&res, "snapshot-written", "uffd.wp"), 163);
-    assert_eq!(counter(&res, "snapshot-written", "minflt"), 163);
+    assert_eq!(smaps(&res, "completed", "ram", "Rss"), 64 << 10);
     assert_eq!(
-        counter(&res, "snapshot-written", "vmstat.thp_split_pmd"),
+        counter(&res, "guest-faults", "uffd.missing"),
+        counter(&res, "guest-faults", "minflt")
+    );
+    assert_eq!(
+        counter(&res, "khugepaged-full-scan", "khugepaged.pages_collapsed"),
         32
     );
 }
 
 #[test]
-fn cloud_hypervisor_prefault_is_order_0_until_khugepaged() {
+fn background_snapshot_unprotects_every_page_and_splits_every_pmd() {
+    let mut p = params("background-snapshot");
+    p.write_share = 1; // 163 writes, 20 per phase: 160 over 8 phases
+    let src = generate(&p).unwrap();
+    assert_eq!(
+        src.matches(" stride=4K   # saved, unprotected page by page")
+            .count(),
+        8
+    );
+    assert_eq!(src.matches("write ram random=20 seed=").count(), 8);
+    let res = run_gen(&p, "6.18");
+    let wp = counter(&res, "saved", "uffd.wp");
+    assert!(
+        wp > 0 && wp < 160,
+        "{wp}: writes behind the scan do not fault"
+    );
+    assert_eq!(counter(&res, "saved", "vmstat.thp_split_pmd"), 32);
+    assert_eq!(anon_huge_kb(&res, "stopped"), 0);
+}
+
+#[test]
+fn cloud_hypervisor_threads_and_order_0_until_khugepaged() {
+    let mut p = params("cloud-hypervisor");
+    p.threads = 12;
+    assert_eq!(
+        generate(&p).unwrap().matches("# prefault thread").count(),
+        0
+    );
+    p.guest = 16 << 30;
+    assert_eq!(
+        generate(&p).unwrap().matches("# prefault thread").count(),
+        4
+    );
     let p = params("cloud-hypervisor");
     let res = run_gen(&p, "6.18");
     assert_eq!(counter(&res, "prefaulted", "minflt"), 16384);
@@ -189,4 +368,113 @@ fn balloon_4k_inflate_splits_and_reporting_frees_whole() {
     assert_eq!(counter(&res, "inflated", "vmstat.nr_free_pages"), 0);
     assert_eq!(counter(&res, "reported", "vmstat.thp_split_pmd"), 0);
     assert_eq!(counter(&res, "shrunk", "vmstat.thp_split_page"), 16);
+}
+
+#[test]
+fn virtio_mem_unplugs_whole_thps_and_replugs_them() {
+    let p = params("virtio-mem"); // 30 % of 32 blocks: 9 unplugged
+    let src = generate(&p).unwrap();
+    assert!(src.contains("\nmadvise vmem+0 4K POPULATE_WRITE   # probe"));
+    for k in ["6.12", "6.18"] {
+        let res = run_gen(&p, k);
+        assert_eq!(counter(&res, "plugged", "vmstat.thp_fault_alloc"), 32);
+        assert_eq!(counter(&res, "unplugged", "vmstat.thp_split_pmd"), 0);
+        assert_eq!(
+            counter(&res, "unplugged", "vmstat.nr_anon_transparent_hugepages"),
+            -9
+        );
+        assert_eq!(smaps(&res, "unplugged", "vmem", "AnonHugePages"), 23 * 2048);
+        assert_eq!(counter(&res, "replugged", "vmstat.thp_fault_alloc"), 9);
+        assert_eq!(smaps(&res, "replugged", "vmem", "AnonHugePages"), 64 << 10);
+    }
+}
+
+#[test]
+fn firecracker_advises_each_region_once_after_an_aligned_mmap() {
+    let mut p = params("firecracker");
+    p.guest = 4 << 30;
+    let src = generate(&p).unwrap();
+    assert!(src.contains("\nmmap ram0 3328M anon private rw align=2M "));
+    assert!(src.contains("\nmmap ram1 768M anon private rw align=2M "));
+    assert_eq!(src.matches(" HUGEPAGE ").count(), 2);
+    let p = params("firecracker"); // 70 % of pages touched: every block
+    for k in ["6.12", "6.18"] {
+        let res = run_gen(&p, k);
+        assert_eq!(counter(&res, "booted", "minflt"), 32);
+        assert_eq!(smaps(&res, "booted", "ram0", "AnonHugePages"), 64 << 10);
+    }
+}
+
+#[test]
+fn kubevirt_prealloc_lock_collapse_meets_the_95_percent_policy() {
+    let mut p = params("kubevirt-thp");
+    p.guest = 16 << 30;
+    let src = generate(&p).unwrap();
+    assert_eq!(src.matches("POPULATE_WRITE   # thread").count(), 4);
+    assert!(src.contains("\nmlock ram "));
+    assert_eq!(src.matches("\nmadvise ram COLLAPSE ").count(), 1);
+    let p = params("kubevirt-thp");
+    let res = run_gen(&p, "6.18"); // the 95 % expect holds
+    assert_eq!(counter(&res, "locked", "minflt"), 0);
+    assert_eq!(counter(&res, "collapsed", "vmstat.thp_collapse_alloc"), 0);
+    assert_eq!(anon_huge_kb(&res, "collapsed"), 64 << 10);
+}
+
+#[test]
+fn uffd_restores_fill_order_0_and_khugepaged_collapses() {
+    for w in ["ch-restore", "criu-lazy"] {
+        let p = params(w);
+        let res = run_gen(&p, "6.18");
+        let faults = counter(
+            &res,
+            if w == "criu-lazy" {
+                "task-faults"
+            } else {
+                "guest-faults"
+            },
+            "uffd.missing",
+        );
+        assert!(faults > 0, "{w}");
+        let done = "restored";
+        assert_eq!(anon_huge_kb(&res, done), 0, "{w}");
+        assert_eq!(smaps(&res, done, "ram", "Rss"), 64 << 10, "{w}");
+        assert_eq!(
+            counter(&res, "khugepaged-full-scan", "khugepaged.pages_collapsed"),
+            32,
+            "{w}"
+        );
+    }
+    let src = generate(&params("criu-lazy")).unwrap();
+    assert!(src.starts_with("# Generated") && src.contains("\nprctl set_thp_disable 1 "));
+    // Chunks grow by 64 KiB from 64 KiB (first chunk of the first gap).
+    let copies: Vec<&str> = src.lines().filter(|l| l.starts_with("uffd copy")).collect();
+    assert!(
+        copies[0].ends_with(" 64K") && copies[1].ends_with(" 128K"),
+        "{:?}",
+        &copies[..2]
+    );
+}
+
+#[test]
+fn jemalloc_hpa_hugifies_purges_and_rehugifies() {
+    let p = params("jemalloc-hpa");
+    let res = run_gen(&p, "6.18");
+    assert_eq!(counter(&res, "filled", "minflt"), 16384);
+    assert_eq!(counter(&res, "hugified", "vmstat.thp_collapse_alloc"), 32);
+    assert_eq!(smaps(&res, "hugified", "heap", "AnonHugePages"), 64 << 10);
+    let freed = generate(&p)
+        .unwrap()
+        .matches("# hpa_try_purge: dehugify")
+        .count() as i64;
+    assert!(freed > 0);
+    assert_eq!(counter(&res, "purged", "vmstat.thp_split_pmd"), freed);
+    assert_eq!(
+        smaps(&res, "purged", "heap", "AnonHugePages"),
+        (32 - freed as u64) * 2048
+    );
+    assert_eq!(
+        counter(&res, "rehugified", "vmstat.thp_collapse_alloc"),
+        freed
+    );
+    assert_eq!(smaps(&res, "rehugified", "heap", "AnonHugePages"), 64 << 10);
 }

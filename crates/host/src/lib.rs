@@ -724,16 +724,16 @@ impl HostBackend {
                 uffd::register(fd, a, len, mode)
             }
             UffdReq::Unregister { .. } => uffd::unregister(fd, a, len),
-            UffdReq::Writeprotect { wp, .. } => uffd::writeprotect(
-                fd,
-                a,
-                len,
-                if wp {
+            UffdReq::Writeprotect { wp, stride, .. } => {
+                let mode = if wp {
                     uffd::UFFDIO_WRITEPROTECT_MODE_WP
                 } else {
                     0
-                },
-            ),
+                };
+                thpsim_scenario::backend::strided(len, stride, |off, n| {
+                    uffd::writeprotect(fd, a + off, n, mode)
+                })
+            }
             UffdReq::Copy { wp, .. } => {
                 uffd::copy(fd, a, len, if wp { uffd::UFFDIO_COPY_MODE_WP } else { 0 })
             }

@@ -49,6 +49,7 @@ fn protect(b: &mut HostBackend, addr: u64, len: u64) {
             addr,
             len,
             wp: true,
+            stride: 0,
         },
     );
 }
@@ -339,6 +340,7 @@ fn sigbus_feature_errors_and_unregister() {
             addr: 0,
             len: K4,
             wp: true,
+            stride: 0,
         },
     );
     assert_eq!(
@@ -379,6 +381,7 @@ fn fork_child_loses_registration_event_fork_not_runnable() {
             addr: 0,
             len: K4,
             wp: true,
+            stride: 0,
         },
     );
     assert_eq!(e.result, Err(OpError::Errno(Errno::EBADF)));
@@ -436,5 +439,45 @@ fn populate_write_on_protected_range_is_resolved_by_the_monitor() {
     assert_eq!(p.result, Ok(0));
     assert_eq!(delta(&s0, &s1, "uffd.wp"), 1);
     assert_eq!(pages(&mut b, 0, M2), one(Backing::ThpPmd, 512));
+    b.finish().unwrap();
+}
+
+#[test]
+fn strided_unprotect_runs_in_address_order_and_stops_at_the_first_error() {
+    let _l = lock();
+    let Some(mut b) = backend() else { return };
+    assert_eq!(mmap(&mut b, 0, 2 * M2).result, Ok(0));
+    assert_eq!(madvise(&mut b, 0, M2, Advice::Hugepage).result, Ok(0));
+    assert_eq!(write(&mut b, 0, M2).minflt, 1);
+    open(&mut b, &[]);
+    register(&mut b, 0, M2, false, true);
+    protect(&mut b, 0, M2);
+    let s0 = snap(&mut b);
+    // One UFFDIO_WRITEPROTECT per 4 KiB over 4 MiB: the first 512 succeed, the 513th (not
+    // registered) fails with ENOENT and ends the op.
+    let e = u(
+        &mut b,
+        UffdReq::Writeprotect {
+            addr: 0,
+            len: 2 * M2,
+            wp: false,
+            stride: K4,
+        },
+    );
+    assert_eq!(e.result, Err(OpError::Errno(Errno::ENOENT)));
+    let s1 = snap(&mut b);
+    assert_eq!(
+        delta(&s0, &s1, "vmstat.thp_split_pmd"),
+        1,
+        "the first 4 KiB split the PMD"
+    );
+    assert_eq!(pages(&mut b, 0, M2), one(Backing::ThpPte { order: 9 }, 512));
+    let w = write(&mut b, M2 - K4, K4);
+    assert_eq!(w.result, Ok(0));
+    assert_eq!(
+        b.uffd_msgs().len(),
+        0,
+        "the last page of the range was unprotected too"
+    );
     b.finish().unwrap();
 }

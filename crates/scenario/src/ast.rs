@@ -277,10 +277,13 @@ pub enum UffdOp {
     Unregister {
         range: RangeRef,
     },
-    /// UFFDIO_WRITEPROTECT: `wp` protects, otherwise resolves (mode 0).
+    /// UFFDIO_WRITEPROTECT: `wp` protects, otherwise resolves (mode 0). `stride` > 0: one
+    /// ioctl per `stride` bytes in address order (the last one shorter), stopping at the first
+    /// error; 0: one ioctl over the range.
     Writeprotect {
         range: RangeRef,
         wp: bool,
+        stride: u64,
     },
     /// UFFDIO_COPY (`wp`: with UFFDIO_COPY_MODE_WP).
     Copy {

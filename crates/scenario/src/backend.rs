@@ -174,6 +174,26 @@ pub trait Backend {
     }
 }
 
+/// Runs `f(offset, len)` over `[0, len)` in address order: once when `stride` is 0, otherwise
+/// once per `stride` bytes (the last call shorter); stops at the first error. Both backends
+/// use it for strided `uffd wp`/`unwp`.
+pub fn strided<T, E>(
+    len: u64,
+    stride: u64,
+    mut f: impl FnMut(u64, u64) -> Result<T, E>,
+) -> Result<(), E> {
+    if stride == 0 || len == 0 {
+        return f(0, len).map(|_| ());
+    }
+    let mut off = 0;
+    while off < len {
+        let n = stride.min(len - off);
+        f(off, n)?;
+        off += n;
+    }
+    Ok(())
+}
+
 /// A resolved userfaultfd operation (see `crate::ast::UffdOp`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum UffdReq {
@@ -190,10 +210,13 @@ pub enum UffdReq {
         addr: u64,
         len: u64,
     },
+    /// `stride` > 0: one UFFDIO_WRITEPROTECT per `stride` bytes, in address order, stopping
+    /// at the first error; 0: one over `[addr, addr+len)`.
     Writeprotect {
         addr: u64,
         len: u64,
         wp: bool,
+        stride: u64,
     },
     Copy {
         addr: u64,

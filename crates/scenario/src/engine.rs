@@ -752,9 +752,14 @@ impl Run<'_> {
                         let (addr, len) = self.range(range);
                         UffdReq::Unregister { addr, len }
                     }
-                    UffdOp::Writeprotect { range, wp } => {
+                    UffdOp::Writeprotect { range, wp, stride } => {
                         let (addr, len) = self.range(range);
-                        UffdReq::Writeprotect { addr, len, wp: *wp }
+                        UffdReq::Writeprotect {
+                            addr,
+                            len,
+                            wp: *wp,
+                            stride: *stride,
+                        }
                     }
                     UffdOp::Copy { range, wp } => {
                         let (addr, len) = self.range(range);

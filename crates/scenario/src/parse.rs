@@ -1714,14 +1714,31 @@ pub(crate) fn op_uffd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
             UffdOp::Register { range, missing, wp }
         }
         "unregister" => UffdOp::Unregister { range: c.range()? },
-        "wp" => UffdOp::Writeprotect {
-            range: c.range()?,
-            wp: true,
-        },
-        "unwp" => UffdOp::Writeprotect {
-            range: c.range()?,
-            wp: false,
-        },
+        "wp" | "unwp" => {
+            let range = c.range()?;
+            let mut stride = 0;
+            if let Some(t) = c.next() {
+                let usage = format!("usage: uffd {} RANGE [stride=SIZE]", a.text);
+                let Some((_, v)) = t.kv().filter(|(k, _)| k.text == "stride") else {
+                    c.err(t.span(), format!("unexpected `{}`", t.text), Some(usage));
+                    return None;
+                };
+                stride = c.size(v, "stride")?;
+                if stride == 0 || stride % PAGE_SIZE != 0 {
+                    c.err(
+                        v.span(),
+                        format!("stride `{}` must be a positive multiple of 4K", v.text),
+                        None,
+                    );
+                    return None;
+                }
+            }
+            UffdOp::Writeprotect {
+                range,
+                wp: a.text == "wp",
+                stride,
+            }
+        }
         "copy" => {
             let range = c.range()?;
             let wp = match c.next() {

@@ -300,9 +300,14 @@ impl Backend for SimBackend {
                         k.uffd_register(pid, b + addr, *len, mode)
                     }
                     UffdReq::Unregister { addr, len } => k.uffd_unregister(pid, b + addr, *len),
-                    UffdReq::Writeprotect { addr, len, wp } => {
-                        k.uffd_writeprotect(pid, b + addr, *len, *wp)
-                    }
+                    UffdReq::Writeprotect {
+                        addr,
+                        len,
+                        wp,
+                        stride,
+                    } => crate::backend::strided(*len, *stride, |off, n| {
+                        k.uffd_writeprotect(pid, b + addr + off, n, *wp)
+                    }),
                     UffdReq::Copy { addr, len, wp } => k.uffd_fill(pid, b + addr, *len, false, *wp),
                     UffdReq::Zeropage { addr, len } => {
                         k.uffd_fill(pid, b + addr, *len, true, false)

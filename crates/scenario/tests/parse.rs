@@ -1839,3 +1839,52 @@ proptest! {
         check_no_panic(&s);
     }
 }
+
+#[test]
+fn uffd_writeprotect_stride() {
+    same(
+        &one_op("uffd unwp buf stride=4K"),
+        &Op::Uffd(UffdOp::Writeprotect {
+            range: r(None, None, 11, 3),
+            wp: false,
+            stride: 4 * K,
+        }),
+    );
+    same(
+        &one_op("uffd wp buf+0 2M"),
+        &Op::Uffd(UffdOp::Writeprotect {
+            range: r(Some(0), Some(2 * M), 9, 8),
+            wp: true,
+            stride: 0,
+        }),
+    );
+    let pre = "mmap buf 4M anon private\n";
+    one_err(
+        &format!("{pre}uffd unwp buf stride=6K"),
+        2,
+        22,
+        "stride `6K` must be a positive multiple of 4K",
+        None,
+    );
+    one_err(
+        &format!("{pre}uffd unwp buf stride=0"),
+        2,
+        22,
+        "stride `0` must be a positive multiple of 4K",
+        None,
+    );
+    one_err(
+        &format!("{pre}uffd wp buf step=4K"),
+        2,
+        13,
+        "unexpected `step=4K`",
+        Some("usage: uffd wp RANGE [stride=SIZE]"),
+    );
+    one_err(
+        &format!("{pre}uffd unwp buf stride=4Q"),
+        2,
+        22,
+        "bad stride `4Q`",
+        ANY,
+    );
+}
