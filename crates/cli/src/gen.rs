@@ -229,16 +229,16 @@ impl ZeroMode {
     }
 }
 
-/// splitmix64: a tiny deterministic generator (the offsets only need to be reproducible).
-struct Rng(u64);
+/// splitmix64 (`progen::SeedRng`): the offsets only need to be reproducible.
+struct Rng(thpsim_scenario::progen::SeedRng);
 
 impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(thpsim_scenario::progen::SeedRng::new(seed))
+    }
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        use thpsim_scenario::progen::Entropy;
+        self.0.next_u64()
     }
     /// Uniform in `0..n` (n > 0).
     fn below(&mut self, n: u64) -> u64 {
@@ -518,7 +518,7 @@ fn precopy(p: &GenParams) -> Result<(String, String), String> {
     let used = p.guest / M2 * p.used as u64 / 100 * M2;
     let map = DataMap::new(used, data_pct, p.seed);
     let nblocks = (used / M2) as usize;
-    let mut rng = Rng(p.seed ^ 0x5eed);
+    let mut rng = Rng::new(p.seed ^ 0x5eed);
     let (mut all_data, mut all_zero, mut mixed, mut forced) = (0u64, 0u64, 0u64, 0u64);
     let mut data_pages = 0u64;
     let mut reads: Vec<u64> = Vec::new(); // the read that comes first in its block
@@ -708,7 +708,7 @@ fn postcopy(p: &GenParams, qemu: (u32, u32)) -> Result<(String, String), String>
     ops.push_str("madvise ram NOHUGEPAGE               # postcopy_ram_prepare_discard\n");
     ops.push_str("uffd open\nuffd register ram missing\nuffd handler missing=copy:4K\n");
     ops.push_str("checkpoint registered\n");
-    let mut rng = Rng(p.seed);
+    let mut rng = Rng::new(p.seed);
     let mut plan = Vec::with_capacity(blocks as usize);
     for _ in 0..blocks {
         let zero = rng.chance(p.zero_share) && !zero_copied;
@@ -847,7 +847,7 @@ fn balloon(p: &GenParams) -> (String, String) {
     qemu_ram(p, &mut ops);
     ops.push_str("write ram                            # the guest zeroed its RAM at boot\n");
     ops.push_str("checkpoint booted\n");
-    let mut rng = Rng(p.seed);
+    let mut rng = Rng::new(p.seed);
     let per_block = PAGES_PER_PMD * p.zero_share as u64 / 100;
     ops.push_str("# inflate: 4 KiB discards\n");
     if per_block > 0 {
@@ -976,7 +976,7 @@ fn cloud_hypervisor(p: &GenParams) -> (String, String) {
 /// Hot runs of the guest after a restore: per 2 MiB block with probability `write_share`, a
 /// run of 1-64 pages at a random offset. Returns (block, start page, pages).
 fn hot_runs(p: &GenParams) -> Vec<(u64, u64, u64)> {
-    let mut rng = Rng(p.seed);
+    let mut rng = Rng::new(p.seed);
     let mut v = Vec::new();
     for b in 0..p.guest / M2 {
         if rng.chance(p.write_share) {
@@ -1209,7 +1209,7 @@ fn criu_lazy(p: &GenParams) -> (String, String) {
 
 fn jemalloc_hpa(p: &GenParams) -> (String, String) {
     let slabs = p.guest / M2;
-    let mut rng = Rng(p.seed);
+    let mut rng = Rng::new(p.seed);
     // Slabs the application frees part of: a run of freed pages each (purged as one range).
     let n = (PAGES_PER_PMD * p.zero_share as u64 / 100).max(1);
     let mut freed: Vec<(u64, u64, u64)> = Vec::new();
