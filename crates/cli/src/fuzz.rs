@@ -120,6 +120,21 @@ pub(crate) fn program(seed: u64, w: &Weights, abf: bool) -> String {
     let mut n = 0;
     for line in text.lines() {
         let op = first_word(line);
+        // The host harness holds khugepaged/scan_sleep_millisecs at 24 h to keep khugepaged
+        // under control; a mid-run write would let it scan on its own timer (with 0: without
+        // pause), which no model can line up with. Such writes are left out of the programs
+        // (setup values are reported by the host as not applied, and only `sleep` uses them).
+        if !in_setup && op == "sysfs" && line.contains("khugepaged.scan_sleep_millisecs=") {
+            let kept: Vec<&str> = line
+                .split_whitespace()
+                .filter(|w| !w.starts_with("khugepaged.scan_sleep_millisecs="))
+                .collect();
+            if kept.len() > 1 {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                let _ = writeln!(out, "{indent}{}", kept.join(" "));
+            }
+            continue;
+        }
         if in_setup && !op.is_empty() && !SETUP_OPS.contains(&op) {
             in_setup = false;
             if abf {

@@ -118,6 +118,7 @@ impl Kernel {
         f: impl Fn(u32) -> u32,
         khugepaged: bool,
     ) {
+        let mut changed = Vec::new();
         for s in self.mms[mmi].vma_starts_in(start, end) {
             let v = self.mms[mmi].vmas[&s];
             let nf = f(v.flags);
@@ -132,8 +133,9 @@ impl Kernel {
             self.split_vma_at(mmi, b);
             self.mms[mmi].vmas.get_mut(&a).expect("vma").flags = nf;
             self.mms[mmi].invalidate_vma_cache();
+            changed.push(a);
         }
-        self.mms[mmi].merge_range(start, end);
+        self.mms[mmi].merge_modified(&changed);
     }
 
     /// The `MADV_POPULATE_PGTABLE` proposal: make sure every PMD slot of the mapped part of

@@ -161,6 +161,47 @@ impl Mm {
             && (a.anon_vma.is_none() || b.anon_vma.is_none() || a.anon_vma == b.anon_vma)
     }
 
+    /// Merges each VMA whose flags were just changed (`starts`, ascending, each the start of a
+    /// VMA after the splits) with its neighbours, as `vma_modify_flags` does for one VMA after
+    /// another: first with the VMA before it, then with the one after it unless that one is
+    /// changed later (it still has its old flags then). Measured on the 6.18 host
+    /// (scenarios/conformance/FINDINGS.md §8): a changed VMA that has an anon_vma does not merge
+    /// into a neighbour that has none (`is_mergeable_anon_vma`, the dup_anon_vma case), while
+    /// one without an anon_vma merges into a neighbour that has one.
+    pub fn merge_modified(&mut self, starts: &[u64]) {
+        self.invalidate_vma_cache();
+        for (i, &s) in starts.iter().enumerate() {
+            let Some(&middle) = self.vmas.get(&s) else {
+                continue;
+            };
+            let src_anon = middle.anon_vma;
+            let refused = |tgt: &Vma| src_anon.is_some() && tgt.anon_vma.is_none();
+            let mut cur = s;
+            if let Some((&ps, prev)) = self.vmas.range(..s).next_back() {
+                if Self::mergeable(prev, &middle) && !refused(prev) {
+                    let b = self.vmas.remove(&s).expect("vma");
+                    let a = self.vmas.get_mut(&ps).expect("vma");
+                    a.end = b.end;
+                    a.anon_vma = a.anon_vma.or(b.anon_vma);
+                    cur = ps;
+                }
+            }
+            let merged = self.vmas[&cur];
+            if let Some((&ns, &next)) = self.vmas.range(merged.end..).next() {
+                if ns == merged.end
+                    && !starts[i + 1..].contains(&ns)
+                    && Self::mergeable(&merged, &next)
+                    && !refused(&next)
+                {
+                    self.vmas.remove(&ns);
+                    let a = self.vmas.get_mut(&cur).expect("vma");
+                    a.end = next.end;
+                    a.anon_vma = a.anon_vma.or(next.anon_vma);
+                }
+            }
+        }
+    }
+
     /// Merges mergeable neighbours across every VMA boundary in `[start, end]`.
     pub fn merge_range(&mut self, start: u64, end: u64) {
         self.invalidate_vma_cache();

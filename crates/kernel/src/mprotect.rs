@@ -30,6 +30,7 @@ impl Kernel {
         let newprot = prot_to_vmflags(prot);
         let mut cur = start;
         let mut result = Ok(());
+        let mut changed = Vec::new();
         while cur < end {
             let Some(v) = self.mms[mmi].vma_at(cur).cloned() else {
                 result = Err(Errno::ENOMEM);
@@ -43,6 +44,7 @@ impl Kernel {
                 self.mms[mmi].vmas.get_mut(&cur).expect("vma").flags = nf;
                 self.mms[mmi].invalidate_vma_cache();
                 self.change_protection(mmi, cur, e, nf);
+                changed.push(cur);
                 // mprotect_fixup(): a locked private VMA that becomes writable is populated
                 // at once (populate_vma_page_range() with FOLL_WRITE), so the COW of its
                 // zero-page and shared pages happens now, not at the first write. The merge
@@ -52,7 +54,7 @@ impl Kernel {
                 if v.flags & (vmf::WRITE | vmf::SHARED | vmf::LOCKED) == vmf::LOCKED
                     && nf & vmf::WRITE != 0
                 {
-                    self.mms[mmi].merge_range(cur, e);
+                    self.mms[mmi].merge_modified(&std::mem::take(&mut changed));
                     let foll = Foll {
                         write: true,
                         force: true,
@@ -63,7 +65,7 @@ impl Kernel {
             }
             cur = e;
         }
-        self.mms[mmi].merge_range(start, cur.min(end));
+        self.mms[mmi].merge_modified(&changed);
         result
     }
 
