@@ -1,4 +1,4 @@
-//! The observation schema shared by the model and the host backend (DESIGN.md §5):
+//! The observation schema shared by the model and the host backend (ARCHITECTURE.md, "Observation schema"):
 //! what backs each 4 KiB page, and the smaps fields of a mapping. Both backends produce
 //! exactly these types, so `check` compares like with like.
 

@@ -2,7 +2,8 @@
 //! `mm/huge_memory.c` and `mm/khugepaged.c` sysfs handlers). Names are spelled as the scenario
 //! language writes them: top-level files by their name (`enabled`), per-size files as
 //! `hugepages-64kB.enabled`, khugepaged files as `khugepaged.max_ptes_none`.
-//! Defaults are those of the reference host (see kernel-behavior.md §0.2).
+//! Defaults are those of the reference host as booted (mainline 6.18 defaults; `thpsim probe` lists
+//! the knobs whose host value differs).
 //! `anon_beside_full` is not mainline: it exists only on this project's host kernel build
 //! (6.18.44-fc); its default 0 is what a mainline kernel does (no such knob). Its effect on the
 //! anonymous fault path is in `memory::block_beside_full` (measured: docs/anon-beside-full.md).

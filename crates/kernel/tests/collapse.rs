@@ -1,5 +1,5 @@
 //! khugepaged, MADV_COLLAPSE, the deferred-split/underused shrinker and MADV_FREE against the
-//! tables measured on 6.18 (kernel-behavior.md §6.2, §6.4, §7.5, §8, Appendix B #14–#18).
+//! behaviour measured on the 6.18 host (scenarios/conformance 93–115, 150–152, FINDINGS.md).
 
 use thpsim_kernel::errno::Errno;
 use thpsim_kernel::mmap::MapFlags;

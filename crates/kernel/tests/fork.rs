@@ -1,5 +1,5 @@
-//! fork, copy-on-write and exit against the facts measured on 6.18 (kernel-behavior.md §4, §5,
-//! Appendix B #9–#13, #29). The invariant checker runs after every step.
+//! fork, copy-on-write and exit against the facts measured on the 6.18 host (the fork
+//! scenarios in scenarios/conformance and their FINDINGS.md notes). The invariant checker runs after every step.
 
 use thpsim_kernel::mmap::MapFlags;
 use thpsim_kernel::observe::Backing;

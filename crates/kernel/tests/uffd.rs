@@ -1,5 +1,5 @@
-//! userfaultfd write-protect and missing faults against kernel-behavior.md §10 (measured on
-//! 6.18): markers only with WP_UNPOPULATED, PMDs protected whole, 4 KiB unprotect splits,
+//! userfaultfd write-protect and missing faults against the 6.18 host (the uffd
+//! scenarios in scenarios/conformance): markers only with WP_UNPOPULATED, PMDs protected whole, 4 KiB unprotect splits,
 //! message flags and addresses, one counted fault per resolved userfault (two for a marker).
 
 use thpsim_kernel::errno::{Errno, Signal};
