@@ -1,4 +1,5 @@
-//! `thpsim bench`: the figures DESIGN.md §6 asks for, measured on this machine.
+//! `thpsim bench`: the speed and memory figures the README lists with their targets, measured
+//! on this machine.
 //! Wall-clock timing lives here, in the CLI, never in the model.
 
 use std::process::ExitCode;

@@ -1,5 +1,5 @@
 //! thpsim-host: runs scenario operations on the real Linux kernel and observes the result in
-//! the schema the model uses (DESIGN.md §5). Linux x86-64 only; needs root (PFNs in
+//! the schema the model uses (ARCHITECTURE.md, "Observation schema"). Linux x86-64 only; needs root (PFNs in
 //! pagemap, /proc/kpageflags, sysfs writes).
 //!
 //! * A **worker child** (`fork`ed at [`Backend::setup`]) is the task whose faults are measured;
@@ -499,7 +499,7 @@ impl HostBackend {
             )));
         }
         self.workers.push(Some(w));
-        // fork(2) takes no faults (dup_mmap does not fault; kernel-behavior.md §5.6); see
+        // fork(2) takes no faults (dup_mmap does not fault; conformance 116-122 measure it); see
         // `child` for why the worker does not measure it.
         Ok(OpOutcome {
             result: Ok(0),

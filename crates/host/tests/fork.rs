@@ -1,4 +1,4 @@
-//! fork / as / exit on the real kernel (kernel-behavior.md §4.3, §5, Appendix B #9–#13), and
+//! fork / as / exit on the real kernel (conformance 116-123 state the same facts as scenarios), and
 //! MADV_FREE / MADV_COLLAPSE as checks of the observation code. The fork op must not leak the
 //! workers' own copy-on-write faults (stack, buffers, errno) into measured windows: every
 //! count below is exact.

@@ -1,5 +1,5 @@
-//! mlock/munlock and mremap on the real kernel (kernel-behavior.md §6.2 rows "mlock part",
-//! "mremap to 2 MiB-aligned / unaligned destination", Appendix B #20–#21). Fault counts are
+//! mlock/munlock and mremap on the real kernel (mlock of part of a THP, mremap to a 2 MiB-aligned
+//! and an unaligned destination; conformance 136-148 as scenarios). Fault counts are
 //! exact: the worker's warm-up runs both handlers, so a window holds only the scenario's
 //! faults (mlock's population faults; mremap takes none) — also in a forked worker.
 

@@ -1,5 +1,5 @@
-//! userfaultfd on the real kernel against kernel-behavior.md §10 (the measured facts the model
-//! is built from), with the thpsim process as the monitor. Every count is exact: the worker
+//! userfaultfd on the real kernel against the facts the model is built from (conformance
+//! 124-135 as scenarios), with the thpsim process as the monitor. Every count is exact: the worker
 //! measures its own minflt around the access, so a resolved userfault counts once (the blocked
 //! attempt returns VM_FAULT_RETRY, not counted) and a write to a marker twice.
 

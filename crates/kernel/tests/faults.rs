@@ -1,4 +1,4 @@
-//! Fault paths against the facts measured on the 6.18 host (kernel-behavior.md Appendix B)
+//! Fault paths against the facts measured on the 6.18 host (the fault scenarios of scenarios/conformance)
 //! and the 6.12 differences. The invariant checker runs after every operation.
 
 use thpsim_kernel::errno::{Errno, Signal};

@@ -13,7 +13,8 @@ use thpsim_kernel::vmstat::{MthpStat, VmItem, KHUGEPAGED_STATS};
 
 use crate::table::OPS;
 
-/// The DESIGN.md §4 example, which the parser must accept as written.
+/// The language reference's opening example (the seed "Do not shatter hugezeropage on
+/// wp-fault"), which the parser must accept as written.
 pub const DESIGN_EXAMPLE: &str = "\
 # Seed: \"Do not shatter hugezeropage on wp-fault\"
 kernel 6.18                      # behaviour profile; `compare` can override it

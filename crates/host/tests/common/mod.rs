@@ -49,7 +49,7 @@ pub fn lock() -> Lock {
     Lock(Some(f))
 }
 
-/// The host's default THP settings (kernel-behavior.md §0.2) the basic tests assume.
+/// The host's default THP settings (mainline 6.18 defaults, `Sysfs::default()`) the basic tests assume.
 pub fn default_knobs() -> Vec<(String, String)> {
     [
         ("enabled", "madvise"),
