@@ -137,52 +137,43 @@ static EVER_ALWAYS: std::sync::Mutex<(Vec<String>, bool)> = std::sync::Mutex::ne
 /// Adds the sizes a scenario makes `always` at any point (its setup, or a mid-run `sysfs` op
 /// that ran, also inside `repeat`) to [`EVER_ALWAYS`], before its comparison.
 fn remember_always(plan: &engine::Plan, ops: &[engine::OpRecord]) {
-    let mut s = thpsim_kernel::sysfs::Sysfs::default();
+    let (sizes, pmd) = always_during(plan, ops);
     let Ok(mut e) = EVER_ALWAYS.lock() else {
         return;
     };
-    let mut add = |s: &thpsim_kernel::sysfs::Sysfs| {
-        let (sizes, pmd) = always_sizes(s);
-        for x in sizes {
-            if !e.0.contains(&x) {
-                e.0.push(x);
-            }
-        }
-        e.1 |= pmd;
-    };
-    for (k, v) in &plan.setup.sysfs {
-        let _ = s.set(k, v);
-    }
-    add(&s);
-    for o in ops {
-        if let Some((k, v)) =
-            o.op.strip_prefix("sysfs ")
-                .and_then(|kv| kv.split_once('='))
-        {
-            let _ = s.set(k, v);
-            add(&s);
+    for x in sizes {
+        if !e.0.contains(&x) {
+            e.0.push(x);
         }
     }
+    e.1 |= pmd;
 }
 
-/// Whether the scenario itself makes PMD-sized THP `always` system-wide, in its setup or by a
-/// mid-run `sysfs` op that ran (`sysfs KNOB=VALUE` op records).
-fn pmd_always_in(plan: &engine::Plan, ops: &[engine::OpRecord]) -> bool {
+/// Every size the scenario makes `always` system-wide at some point — in its setup or by a
+/// mid-run `sysfs` op that ran (`sysfs KNOB=VALUE` op records) — and whether the PMD size is
+/// among them.
+fn always_during(plan: &engine::Plan, ops: &[engine::OpRecord]) -> (Vec<String>, bool) {
     let mut s = thpsim_kernel::sysfs::Sysfs::default();
     for (k, v) in &plan.setup.sysfs {
         let _ = s.set(k, v);
     }
-    let mut any = always_sizes(&s).1;
+    let (mut sizes, mut pmd) = always_sizes(&s);
     for o in ops {
         if let Some((k, v)) =
             o.op.strip_prefix("sysfs ")
                 .and_then(|kv| kv.split_once('='))
         {
             let _ = s.set(k, v);
-            any |= always_sizes(&s).1;
+            let (more, p) = always_sizes(&s);
+            for x in more {
+                if !sizes.contains(&x) {
+                    sizes.push(x);
+                }
+            }
+            pmd |= p;
         }
     }
-    any
+    (sizes, pmd)
 }
 
 fn always_sizes(s: &thpsim_kernel::sysfs::Sysfs) -> (Vec<String>, bool) {
@@ -328,7 +319,7 @@ pub(crate) fn compare(
         );
     }
     let (sizes, pmd_always) = system_wide_always(plan, host_before);
-    let pmd_here = pmd_always_in(plan, &model.ops);
+    let pmd_here = always_during(plan, &model.ops).1;
     for (mc, hc) in model.checkpoints.iter().zip(&host.checkpoints) {
         let at = format!("checkpoint `{}`", mc.label);
         n += 2;

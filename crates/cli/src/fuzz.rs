@@ -212,14 +212,19 @@ fn observable_class(at: &str, obs: &str) -> String {
     obs.to_string()
 }
 
-/// (kind, full first difference) of a check, or None if it agrees.
-fn signature(fc: &FileCheck, text: &str) -> Option<(String, String)> {
-    let d = fc.differences.iter().find(|d| d.deviation.is_none())?;
-    let kind = format!(
+/// A difference's kind: `OP -> OBSERVABLE-CLASS`.
+fn kind_of(text: &str, d: &check::Difference) -> String {
+    format!(
         "{} -> {}",
         op_at(text, d.line),
         observable_class(&d.at, &d.observable)
-    );
+    )
+}
+
+/// (kind, full first difference) of a check, or None if it agrees.
+fn signature(fc: &FileCheck, text: &str) -> Option<(String, String)> {
+    let d = fc.differences.iter().find(|d| d.deviation.is_none())?;
+    let kind = kind_of(text, d);
     let first = format!(
         "line {} {} {}: model {} host {}",
         d.line, d.at, d.observable, d.model, d.host
@@ -260,11 +265,7 @@ impl Runner<'_> {
         );
         // Fuzz deviations are matched on the kind, not on a generated file's name.
         for d in &mut fc.differences {
-            let kind = format!(
-                "{} -> {}",
-                op_at(text, d.line),
-                observable_class(&d.at, &d.observable)
-            );
+            let kind = kind_of(text, d);
             d.deviation = self
                 .devs
                 .iter()
@@ -296,11 +297,7 @@ impl Runner<'_> {
         }
         let Some((kind, first)) = signature(&fc, text) else {
             if let Some(d) = fc.differences.first() {
-                let kind = format!(
-                    "{} -> {}",
-                    op_at(text, d.line),
-                    observable_class(&d.at, &d.observable)
-                );
+                let kind = kind_of(text, d);
                 return Ok((Outcome::Listed { kind }, None));
             }
             return Ok((Outcome::Agree, None));

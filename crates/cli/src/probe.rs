@@ -81,6 +81,15 @@ impl Finding {
     }
 }
 
+/// `switch` for a behaviour switch, `knob` for a sysfs knob probed against the model.
+fn kind_of(name: &str) -> &'static str {
+    if SWITCHES.iter().any(|s| s.0 == name) {
+        "switch"
+    } else {
+        "knob"
+    }
+}
+
 fn run_model(scn: &thpsim_scenario::Scenario, variant: &Variant) -> Result<RunResult, String> {
     engine::run(scn, &mut SimBackend::new(), variant).map_err(|e| e.message)
 }
@@ -104,7 +113,7 @@ fn probe_one(name: &str, file: &str, text: &str, host_profile: &str) -> Result<F
     let host = engine::run(&scn, &mut hb, &base).map_err(|e| e.message)?;
     let mut f = Finding {
         name: name.to_string(),
-        kind: if switch.is_some() { "switch" } else { "knob" },
+        kind: kind_of(name),
         agreeing: vec![],
         differences: vec![],
         observables: 0,
@@ -156,11 +165,7 @@ pub fn main(json: bool) -> ExitCode {
     for (name, file, text) in PROBES {
         let f = probe_one(name, file, text, &host_profile).unwrap_or_else(|e| Finding {
             name: name.to_string(),
-            kind: if SWITCHES.iter().any(|s| s.0 == *name) {
-                "switch"
-            } else {
-                "knob"
-            },
+            kind: kind_of(name),
             agreeing: vec![],
             differences: vec![],
             observables: 0,
