@@ -166,8 +166,17 @@ enum Cmd {
     Fuzz {
         /// Run the programs against the host (the only mode; the model-only engine fuzzing is
         /// the `fuzz/` cargo-fuzz targets and the progen property test).
-        #[arg(long = "against-host", value_name = "N")]
-        programs: u32,
+        #[arg(
+            long = "against-host",
+            value_name = "N",
+            required_unless_present = "print_program"
+        )]
+        programs: Option<u32>,
+        /// Print the program a campaign runs for this program seed (as reported, e.g.
+        /// `0x5dfc85b3a955b021`; with `--abf`/`--weight` as the campaign had) and exit.
+        /// Needs no host.
+        #[arg(long, value_name = "SEED", value_parser = parse_seed)]
+        print_program: Option<u64>,
         /// Campaign seed (program i uses a seed derived from it).
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -193,6 +202,15 @@ enum Cmd {
     Knobs,
     /// Print the scenario language reference (Markdown).
     Docs,
+}
+
+/// A seed in decimal or `0x` hex, as `fuzz` reports them.
+fn parse_seed(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|e| format!("`{s}` is not a seed (decimal or 0x hex): {e}"))
 }
 
 /// Exit code of every command for "cannot run on this host" (no root/Linux/THP sysfs, a
@@ -488,6 +506,7 @@ fn main() -> ExitCode {
         Cmd::Probe { json } => probe::main(json),
         Cmd::Fuzz {
             programs,
+            print_program,
             seed,
             abf,
             weights,
@@ -506,8 +525,17 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            if let Some(ps) = print_program {
+                return match fuzz::weights(&ws) {
+                    Ok(w) => {
+                        print!("{}", fuzz::program(ps, &w, abf));
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => usage_error(e),
+                };
+            }
             fuzz::main(fuzz::FuzzOpts {
-                programs,
+                programs: programs.unwrap_or(0),
                 seed,
                 abf,
                 weights: ws,
