@@ -14,6 +14,11 @@ pub mod vmf {
     pub const EXEC: u32 = 1 << 2;
     pub const SHARED: u32 = 1 << 3;
     pub const LOCKED: u32 = 1 << 13;
+    /// Charged to the commit limit: set by mmap of a private writable mapping and by the
+    /// first mprotect that makes a private mapping writable, never cleared by mprotect
+    /// (`accountable_mapping`, `mprotect_fixup`). It takes part in merging, so a never-written
+    /// read-only mapping does not merge with one that was once writable.
+    pub const ACCOUNT: u32 = 1 << 20;
     pub const DONTFORK: u32 = 1 << 17;
     pub const HUGEPAGE: u32 = 1 << 29;
     pub const NOHUGEPAGE: u32 = 1 << 30;
@@ -29,6 +34,11 @@ pub fn prot_to_vmflags(p: Prot) -> u32 {
         | (if p.write { vmf::WRITE } else { 0 })
         | (if p.exec { vmf::EXEC } else { 0 })
 }
+
+/// Tag of the anon_vma ids that anon_vma_fork() gives child VMAs: such a VMA's
+/// `anon_vma_chain` also links the parent's anon_vma, so it is not singular and
+/// `find_mergeable_anon_vma` does not hand its anon_vma to a neighbour.
+pub const FORKED_ANON_VMA: u32 = 1 << 31;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Vma {

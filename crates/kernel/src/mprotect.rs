@@ -37,8 +37,18 @@ impl Kernel {
                 break;
             };
             let e = end.min(v.end);
-            let nf = (v.flags & !vmf::PROT_MASK) | newprot;
+            let mut nf = (v.flags & !vmf::PROT_MASK) | newprot;
             if nf != v.flags {
+                // mprotect_fixup(): a private VMA that becomes writable is charged
+                // (VM_ACCOUNT); made unwritable it stays charged, unless it is anonymous and
+                // was never faulted (no anon_vma), which gives the charge back.
+                if nf & vmf::WRITE != 0 {
+                    if v.flags & (vmf::ACCOUNT | vmf::WRITE | vmf::SHARED) == 0 {
+                        nf |= vmf::ACCOUNT;
+                    }
+                } else if v.anon_vma.is_none() {
+                    nf &= !vmf::ACCOUNT;
+                }
                 self.split_vma_at(mmi, cur);
                 self.split_vma_at(mmi, e);
                 self.mms[mmi].vmas.get_mut(&cur).expect("vma").flags = nf;
