@@ -178,8 +178,10 @@ impl Mm {
     /// (scenarios/conformance/FINDINGS.md §8): a changed VMA that has an anon_vma does not merge
     /// into a neighbour that has none (`is_mergeable_anon_vma`, the dup_anon_vma case), while
     /// one without an anon_vma merges into a neighbour that has one.
-    pub fn merge_modified(&mut self, starts: &[u64]) {
+    /// Returns the start of every VMA a merge produced.
+    pub fn merge_modified(&mut self, starts: &[u64]) -> Vec<u64> {
         self.invalidate_vma_cache();
+        let mut results = Vec::new();
         for (i, &s) in starts.iter().enumerate() {
             let Some(&middle) = self.vmas.get(&s) else {
                 continue;
@@ -209,11 +211,17 @@ impl Mm {
                     a.anon_vma = a.anon_vma.or(next.anon_vma);
                 }
             }
+            if self.vmas[&cur] != merged || cur != s {
+                results.push(cur);
+            }
         }
+        results
     }
 
-    /// Merges mergeable neighbours across every VMA boundary in `[start, end]`.
-    pub fn merge_range(&mut self, start: u64, end: u64) {
+    /// Merges mergeable neighbours across every VMA boundary in `[start, end]`; returns the
+    /// start of every VMA a merge produced.
+    pub fn merge_range(&mut self, start: u64, end: u64) -> Vec<u64> {
+        let mut merged = Vec::new();
         self.invalidate_vma_cache();
         let lo = self
             .vmas
@@ -231,11 +239,13 @@ impl Mm {
                     let a = self.vmas.get_mut(&p).expect("vma");
                     a.end = b.end;
                     a.anon_vma = a.anon_vma.or(b.anon_vma);
+                    merged.push(p);
                     continue;
                 }
             }
             prev = Some(k);
         }
+        merged
     }
 }
 

@@ -64,7 +64,8 @@ impl Kernel {
                 if v.flags & (vmf::WRITE | vmf::SHARED | vmf::LOCKED) == vmf::LOCKED
                     && nf & vmf::WRITE != 0
                 {
-                    self.mms[mmi].merge_modified(&std::mem::take(&mut changed));
+                    let merged = self.mms[mmi].merge_modified(&std::mem::take(&mut changed));
+                    self.khugepaged_enter_merged(mmi, &merged);
                     let foll = Foll {
                         write: true,
                         force: true,
@@ -75,7 +76,8 @@ impl Kernel {
             }
             cur = e;
         }
-        self.mms[mmi].merge_modified(&changed);
+        let merged = self.mms[mmi].merge_modified(&changed);
+        self.khugepaged_enter_merged(mmi, &merged);
         result
     }
 
