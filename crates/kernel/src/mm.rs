@@ -171,6 +171,20 @@ impl Mm {
             && (a.anon_vma.is_none() || b.anon_vma.is_none() || a.anon_vma == b.anon_vma)
     }
 
+    /// `is_mergeable_anon_vma(moving, neighbour's, neighbour)`: a VMA whose anon_vma is
+    /// `moving` (the changed or new one) may join a neighbour whose anon_vma is `neighbour`.
+    /// When one of them has none, the neighbour's chain must be singular: its own anon_vma,
+    /// not a fork child's (whose chain also links the parent's), and an empty chain does not
+    /// count — so a VMA with an anon_vma never joins one without.
+    pub fn anon_vma_mergeable(moving: Option<u32>, neighbour: Option<u32>) -> bool {
+        match (moving, neighbour) {
+            (None, None) => true,
+            (None, Some(id)) => id & FORKED_ANON_VMA == 0,
+            (Some(_), None) => false,
+            (Some(a), Some(b)) => a == b,
+        }
+    }
+
     /// Merges each VMA whose flags were just changed (`starts`, ascending, each the start of a
     /// VMA after the splits) with its neighbours, as `vma_modify_flags` does for one VMA after
     /// another: first with the VMA before it, then with the one after it unless that one is
@@ -187,7 +201,7 @@ impl Mm {
                 continue;
             };
             let src_anon = middle.anon_vma;
-            let refused = |tgt: &Vma| src_anon.is_some() && tgt.anon_vma.is_none();
+            let refused = |tgt: &Vma| !Self::anon_vma_mergeable(src_anon, tgt.anon_vma);
             let mut cur = s;
             if let Some((&ps, prev)) = self.vmas.range(..s).next_back() {
                 if Self::mergeable(prev, &middle) && !refused(prev) {
@@ -218,8 +232,9 @@ impl Mm {
         results
     }
 
-    /// Merges mergeable neighbours across every VMA boundary in `[start, end]`; returns the
-    /// start of every VMA a merge produced.
+    /// Merges the new VMA at `start` (mmap, or mremap's copy_vma) with mergeable neighbours
+    /// across every VMA boundary in `[start, end]` (`vma_merge_new_range`); returns the start
+    /// of every VMA a merge produced.
     pub fn merge_range(&mut self, start: u64, end: u64) -> Vec<u64> {
         let mut merged = Vec::new();
         self.invalidate_vma_cache();
@@ -230,11 +245,13 @@ impl Mm {
             .map(|(k, _)| *k)
             .unwrap_or(start);
         let keys: Vec<u64> = self.vmas.range(lo..=end).map(|(k, _)| *k).collect();
+        let moving = self.vmas.get(&start).and_then(|v| v.anon_vma);
         let mut prev: Option<u64> = None;
         for k in keys {
             if let Some(p) = prev {
                 let (a, b) = (&self.vmas[&p], &self.vmas[&k]);
-                if Self::mergeable(a, b) {
+                let neighbour = if k == start { a } else { b };
+                if Self::mergeable(a, b) && Self::anon_vma_mergeable(moving, neighbour.anon_vma) {
                     let b = self.vmas.remove(&k).expect("vma");
                     let a = self.vmas.get_mut(&p).expect("vma");
                     a.end = b.end;
