@@ -28,7 +28,7 @@ impl Kernel {
         for v in vmas.values_mut() {
             v.flags &= !(vmf::UFFD_MASK | vmf::LOCKED);
             if v.anon_vma.is_some() {
-                v.anon_vma = Some(self.next_anon_vma);
+                v.anon_vma = Some(self.next_anon_vma | crate::mm::FORKED_ANON_VMA);
                 self.next_anon_vma += 1;
             }
         }

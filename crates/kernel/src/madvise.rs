@@ -135,7 +135,8 @@ impl Kernel {
             self.mms[mmi].invalidate_vma_cache();
             changed.push(a);
         }
-        self.mms[mmi].merge_modified(&changed);
+        let merged = self.mms[mmi].merge_modified(&changed);
+        self.khugepaged_enter_merged(mmi, &merged);
     }
 
     /// The `MADV_POPULATE_PGTABLE` proposal: make sure every PMD slot of the mapped part of

@@ -8,7 +8,7 @@
 //! Deviation: only private anonymous mappings are modelled; `shared` returns EOPNOTSUPP.
 
 use crate::errno::Errno;
-use crate::mm::{prot_to_vmflags, Vma};
+use crate::mm::{prot_to_vmflags, vmf, Vma};
 use crate::pgtable::{self, pte_index, Pmd, Pte};
 use crate::types::{
     is_page_aligned, page_align_up, Pid, Prot, HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_MASK,
@@ -48,10 +48,12 @@ impl Kernel {
         if !self.mms[mmi].vma_starts_in(addr, end).is_empty() {
             return Err(Errno::EEXIST);
         }
+        // accountable_mapping(): private and writable (no MAP_NORESERVE in the model).
+        let account = if prot.write { vmf::ACCOUNT } else { 0 };
         let vma = Vma {
             start: addr,
             end,
-            flags: prot_to_vmflags(prot),
+            flags: prot_to_vmflags(prot) | account,
             anon_vma: None,
             pgoff: addr >> PAGE_SHIFT,
         };
