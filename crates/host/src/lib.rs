@@ -281,14 +281,19 @@ pub fn preflight() -> Result<(), String> {
 /// The PMD size's `enabled` file.
 const PMD_SIZE_KNOB: &str = "hugepages-2048kB/enabled";
 
-fn pmd_thp_enabled() -> bool {
+/// The effective PMD-size policy: `always`, `madvise` or `never` (`inherit` resolved).
+fn pmd_thp_policy() -> String {
     let top = sysfs::read_knob("enabled").unwrap_or_default();
     let pmd = sysfs::read_knob("hugepages-2048kB/enabled").unwrap_or_else(|_| "inherit".into());
-    match pmd.as_str() {
-        "always" | "madvise" => true,
-        "inherit" => top == "always" || top == "madvise",
-        _ => false,
+    if pmd == "inherit" {
+        top
+    } else {
+        pmd
     }
+}
+
+fn pmd_thp_enabled() -> bool {
+    matches!(pmd_thp_policy().as_str(), "always" | "madvise")
 }
 
 fn cpu_has_pku() -> bool {
@@ -1000,7 +1005,16 @@ impl Backend for HostBackend {
                 // Other processes' mms on the list take budget and move the scan cursor:
                 // measure them (and put the cursor at the head) so that the model can mirror
                 // them; if they cannot be measured, passes cannot be compared.
-                if let Ok(idle) = self.khugepaged_idle.clone() {
+                // With PMD-sized THP `always` system-wide their VMAs are eligible: a pass
+                // scans (and may collapse) other processes' memory, which no model can mirror;
+                // `check` compares khugepaged's results as host noise then.
+                if pmd_thp_policy() == "always" {
+                    self.warnings.push(
+                        "PMD-sized THP is `always` system-wide: khugepaged's passes also scan other processes' \
+                         memory, so their costs are not measured or mirrored"
+                            .into(),
+                    );
+                } else if let Ok(idle) = self.khugepaged_idle.clone() {
                     match khugepaged::foreign_mms(&idle) {
                         Ok(costs) => {
                             if !costs.is_empty() {
