@@ -7,7 +7,8 @@
 //! PMD mapping one reference) + extra pins; `entire_mapcount` = PMD mappings; a page's
 //! mapcount = PTE mappings of that page; `mapcount` = sum of PTE mappings over all pages.
 
-pub type FolioId = u32;
+pub use crate::ids::FolioId;
+use crate::ids::{MmId, Pfn};
 
 pub mod flags {
     /// Anonymous folio.
@@ -31,7 +32,8 @@ pub mod flags {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Folio {
-    pub pfn: u32,
+    /// The first PFN, stored in 32 bits to keep an order-0 folio at 20 bytes (see `Pfn`).
+    pfn: u32,
     pub refcount: u32,
     pub mapcount: u32,
     /// Index into `Folios::large` for order > 0, else `u32::MAX`.
@@ -42,6 +44,12 @@ pub struct Folio {
 }
 
 impl Folio {
+    /// The folio's first page frame.
+    #[inline]
+    #[must_use]
+    pub fn pfn(&self) -> Pfn {
+        Pfn(u64::from(self.pfn))
+    }
     #[inline]
     pub fn nr_pages(&self) -> u32 {
         1 << self.order
@@ -61,14 +69,15 @@ pub struct LargeMeta {
     pub nr_pages_mapped: u32,
     /// One bit per page: content not all zero (inline: no allocation per THP).
     pub nonzero: [u64; 8],
-    /// Deferred-split queue links (`_deferred_list`), `u32::MAX` = none.
-    pub ds_prev: u32,
-    pub ds_next: u32,
+    /// Deferred-split queue links (`_deferred_list`).
+    pub ds_prev: Option<FolioId>,
+    pub ds_next: Option<FolioId>,
     /// Mappings per mm (`_mm_id` / `_mm_id_mapcount`, 6.15 MM-owner tracking): which mms map
     /// the folio and how often. More than one entry means "maybe mapped shared".
     pub mm_maps: MmMaps,
-    /// Virtual address of page 0 in every mm that maps it (no mremap in the model, and fork
-    /// keeps addresses): how the model finds a folio's mappings (the kernel walks anon_vmas).
+    /// Virtual address of page 0 where the folio was first mapped (fork keeps addresses; an
+    /// mremap does not update it): where the model looks for a folio's mappings first (the
+    /// kernel walks anon_vmas).
     pub va: u64,
 }
 
@@ -76,9 +85,9 @@ pub struct LargeMeta {
 /// spill to a vector.
 #[derive(Clone, Debug, Default)]
 pub struct MmMaps {
-    inline: [(u32, u32); 2],
+    inline: [(MmId, u32); 2],
     len: u8,
-    more: Vec<(u32, u32)>,
+    more: Vec<(MmId, u32)>,
 }
 
 impl MmMaps {
@@ -88,17 +97,17 @@ impl MmMaps {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    pub fn iter(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (MmId, u32)> + '_ {
         self.inline[..self.len as usize]
             .iter()
             .copied()
             .chain(self.more.iter().copied())
     }
-    pub fn to_vec(&self) -> Vec<(u32, u32)> {
+    pub fn to_vec(&self) -> Vec<(MmId, u32)> {
         self.iter().collect()
     }
     /// Adds `delta` mappings for `mm`, dropping the entry at zero.
-    fn add(&mut self, mm: u32, delta: i64) {
+    fn add(&mut self, mm: MmId, delta: i64) {
         let n = self.len as usize;
         if let Some(i) = self.inline[..n].iter().position(|e| e.0 == mm) {
             let c = self.inline[i].1 as i64 + delta;
@@ -134,13 +143,13 @@ impl MmMaps {
 }
 
 impl LargeMeta {
-    fn new(_order: u8) -> Self {
+    fn new() -> Self {
         LargeMeta {
             page_mapcount: Vec::new(),
             nr_pages_mapped: 0,
             nonzero: [0; 8],
-            ds_prev: u32::MAX,
-            ds_next: u32::MAX,
+            ds_prev: None,
+            ds_next: None,
             mm_maps: MmMaps::default(),
             va: 0,
         }
@@ -158,9 +167,9 @@ pub struct Folios {
 }
 
 impl Folios {
-    pub fn alloc(&mut self, pfn: u64, order: u8, fl: u8) -> FolioId {
+    pub fn alloc(&mut self, pfn: Pfn, order: u8, fl: u8) -> FolioId {
         let meta = if order > 0 {
-            let m = LargeMeta::new(order);
+            let m = LargeMeta::new();
             match self.free_large.pop() {
                 Some(i) => {
                     self.large[i as usize] = m;
@@ -175,7 +184,7 @@ impl Folios {
             u32::MAX
         };
         let f = Folio {
-            pfn: pfn as u32,
+            pfn: pfn.to_u32(),
             refcount: 0,
             mapcount: 0,
             meta,
@@ -186,18 +195,18 @@ impl Folios {
         self.live += 1;
         match self.free_slots.pop() {
             Some(id) => {
-                self.slots[id as usize] = f;
+                self.slots[id.index()] = f;
                 id
             }
             None => {
                 self.slots.push(f);
-                (self.slots.len() - 1) as FolioId
+                FolioId::from_index(self.slots.len() - 1)
             }
         }
     }
 
     pub fn release(&mut self, id: FolioId) {
-        let f = &mut self.slots[id as usize];
+        let f = &mut self.slots[id.index()];
         debug_assert!(!f.test(flags::FREE));
         if f.meta != u32::MAX {
             self.large[f.meta as usize] = LargeMeta::default();
@@ -211,17 +220,17 @@ impl Folios {
 
     #[inline]
     pub fn get(&self, id: FolioId) -> &Folio {
-        &self.slots[id as usize]
+        &self.slots[id.index()]
     }
     #[inline]
     pub fn get_mut(&mut self, id: FolioId) -> &mut Folio {
-        &mut self.slots[id as usize]
+        &mut self.slots[id.index()]
     }
     pub fn meta(&self, id: FolioId) -> &LargeMeta {
-        &self.large[self.slots[id as usize].meta as usize]
+        &self.large[self.slots[id.index()].meta as usize]
     }
     pub fn meta_mut(&mut self, id: FolioId) -> &mut LargeMeta {
-        let m = self.slots[id as usize].meta as usize;
+        let m = self.slots[id.index()].meta as usize;
         &mut self.large[m]
     }
     pub fn live(&self) -> u64 {
@@ -233,13 +242,13 @@ impl Folios {
             .iter()
             .enumerate()
             .filter(|(_, f)| !f.test(flags::FREE))
-            .map(|(i, _)| i as FolioId)
+            .map(|(i, _)| FolioId::from_index(i))
     }
 
     /// Marks a page of the folio as holding non-zero data (a store happened).
     #[inline]
     pub fn set_nonzero(&mut self, id: FolioId, idx: u32) {
-        let f = &mut self.slots[id as usize];
+        let f = &mut self.slots[id.index()];
         if f.meta == u32::MAX {
             f.flags |= flags::NONZERO;
         } else {
@@ -248,7 +257,7 @@ impl Folios {
     }
 
     pub fn is_nonzero(&self, id: FolioId, idx: u32) -> bool {
-        let f = &self.slots[id as usize];
+        let f = &self.slots[id.index()];
         if f.meta == u32::MAX {
             f.test(flags::NONZERO)
         } else {
@@ -257,22 +266,22 @@ impl Folios {
     }
 
     /// Accounts `delta` mappings of a large folio to mm `mmi`.
-    pub fn mm_map_add(&mut self, id: FolioId, mmi: usize, delta: i64) {
-        let m = self.slots[id as usize].meta;
+    pub fn mm_map_add(&mut self, id: FolioId, mmi: MmId, delta: i64) {
+        let m = self.slots[id.index()].meta;
         if m != u32::MAX {
-            self.large[m as usize].mm_maps.add(mmi as u32, delta);
+            self.large[m as usize].mm_maps.add(mmi, delta);
         }
     }
 
     /// `folio_maybe_mapped_shared`: mapped by more than one mm.
     pub fn maybe_mapped_shared(&self, id: FolioId) -> bool {
-        let f = &self.slots[id as usize];
+        let f = &self.slots[id.index()];
         f.meta != u32::MAX && self.large[f.meta as usize].mm_maps.len() > 1
     }
 
     /// The PTE mapcount of one page.
     pub fn page_mapcount(&self, id: FolioId, idx: u32) -> u32 {
-        let f = &self.slots[id as usize];
+        let f = &self.slots[id.index()];
         if f.meta == u32::MAX {
             f.mapcount
         } else {

@@ -11,8 +11,9 @@
 //! Deviations: no DMA pins (so never an eager copy), no MADV_DONTFORK/WIPEONFORK, no uffd-wp.
 
 use crate::errno::Errno;
+use crate::ids::MmId;
 use crate::mm::{vmf, Mm, Task, Vma};
-use crate::pgtable::{self, pte_index, Pmd, Pte, EXCLUSIVE, UFFD_WP, WRITE, YOUNG};
+use crate::pgtable::{pte_index, Pmd, Pte, EXCLUSIVE, UFFD_WP, WRITE, YOUNG};
 use crate::types::{Pid, HPAGE_PMD_NR, PMD_MASK, PMD_SIZE, PUD_SHIFT, PUD_SIZE};
 use crate::Kernel;
 
@@ -28,8 +29,7 @@ impl Kernel {
         for v in vmas.values_mut() {
             v.flags &= !(vmf::UFFD_MASK | vmf::LOCKED);
             if v.anon_vma.is_some() {
-                v.anon_vma = Some(self.next_anon_vma);
-                self.next_anon_vma += 1;
+                v.anon_vma = Some(self.new_anon_vma());
             }
         }
         let child_mm = Mm {
@@ -38,8 +38,7 @@ impl Kernel {
             users: 1,
             ..Mm::default()
         };
-        self.mms.push(child_mm);
-        let cmi = self.mms.len() - 1;
+        let cmi = self.mms.push(child_mm);
         let pid = self.alloc_pid();
         self.tasks.insert(
             pid,
@@ -70,7 +69,7 @@ impl Kernel {
     /// an anon_vma have pages worth copying), then per 1 GiB region with a parent PMD table
     /// (`copy_pud_range`, which allocates the child's PMD table) and per PMD slot
     /// (`copy_pmd_range`: `copy_huge_pmd` or `copy_pte_range`). Err on OOM.
-    fn copy_page_range(&mut self, pmi: usize, cmi: usize, vma: &Vma) -> Result<(), ()> {
+    fn copy_page_range(&mut self, pmi: MmId, cmi: MmId, vma: &Vma) -> Result<(), ()> {
         if vma.anon_vma.is_none() {
             return Ok(());
         }
@@ -103,7 +102,7 @@ impl Kernel {
     /// `copy_huge_pmd`: a THP is shared read-only and both sides lose exclusivity; a huge zero
     /// PMD is copied and the child takes its own huge-zero reference. Either way the child
     /// deposits a page table for a later split.
-    fn copy_huge_pmd(&mut self, pmi: usize, cmi: usize, slot: u64, pmd: Pmd) -> Result<(), ()> {
+    fn copy_huge_pmd(&mut self, pmi: MmId, cmi: MmId, slot: u64, pmd: Pmd) -> Result<(), ()> {
         let pfn = self.alloc_pgtable_page().ok_or(())?;
         self.mms[cmi].pgt.deposited.push(pfn);
         if pmd.is_huge_zero() {
@@ -133,8 +132,8 @@ impl Kernel {
     /// zero-page PTEs are copied; uffd-wp bits and markers do not reach the unregistered child.
     fn copy_pte_range(
         &mut self,
-        pmi: usize,
-        cmi: usize,
+        pmi: MmId,
+        cmi: MmId,
         slot: u64,
         pmd: Pmd,
         s: u64,
@@ -147,13 +146,13 @@ impl Kernel {
         let pidx = pmd.table_idx();
         for j in pte_index(s)..=pte_index(e - 1) {
             let pte = self.mms[pmi].pgt.pte_table(pidx)[j];
-            if pte.kind() == pgtable::KIND_PAGE {
+            if pte.is_page() {
                 let shared = Pte(pte.0 & !(WRITE | EXCLUSIVE));
                 self.mms[pmi].pgt.pte_table_mut(pidx)[j] = shared;
                 self.mms[cmi].pgt.pte_table_mut(cidx)[j] = Pte(shared.0 & !UFFD_WP);
                 self.folio_add_anon_rmap_ptes(pte.folio(), pte.idx(), 1, cmi);
                 self.mms[cmi].rss_anon += 1;
-            } else if pte.kind() == pgtable::KIND_ZERO {
+            } else if pte.is_zero_page() {
                 self.mms[cmi].pgt.pte_table_mut(cidx)[j] = Pte(pte.0 & !UFFD_WP);
             }
         }
@@ -161,7 +160,7 @@ impl Kernel {
     }
 
     /// Makes sure the PMD table for `addr` exists in mm `mmi`. False on OOM.
-    pub(crate) fn ensure_pmd_table(&mut self, mmi: usize, addr: u64) -> bool {
+    pub(crate) fn ensure_pmd_table(&mut self, mmi: MmId, addr: u64) -> bool {
         if self.mms[mmi].pgt.has_pmd_table(addr) {
             return true;
         }

@@ -6,9 +6,10 @@
 
 use crate::errno::Errno;
 use crate::folio::flags;
+use crate::ids::MmId;
 use crate::memory::VmFault;
 use crate::mm::vmf;
-use crate::pgtable::{self, Pte, DIRTY, PROTNONE, WRITE, YOUNG};
+use crate::pgtable::{Pte, DIRTY, PROTNONE, WRITE, YOUNG};
 use crate::types::{Pid, PAGE_SIZE};
 use crate::Kernel;
 
@@ -118,7 +119,7 @@ impl Kernel {
     /// (`folio_mark_dirty` when neither the PTE nor the folio is dirty), so a clean large
     /// folio (after MADV_FREE) becomes dirty as a whole. Young stands for
     /// `folio_mark_accessed`.
-    fn follow_page(&mut self, mmi: usize, addr: u64, write: bool) -> bool {
+    fn follow_page(&mut self, mmi: MmId, addr: u64, write: bool) -> bool {
         let pmd = self.mms[mmi].pgt.pmd(addr);
         if pmd.is_huge() {
             if pmd.has(PROTNONE) || (write && !pmd.has(WRITE)) {
@@ -138,7 +139,7 @@ impl Kernel {
         if !pte.is_present() || pte.has(PROTNONE) || (write && !pte.has(WRITE)) {
             return false;
         }
-        if write && pte.kind() == pgtable::KIND_PAGE && !pte.has(DIRTY) {
+        if write && pte.is_page() && !pte.has(DIRTY) {
             self.folios.get_mut(pte.folio()).flags |= flags::DIRTY;
         }
         self.set_pte(mmi, addr, Pte(pte.0 | YOUNG));

@@ -10,6 +10,7 @@
 //! (an order-9 allocation fails exactly when the buddy allocator has no free order-9 block).
 
 use crate::folio::FolioId;
+use crate::ids::MmId;
 use crate::memory::VmFault;
 use crate::mm::{vmf, ThpDisable, Vma};
 use crate::pgtable::{Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, SOFT_DIRTY, UFFD_WP, WRITE, YOUNG};
@@ -54,7 +55,7 @@ pub fn thp_vma_suitable_orders(vma: &Vma, addr: u64, orders: u16) -> u16 {
 impl Kernel {
     /// `vma_thp_disabled`: VM_NOHUGEPAGE, or prctl disabled (completely, or except-advised in
     /// a VMA without VM_HUGEPAGE).
-    pub(crate) fn vma_thp_disabled(&self, mmi: usize, vma: &Vma) -> bool {
+    pub(crate) fn vma_thp_disabled(&self, mmi: MmId, vma: &Vma) -> bool {
         if vma.has(vmf::NOHUGEPAGE) {
             return true;
         }
@@ -89,7 +90,7 @@ impl Kernel {
     /// `thp_vma_allowable_orders` for an anonymous VMA.
     pub(crate) fn thp_vma_allowable_orders(
         &self,
-        mmi: usize,
+        mmi: MmId,
         vma: &Vma,
         mut orders: u16,
         tva: Tva,
@@ -133,7 +134,7 @@ impl Kernel {
 
     pub(crate) fn thp_vma_allowable_order(
         &self,
-        mmi: usize,
+        mmi: MmId,
         vma: &Vma,
         order: u8,
         tva: Tva,
@@ -154,7 +155,7 @@ impl Kernel {
 
     /// `khugepaged_enter_vma`: register the mm with khugepaged if the VMA (with `flags`) is
     /// eligible for it.
-    pub(crate) fn khugepaged_enter_vma(&mut self, mmi: usize, vma: &Vma, flags: u32) {
+    pub(crate) fn khugepaged_enter_vma(&mut self, mmi: MmId, vma: &Vma, flags: u32) {
         if self.mms[mmi].khugepaged_registered || !self.hugepage_pmd_enabled() {
             return;
         }
@@ -166,7 +167,7 @@ impl Kernel {
 
     /// `mm_get_huge_zero_folio`: this mm's reference on the huge zero folio, allocating it
     /// (`thp_zero_page_alloc`) if it does not exist.
-    fn mm_get_huge_zero_folio(&mut self, mmi: usize) -> bool {
+    fn mm_get_huge_zero_folio(&mut self, mmi: MmId) -> bool {
         if self.mms[mmi].huge_zero_ref {
             return true;
         }
@@ -204,7 +205,7 @@ impl Kernel {
     /// writable), exclusive rmap, counters, and the deferred-split queue when `queue`.
     fn map_anon_folio_pmd(
         &mut self,
-        mmi: usize,
+        mmi: MmId,
         vma: &Vma,
         haddr: u64,
         folio: FolioId,
@@ -227,7 +228,7 @@ impl Kernel {
     /// `do_huge_pmd_anonymous_page`: fault on an empty PMD slot where PMD THP is allowed.
     pub(crate) fn do_huge_pmd_anonymous_page(
         &mut self,
-        mmi: usize,
+        mmi: MmId,
         vma: &Vma,
         addr: u64,
         write: bool,
@@ -276,7 +277,7 @@ impl Kernel {
 
     /// `wp_huge_pmd`: a uffd-wp protected PMD in a uffd-wp VMA raises a WP userfault (sync)
     /// or is split so the PTE level clears the faulting page's bit (async).
-    pub(crate) fn wp_huge_pmd(&mut self, mmi: usize, vma: &Vma, addr: u64) -> VmFault {
+    pub(crate) fn wp_huge_pmd(&mut self, mmi: MmId, vma: &Vma, addr: u64) -> VmFault {
         let pmd = self.mms[mmi].pgt.pmd(addr & PMD_MASK);
         if pmd.has(UFFD_WP) && vma.has(vmf::UFFD_WP) {
             if self.mms[mmi]
@@ -296,7 +297,7 @@ impl Kernel {
 
     /// `do_huge_pmd_wp_page`: a write to a present, write-protected huge PMD. Returns
     /// `Fallback` after splitting the PMD; the caller finishes at PTE level.
-    pub(crate) fn do_huge_pmd_wp_page(&mut self, mmi: usize, vma: &Vma, addr: u64) -> VmFault {
+    pub(crate) fn do_huge_pmd_wp_page(&mut self, mmi: MmId, vma: &Vma, addr: u64) -> VmFault {
         let haddr = addr & PMD_MASK;
         let pmd = self.mms[mmi].pgt.pmd(haddr);
         if pmd.is_huge_zero() {
@@ -324,7 +325,7 @@ impl Kernel {
     /// `do_huge_zero_wp_pmd` (6.13+): replace the huge zero PMD by a new PMD THP. The page
     /// table deposited for the huge zero PMD stays deposited. Note that the THP-allowed
     /// checks are not repeated here (the kernel does not either).
-    fn do_huge_zero_wp_pmd(&mut self, mmi: usize, vma: &Vma, haddr: u64) -> VmFault {
+    fn do_huge_zero_wp_pmd(&mut self, mmi: MmId, vma: &Vma, haddr: u64) -> VmFault {
         let Some(folio) = self.vma_alloc_anon_folio_pmd() else {
             return VmFault::Fallback;
         };
@@ -335,7 +336,7 @@ impl Kernel {
 
     /// `__split_huge_pmd` on the PMD mapping `haddr` (THP or huge zero): replace it by a
     /// PTE table (the deposited one) mapping the same pages with the same bits.
-    pub(crate) fn split_huge_pmd(&mut self, mmi: usize, haddr: u64) {
+    pub(crate) fn split_huge_pmd(&mut self, mmi: MmId, haddr: u64) {
         let haddr = haddr & PMD_MASK;
         let pmd = self.mms[mmi].pgt.pmd(haddr);
         debug_assert!(pmd.is_huge());
@@ -375,7 +376,7 @@ impl Kernel {
 
     /// `split_huge_pmd_if_needed` (from `vma_adjust_trans_huge`): a VMA boundary at `addr`
     /// inside a huge PMD splits it.
-    pub(crate) fn split_huge_pmd_if_needed(&mut self, mmi: usize, vma: &Vma, addr: u64) {
+    pub(crate) fn split_huge_pmd_if_needed(&mut self, mmi: MmId, vma: &Vma, addr: u64) {
         if addr % PMD_SIZE == 0 {
             return;
         }

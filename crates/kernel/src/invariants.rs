@@ -3,8 +3,9 @@
 //! folios, counters and allocator claim, so any drift between them is caught.
 
 use crate::folio::flags;
+use crate::ids::{FolioId, MmId};
 use crate::mm::vmf;
-use crate::pgtable::{self, WRITE};
+use crate::pgtable::WRITE;
 use crate::types::{HPAGE_PMD_NR, PMD_SHIFT, PMD_SIZE, PUD_SHIFT};
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
@@ -15,14 +16,14 @@ struct Seen {
     entire: u32,
     pages: Vec<u32>,
     /// Mappings per mm.
-    mms: Vec<(u32, u32)>,
+    mms: Vec<(MmId, u32)>,
 }
 
 impl Seen {
-    fn by_mm(&mut self, mmi: usize) {
-        match self.mms.iter_mut().find(|(m, _)| *m as usize == mmi) {
+    fn by_mm(&mut self, mmi: MmId) {
+        match self.mms.iter_mut().find(|(m, _)| *m == mmi) {
             Some(e) => e.1 += 1,
-            None => self.mms.push((mmi as u32, 1)),
+            None => self.mms.push((mmi, 1)),
         }
     }
 }
@@ -30,11 +31,11 @@ impl Seen {
 impl Kernel {
     pub fn check_invariants(&self) -> Result<(), String> {
         let free = self.buddy.check()?;
-        let mut seen: FxHashMap<u32, Seen> = FxHashMap::default();
+        let mut seen: FxHashMap<FolioId, Seen> = FxHashMap::default();
         let mut pgtable_pages = 0u64;
         let mut huge_zero_mms = 0u32;
-        for (mmi, mm) in self.mms.iter().enumerate() {
-            let ctx = |m: String| format!("mm {mmi}: {m}");
+        for (mmi, mm) in self.mms.iter() {
+            let ctx = |m: String| format!("{mmi}: {m}");
             // VMAs
             let mut prev_end = 0;
             for (k, v) in &mm.vmas {
@@ -99,10 +100,10 @@ impl Kernel {
                             rss += HPAGE_PMD_NR as u64;
                         }
                     } else {
-                        let ti = pmd.table_idx() as usize;
+                        let ti = pmd.table_idx().index();
                         if ti >= tables_seen.len()
                             || tables_seen[ti]
-                            || mm.pgt.pte_pfns[ti] == u32::MAX
+                            || mm.pgt.pte_pfns[ti].is_none()
                         {
                             return Err(ctx(format!(
                                 "PMD at {slot:#x} references a freed or shared PTE table {ti}"
@@ -121,12 +122,10 @@ impl Kernel {
                                     "PTE {pte:?} at {addr:#x} outside any VMA"
                                 )));
                             };
-                            if pte.has(WRITE)
-                                && (!v.has(vmf::WRITE) || pte.kind() != pgtable::KIND_PAGE)
-                            {
+                            if pte.has(WRITE) && (!v.has(vmf::WRITE) || !pte.is_page()) {
                                 return Err(ctx(format!("bad writable PTE {pte:?} at {addr:#x}")));
                             }
-                            if pte.kind() == pgtable::KIND_PAGE {
+                            if pte.is_page() {
                                 let f = self.folios.get(pte.folio());
                                 if f.test(flags::FREE) || pte.idx() >= f.nr_pages() {
                                     return Err(ctx(format!(
@@ -195,13 +194,13 @@ impl Kernel {
             let pte_maps: u32 = s.pages.iter().sum();
             if f.entire_mapcount as u32 != s.entire || f.mapcount != pte_maps {
                 return Err(format!(
-                    "folio {id} {f:?}: page tables show entire {} pte {pte_maps}",
+                    "{id} {f:?}: page tables show entire {} pte {pte_maps}",
                     s.entire
                 ));
             }
             if f.refcount != s.entire + pte_maps {
                 return Err(format!(
-                    "folio {id} {f:?}: refcount != mappings {}",
+                    "{id} {f:?}: refcount != mappings {}",
                     s.entire + pte_maps
                 ));
             }
@@ -219,7 +218,7 @@ impl Kernel {
                 };
                 if pmc != pages {
                     return Err(format!(
-                        "folio {id}: per-page mapcounts disagree with page tables"
+                        "{id}: per-page mapcounts disagree with page tables"
                     ));
                 }
                 let mut want = s.mms.clone();
@@ -228,13 +227,13 @@ impl Kernel {
                 have.sort_unstable();
                 if want != have {
                     return Err(format!(
-                        "folio {id}: per-mm mappings {have:?} but page tables show {want:?}"
+                        "{id}: per-mm mappings {have:?} but page tables show {want:?}"
                     ));
                 }
                 let mapped = pages.iter().filter(|c| **c > 0).count() as u32;
                 if m.nr_pages_mapped != mapped {
                     return Err(format!(
-                        "folio {id}: nr_pages_mapped {} != {mapped}",
+                        "{id}: nr_pages_mapped {} != {mapped}",
                         m.nr_pages_mapped
                     ));
                 }
@@ -254,7 +253,7 @@ impl Kernel {
                 pmd_mapped_thps += 1;
             }
             if f.test(flags::PARTIALLY_MAPPED) && !f.test(flags::DEFERRED) {
-                return Err(format!("folio {id} partially mapped but not queued"));
+                return Err(format!("{id} partially mapped but not queued"));
             }
             deferred += f.test(flags::DEFERRED) as u64;
         }
@@ -262,11 +261,11 @@ impl Kernel {
             return Err(format!("page tables map freed folio {id}"));
         }
         let q = self.deferred_split_queue();
-        if q.len() as u64 != deferred || self.ds_len != deferred {
+        if q.len() as u64 != deferred || self.ds_queue.len() != deferred {
             return Err(format!(
                 "deferred queue length {} / {} but {deferred} folios flagged",
                 q.len(),
-                self.ds_len
+                self.ds_queue.len()
             ));
         }
         for o in 2..10u8 {

@@ -19,6 +19,7 @@
 use crate::errno::Errno;
 use crate::folio::FolioId;
 use crate::huge_memory::Tva;
+use crate::ids::MmId;
 use crate::mm::{ThpDisable, Vma};
 use crate::pgtable::{self, Pmd, Pte, DIRTY, EXCLUSIVE, WRITE, YOUNG};
 use crate::profile::Collapse;
@@ -46,7 +47,7 @@ pub enum ScanResult {
 #[derive(Clone, Debug, Default)]
 pub struct KhugepagedState {
     /// Registered mms, in list order.
-    pub mms: Vec<usize>,
+    pub mms: Vec<MmId>,
     /// Index into `mms` of the mm being scanned, and the address to resume at.
     pub cursor: Option<usize>,
     pub address: u64,
@@ -57,7 +58,7 @@ pub struct KhugepagedState {
 impl Kernel {
     /// `__khugepaged_enter`: add the mm to the list (at the tail); adding to an empty list
     /// wakes the thread.
-    pub(crate) fn khugepaged_enter(&mut self, mmi: usize) {
+    pub(crate) fn khugepaged_enter(&mut self, mmi: MmId) {
         if self.mms[mmi].khugepaged_registered {
             return;
         }
@@ -69,7 +70,7 @@ impl Kernel {
     }
 
     /// The mm leaves khugepaged's list (exit).
-    pub(crate) fn khugepaged_exit(&mut self, mmi: usize) {
+    pub(crate) fn khugepaged_exit(&mut self, mmi: MmId) {
         if let Some(pos) = self.khugepaged.mms.iter().position(|&m| m == mmi) {
             self.khugepaged.mms.remove(pos);
             match self.khugepaged.cursor {
@@ -283,7 +284,7 @@ impl Kernel {
     /// `hpage_collapse_scan_pmd` + `collapse_huge_page` for the 2 MiB range at `haddr`.
     pub(crate) fn collapse_scan_pmd(
         &mut self,
-        mmi: usize,
+        mmi: MmId,
         vma: &Vma,
         haddr: u64,
         khugepaged: bool,
@@ -309,7 +310,7 @@ impl Kernel {
         let uffd = vma.uffd_armed();
         let mut checked: Vec<FolioId> = Vec::new();
         for pte in table.iter() {
-            if pte.is_none() || pte.kind() == pgtable::KIND_ZERO {
+            if pte.is_none() || pte.is_zero_page() {
                 none_or_zero += 1;
                 if !uffd && (!khugepaged || none_or_zero <= self.sysfs.max_ptes_none) {
                     continue;
@@ -318,10 +319,10 @@ impl Kernel {
                 return ScanResult::ExceedNonePte;
             }
             // uffd-wp protected entries and markers abort the collapse (SCAN_PTE_UFFD_WP).
-            if pte.kind() == pgtable::KIND_MARKER || pte.has(crate::pgtable::UFFD_WP) {
+            if pte.is_marker() || pte.has(crate::pgtable::UFFD_WP) {
                 return ScanResult::PteUffdWp;
             }
-            debug_assert_eq!(pte.kind(), pgtable::KIND_PAGE);
+            debug_assert!(pte.is_page());
             let id = pte.folio();
             if self.folios.maybe_mapped_shared(id)
                 || (self.folios.get(id).order == 0 && self.folios.get(id).mapcount > 1)
@@ -351,7 +352,7 @@ impl Kernel {
     }
 
     /// `collapse_huge_page`: a new PMD THP replaces the PTE-mapped range.
-    fn collapse_huge_page(&mut self, mmi: usize, vma: &Vma, haddr: u64) -> ScanResult {
+    fn collapse_huge_page(&mut self, mmi: MmId, vma: &Vma, haddr: u64) -> ScanResult {
         let pmd = self.mms[mmi].pgt.pmd(haddr);
         let tidx = pmd.table_idx();
         let table = *self.mms[mmi].pgt.pte_table(tidx);
@@ -367,7 +368,7 @@ impl Kernel {
         self.vmstat.count(VmItem::ThpCollapseAlloc);
         let mut copied = 0;
         for (i, pte) in table.iter().enumerate() {
-            if pte.kind() == pgtable::KIND_PAGE {
+            if pte.is_page() {
                 copied += 1;
                 if self.folios.is_nonzero(pte.folio(), pte.idx()) {
                     self.folios.set_nonzero(new, i as u32);
@@ -384,17 +385,14 @@ impl Kernel {
         while i < table.len() {
             let pte = table[i];
             self.mms[mmi].pgt.pte_table_mut(tidx)[i] = Pte::NONE;
-            if pte.kind() != pgtable::KIND_PAGE {
+            if !pte.is_page() {
                 i += 1;
                 continue;
             }
             let mut n = 1;
             while i + n < table.len() {
                 let q = table[i + n];
-                if q.kind() == pgtable::KIND_PAGE
-                    && q.folio() == pte.folio()
-                    && q.idx() == pte.idx() + n as u32
-                {
+                if q.is_page() && q.folio() == pte.folio() && q.idx() == pte.idx() + n as u32 {
                     self.mms[mmi].pgt.pte_table_mut(tidx)[i + n] = Pte::NONE;
                     n += 1;
                 } else {
@@ -428,13 +426,13 @@ impl Kernel {
     /// PTE i, mapped only here → map it by a PMD, no allocation, no copy.
     fn collapse_in_place(
         &mut self,
-        mmi: usize,
+        mmi: MmId,
         vma: &Vma,
         haddr: u64,
         table: &pgtable::PteTable,
     ) -> bool {
         let first = table[0];
-        if first.kind() != pgtable::KIND_PAGE {
+        if !first.is_page() {
             return false;
         }
         let id = first.folio();
@@ -449,7 +447,7 @@ impl Kernel {
         if !table
             .iter()
             .enumerate()
-            .all(|(i, p)| p.kind() == pgtable::KIND_PAGE && p.folio() == id && p.idx() == i as u32)
+            .all(|(i, p)| p.is_page() && p.folio() == id && p.idx() == i as u32)
         {
             return false;
         }
@@ -495,7 +493,7 @@ impl Kernel {
     }
 
     /// `madvise_collapse` for `[a, b)` inside `vma`.
-    fn madvise_collapse_vma(&mut self, mmi: usize, vma: &Vma, a: u64, b: u64) -> Result<(), Errno> {
+    fn madvise_collapse_vma(&mut self, mmi: MmId, vma: &Vma, a: u64, b: u64) -> Result<(), Errno> {
         if !self.thp_vma_allowable_order(mmi, vma, HPAGE_PMD_ORDER, Tva::ForcedCollapse) {
             return Err(Errno::EINVAL);
         }
@@ -542,7 +540,7 @@ impl Kernel {
     }
 
     /// Adds a PMD mapping to an existing folio (in-place collapse).
-    fn folio_add_pmd_mapping(&mut self, id: FolioId, mmi: usize) {
+    fn folio_add_pmd_mapping(&mut self, id: FolioId, mmi: MmId) {
         let f = self.folios.get_mut(id);
         f.entire_mapcount += 1;
         f.refcount += 1;

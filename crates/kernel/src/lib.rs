@@ -7,11 +7,13 @@
 //! `page_map`). Modules are named after the kernel files whose decisions they model.
 #![forbid(unsafe_code)]
 
+mod deferred_split;
 pub mod errno;
 pub mod folio;
 pub mod fork;
 pub mod gup;
 pub mod huge_memory;
+pub mod ids;
 pub mod invariants;
 pub mod khugepaged;
 pub mod madvise;
@@ -35,8 +37,9 @@ pub mod util;
 pub mod vmstat;
 
 use errno::Errno;
-use folio::{FolioId, Folios};
-use mm::{Mm, Task, ThpDisable};
+use folio::Folios;
+use ids::{AnonVmaId, FolioId, MmId, Pfn};
+use mm::{Mm, Mms, Task, ThpDisable};
 use page_alloc::BuddyAllocator;
 use profile::Profile;
 use sysfs::Sysfs;
@@ -74,25 +77,21 @@ pub struct Kernel {
     pub(crate) buddy: BuddyAllocator,
     pub(crate) folios: Folios,
     /// The huge zero folio's PFN while it exists (`huge_zero_folio`).
-    pub(crate) huge_zero_pfn: Option<u64>,
+    pub(crate) huge_zero_pfn: Option<Pfn>,
     /// Number of mms holding a reference (`huge_zero_refcount` minus the base reference).
     pub(crate) huge_zero_users: u32,
-    pub(crate) mms: Vec<Mm>,
+    pub(crate) mms: Mms,
     pub(crate) tasks: mm::Tasks,
     next_pid: Pid,
-    pub(crate) next_anon_vma: u32,
-    /// Deferred-split queue (`ds_queue`), FIFO, linked through `LargeMeta`.
-    pub(crate) ds_head: u32,
-    pub(crate) ds_tail: u32,
-    pub(crate) ds_len: u64,
+    pub(crate) next_anon_vma: AnonVmaId,
+    /// The deferred-split queue (`ds_queue`).
+    pub(crate) ds_queue: deferred_split::DeferredSplitQueue,
     pub(crate) khugepaged: khugepaged::KhugepagedState,
     /// Simulated time in milliseconds (advanced only by `sleep_ms`).
     pub(crate) now_ms: u64,
     /// userfaultfd messages delivered, all processes.
     pub uffd_stats: userfaultfd::MsgStats,
 }
-
-pub(crate) const NIL: u32 = u32::MAX;
 
 impl Kernel {
     pub fn new(cfg: KernelConfig) -> Result<Kernel, String> {
@@ -117,13 +116,11 @@ impl Kernel {
             folios: Folios::default(),
             huge_zero_pfn: None,
             huge_zero_users: 0,
-            mms: Vec::new(),
+            mms: Mms::default(),
             tasks: mm::Tasks::default(),
             next_pid: 1,
-            next_anon_vma: 1,
-            ds_head: NIL,
-            ds_tail: NIL,
-            ds_len: 0,
+            next_anon_vma: AnonVmaId::FIRST,
+            ds_queue: deferred_split::DeferredSplitQueue::default(),
             khugepaged: Default::default(),
             now_ms: 0,
             uffd_stats: Default::default(),
@@ -135,14 +132,20 @@ impl Kernel {
         self.next_pid - 1
     }
 
+    /// A new `anon_vma` (`anon_vma_alloc`).
+    pub(crate) fn new_anon_vma(&mut self) -> AnonVmaId {
+        let id = self.next_anon_vma;
+        self.next_anon_vma = id.next();
+        id
+    }
+
     /// Creates a process with an empty address space; returns its pid.
     pub fn spawn(&mut self) -> Pid {
         let pid = self.alloc_pid();
-        self.mms.push(Mm {
+        let mm = self.mms.push(Mm {
             users: 1,
             ..Mm::default()
         });
-        let mm = self.mms.len() - 1;
         self.tasks.insert(
             pid,
             Task {
@@ -160,7 +163,7 @@ impl Kernel {
     }
 
     #[inline]
-    pub(crate) fn mm_of(&self, pid: Pid) -> usize {
+    pub(crate) fn mm_of(&self, pid: Pid) -> MmId {
         self.tasks
             .get(&pid)
             .map(|t| t.mm)
@@ -183,7 +186,7 @@ impl Kernel {
 
     /// Length of the deferred-split queue.
     pub fn deferred_split_len(&self) -> u64 {
-        self.ds_len
+        self.ds_queue.len()
     }
 
     /// Number of live folios (for benchmarks and invariants).
@@ -225,14 +228,14 @@ impl Kernel {
     // ---- page and page-table allocation -------------------------------------------------
 
     /// Allocates a page-table page (order 0, unmovable in the kernel).
-    pub(crate) fn alloc_pgtable_page(&mut self) -> Option<u32> {
+    pub(crate) fn alloc_pgtable_page(&mut self) -> Option<Pfn> {
         let pfn = self.buddy.alloc(0)?;
         self.vmstat.count(VmItem::NrPageTablePages);
-        Some(pfn as u32)
+        Some(pfn)
     }
 
-    pub(crate) fn free_pgtable_page(&mut self, pfn: u32) {
-        self.buddy.free(pfn as u64, 0);
+    pub(crate) fn free_pgtable_page(&mut self, pfn: Pfn) {
+        self.buddy.free(pfn, 0);
         self.vmstat.add(VmItem::NrPageTablePages, -1);
     }
 
@@ -253,7 +256,7 @@ impl Kernel {
         if f.order >= 2 && f.test(folio::flags::ANON) {
             self.vmstat.mthp_add(f.order, MthpStat::NrAnon, -1);
         }
-        self.buddy.free(f.pfn as u64, f.order);
+        self.buddy.free(f.pfn(), f.order);
         self.folios.release(id);
     }
 

@@ -6,6 +6,7 @@
 //! can never mistake it for the kernel's answer.
 
 use crate::errno::Errno;
+use crate::ids::MmId;
 use crate::mm::vmf;
 use crate::types::{is_page_aligned, page_align_up, Advice, Pid};
 use crate::Kernel;
@@ -112,7 +113,7 @@ impl Kernel {
     /// `khugepaged` calls `khugepaged_enter_vma` with the new flags first (MADV_HUGEPAGE).
     pub(crate) fn modify_vma_flags(
         &mut self,
-        mmi: usize,
+        mmi: MmId,
         start: u64,
         end: u64,
         f: impl Fn(u32) -> u32,

@@ -10,9 +10,10 @@
 
 use crate::errno::Signal;
 use crate::folio::FolioId;
+use crate::ids::MmId;
 use crate::mm::{vmf, Vma};
 use crate::pgtable::{
-    self, pte_index, Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, STORED, UFFD_WP, WRITE, YOUNG,
+    pte_index, Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, STORED, UFFD_WP, WRITE, YOUNG,
 };
 use crate::types::{AccessKind, Pid, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK};
 use crate::vmstat::{MthpStat, VmItem};
@@ -48,7 +49,7 @@ impl Kernel {
     }
 
     #[inline(never)]
-    fn access_slow(&mut self, pid: Pid, mmi: usize, addr: u64, write: bool) -> Result<(), Signal> {
+    fn access_slow(&mut self, pid: Pid, mmi: MmId, addr: u64, write: bool) -> Result<(), Signal> {
         // After a userfault the kernel retries handle_mm_fault itself (FAULT_FLAG_TRIED),
         // without going back to the hardware. (The caller just saw the hardware check fail.)
         let mut in_kernel_retry = true;
@@ -83,7 +84,7 @@ impl Kernel {
     /// The hardware side of an access: does the current translation allow it? Sets the
     /// accessed/dirty bits like the MMU, and records a store into the page's content.
     #[inline(always)]
-    pub(crate) fn access_hit(&mut self, mmi: usize, addr: u64, write: bool, store: bool) -> bool {
+    pub(crate) fn access_hit(&mut self, mmi: MmId, addr: u64, write: bool, store: bool) -> bool {
         let mm = &mut self.mms[mmi];
         let Some(pmd) = mm.pgt.pmd_mut(addr) else {
             return false;
@@ -105,7 +106,7 @@ impl Kernel {
         if !p.is_table() {
             return false;
         }
-        let pte = &mut mm.pgt.ptes[p.table_idx() as usize][pte_index(addr)];
+        let pte = &mut mm.pgt.ptes[p.table_idx().index()][pte_index(addr)];
         let e = *pte;
         if !e.is_present() || e.has(PROTNONE) || (write && !e.has(WRITE)) {
             return false;
@@ -125,7 +126,7 @@ impl Kernel {
     /// minflt, since GUP and user faults both do).
     pub(crate) fn handle_mm_fault(
         &mut self,
-        mmi: usize,
+        mmi: MmId,
         vma: &Vma,
         addr: u64,
         write: bool,
@@ -137,7 +138,7 @@ impl Kernel {
         r
     }
 
-    fn __handle_mm_fault(&mut self, mmi: usize, vma: &Vma, addr: u64, write: bool) -> VmFault {
+    fn __handle_mm_fault(&mut self, mmi: MmId, vma: &Vma, addr: u64, write: bool) -> VmFault {
         if !self.mms[mmi].pgt.has_pmd_table(addr) {
             let Some(pfn) = self.alloc_pgtable_page() else {
                 return VmFault::Oom;
@@ -176,12 +177,12 @@ impl Kernel {
         self.handle_pte_fault(mmi, vma, addr, write)
     }
 
-    fn handle_pte_fault(&mut self, mmi: usize, vma: &Vma, addr: u64, write: bool) -> VmFault {
+    fn handle_pte_fault(&mut self, mmi: MmId, vma: &Vma, addr: u64, write: bool) -> VmFault {
         let pte = self.mms[mmi].pgt.pte(addr);
         if pte.is_none() {
             return self.do_anonymous_page(mmi, vma, addr, write, false);
         }
-        if pte.kind() == pgtable::KIND_MARKER {
+        if pte.is_marker() {
             // handle_pte_marker → pte_marker_handle_uffd_wp: a leftover marker in a VMA that
             // is no longer uffd-wp registered is just cleared (the access faults again).
             if !vma.has(vmf::UFFD_WP) {
@@ -198,14 +199,14 @@ impl Kernel {
     }
 
     #[inline]
-    pub(crate) fn set_pte(&mut self, mmi: usize, addr: u64, pte: Pte) {
+    pub(crate) fn set_pte(&mut self, mmi: MmId, addr: u64, pte: Pte) {
         let pmd = self.mms[mmi].pgt.pmd(addr);
         debug_assert!(pmd.is_table());
-        self.mms[mmi].pgt.ptes[pmd.table_idx() as usize][pte_index(addr)] = pte;
+        self.mms[mmi].pgt.ptes[pmd.table_idx().index()][pte_index(addr)] = pte;
     }
 
     /// `pte_alloc`: makes sure the PMD slot has a PTE table. False on OOM.
-    pub(crate) fn pte_alloc(&mut self, mmi: usize, addr: u64) -> bool {
+    pub(crate) fn pte_alloc(&mut self, mmi: MmId, addr: u64) -> bool {
         let pmd = self.mms[mmi].pgt.pmd(addr);
         if pmd.is_table() {
             return true;
@@ -223,7 +224,7 @@ impl Kernel {
     /// (`find_mergeable_anon_vma`).
     /// `vma` is the caller's copy; the tree is only consulted when it has no anon_vma yet
     /// (the common fault needs no lookup).
-    pub(crate) fn anon_vma_prepare(&mut self, mmi: usize, vma: &Vma) {
+    pub(crate) fn anon_vma_prepare(&mut self, mmi: MmId, vma: &Vma) {
         if vma.anon_vma.is_some() {
             return;
         }
@@ -239,10 +240,7 @@ impl Kernel {
             .filter(|p| p.anon_vma.is_some() && crate::mm::Mm::mergeable(p, v))
             .or(next.filter(|n| n.anon_vma.is_some() && crate::mm::Mm::mergeable(v, n)))
             .and_then(|o| o.anon_vma);
-        let id = reuse.unwrap_or_else(|| {
-            self.next_anon_vma += 1;
-            self.next_anon_vma - 1
-        });
+        let id = reuse.unwrap_or_else(|| self.new_anon_vma());
         self.mms[mmi]
             .vmas
             .get_mut(&vma_start)
@@ -256,7 +254,7 @@ impl Kernel {
     /// therefore write-protected).
     fn do_anonymous_page(
         &mut self,
-        mmi: usize,
+        mmi: MmId,
         vma: &Vma,
         addr: u64,
         write: bool,
@@ -299,7 +297,7 @@ impl Kernel {
             bits = (bits | UFFD_WP) & !WRITE;
         }
         let pmd = self.mms[mmi].pgt.pmd(addr);
-        let table = &mut self.mms[mmi].pgt.ptes[pmd.table_idx() as usize];
+        let table = &mut self.mms[mmi].pgt.ptes[pmd.table_idx().index()];
         for i in 0..nr {
             table[pte_index(base + i * PAGE_SIZE)] = Pte::page(folio, i as u32, bits);
         }
@@ -313,7 +311,7 @@ impl Kernel {
 
     /// `alloc_anon_folio`: pick the largest allowed mTHP order whose aligned block around
     /// `addr` is entirely none and fits the VMA, try orders downwards, else order 0.
-    fn alloc_anon_folio(&mut self, mmi: usize, vma: &Vma, addr: u64) -> Option<(FolioId, u8)> {
+    fn alloc_anon_folio(&mut self, mmi: MmId, vma: &Vma, addr: u64) -> Option<(FolioId, u8)> {
         let mut orders: u16 = 0;
         if !vma.uffd_armed() {
             let want: u16 = crate::sysfs::ANON_ORDERS
@@ -360,7 +358,7 @@ impl Kernel {
     }
 
     /// `do_wp_page`: a write to a present, write-protected PTE.
-    fn do_wp_page(&mut self, mmi: usize, vma: &Vma, addr: u64, mut pte: Pte) -> VmFault {
+    fn do_wp_page(&mut self, mmi: MmId, vma: &Vma, addr: u64, mut pte: Pte) -> VmFault {
         if pte.has(UFFD_WP) && vma.has(vmf::UFFD_WP) {
             if !self.mms[mmi]
                 .uffd
@@ -375,7 +373,7 @@ impl Kernel {
             pte.set(UFFD_WP, false);
             self.set_pte(mmi, addr, pte);
         }
-        if pte.kind() == pgtable::KIND_PAGE {
+        if pte.is_page() {
             let id = pte.folio();
             if pte.has(EXCLUSIVE) || self.wp_can_reuse_anon_folio(id) {
                 // wp_page_reuse()
@@ -403,12 +401,12 @@ impl Kernel {
     }
 
     /// `wp_page_copy`: COW into a new order-0 page (zeroed if the source is the zero page).
-    fn wp_page_copy(&mut self, mmi: usize, vma: &Vma, addr: u64, old: Pte) -> VmFault {
+    fn wp_page_copy(&mut self, mmi: MmId, vma: &Vma, addr: u64, old: Pte) -> VmFault {
         self.anon_vma_prepare(mmi, vma);
         let Some(new) = self.alloc_anon_folio_order(0) else {
             return VmFault::Oom;
         };
-        let from_page = old.kind() == pgtable::KIND_PAGE;
+        let from_page = old.is_page();
         self.vmstat.count(if from_page {
             VmItem::SimCowCopiedPages
         } else {

@@ -3,6 +3,7 @@
 //! address (which splits a PMD mapping that straddles it, `vma_adjust_trans_huge`) and merging
 //! of compatible neighbours (`vma_merge_existing_range`, `is_mergeable_anon_vma`).
 
+use crate::ids::{AnonVmaId, MmId};
 use crate::pgtable::PageTables;
 use crate::types::{Pid, Prot, PAGE_SHIFT};
 use std::collections::BTreeMap;
@@ -36,7 +37,7 @@ pub struct Vma {
     pub end: u64,
     pub flags: u32,
     /// `vma->anon_vma`: created by the first fault that needs rmap (not by zero-page reads).
-    pub anon_vma: Option<u32>,
+    pub anon_vma: Option<AnonVmaId>,
     pub pgoff: u64,
 }
 
@@ -232,7 +233,7 @@ impl Mm {
 #[derive(Clone, Copy, Debug)]
 pub struct Task {
     pub pid: Pid,
-    pub mm: usize,
+    pub mm: MmId,
     /// `min_flt` / `maj_flt` as getrusage(RUSAGE_SELF) reports them.
     pub minflt: u64,
     pub majflt: u64,
@@ -263,5 +264,39 @@ impl Tasks {
     }
     pub fn values(&self) -> impl Iterator<Item = &Task> {
         self.0.iter().flatten()
+    }
+}
+
+/// The mm arena: `MmId`s index it. An exited mm keeps its (emptied) slot, so ids stay valid.
+#[derive(Clone, Debug, Default)]
+pub struct Mms(Vec<Mm>);
+
+impl Mms {
+    /// Adds an mm, returns its id.
+    pub(crate) fn push(&mut self, mm: Mm) -> MmId {
+        self.0.push(mm);
+        MmId::from_index(self.0.len() - 1)
+    }
+    /// Every mm slot with its id (exited ones included: they are empty).
+    pub fn iter(&self) -> impl Iterator<Item = (MmId, &Mm)> {
+        self.0
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (MmId::from_index(i), m))
+    }
+}
+
+impl std::ops::Index<MmId> for Mms {
+    type Output = Mm;
+    #[inline]
+    fn index(&self, id: MmId) -> &Mm {
+        &self.0[id.index()]
+    }
+}
+
+impl std::ops::IndexMut<MmId> for Mms {
+    #[inline]
+    fn index_mut(&mut self, id: MmId) -> &mut Mm {
+        &mut self.0[id.index()]
     }
 }

@@ -8,8 +8,9 @@
 //! Deviation: only private anonymous mappings are modelled; `shared` returns EOPNOTSUPP.
 
 use crate::errno::Errno;
+use crate::ids::MmId;
 use crate::mm::{prot_to_vmflags, Vma};
-use crate::pgtable::{self, pte_index, Pmd, Pte};
+use crate::pgtable::{pte_index, Pmd, Pte};
 use crate::types::{
     is_page_aligned, page_align_up, Pid, Prot, HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_MASK,
     PMD_SIZE, PUD_SIZE, TASK_SIZE,
@@ -94,7 +95,7 @@ impl Kernel {
 
     /// `__split_vma` at `addr` if a VMA straddles it; splits a huge PMD across the boundary
     /// first (`vma_adjust_trans_huge`).
-    pub(crate) fn split_vma_at(&mut self, mmi: usize, addr: u64) {
+    pub(crate) fn split_vma_at(&mut self, mmi: MmId, addr: u64) {
         let Some(vma) = self.mms[mmi].vma_at(addr).cloned() else {
             return;
         };
@@ -118,14 +119,14 @@ impl Kernel {
 
     /// Unmaps every page in `[start, end)` (which lies inside one former VMA): `unmap_vmas`.
     /// A huge PMD only partly inside the range is split first.
-    pub(crate) fn zap_range(&mut self, mmi: usize, start: u64, end: u64) {
+    pub(crate) fn zap_range(&mut self, mmi: MmId, start: u64, end: u64) {
         self.zap_range_details(mmi, start, end, false);
     }
 
     /// MADV_DONTNEED of `[start, end)` inside one VMA (`madvise_dontneed_single_vma`): a zap
     /// whose `zap_details` ask for empty PTE tables to be reclaimed when the kernel has
     /// `CONFIG_PT_RECLAIM` (the `pt_reclaim` switch).
-    pub(crate) fn madvise_dontneed_range(&mut self, mmi: usize, start: u64, end: u64) {
+    pub(crate) fn madvise_dontneed_range(&mut self, mmi: MmId, start: u64, end: u64) {
         let reclaim_pt = self.profile.switches.pt_reclaim;
         self.zap_range_details(mmi, start, end, reclaim_pt);
     }
@@ -136,7 +137,7 @@ impl Kernel {
     /// and for anonymous memory it skips no entry (uffd-wp markers of an anonymous VMA are
     /// dropped, none are installed), so the table is then empty and `try_to_free_pte` (or its
     /// lock-free fast path) clears the PMD and frees the table.
-    fn zap_range_details(&mut self, mmi: usize, start: u64, end: u64, reclaim_pt: bool) {
+    fn zap_range_details(&mut self, mmi: MmId, start: u64, end: u64, reclaim_pt: bool) {
         let mut slot = start & PMD_MASK;
         while slot < end {
             let s = start.max(slot);
@@ -161,7 +162,7 @@ impl Kernel {
 
     /// Frees the (empty) PTE table of the PMD slot at `slot` and clears the PMD entry
     /// (`pmd_clear` + `pte_free_tlb`, `mm_dec_nr_ptes`).
-    fn free_pte_table_at(&mut self, mmi: usize, slot: u64) {
+    fn free_pte_table_at(&mut self, mmi: MmId, slot: u64) {
         let pmd = self.mms[mmi].pgt.pmd(slot);
         debug_assert!(pmd.is_table());
         let pfn = self.mms[mmi].pgt.free_pte_table(pmd.table_idx());
@@ -170,7 +171,7 @@ impl Kernel {
     }
 
     /// `zap_huge_pmd`.
-    fn zap_huge_pmd(&mut self, mmi: usize, haddr: u64) {
+    fn zap_huge_pmd(&mut self, mmi: MmId, haddr: u64) {
         let pmd = std::mem::replace(self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd"), Pmd::NONE);
         let pfn = self.mms[mmi].pgt.deposited.pop().expect("deposit");
         self.free_pgtable_page(pfn);
@@ -181,7 +182,7 @@ impl Kernel {
     }
 
     /// `zap_pte_range` within one PTE table; rmap removal is batched per folio run.
-    fn zap_pte_range(&mut self, mmi: usize, start: u64, end: u64) {
+    fn zap_pte_range(&mut self, mmi: MmId, start: u64, end: u64) {
         let pmd = self.mms[mmi].pgt.pmd(start);
         debug_assert!(pmd.is_table() && (end - 1) & PMD_MASK == start & PMD_MASK);
         let tidx = pmd.table_idx();
@@ -189,7 +190,7 @@ impl Kernel {
         let mut i = i0;
         while i < i1 {
             let pte = self.mms[mmi].pgt.pte_table(tidx)[i];
-            if pte.kind() != pgtable::KIND_PAGE {
+            if !pte.is_page() {
                 self.mms[mmi].pgt.pte_table_mut(tidx)[i] = Pte::NONE;
                 i += 1;
                 continue;
@@ -199,8 +200,7 @@ impl Kernel {
             let mut n = 1;
             while i + n < i1 {
                 let q = self.mms[mmi].pgt.pte_table(tidx)[i + n];
-                if q.kind() == pgtable::KIND_PAGE && q.folio() == id && q.idx() == first + n as u32
-                {
+                if q.is_page() && q.folio() == id && q.idx() == first + n as u32 {
                     n += 1;
                 } else {
                     break;
@@ -217,7 +217,7 @@ impl Kernel {
 
     /// `free_pgtables` after an unmap of `[start, end)`: PTE tables of PMD slots no VMA
     /// overlaps any more are freed, and PMD tables of 1 GiB regions no VMA overlaps.
-    pub(crate) fn free_pgtables(&mut self, mmi: usize, start: u64, end: u64) {
+    pub(crate) fn free_pgtables(&mut self, mmi: MmId, start: u64, end: u64) {
         let mut slot = start & PMD_MASK;
         while slot < end {
             if self.mms[mmi]

@@ -8,8 +8,9 @@
 
 use crate::errno::Errno;
 use crate::gup::Foll;
+use crate::ids::MmId;
 use crate::mm::{prot_to_vmflags, vmf};
-use crate::pgtable::{self, pte_index, EXCLUSIVE, PROTNONE, WRITE};
+use crate::pgtable::{pte_index, EXCLUSIVE, PROTNONE, WRITE};
 use crate::types::{is_page_aligned, page_align_up, Pid, Prot, PMD_MASK, PMD_SIZE};
 use crate::Kernel;
 
@@ -70,7 +71,7 @@ impl Kernel {
     }
 
     /// `change_protection` for `[start, end)` of a VMA whose flags are now `flags`.
-    fn change_protection(&mut self, mmi: usize, start: u64, end: u64, flags: u32) {
+    fn change_protection(&mut self, mmi: MmId, start: u64, end: u64, flags: u32) {
         let accessible = flags & vmf::PROT_MASK != 0;
         let writable = flags & vmf::WRITE != 0;
         let mut slot = start & PMD_MASK;
@@ -94,7 +95,7 @@ impl Kernel {
                     if !p.is_present() {
                         continue;
                     }
-                    let anon_excl = p.kind() == pgtable::KIND_PAGE && p.has(EXCLUSIVE);
+                    let anon_excl = p.is_page() && p.has(EXCLUSIVE);
                     p.set(PROTNONE, !accessible);
                     p.set(WRITE, writable && accessible && anon_excl);
                 }

@@ -11,6 +11,7 @@
 //! split yet are a "virgin" range of MAX_PAGE_ORDER blocks above a cursor, and the per-PFN
 //! free-order byte array is allocated zeroed (the host commits it lazily).
 
+use crate::ids::Pfn;
 use crate::types::MAX_PAGE_ORDER;
 
 const NR_ORDERS: usize = MAX_PAGE_ORDER as usize + 1;
@@ -104,7 +105,7 @@ impl BuddyAllocator {
 
     /// Allocates a naturally aligned block of `2^order` pages; `None` if none is free.
     #[inline]
-    pub fn alloc(&mut self, order: u8) -> Option<u64> {
+    pub fn alloc(&mut self, order: u8) -> Option<Pfn> {
         let order = order as usize;
         let mut found = None;
         for o in order..NR_ORDERS {
@@ -132,12 +133,13 @@ impl BuddyAllocator {
             cur -= 1;
             self.push(pfn + (1 << cur), cur);
         }
-        Some(pfn)
+        Some(Pfn(pfn))
     }
 
     /// Frees a block, merging with free buddies.
     #[inline]
-    pub fn free(&mut self, mut pfn: u64, order: u8) {
+    pub fn free(&mut self, pfn: Pfn, order: u8) {
+        let mut pfn = pfn.0;
         let mut order = order as usize;
         debug_assert!(pfn % (1 << order) == 0 && pfn < self.virgin);
         while order < MAX_PAGE_ORDER as usize {
@@ -221,10 +223,10 @@ mod tests {
     fn split_and_merge() {
         let mut b = BuddyAllocator::new(2048);
         let p0 = b.alloc(0).unwrap();
-        assert_eq!(p0, 0);
+        assert_eq!(p0, Pfn(0));
         assert_eq!(b.nr_free_pages(), 2047);
         let p9 = b.alloc(9).unwrap();
-        assert_eq!(p9, 512);
+        assert_eq!(p9, Pfn(512));
         b.free(p0, 0);
         b.free(p9, 9);
         assert_eq!(b.nr_free_pages(), 2048);
@@ -243,7 +245,7 @@ mod tests {
     #[test]
     fn fragmentation_blocks_high_orders() {
         let mut b = BuddyAllocator::new(1024);
-        let pages: Vec<u64> = (0..1024).map(|_| b.alloc(0).unwrap()).collect();
+        let pages: Vec<Pfn> = (0..1024).map(|_| b.alloc(0).unwrap()).collect();
         // Free every other page: 512 free pages, no order-1 block.
         for p in pages.iter().step_by(2) {
             b.free(*p, 0);
@@ -257,13 +259,13 @@ mod tests {
         #[test]
         fn random_alloc_free(ops in proptest::collection::vec((0u8..=10, proptest::bool::ANY), 1..300)) {
             let mut b = BuddyAllocator::new(4096);
-            let mut held: Vec<(u64, u8)> = vec![];
+            let mut held: Vec<(Pfn, u8)> = vec![];
             for (order, free) in ops {
                 if free && !held.is_empty() {
                     let (p, o) = held.swap_remove(order as usize % held.len());
                     b.free(p, o);
                 } else if let Some(p) = b.alloc(order) {
-                    proptest::prop_assert!(p % (1 << order) == 0);
+                    proptest::prop_assert!(p.0 % (1 << order) == 0);
                     held.push((p, order));
                 }
                 let free_pages = b.check().map_err(proptest::test_runner::TestCaseError::fail)?;
@@ -271,7 +273,7 @@ mod tests {
                 proptest::prop_assert_eq!(free_pages + used, 4096);
             }
             // No two held blocks overlap.
-            let mut ranges: Vec<(u64, u64)> = held.iter().map(|(p, o)| (*p, *p + (1 << o))).collect();
+            let mut ranges: Vec<(u64, u64)> = held.iter().map(|(p, o)| (p.0, p.0 + (1 << o))).collect();
             ranges.sort();
             for w in ranges.windows(2) { proptest::prop_assert!(w[0].1 <= w[1].0); }
         }

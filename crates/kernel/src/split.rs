@@ -8,9 +8,10 @@
 //! Deviations: no swap cache, no reclaim of lazy-free pages.
 
 use crate::folio::{flags, FolioId};
+use crate::ids::{MmId, PteTableId};
 use crate::mm::vmf;
 use crate::pgtable::{
-    self, pte_index, Pte, DIRTY, EXCLUSIVE, PROTNONE, SOFT_DIRTY, STORED, UFFD_WP, WRITE, YOUNG,
+    pte_index, Pte, DIRTY, EXCLUSIVE, PROTNONE, SOFT_DIRTY, STORED, UFFD_WP, WRITE, YOUNG,
 };
 use crate::types::{HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK, PMD_SIZE};
 use crate::vmstat::{MthpStat, VmItem};
@@ -26,12 +27,12 @@ impl Kernel {
         }
         let nr = f.nr_pages();
         let va = self.folios.meta(id).va;
-        let mms: Vec<usize> = self
+        let mms: Vec<MmId> = self
             .folios
             .meta(id)
             .mm_maps
             .iter()
-            .map(|(m, _)| m as usize)
+            .map(|(m, _)| m)
             .collect();
         // unmap_folio() → try_to_migrate(): a PTE-mapped folio loses its mappings one PTE at a
         // time, so with two or more pages mapped it passes through "partially mapped" and is
@@ -54,7 +55,7 @@ impl Kernel {
         }
         // try_to_migrate_one(): a dirty PTE's state moves into PG_dirty as it is unmapped
         // (the PMD split above did the same for a dirty PMD); every new folio inherits it.
-        let pte_locs: Vec<(usize, Vec<(u64, u32)>)> = mms
+        let pte_locs: Vec<(MmId, Vec<(u64, u32)>)> = mms
             .iter()
             .map(|&mmi| {
                 let expect = self
@@ -62,7 +63,7 @@ impl Kernel {
                     .meta(id)
                     .mm_maps
                     .iter()
-                    .find(|(m, _)| *m as usize == mmi)
+                    .find(|(m, _)| *m == mmi)
                     .map(|(_, c)| c)
                     .unwrap_or(0);
                 (mmi, self.folio_pte_locs(mmi, id, va, expect))
@@ -103,7 +104,7 @@ impl Kernel {
             };
             let nid = self
                 .folios
-                .alloc(f.pfn as u64 + i as u64, 0, flags::ANON | nz | inherit);
+                .alloc(f.pfn().add(u64::from(i)), 0, flags::ANON | nz | inherit);
             let nf = self.folios.get_mut(nid);
             nf.mapcount = mc;
             nf.refcount = mc;
@@ -196,7 +197,7 @@ impl Kernel {
     /// `[start, end)` of one VMA. A PMD-mapped THP another mm maps is left alone
     /// (`madvise_free_huge_pmd`); one only partly covered is split. FREE marks pages lazy-free
     /// and clean, COLD only ages them; the PTE level is `madvise_free_pte_range`.
-    pub(crate) fn madvise_free_range(&mut self, mmi: usize, start: u64, end: u64, cold: bool) {
+    pub(crate) fn madvise_free_range(&mut self, mmi: MmId, start: u64, end: u64, cold: bool) {
         let mut slot = start & PMD_MASK;
         while slot < end {
             let (s, e) = (start.max(slot), end.min(slot + PMD_SIZE));
@@ -256,11 +257,18 @@ impl Kernel {
     /// than it has pages (shared); any other folio — also a clean one a fork child shares —
     /// has the batch's PTEs made clean and old, PG_dirty cleared and becomes lazy-free. COLD
     /// only ages folios that are mapped exactly once per page.
-    fn madvise_free_pte_range(&mut self, mmi: usize, tidx: u32, start: u64, end: u64, cold: bool) {
+    fn madvise_free_pte_range(
+        &mut self,
+        mmi: MmId,
+        tidx: PteTableId,
+        start: u64,
+        end: u64,
+        cold: bool,
+    ) {
         let mut addr = start;
         while addr < end {
             let pte = self.mms[mmi].pgt.pte_table(tidx)[pte_index(addr)];
-            if pte.kind() != pgtable::KIND_PAGE {
+            if !pte.is_page() {
                 addr += PAGE_SIZE;
                 continue;
             }
@@ -301,7 +309,7 @@ impl Kernel {
     /// same folio, up to the folio's last page. Dirty, young, soft-dirty and write bits may
     /// differ (so may the model-only AnonExclusive and STORED bits); uffd-wp and PROT_NONE
     /// may not.
-    fn folio_pte_batch(&self, mmi: usize, tidx: u32, addr: u64, end: u64) -> u32 {
+    fn folio_pte_batch(&self, mmi: MmId, tidx: PteTableId, addr: u64, end: u64) -> u32 {
         const IGNORED: u64 = DIRTY | YOUNG | SOFT_DIRTY | WRITE | EXCLUSIVE | STORED;
         let table = self.mms[mmi].pgt.pte_table(tidx);
         let first = table[pte_index(addr)];
@@ -321,7 +329,7 @@ impl Kernel {
 
     /// Where mm `mmi` maps folio `id` by PMD: normally at `va` (its fault address); after an
     /// mremap the page tables are searched (the kernel walks the anon_vma instead).
-    fn folio_pmd_addrs(&self, mmi: usize, id: FolioId, va: u64) -> Vec<u64> {
+    fn folio_pmd_addrs(&self, mmi: MmId, id: FolioId, va: u64) -> Vec<u64> {
         let pgt = &self.mms[mmi].pgt;
         let p = pgt.pmd(va);
         if p.is_thp() && p.folio() == id {
@@ -343,14 +351,14 @@ impl Kernel {
 
     /// Every `(address, page index)` where mm `mmi` maps a page of folio `id` by PTE
     /// (`expect` of them): the fast path checks `va`, else the page tables are searched.
-    fn folio_pte_locs(&self, mmi: usize, id: FolioId, va: u64, expect: u32) -> Vec<(u64, u32)> {
+    fn folio_pte_locs(&self, mmi: MmId, id: FolioId, va: u64, expect: u32) -> Vec<(u64, u32)> {
         let pgt = &self.mms[mmi].pgt;
         let nr = self.folios.get(id).nr_pages();
         let mut v = Vec::new();
         for i in 0..nr {
             let addr = va + i as u64 * PAGE_SIZE;
             let pte = pgt.pte(addr);
-            if pte.kind() == pgtable::KIND_PAGE && pte.folio() == id && pte.idx() == i {
+            if pte.is_page() && pte.folio() == id && pte.idx() == i {
                 v.push((addr, i));
             }
         }
@@ -367,7 +375,7 @@ impl Kernel {
                 let slot =
                     (key << crate::types::PUD_SHIFT) | ((i as u64) << crate::types::PMD_SHIFT);
                 for (j, pte) in pgt.pte_table(e.table_idx()).iter().enumerate() {
-                    if pte.kind() == pgtable::KIND_PAGE && pte.folio() == id {
+                    if pte.is_page() && pte.folio() == id {
                         v.push((slot + ((j as u64) << 12), pte.idx()));
                     }
                 }

@@ -9,7 +9,8 @@
 use crate::folio::flags;
 use crate::huge_memory::Tva;
 use crate::observe::{pagemap_push, Backing, PageMap, Smaps};
-use crate::pgtable::{self, pte_index, DIRTY, EXCLUSIVE};
+use crate::pgtable::PteKind;
+use crate::pgtable::{pte_index, DIRTY, EXCLUSIVE};
 use crate::types::{Pid, PAGE_SIZE, PMD_MASK, PMD_SIZE};
 use crate::Kernel;
 
@@ -107,13 +108,13 @@ impl Kernel {
                     let table = mm.pgt.pte_table(pmd.table_idx());
                     for addr in (ps..pe).step_by(PAGE_SIZE as usize) {
                         let pte = table[pte_index(addr)];
-                        if pte.kind() == pgtable::KIND_PAGE && pte.has(EXCLUSIVE) {
+                        if pte.is_page() && pte.has(EXCLUSIVE) {
                             // AnonExclusive: mapped exactly once, here (the folio is only
                             // looked at for PG_dirty when the PTE is clean).
                             let dirty =
                                 pte.has(DIRTY) || self.folios.get(pte.folio()).test(flags::DIRTY);
                             acc.page(1, dirty, false);
-                        } else if pte.kind() == pgtable::KIND_PAGE {
+                        } else if pte.is_page() {
                             let id = pte.folio();
                             let f = self.folios.get(id);
                             let entire = if f.order > 0 {
@@ -166,13 +167,13 @@ impl Kernel {
                 for a in (addr..slot_end).step_by(PAGE_SIZE as usize) {
                     let pte = table[pte_index(a)];
                     let b = match pte.kind() {
-                        pgtable::KIND_NONE => Backing::None,
-                        pgtable::KIND_ZERO => Backing::Zero,
-                        pgtable::KIND_PAGE => match self.folios.get(pte.folio()).order {
+                        PteKind::None => Backing::None,
+                        PteKind::Zero => Backing::Zero,
+                        PteKind::Page => match self.folios.get(pte.folio()).order {
                             0 => Backing::Anon,
                             order => Backing::ThpPte { order },
                         },
-                        _ => Backing::Marker,
+                        PteKind::Marker => Backing::Marker,
                     };
                     pagemap_push(&mut map, b, 1);
                 }

@@ -14,8 +14,9 @@
 //! Deviations: one uffd per process; no MINOR faults (no shmem); no fork/remap/remove events.
 
 use crate::errno::Errno;
+use crate::ids::MmId;
 use crate::mm::{vmf, Vma};
-use crate::pgtable::{self, pte_index, Pmd, Pte, DIRTY, EXCLUSIVE, UFFD_WP, WRITE, YOUNG};
+use crate::pgtable::{pte_index, Pmd, Pte, DIRTY, EXCLUSIVE, UFFD_WP, WRITE, YOUNG};
 use crate::types::{is_page_aligned, Pid, PAGE_SIZE, PMD_MASK, PMD_SIZE};
 use crate::Kernel;
 
@@ -113,7 +114,7 @@ pub struct Uffd {
 }
 
 impl Kernel {
-    fn uffd_of(&self, mmi: usize) -> Result<&Uffd, Errno> {
+    fn uffd_of(&self, mmi: MmId) -> Result<&Uffd, Errno> {
         self.mms[mmi].uffd.as_deref().ok_or(Errno::EBADF)
     }
 
@@ -160,7 +161,7 @@ impl Kernel {
             .unwrap_or(&[])
     }
 
-    fn uffd_range_check(&self, mmi: usize, start: u64, len: u64) -> Result<u64, Errno> {
+    fn uffd_range_check(&self, mmi: MmId, start: u64, len: u64) -> Result<u64, Errno> {
         if !is_page_aligned(start) || !is_page_aligned(len) || len == 0 {
             return Err(Errno::EINVAL);
         }
@@ -258,7 +259,7 @@ impl Kernel {
     /// `uffd_wp_range` → `change_protection(MM_CP_UFFD_WP[_RESOLVE])` within one VMA.
     fn uffd_wp_range(
         &mut self,
-        mmi: usize,
+        mmi: MmId,
         vma: &Vma,
         start: u64,
         end: u64,
@@ -307,16 +308,16 @@ impl Kernel {
                         p.set(UFFD_WP, true);
                         p.set(WRITE, false);
                     } else if p.is_none() && markers {
-                        *p = Pte(pgtable::KIND_MARKER | UFFD_WP);
+                        *p = Pte::marker();
                     }
-                } else if p.kind() == pgtable::KIND_MARKER {
+                } else if p.is_marker() {
                     *p = Pte::NONE;
                 } else if p.is_present() {
                     p.set(UFFD_WP, false);
                     // MM_CP_TRY_CHANGE_WRITABLE (private writable VMA): an exclusive anon page
                     // gets write permission back (can_change_pte_writable); the zero page not.
                     if writable
-                        && p.kind() == pgtable::KIND_PAGE
+                        && p.is_page()
                         && p.has(EXCLUSIVE)
                         && !p.has(crate::pgtable::PROTNONE)
                     {
@@ -366,7 +367,7 @@ impl Kernel {
                 return Err(Errno::ENOMEM);
             }
             let old = self.mms[mmi].pgt.pte(addr);
-            if !(old.is_none() || old.kind() == pgtable::KIND_MARKER) {
+            if !(old.is_none() || old.is_marker()) {
                 return Err(Errno::EEXIST);
             }
             let wpbit = if wp { UFFD_WP } else { 0 };
@@ -394,7 +395,7 @@ impl Kernel {
 
     /// `handle_userfault`: record the message and let the modelled monitor resolve it.
     /// Returns false when the uffd has `UFFD_FEATURE_SIGBUS` (the task gets SIGBUS).
-    pub(crate) fn deliver_userfault(&mut self, mmi: usize, addr: u64, flags: u32) -> bool {
+    pub(crate) fn deliver_userfault(&mut self, mmi: MmId, addr: u64, flags: u32) -> bool {
         let Some(u) = self.mms[mmi].uffd.as_deref_mut() else {
             return false;
         };
@@ -441,7 +442,7 @@ impl Kernel {
             while a < e {
                 let pte = self.mms[mmi].pgt.pte(a);
                 let pmd = self.mms[mmi].pgt.pmd(a);
-                if !pmd.is_huge() && (pte.is_none() || pte.kind() == pgtable::KIND_MARKER) {
+                if !pmd.is_huge() && (pte.is_none() || pte.is_marker()) {
                     let pid = self
                         .tasks
                         .values()
