@@ -110,7 +110,7 @@ impl MmMaps {
     fn add(&mut self, mm: MmId, delta: i64) {
         let n = self.len as usize;
         if let Some(i) = self.inline[..n].iter().position(|e| e.0 == mm) {
-            let c = self.inline[i].1 as i64 + delta;
+            let c = i64::from(self.inline[i].1) + delta;
             debug_assert!(c >= 0);
             if c == 0 {
                 self.inline[i] = self.inline[n - 1];
@@ -120,26 +120,31 @@ impl MmMaps {
                     self.len += 1;
                 }
             } else {
-                self.inline[i].1 = c as u32;
+                self.inline[i].1 = count(c);
             }
         } else if let Some(i) = self.more.iter().position(|e| e.0 == mm) {
-            let c = self.more[i].1 as i64 + delta;
+            let c = i64::from(self.more[i].1) + delta;
             debug_assert!(c >= 0);
             if c == 0 {
                 self.more.swap_remove(i);
             } else {
-                self.more[i].1 = c as u32;
+                self.more[i].1 = count(c);
             }
         } else {
             debug_assert!(delta > 0);
             if n < 2 {
-                self.inline[n] = (mm, delta as u32);
+                self.inline[n] = (mm, count(delta));
                 self.len += 1;
             } else {
-                self.more.push((mm, delta as u32));
+                self.more.push((mm, count(delta)));
             }
         }
     }
+}
+
+/// A mapping count computed in `i64` (a count plus a signed delta), back as `u32`.
+fn count(c: i64) -> u32 {
+    u32::try_from(c).expect("mapping counts stay in 0..2^32")
 }
 
 impl LargeMeta {
@@ -177,7 +182,7 @@ impl Folios {
                 }
                 None => {
                     self.large.push(m);
-                    (self.large.len() - 1) as u32
+                    crate::util::to_u32(self.large.len() - 1)
                 }
             }
         } else {

@@ -122,7 +122,7 @@ impl Kernel {
         f.entire_mapcount += 1;
         f.refcount += 1;
         self.folios.mm_map_add(id, cmi, 1);
-        self.mms[cmi].rss_anon += HPAGE_PMD_NR as u64;
+        self.mms[cmi].rss_anon += u64::from(HPAGE_PMD_NR);
         Ok(())
     }
 

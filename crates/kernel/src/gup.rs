@@ -60,7 +60,7 @@ impl Kernel {
         let mmi = self.mm_of(pid);
         let mut addr = start;
         while addr < end {
-            let Some(vma) = self.mms[mmi].vma_at(addr).cloned() else {
+            let Some(vma) = self.mms[mmi].vma_at(addr).copied() else {
                 return Err(Errno::ENOMEM);
             };
             // check_vma_flags()
@@ -83,7 +83,7 @@ impl Kernel {
                     );
                     match self.handle_mm_fault(mmi, &vma, addr, write) {
                         VmFault::Done | VmFault::Fallback => {
-                            self.tasks.get_mut(&pid).expect("task").minflt += 1
+                            self.tasks.get_mut(&pid).expect("task").minflt += 1;
                         }
                         VmFault::Oom => return Err(Errno::ENOMEM),
                         VmFault::Userfault(flags) => {
@@ -99,7 +99,7 @@ impl Kernel {
                             // as a major fault (mm_account_fault), unlike a user access on 6.18.
                             match self.handle_mm_fault(mmi, &vma, addr, write) {
                                 VmFault::Done | VmFault::Fallback => {
-                                    self.tasks.get_mut(&pid).expect("task").majflt += 1
+                                    self.tasks.get_mut(&pid).expect("task").majflt += 1;
                                 }
                                 VmFault::Oom => return Err(Errno::ENOMEM),
                                 VmFault::Userfault(_) => {}

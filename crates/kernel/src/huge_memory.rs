@@ -17,6 +17,7 @@ use crate::pgtable::{Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, SOFT_DIRTY, UFFD_WP, 
 use crate::profile::HzpWpFault;
 use crate::sysfs::ThpEnabled;
 use crate::types::{HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK, PMD_SIZE};
+use crate::util::to_u32;
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
 
@@ -215,8 +216,9 @@ impl Kernel {
         *self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd table") = Pmd::thp(folio, bits);
         self.folios.meta_mut(folio).va = haddr;
         self.folio_add_new_anon_rmap(folio, true, mmi);
-        self.mms[mmi].rss_anon += HPAGE_PMD_NR as u64;
-        self.vmstat.add(VmItem::SimZeroedPages, HPAGE_PMD_NR as i64);
+        self.mms[mmi].rss_anon += u64::from(HPAGE_PMD_NR);
+        self.vmstat
+            .add(VmItem::SimZeroedPages, i64::from(HPAGE_PMD_NR));
         self.vmstat.count(VmItem::ThpFaultAlloc);
         self.vmstat
             .mthp_count(HPAGE_PMD_ORDER, MthpStat::AnonFaultAlloc);
@@ -358,7 +360,7 @@ impl Kernel {
             } else {
                 let id = pmd.folio();
                 for (i, e) in table.iter_mut().enumerate() {
-                    *e = Pte::page(id, i as u32, carry);
+                    *e = Pte::page(id, to_u32(i), carry);
                 }
             }
         }
@@ -369,7 +371,7 @@ impl Kernel {
             if pmd.has(DIRTY) {
                 self.folios.get_mut(id).flags |= crate::folio::flags::DIRTY;
             }
-            self.folio_add_anon_rmap_ptes(id, 0, HPAGE_PMD_NR as u32, mmi);
+            self.folio_add_anon_rmap_ptes(id, 0, HPAGE_PMD_NR, mmi);
             self.folio_remove_rmap_pmd(id, mmi);
         }
     }

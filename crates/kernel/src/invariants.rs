@@ -7,6 +7,7 @@ use crate::ids::{FolioId, MmId};
 use crate::mm::vmf;
 use crate::pgtable::WRITE;
 use crate::types::{HPAGE_PMD_NR, PMD_SHIFT, PMD_SIZE, PUD_SHIFT};
+use crate::util::{to_i64, to_u32};
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
 use rustc_hash::FxHashMap;
@@ -97,7 +98,7 @@ impl Kernel {
                             let s = seen.entry(pmd.folio()).or_default();
                             s.entire += 1;
                             s.by_mm(mmi);
-                            rss += HPAGE_PMD_NR as u64;
+                            rss += u64::from(HPAGE_PMD_NR);
                         }
                     } else {
                         let ti = pmd.table_idx().index();
@@ -167,7 +168,7 @@ impl Kernel {
                     "maps the huge zero page without holding a reference".into()
                 ));
             }
-            huge_zero_mms += mm.huge_zero_ref as u32;
+            huge_zero_mms += u32::from(mm.huge_zero_ref);
         }
         if huge_zero_mms != self.huge_zero_users
             || (self.huge_zero_users > 0 && self.huge_zero_pfn.is_none())
@@ -186,13 +187,13 @@ impl Kernel {
         let mut deferred = 0u64;
         for id in self.folios.iter_live() {
             let f = self.folios.get(id);
-            allocated += f.nr_pages() as u64;
+            allocated += u64::from(f.nr_pages());
             let s = seen.remove(&id).unwrap_or_default();
             if f.refcount == 0 {
                 return Err(format!("live folio {id} with refcount 0: {f:?}"));
             }
             let pte_maps: u32 = s.pages.iter().sum();
-            if f.entire_mapcount as u32 != s.entire || f.mapcount != pte_maps {
+            if u32::from(f.entire_mapcount) != s.entire || f.mapcount != pte_maps {
                 return Err(format!(
                     "{id} {f:?}: page tables show entire {} pte {pte_maps}",
                     s.entire
@@ -230,7 +231,7 @@ impl Kernel {
                         "{id}: per-mm mappings {have:?} but page tables show {want:?}"
                     ));
                 }
-                let mapped = pages.iter().filter(|c| **c > 0).count() as u32;
+                let mapped = to_u32(pages.iter().filter(|c| **c > 0).count());
                 if m.nr_pages_mapped != mapped {
                     return Err(format!(
                         "{id}: nr_pages_mapped {} != {mapped}",
@@ -238,16 +239,16 @@ impl Kernel {
                     ));
                 }
                 anon_pages += if f.entire_mapcount > 0 {
-                    f.nr_pages() as i64
+                    i64::from(f.nr_pages())
                 } else {
-                    mapped as i64
+                    i64::from(mapped)
                 };
             } else {
-                anon_pages += (f.mapcount > 0) as i64;
+                anon_pages += i64::from(f.mapcount > 0);
             }
             if f.order >= 2 {
                 nr_anon[f.order as usize] += 1;
-                partial[f.order as usize] += f.test(flags::PARTIALLY_MAPPED) as i64;
+                partial[f.order as usize] += i64::from(f.test(flags::PARTIALLY_MAPPED));
             }
             if f.order == 9 && f.entire_mapcount > 0 {
                 pmd_mapped_thps += 1;
@@ -255,7 +256,7 @@ impl Kernel {
             if f.test(flags::PARTIALLY_MAPPED) && !f.test(flags::DEFERRED) {
                 return Err(format!("{id} partially mapped but not queued"));
             }
-            deferred += f.test(flags::DEFERRED) as u64;
+            deferred += u64::from(f.test(flags::DEFERRED));
         }
         if let Some((id, _)) = seen.iter().next() {
             return Err(format!("page tables map freed folio {id}"));
@@ -292,7 +293,7 @@ impl Kernel {
                 self.vmstat.get(VmItem::NrAnonPages)
             ));
         }
-        if self.vmstat.get(VmItem::NrPageTablePages) != pgtable_pages as i64 {
+        if self.vmstat.get(VmItem::NrPageTablePages) != to_i64(pgtable_pages) {
             return Err(format!(
                 "nr_page_table_pages {} != {pgtable_pages}",
                 self.vmstat.get(VmItem::NrPageTablePages)

@@ -24,6 +24,7 @@ use crate::mm::{ThpDisable, Vma};
 use crate::pgtable::{self, Pmd, Pte, DIRTY, EXCLUSIVE, WRITE, YOUNG};
 use crate::profile::Collapse;
 use crate::types::{Pid, HPAGE_PMD_NR, HPAGE_PMD_ORDER, PMD_MASK, PMD_SHIFT, PMD_SIZE};
+use crate::util::to_u32;
 use crate::vmstat::VmItem;
 use crate::Kernel;
 
@@ -99,7 +100,7 @@ impl Kernel {
             // khugepaged_wait_work(): sleep scan_sleep_millisecs while there is work. A pass
             // takes no simulated time, so with scan_sleep_millisecs=0 it is charged 1 ms
             // (else time would never advance and the loop never end).
-            let pause = (self.sysfs.scan_sleep_millisecs as u64).max(1);
+            let pause = u64::from(self.sysfs.scan_sleep_millisecs).max(1);
             self.khugepaged.next_pass_ms = if self.khugepaged.mms.is_empty() {
                 None
             } else {
@@ -138,7 +139,7 @@ impl Kernel {
         if woken_for_a_pass && !self.khugepaged.mms.is_empty() {
             let slept = self.khugepaged_do_scan();
             self.khugepaged.next_pass_ms = (!self.khugepaged.mms.is_empty())
-                .then(|| self.now_ms + slept + self.sysfs.scan_sleep_millisecs as u64);
+                .then(|| self.now_ms + slept + u64::from(self.sysfs.scan_sleep_millisecs));
         }
         Ok(())
     }
@@ -161,7 +162,7 @@ impl Kernel {
         }
         if self.hugepage_pmd_enabled() {
             self.khugepaged.next_pass_ms =
-                Some(self.now_ms + self.sysfs.scan_sleep_millisecs as u64);
+                Some(self.now_ms + u64::from(self.sysfs.scan_sleep_millisecs));
         }
         pid
     }
@@ -180,7 +181,7 @@ impl Kernel {
     /// `khugepaged_do_scan`: one pass. Returns the simulated milliseconds spent sleeping
     /// after an allocation failure (`alloc_sleep_millisecs`).
     fn khugepaged_do_scan(&mut self) -> u64 {
-        let pages = self.sysfs.pages_to_scan as u64;
+        let pages = u64::from(self.sysfs.pages_to_scan);
         let mut progress = 0u64;
         let mut pass_through_head = 0;
         let mut wait = true;
@@ -203,7 +204,7 @@ impl Kernel {
                     break;
                 }
                 wait = false;
-                slept += self.sysfs.alloc_sleep_millisecs as u64;
+                slept += u64::from(self.sysfs.alloc_sleep_millisecs);
             }
         }
         slept
@@ -227,7 +228,7 @@ impl Kernel {
         if self.mms[mmi].thp_disable != ThpDisable::Completely {
             let starts: Vec<u64> = self.mms[mmi].vmas.keys().copied().collect();
             'vmas: for s in starts {
-                let Some(vma) = self.mms[mmi].vmas.get(&s).cloned() else {
+                let Some(vma) = self.mms[mmi].vmas.get(&s).copied() else {
                     continue;
                 };
                 if vma.end <= self.khugepaged.address {
@@ -248,7 +249,7 @@ impl Kernel {
                 }
                 while self.khugepaged.address < hend {
                     let addr = self.khugepaged.address;
-                    let Some(v) = self.mms[mmi].vma_at(addr).cloned() else {
+                    let Some(v) = self.mms[mmi].vma_at(addr).copied() else {
                         break;
                     };
                     *result = self.collapse_scan_pmd(mmi, &v, addr, true);
@@ -256,7 +257,7 @@ impl Kernel {
                         self.vmstat.pages_collapsed += 1;
                     }
                     self.khugepaged.address += PMD_SIZE;
-                    progress += HPAGE_PMD_NR as u64;
+                    progress += u64::from(HPAGE_PMD_NR);
                     // collapse_huge_page() dropped mmap_lock: return to khugepaged_do_scan,
                     // which re-enters this mm (+1) if budget is left. Running out of budget
                     // also leaves the mm unfinished until the next visit.
@@ -309,7 +310,7 @@ impl Kernel {
         let (mut none_or_zero, mut shared, mut referenced) = (0u32, 0u32, 0u32);
         let uffd = vma.uffd_armed();
         let mut checked: Vec<FolioId> = Vec::new();
-        for pte in table.iter() {
+        for pte in &table {
             if pte.is_none() || pte.is_zero_page() {
                 none_or_zero += 1;
                 if !uffd && (!khugepaged || none_or_zero <= self.sysfs.max_ptes_none) {
@@ -336,7 +337,7 @@ impl Kernel {
             if !checked.contains(&id) {
                 // is_refcount_suitable(): every reference is a mapping.
                 let f = self.folios.get(id);
-                if f.refcount != f.mapcount + f.entire_mapcount as u32 {
+                if f.refcount != f.mapcount + u32::from(f.entire_mapcount) {
                     return ScanResult::PageCount;
                 }
                 checked.push(id);
@@ -371,12 +372,12 @@ impl Kernel {
             if pte.is_page() {
                 copied += 1;
                 if self.folios.is_nonzero(pte.folio(), pte.idx()) {
-                    self.folios.set_nonzero(new, i as u32);
+                    self.folios.set_nonzero(new, to_u32(i));
                 }
             }
         }
         self.vmstat
-            .add(VmItem::SimZeroedPages, HPAGE_PMD_NR as i64 - copied);
+            .add(VmItem::SimZeroedPages, i64::from(HPAGE_PMD_NR) - copied);
         self.vmstat.add(VmItem::SimCollapseCopiedPages, copied);
         // __collapse_huge_page_copy_succeeded(): since 6.17 the old mappings go in batches of
         // consecutive pages of one folio (folio_pte_batch), so a large folio collapsed whole
@@ -392,7 +393,7 @@ impl Kernel {
             let mut n = 1;
             while i + n < table.len() {
                 let q = table[i + n];
-                if q.is_page() && q.folio() == pte.folio() && q.idx() == pte.idx() + n as u32 {
+                if q.is_page() && q.folio() == pte.folio() && q.idx() == pte.idx() + to_u32(n) {
                     self.mms[mmi].pgt.pte_table_mut(tidx)[i + n] = Pte::NONE;
                     n += 1;
                 } else {
@@ -400,7 +401,7 @@ impl Kernel {
                 }
             }
             self.mms[mmi].rss_anon -= n as u64;
-            self.folio_remove_rmap_ptes(pte.folio(), pte.idx(), n as u32, mmi);
+            self.folio_remove_rmap_ptes(pte.folio(), pte.idx(), to_u32(n), mmi);
             i += n;
         }
         // The PTE table becomes the deposit of the new PMD.
@@ -417,7 +418,7 @@ impl Kernel {
         *self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd") = Pmd::thp(new, bits);
         self.folios.meta_mut(new).va = haddr;
         self.folio_add_new_anon_rmap(new, true, mmi);
-        self.mms[mmi].rss_anon += HPAGE_PMD_NR as u64;
+        self.mms[mmi].rss_anon += u64::from(HPAGE_PMD_NR);
         self.deferred_split_folio(new, false);
         ScanResult::Succeed
     }
@@ -439,7 +440,7 @@ impl Kernel {
         let f = *self.folios.get(id);
         if f.order != HPAGE_PMD_ORDER
             || f.entire_mapcount != 0
-            || f.mapcount != HPAGE_PMD_NR as u32
+            || f.mapcount != HPAGE_PMD_NR
             || self.folios.maybe_mapped_shared(id)
         {
             return false;
@@ -447,18 +448,18 @@ impl Kernel {
         if !table
             .iter()
             .enumerate()
-            .all(|(i, p)| p.is_page() && p.folio() == id && p.idx() == i as u32)
+            .all(|(i, p)| p.is_page() && p.folio() == id && p.idx() == to_u32(i))
         {
             return false;
         }
         let tidx = self.mms[mmi].pgt.pmd(haddr).table_idx();
         let excl = table.iter().all(|p| p.has(EXCLUSIVE));
-        for i in 0..HPAGE_PMD_NR {
+        for i in 0..HPAGE_PMD_NR as usize {
             self.mms[mmi].pgt.pte_table_mut(tidx)[i] = Pte::NONE;
         }
         // PTE mappings become one PMD mapping of the same folio.
         self.folio_add_pmd_mapping(id, mmi);
-        self.folio_remove_rmap_ptes(id, 0, HPAGE_PMD_NR as u32, mmi);
+        self.folio_remove_rmap_ptes(id, 0, HPAGE_PMD_NR, mmi);
         let pfn = self.mms[mmi].pgt.free_pte_table(tidx);
         self.mms[mmi].pgt.deposited.push(pfn);
         let bits = YOUNG
@@ -481,7 +482,7 @@ impl Kernel {
         let mmi = self.mm_of(pid);
         let unmapped = !self.mms[mmi].range_fully_mapped(start, end);
         for s in self.mms[mmi].vma_starts_in(start, end) {
-            let Some(vma) = self.mms[mmi].vmas.get(&s).cloned() else {
+            let Some(vma) = self.mms[mmi].vmas.get(&s).copied() else {
                 continue;
             };
             self.madvise_collapse_vma(mmi, &vma, start.max(vma.start), end.min(vma.end))?;
@@ -504,7 +505,7 @@ impl Kernel {
         let mut last_fail = None;
         let mut addr = hstart;
         while addr < hend {
-            let Some(v) = self.mms[mmi].vma_at(addr).cloned() else {
+            let Some(v) = self.mms[mmi].vma_at(addr).copied() else {
                 break;
             };
             let r = self.collapse_scan_pmd(mmi, &v, addr, false);

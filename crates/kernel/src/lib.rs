@@ -95,7 +95,7 @@ pub struct Kernel {
 
 impl Kernel {
     pub fn new(cfg: KernelConfig) -> Result<Kernel, String> {
-        let unit = 1u64 << (MAX_PAGE_ORDER as u32 + PAGE_SHIFT);
+        let unit = 1u64 << (u32::from(MAX_PAGE_ORDER) + PAGE_SHIFT);
         if cfg.memory < unit || cfg.memory % unit != 0 {
             return Err(format!(
                 "memory must be a positive multiple of {} MiB",
@@ -166,8 +166,7 @@ impl Kernel {
     pub(crate) fn mm_of(&self, pid: Pid) -> MmId {
         self.tasks
             .get(&pid)
-            .map(|t| t.mm)
-            .unwrap_or_else(|| panic!("no task {pid}"))
+            .map_or_else(|| panic!("no task {pid}"), |t| t.mm)
     }
 
     pub fn mm(&self, pid: Pid) -> &Mm {
@@ -287,9 +286,9 @@ impl Kernel {
     /// allocator (see `VmStat::named`).
     pub fn counters(&self) -> Vec<(String, i64)> {
         let mut v = self.vmstat.named();
-        for (k, val) in v.iter_mut() {
+        for (k, val) in &mut v {
             if k == "vmstat.nr_free_pages" {
-                *val = self.buddy.nr_free_pages() as i64;
+                *val = util::to_i64(self.buddy.nr_free_pages());
             }
         }
         let u = &self.uffd_stats;
@@ -300,7 +299,7 @@ impl Kernel {
             ("minor", u.minor),
             ("write", u.write),
         ] {
-            v.push((format!("uffd.{name}"), n as i64));
+            v.push((format!("uffd.{name}"), util::to_i64(n)));
         }
         v
     }

@@ -13,9 +13,10 @@ use crate::folio::FolioId;
 use crate::ids::MmId;
 use crate::mm::{vmf, Vma};
 use crate::pgtable::{
-    pte_index, Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, STORED, UFFD_WP, WRITE, YOUNG,
+    pte_index, pte_index32, Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, STORED, UFFD_WP, WRITE, YOUNG,
 };
 use crate::types::{AccessKind, Pid, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK};
+use crate::util::highest_order;
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
 
@@ -67,7 +68,7 @@ impl Kernel {
             }
             match self.handle_mm_fault(mmi, &vma, addr, write) {
                 VmFault::Done | VmFault::Fallback => {
-                    self.tasks.get_mut(&pid).expect("task").minflt += 1
+                    self.tasks.get_mut(&pid).expect("task").minflt += 1;
                 }
                 VmFault::Oom => return Err(Signal::Sigkill),
                 VmFault::Userfault(flags) => {
@@ -98,7 +99,7 @@ impl Kernel {
             if write {
                 pmd.set(DIRTY, true);
                 if store && p.is_thp() {
-                    self.folios.set_nonzero(p.folio(), pte_index(addr) as u32);
+                    self.folios.set_nonzero(p.folio(), pte_index32(addr));
                 }
             }
             return true;
@@ -298,8 +299,8 @@ impl Kernel {
         }
         let pmd = self.mms[mmi].pgt.pmd(addr);
         let table = &mut self.mms[mmi].pgt.ptes[pmd.table_idx().index()];
-        for i in 0..nr {
-            table[pte_index(base + i * PAGE_SIZE)] = Pte::page(folio, i as u32, bits);
+        for i in 0..1u32 << order {
+            table[pte_index(base + u64::from(i) * PAGE_SIZE)] = Pte::page(folio, i, bits);
         }
         if order > 0 {
             self.folios.meta_mut(folio).va = base;
@@ -328,7 +329,7 @@ impl Kernel {
             let beside_full = self.sysfs.anon_beside_full != 0;
             let pmd = self.mms[mmi].pgt.pmd(addr);
             let table = self.mms[mmi].pgt.pte_table(pmd.table_idx());
-            let mut order = 15 - orders.leading_zeros() as u8;
+            let mut order = highest_order(orders);
             loop {
                 let nr = 1usize << order;
                 let start = pte_index(addr) & !(nr - 1);
@@ -342,11 +343,11 @@ impl Kernel {
                 if orders == 0 {
                     break;
                 }
-                order = 15 - orders.leading_zeros() as u8;
+                order = highest_order(orders);
             }
         }
         while orders != 0 {
-            let order = 15 - orders.leading_zeros() as u8;
+            let order = highest_order(orders);
             if let Some(f) = self.alloc_anon_folio_order(order) {
                 self.vmstat.mthp_count(order, MthpStat::AnonFaultAlloc);
                 return Some((f, order));
@@ -396,7 +397,7 @@ impl Kernel {
         }
         // __wp_can_reuse_large_anon_folio (6.15+): more than one mapping, not shared with
         // another mm, and every reference is a mapping.
-        let large_mapcount = f.mapcount + f.entire_mapcount as u32;
+        let large_mapcount = f.mapcount + u32::from(f.entire_mapcount);
         large_mapcount > 1 && !self.folios.maybe_mapped_shared(id) && large_mapcount == f.refcount
     }
 
@@ -470,7 +471,7 @@ impl Kernel {
                         let id = pmd.folio();
                         let mut x = a;
                         while x <= last {
-                            self.folios.set_nonzero(id, pte_index(x) as u32);
+                            self.folios.set_nonzero(id, pte_index32(x));
                             x += stride;
                         }
                     }

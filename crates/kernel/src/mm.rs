@@ -210,8 +210,7 @@ impl Mm {
             .vmas
             .range(..start)
             .next_back()
-            .map(|(k, _)| *k)
-            .unwrap_or(start);
+            .map_or(start, |(k, _)| *k);
         let keys: Vec<u64> = self.vmas.range(lo..=end).map(|(k, _)| *k).collect();
         let mut prev: Option<u64> = None;
         for k in keys {
@@ -260,7 +259,9 @@ impl Tasks {
         self.0[i] = Some(task);
     }
     pub fn remove(&mut self, pid: &Pid) -> Option<Task> {
-        self.0.get_mut(*pid as usize).and_then(|t| t.take())
+        self.0
+            .get_mut(*pid as usize)
+            .and_then(std::option::Option::take)
     }
     pub fn values(&self) -> impl Iterator<Item = &Task> {
         self.0.iter().flatten()

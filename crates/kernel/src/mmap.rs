@@ -15,6 +15,7 @@ use crate::types::{
     is_page_aligned, page_align_up, Pid, Prot, HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_MASK,
     PMD_SIZE, PUD_SIZE, TASK_SIZE,
 };
+use crate::util::to_u32;
 use crate::Kernel;
 
 /// mmap(2) flags the model understands (besides `MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE`).
@@ -59,7 +60,7 @@ impl Kernel {
         self.mms[mmi].vmas.insert(addr, vma);
         self.mms[mmi].invalidate_vma_cache();
         self.mms[mmi].merge_range(addr, end);
-        let merged = self.mms[mmi].vma_at(addr).cloned().expect("new vma");
+        let merged = self.mms[mmi].vma_at(addr).copied().expect("new vma");
         self.khugepaged_enter_vma(mmi, &merged, merged.flags);
         if flags.populate {
             // __mm_populate: errors are ignored, mmap still succeeds.
@@ -96,7 +97,7 @@ impl Kernel {
     /// `__split_vma` at `addr` if a VMA straddles it; splits a huge PMD across the boundary
     /// first (`vma_adjust_trans_huge`).
     pub(crate) fn split_vma_at(&mut self, mmi: MmId, addr: u64) {
-        let Some(vma) = self.mms[mmi].vma_at(addr).cloned() else {
+        let Some(vma) = self.mms[mmi].vma_at(addr).copied() else {
             return;
         };
         if vma.start == addr {
@@ -176,7 +177,7 @@ impl Kernel {
         let pfn = self.mms[mmi].pgt.deposited.pop().expect("deposit");
         self.free_pgtable_page(pfn);
         if pmd.is_thp() {
-            self.mms[mmi].rss_anon -= HPAGE_PMD_NR as u64;
+            self.mms[mmi].rss_anon -= u64::from(HPAGE_PMD_NR);
             self.folio_remove_rmap_pmd(pmd.folio(), mmi);
         }
     }
@@ -200,7 +201,7 @@ impl Kernel {
             let mut n = 1;
             while i + n < i1 {
                 let q = self.mms[mmi].pgt.pte_table(tidx)[i + n];
-                if q.is_page() && q.folio() == id && q.idx() == first + n as u32 {
+                if q.is_page() && q.folio() == id && q.idx() == first + to_u32(n) {
                     n += 1;
                 } else {
                     break;
@@ -210,7 +211,7 @@ impl Kernel {
                 *e = Pte::NONE;
             }
             self.mms[mmi].rss_anon -= n as u64;
-            self.folio_remove_rmap_ptes(id, first, n as u32, mmi);
+            self.folio_remove_rmap_ptes(id, first, to_u32(n), mmi);
             i += n;
         }
     }
@@ -254,7 +255,7 @@ impl Kernel {
         let mmi = self.mm_of(pid);
         let mut addr = start;
         while addr < end {
-            let Some(vma) = self.mms[mmi].vma_at(addr).cloned() else {
+            let Some(vma) = self.mms[mmi].vma_at(addr).copied() else {
                 break;
             };
             let e = end.min(vma.end);

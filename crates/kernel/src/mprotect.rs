@@ -33,7 +33,7 @@ impl Kernel {
         let mut result = Ok(());
         let mut changed = Vec::new();
         while cur < end {
-            let Some(v) = self.mms[mmi].vma_at(cur).cloned() else {
+            let Some(v) = self.mms[mmi].vma_at(cur).copied() else {
                 result = Err(Errno::ENOMEM);
                 break;
             };

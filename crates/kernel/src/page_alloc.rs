@@ -40,7 +40,14 @@ impl BuddyAllocator {
             total_pages,
             lists: Default::default(),
             nr_free: [0; NR_ORDERS],
-            bits: std::array::from_fn(|k| vec![0u64; ((total_pages >> k) as usize).div_ceil(64)]),
+            bits: std::array::from_fn(|k| {
+                vec![
+                    0u64;
+                    usize::try_from(total_pages >> k)
+                        .expect("below 2^32")
+                        .div_ceil(64)
+                ]
+            }),
             virgin: 0,
         }
     }
@@ -88,16 +95,16 @@ impl BuddyAllocator {
 
     fn push(&mut self, pfn: u64, order: usize) {
         self.set_free(pfn, order, true);
-        self.lists[order].push(pfn as u32);
+        self.lists[order].push(Pfn(pfn).to_u32());
         self.nr_free[order] += 1;
     }
 
     fn pop(&mut self, order: usize) -> Option<u64> {
         while let Some(pfn) = self.lists[order].pop() {
-            if self.is_free(pfn as u64, order) {
-                self.set_free(pfn as u64, order, false);
+            if self.is_free(u64::from(pfn), order) {
+                self.set_free(u64::from(pfn), order, false);
                 self.nr_free[order] -= 1;
-                return Some(pfn as u64);
+                return Some(u64::from(pfn));
             }
         }
         None
@@ -157,7 +164,7 @@ impl BuddyAllocator {
         // Keep stale entries bounded.
         if self.lists[order].len() as u64 > 2 * self.nr_free[order] + 4096 {
             let bits = &self.bits[order];
-            self.lists[order].retain(|&p| bit_test(bits, p as u64 >> order));
+            self.lists[order].retain(|&p| bit_test(bits, u64::from(p) >> order));
         }
     }
 
@@ -167,11 +174,11 @@ impl BuddyAllocator {
             let mut seen: Vec<u32> = self.lists[o]
                 .iter()
                 .copied()
-                .filter(|&p| self.is_free(p as u64, o))
+                .filter(|&p| self.is_free(u64::from(p), o))
                 .collect();
             seen.sort_unstable();
             seen.dedup();
-            seen.into_iter().map(move |p| (p as u64, o as u8))
+            seen.into_iter().map(move |p| (u64::from(p), order_u8(o)))
         });
         let virgin = (self.virgin..self.total_pages)
             .step_by(1 << MAX_PAGE_ORDER)
@@ -208,6 +215,11 @@ impl BuddyAllocator {
         }
         Ok(pages)
     }
+}
+
+/// An order index (below `NR_ORDERS`) as the `u8` orders are elsewhere.
+fn order_u8(o: usize) -> u8 {
+    u8::try_from(o).expect("order below NR_ORDERS")
 }
 
 #[inline]

@@ -266,6 +266,13 @@ pub fn pte_index(addr: u64) -> usize {
     ((addr >> PAGE_SHIFT) as usize) & (PTRS_PER_PTE - 1)
 }
 
+/// `pte_index` as the `u32` page index folios use.
+#[inline]
+pub fn pte_index32(addr: u64) -> u32 {
+    // Masked to 9 bits: the conversion cannot fail.
+    u32::try_from((addr >> PAGE_SHIFT) & (PTRS_PER_PTE as u64 - 1)).unwrap_or(0)
+}
+
 /// The page tables of one mm. PMD tables are found by 1 GiB region; PTE tables live in an
 /// arena indexed from PMD entries. Each table also holds a simulated PFN so page-table memory
 /// is charged to the buddy allocator like the kernel's.
@@ -317,10 +324,11 @@ impl PageTables {
 
     /// Removes the PMD table of region `key` (`addr >> PUD_SHIFT`); returns its PFN.
     pub fn remove_pmd_table(&mut self, key: u64) -> Option<Pfn> {
-        let t = self.pmds.get_mut(key as usize)?.take()?;
+        let i = usize::try_from(key).ok()?;
+        let t = self.pmds.get_mut(i)?.take()?;
         debug_assert!(t.iter().all(|p| p.is_none()));
         self.nr_pmd_tables -= 1;
-        self.pmd_pfns[key as usize].take()
+        self.pmd_pfns[i].take()
     }
 
     #[inline]
@@ -340,7 +348,9 @@ impl PageTables {
 
     /// The PMD table of region `key`.
     pub fn pmd_table(&self, key: u64) -> Option<&PmdTable> {
-        self.pmds.get(key as usize).and_then(|t| t.as_deref())
+        self.pmds
+            .get(usize::try_from(key).ok()?)
+            .and_then(|t| t.as_deref())
     }
 
     pub fn nr_pmd_tables(&self) -> usize {

@@ -31,18 +31,18 @@ impl Kernel {
                 m.nr_pages_mapped = nr;
             }
         }
-        self.vmstat.add(VmItem::NrAnonPages, nr as i64);
+        self.vmstat.add(VmItem::NrAnonPages, i64::from(nr));
         if order >= 2 {
             self.vmstat.mthp_add(order, MthpStat::NrAnon, 1);
         }
         self.folios
-            .mm_map_add(id, mmi, if pmd { 1 } else { nr as i64 });
+            .mm_map_add(id, mmi, if pmd { 1 } else { i64::from(nr) });
     }
 
     /// Adds PTE mappings of pages `[first, first+nr)` of an existing folio
     /// (`folio_add_anon_rmap_ptes`, used by PMD split and fork).
     pub(crate) fn folio_add_anon_rmap_ptes(&mut self, id: FolioId, first: u32, nr: u32, mmi: MmId) {
-        self.folios.mm_map_add(id, mmi, nr as i64);
+        self.folios.mm_map_add(id, mmi, i64::from(nr));
         let f = self.folios.get_mut(id);
         let order = f.order;
         let entire = f.entire_mapcount;
@@ -69,14 +69,14 @@ impl Kernel {
         }
         m.nr_pages_mapped += newly;
         if entire == 0 {
-            self.vmstat.add(VmItem::NrAnonPages, newly as i64);
+            self.vmstat.add(VmItem::NrAnonPages, i64::from(newly));
         }
     }
 
     /// Removes PTE mappings of pages `[first, first+nr)` (`folio_remove_rmap_ptes`) and drops
     /// their references. May queue the folio as partially mapped or free it.
     pub(crate) fn folio_remove_rmap_ptes(&mut self, id: FolioId, first: u32, nr: u32, mmi: MmId) {
-        self.folios.mm_map_add(id, mmi, -(nr as i64));
+        self.folios.mm_map_add(id, mmi, -i64::from(nr));
         let f = self.folios.get_mut(id);
         let order = f.order;
         let entire = f.entire_mapcount;
@@ -104,7 +104,7 @@ impl Kernel {
         // While PMD-mapped, pages leaving the PTE level stay mapped (ENTIRELY_MAPPED).
         let unmapped = if entire > 0 { 0 } else { last };
         if unmapped > 0 {
-            self.vmstat.add(VmItem::NrAnonPages, -(unmapped as i64));
+            self.vmstat.add(VmItem::NrAnonPages, -i64::from(unmapped));
         }
         if unmapped > 0 && still_mapped && !self.folios.get(id).test(flags::PARTIALLY_MAPPED) {
             self.deferred_split_folio(id, true);
@@ -123,7 +123,7 @@ impl Kernel {
             self.vmstat.add(VmItem::NrAnonTransparentHugepages, -1);
             let mapped = self.folios.meta(id).nr_pages_mapped;
             let nr = nr_pages - mapped;
-            self.vmstat.add(VmItem::NrAnonPages, -(nr as i64));
+            self.vmstat.add(VmItem::NrAnonPages, -i64::from(nr));
             if nr > 0 && nr < nr_pages && !self.folios.get(id).test(flags::PARTIALLY_MAPPED) {
                 self.deferred_split_folio(id, true);
             }

@@ -14,6 +14,7 @@ use crate::pgtable::{
     pte_index, Pte, DIRTY, EXCLUSIVE, PROTNONE, SOFT_DIRTY, STORED, UFFD_WP, WRITE, YOUNG,
 };
 use crate::types::{HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK, PMD_SIZE};
+use crate::util::to_u32;
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
 
@@ -64,8 +65,7 @@ impl Kernel {
                     .mm_maps
                     .iter()
                     .find(|(m, _)| *m == mmi)
-                    .map(|(_, c)| c)
-                    .unwrap_or(0);
+                    .map_or(0, |(_, c)| c);
                 (mmi, self.folio_pte_locs(mmi, id, va, expect))
             })
             .collect();
@@ -76,7 +76,7 @@ impl Kernel {
             self.folios.get_mut(id).flags |= flags::DIRTY;
         }
         let f = *self.folios.get(id);
-        if f.refcount != f.mapcount + f.entire_mapcount as u32 {
+        if f.refcount != f.mapcount + u32::from(f.entire_mapcount) {
             if f.order == HPAGE_PMD_ORDER {
                 self.vmstat.count(VmItem::ThpSplitPageFailed);
             }
@@ -150,14 +150,16 @@ impl Kernel {
     /// `thp_underused`: more than `max_ptes_none` zero-filled pages (never with the default 511).
     fn thp_underused(&self, id: FolioId) -> bool {
         let max = self.sysfs.max_ptes_none;
-        if max as usize == crate::types::HPAGE_PMD_NR - 1 {
+        if max == crate::types::HPAGE_PMD_NR - 1 {
             return false;
         }
         let f = self.folios.get(id);
         let m = self.folios.meta(id);
-        let zero = (0..f.nr_pages())
-            .filter(|i| m.nonzero[(i / 64) as usize] & (1 << (i % 64)) == 0)
-            .count() as u32;
+        let zero = to_u32(
+            (0..f.nr_pages())
+                .filter(|i| m.nonzero[(i / 64) as usize] & (1 << (i % 64)) == 0)
+                .count(),
+        );
         zero > max
     }
 
@@ -279,14 +281,14 @@ impl Kernel {
                 nr = self.folio_pte_batch(mmi, tidx, addr, end);
                 if nr < f.nr_pages() {
                     if self.folios.maybe_mapped_shared(id) || !self.split_folio(id) {
-                        addr += nr as u64 * PAGE_SIZE;
+                        addr += u64::from(nr) * PAGE_SIZE;
                     }
                     // After a split the same PTEs are looked at again, now order 0.
                     continue;
                 }
             }
             let i = pte_index(addr);
-            let mapcount = f.mapcount + f.entire_mapcount as u32;
+            let mapcount = f.mapcount + u32::from(f.entire_mapcount);
             if cold {
                 if mapcount == f.nr_pages() {
                     for e in &mut self.mms[mmi].pgt.pte_table_mut(tidx)[i..i + nr as usize] {
@@ -300,7 +302,7 @@ impl Kernel {
                     e.set(DIRTY | YOUNG, false);
                 }
             }
-            addr += nr as u64 * PAGE_SIZE;
+            addr += u64::from(nr) * PAGE_SIZE;
         }
     }
 
@@ -314,7 +316,9 @@ impl Kernel {
         let table = self.mms[mmi].pgt.pte_table(tidx);
         let first = table[pte_index(addr)];
         let left_in_folio = self.folios.get(first.folio()).nr_pages() - first.idx();
-        let max = (((end - addr) / PAGE_SIZE) as u32).min(left_in_folio);
+        let max = u32::try_from((end - addr) / PAGE_SIZE)
+            .unwrap_or(u32::MAX)
+            .min(left_in_folio);
         let mut nr = 1;
         while nr < max {
             let q = table[pte_index(addr) + nr as usize];
@@ -356,13 +360,13 @@ impl Kernel {
         let nr = self.folios.get(id).nr_pages();
         let mut v = Vec::new();
         for i in 0..nr {
-            let addr = va + i as u64 * PAGE_SIZE;
+            let addr = va + u64::from(i) * PAGE_SIZE;
             let pte = pgt.pte(addr);
             if pte.is_page() && pte.folio() == id && pte.idx() == i {
                 v.push((addr, i));
             }
         }
-        if v.len() as u32 == expect {
+        if to_u32(v.len()) == expect {
             return v;
         }
         v.clear();

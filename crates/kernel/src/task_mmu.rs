@@ -10,9 +10,12 @@ use crate::folio::flags;
 use crate::huge_memory::Tva;
 use crate::observe::{pagemap_push, Backing, PageMap, Smaps};
 use crate::pgtable::PteKind;
-use crate::pgtable::{pte_index, DIRTY, EXCLUSIVE};
+use crate::pgtable::{pte_index, pte_index32, DIRTY, EXCLUSIVE};
 use crate::types::{Pid, PAGE_SIZE, PMD_MASK, PMD_SIZE};
 use crate::Kernel;
+
+/// `PAGE_SIZE` as an iterator step.
+const PAGE_STEP: usize = 1 << crate::types::PAGE_SHIFT;
 
 const PSS_SHIFT: u32 = 12;
 
@@ -42,7 +45,7 @@ impl Acc {
         }
         let mut pss = PAGE_SIZE << PSS_SHIFT;
         if mapcount >= 2 {
-            pss /= mapcount as u64;
+            pss /= u64::from(mapcount);
         }
         self.pss += pss * n;
         match (mapcount >= 2, dirty) {
@@ -62,7 +65,7 @@ impl Acc {
         }
         let mut pss = PAGE_SIZE << PSS_SHIFT;
         if mapcount >= 2 {
-            pss /= mapcount as u64;
+            pss /= u64::from(mapcount);
         }
         self.pss += pss;
         match (mapcount >= 2, dirty) {
@@ -94,19 +97,19 @@ impl Kernel {
                     let f = self.folios.get(pmd.folio());
                     let n = (pe - ps) / PAGE_SIZE;
                     let dirty = pmd.has(DIRTY) || f.test(flags::DIRTY);
-                    acc.pages(n, f.entire_mapcount as u32, dirty, true);
+                    acc.pages(n, u32::from(f.entire_mapcount), dirty, true);
                 } else if pmd.is_thp() {
                     let id = pmd.folio();
                     let f = self.folios.get(id);
                     let dirty = pmd.has(DIRTY) || f.test(flags::DIRTY);
-                    for addr in (ps..pe).step_by(PAGE_SIZE as usize) {
-                        let idx = pte_index(addr) as u32;
-                        let mc = f.entire_mapcount as u32 + self.folios.page_mapcount(id, idx);
+                    for addr in (ps..pe).step_by(PAGE_STEP) {
+                        let idx = pte_index32(addr);
+                        let mc = u32::from(f.entire_mapcount) + self.folios.page_mapcount(id, idx);
                         acc.page(mc, dirty, true);
                     }
                 } else if pmd.is_table() {
                     let table = mm.pgt.pte_table(pmd.table_idx());
-                    for addr in (ps..pe).step_by(PAGE_SIZE as usize) {
+                    for addr in (ps..pe).step_by(PAGE_STEP) {
                         let pte = table[pte_index(addr)];
                         if pte.is_page() && pte.has(EXCLUSIVE) {
                             // AnonExclusive: mapped exactly once, here (the folio is only
@@ -118,7 +121,7 @@ impl Kernel {
                             let id = pte.folio();
                             let f = self.folios.get(id);
                             let entire = if f.order > 0 {
-                                f.entire_mapcount as u32
+                                u32::from(f.entire_mapcount)
                             } else {
                                 0
                             };
@@ -139,8 +142,9 @@ impl Kernel {
                 private_dirty: acc.private_dirty >> 10,
                 anonymous: acc.anonymous >> 10,
                 anon_huge_pages: acc.anon_huge >> 10,
-                thp_eligible: (self.thp_vma_allowable_orders(mmi, vma, ALL_ANON_ORDERS, Tva::Smaps)
-                    != 0) as u64,
+                thp_eligible: u64::from(
+                    self.thp_vma_allowable_orders(mmi, vma, ALL_ANON_ORDERS, Tva::Smaps) != 0,
+                ),
                 locked: if vma.has(crate::mm::vmf::LOCKED) {
                     acc.pss >> (PSS_SHIFT + 10)
                 } else {
@@ -164,7 +168,7 @@ impl Kernel {
             let pmd = mm.pgt.pmd(addr);
             if pmd.is_table() {
                 let table = mm.pgt.pte_table(pmd.table_idx());
-                for a in (addr..slot_end).step_by(PAGE_SIZE as usize) {
+                for a in (addr..slot_end).step_by(PAGE_STEP) {
                     let pte = table[pte_index(a)];
                     let b = match pte.kind() {
                         PteKind::None => Backing::None,

@@ -414,7 +414,7 @@ impl Kernel {
         if flags & FLAG_WRITE != 0 {
             self.uffd_stats.write += 1;
         }
-        let Some(vma) = self.mms[mmi].vma_at(addr).cloned() else {
+        let Some(vma) = self.mms[mmi].vma_at(addr).copied() else {
             return true;
         };
         let block = |size: u64| {

@@ -69,10 +69,10 @@ impl T {
         Ok(())
     }
     fn read(&mut self, addr: u64, len: u64) {
-        self.touch(addr, len, AccessKind::Read).unwrap()
+        self.touch(addr, len, AccessKind::Read).unwrap();
     }
     fn write(&mut self, addr: u64, len: u64) {
-        self.touch(addr, len, AccessKind::Write).unwrap()
+        self.touch(addr, len, AccessKind::Write).unwrap();
     }
     /// Minor faults since the last call.
     fn faults(&mut self) -> u64 {

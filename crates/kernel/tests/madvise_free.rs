@@ -79,7 +79,7 @@ fn dontneed_of_a_whole_pte_table_range_frees_the_table() {
         k.mprotect(pid, BASE + 2 * M2, M2 / 2, Prot::RW).unwrap();
         assert_eq!(
             k.vmstat.get(VmItem::NrPageTablePages) - pt0,
-            -(reclaim as i64),
+            -i64::from(reclaim),
             "{profile}"
         );
         for slot in 0..3 {

@@ -206,8 +206,8 @@ fn run(
                 }
             }
             Op::Switch(n) => cur = n as usize % procs.len(),
-            Op::Khugepaged(n) => k.khugepaged_scan(n as u32),
-            Op::Sleep(ms) => k.sleep_ms(ms as u64),
+            Op::Khugepaged(n) => k.khugepaged_scan(u32::from(n)),
+            Op::Sleep(ms) => k.sleep_ms(u64::from(ms)),
             Op::Shrink => k.shrink(),
             Op::MaxPtesNone(v) => k
                 .sysfs

@@ -46,8 +46,8 @@ impl fmt::Debug for Cfg {
             self.profile,
             self.memory_mb,
             self.enabled,
-            self.use_zero_page as u8,
-            self.shrink_underused as u8
+            u8::from(self.use_zero_page),
+            u8::from(self.shrink_underused)
         )?;
         for (i, v) in self.sizes.iter().enumerate() {
             write!(f, " {}k={v}", 4u64 << (i + 2))?;
@@ -220,12 +220,14 @@ impl GenOp {
             let base = match self.anchor {
                 Anchor::Abs => return op,
                 Anchor::Start { idx, pages } => {
-                    pick(idx).0.wrapping_add_signed(pages as i64 * 4096)
+                    pick(idx).0.wrapping_add_signed(i64::from(pages) * 4096)
                 }
-                Anchor::End { idx, pages } => pick(idx).1.wrapping_add_signed(pages as i64 * 4096),
+                Anchor::End { idx, pages } => {
+                    pick(idx).1.wrapping_add_signed(i64::from(pages) * 4096)
+                }
                 Anchor::Inside { idx, permille } => {
                     let (s, e) = pick(idx);
-                    s + ((e - s) / K4 * permille as u64 / 1000) * K4
+                    s + ((e - s) / K4 * u64::from(permille) / 1000) * K4
                 }
             };
             *addr = base + (*addr & (K4 - 1));
@@ -842,7 +844,7 @@ impl Runner {
                 match advice {
                     // Holes give ENOMEM after the mapped parts were zapped.
                     Advice::Dontneed if matches!(r, Ok(()) | Err(Errno::ENOMEM)) => {
-                        unmapped_range = Some((addr, end))
+                        unmapped_range = Some((addr, end));
                     }
                     Advice::PopulateRead if r.is_ok() => populated = Some((addr, end, false)),
                     Advice::PopulateWrite if r.is_ok() => populated = Some((addr, end, true)),
@@ -856,7 +858,7 @@ impl Runner {
                 write,
             } => {
                 let mut ok_addrs = Vec::new();
-                for i in 0..n as u64 {
+                for i in 0..u64::from(n) {
                     let a = addr + i * stride;
                     if self.access_once(a, write)? {
                         ok_addrs.push(a);

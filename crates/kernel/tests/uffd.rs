@@ -323,7 +323,12 @@ fn register_and_unregister_skip_holes_but_need_a_vma() {
     assert_eq!(k.uffd_unregister(pid, hole.0, hole.1), Err(Errno::EINVAL));
     assert_eq!(k.uffd_unregister(pid, hole.0, M2 / 2), Ok(()));
     ok(&k);
-    let armed: Vec<bool> = k.mm(pid).vmas.values().map(|v| v.uffd_armed()).collect();
+    let armed: Vec<bool> = k
+        .mm(pid)
+        .vmas
+        .values()
+        .map(thpsim_kernel::mm::Vma::uffd_armed)
+        .collect();
     assert_eq!(armed, vec![true, false]);
 }
 
