@@ -12,6 +12,7 @@
 
 use crate::errno::Errno;
 use crate::ids::MmId;
+use crate::mm::MmCounter;
 use crate::mm::{vmf, Mm, Task, Vma};
 use crate::pgtable::{pte_index, Pmd, Pte, EXCLUSIVE, UFFD_WP, WRITE, YOUNG};
 use crate::types::{Pid, HPAGE_PMD_NR, PMD_MASK, PMD_SIZE, PUD_SHIFT, PUD_SIZE};
@@ -80,7 +81,7 @@ impl Kernel {
             if !self.mms[pmi].pgt.has_pmd_table(rs) {
                 continue;
             }
-            if !self.ensure_pmd_table(cmi, rs) {
+            if !self.pmd_alloc(cmi, rs) {
                 return Err(());
             }
             let mut slot = rs & PMD_MASK;
@@ -122,7 +123,7 @@ impl Kernel {
         f.entire_mapcount += 1;
         f.refcount += 1;
         self.folios.mm_map_add(id, cmi, 1);
-        self.mms[cmi].rss_anon += u64::from(HPAGE_PMD_NR);
+        self.mms[cmi].add_mm_counter(MmCounter::AnonPages, i64::from(HPAGE_PMD_NR));
         Ok(())
     }
 
@@ -151,24 +152,12 @@ impl Kernel {
                 self.mms[pmi].pgt.pte_table_mut(pidx)[j] = shared;
                 self.mms[cmi].pgt.pte_table_mut(cidx)[j] = Pte(shared.0 & !UFFD_WP);
                 self.folio_add_anon_rmap_ptes(pte.folio(), pte.idx(), 1, cmi);
-                self.mms[cmi].rss_anon += 1;
+                self.mms[cmi].add_mm_counter(MmCounter::AnonPages, 1);
             } else if pte.is_zero_page() {
                 self.mms[cmi].pgt.pte_table_mut(cidx)[j] = Pte(pte.0 & !UFFD_WP);
             }
         }
         Ok(())
-    }
-
-    /// Makes sure the PMD table for `addr` exists in mm `mmi`. False on OOM.
-    pub(crate) fn ensure_pmd_table(&mut self, mmi: MmId, addr: u64) -> bool {
-        if self.mms[mmi].pgt.has_pmd_table(addr) {
-            return true;
-        }
-        let Some(pfn) = self.alloc_pgtable_page() else {
-            return false;
-        };
-        self.mms[mmi].pgt.install_pmd_table(addr, pfn);
-        true
     }
 
     /// The task exits: `exit_mmap` unmaps everything, frees page tables and drops the mm's

@@ -5,9 +5,9 @@
 //! stored, so populated pages stay zero-filled.
 
 use crate::errno::Errno;
+use crate::fault::{FaultFlags, VmFault, Vmf};
 use crate::folio::flags;
 use crate::ids::MmId;
-use crate::memory::VmFault;
 use crate::mm::vmf;
 use crate::pgtable::{Pte, DIRTY, PROTNONE, WRITE, YOUNG};
 use crate::types::{Pid, PAGE_SIZE};
@@ -81,10 +81,9 @@ impl Kernel {
                         tries <= 4,
                         "model bug: populate at {addr:#x} keeps faulting"
                     );
-                    match self.handle_mm_fault(mmi, &vma, addr, write) {
-                        VmFault::Done | VmFault::Fallback => {
-                            self.tasks.get_mut(&pid).expect("task").minflt += 1;
-                        }
+                    let mut vmf = Vmf::new(mmi, vma, addr, FaultFlags::for_access(write));
+                    match self.handle_mm_fault(&mut vmf) {
+                        VmFault::Done | VmFault::Fallback => self.mm_account_fault(pid, vmf.flags),
                         VmFault::Oom => return Err(Errno::ENOMEM),
                         VmFault::Userfault(flags) => {
                             if !unlockable || !self.deliver_userfault(mmi, addr, flags) {
@@ -97,9 +96,11 @@ impl Kernel {
                             }
                             // GUP retries with FAULT_FLAG_TRIED, so the completed retry counts
                             // as a major fault (mm_account_fault), unlike a user access on 6.18.
-                            match self.handle_mm_fault(mmi, &vma, addr, write) {
+                            let flags = FaultFlags::for_access(write).with(FaultFlags::TRIED);
+                            let mut vmf = Vmf::new(mmi, vma, addr, flags);
+                            match self.handle_mm_fault(&mut vmf) {
                                 VmFault::Done | VmFault::Fallback => {
-                                    self.tasks.get_mut(&pid).expect("task").majflt += 1;
+                                    self.mm_account_fault(pid, vmf.flags);
                                 }
                                 VmFault::Oom => return Err(Errno::ENOMEM),
                                 VmFault::Userfault(_) => {}

@@ -9,30 +9,19 @@
 //! Deviations: no uffd-wp on PMDs yet, no DMA-pin checks, no `defrag`-driven compaction
 //! (an order-9 allocation fails exactly when the buddy allocator has no free order-9 block).
 
+use crate::fault::{Tva, VmFault, Vmf};
 use crate::folio::FolioId;
 use crate::ids::MmId;
-use crate::memory::VmFault;
+use crate::mm::MmCounter;
 use crate::mm::{vmf, ThpDisable, Vma};
 use crate::pgtable::{Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, SOFT_DIRTY, UFFD_WP, WRITE, YOUNG};
 use crate::profile::HzpWpFault;
+use crate::rmap::RmapLevel;
 use crate::sysfs::ThpEnabled;
 use crate::types::{HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK, PMD_SIZE};
 use crate::util::to_u32;
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
-
-/// Who asks whether THP is allowed (`tva_type`): it decides which checks apply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tva {
-    /// A page fault: sysfs enforced; size/alignment checked by the fault handler.
-    PageFault,
-    /// smaps `THPeligible`: sysfs enforced, VMA-size check, anon_vma not required.
-    Smaps,
-    /// khugepaged: sysfs enforced, VMA-size check, anon_vma required.
-    Khugepaged,
-    /// MADV_COLLAPSE: sysfs ignored, VMA-size check, anon_vma required.
-    ForcedCollapse,
-}
 
 /// `thp_vma_suitable_order`: the aligned block of `order` around `addr` lies inside the VMA.
 #[inline]
@@ -204,19 +193,13 @@ impl Kernel {
 
     /// `map_anon_folio_pmd`: install a new PMD THP (writable and dirty if the VMA is
     /// writable), exclusive rmap, counters, and the deferred-split queue when `queue`.
-    fn map_anon_folio_pmd(
-        &mut self,
-        mmi: MmId,
-        vma: &Vma,
-        haddr: u64,
-        folio: FolioId,
-        queue: bool,
-    ) {
+    fn map_anon_folio_pmd(&mut self, vmf: &Vmf, folio: FolioId, queue: bool) {
+        let (mmi, vma, haddr) = (vmf.mm, &vmf.vma, vmf.haddr());
         let bits = YOUNG | EXCLUSIVE | DIRTY | if vma.has(vmf::WRITE) { WRITE } else { 0 };
         *self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd table") = Pmd::thp(folio, bits);
         self.folios.meta_mut(folio).va = haddr;
-        self.folio_add_new_anon_rmap(folio, true, mmi);
-        self.mms[mmi].rss_anon += u64::from(HPAGE_PMD_NR);
+        self.folio_add_new_anon_rmap(folio, RmapLevel::Pmd, mmi);
+        self.mms[mmi].add_mm_counter(MmCounter::AnonPages, i64::from(HPAGE_PMD_NR));
         self.vmstat
             .add(VmItem::SimZeroedPages, i64::from(HPAGE_PMD_NR));
         self.vmstat.count(VmItem::ThpFaultAlloc);
@@ -228,21 +211,15 @@ impl Kernel {
     }
 
     /// `do_huge_pmd_anonymous_page`: fault on an empty PMD slot where PMD THP is allowed.
-    pub(crate) fn do_huge_pmd_anonymous_page(
-        &mut self,
-        mmi: MmId,
-        vma: &Vma,
-        addr: u64,
-        write: bool,
-    ) -> VmFault {
-        let haddr = addr & PMD_MASK;
-        if !thp_vma_suitable_order(vma, haddr, HPAGE_PMD_ORDER) {
+    pub(crate) fn do_huge_pmd_anonymous_page(&mut self, vmf: &mut Vmf) -> VmFault {
+        let (mmi, haddr) = (vmf.mm, vmf.haddr());
+        if !thp_vma_suitable_order(&vmf.vma, haddr, HPAGE_PMD_ORDER) {
             return VmFault::Fallback;
         }
-        self.anon_vma_prepare(mmi, vma);
-        let vma_now = self.mms[mmi].vmas[&vma.start];
-        self.khugepaged_enter_vma(mmi, &vma_now, vma_now.flags);
-        if !write && self.sysfs.use_zero_page {
+        self.vmf_anon_prepare(vmf);
+        let vma = vmf.vma;
+        self.khugepaged_enter_vma(mmi, &vma, vma.flags);
+        if !vmf.is_write() && self.sysfs.use_zero_page {
             let Some(pgtable) = self.alloc_pgtable_page() else {
                 return VmFault::Oom;
             };
@@ -273,15 +250,16 @@ impl Kernel {
             return VmFault::Userfault(crate::userfaultfd::FLAG_WRITE);
         }
         self.mms[mmi].pgt.deposited.push(pgtable);
-        self.map_anon_folio_pmd(mmi, vma, haddr, folio, true);
+        self.map_anon_folio_pmd(vmf, folio, true);
         VmFault::Done
     }
 
     /// `wp_huge_pmd`: a uffd-wp protected PMD in a uffd-wp VMA raises a WP userfault (sync)
     /// or is split so the PTE level clears the faulting page's bit (async).
-    pub(crate) fn wp_huge_pmd(&mut self, mmi: MmId, vma: &Vma, addr: u64) -> VmFault {
-        let pmd = self.mms[mmi].pgt.pmd(addr & PMD_MASK);
-        if pmd.has(UFFD_WP) && vma.has(vmf::UFFD_WP) {
+    pub(crate) fn wp_huge_pmd(&mut self, vmf: &mut Vmf) -> VmFault {
+        let (mmi, addr) = (vmf.mm, vmf.address);
+        let pmd = self.mms[mmi].pgt.pmd(vmf.haddr());
+        if pmd.has(UFFD_WP) && vmf.vma.has(vmf::UFFD_WP) {
             if self.mms[mmi]
                 .uffd
                 .as_deref()
@@ -294,17 +272,17 @@ impl Kernel {
                 crate::userfaultfd::FLAG_WRITE | crate::userfaultfd::FLAG_WP,
             );
         }
-        self.do_huge_pmd_wp_page(mmi, vma, addr)
+        self.do_huge_pmd_wp_page(vmf)
     }
 
     /// `do_huge_pmd_wp_page`: a write to a present, write-protected huge PMD. Returns
     /// `Fallback` after splitting the PMD; the caller finishes at PTE level.
-    pub(crate) fn do_huge_pmd_wp_page(&mut self, mmi: MmId, vma: &Vma, addr: u64) -> VmFault {
-        let haddr = addr & PMD_MASK;
+    pub(crate) fn do_huge_pmd_wp_page(&mut self, vmf: &mut Vmf) -> VmFault {
+        let (mmi, haddr) = (vmf.mm, vmf.haddr());
         let pmd = self.mms[mmi].pgt.pmd(haddr);
         if pmd.is_huge_zero() {
             if self.profile.switches.hzp_wp_fault == HzpWpFault::Thp {
-                let r = self.do_huge_zero_wp_pmd(mmi, vma, haddr);
+                let r = self.do_huge_zero_wp_pmd(vmf);
                 if r != VmFault::Fallback {
                     return r;
                 }
@@ -327,12 +305,12 @@ impl Kernel {
     /// `do_huge_zero_wp_pmd` (6.13+): replace the huge zero PMD by a new PMD THP. The page
     /// table deposited for the huge zero PMD stays deposited. Note that the THP-allowed
     /// checks are not repeated here (the kernel does not either).
-    fn do_huge_zero_wp_pmd(&mut self, mmi: MmId, vma: &Vma, haddr: u64) -> VmFault {
+    fn do_huge_zero_wp_pmd(&mut self, vmf: &Vmf) -> VmFault {
         let Some(folio) = self.vma_alloc_anon_folio_pmd() else {
             return VmFault::Fallback;
         };
         let queue = self.profile.switches.hzp_wp_deferred_split;
-        self.map_anon_folio_pmd(mmi, vma, haddr, folio, queue);
+        self.map_anon_folio_pmd(vmf, folio, queue);
         VmFault::Done
     }
 

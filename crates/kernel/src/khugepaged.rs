@@ -17,12 +17,14 @@
 //! counts `sim_collapse_copied_pages`.
 
 use crate::errno::Errno;
+use crate::fault::Tva;
 use crate::folio::FolioId;
-use crate::huge_memory::Tva;
 use crate::ids::MmId;
+use crate::mm::MmCounter;
 use crate::mm::{ThpDisable, Vma};
 use crate::pgtable::{self, Pmd, Pte, DIRTY, EXCLUSIVE, WRITE, YOUNG};
 use crate::profile::Collapse;
+use crate::rmap::RmapLevel;
 use crate::types::{Pid, HPAGE_PMD_NR, HPAGE_PMD_ORDER, PMD_MASK, PMD_SHIFT, PMD_SIZE};
 use crate::util::to_u32;
 use crate::vmstat::VmItem;
@@ -400,7 +402,7 @@ impl Kernel {
                     break;
                 }
             }
-            self.mms[mmi].rss_anon -= n as u64;
+            self.mms[mmi].add_mm_counter(MmCounter::AnonPages, -i64::from(to_u32(n)));
             self.folio_remove_rmap_ptes(pte.folio(), pte.idx(), to_u32(n), mmi);
             i += n;
         }
@@ -417,8 +419,8 @@ impl Kernel {
             };
         *self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd") = Pmd::thp(new, bits);
         self.folios.meta_mut(new).va = haddr;
-        self.folio_add_new_anon_rmap(new, true, mmi);
-        self.mms[mmi].rss_anon += u64::from(HPAGE_PMD_NR);
+        self.folio_add_new_anon_rmap(new, RmapLevel::Pmd, mmi);
+        self.mms[mmi].add_mm_counter(MmCounter::AnonPages, i64::from(HPAGE_PMD_NR));
         self.deferred_split_folio(new, false);
         ScanResult::Succeed
     }

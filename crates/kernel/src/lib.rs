@@ -9,6 +9,7 @@
 
 mod deferred_split;
 pub mod errno;
+mod fault;
 pub mod folio;
 pub mod fork;
 pub mod gup;

@@ -152,7 +152,7 @@ impl Kernel {
             let mapped = !self.mms[mmi].vma_starts_in(s, e).is_empty();
             if mapped
                 && !self.mms[mmi].pgt.pmd(slot).is_huge()
-                && (!self.ensure_pmd_table(mmi, slot) || !self.pte_alloc(mmi, slot))
+                && (!self.pmd_alloc(mmi, slot) || !self.pte_alloc(mmi, slot))
             {
                 return Err(Errno::ENOMEM);
             }

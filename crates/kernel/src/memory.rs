@@ -9,30 +9,20 @@
 //! retry under mmap_lock (the per-VMA lock path always succeeds), so no fault is major.
 
 use crate::errno::Signal;
+use crate::fault::{FaultFlags, Tva, VmFault, Vmf};
 use crate::folio::FolioId;
+use crate::ids::AnonVmaId;
 use crate::ids::MmId;
-use crate::mm::{vmf, Vma};
+use crate::mm::MmCounter;
+use crate::mm::{vmf, Vma, VmaBacking};
 use crate::pgtable::{
     pte_index, pte_index32, Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, STORED, UFFD_WP, WRITE, YOUNG,
 };
+use crate::rmap::RmapLevel;
 use crate::types::{AccessKind, Pid, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK};
 use crate::util::highest_order;
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
-
-/// `vm_fault_t` outcomes the model distinguishes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum VmFault {
-    /// Handled (or nothing to do; the access is retried).
-    Done,
-    /// `VM_FAULT_FALLBACK`: the huge path declined, continue at PTE level.
-    Fallback,
-    /// `VM_FAULT_OOM`.
-    Oom,
-    /// `handle_userfault` → `VM_FAULT_RETRY` with these `UFFD_PAGEFAULT_FLAG_*` flags: not
-    /// counted; the monitor resolves it and the fault is retried.
-    Userfault(u32),
-}
 
 impl Kernel {
     /// A task's load or store of one byte at `addr` (the hardware access, then
@@ -66,10 +56,9 @@ impl Kernel {
             if (write && !vma.has(vmf::WRITE)) || !vma.accessible() {
                 return Err(Signal::Sigsegv);
             }
-            match self.handle_mm_fault(mmi, &vma, addr, write) {
-                VmFault::Done | VmFault::Fallback => {
-                    self.tasks.get_mut(&pid).expect("task").minflt += 1;
-                }
+            let mut vmf = Vmf::new(mmi, vma, addr, FaultFlags::for_access(write));
+            match self.handle_mm_fault(&mut vmf) {
+                VmFault::Done | VmFault::Fallback => self.mm_account_fault(pid, vmf.flags),
                 VmFault::Oom => return Err(Signal::Sigkill),
                 VmFault::Userfault(flags) => {
                     if !self.deliver_userfault(mmi, addr, flags) {
@@ -124,44 +113,43 @@ impl Kernel {
     }
 
     /// `handle_mm_fault` + `mm_account_fault` (vmstat part; the caller counts the task's
-    /// minflt, since GUP and user faults both do).
-    pub(crate) fn handle_mm_fault(
-        &mut self,
-        mmi: MmId,
-        vma: &Vma,
-        addr: u64,
-        write: bool,
-    ) -> VmFault {
-        let r = self.__handle_mm_fault(mmi, vma, addr, write);
+    /// fault, `Kernel::mm_account_fault`, since GUP and user faults both do).
+    pub(crate) fn handle_mm_fault(&mut self, vmf: &mut Vmf) -> VmFault {
+        let r = self.__handle_mm_fault(vmf);
         if !matches!(r, VmFault::Userfault(_)) {
             self.vmstat.count(VmItem::Pgfault);
         }
         r
     }
 
-    fn __handle_mm_fault(&mut self, mmi: MmId, vma: &Vma, addr: u64, write: bool) -> VmFault {
-        if !self.mms[mmi].pgt.has_pmd_table(addr) {
-            let Some(pfn) = self.alloc_pgtable_page() else {
-                return VmFault::Oom;
-            };
-            self.mms[mmi].pgt.install_pmd_table(addr, pfn);
+    /// `mm_account_fault`, task part: a retried fault (`FAULT_FLAG_TRIED`) is major.
+    pub(crate) fn mm_account_fault(&mut self, pid: Pid, flags: FaultFlags) {
+        let t = self.tasks.get_mut(&pid).expect("task");
+        if flags.contains(FaultFlags::TRIED) {
+            t.majflt += 1;
+        } else {
+            t.minflt += 1;
+        }
+    }
+
+    /// `__handle_mm_fault`: the PMD level (a huge entry, or a none entry where the VMA's
+    /// backing may map a PMD), then the PTE level.
+    fn __handle_mm_fault(&mut self, vmf: &mut Vmf) -> VmFault {
+        let (mmi, addr) = (vmf.mm, vmf.address);
+        if !self.pmd_alloc(mmi, addr) {
+            return VmFault::Oom;
         }
         let pmd = self.mms[mmi].pgt.pmd(addr);
         if pmd.is_none() {
-            if self.thp_vma_allowable_order(
-                mmi,
-                vma,
-                HPAGE_PMD_ORDER,
-                crate::huge_memory::Tva::PageFault,
-            ) {
-                let r = self.do_huge_pmd_anonymous_page(mmi, vma, addr, write);
+            if self.thp_vma_allowable_order(mmi, &vmf.vma, HPAGE_PMD_ORDER, Tva::PageFault) {
+                let r = self.create_huge_pmd(vmf);
                 if r != VmFault::Fallback {
                     return r;
                 }
             }
         } else if pmd.is_huge() {
-            if write && !pmd.has(WRITE) {
-                let r = self.wp_huge_pmd(mmi, vma, addr);
+            if vmf.is_write() && !pmd.has(WRITE) {
+                let r = self.wp_huge_pmd(vmf);
                 if r != VmFault::Fallback {
                     return r;
                 }
@@ -175,28 +163,46 @@ impl Kernel {
                 return VmFault::Done;
             }
         }
-        self.handle_pte_fault(mmi, vma, addr, write)
+        self.handle_pte_fault(vmf)
     }
 
-    fn handle_pte_fault(&mut self, mmi: MmId, vma: &Vma, addr: u64, write: bool) -> VmFault {
+    /// `create_huge_pmd`: a PMD-sized fault, by what backs the VMA.
+    fn create_huge_pmd(&mut self, vmf: &mut Vmf) -> VmFault {
+        match vmf.backing() {
+            VmaBacking::Anon => self.do_huge_pmd_anonymous_page(vmf),
+        }
+    }
+
+    fn handle_pte_fault(&mut self, vmf: &mut Vmf) -> VmFault {
+        let (mmi, addr) = (vmf.mm, vmf.address);
         let pte = self.mms[mmi].pgt.pte(addr);
+        vmf.orig_pte = pte;
+        vmf.flags = vmf.flags.with(FaultFlags::ORIG_PTE_VALID);
         if pte.is_none() {
-            return self.do_anonymous_page(mmi, vma, addr, write, false);
+            return self.do_pte_missing(vmf);
         }
         if pte.is_marker() {
             // handle_pte_marker → pte_marker_handle_uffd_wp: a leftover marker in a VMA that
             // is no longer uffd-wp registered is just cleared (the access faults again).
-            if !vma.has(vmf::UFFD_WP) {
+            if !vmf.vma.has(vmf::UFFD_WP) {
                 self.set_pte(mmi, addr, Pte::NONE);
                 return VmFault::Done;
             }
-            return self.do_anonymous_page(mmi, vma, addr, write, true);
+            return self.do_pte_missing(vmf);
         }
-        if write && !pte.has(WRITE) {
-            return self.do_wp_page(mmi, vma, addr, pte);
+        if vmf.is_write() && !pte.has(WRITE) {
+            return self.do_wp_page(vmf, pte);
         }
         self.set_pte(mmi, addr, Pte(pte.0 | YOUNG));
         VmFault::Done
+    }
+
+    /// `do_pte_missing`: nothing is mapped (or only a uffd-wp marker); what happens depends
+    /// on what backs the VMA (`vma_is_anonymous`; a file or shmem VMA would go to `do_fault`).
+    fn do_pte_missing(&mut self, vmf: &mut Vmf) -> VmFault {
+        match vmf.backing() {
+            VmaBacking::Anon => self.do_anonymous_page(vmf),
+        }
     }
 
     #[inline]
@@ -204,6 +210,18 @@ impl Kernel {
         let pmd = self.mms[mmi].pgt.pmd(addr);
         debug_assert!(pmd.is_table());
         self.mms[mmi].pgt.ptes[pmd.table_idx().index()][pte_index(addr)] = pte;
+    }
+
+    /// `pmd_alloc`: makes sure `addr`'s 1 GiB region has a PMD table. False on OOM.
+    pub(crate) fn pmd_alloc(&mut self, mmi: MmId, addr: u64) -> bool {
+        if self.mms[mmi].pgt.has_pmd_table(addr) {
+            return true;
+        }
+        let Some(pfn) = self.alloc_pgtable_page() else {
+            return false;
+        };
+        self.mms[mmi].pgt.install_pmd_table(addr, pfn);
+        true
     }
 
     /// `pte_alloc`: makes sure the PMD slot has a PTE table. False on OOM.
@@ -222,18 +240,17 @@ impl Kernel {
     }
 
     /// `anon_vma_prepare`: gives the VMA an anon_vma, reusing a compatible neighbour's
-    /// (`find_mergeable_anon_vma`).
-    /// `vma` is the caller's copy; the tree is only consulted when it has no anon_vma yet
-    /// (the common fault needs no lookup).
-    pub(crate) fn anon_vma_prepare(&mut self, mmi: MmId, vma: &Vma) {
-        if vma.anon_vma.is_some() {
-            return;
+    /// (`find_mergeable_anon_vma`); returns it. `vma` is the caller's copy; the tree is only
+    /// consulted when it has no anon_vma yet (the common fault needs no lookup).
+    pub(crate) fn anon_vma_prepare(&mut self, mmi: MmId, vma: &Vma) -> AnonVmaId {
+        if let Some(id) = vma.anon_vma {
+            return id;
         }
         let vma_start = vma.start;
         let mm = &self.mms[mmi];
         let v = &mm.vmas[&vma_start];
-        if v.anon_vma.is_some() {
-            return;
+        if let Some(id) = v.anon_vma {
+            return id;
         }
         let prev = mm.vmas.range(..vma_start).next_back().map(|(_, p)| p);
         let next = mm.vmas.range(v.end..).next().map(|(_, n)| n);
@@ -248,47 +265,47 @@ impl Kernel {
             .expect("vma")
             .anon_vma = Some(id);
         self.mms[mmi].invalidate_vma_cache();
+        id
     }
 
-    /// `do_anonymous_page`: a fault on a none PTE of a private anonymous VMA.
-    /// `marker`: the PTE was a uffd-wp marker, so the new entry keeps the uffd-wp bit (and is
+    /// `anon_vma_prepare` for a fault: the fault's VMA copy gets the anon_vma too.
+    pub(crate) fn vmf_anon_prepare(&mut self, vmf: &mut Vmf) {
+        vmf.vma.anon_vma = Some(self.anon_vma_prepare(vmf.mm, &vmf.vma));
+    }
+
+    /// `do_anonymous_page`: a fault on a none PTE of a private anonymous VMA. If the PTE was
+    /// a uffd-wp marker (`vmf_orig_pte_uffd_wp`), the new entry keeps the uffd-wp bit (and is
     /// therefore write-protected).
-    fn do_anonymous_page(
-        &mut self,
-        mmi: MmId,
-        vma: &Vma,
-        addr: u64,
-        write: bool,
-        marker: bool,
-    ) -> VmFault {
+    fn do_anonymous_page(&mut self, vmf: &mut Vmf) -> VmFault {
+        let (mmi, addr) = (vmf.mm, vmf.address);
+        let marker = vmf.orig_pte_uffd_wp();
         if !self.pte_alloc(mmi, addr) {
             return VmFault::Oom;
         }
         let wp = if marker { UFFD_WP } else { 0 };
-        if !write {
-            if vma.has(vmf::UFFD_MISSING) {
+        if !vmf.is_write() {
+            if vmf.vma.has(vmf::UFFD_MISSING) {
                 return VmFault::Userfault(0);
             }
             // The shared zero page, read-only, "special"; no anon_vma needed.
             self.set_pte(mmi, addr, Pte::zero(YOUNG | wp));
             return VmFault::Done;
         }
-        self.anon_vma_prepare(mmi, vma);
-        let Some((folio, order)) = self.alloc_anon_folio(mmi, vma, addr) else {
+        self.vmf_anon_prepare(vmf);
+        let Some((folio, order)) = self.alloc_anon_folio(vmf) else {
             return VmFault::Oom;
         };
-        if vma.has(vmf::UFFD_MISSING) {
+        if vmf.vma.has(vmf::UFFD_MISSING) {
             // The page was allocated (order 0: uffd-armed) and is thrown away.
             self.free_folio(folio);
             return VmFault::Userfault(crate::userfaultfd::FLAG_WRITE);
         }
         // folio_zero_user(): a new anonymous folio is zeroed (the main cost of the fault).
         self.vmstat.add(VmItem::SimZeroedPages, 1 << order);
-        let nr = 1u64 << order;
         let base = addr & !((PAGE_SIZE << order) - 1);
         let mut bits = YOUNG
             | EXCLUSIVE
-            | if vma.has(vmf::WRITE) {
+            | if vmf.vma.has(vmf::WRITE) {
                 WRITE | DIRTY
             } else {
                 0
@@ -305,22 +322,22 @@ impl Kernel {
         if order > 0 {
             self.folios.meta_mut(folio).va = base;
         }
-        self.folio_add_new_anon_rmap(folio, false, mmi);
-        self.mms[mmi].rss_anon += nr;
+        self.folio_add_new_anon_rmap(folio, RmapLevel::Pte, mmi);
+        self.mms[mmi].add_mm_counter(MmCounter::AnonPages, 1 << order);
         VmFault::Done
     }
 
     /// `alloc_anon_folio`: pick the largest allowed mTHP order whose aligned block around
     /// `addr` is entirely none and fits the VMA, try orders downwards, else order 0.
-    fn alloc_anon_folio(&mut self, mmi: MmId, vma: &Vma, addr: u64) -> Option<(FolioId, u8)> {
+    fn alloc_anon_folio(&mut self, vmf: &Vmf) -> Option<(FolioId, u8)> {
+        let (mmi, vma, addr) = (vmf.mm, &vmf.vma, vmf.address);
         let mut orders: u16 = 0;
         if !vma.uffd_armed() {
             let want: u16 = crate::sysfs::ANON_ORDERS
                 .iter()
                 .filter(|&&o| o < HPAGE_PMD_ORDER)
                 .fold(0, |m, &o| m | 1 << o);
-            orders =
-                self.thp_vma_allowable_orders(mmi, vma, want, crate::huge_memory::Tva::PageFault);
+            orders = self.thp_vma_allowable_orders(mmi, vma, want, Tva::PageFault);
             orders = crate::huge_memory::thp_vma_suitable_orders(vma, addr, orders);
         }
         // Highest order whose PTE range is all none (and, on the host build's
@@ -359,8 +376,9 @@ impl Kernel {
     }
 
     /// `do_wp_page`: a write to a present, write-protected PTE.
-    fn do_wp_page(&mut self, mmi: MmId, vma: &Vma, addr: u64, mut pte: Pte) -> VmFault {
-        if pte.has(UFFD_WP) && vma.has(vmf::UFFD_WP) {
+    fn do_wp_page(&mut self, vmf: &mut Vmf, mut pte: Pte) -> VmFault {
+        let (mmi, addr) = (vmf.mm, vmf.address);
+        if pte.has(UFFD_WP) && vmf.vma.has(vmf::UFFD_WP) {
             if !self.mms[mmi]
                 .uffd
                 .as_deref()
@@ -383,7 +401,7 @@ impl Kernel {
                 return VmFault::Done;
             }
         }
-        self.wp_page_copy(mmi, vma, addr, pte)
+        self.wp_page_copy(vmf, pte)
     }
 
     /// `wp_can_reuse_anon_folio`: is the folio provably exclusive to this mm?
@@ -402,8 +420,9 @@ impl Kernel {
     }
 
     /// `wp_page_copy`: COW into a new order-0 page (zeroed if the source is the zero page).
-    fn wp_page_copy(&mut self, mmi: MmId, vma: &Vma, addr: u64, old: Pte) -> VmFault {
-        self.anon_vma_prepare(mmi, vma);
+    fn wp_page_copy(&mut self, vmf: &mut Vmf, old: Pte) -> VmFault {
+        let (mmi, addr) = (vmf.mm, vmf.address);
+        self.vmf_anon_prepare(vmf);
         let Some(new) = self.alloc_anon_folio_order(0) else {
             return VmFault::Oom;
         };
@@ -421,11 +440,11 @@ impl Kernel {
             addr,
             Pte::page(new, 0, WRITE | DIRTY | YOUNG | EXCLUSIVE),
         );
-        self.folio_add_new_anon_rmap(new, false, mmi);
+        self.folio_add_new_anon_rmap(new, RmapLevel::Pte, mmi);
         if from_page {
             self.folio_remove_rmap_ptes(old.folio(), old.idx(), 1, mmi);
         } else {
-            self.mms[mmi].rss_anon += 1;
+            self.mms[mmi].add_mm_counter(MmCounter::AnonPages, 1);
         }
         VmFault::Done
     }

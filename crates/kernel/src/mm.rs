@@ -31,6 +31,14 @@ pub fn prot_to_vmflags(p: Prot) -> u32 {
         | (if p.exec { vmf::EXEC } else { 0 })
 }
 
+/// What backs a VMA (`vma->vm_ops`, `vma->vm_file`): where the fault path dispatches
+/// (`vma_is_anonymous`). Only private anonymous memory is modelled; shmem and files come next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum VmaBacking {
+    #[default]
+    Anon,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Vma {
     pub start: u64,
@@ -39,6 +47,7 @@ pub struct Vma {
     /// `vma->anon_vma`: created by the first fault that needs rmap (not by zero-page reads).
     pub anon_vma: Option<AnonVmaId>,
     pub pgoff: u64,
+    pub backing: VmaBacking,
 }
 
 impl Vma {
@@ -82,7 +91,7 @@ pub struct Mm {
     pub thp_disable: ThpDisable,
     /// On khugepaged's mm list (`MMF_VM_HUGEPAGE`).
     pub khugepaged_registered: bool,
-    /// `MM_ANONPAGES`.
+    /// `MM_ANONPAGES`; changed only through `Mm::add_mm_counter`.
     pub rss_anon: u64,
     /// The VMA the last fault-path lookup found (`mm->mmap_cache`'s modern cousin, the
     /// per-VMA lock fast path): every VMA mutation clears it via `invalidate_vma_cache`.
@@ -92,7 +101,25 @@ pub struct Mm {
     pub users: u32,
 }
 
+/// The per-mm RSS counters (`enum mm_counters`, `mm_counter()` picks one for a folio). Only
+/// anonymous memory exists yet; `MM_FILEPAGES` and `MM_SHMEMPAGES` come with the page cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MmCounter {
+    AnonPages,
+}
+
 impl Mm {
+    /// `add_mm_counter`: `delta` pages more (or fewer) of `counter` mapped by this mm.
+    #[inline]
+    pub(crate) fn add_mm_counter(&mut self, counter: MmCounter, delta: i64) {
+        let c = match counter {
+            MmCounter::AnonPages => &mut self.rss_anon,
+        };
+        *c = c
+            .checked_add_signed(delta)
+            .expect("an mm counter never goes below zero");
+    }
+
     /// `find_vma` restricted to VMAs containing `addr`.
     #[inline]
     pub fn vma_at(&self, addr: u64) -> Option<&Vma> {
@@ -157,6 +184,7 @@ impl Mm {
     /// Two adjacent VMAs can be one (`can_vma_merge_*`, `is_mergeable_anon_vma`).
     pub fn mergeable(a: &Vma, b: &Vma) -> bool {
         a.end == b.start
+            && a.backing == b.backing
             && a.flags == b.flags
             && a.pgoff + ((a.end - a.start) >> PAGE_SHIFT) == b.pgoff
             && (a.anon_vma.is_none() || b.anon_vma.is_none() || a.anon_vma == b.anon_vma)

@@ -9,7 +9,8 @@
 
 use crate::errno::Errno;
 use crate::ids::MmId;
-use crate::mm::{prot_to_vmflags, Vma};
+use crate::mm::MmCounter;
+use crate::mm::{prot_to_vmflags, Vma, VmaBacking};
 use crate::pgtable::{pte_index, Pmd, Pte};
 use crate::types::{
     is_page_aligned, page_align_up, Pid, Prot, HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_MASK,
@@ -56,6 +57,7 @@ impl Kernel {
             flags: prot_to_vmflags(prot),
             anon_vma: None,
             pgoff: addr >> PAGE_SHIFT,
+            backing: VmaBacking::Anon,
         };
         self.mms[mmi].vmas.insert(addr, vma);
         self.mms[mmi].invalidate_vma_cache();
@@ -113,6 +115,7 @@ impl Kernel {
             flags: vma.flags,
             anon_vma: vma.anon_vma,
             pgoff: vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT),
+            ..vma
         };
         mm.vmas.insert(addr, hi);
         mm.invalidate_vma_cache();
@@ -177,7 +180,7 @@ impl Kernel {
         let pfn = self.mms[mmi].pgt.deposited.pop().expect("deposit");
         self.free_pgtable_page(pfn);
         if pmd.is_thp() {
-            self.mms[mmi].rss_anon -= u64::from(HPAGE_PMD_NR);
+            self.mms[mmi].add_mm_counter(MmCounter::AnonPages, -i64::from(HPAGE_PMD_NR));
             self.folio_remove_rmap_pmd(pmd.folio(), mmi);
         }
     }
@@ -210,7 +213,7 @@ impl Kernel {
             for e in &mut self.mms[mmi].pgt.pte_table_mut(tidx)[i..i + n] {
                 *e = Pte::NONE;
             }
-            self.mms[mmi].rss_anon -= n as u64;
+            self.mms[mmi].add_mm_counter(MmCounter::AnonPages, -i64::from(to_u32(n)));
             self.folio_remove_rmap_ptes(id, first, to_u32(n), mmi);
             i += n;
         }

@@ -135,7 +135,7 @@ impl Kernel {
             if pmd.is_huge() {
                 if extent == PMD_SIZE {
                     // move_huge_pmd(): the PMD (and its deposited table) moves as a unit.
-                    if !self.ensure_pmd_table(mmi, n) {
+                    if !self.pmd_alloc(mmi, n) {
                         return Err(Errno::ENOMEM);
                     }
                     let moved = if clear_uffd {
@@ -153,7 +153,7 @@ impl Kernel {
             if self.mms[mmi].pgt.pmd(o).is_table() {
                 // The new PTE table is allocated before move_ptes(), even if nothing in the
                 // extent is mapped, so a later fault there cannot install a huge PMD.
-                if !self.ensure_pmd_table(mmi, n) || !self.pte_alloc(mmi, n) {
+                if !self.pmd_alloc(mmi, n) || !self.pte_alloc(mmi, n) {
                     return Err(Errno::ENOMEM);
                 }
                 // move_ptes()

@@ -10,10 +10,20 @@ use crate::types::HPAGE_PMD_ORDER;
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
 
+/// At which level a folio is mapped (`enum rmap_level`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RmapLevel {
+    /// Every page by its own PTE.
+    Pte,
+    /// The whole folio by one PMD.
+    Pmd,
+}
+
 impl Kernel {
-    /// A freshly allocated anon folio gets its first mapping(s): `nr` PTEs starting at page
-    /// `first` (or the whole folio by PMD when `pmd`). Pages are AnonExclusive.
-    pub(crate) fn folio_add_new_anon_rmap(&mut self, id: FolioId, pmd: bool, mmi: MmId) {
+    /// A freshly allocated anon folio gets its first mapping(s): every page by PTE, or the
+    /// whole folio by one PMD. Pages are AnonExclusive.
+    pub(crate) fn folio_add_new_anon_rmap(&mut self, id: FolioId, level: RmapLevel, mmi: MmId) {
+        let pmd = level == RmapLevel::Pmd;
         let f = self.folios.get_mut(id);
         f.flags |= flags::ANON;
         let nr = f.nr_pages();

@@ -10,6 +10,7 @@
 use crate::folio::{flags, FolioId};
 use crate::ids::{MmId, PteTableId};
 use crate::mm::vmf;
+use crate::mm::MmCounter;
 use crate::pgtable::{
     pte_index, Pte, DIRTY, EXCLUSIVE, PROTNONE, SOFT_DIRTY, STORED, UFFD_WP, WRITE, YOUNG,
 };
@@ -124,7 +125,7 @@ impl Kernel {
                     // shared zero page and its memory is freed.
                     self.mms[mmi].pgt.pte_table_mut(tidx)[pte_index(addr)] =
                         Pte::zero(pte.0 & (YOUNG | SOFT_DIRTY | UFFD_WP | PROTNONE));
-                    self.mms[mmi].rss_anon -= 1;
+                    self.mms[mmi].add_mm_counter(MmCounter::AnonPages, -1);
                     let nf = self.folios.get_mut(nid);
                     nf.mapcount -= 1;
                     if nf.mapcount == 0 {

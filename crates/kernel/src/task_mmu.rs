@@ -6,8 +6,8 @@
 //! `THPeligible`. Ranges are clipped to the requested range, so a mapping's observation sums
 //! the VMAs that make it up.
 
+use crate::fault::Tva;
 use crate::folio::flags;
-use crate::huge_memory::Tva;
 use crate::observe::{pagemap_push, Backing, PageMap, Smaps};
 use crate::pgtable::PteKind;
 use crate::pgtable::{pte_index, pte_index32, DIRTY, EXCLUSIVE};

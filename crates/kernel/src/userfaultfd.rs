@@ -15,8 +15,10 @@
 
 use crate::errno::Errno;
 use crate::ids::MmId;
+use crate::mm::MmCounter;
 use crate::mm::{vmf, Vma};
 use crate::pgtable::{pte_index, Pmd, Pte, DIRTY, EXCLUSIVE, UFFD_WP, WRITE, YOUNG};
+use crate::rmap::RmapLevel;
 use crate::types::{is_page_aligned, Pid, PAGE_SIZE, PMD_MASK, PMD_SIZE};
 use crate::Kernel;
 
@@ -290,11 +292,7 @@ impl Kernel {
             let pmd = self.mms[mmi].pgt.pmd(slot);
             if pmd.is_none() {
                 // pgtable_populate_needed(): markers need a page table.
-                if !wp
-                    || !markers
-                    || !self.ensure_pmd_table(mmi, slot)
-                    || !self.pte_alloc(mmi, slot)
-                {
+                if !wp || !markers || !self.pmd_alloc(mmi, slot) || !self.pte_alloc(mmi, slot) {
                     slot += PMD_SIZE;
                     continue;
                 }
@@ -356,7 +354,7 @@ impl Kernel {
         let mut addr = start;
         while addr < end {
             let vma = vma0;
-            if !self.ensure_pmd_table(mmi, addr) {
+            if !self.pmd_alloc(mmi, addr) {
                 return Err(Errno::ENOMEM);
             }
             let pmd = self.mms[mmi].pgt.pmd(addr);
@@ -385,8 +383,8 @@ impl Kernel {
                     addr,
                     Pte::page(f, 0, DIRTY | YOUNG | EXCLUSIVE | w | wpbit),
                 );
-                self.folio_add_new_anon_rmap(f, false, mmi);
-                self.mms[mmi].rss_anon += 1;
+                self.folio_add_new_anon_rmap(f, RmapLevel::Pte, mmi);
+                self.mms[mmi].add_mm_counter(MmCounter::AnonPages, 1);
             }
             addr += PAGE_SIZE;
         }
