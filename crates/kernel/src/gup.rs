@@ -13,32 +13,50 @@ use crate::pgtable::{Pte, DIRTY, PROTNONE, WRITE, YOUNG};
 use crate::types::{Pid, PAGE_SIZE};
 use crate::Kernel;
 
-/// The GUP flags the model distinguishes: `FOLL_WRITE`, `FOLL_FORCE` and `FOLL_UNLOCKABLE`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Foll {
-    pub write: bool,
-    pub force: bool,
-    pub unlockable: bool,
+/// The GUP flags the model distinguishes (`FOLL_*`, `include/linux/mm_types.h`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct Foll(u8);
+
+impl Foll {
+    /// `FOLL_WRITE`: the pages are written (a write fault).
+    pub(crate) const WRITE: Foll = Foll(1 << 0);
+    /// `FOLL_FORCE`: any accessible VMA may be read (MAP_POPULATE, mlock).
+    pub(crate) const FORCE: Foll = Foll(1 << 1);
+    /// `FOLL_UNLOCKABLE`: the fault may drop mmap_lock (so a userfault can be delivered).
+    pub(crate) const UNLOCKABLE: Foll = Foll(1 << 2);
+
+    /// `FOLL_WRITE` if `write`.
+    pub(crate) fn write_if(write: bool) -> Foll {
+        if write {
+            Foll::WRITE
+        } else {
+            Foll::default()
+        }
+    }
+    pub(crate) fn contains(self, f: Foll) -> bool {
+        self.0 & f.0 == f.0
+    }
+}
+
+impl std::ops::BitOr for Foll {
+    type Output = Foll;
+    fn bitor(self, o: Foll) -> Foll {
+        Foll(self.0 | o.0)
+    }
 }
 
 impl Kernel {
-    /// Populates `[start, end)` (page aligned). `force` is `FOLL_FORCE` (MAP_POPULATE/mlock:
-    /// any accessible VMA may be read). Errors as `madvise_populate` maps them: a hole →
+    /// Populates `[start, end)` (page aligned) with `foll` (`FOLL_UNLOCKABLE` is added, as
+    /// `faultin_page_range` does). Errors as `madvise_populate` maps them: a hole →
     /// ENOMEM, a VMA without the needed permission → EINVAL, a failed fault → EFAULT/ENOMEM.
     pub(crate) fn populate_range(
         &mut self,
         pid: Pid,
         start: u64,
         end: u64,
-        write: bool,
-        force: bool,
+        foll: Foll,
     ) -> Result<(), Errno> {
-        let foll = Foll {
-            write,
-            force,
-            unlockable: true,
-        };
-        self.get_user_pages(pid, (start, end), foll)
+        self.get_user_pages(pid, (start, end), foll | Foll::UNLOCKABLE)
     }
 
     /// `__get_user_pages` over `[start, end)`. Without `FOLL_UNLOCKABLE` (a caller that
@@ -52,11 +70,9 @@ impl Kernel {
         foll: Foll,
     ) -> Result<(), Errno> {
         let (start, end) = range;
-        let Foll {
-            write,
-            force,
-            unlockable,
-        } = foll;
+        let write = foll.contains(Foll::WRITE);
+        let force = foll.contains(Foll::FORCE);
+        let unlockable = foll.contains(Foll::UNLOCKABLE);
         let mmi = self.mm_of(pid);
         let mut addr = start;
         while addr < end {

@@ -6,6 +6,7 @@
 //! can never mistake it for the kernel's answer.
 
 use crate::errno::Errno;
+use crate::gup::Foll;
 use crate::ids::MmId;
 use crate::mm::vmf;
 use crate::types::{is_page_aligned, page_align_up, Advice, Pid};
@@ -39,13 +40,8 @@ impl Kernel {
         }
         match advice {
             Advice::PopulateRead | Advice::PopulateWrite => {
-                return self.populate_range(
-                    pid,
-                    start,
-                    end,
-                    advice == Advice::PopulateWrite,
-                    false,
-                );
+                let foll = Foll::write_if(advice == Advice::PopulateWrite);
+                return self.populate_range(pid, start, end, foll);
             }
             Advice::Willneed => {
                 // Anonymous memory: swap readahead only; still reports holes.
@@ -82,7 +78,8 @@ impl Kernel {
                 }
                 match advice {
                     Advice::Dontneed => self.madvise_dontneed_range(mmi, a, e),
-                    _ => self.madvise_free_range(mmi, a, e, advice == Advice::Cold),
+                    Advice::Cold => self.madvise_cold_range(mmi, a, e),
+                    _ => self.madvise_free_range(mmi, a, e),
                 }
             }
         } else {

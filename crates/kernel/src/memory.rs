@@ -19,7 +19,7 @@ use crate::pgtable::{
     pte_index, pte_index32, Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, STORED, UFFD_WP, WRITE, YOUNG,
 };
 use crate::rmap::RmapLevel;
-use crate::types::{AccessKind, Pid, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK};
+use crate::types::{AccessKind, AccessPattern, Pid, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK};
 use crate::util::highest_order;
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
@@ -458,7 +458,7 @@ pub fn pmd_align_down(addr: u64) -> u64 {
 
 impl Kernel {
     /// Sequential accesses: one byte every `stride` bytes of `[start, end)`, each a read, a
-    /// write, or a read then a write (`read`/`write` both true). Exactly equivalent to calling
+    /// write, or a read then a write (`pattern`). Exactly equivalent to calling
     /// [`Kernel::access`] for each, but where a huge PMD already allows every access of the
     /// pattern, the rest of that PMD is handled at once (accessed/dirty bits and the
     /// written pages' content), as the MMU would without faulting. Stops at the first signal.
@@ -468,9 +468,9 @@ impl Kernel {
         start: u64,
         end: u64,
         stride: u64,
-        read: bool,
-        write: bool,
+        pattern: AccessPattern,
     ) -> Result<(), Signal> {
+        let (read, write) = (pattern.reads(), pattern.writes());
         let stride = stride.max(1);
         let mmi = self.mm_of(pid);
         let mut a = start;

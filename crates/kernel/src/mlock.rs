@@ -6,6 +6,7 @@
 //! VMAs, smaps `Locked`. Deviation: no mlock LRU/mlock_count accounting (not observable here).
 
 use crate::errno::Errno;
+use crate::gup::Foll;
 use crate::mm::vmf;
 use crate::types::{page_align_up, Pid, PAGE_SIZE};
 use crate::Kernel;
@@ -74,8 +75,8 @@ impl Kernel {
             if !vma.accessible() {
                 return Err(Errno::EFAULT);
             }
-            let write = vma.has(vmf::WRITE);
-            self.populate_range(pid, addr, e, write, true)?;
+            let write = Foll::write_if(vma.has(vmf::WRITE));
+            self.populate_range(pid, addr, e, write | Foll::FORCE)?;
             addr = e;
         }
         Ok(())

@@ -8,6 +8,7 @@
 //! Deviation: only private anonymous mappings are modelled; `shared` returns EOPNOTSUPP.
 
 use crate::errno::Errno;
+use crate::gup::Foll;
 use crate::ids::MmId;
 use crate::mm::MmCounter;
 use crate::mm::{prot_to_vmflags, Vma, VmaBacking};
@@ -263,8 +264,8 @@ impl Kernel {
             };
             let e = end.min(vma.end);
             if vma.accessible() {
-                let write = vma.has(crate::mm::vmf::WRITE);
-                self.populate_range(pid, addr, e, write, true)?;
+                let write = Foll::write_if(vma.has(crate::mm::vmf::WRITE));
+                self.populate_range(pid, addr, e, write | Foll::FORCE)?;
             }
             addr = e;
         }

@@ -56,12 +56,7 @@ impl Kernel {
                     && nf & vmf::WRITE != 0
                 {
                     self.mms[mmi].merge_modified(&std::mem::take(&mut changed));
-                    let foll = Foll {
-                        write: true,
-                        force: true,
-                        unlockable: false,
-                    };
-                    let _ = self.get_user_pages(pid, (cur, e), foll);
+                    let _ = self.get_user_pages(pid, (cur, e), Foll::WRITE | Foll::FORCE);
                 }
             }
             cur = e;

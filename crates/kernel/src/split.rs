@@ -19,6 +19,15 @@ use crate::util::to_u32;
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
 
+/// The two advices that walk a range the same way and differ in what they do to a mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LazyAdvice {
+    /// MADV_FREE: lazy-free and clean.
+    Free,
+    /// MADV_COLD: old (deactivated).
+    Cold,
+}
+
 impl Kernel {
     /// `split_folio`: splits a large anonymous folio into order-0 folios. False (and
     /// `thp_split_page_failed`) if references other than mappings exist.
@@ -196,11 +205,22 @@ impl Kernel {
         }
     }
 
-    /// MADV_FREE (`cold == false`) or MADV_COLD (`madvise_cold_or_pageout_pte_range`) over
-    /// `[start, end)` of one VMA. A PMD-mapped THP another mm maps is left alone
-    /// (`madvise_free_huge_pmd`); one only partly covered is split. FREE marks pages lazy-free
-    /// and clean, COLD only ages them; the PTE level is `madvise_free_pte_range`.
-    pub(crate) fn madvise_free_range(&mut self, mmi: MmId, start: u64, end: u64, cold: bool) {
+    /// MADV_FREE over `[start, end)` of one VMA (`madvise_free_single_vma`): pages become
+    /// lazy-free and clean. See `madvise_lazy_range` for the walk.
+    pub(crate) fn madvise_free_range(&mut self, mmi: MmId, start: u64, end: u64) {
+        self.madvise_lazy_range(mmi, start, end, LazyAdvice::Free);
+    }
+
+    /// MADV_COLD over `[start, end)` of one VMA (`madvise_cold_or_pageout_pte_range` without
+    /// pageout): pages are only aged. See `madvise_lazy_range` for the walk.
+    pub(crate) fn madvise_cold_range(&mut self, mmi: MmId, start: u64, end: u64) {
+        self.madvise_lazy_range(mmi, start, end, LazyAdvice::Cold);
+    }
+
+    /// The walk MADV_FREE and MADV_COLD share. A PMD-mapped THP another mm maps is left alone
+    /// (`madvise_free_huge_pmd`); one only partly covered is split; the PTE level is
+    /// `madvise_lazy_pte_range`.
+    fn madvise_lazy_range(&mut self, mmi: MmId, start: u64, end: u64, advice: LazyAdvice) {
         let mut slot = start & PMD_MASK;
         while slot < end {
             let (s, e) = (start.max(slot), end.min(slot + PMD_SIZE));
@@ -213,7 +233,7 @@ impl Kernel {
                     continue;
                 }
                 if s == slot && e == slot + PMD_SIZE {
-                    if cold {
+                    if advice == LazyAdvice::Cold {
                         self.mms[mmi]
                             .pgt
                             .pmd_mut(slot)
@@ -245,14 +265,14 @@ impl Kernel {
             }
             let pmd = self.mms[mmi].pgt.pmd(slot);
             if pmd.is_table() {
-                self.madvise_free_pte_range(mmi, pmd.table_idx(), s, e, cold);
+                self.madvise_lazy_pte_range(mmi, pmd.table_idx(), (s, e), advice);
             }
             slot += PMD_SIZE;
         }
     }
 
-    /// `madvise_free_pte_range` (`cold == false`) or the PTE part of
-    /// `madvise_cold_or_pageout_pte_range` over `[start, end)` of one PTE table. Present pages
+    /// `madvise_free_pte_range` (FREE) or the PTE part of
+    /// `madvise_cold_or_pageout_pte_range` (COLD) over `[start, end)` of one PTE table. Present pages
     /// are taken a folio batch at a time (`madvise_folio_pte_batch`). A large folio whose
     /// batch is shorter than the folio (the range covers part of it, part of it is unmapped
     /// or lies in another PTE table) is split if no other mm maps it, then its pages are
@@ -260,13 +280,12 @@ impl Kernel {
     /// than it has pages (shared); any other folio — also a clean one a fork child shares —
     /// has the batch's PTEs made clean and old, PG_dirty cleared and becomes lazy-free. COLD
     /// only ages folios that are mapped exactly once per page.
-    fn madvise_free_pte_range(
+    fn madvise_lazy_pte_range(
         &mut self,
         mmi: MmId,
         tidx: PteTableId,
-        start: u64,
-        end: u64,
-        cold: bool,
+        (start, end): (u64, u64),
+        advice: LazyAdvice,
     ) {
         let mut addr = start;
         while addr < end {
@@ -290,7 +309,7 @@ impl Kernel {
             }
             let i = pte_index(addr);
             let mapcount = f.mapcount + u32::from(f.entire_mapcount);
-            if cold {
+            if advice == LazyAdvice::Cold {
                 if mapcount == f.nr_pages() {
                     for e in &mut self.mms[mmi].pgt.pte_table_mut(tidx)[i..i + nr as usize] {
                         e.set(YOUNG, false);

@@ -214,3 +214,24 @@ pub enum AccessKind {
     Read,
     Write,
 }
+
+/// What a sequential access does at each byte it touches (`Kernel::access_seq`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AccessPattern {
+    Read,
+    Write,
+    /// A read, then a write of the same byte.
+    ReadWrite,
+}
+
+impl AccessPattern {
+    /// Whether the pattern reads, and whether it writes.
+    #[must_use]
+    pub fn reads(self) -> bool {
+        matches!(self, AccessPattern::Read | AccessPattern::ReadWrite)
+    }
+    #[must_use]
+    pub fn writes(self) -> bool {
+        matches!(self, AccessPattern::Write | AccessPattern::ReadWrite)
+    }
+}

@@ -68,6 +68,17 @@ impl Features {
     }
 }
 
+/// What `UFFDIO_COPY` / `UFFDIO_ZEROPAGE` installs (`enum mfill_atomic_mode` with the
+/// `MFILL_ATOMIC_WP` flag).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mfill {
+    /// `UFFDIO_COPY`: a new page with the copied (non-zero) data; `wp` is
+    /// `UFFDIO_COPY_MODE_WP` (the page is installed write-protected).
+    Copy { wp: bool },
+    /// `UFFDIO_ZEROPAGE`: the shared zero page.
+    ZeroPage,
+}
+
 /// What the modelled monitor does with a write-protect fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum WpPolicy {
@@ -327,17 +338,14 @@ impl Kernel {
         }
     }
 
-    /// `UFFDIO_COPY` (`zero`: `UFFDIO_ZEROPAGE`): fill none PTEs of a registered range with
+    /// `UFFDIO_COPY` / `UFFDIO_ZEROPAGE` (`mode`): fill none PTEs of a registered range with
     /// new order-0 pages (or the zero page). EEXIST at the first populated entry; the pages
     /// filled before it stay.
-    pub fn uffd_fill(
-        &mut self,
-        pid: Pid,
-        start: u64,
-        len: u64,
-        zero: bool,
-        wp: bool,
-    ) -> Result<(), Errno> {
+    pub fn uffd_fill(&mut self, pid: Pid, start: u64, len: u64, mode: Mfill) -> Result<(), Errno> {
+        let (zero, wp) = match mode {
+            Mfill::Copy { wp } => (false, wp),
+            Mfill::ZeroPage => (true, false),
+        };
         let mmi = self.mm_of(pid);
         let end = self.uffd_range_check(mmi, start, len)?;
         // mfill_atomic(): the whole range inside one registered VMA, else ENOENT; a WP copy
@@ -447,7 +455,12 @@ impl Kernel {
                         .find(|t| t.mm == mmi)
                         .map(|t| t.pid)
                         .expect("task of mm");
-                    let _ = self.uffd_fill(pid, a, PAGE_SIZE, zero, false);
+                    let mode = if zero {
+                        Mfill::ZeroPage
+                    } else {
+                        Mfill::Copy { wp: false }
+                    };
+                    let _ = self.uffd_fill(pid, a, PAGE_SIZE, mode);
                 }
                 a += PAGE_SIZE;
             }

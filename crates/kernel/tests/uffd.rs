@@ -7,7 +7,7 @@ use thpsim_kernel::mm::vmf;
 use thpsim_kernel::mmap::MapFlags;
 use thpsim_kernel::observe::Backing;
 use thpsim_kernel::types::{AccessKind, Advice, Pid, Prot};
-use thpsim_kernel::userfaultfd::{Features, MissingPolicy, WpPolicy};
+use thpsim_kernel::userfaultfd::{Features, Mfill, MissingPolicy, WpPolicy};
 use thpsim_kernel::vmstat::VmItem;
 use thpsim_kernel::{Kernel, KernelConfig};
 
@@ -199,8 +199,11 @@ fn missing_faults_and_copy() {
     );
     ok(&k);
     // Explicit COPY over a populated page: EEXIST; ZEROPAGE elsewhere.
-    assert_eq!(k.uffd_fill(pid, BASE, K4, false, false), Err(Errno::EEXIST));
-    k.uffd_fill(pid, BASE + 16 * K4, 4 * K4, true, false)
+    assert_eq!(
+        k.uffd_fill(pid, BASE, K4, Mfill::Copy { wp: false }),
+        Err(Errno::EEXIST)
+    );
+    k.uffd_fill(pid, BASE + 16 * K4, 4 * K4, Mfill::ZeroPage)
         .unwrap();
     assert_eq!(
         k.page_map(pid, BASE + 16 * K4, BASE + 20 * K4),

@@ -2,10 +2,12 @@
 
 use thpsim_kernel::errno::OpError;
 use thpsim_kernel::mmap::MapFlags;
-use thpsim_kernel::types::{AccessKind, Pid};
+use thpsim_kernel::types::{AccessKind, AccessPattern, Pid};
+use thpsim_kernel::userfaultfd::Mfill;
 use thpsim_kernel::{Kernel, KernelConfig};
 
 use crate::backend::{Backend, BackendError, BackendOp, MappingObs, OpOutcome, Setup, Snapshot};
+use crate::ast::Pattern;
 use crate::pattern::touch_offsets;
 
 /// Where the model places the scenario arena (16 TiB; below the 47-bit user limit).
@@ -248,7 +250,14 @@ impl Backend for SimBackend {
                 let (read, write) = pattern.read_write();
                 let r = match subset {
                     // Sequential: the kernel's PMD-at-a-time fast path (same results).
-                    None => k.access_seq(pid, b + addr, b + addr + len, *stride, read, write),
+                    None => {
+                        let seq = match pattern {
+                            Pattern::Read => AccessPattern::Read,
+                            Pattern::Write => AccessPattern::Write,
+                            Pattern::ReadWrite => AccessPattern::ReadWrite,
+                        };
+                        k.access_seq(pid, b + addr, b + addr + len, *stride, seq)
+                    }
                     Some(_) => touch_offsets(*len, *stride, *subset).try_for_each(|off| {
                         let a = b + addr + off;
                         if read {
@@ -308,9 +317,11 @@ impl Backend for SimBackend {
                     } => crate::backend::strided(*len, *stride, |off, n| {
                         k.uffd_writeprotect(pid, b + addr + off, n, *wp)
                     }),
-                    UffdReq::Copy { addr, len, wp } => k.uffd_fill(pid, b + addr, *len, false, *wp),
+                    UffdReq::Copy { addr, len, wp } => {
+                        k.uffd_fill(pid, b + addr, *len, Mfill::Copy { wp: *wp })
+                    }
                     UffdReq::Zeropage { addr, len } => {
-                        k.uffd_fill(pid, b + addr, *len, true, false)
+                        k.uffd_fill(pid, b + addr, *len, Mfill::ZeroPage)
                     }
                     UffdReq::Handler { wp, missing } => k.uffd_set_handler(pid, *wp, *missing),
                 };
