@@ -110,7 +110,7 @@ impl Kernel {
             // One reference per mm (MMF_HUGE_ZERO_FOLIO), however many PMDs.
             if !self.mms[cmi].huge_zero_ref {
                 self.mms[cmi].huge_zero_ref = true;
-                self.huge_zero_users += 1;
+                self.huge_zero.get();
             }
             *self.mms[cmi].pgt.pmd_mut(slot).expect("pmd table") = pmd;
             return Ok(());
@@ -187,7 +187,7 @@ impl Kernel {
         }
         if self.mms[mmi].huge_zero_ref {
             self.mms[mmi].huge_zero_ref = false;
-            self.huge_zero_users -= 1;
+            self.huge_zero.put();
         }
         self.mms[mmi] = Mm::default();
     }

@@ -12,6 +12,7 @@
 use crate::fault::{Tva, VmFault, Vmf};
 use crate::folio::FolioId;
 use crate::ids::MmId;
+use crate::ids::Pfn;
 use crate::mm::MmCounter;
 use crate::mm::{vmf, ThpDisable, Vma};
 use crate::pgtable::{Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, SOFT_DIRTY, UFFD_WP, WRITE, YOUNG};
@@ -22,6 +23,51 @@ use crate::types::{HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK, PMD_SIZE}
 use crate::util::to_u32;
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
+
+/// The huge zero folio (`huge_zero_folio` with `huge_zero_refcount`): allocated on the first
+/// read fault that wants it, one reference per mm that maps it (`MMF_HUGE_ZERO_FOLIO`), freed
+/// by its shrinker once no mm holds it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct HugeZeroFolio {
+    pfn: Option<Pfn>,
+    /// Number of mms holding a reference (the refcount minus the base reference).
+    users: u32,
+}
+
+impl HugeZeroFolio {
+    /// Its first PFN while it exists.
+    pub(crate) fn pfn(&self) -> Option<Pfn> {
+        self.pfn
+    }
+    pub(crate) fn users(&self) -> u32 {
+        self.users
+    }
+    /// An mm takes a reference (the folio exists).
+    pub(crate) fn get(&mut self) {
+        debug_assert!(self.pfn.is_some());
+        self.users += 1;
+    }
+    /// An mm drops its reference; the folio stays until the shrinker runs.
+    pub(crate) fn put(&mut self) {
+        self.users -= 1;
+    }
+    /// `shrink_huge_zero_folio_count`: pages the shrinker could free.
+    pub(crate) fn shrinker_count(&self) -> u64 {
+        if self.users == 0 && self.pfn.is_some() {
+            u64::from(HPAGE_PMD_NR)
+        } else {
+            0
+        }
+    }
+    /// `shrink_huge_zero_folio_scan`: the folio to free, if nobody holds it.
+    pub(crate) fn shrinker_take(&mut self) -> Option<Pfn> {
+        if self.users == 0 {
+            self.pfn.take()
+        } else {
+            None
+        }
+    }
+}
 
 /// `thp_vma_suitable_order`: the aligned block of `order` around `addr` lies inside the VMA.
 #[inline]
@@ -161,10 +207,10 @@ impl Kernel {
         if self.mms[mmi].huge_zero_ref {
             return true;
         }
-        if self.huge_zero_pfn.is_none() {
+        if self.huge_zero.pfn.is_none() {
             match self.buddy.alloc(HPAGE_PMD_ORDER) {
                 Some(pfn) => {
-                    self.huge_zero_pfn = Some(pfn);
+                    self.huge_zero.pfn = Some(pfn);
                     self.vmstat.count(VmItem::ThpZeroPageAlloc);
                 }
                 None => {
@@ -173,9 +219,21 @@ impl Kernel {
                 }
             }
         }
-        self.huge_zero_users += 1;
+        self.huge_zero.get();
         self.mms[mmi].huge_zero_ref = true;
         true
+    }
+
+    /// `shrink_huge_zero_folio_scan`: frees the huge zero folio if no mm holds it; returns
+    /// the pages freed.
+    pub(crate) fn shrink_huge_zero_folio_scan(&mut self) -> u64 {
+        match self.huge_zero.shrinker_take() {
+            Some(pfn) => {
+                self.buddy.free(pfn, HPAGE_PMD_ORDER);
+                u64::from(HPAGE_PMD_NR)
+            }
+            None => 0,
+        }
     }
 
     /// `vma_alloc_anon_folio_pmd`: an order-9 folio for a fault, counting fallbacks.
@@ -247,7 +305,7 @@ impl Kernel {
             // The THP was allocated and is thrown away; no thp_fault_alloc.
             self.free_pgtable_page(pgtable);
             self.free_folio(folio);
-            return VmFault::Userfault(crate::userfaultfd::FLAG_WRITE);
+            return VmFault::Userfault(crate::userfaultfd_ctx::FLAG_WRITE);
         }
         self.mms[mmi].pgt.deposited.push(pgtable);
         self.map_anon_folio_pmd(vmf, folio, true);
@@ -269,7 +327,7 @@ impl Kernel {
                 return VmFault::Fallback;
             }
             return VmFault::Userfault(
-                crate::userfaultfd::FLAG_WRITE | crate::userfaultfd::FLAG_WP,
+                crate::userfaultfd_ctx::FLAG_WRITE | crate::userfaultfd_ctx::FLAG_WP,
             );
         }
         self.do_huge_pmd_wp_page(vmf)

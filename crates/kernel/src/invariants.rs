@@ -170,12 +170,12 @@ impl Kernel {
             }
             huge_zero_mms += u32::from(mm.huge_zero_ref);
         }
-        if huge_zero_mms != self.huge_zero_users
-            || (self.huge_zero_users > 0 && self.huge_zero_pfn.is_none())
+        if huge_zero_mms != self.huge_zero.users()
+            || (self.huge_zero.users() > 0 && self.huge_zero.pfn().is_none())
         {
             return Err(format!(
                 "huge zero users {} vs mms holding it {huge_zero_mms}",
-                self.huge_zero_users
+                self.huge_zero.users()
             ));
         }
         // Folios against what maps them.
@@ -299,7 +299,12 @@ impl Kernel {
                 self.vmstat.get(VmItem::NrPageTablePages)
             ));
         }
-        allocated += pgtable_pages + if self.huge_zero_pfn.is_some() { 512 } else { 0 };
+        allocated += pgtable_pages
+            + if self.huge_zero.pfn().is_some() {
+                512
+            } else {
+                0
+            };
         if free + allocated != self.buddy.total_pages() {
             return Err(format!(
                 "free {free} + allocated {allocated} != total {}",

@@ -90,26 +90,26 @@ impl Kernel {
         self.mms[mmi].khugepaged_registered = false;
     }
 
-    /// Advances simulated time by `ms`; khugepaged runs the passes that fall due.
-    pub fn sleep_ms(&mut self, ms: u64) {
-        let end = self.now_ms.saturating_add(ms);
-        while let Some(t) = self.khugepaged.next_pass_ms {
-            if t > end || !self.hugepage_pmd_enabled() {
-                break;
-            }
-            self.now_ms = t;
-            let slept = self.khugepaged_do_scan();
-            // khugepaged_wait_work(): sleep scan_sleep_millisecs while there is work. A pass
-            // takes no simulated time, so with scan_sleep_millisecs=0 it is charged 1 ms
-            // (else time would never advance and the loop never end).
-            let pause = u64::from(self.sysfs.scan_sleep_millisecs).max(1);
-            self.khugepaged.next_pass_ms = if self.khugepaged.mms.is_empty() {
-                None
-            } else {
-                Some(self.now_ms.saturating_add(slept).saturating_add(pause))
-            };
-        }
-        self.now_ms = end;
+    /// When the thread next runs a pass (`daemon::Daemon::poll_at`): it has a timer and
+    /// PMD-sized THP is enabled (otherwise the thread is stopped).
+    pub(crate) fn khugepaged_poll_at(&self) -> Option<u64> {
+        self.khugepaged
+            .next_pass_ms
+            .filter(|_| self.hugepage_pmd_enabled())
+    }
+
+    /// One wakeup of the thread (`khugepaged()`'s loop body): a pass, then the next timer.
+    pub(crate) fn khugepaged_thread_pass(&mut self) {
+        let slept = self.khugepaged_do_scan();
+        // khugepaged_wait_work(): sleep scan_sleep_millisecs while there is work. A pass
+        // takes no simulated time, so with scan_sleep_millisecs=0 it is charged 1 ms
+        // (else time would never advance and the loop never end).
+        let pause = u64::from(self.sysfs.scan_sleep_millisecs).max(1);
+        self.khugepaged.next_pass_ms = if self.khugepaged.mms.is_empty() {
+            None
+        } else {
+            Some(self.now_ms.saturating_add(slept).saturating_add(pause))
+        };
     }
 
     /// A write to a THP sysfs knob, as `echo value > file` does it, with the side effects on

@@ -7,6 +7,7 @@
 //! `page_map`). Modules are named after the kernel files whose decisions they model.
 #![forbid(unsafe_code)]
 
+mod daemon;
 mod deferred_split;
 pub mod errno;
 mod fault;
@@ -29,11 +30,13 @@ pub mod page_alloc;
 pub mod pgtable;
 pub mod profile;
 pub mod rmap;
+mod shrinker;
 pub mod split;
 pub mod sysfs;
 pub mod task_mmu;
 pub mod types;
 pub mod userfaultfd;
+mod userfaultfd_ctx;
 pub mod util;
 pub mod vmstat;
 
@@ -77,10 +80,7 @@ pub struct Kernel {
     pub vmstat: VmStat,
     pub(crate) buddy: BuddyAllocator,
     pub(crate) folios: Folios,
-    /// The huge zero folio's PFN while it exists (`huge_zero_folio`).
-    pub(crate) huge_zero_pfn: Option<Pfn>,
-    /// Number of mms holding a reference (`huge_zero_refcount` minus the base reference).
-    pub(crate) huge_zero_users: u32,
+    pub(crate) huge_zero: huge_memory::HugeZeroFolio,
     pub(crate) mms: Mms,
     pub(crate) tasks: mm::Tasks,
     next_pid: Pid,
@@ -88,10 +88,10 @@ pub struct Kernel {
     /// The deferred-split queue (`ds_queue`).
     pub(crate) ds_queue: deferred_split::DeferredSplitQueue,
     pub(crate) khugepaged: khugepaged::KhugepagedState,
-    /// Simulated time in milliseconds (advanced only by `sleep_ms`).
+    /// Simulated time in milliseconds (advanced only by `sleep_ms`, see `daemon`).
     pub(crate) now_ms: u64,
     /// userfaultfd messages delivered, all processes.
-    pub uffd_stats: userfaultfd::MsgStats,
+    pub uffd_stats: userfaultfd_ctx::MsgStats,
 }
 
 impl Kernel {
@@ -115,8 +115,7 @@ impl Kernel {
             vmstat: VmStat::default(),
             buddy: BuddyAllocator::new(cfg.memory >> PAGE_SHIFT),
             folios: Folios::default(),
-            huge_zero_pfn: None,
-            huge_zero_users: 0,
+            huge_zero: huge_memory::HugeZeroFolio::default(),
             mms: Mms::default(),
             tasks: mm::Tasks::default(),
             next_pid: 1,

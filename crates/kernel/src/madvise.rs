@@ -7,7 +7,6 @@
 
 use crate::errno::Errno;
 use crate::gup::Foll;
-use crate::ids::MmId;
 use crate::mm::vmf;
 use crate::types::{is_page_aligned, page_align_up, Advice, Pid};
 use crate::Kernel;
@@ -91,49 +90,19 @@ impl Kernel {
                 Advice::Sequential => (VM_SEQ_READ, VM_RAND_READ),
                 _ => unreachable!("advice {advice:?}"),
             };
-            self.modify_vma_flags(
-                mmi,
-                start,
-                end,
-                |f| (f & !clear) | set,
-                advice == Advice::Hugepage,
-            );
+            if advice == Advice::Hugepage {
+                // hugepage_madvise(): khugepaged_enter_vma with the new flags, VMA by VMA.
+                for s in self.mms[mmi].vma_starts_in(start, end) {
+                    let v = self.mms[mmi].vmas[&s];
+                    self.khugepaged_enter_vma(mmi, &v, (v.flags & !clear) | set);
+                }
+            }
+            self.vma_modify_flags(mmi, start, end, |f| (f & !clear) | set);
         }
         if std::mem::take(&mut unmapped) {
             return Err(Errno::ENOMEM);
         }
         Ok(())
-    }
-
-    /// Applies `f` to the flags of every VMA part in `[start, end)`, splitting VMAs whose
-    /// flags change at the range boundaries and merging afterwards (`vma_modify_flags`).
-    /// `khugepaged` calls `khugepaged_enter_vma` with the new flags first (MADV_HUGEPAGE).
-    pub(crate) fn modify_vma_flags(
-        &mut self,
-        mmi: MmId,
-        start: u64,
-        end: u64,
-        f: impl Fn(u32) -> u32,
-        khugepaged: bool,
-    ) {
-        let mut changed = Vec::new();
-        for s in self.mms[mmi].vma_starts_in(start, end) {
-            let v = self.mms[mmi].vmas[&s];
-            let nf = f(v.flags);
-            if khugepaged {
-                self.khugepaged_enter_vma(mmi, &v, nf);
-            }
-            if nf == v.flags {
-                continue;
-            }
-            let (a, b) = (start.max(v.start), end.min(v.end));
-            self.split_vma_at(mmi, a);
-            self.split_vma_at(mmi, b);
-            self.mms[mmi].vmas.get_mut(&a).expect("vma").flags = nf;
-            self.mms[mmi].invalidate_vma_cache();
-            changed.push(a);
-        }
-        self.mms[mmi].merge_modified(&changed);
     }
 
     /// The `MADV_POPULATE_PGTABLE` proposal: make sure every PMD slot of the mapped part of

@@ -298,7 +298,7 @@ impl Kernel {
         if vmf.vma.has(vmf::UFFD_MISSING) {
             // The page was allocated (order 0: uffd-armed) and is thrown away.
             self.free_folio(folio);
-            return VmFault::Userfault(crate::userfaultfd::FLAG_WRITE);
+            return VmFault::Userfault(crate::userfaultfd_ctx::FLAG_WRITE);
         }
         // folio_zero_user(): a new anonymous folio is zeroed (the main cost of the fault).
         self.vmstat.add(VmItem::SimZeroedPages, 1 << order);
@@ -385,7 +385,7 @@ impl Kernel {
                 .is_some_and(|u| u.features.wp_async)
             {
                 return VmFault::Userfault(
-                    crate::userfaultfd::FLAG_WRITE | crate::userfaultfd::FLAG_WP,
+                    crate::userfaultfd_ctx::FLAG_WRITE | crate::userfaultfd_ctx::FLAG_WP,
                 );
             }
             // Async mode: drop the bit and continue with the normal COW/reuse logic.

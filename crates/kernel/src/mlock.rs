@@ -34,19 +34,13 @@ impl Kernel {
                 None => break,
             }
         }
-        self.modify_vma_flags(
-            mmi,
-            start,
-            cur,
-            |f| {
-                if lock {
-                    f | vmf::LOCKED
-                } else {
-                    f & !vmf::LOCKED
-                }
-            },
-            false,
-        );
+        self.vma_modify_flags(mmi, start, cur, |f| {
+            if lock {
+                f | vmf::LOCKED
+            } else {
+                f & !vmf::LOCKED
+            }
+        });
         if cur < end {
             return Err(Errno::ENOMEM);
         }

@@ -97,7 +97,7 @@ pub struct Mm {
     /// per-VMA lock fast path): every VMA mutation clears it via `invalidate_vma_cache`.
     pub(crate) vma_cache: std::cell::Cell<Option<Vma>>,
     /// This process's userfaultfd (one per process in the model).
-    pub uffd: Option<Box<crate::userfaultfd::Uffd>>,
+    pub uffd: Option<Box<crate::userfaultfd_ctx::Uffd>>,
     pub users: u32,
 }
 

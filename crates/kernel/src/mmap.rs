@@ -99,6 +99,33 @@ impl Kernel {
 
     /// `__split_vma` at `addr` if a VMA straddles it; splits a huge PMD across the boundary
     /// first (`vma_adjust_trans_huge`).
+    /// `vma_modify_flags`: applies `f` to the flags of every VMA part in `[start, end)`,
+    /// splitting VMAs whose flags change at the range boundaries and merging afterwards
+    /// (`Mm::merge_modified`).
+    pub(crate) fn vma_modify_flags(
+        &mut self,
+        mmi: MmId,
+        start: u64,
+        end: u64,
+        f: impl Fn(u32) -> u32,
+    ) {
+        let mut changed = Vec::new();
+        for s in self.mms[mmi].vma_starts_in(start, end) {
+            let v = self.mms[mmi].vmas[&s];
+            let nf = f(v.flags);
+            if nf == v.flags {
+                continue;
+            }
+            let (a, b) = (start.max(v.start), end.min(v.end));
+            self.split_vma_at(mmi, a);
+            self.split_vma_at(mmi, b);
+            self.mms[mmi].vmas.get_mut(&a).expect("vma").flags = nf;
+            self.mms[mmi].invalidate_vma_cache();
+            changed.push(a);
+        }
+        self.mms[mmi].merge_modified(&changed);
+    }
+
     pub(crate) fn split_vma_at(&mut self, mmi: MmId, addr: u64) {
         let Some(vma) = self.mms[mmi].vma_at(addr).copied() else {
             return;

@@ -173,9 +173,11 @@ impl Kernel {
         zero > max
     }
 
-    /// Runs the shrinkers memory pressure or `drop_caches` would run: the deferred-split
-    /// shrinker (`deferred_split_scan`) and the huge-zero shrinker.
-    pub fn shrink(&mut self) {
+    /// `deferred_split_scan` over the whole queue: splits partially mapped folios and
+    /// underused ones (`thp_underused`), drops the others from the queue. Returns the number
+    /// of folios split.
+    pub(crate) fn deferred_split_scan(&mut self) -> u64 {
+        let mut split = 0;
         for id in self.deferred_split_queue() {
             let f = *self.folios.get(id);
             if f.test(flags::FREE) || !f.test(flags::DEFERRED) {
@@ -191,6 +193,7 @@ impl Kernel {
                 }
             }
             if self.split_folio(id) {
+                split += 1;
                 if underused {
                     self.vmstat.count(VmItem::ThpUnderusedSplitPage);
                 }
@@ -198,11 +201,7 @@ impl Kernel {
                 self.ds_unqueue(id);
             }
         }
-        if self.huge_zero_users == 0 {
-            if let Some(pfn) = self.huge_zero_pfn.take() {
-                self.buddy.free(pfn, HPAGE_PMD_ORDER);
-            }
-        }
+        split
     }
 
     /// MADV_FREE over `[start, end)` of one VMA (`madvise_free_single_vma`): pages become

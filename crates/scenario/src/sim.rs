@@ -6,8 +6,8 @@ use thpsim_kernel::types::{AccessKind, AccessPattern, Pid};
 use thpsim_kernel::userfaultfd::Mfill;
 use thpsim_kernel::{Kernel, KernelConfig};
 
-use crate::backend::{Backend, BackendError, BackendOp, MappingObs, OpOutcome, Setup, Snapshot};
 use crate::ast::Pattern;
+use crate::backend::{Backend, BackendError, BackendOp, MappingObs, OpOutcome, Setup, Snapshot};
 use crate::pattern::touch_offsets;
 
 /// Where the model places the scenario arena (16 TiB; below the 47-bit user limit).
