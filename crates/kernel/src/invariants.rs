@@ -29,8 +29,23 @@ impl Seen {
     }
 }
 
+/// A broken model invariant: a bug in the model, never a property of the input.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{what}")]
+pub struct InvariantViolation {
+    /// What is inconsistent, with the mm or folio concerned.
+    pub what: String,
+}
+
 impl Kernel {
-    pub fn check_invariants(&self) -> Result<(), String> {
+    /// Checks every invariant the model keeps (see ARCHITECTURE.md); the first one broken is
+    /// reported.
+    pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
+        self.find_violation()
+            .map_err(|what| InvariantViolation { what })
+    }
+
+    fn find_violation(&self) -> Result<(), String> {
         let free = self.buddy.check()?;
         let mut seen: FxHashMap<FolioId, Seen> = FxHashMap::default();
         let mut pgtable_pages = 0u64;

@@ -69,6 +69,15 @@ impl Default for KernelConfig {
     }
 }
 
+/// Why `Kernel::new` refused a configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("memory must be a positive multiple of {unit_mib} MiB")]
+    MemoryNotMultiple { unit_mib: u64 },
+    #[error("memory above {max_tib} TiB is not supported")]
+    MemoryTooLarge { max_tib: u64 },
+}
+
 /// The largest simulated memory (PFNs stay below 2^31).
 pub const MAX_MEMORY: u64 = 8 << 40;
 
@@ -95,19 +104,17 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    pub fn new(cfg: KernelConfig) -> Result<Kernel, String> {
+    pub fn new(cfg: KernelConfig) -> Result<Kernel, ConfigError> {
         let unit = 1u64 << (u32::from(MAX_PAGE_ORDER) + PAGE_SHIFT);
         if cfg.memory < unit || cfg.memory % unit != 0 {
-            return Err(format!(
-                "memory must be a positive multiple of {} MiB",
-                unit >> 20
-            ));
+            return Err(ConfigError::MemoryNotMultiple {
+                unit_mib: unit >> 20,
+            });
         }
         if cfg.memory > MAX_MEMORY {
-            return Err(format!(
-                "memory above {} TiB is not supported",
-                MAX_MEMORY >> 40
-            ));
+            return Err(ConfigError::MemoryTooLarge {
+                max_tib: MAX_MEMORY >> 40,
+            });
         }
         Ok(Kernel {
             profile: cfg.profile,

@@ -131,9 +131,13 @@ impl Default for Sysfs {
 }
 
 /// Why a knob write was refused. `Unknown` and `BadValue` carry a hint for the user.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KnobError {
+    /// No such knob; `hint` says what is close or what exists.
+    #[error("unknown knob: {hint}")]
     Unknown { hint: String },
+    /// The knob exists but not with this value.
+    #[error("bad value: expected {expected}")]
     BadValue { expected: String },
 }
 

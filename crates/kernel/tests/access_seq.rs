@@ -75,6 +75,6 @@ proptest! {
         fast.shrink();
         slow.shrink();
         prop_assert_eq!(state(&fast, pid), state(&slow, pid));
-        fast.check_invariants().map_err(TestCaseError::fail)?;
+        fast.check_invariants().map_err(|e| TestCaseError::fail(e.to_string()))?;
     }
 }

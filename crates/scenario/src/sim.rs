@@ -104,7 +104,7 @@ impl Backend for SimBackend {
                 not_runnable: true,
             })?;
         for (k, v) in &setup.switches {
-            profile.switches.set(k, v).map_err(err)?;
+            profile.switches.set(k, v).map_err(|e| err(e.to_string()))?;
         }
         let mut cfg = KernelConfig {
             memory: setup.memory,
@@ -114,7 +114,7 @@ impl Backend for SimBackend {
         for (k, v) in &setup.sysfs {
             cfg.sysfs
                 .set(k, v)
-                .map_err(|e| err(format!("sysfs {k}={v}: {e:?}")))?;
+                .map_err(|e| err(format!("sysfs {k}={v}: {e}")))?;
         }
         if MODEL_ARENA_BASE + setup.arena_len > thpsim_kernel::types::TASK_SIZE {
             return Err(BackendError {
@@ -123,7 +123,7 @@ impl Backend for SimBackend {
             });
         }
         let mut k = Kernel::new(cfg).map_err(|m| BackendError {
-            message: m,
+            message: m.to_string(),
             not_runnable: true,
         })?;
         if self.khugepaged_sentinel {
@@ -340,7 +340,7 @@ impl Backend for SimBackend {
                 .map_err(OpError::Errno),
             BackendOp::Sysfs { knob, value } => {
                 k.write_sysfs(knob, value)
-                    .map_err(|e| err(format!("sysfs {knob}={value}: {e:?}")))?;
+                    .map_err(|e| err(format!("sysfs {knob}={value}: {e}")))?;
                 Ok(0)
             }
         };
