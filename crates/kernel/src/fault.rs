@@ -26,7 +26,7 @@ pub(crate) enum VmFault {
 
 /// Who asks whether THP is allowed (`tva_type`): it decides which checks apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tva {
+pub(crate) enum Tva {
     /// A page fault: sysfs enforced; size/alignment checked by the fault handler.
     PageFault,
     /// smaps `THPeligible`: sysfs enforced, VMA-size check, anon_vma not required.

@@ -7,31 +7,31 @@
 //! PMD mapping one reference) + extra pins; `entire_mapcount` = PMD mappings; a page's
 //! mapcount = PTE mappings of that page; `mapcount` = sum of PTE mappings over all pages.
 
-pub use crate::ids::FolioId;
+pub(crate) use crate::ids::FolioId;
 use crate::ids::{MmId, Pfn};
 
-pub mod flags {
+pub(crate) mod flags {
     /// Anonymous folio.
-    pub const ANON: u8 = 1 << 0;
+    pub(crate) const ANON: u8 = 1 << 0;
     /// Flagged partially mapped (`folio_test_partially_mapped`).
-    pub const PARTIALLY_MAPPED: u8 = 1 << 1;
+    pub(crate) const PARTIALLY_MAPPED: u8 = 1 << 1;
     /// On the deferred-split queue.
-    pub const DEFERRED: u8 = 1 << 2;
+    pub(crate) const DEFERRED: u8 = 1 << 2;
     /// MADV_FREE'd and clean (lazy-free).
-    pub const LAZYFREE: u8 = 1 << 3;
+    pub(crate) const LAZYFREE: u8 = 1 << 3;
     /// Order-0 only: the page's content is not all zero.
-    pub const NONZERO: u8 = 1 << 4;
+    pub(crate) const NONZERO: u8 = 1 << 4;
     /// `PG_dirty`: set when a dirty PMD is split (`__split_huge_pmd_locked`), when a split
     /// unmaps a dirty PTE (`try_to_migrate_one`; the new folios inherit it), and by GUP
     /// `FOLL_WRITE|FOLL_TOUCH` on a clean PTE (`follow_page_pte`); cleared by MADV_FREE.
     /// smaps counts a page dirty if its PTE/PMD or its folio is (`smaps_page_accumulate`).
-    pub const DIRTY: u8 = 1 << 5;
+    pub(crate) const DIRTY: u8 = 1 << 5;
     /// Slot is unused (on the arena free list).
-    pub const FREE: u8 = 1 << 7;
+    pub(crate) const FREE: u8 = 1 << 7;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Folio {
+pub(crate) struct Folio {
     /// The first PFN, stored in 32 bits to keep an order-0 folio at 20 bytes (see `Pfn`).
     pfn: u32,
     pub refcount: u32,
@@ -47,22 +47,22 @@ impl Folio {
     /// The folio's first page frame.
     #[inline]
     #[must_use]
-    pub fn pfn(&self) -> Pfn {
+    pub(crate) fn pfn(&self) -> Pfn {
         Pfn(u64::from(self.pfn))
     }
     #[inline]
-    pub fn nr_pages(&self) -> u32 {
+    pub(crate) fn nr_pages(&self) -> u32 {
         1 << self.order
     }
     #[inline]
-    pub fn test(&self, f: u8) -> bool {
+    pub(crate) fn test(&self, f: u8) -> bool {
         self.flags & f != 0
     }
 }
 
 /// Side record of a large folio.
 #[derive(Clone, Debug, Default)]
-pub struct LargeMeta {
+pub(crate) struct LargeMeta {
     /// Per-page PTE mapcount; empty until the folio is first PTE-mapped.
     pub page_mapcount: Vec<u32>,
     /// Number of pages with a PTE mapcount > 0 (`_nr_pages_mapped` without the PMD part).
@@ -84,26 +84,23 @@ pub struct LargeMeta {
 /// `(mm, mappings)` pairs; two inline (the kernel tracks two MM ids per large folio), more
 /// spill to a vector.
 #[derive(Clone, Debug, Default)]
-pub struct MmMaps {
+pub(crate) struct MmMaps {
     inline: [(MmId, u32); 2],
     len: u8,
     more: Vec<(MmId, u32)>,
 }
 
 impl MmMaps {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len as usize + self.more.len()
     }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    pub fn iter(&self) -> impl Iterator<Item = (MmId, u32)> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (MmId, u32)> + '_ {
         self.inline[..self.len as usize]
             .iter()
             .copied()
             .chain(self.more.iter().copied())
     }
-    pub fn to_vec(&self) -> Vec<(MmId, u32)> {
+    pub(crate) fn to_vec(&self) -> Vec<(MmId, u32)> {
         self.iter().collect()
     }
     /// Adds `delta` mappings for `mm`, dropping the entry at zero.
@@ -163,7 +160,7 @@ impl LargeMeta {
 
 /// The folio arena: stable `FolioId`s, reused LIFO after free.
 #[derive(Clone, Debug, Default)]
-pub struct Folios {
+pub(crate) struct Folios {
     pub slots: Vec<Folio>,
     free_slots: Vec<FolioId>,
     pub large: Vec<LargeMeta>,
@@ -172,7 +169,7 @@ pub struct Folios {
 }
 
 impl Folios {
-    pub fn alloc(&mut self, pfn: Pfn, order: u8, fl: u8) -> FolioId {
+    pub(crate) fn alloc(&mut self, pfn: Pfn, order: u8, fl: u8) -> FolioId {
         let meta = if order > 0 {
             let m = LargeMeta::new();
             match self.free_large.pop() {
@@ -210,7 +207,7 @@ impl Folios {
         }
     }
 
-    pub fn release(&mut self, id: FolioId) {
+    pub(crate) fn release(&mut self, id: FolioId) {
         let f = &mut self.slots[id.index()];
         debug_assert!(!f.test(flags::FREE));
         if f.meta != u32::MAX {
@@ -224,25 +221,25 @@ impl Folios {
     }
 
     #[inline]
-    pub fn get(&self, id: FolioId) -> &Folio {
+    pub(crate) fn get(&self, id: FolioId) -> &Folio {
         &self.slots[id.index()]
     }
     #[inline]
-    pub fn get_mut(&mut self, id: FolioId) -> &mut Folio {
+    pub(crate) fn get_mut(&mut self, id: FolioId) -> &mut Folio {
         &mut self.slots[id.index()]
     }
-    pub fn meta(&self, id: FolioId) -> &LargeMeta {
+    pub(crate) fn meta(&self, id: FolioId) -> &LargeMeta {
         &self.large[self.slots[id.index()].meta as usize]
     }
-    pub fn meta_mut(&mut self, id: FolioId) -> &mut LargeMeta {
+    pub(crate) fn meta_mut(&mut self, id: FolioId) -> &mut LargeMeta {
         let m = self.slots[id.index()].meta as usize;
         &mut self.large[m]
     }
-    pub fn live(&self) -> u64 {
+    pub(crate) fn live(&self) -> u64 {
         self.live
     }
     /// Live folio ids in id order.
-    pub fn iter_live(&self) -> impl Iterator<Item = FolioId> + '_ {
+    pub(crate) fn iter_live(&self) -> impl Iterator<Item = FolioId> + '_ {
         self.slots
             .iter()
             .enumerate()
@@ -252,7 +249,7 @@ impl Folios {
 
     /// Marks a page of the folio as holding non-zero data (a store happened).
     #[inline]
-    pub fn set_nonzero(&mut self, id: FolioId, idx: u32) {
+    pub(crate) fn set_nonzero(&mut self, id: FolioId, idx: u32) {
         let f = &mut self.slots[id.index()];
         if f.meta == u32::MAX {
             f.flags |= flags::NONZERO;
@@ -261,7 +258,7 @@ impl Folios {
         }
     }
 
-    pub fn is_nonzero(&self, id: FolioId, idx: u32) -> bool {
+    pub(crate) fn is_nonzero(&self, id: FolioId, idx: u32) -> bool {
         let f = &self.slots[id.index()];
         if f.meta == u32::MAX {
             f.test(flags::NONZERO)
@@ -271,7 +268,7 @@ impl Folios {
     }
 
     /// Accounts `delta` mappings of a large folio to mm `mmi`.
-    pub fn mm_map_add(&mut self, id: FolioId, mmi: MmId, delta: i64) {
+    pub(crate) fn mm_map_add(&mut self, id: FolioId, mmi: MmId, delta: i64) {
         let m = self.slots[id.index()].meta;
         if m != u32::MAX {
             self.large[m as usize].mm_maps.add(mmi, delta);
@@ -279,13 +276,13 @@ impl Folios {
     }
 
     /// `folio_maybe_mapped_shared`: mapped by more than one mm.
-    pub fn maybe_mapped_shared(&self, id: FolioId) -> bool {
+    pub(crate) fn maybe_mapped_shared(&self, id: FolioId) -> bool {
         let f = &self.slots[id.index()];
         f.meta != u32::MAX && self.large[f.meta as usize].mm_maps.len() > 1
     }
 
     /// The PTE mapcount of one page.
-    pub fn page_mapcount(&self, id: FolioId, idx: u32) -> u32 {
+    pub(crate) fn page_mapcount(&self, id: FolioId, idx: u32) -> u32 {
         let f = &self.slots[id.index()];
         if f.meta == u32::MAX {
             f.mapcount

@@ -71,14 +71,14 @@ impl HugeZeroFolio {
 
 /// `thp_vma_suitable_order`: the aligned block of `order` around `addr` lies inside the VMA.
 #[inline]
-pub fn thp_vma_suitable_order(vma: &Vma, addr: u64, order: u8) -> bool {
+pub(crate) fn thp_vma_suitable_order(vma: &Vma, addr: u64, order: u8) -> bool {
     let size = PAGE_SIZE << order;
     let haddr = addr & !(size - 1);
     haddr >= vma.start && haddr + size <= vma.end
 }
 
 /// `thp_vma_suitable_orders`: keeps the orders of `orders` whose block around `addr` fits.
-pub fn thp_vma_suitable_orders(vma: &Vma, addr: u64, orders: u16) -> u16 {
+pub(crate) fn thp_vma_suitable_orders(vma: &Vma, addr: u64, orders: u16) -> u16 {
     let mut out = 0;
     for o in 0..16u8 {
         if orders & (1 << o) != 0 && thp_vma_suitable_order(vma, addr, o) {

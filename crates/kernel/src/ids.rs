@@ -117,7 +117,7 @@ impl Pfn {
     /// The PFN `n` pages above this one.
     #[inline]
     #[must_use]
-    pub fn add(self, n: u64) -> Pfn {
+    pub fn offset(self, n: u64) -> Pfn {
         Pfn(self.0 + n)
     }
     /// The compact form a folio stores (PFNs stay below 2^32, see `Kernel::new`).

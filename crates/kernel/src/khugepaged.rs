@@ -32,7 +32,7 @@ use crate::Kernel;
 
 /// `enum scan_result` (the outcomes the model produces).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ScanResult {
+pub(crate) enum ScanResult {
     Succeed,
     PmdNull,
     PmdNone,
@@ -48,7 +48,7 @@ pub enum ScanResult {
 
 /// khugepaged's state (`khugepaged_scan` and the mm slot list).
 #[derive(Clone, Debug, Default)]
-pub struct KhugepagedState {
+pub(crate) struct KhugepagedState {
     /// Registered mms, in list order.
     pub mms: Vec<MmId>,
     /// Index into `mms` of the mm being scanned, and the address to resume at.

@@ -7,38 +7,40 @@
 //! `page_map`). Modules are named after the kernel files whose decisions they model.
 #![forbid(unsafe_code)]
 
-mod daemon;
-mod deferred_split;
+pub(crate) mod daemon;
+pub(crate) mod deferred_split;
 pub mod errno;
-mod fault;
-pub mod folio;
-pub mod fork;
-pub mod gup;
-pub mod huge_memory;
+pub(crate) mod fault;
+pub(crate) mod folio;
+pub(crate) mod fork;
+pub(crate) mod gup;
+pub(crate) mod huge_memory;
 pub mod ids;
-pub mod invariants;
-pub mod khugepaged;
-pub mod madvise;
-pub mod memory;
-pub mod mlock;
+pub(crate) mod invariants;
+pub(crate) mod khugepaged;
+pub(crate) mod madvise;
+pub(crate) mod memory;
+pub(crate) mod mlock;
 pub mod mm;
 pub mod mmap;
-pub mod mprotect;
-pub mod mremap;
+pub(crate) mod mprotect;
+pub(crate) mod mremap;
 pub mod observe;
-pub mod page_alloc;
-pub mod pgtable;
+pub(crate) mod page_alloc;
+pub(crate) mod pgtable;
 pub mod profile;
-pub mod rmap;
-mod shrinker;
-pub mod split;
+pub(crate) mod rmap;
+pub(crate) mod shrinker;
+pub(crate) mod split;
 pub mod sysfs;
-pub mod task_mmu;
+pub(crate) mod task_mmu;
 pub mod types;
 pub mod userfaultfd;
-mod userfaultfd_ctx;
+pub(crate) mod userfaultfd_ctx;
 pub mod util;
 pub mod vmstat;
+
+pub use invariants::InvariantViolation;
 
 use errno::Errno;
 use folio::Folios;
@@ -128,9 +130,9 @@ impl Kernel {
             next_pid: 1,
             next_anon_vma: AnonVmaId::FIRST,
             ds_queue: deferred_split::DeferredSplitQueue::default(),
-            khugepaged: Default::default(),
+            khugepaged: khugepaged::KhugepagedState::default(),
             now_ms: 0,
-            uffd_stats: Default::default(),
+            uffd_stats: userfaultfd_ctx::MsgStats::default(),
         })
     }
 

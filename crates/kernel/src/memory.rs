@@ -19,7 +19,7 @@ use crate::pgtable::{
     pte_index, pte_index32, Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, STORED, UFFD_WP, WRITE, YOUNG,
 };
 use crate::rmap::RmapLevel;
-use crate::types::{AccessKind, AccessPattern, Pid, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK};
+use crate::types::{AccessKind, AccessPattern, Pid, HPAGE_PMD_ORDER, PAGE_SIZE};
 use crate::util::highest_order;
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
@@ -448,12 +448,6 @@ impl Kernel {
         }
         VmFault::Done
     }
-}
-
-/// The PMD-aligned start of `addr`.
-#[inline]
-pub fn pmd_align_down(addr: u64) -> u64 {
-    addr & PMD_MASK
 }
 
 impl Kernel {

@@ -17,7 +17,7 @@ use crate::types::MAX_PAGE_ORDER;
 const NR_ORDERS: usize = MAX_PAGE_ORDER as usize + 1;
 
 #[derive(Clone, Debug)]
-pub struct BuddyAllocator {
+pub(crate) struct BuddyAllocator {
     total_pages: u64,
     /// Per order: stack of free block heads. Entries can be stale (the block was merged
     /// away); `bits` is the truth and stale entries are skipped on pop.
@@ -34,7 +34,7 @@ pub struct BuddyAllocator {
 
 impl BuddyAllocator {
     /// `total_pages` must be a multiple of 2^MAX_PAGE_ORDER and below 2^32.
-    pub fn new(total_pages: u64) -> Self {
+    pub(crate) fn new(total_pages: u64) -> Self {
         assert!(total_pages % (1 << MAX_PAGE_ORDER) == 0 && total_pages < (1u64 << 32));
         BuddyAllocator {
             total_pages,
@@ -52,7 +52,7 @@ impl BuddyAllocator {
         }
     }
 
-    pub fn total_pages(&self) -> u64 {
+    pub(crate) fn total_pages(&self) -> u64 {
         self.total_pages
     }
 
@@ -73,24 +73,9 @@ impl BuddyAllocator {
     }
 
     /// Free pages (`NR_FREE_PAGES`).
-    pub fn nr_free_pages(&self) -> u64 {
+    pub(crate) fn nr_free_pages(&self) -> u64 {
         let listed: u64 = (0..NR_ORDERS).map(|o| self.nr_free[o] << o).sum();
         listed + (self.total_pages - self.virgin)
-    }
-
-    /// Number of free blocks of exactly this order (as /proc/buddyinfo shows).
-    pub fn nr_free_blocks(&self, order: u8) -> u64 {
-        let mut n = self.nr_free[order as usize];
-        if order == MAX_PAGE_ORDER {
-            n += (self.total_pages - self.virgin) >> MAX_PAGE_ORDER;
-        }
-        n
-    }
-
-    /// Whether a block of at least `order` is free (the fast-path check of
-    /// `get_page_from_freelist`, without watermarks).
-    pub fn can_alloc(&self, order: u8) -> bool {
-        (order..=MAX_PAGE_ORDER).any(|o| self.nr_free_blocks(o) > 0)
     }
 
     fn push(&mut self, pfn: u64, order: usize) {
@@ -112,7 +97,7 @@ impl BuddyAllocator {
 
     /// Allocates a naturally aligned block of `2^order` pages; `None` if none is free.
     #[inline]
-    pub fn alloc(&mut self, order: u8) -> Option<Pfn> {
+    pub(crate) fn alloc(&mut self, order: u8) -> Option<Pfn> {
         let order = order as usize;
         let mut found = None;
         for o in order..NR_ORDERS {
@@ -145,7 +130,7 @@ impl BuddyAllocator {
 
     /// Frees a block, merging with free buddies.
     #[inline]
-    pub fn free(&mut self, pfn: Pfn, order: u8) {
+    pub(crate) fn free(&mut self, pfn: Pfn, order: u8) {
         let mut pfn = pfn.0;
         let mut order = order as usize;
         debug_assert!(pfn % (1 << order) == 0 && pfn < self.virgin);
@@ -169,7 +154,7 @@ impl BuddyAllocator {
     }
 
     /// Iterates the free blocks `(pfn, order)` (for invariant checks and observation).
-    pub fn free_blocks(&self) -> impl Iterator<Item = (u64, u8)> + '_ {
+    pub(crate) fn free_blocks(&self) -> impl Iterator<Item = (u64, u8)> + '_ {
         let listed = (0..NR_ORDERS).flat_map(move |o| {
             let mut seen: Vec<u32> = self.lists[o]
                 .iter()
@@ -187,7 +172,7 @@ impl BuddyAllocator {
     }
 
     /// Checks the allocator's own invariants; returns the free page count.
-    pub fn check(&self) -> Result<u64, String> {
+    pub(crate) fn check(&self) -> Result<u64, String> {
         let mut pages = 0u64;
         let mut counts = [0u64; NR_ORDERS];
         for (pfn, o) in self.free_blocks() {
@@ -225,6 +210,26 @@ fn order_u8(o: usize) -> u8 {
 #[inline]
 fn bit_test(bits: &[u64], i: u64) -> bool {
     bits[(i / 64) as usize] & (1 << (i % 64)) != 0
+}
+
+/// Observation helpers the tests use; `nr_free_blocks` is what `/proc/buddyinfo` will show
+/// once the allocator grows migratetypes.
+#[cfg(test)]
+impl BuddyAllocator {
+    /// Number of free blocks of exactly this order (as /proc/buddyinfo shows).
+    pub(crate) fn nr_free_blocks(&self, order: u8) -> u64 {
+        let mut n = self.nr_free[order as usize];
+        if order == MAX_PAGE_ORDER {
+            n += (self.total_pages - self.virgin) >> MAX_PAGE_ORDER;
+        }
+        n
+    }
+
+    /// Whether a block of at least `order` is free (the fast-path check of
+    /// `get_page_from_freelist`, without watermarks).
+    pub(crate) fn can_alloc(&self, order: u8) -> bool {
+        (order..=MAX_PAGE_ORDER).any(|o| self.nr_free_blocks(o) > 0)
+    }
 }
 
 #[cfg(test)]

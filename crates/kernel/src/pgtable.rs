@@ -41,18 +41,18 @@ pub enum PmdKind {
 }
 
 /// Entry bits (same positions in PTEs and PMDs).
-pub const WRITE: u64 = 1 << 3;
-pub const DIRTY: u64 = 1 << 4;
-pub const YOUNG: u64 = 1 << 5;
-pub const UFFD_WP: u64 = 1 << 6;
-pub const SOFT_DIRTY: u64 = 1 << 7;
+pub(crate) const WRITE: u64 = 1 << 3;
+pub(crate) const DIRTY: u64 = 1 << 4;
+pub(crate) const YOUNG: u64 = 1 << 5;
+pub(crate) const UFFD_WP: u64 = 1 << 6;
+pub(crate) const SOFT_DIRTY: u64 = 1 << 7;
 /// The mapped page is `PageAnonExclusive` (only meaningful for KIND_PAGE).
-pub const EXCLUSIVE: u64 = 1 << 8;
+pub(crate) const EXCLUSIVE: u64 = 1 << 8;
 /// `PROT_NONE` entry: present for the kernel, inaccessible to the task.
-pub const PROTNONE: u64 = 1 << 9;
+pub(crate) const PROTNONE: u64 = 1 << 9;
 /// Model-only: a store went through this PTE, so the page's non-zero content is already
 /// recorded (lets repeated stores skip the folio). Never copied to an entry for another page.
-pub const STORED: u64 = 1 << 10;
+pub(crate) const STORED: u64 = 1 << 10;
 const IDX_SHIFT: u32 = 16;
 const IDX_MASK: u64 = 0x3ff;
 const ID_SHIFT: u32 = 32;
@@ -252,23 +252,23 @@ impl std::fmt::Debug for Pmd {
     }
 }
 
-pub type PteTable = [Pte; PTRS_PER_PTE];
-pub type PmdTable = [Pmd; PTRS_PER_PMD];
+pub(crate) type PteTable = [Pte; PTRS_PER_PTE];
+pub(crate) type PmdTable = [Pmd; PTRS_PER_PMD];
 
 /// Index of the PMD slot (2 MiB region) containing `addr`.
 #[inline]
-pub fn pmd_slot(addr: u64) -> u64 {
+pub(crate) fn pmd_slot(addr: u64) -> u64 {
     addr >> PMD_SHIFT
 }
 #[inline]
-pub fn pte_index(addr: u64) -> usize {
+pub(crate) fn pte_index(addr: u64) -> usize {
     // At most PTRS_PER_PTE - 1: the conversion cannot truncate.
     ((addr >> PAGE_SHIFT) as usize) & (PTRS_PER_PTE - 1)
 }
 
 /// `pte_index` as the `u32` page index folios use.
 #[inline]
-pub fn pte_index32(addr: u64) -> u32 {
+pub(crate) fn pte_index32(addr: u64) -> u32 {
     // Masked to 9 bits: the conversion cannot fail.
     u32::try_from((addr >> PAGE_SHIFT) & (PTRS_PER_PTE as u64 - 1)).unwrap_or(0)
 }

@@ -112,9 +112,9 @@ impl Kernel {
             } else {
                 0
             };
-            let nid = self
-                .folios
-                .alloc(f.pfn().add(u64::from(i)), 0, flags::ANON | nz | inherit);
+            let nid =
+                self.folios
+                    .alloc(f.pfn().offset(u64::from(i)), 0, flags::ANON | nz | inherit);
             let nf = self.folios.get_mut(nid);
             nf.mapcount = mc;
             nf.refcount = mc;

@@ -223,14 +223,14 @@ impl Sysfs {
         };
         if let Some(rest) = name.strip_prefix("hugepages-") {
             let Some((size, file)) = rest.split_once("kB.") else {
-                return Err(self.unknown(name));
+                return Err(Self::unknown(name));
             };
             let order = size.parse::<u64>().ok().and_then(size_kb_to_order);
             let Some(order) = order.filter(|o| ANON_ORDERS.contains(o)) else {
-                return Err(self.unknown(name));
+                return Err(Self::unknown(name));
             };
             if file != "enabled" {
-                return Err(self.unknown(name));
+                return Err(Self::unknown(name));
             }
             self.size_enabled[order as usize] = ThpEnabled::parse(value, true)
                 .ok_or_else(|| bad("always|inherit|madvise|never"))?;
@@ -280,7 +280,7 @@ impl Sysfs {
             "khugepaged.max_ptes_shared" => {
                 self.max_ptes_shared = parse_u32_max(value, 511).ok_or_else(|| bad("0..=511"))?;
             }
-            _ => return Err(self.unknown(name)),
+            _ => return Err(Self::unknown(name)),
         }
         Ok(())
     }
@@ -313,7 +313,7 @@ impl Sysfs {
         })
     }
 
-    fn unknown(&self, name: &str) -> KnobError {
+    fn unknown(name: &str) -> KnobError {
         let names: Vec<String> = knobs().into_iter().map(|k| k.name).collect();
         let best = crate::util::closest(name, names.iter().map(std::string::String::as_str));
         KnobError::Unknown {

@@ -15,7 +15,8 @@ pub const HPAGE_PMD_ORDER: u8 = 9;
 pub const HPAGE_PMD_NR: u32 = 512;
 /// `MAX_PAGE_ORDER` on x86-64 (4 MiB blocks).
 pub const MAX_PAGE_ORDER: u8 = 10;
-/// `pageblock_order` with `CONFIG_PAGE_BLOCK_MAX_ORDER=10` and THP: PMD order.
+/// `pageblock_order` with `CONFIG_PAGE_BLOCK_MAX_ORDER=10` and THP: PMD order. Not read yet:
+/// the unit of migratetypes and compaction, which the allocator does not model yet.
 pub const PAGEBLOCK_ORDER: u8 = 9;
 /// Highest user virtual address + 1 with 4-level page tables (47 bits). Mappings the model
 /// hands out stay below it so a scenario also runs on a host without 5-level paging.

@@ -69,8 +69,7 @@ impl Kernel {
         self.mms[self.mm_of(pid)]
             .uffd
             .as_deref()
-            .map(|u| u.msgs.as_slice())
-            .unwrap_or(&[])
+            .map_or(&[], |u| u.msgs.as_slice())
     }
 
     fn uffd_range_check(&self, mmi: MmId, start: u64, len: u64) -> Result<u64, Errno> {

@@ -244,7 +244,8 @@ fn run(
     }
     k.exit(procs[0]);
     k.shrink();
-    k.check_invariants().map_err(|e| TestCaseError::fail(e.to_string()))?;
+    k.check_invariants()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(
         k.nr_free_pages(),
         k.total_pages(),

@@ -590,7 +590,10 @@ struct Runner {
 fn presence(map: &PageMap) -> Vec<bool> {
     let mut v = Vec::new();
     for (b, n) in map {
-        v.extend(std::iter::repeat_n(*b != Backing::None, *n as usize));
+        v.extend(std::iter::repeat_n(
+            *b != Backing::None,
+            usize::try_from(*n).unwrap(),
+        ));
     }
     v
 }
@@ -918,7 +921,7 @@ impl Runner {
         let pres1 = presence(&after);
         let mut backing = Vec::with_capacity(self.span_pages());
         for (b, n) in &after {
-            backing.extend(std::iter::repeat_n(*b, *n as usize));
+            backing.extend(std::iter::repeat_n(*b, usize::try_from(*n).unwrap()));
         }
 
         // Presence frame rules.
@@ -1028,7 +1031,7 @@ impl Runner {
             }
         }
         let task = self.k.task(pid).unwrap();
-        if task.minflt as i64 > self.k.vmstat.get(VmItem::Pgfault) {
+        if i64::try_from(task.minflt).unwrap() > self.k.vmstat.get(VmItem::Pgfault) {
             return Err(self.fail("minflt above pgfault".into()));
         }
 
@@ -1085,8 +1088,8 @@ impl Runner {
         }
 
         // The allocator: free + what is surely allocated fits in memory.
-        let pgtables = self.k.vmstat.get(VmItem::NrPageTablePages) as u64;
-        let anon_pages = self.k.vmstat.get(VmItem::NrAnonPages) as u64;
+        let pgtables = u64::try_from(self.k.vmstat.get(VmItem::NrPageTablePages)).unwrap();
+        let anon_pages = u64::try_from(self.k.vmstat.get(VmItem::NrAnonPages)).unwrap();
         if self.k.nr_free_pages() + anon_pages.max(mm.rss_anon) + pgtables > self.k.total_pages() {
             return Err(self.fail(format!(
                 "free {} + anon {anon_pages} + page tables {pgtables} > total {}",
@@ -1103,7 +1106,7 @@ impl Runner {
             } else {
                 AccessKind::Read
             };
-            for a in (s..e).step_by(PAGE_SIZE as usize) {
+            for a in (s..e).step_by(usize::try_from(PAGE_SIZE).unwrap()) {
                 if let Some(i) = self.page_index(a) {
                     if write && !is_anon(backing[i]) {
                         return Err(self.fail(format!(

@@ -359,7 +359,7 @@ fn mremap_drops_the_registration_and_uffd_wp_bits() {
     let dst = BASE + 4 * M2;
     k.mmap(pid, dst, M2, Prot::RW, MapFlags::default()).unwrap();
     k.uffd_register(pid, BASE, M2, vmf::UFFD_WP).unwrap();
-    for a in (BASE..BASE + 16 * K4).step_by(K4 as usize) {
+    for a in (BASE..BASE + 16 * K4).step_by(usize::try_from(K4).unwrap()) {
         k.access(pid, a, AccessKind::Write).unwrap();
     }
     k.uffd_writeprotect(pid, BASE, 16 * K4, true).unwrap();
@@ -367,7 +367,7 @@ fn mremap_drops_the_registration_and_uffd_wp_bits() {
     ok(&k);
     assert!(!k.mm(pid).vma_at(dst).unwrap().uffd_armed());
     let f0 = faults(&k, pid);
-    for a in (dst..dst + 16 * K4).step_by(K4 as usize) {
+    for a in (dst..dst + 16 * K4).step_by(usize::try_from(K4).unwrap()) {
         k.access(pid, a, AccessKind::Write).unwrap();
     }
     // Ordinary write faults that reuse the exclusive pages, no userfault message.
