@@ -6,93 +6,71 @@
 
 use std::fmt;
 
-/// Index of an `mm_struct` in `Kernel::mms` (stable for the kernel's lifetime: an exited
-/// mm's slot is emptied, never reused).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct MmId(u32);
+/// An arena index newtype: `index` for the slot, `from_index` to make one (checked: arenas
+/// stay below 2^32 entries), and `Display` with `prefix`.
+macro_rules! arena_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+        pub struct $name(u32);
 
-impl MmId {
-    /// The arena slot of this mm.
-    #[inline]
-    #[must_use]
-    pub fn index(self) -> usize {
-        self.0 as usize
-    }
-    /// The id of arena slot `i`.
-    #[inline]
-    #[must_use]
-    pub(crate) fn from_index(i: usize) -> MmId {
-        MmId(u32::try_from(i).expect("fewer than 2^32 mms"))
-    }
+        impl $name {
+            /// The arena slot.
+            #[inline]
+            #[must_use]
+            pub fn index(self) -> usize {
+                self.0 as usize
+            }
+            /// The id of arena slot `i`.
+            #[inline]
+            #[must_use]
+            pub(crate) fn from_index(i: usize) -> $name {
+                $name(u32::try_from(i).expect(concat!("fewer than 2^32 ", $what)))
+            }
+            /// The 32 bits a page-table entry stores.
+            #[inline]
+            #[must_use]
+            #[allow(dead_code, reason = "only the ids packed into entries use it")]
+            pub(crate) fn to_bits(self) -> u32 {
+                self.0
+            }
+            /// The id a page-table entry stores.
+            #[inline]
+            #[must_use]
+            #[allow(dead_code, reason = "only the ids packed into entries use it")]
+            pub(crate) fn from_bits(b: u32) -> $name {
+                $name(b)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!($prefix, "{}"), self.0)
+            }
+        }
+    };
 }
 
-impl fmt::Display for MmId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "mm{}", self.0)
-    }
-}
-
-/// A folio's slot in the folio arena (`Folios`); reused after the folio is freed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FolioId(u32);
-
-impl FolioId {
-    #[inline]
-    #[must_use]
-    pub fn index(self) -> usize {
-        self.0 as usize
-    }
-    #[inline]
-    #[must_use]
-    pub(crate) fn from_index(i: usize) -> FolioId {
-        FolioId(u32::try_from(i).expect("fewer than 2^32 folios"))
-    }
-    /// The 32 bits a page-table entry stores.
-    #[inline]
-    #[must_use]
-    pub(crate) fn to_bits(self) -> u32 {
-        self.0
-    }
-    #[inline]
-    #[must_use]
-    pub(crate) fn from_bits(b: u32) -> FolioId {
-        FolioId(b)
-    }
-}
-
-impl fmt::Display for FolioId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "f{}", self.0)
-    }
-}
-
-/// A PTE table's slot in its mm's page-table arena (what a PMD entry pointing to a table
-/// stores instead of the table's physical address).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PteTableId(u32);
-
-impl PteTableId {
-    #[inline]
-    #[must_use]
-    pub fn index(self) -> usize {
-        self.0 as usize
-    }
-    #[inline]
-    #[must_use]
-    pub(crate) fn from_index(i: usize) -> PteTableId {
-        PteTableId(u32::try_from(i).expect("fewer than 2^32 PTE tables"))
-    }
-    #[inline]
-    #[must_use]
-    pub(crate) fn to_bits(self) -> u32 {
-        self.0
-    }
-    #[inline]
-    #[must_use]
-    pub(crate) fn from_bits(b: u32) -> PteTableId {
-        PteTableId(b)
-    }
-}
+arena_id!(
+    /// Index of an `mm_struct` in `Kernel::mms` (stable for the kernel's lifetime: an exited
+    /// mm's slot is emptied, never reused).
+    MmId,
+    "mm",
+    "mms"
+);
+arena_id!(
+    /// A folio's slot in the folio arena (`Folios`); reused after the folio is freed.
+    FolioId,
+    "f",
+    "folios"
+);
+arena_id!(
+    /// A PTE table's slot in its mm's page-table arena (what a PMD entry pointing to a table
+    /// stores instead of the table's physical address).
+    PteTableId,
+    "pt",
+    "PTE tables"
+);
 
 /// An `anon_vma` (the model keeps only its identity: VMAs that share one may merge).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -733,15 +733,8 @@ impl Runner {
             }
             Advice::Dontneed | Advice::Willneed => vec![full],
             _ => {
-                let (set, clear) = match advice {
-                    Advice::Hugepage => (vmf::HUGEPAGE, vmf::NOHUGEPAGE),
-                    Advice::Nohugepage => (vmf::NOHUGEPAGE, vmf::HUGEPAGE),
-                    Advice::Normal => (0, VM_SEQ_READ | VM_RAND_READ),
-                    Advice::Random => (VM_RAND_READ, VM_SEQ_READ),
-                    Advice::Sequential => (VM_SEQ_READ, VM_RAND_READ),
-                    _ => unreachable!(),
-                };
-                self.shadow.update(addr, end, |f| (f & !clear) | set);
+                self.shadow
+                    .update(addr, end, |f| hint_flags_after(advice, f));
                 vec![full]
             }
         }
@@ -1400,4 +1393,37 @@ fn hand_picked_sequences() {
             }
         }
     }
+}
+
+/// The VMA flags after a hint advice, from the rules madvise(2) documents and
+/// `madvise_vma_behavior` / `hugepage_madvise` (mm/madvise.c, mm/khugepaged.c) implement: the
+/// hints come in groups whose members exclude each other. The read-ahead group is
+/// {SEQUENTIAL, RANDOM}, and NORMAL means "no read-ahead hint"; the THP group is
+/// {HUGEPAGE, NOHUGEPAGE}. An advice leaves its group holding exactly itself and touches no
+/// other flag. (Written from the groups, not from the model's set/clear table, so an error in
+/// that table shows up here.)
+fn hint_flags_after(advice: Advice, flags: u32) -> u32 {
+    let groups: [(u32, &[(Advice, u32)]); 2] = [
+        (
+            VM_SEQ_READ | VM_RAND_READ,
+            &[
+                (Advice::Normal, 0),
+                (Advice::Sequential, VM_SEQ_READ),
+                (Advice::Random, VM_RAND_READ),
+            ],
+        ),
+        (
+            vmf::HUGEPAGE | vmf::NOHUGEPAGE,
+            &[
+                (Advice::Hugepage, vmf::HUGEPAGE),
+                (Advice::Nohugepage, vmf::NOHUGEPAGE),
+            ],
+        ),
+    ];
+    for (group, members) in groups {
+        if let Some(&(_, me)) = members.iter().find(|(a, _)| *a == advice) {
+            return (flags & !group) | me;
+        }
+    }
+    unreachable!("{advice:?} is not a hint advice")
 }
