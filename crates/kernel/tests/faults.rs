@@ -254,7 +254,8 @@ fn no_madvise_read_and_write_are_per_page() {
 /// read with `use_zero_page=0`; a write with 64 KiB mTHP also `always` (the PMD order wins).
 #[test]
 fn one_fault_maps_a_pmd_thp() {
-    let rows: [(&str, &[(&str, &str)], AccessKind); 3] = [
+    type Knobs = &'static [(&'static str, &'static str)];
+    let rows: [(&str, Knobs, AccessKind); 3] = [
         ("write", &[], AccessKind::Write),
         (
             "read, use_zero_page=0",
