@@ -254,7 +254,7 @@ impl Kernel {
                     let Some(v) = self.mms[mmi].vma_at(addr).copied() else {
                         break;
                     };
-                    *result = self.collapse_scan_pmd(mmi, &v, addr, true);
+                    *result = self.hpage_collapse_scan_pmd(mmi, &v, addr, true);
                     if *result == ScanResult::Succeed {
                         self.vmstat.pages_collapsed += 1;
                     }
@@ -285,7 +285,7 @@ impl Kernel {
     }
 
     /// `hpage_collapse_scan_pmd` + `collapse_huge_page` for the 2 MiB range at `haddr`.
-    pub(crate) fn collapse_scan_pmd(
+    pub(crate) fn hpage_collapse_scan_pmd(
         &mut self,
         mmi: MmId,
         vma: &Vma,
@@ -510,7 +510,7 @@ impl Kernel {
             let Some(v) = self.mms[mmi].vma_at(addr).copied() else {
                 break;
             };
-            let r = self.collapse_scan_pmd(mmi, &v, addr, false);
+            let r = self.hpage_collapse_scan_pmd(mmi, &v, addr, false);
             match r {
                 ScanResult::Succeed | ScanResult::PmdMapped => thps += 1,
                 // The results madvise_collapse() continues after.

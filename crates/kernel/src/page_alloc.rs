@@ -8,8 +8,9 @@
 //! fails exactly when no free block of a sufficient order exists.
 //!
 //! Memory use is independent of the simulated memory size until pages are used: blocks never
-//! split yet are a "virgin" range of MAX_PAGE_ORDER blocks above a cursor, and the per-PFN
-//! free-order byte array is allocated zeroed (the host commits it lazily).
+//! split yet are a "virgin" range of MAX_PAGE_ORDER blocks above a cursor, and the per-order
+//! free bitmaps (2 bits per simulated page in all) are allocated zeroed (the host commits them
+//! lazily).
 
 use crate::ids::Pfn;
 use crate::types::MAX_PAGE_ORDER;
