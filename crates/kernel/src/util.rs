@@ -47,5 +47,5 @@ pub(crate) fn to_u32(n: usize) -> u32 {
 pub(crate) fn highest_order(orders: u16) -> u8 {
     debug_assert!(orders != 0);
     // At most 15: the conversion cannot fail.
-    u8::try_from(15 - orders.leading_zeros()).unwrap_or(0)
+    u8::try_from(orders.ilog2()).unwrap_or(0)
 }
