@@ -3,7 +3,7 @@
 //! side records (`_deferred_list`) so queueing allocates nothing. This type owns only the list;
 //! the flags and counters that go with queueing are set by `Kernel::deferred_split_folio`.
 
-use crate::folio::Folios;
+use crate::folio::{FolioLink, Folios};
 use crate::ids::FolioId;
 
 #[derive(Clone, Debug, Default)]
@@ -24,12 +24,12 @@ impl DeferredSplitQueue {
         let tail = self.tail;
         {
             let m = folios.meta_mut(id);
-            m.ds_prev = tail;
-            m.ds_next = None;
+            m.ds_prev = tail.into();
+            m.ds_next = FolioLink::NONE;
         }
         match tail {
             None => self.head = Some(id),
-            Some(t) => folios.meta_mut(t).ds_next = Some(id),
+            Some(t) => folios.meta_mut(t).ds_next = Some(id).into(),
         }
         self.tail = Some(id);
         self.len += 1;
@@ -39,15 +39,15 @@ impl DeferredSplitQueue {
     pub(crate) fn remove(&mut self, folios: &mut Folios, id: FolioId) {
         let (prev, next) = {
             let m = folios.meta(id);
-            (m.ds_prev, m.ds_next)
+            (m.ds_prev.get(), m.ds_next.get())
         };
         match prev {
             None => self.head = next,
-            Some(p) => folios.meta_mut(p).ds_next = next,
+            Some(p) => folios.meta_mut(p).ds_next = next.into(),
         }
         match next {
             None => self.tail = prev,
-            Some(n) => folios.meta_mut(n).ds_prev = prev,
+            Some(n) => folios.meta_mut(n).ds_prev = prev.into(),
         }
         self.len -= 1;
     }
@@ -58,7 +58,7 @@ impl DeferredSplitQueue {
         let mut cur = self.head;
         while let Some(id) = cur {
             v.push(id);
-            cur = folios.meta(id).ds_next;
+            cur = folios.meta(id).ds_next.get();
         }
         v
     }

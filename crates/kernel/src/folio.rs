@@ -60,6 +60,32 @@ impl Folio {
     }
 }
 
+/// An optional folio link in 32 bits (`Option<FolioId>` would take 8), so a large folio's
+/// side record stays as small as the memory targets need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FolioLink(u32);
+
+impl FolioLink {
+    pub(crate) const NONE: FolioLink = FolioLink(u32::MAX);
+    #[inline]
+    pub(crate) fn get(self) -> Option<FolioId> {
+        (self != Self::NONE).then(|| FolioId::from_bits(self.0))
+    }
+}
+
+impl From<Option<FolioId>> for FolioLink {
+    #[inline]
+    fn from(id: Option<FolioId>) -> FolioLink {
+        id.map_or(FolioLink::NONE, |f| FolioLink(f.to_bits()))
+    }
+}
+
+impl Default for FolioLink {
+    fn default() -> FolioLink {
+        FolioLink::NONE
+    }
+}
+
 /// Side record of a large folio.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LargeMeta {
@@ -70,8 +96,8 @@ pub(crate) struct LargeMeta {
     /// One bit per page: content not all zero (inline: no allocation per THP).
     pub nonzero: [u64; 8],
     /// Deferred-split queue links (`_deferred_list`).
-    pub ds_prev: Option<FolioId>,
-    pub ds_next: Option<FolioId>,
+    pub(crate) ds_prev: FolioLink,
+    pub(crate) ds_next: FolioLink,
     /// Mappings per mm (`_mm_id` / `_mm_id_mapcount`, 6.15 MM-owner tracking): which mms map
     /// the folio and how often. More than one entry means "maybe mapped shared".
     pub mm_maps: MmMaps,
@@ -150,8 +176,8 @@ impl LargeMeta {
             page_mapcount: Vec::new(),
             nr_pages_mapped: 0,
             nonzero: [0; 8],
-            ds_prev: None,
-            ds_next: None,
+            ds_prev: FolioLink::NONE,
+            ds_next: FolioLink::NONE,
             mm_maps: MmMaps::default(),
             va: 0,
         }

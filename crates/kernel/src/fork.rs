@@ -105,7 +105,7 @@ impl Kernel {
     /// deposits a page table for a later split.
     fn copy_huge_pmd(&mut self, pmi: MmId, cmi: MmId, slot: u64, pmd: Pmd) -> Result<(), ()> {
         let pfn = self.alloc_pgtable_page().ok_or(())?;
-        self.mms[cmi].pgt.deposited.push(pfn);
+        self.mms[cmi].pgt.deposit(pfn);
         if pmd.is_huge_zero() {
             // One reference per mm (MMF_HUGE_ZERO_FOLIO), however many PMDs.
             if !self.mms[cmi].huge_zero_ref {

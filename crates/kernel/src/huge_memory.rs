@@ -291,7 +291,7 @@ impl Kernel {
                 return VmFault::Userfault(0);
             }
             *self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd table") = Pmd::huge_zero(YOUNG);
-            self.mms[mmi].pgt.deposited.push(pgtable);
+            self.mms[mmi].pgt.deposit(pgtable);
             return VmFault::Done;
         }
         let Some(folio) = self.vma_alloc_anon_folio_pmd() else {
@@ -307,7 +307,7 @@ impl Kernel {
             self.free_folio(folio);
             return VmFault::Userfault(crate::userfaultfd_ctx::FLAG_WRITE);
         }
-        self.mms[mmi].pgt.deposited.push(pgtable);
+        self.mms[mmi].pgt.deposit(pgtable);
         self.map_anon_folio_pmd(vmf, folio, true);
         VmFault::Done
     }
@@ -381,8 +381,7 @@ impl Kernel {
         self.vmstat.count(VmItem::ThpSplitPmd);
         let pfn = self.mms[mmi]
             .pgt
-            .deposited
-            .pop()
+            .withdraw()
             .expect("deposited page table under a huge PMD");
         let idx = self.mms[mmi].pgt.new_pte_table(pfn);
         let carry = pmd.0 & (WRITE | DIRTY | YOUNG | SOFT_DIRTY | UFFD_WP | PROTNONE | EXCLUSIVE);

@@ -67,7 +67,7 @@ impl Kernel {
             }
             pgtable_pages += mm.pgt.nr_pmd_tables() as u64
                 + mm.pgt.live_pte_tables() as u64
-                + mm.pgt.deposited.len() as u64;
+                + mm.pgt.nr_deposited() as u64;
             let mut huge_pmds = 0usize;
             // PTE tables the PMD entries reference: each live, none referenced twice, and no
             // live table unreferenced (a table freed early, e.g. by PT reclaim, must leave
@@ -166,10 +166,10 @@ impl Kernel {
                     mm.pgt.live_pte_tables()
                 )));
             }
-            if huge_pmds != mm.pgt.deposited.len() {
+            if huge_pmds != mm.pgt.nr_deposited() {
                 return Err(ctx(format!(
                     "{huge_pmds} huge PMDs but {} deposited tables",
-                    mm.pgt.deposited.len()
+                    mm.pgt.nr_deposited()
                 )));
             }
             if rss != mm.rss_anon {

@@ -408,7 +408,7 @@ impl Kernel {
         }
         // The PTE table becomes the deposit of the new PMD.
         let pfn = self.mms[mmi].pgt.free_pte_table(tidx);
-        self.mms[mmi].pgt.deposited.push(pfn);
+        self.mms[mmi].pgt.deposit(pfn);
         let bits = YOUNG
             | DIRTY
             | EXCLUSIVE
@@ -463,7 +463,7 @@ impl Kernel {
         self.folio_add_pmd_mapping(id, mmi);
         self.folio_remove_rmap_ptes(id, 0, HPAGE_PMD_NR, mmi);
         let pfn = self.mms[mmi].pgt.free_pte_table(tidx);
-        self.mms[mmi].pgt.deposited.push(pfn);
+        self.mms[mmi].pgt.deposit(pfn);
         let bits = YOUNG
             | DIRTY
             | if excl { EXCLUSIVE } else { 0 }

@@ -205,7 +205,7 @@ impl Kernel {
     /// `zap_huge_pmd`.
     fn zap_huge_pmd(&mut self, mmi: MmId, haddr: u64) {
         let pmd = std::mem::replace(self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd"), Pmd::NONE);
-        let pfn = self.mms[mmi].pgt.deposited.pop().expect("deposit");
+        let pfn = self.mms[mmi].pgt.withdraw().expect("deposit");
         self.free_pgtable_page(pfn);
         if pmd.is_thp() {
             self.mms[mmi].add_mm_counter(MmCounter::AnonPages, -i64::from(HPAGE_PMD_NR));

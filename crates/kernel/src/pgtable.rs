@@ -287,8 +287,9 @@ pub struct PageTables {
     /// The PFN of each PTE table; `None` for a freed slot.
     pub(crate) pte_pfns: Vec<Option<Pfn>>,
     free_ptes: Vec<PteTableId>,
-    /// Page tables deposited under huge PMDs (`pgtable_trans_huge_deposit`), by PFN.
-    pub(crate) deposited: Vec<Pfn>,
+    /// Page tables deposited under huge PMDs (`pgtable_trans_huge_deposit`), by PFN, packed
+    /// in 32 bits like a folio's (one per huge PMD: the memory targets count it).
+    deposited: Vec<u32>,
 }
 
 impl PageTables {
@@ -400,6 +401,21 @@ impl PageTables {
         } else {
             Pte::NONE
         }
+    }
+
+    /// `pgtable_trans_huge_deposit`: keeps a page table for a later split of a huge PMD.
+    pub(crate) fn deposit(&mut self, pfn: Pfn) {
+        self.deposited.push(pfn.to_u32());
+    }
+
+    /// `pgtable_trans_huge_withdraw`: takes a deposited page table back.
+    pub(crate) fn withdraw(&mut self) -> Option<Pfn> {
+        self.deposited.pop().map(|p| Pfn(u64::from(p)))
+    }
+
+    /// Number of deposited page tables.
+    pub(crate) fn nr_deposited(&self) -> usize {
+        self.deposited.len()
     }
 
     pub fn live_pte_tables(&self) -> usize {
