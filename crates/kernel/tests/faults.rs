@@ -683,7 +683,7 @@ fn mlock_part_of_a_thp_splits_its_pmd_and_populates() {
     thp_region(&mut t);
     t.write(BASE, M2);
     t.faults();
-    t.k.mlock(t.pid, BASE + K4, K4, true).unwrap();
+    t.k.mlock(t.pid, BASE + K4, K4).unwrap();
     t.ok();
     assert_eq!(t.d(VmItem::ThpSplitPmd), 1, "VMA split inside the PMD");
     assert_eq!(t.k.mm(t.pid).vmas.len(), 3);
@@ -692,20 +692,17 @@ fn mlock_part_of_a_thp_splits_its_pmd_and_populates() {
         t.madvise(BASE + K4, K4, Advice::Dontneed),
         Err(Errno::EINVAL)
     );
-    t.k.mlock(t.pid, BASE + K4, K4, false).unwrap();
+    t.k.munlock(t.pid, BASE + K4, K4).unwrap();
     t.ok();
     assert_eq!(t.k.mm(t.pid).vmas.len(), 1);
     // mlock of an untouched mapping populates it (write faults: private writable).
     t.mmap(BASE + 4 * M2, M2, Prot::RW);
-    t.k.mlock(t.pid, BASE + 4 * M2, M2, true).unwrap();
+    t.k.mlock(t.pid, BASE + 4 * M2, M2).unwrap();
     t.ok();
     assert_eq!(t.faults(), 512);
     assert_eq!(t.map(BASE + 4 * M2, M2), vec![(Backing::Anon, 512)]);
     assert_eq!(t.smaps(BASE + 4 * M2, M2, "Locked"), 2048);
-    assert_eq!(
-        t.k.mlock(t.pid, BASE + 8 * M2, K4, true),
-        Err(Errno::ENOMEM)
-    );
+    assert_eq!(t.k.mlock(t.pid, BASE + 8 * M2, K4), Err(Errno::ENOMEM));
 }
 
 #[test]
@@ -765,7 +762,7 @@ fn mprotect_write_on_a_locked_private_vma_populates() {
     // mprotect_fixup() → populate_vma_page_range(): the zero pages are COW-broken now.
     let mut t = T::new("6.18");
     t.mmap(BASE, M2, Prot::R);
-    t.k.mlock(t.pid, BASE, M2, true).unwrap();
+    t.k.mlock(t.pid, BASE, M2).unwrap();
     t.ok();
     assert_eq!(t.faults(), 512);
     assert_eq!(t.map(BASE, M2), vec![(Backing::Zero, 512)]);
@@ -778,7 +775,7 @@ fn mprotect_write_on_a_locked_private_vma_populates() {
     );
     // Already writable before: no populate. Unlocked: no populate.
     t.k.mprotect(t.pid, BASE, M2 / 2, Prot::RW).unwrap();
-    t.k.mlock(t.pid, BASE + M2 / 2, M2 / 2, false).unwrap();
+    t.k.munlock(t.pid, BASE + M2 / 2, M2 / 2).unwrap();
     t.k.mprotect(t.pid, BASE + M2 / 2, M2 / 2, Prot::RW)
         .unwrap();
     t.ok();

@@ -186,7 +186,11 @@ fn run(
                 }
             }
             Op::Mlock { off, len, lock } => {
-                let _ = k.mlock(pid, BASE + off, len, lock);
+                let _ = if lock {
+                    k.mlock(pid, BASE + off, len)
+                } else {
+                    k.munlock(pid, BASE + off, len)
+                };
             }
             Op::Mremap { off, len, to } => {
                 let _ = k.mremap(pid, BASE + off, len, BASE + to);

@@ -384,7 +384,7 @@ fn populate_over_missing_pages_the_monitor_copied_takes_no_retry_fault() {
     k.uffd_register(pid, BASE + 4 * K4, 2 * K4, vmf::UFFD_MISSING)
         .unwrap();
     let (min0, maj0) = (k.task(pid).unwrap().minflt, k.task(pid).unwrap().majflt);
-    k.mlock(pid, BASE, 16 * K4, true).unwrap();
+    k.mlock(pid, BASE, 16 * K4).unwrap();
     ok(&k);
     assert_eq!(k.task(pid).unwrap().minflt - min0, 14);
     assert_eq!(k.task(pid).unwrap().majflt - maj0, 0);

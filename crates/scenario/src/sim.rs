@@ -283,10 +283,13 @@ impl Backend for SimBackend {
                 .mremap(pid, b + old, *len, b + new)
                 .map(|a| a - b)
                 .map_err(OpError::Errno),
-            BackendOp::Mlock { addr, len, lock } => k
-                .mlock(pid, b + addr, *len, *lock)
-                .map(|_| 0)
-                .map_err(OpError::Errno),
+            BackendOp::Mlock { addr, len, lock } => if *lock {
+                k.mlock(pid, b + addr, *len)
+            } else {
+                k.munlock(pid, b + addr, *len)
+            }
+            .map(|()| 0)
+            .map_err(OpError::Errno),
             BackendOp::Uffd(u) => {
                 use crate::backend::UffdReq;
                 use thpsim_kernel::mm::vmf;
