@@ -28,7 +28,9 @@ impl Kernel {
     /// A task's load or store of one byte at `addr` (the hardware access, then
     /// `do_user_addr_fault` as many times as needed). A store marks the page's content
     /// non-zero.
-    #[inline]
+    // Always inlined: callers loop over it (the scenario engine, benchmarks), and the
+    // resident fast path is a few loads.
+    #[inline(always)]
     pub fn access(&mut self, pid: Pid, addr: u64, kind: AccessKind) -> Result<(), Signal> {
         let mmi = self.mm_of(pid);
         let write = kind == AccessKind::Write;
