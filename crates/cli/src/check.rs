@@ -574,19 +574,21 @@ pub(crate) fn check_scenario(
             }
         }
     };
-    let t0 = std::time::Instant::now();
-    // With sysfs writes allowed the host keeps khugepaged under control with a sentinel mm on
-    // its list; the model gets the same mm so that passes and full scans match.
-    let mut sim = SimBackend::new();
-    sim.khugepaged_sentinel = allow_sysfs;
-    let model = engine::run(&model_scn, &mut sim, &variant);
-    fc.model_secs = t0.elapsed().as_secs_f64();
     let host_before = thpsim_host::host_knobs();
     let mut hb = thpsim_host::HostBackend::new(opts);
     let t1 = std::time::Instant::now();
     let host = engine::run(&scn, &mut hb, &variant);
     fc.host_secs = t1.elapsed().as_secs_f64();
     fc.warnings.extend(hb.warnings().iter().cloned());
+    // With sysfs writes allowed the host keeps khugepaged under control with a sentinel mm on
+    // its list; the model gets the same mm, and the other processes' mms the host found
+    // ahead of it, so that passes and full scans match. (The host runs first for that.)
+    let t0 = std::time::Instant::now();
+    let mut sim = SimBackend::new();
+    sim.khugepaged_sentinel = allow_sysfs;
+    sim.khugepaged_foreign = hb.khugepaged_foreign().to_vec();
+    let model = engine::run(&model_scn, &mut sim, &variant);
+    fc.model_secs = t0.elapsed().as_secs_f64();
     match (model, host) {
         (Ok(m), Ok(h)) => {
             remember_always(&plan, &m.ops);

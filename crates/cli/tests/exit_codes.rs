@@ -117,11 +117,15 @@ fn model_commands_recover_a_dead_runs_journal() {
         r#"set -e
 k=/sys/kernel/mm/transparent_hugepage/hugepages-64kB/enabled
 orig=$(sed 's/.*\[\(.*\)\].*/\1/' $k)
+# Wait for a live host run of another process (it holds the run lock and owns the journal)
+# to end; released before `knobs`, which recovers only under that lock.
+if [ -e /run/thpsim/sysfs.lock ]; then exec 9</run/thpsim/sysfs.lock; flock 9; fi
 [ -e {journal} ] && {{ echo "journal exists"; exit 1; }}
 if [ "$orig" = always ]; then other=never; else other=always; fi
 echo $other > $k
 umask 077
 printf '{{"pid": {dead}, "knobs": [["hugepages-64kB/enabled", "%s"]]}}' "$orig" > {journal}
+exec 9<&-
 "$0" knobs > /dev/null 2> /tmp/thpsim-recover-err.$$ || true
 now=$(sed 's/.*\[\(.*\)\].*/\1/' $k)
 echo $orig > $k

@@ -337,3 +337,154 @@ pub fn run_passes(passes: u32, idle: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// `khugepaged/pages_to_scan`: the budget of one pass.
+pub const PAGES_TO_SCAN_KNOB: &str = "khugepaged/pages_to_scan";
+
+/// The largest budget `pages_to_scan_store` accepts (`kstrtouint`); a pass with it always
+/// ends at the list head (`khugepaged_do_scan` stops on its second pass through the head).
+const REALIGN_BUDGET: u64 = u32::MAX as u64;
+
+/// More mms than this ahead of the sentinel are not mirrored (the measurement would take
+/// too long); the run then cannot count khugepaged passes.
+const MAX_FOREIGN: usize = 64;
+
+/// The costs of other processes' mms measured earlier in this process, reused while a
+/// cheap check confirms them (they change only when such a process maps or exits).
+static FOREIGN: std::sync::Mutex<Option<Vec<u64>>> = std::sync::Mutex::new(None);
+
+/// One pass with budget `budget`; returns how far `full_scans` moved.
+fn pass_with_budget(idle: &str, budget: u64) -> Result<u64, String> {
+    crate::sysfs::write_knob(PAGES_TO_SCAN_KNOB, &budget.to_string())
+        .map_err(|e| format!("writing {PAGES_TO_SCAN_KNOB}: {e}"))?;
+    let before = full_scans().ok_or("cannot read khugepaged/full_scans")?;
+    run_passes(1, idle)?;
+    let after = full_scans().ok_or("cannot read khugepaged/full_scans")?;
+    Ok(after.saturating_sub(before))
+}
+
+/// Whether a pass from the list head with budget `budget` reaches the end of the list
+/// (the sentinel, which is last and costs 1): the cursor is put at the head first.
+fn wraps_from_head(idle: &str, budget: u64) -> Result<bool, String> {
+    pass_with_budget(idle, REALIGN_BUDGET)?;
+    Ok(pass_with_budget(idle, budget)? >= 1)
+}
+
+/// The smallest `c` in `1..=hi` with `pred(c)` (monotone: false then true), or `None`.
+fn smallest_true(
+    hi: u64,
+    mut pred: impl FnMut(u64) -> Result<bool, String>,
+) -> Result<Option<u64>, String> {
+    let (mut lo, mut hi_t) = (1u64, None);
+    let mut top = hi;
+    while lo <= top {
+        let mid = lo + (top - lo) / 2;
+        if pred(mid)? {
+            hi_t = Some(mid);
+            if mid == 1 {
+                break;
+            }
+            top = mid - 1;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Ok(hi_t)
+}
+
+/// Measures the mms ahead of the sentinel on khugepaged's list, in list order, as their cost
+/// in `pages_to_scan` units per visit. The sentinel must be the last mm on the list and no
+/// mm may have a THP-eligible VMA (then every mm is scanned whole in one visit, at a cost of
+/// one plus one per VMA: `khugepaged_scan_mm_slot` skips ineligible VMAs without checking
+/// the budget).
+///
+/// Only `full_scans` is observable, so the measurement works with suffix sums: from the
+/// head, a pass with budget `b` stops after the first mm whose prefix sum reaches `b`; from
+/// there, a pass with budget `c` reaches the sentinel (and moves `full_scans`) iff the
+/// costs still ahead sum to less than `c`. A binary search over `c` gives each suffix sum.
+fn measure_foreign(idle: &str) -> Result<Vec<u64>, String> {
+    // T: the sum of all costs ahead of the sentinel; the search's upper bound grows until a
+    // pass wraps.
+    let mut hi = 64u64;
+    while !wraps_from_head(idle, hi)? {
+        if hi >= 1 << 24 {
+            return Err(format!(
+                "khugepaged's list costs more than {hi} pages_to_scan units per pass ahead of the sentinel"
+            ));
+        }
+        hi *= 4;
+    }
+    let total = smallest_true(hi, |c| wraps_from_head(idle, c))?
+        .ok_or("a pass with the search's upper bound did not wrap twice")?
+        - 1;
+    let mut costs = vec![];
+    let (mut prefix, mut rest) = (0u64, total);
+    while rest > 0 {
+        if costs.len() >= MAX_FOREIGN {
+            return Err(format!(
+                "more than {MAX_FOREIGN} other processes' mms on khugepaged's list"
+            ));
+        }
+        // Put the cursor after the next mm (a pass from the head with budget prefix + 1
+        // stops right after it), then find the costs beyond it.
+        let probe = |c: u64| -> Result<bool, String> {
+            pass_with_budget(idle, REALIGN_BUDGET)?;
+            if pass_with_budget(idle, prefix + 1)? != 0 {
+                return Err("the list changed while it was measured".into());
+            }
+            Ok(pass_with_budget(idle, c)? >= 1)
+        };
+        let beyond =
+            smallest_true(rest, probe)?.ok_or("the list changed while it was measured")? - 1;
+        costs.push(rest - beyond);
+        prefix += rest - beyond;
+        rest = beyond;
+    }
+    Ok(costs)
+}
+
+/// Whether the list ahead of the sentinel still costs `costs` in total (two passes from the
+/// head: with the total as budget a pass stops short of the sentinel, with one more it
+/// reaches it).
+fn confirm_foreign(idle: &str, costs: &[u64]) -> Result<bool, String> {
+    let total: u64 = costs.iter().sum();
+    if total > 0 && wraps_from_head(idle, total)? {
+        return Ok(false);
+    }
+    wraps_from_head(idle, total + 1)
+}
+
+/// Other processes' mms ahead of the sentinel on khugepaged's list, as their costs per visit
+/// in list order (empty on a quiet machine), with the scan cursor left at the list head.
+///
+/// A process that faulted or mapped memory while PMD-sized THP was `always` system-wide
+/// stays on khugepaged's list until it exits (`collect_mm_slot` frees only exited mms), and
+/// every pass visits it: its VMAs take `pages_to_scan` budget, and the cursor may be left
+/// inside the list, so that the next pass does two full scans. The model mirrors such mms
+/// (`Kernel::add_khugepaged_foreign_mm`) when it knows their costs. Must be called with the
+/// sentinel registered last, PMD-sized THP enabled and khugepaged idle at `idle`; restores
+/// `pages_to_scan`.
+pub fn foreign_mms(idle: &str) -> Result<Vec<u64>, String> {
+    let saved = crate::sysfs::read_knob(PAGES_TO_SCAN_KNOB)
+        .map_err(|e| format!("{PAGES_TO_SCAN_KNOB}: {e}"))?;
+    let result = (|| -> Result<Vec<u64>, String> {
+        let mut cache = FOREIGN.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.as_ref() {
+            if confirm_foreign(idle, c)? {
+                return Ok(c.clone());
+            }
+        }
+        *cache = None;
+        let c = measure_foreign(idle)?;
+        if !confirm_foreign(idle, &c)? {
+            return Err("the list changed while it was measured".into());
+        }
+        *cache = Some(c.clone());
+        Ok(c)
+    })();
+    let restored = crate::sysfs::write_knob(PAGES_TO_SCAN_KNOB, saved.trim())
+        .map_err(|e| format!("restoring {PAGES_TO_SCAN_KNOB}: {e}"));
+    let costs = result?;
+    restored?;
+    Ok(costs)
+}

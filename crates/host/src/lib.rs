@@ -187,6 +187,9 @@ pub struct HostBackend {
     /// Top kernel stack frame of khugepaged when it sleeps between passes (see
     /// [`khugepaged::run_passes`]), learned at setup; or why `khugepaged scan` cannot run.
     khugepaged_idle: Result<String, String>,
+    /// Costs of the other processes' mms ahead of the sentinel on khugepaged's list
+    /// ([`khugepaged::foreign_mms`]), for the model to mirror.
+    khugepaged_foreign: Vec<u64>,
     sentinel: Option<khugepaged::Sentinel>,
     session: sysfs::Session,
     warnings: Vec<String>,
@@ -315,6 +318,7 @@ impl HostBackend {
             khugepaged_idle: Err(
                 "khugepaged scan needs --allow-sysfs (khugepaged is not controlled)".into(),
             ),
+            khugepaged_foreign: Vec::new(),
             sentinel: None,
             session: sysfs::Session::new(),
             warnings,
@@ -334,6 +338,13 @@ impl HostBackend {
     /// Caveats of this run (khugepaged not controlled, journal recovered, …).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// The costs (in `pages_to_scan` units per visit, list order) of the other processes'
+    /// mms that khugepaged's list held ahead of the sentinel when the run started: empty on
+    /// a quiet machine. The model mirrors them (`Kernel::add_khugepaged_sentinel`).
+    pub fn khugepaged_foreign(&self) -> &[u64] {
+        &self.khugepaged_foreign
     }
 
     /// Pid of the current worker child (the measured task), once set up.
@@ -984,6 +995,31 @@ impl Backend for HostBackend {
                         self.khugepaged_idle = khugepaged::learn_idle_frame().map_err(|e| {
                             format!("khugepaged scan: cannot detect the end of a pass: {e}")
                         });
+                    }
+                }
+                // Other processes' mms on the list take budget and move the scan cursor:
+                // measure them (and put the cursor at the head) so that the model can mirror
+                // them; if they cannot be measured, passes cannot be compared.
+                if let Ok(idle) = self.khugepaged_idle.clone() {
+                    match khugepaged::foreign_mms(&idle) {
+                        Ok(costs) => {
+                            if !costs.is_empty() {
+                                self.warnings.push(format!(
+                                    "khugepaged's list holds {} other processes' mms ahead of the sentinel \
+                                     (costs per visit {:?}: registered while THP was `always`); the model mirrors them",
+                                    costs.len(),
+                                    costs
+                                ));
+                            }
+                            self.khugepaged_foreign = costs;
+                        }
+                        Err(e) => {
+                            let w = format!(
+                                "khugepaged's list holds other processes' mms that could not be measured: {e}"
+                            );
+                            self.khugepaged_idle = Err(format!("khugepaged scan: {w}"));
+                            self.warnings.push(w);
+                        }
                     }
                 }
                 if let Some(v) = pmd_off {

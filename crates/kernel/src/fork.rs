@@ -30,7 +30,7 @@ impl Kernel {
         for v in vmas.values_mut() {
             v.flags &= !(vmf::UFFD_MASK | vmf::LOCKED);
             if v.anon_vma.is_some() {
-                v.anon_vma = Some(self.new_anon_vma());
+                v.anon_vma = Some(self.new_anon_vma().forked());
             }
         }
         let child_mm = Mm {

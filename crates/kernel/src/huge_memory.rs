@@ -201,6 +201,18 @@ impl Kernel {
         }
     }
 
+    /// `vma_merge_existing_range` / `vma_merge_new_range` end a successful merge with
+    /// `khugepaged_enter_vma` on the merged VMA: the VMAs at `starts` (as a merge left them)
+    /// are offered to khugepaged. So a VMA that got its anon_vma by merging into a faulted
+    /// neighbour registers the mm without a fault of its own.
+    pub(crate) fn khugepaged_enter_merged(&mut self, mmi: MmId, starts: &[u64]) {
+        for &s in starts {
+            if let Some(v) = self.mms[mmi].vma_at(s).copied() {
+                self.khugepaged_enter_vma(mmi, &v, v.flags);
+            }
+        }
+    }
+
     /// `mm_get_huge_zero_folio`: this mm's reference on the huge zero folio, allocating it
     /// (`thp_zero_page_alloc`) if it does not exist.
     fn mm_get_huge_zero_folio(&mut self, mmi: MmId) -> bool {

@@ -79,10 +79,24 @@ pub struct AnonVmaId(u32);
 impl AnonVmaId {
     /// The first id handed out.
     pub(crate) const FIRST: AnonVmaId = AnonVmaId(1);
+    /// Marks the anon_vmas that `anon_vma_fork()` gives child VMAs: such a VMA's
+    /// `anon_vma_chain` also links the parent's anon_vma, so it is not singular and
+    /// `find_mergeable_anon_vma` does not hand it to a neighbour.
+    const FORKED: u32 = 1 << 31;
     /// The id after this one.
     #[must_use]
     pub(crate) fn next(self) -> AnonVmaId {
-        AnonVmaId(self.0 + 1)
+        AnonVmaId((self.0 & !Self::FORKED) + 1)
+    }
+    /// This id, as a fork child's anon_vma.
+    #[must_use]
+    pub(crate) fn forked(self) -> AnonVmaId {
+        AnonVmaId(self.0 | Self::FORKED)
+    }
+    /// A fork child's anon_vma (its chain is not singular).
+    #[must_use]
+    pub(crate) fn is_forked(self) -> bool {
+        self.0 & Self::FORKED != 0
     }
 }
 

@@ -149,23 +149,65 @@ impl Kernel {
     /// Registers an mm like the host backend's khugepaged *sentinel* (crates/host
     /// `khugepaged::Sentinel`): a process whose only THP-eligible VMA registered its mm, which
     /// then disabled THP completely, so khugepaged keeps it on its list at the cost of one unit
-    /// of `pages_to_scan` per visit. The host's sentinel registered on an empty list, which
-    /// woke khugepaged for one pass before the scenario started; that pass is run here too.
-    /// Used by `thpsim check`, so that the model's mm list is the host's.
-    pub fn add_khugepaged_sentinel(&mut self) -> Pid {
+    /// of `pages_to_scan` per visit. Used by `thpsim check`, so that the model's mm list is the
+    /// host's.
+    ///
+    /// `foreign` are the costs (in `pages_to_scan` units per visit, in list order) of other
+    /// processes' mms that the host's list held ahead of the sentinel, as the host backend
+    /// measured them (`thpsim_host::khugepaged::foreign_mms`); they are mirrored by
+    /// [`Kernel::add_khugepaged_foreign_mm`]. On an empty list the sentinel's registration woke
+    /// khugepaged for one pass, which is run here too. With other mms on the list it woke
+    /// nobody; the host then realigned the scan cursor to the list head before the scenario
+    /// started, as the model's is.
+    pub fn add_khugepaged_sentinel(&mut self, foreign: &[u64]) -> Pid {
+        for &cost in foreign {
+            self.add_khugepaged_foreign_mm(cost);
+        }
         // (When the scenario starts with PMD-sized THP off, the host turns it on just for the
         // sentinel's registration and pass, then off again.)
         let pid = self.spawn();
         let mmi = self.mm_of(pid);
         self.khugepaged_enter(mmi);
         self.mms[mmi].thp_disable = ThpDisable::Completely;
-        if self.khugepaged.next_pass_ms.take().is_some() {
-            self.khugepaged_do_scan();
+        if foreign.is_empty() {
+            if self.khugepaged.next_pass_ms.take().is_some() {
+                self.khugepaged_do_scan();
+            }
+        } else {
+            self.khugepaged.next_pass_ms = None;
+            self.khugepaged.cursor = None;
+            self.khugepaged.address = 0;
         }
         if self.hugepage_pmd_enabled() {
             self.khugepaged.next_pass_ms =
                 Some(self.now_ms + u64::from(self.sysfs.scan_sleep_millisecs));
         }
+        pid
+    }
+
+    /// Registers a stand-in for another process's mm on khugepaged's list that costs `cost`
+    /// units of `pages_to_scan` per visit: one for the mm and one for each of `cost - 1` VMAs
+    /// that are not THP-eligible (`MADV_NOHUGEPAGE`). `khugepaged_scan_mm_slot` skips such
+    /// VMAs without looking at its budget, so the mm is always scanned whole in one visit, as
+    /// the host's mms are that were registered while THP was `always` and hold no eligible
+    /// VMA now. The VMAs are one page each with a page of gap, so that they never merge.
+    pub fn add_khugepaged_foreign_mm(&mut self, cost: u64) -> Pid {
+        let pid = self.spawn();
+        let mmi = self.mm_of(pid);
+        for i in 0..cost.saturating_sub(1) {
+            let start = (2 * i + 1) * crate::types::PAGE_SIZE;
+            let vma = Vma {
+                start,
+                end: start + crate::types::PAGE_SIZE,
+                flags: crate::mm::vmf::READ | crate::mm::vmf::NOHUGEPAGE,
+                anon_vma: None,
+                pgoff: start >> crate::types::PAGE_SHIFT,
+                backing: crate::mm::VmaBacking::Anon,
+            };
+            self.mms[mmi].vmas.insert(start, vma);
+        }
+        self.mms[mmi].invalidate_vma_cache();
+        self.khugepaged_enter(mmi);
         pid
     }
 

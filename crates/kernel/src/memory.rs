@@ -11,15 +11,14 @@
 use crate::errno::Signal;
 use crate::fault::{FaultFlags, Tva, VmFault, Vmf};
 use crate::folio::FolioId;
-use crate::ids::AnonVmaId;
-use crate::ids::MmId;
+use crate::ids::{AnonVmaId, MmId};
 use crate::mm::MmCounter;
 use crate::mm::{vmf, Vma, VmaBacking};
 use crate::pgtable::{
     pte_index, pte_index32, Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, STORED, UFFD_WP, WRITE, YOUNG,
 };
 use crate::rmap::RmapLevel;
-use crate::types::{AccessKind, AccessPattern, Pid, HPAGE_PMD_ORDER, PAGE_SIZE};
+use crate::types::{AccessKind, AccessPattern, Pid, HPAGE_PMD_ORDER, PAGE_SHIFT, PAGE_SIZE};
 use crate::util::highest_order;
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
@@ -241,9 +240,13 @@ impl Kernel {
         true
     }
 
-    /// `anon_vma_prepare`: gives the VMA an anon_vma, reusing a compatible neighbour's
-    /// (`find_mergeable_anon_vma`); returns it. `vma` is the caller's copy; the tree is only
-    /// consulted when it has no anon_vma yet (the common fault needs no lookup).
+    /// `anon_vma_prepare`: gives the VMA an anon_vma, reusing a neighbour's
+    /// (`find_mergeable_anon_vma`: the next VMA first, then the previous one); returns it. A
+    /// neighbour's anon_vma is reusable when the two are `anon_vma_compatible` (adjacent,
+    /// linear pgoff, flags equal except the access bits, so mprotect-split parts share one and
+    /// can merge back) and its chain is singular (not an anon_vma_fork() child's).
+    /// `vma` is the caller's copy; the tree is only consulted when it has no anon_vma yet
+    /// (the common fault needs no lookup).
     pub(crate) fn anon_vma_prepare(&mut self, mmi: MmId, vma: &Vma) -> AnonVmaId {
         if let Some(id) = vma.anon_vma {
             return id;
@@ -254,12 +257,18 @@ impl Kernel {
         if let Some(id) = v.anon_vma {
             return id;
         }
+        let compatible = |a: &Vma, b: &Vma| {
+            a.end == b.start
+                && (a.flags ^ b.flags) & !vmf::PROT_MASK == 0
+                && b.pgoff == a.pgoff + ((b.start - a.start) >> PAGE_SHIFT)
+        };
+        let reusable = |old: &Vma| old.anon_vma.filter(|id| !id.is_forked());
         let prev = mm.vmas.range(..vma_start).next_back().map(|(_, p)| p);
         let next = mm.vmas.range(v.end..).next().map(|(_, n)| n);
-        let reuse = prev
-            .filter(|p| p.anon_vma.is_some() && crate::mm::Mm::mergeable(p, v))
-            .or(next.filter(|n| n.anon_vma.is_some() && crate::mm::Mm::mergeable(v, n)))
-            .and_then(|o| o.anon_vma);
+        let reuse = next
+            .filter(|n| compatible(v, n))
+            .and_then(reusable)
+            .or_else(|| prev.filter(|p| compatible(p, v)).and_then(reusable));
         let id = reuse.unwrap_or_else(|| self.new_anon_vma());
         self.mms[mmi]
             .vmas

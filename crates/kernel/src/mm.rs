@@ -15,6 +15,11 @@ pub mod vmf {
     pub const EXEC: u32 = 1 << 2;
     pub const SHARED: u32 = 1 << 3;
     pub const LOCKED: u32 = 1 << 13;
+    /// Charged to the commit limit: set by mmap of a private writable mapping and by the
+    /// first mprotect that makes a private mapping writable, never cleared by mprotect
+    /// (`accountable_mapping`, `mprotect_fixup`). It takes part in merging, so a never-written
+    /// read-only mapping does not merge with one that was once writable.
+    pub const ACCOUNT: u32 = 1 << 20;
     pub const DONTFORK: u32 = 1 << 17;
     pub const HUGEPAGE: u32 = 1 << 29;
     pub const NOHUGEPAGE: u32 = 1 << 30;
@@ -190,6 +195,20 @@ impl Mm {
             && (a.anon_vma.is_none() || b.anon_vma.is_none() || a.anon_vma == b.anon_vma)
     }
 
+    /// `is_mergeable_anon_vma(moving, neighbour's, neighbour)`: a VMA whose anon_vma is
+    /// `moving` (the changed or new one) may join a neighbour whose anon_vma is `neighbour`.
+    /// When one of them has none, the neighbour's chain must be singular: its own anon_vma,
+    /// not a fork child's (whose chain also links the parent's), and an empty chain does not
+    /// count — so a VMA with an anon_vma never joins one without.
+    pub fn anon_vma_mergeable(moving: Option<AnonVmaId>, neighbour: Option<AnonVmaId>) -> bool {
+        match (moving, neighbour) {
+            (None, None) => true,
+            (None, Some(id)) => !id.is_forked(),
+            (Some(_), None) => false,
+            (Some(a), Some(b)) => a == b,
+        }
+    }
+
     /// Merges each VMA whose flags were just changed (`starts`, ascending, each the start of a
     /// VMA after the splits) with its neighbours, as `vma_modify_flags` does for one VMA after
     /// another: first with the VMA before it, then with the one after it unless that one is
@@ -197,14 +216,16 @@ impl Mm {
     /// (scenarios/conformance/FINDINGS.md §8): a changed VMA that has an anon_vma does not merge
     /// into a neighbour that has none (`is_mergeable_anon_vma`, the dup_anon_vma case), while
     /// one without an anon_vma merges into a neighbour that has one.
-    pub fn merge_modified(&mut self, starts: &[u64]) {
+    /// Returns the start of every VMA a merge produced.
+    pub fn merge_modified(&mut self, starts: &[u64]) -> Vec<u64> {
         self.invalidate_vma_cache();
+        let mut results = Vec::new();
         for (i, &s) in starts.iter().enumerate() {
             let Some(&middle) = self.vmas.get(&s) else {
                 continue;
             };
             let src_anon = middle.anon_vma;
-            let refused = |tgt: &Vma| src_anon.is_some() && tgt.anon_vma.is_none();
+            let refused = |tgt: &Vma| !Self::anon_vma_mergeable(src_anon, tgt.anon_vma);
             let mut cur = s;
             if let Some((&ps, prev)) = self.vmas.range(..s).next_back() {
                 if Self::mergeable(prev, &middle) && !refused(prev) {
@@ -228,11 +249,18 @@ impl Mm {
                     a.anon_vma = a.anon_vma.or(next.anon_vma);
                 }
             }
+            if self.vmas[&cur] != merged || cur != s {
+                results.push(cur);
+            }
         }
+        results
     }
 
-    /// Merges mergeable neighbours across every VMA boundary in `[start, end]`.
-    pub fn merge_range(&mut self, start: u64, end: u64) {
+    /// Merges the new VMA at `start` (mmap, or mremap's copy_vma) with mergeable neighbours
+    /// across every VMA boundary in `[start, end]` (`vma_merge_new_range`); returns the start
+    /// of every VMA a merge produced.
+    pub fn merge_range(&mut self, start: u64, end: u64) -> Vec<u64> {
+        let mut merged = Vec::new();
         self.invalidate_vma_cache();
         let lo = self
             .vmas
@@ -240,20 +268,24 @@ impl Mm {
             .next_back()
             .map_or(start, |(k, _)| *k);
         let keys: Vec<u64> = self.vmas.range(lo..=end).map(|(k, _)| *k).collect();
+        let moving = self.vmas.get(&start).and_then(|v| v.anon_vma);
         let mut prev: Option<u64> = None;
         for k in keys {
             if let Some(p) = prev {
                 let (a, b) = (&self.vmas[&p], &self.vmas[&k]);
-                if Self::mergeable(a, b) {
+                let neighbour = if k == start { a } else { b };
+                if Self::mergeable(a, b) && Self::anon_vma_mergeable(moving, neighbour.anon_vma) {
                     let b = self.vmas.remove(&k).expect("vma");
                     let a = self.vmas.get_mut(&p).expect("vma");
                     a.end = b.end;
                     a.anon_vma = a.anon_vma.or(b.anon_vma);
+                    merged.push(p);
                     continue;
                 }
             }
             prev = Some(k);
         }
+        merged
     }
 }
 

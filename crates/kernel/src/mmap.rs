@@ -11,7 +11,7 @@ use crate::errno::Errno;
 use crate::gup::Foll;
 use crate::ids::MmId;
 use crate::mm::MmCounter;
-use crate::mm::{prot_to_vmflags, Vma, VmaBacking};
+use crate::mm::{prot_to_vmflags, vmf, Vma, VmaBacking};
 use crate::pgtable::{pte_index, Pmd, Pte};
 use crate::types::{
     is_page_aligned, page_align_up, Pid, Prot, HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_MASK,
@@ -52,10 +52,12 @@ impl Kernel {
         if !self.mms[mmi].vma_starts_in(addr, end).is_empty() {
             return Err(Errno::EEXIST);
         }
+        // accountable_mapping(): private and writable (no MAP_NORESERVE in the model).
+        let account = if prot.write { vmf::ACCOUNT } else { 0 };
         let vma = Vma {
             start: addr,
             end,
-            flags: prot_to_vmflags(prot),
+            flags: prot_to_vmflags(prot) | account,
             anon_vma: None,
             pgoff: addr >> PAGE_SHIFT,
             backing: VmaBacking::Anon,
@@ -123,7 +125,8 @@ impl Kernel {
             self.mms[mmi].invalidate_vma_cache();
             changed.push(a);
         }
-        self.mms[mmi].merge_modified(&changed);
+        let merged = self.mms[mmi].merge_modified(&changed);
+        self.khugepaged_enter_merged(mmi, &merged);
     }
 
     pub(crate) fn split_vma_at(&mut self, mmi: MmId, addr: u64) {

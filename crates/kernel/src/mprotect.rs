@@ -10,8 +10,8 @@ use crate::errno::Errno;
 use crate::gup::Foll;
 use crate::ids::MmId;
 use crate::mm::{prot_to_vmflags, vmf};
-use crate::pgtable::{pte_index, EXCLUSIVE, PROTNONE, WRITE};
-use crate::types::{is_page_aligned, page_align_up, Pid, Prot, PMD_MASK, PMD_SIZE};
+use crate::pgtable::{pte_index, DIRTY, EXCLUSIVE, PROTNONE, SOFT_DIRTY, WRITE, YOUNG};
+use crate::types::{is_page_aligned, page_align_up, Pid, Prot, PAGE_SIZE, PMD_MASK, PMD_SIZE};
 use crate::Kernel;
 
 impl Kernel {
@@ -38,8 +38,18 @@ impl Kernel {
                 break;
             };
             let e = end.min(v.end);
-            let nf = (v.flags & !vmf::PROT_MASK) | newprot;
+            let mut nf = (v.flags & !vmf::PROT_MASK) | newprot;
             if nf != v.flags {
+                // mprotect_fixup(): a private VMA that becomes writable is charged
+                // (VM_ACCOUNT); made unwritable it stays charged, unless it is anonymous and
+                // was never faulted (no anon_vma), which gives the charge back.
+                if nf & vmf::WRITE != 0 {
+                    if v.flags & (vmf::ACCOUNT | vmf::WRITE | vmf::SHARED) == 0 {
+                        nf |= vmf::ACCOUNT;
+                    }
+                } else if v.anon_vma.is_none() {
+                    nf &= !vmf::ACCOUNT;
+                }
                 self.split_vma_at(mmi, cur);
                 self.split_vma_at(mmi, e);
                 self.mms[mmi].vmas.get_mut(&cur).expect("vma").flags = nf;
@@ -55,13 +65,15 @@ impl Kernel {
                 if v.flags & (vmf::WRITE | vmf::SHARED | vmf::LOCKED) == vmf::LOCKED
                     && nf & vmf::WRITE != 0
                 {
-                    self.mms[mmi].merge_modified(&std::mem::take(&mut changed));
+                    let merged = self.mms[mmi].merge_modified(&std::mem::take(&mut changed));
+                    self.khugepaged_enter_merged(mmi, &merged);
                     let _ = self.get_user_pages(pid, (cur, e), Foll::WRITE | Foll::FORCE);
                 }
             }
             cur = e;
         }
-        self.mms[mmi].merge_modified(&changed);
+        let merged = self.mms[mmi].merge_modified(&changed);
+        self.khugepaged_enter_merged(mmi, &merged);
         result
     }
 
@@ -85,14 +97,37 @@ impl Kernel {
                     writable && accessible && pmd.is_thp() && pmd.has(EXCLUSIVE),
                 );
             } else if pmd.is_table() {
-                let table = self.mms[mmi].pgt.pte_table_mut(pmd.table_idx());
-                for p in &mut table[pte_index(s)..=pte_index(e - 1)] {
-                    if !p.is_present() {
+                // change_pte_range(): the PTEs of a large folio go in batches
+                // (mprotect_folio_pte_batch, write and soft-dirty respected), and
+                // modify_prot_start_ptes() gathers the batch's dirty and young bits, which
+                // the commit writes into every PTE of it: one written page makes the
+                // folio's whole batch dirty.
+                let tidx = pmd.table_idx();
+                let mut addr = s;
+                while addr < e {
+                    let pte = self.mms[mmi].pgt.pte_table(tidx)[pte_index(addr)];
+                    if !pte.is_present() {
+                        addr += PAGE_SIZE;
                         continue;
                     }
-                    let anon_excl = p.is_page() && p.has(EXCLUSIVE);
-                    p.set(PROTNONE, !accessible);
-                    p.set(WRITE, writable && accessible && anon_excl);
+                    let large = pte.is_page() && self.folios.get(pte.folio()).order > 0;
+                    let nr = if large {
+                        self.folio_pte_batch(mmi, tidx, addr, e, WRITE | SOFT_DIRTY) as usize
+                    } else {
+                        1
+                    };
+                    let i = pte_index(addr);
+                    let table = self.mms[mmi].pgt.pte_table_mut(tidx);
+                    let gathered = table[i..i + nr]
+                        .iter()
+                        .fold(0, |acc, p| acc | (p.0 & (DIRTY | YOUNG)));
+                    for p in &mut table[i..i + nr] {
+                        let anon_excl = p.is_page() && p.has(EXCLUSIVE);
+                        p.0 |= gathered;
+                        p.set(PROTNONE, !accessible);
+                        p.set(WRITE, writable && accessible && anon_excl);
+                    }
+                    addr += nr as u64 * PAGE_SIZE;
                 }
             }
             slot += PMD_SIZE;

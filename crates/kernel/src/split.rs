@@ -297,7 +297,7 @@ impl Kernel {
             let f = *self.folios.get(id);
             let mut nr = 1;
             if f.order > 0 {
-                nr = self.folio_pte_batch(mmi, tidx, addr, end);
+                nr = self.folio_pte_batch(mmi, tidx, addr, end, 0);
                 if nr < f.nr_pages() {
                     if self.folios.maybe_mapped_shared(id) || !self.split_folio(id) {
                         addr += u64::from(nr) * PAGE_SIZE;
@@ -325,24 +325,32 @@ impl Kernel {
         }
     }
 
-    /// `folio_pte_batch` with `FPB_MERGE_YOUNG_DIRTY`, as `madvise_folio_pte_batch` calls it:
-    /// how many PTEs from `addr` (before `end`, inside one table) map consecutive pages of the
-    /// same folio, up to the folio's last page. Dirty, young, soft-dirty and write bits may
-    /// differ (so may the model-only AnonExclusive and STORED bits); uffd-wp and PROT_NONE
-    /// may not.
-    fn folio_pte_batch(&self, mmi: MmId, tidx: PteTableId, addr: u64, end: u64) -> u32 {
-        const IGNORED: u64 = DIRTY | YOUNG | SOFT_DIRTY | WRITE | EXCLUSIVE | STORED;
+    /// `folio_pte_batch_flags`: how many PTEs from `addr` (before `end`, inside one table) map
+    /// consecutive pages of the same folio, up to the folio's last page. Dirty, young,
+    /// soft-dirty and write bits may differ unless `respect` names them (`FPB_RESPECT_*`; so
+    /// may the model-only AnonExclusive and STORED bits); uffd-wp and PROT_NONE may not.
+    /// `madvise_folio_pte_batch` respects nothing, mprotect respects write and soft-dirty.
+    pub(crate) fn folio_pte_batch(
+        &self,
+        mmi: MmId,
+        tidx: PteTableId,
+        addr: u64,
+        end: u64,
+        respect: u64,
+    ) -> u32 {
+        let ignored = (DIRTY | YOUNG | SOFT_DIRTY | WRITE | EXCLUSIVE | STORED) & !respect;
         let table = self.mms[mmi].pgt.pte_table(tidx);
         let first = table[pte_index(addr)];
         let left_in_folio = self.folios.get(first.folio()).nr_pages() - first.idx();
         let max = u32::try_from((end - addr) / PAGE_SIZE)
             .unwrap_or(u32::MAX)
             .min(left_in_folio);
+        let kept = first.0 & (UFFD_WP | PROTNONE | (respect & (SOFT_DIRTY | WRITE)));
         let mut nr = 1;
         while nr < max {
             let q = table[pte_index(addr) + nr as usize];
             let want = Pte::page(first.folio(), first.idx() + nr, 0);
-            if (q.0 & !IGNORED) != (want.0 | (first.0 & (UFFD_WP | PROTNONE))) {
+            if (q.0 & !ignored) != (want.0 | kept) {
                 break;
             }
             nr += 1;

@@ -25,6 +25,9 @@ pub struct SimBackend {
     /// Put the host backend's khugepaged sentinel mm on khugepaged's list before the
     /// scenario's first process (`thpsim check`, so both sides scan the same list).
     pub khugepaged_sentinel: bool,
+    /// With the sentinel: the costs of the other processes' mms the host's khugepaged list
+    /// held ahead of it, as the host backend measured them (`HostBackend::khugepaged_foreign`).
+    pub khugepaged_foreign: Vec<u64>,
     /// Host bytes the model may use; a scenario whose estimated need
     /// ([`crate::engine::TouchBound::model_bytes`]) is larger is refused before it runs.
     pub memory_budget: Option<u64>,
@@ -127,7 +130,7 @@ impl Backend for SimBackend {
             not_runnable: true,
         })?;
         if self.khugepaged_sentinel {
-            k.add_khugepaged_sentinel();
+            k.add_khugepaged_sentinel(&self.khugepaged_foreign);
         }
         self.pid = k.spawn();
         self.pids = vec![Some(self.pid)];
