@@ -190,7 +190,9 @@ impl LargeMeta {
 /// with the allocation history of the run).
 #[derive(Clone, Debug, Default)]
 struct MetaChunks {
-    chunks: Vec<Box<[LargeMeta]>>,
+    /// Each chunk is allocated with room for `META_CHUNK` records and filled by `push`, so
+    /// it never reallocates (and only the records written use memory).
+    chunks: Vec<Vec<LargeMeta>>,
     len: usize,
 }
 
@@ -202,11 +204,10 @@ impl MetaChunks {
     fn push(&mut self, m: LargeMeta) -> usize {
         let i = self.len;
         if i % META_CHUNK == 0 {
-            self.chunks
-                .push((0..META_CHUNK).map(|_| LargeMeta::default()).collect());
+            self.chunks.push(Vec::with_capacity(META_CHUNK));
         }
+        self.chunks.last_mut().expect("a chunk").push(m);
         self.len += 1;
-        self[i] = m;
         i
     }
 }
