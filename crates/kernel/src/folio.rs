@@ -7,31 +7,33 @@
 //! PMD mapping one reference) + extra pins; `entire_mapcount` = PMD mappings; a page's
 //! mapcount = PTE mappings of that page; `mapcount` = sum of PTE mappings over all pages.
 
-pub type FolioId = u32;
+pub(crate) use crate::ids::FolioId;
+use crate::ids::{MmId, Pfn};
 
-pub mod flags {
+pub(crate) mod flags {
     /// Anonymous folio.
-    pub const ANON: u8 = 1 << 0;
+    pub(crate) const ANON: u8 = 1 << 0;
     /// Flagged partially mapped (`folio_test_partially_mapped`).
-    pub const PARTIALLY_MAPPED: u8 = 1 << 1;
+    pub(crate) const PARTIALLY_MAPPED: u8 = 1 << 1;
     /// On the deferred-split queue.
-    pub const DEFERRED: u8 = 1 << 2;
+    pub(crate) const DEFERRED: u8 = 1 << 2;
     /// MADV_FREE'd and clean (lazy-free).
-    pub const LAZYFREE: u8 = 1 << 3;
+    pub(crate) const LAZYFREE: u8 = 1 << 3;
     /// Order-0 only: the page's content is not all zero.
-    pub const NONZERO: u8 = 1 << 4;
+    pub(crate) const NONZERO: u8 = 1 << 4;
     /// `PG_dirty`: set when a dirty PMD is split (`__split_huge_pmd_locked`), when a split
     /// unmaps a dirty PTE (`try_to_migrate_one`; the new folios inherit it), and by GUP
     /// `FOLL_WRITE|FOLL_TOUCH` on a clean PTE (`follow_page_pte`); cleared by MADV_FREE.
     /// smaps counts a page dirty if its PTE/PMD or its folio is (`smaps_page_accumulate`).
-    pub const DIRTY: u8 = 1 << 5;
+    pub(crate) const DIRTY: u8 = 1 << 5;
     /// Slot is unused (on the arena free list).
-    pub const FREE: u8 = 1 << 7;
+    pub(crate) const FREE: u8 = 1 << 7;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Folio {
-    pub pfn: u32,
+pub(crate) struct Folio {
+    /// The first PFN, stored in 32 bits to keep an order-0 folio at 20 bytes (see `Pfn`).
+    pfn: u32,
     pub refcount: u32,
     pub mapcount: u32,
     /// Index into `Folios::large` for order > 0, else `u32::MAX`.
@@ -42,66 +44,96 @@ pub struct Folio {
 }
 
 impl Folio {
+    /// The folio's first page frame.
     #[inline]
-    pub fn nr_pages(&self) -> u32 {
+    #[must_use]
+    pub(crate) fn pfn(&self) -> Pfn {
+        Pfn(u64::from(self.pfn))
+    }
+    #[inline]
+    pub(crate) fn nr_pages(&self) -> u32 {
         1 << self.order
     }
     #[inline]
-    pub fn test(&self, f: u8) -> bool {
+    pub(crate) fn test(&self, f: u8) -> bool {
         self.flags & f != 0
+    }
+}
+
+/// An optional folio link in 32 bits (`Option<FolioId>` would take 8), so a large folio's
+/// side record stays as small as the memory targets need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FolioLink(u32);
+
+impl FolioLink {
+    pub(crate) const NONE: FolioLink = FolioLink(u32::MAX);
+    #[inline]
+    pub(crate) fn get(self) -> Option<FolioId> {
+        (self != Self::NONE).then(|| FolioId::from_bits(self.0))
+    }
+}
+
+impl From<Option<FolioId>> for FolioLink {
+    #[inline]
+    fn from(id: Option<FolioId>) -> FolioLink {
+        id.map_or(FolioLink::NONE, |f| FolioLink(f.to_bits()))
+    }
+}
+
+impl Default for FolioLink {
+    fn default() -> FolioLink {
+        FolioLink::NONE
     }
 }
 
 /// Side record of a large folio.
 #[derive(Clone, Debug, Default)]
-pub struct LargeMeta {
+pub(crate) struct LargeMeta {
     /// Per-page PTE mapcount; empty until the folio is first PTE-mapped.
     pub page_mapcount: Vec<u32>,
     /// Number of pages with a PTE mapcount > 0 (`_nr_pages_mapped` without the PMD part).
     pub nr_pages_mapped: u32,
     /// One bit per page: content not all zero (inline: no allocation per THP).
     pub nonzero: [u64; 8],
-    /// Deferred-split queue links (`_deferred_list`), `u32::MAX` = none.
-    pub ds_prev: u32,
-    pub ds_next: u32,
+    /// Deferred-split queue links (`_deferred_list`).
+    pub(crate) ds_prev: FolioLink,
+    pub(crate) ds_next: FolioLink,
     /// Mappings per mm (`_mm_id` / `_mm_id_mapcount`, 6.15 MM-owner tracking): which mms map
     /// the folio and how often. More than one entry means "maybe mapped shared".
     pub mm_maps: MmMaps,
-    /// Virtual address of page 0 in every mm that maps it (no mremap in the model, and fork
-    /// keeps addresses): how the model finds a folio's mappings (the kernel walks anon_vmas).
+    /// Virtual address of page 0 where the folio was first mapped (fork keeps addresses; an
+    /// mremap does not update it): where the model looks for a folio's mappings first (the
+    /// kernel walks anon_vmas).
     pub va: u64,
 }
 
 /// `(mm, mappings)` pairs; two inline (the kernel tracks two MM ids per large folio), more
 /// spill to a vector.
 #[derive(Clone, Debug, Default)]
-pub struct MmMaps {
-    inline: [(u32, u32); 2],
+pub(crate) struct MmMaps {
+    inline: [(MmId, u32); 2],
     len: u8,
-    more: Vec<(u32, u32)>,
+    more: Vec<(MmId, u32)>,
 }
 
 impl MmMaps {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len as usize + self.more.len()
     }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    pub fn iter(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (MmId, u32)> + '_ {
         self.inline[..self.len as usize]
             .iter()
             .copied()
             .chain(self.more.iter().copied())
     }
-    pub fn to_vec(&self) -> Vec<(u32, u32)> {
+    pub(crate) fn to_vec(&self) -> Vec<(MmId, u32)> {
         self.iter().collect()
     }
     /// Adds `delta` mappings for `mm`, dropping the entry at zero.
-    fn add(&mut self, mm: u32, delta: i64) {
+    fn add(&mut self, mm: MmId, delta: i64) {
         let n = self.len as usize;
         if let Some(i) = self.inline[..n].iter().position(|e| e.0 == mm) {
-            let c = self.inline[i].1 as i64 + delta;
+            let c = i64::from(self.inline[i].1) + delta;
             debug_assert!(c >= 0);
             if c == 0 {
                 self.inline[i] = self.inline[n - 1];
@@ -111,71 +143,116 @@ impl MmMaps {
                     self.len += 1;
                 }
             } else {
-                self.inline[i].1 = c as u32;
+                self.inline[i].1 = count(c);
             }
         } else if let Some(i) = self.more.iter().position(|e| e.0 == mm) {
-            let c = self.more[i].1 as i64 + delta;
+            let c = i64::from(self.more[i].1) + delta;
             debug_assert!(c >= 0);
             if c == 0 {
                 self.more.swap_remove(i);
             } else {
-                self.more[i].1 = c as u32;
+                self.more[i].1 = count(c);
             }
         } else {
             debug_assert!(delta > 0);
             if n < 2 {
-                self.inline[n] = (mm, delta as u32);
+                self.inline[n] = (mm, count(delta));
                 self.len += 1;
             } else {
-                self.more.push((mm, delta as u32));
+                self.more.push((mm, count(delta)));
             }
         }
     }
 }
 
+/// A mapping count computed in `i64` (a count plus a signed delta), back as `u32`.
+fn count(c: i64) -> u32 {
+    u32::try_from(c).expect("mapping counts stay in 0..2^32")
+}
+
 impl LargeMeta {
-    fn new(_order: u8) -> Self {
+    fn new() -> Self {
         LargeMeta {
             page_mapcount: Vec::new(),
             nr_pages_mapped: 0,
             nonzero: [0; 8],
-            ds_prev: u32::MAX,
-            ds_next: u32::MAX,
+            ds_prev: FolioLink::NONE,
+            ds_next: FolioLink::NONE,
             mm_maps: MmMaps::default(),
             va: 0,
         }
     }
 }
 
+/// Large-folio side records in fixed-size chunks: growing never moves the records, so it
+/// never copies them into a new buffer (a doubling `Vec` would, and the allocator may keep
+/// the old buffer resident: the per-THP memory figure of `thpsim bench` moved by a third
+/// with the allocation history of the run).
+#[derive(Clone, Debug, Default)]
+struct MetaChunks {
+    /// Each chunk is allocated with room for `META_CHUNK` records and filled by `push`, so
+    /// it never reallocates (and only the records written use memory).
+    chunks: Vec<Vec<LargeMeta>>,
+    len: usize,
+}
+
+/// Records per chunk (160 KiB).
+const META_CHUNK: usize = 1024;
+
+impl MetaChunks {
+    /// Appends a record; returns its index.
+    fn push(&mut self, m: LargeMeta) -> usize {
+        let i = self.len;
+        if i % META_CHUNK == 0 {
+            self.chunks.push(Vec::with_capacity(META_CHUNK));
+        }
+        self.chunks.last_mut().expect("a chunk").push(m);
+        self.len += 1;
+        i
+    }
+}
+
+impl std::ops::Index<usize> for MetaChunks {
+    type Output = LargeMeta;
+    #[inline]
+    fn index(&self, i: usize) -> &LargeMeta {
+        &self.chunks[i / META_CHUNK][i % META_CHUNK]
+    }
+}
+
+impl std::ops::IndexMut<usize> for MetaChunks {
+    #[inline]
+    fn index_mut(&mut self, i: usize) -> &mut LargeMeta {
+        &mut self.chunks[i / META_CHUNK][i % META_CHUNK]
+    }
+}
+
 /// The folio arena: stable `FolioId`s, reused LIFO after free.
 #[derive(Clone, Debug, Default)]
-pub struct Folios {
+pub(crate) struct Folios {
     pub slots: Vec<Folio>,
     free_slots: Vec<FolioId>,
-    pub large: Vec<LargeMeta>,
+    large: MetaChunks,
     free_large: Vec<u32>,
     live: u64,
 }
 
 impl Folios {
-    pub fn alloc(&mut self, pfn: u64, order: u8, fl: u8) -> FolioId {
+    pub(crate) fn alloc(&mut self, pfn: Pfn, order: u8, fl: u8) -> FolioId {
         let meta = if order > 0 {
-            let m = LargeMeta::new(order);
+            let m = LargeMeta::new();
             match self.free_large.pop() {
                 Some(i) => {
                     self.large[i as usize] = m;
                     i
                 }
-                None => {
-                    self.large.push(m);
-                    (self.large.len() - 1) as u32
-                }
+                None => crate::util::to_u32(self.large.push(m)),
             }
         } else {
             u32::MAX
         };
         let f = Folio {
-            pfn: pfn as u32,
+            pfn: pfn.to_u32(),
             refcount: 0,
             mapcount: 0,
             meta,
@@ -186,18 +263,18 @@ impl Folios {
         self.live += 1;
         match self.free_slots.pop() {
             Some(id) => {
-                self.slots[id as usize] = f;
+                self.slots[id.index()] = f;
                 id
             }
             None => {
                 self.slots.push(f);
-                (self.slots.len() - 1) as FolioId
+                FolioId::from_index(self.slots.len() - 1)
             }
         }
     }
 
-    pub fn release(&mut self, id: FolioId) {
-        let f = &mut self.slots[id as usize];
+    pub(crate) fn release(&mut self, id: FolioId) {
+        let f = &mut self.slots[id.index()];
         debug_assert!(!f.test(flags::FREE));
         if f.meta != u32::MAX {
             self.large[f.meta as usize] = LargeMeta::default();
@@ -210,36 +287,36 @@ impl Folios {
     }
 
     #[inline]
-    pub fn get(&self, id: FolioId) -> &Folio {
-        &self.slots[id as usize]
+    pub(crate) fn get(&self, id: FolioId) -> &Folio {
+        &self.slots[id.index()]
     }
     #[inline]
-    pub fn get_mut(&mut self, id: FolioId) -> &mut Folio {
-        &mut self.slots[id as usize]
+    pub(crate) fn get_mut(&mut self, id: FolioId) -> &mut Folio {
+        &mut self.slots[id.index()]
     }
-    pub fn meta(&self, id: FolioId) -> &LargeMeta {
-        &self.large[self.slots[id as usize].meta as usize]
+    pub(crate) fn meta(&self, id: FolioId) -> &LargeMeta {
+        &self.large[self.slots[id.index()].meta as usize]
     }
-    pub fn meta_mut(&mut self, id: FolioId) -> &mut LargeMeta {
-        let m = self.slots[id as usize].meta as usize;
+    pub(crate) fn meta_mut(&mut self, id: FolioId) -> &mut LargeMeta {
+        let m = self.slots[id.index()].meta as usize;
         &mut self.large[m]
     }
-    pub fn live(&self) -> u64 {
+    pub(crate) fn live(&self) -> u64 {
         self.live
     }
     /// Live folio ids in id order.
-    pub fn iter_live(&self) -> impl Iterator<Item = FolioId> + '_ {
+    pub(crate) fn iter_live(&self) -> impl Iterator<Item = FolioId> + '_ {
         self.slots
             .iter()
             .enumerate()
             .filter(|(_, f)| !f.test(flags::FREE))
-            .map(|(i, _)| i as FolioId)
+            .map(|(i, _)| FolioId::from_index(i))
     }
 
     /// Marks a page of the folio as holding non-zero data (a store happened).
     #[inline]
-    pub fn set_nonzero(&mut self, id: FolioId, idx: u32) {
-        let f = &mut self.slots[id as usize];
+    pub(crate) fn set_nonzero(&mut self, id: FolioId, idx: u32) {
+        let f = &mut self.slots[id.index()];
         if f.meta == u32::MAX {
             f.flags |= flags::NONZERO;
         } else {
@@ -247,8 +324,8 @@ impl Folios {
         }
     }
 
-    pub fn is_nonzero(&self, id: FolioId, idx: u32) -> bool {
-        let f = &self.slots[id as usize];
+    pub(crate) fn is_nonzero(&self, id: FolioId, idx: u32) -> bool {
+        let f = &self.slots[id.index()];
         if f.meta == u32::MAX {
             f.test(flags::NONZERO)
         } else {
@@ -257,22 +334,22 @@ impl Folios {
     }
 
     /// Accounts `delta` mappings of a large folio to mm `mmi`.
-    pub fn mm_map_add(&mut self, id: FolioId, mmi: usize, delta: i64) {
-        let m = self.slots[id as usize].meta;
+    pub(crate) fn mm_map_add(&mut self, id: FolioId, mmi: MmId, delta: i64) {
+        let m = self.slots[id.index()].meta;
         if m != u32::MAX {
-            self.large[m as usize].mm_maps.add(mmi as u32, delta);
+            self.large[m as usize].mm_maps.add(mmi, delta);
         }
     }
 
     /// `folio_maybe_mapped_shared`: mapped by more than one mm.
-    pub fn maybe_mapped_shared(&self, id: FolioId) -> bool {
-        let f = &self.slots[id as usize];
+    pub(crate) fn maybe_mapped_shared(&self, id: FolioId) -> bool {
+        let f = &self.slots[id.index()];
         f.meta != u32::MAX && self.large[f.meta as usize].mm_maps.len() > 1
     }
 
     /// The PTE mapcount of one page.
-    pub fn page_mapcount(&self, id: FolioId, idx: u32) -> u32 {
-        let f = &self.slots[id as usize];
+    pub(crate) fn page_mapcount(&self, id: FolioId, idx: u32) -> u32 {
+        let f = &self.slots[id.index()];
         if f.meta == u32::MAX {
             f.mapcount
         } else {

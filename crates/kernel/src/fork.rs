@@ -11,8 +11,10 @@
 //! Deviations: no DMA pins (so never an eager copy), no MADV_DONTFORK/WIPEONFORK, no uffd-wp.
 
 use crate::errno::Errno;
+use crate::ids::MmId;
+use crate::mm::MmCounter;
 use crate::mm::{vmf, Mm, Task, Vma};
-use crate::pgtable::{self, pte_index, Pmd, Pte, EXCLUSIVE, UFFD_WP, WRITE, YOUNG};
+use crate::pgtable::{pte_index, Pmd, Pte, EXCLUSIVE, UFFD_WP, WRITE, YOUNG};
 use crate::types::{Pid, HPAGE_PMD_NR, PMD_MASK, PMD_SIZE, PUD_SHIFT, PUD_SIZE};
 use crate::Kernel;
 
@@ -28,8 +30,7 @@ impl Kernel {
         for v in vmas.values_mut() {
             v.flags &= !(vmf::UFFD_MASK | vmf::LOCKED);
             if v.anon_vma.is_some() {
-                v.anon_vma = Some(self.next_anon_vma | crate::mm::FORKED_ANON_VMA);
-                self.next_anon_vma += 1;
+                v.anon_vma = Some(self.new_anon_vma().forked());
             }
         }
         let child_mm = Mm {
@@ -38,8 +39,7 @@ impl Kernel {
             users: 1,
             ..Mm::default()
         };
-        self.mms.push(child_mm);
-        let cmi = self.mms.len() - 1;
+        let cmi = self.mms.push(child_mm);
         let pid = self.alloc_pid();
         self.tasks.insert(
             pid,
@@ -70,7 +70,7 @@ impl Kernel {
     /// an anon_vma have pages worth copying), then per 1 GiB region with a parent PMD table
     /// (`copy_pud_range`, which allocates the child's PMD table) and per PMD slot
     /// (`copy_pmd_range`: `copy_huge_pmd` or `copy_pte_range`). Err on OOM.
-    fn copy_page_range(&mut self, pmi: usize, cmi: usize, vma: &Vma) -> Result<(), ()> {
+    fn copy_page_range(&mut self, pmi: MmId, cmi: MmId, vma: &Vma) -> Result<(), ()> {
         if vma.anon_vma.is_none() {
             return Ok(());
         }
@@ -81,7 +81,7 @@ impl Kernel {
             if !self.mms[pmi].pgt.has_pmd_table(rs) {
                 continue;
             }
-            if !self.ensure_pmd_table(cmi, rs) {
+            if !self.pmd_alloc(cmi, rs) {
                 return Err(());
             }
             let mut slot = rs & PMD_MASK;
@@ -103,14 +103,14 @@ impl Kernel {
     /// `copy_huge_pmd`: a THP is shared read-only and both sides lose exclusivity; a huge zero
     /// PMD is copied and the child takes its own huge-zero reference. Either way the child
     /// deposits a page table for a later split.
-    fn copy_huge_pmd(&mut self, pmi: usize, cmi: usize, slot: u64, pmd: Pmd) -> Result<(), ()> {
+    fn copy_huge_pmd(&mut self, pmi: MmId, cmi: MmId, slot: u64, pmd: Pmd) -> Result<(), ()> {
         let pfn = self.alloc_pgtable_page().ok_or(())?;
-        self.mms[cmi].pgt.deposited.push(pfn);
+        self.mms[cmi].pgt.deposit(pfn);
         if pmd.is_huge_zero() {
             // One reference per mm (MMF_HUGE_ZERO_FOLIO), however many PMDs.
             if !self.mms[cmi].huge_zero_ref {
                 self.mms[cmi].huge_zero_ref = true;
-                self.huge_zero_users += 1;
+                self.huge_zero.get();
             }
             *self.mms[cmi].pgt.pmd_mut(slot).expect("pmd table") = pmd;
             return Ok(());
@@ -123,7 +123,7 @@ impl Kernel {
         f.entire_mapcount += 1;
         f.refcount += 1;
         self.folios.mm_map_add(id, cmi, 1);
-        self.mms[cmi].rss_anon += HPAGE_PMD_NR as u64;
+        self.mms[cmi].add_mm_counter(MmCounter::AnonPages, i64::from(HPAGE_PMD_NR));
         Ok(())
     }
 
@@ -133,8 +133,8 @@ impl Kernel {
     /// zero-page PTEs are copied; uffd-wp bits and markers do not reach the unregistered child.
     fn copy_pte_range(
         &mut self,
-        pmi: usize,
-        cmi: usize,
+        pmi: MmId,
+        cmi: MmId,
         slot: u64,
         pmd: Pmd,
         s: u64,
@@ -147,29 +147,17 @@ impl Kernel {
         let pidx = pmd.table_idx();
         for j in pte_index(s)..=pte_index(e - 1) {
             let pte = self.mms[pmi].pgt.pte_table(pidx)[j];
-            if pte.kind() == pgtable::KIND_PAGE {
+            if pte.is_page() {
                 let shared = Pte(pte.0 & !(WRITE | EXCLUSIVE));
                 self.mms[pmi].pgt.pte_table_mut(pidx)[j] = shared;
                 self.mms[cmi].pgt.pte_table_mut(cidx)[j] = Pte(shared.0 & !UFFD_WP);
                 self.folio_add_anon_rmap_ptes(pte.folio(), pte.idx(), 1, cmi);
-                self.mms[cmi].rss_anon += 1;
-            } else if pte.kind() == pgtable::KIND_ZERO {
+                self.mms[cmi].add_mm_counter(MmCounter::AnonPages, 1);
+            } else if pte.is_zero_page() {
                 self.mms[cmi].pgt.pte_table_mut(cidx)[j] = Pte(pte.0 & !UFFD_WP);
             }
         }
         Ok(())
-    }
-
-    /// Makes sure the PMD table for `addr` exists in mm `mmi`. False on OOM.
-    pub(crate) fn ensure_pmd_table(&mut self, mmi: usize, addr: u64) -> bool {
-        if self.mms[mmi].pgt.has_pmd_table(addr) {
-            return true;
-        }
-        let Some(pfn) = self.alloc_pgtable_page() else {
-            return false;
-        };
-        self.mms[mmi].pgt.install_pmd_table(addr, pfn);
-        true
     }
 
     /// The task exits: `exit_mmap` unmaps everything, frees page tables and drops the mm's
@@ -199,7 +187,7 @@ impl Kernel {
         }
         if self.mms[mmi].huge_zero_ref {
             self.mms[mmi].huge_zero_ref = false;
-            self.huge_zero_users -= 1;
+            self.huge_zero.put();
         }
         self.mms[mmi] = Mm::default();
     }

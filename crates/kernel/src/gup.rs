@@ -5,39 +5,58 @@
 //! stored, so populated pages stay zero-filled.
 
 use crate::errno::Errno;
+use crate::fault::{FaultFlags, VmFault, Vmf};
 use crate::folio::flags;
-use crate::memory::VmFault;
+use crate::ids::MmId;
 use crate::mm::vmf;
-use crate::pgtable::{self, Pte, DIRTY, PROTNONE, WRITE, YOUNG};
+use crate::pgtable::{Pte, DIRTY, PROTNONE, WRITE, YOUNG};
 use crate::types::{Pid, PAGE_SIZE};
 use crate::Kernel;
 
-/// The GUP flags the model distinguishes: `FOLL_WRITE`, `FOLL_FORCE` and `FOLL_UNLOCKABLE`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Foll {
-    pub write: bool,
-    pub force: bool,
-    pub unlockable: bool,
+/// The GUP flags the model distinguishes (`FOLL_*`, `include/linux/mm_types.h`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct Foll(u8);
+
+impl Foll {
+    /// `FOLL_WRITE`: the pages are written (a write fault).
+    pub(crate) const WRITE: Foll = Foll(1 << 0);
+    /// `FOLL_FORCE`: any accessible VMA may be read (MAP_POPULATE, mlock).
+    pub(crate) const FORCE: Foll = Foll(1 << 1);
+    /// `FOLL_UNLOCKABLE`: the fault may drop mmap_lock (so a userfault can be delivered).
+    pub(crate) const UNLOCKABLE: Foll = Foll(1 << 2);
+
+    /// `FOLL_WRITE` if `write`.
+    pub(crate) fn write_if(write: bool) -> Foll {
+        if write {
+            Foll::WRITE
+        } else {
+            Foll::default()
+        }
+    }
+    pub(crate) fn contains(self, f: Foll) -> bool {
+        self.0 & f.0 == f.0
+    }
+}
+
+impl std::ops::BitOr for Foll {
+    type Output = Foll;
+    fn bitor(self, o: Foll) -> Foll {
+        Foll(self.0 | o.0)
+    }
 }
 
 impl Kernel {
-    /// Populates `[start, end)` (page aligned). `force` is `FOLL_FORCE` (MAP_POPULATE/mlock:
-    /// any accessible VMA may be read). Errors as `madvise_populate` maps them: a hole →
+    /// Populates `[start, end)` (page aligned) with `foll` (`FOLL_UNLOCKABLE` is added, as
+    /// `faultin_page_range` does). Errors as `madvise_populate` maps them: a hole →
     /// ENOMEM, a VMA without the needed permission → EINVAL, a failed fault → EFAULT/ENOMEM.
     pub(crate) fn populate_range(
         &mut self,
         pid: Pid,
         start: u64,
         end: u64,
-        write: bool,
-        force: bool,
+        foll: Foll,
     ) -> Result<(), Errno> {
-        let foll = Foll {
-            write,
-            force,
-            unlockable: true,
-        };
-        self.get_user_pages(pid, (start, end), foll)
+        self.get_user_pages(pid, (start, end), foll | Foll::UNLOCKABLE)
     }
 
     /// `__get_user_pages` over `[start, end)`. Without `FOLL_UNLOCKABLE` (a caller that
@@ -51,15 +70,13 @@ impl Kernel {
         foll: Foll,
     ) -> Result<(), Errno> {
         let (start, end) = range;
-        let Foll {
-            write,
-            force,
-            unlockable,
-        } = foll;
+        let write = foll.contains(Foll::WRITE);
+        let force = foll.contains(Foll::FORCE);
+        let unlockable = foll.contains(Foll::UNLOCKABLE);
         let mmi = self.mm_of(pid);
         let mut addr = start;
         while addr < end {
-            let Some(vma) = self.mms[mmi].vma_at(addr).cloned() else {
+            let Some(vma) = self.mms[mmi].vma_at(addr).copied() else {
                 return Err(Errno::ENOMEM);
             };
             // check_vma_flags()
@@ -80,10 +97,9 @@ impl Kernel {
                         tries <= 4,
                         "model bug: populate at {addr:#x} keeps faulting"
                     );
-                    match self.handle_mm_fault(mmi, &vma, addr, write) {
-                        VmFault::Done | VmFault::Fallback => {
-                            self.tasks.get_mut(&pid).expect("task").minflt += 1
-                        }
+                    let mut vmf = Vmf::new(mmi, vma, addr, FaultFlags::for_access(write));
+                    match self.handle_mm_fault(&mut vmf) {
+                        VmFault::Done | VmFault::Fallback => self.mm_account_fault(pid, vmf.flags),
                         VmFault::Oom => return Err(Errno::ENOMEM),
                         VmFault::Userfault(flags) => {
                             if !unlockable || !self.deliver_userfault(mmi, addr, flags) {
@@ -96,9 +112,11 @@ impl Kernel {
                             }
                             // GUP retries with FAULT_FLAG_TRIED, so the completed retry counts
                             // as a major fault (mm_account_fault), unlike a user access on 6.18.
-                            match self.handle_mm_fault(mmi, &vma, addr, write) {
+                            let flags = FaultFlags::for_access(write).with(FaultFlags::TRIED);
+                            let mut vmf = Vmf::new(mmi, vma, addr, flags);
+                            match self.handle_mm_fault(&mut vmf) {
                                 VmFault::Done | VmFault::Fallback => {
-                                    self.tasks.get_mut(&pid).expect("task").majflt += 1
+                                    self.mm_account_fault(pid, vmf.flags);
                                 }
                                 VmFault::Oom => return Err(Errno::ENOMEM),
                                 VmFault::Userfault(_) => {}
@@ -118,7 +136,7 @@ impl Kernel {
     /// (`folio_mark_dirty` when neither the PTE nor the folio is dirty), so a clean large
     /// folio (after MADV_FREE) becomes dirty as a whole. Young stands for
     /// `folio_mark_accessed`.
-    fn follow_page(&mut self, mmi: usize, addr: u64, write: bool) -> bool {
+    fn follow_page(&mut self, mmi: MmId, addr: u64, write: bool) -> bool {
         let pmd = self.mms[mmi].pgt.pmd(addr);
         if pmd.is_huge() {
             if pmd.has(PROTNONE) || (write && !pmd.has(WRITE)) {
@@ -138,7 +156,7 @@ impl Kernel {
         if !pte.is_present() || pte.has(PROTNONE) || (write && !pte.has(WRITE)) {
             return false;
         }
-        if write && pte.kind() == pgtable::KIND_PAGE && !pte.has(DIRTY) {
+        if write && pte.is_page() && !pte.has(DIRTY) {
             self.folios.get_mut(pte.folio()).flags |= flags::DIRTY;
         }
         self.set_pte(mmi, addr, Pte(pte.0 | YOUNG));

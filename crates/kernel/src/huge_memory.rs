@@ -9,39 +9,76 @@
 //! Deviations: no uffd-wp on PMDs yet, no DMA-pin checks, no `defrag`-driven compaction
 //! (an order-9 allocation fails exactly when the buddy allocator has no free order-9 block).
 
+use crate::fault::{Tva, VmFault, Vmf};
 use crate::folio::FolioId;
-use crate::memory::VmFault;
+use crate::ids::MmId;
+use crate::ids::Pfn;
+use crate::mm::MmCounter;
 use crate::mm::{vmf, ThpDisable, Vma};
 use crate::pgtable::{Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, SOFT_DIRTY, UFFD_WP, WRITE, YOUNG};
 use crate::profile::HzpWpFault;
+use crate::rmap::RmapLevel;
 use crate::sysfs::ThpEnabled;
 use crate::types::{HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK, PMD_SIZE};
+use crate::util::to_u32;
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
 
-/// Who asks whether THP is allowed (`tva_type`): it decides which checks apply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tva {
-    /// A page fault: sysfs enforced; size/alignment checked by the fault handler.
-    PageFault,
-    /// smaps `THPeligible`: sysfs enforced, VMA-size check, anon_vma not required.
-    Smaps,
-    /// khugepaged: sysfs enforced, VMA-size check, anon_vma required.
-    Khugepaged,
-    /// MADV_COLLAPSE: sysfs ignored, VMA-size check, anon_vma required.
-    ForcedCollapse,
+/// The huge zero folio (`huge_zero_folio` with `huge_zero_refcount`): allocated on the first
+/// read fault that wants it, one reference per mm that maps it (`MMF_HUGE_ZERO_FOLIO`), freed
+/// by its shrinker once no mm holds it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct HugeZeroFolio {
+    pfn: Option<Pfn>,
+    /// Number of mms holding a reference (the refcount minus the base reference).
+    users: u32,
+}
+
+impl HugeZeroFolio {
+    /// Its first PFN while it exists.
+    pub(crate) fn pfn(&self) -> Option<Pfn> {
+        self.pfn
+    }
+    pub(crate) fn users(&self) -> u32 {
+        self.users
+    }
+    /// An mm takes a reference (the folio exists).
+    pub(crate) fn get(&mut self) {
+        debug_assert!(self.pfn.is_some());
+        self.users += 1;
+    }
+    /// An mm drops its reference; the folio stays until the shrinker runs.
+    pub(crate) fn put(&mut self) {
+        self.users -= 1;
+    }
+    /// `shrink_huge_zero_folio_count`: pages the shrinker could free.
+    pub(crate) fn shrinker_count(&self) -> u64 {
+        if self.users == 0 && self.pfn.is_some() {
+            u64::from(HPAGE_PMD_NR)
+        } else {
+            0
+        }
+    }
+    /// `shrink_huge_zero_folio_scan`: the folio to free, if nobody holds it.
+    pub(crate) fn shrinker_take(&mut self) -> Option<Pfn> {
+        if self.users == 0 {
+            self.pfn.take()
+        } else {
+            None
+        }
+    }
 }
 
 /// `thp_vma_suitable_order`: the aligned block of `order` around `addr` lies inside the VMA.
 #[inline]
-pub fn thp_vma_suitable_order(vma: &Vma, addr: u64, order: u8) -> bool {
+pub(crate) fn thp_vma_suitable_order(vma: &Vma, addr: u64, order: u8) -> bool {
     let size = PAGE_SIZE << order;
     let haddr = addr & !(size - 1);
     haddr >= vma.start && haddr + size <= vma.end
 }
 
 /// `thp_vma_suitable_orders`: keeps the orders of `orders` whose block around `addr` fits.
-pub fn thp_vma_suitable_orders(vma: &Vma, addr: u64, orders: u16) -> u16 {
+pub(crate) fn thp_vma_suitable_orders(vma: &Vma, addr: u64, orders: u16) -> u16 {
     let mut out = 0;
     for o in 0..16u8 {
         if orders & (1 << o) != 0 && thp_vma_suitable_order(vma, addr, o) {
@@ -54,7 +91,7 @@ pub fn thp_vma_suitable_orders(vma: &Vma, addr: u64, orders: u16) -> u16 {
 impl Kernel {
     /// `vma_thp_disabled`: VM_NOHUGEPAGE, or prctl disabled (completely, or except-advised in
     /// a VMA without VM_HUGEPAGE).
-    pub(crate) fn vma_thp_disabled(&self, mmi: usize, vma: &Vma) -> bool {
+    pub(crate) fn vma_thp_disabled(&self, mmi: MmId, vma: &Vma) -> bool {
         if vma.has(vmf::NOHUGEPAGE) {
             return true;
         }
@@ -89,7 +126,7 @@ impl Kernel {
     /// `thp_vma_allowable_orders` for an anonymous VMA.
     pub(crate) fn thp_vma_allowable_orders(
         &self,
-        mmi: usize,
+        mmi: MmId,
         vma: &Vma,
         mut orders: u16,
         tva: Tva,
@@ -133,7 +170,7 @@ impl Kernel {
 
     pub(crate) fn thp_vma_allowable_order(
         &self,
-        mmi: usize,
+        mmi: MmId,
         vma: &Vma,
         order: u8,
         tva: Tva,
@@ -154,7 +191,7 @@ impl Kernel {
 
     /// `khugepaged_enter_vma`: register the mm with khugepaged if the VMA (with `flags`) is
     /// eligible for it.
-    pub(crate) fn khugepaged_enter_vma(&mut self, mmi: usize, vma: &Vma, flags: u32) {
+    pub(crate) fn khugepaged_enter_vma(&mut self, mmi: MmId, vma: &Vma, flags: u32) {
         if self.mms[mmi].khugepaged_registered || !self.hugepage_pmd_enabled() {
             return;
         }
@@ -168,7 +205,7 @@ impl Kernel {
     /// `khugepaged_enter_vma` on the merged VMA: the VMAs at `starts` (as a merge left them)
     /// are offered to khugepaged. So a VMA that got its anon_vma by merging into a faulted
     /// neighbour registers the mm without a fault of its own.
-    pub(crate) fn khugepaged_enter_merged(&mut self, mmi: usize, starts: &[u64]) {
+    pub(crate) fn khugepaged_enter_merged(&mut self, mmi: MmId, starts: &[u64]) {
         for &s in starts {
             if let Some(v) = self.mms[mmi].vma_at(s).copied() {
                 self.khugepaged_enter_vma(mmi, &v, v.flags);
@@ -178,14 +215,14 @@ impl Kernel {
 
     /// `mm_get_huge_zero_folio`: this mm's reference on the huge zero folio, allocating it
     /// (`thp_zero_page_alloc`) if it does not exist.
-    fn mm_get_huge_zero_folio(&mut self, mmi: usize) -> bool {
+    fn mm_get_huge_zero_folio(&mut self, mmi: MmId) -> bool {
         if self.mms[mmi].huge_zero_ref {
             return true;
         }
-        if self.huge_zero_pfn.is_none() {
+        if self.huge_zero.pfn.is_none() {
             match self.buddy.alloc(HPAGE_PMD_ORDER) {
                 Some(pfn) => {
-                    self.huge_zero_pfn = Some(pfn);
+                    self.huge_zero.pfn = Some(pfn);
                     self.vmstat.count(VmItem::ThpZeroPageAlloc);
                 }
                 None => {
@@ -194,9 +231,21 @@ impl Kernel {
                 }
             }
         }
-        self.huge_zero_users += 1;
+        self.huge_zero.get();
         self.mms[mmi].huge_zero_ref = true;
         true
+    }
+
+    /// `shrink_huge_zero_folio_scan`: frees the huge zero folio if no mm holds it; returns
+    /// the pages freed.
+    pub(crate) fn shrink_huge_zero_folio_scan(&mut self) -> u64 {
+        match self.huge_zero.shrinker_take() {
+            Some(pfn) => {
+                self.buddy.free(pfn, HPAGE_PMD_ORDER);
+                u64::from(HPAGE_PMD_NR)
+            }
+            None => 0,
+        }
     }
 
     /// `vma_alloc_anon_folio_pmd`: an order-9 folio for a fault, counting fallbacks.
@@ -214,20 +263,15 @@ impl Kernel {
 
     /// `map_anon_folio_pmd`: install a new PMD THP (writable and dirty if the VMA is
     /// writable), exclusive rmap, counters, and the deferred-split queue when `queue`.
-    fn map_anon_folio_pmd(
-        &mut self,
-        mmi: usize,
-        vma: &Vma,
-        haddr: u64,
-        folio: FolioId,
-        queue: bool,
-    ) {
+    fn map_anon_folio_pmd(&mut self, vmf: &Vmf, folio: FolioId, queue: bool) {
+        let (mmi, vma, haddr) = (vmf.mm, &vmf.vma, vmf.haddr());
         let bits = YOUNG | EXCLUSIVE | DIRTY | if vma.has(vmf::WRITE) { WRITE } else { 0 };
         *self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd table") = Pmd::thp(folio, bits);
         self.folios.meta_mut(folio).va = haddr;
-        self.folio_add_new_anon_rmap(folio, true, mmi);
-        self.mms[mmi].rss_anon += HPAGE_PMD_NR as u64;
-        self.vmstat.add(VmItem::SimZeroedPages, HPAGE_PMD_NR as i64);
+        self.folio_add_new_anon_rmap(folio, RmapLevel::Pmd, mmi);
+        self.mms[mmi].add_mm_counter(MmCounter::AnonPages, i64::from(HPAGE_PMD_NR));
+        self.vmstat
+            .add(VmItem::SimZeroedPages, i64::from(HPAGE_PMD_NR));
         self.vmstat.count(VmItem::ThpFaultAlloc);
         self.vmstat
             .mthp_count(HPAGE_PMD_ORDER, MthpStat::AnonFaultAlloc);
@@ -237,21 +281,15 @@ impl Kernel {
     }
 
     /// `do_huge_pmd_anonymous_page`: fault on an empty PMD slot where PMD THP is allowed.
-    pub(crate) fn do_huge_pmd_anonymous_page(
-        &mut self,
-        mmi: usize,
-        vma: &Vma,
-        addr: u64,
-        write: bool,
-    ) -> VmFault {
-        let haddr = addr & PMD_MASK;
-        if !thp_vma_suitable_order(vma, haddr, HPAGE_PMD_ORDER) {
+    pub(crate) fn do_huge_pmd_anonymous_page(&mut self, vmf: &mut Vmf) -> VmFault {
+        let (mmi, haddr) = (vmf.mm, vmf.haddr());
+        if !thp_vma_suitable_order(&vmf.vma, haddr, HPAGE_PMD_ORDER) {
             return VmFault::Fallback;
         }
-        self.anon_vma_prepare(mmi, vma);
-        let vma_now = self.mms[mmi].vmas[&vma.start];
-        self.khugepaged_enter_vma(mmi, &vma_now, vma_now.flags);
-        if !write && self.sysfs.use_zero_page {
+        self.vmf_anon_prepare(vmf);
+        let vma = vmf.vma;
+        self.khugepaged_enter_vma(mmi, &vma, vma.flags);
+        if !vmf.is_write() && self.sysfs.use_zero_page {
             let Some(pgtable) = self.alloc_pgtable_page() else {
                 return VmFault::Oom;
             };
@@ -265,7 +303,7 @@ impl Kernel {
                 return VmFault::Userfault(0);
             }
             *self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd table") = Pmd::huge_zero(YOUNG);
-            self.mms[mmi].pgt.deposited.push(pgtable);
+            self.mms[mmi].pgt.deposit(pgtable);
             return VmFault::Done;
         }
         let Some(folio) = self.vma_alloc_anon_folio_pmd() else {
@@ -279,18 +317,19 @@ impl Kernel {
             // The THP was allocated and is thrown away; no thp_fault_alloc.
             self.free_pgtable_page(pgtable);
             self.free_folio(folio);
-            return VmFault::Userfault(crate::userfaultfd::FLAG_WRITE);
+            return VmFault::Userfault(crate::userfaultfd_ctx::FLAG_WRITE);
         }
-        self.mms[mmi].pgt.deposited.push(pgtable);
-        self.map_anon_folio_pmd(mmi, vma, haddr, folio, true);
+        self.mms[mmi].pgt.deposit(pgtable);
+        self.map_anon_folio_pmd(vmf, folio, true);
         VmFault::Done
     }
 
     /// `wp_huge_pmd`: a uffd-wp protected PMD in a uffd-wp VMA raises a WP userfault (sync)
     /// or is split so the PTE level clears the faulting page's bit (async).
-    pub(crate) fn wp_huge_pmd(&mut self, mmi: usize, vma: &Vma, addr: u64) -> VmFault {
-        let pmd = self.mms[mmi].pgt.pmd(addr & PMD_MASK);
-        if pmd.has(UFFD_WP) && vma.has(vmf::UFFD_WP) {
+    pub(crate) fn wp_huge_pmd(&mut self, vmf: &mut Vmf) -> VmFault {
+        let (mmi, addr) = (vmf.mm, vmf.address);
+        let pmd = self.mms[mmi].pgt.pmd(vmf.haddr());
+        if pmd.has(UFFD_WP) && vmf.vma.has(vmf::UFFD_WP) {
             if self.mms[mmi]
                 .uffd
                 .as_deref()
@@ -300,20 +339,20 @@ impl Kernel {
                 return VmFault::Fallback;
             }
             return VmFault::Userfault(
-                crate::userfaultfd::FLAG_WRITE | crate::userfaultfd::FLAG_WP,
+                crate::userfaultfd_ctx::FLAG_WRITE | crate::userfaultfd_ctx::FLAG_WP,
             );
         }
-        self.do_huge_pmd_wp_page(mmi, vma, addr)
+        self.do_huge_pmd_wp_page(vmf)
     }
 
     /// `do_huge_pmd_wp_page`: a write to a present, write-protected huge PMD. Returns
     /// `Fallback` after splitting the PMD; the caller finishes at PTE level.
-    pub(crate) fn do_huge_pmd_wp_page(&mut self, mmi: usize, vma: &Vma, addr: u64) -> VmFault {
-        let haddr = addr & PMD_MASK;
+    pub(crate) fn do_huge_pmd_wp_page(&mut self, vmf: &mut Vmf) -> VmFault {
+        let (mmi, haddr) = (vmf.mm, vmf.haddr());
         let pmd = self.mms[mmi].pgt.pmd(haddr);
         if pmd.is_huge_zero() {
             if self.profile.switches.hzp_wp_fault == HzpWpFault::Thp {
-                let r = self.do_huge_zero_wp_pmd(mmi, vma, haddr);
+                let r = self.do_huge_zero_wp_pmd(vmf);
                 if r != VmFault::Fallback {
                     return r;
                 }
@@ -336,26 +375,25 @@ impl Kernel {
     /// `do_huge_zero_wp_pmd` (6.13+): replace the huge zero PMD by a new PMD THP. The page
     /// table deposited for the huge zero PMD stays deposited. Note that the THP-allowed
     /// checks are not repeated here (the kernel does not either).
-    fn do_huge_zero_wp_pmd(&mut self, mmi: usize, vma: &Vma, haddr: u64) -> VmFault {
+    fn do_huge_zero_wp_pmd(&mut self, vmf: &Vmf) -> VmFault {
         let Some(folio) = self.vma_alloc_anon_folio_pmd() else {
             return VmFault::Fallback;
         };
         let queue = self.profile.switches.hzp_wp_deferred_split;
-        self.map_anon_folio_pmd(mmi, vma, haddr, folio, queue);
+        self.map_anon_folio_pmd(vmf, folio, queue);
         VmFault::Done
     }
 
     /// `__split_huge_pmd` on the PMD mapping `haddr` (THP or huge zero): replace it by a
     /// PTE table (the deposited one) mapping the same pages with the same bits.
-    pub(crate) fn split_huge_pmd(&mut self, mmi: usize, haddr: u64) {
+    pub(crate) fn split_huge_pmd(&mut self, mmi: MmId, haddr: u64) {
         let haddr = haddr & PMD_MASK;
         let pmd = self.mms[mmi].pgt.pmd(haddr);
         debug_assert!(pmd.is_huge());
         self.vmstat.count(VmItem::ThpSplitPmd);
         let pfn = self.mms[mmi]
             .pgt
-            .deposited
-            .pop()
+            .withdraw()
             .expect("deposited page table under a huge PMD");
         let idx = self.mms[mmi].pgt.new_pte_table(pfn);
         let carry = pmd.0 & (WRITE | DIRTY | YOUNG | SOFT_DIRTY | UFFD_WP | PROTNONE | EXCLUSIVE);
@@ -369,7 +407,7 @@ impl Kernel {
             } else {
                 let id = pmd.folio();
                 for (i, e) in table.iter_mut().enumerate() {
-                    *e = Pte::page(id, i as u32, carry);
+                    *e = Pte::page(id, to_u32(i), carry);
                 }
             }
         }
@@ -380,14 +418,14 @@ impl Kernel {
             if pmd.has(DIRTY) {
                 self.folios.get_mut(id).flags |= crate::folio::flags::DIRTY;
             }
-            self.folio_add_anon_rmap_ptes(id, 0, HPAGE_PMD_NR as u32, mmi);
+            self.folio_add_anon_rmap_ptes(id, 0, HPAGE_PMD_NR, mmi);
             self.folio_remove_rmap_pmd(id, mmi);
         }
     }
 
     /// `split_huge_pmd_if_needed` (from `vma_adjust_trans_huge`): a VMA boundary at `addr`
     /// inside a huge PMD splits it.
-    pub(crate) fn split_huge_pmd_if_needed(&mut self, mmi: usize, vma: &Vma, addr: u64) {
+    pub(crate) fn split_huge_pmd_if_needed(&mut self, mmi: MmId, vma: &Vma, addr: u64) {
         if addr % PMD_SIZE == 0 {
             return;
         }

@@ -3,9 +3,11 @@
 //! folios, counters and allocator claim, so any drift between them is caught.
 
 use crate::folio::flags;
+use crate::ids::{FolioId, MmId};
 use crate::mm::vmf;
-use crate::pgtable::{self, WRITE};
+use crate::pgtable::WRITE;
 use crate::types::{HPAGE_PMD_NR, PMD_SHIFT, PMD_SIZE, PUD_SHIFT};
+use crate::util::{to_i64, to_u32};
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
 use rustc_hash::FxHashMap;
@@ -15,26 +17,41 @@ struct Seen {
     entire: u32,
     pages: Vec<u32>,
     /// Mappings per mm.
-    mms: Vec<(u32, u32)>,
+    mms: Vec<(MmId, u32)>,
 }
 
 impl Seen {
-    fn by_mm(&mut self, mmi: usize) {
-        match self.mms.iter_mut().find(|(m, _)| *m as usize == mmi) {
+    fn by_mm(&mut self, mmi: MmId) {
+        match self.mms.iter_mut().find(|(m, _)| *m == mmi) {
             Some(e) => e.1 += 1,
-            None => self.mms.push((mmi as u32, 1)),
+            None => self.mms.push((mmi, 1)),
         }
     }
 }
 
+/// A broken model invariant: a bug in the model, never a property of the input.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{what}")]
+pub struct InvariantViolation {
+    /// What is inconsistent, with the mm or folio concerned.
+    pub what: String,
+}
+
 impl Kernel {
-    pub fn check_invariants(&self) -> Result<(), String> {
+    /// Checks every invariant the model keeps (see ARCHITECTURE.md); the first one broken is
+    /// reported.
+    pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
+        self.find_violation()
+            .map_err(|what| InvariantViolation { what })
+    }
+
+    fn find_violation(&self) -> Result<(), String> {
         let free = self.buddy.check()?;
-        let mut seen: FxHashMap<u32, Seen> = FxHashMap::default();
+        let mut seen: FxHashMap<FolioId, Seen> = FxHashMap::default();
         let mut pgtable_pages = 0u64;
         let mut huge_zero_mms = 0u32;
-        for (mmi, mm) in self.mms.iter().enumerate() {
-            let ctx = |m: String| format!("mm {mmi}: {m}");
+        for (mmi, mm) in self.mms.iter() {
+            let ctx = |m: String| format!("{mmi}: {m}");
             // VMAs
             let mut prev_end = 0;
             for (k, v) in &mm.vmas {
@@ -50,7 +67,7 @@ impl Kernel {
             }
             pgtable_pages += mm.pgt.nr_pmd_tables() as u64
                 + mm.pgt.live_pte_tables() as u64
-                + mm.pgt.deposited.len() as u64;
+                + mm.pgt.nr_deposited() as u64;
             let mut huge_pmds = 0usize;
             // PTE tables the PMD entries reference: each live, none referenced twice, and no
             // live table unreferenced (a table freed early, e.g. by PT reclaim, must leave
@@ -96,13 +113,13 @@ impl Kernel {
                             let s = seen.entry(pmd.folio()).or_default();
                             s.entire += 1;
                             s.by_mm(mmi);
-                            rss += HPAGE_PMD_NR as u64;
+                            rss += u64::from(HPAGE_PMD_NR);
                         }
                     } else {
-                        let ti = pmd.table_idx() as usize;
+                        let ti = pmd.table_idx().index();
                         if ti >= tables_seen.len()
                             || tables_seen[ti]
-                            || mm.pgt.pte_pfns[ti] == u32::MAX
+                            || mm.pgt.pte_pfns[ti].is_none()
                         {
                             return Err(ctx(format!(
                                 "PMD at {slot:#x} references a freed or shared PTE table {ti}"
@@ -121,12 +138,10 @@ impl Kernel {
                                     "PTE {pte:?} at {addr:#x} outside any VMA"
                                 )));
                             };
-                            if pte.has(WRITE)
-                                && (!v.has(vmf::WRITE) || pte.kind() != pgtable::KIND_PAGE)
-                            {
+                            if pte.has(WRITE) && (!v.has(vmf::WRITE) || !pte.is_page()) {
                                 return Err(ctx(format!("bad writable PTE {pte:?} at {addr:#x}")));
                             }
-                            if pte.kind() == pgtable::KIND_PAGE {
+                            if pte.is_page() {
                                 let f = self.folios.get(pte.folio());
                                 if f.test(flags::FREE) || pte.idx() >= f.nr_pages() {
                                     return Err(ctx(format!(
@@ -151,10 +166,10 @@ impl Kernel {
                     mm.pgt.live_pte_tables()
                 )));
             }
-            if huge_pmds != mm.pgt.deposited.len() {
+            if huge_pmds != mm.pgt.nr_deposited() {
                 return Err(ctx(format!(
                     "{huge_pmds} huge PMDs but {} deposited tables",
-                    mm.pgt.deposited.len()
+                    mm.pgt.nr_deposited()
                 )));
             }
             if rss != mm.rss_anon {
@@ -168,14 +183,14 @@ impl Kernel {
                     "maps the huge zero page without holding a reference".into()
                 ));
             }
-            huge_zero_mms += mm.huge_zero_ref as u32;
+            huge_zero_mms += u32::from(mm.huge_zero_ref);
         }
-        if huge_zero_mms != self.huge_zero_users
-            || (self.huge_zero_users > 0 && self.huge_zero_pfn.is_none())
+        if huge_zero_mms != self.huge_zero.users()
+            || (self.huge_zero.users() > 0 && self.huge_zero.pfn().is_none())
         {
             return Err(format!(
                 "huge zero users {} vs mms holding it {huge_zero_mms}",
-                self.huge_zero_users
+                self.huge_zero.users()
             ));
         }
         // Folios against what maps them.
@@ -187,21 +202,21 @@ impl Kernel {
         let mut deferred = 0u64;
         for id in self.folios.iter_live() {
             let f = self.folios.get(id);
-            allocated += f.nr_pages() as u64;
+            allocated += u64::from(f.nr_pages());
             let s = seen.remove(&id).unwrap_or_default();
             if f.refcount == 0 {
                 return Err(format!("live folio {id} with refcount 0: {f:?}"));
             }
             let pte_maps: u32 = s.pages.iter().sum();
-            if f.entire_mapcount as u32 != s.entire || f.mapcount != pte_maps {
+            if u32::from(f.entire_mapcount) != s.entire || f.mapcount != pte_maps {
                 return Err(format!(
-                    "folio {id} {f:?}: page tables show entire {} pte {pte_maps}",
+                    "{id} {f:?}: page tables show entire {} pte {pte_maps}",
                     s.entire
                 ));
             }
             if f.refcount != s.entire + pte_maps {
                 return Err(format!(
-                    "folio {id} {f:?}: refcount != mappings {}",
+                    "{id} {f:?}: refcount != mappings {}",
                     s.entire + pte_maps
                 ));
             }
@@ -219,7 +234,7 @@ impl Kernel {
                 };
                 if pmc != pages {
                     return Err(format!(
-                        "folio {id}: per-page mapcounts disagree with page tables"
+                        "{id}: per-page mapcounts disagree with page tables"
                     ));
                 }
                 let mut want = s.mms.clone();
@@ -228,45 +243,45 @@ impl Kernel {
                 have.sort_unstable();
                 if want != have {
                     return Err(format!(
-                        "folio {id}: per-mm mappings {have:?} but page tables show {want:?}"
+                        "{id}: per-mm mappings {have:?} but page tables show {want:?}"
                     ));
                 }
-                let mapped = pages.iter().filter(|c| **c > 0).count() as u32;
+                let mapped = to_u32(pages.iter().filter(|c| **c > 0).count());
                 if m.nr_pages_mapped != mapped {
                     return Err(format!(
-                        "folio {id}: nr_pages_mapped {} != {mapped}",
+                        "{id}: nr_pages_mapped {} != {mapped}",
                         m.nr_pages_mapped
                     ));
                 }
                 anon_pages += if f.entire_mapcount > 0 {
-                    f.nr_pages() as i64
+                    i64::from(f.nr_pages())
                 } else {
-                    mapped as i64
+                    i64::from(mapped)
                 };
             } else {
-                anon_pages += (f.mapcount > 0) as i64;
+                anon_pages += i64::from(f.mapcount > 0);
             }
             if f.order >= 2 {
                 nr_anon[f.order as usize] += 1;
-                partial[f.order as usize] += f.test(flags::PARTIALLY_MAPPED) as i64;
+                partial[f.order as usize] += i64::from(f.test(flags::PARTIALLY_MAPPED));
             }
             if f.order == 9 && f.entire_mapcount > 0 {
                 pmd_mapped_thps += 1;
             }
             if f.test(flags::PARTIALLY_MAPPED) && !f.test(flags::DEFERRED) {
-                return Err(format!("folio {id} partially mapped but not queued"));
+                return Err(format!("{id} partially mapped but not queued"));
             }
-            deferred += f.test(flags::DEFERRED) as u64;
+            deferred += u64::from(f.test(flags::DEFERRED));
         }
         if let Some((id, _)) = seen.iter().next() {
             return Err(format!("page tables map freed folio {id}"));
         }
         let q = self.deferred_split_queue();
-        if q.len() as u64 != deferred || self.ds_len != deferred {
+        if q.len() as u64 != deferred || self.ds_queue.len() != deferred {
             return Err(format!(
                 "deferred queue length {} / {} but {deferred} folios flagged",
                 q.len(),
-                self.ds_len
+                self.ds_queue.len()
             ));
         }
         for o in 2..10u8 {
@@ -293,13 +308,18 @@ impl Kernel {
                 self.vmstat.get(VmItem::NrAnonPages)
             ));
         }
-        if self.vmstat.get(VmItem::NrPageTablePages) != pgtable_pages as i64 {
+        if self.vmstat.get(VmItem::NrPageTablePages) != to_i64(pgtable_pages) {
             return Err(format!(
                 "nr_page_table_pages {} != {pgtable_pages}",
                 self.vmstat.get(VmItem::NrPageTablePages)
             ));
         }
-        allocated += pgtable_pages + if self.huge_zero_pfn.is_some() { 512 } else { 0 };
+        allocated += pgtable_pages
+            + if self.huge_zero.pfn().is_some() {
+                512
+            } else {
+                0
+            };
         if free + allocated != self.buddy.total_pages() {
             return Err(format!(
                 "free {free} + allocated {allocated} != total {}",

@@ -17,18 +17,22 @@
 //! counts `sim_collapse_copied_pages`.
 
 use crate::errno::Errno;
+use crate::fault::Tva;
 use crate::folio::FolioId;
-use crate::huge_memory::Tva;
+use crate::ids::MmId;
+use crate::mm::MmCounter;
 use crate::mm::{ThpDisable, Vma};
 use crate::pgtable::{self, Pmd, Pte, DIRTY, EXCLUSIVE, WRITE, YOUNG};
 use crate::profile::Collapse;
+use crate::rmap::RmapLevel;
 use crate::types::{Pid, HPAGE_PMD_NR, HPAGE_PMD_ORDER, PMD_MASK, PMD_SHIFT, PMD_SIZE};
+use crate::util::to_u32;
 use crate::vmstat::VmItem;
 use crate::Kernel;
 
 /// `enum scan_result` (the outcomes the model produces).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ScanResult {
+pub(crate) enum ScanResult {
     Succeed,
     PmdNull,
     PmdNone,
@@ -44,9 +48,9 @@ pub enum ScanResult {
 
 /// khugepaged's state (`khugepaged_scan` and the mm slot list).
 #[derive(Clone, Debug, Default)]
-pub struct KhugepagedState {
+pub(crate) struct KhugepagedState {
     /// Registered mms, in list order.
-    pub mms: Vec<usize>,
+    pub mms: Vec<MmId>,
     /// Index into `mms` of the mm being scanned, and the address to resume at.
     pub cursor: Option<usize>,
     pub address: u64,
@@ -57,7 +61,7 @@ pub struct KhugepagedState {
 impl Kernel {
     /// `__khugepaged_enter`: add the mm to the list (at the tail); adding to an empty list
     /// wakes the thread.
-    pub(crate) fn khugepaged_enter(&mut self, mmi: usize) {
+    pub(crate) fn khugepaged_enter(&mut self, mmi: MmId) {
         if self.mms[mmi].khugepaged_registered {
             return;
         }
@@ -69,7 +73,7 @@ impl Kernel {
     }
 
     /// The mm leaves khugepaged's list (exit).
-    pub(crate) fn khugepaged_exit(&mut self, mmi: usize) {
+    pub(crate) fn khugepaged_exit(&mut self, mmi: MmId) {
         if let Some(pos) = self.khugepaged.mms.iter().position(|&m| m == mmi) {
             self.khugepaged.mms.remove(pos);
             match self.khugepaged.cursor {
@@ -86,26 +90,26 @@ impl Kernel {
         self.mms[mmi].khugepaged_registered = false;
     }
 
-    /// Advances simulated time by `ms`; khugepaged runs the passes that fall due.
-    pub fn sleep_ms(&mut self, ms: u64) {
-        let end = self.now_ms.saturating_add(ms);
-        while let Some(t) = self.khugepaged.next_pass_ms {
-            if t > end || !self.hugepage_pmd_enabled() {
-                break;
-            }
-            self.now_ms = t;
-            let slept = self.khugepaged_do_scan();
-            // khugepaged_wait_work(): sleep scan_sleep_millisecs while there is work. A pass
-            // takes no simulated time, so with scan_sleep_millisecs=0 it is charged 1 ms
-            // (else time would never advance and the loop never end).
-            let pause = (self.sysfs.scan_sleep_millisecs as u64).max(1);
-            self.khugepaged.next_pass_ms = if self.khugepaged.mms.is_empty() {
-                None
-            } else {
-                Some(self.now_ms.saturating_add(slept).saturating_add(pause))
-            };
-        }
-        self.now_ms = end;
+    /// When the thread next runs a pass (`daemon::Daemon::poll_at`): it has a timer and
+    /// PMD-sized THP is enabled (otherwise the thread is stopped).
+    pub(crate) fn khugepaged_poll_at(&self) -> Option<u64> {
+        self.khugepaged
+            .next_pass_ms
+            .filter(|_| self.hugepage_pmd_enabled())
+    }
+
+    /// One wakeup of the thread (`khugepaged()`'s loop body): a pass, then the next timer.
+    pub(crate) fn khugepaged_thread_pass(&mut self) {
+        let slept = self.khugepaged_do_scan();
+        // khugepaged_wait_work(): sleep scan_sleep_millisecs while there is work. A pass
+        // takes no simulated time, so with scan_sleep_millisecs=0 it is charged 1 ms
+        // (else time would never advance and the loop never end).
+        let pause = u64::from(self.sysfs.scan_sleep_millisecs).max(1);
+        self.khugepaged.next_pass_ms = if self.khugepaged.mms.is_empty() {
+            None
+        } else {
+            Some(self.now_ms.saturating_add(slept).saturating_add(pause))
+        };
     }
 
     /// A write to a THP sysfs knob, as `echo value > file` does it, with the side effects on
@@ -137,7 +141,7 @@ impl Kernel {
         if woken_for_a_pass && !self.khugepaged.mms.is_empty() {
             let slept = self.khugepaged_do_scan();
             self.khugepaged.next_pass_ms = (!self.khugepaged.mms.is_empty())
-                .then(|| self.now_ms + slept + self.sysfs.scan_sleep_millisecs as u64);
+                .then(|| self.now_ms + slept + u64::from(self.sysfs.scan_sleep_millisecs));
         }
         Ok(())
     }
@@ -176,7 +180,7 @@ impl Kernel {
         }
         if self.hugepage_pmd_enabled() {
             self.khugepaged.next_pass_ms =
-                Some(self.now_ms + self.sysfs.scan_sleep_millisecs as u64);
+                Some(self.now_ms + u64::from(self.sysfs.scan_sleep_millisecs));
         }
         pid
     }
@@ -198,6 +202,7 @@ impl Kernel {
                 flags: crate::mm::vmf::READ | crate::mm::vmf::NOHUGEPAGE,
                 anon_vma: None,
                 pgoff: start >> crate::types::PAGE_SHIFT,
+                backing: crate::mm::VmaBacking::Anon,
             };
             self.mms[mmi].vmas.insert(start, vma);
         }
@@ -220,7 +225,7 @@ impl Kernel {
     /// `khugepaged_do_scan`: one pass. Returns the simulated milliseconds spent sleeping
     /// after an allocation failure (`alloc_sleep_millisecs`).
     fn khugepaged_do_scan(&mut self) -> u64 {
-        let pages = self.sysfs.pages_to_scan as u64;
+        let pages = u64::from(self.sysfs.pages_to_scan);
         let mut progress = 0u64;
         let mut pass_through_head = 0;
         let mut wait = true;
@@ -243,7 +248,7 @@ impl Kernel {
                     break;
                 }
                 wait = false;
-                slept += self.sysfs.alloc_sleep_millisecs as u64;
+                slept += u64::from(self.sysfs.alloc_sleep_millisecs);
             }
         }
         slept
@@ -267,7 +272,7 @@ impl Kernel {
         if self.mms[mmi].thp_disable != ThpDisable::Completely {
             let starts: Vec<u64> = self.mms[mmi].vmas.keys().copied().collect();
             'vmas: for s in starts {
-                let Some(vma) = self.mms[mmi].vmas.get(&s).cloned() else {
+                let Some(vma) = self.mms[mmi].vmas.get(&s).copied() else {
                     continue;
                 };
                 if vma.end <= self.khugepaged.address {
@@ -288,15 +293,15 @@ impl Kernel {
                 }
                 while self.khugepaged.address < hend {
                     let addr = self.khugepaged.address;
-                    let Some(v) = self.mms[mmi].vma_at(addr).cloned() else {
+                    let Some(v) = self.mms[mmi].vma_at(addr).copied() else {
                         break;
                     };
-                    *result = self.collapse_scan_pmd(mmi, &v, addr, true);
+                    *result = self.hpage_collapse_scan_pmd(mmi, &v, addr, true);
                     if *result == ScanResult::Succeed {
                         self.vmstat.pages_collapsed += 1;
                     }
                     self.khugepaged.address += PMD_SIZE;
-                    progress += HPAGE_PMD_NR as u64;
+                    progress += u64::from(HPAGE_PMD_NR);
                     // collapse_huge_page() dropped mmap_lock: return to khugepaged_do_scan,
                     // which re-enters this mm (+1) if budget is left. Running out of budget
                     // also leaves the mm unfinished until the next visit.
@@ -322,9 +327,9 @@ impl Kernel {
     }
 
     /// `hpage_collapse_scan_pmd` + `collapse_huge_page` for the 2 MiB range at `haddr`.
-    pub(crate) fn collapse_scan_pmd(
+    pub(crate) fn hpage_collapse_scan_pmd(
         &mut self,
-        mmi: usize,
+        mmi: MmId,
         vma: &Vma,
         haddr: u64,
         khugepaged: bool,
@@ -349,8 +354,8 @@ impl Kernel {
         let (mut none_or_zero, mut shared, mut referenced) = (0u32, 0u32, 0u32);
         let uffd = vma.uffd_armed();
         let mut checked: Vec<FolioId> = Vec::new();
-        for pte in table.iter() {
-            if pte.is_none() || pte.kind() == pgtable::KIND_ZERO {
+        for pte in &table {
+            if pte.is_none() || pte.is_zero_page() {
                 none_or_zero += 1;
                 if !uffd && (!khugepaged || none_or_zero <= self.sysfs.max_ptes_none) {
                     continue;
@@ -359,10 +364,10 @@ impl Kernel {
                 return ScanResult::ExceedNonePte;
             }
             // uffd-wp protected entries and markers abort the collapse (SCAN_PTE_UFFD_WP).
-            if pte.kind() == pgtable::KIND_MARKER || pte.has(crate::pgtable::UFFD_WP) {
+            if pte.is_marker() || pte.has(crate::pgtable::UFFD_WP) {
                 return ScanResult::PteUffdWp;
             }
-            debug_assert_eq!(pte.kind(), pgtable::KIND_PAGE);
+            debug_assert!(pte.is_page());
             let id = pte.folio();
             if self.folios.maybe_mapped_shared(id)
                 || (self.folios.get(id).order == 0 && self.folios.get(id).mapcount > 1)
@@ -376,7 +381,7 @@ impl Kernel {
             if !checked.contains(&id) {
                 // is_refcount_suitable(): every reference is a mapping.
                 let f = self.folios.get(id);
-                if f.refcount != f.mapcount + f.entire_mapcount as u32 {
+                if f.refcount != f.mapcount + u32::from(f.entire_mapcount) {
                     return ScanResult::PageCount;
                 }
                 checked.push(id);
@@ -392,7 +397,7 @@ impl Kernel {
     }
 
     /// `collapse_huge_page`: a new PMD THP replaces the PTE-mapped range.
-    fn collapse_huge_page(&mut self, mmi: usize, vma: &Vma, haddr: u64) -> ScanResult {
+    fn collapse_huge_page(&mut self, mmi: MmId, vma: &Vma, haddr: u64) -> ScanResult {
         let pmd = self.mms[mmi].pgt.pmd(haddr);
         let tidx = pmd.table_idx();
         let table = *self.mms[mmi].pgt.pte_table(tidx);
@@ -408,15 +413,15 @@ impl Kernel {
         self.vmstat.count(VmItem::ThpCollapseAlloc);
         let mut copied = 0;
         for (i, pte) in table.iter().enumerate() {
-            if pte.kind() == pgtable::KIND_PAGE {
+            if pte.is_page() {
                 copied += 1;
                 if self.folios.is_nonzero(pte.folio(), pte.idx()) {
-                    self.folios.set_nonzero(new, i as u32);
+                    self.folios.set_nonzero(new, to_u32(i));
                 }
             }
         }
         self.vmstat
-            .add(VmItem::SimZeroedPages, HPAGE_PMD_NR as i64 - copied);
+            .add(VmItem::SimZeroedPages, i64::from(HPAGE_PMD_NR) - copied);
         self.vmstat.add(VmItem::SimCollapseCopiedPages, copied);
         // __collapse_huge_page_copy_succeeded(): since 6.17 the old mappings go in batches of
         // consecutive pages of one folio (folio_pte_batch), so a large folio collapsed whole
@@ -425,30 +430,27 @@ impl Kernel {
         while i < table.len() {
             let pte = table[i];
             self.mms[mmi].pgt.pte_table_mut(tidx)[i] = Pte::NONE;
-            if pte.kind() != pgtable::KIND_PAGE {
+            if !pte.is_page() {
                 i += 1;
                 continue;
             }
             let mut n = 1;
             while i + n < table.len() {
                 let q = table[i + n];
-                if q.kind() == pgtable::KIND_PAGE
-                    && q.folio() == pte.folio()
-                    && q.idx() == pte.idx() + n as u32
-                {
+                if q.is_page() && q.folio() == pte.folio() && q.idx() == pte.idx() + to_u32(n) {
                     self.mms[mmi].pgt.pte_table_mut(tidx)[i + n] = Pte::NONE;
                     n += 1;
                 } else {
                     break;
                 }
             }
-            self.mms[mmi].rss_anon -= n as u64;
-            self.folio_remove_rmap_ptes(pte.folio(), pte.idx(), n as u32, mmi);
+            self.mms[mmi].add_mm_counter(MmCounter::AnonPages, -i64::from(to_u32(n)));
+            self.folio_remove_rmap_ptes(pte.folio(), pte.idx(), to_u32(n), mmi);
             i += n;
         }
         // The PTE table becomes the deposit of the new PMD.
         let pfn = self.mms[mmi].pgt.free_pte_table(tidx);
-        self.mms[mmi].pgt.deposited.push(pfn);
+        self.mms[mmi].pgt.deposit(pfn);
         let bits = YOUNG
             | DIRTY
             | EXCLUSIVE
@@ -459,8 +461,8 @@ impl Kernel {
             };
         *self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd") = Pmd::thp(new, bits);
         self.folios.meta_mut(new).va = haddr;
-        self.folio_add_new_anon_rmap(new, true, mmi);
-        self.mms[mmi].rss_anon += HPAGE_PMD_NR as u64;
+        self.folio_add_new_anon_rmap(new, RmapLevel::Pmd, mmi);
+        self.mms[mmi].add_mm_counter(MmCounter::AnonPages, i64::from(HPAGE_PMD_NR));
         self.deferred_split_folio(new, false);
         ScanResult::Succeed
     }
@@ -469,20 +471,20 @@ impl Kernel {
     /// PTE i, mapped only here → map it by a PMD, no allocation, no copy.
     fn collapse_in_place(
         &mut self,
-        mmi: usize,
+        mmi: MmId,
         vma: &Vma,
         haddr: u64,
         table: &pgtable::PteTable,
     ) -> bool {
         let first = table[0];
-        if first.kind() != pgtable::KIND_PAGE {
+        if !first.is_page() {
             return false;
         }
         let id = first.folio();
         let f = *self.folios.get(id);
         if f.order != HPAGE_PMD_ORDER
             || f.entire_mapcount != 0
-            || f.mapcount != HPAGE_PMD_NR as u32
+            || f.mapcount != HPAGE_PMD_NR
             || self.folios.maybe_mapped_shared(id)
         {
             return false;
@@ -490,20 +492,20 @@ impl Kernel {
         if !table
             .iter()
             .enumerate()
-            .all(|(i, p)| p.kind() == pgtable::KIND_PAGE && p.folio() == id && p.idx() == i as u32)
+            .all(|(i, p)| p.is_page() && p.folio() == id && p.idx() == to_u32(i))
         {
             return false;
         }
         let tidx = self.mms[mmi].pgt.pmd(haddr).table_idx();
         let excl = table.iter().all(|p| p.has(EXCLUSIVE));
-        for i in 0..HPAGE_PMD_NR {
+        for i in 0..HPAGE_PMD_NR as usize {
             self.mms[mmi].pgt.pte_table_mut(tidx)[i] = Pte::NONE;
         }
         // PTE mappings become one PMD mapping of the same folio.
         self.folio_add_pmd_mapping(id, mmi);
-        self.folio_remove_rmap_ptes(id, 0, HPAGE_PMD_NR as u32, mmi);
+        self.folio_remove_rmap_ptes(id, 0, HPAGE_PMD_NR, mmi);
         let pfn = self.mms[mmi].pgt.free_pte_table(tidx);
-        self.mms[mmi].pgt.deposited.push(pfn);
+        self.mms[mmi].pgt.deposit(pfn);
         let bits = YOUNG
             | DIRTY
             | if excl { EXCLUSIVE } else { 0 }
@@ -524,7 +526,7 @@ impl Kernel {
         let mmi = self.mm_of(pid);
         let unmapped = !self.mms[mmi].range_fully_mapped(start, end);
         for s in self.mms[mmi].vma_starts_in(start, end) {
-            let Some(vma) = self.mms[mmi].vmas.get(&s).cloned() else {
+            let Some(vma) = self.mms[mmi].vmas.get(&s).copied() else {
                 continue;
             };
             self.madvise_collapse_vma(mmi, &vma, start.max(vma.start), end.min(vma.end))?;
@@ -536,7 +538,7 @@ impl Kernel {
     }
 
     /// `madvise_collapse` for `[a, b)` inside `vma`.
-    fn madvise_collapse_vma(&mut self, mmi: usize, vma: &Vma, a: u64, b: u64) -> Result<(), Errno> {
+    fn madvise_collapse_vma(&mut self, mmi: MmId, vma: &Vma, a: u64, b: u64) -> Result<(), Errno> {
         if !self.thp_vma_allowable_order(mmi, vma, HPAGE_PMD_ORDER, Tva::ForcedCollapse) {
             return Err(Errno::EINVAL);
         }
@@ -547,10 +549,10 @@ impl Kernel {
         let mut last_fail = None;
         let mut addr = hstart;
         while addr < hend {
-            let Some(v) = self.mms[mmi].vma_at(addr).cloned() else {
+            let Some(v) = self.mms[mmi].vma_at(addr).copied() else {
                 break;
             };
-            let r = self.collapse_scan_pmd(mmi, &v, addr, false);
+            let r = self.hpage_collapse_scan_pmd(mmi, &v, addr, false);
             match r {
                 ScanResult::Succeed | ScanResult::PmdMapped => thps += 1,
                 // The results madvise_collapse() continues after.
@@ -583,7 +585,7 @@ impl Kernel {
     }
 
     /// Adds a PMD mapping to an existing folio (in-place collapse).
-    fn folio_add_pmd_mapping(&mut self, id: FolioId, mmi: usize) {
+    fn folio_add_pmd_mapping(&mut self, id: FolioId, mmi: MmId) {
         let f = self.folios.get_mut(id);
         f.entire_mapcount += 1;
         f.refcount += 1;

@@ -7,36 +7,45 @@
 //! `page_map`). Modules are named after the kernel files whose decisions they model.
 #![forbid(unsafe_code)]
 
+pub(crate) mod daemon;
+pub(crate) mod deferred_split;
 pub mod errno;
-pub mod folio;
-pub mod fork;
-pub mod gup;
-pub mod huge_memory;
-pub mod invariants;
-pub mod khugepaged;
-pub mod madvise;
-pub mod memory;
-pub mod mlock;
+pub(crate) mod fault;
+pub(crate) mod folio;
+pub(crate) mod fork;
+pub(crate) mod gup;
+pub(crate) mod huge_memory;
+pub mod ids;
+pub(crate) mod invariants;
+pub(crate) mod khugepaged;
+pub(crate) mod madvise;
+pub(crate) mod memory;
+pub(crate) mod mlock;
 pub mod mm;
 pub mod mmap;
-pub mod mprotect;
-pub mod mremap;
+pub(crate) mod mprotect;
+pub(crate) mod mremap;
 pub mod observe;
-pub mod page_alloc;
-pub mod pgtable;
+pub(crate) mod page_alloc;
+pub(crate) mod pgtable;
 pub mod profile;
-pub mod rmap;
-pub mod split;
+pub(crate) mod rmap;
+pub(crate) mod shrinker;
+pub(crate) mod split;
 pub mod sysfs;
-pub mod task_mmu;
+pub(crate) mod task_mmu;
 pub mod types;
 pub mod userfaultfd;
+pub(crate) mod userfaultfd_ctx;
 pub mod util;
 pub mod vmstat;
 
+pub use invariants::InvariantViolation;
+
 use errno::Errno;
-use folio::{FolioId, Folios};
-use mm::{Mm, Task, ThpDisable};
+use folio::Folios;
+use ids::{AnonVmaId, FolioId, MmId, Pfn};
+use mm::{Mm, Mms, Task, ThpDisable};
 use page_alloc::BuddyAllocator;
 use profile::Profile;
 use sysfs::Sysfs;
@@ -62,6 +71,15 @@ impl Default for KernelConfig {
     }
 }
 
+/// Why `Kernel::new` refused a configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("memory must be a positive multiple of {unit_mib} MiB")]
+    MemoryNotMultiple { unit_mib: u64 },
+    #[error("memory above {max_tib} TiB is not supported")]
+    MemoryTooLarge { max_tib: u64 },
+}
+
 /// The largest simulated memory (PFNs stay below 2^31).
 pub const MAX_MEMORY: u64 = 8 << 40;
 
@@ -73,41 +91,32 @@ pub struct Kernel {
     pub vmstat: VmStat,
     pub(crate) buddy: BuddyAllocator,
     pub(crate) folios: Folios,
-    /// The huge zero folio's PFN while it exists (`huge_zero_folio`).
-    pub(crate) huge_zero_pfn: Option<u64>,
-    /// Number of mms holding a reference (`huge_zero_refcount` minus the base reference).
-    pub(crate) huge_zero_users: u32,
-    pub(crate) mms: Vec<Mm>,
+    pub(crate) huge_zero: huge_memory::HugeZeroFolio,
+    pub(crate) mms: Mms,
     pub(crate) tasks: mm::Tasks,
     next_pid: Pid,
-    pub(crate) next_anon_vma: u32,
-    /// Deferred-split queue (`ds_queue`), FIFO, linked through `LargeMeta`.
-    pub(crate) ds_head: u32,
-    pub(crate) ds_tail: u32,
-    pub(crate) ds_len: u64,
+    pub(crate) next_anon_vma: AnonVmaId,
+    /// The deferred-split queue (`ds_queue`).
+    pub(crate) ds_queue: deferred_split::DeferredSplitQueue,
     pub(crate) khugepaged: khugepaged::KhugepagedState,
-    /// Simulated time in milliseconds (advanced only by `sleep_ms`).
+    /// Simulated time in milliseconds (advanced only by `sleep_ms`, see `daemon`).
     pub(crate) now_ms: u64,
     /// userfaultfd messages delivered, all processes.
-    pub uffd_stats: userfaultfd::MsgStats,
+    pub uffd_stats: userfaultfd_ctx::MsgStats,
 }
 
-pub(crate) const NIL: u32 = u32::MAX;
-
 impl Kernel {
-    pub fn new(cfg: KernelConfig) -> Result<Kernel, String> {
-        let unit = 1u64 << (MAX_PAGE_ORDER as u32 + PAGE_SHIFT);
+    pub fn new(cfg: KernelConfig) -> Result<Kernel, ConfigError> {
+        let unit = 1u64 << (u32::from(MAX_PAGE_ORDER) + PAGE_SHIFT);
         if cfg.memory < unit || cfg.memory % unit != 0 {
-            return Err(format!(
-                "memory must be a positive multiple of {} MiB",
-                unit >> 20
-            ));
+            return Err(ConfigError::MemoryNotMultiple {
+                unit_mib: unit >> 20,
+            });
         }
         if cfg.memory > MAX_MEMORY {
-            return Err(format!(
-                "memory above {} TiB is not supported",
-                MAX_MEMORY >> 40
-            ));
+            return Err(ConfigError::MemoryTooLarge {
+                max_tib: MAX_MEMORY >> 40,
+            });
         }
         Ok(Kernel {
             profile: cfg.profile,
@@ -115,18 +124,15 @@ impl Kernel {
             vmstat: VmStat::default(),
             buddy: BuddyAllocator::new(cfg.memory >> PAGE_SHIFT),
             folios: Folios::default(),
-            huge_zero_pfn: None,
-            huge_zero_users: 0,
-            mms: Vec::new(),
+            huge_zero: huge_memory::HugeZeroFolio::default(),
+            mms: Mms::default(),
             tasks: mm::Tasks::default(),
             next_pid: 1,
-            next_anon_vma: 1,
-            ds_head: NIL,
-            ds_tail: NIL,
-            ds_len: 0,
-            khugepaged: Default::default(),
+            next_anon_vma: AnonVmaId::FIRST,
+            ds_queue: deferred_split::DeferredSplitQueue::default(),
+            khugepaged: khugepaged::KhugepagedState::default(),
             now_ms: 0,
-            uffd_stats: Default::default(),
+            uffd_stats: userfaultfd_ctx::MsgStats::default(),
         })
     }
 
@@ -135,14 +141,20 @@ impl Kernel {
         self.next_pid - 1
     }
 
+    /// A new `anon_vma` (`anon_vma_alloc`).
+    pub(crate) fn new_anon_vma(&mut self) -> AnonVmaId {
+        let id = self.next_anon_vma;
+        self.next_anon_vma = id.next();
+        id
+    }
+
     /// Creates a process with an empty address space; returns its pid.
     pub fn spawn(&mut self) -> Pid {
         let pid = self.alloc_pid();
-        self.mms.push(Mm {
+        let mm = self.mms.push(Mm {
             users: 1,
             ..Mm::default()
         });
-        let mm = self.mms.len() - 1;
         self.tasks.insert(
             pid,
             Task {
@@ -160,11 +172,10 @@ impl Kernel {
     }
 
     #[inline]
-    pub(crate) fn mm_of(&self, pid: Pid) -> usize {
+    pub(crate) fn mm_of(&self, pid: Pid) -> MmId {
         self.tasks
             .get(&pid)
-            .map(|t| t.mm)
-            .unwrap_or_else(|| panic!("no task {pid}"))
+            .map_or_else(|| panic!("no task {pid}"), |t| t.mm)
     }
 
     pub fn mm(&self, pid: Pid) -> &Mm {
@@ -183,7 +194,7 @@ impl Kernel {
 
     /// Length of the deferred-split queue.
     pub fn deferred_split_len(&self) -> u64 {
-        self.ds_len
+        self.ds_queue.len()
     }
 
     /// Number of live folios (for benchmarks and invariants).
@@ -225,14 +236,14 @@ impl Kernel {
     // ---- page and page-table allocation -------------------------------------------------
 
     /// Allocates a page-table page (order 0, unmovable in the kernel).
-    pub(crate) fn alloc_pgtable_page(&mut self) -> Option<u32> {
+    pub(crate) fn alloc_pgtable_page(&mut self) -> Option<Pfn> {
         let pfn = self.buddy.alloc(0)?;
         self.vmstat.count(VmItem::NrPageTablePages);
-        Some(pfn as u32)
+        Some(pfn)
     }
 
-    pub(crate) fn free_pgtable_page(&mut self, pfn: u32) {
-        self.buddy.free(pfn as u64, 0);
+    pub(crate) fn free_pgtable_page(&mut self, pfn: Pfn) {
+        self.buddy.free(pfn, 0);
         self.vmstat.add(VmItem::NrPageTablePages, -1);
     }
 
@@ -253,7 +264,7 @@ impl Kernel {
         if f.order >= 2 && f.test(folio::flags::ANON) {
             self.vmstat.mthp_add(f.order, MthpStat::NrAnon, -1);
         }
-        self.buddy.free(f.pfn as u64, f.order);
+        self.buddy.free(f.pfn(), f.order);
         self.folios.release(id);
     }
 
@@ -284,9 +295,9 @@ impl Kernel {
     /// allocator (see `VmStat::named`).
     pub fn counters(&self) -> Vec<(String, i64)> {
         let mut v = self.vmstat.named();
-        for (k, val) in v.iter_mut() {
+        for (k, val) in &mut v {
             if k == "vmstat.nr_free_pages" {
-                *val = self.buddy.nr_free_pages() as i64;
+                *val = util::to_i64(self.buddy.nr_free_pages());
             }
         }
         let u = &self.uffd_stats;
@@ -297,7 +308,7 @@ impl Kernel {
             ("minor", u.minor),
             ("write", u.write),
         ] {
-            v.push((format!("uffd.{name}"), n as i64));
+            v.push((format!("uffd.{name}"), util::to_i64(n)));
         }
         v
     }

@@ -6,6 +6,7 @@
 //! can never mistake it for the kernel's answer.
 
 use crate::errno::Errno;
+use crate::gup::Foll;
 use crate::mm::vmf;
 use crate::types::{is_page_aligned, page_align_up, Advice, Pid};
 use crate::Kernel;
@@ -38,13 +39,8 @@ impl Kernel {
         }
         match advice {
             Advice::PopulateRead | Advice::PopulateWrite => {
-                return self.populate_range(
-                    pid,
-                    start,
-                    end,
-                    advice == Advice::PopulateWrite,
-                    false,
-                );
+                let foll = Foll::write_if(advice == Advice::PopulateWrite);
+                return self.populate_range(pid, start, end, foll);
             }
             Advice::Willneed => {
                 // Anonymous memory: swap readahead only; still reports holes.
@@ -81,7 +77,8 @@ impl Kernel {
                 }
                 match advice {
                     Advice::Dontneed => self.madvise_dontneed_range(mmi, a, e),
-                    _ => self.madvise_free_range(mmi, a, e, advice == Advice::Cold),
+                    Advice::Cold => self.madvise_cold_range(mmi, a, e),
+                    _ => self.madvise_free_range(mmi, a, e),
                 }
             }
         } else {
@@ -93,50 +90,19 @@ impl Kernel {
                 Advice::Sequential => (VM_SEQ_READ, VM_RAND_READ),
                 _ => unreachable!("advice {advice:?}"),
             };
-            self.modify_vma_flags(
-                mmi,
-                start,
-                end,
-                |f| (f & !clear) | set,
-                advice == Advice::Hugepage,
-            );
+            if advice == Advice::Hugepage {
+                // hugepage_madvise(): khugepaged_enter_vma with the new flags, VMA by VMA.
+                for s in self.mms[mmi].vma_starts_in(start, end) {
+                    let v = self.mms[mmi].vmas[&s];
+                    self.khugepaged_enter_vma(mmi, &v, (v.flags & !clear) | set);
+                }
+            }
+            self.vma_modify_flags(mmi, start, end, |f| (f & !clear) | set);
         }
         if std::mem::take(&mut unmapped) {
             return Err(Errno::ENOMEM);
         }
         Ok(())
-    }
-
-    /// Applies `f` to the flags of every VMA part in `[start, end)`, splitting VMAs whose
-    /// flags change at the range boundaries and merging afterwards (`vma_modify_flags`).
-    /// `khugepaged` calls `khugepaged_enter_vma` with the new flags first (MADV_HUGEPAGE).
-    pub(crate) fn modify_vma_flags(
-        &mut self,
-        mmi: usize,
-        start: u64,
-        end: u64,
-        f: impl Fn(u32) -> u32,
-        khugepaged: bool,
-    ) {
-        let mut changed = Vec::new();
-        for s in self.mms[mmi].vma_starts_in(start, end) {
-            let v = self.mms[mmi].vmas[&s];
-            let nf = f(v.flags);
-            if khugepaged {
-                self.khugepaged_enter_vma(mmi, &v, nf);
-            }
-            if nf == v.flags {
-                continue;
-            }
-            let (a, b) = (start.max(v.start), end.min(v.end));
-            self.split_vma_at(mmi, a);
-            self.split_vma_at(mmi, b);
-            self.mms[mmi].vmas.get_mut(&a).expect("vma").flags = nf;
-            self.mms[mmi].invalidate_vma_cache();
-            changed.push(a);
-        }
-        let merged = self.mms[mmi].merge_modified(&changed);
-        self.khugepaged_enter_merged(mmi, &merged);
     }
 
     /// The `MADV_POPULATE_PGTABLE` proposal: make sure every PMD slot of the mapped part of
@@ -152,7 +118,7 @@ impl Kernel {
             let mapped = !self.mms[mmi].vma_starts_in(s, e).is_empty();
             if mapped
                 && !self.mms[mmi].pgt.pmd(slot).is_huge()
-                && (!self.ensure_pmd_table(mmi, slot) || !self.pte_alloc(mmi, slot))
+                && (!self.pmd_alloc(mmi, slot) || !self.pte_alloc(mmi, slot))
             {
                 return Err(Errno::ENOMEM);
             }

@@ -9,34 +9,27 @@
 //! retry under mmap_lock (the per-VMA lock path always succeeds), so no fault is major.
 
 use crate::errno::Signal;
+use crate::fault::{FaultFlags, Tva, VmFault, Vmf};
 use crate::folio::FolioId;
-use crate::mm::{vmf, Vma, FORKED_ANON_VMA};
+use crate::ids::{AnonVmaId, MmId};
+use crate::mm::MmCounter;
+use crate::mm::{vmf, Vma, VmaBacking};
 use crate::pgtable::{
-    self, pte_index, Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, STORED, UFFD_WP, WRITE, YOUNG,
+    pte_index, pte_index32, Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, STORED, UFFD_WP, WRITE, YOUNG,
 };
-use crate::types::{AccessKind, Pid, HPAGE_PMD_ORDER, PAGE_SHIFT, PAGE_SIZE, PMD_MASK};
+use crate::rmap::RmapLevel;
+use crate::types::{AccessKind, AccessPattern, Pid, HPAGE_PMD_ORDER, PAGE_SHIFT, PAGE_SIZE};
+use crate::util::highest_order;
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
-
-/// `vm_fault_t` outcomes the model distinguishes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum VmFault {
-    /// Handled (or nothing to do; the access is retried).
-    Done,
-    /// `VM_FAULT_FALLBACK`: the huge path declined, continue at PTE level.
-    Fallback,
-    /// `VM_FAULT_OOM`.
-    Oom,
-    /// `handle_userfault` → `VM_FAULT_RETRY` with these `UFFD_PAGEFAULT_FLAG_*` flags: not
-    /// counted; the monitor resolves it and the fault is retried.
-    Userfault(u32),
-}
 
 impl Kernel {
     /// A task's load or store of one byte at `addr` (the hardware access, then
     /// `do_user_addr_fault` as many times as needed). A store marks the page's content
     /// non-zero.
-    #[inline]
+    // Always inlined: callers loop over it (the scenario engine, benchmarks), and the
+    // resident fast path is a few loads.
+    #[inline(always)]
     pub fn access(&mut self, pid: Pid, addr: u64, kind: AccessKind) -> Result<(), Signal> {
         let mmi = self.mm_of(pid);
         let write = kind == AccessKind::Write;
@@ -48,7 +41,7 @@ impl Kernel {
     }
 
     #[inline(never)]
-    fn access_slow(&mut self, pid: Pid, mmi: usize, addr: u64, write: bool) -> Result<(), Signal> {
+    fn access_slow(&mut self, pid: Pid, mmi: MmId, addr: u64, write: bool) -> Result<(), Signal> {
         // After a userfault the kernel retries handle_mm_fault itself (FAULT_FLAG_TRIED),
         // without going back to the hardware. (The caller just saw the hardware check fail.)
         let mut in_kernel_retry = true;
@@ -64,10 +57,9 @@ impl Kernel {
             if (write && !vma.has(vmf::WRITE)) || !vma.accessible() {
                 return Err(Signal::Sigsegv);
             }
-            match self.handle_mm_fault(mmi, &vma, addr, write) {
-                VmFault::Done | VmFault::Fallback => {
-                    self.tasks.get_mut(&pid).expect("task").minflt += 1
-                }
+            let mut vmf = Vmf::new(mmi, vma, addr, FaultFlags::for_access(write));
+            match self.handle_mm_fault(&mut vmf) {
+                VmFault::Done | VmFault::Fallback => self.mm_account_fault(pid, vmf.flags),
                 VmFault::Oom => return Err(Signal::Sigkill),
                 VmFault::Userfault(flags) => {
                     if !self.deliver_userfault(mmi, addr, flags) {
@@ -83,7 +75,7 @@ impl Kernel {
     /// The hardware side of an access: does the current translation allow it? Sets the
     /// accessed/dirty bits like the MMU, and records a store into the page's content.
     #[inline(always)]
-    pub(crate) fn access_hit(&mut self, mmi: usize, addr: u64, write: bool, store: bool) -> bool {
+    pub(crate) fn access_hit(&mut self, mmi: MmId, addr: u64, write: bool, store: bool) -> bool {
         let mm = &mut self.mms[mmi];
         let Some(pmd) = mm.pgt.pmd_mut(addr) else {
             return false;
@@ -97,7 +89,7 @@ impl Kernel {
             if write {
                 pmd.set(DIRTY, true);
                 if store && p.is_thp() {
-                    self.folios.set_nonzero(p.folio(), pte_index(addr) as u32);
+                    self.folios.set_nonzero(p.folio(), pte_index32(addr));
                 }
             }
             return true;
@@ -105,7 +97,7 @@ impl Kernel {
         if !p.is_table() {
             return false;
         }
-        let pte = &mut mm.pgt.ptes[p.table_idx() as usize][pte_index(addr)];
+        let pte = &mut mm.pgt.ptes[p.table_idx().index()][pte_index(addr)];
         let e = *pte;
         if !e.is_present() || e.has(PROTNONE) || (write && !e.has(WRITE)) {
             return false;
@@ -122,44 +114,43 @@ impl Kernel {
     }
 
     /// `handle_mm_fault` + `mm_account_fault` (vmstat part; the caller counts the task's
-    /// minflt, since GUP and user faults both do).
-    pub(crate) fn handle_mm_fault(
-        &mut self,
-        mmi: usize,
-        vma: &Vma,
-        addr: u64,
-        write: bool,
-    ) -> VmFault {
-        let r = self.__handle_mm_fault(mmi, vma, addr, write);
+    /// fault, `Kernel::mm_account_fault`, since GUP and user faults both do).
+    pub(crate) fn handle_mm_fault(&mut self, vmf: &mut Vmf) -> VmFault {
+        let r = self.__handle_mm_fault(vmf);
         if !matches!(r, VmFault::Userfault(_)) {
             self.vmstat.count(VmItem::Pgfault);
         }
         r
     }
 
-    fn __handle_mm_fault(&mut self, mmi: usize, vma: &Vma, addr: u64, write: bool) -> VmFault {
-        if !self.mms[mmi].pgt.has_pmd_table(addr) {
-            let Some(pfn) = self.alloc_pgtable_page() else {
-                return VmFault::Oom;
-            };
-            self.mms[mmi].pgt.install_pmd_table(addr, pfn);
+    /// `mm_account_fault`, task part: a retried fault (`FAULT_FLAG_TRIED`) is major.
+    pub(crate) fn mm_account_fault(&mut self, pid: Pid, flags: FaultFlags) {
+        let t = self.tasks.get_mut(&pid).expect("task");
+        if flags.contains(FaultFlags::TRIED) {
+            t.majflt += 1;
+        } else {
+            t.minflt += 1;
+        }
+    }
+
+    /// `__handle_mm_fault`: the PMD level (a huge entry, or a none entry where the VMA's
+    /// backing may map a PMD), then the PTE level.
+    fn __handle_mm_fault(&mut self, vmf: &mut Vmf) -> VmFault {
+        let (mmi, addr) = (vmf.mm, vmf.address);
+        if !self.pmd_alloc(mmi, addr) {
+            return VmFault::Oom;
         }
         let pmd = self.mms[mmi].pgt.pmd(addr);
         if pmd.is_none() {
-            if self.thp_vma_allowable_order(
-                mmi,
-                vma,
-                HPAGE_PMD_ORDER,
-                crate::huge_memory::Tva::PageFault,
-            ) {
-                let r = self.do_huge_pmd_anonymous_page(mmi, vma, addr, write);
+            if self.thp_vma_allowable_order(mmi, &vmf.vma, HPAGE_PMD_ORDER, Tva::PageFault) {
+                let r = self.create_huge_pmd(vmf);
                 if r != VmFault::Fallback {
                     return r;
                 }
             }
         } else if pmd.is_huge() {
-            if write && !pmd.has(WRITE) {
-                let r = self.wp_huge_pmd(mmi, vma, addr);
+            if vmf.is_write() && !pmd.has(WRITE) {
+                let r = self.wp_huge_pmd(vmf);
                 if r != VmFault::Fallback {
                     return r;
                 }
@@ -173,39 +164,69 @@ impl Kernel {
                 return VmFault::Done;
             }
         }
-        self.handle_pte_fault(mmi, vma, addr, write)
+        self.handle_pte_fault(vmf)
     }
 
-    fn handle_pte_fault(&mut self, mmi: usize, vma: &Vma, addr: u64, write: bool) -> VmFault {
-        let pte = self.mms[mmi].pgt.pte(addr);
-        if pte.is_none() {
-            return self.do_anonymous_page(mmi, vma, addr, write, false);
+    /// `create_huge_pmd`: a PMD-sized fault, by what backs the VMA.
+    fn create_huge_pmd(&mut self, vmf: &mut Vmf) -> VmFault {
+        match vmf.backing() {
+            VmaBacking::Anon => self.do_huge_pmd_anonymous_page(vmf),
         }
-        if pte.kind() == pgtable::KIND_MARKER {
+    }
+
+    fn handle_pte_fault(&mut self, vmf: &mut Vmf) -> VmFault {
+        let (mmi, addr) = (vmf.mm, vmf.address);
+        let pte = self.mms[mmi].pgt.pte(addr);
+        vmf.orig_pte = pte;
+        vmf.flags = vmf.flags.with(FaultFlags::ORIG_PTE_VALID);
+        if pte.is_none() {
+            return self.do_pte_missing(vmf);
+        }
+        if pte.is_marker() {
             // handle_pte_marker → pte_marker_handle_uffd_wp: a leftover marker in a VMA that
             // is no longer uffd-wp registered is just cleared (the access faults again).
-            if !vma.has(vmf::UFFD_WP) {
+            if !vmf.vma.has(vmf::UFFD_WP) {
                 self.set_pte(mmi, addr, Pte::NONE);
                 return VmFault::Done;
             }
-            return self.do_anonymous_page(mmi, vma, addr, write, true);
+            return self.do_pte_missing(vmf);
         }
-        if write && !pte.has(WRITE) {
-            return self.do_wp_page(mmi, vma, addr, pte);
+        if vmf.is_write() && !pte.has(WRITE) {
+            return self.do_wp_page(vmf, pte);
         }
         self.set_pte(mmi, addr, Pte(pte.0 | YOUNG));
         VmFault::Done
     }
 
+    /// `do_pte_missing`: nothing is mapped (or only a uffd-wp marker); what happens depends
+    /// on what backs the VMA (`vma_is_anonymous`; a file or shmem VMA would go to `do_fault`).
+    fn do_pte_missing(&mut self, vmf: &mut Vmf) -> VmFault {
+        match vmf.backing() {
+            VmaBacking::Anon => self.do_anonymous_page(vmf),
+        }
+    }
+
     #[inline]
-    pub(crate) fn set_pte(&mut self, mmi: usize, addr: u64, pte: Pte) {
+    pub(crate) fn set_pte(&mut self, mmi: MmId, addr: u64, pte: Pte) {
         let pmd = self.mms[mmi].pgt.pmd(addr);
         debug_assert!(pmd.is_table());
-        self.mms[mmi].pgt.ptes[pmd.table_idx() as usize][pte_index(addr)] = pte;
+        self.mms[mmi].pgt.ptes[pmd.table_idx().index()][pte_index(addr)] = pte;
+    }
+
+    /// `pmd_alloc`: makes sure `addr`'s 1 GiB region has a PMD table. False on OOM.
+    pub(crate) fn pmd_alloc(&mut self, mmi: MmId, addr: u64) -> bool {
+        if self.mms[mmi].pgt.has_pmd_table(addr) {
+            return true;
+        }
+        let Some(pfn) = self.alloc_pgtable_page() else {
+            return false;
+        };
+        self.mms[mmi].pgt.install_pmd_table(addr, pfn);
+        true
     }
 
     /// `pte_alloc`: makes sure the PMD slot has a PTE table. False on OOM.
-    pub(crate) fn pte_alloc(&mut self, mmi: usize, addr: u64) -> bool {
+    pub(crate) fn pte_alloc(&mut self, mmi: MmId, addr: u64) -> bool {
         let pmd = self.mms[mmi].pgt.pmd(addr);
         if pmd.is_table() {
             return true;
@@ -220,85 +241,82 @@ impl Kernel {
     }
 
     /// `anon_vma_prepare`: gives the VMA an anon_vma, reusing a neighbour's
-    /// (`find_mergeable_anon_vma`: the next VMA first, then the previous one). A neighbour's
-    /// anon_vma is reusable when the two are `anon_vma_compatible` (adjacent, linear pgoff,
-    /// flags equal except the access bits, so mprotect-split parts share one and can merge
-    /// back) and its chain is singular (not an anon_vma_fork() child's).
+    /// (`find_mergeable_anon_vma`: the next VMA first, then the previous one); returns it. A
+    /// neighbour's anon_vma is reusable when the two are `anon_vma_compatible` (adjacent,
+    /// linear pgoff, flags equal except the access bits, so mprotect-split parts share one and
+    /// can merge back) and its chain is singular (not an anon_vma_fork() child's).
     /// `vma` is the caller's copy; the tree is only consulted when it has no anon_vma yet
     /// (the common fault needs no lookup).
-    pub(crate) fn anon_vma_prepare(&mut self, mmi: usize, vma: &Vma) {
-        if vma.anon_vma.is_some() {
-            return;
+    pub(crate) fn anon_vma_prepare(&mut self, mmi: MmId, vma: &Vma) -> AnonVmaId {
+        if let Some(id) = vma.anon_vma {
+            return id;
         }
         let vma_start = vma.start;
         let mm = &self.mms[mmi];
         let v = &mm.vmas[&vma_start];
-        if v.anon_vma.is_some() {
-            return;
+        if let Some(id) = v.anon_vma {
+            return id;
         }
         let compatible = |a: &Vma, b: &Vma| {
             a.end == b.start
                 && (a.flags ^ b.flags) & !vmf::PROT_MASK == 0
                 && b.pgoff == a.pgoff + ((b.start - a.start) >> PAGE_SHIFT)
         };
-        let reusable = |old: &Vma| old.anon_vma.filter(|&id| id & FORKED_ANON_VMA == 0);
+        let reusable = |old: &Vma| old.anon_vma.filter(|id| !id.is_forked());
         let prev = mm.vmas.range(..vma_start).next_back().map(|(_, p)| p);
         let next = mm.vmas.range(v.end..).next().map(|(_, n)| n);
         let reuse = next
             .filter(|n| compatible(v, n))
             .and_then(reusable)
             .or_else(|| prev.filter(|p| compatible(p, v)).and_then(reusable));
-        let id = reuse.unwrap_or_else(|| {
-            self.next_anon_vma += 1;
-            self.next_anon_vma - 1
-        });
+        let id = reuse.unwrap_or_else(|| self.new_anon_vma());
         self.mms[mmi]
             .vmas
             .get_mut(&vma_start)
             .expect("vma")
             .anon_vma = Some(id);
         self.mms[mmi].invalidate_vma_cache();
+        id
     }
 
-    /// `do_anonymous_page`: a fault on a none PTE of a private anonymous VMA.
-    /// `marker`: the PTE was a uffd-wp marker, so the new entry keeps the uffd-wp bit (and is
+    /// `anon_vma_prepare` for a fault: the fault's VMA copy gets the anon_vma too.
+    pub(crate) fn vmf_anon_prepare(&mut self, vmf: &mut Vmf) {
+        vmf.vma.anon_vma = Some(self.anon_vma_prepare(vmf.mm, &vmf.vma));
+    }
+
+    /// `do_anonymous_page`: a fault on a none PTE of a private anonymous VMA. If the PTE was
+    /// a uffd-wp marker (`vmf_orig_pte_uffd_wp`), the new entry keeps the uffd-wp bit (and is
     /// therefore write-protected).
-    fn do_anonymous_page(
-        &mut self,
-        mmi: usize,
-        vma: &Vma,
-        addr: u64,
-        write: bool,
-        marker: bool,
-    ) -> VmFault {
+    fn do_anonymous_page(&mut self, vmf: &mut Vmf) -> VmFault {
+        let (mmi, addr) = (vmf.mm, vmf.address);
+        let marker = vmf.orig_pte_uffd_wp();
         if !self.pte_alloc(mmi, addr) {
             return VmFault::Oom;
         }
         let wp = if marker { UFFD_WP } else { 0 };
-        if !write {
-            if vma.has(vmf::UFFD_MISSING) {
+        if !vmf.is_write() {
+            if vmf.vma.has(vmf::UFFD_MISSING) {
                 return VmFault::Userfault(0);
             }
             // The shared zero page, read-only, "special"; no anon_vma needed.
             self.set_pte(mmi, addr, Pte::zero(YOUNG | wp));
             return VmFault::Done;
         }
-        self.anon_vma_prepare(mmi, vma);
-        let Some((folio, order)) = self.alloc_anon_folio(mmi, vma, addr) else {
+        self.vmf_anon_prepare(vmf);
+        let Some((folio, order)) = self.alloc_anon_folio(vmf) else {
             return VmFault::Oom;
         };
-        if vma.has(vmf::UFFD_MISSING) {
+        if vmf.vma.has(vmf::UFFD_MISSING) {
             // The page was allocated (order 0: uffd-armed) and is thrown away.
             self.free_folio(folio);
-            return VmFault::Userfault(crate::userfaultfd::FLAG_WRITE);
+            return VmFault::Userfault(crate::userfaultfd_ctx::FLAG_WRITE);
         }
         // folio_zero_user(): a new anonymous folio is zeroed (the main cost of the fault).
         self.vmstat.add(VmItem::SimZeroedPages, 1 << order);
-        let nr = 1u64 << order;
         let base = addr & !((PAGE_SIZE << order) - 1);
         let mut bits = YOUNG
             | EXCLUSIVE
-            | if vma.has(vmf::WRITE) {
+            | if vmf.vma.has(vmf::WRITE) {
                 WRITE | DIRTY
             } else {
                 0
@@ -308,29 +326,29 @@ impl Kernel {
             bits = (bits | UFFD_WP) & !WRITE;
         }
         let pmd = self.mms[mmi].pgt.pmd(addr);
-        let table = &mut self.mms[mmi].pgt.ptes[pmd.table_idx() as usize];
-        for i in 0..nr {
-            table[pte_index(base + i * PAGE_SIZE)] = Pte::page(folio, i as u32, bits);
+        let table = &mut self.mms[mmi].pgt.ptes[pmd.table_idx().index()];
+        for i in 0..1u32 << order {
+            table[pte_index(base + u64::from(i) * PAGE_SIZE)] = Pte::page(folio, i, bits);
         }
         if order > 0 {
             self.folios.meta_mut(folio).va = base;
         }
-        self.folio_add_new_anon_rmap(folio, false, mmi);
-        self.mms[mmi].rss_anon += nr;
+        self.folio_add_new_anon_rmap(folio, RmapLevel::Pte, mmi);
+        self.mms[mmi].add_mm_counter(MmCounter::AnonPages, 1 << order);
         VmFault::Done
     }
 
     /// `alloc_anon_folio`: pick the largest allowed mTHP order whose aligned block around
     /// `addr` is entirely none and fits the VMA, try orders downwards, else order 0.
-    fn alloc_anon_folio(&mut self, mmi: usize, vma: &Vma, addr: u64) -> Option<(FolioId, u8)> {
+    fn alloc_anon_folio(&mut self, vmf: &Vmf) -> Option<(FolioId, u8)> {
+        let (mmi, vma, addr) = (vmf.mm, &vmf.vma, vmf.address);
         let mut orders: u16 = 0;
         if !vma.uffd_armed() {
             let want: u16 = crate::sysfs::ANON_ORDERS
                 .iter()
                 .filter(|&&o| o < HPAGE_PMD_ORDER)
                 .fold(0, |m, &o| m | 1 << o);
-            orders =
-                self.thp_vma_allowable_orders(mmi, vma, want, crate::huge_memory::Tva::PageFault);
+            orders = self.thp_vma_allowable_orders(mmi, vma, want, Tva::PageFault);
             orders = crate::huge_memory::thp_vma_suitable_orders(vma, addr, orders);
         }
         // Highest order whose PTE range is all none (and, on the host build's
@@ -339,7 +357,7 @@ impl Kernel {
             let beside_full = self.sysfs.anon_beside_full != 0;
             let pmd = self.mms[mmi].pgt.pmd(addr);
             let table = self.mms[mmi].pgt.pte_table(pmd.table_idx());
-            let mut order = 15 - orders.leading_zeros() as u8;
+            let mut order = highest_order(orders);
             loop {
                 let nr = 1usize << order;
                 let start = pte_index(addr) & !(nr - 1);
@@ -353,11 +371,11 @@ impl Kernel {
                 if orders == 0 {
                     break;
                 }
-                order = 15 - orders.leading_zeros() as u8;
+                order = highest_order(orders);
             }
         }
         while orders != 0 {
-            let order = 15 - orders.leading_zeros() as u8;
+            let order = highest_order(orders);
             if let Some(f) = self.alloc_anon_folio_order(order) {
                 self.vmstat.mthp_count(order, MthpStat::AnonFaultAlloc);
                 return Some((f, order));
@@ -369,22 +387,23 @@ impl Kernel {
     }
 
     /// `do_wp_page`: a write to a present, write-protected PTE.
-    fn do_wp_page(&mut self, mmi: usize, vma: &Vma, addr: u64, mut pte: Pte) -> VmFault {
-        if pte.has(UFFD_WP) && vma.has(vmf::UFFD_WP) {
+    fn do_wp_page(&mut self, vmf: &mut Vmf, mut pte: Pte) -> VmFault {
+        let (mmi, addr) = (vmf.mm, vmf.address);
+        if pte.has(UFFD_WP) && vmf.vma.has(vmf::UFFD_WP) {
             if !self.mms[mmi]
                 .uffd
                 .as_deref()
                 .is_some_and(|u| u.features.wp_async)
             {
                 return VmFault::Userfault(
-                    crate::userfaultfd::FLAG_WRITE | crate::userfaultfd::FLAG_WP,
+                    crate::userfaultfd_ctx::FLAG_WRITE | crate::userfaultfd_ctx::FLAG_WP,
                 );
             }
             // Async mode: drop the bit and continue with the normal COW/reuse logic.
             pte.set(UFFD_WP, false);
             self.set_pte(mmi, addr, pte);
         }
-        if pte.kind() == pgtable::KIND_PAGE {
+        if pte.is_page() {
             let id = pte.folio();
             if pte.has(EXCLUSIVE) || self.wp_can_reuse_anon_folio(id) {
                 // wp_page_reuse()
@@ -393,7 +412,7 @@ impl Kernel {
                 return VmFault::Done;
             }
         }
-        self.wp_page_copy(mmi, vma, addr, pte)
+        self.wp_page_copy(vmf, pte)
     }
 
     /// `wp_can_reuse_anon_folio`: is the folio provably exclusive to this mm?
@@ -407,17 +426,18 @@ impl Kernel {
         }
         // __wp_can_reuse_large_anon_folio (6.15+): more than one mapping, not shared with
         // another mm, and every reference is a mapping.
-        let large_mapcount = f.mapcount + f.entire_mapcount as u32;
+        let large_mapcount = f.mapcount + u32::from(f.entire_mapcount);
         large_mapcount > 1 && !self.folios.maybe_mapped_shared(id) && large_mapcount == f.refcount
     }
 
     /// `wp_page_copy`: COW into a new order-0 page (zeroed if the source is the zero page).
-    fn wp_page_copy(&mut self, mmi: usize, vma: &Vma, addr: u64, old: Pte) -> VmFault {
-        self.anon_vma_prepare(mmi, vma);
+    fn wp_page_copy(&mut self, vmf: &mut Vmf, old: Pte) -> VmFault {
+        let (mmi, addr) = (vmf.mm, vmf.address);
+        self.vmf_anon_prepare(vmf);
         let Some(new) = self.alloc_anon_folio_order(0) else {
             return VmFault::Oom;
         };
-        let from_page = old.kind() == pgtable::KIND_PAGE;
+        let from_page = old.is_page();
         self.vmstat.count(if from_page {
             VmItem::SimCowCopiedPages
         } else {
@@ -431,25 +451,19 @@ impl Kernel {
             addr,
             Pte::page(new, 0, WRITE | DIRTY | YOUNG | EXCLUSIVE),
         );
-        self.folio_add_new_anon_rmap(new, false, mmi);
+        self.folio_add_new_anon_rmap(new, RmapLevel::Pte, mmi);
         if from_page {
             self.folio_remove_rmap_ptes(old.folio(), old.idx(), 1, mmi);
         } else {
-            self.mms[mmi].rss_anon += 1;
+            self.mms[mmi].add_mm_counter(MmCounter::AnonPages, 1);
         }
         VmFault::Done
     }
 }
 
-/// The PMD-aligned start of `addr`.
-#[inline]
-pub fn pmd_align_down(addr: u64) -> u64 {
-    addr & PMD_MASK
-}
-
 impl Kernel {
     /// Sequential accesses: one byte every `stride` bytes of `[start, end)`, each a read, a
-    /// write, or a read then a write (`read`/`write` both true). Exactly equivalent to calling
+    /// write, or a read then a write (`pattern`). Exactly equivalent to calling
     /// [`Kernel::access`] for each, but where a huge PMD already allows every access of the
     /// pattern, the rest of that PMD is handled at once (accessed/dirty bits and the
     /// written pages' content), as the MMU would without faulting. Stops at the first signal.
@@ -459,9 +473,9 @@ impl Kernel {
         start: u64,
         end: u64,
         stride: u64,
-        read: bool,
-        write: bool,
+        pattern: AccessPattern,
     ) -> Result<(), Signal> {
+        let (read, write) = (pattern.reads(), pattern.writes());
         let stride = stride.max(1);
         let mmi = self.mm_of(pid);
         let mut a = start;
@@ -481,7 +495,7 @@ impl Kernel {
                         let id = pmd.folio();
                         let mut x = a;
                         while x <= last {
-                            self.folios.set_nonzero(id, pte_index(x) as u32);
+                            self.folios.set_nonzero(id, pte_index32(x));
                             x += stride;
                         }
                     }

@@ -6,13 +6,25 @@
 //! VMAs, smaps `Locked`. Deviation: no mlock LRU/mlock_count accounting (not observable here).
 
 use crate::errno::Errno;
+use crate::gup::Foll;
 use crate::mm::vmf;
 use crate::types::{page_align_up, Pid, PAGE_SIZE};
 use crate::Kernel;
 
 impl Kernel {
-    /// mlock(2) (`lock`) or munlock(2) of `[start, start+len)`.
-    pub fn mlock(&mut self, pid: Pid, start: u64, len: u64, lock: bool) -> Result<(), Errno> {
+    /// mlock(2) of `[start, start+len)`: VM_LOCKED, then the range is populated.
+    pub fn mlock(&mut self, pid: Pid, start: u64, len: u64) -> Result<(), Errno> {
+        self.do_mlock(pid, start, len, vmf::LOCKED)
+    }
+
+    /// munlock(2) of `[start, start+len)`.
+    pub fn munlock(&mut self, pid: Pid, start: u64, len: u64) -> Result<(), Errno> {
+        self.do_mlock(pid, start, len, 0)
+    }
+
+    /// `do_mlock` / `apply_vma_lock_flags` with `lock_flags` (VM_LOCKED or nothing).
+    fn do_mlock(&mut self, pid: Pid, start: u64, len: u64, lock_flags: u32) -> Result<(), Errno> {
+        let lock = lock_flags & vmf::LOCKED != 0;
         // The start is rounded down and the length up, as do_mlock does.
         let off = start & (PAGE_SIZE - 1);
         let start = start - off;
@@ -33,19 +45,7 @@ impl Kernel {
                 None => break,
             }
         }
-        self.modify_vma_flags(
-            mmi,
-            start,
-            cur,
-            |f| {
-                if lock {
-                    f | vmf::LOCKED
-                } else {
-                    f & !vmf::LOCKED
-                }
-            },
-            false,
-        );
+        self.vma_modify_flags(mmi, start, cur, |f| (f & !vmf::LOCKED) | lock_flags);
         if cur < end {
             return Err(Errno::ENOMEM);
         }
@@ -74,8 +74,8 @@ impl Kernel {
             if !vma.accessible() {
                 return Err(Errno::EFAULT);
             }
-            let write = vma.has(vmf::WRITE);
-            self.populate_range(pid, addr, e, write, true)?;
+            let write = Foll::write_if(vma.has(vmf::WRITE));
+            self.populate_range(pid, addr, e, write | Foll::FORCE)?;
             addr = e;
         }
         Ok(())

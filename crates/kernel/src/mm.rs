@@ -3,6 +3,7 @@
 //! address (which splits a PMD mapping that straddles it, `vma_adjust_trans_huge`) and merging
 //! of compatible neighbours (`vma_merge_existing_range`, `is_mergeable_anon_vma`).
 
+use crate::ids::{AnonVmaId, MmId};
 use crate::pgtable::PageTables;
 use crate::types::{Pid, Prot, PAGE_SHIFT};
 use std::collections::BTreeMap;
@@ -35,10 +36,13 @@ pub fn prot_to_vmflags(p: Prot) -> u32 {
         | (if p.exec { vmf::EXEC } else { 0 })
 }
 
-/// Tag of the anon_vma ids that anon_vma_fork() gives child VMAs: such a VMA's
-/// `anon_vma_chain` also links the parent's anon_vma, so it is not singular and
-/// `find_mergeable_anon_vma` does not hand its anon_vma to a neighbour.
-pub const FORKED_ANON_VMA: u32 = 1 << 31;
+/// What backs a VMA (`vma->vm_ops`, `vma->vm_file`): where the fault path dispatches
+/// (`vma_is_anonymous`). Only private anonymous memory is modelled; shmem and files come next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum VmaBacking {
+    #[default]
+    Anon,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Vma {
@@ -46,8 +50,9 @@ pub struct Vma {
     pub end: u64,
     pub flags: u32,
     /// `vma->anon_vma`: created by the first fault that needs rmap (not by zero-page reads).
-    pub anon_vma: Option<u32>,
+    pub anon_vma: Option<AnonVmaId>,
     pub pgoff: u64,
+    pub backing: VmaBacking,
 }
 
 impl Vma {
@@ -91,17 +96,35 @@ pub struct Mm {
     pub thp_disable: ThpDisable,
     /// On khugepaged's mm list (`MMF_VM_HUGEPAGE`).
     pub khugepaged_registered: bool,
-    /// `MM_ANONPAGES`.
+    /// `MM_ANONPAGES`; changed only through `Mm::add_mm_counter`.
     pub rss_anon: u64,
     /// The VMA the last fault-path lookup found (`mm->mmap_cache`'s modern cousin, the
     /// per-VMA lock fast path): every VMA mutation clears it via `invalidate_vma_cache`.
     pub(crate) vma_cache: std::cell::Cell<Option<Vma>>,
     /// This process's userfaultfd (one per process in the model).
-    pub uffd: Option<Box<crate::userfaultfd::Uffd>>,
+    pub uffd: Option<Box<crate::userfaultfd_ctx::Uffd>>,
     pub users: u32,
 }
 
+/// The per-mm RSS counters (`enum mm_counters`, `mm_counter()` picks one for a folio). Only
+/// anonymous memory exists yet; `MM_FILEPAGES` and `MM_SHMEMPAGES` come with the page cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MmCounter {
+    AnonPages,
+}
+
 impl Mm {
+    /// `add_mm_counter`: `delta` pages more (or fewer) of `counter` mapped by this mm.
+    #[inline]
+    pub(crate) fn add_mm_counter(&mut self, counter: MmCounter, delta: i64) {
+        let c = match counter {
+            MmCounter::AnonPages => &mut self.rss_anon,
+        };
+        *c = c
+            .checked_add_signed(delta)
+            .expect("an mm counter never goes below zero");
+    }
+
     /// `find_vma` restricted to VMAs containing `addr`.
     #[inline]
     pub fn vma_at(&self, addr: u64) -> Option<&Vma> {
@@ -166,6 +189,7 @@ impl Mm {
     /// Two adjacent VMAs can be one (`can_vma_merge_*`, `is_mergeable_anon_vma`).
     pub fn mergeable(a: &Vma, b: &Vma) -> bool {
         a.end == b.start
+            && a.backing == b.backing
             && a.flags == b.flags
             && a.pgoff + ((a.end - a.start) >> PAGE_SHIFT) == b.pgoff
             && (a.anon_vma.is_none() || b.anon_vma.is_none() || a.anon_vma == b.anon_vma)
@@ -176,10 +200,10 @@ impl Mm {
     /// When one of them has none, the neighbour's chain must be singular: its own anon_vma,
     /// not a fork child's (whose chain also links the parent's), and an empty chain does not
     /// count — so a VMA with an anon_vma never joins one without.
-    pub fn anon_vma_mergeable(moving: Option<u32>, neighbour: Option<u32>) -> bool {
+    pub fn anon_vma_mergeable(moving: Option<AnonVmaId>, neighbour: Option<AnonVmaId>) -> bool {
         match (moving, neighbour) {
             (None, None) => true,
-            (None, Some(id)) => id & FORKED_ANON_VMA == 0,
+            (None, Some(id)) => !id.is_forked(),
             (Some(_), None) => false,
             (Some(a), Some(b)) => a == b,
         }
@@ -242,8 +266,7 @@ impl Mm {
             .vmas
             .range(..start)
             .next_back()
-            .map(|(k, _)| *k)
-            .unwrap_or(start);
+            .map_or(start, |(k, _)| *k);
         let keys: Vec<u64> = self.vmas.range(lo..=end).map(|(k, _)| *k).collect();
         let moving = self.vmas.get(&start).and_then(|v| v.anon_vma);
         let mut prev: Option<u64> = None;
@@ -269,7 +292,7 @@ impl Mm {
 #[derive(Clone, Copy, Debug)]
 pub struct Task {
     pub pid: Pid,
-    pub mm: usize,
+    pub mm: MmId,
     /// `min_flt` / `maj_flt` as getrusage(RUSAGE_SELF) reports them.
     pub minflt: u64,
     pub majflt: u64,
@@ -296,9 +319,45 @@ impl Tasks {
         self.0[i] = Some(task);
     }
     pub fn remove(&mut self, pid: &Pid) -> Option<Task> {
-        self.0.get_mut(*pid as usize).and_then(|t| t.take())
+        self.0
+            .get_mut(*pid as usize)
+            .and_then(std::option::Option::take)
     }
     pub fn values(&self) -> impl Iterator<Item = &Task> {
         self.0.iter().flatten()
+    }
+}
+
+/// The mm arena: `MmId`s index it. An exited mm keeps its (emptied) slot, so ids stay valid.
+#[derive(Clone, Debug, Default)]
+pub struct Mms(Vec<Mm>);
+
+impl Mms {
+    /// Adds an mm, returns its id.
+    pub(crate) fn push(&mut self, mm: Mm) -> MmId {
+        self.0.push(mm);
+        MmId::from_index(self.0.len() - 1)
+    }
+    /// Every mm slot with its id (exited ones included: they are empty).
+    pub fn iter(&self) -> impl Iterator<Item = (MmId, &Mm)> {
+        self.0
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (MmId::from_index(i), m))
+    }
+}
+
+impl std::ops::Index<MmId> for Mms {
+    type Output = Mm;
+    #[inline]
+    fn index(&self, id: MmId) -> &Mm {
+        &self.0[id.index()]
+    }
+}
+
+impl std::ops::IndexMut<MmId> for Mms {
+    #[inline]
+    fn index_mut(&mut self, id: MmId) -> &mut Mm {
+        &mut self.0[id.index()]
     }
 }

@@ -8,12 +8,16 @@
 //! Deviation: only private anonymous mappings are modelled; `shared` returns EOPNOTSUPP.
 
 use crate::errno::Errno;
-use crate::mm::{prot_to_vmflags, vmf, Vma};
-use crate::pgtable::{self, pte_index, Pmd, Pte};
+use crate::gup::Foll;
+use crate::ids::MmId;
+use crate::mm::MmCounter;
+use crate::mm::{prot_to_vmflags, vmf, Vma, VmaBacking};
+use crate::pgtable::{pte_index, Pmd, Pte};
 use crate::types::{
     is_page_aligned, page_align_up, Pid, Prot, HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PMD_MASK,
     PMD_SIZE, PUD_SIZE, TASK_SIZE,
 };
+use crate::util::to_u32;
 use crate::Kernel;
 
 /// mmap(2) flags the model understands (besides `MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE`).
@@ -56,11 +60,12 @@ impl Kernel {
             flags: prot_to_vmflags(prot) | account,
             anon_vma: None,
             pgoff: addr >> PAGE_SHIFT,
+            backing: VmaBacking::Anon,
         };
         self.mms[mmi].vmas.insert(addr, vma);
         self.mms[mmi].invalidate_vma_cache();
         self.mms[mmi].merge_range(addr, end);
-        let merged = self.mms[mmi].vma_at(addr).cloned().expect("new vma");
+        let merged = self.mms[mmi].vma_at(addr).copied().expect("new vma");
         self.khugepaged_enter_vma(mmi, &merged, merged.flags);
         if flags.populate {
             // __mm_populate: errors are ignored, mmap still succeeds.
@@ -96,8 +101,36 @@ impl Kernel {
 
     /// `__split_vma` at `addr` if a VMA straddles it; splits a huge PMD across the boundary
     /// first (`vma_adjust_trans_huge`).
-    pub(crate) fn split_vma_at(&mut self, mmi: usize, addr: u64) {
-        let Some(vma) = self.mms[mmi].vma_at(addr).cloned() else {
+    /// `vma_modify_flags`: applies `f` to the flags of every VMA part in `[start, end)`,
+    /// splitting VMAs whose flags change at the range boundaries and merging afterwards
+    /// (`Mm::merge_modified`).
+    pub(crate) fn vma_modify_flags(
+        &mut self,
+        mmi: MmId,
+        start: u64,
+        end: u64,
+        f: impl Fn(u32) -> u32,
+    ) {
+        let mut changed = Vec::new();
+        for s in self.mms[mmi].vma_starts_in(start, end) {
+            let v = self.mms[mmi].vmas[&s];
+            let nf = f(v.flags);
+            if nf == v.flags {
+                continue;
+            }
+            let (a, b) = (start.max(v.start), end.min(v.end));
+            self.split_vma_at(mmi, a);
+            self.split_vma_at(mmi, b);
+            self.mms[mmi].vmas.get_mut(&a).expect("vma").flags = nf;
+            self.mms[mmi].invalidate_vma_cache();
+            changed.push(a);
+        }
+        let merged = self.mms[mmi].merge_modified(&changed);
+        self.khugepaged_enter_merged(mmi, &merged);
+    }
+
+    pub(crate) fn split_vma_at(&mut self, mmi: MmId, addr: u64) {
+        let Some(vma) = self.mms[mmi].vma_at(addr).copied() else {
             return;
         };
         if vma.start == addr {
@@ -113,6 +146,7 @@ impl Kernel {
             flags: vma.flags,
             anon_vma: vma.anon_vma,
             pgoff: vma.pgoff + ((addr - vma.start) >> PAGE_SHIFT),
+            ..vma
         };
         mm.vmas.insert(addr, hi);
         mm.invalidate_vma_cache();
@@ -120,14 +154,14 @@ impl Kernel {
 
     /// Unmaps every page in `[start, end)` (which lies inside one former VMA): `unmap_vmas`.
     /// A huge PMD only partly inside the range is split first.
-    pub(crate) fn zap_range(&mut self, mmi: usize, start: u64, end: u64) {
+    pub(crate) fn zap_range(&mut self, mmi: MmId, start: u64, end: u64) {
         self.zap_range_details(mmi, start, end, false);
     }
 
     /// MADV_DONTNEED of `[start, end)` inside one VMA (`madvise_dontneed_single_vma`): a zap
     /// whose `zap_details` ask for empty PTE tables to be reclaimed when the kernel has
     /// `CONFIG_PT_RECLAIM` (the `pt_reclaim` switch).
-    pub(crate) fn madvise_dontneed_range(&mut self, mmi: usize, start: u64, end: u64) {
+    pub(crate) fn madvise_dontneed_range(&mut self, mmi: MmId, start: u64, end: u64) {
         let reclaim_pt = self.profile.switches.pt_reclaim;
         self.zap_range_details(mmi, start, end, reclaim_pt);
     }
@@ -138,7 +172,7 @@ impl Kernel {
     /// and for anonymous memory it skips no entry (uffd-wp markers of an anonymous VMA are
     /// dropped, none are installed), so the table is then empty and `try_to_free_pte` (or its
     /// lock-free fast path) clears the PMD and frees the table.
-    fn zap_range_details(&mut self, mmi: usize, start: u64, end: u64, reclaim_pt: bool) {
+    fn zap_range_details(&mut self, mmi: MmId, start: u64, end: u64, reclaim_pt: bool) {
         let mut slot = start & PMD_MASK;
         while slot < end {
             let s = start.max(slot);
@@ -163,7 +197,7 @@ impl Kernel {
 
     /// Frees the (empty) PTE table of the PMD slot at `slot` and clears the PMD entry
     /// (`pmd_clear` + `pte_free_tlb`, `mm_dec_nr_ptes`).
-    fn free_pte_table_at(&mut self, mmi: usize, slot: u64) {
+    fn free_pte_table_at(&mut self, mmi: MmId, slot: u64) {
         let pmd = self.mms[mmi].pgt.pmd(slot);
         debug_assert!(pmd.is_table());
         let pfn = self.mms[mmi].pgt.free_pte_table(pmd.table_idx());
@@ -172,18 +206,18 @@ impl Kernel {
     }
 
     /// `zap_huge_pmd`.
-    fn zap_huge_pmd(&mut self, mmi: usize, haddr: u64) {
+    fn zap_huge_pmd(&mut self, mmi: MmId, haddr: u64) {
         let pmd = std::mem::replace(self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd"), Pmd::NONE);
-        let pfn = self.mms[mmi].pgt.deposited.pop().expect("deposit");
+        let pfn = self.mms[mmi].pgt.withdraw().expect("deposit");
         self.free_pgtable_page(pfn);
         if pmd.is_thp() {
-            self.mms[mmi].rss_anon -= HPAGE_PMD_NR as u64;
+            self.mms[mmi].add_mm_counter(MmCounter::AnonPages, -i64::from(HPAGE_PMD_NR));
             self.folio_remove_rmap_pmd(pmd.folio(), mmi);
         }
     }
 
     /// `zap_pte_range` within one PTE table; rmap removal is batched per folio run.
-    fn zap_pte_range(&mut self, mmi: usize, start: u64, end: u64) {
+    fn zap_pte_range(&mut self, mmi: MmId, start: u64, end: u64) {
         let pmd = self.mms[mmi].pgt.pmd(start);
         debug_assert!(pmd.is_table() && (end - 1) & PMD_MASK == start & PMD_MASK);
         let tidx = pmd.table_idx();
@@ -191,7 +225,7 @@ impl Kernel {
         let mut i = i0;
         while i < i1 {
             let pte = self.mms[mmi].pgt.pte_table(tidx)[i];
-            if pte.kind() != pgtable::KIND_PAGE {
+            if !pte.is_page() {
                 self.mms[mmi].pgt.pte_table_mut(tidx)[i] = Pte::NONE;
                 i += 1;
                 continue;
@@ -201,8 +235,7 @@ impl Kernel {
             let mut n = 1;
             while i + n < i1 {
                 let q = self.mms[mmi].pgt.pte_table(tidx)[i + n];
-                if q.kind() == pgtable::KIND_PAGE && q.folio() == id && q.idx() == first + n as u32
-                {
+                if q.is_page() && q.folio() == id && q.idx() == first + to_u32(n) {
                     n += 1;
                 } else {
                     break;
@@ -211,15 +244,15 @@ impl Kernel {
             for e in &mut self.mms[mmi].pgt.pte_table_mut(tidx)[i..i + n] {
                 *e = Pte::NONE;
             }
-            self.mms[mmi].rss_anon -= n as u64;
-            self.folio_remove_rmap_ptes(id, first, n as u32, mmi);
+            self.mms[mmi].add_mm_counter(MmCounter::AnonPages, -i64::from(to_u32(n)));
+            self.folio_remove_rmap_ptes(id, first, to_u32(n), mmi);
             i += n;
         }
     }
 
     /// `free_pgtables` after an unmap of `[start, end)`: PTE tables of PMD slots no VMA
     /// overlaps any more are freed, and PMD tables of 1 GiB regions no VMA overlaps.
-    pub(crate) fn free_pgtables(&mut self, mmi: usize, start: u64, end: u64) {
+    pub(crate) fn free_pgtables(&mut self, mmi: MmId, start: u64, end: u64) {
         let mut slot = start & PMD_MASK;
         while slot < end {
             if self.mms[mmi]
@@ -256,13 +289,13 @@ impl Kernel {
         let mmi = self.mm_of(pid);
         let mut addr = start;
         while addr < end {
-            let Some(vma) = self.mms[mmi].vma_at(addr).cloned() else {
+            let Some(vma) = self.mms[mmi].vma_at(addr).copied() else {
                 break;
             };
             let e = end.min(vma.end);
             if vma.accessible() {
-                let write = vma.has(crate::mm::vmf::WRITE);
-                self.populate_range(pid, addr, e, write, true)?;
+                let write = Foll::write_if(vma.has(crate::mm::vmf::WRITE));
+                self.populate_range(pid, addr, e, write | Foll::FORCE)?;
             }
             addr = e;
         }

@@ -8,8 +8,9 @@
 
 use crate::errno::Errno;
 use crate::gup::Foll;
+use crate::ids::MmId;
 use crate::mm::{prot_to_vmflags, vmf};
-use crate::pgtable::{self, pte_index, DIRTY, EXCLUSIVE, PROTNONE, SOFT_DIRTY, WRITE, YOUNG};
+use crate::pgtable::{pte_index, DIRTY, EXCLUSIVE, PROTNONE, SOFT_DIRTY, WRITE, YOUNG};
 use crate::types::{is_page_aligned, page_align_up, Pid, Prot, PAGE_SIZE, PMD_MASK, PMD_SIZE};
 use crate::Kernel;
 
@@ -32,7 +33,7 @@ impl Kernel {
         let mut result = Ok(());
         let mut changed = Vec::new();
         while cur < end {
-            let Some(v) = self.mms[mmi].vma_at(cur).cloned() else {
+            let Some(v) = self.mms[mmi].vma_at(cur).copied() else {
                 result = Err(Errno::ENOMEM);
                 break;
             };
@@ -66,12 +67,7 @@ impl Kernel {
                 {
                     let merged = self.mms[mmi].merge_modified(&std::mem::take(&mut changed));
                     self.khugepaged_enter_merged(mmi, &merged);
-                    let foll = Foll {
-                        write: true,
-                        force: true,
-                        unlockable: false,
-                    };
-                    let _ = self.get_user_pages(pid, (cur, e), foll);
+                    let _ = self.get_user_pages(pid, (cur, e), Foll::WRITE | Foll::FORCE);
                 }
             }
             cur = e;
@@ -82,7 +78,7 @@ impl Kernel {
     }
 
     /// `change_protection` for `[start, end)` of a VMA whose flags are now `flags`.
-    fn change_protection(&mut self, mmi: usize, start: u64, end: u64, flags: u32) {
+    fn change_protection(&mut self, mmi: MmId, start: u64, end: u64, flags: u32) {
         let accessible = flags & vmf::PROT_MASK != 0;
         let writable = flags & vmf::WRITE != 0;
         let mut slot = start & PMD_MASK;
@@ -114,8 +110,7 @@ impl Kernel {
                         addr += PAGE_SIZE;
                         continue;
                     }
-                    let large =
-                        pte.kind() == pgtable::KIND_PAGE && self.folios.get(pte.folio()).order > 0;
+                    let large = pte.is_page() && self.folios.get(pte.folio()).order > 0;
                     let nr = if large {
                         self.folio_pte_batch(mmi, tidx, addr, e, WRITE | SOFT_DIRTY) as usize
                     } else {
@@ -127,7 +122,7 @@ impl Kernel {
                         .iter()
                         .fold(0, |acc, p| acc | (p.0 & (DIRTY | YOUNG)));
                     for p in &mut table[i..i + nr] {
-                        let anon_excl = p.kind() == pgtable::KIND_PAGE && p.has(EXCLUSIVE);
+                        let anon_excl = p.is_page() && p.has(EXCLUSIVE);
                         p.0 |= gathered;
                         p.set(PROTNONE, !accessible);
                         p.set(WRITE, writable && accessible && anon_excl);

@@ -10,8 +10,9 @@
 //! Deviation: only same-size moves (`old_len == new_len`); no in-place grow or shrink.
 
 use crate::errno::Errno;
+use crate::ids::MmId;
 use crate::mm::{vmf, Vma};
-use crate::pgtable::{self, pte_index, Pmd, Pte, UFFD_WP};
+use crate::pgtable::{pte_index, Pmd, Pte, UFFD_WP};
 use crate::types::{
     is_page_aligned, page_align_up, Pid, PAGE_SHIFT, PAGE_SIZE, PMD_MASK, PMD_SIZE, TASK_SIZE,
 };
@@ -118,7 +119,7 @@ impl Kernel {
     /// and clears uffd-wp bits on the way (`move_ptes`, `move_huge_pmd`).
     fn move_page_tables(
         &mut self,
-        mmi: usize,
+        mmi: MmId,
         old: u64,
         new: u64,
         len: u64,
@@ -135,7 +136,7 @@ impl Kernel {
             if pmd.is_huge() {
                 if extent == PMD_SIZE {
                     // move_huge_pmd(): the PMD (and its deposited table) moves as a unit.
-                    if !self.ensure_pmd_table(mmi, n) {
+                    if !self.pmd_alloc(mmi, n) {
                         return Err(Errno::ENOMEM);
                     }
                     let moved = if clear_uffd {
@@ -153,14 +154,14 @@ impl Kernel {
             if self.mms[mmi].pgt.pmd(o).is_table() {
                 // The new PTE table is allocated before move_ptes(), even if nothing in the
                 // extent is mapped, so a later fault there cannot install a huge PMD.
-                if !self.ensure_pmd_table(mmi, n) || !self.pte_alloc(mmi, n) {
+                if !self.pmd_alloc(mmi, n) || !self.pte_alloc(mmi, n) {
                     return Err(Errno::ENOMEM);
                 }
                 // move_ptes()
                 let mut a = 0;
                 while a < extent {
                     let pte = self.mms[mmi].pgt.pte(o + a);
-                    if clear_uffd && pte.kind() == pgtable::KIND_MARKER {
+                    if clear_uffd && pte.is_marker() {
                         self.set_pte(mmi, o + a, Pte::NONE);
                     } else if !pte.is_none() {
                         let pte = if clear_uffd {

@@ -8,15 +8,17 @@
 //! fails exactly when no free block of a sufficient order exists.
 //!
 //! Memory use is independent of the simulated memory size until pages are used: blocks never
-//! split yet are a "virgin" range of MAX_PAGE_ORDER blocks above a cursor, and the per-PFN
-//! free-order byte array is allocated zeroed (the host commits it lazily).
+//! split yet are a "virgin" range of MAX_PAGE_ORDER blocks above a cursor, and the per-order
+//! free bitmaps (2 bits per simulated page in all) are allocated zeroed (the host commits them
+//! lazily).
 
+use crate::ids::Pfn;
 use crate::types::MAX_PAGE_ORDER;
 
 const NR_ORDERS: usize = MAX_PAGE_ORDER as usize + 1;
 
 #[derive(Clone, Debug)]
-pub struct BuddyAllocator {
+pub(crate) struct BuddyAllocator {
     total_pages: u64,
     /// Per order: stack of free block heads. Entries can be stale (the block was merged
     /// away); `bits` is the truth and stale entries are skipped on pop.
@@ -33,18 +35,25 @@ pub struct BuddyAllocator {
 
 impl BuddyAllocator {
     /// `total_pages` must be a multiple of 2^MAX_PAGE_ORDER and below 2^32.
-    pub fn new(total_pages: u64) -> Self {
+    pub(crate) fn new(total_pages: u64) -> Self {
         assert!(total_pages % (1 << MAX_PAGE_ORDER) == 0 && total_pages < (1u64 << 32));
         BuddyAllocator {
             total_pages,
             lists: Default::default(),
             nr_free: [0; NR_ORDERS],
-            bits: std::array::from_fn(|k| vec![0u64; ((total_pages >> k) as usize).div_ceil(64)]),
+            bits: std::array::from_fn(|k| {
+                vec![
+                    0u64;
+                    usize::try_from(total_pages >> k)
+                        .expect("below 2^32")
+                        .div_ceil(64)
+                ]
+            }),
             virgin: 0,
         }
     }
 
-    pub fn total_pages(&self) -> u64 {
+    pub(crate) fn total_pages(&self) -> u64 {
         self.total_pages
     }
 
@@ -65,38 +74,23 @@ impl BuddyAllocator {
     }
 
     /// Free pages (`NR_FREE_PAGES`).
-    pub fn nr_free_pages(&self) -> u64 {
+    pub(crate) fn nr_free_pages(&self) -> u64 {
         let listed: u64 = (0..NR_ORDERS).map(|o| self.nr_free[o] << o).sum();
         listed + (self.total_pages - self.virgin)
     }
 
-    /// Number of free blocks of exactly this order (as /proc/buddyinfo shows).
-    pub fn nr_free_blocks(&self, order: u8) -> u64 {
-        let mut n = self.nr_free[order as usize];
-        if order == MAX_PAGE_ORDER {
-            n += (self.total_pages - self.virgin) >> MAX_PAGE_ORDER;
-        }
-        n
-    }
-
-    /// Whether a block of at least `order` is free (the fast-path check of
-    /// `get_page_from_freelist`, without watermarks).
-    pub fn can_alloc(&self, order: u8) -> bool {
-        (order..=MAX_PAGE_ORDER).any(|o| self.nr_free_blocks(o) > 0)
-    }
-
     fn push(&mut self, pfn: u64, order: usize) {
         self.set_free(pfn, order, true);
-        self.lists[order].push(pfn as u32);
+        self.lists[order].push(Pfn(pfn).to_u32());
         self.nr_free[order] += 1;
     }
 
     fn pop(&mut self, order: usize) -> Option<u64> {
         while let Some(pfn) = self.lists[order].pop() {
-            if self.is_free(pfn as u64, order) {
-                self.set_free(pfn as u64, order, false);
+            if self.is_free(u64::from(pfn), order) {
+                self.set_free(u64::from(pfn), order, false);
                 self.nr_free[order] -= 1;
-                return Some(pfn as u64);
+                return Some(u64::from(pfn));
             }
         }
         None
@@ -104,7 +98,7 @@ impl BuddyAllocator {
 
     /// Allocates a naturally aligned block of `2^order` pages; `None` if none is free.
     #[inline]
-    pub fn alloc(&mut self, order: u8) -> Option<u64> {
+    pub(crate) fn alloc(&mut self, order: u8) -> Option<Pfn> {
         let order = order as usize;
         let mut found = None;
         for o in order..NR_ORDERS {
@@ -132,12 +126,13 @@ impl BuddyAllocator {
             cur -= 1;
             self.push(pfn + (1 << cur), cur);
         }
-        Some(pfn)
+        Some(Pfn(pfn))
     }
 
     /// Frees a block, merging with free buddies.
     #[inline]
-    pub fn free(&mut self, mut pfn: u64, order: u8) {
+    pub(crate) fn free(&mut self, pfn: Pfn, order: u8) {
+        let mut pfn = pfn.0;
         let mut order = order as usize;
         debug_assert!(pfn % (1 << order) == 0 && pfn < self.virgin);
         while order < MAX_PAGE_ORDER as usize {
@@ -155,21 +150,21 @@ impl BuddyAllocator {
         // Keep stale entries bounded.
         if self.lists[order].len() as u64 > 2 * self.nr_free[order] + 4096 {
             let bits = &self.bits[order];
-            self.lists[order].retain(|&p| bit_test(bits, p as u64 >> order));
+            self.lists[order].retain(|&p| bit_test(bits, u64::from(p) >> order));
         }
     }
 
     /// Iterates the free blocks `(pfn, order)` (for invariant checks and observation).
-    pub fn free_blocks(&self) -> impl Iterator<Item = (u64, u8)> + '_ {
+    pub(crate) fn free_blocks(&self) -> impl Iterator<Item = (u64, u8)> + '_ {
         let listed = (0..NR_ORDERS).flat_map(move |o| {
             let mut seen: Vec<u32> = self.lists[o]
                 .iter()
                 .copied()
-                .filter(|&p| self.is_free(p as u64, o))
+                .filter(|&p| self.is_free(u64::from(p), o))
                 .collect();
             seen.sort_unstable();
             seen.dedup();
-            seen.into_iter().map(move |p| (p as u64, o as u8))
+            seen.into_iter().map(move |p| (u64::from(p), order_u8(o)))
         });
         let virgin = (self.virgin..self.total_pages)
             .step_by(1 << MAX_PAGE_ORDER)
@@ -178,7 +173,7 @@ impl BuddyAllocator {
     }
 
     /// Checks the allocator's own invariants; returns the free page count.
-    pub fn check(&self) -> Result<u64, String> {
+    pub(crate) fn check(&self) -> Result<u64, String> {
         let mut pages = 0u64;
         let mut counts = [0u64; NR_ORDERS];
         for (pfn, o) in self.free_blocks() {
@@ -208,9 +203,34 @@ impl BuddyAllocator {
     }
 }
 
+/// An order index (below `NR_ORDERS`) as the `u8` orders are elsewhere.
+fn order_u8(o: usize) -> u8 {
+    u8::try_from(o).expect("order below NR_ORDERS")
+}
+
 #[inline]
 fn bit_test(bits: &[u64], i: u64) -> bool {
     bits[(i / 64) as usize] & (1 << (i % 64)) != 0
+}
+
+/// Observation helpers the tests use; `nr_free_blocks` is what `/proc/buddyinfo` will show
+/// once the allocator grows migratetypes.
+#[cfg(test)]
+impl BuddyAllocator {
+    /// Number of free blocks of exactly this order (as /proc/buddyinfo shows).
+    pub(crate) fn nr_free_blocks(&self, order: u8) -> u64 {
+        let mut n = self.nr_free[order as usize];
+        if order == MAX_PAGE_ORDER {
+            n += (self.total_pages - self.virgin) >> MAX_PAGE_ORDER;
+        }
+        n
+    }
+
+    /// Whether a block of at least `order` is free (the fast-path check of
+    /// `get_page_from_freelist`, without watermarks).
+    pub(crate) fn can_alloc(&self, order: u8) -> bool {
+        (order..=MAX_PAGE_ORDER).any(|o| self.nr_free_blocks(o) > 0)
+    }
 }
 
 #[cfg(test)]
@@ -221,10 +241,10 @@ mod tests {
     fn split_and_merge() {
         let mut b = BuddyAllocator::new(2048);
         let p0 = b.alloc(0).unwrap();
-        assert_eq!(p0, 0);
+        assert_eq!(p0, Pfn(0));
         assert_eq!(b.nr_free_pages(), 2047);
         let p9 = b.alloc(9).unwrap();
-        assert_eq!(p9, 512);
+        assert_eq!(p9, Pfn(512));
         b.free(p0, 0);
         b.free(p9, 9);
         assert_eq!(b.nr_free_pages(), 2048);
@@ -243,7 +263,7 @@ mod tests {
     #[test]
     fn fragmentation_blocks_high_orders() {
         let mut b = BuddyAllocator::new(1024);
-        let pages: Vec<u64> = (0..1024).map(|_| b.alloc(0).unwrap()).collect();
+        let pages: Vec<Pfn> = (0..1024).map(|_| b.alloc(0).unwrap()).collect();
         // Free every other page: 512 free pages, no order-1 block.
         for p in pages.iter().step_by(2) {
             b.free(*p, 0);
@@ -257,13 +277,13 @@ mod tests {
         #[test]
         fn random_alloc_free(ops in proptest::collection::vec((0u8..=10, proptest::bool::ANY), 1..300)) {
             let mut b = BuddyAllocator::new(4096);
-            let mut held: Vec<(u64, u8)> = vec![];
+            let mut held: Vec<(Pfn, u8)> = vec![];
             for (order, free) in ops {
                 if free && !held.is_empty() {
                     let (p, o) = held.swap_remove(order as usize % held.len());
                     b.free(p, o);
                 } else if let Some(p) = b.alloc(order) {
-                    proptest::prop_assert!(p % (1 << order) == 0);
+                    proptest::prop_assert!(p.0 % (1 << order) == 0);
                     held.push((p, order));
                 }
                 let free_pages = b.check().map_err(proptest::test_runner::TestCaseError::fail)?;
@@ -271,7 +291,7 @@ mod tests {
                 proptest::prop_assert_eq!(free_pages + used, 4096);
             }
             // No two held blocks overlap.
-            let mut ranges: Vec<(u64, u64)> = held.iter().map(|(p, o)| (*p, *p + (1 << o))).collect();
+            let mut ranges: Vec<(u64, u64)> = held.iter().map(|(p, o)| (p.0, p.0 + (1 << o))).collect();
             ranges.sort();
             for w in ranges.windows(2) { proptest::prop_assert!(w[0].1 <= w[1].0); }
         }

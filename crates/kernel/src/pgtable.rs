@@ -4,41 +4,70 @@
 //! the zero page, a page of a folio, or a uffd-wp marker. Entries are packed into a `u64`
 //! so a PTE table is 4 KiB, as in the kernel.
 
-use crate::folio::FolioId;
-use crate::types::{PMD_SHIFT, PTRS_PER_PMD, PTRS_PER_PTE, PUD_SHIFT};
+use crate::ids::{FolioId, Pfn, PteTableId};
+use crate::types::{PAGE_SHIFT, PMD_SHIFT, PTRS_PER_PMD, PTRS_PER_PTE, PUD_SHIFT};
 
-pub const KIND_NONE: u64 = 0;
-pub const KIND_ZERO: u64 = 1; // PTE: zero page; PMD: huge zero page
-pub const KIND_PAGE: u64 = 2; // PTE: page of a folio; PMD: PMD-mapped folio
-pub const KIND_MARKER: u64 = 3; // PTE: uffd-wp marker; PMD: PTE table
-pub const KIND_TABLE: u64 = 3;
+// The entry kind sits in the low three bits; the same codes mean different things at the two
+// levels (code 3 is a uffd-wp marker in a PTE and a PTE table in a PMD), which is why each
+// level decodes them into its own enum.
+const KIND_NONE: u64 = 0;
+const KIND_ZERO: u64 = 1;
+const KIND_PAGE: u64 = 2;
+const KIND_MARKER_OR_TABLE: u64 = 3;
 const KIND_MASK: u64 = 7;
 
+/// What a PTE holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PteKind {
+    None,
+    /// The shared zero page.
+    Zero,
+    /// A page of a folio.
+    Page,
+    /// A uffd-wp PTE marker (`PTE_MARKER_UFFD_WP`): not present, remembers the protection.
+    Marker,
+}
+
+/// What a PMD holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PmdKind {
+    None,
+    /// The huge zero folio.
+    HugeZero,
+    /// A PMD-mapped folio.
+    Thp,
+    /// A PTE table.
+    Table,
+}
+
 /// Entry bits (same positions in PTEs and PMDs).
-pub const WRITE: u64 = 1 << 3;
-pub const DIRTY: u64 = 1 << 4;
-pub const YOUNG: u64 = 1 << 5;
-pub const UFFD_WP: u64 = 1 << 6;
-pub const SOFT_DIRTY: u64 = 1 << 7;
+pub(crate) const WRITE: u64 = 1 << 3;
+pub(crate) const DIRTY: u64 = 1 << 4;
+pub(crate) const YOUNG: u64 = 1 << 5;
+pub(crate) const UFFD_WP: u64 = 1 << 6;
+pub(crate) const SOFT_DIRTY: u64 = 1 << 7;
 /// The mapped page is `PageAnonExclusive` (only meaningful for KIND_PAGE).
-pub const EXCLUSIVE: u64 = 1 << 8;
+pub(crate) const EXCLUSIVE: u64 = 1 << 8;
 /// `PROT_NONE` entry: present for the kernel, inaccessible to the task.
-pub const PROTNONE: u64 = 1 << 9;
+pub(crate) const PROTNONE: u64 = 1 << 9;
 /// Model-only: a store went through this PTE, so the page's non-zero content is already
 /// recorded (lets repeated stores skip the folio). Never copied to an entry for another page.
-pub const STORED: u64 = 1 << 10;
+pub(crate) const STORED: u64 = 1 << 10;
 const IDX_SHIFT: u32 = 16;
 const IDX_MASK: u64 = 0x3ff;
 const ID_SHIFT: u32 = 32;
+
+/// The id field (the upper 32 bits) of an entry.
+#[inline]
+fn high_bits(e: u64) -> u32 {
+    // The shift leaves 32 bits: the conversion cannot fail.
+    u32::try_from(e >> ID_SHIFT).unwrap_or(u32::MAX)
+}
 
 /// The bit accessors PTEs and PMDs share (same packing).
 macro_rules! entry_bits {
     ($t:ty) => {
         impl $t {
-            #[inline]
-            pub fn kind(self) -> u64 {
-                self.0 & KIND_MASK
-            }
             #[inline]
             pub fn is_none(self) -> bool {
                 self.0 == 0
@@ -67,8 +96,43 @@ pub struct Pte(pub u64);
 impl Pte {
     pub const NONE: Pte = Pte(0);
     #[inline]
+    #[must_use]
+    pub fn kind(self) -> PteKind {
+        match self.0 & KIND_MASK {
+            KIND_NONE => PteKind::None,
+            KIND_ZERO => PteKind::Zero,
+            KIND_PAGE => PteKind::Page,
+            _ => PteKind::Marker,
+        }
+    }
+    #[inline]
+    #[must_use]
     pub fn is_present(self) -> bool {
-        matches!(self.kind(), KIND_ZERO | KIND_PAGE)
+        matches!(self.kind(), PteKind::Zero | PteKind::Page)
+    }
+    /// Maps a page of a folio.
+    #[inline]
+    #[must_use]
+    pub fn is_page(self) -> bool {
+        self.0 & KIND_MASK == KIND_PAGE
+    }
+    /// Maps the shared zero page.
+    #[inline]
+    #[must_use]
+    pub fn is_zero_page(self) -> bool {
+        self.0 & KIND_MASK == KIND_ZERO
+    }
+    /// A uffd-wp marker.
+    #[inline]
+    #[must_use]
+    pub fn is_marker(self) -> bool {
+        self.0 & KIND_MASK == KIND_MARKER_OR_TABLE
+    }
+    /// A uffd-wp marker (`make_pte_marker(PTE_MARKER_UFFD_WP)`).
+    #[inline]
+    #[must_use]
+    pub fn marker() -> Pte {
+        Pte(KIND_MARKER_OR_TABLE | UFFD_WP)
     }
     #[inline]
     pub fn zero(bits: u64) -> Pte {
@@ -76,56 +140,79 @@ impl Pte {
     }
     #[inline]
     pub fn page(folio: FolioId, idx: u32, bits: u64) -> Pte {
-        Pte(KIND_PAGE | bits | ((idx as u64) << IDX_SHIFT) | ((folio as u64) << ID_SHIFT))
+        debug_assert!(u64::from(idx) <= IDX_MASK);
+        Pte(KIND_PAGE
+            | bits
+            | (u64::from(idx) << IDX_SHIFT)
+            | (u64::from(folio.to_bits()) << ID_SHIFT))
     }
+    /// The folio of a `Page` entry.
     #[inline]
+    #[must_use]
     pub fn folio(self) -> FolioId {
-        (self.0 >> ID_SHIFT) as FolioId
+        FolioId::from_bits(high_bits(self.0))
     }
+    /// The page index inside the folio of a `Page` entry.
     #[inline]
+    #[must_use]
     pub fn idx(self) -> u32 {
-        ((self.0 >> IDX_SHIFT) & IDX_MASK) as u32
+        // IDX_MASK keeps 10 bits: the conversion cannot fail.
+        u32::try_from((self.0 >> IDX_SHIFT) & IDX_MASK).unwrap_or(0)
     }
 }
 
 impl std::fmt::Debug for Pte {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.kind() {
-            KIND_NONE => write!(f, "none"),
-            KIND_ZERO => write!(f, "zero{:#x}", self.0 & 0x3f8),
-            KIND_PAGE => write!(
+            PteKind::None => write!(f, "none"),
+            PteKind::Zero => write!(f, "zero{:#x}", self.0 & 0x3f8),
+            PteKind::Page => write!(
                 f,
-                "page(f{} #{} {:#x})",
+                "page({} #{} {:#x})",
                 self.folio(),
                 self.idx(),
                 self.0 & 0x3f8
             ),
-            _ => write!(f, "marker"),
+            PteKind::Marker => write!(f, "marker"),
         }
     }
 }
 
-/// A PMD entry (same packing; `KIND_TABLE` stores a PTE-table index in the id field).
+/// A PMD entry (same packing; a table entry stores a PTE-table id in the id field).
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pmd(pub u64);
 
 impl Pmd {
     pub const NONE: Pmd = Pmd(0);
     #[inline]
+    #[must_use]
+    pub fn kind(self) -> PmdKind {
+        match self.0 & KIND_MASK {
+            KIND_NONE => PmdKind::None,
+            KIND_ZERO => PmdKind::HugeZero,
+            KIND_PAGE => PmdKind::Thp,
+            _ => PmdKind::Table,
+        }
+    }
+    #[inline]
+    #[must_use]
     pub fn is_huge_zero(self) -> bool {
-        self.kind() == KIND_ZERO
+        self.0 & KIND_MASK == KIND_ZERO
     }
     #[inline]
+    #[must_use]
     pub fn is_thp(self) -> bool {
-        self.kind() == KIND_PAGE
+        self.0 & KIND_MASK == KIND_PAGE
     }
     #[inline]
+    #[must_use]
     pub fn is_huge(self) -> bool {
-        matches!(self.kind(), KIND_ZERO | KIND_PAGE)
+        matches!(self.0 & KIND_MASK, KIND_ZERO | KIND_PAGE)
     }
     #[inline]
+    #[must_use]
     pub fn is_table(self) -> bool {
-        self.kind() == KIND_TABLE
+        self.0 & KIND_MASK == KIND_MARKER_OR_TABLE
     }
     #[inline]
     pub fn huge_zero(bits: u64) -> Pmd {
@@ -133,44 +220,57 @@ impl Pmd {
     }
     #[inline]
     pub fn thp(folio: FolioId, bits: u64) -> Pmd {
-        Pmd(KIND_PAGE | bits | ((folio as u64) << ID_SHIFT))
+        Pmd(KIND_PAGE | bits | (u64::from(folio.to_bits()) << ID_SHIFT))
     }
     #[inline]
-    pub fn table(idx: u32) -> Pmd {
-        Pmd(KIND_TABLE | ((idx as u64) << ID_SHIFT))
+    #[must_use]
+    pub fn table(idx: PteTableId) -> Pmd {
+        Pmd(KIND_MARKER_OR_TABLE | (u64::from(idx.to_bits()) << ID_SHIFT))
     }
+    /// The folio of a THP entry.
     #[inline]
+    #[must_use]
     pub fn folio(self) -> FolioId {
-        (self.0 >> ID_SHIFT) as FolioId
+        FolioId::from_bits(high_bits(self.0))
     }
+    /// The PTE table of a table entry.
     #[inline]
-    pub fn table_idx(self) -> u32 {
-        (self.0 >> ID_SHIFT) as u32
+    #[must_use]
+    pub fn table_idx(self) -> PteTableId {
+        PteTableId::from_bits(high_bits(self.0))
     }
 }
 
 impl std::fmt::Debug for Pmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.kind() {
-            KIND_NONE => write!(f, "none"),
-            KIND_ZERO => write!(f, "huge_zero{:#x}", self.0 & 0x3f8),
-            KIND_PAGE => write!(f, "thp(f{} {:#x})", self.folio(), self.0 & 0x3f8),
-            _ => write!(f, "table({})", self.table_idx()),
+            PmdKind::None => write!(f, "none"),
+            PmdKind::HugeZero => write!(f, "huge_zero{:#x}", self.0 & 0x3f8),
+            PmdKind::Thp => write!(f, "thp({} {:#x})", self.folio(), self.0 & 0x3f8),
+            PmdKind::Table => write!(f, "table({})", self.table_idx().index()),
         }
     }
 }
 
-pub type PteTable = [Pte; PTRS_PER_PTE];
-pub type PmdTable = [Pmd; PTRS_PER_PMD];
+pub(crate) type PteTable = [Pte; PTRS_PER_PTE];
+pub(crate) type PmdTable = [Pmd; PTRS_PER_PMD];
 
 /// Index of the PMD slot (2 MiB region) containing `addr`.
 #[inline]
-pub fn pmd_slot(addr: u64) -> u64 {
+pub(crate) fn pmd_slot(addr: u64) -> u64 {
     addr >> PMD_SHIFT
 }
 #[inline]
-pub fn pte_index(addr: u64) -> usize {
-    ((addr >> 12) & 511) as usize
+pub(crate) fn pte_index(addr: u64) -> usize {
+    // At most PTRS_PER_PTE - 1: the conversion cannot truncate.
+    ((addr >> PAGE_SHIFT) as usize) & (PTRS_PER_PTE - 1)
+}
+
+/// `pte_index` as the `u32` page index folios use.
+#[inline]
+pub(crate) fn pte_index32(addr: u64) -> u32 {
+    // Masked to 9 bits: the conversion cannot fail.
+    u32::try_from((addr >> PAGE_SHIFT) & (PTRS_PER_PTE as u64 - 1)).unwrap_or(0)
 }
 
 /// The page tables of one mm. PMD tables are found by 1 GiB region; PTE tables live in an
@@ -181,13 +281,15 @@ pub struct PageTables {
     /// PMD tables indexed directly by 1 GiB region (`addr >> PUD_SHIFT`); grows to the highest
     /// region used (8 bytes per GiB of address space below it).
     pmds: Vec<Option<Box<PmdTable>>>,
-    pmd_pfns: Vec<u32>,
+    pmd_pfns: Vec<Option<Pfn>>,
     nr_pmd_tables: usize,
-    pub ptes: Vec<Box<PteTable>>,
-    pub pte_pfns: Vec<u32>,
-    free_ptes: Vec<u32>,
-    /// Page tables deposited under huge PMDs (`pgtable_trans_huge_deposit`), by PFN.
-    pub deposited: Vec<u32>,
+    pub(crate) ptes: Vec<Box<PteTable>>,
+    /// The PFN of each PTE table; `None` for a freed slot.
+    pub(crate) pte_pfns: Vec<Option<Pfn>>,
+    free_ptes: Vec<PteTableId>,
+    /// Page tables deposited under huge PMDs (`pgtable_trans_huge_deposit`), by PFN, packed
+    /// in 32 bits like a folio's (one per huge PMD: the memory targets count it).
+    deposited: Vec<u32>,
 }
 
 impl PageTables {
@@ -209,27 +311,25 @@ impl PageTables {
     }
 
     /// Installs a PMD table for `addr`'s 1 GiB region (the caller allocated `pfn`).
-    pub fn install_pmd_table(&mut self, addr: u64, pfn: u32) {
+    pub fn install_pmd_table(&mut self, addr: u64, pfn: Pfn) {
         let i = (addr >> PUD_SHIFT) as usize;
         if self.pmds.len() <= i {
             self.pmds.resize_with(i + 1, || None);
-            self.pmd_pfns.resize(i + 1, u32::MAX);
+            self.pmd_pfns.resize(i + 1, None);
         }
         debug_assert!(self.pmds[i].is_none());
         self.pmds[i] = Some(Box::new([Pmd::NONE; PTRS_PER_PMD]));
-        self.pmd_pfns[i] = pfn;
+        self.pmd_pfns[i] = Some(pfn);
         self.nr_pmd_tables += 1;
     }
 
     /// Removes the PMD table of region `key` (`addr >> PUD_SHIFT`); returns its PFN.
-    pub fn remove_pmd_table(&mut self, key: u64) -> Option<u32> {
-        let t = self.pmds.get_mut(key as usize)?.take()?;
+    pub fn remove_pmd_table(&mut self, key: u64) -> Option<Pfn> {
+        let i = usize::try_from(key).ok()?;
+        let t = self.pmds.get_mut(i)?.take()?;
         debug_assert!(t.iter().all(|p| p.is_none()));
         self.nr_pmd_tables -= 1;
-        Some(std::mem::replace(
-            &mut self.pmd_pfns[key as usize],
-            u32::MAX,
-        ))
+        self.pmd_pfns[i].take()
     }
 
     #[inline]
@@ -249,7 +349,9 @@ impl PageTables {
 
     /// The PMD table of region `key`.
     pub fn pmd_table(&self, key: u64) -> Option<&PmdTable> {
-        self.pmds.get(key as usize).and_then(|t| t.as_deref())
+        self.pmds
+            .get(usize::try_from(key).ok()?)
+            .and_then(|t| t.as_deref())
     }
 
     pub fn nr_pmd_tables(&self) -> usize {
@@ -257,35 +359,37 @@ impl PageTables {
     }
 
     /// Allocates an empty PTE table backed by `pfn`, returns its index.
-    pub fn new_pte_table(&mut self, pfn: u32) -> u32 {
+    pub fn new_pte_table(&mut self, pfn: Pfn) -> PteTableId {
         match self.free_ptes.pop() {
             Some(i) => {
-                *self.ptes[i as usize] = [Pte::NONE; PTRS_PER_PTE];
-                self.pte_pfns[i as usize] = pfn;
+                *self.ptes[i.index()] = [Pte::NONE; PTRS_PER_PTE];
+                self.pte_pfns[i.index()] = Some(pfn);
                 i
             }
             None => {
                 self.ptes.push(Box::new([Pte::NONE; PTRS_PER_PTE]));
-                self.pte_pfns.push(pfn);
-                (self.ptes.len() - 1) as u32
+                self.pte_pfns.push(Some(pfn));
+                PteTableId::from_index(self.ptes.len() - 1)
             }
         }
     }
 
     /// Releases a PTE table; returns its PFN for the caller to free.
-    pub fn free_pte_table(&mut self, idx: u32) -> u32 {
-        debug_assert!(self.ptes[idx as usize].iter().all(|p| p.is_none()));
+    pub fn free_pte_table(&mut self, idx: PteTableId) -> Pfn {
+        debug_assert!(self.ptes[idx.index()].iter().all(|p| p.is_none()));
         self.free_ptes.push(idx);
-        std::mem::replace(&mut self.pte_pfns[idx as usize], u32::MAX)
+        self.pte_pfns[idx.index()]
+            .take()
+            .expect("a live PTE table has a PFN")
     }
 
     #[inline]
-    pub fn pte_table(&self, idx: u32) -> &PteTable {
-        &self.ptes[idx as usize]
+    pub fn pte_table(&self, idx: PteTableId) -> &PteTable {
+        &self.ptes[idx.index()]
     }
     #[inline]
-    pub fn pte_table_mut(&mut self, idx: u32) -> &mut PteTable {
-        &mut self.ptes[idx as usize]
+    pub fn pte_table_mut(&mut self, idx: PteTableId) -> &mut PteTable {
+        &mut self.ptes[idx.index()]
     }
 
     /// The PTE for `addr`, or NONE if there is no table.
@@ -293,10 +397,25 @@ impl PageTables {
     pub fn pte(&self, addr: u64) -> Pte {
         let pmd = self.pmd(addr);
         if pmd.is_table() {
-            self.ptes[pmd.table_idx() as usize][pte_index(addr)]
+            self.ptes[pmd.table_idx().index()][pte_index(addr)]
         } else {
             Pte::NONE
         }
+    }
+
+    /// `pgtable_trans_huge_deposit`: keeps a page table for a later split of a huge PMD.
+    pub(crate) fn deposit(&mut self, pfn: Pfn) {
+        self.deposited.push(pfn.to_u32());
+    }
+
+    /// `pgtable_trans_huge_withdraw`: takes a deposited page table back.
+    pub(crate) fn withdraw(&mut self) -> Option<Pfn> {
+        self.deposited.pop().map(|p| Pfn(u64::from(p)))
+    }
+
+    /// Number of deposited page tables.
+    pub(crate) fn nr_deposited(&self) -> usize {
+        self.deposited.len()
     }
 
     pub fn live_pte_tables(&self) -> usize {

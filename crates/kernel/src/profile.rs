@@ -101,20 +101,48 @@ pub const SWITCHES: &[(&str, &str, &str)] = &[
     ("collapse", "copy|inplace", "khugepaged/MADV_COLLAPSE on a PTE-mapped THP: allocate and copy (Linux) or remap it by a PMD in place (proposal)"),
 ];
 
+/// Why `Switches::set` refused a switch.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SwitchError {
+    #[error("unknown switch `{switch}`{}", .suggestion.map(|c| format!("; did you mean `{c}`?")).unwrap_or_default())]
+    Unknown {
+        switch: String,
+        suggestion: Option<&'static str>,
+    },
+    #[error("`{switch}` takes {accepts}, not `{value}`")]
+    BadValue {
+        switch: String,
+        accepts: &'static str,
+        value: String,
+    },
+}
+
+/// The message, for callers that collect diagnostics as text.
+impl From<SwitchError> for String {
+    fn from(e: SwitchError) -> String {
+        e.to_string()
+    }
+}
+
 impl Switches {
     /// Applies `key=value`; the error is a message with the accepted values.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), SwitchError> {
+        let bad = |accepts: &'static str| SwitchError::BadValue {
+            switch: key.to_string(),
+            accepts,
+            value: value.to_string(),
+        };
         let b = |v: &str| match v {
             "0" | "off" | "false" => Ok(false),
             "1" | "on" | "true" => Ok(true),
-            _ => Err(format!("`{key}` takes 0 or 1, not `{value}`")),
+            _ => Err(bad("0 or 1")),
         };
         match key {
             "hzp_wp_fault" => {
                 self.hzp_wp_fault = match value {
                     "split" => HzpWpFault::Split,
                     "thp" => HzpWpFault::Thp,
-                    _ => return Err(format!("`hzp_wp_fault` takes split or thp, not `{value}`")),
+                    _ => return Err(bad("split or thp")),
                 }
             }
             "hzp_wp_deferred_split" => self.hzp_wp_deferred_split = b(value)?,
@@ -126,14 +154,14 @@ impl Switches {
                 self.collapse = match value {
                     "copy" => Collapse::Copy,
                     "inplace" => Collapse::Inplace,
-                    _ => return Err(format!("`collapse` takes copy or inplace, not `{value}`")),
+                    _ => return Err(bad("copy or inplace")),
                 }
             }
             _ => {
-                let hint = crate::util::closest(key, SWITCHES.iter().map(|s| s.0))
-                    .map(|c| format!("; did you mean `{c}`?"))
-                    .unwrap_or_default();
-                return Err(format!("unknown switch `{key}`{hint}"));
+                return Err(SwitchError::Unknown {
+                    switch: key.to_string(),
+                    suggestion: crate::util::closest(key, SWITCHES.iter().map(|s| s.0)),
+                });
             }
         }
         Ok(())

@@ -5,14 +5,25 @@
 //! Every mapping holds one folio reference, so `refcount == mappings + pins`.
 
 use crate::folio::{flags, FolioId};
+use crate::ids::MmId;
 use crate::types::HPAGE_PMD_ORDER;
 use crate::vmstat::{MthpStat, VmItem};
-use crate::{Kernel, NIL};
+use crate::Kernel;
+
+/// At which level a folio is mapped (`enum rmap_level`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RmapLevel {
+    /// Every page by its own PTE.
+    Pte,
+    /// The whole folio by one PMD.
+    Pmd,
+}
 
 impl Kernel {
-    /// A freshly allocated anon folio gets its first mapping(s): `nr` PTEs starting at page
-    /// `first` (or the whole folio by PMD when `pmd`). Pages are AnonExclusive.
-    pub(crate) fn folio_add_new_anon_rmap(&mut self, id: FolioId, pmd: bool, mmi: usize) {
+    /// A freshly allocated anon folio gets its first mapping(s): every page by PTE, or the
+    /// whole folio by one PMD. Pages are AnonExclusive.
+    pub(crate) fn folio_add_new_anon_rmap(&mut self, id: FolioId, level: RmapLevel, mmi: MmId) {
+        let pmd = level == RmapLevel::Pmd;
         let f = self.folios.get_mut(id);
         f.flags |= flags::ANON;
         let nr = f.nr_pages();
@@ -30,24 +41,18 @@ impl Kernel {
                 m.nr_pages_mapped = nr;
             }
         }
-        self.vmstat.add(VmItem::NrAnonPages, nr as i64);
+        self.vmstat.add(VmItem::NrAnonPages, i64::from(nr));
         if order >= 2 {
             self.vmstat.mthp_add(order, MthpStat::NrAnon, 1);
         }
         self.folios
-            .mm_map_add(id, mmi, if pmd { 1 } else { nr as i64 });
+            .mm_map_add(id, mmi, if pmd { 1 } else { i64::from(nr) });
     }
 
     /// Adds PTE mappings of pages `[first, first+nr)` of an existing folio
     /// (`folio_add_anon_rmap_ptes`, used by PMD split and fork).
-    pub(crate) fn folio_add_anon_rmap_ptes(
-        &mut self,
-        id: FolioId,
-        first: u32,
-        nr: u32,
-        mmi: usize,
-    ) {
-        self.folios.mm_map_add(id, mmi, nr as i64);
+    pub(crate) fn folio_add_anon_rmap_ptes(&mut self, id: FolioId, first: u32, nr: u32, mmi: MmId) {
+        self.folios.mm_map_add(id, mmi, i64::from(nr));
         let f = self.folios.get_mut(id);
         let order = f.order;
         let entire = f.entire_mapcount;
@@ -74,14 +79,14 @@ impl Kernel {
         }
         m.nr_pages_mapped += newly;
         if entire == 0 {
-            self.vmstat.add(VmItem::NrAnonPages, newly as i64);
+            self.vmstat.add(VmItem::NrAnonPages, i64::from(newly));
         }
     }
 
     /// Removes PTE mappings of pages `[first, first+nr)` (`folio_remove_rmap_ptes`) and drops
     /// their references. May queue the folio as partially mapped or free it.
-    pub(crate) fn folio_remove_rmap_ptes(&mut self, id: FolioId, first: u32, nr: u32, mmi: usize) {
-        self.folios.mm_map_add(id, mmi, -(nr as i64));
+    pub(crate) fn folio_remove_rmap_ptes(&mut self, id: FolioId, first: u32, nr: u32, mmi: MmId) {
+        self.folios.mm_map_add(id, mmi, -i64::from(nr));
         let f = self.folios.get_mut(id);
         let order = f.order;
         let entire = f.entire_mapcount;
@@ -109,7 +114,7 @@ impl Kernel {
         // While PMD-mapped, pages leaving the PTE level stay mapped (ENTIRELY_MAPPED).
         let unmapped = if entire > 0 { 0 } else { last };
         if unmapped > 0 {
-            self.vmstat.add(VmItem::NrAnonPages, -(unmapped as i64));
+            self.vmstat.add(VmItem::NrAnonPages, -i64::from(unmapped));
         }
         if unmapped > 0 && still_mapped && !self.folios.get(id).test(flags::PARTIALLY_MAPPED) {
             self.deferred_split_folio(id, true);
@@ -118,7 +123,7 @@ impl Kernel {
     }
 
     /// Removes one PMD mapping (`folio_remove_rmap_pmd`) and drops its reference.
-    pub(crate) fn folio_remove_rmap_pmd(&mut self, id: FolioId, mmi: usize) {
+    pub(crate) fn folio_remove_rmap_pmd(&mut self, id: FolioId, mmi: MmId) {
         self.folios.mm_map_add(id, mmi, -1);
         let f = self.folios.get_mut(id);
         debug_assert!(f.entire_mapcount > 0);
@@ -128,7 +133,7 @@ impl Kernel {
             self.vmstat.add(VmItem::NrAnonTransparentHugepages, -1);
             let mapped = self.folios.meta(id).nr_pages_mapped;
             let nr = nr_pages - mapped;
-            self.vmstat.add(VmItem::NrAnonPages, -(nr as i64));
+            self.vmstat.add(VmItem::NrAnonPages, -i64::from(nr));
             if nr > 0 && nr < nr_pages && !self.folios.get(id).test(flags::PARTIALLY_MAPPED) {
                 self.deferred_split_folio(id, true);
             }
@@ -166,19 +171,7 @@ impl Kernel {
 
     fn ds_enqueue(&mut self, id: FolioId) {
         self.folios.get_mut(id).flags |= flags::DEFERRED;
-        let tail = self.ds_tail;
-        {
-            let m = self.folios.meta_mut(id);
-            m.ds_prev = tail;
-            m.ds_next = NIL;
-        }
-        if tail == NIL {
-            self.ds_head = id;
-        } else {
-            self.folios.meta_mut(tail).ds_next = id;
-        }
-        self.ds_tail = id;
-        self.ds_len += 1;
+        self.ds_queue.push_back(&mut self.folios, id);
     }
 
     /// `__folio_unqueue_deferred_split`.
@@ -192,31 +185,11 @@ impl Kernel {
             self.vmstat
                 .mthp_add(order, MthpStat::NrAnonPartiallyMapped, -1);
         }
-        let (prev, next) = {
-            let m = self.folios.meta(id);
-            (m.ds_prev, m.ds_next)
-        };
-        if prev == NIL {
-            self.ds_head = next;
-        } else {
-            self.folios.meta_mut(prev).ds_next = next;
-        }
-        if next == NIL {
-            self.ds_tail = prev;
-        } else {
-            self.folios.meta_mut(next).ds_prev = prev;
-        }
-        self.ds_len -= 1;
+        self.ds_queue.remove(&mut self.folios, id);
     }
 
     /// The deferred-split queue in order (for invariants and observation).
     pub fn deferred_split_queue(&self) -> Vec<FolioId> {
-        let mut v = Vec::new();
-        let mut cur = self.ds_head;
-        while cur != NIL {
-            v.push(cur);
-            cur = self.folios.meta(cur).ds_next;
-        }
-        v
+        self.ds_queue.to_vec(&self.folios)
     }
 }

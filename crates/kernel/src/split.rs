@@ -8,13 +8,25 @@
 //! Deviations: no swap cache, no reclaim of lazy-free pages.
 
 use crate::folio::{flags, FolioId};
+use crate::ids::{MmId, PteTableId};
 use crate::mm::vmf;
+use crate::mm::MmCounter;
 use crate::pgtable::{
-    self, pte_index, Pte, DIRTY, EXCLUSIVE, PROTNONE, SOFT_DIRTY, STORED, UFFD_WP, WRITE, YOUNG,
+    pte_index, Pte, DIRTY, EXCLUSIVE, PROTNONE, SOFT_DIRTY, STORED, UFFD_WP, WRITE, YOUNG,
 };
 use crate::types::{HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK, PMD_SIZE};
+use crate::util::to_u32;
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
+
+/// The two advices that walk a range the same way and differ in what they do to a mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LazyAdvice {
+    /// MADV_FREE: lazy-free and clean.
+    Free,
+    /// MADV_COLD: old (deactivated).
+    Cold,
+}
 
 impl Kernel {
     /// `split_folio`: splits a large anonymous folio into order-0 folios. False (and
@@ -26,12 +38,12 @@ impl Kernel {
         }
         let nr = f.nr_pages();
         let va = self.folios.meta(id).va;
-        let mms: Vec<usize> = self
+        let mms: Vec<MmId> = self
             .folios
             .meta(id)
             .mm_maps
             .iter()
-            .map(|(m, _)| m as usize)
+            .map(|(m, _)| m)
             .collect();
         // unmap_folio() → try_to_migrate(): a PTE-mapped folio loses its mappings one PTE at a
         // time, so with two or more pages mapped it passes through "partially mapped" and is
@@ -54,7 +66,7 @@ impl Kernel {
         }
         // try_to_migrate_one(): a dirty PTE's state moves into PG_dirty as it is unmapped
         // (the PMD split above did the same for a dirty PMD); every new folio inherits it.
-        let pte_locs: Vec<(usize, Vec<(u64, u32)>)> = mms
+        let pte_locs: Vec<(MmId, Vec<(u64, u32)>)> = mms
             .iter()
             .map(|&mmi| {
                 let expect = self
@@ -62,9 +74,8 @@ impl Kernel {
                     .meta(id)
                     .mm_maps
                     .iter()
-                    .find(|(m, _)| *m as usize == mmi)
-                    .map(|(_, c)| c)
-                    .unwrap_or(0);
+                    .find(|(m, _)| *m == mmi)
+                    .map_or(0, |(_, c)| c);
                 (mmi, self.folio_pte_locs(mmi, id, va, expect))
             })
             .collect();
@@ -75,7 +86,7 @@ impl Kernel {
             self.folios.get_mut(id).flags |= flags::DIRTY;
         }
         let f = *self.folios.get(id);
-        if f.refcount != f.mapcount + f.entire_mapcount as u32 {
+        if f.refcount != f.mapcount + u32::from(f.entire_mapcount) {
             if f.order == HPAGE_PMD_ORDER {
                 self.vmstat.count(VmItem::ThpSplitPageFailed);
             }
@@ -101,9 +112,9 @@ impl Kernel {
             } else {
                 0
             };
-            let nid = self
-                .folios
-                .alloc(f.pfn as u64 + i as u64, 0, flags::ANON | nz | inherit);
+            let nid =
+                self.folios
+                    .alloc(f.pfn().offset(u64::from(i)), 0, flags::ANON | nz | inherit);
             let nf = self.folios.get_mut(nid);
             nf.mapcount = mc;
             nf.refcount = mc;
@@ -123,7 +134,7 @@ impl Kernel {
                     // shared zero page and its memory is freed.
                     self.mms[mmi].pgt.pte_table_mut(tidx)[pte_index(addr)] =
                         Pte::zero(pte.0 & (YOUNG | SOFT_DIRTY | UFFD_WP | PROTNONE));
-                    self.mms[mmi].rss_anon -= 1;
+                    self.mms[mmi].add_mm_counter(MmCounter::AnonPages, -1);
                     let nf = self.folios.get_mut(nid);
                     nf.mapcount -= 1;
                     if nf.mapcount == 0 {
@@ -149,20 +160,24 @@ impl Kernel {
     /// `thp_underused`: more than `max_ptes_none` zero-filled pages (never with the default 511).
     fn thp_underused(&self, id: FolioId) -> bool {
         let max = self.sysfs.max_ptes_none;
-        if max as usize == crate::types::HPAGE_PMD_NR - 1 {
+        if max == crate::types::HPAGE_PMD_NR - 1 {
             return false;
         }
         let f = self.folios.get(id);
         let m = self.folios.meta(id);
-        let zero = (0..f.nr_pages())
-            .filter(|i| m.nonzero[(i / 64) as usize] & (1 << (i % 64)) == 0)
-            .count() as u32;
+        let zero = to_u32(
+            (0..f.nr_pages())
+                .filter(|i| m.nonzero[(i / 64) as usize] & (1 << (i % 64)) == 0)
+                .count(),
+        );
         zero > max
     }
 
-    /// Runs the shrinkers memory pressure or `drop_caches` would run: the deferred-split
-    /// shrinker (`deferred_split_scan`) and the huge-zero shrinker.
-    pub fn shrink(&mut self) {
+    /// `deferred_split_scan` over the whole queue: splits partially mapped folios and
+    /// underused ones (`thp_underused`), drops the others from the queue. Returns the number
+    /// of folios split.
+    pub(crate) fn deferred_split_scan(&mut self) -> u64 {
+        let mut split = 0;
         for id in self.deferred_split_queue() {
             let f = *self.folios.get(id);
             if f.test(flags::FREE) || !f.test(flags::DEFERRED) {
@@ -178,6 +193,7 @@ impl Kernel {
                 }
             }
             if self.split_folio(id) {
+                split += 1;
                 if underused {
                     self.vmstat.count(VmItem::ThpUnderusedSplitPage);
                 }
@@ -185,18 +201,25 @@ impl Kernel {
                 self.ds_unqueue(id);
             }
         }
-        if self.huge_zero_users == 0 {
-            if let Some(pfn) = self.huge_zero_pfn.take() {
-                self.buddy.free(pfn, HPAGE_PMD_ORDER);
-            }
-        }
+        split
     }
 
-    /// MADV_FREE (`cold == false`) or MADV_COLD (`madvise_cold_or_pageout_pte_range`) over
-    /// `[start, end)` of one VMA. A PMD-mapped THP another mm maps is left alone
-    /// (`madvise_free_huge_pmd`); one only partly covered is split. FREE marks pages lazy-free
-    /// and clean, COLD only ages them; the PTE level is `madvise_free_pte_range`.
-    pub(crate) fn madvise_free_range(&mut self, mmi: usize, start: u64, end: u64, cold: bool) {
+    /// MADV_FREE over `[start, end)` of one VMA (`madvise_free_single_vma`): pages become
+    /// lazy-free and clean. See `madvise_lazy_range` for the walk.
+    pub(crate) fn madvise_free_range(&mut self, mmi: MmId, start: u64, end: u64) {
+        self.madvise_lazy_range(mmi, start, end, LazyAdvice::Free);
+    }
+
+    /// MADV_COLD over `[start, end)` of one VMA (`madvise_cold_or_pageout_pte_range` without
+    /// pageout): pages are only aged. See `madvise_lazy_range` for the walk.
+    pub(crate) fn madvise_cold_range(&mut self, mmi: MmId, start: u64, end: u64) {
+        self.madvise_lazy_range(mmi, start, end, LazyAdvice::Cold);
+    }
+
+    /// The walk MADV_FREE and MADV_COLD share. A PMD-mapped THP another mm maps is left alone
+    /// (`madvise_free_huge_pmd`); one only partly covered is split; the PTE level is
+    /// `madvise_lazy_pte_range`.
+    fn madvise_lazy_range(&mut self, mmi: MmId, start: u64, end: u64, advice: LazyAdvice) {
         let mut slot = start & PMD_MASK;
         while slot < end {
             let (s, e) = (start.max(slot), end.min(slot + PMD_SIZE));
@@ -209,7 +232,7 @@ impl Kernel {
                     continue;
                 }
                 if s == slot && e == slot + PMD_SIZE {
-                    if cold {
+                    if advice == LazyAdvice::Cold {
                         self.mms[mmi]
                             .pgt
                             .pmd_mut(slot)
@@ -241,14 +264,14 @@ impl Kernel {
             }
             let pmd = self.mms[mmi].pgt.pmd(slot);
             if pmd.is_table() {
-                self.madvise_free_pte_range(mmi, pmd.table_idx(), s, e, cold);
+                self.madvise_lazy_pte_range(mmi, pmd.table_idx(), (s, e), advice);
             }
             slot += PMD_SIZE;
         }
     }
 
-    /// `madvise_free_pte_range` (`cold == false`) or the PTE part of
-    /// `madvise_cold_or_pageout_pte_range` over `[start, end)` of one PTE table. Present pages
+    /// `madvise_free_pte_range` (FREE) or the PTE part of
+    /// `madvise_cold_or_pageout_pte_range` (COLD) over `[start, end)` of one PTE table. Present pages
     /// are taken a folio batch at a time (`madvise_folio_pte_batch`). A large folio whose
     /// batch is shorter than the folio (the range covers part of it, part of it is unmapped
     /// or lies in another PTE table) is split if no other mm maps it, then its pages are
@@ -256,11 +279,17 @@ impl Kernel {
     /// than it has pages (shared); any other folio — also a clean one a fork child shares —
     /// has the batch's PTEs made clean and old, PG_dirty cleared and becomes lazy-free. COLD
     /// only ages folios that are mapped exactly once per page.
-    fn madvise_free_pte_range(&mut self, mmi: usize, tidx: u32, start: u64, end: u64, cold: bool) {
+    fn madvise_lazy_pte_range(
+        &mut self,
+        mmi: MmId,
+        tidx: PteTableId,
+        (start, end): (u64, u64),
+        advice: LazyAdvice,
+    ) {
         let mut addr = start;
         while addr < end {
             let pte = self.mms[mmi].pgt.pte_table(tidx)[pte_index(addr)];
-            if pte.kind() != pgtable::KIND_PAGE {
+            if !pte.is_page() {
                 addr += PAGE_SIZE;
                 continue;
             }
@@ -271,15 +300,15 @@ impl Kernel {
                 nr = self.folio_pte_batch(mmi, tidx, addr, end, 0);
                 if nr < f.nr_pages() {
                     if self.folios.maybe_mapped_shared(id) || !self.split_folio(id) {
-                        addr += nr as u64 * PAGE_SIZE;
+                        addr += u64::from(nr) * PAGE_SIZE;
                     }
                     // After a split the same PTEs are looked at again, now order 0.
                     continue;
                 }
             }
             let i = pte_index(addr);
-            let mapcount = f.mapcount + f.entire_mapcount as u32;
-            if cold {
+            let mapcount = f.mapcount + u32::from(f.entire_mapcount);
+            if advice == LazyAdvice::Cold {
                 if mapcount == f.nr_pages() {
                     for e in &mut self.mms[mmi].pgt.pte_table_mut(tidx)[i..i + nr as usize] {
                         e.set(YOUNG, false);
@@ -292,7 +321,7 @@ impl Kernel {
                     e.set(DIRTY | YOUNG, false);
                 }
             }
-            addr += nr as u64 * PAGE_SIZE;
+            addr += u64::from(nr) * PAGE_SIZE;
         }
     }
 
@@ -303,8 +332,8 @@ impl Kernel {
     /// `madvise_folio_pte_batch` respects nothing, mprotect respects write and soft-dirty.
     pub(crate) fn folio_pte_batch(
         &self,
-        mmi: usize,
-        tidx: u32,
+        mmi: MmId,
+        tidx: PteTableId,
         addr: u64,
         end: u64,
         respect: u64,
@@ -313,7 +342,9 @@ impl Kernel {
         let table = self.mms[mmi].pgt.pte_table(tidx);
         let first = table[pte_index(addr)];
         let left_in_folio = self.folios.get(first.folio()).nr_pages() - first.idx();
-        let max = (((end - addr) / PAGE_SIZE) as u32).min(left_in_folio);
+        let max = u32::try_from((end - addr) / PAGE_SIZE)
+            .unwrap_or(u32::MAX)
+            .min(left_in_folio);
         let kept = first.0 & (UFFD_WP | PROTNONE | (respect & (SOFT_DIRTY | WRITE)));
         let mut nr = 1;
         while nr < max {
@@ -329,7 +360,7 @@ impl Kernel {
 
     /// Where mm `mmi` maps folio `id` by PMD: normally at `va` (its fault address); after an
     /// mremap the page tables are searched (the kernel walks the anon_vma instead).
-    fn folio_pmd_addrs(&self, mmi: usize, id: FolioId, va: u64) -> Vec<u64> {
+    fn folio_pmd_addrs(&self, mmi: MmId, id: FolioId, va: u64) -> Vec<u64> {
         let pgt = &self.mms[mmi].pgt;
         let p = pgt.pmd(va);
         if p.is_thp() && p.folio() == id {
@@ -351,18 +382,18 @@ impl Kernel {
 
     /// Every `(address, page index)` where mm `mmi` maps a page of folio `id` by PTE
     /// (`expect` of them): the fast path checks `va`, else the page tables are searched.
-    fn folio_pte_locs(&self, mmi: usize, id: FolioId, va: u64, expect: u32) -> Vec<(u64, u32)> {
+    fn folio_pte_locs(&self, mmi: MmId, id: FolioId, va: u64, expect: u32) -> Vec<(u64, u32)> {
         let pgt = &self.mms[mmi].pgt;
         let nr = self.folios.get(id).nr_pages();
         let mut v = Vec::new();
         for i in 0..nr {
-            let addr = va + i as u64 * PAGE_SIZE;
+            let addr = va + u64::from(i) * PAGE_SIZE;
             let pte = pgt.pte(addr);
-            if pte.kind() == pgtable::KIND_PAGE && pte.folio() == id && pte.idx() == i {
+            if pte.is_page() && pte.folio() == id && pte.idx() == i {
                 v.push((addr, i));
             }
         }
-        if v.len() as u32 == expect {
+        if to_u32(v.len()) == expect {
             return v;
         }
         v.clear();
@@ -375,7 +406,7 @@ impl Kernel {
                 let slot =
                     (key << crate::types::PUD_SHIFT) | ((i as u64) << crate::types::PMD_SHIFT);
                 for (j, pte) in pgt.pte_table(e.table_idx()).iter().enumerate() {
-                    if pte.kind() == pgtable::KIND_PAGE && pte.folio() == id {
+                    if pte.is_page() && pte.folio() == id {
                         v.push((slot + ((j as u64) << 12), pte.idx()));
                     }
                 }

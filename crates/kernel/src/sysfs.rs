@@ -83,7 +83,7 @@ pub fn size_kb_to_order(kb: u64) -> Option<u8> {
     if kb < 4 || !kb.is_power_of_two() {
         return None;
     }
-    let order = (kb / 4).trailing_zeros() as u8;
+    let order = u8::try_from((kb / 4).trailing_zeros()).expect("at most 32");
     (order <= HPAGE_PMD_ORDER).then_some(order)
 }
 
@@ -131,9 +131,13 @@ impl Default for Sysfs {
 }
 
 /// Why a knob write was refused. `Unknown` and `BadValue` carry a hint for the user.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KnobError {
+    /// No such knob; `hint` says what is close or what exists.
+    #[error("unknown knob: {hint}")]
     Unknown { hint: String },
+    /// The knob exists but not with this value.
+    #[error("bad value: expected {expected}")]
     BadValue { expected: String },
 }
 
@@ -219,14 +223,14 @@ impl Sysfs {
         };
         if let Some(rest) = name.strip_prefix("hugepages-") {
             let Some((size, file)) = rest.split_once("kB.") else {
-                return Err(self.unknown(name));
+                return Err(Self::unknown(name));
             };
             let order = size.parse::<u64>().ok().and_then(size_kb_to_order);
             let Some(order) = order.filter(|o| ANON_ORDERS.contains(o)) else {
-                return Err(self.unknown(name));
+                return Err(Self::unknown(name));
             };
             if file != "enabled" {
-                return Err(self.unknown(name));
+                return Err(Self::unknown(name));
             }
             self.size_enabled[order as usize] = ThpEnabled::parse(value, true)
                 .ok_or_else(|| bad("always|inherit|madvise|never"))?;
@@ -235,48 +239,48 @@ impl Sysfs {
         match name {
             "enabled" => {
                 self.enabled =
-                    ThpEnabled::parse(value, false).ok_or_else(|| bad("always|madvise|never"))?
+                    ThpEnabled::parse(value, false).ok_or_else(|| bad("always|madvise|never"))?;
             }
             "defrag" => {
                 self.defrag = Defrag::parse(value)
-                    .ok_or_else(|| bad("always|defer|defer+madvise|madvise|never"))?
+                    .ok_or_else(|| bad("always|defer|defer+madvise|madvise|never"))?;
             }
             "use_zero_page" => {
-                self.use_zero_page = parse_bool01(value).ok_or_else(|| bad("0|1"))?
+                self.use_zero_page = parse_bool01(value).ok_or_else(|| bad("0|1"))?;
             }
             "shrink_underused" => {
-                self.shrink_underused = parse_bool01(value).ok_or_else(|| bad("0|1"))?
+                self.shrink_underused = parse_bool01(value).ok_or_else(|| bad("0|1"))?;
             }
             "anon_beside_full" => {
                 // kstrtouint in base 10, then a range check: "01" is 1, "2" is EINVAL.
-                self.anon_beside_full = parse_u32_max(value, 1).ok_or_else(|| bad("0|1"))?
+                self.anon_beside_full = parse_u32_max(value, 1).ok_or_else(|| bad("0|1"))?;
             }
             "khugepaged.defrag" => {
-                self.khugepaged_defrag = parse_bool01(value).ok_or_else(|| bad("0|1"))?
+                self.khugepaged_defrag = parse_bool01(value).ok_or_else(|| bad("0|1"))?;
             }
             "khugepaged.pages_to_scan" => {
                 self.pages_to_scan = value
                     .parse::<u32>()
                     .ok()
                     .filter(|x| *x > 0)
-                    .ok_or_else(|| bad("1..=4294967295"))?
+                    .ok_or_else(|| bad("1..=4294967295"))?;
             }
             "khugepaged.scan_sleep_millisecs" => {
-                self.scan_sleep_millisecs = value.parse().map_err(|_| bad("milliseconds"))?
+                self.scan_sleep_millisecs = value.parse().map_err(|_| bad("milliseconds"))?;
             }
             "khugepaged.alloc_sleep_millisecs" => {
-                self.alloc_sleep_millisecs = value.parse().map_err(|_| bad("milliseconds"))?
+                self.alloc_sleep_millisecs = value.parse().map_err(|_| bad("milliseconds"))?;
             }
             "khugepaged.max_ptes_none" => {
-                self.max_ptes_none = parse_u32_max(value, 511).ok_or_else(|| bad("0..=511"))?
+                self.max_ptes_none = parse_u32_max(value, 511).ok_or_else(|| bad("0..=511"))?;
             }
             "khugepaged.max_ptes_swap" => {
-                self.max_ptes_swap = parse_u32_max(value, 511).ok_or_else(|| bad("0..=511"))?
+                self.max_ptes_swap = parse_u32_max(value, 511).ok_or_else(|| bad("0..=511"))?;
             }
             "khugepaged.max_ptes_shared" => {
-                self.max_ptes_shared = parse_u32_max(value, 511).ok_or_else(|| bad("0..=511"))?
+                self.max_ptes_shared = parse_u32_max(value, 511).ok_or_else(|| bad("0..=511"))?;
             }
-            _ => return Err(self.unknown(name)),
+            _ => return Err(Self::unknown(name)),
         }
         Ok(())
     }
@@ -309,9 +313,9 @@ impl Sysfs {
         })
     }
 
-    fn unknown(&self, name: &str) -> KnobError {
+    fn unknown(name: &str) -> KnobError {
         let names: Vec<String> = knobs().into_iter().map(|k| k.name).collect();
-        let best = crate::util::closest(name, names.iter().map(|s| s.as_str()));
+        let best = crate::util::closest(name, names.iter().map(std::string::String::as_str));
         KnobError::Unknown {
             hint: match best {
                 Some(b) => format!("did you mean `{b}`?"),

@@ -6,12 +6,16 @@
 //! `THPeligible`. Ranges are clipped to the requested range, so a mapping's observation sums
 //! the VMAs that make it up.
 
+use crate::fault::Tva;
 use crate::folio::flags;
-use crate::huge_memory::Tva;
 use crate::observe::{pagemap_push, Backing, PageMap, Smaps};
-use crate::pgtable::{self, pte_index, DIRTY, EXCLUSIVE};
+use crate::pgtable::PteKind;
+use crate::pgtable::{pte_index, pte_index32, DIRTY, EXCLUSIVE};
 use crate::types::{Pid, PAGE_SIZE, PMD_MASK, PMD_SIZE};
 use crate::Kernel;
+
+/// `PAGE_SIZE` as an iterator step.
+const PAGE_STEP: usize = 1 << crate::types::PAGE_SHIFT;
 
 const PSS_SHIFT: u32 = 12;
 
@@ -41,7 +45,7 @@ impl Acc {
         }
         let mut pss = PAGE_SIZE << PSS_SHIFT;
         if mapcount >= 2 {
-            pss /= mapcount as u64;
+            pss /= u64::from(mapcount);
         }
         self.pss += pss * n;
         match (mapcount >= 2, dirty) {
@@ -61,7 +65,7 @@ impl Acc {
         }
         let mut pss = PAGE_SIZE << PSS_SHIFT;
         if mapcount >= 2 {
-            pss /= mapcount as u64;
+            pss /= u64::from(mapcount);
         }
         self.pss += pss;
         match (mapcount >= 2, dirty) {
@@ -93,31 +97,31 @@ impl Kernel {
                     let f = self.folios.get(pmd.folio());
                     let n = (pe - ps) / PAGE_SIZE;
                     let dirty = pmd.has(DIRTY) || f.test(flags::DIRTY);
-                    acc.pages(n, f.entire_mapcount as u32, dirty, true);
+                    acc.pages(n, u32::from(f.entire_mapcount), dirty, true);
                 } else if pmd.is_thp() {
                     let id = pmd.folio();
                     let f = self.folios.get(id);
                     let dirty = pmd.has(DIRTY) || f.test(flags::DIRTY);
-                    for addr in (ps..pe).step_by(PAGE_SIZE as usize) {
-                        let idx = pte_index(addr) as u32;
-                        let mc = f.entire_mapcount as u32 + self.folios.page_mapcount(id, idx);
+                    for addr in (ps..pe).step_by(PAGE_STEP) {
+                        let idx = pte_index32(addr);
+                        let mc = u32::from(f.entire_mapcount) + self.folios.page_mapcount(id, idx);
                         acc.page(mc, dirty, true);
                     }
                 } else if pmd.is_table() {
                     let table = mm.pgt.pte_table(pmd.table_idx());
-                    for addr in (ps..pe).step_by(PAGE_SIZE as usize) {
+                    for addr in (ps..pe).step_by(PAGE_STEP) {
                         let pte = table[pte_index(addr)];
-                        if pte.kind() == pgtable::KIND_PAGE && pte.has(EXCLUSIVE) {
+                        if pte.is_page() && pte.has(EXCLUSIVE) {
                             // AnonExclusive: mapped exactly once, here (the folio is only
                             // looked at for PG_dirty when the PTE is clean).
                             let dirty =
                                 pte.has(DIRTY) || self.folios.get(pte.folio()).test(flags::DIRTY);
                             acc.page(1, dirty, false);
-                        } else if pte.kind() == pgtable::KIND_PAGE {
+                        } else if pte.is_page() {
                             let id = pte.folio();
                             let f = self.folios.get(id);
                             let entire = if f.order > 0 {
-                                f.entire_mapcount as u32
+                                u32::from(f.entire_mapcount)
                             } else {
                                 0
                             };
@@ -138,8 +142,9 @@ impl Kernel {
                 private_dirty: acc.private_dirty >> 10,
                 anonymous: acc.anonymous >> 10,
                 anon_huge_pages: acc.anon_huge >> 10,
-                thp_eligible: (self.thp_vma_allowable_orders(mmi, vma, ALL_ANON_ORDERS, Tva::Smaps)
-                    != 0) as u64,
+                thp_eligible: u64::from(
+                    self.thp_vma_allowable_orders(mmi, vma, ALL_ANON_ORDERS, Tva::Smaps) != 0,
+                ),
                 locked: if vma.has(crate::mm::vmf::LOCKED) {
                     acc.pss >> (PSS_SHIFT + 10)
                 } else {
@@ -163,16 +168,16 @@ impl Kernel {
             let pmd = mm.pgt.pmd(addr);
             if pmd.is_table() {
                 let table = mm.pgt.pte_table(pmd.table_idx());
-                for a in (addr..slot_end).step_by(PAGE_SIZE as usize) {
+                for a in (addr..slot_end).step_by(PAGE_STEP) {
                     let pte = table[pte_index(a)];
                     let b = match pte.kind() {
-                        pgtable::KIND_NONE => Backing::None,
-                        pgtable::KIND_ZERO => Backing::Zero,
-                        pgtable::KIND_PAGE => match self.folios.get(pte.folio()).order {
+                        PteKind::None => Backing::None,
+                        PteKind::Zero => Backing::Zero,
+                        PteKind::Page => match self.folios.get(pte.folio()).order {
                             0 => Backing::Anon,
                             order => Backing::ThpPte { order },
                         },
-                        _ => Backing::Marker,
+                        PteKind::Marker => Backing::Marker,
                     };
                     pagemap_push(&mut map, b, 1);
                 }

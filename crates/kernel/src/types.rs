@@ -12,10 +12,11 @@ pub const PUD_SHIFT: u32 = 30;
 pub const PUD_SIZE: u64 = 1 << PUD_SHIFT;
 /// `HPAGE_PMD_ORDER`: order of a PMD-sized folio.
 pub const HPAGE_PMD_ORDER: u8 = 9;
-pub const HPAGE_PMD_NR: usize = 512;
+pub const HPAGE_PMD_NR: u32 = 512;
 /// `MAX_PAGE_ORDER` on x86-64 (4 MiB blocks).
 pub const MAX_PAGE_ORDER: u8 = 10;
-/// `pageblock_order` with `CONFIG_PAGE_BLOCK_MAX_ORDER=10` and THP: PMD order.
+/// `pageblock_order` with `CONFIG_PAGE_BLOCK_MAX_ORDER=10` and THP: PMD order. Not read yet:
+/// the unit of migratetypes and compaction, which the allocator does not model yet.
 pub const PAGEBLOCK_ORDER: u8 = 9;
 /// Highest user virtual address + 1 with 4-level page tables (47 bits). Mappings the model
 /// hands out stay below it so a scenario also runs on a host without 5-level paging.
@@ -83,7 +84,7 @@ impl Prot {
 
     /// `PROT_*` bits as passed to mmap(2)/mprotect(2).
     pub fn bits(self) -> i32 {
-        (self.read as i32) | (self.write as i32) << 1 | (self.exec as i32) << 2
+        i32::from(self.read) | i32::from(self.write) << 1 | i32::from(self.exec) << 2
     }
 }
 
@@ -178,16 +179,14 @@ impl Advice {
         Self::ALL
             .iter()
             .find(|(_, a, _)| *a == self)
-            .map(|(n, _, _)| *n)
-            .unwrap_or("?")
+            .map_or("?", |(n, _, _)| *n)
     }
     /// The `MADV_*` number passed to madvise(2).
     pub fn value(self) -> i32 {
         Self::ALL
             .iter()
             .find(|(_, a, _)| *a == self)
-            .map(|(_, _, v)| *v)
-            .unwrap_or(-1)
+            .map_or(-1, |(_, _, v)| *v)
     }
     /// Whether the model implements this advice today.
     pub fn is_modelled(self) -> bool {
@@ -215,4 +214,25 @@ impl Advice {
 pub enum AccessKind {
     Read,
     Write,
+}
+
+/// What a sequential access does at each byte it touches (`Kernel::access_seq`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AccessPattern {
+    Read,
+    Write,
+    /// A read, then a write of the same byte.
+    ReadWrite,
+}
+
+impl AccessPattern {
+    /// Whether the pattern reads, and whether it writes.
+    #[must_use]
+    pub fn reads(self) -> bool {
+        matches!(self, AccessPattern::Read | AccessPattern::ReadWrite)
+    }
+    #[must_use]
+    pub fn writes(self) -> bool {
+        matches!(self, AccessPattern::Write | AccessPattern::ReadWrite)
+    }
 }

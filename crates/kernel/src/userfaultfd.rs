@@ -14,106 +14,19 @@
 //! Deviations: one uffd per process; no MINOR faults (no shmem); no fork/remap/remove events.
 
 use crate::errno::Errno;
+use crate::ids::MmId;
+use crate::mm::MmCounter;
 use crate::mm::{vmf, Vma};
-use crate::pgtable::{self, pte_index, Pmd, Pte, DIRTY, EXCLUSIVE, UFFD_WP, WRITE, YOUNG};
+use crate::pgtable::{pte_index, Pmd, Pte, DIRTY, EXCLUSIVE, UFFD_WP, WRITE, YOUNG};
+use crate::rmap::RmapLevel;
 use crate::types::{is_page_aligned, Pid, PAGE_SIZE, PMD_MASK, PMD_SIZE};
+pub use crate::userfaultfd_ctx::{
+    Features, Mfill, MissingPolicy, Msg, MsgStats, Uffd, WpPolicy, FLAG_MINOR, FLAG_WP, FLAG_WRITE,
+};
 use crate::Kernel;
 
-/// `UFFD_PAGEFAULT_FLAG_*`.
-pub const FLAG_WRITE: u32 = 1 << 0;
-pub const FLAG_WP: u32 = 1 << 1;
-pub const FLAG_MINOR: u32 = 1 << 2;
-
-/// `UFFDIO_API` features the model understands.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Features {
-    pub wp_unpopulated: bool,
-    pub wp_async: bool,
-    pub sigbus: bool,
-    pub event_fork: bool,
-    pub exact_address: bool,
-    pub thread_id: bool,
-}
-
-impl Features {
-    pub const NAMES: &'static [&'static str] = &[
-        "wp_unpopulated",
-        "wp_async",
-        "sigbus",
-        "event_fork",
-        "exact_address",
-        "thread_id",
-    ];
-
-    /// Sets a feature by its scenario name (`UFFD_FEATURE_<NAME>` lower-cased).
-    pub fn set(&mut self, name: &str) -> bool {
-        match name {
-            "wp_unpopulated" => self.wp_unpopulated = true,
-            "wp_async" => self.wp_async = true,
-            "sigbus" => self.sigbus = true,
-            "event_fork" => self.event_fork = true,
-            "exact_address" => self.exact_address = true,
-            "thread_id" => self.thread_id = true,
-            _ => return false,
-        }
-        true
-    }
-
-    /// `userfaultfd_wp_use_markers`: WP_UNPOPULATED, implied by WP_ASYNC.
-    pub fn use_markers(&self) -> bool {
-        self.wp_unpopulated || self.wp_async
-    }
-}
-
-/// What the modelled monitor does with a write-protect fault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub enum WpPolicy {
-    /// `UFFDIO_WRITEPROTECT` mode 0 on the naturally aligned block of this size around the
-    /// address (4 KiB: QEMU's background snapshot).
-    Unprotect(u64),
-    /// Unprotect the whole VMA.
-    UnprotectVma,
-}
-
-/// What the modelled monitor does with a missing fault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub enum MissingPolicy {
-    /// `UFFDIO_COPY` of the aligned block of this size (QEMU postcopy: 4 KiB).
-    Copy(u64),
-    /// `UFFDIO_ZEROPAGE` of the aligned block of this size.
-    Zeropage(u64),
-}
-
-/// Message counts (`struct uffd_msg` of `UFFD_EVENT_PAGEFAULT`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MsgStats {
-    /// The last message delivered (any process).
-    pub last: Option<Msg>,
-    pub events: u64,
-    pub missing: u64,
-    pub wp: u64,
-    pub minor: u64,
-    pub write: u64,
-}
-
-/// One delivered message: flags and address (4 KiB-rounded unless EXACT_ADDRESS).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Msg {
-    pub flags: u32,
-    pub address: u64,
-}
-
-#[derive(Clone, Debug)]
-pub struct Uffd {
-    pub features: Features,
-    pub wp_policy: WpPolicy,
-    pub missing_policy: MissingPolicy,
-    /// Every message, in order (the scenario engine reports them).
-    pub msgs: Vec<Msg>,
-}
-
 impl Kernel {
-    fn uffd_of(&self, mmi: usize) -> Result<&Uffd, Errno> {
+    fn uffd_of(&self, mmi: MmId) -> Result<&Uffd, Errno> {
         self.mms[mmi].uffd.as_deref().ok_or(Errno::EBADF)
     }
 
@@ -156,11 +69,10 @@ impl Kernel {
         self.mms[self.mm_of(pid)]
             .uffd
             .as_deref()
-            .map(|u| u.msgs.as_slice())
-            .unwrap_or(&[])
+            .map_or(&[], |u| u.msgs.as_slice())
     }
 
-    fn uffd_range_check(&self, mmi: usize, start: u64, len: u64) -> Result<u64, Errno> {
+    fn uffd_range_check(&self, mmi: MmId, start: u64, len: u64) -> Result<u64, Errno> {
         if !is_page_aligned(start) || !is_page_aligned(len) || len == 0 {
             return Err(Errno::EINVAL);
         }
@@ -190,19 +102,13 @@ impl Kernel {
         }
         // userfaultfd_register_range(): a VMA already registered with every requested mode
         // is left as it is (no split); any other gets exactly the requested modes.
-        self.modify_vma_flags(
-            mmi,
-            start,
-            end,
-            |f| {
-                if f & mode == mode {
-                    f
-                } else {
-                    (f & !vmf::UFFD_MASK) | mode
-                }
-            },
-            false,
-        );
+        self.vma_modify_flags(mmi, start, end, |f| {
+            if f & mode == mode {
+                f
+            } else {
+                (f & !vmf::UFFD_MASK) | mode
+            }
+        });
         Ok(())
     }
 
@@ -222,7 +128,7 @@ impl Kernel {
                 self.uffd_wp_range(mmi, &v, start.max(v.start), end.min(v.end), false, false);
             }
         }
-        self.modify_vma_flags(mmi, start, end, |f| f & !vmf::UFFD_MASK, false);
+        self.vma_modify_flags(mmi, start, end, |f| f & !vmf::UFFD_MASK);
         Ok(())
     }
 
@@ -258,7 +164,7 @@ impl Kernel {
     /// `uffd_wp_range` → `change_protection(MM_CP_UFFD_WP[_RESOLVE])` within one VMA.
     fn uffd_wp_range(
         &mut self,
-        mmi: usize,
+        mmi: MmId,
         vma: &Vma,
         start: u64,
         end: u64,
@@ -289,11 +195,7 @@ impl Kernel {
             let pmd = self.mms[mmi].pgt.pmd(slot);
             if pmd.is_none() {
                 // pgtable_populate_needed(): markers need a page table.
-                if !wp
-                    || !markers
-                    || !self.ensure_pmd_table(mmi, slot)
-                    || !self.pte_alloc(mmi, slot)
-                {
+                if !wp || !markers || !self.pmd_alloc(mmi, slot) || !self.pte_alloc(mmi, slot) {
                     slot += PMD_SIZE;
                     continue;
                 }
@@ -307,16 +209,16 @@ impl Kernel {
                         p.set(UFFD_WP, true);
                         p.set(WRITE, false);
                     } else if p.is_none() && markers {
-                        *p = Pte(pgtable::KIND_MARKER | UFFD_WP);
+                        *p = Pte::marker();
                     }
-                } else if p.kind() == pgtable::KIND_MARKER {
+                } else if p.is_marker() {
                     *p = Pte::NONE;
                 } else if p.is_present() {
                     p.set(UFFD_WP, false);
                     // MM_CP_TRY_CHANGE_WRITABLE (private writable VMA): an exclusive anon page
                     // gets write permission back (can_change_pte_writable); the zero page not.
                     if writable
-                        && p.kind() == pgtable::KIND_PAGE
+                        && p.is_page()
                         && p.has(EXCLUSIVE)
                         && !p.has(crate::pgtable::PROTNONE)
                     {
@@ -328,17 +230,14 @@ impl Kernel {
         }
     }
 
-    /// `UFFDIO_COPY` (`zero`: `UFFDIO_ZEROPAGE`): fill none PTEs of a registered range with
+    /// `UFFDIO_COPY` / `UFFDIO_ZEROPAGE` (`mode`): fill none PTEs of a registered range with
     /// new order-0 pages (or the zero page). EEXIST at the first populated entry; the pages
     /// filled before it stay.
-    pub fn uffd_fill(
-        &mut self,
-        pid: Pid,
-        start: u64,
-        len: u64,
-        zero: bool,
-        wp: bool,
-    ) -> Result<(), Errno> {
+    pub fn uffd_fill(&mut self, pid: Pid, start: u64, len: u64, mode: Mfill) -> Result<(), Errno> {
+        let (zero, wp) = match mode {
+            Mfill::Copy { wp } => (false, wp),
+            Mfill::ZeroPage => (true, false),
+        };
         let mmi = self.mm_of(pid);
         let end = self.uffd_range_check(mmi, start, len)?;
         // mfill_atomic(): the whole range inside one registered VMA, else ENOENT; a WP copy
@@ -355,7 +254,7 @@ impl Kernel {
         let mut addr = start;
         while addr < end {
             let vma = vma0;
-            if !self.ensure_pmd_table(mmi, addr) {
+            if !self.pmd_alloc(mmi, addr) {
                 return Err(Errno::ENOMEM);
             }
             let pmd = self.mms[mmi].pgt.pmd(addr);
@@ -366,7 +265,7 @@ impl Kernel {
                 return Err(Errno::ENOMEM);
             }
             let old = self.mms[mmi].pgt.pte(addr);
-            if !(old.is_none() || old.kind() == pgtable::KIND_MARKER) {
+            if !(old.is_none() || old.is_marker()) {
                 return Err(Errno::EEXIST);
             }
             let wpbit = if wp { UFFD_WP } else { 0 };
@@ -384,8 +283,8 @@ impl Kernel {
                     addr,
                     Pte::page(f, 0, DIRTY | YOUNG | EXCLUSIVE | w | wpbit),
                 );
-                self.folio_add_new_anon_rmap(f, false, mmi);
-                self.mms[mmi].rss_anon += 1;
+                self.folio_add_new_anon_rmap(f, RmapLevel::Pte, mmi);
+                self.mms[mmi].add_mm_counter(MmCounter::AnonPages, 1);
             }
             addr += PAGE_SIZE;
         }
@@ -394,7 +293,7 @@ impl Kernel {
 
     /// `handle_userfault`: record the message and let the modelled monitor resolve it.
     /// Returns false when the uffd has `UFFD_FEATURE_SIGBUS` (the task gets SIGBUS).
-    pub(crate) fn deliver_userfault(&mut self, mmi: usize, addr: u64, flags: u32) -> bool {
+    pub(crate) fn deliver_userfault(&mut self, mmi: MmId, addr: u64, flags: u32) -> bool {
         let Some(u) = self.mms[mmi].uffd.as_deref_mut() else {
             return false;
         };
@@ -413,7 +312,7 @@ impl Kernel {
         if flags & FLAG_WRITE != 0 {
             self.uffd_stats.write += 1;
         }
-        let Some(vma) = self.mms[mmi].vma_at(addr).cloned() else {
+        let Some(vma) = self.mms[mmi].vma_at(addr).copied() else {
             return true;
         };
         let block = |size: u64| {
@@ -441,14 +340,19 @@ impl Kernel {
             while a < e {
                 let pte = self.mms[mmi].pgt.pte(a);
                 let pmd = self.mms[mmi].pgt.pmd(a);
-                if !pmd.is_huge() && (pte.is_none() || pte.kind() == pgtable::KIND_MARKER) {
+                if !pmd.is_huge() && (pte.is_none() || pte.is_marker()) {
                     let pid = self
                         .tasks
                         .values()
                         .find(|t| t.mm == mmi)
                         .map(|t| t.pid)
                         .expect("task of mm");
-                    let _ = self.uffd_fill(pid, a, PAGE_SIZE, zero, false);
+                    let mode = if zero {
+                        Mfill::ZeroPage
+                    } else {
+                        Mfill::Copy { wp: false }
+                    };
+                    let _ = self.uffd_fill(pid, a, PAGE_SIZE, mode);
                 }
                 a += PAGE_SIZE;
             }

@@ -7,7 +7,7 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + (ca != *cb) as usize)
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
                 .min(prev[j + 1] + 1)
                 .min(cur[j] + 1);
         }
@@ -27,4 +27,25 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     }
     best.filter(|(d, c)| *d <= 2.max(c.len() / 3))
         .map(|(_, c)| c)
+}
+
+/// A count as the signed value counters and reports carry (saturating: counts in the model
+/// stay far below 2^63).
+#[inline]
+pub fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// An index or count that the page-table geometry bounds (below 2^32) as `u32`.
+#[inline]
+pub(crate) fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).expect("a page-table-bounded count fits in u32")
+}
+
+/// The highest order set in an order bitmask (`highest_order`); `orders` is not 0.
+#[inline]
+pub(crate) fn highest_order(orders: u16) -> u8 {
+    debug_assert!(orders != 0);
+    // At most 15: the conversion cannot fail.
+    u8::try_from(orders.ilog2()).unwrap_or(0)
 }

@@ -191,9 +191,12 @@ impl VmStat {
         }
         v.push((
             "khugepaged.pages_collapsed".to_string(),
-            self.pages_collapsed as i64,
+            crate::util::to_i64(self.pages_collapsed),
         ));
-        v.push(("khugepaged.full_scans".to_string(), self.full_scans as i64));
+        v.push((
+            "khugepaged.full_scans".to_string(),
+            crate::util::to_i64(self.full_scans),
+        ));
         v
     }
 }

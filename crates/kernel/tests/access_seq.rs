@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use thpsim_kernel::mmap::MapFlags;
-use thpsim_kernel::types::{AccessKind, Advice, Prot};
+use thpsim_kernel::types::{AccessKind, AccessPattern, Advice, Prot};
 use thpsim_kernel::{Kernel, KernelConfig};
 
 const BASE: u64 = 0x7f00_0000_0000;
@@ -30,10 +30,10 @@ proptest! {
         start in 0u64..2048,
         pages in 1u64..2048,
         stride_pages in prop_oneof![Just(1u64), Just(3), Just(16), Just(512), Just(700)],
-        pattern in prop_oneof![Just((true, false)), Just((false, true)), Just((true, true))],
+        pattern in prop_oneof![Just(AccessPattern::Read), Just(AccessPattern::Write), Just(AccessPattern::ReadWrite)],
         ro_part in any::<bool>(),
     ) {
-        let (read, write) = pattern;
+        let (read, write) = (pattern.reads(), pattern.writes());
         let mut cfg = KernelConfig::default();
         cfg.sysfs.set("khugepaged.max_ptes_none", "409").unwrap();
         let mut k = Kernel::new(cfg).unwrap();
@@ -55,7 +55,7 @@ proptest! {
         let (s, e, stride) = (BASE + start * K4, BASE + (start + pages).min(4096) * K4, stride_pages * K4);
         let mut fast = k.clone();
         let mut slow = k;
-        let rf = fast.access_seq(pid, s, e, stride, read, write);
+        let rf = fast.access_seq(pid, s, e, stride, pattern);
         let mut rs = Ok(());
         let mut a = s;
         while a < e {
@@ -75,6 +75,6 @@ proptest! {
         fast.shrink();
         slow.shrink();
         prop_assert_eq!(state(&fast, pid), state(&slow, pid));
-        fast.check_invariants().map_err(TestCaseError::fail)?;
+        fast.check_invariants().map_err(|e| TestCaseError::fail(e.to_string()))?;
     }
 }

@@ -266,10 +266,10 @@ fn deferred_split_shrinker_table() {
         ok(&k);
         assert_eq!(
             v(&k, VmItem::ThpUnderusedSplitPage),
-            split as i64,
+            i64::from(split),
             "{nonzero}"
         );
-        assert_eq!(v(&k, VmItem::ThpSplitPage), split as i64, "{nonzero}");
+        assert_eq!(v(&k, VmItem::ThpSplitPage), i64::from(split), "{nonzero}");
         if split {
             assert_eq!(v(&k, VmItem::ThpSplitPmd), 1);
             assert_eq!(

@@ -69,10 +69,10 @@ impl T {
         Ok(())
     }
     fn read(&mut self, addr: u64, len: u64) {
-        self.touch(addr, len, AccessKind::Read).unwrap()
+        self.touch(addr, len, AccessKind::Read).unwrap();
     }
     fn write(&mut self, addr: u64, len: u64) {
-        self.touch(addr, len, AccessKind::Write).unwrap()
+        self.touch(addr, len, AccessKind::Write).unwrap();
     }
     /// Minor faults since the last call.
     fn faults(&mut self) -> u64 {
@@ -117,67 +117,122 @@ fn read_hugepage_maps_huge_zero_with_one_fault() {
     assert_eq!(t.d(VmItem::NrAnonTransparentHugepages), 0);
 }
 
-#[test]
-fn hzp_write_allocates_thp_on_618() {
-    let mut t = T::new("6.18");
-    thp_region(&mut t);
-    t.read(BASE, M2);
-    t.faults();
-    t.write(BASE, 1);
-    assert_eq!(t.faults(), 1);
-    assert_eq!(t.d(VmItem::ThpFaultAlloc), 1);
-    assert_eq!(t.d(VmItem::ThpSplitPmd), 0);
-    assert_eq!(t.dm(2048, MthpStat::AnonFaultAlloc), 1);
-    assert_eq!(t.d(VmItem::NrAnonTransparentHugepages), 1);
-    t.write(BASE, M2);
-    assert_eq!(t.faults(), 0);
-    assert_eq!(t.map(BASE, M2), vec![(Backing::ThpPmd, 512)]);
-    assert_eq!(t.smaps(BASE, M2, "AnonHugePages"), 2048);
-    assert_eq!(t.smaps(BASE, M2, "Rss"), 2048);
-    assert_eq!(
-        t.k.deferred_split_len(),
-        1,
-        "6.18 queues hzp-wp THPs for the underused shrinker"
-    );
+/// A write to a huge zero PMD (after a read of the whole 2 MiB), then writes to the rest:
+/// 6.18 replaces the PMD by a THP (`do_huge_zero_wp_pmd`); 6.12, or 6.18 without a free
+/// order-9 block, splits it and COWs one page.
+struct HzpWrite {
+    what: &'static str,
+    profile: &'static str,
+    memory: u64,
+    /// After the first write: thp_fault_alloc, thp_split_pmd, thp_fault_fallback and the
+    /// 2048kB mTHP anon_fault_alloc / anon_fault_fallback deltas.
+    fault_alloc: i64,
+    split_pmd: i64,
+    fault_fallback: i64,
+    mthp_alloc: i64,
+    mthp_fallback: i64,
+    map_after_one: PageMap,
+    rss_after_one: u64,
+    /// After writing the whole 2 MiB (`None`: memory is too small for it).
+    rest: Option<Rest>,
+}
+
+struct Rest {
+    faults: u64,
+    map: PageMap,
+    anon_huge: u64,
+    deferred_split: u64,
 }
 
 #[test]
-fn hzp_write_splits_on_612() {
-    let mut t = T::new("6.12");
-    thp_region(&mut t);
-    t.read(BASE, M2);
-    t.faults();
-    t.write(BASE, 1);
-    assert_eq!(t.faults(), 1);
-    assert_eq!(t.d(VmItem::ThpSplitPmd), 1);
-    assert_eq!(t.d(VmItem::ThpFaultAlloc), 0);
-    assert_eq!(
-        t.map(BASE, M2),
-        vec![(Backing::Anon, 1), (Backing::Zero, 511)]
-    );
-    assert_eq!(t.smaps(BASE, M2, "Rss"), 4);
-    t.write(BASE, M2);
-    assert_eq!(t.faults(), 511);
-    assert_eq!(t.map(BASE, M2), vec![(Backing::Anon, 512)]);
-    assert_eq!(t.smaps(BASE, M2, "AnonHugePages"), 0);
-}
-
-#[test]
-fn hzp_wp_falls_back_to_split_when_no_order9_block() {
-    // 4 MiB of memory: after the huge zero page (order 9) and page tables, no order-9 block.
-    let mut t = T::with("6.18", 4 << 20, &[]);
-    thp_region(&mut t);
-    t.read(BASE, M2);
-    t.faults();
-    t.write(BASE, 1);
-    assert_eq!(t.faults(), 1);
-    assert_eq!(t.d(VmItem::ThpFaultFallback), 1);
-    assert_eq!(t.dm(2048, MthpStat::AnonFaultFallback), 1);
-    assert_eq!(t.d(VmItem::ThpSplitPmd), 1);
-    assert_eq!(
-        t.map(BASE, M2),
-        vec![(Backing::Anon, 1), (Backing::Zero, 511)]
-    );
+fn hzp_write_table() {
+    let rows = [
+        HzpWrite {
+            what: "6.18 allocates a THP (and queues it for the underused shrinker)",
+            profile: "6.18",
+            memory: 16 << 30,
+            fault_alloc: 1,
+            split_pmd: 0,
+            fault_fallback: 0,
+            mthp_alloc: 1,
+            mthp_fallback: 0,
+            map_after_one: vec![(Backing::ThpPmd, 512)],
+            rss_after_one: 2048,
+            rest: Some(Rest {
+                faults: 0,
+                map: vec![(Backing::ThpPmd, 512)],
+                anon_huge: 2048,
+                deferred_split: 1,
+            }),
+        },
+        HzpWrite {
+            what: "6.12 splits the huge zero PMD",
+            profile: "6.12",
+            memory: 16 << 30,
+            fault_alloc: 0,
+            split_pmd: 1,
+            fault_fallback: 0,
+            mthp_alloc: 0,
+            mthp_fallback: 0,
+            map_after_one: vec![(Backing::Anon, 1), (Backing::Zero, 511)],
+            rss_after_one: 4,
+            rest: Some(Rest {
+                faults: 511,
+                map: vec![(Backing::Anon, 512)],
+                anon_huge: 0,
+                deferred_split: 0,
+            }),
+        },
+        HzpWrite {
+            // 4 MiB of memory: after the huge zero page (order 9) and page tables, no order-9
+            // block.
+            what: "6.18 without an order-9 block falls back to the split",
+            profile: "6.18",
+            memory: 4 << 20,
+            fault_alloc: 0,
+            split_pmd: 1,
+            fault_fallback: 1,
+            mthp_alloc: 0,
+            mthp_fallback: 1,
+            map_after_one: vec![(Backing::Anon, 1), (Backing::Zero, 511)],
+            rss_after_one: 4,
+            rest: None,
+        },
+    ];
+    for r in rows {
+        let mut t = T::with(r.profile, r.memory, &[]);
+        thp_region(&mut t);
+        t.read(BASE, M2);
+        t.faults();
+        t.write(BASE, 1);
+        let w = r.what;
+        assert_eq!(t.faults(), 1, "{w}");
+        assert_eq!(t.d(VmItem::ThpFaultAlloc), r.fault_alloc, "{w}");
+        assert_eq!(t.d(VmItem::ThpSplitPmd), r.split_pmd, "{w}");
+        assert_eq!(t.d(VmItem::ThpFaultFallback), r.fault_fallback, "{w}");
+        assert_eq!(t.dm(2048, MthpStat::AnonFaultAlloc), r.mthp_alloc, "{w}");
+        assert_eq!(
+            t.dm(2048, MthpStat::AnonFaultFallback),
+            r.mthp_fallback,
+            "{w}"
+        );
+        assert_eq!(
+            t.d(VmItem::NrAnonTransparentHugepages),
+            r.fault_alloc,
+            "{w}"
+        );
+        assert_eq!(t.map(BASE, M2), r.map_after_one, "{w}");
+        assert_eq!(t.smaps(BASE, M2, "Rss"), r.rss_after_one, "{w}");
+        let Some(rest) = r.rest else {
+            continue;
+        };
+        t.write(BASE, M2);
+        assert_eq!(t.faults(), rest.faults, "{w}");
+        assert_eq!(t.map(BASE, M2), rest.map, "{w}");
+        assert_eq!(t.smaps(BASE, M2, "AnonHugePages"), rest.anon_huge, "{w}");
+        assert_eq!(t.smaps(BASE, M2, "Rss"), 2048, "{w}");
+        assert_eq!(t.k.deferred_split_len(), rest.deferred_split, "{w}");
+    }
 }
 
 #[test]
@@ -195,26 +250,34 @@ fn no_madvise_read_and_write_are_per_page() {
     assert_eq!(t.d(VmItem::ThpFaultAlloc), 0);
 }
 
+/// One fault maps the whole 2 MiB of a MADV_HUGEPAGE region by a new PMD THP: a write; a
+/// read with `use_zero_page=0`; a write with 64 KiB mTHP also `always` (the PMD order wins).
 #[test]
-fn write_hugepage_is_one_thp_fault() {
-    let mut t = T::new("6.18");
-    thp_region(&mut t);
-    t.write(BASE, M2);
-    assert_eq!(t.faults(), 1);
-    assert_eq!(t.d(VmItem::ThpFaultAlloc), 1);
-    assert_eq!(t.dm(2048, MthpStat::NrAnon), 1);
-    assert_eq!(t.map(BASE, M2), vec![(Backing::ThpPmd, 512)]);
-}
-
-#[test]
-fn use_zero_page_0_read_allocates_thp() {
-    let mut t = T::with("6.18", 16 << 30, &[("use_zero_page", "0")]);
-    thp_region(&mut t);
-    t.read(BASE, M2);
-    assert_eq!(t.faults(), 1);
-    assert_eq!(t.d(VmItem::ThpFaultAlloc), 1);
-    assert_eq!(t.map(BASE, M2), vec![(Backing::ThpPmd, 512)]);
-    assert_eq!(t.smaps(BASE, M2, "Rss"), 2048);
+fn one_fault_maps_a_pmd_thp() {
+    type Knobs = &'static [(&'static str, &'static str)];
+    let rows: [(&str, Knobs, AccessKind); 3] = [
+        ("write", &[], AccessKind::Write),
+        (
+            "read, use_zero_page=0",
+            &[("use_zero_page", "0")],
+            AccessKind::Read,
+        ),
+        (
+            "write, 64K mTHP always",
+            &[("hugepages-64kB.enabled", "always")],
+            AccessKind::Write,
+        ),
+    ];
+    for (what, knobs, kind) in rows {
+        let mut t = T::with("6.18", 16 << 30, knobs);
+        thp_region(&mut t);
+        t.touch(BASE, M2, kind).unwrap();
+        assert_eq!(t.faults(), 1, "{what}");
+        assert_eq!(t.d(VmItem::ThpFaultAlloc), 1, "{what}");
+        assert_eq!(t.dm(2048, MthpStat::NrAnon), 1, "{what}");
+        assert_eq!(t.map(BASE, M2), vec![(Backing::ThpPmd, 512)], "{what}");
+        assert_eq!(t.smaps(BASE, M2, "Rss"), 2048, "{what}");
+    }
 }
 
 #[test]
@@ -255,15 +318,6 @@ fn mthp_vma_of_160k() {
         t.map(BASE, 160 << 10),
         vec![(Backing::ThpPte { order: 4 }, 32), (Backing::Anon, 8)]
     );
-}
-
-#[test]
-fn mthp_with_madvise_prefers_pmd() {
-    let mut t = T::with("6.18", 16 << 30, &[("hugepages-64kB.enabled", "always")]);
-    thp_region(&mut t);
-    t.write(BASE, M2);
-    assert_eq!(t.faults(), 1);
-    assert_eq!(t.map(BASE, M2), vec![(Backing::ThpPmd, 512)]);
 }
 
 #[test]
@@ -629,7 +683,7 @@ fn mlock_part_of_a_thp_splits_its_pmd_and_populates() {
     thp_region(&mut t);
     t.write(BASE, M2);
     t.faults();
-    t.k.mlock(t.pid, BASE + K4, K4, true).unwrap();
+    t.k.mlock(t.pid, BASE + K4, K4).unwrap();
     t.ok();
     assert_eq!(t.d(VmItem::ThpSplitPmd), 1, "VMA split inside the PMD");
     assert_eq!(t.k.mm(t.pid).vmas.len(), 3);
@@ -638,20 +692,17 @@ fn mlock_part_of_a_thp_splits_its_pmd_and_populates() {
         t.madvise(BASE + K4, K4, Advice::Dontneed),
         Err(Errno::EINVAL)
     );
-    t.k.mlock(t.pid, BASE + K4, K4, false).unwrap();
+    t.k.munlock(t.pid, BASE + K4, K4).unwrap();
     t.ok();
     assert_eq!(t.k.mm(t.pid).vmas.len(), 1);
     // mlock of an untouched mapping populates it (write faults: private writable).
     t.mmap(BASE + 4 * M2, M2, Prot::RW);
-    t.k.mlock(t.pid, BASE + 4 * M2, M2, true).unwrap();
+    t.k.mlock(t.pid, BASE + 4 * M2, M2).unwrap();
     t.ok();
     assert_eq!(t.faults(), 512);
     assert_eq!(t.map(BASE + 4 * M2, M2), vec![(Backing::Anon, 512)]);
     assert_eq!(t.smaps(BASE + 4 * M2, M2, "Locked"), 2048);
-    assert_eq!(
-        t.k.mlock(t.pid, BASE + 8 * M2, K4, true),
-        Err(Errno::ENOMEM)
-    );
+    assert_eq!(t.k.mlock(t.pid, BASE + 8 * M2, K4), Err(Errno::ENOMEM));
 }
 
 #[test]
@@ -711,7 +762,7 @@ fn mprotect_write_on_a_locked_private_vma_populates() {
     // mprotect_fixup() → populate_vma_page_range(): the zero pages are COW-broken now.
     let mut t = T::new("6.18");
     t.mmap(BASE, M2, Prot::R);
-    t.k.mlock(t.pid, BASE, M2, true).unwrap();
+    t.k.mlock(t.pid, BASE, M2).unwrap();
     t.ok();
     assert_eq!(t.faults(), 512);
     assert_eq!(t.map(BASE, M2), vec![(Backing::Zero, 512)]);
@@ -724,7 +775,7 @@ fn mprotect_write_on_a_locked_private_vma_populates() {
     );
     // Already writable before: no populate. Unlocked: no populate.
     t.k.mprotect(t.pid, BASE, M2 / 2, Prot::RW).unwrap();
-    t.k.mlock(t.pid, BASE + M2 / 2, M2 / 2, false).unwrap();
+    t.k.munlock(t.pid, BASE + M2 / 2, M2 / 2).unwrap();
     t.k.mprotect(t.pid, BASE + M2 / 2, M2 / 2, Prot::RW)
         .unwrap();
     t.ok();

@@ -245,7 +245,7 @@ fn fork_child_vmas_are_not_locked() {
     let (mut k, parent) = kernel("6.18", &[], &[]);
     k.mmap(parent, BASE, M2, Prot::RW, MapFlags::default())
         .unwrap();
-    k.mlock(parent, BASE + M2 / 2, K4 * 16, true).unwrap();
+    k.mlock(parent, BASE + M2 / 2, K4 * 16).unwrap();
     let child = k.fork(parent).unwrap();
     ok(&k);
     assert_eq!(k.smaps(parent, BASE, BASE + M2).field("Locked"), Some(32));

@@ -42,7 +42,7 @@ fn advice_applies_to_vmas_before_a_locked_one() {
     let (mut k, pid) = kernel("6.18", MTHP_64K, &[]);
     map(&mut k, pid, BASE, 1 << 20, true);
     touch(&mut k, pid, BASE, 1 << 20, AccessKind::Write);
-    k.mlock(pid, BASE + (768 << 10), K64, true).unwrap();
+    k.mlock(pid, BASE + (768 << 10), K64).unwrap();
     let split0 = k.vmstat.mthp_get(4, MthpStat::Split);
     // COLD from inside folio 0 to inside folio 15: folio 0 splits, then EINVAL at the locked
     // VMA; folio 15 (after it) stays whole.
@@ -79,7 +79,7 @@ fn dontneed_of_a_whole_pte_table_range_frees_the_table() {
         k.mprotect(pid, BASE + 2 * M2, M2 / 2, Prot::RW).unwrap();
         assert_eq!(
             k.vmstat.get(VmItem::NrPageTablePages) - pt0,
-            -(reclaim as i64),
+            -i64::from(reclaim),
             "{profile}"
         );
         for slot in 0..3 {

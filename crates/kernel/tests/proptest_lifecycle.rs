@@ -186,7 +186,11 @@ fn run(
                 }
             }
             Op::Mlock { off, len, lock } => {
-                let _ = k.mlock(pid, BASE + off, len, lock);
+                let _ = if lock {
+                    k.mlock(pid, BASE + off, len)
+                } else {
+                    k.munlock(pid, BASE + off, len)
+                };
             }
             Op::Mremap { off, len, to } => {
                 let _ = k.mremap(pid, BASE + off, len, BASE + to);
@@ -206,8 +210,8 @@ fn run(
                 }
             }
             Op::Switch(n) => cur = n as usize % procs.len(),
-            Op::Khugepaged(n) => k.khugepaged_scan(n as u32),
-            Op::Sleep(ms) => k.sleep_ms(ms as u64),
+            Op::Khugepaged(n) => k.khugepaged_scan(u32::from(n)),
+            Op::Sleep(ms) => k.sleep_ms(u64::from(ms)),
             Op::Shrink => k.shrink(),
             Op::MaxPtesNone(v) => k
                 .sysfs
@@ -244,7 +248,8 @@ fn run(
     }
     k.exit(procs[0]);
     k.shrink();
-    k.check_invariants().map_err(TestCaseError::fail)?;
+    k.check_invariants()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(
         k.nr_free_pages(),
         k.total_pages(),

@@ -46,8 +46,8 @@ impl fmt::Debug for Cfg {
             self.profile,
             self.memory_mb,
             self.enabled,
-            self.use_zero_page as u8,
-            self.shrink_underused as u8
+            u8::from(self.use_zero_page),
+            u8::from(self.shrink_underused)
         )?;
         for (i, v) in self.sizes.iter().enumerate() {
             write!(f, " {}k={v}", 4u64 << (i + 2))?;
@@ -220,12 +220,14 @@ impl GenOp {
             let base = match self.anchor {
                 Anchor::Abs => return op,
                 Anchor::Start { idx, pages } => {
-                    pick(idx).0.wrapping_add_signed(pages as i64 * 4096)
+                    pick(idx).0.wrapping_add_signed(i64::from(pages) * 4096)
                 }
-                Anchor::End { idx, pages } => pick(idx).1.wrapping_add_signed(pages as i64 * 4096),
+                Anchor::End { idx, pages } => {
+                    pick(idx).1.wrapping_add_signed(i64::from(pages) * 4096)
+                }
                 Anchor::Inside { idx, permille } => {
                     let (s, e) = pick(idx);
-                    s + ((e - s) / K4 * permille as u64 / 1000) * K4
+                    s + ((e - s) / K4 * u64::from(permille) / 1000) * K4
                 }
             };
             *addr = base + (*addr & (K4 - 1));
@@ -588,7 +590,10 @@ struct Runner {
 fn presence(map: &PageMap) -> Vec<bool> {
     let mut v = Vec::new();
     for (b, n) in map {
-        v.extend(std::iter::repeat_n(*b != Backing::None, *n as usize));
+        v.extend(std::iter::repeat_n(
+            *b != Backing::None,
+            usize::try_from(*n).unwrap(),
+        ));
     }
     v
 }
@@ -728,15 +733,8 @@ impl Runner {
             }
             Advice::Dontneed | Advice::Willneed => vec![full],
             _ => {
-                let (set, clear) = match advice {
-                    Advice::Hugepage => (vmf::HUGEPAGE, vmf::NOHUGEPAGE),
-                    Advice::Nohugepage => (vmf::NOHUGEPAGE, vmf::HUGEPAGE),
-                    Advice::Normal => (0, VM_SEQ_READ | VM_RAND_READ),
-                    Advice::Random => (VM_RAND_READ, VM_SEQ_READ),
-                    Advice::Sequential => (VM_SEQ_READ, VM_RAND_READ),
-                    _ => unreachable!(),
-                };
-                self.shadow.update(addr, end, |f| (f & !clear) | set);
+                self.shadow
+                    .update(addr, end, |f| hint_flags_after(advice, f));
                 vec![full]
             }
         }
@@ -842,7 +840,7 @@ impl Runner {
                 match advice {
                     // Holes give ENOMEM after the mapped parts were zapped.
                     Advice::Dontneed if matches!(r, Ok(()) | Err(Errno::ENOMEM)) => {
-                        unmapped_range = Some((addr, end))
+                        unmapped_range = Some((addr, end));
                     }
                     Advice::PopulateRead if r.is_ok() => populated = Some((addr, end, false)),
                     Advice::PopulateWrite if r.is_ok() => populated = Some((addr, end, true)),
@@ -856,7 +854,7 @@ impl Runner {
                 write,
             } => {
                 let mut ok_addrs = Vec::new();
-                for i in 0..n as u64 {
+                for i in 0..u64::from(n) {
                     let a = addr + i * stride;
                     if self.access_once(a, write)? {
                         ok_addrs.push(a);
@@ -916,7 +914,7 @@ impl Runner {
         let pres1 = presence(&after);
         let mut backing = Vec::with_capacity(self.span_pages());
         for (b, n) in &after {
-            backing.extend(std::iter::repeat_n(*b, *n as usize));
+            backing.extend(std::iter::repeat_n(*b, usize::try_from(*n).unwrap()));
         }
 
         // Presence frame rules.
@@ -1026,7 +1024,7 @@ impl Runner {
             }
         }
         let task = self.k.task(pid).unwrap();
-        if task.minflt as i64 > self.k.vmstat.get(VmItem::Pgfault) {
+        if i64::try_from(task.minflt).unwrap() > self.k.vmstat.get(VmItem::Pgfault) {
             return Err(self.fail("minflt above pgfault".into()));
         }
 
@@ -1083,8 +1081,8 @@ impl Runner {
         }
 
         // The allocator: free + what is surely allocated fits in memory.
-        let pgtables = self.k.vmstat.get(VmItem::NrPageTablePages) as u64;
-        let anon_pages = self.k.vmstat.get(VmItem::NrAnonPages) as u64;
+        let pgtables = u64::try_from(self.k.vmstat.get(VmItem::NrPageTablePages)).unwrap();
+        let anon_pages = u64::try_from(self.k.vmstat.get(VmItem::NrAnonPages)).unwrap();
         if self.k.nr_free_pages() + anon_pages.max(mm.rss_anon) + pgtables > self.k.total_pages() {
             return Err(self.fail(format!(
                 "free {} + anon {anon_pages} + page tables {pgtables} > total {}",
@@ -1101,7 +1099,7 @@ impl Runner {
             } else {
                 AccessKind::Read
             };
-            for a in (s..e).step_by(PAGE_SIZE as usize) {
+            for a in (s..e).step_by(usize::try_from(PAGE_SIZE).unwrap()) {
                 if let Some(i) = self.page_index(a) {
                     if write && !is_anon(backing[i]) {
                         return Err(self.fail(format!(
@@ -1395,4 +1393,37 @@ fn hand_picked_sequences() {
             }
         }
     }
+}
+
+/// The VMA flags after a hint advice, from the rules madvise(2) documents and
+/// `madvise_vma_behavior` / `hugepage_madvise` (mm/madvise.c, mm/khugepaged.c) implement: the
+/// hints come in groups whose members exclude each other. The read-ahead group is
+/// {SEQUENTIAL, RANDOM}, and NORMAL means "no read-ahead hint"; the THP group is
+/// {HUGEPAGE, NOHUGEPAGE}. An advice leaves its group holding exactly itself and touches no
+/// other flag. (Written from the groups, not from the model's set/clear table, so an error in
+/// that table shows up here.)
+fn hint_flags_after(advice: Advice, flags: u32) -> u32 {
+    let groups: [(u32, &[(Advice, u32)]); 2] = [
+        (
+            VM_SEQ_READ | VM_RAND_READ,
+            &[
+                (Advice::Normal, 0),
+                (Advice::Sequential, VM_SEQ_READ),
+                (Advice::Random, VM_RAND_READ),
+            ],
+        ),
+        (
+            vmf::HUGEPAGE | vmf::NOHUGEPAGE,
+            &[
+                (Advice::Hugepage, vmf::HUGEPAGE),
+                (Advice::Nohugepage, vmf::NOHUGEPAGE),
+            ],
+        ),
+    ];
+    for (group, members) in groups {
+        if let Some(&(_, me)) = members.iter().find(|(a, _)| *a == advice) {
+            return (flags & !group) | me;
+        }
+    }
+    unreachable!("{advice:?} is not a hint advice")
 }

@@ -7,7 +7,7 @@ use thpsim_kernel::mm::vmf;
 use thpsim_kernel::mmap::MapFlags;
 use thpsim_kernel::observe::Backing;
 use thpsim_kernel::types::{AccessKind, Advice, Pid, Prot};
-use thpsim_kernel::userfaultfd::{Features, MissingPolicy, WpPolicy};
+use thpsim_kernel::userfaultfd::{Features, Mfill, MissingPolicy, WpPolicy};
 use thpsim_kernel::vmstat::VmItem;
 use thpsim_kernel::{Kernel, KernelConfig};
 
@@ -199,8 +199,11 @@ fn missing_faults_and_copy() {
     );
     ok(&k);
     // Explicit COPY over a populated page: EEXIST; ZEROPAGE elsewhere.
-    assert_eq!(k.uffd_fill(pid, BASE, K4, false, false), Err(Errno::EEXIST));
-    k.uffd_fill(pid, BASE + 16 * K4, 4 * K4, true, false)
+    assert_eq!(
+        k.uffd_fill(pid, BASE, K4, Mfill::Copy { wp: false }),
+        Err(Errno::EEXIST)
+    );
+    k.uffd_fill(pid, BASE + 16 * K4, 4 * K4, Mfill::ZeroPage)
         .unwrap();
     assert_eq!(
         k.page_map(pid, BASE + 16 * K4, BASE + 20 * K4),
@@ -323,7 +326,12 @@ fn register_and_unregister_skip_holes_but_need_a_vma() {
     assert_eq!(k.uffd_unregister(pid, hole.0, hole.1), Err(Errno::EINVAL));
     assert_eq!(k.uffd_unregister(pid, hole.0, M2 / 2), Ok(()));
     ok(&k);
-    let armed: Vec<bool> = k.mm(pid).vmas.values().map(|v| v.uffd_armed()).collect();
+    let armed: Vec<bool> = k
+        .mm(pid)
+        .vmas
+        .values()
+        .map(thpsim_kernel::mm::Vma::uffd_armed)
+        .collect();
     assert_eq!(armed, vec![true, false]);
 }
 
@@ -351,7 +359,7 @@ fn mremap_drops_the_registration_and_uffd_wp_bits() {
     let dst = BASE + 4 * M2;
     k.mmap(pid, dst, M2, Prot::RW, MapFlags::default()).unwrap();
     k.uffd_register(pid, BASE, M2, vmf::UFFD_WP).unwrap();
-    for a in (BASE..BASE + 16 * K4).step_by(K4 as usize) {
+    for a in (BASE..BASE + 16 * K4).step_by(usize::try_from(K4).unwrap()) {
         k.access(pid, a, AccessKind::Write).unwrap();
     }
     k.uffd_writeprotect(pid, BASE, 16 * K4, true).unwrap();
@@ -359,7 +367,7 @@ fn mremap_drops_the_registration_and_uffd_wp_bits() {
     ok(&k);
     assert!(!k.mm(pid).vma_at(dst).unwrap().uffd_armed());
     let f0 = faults(&k, pid);
-    for a in (dst..dst + 16 * K4).step_by(K4 as usize) {
+    for a in (dst..dst + 16 * K4).step_by(usize::try_from(K4).unwrap()) {
         k.access(pid, a, AccessKind::Write).unwrap();
     }
     // Ordinary write faults that reuse the exclusive pages, no userfault message.
@@ -376,7 +384,7 @@ fn populate_over_missing_pages_the_monitor_copied_takes_no_retry_fault() {
     k.uffd_register(pid, BASE + 4 * K4, 2 * K4, vmf::UFFD_MISSING)
         .unwrap();
     let (min0, maj0) = (k.task(pid).unwrap().minflt, k.task(pid).unwrap().majflt);
-    k.mlock(pid, BASE, 16 * K4, true).unwrap();
+    k.mlock(pid, BASE, 16 * K4).unwrap();
     ok(&k);
     assert_eq!(k.task(pid).unwrap().minflt - min0, 14);
     assert_eq!(k.task(pid).unwrap().majflt - maj0, 0);

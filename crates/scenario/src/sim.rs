@@ -2,9 +2,11 @@
 
 use thpsim_kernel::errno::OpError;
 use thpsim_kernel::mmap::MapFlags;
-use thpsim_kernel::types::{AccessKind, Pid};
+use thpsim_kernel::types::{AccessKind, AccessPattern, Pid};
+use thpsim_kernel::userfaultfd::Mfill;
 use thpsim_kernel::{Kernel, KernelConfig};
 
+use crate::ast::Pattern;
 use crate::backend::{Backend, BackendError, BackendOp, MappingObs, OpOutcome, Setup, Snapshot};
 use crate::pattern::touch_offsets;
 
@@ -105,7 +107,7 @@ impl Backend for SimBackend {
                 not_runnable: true,
             })?;
         for (k, v) in &setup.switches {
-            profile.switches.set(k, v).map_err(err)?;
+            profile.switches.set(k, v).map_err(|e| err(e.to_string()))?;
         }
         let mut cfg = KernelConfig {
             memory: setup.memory,
@@ -115,7 +117,7 @@ impl Backend for SimBackend {
         for (k, v) in &setup.sysfs {
             cfg.sysfs
                 .set(k, v)
-                .map_err(|e| err(format!("sysfs {k}={v}: {e:?}")))?;
+                .map_err(|e| err(format!("sysfs {k}={v}: {e}")))?;
         }
         if MODEL_ARENA_BASE + setup.arena_len > thpsim_kernel::types::TASK_SIZE {
             return Err(BackendError {
@@ -124,7 +126,7 @@ impl Backend for SimBackend {
             });
         }
         let mut k = Kernel::new(cfg).map_err(|m| BackendError {
-            message: m,
+            message: m.to_string(),
             not_runnable: true,
         })?;
         if self.khugepaged_sentinel {
@@ -251,7 +253,14 @@ impl Backend for SimBackend {
                 let (read, write) = pattern.read_write();
                 let r = match subset {
                     // Sequential: the kernel's PMD-at-a-time fast path (same results).
-                    None => k.access_seq(pid, b + addr, b + addr + len, *stride, read, write),
+                    None => {
+                        let seq = match pattern {
+                            Pattern::Read => AccessPattern::Read,
+                            Pattern::Write => AccessPattern::Write,
+                            Pattern::ReadWrite => AccessPattern::ReadWrite,
+                        };
+                        k.access_seq(pid, b + addr, b + addr + len, *stride, seq)
+                    }
                     Some(_) => touch_offsets(*len, *stride, *subset).try_for_each(|off| {
                         let a = b + addr + off;
                         if read {
@@ -277,10 +286,13 @@ impl Backend for SimBackend {
                 .mremap(pid, b + old, *len, b + new)
                 .map(|a| a - b)
                 .map_err(OpError::Errno),
-            BackendOp::Mlock { addr, len, lock } => k
-                .mlock(pid, b + addr, *len, *lock)
-                .map(|_| 0)
-                .map_err(OpError::Errno),
+            BackendOp::Mlock { addr, len, lock } => if *lock {
+                k.mlock(pid, b + addr, *len)
+            } else {
+                k.munlock(pid, b + addr, *len)
+            }
+            .map(|()| 0)
+            .map_err(OpError::Errno),
             BackendOp::Uffd(u) => {
                 use crate::backend::UffdReq;
                 use thpsim_kernel::mm::vmf;
@@ -311,9 +323,11 @@ impl Backend for SimBackend {
                     } => crate::backend::strided(*len, *stride, |off, n| {
                         k.uffd_writeprotect(pid, b + addr + off, n, *wp)
                     }),
-                    UffdReq::Copy { addr, len, wp } => k.uffd_fill(pid, b + addr, *len, false, *wp),
+                    UffdReq::Copy { addr, len, wp } => {
+                        k.uffd_fill(pid, b + addr, *len, Mfill::Copy { wp: *wp })
+                    }
                     UffdReq::Zeropage { addr, len } => {
-                        k.uffd_fill(pid, b + addr, *len, true, false)
+                        k.uffd_fill(pid, b + addr, *len, Mfill::ZeroPage)
                     }
                     UffdReq::Handler { wp, missing } => k.uffd_set_handler(pid, *wp, *missing),
                 };
@@ -332,7 +346,7 @@ impl Backend for SimBackend {
                 .map_err(OpError::Errno),
             BackendOp::Sysfs { knob, value } => {
                 k.write_sysfs(knob, value)
-                    .map_err(|e| err(format!("sysfs {knob}={value}: {e:?}")))?;
+                    .map_err(|e| err(format!("sysfs {knob}={value}: {e}")))?;
                 Ok(0)
             }
         };

@@ -4,12 +4,12 @@
 use thpsim_kernel::types::{AccessKind, Pid};
 use thpsim_kernel::{profile, Kernel, KernelConfig};
 
-pub const BASE: u64 = 0x7f00_0000_0000;
-pub const M2: u64 = 2 << 20;
-pub const K4: u64 = 4096;
+pub(crate) const BASE: u64 = 0x7f00_0000_0000;
+pub(crate) const M2: u64 = 2 << 20;
+pub(crate) const K4: u64 = 4096;
 
 /// A 16 GiB model with one process, under profile `p` with sysfs `knobs` and switch `sets`.
-pub fn kernel(p: &str, knobs: &[(&str, &str)], sets: &[(&str, &str)]) -> (Kernel, Pid) {
+pub(crate) fn kernel(p: &str, knobs: &[(&str, &str)], sets: &[(&str, &str)]) -> (Kernel, Pid) {
     let mut prof = profile::profile(p).unwrap();
     for (k, v) in sets {
         prof.switches.set(k, v).unwrap();
@@ -26,13 +26,13 @@ pub fn kernel(p: &str, knobs: &[(&str, &str)], sets: &[(&str, &str)]) -> (Kernel
     (k, pid)
 }
 
-pub fn ok(k: &Kernel) {
+pub(crate) fn ok(k: &Kernel) {
     k.check_invariants()
         .unwrap_or_else(|e| panic!("invariant: {e}"));
 }
 
 /// Touches one byte per 4 KiB page of `[start, start+len)`; returns the minor faults taken.
-pub fn touch(k: &mut Kernel, pid: Pid, start: u64, len: u64, kind: AccessKind) -> u64 {
+pub(crate) fn touch(k: &mut Kernel, pid: Pid, start: u64, len: u64, kind: AccessKind) -> u64 {
     let f0 = k.task(pid).unwrap().minflt;
     let mut a = start;
     while a < start + len {
