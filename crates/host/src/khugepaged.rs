@@ -349,6 +349,9 @@ const REALIGN_BUDGET: u64 = u32::MAX as u64;
 /// too long); the run then cannot count khugepaged passes.
 const MAX_FOREIGN: usize = 64;
 
+/// Measurements a changing list may spoil before the run gives up.
+const MEASURE_ATTEMPTS: usize = 3;
+
 /// The costs of other processes' mms measured earlier in this process, reused while a
 /// cheap check confirms them (they change only when such a process maps or exits).
 static FOREIGN: std::sync::Mutex<Option<Vec<u64>>> = std::sync::Mutex::new(None);
@@ -475,12 +478,21 @@ pub fn foreign_mms(idle: &str) -> Result<Vec<u64>, String> {
             }
         }
         *cache = None;
-        let c = measure_foreign(idle)?;
-        if !confirm_foreign(idle, &c)? {
-            return Err("the list changed while it was measured".into());
+        // A registered process that forks puts its child on the list too
+        // (`khugepaged_fork`) until the child exits: such short-lived changes pass, so a
+        // measurement the list changed under is tried again.
+        let mut last = String::new();
+        for _ in 0..MEASURE_ATTEMPTS {
+            match measure_foreign(idle) {
+                Ok(c) if confirm_foreign(idle, &c)? => {
+                    *cache = Some(c.clone());
+                    return Ok(c);
+                }
+                Ok(_) => last = "the list changed while it was measured".into(),
+                Err(e) => last = e,
+            }
         }
-        *cache = Some(c.clone());
-        Ok(c)
+        Err(format!("{last} ({MEASURE_ATTEMPTS} attempts)"))
     })();
     let restored = crate::sysfs::write_knob(PAGES_TO_SCAN_KNOB, saved.trim())
         .map_err(|e| format!("restoring {PAGES_TO_SCAN_KNOB}: {e}"));
