@@ -2,7 +2,7 @@
 //! inside parentheses), each remembering its line and column for diagnostics.
 
 use crate::ast::Span;
-use crate::table::OPS;
+use crate::table::{OpSpec, SubSpec};
 
 use super::State;
 
@@ -112,9 +112,20 @@ pub struct LineCtx<'s, 'a> {
     pub(super) pos: usize,
     /// The statement without its comment, trimmed.
     pub(super) text: &'s str,
+    /// The op's entry in the table.
+    pub(super) spec: &'static OpSpec,
+    /// The sub-command, once the op's parser has read it (`uffd wp`).
+    pub(super) sub: Option<&'static SubSpec>,
 }
 
 impl<'s> LineCtx<'s, '_> {
+    /// `usage: …` with the synopsis of the op, or of its sub-command once known.
+    pub(super) fn usage(&self) -> String {
+        match self.sub {
+            Some(sub) => format!("usage: {}", sub.synopsis(self.spec.name)),
+            None => format!("usage: {}", self.spec.synopsis()),
+        }
+    }
     pub(super) fn err(&mut self, span: Span, message: impl Into<String>, hint: Option<String>) {
         self.st.err(span, message.into(), hint);
     }
@@ -136,11 +147,8 @@ impl<'s> LineCtx<'s, '_> {
             Some(t) => Some(t),
             None => {
                 let span = self.end_span();
-                let usage = OPS
-                    .iter()
-                    .find(|s| s.name == self.kw.text)
-                    .map(|s| format!("usage: {}", s.synopsis));
-                self.err(span, format!("missing {what}"), usage);
+                let usage = self.usage();
+                self.err(span, format!("missing {what}"), Some(usage));
                 None
             }
         }

@@ -13,6 +13,7 @@
 mod expect;
 mod lexer;
 mod ops;
+mod options;
 mod values;
 
 use std::collections::BTreeMap;
@@ -21,7 +22,7 @@ use thpsim_kernel::types::PAGE_SIZE;
 
 use crate::ast::*;
 use crate::diag::Diagnostic;
-use crate::table::{Placement, OPS};
+use crate::table::{setup_ops, Placement, OPS};
 
 pub(crate) use expect::op_expect;
 pub use expect::UFFD_STATS;
@@ -89,10 +90,10 @@ pub fn parse(file: &str, source: &str) -> Result<Scenario, Vec<Diagnostic>> {
                     st.err(
                         kw.span(),
                         format!("`{}` cannot be inside `repeat`", kw.text),
-                        Some(
-                            "setup statements (kernel, memory, set) come first, at top level"
-                                .into(),
-                        ),
+                        Some(format!(
+                            "setup statements ({}) come first, at top level",
+                            setup_ops().join(", ")
+                        )),
                     );
                     continue;
                 }
@@ -100,7 +101,10 @@ pub fn parse(file: &str, source: &str) -> Result<Scenario, Vec<Diagnostic>> {
                     st.err(
                         kw.span(),
                         format!("`{}` must come before the first operation", kw.text),
-                        Some("setup statements (kernel, memory, set) come first; `sysfs` may appear anywhere".into()),
+                        Some(format!(
+                            "setup statements ({}) come first; `sysfs` may appear anywhere",
+                            setup_ops().join(", ")
+                        )),
                     );
                     continue;
                 }
@@ -114,6 +118,8 @@ pub fn parse(file: &str, source: &str) -> Result<Scenario, Vec<Diagnostic>> {
             args: args.to_vec(),
             pos: 0,
             text: code.trim(),
+            spec,
+            sub: None,
         };
         let parsed = (spec.parse)(&mut ctx);
         if parsed.is_some() {
@@ -121,7 +127,7 @@ pub fn parse(file: &str, source: &str) -> Result<Scenario, Vec<Diagnostic>> {
                 ctx.st.err(
                     extra.span(),
                     format!("unexpected `{}` after `{}` statement", extra.text, kw.text),
-                    Some(format!("usage: {}", spec.synopsis)),
+                    Some(ctx.usage()),
                 );
             }
         }

@@ -8,7 +8,8 @@ use thpsim_kernel::types::{Advice, Prot, PAGE_SIZE};
 use crate::ast::*;
 
 use super::lexer::{join, LineCtx, Tok};
-use super::values::{is_ident, parse_duration, parse_size, suggest};
+use super::options::{OptValue, Opts};
+use super::values::{is_ident, parse_duration, suggest};
 use super::{
     MapInfo, Parsed, DEFAULT_STRIDE, MAX_MAPPING, MAX_MEMORY, MEMORY_GRANULE, UNKNOWN_SIZE,
 };
@@ -208,11 +209,7 @@ pub(crate) fn op_catch(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     let toks = c.rest();
     if toks.is_empty() {
         let span = c.end_span();
-        c.err(
-            span,
-            "missing signal name",
-            Some("usage: catch SIGSEGV|SIGBUS …".into()),
-        );
+        c.err(span, "missing signal name", Some(c.usage()));
         return None;
     }
     let mut signals = Vec::new();
@@ -341,112 +338,8 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
             return None;
         }
     };
-    let mut prot: Option<(Prot, Span)> = None;
-    let mut align: Option<u64> = None;
-    let mut offset: Option<u64> = None;
-    let mut populate = false;
-    let mut ok = true;
-    for t in c.rest() {
-        let dup = |c: &mut LineCtx<'_, '_>, what: &str| {
-            c.err(t.span(), format!("{what} given twice"), None);
-        };
-        if t.text == "populate" {
-            if populate {
-                dup(c, "`populate`");
-                ok = false;
-            }
-            populate = true;
-            continue;
-        }
-        if let Some((k, v)) = t.kv() {
-            match k.text {
-                "prot" => {
-                    if prot.is_some() {
-                        dup(c, "protection");
-                        ok = false;
-                    } else if let Some(p) = c.prot(v) {
-                        prot = Some((p, t.span()));
-                    } else {
-                        ok = false;
-                    }
-                }
-                "align" => {
-                    if align.is_some() {
-                        dup(c, "`align`");
-                        ok = false;
-                        continue;
-                    }
-                    match c.size(v, "alignment") {
-                        Some(a) if a >= PAGE_SIZE && a.is_power_of_two() && a <= MAX_MAPPING => {
-                            align = Some(a)
-                        }
-                        Some(_) => {
-                            c.err(
-                                v.span(),
-                                format!(
-                                    "alignment {} is not a power of two between 4K and 64T",
-                                    v.text
-                                ),
-                                None,
-                            );
-                            ok = false;
-                        }
-                        None => ok = false,
-                    }
-                }
-                "offset" => {
-                    if offset.is_some() {
-                        dup(c, "`offset`");
-                        ok = false;
-                        continue;
-                    }
-                    match c.size(v, "placement offset") {
-                        Some(o) if o % PAGE_SIZE == 0 && o <= MAX_MAPPING => offset = Some(o),
-                        Some(_) => {
-                            c.err(
-                                v.span(),
-                                format!("placement offset {} is not a multiple of the 4K page size (at most 64T)", v.text),
-                                None,
-                            );
-                            ok = false;
-                        }
-                        None => ok = false,
-                    }
-                }
-                other => {
-                    let hint = suggest(other, ["prot", "align", "offset"])
-                        .map(|s| format!("did you mean `{s}`?"))
-                        .unwrap_or_else(|| {
-                            "mmap options: prot=P, align=SIZE, offset=SIZE, populate".into()
-                        });
-                    c.err(
-                        k.span(),
-                        format!("unknown mmap option `{other}`"),
-                        Some(hint),
-                    );
-                    ok = false;
-                }
-            }
-            continue;
-        }
-        if let Some(p) = Prot::parse(t.text) {
-            if prot.is_some() {
-                dup(c, "protection");
-                ok = false;
-            }
-            prot = Some((p, t.span()));
-            continue;
-        }
-        let hint = suggest(t.text, ["populate", "private", "shared"])
-            .map(|s| format!("did you mean `{s}`?"))
-            .unwrap_or_else(|| "after the backing come a protection (rw, r, none, …), align=SIZE, offset=SIZE, populate".into());
-        c.err(
-            t.span(),
-            format!("unexpected `{}` in mmap", t.text),
-            Some(hint),
-        );
-        ok = false;
-    }
+    let toks = c.rest();
+    let opts = c.options(toks, c.spec.opts, "mmap", None);
     if shared {
         c.err(
             vis.span(),
@@ -455,19 +348,23 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         );
         return None;
     }
-    if !ok {
+    if !opts.ok {
         return None;
     }
+    let prot = match opts.get("prot") {
+        Some(OptValue::Prot(p)) => p,
+        _ => Prot::RW,
+    };
     Some(Parsed::Op(Op::Mmap(MmapOp {
         name: name.text.to_string(),
         name_span: name.span(),
         size,
         backing: MapBacking::Anon,
         shared,
-        prot: prot.map(|p| p.0).unwrap_or(Prot::RW),
-        align,
-        offset: offset.unwrap_or(0),
-        populate,
+        prot,
+        align: opts.size("align"),
+        offset: opts.size("offset").unwrap_or(0),
+        populate: opts.flag("populate"),
     })))
 }
 
@@ -522,110 +419,12 @@ pub(crate) fn op_madvise(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
 
 pub(super) fn access(c: &mut LineCtx<'_, '_>, fixed: Option<Pattern>) -> Option<Parsed> {
     let range = c.range();
-    let mut pattern = fixed;
-    let mut pattern_seen = false;
-    let mut stride: Option<u64> = None;
-    let mut random: Option<(SubsetCount, Tok<'_>)> = None;
-    let mut seed: Option<(u64, Tok<'_>)> = None;
+    let mut toks = c.rest();
     let mut ok = true;
-    let keys: &[&str] = if fixed.is_some() {
-        &["stride", "random", "seed"]
-    } else {
-        &["pattern", "stride", "random", "seed"]
-    };
-    for t in c.rest() {
-        let Some((k, v)) = t.kv() else {
-            let hint = if t.text.starts_with(|ch: char| ch.is_ascii_digit()) {
-                "a length needs an explicit offset: write NAME+0 LEN".to_string()
-            } else {
-                format!(
-                    "options: {}",
-                    keys.iter()
-                        .map(|k| format!("{k}=…"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            };
-            c.err(t.span(), format!("unexpected `{}`", t.text), Some(hint));
-            ok = false;
-            continue;
-        };
-        let seen = match k.text {
-            "pattern" if fixed.is_none() => {
-                let seen = pattern_seen;
-                pattern_seen = true;
-                pattern = match v.text {
-                    "r" => Some(Pattern::Read),
-                    "w" => Some(Pattern::Write),
-                    "rw" => Some(Pattern::ReadWrite),
-                    _ => {
-                        c.err(
-                            v.span(),
-                            format!("bad pattern `{}`", v.text),
-                            Some("patterns: r, w, rw (read then write)".into()),
-                        );
-                        ok = false;
-                        None
-                    }
-                };
-                seen
-            }
-            "stride" => {
-                let seen = stride.is_some();
-                match c.size(v, "stride") {
-                    Some(0) => {
-                        c.err(v.span(), "stride must be greater than 0", None);
-                        ok = false;
-                        stride = Some(0);
-                    }
-                    Some(s) => stride = Some(s),
-                    None => {
-                        ok = false;
-                        stride = Some(0);
-                    }
-                }
-                seen
-            }
-            "random" => {
-                let seen = random.is_some();
-                let count = if let Some(p) = v.text.strip_suffix('%') {
-                    match p.parse::<u32>() {
-                        Ok(p) if p <= 100 => Some(SubsetCount::Percent(p)),
-                        _ => {
-                            c.err(
-                                v.span(),
-                                format!("bad percentage `{}`", v.text),
-                                Some(
-                                    "write random=N (pages) or random=P% with P in 0..=100".into(),
-                                ),
-                            );
-                            None
-                        }
-                    }
-                } else {
-                    c.uint(v, "random count").map(SubsetCount::Pages)
-                };
-                match count {
-                    Some(n) => random = Some((n, t)),
-                    None => {
-                        ok = false;
-                        random = Some((SubsetCount::Pages(0), t));
-                    }
-                }
-                seen
-            }
-            "seed" => {
-                let seen = seed.is_some();
-                match c.uint(v, "seed") {
-                    Some(s) => seed = Some((s, t)),
-                    None => {
-                        ok = false;
-                        seed = Some((0, t));
-                    }
-                }
-                seen
-            }
-            "pattern" => {
+    if fixed.is_some() {
+        // `read`/`write` have no `pattern` option: say why instead of "unknown option".
+        toks.retain(|t| match t.kv() {
+            Some((k, _)) if k.text == "pattern" => {
                 c.err(
                     k.span(),
                     format!("`{}` has a fixed pattern", c.kw.text),
@@ -634,50 +433,56 @@ pub(super) fn access(c: &mut LineCtx<'_, '_>, fixed: Option<Pattern>) -> Option<
                 ok = false;
                 false
             }
-            other => {
-                let hint = suggest(other, keys.iter().copied())
-                    .map(|s| format!("did you mean `{s}`?"))
-                    .unwrap_or_else(|| format!("options: {}", keys.join(", ")));
-                c.err(k.span(), format!("unknown option `{other}`"), Some(hint));
-                ok = false;
-                false
-            }
-        };
-        if seen {
-            c.err(t.span(), format!("`{}` given twice", k.text), None);
+            _ => true,
+        });
+    }
+    let what = c.kw.text;
+    let opts = c.options(
+        toks,
+        c.spec.opts,
+        what,
+        Some("a length needs an explicit offset: write NAME+0 LEN"),
+    );
+    ok &= opts.ok;
+    if let (Some(st), None) = (opts.tok("seed"), opts.get("random")) {
+        if opts.ok {
+            c.err(
+                st.span(),
+                "`seed` without `random`",
+                Some("the seed chooses the random subset: add random=N or random=P%".into()),
+            );
             ok = false;
         }
     }
-    if let (Some((_, st)), None) = (seed, random) {
-        c.err(
-            st.span(),
-            "`seed` without `random`",
-            Some("the seed chooses the random subset: add random=N or random=P%".into()),
-        );
-        ok = false;
-    }
-    let Some(pattern) = pattern else {
-        if !pattern_seen {
-            let span = c.end_span();
-            c.err(
-                span,
-                "missing pattern=r|w|rw",
-                Some(format!("usage: {}", crate::table::synopsis("access"))),
-            );
+    let pattern = match (fixed, opts.get("pattern")) {
+        (Some(p), _) => p,
+        (None, Some(OptValue::Choice("r"))) => Pattern::Read,
+        (None, Some(OptValue::Choice("w"))) => Pattern::Write,
+        (None, Some(OptValue::Choice(_))) => Pattern::ReadWrite,
+        (None, _) => {
+            // A bad or repeated `pattern=` was reported already.
+            if opts.ok {
+                let span = c.end_span();
+                c.err(span, "missing pattern=r|w|rw", Some(c.usage()));
+            }
+            return None;
         }
-        return None;
     };
     let range = range?;
     if !ok {
         return None;
     }
+    let count = match opts.get("random") {
+        Some(OptValue::Count(n)) => Some(n),
+        _ => None,
+    };
     Some(Parsed::Op(Op::Access(AccessOp {
         range,
         pattern,
-        stride: stride.unwrap_or(DEFAULT_STRIDE),
-        subset: random.map(|(count, _)| Subset {
+        stride: opts.size("stride").unwrap_or(DEFAULT_STRIDE),
+        subset: count.map(|count| Subset {
             count,
-            seed: seed.map(|s| s.0).unwrap_or(0),
+            seed: opts.size("seed").unwrap_or(0),
         }),
     })))
 }
@@ -742,10 +547,6 @@ pub(super) fn proc_name<'s>(c: &mut LineCtx<'s, '_>) -> Option<Tok<'s>> {
             format!("bad process name `{}`", t.text),
             Some("process names are identifiers, e.g. `child`".into()),
         );
-        return None;
-    }
-    if let Some(extra) = c.next() {
-        c.err(extra.span(), format!("unexpected `{}`", extra.text), None);
         return None;
     }
     Some(t)
@@ -823,7 +624,7 @@ pub(crate) fn op_khugepaged(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         c.err(
             t.span(),
             format!("unknown khugepaged action `{}`", t.text),
-            Some("usage: khugepaged scan [N]".into()),
+            Some(c.usage()),
         );
         return None;
     }
@@ -841,31 +642,13 @@ pub(crate) fn op_khugepaged(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
             }
         }
     }
-    if let Some(extra) = c.next() {
-        c.err(
-            extra.span(),
-            format!("unexpected `{}`", extra.text),
-            Some("usage: khugepaged scan [N]".into()),
-        );
-        return None;
-    }
     Some(Parsed::Op(Op::KhugepagedScan { passes }))
 }
 
 pub(crate) fn op_sleep(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     let t = c.need("duration")?;
     match parse_duration(t.text) {
-        Ok(ms) => {
-            if let Some(extra) = c.next() {
-                c.err(
-                    extra.span(),
-                    format!("unexpected `{}`", extra.text),
-                    Some("usage: sleep DURATION".into()),
-                );
-                return None;
-            }
-            Some(Parsed::Op(Op::Sleep { ms }))
-        }
+        Ok(ms) => Some(Parsed::Op(Op::Sleep { ms })),
         Err(m) => {
             c.err(
                 t.span(),
@@ -877,15 +660,7 @@ pub(crate) fn op_sleep(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     }
 }
 
-pub(crate) fn op_shrink(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
-    if let Some(extra) = c.next() {
-        c.err(
-            extra.span(),
-            format!("unexpected `{}`", extra.text),
-            Some("usage: shrink".into()),
-        );
-        return None;
-    }
+pub(crate) fn op_shrink(_c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     Some(Parsed::Op(Op::Shrink))
 }
 
@@ -896,15 +671,7 @@ pub(crate) fn op_mremap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         c.err(
             dst.span,
             "the destination is `NAME` or `NAME+OFF`: the size is the source's",
-            Some("usage: mremap RANGE DST[+OFF]".into()),
-        );
-        return None;
-    }
-    if let Some(extra) = c.next() {
-        c.err(
-            extra.span(),
-            format!("unexpected `{}`", extra.text),
-            Some("usage: mremap RANGE DST[+OFF]".into()),
+            Some(c.usage()),
         );
         return None;
     }
@@ -924,17 +691,8 @@ pub(crate) fn op_munlock(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
 pub(crate) fn op_uffd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     use crate::ast::UffdOp;
     use thpsim_kernel::userfaultfd::{Features, MissingPolicy, WpPolicy};
-    const ACTIONS: &[&str] = &[
-        "open",
-        "register",
-        "unregister",
-        "wp",
-        "unwp",
-        "copy",
-        "zeropage",
-        "handler",
-    ];
     let a = c.need("uffd action")?;
+    c.sub = c.spec.sub(a.text);
     let op = match a.text {
         "open" => {
             let mut features = vec![];
@@ -982,86 +740,52 @@ pub(crate) fn op_uffd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         "unregister" => UffdOp::Unregister { range: c.range()? },
         "wp" | "unwp" => {
             let range = c.range()?;
-            let mut stride = 0;
-            if let Some(t) = c.next() {
-                let usage = format!("usage: uffd {} RANGE [stride=SIZE]", a.text);
-                let Some((_, v)) = t.kv().filter(|(k, _)| k.text == "stride") else {
-                    c.err(t.span(), format!("unexpected `{}`", t.text), Some(usage));
-                    return None;
-                };
-                stride = c.size(v, "stride")?;
-                if stride == 0 || stride % PAGE_SIZE != 0 {
-                    c.err(
-                        v.span(),
-                        format!("stride `{}` must be a positive multiple of 4K", v.text),
-                        None,
-                    );
-                    return None;
-                }
+            let opts = c.sub_options();
+            if !opts.ok {
+                return None;
             }
             UffdOp::Writeprotect {
                 range,
                 wp: a.text == "wp",
-                stride,
+                stride: opts.size("stride").unwrap_or(0),
             }
         }
         "copy" => {
             let range = c.range()?;
-            let wp = match c.next() {
-                None => false,
-                Some(t) if t.text == "wp" => true,
-                Some(t) => {
-                    c.err(
-                        t.span(),
-                        format!("unexpected `{}`", t.text),
-                        Some("usage: uffd copy RANGE [wp]".into()),
-                    );
-                    return None;
-                }
-            };
-            UffdOp::Copy { range, wp }
+            let opts = c.sub_options();
+            if !opts.ok {
+                return None;
+            }
+            UffdOp::Copy {
+                range,
+                wp: opts.flag("wp"),
+            }
         }
         "zeropage" => UffdOp::Zeropage { range: c.range()? },
         "handler" => {
-            let (mut wp, mut missing) = (None, None);
-            for t in c.rest() {
-                let Some((k, v)) = t.text.split_once('=') else {
-                    c.err(t.span(), format!("expected KEY=VALUE, not `{}`", t.text), Some("usage: uffd handler [wp=unprotect:SIZE|unprotect:vma] [missing=copy:SIZE|zeropage:SIZE]".into()));
-                    return None;
-                };
-                let (what, size) = v.split_once(':').unwrap_or((v, "4K"));
-                let sz = if size == "vma" {
-                    None
-                } else {
-                    match parse_size(size) {
-                        Ok(s) if s >= PAGE_SIZE && s.is_power_of_two() => Some(s),
-                        _ => {
-                            c.err(
-                                t.span(),
-                                format!("`{size}` is not a power-of-two size of at least 4K"),
-                                None,
-                            );
-                            return None;
-                        }
-                    }
-                };
-                match (k, what, sz) {
-                    ("wp", "unprotect", Some(s)) => wp = Some(WpPolicy::Unprotect(s)),
-                    ("wp", "unprotect", None) => wp = Some(WpPolicy::UnprotectVma),
-                    ("missing", "copy", Some(s)) => missing = Some(MissingPolicy::Copy(s)),
-                    ("missing", "zeropage", Some(s)) => missing = Some(MissingPolicy::Zeropage(s)),
-                    _ => {
-                        c.err(t.span(), format!("unknown handler policy `{}`", t.text), Some("wp=unprotect:4K|unprotect:2M|unprotect:vma, missing=copy:4K|zeropage:4K".into()));
-                        return None;
-                    }
-                }
+            let opts = c.sub_options();
+            if !opts.ok {
+                return None;
             }
+            let wp = match opts.get("wp") {
+                Some(OptValue::Policy(_, Some(s))) => Some(WpPolicy::Unprotect(s)),
+                Some(OptValue::Policy(_, None)) => Some(WpPolicy::UnprotectVma),
+                _ => None,
+            };
+            let missing = match opts.get("missing") {
+                Some(OptValue::Policy("zeropage", Some(s))) => Some(MissingPolicy::Zeropage(s)),
+                Some(OptValue::Policy(_, Some(s))) => Some(MissingPolicy::Copy(s)),
+                _ => None,
+            };
             UffdOp::Handler { wp, missing }
         }
         other => {
-            let hint = thpsim_kernel::util::closest(other, ACTIONS.iter().copied())
+            let actions = || c.spec.subs.iter().map(|s| s.name);
+            let hint = suggest(other, actions())
                 .map(|b| format!("did you mean `{b}`?"))
-                .unwrap_or_else(|| format!("actions: {}", ACTIONS.join(", ")));
+                .unwrap_or_else(|| {
+                    format!("actions: {}", actions().collect::<Vec<_>>().join(", "))
+                });
             c.err(
                 a.span(),
                 format!("unknown uffd action `{other}`"),
@@ -1070,15 +794,10 @@ pub(crate) fn op_uffd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
             return None;
         }
     };
-    if let Some(extra) = c.next() {
-        c.err(extra.span(), format!("unexpected `{}`", extra.text), None);
-        return None;
-    }
     Some(Parsed::Op(Op::Uffd(op)))
 }
 
 pub(crate) fn op_prctl(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
-    const USAGE: &str = "usage: prctl set_thp_disable 0|1 [except_advised]";
     let opt = c.need("prctl option")?;
     if opt.text != "set_thp_disable" {
         c.err(
@@ -1096,34 +815,19 @@ pub(crate) fn op_prctl(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
             c.err(
                 v.span(),
                 format!("`{}` is not 0 or 1", v.text),
-                Some(USAGE.into()),
+                Some(c.usage()),
             );
             return None;
         }
     };
-    let mut except_advised = false;
-    if let Some(f) = c.next() {
-        if f.text != "except_advised" {
-            c.err(
-                f.span(),
-                format!("unknown prctl flag `{}`", f.text),
-                Some("the only flag is `except_advised`".into()),
-            );
-            return None;
-        }
-        except_advised = true;
-    }
-    if let Some(extra) = c.next() {
-        c.err(
-            extra.span(),
-            format!("unexpected `{}`", extra.text),
-            Some(USAGE.into()),
-        );
+    let toks = c.rest();
+    let opts = c.options(toks, c.spec.opts, "prctl", None);
+    if !opts.ok {
         return None;
     }
     Some(Parsed::Op(Op::PrctlSetThpDisable {
         disable,
-        except_advised,
+        except_advised: opts.flag("except_advised"),
     }))
 }
 
@@ -1157,4 +861,17 @@ pub(crate) fn op_checkpoint(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     Some(Parsed::Op(Op::Checkpoint {
         label: t.text.to_string(),
     }))
+}
+
+impl<'s> LineCtx<'s, '_> {
+    /// The rest of the line as the options of the current sub-command (`uffd wp`).
+    fn sub_options(&mut self) -> Opts<'s> {
+        let toks = self.rest();
+        let (specs, name) = match self.sub {
+            Some(s) => (s.opts, s.name),
+            None => (&[][..], ""),
+        };
+        let what = format!("{} {name}", self.spec.name);
+        self.options(toks, specs, &what, None)
+    }
 }
