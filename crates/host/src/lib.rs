@@ -205,16 +205,10 @@ pub struct HostBackend {
 }
 
 fn err(msg: impl Into<String>) -> BackendError {
-    BackendError {
-        message: msg.into(),
-        not_runnable: false,
-    }
+    BackendError::failed(msg)
 }
 fn not_runnable(msg: impl Into<String>) -> BackendError {
-    BackendError {
-        message: msg.into(),
-        not_runnable: true,
-    }
+    BackendError::not_runnable(msg)
 }
 
 /// Kernel profile name of the running kernel: `major.minor` of the uname release.
@@ -624,7 +618,7 @@ impl HostBackend {
                                 "userfault at {:#x} (flags {:#x}) not resolved after 64 retries",
                                 m.address, m.flags
                             );
-                            return Err(err(format!("{note}; {}", self.worker_died().message)));
+                            return Err(err(format!("{note}; {}", self.worker_died())));
                         }
                     } else {
                         last = (m.address, 1);

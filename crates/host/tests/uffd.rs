@@ -403,7 +403,7 @@ fn fork_child_loses_registration_event_fork_not_runnable() {
             child: 1,
         })
         .unwrap_err();
-    assert!(e.not_runnable, "{e}");
+    assert!(e.is_not_runnable(), "{e}");
     b.finish().unwrap();
 }
 
@@ -419,7 +419,7 @@ fn populate_pgtable_is_not_runnable() {
             advice: Advice::PopulatePgtable,
         })
         .unwrap_err();
-    assert!(e.not_runnable, "{e}");
+    assert!(e.is_not_runnable(), "{e}");
     b.finish().unwrap();
 }
 

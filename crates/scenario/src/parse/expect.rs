@@ -9,7 +9,7 @@ use crate::ast::*;
 
 use super::lexer::{join, lex, LineCtx, Tok};
 use super::ops::check_switch;
-use super::values::{parse_size_inner, suggest};
+use super::values::{parse_size, suggest};
 use super::Parsed;
 
 pub(super) fn parse_cmp(s: &str) -> Option<Cmp> {
@@ -249,7 +249,7 @@ impl<'s> LineCtx<'s, '_> {
         };
         let size_t = r.sub(0, dot);
         let stat_t = r.from(dot + 1);
-        let kb = parse_size_inner(size_t.text)
+        let kb = parse_size(size_t.text)
             .ok()
             .filter(|b| size_t.text.ends_with(|c: char| c.is_ascii_alphabetic()) && b % 1024 == 0)
             .map(|b| b / 1024);
@@ -512,7 +512,7 @@ impl<'s> LineCtx<'s, '_> {
                         }
                     };
                 }
-                let hint = if parse_size_inner(digits).is_ok() {
+                let hint = if parse_size(digits).is_ok() {
                     "size units are only meaningful for smaps(NAME).<Field>; counters and pages() are plain counts".to_string()
                 } else {
                     "expected an integer (counters are deltas and may be negative)".to_string()

@@ -30,7 +30,7 @@ use lexer::lex;
 pub use lexer::{LineCtx, Tok};
 pub(crate) use ops::*;
 use values::suggest;
-pub use values::{fmt_size, parse_duration, parse_size};
+pub use values::{fmt_size, parse_duration, parse_size, DurationError, SizeError};
 
 /// Largest `memory`: the model's limit (8 TiB).
 pub const MAX_MEMORY: u64 = thpsim_kernel::MAX_MEMORY;

@@ -652,7 +652,7 @@ pub(crate) fn op_sleep(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         Err(m) => {
             c.err(
                 t.span(),
-                m,
+                m.to_string(),
                 Some("e.g. `sleep 10s`, `sleep 500ms`, `sleep 2m`".into()),
             );
             None

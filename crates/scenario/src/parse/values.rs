@@ -8,27 +8,23 @@ use crate::ast::RangeRef;
 
 use super::lexer::{join, LineCtx, Tok};
 
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum SizeError {
-    NotANumber,
-    BadUnit(String),
-    Overflow,
-}
-
 pub(super) const SIZE_HINT: &str =
     "a size is bytes, or a number with K, M, G or T (also KiB, MiB, GiB, TiB; kB = KiB), e.g. `4096`, `2M`, `0x1000`";
 
-/// Parses a size as the language writes it: decimal or `0x` hex, optional binary unit suffix
-/// (`K`, `M`, `G`, `T`, `KiB`…`TiB`, `kB` = 1024). The error is a message for the user.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    parse_size_inner(s).map_err(|e| match e {
-        SizeError::NotANumber => format!("`{s}` is not a size; {SIZE_HINT}"),
-        SizeError::BadUnit(u) => format!("unknown unit `{u}` in `{s}`; {SIZE_HINT}"),
-        SizeError::Overflow => format!("size `{s}` overflows 64 bits"),
-    })
+/// Why a word is not a size (each variant carries the word).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    #[error("`{0}` is not a size; {SIZE_HINT}")]
+    NotANumber(String),
+    #[error("unknown unit `{unit}` in `{text}`; {SIZE_HINT}")]
+    BadUnit { text: String, unit: String },
+    #[error("size `{0}` overflows 64 bits")]
+    Overflow(String),
 }
 
-pub(super) fn parse_size_inner(s: &str) -> Result<u64, SizeError> {
+/// Parses a size as the language writes it: decimal or `0x` hex, optional binary unit suffix
+/// (`K`, `M`, `G`, `T`, `KiB`…`TiB`, `kB` = 1024).
+pub fn parse_size(s: &str) -> Result<u64, SizeError> {
     let (digits, rest, radix) =
         if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
             let n = h.find(|c: char| !c.is_ascii_hexdigit()).unwrap_or(h.len());
@@ -38,7 +34,7 @@ pub(super) fn parse_size_inner(s: &str) -> Result<u64, SizeError> {
             (s.get(..n).unwrap_or(""), s.get(n..).unwrap_or(""), 10)
         };
     if digits.is_empty() {
-        return Err(SizeError::NotANumber);
+        return Err(SizeError::NotANumber(s.to_string()));
     }
     let mult: u64 = match rest {
         "" => 1,
@@ -46,10 +42,16 @@ pub(super) fn parse_size_inner(s: &str) -> Result<u64, SizeError> {
         "M" | "MiB" => 1 << 20,
         "G" | "GiB" => 1 << 30,
         "T" | "TiB" => 1 << 40,
-        u => return Err(SizeError::BadUnit(u.to_string())),
+        u => {
+            return Err(SizeError::BadUnit {
+                text: s.to_string(),
+                unit: u.to_string(),
+            })
+        }
     };
-    let v = u64::from_str_radix(digits, radix).map_err(|_| SizeError::Overflow)?;
-    v.checked_mul(mult).ok_or(SizeError::Overflow)
+    let overflow = || SizeError::Overflow(s.to_string());
+    let v = u64::from_str_radix(digits, radix).map_err(|_| overflow())?;
+    v.checked_mul(mult).ok_or_else(overflow)
 }
 
 /// Formats a byte count with the largest unit that divides it exactly (`2M`, `4K`, `4097`).
@@ -103,9 +105,9 @@ pub(super) fn parse_uint(s: &str) -> Option<u64> {
 impl<'s> LineCtx<'s, '_> {
     /// A size token (`what` names it in messages).
     pub(super) fn size(&mut self, t: Tok<'s>, what: &str) -> Option<u64> {
-        match parse_size_inner(t.text) {
+        match parse_size(t.text) {
             Ok(v) => Some(v),
-            Err(SizeError::NotANumber) => {
+            Err(SizeError::NotANumber(_)) => {
                 let msg = if t.text.is_empty() {
                     format!("missing {what}")
                 } else {
@@ -114,7 +116,7 @@ impl<'s> LineCtx<'s, '_> {
                 self.err(t.span(), msg, Some(SIZE_HINT.into()));
                 None
             }
-            Err(SizeError::BadUnit(u)) => {
+            Err(SizeError::BadUnit { unit: u, .. }) => {
                 let hint = match u.as_str() {
                     "k" | "m" | "g" | "t" => {
                         format!("units are upper case: write `{}`", u.to_ascii_uppercase())
@@ -129,7 +131,7 @@ impl<'s> LineCtx<'s, '_> {
                 );
                 None
             }
-            Err(SizeError::Overflow) => {
+            Err(SizeError::Overflow(_)) => {
                 self.err(
                     t.span(),
                     format!("{what} `{}` overflows 64 bits", t.text),
@@ -317,22 +319,33 @@ impl<'s> LineCtx<'s, '_> {
     }
 }
 
+/// Why a word is not a duration (each variant carries the word).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("`{0}` is not a duration")]
+    NotANumber(String),
+    #[error("`{0}`: a duration needs a unit: ms, s, m or h")]
+    NoUnit(String),
+    #[error("`{0}` is too long")]
+    TooLong(String),
+}
+
 /// `10s`, `500ms`, `2m`, `1h` → milliseconds.
-pub fn parse_duration(s: &str) -> Result<u64, String> {
+pub fn parse_duration(s: &str) -> Result<u64, DurationError> {
     let split = s.find(|ch: char| !ch.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("`{s}` is not a duration"))?;
+        .map_err(|_| DurationError::NotANumber(s.to_string()))?;
     let mul = match unit {
         "ms" => 1,
         "s" => 1000,
         "m" | "min" => 60_000,
         "h" => 3_600_000,
-        _ => return Err(format!("`{s}`: a duration needs a unit: ms, s, m or h")),
+        _ => return Err(DurationError::NoUnit(s.to_string())),
     };
     n.checked_mul(mul)
-        .ok_or_else(|| format!("`{s}` is too long"))
+        .ok_or_else(|| DurationError::TooLong(s.to_string()))
 }
 
 #[cfg(test)]
@@ -341,20 +354,29 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert_eq!(parse_size_inner("4096"), Ok(4096));
-        assert_eq!(parse_size_inner("2M"), Ok(2 << 20));
-        assert_eq!(parse_size_inner("2MiB"), Ok(2 << 20));
-        assert_eq!(parse_size_inner("2048kB"), Ok(2 << 20));
-        assert_eq!(parse_size_inner("0x1000"), Ok(4096));
-        assert_eq!(parse_size_inner("0x2M"), Ok(2 << 20));
-        assert_eq!(parse_size_inner("16T"), Ok(16 << 40));
-        assert_eq!(parse_size_inner("2Q"), Err(SizeError::BadUnit("Q".into())));
-        assert_eq!(parse_size_inner("M"), Err(SizeError::NotANumber));
-        assert_eq!(parse_size_inner("0x"), Err(SizeError::NotANumber));
-        assert_eq!(parse_size_inner("16777216T"), Err(SizeError::Overflow));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("2M"), Ok(2 << 20));
+        assert_eq!(parse_size("2MiB"), Ok(2 << 20));
+        assert_eq!(parse_size("2048kB"), Ok(2 << 20));
+        assert_eq!(parse_size("0x1000"), Ok(4096));
+        assert_eq!(parse_size("0x2M"), Ok(2 << 20));
+        assert_eq!(parse_size("16T"), Ok(16 << 40));
         assert_eq!(
-            parse_size_inner("99999999999999999999"),
-            Err(SizeError::Overflow)
+            parse_size("2Q"),
+            Err(SizeError::BadUnit {
+                text: "2Q".into(),
+                unit: "Q".into()
+            })
+        );
+        assert_eq!(parse_size("M"), Err(SizeError::NotANumber("M".into())));
+        assert_eq!(parse_size("0x"), Err(SizeError::NotANumber("0x".into())));
+        assert_eq!(
+            parse_size("16777216T"),
+            Err(SizeError::Overflow("16777216T".into()))
+        );
+        assert_eq!(
+            parse_size("99999999999999999999"),
+            Err(SizeError::Overflow("99999999999999999999".into()))
         );
     }
 
