@@ -9,7 +9,7 @@ use crate::ast::*;
 
 use super::lexer::{join, lex, LineCtx, Tok};
 use super::ops::check_switch;
-use super::values::{parse_size, suggest};
+use super::values::{listing, parse_size, suggest};
 use super::Parsed;
 
 pub(super) fn parse_cmp(s: &str) -> Option<Cmp> {
@@ -148,13 +148,12 @@ impl<'s> LineCtx<'s, '_> {
                         ObsKind::Count,
                     ));
                 }
-                let hint = suggest(n.text, VmItem::ALL.iter().map(|i| i.name()))
-                    .map(|s| format!("did you mean `vmstat.{s}`?"))
-                    .unwrap_or_else(|| "see the vmstat counters in the language reference".into());
-                self.err(
-                    n.span(),
-                    format!("unknown vmstat counter `{}`", n.text),
-                    Some(hint),
+                self.unknown(
+                    n,
+                    "vmstat counter",
+                    VmItem::ALL.iter().map(|i| i.name()),
+                    "vmstat.",
+                    || "see the vmstat counters in the language reference".into(),
                 );
                 None
             }
@@ -165,16 +164,10 @@ impl<'s> LineCtx<'s, '_> {
                         ObsKind::Count,
                     ));
                 }
-                let hint = suggest(n.text, KHUGEPAGED_STATS.iter().copied())
-                    .map(|s| format!("did you mean `khugepaged.{s}`?"))
-                    .unwrap_or_else(|| {
-                        format!("khugepaged stats: {}", KHUGEPAGED_STATS.join(", "))
-                    });
-                self.err(
-                    n.span(),
-                    format!("unknown khugepaged stat `{}`", n.text),
-                    Some(hint),
-                );
+                let names = KHUGEPAGED_STATS.iter().copied();
+                self.unknown(n, "khugepaged stat", names.clone(), "khugepaged.", || {
+                    listing("khugepaged stats", names)
+                });
                 None
             }
             ("uffd", Some(n)) if n.text == "last_flags" => {
@@ -190,11 +183,13 @@ impl<'s> LineCtx<'s, '_> {
                         ObsKind::Count,
                     ));
                 }
-                self.err(
-                    n.span(),
-                    format!("unknown uffd stat `{}`", n.text),
-                    Some(format!("uffd stats: {}", UFFD_STATS.join(", "))),
-                );
+                let names = UFFD_STATS
+                    .iter()
+                    .copied()
+                    .chain(["last_flags", "last_addr"]);
+                self.unknown(n, "uffd stat", names.clone(), "uffd.", || {
+                    listing("uffd stats", names)
+                });
                 None
             }
             ("mthp", Some(r)) => self.mthp_obs(r),
@@ -265,17 +260,10 @@ impl<'s> LineCtx<'s, '_> {
             return None;
         };
         if MthpStat::from_name(stat_t.text).is_none() {
-            let hint = suggest(stat_t.text, MthpStat::ALL.iter().map(|s| s.name()))
-                .map(|s| format!("did you mean `{s}`?"))
-                .unwrap_or_else(|| {
-                    let all: Vec<&str> = MthpStat::ALL.iter().map(|s| s.name()).collect();
-                    format!("mTHP stats: {}", all.join(", "))
-                });
-            self.err(
-                stat_t.span(),
-                format!("unknown mTHP stat `{}`", stat_t.text),
-                Some(hint),
-            );
+            let names = MthpStat::ALL.iter().map(|s| s.name());
+            self.unknown(stat_t, "mTHP stat", names.clone(), "", || {
+                listing("mTHP stats", names)
+            });
             return None;
         }
         Some((
@@ -315,24 +303,10 @@ impl<'s> LineCtx<'s, '_> {
         };
         let known = self.mapping(name).is_some();
         if !Smaps::FIELDS.contains(&field.text) {
-            let hint = suggest(field.text, Smaps::FIELDS.iter().copied())
-                .or_else(|| {
-                    Smaps::FIELDS
-                        .iter()
-                        .copied()
-                        .find(|f| f.eq_ignore_ascii_case(field.text))
-                })
-                .map(|s| format!("did you mean `{s}`?"))
-                .unwrap_or_else(|| format!("smaps fields: {}", Smaps::FIELDS.join(", ")));
-            self.err(
-                if field.text.is_empty() {
-                    field.after()
-                } else {
-                    field.span()
-                },
-                format!("unknown smaps field `{}`", field.text),
-                Some(hint),
-            );
+            let names = Smaps::FIELDS.iter().copied();
+            self.unknown(field, "smaps field", names.clone(), "", || {
+                listing("smaps fields", names)
+            });
             return None;
         }
         known.then(|| {
@@ -385,18 +359,10 @@ impl<'s> LineCtx<'s, '_> {
             }
         };
         if !Backing::CLASSES.contains(&class.text) {
-            let hint = suggest(class.text, Backing::CLASSES.iter().copied())
-                .map(|s| format!("did you mean `{s}`?"))
-                .unwrap_or_else(|| format!("page classes: {}", Backing::CLASSES.join(", ")));
-            self.err(
-                if class.text.is_empty() {
-                    class.after()
-                } else {
-                    class.span()
-                },
-                format!("unknown page class `{}`", class.text),
-                Some(hint),
-            );
+            let names = Backing::CLASSES.iter().copied();
+            self.unknown(class, "page class", names.clone(), "", || {
+                listing("page classes", names)
+            });
             return None;
         }
         let range = range?;

@@ -9,7 +9,7 @@ use crate::ast::*;
 
 use super::lexer::{join, LineCtx, Tok};
 use super::options::{OptValue, Opts};
-use super::values::{is_ident, parse_duration, suggest};
+use super::values::{is_ident, listing, parse_duration, suggest};
 use super::{
     MapInfo, Parsed, DEFAULT_STRIDE, MAX_MAPPING, MAX_MEMORY, MEMORY_GRANULE, UNKNOWN_SIZE,
 };
@@ -158,21 +158,12 @@ pub(super) fn scratch_switches() -> Option<Switches> {
 }
 
 /// Validates one `switch=value`; reports at the key or the value.
-pub(super) fn check_switch(c: &mut LineCtx<'_, '_>, k: Tok<'_>, v: Tok<'_>) -> bool {
+pub(super) fn check_switch<'s>(c: &mut LineCtx<'s, '_>, k: Tok<'s>, v: Tok<'s>) -> bool {
     let Some(info) = profile::SWITCHES.iter().find(|s| s.0 == k.text) else {
-        let hint = suggest(k.text, profile::SWITCHES.iter().map(|s| s.0))
-            .map(|s| format!("did you mean `{s}`?"))
-            .unwrap_or_else(|| {
-                format!(
-                    "switches: {}",
-                    profile::SWITCHES
-                        .iter()
-                        .map(|s| s.0)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            });
-        c.err(k.span(), format!("unknown switch `{}`", k.text), Some(hint));
+        let names = profile::SWITCHES.iter().map(|s| s.0);
+        c.unknown(k, "switch", names.clone(), "", || {
+            listing("switches", names)
+        });
         return false;
     };
     let Some(mut sw) = scratch_switches() else {
@@ -230,10 +221,10 @@ pub(crate) fn op_catch(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
             }
             Some(s) => signals.push(s),
             None => {
-                let hint = suggest(t.text, ["SIGSEGV", "SIGBUS"])
-                    .map(|s| format!("did you mean `{s}`?"))
-                    .unwrap_or_else(|| "the signals an access raises: SIGSEGV, SIGBUS".into());
-                c.err(t.span(), format!("unknown signal `{}`", t.text), Some(hint));
+                let names = ["SIGSEGV", "SIGBUS"];
+                c.unknown(t, "signal", names, "", || {
+                    listing("the signals an access raises", names)
+                });
                 ok = false;
             }
         }
@@ -310,18 +301,11 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
             );
             return None;
         }
-        b => {
-            let hint = suggest(
-                b,
-                std::iter::once("anon").chain(UNMODELLED_BACKINGS.iter().copied()),
-            )
-            .map(|s| format!("did you mean `{s}`?"))
-            .unwrap_or_else(|| "the backing is `anon`".to_string());
-            c.err(
-                backing_tok.span(),
-                format!("unknown backing `{b}`"),
-                Some(hint),
-            );
+        _ => {
+            let names = std::iter::once("anon").chain(UNMODELLED_BACKINGS.iter().copied());
+            c.unknown(backing_tok, "backing", names, "", || {
+                "the backing is `anon`".into()
+            });
             return None;
         }
     }
@@ -560,16 +544,9 @@ pub(super) fn known_proc<'s>(c: &mut LineCtx<'s, '_>) -> Option<Tok<'s>> {
             return None;
         }
         let names: Vec<String> = c.st.procs.keys().cloned().collect();
-        let hint = thpsim_kernel::util::closest(t.text, names.iter().map(|s| s.as_str()))
-            .map(|b| format!("did you mean `{b}`?"))
-            .unwrap_or_else(|| {
-                "processes are `main` and those created by `fork NAME` earlier in the file".into()
-            });
-        c.err(
-            t.span(),
-            format!("unknown process `{}`", t.text),
-            Some(hint),
-        );
+        c.unknown(t, "process", names.iter().map(String::as_str), "", || {
+            "processes are `main` and those created by `fork NAME` earlier in the file".into()
+        });
         return None;
     }
     Some(t)
@@ -779,18 +756,11 @@ pub(crate) fn op_uffd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
             };
             UffdOp::Handler { wp, missing }
         }
-        other => {
-            let actions = || c.spec.subs.iter().map(|s| s.name);
-            let hint = suggest(other, actions())
-                .map(|b| format!("did you mean `{b}`?"))
-                .unwrap_or_else(|| {
-                    format!("actions: {}", actions().collect::<Vec<_>>().join(", "))
-                });
-            c.err(
-                a.span(),
-                format!("unknown uffd action `{other}`"),
-                Some(hint),
-            );
+        _ => {
+            let names = c.spec.subs.iter().map(|s| s.name);
+            c.unknown(a, "uffd action", names.clone(), "", || {
+                listing("actions", names)
+            });
             return None;
         }
     };

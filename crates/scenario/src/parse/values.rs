@@ -83,6 +83,39 @@ pub(super) fn suggest<'a>(
     })
 }
 
+/// `label: a, b, c`, the hint that lists every accepted word.
+pub(super) fn listing<'a>(label: &str, names: impl IntoIterator<Item = &'a str>) -> String {
+    format!(
+        "{label}: {}",
+        names.into_iter().collect::<Vec<_>>().join(", ")
+    )
+}
+
+impl<'s> LineCtx<'s, '_> {
+    /// Reports ``unknown {what} `WORD` `` at `t` (just after it when it is empty). The hint is
+    /// "did you mean `PREFIX…`?" for the closest of `names` (or the one that differs only in
+    /// case), else what `otherwise` says.
+    pub(super) fn unknown<'a>(
+        &mut self,
+        t: Tok<'s>,
+        what: &str,
+        names: impl IntoIterator<Item = &'a str> + Clone,
+        prefix: &str,
+        otherwise: impl FnOnce() -> String,
+    ) {
+        let hint = suggest(t.text, names.clone())
+            .or_else(|| names.into_iter().find(|n| n.eq_ignore_ascii_case(t.text)))
+            .map(|s| format!("did you mean `{prefix}{s}`?"))
+            .unwrap_or_else(otherwise);
+        let span = if t.text.is_empty() {
+            t.after()
+        } else {
+            t.span()
+        };
+        self.err(span, format!("unknown {what} `{}`", t.text), Some(hint));
+    }
+}
+
 pub(super) fn is_ident(s: &str) -> bool {
     let mut cs = s.chars();
     matches!(cs.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
