@@ -86,23 +86,27 @@ pub fn parse(file: &str, source: &str) -> Result<Scenario, Vec<Diagnostic>> {
         };
         match spec.placement {
             Placement::Setup => {
-                if !frames.is_empty() {
+                let misplaced = if !frames.is_empty() {
+                    Some(("cannot be inside `repeat`", ", at top level".to_string()))
+                } else if st.body_started {
+                    let anywhere: Vec<String> = OPS
+                        .iter()
+                        .filter(|s| s.placement == Placement::Anywhere)
+                        .map(|s| format!("`{}`", s.name))
+                        .collect();
+                    Some((
+                        "must come before the first operation",
+                        format!("; {} may appear anywhere", anywhere.join(", ")),
+                    ))
+                } else {
+                    None
+                };
+                if let Some((what, rest)) = misplaced {
                     st.err(
                         kw.span(),
-                        format!("`{}` cannot be inside `repeat`", kw.text),
+                        format!("`{}` {what}", kw.text),
                         Some(format!(
-                            "setup statements ({}) come first, at top level",
-                            setup_ops().join(", ")
-                        )),
-                    );
-                    continue;
-                }
-                if st.body_started {
-                    st.err(
-                        kw.span(),
-                        format!("`{}` must come before the first operation", kw.text),
-                        Some(format!(
-                            "setup statements ({}) come first; `sysfs` may appear anywhere",
+                            "setup statements ({}) come first{rest}",
                             setup_ops().join(", ")
                         )),
                     );
