@@ -390,13 +390,26 @@ impl HostBackend {
                 },
                 _,
             )) => base,
-            Ok((r, _)) => {
+            Ok((
+                Response {
+                    status: Status::Errno(e),
+                    ..
+                },
+                _,
+            )) => {
                 return Err(fail(
                     chan,
                     format!(
-                        "worker child could not reserve a {}-byte arena: {:?}",
-                        self.arena_len, r.status
+                        "worker child could not reserve a {}-byte arena: {}",
+                        self.arena_len,
+                        Errno(e)
                     ),
+                ))
+            }
+            Ok((r, _)) => {
+                return Err(fail(
+                    chan,
+                    format!("worker child {pid} answered start-up with {:?}", r.status),
                 ))
             }
             Err(RecvError::Proto(e)) => {
