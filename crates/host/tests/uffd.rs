@@ -482,25 +482,6 @@ fn populate_pgtable_is_not_runnable() {
 }
 
 #[test]
-fn populate_write_on_protected_range_is_resolved_by_the_monitor() {
-    let _l = lock();
-    let Some(mut b) = backend() else { return };
-    hugepage_range(&mut b);
-    assert_eq!(read(&mut b, 0, M2).minflt, 1);
-    open(&mut b, &[]);
-    register(&mut b, 0, M2, false, true);
-    protect(&mut b, 0, M2);
-    handler(&mut b, Some(WpPolicy::Unprotect(M2)), None);
-    let s0 = snap(&mut b);
-    let p = madvise(&mut b, 0, M2, Advice::PopulateWrite);
-    let s1 = snap(&mut b);
-    assert_eq!(p.result, Ok(0));
-    assert_eq!(delta(&s0, &s1, "uffd.wp"), 1);
-    assert_eq!(pages(&mut b, 0, M2), one(Backing::ThpPmd, 512));
-    b.finish().unwrap();
-}
-
-#[test]
 fn strided_unprotect_runs_in_address_order_and_stops_at_the_first_error() {
     let _l = lock();
     let Some(mut b) = backend() else { return };
