@@ -418,7 +418,7 @@ fn sigbus_feature_errors_and_unregister() {
 }
 
 #[test]
-fn fork_child_loses_registration_event_fork_not_runnable() {
+fn fork_child_loses_the_registration() {
     let _l = lock();
     let Some(mut b) = backend() else { return };
     assert_eq!(mmap(&mut b, 0, M2).result, Ok(0));
@@ -452,33 +452,47 @@ fn fork_child_loses_registration_event_fork_not_runnable() {
         "the parent still is registered"
     );
     b.finish().unwrap();
-
-    let Some(mut b) = backend() else { return };
-    open(&mut b, &["event_fork"]);
-    let e = b
-        .exec(&BackendOp::Fork {
-            parent: 0,
-            child: 1,
-        })
-        .unwrap_err();
-    assert!(e.is_not_runnable(), "{e}");
-    b.finish().unwrap();
 }
 
 #[test]
-fn populate_pgtable_is_not_runnable() {
+fn what_the_host_cannot_run_is_refused_as_not_runnable() {
     let _l = lock();
-    let Some(mut b) = backend() else { return };
-    assert_eq!(mmap(&mut b, 0, M2).result, Ok(0));
-    let e = b
-        .exec(&BackendOp::Madvise {
-            addr: 0,
-            len: M2,
-            advice: Advice::PopulatePgtable,
-        })
-        .unwrap_err();
-    assert!(e.is_not_runnable(), "{e}");
-    b.finish().unwrap();
+    let cases: Vec<(&str, Vec<BackendOp>, BackendOp)> = vec![
+        (
+            "fork of a process whose uffd has UFFD_FEATURE_EVENT_FORK",
+            vec![BackendOp::Uffd(UffdReq::Open {
+                features: vec!["event_fork".into()],
+            })],
+            BackendOp::Fork {
+                parent: 0,
+                child: 1,
+            },
+        ),
+        (
+            "MADV_POPULATE_PGTABLE (a model-only proposal)",
+            vec![BackendOp::Mmap {
+                addr: 0,
+                len: M2,
+                prot: thpsim_kernel::types::Prot::RW,
+                shared: false,
+                populate: false,
+            }],
+            BackendOp::Madvise {
+                addr: 0,
+                len: M2,
+                advice: Advice::PopulatePgtable,
+            },
+        ),
+    ];
+    for (name, prep, op) in cases {
+        let Some(mut b) = backend() else { return };
+        for p in &prep {
+            assert_eq!(b.exec(p).unwrap().result, Ok(0), "{name}: {p:?}");
+        }
+        let e = b.exec(&op).unwrap_err();
+        assert!(e.is_not_runnable(), "{name}: {e}");
+        b.finish().unwrap();
+    }
 }
 
 #[test]
