@@ -9,6 +9,7 @@ use thpsim_kernel::observe::{Backing, Smaps};
 use thpsim_kernel::profile;
 use thpsim_kernel::sysfs;
 use thpsim_kernel::types::Advice;
+use thpsim_kernel::userfaultfd::Features;
 use thpsim_kernel::vmstat::{MthpStat, VmItem, KHUGEPAGED_STATS};
 
 use crate::parse::UFFD_STATS;
@@ -214,6 +215,11 @@ pub fn language_reference() -> String {
         s,
         "uffd stats: {}.\n",
         list(&mut UFFD_STATS.iter().map(|i| i.to_string()))
+    );
+    let _ = writeln!(
+        s,
+        "userfaultfd features (`uffd open`): {}.\n",
+        list(&mut Features::NAMES.iter().map(|i| i.to_string()))
     );
     let _ = writeln!(
         s,

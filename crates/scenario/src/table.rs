@@ -645,7 +645,7 @@ pub const OPS: &[OpSpec] = &[
     OpSpec {
         name: "uffd",
         grammar: "",
-        summary: "userfaultfd of the current process (one per process): `open` is userfaultfd(2) + UFFDIO_API with features (`wp_unpopulated`, `wp_async`, `sigbus`, `exact_address`, `thread_id`, `event_fork`); `register`/`unregister` are UFFDIO_(UN)REGISTER; `wp`/`unwp` are UFFDIO_WRITEPROTECT with mode WP / 0; `copy` and `zeropage` fill missing pages (order 0, EEXIST on populated ones). A fault that reaches userfaultfd is resolved by a modelled monitor: `handler wp=unprotect:4K` (default; also `unprotect:2M`, `unprotect:vma`) and `missing=copy:4K` (default; also `zeropage:SIZE`). Messages are counted as `uffd.STAT` (see Observables).",
+        summary: "userfaultfd of the current process (one per process): `open` is userfaultfd(2) + UFFDIO_API with features (see userfaultfd features below); `register`/`unregister` are UFFDIO_(UN)REGISTER; `wp`/`unwp` are UFFDIO_WRITEPROTECT with mode WP / 0; `copy` and `zeropage` fill missing pages (order 0, EEXIST on populated ones). A fault that reaches userfaultfd is resolved by a modelled monitor: `handler wp=unprotect:4K` (default; also `unprotect:2M`, `unprotect:vma`) and `missing=copy:4K` (default; also `zeropage:SIZE`). Messages are counted as `uffd.STAT` (see Observables).",
         args: &[
             ("RANGE", "as for other ops"),
             ("POLICY", "`ACTION:SIZE` with SIZE a power of two ≥ 4K (default 4K), or `unprotect:vma`"),

@@ -675,11 +675,10 @@ pub(crate) fn op_uffd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
             let mut features = vec![];
             for t in c.rest() {
                 if !Features::default().set(t.text) {
-                    c.err(
-                        t.span(),
-                        format!("unknown userfaultfd feature `{}`", t.text),
-                        Some(format!("features: {}", Features::NAMES.join(", "))),
-                    );
+                    let names = Features::NAMES.iter().copied();
+                    c.unknown(t, "userfaultfd feature", names.clone(), "", || {
+                        listing("features", names)
+                    });
                     return None;
                 }
                 features.push(t.text.to_string());
