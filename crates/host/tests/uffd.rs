@@ -99,8 +99,10 @@ struct WpCase {
     protected: PageMap,
     policy: Option<WpPolicy>,
     touch: Touch,
-    /// The touch's minor faults (`None`: not asserted).
+    /// The touch's minor and major faults (`None`: not asserted; the populate's fault, retried
+    /// by GUP after the monitor resolved it, was counted as major on a 6.18 host).
     minflt: Option<u64>,
+    majflt: Option<u64>,
     /// Messages the monitor received: (flags, arena offset); `None`: not asserted.
     msgs: Option<Vec<(u64, u64)>>,
     /// Counter deltas over the touch.
@@ -121,6 +123,7 @@ fn wp_cases() -> Vec<WpCase> {
         policy: Some(policy),
         touch: Touch::Write(0),
         minflt: Some(1),
+        majflt: Some(0),
         msgs: Some(vec![(0x3, 0)]),
         deltas: vec![
             ("vmstat.thp_split_pmd", split),
@@ -138,6 +141,7 @@ fn wp_cases() -> Vec<WpCase> {
             policy: None,
             touch: Touch::Write(0),
             minflt: Some(1),
+            majflt: Some(0),
             msgs: Some(vec![]),
             deltas: vec![("uffd.events", 0), ("vmstat.thp_fault_alloc", 1)],
             after: one(Backing::ThpPmd, 512),
@@ -151,6 +155,7 @@ fn wp_cases() -> Vec<WpCase> {
             policy: None,
             touch: Touch::Write(K4),
             minflt: Some(2),
+            majflt: Some(0),
             msgs: Some(vec![(0x3, K4)]),
             deltas: vec![
                 ("uffd.events", 1),
@@ -195,6 +200,7 @@ fn wp_cases() -> Vec<WpCase> {
             policy: None,
             touch: Touch::Write(K4),
             minflt: Some(1),
+            majflt: Some(0),
             msgs: Some(vec![(0x3, K4)]),
             deltas: vec![("vmstat.thp_split_pmd", 1)],
             after: one(Backing::ThpPte { order: 9 }, 512),
@@ -215,6 +221,7 @@ fn wp_cases() -> Vec<WpCase> {
             policy: None,
             touch: Touch::Write(0),
             minflt: Some(1),
+            majflt: Some(0),
             msgs: Some(vec![]),
             deltas: vec![("vmstat.thp_split_pmd", 1), ("uffd.events", 0)],
             after: one(Backing::ThpPte { order: 9 }, 512),
@@ -233,6 +240,7 @@ fn wp_cases() -> Vec<WpCase> {
             policy: Some(WpPolicy::Unprotect(M2)),
             touch: Touch::PopulateWrite,
             minflt: None,
+            majflt: None,
             msgs: None,
             deltas: vec![("uffd.wp", 1)],
             after: one(Backing::ThpPmd, 512),
@@ -268,9 +276,11 @@ fn write_protect_cases() {
         };
         let s2 = snap(&mut b);
         assert_eq!(o.result, Ok(0), "{n}");
-        assert_eq!(o.majflt, 0, "{n}");
         if let Some(m) = c.minflt {
             assert_eq!(o.minflt, m, "{n}: minflt");
+        }
+        if let Some(m) = c.majflt {
+            assert_eq!(o.majflt, m, "{n}: majflt");
         }
         if let Some(msgs) = &c.msgs {
             assert_eq!(&flags_addrs(&b), msgs, "{n}: messages");
