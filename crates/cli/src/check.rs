@@ -527,7 +527,7 @@ pub(crate) fn check_scenario(
     let plan = match engine::plan(&scn, &variant) {
         Ok(p) => p,
         Err(e) => {
-            fc.error = Some(e);
+            fc.error = Some(e.to_string());
             return fc;
         }
     };
@@ -569,7 +569,7 @@ pub(crate) fn check_scenario(
         match engine::plan(&m, &variant) {
             Ok(p) => (m, p),
             Err(e) => {
-                fc.error = Some(e);
+                fc.error = Some(e.to_string());
                 return fc;
             }
         }
@@ -602,12 +602,16 @@ pub(crate) fn check_scenario(
             );
             fc.warnings.extend(h.warnings);
         }
-        (Err(e), _) => fc.error = Some(format!("model: {}", e.message)),
+        (Err(e), _) => fc.error = Some(format!("model: {}", e.message())),
         (_, Err(e)) => {
             fc.error = Some(format!(
                 "host: {}{}",
-                if e.not_runnable { "not runnable: " } else { "" },
-                e.message
+                if e.is_not_runnable() {
+                    "not runnable: "
+                } else {
+                    ""
+                },
+                e.message()
             ))
         }
     }

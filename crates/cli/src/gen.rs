@@ -140,7 +140,7 @@ impl Default for GenParams {
 
 /// Parses a `--guest` value: a size (`4G`, `512M`, …), a positive multiple of 2 MiB.
 pub fn parse_guest(s: &str) -> Result<u64, String> {
-    let v = parse_size(s)?;
+    let v = parse_size(s).map_err(|e| e.to_string())?;
     if v == 0 || v % M2 != 0 {
         return Err(format!(
             "guest size `{s}` must be a positive multiple of 2M"

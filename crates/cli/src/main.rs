@@ -270,10 +270,18 @@ pub(crate) fn run_on(
         eprintln!(
             "thpsim: {}: {}{}",
             scn.file,
-            if e.not_runnable { "not runnable: " } else { "" },
-            e.message
+            if e.is_not_runnable() {
+                "not runnable: "
+            } else {
+                ""
+            },
+            e.message()
         );
-        ExitCode::from(if e.not_runnable { EXIT_CANNOT_RUN } else { 1 })
+        ExitCode::from(if e.is_not_runnable() {
+            EXIT_CANNOT_RUN
+        } else {
+            1
+        })
     })
 }
 

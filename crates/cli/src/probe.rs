@@ -91,7 +91,7 @@ fn kind_of(name: &str) -> &'static str {
 }
 
 fn run_model(scn: &thpsim_scenario::Scenario, variant: &Variant) -> Result<RunResult, String> {
-    engine::run(scn, &mut SimBackend::new(), variant).map_err(|e| e.message)
+    engine::run(scn, &mut SimBackend::new(), variant).map_err(|e| e.message())
 }
 
 fn probe_one(name: &str, file: &str, text: &str, host_profile: &str) -> Result<Finding, String> {
@@ -100,7 +100,7 @@ fn probe_one(name: &str, file: &str, text: &str, host_profile: &str) -> Result<F
         profile: Some(host_profile.to_string()),
         sets: vec![],
     };
-    let plan = engine::plan(&scn, &base)?;
+    let plan = engine::plan(&scn, &base).map_err(|e| e.to_string())?;
     let switch = SWITCHES.iter().find(|s| s.0 == name);
     let candidates: Vec<String> = match switch {
         Some((_, values, _)) => values.split('|').map(str::to_string).collect(),
@@ -110,7 +110,7 @@ fn probe_one(name: &str, file: &str, text: &str, host_profile: &str) -> Result<F
         allow_sysfs: true,
         no_wait: false,
     });
-    let host = engine::run(&scn, &mut hb, &base).map_err(|e| e.message)?;
+    let host = engine::run(&scn, &mut hb, &base).map_err(|e| e.message())?;
     let mut f = Finding {
         name: name.to_string(),
         kind: kind_of(name),

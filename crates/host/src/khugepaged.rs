@@ -30,6 +30,8 @@
 
 use std::time::{Duration, Instant};
 
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
 use crate::sys;
 
 pub const HUGE_SLEEP_MS: &str = "86400000";
@@ -39,16 +41,17 @@ pub const ALLOC_SLEEP_KNOB: &str = "khugepaged/alloc_sleep_millisecs";
 
 pub struct Sentinel {
     pub pid: i32,
-    ctl_w: i32,
+    /// The write end of the control pipe: closing it (dropping) tells the sentinel to go.
+    ctl_w: Option<OwnedFd>,
 }
 
 const PR_THP_DISABLE_EXCEPT_ADVISED: libc::c_ulong = 1 << 1;
 const PMD: usize = 2 << 20;
 
-fn sentinel_main(ctl_r: i32, ready_w: i32, parent: i32) -> ! {
+fn sentinel_main(ctl_r: OwnedFd, ready_w: OwnedFd, parent: i32) -> ! {
     sys::die_with_parent(parent);
     sys::reset_signals_in_child();
-    sys::close_all_except(&mut [ctl_r, ready_w]);
+    sys::close_all_except(&mut [ctl_r.as_raw_fd(), ready_w.as_raw_fd()]);
     // SAFETY: prctl with integer arguments; failure (older kernels) is tolerated.
     unsafe {
         libc::prctl(
@@ -96,10 +99,11 @@ fn sentinel_main(ctl_r: i32, ready_w: i32, parent: i32) -> ! {
             )
         };
     }
-    let _ = sys::write_all_fd(ready_w, &[status]);
+    let _ = sys::write_all_fd(ready_w.as_fd(), &[status]);
     let mut b = [0u8; 1];
-    let _ = sys::read_exact_fd(ctl_r, &mut b); // returns at EOF: the parent is done or gone
-                                               // SAFETY: _exit in a forked child.
+    // Returns at EOF: the parent is done or gone.
+    let _ = sys::read_exact_fd(ctl_r.as_fd(), &mut b);
+    // SAFETY: _exit in a forked child.
     unsafe { libc::_exit(0) }
 }
 
@@ -117,12 +121,16 @@ impl Sentinel {
             crate::sysfs::IN_FORKED_CHILD.store(true, std::sync::atomic::Ordering::SeqCst);
             sentinel_main(ctl_r, ready_w, me);
         }
-        sys::close(ctl_r);
-        sys::close(ready_w);
+        // The child's ends: only the child holds them now, so EOF on `ready_r` means it died.
+        drop(ctl_r);
+        drop(ready_w);
         let mut b = [0u8; 1];
-        let r = sys::read_exact_fd(ready_r, &mut b);
-        sys::close(ready_r);
-        let s = Sentinel { pid, ctl_w };
+        let r = sys::read_exact_fd(ready_r.as_fd(), &mut b);
+        drop(ready_r);
+        let s = Sentinel {
+            pid,
+            ctl_w: Some(ctl_w),
+        };
         match r {
             Ok(true) if b[0] == 0 => Ok(s),
             _ => Err(format!(
@@ -141,7 +149,7 @@ impl Sentinel {
         if let Some(st) = sys::waitpid_nohang(self.pid) {
             let pid = self.pid;
             self.pid = 0;
-            sys::close(self.ctl_w);
+            self.ctl_w = None;
             if crate::sysfs::CHILDREN_KILLED.load(std::sync::atomic::Ordering::SeqCst) {
                 return Ok(()); // the panic hook ended the run and killed it
             }
@@ -159,7 +167,7 @@ impl Sentinel {
     pub fn stop(&mut self) -> Result<(), String> {
         let r = self.check_alive();
         if self.pid > 0 {
-            sys::close(self.ctl_w);
+            self.ctl_w = None;
             sys::kill(self.pid, libc::SIGKILL);
             sys::waitpid(self.pid);
             self.pid = 0;

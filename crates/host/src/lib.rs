@@ -43,10 +43,12 @@ pub mod estimate;
 pub mod inventory;
 pub mod khugepaged;
 pub mod observe;
+pub mod proto;
 pub mod sys;
 pub mod sysfs;
 pub mod uffd;
 
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 
 use thpsim_kernel::errno::{Errno, OpError, Signal};
@@ -57,10 +59,7 @@ use thpsim_scenario::backend::{
 };
 use thpsim_scenario::pattern::touch_offsets;
 
-use crate::child::{
-    Req, K_ACCESS, K_EXIT, K_FORK, K_MADVISE, K_MLOCK, K_MMAP, K_MPROTECT, K_MREMAP, K_MUNMAP,
-    K_PRCTL, K_UFFD_OPEN, ST_SIGBUS,
-};
+use crate::proto::{RecvError, Request, Response, Status};
 use crate::sys::PAGE;
 
 /// Options of the host backend.
@@ -139,7 +138,7 @@ pub fn knob_diffs(setup_sysfs: &[(String, String)]) -> Result<Vec<KnobDiff>, Str
 /// One scenario process: a worker child and the parent's end of its socket.
 struct Worker {
     pid: i32,
-    chan: i32,
+    chan: OwnedFd,
     observer: observe::Observer,
     /// Slot in `sysfs::CHILD_PIDS`.
     slot: Option<usize>,
@@ -148,13 +147,13 @@ struct Worker {
 }
 
 impl Worker {
-    /// Ends the worker (K_EXIT, then SIGKILL if it does not go) and reaps it: when this
+    /// Ends the worker (`Exit`, then SIGKILL if it does not go) and reaps it: when this
     /// returns its mm has been torn down (`exit_mm` runs before the task becomes a zombie).
     fn stop(mut self) -> Option<String> {
         // Release the uffd first: nothing can stay blocked on it.
         self.uffd = None;
-        let ok = child::send_req(self.chan, &[K_EXIT, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_ok();
-        sys::close(self.chan);
+        let ok = proto::send_request(self.chan.as_fd(), &Request::Exit, None).is_ok();
+        drop(self.chan);
         if !ok {
             sys::kill(self.pid, libc::SIGKILL);
         }
@@ -205,16 +204,10 @@ pub struct HostBackend {
 }
 
 fn err(msg: impl Into<String>) -> BackendError {
-    BackendError {
-        message: msg.into(),
-        not_runnable: false,
-    }
+    BackendError::failed(msg)
 }
 fn not_runnable(msg: impl Into<String>) -> BackendError {
-    BackendError {
-        message: msg.into(),
-        not_runnable: true,
-    }
+    BackendError::not_runnable(msg)
 }
 
 /// Kernel profile name of the running kernel: `major.minor` of the uname release.
@@ -385,31 +378,65 @@ impl HostBackend {
     }
 
     /// Waits for a worker's ready message on `chan` and opens its observer.
-    fn adopt_worker(&mut self, pid: i32, chan: i32) -> Result<(Worker, u64), BackendError> {
-        let ready = child::recv_resp(chan);
-        let fail = |m: String| {
-            sys::close(chan);
+    fn adopt_worker(&mut self, pid: i32, chan: OwnedFd) -> Result<(Worker, u64), BackendError> {
+        let ready = proto::recv_response(chan.as_fd());
+        // Ends the worker: it exits at EOF on its channel, or is killed.
+        let fail = |chan: OwnedFd, m: String| {
+            drop(chan);
             sys::kill(pid, libc::SIGKILL);
             sys::waitpid(pid);
             err(m)
         };
         let base = match ready {
-            Ok(Some([0, base, _, _])) => base,
-            Ok(Some([_, e, _, _])) => {
-                return Err(fail(format!(
-                    "worker child could not reserve a {}-byte arena: {}",
-                    self.arena_len,
-                    Errno(e as i32)
-                )))
+            Ok((
+                Response {
+                    status: Status::Ok(base),
+                    ..
+                },
+                _,
+            )) => base,
+            Ok((
+                Response {
+                    status: Status::Errno(e),
+                    ..
+                },
+                _,
+            )) => {
+                return Err(fail(
+                    chan,
+                    format!(
+                        "worker child could not reserve a {}-byte arena: {}",
+                        self.arena_len,
+                        Errno(e)
+                    ),
+                ))
             }
-            _ => return Err(fail(format!("worker child {pid} died during start-up"))),
+            Ok((r, _)) => {
+                return Err(fail(
+                    chan,
+                    format!("worker child {pid} answered start-up with {:?}", r.status),
+                ))
+            }
+            Err(RecvError::Proto(e)) => {
+                return Err(fail(
+                    chan,
+                    format!("worker child {pid} sent a malformed ready message: {e}"),
+                ))
+            }
+            Err(_) => {
+                return Err(fail(
+                    chan,
+                    format!("worker child {pid} died during start-up"),
+                ))
+            }
         };
         let observer = match observe::Observer::new(pid) {
             Ok(o) => o,
             Err(e) => {
-                return Err(fail(format!(
-                    "cannot open /proc/{pid}/pagemap or /proc/kpageflags: {e}"
-                )))
+                return Err(fail(
+                    chan,
+                    format!("cannot open /proc/{pid}/pagemap or /proc/kpageflags: {e}"),
+                ))
             }
         };
         let slot = sysfs::register_child(pid);
@@ -433,16 +460,15 @@ impl HostBackend {
         // so it is sound even if this process has other threads.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
-            let e = std::io::Error::last_os_error();
-            sys::close(mine);
-            sys::close(theirs);
-            return Err(err(format!("fork: {e}")));
+            // Both ends are closed when dropped.
+            return Err(err(format!("fork: {}", std::io::Error::last_os_error())));
         }
         if pid == 0 {
             sysfs::IN_FORKED_CHILD.store(true, Ordering::SeqCst);
             child::child_main(theirs, arena_len, me);
         }
-        sys::close(theirs);
+        // The worker's end: only the worker holds it now.
+        drop(theirs);
         self.arena_len = arena_len;
         let (w, base) = self.adopt_worker(pid, mine)?;
         self.base = base;
@@ -479,32 +505,40 @@ impl HostBackend {
                  uffd, which the model does not model",
             ));
         }
-        let pw_chan = self.worker()?.chan;
         let (mine, theirs) =
             sys::socketpair_seqpacket().map_err(|e| err(format!("socketpair: {e}")))?;
-        let sent = child::send_req_fd(
-            pw_chan,
-            &[K_FORK, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-            Some(theirs),
-        );
-        sys::close(theirs);
+        let pw_chan = self.worker()?.chan.as_fd();
+        let sent = proto::send_request(pw_chan, &Request::Fork, Some(theirs.as_fd()));
+        // The new worker's end goes with the message; ours is closed now.
+        drop(theirs);
         let resp = sent
-            .ok()
-            .and_then(|_| child::recv_resp(pw_chan).ok().flatten());
-        let Some(r) = resp else {
-            sys::close(mine);
-            return Err(self.worker_died());
+            .map_err(RecvError::Io)
+            .and_then(|()| proto::recv_response(pw_chan));
+        let pid = match resp {
+            Ok((
+                Response {
+                    status: Status::Ok(pid),
+                    ..
+                },
+                _,
+            )) => pid as i32,
+            Ok((
+                Response {
+                    status: Status::Errno(e),
+                    ..
+                },
+                _,
+            )) => {
+                self.workers.push(None);
+                return Ok(OpOutcome {
+                    result: Err(OpError::Errno(Errno(e))),
+                    minflt: 0,
+                    majflt: 0,
+                });
+            }
+            Ok((r, _)) => return Err(err(format!("fork: unexpected response {r:?}"))),
+            Err(e) => return Err(self.recv_failed(e)),
         };
-        if r[0] != 0 {
-            sys::close(mine);
-            self.workers.push(None);
-            return Ok(OpOutcome {
-                result: Err(OpError::Errno(Errno(r[1] as i32))),
-                minflt: 0,
-                majflt: 0,
-            });
-        }
-        let pid = r[1] as i32;
         let (w, base) = self.adopt_worker(pid, mine)?;
         if base != self.base {
             let pid = w.pid;
@@ -553,7 +587,8 @@ impl HostBackend {
         let Some(Some(w)) = self.workers.get_mut(self.current).map(|w| w.take()) else {
             return err("host backend: op before setup");
         };
-        sys::close(w.chan);
+        // Closing the channel ends a worker that is still alive.
+        drop(w.chan);
         let st = sys::waitpid(w.pid)
             .map(sys::describe_status)
             .unwrap_or_else(|| "unknown status".into());
@@ -561,21 +596,37 @@ impl HostBackend {
         err(format!("worker child {} died ({st})", w.pid))
     }
 
-    fn call(&mut self, req: &Req) -> Result<child::Resp, BackendError> {
+    /// A receive from the current worker failed: it died (EOF, I/O error), or it sent what
+    /// this build cannot decode.
+    fn recv_failed(&mut self, e: RecvError) -> BackendError {
+        match e {
+            RecvError::Proto(e) => err(format!(
+                "worker child sent a malformed response: {e}; {}",
+                self.worker_died()
+            )),
+            RecvError::Eof | RecvError::Io(_) => self.worker_died(),
+        }
+    }
+
+    /// Sends a request to the current worker and waits for its response (serving its
+    /// userfaultfd meanwhile, if it has one).
+    fn call(&mut self, req: &Request) -> Result<Response, BackendError> {
+        self.call_fd(req).map(|(r, _)| r)
+    }
+
+    /// As [`Self::call`], also returning a descriptor passed with the response.
+    fn call_fd(&mut self, req: &Request) -> Result<(Response, Option<OwnedFd>), BackendError> {
         let w = self.worker()?;
-        let (chan, monitored) = (w.chan, w.uffd.is_some());
-        if child::send_req(chan, req).is_err() {
+        let monitored = w.uffd.is_some();
+        if proto::send_request(w.chan.as_fd(), req, None).is_err() {
             return Err(self.worker_died());
         }
         let r = if monitored {
             self.monitor()?
         } else {
-            child::recv_resp(chan).ok().flatten()
+            proto::recv_response(w.chan.as_fd())
         };
-        match r {
-            Some(r) => Ok(r),
-            None => Err(self.worker_died()),
-        }
+        r.map_err(|e| self.recv_failed(e))
     }
 
     /// Waits for the current worker's response while serving its userfaultfd: every
@@ -583,14 +634,14 @@ impl HostBackend {
     /// ([`uffd::Uffd::resolve`]). The worker measures its own faults around the op, so what
     /// it reports are the task's counted faults (the blocked attempt is not counted, the
     /// retry after the resolution is).
-    fn monitor(&mut self) -> Result<Option<child::Resp>, BackendError> {
+    fn monitor(&mut self) -> Result<Result<(Response, Option<OwnedFd>), RecvError>, BackendError> {
         let cur = self.current;
         let Some(Some(w)) = self.workers.get_mut(cur) else {
             return Err(err("host backend: op before setup"));
         };
-        let (chan, pid) = (w.chan, w.pid);
+        let (chan, pid) = (w.chan.as_raw_fd(), w.pid);
         let Some(u) = w.uffd.as_mut() else {
-            return Ok(child::recv_resp(chan).ok().flatten());
+            return Ok(proto::recv_response(w.chan.as_fd()));
         };
         let mut msgs = Vec::new();
         // A fault that keeps coming back at the same address means the monitor cannot
@@ -604,7 +655,7 @@ impl HostBackend {
                     revents: 0,
                 },
                 libc::pollfd {
-                    fd: u.fd,
+                    fd: u.fd.as_raw_fd(),
                     events: libc::POLLIN,
                     revents: 0,
                 },
@@ -619,7 +670,7 @@ impl HostBackend {
             }
             if fds[1].revents & libc::POLLIN != 0 {
                 msgs.clear();
-                uffd::read_msgs(u.fd, &mut msgs)
+                uffd::read_msgs(u.fd.as_fd(), &mut msgs)
                     .map_err(|e| err(format!("read(uffd): {}", Errno(e))))?;
                 for &m in &msgs {
                     if last.0 == m.address {
@@ -629,7 +680,7 @@ impl HostBackend {
                                 "userfault at {:#x} (flags {:#x}) not resolved after 64 retries",
                                 m.address, m.flags
                             );
-                            return Err(err(format!("{note}; {}", self.worker_died().message)));
+                            return Err(err(format!("{note}; {}", self.worker_died())));
                         }
                     } else {
                         last = (m.address, 1);
@@ -650,7 +701,8 @@ impl HostBackend {
                 continue;
             }
             if fds[0].revents != 0 {
-                return Ok(child::recv_resp(chan).ok().flatten());
+                let w = self.worker()?;
+                return Ok(proto::recv_response(w.chan.as_fd()));
             }
         }
     }
@@ -685,25 +737,20 @@ impl HostBackend {
                 bits |= uffd::feature_bit(f)
                     .ok_or_else(|| not_runnable(format!("unknown userfaultfd feature `{f}`")))?;
             }
-            let chan = self.worker()?.chan;
-            let z = 0;
-            let r = child::send_req(chan, &[K_UFFD_OPEN, z, z, bits, z, z, z, z, z, z, z, z])
-                .ok()
-                .and_then(|_| child::recv_resp_fd(chan).ok().flatten());
-            let Some((r, fd)) = r else {
-                return Err(self.worker_died());
-            };
+            let (r, fd) = self.call_fd(&Request::UffdOpen { features: bits })?;
             let mut o = Self::outcome(r, Some(0));
-            if r[0] == 0 {
-                let Some(fd) = fd else {
-                    return Err(err("worker opened a userfaultfd but passed no descriptor"));
-                };
-                if let Some(Some(w)) = self.workers.get_mut(self.current) {
-                    w.uffd = Some(uffd::Uffd::new(fd, bits));
+            match (r.status, fd) {
+                (Status::Ok(_), Some(fd)) => {
+                    if let Some(Some(w)) = self.workers.get_mut(self.current) {
+                        w.uffd = Some(uffd::Uffd::new(fd, bits));
+                    }
                 }
-            } else if let Some(fd) = fd {
-                sys::close(fd);
-                o.result = Err(OpError::Errno(Errno(libc::EIO)));
+                (Status::Ok(_), None) => {
+                    return Err(err("worker opened a userfaultfd but passed no descriptor"))
+                }
+                // A descriptor with a failure: not ours to keep (dropped, closed).
+                (_, Some(_)) => o.result = Err(OpError::Errno(Errno(libc::EIO))),
+                (_, None) => {}
             }
             return Ok(o);
         }
@@ -729,7 +776,7 @@ impl HostBackend {
             }
             return Ok(done(Err(libc::EBADF)));
         };
-        let (fd, a) = (u.fd, base + addr);
+        let (fd, a) = (u.fd.as_fd(), base + addr);
         let r = match *req {
             UffdReq::Register { missing, wp, .. } => {
                 let mode = if missing {
@@ -827,18 +874,16 @@ impl HostBackend {
         Ok((u64::MAX, false, false))
     }
 
-    fn outcome(r: child::Resp, ok_val: Option<u64>) -> OpOutcome {
-        let result = if r[0] == 0 {
-            Ok(ok_val.unwrap_or(r[1]))
-        } else if r[0] == ST_SIGBUS {
-            Err(OpError::Signal(Signal::Sigbus))
-        } else {
-            Err(OpError::Errno(Errno(r[1] as i32)))
+    fn outcome(r: Response, ok_val: Option<u64>) -> OpOutcome {
+        let result = match r.status {
+            Status::Ok(v) => Ok(ok_val.unwrap_or(v)),
+            Status::Sigbus => Err(OpError::Signal(Signal::Sigbus)),
+            Status::Errno(e) => Err(OpError::Errno(Errno(e))),
         };
         OpOutcome {
             result,
-            minflt: r[2],
-            majflt: r[3],
+            minflt: r.minflt,
+            majflt: r.majflt,
         }
     }
 
@@ -1055,7 +1100,6 @@ impl Backend for HostBackend {
         if let Some(s) = self.sentinel.as_mut() {
             s.check_alive().map_err(err)?;
         }
-        let z = 0u64;
         match *op {
             BackendOp::Mmap {
                 addr,
@@ -1074,21 +1118,13 @@ impl Backend for HostBackend {
                 if populate {
                     flags |= libc::MAP_POPULATE;
                 }
-                let r = self.call(&[
-                    K_MMAP,
+                let r = self.call(&Request::Mmap {
                     addr,
                     len,
-                    prot.bits() as u64,
-                    flags as u64,
-                    z,
-                    z,
-                    z,
-                    z,
-                    z,
-                    z,
-                    z,
-                ])?;
-                if r[0] != 0 && r[1] == libc::EEXIST as u64 {
+                    prot: prot.bits(),
+                    flags,
+                })?;
+                if r.status == Status::Errno(libc::EEXIST) {
                     return Err(err(format!(
                         "mmap at arena offset {addr:#x} (+{len:#x}) collides with an existing mapping (EEXIST)"
                     )));
@@ -1097,25 +1133,16 @@ impl Backend for HostBackend {
             }
             BackendOp::Munmap { addr, len } => {
                 self.check_range(addr, len)?;
-                let r = self.call(&[K_MUNMAP, addr, len, z, z, z, z, z, z, z, z, z])?;
+                let r = self.call(&Request::Munmap { addr, len })?;
                 Ok(Self::outcome(r, Some(0)))
             }
             BackendOp::Mprotect { addr, len, prot } => {
                 self.check_range(addr, len)?;
-                let r = self.call(&[
-                    K_MPROTECT,
+                let r = self.call(&Request::Mprotect {
                     addr,
                     len,
-                    prot.bits() as u64,
-                    z,
-                    z,
-                    z,
-                    z,
-                    z,
-                    z,
-                    z,
-                    z,
-                ])?;
+                    prot: prot.bits(),
+                })?;
                 Ok(Self::outcome(r, Some(0)))
             }
             BackendOp::Madvise { addr, len, advice } => {
@@ -1127,20 +1154,11 @@ impl Backend for HostBackend {
                     )));
                 }
                 self.check_range(addr, len)?;
-                let r = self.call(&[
-                    K_MADVISE,
+                let r = self.call(&Request::Madvise {
                     addr,
                     len,
-                    advice.value() as u64,
-                    z,
-                    z,
-                    z,
-                    z,
-                    z,
-                    z,
-                    z,
-                    z,
-                ])?;
+                    advice: advice.value(),
+                })?;
                 Ok(Self::outcome(r, Some(0)))
             }
             BackendOp::Fork { parent, child } => self.fork_worker(parent, child),
@@ -1166,12 +1184,16 @@ impl Backend for HostBackend {
                 // offset); MREMAP_FIXED unmaps what is at the destination.
                 self.check_range(old, len)?;
                 self.check_range(new, len)?;
-                let r = self.call(&[K_MREMAP, old, len, new, z, z, z, z, z, z, z, z])?;
+                let r = self.call(&Request::Mremap {
+                    addr: old,
+                    len,
+                    new,
+                })?;
                 Ok(Self::outcome(r, None))
             }
             BackendOp::Mlock { addr, len, lock } => {
                 self.check_range(addr, len)?;
-                let r = self.call(&[K_MLOCK, addr, len, lock as u64, z, z, z, z, z, z, z, z])?;
+                let r = self.call(&Request::Mlock { addr, len, lock })?;
                 Ok(Self::outcome(r, Some(0)))
             }
             BackendOp::KhugepagedScan { passes } => {
@@ -1210,7 +1232,7 @@ impl Backend for HostBackend {
                  may write) or real memory pressure",
             )),
             BackendOp::PrctlSetThpDisable { disable, flags } => {
-                let r = self.call(&[K_PRCTL, 0, 0, disable as u64, flags, z, z, z, z, z, z, z])?;
+                let r = self.call(&Request::Prctl { disable, flags })?;
                 Ok(Self::outcome(r, Some(0)))
             }
             BackendOp::Access {
@@ -1223,24 +1245,17 @@ impl Backend for HostBackend {
                 self.check_range(addr, len)?;
                 let (limit, extra_read, signal) =
                     self.access_plan(addr, len, stride, pattern, subset)?;
-                let (sk, sc, ss) = child::encode_subset(subset);
-                let p = child::pattern_code(pattern);
-                let r = self.call(&[
-                    K_ACCESS,
+                let r = self.call(&Request::Access {
                     addr,
                     len,
                     stride,
-                    p,
-                    sk,
-                    sc,
-                    ss,
+                    pattern,
+                    subset,
                     limit,
-                    extra_read as u64,
-                    z,
-                    z,
-                ])?;
+                    extra_read,
+                })?;
                 let mut o = Self::outcome(r, Some(0));
-                if signal && r[0] != ST_SIGBUS {
+                if signal && r.status != Status::Sigbus {
                     o.result = Err(OpError::Signal(Signal::Sigsegv));
                 }
                 Ok(o)

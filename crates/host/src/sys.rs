@@ -2,7 +2,14 @@
 //! allocation-free so the worker child (a `fork` of a possibly multi-threaded parent) may call
 //! it. Every `unsafe` block states why it is sound.
 
+//!
+//! Descriptors are [`OwnedFd`] (closed exactly once, when dropped) and [`BorrowedFd`] (used,
+//! never closed): a raw number that outlives its descriptor could name a newer, unrelated
+//! file once the kernel reuses it. Only [`close_all_except`], which runs in a freshly forked
+//! child before it opens anything, works on raw numbers.
+
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 pub const PAGE: u64 = 4096;
 pub const GIB: u64 = 1 << 30;
@@ -27,11 +34,17 @@ pub fn faults() -> (u64, u64) {
 }
 
 /// Reads exactly `buf.len()` bytes; `Ok(false)` on EOF before the first byte.
-pub fn read_exact_fd(fd: i32, buf: &mut [u8]) -> Result<bool, i32> {
+pub fn read_exact_fd(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<bool, i32> {
     let mut done = 0;
     while done < buf.len() {
         // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let n = unsafe { libc::read(fd, buf[done..].as_mut_ptr().cast(), buf.len() - done) };
+        let n = unsafe {
+            libc::read(
+                fd.as_raw_fd(),
+                buf[done..].as_mut_ptr().cast(),
+                buf.len() - done,
+            )
+        };
         if n < 0 {
             let e = errno();
             if e == libc::EINTR {
@@ -47,11 +60,17 @@ pub fn read_exact_fd(fd: i32, buf: &mut [u8]) -> Result<bool, i32> {
     Ok(true)
 }
 
-pub fn write_all_fd(fd: i32, buf: &[u8]) -> Result<(), i32> {
+pub fn write_all_fd(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<(), i32> {
     let mut done = 0;
     while done < buf.len() {
         // SAFETY: the pointer and length describe the unwritten tail of `buf`.
-        let n = unsafe { libc::write(fd, buf[done..].as_ptr().cast(), buf.len() - done) };
+        let n = unsafe {
+            libc::write(
+                fd.as_raw_fd(),
+                buf[done..].as_ptr().cast(),
+                buf.len() - done,
+            )
+        };
         if n < 0 {
             let e = errno();
             if e == libc::EINTR {
@@ -64,26 +83,32 @@ pub fn write_all_fd(fd: i32, buf: &[u8]) -> Result<(), i32> {
     Ok(())
 }
 
+/// Takes ownership of a descriptor a system call just returned (`fd` ≥ 0).
+///
+/// # Safety
+/// `fd` must be open and owned by nothing else (a fresh result of `pipe2`, `socketpair`,
+/// `userfaultfd` or `SCM_RIGHTS`).
+pub unsafe fn own(fd: RawFd) -> OwnedFd {
+    // SAFETY: the caller guarantees `fd` is open and owned by no one else.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
 /// `pipe2(O_CLOEXEC)` → (read end, write end).
-pub fn pipe() -> io::Result<(i32, i32)> {
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0i32; 2];
     // SAFETY: `fds` is a valid array of two ints.
     let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok((fds[0], fds[1]))
+    // SAFETY: pipe2 succeeded: both are new descriptors nothing else owns.
+    Ok(unsafe { (own(fds[0]), own(fds[1])) })
 }
 
-pub fn close(fd: i32) {
-    if fd >= 0 {
-        // SAFETY: closing an fd this module owns; a stale fd only yields EBADF.
-        unsafe { libc::close(fd) };
-    }
-}
-
-/// In a freshly forked child: closes every fd ≥ 3 except `keep` (async-signal-safe).
-pub fn close_all_except(keep: &mut [i32]) {
+/// In a freshly forked child: closes every fd ≥ 3 except `keep` (async-signal-safe). Works on
+/// numbers: the descriptors it closes were inherited, and no `OwnedFd` of this process will
+/// be dropped for them (the child never returns from its entry point).
+pub fn close_all_except(keep: &mut [RawFd]) {
     keep.sort_unstable();
     let mut lo: u32 = 3;
     for &k in keep.iter() {
@@ -256,7 +281,7 @@ pub fn prefault_stack(kib: usize) {
 
 /// `socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC)`: one bidirectional, message-preserving
 /// channel per worker (a request is one message, a response is one message).
-pub fn socketpair_seqpacket() -> io::Result<(i32, i32)> {
+pub fn socketpair_seqpacket() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0i32; 2];
     // SAFETY: `fds` is a valid array of two ints.
     let r = unsafe {
@@ -270,7 +295,8 @@ pub fn socketpair_seqpacket() -> io::Result<(i32, i32)> {
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok((fds[0], fds[1]))
+    // SAFETY: socketpair succeeded: both are new descriptors nothing else owns.
+    Ok(unsafe { (own(fds[0]), own(fds[1])) })
 }
 
 /// Control-message buffer for one fd, aligned like `struct cmsghdr`.
@@ -279,7 +305,7 @@ struct CmsgBuf([u8; 64]);
 
 /// Sends `buf` as one message on a socket, with `pass` attached as `SCM_RIGHTS` if given.
 /// `MSG_NOSIGNAL`: a dead peer is an `EPIPE`, never a SIGPIPE. Allocation-free.
-pub fn send_msg(fd: i32, buf: &[u8], pass: Option<i32>) -> Result<(), i32> {
+pub fn send_msg(fd: BorrowedFd<'_>, buf: &[u8], pass: Option<BorrowedFd<'_>>) -> Result<(), i32> {
     let mut iov = libc::iovec {
         iov_base: buf.as_ptr() as *mut _,
         iov_len: buf.len(),
@@ -300,12 +326,12 @@ pub fn send_msg(fd: i32, buf: &[u8], pass: Option<i32>) -> Result<(), i32> {
             (*c).cmsg_level = libc::SOL_SOCKET;
             (*c).cmsg_type = libc::SCM_RIGHTS;
             (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
-            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<i32>(), p);
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<i32>(), p.as_raw_fd());
         }
     }
     loop {
         // SAFETY: `msg` points to `iov` (describing `buf`) and to `cbuf`, all alive.
-        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
+        let n = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
         if n < 0 {
             let e = errno();
             if e == libc::EINTR {
@@ -322,8 +348,9 @@ pub fn send_msg(fd: i32, buf: &[u8], pass: Option<i32>) -> Result<(), i32> {
 }
 
 /// Receives one message of exactly `buf.len()` bytes. `Ok(None)` at EOF; the second value is
-/// a file descriptor passed with `SCM_RIGHTS`, if any. Allocation-free.
-pub fn recv_msg(fd: i32, buf: &mut [u8]) -> Result<Option<Option<i32>>, i32> {
+/// a file descriptor passed with `SCM_RIGHTS`, if any (more than one: the others are closed).
+/// Allocation-free.
+pub fn recv_msg(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<Option<OwnedFd>>, i32> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -337,7 +364,7 @@ pub fn recv_msg(fd: i32, buf: &mut [u8]) -> Result<Option<Option<i32>>, i32> {
     msg.msg_controllen = cbuf.0.len();
     let n = loop {
         // SAFETY: `msg` describes `buf` and `cbuf`, both writable and alive.
-        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
         if n < 0 {
             let e = errno();
             if e == libc::EINTR {
@@ -347,21 +374,23 @@ pub fn recv_msg(fd: i32, buf: &mut [u8]) -> Result<Option<Option<i32>>, i32> {
         }
         break n as usize;
     };
-    let mut passed = None;
+    let mut passed: Option<OwnedFd> = None;
     // SAFETY: the kernel filled `msg_control`/`msg_controllen`; the CMSG_* walk stays inside
-    // the buffer it describes.
+    // the buffer it describes. Each SCM_RIGHTS entry is a descriptor the kernel just installed
+    // in this process for us alone, so owning it is sound.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(&msg);
         while !c.is_null() {
             if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
                 let nfd = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
                 for i in 0..nfd {
-                    let f = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>().add(i));
+                    let f = own(std::ptr::read_unaligned(
+                        libc::CMSG_DATA(c).cast::<i32>().add(i),
+                    ));
                     if passed.is_none() {
                         passed = Some(f);
-                    } else {
-                        close(f);
                     }
+                    // Any further one is dropped (closed) here.
                 }
             }
             c = libc::CMSG_NXTHDR(&msg, c);
@@ -371,9 +400,7 @@ pub fn recv_msg(fd: i32, buf: &mut [u8]) -> Result<Option<Option<i32>>, i32> {
         return Ok(None);
     }
     if n != buf.len() || msg.msg_flags & libc::MSG_TRUNC != 0 {
-        if let Some(f) = passed {
-            close(f);
-        }
+        // A passed descriptor is dropped (closed) with `passed`.
         return Err(libc::EIO);
     }
     Ok(Some(passed))

@@ -13,6 +13,8 @@
 //! fills use `DONTWAKE` and one `UFFDIO_WAKE` follows, so the task retries only once the whole
 //! block is filled (as the model's monitor does).
 
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
 use thpsim_kernel::userfaultfd::{MissingPolicy, WpPolicy};
 
 use crate::sys::{self, PAGE};
@@ -104,10 +106,10 @@ struct UffdioWriteprotect {
 }
 
 /// `ioctl(fd, req, arg)` → `Ok(())` or errno.
-fn ioctl<T>(fd: i32, req: u64, arg: &mut T) -> Result<(), i32> {
+fn ioctl<T>(fd: BorrowedFd<'_>, req: u64, arg: &mut T) -> Result<(), i32> {
     // SAFETY: `arg` is a valid, writable, `repr(C)` struct of the size encoded in `req` (the
     // uapi layouts above); the kernel reads and writes only that struct.
-    let r = unsafe { libc::ioctl(fd, req as _, arg as *mut T) };
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), req as _, arg as *mut T) };
     if r < 0 {
         Err(sys::errno())
     } else {
@@ -118,7 +120,7 @@ fn ioctl<T>(fd: i32, req: u64, arg: &mut T) -> Result<(), i32> {
 /// In the worker: `userfaultfd(O_CLOEXEC | O_NONBLOCK)` (with `UFFD_USER_MODE_ONLY` if the
 /// plain call is refused) and `UFFDIO_API` with `features` plus `PAGEFAULT_FLAG_WP` (dropped
 /// again if this kernel refuses it). Returns the fd or errno. Allocation-free.
-pub fn open(features: u64) -> Result<i32, i32> {
+pub fn open(features: u64) -> Result<OwnedFd, i32> {
     let flags = libc::O_CLOEXEC | libc::O_NONBLOCK;
     // SAFETY: userfaultfd(2) takes only integer flags and returns a new fd or -1.
     let mut fd = unsafe { libc::syscall(libc::SYS_userfaultfd, flags) } as i32;
@@ -129,6 +131,9 @@ pub fn open(features: u64) -> Result<i32, i32> {
     if fd < 0 {
         return Err(sys::errno());
     }
+    // SAFETY: userfaultfd(2) succeeded: a new descriptor nothing else owns. From here on it
+    // is closed when `fd` is dropped, on every path.
+    let fd = unsafe { sys::own(fd) };
     let mut r = Err(libc::EINVAL);
     for extra in [UFFD_FEATURE_PAGEFAULT_FLAG_WP, 0] {
         let mut api = UffdioApi {
@@ -136,21 +141,15 @@ pub fn open(features: u64) -> Result<i32, i32> {
             features: features | extra,
             ioctls: 0,
         };
-        r = ioctl(fd, UFFDIO_API, &mut api);
+        r = ioctl(fd.as_fd(), UFFDIO_API, &mut api);
         if r != Err(libc::EINVAL) || features & extra != 0 {
             break;
         }
     }
-    match r {
-        Ok(()) => Ok(fd),
-        Err(e) => {
-            sys::close(fd);
-            Err(e)
-        }
-    }
+    r.map(|()| fd)
 }
 
-pub fn register(fd: i32, start: u64, len: u64, mode: u64) -> Result<(), i32> {
+pub fn register(fd: BorrowedFd<'_>, start: u64, len: u64, mode: u64) -> Result<(), i32> {
     let mut a = UffdioRegister {
         range: UffdioRange { start, len },
         mode,
@@ -159,17 +158,17 @@ pub fn register(fd: i32, start: u64, len: u64, mode: u64) -> Result<(), i32> {
     ioctl(fd, UFFDIO_REGISTER, &mut a)
 }
 
-pub fn unregister(fd: i32, start: u64, len: u64) -> Result<(), i32> {
+pub fn unregister(fd: BorrowedFd<'_>, start: u64, len: u64) -> Result<(), i32> {
     let mut a = UffdioRange { start, len };
     ioctl(fd, UFFDIO_UNREGISTER, &mut a)
 }
 
-pub fn wake(fd: i32, start: u64, len: u64) -> Result<(), i32> {
+pub fn wake(fd: BorrowedFd<'_>, start: u64, len: u64) -> Result<(), i32> {
     let mut a = UffdioRange { start, len };
     ioctl(fd, UFFDIO_WAKE, &mut a)
 }
 
-pub fn writeprotect(fd: i32, start: u64, len: u64, mode: u64) -> Result<(), i32> {
+pub fn writeprotect(fd: BorrowedFd<'_>, start: u64, len: u64, mode: u64) -> Result<(), i32> {
     let mut a = UffdioWriteprotect {
         range: UffdioRange { start, len },
         mode,
@@ -185,7 +184,7 @@ fn ones() -> &'static [u8] {
 
 /// `UFFDIO_COPY` of `[start, start+len)` from pages of 1s, in chunks of at most 2 MiB. Stops
 /// at the first error (EEXIST at the first populated page: the pages before it stay).
-pub fn copy(fd: i32, start: u64, len: u64, mode: u64) -> Result<(), i32> {
+pub fn copy(fd: BorrowedFd<'_>, start: u64, len: u64, mode: u64) -> Result<(), i32> {
     let src = ones();
     let mut done = 0u64;
     while done < len {
@@ -207,7 +206,7 @@ pub fn copy(fd: i32, start: u64, len: u64, mode: u64) -> Result<(), i32> {
     Ok(())
 }
 
-pub fn zeropage(fd: i32, start: u64, len: u64, mode: u64) -> Result<(), i32> {
+pub fn zeropage(fd: BorrowedFd<'_>, start: u64, len: u64, mode: u64) -> Result<(), i32> {
     let mut a = UffdioZeropage {
         range: UffdioRange { start, len },
         mode,
@@ -235,11 +234,11 @@ pub struct Msg {
 }
 
 /// Reads every queued message (the fd is non-blocking).
-pub fn read_msgs(fd: i32, out: &mut Vec<Msg>) -> Result<(), i32> {
+pub fn read_msgs(fd: BorrowedFd<'_>, out: &mut Vec<Msg>) -> Result<(), i32> {
     let mut buf = [0u8; 32 * 64];
     loop {
         // SAFETY: reading into a writable buffer of exactly `buf.len()` bytes.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         if n < 0 {
             return match sys::errno() {
                 libc::EAGAIN => Ok(()),
@@ -288,7 +287,8 @@ impl Stats {
 
 /// A worker's uffd as the thpsim process holds it.
 pub struct Uffd {
-    pub fd: i32,
+    /// Closed when the `Uffd` is dropped.
+    pub fd: OwnedFd,
     /// `UFFD_FEATURE_*` bits requested (scenario features only).
     pub features: u64,
     pub wp_policy: WpPolicy,
@@ -297,14 +297,8 @@ pub struct Uffd {
     pub msgs: Vec<Msg>,
 }
 
-impl Drop for Uffd {
-    fn drop(&mut self) {
-        sys::close(self.fd);
-    }
-}
-
 impl Uffd {
-    pub fn new(fd: i32, features: u64) -> Self {
+    pub fn new(fd: OwnedFd, features: u64) -> Self {
         Uffd {
             fd,
             features,
@@ -352,7 +346,7 @@ impl Uffd {
                 None => (addr, addr + PAGE),
             }
         };
-        let fd = self.fd;
+        let fd = self.fd.as_fd();
         if m.flags & FLAG_WP != 0 {
             stats.wp += 1;
             let (s, e) = match self.wp_policy {

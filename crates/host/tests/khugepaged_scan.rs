@@ -157,13 +157,13 @@ fn not_runnable_ops() {
         BackendOp::Shrink,
     ] {
         let e = b.exec(&op).unwrap_err();
-        assert!(e.not_runnable, "{op:?}: {e}");
+        assert!(e.is_not_runnable(), "{op:?}: {e}");
         eprintln!("{op:?}: {e}");
     }
     assert!(b
         .exec(&BackendOp::KhugepagedScan { passes: 1 })
         .unwrap_err()
-        .message
+        .message()
         .contains("--allow-sysfs"));
     b.finish().unwrap();
 }

@@ -119,7 +119,11 @@ fn child_entry() {
             let mut b = HostBackend::new(allow(true));
             match b.setup(&setup_with(knobs(SET_A))) {
                 Ok(()) => println!("SETUP-OK"),
-                Err(e) => println!("REFUSED not_runnable={} {}", e.not_runnable, e.message),
+                Err(e) => println!(
+                    "REFUSED not_runnable={} {}",
+                    e.is_not_runnable(),
+                    e.message()
+                ),
             }
         }
         // finish() with a SIGINT sent at the process THPSIM_DELAY_US after it starts (from
@@ -202,7 +206,7 @@ fn child_entry() {
                     });
                     println!("SETUP-OK op={:?}", r.map(|o| o.result));
                 }
-                Err(e) => println!("REFUSED {}", e.message),
+                Err(e) => println!("REFUSED {}", e.message()),
             }
             println!("WARNINGS {:?}", b.warnings());
         }
@@ -523,7 +527,7 @@ fn planted_journal_is_refused_and_left_in_place() {
         if setup_refused {
             let mut b = HostBackend::new(allow(false));
             let e = b.setup(&setup_with(knobs(SET_A))).unwrap_err();
-            assert!(e.not_runnable, "{what}: {e}");
+            assert!(e.is_not_runnable(), "{what}: {e}");
             assert_eq!(
                 read_knob("enabled").unwrap(),
                 _g.0.iter().find(|k| k.0 == "enabled").unwrap().1
@@ -678,7 +682,7 @@ fn killed_sentinel_fails_the_run() {
         populate: false,
     });
     let e = r.expect_err("an op after the sentinel died must fail");
-    assert!(e.message.contains("sentinel"), "{e}");
+    assert!(e.message().contains("sentinel"), "{e}");
     drop(b);
     assert_clean(&before, "the run with a killed sentinel");
 }

@@ -60,9 +60,9 @@ fn not_runnable_without_allow_sysfs() {
     let e = b
         .setup(&setup_with(knobs(&[("enabled", want)])))
         .unwrap_err();
-    assert!(e.not_runnable);
+    assert!(e.is_not_runnable());
     assert_eq!(
-        e.message,
+        e.message(),
         format!("host has enabled={cur}, scenario wants {want}; rerun with --allow-sysfs")
     );
     assert!(b.warnings().is_empty() || !b.warnings().iter().any(|w| w.contains("knobs restored")));

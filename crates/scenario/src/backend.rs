@@ -140,17 +140,37 @@ pub struct Snapshot {
     pub uffd_last: Option<(u32, u64)>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BackendError {
-    pub message: String,
-    /// True when the scenario cannot run on this backend at all (e.g. host settings differ
-    /// and sysfs writes are not allowed); false for a failure while running.
-    pub not_runnable: bool,
+/// Why a run did not complete.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// The scenario's setup cannot be resolved (unknown profile, bad switch): no backend
+    /// can run it.
+    #[error(transparent)]
+    Plan(#[from] crate::engine::PlanError),
+    /// The scenario cannot run on this backend at all (e.g. host settings differ and sysfs
+    /// writes are not allowed, or it needs more memory than there is).
+    #[error("{0}")]
+    NotRunnable(String),
+    /// A failure while running (a scenario error at file:line:col, a dead worker, a
+    /// violated invariant).
+    #[error("{0}")]
+    Failed(String),
 }
 
-impl std::fmt::Display for BackendError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
+impl BackendError {
+    pub fn failed(message: impl Into<String>) -> Self {
+        BackendError::Failed(message.into())
+    }
+    pub fn not_runnable(message: impl Into<String>) -> Self {
+        BackendError::NotRunnable(message.into())
+    }
+    /// The scenario cannot run on this backend (as opposed to a failure while running).
+    pub fn is_not_runnable(&self) -> bool {
+        !matches!(self, BackendError::Failed(_))
+    }
+    /// The message, without the kind.
+    pub fn message(&self) -> String {
+        self.to_string()
     }
 }
 

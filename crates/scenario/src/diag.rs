@@ -26,6 +26,8 @@ impl std::fmt::Display for Diagnostic {
     }
 }
 
+impl std::error::Error for Diagnostic {}
+
 impl Diagnostic {
     /// Renders with the offending source line and a caret underline:
     ///

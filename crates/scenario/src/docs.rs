@@ -9,8 +9,10 @@ use thpsim_kernel::observe::{Backing, Smaps};
 use thpsim_kernel::profile;
 use thpsim_kernel::sysfs;
 use thpsim_kernel::types::Advice;
+use thpsim_kernel::userfaultfd::Features;
 use thpsim_kernel::vmstat::{MthpStat, VmItem, KHUGEPAGED_STATS};
 
+use crate::parse::UFFD_STATS;
 use crate::table::OPS;
 
 /// The language reference's opening example (the seed "Do not shatter hugezeropage on
@@ -119,19 +121,36 @@ pub fn language_reference() -> String {
             "| [`{}`](#{}) | `{}` |",
             op.name,
             op.name,
-            op.synopsis.replace('|', "\\|")
+            op.synopsis().replace('|', "\\|")
         );
     }
     for op in OPS {
         let _ = writeln!(
             s,
             "\n### {}\n\n```\n{}\n```\n\n{}\n",
-            op.name, op.synopsis, op.summary
+            op.name,
+            op.synopsis(),
+            op.summary
         );
         let _ = writeln!(s, "Placement: {}.\n", op.placement.describe());
-        if !op.args.is_empty() {
+        let sub_opts = op
+            .subs
+            .iter()
+            .flat_map(|sub| sub.opts.iter().map(move |o| (Some(sub.name), o)));
+        let opts: Vec<_> = op.opts.iter().map(|o| (None, o)).chain(sub_opts).collect();
+        if !op.args.is_empty() || !opts.is_empty() {
             for (a, d) in op.args {
                 let _ = writeln!(s, "- `{a}`: {d}");
+            }
+            for (sub, o) in opts {
+                let form = o.usage();
+                let form = form.trim_start_matches('[').trim_end_matches(']');
+                let sub = sub.map(|n| format!("`{n}` ")).unwrap_or_default();
+                let default = o
+                    .default
+                    .map(|d| format!(" (default: {d})"))
+                    .unwrap_or_default();
+                let _ = writeln!(s, "- {sub}`{form}`: {}{default}", o.doc);
             }
             s.push('\n');
         }
@@ -150,6 +169,12 @@ pub fn language_reference() -> String {
             "a hugepages-SIZE/stats/STAT counter (delta); SIZE as `64kB`, `64K` or `2M`, canonicalised to `<N>kB`",
         ),
         ("khugepaged.STAT", "a khugepaged sysfs counter (delta)"),
+        (
+            "uffd.STAT",
+            "userfaultfd messages of all processes (delta): all, MISSING, WP, MINOR, with WRITE",
+        ),
+        ("uffd.last_flags", "flags of the last userfaultfd message"),
+        ("uffd.last_addr", "address of the last userfaultfd message, compared with `NAME+OFF`"),
         ("smaps(NAME).FIELD", "a /proc/PID/smaps field of the mapping, in kB (current state)"),
         ("pages(RANGE).CLASS", "number of 4 KiB pages of the range backed by CLASS (current state)"),
     ];
@@ -185,6 +210,16 @@ pub fn language_reference() -> String {
         s,
         "khugepaged stats: {}.\n",
         list(&mut KHUGEPAGED_STATS.iter().map(|i| i.to_string()))
+    );
+    let _ = writeln!(
+        s,
+        "uffd stats: {}.\n",
+        list(&mut UFFD_STATS.iter().map(|i| i.to_string()))
+    );
+    let _ = writeln!(
+        s,
+        "userfaultfd features (`uffd open`): {}.\n",
+        list(&mut Features::NAMES.iter().map(|i| i.to_string()))
     );
     let _ = writeln!(
         s,

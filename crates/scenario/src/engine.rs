@@ -161,8 +161,21 @@ fn touch_bound(scn: &Scenario, mappings: &[Placed], memory: u64) -> TouchBound {
     }
 }
 
+/// Why a scenario's setup cannot be resolved under a variant.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("unknown kernel profile `{name}` (known: {})", known.join(", "))]
+    UnknownProfile {
+        name: String,
+        known: Vec<&'static str>,
+    },
+    /// A switch override the profile refuses (the kernel crate's message).
+    #[error("{0}")]
+    Switch(String),
+}
+
 /// Lays out the scenario and resolves its setup under a variant.
-pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, String> {
+pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, PlanError> {
     let mut profile_name = profile::DEFAULT_PROFILE.to_string();
     let mut memory = DEFAULT_MEMORY;
     let mut switches_in = Vec::new();
@@ -186,15 +199,14 @@ pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, String> {
         profile_name = p.clone();
     }
     switches_in.extend(variant.sets.iter().cloned());
-    let mut prof = profile::profile(&profile_name).ok_or_else(|| {
-        let names: Vec<&str> = profile::profiles().iter().map(|p| p.name).collect();
-        format!(
-            "unknown kernel profile `{profile_name}` (known: {})",
-            names.join(", ")
-        )
+    let mut prof = profile::profile(&profile_name).ok_or_else(|| PlanError::UnknownProfile {
+        name: profile_name.clone(),
+        known: profile::profiles().iter().map(|p| p.name).collect(),
     })?;
     for (k, v) in &switches_in {
-        prof.switches.set(k, v)?;
+        prof.switches
+            .set(k, v)
+            .map_err(|e| PlanError::Switch(e.to_string()))?;
     }
     let switches = profile::SWITCHES
         .iter()
@@ -419,10 +431,7 @@ pub fn run(
     backend: &mut dyn Backend,
     variant: &Variant,
 ) -> Result<RunResult, BackendError> {
-    let plan = plan(scn, variant).map_err(|m| BackendError {
-        message: m,
-        not_runnable: true,
-    })?;
+    let plan = plan(scn, variant)?;
     backend.check_plan(&plan)?;
     backend.setup(&plan.setup)?;
     let out = run_planned(scn, &plan, backend, variant);
@@ -797,13 +806,10 @@ impl Run<'_> {
 
     /// A scenario error found while running, at `st`'s file:line:col.
     fn run_error(&self, st: &Stmt, msg: String) -> BackendError {
-        BackendError {
-            message: format!(
-                "{}:{}:{}: error: {msg}",
-                self.result.file, st.span.line, st.span.col
-            ),
-            not_runnable: false,
-        }
+        BackendError::Failed(format!(
+            "{}:{}:{}: error: {msg}",
+            self.result.file, st.span.line, st.span.col
+        ))
     }
 
     /// The id of a process that exists (alive or killed, not exited), or a run error.

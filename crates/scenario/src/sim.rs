@@ -58,18 +58,25 @@ impl SimBackend {
     }
 
     fn k(&mut self) -> Result<&mut Kernel, BackendError> {
-        self.kernel.as_mut().ok_or_else(|| BackendError {
-            message: "setup() was not called".into(),
-            not_runnable: false,
-        })
+        self.kernel
+            .as_mut()
+            .ok_or_else(|| BackendError::failed("setup() was not called"))
+    }
+}
+
+/// A refused sysfs write, as the parser words it.
+fn knob_error(knob: &str, value: &str, e: &thpsim_kernel::sysfs::KnobError) -> String {
+    use thpsim_kernel::sysfs::KnobError;
+    match e {
+        KnobError::Unknown { hint } => format!("unknown sysfs knob `{knob}` ({hint})"),
+        KnobError::BadValue { expected } => {
+            format!("bad value `{value}` for sysfs knob `{knob}`: it accepts {expected}")
+        }
     }
 }
 
 fn err(message: String) -> BackendError {
-    BackendError {
-        message,
-        not_runnable: false,
-    }
+    BackendError::Failed(message)
 }
 
 impl Backend for SimBackend {
@@ -85,27 +92,22 @@ impl Backend for SimBackend {
             return Ok(());
         }
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
-        Err(BackendError {
-            message: format!(
-                "the model may need {:.1} GiB of memory for this scenario ({} pages resident \
+        Err(BackendError::NotRunnable(format!(
+            "the model may need {:.1} GiB of memory for this scenario ({} pages resident \
                  at order 0 and {} page tables at most, with `memory` {:.0} GiB), more than the \
                  {:.1} GiB available; use a smaller `memory` or touch less",
-                gib(need),
-                plan.touch.pages,
-                plan.touch.pte_tables,
-                gib(plan.setup.memory),
-                gib(budget)
-            ),
-            not_runnable: true,
-        })
+            gib(need),
+            plan.touch.pages,
+            plan.touch.pte_tables,
+            gib(plan.setup.memory),
+            gib(budget)
+        )))
     }
 
     fn setup(&mut self, setup: &Setup) -> Result<(), BackendError> {
-        let mut profile =
-            thpsim_kernel::profile::profile(&setup.profile).ok_or_else(|| BackendError {
-                message: format!("unknown kernel profile `{}`", setup.profile),
-                not_runnable: true,
-            })?;
+        let mut profile = thpsim_kernel::profile::profile(&setup.profile).ok_or_else(|| {
+            BackendError::not_runnable(format!("unknown kernel profile `{}`", setup.profile))
+        })?;
         for (k, v) in &setup.switches {
             profile.switches.set(k, v).map_err(|e| err(e.to_string()))?;
         }
@@ -115,20 +117,14 @@ impl Backend for SimBackend {
             ..KernelConfig::default()
         };
         for (k, v) in &setup.sysfs {
-            cfg.sysfs
-                .set(k, v)
-                .map_err(|e| err(format!("sysfs {k}={v}: {e}")))?;
+            cfg.sysfs.set(k, v).map_err(|e| err(knob_error(k, v, &e)))?;
         }
         if MODEL_ARENA_BASE + setup.arena_len > thpsim_kernel::types::TASK_SIZE {
-            return Err(BackendError {
-                message: "the scenario's layout does not fit in the 47-bit address space".into(),
-                not_runnable: true,
-            });
+            return Err(BackendError::not_runnable(
+                "the scenario's layout does not fit in the 47-bit address space",
+            ));
         }
-        let mut k = Kernel::new(cfg).map_err(|m| BackendError {
-            message: m.to_string(),
-            not_runnable: true,
-        })?;
+        let mut k = Kernel::new(cfg).map_err(|e| BackendError::NotRunnable(e.to_string()))?;
         if self.khugepaged_sentinel {
             k.add_khugepaged_sentinel(&self.khugepaged_foreign);
         }
@@ -346,7 +342,7 @@ impl Backend for SimBackend {
                 .map_err(OpError::Errno),
             BackendOp::Sysfs { knob, value } => {
                 k.write_sysfs(knob, value)
-                    .map_err(|e| err(format!("sysfs {knob}={value}: {e}")))?;
+                    .map_err(|e| err(knob_error(knob, value, &e)))?;
                 Ok(0)
             }
         };

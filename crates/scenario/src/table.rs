@@ -1,7 +1,9 @@
 //! The one table that defines the scenario ops. The parser dispatches on it (an op cannot
 //! exist without an entry here) and the language reference is generated from it.
 
-use crate::parse::{self, LineCtx, Parsed};
+use thpsim_kernel::types::PAGE_SIZE;
+
+use crate::parse::{self, LineCtx, Parsed, MAX_MAPPING};
 
 /// Parses the arguments of one op line. Reports errors into the context; returns `None` when
 /// the line produced no statement.
@@ -29,301 +31,667 @@ impl Placement {
     }
 }
 
+/// The value an option takes.
+#[derive(Clone, Copy, Debug)]
+pub enum ValueKind {
+    /// A bare word without a value (`populate`).
+    Flag,
+    /// A size, checked against the rule after it parses.
+    Size(SizeRule),
+    /// A non-negative integer, decimal or `0x` hex.
+    Uint,
+    /// `N` (a count) or `P%` (a percentage from 0 to 100).
+    CountOrPercent,
+    /// One of these words.
+    Choice(&'static [&'static str]),
+    /// A protection: `none` or letters from `rwx`. Also accepted without `key=`.
+    Prot,
+    /// A userfaultfd monitor policy `ACTION:SIZE` (SIZE a power of two ≥ 4K, default 4K),
+    /// or `ACTION:vma` for the actions marked `true`.
+    Policy(&'static [(&'static str, bool)]),
+}
+
+/// Limits of a size option.
+#[derive(Clone, Copy, Debug)]
+pub struct SizeRule {
+    pub min: u64,
+    pub max: u64,
+    /// The value must be a multiple of this (1: any).
+    pub multiple: u64,
+    pub pow2: bool,
+    /// The message when a value breaks the rule; `{}` stands for the value as written.
+    pub broken: &'static str,
+}
+
+impl SizeRule {
+    pub fn allows(&self, v: u64) -> bool {
+        v >= self.min
+            && v <= self.max
+            && v % self.multiple.max(1) == 0
+            && (!self.pow2 || v.is_power_of_two())
+    }
+}
+
+/// One option of an op (`key=value`, or a bare flag): the parser, its "did you mean" hints,
+/// the usage line and the language reference all read this.
+#[derive(Clone, Copy, Debug)]
+pub struct OptSpec {
+    pub key: &'static str,
+    pub kind: ValueKind,
+    /// The placeholder of the value in the synopsis (`SIZE`, `S`).
+    pub meta: &'static str,
+    /// What the value is called in messages (`alignment`, `random count`).
+    pub what: &'static str,
+    /// Must be given (written without brackets in the synopsis).
+    pub required: bool,
+    /// The value when the option is absent, as the reference states it.
+    pub default: Option<&'static str>,
+    pub doc: &'static str,
+}
+
+impl OptSpec {
+    /// How the synopsis writes the option: `[align=SIZE]`, `[populate]`, `pattern=r|w|rw`,
+    /// `[PROT | prot=PROT]`.
+    pub fn usage(&self) -> String {
+        let form = match self.kind {
+            ValueKind::Flag => self.key.to_string(),
+            ValueKind::Prot => format!("{} | {}={}", self.meta, self.key, self.meta),
+            _ => format!("{}={}", self.key, self.meta),
+        };
+        if self.required {
+            form
+        } else {
+            format!("[{form}]")
+        }
+    }
+}
+
+/// A sub-command of an op (`uffd wp RANGE [stride=SIZE]`).
+pub struct SubSpec {
+    pub name: &'static str,
+    /// Positional arguments after the sub-command's name.
+    pub grammar: &'static str,
+    pub opts: &'static [OptSpec],
+}
+
 pub struct OpSpec {
     pub name: &'static str,
-    /// Grammar line.
-    pub synopsis: &'static str,
+    /// The positional part of the grammar line after the op's name (`RANGE PROT`); the
+    /// options (or the sub-commands) follow it in [`OpSpec::synopsis`].
+    pub grammar: &'static str,
     /// One-paragraph description.
     pub summary: &'static str,
-    /// `(argument, meaning)` pairs.
+    /// `(argument, meaning)` pairs for the positional arguments.
     pub args: &'static [(&'static str, &'static str)],
+    /// The options, in synopsis order.
+    pub opts: &'static [OptSpec],
+    /// Sub-commands (`uffd open`, `uffd wp`, …), if the op has them.
+    pub subs: &'static [SubSpec],
     /// A complete, valid scenario fragment (parses on its own).
     pub example: &'static str,
     pub placement: Placement,
     pub parse: ParseFn,
 }
 
-/// The synopsis of an op by name (empty if unknown).
-pub fn synopsis(name: &str) -> &'static str {
-    OPS.iter()
-        .find(|s| s.name == name)
-        .map(|s| s.synopsis)
-        .unwrap_or("")
+/// `head`, then each non-empty part, separated by spaces.
+fn grammar_line(head: &str, grammar: &str, opts: &[OptSpec]) -> String {
+    let mut s = head.to_string();
+    for part in std::iter::once(grammar.to_string()).chain(opts.iter().map(OptSpec::usage)) {
+        if !part.is_empty() {
+            s.push(' ');
+            s.push_str(&part);
+        }
+    }
+    s
 }
 
-const ACCESS_ARGS: &[(&str, &str)] = &[
-    ("RANGE", "what to touch: `NAME`, `NAME+OFF` (one byte) or `NAME+OFF LEN`"),
-    ("stride=SIZE", "touch one byte every SIZE bytes, starting at the range start (default 4K; > 0)"),
-    (
-        "random=N | random=P%",
-        "touch only a seeded random subset of those offsets, N of them or P percent (rounded down), in a seeded random order",
-    ),
-    ("seed=S", "the subset's seed (default 0); only together with `random`"),
+impl SubSpec {
+    /// `uffd wp RANGE [stride=SIZE]`.
+    pub fn synopsis(&self, op: &str) -> String {
+        grammar_line(&format!("{op} {}", self.name), self.grammar, self.opts)
+    }
+}
+
+impl OpSpec {
+    /// The grammar line: the op, its positional arguments, its options in order (or its
+    /// sub-commands, separated by `|`).
+    pub fn synopsis(&self) -> String {
+        if self.subs.is_empty() {
+            return grammar_line(self.name, self.grammar, self.opts);
+        }
+        let subs: Vec<String> = self
+            .subs
+            .iter()
+            .map(|s| grammar_line(s.name, s.grammar, s.opts))
+            .collect();
+        format!("{} {}", self.name, subs.join(" | "))
+    }
+
+    pub fn sub(&self, name: &str) -> Option<&'static SubSpec> {
+        self.subs.iter().find(|s| s.name == name)
+    }
+}
+
+/// The spec of an op by name.
+pub fn spec(name: &str) -> Option<&'static OpSpec> {
+    OPS.iter().find(|s| s.name == name)
+}
+
+/// The synopsis of an op by name (empty if unknown).
+pub fn synopsis(name: &str) -> String {
+    spec(name).map(OpSpec::synopsis).unwrap_or_default()
+}
+
+/// The names of the ops allowed only in the setup section, for hints.
+pub fn setup_ops() -> Vec<&'static str> {
+    OPS.iter()
+        .filter(|s| s.placement == Placement::Setup)
+        .map(|s| s.name)
+        .collect()
+}
+
+const RANGE_ARG: (&str, &str) = (
+    "RANGE",
+    "what to touch: `NAME`, `NAME+OFF` (one byte) or `NAME+OFF LEN`",
+);
+
+/// The options of `access`; `read` and `write` take all but the first (their pattern is
+/// fixed).
+const ACCESS_OPTS: &[OptSpec] = &[
+    OptSpec {
+        key: "pattern",
+        kind: ValueKind::Choice(&["r", "w", "rw"]),
+        meta: "r|w|rw",
+        what: "pattern",
+        required: true,
+        default: None,
+        doc: "what to do at each touched offset: `r` reads, `w` writes, `rw` reads then writes",
+    },
+    OptSpec {
+        key: "stride",
+        kind: ValueKind::Size(SizeRule {
+            min: 1,
+            max: u64::MAX,
+            multiple: 1,
+            pow2: false,
+            broken: "stride must be greater than 0",
+        }),
+        meta: "SIZE",
+        what: "stride",
+        required: false,
+        default: Some("4K"),
+        doc: "touch one byte every SIZE bytes, starting at the range start (> 0)",
+    },
+    OptSpec {
+        key: "random",
+        kind: ValueKind::CountOrPercent,
+        meta: "N|P%",
+        what: "random count",
+        required: false,
+        default: None,
+        doc: "touch only a seeded random subset of those offsets, N of them or P percent (rounded down), in a seeded random order",
+    },
+    OptSpec {
+        key: "seed",
+        kind: ValueKind::Uint,
+        meta: "S",
+        what: "seed",
+        required: false,
+        default: Some("0"),
+        doc: "the subset's seed; only together with `random`",
+    },
+];
+
+/// `read` and `write`: the access options without `pattern`.
+const FIXED_ACCESS_OPTS: &[OptSpec] = ACCESS_OPTS.split_at(1).1;
+
+const UFFD_STRIDE: &[OptSpec] = &[OptSpec {
+    key: "stride",
+    kind: ValueKind::Size(SizeRule {
+        min: PAGE_SIZE,
+        max: u64::MAX,
+        multiple: PAGE_SIZE,
+        pow2: false,
+        broken: "stride `{}` must be a positive multiple of 4K",
+    }),
+    meta: "SIZE",
+    what: "stride",
+    required: false,
+    default: None,
+    doc: "one ioctl per SIZE bytes in address order (the last one shorter; stops at the first error), as a monitor that resolves page by page does; without it, one ioctl over the range",
+}];
+
+const UFFD_SUBS: &[SubSpec] = &[
+    SubSpec {
+        name: "open",
+        grammar: "[FEATURE…]",
+        opts: &[],
+    },
+    SubSpec {
+        name: "register",
+        grammar: "RANGE missing|wp|missing+wp",
+        opts: &[],
+    },
+    SubSpec {
+        name: "unregister",
+        grammar: "RANGE",
+        opts: &[],
+    },
+    SubSpec {
+        name: "wp",
+        grammar: "RANGE",
+        opts: UFFD_STRIDE,
+    },
+    SubSpec {
+        name: "unwp",
+        grammar: "RANGE",
+        opts: UFFD_STRIDE,
+    },
+    SubSpec {
+        name: "copy",
+        grammar: "RANGE",
+        opts: &[OptSpec {
+            key: "wp",
+            kind: ValueKind::Flag,
+            meta: "",
+            what: "`wp`",
+            required: false,
+            default: None,
+            doc: "UFFDIO_COPY_MODE_WP: the copied pages stay write-protected",
+        }],
+    },
+    SubSpec {
+        name: "zeropage",
+        grammar: "RANGE",
+        opts: &[],
+    },
+    SubSpec {
+        name: "handler",
+        grammar: "",
+        opts: &[
+            OptSpec {
+                key: "wp",
+                kind: ValueKind::Policy(&[("unprotect", true)]),
+                meta: "POLICY",
+                what: "wp policy",
+                required: false,
+                default: Some("unprotect:4K"),
+                doc: "how the monitor resolves a write-protect fault: `unprotect:SIZE` (also `unprotect:2M`) or `unprotect:vma`",
+            },
+            OptSpec {
+                key: "missing",
+                kind: ValueKind::Policy(&[("copy", false), ("zeropage", false)]),
+                meta: "POLICY",
+                what: "missing policy",
+                required: false,
+                default: Some("copy:4K"),
+                doc: "how the monitor resolves a missing fault: `copy:SIZE` or `zeropage:SIZE`",
+            },
+        ],
+    },
 ];
 
 pub const OPS: &[OpSpec] = &[
     OpSpec {
         name: "kernel",
-        synopsis: "kernel PROFILE",
+        grammar: "PROFILE",
         summary: "Chooses the behaviour profile (the kernel version whose choices the model follows). At most once; `compare` and `--profile` can override it. Default: the reference host's kernel.",
         args: &[("PROFILE", "a known profile name (see Profiles below)")],
+        opts: &[],
+        subs: &[],
         example: "kernel 6.18",
         placement: Placement::Setup,
         parse: parse::op_kernel,
     },
     OpSpec {
         name: "memory",
-        synopsis: "memory SIZE",
+        grammar: "SIZE",
         summary: "Sets the simulated physical memory. At most once.",
         args: &[("SIZE", "a positive multiple of 4M (the largest buddy block, MAX_PAGE_ORDER 10), at most 8T")],
+        opts: &[],
+        subs: &[],
         example: "memory 16G",
         placement: Placement::Setup,
         parse: parse::op_memory,
     },
     OpSpec {
         name: "sysfs",
-        synopsis: "sysfs KNOB=VALUE…",
+        grammar: "KNOB=VALUE…",
         summary: "Writes THP sysfs knobs (under /sys/kernel/mm/transparent_hugepage/), in order, as `echo VALUE > knob` would. In the setup section the knobs are applied before the first op; later, as an op.",
         args: &[("KNOB=VALUE", "a knob and a value it accepts (see sysfs knobs below)")],
+        opts: &[],
+        subs: &[],
         example: "sysfs enabled=madvise use_zero_page=1 hugepages-64kB.enabled=always",
         placement: Placement::Anywhere,
         parse: parse::op_sysfs,
     },
     OpSpec {
         name: "set",
-        synopsis: "set SWITCH=VALUE…",
+        grammar: "SWITCH=VALUE…",
         summary: "Overrides behaviour switches of the profile (e.g. to try a patch from the mailing list on an older kernel).",
         args: &[("SWITCH=VALUE", "a switch and a value it accepts (see Switches below)")],
+        opts: &[],
+        subs: &[],
         example: "set hzp_wp_fault=split large_folio_cow_reuse=0",
         placement: Placement::Setup,
         parse: parse::op_set,
     },
     OpSpec {
         name: "catch",
-        synopsis: "catch SIGNAL…",
+        grammar: "SIGNAL…",
         summary: "Every process handles these signals (as kernel selftests do with a handler and `sigsetjmp`): an access that raises one stops there, the op reports the signal (see `expect errno`) and the process goes on. Without `catch`, a SIGSEGV or SIGBUS kills the process, like an OOM kill (SIGKILL, which cannot be caught): the report says so and the ops the killed process would run after it are not run (`exit NAME` still reaps it).",
         args: &[("SIGNAL", "`SIGSEGV` or `SIGBUS`")],
+        opts: &[],
+        subs: &[],
         example: "catch SIGSEGV SIGBUS",
         placement: Placement::Setup,
         parse: parse::op_catch,
     },
     OpSpec {
         name: "mmap",
-        synopsis: "mmap NAME SIZE anon private [PROT | prot=PROT] [align=SIZE] [offset=SIZE] [populate]",
+        grammar: "NAME SIZE anon private",
         summary: "Creates an anonymous mapping named NAME. Host and model place it at the same arena offset: aligned to `align`, plus `offset` bytes (to build misaligned layouts). Options after `private` may come in any order. `shared`, and the backings `file`, `memfd`, `shmem`, `guest_memfd` are recognised but refused as not modelled yet.",
         args: &[
             ("NAME", "identifier `[A-Za-z_][A-Za-z0-9_]*`, unique in the file"),
             ("SIZE", "length: a positive multiple of 4K, at most 64T"),
             ("anon", "the backing (only anonymous memory is modelled)"),
             ("private", "MAP_PRIVATE (`shared` is not modelled yet)"),
-            ("PROT", "`none` or letters from `rwx` (default `rw`), positional or as prot=PROT"),
-            ("align=SIZE", "placement alignment, a power of two from 4K to 64T (default: the engine's, 2M)"),
-            ("offset=SIZE", "bytes added to the aligned address, a multiple of 4K (default 0)"),
-            ("populate", "MAP_POPULATE"),
         ],
+        opts: &[
+            OptSpec {
+                key: "prot",
+                kind: ValueKind::Prot,
+                meta: "PROT",
+                what: "protection",
+                required: false,
+                default: Some("rw"),
+                doc: "`none` or letters from `rwx`, positional or as prot=PROT",
+            },
+            OptSpec {
+                key: "align",
+                kind: ValueKind::Size(SizeRule {
+                    min: PAGE_SIZE,
+                    max: MAX_MAPPING,
+                    multiple: 1,
+                    pow2: true,
+                    broken: "alignment {} is not a power of two between 4K and 64T",
+                }),
+                meta: "SIZE",
+                what: "alignment",
+                required: false,
+                default: Some("the engine's, 2M"),
+                doc: "placement alignment, a power of two from 4K to 64T",
+            },
+            OptSpec {
+                key: "offset",
+                kind: ValueKind::Size(SizeRule {
+                    min: 0,
+                    max: MAX_MAPPING,
+                    multiple: PAGE_SIZE,
+                    pow2: false,
+                    broken: "placement offset {} is not a multiple of the 4K page size (at most 64T)",
+                }),
+                meta: "SIZE",
+                what: "placement offset",
+                required: false,
+                default: Some("0"),
+                doc: "bytes added to the aligned address, a multiple of 4K",
+            },
+            OptSpec {
+                key: "populate",
+                kind: ValueKind::Flag,
+                meta: "",
+                what: "`populate`",
+                required: false,
+                default: None,
+                doc: "MAP_POPULATE",
+            },
+        ],
+        subs: &[],
         example: "mmap buf 4M anon private rw align=2M offset=4K populate",
         placement: Placement::Body,
         parse: parse::op_mmap,
     },
     OpSpec {
         name: "munmap",
-        synopsis: "munmap RANGE",
+        grammar: "RANGE",
         summary: "munmap(2) of a range (page-unaligned ranges fail like the kernel's, see `expect errno`).",
         args: &[("RANGE", "`NAME`, `NAME+OFF` or `NAME+OFF LEN`")],
+        opts: &[],
+        subs: &[],
         example: "mmap buf 4M anon private\nmunmap buf+2M 2M",
         placement: Placement::Body,
         parse: parse::op_munmap,
     },
     OpSpec {
         name: "mprotect",
-        synopsis: "mprotect RANGE PROT",
+        grammar: "RANGE PROT",
         summary: "mprotect(2) of a range.",
         args: &[("RANGE", "`NAME`, `NAME+OFF` or `NAME+OFF LEN`"), ("PROT", "`none` or letters from `rwx` (also prot=PROT)")],
+        opts: &[],
+        subs: &[],
         example: "mmap buf 4M anon private\nmprotect buf+0 2M r",
         placement: Placement::Body,
         parse: parse::op_mprotect,
     },
     OpSpec {
         name: "madvise",
-        synopsis: "madvise RANGE ADVICE",
+        grammar: "RANGE ADVICE",
         summary: "madvise(2) of a range. Advice values the model does not implement yet are refused by the checker instead of being ignored.",
         args: &[
             ("RANGE", "`NAME`, `NAME+OFF` or `NAME+OFF LEN`"),
             ("ADVICE", "`HUGEPAGE` or `MADV_HUGEPAGE`, any case (see Advice below)"),
         ],
+        opts: &[],
+        subs: &[],
         example: "mmap buf 2M anon private\nmadvise buf HUGEPAGE",
         placement: Placement::Body,
         parse: parse::op_madvise,
     },
     OpSpec {
         name: "read",
-        synopsis: "read RANGE [stride=SIZE] [random=N|random=P%] [seed=S]",
+        grammar: "RANGE",
         summary: "Reads one byte at each touched offset of the range. Stops at the first access that raises a signal (see `expect errno`).",
-        args: ACCESS_ARGS,
+        args: &[RANGE_ARG],
+        opts: FIXED_ACCESS_OPTS,
+        subs: &[],
         example: "mmap buf 2M anon private\nread buf+0\nread buf stride=64K\nread buf random=10% seed=7",
         placement: Placement::Body,
         parse: parse::op_read,
     },
     OpSpec {
         name: "write",
-        synopsis: "write RANGE [stride=SIZE] [random=N|random=P%] [seed=S]",
+        grammar: "RANGE",
         summary: "Writes one non-zero byte at each touched offset of the range.",
-        args: ACCESS_ARGS,
+        args: &[RANGE_ARG],
+        opts: FIXED_ACCESS_OPTS,
+        subs: &[],
         example: "mmap buf 2M anon private\nwrite buf+4K\nwrite buf+0 1M stride=4K random=16 seed=1",
         placement: Placement::Body,
         parse: parse::op_write,
     },
     OpSpec {
         name: "access",
-        synopsis: "access RANGE pattern=r|w|rw [stride=SIZE] [random=N|random=P%] [seed=S]",
+        grammar: "RANGE",
         summary: "Touches the range with a per-offset pattern: `r` reads, `w` writes, `rw` reads the byte and then writes it (QEMU's zero-page check).",
-        args: &[
-            ("RANGE", "what to touch: `NAME`, `NAME+OFF` (one byte) or `NAME+OFF LEN`"),
-            ("pattern=r|w|rw", "what to do at each touched offset (required)"),
-            ("stride=SIZE", "touch one byte every SIZE bytes (default 4K; > 0)"),
-            ("random=N | random=P%", "a seeded random subset of the offsets, in a seeded random order"),
-            ("seed=S", "the subset's seed (default 0); only together with `random`"),
-        ],
+        args: &[RANGE_ARG],
+        opts: ACCESS_OPTS,
+        subs: &[],
         example: "mmap buf 2M anon private\naccess buf pattern=rw random=30% seed=42",
         placement: Placement::Body,
         parse: parse::op_access,
     },
     OpSpec {
         name: "repeat",
-        synopsis: "repeat N",
+        grammar: "N",
         summary: "Runs the following statements up to the matching `end` N times. Blocks nest. There are no braces: a block is closed by a line `end`.",
         args: &[("N", "1 to 4294967295")],
+        opts: &[],
+        subs: &[],
         example: "mmap buf 2M anon private\nrepeat 3\n  write buf+0\n  madvise buf DONTNEED\nend",
         placement: Placement::Body,
         parse: parse::op_repeat,
     },
     OpSpec {
         name: "end",
-        synopsis: "end",
+        grammar: "",
         summary: "Closes the innermost `repeat` block.",
         args: &[],
+        opts: &[],
+        subs: &[],
         example: "repeat 2\n  checkpoint loop\nend",
         placement: Placement::Body,
         parse: parse::op_end,
     },
     OpSpec {
         name: "fork",
-        synopsis: "fork NAME",
+        grammar: "NAME",
         summary: "fork(2) of the current process: the child NAME gets a copy of the address space (anonymous pages shared copy-on-write, THPs shared by PMD, huge zero PMDs copied). The current process stays the parent.",
         args: &[("NAME", "the child's name, an identifier not used before (`main` is the first process)")],
+        opts: &[],
+        subs: &[],
         example: "fork child",
         placement: Placement::Body,
         parse: parse::op_fork,
     },
     OpSpec {
         name: "as",
-        synopsis: "as NAME",
+        grammar: "NAME",
         summary: "Later ops run in process NAME, and `smaps(…)`/`pages(…)` observe its address space. Mapping names refer to the same addresses in every process.",
         args: &[("NAME", "`main` or a process created by `fork`")],
+        opts: &[],
+        subs: &[],
         example: "fork child\nas child",
         placement: Placement::Body,
         parse: parse::op_as,
     },
     OpSpec {
         name: "exit",
-        synopsis: "exit NAME",
+        grammar: "NAME",
         summary: "Process NAME exits: its address space is torn down (pages only it mapped are freed). If it was the current process, `main` becomes current. `main` cannot exit.",
         args: &[("NAME", "a process created by `fork`")],
+        opts: &[],
+        subs: &[],
         example: "fork child\nexit child",
         placement: Placement::Body,
         parse: parse::op_exit,
     },
     OpSpec {
         name: "khugepaged",
-        synopsis: "khugepaged scan [N]",
+        grammar: "scan [N]",
         summary: "Runs N passes of khugepaged now (`khugepaged_do_scan`, default 1), each examining up to `khugepaged.pages_to_scan` pages' worth of 2 MiB ranges of registered processes.",
         args: &[("N", "number of passes, ≥ 1")],
+        opts: &[],
+        subs: &[],
         example: "khugepaged scan 4",
         placement: Placement::Body,
         parse: parse::op_khugepaged,
     },
     OpSpec {
         name: "sleep",
-        synopsis: "sleep DURATION",
+        grammar: "DURATION",
         summary: "Advances simulated time; khugepaged runs passes on its own schedule (`scan_sleep_millisecs` between passes) while time passes.",
         args: &[("DURATION", "a number with a unit: `ms`, `s`, `m`, `h` (e.g. `10s`)")],
+        opts: &[],
+        subs: &[],
         example: "sleep 10s",
         placement: Placement::Body,
         parse: parse::op_sleep,
     },
     OpSpec {
         name: "shrink",
-        synopsis: "shrink",
+        grammar: "",
         summary: "Runs the shrinkers that memory pressure or `echo 2 > /proc/sys/vm/drop_caches` run: the deferred-split shrinker (splits partially mapped and underused THPs) and the huge-zero shrinker (frees the huge zero page when no process holds it).",
         args: &[],
+        opts: &[],
+        subs: &[],
         example: "shrink",
         placement: Placement::Body,
         parse: parse::op_shrink,
     },
     OpSpec {
         name: "mremap",
-        synopsis: "mremap RANGE DST[+OFF]",
+        grammar: "RANGE DST[+OFF]",
         summary: "mremap(2) with MREMAP_MAYMOVE|MREMAP_FIXED: moves RANGE (inside one VMA) to the address of mapping DST plus OFF, same size; whatever is there is unmapped first. Where source and destination are both 2 MiB-aligned a huge PMD moves whole; otherwise it is split. Observe the moved memory through DST.",
         args: &[("RANGE", "the source, inside one VMA"), ("DST[+OFF]", "a mapping declared by `mmap` (its placement gives the address) and an optional page-multiple offset")],
+        opts: &[],
+        subs: &[],
         example: "mmap src 2M anon private rw\nmmap dst 4M anon private rw\nmremap src dst+4K",
         placement: Placement::Body,
         parse: parse::op_mremap,
     },
     OpSpec {
         name: "mlock",
-        synopsis: "mlock RANGE",
+        grammar: "RANGE",
         summary: "mlock(2): VM_LOCKED on the range (VMA split, so part of a THP splits its PMD), then the range is populated (write faults in private writable mappings). ENOMEM at a hole.",
         args: &[("RANGE", "as for munmap")],
+        opts: &[],
+        subs: &[],
         example: "mmap buf 2M anon private rw\nmlock buf+0 4K",
         placement: Placement::Body,
         parse: parse::op_mlock,
     },
     OpSpec {
         name: "munlock",
-        synopsis: "munlock RANGE",
+        grammar: "RANGE",
         summary: "munlock(2): clears VM_LOCKED (VMAs merge back).",
         args: &[("RANGE", "as for munmap")],
+        opts: &[],
+        subs: &[],
         example: "mmap buf 2M anon private rw\nmunlock buf",
         placement: Placement::Body,
         parse: parse::op_munlock,
     },
     OpSpec {
         name: "uffd",
-        synopsis: "uffd open [FEATURE…] | register RANGE missing|wp|missing+wp | unregister RANGE | wp RANGE [stride=SIZE] | unwp RANGE [stride=SIZE] | copy RANGE [wp] | zeropage RANGE | handler [wp=POLICY] [missing=POLICY]",
-        summary: "userfaultfd of the current process (one per process): `open` is userfaultfd(2) + UFFDIO_API with features (`wp_unpopulated`, `wp_async`, `sigbus`, `exact_address`, `thread_id`, `event_fork`); `register`/`unregister` are UFFDIO_(UN)REGISTER; `wp`/`unwp` are UFFDIO_WRITEPROTECT with mode WP / 0, one ioctl over the range or, with `stride=SIZE` (a multiple of 4K), one per SIZE in address order (the last one shorter; stops at the first error), as a monitor that resolves page by page does; `copy` and `zeropage` fill missing pages (order 0, EEXIST on populated ones). A fault that reaches userfaultfd is resolved by a modelled monitor: `handler wp=unprotect:4K` (default; also `unprotect:2M`, `unprotect:vma`) and `missing=copy:4K` (default; also `zeropage:SIZE`). Messages are counted as `uffd.events`, `uffd.missing`, `uffd.wp`, `uffd.write`.",
+        grammar: "",
+        summary: "userfaultfd of the current process (one per process): `open` is userfaultfd(2) + UFFDIO_API with features (see userfaultfd features below); `register`/`unregister` are UFFDIO_(UN)REGISTER; `wp`/`unwp` are UFFDIO_WRITEPROTECT with mode WP / 0; `copy` and `zeropage` fill missing pages (order 0, EEXIST on populated ones). A fault that reaches userfaultfd is resolved by a modelled monitor: `handler wp=unprotect:4K` (default; also `unprotect:2M`, `unprotect:vma`) and `missing=copy:4K` (default; also `zeropage:SIZE`). Messages are counted as `uffd.STAT` (see Observables).",
         args: &[
             ("RANGE", "as for other ops"),
-            ("POLICY", "`unprotect:SIZE`, `unprotect:vma` (wp); `copy:SIZE`, `zeropage:SIZE` (missing); SIZE a power of two ≥ 4K"),
+            ("POLICY", "`ACTION:SIZE` with SIZE a power of two ≥ 4K (default 4K), or `unprotect:vma`"),
         ],
+        opts: &[],
+        subs: UFFD_SUBS,
         example: "mmap ram 4M anon private rw\nuffd open wp_unpopulated\nuffd register ram wp\nuffd wp ram\nuffd handler wp=unprotect:4K",
         placement: Placement::Body,
         parse: parse::op_uffd,
     },
     OpSpec {
         name: "prctl",
-        synopsis: "prctl set_thp_disable 0|1 [except_advised]",
+        grammar: "set_thp_disable 0|1",
         summary: "prctl(PR_SET_THP_DISABLE, …) for the running process: `1` disables THP completely, `1 except_advised` (6.18+, PR_THP_DISABLE_EXCEPT_ADVISED) keeps THP only in MADV_HUGEPAGE ranges, `0` re-enables. The result is the op's errno (EINVAL where the kernel refuses).",
         args: &[
             ("set_thp_disable", "the only prctl option modelled"),
             ("0|1", "the PR_SET_THP_DISABLE argument"),
-            ("except_advised", "pass PR_THP_DISABLE_EXCEPT_ADVISED as flags"),
         ],
+        opts: &[OptSpec {
+            key: "except_advised",
+            kind: ValueKind::Flag,
+            meta: "",
+            what: "`except_advised`",
+            required: false,
+            default: None,
+            doc: "pass PR_THP_DISABLE_EXCEPT_ADVISED as flags",
+        }],
+        subs: &[],
         example: "prctl set_thp_disable 1 except_advised",
         placement: Placement::Body,
         parse: parse::op_prctl,
     },
     OpSpec {
         name: "checkpoint",
-        synopsis: "checkpoint LABEL",
+        grammar: "LABEL",
         summary: "Marks a point in the run: reports show the observables here, and counter expectations after it are deltas since this point.",
         args: &[("LABEL", "letters, digits, `_`, `.`, `-`; unique in the file")],
+        opts: &[],
+        subs: &[],
         example: "checkpoint after-populate",
         placement: Placement::Body,
         parse: parse::op_checkpoint,
     },
     OpSpec {
         name: "expect",
-        synopsis: "expect OBSERVABLE CMP VALUE [when COND…]",
+        grammar: "OBSERVABLE CMP VALUE [when COND…]",
         summary: "Asserts an observable, so that a scenario is its own test. Counters (`minflt`, `vmstat.*`, `mthp.*`, `khugepaged.*`) are deltas since the last checkpoint (or the start); `smaps(…)` and `pages(…)` are the current state; `errno` is the result of the previous op.",
         args: &[
             ("OBSERVABLE", "see Observables below"),
@@ -337,6 +705,8 @@ pub const OPS: &[OpSpec] = &[
                 "the expectation only applies to runs whose profile satisfies every condition: `kernel<cmp>MAJOR.MINOR` (`kernel>=6.13`, `kernel=6.12`) or `SWITCH=VALUE`",
             ),
         ],
+        opts: &[],
+        subs: &[],
         example: "mmap buf 2M anon private\nwrite buf+0\nexpect minflt == 1\nexpect vmstat.thp_fault_alloc == 1 when kernel>=6.13\nexpect smaps(buf).AnonHugePages == 2M when hzp_wp_fault=thp\nexpect pages(buf+0 1M).thp_pmd >= 0\nexpect errno == ok",
         placement: Placement::Body,
         parse: parse::op_expect,

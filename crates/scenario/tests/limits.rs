@@ -55,9 +55,9 @@ expect errno == ENOMEM
 #[test]
 fn as_a_process_whose_fork_failed_is_a_scenario_error() {
     let e = run_model(&format!("{FORK_FAILS}as child\n")).unwrap_err();
-    assert!(!e.not_runnable);
+    assert!(!e.is_not_runnable());
     assert_eq!(
-        e.message,
+        e.message(),
         "t.thps:7:1: error: process `child` does not exist: its `fork` at line 5 failed (ENOMEM)"
     );
 }
@@ -66,7 +66,7 @@ fn as_a_process_whose_fork_failed_is_a_scenario_error() {
 fn exit_of_a_process_whose_fork_failed_is_a_scenario_error() {
     let e = run_model(&format!("{FORK_FAILS}exit child\n")).unwrap_err();
     assert!(e
-        .message
+        .message()
         .starts_with("t.thps:7:1: error: process `child` does not exist"));
 }
 
@@ -183,7 +183,7 @@ as child
     let mut be = Recording::default();
     let e = run(&scn, &mut be, &Variant::default()).unwrap_err();
     assert!(
-        e.message.starts_with(
+        e.message().starts_with(
             "t.thps:5:1: error: process `child` does not exist: its parent was killed"
         ),
         "{e}"
@@ -319,8 +319,11 @@ fn the_model_refuses_what_does_not_fit_its_memory_budget() {
     let mut be = SimBackend::new();
     be.memory_budget = Some(16 << 30);
     let e = run(&scn, &mut be, &Variant::default()).unwrap_err();
-    assert!(e.not_runnable);
-    assert!(e.message.starts_with("the model may need 208.6 GiB"), "{e}");
+    assert!(e.is_not_runnable());
+    assert!(
+        e.message().starts_with("the model may need 208.6 GiB"),
+        "{e}"
+    );
     // A sparse touch of a huge mapping fits.
     let scn = parse("memory 8T\nmmap buf 64T anon private rw\nwrite buf+1T 4M\n");
     let mut be = SimBackend::new();

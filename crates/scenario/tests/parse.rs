@@ -1424,7 +1424,7 @@ fn access_errors() {
         &e("read buf strid=4K"),
         2,
         10,
-        "unknown option `strid`",
+        "unknown read option `strid`",
         Some("did you mean `stride`?"),
     );
     one_err(
@@ -1677,11 +1677,11 @@ fn op_table_examples_parse_and_cover_every_op() {
         );
         collect_names(&s.stmts, &mut produced);
         assert!(
-            !op.synopsis.is_empty() && !op.summary.is_empty(),
+            !op.synopsis().is_empty() && !op.summary.is_empty(),
             "{}",
             op.name
         );
-        assert!(op.synopsis.starts_with(op.name), "{}", op.synopsis);
+        assert!(op.synopsis().starts_with(op.name), "{}", op.synopsis());
     }
     let produced: Vec<&str> = produced.into_iter().collect();
     assert_eq!(produced, table, "OPS and the AST's op variants disagree");
@@ -1877,7 +1877,7 @@ fn uffd_writeprotect_stride() {
         &format!("{pre}uffd wp buf step=4K"),
         2,
         13,
-        "unexpected `step=4K`",
+        "unknown uffd wp option `step`",
         Some("usage: uffd wp RANGE [stride=SIZE]"),
     );
     one_err(

@@ -24,7 +24,7 @@ pub fn run_checked(src: &str) {
     let scn = parse_ok(src);
     if let Err(e) = run(&scn, &mut SimBackend::checked(), &Variant::default()) {
         assert!(
-            !e.message.contains("invariant") && !e.message.contains("engine bug"),
+            !e.message().contains("invariant") && !e.message().contains("engine bug"),
             "{e}\n{src}"
         );
     }

@@ -1,0 +1,846 @@
+//! The grammars of the ops, dispatched from [`crate::table::OPS`].
+
+use thpsim_kernel::errno::Signal;
+use thpsim_kernel::profile::{self, Switches};
+use thpsim_kernel::sysfs::{KnobError, Sysfs};
+use thpsim_kernel::types::{Advice, Prot, PAGE_SIZE};
+
+use crate::ast::*;
+
+use super::lexer::{join, LineCtx, Tok};
+use super::options::{OptValue, Opts};
+use super::values::{is_ident, listing, parse_duration, suggest};
+use super::{
+    MapInfo, Parsed, DEFAULT_STRIDE, MAX_MAPPING, MAX_MEMORY, MEMORY_GRANULE, UNKNOWN_SIZE,
+};
+
+pub(crate) fn op_kernel(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let t = c.need("profile name")?;
+    if let Some(first) = c.st.kernel_line {
+        c.err(
+            c.kw.span(),
+            "kernel profile chosen twice",
+            Some(format!("the profile was already chosen at line {first}")),
+        );
+        return None;
+    }
+    c.st.kernel_line = Some(t.line);
+    if profile::profile(t.text).is_none() {
+        let names: Vec<&str> = profile::profiles().iter().map(|p| p.name).collect();
+        c.err(
+            t.span(),
+            format!("unknown kernel profile `{}`", t.text),
+            Some(format!("known profiles: {}", names.join(", "))),
+        );
+        return None;
+    }
+    Some(Parsed::Op(Op::Kernel {
+        profile: t.text.to_string(),
+    }))
+}
+
+pub(crate) fn op_memory(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let t = c.need("memory size")?;
+    if let Some(first) = c.st.memory_line {
+        c.err(
+            c.kw.span(),
+            "memory size given twice",
+            Some(format!("it was already given at line {first}")),
+        );
+        return None;
+    }
+    c.st.memory_line = Some(t.line);
+    let bytes = c.size(t, "memory size")?;
+    if bytes < MEMORY_GRANULE || bytes % MEMORY_GRANULE != 0 {
+        c.err(
+            t.span(),
+            format!("memory {} is not a positive multiple of 4M", t.text),
+            Some("physical memory is made of 4 MiB buddy blocks (MAX_PAGE_ORDER 10); e.g. `memory 16G`".into()),
+        );
+        return None;
+    }
+    if bytes > MAX_MEMORY {
+        c.err(
+            t.span(),
+            format!("memory {} is more than the 8T the model supports", t.text),
+            Some("use at most `memory 8T`".into()),
+        );
+        return None;
+    }
+    Some(Parsed::Op(Op::Memory { bytes }))
+}
+
+/// Splits `key=value` arguments, reporting malformed ones. `what` names the key kind.
+pub(super) fn settings<'s>(c: &mut LineCtx<'s, '_>, what: &str) -> Option<Vec<(Tok<'s>, Tok<'s>)>> {
+    let toks = c.rest();
+    if toks.is_empty() {
+        let span = c.end_span();
+        c.err(span, format!("missing {what}=value"), None);
+        return None;
+    }
+    let mut out: Vec<(Tok<'s>, Tok<'s>)> = Vec::new();
+    let mut ok = true;
+    for t in toks {
+        match t.kv() {
+            Some((k, v)) if !k.text.is_empty() => {
+                if out.iter().any(|(pk, _)| pk.text == k.text) {
+                    c.err(
+                        k.span(),
+                        format!("`{}` is set twice on this line", k.text),
+                        None,
+                    );
+                    ok = false;
+                }
+                out.push((k, v));
+            }
+            _ => {
+                c.err(
+                    t.span(),
+                    format!("expected {what}=value, found `{}`", t.text),
+                    Some("write key=value with no spaces around `=`".into()),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
+}
+
+pub(super) fn setting(k: Tok<'_>, v: Tok<'_>) -> Setting {
+    Setting {
+        key: k.text.to_string(),
+        value: v.text.to_string(),
+        span: join(k.span(), v.span()),
+    }
+}
+
+pub(crate) fn op_sysfs(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let kvs = settings(c, "knob")?;
+    let mut scratch = Sysfs::default();
+    let mut ok = true;
+    for (k, v) in &kvs {
+        match scratch.set(k.text, v.text) {
+            Ok(()) => {}
+            Err(KnobError::Unknown { hint }) => {
+                c.err(
+                    k.span(),
+                    format!("unknown sysfs knob `{}`", k.text),
+                    Some(hint),
+                );
+                ok = false;
+            }
+            Err(KnobError::BadValue { expected }) => {
+                let span = if v.text.is_empty() {
+                    k.after()
+                } else {
+                    v.span()
+                };
+                c.err(
+                    span,
+                    format!("bad value `{}` for sysfs knob `{}`", v.text, k.text),
+                    Some(format!("`{}` accepts {expected}", k.text)),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then(|| {
+        Parsed::Op(Op::Sysfs {
+            settings: kvs.iter().map(|(k, v)| setting(*k, *v)).collect(),
+        })
+    })
+}
+
+pub(super) fn scratch_switches() -> Option<Switches> {
+    profile::profile(profile::DEFAULT_PROFILE)
+        .or_else(|| profile::profiles().into_iter().next())
+        .map(|p| p.switches)
+}
+
+/// Validates one `switch=value`; reports at the key or the value.
+pub(super) fn check_switch<'s>(c: &mut LineCtx<'s, '_>, k: Tok<'s>, v: Tok<'s>) -> bool {
+    let Some(info) = profile::SWITCHES.iter().find(|s| s.0 == k.text) else {
+        let names = profile::SWITCHES.iter().map(|s| s.0);
+        c.unknown(k, "switch", names.clone(), "", || {
+            listing("switches", names)
+        });
+        return false;
+    };
+    let Some(mut sw) = scratch_switches() else {
+        return true;
+    };
+    match sw.set(k.text, v.text) {
+        Ok(()) => true,
+        Err(msg) => {
+            let span = if v.text.is_empty() {
+                k.after()
+            } else {
+                v.span()
+            };
+            c.err(span, msg, Some(format!("`{}` accepts {}", k.text, info.1)));
+            false
+        }
+    }
+}
+
+pub(crate) fn op_set(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let kvs = settings(c, "switch")?;
+    let mut ok = true;
+    for (k, v) in &kvs {
+        ok &= check_switch(c, *k, *v);
+    }
+    ok.then(|| {
+        Parsed::Op(Op::Set {
+            settings: kvs.iter().map(|(k, v)| setting(*k, *v)).collect(),
+        })
+    })
+}
+
+pub(crate) fn op_catch(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let toks = c.rest();
+    if toks.is_empty() {
+        let span = c.end_span();
+        c.err(span, "missing signal name", Some(c.usage()));
+        return None;
+    }
+    let mut signals = Vec::new();
+    let mut ok = true;
+    for t in toks {
+        match Signal::from_name(t.text) {
+            Some(Signal::Sigkill) => {
+                c.err(
+                    t.span(),
+                    "SIGKILL cannot be caught",
+                    Some("an OOM kill always ends the process".into()),
+                );
+                ok = false;
+            }
+            Some(s) if signals.contains(&s) => {
+                c.err(t.span(), format!("`{}` given twice", t.text), None);
+                ok = false;
+            }
+            Some(s) => signals.push(s),
+            None => {
+                let names = ["SIGSEGV", "SIGBUS"];
+                c.unknown(t, "signal", names, "", || {
+                    listing("the signals an access raises", names)
+                });
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(Parsed::Op(Op::Catch { signals }))
+}
+
+pub(super) const UNMODELLED_BACKINGS: &[&str] = &["file", "memfd", "shmem", "guest_memfd"];
+
+pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let name = c.need("mapping name")?;
+    if !is_ident(name.text) {
+        c.err(
+            name.span(),
+            format!("bad mapping name `{}`", name.text),
+            Some("mapping names are identifiers: [A-Za-z_][A-Za-z0-9_]*".into()),
+        );
+        return None;
+    }
+    if let Some(first) = c.st.mappings.get(name.text) {
+        let first = first.line;
+        c.err(
+            name.span(),
+            format!("mapping `{}` is already defined", name.text),
+            Some(format!(
+                "`{}` was first mapped at line {first}; choose another name",
+                name.text
+            )),
+        );
+        return None;
+    }
+    // Known from here on; if the size is bad, later ranges are not checked against it
+    // (so one bad line does not cascade into errors on every use of the name).
+    c.st.mappings.insert(
+        name.text.to_string(),
+        MapInfo {
+            size: UNKNOWN_SIZE,
+            line: name.line,
+        },
+    );
+    let size_tok = c.need("mapping size")?;
+    let size = c.size(size_tok, "mapping size")?;
+    if size == 0 || size % PAGE_SIZE != 0 {
+        c.err(
+            size_tok.span(),
+            format!(
+                "mapping size {} is not a positive multiple of the 4K page size",
+                size_tok.text
+            ),
+            None,
+        );
+        return None;
+    }
+    if size > MAX_MAPPING {
+        c.err(
+            size_tok.span(),
+            format!("mapping size {} is larger than 64T", size_tok.text),
+            None,
+        );
+        return None;
+    }
+    if let Some(m) = c.st.mappings.get_mut(name.text) {
+        m.size = size;
+    }
+
+    let backing_tok = c.need("backing (anon)")?;
+    match backing_tok.text {
+        "anon" => {}
+        b if UNMODELLED_BACKINGS.contains(&b) => {
+            c.err(
+                backing_tok.span(),
+                format!("`{b}` mappings are not modelled yet"),
+                Some("only `anon` is".into()),
+            );
+            return None;
+        }
+        _ => {
+            let names = std::iter::once("anon").chain(UNMODELLED_BACKINGS.iter().copied());
+            c.unknown(backing_tok, "backing", names, "", || {
+                "the backing is `anon`".into()
+            });
+            return None;
+        }
+    }
+    let vis = c.need("`private` or `shared`")?;
+    let shared = match vis.text {
+        "private" => false,
+        "shared" => true,
+        v => {
+            c.err(
+                vis.span(),
+                format!("expected `private` or `shared`, found `{v}`"),
+                None,
+            );
+            return None;
+        }
+    };
+    let toks = c.rest();
+    let opts = c.options(toks, c.spec.opts, "mmap", None);
+    if shared {
+        c.err(
+            vis.span(),
+            "shared anonymous (shmem) mappings are not modelled yet",
+            Some("use `private`".into()),
+        );
+        return None;
+    }
+    if !opts.ok {
+        return None;
+    }
+    let prot = match opts.get("prot") {
+        Some(OptValue::Prot(p)) => p,
+        _ => Prot::RW,
+    };
+    Some(Parsed::Op(Op::Mmap(MmapOp {
+        name: name.text.to_string(),
+        name_span: name.span(),
+        size,
+        backing: MapBacking::Anon,
+        shared,
+        prot,
+        align: opts.size("align"),
+        offset: opts.size("offset").unwrap_or(0),
+        populate: opts.flag("populate"),
+    })))
+}
+
+pub(crate) fn op_munmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let range = c.range()?;
+    Some(Parsed::Op(Op::Munmap { range }))
+}
+
+pub(crate) fn op_mprotect(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let range = c.range()?;
+    let t = c.need("protection (none, r, rw, rwx, …)")?;
+    let v = match t.kv() {
+        Some((k, v)) if k.text == "prot" => v,
+        _ => t,
+    };
+    let prot = c.prot(v)?;
+    Some(Parsed::Op(Op::Mprotect { range, prot }))
+}
+
+pub(crate) fn op_madvise(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let range = c.range();
+    let t = c.need("advice (e.g. HUGEPAGE)")?;
+    let Some(advice) = Advice::parse(t.text) else {
+        let up = t.text.to_ascii_uppercase();
+        let key = up.strip_prefix("MADV_").unwrap_or(&up);
+        let hint = suggest(key, Advice::ALL.iter().map(|a| a.0))
+            .map(|s| format!("did you mean `{s}`?"))
+            .unwrap_or_else(|| "see the list of advice values in the language reference".into());
+        c.err(
+            t.span(),
+            format!("unknown madvise advice `{}`", t.text),
+            Some(hint),
+        );
+        return None;
+    };
+    if !advice.is_modelled() {
+        let modelled: Vec<&str> = Advice::ALL
+            .iter()
+            .filter(|a| a.1.is_modelled())
+            .map(|a| a.0)
+            .collect();
+        c.err(
+            t.span(),
+            format!("MADV_{} is not modelled yet", advice.name()),
+            Some(format!("modelled advice: {}", modelled.join(", "))),
+        );
+        return None;
+    }
+    let range = range?;
+    Some(Parsed::Op(Op::Madvise { range, advice }))
+}
+
+pub(super) fn access(c: &mut LineCtx<'_, '_>, fixed: Option<Pattern>) -> Option<Parsed> {
+    let range = c.range();
+    let mut toks = c.rest();
+    let mut ok = true;
+    if fixed.is_some() {
+        // `read`/`write` have no `pattern` option: say why instead of "unknown option".
+        toks.retain(|t| match t.kv() {
+            Some((k, _)) if k.text == "pattern" => {
+                c.err(
+                    k.span(),
+                    format!("`{}` has a fixed pattern", c.kw.text),
+                    Some("use `access RANGE pattern=r|w|rw` to choose the pattern".into()),
+                );
+                ok = false;
+                false
+            }
+            _ => true,
+        });
+    }
+    let what = c.kw.text;
+    let opts = c.options(
+        toks,
+        c.spec.opts,
+        what,
+        Some("a length needs an explicit offset: write NAME+0 LEN"),
+    );
+    ok &= opts.ok;
+    if let (Some(st), None) = (opts.tok("seed"), opts.get("random")) {
+        if opts.ok {
+            c.err(
+                st.span(),
+                "`seed` without `random`",
+                Some("the seed chooses the random subset: add random=N or random=P%".into()),
+            );
+            ok = false;
+        }
+    }
+    let pattern = match (fixed, opts.get("pattern")) {
+        (Some(p), _) => p,
+        (None, Some(OptValue::Choice("r"))) => Pattern::Read,
+        (None, Some(OptValue::Choice("w"))) => Pattern::Write,
+        (None, Some(OptValue::Choice(_))) => Pattern::ReadWrite,
+        (None, _) => {
+            // A bad or repeated `pattern=` was reported already.
+            if opts.ok {
+                let span = c.end_span();
+                c.err(span, "missing pattern=r|w|rw", Some(c.usage()));
+            }
+            return None;
+        }
+    };
+    let range = range?;
+    if !ok {
+        return None;
+    }
+    let count = match opts.get("random") {
+        Some(OptValue::Count(n)) => Some(n),
+        _ => None,
+    };
+    Some(Parsed::Op(Op::Access(AccessOp {
+        range,
+        pattern,
+        stride: opts.size("stride").unwrap_or(DEFAULT_STRIDE),
+        subset: count.map(|count| Subset {
+            count,
+            seed: opts.size("seed").unwrap_or(0),
+        }),
+    })))
+}
+
+pub(crate) fn op_read(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    access(c, Some(Pattern::Read))
+}
+pub(crate) fn op_write(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    access(c, Some(Pattern::Write))
+}
+pub(crate) fn op_access(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    access(c, None)
+}
+
+pub(crate) fn op_repeat(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let Some(t) = c.need("repeat count") else {
+        // Still open a block so the matching `end` is not reported as stray.
+        return Some(Parsed::Repeat(1));
+    };
+    let n = match t.text.parse::<u32>() {
+        Ok(n) if n >= 1 => n,
+        _ => {
+            c.err(
+                t.span(),
+                format!("bad repeat count `{}`", t.text),
+                Some("the count is an integer from 1 to 4294967295".into()),
+            );
+            1
+        }
+    };
+    if let Some(b) = c.peek().filter(|b| b.text == "{") {
+        c.next();
+        c.err(
+            b.span(),
+            "blocks are closed with `end`, not braces",
+            Some(format!(
+                "write `repeat {}` on its own line and close the block with `end`",
+                t.text
+            )),
+        );
+    }
+    Some(Parsed::Repeat(n))
+}
+
+pub(crate) fn op_end(_c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    Some(Parsed::End)
+}
+
+pub(super) fn proc_name<'s>(c: &mut LineCtx<'s, '_>) -> Option<Tok<'s>> {
+    let t = c.need("process name")?;
+    let ok = t
+        .text
+        .chars()
+        .next()
+        .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
+        && t.text
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+    if !ok {
+        c.err(
+            t.span(),
+            format!("bad process name `{}`", t.text),
+            Some("process names are identifiers, e.g. `child`".into()),
+        );
+        return None;
+    }
+    Some(t)
+}
+
+pub(super) fn known_proc<'s>(c: &mut LineCtx<'s, '_>) -> Option<Tok<'s>> {
+    let t = proc_name(c)?;
+    if !c.st.procs.contains_key(t.text) {
+        if c.st.full() {
+            c.st.more_errors += 1;
+            return None;
+        }
+        let names: Vec<String> = c.st.procs.keys().cloned().collect();
+        c.unknown(t, "process", names.iter().map(String::as_str), "", || {
+            "processes are `main` and those created by `fork NAME` earlier in the file".into()
+        });
+        return None;
+    }
+    Some(t)
+}
+
+pub(crate) fn op_fork(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let t = proc_name(c)?;
+    if let Some(first) = c.st.procs.get(t.text).copied() {
+        let where_ = if first == 0 {
+            "`main` is the first process".to_string()
+        } else {
+            format!("first created at line {first}")
+        };
+        c.err(
+            t.span(),
+            format!("process `{}` already exists", t.text),
+            Some(format!("{where_}; process names are unique")),
+        );
+        return None;
+    }
+    c.st.procs.insert(t.text.to_string(), t.line);
+    Some(Parsed::Op(Op::Fork {
+        child: t.text.to_string(),
+    }))
+}
+
+pub(crate) fn op_as(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let t = known_proc(c)?;
+    Some(Parsed::Op(Op::As {
+        proc: t.text.to_string(),
+    }))
+}
+
+pub(crate) fn op_exit(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let t = known_proc(c)?;
+    if t.text == "main" {
+        c.err(
+            t.span(),
+            "`main` cannot exit",
+            Some("observations are taken in `main` after other processes exit".into()),
+        );
+        return None;
+    }
+    Some(Parsed::Op(Op::Exit {
+        proc: t.text.to_string(),
+    }))
+}
+
+pub(crate) fn op_khugepaged(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let t = c.need("`scan`")?;
+    if t.text != "scan" {
+        c.err(
+            t.span(),
+            format!("unknown khugepaged action `{}`", t.text),
+            Some(c.usage()),
+        );
+        return None;
+    }
+    let mut passes = 1;
+    if let Some(n) = c.next() {
+        match n.text.parse::<u32>() {
+            Ok(v) if v >= 1 => passes = v,
+            _ => {
+                c.err(
+                    n.span(),
+                    format!("`{}` is not a pass count", n.text),
+                    Some("N is a whole number ≥ 1".into()),
+                );
+                return None;
+            }
+        }
+    }
+    Some(Parsed::Op(Op::KhugepagedScan { passes }))
+}
+
+pub(crate) fn op_sleep(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let t = c.need("duration")?;
+    match parse_duration(t.text) {
+        Ok(ms) => Some(Parsed::Op(Op::Sleep { ms })),
+        Err(m) => {
+            c.err(
+                t.span(),
+                m.to_string(),
+                Some("e.g. `sleep 10s`, `sleep 500ms`, `sleep 2m`".into()),
+            );
+            None
+        }
+    }
+}
+
+pub(crate) fn op_shrink(_c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    Some(Parsed::Op(Op::Shrink))
+}
+
+pub(crate) fn op_mremap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let range = c.range()?;
+    let dst = c.range()?;
+    if dst.len.is_some() {
+        c.err(
+            dst.span,
+            "the destination is `NAME` or `NAME+OFF`: the size is the source's",
+            Some(c.usage()),
+        );
+        return None;
+    }
+    Some(Parsed::Op(Op::Mremap { range, dst }))
+}
+
+pub(crate) fn op_mlock(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let range = c.range()?;
+    Some(Parsed::Op(Op::Mlock { range, lock: true }))
+}
+
+pub(crate) fn op_munlock(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let range = c.range()?;
+    Some(Parsed::Op(Op::Mlock { range, lock: false }))
+}
+
+pub(crate) fn op_uffd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    use crate::ast::UffdOp;
+    use thpsim_kernel::userfaultfd::{Features, MissingPolicy, WpPolicy};
+    let a = c.need("uffd action")?;
+    c.sub = c.spec.sub(a.text);
+    let op = match a.text {
+        "open" => {
+            let mut features = vec![];
+            for t in c.rest() {
+                if !Features::default().set(t.text) {
+                    let names = Features::NAMES.iter().copied();
+                    c.unknown(t, "userfaultfd feature", names.clone(), "", || {
+                        listing("features", names)
+                    });
+                    return None;
+                }
+                features.push(t.text.to_string());
+            }
+            UffdOp::Open { features }
+        }
+        "register" => {
+            let range = c.range()?;
+            let m = c.need("mode (missing, wp or missing+wp)")?;
+            let (mut missing, mut wp) = (false, false);
+            for part in m.text.split('+') {
+                match part {
+                    "missing" => missing = true,
+                    "wp" => wp = true,
+                    "minor" => {
+                        c.err(
+                            m.span(),
+                            "MINOR mode needs shmem or hugetlb, which are not modelled",
+                            None,
+                        );
+                        return None;
+                    }
+                    _ => {
+                        c.err(
+                            m.span(),
+                            format!("unknown register mode `{}`", m.text),
+                            Some("modes: missing, wp, missing+wp".into()),
+                        );
+                        return None;
+                    }
+                }
+            }
+            UffdOp::Register { range, missing, wp }
+        }
+        "unregister" => UffdOp::Unregister { range: c.range()? },
+        "wp" | "unwp" => {
+            let range = c.range()?;
+            let opts = c.sub_options();
+            if !opts.ok {
+                return None;
+            }
+            UffdOp::Writeprotect {
+                range,
+                wp: a.text == "wp",
+                stride: opts.size("stride").unwrap_or(0),
+            }
+        }
+        "copy" => {
+            let range = c.range()?;
+            let opts = c.sub_options();
+            if !opts.ok {
+                return None;
+            }
+            UffdOp::Copy {
+                range,
+                wp: opts.flag("wp"),
+            }
+        }
+        "zeropage" => UffdOp::Zeropage { range: c.range()? },
+        "handler" => {
+            let opts = c.sub_options();
+            if !opts.ok {
+                return None;
+            }
+            let wp = match opts.get("wp") {
+                Some(OptValue::Policy(_, Some(s))) => Some(WpPolicy::Unprotect(s)),
+                Some(OptValue::Policy(_, None)) => Some(WpPolicy::UnprotectVma),
+                _ => None,
+            };
+            let missing = match opts.get("missing") {
+                Some(OptValue::Policy("zeropage", Some(s))) => Some(MissingPolicy::Zeropage(s)),
+                Some(OptValue::Policy(_, Some(s))) => Some(MissingPolicy::Copy(s)),
+                _ => None,
+            };
+            UffdOp::Handler { wp, missing }
+        }
+        _ => {
+            let names = c.spec.subs.iter().map(|s| s.name);
+            c.unknown(a, "uffd action", names.clone(), "", || {
+                listing("actions", names)
+            });
+            return None;
+        }
+    };
+    Some(Parsed::Op(Op::Uffd(op)))
+}
+
+pub(crate) fn op_prctl(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let opt = c.need("prctl option")?;
+    if opt.text != "set_thp_disable" {
+        c.err(
+            opt.span(),
+            format!("unknown prctl option `{}`", opt.text),
+            Some("the modelled prctl option is `set_thp_disable`".into()),
+        );
+        return None;
+    }
+    let v = c.need("0 or 1")?;
+    let disable = match v.text {
+        "0" => false,
+        "1" => true,
+        _ => {
+            c.err(
+                v.span(),
+                format!("`{}` is not 0 or 1", v.text),
+                Some(c.usage()),
+            );
+            return None;
+        }
+    };
+    let toks = c.rest();
+    let opts = c.options(toks, c.spec.opts, "prctl", None);
+    if !opts.ok {
+        return None;
+    }
+    Some(Parsed::Op(Op::PrctlSetThpDisable {
+        disable,
+        except_advised: opts.flag("except_advised"),
+    }))
+}
+
+pub(crate) fn op_checkpoint(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let t = c.need("checkpoint label")?;
+    if !t
+        .text
+        .chars()
+        .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.' | '-'))
+    {
+        c.err(
+            t.span(),
+            format!("bad checkpoint label `{}`", t.text),
+            Some("labels use letters, digits, `_`, `.` and `-`".into()),
+        );
+        return None;
+    }
+    if let Some(first) = c.st.labels.get(t.text) {
+        let first = *first;
+        c.err(
+            t.span(),
+            format!("checkpoint `{}` is already defined", t.text),
+            Some(format!(
+                "`{}` was first used at line {first}; labels must be unique",
+                t.text
+            )),
+        );
+        return None;
+    }
+    c.st.labels.insert(t.text.to_string(), t.line);
+    Some(Parsed::Op(Op::Checkpoint {
+        label: t.text.to_string(),
+    }))
+}
+
+impl<'s> LineCtx<'s, '_> {
+    /// The rest of the line as the options of the current sub-command (`uffd wp`).
+    fn sub_options(&mut self) -> Opts<'s> {
+        let toks = self.rest();
+        let (specs, name) = match self.sub {
+            Some(s) => (s.opts, s.name),
+            None => (&[][..], ""),
+        };
+        let what = format!("{} {name}", self.spec.name);
+        self.options(toks, specs, &what, None)
+    }
+}
