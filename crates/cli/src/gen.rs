@@ -117,6 +117,9 @@ pub struct GenParams {
     /// Host-sized variant: no `memory` line and no khugepaged/shrinker steps (the host cannot
     /// run them deterministically).
     pub host: bool,
+    /// End with a khugepaged full scan at the default pace where the workload has none
+    /// (e.g. precopy, prealloc): what `khugepaged.max_ptes_*` sweeps need.
+    pub khugepaged: bool,
 }
 
 impl Default for GenParams {
@@ -134,6 +137,7 @@ impl Default for GenParams {
             multifd: false,
             postcopy_ram: false,
             host: false,
+            khugepaged: false,
         }
     }
 }
@@ -333,6 +337,7 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
         (p.multifd, "--multifd"),
         (p.postcopy_ram, "--postcopy-ram"),
         (p.host, "--host"),
+        (p.khugepaged, "--khugepaged"),
     ] {
         if on {
             let _ = write!(s, " {flag}");
@@ -361,6 +366,10 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
         "jemalloc-hpa" => jemalloc_hpa(p),
         _ => unreachable!(),
     };
+    let mut ops = ops;
+    if p.khugepaged && !ops.contains("checkpoint khugepaged-full-scan") {
+        khugepaged_step(p, &mut ops, p.guest);
+    }
     for line in doc.lines() {
         let _ = writeln!(s, "# {line}");
     }

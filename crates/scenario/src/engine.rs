@@ -36,7 +36,8 @@ pub const MAX_CHECKPOINT_RECORDS: usize = 10_000;
 pub struct Variant {
     /// Overrides the scenario's `kernel` line.
     pub profile: Option<String>,
-    /// Applied after the scenario's `set` lines.
+    /// Profiles, switches and sysfs knobs (`crate::settings`), applied after the scenario's
+    /// `kernel`, `set` and `sysfs` lines.
     pub sets: Vec<(String, String)>,
 }
 
@@ -47,7 +48,10 @@ impl Variant {
             .clone()
             .unwrap_or_else(|| scenario_profile.to_string());
         for (k, v) in &self.sets {
-            s.push_str(&format!(" {k}={v}"));
+            // A profile given as a setting is already the label's first word.
+            if !crate::settings::PROFILE_KEYS.contains(&k.as_str()) {
+                s.push_str(&format!(" {k}={v}"));
+            }
         }
         s
     }
@@ -185,7 +189,16 @@ pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, String> {
     if let Some(p) = &variant.profile {
         profile_name = p.clone();
     }
-    switches_in.extend(variant.sets.iter().cloned());
+    // A variant's settings name a profile, a switch or a sysfs knob (see `crate::settings`);
+    // knobs apply after the scenario's `sysfs` lines, as switches after its `set` lines.
+    for (k, v) in &variant.sets {
+        let s = crate::settings::classify(k, v)?;
+        match s.kind {
+            crate::settings::SettingKind::Profile => profile_name = s.value,
+            crate::settings::SettingKind::Switch => switches_in.push((s.key, s.value)),
+            crate::settings::SettingKind::Knob => sysfs.push((s.key, s.value)),
+        }
+    }
     let mut prof = profile::profile(&profile_name).ok_or_else(|| {
         let names: Vec<&str> = profile::profiles().iter().map(|p| p.name).collect();
         format!(
@@ -231,6 +244,24 @@ pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, String> {
         caught,
         touch,
     })
+}
+
+impl Plan {
+    /// Every sysfs knob's value at the start (model defaults, then `setup.sysfs` in order).
+    pub fn start_sysfs(&self) -> BTreeMap<String, String> {
+        let mut s = thpsim_kernel::sysfs::Sysfs::default();
+        for (k, v) in &self.setup.sysfs {
+            // plan() checked variant knobs; a bad scenario line fails in setup() with its error.
+            let _ = s.set(k, v);
+        }
+        thpsim_kernel::sysfs::knobs()
+            .into_iter()
+            .map(|k| {
+                let v = s.get(&k.name).unwrap_or_default();
+                (k.name, v)
+            })
+            .collect()
+    }
 }
 
 fn collect_mmaps(stmts: &[Stmt], f: &mut impl FnMut(&MmapOp)) {
@@ -321,6 +352,9 @@ pub struct RunResult {
     pub variant: String,
     pub profile: String,
     pub switches: BTreeMap<String, String>,
+    /// Every sysfs knob's value at the start of the run: the model's defaults, then the
+    /// scenario's leading `sysfs` lines and the variant's knob settings.
+    pub sysfs: BTreeMap<String, String>,
     pub ops: Vec<OpRecord>,
     pub checkpoints: Vec<Checkpoint>,
     pub expects: Vec<ExpectResult>,
@@ -345,6 +379,7 @@ impl RunResult {
             variant: profile.to_string(),
             profile: profile.to_string(),
             switches: BTreeMap::new(),
+            sysfs: BTreeMap::new(),
             ops: vec![],
             checkpoints: vec![],
             expects: vec![],
@@ -449,6 +484,7 @@ fn run_planned(
     let mut result = RunResult::empty(&scn.file, &backend.name(), &plan.setup.profile);
     result.variant = variant.label(&plan.setup.profile);
     result.switches = plan.switches.clone();
+    result.sysfs = plan.start_sysfs();
     let mut r = Run {
         plan,
         backend,
