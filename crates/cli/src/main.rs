@@ -69,8 +69,15 @@ enum Cmd {
         /// Print page maps in full (text output summarises long ones).
         #[arg(long)]
         pages_full: bool,
+        /// Output: a text table, a Markdown table (`md`, to paste) or JSON (typed values).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// The same as `--format json`.
         #[arg(long)]
         json: bool,
+        /// Also write a self-contained HTML report (plots, address-space maps).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Run a scenario on the real kernel of this machine (root, Linux) and print its observables.
     Host {
@@ -271,6 +278,13 @@ enum Cmd {
     Knobs,
     /// Print the scenario language reference (Markdown).
     Docs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Md,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -490,7 +504,9 @@ fn main() -> ExitCode {
             variant,
             all,
             pages_full,
+            format,
             json,
+            html,
         } => {
             recover_pending();
             let scn = match load(&file) {
@@ -536,11 +552,17 @@ fn main() -> ExitCode {
                     Err(c) => return c,
                 }
             }
-            if json {
-                print_json(&report::CompareJson::new(&results));
-            } else {
-                let opts = report::TextOpts { pages_full };
-                print!("{}", report::compare_text(&results, all, opts));
+            let opts = report::TextOpts { pages_full };
+            match if json { Format::Json } else { format } {
+                Format::Json => print_json(&report::CompareJson::new(&results)),
+                Format::Md => print!("{}", report::compare_md(&results, all, opts)),
+                Format::Text => print!("{}", report::compare_text(&results, all, opts)),
+            }
+            if let Some(h) = &html {
+                if let Err(e) = std::fs::write(h, html::runs_page(&results)) {
+                    eprintln!("thpsim: cannot write {}: {e}", h.display());
+                    return ExitCode::from(1);
+                }
             }
             expect_code(&results)
         }
