@@ -12,6 +12,7 @@ mod probe;
 mod progress;
 mod report;
 mod sweep;
+mod trace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +51,15 @@ enum Cmd {
         pages_full: bool,
         #[arg(long)]
         json: bool,
+        /// Write a timeline of the run (Chrome trace-event JSON; ui.perfetto.dev opens it).
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+        /// Trace events recorded before the trace samples ops (every 2nd, 4th, …).
+        #[arg(long, value_name = "N", default_value_t = trace::DEFAULT_LIMIT)]
+        trace_limit: usize,
+        /// Also write a self-contained HTML report (counter plots, address-space maps).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Run a scenario under several kernel behaviours and print one table, a column each.
     /// Each `--kernel P` adds a column; each `--set k=v[,k=v…]` adds a column with those
@@ -473,6 +483,9 @@ fn main() -> ExitCode {
             check_invariants,
             pages_full,
             json,
+            trace,
+            trace_limit,
+            html,
         } => {
             recover_pending();
             let scn = match load(&file) {
@@ -492,8 +505,31 @@ fn main() -> ExitCode {
             }
             let mut be = model_backend();
             be.check_invariants = check_invariants;
-            match run_on(&scn, &mut be, &variant) {
-                Ok(res) => report_run(res, json, report::TextOpts { pages_full }),
+            let res = match &trace {
+                None => run_on(&scn, &mut be, &variant),
+                Some(path) => {
+                    let mut t = trace::Tracer::new(be, trace_limit, &scn.file);
+                    let r = run_on(&scn, &mut t, &variant);
+                    let (text, _) = t.finish_json();
+                    if let Err(e) = std::fs::write(path, text) {
+                        eprintln!("thpsim: cannot write {}: {e}", path.display());
+                        return ExitCode::from(1);
+                    }
+                    r
+                }
+            };
+            match res {
+                Ok(res) => {
+                    if let Some(h) = &html {
+                        if let Err(e) =
+                            std::fs::write(h, html::runs_page(std::slice::from_ref(&res)))
+                        {
+                            eprintln!("thpsim: cannot write {}: {e}", h.display());
+                            return ExitCode::from(1);
+                        }
+                    }
+                    report_run(res, json, report::TextOpts { pages_full })
+                }
                 Err(c) => c,
             }
         }
