@@ -670,6 +670,26 @@ pub fn sweep_page(h: &JsonHeader, vs: &[VariantOut]) -> String {
         }
         b.push_str("</div>");
     }
+    if vs.iter().any(|v| !v.maps.is_empty()) {
+        b.push_str("<h2>Address-space maps at the last checkpoint</h2>");
+        b.push_str(&legend());
+        b.push_str("<div id=\"maps\">");
+        for v in vs {
+            for (name, pages) in &v.maps {
+                let total: u64 = pages.iter().map(|(_, n)| n).sum();
+                let _ = write!(
+                    b,
+                    "<div class=\"maplabel\">{} · <code>{}</code>: {}, {} runs</div>",
+                    esc(&v.variant),
+                    esc(name),
+                    human_bytes(total * 4096),
+                    pages.len()
+                );
+                b.push_str(&map_svg(name, pages));
+            }
+        }
+        b.push_str("</div>");
+    }
     b.push_str("<h2>Variants</h2><table id=\"variants\"><tr><th>#</th><th>variant</th><th>profile</th><th>expects passed</th><th>failed</th><th>error</th></tr>");
     for v in vs {
         let _ = write!(

@@ -240,6 +240,9 @@ pub struct VariantOut {
     pub error: Option<String>,
     pub expects: ExpectCounts,
     pub checkpoints: Vec<CheckpointOut>,
+    /// Each mapping's page map at the last checkpoint, kept for the HTML report only.
+    #[serde(skip)]
+    pub maps: Vec<(String, Vec<(String, u64)>)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -258,7 +261,13 @@ pub struct CheckpointOut {
 }
 
 impl VariantOut {
-    fn new(design: &Design, i: usize, file: &str, run: Result<RunResult, String>) -> Self {
+    fn new(
+        design: &Design,
+        i: usize,
+        file: &str,
+        run: Result<RunResult, String>,
+        keep_maps: bool,
+    ) -> Self {
         let mut v = VariantOut {
             schema: SWEEP_SCHEMA,
             file: file.to_string(),
@@ -277,6 +286,7 @@ impl VariantOut {
             error: None,
             expects: ExpectCounts::default(),
             checkpoints: vec![],
+            maps: vec![],
         };
         match run {
             Err(e) => v.error = Some(e),
@@ -294,6 +304,15 @@ impl VariantOut {
                 v.expects.passed += r.expects_omitted.pass;
                 v.expects.failed += r.expects_omitted.fail;
                 v.expects.skipped += r.expects_omitted.skipped;
+                if keep_maps {
+                    if let Some(c) = r.checkpoints.last() {
+                        v.maps = c
+                            .mappings
+                            .iter()
+                            .map(|m| (m.name.clone(), m.pages.clone()))
+                            .collect();
+                    }
+                }
                 v.checkpoints = r
                     .checkpoints
                     .iter()
@@ -626,6 +645,7 @@ pub fn run_design(
     design: &Design,
     shard: Option<(usize, usize)>,
     quiet: bool,
+    keep_maps: bool,
 ) -> Vec<VariantOut> {
     let idx: Vec<usize> = (0..design.points.len())
         .filter(|i| shard.is_none_or(|(s, n)| i % n == s))
@@ -638,7 +658,7 @@ pub fn run_design(
             let mut be = crate::model_backend();
             let r = engine::run(scn, &mut be, &v).map_err(|e| e.message);
             bar.inc(1);
-            VariantOut::new(design, i, &scn.file, r)
+            VariantOut::new(design, i, &scn.file, r, keep_maps)
         })
         .collect();
     bar.finish_and_clear();
@@ -665,7 +685,7 @@ pub fn main(o: SweepOpts) -> ExitCode {
         }
     }
     let t0 = std::time::Instant::now();
-    let vs = run_design(&o.scenario, &o.design, o.shard, o.quiet);
+    let vs = run_design(&o.scenario, &o.design, o.shard, o.quiet, o.html.is_some());
     let secs = t0.elapsed().as_secs_f64();
     let failed: Vec<&VariantOut> = vs.iter().filter(|v| v.error.is_some()).collect();
     for v in &failed {
@@ -947,13 +967,13 @@ mod tests {
             variant_count: d.points.len(),
             axes: d.axes.clone(),
         };
-        let full = run_design(&scn, &d, None, true);
+        let full = run_design(&scn, &d, None, true, false);
         assert!(full.iter().all(|v| v.error.is_none()));
         let full_csv = Table::from_variants(&d.axes, &full).to_csv();
         let full_jsonl = to_jsonl(&header, &full);
         let (mut csvs, mut jsons) = (vec![], vec![]);
         for s in 0..3 {
-            let part = run_design(&scn, &d, Some((s, 3)), true);
+            let part = run_design(&scn, &d, Some((s, 3)), true, false);
             assert_eq!(part.len(), 4);
             let c = dir.join(format!("s{s}.csv"));
             let j = dir.join(format!("s{s}.jsonl"));
@@ -988,7 +1008,7 @@ mod tests {
     fn rows_are_typed_and_reflect_the_knobs() {
         let scn = scenario();
         let d = Design::grid(vec![parse_axis("use_zero_page=0,1").unwrap()], None, 1).unwrap();
-        let vs = run_design(&scn, &d, None, true);
+        let vs = run_design(&scn, &d, None, true, false);
         let t = Table::from_variants(&d.axes, &vs);
         let get = |vi: usize, ci: usize, obs: &str| {
             t.rows
