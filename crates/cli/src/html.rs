@@ -238,14 +238,7 @@ pub fn line_plot(
     }
     let px = |x: f64| ml + x * (w - ml - mr);
     let py = |y: f64| mt + (1.0 - (y - ymin) / (ymax - ymin)) * (h - mt - mb);
-    let mut o = String::new();
-    let _ = write!(
-        o,
-        "<figure class=\"plotbox\"><svg class=\"plot\" data-kind=\"{kind}\" data-title=\"{}\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\"><text x=\"{}\" y=\"16\" class=\"t\">{}</text>",
-        esc(title),
-        w / 2.0,
-        esc(title)
-    );
+    let mut o = figure_open("plotbox", kind, title, w, h);
     for i in 0..=4 {
         let y = ymin + (ymax - ymin) * i as f64 / 4.0;
         let _ = write!(
@@ -303,16 +296,7 @@ pub fn line_plot(
             }
         }
     }
-    o.push_str("</svg><figcaption>");
-    for (si, (name, _)) in series.iter().enumerate() {
-        let _ = write!(
-            o,
-            "<span><i style=\"background:{}\"></i>{}</span>",
-            PALETTE[si % PALETTE.len()],
-            esc(name)
-        );
-    }
-    o.push_str("</figcaption></figure>");
+    figure_close(&mut o, series.iter().map(|(n, _)| n.as_str()));
     o
 }
 
@@ -323,14 +307,7 @@ pub fn bars_plot(title: &str, rows: &[(String, Vec<i64>)], variants: &[String]) 
     let (bar, gap, lw, w) = (9.0, 8.0, 300.0, 760.0);
     let rh = bar * nv + gap;
     let h = 30.0 + rh * rows.len() as f64;
-    let mut o = String::new();
-    let _ = write!(
-        o,
-        "<figure class=\"plotbox wide\"><svg class=\"plot\" data-kind=\"checkpoint\" data-title=\"{}\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\"><text x=\"{}\" y=\"16\" class=\"t\">{}</text>",
-        esc(title),
-        w / 2.0,
-        esc(title)
-    );
+    let mut o = figure_open("plotbox wide", "checkpoint", title, w, h);
     let zero = lw + (w - lw - 80.0) / 2.0;
     let half = (w - lw - 80.0) / 2.0;
     for (ri, (name, vals)) in rows.iter().enumerate() {
@@ -366,17 +343,31 @@ pub fn bars_plot(title: &str, rows: &[(String, Vec<i64>)], variants: &[String]) 
             );
         }
     }
+    figure_close(&mut o, variants.iter().map(|n| n.as_str()));
+    o
+}
+
+/// A plot's figure and SVG opening, with its title.
+fn figure_open(class: &str, kind: &str, title: &str, w: f64, h: f64) -> String {
+    format!(
+        "<figure class=\"{class}\"><svg class=\"plot\" data-kind=\"{kind}\" data-title=\"{t}\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\"><text x=\"{}\" y=\"16\" class=\"t\">{t}</text>",
+        w / 2.0,
+        t = esc(title)
+    )
+}
+
+/// Closes a plot's SVG and figure with a legend of its series, in palette order.
+fn figure_close<'a>(o: &mut String, names: impl Iterator<Item = &'a str>) {
     o.push_str("</svg><figcaption>");
-    for (vi, name) in variants.iter().enumerate() {
+    for (i, name) in names.enumerate() {
         let _ = write!(
             o,
             "<span><i style=\"background:{}\"></i>{}</span>",
-            PALETTE[vi % PALETTE.len()],
+            PALETTE[i % PALETTE.len()],
             esc(name)
         );
     }
     o.push_str("</figcaption></figure>");
-    o
 }
 
 const CSS: &str = "body{font:14px system-ui,sans-serif;margin:20px;color:#222}h1{font-size:20px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}h3{font-size:14px;margin:14px 0 4px}\

@@ -147,47 +147,8 @@ enum Cmd {
     /// follows a VMM's source, cited in the scenario header.
     #[command(after_help = gen::help_text())]
     Gen {
-        workload: String,
-        /// Guest RAM size (a multiple of 2M).
-        #[arg(long, default_value = "4G", value_parser = gen::parse_guest)]
-        guest: u64,
-        /// Prealloc/prefault threads.
-        #[arg(long, default_value_t = 12)]
-        threads: u32,
-        /// Percentage of zero pages (precopy, postcopy), never-touched RAM (background-snapshot)
-        /// or RAM given back (balloon).
-        #[arg(long, default_value_t = 30)]
-        zero_share: u32,
-        /// Percentage of pages (background-snapshot) or 2 MiB blocks (postcopy, ch-restore,
-        /// criu-lazy, jemalloc-hpa) the guest writes.
-        #[arg(long, default_value_t = 1)]
-        write_share: u32,
-        /// Percentage of RAM the guest used before a precopy migration (the rest never touched).
-        #[arg(long, default_value_t = 100)]
-        used: u32,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Kernel profile of the generated `kernel` line.
-        #[arg(long, default_value = "6.18")]
-        kernel: String,
-        /// QEMU version (8.0 … 10.2, master): the multifd zero-page handling of precopy and
-        /// postcopy.
-        #[arg(long, default_value = "10.2")]
-        qemu: String,
-        /// Multifd migration (precopy, postcopy).
-        #[arg(long)]
-        multifd: bool,
-        /// The postcopy-ram capability is on during precopy (QEMU 10.1+ multifd: zero pages
-        /// are written).
-        #[arg(long)]
-        postcopy_ram: bool,
-        /// Host-sized form: no `memory` line, no khugepaged or shrinker steps.
-        #[arg(long)]
-        host: bool,
-        /// End with a khugepaged full scan at the default pace where the workload has none
-        /// (precopy, prealloc, …), for `khugepaged.max_ptes_*` sweeps.
-        #[arg(long)]
-        khugepaged: bool,
+        #[command(flatten)]
+        params: gen::GenParams,
     },
     /// Probe this host's kernel (root, Linux): which behaviour switches it shows, as a table
     /// and a ready `--set` line, plus knobs and stats the model does not know. Writes THP
@@ -332,39 +293,10 @@ fn gen_scenario(spec: &str) -> Result<Scenario, String> {
 }
 
 fn gen_params(cmd: Cmd) -> Option<gen::GenParams> {
-    let Cmd::Gen {
-        workload,
-        guest,
-        threads,
-        zero_share,
-        write_share,
-        used,
-        seed,
-        kernel,
-        qemu,
-        multifd,
-        postcopy_ram,
-        host,
-        khugepaged,
-    } = cmd
-    else {
-        return None;
-    };
-    Some(gen::GenParams {
-        workload,
-        guest,
-        threads,
-        zero_share,
-        write_share,
-        used,
-        seed,
-        kernel,
-        qemu,
-        multifd,
-        postcopy_ram,
-        host,
-        khugepaged,
-    })
+    match cmd {
+        Cmd::Gen { params } => Some(params),
+        _ => None,
+    }
 }
 
 /// A seed in decimal or `0x` hex, as `fuzz` reports them.

@@ -89,16 +89,6 @@ fn int_range(v: &str) -> Option<Result<Vec<i64>, String>> {
     })())
 }
 
-/// A small deterministic generator (splitmix64) for `--sample`: the same seed picks the same
-/// variants on every machine.
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 impl Design {
     /// The cartesian product of `axes` (the first axis outermost), or `sample` distinct points
     /// of it drawn with `seed` (kept in product order).
@@ -121,7 +111,8 @@ impl Design {
                 let mut st = seed;
                 let mut chosen = std::collections::BTreeSet::new();
                 for j in (total - n)..total {
-                    let t = (splitmix(&mut st) % (j as u64 + 1)) as usize;
+                    let t =
+                        (thpsim_scenario::pattern::splitmix64(&mut st) % (j as u64 + 1)) as usize;
                     if !chosen.insert(t) {
                         chosen.insert(j);
                     }
