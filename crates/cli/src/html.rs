@@ -108,13 +108,23 @@ pub fn map_svg(name: &str, pages: &[(String, u64)]) -> String {
         )
     };
     let mut rects = 0usize;
-    let mut rect = |o: &mut String, from: u64, to: u64, colour: &str, title: String| {
+    let mut rect = |o: &mut String,
+                    from: u64,
+                    to: u64,
+                    colour: &str,
+                    opacity: f64,
+                    title: String| {
         let x = from as f64 / px;
         let w = ((to - from) as f64 / px).max(0.5);
         rects += 1;
+        let op = if opacity < 1.0 {
+            format!(" fill-opacity=\"{opacity:.2}\"")
+        } else {
+            String::new()
+        };
         let _ = write!(
             o,
-            "<rect x=\"{x:.2}\" y=\"0\" width=\"{w:.2}\" height=\"{MAP_HEIGHT}\" fill=\"{colour}\"><title>{}</title></rect>",
+            "<rect x=\"{x:.2}\" y=\"0\" width=\"{w:.2}\" height=\"{MAP_HEIGHT}\" fill=\"{colour}\"{op}><title>{}</title></rect>",
             esc(&title)
         );
     };
@@ -123,15 +133,30 @@ pub fn map_svg(name: &str, pages: &[(String, u64)]) -> String {
     let flush = |o: &mut String,
                  bucket: &mut Option<(u64, BTreeMap<&str, u64>)>,
                  end: u64,
-                 rect: &mut dyn FnMut(&mut String, u64, u64, &str, String)| {
+                 rect: &mut dyn FnMut(&mut String, u64, u64, &str, f64, String)| {
         if let Some((start, mix)) = bucket.take() {
-            let (top, _) = mix
+            // The largest backed class, so that sparse THPs or zero pages in a mostly
+            // empty stretch stay visible; its opacity is the bucket's backed share.
+            let backed: u64 = mix
                 .iter()
+                .filter(|(l, _)| **l != "none")
+                .map(|(_, n)| n)
+                .sum();
+            let top = mix
+                .iter()
+                .filter(|(l, _)| backed == 0 || **l != "none")
                 .max_by_key(|(_, n)| **n)
+                .map(|(l, _)| *l)
                 .expect("a bucket has runs");
+            let all: u64 = mix.values().sum();
+            let opacity = if backed == 0 {
+                1.0
+            } else {
+                (backed as f64 / all as f64).max(0.35)
+            };
             let parts: Vec<String> = mix.iter().map(|(l, n)| format!("{l} {n}")).collect();
             let title = format!("{}: mixed, pages {}", range(start, end), parts.join(", "));
-            rect(o, start, end, &backing_colour(top), title);
+            rect(o, start, end, &backing_colour(top), opacity, title);
         }
     };
     let mut pos = 0u64;
@@ -146,6 +171,7 @@ pub fn map_svg(name: &str, pages: &[(String, u64)]) -> String {
                 from,
                 to,
                 &backing_colour(label),
+                1.0,
                 format!("{}: {label}, {n} pages", range(from, to)),
             );
             continue;

@@ -14,8 +14,10 @@ use crate::ast::{
 };
 use crate::backend::{Backend, BackendError, BackendOp, Setup, Snapshot};
 
-/// Schema version of run/compare/check JSON output.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Schema version of run/compare/check JSON output. 2: runs carry every sysfs knob's
+/// starting value (`sysfs`); compare rows carry a `group` and typed values (numbers, a page
+/// map as text), and a `verdicts` list.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Default simulated memory when a scenario has no `memory` line.
 pub const DEFAULT_MEMORY: u64 = 16 << 30;
