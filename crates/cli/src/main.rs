@@ -60,6 +60,9 @@ enum Cmd {
         /// Also write a self-contained HTML report (counter plots, address-space maps).
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
+        /// No progress bar (one shows on a terminal for runs of many ops).
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Run a scenario under several kernel behaviours and print one table, a column each.
     /// Each `--kernel P` adds a column; each `--set k=v[,k=v…]` adds a column with those
@@ -418,6 +421,7 @@ fn main() -> ExitCode {
             trace,
             trace_limit,
             html,
+            quiet,
         } => {
             recover_pending();
             let scn = match load(&file) {
@@ -435,8 +439,12 @@ fn main() -> ExitCode {
             if let Err(e) = engine::plan(&scn, &variant) {
                 return usage_error(e);
             }
-            let mut be = model_backend();
-            be.check_invariants = check_invariants;
+            let mut sim = model_backend();
+            sim.check_invariants = check_invariants;
+            // A bar only for runs long enough to wait for.
+            let ops = progress::op_count(&scn.stmts);
+            let bar = progress::bar(ops, "run", quiet || ops < 10_000);
+            let mut be = progress::Counting { inner: sim, bar };
             let res = match &trace {
                 None => run_on(&scn, &mut be, &variant),
                 Some(path) => {
