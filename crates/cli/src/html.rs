@@ -85,6 +85,9 @@ fn human_bytes(b: u64) -> String {
     format!("{b} B")
 }
 
+/// Draws one strip rectangle: (svg, first page, end page, colour, opacity, hover title).
+type DrawRect<'a> = dyn FnMut(&mut String, u64, u64, &str, f64, String) + 'a;
+
 /// One strip: the run-length map drawn in at most `MAP_WIDTH` buckets.
 pub fn map_svg(name: &str, pages: &[(String, u64)]) -> String {
     let total: u64 = pages.iter().map(|(_, n)| n).sum();
@@ -133,7 +136,7 @@ pub fn map_svg(name: &str, pages: &[(String, u64)]) -> String {
     let flush = |o: &mut String,
                  bucket: &mut Option<(u64, BTreeMap<&str, u64>)>,
                  end: u64,
-                 rect: &mut dyn FnMut(&mut String, u64, u64, &str, f64, String)| {
+                 rect: &mut DrawRect| {
         if let Some((start, mix)) = bucket.take() {
             // The largest backed class, so that sparse THPs or zero pages in a mostly
             // empty stretch stay visible; its opacity is the bucket's backed share.
