@@ -262,6 +262,7 @@ impl Runner<'_> {
             self.opts,
             false,
             &[],
+            &[],
         );
         // Fuzz deviations are matched on the kind, not on a generated file's name.
         for d in &mut fc.differences {

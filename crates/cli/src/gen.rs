@@ -96,27 +96,50 @@ pub fn help_text() -> String {
     s
 }
 
-/// Generator parameters (the CLI's options, sizes already parsed).
-#[derive(Clone, Debug)]
+/// Generator parameters: the options of `thpsim gen` (and of `sweep --gen`), sizes parsed.
+#[derive(Clone, Debug, clap::Args)]
 pub struct GenParams {
     pub workload: String,
+    /// Guest RAM size (a multiple of 2M).
+    #[arg(long, default_value = "4G", value_parser = parse_guest)]
     pub guest: u64,
+    /// Prealloc/prefault threads.
+    #[arg(long, default_value_t = 12)]
     pub threads: u32,
+    /// Percentage of zero pages (precopy, postcopy), never-touched RAM (background-snapshot)
+    /// or RAM given back (balloon).
+    #[arg(long, default_value_t = 30)]
     pub zero_share: u32,
+    /// Percentage of pages (background-snapshot) or 2 MiB blocks (postcopy, ch-restore,
+    /// criu-lazy, jemalloc-hpa) the guest writes.
+    #[arg(long, default_value_t = 1)]
     pub write_share: u32,
-    /// Share of RAM the guest used (precopy): the rest was never touched.
+    /// Percentage of RAM the guest used before a precopy migration (the rest never touched).
+    #[arg(long, default_value_t = 100)]
     pub used: u32,
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Kernel profile of the generated `kernel` line.
+    #[arg(long, default_value = "6.18")]
     pub kernel: String,
-    /// QEMU version (`8.2`, `9.0`, `9.1`, `10.1`, …): selects the multifd zero-page handling.
+    /// QEMU version (8.0 … 10.2, master): the multifd zero-page handling of precopy and
+    /// postcopy.
+    #[arg(long, default_value = "10.2")]
     pub qemu: String,
-    /// Multifd channels on (QEMU migration capability `multifd`).
+    /// Multifd migration (precopy, postcopy).
+    #[arg(long)]
     pub multifd: bool,
-    /// The `postcopy-ram` capability on during precopy (10.1+ multifd memsets zero pages).
+    /// The postcopy-ram capability is on during precopy (QEMU 10.1+ multifd: zero pages
+    /// are written).
+    #[arg(long)]
     pub postcopy_ram: bool,
-    /// Host-sized variant: no `memory` line and no khugepaged/shrinker steps (the host cannot
-    /// run them deterministically).
+    /// Host-sized form: no `memory` line, no khugepaged or shrinker steps.
+    #[arg(long)]
     pub host: bool,
+    /// End with a khugepaged full scan at the default pace where the workload has none
+    /// (precopy, prealloc, …), for `khugepaged.max_ptes_*` sweeps.
+    #[arg(long)]
+    pub khugepaged: bool,
 }
 
 impl Default for GenParams {
@@ -134,6 +157,7 @@ impl Default for GenParams {
             multifd: false,
             postcopy_ram: false,
             host: false,
+            khugepaged: false,
         }
     }
 }
@@ -333,6 +357,7 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
         (p.multifd, "--multifd"),
         (p.postcopy_ram, "--postcopy-ram"),
         (p.host, "--host"),
+        (p.khugepaged, "--khugepaged"),
     ] {
         if on {
             let _ = write!(s, " {flag}");
@@ -361,6 +386,10 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
         "jemalloc-hpa" => jemalloc_hpa(p),
         _ => unreachable!(),
     };
+    let mut ops = ops;
+    if p.khugepaged && !ops.contains("checkpoint khugepaged-full-scan") {
+        khugepaged_step(p, &mut ops, p.guest);
+    }
     for line in doc.lines() {
         let _ = writeln!(s, "# {line}");
     }

@@ -5,8 +5,14 @@ mod bench;
 mod check;
 mod fuzz;
 mod gen;
+mod html;
+mod obs;
+mod parquet_out;
 mod probe;
+mod progress;
 mod report;
+mod sweep;
+mod trace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,7 +38,9 @@ enum Cmd {
         /// Kernel profile (overrides the scenario's `kernel` line).
         #[arg(long)]
         kernel: Option<String>,
-        /// Behaviour switch, `key=value` (repeatable; applied after the scenario's `set`).
+        /// A kernel profile (`kernel=6.12`), behaviour switch (`hzp_wp_fault=split`) or sysfs
+        /// knob (`enabled=always`, `hugepages-64kB.enabled=madvise`,
+        /// `khugepaged.max_ptes_none=0`); repeatable, applied after the scenario's own lines.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
         /// Check the model's invariants after every op (slower).
@@ -43,10 +51,23 @@ enum Cmd {
         pages_full: bool,
         #[arg(long)]
         json: bool,
+        /// Write a timeline of the run (Chrome trace-event JSON; ui.perfetto.dev opens it).
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+        /// Trace events recorded before the trace samples ops (every 2nd, 4th, …).
+        #[arg(long, value_name = "N", default_value_t = trace::DEFAULT_LIMIT)]
+        trace_limit: usize,
+        /// Also write a self-contained HTML report (counter plots, address-space maps).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// No progress bar (one shows on a terminal for runs of many ops).
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Run a scenario under several kernel behaviours and print one table, a column each.
     /// Each `--kernel P` adds a column; each `--set k=v[,k=v…]` adds a column with those
-    /// switches over the scenario's kernel; `--variant "P k=v …"` adds any combination.
+    /// settings (profiles, switches or sysfs knobs, as `run --set`) over the scenario's
+    /// kernel; `--variant "P k=v …"` adds any combination.
     Compare {
         file: PathBuf,
         #[arg(long)]
@@ -61,8 +82,15 @@ enum Cmd {
         /// Print page maps in full (text output summarises long ones).
         #[arg(long)]
         pages_full: bool,
+        /// Output: a text table, a Markdown table (`md`, to paste) or JSON (typed values).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// The same as `--format json`.
         #[arg(long)]
         json: bool,
+        /// Also write a self-contained HTML report (plots, address-space maps).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Run a scenario on the real kernel of this machine (root, Linux) and print its observables.
     Host {
@@ -100,6 +128,13 @@ enum Cmd {
         /// Known deviations (default: scenarios/conformance/deviations.txt if present).
         #[arg(long)]
         deviations: Option<PathBuf>,
+        /// A sysfs knob both sides start from (`enabled=always`, repeatable): the host is
+        /// pinned to it (needs `--allow-sysfs`), as to a scenario's `sysfs` line.
+        #[arg(long = "set", value_name = "KNOB=VALUE")]
+        sets: Vec<String>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
         #[arg(long)]
         json: bool,
     },
@@ -115,43 +150,8 @@ enum Cmd {
     /// follows a VMM's source, cited in the scenario header.
     #[command(after_help = gen::help_text())]
     Gen {
-        workload: String,
-        /// Guest RAM size (a multiple of 2M).
-        #[arg(long, default_value = "4G", value_parser = gen::parse_guest)]
-        guest: u64,
-        /// Prealloc/prefault threads.
-        #[arg(long, default_value_t = 12)]
-        threads: u32,
-        /// Percentage of zero pages (precopy, postcopy), never-touched RAM (background-snapshot)
-        /// or RAM given back (balloon).
-        #[arg(long, default_value_t = 30)]
-        zero_share: u32,
-        /// Percentage of pages (background-snapshot) or 2 MiB blocks (postcopy, ch-restore,
-        /// criu-lazy, jemalloc-hpa) the guest writes.
-        #[arg(long, default_value_t = 1)]
-        write_share: u32,
-        /// Percentage of RAM the guest used before a precopy migration (the rest never touched).
-        #[arg(long, default_value_t = 100)]
-        used: u32,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Kernel profile of the generated `kernel` line.
-        #[arg(long, default_value = "6.18")]
-        kernel: String,
-        /// QEMU version (8.0 … 10.2, master): the multifd zero-page handling of precopy and
-        /// postcopy.
-        #[arg(long, default_value = "10.2")]
-        qemu: String,
-        /// Multifd migration (precopy, postcopy).
-        #[arg(long)]
-        multifd: bool,
-        /// The postcopy-ram capability is on during precopy (QEMU 10.1+ multifd: zero pages
-        /// are written).
-        #[arg(long)]
-        postcopy_ram: bool,
-        /// Host-sized form: no `memory` line, no khugepaged or shrinker steps.
-        #[arg(long)]
-        host: bool,
+        #[command(flatten)]
+        params: gen::GenParams,
     },
     /// Probe this host's kernel (root, Linux): which behaviour switches it shows, as a table
     /// and a ready `--set` line, plus knobs and stats the model does not know. Writes THP
@@ -198,10 +198,108 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Run a scenario (a file or `--gen "WORKLOAD [gen options]"`) under the cartesian
+    /// product of settings (`--grid KEY=V1,V2,…`, repeatable; `--kernel` adds a profile axis),
+    /// a listed set (`--variant "k=v k=v"`, repeatable) or `--sample N` seeded draws of the
+    /// grid, on all cores; write CSV, JSON lines or Parquet (by `--out` extension) and an HTML
+    /// report. `--shard I/N` runs every N-th variant from I; `sweep merge` joins the shards.
+    #[command(args_conflicts_with_subcommands = true)]
+    Sweep {
+        #[command(subcommand)]
+        cmd: Option<SweepCmd>,
+        /// Scenario file (or `--gen`).
+        #[arg(required_unless_present = "gen")]
+        file: Option<PathBuf>,
+        /// A generated workload and its `thpsim gen` options, e.g. `--gen "qemu-precopy --guest 1G"`.
+        #[arg(long, value_name = "WORKLOAD [OPTIONS]", conflicts_with = "file")]
+        gen: Option<String>,
+        /// An axis: a setting (profile, switch or sysfs knob, as `--set`) and its values;
+        /// integer ranges `A..B` or `A..B:STEP` expand.
+        #[arg(long = "grid", value_name = "KEY=V1,V2,…")]
+        grid: Vec<String>,
+        /// Kernel profiles (an axis before the `--grid` ones).
+        #[arg(long)]
+        kernel: Vec<String>,
+        /// A listed variant instead of a grid (repeatable).
+        #[arg(long, value_name = "k=v k=v…", conflicts_with_all = ["grid", "sample"])]
+        variant: Vec<String>,
+        /// Run N distinct points of the grid drawn with `--seed`, not all of it.
+        #[arg(long, value_name = "N")]
+        sample: Option<usize>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Run shard I (0-based) of N: the variants whose index is I modulo N.
+        #[arg(long, value_name = "I/N", value_parser = sweep::parse_shard)]
+        shard: Option<(usize, usize)>,
+        /// Output file, `.csv`, `.jsonl` or `.parquet` (repeatable).
+        #[arg(long, required = true)]
+        out: Vec<PathBuf>,
+        /// Also write a self-contained HTML report.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Worker threads (default: every core).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// No progress bar and no summary line.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Shell completions for bash, zsh, fish, elvish or powershell, to stdout.
+    Completions { shell: clap_complete::Shell },
+    /// The man page (roff), to stdout: `thpsim man > thpsim.1`.
+    Man,
     /// List kernel profiles, behaviour switches and sysfs knobs.
     Knobs,
     /// Print the scenario language reference (Markdown).
     Docs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Md,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum SweepCmd {
+    /// Join shard outputs (all `.csv` or all `.jsonl`) into the file an unsharded run writes
+    /// (`.csv` inputs can be written as `.parquet` too).
+    Merge {
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        #[arg(long, required = true)]
+        out: Vec<PathBuf>,
+        /// Write what is there when variants are missing.
+        #[arg(long)]
+        partial: bool,
+    },
+}
+
+/// `--gen "WORKLOAD [options]"`: the workload scenario `thpsim gen` prints, parsed.
+fn gen_scenario(spec: &str) -> Result<Scenario, String> {
+    let mut argv = vec!["thpsim".to_string(), "gen".to_string()];
+    argv.extend(spec.split_whitespace().map(str::to_string));
+    let p = match Cli::try_parse_from(&argv) {
+        Ok(Cli {
+            cmd: g @ Cmd::Gen { .. },
+        }) => gen_params(g).expect("a gen command"),
+        Ok(_) => unreachable!("parsed as gen"),
+        Err(e) => return Err(format!("--gen `{spec}`: {}", e.render())),
+    };
+    let src = gen::generate(&p)?;
+    let name = format!(
+        "gen:{}",
+        spec.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+    thpsim_scenario::parse(&name, &src).map_err(|d| thpsim_scenario::diag::render_all(&d, &src))
+}
+
+fn gen_params(cmd: Cmd) -> Option<gen::GenParams> {
+    match cmd {
+        Cmd::Gen { params } => Some(params),
+        _ => None,
+    }
 }
 
 /// A seed in decimal or `0x` hex, as `fuzz` reports them.
@@ -243,20 +341,16 @@ pub(crate) fn load(path: &PathBuf) -> Result<Scenario, ExitCode> {
     })
 }
 
-fn parse_sets(items: &[String]) -> Result<Vec<(String, String)>, String> {
-    let mut v = Vec::new();
-    for item in items {
-        for kv in item.split(',').filter(|s| !s.is_empty()) {
-            let (k, val) = kv
-                .split_once('=')
-                .ok_or_else(|| format!("`{kv}` is not KEY=VALUE"))?;
-            v.push((k.to_string(), val.to_string()));
-        }
-    }
-    Ok(v)
+/// `--set` items as canonical `(key, value)` pairs; unknown keys and bad values are refused
+/// with a hint (`thpsim_scenario::settings`).
+pub(crate) fn parse_sets(items: &[String]) -> Result<Vec<(String, String)>, String> {
+    Ok(thpsim_scenario::settings::parse_items(items)?
+        .into_iter()
+        .map(|s| (s.key, s.value))
+        .collect())
 }
 
-fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
+pub(crate) fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("thpsim: {msg}");
     ExitCode::from(2)
 }
@@ -332,6 +426,10 @@ fn main() -> ExitCode {
             check_invariants,
             pages_full,
             json,
+            trace,
+            trace_limit,
+            html,
+            quiet,
         } => {
             recover_pending();
             let scn = match load(&file) {
@@ -349,10 +447,37 @@ fn main() -> ExitCode {
             if let Err(e) = engine::plan(&scn, &variant) {
                 return usage_error(e);
             }
-            let mut be = model_backend();
-            be.check_invariants = check_invariants;
-            match run_on(&scn, &mut be, &variant) {
-                Ok(res) => report_run(res, json, report::TextOpts { pages_full }),
+            let mut sim = model_backend();
+            sim.check_invariants = check_invariants;
+            // A bar only for runs long enough to wait for.
+            let ops = progress::op_count(&scn.stmts);
+            let bar = progress::bar(ops, "run", quiet || ops < 10_000);
+            let mut be = progress::Counting { inner: sim, bar };
+            let res = match &trace {
+                None => run_on(&scn, &mut be, &variant),
+                Some(path) => {
+                    let mut t = trace::Tracer::new(be, trace_limit, &scn.file);
+                    let r = run_on(&scn, &mut t, &variant);
+                    let (text, _) = t.finish_json();
+                    if let Err(e) = std::fs::write(path, text) {
+                        eprintln!("thpsim: cannot write {}: {e}", path.display());
+                        return ExitCode::from(1);
+                    }
+                    r
+                }
+            };
+            match res {
+                Ok(res) => {
+                    if let Some(h) = &html {
+                        if let Err(e) =
+                            std::fs::write(h, html::runs_page(std::slice::from_ref(&res)))
+                        {
+                            eprintln!("thpsim: cannot write {}: {e}", h.display());
+                            return ExitCode::from(1);
+                        }
+                    }
+                    report_run(res, json, report::TextOpts { pages_full })
+                }
                 Err(c) => c,
             }
         }
@@ -363,7 +488,9 @@ fn main() -> ExitCode {
             variant,
             all,
             pages_full,
+            format,
             json,
+            html,
         } => {
             recover_pending();
             let scn = match load(&file) {
@@ -409,11 +536,17 @@ fn main() -> ExitCode {
                     Err(c) => return c,
                 }
             }
-            if json {
-                print_json(&report::CompareJson::new(&results));
-            } else {
-                let opts = report::TextOpts { pages_full };
-                print!("{}", report::compare_text(&results, all, opts));
+            let opts = report::TextOpts { pages_full };
+            match if json { Format::Json } else { format } {
+                Format::Json => print_json(&report::CompareJson::new(&results)),
+                Format::Md => print!("{}", report::compare_md(&results, all, opts)),
+                Format::Text => print!("{}", report::compare_text(&results, all, opts)),
+            }
+            if let Some(h) = &html {
+                if let Err(e) = std::fs::write(h, html::runs_page(&results)) {
+                    eprintln!("thpsim: cannot write {}: {e}", h.display());
+                    return ExitCode::from(1);
+                }
             }
             expect_code(&results)
         }
@@ -463,52 +596,142 @@ fn main() -> ExitCode {
             no_wait,
             force,
             deviations,
+            sets,
+            quiet,
             json,
-        } => check::main(
-            &files,
-            thpsim_host::HostOptions {
-                allow_sysfs,
-                no_wait,
-            },
-            force,
-            deviations,
-            json,
-        ),
-        Cmd::Bench { quick, json } => bench::main(quick, json),
-        Cmd::Gen {
-            workload,
-            guest,
-            threads,
-            zero_share,
-            write_share,
-            used,
-            seed,
-            kernel,
-            qemu,
-            multifd,
-            postcopy_ram,
-            host,
         } => {
-            let p = gen::GenParams {
-                workload,
-                guest,
-                threads,
-                zero_share,
-                write_share,
-                used,
-                seed,
-                kernel,
-                qemu,
-                multifd,
-                postcopy_ram,
-                host,
+            let settings = match thpsim_scenario::settings::parse_items(&sets) {
+                Ok(s) => s,
+                Err(e) => return usage_error(e),
             };
-            match gen::generate(&p) {
-                Ok(s) => {
-                    print!("{s}");
-                    ExitCode::SUCCESS
+            if let Some(s) = settings
+                .iter()
+                .find(|s| s.kind != thpsim_scenario::settings::SettingKind::Knob)
+            {
+                return usage_error(format!(
+                    "check --set takes sysfs knobs only: `{}` is a {} the host kernel cannot change (use compare or run)",
+                    s.key,
+                    if s.kind == thpsim_scenario::settings::SettingKind::Profile {
+                        "kernel profile"
+                    } else {
+                        "behaviour switch"
+                    }
+                ));
+            }
+            let sets: Vec<(String, String)> =
+                settings.into_iter().map(|s| (s.key, s.value)).collect();
+            check::main(
+                &files,
+                thpsim_host::HostOptions {
+                    allow_sysfs,
+                    no_wait,
+                },
+                force,
+                deviations,
+                json,
+                &sets,
+                quiet,
+            )
+        }
+        Cmd::Bench { quick, json } => bench::main(quick, json),
+        g @ Cmd::Gen { .. } => match gen::generate(&gen_params(g).expect("a gen command")) {
+            Ok(s) => {
+                print!("{s}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage_error(e),
+        },
+        Cmd::Sweep {
+            cmd:
+                Some(SweepCmd::Merge {
+                    inputs,
+                    out,
+                    partial,
+                }),
+            ..
+        } => match sweep::merge(&inputs, &out, partial) {
+            Ok(msg) => {
+                eprintln!("thpsim sweep merge: {msg}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("thpsim sweep merge: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Cmd::Sweep {
+            cmd: None,
+            file,
+            gen,
+            grid,
+            kernel,
+            variant,
+            sample,
+            seed,
+            shard,
+            out,
+            html,
+            jobs,
+            quiet,
+        } => {
+            let scenario = match (&file, &gen) {
+                (Some(f), _) => match load(f) {
+                    Ok(s) => s,
+                    Err(c) => return c,
+                },
+                (None, Some(g)) => match gen_scenario(g) {
+                    Ok(s) => s,
+                    Err(e) => return usage_error(e),
+                },
+                (None, None) => return usage_error("sweep needs a scenario FILE or --gen"),
+            };
+            let design = if !variant.is_empty() {
+                sweep::Design::listed(&variant)
+            } else {
+                let mut axes = vec![];
+                if !kernel.is_empty() {
+                    axes.push(format!("kernel={}", kernel.join(",")));
                 }
-                Err(e) => usage_error(e),
+                axes.extend(grid);
+                axes.iter()
+                    .map(|a| sweep::parse_axis(a))
+                    .collect::<Result<Vec<_>, _>>()
+                    .and_then(|axes| {
+                        let mut keys: Vec<&str> = axes.iter().map(|a| a.key.as_str()).collect();
+                        keys.sort();
+                        match keys.windows(2).find(|w| w[0] == w[1]) {
+                            Some(w) => Err(format!("`{}` is swept twice", w[0])),
+                            None => sweep::Design::grid(axes, sample, seed),
+                        }
+                    })
+            };
+            let design = match design {
+                Ok(d) => d,
+                Err(e) => return usage_error(e),
+            };
+            sweep::main(sweep::SweepOpts {
+                scenario,
+                design,
+                shard,
+                out,
+                html,
+                quiet,
+                jobs,
+            })
+        }
+        Cmd::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "thpsim", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Cmd::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("thpsim man: {e}");
+                    ExitCode::from(1)
+                }
             }
         }
         Cmd::Probe { json } => probe::main(json),

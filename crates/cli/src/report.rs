@@ -18,13 +18,7 @@ pub const PAGES_WIDTH: usize = 120;
 /// Failed ops listed per run in text output; the rest are counted.
 const FAILED_OPS_SHOWN: usize = 20;
 
-fn pages_text(pages: &[(String, u64)]) -> String {
-    pages
-        .iter()
-        .map(|(b, n)| format!("{b}×{n}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+use crate::obs::{self, pages_text, Val};
 
 /// The page map as text, summarised when longer than `PAGES_WIDTH` unless `full`:
 /// `1234 runs: anon 1000, thp_pte 512, none 24 (--pages-full for the map)`.
@@ -203,95 +197,187 @@ pub fn run_text(r: &RunResult, opts: TextOpts) -> String {
     o
 }
 
-/// One row of a comparison: an observable at a checkpoint, a value per variant.
-#[derive(serde::Serialize)]
+/// One row of a comparison: an observable at a checkpoint, a typed value per variant
+/// (`null` in JSON where a variant has no such checkpoint).
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Row {
     pub checkpoint: String,
+    pub group: &'static str,
     pub observable: String,
-    pub values: Vec<String>,
+    pub values: Vec<Option<Val>>,
     pub differs: bool,
 }
 
-pub fn compare_rows(results: &[RunResult], all: bool) -> Vec<Row> {
-    let mut rows: Vec<Row> = Vec::new();
-    let first = &results[0];
-    for (ci, c) in first.checkpoints.iter().enumerate() {
-        let at = |r: &RunResult| r.checkpoints.get(ci).cloned();
-        let mut push =
-            |obs: String, f: &dyn Fn(&RunResult) -> String, nonzero: &dyn Fn(&str) -> bool| {
-                let values: Vec<String> = results.iter().map(f).collect();
-                let differs = values.windows(2).any(|w| w[0] != w[1]);
-                if all || differs || values.iter().any(|v| nonzero(v)) {
-                    rows.push(Row {
-                        checkpoint: c.label.clone(),
-                        observable: obs,
-                        values,
-                        differs,
-                    });
-                }
-            };
-        let nz = |v: &str| v != "0" && v != "+0" && !v.is_empty();
-        push(
-            "minflt".into(),
-            &|r| at(r).map(|c| c.minflt.to_string()).unwrap_or_default(),
-            &nz,
-        );
-        for key in c.counters.keys() {
-            push(
-                key.clone(),
-                &|r| {
-                    at(r)
-                        .and_then(|c| c.counters.get(key).map(|v| format!("{v:+}")))
-                        .unwrap_or_default()
-                },
-                &nz,
-            );
-        }
-        for (mi, m) in c.mappings.iter().enumerate() {
-            for f in Smaps::FIELDS {
-                push(
-                    format!("smaps({}).{f}", m.name),
-                    &|r| {
-                        at(r)
-                            .map(|c| c.mappings[mi].smaps.field(f).unwrap_or(0).to_string())
-                            .unwrap_or_default()
-                    },
-                    &nz,
-                );
-            }
-            push(
-                format!("pages({})", m.name),
-                &|r| {
-                    at(r)
-                        .map(|c| pages_text(&c.mappings[mi].pages))
-                        .unwrap_or_default()
-                },
-                &|_| true,
-            );
-        }
+impl Row {
+    /// The page map as text (`pages(NAME)`), not one of its per-class totals.
+    fn is_map(&self) -> bool {
+        self.values
+            .iter()
+            .flatten()
+            .any(|v| matches!(v, Val::Text(_)))
     }
-    // Differences first, each group in checkpoint order.
-    rows.sort_by_key(|r| !r.differs);
-    rows
 }
 
-pub fn compare_text(results: &[RunResult], all: bool, opts: TextOpts) -> String {
-    let mut rows = compare_rows(results, all);
+/// Counter deltas print with a sign in text tables (`+512`); JSON keeps numbers.
+fn is_delta(observable: &str) -> bool {
+    ["vmstat.", "mthp.", "khugepaged."]
+        .iter()
+        .any(|p| observable.starts_with(p))
+}
+
+fn cell(v: &Option<Val>, observable: &str) -> String {
+    match v {
+        None => String::new(),
+        Some(Val::Int(i)) if is_delta(observable) => format!("{i:+}"),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// The rows of a comparison: differences first, then by group (`obs::GROUPS`), each in
+/// checkpoint order. Without `all`, rows that are the same and zero everywhere are left out
+/// (page maps are always shown).
+pub fn compare_rows(results: &[RunResult], all: bool) -> Vec<Row> {
+    let mut rows: Vec<(usize, Row)> = Vec::new();
+    let first = &results[0];
+    for (ci, c) in first.checkpoints.iter().enumerate() {
+        let others: Vec<Option<std::collections::HashMap<String, Val>>> = results
+            .iter()
+            .map(|r| {
+                r.checkpoints.get(ci).map(|c| {
+                    obs::checkpoint_obs(c, true)
+                        .into_iter()
+                        .map(|o| (o.name, o.value))
+                        .collect()
+                })
+            })
+            .collect();
+        for o in obs::checkpoint_obs(c, true) {
+            let values: Vec<Option<Val>> = others
+                .iter()
+                .map(|m| m.as_ref().and_then(|m| m.get(&o.name).cloned()))
+                .collect();
+            let differs = values.windows(2).any(|w| w[0] != w[1]);
+            let is_map = matches!(o.value, Val::Text(_));
+            let nonzero = values.iter().flatten().any(|v| !v.is_zero());
+            if all || differs || nonzero || is_map {
+                rows.push((
+                    ci,
+                    Row {
+                        checkpoint: c.label.clone(),
+                        group: o.group,
+                        observable: o.name,
+                        values,
+                        differs,
+                    },
+                ));
+            }
+        }
+    }
+    let gi = |g: &str| {
+        obs::GROUPS
+            .iter()
+            .position(|x| *x == g)
+            .unwrap_or(usize::MAX)
+    };
+    rows.sort_by_key(|(ci, r)| (!r.differs, gi(r.group), *ci));
+    rows.into_iter().map(|(_, r)| r).collect()
+}
+
+/// One line per variant: how it differs from the first (the baseline) and its expectations.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Verdict {
+    pub variant: String,
+    /// Observables that differ from the first variant.
+    pub differences: usize,
+    pub expects_failed: u64,
+    pub killed: usize,
+    pub text: String,
+}
+
+/// Observables named in a verdict line before "…".
+const VERDICT_SHOWN: usize = 3;
+
+pub fn verdicts(results: &[RunResult], rows: &[Row]) -> Vec<Verdict> {
+    let base = &results[0].variant;
+    results
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let diffs: Vec<&Row> = rows
+                .iter()
+                // The page map itself is counted by its per-class totals.
+                .filter(|row| row.values[i] != row.values[0] && !row.is_map())
+                .collect();
+            let failed = r.failed_expects().count() as u64 + r.expects_omitted.fail;
+            let mut t = if i == 0 {
+                "baseline".to_string()
+            } else if diffs.is_empty() {
+                format!("same as {base}")
+            } else {
+                let named: Vec<String> = diffs
+                    .iter()
+                    .take(VERDICT_SHOWN)
+                    .map(|row| {
+                        format!(
+                            "{} {} → {}",
+                            row.observable,
+                            cell(&row.values[0], &row.observable),
+                            cell(&row.values[i], &row.observable)
+                        )
+                    })
+                    .collect();
+                format!(
+                    "{} observable(s) differ from {base}: {}{}",
+                    diffs.len(),
+                    named.join(", "),
+                    if diffs.len() > VERDICT_SHOWN {
+                        ", …"
+                    } else {
+                        ""
+                    }
+                )
+            };
+            t.push_str(&match failed {
+                0 => "; expectations hold".to_string(),
+                n => format!("; {n} expectation(s) FAIL"),
+            });
+            if !r.killed.is_empty() {
+                t.push_str(&format!("; {} process(es) killed", r.killed.len()));
+            }
+            Verdict {
+                variant: r.variant.clone(),
+                differences: if i == 0 { 0 } else { diffs.len() },
+                expects_failed: failed,
+                killed: r.killed.len(),
+                text: t,
+            }
+        })
+        .collect()
+}
+
+/// Text cells of the rows, long page maps summarised unless `pages_full`; whether any was.
+fn shown_cells(rows: &[Row], opts: TextOpts) -> (Vec<Vec<String>>, bool) {
     let mut summarised = false;
-    if !opts.pages_full {
-        // `differs` was decided on the full maps; only what is shown is summarised.
-        for r in rows
-            .iter_mut()
-            .filter(|r| r.observable.starts_with("pages("))
-        {
-            if r.values.iter().any(|v| v.chars().count() > PAGES_WIDTH) {
-                for v in r.values.iter_mut() {
+    let cells = rows
+        .iter()
+        .map(|r| {
+            let mut c: Vec<String> = r.values.iter().map(|v| cell(v, &r.observable)).collect();
+            // `differs` was decided on the full maps; only what is shown is summarised.
+            if r.is_map() && !opts.pages_full && c.iter().any(|v| v.chars().count() > PAGES_WIDTH) {
+                for v in c.iter_mut() {
                     *v = pages_summary(&parse_pages_text(v));
                 }
                 summarised = true;
             }
-        }
-    }
+            c
+        })
+        .collect();
+    (cells, summarised)
+}
+
+pub fn compare_text(results: &[RunResult], all: bool, opts: TextOpts) -> String {
+    let rows = compare_rows(results, all);
+    let (cells, summarised) = shown_cells(&rows, opts);
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -309,8 +395,9 @@ pub fn compare_text(results: &[RunResult], all: bool, opts: TextOpts) -> String 
         .max(11);
     let widths: Vec<usize> = (0..results.len())
         .map(|i| {
-            rows.iter()
-                .map(|r| r.values[i].chars().count())
+            cells
+                .iter()
+                .map(|c| c[i].chars().count())
                 .max()
                 .unwrap_or(0)
                 .max(headers[i].chars().count())
@@ -322,14 +409,17 @@ pub fn compare_text(results: &[RunResult], all: bool, opts: TextOpts) -> String 
         let _ = write!(o, "  {h:>w$}");
     }
     let _ = writeln!(o);
-    let mut shown_same = false;
-    for r in &rows {
-        if !r.differs && !shown_same {
-            let _ = writeln!(o, "{:-<w0$}", "-- same in all variants ");
-            shown_same = true;
+    let mut section: Option<(bool, &str)> = None;
+    for (r, c) in rows.iter().zip(&cells) {
+        if section != Some((r.differs, r.group)) {
+            if !r.differs && section.is_none_or(|s| s.0) {
+                let _ = writeln!(o, "{:-<w0$}", "-- same in all variants ");
+            }
+            let _ = writeln!(o, "[{}]", r.group);
+            section = Some((r.differs, r.group));
         }
         let _ = write!(o, "{:<w0$}", format!("{} · {}", r.checkpoint, r.observable));
-        for (v, w) in r.values.iter().zip(&widths) {
+        for (v, w) in c.iter().zip(&widths) {
             let _ = write!(o, "  {v:>w$}");
         }
         let _ = writeln!(o, "{}", if r.differs { "  *" } else { "" });
@@ -359,6 +449,67 @@ pub fn compare_text(results: &[RunResult], all: bool, opts: TextOpts) -> String 
             let _ = writeln!(o, "\n[{}]:\n{f}", r.variant);
         }
     }
+    let _ = writeln!(o, "\nverdict:");
+    for v in verdicts(results, &rows) {
+        let _ = writeln!(o, "  {}: {}", v.variant, v.text);
+    }
+    o
+}
+
+/// A Markdown cell: pipes escaped, so page maps and labels cannot break the table.
+fn md(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+/// `compare --format md`: a GitHub-flavoured Markdown table to paste into a mail or an
+/// issue: differences first (their values in bold), grouped, then one verdict per variant.
+pub fn compare_md(results: &[RunResult], all: bool, opts: TextOpts) -> String {
+    let rows = compare_rows(results, all);
+    let (cells, summarised) = shown_cells(&rows, opts);
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "**{}** — {} variants on {}\n",
+        md(&results[0].file),
+        results.len(),
+        results[0].backend
+    );
+    let _ = write!(o, "| checkpoint | group | observable |");
+    for r in results {
+        let _ = write!(o, " `{}` |", md(&r.variant));
+    }
+    let _ = write!(o, "\n|---|---|---|");
+    for _ in results {
+        o.push_str("---:|");
+    }
+    o.push('\n');
+    for (r, c) in rows.iter().zip(&cells) {
+        let _ = write!(
+            o,
+            "| {} | {} | {} |",
+            md(&r.checkpoint),
+            r.group,
+            md(&r.observable)
+        );
+        for v in c {
+            if r.differs {
+                let _ = write!(o, " **{}** |", md(v));
+            } else {
+                let _ = write!(o, " {} |", md(v));
+            }
+        }
+        o.push('\n');
+    }
+    if summarised {
+        let _ = writeln!(
+            o,
+            "\nPage maps longer than {PAGES_WIDTH} characters are summarised (run count, pages per class)."
+        );
+    }
+    let _ = writeln!(o, "\nVerdict:\n");
+    for v in verdicts(results, &rows) {
+        let _ = writeln!(o, "- `{}`: {}", md(&v.variant), md(&v.text));
+    }
     o
 }
 
@@ -377,17 +528,23 @@ pub struct CompareJson<'a> {
     schema: u32,
     file: &'a str,
     variants: Vec<&'a str>,
+    /// Observable groups in the order rows use them.
+    groups: &'static [&'static str],
     rows: Vec<Row>,
+    verdicts: Vec<Verdict>,
     runs: &'a [RunResult],
 }
 
 impl<'a> CompareJson<'a> {
     pub fn new(results: &'a [RunResult]) -> Self {
+        let rows = compare_rows(results, true);
         CompareJson {
             schema: SCHEMA_VERSION,
             file: &results[0].file,
             variants: results.iter().map(|r| r.variant.as_str()).collect(),
-            rows: compare_rows(results, true),
+            groups: obs::GROUPS,
+            verdicts: verdicts(results, &rows),
+            rows,
             runs: results,
         }
     }

@@ -2,7 +2,8 @@
 //! long page maps are summarised. Host cases run only where the host backend can (root,
 //! Linux); run them under `flock /tmp/thpsim-host.lock`.
 
-use std::process::Command;
+mod common;
+use common::thpsim;
 
 fn scenario(name: &str, src: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("thpsim-cli-failures-{}", std::process::id()));
@@ -10,18 +11,6 @@ fn scenario(name: &str, src: &str) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, src).unwrap();
     p
-}
-
-fn thpsim(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_thpsim"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// `thpsim compare FILE --kernel 6.12 --kernel 6.18`.

@@ -14,8 +14,10 @@ use crate::ast::{
 };
 use crate::backend::{Backend, BackendError, BackendOp, Setup, Snapshot};
 
-/// Schema version of run/compare/check JSON output.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Schema version of run/compare/check JSON output. 2: runs carry every sysfs knob's
+/// starting value (`sysfs`); compare rows carry a `group` and typed values (numbers, a page
+/// map as text), and a `verdicts` list.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Default simulated memory when a scenario has no `memory` line.
 pub const DEFAULT_MEMORY: u64 = 16 << 30;
@@ -36,7 +38,8 @@ pub const MAX_CHECKPOINT_RECORDS: usize = 10_000;
 pub struct Variant {
     /// Overrides the scenario's `kernel` line.
     pub profile: Option<String>,
-    /// Applied after the scenario's `set` lines.
+    /// Profiles, switches and sysfs knobs (`crate::settings`), applied after the scenario's
+    /// `kernel`, `set` and `sysfs` lines.
     pub sets: Vec<(String, String)>,
 }
 
@@ -47,7 +50,10 @@ impl Variant {
             .clone()
             .unwrap_or_else(|| scenario_profile.to_string());
         for (k, v) in &self.sets {
-            s.push_str(&format!(" {k}={v}"));
+            // A profile given as a setting is already the label's first word.
+            if !crate::settings::PROFILE_KEYS.contains(&k.as_str()) {
+                s.push_str(&format!(" {k}={v}"));
+            }
         }
         s
     }
@@ -172,6 +178,9 @@ pub enum PlanError {
     /// A switch override the profile refuses (the kernel crate's message).
     #[error("{0}")]
     Switch(String),
+    /// A `--set` that is no profile, switch or sysfs knob, or a value it does not take.
+    #[error("{0}")]
+    Setting(String),
 }
 
 /// Lays out the scenario and resolves its setup under a variant.
@@ -198,7 +207,16 @@ pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, PlanError> {
     if let Some(p) = &variant.profile {
         profile_name = p.clone();
     }
-    switches_in.extend(variant.sets.iter().cloned());
+    // A variant's settings name a profile, a switch or a sysfs knob (see `crate::settings`);
+    // knobs apply after the scenario's `sysfs` lines, as switches after its `set` lines.
+    for (k, v) in &variant.sets {
+        let s = crate::settings::classify(k, v).map_err(PlanError::Setting)?;
+        match s.kind {
+            crate::settings::SettingKind::Profile => profile_name = s.value,
+            crate::settings::SettingKind::Switch => switches_in.push((s.key, s.value)),
+            crate::settings::SettingKind::Knob => sysfs.push((s.key, s.value)),
+        }
+    }
     let mut prof = profile::profile(&profile_name).ok_or_else(|| PlanError::UnknownProfile {
         name: profile_name.clone(),
         known: profile::profiles().iter().map(|p| p.name).collect(),
@@ -243,6 +261,24 @@ pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, PlanError> {
         caught,
         touch,
     })
+}
+
+impl Plan {
+    /// Every sysfs knob's value at the start (model defaults, then `setup.sysfs` in order).
+    pub fn start_sysfs(&self) -> BTreeMap<String, String> {
+        let mut s = thpsim_kernel::sysfs::Sysfs::default();
+        for (k, v) in &self.setup.sysfs {
+            // plan() checked variant knobs; a bad scenario line fails in setup() with its error.
+            let _ = s.set(k, v);
+        }
+        thpsim_kernel::sysfs::knobs()
+            .into_iter()
+            .map(|k| {
+                let v = s.get(&k.name).unwrap_or_default();
+                (k.name, v)
+            })
+            .collect()
+    }
 }
 
 fn collect_mmaps(stmts: &[Stmt], f: &mut impl FnMut(&MmapOp)) {
@@ -333,6 +369,9 @@ pub struct RunResult {
     pub variant: String,
     pub profile: String,
     pub switches: BTreeMap<String, String>,
+    /// Every sysfs knob's value at the start of the run: the model's defaults, then the
+    /// scenario's leading `sysfs` lines and the variant's knob settings.
+    pub sysfs: BTreeMap<String, String>,
     pub ops: Vec<OpRecord>,
     pub checkpoints: Vec<Checkpoint>,
     pub expects: Vec<ExpectResult>,
@@ -357,6 +396,7 @@ impl RunResult {
             variant: profile.to_string(),
             profile: profile.to_string(),
             switches: BTreeMap::new(),
+            sysfs: BTreeMap::new(),
             ops: vec![],
             checkpoints: vec![],
             expects: vec![],
@@ -458,6 +498,7 @@ fn run_planned(
     let mut result = RunResult::empty(&scn.file, &backend.name(), &plan.setup.profile);
     result.variant = variant.label(&plan.setup.profile);
     result.switches = plan.switches.clone();
+    result.sysfs = plan.start_sysfs();
     let mut r = Run {
         plan,
         backend,

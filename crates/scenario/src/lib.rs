@@ -11,6 +11,7 @@ pub mod engine;
 pub mod parse;
 pub mod pattern;
 pub mod progen;
+pub mod settings;
 pub mod sim;
 pub mod table;
 

@@ -80,7 +80,8 @@ struct Permutation {
     keys: [u64; 4],
 }
 
-fn splitmix64(x: &mut u64) -> u64 {
+/// SplitMix64: a small seeded generator, the same on every machine (also `sweep --sample`).
+pub fn splitmix64(x: &mut u64) -> u64 {
     *x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     let mut z = *x;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

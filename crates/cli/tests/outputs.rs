@@ -1,0 +1,192 @@
+//! Issue 13, through the binary: `--set` takes every knob, switch and profile (and refuses
+//! unknown ones with a hint), `compare --format md|json` give pasteable and typed output,
+//! `sweep --shard` outputs merge into the unsharded file, completions and the man page come
+//! from the command definitions. Model only: no host needed.
+
+use std::path::PathBuf;
+mod common;
+use common::thpsim;
+
+fn dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("thpsim-cli-outputs-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn scenario() -> PathBuf {
+    let p = dir().join("hzp.thps");
+    std::fs::write(
+        &p,
+        "kernel 6.18\nmemory 64M\nmmap buf 2M anon private rw align=2M\nmadvise buf HUGEPAGE\nread buf\nwrite buf\nexpect minflt == 2 when hzp_wp_fault=thp\n",
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn set_takes_sysfs_knobs_switches_and_profiles() {
+    let f = scenario();
+    let f = f.to_str().unwrap();
+    let json = |args: &[&str]| {
+        let mut a = vec!["run", f, "--json"];
+        a.extend_from_slice(args);
+        let (code, out, err) = thpsim(&a);
+        assert!(code == 0 || code == 1, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let minflt = |v: &serde_json::Value| v["checkpoints"][0]["minflt"].as_u64().unwrap();
+    // Default 6.18: huge zero page, then a PMD THP on the write: 2 faults.
+    assert_eq!(minflt(&json(&[])), 2);
+    // enabled=never (a sysfs knob): 512 read faults of the zero page, 512 COW faults.
+    let never = json(&["--set", "enabled=never"]);
+    assert_eq!(minflt(&never), 1024);
+    assert_eq!(never["sysfs"]["enabled"], "never");
+    // The file form names the same knob; a switch and a profile in one item.
+    let v = json(&["--set", "transparent_hugepage/enabled=never"]);
+    assert_eq!(minflt(&v), 1024);
+    let v = json(&["--set", "kernel=6.12,use_zero_page=1"]);
+    assert_eq!(v["profile"], "6.12");
+    assert_eq!(v["switches"]["hzp_wp_fault"], "split");
+    assert_eq!(minflt(&v), 513);
+    // Unknown keys and bad values: exit 2 with a hint.
+    let (code, _, err) = thpsim(&["run", f, "--set", "khugepaged.max_pte_none=0"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("did you mean `khugepaged.max_ptes_none`?"),
+        "{err}"
+    );
+    let (code, _, err) = thpsim(&["compare", f, "--set", "hugepages-64kB.enabled=sometimes"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("always|inherit|madvise|never"), "{err}");
+    // check refuses switches (the host kernel cannot change them) before touching the host.
+    let (code, _, err) = thpsim(&["check", f, "--set", "hzp_wp_fault=split"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("takes sysfs knobs only"), "{err}");
+}
+
+#[test]
+fn compare_gives_markdown_and_typed_json_with_verdicts() {
+    let f = scenario();
+    let f = f.to_str().unwrap();
+    let (code, md, err) = thpsim(&[
+        "compare", f, "--kernel", "6.12", "--kernel", "6.18", "--format", "md",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        md.contains("| checkpoint | group | observable | `6.12` | `6.18` |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| end | faults | minflt | **513** | **2** |"),
+        "{md}"
+    );
+    assert!(md.contains("- `6.12`: baseline; expectations hold"), "{md}");
+    assert!(
+        md.contains("- `6.18`: ") && md.contains("minflt 513 → 2"),
+        "{md}"
+    );
+    let (_, js, _) = thpsim(&[
+        "compare", f, "--kernel", "6.12", "--kernel", "6.18", "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+    let row = |name: &str| {
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["observable"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let split = row("vmstat.thp_split_pmd");
+    assert_eq!(split["values"], serde_json::json!([1, 0]));
+    assert_eq!(split["group"], "thp");
+    assert_eq!(
+        row("smaps(buf).AnonHugePages")["values"],
+        serde_json::json!([0, 2048])
+    );
+    assert_eq!(
+        row("pages(buf).thp_pmd")["values"],
+        serde_json::json!([0, 512])
+    );
+    assert!(row("pages(buf)")["values"][1].is_string());
+    // Differences come first.
+    let differs: Vec<bool> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["differs"].as_bool().unwrap())
+        .collect();
+    assert!(differs.windows(2).all(|w| w[0] >= w[1]));
+    assert!(v["verdicts"][1]["differences"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn sweep_shards_merge_into_the_unsharded_csv_and_parquet() {
+    let f = scenario();
+    let f = f.to_str().unwrap();
+    let d = dir();
+    let p = |n: &str| d.join(n).to_str().unwrap().to_string();
+    let grid = [
+        "--kernel",
+        "6.12",
+        "--kernel",
+        "6.18",
+        "--grid",
+        "use_zero_page=0,1",
+        "--grid",
+        "khugepaged.max_ptes_none=0..511:170",
+        "--quiet",
+    ];
+    let run = |extra: &[&str]| {
+        let mut a = vec!["sweep", f];
+        a.extend_from_slice(&grid);
+        a.extend_from_slice(extra);
+        let (code, _, err) = thpsim(&a);
+        assert_eq!(code, 0, "{err}");
+    };
+    let (full_csv, full_pq) = (p("full.csv"), p("full.parquet"));
+    run(&["--out", &full_csv, "--out", &full_pq]);
+    let shards: Vec<String> = (0..3).map(|i| p(&format!("shard{i}.csv"))).collect();
+    for (i, s) in shards.iter().enumerate() {
+        run(&["--shard", &format!("{i}/3"), "--out", s]);
+    }
+    let (m_csv, m_pq) = (p("merged.csv"), p("merged.parquet"));
+    let (code, _, err) = thpsim(&[
+        "sweep", "merge", &shards[2], &shards[0], &shards[1], "--out", &m_csv, "--out", &m_pq,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let full = std::fs::read_to_string(&full_csv).unwrap();
+    assert_eq!(std::fs::read_to_string(&m_csv).unwrap(), full);
+    assert_eq!(
+        std::fs::read(&m_pq).unwrap(),
+        std::fs::read(&full_pq).unwrap()
+    );
+    // 2 kernels × 2 × 4 values = 16 variants; Parquet's magic at both ends.
+    assert!(full
+        .lines()
+        .nth(1)
+        .unwrap()
+        .contains(",0,16,kernel=6.12 use_zero_page=0 khugepaged.max_ptes_none=0,"));
+    let pq = std::fs::read(&full_pq).unwrap();
+    assert!(pq.starts_with(b"PAR1") && pq.ends_with(b"PAR1"));
+    // A missing shard is an error.
+    let (code, _, err) = thpsim(&["sweep", "merge", &shards[0], "--out", &m_csv]);
+    assert_eq!(code, 1);
+    assert!(err.contains("variants are missing"), "{err}");
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_commands() {
+    let (code, bash, _) = thpsim(&["completions", "bash"]);
+    assert_eq!(code, 0);
+    assert!(
+        bash.contains("sweep") && bash.contains("--grid"),
+        "bash completion"
+    );
+    let (_, fish, _) = thpsim(&["completions", "fish"]);
+    assert!(fish.contains("complete -c thpsim"));
+    let (code, man, _) = thpsim(&["man"]);
+    assert_eq!(code, 0);
+    assert!(man.contains(".TH thpsim 1") && man.contains("sweep"));
+}
