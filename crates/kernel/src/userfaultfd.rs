@@ -242,9 +242,17 @@ impl Kernel {
         let end = self.uffd_range_check(mmi, start, len)?;
         // mfill_atomic(): the whole range inside one registered VMA, else ENOENT; a WP copy
         // needs WP registration (EINVAL).
-        let Some(vma0) = self.mms[mmi].vma_at(start).copied() else {
+        let Some(mut vma0) = self.mms[mmi].vma_at(start).copied() else {
             return Err(Errno::ENOENT);
         };
+        // uffd_mfill_lock() looks the VMA up with find_vma_and_prepare_anon(): a private VMA
+        // gets its anon_vma before validate_dst_vma() checks the range and the registration,
+        // so a copy that fails with ENOENT still leaves one (and fork then copies the VMA's
+        // page tables, zero-page PTEs included).
+        if vma0.anon_vma.is_none() {
+            self.anon_vma_prepare(mmi, &vma0);
+            vma0 = self.mms[mmi].vma_at(start).copied().unwrap_or(vma0);
+        }
         if end > vma0.end || !vma0.uffd_armed() {
             return Err(Errno::ENOENT);
         }
