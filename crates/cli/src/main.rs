@@ -304,11 +304,8 @@ fn gen_params(cmd: Cmd) -> Option<gen::GenParams> {
 
 /// A seed in decimal or `0x` hex, as `fuzz` reports them.
 fn parse_seed(s: &str) -> Result<u64, String> {
-    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(h) => u64::from_str_radix(h, 16),
-        None => s.parse(),
-    };
-    r.map_err(|e| format!("`{s}` is not a seed (decimal or 0x hex): {e}"))
+    thpsim_scenario::parse::parse_uint(s)
+        .ok_or_else(|| format!("`{s}` is not a seed (decimal or 0x hex)"))
 }
 
 /// Exit code of every command for "cannot run on this host" (no root/Linux/THP sysfs, a

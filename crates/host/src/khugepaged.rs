@@ -386,21 +386,17 @@ fn smallest_true(
     hi: u64,
     mut pred: impl FnMut(u64) -> Result<bool, String>,
 ) -> Result<Option<u64>, String> {
-    let (mut lo, mut hi_t) = (1u64, None);
-    let mut top = hi;
-    while lo <= top {
-        let mid = lo + (top - lo) / 2;
+    let (mut lo, mut hi, mut found) = (1u64, hi, None);
+    while lo <= hi {
+        let mid = lo + (hi - lo) / 2;
         if pred(mid)? {
-            hi_t = Some(mid);
-            if mid == 1 {
-                break;
-            }
-            top = mid - 1;
+            found = Some(mid);
+            hi = mid - 1;
         } else {
             lo = mid + 1;
         }
     }
-    Ok(hi_t)
+    Ok(found)
 }
 
 /// Measures the mms ahead of the sentinel on khugepaged's list, in list order, as their cost

@@ -159,9 +159,9 @@ impl Kernel {
     /// khugepaged for one pass, which is run here too. With other mms on the list it woke
     /// nobody; the host then realigned the scan cursor to the list head before the scenario
     /// started, as the model's is.
-    pub fn add_khugepaged_sentinel(&mut self, foreign: &[u64]) -> Pid {
+    pub fn add_khugepaged_sentinel(&mut self, foreign: &[u64]) -> Result<Pid, Errno> {
         for &cost in foreign {
-            self.add_khugepaged_foreign_mm(cost);
+            self.add_khugepaged_foreign_mm(cost)?;
         }
         // (When the scenario starts with PMD-sized THP off, the host turns it on just for the
         // sentinel's registration and pass, then off again.)
@@ -182,7 +182,7 @@ impl Kernel {
             self.khugepaged.next_pass_ms =
                 Some(self.now_ms + u64::from(self.sysfs.scan_sleep_millisecs));
         }
-        pid
+        Ok(pid)
     }
 
     /// Registers a stand-in for another process's mm on khugepaged's list that costs `cost`
@@ -191,24 +191,19 @@ impl Kernel {
     /// VMAs without looking at its budget, so the mm is always scanned whole in one visit, as
     /// the host's mms are that were registered while THP was `always` and hold no eligible
     /// VMA now. The VMAs are one page each with a page of gap, so that they never merge.
-    pub fn add_khugepaged_foreign_mm(&mut self, cost: u64) -> Pid {
+    /// Fails only if the stand-in VMAs do not fit the address space (`mmap`'s errno).
+    pub fn add_khugepaged_foreign_mm(&mut self, cost: u64) -> Result<Pid, Errno> {
         let pid = self.spawn();
-        let mmi = self.mm_of(pid);
         for i in 0..cost.saturating_sub(1) {
             let start = (2 * i + 1) * crate::types::PAGE_SIZE;
-            let vma = Vma {
-                start,
-                end: start + crate::types::PAGE_SIZE,
-                flags: crate::mm::vmf::READ | crate::mm::vmf::NOHUGEPAGE,
-                anon_vma: None,
-                pgoff: start >> crate::types::PAGE_SHIFT,
-                backing: crate::mm::VmaBacking::Anon,
-            };
-            self.mms[mmi].vmas.insert(start, vma);
+            let len = crate::types::PAGE_SIZE;
+            let flags = crate::mmap::MapFlags::default();
+            self.mmap(pid, start, len, crate::types::Prot::R, flags)?;
+            self.madvise(pid, start, len, crate::types::Advice::Nohugepage)?;
         }
-        self.mms[mmi].invalidate_vma_cache();
+        let mmi = self.mm_of(pid);
         self.khugepaged_enter(mmi);
-        pid
+        Ok(pid)
     }
 
     /// Runs `passes` khugepaged passes now; none while PMD-sized THP is off (there is no

@@ -261,7 +261,6 @@ impl Kernel {
         }
         let mut addr = start;
         while addr < end {
-            let vma = vma0;
             if !self.pmd_alloc(mmi, addr) {
                 return Err(Errno::ENOMEM);
             }
@@ -280,12 +279,15 @@ impl Kernel {
             if zero {
                 self.set_pte(mmi, addr, Pte::zero(wpbit));
             } else {
-                self.anon_vma_prepare(mmi, &vma);
                 let Some(f) = self.alloc_anon_folio_order(0) else {
                     return Err(Errno::ENOMEM);
                 };
                 self.folios.set_nonzero(f, 0);
-                let w = if vma.has(vmf::WRITE) && !wp { WRITE } else { 0 };
+                let w = if vma0.has(vmf::WRITE) && !wp {
+                    WRITE
+                } else {
+                    0
+                };
                 self.set_pte(
                     mmi,
                     addr,

@@ -126,7 +126,12 @@ impl Backend for SimBackend {
         }
         let mut k = Kernel::new(cfg).map_err(|e| BackendError::NotRunnable(e.to_string()))?;
         if self.khugepaged_sentinel {
-            k.add_khugepaged_sentinel(&self.khugepaged_foreign);
+            k.add_khugepaged_sentinel(&self.khugepaged_foreign)
+                .map_err(|e| {
+                    BackendError::NotRunnable(format!(
+                        "the host's khugepaged list cannot be mirrored: {e}"
+                    ))
+                })?;
         }
         self.pid = k.spawn();
         self.pids = vec![Some(self.pid)];

@@ -29,6 +29,7 @@ pub use expect::UFFD_STATS;
 use lexer::lex;
 pub use lexer::{LineCtx, Tok};
 pub(crate) use ops::*;
+pub use values::parse_uint;
 use values::suggest;
 pub use values::{fmt_size, parse_duration, parse_size, DurationError, SizeError};
 

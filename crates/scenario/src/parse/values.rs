@@ -122,7 +122,8 @@ pub(super) fn is_ident(s: &str) -> bool {
         && cs.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-pub(super) fn parse_uint(s: &str) -> Option<u64> {
+/// An unsigned integer in decimal or `0x` hex (the language's number syntax).
+pub fn parse_uint(s: &str) -> Option<u64> {
     if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         if h.is_empty() || !h.chars().all(|c| c.is_ascii_hexdigit()) {
             return None;
