@@ -195,16 +195,22 @@ impl Mm {
             && (a.anon_vma.is_none() || b.anon_vma.is_none() || a.anon_vma == b.anon_vma)
     }
 
-    /// `is_mergeable_anon_vma(moving, neighbour's, neighbour)`: a VMA whose anon_vma is
-    /// `moving` (the changed or new one) may join a neighbour whose anon_vma is `neighbour`.
-    /// When one of them has none, the neighbour's chain must be singular: its own anon_vma,
-    /// not a fork child's (whose chain also links the parent's), and an empty chain does not
-    /// count — so a VMA with an anon_vma never joins one without.
-    pub fn anon_vma_mergeable(moving: Option<AnonVmaId>, neighbour: Option<AnonVmaId>) -> bool {
+    /// `is_mergeable_anon_vma`: may a VMA whose anon_vma is `moving` (the changed or new one)
+    /// join a neighbour whose anon_vma is `neighbour`? A neighbour with an anon_vma of its
+    /// own lends it to a VMA without one unless the neighbour is a fork child's
+    /// (`vma_is_fork_child`: its chain also links the parent's). The other way round, the
+    /// neighbour gets a copy (`dup_anon_vma`) when `dup_merge` (6.16+, measured on the 6.18
+    /// host: scenarios/conformance/FINDINGS.md §12), again unless the moving one is forked;
+    /// before 6.16 that merge was refused (the empty chain of the neighbour is not singular).
+    pub fn anon_vma_mergeable(
+        moving: Option<AnonVmaId>,
+        neighbour: Option<AnonVmaId>,
+        dup_merge: bool,
+    ) -> bool {
         match (moving, neighbour) {
             (None, None) => true,
             (None, Some(id)) => !id.is_forked(),
-            (Some(_), None) => false,
+            (Some(id), None) => dup_merge && !id.is_forked(),
             (Some(a), Some(b)) => a == b,
         }
     }
@@ -212,12 +218,10 @@ impl Mm {
     /// Merges each VMA whose flags were just changed (`starts`, ascending, each the start of a
     /// VMA after the splits) with its neighbours, as `vma_modify_flags` does for one VMA after
     /// another: first with the VMA before it, then with the one after it unless that one is
-    /// changed later (it still has its old flags then). Measured on the 6.18 host
-    /// (scenarios/conformance/FINDINGS.md §8): a changed VMA that has an anon_vma does not merge
-    /// into a neighbour that has none (`is_mergeable_anon_vma`, the dup_anon_vma case), while
-    /// one without an anon_vma merges into a neighbour that has one.
+    /// changed later (it still has its old flags then); anon_vmas as `anon_vma_mergeable`
+    /// decides with `dup_merge` (scenarios/conformance/FINDINGS.md §8, §12).
     /// Returns the start of every VMA a merge produced.
-    pub fn merge_modified(&mut self, starts: &[u64]) -> Vec<u64> {
+    pub fn merge_modified(&mut self, starts: &[u64], dup_merge: bool) -> Vec<u64> {
         self.invalidate_vma_cache();
         let mut results = Vec::new();
         for (i, &s) in starts.iter().enumerate() {
@@ -225,7 +229,7 @@ impl Mm {
                 continue;
             };
             let src_anon = middle.anon_vma;
-            let refused = |tgt: &Vma| !Self::anon_vma_mergeable(src_anon, tgt.anon_vma);
+            let refused = |tgt: &Vma| !Self::anon_vma_mergeable(src_anon, tgt.anon_vma, dup_merge);
             let mut cur = s;
             if let Some((&ps, prev)) = self.vmas.range(..s).next_back() {
                 if Self::mergeable(prev, &middle) && !refused(prev) {
@@ -259,7 +263,7 @@ impl Mm {
     /// Merges the new VMA at `start` (mmap, or mremap's copy_vma) with mergeable neighbours
     /// across every VMA boundary in `[start, end]` (`vma_merge_new_range`); returns the start
     /// of every VMA a merge produced.
-    pub fn merge_range(&mut self, start: u64, end: u64) -> Vec<u64> {
+    pub fn merge_range(&mut self, start: u64, end: u64, dup_merge: bool) -> Vec<u64> {
         let mut merged = Vec::new();
         self.invalidate_vma_cache();
         let lo = self
@@ -274,7 +278,9 @@ impl Mm {
             if let Some(p) = prev {
                 let (a, b) = (&self.vmas[&p], &self.vmas[&k]);
                 let neighbour = if k == start { a } else { b };
-                if Self::mergeable(a, b) && Self::anon_vma_mergeable(moving, neighbour.anon_vma) {
+                if Self::mergeable(a, b)
+                    && Self::anon_vma_mergeable(moving, neighbour.anon_vma, dup_merge)
+                {
                     let b = self.vmas.remove(&k).expect("vma");
                     let a = self.vmas.get_mut(&p).expect("vma");
                     a.end = b.end;

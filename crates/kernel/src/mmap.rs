@@ -64,7 +64,7 @@ impl Kernel {
         };
         self.mms[mmi].vmas.insert(addr, vma);
         self.mms[mmi].invalidate_vma_cache();
-        self.mms[mmi].merge_range(addr, end);
+        self.mms[mmi].merge_range(addr, end, self.profile.switches.anon_vma_dup_merge);
         let merged = self.mms[mmi].vma_at(addr).copied().expect("new vma");
         self.khugepaged_enter_vma(mmi, &merged, merged.flags);
         if flags.populate {
@@ -125,7 +125,8 @@ impl Kernel {
             self.mms[mmi].invalidate_vma_cache();
             changed.push(a);
         }
-        let merged = self.mms[mmi].merge_modified(&changed);
+        let merged =
+            self.mms[mmi].merge_modified(&changed, self.profile.switches.anon_vma_dup_merge);
         self.khugepaged_enter_merged(mmi, &merged);
     }
 

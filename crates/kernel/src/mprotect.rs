@@ -29,6 +29,7 @@ impl Kernel {
             return Err(Errno::ENOMEM);
         }
         let newprot = prot_to_vmflags(prot);
+        let dup = self.profile.switches.anon_vma_dup_merge;
         let mut cur = start;
         let mut result = Ok(());
         let mut changed = Vec::new();
@@ -65,14 +66,14 @@ impl Kernel {
                 if v.flags & (vmf::WRITE | vmf::SHARED | vmf::LOCKED) == vmf::LOCKED
                     && nf & vmf::WRITE != 0
                 {
-                    let merged = self.mms[mmi].merge_modified(&std::mem::take(&mut changed));
+                    let merged = self.mms[mmi].merge_modified(&std::mem::take(&mut changed), dup);
                     self.khugepaged_enter_merged(mmi, &merged);
                     let _ = self.get_user_pages(pid, (cur, e), Foll::WRITE | Foll::FORCE);
                 }
             }
             cur = e;
         }
-        let merged = self.mms[mmi].merge_modified(&changed);
+        let merged = self.mms[mmi].merge_modified(&changed, dup);
         self.khugepaged_enter_merged(mmi, &merged);
         result
     }

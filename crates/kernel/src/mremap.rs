@@ -91,7 +91,8 @@ impl Kernel {
             ..vma
         };
         self.mms[mmi].vmas.insert(new, nv);
-        let merged = self.mms[mmi].merge_range(new, new_end);
+        let merged =
+            self.mms[mmi].merge_range(new, new_end, self.profile.switches.anon_vma_dup_merge);
         self.khugepaged_enter_merged(mmi, &merged);
         // Without UFFD_FEATURE_EVENT_REMAP (not modelled) the moved entries lose their uffd-wp
         // bits and markers (vma_has_uffd_without_event_remap()) ...

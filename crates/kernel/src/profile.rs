@@ -42,6 +42,12 @@ pub struct Switches {
     /// whole 2 MiB PMD range frees the emptied PTE table (`zap_pte_range` with
     /// `zap_details.reclaim_pt`, `mm/pt_reclaim.c`), so a later fault there can map a PMD.
     pub pt_reclaim: bool,
+    /// `anon_vma_dup_merge=0|1` — a VMA with an anon_vma may merge into a neighbour that has
+    /// none, which takes a copy of it (`dup_anon_vma`), unless it is a fork child's
+    /// (`vma_is_fork_child`): "mm/vma: fix incorrectly disallowed anonymous VMA merges"
+    /// (commit 879bca0a2c4f, 6.16). Before it, `is_mergeable_anon_vma` wanted the
+    /// neighbour's anon_vma chain singular, so such a merge was always refused.
+    pub anon_vma_dup_merge: bool,
 }
 
 /// One kernel version profile.
@@ -66,6 +72,7 @@ pub fn profiles() -> Vec<Profile> {
                 collapse: Collapse::Copy,
                 mremap_multi_vma: false,
                 pt_reclaim: false,
+                anon_vma_dup_merge: false,
             },
         },
         Profile {
@@ -79,6 +86,7 @@ pub fn profiles() -> Vec<Profile> {
                 collapse: Collapse::Copy,
                 mremap_multi_vma: true,
                 pt_reclaim: true,
+                anon_vma_dup_merge: true,
             },
         },
     ]
@@ -98,6 +106,7 @@ pub const SWITCHES: &[(&str, &str, &str)] = &[
     ("prctl_thp_except_advised", "0|1", "PR_THP_DISABLE_EXCEPT_ADVISED is accepted by prctl (6.18)"),
     ("mremap_multi_vma", "0|1", "a same-size MREMAP_FIXED move may span several VMAs, gaps kept (6.17)"),
     ("pt_reclaim", "0|1", "MADV_DONTNEED of a whole 2 MiB range frees the emptied PTE table (CONFIG_PT_RECLAIM, 6.14)"),
+    ("anon_vma_dup_merge", "0|1", "a VMA with an anon_vma may merge into a neighbour without one, which gets a copy (dup_anon_vma), unless forked (6.16)"),
     ("collapse", "copy|inplace", "khugepaged/MADV_COLLAPSE on a PTE-mapped THP: allocate and copy (Linux) or remap it by a PMD in place (proposal)"),
 ];
 
@@ -150,6 +159,7 @@ impl Switches {
             "prctl_thp_except_advised" => self.prctl_thp_except_advised = b(value)?,
             "mremap_multi_vma" => self.mremap_multi_vma = b(value)?,
             "pt_reclaim" => self.pt_reclaim = b(value)?,
+            "anon_vma_dup_merge" => self.anon_vma_dup_merge = b(value)?,
             "collapse" => {
                 self.collapse = match value {
                     "copy" => Collapse::Copy,
@@ -179,6 +189,7 @@ impl Switches {
             "prctl_thp_except_advised" => b(self.prctl_thp_except_advised),
             "mremap_multi_vma" => b(self.mremap_multi_vma),
             "pt_reclaim" => b(self.pt_reclaim),
+            "anon_vma_dup_merge" => b(self.anon_vma_dup_merge),
             "collapse" => match self.collapse {
                 Collapse::Copy => "copy".into(),
                 Collapse::Inplace => "inplace".into(),
