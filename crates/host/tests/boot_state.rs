@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 
-use thpsim_host::sysfs::{read_knob, write_knob};
+use thpsim_host::sysfs::{read_knob, write_knob, KnobLock};
 use thpsim_host::{HostBackend, HostOptions};
 use thpsim_scenario::engine::{self, RunResult, Variant};
 use thpsim_scenario::sim::SimBackend;
@@ -68,6 +68,8 @@ fn pinned_run_is_independent_of_the_boot_state() {
         return;
     }
     let _l = lock();
+    // Product runs in other processes wait while this test writes knobs behind their back.
+    let _k = KnobLock::acquire(true).expect("THP sysfs lock");
     let scn = thpsim_scenario::parse("boot_state.thps", SCENARIO).expect("parses");
     let model = {
         let mut sim = SimBackend::new();

@@ -14,22 +14,22 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use thpsim_host::sysfs::{read_knob, write_knob};
+use thpsim_host::sysfs::{KnobLock, Session};
 use thpsim_host::{HostBackend, HostOptions};
 use thpsim_scenario::engine::{self, RunResult, Variant};
 use thpsim_scenario::sim::SimBackend;
 
-/// Restores `enabled` and ends the child on drop (also when an assertion fails).
+/// Restores `enabled` (a journaled session, so a killed test leaves it for recovery) and
+/// ends the child on drop (also when an assertion fails).
 struct Foreign {
     child: Child,
-    enabled: Option<String>,
+    knobs: Session,
 }
 
 impl Foreign {
     fn restore(&mut self) {
-        if let Some(v) = self.enabled.take() {
-            write_knob("enabled", &v).expect("restore enabled");
-        }
+        let errs = self.knobs.restore();
+        assert!(errs.is_empty(), "restore enabled: {errs:?}");
     }
 }
 
@@ -39,14 +39,6 @@ impl Drop for Foreign {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// `[always] madvise never` → `always`.
-fn selected(v: &str) -> String {
-    v.split_whitespace()
-        .find(|w| w.starts_with('['))
-        .map(|w| w.trim_matches(|c| c == '[' || c == ']').to_string())
-        .unwrap_or_else(|| v.trim().to_string())
 }
 
 fn anon_huge_kb(pid: u32) -> u64 {
@@ -63,8 +55,8 @@ fn anon_huge_kb(pid: u32) -> u64 {
 /// A python3 process whose huge faults under `enabled=always` registered its mm; it waits
 /// on its stdin.
 fn start_foreign() -> Foreign {
-    let enabled = selected(&read_knob("enabled").expect("enabled"));
-    write_knob("enabled", "always").expect("enabled=always");
+    let mut knobs = Session::new();
+    knobs.set("enabled", "always").expect("enabled=always");
     let child = Command::new("python3")
         .args([
             "-c",
@@ -74,10 +66,7 @@ fn start_foreign() -> Foreign {
         .stdout(Stdio::null())
         .spawn()
         .expect("python3");
-    let mut f = Foreign {
-        child,
-        enabled: Some(enabled),
-    };
+    let mut f = Foreign { child, knobs };
     let pid = f.child.id();
     let t0 = Instant::now();
     while anon_huge_kb(pid) == 0 {
@@ -134,6 +123,8 @@ fn other_processes_mms_on_khugepaged_list_are_mirrored() {
         return;
     }
     let _l = lock();
+    // Product runs in other processes wait while this test changes `enabled`.
+    let _k = KnobLock::acquire(true).expect("THP sysfs lock");
     let mut foreign = start_foreign();
     let probe = thpsim_scenario::parse(
         "probe.thps",
