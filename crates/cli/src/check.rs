@@ -93,15 +93,42 @@ pub(crate) fn remember_host_knobs() {
     });
 }
 
+/// The host just before a scenario's run: its knob values, and the mTHP sizes (not the PMD
+/// size) of which other processes already hold folios — system-wide `nr_anon` above 0, e.g.
+/// left by another thpsim process's scenario that made the size `always` while compilers ran.
+/// Those processes split and free such folios while the scenario runs, whatever it pins.
+#[derive(Default)]
+pub(crate) struct HostBefore {
+    pub(crate) knobs: Vec<(String, String)>,
+    pub(crate) held_sizes: Vec<String>,
+}
+
+impl HostBefore {
+    pub(crate) fn read() -> Self {
+        let counters = thpsim_host::observe::counters();
+        let pmd = format!("{}kB", 4u64 << thpsim_kernel::types::HPAGE_PMD_ORDER);
+        let held_sizes = counters
+            .iter()
+            .filter_map(|(k, &v)| {
+                let size = k.strip_prefix("mthp.")?.strip_suffix(".nr_anon")?;
+                (v > 0 && size != pmd).then(|| size.to_string())
+            })
+            .collect();
+        HostBefore {
+            knobs: thpsim_host::host_knobs(),
+            held_sizes,
+        }
+    }
+}
+
 /// Sizes (`64kB`) that the scenario enables with `always` system-wide, or that the host had
-/// `always` at the start of this process's run or just before this scenario (`host_before`),
-/// or that an earlier scenario made `always`: other processes then hold folios of that size,
-/// which they split and free while the scenario runs even when it pins the size to `never`.
+/// `always` at the start of this process's run or just before this scenario (`before`), or
+/// that an earlier scenario made `always`, or of which other processes held folios just before
+/// the scenario: other processes then hold folios of that size, which they split and free
+/// while the scenario runs even when it pins the size to `never`.
 /// Also whether the PMD size is among them.
-fn system_wide_always(
-    plan: &engine::Plan,
-    host_before: &[(String, String)],
-) -> (Vec<String>, bool) {
+fn system_wide_always(plan: &engine::Plan, before: &HostBefore) -> (Vec<String>, bool) {
+    let host_before = &before.knobs;
     let mut s = thpsim_kernel::sysfs::Sysfs::default();
     for (k, v) in &plan.setup.sysfs {
         let _ = s.set(k, v);
@@ -126,6 +153,7 @@ fn system_wide_always(
         }
         add(always_sizes(&h));
     }
+    add((before.held_sizes.clone(), false));
     (sizes, pmd)
 }
 
@@ -263,7 +291,7 @@ pub(crate) fn compare(
     model: &RunResult,
     host: &RunResult,
     plan: &engine::Plan,
-    host_before: &[(String, String)],
+    host_before: &HostBefore,
     khugepaged_controlled: bool,
     diffs: &mut Vec<Difference>,
 ) -> usize {
@@ -578,7 +606,13 @@ pub(crate) fn check_scenario(
             }
         }
     };
-    let host_before = thpsim_host::host_knobs();
+    let host_before = HostBefore::read();
+    if !host_before.held_sizes.is_empty() {
+        fc.warnings.push(format!(
+            "other processes held {} folios when the scenario started (system-wide nr_anon > 0): those sizes' mthp gauges are skipped and their events compared one-sided (host >= model)",
+            host_before.held_sizes.join(" ")
+        ));
+    }
     let mut hb = thpsim_host::HostBackend::new(opts);
     let t1 = std::time::Instant::now();
     let host = engine::run(&scn, &mut hb, &variant);

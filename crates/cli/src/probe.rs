@@ -131,7 +131,14 @@ fn probe_one(name: &str, file: &str, text: &str, host_profile: &str) -> Result<F
         };
         let model = run_model(&scn, &variant)?;
         let mut diffs = vec![];
-        f.observables = crate::check::compare(&model, &host, &plan, &[], true, &mut diffs);
+        f.observables = crate::check::compare(
+            &model,
+            &host,
+            &plan,
+            &crate::check::HostBefore::default(),
+            true,
+            &mut diffs,
+        );
         let label = if value.is_empty() {
             "model semantics".to_string()
         } else {
