@@ -23,6 +23,7 @@ rows=[
  ("kubevirt-thp", "KubeVirt VEP 383", "kubevirt-thp"),
  ("criu-lazy", "CRIU --lazy-pages", "criu-lazy"),
  ("jemalloc-hpa", "jemalloc HPA hugify_sync", "jemalloc-hpa"),
+ ("tcmalloc-hpaa", "TCMalloc usermode collapse", "tcmalloc-hpaa"),
 ]
 def mb(kb): return f"{kb/1024:.0f}" if kb%1024==0 else f"{kb/1024:.1f}"
 print("| workload | variant | kernel | faults | AnonHugePages / Rss (MiB) | THP % (→ after khugepaged) | PMD splits | collapses | uffd msgs | zeroed pages | copied pages |")

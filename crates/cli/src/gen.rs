@@ -85,6 +85,11 @@ pub const WORKLOADS: &[(&str, &str, &str)] = &[
         "hugepage-aware malloc: 2 MiB pageslabs, hugify (HUGEPAGE+COLLAPSE), purge (NOHUGEPAGE+DONTNEED)",
         "jemalloc src/hpa.c hpa_try_hugify/hpa_try_purge, src/hpa_hooks.c 04adb149",
     ),
+    (
+        "tcmalloc-hpaa",
+        "TCMalloc hugepage-aware allocator: PROT_NONE 1 GiB regions, mprotect per hugepage, subrelease (DONTNEED), usermode MADV_COLLAPSE",
+        "tcmalloc internal/system_allocator.h MmapRegion::Alloc/ReleasePages/Collapse, huge_page_treatment.h, HEAD fce3f55d",
+    ),
 ];
 
 /// The `--help` text listing every workload and its source.
@@ -106,12 +111,13 @@ pub struct GenParams {
     /// Prealloc/prefault threads.
     #[arg(long, default_value_t = 12)]
     pub threads: u32,
-    /// Percentage of zero pages (precopy, postcopy), never-touched RAM (background-snapshot)
-    /// or RAM given back (balloon).
+    /// Percentage of zero pages (precopy, postcopy), never-touched RAM (background-snapshot),
+    /// RAM given back (balloon) or a slab's/hugepage's freed share (jemalloc-hpa,
+    /// tcmalloc-hpaa).
     #[arg(long, default_value_t = 30)]
     pub zero_share: u32,
     /// Percentage of pages (background-snapshot) or 2 MiB blocks (postcopy, ch-restore,
-    /// criu-lazy, jemalloc-hpa) the guest writes.
+    /// criu-lazy, jemalloc-hpa, tcmalloc-hpaa) the guest writes or frees from.
     #[arg(long, default_value_t = 1)]
     pub write_share: u32,
     /// Percentage of RAM the guest used before a precopy migration (the rest never touched).
@@ -384,6 +390,7 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
         "kubevirt-thp" => kubevirt(p),
         "criu-lazy" => criu_lazy(p),
         "jemalloc-hpa" => jemalloc_hpa(p),
+        "tcmalloc-hpaa" => tcmalloc_hpaa(p),
         _ => unreachable!(),
     };
     let mut ops = ops;
@@ -1304,5 +1311,133 @@ fn jemalloc_hpa(p: &GenParams) -> (String, String) {
         let _ = writeln!(ops, "madvise {blk} COLLAPSE");
     }
     ops.push_str("expect errno == ok\ncheckpoint rehugified\n");
+    (doc, ops)
+}
+
+/// TCMalloc's `kMinMmapAlloc` (tcmalloc/common.h, 64-bit): address space is reserved in 1 GiB
+/// regions.
+const TCMALLOC_REGION: u64 = 1 << 30;
+/// `HugePageUnbackedTrackerTreatment` (tcmalloc/huge_page_treatment.h): trackers examined per
+/// treatment, and the most unbacked 4 KiB pages a hugepage may have to be collapsed.
+const TCMALLOC_TRACKERS_PER_TREATMENT: usize = 64;
+const TCMALLOC_MAX_UNBACKED_FOR_COLLAPSE: u64 = 64;
+
+fn tcmalloc_hpaa(p: &GenParams) -> (String, String) {
+    let hugepages = p.guest / M2;
+    let region = p.guest.div_ceil(TCMALLOC_REGION) * TCMALLOC_REGION;
+    let base = region - p.guest; // the heap is carved from the region's top down
+    let mut rng = Rng::new(p.seed);
+    // Hugepages the application frees a run of pages in (released by the filler), and which of
+    // them it fills again before the next treatment.
+    let n = (PAGES_PER_PMD * u64::from(p.zero_share) / 100).max(1);
+    let mut freed: Vec<(u64, u64, bool)> = Vec::new();
+    for h in 0..hugepages {
+        if rng.chance(p.write_share) {
+            let start = rng.below(PAGES_PER_PMD - n + 1);
+            freed.push((h, start, rng.chance(50)));
+        }
+    }
+    let doc = format!(
+        "TCMalloc's hugepage-aware allocator (HEAD fce3f55d) with a {heap} heap. \
+         SystemAllocator::MmapRegionFactory::Create\nreserves address space in kMinMmapAlloc \
+         (1 GiB) regions: mmap(PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE)\nat a \
+         hugepage-aligned hint ({region} here). HugeAllocator::AllocateRange hands the filler one \
+         hugepage at a\ntime; MmapRegion::Alloc carves it from the region's top down and makes it \
+         accessible with mprotect(RW) (no\nMADV_HUGEPAGE: TCMalloc relies on the system's THP \
+         mode; enabled=madvise here, `--set enabled=always`\nto compare). The application fills \
+         the heap (4 KiB faults). Every hpaa_hugepage_check_period (5 s) the\nbackground thread's \
+         TreatHugepageTrackers examines up to {per} trackers that are not hugepage-backed\n\
+         (kpageflags) and collapses each with fewer than {maxu} unbacked pages: MADV_COLLAPSE \
+         (up to 3 tries on\nEAGAIN), partially released trackers first, then the others (address \
+         order here). The application then\nfrees a run of {z}% of the pages in {f} hugepages \
+         ({w}% of them, seed {seed}); the background release\n(ReleasePages) tries MADV_REMOVE \
+         first, which fails with EINVAL on private memory (not modelled, it\nchanges nothing) and \
+         then MADV_DONTNEED (MadvisePreference::kDontNeed, the default): the PMD is split.\nAbout \
+         half of those hugepages are filled again; the next treatments collapse those, and those \
+         whose\nreleased run is shorter than {maxu} pages. Parameters used: --guest (heap), \
+         --zero-share (released share\nof a hugepage), --write-share (share of hugepages \
+         released from), --seed, --kernel.",
+        heap = fmt_size(p.guest),
+        region = fmt_size(region),
+        per = TCMALLOC_TRACKERS_PER_TREATMENT,
+        maxu = TCMALLOC_MAX_UNBACKED_FOR_COLLAPSE,
+        z = p.zero_share,
+        f = freed.len(),
+        w = p.write_share,
+        seed = p.seed,
+    );
+    let mut ops = String::new();
+    let _ = writeln!(
+        ops,
+        "mmap region {} anon private none align=2M   # MmapRegionFactory::Create: PROT_NONE reservation",
+        fmt_size(region)
+    );
+    for h in (0..hugepages).rev() {
+        let _ = writeln!(
+            ops,
+            "mprotect {} rw   # MmapRegion::Alloc of one hugepage",
+            nrange("region", base + h * M2, M2)
+        );
+    }
+    ops.push_str("expect errno == ok\ncheckpoint carved\n");
+    let _ = writeln!(
+        ops,
+        "write {}   # the application fills the heap",
+        nrange("region", base, p.guest)
+    );
+    ops.push_str("checkpoint filled\n");
+    // Treatments: every hugepage is 4 KiB-backed with nothing unbacked, so each pass collapses
+    // the next trackers.
+    let all: Vec<u64> = (0..hugepages).collect();
+    for (i, pass) in all.chunks(TCMALLOC_TRACKERS_PER_TREATMENT).enumerate() {
+        let _ = writeln!(ops, "# treatment {} (hpaa_hugepage_check_period)", i + 1);
+        for &h in pass {
+            let _ = writeln!(
+                ops,
+                "madvise {} COLLAPSE",
+                nrange("region", base + h * M2, M2)
+            );
+        }
+    }
+    ops.push_str("expect errno == ok\ncheckpoint collapsed\n");
+    for &(h, start, _) in &freed {
+        let _ = writeln!(
+            ops,
+            "madvise {} DONTNEED   # ReleasePages of the freed run",
+            nrange("region", base + h * M2 + start * K4, n * K4)
+        );
+    }
+    ops.push_str("expect errno == ok\ncheckpoint released\n");
+    for &(h, start, refill) in &freed {
+        if refill {
+            let _ = writeln!(
+                ops,
+                "write {}   # filled again",
+                nrange("region", base + h * M2 + start * K4, n * K4)
+            );
+        }
+    }
+    ops.push_str("checkpoint refilled\n");
+    // The partially released trackers come first; a hugepage is collapsed if it has fewer
+    // than TCMALLOC_MAX_UNBACKED_FOR_COLLAPSE unbacked pages.
+    let candidates: Vec<u64> = freed
+        .iter()
+        .filter(|&&(_, _, refill)| refill || n < TCMALLOC_MAX_UNBACKED_FOR_COLLAPSE)
+        .map(|&(h, _, _)| h)
+        .collect();
+    for (i, pass) in candidates
+        .chunks(TCMALLOC_TRACKERS_PER_TREATMENT)
+        .enumerate()
+    {
+        let _ = writeln!(ops, "# re-treatment {}", i + 1);
+        for &h in pass {
+            let _ = writeln!(
+                ops,
+                "madvise {} COLLAPSE",
+                nrange("region", base + h * M2, M2)
+            );
+        }
+    }
+    ops.push_str("expect errno == ok\ncheckpoint recollapsed\n");
     (doc, ops)
 }

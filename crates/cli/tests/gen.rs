@@ -478,3 +478,52 @@ fn jemalloc_hpa_hugifies_purges_and_rehugifies() {
     );
     assert_eq!(smaps(&res, "rehugified", "heap", "AnonHugePages"), 64 << 10);
 }
+
+#[test]
+fn tcmalloc_hpaa_carves_collapses_releases_and_recollapses() {
+    let p = params("tcmalloc-hpaa");
+    let src = generate(&p).unwrap();
+    let res = run_gen(&p, "6.18");
+    // 64 MiB carved from the top of one 1 GiB PROT_NONE region, one mprotect per hugepage.
+    assert!(src.contains("mmap region 1G anon private none align=2M"));
+    assert_eq!(
+        src.matches("# MmapRegion::Alloc of one hugepage").count(),
+        32
+    );
+    assert!(src.contains("mprotect region+1022M 2M rw"));
+    assert_eq!(smaps(&res, "carved", "region", "Rss"), 0);
+    // enabled=madvise and no MADV_HUGEPAGE: 4 KiB faults, then the treatments collapse all
+    // 32 hugepages (64 trackers per pass: one pass).
+    assert_eq!(counter(&res, "filled", "minflt"), 16384);
+    assert_eq!(src.matches("# treatment ").count(), 1);
+    assert_eq!(counter(&res, "collapsed", "vmstat.thp_collapse_alloc"), 32);
+    assert_eq!(
+        smaps(&res, "collapsed", "region", "AnonHugePages"),
+        64 << 10
+    );
+    // Each release of a run (30 % = 153 pages) splits one PMD and unmaps the run (the THP
+    // stays, partially mapped, on the deferred split queue).
+    let released = src.matches("# ReleasePages of the freed run").count() as i64;
+    assert!(released > 0);
+    assert_eq!(counter(&res, "released", "vmstat.thp_split_pmd"), released);
+    assert_eq!(
+        counter(&res, "released", "vmstat.nr_anon_pages"),
+        -released * 153
+    );
+    assert_eq!(
+        counter(&res, "released", "mthp.2048kB.nr_anon_partially_mapped"),
+        released
+    );
+    // Refilled hugepages have nothing unbacked and are collapsed again; the others have 153
+    // unbacked pages (>= 64) and are skipped.
+    let refilled = src.matches("# filled again").count() as i64;
+    assert_eq!(counter(&res, "refilled", "minflt"), refilled * 153);
+    assert_eq!(
+        counter(&res, "recollapsed", "vmstat.thp_collapse_alloc"),
+        refilled
+    );
+    assert_eq!(
+        smaps(&res, "recollapsed", "region", "AnonHugePages"),
+        (32 - (released - refilled) as u64) * 2048
+    );
+}
