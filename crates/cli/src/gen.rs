@@ -1386,19 +1386,9 @@ fn tcmalloc_hpaa(p: &GenParams) -> (String, String) {
         nrange("region", base, p.guest)
     );
     ops.push_str("checkpoint filled\n");
-    // Treatments: every hugepage is 4 KiB-backed with nothing unbacked, so each pass collapses
-    // the next trackers.
+    // Every hugepage is 4 KiB-backed with nothing unbacked: each pass collapses the next ones.
     let all: Vec<u64> = (0..hugepages).collect();
-    for (i, pass) in all.chunks(TCMALLOC_TRACKERS_PER_TREATMENT).enumerate() {
-        let _ = writeln!(ops, "# treatment {} (hpaa_hugepage_check_period)", i + 1);
-        for &h in pass {
-            let _ = writeln!(
-                ops,
-                "madvise {} COLLAPSE",
-                nrange("region", base + h * M2, M2)
-            );
-        }
-    }
+    tcmalloc_treatments(&mut ops, "treatment", &all, base);
     ops.push_str("expect errno == ok\ncheckpoint collapsed\n");
     for &(h, start, _) in &freed {
         let _ = writeln!(
@@ -1425,11 +1415,17 @@ fn tcmalloc_hpaa(p: &GenParams) -> (String, String) {
         .filter(|&&(_, _, refill)| refill || n < TCMALLOC_MAX_UNBACKED_FOR_COLLAPSE)
         .map(|&(h, _, _)| h)
         .collect();
-    for (i, pass) in candidates
-        .chunks(TCMALLOC_TRACKERS_PER_TREATMENT)
-        .enumerate()
-    {
-        let _ = writeln!(ops, "# re-treatment {}", i + 1);
+    tcmalloc_treatments(&mut ops, "re-treatment", &candidates, base);
+    ops.push_str("expect errno == ok\ncheckpoint recollapsed\n");
+    (doc, ops)
+}
+
+/// `TreatHugepageTrackers` passes (one per `hpaa_hugepage_check_period`) over the hugepages
+/// `collapse` (indices from the heap's start at `base`): up to 64 trackers each, one
+/// MADV_COLLAPSE per hugepage.
+fn tcmalloc_treatments(ops: &mut String, what: &str, collapse: &[u64], base: u64) {
+    for (i, pass) in collapse.chunks(TCMALLOC_TRACKERS_PER_TREATMENT).enumerate() {
+        let _ = writeln!(ops, "# {what} {} (hpaa_hugepage_check_period)", i + 1);
         for &h in pass {
             let _ = writeln!(
                 ops,
@@ -1438,6 +1434,4 @@ fn tcmalloc_hpaa(p: &GenParams) -> (String, String) {
             );
         }
     }
-    ops.push_str("expect errno == ok\ncheckpoint recollapsed\n");
-    (doc, ops)
 }
