@@ -527,3 +527,65 @@ fn tcmalloc_hpaa_carves_collapses_releases_and_recollapses() {
         (32 - (released - refilled) as u64) * 2048
     );
 }
+
+/// Blocks (2 MiB) and pages a `write ram+0 LEN random=P% seed=S` touches.
+fn dirtied(len: u64, pct: u32, seed: u64) -> Vec<u64> {
+    let subset = Some(Subset {
+        count: SubsetCount::Percent(pct),
+        seed,
+    });
+    let mut per_block = vec![0u64; (len / M2) as usize];
+    for off in touch_offsets(len, K4, subset) {
+        per_block[(off / M2) as usize] += 1;
+    }
+    per_block
+}
+
+#[test]
+fn precopy_iterations_write_the_dirtied_pages_into_huge_zero_blocks() {
+    // Half the RAM never touched: the bulk stage reads it as ZERO records (huge zero PMDs);
+    // the second iteration's dirty pages then land in those blocks.
+    let mut p = params("precopy");
+    p.zero_share = 0;
+    p.used = 50;
+    p.iterations = 2;
+    p.dirty_share = 2;
+    let src = generate(&p).unwrap();
+    assert!(src
+        .contains("\nwrite ram+0 64M random=2% seed=3   # iteration 2: the pages dirtied since\n"));
+    let per_block = dirtied(64 << 20, 2, 3);
+    // Blocks 16..32 hold the huge zero page after the bulk stage.
+    let hzp_hit = per_block[16..].iter().filter(|&&n| n > 0).count() as i64;
+    let hzp_pages: u64 = per_block[16..].iter().sum();
+    assert!(hzp_hit > 0);
+    // 6.12: each hit block splits, every dirty page there is a 4 KiB COW fault.
+    let res = run_gen(&p, "6.12");
+    assert_eq!(
+        counter(&res, "iteration-2", "vmstat.thp_split_pmd"),
+        hzp_hit
+    );
+    assert_eq!(counter(&res, "iteration-2", "vmstat.thp_fault_alloc"), 0);
+    assert_eq!(counter(&res, "iteration-2", "minflt"), hzp_pages as i64);
+    assert_eq!(
+        smaps(&res, "iteration-2", "ram", "Rss"),
+        (16 * 512 + hzp_pages) * 4
+    );
+    // 6.18: the first dirty page of each hit block allocates a THP; the rest take no fault.
+    let res = run_gen(&p, "6.18");
+    assert_eq!(counter(&res, "iteration-2", "vmstat.thp_split_pmd"), 0);
+    assert_eq!(
+        counter(&res, "iteration-2", "vmstat.thp_fault_alloc"),
+        hzp_hit
+    );
+    assert_eq!(counter(&res, "iteration-2", "minflt"), hzp_hit);
+    assert_eq!(
+        smaps(&res, "iteration-2", "ram", "Rss"),
+        (16 + hzp_hit as u64) * 2048
+    );
+    // Options are checked.
+    p.iterations = 0;
+    assert!(generate(&p).is_err());
+    let mut q = params("postcopy");
+    q.iterations = 2;
+    assert!(generate(&q).unwrap_err().contains("precopy option"));
+}
