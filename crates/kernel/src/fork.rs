@@ -86,7 +86,7 @@ impl Kernel {
                 return Err(());
             }
             let mut slot = rs & PMD_MASK;
-            while let Some(next) = self.mms[pmi].pgt.next_pmd_slot(slot, re) {
+            while let Some(next) = self.next_pmd_slot(pmi, slot, re) {
                 slot = next;
                 let (s, e) = (rs.max(slot), re.min(slot + PMD_SIZE));
                 let pmd = self.mms[pmi].pgt.pmd(slot);

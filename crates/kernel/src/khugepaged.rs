@@ -608,7 +608,7 @@ impl Kernel {
     /// the end (at most `hend`) of the run of such blocks from it: each of them is
     /// `SCAN_PMD_NULL` with no side effect, so scanning them one by one changes nothing.
     fn pmd_null_run(&self, mmi: MmId, vma: &Vma, haddr: u64, hend: u64) -> Option<u64> {
-        if self.mms[mmi].pgt.has_pmd_table(haddr) || haddr < vma.start {
+        if self.dense_walks || self.mms[mmi].pgt.has_pmd_table(haddr) || haddr < vma.start {
             return None;
         }
         let region_end = (haddr | (crate::types::PUD_SIZE - 1)) + 1;

@@ -174,7 +174,7 @@ impl Kernel {
     /// lock-free fast path) clears the PMD and frees the table.
     fn zap_range_details(&mut self, mmi: MmId, start: u64, end: u64, reclaim_pt: bool) {
         let mut slot = start & PMD_MASK;
-        while let Some(next) = self.mms[mmi].pgt.next_pmd_slot(slot, end) {
+        while let Some(next) = self.next_pmd_slot(mmi, slot, end) {
             slot = next;
             let s = start.max(slot);
             let e = end.min(slot + PMD_SIZE);
@@ -256,7 +256,7 @@ impl Kernel {
     pub(crate) fn free_pgtables(&mut self, mmi: MmId, start: u64, end: u64) {
         // Only populated slots can hold a table (a none PMD has nothing to free).
         let mut slot = start & PMD_MASK;
-        while let Some(next) = self.mms[mmi].pgt.next_pmd_slot(slot, end) {
+        while let Some(next) = self.next_pmd_slot(mmi, slot, end) {
             slot = next;
             if !self.mms[mmi].has_vma_in(slot, slot + PMD_SIZE) {
                 if self.mms[mmi].pgt.pmd(slot).is_table() {

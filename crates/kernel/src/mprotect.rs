@@ -82,7 +82,7 @@ impl Kernel {
         let accessible = flags & vmf::PROT_MASK != 0;
         let writable = flags & vmf::WRITE != 0;
         let mut slot = start & PMD_MASK;
-        while let Some(next) = self.mms[mmi].pgt.next_pmd_slot(slot, end) {
+        while let Some(next) = self.next_pmd_slot(mmi, slot, end) {
             slot = next;
             let (s, e) = (start.max(slot), end.min(slot + PMD_SIZE));
             let pmd = self.mms[mmi].pgt.pmd(slot);

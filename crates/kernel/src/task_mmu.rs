@@ -87,7 +87,7 @@ impl Kernel {
             let vma = &mm.vmas[&s];
             let (a, b) = (start.max(vma.start), end.min(vma.end));
             let mut acc = Acc::default();
-            for (slot, pmd) in mm.pgt.populated_pmds(a, b) {
+            for (slot, pmd) in self.walk_pmds(mmi, a, b) {
                 let (ps, pe) = (a.max(slot), b.min(slot + PMD_SIZE));
                 if pmd.is_thp() && self.folios.meta(pmd.folio()).page_mapcount.is_empty() {
                     // No page of the folio is also PTE-mapped: every page has the same
@@ -156,12 +156,13 @@ impl Kernel {
 
     /// What backs each 4 KiB page of `[start, end)`, run-length encoded.
     pub fn page_map(&self, pid: Pid, start: u64, end: u64) -> PageMap {
-        let mm = &self.mms[self.mm_of(pid)];
+        let mmi = self.mm_of(pid);
+        let mm = &self.mms[mmi];
         let mut map = PageMap::new();
         let mut addr = start;
         while addr < end {
             // Unpopulated slots up to the next populated one are one `None` run.
-            let next = mm.pgt.next_pmd_slot(addr, end).unwrap_or(end).max(addr);
+            let next = self.next_pmd_slot(mmi, addr, end).unwrap_or(end).max(addr);
             if next > addr {
                 pagemap_push(&mut map, Backing::None, (next - addr) / PAGE_SIZE);
                 addr = next;

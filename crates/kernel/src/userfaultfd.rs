@@ -178,7 +178,7 @@ impl Kernel {
         while let Some(next) = if populate {
             (slot < end).then_some(slot)
         } else {
-            self.mms[mmi].pgt.next_pmd_slot(slot, end)
+            self.next_pmd_slot(mmi, slot, end)
         } {
             slot = next;
             let (s, e) = (start.max(slot), end.min(slot + PMD_SIZE));
