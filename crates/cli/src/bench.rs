@@ -49,6 +49,19 @@ const BASE: u64 = 0x1000_0000_0000;
 const GIB: u64 = 1 << 30;
 const TIB: u64 = 1 << 40;
 
+/// A model with `memory` bytes and one process that maps `size` bytes at `BASE` (with
+/// MADV_HUGEPAGE if `huge`).
+fn mapped(memory: u64, size: u64, huge: bool) -> (Kernel, u32) {
+    let (mut k, pid) = kernel(memory);
+    k.mmap(pid, BASE, size, Prot::RW, MapFlags::default())
+        .expect("mmap");
+    if huge {
+        k.madvise(pid, BASE, size, Advice::Hugepage)
+            .expect("madvise");
+    }
+    (k, pid)
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
@@ -83,12 +96,7 @@ fn random_faults(figs: &mut Vec<Figure>, quick: bool) {
     let n = size / 4096;
     let secs = timed(
         3,
-        || {
-            let (mut k, pid) = kernel(size + GIB);
-            k.mmap(pid, BASE, size, Prot::RW, MapFlags::default())
-                .expect("mmap");
-            (k, pid)
-        },
+        || mapped(size + GIB, size, false),
         |(k, pid)| {
             for i in 0..n {
                 k.access(*pid, BASE + scatter(i, n) * 4096, AccessKind::Write)
@@ -104,20 +112,16 @@ fn random_faults(figs: &mut Vec<Figure>, quick: bool) {
         unit: "M faults/s",
         target: ">= 50",
         meets: rate >= 50.0,
-        detail: format!("{n} order-0 write faults in a scattered order over {} GiB, median of 3: {secs:.3}s", size / GIB),
+        detail: format!(
+            "{n} order-0 write faults in a scattered order over {} GiB, median of 3: {secs:.3}s",
+            size / GIB
+        ),
     });
     let size = if quick { 64 * GIB } else { 512 * GIB };
     let n = size >> 21;
     let secs = timed(
         3,
-        || {
-            let (mut k, pid) = kernel(size + size / 256 + GIB);
-            k.mmap(pid, BASE, size, Prot::RW, MapFlags::default())
-                .expect("mmap");
-            k.madvise(pid, BASE, size, Advice::Hugepage)
-                .expect("madvise");
-            (k, pid)
-        },
+        || mapped(size + size / 256 + GIB, size, true),
         |(k, pid)| {
             for i in 0..n {
                 k.access(*pid, BASE + (scatter(i, n) << 21), AccessKind::Write)
@@ -133,14 +137,21 @@ fn random_faults(figs: &mut Vec<Figure>, quick: bool) {
         unit: "M faults/s",
         target: ">= 10",
         meets: rate >= 10.0,
-        detail: format!("{n} THP faults in a scattered order over {} GiB, median of 3: {secs:.3}s", size / GIB),
+        detail: format!(
+            "{n} THP faults in a scattered order over {} GiB, median of 3: {secs:.3}s",
+            size / GIB
+        ),
     });
 }
 
 /// Ops over a huge mapping with little touched (1 GiB of THPs at its start, 8 KiB of 4 KiB
 /// pages in the middle): each must cost what is populated, not the mapping's size.
 fn sparse_ops(figs: &mut Vec<Figure>, quick: bool) {
-    let sizes: &[u64] = if quick { &[TIB, 64 * TIB] } else { &[TIB, 16 * TIB, 64 * TIB] };
+    let sizes: &[u64] = if quick {
+        &[TIB, 64 * TIB]
+    } else {
+        &[TIB, 16 * TIB, 64 * TIB]
+    };
     for &size in sizes {
         let setup = || {
             let (mut k, pid) = kernel(4 * GIB);
@@ -152,8 +163,14 @@ fn sparse_ops(figs: &mut Vec<Figure>, quick: bool) {
                 .expect("touch");
             k.madvise(pid, BASE + size / 2, 2 << 20, Advice::Nohugepage)
                 .expect("madvise");
-            k.access_seq(pid, BASE + size / 2, BASE + size / 2 + 8192, 4096, AccessPattern::Write)
-                .expect("touch");
+            k.access_seq(
+                pid,
+                BASE + size / 2,
+                BASE + size / 2 + 8192,
+                4096,
+                AccessPattern::Write,
+            )
+            .expect("touch");
             (k, pid)
         };
         type Op = fn(&mut Kernel, u32, u64);
@@ -199,14 +216,7 @@ fn prealloc_and_precopy(figs: &mut Vec<Figure>, quick: bool) {
     let size = if quick { 256 * GIB } else { 4 * TIB };
     let secs = timed(
         1,
-        || {
-            let (mut k, pid) = kernel(size + size / 256 + GIB);
-            k.mmap(pid, BASE, size, Prot::RW, MapFlags::default())
-                .expect("mmap");
-            k.madvise(pid, BASE, size, Advice::Hugepage)
-                .expect("madvise");
-            (k, pid)
-        },
+        || mapped(size + size / 256 + GIB, size, true),
         |(k, pid)| {
             k.madvise(*pid, BASE, size, Advice::PopulateWrite)
                 .expect("populate");
@@ -219,17 +229,16 @@ fn prealloc_and_precopy(figs: &mut Vec<Figure>, quick: bool) {
         unit: "s",
         target: "< 1 for 4 TiB",
         meets: secs < 1.0,
-        detail: format!("MADV_POPULATE_WRITE of a {} GiB MADV_HUGEPAGE guest ({} THP faults)", size / GIB, size >> 21),
+        detail: format!(
+            "MADV_POPULATE_WRITE of a {} GiB MADV_HUGEPAGE guest ({} THP faults)",
+            size / GIB,
+            size >> 21
+        ),
     });
     let size = if quick { 4 * GIB } else { 64 * GIB };
     let secs = timed(
         1,
-        || {
-            let (mut k, pid) = kernel(size + GIB);
-            k.mmap(pid, BASE, size, Prot::RW, MapFlags::default())
-                .expect("mmap");
-            (k, pid)
-        },
+        || mapped(size + GIB, size, false),
         |(k, pid)| {
             k.madvise(*pid, BASE, size, Advice::PopulateWrite)
                 .expect("populate");
@@ -242,11 +251,18 @@ fn prealloc_and_precopy(figs: &mut Vec<Figure>, quick: bool) {
         unit: "ns/page",
         target: "<= 0.23 (4 TiB in < 1 s)",
         meets: ns <= 0.23,
-        detail: format!("MADV_POPULATE_WRITE of a {} GiB guest without THP: {secs:.3}s", size / GIB),
+        detail: format!(
+            "MADV_POPULATE_WRITE of a {} GiB guest without THP: {secs:.3}s",
+            size / GIB
+        ),
     });
     // Precopy destination: every PMD THP-backed, 90% of the pages written in a seeded random
     // order (scenario::pattern's permutation, as `write ram random=90%` does).
-    let sizes: &[u64] = if quick { &[4 * GIB] } else { &[16 * GIB, 64 * GIB, 256 * GIB] };
+    let sizes: &[u64] = if quick {
+        &[4 * GIB]
+    } else {
+        &[16 * GIB, 64 * GIB, 256 * GIB]
+    };
     for &size in sizes {
         let src = format!(
             "memory {}G\nmmap ram {}G anon private rw align=2M\nmadvise ram HUGEPAGE\nwrite ram random=90% seed=7\n",
@@ -269,7 +285,10 @@ fn prealloc_and_precopy(figs: &mut Vec<Figure>, quick: bool) {
             unit: "ns/page",
             target: "<= 0.25 (4 TiB in < 1 s)",
             meets: ns <= 0.25,
-            detail: format!("{} GiB guest, {pages} random-order data writes, whole run {secs:.3}s", size / GIB),
+            detail: format!(
+                "{} GiB guest, {pages} random-order data writes, whole run {secs:.3}s",
+                size / GIB
+            ),
         });
     }
 }
@@ -295,18 +314,30 @@ fn compare_vs_run(figs: &mut Vec<Figure>, quick: bool) {
     // The variants take different paths (6.12 splits the huge zero page): `run` is the
     // slower one's, which a parallel compare cannot beat.
     let run_of = |v: &Variant| {
-        timed(5, || (), |()| {
-            let r = engine::run(&scn, &mut SimBackend::new(), v).expect("run");
-            std::hint::black_box(crate::report::compare_text(std::slice::from_ref(&r), false, opts));
-        })
+        timed(
+            5,
+            || (),
+            |()| {
+                let r = engine::run(&scn, &mut SimBackend::new(), v).expect("run");
+                std::hint::black_box(crate::report::compare_text(
+                    std::slice::from_ref(&r),
+                    false,
+                    opts,
+                ));
+            },
+        )
     };
     let runs = [run_of(&v612), run_of(&v618)];
     let run = runs[0].max(runs[1]);
     let variants = [v612, v618];
-    let cmp = timed(5, || (), |()| {
-        let rs = crate::run_variants(&scn, &variants).expect("compare runs");
-        std::hint::black_box(crate::report::compare_text(&rs, false, opts));
-    });
+    let cmp = timed(
+        5,
+        || (),
+        |()| {
+            let rs = crate::run_variants(&scn, &variants).expect("compare runs");
+            std::hint::black_box(crate::report::compare_text(&rs, false, opts));
+        },
+    );
     let ratio = cmp / run;
     figs.push(Figure {
         name: "compare_2_vs_run".into(),

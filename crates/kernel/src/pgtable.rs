@@ -360,9 +360,7 @@ impl PageTables {
         let mut first = (pmd_slot(from) & 511) as usize;
         let last_key = (end - 1) >> PUD_SHIFT;
         while key <= last_key {
-            let Some(slot) = self.pmds.get(usize::try_from(key).ok()?) else {
-                return None;
-            };
+            let slot = self.pmds.get(usize::try_from(key).ok()?)?;
             if let Some(t) = slot {
                 // Only entries below `end` in the last region.
                 let stop = if key == last_key {

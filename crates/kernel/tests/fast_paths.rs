@@ -49,6 +49,29 @@ fn model() -> (Kernel, u32) {
     (k, pid)
 }
 
+/// `model()`, MADV_HUGEPAGE or not, runs of accesses (`pre`: first page, pages, write), and
+/// one read-only 2 MiB block if `ro_part`.
+fn prepared(hugepage: bool, pre: &[(u64, u64, bool)], ro_part: bool) -> (Kernel, u32) {
+    let (mut k, pid) = model();
+    if hugepage {
+        k.madvise(pid, BASE, LEN, Advice::Hugepage).unwrap();
+    }
+    for &(p, n, w) in pre {
+        let kind = if w {
+            AccessKind::Write
+        } else {
+            AccessKind::Read
+        };
+        for i in 0..n {
+            let _ = k.access(pid, BASE + (p + i) * K4, kind);
+        }
+    }
+    if ro_part {
+        let _ = k.mprotect(pid, BASE + 4 * M2, M2, Prot::R);
+    }
+    (k, pid)
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Touch { page: u64, n: u64, write: bool },
@@ -187,20 +210,7 @@ proptest! {
         picks in prop::collection::vec(0u64..4096, 0..6000),
         pattern in prop_oneof![Just(AccessPattern::Read), Just(AccessPattern::Write), Just(AccessPattern::ReadWrite)],
     ) {
-        let (mut k, pid) = model();
-        if hugepage {
-            k.madvise(pid, BASE, LEN, Advice::Hugepage).unwrap();
-        }
-        for (p, n, w) in pre {
-            let mut a = BASE + p * K4;
-            for _ in 0..n {
-                let _ = k.access(pid, a, if w { AccessKind::Write } else { AccessKind::Read });
-                a += K4;
-            }
-        }
-        if ro_part {
-            let _ = k.mprotect(pid, BASE + 4 * M2, M2, Prot::R);
-        }
+        let (mut k, pid) = prepared(hugepage, &pre, ro_part);
         if none_part {
             let _ = k.mprotect(pid, BASE + 6 * M2, 2 * M2, Prot::NONE);
         }
@@ -238,20 +248,7 @@ proptest! {
         write in any::<bool>(),
         ro_part in any::<bool>(),
     ) {
-        let (mut k, pid) = model();
-        if hugepage {
-            k.madvise(pid, BASE, LEN, Advice::Hugepage).unwrap();
-        }
-        for (p, n, w) in pre {
-            let mut a = BASE + p * K4;
-            for _ in 0..n {
-                let _ = k.access(pid, a, if w { AccessKind::Write } else { AccessKind::Read });
-                a += K4;
-            }
-        }
-        if ro_part {
-            let _ = k.mprotect(pid, BASE + 4 * M2, M2, Prot::R);
-        }
+        let (k, pid) = prepared(hugepage, &pre, ro_part);
         let advice = if write { Advice::PopulateWrite } else { Advice::PopulateRead };
         let (s, e) = (BASE + start * K4, BASE + (start + pages).min(4096) * K4);
         let mut fast = k.clone();
