@@ -280,7 +280,7 @@ fn prealloc_and_precopy(figs: &mut Vec<Figure>, quick: bool) {
         let pages = size / 4096 * 9 / 10;
         let ns = secs * 1e9 / pages as f64;
         figs.push(Figure {
-            name: "precopy_ns_per_page".into(),
+            name: format!("precopy_ns_per_page_{}g", size / GIB),
             value: ns,
             unit: "ns/page",
             target: "<= 0.25 (4 TiB in < 1 s)",

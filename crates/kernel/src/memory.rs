@@ -559,6 +559,14 @@ impl Kernel {
         } else {
             Vec::new()
         };
+        // Past a few MiB, random stores into `stores` miss the caches: they are queued per
+        // bucket of BUCKET slots (a cache-sized part of `stores`) and applied a bucket at a time.
+        let bucketed = nslots > BUCKET;
+        let mut queued: Vec<Vec<u32>> = if write && bucketed {
+            vec![Vec::new(); nslots.div_ceil(BUCKET)]
+        } else {
+            Vec::new()
+        };
         let mut result = Ok(());
         for off in offsets {
             let a = start + off;
@@ -566,8 +574,17 @@ impl Kernel {
             let slot = (rel >> crate::types::PMD_SHIFT) as usize;
             if fast[slot / 64] & (1 << (slot % 64)) != 0 {
                 if write {
-                    let i = ((rel >> PAGE_SHIFT) & 511) as usize;
-                    stores[slot][i / 64] |= 1 << (i % 64);
+                    let i = (rel >> PAGE_SHIFT) & 511;
+                    if bucketed {
+                        let q = &mut queued[slot / BUCKET];
+                        // The page within its bucket: below BUCKET * 512 = 2^21.
+                        q.push(((slot % BUCKET) as u32) << 9 | i as u32);
+                        if q.len() >= QUEUE {
+                            drain_stores(&mut stores, slot / BUCKET, q);
+                        }
+                    } else {
+                        stores[slot][(i / 64) as usize] |= 1 << (i % 64);
+                    }
                 }
                 continue;
             }
@@ -599,6 +616,9 @@ impl Kernel {
                 break;
             }
         }
+        for (b, q) in queued.iter_mut().enumerate() {
+            drain_stores(&mut stores, b, q);
+        }
         for (w, &bits) in fast.iter().enumerate() {
             let mut bits = if write { bits } else { 0 };
             while bits != 0 {
@@ -615,6 +635,22 @@ impl Kernel {
         }
         result
     }
+}
+
+/// PMD slots per bucket of `access_list`'s queued stores (64 KiB of their bitmaps).
+const BUCKET: usize = 1024;
+/// Stores queued per bucket before they are applied.
+const QUEUE: usize = 1 << 13;
+
+/// Applies and empties bucket `b`'s queued stores (page `p` of the bucket: slot `p >> 9`,
+/// page `p & 511`).
+fn drain_stores(stores: &mut [[u64; 8]], b: usize, q: &mut Vec<u32>) {
+    let first = b * BUCKET;
+    for &p in q.iter() {
+        let (slot, i) = (first + (p >> 9) as usize, p & 511);
+        stores[slot][(i / 64) as usize] |= 1 << (i % 64);
+    }
+    q.clear();
 }
 
 /// `anon_beside_full` (a knob of this project's host kernel build, not in mainline 6.18):

@@ -268,3 +268,63 @@ proptest! {
         fast.check_invariants().map_err(|e| TestCaseError::fail(e.to_string()))?;
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// A range of more than 4096 PMD slots, so `access_list` queues its stores per bucket.
+    #[test]
+    fn access_list_over_a_large_range_equals_per_address_access(
+        blocks in prop::collection::vec(0u64..(1 << 14), 1..24),
+        picks in prop::collection::vec((0usize..24, 0u64..512), 16384..20000),
+        pattern in prop_oneof![Just(AccessPattern::Write), Just(AccessPattern::ReadWrite)],
+        pre_write in any::<bool>(),
+        max_ptes_none in 0u32..512,
+    ) {
+        const BIG: u64 = 32 << 30;
+        // The underused shrinker's threshold probes the recorded content of each THP.
+        let mut cfg = KernelConfig::default();
+        cfg.sysfs.set("khugepaged.max_ptes_none", &max_ptes_none.to_string()).unwrap();
+        let mut k = Kernel::new(cfg).unwrap();
+        let pid = k.spawn();
+        k.mmap(pid, BASE, BIG, Prot::RW, MapFlags::default()).unwrap();
+        k.madvise(pid, BASE, BIG, Advice::Hugepage).unwrap();
+        // Some blocks THP-backed (a write) or huge-zero-backed (a read), the rest empty.
+        for (j, b) in blocks.iter().enumerate() {
+            if j % 3 != 2 {
+                let kind = if pre_write || j % 3 == 0 { AccessKind::Write } else { AccessKind::Read };
+                let _ = k.access(pid, BASE + b * M2, kind);
+            }
+        }
+        let offs: Vec<u64> = picks
+            .iter()
+            .map(|&(j, p)| blocks[j % blocks.len()] * M2 + p * K4)
+            .collect();
+        let mut fast = k.clone();
+        let mut slow = k;
+        let rf = fast.access_list(pid, (BASE, BASE + BIG), offs.iter().copied(), pattern);
+        let mut rs = Ok(());
+        'all: for off in &offs {
+            for (on, kind) in [(pattern.reads(), AccessKind::Read), (pattern.writes(), AccessKind::Write)] {
+                if on {
+                    rs = slow.access(pid, BASE + off, kind);
+                    if rs.is_err() {
+                        break 'all;
+                    }
+                }
+            }
+        }
+        prop_assert_eq!(rf, rs);
+        let st = |k: &Kernel| format!(
+            "{:?}\n{:?}\n{:?}\n{:?}",
+            k.task(pid).map(|t| (t.minflt, t.majflt)),
+            k.counters(),
+            k.page_map(pid, BASE, BASE + BIG),
+            k.smaps(pid, BASE, BASE + BIG)
+        );
+        prop_assert_eq!(st(&fast), st(&slow));
+        fast.shrink();
+        slow.shrink();
+        prop_assert_eq!(st(&fast), st(&slow));
+    }
+}
