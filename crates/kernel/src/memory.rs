@@ -578,7 +578,7 @@ impl Kernel {
                     if bucketed {
                         let q = &mut queued[slot / BUCKET];
                         // The page within its bucket: below BUCKET * 512 = 2^21.
-                        q.push(((slot % BUCKET) as u32) << 9 | i as u32);
+                        q.push(crate::util::to_u32((slot % BUCKET) << 9 | i as usize));
                         if q.len() >= QUEUE {
                             drain_stores(&mut stores, slot / BUCKET, q);
                         }

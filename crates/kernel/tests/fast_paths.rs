@@ -72,6 +72,26 @@ fn prepared(hugepage: bool, pre: &[(u64, u64, bool)], ro_part: bool) -> (Kernel,
     (k, pid)
 }
 
+/// The reference for `access_list`: `access` at each `base + off` in order (the pattern's
+/// read, then its write), stopping at the first signal.
+fn per_address(
+    k: &mut Kernel,
+    pid: u32,
+    base: u64,
+    offs: &[u64],
+    pattern: AccessPattern,
+) -> Result<(), thpsim_kernel::errno::Signal> {
+    for off in offs {
+        if pattern.reads() {
+            k.access(pid, base + off, AccessKind::Read)?;
+        }
+        if pattern.writes() {
+            k.access(pid, base + off, AccessKind::Write)?;
+        }
+    }
+    Ok(())
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Touch { page: u64, n: u64, write: bool },
@@ -220,17 +240,7 @@ proptest! {
         let mut fast = k.clone();
         let mut slow = k;
         let rf = fast.access_list(pid, (s, e), offs.iter().copied(), pattern);
-        let mut rs = Ok(());
-        'all: for off in &offs {
-            for (on, kind) in [(pattern.reads(), AccessKind::Read), (pattern.writes(), AccessKind::Write)] {
-                if on {
-                    rs = slow.access(pid, s + off, kind);
-                    if rs.is_err() {
-                        break 'all;
-                    }
-                }
-            }
-        }
+        let rs = per_address(&mut slow, pid, s, &offs, pattern);
         prop_assert_eq!(rf, rs);
         prop_assert_eq!(state(&fast, &[pid]), state(&slow, &[pid]));
         fast.shrink();
@@ -303,17 +313,7 @@ proptest! {
         let mut fast = k.clone();
         let mut slow = k;
         let rf = fast.access_list(pid, (BASE, BASE + BIG), offs.iter().copied(), pattern);
-        let mut rs = Ok(());
-        'all: for off in &offs {
-            for (on, kind) in [(pattern.reads(), AccessKind::Read), (pattern.writes(), AccessKind::Write)] {
-                if on {
-                    rs = slow.access(pid, BASE + off, kind);
-                    if rs.is_err() {
-                        break 'all;
-                    }
-                }
-            }
-        }
+        let rs = per_address(&mut slow, pid, BASE, &offs, pattern);
         prop_assert_eq!(rf, rs);
         let st = |k: &Kernel| format!(
             "{:?}\n{:?}\n{:?}\n{:?}",
