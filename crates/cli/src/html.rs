@@ -454,6 +454,24 @@ pub fn runs_page(rs: &[RunResult]) -> String {
         );
     }
     b.push_str("</ul>");
+    // Every variant's numeric observables per checkpoint, built once (the plots look values
+    // up by name; rebuilding a checkpoint's list per observable was quadratic).
+    let ints: Vec<Vec<std::collections::HashMap<String, i64>>> = rs
+        .iter()
+        .map(|r| {
+            r.checkpoints
+                .iter()
+                .map(|c| {
+                    obs::checkpoint_obs(c, false)
+                        .into_iter()
+                        .filter_map(|o| o.value.int().map(|v| (o.name, v)))
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let int_at =
+        |ri: usize, ci: usize, name: &str| ints[ri].get(ci).and_then(|m| m.get(name)).copied();
     // Per-checkpoint counter plots across variants.
     b.push_str("<h2>Counters per checkpoint</h2><div class=\"plots\" id=\"checkpoint-plots\">");
     for (ci, c) in first.checkpoints.iter().enumerate() {
@@ -462,19 +480,8 @@ pub fn runs_page(rs: &[RunResult]) -> String {
             if matches!(o.group, "smaps" | "pages") {
                 continue;
             }
-            let vals: Vec<i64> = rs
-                .iter()
-                .map(|r| {
-                    r.checkpoints
-                        .get(ci)
-                        .and_then(|c| {
-                            obs::checkpoint_obs(c, false)
-                                .into_iter()
-                                .find(|x| x.name == o.name)
-                                .and_then(|x| x.value.int())
-                        })
-                        .unwrap_or(0)
-                })
+            let vals: Vec<i64> = (0..rs.len())
+                .map(|ri| int_at(ri, ci, &o.name).unwrap_or(0))
                 .collect();
             if vals.iter().any(|v| *v != 0) {
                 bars.push((o.name, vals));
@@ -502,17 +509,10 @@ pub fn runs_page(rs: &[RunResult]) -> String {
         for name in names {
             let series: Vec<(String, Vec<Option<f64>>)> = rs
                 .iter()
-                .map(|r| {
-                    let v = r
-                        .checkpoints
-                        .iter()
-                        .map(|c| {
-                            obs::checkpoint_obs(c, false)
-                                .into_iter()
-                                .find(|x| x.name == name)
-                                .and_then(|x| x.value.int())
-                                .map(|v| v as f64)
-                        })
+                .enumerate()
+                .map(|(ri, r)| {
+                    let v = (0..r.checkpoints.len())
+                        .map(|ci| int_at(ri, ci, &name).map(|v| v as f64))
                         .collect();
                     (r.variant.clone(), v)
                 })

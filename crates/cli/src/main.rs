@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use thpsim_scenario::backend::Backend;
+use thpsim_scenario::backend::{Backend, BackendError};
 use thpsim_scenario::engine::{self, RunResult, Variant};
 use thpsim_scenario::sim::SimBackend;
 use thpsim_scenario::Scenario;
@@ -357,23 +357,43 @@ pub(crate) fn run_on(
     backend: &mut dyn Backend,
     variant: &Variant,
 ) -> Result<RunResult, ExitCode> {
-    engine::run(scn, backend, variant).map_err(|e| {
-        eprintln!(
-            "thpsim: {}: {}{}",
-            scn.file,
-            if e.is_not_runnable() {
-                "not runnable: "
-            } else {
-                ""
-            },
-            e.message()
-        );
-        ExitCode::from(if e.is_not_runnable() {
-            EXIT_CANNOT_RUN
+    engine::run(scn, backend, variant).map_err(|e| run_error(scn, &e))
+}
+
+/// Reports a failed run; the exit code for it.
+fn run_error(scn: &Scenario, e: &BackendError) -> ExitCode {
+    eprintln!(
+        "thpsim: {}: {}{}",
+        scn.file,
+        if e.is_not_runnable() {
+            "not runnable: "
         } else {
-            1
-        })
+            ""
+        },
+        e.message()
+    );
+    ExitCode::from(if e.is_not_runnable() {
+        EXIT_CANNOT_RUN
+    } else {
+        1
     })
+}
+
+/// Runs every variant on the model, on all cores; results in variant order, so the output
+/// does not depend on the number of threads. The first failing variant (in order) is
+/// reported, as a serial loop would.
+pub(crate) fn run_variants(
+    scn: &Scenario,
+    variants: &[Variant],
+) -> Result<Vec<RunResult>, ExitCode> {
+    use rayon::prelude::*;
+    let runs: Vec<Result<RunResult, BackendError>> = variants
+        .par_iter()
+        .map(|v| engine::run(scn, &mut model_backend(), v))
+        .collect();
+    runs.into_iter()
+        .map(|r| r.map_err(|e| run_error(scn, &e)))
+        .collect()
 }
 
 fn print_json<T: serde::Serialize>(v: &T) {
@@ -522,17 +542,15 @@ fn main() -> ExitCode {
             if variants.is_empty() {
                 return usage_error("compare needs at least one --kernel, --set or --variant");
             }
-            let mut results = Vec::new();
             for v in &variants {
                 if let Err(e) = engine::plan(&scn, v) {
                     return usage_error(e);
                 }
-                let mut be = model_backend();
-                match run_on(&scn, &mut be, v) {
-                    Ok(r) => results.push(r),
-                    Err(c) => return c,
-                }
             }
+            let results = match run_variants(&scn, &variants) {
+                Ok(r) => r,
+                Err(c) => return c,
+            };
             let opts = report::TextOpts { pages_full };
             match if json { Format::Json } else { format } {
                 Format::Json => print_json(&report::CompareJson::new(&results)),

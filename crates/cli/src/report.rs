@@ -240,7 +240,8 @@ pub fn compare_rows(results: &[RunResult], all: bool) -> Vec<Row> {
     let mut rows: Vec<(usize, Row)> = Vec::new();
     let first = &results[0];
     for (ci, c) in first.checkpoints.iter().enumerate() {
-        let others: Vec<Option<std::collections::HashMap<String, Val>>> = results
+        // Each variant's observables are built once and moved into the rows (no clones).
+        let mut others: Vec<Option<std::collections::HashMap<String, Val>>> = results[1..]
             .iter()
             .map(|r| {
                 r.checkpoints.get(ci).map(|c| {
@@ -252,12 +253,15 @@ pub fn compare_rows(results: &[RunResult], all: bool) -> Vec<Row> {
             })
             .collect();
         for o in obs::checkpoint_obs(c, true) {
-            let values: Vec<Option<Val>> = others
-                .iter()
-                .map(|m| m.as_ref().and_then(|m| m.get(&o.name).cloned()))
-                .collect();
+            let mut values: Vec<Option<Val>> = Vec::with_capacity(results.len());
+            values.push(Some(o.value));
+            values.extend(
+                others
+                    .iter_mut()
+                    .map(|m| m.as_mut().and_then(|m| m.remove(&o.name))),
+            );
             let differs = values.windows(2).any(|w| w[0] != w[1]);
-            let is_map = matches!(o.value, Val::Text(_));
+            let is_map = matches!(values[0], Some(Val::Text(_)));
             let nonzero = values.iter().flatten().any(|v| !v.is_zero());
             if all || differs || nonzero || is_map {
                 rows.push((

@@ -190,3 +190,41 @@ fn completions_and_man_page_come_from_the_commands() {
     assert_eq!(code, 0);
     assert!(man.contains(".TH thpsim 1") && man.contains("sweep"));
 }
+
+#[test]
+fn compare_output_does_not_depend_on_the_thread_count() {
+    // Variants run in parallel; the report must be the same on one thread and on many.
+    let p = dir().join("threads.thps");
+    std::fs::write(
+        &p,
+        "memory 256M\nmmap buf 8M anon private rw align=2M\nmadvise buf HUGEPAGE\nread buf stride=2M\ncheckpoint read\nwrite buf random=50% seed=3\nfork child\nwrite buf+2M 2M\ncheckpoint written\n",
+    )
+    .unwrap();
+    let run = |threads: &str, json: bool| {
+        let mut args = vec!["compare".to_string(), p.to_str().unwrap().to_string()];
+        for k in ["6.12", "6.18", "6.12"] {
+            args.extend(["--kernel".to_string(), k.to_string()]);
+        }
+        args.extend(["--set".to_string(), "use_zero_page=0".to_string()]);
+        if json {
+            args.push("--json".into());
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_thpsim"))
+            .args(&args)
+            .env("RAYON_NUM_THREADS", threads)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for json in [false, true] {
+        let one = run("1", json);
+        assert!(one.contains("6.12") && one.contains("6.18"), "{one}");
+        assert_eq!(one, run("4", json));
+        assert_eq!(one, run("3", json));
+    }
+}

@@ -324,6 +324,22 @@ impl Folios {
         }
     }
 
+    /// `set_nonzero` for every page whose bit is set in `mask` (page `i` is bit `i % 64` of
+    /// word `i / 64`), for a PMD-sized folio: one lookup for up to 512 stores.
+    pub(crate) fn set_nonzero_mask(&mut self, id: FolioId, mask: &[u64; 8]) {
+        let f = &mut self.slots[id.index()];
+        if f.meta == u32::MAX {
+            if mask.iter().any(|w| *w != 0) {
+                f.flags |= flags::NONZERO;
+            }
+        } else {
+            let nz = &mut self.large[f.meta as usize].nonzero;
+            for (w, m) in nz.iter_mut().zip(mask) {
+                *w |= m;
+            }
+        }
+    }
+
     pub(crate) fn is_nonzero(&self, id: FolioId, idx: u32) -> bool {
         let f = &self.slots[id.index()];
         if f.meta == u32::MAX {

@@ -75,17 +75,19 @@ impl Kernel {
             return Ok(());
         }
         let mut region = vma.start & !(PUD_SIZE - 1);
-        while region < vma.end {
+        while let Some(key) = self.mms[pmi]
+            .pgt
+            .next_pmd_table_key(region >> PUD_SHIFT, vma.end.div_ceil(PUD_SIZE))
+        {
+            region = key << PUD_SHIFT;
             let (rs, re) = (vma.start.max(region), vma.end.min(region + PUD_SIZE));
             region += PUD_SIZE;
-            if !self.mms[pmi].pgt.has_pmd_table(rs) {
-                continue;
-            }
             if !self.pmd_alloc(cmi, rs) {
                 return Err(());
             }
             let mut slot = rs & PMD_MASK;
-            while slot < re {
+            while let Some(next) = self.next_pmd_slot(pmi, slot, re) {
+                slot = next;
                 let (s, e) = (rs.max(slot), re.min(slot + PMD_SIZE));
                 let pmd = self.mms[pmi].pgt.pmd(slot);
                 if pmd.is_huge() {

@@ -10,7 +10,7 @@ use crate::folio::flags;
 use crate::ids::MmId;
 use crate::mm::vmf;
 use crate::pgtable::{Pte, DIRTY, PROTNONE, WRITE, YOUNG};
-use crate::types::{Pid, PAGE_SIZE};
+use crate::types::{Pid, PAGE_SIZE, PMD_MASK, PMD_SIZE};
 use crate::Kernel;
 
 /// The GUP flags the model distinguishes (`FOLL_*`, `include/linux/mm_types.h`).
@@ -124,7 +124,13 @@ impl Kernel {
                         }
                     }
                 }
-                addr += PAGE_SIZE;
+                // follow_page_mask() returns a huge PMD's page mask: GUP goes on after the
+                // huge page (every later page of it would be found the same way).
+                addr = if self.mms[mmi].pgt.pmd(addr).is_huge() {
+                    ((addr & PMD_MASK) + PMD_SIZE).min(e)
+                } else {
+                    addr + PAGE_SIZE
+                };
             }
         }
         Ok(())

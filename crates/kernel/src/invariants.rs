@@ -6,7 +6,7 @@ use crate::folio::flags;
 use crate::ids::{FolioId, MmId};
 use crate::mm::vmf;
 use crate::pgtable::WRITE;
-use crate::types::{HPAGE_PMD_NR, PMD_SHIFT, PMD_SIZE, PUD_SHIFT};
+use crate::types::{HPAGE_PMD_NR, PMD_SIZE};
 use crate::util::{to_i64, to_u32};
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
@@ -76,16 +76,13 @@ impl Kernel {
             let mut table_pmds = 0usize;
             let mut rss = 0u64;
             let mut has_huge_zero = false;
-            for key in mm.pgt.pmd_table_keys() {
-                let table = mm.pgt.pmd_table(key).expect("pmd table");
-                for (i, pmd) in table.iter().enumerate() {
-                    if pmd.is_none() {
-                        continue;
-                    }
-                    let slot = (key << PUD_SHIFT) | ((i as u64) << PMD_SHIFT);
+            {
+                for (slot, pmd) in mm.pgt.populated_pmds(0, u64::MAX) {
                     // Any VMA overlapping the slot (one may lie strictly inside it).
-                    let first = mm.vma_starts_in(slot, slot + PMD_SIZE).first().copied();
-                    let Some(vma) = first.map(|s| &mm.vmas[&s]) else {
+                    let first = mm
+                        .vma_at(slot)
+                        .or_else(|| mm.vmas.range(slot..slot + PMD_SIZE).next().map(|(_, v)| v));
+                    let Some(vma) = first else {
                         return Err(ctx(format!(
                             "page table entry {pmd:?} at {slot:#x} outside any VMA"
                         )));

@@ -291,6 +291,24 @@ impl Kernel {
                     let Some(v) = self.mms[mmi].vma_at(addr).copied() else {
                         break;
                     };
+                    // Blocks of a region without a PMD table are SCAN_PMD_NULL, each
+                    // costing HPAGE_PMD_NR of the budget and nothing else: take as many as
+                    // the budget allows at once, ending where the last one would.
+                    if let Some(run_end) = self.pmd_null_run(mmi, &v, addr, hend) {
+                        let blocks = (run_end - addr) >> PMD_SHIFT;
+                        let affordable = pages
+                            .saturating_sub(progress)
+                            .div_ceil(u64::from(HPAGE_PMD_NR));
+                        let n = blocks.min(affordable.max(1));
+                        *result = ScanResult::PmdNull;
+                        self.khugepaged.address += n << PMD_SHIFT;
+                        progress += n * u64::from(HPAGE_PMD_NR);
+                        if progress >= pages {
+                            finished = false;
+                            break 'vmas;
+                        }
+                        continue;
+                    }
                     *result = self.hpage_collapse_scan_pmd(mmi, &v, addr, true);
                     if *result == ScanResult::Succeed {
                         self.vmstat.pages_collapsed += 1;
@@ -547,6 +565,13 @@ impl Kernel {
             let Some(v) = self.mms[mmi].vma_at(addr).copied() else {
                 break;
             };
+            // A 1 GiB region without a PMD table answers SCAN_PMD_NULL for each of its
+            // blocks inside the VMA, and the loop goes on after it: take them at once.
+            if let Some(skip) = self.pmd_null_run(mmi, &v, addr, hend) {
+                last_fail = Some(ScanResult::PmdNull);
+                addr = skip;
+                continue;
+            }
             let r = self.hpage_collapse_scan_pmd(mmi, &v, addr, false);
             match r {
                 ScanResult::Succeed | ScanResult::PmdMapped => thps += 1,
@@ -577,6 +602,18 @@ impl Kernel {
             Some(ScanResult::PageCount) => Errno::EAGAIN,
             _ => Errno::EINVAL,
         })
+    }
+
+    /// If the 2 MiB block at `haddr` lies in `vma` and in a 1 GiB region without a PMD table,
+    /// the end (at most `hend`) of the run of such blocks from it: each of them is
+    /// `SCAN_PMD_NULL` with no side effect, so scanning them one by one changes nothing.
+    fn pmd_null_run(&self, mmi: MmId, vma: &Vma, haddr: u64, hend: u64) -> Option<u64> {
+        if self.dense_walks || self.mms[mmi].pgt.has_pmd_table(haddr) || haddr < vma.start {
+            return None;
+        }
+        let region_end = (haddr | (crate::types::PUD_SIZE - 1)) + 1;
+        let run_end = region_end.min(hend).min(vma.end & PMD_MASK);
+        (run_end > haddr).then_some(run_end)
     }
 
     /// Adds a PMD mapping to an existing folio (in-place collapse).

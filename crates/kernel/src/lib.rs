@@ -39,6 +39,7 @@ pub mod userfaultfd;
 pub(crate) mod userfaultfd_ctx;
 pub mod util;
 pub mod vmstat;
+pub(crate) mod walk;
 
 pub use invariants::InvariantViolation;
 
@@ -103,6 +104,8 @@ pub struct Kernel {
     pub(crate) now_ms: u64,
     /// userfaultfd messages delivered, all processes.
     pub uffd_stats: userfaultfd_ctx::MsgStats,
+    /// Walks visit every slot, not only populated ones (`walk::set_dense_walks`, tests).
+    pub(crate) dense_walks: bool,
 }
 
 impl Kernel {
@@ -133,6 +136,7 @@ impl Kernel {
             khugepaged: khugepaged::KhugepagedState::default(),
             now_ms: 0,
             uffd_stats: userfaultfd_ctx::MsgStats::default(),
+            dense_walks: false,
         })
     }
 

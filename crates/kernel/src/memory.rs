@@ -515,6 +515,144 @@ impl Kernel {
     }
 }
 
+impl Kernel {
+    /// Accesses at `start + off` for each `off` of `offsets`, in that order (all inside
+    /// `[start, end)`), each a read, a write, or a read then a write (`pattern`). Exactly
+    /// equivalent to calling [`Kernel::access`] for each, stopping at the first signal, but
+    /// built for random orders over large ranges: once an access finds a huge PMD that allows
+    /// the whole pattern, the PMD's accessed/dirty bits are set and later accesses to it only
+    /// set a bit in a per-call bitmap (no page-table or folio load); the stores' content
+    /// reaches each folio in one step per PMD at the end. That is exact because nothing in
+    /// one call but an access inside a PMD changes that PMD or reads its content (a fault
+    /// elsewhere, and the userfaultfd monitor's unprotect of whole blocks, leave it alone or
+    /// only add write permission), and every access to such a PMD is a hit.
+    pub fn access_list(
+        &mut self,
+        pid: Pid,
+        (start, end): (u64, u64),
+        offsets: impl Iterator<Item = u64>,
+        pattern: AccessPattern,
+    ) -> Result<(), Signal> {
+        let (read, write) = (pattern.reads(), pattern.writes());
+        let mmi = self.mm_of(pid);
+        let base = start & crate::types::PMD_MASK;
+        let nslots = usize::try_from((end.max(base) - base).div_ceil(crate::types::PMD_SIZE))
+            .expect("range fits the address space");
+        // The per-call bitmaps cost 64 bytes per slot: worth it only for dense lists.
+        if offsets.size_hint().0 < nslots {
+            for off in offsets {
+                let a = start + off;
+                if read {
+                    self.access(pid, a, AccessKind::Read)?;
+                }
+                if write {
+                    self.access(pid, a, AccessKind::Write)?;
+                }
+            }
+            return Ok(());
+        }
+        // One bit per PMD slot: the slot is a huge PMD allowing the pattern.
+        let mut fast = vec![0u64; nslots.div_ceil(64)];
+        // One bit per page of the fast THP slots: a store to record (words per slot: 8).
+        let mut stores: Vec<[u64; 8]> = if write && nslots > 0 {
+            vec![[0; 8]; nslots]
+        } else {
+            Vec::new()
+        };
+        // Past a few MiB, random stores into `stores` miss the caches: they are queued per
+        // bucket of BUCKET slots (a cache-sized part of `stores`) and applied a bucket at a time.
+        let bucketed = nslots > BUCKET;
+        let mut queued: Vec<Vec<u32>> = if write && bucketed {
+            vec![Vec::new(); nslots.div_ceil(BUCKET)]
+        } else {
+            Vec::new()
+        };
+        let mut result = Ok(());
+        for off in offsets {
+            let a = start + off;
+            let rel = a - base;
+            let slot = (rel >> crate::types::PMD_SHIFT) as usize;
+            if fast[slot / 64] & (1 << (slot % 64)) != 0 {
+                if write {
+                    let i = (rel >> PAGE_SHIFT) & 511;
+                    if bucketed {
+                        let q = &mut queued[slot / BUCKET];
+                        // The page within its bucket: below BUCKET * 512 = 2^21.
+                        q.push(crate::util::to_u32((slot % BUCKET) << 9 | i as usize));
+                        if q.len() >= QUEUE {
+                            drain_stores(&mut stores, slot / BUCKET, q);
+                        }
+                    } else {
+                        stores[slot][(i / 64) as usize] |= 1 << (i % 64);
+                    }
+                }
+                continue;
+            }
+            let pmd = self.mms[mmi].pgt.pmd(a);
+            if pmd.is_huge() && !pmd.has(PROTNONE) && (!write || pmd.has(WRITE)) {
+                fast[slot / 64] |= 1 << (slot % 64);
+                let e = self.mms[mmi].pgt.pmd_mut(a).expect("pmd");
+                e.set(YOUNG, true);
+                if write {
+                    e.set(DIRTY, true);
+                    let i = ((rel >> PAGE_SHIFT) & 511) as usize;
+                    stores[slot][i / 64] |= 1 << (i % 64);
+                }
+                continue;
+            }
+            let r = if read {
+                self.access(pid, a, AccessKind::Read)
+            } else {
+                Ok(())
+            };
+            result = r.and_then(|()| {
+                if write {
+                    self.access(pid, a, AccessKind::Write)
+                } else {
+                    Ok(())
+                }
+            });
+            if result.is_err() {
+                break;
+            }
+        }
+        for (b, q) in queued.iter_mut().enumerate() {
+            drain_stores(&mut stores, b, q);
+        }
+        for (w, &bits) in fast.iter().enumerate() {
+            let mut bits = if write { bits } else { 0 };
+            while bits != 0 {
+                let slot = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let mask = &stores[slot];
+                let pmd = self.mms[mmi]
+                    .pgt
+                    .pmd(base + (slot as u64) * crate::types::PMD_SIZE);
+                if pmd.is_thp() {
+                    self.folios.set_nonzero_mask(pmd.folio(), mask);
+                }
+            }
+        }
+        result
+    }
+}
+
+/// PMD slots per bucket of `access_list`'s queued stores (64 KiB of their bitmaps).
+const BUCKET: usize = 1024;
+/// Stores queued per bucket before they are applied.
+const QUEUE: usize = 1 << 13;
+
+/// Applies and empties bucket `b`'s queued stores (page `p` of the bucket: slot `p >> 9`,
+/// page `p & 511`).
+fn drain_stores(stores: &mut [[u64; 8]], b: usize, q: &mut Vec<u32>) {
+    let first = b * BUCKET;
+    for &p in q.iter() {
+        let (slot, i) = (first + (p >> 9) as usize, p & 511);
+        stores[slot][(i / 64) as usize] |= 1 << (i % 64);
+    }
+    q.clear();
+}
+
 /// `anon_beside_full` (a knob of this project's host kernel build, not in mainline 6.18):
 /// an mTHP block may be allocated on an anonymous fault only if the block of the same size
 /// just before or just after it is full — every PTE present (the shared zero page counts) —

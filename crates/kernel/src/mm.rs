@@ -161,6 +161,12 @@ impl Mm {
         self.vma_at(addr).map(|v| v.start)
     }
 
+    /// Whether any VMA overlaps `[start, end)` (`vma_starts_in` without the allocation, for
+    /// per-slot checks in walks).
+    pub fn has_vma_in(&self, start: u64, end: u64) -> bool {
+        self.vma_at(start).is_some() || self.vmas.range(start..end).next().is_some()
+    }
+
     /// VMAs overlapping `[start, end)`, in address order (cloned keys).
     pub fn vma_starts_in(&self, start: u64, end: u64) -> Vec<u64> {
         let first = self.vma_start_at(start);

@@ -175,7 +175,8 @@ impl Kernel {
     /// lock-free fast path) clears the PMD and frees the table.
     fn zap_range_details(&mut self, mmi: MmId, start: u64, end: u64, reclaim_pt: bool) {
         let mut slot = start & PMD_MASK;
-        while slot < end {
+        while let Some(next) = self.next_pmd_slot(mmi, slot, end) {
+            slot = next;
             let s = start.max(slot);
             let e = end.min(slot + PMD_SIZE);
             let pmd = self.mms[mmi].pgt.pmd(slot);
@@ -254,12 +255,11 @@ impl Kernel {
     /// `free_pgtables` after an unmap of `[start, end)`: PTE tables of PMD slots no VMA
     /// overlaps any more are freed, and PMD tables of 1 GiB regions no VMA overlaps.
     pub(crate) fn free_pgtables(&mut self, mmi: MmId, start: u64, end: u64) {
+        // Only populated slots can hold a table (a none PMD has nothing to free).
         let mut slot = start & PMD_MASK;
-        while slot < end {
-            if self.mms[mmi]
-                .vma_starts_in(slot, slot + PMD_SIZE)
-                .is_empty()
-            {
+        while let Some(next) = self.next_pmd_slot(mmi, slot, end) {
+            slot = next;
+            if !self.mms[mmi].has_vma_in(slot, slot + PMD_SIZE) {
                 if self.mms[mmi].pgt.pmd(slot).is_table() {
                     self.free_pte_table_at(mmi, slot);
                 }
@@ -268,7 +268,11 @@ impl Kernel {
             slot += PMD_SIZE;
         }
         let mut pud = start & !(PUD_SIZE - 1);
-        while pud < end {
+        while let Some(key) = self.mms[mmi]
+            .pgt
+            .next_pmd_table_key(pud >> crate::types::PUD_SHIFT, end.div_ceil(PUD_SIZE))
+        {
+            pud = key << crate::types::PUD_SHIFT;
             // Only an empty PMD table goes: with several VMAs gone at once (exit), the PTE
             // tables of later ones are freed in their own pass first.
             let key = pud >> crate::types::PUD_SHIFT;
@@ -276,7 +280,7 @@ impl Kernel {
                 .pgt
                 .pmd_table(key)
                 .is_some_and(|t| t.iter().all(|p| p.is_none()));
-            if empty && self.mms[mmi].vma_starts_in(pud, pud + PUD_SIZE).is_empty() {
+            if empty && !self.mms[mmi].has_vma_in(pud, pud + PUD_SIZE) {
                 let pfn = self.mms[mmi].pgt.remove_pmd_table(key).expect("pmd table");
                 self.free_pgtable_page(pfn);
             }

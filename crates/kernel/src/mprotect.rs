@@ -83,7 +83,8 @@ impl Kernel {
         let accessible = flags & vmf::PROT_MASK != 0;
         let writable = flags & vmf::WRITE != 0;
         let mut slot = start & PMD_MASK;
-        while slot < end {
+        while let Some(next) = self.next_pmd_slot(mmi, slot, end) {
+            slot = next;
             let (s, e) = (start.max(slot), end.min(slot + PMD_SIZE));
             let pmd = self.mms[mmi].pgt.pmd(slot);
             if pmd.is_huge() && (s != slot || e != slot + PMD_SIZE) {

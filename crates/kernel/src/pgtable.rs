@@ -347,6 +347,56 @@ impl PageTables {
             .collect()
     }
 
+    /// The next PMD slot a page-table walk of `[from, end)` has to visit: the first 2 MiB
+    /// slot (its aligned address; the one containing `from` counts) below `end` whose PMD
+    /// entry is not none. Regions without a PMD table and none entries are skipped as the
+    /// kernel's `pud_none`/`pmd_none` checks with `p?d_addr_end` skip them, so a walk costs
+    /// O(populated page tables), not O(range).
+    pub fn next_pmd_slot(&self, from: u64, end: u64) -> Option<u64> {
+        if from >= end {
+            return None;
+        }
+        let mut key = from >> PUD_SHIFT;
+        let mut first = (pmd_slot(from) & 511) as usize;
+        let last_key = (end - 1) >> PUD_SHIFT;
+        while key <= last_key {
+            let slot = self.pmds.get(usize::try_from(key).ok()?)?;
+            if let Some(t) = slot {
+                // Only entries below `end` in the last region.
+                let stop = if key == last_key {
+                    (pmd_slot(end - 1) & 511) as usize + 1
+                } else {
+                    PTRS_PER_PMD
+                };
+                if let Some(i) = t[first..stop].iter().position(|p| !p.is_none()) {
+                    return Some((key << PUD_SHIFT) | (((first + i) as u64) << PMD_SHIFT));
+                }
+            }
+            key += 1;
+            first = 0;
+        }
+        None
+    }
+
+    /// The populated PMD slots of `[start, end)` in address order, with their entries (a
+    /// read-only walk: observation, the invariant checker). See `next_pmd_slot`.
+    pub fn populated_pmds(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, Pmd)> + '_ {
+        let mut from = start;
+        std::iter::from_fn(move || {
+            let slot = self.next_pmd_slot(from, end)?;
+            from = slot + (1 << PMD_SHIFT);
+            Some((slot, self.pmd(slot)))
+        })
+    }
+
+    /// The next region (`addr >> PUD_SHIFT`) at or after `from_key` and before `end_key`
+    /// that has a PMD table (`pud_none` skipped).
+    pub fn next_pmd_table_key(&self, from_key: u64, end_key: u64) -> Option<u64> {
+        let lo = usize::try_from(from_key).ok()?;
+        let hi = usize::try_from(end_key).ok()?.min(self.pmds.len());
+        (lo..hi).find(|&i| self.pmds[i].is_some()).map(|i| i as u64)
+    }
+
     /// The PMD table of region `key`.
     pub fn pmd_table(&self, key: u64) -> Option<&PmdTable> {
         self.pmds

@@ -221,7 +221,8 @@ impl Kernel {
     /// `madvise_lazy_pte_range`.
     fn madvise_lazy_range(&mut self, mmi: MmId, start: u64, end: u64, advice: LazyAdvice) {
         let mut slot = start & PMD_MASK;
-        while slot < end {
+        while let Some(next) = self.next_pmd_slot(mmi, slot, end) {
+            slot = next;
             let (s, e) = (start.max(slot), end.min(slot + PMD_SIZE));
             let pmd = self.mms[mmi].pgt.pmd(slot);
             if pmd.is_thp() {

@@ -87,10 +87,8 @@ impl Kernel {
             let vma = &mm.vmas[&s];
             let (a, b) = (start.max(vma.start), end.min(vma.end));
             let mut acc = Acc::default();
-            let mut slot = a & PMD_MASK;
-            while slot < b {
+            for (slot, pmd) in self.walk_pmds(mmi, a, b) {
                 let (ps, pe) = (a.max(slot), b.min(slot + PMD_SIZE));
-                let pmd = mm.pgt.pmd(slot);
                 if pmd.is_thp() && self.folios.meta(pmd.folio()).page_mapcount.is_empty() {
                     // No page of the folio is also PTE-mapped: every page has the same
                     // mapcount, so the slot is accounted at once.
@@ -130,7 +128,6 @@ impl Kernel {
                         }
                     }
                 }
-                slot += PMD_SIZE;
             }
             let one = Smaps {
                 size: (b - a) >> 10,
@@ -159,10 +156,20 @@ impl Kernel {
 
     /// What backs each 4 KiB page of `[start, end)`, run-length encoded.
     pub fn page_map(&self, pid: Pid, start: u64, end: u64) -> PageMap {
-        let mm = &self.mms[self.mm_of(pid)];
+        let mmi = self.mm_of(pid);
+        let mm = &self.mms[mmi];
         let mut map = PageMap::new();
         let mut addr = start;
         while addr < end {
+            // Unpopulated slots up to the next populated one are one `None` run.
+            let next = self.next_pmd_slot(mmi, addr, end).unwrap_or(end).max(addr);
+            if next > addr {
+                pagemap_push(&mut map, Backing::None, (next - addr) / PAGE_SIZE);
+                addr = next;
+                if addr >= end {
+                    break;
+                }
+            }
             let slot_end = ((addr & PMD_MASK) + PMD_SIZE).min(end);
             let n = (slot_end - addr) / PAGE_SIZE;
             let pmd = mm.pgt.pmd(addr);

@@ -171,8 +171,16 @@ impl Kernel {
         wp: bool,
         markers: bool,
     ) {
+        // Only installing markers (pgtable_populate_needed) visits none PMDs; otherwise the
+        // walk skips them as change_pmd_range does.
+        let populate = wp && markers;
         let mut slot = start & PMD_MASK;
-        while slot < end {
+        while let Some(next) = if populate {
+            (slot < end).then_some(slot)
+        } else {
+            self.next_pmd_slot(mmi, slot, end)
+        } {
+            slot = next;
             let (s, e) = (start.max(slot), end.min(slot + PMD_SIZE));
             let whole = s == slot && e == slot + PMD_SIZE;
             let pmd = self.mms[mmi].pgt.pmd(slot);

@@ -2,7 +2,7 @@
 
 use thpsim_kernel::errno::OpError;
 use thpsim_kernel::mmap::MapFlags;
-use thpsim_kernel::types::{AccessKind, AccessPattern, Pid};
+use thpsim_kernel::types::{AccessPattern, Pid};
 use thpsim_kernel::userfaultfd::Mfill;
 use thpsim_kernel::{Kernel, KernelConfig};
 
@@ -251,27 +251,21 @@ impl Backend for SimBackend {
                 pattern,
                 subset,
             } => {
-                let (read, write) = pattern.read_write();
+                let seq = match pattern {
+                    Pattern::Read => AccessPattern::Read,
+                    Pattern::Write => AccessPattern::Write,
+                    Pattern::ReadWrite => AccessPattern::ReadWrite,
+                };
                 let r = match subset {
                     // Sequential: the kernel's PMD-at-a-time fast path (same results).
-                    None => {
-                        let seq = match pattern {
-                            Pattern::Read => AccessPattern::Read,
-                            Pattern::Write => AccessPattern::Write,
-                            Pattern::ReadWrite => AccessPattern::ReadWrite,
-                        };
-                        k.access_seq(pid, b + addr, b + addr + len, *stride, seq)
-                    }
-                    Some(_) => touch_offsets(*len, *stride, *subset).try_for_each(|off| {
-                        let a = b + addr + off;
-                        if read {
-                            k.access(pid, a, AccessKind::Read)?;
-                        }
-                        if write {
-                            k.access(pid, a, AccessKind::Write)?;
-                        }
-                        Ok(())
-                    }),
+                    None => k.access_seq(pid, b + addr, b + addr + len, *stride, seq),
+                    // A random order: hits on huge PMDs batched per PMD (same results).
+                    Some(_) => k.access_list(
+                        pid,
+                        (b + addr, b + addr + len),
+                        touch_offsets(*len, *stride, *subset),
+                        seq,
+                    ),
                 };
                 r.map(|_| 0).map_err(OpError::Signal)
             }
