@@ -6,6 +6,7 @@ mod check;
 mod fuzz;
 mod gen;
 mod html;
+mod import;
 mod obs;
 mod parquet_out;
 mod probe;
@@ -248,6 +249,16 @@ enum Cmd {
     Completions { shell: clap_complete::Shell },
     /// The man page (roff), to stdout: `thpsim man > thpsim.1`.
     Man,
+    /// Write a scenario that rebuilds a live process's anonymous private memory in the model
+    /// (VMAs, madvise state, the backing of every page, the host's knobs); root.
+    Import {
+        /// The process to read (/proc/PID/smaps, pagemap, /proc/kpageflags).
+        #[arg(long)]
+        pid: i32,
+        /// Write the scenario here (default: stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// List kernel profiles, behaviour switches and sysfs knobs.
     Knobs,
     /// Print the scenario language reference (Markdown).
@@ -773,6 +784,7 @@ fn main() -> ExitCode {
                 verbose,
             })
         }
+        Cmd::Import { pid, out } => import::main(pid, out.as_deref()),
         Cmd::Knobs => {
             recover_pending();
             print!("{}", report::knobs_text());
