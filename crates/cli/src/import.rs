@@ -531,6 +531,8 @@ pub fn scenario(live: &Live) -> String {
                 r.name
             );
         }
+        // The live address, for `thpsim replay` of this process's traces.
+        let _ = writeln!(out, "# origin {} {:#x}", r.name, r.start);
         let o = r.start % PMD;
         let _ = writeln!(
             out,

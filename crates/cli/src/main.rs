@@ -11,6 +11,7 @@ mod obs;
 mod parquet_out;
 mod probe;
 mod progress;
+mod replay;
 mod report;
 mod sweep;
 mod trace;
@@ -258,6 +259,31 @@ enum Cmd {
         /// Write the scenario here (default: stdout).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+    },
+    /// Run a scenario on the model, then replay a trace of accesses and mmap/munmap/madvise/
+    /// mprotect events on its state (CSV, thpsim binary, or `perf script` of `perf mem
+    /// record`; docs/replay.md): faults, THP coverage over time, khugepaged activity.
+    Replay {
+        trace: PathBuf,
+        /// The scenario whose state the trace starts from (e.g. one `thpsim import` wrote).
+        #[arg(long)]
+        on: PathBuf,
+        #[arg(long)]
+        kernel: Option<String>,
+        /// A profile, behaviour switch or sysfs knob, as `run --set`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        #[arg(long, value_enum, default_value_t = replay::TraceFormat::Auto)]
+        format: replay::TraceFormat,
+        /// Sample THP coverage and khugepaged activity every this many ms of trace time
+        /// (0: only at the end).
+        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        interval: u64,
+        /// Also write the trace in the binary format.
+        #[arg(long, value_name = "FILE")]
+        write_binary: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
     },
     /// List kernel profiles, behaviour switches and sysfs knobs.
     Knobs,
@@ -785,6 +811,33 @@ fn main() -> ExitCode {
             })
         }
         Cmd::Import { pid, out } => import::main(pid, out.as_deref()),
+        Cmd::Replay {
+            trace,
+            on,
+            kernel,
+            sets,
+            format,
+            interval,
+            write_binary,
+            json,
+        } => {
+            let sets = match parse_sets(&sets) {
+                Ok(s) => s,
+                Err(e) => return usage_error(e),
+            };
+            replay::main(replay::ReplayOpts {
+                trace: &trace,
+                on: &on,
+                variant: Variant {
+                    profile: kernel,
+                    sets,
+                },
+                format,
+                interval_ms: interval,
+                write_binary: write_binary.as_deref(),
+                json,
+            })
+        }
         Cmd::Knobs => {
             recover_pending();
             print!("{}", report::knobs_text());
