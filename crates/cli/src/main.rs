@@ -2,7 +2,9 @@
 //! scenario on the real kernel and check that the two agree.
 
 mod bench;
+mod calibrate;
 mod check;
+mod cost;
 mod fuzz;
 mod gen;
 mod html;
@@ -65,6 +67,11 @@ enum Cmd {
         /// No progress bar (one shows on a terminal for runs of many ops).
         #[arg(long, short)]
         quiet: bool,
+        /// Estimate the kernel's time (`sim_kernel_time` per op, checkpoint and run) with a
+        /// cost profile: `builtin` (measured on the reference machine) or a file `thpsim
+        /// calibrate` wrote. Not with --trace.
+        #[arg(long, value_name = "PROFILE", conflicts_with = "trace")]
+        cost: Option<String>,
     },
     /// Run a scenario under several kernel behaviours and print one table, a column each.
     /// Each `--kernel P` adds a column; each `--set k=v[,k=v…]` adds a column with those
@@ -285,6 +292,27 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Measure what each event kind costs this host's kernel (faults per size, COW, PMD
+    /// split, collapse, populate, munmap) and write a cost profile for `run --cost`; root.
+    Calibrate {
+        /// Write the profile here (default: stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The profile's name (default: kernel and machine).
+        #[arg(long)]
+        name: Option<String>,
+        /// Repeats per event kind (median, min and max are written).
+        #[arg(long, default_value_t = 5)]
+        repeats: u32,
+        /// Compare the model's estimate with the host's time for a few workloads (with the
+        /// measured profile, --profile FILE, or the built-in one).
+        #[arg(long)]
+        validate: bool,
+        #[arg(long, value_name = "FILE")]
+        profile: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// List kernel profiles, behaviour switches and sysfs knobs.
     Knobs,
     /// Print the scenario language reference (Markdown).
@@ -464,6 +492,7 @@ fn main() -> ExitCode {
             trace_limit,
             html,
             quiet,
+            cost,
         } => {
             recover_pending();
             let scn = match load(&file) {
@@ -483,6 +512,39 @@ fn main() -> ExitCode {
             }
             let mut sim = model_backend();
             sim.check_invariants = check_invariants;
+            if let Some(c) = cost {
+                let profile = match c.as_str() {
+                    "builtin" => Ok(cost::CostProfile::builtin()),
+                    f => std::fs::read_to_string(f)
+                        .map_err(|e| format!("cannot read {f}: {e}"))
+                        .and_then(|t| cost::CostProfile::parse(f, &t)),
+                };
+                let profile = match profile {
+                    Ok(p) => p,
+                    Err(e) => return usage_error(e),
+                };
+                let mut be = cost::Costed::new(sim, profile);
+                let res = match run_on(&scn, &mut be, &variant) {
+                    Ok(r) => r,
+                    Err(c) => return c,
+                };
+                let code = expect_code(std::slice::from_ref(&res));
+                if json {
+                    print_json(&serde_json::json!({
+                        "run": res,
+                        "sim_kernel_time_ns": be.total_ns,
+                        "cost_profile": be.profile.name,
+                        "ops": be.ops,
+                    }));
+                } else {
+                    print!(
+                        "{}",
+                        report::run_text(&res, report::TextOpts { pages_full })
+                    );
+                    print!("{}", cost::summary(&be));
+                }
+                return code;
+            }
             // A bar only for runs long enough to wait for.
             let ops = progress::op_count(&scn.stmts);
             let bar = progress::bar(ops, "run", quiet || ops < 10_000);
@@ -811,6 +873,21 @@ fn main() -> ExitCode {
             })
         }
         Cmd::Import { pid, out } => import::main(pid, out.as_deref()),
+        Cmd::Calibrate {
+            out,
+            name,
+            repeats,
+            validate,
+            profile,
+            json,
+        } => calibrate::main(calibrate::CalibrateOpts {
+            out: out.as_deref(),
+            name,
+            repeats: repeats.max(1),
+            validate,
+            profile: profile.as_deref(),
+            json,
+        }),
         Cmd::Replay {
             trace,
             on,
