@@ -383,10 +383,30 @@ pub const WORKLOADS: &[(&str, &str)] = &[
 #[derive(serde::Serialize)]
 pub struct Validation {
     pub workload: String,
+    /// Median over the undisturbed host runs (all runs if every one was disturbed).
     pub host_ms: f64,
     pub model_ms: f64,
     /// (model − host) / host, percent.
     pub error_pct: f64,
+    /// Host runs during which the kernel reclaimed or compacted memory (direct reclaim or
+    /// compaction stalls: work the model does not do), and all runs.
+    pub disturbed_runs: u32,
+    pub runs: u32,
+}
+
+/// System-wide direct reclaim and compaction events so far (`/proc/vmstat`): a host run
+/// during which they move did work the model has no counterpart for.
+fn disturbance() -> u64 {
+    let Ok(t) = std::fs::read_to_string("/proc/vmstat") else {
+        return 0;
+    };
+    t.lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(k, _)| {
+            k.starts_with("allocstall_") || *k == "compact_stall" || *k == "pgsteal_direct"
+        })
+        .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+        .sum()
 }
 
 /// Times every op of a scenario on the host: the worker's CPU time for the op minus an empty
@@ -458,8 +478,9 @@ pub fn validate(profile: &CostProfile, repeats: u32) -> Result<Vec<Validation>, 
     let mut out = Vec::new();
     for (name, src) in WORKLOADS {
         let scn = thpsim_scenario::parse(name, src).map_err(|_| format!("{name}: bad workload"))?;
-        let mut host = Vec::new();
+        let (mut clean, mut all) = (Vec::new(), Vec::new());
         for _ in 0..repeats.max(1) {
+            let d0 = disturbance();
             let mut t = TimedHost {
                 inner: HostBackend::new(HostOptions {
                     allow_sysfs: true,
@@ -471,17 +492,28 @@ pub fn validate(profile: &CostProfile, repeats: u32) -> Result<Vec<Validation>, 
             };
             engine::run(&scn, &mut t, &Variant::default())
                 .map_err(|e| format!("{name} on the host: {}", e.message()))?;
-            host.push(t.ns);
+            all.push(t.ns);
+            if disturbance() == d0 {
+                clean.push(t.ns);
+            }
         }
         let mut m = crate::cost::Costed::new(crate::model_backend(), profile.clone());
         engine::run(&scn, &mut m, &Variant::default())
             .map_err(|e| format!("{name} on the model: {}", e.message()))?;
-        let host_ns = median(&mut host);
+        let runs = all.len() as u32;
+        let disturbed_runs = runs - clean.len() as u32;
+        let host_ns = if clean.is_empty() {
+            median(&mut all)
+        } else {
+            median(&mut clean)
+        };
         out.push(Validation {
             workload: name.to_string(),
             host_ms: host_ns / 1e6,
             model_ms: m.total_ns / 1e6,
             error_pct: (m.total_ns - host_ns) / host_ns * 100.0,
+            disturbed_runs,
+            runs,
         });
     }
     Ok(out)
@@ -553,8 +585,25 @@ pub fn main(o: CalibrateOpts<'_>) -> ExitCode {
                     );
                     for x in &v {
                         println!(
-                            "  {:<26} host {:>9.2} ms  model {:>9.2} ms  error {:>+6.1}%",
-                            x.workload, x.host_ms, x.model_ms, x.error_pct
+                            "  {:<26} host {:>9.2} ms  model {:>9.2} ms  error {:>+6.1}%{}",
+                            x.workload,
+                            x.host_ms,
+                            x.model_ms,
+                            x.error_pct,
+                            if x.disturbed_runs > 0 {
+                                format!(
+                                    "  ({} of {} host runs with direct reclaim/compaction{})",
+                                    x.disturbed_runs,
+                                    x.runs,
+                                    if x.disturbed_runs == x.runs {
+                                        ", all kept"
+                                    } else {
+                                        ", left out"
+                                    }
+                                )
+                            } else {
+                                String::new()
+                            }
                         );
                     }
                 }

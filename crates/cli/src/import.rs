@@ -97,15 +97,7 @@ impl LiveVma {
 
 /// A size as the scenario language writes it (`2M`, `64K`, or bytes).
 fn size(n: u64) -> String {
-    if n > 0 && n % (1 << 30) == 0 {
-        format!("{}G", n >> 30)
-    } else if n > 0 && n % (1 << 20) == 0 {
-        format!("{}M", n >> 20)
-    } else if n > 0 && n % 1024 == 0 {
-        format!("{}K", n >> 10)
-    } else {
-        n.to_string()
-    }
+    thpsim_scenario::parse::fmt_size(n)
 }
 
 /// Offset as `0x…` (mapping offsets are easier to match against addresses in hex).

@@ -5,10 +5,7 @@
 //! own expects (one per class and mapping, every VMA of the worker) must pass.
 
 mod common;
-use common::thpsim;
-
-use std::fs::File;
-use std::os::fd::AsRawFd;
+use common::{host_lock, host_ready, thpsim};
 
 use thpsim_host::{HostBackend, HostOptions};
 use thpsim_kernel::types::{Advice, Prot};
@@ -17,36 +14,6 @@ use thpsim_scenario::backend::{Backend, BackendOp, Setup};
 
 const K4: u64 = 4096;
 const M: u64 = 1 << 20;
-
-/// The host tests' lock (crates/host/tests/common): host tests never overlap.
-fn lock() -> Option<File> {
-    if std::env::var("THPSIM_TEST_LOCK_HELD").is_ok() {
-        return None;
-    }
-    let f = File::options()
-        .create(true)
-        .append(true)
-        .open("/tmp/thpsim-host-tests.lock")
-        .expect("lock file");
-    // SAFETY: flock on a valid descriptor this test owns; blocks until the lock is ours.
-    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-    assert_eq!(r, 0, "flock");
-    Some(f)
-}
-
-fn host_ready() -> bool {
-    match thpsim_host::preflight() {
-        Ok(()) => true,
-        Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true and the host backend cannot run: {e}"
-            );
-            eprintln!("skipping host test: {e}");
-            false
-        }
-    }
-}
 
 fn op(b: &mut HostBackend, op: BackendOp) {
     let r = b.exec(&op).unwrap_or_else(|e| panic!("{op:?}: {e}"));
@@ -95,7 +62,7 @@ fn sysfs(b: &mut HostBackend, knob: &str, value: &str) {
 
 #[test]
 fn import_reproduces_a_worker_page_map() {
-    let _l = lock();
+    let _l = host_lock();
     if !host_ready() {
         return;
     }
