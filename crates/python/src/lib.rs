@@ -44,14 +44,13 @@ fn run_json(
     run_one(&scn, &variant(kernel, sets)?)
 }
 
+/// A variant from Python: an optional kernel profile and `(key, value)` settings.
+type PyVariant = (Option<String>, Vec<(String, String)>);
+
 /// Runs scenario text under each variant `(kernel, [(key, value)…])`; a JSON list of runs.
 #[pyfunction]
 #[pyo3(signature = (source, variants, name="<python>"))]
-fn compare_json(
-    source: &str,
-    variants: Vec<(Option<String>, Vec<(String, String)>)>,
-    name: &str,
-) -> PyResult<String> {
+fn compare_json(source: &str, variants: Vec<PyVariant>, name: &str) -> PyResult<String> {
     let scn = parse(name, source)?;
     let mut out = Vec::new();
     for (k, s) in variants {
