@@ -2,14 +2,18 @@
 //! scenario on the real kernel and check that the two agree.
 
 mod bench;
+mod calibrate;
 mod check;
+mod cost;
 mod fuzz;
 mod gen;
 mod html;
+mod import;
 mod obs;
 mod parquet_out;
 mod probe;
 mod progress;
+mod replay;
 mod report;
 mod sweep;
 mod trace;
@@ -63,6 +67,11 @@ enum Cmd {
         /// No progress bar (one shows on a terminal for runs of many ops).
         #[arg(long, short)]
         quiet: bool,
+        /// Estimate the kernel's time (`sim_kernel_time` per op, checkpoint and run) with a
+        /// cost profile: `builtin` (measured on the reference machine) or a file `thpsim
+        /// calibrate` wrote. Not with --trace.
+        #[arg(long, value_name = "PROFILE", conflicts_with = "trace")]
+        cost: Option<String>,
     },
     /// Run a scenario under several kernel behaviours and print one table, a column each.
     /// Each `--kernel P` adds a column; each `--set k=v[,k=v…]` adds a column with those
@@ -248,6 +257,62 @@ enum Cmd {
     Completions { shell: clap_complete::Shell },
     /// The man page (roff), to stdout: `thpsim man > thpsim.1`.
     Man,
+    /// Write a scenario that rebuilds a live process's anonymous private memory in the model
+    /// (VMAs, madvise state, the backing of every page, the host's knobs); root.
+    Import {
+        /// The process to read (/proc/PID/smaps, pagemap, /proc/kpageflags).
+        #[arg(long)]
+        pid: i32,
+        /// Write the scenario here (default: stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Run a scenario on the model, then replay a trace of accesses and mmap/munmap/madvise/
+    /// mprotect events on its state (CSV, thpsim binary, or `perf script` of `perf mem
+    /// record`; docs/replay.md): faults, THP coverage over time, khugepaged activity.
+    Replay {
+        trace: PathBuf,
+        /// The scenario whose state the trace starts from (e.g. one `thpsim import` wrote).
+        #[arg(long)]
+        on: PathBuf,
+        #[arg(long)]
+        kernel: Option<String>,
+        /// A profile, behaviour switch or sysfs knob, as `run --set`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        #[arg(long, value_enum, default_value_t = replay::TraceFormat::Auto)]
+        format: replay::TraceFormat,
+        /// Sample THP coverage and khugepaged activity every this many ms of trace time
+        /// (0: only at the end).
+        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        interval: u64,
+        /// Also write the trace in the binary format.
+        #[arg(long, value_name = "FILE")]
+        write_binary: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure what each event kind costs this host's kernel (faults per size, COW, PMD
+    /// split, collapse, populate, munmap) and write a cost profile for `run --cost`; root.
+    Calibrate {
+        /// Write the profile here (default: stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The profile's name (default: kernel and machine).
+        #[arg(long)]
+        name: Option<String>,
+        /// Repeats per event kind (median, min and max are written).
+        #[arg(long, default_value_t = 5)]
+        repeats: u32,
+        /// Compare the model's estimate with the host's time for a few workloads (with the
+        /// measured profile, --profile FILE, or the built-in one).
+        #[arg(long)]
+        validate: bool,
+        #[arg(long, value_name = "FILE")]
+        profile: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// List kernel profiles, behaviour switches and sysfs knobs.
     Knobs,
     /// Print the scenario language reference (Markdown).
@@ -447,6 +512,7 @@ fn main() -> ExitCode {
             trace_limit,
             html,
             quiet,
+            cost,
         } => {
             recover_pending();
             let scn = match load(&file) {
@@ -466,6 +532,39 @@ fn main() -> ExitCode {
             }
             let mut sim = model_backend();
             sim.check_invariants = check_invariants;
+            if let Some(c) = cost {
+                let profile = match c.as_str() {
+                    "builtin" => Ok(cost::CostProfile::builtin()),
+                    f => std::fs::read_to_string(f)
+                        .map_err(|e| format!("cannot read {f}: {e}"))
+                        .and_then(|t| cost::CostProfile::parse(f, &t)),
+                };
+                let profile = match profile {
+                    Ok(p) => p,
+                    Err(e) => return usage_error(e),
+                };
+                let mut be = cost::Costed::new(sim, profile);
+                let res = match run_on(&scn, &mut be, &variant) {
+                    Ok(r) => r,
+                    Err(c) => return c,
+                };
+                let code = expect_code(std::slice::from_ref(&res));
+                if json {
+                    print_json(&serde_json::json!({
+                        "run": res,
+                        "sim_kernel_time_ns": be.total_ns,
+                        "cost_profile": be.profile.name,
+                        "ops": be.ops,
+                    }));
+                } else {
+                    print!(
+                        "{}",
+                        report::run_text(&res, report::TextOpts { pages_full })
+                    );
+                    print!("{}", cost::summary(&be));
+                }
+                return code;
+            }
             // A bar only for runs long enough to wait for.
             let ops = progress::op_count(&scn.stmts);
             let bar = progress::bar(ops, "run", quiet || ops < 10_000);
@@ -789,6 +888,49 @@ fn main() -> ExitCode {
                 shrink_runs,
                 json,
                 verbose,
+            })
+        }
+        Cmd::Import { pid, out } => import::main(pid, out.as_deref()),
+        Cmd::Calibrate {
+            out,
+            name,
+            repeats,
+            validate,
+            profile,
+            json,
+        } => calibrate::main(calibrate::CalibrateOpts {
+            out: out.as_deref(),
+            name,
+            repeats: repeats.max(1),
+            validate,
+            profile: profile.as_deref(),
+            json,
+        }),
+        Cmd::Replay {
+            trace,
+            on,
+            kernel,
+            sets,
+            format,
+            interval,
+            write_binary,
+            json,
+        } => {
+            let sets = match parse_sets(&sets) {
+                Ok(s) => s,
+                Err(e) => return usage_error(e),
+            };
+            replay::main(replay::ReplayOpts {
+                trace: &trace,
+                on: &on,
+                variant: Variant {
+                    profile: kernel,
+                    sets,
+                },
+                format,
+                interval_ms: interval,
+                write_binary: write_binary.as_deref(),
+                json,
             })
         }
         Cmd::Knobs => {

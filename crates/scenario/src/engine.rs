@@ -481,7 +481,9 @@ pub fn run(
     Ok(res)
 }
 
-fn run_planned(
+/// Runs a planned scenario on a backend that `setup` has been called on, without `finish`:
+/// the caller goes on with the backend (`thpsim replay` continues from the scenario's state).
+pub fn run_planned(
     scn: &Scenario,
     plan: &Plan,
     backend: &mut dyn Backend,

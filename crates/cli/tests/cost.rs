@@ -1,0 +1,47 @@
+//! The cost model against the host: `thpsim calibrate --validate` runs four workloads
+//! (256 MiB prealloc with and without THP, a huge-zero read-then-write, fork + COW) on the
+//! host, timing the worker's CPU time per op, and estimates them with the built-in profile.
+//! The bound is set from measurement: over repeated runs on the reference machine (2 vCPUs,
+//! shared with other jobs) the error of undisturbed runs stayed within ±22%
+//! (docs/cost-model.md); 35% leaves room for the host's drift.
+
+mod common;
+use common::{host_lock, host_ready, thpsim};
+
+const BOUND_PCT: f64 = 35.0;
+
+#[test]
+fn builtin_profile_estimates_host_time_within_bound() {
+    let _lock = host_lock();
+    if !host_ready() {
+        return;
+    }
+    // A host run during which the kernel reclaimed or compacted memory (another job on the
+    // machine) is left out by `--validate`; a workload with no clean run is measured again.
+    let mut last = String::new();
+    for _attempt in 0..3 {
+        let (rc, out, err) = thpsim(&["calibrate", "--validate", "--repeats", "3", "--json"]);
+        assert_eq!(rc, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let rows = v.as_array().unwrap();
+        assert_eq!(rows.len(), 4);
+        if rows.iter().any(|r| r["disturbed_runs"] == r["runs"]) {
+            last = out;
+            continue;
+        }
+        for r in rows {
+            let e = r["error_pct"].as_f64().unwrap();
+            assert!(
+                e.abs() <= BOUND_PCT,
+                "{}: host {} ms, model {} ms, error {e:.1}%",
+                r["workload"],
+                r["host_ms"],
+                r["model_ms"]
+            );
+        }
+        return;
+    }
+    panic!(
+        "every host run of a workload was disturbed by reclaim or compaction, three times:\n{last}"
+    );
+}
