@@ -610,7 +610,7 @@ expect smaps(huge).AnonHugePages == 8G
         assert_eq!(r.stats.minflt, 0, "resident pages must not fault");
         let rate = n as f64 / secs / 1e6;
         figs.push(Figure {
-            name: "replay_resident_accesses",
+            name: "replay_resident_accesses".into(),
             value: rate,
             unit: "M accesses/s",
             target: ">= 200",
