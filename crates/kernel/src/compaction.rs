@@ -64,6 +64,8 @@ struct CompactControl {
     asynchronous: bool,
     direct: bool,
     proactive: bool,
+    /// `ignore_skip_hint` (whole-node compaction).
+    ignore_skip: bool,
     migrate_pfn: u64,
     free_pfn: u64,
     freepages: [Vec<u64>; NR_ORDERS],
@@ -213,6 +215,7 @@ impl Kernel {
             asynchronous: false,
             direct: false,
             proactive: false,
+            ignore_skip: order.is_none(),
             migrate_pfn: zone.start,
             free_pfn: (zone.end - 1) & !(PAGEBLOCK_NR - 1),
             freepages: Default::default(),
@@ -227,6 +230,14 @@ impl Kernel {
             let r = self.compaction_suit_allocation_order(cc.zone, order);
             if r != CompactResult::Continue {
                 return r;
+            }
+            // compaction_restarting: after the longest deferral, start with fresh hints.
+            let d = self.buddy.zones[cc.zone].defer;
+            if order >= d.order_failed
+                && d.defer_shift == COMPACT_MAX_DEFER_SHIFT
+                && d.considered >= 1 << COMPACT_MAX_DEFER_SHIFT
+            {
+                self.buddy.reset_isolation_suitable(cc.zone);
             }
         }
         // Folio heads by PFN in this zone, built once per run (the kernel reads struct page).
@@ -273,8 +284,11 @@ impl Kernel {
     }
 
     /// `__compact_finished`, checked at each pageblock boundary of the migration scanner.
-    fn compact_finished(&self, cc: &CompactControl) -> CompactResult {
+    fn compact_finished(&mut self, cc: &CompactControl) -> CompactResult {
         if self.scanners_met(cc) {
+            if cc.direct {
+                self.buddy.zones[cc.zone].blockskip_flush = true;
+            }
             return CompactResult::Complete;
         }
         let zone = &self.buddy.zones[cc.zone];
@@ -309,6 +323,9 @@ impl Kernel {
         block: u64,
         heads: &FxHashMap<u32, FolioId>,
     ) -> Vec<FolioId> {
+        if !cc.ignore_skip && self.buddy.pageblock_skip(block) {
+            return vec![];
+        }
         if cc.asynchronous && cc.direct {
             let bmt = self.buddy.pageblock_mt(block);
             let ok = if cc.mt == MigrateType::Movable {
@@ -356,6 +373,9 @@ impl Kernel {
                 p = next;
             }
         }
+        if list.is_empty() && !cc.ignore_skip {
+            self.buddy.set_pageblock_skip(block);
+        }
         self.vmstat
             .add(VmItem::CompactIsolated, crate::util::to_i64(isolated));
         list
@@ -375,7 +395,8 @@ impl Kernel {
         while block >= low && block + PAGEBLOCK_NR <= self.buddy.zones[cc.zone].end {
             // suitable_migration_target: not a free block of the target order, and movable.
             let big_free = self.buddy.free_order_at(block).is_some_and(|o| o >= target);
-            if !big_free && self.buddy.pageblock_mt(block) == MigrateType::Movable {
+            let hinted = !cc.ignore_skip && self.buddy.pageblock_skip(block);
+            if !hinted && !big_free && self.buddy.pageblock_mt(block) == MigrateType::Movable {
                 let mut p = block;
                 while p < block + PAGEBLOCK_NR {
                     match self.buddy.free_order_at(p) {
@@ -396,6 +417,9 @@ impl Kernel {
                             p += 1;
                         }
                     }
+                }
+                if p >= block + PAGEBLOCK_NR && !cc.ignore_skip {
+                    self.buddy.set_pageblock_skip(block);
                 }
             }
             if block < PAGEBLOCK_NR {
@@ -472,6 +496,13 @@ impl Kernel {
     /// `wake_all_kswapds`: kswapd has nothing to reclaim in the model, so the wakeup reaches
     /// kcompactd (`wakeup_kcompactd`) with the order.
     pub(crate) fn wake_all_kswapds(&mut self, order: u8) {
+        // kswapd clears the skip hints direct compaction asked to flush when it next
+        // sleeps (kswapd_try_to_sleep → reset_isolation_suitable).
+        for z in 0..self.buddy.zones.len() {
+            if self.buddy.zones[z].blockskip_flush {
+                self.buddy.reset_isolation_suitable(z);
+            }
+        }
         if order == 0 {
             return;
         }

@@ -129,6 +129,9 @@ pub(crate) struct Zone {
     /// Pages kept from allocations that could have used a higher zone (`lowmem_reserve`).
     pub(crate) lowmem_reserve: u64,
     pub(crate) defer: CompactDefer,
+    /// `compact_blockskip_flush`: direct compaction met its scanners; the skip hints are
+    /// cleared when kswapd next runs.
+    pub(crate) blockskip_flush: bool,
 }
 
 impl Zone {
@@ -231,6 +234,8 @@ pub(crate) struct BuddyAllocator {
     movable: Vec<u64>,
     /// Per pageblock: `MigrateType::code`.
     pageblock: Vec<u8>,
+    /// Per pageblock: `PB_migrate_skip`, compaction's hint that scanning it is futile.
+    skip: Vec<u64>,
     pub(crate) min_free_kbytes: u64,
 }
 
@@ -258,6 +263,7 @@ impl BuddyAllocator {
             bits: std::array::from_fn(|k| words(total_pages >> k)),
             movable: words(total_pages),
             pageblock: vec![0; usize::try_from(total_pages >> PAGEBLOCK_ORDER).expect("fits")],
+            skip: words(total_pages >> PAGEBLOCK_ORDER),
             min_free_kbytes: 0,
         };
         b.min_free_kbytes = calculate_min_free_kbytes(total_pages, b.zones.len() as u64, thp);
@@ -350,6 +356,26 @@ impl BuddyAllocator {
                 bit_set(&mut self.movable, p, on);
             }
         }
+    }
+
+    pub(crate) fn pageblock_skip(&self, pfn: u64) -> bool {
+        bit_test(&self.skip, pfn >> PAGEBLOCK_ORDER)
+    }
+
+    pub(crate) fn set_pageblock_skip(&mut self, pfn: u64) {
+        bit_set(&mut self.skip, pfn >> PAGEBLOCK_ORDER, true);
+    }
+
+    /// `__reset_isolation_suitable`: clears the skip hints of zone `z`.
+    pub(crate) fn reset_isolation_suitable(&mut self, z: usize) {
+        let (s, e) = (
+            self.zones[z].start >> PAGEBLOCK_ORDER,
+            self.zones[z].end >> PAGEBLOCK_ORDER,
+        );
+        for b in s..e {
+            bit_set(&mut self.skip, b, false);
+        }
+        self.zones[z].blockskip_flush = false;
     }
 
     pub(crate) fn pageblock_mt(&self, pfn: u64) -> MigrateType {
@@ -890,6 +916,7 @@ impl Zone {
             wmark: [0; 3],
             lowmem_reserve: 0,
             defer: CompactDefer::default(),
+            blockskip_flush: false,
         }
     }
 }
@@ -1109,6 +1136,7 @@ impl Kernel {
         match self.buddy.get_page_from_freelist(order, mt, slow) {
             Some(p) => {
                 let z = self.buddy.zone_of(p.0);
+                self.buddy.zones[z].blockskip_flush = false;
                 compaction_defer_reset(&mut self.buddy.zones[z].defer, order, true);
                 self.vmstat.count(VmItem::CompactSuccess);
                 (Some(p), result)
