@@ -263,7 +263,7 @@ impl Kernel {
                 continue;
             }
             if !self.migrate_pages(cc, &list) {
-                break if self.scanners_met(cc) {
+                break if Self::scanners_met(cc) {
                     CompactResult::Complete
                 } else {
                     CompactResult::Contended
@@ -279,13 +279,13 @@ impl Kernel {
         ret
     }
 
-    fn scanners_met(&self, cc: &CompactControl) -> bool {
+    fn scanners_met(cc: &CompactControl) -> bool {
         (cc.free_pfn >> PAGEBLOCK_ORDER) <= (cc.migrate_pfn >> PAGEBLOCK_ORDER)
     }
 
     /// `__compact_finished`, checked at each pageblock boundary of the migration scanner.
     fn compact_finished(&mut self, cc: &CompactControl) -> CompactResult {
-        if self.scanners_met(cc) {
+        if Self::scanners_met(cc) {
             if cc.direct {
                 self.buddy.zones[cc.zone].blockskip_flush = true;
             }
@@ -514,7 +514,12 @@ impl Kernel {
     /// `fragmentation_score_node`: the zones' `extfrag_for_order(pageblock_order)` weighted
     /// by their size.
     pub(crate) fn fragmentation_score_node(&self) -> u64 {
-        let total: u64 = self.buddy.zones.iter().map(|z| z.managed()).sum();
+        let total: u64 = self
+            .buddy
+            .zones
+            .iter()
+            .map(crate::page_alloc::Zone::managed)
+            .sum();
         self.buddy
             .zones
             .iter()

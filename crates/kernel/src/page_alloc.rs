@@ -638,7 +638,7 @@ impl BuddyAllocator {
     /// `zone_watermark_ok` for an allocation that could also use a higher zone.
     pub(crate) fn zone_watermark_ok(&self, z: usize, order: u8, mark: u64) -> bool {
         let zone = &self.zones[z];
-        let free = zone.free_pages as i64 - ((1i64 << order) - 1);
+        let free = crate::util::to_i64(zone.free_pages) - ((1i64 << order) - 1);
         if free <= crate::util::to_i64(mark + zone.lowmem_reserve) {
             return false;
         }
