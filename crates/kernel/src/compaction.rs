@@ -185,25 +185,23 @@ impl Kernel {
         cc.asynchronous = prio == CompactPrio::Async;
         cc.direct = direct;
         let r = self.compact_zone(&mut cc);
-        self.vmstat.add(
-            VmItem::CompactMigrateScanned,
+        self.count_scanned(&cc, !direct);
+        r
+    }
+
+    /// The scanners' page counts (`COMPACTMIGRATE_SCANNED`, `COMPACTFREE_SCANNED`, and for
+    /// kcompactd also the `compact_daemon_*` ones).
+    fn count_scanned(&mut self, cc: &CompactControl, daemon: bool) {
+        let (m, f) = (
             crate::util::to_i64(cc.migrate_scanned),
-        );
-        self.vmstat.add(
-            VmItem::CompactFreeScanned,
             crate::util::to_i64(cc.free_scanned),
         );
-        if !direct {
-            self.vmstat.add(
-                VmItem::CompactDaemonMigrateScanned,
-                crate::util::to_i64(cc.migrate_scanned),
-            );
-            self.vmstat.add(
-                VmItem::CompactDaemonFreeScanned,
-                crate::util::to_i64(cc.free_scanned),
-            );
+        self.vmstat.add(VmItem::CompactMigrateScanned, m);
+        self.vmstat.add(VmItem::CompactFreeScanned, f);
+        if daemon {
+            self.vmstat.add(VmItem::CompactDaemonMigrateScanned, m);
+            self.vmstat.add(VmItem::CompactDaemonFreeScanned, f);
         }
-        r
     }
 
     fn new_cc(&self, z: usize, order: Option<u8>, mt: MigrateType) -> CompactControl {
@@ -482,14 +480,7 @@ impl Kernel {
         for z in 0..self.buddy.zones.len() {
             let mut cc = self.new_cc(z, None, MigrateType::Movable);
             self.compact_zone(&mut cc);
-            self.vmstat.add(
-                VmItem::CompactMigrateScanned,
-                crate::util::to_i64(cc.migrate_scanned),
-            );
-            self.vmstat.add(
-                VmItem::CompactFreeScanned,
-                crate::util::to_i64(cc.free_scanned),
-            );
+            self.count_scanned(&cc, false);
         }
     }
 
@@ -573,14 +564,7 @@ impl Kernel {
                 let mut cc = self.new_cc(z, None, MigrateType::Movable);
                 cc.proactive = true;
                 self.compact_zone(&mut cc);
-                for (item, n) in [
-                    (VmItem::CompactMigrateScanned, cc.migrate_scanned),
-                    (VmItem::CompactFreeScanned, cc.free_scanned),
-                    (VmItem::CompactDaemonMigrateScanned, cc.migrate_scanned),
-                    (VmItem::CompactDaemonFreeScanned, cc.free_scanned),
-                ] {
-                    self.vmstat.add(item, crate::util::to_i64(n));
-                }
+                self.count_scanned(&cc, true);
             }
             if self.fragmentation_score_node() >= prev {
                 next <<= COMPACT_MAX_DEFER_SHIFT;
