@@ -343,6 +343,16 @@ impl BuddyAllocator {
         bit_test(&self.movable, pfn)
     }
 
+    /// Whether any of `n` pages from `pfn` is marked in movable use (whole words where the
+    /// range is word-aligned, as every block of order 6 and up is).
+    fn any_movable(&self, pfn: u64, n: u64) -> bool {
+        if n >= 64 {
+            let (s, e) = ((pfn / 64) as usize, ((pfn + n) / 64) as usize);
+            return self.movable[s..e].iter().any(|&w| w != 0);
+        }
+        (pfn..pfn + n).any(|p| self.is_movable_used(p))
+    }
+
     fn mark_movable(&mut self, pfn: u64, order: usize, on: bool) {
         let (s, e) = (pfn, pfn + (1 << order));
         if order >= 6 {
@@ -840,7 +850,7 @@ impl BuddyAllocator {
                     ));
                 }
             }
-            if pfn < zone.virgin && (pfn..pfn + (1 << o)).any(|p| self.is_movable_used(p)) {
+            if pfn < zone.virgin && self.any_movable(pfn, 1 << o) {
                 return Err(format!("free block {pfn:#x} of order {o} marked in use"));
             }
             if pfn < zone.virgin {
