@@ -35,6 +35,14 @@ fn counter_mode(
     if key.starts_with("khugepaged.") && !khugepaged_controlled {
         return Mode::Skip;
     }
+    // The host's free lists and pageblocks are system-wide and no scenario owns them:
+    // observed on both sides, never compared.
+    if ["buddyinfo.", "pagetypeinfo.", "sim."]
+        .iter()
+        .any(|p| key.starts_with(p))
+    {
+        return Mode::Skip;
+    }
     // PMD THP `always` system-wide during this scenario puts other processes' mms on
     // khugepaged's list (their faults register them): its passes then also scan and collapse
     // those, so full scans are not attributable and collapses only add. (Processes that

@@ -63,6 +63,11 @@ pub fn counter_group(key: &str) -> &'static str {
         "mthp"
     } else if key.starts_with("khugepaged.") {
         "khugepaged"
+    } else if ["buddyinfo.", "pagetypeinfo.", "sim."]
+        .iter()
+        .any(|p| key.starts_with(p))
+    {
+        "buddy"
     } else if matches!(name, "pgfault" | "pgmajfault" | "pgreuse" | "cow_ksm") {
         "faults"
     } else if name.starts_with("thp_") || name.ends_with("hugepages") {

@@ -207,7 +207,10 @@ impl<B: Backend> Tracer<B> {
             .collect();
         let daemon_time = matches!(
             op,
-            BackendOp::Sleep { .. } | BackendOp::KhugepagedScan { .. } | BackendOp::Shrink
+            BackendOp::Sleep { .. }
+                | BackendOp::KhugepagedScan { .. }
+                | BackendOp::Shrink
+                | BackendOp::Compact
         );
         let tid = self.tid(self.current);
         let text = op_name(op);

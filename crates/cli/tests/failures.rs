@@ -92,7 +92,7 @@ fn as_after_a_failed_fork_is_a_scenario_error_not_a_panic() {
         "memory 4M
 sysfs enabled=never
 mmap buf 4M anon private rw
-write buf+0 4080K
+write buf+0 3828K
 fork child
 as child
 ",

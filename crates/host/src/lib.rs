@@ -1231,6 +1231,14 @@ impl Backend for HostBackend {
                  `echo 2 > /proc/sys/vm/drop_caches` (outside the THP sysfs directory this backend \
                  may write) or real memory pressure",
             )),
+            BackendOp::Kalloc { .. } => Err(not_runnable(
+                "kalloc is model-only: the host's own kernel allocations are its background, \
+                 and placing kernel pages on purpose needs a kernel module",
+            )),
+            BackendOp::Compact => Err(not_runnable(
+                "compact is model-only: `echo 1 > /proc/sys/vm/compact_memory` compacts every \
+                 process's memory, so its counters are not attributable to the scenario",
+            )),
             BackendOp::PrctlSetThpDisable { disable, flags } => {
                 let r = self.call(&Request::Prctl { disable, flags })?;
                 Ok(Self::outcome(r, Some(0)))

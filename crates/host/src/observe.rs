@@ -416,12 +416,86 @@ pub fn counters() -> BTreeMap<String, i64> {
             out.insert(key, v);
         }
     }
+    if let Ok(t) = std::fs::read_to_string("/proc/buddyinfo") {
+        out.extend(parse_buddyinfo(&t));
+    }
+    if let Ok(t) = std::fs::read_to_string("/proc/pagetypeinfo") {
+        out.extend(parse_pageblock_counts(&t));
+    }
     out
+}
+
+/// `/proc/buddyinfo` as `buddyinfo.<zone>.<order>` (the model's keys). System-wide and
+/// moved by every process: observed, never compared (`check` skips them).
+pub fn parse_buddyinfo(t: &str) -> Vec<(String, i64)> {
+    let mut v = vec![];
+    for l in t.lines() {
+        let mut w = l.split_whitespace();
+        // "Node 0, zone   Normal   1522 1042 ..."
+        if w.next() != Some("Node") {
+            continue;
+        }
+        let (_, Some("zone"), Some(zone)) = (w.next(), w.next(), w.next()) else {
+            continue;
+        };
+        for (o, n) in w.enumerate() {
+            if let Ok(n) = n.parse::<i64>() {
+                v.push((format!("buddyinfo.{zone}.{o}"), n));
+            }
+        }
+    }
+    v
+}
+
+/// The "Number of blocks type" table of `/proc/pagetypeinfo` as
+/// `pagetypeinfo.<zone>.<type>` (observe-only, like buddyinfo).
+pub fn parse_pageblock_counts(t: &str) -> Vec<(String, i64)> {
+    let mut v = vec![];
+    let mut types: Vec<&str> = vec![];
+    for l in t.lines() {
+        if let Some(rest) = l.strip_prefix("Number of blocks type") {
+            types = rest.split_whitespace().collect();
+            continue;
+        }
+        if types.is_empty() {
+            continue;
+        }
+        let mut w = l.split_whitespace();
+        if w.next() != Some("Node") {
+            continue;
+        }
+        let (_, Some("zone"), Some(zone)) = (w.next(), w.next(), w.next()) else {
+            continue;
+        };
+        for (ty, n) in types.iter().zip(w) {
+            if let Ok(n) = n.parse::<i64>() {
+                v.push((format!("pagetypeinfo.{zone}.{ty}"), n));
+            }
+        }
+    }
+    v
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buddyinfo_and_pageblock_counts_parse() {
+        let b = "Node 0, zone      DMA      0      0      0      0      0      0      0      0      1      1      3 \n\
+                 Node 0, zone   Normal   1522   1042    414     77    323    277     87     11      4      1      7 \n";
+        let v = parse_buddyinfo(b);
+        assert_eq!(v.len(), 22);
+        assert!(v.contains(&("buddyinfo.DMA.10".into(), 3)));
+        assert!(v.contains(&("buddyinfo.Normal.0".into(), 1522)));
+        let p = "Page block order: 9\n\nNumber of blocks type     Unmovable      Movable  Reclaimable   HighAtomic      Isolate \n\
+                 Node 0, zone      DMA            1            7            0            0            0 \n\
+                 Node 0, zone   Normal           41          960           23            0            0 \n";
+        let v = parse_pageblock_counts(p);
+        assert_eq!(v.len(), 10);
+        assert!(v.contains(&("pagetypeinfo.Normal.Movable".into(), 960)));
+        assert!(v.contains(&("pagetypeinfo.DMA.Unmovable".into(), 1)));
+    }
     #[test]
     fn smaps_parsing() {
         let t = "\

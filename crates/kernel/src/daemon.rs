@@ -2,8 +2,8 @@
 //! `Kernel::sleep_ms` advances the clock. Each daemon says when it next wants to run
 //! (`poll_at`, as smoltcp's sockets tell the interface when to poll them again); the scheduler
 //! moves the clock to the earliest such time, runs that daemon, and repeats until the sleep
-//! ends. khugepaged is the one daemon today; kcompactd and kswapd will be more entries of
-//! `DAEMONS`, each with its own wakeup rule.
+//! ends. The daemons are khugepaged and kcompactd; kswapd has nothing to reclaim in the model
+//! and passes its wakeups on to kcompactd.
 
 use crate::Kernel;
 
@@ -29,8 +29,21 @@ impl Daemon for Khugepaged {
     }
 }
 
+/// `kcompactd`: woken (through kswapd) by allocations that may wake kswapd, and every
+/// 500 ms for proactive compaction (`compaction.rs`).
+struct Kcompactd;
+
+impl Daemon for Kcompactd {
+    fn poll_at(&self, k: &Kernel) -> Option<u64> {
+        k.kcompactd_poll_at()
+    }
+    fn run(&self, k: &mut Kernel) {
+        k.kcompactd_run();
+    }
+}
+
 /// The daemons, in the order they run when they are due at the same time.
-const DAEMONS: [&dyn Daemon; 1] = [&Khugepaged];
+const DAEMONS: [&dyn Daemon; 2] = [&Khugepaged, &Kcompactd];
 
 impl Kernel {
     /// Advances simulated time by `ms`, running every daemon pass that falls due.

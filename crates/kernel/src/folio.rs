@@ -50,6 +50,11 @@ impl Folio {
     pub(crate) fn pfn(&self) -> Pfn {
         Pfn(u64::from(self.pfn))
     }
+    /// Moves the folio to another page frame (migration: page tables hold folio ids, so
+    /// this is the whole move).
+    pub(crate) fn set_pfn(&mut self, pfn: Pfn) {
+        self.pfn = pfn.to_u32();
+    }
     #[inline]
     pub(crate) fn nr_pages(&self) -> u32 {
         1 << self.order

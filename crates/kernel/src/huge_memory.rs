@@ -15,10 +15,11 @@ use crate::ids::MmId;
 use crate::ids::Pfn;
 use crate::mm::MmCounter;
 use crate::mm::{vmf, ThpDisable, Vma};
+use crate::page_alloc::{Gfp, MigrateType};
 use crate::pgtable::{Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, SOFT_DIRTY, UFFD_WP, WRITE, YOUNG};
 use crate::profile::HzpWpFault;
 use crate::rmap::RmapLevel;
-use crate::sysfs::ThpEnabled;
+use crate::sysfs::{Defrag, ThpEnabled};
 use crate::types::{HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SIZE, PMD_MASK, PMD_SIZE};
 use crate::util::to_u32;
 use crate::vmstat::{MthpStat, VmItem};
@@ -180,12 +181,33 @@ impl Kernel {
 
     /// `hugepage_pmd_enabled`: the PMD size is enabled in some way (khugepaged runs).
     pub fn hugepage_pmd_enabled(&self) -> bool {
-        match self.sysfs.size_enabled[HPAGE_PMD_ORDER as usize] {
-            ThpEnabled::Always | ThpEnabled::Madvise => true,
-            ThpEnabled::Inherit => {
-                matches!(self.sysfs.enabled, ThpEnabled::Always | ThpEnabled::Madvise)
-            }
-            ThpEnabled::Never => false,
+        self.sysfs.pmd_thp_enabled()
+    }
+
+    /// `vma_thp_gfp_mask`: how hard a THP fault allocation may try, by `defrag` and whether
+    /// the VMA is madvised (`VM_HUGEPAGE`).
+    pub(crate) fn vma_thp_gfp_mask(&self, vma: &Vma) -> Gfp {
+        let madvised = vma.has(vmf::HUGEPAGE);
+        let light = Gfp::TRANSHUGE_LIGHT;
+        match self.sysfs.defrag {
+            Defrag::Always => Gfp {
+                noretry: !madvised,
+                ..Gfp::TRANSHUGE
+            },
+            Defrag::Defer => Gfp {
+                kswapd: true,
+                ..light
+            },
+            Defrag::DeferMadvise => Gfp {
+                direct: madvised,
+                kswapd: !madvised,
+                ..light
+            },
+            Defrag::Madvise => Gfp {
+                direct: madvised,
+                ..light
+            },
+            Defrag::Never => light,
         }
     }
 
@@ -220,7 +242,12 @@ impl Kernel {
             return true;
         }
         if self.huge_zero.pfn.is_none() {
-            match self.buddy.alloc(HPAGE_PMD_ORDER) {
+            // get_huge_zero_folio: GFP_TRANSHUGE without __GFP_MOVABLE.
+            let gfp = Gfp {
+                mt: MigrateType::Unmovable,
+                ..Gfp::TRANSHUGE
+            };
+            match self.alloc_pages(HPAGE_PMD_ORDER, gfp) {
                 Some(pfn) => {
                     self.huge_zero.pfn = Some(pfn);
                     self.vmstat.count(VmItem::ThpZeroPageAlloc);
@@ -249,8 +276,12 @@ impl Kernel {
     }
 
     /// `vma_alloc_anon_folio_pmd`: an order-9 folio for a fault, counting fallbacks.
-    fn vma_alloc_anon_folio_pmd(&mut self) -> Option<FolioId> {
-        match self.alloc_anon_folio_order(HPAGE_PMD_ORDER) {
+    fn vma_alloc_anon_folio_pmd(&mut self, vma: &Vma) -> Option<FolioId> {
+        let gfp = Gfp {
+            vma_pmd: true,
+            ..self.vma_thp_gfp_mask(vma)
+        };
+        match self.alloc_anon_folio_order(HPAGE_PMD_ORDER, gfp) {
             Some(f) => Some(f),
             None => {
                 self.vmstat.count(VmItem::ThpFaultFallback);
@@ -306,7 +337,7 @@ impl Kernel {
             self.mms[mmi].pgt.deposit(pgtable);
             return VmFault::Done;
         }
-        let Some(folio) = self.vma_alloc_anon_folio_pmd() else {
+        let Some(folio) = self.vma_alloc_anon_folio_pmd(&vmf.vma) else {
             return VmFault::Fallback;
         };
         let Some(pgtable) = self.alloc_pgtable_page() else {
@@ -376,7 +407,7 @@ impl Kernel {
     /// table deposited for the huge zero PMD stays deposited. Note that the THP-allowed
     /// checks are not repeated here (the kernel does not either).
     fn do_huge_zero_wp_pmd(&mut self, vmf: &Vmf) -> VmFault {
-        let Some(folio) = self.vma_alloc_anon_folio_pmd() else {
+        let Some(folio) = self.vma_alloc_anon_folio_pmd(&vmf.vma) else {
             return VmFault::Fallback;
         };
         let queue = self.profile.switches.hzp_wp_deferred_split;

@@ -312,6 +312,7 @@ impl Kernel {
             ));
         }
         allocated += pgtable_pages
+            + self.kallocs.iter().map(|&(_, o)| 1u64 << o).sum::<u64>()
             + if self.huge_zero.pfn().is_some() {
                 512
             } else {

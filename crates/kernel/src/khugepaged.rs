@@ -22,6 +22,7 @@ use crate::folio::FolioId;
 use crate::ids::MmId;
 use crate::mm::MmCounter;
 use crate::mm::{ThpDisable, Vma};
+use crate::page_alloc::Gfp;
 use crate::pgtable::{self, Pmd, Pte, DIRTY, EXCLUSIVE, WRITE, YOUNG};
 use crate::profile::Collapse;
 use crate::rmap::RmapLevel;
@@ -406,11 +407,17 @@ impl Kernel {
         if khugepaged && referenced == 0 {
             return ScanResult::LackReferencedPage;
         }
-        self.collapse_huge_page(mmi, vma, haddr)
+        self.collapse_huge_page(mmi, vma, haddr, khugepaged)
     }
 
     /// `collapse_huge_page`: a new PMD THP replaces the PTE-mapped range.
-    fn collapse_huge_page(&mut self, mmi: MmId, vma: &Vma, haddr: u64) -> ScanResult {
+    fn collapse_huge_page(
+        &mut self,
+        mmi: MmId,
+        vma: &Vma,
+        haddr: u64,
+        khugepaged: bool,
+    ) -> ScanResult {
         let pmd = self.mms[mmi].pgt.pmd(haddr);
         let tidx = pmd.table_idx();
         let table = *self.mms[mmi].pgt.pte_table(tidx);
@@ -419,7 +426,14 @@ impl Kernel {
         {
             return ScanResult::Succeed;
         }
-        let Some(new) = self.alloc_anon_folio_order(HPAGE_PMD_ORDER) else {
+        // alloc_charge_folio: khugepaged's mask follows khugepaged/defrag; MADV_COLLAPSE
+        // always uses GFP_TRANSHUGE.
+        let gfp = if !khugepaged || self.sysfs.khugepaged_defrag {
+            Gfp::TRANSHUGE
+        } else {
+            Gfp::TRANSHUGE_LIGHT
+        };
+        let Some(new) = self.alloc_anon_folio_order(HPAGE_PMD_ORDER, gfp) else {
             self.vmstat.count(VmItem::ThpCollapseAllocFailed);
             return ScanResult::AllocHugePageFail;
         };

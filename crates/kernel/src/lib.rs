@@ -7,6 +7,7 @@
 //! `page_map`). Modules are named after the kernel files whose decisions they model.
 #![forbid(unsafe_code)]
 
+pub mod compaction;
 pub(crate) mod daemon;
 pub(crate) mod deferred_split;
 pub mod errno;
@@ -26,7 +27,7 @@ pub mod mmap;
 pub(crate) mod mprotect;
 pub(crate) mod mremap;
 pub mod observe;
-pub(crate) mod page_alloc;
+pub mod page_alloc;
 pub(crate) mod pgtable;
 pub mod profile;
 pub(crate) mod rmap;
@@ -47,7 +48,7 @@ use errno::Errno;
 use folio::Folios;
 use ids::{AnonVmaId, FolioId, MmId, Pfn};
 use mm::{Mm, Mms, Task, ThpDisable};
-use page_alloc::BuddyAllocator;
+use page_alloc::{BuddyAllocator, Gfp};
 use profile::Profile;
 use sysfs::Sysfs;
 use types::{Pid, MAX_PAGE_ORDER, PAGE_SHIFT};
@@ -81,6 +82,10 @@ pub enum ConfigError {
     MemoryTooLarge { max_tib: u64 },
 }
 
+/// `vm.watermark_scale_factor` (default 10: the low and high watermarks sit 0.1 % of a
+/// zone above min).
+const WATERMARK_SCALE_FACTOR: u64 = 10;
+
 /// The largest simulated memory (PFNs stay below 2^31).
 pub const MAX_MEMORY: u64 = 8 << 40;
 
@@ -106,6 +111,11 @@ pub struct Kernel {
     pub uffd_stats: userfaultfd_ctx::MsgStats,
     /// Walks visit every slot, not only populated ones (`walk::set_dense_walks`, tests).
     pub(crate) dense_walks: bool,
+    /// The compaction sysctls.
+    pub compaction: compaction::CompactionTunables,
+    pub(crate) kcompactd: compaction::Kcompactd,
+    /// Unmovable background allocations (`kalloc`): (pfn, order).
+    pub(crate) kallocs: Vec<(Pfn, u8)>,
 }
 
 impl Kernel {
@@ -121,11 +131,12 @@ impl Kernel {
                 max_tib: MAX_MEMORY >> 40,
             });
         }
+        let thp = cfg.sysfs.pmd_thp_enabled();
         Ok(Kernel {
             profile: cfg.profile,
             sysfs: cfg.sysfs,
             vmstat: VmStat::default(),
-            buddy: BuddyAllocator::new(cfg.memory >> PAGE_SHIFT),
+            buddy: BuddyAllocator::new(cfg.memory >> PAGE_SHIFT, thp, WATERMARK_SCALE_FACTOR),
             folios: Folios::default(),
             huge_zero: huge_memory::HugeZeroFolio::default(),
             mms: Mms::default(),
@@ -137,6 +148,9 @@ impl Kernel {
             now_ms: 0,
             uffd_stats: userfaultfd_ctx::MsgStats::default(),
             dense_walks: false,
+            compaction: compaction::CompactionTunables::default(),
+            kcompactd: compaction::Kcompactd::default(),
+            kallocs: Vec::new(),
         })
     }
 
@@ -241,7 +255,7 @@ impl Kernel {
 
     /// Allocates a page-table page (order 0, unmovable in the kernel).
     pub(crate) fn alloc_pgtable_page(&mut self) -> Option<Pfn> {
-        let pfn = self.buddy.alloc(0)?;
+        let pfn = self.alloc_pages(0, Gfp::KERNEL)?;
         self.vmstat.count(VmItem::NrPageTablePages);
         Some(pfn)
     }
@@ -251,11 +265,56 @@ impl Kernel {
         self.vmstat.add(VmItem::NrPageTablePages, -1);
     }
 
-    /// Allocates an anonymous folio of `order` (zeroed content).
-    pub(crate) fn alloc_anon_folio_order(&mut self, order: u8) -> Option<FolioId> {
-        let pfn = self.buddy.alloc(order)?;
+    /// Allocates an anonymous folio of `order` (zeroed content) with `gfp`.
+    pub(crate) fn alloc_anon_folio_order(&mut self, order: u8, gfp: Gfp) -> Option<FolioId> {
+        let pfn = self.alloc_pages(order, gfp)?;
         // Anonymous only once mapped (folio_add_new_anon_rmap), as in the kernel.
         Some(self.folios.alloc(pfn, order, 0))
+    }
+
+    /// Unmovable (or reclaimable) background allocations, as a long-running host's slab and
+    /// kernel allocations leave them: `pages` in blocks of `order`. With `scatter` 0 they
+    /// come from the allocator as kernel allocations do (`GFP_KERNEL`, so they gather in
+    /// pageblocks of their type); with `scatter` N one block is placed in the middle of
+    /// every N-th pageblock (Normal first, from each zone's start), left in a pageblock of
+    /// whatever type it has, as stealing leaves them. Returns the pages allocated (fewer
+    /// when memory runs out). They are never freed.
+    pub fn kalloc(
+        &mut self,
+        pages: u64,
+        order: u8,
+        mt: page_alloc::MigrateType,
+        scatter: u64,
+    ) -> u64 {
+        let order = order.min(MAX_PAGE_ORDER);
+        let nr = 1u64 << order;
+        let mut done = 0;
+        if scatter == 0 {
+            let gfp = Gfp { mt, ..Gfp::KERNEL };
+            while done + nr <= pages {
+                let Some(p) = self.alloc_pages(order, gfp) else {
+                    break;
+                };
+                self.kallocs.push((p, order));
+                done += nr;
+            }
+            return done;
+        }
+        let step = scatter * page_alloc::PAGEBLOCK_NR;
+        let offset = (page_alloc::PAGEBLOCK_NR / 2) & !(nr - 1);
+        for z in (0..self.buddy.zones.len()).rev() {
+            let (start, end) = (self.buddy.zones[z].start, self.buddy.zones[z].end);
+            let mut pb = start;
+            while pb + page_alloc::PAGEBLOCK_NR <= end && done + nr <= pages {
+                let p = pb + offset;
+                if self.buddy.take_at(p, order) {
+                    self.kallocs.push((Pfn(p), order));
+                    done += nr;
+                }
+                pb += step;
+            }
+        }
+        done
     }
 
     /// Frees a folio whose last reference is gone (`__folio_put` → `free_pages_prepare`).
@@ -304,6 +363,42 @@ impl Kernel {
                 *val = util::to_i64(self.buddy.nr_free_pages());
             }
         }
+        // /proc/buddyinfo, the pageblock counts of /proc/pagetypeinfo, and the `sim.`
+        // fragmentation figures (the indices of /sys/kernel/debug/extfrag, ×1000, at
+        // pageblock order; the pageblocks holding pages of two mobilities; the node's
+        // proactive-compaction score).
+        for (zi, z) in self.buddy.zones.iter().enumerate() {
+            for o in 0..page_alloc::NR_ORDERS {
+                v.push((
+                    format!("buddyinfo.{}.{o}", z.name),
+                    util::to_i64(z.count_order(o)),
+                ));
+            }
+            let blocks = self.buddy.pageblock_counts(zi);
+            for mt in page_alloc::MigrateType::ALL {
+                v.push((
+                    format!("pagetypeinfo.{}.{}", z.name, mt.name()),
+                    util::to_i64(blocks[mt as usize]),
+                ));
+            }
+            let o = page_alloc::PAGEBLOCK_ORDER;
+            v.push((
+                format!("sim.{}.extfrag_index", z.name),
+                z.fragmentation_index(o),
+            ));
+            v.push((
+                format!("sim.{}.unusable_index", z.name),
+                z.unusable_index(o),
+            ));
+            v.push((
+                format!("sim.{}.mixed_pageblocks", z.name),
+                util::to_i64(self.buddy.mixed_pageblocks(zi)),
+            ));
+        }
+        v.push((
+            "sim.fragmentation_score".into(),
+            util::to_i64(self.fragmentation_score_node()),
+        ));
         let u = &self.uffd_stats;
         for (name, n) in [
             ("events", u.events),

@@ -14,6 +14,7 @@ use crate::folio::FolioId;
 use crate::ids::{AnonVmaId, MmId};
 use crate::mm::MmCounter;
 use crate::mm::{vmf, Vma, VmaBacking};
+use crate::page_alloc::Gfp;
 use crate::pgtable::{
     pte_index, pte_index32, Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, STORED, UFFD_WP, WRITE, YOUNG,
 };
@@ -376,14 +377,15 @@ impl Kernel {
         }
         while orders != 0 {
             let order = highest_order(orders);
-            if let Some(f) = self.alloc_anon_folio_order(order) {
+            if let Some(f) = self.alloc_anon_folio_order(order, self.vma_thp_gfp_mask(vma)) {
                 self.vmstat.mthp_count(order, MthpStat::AnonFaultAlloc);
                 return Some((f, order));
             }
             self.vmstat.mthp_count(order, MthpStat::AnonFaultFallback);
             orders &= !(1 << order);
         }
-        self.alloc_anon_folio_order(0).map(|f| (f, 0))
+        self.alloc_anon_folio_order(0, Gfp::HIGHUSER_MOVABLE)
+            .map(|f| (f, 0))
     }
 
     /// `do_wp_page`: a write to a present, write-protected PTE.
@@ -434,7 +436,7 @@ impl Kernel {
     fn wp_page_copy(&mut self, vmf: &mut Vmf, old: Pte) -> VmFault {
         let (mmi, addr) = (vmf.mm, vmf.address);
         self.vmf_anon_prepare(vmf);
-        let Some(new) = self.alloc_anon_folio_order(0) else {
+        let Some(new) = self.alloc_anon_folio_order(0, Gfp::HIGHUSER_MOVABLE) else {
             return VmFault::Oom;
         };
         let from_page = old.is_page();

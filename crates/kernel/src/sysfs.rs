@@ -216,6 +216,15 @@ fn parse_u32_max(v: &str, max: u32) -> Option<u32> {
 }
 
 impl Sysfs {
+    /// `hugepage_pmd_enabled`: the PMD size is enabled in some way (khugepaged runs).
+    pub fn pmd_thp_enabled(&self) -> bool {
+        match self.size_enabled[HPAGE_PMD_ORDER as usize] {
+            ThpEnabled::Always | ThpEnabled::Madvise => true,
+            ThpEnabled::Inherit => matches!(self.enabled, ThpEnabled::Always | ThpEnabled::Madvise),
+            ThpEnabled::Never => false,
+        }
+    }
+
     /// Writes a knob as `echo value > file` would; refuses what the kernel refuses (EINVAL).
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), KnobError> {
         let bad = |expected: &str| KnobError::BadValue {

@@ -287,7 +287,9 @@ impl Kernel {
             if zero {
                 self.set_pte(mmi, addr, Pte::zero(wpbit));
             } else {
-                let Some(f) = self.alloc_anon_folio_order(0) else {
+                let Some(f) =
+                    self.alloc_anon_folio_order(0, crate::page_alloc::Gfp::HIGHUSER_MOVABLE)
+                else {
                     return Err(Errno::ENOMEM);
                 };
                 self.folios.set_nonzero(f, 0);

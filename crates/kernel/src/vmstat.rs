@@ -66,6 +66,9 @@ vm_items! {
     CompactDaemonWake => "compact_daemon_wake", false;
     CompactDaemonMigrateScanned => "compact_daemon_migrate_scanned", false;
     CompactDaemonFreeScanned => "compact_daemon_free_scanned", false;
+    PgmigrateSuccess => "pgmigrate_success", true;
+    AllocstallNormal => "allocstall_normal", true;
+    AllocstallMovable => "allocstall_movable", true;
     SwpinZero => "swpin_zero", false;
     SwpoutZero => "swpout_zero", false;
     NrAnonTransparentHugepages => "nr_anon_transparent_hugepages", false;

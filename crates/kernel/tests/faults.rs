@@ -624,7 +624,9 @@ fn oom_kills_the_faulting_task() {
     t.mmap(BASE, 8 * M2, Prot::RW);
     let r = t.touch(BASE, 8 * M2, AccessKind::Write);
     assert_eq!(r, Err(Signal::Sigkill));
-    assert_eq!(t.k.nr_free_pages(), 0);
+    // The last pages stay free: an order-0 allocation must leave more than the min
+    // watermark (4 MiB: min_free_kbytes 256 KiB = 64 pages) and there is nothing to reclaim.
+    assert_eq!(t.k.nr_free_pages(), 64);
 }
 
 #[test]
@@ -637,11 +639,22 @@ fn thp_fault_oom_on_page_table_frees_unmapped_folio() {
     t.mmap(BASE + 4 * M2, 2 * M2, Prot::RW);
     t.madvise(BASE + 4 * M2, 2 * M2, Advice::Nohugepage)
         .unwrap();
-    // PMD table + PTE table + 510 pages: only the order-9 block is left.
-    t.write(BASE + 4 * M2, 510 * K4);
-    assert_eq!(t.k.nr_free_pages(), 512);
+    // Leave exactly 576 free pages with one free order-9 block among them: the THP takes
+    // it (576 - 511 is above the min watermark of 64 pages) and the page table would leave
+    // only 63. The page tables claim the first 4 MiB block for unmovable pages; the first
+    // 2 MiB of data take the second pageblock back for movable ones; the rest of the data
+    // claims the first pageblock; dropping the first 2 MiB frees the second pageblock.
+    t.write(BASE + 4 * M2, M2);
+    let mut n = 0;
+    t.write(BASE + 5 * M2, 400 * K4);
+    t.madvise(BASE + 4 * M2, M2, Advice::Dontneed).unwrap();
+    while t.k.nr_free_pages() > 576 {
+        t.write(BASE + 5 * M2 + (400 + n) * K4, K4);
+        n += 1;
+    }
+    assert_eq!(t.k.nr_free_pages(), 576);
     assert_eq!(t.touch(BASE, K4, AccessKind::Write), Err(Signal::Sigkill));
-    assert_eq!(t.k.nr_free_pages(), 512);
+    assert_eq!(t.k.nr_free_pages(), 576);
     assert_eq!(t.dm(2048, MthpStat::NrAnon), 0);
     assert_eq!(t.map(BASE, M2), vec![(Backing::None, 512)]);
 }

@@ -79,6 +79,16 @@ pub enum Op {
     /// `shrink` — run the deferred-split (and huge-zero) shrinkers, as memory pressure or
     /// `drop_caches` would.
     Shrink,
+    /// `kalloc SIZE [order=N] [type=unmovable|reclaimable] [scatter=N]` — unmovable
+    /// background allocations (slab, kernel memory of a long-running host).
+    Kalloc {
+        size: u64,
+        order: u8,
+        reclaimable: bool,
+        scatter: u64,
+    },
+    /// `compact` — `echo 1 > /proc/sys/vm/compact_memory`.
+    Compact,
     /// `mremap RANGE DST[+OFF]` — move RANGE to the address of mapping DST (plus OFF):
     /// `MREMAP_MAYMOVE | MREMAP_FIXED`, same size.
     Mremap { range: RangeRef, dst: RangeRef },

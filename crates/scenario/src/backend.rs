@@ -85,6 +85,15 @@ pub enum BackendOp {
     },
     /// Run the deferred-split and huge-zero shrinkers.
     Shrink,
+    /// Unmovable background allocations (`Kernel::kalloc`); returns the bytes allocated.
+    Kalloc {
+        size: u64,
+        order: u8,
+        reclaimable: bool,
+        scatter: u64,
+    },
+    /// Compact all memory (`/proc/sys/vm/compact_memory`).
+    Compact,
     /// `mremap(old, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, new)`; returns `new`.
     Mremap {
         old: u64,

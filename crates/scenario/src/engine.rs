@@ -833,6 +833,21 @@ impl Run<'_> {
             }
             Op::Sleep { ms } => self.exec(st, BackendOp::Sleep { ms: *ms }),
             Op::Shrink => self.exec(st, BackendOp::Shrink),
+            Op::Kalloc {
+                size,
+                order,
+                reclaimable,
+                scatter,
+            } => self.exec(
+                st,
+                BackendOp::Kalloc {
+                    size: *size,
+                    order: *order,
+                    reclaimable: *reclaimable,
+                    scatter: *scatter,
+                },
+            ),
+            Op::Compact => self.exec(st, BackendOp::Compact),
             Op::PrctlSetThpDisable {
                 disable,
                 except_advised,
@@ -1142,6 +1157,13 @@ fn op_text(op: &BackendOp) -> String {
         BackendOp::KhugepagedScan { passes } => format!("khugepaged scan {passes}"),
         BackendOp::Sleep { ms } => format!("sleep {ms}ms"),
         BackendOp::Shrink => "shrink".into(),
+        BackendOp::Kalloc {
+            size,
+            order,
+            reclaimable,
+            scatter,
+        } => format!("kalloc {size:#x} order={order} reclaimable={reclaimable} scatter={scatter}"),
+        BackendOp::Compact => "compact".into(),
         BackendOp::Uffd(u) => format!("uffd {u:?}"),
         BackendOp::Mremap { old, len, new } => format!("mremap {old:#x} {len:#x} -> {new:#x}"),
         BackendOp::Mlock { addr, len, lock } => format!(

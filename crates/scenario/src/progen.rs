@@ -103,7 +103,7 @@ pub struct Weights {
     pub setup_percent: u32,
     /// Percent chance that each THP knob is set in the setup `sysfs` line.
     pub knob_percent: u32,
-    /// Allow what only the model runs: `set` switches, `sleep`, `shrink`,
+    /// Allow what only the model runs: `set` switches, `sleep`, `shrink`, `kalloc`, `compact`,
     /// MADV_POPULATE_PGTABLE, the userfaultfd `event_fork` feature, kernel profiles other
     /// than the first.
     pub model_only: bool,
@@ -125,6 +125,8 @@ const DEFAULT_OPS: &[(&str, u32)] = &[
     ("khugepaged", 2),
     ("sleep", 1),
     ("shrink", 1),
+    ("kalloc", 1),
+    ("compact", 1),
     ("mremap", 2),
     ("mlock", 1),
     ("munlock", 1),
@@ -136,7 +138,7 @@ const DEFAULT_OPS: &[(&str, u32)] = &[
 ];
 
 /// Ops the host backend cannot run.
-const MODEL_ONLY_OPS: &[&str] = &["sleep", "shrink"];
+const MODEL_ONLY_OPS: &[&str] = &["sleep", "shrink", "kalloc", "compact"];
 
 impl Default for Weights {
     fn default() -> Self {
@@ -684,6 +686,16 @@ impl<E: Entropy> Gen<'_, E> {
             )
             .to_string(),
             "shrink" => "shrink".to_string(),
+            "kalloc" => {
+                let size = pick(self.e, &["4K", "64K", "2M", "8M"]);
+                match self.below(4) {
+                    0 => format!("kalloc {size}"),
+                    1 => format!("kalloc {size} order={}", self.below(4)),
+                    2 => format!("kalloc {size} type=reclaimable"),
+                    _ => format!("kalloc {size} scatter={}", 1 + self.below(8)),
+                }
+            }
+            "compact" => "compact".to_string(),
             "mremap" => {
                 // The destination must hold the source's length.
                 let src = self.range()?;

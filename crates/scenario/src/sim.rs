@@ -2,6 +2,7 @@
 
 use thpsim_kernel::errno::OpError;
 use thpsim_kernel::mmap::MapFlags;
+use thpsim_kernel::page_alloc::MigrateType;
 use thpsim_kernel::types::{AccessPattern, Pid};
 use thpsim_kernel::userfaultfd::Mfill;
 use thpsim_kernel::{Kernel, KernelConfig};
@@ -330,6 +331,23 @@ impl Backend for SimBackend {
             }
             BackendOp::Shrink => {
                 k.shrink();
+                Ok(0)
+            }
+            BackendOp::Kalloc {
+                size,
+                order,
+                reclaimable,
+                scatter,
+            } => {
+                let mt = if *reclaimable {
+                    MigrateType::Reclaimable
+                } else {
+                    MigrateType::Unmovable
+                };
+                Ok(k.kalloc(size / 4096, *order, mt, *scatter) * 4096)
+            }
+            BackendOp::Compact => {
+                k.compact_memory();
                 Ok(0)
             }
             BackendOp::Fork { .. } | BackendOp::Switch { .. } | BackendOp::Exit { .. } => {

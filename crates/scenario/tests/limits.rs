@@ -42,12 +42,13 @@ impl Backend for Recording {
 // -------------------------------------------------------------------------------------------
 // `as`/`exit` of a process whose fork failed (thpsim run exited 101: index out of bounds).
 
-/// 4 MiB of memory, almost all of it faulted in at order 0: the fork finds no page for the
-/// child's page table and fails with ENOMEM.
+/// 4 MiB of memory, faulted in at order 0 down to the min watermark (64 pages: an order-0
+/// allocation must leave more than that): the fork finds no page for the child's page table
+/// and fails with ENOMEM.
 const FORK_FAILS: &str = "memory 4M
 sysfs enabled=never
 mmap buf 4M anon private rw
-write buf+0 4080K
+write buf+0 3828K
 fork child
 expect errno == ENOMEM
 ";

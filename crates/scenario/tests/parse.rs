@@ -1641,6 +1641,8 @@ fn names_of(op: &Op) -> &'static [&'static str] {
         Op::KhugepagedScan { .. } => &["khugepaged"],
         Op::Sleep { .. } => &["sleep"],
         Op::Shrink => &["shrink"],
+        Op::Kalloc { .. } => &["kalloc"],
+        Op::Compact => &["compact"],
         Op::Uffd(_) => &["uffd"],
         Op::Mlock { .. } => &["mlock", "munlock"],
         Op::Mremap { .. } => &["mremap"],
@@ -1887,4 +1889,37 @@ fn uffd_writeprotect_stride() {
         "bad stride `4Q`",
         ANY,
     );
+}
+
+#[test]
+fn kalloc_and_compact_parse_with_their_options_and_errors() {
+    let s = ok("kalloc 8M order=2 type=reclaimable scatter=4\ncompact");
+    assert!(matches!(
+        s.stmts[0].op,
+        Op::Kalloc {
+            size: 0x80_0000,
+            order: 2,
+            reclaimable: true,
+            scatter: 4
+        }
+    ));
+    assert!(matches!(s.stmts[1].op, Op::Compact));
+    assert!(matches!(
+        ok("kalloc 4K").stmts[0].op,
+        Op::Kalloc {
+            size: 4096,
+            order: 0,
+            reclaimable: false,
+            scatter: 0
+        }
+    ));
+    let d = errs("kalloc 6K");
+    assert!(d[0].message.contains("multiple of 4K"), "{}", d[0].message);
+    let d = errs("kalloc 4M order=11");
+    assert!(d[0].message.contains("MAX_PAGE_ORDER"), "{}", d[0].message);
+    assert_eq!((d[0].span.line, d[0].span.col), (1, 11));
+    let d = errs("kalloc 4M scatter=0");
+    assert!(d[0].message.contains("at least 1"), "{}", d[0].message);
+    let d = errs("kalloc 4M type=movable");
+    assert_eq!(d.len(), 1);
 }

@@ -641,6 +641,52 @@ pub(crate) fn op_shrink(_c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     Some(Parsed::Op(Op::Shrink))
 }
 
+pub(crate) fn op_kalloc(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let t = c.need("size")?;
+    let size = c.size(t, "size")?;
+    if size == 0 || size % 4096 != 0 {
+        c.err(
+            t.span(),
+            "the size must be a positive multiple of 4K",
+            Some(c.usage()),
+        );
+        return None;
+    }
+    let toks = c.rest();
+    let opts = c.options(toks, c.spec.opts, "kalloc", None);
+    if !opts.ok {
+        return None;
+    }
+    let order = opts.size("order").unwrap_or(0);
+    if order > 10 {
+        let span = opts.tok("order").map_or_else(|| c.end_span(), |t| t.span());
+        c.err(
+            span,
+            format!("order {order} is above MAX_PAGE_ORDER (10)"),
+            Some(c.usage()),
+        );
+        return None;
+    }
+    let scatter = opts.size("scatter").unwrap_or(0);
+    if opts.tok("scatter").is_some() && scatter == 0 {
+        let span = opts
+            .tok("scatter")
+            .map_or_else(|| c.end_span(), |t| t.span());
+        c.err(span, "the pageblock stride is at least 1", Some(c.usage()));
+        return None;
+    }
+    Some(Parsed::Op(Op::Kalloc {
+        size,
+        order: u8::try_from(order).expect("checked"),
+        reclaimable: matches!(opts.get("type"), Some(OptValue::Choice("reclaimable"))),
+        scatter,
+    }))
+}
+
+pub(crate) fn op_compact(_c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    Some(Parsed::Op(Op::Compact))
+}
+
 pub(crate) fn op_mremap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     let range = c.range()?;
     let dst = c.range()?;
