@@ -73,6 +73,13 @@ impl HugeZeroFolio {
 #[inline]
 pub(crate) fn thp_vma_suitable_order(vma: &Vma, addr: u64, order: u8) -> bool {
     let size = PAGE_SIZE << order;
+    // A file VMA's offset must be aligned like its address (anonymous ones need no check).
+    if !vma.is_anonymous()
+        && ((vma.start >> crate::types::PAGE_SHIFT).wrapping_sub(vma.pgoff)) & ((1 << order) - 1)
+            != 0
+    {
+        return false;
+    }
     let haddr = addr & !(size - 1);
     haddr >= vma.start && haddr + size <= vma.end
 }
@@ -131,6 +138,14 @@ impl Kernel {
         mut orders: u16,
         tva: Tva,
     ) -> u16 {
+        if let Some(ino) = vma.backing.inode() {
+            // Outside the fault path a shmem VMA answers with its own policy (the fault path
+            // decides in shmem_get_folio, and finish_fault maps what it got).
+            if tva == Tva::PageFault {
+                return 0;
+            }
+            return orders & self.shmem_allowable_huge_orders(ino, Some((mmi, vma)), vma.pgoff, 0);
+        }
         if tva != Tva::ForcedCollapse {
             orders &= self.sysfs_anon_orders(vma.flags);
         }
@@ -180,6 +195,9 @@ impl Kernel {
 
     /// `hugepage_pmd_enabled`: the PMD size is enabled in some way (khugepaged runs).
     pub fn hugepage_pmd_enabled(&self) -> bool {
+        if self.shmem_hpage_pmd_enabled() {
+            return true;
+        }
         match self.sysfs.size_enabled[HPAGE_PMD_ORDER as usize] {
             ThpEnabled::Always | ThpEnabled::Madvise => true,
             ThpEnabled::Inherit => {
@@ -342,6 +360,12 @@ impl Kernel {
                 crate::userfaultfd_ctx::FLAG_WRITE | crate::userfaultfd_ctx::FLAG_WP,
             );
         }
+        if !vmf.vma.is_anonymous() {
+            // No huge_fault for shmem: COW or write-notify is done at PTE level, and a file
+            // PMD split is a zap.
+            self.zap_file_pmd(mmi, vmf.haddr(), true);
+            return VmFault::Fallback;
+        }
         self.do_huge_pmd_wp_page(vmf)
     }
 
@@ -390,6 +414,11 @@ impl Kernel {
         let haddr = haddr & PMD_MASK;
         let pmd = self.mms[mmi].pgt.pmd(haddr);
         debug_assert!(pmd.is_huge());
+        if pmd.is_thp() && !self.folios.get(pmd.folio()).test(crate::folio::flags::ANON) {
+            // __split_huge_pmd_locked on a file VMA only clears the PMD.
+            self.zap_file_pmd(mmi, haddr, true);
+            return;
+        }
         self.vmstat.count(VmItem::ThpSplitPmd);
         let pfn = self.mms[mmi]
             .pgt

@@ -75,6 +75,8 @@ impl Kernel {
             let mut tables_seen = vec![false; mm.pgt.ptes.len()];
             let mut table_pmds = 0usize;
             let mut rss = 0u64;
+            let mut rss_shmem = 0u64;
+            let mut anon_huge_pmds = 0usize;
             let mut has_huge_zero = false;
             for key in mm.pgt.pmd_table_keys() {
                 let table = mm.pgt.pmd_table(key).expect("pmd table");
@@ -101,6 +103,7 @@ impl Kernel {
                             return Err(ctx(format!("writable PMD at {slot:#x} in read-only VMA")));
                         }
                         if pmd.is_huge_zero() {
+                            anon_huge_pmds += 1;
                             has_huge_zero = true;
                             if pmd.has(WRITE) {
                                 return Err(ctx(format!("writable huge zero PMD at {slot:#x}")));
@@ -113,7 +116,12 @@ impl Kernel {
                             let s = seen.entry(pmd.folio()).or_default();
                             s.entire += 1;
                             s.by_mm(mmi);
-                            rss += u64::from(HPAGE_PMD_NR);
+                            if f.test(flags::ANON) {
+                                rss += u64::from(HPAGE_PMD_NR);
+                                anon_huge_pmds += 1;
+                            } else {
+                                rss_shmem += u64::from(HPAGE_PMD_NR);
+                            }
                         }
                     } else {
                         let ti = pmd.table_idx().index();
@@ -154,7 +162,11 @@ impl Kernel {
                                 }
                                 s.pages[pte.idx() as usize] += 1;
                                 s.by_mm(mmi);
-                                rss += 1;
+                                if f.test(flags::ANON) {
+                                    rss += 1;
+                                } else {
+                                    rss_shmem += 1;
+                                }
                             }
                         }
                     }
@@ -166,9 +178,11 @@ impl Kernel {
                     mm.pgt.live_pte_tables()
                 )));
             }
-            if huge_pmds != mm.pgt.nr_deposited() {
+            let _ = huge_pmds;
+            // x86-64 deposits a page table under anonymous and huge-zero PMDs only.
+            if anon_huge_pmds != mm.pgt.nr_deposited() {
                 return Err(ctx(format!(
-                    "{huge_pmds} huge PMDs but {} deposited tables",
+                    "{anon_huge_pmds} anonymous huge PMDs but {} deposited tables",
                     mm.pgt.nr_deposited()
                 )));
             }
@@ -176,6 +190,12 @@ impl Kernel {
                 return Err(ctx(format!(
                     "MM_ANONPAGES {} but page tables map {rss}",
                     mm.rss_anon
+                )));
+            }
+            if rss_shmem != mm.rss_shmem {
+                return Err(ctx(format!(
+                    "MM_SHMEMPAGES {} but page tables map {rss_shmem}",
+                    mm.rss_shmem
                 )));
             }
             if has_huge_zero && !mm.huge_zero_ref {
@@ -200,6 +220,7 @@ impl Kernel {
         let mut pmd_mapped_thps = 0i64;
         let mut anon_pages = 0i64;
         let mut deferred = 0u64;
+        let (mut nr_shmem, mut shmem_thps, mut shmem_pmdmapped) = (0i64, 0i64, 0i64);
         for id in self.folios.iter_live() {
             let f = self.folios.get(id);
             allocated += u64::from(f.nr_pages());
@@ -214,7 +235,23 @@ impl Kernel {
                     s.entire
                 ));
             }
-            if f.refcount != s.entire + pte_maps {
+            let cached = f.test(flags::SHMEM);
+            if cached != self.shmem.owner.contains_key(&id) {
+                return Err(format!(
+                    "{id} {f:?}: page-cache flag disagrees with the cache"
+                ));
+            }
+            if cached {
+                let (ino, index) = self.shmem.owner[&id];
+                if self.shmem.inodes[ino.index()].cache.get(&index) != Some(&id) {
+                    return Err(format!("{id}: not in {ino}'s page cache at {index}"));
+                }
+                nr_shmem += i64::from(f.nr_pages());
+                shmem_thps += i64::from(f.order == 9);
+                shmem_pmdmapped += i64::from(f.entire_mapcount > 0);
+            }
+            let cache_refs = if cached { f.nr_pages() } else { 0 };
+            if f.refcount != s.entire + pte_maps + cache_refs {
                 return Err(format!(
                     "{id} {f:?}: refcount != mappings {}",
                     s.entire + pte_maps
@@ -253,19 +290,21 @@ impl Kernel {
                         m.nr_pages_mapped
                     ));
                 }
-                anon_pages += if f.entire_mapcount > 0 {
-                    i64::from(f.nr_pages())
-                } else {
-                    i64::from(mapped)
-                };
-            } else {
+                if f.test(flags::ANON) {
+                    anon_pages += if f.entire_mapcount > 0 {
+                        i64::from(f.nr_pages())
+                    } else {
+                        i64::from(mapped)
+                    };
+                }
+            } else if f.test(flags::ANON) {
                 anon_pages += i64::from(f.mapcount > 0);
             }
-            if f.order >= 2 {
+            if f.order >= 2 && f.test(flags::ANON) {
                 nr_anon[f.order as usize] += 1;
                 partial[f.order as usize] += i64::from(f.test(flags::PARTIALLY_MAPPED));
             }
-            if f.order == 9 && f.entire_mapcount > 0 {
+            if f.order == 9 && f.entire_mapcount > 0 && f.test(flags::ANON) {
                 pmd_mapped_thps += 1;
             }
             if f.test(flags::PARTIALLY_MAPPED) && !f.test(flags::DEFERRED) {
@@ -300,6 +339,26 @@ impl Kernel {
             return Err(format!(
                 "nr_anon_transparent_hugepages {} != {pmd_mapped_thps}",
                 self.vmstat.get(VmItem::NrAnonTransparentHugepages)
+            ));
+        }
+        for (item, want) in [
+            (VmItem::NrShmem, nr_shmem),
+            (VmItem::NrShmemHugepages, shmem_thps),
+            (VmItem::NrShmemPmdmapped, shmem_pmdmapped),
+        ] {
+            if self.vmstat.get(item) != want {
+                return Err(format!(
+                    "{} {} != {want}",
+                    item.name(),
+                    self.vmstat.get(item)
+                ));
+            }
+        }
+        let cached: usize = self.shmem.inodes.iter().map(|i| i.cache.len()).sum();
+        if cached != self.shmem.owner.len() {
+            return Err(format!(
+                "{cached} cached folios but {} owned",
+                self.shmem.owner.len()
             ));
         }
         if self.vmstat.get(VmItem::NrAnonPages) != anon_pages {

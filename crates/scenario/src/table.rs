@@ -390,12 +390,12 @@ pub const OPS: &[OpSpec] = &[
     OpSpec {
         name: "mmap",
         grammar: "NAME SIZE anon private",
-        summary: "Creates an anonymous mapping named NAME. Host and model place it at the same arena offset: aligned to `align`, plus `offset` bytes (to build misaligned layouts). Options after `private` may come in any order. `shared`, and the backings `file`, `memfd`, `shmem`, `guest_memfd` are recognised but refused as not modelled yet.",
+        summary: "Creates an anonymous mapping named NAME. Host and model place it at the same arena offset: aligned to `align`, plus `offset` bytes (to build misaligned layouts). Options after `private`/`shared` may come in any order. `anon shared` is `MAP_SHARED|MAP_ANONYMOUS`: a shmem object of the mapping's size, following `shmem_enabled` and the per-size `hugepages-<N>kB.shmem_enabled` knobs. The backings `file`, `memfd`, `shmem`, `guest_memfd` are recognised but refused as not modelled yet.",
         args: &[
             ("NAME", "identifier `[A-Za-z_][A-Za-z0-9_]*`, unique in the file"),
             ("SIZE", "length: a positive multiple of 4K, at most 64T"),
             ("anon", "the backing (only anonymous memory is modelled)"),
-            ("private", "MAP_PRIVATE (`shared` is not modelled yet)"),
+            ("private", "MAP_PRIVATE, or `shared`: MAP_SHARED (anonymous shared memory is shmem)"),
         ],
         opts: &[
             OptSpec {

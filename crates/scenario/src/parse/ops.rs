@@ -324,14 +324,6 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     };
     let toks = c.rest();
     let opts = c.options(toks, c.spec.opts, "mmap", None);
-    if shared {
-        c.err(
-            vis.span(),
-            "shared anonymous (shmem) mappings are not modelled yet",
-            Some("use `private`".into()),
-        );
-        return None;
-    }
     if !opts.ok {
         return None;
     }
