@@ -263,9 +263,18 @@ impl Kernel {
         }
         end_pgoff = end_pgoff.min(eof.saturating_sub(1));
         let mut mapped_fault = false;
+        let vma_end_pgoff = vma.pgoff + (vma.len() >> PAGE_SHIFT);
         for (f0, id) in folios {
             let nr = u64::from(self.folios.get(id).nr_pages());
-            let (a, b) = (f0.max(start_pgoff), (f0 + nr - 1).min(end_pgoff));
+            let (mut a, mut b) = (f0.max(start_pgoff), (f0 + nr - 1).min(end_pgoff));
+            // filemap_map_folio_range() (6.18): a large folio inside the VMA and one page
+            // table is mapped whole (shmem may map across i_size).
+            if nr > 1 && f0 >= vma.pgoff && f0 + nr <= vma_end_pgoff {
+                let va0 = vma.start + ((f0 - vma.pgoff) << PAGE_SHIFT);
+                if va0 & PMD_MASK == (va0 + nr * PAGE_SIZE - 1) & PMD_MASK {
+                    (a, b) = (f0, f0 + nr - 1);
+                }
+            }
             let mut p = a;
             while p <= b {
                 let va = vma.start + ((p - vma.pgoff) << PAGE_SHIFT);

@@ -95,6 +95,20 @@ pub(crate) fn thp_vma_suitable_orders(vma: &Vma, addr: u64, orders: u16) -> u16 
     out
 }
 
+/// The size (and, for file VMAs, alignment) check of `__thp_vma_allowable_orders` outside
+/// the fault path: the orders from the highest one whose last aligned block in the VMA fits.
+fn thp_vma_size_filter(vma: &Vma, orders: u16) -> u16 {
+    for o in (0..16u8).rev() {
+        if orders & (1 << o) != 0 {
+            let size = PAGE_SIZE << o;
+            if vma.end >= size && thp_vma_suitable_order(vma, vma.end - size, o) {
+                return orders & ((2u16 << o) - 1);
+            }
+        }
+    }
+    0
+}
+
 impl Kernel {
     /// `vma_thp_disabled`: VM_NOHUGEPAGE, or prctl disabled (completely, or except-advised in
     /// a VMA without VM_HUGEPAGE).
@@ -144,6 +158,10 @@ impl Kernel {
             if tva == Tva::PageFault {
                 return 0;
             }
+            let orders = thp_vma_size_filter(vma, orders);
+            if orders == 0 {
+                return 0;
+            }
             return orders & self.shmem_allowable_huge_orders(ino, Some((mmi, vma)), vma.pgoff, 0);
         }
         if tva != Tva::ForcedCollapse {
@@ -161,18 +179,7 @@ impl Kernel {
             return 0;
         }
         if tva != Tva::PageFault {
-            // Size check by the VMA's end: the highest order whose last aligned block fits.
-            let mut found = 0;
-            for o in (0..16u8).rev() {
-                if orders & (1 << o) != 0 {
-                    let size = PAGE_SIZE << o;
-                    if vma.end >= size && thp_vma_suitable_order(vma, vma.end - size, o) {
-                        found = orders & ((2u16 << o) - 1);
-                        break;
-                    }
-                }
-            }
-            orders = found;
+            orders = thp_vma_size_filter(vma, orders);
             if orders == 0 {
                 return 0;
             }

@@ -480,22 +480,21 @@ impl Kernel {
 
     /// `folio_split` (non-uniform, 6.15+) of the page-cache folio `id` at page `at` (index
     /// inside the folio): the page becomes an order-0 folio and the rest buddy-sized folios
-    /// around it. PMD mappings are zapped first (`unmap_folio`), PTE mappings are moved to the
-    /// new folios (`remap_page`). Counts `thp_split_page` / per-size `split` for the source.
+    /// around it. `unmap_folio` first: a file folio is simply unmapped everywhere
+    /// (`try_to_unmap`; PMDs are split, i.e. zapped, with `thp_split_pmd`) and faulted back
+    /// on demand. Counts `thp_split_page` / per-size `split` for the source order.
     fn shmem_split_folio(&mut self, id: FolioId, at: u32) {
-        let f = *self.folios.get(id);
         let (ino, first) = self.shmem.owner[&id];
         let (pmds, _) = self.folio_file_mappings(ino, id, first);
         for (mmi, haddr) in pmds {
             self.zap_file_pmd(mmi, haddr, true);
         }
         let (_, ptes) = self.folio_file_mappings(ino, id, first);
-        if ptes
-            .iter()
-            .any(|&(m, a, _)| self.mms[m].pgt.pte(a).has(DIRTY))
-        {
-            self.folios.get_mut(id).flags |= flags::DIRTY;
+        for (mmi, addr, _) in ptes {
+            let pte = self.mms[mmi].pgt.pte(addr);
+            self.zap_one_pte(mmi, addr, pte);
         }
+        let f = *self.folios.get(id);
         if f.order == HPAGE_PMD_ORDER {
             self.vmstat.count(VmItem::ThpSplitPage);
             self.vmstat.add(VmItem::NrShmemHugepages, -1);
@@ -516,21 +515,18 @@ impl Kernel {
         }
         pieces.push((lo, 0));
         pieces.sort_unstable();
-        let meta = self.folios.meta(id).clone();
+        let nonzero = self.folios.meta(id).nonzero;
         let inherit = f.flags & (flags::DIRTY | flags::SHMEM);
         let uptodate = !self.shmem.not_uptodate.remove(&id);
-        let inode = &mut self.shmem.inodes[ino.index()];
-        inode.cache.remove(&first);
+        self.shmem.inodes[ino.index()].cache.remove(&first);
         self.shmem.owner.remove(&id);
-        let mut new_of_page = vec![(FolioId::default(), 0u32); f.nr_pages() as usize];
         for &(start, order) in &pieces {
             let nid = self
                 .folios
                 .alloc(f.pfn().offset(u64::from(start)), order, inherit);
             let n = 1u32 << order;
             for i in start..start + n {
-                new_of_page[i as usize] = (nid, i - start);
-                if meta.nonzero[(i / 64) as usize] & (1 << (i % 64)) != 0 {
+                if nonzero[(i / 64) as usize] & (1 << (i % 64)) != 0 {
                     self.folios.set_nonzero(nid, i - start);
                 }
             }
@@ -543,12 +539,6 @@ impl Kernel {
             }
         }
         self.folios.release(id);
-        for (mmi, addr, i) in ptes {
-            let pte = self.mms[mmi].pgt.pte(addr);
-            let (nid, j) = new_of_page[i as usize];
-            self.set_pte(mmi, addr, Pte::page(nid, j, pte.0 & 0xffff & !7));
-            self.folio_add_file_rmap_ptes(nid, j, 1, mmi);
-        }
     }
 
     /// `truncate_inode_partial_folio` for the byte range `[lstart, lend]` (inclusive) and the
