@@ -68,7 +68,6 @@ impl Kernel {
             pgtable_pages += mm.pgt.nr_pmd_tables() as u64
                 + mm.pgt.live_pte_tables() as u64
                 + mm.pgt.nr_deposited() as u64;
-            let mut huge_pmds = 0usize;
             // PTE tables the PMD entries reference: each live, none referenced twice, and no
             // live table unreferenced (a table freed early, e.g. by PT reclaim, must leave
             // both the PMD entry and the arena).
@@ -93,7 +92,6 @@ impl Kernel {
                         )));
                     };
                     if pmd.is_huge() {
-                        huge_pmds += 1;
                         if !(vma.start <= slot && slot + PMD_SIZE <= vma.end) {
                             return Err(ctx(format!(
                                 "huge PMD at {slot:#x} not inside one VMA {vma:?}"
@@ -178,7 +176,6 @@ impl Kernel {
                     mm.pgt.live_pte_tables()
                 )));
             }
-            let _ = huge_pmds;
             // x86-64 deposits a page table under anonymous and huge-zero PMDs only.
             if anon_huge_pmds != mm.pgt.nr_deposited() {
                 return Err(ctx(format!(

@@ -48,7 +48,8 @@ impl Kernel {
         self.do_mmap(pid, addr, len, prot, flags, backing)
     }
 
-    /// mmap(2) of a shmem object `ino` at file offset `offset` (`MAP_SHARED` or `MAP_PRIVATE`).
+    /// mmap(2) of `file`: a shmem object and a byte offset in it (`MAP_SHARED` or
+    /// `MAP_PRIVATE`).
     pub fn mmap_shmem(
         &mut self,
         pid: Pid,
@@ -56,9 +57,9 @@ impl Kernel {
         len: u64,
         prot: Prot,
         flags: MapFlags,
-        ino: crate::ids::InodeId,
-        offset: u64,
+        file: (crate::ids::InodeId, u64),
     ) -> Result<u64, Errno> {
+        let (ino, offset) = file;
         if !is_page_aligned(offset) {
             return Err(Errno::EINVAL);
         }

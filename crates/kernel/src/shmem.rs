@@ -33,6 +33,10 @@ use std::collections::BTreeMap;
 /// (`maybe_pmd_order`).
 const PMD_ORDER_BIT: u16 = 1 << HPAGE_PMD_ORDER;
 
+/// Where a folio is mapped: PMD mappings `(mm, haddr)` and PTE mappings
+/// `(mm, addr, page index in the folio)`.
+type FileMappings = (Vec<(MmId, u64)>, Vec<(MmId, u64, u32)>);
+
 /// One shmem inode and its page cache.
 #[derive(Clone, Debug, Default)]
 pub struct ShmemInode {
@@ -391,7 +395,7 @@ impl Kernel {
                 // cleared), a covered one zapped.
                 self.zap_file_pmd(mmi, slot, s != slot || e != slot + PMD_SIZE);
             } else if pmd.is_table() {
-                for a in (s..e).step_by(PAGE_SIZE as usize) {
+                for a in (s..e).step_by(1 << PAGE_SHIFT) {
                     let pte = self.mms[mmi].pgt.pte(a);
                     if !pte.is_page() {
                         continue;
@@ -447,12 +451,7 @@ impl Kernel {
 
     /// Where `id` (caching pages `[first, first + nr)` of `ino`) is mapped: PMD mappings
     /// `(mm, haddr)` and PTE mappings `(mm, addr, page index in the folio)` (an rmap walk).
-    fn folio_file_mappings(
-        &self,
-        ino: InodeId,
-        id: FolioId,
-        first: u64,
-    ) -> (Vec<(MmId, u64)>, Vec<(MmId, u64, u32)>) {
+    fn folio_file_mappings(&self, ino: InodeId, id: FolioId, first: u64) -> FileMappings {
         let nr = u64::from(self.folios.get(id).nr_pages());
         let (mut pmds, mut ptes) = (Vec::new(), Vec::new());
         for (mmi, vma) in self.shmem_mappings(ino) {

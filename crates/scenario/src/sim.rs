@@ -236,7 +236,7 @@ impl Backend for SimBackend {
                         let ino = *objects
                             .get(*obj as usize)
                             .ok_or_else(|| err(format!("mmap: no object {obj}")))?;
-                        k.mmap_shmem(pid, b + addr, *len, *prot, flags, ino, *off)
+                        k.mmap_shmem(pid, b + addr, *len, *prot, flags, (ino, *off))
                     }
                 }
                 .map(|a| a - b)
