@@ -249,6 +249,9 @@ impl Kernel {
         fault: Option<(MmId, &Vma, u64)>,
         sgp: Sgp,
     ) -> Result<FolioId, Errno> {
+        if sgp == Sgp::Cache && index >= self.shmem.inodes[ino.index()].size.div_ceil(PAGE_SIZE) {
+            return Err(Errno::EINVAL);
+        }
         if let Some((id, _)) = self.filemap_get_folio(ino, index) {
             if self.shmem.not_uptodate.contains(&id) && sgp == Sgp::Cache {
                 // A fallocated folio is zeroed and made uptodate by its first use.
@@ -258,9 +261,6 @@ impl Kernel {
                 self.shmem.not_uptodate.remove(&id);
             }
             return Ok(id);
-        }
-        if sgp == Sgp::Cache && index >= self.shmem.inodes[ino.index()].size.div_ceil(PAGE_SIZE) {
-            return Err(Errno::EINVAL);
         }
         let orders =
             self.shmem_allowable_huge_orders(ino, fault.map(|(m, v, _)| (m, v)), index, write_end);
