@@ -8,7 +8,7 @@
 //! `shmem_undo_range` with `truncate_inode_partial_folio` (zero the hole, then the 6.15+
 //! non-uniform split at the hole boundary, `folio_split`).
 //!
-//! The policy follows what the host build shows (docs/FINDINGS.md §12): page faults consult the
+//! The policy follows what the host build shows (scenarios/conformance/FINDINGS.md §12): page faults consult the
 //! per-size `hugepages-<N>kB/shmem_enabled` knobs for every shmem mapping, with `inherit`
 //! following the mount policy (`shmem_enabled` for the internal mount); `fallocate` follows
 //! the mount policy only, which for `always` means PMD size whatever the size.
