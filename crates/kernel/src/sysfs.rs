@@ -322,8 +322,17 @@ impl Sysfs {
                         .ok_or_else(|| bad("always|inherit|madvise|never"))?;
                 }
                 "shmem_enabled" => {
-                    self.size_shmem_enabled[order as usize] = ShmemSizeEnabled::parse(value)
+                    let v = ShmemSizeEnabled::parse(value)
                         .ok_or_else(|| bad(ShmemSizeEnabled::VALUES))?;
+                    // thpsize_shmem_enabled_store(): under `force` only the PMD size may
+                    // inherit.
+                    if v == ShmemSizeEnabled::Inherit
+                        && order != HPAGE_PMD_ORDER
+                        && self.shmem_enabled == ShmemHuge::Force
+                    {
+                        return Err(bad("not `inherit` while shmem_enabled is `force`"));
+                    }
+                    self.size_shmem_enabled[order as usize] = v;
                 }
                 _ => return Err(Self::unknown(name)),
             }
@@ -339,8 +348,19 @@ impl Sysfs {
                     .ok_or_else(|| bad("always|defer|defer+madvise|madvise|never"))?;
             }
             "shmem_enabled" => {
-                self.shmem_enabled =
-                    ShmemHuge::parse(value, false).ok_or_else(|| bad(ShmemHuge::VALUES))?;
+                let v = ShmemHuge::parse(value, false).ok_or_else(|| bad(ShmemHuge::VALUES))?;
+                // shmem_enabled_store(): `force` only while no size but the PMD one inherits.
+                if v == ShmemHuge::Force
+                    && ANON_ORDERS.iter().any(|&o| {
+                        o != HPAGE_PMD_ORDER
+                            && self.size_shmem_enabled[o as usize] == ShmemSizeEnabled::Inherit
+                    })
+                {
+                    return Err(bad(
+                        "not `force` while a non-PMD size's shmem_enabled is `inherit`",
+                    ));
+                }
+                self.shmem_enabled = v;
             }
             "use_zero_page" => {
                 self.use_zero_page = parse_bool01(value).ok_or_else(|| bad("0|1"))?;

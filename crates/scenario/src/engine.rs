@@ -460,6 +460,7 @@ struct Run<'a> {
     names_by_id: Vec<String>,
     /// `memfd` objects → backend object ids, in creation order.
     objects: BTreeMap<String, u32>,
+    next_object: u32,
     state: Vec<ProcState>,
     /// Names whose `fork` was not run (the parent had been killed), with the kill's line.
     unforked: BTreeMap<String, u32>,
@@ -517,6 +518,7 @@ fn run_planned(
         procs: BTreeMap::from([("main".to_string(), 0)]),
         names_by_id: vec!["main".to_string()],
         objects: BTreeMap::new(),
+        next_object: 0,
         state: vec![ProcState::Alive],
         unforked: BTreeMap::new(),
         current: 0,
@@ -664,7 +666,10 @@ impl Run<'_> {
                 self.exec(st, op)
             }
             Op::Memfd { name, size } => {
-                let obj = self.objects.len() as u32;
+                // A `memfd` inside `repeat` makes a new object each time; the name refers to
+                // the latest.
+                let obj = self.next_object;
+                self.next_object += 1;
                 self.objects.insert(name.clone(), obj);
                 self.exec(st, BackendOp::MemfdCreate { obj, size: *size })
             }
