@@ -262,12 +262,20 @@ pub fn knob_value<E: Entropy>(e: &mut E, k: &KnobInfo) -> String {
 }
 
 /// Every THP knob with probability `percent`, each with a random accepted value, in
-/// `thpsim_kernel::sysfs::knobs()` order.
+/// `thpsim_kernel::sysfs::knobs()` order. A value the knobs written before it make the kernel
+/// refuse (`shmem_enabled=force` with a non-PMD size inheriting) becomes the knob's current
+/// value.
 pub fn random_knobs<E: Entropy>(e: &mut E, percent: u32) -> Vec<(String, String)> {
     let mut out = Vec::new();
+    let mut state = Sysfs::default();
     for k in sysfs::knobs() {
         if chance(e, percent) {
             let v = knob_value(e, &k);
+            let v = if state.set(&k.name, &v).is_ok() {
+                v
+            } else {
+                state.get(&k.name).unwrap_or(v)
+            };
             out.push((k.name, v));
         }
     }
@@ -774,7 +782,15 @@ impl<E: Entropy> Gen<'_, E> {
             "sysfs" => {
                 let knobs = sysfs::knobs();
                 let k = pick(self.e, &knobs);
-                let v = knob_value(self.e, k);
+                let mut v = knob_value(self.e, k);
+                // `force` and a non-PMD size's `inherit` refuse each other, whatever the
+                // earlier lines set: a mid-run write picks neither.
+                let pmd_size = k.name.starts_with("hugepages-2048kB.");
+                if k.name.ends_with("shmem_enabled")
+                    && (v == "force" || (v == "inherit" && !pmd_size))
+                {
+                    v = "never".to_string();
+                }
                 format!("sysfs {}={v}", k.name)
             }
             _ => return None,
