@@ -167,21 +167,7 @@ fn handle(base: u64, req: &Request) -> (Response, Option<OwnedFd>) {
             len,
             prot,
             flags,
-        } => {
-            let addr = base.wrapping_add(addr);
-            // SAFETY: MAP_FIXED_NOREPLACE inside the arena never replaces an existing mapping.
-            let p = unsafe { libc::mmap(addr as *mut _, len as usize, prot, flags, -1, 0) };
-            if p == libc::MAP_FAILED {
-                Err(Status::Errno(sys::errno()))
-            } else if p as u64 != addr {
-                // Kernel without MAP_FIXED_NOREPLACE semantics: never keep a misplaced mapping.
-                // SAFETY: unmapping the mapping this call just created.
-                unsafe { libc::munmap(p, len as usize) };
-                Err(Status::Errno(libc::EEXIST))
-            } else {
-                Ok(addr.wrapping_sub(base))
-            }
-        }
+        } => mmap_at(base, addr, len, prot, flags, -1, 0),
         Request::Munmap { addr, len } => {
             let addr = base.wrapping_add(addr);
             // SAFETY: the range is scenario memory in the arena; no Rust object lives there.
@@ -313,30 +299,7 @@ fn handle(base: u64, req: &Request) -> (Response, Option<OwnedFd>) {
             flags,
             fd,
             offset,
-        } => {
-            let addr = base.wrapping_add(addr);
-            // SAFETY: MAP_FIXED_NOREPLACE inside the arena never replaces an existing mapping;
-            // `fd` is a scenario object of this worker.
-            let p = unsafe {
-                libc::mmap(
-                    addr as *mut _,
-                    len as usize,
-                    prot,
-                    flags,
-                    fd,
-                    offset as libc::off_t,
-                )
-            };
-            if p == libc::MAP_FAILED {
-                Err(Status::Errno(sys::errno()))
-            } else if p as u64 != addr {
-                // SAFETY: unmapping the mapping this call just created.
-                unsafe { libc::munmap(p, len as usize) };
-                Err(Status::Errno(libc::EEXIST))
-            } else {
-                Ok(addr.wrapping_sub(base))
-            }
-        }
+        } => mmap_at(base, addr, len, prot, flags, fd, offset),
         Request::Ftruncate { fd, size } => {
             // SAFETY: ftruncate of a scenario object's descriptor.
             errno_of(unsafe { libc::ftruncate(fd, size as libc::off_t) })
@@ -375,6 +338,42 @@ fn handle(base: u64, req: &Request) -> (Response, Option<OwnedFd>) {
         },
         passed,
     )
+}
+
+/// mmap(2) at arena offset `addr` (anonymous with `fd` -1, else of a scenario object at
+/// `offset`); the result is the arena offset.
+fn mmap_at(
+    base: u64,
+    addr: u64,
+    len: u64,
+    prot: i32,
+    flags: i32,
+    fd: i32,
+    offset: u64,
+) -> Result<u64, Status> {
+    let addr = base.wrapping_add(addr);
+    // SAFETY: MAP_FIXED_NOREPLACE inside the arena never replaces an existing mapping; `fd`
+    // is -1 or a scenario object of this worker.
+    let p = unsafe {
+        libc::mmap(
+            addr as *mut _,
+            len as usize,
+            prot,
+            flags,
+            fd,
+            offset as libc::off_t,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(Status::Errno(sys::errno()))
+    } else if p as u64 != addr {
+        // Kernel without MAP_FIXED_NOREPLACE semantics: never keep a misplaced mapping.
+        // SAFETY: unmapping the mapping this call just created.
+        unsafe { libc::munmap(p, len as usize) };
+        Err(Status::Errno(libc::EEXIST))
+    } else {
+        Ok(addr.wrapping_sub(base))
+    }
 }
 
 /// A libc return value (0 or -1 with errno) as a result.
