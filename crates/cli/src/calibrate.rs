@@ -124,6 +124,7 @@ impl Host {
             prot: Prot::RW,
             shared: false,
             populate: false,
+            file: None,
         })
         .map(drop)
     }

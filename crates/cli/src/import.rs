@@ -271,6 +271,11 @@ impl Plan {
                 Backing::Swap => self.notes.push(format!(
                     "{n} swapped-out pages at region page {s}: swap is not modelled, left unmapped"
                 )),
+                Backing::Shmem | Backing::ShmemPte { .. } | Backing::ShmemPmd => {
+                    self.notes.push(format!(
+                        "{n} page-cache pages at region page {s}: file memory is not imported, left unmapped"
+                    ));
+                }
                 Backing::Marker => self.notes.push(format!(
                     "{n} uffd-wp markers at region page {s}: userfaultfd state is not imported, left unmapped"
                 )),

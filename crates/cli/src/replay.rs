@@ -544,13 +544,13 @@ impl<'a> Replayer<'a> {
                     | Backing::Swap
                     | Backing::Zero
                     | Backing::HugeZero => {}
-                    Backing::Anon => s.resident_kb += kb,
-                    Backing::ThpPmd => {
+                    Backing::Anon | Backing::Shmem => s.resident_kb += kb,
+                    Backing::ThpPmd | Backing::ShmemPmd => {
                         s.resident_kb += kb;
                         s.thp_kb += kb;
                         s.pmd_mapped_kb += kb;
                     }
-                    Backing::ThpPte { .. } => {
+                    Backing::ThpPte { .. } | Backing::ShmemPte { .. } => {
                         s.resident_kb += kb;
                         s.thp_kb += kb;
                     }
@@ -632,6 +632,7 @@ impl<'a> Replayer<'a> {
                 prot: prot_of(arg),
                 shared: false,
                 populate: false,
+                file: None,
             })?;
             if res.is_ok() {
                 let at = self.regions.partition_point(|r| r.origin < addr);

@@ -167,21 +167,7 @@ fn handle(base: u64, req: &Request) -> (Response, Option<OwnedFd>) {
             len,
             prot,
             flags,
-        } => {
-            let addr = base.wrapping_add(addr);
-            // SAFETY: MAP_FIXED_NOREPLACE inside the arena never replaces an existing mapping.
-            let p = unsafe { libc::mmap(addr as *mut _, len as usize, prot, flags, -1, 0) };
-            if p == libc::MAP_FAILED {
-                Err(Status::Errno(sys::errno()))
-            } else if p as u64 != addr {
-                // Kernel without MAP_FIXED_NOREPLACE semantics: never keep a misplaced mapping.
-                // SAFETY: unmapping the mapping this call just created.
-                unsafe { libc::munmap(p, len as usize) };
-                Err(Status::Errno(libc::EEXIST))
-            } else {
-                Ok(addr.wrapping_sub(base))
-            }
-        }
+        } => mmap_at(base, addr, len, prot, flags, -1, 0),
         Request::Munmap { addr, len } => {
             let addr = base.wrapping_add(addr);
             // SAFETY: the range is scenario memory in the arena; no Rust object lives there.
@@ -287,6 +273,48 @@ fn handle(base: u64, req: &Request) -> (Response, Option<OwnedFd>) {
                 Ok((p as u64).wrapping_sub(base))
             }
         }
+        Request::MemfdCreate { size } => {
+            // SAFETY: memfd_create with a NUL-terminated name. The descriptor stays open in
+            // this worker (and its forks) until it exits: the scenario's object.
+            let fd = unsafe { libc::memfd_create(c"thpsim-obj".as_ptr(), libc::MFD_CLOEXEC) };
+            if fd < 0 {
+                Err(Status::Errno(sys::errno()))
+            } else {
+                // SAFETY: ftruncate of the descriptor just created.
+                let x = unsafe { libc::ftruncate(fd, size as libc::off_t) };
+                if x < 0 {
+                    let e = sys::errno();
+                    // SAFETY: closing the descriptor just created; nothing else uses it.
+                    unsafe { libc::close(fd) };
+                    Err(Status::Errno(e))
+                } else {
+                    Ok(fd as u64)
+                }
+            }
+        }
+        Request::MmapFd {
+            addr,
+            len,
+            prot,
+            flags,
+            fd,
+            offset,
+        } => mmap_at(base, addr, len, prot, flags, fd, offset),
+        Request::Ftruncate { fd, size } => {
+            // SAFETY: ftruncate of a scenario object's descriptor.
+            errno_of(unsafe { libc::ftruncate(fd, size as libc::off_t) })
+        }
+        Request::Fallocate {
+            fd,
+            mode,
+            offset,
+            len,
+        } => {
+            // SAFETY: fallocate of a scenario object's descriptor.
+            errno_of(unsafe {
+                libc::fallocate(fd, mode, offset as libc::off_t, len as libc::off_t)
+            })
+        }
         Request::UffdOpen { features } => match crate::uffd::open(features) {
             Ok(fd) => {
                 passed = Some(fd);
@@ -310,6 +338,42 @@ fn handle(base: u64, req: &Request) -> (Response, Option<OwnedFd>) {
         },
         passed,
     )
+}
+
+/// mmap(2) at arena offset `addr` (anonymous with `fd` -1, else of a scenario object at
+/// `offset`); the result is the arena offset.
+fn mmap_at(
+    base: u64,
+    addr: u64,
+    len: u64,
+    prot: i32,
+    flags: i32,
+    fd: i32,
+    offset: u64,
+) -> Result<u64, Status> {
+    let addr = base.wrapping_add(addr);
+    // SAFETY: MAP_FIXED_NOREPLACE inside the arena never replaces an existing mapping; `fd`
+    // is -1 or a scenario object of this worker.
+    let p = unsafe {
+        libc::mmap(
+            addr as *mut _,
+            len as usize,
+            prot,
+            flags,
+            fd,
+            offset as libc::off_t,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(Status::Errno(sys::errno()))
+    } else if p as u64 != addr {
+        // Kernel without MAP_FIXED_NOREPLACE semantics: never keep a misplaced mapping.
+        // SAFETY: unmapping the mapping this call just created.
+        unsafe { libc::munmap(p, len as usize) };
+        Err(Status::Errno(libc::EEXIST))
+    } else {
+        Ok(addr.wrapping_sub(base))
+    }
 }
 
 /// A libc return value (0 or -1 with errno) as a result.
@@ -476,6 +540,44 @@ fn warm_sigbus() {
         // SAFETY: unmapping the mapping created above.
         unsafe { libc::munmap(p, PAGE as usize) };
     }
+    warm_objects();
+}
+
+/// Takes the object requests' paths once (memfd, ftruncate, fallocate, a fd mapping), on
+/// an object closed afterwards, so their text is not first touched in a measured window.
+fn warm_objects() {
+    let r = warm(Request::MemfdCreate { size: PAGE });
+    let Status::Ok(fd) = r.status else {
+        return;
+    };
+    let fd = fd as i32;
+    warm(Request::Ftruncate { fd, size: 2 * PAGE });
+    warm(Request::Fallocate {
+        fd,
+        mode: libc::FALLOC_FL_KEEP_SIZE,
+        offset: 0,
+        len: PAGE,
+    });
+    warm(Request::Fallocate {
+        fd,
+        mode: libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE,
+        offset: 0,
+        len: PAGE,
+    });
+    // A kernel-chosen address (base 0, no MAP_FIXED): nothing of the arena is touched.
+    let m = warm(Request::MmapFd {
+        addr: 0,
+        len: PAGE,
+        prot: libc::PROT_READ | libc::PROT_WRITE,
+        flags: libc::MAP_SHARED,
+        fd,
+        offset: 0,
+    });
+    if let Status::Ok(p) = m.status {
+        warm(Request::Munmap { addr: p, len: PAGE });
+    }
+    // SAFETY: closing the warm-up object created above; nothing else refers to it.
+    unsafe { libc::close(fd) };
 }
 
 /// Sends a response; a parent that is gone is noticed at the next receive (EOF).

@@ -195,6 +195,9 @@ pub struct HostBackend {
     pku: bool,
     /// userfaultfd messages of this run, all processes.
     uffd_stats: uffd::Stats,
+    /// The scenario's shmem objects: descriptor numbers in the workers (the first worker
+    /// created them; forks inherit the same numbers).
+    objects: Vec<i32>,
     /// The run lock, held from setup to the end of finish.
     lock: Option<sysfs::KnobLock>,
     /// The thpsim process's own `PR_GET_THP_DISABLE` before setup: while a run is set up the
@@ -322,6 +325,7 @@ impl HostBackend {
             warnings,
             pku: cpu_has_pku(),
             uffd_stats: uffd::Stats::default(),
+            objects: Vec::new(),
             own_thp_disable: None,
             lock: None,
         }
@@ -474,6 +478,7 @@ impl HostBackend {
         self.base = base;
         self.workers = vec![Some(w)];
         self.current = 0;
+        self.objects.clear();
         Ok(())
     }
 
@@ -874,6 +879,14 @@ impl HostBackend {
         Ok((u64::MAX, false, false))
     }
 
+    /// The worker's descriptor of scenario object `obj`.
+    fn object_fd(&self, obj: u32) -> Result<i32, BackendError> {
+        self.objects
+            .get(obj as usize)
+            .copied()
+            .ok_or_else(|| err(format!("no object {obj}")))
+    }
+
     fn outcome(r: Response, ok_val: Option<u64>) -> OpOutcome {
         let result = match r.status {
             Status::Ok(v) => Ok(ok_val.unwrap_or(v)),
@@ -1107,6 +1120,83 @@ impl Backend for HostBackend {
                 prot,
                 shared,
                 populate,
+                file: Some((obj, offset)),
+            } => {
+                self.check_range(addr, len)?;
+                let fd = self.object_fd(obj)?;
+                let mut flags = libc::MAP_FIXED_NOREPLACE;
+                flags |= if shared {
+                    libc::MAP_SHARED
+                } else {
+                    libc::MAP_PRIVATE
+                };
+                if populate {
+                    flags |= libc::MAP_POPULATE;
+                }
+                let r = self.call(&Request::MmapFd {
+                    addr,
+                    len,
+                    prot: prot.bits(),
+                    flags,
+                    fd,
+                    offset,
+                })?;
+                if r.status == Status::Errno(libc::EEXIST) {
+                    return Err(err(format!(
+                        "mmap at arena offset {addr:#x} (+{len:#x}) collides with an existing mapping (EEXIST)"
+                    )));
+                }
+                Ok(Self::outcome(r, None))
+            }
+            BackendOp::MemfdCreate { obj, size } => {
+                if obj as usize != self.objects.len() {
+                    return Err(err(format!("memfd: object id {obj} out of order")));
+                }
+                let r = self.call(&Request::MemfdCreate { size })?;
+                match r.status {
+                    Status::Ok(fd) => {
+                        let fd = i32::try_from(fd).map_err(|_| err("memfd: bad descriptor"))?;
+                        self.objects.push(fd);
+                        Ok(Self::outcome(r, Some(0)))
+                    }
+                    _ => Err(err(format!("memfd_create/ftruncate failed: {:?}", r.status))),
+                }
+            }
+            BackendOp::Ftruncate { obj, size } => {
+                let fd = self.object_fd(obj)?;
+                let r = self.call(&Request::Ftruncate { fd, size })?;
+                Ok(Self::outcome(r, None))
+            }
+            BackendOp::Fallocate {
+                obj,
+                offset,
+                len,
+                keep_size,
+                punch_hole,
+            } => {
+                let fd = self.object_fd(obj)?;
+                let mut mode = 0;
+                if keep_size {
+                    mode |= libc::FALLOC_FL_KEEP_SIZE;
+                }
+                if punch_hole {
+                    mode |= libc::FALLOC_FL_PUNCH_HOLE;
+                }
+                let r = self.call(&Request::Fallocate {
+                    fd,
+                    mode,
+                    offset,
+                    len,
+                })?;
+                Ok(Self::outcome(r, None))
+            }
+            BackendOp::Mmap {
+                addr,
+                len,
+                prot,
+                shared,
+                populate,
+                file: None,
             } => {
                 self.check_range(addr, len)?;
                 let mut flags = libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;

@@ -12,7 +12,8 @@
 //!    `/proc/kpageflags`: not compound → `Anon`; compound → the folio's order, found by
 //!    walking back to the `KPF_COMPOUND_HEAD` and counting the following `KPF_COMPOUND_TAIL`
 //!    pages (a folio is naturally aligned in PFN space, so at most 512 flags are read),
-//!    → `ThpPte { order }`.
+//!    → `ThpPte { order }`. Pages without `KPF_ANON` are shmem page-cache pages: `Shmem`,
+//!    `ShmemPte { order }`, and `ShmemPmd` for a PMD mapping (whose PFN is read too).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -181,6 +182,18 @@ impl Observer {
         Ok(())
     }
 
+    /// Whether the page at `pfn` is anonymous (`KPF_ANON`; a shmem page-cache page is not).
+    fn page_is_anon(&self, pfn: u64, cache: &mut HashMap<u64, Vec<u64>>) -> std::io::Result<bool> {
+        let block = pfn & !511;
+        let fl = match cache.entry(block) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Self::read_u64s(&self.kpageflags, block, 512)?)
+            }
+        };
+        Ok(fl[(pfn - block) as usize] & KPF_ANON != 0)
+    }
+
     /// The order of the folio containing `pfn`, from kpageflags (cached per 512-PFN block).
     fn folio_order(&self, pfn: u64, cache: &mut HashMap<u64, Vec<u64>>) -> std::io::Result<u8> {
         let block = pfn & !511;
@@ -236,15 +249,30 @@ impl Observer {
                     };
                     pagemap_push(&mut map, b, n);
                 } else if cat & PAGE_IS_HUGE != 0 {
-                    pagemap_push(&mut map, Backing::ThpPmd, n);
+                    // A PMD mapping of an anonymous THP or of a shmem folio (KPF_ANON).
+                    Self::each_u64(&self.pagemap, rs / PAGE, n, |e| {
+                        let b = if e & PM_PRESENT == 0 {
+                            Backing::None
+                        } else if self.page_is_anon(e & PM_PFN_MASK, &mut cache)? {
+                            Backing::ThpPmd
+                        } else {
+                            Backing::ShmemPmd
+                        };
+                        pagemap_push(&mut map, b, 1);
+                        Ok(())
+                    })?;
                 } else {
                     Self::each_u64(&self.pagemap, rs / PAGE, n, |e| {
                         let b = if e & PM_PRESENT == 0 {
                             Backing::None // raced; cannot happen while the worker is idle
                         } else {
-                            match self.folio_order(e & PM_PFN_MASK, &mut cache)? {
-                                0 => Backing::Anon,
-                                o => Backing::ThpPte { order: o },
+                            let pfn = e & PM_PFN_MASK;
+                            let anon = self.page_is_anon(pfn, &mut cache)?;
+                            match (anon, self.folio_order(pfn, &mut cache)?) {
+                                (true, 0) => Backing::Anon,
+                                (true, o) => Backing::ThpPte { order: o },
+                                (false, 0) => Backing::Shmem,
+                                (false, o) => Backing::ShmemPte { order: o },
                             }
                         };
                         pagemap_push(&mut map, b, 1);

@@ -102,6 +102,32 @@ pub enum Request {
         len: u64,
         new: u64,
     },
+    /// `memfd_create("thpsim-obj", 0)` + `ftruncate(size)`; the value is the descriptor,
+    /// kept open in the worker (and inherited by its forks) for the rest of the run.
+    MemfdCreate {
+        size: u64,
+    },
+    /// `mmap(addr, len, prot, flags, fd, offset)` of a descriptor `MemfdCreate` returned.
+    MmapFd {
+        addr: u64,
+        len: u64,
+        prot: i32,
+        flags: i32,
+        fd: i32,
+        offset: u64,
+    },
+    /// `ftruncate(fd, size)`.
+    Ftruncate {
+        fd: i32,
+        size: u64,
+    },
+    /// `fallocate(fd, mode, offset, len)`.
+    Fallocate {
+        fd: i32,
+        mode: i32,
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// How a request ended.
@@ -249,6 +275,10 @@ const R_FORK: u8 = 8;
 const R_UFFD_OPEN: u8 = 9;
 const R_MLOCK: u8 = 10;
 const R_MREMAP: u8 = 11;
+const R_MEMFD: u8 = 12;
+const R_MMAP_FD: u8 = 13;
+const R_FTRUNCATE: u8 = 14;
+const R_FALLOCATE: u8 = 15;
 
 /// Payload words of each request kind.
 fn req_words(kind: u8) -> Option<usize> {
@@ -257,7 +287,10 @@ fn req_words(kind: u8) -> Option<usize> {
         R_UFFD_OPEN => 1,
         R_MUNMAP | R_PRCTL => 2,
         R_MPROTECT | R_MADVISE | R_MLOCK | R_MREMAP => 3,
-        R_MMAP => 4,
+        R_MMAP | R_FALLOCATE => 4,
+        R_MEMFD => 1,
+        R_FTRUNCATE => 2,
+        R_MMAP_FD => 6,
         R_ACCESS => 9,
         _ => return None,
     })
@@ -352,6 +385,34 @@ impl Request {
                 w[..3].copy_from_slice(&[addr, len, new]);
                 R_MREMAP
             }
+            Request::MemfdCreate { size } => {
+                w[0] = size;
+                R_MEMFD
+            }
+            Request::MmapFd {
+                addr,
+                len,
+                prot,
+                flags,
+                fd,
+                offset,
+            } => {
+                w[..6].copy_from_slice(&[addr, len, int(prot), int(flags), int(fd), offset]);
+                R_MMAP_FD
+            }
+            Request::Ftruncate { fd, size } => {
+                w[..2].copy_from_slice(&[int(fd), size]);
+                R_FTRUNCATE
+            }
+            Request::Fallocate {
+                fd,
+                mode,
+                offset,
+                len,
+            } => {
+                w[..4].copy_from_slice(&[int(fd), int(mode), offset, len]);
+                R_FALLOCATE
+            }
         };
         let mut b = [0u8; REQ_BYTES];
         header(kind, req_words(kind).unwrap_or(0), &mut b);
@@ -430,6 +491,25 @@ impl Request {
                 addr: w[0],
                 len: w[1],
                 new: w[2],
+            },
+            R_MEMFD => Request::MemfdCreate { size: w[0] },
+            R_MMAP_FD => Request::MmapFd {
+                addr: w[0],
+                len: w[1],
+                prot: i32_at(2)?,
+                flags: i32_at(3)?,
+                fd: i32_at(4)?,
+                offset: w[5],
+            },
+            R_FTRUNCATE => Request::Ftruncate {
+                fd: i32_at(0)?,
+                size: w[1],
+            },
+            R_FALLOCATE => Request::Fallocate {
+                fd: i32_at(0)?,
+                mode: i32_at(1)?,
+                offset: w[2],
+                len: w[3],
             },
             k => return Err(ProtoError::Kind(k)),
         })
@@ -580,6 +660,22 @@ mod tests {
                 addr: 0,
                 len: 4096,
                 new: 8192,
+            },
+            Request::MemfdCreate { size: 1 << 21 },
+            Request::MmapFd {
+                addr: 0,
+                len: 4096,
+                prot: 3,
+                flags: 1,
+                fd: 7,
+                offset: 8192,
+            },
+            Request::Ftruncate { fd: 7, size: 0 },
+            Request::Fallocate {
+                fd: 7,
+                mode: 3,
+                offset: 4096,
+                len: 4096,
             },
         ]
     }

@@ -142,6 +142,7 @@ fn sigsegv_is_reported_not_raised() {
         prot: Prot::R,
         shared: false,
         populate: false,
+        file: None,
     })
     .unwrap();
     let r = access(&mut b, 10 * M2, 2 * K4, Pattern::ReadWrite);
@@ -169,6 +170,7 @@ fn sigsegv_is_reported_not_raised() {
         },
         shared: false,
         populate: false,
+        file: None,
     })
     .unwrap();
     assert_eq!(access(&mut b, 12 * M2, K4, Pattern::Read).result, Ok(0));
@@ -188,6 +190,7 @@ fn errors_are_errnos_and_populate_counts() {
             prot: Prot::RW,
             shared: false,
             populate: true,
+            file: None,
         })
         .unwrap();
     assert_eq!((r.result, r.minflt), (Ok(0), 1024));
@@ -286,6 +289,7 @@ fn shared_anonymous_mapping() {
             prot: Prot::RW,
             shared: true,
             populate: false,
+            file: None,
         })
         .unwrap();
     assert_eq!(m.result, Ok(0));

@@ -179,6 +179,7 @@ fn child_entry() {
                 prot: thpsim_kernel::types::Prot::R,
                 shared: false,
                 populate: false,
+                file: None,
             })
             .unwrap();
             println!("PIDS {} {sentinel}", b.worker_pid().unwrap());
@@ -680,6 +681,7 @@ fn killed_sentinel_fails_the_run() {
         prot: thpsim_kernel::types::Prot::RW,
         shared: false,
         populate: false,
+        file: None,
     });
     let e = r.expect_err("an op after the sentinel died must fail");
     assert!(e.message().contains("sentinel"), "{e}");

@@ -486,6 +486,7 @@ fn what_the_host_cannot_run_is_refused_as_not_runnable() {
                 prot: thpsim_kernel::types::Prot::RW,
                 shared: false,
                 populate: false,
+                file: None,
             }],
             BackendOp::Madvise {
                 addr: 0,

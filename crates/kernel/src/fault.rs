@@ -19,6 +19,8 @@ pub(crate) enum VmFault {
     Fallback,
     /// `VM_FAULT_OOM`.
     Oom,
+    /// `VM_FAULT_SIGBUS` (a shmem fault beyond i_size).
+    Sigbus,
     /// `handle_userfault` → `VM_FAULT_RETRY` with these `UFFD_PAGEFAULT_FLAG_*` flags: not
     /// counted; the monitor resolves it and the fault is retried.
     Userfault(u32),
@@ -82,10 +84,6 @@ pub(crate) struct Vmf {
     /// masks it).
     pub(crate) address: u64,
     /// `linear_page_index(vma, address)`: the page's offset in the VMA's object.
-    #[expect(
-        dead_code,
-        reason = "anonymous faults do not need it; a shmem or file fault looks its folio up by it"
-    )]
     pub(crate) pgoff: u64,
     pub(crate) flags: FaultFlags,
     /// `orig_pte`: the PTE the fault found, when `ORIG_PTE_VALID`.

@@ -26,6 +26,9 @@ pub(crate) mod flags {
     /// `FOLL_WRITE|FOLL_TOUCH` on a clean PTE (`follow_page_pte`); cleared by MADV_FREE.
     /// smaps counts a page dirty if its PTE/PMD or its folio is (`smaps_page_accumulate`).
     pub(crate) const DIRTY: u8 = 1 << 5;
+    /// A shmem page-cache folio (`PG_swapbacked` without `PG_anon`): its inode and index
+    /// are in `Shmem::owner`; the page cache holds `nr_pages` references while it is cached.
+    pub(crate) const SHMEM: u8 = 1 << 6;
     /// Slot is unused (on the arena free list).
     pub(crate) const FREE: u8 = 1 << 7;
 }
@@ -342,6 +345,16 @@ impl Folios {
             for (w, m) in nz.iter_mut().zip(mask) {
                 *w |= m;
             }
+        }
+    }
+
+    /// The page's content became zero (`folio_zero_range`).
+    pub(crate) fn clear_nonzero(&mut self, id: FolioId, idx: u32) {
+        let f = &mut self.slots[id.index()];
+        if f.meta == u32::MAX {
+            f.flags &= !flags::NONZERO;
+        } else {
+            self.large[f.meta as usize].nonzero[(idx / 64) as usize] &= !(1u64 << (idx % 64));
         }
     }
 

@@ -106,6 +106,10 @@ impl Kernel {
     /// PMD is copied and the child takes its own huge-zero reference. Either way the child
     /// deposits a page table for a later split.
     fn copy_huge_pmd(&mut self, pmi: MmId, cmi: MmId, slot: u64, pmd: Pmd) -> Result<(), ()> {
+        if pmd.is_thp() && !self.folios.get(pmd.folio()).test(crate::folio::flags::ANON) {
+            // A file PMD is left to be refaulted ("skip if can be re-fill on fault").
+            return Ok(());
+        }
         let pfn = self.alloc_pgtable_page().ok_or(())?;
         self.mms[cmi].pgt.deposit(pfn);
         if pmd.is_huge_zero() {
@@ -149,7 +153,12 @@ impl Kernel {
         let pidx = pmd.table_idx();
         for j in pte_index(s)..=pte_index(e - 1) {
             let pte = self.mms[pmi].pgt.pte_table(pidx)[j];
-            if pte.is_page() {
+            if pte.is_page() && !self.folios.get(pte.folio()).test(crate::folio::flags::ANON) {
+                // A page-cache page of a private file mapping: copied as is (read-only).
+                self.mms[cmi].pgt.pte_table_mut(cidx)[j] = Pte(pte.0 & !UFFD_WP);
+                self.folio_add_file_rmap_ptes(pte.folio(), pte.idx(), 1, cmi);
+                self.mms[cmi].add_mm_counter(MmCounter::ShmemPages, 1);
+            } else if pte.is_page() {
                 let shared = Pte(pte.0 & !(WRITE | EXCLUSIVE));
                 self.mms[pmi].pgt.pte_table_mut(pidx)[j] = shared;
                 self.mms[cmi].pgt.pte_table_mut(cidx)[j] = Pte(shared.0 & !UFFD_WP);
@@ -192,5 +201,6 @@ impl Kernel {
             self.huge_zero.put();
         }
         self.mms[mmi] = Mm::default();
+        self.shmem_release_unmapped();
     }
 }

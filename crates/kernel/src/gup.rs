@@ -101,6 +101,7 @@ impl Kernel {
                     match self.handle_mm_fault(&mut vmf) {
                         VmFault::Done | VmFault::Fallback => self.mm_account_fault(pid, vmf.flags),
                         VmFault::Oom => return Err(Errno::ENOMEM),
+                        VmFault::Sigbus => return Err(Errno::EFAULT),
                         VmFault::Userfault(flags) => {
                             if !unlockable || !self.deliver_userfault(mmi, addr, flags) {
                                 return Err(Errno::EFAULT);
@@ -119,6 +120,7 @@ impl Kernel {
                                     self.mm_account_fault(pid, vmf.flags);
                                 }
                                 VmFault::Oom => return Err(Errno::ENOMEM),
+                                VmFault::Sigbus => return Err(Errno::EFAULT),
                                 VmFault::Userfault(_) => {}
                             }
                         }

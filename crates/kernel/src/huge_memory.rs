@@ -74,6 +74,13 @@ impl HugeZeroFolio {
 #[inline]
 pub(crate) fn thp_vma_suitable_order(vma: &Vma, addr: u64, order: u8) -> bool {
     let size = PAGE_SIZE << order;
+    // A file VMA's offset must be aligned like its address (anonymous ones need no check).
+    if !vma.is_anonymous()
+        && ((vma.start >> crate::types::PAGE_SHIFT).wrapping_sub(vma.pgoff)) & ((1 << order) - 1)
+            != 0
+    {
+        return false;
+    }
     let haddr = addr & !(size - 1);
     haddr >= vma.start && haddr + size <= vma.end
 }
@@ -87,6 +94,20 @@ pub(crate) fn thp_vma_suitable_orders(vma: &Vma, addr: u64, orders: u16) -> u16 
         }
     }
     out
+}
+
+/// The size (and, for file VMAs, alignment) check of `__thp_vma_allowable_orders` outside
+/// the fault path: the orders from the highest one whose last aligned block in the VMA fits.
+fn thp_vma_size_filter(vma: &Vma, orders: u16) -> u16 {
+    for o in (0..16u8).rev() {
+        if orders & (1 << o) != 0 {
+            let size = PAGE_SIZE << o;
+            if vma.end >= size && thp_vma_suitable_order(vma, vma.end - size, o) {
+                return orders & ((2u16 << o) - 1);
+            }
+        }
+    }
+    0
 }
 
 impl Kernel {
@@ -132,6 +153,18 @@ impl Kernel {
         mut orders: u16,
         tva: Tva,
     ) -> u16 {
+        if let Some(ino) = vma.backing.inode() {
+            // Outside the fault path a shmem VMA answers with its own policy (the fault path
+            // decides in shmem_get_folio, and finish_fault maps what it got).
+            if tva == Tva::PageFault {
+                return 0;
+            }
+            let orders = thp_vma_size_filter(vma, orders);
+            if orders == 0 {
+                return 0;
+            }
+            return orders & self.shmem_allowable_huge_orders(ino, Some((mmi, vma)), vma.pgoff, 0);
+        }
         if tva != Tva::ForcedCollapse {
             orders &= self.sysfs_anon_orders(vma.flags);
         }
@@ -147,18 +180,7 @@ impl Kernel {
             return 0;
         }
         if tva != Tva::PageFault {
-            // Size check by the VMA's end: the highest order whose last aligned block fits.
-            let mut found = 0;
-            for o in (0..16u8).rev() {
-                if orders & (1 << o) != 0 {
-                    let size = PAGE_SIZE << o;
-                    if vma.end >= size && thp_vma_suitable_order(vma, vma.end - size, o) {
-                        found = orders & ((2u16 << o) - 1);
-                        break;
-                    }
-                }
-            }
-            orders = found;
+            orders = thp_vma_size_filter(vma, orders);
             if orders == 0 {
                 return 0;
             }
@@ -181,13 +203,21 @@ impl Kernel {
 
     /// `hugepage_pmd_enabled`: the PMD size is enabled in some way (khugepaged runs).
     pub fn hugepage_pmd_enabled(&self) -> bool {
+        if self.shmem_hpage_pmd_enabled() {
+            return true;
+        }
         self.sysfs.pmd_thp_enabled()
     }
 
     /// `vma_thp_gfp_mask`: how hard a THP fault allocation may try, by `defrag` and whether
     /// the VMA is madvised (`VM_HUGEPAGE`).
     pub(crate) fn vma_thp_gfp_mask(&self, vma: &Vma) -> Gfp {
-        let madvised = vma.has(vmf::HUGEPAGE);
+        self.thp_gfp_mask(vma.has(vmf::HUGEPAGE))
+    }
+
+    /// `vma_thp_gfp_mask` for a VMA that is madvised or not (none at all, as shmem's
+    /// fallocate passes, is not madvised).
+    pub(crate) fn thp_gfp_mask(&self, madvised: bool) -> Gfp {
         let light = Gfp::TRANSHUGE_LIGHT;
         match self.sysfs.defrag {
             Defrag::Always => Gfp {
@@ -373,6 +403,12 @@ impl Kernel {
                 crate::userfaultfd_ctx::FLAG_WRITE | crate::userfaultfd_ctx::FLAG_WP,
             );
         }
+        if !vmf.vma.is_anonymous() {
+            // No huge_fault for shmem: COW or write-notify is done at PTE level, and a file
+            // PMD split is a zap.
+            self.zap_file_pmd(mmi, vmf.haddr(), true);
+            return VmFault::Fallback;
+        }
         self.do_huge_pmd_wp_page(vmf)
     }
 
@@ -421,6 +457,11 @@ impl Kernel {
         let haddr = haddr & PMD_MASK;
         let pmd = self.mms[mmi].pgt.pmd(haddr);
         debug_assert!(pmd.is_huge());
+        if pmd.is_thp() && !self.folios.get(pmd.folio()).test(crate::folio::flags::ANON) {
+            // __split_huge_pmd_locked on a file VMA only clears the PMD.
+            self.zap_file_pmd(mmi, haddr, true);
+            return;
+        }
         self.vmstat.count(VmItem::ThpSplitPmd);
         let pfn = self.mms[mmi]
             .pgt

@@ -72,6 +72,14 @@ arena_id!(
     "PTE tables"
 );
 
+arena_id!(
+    /// A shmem inode (`struct inode` + its `address_space`) in `Kernel::shmem`: an object
+    /// created by `memfd_create`, a tmpfs file, or a `MAP_SHARED|MAP_ANONYMOUS` mapping.
+    InodeId,
+    "ino",
+    "inodes"
+);
+
 /// An `anon_vma` (the model keeps only its identity: VMAs that share one may merge).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AnonVmaId(u32);

@@ -68,13 +68,14 @@ impl Kernel {
             pgtable_pages += mm.pgt.nr_pmd_tables() as u64
                 + mm.pgt.live_pte_tables() as u64
                 + mm.pgt.nr_deposited() as u64;
-            let mut huge_pmds = 0usize;
             // PTE tables the PMD entries reference: each live, none referenced twice, and no
             // live table unreferenced (a table freed early, e.g. by PT reclaim, must leave
             // both the PMD entry and the arena).
             let mut tables_seen = vec![false; mm.pgt.ptes.len()];
             let mut table_pmds = 0usize;
             let mut rss = 0u64;
+            let mut rss_shmem = 0u64;
+            let mut anon_huge_pmds = 0usize;
             let mut has_huge_zero = false;
             {
                 for (slot, pmd) in mm.pgt.populated_pmds(0, u64::MAX) {
@@ -88,7 +89,6 @@ impl Kernel {
                         )));
                     };
                     if pmd.is_huge() {
-                        huge_pmds += 1;
                         if !(vma.start <= slot && slot + PMD_SIZE <= vma.end) {
                             return Err(ctx(format!(
                                 "huge PMD at {slot:#x} not inside one VMA {vma:?}"
@@ -98,6 +98,7 @@ impl Kernel {
                             return Err(ctx(format!("writable PMD at {slot:#x} in read-only VMA")));
                         }
                         if pmd.is_huge_zero() {
+                            anon_huge_pmds += 1;
                             has_huge_zero = true;
                             if pmd.has(WRITE) {
                                 return Err(ctx(format!("writable huge zero PMD at {slot:#x}")));
@@ -110,7 +111,12 @@ impl Kernel {
                             let s = seen.entry(pmd.folio()).or_default();
                             s.entire += 1;
                             s.by_mm(mmi);
-                            rss += u64::from(HPAGE_PMD_NR);
+                            if f.test(flags::ANON) {
+                                rss += u64::from(HPAGE_PMD_NR);
+                                anon_huge_pmds += 1;
+                            } else {
+                                rss_shmem += u64::from(HPAGE_PMD_NR);
+                            }
                         }
                     } else {
                         let ti = pmd.table_idx().index();
@@ -151,7 +157,11 @@ impl Kernel {
                                 }
                                 s.pages[pte.idx() as usize] += 1;
                                 s.by_mm(mmi);
-                                rss += 1;
+                                if f.test(flags::ANON) {
+                                    rss += 1;
+                                } else {
+                                    rss_shmem += 1;
+                                }
                             }
                         }
                     }
@@ -163,9 +173,10 @@ impl Kernel {
                     mm.pgt.live_pte_tables()
                 )));
             }
-            if huge_pmds != mm.pgt.nr_deposited() {
+            // x86-64 deposits a page table under anonymous and huge-zero PMDs only.
+            if anon_huge_pmds != mm.pgt.nr_deposited() {
                 return Err(ctx(format!(
-                    "{huge_pmds} huge PMDs but {} deposited tables",
+                    "{anon_huge_pmds} anonymous huge PMDs but {} deposited tables",
                     mm.pgt.nr_deposited()
                 )));
             }
@@ -173,6 +184,12 @@ impl Kernel {
                 return Err(ctx(format!(
                     "MM_ANONPAGES {} but page tables map {rss}",
                     mm.rss_anon
+                )));
+            }
+            if rss_shmem != mm.rss_shmem {
+                return Err(ctx(format!(
+                    "MM_SHMEMPAGES {} but page tables map {rss_shmem}",
+                    mm.rss_shmem
                 )));
             }
             if has_huge_zero && !mm.huge_zero_ref {
@@ -197,6 +214,7 @@ impl Kernel {
         let mut pmd_mapped_thps = 0i64;
         let mut anon_pages = 0i64;
         let mut deferred = 0u64;
+        let (mut nr_shmem, mut shmem_thps, mut shmem_pmdmapped) = (0i64, 0i64, 0i64);
         for id in self.folios.iter_live() {
             let f = self.folios.get(id);
             allocated += u64::from(f.nr_pages());
@@ -211,7 +229,23 @@ impl Kernel {
                     s.entire
                 ));
             }
-            if f.refcount != s.entire + pte_maps {
+            let cached = f.test(flags::SHMEM);
+            if cached != self.shmem.owner.contains_key(&id) {
+                return Err(format!(
+                    "{id} {f:?}: page-cache flag disagrees with the cache"
+                ));
+            }
+            if cached {
+                let (ino, index) = self.shmem.owner[&id];
+                if self.shmem.inodes[ino.index()].cache.get(&index) != Some(&id) {
+                    return Err(format!("{id}: not in {ino}'s page cache at {index}"));
+                }
+                nr_shmem += i64::from(f.nr_pages());
+                shmem_thps += i64::from(f.order == 9);
+                shmem_pmdmapped += i64::from(f.entire_mapcount > 0);
+            }
+            let cache_refs = if cached { f.nr_pages() } else { 0 };
+            if f.refcount != s.entire + pte_maps + cache_refs {
                 return Err(format!(
                     "{id} {f:?}: refcount != mappings {}",
                     s.entire + pte_maps
@@ -250,19 +284,21 @@ impl Kernel {
                         m.nr_pages_mapped
                     ));
                 }
-                anon_pages += if f.entire_mapcount > 0 {
-                    i64::from(f.nr_pages())
-                } else {
-                    i64::from(mapped)
-                };
-            } else {
+                if f.test(flags::ANON) {
+                    anon_pages += if f.entire_mapcount > 0 {
+                        i64::from(f.nr_pages())
+                    } else {
+                        i64::from(mapped)
+                    };
+                }
+            } else if f.test(flags::ANON) {
                 anon_pages += i64::from(f.mapcount > 0);
             }
-            if f.order >= 2 {
+            if f.order >= 2 && f.test(flags::ANON) {
                 nr_anon[f.order as usize] += 1;
                 partial[f.order as usize] += i64::from(f.test(flags::PARTIALLY_MAPPED));
             }
-            if f.order == 9 && f.entire_mapcount > 0 {
+            if f.order == 9 && f.entire_mapcount > 0 && f.test(flags::ANON) {
                 pmd_mapped_thps += 1;
             }
             if f.test(flags::PARTIALLY_MAPPED) && !f.test(flags::DEFERRED) {
@@ -297,6 +333,26 @@ impl Kernel {
             return Err(format!(
                 "nr_anon_transparent_hugepages {} != {pmd_mapped_thps}",
                 self.vmstat.get(VmItem::NrAnonTransparentHugepages)
+            ));
+        }
+        for (item, want) in [
+            (VmItem::NrShmem, nr_shmem),
+            (VmItem::NrShmemHugepages, shmem_thps),
+            (VmItem::NrShmemPmdmapped, shmem_pmdmapped),
+        ] {
+            if self.vmstat.get(item) != want {
+                return Err(format!(
+                    "{} {} != {want}",
+                    item.name(),
+                    self.vmstat.get(item)
+                ));
+            }
+        }
+        let cached: usize = self.shmem.inodes.iter().map(|i| i.cache.len()).sum();
+        if cached != self.shmem.owner.len() {
+            return Err(format!(
+                "{cached} cached folios but {} owned",
+                self.shmem.owner.len()
             ));
         }
         if self.vmstat.get(VmItem::NrAnonPages) != anon_pages {

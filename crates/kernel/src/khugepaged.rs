@@ -274,7 +274,11 @@ impl Kernel {
                 if vma.end <= self.khugepaged.address {
                     continue;
                 }
-                if !self.thp_vma_allowable_order(mmi, &vma, HPAGE_PMD_ORDER, Tva::Khugepaged) {
+                // Shmem VMAs would be scanned by hpage_collapse_scan_file (collapse_file is
+                // not modelled yet): skipped like an ineligible VMA.
+                if !vma.is_anonymous()
+                    || !self.thp_vma_allowable_order(mmi, &vma, HPAGE_PMD_ORDER, Tva::Khugepaged)
+                {
                     progress += 1;
                     continue;
                 }
@@ -566,6 +570,10 @@ impl Kernel {
 
     /// `madvise_collapse` for `[a, b)` inside `vma`.
     fn madvise_collapse_vma(&mut self, mmi: MmId, vma: &Vma, a: u64, b: u64) -> Result<(), Errno> {
+        if !vma.is_anonymous() {
+            // collapse_file (shmem) is not modelled: never mistaken for the kernel's answer.
+            return Err(Errno::EOPNOTSUPP);
+        }
         if !self.thp_vma_allowable_order(mmi, vma, HPAGE_PMD_ORDER, Tva::ForcedCollapse) {
             return Err(Errno::EINVAL);
         }

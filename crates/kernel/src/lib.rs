@@ -12,6 +12,7 @@ pub(crate) mod daemon;
 pub(crate) mod deferred_split;
 pub mod errno;
 pub(crate) mod fault;
+pub(crate) mod filemap;
 pub(crate) mod folio;
 pub(crate) mod fork;
 pub(crate) mod gup;
@@ -31,6 +32,7 @@ pub mod page_alloc;
 pub(crate) mod pgtable;
 pub mod profile;
 pub(crate) mod rmap;
+pub mod shmem;
 pub(crate) mod shrinker;
 pub(crate) mod split;
 pub mod sysfs;
@@ -97,6 +99,8 @@ pub struct Kernel {
     pub vmstat: VmStat,
     pub(crate) buddy: BuddyAllocator,
     pub(crate) folios: Folios,
+    /// Shmem inodes and the page cache.
+    pub(crate) shmem: shmem::Shmem,
     pub(crate) huge_zero: huge_memory::HugeZeroFolio,
     pub(crate) mms: Mms,
     pub(crate) tasks: mm::Tasks,
@@ -138,6 +142,7 @@ impl Kernel {
             vmstat: VmStat::default(),
             buddy: BuddyAllocator::new(cfg.memory >> PAGE_SHIFT, thp, WATERMARK_SCALE_FACTOR),
             folios: Folios::default(),
+            shmem: shmem::Shmem::default(),
             huge_zero: huge_memory::HugeZeroFolio::default(),
             mms: Mms::default(),
             tasks: mm::Tasks::default(),

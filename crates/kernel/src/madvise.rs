@@ -61,18 +61,45 @@ impl Kernel {
         if advice == Advice::Collapse {
             return self.madvise_collapse(pid, start, end);
         }
-        if matches!(advice, Advice::Free | Advice::Cold | Advice::Dontneed) {
+        if matches!(
+            advice,
+            Advice::Free | Advice::Cold | Advice::Dontneed | Advice::Remove
+        ) {
             // madvise_walk_vmas() visits the VMAs in address order and stops at the first
             // error: a VM_LOCKED VMA (can_madv_lru_vma() / madvise_dontneed_free_valid_vma())
             // fails with EINVAL after the VMAs before it were already advised.
-            let parts: Vec<(u64, u64, bool)> = self.mms[mmi]
+            let parts: Vec<(u64, u64, crate::mm::Vma)> = self.mms[mmi]
                 .vma_starts_in(start, end)
                 .iter()
                 .map(|s| &self.mms[mmi].vmas[s])
-                .map(|v| (start.max(v.start), end.min(v.end), v.has(vmf::LOCKED)))
+                .map(|v| (start.max(v.start), end.min(v.end), *v))
                 .collect();
-            for (a, e, locked) in parts {
-                if locked {
+            for (a, e, vma) in parts {
+                if vma.has(vmf::LOCKED) {
+                    return Err(Errno::EINVAL);
+                }
+                if let Some(ino) = vma.backing.inode() {
+                    match advice {
+                        // MADV_FREE is for anonymous memory only.
+                        Advice::Free => return Err(Errno::EINVAL),
+                        // Cold file folios are not modelled (no LRU).
+                        Advice::Cold => return Err(Errno::EOPNOTSUPP),
+                        Advice::Remove => {
+                            // madvise_remove(): a hole punched in the file behind the range.
+                            if !vma.has(vmf::SHARED) {
+                                return Err(Errno::EACCES);
+                            }
+                            let offset = vma.linear_page_index(a) << crate::types::PAGE_SHIFT;
+                            let mode = crate::shmem::FallocMode {
+                                keep_size: true,
+                                punch_hole: true,
+                            };
+                            self.shmem_fallocate(ino, mode, offset, e - a)?;
+                            continue;
+                        }
+                        _ => {}
+                    }
+                } else if advice == Advice::Remove {
                     return Err(Errno::EINVAL);
                 }
                 match advice {

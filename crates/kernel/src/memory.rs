@@ -5,6 +5,8 @@
 //! The arch entry (`do_user_addr_fault`, x86) is `Kernel::access`: an access that the page
 //! tables already allow costs nothing; otherwise the fault is handled and the access retried.
 //!
+//! Shmem VMAs take the file paths of `filemap.rs` from the two dispatch points.
+//!
 //! Deviations: no swap, no KSM, no NUMA, no memcg charge failures; a fault never needs a
 //! retry under mmap_lock (the per-VMA lock path always succeeds), so no fault is major.
 
@@ -62,6 +64,7 @@ impl Kernel {
             match self.handle_mm_fault(&mut vmf) {
                 VmFault::Done | VmFault::Fallback => self.mm_account_fault(pid, vmf.flags),
                 VmFault::Oom => return Err(Signal::Sigkill),
+                VmFault::Sigbus => return Err(Signal::Sigbus),
                 VmFault::Userfault(flags) => {
                     if !self.deliver_userfault(mmi, addr, flags) {
                         return Err(Signal::Sigbus);
@@ -172,6 +175,8 @@ impl Kernel {
     fn create_huge_pmd(&mut self, vmf: &mut Vmf) -> VmFault {
         match vmf.backing() {
             VmaBacking::Anon => self.do_huge_pmd_anonymous_page(vmf),
+            // shmem_vm_ops has no huge_fault: the PMD is mapped by finish_fault (do_set_pmd).
+            VmaBacking::Shmem { .. } => VmFault::Fallback,
         }
     }
 
@@ -204,6 +209,7 @@ impl Kernel {
     fn do_pte_missing(&mut self, vmf: &mut Vmf) -> VmFault {
         match vmf.backing() {
             VmaBacking::Anon => self.do_anonymous_page(vmf),
+            VmaBacking::Shmem { inode } => self.do_fault(vmf, inode),
         }
     }
 
@@ -405,7 +411,10 @@ impl Kernel {
             pte.set(UFFD_WP, false);
             self.set_pte(mmi, addr, pte);
         }
-        if pte.is_page() {
+        if vmf.vma.has(vmf::SHARED) {
+            return self.wp_page_shared(vmf, pte);
+        }
+        if pte.is_page() && self.folios.get(pte.folio()).test(crate::folio::flags::ANON) {
             let id = pte.folio();
             if pte.has(EXCLUSIVE) || self.wp_can_reuse_anon_folio(id) {
                 // wp_page_reuse()
@@ -455,6 +464,11 @@ impl Kernel {
         );
         self.folio_add_new_anon_rmap(new, RmapLevel::Pte, mmi);
         if from_page {
+            if !self.folios.get(old.folio()).test(crate::folio::flags::ANON) {
+                // A page-cache page of a private file mapping is replaced by an anonymous copy.
+                self.mms[mmi].add_mm_counter(MmCounter::ShmemPages, -1);
+                self.mms[mmi].add_mm_counter(MmCounter::AnonPages, 1);
+            }
             self.folio_remove_rmap_ptes(old.folio(), old.idx(), 1, mmi);
         } else {
             self.mms[mmi].add_mm_counter(MmCounter::AnonPages, 1);

@@ -74,7 +74,8 @@ impl Kernel {
             if !vma.accessible() {
                 return Err(Errno::EFAULT);
             }
-            let write = Foll::write_if(vma.has(vmf::WRITE));
+            // populate_vma_page_range(): FOLL_WRITE only for private writable mappings.
+            let write = Foll::write_if(vma.has(vmf::WRITE) && !vma.has(vmf::SHARED));
             self.populate_range(pid, addr, e, write | Foll::FORCE)?;
             addr = e;
         }

@@ -37,11 +37,25 @@ pub fn prot_to_vmflags(p: Prot) -> u32 {
 }
 
 /// What backs a VMA (`vma->vm_ops`, `vma->vm_file`): where the fault path dispatches
-/// (`vma_is_anonymous`). Only private anonymous memory is modelled; shmem and files come next.
+/// (`vma_is_anonymous`). Private anonymous memory, or a shmem file (`shmem_vm_ops`, also for
+/// `MAP_SHARED|MAP_ANONYMOUS`, `shmem_zero_setup`); `vma.pgoff` is then the file page offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum VmaBacking {
     #[default]
     Anon,
+    Shmem {
+        inode: crate::ids::InodeId,
+    },
+}
+
+impl VmaBacking {
+    /// The shmem inode behind a VMA, if any (`shmem_file(vma->vm_file)`).
+    pub fn inode(self) -> Option<crate::ids::InodeId> {
+        match self {
+            VmaBacking::Anon => None,
+            VmaBacking::Shmem { inode } => Some(inode),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +88,14 @@ impl Vma {
     pub fn is_empty(&self) -> bool {
         self.start == self.end
     }
+    /// `vma_is_anonymous`.
+    pub fn is_anonymous(&self) -> bool {
+        self.backing == VmaBacking::Anon
+    }
+    /// The file page offset of `addr` (`linear_page_index`).
+    pub fn linear_page_index(&self, addr: u64) -> u64 {
+        ((addr - self.start) >> PAGE_SHIFT) + self.pgoff
+    }
 }
 
 /// `prctl(PR_SET_THP_DISABLE)` state of an mm (`MMF_DISABLE_THP_*`).
@@ -98,6 +120,8 @@ pub struct Mm {
     pub khugepaged_registered: bool,
     /// `MM_ANONPAGES`; changed only through `Mm::add_mm_counter`.
     pub rss_anon: u64,
+    /// `MM_SHMEMPAGES`; changed only through `Mm::add_mm_counter`.
+    pub rss_shmem: u64,
     /// The VMA the last fault-path lookup found (`mm->mmap_cache`'s modern cousin, the
     /// per-VMA lock fast path): every VMA mutation clears it via `invalidate_vma_cache`.
     pub(crate) vma_cache: std::cell::Cell<Option<Vma>>,
@@ -106,11 +130,12 @@ pub struct Mm {
     pub users: u32,
 }
 
-/// The per-mm RSS counters (`enum mm_counters`, `mm_counter()` picks one for a folio). Only
-/// anonymous memory exists yet; `MM_FILEPAGES` and `MM_SHMEMPAGES` come with the page cache.
+/// The per-mm RSS counters (`enum mm_counters`, `mm_counter()` picks one for a folio).
+/// `MM_FILEPAGES` comes with disk files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum MmCounter {
     AnonPages,
+    ShmemPages,
 }
 
 impl Mm {
@@ -119,6 +144,7 @@ impl Mm {
     pub(crate) fn add_mm_counter(&mut self, counter: MmCounter, delta: i64) {
         let c = match counter {
             MmCounter::AnonPages => &mut self.rss_anon,
+            MmCounter::ShmemPages => &mut self.rss_shmem,
         };
         *c = c
             .checked_add_signed(delta)

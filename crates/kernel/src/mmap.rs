@@ -5,7 +5,8 @@
 //! `do_vmi_munmap`, `zap_pte_range`/`zap_huge_pmd` (rmap batched per folio and page table, as
 //! the kernel's TLB gather does) and `free_pgtables`.
 //!
-//! Deviation: only private anonymous mappings are modelled; `shared` returns EOPNOTSUPP.
+//! Shared anonymous mappings are shmem (`shmem_zero_setup`: a new inode of the mapping's
+//! size, `vm_pgoff` 0); `mmap_shmem` maps an existing shmem object (memfd).
 
 use crate::errno::Errno;
 use crate::gup::Foll;
@@ -37,9 +38,51 @@ impl Kernel {
         prot: Prot,
         flags: MapFlags,
     ) -> Result<u64, Errno> {
-        if flags.shared {
-            return Err(Errno::EOPNOTSUPP);
+        let backing = if flags.shared {
+            let len = page_align_up(len);
+            let ino = self.shmem_new_inode(len, None, true);
+            Some((ino, 0))
+        } else {
+            None
+        };
+        self.do_mmap(pid, addr, len, prot, flags, backing)
+    }
+
+    /// mmap(2) of `file`: a shmem object and a byte offset in it (`MAP_SHARED` or
+    /// `MAP_PRIVATE`).
+    pub fn mmap_shmem(
+        &mut self,
+        pid: Pid,
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        flags: MapFlags,
+        file: (crate::ids::InodeId, u64),
+    ) -> Result<u64, Errno> {
+        let (ino, offset) = file;
+        if !is_page_aligned(offset) {
+            return Err(Errno::EINVAL);
         }
+        self.do_mmap(
+            pid,
+            addr,
+            len,
+            prot,
+            flags,
+            Some((ino, offset >> PAGE_SHIFT)),
+        )
+    }
+
+    /// `do_mmap`: a private anonymous VMA, or one backed by shmem inode and page offset.
+    fn do_mmap(
+        &mut self,
+        pid: Pid,
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        flags: MapFlags,
+        file: Option<(crate::ids::InodeId, u64)>,
+    ) -> Result<u64, Errno> {
         if len == 0 || !is_page_aligned(addr) {
             return Err(Errno::EINVAL);
         }
@@ -53,14 +96,23 @@ impl Kernel {
             return Err(Errno::EEXIST);
         }
         // accountable_mapping(): private and writable (no MAP_NORESERVE in the model).
-        let account = if prot.write { vmf::ACCOUNT } else { 0 };
+        let account = if prot.write && !flags.shared {
+            vmf::ACCOUNT
+        } else {
+            0
+        };
+        let shared = if flags.shared { vmf::SHARED } else { 0 };
+        let (pgoff, backing) = match file {
+            Some((inode, pgoff)) => (pgoff, VmaBacking::Shmem { inode }),
+            None => (addr >> PAGE_SHIFT, VmaBacking::Anon),
+        };
         let vma = Vma {
             start: addr,
             end,
-            flags: prot_to_vmflags(prot) | account,
+            flags: prot_to_vmflags(prot) | account | shared,
             anon_vma: None,
-            pgoff: addr >> PAGE_SHIFT,
-            backing: VmaBacking::Anon,
+            pgoff,
+            backing,
         };
         self.mms[mmi].vmas.insert(addr, vma);
         self.mms[mmi].invalidate_vma_cache();
@@ -96,6 +148,7 @@ impl Kernel {
             self.zap_range(mmi, vma.start, vma.end);
         }
         self.free_pgtables(mmi, addr, end);
+        self.shmem_release_unmapped();
         Ok(())
     }
 
@@ -185,7 +238,10 @@ impl Kernel {
                     self.zap_huge_pmd(mmi, slot);
                 } else {
                     self.split_huge_pmd(mmi, slot);
-                    self.zap_pte_range(mmi, s, e);
+                    // A file PMD's split left nothing mapped.
+                    if self.mms[mmi].pgt.pmd(slot).is_table() {
+                        self.zap_pte_range(mmi, s, e);
+                    }
                 }
             } else if pmd.is_table() {
                 self.zap_pte_range(mmi, s, e);
@@ -209,6 +265,11 @@ impl Kernel {
 
     /// `zap_huge_pmd`.
     fn zap_huge_pmd(&mut self, mmi: MmId, haddr: u64) {
+        let p = self.mms[mmi].pgt.pmd(haddr);
+        if p.is_thp() && !self.folios.get(p.folio()).test(crate::folio::flags::ANON) {
+            self.zap_file_pmd(mmi, haddr, false);
+            return;
+        }
         let pmd = std::mem::replace(self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd"), Pmd::NONE);
         let pfn = self.mms[mmi].pgt.withdraw().expect("deposit");
         self.free_pgtable_page(pfn);
@@ -243,10 +304,21 @@ impl Kernel {
                     break;
                 }
             }
+            let mut dirty = false;
             for e in &mut self.mms[mmi].pgt.pte_table_mut(tidx)[i..i + n] {
+                dirty |= e.has(crate::pgtable::DIRTY);
                 *e = Pte::NONE;
             }
-            self.mms[mmi].add_mm_counter(MmCounter::AnonPages, -i64::from(to_u32(n)));
+            let counter = if self.folios.get(id).test(crate::folio::flags::ANON) {
+                MmCounter::AnonPages
+            } else {
+                // zap_present_folio_ptes(): a dirty PTE dirties the page-cache folio.
+                if dirty {
+                    self.folios.get_mut(id).flags |= crate::folio::flags::DIRTY;
+                }
+                MmCounter::ShmemPages
+            };
+            self.mms[mmi].add_mm_counter(counter, -i64::from(to_u32(n)));
             self.folio_remove_rmap_ptes(id, first, to_u32(n), mmi);
             i += n;
         }
@@ -289,7 +361,8 @@ impl Kernel {
     }
 
     /// `__mm_populate` for MAP_POPULATE: write faults for private writable mappings, read
-    /// faults otherwise; PROT_NONE ranges are skipped.
+    /// faults otherwise (shared ones too: `populate_vma_page_range`); PROT_NONE ranges are
+    /// skipped.
     pub(crate) fn mm_populate(&mut self, pid: Pid, start: u64, end: u64) -> Result<(), Errno> {
         let mmi = self.mm_of(pid);
         let mut addr = start;
@@ -299,7 +372,9 @@ impl Kernel {
             };
             let e = end.min(vma.end);
             if vma.accessible() {
-                let write = Foll::write_if(vma.has(crate::mm::vmf::WRITE));
+                let write = Foll::write_if(
+                    vma.has(crate::mm::vmf::WRITE) && !vma.has(crate::mm::vmf::SHARED),
+                );
                 self.populate_range(pid, addr, e, write | Foll::FORCE)?;
             }
             addr = e;

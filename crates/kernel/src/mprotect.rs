@@ -82,6 +82,7 @@ impl Kernel {
     fn change_protection(&mut self, mmi: MmId, start: u64, end: u64, flags: u32) {
         let accessible = flags & vmf::PROT_MASK != 0;
         let writable = flags & vmf::WRITE != 0;
+        let shared = flags & vmf::SHARED != 0;
         let mut slot = start & PMD_MASK;
         while let Some(next) = self.next_pmd_slot(mmi, slot, end) {
             slot = next;
@@ -96,7 +97,7 @@ impl Kernel {
                 entry.set(PROTNONE, !accessible);
                 entry.set(
                     WRITE,
-                    writable && accessible && pmd.is_thp() && pmd.has(EXCLUSIVE),
+                    writable && accessible && pmd.is_thp() && (pmd.has(EXCLUSIVE) || shared),
                 );
             } else if pmd.is_table() {
                 // change_pte_range(): the PTEs of a large folio go in batches
@@ -124,7 +125,10 @@ impl Kernel {
                         .iter()
                         .fold(0, |acc, p| acc | (p.0 & (DIRTY | YOUNG)));
                     for p in &mut table[i..i + nr] {
-                        let anon_excl = p.is_page() && p.has(EXCLUSIVE);
+                        // A shared shmem mapping needs no write notification: its PTEs take
+                        // the write bit of vm_page_prot (pte_modify); private ones only when
+                        // exclusive (can_change_pte_writable).
+                        let anon_excl = p.is_page() && (p.has(EXCLUSIVE) || shared);
                         p.0 |= gathered;
                         p.set(PROTNONE, !accessible);
                         p.set(WRITE, writable && accessible && anon_excl);

@@ -79,7 +79,7 @@ impl Kernel {
         // that a never-faulted anonymous VMA (no anon_vma) takes the pgoff of its new address,
         // which lets it merge with its new neighbours; the merge happens here, on insertion
         // (vma_merge_new_range()).
-        let pgoff = if vma.anon_vma.is_none() {
+        let pgoff = if vma.anon_vma.is_none() && vma.is_anonymous() {
             new >> PAGE_SHIFT
         } else {
             vma.pgoff + ((old - vma.start) >> PAGE_SHIFT)

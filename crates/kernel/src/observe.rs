@@ -23,6 +23,12 @@ pub enum Backing {
     Marker,
     /// A swap entry.
     Swap,
+    /// An order-0 shmem page-cache page.
+    Shmem,
+    /// A PTE mapping of a page of a large shmem folio of this order (1..=9).
+    ShmemPte { order: u8 },
+    /// Part of a PMD-mapped shmem folio (order 9).
+    ShmemPmd,
 }
 
 impl Backing {
@@ -36,6 +42,9 @@ impl Backing {
         "anon",
         "marker",
         "swap",
+        "shmem",
+        "shmem_pte",
+        "shmem_pmd",
     ];
 
     pub fn class(self) -> &'static str {
@@ -48,6 +57,9 @@ impl Backing {
             Backing::Anon => "anon",
             Backing::Marker => "marker",
             Backing::Swap => "swap",
+            Backing::Shmem => "shmem",
+            Backing::ShmemPte { .. } => "shmem_pte",
+            Backing::ShmemPmd => "shmem_pmd",
         }
     }
 
@@ -55,6 +67,7 @@ impl Backing {
     pub fn label(self) -> String {
         match self {
             Backing::ThpPte { order } => format!("thp_pte:o{order}"),
+            Backing::ShmemPte { order } => format!("shmem_pte:o{order}"),
             b => b.class().to_string(),
         }
     }

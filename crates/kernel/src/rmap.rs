@@ -1,6 +1,7 @@
-//! Reverse-map accounting of anonymous folios, after `mm/rmap.c` (Linux 6.18):
-//! `folio_add_new_anon_rmap`, `folio_add_anon_rmap_ptes`, `__folio_remove_rmap` (partial-map
-//! detection, `NR_ANON_THPS`, `NR_ANON_MAPPED`) and the deferred-split queue of
+//! Reverse-map accounting of anonymous and page-cache folios, after `mm/rmap.c` (Linux 6.18):
+//! `folio_add_new_anon_rmap`, `folio_add_anon_rmap_ptes`, `folio_add_file_rmap_{ptes,pmd}`,
+//! `__folio_remove_rmap` (partial-map detection for anonymous folios, `NR_ANON_THPS`,
+//! `NR_ANON_MAPPED`, `NR_SHMEM_PMDMAPPED`) and the deferred-split queue of
 //! `mm/huge_memory.c` (`deferred_split_folio`, `__folio_unqueue_deferred_split`).
 //! Every mapping holds one folio reference, so `refcount == mappings + pins`.
 
@@ -84,16 +85,18 @@ impl Kernel {
     }
 
     /// Removes PTE mappings of pages `[first, first+nr)` (`folio_remove_rmap_ptes`) and drops
-    /// their references. May queue the folio as partially mapped or free it.
+    /// their references. May queue an anonymous folio as partially mapped, or free the folio.
+    /// A page-cache folio only loses the mappings (the page cache keeps its references).
     pub(crate) fn folio_remove_rmap_ptes(&mut self, id: FolioId, first: u32, nr: u32, mmi: MmId) {
         self.folios.mm_map_add(id, mmi, -i64::from(nr));
         let f = self.folios.get_mut(id);
         let order = f.order;
         let entire = f.entire_mapcount;
+        let anon = f.test(flags::ANON);
         debug_assert!(f.mapcount >= nr);
         f.mapcount -= nr;
         if order == 0 {
-            if f.mapcount == 0 {
+            if f.mapcount == 0 && anon {
                 self.vmstat.add(VmItem::NrAnonPages, -1);
             }
             self.folio_put(id, nr);
@@ -113,11 +116,11 @@ impl Kernel {
         let still_mapped = m.nr_pages_mapped > 0 || entire > 0;
         // While PMD-mapped, pages leaving the PTE level stay mapped (ENTIRELY_MAPPED).
         let unmapped = if entire > 0 { 0 } else { last };
-        if unmapped > 0 {
+        if unmapped > 0 && anon {
             self.vmstat.add(VmItem::NrAnonPages, -i64::from(unmapped));
-        }
-        if unmapped > 0 && still_mapped && !self.folios.get(id).test(flags::PARTIALLY_MAPPED) {
-            self.deferred_split_folio(id, true);
+            if still_mapped && !self.folios.get(id).test(flags::PARTIALLY_MAPPED) {
+                self.deferred_split_folio(id, true);
+            }
         }
         self.folio_put(id, nr);
     }
@@ -129,7 +132,10 @@ impl Kernel {
         debug_assert!(f.entire_mapcount > 0);
         f.entire_mapcount -= 1;
         let nr_pages = f.nr_pages();
-        if f.entire_mapcount == 0 {
+        if f.entire_mapcount == 0 && !f.test(flags::ANON) {
+            // NR_SHMEM_PMDMAPPED (printed in THP units).
+            self.vmstat.add(VmItem::NrShmemPmdmapped, -1);
+        } else if f.entire_mapcount == 0 {
             self.vmstat.add(VmItem::NrAnonTransparentHugepages, -1);
             let mapped = self.folios.meta(id).nr_pages_mapped;
             let nr = nr_pages - mapped;
@@ -139,6 +145,42 @@ impl Kernel {
             }
         }
         self.folio_put(id, 1);
+    }
+
+    /// `folio_add_file_rmap_ptes`: pages `[first, first+nr)` of a page-cache folio gain a
+    /// PTE mapping each (and a reference each, `folio_ref_add` in `finish_fault` /
+    /// `filemap_map_pages`).
+    pub(crate) fn folio_add_file_rmap_ptes(&mut self, id: FolioId, first: u32, nr: u32, mmi: MmId) {
+        self.folios.mm_map_add(id, mmi, i64::from(nr));
+        let f = self.folios.get_mut(id);
+        f.mapcount += nr;
+        f.refcount += nr;
+        if f.order == 0 {
+            return;
+        }
+        let size = 1usize << f.order;
+        let m = self.folios.meta_mut(id);
+        if m.page_mapcount.is_empty() {
+            m.page_mapcount = vec![0; size];
+        }
+        for i in first..first + nr {
+            let c = &mut m.page_mapcount[i as usize];
+            *c += 1;
+            if *c == 1 {
+                m.nr_pages_mapped += 1;
+            }
+        }
+    }
+
+    /// `folio_add_file_rmap_pmd`: a PMD-sized page-cache folio gains a PMD mapping.
+    pub(crate) fn folio_add_file_rmap_pmd(&mut self, id: FolioId, mmi: MmId) {
+        self.folios.mm_map_add(id, mmi, 1);
+        let f = self.folios.get_mut(id);
+        f.entire_mapcount += 1;
+        f.refcount += 1;
+        if f.entire_mapcount == 1 {
+            self.vmstat.add(VmItem::NrShmemPmdmapped, 1);
+        }
     }
 
     /// `deferred_split_folio`: queue a large anon folio for the deferred-split shrinker,

@@ -71,6 +71,78 @@ impl Defrag {
     }
 }
 
+/// `shmem_enabled` (the internal shmem mount's `huge=` policy plus the global overrides
+/// `deny` and `force`, `mm/shmem.c` `shmem_huge`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ShmemHuge {
+    Always,
+    WithinSize,
+    Advise,
+    Never,
+    Deny,
+    Force,
+}
+
+impl ShmemHuge {
+    pub(crate) const VALUES: &'static str = "always|within_size|advise|never|deny|force";
+    /// A global value (`shmem_enabled`) or, with `mount`, a tmpfs `huge=` mount option
+    /// (which has no `deny`/`force`).
+    pub fn parse(s: &str, mount: bool) -> Option<Self> {
+        Some(match s {
+            "always" => ShmemHuge::Always,
+            "within_size" => ShmemHuge::WithinSize,
+            "advise" => ShmemHuge::Advise,
+            "never" => ShmemHuge::Never,
+            "deny" if !mount => ShmemHuge::Deny,
+            "force" if !mount => ShmemHuge::Force,
+            _ => return None,
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            ShmemHuge::Always => "always",
+            ShmemHuge::WithinSize => "within_size",
+            ShmemHuge::Advise => "advise",
+            ShmemHuge::Never => "never",
+            ShmemHuge::Deny => "deny",
+            ShmemHuge::Force => "force",
+        }
+    }
+}
+
+/// Per-size `hugepages-<N>kB/shmem_enabled` (`huge_shmem_orders_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ShmemSizeEnabled {
+    Always,
+    Inherit,
+    WithinSize,
+    Advise,
+    Never,
+}
+
+impl ShmemSizeEnabled {
+    const VALUES: &'static str = "always|inherit|within_size|advise|never";
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "always" => ShmemSizeEnabled::Always,
+            "inherit" => ShmemSizeEnabled::Inherit,
+            "within_size" => ShmemSizeEnabled::WithinSize,
+            "advise" => ShmemSizeEnabled::Advise,
+            "never" => ShmemSizeEnabled::Never,
+            _ => return None,
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            ShmemSizeEnabled::Always => "always",
+            ShmemSizeEnabled::Inherit => "inherit",
+            ShmemSizeEnabled::WithinSize => "within_size",
+            ShmemSizeEnabled::Advise => "advise",
+            ShmemSizeEnabled::Never => "never",
+        }
+    }
+}
+
 /// Anonymous mTHP orders that have a `hugepages-<size>kB` directory on x86-64 (orders 2..=9;
 /// order 1 is never used for anonymous memory).
 pub const ANON_ORDERS: [u8; 8] = [2, 3, 4, 5, 6, 7, 8, 9];
@@ -103,6 +175,11 @@ pub struct Sysfs {
     pub max_ptes_none: u32,
     pub max_ptes_swap: u32,
     pub max_ptes_shared: u32,
+    /// `shmem_enabled`: the internal shmem mount's huge policy, or a global override.
+    pub shmem_enabled: ShmemHuge,
+    /// Per-size `shmem_enabled`, indexed by order (only `ANON_ORDERS` are modelled; the
+    /// host's `hugepages-8kB` (order 1, shmem only) stays at its boot value `never`).
+    pub size_shmem_enabled: [ShmemSizeEnabled; 10],
     /// Host build only (not mainline): decline an mTHP order on an anonymous fault unless a
     /// block of that size beside it is full. 0 or 1.
     pub anon_beside_full: u32,
@@ -112,6 +189,8 @@ impl Default for Sysfs {
     fn default() -> Self {
         let mut size_enabled = [ThpEnabled::Never; 10];
         size_enabled[HPAGE_PMD_ORDER as usize] = ThpEnabled::Inherit;
+        let mut size_shmem_enabled = [ShmemSizeEnabled::Never; 10];
+        size_shmem_enabled[HPAGE_PMD_ORDER as usize] = ShmemSizeEnabled::Inherit;
         Sysfs {
             enabled: ThpEnabled::Madvise,
             defrag: Defrag::Madvise,
@@ -125,6 +204,8 @@ impl Default for Sysfs {
             max_ptes_none: 511,
             max_ptes_swap: 64,
             max_ptes_shared: 256,
+            shmem_enabled: ShmemHuge::Never,
+            size_shmem_enabled,
             anon_beside_full: 0,
         }
     }
@@ -155,6 +236,7 @@ const TOP: &[(&str, &str)] = &[
     ("defrag", "always|defer|defer+madvise|madvise|never"),
     ("use_zero_page", "0|1"),
     ("shrink_underused", "0|1"),
+    ("shmem_enabled", ShmemHuge::VALUES),
     (
         "anon_beside_full",
         "0|1 (host build 6.18.44-fc only, not mainline)",
@@ -186,6 +268,11 @@ pub fn knobs() -> Vec<KnobInfo> {
             name: format!("hugepages-{kb}kB.enabled"),
             path: format!("hugepages-{kb}kB/enabled"),
             values: "always|inherit|madvise|never",
+        });
+        v.push(KnobInfo {
+            name: format!("hugepages-{kb}kB.shmem_enabled"),
+            path: format!("hugepages-{kb}kB/shmem_enabled"),
+            values: ShmemSizeEnabled::VALUES,
         });
     }
     for (n, vals) in KHUGEPAGED {
@@ -238,11 +325,26 @@ impl Sysfs {
             let Some(order) = order.filter(|o| ANON_ORDERS.contains(o)) else {
                 return Err(Self::unknown(name));
             };
-            if file != "enabled" {
-                return Err(Self::unknown(name));
+            match file {
+                "enabled" => {
+                    self.size_enabled[order as usize] = ThpEnabled::parse(value, true)
+                        .ok_or_else(|| bad("always|inherit|madvise|never"))?;
+                }
+                "shmem_enabled" => {
+                    let v = ShmemSizeEnabled::parse(value)
+                        .ok_or_else(|| bad(ShmemSizeEnabled::VALUES))?;
+                    // thpsize_shmem_enabled_store(): under `force` only the PMD size may
+                    // inherit.
+                    if v == ShmemSizeEnabled::Inherit
+                        && order != HPAGE_PMD_ORDER
+                        && self.shmem_enabled == ShmemHuge::Force
+                    {
+                        return Err(bad("not `inherit` while shmem_enabled is `force`"));
+                    }
+                    self.size_shmem_enabled[order as usize] = v;
+                }
+                _ => return Err(Self::unknown(name)),
             }
-            self.size_enabled[order as usize] = ThpEnabled::parse(value, true)
-                .ok_or_else(|| bad("always|inherit|madvise|never"))?;
             return Ok(());
         }
         match name {
@@ -253,6 +355,21 @@ impl Sysfs {
             "defrag" => {
                 self.defrag = Defrag::parse(value)
                     .ok_or_else(|| bad("always|defer|defer+madvise|madvise|never"))?;
+            }
+            "shmem_enabled" => {
+                let v = ShmemHuge::parse(value, false).ok_or_else(|| bad(ShmemHuge::VALUES))?;
+                // shmem_enabled_store(): `force` only while no size but the PMD one inherits.
+                if v == ShmemHuge::Force
+                    && ANON_ORDERS.iter().any(|&o| {
+                        o != HPAGE_PMD_ORDER
+                            && self.size_shmem_enabled[o as usize] == ShmemSizeEnabled::Inherit
+                    })
+                {
+                    return Err(bad(
+                        "not `force` while a non-PMD size's shmem_enabled is `inherit`",
+                    ));
+                }
+                self.shmem_enabled = v;
             }
             "use_zero_page" => {
                 self.use_zero_page = parse_bool01(value).ok_or_else(|| bad("0|1"))?;
@@ -299,15 +416,20 @@ impl Sysfs {
         if let Some(rest) = name.strip_prefix("hugepages-") {
             let (size, file) = rest.split_once("kB.")?;
             let order = size.parse::<u64>().ok().and_then(size_kb_to_order)?;
-            if file != "enabled" || !ANON_ORDERS.contains(&order) {
+            if !ANON_ORDERS.contains(&order) {
                 return None;
             }
-            return Some(self.size_enabled[order as usize].name().to_string());
+            return match file {
+                "enabled" => Some(self.size_enabled[order as usize].name().to_string()),
+                "shmem_enabled" => Some(self.size_shmem_enabled[order as usize].name().to_string()),
+                _ => None,
+            };
         }
         let b = |x: bool| if x { "1" } else { "0" }.to_string();
         Some(match name {
             "enabled" => self.enabled.name().to_string(),
             "defrag" => self.defrag.name().to_string(),
+            "shmem_enabled" => self.shmem_enabled.name().to_string(),
             "use_zero_page" => b(self.use_zero_page),
             "shrink_underused" => b(self.shrink_underused),
             "anon_beside_full" => self.anon_beside_full.to_string(),

@@ -32,17 +32,15 @@ struct Acc {
     private_dirty: u64,
     anonymous: u64,
     anon_huge: u64,
+    shmem_pmd: u64,
 }
 
 impl Acc {
     /// `n` pages with the same mapcount and dirtiness.
-    fn pages(&mut self, n: u64, mapcount: u32, dirty: bool, pmd_mapped: bool) {
+    fn pages(&mut self, n: u64, mapcount: u32, dirty: bool, pmd_mapped: bool, anon: bool) {
         let bytes = n * PAGE_SIZE;
         self.rss += bytes;
-        self.anonymous += bytes;
-        if pmd_mapped {
-            self.anon_huge += bytes;
-        }
+        self.kind(bytes, pmd_mapped, anon);
         let mut pss = PAGE_SIZE << PSS_SHIFT;
         if mapcount >= 2 {
             pss /= u64::from(mapcount);
@@ -56,13 +54,22 @@ impl Acc {
         }
     }
 
-    /// `smaps_page_accumulate` for one 4 KiB page.
-    fn page(&mut self, mapcount: u32, dirty: bool, pmd_mapped: bool) {
-        self.rss += PAGE_SIZE;
-        self.anonymous += PAGE_SIZE;
-        if pmd_mapped {
-            self.anon_huge += PAGE_SIZE;
+    /// `Anonymous`, and `AnonHugePages` / `ShmemPmdMapped` for PMD-mapped bytes.
+    fn kind(&mut self, bytes: u64, pmd_mapped: bool, anon: bool) {
+        if anon {
+            self.anonymous += bytes;
         }
+        if pmd_mapped && anon {
+            self.anon_huge += bytes;
+        } else if pmd_mapped {
+            self.shmem_pmd += bytes;
+        }
+    }
+
+    /// `smaps_page_accumulate` for one 4 KiB page.
+    fn page(&mut self, mapcount: u32, dirty: bool, pmd_mapped: bool, anon: bool) {
+        self.rss += PAGE_SIZE;
+        self.kind(PAGE_SIZE, pmd_mapped, anon);
         let mut pss = PAGE_SIZE << PSS_SHIFT;
         if mapcount >= 2 {
             pss /= u64::from(mapcount);
@@ -95,7 +102,13 @@ impl Kernel {
                     let f = self.folios.get(pmd.folio());
                     let n = (pe - ps) / PAGE_SIZE;
                     let dirty = pmd.has(DIRTY) || f.test(flags::DIRTY);
-                    acc.pages(n, u32::from(f.entire_mapcount), dirty, true);
+                    acc.pages(
+                        n,
+                        u32::from(f.entire_mapcount),
+                        dirty,
+                        true,
+                        f.test(flags::ANON),
+                    );
                 } else if pmd.is_thp() {
                     let id = pmd.folio();
                     let f = self.folios.get(id);
@@ -103,7 +116,7 @@ impl Kernel {
                     for addr in (ps..pe).step_by(PAGE_STEP) {
                         let idx = pte_index32(addr);
                         let mc = u32::from(f.entire_mapcount) + self.folios.page_mapcount(id, idx);
-                        acc.page(mc, dirty, true);
+                        acc.page(mc, dirty, true, f.test(flags::ANON));
                     }
                 } else if pmd.is_table() {
                     let table = mm.pgt.pte_table(pmd.table_idx());
@@ -114,7 +127,7 @@ impl Kernel {
                             // looked at for PG_dirty when the PTE is clean).
                             let dirty =
                                 pte.has(DIRTY) || self.folios.get(pte.folio()).test(flags::DIRTY);
-                            acc.page(1, dirty, false);
+                            acc.page(1, dirty, false, true);
                         } else if pte.is_page() {
                             let id = pte.folio();
                             let f = self.folios.get(id);
@@ -124,7 +137,8 @@ impl Kernel {
                                 0
                             };
                             let mc = entire + self.folios.page_mapcount(id, pte.idx());
-                            acc.page(mc, pte.has(DIRTY) || f.test(flags::DIRTY), false);
+                            let dirty = pte.has(DIRTY) || f.test(flags::DIRTY);
+                            acc.page(mc, dirty, false, f.test(flags::ANON));
                         }
                     }
                 }
@@ -139,6 +153,7 @@ impl Kernel {
                 private_dirty: acc.private_dirty >> 10,
                 anonymous: acc.anonymous >> 10,
                 anon_huge_pages: acc.anon_huge >> 10,
+                shmem_pmd_mapped: acc.shmem_pmd >> 10,
                 thp_eligible: u64::from(
                     self.thp_vma_allowable_orders(mmi, vma, ALL_ANON_ORDERS, Tva::Smaps) != 0,
                 ),
@@ -180,10 +195,15 @@ impl Kernel {
                     let b = match pte.kind() {
                         PteKind::None => Backing::None,
                         PteKind::Zero => Backing::Zero,
-                        PteKind::Page => match self.folios.get(pte.folio()).order {
-                            0 => Backing::Anon,
-                            order => Backing::ThpPte { order },
-                        },
+                        PteKind::Page => {
+                            let f = self.folios.get(pte.folio());
+                            match (f.test(flags::SHMEM), f.order) {
+                                (false, 0) => Backing::Anon,
+                                (false, order) => Backing::ThpPte { order },
+                                (true, 0) => Backing::Shmem,
+                                (true, order) => Backing::ShmemPte { order },
+                            }
+                        }
                         PteKind::Marker => Backing::Marker,
                     };
                     pagemap_push(&mut map, b, 1);
@@ -191,6 +211,8 @@ impl Kernel {
             } else {
                 let b = if pmd.is_huge_zero() {
                     Backing::HugeZero
+                } else if pmd.is_thp() && self.folios.get(pmd.folio()).test(flags::SHMEM) {
+                    Backing::ShmemPmd
                 } else if pmd.is_thp() {
                     Backing::ThpPmd
                 } else {

@@ -199,6 +199,7 @@ impl Advice {
                 | Advice::Hugepage
                 | Advice::Nohugepage
                 | Advice::Dontneed
+                | Advice::Remove
                 | Advice::Free
                 | Advice::Cold
                 | Advice::Collapse

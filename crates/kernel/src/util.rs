@@ -42,6 +42,11 @@ pub(crate) fn to_u32(n: usize) -> u32 {
     u32::try_from(n).expect("a page-table-bounded count fits in u32")
 }
 
+/// A page index inside a folio (below 2^32 by construction), as `u32`.
+pub(crate) fn page_u32(n: u64) -> u32 {
+    u32::try_from(n).expect("a page index inside a folio fits in u32")
+}
+
 /// The highest order set in an order bitmask (`highest_order`); `orders` is not 0.
 #[inline]
 pub(crate) fn highest_order(orders: u16) -> u8 {

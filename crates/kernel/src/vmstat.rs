@@ -72,13 +72,16 @@ vm_items! {
     SwpinZero => "swpin_zero", false;
     SwpoutZero => "swpout_zero", false;
     NrAnonTransparentHugepages => "nr_anon_transparent_hugepages", false;
-    // File and shmem THPs are not modelled yet (0 in the model); on a host only other
-    // processes' page cache moves these gauges, so they are host-noisy.
-    NrShmemHugepages => "nr_shmem_hugepages", true;
+    // Shmem THP gauges (printed in THP units): the scenario's own shmem moves them; other
+    // processes only create shmem THPs when a scenario turns shmem_enabled on, so they
+    // are compared. File THPs are not modelled yet (0 in the model); on a host only other
+    // processes' page cache moves those gauges, so they are host-noisy.
+    NrShmemHugepages => "nr_shmem_hugepages", false;
     NrFileHugepages => "nr_file_hugepages", true;
-    NrShmemPmdmapped => "nr_shmem_pmdmapped", true;
+    NrShmemPmdmapped => "nr_shmem_pmdmapped", false;
     NrFilePmdmapped => "nr_file_pmdmapped", true;
     NrAnonPages => "nr_anon_pages", true;
+    NrShmem => "nr_shmem", true;
     NrFreePages => "nr_free_pages", true;
     NrPageTablePages => "nr_page_table_pages", true;
     SimCollapseCopiedPages => "sim_collapse_copied_pages", false;

@@ -100,12 +100,26 @@ pub enum Op {
     PrctlSetThpDisable { disable: bool, except_advised: bool },
     /// `expect OBS CMP VALUE [when COND…]`
     Expect(Expect),
+    /// `memfd NAME SIZE` — a shmem object (`memfd_create` + `ftruncate`).
+    Memfd { name: String, size: u64 },
+    /// `ftruncate OBJ SIZE`
+    Ftruncate { obj: String, size: u64 },
+    /// `fallocate OBJ OFFSET LEN [keep_size] [punch_hole]`
+    Fallocate {
+        obj: String,
+        offset: u64,
+        len: u64,
+        keep_size: bool,
+        punch_hole: bool,
+    },
 }
 
 /// What backs a mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum MapBacking {
     Anon,
+    /// A shmem object made by `memfd` (`MmapOp::object`).
+    Memfd,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -123,6 +137,9 @@ pub struct MmapOp {
     pub offset: u64,
     /// `MAP_POPULATE`.
     pub populate: bool,
+    /// The `memfd` object mapped (backing `Memfd`), and the file offset (`foff`).
+    pub object: Option<String>,
+    pub foff: u64,
 }
 
 /// `NAME`, `NAME+OFF` or `NAME+OFF LEN` (also `NAME LEN`).

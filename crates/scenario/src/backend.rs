@@ -36,6 +36,28 @@ pub enum BackendOp {
         prot: Prot,
         shared: bool,
         populate: bool,
+        /// A shmem object (by the engine's id, in order of `memfd`) and the file offset in
+        /// bytes; `None` for anonymous memory.
+        file: Option<(u32, u64)>,
+    },
+    /// `memfd_create` + `ftruncate(size)`: object `obj` (ids count from 0 in creation
+    /// order). Shared by every process.
+    MemfdCreate {
+        obj: u32,
+        size: u64,
+    },
+    /// ftruncate(2) of object `obj`.
+    Ftruncate {
+        obj: u32,
+        size: u64,
+    },
+    /// fallocate(2) of object `obj`.
+    Fallocate {
+        obj: u32,
+        offset: u64,
+        len: u64,
+        keep_size: bool,
+        punch_hole: bool,
     },
     Munmap {
         addr: u64,

@@ -458,6 +458,9 @@ struct Run<'a> {
     /// Process names → engine ids (0 = `main`), what became of each, and the current one.
     procs: BTreeMap<String, u32>,
     names_by_id: Vec<String>,
+    /// `memfd` objects → backend object ids, in creation order.
+    objects: BTreeMap<String, u32>,
+    next_object: u32,
     state: Vec<ProcState>,
     /// Names whose `fork` was not run (the parent had been killed), with the kill's line.
     unforked: BTreeMap<String, u32>,
@@ -516,6 +519,8 @@ pub fn run_planned(
         ops_total: 0,
         procs: BTreeMap::from([("main".to_string(), 0)]),
         names_by_id: vec!["main".to_string()],
+        objects: BTreeMap::new(),
+        next_object: 0,
         state: vec![ProcState::Alive],
         unforked: BTreeMap::new(),
         current: 0,
@@ -658,8 +663,40 @@ impl Run<'_> {
                     prot: m.prot,
                     shared: m.shared,
                     populate: m.populate,
+                    file: m.object.as_ref().map(|o| (self.objects[o], m.foff)),
                 };
                 self.exec(st, op)
+            }
+            Op::Memfd { name, size } => {
+                // A `memfd` inside `repeat` makes a new object each time; the name refers to
+                // the latest.
+                let obj = self.next_object;
+                self.next_object += 1;
+                self.objects.insert(name.clone(), obj);
+                self.exec(st, BackendOp::MemfdCreate { obj, size: *size })
+            }
+            Op::Ftruncate { obj, size } => {
+                let obj = self.objects[obj];
+                self.exec(st, BackendOp::Ftruncate { obj, size: *size })
+            }
+            Op::Fallocate {
+                obj,
+                offset,
+                len,
+                keep_size,
+                punch_hole,
+            } => {
+                let obj = self.objects[obj];
+                self.exec(
+                    st,
+                    BackendOp::Fallocate {
+                        obj,
+                        offset: *offset,
+                        len: *len,
+                        keep_size: *keep_size,
+                        punch_hole: *punch_hole,
+                    },
+                )
             }
             Op::Munmap { range } => {
                 let (addr, len) = self.range(range);
@@ -1136,8 +1173,32 @@ pub fn slice_pages(map: &PageMap, from: u64, to: u64) -> PageMap {
 fn op_text(op: &BackendOp) -> String {
     match op {
         BackendOp::Mmap {
-            addr, len, prot, ..
+            addr,
+            len,
+            prot,
+            file: None,
+            ..
         } => format!("mmap {addr:#x} {len:#x} {prot}"),
+        BackendOp::Mmap {
+            addr,
+            len,
+            prot,
+            file: Some((obj, off)),
+            ..
+        } => format!("mmap {addr:#x} {len:#x} {prot} obj{obj}+{off:#x}"),
+        BackendOp::MemfdCreate { obj, size } => format!("memfd obj{obj} {size:#x}"),
+        BackendOp::Ftruncate { obj, size } => format!("ftruncate obj{obj} {size:#x}"),
+        BackendOp::Fallocate {
+            obj,
+            offset,
+            len,
+            keep_size,
+            punch_hole,
+        } => format!(
+            "fallocate obj{obj} {offset:#x} {len:#x}{}{}",
+            if *punch_hole { " punch_hole" } else { "" },
+            if *keep_size { " keep_size" } else { "" }
+        ),
         BackendOp::Munmap { addr, len } => format!("munmap {addr:#x} {len:#x}"),
         BackendOp::Mprotect { addr, len, prot } => format!("mprotect {addr:#x} {len:#x} {prot}"),
         BackendOp::Madvise { addr, len, advice } => {

@@ -135,6 +135,9 @@ const DEFAULT_OPS: &[(&str, u32)] = &[
     ("checkpoint", 2),
     ("expect", 4),
     ("sysfs", 1),
+    ("memfd", 1),
+    ("ftruncate", 1),
+    ("fallocate", 1),
 ];
 
 /// Ops the host backend cannot run.
@@ -261,12 +264,20 @@ pub fn knob_value<E: Entropy>(e: &mut E, k: &KnobInfo) -> String {
 }
 
 /// Every THP knob with probability `percent`, each with a random accepted value, in
-/// `thpsim_kernel::sysfs::knobs()` order.
+/// `thpsim_kernel::sysfs::knobs()` order. A value the knobs written before it make the kernel
+/// refuse (`shmem_enabled=force` with a non-PMD size inheriting) becomes the knob's current
+/// value.
 pub fn random_knobs<E: Entropy>(e: &mut E, percent: u32) -> Vec<(String, String)> {
     let mut out = Vec::new();
+    let mut state = Sysfs::default();
     for k in sysfs::knobs() {
         if chance(e, percent) {
             let v = knob_value(e, &k);
+            let v = if state.set(&k.name, &v).is_ok() {
+                v
+            } else {
+                state.get(&k.name).unwrap_or(v)
+            };
             out.push((k.name, v));
         }
     }
@@ -283,6 +294,9 @@ struct Gen<'a, E: Entropy> {
     w: &'a Weights,
     out: String,
     maps: Vec<Map>,
+    /// `memfd` objects made so far (only before the first fork, so that every process has
+    /// them on the host too: a worker inherits its parent's descriptors).
+    objects: Vec<String>,
     /// Processes that exist (forked, not exited), `main` first.
     procs: Vec<String>,
     /// Names ever used for processes (a name is never reused).
@@ -426,7 +440,18 @@ impl<E: Entropy> Gen<'_, E> {
             name: name.clone(),
             size,
         });
-        let mut s = format!("mmap {name} {} anon private", fmt_size(size));
+        let vis = if self.chance(25) { "shared" } else { "private" };
+        let mut s = if !self.objects.is_empty() && self.chance(40) {
+            let o = pick(self.e, &self.objects).clone();
+            let mut s = format!("mmap {name} {} {o} {vis}", fmt_size(size));
+            if self.chance(30) {
+                let f = *pick(self.e, &["4K", "64K", "1M", "2M"]);
+                let _ = write!(s, " foff={f}");
+            }
+            s
+        } else {
+            format!("mmap {name} {} anon {vis}", fmt_size(size))
+        };
         if self.chance(30) {
             let p = self.prot();
             if self.chance(50) {
@@ -627,6 +652,39 @@ impl<E: Entropy> Gen<'_, E> {
         self.stmts += 1;
         let text = match op {
             "mmap" => self.mmap()?,
+            "memfd" => {
+                if self.forks > 0 || self.objects.len() >= 2 {
+                    return None;
+                }
+                let name = format!("o{}", self.objects.len());
+                self.objects.push(name.clone());
+                let size = self.size();
+                format!("memfd {name} {}", fmt_size(size))
+            }
+            "ftruncate" => {
+                if self.objects.is_empty() {
+                    return None;
+                }
+                let o = pick(self.e, &self.objects).clone();
+                let size = if self.chance(20) { 0 } else { self.size() };
+                format!("ftruncate {o} {}", fmt_size(size))
+            }
+            "fallocate" => {
+                if self.objects.is_empty() {
+                    return None;
+                }
+                let o = pick(self.e, &self.objects).clone();
+                let off = *pick(self.e, &["0", "4K", "1M", "2M"]);
+                let len = fmt_size(self.size());
+                let mut s = format!("fallocate {o} {off} {len}");
+                if self.chance(50) {
+                    s.push_str(" keep_size");
+                }
+                if self.chance(35) {
+                    s.push_str(" punch_hole");
+                }
+                s
+            }
             "munmap" => format!("munmap {}", self.range()?),
             "mprotect" => {
                 let r = self.range()?;
@@ -736,7 +794,15 @@ impl<E: Entropy> Gen<'_, E> {
             "sysfs" => {
                 let knobs = sysfs::knobs();
                 let k = pick(self.e, &knobs);
-                let v = knob_value(self.e, k);
+                let mut v = knob_value(self.e, k);
+                // `force` and a non-PMD size's `inherit` refuse each other, whatever the
+                // earlier lines set: a mid-run write picks neither.
+                let pmd_size = k.name.starts_with("hugepages-2048kB.");
+                if k.name.ends_with("shmem_enabled")
+                    && (v == "force" || (v == "inherit" && !pmd_size))
+                {
+                    v = "never".to_string();
+                }
                 format!("sysfs {}={v}", k.name)
             }
             _ => return None,
@@ -754,6 +820,7 @@ pub fn generate<E: Entropy>(e: &mut E, w: &Weights) -> String {
         w,
         out: String::new(),
         maps: Vec::new(),
+        objects: Vec::new(),
         procs: vec!["main".to_string()],
         forks: 0,
         labels: 0,

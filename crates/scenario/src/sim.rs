@@ -21,6 +21,8 @@ pub struct SimBackend {
     pid: Pid,
     /// Engine process ids → pids (`None`: its fork failed, or it exited).
     pids: Vec<Option<Pid>>,
+    /// Engine object ids → shmem inodes (`memfd`).
+    objects: Vec<thpsim_kernel::ids::InodeId>,
     /// Run the invariant checker after every op (tests).
     pub check_invariants: bool,
     /// Put the host backend's khugepaged sentinel mm on khugepaged's list before the
@@ -136,6 +138,7 @@ impl Backend for SimBackend {
         }
         self.pid = k.spawn();
         self.pids = vec![Some(self.pid)];
+        self.objects.clear();
         self.kernel = Some(k);
         Ok(())
     }
@@ -208,6 +211,8 @@ impl Backend for SimBackend {
             }
             _ => {}
         }
+        // Taken out while the kernel is borrowed; put back after the op.
+        let mut objects = std::mem::take(&mut self.objects);
         let k = self.k()?;
         let before = *k
             .task(pid)
@@ -220,19 +225,57 @@ impl Backend for SimBackend {
                 prot,
                 shared,
                 populate,
-            } => k
-                .mmap(
-                    pid,
-                    b + addr,
-                    *len,
-                    *prot,
-                    MapFlags {
-                        shared: *shared,
-                        populate: *populate,
-                    },
-                )
+                file,
+            } => {
+                let flags = MapFlags {
+                    shared: *shared,
+                    populate: *populate,
+                };
+                match file {
+                    None => k.mmap(pid, b + addr, *len, *prot, flags),
+                    Some((obj, off)) => {
+                        let ino = *objects
+                            .get(*obj as usize)
+                            .ok_or_else(|| err(format!("mmap: no object {obj}")))?;
+                        k.mmap_shmem(pid, b + addr, *len, *prot, flags, (ino, *off))
+                    }
+                }
                 .map(|a| a - b)
-                .map_err(OpError::Errno),
+                .map_err(OpError::Errno)
+            }
+            BackendOp::MemfdCreate { obj, size } => {
+                if *obj as usize != objects.len() {
+                    return Err(err(format!("memfd: object id {obj} out of order")));
+                }
+                objects.push(k.shmem_new_inode(*size, None, false));
+                Ok(0)
+            }
+            BackendOp::Ftruncate { obj, size } => {
+                let ino = *objects
+                    .get(*obj as usize)
+                    .ok_or_else(|| err(format!("ftruncate: no object {obj}")))?;
+                k.shmem_truncate(ino, *size)
+                    .map(|()| 0)
+                    .map_err(OpError::Errno)
+            }
+            BackendOp::Fallocate {
+                obj,
+                offset,
+                len,
+                keep_size,
+                punch_hole,
+            } => {
+                let ino = *objects
+                    .get(*obj as usize)
+                    .ok_or_else(|| err(format!("fallocate: no object {obj}")))?;
+                let mode = thpsim_kernel::shmem::FallocMode {
+                    keep_size: *keep_size,
+                    punch_hole: *punch_hole,
+                };
+                k.shmem_fallocate(ino, mode, *offset, *len)
+                    .map(|()| 0)
+                    .map_err(OpError::Errno)
+            }
             BackendOp::Munmap { addr, len } => k
                 .munmap(pid, b + addr, *len)
                 .map(|_| 0)
@@ -363,6 +406,8 @@ impl Backend for SimBackend {
                 Ok(0)
             }
         };
+        self.objects = objects;
+        let k = self.k()?;
         if check {
             k.check_invariants()
                 .map_err(|e| err(format!("model invariant broken after {op:?}: {e}")))?;

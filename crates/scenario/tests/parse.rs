@@ -169,6 +169,8 @@ fn design_example_exact_ast() {
                 align: Some(2 * M),
                 offset: 0,
                 populate: false,
+                object: None,
+                foff: 0,
             }),
         },
         Stmt {
@@ -304,6 +306,8 @@ fn mmap_forms() {
             align: None,
             offset: 0,
             populate: false,
+            object: None,
+            foff: 0,
         },
     );
     let m = mm("mmap _x9 64M anon private prot=r offset=4K align=1G populate");
@@ -1276,15 +1280,16 @@ fn unmodelled_advice() {
 
 #[test]
 fn mmap_errors() {
-    let d = one_err(
-        "mmap buf 2M anon shared",
+    // Shared anonymous memory is shmem now; a `memfd` backing must name its object.
+    assert!(parse("t.thps", "mmap buf 2M anon shared").is_ok());
+    one_err(
+        "mmap buf 2M memfd shared",
         1,
-        18,
-        "shared anonymous (shmem) mappings are not modelled yet",
-        Some("`private`"),
+        13,
+        "a memfd mapping names its object",
+        Some("`memfd NAME SIZE`"),
     );
-    assert_eq!(d.span.len, 6);
-    for b in ["file", "memfd", "shmem", "guest_memfd"] {
+    for b in ["file", "shmem", "guest_memfd"] {
         one_err(
             &format!("mmap buf 2M {b} private"),
             1,
@@ -1574,9 +1579,9 @@ fn errors_do_not_cascade() {
     );
     // An unmodelled mapping too.
     one_err(
-        "mmap buf 2M anon shared\nwrite buf\n",
+        "mmap buf 2M file shared\nwrite buf\n",
         1,
-        18,
+        13,
         "not modelled yet",
         ANY,
     );
@@ -1612,6 +1617,34 @@ fn display_and_render() {
         far.render(src),
         "t.thps:99:1: error: unknown mapping `bfu`\n     = hint: did you mean `buf`?\n"
     );
+    // Objects: a backing must be an object made by `memfd` earlier; `foff` needs one.
+    let d = errs("mmap a 4K ram shared");
+    assert!(
+        d[0].message.contains("unknown backing `ram`"),
+        "{}",
+        d[0].message
+    );
+    let d = errs("memfd ram 1M\nmmap a 4K ram shared foff=3K");
+    assert!(d[0].message.contains("not a multiple"), "{}", d[0].message);
+    let d = errs("mmap a 4K anon shared foff=4K");
+    assert_eq!(d[0].message, "`foff` is the offset into a memfd object");
+    let d = errs("memfd ram 1M\nftruncate rma 4K");
+    assert!(
+        d[0].hint.as_deref().unwrap_or("").contains("`ram`"),
+        "{:?}",
+        d[0].hint
+    );
+    let d = errs("memfd ram 1M\nmemfd ram 2M");
+    assert_eq!(d[0].message, "object `ram` is already defined");
+    match &ok("memfd ram 1M\nmmap a 8K ram private foff=4K").stmts[1].op {
+        Op::Mmap(m) => {
+            assert_eq!(
+                (m.backing, m.object.as_deref(), m.foff),
+                (MapBacking::Memfd, Some("ram"), 4096)
+            );
+        }
+        o => panic!("{o:?}"),
+    }
     // Column counts characters, not bytes.
     let src = "mmap bü 2M anon private";
     let d = errs(src);
@@ -1647,6 +1680,9 @@ fn names_of(op: &Op) -> &'static [&'static str] {
         Op::Mlock { .. } => &["mlock", "munlock"],
         Op::Mremap { .. } => &["mremap"],
         Op::Expect(_) => &["expect"],
+        Op::Memfd { .. } => &["memfd"],
+        Op::Ftruncate { .. } => &["ftruncate"],
+        Op::Fallocate { .. } => &["fallocate"],
     }
 }
 

@@ -55,6 +55,7 @@ pub fn parse(file: &str, source: &str) -> Result<Scenario, Vec<Diagnostic>> {
         mappings: BTreeMap::new(),
         labels: BTreeMap::new(),
         procs: BTreeMap::from([("main".to_string(), 0)]),
+        objects: BTreeMap::new(),
         kernel_line: None,
         memory_line: None,
         body_started: false,
@@ -253,6 +254,8 @@ pub struct State {
     pub(super) labels: BTreeMap<String, u32>,
     /// Process names (`main` plus every `fork`), with the line that created them.
     pub(super) procs: BTreeMap<String, u32>,
+    /// Shmem objects (`memfd NAME`), with the line that created them.
+    pub(super) objects: BTreeMap<String, u32>,
     pub(super) kernel_line: Option<u32>,
     pub(super) memory_line: Option<u32>,
     pub(super) body_started: bool,

@@ -232,7 +232,7 @@ pub(crate) fn op_catch(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     ok.then_some(Parsed::Op(Op::Catch { signals }))
 }
 
-pub(super) const UNMODELLED_BACKINGS: &[&str] = &["file", "memfd", "shmem", "guest_memfd"];
+pub(super) const UNMODELLED_BACKINGS: &[&str] = &["file", "shmem", "guest_memfd"];
 
 pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     let name = c.need("mapping name")?;
@@ -290,9 +290,19 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         m.size = size;
     }
 
-    let backing_tok = c.need("backing (anon)")?;
+    let backing_tok = c.need("backing (anon or a memfd object)")?;
+    let mut object = None;
     match backing_tok.text {
         "anon" => {}
+        o if c.st.objects.contains_key(o) => object = Some(o.to_string()),
+        "memfd" => {
+            c.err(
+                backing_tok.span(),
+                "a memfd mapping names its object".to_string(),
+                Some("create one with `memfd NAME SIZE` and write its NAME as the backing".into()),
+            );
+            return None;
+        }
         b if UNMODELLED_BACKINGS.contains(&b) => {
             c.err(
                 backing_tok.span(),
@@ -302,9 +312,12 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
             return None;
         }
         _ => {
-            let names = std::iter::once("anon").chain(UNMODELLED_BACKINGS.iter().copied());
+            let objects: Vec<String> = c.st.objects.keys().cloned().collect();
+            let names = std::iter::once("anon")
+                .chain(UNMODELLED_BACKINGS.iter().copied())
+                .chain(objects.iter().map(String::as_str));
             c.unknown(backing_tok, "backing", names, "", || {
-                "the backing is `anon`".into()
+                "the backing is `anon` or an object made by `memfd NAME SIZE` earlier".into()
             });
             return None;
         }
@@ -324,15 +337,17 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     };
     let toks = c.rest();
     let opts = c.options(toks, c.spec.opts, "mmap", None);
-    if shared {
-        c.err(
-            vis.span(),
-            "shared anonymous (shmem) mappings are not modelled yet",
-            Some("use `private`".into()),
-        );
+    if !opts.ok {
         return None;
     }
-    if !opts.ok {
+    if object.is_none() && opts.flag("foff") {
+        if let Some(t) = opts.tok("foff") {
+            c.err(
+                t.span(),
+                "`foff` is the offset into a memfd object".to_string(),
+                Some("an `anon` mapping has no file".into()),
+            );
+        }
         return None;
     }
     let prot = match opts.get("prot") {
@@ -343,13 +358,109 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         name: name.text.to_string(),
         name_span: name.span(),
         size,
-        backing: MapBacking::Anon,
+        backing: if object.is_some() {
+            MapBacking::Memfd
+        } else {
+            MapBacking::Anon
+        },
         shared,
         prot,
         align: opts.size("align"),
         offset: opts.size("offset").unwrap_or(0),
         populate: opts.flag("populate"),
+        object,
+        foff: opts.size("foff").unwrap_or(0),
     })))
+}
+
+/// A byte count of a shmem object (`memfd` size, `ftruncate`, `fallocate`): at most 64T.
+fn object_bytes(c: &mut LineCtx<'_, '_>, what: &str) -> Option<u64> {
+    let t = c.need(what)?;
+    let v = c.size(t, what)?;
+    if v > MAX_MAPPING {
+        c.err(
+            t.span(),
+            format!("{what} {} is larger than 64T", t.text),
+            None,
+        );
+        return None;
+    }
+    Some(v)
+}
+
+/// A reference to an object made by `memfd` earlier in the file.
+fn known_object(c: &mut LineCtx<'_, '_>) -> Option<String> {
+    let t = c.need("object name")?;
+    if !c.st.objects.contains_key(t.text) {
+        if c.st.full() {
+            c.st.more_errors += 1;
+            return None;
+        }
+        let names: Vec<String> = c.st.objects.keys().cloned().collect();
+        c.unknown(t, "object", names.iter().map(String::as_str), "", || {
+            "objects are made by `memfd NAME SIZE` earlier in the file".into()
+        });
+        return None;
+    }
+    Some(t.text.to_string())
+}
+
+pub(crate) fn op_memfd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let name = c.need("object name")?;
+    if !is_ident(name.text) {
+        c.err(
+            name.span(),
+            format!("bad object name `{}`", name.text),
+            Some("object names are identifiers: [A-Za-z_][A-Za-z0-9_]*".into()),
+        );
+        return None;
+    }
+    if name.text == "anon" || c.st.objects.contains_key(name.text) {
+        c.err(
+            name.span(),
+            format!("object `{}` is already defined", name.text),
+            Some("object names are unique and `anon` is the anonymous backing".into()),
+        );
+        return None;
+    }
+    c.st.objects.insert(name.text.to_string(), name.line);
+    let size = object_bytes(c, "object size")?;
+    let toks = c.rest();
+    if !c.options(toks, c.spec.opts, "memfd", None).ok {
+        return None;
+    }
+    Some(Parsed::Op(Op::Memfd {
+        name: name.text.to_string(),
+        size,
+    }))
+}
+
+pub(crate) fn op_ftruncate(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let obj = known_object(c)?;
+    let size = object_bytes(c, "size")?;
+    let toks = c.rest();
+    if !c.options(toks, c.spec.opts, "ftruncate", None).ok {
+        return None;
+    }
+    Some(Parsed::Op(Op::Ftruncate { obj, size }))
+}
+
+pub(crate) fn op_fallocate(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let obj = known_object(c)?;
+    let offset = object_bytes(c, "offset")?;
+    let len = object_bytes(c, "length")?;
+    let toks = c.rest();
+    let opts = c.options(toks, c.spec.opts, "fallocate", None);
+    if !opts.ok {
+        return None;
+    }
+    Some(Parsed::Op(Op::Fallocate {
+        obj,
+        offset,
+        len,
+        keep_size: opts.flag("keep_size"),
+        punch_hole: opts.flag("punch_hole"),
+    }))
 }
 
 pub(crate) fn op_munmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {

@@ -1,0 +1,722 @@
+//! Shared memory objects after `mm/shmem.c` and the truncation part of `mm/truncate.c`
+//! (Linux 6.18): shmem inodes with their page cache (`address_space`: index → folio of any
+//! order, each folio knowing its inode and index), the huge-folio policy
+//! (`shmem_huge_global_enabled`, `shmem_allowable_huge_orders`, `shmem_get_orders_within_size`,
+//! `shmem_suitable_orders`), allocation (`shmem_alloc_and_add_folio`, `shmem_get_folio_gfp`
+//! with `SGP_CACHE` / `SGP_FALLOC`), the i_mmap walk (`unmap_mapping_range`),
+//! `shmem_fallocate` (allocate, `KEEP_SIZE`, `PUNCH_HOLE`), `shmem_setattr` (ftruncate) and
+//! `shmem_undo_range` with `truncate_inode_partial_folio` (zero the hole, then the 6.15+
+//! non-uniform split at the hole boundary, `folio_split`).
+//!
+//! The policy follows what the host build shows (scenarios/conformance/FINDINGS.md §14): page faults consult the
+//! per-size `hugepages-<N>kB/shmem_enabled` knobs for every shmem mapping, with `inherit`
+//! following the mount policy (`shmem_enabled` for the internal mount); `fallocate` follows
+//! the mount policy only, which for `always` means PMD size whatever the size.
+//!
+//! Deviations: no swap, no memcg charge failures, no tmpfs size limits, no pins (so a split
+//! never fails), no shmem shrinker for huge folios beyond i_size.
+
+use crate::errno::Errno;
+use crate::folio::{flags, FolioId};
+use crate::ids::{InodeId, MmId};
+use crate::mm::{vmf, MmCounter, Vma};
+use crate::pgtable::{Pmd, Pte, DIRTY};
+use crate::sysfs::{ShmemHuge, ShmemSizeEnabled};
+use crate::types::{HPAGE_PMD_ORDER, PAGE_SHIFT, PAGE_SIZE, PMD_MASK, PMD_SIZE};
+use crate::util::{highest_order, page_u32};
+use crate::vmstat::{MthpStat, VmItem};
+use crate::Kernel;
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::BTreeMap;
+
+/// Orders a shmem page-cache folio may have on x86-64 for the paths the model has
+/// (`maybe_pmd_order`).
+const PMD_ORDER_BIT: u16 = 1 << HPAGE_PMD_ORDER;
+
+/// Where a folio is mapped: PMD mappings `(mm, haddr)` and PTE mappings
+/// `(mm, addr, page index in the folio)`.
+type FileMappings = (Vec<(MmId, u64)>, Vec<(MmId, u64, u32)>);
+
+/// One shmem inode and its page cache.
+#[derive(Clone, Debug, Default)]
+pub struct ShmemInode {
+    /// `i_size` in bytes.
+    pub size: u64,
+    /// The `huge=` option of the tmpfs mount the file lives on; `None` for the internal mount
+    /// (`shm_mnt`), whose policy is the `shmem_enabled` knob.
+    pub mount_huge: Option<ShmemHuge>,
+    /// Anonymous shmem (`MAP_SHARED|MAP_ANONYMOUS`, `shmem_zero_setup`): lives as long as a
+    /// VMA maps it.
+    pub anon: bool,
+    /// The page cache: first index of each folio → folio.
+    pub(crate) cache: BTreeMap<u64, FolioId>,
+    /// Pages in the page cache (`st_blocks` is 8 per page).
+    pub nr_pages: u64,
+    /// Gone: evicted and no longer reachable.
+    pub dead: bool,
+}
+
+/// The shmem state: inodes, and the page-cache side of each folio (`folio->mapping`,
+/// `folio->index`, `PG_uptodate`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Shmem {
+    pub(crate) inodes: Vec<ShmemInode>,
+    /// Which inode and index a page-cache folio belongs to.
+    pub(crate) owner: FxHashMap<FolioId, (InodeId, u64)>,
+    /// Folios added by fallocate and not yet written or faulted (`!PG_uptodate`): fault-around
+    /// skips them, the next fault zeroes them.
+    pub(crate) not_uptodate: FxHashSet<FolioId>,
+}
+
+/// `enum sgp_type`: what the caller of `shmem_get_folio_gfp` wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sgp {
+    /// A page fault: allocate if absent (SIGBUS beyond i_size), zero a fallocated folio.
+    Cache,
+    /// fallocate: allocate if absent, leave new folios not uptodate.
+    Falloc,
+}
+
+/// fallocate(2) modes the model implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FallocMode {
+    pub keep_size: bool,
+    pub punch_hole: bool,
+}
+
+impl Kernel {
+    /// A new shmem inode of `size` bytes (`shmem_get_inode`).
+    pub fn shmem_new_inode(
+        &mut self,
+        size: u64,
+        mount_huge: Option<ShmemHuge>,
+        anon: bool,
+    ) -> InodeId {
+        self.shmem.inodes.push(ShmemInode {
+            size,
+            mount_huge,
+            anon,
+            ..ShmemInode::default()
+        });
+        InodeId::from_index(self.shmem.inodes.len() - 1)
+    }
+
+    /// The inode, for observation.
+    pub fn shmem_inode(&self, ino: InodeId) -> &ShmemInode {
+        &self.shmem.inodes[ino.index()]
+    }
+
+    /// `shmem_get_orders_within_size`: the orders (from the highest down) whose aligned block
+    /// containing `index` ends inside `max(i_size, write_end)`.
+    fn shmem_get_orders_within_size(
+        &self,
+        ino: InodeId,
+        mut orders: u16,
+        index: u64,
+        write_end: u64,
+    ) -> u16 {
+        let size = self.shmem.inodes[ino.index()].size.max(write_end);
+        let pages = size.div_ceil(PAGE_SIZE);
+        while orders != 0 {
+            let order = highest_order(orders);
+            let aligned = (index + 1).next_multiple_of(1 << order);
+            if pages >= aligned {
+                return orders;
+            }
+            orders &= !(1 << order);
+        }
+        0
+    }
+
+    /// `shmem_huge_global_enabled`: the mount policy's answer (PMD order or nothing).
+    fn shmem_huge_global_enabled(
+        &self,
+        ino: InodeId,
+        index: u64,
+        write_end: u64,
+        vm_flags: u32,
+    ) -> u16 {
+        let global = self.sysfs.shmem_enabled;
+        match global {
+            ShmemHuge::Deny => return 0,
+            ShmemHuge::Force => return PMD_ORDER_BIT,
+            _ => {}
+        }
+        let policy = self.shmem.inodes[ino.index()].mount_huge.unwrap_or(global);
+        let advised = vm_flags & vmf::HUGEPAGE != 0;
+        match policy {
+            ShmemHuge::Always | ShmemHuge::Force => PMD_ORDER_BIT,
+            ShmemHuge::WithinSize => {
+                let w = self.shmem_get_orders_within_size(ino, PMD_ORDER_BIT, index, write_end);
+                if w != 0 || advised {
+                    PMD_ORDER_BIT
+                } else {
+                    0
+                }
+            }
+            ShmemHuge::Advise if advised => PMD_ORDER_BIT,
+            _ => 0,
+        }
+    }
+
+    /// `shmem_allowable_huge_orders`: the orders a folio at `index` may have, for a fault
+    /// through `vma` (of mm `mmi`) or, without one, for fallocate.
+    pub(crate) fn shmem_allowable_huge_orders(
+        &self,
+        ino: InodeId,
+        vma: Option<(MmId, &Vma)>,
+        index: u64,
+        write_end: u64,
+    ) -> u16 {
+        if let Some((mmi, v)) = vma {
+            if self.vma_thp_disabled(mmi, v) {
+                return 0;
+            }
+        }
+        let vm_flags = vma.map_or(0, |(_, v)| v.flags);
+        let global = self.shmem_huge_global_enabled(ino, index, write_end, vm_flags);
+        if vma.is_none() {
+            return global;
+        }
+        match self.sysfs.shmem_enabled {
+            ShmemHuge::Deny => return 0,
+            ShmemHuge::Force => return self.shmem_size_orders(|e| e == ShmemSizeEnabled::Inherit),
+            _ => {}
+        }
+        let mut mask = self.shmem_size_orders(|e| e == ShmemSizeEnabled::Always);
+        let within = self.shmem_size_orders(|e| e == ShmemSizeEnabled::WithinSize);
+        mask |= self.shmem_get_orders_within_size(ino, within, index, 0);
+        if vm_flags & vmf::HUGEPAGE != 0 {
+            mask |= self.shmem_size_orders(|e| e == ShmemSizeEnabled::Advise);
+        }
+        if global != 0 {
+            mask |= self.shmem_size_orders(|e| e == ShmemSizeEnabled::Inherit);
+        }
+        mask
+    }
+
+    /// `huge_shmem_orders_<setting>`: the orders whose per-size knob satisfies `f`.
+    fn shmem_size_orders(&self, f: impl Fn(ShmemSizeEnabled) -> bool) -> u16 {
+        crate::sysfs::ANON_ORDERS
+            .iter()
+            .filter(|&&o| f(self.sysfs.size_shmem_enabled[o as usize]))
+            .fold(0, |m, &o| m | 1 << o)
+    }
+
+    /// `shmem_hpage_pmd_enabled`: some shmem object may get a PMD-sized folio (khugepaged
+    /// runs for it).
+    pub(crate) fn shmem_hpage_pmd_enabled(&self) -> bool {
+        let pmd = self.sysfs.size_shmem_enabled[HPAGE_PMD_ORDER as usize];
+        match self.sysfs.shmem_enabled {
+            ShmemHuge::Deny => false,
+            g => match pmd {
+                ShmemSizeEnabled::Always
+                | ShmemSizeEnabled::Advise
+                | ShmemSizeEnabled::WithinSize => true,
+                ShmemSizeEnabled::Inherit => g != ShmemHuge::Never,
+                ShmemSizeEnabled::Never => false,
+            },
+        }
+    }
+
+    /// The folio caching `index` and its first index (`filemap_get_entry`).
+    pub(crate) fn filemap_get_folio(&self, ino: InodeId, index: u64) -> Option<(FolioId, u64)> {
+        let (&first, &id) = self.shmem.inodes[ino.index()]
+            .cache
+            .range(..=index)
+            .next_back()?;
+        (index < first + u64::from(self.folios.get(id).nr_pages())).then_some((id, first))
+    }
+
+    /// Whether any page of `[first, first + nr)` is cached (`xa_find(XA_PRESENT)`).
+    fn filemap_range_has_folio(&self, ino: InodeId, first: u64, nr: u64) -> bool {
+        self.filemap_get_folio(ino, first).is_some()
+            || self.shmem.inodes[ino.index()]
+                .cache
+                .range(first..first + nr)
+                .next()
+                .is_some()
+    }
+
+    /// `shmem_get_folio_gfp`: the folio caching `index`, allocated (per the huge policy) if
+    /// absent. `fault` is the faulting mm, VMA and address. Err: SIGBUS beyond i_size for a
+    /// fault (`Errno::EINVAL` as the kernel's internal code), ENOMEM.
+    pub(crate) fn shmem_get_folio(
+        &mut self,
+        ino: InodeId,
+        index: u64,
+        write_end: u64,
+        fault: Option<(MmId, &Vma, u64)>,
+        sgp: Sgp,
+    ) -> Result<FolioId, Errno> {
+        if sgp == Sgp::Cache && index >= self.shmem.inodes[ino.index()].size.div_ceil(PAGE_SIZE) {
+            return Err(Errno::EINVAL);
+        }
+        if let Some((id, _)) = self.filemap_get_folio(ino, index) {
+            if self.shmem.not_uptodate.contains(&id) && sgp == Sgp::Cache {
+                // A fallocated folio is zeroed and made uptodate by its first use.
+                self.shmem.not_uptodate.remove(&id);
+            } else if sgp == Sgp::Falloc {
+                // A second fallocate over a fallocated folio clears it too.
+                self.shmem.not_uptodate.remove(&id);
+            }
+            return Ok(id);
+        }
+        let orders =
+            self.shmem_allowable_huge_orders(ino, fault.map(|(m, v, _)| (m, v)), index, write_end);
+        let folio = self
+            .shmem_alloc_and_add_folio(ino, index, fault.map(|(_, v, a)| (v, a)), orders)
+            .or_else(|| self.shmem_alloc_and_add_folio(ino, index, None, 0))
+            .ok_or(Errno::ENOMEM)?;
+        if sgp == Sgp::Falloc {
+            self.shmem.not_uptodate.insert(folio);
+        }
+        Ok(folio)
+    }
+
+    /// `shmem_suitable_orders` + `shmem_alloc_and_add_folio`: try the orders from the highest
+    /// whose block fits the VMA and has nothing cached yet; count successes and fallbacks.
+    fn shmem_alloc_and_add_folio(
+        &mut self,
+        ino: InodeId,
+        index: u64,
+        fault: Option<(&Vma, u64)>,
+        orders: u16,
+    ) -> Option<FolioId> {
+        if orders == 0 {
+            // mapping_gfp_mask of a shmem inode: GFP_HIGHUSER_MOVABLE.
+            let pfn = self.alloc_pages(0, crate::page_alloc::Gfp::HIGHUSER_MOVABLE)?;
+            let id = self.folios.alloc(pfn, 0, 0);
+            self.shmem_add_to_page_cache(ino, index, id);
+            return Some(id);
+        }
+        let mut suitable = match fault {
+            Some((vma, addr)) => crate::huge_memory::thp_vma_suitable_orders(vma, addr, orders),
+            None => orders,
+        };
+        while suitable != 0 {
+            let order = highest_order(suitable);
+            let nr = 1u64 << order;
+            if !self.filemap_range_has_folio(ino, index & !(nr - 1), nr) {
+                break;
+            }
+            suitable &= !(1 << order);
+        }
+        // shmem_get_folio_gfp: huge_gfp = vma_thp_gfp_mask(vma) (no VMA for fallocate: not
+        // madvised).
+        let huge_gfp = self.thp_gfp_mask(fault.is_some_and(|(vma, _)| vma.has(vmf::HUGEPAGE)));
+        while suitable != 0 {
+            let order = highest_order(suitable);
+            let first = index & !((1u64 << order) - 1);
+            if let Some(pfn) = self.alloc_pages(order, huge_gfp) {
+                let id = self.folios.alloc(pfn, order, 0);
+                self.shmem_add_to_page_cache(ino, first, id);
+                if order == HPAGE_PMD_ORDER {
+                    self.vmstat.count(VmItem::ThpFileAlloc);
+                }
+                self.vmstat.mthp_count(order, MthpStat::ShmemAlloc);
+                return Some(id);
+            }
+            if order == HPAGE_PMD_ORDER {
+                self.vmstat.count(VmItem::ThpFileFallback);
+            }
+            self.vmstat.mthp_count(order, MthpStat::ShmemFallback);
+            suitable &= !(1 << order);
+        }
+        None
+    }
+
+    /// `shmem_add_to_page_cache`: the cache takes `nr_pages` references.
+    fn shmem_add_to_page_cache(&mut self, ino: InodeId, first: u64, id: FolioId) {
+        let f = self.folios.get_mut(id);
+        f.flags |= flags::SHMEM;
+        let (nr, order) = (f.nr_pages(), f.order);
+        f.refcount += nr;
+        self.shmem.owner.insert(id, (ino, first));
+        let inode = &mut self.shmem.inodes[ino.index()];
+        inode.cache.insert(first, id);
+        inode.nr_pages += u64::from(nr);
+        self.vmstat.add(VmItem::NrShmem, i64::from(nr));
+        if order == HPAGE_PMD_ORDER {
+            self.vmstat.add(VmItem::NrShmemHugepages, 1);
+        }
+    }
+
+    /// `filemap_remove_folio` (`truncate_inode_folio` after unmapping): the cache drops its
+    /// references; the folio is freed when no mapping holds it.
+    fn shmem_delete_from_page_cache(&mut self, id: FolioId) {
+        let (ino, first) = self.shmem.owner.remove(&id).expect("page-cache folio");
+        self.shmem.not_uptodate.remove(&id);
+        let f = self.folios.get_mut(id);
+        f.flags &= !flags::SHMEM;
+        let (nr, order) = (f.nr_pages(), f.order);
+        let inode = &mut self.shmem.inodes[ino.index()];
+        inode.cache.remove(&first);
+        inode.nr_pages -= u64::from(nr);
+        self.vmstat.add(VmItem::NrShmem, -i64::from(nr));
+        if order == HPAGE_PMD_ORDER {
+            self.vmstat.add(VmItem::NrShmemHugepages, -1);
+        }
+        self.folio_put(id, nr);
+    }
+
+    /// Every VMA mapping `ino` (the inode's `i_mmap` tree).
+    pub(crate) fn shmem_mappings(&self, ino: InodeId) -> Vec<(MmId, Vma)> {
+        let mut v = Vec::new();
+        for (mmi, mm) in self.mms.iter() {
+            for vma in mm.vmas.values() {
+                if vma.backing.inode() == Some(ino) {
+                    v.push((mmi, *vma));
+                }
+            }
+        }
+        v
+    }
+
+    /// `unmap_mapping_range`: zaps the pages `[first, last]` of `ino` in every mapping;
+    /// without `even_cows` the private COW copies (anonymous pages) in private mappings stay.
+    /// A PMD only partly in the range is zapped whole (a file PMD split is a zap).
+    fn unmap_mapping_range(&mut self, ino: InodeId, first: u64, last: u64, even_cows: bool) {
+        for (mmi, vma) in self.shmem_mappings(ino) {
+            let vlast = vma.pgoff + (vma.len() >> PAGE_SHIFT) - 1;
+            if last < vma.pgoff || first > vlast {
+                continue;
+            }
+            let a = vma.start + ((first.max(vma.pgoff) - vma.pgoff) << PAGE_SHIFT);
+            let e = vma.start + ((last.min(vlast) - vma.pgoff + 1) << PAGE_SHIFT);
+            self.zap_file_range(mmi, a, e, even_cows);
+        }
+    }
+
+    /// The zap of `[start, end)` of one shmem VMA that `unmap_mapping_range` does.
+    fn zap_file_range(&mut self, mmi: MmId, start: u64, end: u64, even_cows: bool) {
+        let mut slot = start & PMD_MASK;
+        while slot < end {
+            let (s, e) = (start.max(slot), end.min(slot + PMD_SIZE));
+            let pmd = self.mms[mmi].pgt.pmd(slot);
+            if pmd.is_huge() {
+                // zap_pmd_range(): a PMD only partly in the range is split (for a file VMA,
+                // cleared), a covered one zapped.
+                self.zap_file_pmd(mmi, slot, s != slot || e != slot + PMD_SIZE);
+            } else if pmd.is_table() {
+                for a in (s..e).step_by(1 << PAGE_SHIFT) {
+                    let pte = self.mms[mmi].pgt.pte(a);
+                    if !pte.is_page() {
+                        continue;
+                    }
+                    let anon = self.folios.get(pte.folio()).test(flags::ANON);
+                    if anon && !even_cows {
+                        continue;
+                    }
+                    self.zap_one_pte(mmi, a, pte);
+                }
+            }
+            slot += PMD_SIZE;
+        }
+    }
+
+    /// Clears one present PTE mapping a folio (`zap_present_ptes` for one page): a dirty PTE
+    /// dirties a page-cache folio.
+    pub(crate) fn zap_one_pte(&mut self, mmi: MmId, addr: u64, pte: Pte) {
+        self.set_pte(mmi, addr, Pte::NONE);
+        let id = pte.folio();
+        let anon = self.folios.get(id).test(flags::ANON);
+        if !anon && pte.has(DIRTY) {
+            self.folios.get_mut(id).flags |= flags::DIRTY;
+        }
+        let counter = if anon {
+            MmCounter::AnonPages
+        } else {
+            MmCounter::ShmemPages
+        };
+        self.mms[mmi].add_mm_counter(counter, -1);
+        self.folio_remove_rmap_ptes(id, pte.idx(), 1, mmi);
+    }
+
+    /// Zaps a PMD mapping of a page-cache folio (`zap_huge_pmd`, or `__split_huge_pmd_locked`
+    /// for a file VMA, which only clears it: `thp_split_pmd` when `split`). x86-64 deposits no
+    /// page table for file PMDs.
+    pub(crate) fn zap_file_pmd(&mut self, mmi: MmId, haddr: u64, split: bool) {
+        if split {
+            self.vmstat.count(VmItem::ThpSplitPmd);
+        }
+        let pmd = std::mem::replace(self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd"), Pmd::NONE);
+        debug_assert!(pmd.is_thp());
+        let id = pmd.folio();
+        if pmd.has(DIRTY) {
+            self.folios.get_mut(id).flags |= flags::DIRTY;
+        }
+        self.mms[mmi].add_mm_counter(
+            MmCounter::ShmemPages,
+            -i64::from(self.folios.get(id).nr_pages()),
+        );
+        self.folio_remove_rmap_pmd(id, mmi);
+    }
+
+    /// Where `id` (caching pages `[first, first + nr)` of `ino`) is mapped: PMD mappings
+    /// `(mm, haddr)` and PTE mappings `(mm, addr, page index in the folio)` (an rmap walk).
+    fn folio_file_mappings(&self, ino: InodeId, id: FolioId, first: u64) -> FileMappings {
+        let nr = u64::from(self.folios.get(id).nr_pages());
+        let (mut pmds, mut ptes) = (Vec::new(), Vec::new());
+        for (mmi, vma) in self.shmem_mappings(ino) {
+            let vend = vma.pgoff + (vma.len() >> PAGE_SHIFT);
+            let (a, b) = (first.max(vma.pgoff), (first + nr).min(vend));
+            let mut idx = a;
+            while idx < b {
+                let addr = vma.start + ((idx - vma.pgoff) << PAGE_SHIFT);
+                let pmd = self.mms[mmi].pgt.pmd(addr);
+                if pmd.is_thp() && pmd.folio() == id {
+                    if !pmds.contains(&(mmi, addr & PMD_MASK)) {
+                        pmds.push((mmi, addr & PMD_MASK));
+                    }
+                } else if pmd.is_table() {
+                    let pte = self.mms[mmi].pgt.pte(addr);
+                    if pte.is_page() && pte.folio() == id {
+                        ptes.push((mmi, addr, pte.idx()));
+                    }
+                }
+                idx += 1;
+            }
+        }
+        (pmds, ptes)
+    }
+
+    /// `folio_split` (non-uniform, 6.15+) of the page-cache folio `id` at page `at` (index
+    /// inside the folio): the page becomes an order-0 folio and the rest buddy-sized folios
+    /// around it. `unmap_folio` first: a file folio is simply unmapped everywhere
+    /// (`try_to_unmap`; PMDs are split, i.e. zapped, with `thp_split_pmd`) and faulted back
+    /// on demand. Counts `thp_split_page` / per-size `split` for the source order.
+    fn shmem_split_folio(&mut self, id: FolioId, at: u32) {
+        let (ino, first) = self.shmem.owner[&id];
+        let (pmds, _) = self.folio_file_mappings(ino, id, first);
+        for (mmi, haddr) in pmds {
+            self.zap_file_pmd(mmi, haddr, true);
+        }
+        let (_, ptes) = self.folio_file_mappings(ino, id, first);
+        for (mmi, addr, _) in ptes {
+            let pte = self.mms[mmi].pgt.pte(addr);
+            self.zap_one_pte(mmi, addr, pte);
+        }
+        let f = *self.folios.get(id);
+        if f.order == HPAGE_PMD_ORDER {
+            self.vmstat.count(VmItem::ThpSplitPage);
+            self.vmstat.add(VmItem::NrShmemHugepages, -1);
+        }
+        self.vmstat.mthp_count(f.order, MthpStat::Split);
+        // The pieces: at each level the half without `at` stays whole.
+        let mut pieces: Vec<(u32, u8)> = Vec::new();
+        let (mut lo, mut order) = (0u32, f.order);
+        while order > 0 {
+            order -= 1;
+            let half = 1u32 << order;
+            if at < lo + half {
+                pieces.push((lo + half, order));
+            } else {
+                pieces.push((lo, order));
+                lo += half;
+            }
+        }
+        pieces.push((lo, 0));
+        pieces.sort_unstable();
+        let nonzero = self.folios.meta(id).nonzero;
+        let inherit = f.flags & (flags::DIRTY | flags::SHMEM);
+        let uptodate = !self.shmem.not_uptodate.remove(&id);
+        self.shmem.inodes[ino.index()].cache.remove(&first);
+        self.shmem.owner.remove(&id);
+        for &(start, order) in &pieces {
+            let nid = self
+                .folios
+                .alloc(f.pfn().offset(u64::from(start)), order, inherit);
+            let n = 1u32 << order;
+            for i in start..start + n {
+                if nonzero[(i / 64) as usize] & (1 << (i % 64)) != 0 {
+                    self.folios.set_nonzero(nid, i - start);
+                }
+            }
+            self.folios.get_mut(nid).refcount = n;
+            let index = first + u64::from(start);
+            self.shmem.owner.insert(nid, (ino, index));
+            self.shmem.inodes[ino.index()].cache.insert(index, nid);
+            if !uptodate {
+                self.shmem.not_uptodate.insert(nid);
+            }
+        }
+        self.folios.release(id);
+    }
+
+    /// `truncate_inode_partial_folio` for the byte range `[lstart, lend]` (inclusive) and the
+    /// folio `id` caching pages from `first`: a folio inside the range is removed; otherwise the
+    /// hole part is zeroed and a large folio split at the hole's first page, then the piece
+    /// holding the page after the hole split there too.
+    fn truncate_partial_folio(&mut self, id: FolioId, first: u64, lstart: u64, lend: u64) {
+        let size = u64::from(self.folios.get(id).nr_pages()) * PAGE_SIZE;
+        let pos = first * PAGE_SIZE;
+        let offset = lstart.saturating_sub(pos);
+        let length = if pos + size <= lend {
+            size - offset
+        } else {
+            lend + 1 - pos - offset
+        };
+        if length == size {
+            self.truncate_inode_folio(id);
+            return;
+        }
+        // folio_zero_range(): pages wholly inside the hole become zero.
+        let (z0, z1) = (offset.div_ceil(PAGE_SIZE), (offset + length) / PAGE_SIZE);
+        for i in z0..z1 {
+            self.folios.clear_nonzero(id, page_u32(i));
+        }
+        if self.folios.get(id).order == 0 {
+            return;
+        }
+        let ino = self.shmem.owner[&id].0;
+        self.shmem_split_folio(id, page_u32(offset / PAGE_SIZE));
+        if offset + length == size {
+            return;
+        }
+        let at2 = first + (offset + length) / PAGE_SIZE;
+        if let Some((f2, first2)) = self.filemap_get_folio(ino, at2) {
+            if self.folios.get(f2).order > 0 {
+                self.shmem_split_folio(f2, page_u32(at2 - first2));
+            }
+        }
+    }
+
+    /// `truncate_inode_folio`: unmap a folio from every mapping, then drop it from the cache.
+    fn truncate_inode_folio(&mut self, id: FolioId) {
+        let (ino, first) = self.shmem.owner[&id];
+        let f = *self.folios.get(id);
+        if f.mapcount > 0 || f.entire_mapcount > 0 {
+            let (pmds, _) = self.folio_file_mappings(ino, id, first);
+            for (mmi, haddr) in pmds {
+                self.zap_file_pmd(mmi, haddr, false);
+            }
+            let (_, ptes) = self.folio_file_mappings(ino, id, first);
+            for (mmi, addr, _) in ptes {
+                let pte = self.mms[mmi].pgt.pte(addr);
+                self.zap_one_pte(mmi, addr, pte);
+            }
+        }
+        self.shmem_delete_from_page_cache(id);
+    }
+
+    /// `shmem_undo_range(inode, lstart, lend, false)`: drops every folio inside the byte
+    /// range `[lstart, lend]` and zeroes/splits the partial ones at its ends.
+    fn shmem_undo_range(&mut self, ino: InodeId, lstart: u64, lend: u64) {
+        let start = lstart.div_ceil(PAGE_SIZE);
+        let end = if lend == u64::MAX {
+            u64::MAX
+        } else {
+            (lend + 1) / PAGE_SIZE
+        };
+        // Whole folios first (find_lock_entries omits folios reaching outside the range).
+        let whole: Vec<FolioId> = self.shmem.inodes[ino.index()]
+            .cache
+            .range(start..end)
+            .filter(|&(&i, &id)| i + u64::from(self.folios.get(id).nr_pages()) <= end)
+            .map(|(_, &id)| id)
+            .collect();
+        for id in whole {
+            self.truncate_inode_folio(id);
+        }
+        let mut same_folio = lstart >> PAGE_SHIFT == lend >> PAGE_SHIFT;
+        if let Some((id, first)) = self.filemap_get_folio(ino, lstart >> PAGE_SHIFT) {
+            let fend = (first + u64::from(self.folios.get(id).nr_pages())) * PAGE_SIZE;
+            same_folio = lend < fend;
+            self.folios.get_mut(id).flags |= flags::DIRTY;
+            self.truncate_partial_folio(id, first, lstart, lend);
+        }
+        if !same_folio {
+            if let Some((id, first)) = self.filemap_get_folio(ino, lend >> PAGE_SHIFT) {
+                self.folios.get_mut(id).flags |= flags::DIRTY;
+                self.truncate_partial_folio(id, first, lstart, lend);
+            }
+        }
+        // The pieces the splits left inside the range.
+        loop {
+            let next = self.shmem.inodes[ino.index()]
+                .cache
+                .range(start..end)
+                .map(|(&i, &id)| (i, id))
+                .next();
+            let Some((i, id)) = next else { break };
+            let nr = u64::from(self.folios.get(id).nr_pages());
+            if i + nr <= end {
+                self.truncate_inode_folio(id);
+            } else {
+                self.truncate_partial_folio(id, i, lstart, lend);
+                if self.filemap_get_folio(ino, i).is_some_and(|(f, _)| f == id) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// fallocate(2) on a shmem object (`shmem_fallocate`).
+    pub fn shmem_fallocate(
+        &mut self,
+        ino: InodeId,
+        mode: FallocMode,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), Errno> {
+        if len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let end = offset.checked_add(len).ok_or(Errno::EFBIG)?;
+        if mode.punch_hole {
+            if !mode.keep_size {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            let unmap_start = offset.div_ceil(PAGE_SIZE);
+            let unmap_end = end / PAGE_SIZE;
+            if unmap_end > unmap_start {
+                self.unmap_mapping_range(ino, unmap_start, unmap_end - 1, false);
+            }
+            self.shmem_undo_range(ino, offset, end - 1);
+            return Ok(());
+        }
+        let (first, last) = (offset / PAGE_SIZE, (end - 1) / PAGE_SIZE);
+        let mut index = first;
+        while index <= last {
+            let id = self.shmem_get_folio(ino, index, end, None, Sgp::Falloc)?;
+            self.folios.get_mut(id).flags |= flags::DIRTY;
+            let (_, f0) = self.filemap_get_folio(ino, index).expect("cached");
+            index = f0 + u64::from(self.folios.get(id).nr_pages());
+        }
+        if !mode.keep_size && end > self.shmem.inodes[ino.index()].size {
+            self.shmem.inodes[ino.index()].size = end;
+        }
+        Ok(())
+    }
+
+    /// ftruncate(2) on a shmem object (`shmem_setattr`): shrinking unmaps everything beyond
+    /// the new end, private COW copies included, and truncates the cache.
+    pub fn shmem_truncate(&mut self, ino: InodeId, size: u64) -> Result<(), Errno> {
+        let old = self.shmem.inodes[ino.index()].size;
+        self.shmem.inodes[ino.index()].size = size;
+        if size < old {
+            let hole = size.div_ceil(PAGE_SIZE);
+            self.unmap_mapping_range(ino, hole, u64::MAX - 1, true);
+            self.shmem_undo_range(ino, size, u64::MAX);
+            self.unmap_mapping_range(ino, hole, u64::MAX - 1, true);
+        }
+        Ok(())
+    }
+
+    /// The last reference to an anonymous shmem inode went away with its last VMA
+    /// (`shmem_evict_inode`): its page cache is freed.
+    pub(crate) fn shmem_release_unmapped(&mut self) {
+        for i in 0..self.shmem.inodes.len() {
+            let ino = InodeId::from_index(i);
+            let inode = &self.shmem.inodes[i];
+            if !inode.anon || inode.dead {
+                continue;
+            }
+            if self.shmem_mappings(ino).is_empty() {
+                self.shmem_undo_range(ino, 0, u64::MAX);
+                self.shmem.inodes[i].dead = true;
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Shared memory: the page cache of a shmem inode under faults, punch hole and truncate,
+//! with the invariant checker after every step (the measured outcomes are asserted against
+//! the host by scenarios/conformance/2NN-shmem-*).
+
+use thpsim_kernel::mmap::MapFlags;
+use thpsim_kernel::observe::Backing;
+use thpsim_kernel::shmem::FallocMode;
+use thpsim_kernel::types::{AccessKind, AccessPattern, Advice, Pid, Prot};
+use thpsim_kernel::vmstat::{MthpStat, VmItem};
+use thpsim_kernel::Kernel;
+
+const BASE: u64 = 0x1000_0000_0000;
+const M: u64 = 1 << 20;
+const SHARED: MapFlags = MapFlags {
+    shared: true,
+    populate: false,
+};
+
+fn kernel(knobs: &[(&str, &str)]) -> (Kernel, Pid) {
+    let mut k = Kernel::new(thpsim_kernel::KernelConfig::default()).unwrap();
+    for (n, v) in knobs {
+        k.write_sysfs(n, v).unwrap();
+    }
+    let pid = k.spawn();
+    (k, pid)
+}
+
+/// The orders of the folios a fully mapped range shows, run by run.
+fn orders(k: &Kernel, pid: Pid, start: u64, len: u64) -> Vec<(Backing, u64)> {
+    k.page_map(pid, start, start + len)
+}
+
+#[test]
+fn punch_4k_splits_buddy_style_and_refaults_in_six() {
+    let (mut k, pid) = kernel(&[("shmem_enabled", "always")]);
+    k.mmap(pid, BASE, 2 * M, Prot::RW, SHARED).unwrap();
+    k.access_seq(pid, BASE, BASE + 2 * M, 4096, AccessPattern::Write)
+        .unwrap();
+    assert_eq!(k.vmstat.get(VmItem::NrShmemHugepages), 1);
+    k.madvise(pid, BASE + M, 4096, Advice::Remove).unwrap();
+    k.check_invariants().unwrap();
+    assert_eq!(k.vmstat.get(VmItem::ThpSplitPmd), 1);
+    assert_eq!(k.vmstat.get(VmItem::ThpSplitPage), 1);
+    assert_eq!(k.vmstat.mthp_get(9, MthpStat::Split), 1);
+    assert_eq!(k.vmstat.get(VmItem::NrShmem), 511);
+    let before = k.task(pid).unwrap().minflt;
+    k.access_seq(pid, BASE, BASE + 2 * M, 4096, AccessPattern::Read)
+        .unwrap();
+    k.check_invariants().unwrap();
+    assert_eq!(k.task(pid).unwrap().minflt - before, 6);
+    let pte = |order| Backing::ShmemPte { order };
+    assert_eq!(
+        orders(&k, pid, BASE, 2 * M),
+        vec![
+            (pte(8), 256),
+            (Backing::Shmem, 2),
+            (pte(1), 2),
+            (pte(2), 4),
+            (pte(3), 8),
+            (pte(4), 16),
+            (pte(5), 32),
+            (pte(6), 64),
+            (pte(7), 128),
+        ]
+    );
+}
+
+#[test]
+fn munmap_of_the_last_mapping_frees_the_object() {
+    let (mut k, pid) = kernel(&[("shmem_enabled", "advise")]);
+    let free = k.nr_free_pages();
+    k.mmap(pid, BASE, 4 * M, Prot::RW, SHARED).unwrap();
+    k.madvise(pid, BASE, 2 * M, Advice::Hugepage).unwrap();
+    k.access_seq(pid, BASE, BASE + 4 * M, 4096, AccessPattern::Write)
+        .unwrap();
+    let fork = k.fork(pid).unwrap();
+    k.munmap(pid, BASE, 4 * M).unwrap();
+    // The child's VMA still holds the inode.
+    assert_eq!(k.vmstat.get(VmItem::NrShmem), 1024);
+    k.exit(fork);
+    k.check_invariants().unwrap();
+    assert_eq!(k.vmstat.get(VmItem::NrShmem), 0);
+    assert_eq!(k.vmstat.get(VmItem::NrShmemHugepages), 0);
+    assert_eq!(k.nr_free_pages(), free);
+}
+
+#[test]
+fn private_mapping_cows_and_truncate_removes_copies_past_eof() {
+    let (mut k, pid) = kernel(&[]);
+    let ino = k.shmem_new_inode(64 << 10, None, false);
+    let private = MapFlags::default();
+    k.mmap_shmem(pid, BASE, 64 << 10, Prot::RW, private, (ino, 0))
+        .unwrap();
+    k.access(pid, BASE, AccessKind::Read).unwrap();
+    k.access(pid, BASE + 32768, AccessKind::Write).unwrap();
+    k.check_invariants().unwrap();
+    let map = k.page_map(pid, BASE, BASE + (64 << 10));
+    assert_eq!(thpsim_kernel::observe::pagemap_count(&map, "anon"), 1);
+    // A punch keeps the private copy; a truncate below it removes it too.
+    let punch = FallocMode {
+        keep_size: true,
+        punch_hole: true,
+    };
+    k.shmem_fallocate(ino, punch, 0, 64 << 10).unwrap();
+    let map = k.page_map(pid, BASE, BASE + (64 << 10));
+    assert_eq!(thpsim_kernel::observe::pagemap_count(&map, "anon"), 1);
+    assert_eq!(thpsim_kernel::observe::pagemap_count(&map, "shmem"), 0);
+    k.shmem_truncate(ino, 0).unwrap();
+    k.check_invariants().unwrap();
+    let map = k.page_map(pid, BASE, BASE + (64 << 10));
+    assert_eq!(thpsim_kernel::observe::pagemap_count(&map, "none"), 16);
+    assert_eq!(
+        k.access(pid, BASE, AccessKind::Read),
+        Err(thpsim_kernel::errno::Signal::Sigbus)
+    );
+}
