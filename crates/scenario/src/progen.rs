@@ -178,7 +178,10 @@ impl Weights {
     }
 
     /// What the host backend can run too (no model-only ops or switches, no memory limit
-    /// below the host's).
+    /// below the host's). The generator also keeps out what the model
+    /// refuses rather than guesses on shmem: a program with shmem mappings gets no khugepaged
+    /// passes (`khugepaged` ops, mid-run `sysfs` writes, which can wake it) and the other way
+    /// round (`collapse_file` is not modelled), and no MADV_COLLAPSE/MADV_COLD on them.
     pub fn host() -> Self {
         let mut w = Weights::model();
         w.model_only = false;
@@ -287,6 +290,8 @@ pub fn random_knobs<E: Entropy>(e: &mut E, percent: u32) -> Vec<(String, String)
 struct Map {
     name: String,
     size: u64,
+    /// Backed by a shmem object (`shared`, or a mapping of a `memfd`).
+    shmem: bool,
 }
 
 struct Gen<'a, E: Entropy> {
@@ -297,6 +302,8 @@ struct Gen<'a, E: Entropy> {
     /// `memfd` objects made so far (only before the first fork, so that every process has
     /// them on the host too: a worker inherits its parent's descriptors).
     objects: Vec<String>,
+    /// A `khugepaged` op or a mid-run `sysfs` write (which can wake khugepaged) was generated.
+    khugepaged_passes: bool,
     /// Processes that exist (forked, not exited), `main` first.
     procs: Vec<String>,
     /// Names ever used for processes (a name is never reused).
@@ -436,12 +443,20 @@ impl<E: Entropy> Gen<'_, E> {
         }
         let name = format!("m{}", self.maps.len());
         let size = self.size();
+        let mut vis = if self.chance(25) { "shared" } else { "private" };
+        let mut of_object = !self.objects.is_empty() && self.chance(40);
+        // For the host: the model has no collapse of shmem (`collapse_file`), so a program
+        // with khugepaged passes gets no shmem mappings (and the other way round, below).
+        if !self.w.model_only && self.khugepaged_passes {
+            vis = "private";
+            of_object = false;
+        }
         self.maps.push(Map {
             name: name.clone(),
             size,
+            shmem: vis == "shared" || of_object,
         });
-        let vis = if self.chance(25) { "shared" } else { "private" };
-        let mut s = if !self.objects.is_empty() && self.chance(40) {
+        let mut s = if of_object {
             let o = pick(self.e, &self.objects).clone();
             let mut s = format!("mmap {name} {} {o} {vis}", fmt_size(size));
             if self.chance(30) {
@@ -476,10 +491,17 @@ impl<E: Entropy> Gen<'_, E> {
 
     fn madvise(&mut self) -> Option<String> {
         let r = self.range()?;
+        // The model refuses MADV_COLLAPSE and MADV_COLD on shmem (EOPNOTSUPP) rather than
+        // guess: not for the host.
+        let name = r.split(['+', ' ']).next().unwrap_or_default();
+        let shmem = self.maps.iter().any(|m| m.name == name && m.shmem);
         let modelled: Vec<&str> = Advice::ALL
             .iter()
             .filter(|a| a.1.is_modelled())
             .filter(|a| self.w.model_only || a.1 != Advice::PopulatePgtable)
+            .filter(|a| {
+                self.w.model_only || !shmem || !matches!(a.1, Advice::Collapse | Advice::Cold)
+            })
             .map(|a| a.0)
             .collect();
         let a = *pick(self.e, &modelled);
@@ -734,10 +756,16 @@ impl<E: Entropy> Gen<'_, E> {
                 let i = 1 + self.below(self.procs.len() as u64 - 1) as usize;
                 format!("exit {}", self.procs.remove(i))
             }
-            "khugepaged" => match self.below(3) {
-                0 => "khugepaged scan".to_string(),
-                _ => format!("khugepaged scan {}", 1 + self.below(4)),
-            },
+            "khugepaged" => {
+                if !self.w.model_only && self.maps.iter().any(|m| m.shmem) {
+                    return None;
+                }
+                self.khugepaged_passes = true;
+                match self.below(3) {
+                    0 => "khugepaged scan".to_string(),
+                    _ => format!("khugepaged scan {}", 1 + self.below(4)),
+                }
+            }
             "sleep" => pick(
                 self.e,
                 &["sleep 1ms", "sleep 500ms", "sleep 10s", "sleep 1m"],
@@ -792,6 +820,10 @@ impl<E: Entropy> Gen<'_, E> {
             }
             "expect" => self.expect()?,
             "sysfs" => {
+                if !self.w.model_only && self.maps.iter().any(|m| m.shmem) {
+                    return None;
+                }
+                self.khugepaged_passes = true;
                 let knobs = sysfs::knobs();
                 let k = pick(self.e, &knobs);
                 let mut v = knob_value(self.e, k);
@@ -821,6 +853,7 @@ pub fn generate<E: Entropy>(e: &mut E, w: &Weights) -> String {
         out: String::new(),
         maps: Vec::new(),
         objects: Vec::new(),
+        khugepaged_passes: false,
         procs: vec!["main".to_string()],
         forks: 0,
         labels: 0,
