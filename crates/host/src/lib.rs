@@ -1124,29 +1124,15 @@ impl Backend for HostBackend {
             } => {
                 self.check_range(addr, len)?;
                 let fd = self.object_fd(obj)?;
-                let mut flags = libc::MAP_FIXED_NOREPLACE;
-                flags |= if shared {
-                    libc::MAP_SHARED
-                } else {
-                    libc::MAP_PRIVATE
-                };
-                if populate {
-                    flags |= libc::MAP_POPULATE;
-                }
                 let r = self.call(&Request::MmapFd {
                     addr,
                     len,
                     prot: prot.bits(),
-                    flags,
+                    flags: mmap_flags(shared, populate),
                     fd,
                     offset,
                 })?;
-                if r.status == Status::Errno(libc::EEXIST) {
-                    return Err(err(format!(
-                        "mmap at arena offset {addr:#x} (+{len:#x}) collides with an existing mapping (EEXIST)"
-                    )));
-                }
-                Ok(Self::outcome(r, None))
+                mmap_outcome(r, addr, len)
             }
             BackendOp::MemfdCreate { obj, size } => {
                 if obj as usize != self.objects.len() {
@@ -1199,27 +1185,13 @@ impl Backend for HostBackend {
                 file: None,
             } => {
                 self.check_range(addr, len)?;
-                let mut flags = libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
-                flags |= if shared {
-                    libc::MAP_SHARED
-                } else {
-                    libc::MAP_PRIVATE
-                };
-                if populate {
-                    flags |= libc::MAP_POPULATE;
-                }
                 let r = self.call(&Request::Mmap {
                     addr,
                     len,
                     prot: prot.bits(),
-                    flags,
+                    flags: libc::MAP_ANONYMOUS | mmap_flags(shared, populate),
                 })?;
-                if r.status == Status::Errno(libc::EEXIST) {
-                    return Err(err(format!(
-                        "mmap at arena offset {addr:#x} (+{len:#x}) collides with an existing mapping (EEXIST)"
-                    )));
-                }
-                Ok(Self::outcome(r, None))
+                mmap_outcome(r, addr, len)
             }
             BackendOp::Munmap { addr, len } => {
                 self.check_range(addr, len)?;
@@ -1486,4 +1458,29 @@ impl Drop for HostBackend {
             eprintln!("thpsim-host: {e}");
         }
     }
+}
+
+/// The flags of a scenario's `mmap` in the arena (never over an existing mapping).
+fn mmap_flags(shared: bool, populate: bool) -> i32 {
+    let mut flags = libc::MAP_FIXED_NOREPLACE;
+    flags |= if shared {
+        libc::MAP_SHARED
+    } else {
+        libc::MAP_PRIVATE
+    };
+    if populate {
+        flags |= libc::MAP_POPULATE;
+    }
+    flags
+}
+
+/// An `mmap` reply: EEXIST means the arena layout collided (a harness error, not the
+/// scenario's result).
+fn mmap_outcome(r: Response, addr: u64, len: u64) -> Result<OpOutcome, BackendError> {
+    if r.status == Status::Errno(libc::EEXIST) {
+        return Err(err(format!(
+            "mmap at arena offset {addr:#x} (+{len:#x}) collides with an existing mapping (EEXIST)"
+        )));
+    }
+    Ok(HostBackend::outcome(r, None))
 }
