@@ -123,6 +123,11 @@ pub struct GenParams {
     /// Percentage of RAM the guest used before a precopy migration (the rest never touched).
     #[arg(long, default_value_t = 100)]
     pub used: u32,
+    /// QEMU memory backend of guest RAM: `anon` (memory-backend-ram) or `memfd`
+    /// (memory-backend-memfd, share=on: a shmem object, huge pages by `shmem_enabled`);
+    /// prealloc-populate, prealloc-touch and precopy.
+    #[arg(long, default_value = "anon", value_parser = ["anon", "memfd"])]
+    pub backend: String,
     /// Precopy: migration iterations; 1 is the bulk stage only, each later one resends the
     /// pages the guest dirtied meanwhile (`--dirty-share`).
     #[arg(long, default_value_t = 1)]
@@ -165,6 +170,7 @@ impl Default for GenParams {
             zero_share: 30,
             write_share: 1,
             used: 100,
+            backend: "anon".into(),
             iterations: 1,
             dirty_share: 1,
             seed: 1,
@@ -366,6 +372,17 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
     if p.iterations == 0 {
         return Err("--iterations counts the bulk stage: at least 1".into());
     }
+    if p.backend == "memfd"
+        && !matches!(
+            p.workload.as_str(),
+            "prealloc-populate" | "prealloc-touch" | "precopy"
+        )
+    {
+        return Err(format!(
+            "--backend memfd is generated for prealloc-populate, prealloc-touch and precopy, not `{}` (it needs userfaultfd or discards on shmem)",
+            p.workload
+        ));
+    }
     if p.iterations > 1 && p.workload != "precopy" {
         return Err(format!(
             "--iterations is a precopy option; `{}` has one pass",
@@ -386,6 +403,9 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
             " --iterations {} --dirty-share {}",
             p.iterations, p.dirty_share
         );
+    }
+    if p.backend != "anon" {
+        let _ = write!(s, " --backend {}", p.backend);
     }
     for (on, flag) in [
         (p.multifd, "--multifd"),
@@ -452,11 +472,27 @@ fn khugepaged_step(p: &GenParams, ops: &mut String, size: u64) {
 
 /// QEMU guest RAM: 2 MiB-aligned private anonymous memory with MADV_HUGEPAGE (ram_block_add).
 fn qemu_ram(p: &GenParams, ops: &mut String) {
-    let _ = writeln!(
-        ops,
-        "mmap ram {} anon private rw align=2M   # qemu_ram_mmap: QEMU_VMALLOC_ALIGN",
-        fmt_size(p.guest)
-    );
+    if p.backend == "memfd" {
+        // backends/hostmem-memfd.c memfd_backend_memory_alloc: qemu_memfd_create
+        // (memfd_create + ftruncate + seals), share=on by default, then
+        // qemu_ram_alloc_from_fd -> qemu_ram_mmap with MAP_SHARED.
+        let _ = writeln!(
+            ops,
+            "memfd ramfd {}   # memfd_backend_memory_alloc: qemu_memfd_create",
+            fmt_size(p.guest)
+        );
+        let _ = writeln!(
+            ops,
+            "mmap ram {} ramfd shared rw align=2M   # qemu_ram_mmap(MAP_SHARED): QEMU_VMALLOC_ALIGN",
+            fmt_size(p.guest)
+        );
+    } else {
+        let _ = writeln!(
+            ops,
+            "mmap ram {} anon private rw align=2M   # qemu_ram_mmap: QEMU_VMALLOC_ALIGN",
+            fmt_size(p.guest)
+        );
+    }
     let _ = writeln!(ops, "madvise ram HUGEPAGE                 # ram_block_add");
 }
 

@@ -589,3 +589,35 @@ fn precopy_iterations_write_the_dirtied_pages_into_huge_zero_blocks() {
     q.iterations = 2;
     assert!(generate(&q).unwrap_err().contains("precopy option"));
 }
+
+#[test]
+fn prealloc_memfd_backend_follows_shmem_enabled_not_madvise() {
+    // memory-backend-memfd (share=on): a memfd mapped MAP_SHARED; QEMU's MADV_HUGEPAGE does
+    // not make shmem huge while shmem_enabled=never (the default), it does under advise.
+    let mut p = params("prealloc-populate");
+    p.threads = 1;
+    p.backend = "memfd".into();
+    let src = generate(&p).unwrap();
+    assert!(src.contains("\nmemfd ramfd 64M "));
+    assert!(src.contains("\nmmap ram 64M ramfd shared rw align=2M "));
+    assert!(src.contains("\nmadvise ram HUGEPAGE "));
+    let res = run_gen(&p, "6.18");
+    assert_eq!(counter(&res, "preallocated", "minflt"), 16384);
+    assert_eq!(counter(&res, "preallocated", "vmstat.thp_file_alloc"), 0);
+    let advised = src.replace(
+        "sysfs enabled=madvise defrag=madvise use_zero_page=1",
+        "sysfs enabled=madvise defrag=madvise use_zero_page=1 shmem_enabled=advise",
+    );
+    let scn = thpsim_scenario::parse("gen.thps", &advised).unwrap();
+    let res = run(&scn, &mut SimBackend::checked(), &Variant::default()).unwrap();
+    assert_eq!(counter(&res, "preallocated", "minflt"), 32);
+    assert_eq!(counter(&res, "preallocated", "vmstat.thp_file_alloc"), 32);
+    assert_eq!(
+        smaps(&res, "preallocated", "ram", "ShmemPmdMapped"),
+        64 << 10
+    );
+    // Only the workloads that need no userfaultfd or discards on shmem.
+    let mut q = params("postcopy");
+    q.backend = "memfd".into();
+    assert!(generate(&q).unwrap_err().contains("--backend memfd"));
+}
