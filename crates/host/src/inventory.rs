@@ -157,7 +157,8 @@ mod tests {
     use super::*;
 
     /// A fake THP directory: one known knob, one unknown knob, a known and an unknown stat, a
-    /// shmem policy; a fake vmstat with a known, an unknown THP and an unrelated name.
+    /// modelled shmem policy (64K) and one the model has no size for (8K, order 1: shmem
+    /// only); a fake vmstat with a known, an unknown THP and an unrelated name.
     #[test]
     fn classifies_a_fake_tree() {
         let root = std::env::temp_dir().join(format!("thpsim-inv-{}", std::process::id()));
@@ -170,6 +171,8 @@ mod tests {
         std::fs::write(thp.join("hpage_pmd_size"), "2097152\n").unwrap();
         std::fs::write(thp.join("hugepages-64kB/enabled"), "[never]\n").unwrap();
         std::fs::write(thp.join("hugepages-64kB/shmem_enabled"), "[never]\n").unwrap();
+        std::fs::create_dir_all(thp.join("hugepages-8kB")).unwrap();
+        std::fs::write(thp.join("hugepages-8kB/shmem_enabled"), "[never]\n").unwrap();
         std::fs::write(thp.join("hugepages-64kB/stats/anon_fault_alloc"), "3\n").unwrap();
         std::fs::write(thp.join("hugepages-64kB/stats/brand_new"), "7\n").unwrap();
         std::fs::write(thp.join("khugepaged/full_scans"), "1\n").unwrap();
@@ -192,7 +195,7 @@ mod tests {
         assert_eq!(whats(&inv.unknown_vmstat), ["/proc/vmstat:thp_new_event"]);
         assert_eq!(
             whats(&inv.unmodelled_knobs),
-            ["hugepages-64kB/shmem_enabled"]
+            ["hugepages-8kB/shmem_enabled"]
         );
         assert!(!inv.is_empty());
     }
