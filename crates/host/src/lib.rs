@@ -226,6 +226,22 @@ pub fn host_kernel_profile() -> String {
 /// Checks that this host can run the backend; the message lists everything missing. Also
 /// restores sysfs knobs left changed by a run that was killed (see [`sysfs::recover_journal`])
 /// when no other run holds the lock, and says so on stderr.
+/// The lock the host tests of every crate share (`/tmp/thpsim-host-tests.lock`, flock
+/// exclusive, held while the returned file lives), so tests that read global counters or
+/// write sysfs never overlap across test processes.
+pub fn host_tests_lock() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open("/tmp/thpsim-host-tests.lock")
+        .expect("lock file");
+    // SAFETY: flock on a valid descriptor we own; blocks until the lock is ours.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(r, 0, "flock");
+    f
+}
+
 pub fn preflight() -> Result<(), String> {
     let mut missing = Vec::new();
     if !cfg!(target_os = "linux") || !cfg!(target_arch = "x86_64") {

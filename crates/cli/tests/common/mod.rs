@@ -19,19 +19,10 @@ pub fn thpsim(args: &[&str]) -> (i32, String, String) {
 /// it): tests that use the real kernel never overlap. `None` when a parent test holds it.
 #[allow(dead_code)]
 pub fn host_lock() -> Option<std::fs::File> {
-    use std::os::fd::AsRawFd;
     if std::env::var("THPSIM_TEST_LOCK_HELD").is_ok() {
         return None;
     }
-    let f = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open("/tmp/thpsim-host-tests.lock")
-        .expect("lock file");
-    // SAFETY: flock on a valid descriptor this test owns; blocks until the lock is ours.
-    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-    assert_eq!(r, 0, "flock");
-    Some(f)
+    Some(thpsim_host::host_tests_lock())
 }
 
 /// True if the host backend can run here; otherwise says why and returns false, except

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 
 use thpsim_host::{HostBackend, HostOptions};
 use thpsim_kernel::observe::{Backing, PageMap};
@@ -38,14 +37,7 @@ pub fn lock() -> Lock {
     if std::env::var("THPSIM_TEST_LOCK_HELD").is_ok() {
         return Lock(None);
     }
-    let f = File::options()
-        .create(true)
-        .append(true)
-        .open("/tmp/thpsim-host-tests.lock")
-        .expect("lock file");
-    // SAFETY: flock on a valid fd we own; blocks until the lock is ours.
-    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-    assert_eq!(r, 0, "flock");
+    let f = thpsim_host::host_tests_lock();
     Lock(Some(f))
 }
 
