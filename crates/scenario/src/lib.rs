@@ -8,6 +8,7 @@ pub mod backend;
 pub mod diag;
 pub mod docs;
 pub mod engine;
+pub mod fuzzing;
 pub mod parse;
 pub mod pattern;
 pub mod progen;

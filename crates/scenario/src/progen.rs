@@ -99,6 +99,10 @@ pub struct Weights {
     pub sizes: Vec<u64>,
     /// `memory` values to choose from (the model's default when empty).
     pub memories: Vec<u64>,
+    /// Percent chance of a `memory` line (when `memories` is not empty).
+    pub memory_percent: u32,
+    /// `stride=` values of read/write/access ops.
+    pub strides: Vec<&'static str>,
     /// Percent chance of each setup line: `kernel`, `memory`, `catch`, `set`, `sysfs`.
     pub setup_percent: u32,
     /// Percent chance that each THP knob is set in the setup `sysfs` line.
@@ -171,10 +175,30 @@ impl Weights {
             .chain([4 << 20, 6 << 20, 8 << 20])
             .collect(),
             memories: vec![4 << 20, 8 << 20, 64 << 20, 1 << 30, 16 << 30],
+            memory_percent: 50,
+            strides: vec!["1", "512", "4K", "8K", "64K", "2M", "3K"],
             setup_percent: 50,
             knob_percent: 30,
             model_only: true,
         }
+    }
+
+    /// The cargo-fuzz `engine` target's programs: [`Weights::model`] on a small machine
+    /// (always a `memory` line of 4–256 MiB) with mappings of at most 4 MiB, repeat counts
+    /// of at most 3 and no byte strides, so an execution costs what the program's logic costs rather than
+    /// zone-wide compaction scans of the 16 GiB default or page-by-page loops; every size
+    /// class the page-table code distinguishes (below, at and across one PMD) is still
+    /// there, and small memories reach the OOM and fallback paths more often.
+    pub fn fuzz() -> Self {
+        let mut w = Weights::model();
+        w.memories = vec![4 << 20, 8 << 20, 16 << 20, 64 << 20, 256 << 20];
+        w.memory_percent = 100;
+        w.sizes.retain(|&s| s <= 4 << 20);
+        w.max_repeat_count = 3;
+        // A byte stride makes a 4 MiB range 4 M touches that all land on the same pages;
+        // 512 still gives several touches per page.
+        w.strides.retain(|&s| s != "1");
+        w
     }
 
     /// What the host backend can run too (no model-only ops or switches, no memory limit
@@ -339,7 +363,7 @@ impl<E: Entropy> Gen<'_, E> {
             };
             self.line(0, &format!("kernel {name}"));
         }
-        if !self.w.memories.is_empty() && self.chance(p) {
+        if !self.w.memories.is_empty() && self.chance(self.w.memory_percent) {
             let m = *pick(self.e, &self.w.memories);
             self.line(0, &format!("memory {}", fmt_size(m)));
         }
@@ -416,7 +440,7 @@ impl<E: Entropy> Gen<'_, E> {
     fn access_opts(&mut self) -> String {
         let mut s = String::new();
         if self.chance(30) {
-            let stride = *pick(self.e, &["1", "512", "4K", "8K", "64K", "2M", "3K"]);
+            let stride = *pick(self.e, &self.w.strides);
             let _ = write!(s, " stride={stride}");
         }
         if self.chance(25) {

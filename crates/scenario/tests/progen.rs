@@ -4,9 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use thpsim_scenario::engine::{run, Variant};
 use thpsim_scenario::progen::{generate, random_knobs, ByteSource, SeedRng, Weights};
-use thpsim_scenario::sim::SimBackend;
 use thpsim_scenario::table::OPS;
 
 fn parse_ok(src: &str) -> thpsim_scenario::Scenario {
@@ -18,17 +16,7 @@ fn parse_ok(src: &str) -> thpsim_scenario::Scenario {
     })
 }
 
-/// Runs a program on the model with invariants checked; only a broken invariant (or a
-/// panic) is a failure: run errors a user's program could hit are fine.
-pub fn run_checked(src: &str) {
-    let scn = parse_ok(src);
-    if let Err(e) = run(&scn, &mut SimBackend::checked(), &Variant::default()) {
-        assert!(
-            !e.message().contains("invariant") && !e.message().contains("engine bug"),
-            "{e}\n{src}"
-        );
-    }
-}
+pub use thpsim_scenario::fuzzing::run_checked;
 
 #[test]
 fn every_generated_program_parses() {
