@@ -1,5 +1,5 @@
-//! `thpsim gen`: scenario generators for the VMM workloads of the research notes (recipes R2–R8
-//! of workloads.md), parameterised so that users can sweep guest size, thread count, zero-page
+//! `thpsim gen`: scenario generators for the VMM workloads of docs/workloads.md,
+//! parameterised so that users can sweep guest size, thread count, zero-page
 //! share, write share, seed and kernel profile. Each generator prints a complete `.thps` file
 //! whose header names the workload, the program's code path and every parameter; the body has
 //! checkpoints at the phase boundaries and no expectations beyond `errno` (the numbers are what

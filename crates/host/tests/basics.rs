@@ -1,4 +1,4 @@
-//! Appendix-B basics on the real kernel: exact fault counts and page backings.
+//! Basic fault cases on the real kernel: exact fault counts and page backings.
 
 mod common;
 use common::*;

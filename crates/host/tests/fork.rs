@@ -63,7 +63,7 @@ fn fork_child_writes_shared_thp() {
     // The parent is untouched and takes no stray faults.
     quiet(&mut b);
     assert_eq!(pages(&mut b, 0, M2), one(Backing::ThpPmd, 512));
-    // The child shares the THP by PMD (§5.3).
+    // The child shares the THP by PMD (copy_huge_pmd).
     switch(&mut b, 1);
     assert_eq!(b.worker_pid(), Some(p1));
     quiet(&mut b);

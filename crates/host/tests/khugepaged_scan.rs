@@ -110,7 +110,7 @@ fn pass_budget() {
     b.finish().unwrap();
 }
 
-/// Pages shared with a live fork child are not collapsed (max_ptes_shared = 256, §7.5); both
+/// Pages shared with a live fork child are not collapsed (max_ptes_shared = 256); both
 /// mms are on the list (khugepaged_fork). After the child exits the range collapses.
 #[test]
 fn shared_with_child_then_exit() {
