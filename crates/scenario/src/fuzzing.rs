@@ -38,22 +38,28 @@ pub fn parse_input(data: &[u8]) {
     }
 }
 
-/// The `engine` target: the bytes steer the program generator ([`Weights::fuzz`]), the program runs on the model
-/// with the invariant checker after every op. Run errors a user's program could hit are fine.
+/// The `engine` target: the bytes steer the program generator ([`Weights::fuzz`]), the
+/// program runs on the model with the invariant checker after every op. Run errors a user's
+/// program could hit are fine.
 pub fn engine_input(data: &[u8]) {
     run_checked(&generate(&mut ByteSource::new(data), &Weights::fuzz()));
+}
+
+/// A generated program, parsed; panics (with the program and the diagnostics) if it does not
+/// parse: the generator only makes valid programs.
+pub fn parse_generated(src: &str) -> crate::Scenario {
+    crate::parse("gen.thps", src).unwrap_or_else(|d| {
+        panic!(
+            "generated program does not parse:\n{src}\n{}",
+            crate::diag::render_all(&d, src)
+        )
+    })
 }
 
 /// Runs a program on the model with invariants checked after every op; panics on a program
 /// that does not parse, a broken invariant or an engine bug.
 pub fn run_checked(src: &str) {
-    let scn = match crate::parse("fuzz.thps", src) {
-        Ok(s) => s,
-        Err(d) => panic!(
-            "generated program does not parse:\n{src}\n{}",
-            crate::diag::render_all(&d, src)
-        ),
-    };
+    let scn = parse_generated(src);
     let mut be = SimBackend::checked();
     be.memory_budget = Some(ENGINE_MEMORY_BUDGET);
     if let Err(e) = run(&scn, &mut be, &Variant::default()) {
@@ -62,46 +68,5 @@ pub fn run_checked(src: &str) {
             !m.contains("invariant") && !m.contains("engine bug"),
             "{e}\n{src}"
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The targets' bodies on the inputs the corpus script seeds them with (every scenario's
-    /// text, as text and as generator entropy) and on a few degenerate ones.
-    #[test]
-    fn fuzz_bodies_accept_the_seed_corpus() {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios");
-        let mut files = Vec::new();
-        let mut dirs = vec![std::path::PathBuf::from(root)];
-        while let Some(d) = dirs.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    dirs.push(p);
-                } else if p.extension().is_some_and(|x| x == "thps") {
-                    files.push(p);
-                }
-            }
-        }
-        assert!(files.len() > 100, "{} scenarios", files.len());
-        files.sort();
-        for f in files.iter().step_by(7) {
-            let bytes = std::fs::read(f).unwrap();
-            parse_input(&bytes);
-            engine_input(&bytes);
-        }
-        for d in [
-            &b""[..],
-            b"\0",
-            &[0xff; 64],
-            b"repeat 3 {\n",
-            b"process a\nas a\n",
-        ] {
-            parse_input(d);
-            engine_input(d);
-        }
     }
 }

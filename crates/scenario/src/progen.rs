@@ -185,10 +185,10 @@ impl Weights {
 
     /// The cargo-fuzz `engine` target's programs: [`Weights::model`] on a small machine
     /// (always a `memory` line of 4–256 MiB) with mappings of at most 4 MiB, repeat counts
-    /// of at most 3 and no byte strides, so an execution costs what the program's logic costs rather than
-    /// zone-wide compaction scans of the 16 GiB default or page-by-page loops; every size
-    /// class the page-table code distinguishes (below, at and across one PMD) is still
-    /// there, and small memories reach the OOM and fallback paths more often.
+    /// of at most 3 and no byte strides, so an execution costs what the program's logic
+    /// costs rather than zone-wide compaction scans of the 16 GiB default or page-by-page
+    /// loops; every size class the page-table code distinguishes (below, at and across one
+    /// PMD) is still there, and small memories reach the OOM and fallback paths more often.
     pub fn fuzz() -> Self {
         let mut w = Weights::model();
         w.memories = vec![4 << 20, 8 << 20, 16 << 20, 64 << 20, 256 << 20];

@@ -7,22 +7,13 @@ use std::collections::BTreeSet;
 use thpsim_scenario::progen::{generate, random_knobs, ByteSource, SeedRng, Weights};
 use thpsim_scenario::table::OPS;
 
-fn parse_ok(src: &str) -> thpsim_scenario::Scenario {
-    thpsim_scenario::parse("gen.thps", src).unwrap_or_else(|d| {
-        panic!(
-            "generated program does not parse:\n{src}\n{}",
-            thpsim_scenario::diag::render_all(&d, src)
-        )
-    })
-}
-
-pub use thpsim_scenario::fuzzing::run_checked;
+use thpsim_scenario::fuzzing::{parse_generated, run_checked};
 
 #[test]
 fn every_generated_program_parses() {
     let w = Weights::model();
     for seed in 0..3000 {
-        parse_ok(&generate(&mut SeedRng::new(seed), &w));
+        parse_generated(&generate(&mut SeedRng::new(seed), &w));
     }
 }
 
@@ -34,10 +25,10 @@ fn programs_from_arbitrary_bytes_parse() {
         let bytes: Vec<u8> = (0..len)
             .map(|_| thpsim_scenario::progen::Entropy::next_u64(&mut rng) as u8)
             .collect();
-        parse_ok(&generate(&mut ByteSource::new(&bytes), &w));
+        parse_generated(&generate(&mut ByteSource::new(&bytes), &w));
     }
     // Exhausted input ends the program; all zeros still gives a valid one.
-    parse_ok(&generate(&mut ByteSource::new(&[0; 64]), &w));
+    parse_generated(&generate(&mut ByteSource::new(&[0; 64]), &w));
 }
 
 #[test]

@@ -81,3 +81,31 @@ fn every_scenario_passes_its_expectations_in_every_profile() {
     );
     assert!(checked > 20, "only {checked} expectations checked");
 }
+
+/// The cargo-fuzz targets' bodies (`thpsim_scenario::fuzzing`) on the inputs
+/// `fuzz/seed-corpus.sh` seeds them with (scenario text, as text and as generator entropy;
+/// every 7th file) and on a few degenerate ones.
+#[test]
+fn fuzz_bodies_accept_the_seed_corpus() {
+    use thpsim_scenario::fuzzing::{engine_input, parse_input};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+    let mut files = vec![];
+    scenario_files(&root, &mut files);
+    files.sort();
+    assert!(files.len() > 100, "{} scenarios", files.len());
+    for f in files.iter().step_by(7) {
+        let bytes = std::fs::read(f).unwrap();
+        parse_input(&bytes);
+        engine_input(&bytes);
+    }
+    for d in [
+        &b""[..],
+        b"\0",
+        &[0xff; 64],
+        b"repeat 3 {\n",
+        b"process a\nas a\n",
+    ] {
+        parse_input(d);
+        engine_input(d);
+    }
+}
