@@ -113,11 +113,19 @@ impl Kernel {
                 return VmFault::Done;
             }
             if !self.pte_alloc(mmi, addr) {
+                // do_cow_fault drops the copy when finish_fault fails (here: no memory for
+                // the PTE table under OOM), or it would stay allocated with no reference.
+                if let Some(cow) = cow {
+                    self.free_folio(cow);
+                }
                 return VmFault::Oom;
             }
         }
         if !self.mms[mmi].pgt.pmd(addr).is_table() {
             // A PMD appeared (the fault raced with nothing in the model; be safe).
+            if let Some(cow) = cow {
+                self.free_folio(cow);
+            }
             return VmFault::Done;
         }
         if let Some(cow) = cow {
