@@ -15,8 +15,9 @@ use std::time::Instant;
 
 use thpsim_host::{HostBackend, HostOptions};
 use thpsim_kernel::types::{Advice, Prot};
+use thpsim_kernel::userfaultfd::{MissingPolicy, WpPolicy};
 use thpsim_scenario::ast::Pattern;
-use thpsim_scenario::backend::{Backend, BackendOp, Setup};
+use thpsim_scenario::backend::{Backend, BackendOp, Setup, UffdReq};
 
 use crate::cost::{CostProfile, EventCost};
 
@@ -45,13 +46,13 @@ fn cpu_ns(pid: i32) -> Option<u64> {
         .ok()
 }
 
-/// Runs an op on the host; the CPU time the worker of process `proc` spent on it (wall time
-/// where schedstat is missing).
+/// Runs an op on the host: its outcome, the CPU time the worker of process `proc` spent on
+/// it (wall time where schedstat is missing), and its wall time.
 fn timed(
     b: &mut HostBackend,
     proc: u32,
     op: &BackendOp,
-) -> Result<(thpsim_scenario::backend::OpOutcome, f64), String> {
+) -> Result<(thpsim_scenario::backend::OpOutcome, f64, f64), String> {
     let pid = b.process_pid(proc);
     let c0 = pid.and_then(cpu_ns);
     let t = Instant::now();
@@ -62,7 +63,7 @@ fn timed(
         (Some(a), Some(b)) => b.saturating_sub(a) as f64,
         _ => wall,
     };
-    Ok((r, ns))
+    Ok((r, ns, wall))
 }
 
 fn setup_knobs() -> Vec<(String, String)> {
@@ -109,12 +110,33 @@ impl Host {
     /// Runs an op and returns the worker's CPU time for it in ns; an error result fails the
     /// calibration.
     fn t(&mut self, op: BackendOp) -> Result<f64, String> {
-        let (r, ns) = timed(&mut self.b, self.cur, &op)?;
+        Ok(self.t_both(op)?.0)
+    }
+
+    /// The worker's CPU time and the wall time of an op, in ns.
+    fn t_both(&mut self, op: BackendOp) -> Result<(f64, f64), String> {
+        let (r, ns, wall) = timed(&mut self.b, self.cur, &op)?;
         if let BackendOp::Switch { proc } = op {
             self.cur = proc;
         }
         r.result.map_err(|e| format!("{op:?}: {e}"))?;
-        Ok(ns)
+        Ok((ns, wall))
+    }
+
+    /// Runs `f` in a new child of process 0 (forked, made current, exited after).
+    fn in_child<T>(&mut self, f: impl FnOnce(&mut Host) -> Result<T, String>) -> Result<T, String> {
+        let child = self.procs;
+        self.procs += 1;
+        self.t(BackendOp::Fork { parent: 0, child })?;
+        self.t(BackendOp::Switch { proc: child })?;
+        let r = f(self);
+        self.t(BackendOp::Switch { proc: 0 })?;
+        self.t(BackendOp::Exit { proc: child })?;
+        r
+    }
+
+    fn uffd(&mut self, req: UffdReq) -> Result<(), String> {
+        self.t(BackendOp::Uffd(req)).map(drop)
     }
 
     fn mmap(&mut self, addr: u64, len: u64) -> Result<(), String> {
@@ -137,6 +159,19 @@ impl Host {
             pattern: p,
             subset: None,
         })
+    }
+
+    /// A touch's wall time.
+    fn touch_wall(&mut self, addr: u64, len: u64, stride: u64, p: Pattern) -> Result<f64, String> {
+        Ok(self
+            .t_both(BackendOp::Access {
+                addr,
+                len,
+                stride,
+                pattern: p,
+                subset: None,
+            })?
+            .1)
     }
 
     fn madvise(&mut self, addr: u64, len: u64, advice: Advice) -> Result<f64, String> {
@@ -224,14 +259,12 @@ fn cow_4k(h: &mut Host) -> Result<f64, String> {
     let (a, len) = (h.next_slot(), 64 * M);
     h.mmap(a, len)?;
     h.touch(a, len, K4, Pattern::Write)?;
-    let child = h.procs;
-    h.procs += 1;
-    h.t(BackendOp::Fork { parent: 0, child })?;
-    h.t(BackendOp::Switch { proc: child })?;
-    let t1 = h.touch(a, len, K4, Pattern::Write)?;
-    let t2 = h.touch(a, len, K4, Pattern::Write)?;
-    h.t(BackendOp::Switch { proc: 0 })?;
-    h.t(BackendOp::Exit { proc: child })?;
+    let (t1, t2) = h.in_child(|h| {
+        Ok((
+            h.touch(a, len, K4, Pattern::Write)?,
+            h.touch(a, len, K4, Pattern::Write)?,
+        ))
+    })?;
     h.munmap(a, len)?;
     Ok((t1 - t2) / (len / K4) as f64)
 }
@@ -286,6 +319,138 @@ fn fault_mthp(h: &mut Host, kb: u64) -> Result<f64, String> {
     Ok(r?.0)
 }
 
+/// COW of PMD-mapped THPs: a forked child writes one byte of each THP its parent wrote
+/// (`do_huge_pmd_wp_page` finds the folio shared, splits the PMD and falls back to a 4 KiB
+/// `wp_page_copy`), minus a second write (already private). The model's estimate for it is
+/// `fault + pmd_split + cow_4k`; `--validate`'s `fork-cow-thp` workload checks that.
+fn cow_pmd_thp(h: &mut Host) -> Result<f64, String> {
+    let (a, len) = (h.next_slot(), 64 * M);
+    h.mmap(a, len)?;
+    h.madvise(a, len, Advice::Hugepage)?;
+    h.touch(a, len, M2, Pattern::Write)?;
+    let (t1, t2) = h.in_child(|h| {
+        Ok((
+            h.touch(a, len, M2, Pattern::Write)?,
+            h.touch(a, len, M2, Pattern::Write)?,
+        ))
+    })?;
+    h.munmap(a, len)?;
+    Ok((t1 - t2) / (len / M2) as f64)
+}
+
+/// Folio splits: MADV_COLD of the first 4 KiB of each large folio of 64 MiB
+/// (`madvise_cold_or_pageout_pte_range` splits a folio it covers only in part, `split_folio`;
+/// for a PMD-mapped THP that includes the PMD split), minus the same calls on order-0 pages.
+/// `kb` is the folio size: 2048 for PMD THPs, else an mTHP size with only that size enabled.
+fn folio_split(h: &mut Host, kb: u64) -> Result<f64, String> {
+    let (a, len, size) = (h.next_slot(), 64 * M, kb * 1024);
+    let knob = format!("hugepages-{kb}kB.enabled");
+    let run = |h: &mut Host, large: bool| -> Result<f64, String> {
+        h.mmap(a, len)?;
+        if kb == 2048 {
+            h.madvise(
+                a,
+                len,
+                if large {
+                    Advice::Hugepage
+                } else {
+                    Advice::Nohugepage
+                },
+            )?;
+        } else if large {
+            h.sysfs(&knob, "always")?;
+        }
+        let touched = h.touch(a, len, K4, Pattern::Write);
+        if kb != 2048 && large {
+            h.sysfs(&knob, "never")?;
+        }
+        touched?;
+        let mut t = 0.0;
+        let mut s = a;
+        while s < a + len {
+            t += h.madvise(s, K4, Advice::Cold)?;
+            s += size;
+        }
+        h.munmap(a, len)?;
+        Ok(t)
+    };
+    let t1 = run(h, true)?;
+    let t2 = run(h, false)?;
+    Ok((t1 - t2) / (len / size) as f64)
+}
+fn folio_split_pmd(h: &mut Host) -> Result<f64, String> {
+    folio_split(h, 2048)
+}
+fn folio_split_64k(h: &mut Host) -> Result<f64, String> {
+    folio_split(h, 64)
+}
+
+/// The userfaultfd round trip of a missing fault, in wall time per message: the worker's
+/// write faults on 16 MiB registered MISSING while the monitor (the thpsim process,
+/// `thpsim_host::uffd`) reads each message and resolves it with a 4 KiB UFFDIO_COPY and a
+/// wake (QEMU postcopy), minus a second pass of the writes (no fault). Wall time, not CPU
+/// time: the round trip spans two processes and the sleep in `handle_userfault`. It
+/// includes the fault and the copied page's allocation.
+fn uffd_missing_copy(h: &mut Host) -> Result<f64, String> {
+    let (a, len) = (h.next_slot(), 16 * M);
+    // A process has one userfaultfd (as in the model): each measurement opens it in a child.
+    let (w1, w2) = h.in_child(|h| {
+        h.mmap(a, len)?;
+        h.madvise(a, len, Advice::Nohugepage)?;
+        h.uffd(UffdReq::Open { features: vec![] })?;
+        h.uffd(UffdReq::Handler {
+            wp: None,
+            missing: Some(MissingPolicy::Copy(K4)),
+        })?;
+        h.uffd(UffdReq::Register {
+            addr: a,
+            len,
+            missing: true,
+            wp: false,
+        })?;
+        Ok((
+            h.touch_wall(a, len, K4, Pattern::Write)?,
+            h.touch_wall(a, len, K4, Pattern::Write)?,
+        ))
+    })?;
+    Ok((w1 - w2) / (len / K4) as f64)
+}
+
+/// The userfaultfd round trip of a write-protect fault (QEMU's background snapshot), in wall
+/// time per message: 16 MiB written, registered WP and write-protected; the worker writes
+/// every page while the monitor unprotects each 4 KiB page (`UFFDIO_WRITEPROTECT` mode 0);
+/// minus a second pass of writes (no fault). It includes the fault itself.
+fn uffd_wp_unprotect(h: &mut Host) -> Result<f64, String> {
+    let (a, len) = (h.next_slot(), 16 * M);
+    let (w1, w2) = h.in_child(|h| {
+        h.mmap(a, len)?;
+        h.madvise(a, len, Advice::Nohugepage)?;
+        h.touch(a, len, K4, Pattern::Write)?;
+        h.uffd(UffdReq::Open { features: vec![] })?;
+        h.uffd(UffdReq::Handler {
+            wp: Some(WpPolicy::Unprotect(K4)),
+            missing: None,
+        })?;
+        h.uffd(UffdReq::Register {
+            addr: a,
+            len,
+            missing: false,
+            wp: true,
+        })?;
+        h.uffd(UffdReq::Writeprotect {
+            addr: a,
+            len,
+            wp: true,
+            stride: 0,
+        })?;
+        Ok((
+            h.touch_wall(a, len, K4, Pattern::Write)?,
+            h.touch_wall(a, len, K4, Pattern::Write)?,
+        ))
+    })?;
+    Ok((w1 - w2) / (len / K4) as f64)
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -327,7 +492,7 @@ fn uname() -> String {
 }
 
 fn measure(h: &mut Host, repeats: u32) -> Result<CostProfile, String> {
-    let fixed: [(&str, u64, Measure); 10] = [
+    let fixed: [(&str, u64, Measure); 15] = [
         ("fault_zero_page_read", 16384, fault_zero_page_read),
         ("fault_4k", 16384, fault_4k),
         ("fault_pmd_thp", 128, fault_pmd_thp),
@@ -338,6 +503,11 @@ fn measure(h: &mut Host, repeats: u32) -> Result<CostProfile, String> {
         ("populate_4k", 16384, populate_4k),
         ("munmap_4k", 16384, munmap_4k),
         ("munmap_thp", 128, munmap_thp),
+        ("cow_pmd_thp", 32, cow_pmd_thp),
+        ("folio_split_pmd", 32, folio_split_pmd),
+        ("folio_split_64k", 1024, folio_split_64k),
+        ("uffd_missing_copy", 4096, uffd_missing_copy),
+        ("uffd_wp_unprotect", 4096, uffd_wp_unprotect),
     ];
     let mut p = CostProfile {
         name: String::new(),
@@ -379,6 +549,22 @@ pub const WORKLOADS: &[(&str, &str)] = &[
         "fork-cow-64M",
         "sysfs enabled=never\nmmap g 64M anon private rw\nwrite g stride=4K\nfork c\nas c\nwrite g stride=4K\nexit c\nmunmap g\n",
     ),
+    (
+        "fork-cow-thp-256M",
+        "sysfs enabled=madvise\nmmap g 256M anon private rw\nmadvise g HUGEPAGE\nwrite g stride=2M\nfork c\nas c\nwrite g stride=2M\nexit c\nmunmap g\n",
+    ),
+    (
+        "cold-split-256M",
+        "sysfs enabled=madvise\nmmap g 256M anon private rw\nmadvise g HUGEPAGE\nwrite g stride=2M\nmadvise g+0 4K COLD\nmadvise g+2M 4K COLD\nmadvise g+4M 4K COLD\nmadvise g+6M 4K COLD\nmunmap g\n",
+    ),
+    (
+        "postcopy-uffd-16M",
+        "sysfs enabled=madvise\nmmap g 16M anon private rw\nmadvise g NOHUGEPAGE\nuffd open\nuffd handler missing=copy:4K\nuffd register g missing\nwrite g stride=4K\nmunmap g\n",
+    ),
+    (
+        "snapshot-uffd-wp-16M",
+        "sysfs enabled=madvise\nmmap g 16M anon private rw\nmadvise g NOHUGEPAGE\nwrite g stride=4K\nuffd open\nuffd handler wp=unprotect:4K\nuffd register g wp\nuffd wp g\nwrite g stride=4K\nmunmap g\n",
+    ),
 ];
 
 #[derive(serde::Serialize)]
@@ -416,8 +602,12 @@ fn disturbance() -> u64 {
 struct TimedHost {
     inner: HostBackend,
     ns: f64,
+    /// The empty request's time (CPU or wall, as `wall` says).
     rtt: f64,
     cur: u32,
+    /// Wall time instead of the worker's CPU time: for workloads with a userfaultfd monitor,
+    /// whose work is split between the worker and the thpsim process.
+    wall: bool,
 }
 
 impl Backend for TimedHost {
@@ -437,8 +627,9 @@ impl Backend for TimedHost {
         &mut self,
         op: &BackendOp,
     ) -> Result<thpsim_scenario::backend::OpOutcome, thpsim_scenario::backend::BackendError> {
-        let (r, ns) = timed(&mut self.inner, self.cur, op)
+        let (r, cpu, wall) = timed(&mut self.inner, self.cur, op)
             .map_err(thpsim_scenario::backend::BackendError::Failed)?;
+        let ns = if self.wall { wall } else { cpu };
         if let BackendOp::Switch { proc } = op {
             self.cur = *proc;
         }
@@ -456,16 +647,22 @@ impl Backend for TimedHost {
     }
 }
 
-/// The round trip of an empty request (median of 200).
-fn round_trip(h: &mut Host) -> Result<f64, String> {
+/// The round trip of an empty request (median of 200): worker CPU time and wall time.
+fn round_trip(h: &mut Host) -> Result<(f64, f64), String> {
     let a = h.next_slot();
     h.mmap(a, K4)?;
-    let mut v = Vec::new();
+    let (mut cpu, mut wall) = (Vec::new(), Vec::new());
     for _ in 0..200 {
-        v.push(h.madvise(a, K4, Advice::Normal)?);
+        let (c, w) = h.t_both(BackendOp::Madvise {
+            addr: a,
+            len: K4,
+            advice: Advice::Normal,
+        })?;
+        cpu.push(c);
+        wall.push(w);
     }
     h.munmap(a, K4)?;
-    Ok(median(&mut v))
+    Ok((median(&mut cpu), median(&mut wall)))
 }
 
 pub fn validate(profile: &CostProfile, repeats: u32) -> Result<Vec<Validation>, String> {
@@ -482,14 +679,16 @@ pub fn validate(profile: &CostProfile, repeats: u32) -> Result<Vec<Validation>, 
         let (mut clean, mut all) = (Vec::new(), Vec::new());
         for _ in 0..repeats.max(1) {
             let d0 = disturbance();
+            let wall = src.contains("uffd ");
             let mut t = TimedHost {
                 inner: HostBackend::new(HostOptions {
                     allow_sysfs: true,
                     ..Default::default()
                 }),
                 ns: 0.0,
-                rtt,
+                rtt: if wall { rtt.1 } else { rtt.0 },
                 cur: 0,
+                wall,
             };
             engine::run(&scn, &mut t, &Variant::default())
                 .map_err(|e| format!("{name} on the host: {}", e.message()))?;

@@ -53,6 +53,18 @@ pub struct Coefficients {
     /// Per collapse (`thp_collapse_alloc`), copy included.
     pub collapse_2m: f64,
     pub pmd_split: f64,
+    /// Per split of a PMD-sized folio (`mthp.2048kB.split`), beyond its PMD split
+    /// (`thp_split_pmd` moves too): `folio_split_pmd − pmd_split`.
+    pub folio_split_pmd: f64,
+    /// Per split of a smaller large folio (`mthp.<size>kB.split`, any order below PMD): the
+    /// 64 KiB measurement, for every order (the cost is dominated by the fixed part, not by
+    /// the 2^order PTEs; docs/cost-model.md).
+    pub folio_split_mthp: f64,
+    /// Per userfaultfd missing message the modelled monitor resolves (`uffd.missing`): the
+    /// measured round trip less the `fault` the model counts for it.
+    pub uffd_missing: f64,
+    /// Per write-protect message (`uffd.wp`), likewise.
+    pub uffd_wp: f64,
     /// Per freed order-0 page and per freed PMD THP (falls of the anon gauges).
     pub unmap_4k: f64,
     pub unmap_thp: f64,
@@ -118,6 +130,10 @@ impl CostProfile {
             large_fault,
             collapse_2m: self.ns("collapse_2m"),
             pmd_split: self.ns("pmd_split"),
+            folio_split_pmd: (self.ns("folio_split_pmd") - self.ns("pmd_split")).max(0.0),
+            folio_split_mthp: self.ns("folio_split_64k"),
+            uffd_missing: (self.ns("uffd_missing_copy") - fault).max(0.0),
+            uffd_wp: (self.ns("uffd_wp_unprotect") - fault).max(0.0),
             unmap_4k: self.ns("munmap_4k"),
             unmap_thp: self.ns("munmap_thp"),
         }
@@ -135,6 +151,10 @@ struct Reading {
     collapse: i64,
     collapse_copied: i64,
     split_pmd: i64,
+    /// `mthp.<size>kB.split` by order.
+    split: [i64; 10],
+    uffd_missing: i64,
+    uffd_wp: i64,
     anon_pages: i64,
     anon_thps: i64,
 }
@@ -154,10 +174,15 @@ fn read(be: &SimBackend) -> Reading {
         split_pmd: v.get(VmItem::ThpSplitPmd),
         anon_pages: v.get(VmItem::NrAnonPages),
         anon_thps: v.get(VmItem::NrAnonTransparentHugepages),
+        uffd_missing: i64::try_from(k.uffd_stats.missing).unwrap_or(i64::MAX),
+        uffd_wp: i64::try_from(k.uffd_stats.wp).unwrap_or(i64::MAX),
         ..Reading::default()
     };
     for o in 2..9u8 {
         r.mthp[o as usize] = v.mthp_get(o, MthpStat::AnonFaultAlloc);
+    }
+    for o in 1..=9u8 {
+        r.split[o as usize] = v.mthp_get(o, MthpStat::Split);
     }
     r.mthp[9] = r.thp_fault;
     r
@@ -170,7 +195,13 @@ fn estimate(c: &Coefficients, a: &Reading, b: &Reading) -> f64 {
         + c.zero_4k * d(a.zeroed, b.zeroed) as f64
         + c.cow_4k * d(a.cow, b.cow) as f64
         + c.collapse_2m * d(a.collapse, b.collapse) as f64
-        + c.pmd_split * d(a.split_pmd, b.split_pmd) as f64;
+        + c.pmd_split * d(a.split_pmd, b.split_pmd) as f64
+        + c.folio_split_pmd * d(a.split[9], b.split[9]) as f64
+        + c.uffd_missing * d(a.uffd_missing, b.uffd_missing) as f64
+        + c.uffd_wp * d(a.uffd_wp, b.uffd_wp) as f64;
+    for o in 1..9 {
+        t += c.folio_split_mthp * d(a.split[o], b.split[o]) as f64;
+    }
     // Zeroed pages that were order-0 allocations: not those of large folios or collapses.
     let mut order0 = d(a.zeroed, b.zeroed)
         - (512 * d(a.collapse, b.collapse) - d(a.collapse_copied, b.collapse_copied));
