@@ -40,6 +40,7 @@
 
 pub mod child;
 pub mod estimate;
+pub mod import;
 pub mod inventory;
 pub mod khugepaged;
 pub mod observe;
