@@ -1,6 +1,7 @@
 //! Python bindings (pyo3, abi3): `run` and `compare` of scenario text on the model, returning
 //! the JSON the `thpsim` CLI prints (`--json`), which the `thpsim` Python package turns into
-//! dicts and DataFrames (docs/python.md).
+//! dicts and DataFrames (its `sweep` is a grid of `compare` variants), and `import_pid`, the
+//! scenario `thpsim import --pid` writes (docs/python.md).
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -59,9 +60,27 @@ fn compare_json(source: &str, variants: Vec<PyVariant>, name: &str) -> PyResult<
     Ok(format!("[{}]", out.join(",")))
 }
 
+/// A live process's anonymous private memory as scenario text (`thpsim import --pid`;
+/// Linux, root). A process that cannot be read raises `OSError`.
+#[pyfunction]
+fn import_pid(pid: i32) -> PyResult<String> {
+    #[cfg(target_os = "linux")]
+    {
+        thpsim_host::import::import_pid(pid).map_err(pyo3::exceptions::PyOSError::new_err)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        Err(pyo3::exceptions::PyOSError::new_err(
+            "import needs Linux (/proc/PID/pagemap)",
+        ))
+    }
+}
+
 #[pymodule]
 fn _thpsim(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_json, m)?)?;
     m.add_function(wrap_pyfunction!(compare_json, m)?)?;
+    m.add_function(wrap_pyfunction!(import_pid, m)?)?;
     Ok(())
 }
