@@ -33,6 +33,17 @@ pub(crate) mod flags {
     pub(crate) const FREE: u8 = 1 << 7;
 }
 
+/// The LRU page flags the THP paths read, `PG_referenced` and `PG_active`
+/// (`include/linux/page-flags.h`), kept two bits per folio beside the arena (a `Folio` has no
+/// spare bit and order-0 folios must stay 20 bytes). Only `folio_mark_accessed` sets them;
+/// khugepaged counts a page referenced if its PTE is young *or* its folio is `PG_referenced`.
+pub(crate) mod lru {
+    /// `PG_referenced`.
+    pub(crate) const REFERENCED: u8 = 1 << 0;
+    /// `PG_active`.
+    pub(crate) const ACTIVE: u8 = 1 << 1;
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Folio {
     /// The first PFN, stored in 32 bits to keep an order-0 folio at 20 bytes (see `Pfn`).
@@ -243,9 +254,57 @@ pub(crate) struct Folios {
     large: MetaChunks,
     free_large: Vec<u32>,
     live: u64,
+    /// `lru::*` bits of folio `i` at bits `2 * (i % 32)` of word `i / 32`.
+    lru: Vec<u64>,
 }
 
 impl Folios {
+    /// The `lru::*` bits of a folio.
+    #[inline]
+    pub(crate) fn lru(&self, id: FolioId) -> u8 {
+        let i = id.index();
+        let w = self.lru.get(i / 32).copied().unwrap_or(0) >> ((i % 32) * 2);
+        let mut bits = 0;
+        if w & 1 != 0 {
+            bits |= lru::REFERENCED;
+        }
+        if w & 2 != 0 {
+            bits |= lru::ACTIVE;
+        }
+        bits
+    }
+
+    /// Sets the `lru::*` bits of a folio.
+    pub(crate) fn set_lru(&mut self, id: FolioId, bits: u8) {
+        let i = id.index();
+        if self.lru.len() <= i / 32 {
+            if bits == 0 {
+                return;
+            }
+            self.lru.resize(i / 32 + 1, 0);
+        }
+        let sh = (i % 32) * 2;
+        let w = &mut self.lru[i / 32];
+        *w = (*w & !(3 << sh)) | (u64::from(bits & 3) << sh);
+    }
+
+    /// `folio_mark_accessed` (`mm/swap.c`, classic LRU as this host runs it: no MGLRU): the
+    /// first access sets `PG_referenced`; the next one of an inactive folio activates it
+    /// and clears `PG_referenced`; on an active folio `PG_referenced` is set again and stays.
+    /// (An mlocked, unevictable folio would keep `PG_referenced` without being activated;
+    /// the model does not track mlocked folios.)
+    pub(crate) fn mark_accessed(&mut self, id: FolioId) {
+        let b = self.lru(id);
+        let nb = if b & lru::REFERENCED == 0 {
+            b | lru::REFERENCED
+        } else if b & lru::ACTIVE == 0 {
+            lru::ACTIVE
+        } else {
+            b
+        };
+        self.set_lru(id, nb);
+    }
+
     pub(crate) fn alloc(&mut self, pfn: Pfn, order: u8, fl: u8) -> FolioId {
         let meta = if order > 0 {
             let m = LargeMeta::new();
@@ -269,7 +328,7 @@ impl Folios {
             flags: fl,
         };
         self.live += 1;
-        match self.free_slots.pop() {
+        let id = match self.free_slots.pop() {
             Some(id) => {
                 self.slots[id.index()] = f;
                 id
@@ -278,7 +337,10 @@ impl Folios {
                 self.slots.push(f);
                 FolioId::from_index(self.slots.len() - 1)
             }
-        }
+        };
+        // A new folio is neither referenced nor active.
+        self.set_lru(id, 0);
+        id
     }
 
     pub(crate) fn release(&mut self, id: FolioId) {

@@ -7,7 +7,9 @@
 //! and PMD THPs become shared: both sides are write-protected, AnonExclusive is cleared, the
 //! folio gains a mapping and a reference; a large folio is marked maybe-shared (MM-owner
 //! tracking, 6.15). Huge zero PMDs are copied and the child takes its own huge-zero reference;
-//! zero-page PTEs are copied.
+//! zero-page PTEs are copied. Every entry the child gets is old (`__copy_present_ptes` and
+//! `copy_huge_pmd` make it so; the parent's stay young), which khugepaged's referenced-page
+//! rule sees (FINDINGS §17).
 //! Deviations: no DMA pins (so never an eager copy), no MADV_DONTFORK/WIPEONFORK, no uffd-wp.
 
 use crate::errno::Errno;
@@ -137,6 +139,8 @@ impl Kernel {
     /// is allocated even if nothing in the range is mapped (`pte_alloc_map_lock`), and is shared
     /// by the VMAs of the slot. Anonymous pages become shared (write-protected, not exclusive);
     /// zero-page PTEs are copied; uffd-wp bits and markers do not reach the unregistered child.
+    /// `__copy_present_ptes` makes every child PTE old (`pte_mkold`), page-cache, anonymous
+    /// and zero-page alike: until the child touches a page, khugepaged finds it unreferenced.
     fn copy_pte_range(
         &mut self,
         pmi: MmId,
@@ -155,17 +159,17 @@ impl Kernel {
             let pte = self.mms[pmi].pgt.pte_table(pidx)[j];
             if pte.is_page() && !self.folios.get(pte.folio()).test(crate::folio::flags::ANON) {
                 // A page-cache page of a private file mapping: copied as is (read-only).
-                self.mms[cmi].pgt.pte_table_mut(cidx)[j] = Pte(pte.0 & !UFFD_WP);
+                self.mms[cmi].pgt.pte_table_mut(cidx)[j] = Pte(pte.0 & !(UFFD_WP | YOUNG));
                 self.folio_add_file_rmap_ptes(pte.folio(), pte.idx(), 1, cmi);
                 self.mms[cmi].add_mm_counter(MmCounter::ShmemPages, 1);
             } else if pte.is_page() {
                 let shared = Pte(pte.0 & !(WRITE | EXCLUSIVE));
                 self.mms[pmi].pgt.pte_table_mut(pidx)[j] = shared;
-                self.mms[cmi].pgt.pte_table_mut(cidx)[j] = Pte(shared.0 & !UFFD_WP);
+                self.mms[cmi].pgt.pte_table_mut(cidx)[j] = Pte(shared.0 & !(UFFD_WP | YOUNG));
                 self.folio_add_anon_rmap_ptes(pte.folio(), pte.idx(), 1, cmi);
                 self.mms[cmi].add_mm_counter(MmCounter::AnonPages, 1);
             } else if pte.is_zero_page() {
-                self.mms[cmi].pgt.pte_table_mut(cidx)[j] = Pte(pte.0 & !UFFD_WP);
+                self.mms[cmi].pgt.pte_table_mut(cidx)[j] = Pte(pte.0 & !(UFFD_WP | YOUNG));
             }
         }
         Ok(())

@@ -9,7 +9,7 @@ use crate::fault::{FaultFlags, VmFault, Vmf};
 use crate::folio::flags;
 use crate::ids::MmId;
 use crate::mm::vmf;
-use crate::pgtable::{Pte, DIRTY, PROTNONE, WRITE, YOUNG};
+use crate::pgtable::{DIRTY, PROTNONE, WRITE, YOUNG};
 use crate::types::{Pid, PAGE_SIZE, PMD_MASK, PMD_SIZE};
 use crate::Kernel;
 
@@ -142,8 +142,9 @@ impl Kernel {
     /// allow the access? A huge PMD is touched (`touch_pmd`: young, and dirty for a write).
     /// A PTE is not changed for a write: `follow_page_pte` marks the folio dirty instead
     /// (`folio_mark_dirty` when neither the PTE nor the folio is dirty), so a clean large
-    /// folio (after MADV_FREE) becomes dirty as a whole. Young stands for
-    /// `folio_mark_accessed`.
+    /// folio (after MADV_FREE) becomes dirty as a whole. Nor is it made young:
+    /// `folio_mark_accessed` toggles the folio's `PG_referenced`/`PG_active` instead, which
+    /// khugepaged reads (FINDINGS §17).
     fn follow_page(&mut self, mmi: MmId, addr: u64, write: bool) -> bool {
         let pmd = self.mms[mmi].pgt.pmd(addr);
         if pmd.is_huge() {
@@ -167,7 +168,10 @@ impl Kernel {
         if write && pte.is_page() && !pte.has(DIRTY) {
             self.folios.get_mut(pte.folio()).flags |= flags::DIRTY;
         }
-        self.set_pte(mmi, addr, Pte(pte.0 | YOUNG));
+        // The PTE stays as it is (old, in a fork child): the access is recorded in the folio.
+        if pte.is_page() {
+            self.folios.mark_accessed(pte.folio());
+        }
         true
     }
 }

@@ -3,7 +3,7 @@
 //! `khugepaged_scan_mm_slot`: +1 per mm, +1 per skipped VMA, +512 per 2 MiB range, full scans),
 //! the per-range checks (`hpage_collapse_scan_pmd`: max_ptes_none counting zero-page PTEs as
 //! none, max_ptes_shared by `folio_maybe_mapped_shared`, refcount suitability, the
-//! referenced-page rule; no writable-PTE rule since 6.18), `collapse_huge_page` (allocate,
+//! referenced-page rule: a young PTE or a `PG_referenced` folio; no writable-PTE rule since 6.18), `collapse_huge_page` (allocate,
 //! copy, release the old pages batched per folio as 6.17+ does, install a PMD, queue for
 //! deferred split) and
 //! `madvise_collapse` with `madvise_collapse_errno`.
@@ -404,7 +404,9 @@ impl Kernel {
                 }
                 checked.push(id);
             }
-            if pte.has(YOUNG) {
+            // A young PTE, or a folio an earlier GUP marked accessed (PG_referenced): a fork
+            // child's PTEs are old, but the folio's flag is shared with the parent.
+            if pte.has(YOUNG) || self.folios.lru(id) & crate::folio::lru::REFERENCED != 0 {
                 referenced += 1;
             }
         }

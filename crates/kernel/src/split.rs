@@ -115,6 +115,8 @@ impl Kernel {
             let nid =
                 self.folios
                     .alloc(f.pfn().offset(u64::from(i)), 0, flags::ANON | nz | inherit);
+            // __split_folio_to_order(): the new folios keep PG_referenced and PG_active.
+            self.folios.set_lru(nid, self.folios.lru(id));
             let nf = self.folios.get_mut(nid);
             nf.mapcount = mc;
             nf.refcount = mc;
@@ -239,12 +241,19 @@ impl Kernel {
                             .pmd_mut(slot)
                             .expect("pmd")
                             .set(YOUNG, false);
+                        // folio_clear_referenced() + folio_deactivate().
+                        self.folios.set_lru(id, 0);
                         slot += PMD_SIZE;
                         continue;
                     }
                     // The whole PMD → lazy-free, clean (PG_dirty cleared too).
                     let f = *self.folios.get(id);
                     if f.entire_mapcount == 1 && f.mapcount == 0 {
+                        // mark_folio_lazyfree() (lru_lazyfree) clears PG_active and
+                        // PG_referenced as it moves the folio to the inactive file list.
+                        if !f.test(flags::LAZYFREE) {
+                            self.folios.set_lru(id, 0);
+                        }
                         let nf = self.folios.get_mut(id);
                         nf.flags = (nf.flags | flags::LAZYFREE) & !flags::DIRTY;
                         self.mms[mmi]
@@ -314,8 +323,14 @@ impl Kernel {
                     for e in &mut self.mms[mmi].pgt.pte_table_mut(tidx)[i..i + nr as usize] {
                         e.set(YOUNG, false);
                     }
+                    // folio_clear_referenced() + folio_deactivate().
+                    self.folios.set_lru(id, 0);
                 }
             } else if !f.test(flags::DIRTY) || mapcount == f.nr_pages() {
+                if !f.test(flags::LAZYFREE) {
+                    // mark_folio_lazyfree() (lru_lazyfree).
+                    self.folios.set_lru(id, 0);
+                }
                 let nf = self.folios.get_mut(id);
                 nf.flags = (nf.flags | flags::LAZYFREE) & !flags::DIRTY;
                 for e in &mut self.mms[mmi].pgt.pte_table_mut(tidx)[i..i + nr as usize] {
