@@ -11,6 +11,7 @@ use crate::ids::MmId;
 use crate::mm::vmf;
 use crate::pgtable::{DIRTY, PROTNONE, WRITE, YOUNG};
 use crate::types::{Pid, PAGE_SIZE, PMD_MASK, PMD_SIZE};
+use crate::userfaultfd::Delivery;
 use crate::Kernel;
 
 /// The GUP flags the model distinguishes (`FOLL_*`, `include/linux/mm_types.h`).
@@ -103,8 +104,13 @@ impl Kernel {
                         VmFault::Oom => return Err(Errno::ENOMEM),
                         VmFault::Sigbus => return Err(Errno::EFAULT),
                         VmFault::Userfault(flags) => {
-                            if !unlockable || !self.deliver_userfault(mmi, addr, flags) {
+                            if !unlockable {
                                 return Err(Errno::EFAULT);
+                            }
+                            match self.deliver_userfault(mmi, addr, flags) {
+                                Delivery::Resolved => {}
+                                Delivery::Sigbus => return Err(Errno::EFAULT),
+                                Delivery::Oom => return Err(Errno::ENOMEM),
                             }
                             // The retry looks the page up first (follow_page_mask): one the
                             // monitor installed with the needed access takes no second fault.

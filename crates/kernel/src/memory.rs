@@ -22,6 +22,7 @@ use crate::pgtable::{
 };
 use crate::rmap::RmapLevel;
 use crate::types::{AccessKind, AccessPattern, Pid, HPAGE_PMD_ORDER, PAGE_SHIFT, PAGE_SIZE};
+use crate::userfaultfd::Delivery;
 use crate::util::highest_order;
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
@@ -66,8 +67,10 @@ impl Kernel {
                 VmFault::Oom => return Err(Signal::Sigkill),
                 VmFault::Sigbus => return Err(Signal::Sigbus),
                 VmFault::Userfault(flags) => {
-                    if !self.deliver_userfault(mmi, addr, flags) {
-                        return Err(Signal::Sigbus);
+                    match self.deliver_userfault(mmi, addr, flags) {
+                        Delivery::Resolved => {}
+                        Delivery::Sigbus => return Err(Signal::Sigbus),
+                        Delivery::Oom => return Err(Signal::Sigkill),
                     }
                     in_kernel_retry = true;
                 }

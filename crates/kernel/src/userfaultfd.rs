@@ -25,6 +25,17 @@ pub use crate::userfaultfd_ctx::{
 };
 use crate::Kernel;
 
+/// What `Kernel::deliver_userfault` did with a userfault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// The modelled monitor resolved it: the fault is retried.
+    Resolved,
+    /// Not delivered (no monitor, or `UFFD_FEATURE_SIGBUS`): SIGBUS.
+    Sigbus,
+    /// The monitor could not place the faulting page (no memory): the fault's OOM.
+    Oom,
+}
+
 impl Kernel {
     fn uffd_of(&self, mmi: MmId) -> Result<&Uffd, Errno> {
         self.mms[mmi].uffd.as_deref().ok_or(Errno::EBADF)
@@ -312,13 +323,15 @@ impl Kernel {
     }
 
     /// `handle_userfault`: record the message and let the modelled monitor resolve it.
-    /// Returns false when the uffd has `UFFD_FEATURE_SIGBUS` (the task gets SIGBUS).
-    pub(crate) fn deliver_userfault(&mut self, mmi: MmId, addr: u64, flags: u32) -> bool {
+    /// `Sigbus` when the uffd has `UFFD_FEATURE_SIGBUS` (the task gets SIGBUS); `Oom` when
+    /// the monitor's UFFDIO_COPY/ZEROPAGE failed for want of memory (on the kernel the task
+    /// would wait for a monitor that cannot help; the model treats it as the fault's OOM).
+    pub(crate) fn deliver_userfault(&mut self, mmi: MmId, addr: u64, flags: u32) -> Delivery {
         let Some(u) = self.mms[mmi].uffd.as_deref_mut() else {
-            return false;
+            return Delivery::Sigbus;
         };
         if u.features.sigbus {
-            return false;
+            return Delivery::Sigbus;
         }
         let address = if u.features.exact_address {
             addr
@@ -333,7 +346,7 @@ impl Kernel {
             self.uffd_stats.write += 1;
         }
         let Some(vma) = self.mms[mmi].vma_at(addr).copied() else {
-            return true;
+            return Delivery::Resolved;
         };
         let block = |size: u64| {
             let a = addr & !(size - 1);
@@ -372,12 +385,16 @@ impl Kernel {
                     } else {
                         Mfill::Copy { wp: false }
                     };
-                    let _ = self.uffd_fill(pid, a, PAGE_SIZE, mode);
+                    if self.uffd_fill(pid, a, PAGE_SIZE, mode) == Err(Errno::ENOMEM)
+                        && a == addr & !(PAGE_SIZE - 1)
+                    {
+                        return Delivery::Oom;
+                    }
                 }
                 a += PAGE_SIZE;
             }
         }
         let _ = Pmd::NONE;
-        true
+        Delivery::Resolved
     }
 }
