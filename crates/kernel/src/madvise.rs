@@ -82,8 +82,6 @@ impl Kernel {
                     match advice {
                         // MADV_FREE is for anonymous memory only.
                         Advice::Free => return Err(Errno::EINVAL),
-                        // Cold file folios are not modelled (no LRU).
-                        Advice::Cold => return Err(Errno::EOPNOTSUPP),
                         Advice::Remove => {
                             // madvise_remove(): a hole punched in the file behind the range.
                             if !vma.has(vmf::SHARED) {

@@ -481,12 +481,14 @@ impl Kernel {
         (pmds, ptes)
     }
 
-    /// `folio_split` (non-uniform, 6.15+) of the page-cache folio `id` at page `at` (index
-    /// inside the folio): the page becomes an order-0 folio and the rest buddy-sized folios
-    /// around it. `unmap_folio` first: a file folio is simply unmapped everywhere
-    /// (`try_to_unmap`; PMDs are split, i.e. zapped, with `thp_split_pmd`) and faulted back
-    /// on demand. Counts `thp_split_page` / per-size `split` for the source order.
-    fn shmem_split_folio(&mut self, id: FolioId, at: u32) {
+    /// `__folio_split` of the page-cache folio `id`: with `Some(at)` the non-uniform
+    /// `folio_split` (6.15+, truncation) at page `at` (index inside the folio): the page
+    /// becomes an order-0 folio and the rest buddy-sized folios around it; with `None` the
+    /// uniform `split_folio` to order 0 (MADV_COLD). `unmap_folio` first: a file folio is
+    /// simply unmapped everywhere (`try_to_unmap`; PMDs are split, i.e. zapped, with
+    /// `thp_split_pmd`) and faulted back on demand. Counts `thp_split_page` / per-size
+    /// `split` for the source order.
+    pub(crate) fn shmem_split_folio(&mut self, id: FolioId, at: Option<u32>) {
         let (ino, first) = self.shmem.owner[&id];
         let (pmds, _) = self.folio_file_mappings(ino, id, first);
         for (mmi, haddr) in pmds {
@@ -503,21 +505,25 @@ impl Kernel {
             self.vmstat.add(VmItem::NrShmemHugepages, -1);
         }
         self.vmstat.mthp_count(f.order, MthpStat::Split);
-        // The pieces: at each level the half without `at` stays whole.
         let mut pieces: Vec<(u32, u8)> = Vec::new();
-        let (mut lo, mut order) = (0u32, f.order);
-        while order > 0 {
-            order -= 1;
-            let half = 1u32 << order;
-            if at < lo + half {
-                pieces.push((lo + half, order));
-            } else {
-                pieces.push((lo, order));
-                lo += half;
+        if let Some(at) = at {
+            // Non-uniform: at each level the half without `at` stays whole.
+            let (mut lo, mut order) = (0u32, f.order);
+            while order > 0 {
+                order -= 1;
+                let half = 1u32 << order;
+                if at < lo + half {
+                    pieces.push((lo + half, order));
+                } else {
+                    pieces.push((lo, order));
+                    lo += half;
+                }
             }
+            pieces.push((lo, 0));
+            pieces.sort_unstable();
+        } else {
+            pieces.extend((0..f.nr_pages()).map(|i| (i, 0)));
         }
-        pieces.push((lo, 0));
-        pieces.sort_unstable();
         let nonzero = self.folios.meta(id).nonzero;
         let inherit = f.flags & (flags::DIRTY | flags::SHMEM);
         let uptodate = !self.shmem.not_uptodate.remove(&id);
@@ -570,14 +576,14 @@ impl Kernel {
             return;
         }
         let ino = self.shmem.owner[&id].0;
-        self.shmem_split_folio(id, page_u32(offset / PAGE_SIZE));
+        self.shmem_split_folio(id, Some(page_u32(offset / PAGE_SIZE)));
         if offset + length == size {
             return;
         }
         let at2 = first + (offset + length) / PAGE_SIZE;
         if let Some((f2, first2)) = self.filemap_get_folio(ino, at2) {
             if self.folios.get(f2).order > 0 {
-                self.shmem_split_folio(f2, page_u32(at2 - first2));
+                self.shmem_split_folio(f2, Some(page_u32(at2 - first2)));
             }
         }
     }
