@@ -129,17 +129,21 @@ impl Kernel {
     }
 
     /// `shmem_huge_global_enabled`: the mount policy's answer (PMD order or nothing).
+    /// `shmem_huge_force` (MADV_COLLAPSE) allows the PMD order whatever the policy, unless
+    /// `shmem_enabled` is `deny`.
     fn shmem_huge_global_enabled(
         &self,
         ino: InodeId,
         index: u64,
         write_end: u64,
         vm_flags: u32,
+        shmem_huge_force: bool,
     ) -> u16 {
         let global = self.sysfs.shmem_enabled;
         match global {
             ShmemHuge::Deny => return 0,
             ShmemHuge::Force => return PMD_ORDER_BIT,
+            _ if shmem_huge_force => return PMD_ORDER_BIT,
             _ => {}
         }
         let policy = self.shmem.inodes[ino.index()].mount_huge.unwrap_or(global);
@@ -160,21 +164,25 @@ impl Kernel {
     }
 
     /// `shmem_allowable_huge_orders`: the orders a folio at `index` may have, for a fault
-    /// through `vma` (of mm `mmi`) or, without one, for fallocate.
+    /// through `vma` (of mm `mmi`) or, without one, for fallocate; `shmem_huge_force` for
+    /// MADV_COLLAPSE (`TVA_FORCED_COLLAPSE`: only VM_NOHUGEPAGE and a complete prctl disable
+    /// refuse, and the mount policy allows the PMD order unless `deny`).
     pub(crate) fn shmem_allowable_huge_orders(
         &self,
         ino: InodeId,
         vma: Option<(MmId, &Vma)>,
         index: u64,
         write_end: u64,
+        shmem_huge_force: bool,
     ) -> u16 {
         if let Some((mmi, v)) = vma {
-            if self.vma_thp_disabled(mmi, v) {
+            if self.vma_thp_disabled_forced(mmi, v, shmem_huge_force) {
                 return 0;
             }
         }
         let vm_flags = vma.map_or(0, |(_, v)| v.flags);
-        let global = self.shmem_huge_global_enabled(ino, index, write_end, vm_flags);
+        let global =
+            self.shmem_huge_global_enabled(ino, index, write_end, vm_flags, shmem_huge_force);
         if vma.is_none() {
             return global;
         }
@@ -262,8 +270,13 @@ impl Kernel {
             }
             return Ok(id);
         }
-        let orders =
-            self.shmem_allowable_huge_orders(ino, fault.map(|(m, v, _)| (m, v)), index, write_end);
+        let orders = self.shmem_allowable_huge_orders(
+            ino,
+            fault.map(|(m, v, _)| (m, v)),
+            index,
+            write_end,
+            false,
+        );
         let folio = self
             .shmem_alloc_and_add_folio(ino, index, fault.map(|(_, v, a)| (v, a)), orders)
             .or_else(|| self.shmem_alloc_and_add_folio(ino, index, None, 0))
