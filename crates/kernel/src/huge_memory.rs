@@ -111,6 +111,15 @@ fn thp_vma_size_filter(vma: &Vma, orders: u16) -> u16 {
 }
 
 impl Kernel {
+    /// `vma_thp_disabled(vma, vm_flags, forced_collapse)`: a forced collapse counts as advice
+    /// (only VM_NOHUGEPAGE and a complete prctl disable refuse it).
+    pub(crate) fn vma_thp_disabled_forced(&self, mmi: MmId, vma: &Vma, forced: bool) -> bool {
+        if forced {
+            return vma.has(vmf::NOHUGEPAGE) || self.mms[mmi].thp_disable == ThpDisable::Completely;
+        }
+        self.vma_thp_disabled(mmi, vma)
+    }
+
     /// `vma_thp_disabled`: VM_NOHUGEPAGE, or prctl disabled (completely, or except-advised in
     /// a VMA without VM_HUGEPAGE).
     pub(crate) fn vma_thp_disabled(&self, mmi: MmId, vma: &Vma) -> bool {
@@ -163,7 +172,9 @@ impl Kernel {
             if orders == 0 {
                 return 0;
             }
-            return orders & self.shmem_allowable_huge_orders(ino, Some((mmi, vma)), vma.pgoff, 0);
+            let force = tva == Tva::ForcedCollapse;
+            return orders
+                & self.shmem_allowable_huge_orders(ino, Some((mmi, vma)), vma.pgoff, 0, force);
         }
         if tva != Tva::ForcedCollapse {
             orders &= self.sysfs_anon_orders(vma.flags);
@@ -173,7 +184,7 @@ impl Kernel {
         }
         if tva == Tva::ForcedCollapse {
             // MADV_COLLAPSE ignores sysfs but not VM_NOHUGEPAGE or a complete prctl disable.
-            if vma.has(vmf::NOHUGEPAGE) || self.mms[mmi].thp_disable == ThpDisable::Completely {
+            if self.vma_thp_disabled_forced(mmi, vma, true) {
                 return 0;
             }
         } else if self.vma_thp_disabled(mmi, vma) {

@@ -6,7 +6,9 @@
 //! referenced-page rule: a young PTE or a `PG_referenced` folio; no writable-PTE rule since 6.18), `collapse_huge_page` (allocate,
 //! copy, release the old pages batched per folio as 6.17+ does, install a PMD, queue for
 //! deferred split) and
-//! `madvise_collapse` with `madvise_collapse_errno`.
+//! `madvise_collapse` with `madvise_collapse_errno`; on shmem VMAs `hpage_collapse_scan_file` as
+//! far as a PMD-sized folio already in the page cache (`collapse_pte_mapped_thp`), without
+//! `collapse_file`.
 //!
 //! Time: the thread runs a pass when an mm is added to an empty list and then every
 //! `scan_sleep_millisecs` of simulated time while it has work; ops take no simulated time,
@@ -19,7 +21,7 @@
 use crate::errno::Errno;
 use crate::fault::Tva;
 use crate::folio::FolioId;
-use crate::ids::MmId;
+use crate::ids::{InodeId, MmId};
 use crate::mm::MmCounter;
 use crate::mm::{ThpDisable, Vma};
 use crate::page_alloc::Gfp;
@@ -34,6 +36,8 @@ use crate::Kernel;
 /// `enum scan_result` (the outcomes the model produces).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ScanResult {
+    /// `SCAN_FAIL`: `collapse_pte_mapped_thp` found a PTE mapping something else.
+    Fail,
     Succeed,
     PmdNull,
     PmdNone,
@@ -570,12 +574,12 @@ impl Kernel {
         Ok(())
     }
 
-    /// `madvise_collapse` for `[a, b)` inside `vma`.
+    /// `madvise_collapse` for `[a, b)` inside `vma`: `thp_vma_allowable_order` (EINVAL), the
+    /// whole 2 MiB blocks of the range, then each block by `hpage_collapse_scan_pmd`
+    /// (anonymous) or `hpage_collapse_scan_file` (shmem). `collapse_file` itself (building a
+    /// new PMD-sized page-cache folio from small ones and holes) is not modelled: a block
+    /// that needs it makes the call EOPNOTSUPP, never mistaken for the kernel's answer.
     fn madvise_collapse_vma(&mut self, mmi: MmId, vma: &Vma, a: u64, b: u64) -> Result<(), Errno> {
-        if !vma.is_anonymous() {
-            // collapse_file (shmem) is not modelled: never mistaken for the kernel's answer.
-            return Err(Errno::EOPNOTSUPP);
-        }
         if !self.thp_vma_allowable_order(mmi, vma, HPAGE_PMD_ORDER, Tva::ForcedCollapse) {
             return Err(Errno::EINVAL);
         }
@@ -589,14 +593,23 @@ impl Kernel {
             let Some(v) = self.mms[mmi].vma_at(addr).copied() else {
                 break;
             };
-            // A 1 GiB region without a PMD table answers SCAN_PMD_NULL for each of its
-            // blocks inside the VMA, and the loop goes on after it: take them at once.
-            if let Some(skip) = self.pmd_null_run(mmi, &v, addr, hend) {
-                last_fail = Some(ScanResult::PmdNull);
-                addr = skip;
-                continue;
-            }
-            let r = self.hpage_collapse_scan_pmd(mmi, &v, addr, false);
+            let r = if let Some(ino) = v.backing.inode() {
+                // mmap_lock is dropped around the file scan; revalidating the VMA for the
+                // next block finds the same one (nothing runs concurrently in the model).
+                match self.hpage_collapse_scan_file(mmi, &v, ino, addr) {
+                    Some(r) => r,
+                    None => return Err(Errno::EOPNOTSUPP),
+                }
+            } else {
+                // A 1 GiB region without a PMD table answers SCAN_PMD_NULL for each of its
+                // blocks inside the VMA, and the loop goes on after it: take them at once.
+                if let Some(skip) = self.pmd_null_run(mmi, &v, addr, hend) {
+                    last_fail = Some(ScanResult::PmdNull);
+                    addr = skip;
+                    continue;
+                }
+                self.hpage_collapse_scan_pmd(mmi, &v, addr, false)
+            };
             match r {
                 ScanResult::Succeed | ScanResult::PmdMapped => thps += 1,
                 // The results madvise_collapse() continues after.
@@ -625,6 +638,99 @@ impl Kernel {
             Some(ScanResult::ExceedNonePte) => Errno::EBUSY,
             Some(ScanResult::PageCount) => Errno::EAGAIN,
             _ => Errno::EINVAL,
+        })
+    }
+
+    /// `hpage_collapse_scan_file` of the block at `haddr` of the shmem VMA `vma` for
+    /// MADV_COLLAPSE (`max_ptes_none` does not apply to it): when the block's first cached
+    /// folio is a PMD-sized one starting at the block, nothing is to be collapsed
+    /// (`SCAN_PTE_MAPPED_HUGEPAGE`) and `collapse_pte_mapped_thp` maps it by a PMD. `None`
+    /// where `collapse_file` would run (small folios or holes: not modelled).
+    fn hpage_collapse_scan_file(
+        &mut self,
+        mmi: MmId,
+        vma: &Vma,
+        ino: InodeId,
+        haddr: u64,
+    ) -> Option<ScanResult> {
+        let start = vma.linear_page_index(haddr);
+        let (&index, &id) = self.shmem.inodes[ino.index()]
+            .cache
+            .range(start..start + u64::from(HPAGE_PMD_NR))
+            .next()?;
+        if index != start || self.folios.get(id).order != HPAGE_PMD_ORDER {
+            return None;
+        }
+        self.collapse_pte_mapped_thp(mmi, vma, haddr, id)
+    }
+
+    /// `collapse_pte_mapped_thp(mm, haddr, install_pmd = true)` for the PMD-sized page-cache
+    /// folio `id` that backs the block at `haddr`: already PMD-mapped → `SCAN_PMD_MAPPED`;
+    /// a none PMD → the folio is mapped by a PMD (`set_huge_pmd` → `do_set_pmd`, as a read
+    /// fault would); a PTE table whose present PTEs all map the folio's own pages at their
+    /// place → those PTEs are cleared, the table freed (`pte_free_defer`) and the PMD
+    /// installed; any other PTE (a private COW copy) → `SCAN_FAIL`. A block in a 1 GiB
+    /// region without a PMD table is `SCAN_PMD_NULL` (nothing installed: EINVAL on the host,
+    /// FINDINGS §16).
+    fn collapse_pte_mapped_thp(
+        &mut self,
+        mmi: MmId,
+        vma: &Vma,
+        haddr: u64,
+        id: FolioId,
+    ) -> Option<ScanResult> {
+        if !self.mms[mmi].pgt.has_pmd_table(haddr) {
+            return Some(ScanResult::PmdNull);
+        }
+        let pmd = self.mms[mmi].pgt.pmd(haddr);
+        if pmd.is_huge() {
+            return Some(ScanResult::PmdMapped);
+        }
+        if self.shmem.not_uptodate.contains(&id) {
+            // A fallocated folio nothing has faulted yet: whether it is mapped was not
+            // measured.
+            return None;
+        }
+        if pmd.is_table() {
+            let tidx = pmd.table_idx();
+            let table = *self.mms[mmi].pgt.pte_table(tidx);
+            let mut mapped = 0u32;
+            for (i, pte) in table.iter().enumerate() {
+                if pte.is_none() {
+                    continue;
+                }
+                if !pte.is_page() {
+                    // Swap entries, markers: not reachable on shmem in the model.
+                    return None;
+                }
+                if pte.folio() != id || pte.idx() != to_u32(i) {
+                    return Some(ScanResult::Fail);
+                }
+                mapped += 1;
+            }
+            if table.iter().any(|p| p.is_page() && p.has(DIRTY)) {
+                self.folios.get_mut(id).flags |= crate::folio::flags::DIRTY;
+            }
+            for i in 0..HPAGE_PMD_NR as usize {
+                self.mms[mmi].pgt.pte_table_mut(tidx)[i] = Pte::NONE;
+            }
+            if mapped > 0 {
+                for (i, pte) in table.iter().enumerate() {
+                    if pte.is_page() {
+                        self.folio_remove_rmap_ptes(id, to_u32(i), 1, mmi);
+                    }
+                }
+                self.mms[mmi].add_mm_counter(MmCounter::ShmemPages, -i64::from(mapped));
+            }
+            let pfn = self.mms[mmi].pgt.free_pte_table(tidx);
+            *self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd") = Pmd::NONE;
+            self.free_pgtable_page(pfn);
+        }
+        let vmf = crate::fault::Vmf::new(mmi, *vma, haddr, crate::fault::FaultFlags::default());
+        Some(if self.do_set_pmd(&vmf, id) {
+            ScanResult::Succeed
+        } else {
+            ScanResult::Fail
         })
     }
 

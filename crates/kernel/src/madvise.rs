@@ -1,7 +1,8 @@
 //! madvise(2), after `mm/madvise.c` (Linux 6.18): the common argument checks, the walk over
 //! VMAs with ENOMEM for unmapped holes, advice that changes VMA flags (split and merge:
 //! `madvise_update_vma`, with `hugepage_madvise` for HUGEPAGE/NOHUGEPAGE), MADV_DONTNEED
-//! (zap, which splits a PMD only partly covered) and MADV_POPULATE_READ/WRITE
+//! (zap, which splits a PMD only partly covered), MADV_COLD (`can_madv_lru_vma`, then the
+//! split walk of `split.rs`, anonymous and shmem alike) and MADV_POPULATE_READ/WRITE
 //! (`madvise_populate`). Advice the model does not implement returns EOPNOTSUPP so a caller
 //! can never mistake it for the kernel's answer.
 
@@ -82,8 +83,6 @@ impl Kernel {
                     match advice {
                         // MADV_FREE is for anonymous memory only.
                         Advice::Free => return Err(Errno::EINVAL),
-                        // Cold file folios are not modelled (no LRU).
-                        Advice::Cold => return Err(Errno::EOPNOTSUPP),
                         Advice::Remove => {
                             // madvise_remove(): a hole punched in the file behind the range.
                             if !vma.has(vmf::SHARED) {

@@ -129,17 +129,21 @@ impl Kernel {
     }
 
     /// `shmem_huge_global_enabled`: the mount policy's answer (PMD order or nothing).
+    /// `shmem_huge_force` (MADV_COLLAPSE) allows the PMD order whatever the policy, unless
+    /// `shmem_enabled` is `deny`.
     fn shmem_huge_global_enabled(
         &self,
         ino: InodeId,
         index: u64,
         write_end: u64,
         vm_flags: u32,
+        shmem_huge_force: bool,
     ) -> u16 {
         let global = self.sysfs.shmem_enabled;
         match global {
             ShmemHuge::Deny => return 0,
             ShmemHuge::Force => return PMD_ORDER_BIT,
+            _ if shmem_huge_force => return PMD_ORDER_BIT,
             _ => {}
         }
         let policy = self.shmem.inodes[ino.index()].mount_huge.unwrap_or(global);
@@ -160,21 +164,25 @@ impl Kernel {
     }
 
     /// `shmem_allowable_huge_orders`: the orders a folio at `index` may have, for a fault
-    /// through `vma` (of mm `mmi`) or, without one, for fallocate.
+    /// through `vma` (of mm `mmi`) or, without one, for fallocate; `shmem_huge_force` for
+    /// MADV_COLLAPSE (`TVA_FORCED_COLLAPSE`: only VM_NOHUGEPAGE and a complete prctl disable
+    /// refuse, and the mount policy allows the PMD order unless `deny`).
     pub(crate) fn shmem_allowable_huge_orders(
         &self,
         ino: InodeId,
         vma: Option<(MmId, &Vma)>,
         index: u64,
         write_end: u64,
+        shmem_huge_force: bool,
     ) -> u16 {
         if let Some((mmi, v)) = vma {
-            if self.vma_thp_disabled(mmi, v) {
+            if self.vma_thp_disabled_forced(mmi, v, shmem_huge_force) {
                 return 0;
             }
         }
         let vm_flags = vma.map_or(0, |(_, v)| v.flags);
-        let global = self.shmem_huge_global_enabled(ino, index, write_end, vm_flags);
+        let global =
+            self.shmem_huge_global_enabled(ino, index, write_end, vm_flags, shmem_huge_force);
         if vma.is_none() {
             return global;
         }
@@ -262,8 +270,13 @@ impl Kernel {
             }
             return Ok(id);
         }
-        let orders =
-            self.shmem_allowable_huge_orders(ino, fault.map(|(m, v, _)| (m, v)), index, write_end);
+        let orders = self.shmem_allowable_huge_orders(
+            ino,
+            fault.map(|(m, v, _)| (m, v)),
+            index,
+            write_end,
+            false,
+        );
         let folio = self
             .shmem_alloc_and_add_folio(ino, index, fault.map(|(_, v, a)| (v, a)), orders)
             .or_else(|| self.shmem_alloc_and_add_folio(ino, index, None, 0))
@@ -481,12 +494,14 @@ impl Kernel {
         (pmds, ptes)
     }
 
-    /// `folio_split` (non-uniform, 6.15+) of the page-cache folio `id` at page `at` (index
-    /// inside the folio): the page becomes an order-0 folio and the rest buddy-sized folios
-    /// around it. `unmap_folio` first: a file folio is simply unmapped everywhere
-    /// (`try_to_unmap`; PMDs are split, i.e. zapped, with `thp_split_pmd`) and faulted back
-    /// on demand. Counts `thp_split_page` / per-size `split` for the source order.
-    fn shmem_split_folio(&mut self, id: FolioId, at: u32) {
+    /// `__folio_split` of the page-cache folio `id`: with `Some(at)` the non-uniform
+    /// `folio_split` (6.15+, truncation) at page `at` (index inside the folio): the page
+    /// becomes an order-0 folio and the rest buddy-sized folios around it; with `None` the
+    /// uniform `split_folio` to order 0 (MADV_COLD). `unmap_folio` first: a file folio is
+    /// simply unmapped everywhere (`try_to_unmap`; PMDs are split, i.e. zapped, with
+    /// `thp_split_pmd`) and faulted back on demand. Counts `thp_split_page` / per-size
+    /// `split` for the source order.
+    pub(crate) fn shmem_split_folio(&mut self, id: FolioId, at: Option<u32>) {
         let (ino, first) = self.shmem.owner[&id];
         let (pmds, _) = self.folio_file_mappings(ino, id, first);
         for (mmi, haddr) in pmds {
@@ -503,21 +518,25 @@ impl Kernel {
             self.vmstat.add(VmItem::NrShmemHugepages, -1);
         }
         self.vmstat.mthp_count(f.order, MthpStat::Split);
-        // The pieces: at each level the half without `at` stays whole.
         let mut pieces: Vec<(u32, u8)> = Vec::new();
-        let (mut lo, mut order) = (0u32, f.order);
-        while order > 0 {
-            order -= 1;
-            let half = 1u32 << order;
-            if at < lo + half {
-                pieces.push((lo + half, order));
-            } else {
-                pieces.push((lo, order));
-                lo += half;
+        if let Some(at) = at {
+            // Non-uniform: at each level the half without `at` stays whole.
+            let (mut lo, mut order) = (0u32, f.order);
+            while order > 0 {
+                order -= 1;
+                let half = 1u32 << order;
+                if at < lo + half {
+                    pieces.push((lo + half, order));
+                } else {
+                    pieces.push((lo, order));
+                    lo += half;
+                }
             }
+            pieces.push((lo, 0));
+            pieces.sort_unstable();
+        } else {
+            pieces.extend((0..f.nr_pages()).map(|i| (i, 0)));
         }
-        pieces.push((lo, 0));
-        pieces.sort_unstable();
         let nonzero = self.folios.meta(id).nonzero;
         let inherit = f.flags & (flags::DIRTY | flags::SHMEM);
         let uptodate = !self.shmem.not_uptodate.remove(&id);
@@ -570,14 +589,14 @@ impl Kernel {
             return;
         }
         let ino = self.shmem.owner[&id].0;
-        self.shmem_split_folio(id, page_u32(offset / PAGE_SIZE));
+        self.shmem_split_folio(id, Some(page_u32(offset / PAGE_SIZE)));
         if offset + length == size {
             return;
         }
         let at2 = first + (offset + length) / PAGE_SIZE;
         if let Some((f2, first2)) = self.filemap_get_folio(ino, at2) {
             if self.folios.get(f2).order > 0 {
-                self.shmem_split_folio(f2, page_u32(at2 - first2));
+                self.shmem_split_folio(f2, Some(page_u32(at2 - first2)));
             }
         }
     }

@@ -29,11 +29,17 @@ enum LazyAdvice {
 }
 
 impl Kernel {
-    /// `split_folio`: splits a large anonymous folio into order-0 folios. False (and
-    /// `thp_split_page_failed`) if references other than mappings exist.
+    /// `split_folio`: splits a large folio into order-0 folios. False (and
+    /// `thp_split_page_failed`) if references other than mappings exist. A page-cache (shmem)
+    /// folio takes `__folio_split`'s file path (`shmem_split_folio`: unmapped everywhere,
+    /// split in the page cache; the model has no pins, so that never fails).
     pub(crate) fn split_folio(&mut self, id: FolioId) -> bool {
         let f = *self.folios.get(id);
         if f.order == 0 {
+            return true;
+        }
+        if self.shmem.owner.contains_key(&id) {
+            self.shmem_split_folio(id, None);
             return true;
         }
         let nr = f.nr_pages();

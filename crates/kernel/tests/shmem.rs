@@ -114,3 +114,58 @@ fn private_mapping_cows_and_truncate_removes_copies_past_eof() {
         Err(thpsim_kernel::errno::Signal::Sigbus)
     );
 }
+
+#[test]
+fn cold_on_part_of_a_pmd_splits_to_order_0_and_unmaps() {
+    let (mut k, pid) = kernel(&[("shmem_enabled", "always")]);
+    k.mmap(pid, BASE, 2 * M, Prot::RW, SHARED).unwrap();
+    k.access_seq(pid, BASE, BASE + 2 * M, 4096, AccessPattern::Write)
+        .unwrap();
+    k.madvise(pid, BASE, 2 * M, Advice::Cold).unwrap();
+    assert_eq!(k.vmstat.get(VmItem::ThpSplitPage), 0);
+    k.madvise(pid, BASE + 4096, 4096, Advice::Cold).unwrap();
+    k.check_invariants().unwrap();
+    assert_eq!(k.vmstat.get(VmItem::ThpSplitPmd), 1);
+    assert_eq!(k.vmstat.get(VmItem::ThpSplitPage), 1);
+    assert_eq!(k.vmstat.get(VmItem::NrShmemHugepages), 0);
+    assert_eq!(k.vmstat.get(VmItem::NrShmem), 512);
+    assert_eq!(orders(&k, pid, BASE, 2 * M), vec![(Backing::None, 512)]);
+    let before = k.task(pid).unwrap().minflt;
+    k.access_seq(pid, BASE, BASE + 2 * M, 4096, AccessPattern::Read)
+        .unwrap();
+    k.check_invariants().unwrap();
+    assert_eq!(k.task(pid).unwrap().minflt - before, 32);
+    assert_eq!(orders(&k, pid, BASE, 2 * M), vec![(Backing::Shmem, 512)]);
+}
+
+#[test]
+fn collapse_remaps_a_cached_pmd_folio_and_frees_the_pte_table() {
+    let (mut k, pid) = kernel(&[("shmem_enabled", "always")]);
+    let ino = k.shmem_new_inode(2 * M, None, false);
+    k.shmem_fallocate(ino, FallocMode::default(), 0, 2 * M)
+        .unwrap();
+    k.mmap_shmem(pid, BASE, 2 * M, Prot::RW, SHARED, (ino, 0))
+        .unwrap();
+    k.madvise(pid, BASE, 2 * M, Advice::Nohugepage).unwrap();
+    k.access(pid, BASE, AccessKind::Read).unwrap();
+    assert_eq!(
+        orders(&k, pid, BASE, 2 * M),
+        vec![(Backing::ShmemPte { order: 9 }, 512)]
+    );
+    let tables = k.vmstat.get(VmItem::NrPageTablePages);
+    // VM_NOHUGEPAGE refuses first, before any page is looked at.
+    assert_eq!(
+        k.madvise(pid, BASE, 2 * M, Advice::Collapse),
+        Err(thpsim_kernel::errno::Errno::EINVAL)
+    );
+    k.madvise(pid, BASE, 2 * M, Advice::Hugepage).unwrap();
+    k.madvise(pid, BASE, 2 * M, Advice::Collapse).unwrap();
+    k.check_invariants().unwrap();
+    assert_eq!(k.vmstat.get(VmItem::NrPageTablePages), tables - 1);
+    assert_eq!(k.vmstat.get(VmItem::ThpFileMapped), 1);
+    assert_eq!(k.vmstat.get(VmItem::ThpCollapseAlloc), 0);
+    assert_eq!(orders(&k, pid, BASE, 2 * M), vec![(Backing::ShmemPmd, 512)]);
+    // Again: already PMD-mapped, nothing to do.
+    k.madvise(pid, BASE, 2 * M, Advice::Collapse).unwrap();
+    assert_eq!(k.vmstat.get(VmItem::ThpFileMapped), 1);
+}

@@ -205,7 +205,8 @@ impl Weights {
     /// below the host's). The generator also keeps out what the model
     /// refuses rather than guesses on shmem: a program with shmem mappings gets no khugepaged
     /// passes (`khugepaged` ops, mid-run `sysfs` writes, which can wake it) and the other way
-    /// round (`collapse_file` is not modelled), and no MADV_COLLAPSE/MADV_COLD on them.
+    /// round (`collapse_file` is not modelled), and no MADV_COLLAPSE on them (the model
+    /// answers it exactly only where no `collapse_file` is needed; elsewhere EOPNOTSUPP).
     pub fn host() -> Self {
         let mut w = Weights::model();
         w.model_only = false;
@@ -515,17 +516,15 @@ impl<E: Entropy> Gen<'_, E> {
 
     fn madvise(&mut self) -> Option<String> {
         let r = self.range()?;
-        // The model refuses MADV_COLLAPSE and MADV_COLD on shmem (EOPNOTSUPP) rather than
-        // guess: not for the host.
+        // MADV_COLLAPSE on shmem needs collapse_file, which the model refuses (EOPNOTSUPP)
+        // rather than guess: not for the host.
         let name = r.split(['+', ' ']).next().unwrap_or_default();
         let shmem = self.maps.iter().any(|m| m.name == name && m.shmem);
         let modelled: Vec<&str> = Advice::ALL
             .iter()
             .filter(|a| a.1.is_modelled())
             .filter(|a| self.w.model_only || a.1 != Advice::PopulatePgtable)
-            .filter(|a| {
-                self.w.model_only || !shmem || !matches!(a.1, Advice::Collapse | Advice::Cold)
-            })
+            .filter(|a| self.w.model_only || !shmem || a.1 != Advice::Collapse)
             .map(|a| a.0)
             .collect();
         let a = *pick(self.e, &modelled);
