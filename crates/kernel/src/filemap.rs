@@ -28,7 +28,8 @@ use crate::Kernel;
 /// Whether `vm_page_prot` of a shmem VMA is writable: shared and writable, and no write
 /// notification wanted (`vma_wants_writenotify`: shmem has no `page_mkwrite` and no writeback,
 /// but a uffd-wp registration asks for write faults; `userfaultfd_set_vm_flags` recomputes the
-/// protection, so pages mapped after it are read-only and a write takes `wp_page_shared`).
+/// protection, so pages a read maps after it are read-only and a later write takes
+/// `wp_page_shared`).
 fn vma_shared_writable_no_notify(vma: &crate::mm::Vma) -> bool {
     vma.has(vmf::SHARED) && vma.has(vmf::WRITE) && !vma.has(vmf::UFFD_WP)
 }
@@ -192,7 +193,9 @@ impl Kernel {
         let vma = vmf.vma;
         let mut bits = YOUNG;
         let writable = vma_shared_writable_no_notify(&vma);
-        if writable {
+        // A write fault maps the page writable whatever vm_page_prot says (maybe_mkwrite:
+        // VM_WRITE is enough); only read faults and fault-around honour the write notification.
+        if writable || (vmf.is_write() && vma.has(vmf::SHARED) && vma.has(vmf::WRITE)) {
             bits |= WRITE;
         }
         if vmf.is_write() || (writable && self.folios.get(folio).test(flags::DIRTY)) {
@@ -227,7 +230,10 @@ impl Kernel {
             return false;
         }
         let mut bits = YOUNG;
-        if vma_shared_writable_no_notify(&vma) {
+        // maybe_pmd_mkwrite() for a write fault, as set_pte_range does.
+        if vma_shared_writable_no_notify(&vma)
+            || (vmf.is_write() && vma.has(vmf::SHARED) && vma.has(vmf::WRITE))
+        {
             bits |= WRITE;
         }
         if vmf.is_write() {
