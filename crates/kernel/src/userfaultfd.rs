@@ -157,6 +157,9 @@ impl Kernel {
             if !v.has(vmf::UFFD_WP) {
                 return Err(Errno::ENOENT);
             }
+            // userfaultfd_wp_use_markers(): a file (shmem) VMA always protects none PTEs with
+            // markers; anonymous memory only with WP_UNPOPULATED.
+            let markers = markers || v.backing.inode().is_some();
             self.uffd_wp_range(mmi, &v, start.max(v.start), end.min(v.end), wp, markers);
         }
         Ok(())
