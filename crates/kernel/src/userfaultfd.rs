@@ -178,6 +178,11 @@ impl Kernel {
         // Only installing markers (pgtable_populate_needed) visits none PMDs; otherwise the
         // walk skips them as change_pmd_range does.
         let populate = wp && markers;
+        // A shared VMA registered for uffd-wp has a read-only vm_page_prot (write
+        // notification), which change_protection applies to every present entry: resolving
+        // (UFFDIO_WRITEPROTECT mode 0, or the unregister) leaves shmem pages read-only, dirty
+        // or not, until a write fault (measured, FINDINGS.md §15).
+        let notify = vma.has(vmf::SHARED) && vma.has(vmf::UFFD_WP);
         let mut slot = start & PMD_MASK;
         while let Some(next) = if populate {
             (slot < end).then_some(slot)
@@ -193,7 +198,7 @@ impl Kernel {
                     let writable = vma.has(vmf::WRITE);
                     let entry = self.mms[mmi].pgt.pmd_mut(slot).expect("pmd");
                     entry.set(UFFD_WP, wp);
-                    if wp {
+                    if wp || notify {
                         entry.set(WRITE, false);
                     } else if writable && entry.is_thp() && entry.has(EXCLUSIVE) {
                         // MM_CP_TRY_CHANGE_WRITABLE: can_change_pmd_writable().
@@ -227,6 +232,10 @@ impl Kernel {
                     *p = Pte::NONE;
                 } else if p.is_present() {
                     p.set(UFFD_WP, false);
+                    if notify {
+                        p.set(WRITE, false);
+                        continue;
+                    }
                     // MM_CP_TRY_CHANGE_WRITABLE (private writable VMA): an exclusive anon page
                     // gets write permission back (can_change_pte_writable); the zero page not.
                     if writable
