@@ -290,7 +290,6 @@ pub fn preflight() -> Result<(), String> {
     }
 }
 
-/// Whether PMD-sized THP is enabled in some mode (khugepaged runs): `hugepage_pmd_enabled()`.
 /// The PMD size's `enabled` file.
 const PMD_SIZE_KNOB: &str = "hugepages-2048kB/enabled";
 
@@ -305,8 +304,35 @@ fn pmd_thp_policy() -> String {
     }
 }
 
+/// Whether PMD-sized anonymous THP is enabled in some mode (`always` or `madvise`, `inherit`
+/// resolved): what the sentinel's registration needs.
 fn pmd_thp_enabled() -> bool {
     matches!(pmd_thp_policy().as_str(), "always" | "madvise")
+}
+
+/// `shmem_hpage_pmd_enabled()` (mm/shmem.c, 6.18) read from the host's knobs: some shmem
+/// object may get a PMD-sized folio. `deny` turns it off whatever the PMD size says;
+/// `inherit` follows `shmem_enabled` unless that is `never`.
+fn shmem_hpage_pmd_enabled() -> bool {
+    let top = sysfs::read_knob("shmem_enabled").unwrap_or_default();
+    if top == "deny" {
+        return false;
+    }
+    let pmd =
+        sysfs::read_knob("hugepages-2048kB/shmem_enabled").unwrap_or_else(|_| "inherit".into());
+    match pmd.as_str() {
+        "always" | "advise" | "within_size" => true,
+        "inherit" => top != "never" && !top.is_empty(),
+        _ => false,
+    }
+}
+
+/// `hugepage_pmd_enabled()` (mm/khugepaged.c, 6.18; no `CONFIG_READ_ONLY_THP_FOR_FS` on the
+/// host): whether the khugepaged thread runs, the rule `start_stop_khugepaged` applies after
+/// every knob store: the anonymous PMD size enabled, or shmem's
+/// (`Kernel::hugepage_pmd_enabled` is the model's).
+fn hugepage_pmd_enabled() -> bool {
+    pmd_thp_enabled() || shmem_hpage_pmd_enabled()
 }
 
 fn cpu_has_pku() -> bool {
@@ -1276,7 +1302,7 @@ impl Backend for HostBackend {
                 Ok(Self::outcome(r, Some(0)))
             }
             BackendOp::KhugepagedScan { passes } => {
-                if !pmd_thp_enabled() && khugepaged::khugepaged_pid().is_none() {
+                if !hugepage_pmd_enabled() && khugepaged::khugepaged_pid().is_none() {
                     // PMD-sized THP is off, so there is no khugepaged thread and no pass.
                     return Ok(OpOutcome {
                         result: Ok(0),
@@ -1367,7 +1393,8 @@ impl Backend for HostBackend {
                 // pass is asynchronous, so wait for it before the next op or snapshot.
                 let wake = self.khugepaged_control
                     && (rel == khugepaged::SCAN_SLEEP_KNOB || rel == khugepaged::ALLOC_SLEEP_KNOB);
-                let pmd_before = pmd_thp_enabled();
+                // Whether the thread ran before the write (start_stop_khugepaged's rule).
+                let pmd_before = hugepage_pmd_enabled();
                 let idle_before = match (&self.khugepaged_idle, khugepaged::khugepaged_pid()) {
                     (Ok(idle), Some(kpid)) if wake && pmd_before => Some((
                         kpid,
@@ -1384,7 +1411,7 @@ impl Backend for HostBackend {
                         if let (Some((kpid, rt)), Ok(idle)) = (idle_before, &self.khugepaged_idle) {
                             khugepaged::wait_idle(kpid, idle, Some(rt), std::time::Duration::from_secs(60))
                                 .map_err(|e| err(format!("khugepaged pass after {knob}={value}: {e}")))?;
-                        } else if self.khugepaged_control && !pmd_before && pmd_thp_enabled() {
+                        } else if self.khugepaged_control && !pmd_before && hugepage_pmd_enabled() {
                             // start_stop_khugepaged() started a new thread, which scans at once.
                             if let Some(w) = khugepaged::wait_quiescent(full_scans_before) {
                                 self.warnings.push(w);

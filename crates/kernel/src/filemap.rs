@@ -9,7 +9,8 @@
 //!
 //! PTE permissions follow `vm_page_prot`: a shared writable mapping of shmem needs no write
 //! notification (no `page_mkwrite`, no writeback), so even a read fault maps the page
-//! writable; a private mapping maps page-cache pages read-only.
+//! writable, unless the VMA is registered for uffd-wp; a private mapping maps page-cache pages
+//! read-only.
 
 use crate::errno::Errno;
 use crate::fault::{VmFault, Vmf};
@@ -23,6 +24,15 @@ use crate::types::{HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SHIFT, PAGE_SIZE, PMD_MAS
 use crate::util::page_u32;
 use crate::vmstat::VmItem;
 use crate::Kernel;
+
+/// Whether `vm_page_prot` of a shmem VMA is writable: shared and writable, and no write
+/// notification wanted (`vma_wants_writenotify`: shmem has no `page_mkwrite` and no writeback,
+/// but a uffd-wp registration asks for write faults; `userfaultfd_set_vm_flags` recomputes the
+/// protection, so pages a read maps after it are read-only and a later write takes
+/// `wp_page_shared`).
+fn vma_shared_writable_no_notify(vma: &crate::mm::Vma) -> bool {
+    vma.has(vmf::SHARED) && vma.has(vmf::WRITE) && !vma.has(vmf::UFFD_WP)
+}
 
 /// `fault_around_bytes` (64 KiB, debugfs) in pages.
 const FAULT_AROUND_PAGES: u64 = 16;
@@ -86,10 +96,24 @@ impl Kernel {
     }
 
     /// `__do_fault` → `shmem_fault`: the folio caching the faulting index (allocated per the
-    /// huge policy if absent); beyond i_size SIGBUS.
+    /// huge policy if absent); beyond i_size SIGBUS. In a VMA registered for MISSING faults
+    /// an index absent from the page cache is the monitor's to fill (`shmem_get_folio_gfp`
+    /// calls `handle_userfault` where it would allocate): a none PTE over a cached page is
+    /// no userfault.
     fn do_fault_folio(&mut self, vmf: &Vmf, ino: InodeId) -> Result<FolioId, VmFault> {
         let index = vmf.pgoff;
         let vma = vmf.vma;
+        if vma.has(vmf::UFFD_MISSING)
+            && index < self.shmem_inode(ino).size.div_ceil(PAGE_SIZE)
+            && self.filemap_get_folio(ino, index).is_none()
+        {
+            let write = if vmf.is_write() {
+                crate::userfaultfd_ctx::FLAG_WRITE
+            } else {
+                0
+            };
+            return Err(VmFault::Userfault(write));
+        }
         match self.shmem_get_folio(ino, index, 0, Some((vmf.mm, &vma, vmf.address)), Sgp::Cache) {
             Ok(f) => Ok(f),
             Err(Errno::EINVAL) => Err(VmFault::Sigbus),
@@ -176,8 +200,10 @@ impl Kernel {
         let mmi = vmf.mm;
         let vma = vmf.vma;
         let mut bits = YOUNG;
-        let writable = vma.has(vmf::SHARED) && vma.has(vmf::WRITE);
-        if writable {
+        let writable = vma_shared_writable_no_notify(&vma);
+        // A write fault maps the page writable whatever vm_page_prot says (maybe_mkwrite:
+        // VM_WRITE is enough); only read faults and fault-around honour the write notification.
+        if writable || (vmf.is_write() && vma.has(vmf::SHARED) && vma.has(vmf::WRITE)) {
             bits |= WRITE;
         }
         if vmf.is_write() || (writable && self.folios.get(folio).test(flags::DIRTY)) {
@@ -212,7 +238,10 @@ impl Kernel {
             return false;
         }
         let mut bits = YOUNG;
-        if vma.has(vmf::SHARED) && vma.has(vmf::WRITE) {
+        // maybe_pmd_mkwrite() for a write fault, as set_pte_range does.
+        if vma_shared_writable_no_notify(&vma)
+            || (vmf.is_write() && vma.has(vmf::SHARED) && vma.has(vmf::WRITE))
+        {
             bits |= WRITE;
         }
         if vmf.is_write() {

@@ -82,7 +82,9 @@ impl Kernel {
     fn change_protection(&mut self, mmi: MmId, start: u64, end: u64, flags: u32) {
         let accessible = flags & vmf::PROT_MASK != 0;
         let writable = flags & vmf::WRITE != 0;
-        let shared = flags & vmf::SHARED != 0;
+        // vma_wants_writenotify(): a shared VMA registered for uffd-wp keeps write faults
+        // (vm_page_prot without write), so no PTE of it is made writable here.
+        let shared = flags & vmf::SHARED != 0 && flags & vmf::UFFD_WP == 0;
         let mut slot = start & PMD_MASK;
         while let Some(next) = self.next_pmd_slot(mmi, slot, end) {
             slot = next;

@@ -10,8 +10,10 @@
 //!
 //! The policy follows what the host build shows (scenarios/conformance/FINDINGS.md §14): page faults consult the
 //! per-size `hugepages-<N>kB/shmem_enabled` knobs for every shmem mapping, with `inherit`
-//! following the mount policy (`shmem_enabled` for the internal mount); `fallocate` follows
-//! the mount policy only, which for `always` means PMD size whatever the size.
+//! following the mount policy (`shmem_enabled` for the internal mount); `fallocate` (no VMA)
+//! follows the mount policy only, which there allows every page-cache order (8 KiB to 2 MiB,
+//! PMD size first; `within_size`: the blocks that end inside the file or the fallocated
+//! range; FINDINGS.md §15).
 //!
 //! Deviations: no swap, no memcg charge failures, no tmpfs size limits, no pins (so a split
 //! never fails), no shmem shrinker for huge folios beyond i_size.
@@ -29,9 +31,19 @@ use crate::Kernel;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeMap;
 
-/// Orders a shmem page-cache folio may have on x86-64 for the paths the model has
-/// (`maybe_pmd_order`).
+/// The PMD order as a mask (`maybe_pmd_order`).
 const PMD_ORDER_BIT: u16 = 1 << HPAGE_PMD_ORDER;
+
+/// Every page-cache order as a mask (`THP_ORDERS_ALL_FILE_DEFAULT`, orders 1..=9 on x86-64).
+const FILE_ORDER_BITS: u16 = {
+    let mut m = 0;
+    let mut i = 0;
+    while i < crate::sysfs::FILE_ORDERS.len() {
+        m |= 1 << crate::sysfs::FILE_ORDERS[i];
+        i += 1;
+    }
+    m
+};
 
 /// Where a folio is mapped: PMD mappings `(mm, haddr)` and PTE mappings
 /// `(mm, addr, page index in the folio)`.
@@ -128,7 +140,11 @@ impl Kernel {
         0
     }
 
-    /// `shmem_huge_global_enabled`: the mount policy's answer (PMD order or nothing).
+    /// `shmem_huge_global_enabled`: the mount policy's answer. A fault (`vma` is `Some`, its
+    /// flags) gets the PMD order or nothing: a mapping has no write size to go by. Without a
+    /// VMA (fallocate) `always` allows every page-cache order, PMD size tried first and smaller
+    /// ones after it (6.18: tmpfs `huge=` extended to any size), and `within_size` those whose
+    /// aligned block ends inside `max(i_size, write_end)`. `force` stays PMD only.
     /// `shmem_huge_force` (MADV_COLLAPSE) allows the PMD order whatever the policy, unless
     /// `shmem_enabled` is `deny`.
     fn shmem_huge_global_enabled(
@@ -136,7 +152,7 @@ impl Kernel {
         ino: InodeId,
         index: u64,
         write_end: u64,
-        vm_flags: u32,
+        vma: Option<u32>,
         shmem_huge_force: bool,
     ) -> u16 {
         let global = self.sysfs.shmem_enabled;
@@ -147,12 +163,19 @@ impl Kernel {
             _ => {}
         }
         let policy = self.shmem.inodes[ino.index()].mount_huge.unwrap_or(global);
-        let advised = vm_flags & vmf::HUGEPAGE != 0;
+        let advised = vma.is_some_and(|f| f & vmf::HUGEPAGE != 0);
+        let orders = if vma.is_some() {
+            PMD_ORDER_BIT
+        } else {
+            FILE_ORDER_BITS
+        };
         match policy {
-            ShmemHuge::Always | ShmemHuge::Force => PMD_ORDER_BIT,
+            ShmemHuge::Always | ShmemHuge::Force => orders,
             ShmemHuge::WithinSize => {
-                let w = self.shmem_get_orders_within_size(ino, PMD_ORDER_BIT, index, write_end);
-                if w != 0 || advised {
+                let w = self.shmem_get_orders_within_size(ino, orders, index, write_end);
+                if w != 0 {
+                    w
+                } else if advised {
                     PMD_ORDER_BIT
                 } else {
                     0
@@ -181,9 +204,16 @@ impl Kernel {
             }
         }
         let vm_flags = vma.map_or(0, |(_, v)| v.flags);
-        let global =
-            self.shmem_huge_global_enabled(ino, index, write_end, vm_flags, shmem_huge_force);
+        let global = self.shmem_huge_global_enabled(
+            ino,
+            index,
+            write_end,
+            vma.map(|_| vm_flags),
+            shmem_huge_force,
+        );
         if vma.is_none() {
+            // No VMA (fallocate): the mount policy alone; the per-size knobs are for mappings
+            // of anonymous shmem.
             return global;
         }
         match self.sysfs.shmem_enabled {
@@ -337,6 +367,13 @@ impl Kernel {
             suitable &= !(1 << order);
         }
         None
+    }
+
+    /// A new uptodate order-0 folio cached at `index` (which must be free): the page
+    /// `shmem_mfill_atomic_pte` allocates for UFFDIO_COPY / UFFDIO_ZEROPAGE. None: ENOMEM.
+    pub(crate) fn shmem_add_new_folio(&mut self, ino: InodeId, index: u64) -> Option<FolioId> {
+        debug_assert!(self.filemap_get_folio(ino, index).is_none());
+        self.shmem_alloc_and_add_folio(ino, index, None, 0)
     }
 
     /// `shmem_add_to_page_cache`: the cache takes `nr_pages` references.
@@ -709,16 +746,25 @@ impl Kernel {
         Ok(())
     }
 
-    /// ftruncate(2) on a shmem object (`shmem_setattr`): shrinking unmaps everything beyond
-    /// the new end, private COW copies included, and truncates the cache.
+    /// ftruncate(2) on a shmem object (`shmem_setattr`): a size not above the old one unmaps
+    /// everything beyond the new end (private COW copies included) when the old size reached
+    /// past it, and truncates the cache beyond it, so an ftruncate to the same size still
+    /// drops folios that `KEEP_SIZE` fallocated beyond EOF.
     pub fn shmem_truncate(&mut self, ino: InodeId, size: u64) -> Result<(), Errno> {
         let old = self.shmem.inodes[ino.index()].size;
         self.shmem.inodes[ino.index()].size = size;
-        if size < old {
+        if size <= old {
             let hole = size.div_ceil(PAGE_SIZE);
-            self.unmap_mapping_range(ino, hole, u64::MAX - 1, true);
-            self.shmem_undo_range(ino, size, u64::MAX);
-            self.unmap_mapping_range(ino, hole, u64::MAX - 1, true);
+            let unmap = old > hole * PAGE_SIZE;
+            if unmap {
+                self.unmap_mapping_range(ino, hole, u64::MAX - 1, true);
+            }
+            if self.shmem.inodes[ino.index()].nr_pages > 0 {
+                self.shmem_undo_range(ino, size, u64::MAX);
+            }
+            if unmap {
+                self.unmap_mapping_range(ino, hole, u64::MAX - 1, true);
+            }
         }
         Ok(())
     }

@@ -147,6 +147,15 @@ impl ShmemSizeEnabled {
 /// order 1 is never used for anonymous memory).
 pub const ANON_ORDERS: [u8; 8] = [2, 3, 4, 5, 6, 7, 8, 9];
 
+/// Page-cache folio orders on x86-64 (`THP_ORDERS_ALL_FILE_DEFAULT`: orders 1 up to
+/// `MAX_PAGECACHE_ORDER`, which is the PMD order). Order 1 (8 KiB) exists only for files and
+/// shmem, so its `hugepages-8kB` directory has `shmem_enabled` and stats but no `enabled`.
+pub const FILE_ORDERS: [u8; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+
+/// The orders with a `hugepages-<size>kB/stats` directory (`THP_ORDERS_ALL`: anonymous and
+/// file orders).
+pub const MTHP_STAT_ORDERS: [u8; 9] = FILE_ORDERS;
+
 /// `hugepages-<size>kB` for an order.
 pub fn order_to_size_kb(order: u8) -> u64 {
     4u64 << order

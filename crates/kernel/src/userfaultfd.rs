@@ -11,7 +11,8 @@
 //! 2 MiB block or the VMA; copy or zero-fill the missing page), as a monitor thread would with
 //! ioctls that take no faults in the faulting task. The blocked attempt returns
 //! `VM_FAULT_RETRY` (not counted); the in-kernel retry is counted once, as the 6.18 host shows.
-//! Deviations: one uffd per process; no MINOR faults (no shmem); no fork/remap/remove events.
+//! Deviations: one uffd per process; no MINOR mode (UFFDIO_CONTINUE); no fork/remap/remove
+//! events.
 
 use crate::errno::Errno;
 use crate::ids::MmId;
@@ -167,6 +168,9 @@ impl Kernel {
             if !v.has(vmf::UFFD_WP) {
                 return Err(Errno::ENOENT);
             }
+            // userfaultfd_wp_use_markers(): a file (shmem) VMA always protects none PTEs with
+            // markers; anonymous memory only with WP_UNPOPULATED.
+            let markers = markers || v.backing.inode().is_some();
             self.uffd_wp_range(mmi, &v, start.max(v.start), end.min(v.end), wp, markers);
         }
         Ok(())
@@ -185,6 +189,11 @@ impl Kernel {
         // Only installing markers (pgtable_populate_needed) visits none PMDs; otherwise the
         // walk skips them as change_pmd_range does.
         let populate = wp && markers;
+        // A shared VMA registered for uffd-wp has a read-only vm_page_prot (write
+        // notification), which change_protection applies to every present entry: resolving
+        // (UFFDIO_WRITEPROTECT mode 0, or the unregister) leaves shmem pages read-only, dirty
+        // or not, until a write fault (measured, FINDINGS.md §15).
+        let notify = vma.has(vmf::SHARED) && vma.has(vmf::UFFD_WP);
         let mut slot = start & PMD_MASK;
         while let Some(next) = if populate {
             (slot < end).then_some(slot)
@@ -200,7 +209,7 @@ impl Kernel {
                     let writable = vma.has(vmf::WRITE);
                     let entry = self.mms[mmi].pgt.pmd_mut(slot).expect("pmd");
                     entry.set(UFFD_WP, wp);
-                    if wp {
+                    if wp || notify {
                         entry.set(WRITE, false);
                     } else if writable && entry.is_thp() && entry.has(EXCLUSIVE) {
                         // MM_CP_TRY_CHANGE_WRITABLE: can_change_pmd_writable().
@@ -234,6 +243,10 @@ impl Kernel {
                     *p = Pte::NONE;
                 } else if p.is_present() {
                     p.set(UFFD_WP, false);
+                    if notify {
+                        p.set(WRITE, false);
+                        continue;
+                    }
                     // MM_CP_TRY_CHANGE_WRITABLE (private writable VMA): an exclusive anon page
                     // gets write permission back (can_change_pte_writable); the zero page not.
                     if writable
@@ -251,7 +264,9 @@ impl Kernel {
 
     /// `UFFDIO_COPY` / `UFFDIO_ZEROPAGE` (`mode`): fill none PTEs of a registered range with
     /// new order-0 pages (or the zero page). EEXIST at the first populated entry; the pages
-    /// filled before it stay.
+    /// filled before it stay. In a shared shmem VMA each page is a new page-cache folio
+    /// (`shmem_mfill_atomic_pte`); a private shmem VMA gets anonymous pages or the zero page
+    /// as private anonymous memory does, without filling the file.
     pub fn uffd_fill(&mut self, pid: Pid, start: u64, len: u64, mode: Mfill) -> Result<(), Errno> {
         let (zero, wp) = match mode {
             Mfill::Copy { wp } => (false, wp),
@@ -267,8 +282,8 @@ impl Kernel {
         // uffd_mfill_lock() looks the VMA up with find_vma_and_prepare_anon(): a private VMA
         // gets its anon_vma before validate_dst_vma() checks the range and the registration,
         // so a copy that fails with ENOENT still leaves one (and fork then copies the VMA's
-        // page tables, zero-page PTEs included).
-        if vma0.anon_vma.is_none() {
+        // page tables, zero-page PTEs included). A shared VMA gets none.
+        if vma0.anon_vma.is_none() && !vma0.has(vmf::SHARED) {
             self.anon_vma_prepare(mmi, &vma0);
             vma0 = self.mms[mmi].vma_at(start).copied().unwrap_or(vma0);
         }
@@ -290,11 +305,23 @@ impl Kernel {
             if !self.pte_alloc(mmi, addr) {
                 return Err(Errno::ENOMEM);
             }
+            let wpbit = if wp { UFFD_WP } else { 0 };
+            if let Some(ino) = vma0.backing.inode() {
+                let index = vma0.linear_page_index(addr);
+                // mfill_file_over_size() / shmem_mfill_atomic_pte(): beyond i_size is EFAULT.
+                if index >= self.shmem_inode(ino).size.div_ceil(PAGE_SIZE) {
+                    return Err(Errno::EFAULT);
+                }
+                if vma0.has(vmf::SHARED) {
+                    self.shmem_mfill_atomic_pte(mmi, &vma0, addr, ino, zero, wpbit)?;
+                    addr += PAGE_SIZE;
+                    continue;
+                }
+            }
             let old = self.mms[mmi].pgt.pte(addr);
             if !(old.is_none() || old.is_marker()) {
                 return Err(Errno::EEXIST);
             }
-            let wpbit = if wp { UFFD_WP } else { 0 };
             if zero {
                 self.set_pte(mmi, addr, Pte::zero(wpbit));
             } else {
@@ -319,6 +346,43 @@ impl Kernel {
             }
             addr += PAGE_SIZE;
         }
+        Ok(())
+    }
+
+    /// `shmem_mfill_atomic_pte` + `mfill_atomic_install_pte(page_in_cache)` for one page of a
+    /// shared shmem VMA: a new order-0 page-cache folio (copied, or zeroed for ZEROPAGE: never
+    /// the zero page) at the page's index, mapped dirty and (unless `wpbit`) writable as the
+    /// VMA allows. EEXIST if the index is already cached (whether or not this VMA maps it) or
+    /// the PTE is populated.
+    fn shmem_mfill_atomic_pte(
+        &mut self,
+        mmi: MmId,
+        vma: &Vma,
+        addr: u64,
+        ino: crate::ids::InodeId,
+        zero: bool,
+        wpbit: u64,
+    ) -> Result<(), Errno> {
+        let index = vma.linear_page_index(addr);
+        if self.filemap_get_folio(ino, index).is_some() {
+            return Err(Errno::EEXIST);
+        }
+        let old = self.mms[mmi].pgt.pte(addr);
+        if !(old.is_none() || old.is_marker()) {
+            return Err(Errno::EEXIST);
+        }
+        let f = self.shmem_add_new_folio(ino, index).ok_or(Errno::ENOMEM)?;
+        if !zero {
+            self.folios.set_nonzero(f, 0);
+        }
+        let w = if vma.has(vmf::WRITE) && wpbit == 0 {
+            WRITE
+        } else {
+            0
+        };
+        self.set_pte(mmi, addr, Pte::page(f, 0, DIRTY | YOUNG | w | wpbit));
+        self.folio_add_file_rmap_ptes(f, 0, 1, mmi);
+        self.mms[mmi].add_mm_counter(MmCounter::ShmemPages, 1);
         Ok(())
     }
 

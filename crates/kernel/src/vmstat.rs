@@ -138,7 +138,8 @@ pub const KHUGEPAGED_STATS: &[&str] = &["pages_collapsed", "full_scans"];
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VmStat {
     items: [i64; VmItem::COUNT],
-    /// Indexed by `[order][stat]` for orders 0..=9 (order 0 and 1 stay zero).
+    /// Indexed by `[order][stat]` for orders 0..=9 (order 0 stays zero; order 1 has only
+    /// page-cache events).
     mthp: [[i64; MthpStat::COUNT]; 10],
     pub pages_collapsed: u64,
     pub full_scans: u64,
@@ -183,11 +184,12 @@ impl VmStat {
     /// Every counter under its observable name: `vmstat.<name>`, `mthp.<size>kB.<stat>`,
     /// `khugepaged.<stat>`. This is the one schema the host backend reproduces.
     pub fn named(&self) -> Vec<(String, i64)> {
-        let mut v = Vec::with_capacity(VmItem::COUNT + 8 * MthpStat::COUNT + 2);
+        let orders = crate::sysfs::MTHP_STAT_ORDERS;
+        let mut v = Vec::with_capacity(VmItem::COUNT + orders.len() * MthpStat::COUNT + 2);
         for &i in VmItem::ALL {
             v.push((format!("vmstat.{}", i.name()), self.get(i)));
         }
-        for o in crate::sysfs::ANON_ORDERS {
+        for o in orders {
             for &s in MthpStat::ALL {
                 v.push((
                     format!("mthp.{}kB.{}", crate::sysfs::order_to_size_kb(o), s.name()),

@@ -169,3 +169,88 @@ fn collapse_remaps_a_cached_pmd_folio_and_frees_the_pte_table() {
     k.madvise(pid, BASE, 2 * M, Advice::Collapse).unwrap();
     assert_eq!(k.vmstat.get(VmItem::ThpFileMapped), 1);
 }
+
+/// fallocate (no VMA) by the mount policy over every page-cache order (6.18
+/// `shmem_huge_global_enabled`): the folios of each order it allocates, as
+/// `mthp.<size>.shmem_alloc` counts them (order 0 has no counter). Scenarios 299, 313–316.
+#[test]
+fn fallocate_orders_follow_the_mount_policy_over_every_file_order() {
+    let keep = FallocMode {
+        keep_size: true,
+        punch_hole: false,
+    };
+    let plain = FallocMode::default();
+    #[allow(clippy::type_complexity)]
+    let cases: &[(&[(&str, &str)], u64, u64, u64, FallocMode, &[(u8, i64)])] = &[
+        // within_size: the largest block inside max(i_size, offset + len).
+        (
+            &[("shmem_enabled", "within_size")],
+            M,
+            0,
+            M,
+            plain,
+            &[(8, 1)],
+        ),
+        (
+            &[("shmem_enabled", "within_size")],
+            4096,
+            0,
+            2 * M,
+            keep,
+            &[(9, 1)],
+        ),
+        // 12 KiB: an 8 KiB folio, then the third page alone (a block of 2 ends past 12 KiB).
+        (
+            &[("shmem_enabled", "within_size")],
+            12 << 10,
+            0,
+            12 << 10,
+            plain,
+            &[(1, 1)],
+        ),
+        // always: PMD size whatever the length.
+        (
+            &[("shmem_enabled", "always")],
+            4096,
+            0,
+            4096,
+            plain,
+            &[(9, 1)],
+        ),
+        (
+            &[("shmem_enabled", "force")],
+            4096,
+            0,
+            4096,
+            plain,
+            &[(9, 1)],
+        ),
+        // advise: nothing without a VMA; the per-size knobs play no part.
+        (&[("shmem_enabled", "advise")], 2 * M, 0, 2 * M, plain, &[]),
+        (
+            &[
+                ("shmem_enabled", "never"),
+                ("hugepages-64kB.shmem_enabled", "always"),
+            ],
+            M,
+            0,
+            M,
+            plain,
+            &[],
+        ),
+    ];
+    for (knobs, size, off, len, mode, want) in cases {
+        let (mut k, _) = kernel(knobs);
+        let ino = k.shmem_new_inode(*size, None, false);
+        k.shmem_fallocate(ino, *mode, *off, *len).unwrap();
+        k.check_invariants().unwrap();
+        let got: Vec<(u8, i64)> = thpsim_kernel::sysfs::MTHP_STAT_ORDERS
+            .iter()
+            .map(|&o| (o, k.vmstat.mthp_get(o, MthpStat::ShmemAlloc)))
+            .filter(|&(_, n)| n != 0)
+            .collect();
+        assert_eq!(&got, want, "{knobs:?} size {size} fallocate {off}+{len}");
+        let pages = (off + len).div_ceil(4096);
+        assert!(k.shmem_inode(ino).nr_pages >= pages, "{knobs:?}");
+    }
+}

@@ -194,9 +194,9 @@ pub fn language_reference() -> String {
     );
     let _ = writeln!(
         s,
-        "mTHP sizes: {}.\n",
+        "mTHP sizes: {} (8kB: page-cache folios only).\n",
         list(
-            &mut sysfs::ANON_ORDERS
+            &mut sysfs::MTHP_STAT_ORDERS
                 .iter()
                 .map(|o| format!("{}kB", sysfs::order_to_size_kb(*o)))
         )

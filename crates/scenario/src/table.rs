@@ -644,7 +644,7 @@ pub const OPS: &[OpSpec] = &[
     OpSpec {
         name: "fallocate",
         grammar: "OBJ OFFSET LEN",
-        summary: "fallocate(2) of a `memfd` object. Mode 0 allocates the page cache of the range (huge folios by the mount policy only: `shmem_enabled`) and extends i_size; `keep_size` leaves i_size; `punch_hole keep_size` unmaps the whole pages of the range from every mapping (not private copies), frees the folios inside it and zeroes the partial ones, splitting a large one at the hole (6.15+ non-uniform split). `punch_hole` without `keep_size` is EOPNOTSUPP, as in the kernel.",
+        summary: "fallocate(2) of a `memfd` object. Mode 0 allocates the page cache of the range (large folios by the mount policy only, `shmem_enabled`: `always` tries every size from 2M down to 8K, `within_size` the sizes whose block ends inside max(i_size, OFFSET+LEN)) and extends i_size; `keep_size` leaves i_size; `punch_hole keep_size` unmaps the whole pages of the range from every mapping (not private copies), frees the folios inside it and zeroes the partial ones, splitting a large one at the hole (6.15+ non-uniform split). `punch_hole` without `keep_size` is EOPNOTSUPP, as in the kernel.",
         args: &[
             ("OBJ", "an object made by `memfd`"),
             ("OFFSET", "byte offset in the object"),
@@ -772,7 +772,7 @@ pub const OPS: &[OpSpec] = &[
     OpSpec {
         name: "uffd",
         grammar: "",
-        summary: "userfaultfd of the current process (one per process): `open` is userfaultfd(2) + UFFDIO_API with features (see userfaultfd features below); `register`/`unregister` are UFFDIO_(UN)REGISTER; `wp`/`unwp` are UFFDIO_WRITEPROTECT with mode WP / 0; `copy` and `zeropage` fill missing pages (order 0, EEXIST on populated ones). A fault that reaches userfaultfd is resolved by a modelled monitor: `handler wp=unprotect:4K` (default; also `unprotect:2M`, `unprotect:vma`) and `missing=copy:4K` (default; also `zeropage:SIZE`). Messages are counted as `uffd.STAT` (see Observables).",
+        summary: "userfaultfd of the current process (one per process): `open` is userfaultfd(2) + UFFDIO_API with features (see userfaultfd features below); `register`/`unregister` are UFFDIO_(UN)REGISTER; `wp`/`unwp` are UFFDIO_WRITEPROTECT with mode WP / 0; `copy` and `zeropage` fill missing pages (order 0, EEXIST on populated ones; in a shared shmem mapping each is a new page-cache page, EEXIST where the file already has one, EFAULT beyond its end). A fault that reaches userfaultfd is resolved by a modelled monitor: `handler wp=unprotect:4K` (default; also `unprotect:2M`, `unprotect:vma`) and `missing=copy:4K` (default; also `zeropage:SIZE`). Messages are counted as `uffd.STAT` (see Observables).",
         args: &[
             ("RANGE", "as for other ops"),
             ("POLICY", "`ACTION:SIZE` with SIZE a power of two ≥ 4K (default 4K), or `unprotect:vma`"),

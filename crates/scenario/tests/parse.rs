@@ -1056,11 +1056,11 @@ fn observable_errors() {
         Some("did you mean `thp_pmd`?"),
     );
     one_err(
-        &e("expect mthp.8kB.anon_fault_alloc == 0"),
+        &e("expect mthp.4kB.anon_fault_alloc == 0"),
         2,
         13,
-        "`8kB` is not an mTHP size",
-        Some("16kB"),
+        "`4kB` is not an mTHP size",
+        Some("8kB, 16kB"),
     );
     one_err(
         &e("expect mthp.64.anon_fault_alloc == 0"),

@@ -230,7 +230,7 @@ impl<'s> LineCtx<'s, '_> {
     }
 
     pub(super) fn mthp_obs(&mut self, r: Tok<'s>) -> Option<(Observable, ObsKind)> {
-        let sizes: Vec<String> = sysfs::ANON_ORDERS
+        let sizes: Vec<String> = sysfs::MTHP_STAT_ORDERS
             .iter()
             .map(|o| format!("{}kB", sysfs::order_to_size_kb(*o)))
             .collect();
@@ -250,12 +250,12 @@ impl<'s> LineCtx<'s, '_> {
             .map(|b| b / 1024);
         let order = kb
             .and_then(sysfs::size_kb_to_order)
-            .filter(|o| sysfs::ANON_ORDERS.contains(o));
+            .filter(|o| sysfs::MTHP_STAT_ORDERS.contains(o));
         let Some(order) = order else {
             self.err(
                 size_t.span(),
                 format!("`{}` is not an mTHP size", size_t.text),
-                Some(format!("anonymous mTHP sizes: {}", sizes.join(", "))),
+                Some(format!("mTHP sizes: {}", sizes.join(", "))),
             );
             return None;
         };
