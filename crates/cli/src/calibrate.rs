@@ -123,6 +123,23 @@ impl Host {
         Ok((ns, wall))
     }
 
+    /// The summed CPU time of `op(addr)` at every `step` of `[a, a + len)`.
+    fn at_each(
+        &mut self,
+        a: u64,
+        len: u64,
+        step: u64,
+        op: impl Fn(u64) -> BackendOp,
+    ) -> Result<f64, String> {
+        let mut t = 0.0;
+        let mut s = a;
+        while s < a + len {
+            t += self.t(op(s))?;
+            s += step;
+        }
+        Ok(t)
+    }
+
     /// Runs `f` in a new child of process 0 (forked, made current, exited after).
     fn in_child<T>(&mut self, f: impl FnOnce(&mut Host) -> Result<T, String>) -> Result<T, String> {
         let child = self.procs;
@@ -279,16 +296,11 @@ fn pmd_split(h: &mut Host) -> Result<f64, String> {
         if populate {
             h.touch(a, len, M2, Pattern::Write)?;
         }
-        let mut t = 0.0;
-        let mut s = a;
-        while s < a + len {
-            t += h.t(BackendOp::Mprotect {
-                addr: s,
-                len: K4,
-                prot: Prot::R,
-            })?;
-            s += M2;
-        }
+        let t = h.at_each(a, len, M2, |addr| BackendOp::Mprotect {
+            addr,
+            len: K4,
+            prot: Prot::R,
+        })?;
         h.munmap(a, len)?;
         Ok(t)
     };
@@ -365,12 +377,11 @@ fn folio_split(h: &mut Host, kb: u64) -> Result<f64, String> {
             h.sysfs(&knob, "never")?;
         }
         touched?;
-        let mut t = 0.0;
-        let mut s = a;
-        while s < a + len {
-            t += h.madvise(s, K4, Advice::Cold)?;
-            s += size;
-        }
+        let t = h.at_each(a, len, size, |addr| BackendOp::Madvise {
+            addr,
+            len: K4,
+            advice: Advice::Cold,
+        })?;
         h.munmap(a, len)?;
         Ok(t)
     };
