@@ -35,6 +35,8 @@ fn cannot_run_on_this_host_is_exit_3_everywhere() {
     if !root() {
         return;
     }
+    // `host` and `check` recover a dead run's journal first: one host test at a time.
+    let _lock = thpsim_host::host_tests_lock();
     let f = scenario("small", "mmap a 2M anon private\nwrite a\n");
     for cmd in ["host", "check"] {
         let o = thpsim()
@@ -68,6 +70,8 @@ fn fault_in_beyond_mem_available_is_refused_with_the_numbers() {
     if !root() {
         return;
     }
+    // `host` and `check` recover a dead run's journal first: one host test at a time.
+    let _lock = thpsim_host::host_tests_lock();
     // 64 TiB written: far beyond any host's memory. Refused before anything runs.
     let f = scenario("huge", "mmap a 64T anon private\nwrite a\n");
     for cmd in ["host", "check"] {
@@ -102,7 +106,10 @@ fn model_commands_recover_a_dead_runs_journal() {
     if !root() {
         return;
     }
-    let journal = "/run/thpsim/sysfs-restore.json";
+    // The planted journal lives in a private directory (THPSIM_SYSFS_JOURNAL), so no other
+    // thpsim process of the test suite (any `run`, `compare` or `host` recovers a dead run's
+    // journal) can recover it before this test's `knobs` does.
+    let journal = "$THPSIM_SYSFS_JOURNAL";
     if !std::path::Path::new("/sys/kernel/mm/transparent_hugepage/hugepages-64kB/enabled").exists()
         || !std::path::Path::new("/run/thpsim").is_dir()
     {
@@ -116,6 +123,8 @@ fn model_commands_recover_a_dead_runs_journal() {
     let script = format!(
         r#"set -e
 k=/sys/kernel/mm/transparent_hugepage/hugepages-64kB/enabled
+d=$(mktemp -d)
+export THPSIM_SYSFS_JOURNAL=$d/sysfs-restore.json
 orig=$(sed 's/.*\[\(.*\)\].*/\1/' $k)
 # Wait for a live host run of another process (it holds the run lock and owns the journal)
 # to end; released before `knobs`, which recovers only under that lock.
@@ -130,6 +139,7 @@ exec 9<&-
 now=$(sed 's/.*\[\(.*\)\].*/\1/' $k)
 echo $orig > $k
 rm -f {journal}
+rmdir "$d"
 echo "orig=$orig now=$now"
 cat /tmp/thpsim-recover-err.$$
 rm -f /tmp/thpsim-recover-err.$$

@@ -184,6 +184,7 @@ fn host_text_shows_a_killed_process_and_a_refused_mmap() {
     if !host_ok() {
         return;
     }
+    let _lock = common::host_lock();
     assert_kill_shown("host", "host-segv.thps");
     // A private writable mapping larger than RAM + swap: the overcommit heuristic refuses it.
     let f = scenario("host-enomem.thps", "mmap buf 60T anon private rw\n");
