@@ -286,6 +286,18 @@ fn cow_4k(h: &mut Host) -> Result<f64, String> {
     Ok((t1 - t2) / (len / K4) as f64)
 }
 
+/// Per unit: `run` over the work (`true`) minus `run` over the same ops with nothing to do
+/// (`false`), so what is left is the kernel's work on the units.
+fn populated_minus_empty(
+    h: &mut Host,
+    units: u64,
+    run: impl Fn(&mut Host, bool) -> Result<f64, String>,
+) -> Result<f64, String> {
+    let t1 = run(h, true)?;
+    let t2 = run(h, false)?;
+    Ok((t1 - t2) / units as f64)
+}
+
 /// PMD splits: a 4 KiB mprotect at the start of each THP, minus the same ops on an empty
 /// range (their VMA split and merge).
 fn pmd_split(h: &mut Host) -> Result<f64, String> {
@@ -304,9 +316,7 @@ fn pmd_split(h: &mut Host) -> Result<f64, String> {
         h.munmap(a, len)?;
         Ok(t)
     };
-    let t1 = run(h, true)?;
-    let t2 = run(h, false)?;
-    Ok((t1 - t2) / (len / M2) as f64)
+    populated_minus_empty(h, len / M2, run)
 }
 
 /// MADV_COLLAPSE of 2 MiB ranges of order-0 pages (each copied), minus the same call once
@@ -385,9 +395,7 @@ fn folio_split(h: &mut Host, kb: u64) -> Result<f64, String> {
         h.munmap(a, len)?;
         Ok(t)
     };
-    let t1 = run(h, true)?;
-    let t2 = run(h, false)?;
-    Ok((t1 - t2) / (len / size) as f64)
+    populated_minus_empty(h, len / size, run)
 }
 fn folio_split_pmd(h: &mut Host) -> Result<f64, String> {
     folio_split(h, 2048)

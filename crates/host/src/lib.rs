@@ -310,29 +310,15 @@ fn pmd_thp_enabled() -> bool {
     matches!(pmd_thp_policy().as_str(), "always" | "madvise")
 }
 
-/// `shmem_hpage_pmd_enabled()` (mm/shmem.c, 6.18) read from the host's knobs: some shmem
-/// object may get a PMD-sized folio. `deny` turns it off whatever the PMD size says;
-/// `inherit` follows `shmem_enabled` unless that is `never`.
-fn shmem_hpage_pmd_enabled() -> bool {
-    let top = sysfs::read_knob("shmem_enabled").unwrap_or_default();
-    if top == "deny" {
-        return false;
-    }
-    let pmd =
-        sysfs::read_knob("hugepages-2048kB/shmem_enabled").unwrap_or_else(|_| "inherit".into());
-    match pmd.as_str() {
-        "always" | "advise" | "within_size" => true,
-        "inherit" => top != "never" && !top.is_empty(),
-        _ => false,
-    }
-}
-
-/// `hugepage_pmd_enabled()` (mm/khugepaged.c, 6.18; no `CONFIG_READ_ONLY_THP_FOR_FS` on the
-/// host): whether the khugepaged thread runs, the rule `start_stop_khugepaged` applies after
-/// every knob store: the anonymous PMD size enabled, or shmem's
-/// (`Kernel::hugepage_pmd_enabled` is the model's).
+/// `hugepage_pmd_enabled()` of the host's knobs (`Sysfs::hugepage_pmd_enabled`, the rule the
+/// model applies): whether the khugepaged thread runs, anonymous or shmem PMD size enabled.
 fn hugepage_pmd_enabled() -> bool {
-    pmd_thp_enabled() || shmem_hpage_pmd_enabled()
+    let mut s = Sysfs::default();
+    for (name, value) in host_knobs() {
+        // A value the model does not accept is for a knob the rule does not read.
+        let _ = s.set(&name, &value);
+    }
+    s.hugepage_pmd_enabled()
 }
 
 fn cpu_has_pku() -> bool {

@@ -34,6 +34,14 @@ fn vma_shared_writable_no_notify(vma: &crate::mm::Vma) -> bool {
     vma.has(vmf::SHARED) && vma.has(vmf::WRITE) && !vma.has(vmf::UFFD_WP)
 }
 
+/// Whether a fault maps a shmem page writable: by `vm_page_prot`, or for a write fault
+/// whatever it says (`maybe_mkwrite` / `maybe_pmd_mkwrite`: VM_WRITE of a shared VMA is
+/// enough).
+fn fault_maps_writable(vma: &crate::mm::Vma, write_fault: bool) -> bool {
+    vma_shared_writable_no_notify(vma)
+        || (write_fault && vma.has(vmf::SHARED) && vma.has(vmf::WRITE))
+}
+
 /// `fault_around_bytes` (64 KiB, debugfs) in pages.
 const FAULT_AROUND_PAGES: u64 = 16;
 
@@ -201,9 +209,8 @@ impl Kernel {
         let vma = vmf.vma;
         let mut bits = YOUNG;
         let writable = vma_shared_writable_no_notify(&vma);
-        // A write fault maps the page writable whatever vm_page_prot says (maybe_mkwrite:
-        // VM_WRITE is enough); only read faults and fault-around honour the write notification.
-        if writable || (vmf.is_write() && vma.has(vmf::SHARED) && vma.has(vmf::WRITE)) {
+        // Only read faults and fault-around honour the write notification.
+        if fault_maps_writable(&vma, vmf.is_write()) {
             bits |= WRITE;
         }
         if vmf.is_write() || (writable && self.folios.get(folio).test(flags::DIRTY)) {
@@ -238,10 +245,7 @@ impl Kernel {
             return false;
         }
         let mut bits = YOUNG;
-        // maybe_pmd_mkwrite() for a write fault, as set_pte_range does.
-        if vma_shared_writable_no_notify(&vma)
-            || (vmf.is_write() && vma.has(vmf::SHARED) && vma.has(vmf::WRITE))
-        {
+        if fault_maps_writable(&vma, vmf.is_write()) {
             bits |= WRITE;
         }
         if vmf.is_write() {

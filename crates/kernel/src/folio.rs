@@ -263,15 +263,8 @@ impl Folios {
     #[inline]
     pub(crate) fn lru(&self, id: FolioId) -> u8 {
         let i = id.index();
-        let w = self.lru.get(i / 32).copied().unwrap_or(0) >> ((i % 32) * 2);
-        let mut bits = 0;
-        if w & 1 != 0 {
-            bits |= lru::REFERENCED;
-        }
-        if w & 2 != 0 {
-            bits |= lru::ACTIVE;
-        }
-        bits
+        // The two bits are stored as `lru::*` values.
+        ((self.lru.get(i / 32).copied().unwrap_or(0) >> ((i % 32) * 2)) & 3) as u8
     }
 
     /// Sets the `lru::*` bits of a folio.
@@ -328,19 +321,19 @@ impl Folios {
             flags: fl,
         };
         self.live += 1;
-        let id = match self.free_slots.pop() {
+        match self.free_slots.pop() {
             Some(id) => {
                 self.slots[id.index()] = f;
+                // A new folio is neither referenced nor active; a slot never used before
+                // has no bits yet.
+                self.set_lru(id, 0);
                 id
             }
             None => {
                 self.slots.push(f);
                 FolioId::from_index(self.slots.len() - 1)
             }
-        };
-        // A new folio is neither referenced nor active.
-        self.set_lru(id, 0);
-        id
+        }
     }
 
     pub(crate) fn release(&mut self, id: FolioId) {

@@ -212,12 +212,9 @@ impl Kernel {
         self.thp_vma_allowable_orders(mmi, vma, 1 << order, tva) != 0
     }
 
-    /// `hugepage_pmd_enabled`: the PMD size is enabled in some way (khugepaged runs).
+    /// `hugepage_pmd_enabled` (`Sysfs::hugepage_pmd_enabled`): khugepaged runs.
     pub fn hugepage_pmd_enabled(&self) -> bool {
-        if self.shmem_hpage_pmd_enabled() {
-            return true;
-        }
-        self.sysfs.pmd_thp_enabled()
+        self.sysfs.hugepage_pmd_enabled()
     }
 
     /// `vma_thp_gfp_mask`: how hard a THP fault allocation may try, by `defrag` and whether

@@ -3,12 +3,11 @@
 //! `khugepaged_scan_mm_slot`: +1 per mm, +1 per skipped VMA, +512 per 2 MiB range, full scans),
 //! the per-range checks (`hpage_collapse_scan_pmd`: max_ptes_none counting zero-page PTEs as
 //! none, max_ptes_shared by `folio_maybe_mapped_shared`, refcount suitability, the
-//! referenced-page rule: a young PTE or a `PG_referenced` folio; no writable-PTE rule since 6.18), `collapse_huge_page` (allocate,
-//! copy, release the old pages batched per folio as 6.17+ does, install a PMD, queue for
-//! deferred split) and
-//! `madvise_collapse` with `madvise_collapse_errno`; on shmem VMAs `hpage_collapse_scan_file` as
-//! far as a PMD-sized folio already in the page cache (`collapse_pte_mapped_thp`), without
-//! `collapse_file`.
+//! referenced-page rule: a young PTE or a `PG_referenced` folio; no writable-PTE rule since
+//! 6.18), `collapse_huge_page` (allocate, copy, release the old pages batched per folio as
+//! 6.17+ does, install a PMD, queue for deferred split) and `madvise_collapse` with
+//! `madvise_collapse_errno`; on shmem VMAs `hpage_collapse_scan_file` as far as a PMD-sized
+//! folio already in the page cache (`collapse_pte_mapped_thp`), without `collapse_file`.
 //!
 //! Time: the thread runs a pass when an mm is added to an empty list and then every
 //! `scan_sleep_millisecs` of simulated time while it has work; ops take no simulated time,
@@ -694,7 +693,7 @@ impl Kernel {
         if pmd.is_table() {
             let tidx = pmd.table_idx();
             let table = *self.mms[mmi].pgt.pte_table(tidx);
-            let mut mapped = 0u32;
+            let (mut mapped, mut dirty) = (0u32, false);
             for (i, pte) in table.iter().enumerate() {
                 if pte.is_none() {
                     continue;
@@ -707,8 +706,9 @@ impl Kernel {
                     return Some(ScanResult::Fail);
                 }
                 mapped += 1;
+                dirty |= pte.has(DIRTY);
             }
-            if table.iter().any(|p| p.is_page() && p.has(DIRTY)) {
+            if dirty {
                 self.folios.get_mut(id).flags |= crate::folio::flags::DIRTY;
             }
             for i in 0..HPAGE_PMD_NR as usize {

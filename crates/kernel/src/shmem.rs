@@ -203,19 +203,14 @@ impl Kernel {
                 return 0;
             }
         }
-        let vm_flags = vma.map_or(0, |(_, v)| v.flags);
-        let global = self.shmem_huge_global_enabled(
-            ino,
-            index,
-            write_end,
-            vma.map(|_| vm_flags),
-            shmem_huge_force,
-        );
-        if vma.is_none() {
+        let vm_flags = vma.map(|(_, v)| v.flags);
+        let global =
+            self.shmem_huge_global_enabled(ino, index, write_end, vm_flags, shmem_huge_force);
+        let Some(vm_flags) = vm_flags else {
             // No VMA (fallocate): the mount policy alone; the per-size knobs are for mappings
             // of anonymous shmem.
             return global;
-        }
+        };
         match self.sysfs.shmem_enabled {
             ShmemHuge::Deny => return 0,
             ShmemHuge::Force => return self.shmem_size_orders(|e| e == ShmemSizeEnabled::Inherit),
@@ -239,22 +234,6 @@ impl Kernel {
             .iter()
             .filter(|&&o| f(self.sysfs.size_shmem_enabled[o as usize]))
             .fold(0, |m, &o| m | 1 << o)
-    }
-
-    /// `shmem_hpage_pmd_enabled`: some shmem object may get a PMD-sized folio (khugepaged
-    /// runs for it).
-    pub(crate) fn shmem_hpage_pmd_enabled(&self) -> bool {
-        let pmd = self.sysfs.size_shmem_enabled[HPAGE_PMD_ORDER as usize];
-        match self.sysfs.shmem_enabled {
-            ShmemHuge::Deny => false,
-            g => match pmd {
-                ShmemSizeEnabled::Always
-                | ShmemSizeEnabled::Advise
-                | ShmemSizeEnabled::WithinSize => true,
-                ShmemSizeEnabled::Inherit => g != ShmemHuge::Never,
-                ShmemSizeEnabled::Never => false,
-            },
-        }
     }
 
     /// The folio caching `index` and its first index (`filemap_get_entry`).

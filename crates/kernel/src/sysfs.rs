@@ -312,13 +312,37 @@ fn parse_u32_max(v: &str, max: u32) -> Option<u32> {
 }
 
 impl Sysfs {
-    /// `hugepage_pmd_enabled`: the PMD size is enabled in some way (khugepaged runs).
+    /// The anonymous half of `hugepage_pmd_enabled`: the PMD size is enabled for anonymous
+    /// memory in some way (`always` or `madvise`, `inherit` resolved).
     pub fn pmd_thp_enabled(&self) -> bool {
         match self.size_enabled[HPAGE_PMD_ORDER as usize] {
             ThpEnabled::Always | ThpEnabled::Madvise => true,
             ThpEnabled::Inherit => matches!(self.enabled, ThpEnabled::Always | ThpEnabled::Madvise),
             ThpEnabled::Never => false,
         }
+    }
+
+    /// `shmem_hpage_pmd_enabled` (mm/shmem.c): some shmem object may get a PMD-sized folio.
+    /// `deny` turns it off whatever the PMD size says; `inherit` follows `shmem_enabled`
+    /// unless that is `never`.
+    pub fn shmem_hpage_pmd_enabled(&self) -> bool {
+        match self.shmem_enabled {
+            ShmemHuge::Deny => false,
+            g => match self.size_shmem_enabled[HPAGE_PMD_ORDER as usize] {
+                ShmemSizeEnabled::Always
+                | ShmemSizeEnabled::Advise
+                | ShmemSizeEnabled::WithinSize => true,
+                ShmemSizeEnabled::Inherit => g != ShmemHuge::Never,
+                ShmemSizeEnabled::Never => false,
+            },
+        }
+    }
+
+    /// `hugepage_pmd_enabled` (mm/khugepaged.c, 6.18; no `CONFIG_READ_ONLY_THP_FOR_FS`):
+    /// whether the khugepaged thread runs, the rule `start_stop_khugepaged` applies after
+    /// every knob store. The host backend applies it to the host's knobs too.
+    pub fn hugepage_pmd_enabled(&self) -> bool {
+        self.pmd_thp_enabled() || self.shmem_hpage_pmd_enabled()
     }
 
     /// Writes a knob as `echo value > file` would; refuses what the kernel refuses (EINVAL).

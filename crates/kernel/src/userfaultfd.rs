@@ -306,21 +306,27 @@ impl Kernel {
                 return Err(Errno::ENOMEM);
             }
             let wpbit = if wp { UFFD_WP } else { 0 };
-            if let Some(ino) = vma0.backing.inode() {
-                let index = vma0.linear_page_index(addr);
-                // mfill_file_over_size() / shmem_mfill_atomic_pte(): beyond i_size is EFAULT.
-                if index >= self.shmem_inode(ino).size.div_ceil(PAGE_SIZE) {
-                    return Err(Errno::EFAULT);
+            let shared_file = match vma0.backing.inode() {
+                Some(ino) => {
+                    // mfill_file_over_size() / shmem_mfill_atomic_pte(): beyond i_size is
+                    // EFAULT.
+                    if vma0.linear_page_index(addr)
+                        >= self.shmem_inode(ino).size.div_ceil(PAGE_SIZE)
+                    {
+                        return Err(Errno::EFAULT);
+                    }
+                    vma0.has(vmf::SHARED).then_some(ino)
                 }
-                if vma0.has(vmf::SHARED) {
-                    self.shmem_mfill_atomic_pte(mmi, &vma0, addr, ino, zero, wpbit)?;
-                    addr += PAGE_SIZE;
-                    continue;
-                }
-            }
+                None => None,
+            };
             let old = self.mms[mmi].pgt.pte(addr);
             if !(old.is_none() || old.is_marker()) {
                 return Err(Errno::EEXIST);
+            }
+            if let Some(ino) = shared_file {
+                self.shmem_mfill_atomic_pte(mmi, &vma0, addr, ino, zero, wpbit)?;
+                addr += PAGE_SIZE;
+                continue;
             }
             if zero {
                 self.set_pte(mmi, addr, Pte::zero(wpbit));
@@ -352,8 +358,8 @@ impl Kernel {
     /// `shmem_mfill_atomic_pte` + `mfill_atomic_install_pte(page_in_cache)` for one page of a
     /// shared shmem VMA: a new order-0 page-cache folio (copied, or zeroed for ZEROPAGE: never
     /// the zero page) at the page's index, mapped dirty and (unless `wpbit`) writable as the
-    /// VMA allows. EEXIST if the index is already cached (whether or not this VMA maps it) or
-    /// the PTE is populated.
+    /// VMA allows, into a none PTE (`uffd_fill` checks it). EEXIST if the index is already
+    /// cached, whether or not this VMA maps it.
     fn shmem_mfill_atomic_pte(
         &mut self,
         mmi: MmId,
@@ -365,10 +371,6 @@ impl Kernel {
     ) -> Result<(), Errno> {
         let index = vma.linear_page_index(addr);
         if self.filemap_get_folio(ino, index).is_some() {
-            return Err(Errno::EEXIST);
-        }
-        let old = self.mms[mmi].pgt.pte(addr);
-        if !(old.is_none() || old.is_marker()) {
             return Err(Errno::EEXIST);
         }
         let f = self.shmem_add_new_folio(ino, index).ok_or(Errno::ENOMEM)?;
