@@ -420,12 +420,14 @@ fn uffd_missing_copy(h: &mut Host) -> Result<f64, String> {
         h.uffd(UffdReq::Handler {
             wp: None,
             missing: Some(MissingPolicy::Copy(K4)),
+            minor: None,
         })?;
         h.uffd(UffdReq::Register {
             addr: a,
             len,
             missing: true,
             wp: false,
+            minor: false,
         })?;
         Ok((
             h.touch_wall(a, len, K4, Pattern::Write)?,
@@ -449,12 +451,14 @@ fn uffd_wp_unprotect(h: &mut Host) -> Result<f64, String> {
         h.uffd(UffdReq::Handler {
             wp: Some(WpPolicy::Unprotect(K4)),
             missing: None,
+            minor: None,
         })?;
         h.uffd(UffdReq::Register {
             addr: a,
             len,
             missing: false,
             wp: true,
+            minor: false,
         })?;
         h.uffd(UffdReq::Writeprotect {
             addr: a,

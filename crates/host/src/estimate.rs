@@ -56,9 +56,11 @@ fn walk(stmts: &[Stmt], mult: u64, acc: &mut Acc) {
                     touch(acc, range, mult)
                 }
             }
-            Op::Uffd(UffdOp::Copy { range, .. }) | Op::Uffd(UffdOp::Zeropage { range }) => {
-                touch(acc, range, mult)
-            }
+            Op::Uffd(
+                UffdOp::Copy { range, .. }
+                | UffdOp::Zeropage { range }
+                | UffdOp::Continue { range, .. },
+            ) => touch(acc, range, mult),
             Op::Fork { .. } => acc.forks = acc.forks.saturating_add(mult),
             Op::Repeat { count, body } => walk(body, mult.saturating_mul(*count as u64), acc),
             _ => {}

@@ -793,7 +793,8 @@ impl HostBackend {
             | UffdReq::Unregister { addr, len }
             | UffdReq::Writeprotect { addr, len, .. }
             | UffdReq::Copy { addr, len, .. }
-            | UffdReq::Zeropage { addr, len } => (addr, len),
+            | UffdReq::Zeropage { addr, len }
+            | UffdReq::Continue { addr, len, .. } => (addr, len),
             UffdReq::Handler { .. } | UffdReq::Open { .. } => (0, 0),
         };
         let ranged = !matches!(req, UffdReq::Handler { .. });
@@ -812,12 +813,13 @@ impl HostBackend {
         };
         let (fd, a) = (u.fd.as_fd(), base + addr);
         let r = match *req {
-            UffdReq::Register { missing, wp, .. } => {
-                let mode = if missing {
-                    uffd::UFFDIO_REGISTER_MODE_MISSING
-                } else {
-                    0
-                } | if wp { uffd::UFFDIO_REGISTER_MODE_WP } else { 0 };
+            UffdReq::Register {
+                missing, wp, minor, ..
+            } => {
+                let bit = |on: bool, b: u64| if on { b } else { 0 };
+                let mode = bit(missing, uffd::UFFDIO_REGISTER_MODE_MISSING)
+                    | bit(wp, uffd::UFFDIO_REGISTER_MODE_WP)
+                    | bit(minor, uffd::UFFDIO_REGISTER_MODE_MINOR);
                 uffd::register(fd, a, len, mode)
             }
             UffdReq::Unregister { .. } => uffd::unregister(fd, a, len),
@@ -835,12 +837,19 @@ impl HostBackend {
                 uffd::copy(fd, a, len, if wp { uffd::UFFDIO_COPY_MODE_WP } else { 0 })
             }
             UffdReq::Zeropage { .. } => uffd::zeropage(fd, a, len, 0),
-            UffdReq::Handler { wp, missing } => {
+            UffdReq::Continue { wp, .. } => {
+                let mode = if wp { uffd::UFFDIO_CONTINUE_MODE_WP } else { 0 };
+                uffd::continue_range(fd, a, len, mode)
+            }
+            UffdReq::Handler { wp, missing, minor } => {
                 if let Some(p) = wp {
                     u.wp_policy = p;
                 }
                 if let Some(p) = missing {
                     u.missing_policy = p;
+                }
+                if let Some(p) = minor {
+                    u.minor_policy = p;
                 }
                 Ok(())
             }

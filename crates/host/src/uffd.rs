@@ -9,13 +9,14 @@
 //! for a worker's response it polls the worker's socket *and* its uffd (see
 //! `HostBackend::call`), so a worker blocked in `handle_userfault` is resolved exactly like a
 //! monitor thread would: `UFFDIO_WRITEPROTECT` mode 0 for a write-protect fault, `UFFDIO_COPY` /
-//! `UFFDIO_ZEROPAGE` of the still-missing pages of the aligned block for a missing fault. The
+//! `UFFDIO_ZEROPAGE` of the still-missing pages of the aligned block for a missing fault,
+//! `UFFDIO_CONTINUE` of the block's unmapped pages for a minor fault. The
 //! fills use `DONTWAKE` and one `UFFDIO_WAKE` follows, so the task retries only once the whole
 //! block is filled (as the model's monitor does).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use thpsim_kernel::userfaultfd::{MissingPolicy, WpPolicy};
+use thpsim_kernel::userfaultfd::{MinorPolicy, MissingPolicy, WpPolicy};
 
 use crate::sys::{self, PAGE};
 
@@ -29,21 +30,26 @@ pub const UFFDIO_WAKE: u64 = 0x8010_AA02;
 pub const UFFDIO_COPY: u64 = 0xC028_AA03;
 pub const UFFDIO_ZEROPAGE: u64 = 0xC020_AA04;
 pub const UFFDIO_WRITEPROTECT: u64 = 0xC018_AA06;
+pub const UFFDIO_CONTINUE: u64 = 0xC020_AA07;
 
 pub const UFFD_FEATURE_PAGEFAULT_FLAG_WP: u64 = 1 << 0;
 pub const UFFD_FEATURE_EVENT_FORK: u64 = 1 << 1;
 pub const UFFD_FEATURE_SIGBUS: u64 = 1 << 7;
 pub const UFFD_FEATURE_THREAD_ID: u64 = 1 << 8;
+pub const UFFD_FEATURE_MINOR_SHMEM: u64 = 1 << 10;
 pub const UFFD_FEATURE_EXACT_ADDRESS: u64 = 1 << 11;
 pub const UFFD_FEATURE_WP_UNPOPULATED: u64 = 1 << 13;
 pub const UFFD_FEATURE_WP_ASYNC: u64 = 1 << 15;
 
 pub const UFFDIO_REGISTER_MODE_MISSING: u64 = 1 << 0;
 pub const UFFDIO_REGISTER_MODE_WP: u64 = 1 << 1;
+pub const UFFDIO_REGISTER_MODE_MINOR: u64 = 1 << 2;
 pub const UFFDIO_COPY_MODE_DONTWAKE: u64 = 1 << 0;
 pub const UFFDIO_COPY_MODE_WP: u64 = 1 << 1;
 pub const UFFDIO_ZEROPAGE_MODE_DONTWAKE: u64 = 1 << 0;
 pub const UFFDIO_WRITEPROTECT_MODE_WP: u64 = 1 << 0;
+pub const UFFDIO_CONTINUE_MODE_DONTWAKE: u64 = 1 << 0;
+pub const UFFDIO_CONTINUE_MODE_WP: u64 = 1 << 1;
 
 pub const UFFD_EVENT_PAGEFAULT: u8 = 0x12;
 pub const FLAG_WRITE: u64 = 1 << 0;
@@ -59,6 +65,7 @@ pub fn feature_bit(name: &str) -> Option<u64> {
         "exact_address" => UFFD_FEATURE_EXACT_ADDRESS,
         "thread_id" => UFFD_FEATURE_THREAD_ID,
         "event_fork" => UFFD_FEATURE_EVENT_FORK,
+        "minor_shmem" => UFFD_FEATURE_MINOR_SHMEM,
         _ => return None,
     })
 }
@@ -97,6 +104,13 @@ struct UffdioZeropage {
     range: UffdioRange,
     mode: u64,
     zeropage: i64,
+}
+
+#[repr(C)]
+struct UffdioContinue {
+    range: UffdioRange,
+    mode: u64,
+    mapped: i64,
 }
 
 #[repr(C)]
@@ -224,6 +238,27 @@ pub fn zeropage(fd: BorrowedFd<'_>, start: u64, len: u64, mode: u64) -> Result<(
     }
 }
 
+/// `UFFDIO_CONTINUE` of `[start, start+len)`. A partial success is EAGAIN with the bytes
+/// mapped (the errno of the page that stopped it is not reported): retried after them, so
+/// the result is that page's errno (EEXIST, EFAULT), as the model reports.
+pub fn continue_range(fd: BorrowedFd<'_>, start: u64, len: u64, mode: u64) -> Result<(), i32> {
+    let mut a = UffdioContinue {
+        range: UffdioRange { start, len },
+        mode,
+        mapped: 0,
+    };
+    loop {
+        match ioctl(fd, UFFDIO_CONTINUE, &mut a) {
+            Err(libc::EAGAIN) if a.mapped > 0 => {
+                a.range.start += a.mapped as u64;
+                a.range.len -= a.mapped as u64;
+                a.mapped = 0;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// One `struct uffd_msg` (32 bytes): the event and, for a page fault, flags and address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Msg {
@@ -293,6 +328,7 @@ pub struct Uffd {
     pub features: u64,
     pub wp_policy: WpPolicy,
     pub missing_policy: MissingPolicy,
+    pub minor_policy: MinorPolicy,
     /// Every page-fault message, in order.
     pub msgs: Vec<Msg>,
 }
@@ -304,6 +340,7 @@ impl Uffd {
             features,
             wp_policy: WpPolicy::Unprotect(PAGE),
             missing_policy: MissingPolicy::Copy(PAGE),
+            minor_policy: MinorPolicy::Continue(PAGE),
             msgs: Vec::new(),
         }
     }
@@ -365,8 +402,29 @@ impl Uffd {
             None
         } else if m.flags & FLAG_MINOR != 0 {
             stats.minor += 1;
-            let _ = wake(fd, addr, PAGE);
-            Some("monitor: MINOR fault (not resolvable without UFFDIO_CONTINUE)".into())
+            let MinorPolicy::Continue(size) = self.minor_policy;
+            let (s, e) = block(Some(size));
+            let mut note = None;
+            let mut a = s;
+            while a < e {
+                // Map what the page table lacks: a mapped page is EEXIST, a page the cache
+                // lacks EFAULT, one beyond i_size EINVAL (all left alone, as the model's
+                // monitor does).
+                match continue_range(fd, a, PAGE, UFFDIO_CONTINUE_MODE_DONTWAKE) {
+                    Ok(()) | Err(libc::EEXIST | libc::EFAULT | libc::EINVAL) => {}
+                    Err(err) => {
+                        note.get_or_insert_with(|| {
+                            format!(
+                                "monitor: UFFDIO_CONTINUE at {a:#x}: {}",
+                                thpsim_kernel::errno::Errno(err)
+                            )
+                        });
+                    }
+                }
+                a += PAGE;
+            }
+            let _ = wake(fd, s, e - s);
+            note
         } else {
             stats.missing += 1;
             let (size, zero) = match self.missing_policy {

@@ -39,6 +39,7 @@ fn register(b: &mut HostBackend, addr: u64, len: u64, missing: bool, wp: bool) {
             len,
             missing,
             wp,
+            minor: false,
         },
     );
 }
@@ -54,7 +55,14 @@ fn protect(b: &mut HostBackend, addr: u64, len: u64) {
     );
 }
 fn handler(b: &mut HostBackend, wp: Option<WpPolicy>, missing: Option<MissingPolicy>) {
-    uok(b, UffdReq::Handler { wp, missing });
+    uok(
+        b,
+        UffdReq::Handler {
+            wp,
+            missing,
+            minor: None,
+        },
+    );
 }
 fn snap(b: &mut HostBackend) -> Snapshot {
     b.snapshot(&[]).unwrap()
@@ -374,6 +382,7 @@ fn sigbus_feature_errors_and_unregister() {
             len: M2,
             missing: true,
             wp: false,
+            minor: false,
         },
     );
     assert_eq!(e.result, Err(OpError::Errno(Errno::EBADF)));
@@ -399,6 +408,7 @@ fn sigbus_feature_errors_and_unregister() {
             len: K4,
             missing: false,
             wp: true,
+            minor: false,
         },
     );
     assert_eq!(e.result, Err(OpError::Errno(Errno::EINVAL)));

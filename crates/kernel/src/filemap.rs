@@ -107,20 +107,28 @@ impl Kernel {
     /// huge policy if absent); beyond i_size SIGBUS. In a VMA registered for MISSING faults
     /// an index absent from the page cache is the monitor's to fill (`shmem_get_folio_gfp`
     /// calls `handle_userfault` where it would allocate): a none PTE over a cached page is
-    /// no userfault.
+    /// no missing fault. In a VMA registered for MINOR faults a cached index (fallocated
+    /// folios too) is a minor fault, raised before the folio is looked at further.
     fn do_fault_folio(&mut self, vmf: &Vmf, ino: InodeId) -> Result<FolioId, VmFault> {
         let index = vmf.pgoff;
         let vma = vmf.vma;
-        if vma.has(vmf::UFFD_MISSING)
+        if vma.has(vmf::UFFD_MISSING | vmf::UFFD_MINOR)
             && index < self.shmem_inode(ino).size.div_ceil(PAGE_SIZE)
-            && self.filemap_get_folio(ino, index).is_none()
         {
             let write = if vmf.is_write() {
                 crate::userfaultfd_ctx::FLAG_WRITE
             } else {
                 0
             };
-            return Err(VmFault::Userfault(write));
+            let cached = self.filemap_get_folio(ino, index).is_some();
+            if cached && vma.has(vmf::UFFD_MINOR) {
+                return Err(VmFault::Userfault(
+                    write | crate::userfaultfd_ctx::FLAG_MINOR,
+                ));
+            }
+            if !cached && vma.has(vmf::UFFD_MISSING) {
+                return Err(VmFault::Userfault(write));
+            }
         }
         match self.shmem_get_folio(ino, index, 0, Some((vmf.mm, &vma, vmf.address)), Sgp::Cache) {
             Ok(f) => Ok(f),
@@ -130,7 +138,7 @@ impl Kernel {
     }
 
     /// The page index inside its folio of file page `index`.
-    fn folio_page_of(&self, folio: FolioId, index: u64) -> u32 {
+    pub(crate) fn folio_page_of(&self, folio: FolioId, index: u64) -> u32 {
         let first = self.shmem.owner[&folio].1;
         page_u32(index - first)
     }

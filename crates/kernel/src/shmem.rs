@@ -87,6 +87,9 @@ pub(crate) enum Sgp {
     Cache,
     /// fallocate: allocate if absent, leave new folios not uptodate.
     Falloc,
+    /// `UFFDIO_CONTINUE`: never allocate (ENOENT if absent; EINVAL beyond i_size), zero a
+    /// fallocated folio.
+    NoAlloc,
 }
 
 /// fallocate(2) modes the model implements.
@@ -266,11 +269,11 @@ impl Kernel {
         fault: Option<(MmId, &Vma, u64)>,
         sgp: Sgp,
     ) -> Result<FolioId, Errno> {
-        if sgp == Sgp::Cache && index >= self.shmem.inodes[ino.index()].size.div_ceil(PAGE_SIZE) {
+        if sgp != Sgp::Falloc && index >= self.shmem.inodes[ino.index()].size.div_ceil(PAGE_SIZE) {
             return Err(Errno::EINVAL);
         }
         if let Some((id, _)) = self.filemap_get_folio(ino, index) {
-            if self.shmem.not_uptodate.contains(&id) && sgp == Sgp::Cache {
+            if self.shmem.not_uptodate.contains(&id) && sgp != Sgp::Falloc {
                 // A fallocated folio is zeroed and made uptodate by its first use.
                 self.shmem.not_uptodate.remove(&id);
             } else if sgp == Sgp::Falloc {
@@ -278,6 +281,9 @@ impl Kernel {
                 self.shmem.not_uptodate.remove(&id);
             }
             return Ok(id);
+        }
+        if sgp == Sgp::NoAlloc {
+            return Err(Errno::ENOENT);
         }
         let orders = self.shmem_allowable_huge_orders(
             ino,

@@ -3,16 +3,18 @@
 //! (clears uffd-wp bits and markers), `UFFDIO_WRITEPROTECT` (`mwriteprotect_range` →
 //! `change_protection` with the uffd flags: huge PMDs protected whole, split when only partly
 //! covered; PTE markers in none entries with WP_UNPOPULATED/WP_ASYNC), `UFFDIO_COPY` and
-//! `UFFDIO_ZEROPAGE` (`mfill_atomic`: order-0 pages only, EEXIST on populated entries), and the
-//! userfault delivery of `handle_userfault` with `userfault_msg` flags.
+//! `UFFDIO_ZEROPAGE` (`mfill_atomic`: order-0 pages only, EEXIST on populated entries),
+//! `UFFDIO_CONTINUE` (`mfill_atomic_pte_continue`: map the page the shmem page cache already
+//! holds), and the userfault delivery of `handle_userfault` with `userfault_msg` flags.
 //!
 //! The monitor is modelled as a deterministic handler policy of the uffd: when a fault is
 //! delivered, the message is recorded and the policy resolves it (unprotect a 4 KiB page, a
 //! 2 MiB block or the VMA; copy or zero-fill the missing page), as a monitor thread would with
 //! ioctls that take no faults in the faulting task. The blocked attempt returns
 //! `VM_FAULT_RETRY` (not counted); the in-kernel retry is counted once, as the 6.18 host shows.
-//! Deviations: one uffd per process; no MINOR mode (UFFDIO_CONTINUE); no fork/remap/remove
-//! events.
+//! MINOR mode is for shmem VMAs (hugetlb has no model); a minor fault is raised where
+//! `shmem_get_folio_gfp` finds the index in the page cache (`filemap.rs`).
+//! Deviations: one uffd per process; no fork/remap/remove events.
 
 use crate::errno::Errno;
 use crate::ids::MmId;
@@ -20,9 +22,11 @@ use crate::mm::MmCounter;
 use crate::mm::{vmf, Vma};
 use crate::pgtable::{pte_index, Pmd, Pte, DIRTY, EXCLUSIVE, UFFD_WP, WRITE, YOUNG};
 use crate::rmap::RmapLevel;
+use crate::shmem::Sgp;
 use crate::types::{is_page_aligned, Pid, PAGE_SIZE, PMD_MASK, PMD_SIZE};
 pub use crate::userfaultfd_ctx::{
-    Features, Mfill, MissingPolicy, Msg, MsgStats, Uffd, WpPolicy, FLAG_MINOR, FLAG_WP, FLAG_WRITE,
+    Features, Mfill, MinorPolicy, MissingPolicy, Msg, MsgStats, Uffd, WpPolicy, FLAG_MINOR,
+    FLAG_WP, FLAG_WRITE,
 };
 use crate::Kernel;
 
@@ -53,6 +57,7 @@ impl Kernel {
             features,
             wp_policy: WpPolicy::Unprotect(PAGE_SIZE),
             missing_policy: MissingPolicy::Copy(PAGE_SIZE),
+            minor_policy: MinorPolicy::Continue(PAGE_SIZE),
             msgs: Vec::new(),
         }));
         Ok(())
@@ -64,6 +69,7 @@ impl Kernel {
         pid: Pid,
         wp: Option<WpPolicy>,
         missing: Option<MissingPolicy>,
+        minor: Option<MinorPolicy>,
     ) -> Result<(), Errno> {
         let mmi = self.mm_of(pid);
         let u = self.mms[mmi].uffd.as_deref_mut().ok_or(Errno::EBADF)?;
@@ -72,6 +78,9 @@ impl Kernel {
         }
         if let Some(m) = missing {
             u.missing_policy = m;
+        }
+        if let Some(m) = minor {
+            u.minor_policy = m;
         }
         Ok(())
     }
@@ -103,13 +112,22 @@ impl Kernel {
     ) -> Result<(), Errno> {
         let mmi = self.mm_of(pid);
         let end = self.uffd_range_check(mmi, start, len)?;
-        if mode == 0 || mode & !vmf::UFFD_MASK != 0 || mode & vmf::UFFD_MINOR != 0 {
-            // MINOR needs shmem/hugetlb: not for private anonymous memory.
+        if mode == 0 || mode & !vmf::UFFD_MASK != 0 {
             return Err(Errno::EINVAL);
         }
         // userfaultfd_register(): some VMA must intersect the range (vma_find()); holes are
         // skipped.
-        if self.mms[mmi].vma_starts_in(start, end).is_empty() {
+        let starts = self.mms[mmi].vma_starts_in(start, end);
+        if starts.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        // vma_can_userfault() for every VMA of the range before any changes: MINOR only on
+        // shmem (and hugetlb) VMAs. No UFFD_FEATURE_MINOR_SHMEM needed (measured).
+        if mode & vmf::UFFD_MINOR != 0
+            && starts
+                .iter()
+                .any(|s| self.mms[mmi].vmas[s].backing.inode().is_none())
+        {
             return Err(Errno::EINVAL);
         }
         // userfaultfd_register_range(): a VMA already registered with every requested mode
@@ -355,6 +373,80 @@ impl Kernel {
         Ok(())
     }
 
+    /// `UFFDIO_CONTINUE` (`mfill_atomic` in `MFILL_ATOMIC_CONTINUE` mode, `wp`:
+    /// `UFFDIO_CONTINUE_MODE_WP`): map, one PTE per page, the pages the shmem page cache
+    /// already holds into none PTEs (or uffd-wp markers) of a registered shmem VMA, in any
+    /// registration mode. Errnos as the 6.18 host returns them (FINDINGS.md §21): no
+    /// registered VMA covering the whole range ENOENT; not shmem, or WP without WP
+    /// registration, EINVAL; an index at or beyond i_size EINVAL (`shmem_get_folio` with
+    /// `SGP_NOALLOC`); an index the cache lacks EFAULT; a populated entry or a huge PMD
+    /// EEXIST. The pages before the failing one stay mapped (the host reports EAGAIN with the
+    /// bytes mapped; the backends continue after them, as for `UFFDIO_COPY`). A folio
+    /// fallocated and never written is zeroed first.
+    pub fn uffd_continue(&mut self, pid: Pid, start: u64, len: u64, wp: bool) -> Result<(), Errno> {
+        let mmi = self.mm_of(pid);
+        let end = self.uffd_range_check(mmi, start, len)?;
+        let Some(vma) = self.mms[mmi].vma_at(start).copied() else {
+            return Err(Errno::ENOENT);
+        };
+        if end > vma.end || !vma.uffd_armed() {
+            return Err(Errno::ENOENT);
+        }
+        let Some(ino) = vma.backing.inode() else {
+            return Err(Errno::EINVAL);
+        };
+        if wp && !vma.has(vmf::UFFD_WP) {
+            return Err(Errno::EINVAL);
+        }
+        let wpbit = if wp { UFFD_WP } else { 0 };
+        let mut addr = start;
+        while addr < end {
+            if !self.pmd_alloc(mmi, addr) {
+                return Err(Errno::ENOMEM);
+            }
+            if self.mms[mmi].pgt.pmd(addr).is_huge() {
+                return Err(Errno::EEXIST);
+            }
+            if !self.pte_alloc(mmi, addr) {
+                return Err(Errno::ENOMEM);
+            }
+            let index = vma.linear_page_index(addr);
+            // mfill_atomic_pte_continue(): the caller wants EFAULT for a missing folio.
+            let folio = match self.shmem_get_folio(ino, index, 0, None, Sgp::NoAlloc) {
+                Ok(f) => f,
+                Err(Errno::ENOENT) => return Err(Errno::EFAULT),
+                Err(e) => return Err(e),
+            };
+            let old = self.mms[mmi].pgt.pte(addr);
+            if !(old.is_none() || old.is_marker()) {
+                return Err(Errno::EEXIST);
+            }
+            // mfill_atomic_install_pte(page_in_cache): writable only in a shared VMA.
+            let w = vma.has(vmf::SHARED) && vma.has(vmf::WRITE) && !wp;
+            let idx = self.folio_page_of(folio, index);
+            self.install_file_pte(mmi, addr, folio, idx, w, wpbit);
+            addr += PAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    /// `mfill_atomic_install_pte` for a page-cache page: dirty, young, writable if `w`, with
+    /// the uffd-wp bit `wpbit`; the file rmap and the mm's shmem counter.
+    fn install_file_pte(
+        &mut self,
+        mmi: MmId,
+        addr: u64,
+        folio: crate::folio::FolioId,
+        idx: u32,
+        w: bool,
+        wpbit: u64,
+    ) {
+        let w = if w { WRITE } else { 0 };
+        self.set_pte(mmi, addr, Pte::page(folio, idx, DIRTY | YOUNG | w | wpbit));
+        self.folio_add_file_rmap_ptes(folio, idx, 1, mmi);
+        self.mms[mmi].add_mm_counter(MmCounter::ShmemPages, 1);
+    }
+
     /// `shmem_mfill_atomic_pte` + `mfill_atomic_install_pte(page_in_cache)` for one page of a
     /// shared shmem VMA: a new order-0 page-cache folio (copied, or zeroed for ZEROPAGE: never
     /// the zero page) at the page's index, mapped dirty and (unless `wpbit`) writable as the
@@ -377,15 +469,17 @@ impl Kernel {
         if !zero {
             self.folios.set_nonzero(f, 0);
         }
-        let w = if vma.has(vmf::WRITE) && wpbit == 0 {
-            WRITE
-        } else {
-            0
-        };
-        self.set_pte(mmi, addr, Pte::page(f, 0, DIRTY | YOUNG | w | wpbit));
-        self.folio_add_file_rmap_ptes(f, 0, 1, mmi);
-        self.mms[mmi].add_mm_counter(MmCounter::ShmemPages, 1);
+        self.install_file_pte(mmi, addr, f, 0, vma.has(vmf::WRITE) && wpbit == 0, wpbit);
         Ok(())
+    }
+
+    /// A task of the mm (the monitor's ioctls name the uffd, whose mm is this one).
+    fn pid_of_mm(&self, mmi: MmId) -> Pid {
+        self.tasks
+            .values()
+            .find(|t| t.mm == mmi)
+            .map(|t| t.pid)
+            .expect("task of mm")
     }
 
     /// `handle_userfault`: record the message and let the modelled monitor resolve it.
@@ -406,7 +500,8 @@ impl Kernel {
         };
         u.msgs.push(Msg { flags, address });
         self.uffd_stats.last = Some(Msg { flags, address });
-        let (wp_policy, missing_policy) = (u.wp_policy, u.missing_policy);
+        let (wp_policy, missing_policy, minor_policy) =
+            (u.wp_policy, u.missing_policy, u.minor_policy);
         self.uffd_stats.events += 1;
         if flags & FLAG_WRITE != 0 {
             self.uffd_stats.write += 1;
@@ -427,6 +522,23 @@ impl Kernel {
             self.uffd_wp_range(mmi, &vma, s, e, false, false);
         } else if flags & FLAG_MINOR != 0 {
             self.uffd_stats.minor += 1;
+            let MinorPolicy::Continue(size) = minor_policy;
+            let (s, e) = block(size);
+            let pid = self.pid_of_mm(mmi);
+            // The monitor continues what the page table still lacks in the block, page by
+            // page (a page the cache lacks is EFAULT and left alone).
+            let mut a = s;
+            while a < e {
+                let pte = self.mms[mmi].pgt.pte(a);
+                if !self.mms[mmi].pgt.pmd(a).is_huge()
+                    && (pte.is_none() || pte.is_marker())
+                    && self.uffd_continue(pid, a, PAGE_SIZE, false) == Err(Errno::ENOMEM)
+                    && a == addr & !(PAGE_SIZE - 1)
+                {
+                    return Delivery::Oom;
+                }
+                a += PAGE_SIZE;
+            }
         } else {
             self.uffd_stats.missing += 1;
             let (size, zero) = match missing_policy {
@@ -440,12 +552,7 @@ impl Kernel {
                 let pte = self.mms[mmi].pgt.pte(a);
                 let pmd = self.mms[mmi].pgt.pmd(a);
                 if !pmd.is_huge() && (pte.is_none() || pte.is_marker()) {
-                    let pid = self
-                        .tasks
-                        .values()
-                        .find(|t| t.mm == mmi)
-                        .map(|t| t.pid)
-                        .expect("task of mm");
+                    let pid = self.pid_of_mm(mmi);
                     let mode = if zero {
                         Mfill::ZeroPage
                     } else {

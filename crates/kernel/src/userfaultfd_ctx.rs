@@ -17,6 +17,9 @@ pub struct Features {
     pub event_fork: bool,
     pub exact_address: bool,
     pub thread_id: bool,
+    /// `UFFD_FEATURE_MINOR_SHMEM`: advertised to userspace; 6.18 does not require it to
+    /// register MINOR mode on shmem (measured, FINDINGS.md §21), so it changes nothing.
+    pub minor_shmem: bool,
 }
 
 impl Features {
@@ -27,6 +30,7 @@ impl Features {
         "event_fork",
         "exact_address",
         "thread_id",
+        "minor_shmem",
     ];
 
     /// Sets a feature by its scenario name (`UFFD_FEATURE_<NAME>` lower-cased).
@@ -38,6 +42,7 @@ impl Features {
             "event_fork" => self.event_fork = true,
             "exact_address" => self.exact_address = true,
             "thread_id" => self.thread_id = true,
+            "minor_shmem" => self.minor_shmem = true,
             _ => return false,
         }
         true
@@ -79,6 +84,15 @@ pub enum MissingPolicy {
     Zeropage(u64),
 }
 
+/// What the modelled monitor does with a minor fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum MinorPolicy {
+    /// `UFFDIO_CONTINUE` of the pages of the aligned block of this size that the page cache
+    /// holds and the page table does not map (a postcopy or restore monitor that found the
+    /// contents already in the shared file: 4 KiB).
+    Continue(u64),
+}
+
 /// Message counts (`struct uffd_msg` of `UFFD_EVENT_PAGEFAULT`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MsgStats {
@@ -103,6 +117,7 @@ pub struct Uffd {
     pub features: Features,
     pub wp_policy: WpPolicy,
     pub missing_policy: MissingPolicy,
+    pub minor_policy: MinorPolicy,
     /// Every message, in order (the scenario engine reports them).
     pub msgs: Vec<Msg>,
 }

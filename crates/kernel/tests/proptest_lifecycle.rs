@@ -232,7 +232,7 @@ fn run(
             }
             Op::UffdPolicy(pmd) => {
                 let policy = WpPolicy::Unprotect(if pmd { M2 } else { K4 });
-                let _ = k.uffd_set_handler(pid, Some(policy), None);
+                let _ = k.uffd_set_handler(pid, Some(policy), None, None);
             }
         }
         if let Err(e) = k.check_invariants() {

@@ -254,3 +254,61 @@ fn fallocate_orders_follow_the_mount_policy_over_every_file_order() {
         assert!(k.shmem_inode(ino).nr_pages >= pages, "{knobs:?}");
     }
 }
+
+/// MINOR mode (FINDINGS.md §21): two shared mappings of one memfd; the page cache is filled
+/// through the second, and the first, registered MINOR, takes one minor fault per cached page,
+/// resolved by the modelled monitor's UFFDIO_CONTINUE; an uncached page allocates silently.
+#[test]
+fn uffd_minor_faults_and_continue() {
+    use thpsim_kernel::errno::Errno;
+    use thpsim_kernel::mm::vmf;
+    use thpsim_kernel::userfaultfd::{Features, FLAG_MINOR, FLAG_WRITE};
+    let (mut k, pid) = kernel(&[]);
+    let ino = k.shmem_new_inode(2 * M, None, false);
+    let (a, b) = (BASE, BASE + 4 * M);
+    k.mmap_shmem(pid, a, 2 * M, Prot::RW, SHARED, (ino, 0))
+        .unwrap();
+    k.mmap_shmem(pid, b, 2 * M, Prot::RW, SHARED, (ino, 0))
+        .unwrap();
+    let anon = BASE + 8 * M;
+    k.mmap(pid, anon, 2 * M, Prot::RW, MapFlags::default())
+        .unwrap();
+    k.access_seq(pid, b, b + 64 * 1024, 4096, AccessPattern::Write)
+        .unwrap();
+    k.uffd_open(pid, Features::default()).unwrap();
+    assert_eq!(
+        k.uffd_register(pid, anon, 2 * M, vmf::UFFD_MINOR),
+        Err(Errno::EINVAL)
+    );
+    k.uffd_register(pid, a, 2 * M, vmf::UFFD_MINOR).unwrap();
+    // Errnos before any fault: uncached EFAULT, beyond i_size impossible here, mapped EEXIST.
+    assert_eq!(k.uffd_continue(pid, a + M, 4096, false), Err(Errno::EFAULT));
+    assert_eq!(k.uffd_continue(pid, a, 4096, true), Err(Errno::EINVAL));
+    k.uffd_continue(pid, a, 8192, false).unwrap();
+    assert_eq!(
+        k.uffd_continue(pid, a + 4096, 8192, false),
+        Err(Errno::EEXIST)
+    );
+    k.check_invariants().unwrap();
+    let before = k.uffd_stats;
+    k.access_seq(pid, a, a + 64 * 1024, 4096, AccessPattern::Read)
+        .unwrap();
+    k.check_invariants().unwrap();
+    assert_eq!(k.uffd_stats.minor - before.minor, 14);
+    assert_eq!(k.uffd_stats.events - before.events, 14);
+    let last = k.uffd_stats.last.unwrap();
+    assert_eq!((last.flags, last.address), (FLAG_MINOR, a + 60 * 1024));
+    assert_eq!(
+        thpsim_kernel::observe::pagemap_count(&k.page_map(pid, a, a + 2 * M), "shmem"),
+        16
+    );
+    // An uncached page: allocated by the fault, no message.
+    k.access(pid, a + M, AccessKind::Write).unwrap();
+    assert_eq!(k.uffd_stats.events - before.events, 14);
+    // A cached, unmapped page written: MINOR|WRITE.
+    k.access(pid, b + 128 * 1024, AccessKind::Write).unwrap();
+    k.access(pid, a + 128 * 1024, AccessKind::Write).unwrap();
+    assert_eq!(k.uffd_stats.last.unwrap().flags, FLAG_MINOR | FLAG_WRITE);
+    assert_eq!(k.uffd_stats.events - before.events, 15);
+    k.check_invariants().unwrap();
+}

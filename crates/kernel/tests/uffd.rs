@@ -114,7 +114,7 @@ fn huge_zero_pmd_protected_whole_then_4k_or_2m_unprotect() {
             k.page_map(pid, BASE, BASE + M2),
             vec![(Backing::HugeZero, 512)]
         );
-        k.uffd_set_handler(pid, Some(policy), None).unwrap();
+        k.uffd_set_handler(pid, Some(policy), None, None).unwrap();
         let f0 = faults(&k, pid);
         k.access(pid, BASE, AccessKind::Write).unwrap();
         ok(&k);
@@ -209,7 +209,7 @@ fn missing_faults_and_copy() {
         k.page_map(pid, BASE + 16 * K4, BASE + 20 * K4),
         vec![(Backing::Zero, 4)]
     );
-    k.uffd_set_handler(pid, None, Some(MissingPolicy::Zeropage(K4)))
+    k.uffd_set_handler(pid, None, Some(MissingPolicy::Zeropage(K4)), None)
         .unwrap();
     k.access(pid, BASE + 32 * K4, AccessKind::Read).unwrap();
     assert_eq!(
@@ -297,7 +297,7 @@ fn populate_hitting_a_userfault_counts_a_major_fault() {
     }
     k.uffd_register(pid, BASE, M2, vmf::UFFD_WP).unwrap();
     k.uffd_writeprotect(pid, BASE, M2, true).unwrap();
-    k.uffd_set_handler(pid, Some(WpPolicy::Unprotect(M2)), None)
+    k.uffd_set_handler(pid, Some(WpPolicy::Unprotect(M2)), None, None)
         .unwrap();
     let (min0, maj0) = (k.task(pid).unwrap().minflt, k.task(pid).unwrap().majflt);
     k.madvise(pid, BASE, M2, Advice::PopulateWrite).unwrap();

@@ -295,11 +295,12 @@ pub enum UffdOp {
     Open {
         features: Vec<String>,
     },
-    /// UFFDIO_REGISTER in MISSING and/or WP mode.
+    /// UFFDIO_REGISTER in MISSING, WP and/or MINOR mode.
     Register {
         range: RangeRef,
         missing: bool,
         wp: bool,
+        minor: bool,
     },
     Unregister {
         range: RangeRef,
@@ -321,9 +322,15 @@ pub enum UffdOp {
     Zeropage {
         range: RangeRef,
     },
-    /// The modelled monitor's policy for WP and MISSING faults.
+    /// UFFDIO_CONTINUE (`wp`: with UFFDIO_CONTINUE_MODE_WP).
+    Continue {
+        range: RangeRef,
+        wp: bool,
+    },
+    /// The modelled monitor's policy for WP, MISSING and MINOR faults.
     Handler {
         wp: Option<thpsim_kernel::userfaultfd::WpPolicy>,
         missing: Option<thpsim_kernel::userfaultfd::MissingPolicy>,
+        minor: Option<thpsim_kernel::userfaultfd::MinorPolicy>,
     },
 }

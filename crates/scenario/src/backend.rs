@@ -256,6 +256,7 @@ pub enum UffdReq {
         len: u64,
         missing: bool,
         wp: bool,
+        minor: bool,
     },
     Unregister {
         addr: u64,
@@ -278,8 +279,14 @@ pub enum UffdReq {
         addr: u64,
         len: u64,
     },
+    Continue {
+        addr: u64,
+        len: u64,
+        wp: bool,
+    },
     Handler {
         wp: Option<thpsim_kernel::userfaultfd::WpPolicy>,
         missing: Option<thpsim_kernel::userfaultfd::MissingPolicy>,
+        minor: Option<thpsim_kernel::userfaultfd::MinorPolicy>,
     },
 }

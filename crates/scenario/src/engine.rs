@@ -155,7 +155,11 @@ fn touch_bound(scn: &Scenario, mappings: &[Placed], memory: u64) -> TouchBound {
                 | Advice::Collapse,
         } => add(len_of(range)),
         Op::Mlock { range, lock: true } => add(len_of(range)),
-        Op::Uffd(UffdOp::Copy { range, .. } | UffdOp::Zeropage { range }) => add(len_of(range)),
+        Op::Uffd(
+            UffdOp::Copy { range, .. }
+            | UffdOp::Zeropage { range }
+            | UffdOp::Continue { range, .. },
+        ) => add(len_of(range)),
         Op::Fork { .. } => procs = procs.saturating_add(1),
         _ => {}
     });
@@ -828,13 +832,19 @@ impl Run<'_> {
                     UffdOp::Open { features } => UffdReq::Open {
                         features: features.clone(),
                     },
-                    UffdOp::Register { range, missing, wp } => {
+                    UffdOp::Register {
+                        range,
+                        missing,
+                        wp,
+                        minor,
+                    } => {
                         let (addr, len) = self.range(range);
                         UffdReq::Register {
                             addr,
                             len,
                             missing: *missing,
                             wp: *wp,
+                            minor: *minor,
                         }
                     }
                     UffdOp::Unregister { range } => {
@@ -858,9 +868,14 @@ impl Run<'_> {
                         let (addr, len) = self.range(range);
                         UffdReq::Zeropage { addr, len }
                     }
-                    UffdOp::Handler { wp, missing } => UffdReq::Handler {
+                    UffdOp::Continue { range, wp } => {
+                        let (addr, len) = self.range(range);
+                        UffdReq::Continue { addr, len, wp: *wp }
+                    }
+                    UffdOp::Handler { wp, missing, minor } => UffdReq::Handler {
                         wp: *wp,
                         missing: *missing,
+                        minor: *minor,
                     },
                 };
                 self.exec(st, BackendOp::Uffd(req))

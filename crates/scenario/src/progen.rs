@@ -537,7 +537,7 @@ impl<E: Entropy> Gen<'_, E> {
     }
 
     fn uffd(&mut self) -> Option<String> {
-        Some(match self.below(8) {
+        Some(match self.below(9) {
             0 => {
                 let mut s = "uffd open".to_string();
                 for f in Features::NAMES {
@@ -549,7 +549,17 @@ impl<E: Entropy> Gen<'_, E> {
             }
             1 => {
                 let r = self.range()?;
-                let mode = *pick(self.e, &["missing", "wp", "missing+wp"]);
+                let mode = *pick(
+                    self.e,
+                    &[
+                        "missing",
+                        "wp",
+                        "missing+wp",
+                        "minor",
+                        "missing+minor",
+                        "minor+wp",
+                    ],
+                );
                 format!("uffd register {r} {mode}")
             }
             2 => format!("uffd unregister {}", self.range()?),
@@ -561,6 +571,11 @@ impl<E: Entropy> Gen<'_, E> {
                 format!("uffd copy {r}{wp}")
             }
             6 => format!("uffd zeropage {}", self.range()?),
+            7 => {
+                let r = self.range()?;
+                let wp = if self.chance(30) { " wp" } else { "" };
+                format!("uffd continue {r}{wp}")
+            }
             _ => {
                 let mut s = "uffd handler".to_string();
                 if self.chance(70) {
@@ -581,6 +596,10 @@ impl<E: Entropy> Gen<'_, E> {
                         &["copy:4K", "copy:64K", "zeropage:4K", "zeropage:2M"],
                     );
                     let _ = write!(s, " missing={p}");
+                }
+                if self.chance(50) {
+                    let p = *pick(self.e, &["continue:4K", "continue:64K", "continue:2M"]);
+                    let _ = write!(s, " minor={p}");
                 }
                 s
             }

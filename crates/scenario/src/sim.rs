@@ -348,9 +348,11 @@ impl Backend for SimBackend {
                         len,
                         missing,
                         wp,
+                        minor,
                     } => {
                         let mode = if *missing { vmf::UFFD_MISSING } else { 0 }
-                            | if *wp { vmf::UFFD_WP } else { 0 };
+                            | if *wp { vmf::UFFD_WP } else { 0 }
+                            | if *minor { vmf::UFFD_MINOR } else { 0 };
                         k.uffd_register(pid, b + addr, *len, mode)
                     }
                     UffdReq::Unregister { addr, len } => k.uffd_unregister(pid, b + addr, *len),
@@ -368,7 +370,12 @@ impl Backend for SimBackend {
                     UffdReq::Zeropage { addr, len } => {
                         k.uffd_fill(pid, b + addr, *len, Mfill::ZeroPage)
                     }
-                    UffdReq::Handler { wp, missing } => k.uffd_set_handler(pid, *wp, *missing),
+                    UffdReq::Continue { addr, len, wp } => {
+                        k.uffd_continue(pid, b + addr, *len, *wp)
+                    }
+                    UffdReq::Handler { wp, missing, minor } => {
+                        k.uffd_set_handler(pid, *wp, *missing, *minor)
+                    }
                 };
                 r.map(|_| 0).map_err(OpError::Errno)
             }

@@ -269,7 +269,7 @@ const UFFD_SUBS: &[SubSpec] = &[
     },
     SubSpec {
         name: "register",
-        grammar: "RANGE missing|wp|missing+wp",
+        grammar: "RANGE missing|wp|minor|missing+wp|…",
         opts: &[],
     },
     SubSpec {
@@ -306,6 +306,19 @@ const UFFD_SUBS: &[SubSpec] = &[
         opts: &[],
     },
     SubSpec {
+        name: "continue",
+        grammar: "RANGE",
+        opts: &[OptSpec {
+            key: "wp",
+            kind: ValueKind::Flag,
+            meta: "",
+            what: "`wp`",
+            required: false,
+            default: None,
+            doc: "UFFDIO_CONTINUE_MODE_WP: the mapped pages stay write-protected (needs WP registration, else EINVAL)",
+        }],
+    },
+    SubSpec {
         name: "handler",
         grammar: "",
         opts: &[
@@ -326,6 +339,15 @@ const UFFD_SUBS: &[SubSpec] = &[
                 required: false,
                 default: Some("copy:4K"),
                 doc: "how the monitor resolves a missing fault: `copy:SIZE` or `zeropage:SIZE`",
+            },
+            OptSpec {
+                key: "minor",
+                kind: ValueKind::Policy(&[("continue", false)]),
+                meta: "POLICY",
+                what: "minor policy",
+                required: false,
+                default: Some("continue:4K"),
+                doc: "how the monitor resolves a minor fault: `continue:SIZE` (UFFDIO_CONTINUE of the block's pages the page cache holds and the page table lacks)",
             },
         ],
     },
@@ -772,7 +794,7 @@ pub const OPS: &[OpSpec] = &[
     OpSpec {
         name: "uffd",
         grammar: "",
-        summary: "userfaultfd of the current process (one per process): `open` is userfaultfd(2) + UFFDIO_API with features (see userfaultfd features below); `register`/`unregister` are UFFDIO_(UN)REGISTER; `wp`/`unwp` are UFFDIO_WRITEPROTECT with mode WP / 0; `copy` and `zeropage` fill missing pages (order 0, EEXIST on populated ones; in a shared shmem mapping each is a new page-cache page, EEXIST where the file already has one, EFAULT beyond its end). A fault that reaches userfaultfd is resolved by a modelled monitor: `handler wp=unprotect:4K` (default; also `unprotect:2M`, `unprotect:vma`) and `missing=copy:4K` (default; also `zeropage:SIZE`). Messages are counted as `uffd.STAT` (see Observables).",
+        summary: "userfaultfd of the current process (one per process): `open` is userfaultfd(2) + UFFDIO_API with features (see userfaultfd features below); `register`/`unregister` are UFFDIO_(UN)REGISTER; `wp`/`unwp` are UFFDIO_WRITEPROTECT with mode WP / 0; `copy` and `zeropage` fill missing pages (order 0, EEXIST on populated ones; in a shared shmem mapping each is a new page-cache page, EEXIST where the file already has one, EFAULT beyond its end). `register … minor` (shmem mappings only, else EINVAL) raises a minor fault where the page cache holds the page but the page table does not map it; `continue` is UFFDIO_CONTINUE: it maps, one PTE per page, pages the cache holds (EFAULT where it does not, EINVAL beyond i_size, EEXIST on a mapped page; read-only in a private mapping). A fault that reaches userfaultfd is resolved by a modelled monitor: `handler wp=unprotect:4K` (default; also `unprotect:2M`, `unprotect:vma`), `missing=copy:4K` (default; also `zeropage:SIZE`) and `minor=continue:4K` (default). Messages are counted as `uffd.STAT` (see Observables).",
         args: &[
             ("RANGE", "as for other ops"),
             ("POLICY", "`ACTION:SIZE` with SIZE a power of two ≥ 4K (default 4K), or `unprotect:vma`"),

@@ -1959,3 +1959,38 @@ fn kalloc_and_compact_parse_with_their_options_and_errors() {
     let d = errs("kalloc 4M type=movable");
     assert_eq!(d.len(), 1);
 }
+
+#[test]
+fn uffd_minor_register_and_continue() {
+    same(
+        &one_op("uffd register buf missing+minor"),
+        &Op::Uffd(UffdOp::Register {
+            range: r(None, None, 15, 3),
+            missing: true,
+            wp: false,
+            minor: true,
+        }),
+    );
+    same(
+        &one_op("uffd continue buf+0 8K wp"),
+        &Op::Uffd(UffdOp::Continue {
+            range: r(Some(0), Some(8 * K), 15, 8),
+            wp: true,
+        }),
+    );
+    let pre = "mmap buf 4M anon private\n";
+    one_err(
+        &format!("{pre}uffd register buf minor+minor"),
+        2,
+        19,
+        "register mode `minor` given twice",
+        None,
+    );
+    one_err(
+        &format!("{pre}uffd register buf major"),
+        2,
+        19,
+        "unknown register mode `major`",
+        Some("modes: missing, wp, minor, joined with `+` (missing+wp)"),
+    );
+}

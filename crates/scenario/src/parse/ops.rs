@@ -824,7 +824,7 @@ pub(crate) fn op_munlock(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
 
 pub(crate) fn op_uffd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     use crate::ast::UffdOp;
-    use thpsim_kernel::userfaultfd::{Features, MissingPolicy, WpPolicy};
+    use thpsim_kernel::userfaultfd::{Features, MinorPolicy, MissingPolicy, WpPolicy};
     let a = c.need("uffd action")?;
     c.sub = c.spec.sub(a.text);
     let op = match a.text {
@@ -844,31 +844,37 @@ pub(crate) fn op_uffd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         }
         "register" => {
             let range = c.range()?;
-            let m = c.need("mode (missing, wp or missing+wp)")?;
-            let (mut missing, mut wp) = (false, false);
+            let m = c.need("mode (missing, wp, minor, or a `+` of them)")?;
+            let (mut missing, mut wp, mut minor) = (false, false, false);
             for part in m.text.split('+') {
-                match part {
-                    "missing" => missing = true,
-                    "wp" => wp = true,
-                    "minor" => {
-                        c.err(
-                            m.span(),
-                            "MINOR mode needs shmem or hugetlb, which are not modelled",
-                            None,
-                        );
-                        return None;
-                    }
+                let seen = match part {
+                    "missing" => std::mem::replace(&mut missing, true),
+                    "wp" => std::mem::replace(&mut wp, true),
+                    "minor" => std::mem::replace(&mut minor, true),
                     _ => {
                         c.err(
                             m.span(),
                             format!("unknown register mode `{}`", m.text),
-                            Some("modes: missing, wp, missing+wp".into()),
+                            Some("modes: missing, wp, minor, joined with `+` (missing+wp)".into()),
                         );
                         return None;
                     }
+                };
+                if seen {
+                    c.err(
+                        m.span(),
+                        format!("register mode `{part}` given twice"),
+                        None,
+                    );
+                    return None;
                 }
             }
-            UffdOp::Register { range, missing, wp }
+            UffdOp::Register {
+                range,
+                missing,
+                wp,
+                minor,
+            }
         }
         "unregister" => UffdOp::Unregister { range: c.range()? },
         "wp" | "unwp" => {
@@ -895,6 +901,17 @@ pub(crate) fn op_uffd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
             }
         }
         "zeropage" => UffdOp::Zeropage { range: c.range()? },
+        "continue" => {
+            let range = c.range()?;
+            let opts = c.sub_options();
+            if !opts.ok {
+                return None;
+            }
+            UffdOp::Continue {
+                range,
+                wp: opts.flag("wp"),
+            }
+        }
         "handler" => {
             let opts = c.sub_options();
             if !opts.ok {
@@ -910,7 +927,11 @@ pub(crate) fn op_uffd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
                 Some(OptValue::Policy(_, Some(s))) => Some(MissingPolicy::Copy(s)),
                 _ => None,
             };
-            UffdOp::Handler { wp, missing }
+            let minor = match opts.get("minor") {
+                Some(OptValue::Policy(_, Some(s))) => Some(MinorPolicy::Continue(s)),
+                _ => None,
+            };
+            UffdOp::Handler { wp, missing, minor }
         }
         _ => {
             let names = c.spec.subs.iter().map(|s| s.name);
