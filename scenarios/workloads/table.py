@@ -20,6 +20,7 @@ rows=[
  ("virtio-mem", "QEMU, prealloc=on", "virtio-mem"),
  ("cloud-hypervisor", "CH prefault=on", "cloud-hypervisor"),
  ("ch-restore", "CH ondemand restore", "ch-restore"),
+ ("ch-postcopy-shared", "CH postcopy, shared memfd RAM", "ch-postcopy-shared --used 60 --write-share 10"),
  ("firecracker", "FC huge_pages=Transparent", "firecracker"),
  ("kubevirt-thp", "KubeVirt VEP 383", "kubevirt-thp"),
  ("criu-lazy", "CRIU --lazy-pages", "criu-lazy"),

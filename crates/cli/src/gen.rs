@@ -66,6 +66,12 @@ pub const WORKLOADS: &[(&str, &str, &str)] = &[
          HEAD ae44c2971c",
     ),
     (
+        "ch-postcopy-shared",
+        "Cloud Hypervisor postcopy on shared memfd RAM: uffd MISSING+MINOR, 4 KiB UFFDIO_CONTINUE, address-order prefault",
+        "cloud-hypervisor vmm/src/uffd.rs SocketUffdMemorySource::resolve, vmm/src/memory_manager.rs \
+         prepare_uffd/uffd_handler_loop, commit 435a65bb2, HEAD ae44c2971c",
+    ),
+    (
         "firecracker",
         "Firecracker boot, huge_pages=Transparent: aligned mmap, one MADV_HUGEPAGE per region",
         "firecracker src/vmm/src/vstate/memory.rs allocate_protected/create, PR #6003 535c62675",
@@ -434,6 +440,7 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
         "virtio-mem" => virtio_mem(p),
         "cloud-hypervisor" => cloud_hypervisor(p),
         "ch-restore" => ch_restore(p),
+        "ch-postcopy-shared" => ch_postcopy_shared(p),
         "firecracker" => firecracker(p),
         "kubevirt-thp" => kubevirt(p),
         "criu-lazy" => criu_lazy(p),
@@ -1173,6 +1180,128 @@ fn ch_restore(p: &GenParams) -> (String, String) {
     ops.push_str("uffd unregister ram                  # the handler exits, the uffd is closed\n");
     ops.push_str("checkpoint restored\n");
     khugepaged_step(p, &mut ops, p.guest);
+    (doc, ops)
+}
+
+/// Cloud Hypervisor postcopy with shared guest RAM (`shared=on`: a memfd the source hands to
+/// the destination): the destination registers MISSING|MINOR (`prepare_uffd` with
+/// `requires_uffd_minor_mode`), and each fault or background-prefault page is one request to
+/// the source (which reads the page through its own mapping: a page the guest never used is
+/// allocated there) and one 4 KiB `UFFDIO_CONTINUE`.
+fn ch_postcopy_shared(p: &GenParams) -> (String, String) {
+    let mut rng = Rng::new(p.seed);
+    let blocks = p.guest / M2;
+    let used: Vec<bool> = (0..blocks).map(|_| rng.chance(p.used)).collect();
+    let mut hot = Vec::new();
+    for (b, &u) in used.iter().enumerate() {
+        if u && rng.chance(p.write_share) {
+            let len = 1 + rng.below(64);
+            let start = rng.below(PAGES_PER_PMD - len + 1);
+            hot.push((b as u64, start, len));
+        }
+    }
+    let hot_pages: u64 = hot.iter().map(|h| h.2).sum();
+    let used_blocks = used.iter().filter(|&&u| u).count();
+    let doc = format!(
+        "Local postcopy migration of a guest whose RAM is shared=on, thp=on: create_anonymous_file \
+         (memfd_create\n\"ch_ram\" + set_len) mapped MAP_SHARED by create_ram_region_raw, then \
+         MADV_HUGEPAGE (thp && !hugepages). The\nsource hands the memfd to the destination \
+         (memory_files: shared_backing), so the page cache holds what the guest\nused on the \
+         source ({used_blocks} of {blocks} 2 MiB blocks, --used {}%, seed {}). The destination \
+         maps the same memfd and\nstart_postcopy_serving -> prepare_uffd registers it \
+         UFFDIO_REGISTER_MODE_MISSING|MINOR (requires_uffd_minor_mode =\nshared_backing). The \
+         guest resumes and writes {hot_pages} pages in {} runs inside used blocks \
+         (--write-share {}%): each is a\nminor fault that SocketUffdMemorySource::resolve \
+         answers with a 4 KiB UFFDIO_CONTINUE after its PageFault request\n(serve_postcopy on the \
+         source reads the page through its mapping). When idle, uffd_handler_loop prefaults\n\
+         every page not yet served in address order the same way (here: one source read and one \
+         `uffd continue` per gap;\nthe source's read allocates the blocks the guest never used). \
+         Every page of the destination is mapped by a\nPTE, whatever the folio size: with \
+         shmem_enabled=advise the source's PMD folios stay PTE-mapped at the destination\n\
+         (ShmemPmdMapped 0). khugepaged's shmem path (collapse_file, the PMD remap of a \
+         PTE-mapped folio) is not modelled,\nso the workload ends at the restore. Try: thpsim \
+         compare FILE --set shmem_enabled=never --set shmem_enabled=advise.\nParameters \
+         used: --guest, --used, --write-share, --seed, --kernel.",
+        p.used,
+        p.seed,
+        hot.len(),
+        p.write_share,
+    );
+    let g = fmt_size(p.guest);
+    let mut ops = String::new();
+    let _ = writeln!(
+        ops,
+        "memfd ramfd {g}                    # create_anonymous_file"
+    );
+    let _ = writeln!(
+        ops,
+        "mmap src {g} ramfd shared rw align=2M   # the source VMM's mapping"
+    );
+    ops.push_str(
+        "madvise src HUGEPAGE                 # thp=on
+",
+    );
+    let mut b = 0;
+    while b < blocks as usize {
+        if !used[b] {
+            b += 1;
+            continue;
+        }
+        let s = b;
+        while b < blocks as usize && used[b] {
+            b += 1;
+        }
+        let _ = writeln!(
+            ops,
+            "write {}",
+            nrange("src", s as u64 * M2, (b - s) as u64 * M2)
+        );
+    }
+    ops.push_str(
+        "checkpoint source
+",
+    );
+    let _ = writeln!(
+        ops,
+        "mmap dst {g} ramfd shared rw align=2M   # the destination maps the received memfd"
+    );
+    ops.push_str(
+        "madvise dst HUGEPAGE
+",
+    );
+    ops.push_str(
+        "uffd open minor_shmem
+",
+    );
+    ops.push_str(
+        "uffd register dst missing+minor       # prepare_uffd: shared_backing
+",
+    );
+    ops.push_str(
+        "uffd handler minor=continue:4K       # SocketUffdMemorySource::resolve: UFFDIO_CONTINUE of page_size\n",
+    );
+    ops.push_str("checkpoint registered\n");
+    for &(b, start, len) in &hot {
+        let _ = writeln!(
+            ops,
+            "write {}",
+            nrange("dst", b * M2 + start * K4, len * K4)
+        );
+    }
+    let _ = writeln!(ops, "expect uffd.minor == {hot_pages}");
+    ops.push_str("expect uffd.missing == 0\ncheckpoint guest-faults\n");
+    ops.push_str(
+        "# background prefault, address order: the source reads each page, then UFFDIO_CONTINUE\n",
+    );
+    for (off, len) in gaps(p.guest, &hot) {
+        let _ = writeln!(ops, "read {}", nrange("src", off, len));
+        let _ = writeln!(ops, "uffd continue {}", nrange("dst", off, len));
+    }
+    ops.push_str("expect errno == ok\n");
+    let _ = writeln!(ops, "expect smaps(dst).Rss == {g}");
+    ops.push_str("expect smaps(dst).ShmemPmdMapped == 0\ncheckpoint prefaulted\n");
+    ops.push_str("uffd unregister dst                  # the handler exits, the uffd is closed\n");
+    ops.push_str("checkpoint restored\n");
     (doc, ops)
 }
 

@@ -29,6 +29,11 @@ fn params(workload: &str) -> GenParams {
 }
 
 fn run_gen(p: &GenParams, profile: &str) -> RunResult {
+    run_gen_with(p, profile, &[])
+}
+
+/// `run_gen` with settings (sysfs knobs, switches) applied after the scenario's own.
+fn run_gen_with(p: &GenParams, profile: &str, sets: &[(&str, &str)]) -> RunResult {
     let src = generate(p).unwrap();
     let scn = thpsim_scenario::parse("gen.thps", &src)
         .unwrap_or_else(|d| panic!("{}\n{src}", thpsim_scenario::diag::render_all(&d, &src)));
@@ -38,7 +43,10 @@ fn run_gen(p: &GenParams, profile: &str) -> RunResult {
         &mut be,
         &Variant {
             profile: Some(profile.into()),
-            sets: vec![],
+            sets: sets
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         },
     )
     .unwrap_or_else(|e| panic!("{}: {e}\n{src}", p.workload));
@@ -620,4 +628,32 @@ fn prealloc_memfd_backend_follows_shmem_enabled_not_madvise() {
     let mut q = params("postcopy");
     q.backend = "memfd".into();
     assert!(generate(&q).unwrap_err().contains("--backend memfd"));
+}
+
+#[test]
+fn ch_postcopy_shared_takes_minor_faults_and_maps_every_page_by_pte() {
+    let mut p = params("ch-postcopy-shared");
+    p.used = 60;
+    p.write_share = 20;
+    let src = generate(&p).unwrap();
+    assert!(src.contains("\nuffd register dst missing+minor "));
+    let written: u64 = src
+        .lines()
+        .filter(|l| l.starts_with("write dst+"))
+        .map(|l| parse_size(l.rsplit(' ').next().unwrap()).unwrap() / K4)
+        .sum();
+    assert!(written > 0);
+    let res = run_gen(&p, "6.18");
+    assert_eq!(counter(&res, "guest-faults", "uffd.minor"), written as i64);
+    assert_eq!(counter(&res, "guest-faults", "uffd.missing"), 0);
+    assert_eq!(counter(&res, "prefaulted", "uffd.events"), 0);
+    assert_eq!(smaps(&res, "restored", "dst", "Rss"), 64 << 10);
+    assert_eq!(smaps(&res, "restored", "dst", "ShmemPmdMapped"), 0);
+    // shmem_enabled=advise (MADV_HUGEPAGE on both mappings): every block is a PMD folio,
+    // PMD-mapped by the source and mapped by 512 PTEs at the destination.
+    let res = run_gen_with(&p, "6.18", &[("shmem_enabled", "advise")]);
+    assert_eq!(smaps(&res, "restored", "src", "ShmemPmdMapped"), 64 << 10);
+    assert_eq!(smaps(&res, "restored", "dst", "ShmemPmdMapped"), 0);
+    assert_eq!(smaps(&res, "restored", "dst", "Rss"), 64 << 10);
+    assert_eq!(counter(&res, "guest-faults", "uffd.minor"), written as i64);
 }
