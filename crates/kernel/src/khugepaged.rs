@@ -15,7 +15,10 @@
 //!
 //! The proposal switch `collapse=inplace` remaps a fully PTE-mapped, naturally aligned PMD-sized
 //! folio by a PMD instead of allocating and copying (`sim_collapse_inplace`); the copy path
-//! counts `sim_collapse_copied_pages`.
+//! counts `sim_collapse_copied_pages`. `collapse=inplace_migrate` also takes a PMD-sized folio
+//! some of whose pages were subreleased: the small pages that replaced them are copied back
+//! into the folio's own pages (`sim_collapse_copied_pages`) and freed, the unmapped ones
+//! zeroed (`sim_zeroed_pages`), so the collapse needs no order-9 allocation.
 
 use crate::errno::Errno;
 use crate::fault::Tva;
@@ -430,10 +433,15 @@ impl Kernel {
         let pmd = self.mms[mmi].pgt.pmd(haddr);
         let tidx = pmd.table_idx();
         let table = *self.mms[mmi].pgt.pte_table(tidx);
-        if self.profile.switches.collapse == Collapse::Inplace
-            && self.collapse_in_place(mmi, vma, haddr, &table)
-        {
-            return ScanResult::Succeed;
+        let migrate = match self.profile.switches.collapse {
+            Collapse::Copy => None,
+            Collapse::Inplace => Some(false),
+            Collapse::InplaceMigrate => Some(true),
+        };
+        if let Some(migrate) = migrate {
+            if self.collapse_in_place(mmi, vma, haddr, &table, migrate) {
+                return ScanResult::Succeed;
+            }
         }
         // alloc_charge_folio: khugepaged's mask follows khugepaged/defrag; MADV_COLLAPSE
         // always uses GFP_TRANSHUGE.
@@ -503,43 +511,104 @@ impl Kernel {
         ScanResult::Succeed
     }
 
-    /// The `collapse=inplace` proposal: the range is exactly one order-9 folio, page i at
-    /// PTE i, mapped only here → map it by a PMD, no allocation, no copy.
+    /// The in-place collapse proposals. `collapse=inplace`: the range is exactly one order-9
+    /// folio, page i at PTE i, mapped only here → map it by a PMD, no allocation, no copy.
+    /// `migrate` (`collapse=inplace_migrate`): some PTEs may instead be none, the zero page,
+    /// or an exclusive order-0 anonymous page (one that replaced a subreleased part of the
+    /// folio): those pages are copied back into the folio's page i and freed, the others'
+    /// page i zeroed; the folio leaves the deferred-split queue as fully mapped again.
     fn collapse_in_place(
         &mut self,
         mmi: MmId,
         vma: &Vma,
         haddr: u64,
         table: &pgtable::PteTable,
+        migrate: bool,
     ) -> bool {
-        let first = table[0];
-        if !first.is_page() {
+        // The folio: the first PTE mapping an order-9 folio's page at its natural index.
+        let Some(id) = table.iter().enumerate().find_map(|(i, p)| {
+            (p.is_page()
+                && p.idx() == to_u32(i)
+                && self.folios.get(p.folio()).order == HPAGE_PMD_ORDER)
+                .then(|| p.folio())
+        }) else {
             return false;
-        }
-        let id = first.folio();
+        };
         let f = *self.folios.get(id);
-        if f.order != HPAGE_PMD_ORDER
-            || f.entire_mapcount != 0
-            || f.mapcount != HPAGE_PMD_NR
-            || self.folios.maybe_mapped_shared(id)
-        {
+        if f.entire_mapcount != 0 || self.folios.maybe_mapped_shared(id) {
             return false;
         }
-        if !table
-            .iter()
-            .enumerate()
-            .all(|(i, p)| p.is_page() && p.folio() == id && p.idx() == to_u32(i))
-        {
+        let (mut own, mut small, mut holes) = (0u32, 0i64, 0i64);
+        for (i, p) in table.iter().enumerate() {
+            if p.is_page() && p.folio() == id {
+                if p.idx() != to_u32(i) {
+                    return false;
+                }
+                own += 1;
+            } else if !migrate {
+                return false;
+            } else if p.is_none() || p.is_zero_page() {
+                holes += 1;
+            } else if p.is_page() {
+                let g = self.folios.get(p.folio());
+                // Migration needs a page only this PTE holds (an unpinned, unshared folio).
+                if g.order != 0
+                    || g.mapcount != 1
+                    || g.refcount != 1
+                    || !g.test(crate::folio::flags::ANON)
+                {
+                    return false;
+                }
+                small += 1;
+            } else {
+                return false;
+            }
+        }
+        // Every mapping of the folio is one of these PTEs.
+        if f.mapcount != own {
             return false;
         }
         let tidx = self.mms[mmi].pgt.pmd(haddr).table_idx();
-        let excl = table.iter().all(|p| p.has(EXCLUSIVE));
-        for i in 0..HPAGE_PMD_NR as usize {
-            self.mms[mmi].pgt.pte_table_mut(tidx)[i] = Pte::NONE;
+        let excl = table.iter().all(|p| !p.is_page() || p.has(EXCLUSIVE));
+        // The folio gains its PMD mapping first, so dropping its PTE mappings never makes it
+        // look partially mapped; the pages no PTE mapped count as anonymous again.
+        if self.folios.get(id).test(crate::folio::flags::DEFERRED) {
+            self.ds_unqueue(id);
         }
-        // PTE mappings become one PMD mapping of the same folio.
+        let unmapped = HPAGE_PMD_NR - self.folios.meta(id).nr_pages_mapped;
         self.folio_add_pmd_mapping(id, mmi);
-        self.folio_remove_rmap_ptes(id, 0, HPAGE_PMD_NR, mmi);
+        self.vmstat.add(VmItem::NrAnonPages, i64::from(unmapped));
+        let mut i = 0;
+        while i < table.len() {
+            let p = table[i];
+            self.mms[mmi].pgt.pte_table_mut(tidx)[i] = Pte::NONE;
+            if p.is_page() && p.folio() == id {
+                let mut n = 1;
+                while i + n < table.len() && table[i + n].is_page() && table[i + n].folio() == id {
+                    self.mms[mmi].pgt.pte_table_mut(tidx)[i + n] = Pte::NONE;
+                    n += 1;
+                }
+                self.folio_remove_rmap_ptes(id, to_u32(i), to_u32(n), mmi);
+                i += n;
+                continue;
+            }
+            if p.is_page() {
+                // migrate_folio(): the small page's data moves into page i of the THP.
+                if self.folios.is_nonzero(p.folio(), p.idx()) {
+                    self.folios.set_nonzero(id, to_u32(i));
+                } else {
+                    self.folios.clear_nonzero(id, to_u32(i));
+                }
+                self.folio_remove_rmap_ptes(p.folio(), p.idx(), 1, mmi);
+            } else {
+                // A subreleased page reads as zero again.
+                self.folios.clear_nonzero(id, to_u32(i));
+            }
+            i += 1;
+        }
+        self.mms[mmi].add_mm_counter(MmCounter::AnonPages, holes);
+        self.vmstat.add(VmItem::SimCollapseCopiedPages, small);
+        self.vmstat.add(VmItem::SimZeroedPages, holes);
         let pfn = self.mms[mmi].pgt.free_pte_table(tidx);
         self.mms[mmi].pgt.deposit(pfn);
         let bits = YOUNG
@@ -552,6 +621,10 @@ impl Kernel {
             };
         *self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd") = Pmd::thp(id, bits);
         self.vmstat.count(VmItem::SimCollapseInplace);
+        if holes + small > 0 {
+            // The rebuilt THP is queued for the underused shrinker, as a collapsed one is.
+            self.deferred_split_folio(id, false);
+        }
         true
     }
 

@@ -18,6 +18,11 @@ pub enum Collapse {
     Copy,
     /// Proposal: remap an existing, naturally aligned PTE-mapped THP by a PMD in place.
     Inplace,
+    /// Proposal (the in-place collapse thread's follow-up): as `Inplace`, and also when parts
+    /// of the THP were subreleased (MADV_DONTNEED/FREE) and then refaulted: the small pages
+    /// that replaced them are migrated back into the THP's own pages, the holes zeroed, so
+    /// no order-9 allocation is needed.
+    InplaceMigrate,
 }
 
 /// Every behaviour switch of the model. Field names are the `set` keys.
@@ -107,7 +112,7 @@ pub const SWITCHES: &[(&str, &str, &str)] = &[
     ("mremap_multi_vma", "0|1", "a same-size MREMAP_FIXED move may span several VMAs, gaps kept (6.17)"),
     ("pt_reclaim", "0|1", "MADV_DONTNEED of a whole 2 MiB range frees the emptied PTE table (CONFIG_PT_RECLAIM, 6.14)"),
     ("anon_vma_dup_merge", "0|1", "a VMA with an anon_vma may merge into a neighbour without one, which gets a copy (dup_anon_vma), unless forked (6.16)"),
-    ("collapse", "copy|inplace", "khugepaged/MADV_COLLAPSE on a PTE-mapped THP: allocate and copy (Linux) or remap it by a PMD in place (proposal)"),
+    ("collapse", "copy|inplace|inplace_migrate", "khugepaged/MADV_COLLAPSE on a PTE-mapped THP: allocate and copy (Linux), remap it by a PMD in place (proposal), or also migrate back the small pages that replaced subreleased parts and zero the holes (proposal)"),
 ];
 
 /// Why `Switches::set` refused a switch.
@@ -164,7 +169,8 @@ impl Switches {
                 self.collapse = match value {
                     "copy" => Collapse::Copy,
                     "inplace" => Collapse::Inplace,
-                    _ => return Err(bad("copy or inplace")),
+                    "inplace_migrate" => Collapse::InplaceMigrate,
+                    _ => return Err(bad("copy, inplace or inplace_migrate")),
                 }
             }
             _ => {
@@ -193,6 +199,7 @@ impl Switches {
             "collapse" => match self.collapse {
                 Collapse::Copy => "copy".into(),
                 Collapse::Inplace => "inplace".into(),
+                Collapse::InplaceMigrate => "inplace_migrate".into(),
             },
             _ => return None,
         })

@@ -435,3 +435,39 @@ fn madvise_collapse_stops_at_a_none_pmd_and_at_the_first_failing_vma() {
     ok(&k);
     assert_eq!(v(&k, VmItem::ThpCollapseAlloc), 1);
 }
+
+/// `collapse=inplace_migrate` (proposal): a THP subreleased in part (64 KiB DONTNEED) and
+/// refaulted in part (48 KiB of order-0 pages) is rebuilt in place: the 12 small pages' data
+/// moves back into the old folio (then they are freed), the 4-page hole is zeroed, no order-9
+/// allocation. Plain `inplace` refuses and copies as Linux does.
+#[test]
+fn inplace_migrate_rebuilds_a_subreleased_thp_without_allocating() {
+    for (mode, alloc, copied) in [("inplace", 1, 508), ("inplace_migrate", 0, 12)] {
+        let (mut k, pid) = kernel("6.18", &[], &[("collapse", mode)]);
+        k.mmap(pid, BASE, M2, Prot::RW, MapFlags::default())
+            .unwrap();
+        k.madvise(pid, BASE, M2, Advice::Hugepage).unwrap();
+        touch(&mut k, pid, BASE, M2, AccessKind::Write);
+        k.madvise(pid, BASE + M2 / 2, 16 * K4, Advice::Dontneed)
+            .unwrap();
+        touch(&mut k, pid, BASE + M2 / 2, 12 * K4, AccessKind::Write);
+        ok(&k);
+        let free = k.nr_free_pages();
+        k.madvise(pid, BASE, M2, Advice::Collapse).unwrap();
+        ok(&k);
+        assert_eq!(v(&k, VmItem::ThpCollapseAlloc), alloc, "{mode}");
+        assert_eq!(v(&k, VmItem::SimCollapseCopiedPages), copied, "{mode}");
+        assert_eq!(
+            k.page_map(pid, BASE, BASE + M2),
+            vec![(Backing::ThpPmd, 512)],
+            "{mode}"
+        );
+        assert_eq!(k.vmstat.mthp_get(9, MthpStat::NrAnonPartiallyMapped), 0);
+        if alloc == 0 {
+            // The 12 small pages go back; the PTE table becomes the PMD's deposit.
+            assert_eq!(k.nr_free_pages() - free, 12, "{mode}");
+            assert_eq!(v(&k, VmItem::SimCollapseInplace), 1);
+            assert!(v(&k, VmItem::SimZeroedPages) >= 4);
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! Random op sequences over several processes: fork and exit, every split and collapse path
 //! (partial munmap/DONTNEED/FREE/mprotect/mlock/mremap, the deferred-split and underused
-//! shrinkers, khugepaged passes and sleeps, MADV_COLLAPSE with both collapse modes), and
+//! shrinkers, khugepaged passes and sleeps, MADV_COLLAPSE with every collapse mode), and
 //! userfaultfd write-protect. The invariant checker runs after every op; any op may fail
 //! with an errno or a signal, none may panic or break an invariant.
 
@@ -127,14 +127,12 @@ fn op() -> impl Strategy<Value = Op> {
 fn run(
     profile_name: &str,
     memory: u64,
-    inplace: bool,
+    collapse: &str,
     mthp: bool,
     ops: &[Op],
 ) -> Result<(), TestCaseError> {
     let mut prof = profile::profile(profile_name).unwrap();
-    if inplace {
-        prof.switches.set("collapse", "inplace").unwrap();
-    }
+    prof.switches.set("collapse", collapse).unwrap();
     let mut cfg = KernelConfig {
         memory,
         profile: prof,
@@ -264,10 +262,10 @@ proptest! {
     fn lifecycle_sequences_keep_invariants(
         profile in prop_oneof![Just("6.12"), Just("6.18")],
         memory in prop_oneof![Just(8u64 << 20), Just(32 << 20), Just(256 << 20)],
-        inplace in any::<bool>(),
+        collapse in prop::sample::select(&["copy", "inplace", "inplace_migrate"][..]),
         mthp in any::<bool>(),
         ops in prop::collection::vec(op(), 1..50),
     ) {
-        run(profile, memory, inplace, mthp, &ops)?;
+        run(profile, memory, collapse, mthp, &ops)?;
     }
 }
