@@ -43,6 +43,7 @@ impl Kernel {
                 let foll = Foll::write_if(advice == Advice::PopulateWrite);
                 return self.populate_range(pid, start, end, foll);
             }
+            Advice::Populate => return self.madvise_populate_by_vma(pid, start, end),
             Advice::Willneed => {
                 // Anonymous memory: swap readahead only; still reports holes.
                 let mmi = self.mm_of(pid);
@@ -127,6 +128,25 @@ impl Kernel {
         }
         if std::mem::take(&mut unmapped) {
             return Err(Errno::ENOMEM);
+        }
+        Ok(())
+    }
+
+    /// The single-flag `MADV_POPULATE` proposal: VMA by VMA in address order, a writable VMA
+    /// is populated as by `MADV_POPULATE_WRITE` (faults for write: a shared file page is
+    /// dirtied, a private one COWed), any other as by `MADV_POPULATE_READ`; a hole is ENOMEM
+    /// after the VMAs before it were populated, as `madvise_populate` stops there.
+    fn madvise_populate_by_vma(&mut self, pid: Pid, start: u64, end: u64) -> Result<(), Errno> {
+        let mmi = self.mm_of(pid);
+        let mut addr = start;
+        while addr < end {
+            let Some(vma) = self.mms[mmi].vma_at(addr).copied() else {
+                return Err(Errno::ENOMEM);
+            };
+            let seg_end = end.min(vma.end);
+            let foll = Foll::write_if(vma.has(vmf::WRITE));
+            self.populate_range(pid, addr, seg_end, foll)?;
+            addr = seg_end;
         }
         Ok(())
     }

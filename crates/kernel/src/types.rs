@@ -136,6 +136,10 @@ pub enum Advice {
     /// Proposal from the mailing list, not in Linux: allocate page tables for the range and
     /// map nothing. Model-only (value −1; the host refuses it).
     PopulatePgtable,
+    /// The populate thread's first, single-flag proposal (`MADV_POPULATE`, before it became
+    /// `_READ`/`_WRITE`): each VMA of the range is populated for write if it is writable,
+    /// for read otherwise. Model-only (value −1; the host refuses it).
+    Populate,
 }
 
 impl Advice {
@@ -164,6 +168,7 @@ impl Advice {
         ("POPULATE_WRITE", Advice::PopulateWrite, 23),
         ("COLLAPSE", Advice::Collapse, 25),
         ("POPULATE_PGTABLE", Advice::PopulatePgtable, -1),
+        ("POPULATE", Advice::Populate, -1),
     ];
 
     /// Accepts `HUGEPAGE` and `MADV_HUGEPAGE`, any case.
@@ -206,7 +211,13 @@ impl Advice {
                 | Advice::PopulatePgtable
                 | Advice::PopulateRead
                 | Advice::PopulateWrite
+                | Advice::Populate
         )
+    }
+
+    /// A proposal with no Linux value: only the model runs it.
+    pub fn is_model_only(self) -> bool {
+        self.value() < 0
     }
 }
 

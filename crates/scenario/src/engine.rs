@@ -152,6 +152,7 @@ fn touch_bound(scn: &Scenario, mappings: &[Placed], memory: u64) -> TouchBound {
                 Advice::PopulateRead
                 | Advice::PopulateWrite
                 | Advice::PopulatePgtable
+                | Advice::Populate
                 | Advice::Collapse,
         } => add(len_of(range)),
         Op::Mlock { range, lock: true } => add(len_of(range)),

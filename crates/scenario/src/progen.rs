@@ -108,7 +108,7 @@ pub struct Weights {
     /// Percent chance that each THP knob is set in the setup `sysfs` line.
     pub knob_percent: u32,
     /// Allow what only the model runs: `set` switches, `sleep`, `shrink`, `kalloc`, `compact`,
-    /// MADV_POPULATE_PGTABLE, the userfaultfd `event_fork` feature, kernel profiles other
+    /// MADV_POPULATE_PGTABLE and MADV_POPULATE, the userfaultfd `event_fork` feature, kernel profiles other
     /// than the first.
     pub model_only: bool,
 }
@@ -523,7 +523,7 @@ impl<E: Entropy> Gen<'_, E> {
         let modelled: Vec<&str> = Advice::ALL
             .iter()
             .filter(|a| a.1.is_modelled())
-            .filter(|a| self.w.model_only || a.1 != Advice::PopulatePgtable)
+            .filter(|a| self.w.model_only || !a.1.is_model_only())
             .filter(|a| self.w.model_only || !shmem || a.1 != Advice::Collapse)
             .map(|a| a.0)
             .collect();

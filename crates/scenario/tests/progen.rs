@@ -128,6 +128,11 @@ fn host_weights_leave_out_what_only_the_model_runs() {
         for bad in ["POPULATE_PGTABLE", "event_fork"] {
             assert!(!src.contains(bad), "`{bad}` in a host program:\n{src}");
         }
+        assert!(
+            !src.lines()
+                .any(|l| l.split_whitespace().any(|t| t == "POPULATE")),
+            "`POPULATE` in a host program:\n{src}"
+        );
     }
 }
 
