@@ -52,16 +52,6 @@ fn run_host(scn: &thpsim_scenario::Scenario) -> RunResult {
     engine::run(scn, &mut hb, &Variant::default()).expect("host run")
 }
 
-/// Restores two knobs on drop (also when an assertion fails).
-struct Restore(Vec<(&'static str, String)>);
-impl Drop for Restore {
-    fn drop(&mut self) {
-        for (k, v) in &self.0 {
-            let _ = write_knob(k, v);
-        }
-    }
-}
-
 #[test]
 fn pinned_run_is_independent_of_the_boot_state() {
     if !host_ready() {
@@ -82,7 +72,7 @@ fn pinned_run_is_independent_of_the_boot_state() {
         .iter()
         .map(|k| (*k, read_knob(k).expect("knob")))
         .collect();
-    let _restore = Restore(saved.clone());
+    let _restore = KnobGuard::save();
     write_knob("anon_beside_full", "1").expect("anon_beside_full");
     write_knob("hugepages-16kB/enabled", "always").expect("16K");
     let other_boot = run_host(&scn);

@@ -38,28 +38,6 @@ fn knobs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Puts a knob back when dropped (for tests that change one directly).
-struct KnobGuard(Vec<(String, String)>);
-impl KnobGuard {
-    fn save() -> KnobGuard {
-        KnobGuard(
-            thpsim_kernel::sysfs::knobs()
-                .into_iter()
-                .filter_map(|k| read_knob(&k.path).ok().map(|v| (k.path, v)))
-                .collect(),
-        )
-    }
-}
-impl Drop for KnobGuard {
-    fn drop(&mut self) {
-        for (rel, v) in &self.0 {
-            if read_knob(rel).ok().as_deref() != Some(v.as_str()) {
-                let _ = write_knob(rel, v);
-            }
-        }
-    }
-}
-
 fn allow(no_wait: bool) -> HostOptions {
     HostOptions {
         allow_sysfs: true,
@@ -211,6 +189,18 @@ fn child_entry() {
             }
             println!("WARNINGS {:?}", b.warnings());
         }
+        // A test that changed a knob behind a guard and is in a host run (its journal
+        // written) when it is SIGKILLed.
+        "guard-killed" => {
+            let _g = KnobGuard::save();
+            let orig = read_knob("hugepages-64kB/enabled").unwrap();
+            let other = if orig == "always" { "never" } else { "always" };
+            write_knob("hugepages-64kB/enabled", other).unwrap();
+            let mut b = HostBackend::new(allow(false));
+            b.setup(&setup_with(knobs(SET_A))).expect("setup");
+            println!("READY");
+            std::thread::sleep(Duration::from_secs(30));
+        }
         m => panic!("unknown child mode {m}"),
     }
 }
@@ -262,6 +252,32 @@ fn assert_clean(before: &[(String, String)], what: &str) {
         "journal left after {what}: {:?}",
         std::fs::read_to_string(journal_path())
     );
+}
+
+/// Issue 9: a host test killed while it had knobs changed left them changed (its guard only
+/// restored on drop). The guard's watchdog restores them when the test process dies, and
+/// removes the dead test's own run journal, whose originals are the test's changed values.
+#[test]
+fn killed_test_guard_restores_knobs() {
+    let _l = lock();
+    if !host_ready() {
+        return;
+    }
+    let before = all_knobs();
+    assert!(!journal_path().exists());
+    let mut c = child("guard-killed", &[]).spawn().unwrap();
+    read_until(&mut c, "READY");
+    assert!(journal_path().exists(), "the child's run wrote its journal");
+    assert_ne!(all_knobs(), before, "the child changed knobs");
+    c.kill().unwrap();
+    c.wait().unwrap();
+    let t0 = Instant::now();
+    while (all_knobs() != before || journal_path().exists())
+        && t0.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_clean(&before, "a SIGKILLed test with a knob guard");
 }
 
 /// Issue 9: two runs started within milliseconds both passed the journal check, and knobs
@@ -529,10 +545,7 @@ fn planted_journal_is_refused_and_left_in_place() {
             let mut b = HostBackend::new(allow(false));
             let e = b.setup(&setup_with(knobs(SET_A))).unwrap_err();
             assert!(e.is_not_runnable(), "{what}: {e}");
-            assert_eq!(
-                read_knob("enabled").unwrap(),
-                _g.0.iter().find(|k| k.0 == "enabled").unwrap().1
-            );
+            assert_eq!(read_knob("enabled").unwrap(), _g.saved("enabled").unwrap());
         }
     };
 

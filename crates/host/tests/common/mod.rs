@@ -123,3 +123,75 @@ pub fn backend() -> Option<HostBackend> {
 pub fn delta(a: &Snapshot, b: &Snapshot, k: &str) -> i64 {
     counter(b, k) - counter(a, k)
 }
+
+/// The script of [`KnobGuard`]'s watchdog: `$1` is the test process's pid, then pairs of knob
+/// file and value. It waits for a line on stdin: `done` (the guard restored the knobs itself)
+/// or end of file (the test process died, even by SIGKILL, before it could): then it writes
+/// every value back and removes a journal that the dead process's own host run left, whose
+/// "originals" are the test's changed values and would otherwise be applied by the next run.
+const WATCHDOG: &str = r#"read x
+[ "$x" = done ] && exit 0
+pid=$1; journal=$2; shift 2
+while [ $# -gt 1 ]; do printf '%s' "$2" > "$1" 2>/dev/null; shift 2; done
+grep -q "\"pid\": $pid," "$journal" 2>/dev/null && rm -f "$journal" "$journal.tmp"
+exit 0"#;
+
+/// Saves every THP knob the model knows (that this host has) and puts it back when dropped,
+/// also when the test process is killed: a watchdog process (`sh`) holds the saved values
+/// and restores them if the test dies before the guard's drop (issue 9: a killed test left
+/// knobs changed with nothing to recover them).
+pub struct KnobGuard {
+    saved: Vec<(String, String)>,
+    watchdog: Option<(std::process::Child, std::process::ChildStdin)>,
+}
+
+impl KnobGuard {
+    pub fn save() -> KnobGuard {
+        use thpsim_host::sysfs::{knob_file, read_knob};
+        let saved: Vec<(String, String)> = thpsim_kernel::sysfs::knobs()
+            .into_iter()
+            .filter_map(|k| read_knob(&k.path).ok().map(|v| (k.path, v)))
+            .collect();
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(WATCHDOG)
+            .arg("thpsim-knob-watchdog")
+            .arg(std::process::id().to_string())
+            .arg(thpsim_host::sysfs::journal_path());
+        for (rel, v) in &saved {
+            cmd.arg(knob_file(rel)).arg(v);
+        }
+        let watchdog = cmd
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .ok()
+            .and_then(|mut c| c.stdin.take().map(|i| (c, i)));
+        assert!(watchdog.is_some(), "cannot start the knob watchdog (sh)");
+        KnobGuard { saved, watchdog }
+    }
+
+    /// The value a knob had when the guard saved it.
+    pub fn saved(&self, rel: &str) -> Option<&str> {
+        self.saved
+            .iter()
+            .find(|(r, _)| r == rel)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Drop for KnobGuard {
+    fn drop(&mut self) {
+        use std::io::Write;
+        use thpsim_host::sysfs::{read_knob, write_knob};
+        for (rel, v) in &self.saved {
+            if read_knob(rel).ok().as_deref() != Some(v.as_str()) {
+                let _ = write_knob(rel, v);
+            }
+        }
+        if let Some((mut child, mut stdin)) = self.watchdog.take() {
+            let _ = stdin.write_all(b"done\n");
+            drop(stdin);
+            let _ = child.wait();
+        }
+    }
+}
