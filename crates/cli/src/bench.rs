@@ -630,7 +630,7 @@ expect smaps(huge).AnonHugePages == 8G
             release: bool,
             figures: &'a [Figure],
         }
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&Out {
                 schema: engine::SCHEMA_VERSION,
@@ -642,10 +642,10 @@ expect smaps(huge).AnonHugePages == 8G
         );
     } else {
         if cfg!(debug_assertions) {
-            println!("note: debug build; use `cargo run --release -p thpsim -- bench` for the real figures");
+            outln!("note: debug build; use `cargo run --release -p thpsim -- bench` for the real figures");
         }
         for f in &figs {
-            println!(
+            outln!(
                 "{:<28} {:>10.2} {:<13} target {:<12} {}  ({})",
                 f.name,
                 f.value,

@@ -793,21 +793,21 @@ pub fn main(o: CalibrateOpts<'_>) -> ExitCode {
                 return ExitCode::from(1);
             }
         }
-        None if !o.validate => println!("{text}"),
+        None if !o.validate => outln!("{text}"),
         None => {}
     }
     if o.validate {
         match validate(&profile, o.repeats) {
             Ok(v) => {
                 if o.json {
-                    println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+                    outln!("{}", serde_json::to_string_pretty(&v).expect("json"));
                 } else {
-                    println!(
+                    outln!(
                         "cost profile `{}`: model estimate vs host time",
                         profile.name
                     );
                     for x in &v {
-                        println!(
+                        outln!(
                             "  {:<26} host {:>9.2} ms  model {:>9.2} ms  error {:>+6.1}%{}",
                             x.workload,
                             x.host_ms,

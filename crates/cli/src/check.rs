@@ -705,7 +705,7 @@ pub fn main(
     };
     remember_host_knobs();
     if !json {
-        print!("{}", inventory_text(&thpsim_host::inventory::take()));
+        out!("{}", inventory_text(&thpsim_host::inventory::take()));
     }
     let mut results = vec![];
     let bar = crate::progress::bar(files.len() as u64, "check", quiet);
@@ -713,7 +713,7 @@ pub fn main(
         bar.set_message(f.display().to_string());
         let fc = check_file(f, opts, force, &devs, sets);
         if !json {
-            bar.suspend(|| print!("{}", file_text(&fc)));
+            bar.suspend(|| out!("{}", file_text(&fc)));
         }
         bar.inc(1);
         results.push(fc);
@@ -770,7 +770,7 @@ pub fn main(
             host_secs: f64,
             files: &'a [FileCheck],
         }
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&Out {
                 schema: SCHEMA_VERSION,
@@ -788,7 +788,7 @@ pub fn main(
             .expect("json")
         );
     } else {
-        println!(
+        outln!(
             "\ncheck: {} scenarios ({skipped} skipped: model-only or not for this host), {agree} agree ({exact} exactly, {} with listed deviations), {} differ; {compared} observables compared, {differing} differences, {listed} listed deviations; model {:.3}s, host {:.3}s",
             results.len(),
             agree - exact,
@@ -808,7 +808,7 @@ pub fn main(
             }
         }
         if !sizes.is_empty() {
-            println!(
+            outln!(
                 "note: sizes {} were `always` system-wide at the start or during this run, so other processes hold such folios: their mthp gauges (nr_anon, nr_anon_partially_mapped) were skipped and their mthp events compared one-sided (host >= model) from then on",
                 sizes.join(" ")
             );

@@ -434,8 +434,8 @@ pub(crate) fn main(o: FuzzOpts) -> ExitCode {
         host_runs: 0,
     };
     if !o.json {
-        print!("{}", check::inventory_text(&thpsim_host::inventory::take()));
-        println!(
+        out!("{}", check::inventory_text(&thpsim_host::inventory::take()));
+        outln!(
             "fuzz: {} programs, seed {}, anon_beside_full {}",
             o.programs,
             o.seed,
@@ -470,7 +470,7 @@ pub(crate) fn main(o: FuzzOpts) -> ExitCode {
             }
         }
         if o.verbose && !o.json {
-            println!("  {seed:016x}: {outcome:?}");
+            outln!("  {seed:016x}: {outcome:?}");
         }
         let done = i + 1;
         if done % 25 == 0 && done < o.programs as u64 {
@@ -555,7 +555,7 @@ pub(crate) fn main(o: FuzzOpts) -> ExitCode {
             programs_per_minute: f64,
             results: &'a [ProgramResult],
         }
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&Out {
                 schema: thpsim_scenario::engine::SCHEMA_VERSION,
@@ -632,7 +632,7 @@ pub(crate) fn main(o: FuzzOpts) -> ExitCode {
         if let Some(dir) = &o.out {
             let _ = writeln!(t, "minimised reproducers in {}", dir.display());
         }
-        print!("{t}");
+        out!("{t}");
     }
     if disagree > 0 {
         ExitCode::from(1)

@@ -15,7 +15,7 @@ pub fn main(pid: i32, out: Option<&std::path::Path>) -> std::process::ExitCode {
     };
     let text = scenario(&live);
     match out {
-        None => print!("{text}"),
+        None => out!("{text}"),
         Some(p) => {
             if let Err(e) = std::fs::write(p, &text) {
                 eprintln!("thpsim import: cannot write {}: {e}", p.display());

@@ -1,6 +1,8 @@
 //! `thpsim`: run scenarios on the model, compare kernel behaviours side by side, run the same
 //! scenario on the real kernel and check that the two agree.
 
+#[macro_use]
+mod out;
 mod bench;
 mod calibrate;
 mod check;
@@ -462,7 +464,7 @@ pub(crate) fn run_variants(
 }
 
 fn print_json<T: serde::Serialize>(v: &T) {
-    println!("{}", serde_json::to_string_pretty(v).expect("json"));
+    outln!("{}", serde_json::to_string_pretty(v).expect("json"));
 }
 
 /// Prints one run (JSON or text); exit code 1 if an expectation failed.
@@ -470,7 +472,7 @@ fn report_run(res: RunResult, json: bool, opts: report::TextOpts) -> ExitCode {
     if json {
         print_json(&res);
     } else {
-        print!("{}", report::run_text(&res, opts));
+        out!("{}", report::run_text(&res, opts));
     }
     expect_code(&[res])
 }
@@ -557,11 +559,11 @@ fn main() -> ExitCode {
                         "ops": be.ops,
                     }));
                 } else {
-                    print!(
+                    out!(
                         "{}",
                         report::run_text(&res, report::TextOpts { pages_full })
                     );
-                    print!("{}", cost::summary(&be));
+                    out!("{}", cost::summary(&be));
                 }
                 return code;
             }
@@ -653,8 +655,8 @@ fn main() -> ExitCode {
             let opts = report::TextOpts { pages_full };
             match if json { Format::Json } else { format } {
                 Format::Json => print_json(&report::CompareJson::new(&results)),
-                Format::Md => print!("{}", report::compare_md(&results, all, opts)),
-                Format::Text => print!("{}", report::compare_text(&results, all, opts)),
+                Format::Md => out!("{}", report::compare_md(&results, all, opts)),
+                Format::Text => out!("{}", report::compare_text(&results, all, opts)),
             }
             if let Some(h) = &html {
                 if let Err(e) = std::fs::write(h, html::runs_page(&results)) {
@@ -750,7 +752,7 @@ fn main() -> ExitCode {
         Cmd::Bench { quick, json } => bench::main(quick, json),
         g @ Cmd::Gen { .. } => match gen::generate(&gen_params(g).expect("a gen command")) {
             Ok(s) => {
-                print!("{s}");
+                out!("{s}");
                 ExitCode::SUCCESS
             }
             Err(e) => usage_error(e),
@@ -835,13 +837,19 @@ fn main() -> ExitCode {
         }
         Cmd::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "thpsim", &mut std::io::stdout());
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "thpsim", &mut buf);
+            out!("{}", String::from_utf8_lossy(&buf));
             ExitCode::SUCCESS
         }
         Cmd::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();
-            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
-                Ok(()) => ExitCode::SUCCESS,
+            let mut buf = Vec::new();
+            match clap_mangen::Man::new(cmd).render(&mut buf) {
+                Ok(()) => {
+                    out!("{}", String::from_utf8_lossy(&buf));
+                    ExitCode::SUCCESS
+                }
                 Err(e) => {
                     eprintln!("thpsim man: {e}");
                     ExitCode::from(1)
@@ -873,7 +881,7 @@ fn main() -> ExitCode {
             if let Some(ps) = print_program {
                 return match fuzz::weights(&ws) {
                     Ok(w) => {
-                        print!("{}", fuzz::program(ps, &w, abf));
+                        out!("{}", fuzz::program(ps, &w, abf));
                         ExitCode::SUCCESS
                     }
                     Err(e) => usage_error(e),
@@ -935,11 +943,11 @@ fn main() -> ExitCode {
         }
         Cmd::Knobs => {
             recover_pending();
-            print!("{}", report::knobs_text());
+            out!("{}", report::knobs_text());
             ExitCode::SUCCESS
         }
         Cmd::Docs => {
-            print!("{}", thpsim_scenario::docs::language_reference());
+            out!("{}", thpsim_scenario::docs::language_reference());
             ExitCode::SUCCESS
         }
     }

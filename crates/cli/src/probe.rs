@@ -215,7 +215,7 @@ pub fn main(json: bool) -> ExitCode {
             knobs_differing_from_model_defaults: &'a [(String, String, String)],
             inventory: &'a thpsim_host::inventory::Inventory,
         }
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&Out {
                 schema: engine::SCHEMA_VERSION,
@@ -275,7 +275,7 @@ pub fn main(json: bool) -> ExitCode {
             }
         }
         o.push_str(&crate::check::inventory_text(&inv));
-        print!("{o}");
+        out!("{o}");
     }
     if failed {
         ExitCode::from(1)

@@ -927,10 +927,10 @@ pub fn main(opts: ReplayOpts<'_>) -> ExitCode {
             accesses_per_s: rate,
             samples: &samples,
         };
-        println!("{}", serde_json::to_string_pretty(&rep).expect("json"));
+        outln!("{}", serde_json::to_string_pretty(&rep).expect("json"));
         return ExitCode::SUCCESS;
     }
-    print!(
+    out!(
         "{}",
         text(opts.trace, opts.on, &variant, &stats, &samples, wall, rate)
     );

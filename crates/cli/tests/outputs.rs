@@ -228,3 +228,37 @@ fn compare_output_does_not_depend_on_the_thread_count() {
         assert_eq!(one, run("3", json));
     }
 }
+
+/// `thpsim run … --json | head -c 1`: stdout closed after the first byte. That was a panic
+/// (exit 101, "failed printing to stdout"); now the rest is dropped and the command ends as
+/// it would have.
+#[test]
+fn closed_stdout_is_no_panic() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    // More output than a pipe holds (64 KiB), so a write meets the closed pipe.
+    let big = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scenarios/workloads/cloud-hypervisor-restore.thps"
+    );
+    for args in [
+        vec!["run", big, "--json"],
+        vec![
+            "compare", big, "--kernel", "6.12", "--kernel", "6.18", "--format", "json",
+        ],
+    ] {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_thpsim"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 1];
+        c.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        // The read end is closed here (dropped): later writes get EPIPE.
+        let o = c.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
