@@ -16,7 +16,9 @@ use crate::ids::Pfn;
 use crate::mm::MmCounter;
 use crate::mm::{vmf, ThpDisable, Vma};
 use crate::page_alloc::{Gfp, MigrateType};
-use crate::pgtable::{Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, SOFT_DIRTY, UFFD_WP, WRITE, YOUNG};
+use crate::pgtable::{
+    pte_index, Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, SOFT_DIRTY, UFFD_WP, WRITE, YOUNG,
+};
 use crate::profile::HzpWpFault;
 use crate::rmap::RmapLevel;
 use crate::sysfs::{Defrag, ThpEnabled};
@@ -388,9 +390,89 @@ impl Kernel {
             self.free_folio(folio);
             return VmFault::Userfault(crate::userfaultfd_ctx::FLAG_WRITE);
         }
+        if self.profile.switches.thp_zeroing == crate::profile::ThpZeroing::Lazy {
+            // No PMD yet: the PTE table the lazy folio is mapped through is the page table.
+            self.free_pgtable_page(pgtable);
+            return self.map_anon_folio_lazy(vmf, folio);
+        }
         self.mms[mmi].pgt.deposit(pgtable);
         self.map_anon_folio_pmd(vmf, folio, true);
         VmFault::Done
+    }
+
+    /// `thp_zeroing=lazy` (proposal): the new PMD-sized folio is counted as a THP fault and
+    /// queued as one, but only the faulting page is zeroed and mapped, by a PTE; the others
+    /// wait for their first touch (`lazy_thp_map_page`).
+    fn map_anon_folio_lazy(&mut self, vmf: &Vmf, folio: FolioId) -> VmFault {
+        let (mmi, haddr) = (vmf.mm, vmf.haddr());
+        if !self.pte_alloc(mmi, haddr) {
+            self.free_folio(folio);
+            return VmFault::Oom;
+        }
+        self.folios.meta_mut(folio).va = haddr;
+        self.folios.get_mut(folio).flags |= crate::folio::flags::ANON;
+        self.vmstat.mthp_add(HPAGE_PMD_ORDER, MthpStat::NrAnon, 1);
+        self.vmstat.count(VmItem::ThpFaultAlloc);
+        self.vmstat
+            .mthp_count(HPAGE_PMD_ORDER, MthpStat::AnonFaultAlloc);
+        self.mms[mmi].lazy_thps.insert(haddr, folio);
+        self.lazy_thp_map_page(vmf, folio);
+        self.deferred_split_folio(folio, false);
+        VmFault::Done
+    }
+
+    /// The lazily zeroed folio a fault on a none PTE may map its page from: the one this
+    /// mm's `lazy_thps` names for the PMD range, if it still is what it was (an exclusive
+    /// anonymous PMD-sized folio mapped only by PTEs of this range, the faulting page not
+    /// mapped, the whole range inside the VMA). A stale entry is dropped.
+    pub(crate) fn lazy_thp_of(&mut self, vmf: &Vmf) -> Option<FolioId> {
+        let (mmi, haddr) = (vmf.mm, vmf.haddr());
+        let &id = self.mms[mmi].lazy_thps.get(&haddr)?;
+        let f = self.folios.get(id);
+        let ok = !f.test(crate::folio::flags::FREE)
+            && f.test(crate::folio::flags::ANON)
+            && f.order == HPAGE_PMD_ORDER
+            && f.entire_mapcount == 0
+            && self.folios.meta(id).va == haddr
+            && !self.folios.maybe_mapped_shared(id)
+            && self
+                .folios
+                .meta(id)
+                .page_mapcount
+                .get(pte_index(vmf.address))
+                == Some(&0)
+            && thp_vma_suitable_order(&vmf.vma, haddr, HPAGE_PMD_ORDER);
+        if !ok {
+            self.mms[mmi].lazy_thps.remove(&haddr);
+            return None;
+        }
+        Some(id)
+    }
+
+    /// First touch of a page of a lazily zeroed folio: zero it and map it by a PTE
+    /// (writable and dirty in a writable VMA, as `do_anonymous_page` maps a new page). Once
+    /// all 512 pages are mapped, the folio is remapped by a PMD in place.
+    pub(crate) fn lazy_thp_map_page(&mut self, vmf: &Vmf, folio: FolioId) {
+        let (mmi, addr, haddr) = (vmf.mm, vmf.address, vmf.haddr());
+        let i = crate::util::to_u32(pte_index(addr));
+        let bits = YOUNG
+            | EXCLUSIVE
+            | if vmf.vma.has(vmf::WRITE) {
+                WRITE | DIRTY
+            } else {
+                0
+            };
+        self.set_pte(mmi, addr, Pte::page(folio, i, bits));
+        self.folio_add_anon_rmap_ptes(folio, i, 1, mmi);
+        self.mms[mmi].add_mm_counter(MmCounter::AnonPages, 1);
+        self.vmstat.add(VmItem::SimZeroedPages, 1);
+        if self.folios.meta(folio).nr_pages_mapped == HPAGE_PMD_NR {
+            let tidx = self.mms[mmi].pgt.pmd(haddr).table_idx();
+            let table = *self.mms[mmi].pgt.pte_table(tidx);
+            if self.collapse_in_place(mmi, &vmf.vma, haddr, &table, false) {
+                self.vmstat.count(VmItem::SimThpLazyRemap);
+            }
+        }
     }
 
     /// `wp_huge_pmd`: a uffd-wp protected PMD in a uffd-wp VMA raises a WP userfault (sync)

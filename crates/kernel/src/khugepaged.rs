@@ -440,6 +440,7 @@ impl Kernel {
         };
         if let Some(migrate) = migrate {
             if self.collapse_in_place(mmi, vma, haddr, &table, migrate) {
+                self.vmstat.count(VmItem::SimCollapseInplace);
                 return ScanResult::Succeed;
             }
         }
@@ -517,7 +518,7 @@ impl Kernel {
     /// or an exclusive order-0 anonymous page (one that replaced a subreleased part of the
     /// folio): those pages are copied back into the folio's page i and freed, the others'
     /// page i zeroed; the folio leaves the deferred-split queue as fully mapped again.
-    fn collapse_in_place(
+    pub(crate) fn collapse_in_place(
         &mut self,
         mmi: MmId,
         vma: &Vma,
@@ -620,7 +621,7 @@ impl Kernel {
                 0
             };
         *self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd") = Pmd::thp(id, bits);
-        self.vmstat.count(VmItem::SimCollapseInplace);
+        self.mms[mmi].lazy_thps.remove(&haddr);
         if holes + small > 0 {
             // The rebuilt THP is queued for the underused shrinker, as a collapsed one is.
             self.deferred_split_folio(id, false);

@@ -304,6 +304,16 @@ impl Kernel {
             return VmFault::Oom;
         }
         let wp = if marker { UFFD_WP } else { 0 };
+        if self.profile.switches.thp_zeroing == crate::profile::ThpZeroing::Lazy
+            && !marker
+            && !vmf.vma.uffd_armed()
+            && !self.mms[mmi].lazy_thps.is_empty()
+        {
+            if let Some(folio) = self.lazy_thp_of(vmf) {
+                self.lazy_thp_map_page(vmf, folio);
+                return VmFault::Done;
+            }
+        }
         if !vmf.is_write() {
             if vmf.vma.has(vmf::UFFD_MISSING) {
                 return VmFault::Userfault(0);

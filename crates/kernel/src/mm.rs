@@ -128,6 +128,10 @@ pub struct Mm {
     /// This process's userfaultfd (one per process in the model).
     pub uffd: Option<Box<crate::userfaultfd_ctx::Uffd>>,
     pub users: u32,
+    /// `thp_zeroing=lazy` (proposal): PMD-aligned address → the PMD-sized folio being mapped
+    /// page by page there. Checked at every use (`Kernel::lazy_thp_of`); an entry goes when
+    /// any page of the folio is unmapped or the folio is remapped by a PMD.
+    pub(crate) lazy_thps: rustc_hash::FxHashMap<u64, crate::folio::FolioId>,
 }
 
 /// The per-mm RSS counters (`enum mm_counters`, `mm_counter()` picks one for a folio).

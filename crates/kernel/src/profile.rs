@@ -25,6 +25,17 @@ pub enum Collapse {
     InplaceMigrate,
 }
 
+/// How a PMD THP fault zeroes its folio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ThpZeroing {
+    /// Linux (6.18): `folio_zero_user` zeroes all 512 pages, then one PMD maps the folio.
+    Eager,
+    /// Proposal (the in-place collapse thread): allocate the PMD-sized folio, zero and map by
+    /// PTE only the faulting page; each other page is zeroed and mapped on its first touch
+    /// (one fault each); when all 512 are mapped the folio is remapped by a PMD in place.
+    Lazy,
+}
+
 /// Every behaviour switch of the model. Field names are the `set` keys.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Switches {
@@ -40,6 +51,8 @@ pub struct Switches {
     pub prctl_thp_except_advised: bool,
     /// `collapse=copy|inplace` — the in-place collapse proposal for PTE-mapped THPs.
     pub collapse: Collapse,
+    /// `thp_zeroing=eager|lazy` — the lazily zeroed THP proposal.
+    pub thp_zeroing: ThpZeroing,
     /// `mremap_multi_vma=0|1` — a same-size MREMAP_FIXED move may span several VMAs, each
     /// part moved with the gaps kept (`remap_move()`, 6.17).
     pub mremap_multi_vma: bool,
@@ -75,6 +88,7 @@ pub fn profiles() -> Vec<Profile> {
                 large_folio_cow_reuse: false,
                 prctl_thp_except_advised: false,
                 collapse: Collapse::Copy,
+                thp_zeroing: ThpZeroing::Eager,
                 mremap_multi_vma: false,
                 pt_reclaim: false,
                 anon_vma_dup_merge: false,
@@ -89,6 +103,7 @@ pub fn profiles() -> Vec<Profile> {
                 large_folio_cow_reuse: true,
                 prctl_thp_except_advised: true,
                 collapse: Collapse::Copy,
+                thp_zeroing: ThpZeroing::Eager,
                 mremap_multi_vma: true,
                 pt_reclaim: true,
                 anon_vma_dup_merge: true,
@@ -112,6 +127,7 @@ pub const SWITCHES: &[(&str, &str, &str)] = &[
     ("mremap_multi_vma", "0|1", "a same-size MREMAP_FIXED move may span several VMAs, gaps kept (6.17)"),
     ("pt_reclaim", "0|1", "MADV_DONTNEED of a whole 2 MiB range frees the emptied PTE table (CONFIG_PT_RECLAIM, 6.14)"),
     ("anon_vma_dup_merge", "0|1", "a VMA with an anon_vma may merge into a neighbour without one, which gets a copy (dup_anon_vma), unless forked (6.16)"),
+    ("thp_zeroing", "eager|lazy", "a PMD THP fault zeroes all 512 pages at once (Linux) or only the faulting page, the others on first touch, remapping the folio by a PMD once all are mapped (proposal)"),
     ("collapse", "copy|inplace|inplace_migrate", "khugepaged/MADV_COLLAPSE on a PTE-mapped THP: allocate and copy (Linux), remap it by a PMD in place (proposal), or also migrate back the small pages that replaced subreleased parts and zero the holes (proposal)"),
 ];
 
@@ -173,6 +189,13 @@ impl Switches {
                     _ => return Err(bad("copy, inplace or inplace_migrate")),
                 }
             }
+            "thp_zeroing" => {
+                self.thp_zeroing = match value {
+                    "eager" => ThpZeroing::Eager,
+                    "lazy" => ThpZeroing::Lazy,
+                    _ => return Err(bad("eager or lazy")),
+                }
+            }
             _ => {
                 return Err(SwitchError::Unknown {
                     switch: key.to_string(),
@@ -200,6 +223,10 @@ impl Switches {
                 Collapse::Copy => "copy".into(),
                 Collapse::Inplace => "inplace".into(),
                 Collapse::InplaceMigrate => "inplace_migrate".into(),
+            },
+            "thp_zeroing" => match self.thp_zeroing {
+                ThpZeroing::Eager => "eager".into(),
+                ThpZeroing::Lazy => "lazy".into(),
             },
             _ => return None,
         })

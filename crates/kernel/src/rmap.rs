@@ -89,6 +89,14 @@ impl Kernel {
     /// A page-cache folio only loses the mappings (the page cache keeps its references).
     pub(crate) fn folio_remove_rmap_ptes(&mut self, id: FolioId, first: u32, nr: u32, mmi: MmId) {
         self.folios.mm_map_add(id, mmi, -i64::from(nr));
+        if !self.mms[mmi].lazy_thps.is_empty() && self.folios.get(id).order == HPAGE_PMD_ORDER {
+            // A lazily zeroed folio (thp_zeroing=lazy) losing a page is an ordinary
+            // partially mapped one from now on.
+            let va = self.folios.meta(id).va;
+            if self.mms[mmi].lazy_thps.get(&va) == Some(&id) {
+                self.mms[mmi].lazy_thps.remove(&va);
+            }
+        }
         let f = self.folios.get_mut(id);
         let order = f.order;
         let entire = f.entire_mapcount;

@@ -86,6 +86,7 @@ vm_items! {
     NrPageTablePages => "nr_page_table_pages", true;
     SimCollapseCopiedPages => "sim_collapse_copied_pages", false;
     SimCollapseInplace => "sim_collapse_inplace", false;
+    SimThpLazyRemap => "sim_thp_lazy_remap", false;
     SimZeroedPages => "sim_zeroed_pages", false;
     SimCowCopiedPages => "sim_cow_copied_pages", false;
 }

@@ -471,3 +471,53 @@ fn inplace_migrate_rebuilds_a_subreleased_thp_without_allocating() {
         }
     }
 }
+
+/// `thp_zeroing=lazy` (proposal): the first write of a MADV_HUGEPAGE range allocates the
+/// PMD-sized folio but maps (and zeroes) one page; each other page costs a fault on first
+/// touch; the 512th remaps the folio by a PMD in place. Unmapping a mapped page ends the lazy
+/// state: later faults get order-0 pages.
+#[test]
+fn lazy_thp_zeroing_maps_page_by_page_then_by_pmd() {
+    let (mut k, pid) = kernel("6.18", &[], &[("thp_zeroing", "lazy")]);
+    k.mmap(pid, BASE, 2 * M2, Prot::RW, MapFlags::default())
+        .unwrap();
+    k.madvise(pid, BASE, 2 * M2, Advice::Hugepage).unwrap();
+    k.access(pid, BASE + K4, AccessKind::Write).unwrap();
+    ok(&k);
+    assert_eq!(v(&k, VmItem::ThpFaultAlloc), 1);
+    assert_eq!(v(&k, VmItem::SimZeroedPages), 1);
+    assert_eq!(
+        k.page_map(pid, BASE, BASE + M2),
+        vec![
+            (Backing::None, 1),
+            (Backing::ThpPte { order: 9 }, 1),
+            (Backing::None, 510)
+        ]
+    );
+    touch(&mut k, pid, BASE, M2, AccessKind::Write);
+    ok(&k);
+    assert_eq!(k.task(pid).unwrap().minflt, 512);
+    assert_eq!(v(&k, VmItem::SimZeroedPages), 512);
+    assert_eq!(v(&k, VmItem::SimThpLazyRemap), 1);
+    assert_eq!(v(&k, VmItem::ThpFaultAlloc), 1);
+    assert_eq!(
+        k.page_map(pid, BASE, BASE + M2),
+        vec![(Backing::ThpPmd, 512)]
+    );
+    // Second block: one page, then unmap it: the folio is no longer lazy.
+    let b = BASE + M2;
+    k.access(pid, b + 8 * K4, AccessKind::Write).unwrap();
+    k.access(pid, b + 9 * K4, AccessKind::Read).unwrap();
+    k.madvise(pid, b + 8 * K4, K4, Advice::Dontneed).unwrap();
+    k.access(pid, b + 10 * K4, AccessKind::Write).unwrap();
+    ok(&k);
+    assert_eq!(
+        k.page_map(pid, b + 8 * K4, b + 11 * K4),
+        vec![
+            (Backing::None, 1),
+            (Backing::ThpPte { order: 9 }, 1),
+            (Backing::Anon, 1)
+        ]
+    );
+    assert_eq!(v(&k, VmItem::ThpDeferredSplitPage), 1);
+}

@@ -1,6 +1,6 @@
 //! Random op sequences over several processes: fork and exit, every split and collapse path
 //! (partial munmap/DONTNEED/FREE/mprotect/mlock/mremap, the deferred-split and underused
-//! shrinkers, khugepaged passes and sleeps, MADV_COLLAPSE with every collapse mode), and
+//! shrinkers, khugepaged passes and sleeps, MADV_COLLAPSE with every collapse mode; eager and lazy THP zeroing), and
 //! userfaultfd write-protect. The invariant checker runs after every op; any op may fail
 //! with an errno or a signal, none may panic or break an invariant.
 
@@ -128,11 +128,13 @@ fn run(
     profile_name: &str,
     memory: u64,
     collapse: &str,
+    zeroing: &str,
     mthp: bool,
     ops: &[Op],
 ) -> Result<(), TestCaseError> {
     let mut prof = profile::profile(profile_name).unwrap();
     prof.switches.set("collapse", collapse).unwrap();
+    prof.switches.set("thp_zeroing", zeroing).unwrap();
     let mut cfg = KernelConfig {
         memory,
         profile: prof,
@@ -263,9 +265,10 @@ proptest! {
         profile in prop_oneof![Just("6.12"), Just("6.18")],
         memory in prop_oneof![Just(8u64 << 20), Just(32 << 20), Just(256 << 20)],
         collapse in prop::sample::select(&["copy", "inplace", "inplace_migrate"][..]),
+        zeroing in prop::sample::select(&["eager", "lazy"][..]),
         mthp in any::<bool>(),
         ops in prop::collection::vec(op(), 1..50),
     ) {
-        run(profile, memory, collapse, mthp, &ops)?;
+        run(profile, memory, collapse, zeroing, mthp, &ops)?;
     }
 }
