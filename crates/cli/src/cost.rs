@@ -157,6 +157,9 @@ struct Reading {
     uffd_wp: i64,
     anon_pages: i64,
     anon_thps: i64,
+    /// `thp_zeroing=lazy`: THP faults that zeroed one page, and pages zeroed on first touch.
+    lazy_alloc: i64,
+    lazy_pages: i64,
 }
 
 fn read(be: &SimBackend) -> Reading {
@@ -174,6 +177,8 @@ fn read(be: &SimBackend) -> Reading {
         split_pmd: v.get(VmItem::ThpSplitPmd),
         anon_pages: v.get(VmItem::NrAnonPages),
         anon_thps: v.get(VmItem::NrAnonTransparentHugepages),
+        lazy_alloc: v.get(VmItem::SimThpLazyAlloc),
+        lazy_pages: v.get(VmItem::SimThpLazyPages),
         uffd_missing: i64::try_from(k.uffd_stats.missing).unwrap_or(i64::MAX),
         uffd_wp: i64::try_from(k.uffd_stats.wp).unwrap_or(i64::MAX),
         ..Reading::default()
@@ -202,13 +207,24 @@ fn estimate(c: &Coefficients, a: &Reading, b: &Reading) -> f64 {
     for o in 1..9 {
         t += c.folio_split_mthp * d(a.split[o], b.split[o]) as f64;
     }
-    // Zeroed pages that were order-0 allocations: not those of large folios or collapses.
+    // Zeroed pages that were order-0 allocations: not those of large folios or collapses, nor
+    // the pages of lazily zeroed THPs (thp_zeroing=lazy), which come from their folio.
+    let lazy_alloc = d(a.lazy_alloc, b.lazy_alloc);
     let mut order0 = d(a.zeroed, b.zeroed)
-        - (512 * d(a.collapse, b.collapse) - d(a.collapse_copied, b.collapse_copied));
+        - (512 * d(a.collapse, b.collapse) - d(a.collapse_copied, b.collapse_copied))
+        - d(a.lazy_pages, b.lazy_pages)
+        + 512 * lazy_alloc;
     for o in 2..=9u8 {
         let n = d(a.mthp[o as usize], b.mthp[o as usize]);
         order0 -= n << o;
-        t += c.large_fault.get(&o).copied().unwrap_or(0.0) * n as f64;
+        let per = c.large_fault.get(&o).copied().unwrap_or(0.0);
+        if o == 9 {
+            // A lazy THP fault pays the allocation, not the zeroing (its one page is in
+            // `zeroed`): the fitted overhead, never below nothing.
+            t += per * (n - lazy_alloc) as f64 + per.max(0.0) * lazy_alloc as f64;
+        } else {
+            t += per * n as f64;
+        }
     }
     t += c.order0_alloc * order0.max(0) as f64;
     let freed_thps = (a.anon_thps - b.anon_thps).max(0);

@@ -53,3 +53,40 @@ fn builtin_profile_estimates_host_time_within_bound() {
         "every host run of a workload was disturbed by reclaim or compaction, three times:\n{last}"
     );
 }
+
+/// The cost model on the `thp_zeroing=lazy` proposal (model only): the first touch of a
+/// lazily zeroed THP pays one page of zeroing, not 512 (the latency argument), and touching
+/// the rest costs one fault each without an allocation, so the whole block costs more than
+/// an eager THP fault.
+#[test]
+fn lazy_thp_zeroing_first_touch_is_cheap_and_the_block_dearer() {
+    let f = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scenarios/examples/thp-lazy-zeroing.thps"
+    );
+    let cost = |z: &str| -> Vec<f64> {
+        let set = format!("thp_zeroing={z}");
+        let (rc, out, err) = thpsim(&["run", f, "--set", &set, "--cost", "builtin", "--json"]);
+        assert_eq!(rc, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["run"]["checkpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .take(2)
+            .map(|c| {
+                c["counters"]["vmstat.sim_kernel_time_ns"]
+                    .as_f64()
+                    .unwrap_or(0.0)
+            })
+            .collect()
+    };
+    let (eager, lazy) = (cost("eager"), cost("lazy"));
+    // first-touch, then all-touched (the other 511 pages of the block).
+    assert!(
+        lazy[0] > 0.0 && lazy[0] * 50.0 < eager[0],
+        "{lazy:?} {eager:?}"
+    );
+    assert_eq!(eager[1], 0.0);
+    assert!(lazy[0] + lazy[1] > eager[0], "{lazy:?} {eager:?}");
+}

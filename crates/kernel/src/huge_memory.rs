@@ -415,6 +415,7 @@ impl Kernel {
         self.vmstat.count(VmItem::ThpFaultAlloc);
         self.vmstat
             .mthp_count(HPAGE_PMD_ORDER, MthpStat::AnonFaultAlloc);
+        self.vmstat.count(VmItem::SimThpLazyAlloc);
         self.mms[mmi].lazy_thps.insert(haddr, folio);
         self.lazy_thp_map_page(vmf, folio);
         self.deferred_split_folio(folio, false);
@@ -466,6 +467,7 @@ impl Kernel {
         self.folio_add_anon_rmap_ptes(folio, i, 1, mmi);
         self.mms[mmi].add_mm_counter(MmCounter::AnonPages, 1);
         self.vmstat.add(VmItem::SimZeroedPages, 1);
+        self.vmstat.count(VmItem::SimThpLazyPages);
         if self.folios.meta(folio).nr_pages_mapped == HPAGE_PMD_NR {
             let tidx = self.mms[mmi].pgt.pmd(haddr).table_idx();
             let table = *self.mms[mmi].pgt.pte_table(tidx);

@@ -87,6 +87,8 @@ vm_items! {
     SimCollapseCopiedPages => "sim_collapse_copied_pages", false;
     SimCollapseInplace => "sim_collapse_inplace", false;
     SimThpLazyRemap => "sim_thp_lazy_remap", false;
+    SimThpLazyAlloc => "sim_thp_lazy_alloc", false;
+    SimThpLazyPages => "sim_thp_lazy_pages", false;
     SimZeroedPages => "sim_zeroed_pages", false;
     SimCowCopiedPages => "sim_cow_copied_pages", false;
 }
