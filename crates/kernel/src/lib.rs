@@ -16,6 +16,7 @@ pub(crate) mod filemap;
 pub(crate) mod folio;
 pub(crate) mod fork;
 pub(crate) mod gup;
+pub mod guest_memfd;
 pub(crate) mod huge_memory;
 pub mod ids;
 pub(crate) mod invariants;

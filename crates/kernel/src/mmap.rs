@@ -63,6 +63,10 @@ impl Kernel {
         if !is_page_aligned(offset) {
             return Err(Errno::EINVAL);
         }
+        if self.is_gmem(ino) {
+            // call_mmap → kvm_gmem_mmap.
+            self.kvm_gmem_mmap(ino, flags.shared)?;
+        }
         self.do_mmap(
             pid,
             addr,

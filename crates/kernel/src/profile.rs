@@ -20,6 +20,27 @@ pub enum Collapse {
     Inplace,
 }
 
+/// What a guest_memfd huge-folio allocation does when the huge order cannot be had (the
+/// guest_memfd huge-folio proposals; 6.18 allocates order-0 folios only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum GmemFallback {
+    /// Take an order-0 folio instead.
+    Small,
+    /// Fail the allocation: fallocate and the fault see ENOMEM.
+    None,
+}
+
+/// What a punch hole that covers part of a huge guest_memfd folio does (the proposals).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum GmemPunch {
+    /// Split the folio to order 0, then free the pages of the hole.
+    Split,
+    /// Keep the folio whole and zero (and unmap) the pages of the hole.
+    Zero,
+    /// Refuse the punch with EINVAL.
+    Einval,
+}
+
 /// Every behaviour switch of the model. Field names are the `set` keys.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Switches {
@@ -48,6 +69,15 @@ pub struct Switches {
     /// (commit 879bca0a2c4f, 6.16). Before it, `is_mergeable_anon_vma` wanted the
     /// neighbour's anon_vma chain singular, so such a merge was always refused.
     pub anon_vma_dup_merge: bool,
+    /// `gmem_huge_order=0..9` — the folio order guest_memfd allocates (the huge-folio
+    /// proposals; 0 = Linux 6.18, `kvm_gmem_get_folio` takes order-0 folios only). Model-only.
+    pub gmem_huge_order: u8,
+    /// `gmem_fallback=small|none` — a huge guest_memfd allocation that fails falls back to
+    /// order 0 or fails (ENOMEM). Model-only.
+    pub gmem_fallback: GmemFallback,
+    /// `gmem_punch=split|zero|einval` — a punch hole covering part of a huge guest_memfd folio.
+    /// Model-only.
+    pub gmem_punch: GmemPunch,
 }
 
 /// One kernel version profile.
@@ -73,6 +103,9 @@ pub fn profiles() -> Vec<Profile> {
                 mremap_multi_vma: false,
                 pt_reclaim: false,
                 anon_vma_dup_merge: false,
+                gmem_huge_order: 0,
+                gmem_fallback: GmemFallback::Small,
+                gmem_punch: GmemPunch::Split,
             },
         },
         Profile {
@@ -87,6 +120,9 @@ pub fn profiles() -> Vec<Profile> {
                 mremap_multi_vma: true,
                 pt_reclaim: true,
                 anon_vma_dup_merge: true,
+                gmem_huge_order: 0,
+                gmem_fallback: GmemFallback::Small,
+                gmem_punch: GmemPunch::Split,
             },
         },
     ]
@@ -108,6 +144,9 @@ pub const SWITCHES: &[(&str, &str, &str)] = &[
     ("pt_reclaim", "0|1", "MADV_DONTNEED of a whole 2 MiB range frees the emptied PTE table (CONFIG_PT_RECLAIM, 6.14)"),
     ("anon_vma_dup_merge", "0|1", "a VMA with an anon_vma may merge into a neighbour without one, which gets a copy (dup_anon_vma), unless forked (6.16)"),
     ("collapse", "copy|inplace", "khugepaged/MADV_COLLAPSE on a PTE-mapped THP: allocate and copy (Linux) or remap it by a PMD in place (proposal)"),
+    ("gmem_huge_order", "0..9", "guest_memfd folio order (huge-folio proposals; 0 = 6.18, order-0 folios only); model-only"),
+    ("gmem_fallback", "small|none", "a failed huge guest_memfd allocation takes order 0 or fails with ENOMEM (proposals); model-only"),
+    ("gmem_punch", "split|zero|einval", "a punch over part of a huge guest_memfd folio splits it, zeroes the hole keeping it whole, or is EINVAL (proposals); model-only"),
 ];
 
 /// Why `Switches::set` refused a switch.
@@ -167,6 +206,27 @@ impl Switches {
                     _ => return Err(bad("copy or inplace")),
                 }
             }
+            "gmem_huge_order" => {
+                self.gmem_huge_order = match value.parse::<u8>() {
+                    Ok(o) if o <= crate::types::HPAGE_PMD_ORDER => o,
+                    _ => return Err(bad("an order from 0 to 9")),
+                }
+            }
+            "gmem_fallback" => {
+                self.gmem_fallback = match value {
+                    "small" => GmemFallback::Small,
+                    "none" => GmemFallback::None,
+                    _ => return Err(bad("small or none")),
+                }
+            }
+            "gmem_punch" => {
+                self.gmem_punch = match value {
+                    "split" => GmemPunch::Split,
+                    "zero" => GmemPunch::Zero,
+                    "einval" => GmemPunch::Einval,
+                    _ => return Err(bad("split, zero or einval")),
+                }
+            }
             _ => {
                 return Err(SwitchError::Unknown {
                     switch: key.to_string(),
@@ -193,6 +253,16 @@ impl Switches {
             "collapse" => match self.collapse {
                 Collapse::Copy => "copy".into(),
                 Collapse::Inplace => "inplace".into(),
+            },
+            "gmem_huge_order" => self.gmem_huge_order.to_string(),
+            "gmem_fallback" => match self.gmem_fallback {
+                GmemFallback::Small => "small".into(),
+                GmemFallback::None => "none".into(),
+            },
+            "gmem_punch" => match self.gmem_punch {
+                GmemPunch::Split => "split".into(),
+                GmemPunch::Zero => "zero".into(),
+                GmemPunch::Einval => "einval".into(),
             },
             _ => return None,
         })

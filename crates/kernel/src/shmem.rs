@@ -66,6 +66,9 @@ pub struct ShmemInode {
     pub nr_pages: u64,
     /// Gone: evicted and no longer reachable.
     pub dead: bool,
+    /// A guest_memfd inode (`guest_memfd.rs`), not shmem: its own fault, fallocate and
+    /// accounting rules.
+    pub gmem: Option<crate::guest_memfd::GmemInode>,
 }
 
 /// The shmem state: inodes, and the page-cache side of each folio (`folio->mapping`,
@@ -246,7 +249,7 @@ impl Kernel {
     }
 
     /// Whether any page of `[first, first + nr)` is cached (`xa_find(XA_PRESENT)`).
-    fn filemap_range_has_folio(&self, ino: InodeId, first: u64, nr: u64) -> bool {
+    pub(crate) fn filemap_range_has_folio(&self, ino: InodeId, first: u64, nr: u64) -> bool {
         self.filemap_get_folio(ino, first).is_some()
             || self.shmem.inodes[ino.index()]
                 .cache
@@ -356,7 +359,7 @@ impl Kernel {
     }
 
     /// `shmem_add_to_page_cache`: the cache takes `nr_pages` references.
-    fn shmem_add_to_page_cache(&mut self, ino: InodeId, first: u64, id: FolioId) {
+    pub(crate) fn shmem_add_to_page_cache(&mut self, ino: InodeId, first: u64, id: FolioId) {
         let f = self.folios.get_mut(id);
         f.flags |= flags::SHMEM;
         let (nr, order) = (f.nr_pages(), f.order);
@@ -365,9 +368,25 @@ impl Kernel {
         let inode = &mut self.shmem.inodes[ino.index()];
         inode.cache.insert(first, id);
         inode.nr_pages += u64::from(nr);
-        self.vmstat.add(VmItem::NrShmem, i64::from(nr));
+        self.account_page_cache(ino, nr, order, 1);
+    }
+
+    /// The page-cache gauges of `nr` pages of one folio of `ino` coming (`sign` 1) or going
+    /// (-1): `NR_FILE_PAGES` always; a shmem folio is swap-backed (`NR_SHMEM`,
+    /// `NR_SHMEM_THPS`), a guest_memfd folio is not (`NR_FILE_THPS` for a PMD-sized one).
+    fn account_page_cache(&mut self, ino: InodeId, nr: u32, order: u8, sign: i64) {
+        self.vmstat.add(VmItem::NrFilePages, sign * i64::from(nr));
+        let gmem = self.shmem.inodes[ino.index()].gmem.is_some();
+        if !gmem {
+            self.vmstat.add(VmItem::NrShmem, sign * i64::from(nr));
+        }
         if order == HPAGE_PMD_ORDER {
-            self.vmstat.add(VmItem::NrShmemHugepages, 1);
+            let item = if gmem {
+                VmItem::NrFileHugepages
+            } else {
+                VmItem::NrShmemHugepages
+            };
+            self.vmstat.add(item, sign);
         }
     }
 
@@ -382,10 +401,7 @@ impl Kernel {
         let inode = &mut self.shmem.inodes[ino.index()];
         inode.cache.remove(&first);
         inode.nr_pages -= u64::from(nr);
-        self.vmstat.add(VmItem::NrShmem, -i64::from(nr));
-        if order == HPAGE_PMD_ORDER {
-            self.vmstat.add(VmItem::NrShmemHugepages, -1);
-        }
+        self.account_page_cache(ino, nr, order, -1);
         self.folio_put(id, nr);
     }
 
@@ -405,7 +421,7 @@ impl Kernel {
     /// `unmap_mapping_range`: zaps the pages `[first, last]` of `ino` in every mapping;
     /// without `even_cows` the private COW copies (anonymous pages) in private mappings stay.
     /// A PMD only partly in the range is zapped whole (a file PMD split is a zap).
-    fn unmap_mapping_range(&mut self, ino: InodeId, first: u64, last: u64, even_cows: bool) {
+    pub(crate) fn unmap_mapping_range(&mut self, ino: InodeId, first: u64, last: u64, even_cows: bool) {
         for (mmi, vma) in self.shmem_mappings(ino) {
             let vlast = vma.pgoff + (vma.len() >> PAGE_SHIFT) - 1;
             if last < vma.pgoff || first > vlast {
@@ -531,7 +547,13 @@ impl Kernel {
         let f = *self.folios.get(id);
         if f.order == HPAGE_PMD_ORDER {
             self.vmstat.count(VmItem::ThpSplitPage);
-            self.vmstat.add(VmItem::NrShmemHugepages, -1);
+            // The pieces are order-0: only the THP gauge changes.
+            let item = if self.shmem.inodes[ino.index()].gmem.is_some() {
+                VmItem::NrFileHugepages
+            } else {
+                VmItem::NrShmemHugepages
+            };
+            self.vmstat.add(item, -1);
         }
         self.vmstat.mthp_count(f.order, MthpStat::Split);
         let mut pieces: Vec<(u32, u8)> = Vec::new();
@@ -618,7 +640,7 @@ impl Kernel {
     }
 
     /// `truncate_inode_folio`: unmap a folio from every mapping, then drop it from the cache.
-    fn truncate_inode_folio(&mut self, id: FolioId) {
+    pub(crate) fn truncate_inode_folio(&mut self, id: FolioId) {
         let (ino, first) = self.shmem.owner[&id];
         let f = *self.folios.get(id);
         if f.mapcount > 0 || f.entire_mapcount > 0 {
@@ -637,7 +659,7 @@ impl Kernel {
 
     /// `shmem_undo_range(inode, lstart, lend, false)`: drops every folio inside the byte
     /// range `[lstart, lend]` and zeroes/splits the partial ones at its ends.
-    fn shmem_undo_range(&mut self, ino: InodeId, lstart: u64, lend: u64) {
+    pub(crate) fn shmem_undo_range(&mut self, ino: InodeId, lstart: u64, lend: u64) {
         let start = lstart.div_ceil(PAGE_SIZE);
         let end = if lend == u64::MAX {
             u64::MAX

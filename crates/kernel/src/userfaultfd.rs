@@ -109,7 +109,16 @@ impl Kernel {
         }
         // userfaultfd_register(): some VMA must intersect the range (vma_find()); holes are
         // skipped.
-        if self.mms[mmi].vma_starts_in(start, end).is_empty() {
+        let starts = self.mms[mmi].vma_starts_in(start, end);
+        if starts.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        // vma_can_userfault(): anonymous, shmem or hugetlb VMAs only; a guest_memfd VMA
+        // anywhere in the range is EINVAL before anything is registered.
+        if starts.iter().any(|s| {
+            let v = &self.mms[mmi].vmas[s];
+            v.backing.inode().is_some_and(|i| self.is_gmem(i))
+        }) {
             return Err(Errno::EINVAL);
         }
         // userfaultfd_register_range(): a VMA already registered with every requested mode

@@ -82,6 +82,9 @@ vm_items! {
     NrFilePmdmapped => "nr_file_pmdmapped", true;
     NrAnonPages => "nr_anon_pages", true;
     NrShmem => "nr_shmem", true;
+    // Page-cache pages of shmem and guest_memfd (the model has no other page cache); every
+    // file read on a host moves it.
+    NrFilePages => "nr_file_pages", true;
     NrFreePages => "nr_free_pages", true;
     NrPageTablePages => "nr_page_table_pages", true;
     SimCollapseCopiedPages => "sim_collapse_copied_pages", false;

@@ -1681,6 +1681,7 @@ fn names_of(op: &Op) -> &'static [&'static str] {
         Op::Mremap { .. } => &["mremap"],
         Op::Expect(_) => &["expect"],
         Op::Memfd { .. } => &["memfd"],
+        Op::Gmem { .. } => &["gmem"],
         Op::Ftruncate { .. } => &["ftruncate"],
         Op::Fallocate { .. } => &["fallocate"],
     }

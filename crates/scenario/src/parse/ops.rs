@@ -435,6 +435,47 @@ pub(crate) fn op_memfd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     }))
 }
 
+/// `gmem NAME SIZE [mmap] [init_shared] [flags=N]`: an object like `memfd`'s, whose size
+/// may be 0 or unaligned (the kernel's EINVAL is part of what a scenario checks).
+pub(crate) fn op_gmem(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let name = c.need("object name")?;
+    if !is_ident(name.text) {
+        c.err(
+            name.span(),
+            format!("bad object name `{}`", name.text),
+            Some("object names are identifiers: [A-Za-z_][A-Za-z0-9_]*".into()),
+        );
+        return None;
+    }
+    if name.text == "anon" || c.st.objects.contains_key(name.text) {
+        c.err(
+            name.span(),
+            format!("object `{}` is already defined", name.text),
+            Some("object names are unique and `anon` is the anonymous backing".into()),
+        );
+        return None;
+    }
+    c.st.objects.insert(name.text.to_string(), name.line);
+    let size = object_bytes(c, "object size")?;
+    let toks = c.rest();
+    let opts = c.options(toks, c.spec.opts, "gmem", None);
+    if !opts.ok {
+        return None;
+    }
+    let mut flags = opts.size("flags").unwrap_or(0);
+    if opts.flag("mmap") {
+        flags |= thpsim_kernel::guest_memfd::GUEST_MEMFD_FLAG_MMAP;
+    }
+    if opts.flag("init_shared") {
+        flags |= thpsim_kernel::guest_memfd::GUEST_MEMFD_FLAG_INIT_SHARED;
+    }
+    Some(Parsed::Op(Op::Gmem {
+        name: name.text.to_string(),
+        size,
+        flags,
+    }))
+}
+
 pub(crate) fn op_ftruncate(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     let obj = known_object(c)?;
     let size = object_bytes(c, "size")?;
