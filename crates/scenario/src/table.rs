@@ -390,11 +390,11 @@ pub const OPS: &[OpSpec] = &[
     OpSpec {
         name: "mmap",
         grammar: "NAME SIZE anon private",
-        summary: "Creates an anonymous mapping named NAME. Host and model place it at the same arena offset: aligned to `align`, plus `offset` bytes (to build misaligned layouts). Options after `private`/`shared` may come in any order. `anon shared` is `MAP_SHARED|MAP_ANONYMOUS`: a shmem object of the mapping's size, following `shmem_enabled` and the per-size `hugepages-<N>kB.shmem_enabled` knobs. The backings `file`, `memfd`, `shmem`, `guest_memfd` are recognised but refused as not modelled yet.",
+        summary: "Creates an anonymous mapping named NAME. Host and model place it at the same arena offset: aligned to `align`, plus `offset` bytes (to build misaligned layouts). Options after `private`/`shared` may come in any order. `anon shared` is `MAP_SHARED|MAP_ANONYMOUS`: a shmem object of the mapping's size, following `shmem_enabled` and the per-size `hugepages-<N>kB.shmem_enabled` knobs. A `gmem` object is mapped by its name like a `memfd` one. The backings `file`, `memfd`, `shmem`, `guest_memfd` are recognised but refused as not modelled yet.",
         args: &[
             ("NAME", "identifier `[A-Za-z_][A-Za-z0-9_]*`, unique in the file"),
             ("SIZE", "length: a positive multiple of 4K, at most 64T"),
-            ("anon", "the backing: `anon`, or the name of a shmem object made by `memfd` earlier (then `foff` is the file offset)"),
+            ("anon", "the backing: `anon`, or the name of an object made by `memfd` or `gmem` earlier (then `foff` is the file offset)"),
             ("private", "MAP_PRIVATE, or `shared`: MAP_SHARED (anonymous shared memory is shmem)"),
         ],
         opts: &[
@@ -632,7 +632,7 @@ pub const OPS: &[OpSpec] = &[
         grammar: "OBJ SIZE",
         summary: "ftruncate(2) of a `memfd` object: growing only changes i_size; shrinking unmaps the pages beyond the new end from every mapping (private copies too) and truncates the page cache, zeroing and splitting a large folio that straddles the end.",
         args: &[
-            ("OBJ", "an object made by `memfd`"),
+            ("OBJ", "an object made by `memfd` (or `gmem`: always EINVAL)"),
             ("SIZE", "the new size in bytes, at most 64T"),
         ],
         opts: &[],
@@ -646,7 +646,7 @@ pub const OPS: &[OpSpec] = &[
         grammar: "OBJ OFFSET LEN",
         summary: "fallocate(2) of a `memfd` object. Mode 0 allocates the page cache of the range (large folios by the mount policy only, `shmem_enabled`: `always` tries every size from 2M down to 8K, `within_size` the sizes whose block ends inside max(i_size, OFFSET+LEN)) and extends i_size; `keep_size` leaves i_size; `punch_hole keep_size` unmaps the whole pages of the range from every mapping (not private copies), frees the folios inside it and zeroes the partial ones, splitting a large one at the hole (6.15+ non-uniform split). `punch_hole` without `keep_size` is EOPNOTSUPP, as in the kernel.",
         args: &[
-            ("OBJ", "an object made by `memfd`"),
+            ("OBJ", "an object made by `memfd` or `gmem` (see `gmem` for its rules)"),
             ("OFFSET", "byte offset in the object"),
             ("LEN", "byte length, positive"),
         ],

@@ -398,7 +398,7 @@ fn known_object(c: &mut LineCtx<'_, '_>) -> Option<String> {
         }
         let names: Vec<String> = c.st.objects.keys().cloned().collect();
         c.unknown(t, "object", names.iter().map(String::as_str), "", || {
-            "objects are made by `memfd NAME SIZE` earlier in the file".into()
+            "objects are made by `memfd NAME SIZE` or `gmem NAME SIZE` earlier in the file".into()
         });
         return None;
     }
