@@ -238,7 +238,11 @@ impl Kernel {
     /// With `gmem_huge_order` (proposal) the naturally aligned block of that order is tried
     /// first when it lies inside i_size and nothing of it is cached; `gmem_fallback` says
     /// whether a failure takes order 0 or is ENOMEM.
-    pub(crate) fn kvm_gmem_get_folio(&mut self, ino: InodeId, index: u64) -> Result<FolioId, Errno> {
+    pub(crate) fn kvm_gmem_get_folio(
+        &mut self,
+        ino: InodeId,
+        index: u64,
+    ) -> Result<FolioId, Errno> {
         if let Some((id, _)) = self.filemap_get_folio(ino, index) {
             return Ok(id);
         }

@@ -421,7 +421,13 @@ impl Kernel {
     /// `unmap_mapping_range`: zaps the pages `[first, last]` of `ino` in every mapping;
     /// without `even_cows` the private COW copies (anonymous pages) in private mappings stay.
     /// A PMD only partly in the range is zapped whole (a file PMD split is a zap).
-    pub(crate) fn unmap_mapping_range(&mut self, ino: InodeId, first: u64, last: u64, even_cows: bool) {
+    pub(crate) fn unmap_mapping_range(
+        &mut self,
+        ino: InodeId,
+        first: u64,
+        last: u64,
+        even_cows: bool,
+    ) {
         for (mmi, vma) in self.shmem_mappings(ino) {
             let vlast = vma.pgoff + (vma.len() >> PAGE_SHIFT) - 1;
             if last < vma.pgoff || first > vlast {

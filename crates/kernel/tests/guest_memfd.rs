@@ -62,8 +62,12 @@ fn gmem_kernel(order: u8, punch: GmemPunch, fallback: GmemFallback) -> (Kernel, 
 
 /// Where an anonymous 2 MiB write lands: (thp_fault_alloc, thp_fault_fallback).
 fn anon_thp_fault(k: &mut Kernel, pid: Pid, at: u64) -> (i64, i64) {
-    let (a0, f0) = (k.vmstat.get(VmItem::ThpFaultAlloc), k.vmstat.get(VmItem::ThpFaultFallback));
-    k.mmap(pid, at, 2 * M, Prot::RW, MapFlags::default()).unwrap();
+    let (a0, f0) = (
+        k.vmstat.get(VmItem::ThpFaultAlloc),
+        k.vmstat.get(VmItem::ThpFaultFallback),
+    );
+    k.mmap(pid, at, 2 * M, Prot::RW, MapFlags::default())
+        .unwrap();
     k.access(pid, at, AccessKind::Write).unwrap();
     k.check_invariants().unwrap();
     (
@@ -93,7 +97,10 @@ fn fallocate_errnos_and_order0_unmovable_folios() {
     assert_eq!(k.file_fallocate(g, none, 0, 4096), Err(Errno::EOPNOTSUPP));
     assert_eq!(k.file_fallocate(g, ALLOC, 4096, 0), Err(Errno::EINVAL));
     assert_eq!(k.file_fallocate(g, ALLOC, 1, 4096), Err(Errno::EINVAL));
-    assert_eq!(k.file_fallocate(g, ALLOC, 0, 2 * M + 4096), Err(Errno::EINVAL));
+    assert_eq!(
+        k.file_fallocate(g, ALLOC, 0, 2 * M + 4096),
+        Err(Errno::EINVAL)
+    );
     assert_eq!(k.file_fallocate(g, PUNCH, 4 * M, 4096), Ok(()));
     let unmovable = counter(&k, "pagetypeinfo.DMA32.Unmovable");
     k.file_fallocate(g, ALLOC, 0, 2 * M).unwrap();
@@ -107,12 +114,16 @@ fn fallocate_errnos_and_order0_unmovable_folios() {
     assert_eq!(k.vmstat.get(VmItem::NrFileHugepages), 0);
     assert_eq!(counter(&k, "pagetypeinfo.DMA32.Unmovable") - unmovable, 2);
     // Faults map one page each (no fault-around) and allocate nothing more.
-    k.mmap_shmem(pid, BASE, 2 * M, Prot::RW, SHARED, (g, 0)).unwrap();
+    k.mmap_shmem(pid, BASE, 2 * M, Prot::RW, SHARED, (g, 0))
+        .unwrap();
     let before = k.task(pid).unwrap().minflt;
     k.access_seq(pid, BASE, BASE + 64 * 1024, 4096, AccessPattern::Read)
         .unwrap();
     assert_eq!(k.task(pid).unwrap().minflt - before, 16);
-    assert_eq!(k.page_map(pid, BASE, BASE + 64 * 1024), vec![(Backing::Gmem, 16)]);
+    assert_eq!(
+        k.page_map(pid, BASE, BASE + 64 * 1024),
+        vec![(Backing::Gmem, 16)]
+    );
     assert_eq!(k.vmstat.get(VmItem::NrFilePages), 512);
     k.check_invariants().unwrap();
 }
@@ -139,7 +150,10 @@ fn mmap_and_fault_rules() {
     k.mmap_shmem(pid, BASE + 4 * M, 2 * M, Prot::RW, SHARED, (shared, 0))
         .unwrap();
     assert_eq!(k.access(pid, BASE + 4 * M, AccessKind::Read), Ok(()));
-    assert_eq!(k.access(pid, BASE + 5 * M, AccessKind::Read), Err(Signal::Sigbus));
+    assert_eq!(
+        k.access(pid, BASE + 5 * M, AccessKind::Read),
+        Err(Signal::Sigbus)
+    );
     k.check_invariants().unwrap();
 }
 
@@ -155,12 +169,16 @@ fn huge_order_9_takes_whole_pageblocks_and_maps_by_ptes() {
     assert_eq!(counter(&k, "pagetypeinfo.DMA32.Unmovable"), 4);
     assert_eq!(counter(&k, "pagetypeinfo.DMA32.Movable"), 4);
     // The user mapping still maps one page per fault (no PMD).
-    k.mmap_shmem(pid, BASE, 2 * M, Prot::RW, SHARED, (g, 0)).unwrap();
+    k.mmap_shmem(pid, BASE, 2 * M, Prot::RW, SHARED, (g, 0))
+        .unwrap();
     let before = k.task(pid).unwrap().minflt;
     k.access_seq(pid, BASE, BASE + 2 * M, 4096, AccessPattern::Read)
         .unwrap();
     assert_eq!(k.task(pid).unwrap().minflt - before, 512);
-    assert_eq!(k.page_map(pid, BASE, BASE + 2 * M), vec![(Backing::Gmem, 512)]);
+    assert_eq!(
+        k.page_map(pid, BASE, BASE + 2 * M),
+        vec![(Backing::Gmem, 512)]
+    );
     k.check_invariants().unwrap();
 }
 
@@ -175,7 +193,8 @@ fn punch_part_of_a_huge_folio_split_zero_einval() {
     ] {
         let (mut k, pid) = gmem_kernel(9, punch, GmemFallback::Small);
         let g = k.kvm_gmem_create(2 * M, BOTH).unwrap();
-        k.mmap_shmem(pid, BASE, 2 * M, Prot::RW, SHARED, (g, 0)).unwrap();
+        k.mmap_shmem(pid, BASE, 2 * M, Prot::RW, SHARED, (g, 0))
+            .unwrap();
         k.access_seq(pid, BASE, BASE + 2 * M, 4096, AccessPattern::Write)
             .unwrap();
         assert_eq!(k.vmstat.get(VmItem::NrFileHugepages), 1);

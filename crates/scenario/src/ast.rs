@@ -104,11 +104,7 @@ pub enum Op {
     Memfd { name: String, size: u64 },
     /// `gmem NAME SIZE [mmap] [init_shared] [flags=N]` — a guest_memfd object
     /// (`KVM_CREATE_GUEST_MEMFD`); `flags` are the `GUEST_MEMFD_FLAG_*` bits.
-    Gmem {
-        name: String,
-        size: u64,
-        flags: u64,
-    },
+    Gmem { name: String, size: u64, flags: u64 },
     /// `ftruncate OBJ SIZE`
     Ftruncate { obj: String, size: u64 },
     /// `fallocate OBJ OFFSET LEN [keep_size] [punch_hole]`

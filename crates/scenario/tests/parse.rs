@@ -1650,7 +1650,14 @@ fn display_and_render() {
     match &ok("gmem g 0 mmap init_shared flags=4\ngmem h 6K").stmts[..] {
         [a, b] => {
             assert!(matches!(&a.op, Op::Gmem { name, size: 0, flags: 7 } if name == "g"));
-            assert!(matches!(&b.op, Op::Gmem { size: 6144, flags: 0, .. }));
+            assert!(matches!(
+                &b.op,
+                Op::Gmem {
+                    size: 6144,
+                    flags: 0,
+                    ..
+                }
+            ));
         }
         s => panic!("{s:?}"),
     }
