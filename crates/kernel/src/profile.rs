@@ -144,7 +144,7 @@ pub const SWITCHES: &[(&str, &str, &str)] = &[
     ("pt_reclaim", "0|1", "MADV_DONTNEED of a whole 2 MiB range frees the emptied PTE table (CONFIG_PT_RECLAIM, 6.14)"),
     ("anon_vma_dup_merge", "0|1", "a VMA with an anon_vma may merge into a neighbour without one, which gets a copy (dup_anon_vma), unless forked (6.16)"),
     ("collapse", "copy|inplace", "khugepaged/MADV_COLLAPSE on a PTE-mapped THP: allocate and copy (Linux) or remap it by a PMD in place (proposal)"),
-    ("gmem_huge_order", "0..9", "guest_memfd folio order (huge-folio proposals; 0 = 6.18, order-0 folios only); model-only"),
+    ("gmem_huge_order", "0|1|2|3|4|5|6|7|8|9", "guest_memfd folio order (huge-folio proposals; 0 = 6.18, order-0 folios only); model-only"),
     ("gmem_fallback", "small|none", "a failed huge guest_memfd allocation takes order 0 or fails with ENOMEM (proposals); model-only"),
     ("gmem_punch", "split|zero|einval", "a punch over part of a huge guest_memfd folio splits it, zeroes the hole keeping it whole, or is EINVAL (proposals); model-only"),
 ];
