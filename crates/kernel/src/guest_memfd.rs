@@ -119,10 +119,7 @@ impl Kernel {
         offset: u64,
         len: u64,
     ) -> Result<(), Errno> {
-        if len == 0 {
-            return Err(Errno::EINVAL);
-        }
-        let end = offset.checked_add(len).ok_or(Errno::EFBIG)?;
+        let end = crate::shmem::vfs_fallocate_end(offset, len)?;
         if !mode.keep_size {
             return Err(Errno::EOPNOTSUPP);
         }
@@ -175,15 +172,7 @@ impl Kernel {
         // Whole folios only remain at the ends now (split or kept whole): shmem_undo_range
         // frees the folios inside the range and leaves the others.
         if self.profile.switches.gmem_punch == GmemPunch::Zero {
-            let whole: Vec<FolioId> = self.shmem.inodes[ino.index()]
-                .cache
-                .range(start..stop)
-                .filter(|&(&i, &id)| i + u64::from(self.folios.get(id).nr_pages()) <= stop)
-                .map(|(_, &id)| id)
-                .collect();
-            for id in whole {
-                self.truncate_inode_folio(id);
-            }
+            self.truncate_whole_folios(ino, start, stop);
         } else {
             self.shmem_undo_range(ino, offset, end - 1);
         }

@@ -99,6 +99,15 @@ pub struct FallocMode {
     pub punch_hole: bool,
 }
 
+/// The range checks `vfs_fallocate` makes before the file's own: a length of 0 is EINVAL, a
+/// range past the largest offset EFBIG. The end offset.
+pub(crate) fn vfs_fallocate_end(offset: u64, len: u64) -> Result<u64, Errno> {
+    if len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    offset.checked_add(len).ok_or(Errno::EFBIG)
+}
+
 impl Kernel {
     /// A new shmem inode of `size` bytes (`shmem_get_inode`).
     pub fn shmem_new_inode(
@@ -646,7 +655,7 @@ impl Kernel {
     }
 
     /// `truncate_inode_folio`: unmap a folio from every mapping, then drop it from the cache.
-    pub(crate) fn truncate_inode_folio(&mut self, id: FolioId) {
+    fn truncate_inode_folio(&mut self, id: FolioId) {
         let (ino, first) = self.shmem.owner[&id];
         let f = *self.folios.get(id);
         if f.mapcount > 0 || f.entire_mapcount > 0 {
@@ -663,16 +672,10 @@ impl Kernel {
         self.shmem_delete_from_page_cache(id);
     }
 
-    /// `shmem_undo_range(inode, lstart, lend, false)`: drops every folio inside the byte
-    /// range `[lstart, lend]` and zeroes/splits the partial ones at its ends.
-    pub(crate) fn shmem_undo_range(&mut self, ino: InodeId, lstart: u64, lend: u64) {
-        let start = lstart.div_ceil(PAGE_SIZE);
-        let end = if lend == u64::MAX {
-            u64::MAX
-        } else {
-            (lend + 1) / PAGE_SIZE
-        };
-        // Whole folios first (find_lock_entries omits folios reaching outside the range).
+    /// The first pass of a truncation: every folio of `ino` lying wholly inside the page
+    /// indices `[start, end)` is unmapped and dropped (`find_lock_entries` omits folios
+    /// reaching outside the range).
+    pub(crate) fn truncate_whole_folios(&mut self, ino: InodeId, start: u64, end: u64) {
         let whole: Vec<FolioId> = self.shmem.inodes[ino.index()]
             .cache
             .range(start..end)
@@ -682,6 +685,18 @@ impl Kernel {
         for id in whole {
             self.truncate_inode_folio(id);
         }
+    }
+
+    /// `shmem_undo_range(inode, lstart, lend, false)`: drops every folio inside the byte
+    /// range `[lstart, lend]` and zeroes/splits the partial ones at its ends.
+    pub(crate) fn shmem_undo_range(&mut self, ino: InodeId, lstart: u64, lend: u64) {
+        let start = lstart.div_ceil(PAGE_SIZE);
+        let end = if lend == u64::MAX {
+            u64::MAX
+        } else {
+            (lend + 1) / PAGE_SIZE
+        };
+        self.truncate_whole_folios(ino, start, end);
         let mut same_folio = lstart >> PAGE_SHIFT == lend >> PAGE_SHIFT;
         if let Some((id, first)) = self.filemap_get_folio(ino, lstart >> PAGE_SHIFT) {
             let fend = (first + u64::from(self.folios.get(id).nr_pages())) * PAGE_SIZE;
@@ -723,10 +738,7 @@ impl Kernel {
         offset: u64,
         len: u64,
     ) -> Result<(), Errno> {
-        if len == 0 {
-            return Err(Errno::EINVAL);
-        }
-        let end = offset.checked_add(len).ok_or(Errno::EFBIG)?;
+        let end = vfs_fallocate_end(offset, len)?;
         if mode.punch_hole {
             if !mode.keep_size {
                 return Err(Errno::EOPNOTSUPP);

@@ -405,7 +405,9 @@ fn known_object(c: &mut LineCtx<'_, '_>) -> Option<String> {
     Some(t.text.to_string())
 }
 
-pub(crate) fn op_memfd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+/// The name of a new object (`memfd`, `gmem`): an identifier not used by another object and
+/// not `anon`; known from here on.
+fn new_object_name<'s>(c: &mut LineCtx<'s, '_>) -> Option<Tok<'s>> {
     let name = c.need("object name")?;
     if !is_ident(name.text) {
         c.err(
@@ -424,6 +426,11 @@ pub(crate) fn op_memfd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         return None;
     }
     c.st.objects.insert(name.text.to_string(), name.line);
+    Some(name)
+}
+
+pub(crate) fn op_memfd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let name = new_object_name(c)?;
     let size = object_bytes(c, "object size")?;
     let toks = c.rest();
     if !c.options(toks, c.spec.opts, "memfd", None).ok {
@@ -438,24 +445,7 @@ pub(crate) fn op_memfd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
 /// `gmem NAME SIZE [mmap] [init_shared] [flags=N]`: an object like `memfd`'s, whose size
 /// may be 0 or unaligned (the kernel's EINVAL is part of what a scenario checks).
 pub(crate) fn op_gmem(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
-    let name = c.need("object name")?;
-    if !is_ident(name.text) {
-        c.err(
-            name.span(),
-            format!("bad object name `{}`", name.text),
-            Some("object names are identifiers: [A-Za-z_][A-Za-z0-9_]*".into()),
-        );
-        return None;
-    }
-    if name.text == "anon" || c.st.objects.contains_key(name.text) {
-        c.err(
-            name.span(),
-            format!("object `{}` is already defined", name.text),
-            Some("object names are unique and `anon` is the anonymous backing".into()),
-        );
-        return None;
-    }
-    c.st.objects.insert(name.text.to_string(), name.line);
+    let name = new_object_name(c)?;
     let size = object_bytes(c, "object size")?;
     let toks = c.rest();
     let opts = c.options(toks, c.spec.opts, "gmem", None);
