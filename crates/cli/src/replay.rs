@@ -544,7 +544,7 @@ impl<'a> Replayer<'a> {
                     | Backing::Swap
                     | Backing::Zero
                     | Backing::HugeZero => {}
-                    Backing::Anon | Backing::Shmem => s.resident_kb += kb,
+                    Backing::Anon | Backing::Shmem | Backing::Gmem => s.resident_kb += kb,
                     Backing::ThpPmd | Backing::ShmemPmd => {
                         s.resident_kb += kb;
                         s.thp_kb += kb;

@@ -40,6 +40,7 @@
 
 pub mod child;
 pub mod estimate;
+pub mod guest_memfd;
 pub mod import;
 pub mod inventory;
 pub mod khugepaged;
@@ -1184,6 +1185,25 @@ impl Backend for HostBackend {
                         Ok(Self::outcome(r, Some(0)))
                     }
                     _ => Err(err(format!("memfd_create/ftruncate failed: {:?}", r.status))),
+                }
+            }
+            BackendOp::GmemCreate { obj, size, flags } => {
+                if obj as usize != self.objects.len() {
+                    return Err(err(format!("gmem: object id {obj} out of order")));
+                }
+                let r = self.call(&Request::GmemCreate { size, flags })?;
+                match r.status {
+                    Status::Ok(fd) => {
+                        let fd = i32::try_from(fd).map_err(|_| err("gmem: bad descriptor"))?;
+                        self.objects.push(fd);
+                        Ok(Self::outcome(r, Some(0)))
+                    }
+                    // A failed creation keeps its id: ops on descriptor -1 get EBADF, as the
+                    // model answers.
+                    _ => {
+                        self.objects.push(-1);
+                        Ok(Self::outcome(r, None))
+                    }
                 }
             }
             BackendOp::Ftruncate { obj, size } => {

@@ -13,7 +13,8 @@
 //!    walking back to the `KPF_COMPOUND_HEAD` and counting the following `KPF_COMPOUND_TAIL`
 //!    pages (a folio is naturally aligned in PFN space, so at most 512 flags are read),
 //!    → `ThpPte { order }`. Pages without `KPF_ANON` are shmem page-cache pages: `Shmem`,
-//!    `ShmemPte { order }`, and `ShmemPmd` for a PMD mapping (whose PFN is read too).
+//!    `ShmemPte { order }`, and `ShmemPmd` for a PMD mapping (whose PFN is read too); an
+//!    order-0 one without `KPF_SWAPBACKED` is a guest_memfd page: `Gmem`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -62,6 +63,7 @@ struct PageRegion {
 
 // include/uapi/linux/kernel-page-flags.h
 pub const KPF_ANON: u64 = 1 << 12;
+pub const KPF_SWAPBACKED: u64 = 1 << 14;
 pub const KPF_COMPOUND_HEAD: u64 = 1 << 15;
 pub const KPF_COMPOUND_TAIL: u64 = 1 << 16;
 pub const KPF_THP: u64 = 1 << 22;
@@ -184,6 +186,11 @@ impl Observer {
 
     /// Whether the page at `pfn` is anonymous (`KPF_ANON`; a shmem page-cache page is not).
     fn page_is_anon(&self, pfn: u64, cache: &mut HashMap<u64, Vec<u64>>) -> std::io::Result<bool> {
+        Ok(self.page_flags(pfn, cache)? & KPF_ANON != 0)
+    }
+
+    /// The kpageflags of `pfn` (read and cached per 512-PFN block).
+    fn page_flags(&self, pfn: u64, cache: &mut HashMap<u64, Vec<u64>>) -> std::io::Result<u64> {
         let block = pfn & !511;
         let fl = match cache.entry(block) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -191,7 +198,17 @@ impl Observer {
                 e.insert(Self::read_u64s(&self.kpageflags, block, 512)?)
             }
         };
-        Ok(fl[(pfn - block) as usize] & KPF_ANON != 0)
+        Ok(fl[(pfn - block) as usize])
+    }
+
+    /// Whether the page at `pfn` is swap-backed (`KPF_SWAPBACKED`): every shmem page is; a
+    /// guest_memfd page (the only other page cache a scenario maps) is not.
+    fn page_is_swapbacked(
+        &self,
+        pfn: u64,
+        cache: &mut HashMap<u64, Vec<u64>>,
+    ) -> std::io::Result<bool> {
+        Ok(self.page_flags(pfn, cache)? & KPF_SWAPBACKED != 0)
     }
 
     /// The order of the folio containing `pfn`, from kpageflags (cached per 512-PFN block).
@@ -271,6 +288,9 @@ impl Observer {
                             match (anon, self.folio_order(pfn, &mut cache)?) {
                                 (true, 0) => Backing::Anon,
                                 (true, o) => Backing::ThpPte { order: o },
+                                (false, 0) if !self.page_is_swapbacked(pfn, &mut cache)? => {
+                                    Backing::Gmem
+                                }
                                 (false, 0) => Backing::Shmem,
                                 (false, o) => Backing::ShmemPte { order: o },
                             }

@@ -128,6 +128,12 @@ pub enum Request {
         offset: u64,
         len: u64,
     },
+    /// `KVM_CREATE_GUEST_MEMFD` (size, flags) on the worker's VM (`guest_memfd.rs`); the
+    /// value is the descriptor, kept like a `MemfdCreate` one.
+    GmemCreate {
+        size: u64,
+        flags: u64,
+    },
 }
 
 /// How a request ended.
@@ -279,6 +285,7 @@ const R_MEMFD: u8 = 12;
 const R_MMAP_FD: u8 = 13;
 const R_FTRUNCATE: u8 = 14;
 const R_FALLOCATE: u8 = 15;
+const R_GMEM: u8 = 16;
 
 /// Payload words of each request kind.
 fn req_words(kind: u8) -> Option<usize> {
@@ -289,7 +296,7 @@ fn req_words(kind: u8) -> Option<usize> {
         R_MPROTECT | R_MADVISE | R_MLOCK | R_MREMAP => 3,
         R_MMAP | R_FALLOCATE => 4,
         R_MEMFD => 1,
-        R_FTRUNCATE => 2,
+        R_FTRUNCATE | R_GMEM => 2,
         R_MMAP_FD => 6,
         R_ACCESS => 9,
         _ => return None,
@@ -413,6 +420,10 @@ impl Request {
                 w[..4].copy_from_slice(&[int(fd), int(mode), offset, len]);
                 R_FALLOCATE
             }
+            Request::GmemCreate { size, flags } => {
+                w[..2].copy_from_slice(&[size, flags]);
+                R_GMEM
+            }
         };
         let mut b = [0u8; REQ_BYTES];
         header(kind, req_words(kind).unwrap_or(0), &mut b);
@@ -510,6 +521,10 @@ impl Request {
                 mode: i32_at(1)?,
                 offset: w[2],
                 len: w[3],
+            },
+            R_GMEM => Request::GmemCreate {
+                size: w[0],
+                flags: w[1],
             },
             k => return Err(ProtoError::Kind(k)),
         })
@@ -676,6 +691,10 @@ mod tests {
                 mode: 3,
                 offset: 4096,
                 len: 4096,
+            },
+            Request::GmemCreate {
+                size: 1 << 21,
+                flags: 3,
             },
         ]
     }

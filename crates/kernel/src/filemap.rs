@@ -58,8 +58,12 @@ impl Kernel {
     }
 
     /// `do_read_fault`: fault-around first (unless uffd-wp/minor armed), then the page.
+    /// A guest_memfd VMA has no `map_pages`, so no fault-around.
     fn do_read_fault(&mut self, vmf: &mut Vmf, ino: InodeId) -> VmFault {
-        if !vmf.vma.has(vmf::UFFD_WP | vmf::UFFD_MINOR) && self.do_fault_around(vmf, ino) {
+        if !vmf.vma.has(vmf::UFFD_WP | vmf::UFFD_MINOR)
+            && !self.is_gmem(ino)
+            && self.do_fault_around(vmf, ino)
+        {
             return VmFault::Done;
         }
         match self.do_fault_folio(vmf, ino) {
@@ -111,6 +115,9 @@ impl Kernel {
     /// folios too) is a minor fault, raised before the folio is looked at further.
     fn do_fault_folio(&mut self, vmf: &Vmf, ino: InodeId) -> Result<FolioId, VmFault> {
         let index = vmf.pgoff;
+        if self.is_gmem(ino) {
+            return self.kvm_gmem_fault_user_mapping(ino, index);
+        }
         let vma = vmf.vma;
         if vma.has(vmf::UFFD_MISSING | vmf::UFFD_MINOR)
             && index < self.shmem_inode(ino).size.div_ceil(PAGE_SIZE)
@@ -148,8 +155,11 @@ impl Kernel {
     fn finish_fault(&mut self, vmf: &mut Vmf, folio: FolioId, cow: Option<FolioId>) -> VmFault {
         let (mmi, addr) = (vmf.mm, vmf.address);
         let vma = vmf.vma;
+        // kvm_gmem_fault_user_mapping hands back one page (vmf->page): no PMD, no whole
+        // folio.
+        let gmem = self.is_gmem(self.shmem.owner[&folio].0);
         if self.mms[mmi].pgt.pmd(addr).is_none() {
-            if cow.is_none() && self.do_set_pmd(vmf, folio) {
+            if cow.is_none() && !gmem && self.do_set_pmd(vmf, folio) {
                 return VmFault::Done;
             }
             if !self.pte_alloc(mmi, addr) {
@@ -189,7 +199,7 @@ impl Kernel {
         let idx = self.folio_page_of(folio, index);
         let nr = self.folios.get(folio).nr_pages();
         let (mut first, mut n, mut start) = (idx, 1u32, addr);
-        if nr > 1 && !vma.uffd_armed() {
+        if nr > 1 && !vma.uffd_armed() && !gmem {
             let vma_off = index - vma.pgoff;
             let pte_off = pte_index(addr) as u64;
             let (i, left) = (u64::from(idx), u64::from(nr - idx));

@@ -165,6 +165,10 @@ impl Kernel {
         tva: Tva,
     ) -> u16 {
         if let Some(ino) = vma.backing.inode() {
+            // guest_memfd: not shmem, and file_thp_enabled() wants a file not open for write.
+            if self.is_gmem(ino) {
+                return 0;
+            }
             // Outside the fault path a shmem VMA answers with its own policy (the fault path
             // decides in shmem_get_folio, and finish_fault maps what it got).
             if tva == Tva::PageFault {

@@ -222,6 +222,8 @@ impl Kernel {
         let mut anon_pages = 0i64;
         let mut deferred = 0u64;
         let (mut nr_shmem, mut shmem_thps, mut shmem_pmdmapped) = (0i64, 0i64, 0i64);
+        // Page cache in all, and the guest_memfd part of it (not swap-backed: no NR_SHMEM).
+        let (mut nr_file, mut gmem_thps) = (0i64, 0i64);
         for id in self.folios.iter_live() {
             let f = self.folios.get(id);
             allocated += u64::from(f.nr_pages());
@@ -247,8 +249,19 @@ impl Kernel {
                 if self.shmem.inodes[ino.index()].cache.get(&index) != Some(&id) {
                     return Err(format!("{id}: not in {ino}'s page cache at {index}"));
                 }
-                nr_shmem += i64::from(f.nr_pages());
-                shmem_thps += i64::from(f.order == 9);
+                nr_file += i64::from(f.nr_pages());
+                if self.shmem.inodes[ino.index()].gmem.is_some() {
+                    gmem_thps += i64::from(f.order == 9);
+                    if f.entire_mapcount > 0 {
+                        return Err(format!("{id}: guest_memfd folio mapped by a PMD"));
+                    }
+                    if f.flags & flags::ANON != 0 {
+                        return Err(format!("{id}: guest_memfd folio marked anonymous"));
+                    }
+                } else {
+                    nr_shmem += i64::from(f.nr_pages());
+                    shmem_thps += i64::from(f.order == 9);
+                }
                 shmem_pmdmapped += i64::from(f.entire_mapcount > 0);
             }
             let cache_refs = if cached { f.nr_pages() } else { 0 };
@@ -341,6 +354,8 @@ impl Kernel {
         }
         for (item, want) in [
             (VmItem::NrShmem, nr_shmem),
+            (VmItem::NrFilePages, nr_file),
+            (VmItem::NrFileHugepages, gmem_thps),
             (VmItem::NrShmemHugepages, shmem_thps),
             (VmItem::NrShmemPmdmapped, shmem_pmdmapped),
         ] {

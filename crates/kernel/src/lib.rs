@@ -15,6 +15,7 @@ pub(crate) mod fault;
 pub(crate) mod filemap;
 pub(crate) mod folio;
 pub(crate) mod fork;
+pub mod guest_memfd;
 pub(crate) mod gup;
 pub(crate) mod huge_memory;
 pub mod ids;

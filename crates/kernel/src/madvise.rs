@@ -94,7 +94,7 @@ impl Kernel {
                                 keep_size: true,
                                 punch_hole: true,
                             };
-                            self.shmem_fallocate(ino, mode, offset, e - a)?;
+                            self.file_fallocate(ino, mode, offset, e - a)?;
                             continue;
                         }
                         _ => {}

@@ -63,6 +63,14 @@ impl Kernel {
         if !is_page_aligned(offset) {
             return Err(Errno::EINVAL);
         }
+        if self.is_gmem(ino) {
+            // do_mmap: the guest_memfd mount is MNT_NOEXEC (path_noexec), so PROT_EXEC is
+            // EPERM before the file's mmap runs; then call_mmap → kvm_gmem_mmap.
+            if prot.exec {
+                return Err(Errno::EPERM);
+            }
+            self.kvm_gmem_mmap(ino, flags.shared)?;
+        }
         self.do_mmap(
             pid,
             addr,

@@ -39,6 +39,12 @@ impl Kernel {
                 break;
             };
             let e = end.min(v.end);
+            // do_mmap cleared VM_MAYEXEC of a mapping from a noexec mount (guest_memfd's):
+            // PROT_EXEC fails mprotect_fixup's VM_MAY* test, after the VMAs before it changed.
+            if newprot & vmf::EXEC != 0 && v.backing.inode().is_some_and(|i| self.is_gmem(i)) {
+                result = Err(Errno::EACCES);
+                break;
+            }
             let mut nf = (v.flags & !vmf::PROT_MASK) | newprot;
             if nf != v.flags {
                 // mprotect_fixup(): a private VMA that becomes writable is charged

@@ -29,6 +29,9 @@ pub enum Backing {
     ShmemPte { order: u8 },
     /// Part of a PMD-mapped shmem folio (order 9).
     ShmemPmd,
+    /// A PTE mapping of a guest_memfd page (order 0 in 6.18; any order under the
+    /// huge-folio switches).
+    Gmem,
 }
 
 impl Backing {
@@ -45,6 +48,7 @@ impl Backing {
         "shmem",
         "shmem_pte",
         "shmem_pmd",
+        "gmem",
     ];
 
     pub fn class(self) -> &'static str {
@@ -60,6 +64,7 @@ impl Backing {
             Backing::Shmem => "shmem",
             Backing::ShmemPte { .. } => "shmem_pte",
             Backing::ShmemPmd => "shmem_pmd",
+            Backing::Gmem => "gmem",
         }
     }
 

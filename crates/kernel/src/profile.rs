@@ -36,6 +36,27 @@ pub enum ThpZeroing {
     Lazy,
 }
 
+/// What a guest_memfd huge-folio allocation does when the huge order cannot be had (the
+/// guest_memfd huge-folio proposals; 6.18 allocates order-0 folios only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum GmemFallback {
+    /// Take an order-0 folio instead.
+    Small,
+    /// Fail the allocation: fallocate and the fault see ENOMEM.
+    None,
+}
+
+/// What a punch hole that covers part of a huge guest_memfd folio does (the proposals).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum GmemPunch {
+    /// Split the folio to order 0, then free the pages of the hole.
+    Split,
+    /// Keep the folio whole and zero (and unmap) the pages of the hole.
+    Zero,
+    /// Refuse the punch with EINVAL.
+    Einval,
+}
+
 /// Every behaviour switch of the model. Field names are the `set` keys.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Switches {
@@ -66,6 +87,15 @@ pub struct Switches {
     /// (commit 879bca0a2c4f, 6.16). Before it, `is_mergeable_anon_vma` wanted the
     /// neighbour's anon_vma chain singular, so such a merge was always refused.
     pub anon_vma_dup_merge: bool,
+    /// `gmem_huge_order=0..9` — the folio order guest_memfd allocates (the huge-folio
+    /// proposals; 0 = Linux 6.18, `kvm_gmem_get_folio` takes order-0 folios only). Model-only.
+    pub gmem_huge_order: u8,
+    /// `gmem_fallback=small|none` — a huge guest_memfd allocation that fails falls back to
+    /// order 0 or fails (ENOMEM). Model-only.
+    pub gmem_fallback: GmemFallback,
+    /// `gmem_punch=split|zero|einval` — a punch hole covering part of a huge guest_memfd folio.
+    /// Model-only.
+    pub gmem_punch: GmemPunch,
 }
 
 /// One kernel version profile.
@@ -92,6 +122,9 @@ pub fn profiles() -> Vec<Profile> {
                 mremap_multi_vma: false,
                 pt_reclaim: false,
                 anon_vma_dup_merge: false,
+                gmem_huge_order: 0,
+                gmem_fallback: GmemFallback::Small,
+                gmem_punch: GmemPunch::Split,
             },
         },
         Profile {
@@ -107,6 +140,9 @@ pub fn profiles() -> Vec<Profile> {
                 mremap_multi_vma: true,
                 pt_reclaim: true,
                 anon_vma_dup_merge: true,
+                gmem_huge_order: 0,
+                gmem_fallback: GmemFallback::Small,
+                gmem_punch: GmemPunch::Split,
             },
         },
     ]
@@ -129,6 +165,9 @@ pub const SWITCHES: &[(&str, &str, &str)] = &[
     ("anon_vma_dup_merge", "0|1", "a VMA with an anon_vma may merge into a neighbour without one, which gets a copy (dup_anon_vma), unless forked (6.16)"),
     ("thp_zeroing", "eager|lazy", "a PMD THP fault zeroes all 512 pages at once (Linux) or only the faulting page, the others on first touch, remapping the folio by a PMD once all are mapped (proposal)"),
     ("collapse", "copy|inplace|inplace_migrate", "khugepaged/MADV_COLLAPSE on a PTE-mapped THP: allocate and copy (Linux), remap it by a PMD in place (proposal), or also migrate back the small pages that replaced subreleased parts and zero the holes (proposal)"),
+    ("gmem_huge_order", "0|1|2|3|4|5|6|7|8|9", "guest_memfd folio order (huge-folio proposals; 0 = 6.18, order-0 folios only); model-only"),
+    ("gmem_fallback", "small|none", "a failed huge guest_memfd allocation takes order 0 or fails with ENOMEM (proposals); model-only"),
+    ("gmem_punch", "split|zero|einval", "a punch over part of a huge guest_memfd folio splits it, zeroes the hole keeping it whole, or is EINVAL (proposals); model-only"),
 ];
 
 /// Why `Switches::set` refused a switch.
@@ -196,6 +235,27 @@ impl Switches {
                     _ => return Err(bad("eager or lazy")),
                 }
             }
+            "gmem_huge_order" => {
+                self.gmem_huge_order = match value.parse::<u8>() {
+                    Ok(o) if o <= crate::types::HPAGE_PMD_ORDER => o,
+                    _ => return Err(bad("an order from 0 to 9")),
+                }
+            }
+            "gmem_fallback" => {
+                self.gmem_fallback = match value {
+                    "small" => GmemFallback::Small,
+                    "none" => GmemFallback::None,
+                    _ => return Err(bad("small or none")),
+                }
+            }
+            "gmem_punch" => {
+                self.gmem_punch = match value {
+                    "split" => GmemPunch::Split,
+                    "zero" => GmemPunch::Zero,
+                    "einval" => GmemPunch::Einval,
+                    _ => return Err(bad("split, zero or einval")),
+                }
+            }
             _ => {
                 return Err(SwitchError::Unknown {
                     switch: key.to_string(),
@@ -227,6 +287,16 @@ impl Switches {
             "thp_zeroing" => match self.thp_zeroing {
                 ThpZeroing::Eager => "eager".into(),
                 ThpZeroing::Lazy => "lazy".into(),
+            },
+            "gmem_huge_order" => self.gmem_huge_order.to_string(),
+            "gmem_fallback" => match self.gmem_fallback {
+                GmemFallback::Small => "small".into(),
+                GmemFallback::None => "none".into(),
+            },
+            "gmem_punch" => match self.gmem_punch {
+                GmemPunch::Split => "split".into(),
+                GmemPunch::Zero => "zero".into(),
+                GmemPunch::Einval => "einval".into(),
             },
             _ => return None,
         })

@@ -66,6 +66,9 @@ pub struct ShmemInode {
     pub nr_pages: u64,
     /// Gone: evicted and no longer reachable.
     pub dead: bool,
+    /// A guest_memfd inode (`guest_memfd.rs`), not shmem: its own fault, fallocate and
+    /// accounting rules.
+    pub gmem: Option<crate::guest_memfd::GmemInode>,
 }
 
 /// The shmem state: inodes, and the page-cache side of each folio (`folio->mapping`,
@@ -97,6 +100,15 @@ pub(crate) enum Sgp {
 pub struct FallocMode {
     pub keep_size: bool,
     pub punch_hole: bool,
+}
+
+/// The range checks `vfs_fallocate` makes before the file's own: a length of 0 is EINVAL, a
+/// range past the largest offset EFBIG. The end offset.
+pub(crate) fn vfs_fallocate_end(offset: u64, len: u64) -> Result<u64, Errno> {
+    if len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    offset.checked_add(len).ok_or(Errno::EFBIG)
 }
 
 impl Kernel {
@@ -249,7 +261,7 @@ impl Kernel {
     }
 
     /// Whether any page of `[first, first + nr)` is cached (`xa_find(XA_PRESENT)`).
-    fn filemap_range_has_folio(&self, ino: InodeId, first: u64, nr: u64) -> bool {
+    pub(crate) fn filemap_range_has_folio(&self, ino: InodeId, first: u64, nr: u64) -> bool {
         self.filemap_get_folio(ino, first).is_some()
             || self.shmem.inodes[ino.index()]
                 .cache
@@ -362,7 +374,7 @@ impl Kernel {
     }
 
     /// `shmem_add_to_page_cache`: the cache takes `nr_pages` references.
-    fn shmem_add_to_page_cache(&mut self, ino: InodeId, first: u64, id: FolioId) {
+    pub(crate) fn shmem_add_to_page_cache(&mut self, ino: InodeId, first: u64, id: FolioId) {
         let f = self.folios.get_mut(id);
         f.flags |= flags::SHMEM;
         let (nr, order) = (f.nr_pages(), f.order);
@@ -371,9 +383,25 @@ impl Kernel {
         let inode = &mut self.shmem.inodes[ino.index()];
         inode.cache.insert(first, id);
         inode.nr_pages += u64::from(nr);
-        self.vmstat.add(VmItem::NrShmem, i64::from(nr));
+        self.account_page_cache(ino, nr, order, 1);
+    }
+
+    /// The page-cache gauges of `nr` pages of one folio of `ino` coming (`sign` 1) or going
+    /// (-1): `NR_FILE_PAGES` always; a shmem folio is swap-backed (`NR_SHMEM`,
+    /// `NR_SHMEM_THPS`), a guest_memfd folio is not (`NR_FILE_THPS` for a PMD-sized one).
+    fn account_page_cache(&mut self, ino: InodeId, nr: u32, order: u8, sign: i64) {
+        self.vmstat.add(VmItem::NrFilePages, sign * i64::from(nr));
+        let gmem = self.shmem.inodes[ino.index()].gmem.is_some();
+        if !gmem {
+            self.vmstat.add(VmItem::NrShmem, sign * i64::from(nr));
+        }
         if order == HPAGE_PMD_ORDER {
-            self.vmstat.add(VmItem::NrShmemHugepages, 1);
+            let item = if gmem {
+                VmItem::NrFileHugepages
+            } else {
+                VmItem::NrShmemHugepages
+            };
+            self.vmstat.add(item, sign);
         }
     }
 
@@ -388,10 +416,7 @@ impl Kernel {
         let inode = &mut self.shmem.inodes[ino.index()];
         inode.cache.remove(&first);
         inode.nr_pages -= u64::from(nr);
-        self.vmstat.add(VmItem::NrShmem, -i64::from(nr));
-        if order == HPAGE_PMD_ORDER {
-            self.vmstat.add(VmItem::NrShmemHugepages, -1);
-        }
+        self.account_page_cache(ino, nr, order, -1);
         self.folio_put(id, nr);
     }
 
@@ -411,7 +436,13 @@ impl Kernel {
     /// `unmap_mapping_range`: zaps the pages `[first, last]` of `ino` in every mapping;
     /// without `even_cows` the private COW copies (anonymous pages) in private mappings stay.
     /// A PMD only partly in the range is zapped whole (a file PMD split is a zap).
-    fn unmap_mapping_range(&mut self, ino: InodeId, first: u64, last: u64, even_cows: bool) {
+    pub(crate) fn unmap_mapping_range(
+        &mut self,
+        ino: InodeId,
+        first: u64,
+        last: u64,
+        even_cows: bool,
+    ) {
         for (mmi, vma) in self.shmem_mappings(ino) {
             let vlast = vma.pgoff + (vma.len() >> PAGE_SHIFT) - 1;
             if last < vma.pgoff || first > vlast {
@@ -537,7 +568,13 @@ impl Kernel {
         let f = *self.folios.get(id);
         if f.order == HPAGE_PMD_ORDER {
             self.vmstat.count(VmItem::ThpSplitPage);
-            self.vmstat.add(VmItem::NrShmemHugepages, -1);
+            // The pieces are order-0: only the THP gauge changes.
+            let item = if self.shmem.inodes[ino.index()].gmem.is_some() {
+                VmItem::NrFileHugepages
+            } else {
+                VmItem::NrShmemHugepages
+            };
+            self.vmstat.add(item, -1);
         }
         self.vmstat.mthp_count(f.order, MthpStat::Split);
         let mut pieces: Vec<(u32, u8)> = Vec::new();
@@ -641,16 +678,10 @@ impl Kernel {
         self.shmem_delete_from_page_cache(id);
     }
 
-    /// `shmem_undo_range(inode, lstart, lend, false)`: drops every folio inside the byte
-    /// range `[lstart, lend]` and zeroes/splits the partial ones at its ends.
-    fn shmem_undo_range(&mut self, ino: InodeId, lstart: u64, lend: u64) {
-        let start = lstart.div_ceil(PAGE_SIZE);
-        let end = if lend == u64::MAX {
-            u64::MAX
-        } else {
-            (lend + 1) / PAGE_SIZE
-        };
-        // Whole folios first (find_lock_entries omits folios reaching outside the range).
+    /// The first pass of a truncation: every folio of `ino` lying wholly inside the page
+    /// indices `[start, end)` is unmapped and dropped (`find_lock_entries` omits folios
+    /// reaching outside the range).
+    pub(crate) fn truncate_whole_folios(&mut self, ino: InodeId, start: u64, end: u64) {
         let whole: Vec<FolioId> = self.shmem.inodes[ino.index()]
             .cache
             .range(start..end)
@@ -660,6 +691,18 @@ impl Kernel {
         for id in whole {
             self.truncate_inode_folio(id);
         }
+    }
+
+    /// `shmem_undo_range(inode, lstart, lend, false)`: drops every folio inside the byte
+    /// range `[lstart, lend]` and zeroes/splits the partial ones at its ends.
+    pub(crate) fn shmem_undo_range(&mut self, ino: InodeId, lstart: u64, lend: u64) {
+        let start = lstart.div_ceil(PAGE_SIZE);
+        let end = if lend == u64::MAX {
+            u64::MAX
+        } else {
+            (lend + 1) / PAGE_SIZE
+        };
+        self.truncate_whole_folios(ino, start, end);
         let mut same_folio = lstart >> PAGE_SHIFT == lend >> PAGE_SHIFT;
         if let Some((id, first)) = self.filemap_get_folio(ino, lstart >> PAGE_SHIFT) {
             let fend = (first + u64::from(self.folios.get(id).nr_pages())) * PAGE_SIZE;
@@ -701,10 +744,7 @@ impl Kernel {
         offset: u64,
         len: u64,
     ) -> Result<(), Errno> {
-        if len == 0 {
-            return Err(Errno::EINVAL);
-        }
-        let end = offset.checked_add(len).ok_or(Errno::EFBIG)?;
+        let end = vfs_fallocate_end(offset, len)?;
         if mode.punch_hole {
             if !mode.keep_size {
                 return Err(Errno::EOPNOTSUPP);

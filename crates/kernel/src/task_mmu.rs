@@ -197,7 +197,9 @@ impl Kernel {
                         PteKind::Zero => Backing::Zero,
                         PteKind::Page => {
                             let f = self.folios.get(pte.folio());
-                            match (f.test(flags::SHMEM), f.order) {
+                            let cached = f.test(flags::SHMEM);
+                            match (cached, f.order) {
+                                _ if cached && self.folio_is_gmem(pte.folio()) => Backing::Gmem,
                                 (false, 0) => Backing::Anon,
                                 (false, order) => Backing::ThpPte { order },
                                 (true, 0) => Backing::Shmem,

@@ -121,13 +121,17 @@ impl Kernel {
         if starts.is_empty() {
             return Err(Errno::EINVAL);
         }
-        // vma_can_userfault() for every VMA of the range before any changes: MINOR only on
-        // shmem (and hugetlb) VMAs. No UFFD_FEATURE_MINOR_SHMEM needed (measured).
-        if mode & vmf::UFFD_MINOR != 0
-            && starts
-                .iter()
-                .any(|s| self.mms[mmi].vmas[s].backing.inode().is_none())
-        {
+        // vma_can_userfault(): anonymous, shmem or hugetlb VMAs only (a guest_memfd VMA
+        // anywhere in the range is EINVAL), MINOR only on shmem (and hugetlb) VMAs; checked
+        // for every VMA of the range before anything is registered. No
+        // UFFD_FEATURE_MINOR_SHMEM needed (measured).
+        if starts.iter().any(|s| {
+            let v = &self.mms[mmi].vmas[s];
+            match v.backing.inode() {
+                Some(i) => self.is_gmem(i),
+                None => mode & vmf::UFFD_MINOR != 0,
+            }
+        }) {
             return Err(Errno::EINVAL);
         }
         // userfaultfd_register_range(): a VMA already registered with every requested mode

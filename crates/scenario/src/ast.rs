@@ -102,6 +102,9 @@ pub enum Op {
     Expect(Expect),
     /// `memfd NAME SIZE` — a shmem object (`memfd_create` + `ftruncate`).
     Memfd { name: String, size: u64 },
+    /// `gmem NAME SIZE [mmap] [init_shared] [flags=N]` — a guest_memfd object
+    /// (`KVM_CREATE_GUEST_MEMFD`); `flags` are the `GUEST_MEMFD_FLAG_*` bits.
+    Gmem { name: String, size: u64, flags: u64 },
     /// `ftruncate OBJ SIZE`
     Ftruncate { obj: String, size: u64 },
     /// `fallocate OBJ OFFSET LEN [keep_size] [punch_hole]`

@@ -46,6 +46,14 @@ pub enum BackendOp {
         obj: u32,
         size: u64,
     },
+    /// `KVM_CREATE_GUEST_MEMFD` (size, `GUEST_MEMFD_FLAG_*` flags) on the backend's VM:
+    /// object `obj`, numbered with the `memfd` objects. A failed creation still takes the
+    /// id; ops on it get EBADF.
+    GmemCreate {
+        obj: u32,
+        size: u64,
+        flags: u64,
+    },
     /// ftruncate(2) of object `obj`.
     Ftruncate {
         obj: u32,

@@ -680,6 +680,19 @@ impl Run<'_> {
                 self.objects.insert(name.clone(), obj);
                 self.exec(st, BackendOp::MemfdCreate { obj, size: *size })
             }
+            Op::Gmem { name, size, flags } => {
+                let obj = self.next_object;
+                self.next_object += 1;
+                self.objects.insert(name.clone(), obj);
+                self.exec(
+                    st,
+                    BackendOp::GmemCreate {
+                        obj,
+                        size: *size,
+                        flags: *flags,
+                    },
+                )
+            }
             Op::Ftruncate { obj, size } => {
                 let obj = self.objects[obj];
                 self.exec(st, BackendOp::Ftruncate { obj, size: *size })
@@ -1203,6 +1216,9 @@ fn op_text(op: &BackendOp) -> String {
             ..
         } => format!("mmap {addr:#x} {len:#x} {prot} obj{obj}+{off:#x}"),
         BackendOp::MemfdCreate { obj, size } => format!("memfd obj{obj} {size:#x}"),
+        BackendOp::GmemCreate { obj, size, flags } => {
+            format!("gmem obj{obj} {size:#x} flags={flags:#x}")
+        }
         BackendOp::Ftruncate { obj, size } => format!("ftruncate obj{obj} {size:#x}"),
         BackendOp::Fallocate {
             obj,

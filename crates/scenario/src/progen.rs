@@ -142,6 +142,7 @@ const DEFAULT_OPS: &[(&str, u32)] = &[
     ("memfd", 1),
     ("ftruncate", 1),
     ("fallocate", 1),
+    ("gmem", 1),
 ];
 
 /// Ops the host backend cannot run.
@@ -324,8 +325,8 @@ struct Gen<'a, E: Entropy> {
     w: &'a Weights,
     out: String,
     maps: Vec<Map>,
-    /// `memfd` objects made so far (only before the first fork, so that every process has
-    /// them on the host too: a worker inherits its parent's descriptors).
+    /// `memfd` and `gmem` objects made so far (only before the first fork, so that every
+    /// process has them on the host too: a worker inherits its parent's descriptors).
     objects: Vec<String>,
     /// A `khugepaged` op or a mid-run `sysfs` write (which can wake khugepaged) was generated.
     khugepaged_passes: bool,
@@ -724,6 +725,31 @@ impl<E: Entropy> Gen<'_, E> {
                 self.objects.push(name.clone());
                 let size = self.size();
                 format!("memfd {name} {}", fmt_size(size))
+            }
+            "gmem" => {
+                if self.forks > 0 || self.objects.len() >= 3 {
+                    return None;
+                }
+                let name = format!("g{}", self.objects.len());
+                self.objects.push(name.clone());
+                // Mostly a mappable, shared object (what faults can use); now and then one
+                // the kernel refuses (size, flags) or whose faults SIGBUS.
+                let size = match below(self.e, 10) {
+                    0 => "0".to_string(),
+                    1 => "6K".to_string(),
+                    _ => fmt_size(self.size()),
+                };
+                let mut s = format!("gmem {name} {size}");
+                if !self.chance(10) {
+                    s.push_str(" mmap");
+                }
+                if !self.chance(20) {
+                    s.push_str(" init_shared");
+                }
+                if self.chance(5) {
+                    s.push_str(" flags=4");
+                }
+                s
             }
             "ftruncate" => {
                 if self.objects.is_empty() {

@@ -1,6 +1,6 @@
 //! The model backend: runs resolved ops on a `thpsim_kernel::Kernel`.
 
-use thpsim_kernel::errno::OpError;
+use thpsim_kernel::errno::{Errno, OpError};
 use thpsim_kernel::mmap::MapFlags;
 use thpsim_kernel::page_alloc::MigrateType;
 use thpsim_kernel::types::{AccessPattern, Pid};
@@ -21,8 +21,9 @@ pub struct SimBackend {
     pid: Pid,
     /// Engine process ids → pids (`None`: its fork failed, or it exited).
     pids: Vec<Option<Pid>>,
-    /// Engine object ids → shmem inodes (`memfd`).
-    objects: Vec<thpsim_kernel::ids::InodeId>,
+    /// Engine object ids → page-cache inodes (`memfd`, `gmem`); `None`: a `gmem` whose
+    /// creation failed (its descriptor is -1 on the host: ops on it are EBADF).
+    objects: Vec<Option<thpsim_kernel::ids::InodeId>>,
     /// Run the invariant checker after every op (tests).
     pub check_invariants: bool,
     /// Put the host backend's khugepaged sentinel mm on khugepaged's list before the
@@ -234,10 +235,15 @@ impl Backend for SimBackend {
                 match file {
                     None => k.mmap(pid, b + addr, *len, *prot, flags),
                     Some((obj, off)) => {
-                        let ino = *objects
+                        match *objects
                             .get(*obj as usize)
-                            .ok_or_else(|| err(format!("mmap: no object {obj}")))?;
-                        k.mmap_shmem(pid, b + addr, *len, *prot, flags, (ino, *off))
+                            .ok_or_else(|| err(format!("mmap: no object {obj}")))?
+                        {
+                            Some(ino) => {
+                                k.mmap_shmem(pid, b + addr, *len, *prot, flags, (ino, *off))
+                            }
+                            None => Err(Errno::EBADF),
+                        }
                     }
                 }
                 .map(|a| a - b)
@@ -247,14 +253,23 @@ impl Backend for SimBackend {
                 if *obj as usize != objects.len() {
                     return Err(err(format!("memfd: object id {obj} out of order")));
                 }
-                objects.push(k.shmem_new_inode(*size, None, false));
+                objects.push(Some(k.shmem_new_inode(*size, None, false)));
                 Ok(0)
+            }
+            BackendOp::GmemCreate { obj, size, flags } => {
+                if *obj as usize != objects.len() {
+                    return Err(err(format!("gmem: object id {obj} out of order")));
+                }
+                let r = k.kvm_gmem_create(*size, *flags);
+                objects.push(r.ok());
+                r.map(|_| 0).map_err(OpError::Errno)
             }
             BackendOp::Ftruncate { obj, size } => {
                 let ino = *objects
                     .get(*obj as usize)
                     .ok_or_else(|| err(format!("ftruncate: no object {obj}")))?;
-                k.shmem_truncate(ino, *size)
+                ino.ok_or(Errno::EBADF)
+                    .and_then(|ino| k.file_truncate(ino, *size))
                     .map(|()| 0)
                     .map_err(OpError::Errno)
             }
@@ -272,7 +287,8 @@ impl Backend for SimBackend {
                     keep_size: *keep_size,
                     punch_hole: *punch_hole,
                 };
-                k.shmem_fallocate(ino, mode, *offset, *len)
+                ino.ok_or(Errno::EBADF)
+                    .and_then(|ino| k.file_fallocate(ino, mode, *offset, *len))
                     .map(|()| 0)
                     .map_err(OpError::Errno)
             }

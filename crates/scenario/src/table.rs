@@ -412,11 +412,11 @@ pub const OPS: &[OpSpec] = &[
     OpSpec {
         name: "mmap",
         grammar: "NAME SIZE anon private",
-        summary: "Creates an anonymous mapping named NAME. Host and model place it at the same arena offset: aligned to `align`, plus `offset` bytes (to build misaligned layouts). Options after `private`/`shared` may come in any order. `anon shared` is `MAP_SHARED|MAP_ANONYMOUS`: a shmem object of the mapping's size, following `shmem_enabled` and the per-size `hugepages-<N>kB.shmem_enabled` knobs. The backings `file`, `memfd`, `shmem`, `guest_memfd` are recognised but refused as not modelled yet.",
+        summary: "Creates an anonymous mapping named NAME. Host and model place it at the same arena offset: aligned to `align`, plus `offset` bytes (to build misaligned layouts). Options after `private`/`shared` may come in any order. `anon shared` is `MAP_SHARED|MAP_ANONYMOUS`: a shmem object of the mapping's size, following `shmem_enabled` and the per-size `hugepages-<N>kB.shmem_enabled` knobs. A `gmem` object is mapped by its name like a `memfd` one. The backings `file`, `memfd`, `shmem`, `guest_memfd` are recognised but refused as not modelled yet.",
         args: &[
             ("NAME", "identifier `[A-Za-z_][A-Za-z0-9_]*`, unique in the file"),
             ("SIZE", "length: a positive multiple of 4K, at most 64T"),
-            ("anon", "the backing: `anon`, or the name of a shmem object made by `memfd` earlier (then `foff` is the file offset)"),
+            ("anon", "the backing: `anon`, or the name of an object made by `memfd` or `gmem` earlier (then `foff` is the file offset)"),
             ("private", "MAP_PRIVATE, or `shared`: MAP_SHARED (anonymous shared memory is shmem)"),
         ],
         opts: &[
@@ -654,7 +654,7 @@ pub const OPS: &[OpSpec] = &[
         grammar: "OBJ SIZE",
         summary: "ftruncate(2) of a `memfd` object: growing only changes i_size; shrinking unmaps the pages beyond the new end from every mapping (private copies too) and truncates the page cache, zeroing and splitting a large folio that straddles the end.",
         args: &[
-            ("OBJ", "an object made by `memfd`"),
+            ("OBJ", "an object made by `memfd` (or `gmem`: always EINVAL)"),
             ("SIZE", "the new size in bytes, at most 64T"),
         ],
         opts: &[],
@@ -668,7 +668,7 @@ pub const OPS: &[OpSpec] = &[
         grammar: "OBJ OFFSET LEN",
         summary: "fallocate(2) of a `memfd` object. Mode 0 allocates the page cache of the range (large folios by the mount policy only, `shmem_enabled`: `always` tries every size from 2M down to 8K, `within_size` the sizes whose block ends inside max(i_size, OFFSET+LEN)) and extends i_size; `keep_size` leaves i_size; `punch_hole keep_size` unmaps the whole pages of the range from every mapping (not private copies), frees the folios inside it and zeroes the partial ones, splitting a large one at the hole (6.15+ non-uniform split). `punch_hole` without `keep_size` is EOPNOTSUPP, as in the kernel.",
         args: &[
-            ("OBJ", "an object made by `memfd`"),
+            ("OBJ", "an object made by `memfd` or `gmem` (see `gmem` for its rules)"),
             ("OFFSET", "byte offset in the object"),
             ("LEN", "byte length, positive"),
         ],
@@ -696,6 +696,48 @@ pub const OPS: &[OpSpec] = &[
         example: "memfd ram 4M\nfallocate ram 0 2M keep_size\nfallocate ram 1M 4K punch_hole keep_size",
         placement: Placement::Body,
         parse: parse::op_fallocate,
+    },
+    OpSpec {
+        name: "gmem",
+        grammar: "NAME SIZE",
+        summary: "KVM_CREATE_GUEST_MEMFD on a VM of the default type (the host backend opens `/dev/kvm` and creates one VM per run): a guest_memfd object of SIZE bytes (`virt/kvm/guest_memfd.c`). EINVAL for a size of 0 or not page aligned and for flags beyond `mmap`/`init_shared`; the op's result is the error, and later ops on a failed object get EBADF. Map it with `mmap M SIZE NAME shared` (`mmap` flag needed, else ENODEV; `private` is EINVAL); a fault SIGBUSes unless `init_shared`, and at or beyond SIZE; with `init_shared` each fault allocates and maps one order-0 unmovable, unevictable page (no fault-around, never a THP: MADV_COLLAPSE is EINVAL, THPeligible 0). `fallocate NAME OFF LEN keep_size [punch_hole]` allocates order-0 folios (the range must end inside SIZE) or punches (unmapping from every mapping); without `keep_size` EOPNOTSUPP, unaligned EINVAL. `ftruncate` is EINVAL. Pages are `pages(…).gmem`. The huge-folio proposals are model-only switches: `set gmem_huge_order=N`, `gmem_fallback=small|none`, `gmem_punch=split|zero|einval`.",
+        args: &[
+            ("NAME", "identifier, unique among objects"),
+            ("SIZE", "the size (i_size) in bytes, at most 64T; 0 or unaligned sizes reach the kernel (EINVAL)"),
+        ],
+        opts: &[
+            OptSpec {
+                key: "mmap",
+                kind: ValueKind::Flag,
+                meta: "",
+                what: "`mmap`",
+                required: false,
+                default: None,
+                doc: "GUEST_MEMFD_FLAG_MMAP: the object may be mmap()ed",
+            },
+            OptSpec {
+                key: "init_shared",
+                kind: ValueKind::Flag,
+                meta: "",
+                what: "`init_shared`",
+                required: false,
+                default: None,
+                doc: "GUEST_MEMFD_FLAG_INIT_SHARED: memory starts shared, so user faults map pages",
+            },
+            OptSpec {
+                key: "flags",
+                kind: ValueKind::Uint,
+                meta: "N",
+                what: "raw flags",
+                required: false,
+                default: Some("0"),
+                doc: "more flag bits, or-ed in as given (unsupported ones are EINVAL)",
+            },
+        ],
+        subs: &[],
+        example: "gmem guest 4M mmap init_shared\nmmap g 4M guest shared\nfallocate guest 0 2M keep_size",
+        placement: Placement::Body,
+        parse: parse::op_gmem,
     },
     OpSpec {
         name: "shrink",

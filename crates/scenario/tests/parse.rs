@@ -1645,6 +1645,28 @@ fn display_and_render() {
         }
         o => panic!("{o:?}"),
     }
+    // gmem: flag words and raw flags or-ed together; size 0 and unaligned sizes reach the
+    // kernel; the name is an object name like memfd's.
+    match &ok("gmem g 0 mmap init_shared flags=4\ngmem h 6K").stmts[..] {
+        [a, b] => {
+            assert!(matches!(&a.op, Op::Gmem { name, size: 0, flags: 7 } if name == "g"));
+            assert!(matches!(
+                &b.op,
+                Op::Gmem {
+                    size: 6144,
+                    flags: 0,
+                    ..
+                }
+            ));
+        }
+        s => panic!("{s:?}"),
+    }
+    match &ok("gmem g 2M mmap\nmmap a 2M g shared foff=1M").stmts[1].op {
+        Op::Mmap(m) => assert_eq!((m.object.as_deref(), m.foff), (Some("g"), 1 << 20)),
+        o => panic!("{o:?}"),
+    }
+    let d = errs("memfd ram 1M\ngmem ram 2M");
+    assert_eq!(d[0].message, "object `ram` is already defined");
     // Column counts characters, not bytes.
     let src = "mmap bü 2M anon private";
     let d = errs(src);
@@ -1681,6 +1703,7 @@ fn names_of(op: &Op) -> &'static [&'static str] {
         Op::Mremap { .. } => &["mremap"],
         Op::Expect(_) => &["expect"],
         Op::Memfd { .. } => &["memfd"],
+        Op::Gmem { .. } => &["gmem"],
         Op::Ftruncate { .. } => &["ftruncate"],
         Op::Fallocate { .. } => &["fallocate"],
     }

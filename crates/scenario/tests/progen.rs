@@ -166,3 +166,44 @@ fn random_programs_keep_the_model_invariants() {
         run_checked(&generate(&mut SeedRng::new(seed), &w));
     }
 }
+
+/// guest_memfd-heavy programs run clean under the invariant checker, with the huge-folio
+/// switches (model-only proposals) set on most of them: huge folios, splits, zeroed holes,
+/// refused punches and failed allocations next to every other op.
+#[test]
+fn guest_memfd_programs_under_the_proposal_switches_keep_the_invariants() {
+    let mut w = Weights::fuzz();
+    for (name, weight) in w.ops.iter_mut() {
+        match *name {
+            "gmem" => *weight = 10,
+            "fallocate" => *weight = 8,
+            "memfd" => *weight = 0,
+            _ => {}
+        }
+    }
+    let variants = [
+        "",
+        "set gmem_huge_order=9 gmem_punch=split",
+        "set gmem_huge_order=9 gmem_punch=zero gmem_fallback=none",
+        "set gmem_huge_order=4 gmem_punch=einval",
+        "set gmem_huge_order=2 gmem_punch=zero",
+    ];
+    let mut gmem = 0;
+    for seed in 0..400u64 {
+        let src = generate(&mut SeedRng::new(seed), &w);
+        gmem += usize::from(src.contains("\ngmem "));
+        let set = variants[(seed % variants.len() as u64) as usize];
+        let src = if set.is_empty() || src.contains("\nset ") || src.starts_with("set ") {
+            src
+        } else {
+            match src.split_once('\n') {
+                Some((first, rest)) if first.starts_with("kernel") => {
+                    format!("{first}\n{set}\n{rest}")
+                }
+                _ => format!("{set}\n{src}"),
+            }
+        };
+        run_checked(&src);
+    }
+    assert!(gmem > 200, "only {gmem} programs made a guest_memfd");
+}

@@ -398,14 +398,16 @@ fn known_object(c: &mut LineCtx<'_, '_>) -> Option<String> {
         }
         let names: Vec<String> = c.st.objects.keys().cloned().collect();
         c.unknown(t, "object", names.iter().map(String::as_str), "", || {
-            "objects are made by `memfd NAME SIZE` earlier in the file".into()
+            "objects are made by `memfd NAME SIZE` or `gmem NAME SIZE` earlier in the file".into()
         });
         return None;
     }
     Some(t.text.to_string())
 }
 
-pub(crate) fn op_memfd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+/// The name of a new object (`memfd`, `gmem`): an identifier not used by another object and
+/// not `anon`; known from here on.
+fn new_object_name<'s>(c: &mut LineCtx<'s, '_>) -> Option<Tok<'s>> {
     let name = c.need("object name")?;
     if !is_ident(name.text) {
         c.err(
@@ -424,6 +426,11 @@ pub(crate) fn op_memfd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         return None;
     }
     c.st.objects.insert(name.text.to_string(), name.line);
+    Some(name)
+}
+
+pub(crate) fn op_memfd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let name = new_object_name(c)?;
     let size = object_bytes(c, "object size")?;
     let toks = c.rest();
     if !c.options(toks, c.spec.opts, "memfd", None).ok {
@@ -432,6 +439,30 @@ pub(crate) fn op_memfd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     Some(Parsed::Op(Op::Memfd {
         name: name.text.to_string(),
         size,
+    }))
+}
+
+/// `gmem NAME SIZE [mmap] [init_shared] [flags=N]`: an object like `memfd`'s, whose size
+/// may be 0 or unaligned (the kernel's EINVAL is part of what a scenario checks).
+pub(crate) fn op_gmem(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let name = new_object_name(c)?;
+    let size = object_bytes(c, "object size")?;
+    let toks = c.rest();
+    let opts = c.options(toks, c.spec.opts, "gmem", None);
+    if !opts.ok {
+        return None;
+    }
+    let mut flags = opts.size("flags").unwrap_or(0);
+    if opts.flag("mmap") {
+        flags |= thpsim_kernel::guest_memfd::GUEST_MEMFD_FLAG_MMAP;
+    }
+    if opts.flag("init_shared") {
+        flags |= thpsim_kernel::guest_memfd::GUEST_MEMFD_FLAG_INIT_SHARED;
+    }
+    Some(Parsed::Op(Op::Gmem {
+        name: name.text.to_string(),
+        size,
+        flags,
     }))
 }
 
