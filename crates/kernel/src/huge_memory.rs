@@ -162,6 +162,10 @@ impl Kernel {
         mut orders: u16,
         tva: Tva,
     ) -> u16 {
+        if vma.backing.is_hugetlb() {
+            // hugetlb VMAs are never THP-eligible (smaps THPeligible 0, MADV_COLLAPSE EINVAL).
+            return 0;
+        }
         if let Some(ino) = vma.backing.inode() {
             // Outside the fault path a shmem VMA answers with its own policy (the fault path
             // decides in shmem_get_folio, and finish_fault maps what it got).

@@ -55,6 +55,9 @@ impl Kernel {
             _ => {}
         }
         let mmi = self.mm_of(pid);
+        if let Some(r) = self.hugetlb_madvise(mmi, start, end, advice) {
+            return r;
+        }
         let mut unmapped = !self.mms[mmi].range_fully_mapped(start, end);
         if advice == Advice::PopulatePgtable {
             return self.madvise_populate_pgtable(pid, start, end);

@@ -28,6 +28,9 @@ impl Kernel {
         if self.mms[mmi].vma_at(start).is_none() {
             return Err(Errno::ENOMEM);
         }
+        if !self.hugetlb_range_split_ok(mmi, start, end) {
+            return Err(Errno::EINVAL);
+        }
         let newprot = prot_to_vmflags(prot);
         let dup = self.profile.switches.anon_vma_dup_merge;
         let mut cur = start;
@@ -56,6 +59,9 @@ impl Kernel {
                 self.mms[mmi].vmas.get_mut(&cur).expect("vma").flags = nf;
                 self.mms[mmi].invalidate_vma_cache();
                 self.change_protection(mmi, cur, e, nf);
+                if v.backing.is_hugetlb() {
+                    self.hugetlb_change_protection(mmi, cur, e, nf);
+                }
                 changed.push(cur);
                 // mprotect_fixup(): a locked private VMA that becomes writable is populated
                 // at once (populate_vma_page_range() with FOLL_WRITE), so the COW of its

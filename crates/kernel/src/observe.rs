@@ -29,6 +29,8 @@ pub enum Backing {
     ShmemPte { order: u8 },
     /// Part of a PMD-mapped shmem folio (order 9).
     ShmemPmd,
+    /// Part of a 2 MiB hugetlb page (`hugetlb.rs`; the host sees `KPF_HUGE`).
+    Hugetlb,
 }
 
 impl Backing {
@@ -45,6 +47,7 @@ impl Backing {
         "shmem",
         "shmem_pte",
         "shmem_pmd",
+        "hugetlb",
     ];
 
     pub fn class(self) -> &'static str {
@@ -60,6 +63,7 @@ impl Backing {
             Backing::Shmem => "shmem",
             Backing::ShmemPte { .. } => "shmem_pte",
             Backing::ShmemPmd => "shmem_pmd",
+            Backing::Hugetlb => "hugetlb",
         }
     }
 
@@ -133,6 +137,8 @@ smaps_fields! {
     swap => "Swap";
     locked => "Locked";
     thp_eligible => "THPeligible";
+    shared_hugetlb => "Shared_Hugetlb";
+    private_hugetlb => "Private_Hugetlb";
 }
 
 #[cfg(test)]
