@@ -984,6 +984,21 @@ impl Backend for HostBackend {
                 self.own_thp_disable = Some(prev);
             }
         }
+        // The hugetlb pool is the system's: a page in use or reserved by someone else would
+        // change what the scenario sees (HugePages_Free, ENOMEM at mmap, SIGBUS at faults).
+        if let Ok(t) = std::fs::read_to_string("/proc/meminfo") {
+            let m: std::collections::BTreeMap<String, i64> =
+                observe::parse_meminfo_hugetlb(&t).into_iter().collect();
+            let g = |k: &str| m.get(&format!("meminfo.{k}")).copied().unwrap_or(0);
+            if g("HugePages_Free") != g("HugePages_Total") || g("HugePages_Rsvd") != 0 {
+                return Err(not_runnable(format!(
+                    "the hugetlb pool is in use by another process (HugePages_Total {}, Free {}, Rsvd {}): refusing to run",
+                    g("HugePages_Total"),
+                    g("HugePages_Free"),
+                    g("HugePages_Rsvd")
+                )));
+            }
+        }
         for (name, _) in &setup.sysfs {
             if knob_path(name).is_none() {
                 return Err(not_runnable(format!("unknown sysfs knob {name}")));
@@ -1176,6 +1191,58 @@ impl Backend for HostBackend {
                     }
                     _ => Err(err(format!("memfd_create/ftruncate failed: {:?}", r.status))),
                 }
+            }
+            BackendOp::MemfdHugetlb { obj, size } => {
+                if obj as usize != self.objects.len() {
+                    return Err(err(format!("memfd: object id {obj} out of order")));
+                }
+                let r = self.call(&Request::MemfdHugetlb { size })?;
+                match r.status {
+                    Status::Ok(fd) => {
+                        let fd = i32::try_from(fd).map_err(|_| err("memfd: bad descriptor"))?;
+                        self.objects.push(fd);
+                        Ok(Self::outcome(r, Some(0)))
+                    }
+                    _ => Err(err(format!(
+                        "memfd_create(MFD_HUGETLB)/ftruncate failed: {:?}",
+                        r.status
+                    ))),
+                }
+            }
+            BackendOp::MmapHugetlb {
+                addr,
+                len,
+                prot,
+                shared,
+                populate,
+                noreserve,
+                file,
+            } => {
+                self.check_range(addr, len)?;
+                let mut flags = mmap_flags(shared, populate);
+                if noreserve {
+                    flags |= libc::MAP_NORESERVE;
+                }
+                let r = match file {
+                    Some((obj, offset)) => {
+                        let fd = self.object_fd(obj)?;
+                        self.call(&Request::MmapFd {
+                            addr,
+                            len,
+                            prot: prot.bits(),
+                            flags,
+                            fd,
+                            offset,
+                        })?
+                    }
+                    None => self.call(&Request::Mmap {
+                        addr,
+                        len,
+                        prot: prot.bits(),
+                        flags: libc::MAP_ANONYMOUS | libc::MAP_HUGETLB | flags,
+                    })?,
+                };
+                mmap_outcome(r, addr, len)
             }
             BackendOp::Ftruncate { obj, size } => {
                 let fd = self.object_fd(obj)?;

@@ -23,6 +23,9 @@ pub struct SimBackend {
     pids: Vec<Option<Pid>>,
     /// Engine object ids → shmem inodes (`memfd`).
     objects: Vec<thpsim_kernel::ids::InodeId>,
+    /// The hugetlbfs objects (`memfd … hugetlb`), by object id (the ids `objects` skips
+    /// hold a placeholder there).
+    hugetlb_objects: std::collections::BTreeMap<u32, thpsim_kernel::ids::HugetlbInodeId>,
     /// Run the invariant checker after every op (tests).
     pub check_invariants: bool,
     /// Put the host backend's khugepaged sentinel mm on khugepaged's list before the
@@ -139,6 +142,7 @@ impl Backend for SimBackend {
         self.pid = k.spawn();
         self.pids = vec![Some(self.pid)];
         self.objects.clear();
+        self.hugetlb_objects.clear();
         self.kernel = Some(k);
         Ok(())
     }
@@ -213,12 +217,87 @@ impl Backend for SimBackend {
         }
         // Taken out while the kernel is borrowed; put back after the op.
         let mut objects = std::mem::take(&mut self.objects);
+        let mut hugetlb_objects = std::mem::take(&mut self.hugetlb_objects);
         let k = self.k()?;
         let before = *k
             .task(pid)
             .ok_or_else(|| err(format!("no task for pid {pid:?}")))?;
         let b = MODEL_ARENA_BASE;
+        let refuse = match op {
+            BackendOp::Mremap { old, len, new } => {
+                k.range_has_hugetlb(pid, b + old, b + old + len)
+                    || k.range_has_hugetlb(pid, b + new, b + new + len)
+            }
+            BackendOp::Uffd(_) => k.range_has_hugetlb(pid, b, b + (1 << 46)),
+            _ => false,
+        };
+        if refuse {
+            self.objects = objects;
+            self.hugetlb_objects = hugetlb_objects;
+            return Err(BackendError::not_runnable(
+                "mremap and userfaultfd of hugetlb memory are not modelled",
+            ));
+        }
         let result: Result<u64, OpError> = match op {
+            BackendOp::MmapHugetlb {
+                addr,
+                len,
+                prot,
+                shared,
+                populate,
+                noreserve,
+                file,
+            } => {
+                let flags = thpsim_kernel::hugetlb::HugetlbMapFlags {
+                    shared: *shared,
+                    populate: *populate,
+                    noreserve: *noreserve,
+                };
+                let file = match file {
+                    None => None,
+                    Some((obj, off)) => Some((
+                        *hugetlb_objects
+                            .get(obj)
+                            .ok_or_else(|| err(format!("mmap: no hugetlb object {obj}")))?,
+                        *off,
+                    )),
+                };
+                k.mmap_hugetlb(pid, b + addr, *len, *prot, flags, file)
+                    .map(|a| a - b)
+                    .map_err(OpError::Errno)
+            }
+            BackendOp::MemfdHugetlb { obj, size } => {
+                if *obj as usize != objects.len() {
+                    return Err(err(format!("memfd: object id {obj} out of order")));
+                }
+                match k.hugetlb_new_inode(*size) {
+                    Ok(ino) => {
+                        hugetlb_objects.insert(*obj, ino);
+                        objects.push(thpsim_kernel::ids::InodeId::default());
+                        Ok(0)
+                    }
+                    Err(e) => Err(OpError::Errno(e)),
+                }
+            }
+            BackendOp::Ftruncate { obj, size } if hugetlb_objects.contains_key(obj) => k
+                .hugetlb_truncate(hugetlb_objects[obj], *size)
+                .map(|()| 0)
+                .map_err(OpError::Errno),
+            BackendOp::Fallocate {
+                obj,
+                offset,
+                len,
+                keep_size,
+                punch_hole,
+            } if hugetlb_objects.contains_key(obj) => {
+                let mode = thpsim_kernel::shmem::FallocMode {
+                    keep_size: *keep_size,
+                    punch_hole: *punch_hole,
+                };
+                k.hugetlb_fallocate(hugetlb_objects[obj], mode, *offset, *len)
+                    .map(|()| 0)
+                    .map_err(OpError::Errno)
+            }
             BackendOp::Mmap {
                 addr,
                 len,
@@ -407,6 +486,7 @@ impl Backend for SimBackend {
             }
         };
         self.objects = objects;
+        self.hugetlb_objects = hugetlb_objects;
         let k = self.k()?;
         if check {
             k.check_invariants()
