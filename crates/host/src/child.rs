@@ -295,7 +295,12 @@ fn handle(base: u64, req: &Request) -> (Response, Option<OwnedFd>) {
         Request::MemfdHugetlb { size } => {
             // SAFETY: memfd_create (hugetlbfs, 2 MiB pages) with a NUL-terminated name. The descriptor stays open in
             // this worker (and its forks) until it exits: the scenario's object.
-            let fd = unsafe { libc::memfd_create(c"thpsim-obj".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_HUGETLB | MFD_HUGE_2MB) };
+            let fd = unsafe {
+                libc::memfd_create(
+                    c"thpsim-obj".as_ptr(),
+                    libc::MFD_CLOEXEC | libc::MFD_HUGETLB | MFD_HUGE_2MB,
+                )
+            };
             if fd < 0 {
                 Err(Status::Errno(sys::errno()))
             } else {

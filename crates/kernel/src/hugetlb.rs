@@ -115,7 +115,9 @@ pub struct Hugetlb {
 
 impl Hugetlb {
     fn folio(&self, id: HugetlbFolioId) -> &HugetlbFolio {
-        self.folios[id.index()].as_ref().expect("live hugetlb folio")
+        self.folios[id.index()]
+            .as_ref()
+            .expect("live hugetlb folio")
     }
     fn folio_mut(&mut self, id: HugetlbFolioId) -> &mut HugetlbFolio {
         self.folios[id.index()]
@@ -359,7 +361,8 @@ impl Kernel {
             }
         }
         // folio_zero_user() at fault time (pool pages are not kept zeroed).
-        self.vmstat.add(VmItem::SimZeroedPages, crate::util::to_i64(HPAGE_NR));
+        self.vmstat
+            .add(VmItem::SimZeroedPages, crate::util::to_i64(HPAGE_NR));
         Ok(self.hugetlb.new_folio(HugetlbFolio {
             pfn,
             mapcount: 0,
@@ -421,8 +424,11 @@ impl Kernel {
     /// gives back the reservations of the range that no page used (`hugetlb_unreserve_pages`).
     fn remove_inode_hugepages(&mut self, ino: HugetlbInodeId, first: u64, last: u64) {
         let inode = &mut self.hugetlb.inodes[ino.index()];
-        let pages: Vec<(u64, HugetlbFolioId)> =
-            inode.cache.range(first..last).map(|(i, f)| (*i, *f)).collect();
+        let pages: Vec<(u64, HugetlbFolioId)> = inode
+            .cache
+            .range(first..last)
+            .map(|(i, f)| (*i, *f))
+            .collect();
         let chg: Vec<u64> = inode.resv.range(first..last).copied().collect();
         for i in &chg {
             inode.resv.remove(i);
@@ -485,7 +491,7 @@ impl Kernel {
         // The pseudo VMA: shared, so reservations are the inode's.
         let pseudo = Vma {
             start: 0,
-            end: u64::MAX & !(HPAGE_SIZE - 1),
+            end: !(HPAGE_SIZE - 1),
             flags: vmf::SHARED | vmf::READ | vmf::WRITE,
             anon_vma: None,
             pgoff: 0,
@@ -696,7 +702,13 @@ impl Kernel {
 
     /// `hugetlb_change_protection` after mprotect set `flags` on `[start, end)`: entries of a
     /// VMA that is no longer writable lose the write bit (write faults set it again).
-    pub(crate) fn hugetlb_change_protection(&mut self, mmi: MmId, start: u64, end: u64, flags: u32) {
+    pub(crate) fn hugetlb_change_protection(
+        &mut self,
+        mmi: MmId,
+        start: u64,
+        end: u64,
+        flags: u32,
+    ) {
         if flags & vmf::WRITE != 0 {
             return;
         }
@@ -890,9 +902,13 @@ impl Kernel {
                     f.anon = true;
                     f.restore_reserve = false;
                     f.mapcount = 1;
-                    self.hugetlb
-                        .ptes
-                        .insert((mmi, haddr), HugePte { folio: new, write: true });
+                    self.hugetlb.ptes.insert(
+                        (mmi, haddr),
+                        HugePte {
+                            folio: new,
+                            write: true,
+                        },
+                    );
                     self.vmstat
                         .add(VmItem::SimCowCopiedPages, crate::util::to_i64(HPAGE_NR));
                     self.hugetlb.folio_mut(pte.folio).mapcount -= 1;
@@ -933,7 +949,12 @@ impl Kernel {
                 continue;
             }
             let a = vma.start + ((idx - vfirst) << HPAGE_SHIFT);
-            if self.hugetlb.ptes.get(&(mmi, a)).is_some_and(|p| p.folio == folio) {
+            if self
+                .hugetlb
+                .ptes
+                .get(&(mmi, a))
+                .is_some_and(|p| p.folio == folio)
+            {
                 self.hugetlb.ptes.remove(&(mmi, a));
                 self.hugetlb.folio_mut(folio).mapcount -= 1;
             }
@@ -1093,7 +1114,10 @@ impl Kernel {
             ("meminfo.HugePages_Free".into(), i(h.free_huge_pages)),
             ("meminfo.HugePages_Rsvd".into(), i(h.resv_huge_pages)),
             ("meminfo.HugePages_Surp".into(), i(h.surplus_huge_pages)),
-            ("meminfo.Hugetlb".into(), i(h.nr_huge_pages * (HPAGE_SIZE >> 10))),
+            (
+                "meminfo.Hugetlb".into(),
+                i(h.nr_huge_pages * (HPAGE_SIZE >> 10)),
+            ),
         ]
     }
 
@@ -1210,8 +1234,15 @@ mod tests {
     fn private_reserve_read_then_write() {
         let (mut k, pid) = kernel(3);
         assert_eq!(k.vmstat.get(VmItem::HtlbBuddyAllocSuccess), 3);
-        k.mmap_hugetlb(pid, BASE, 2 * HPAGE_SIZE, RW, HugetlbMapFlags::default(), None)
-            .unwrap();
+        k.mmap_hugetlb(
+            pid,
+            BASE,
+            2 * HPAGE_SIZE,
+            RW,
+            HugetlbMapFlags::default(),
+            None,
+        )
+        .unwrap();
         assert_eq!(counts(&k), [3, 3, 2, 0]);
         k.access(pid, BASE, crate::types::AccessKind::Read).unwrap();
         assert_eq!(counts(&k), [3, 2, 1, 0]);
@@ -1247,7 +1278,8 @@ mod tests {
         let (mut k, pid) = kernel(2);
         let f = HugetlbMapFlags::default();
         k.mmap_hugetlb(pid, BASE, HPAGE_SIZE, RW, f, None).unwrap();
-        k.access(pid, BASE, crate::types::AccessKind::Write).unwrap();
+        k.access(pid, BASE, crate::types::AccessKind::Write)
+            .unwrap();
         k.mmap_hugetlb(pid, BASE + 2 * HPAGE_SIZE, HPAGE_SIZE, RW, f, None)
             .unwrap();
         assert_eq!(counts(&k), [2, 1, 1, 0]);
@@ -1260,7 +1292,8 @@ mod tests {
         k.set_overcommit_huge_pages(2);
         k.mmap_hugetlb(pid, BASE, HPAGE_SIZE, RW, f, None).unwrap();
         assert_eq!(counts(&k), [1, 1, 1, 1]);
-        k.access(pid, BASE, crate::types::AccessKind::Write).unwrap();
+        k.access(pid, BASE, crate::types::AccessKind::Write)
+            .unwrap();
         k.set_max_huge_pages(1);
         assert_eq!(counts(&k), [1, 0, 0, 0]);
         k.check_invariants().unwrap();
@@ -1270,8 +1303,10 @@ mod tests {
     fn fork_cow_with_empty_pool() {
         let (mut k, parent) = kernel(1);
         let f = HugetlbMapFlags::default();
-        k.mmap_hugetlb(parent, BASE, HPAGE_SIZE, RW, f, None).unwrap();
-        k.access(parent, BASE, crate::types::AccessKind::Write).unwrap();
+        k.mmap_hugetlb(parent, BASE, HPAGE_SIZE, RW, f, None)
+            .unwrap();
+        k.access(parent, BASE, crate::types::AccessKind::Write)
+            .unwrap();
         let child = k.fork(parent).unwrap();
         // The child has no reservation: its COW finds no page.
         assert_eq!(
@@ -1279,7 +1314,8 @@ mod tests {
             Err(Signal::Sigbus)
         );
         // The owner steals the page back: the child loses it and gets SIGBUS even on reads.
-        k.access(parent, BASE, crate::types::AccessKind::Write).unwrap();
+        k.access(parent, BASE, crate::types::AccessKind::Write)
+            .unwrap();
         assert_eq!(
             k.access(child, BASE, crate::types::AccessKind::Read),
             Err(Signal::Sigbus)
@@ -1307,10 +1343,18 @@ mod tests {
         );
         k.mmap_hugetlb(pid, BASE, 2 * HPAGE_SIZE, RW, shared, Some((ino, 0)))
             .unwrap();
-        k.mmap_hugetlb(pid, BASE + 4 * HPAGE_SIZE, 2 * HPAGE_SIZE, RW, shared, Some((ino, 0)))
-            .unwrap();
+        k.mmap_hugetlb(
+            pid,
+            BASE + 4 * HPAGE_SIZE,
+            2 * HPAGE_SIZE,
+            RW,
+            shared,
+            Some((ino, 0)),
+        )
+        .unwrap();
         assert_eq!(counts(&k), [2, 2, 2, 0]);
-        k.access(pid, BASE, crate::types::AccessKind::Write).unwrap();
+        k.access(pid, BASE, crate::types::AccessKind::Write)
+            .unwrap();
         assert_eq!(counts(&k), [2, 1, 1, 0]);
         let alloc = crate::shmem::FallocMode::default();
         k.hugetlb_fallocate(ino, alloc, 0, HPAGE_SIZE + 1).unwrap();

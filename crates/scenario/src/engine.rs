@@ -660,8 +660,7 @@ impl Run<'_> {
             }
             Op::Mmap(m)
                 if m.hugetlb
-                    || m
-                        .object
+                    || m.object
                         .as_ref()
                         .is_some_and(|o| self.hugetlb_objects.contains(&self.objects[o])) =>
             {

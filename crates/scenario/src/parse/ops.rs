@@ -363,7 +363,9 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
             c.err(
                 t.span(),
                 "`hugetlb` is MAP_HUGETLB, for `anon` mappings".to_string(),
-                Some("a memfd made with `memfd NAME SIZE hugetlb` maps as hugetlb by itself".into()),
+                Some(
+                    "a memfd made with `memfd NAME SIZE hugetlb` maps as hugetlb by itself".into(),
+                ),
             );
         }
         return None;
@@ -371,8 +373,14 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     if hugetlb && size % HUGETLB_SIZE != 0 {
         c.err(
             size_tok.span(),
-            format!("hugetlb mapping size {} is not a multiple of 2M", size_tok.text),
-            Some("the kernel rounds MAP_HUGETLB lengths up to the huge page size; write it rounded".into()),
+            format!(
+                "hugetlb mapping size {} is not a multiple of 2M",
+                size_tok.text
+            ),
+            Some(
+                "the kernel rounds MAP_HUGETLB lengths up to the huge page size; write it rounded"
+                    .into(),
+            ),
         );
         return None;
     }
