@@ -1178,11 +1178,15 @@ impl Backend for HostBackend {
                 })?;
                 mmap_outcome(r, addr, len)
             }
-            BackendOp::MemfdCreate { obj, size } => {
+            BackendOp::MemfdCreate { obj, size } | BackendOp::MemfdHugetlb { obj, size } => {
                 if obj as usize != self.objects.len() {
                     return Err(err(format!("memfd: object id {obj} out of order")));
                 }
-                let r = self.call(&Request::MemfdCreate { size })?;
+                let r = self.call(&if matches!(op, BackendOp::MemfdHugetlb { .. }) {
+                    Request::MemfdHugetlb { size }
+                } else {
+                    Request::MemfdCreate { size }
+                })?;
                 match r.status {
                     Status::Ok(fd) => {
                         let fd = i32::try_from(fd).map_err(|_| err("memfd: bad descriptor"))?;
@@ -1190,23 +1194,6 @@ impl Backend for HostBackend {
                         Ok(Self::outcome(r, Some(0)))
                     }
                     _ => Err(err(format!("memfd_create/ftruncate failed: {:?}", r.status))),
-                }
-            }
-            BackendOp::MemfdHugetlb { obj, size } => {
-                if obj as usize != self.objects.len() {
-                    return Err(err(format!("memfd: object id {obj} out of order")));
-                }
-                let r = self.call(&Request::MemfdHugetlb { size })?;
-                match r.status {
-                    Status::Ok(fd) => {
-                        let fd = i32::try_from(fd).map_err(|_| err("memfd: bad descriptor"))?;
-                        self.objects.push(fd);
-                        Ok(Self::outcome(r, Some(0)))
-                    }
-                    _ => Err(err(format!(
-                        "memfd_create(MFD_HUGETLB)/ftruncate failed: {:?}",
-                        r.status
-                    ))),
                 }
             }
             BackendOp::MmapHugetlb {

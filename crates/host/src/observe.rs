@@ -190,18 +190,16 @@ impl Observer {
         pfn: u64,
         cache: &mut HashMap<u64, Vec<u64>>,
     ) -> std::io::Result<bool> {
-        let block = pfn & !511;
-        let fl = match cache.entry(block) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(Self::read_u64s(&self.kpageflags, block, 512)?)
-            }
-        };
-        Ok(fl[(pfn - block) as usize] & KPF_HUGE != 0)
+        Ok(self.page_flags(pfn, cache)? & KPF_HUGE != 0)
     }
 
     /// Whether the page at `pfn` is anonymous (`KPF_ANON`; a shmem page-cache page is not).
     fn page_is_anon(&self, pfn: u64, cache: &mut HashMap<u64, Vec<u64>>) -> std::io::Result<bool> {
+        Ok(self.page_flags(pfn, cache)? & KPF_ANON != 0)
+    }
+
+    /// The kpageflags of `pfn` (read and cached per 512-PFN block).
+    fn page_flags(&self, pfn: u64, cache: &mut HashMap<u64, Vec<u64>>) -> std::io::Result<u64> {
         let block = pfn & !511;
         let fl = match cache.entry(block) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -209,7 +207,7 @@ impl Observer {
                 e.insert(Self::read_u64s(&self.kpageflags, block, 512)?)
             }
         };
-        Ok(fl[(pfn - block) as usize] & KPF_ANON != 0)
+        Ok(fl[(pfn - block) as usize])
     }
 
     /// The order of the folio containing `pfn`, from kpageflags (cached per 512-PFN block).

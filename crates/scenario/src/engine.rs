@@ -658,33 +658,30 @@ impl Run<'_> {
                 }
                 Ok(())
             }
-            Op::Mmap(m)
-                if m.hugetlb
-                    || m.object
-                        .as_ref()
-                        .is_some_and(|o| self.hugetlb_objects.contains(&self.objects[o])) =>
-            {
-                let p = &self.plan.mappings[self.names[&m.name]];
-                let op = BackendOp::MmapHugetlb {
-                    addr: p.addr,
-                    len: p.len,
-                    prot: m.prot,
-                    shared: m.shared,
-                    populate: m.populate,
-                    noreserve: m.noreserve,
-                    file: m.object.as_ref().map(|o| (self.objects[o], m.foff)),
-                };
-                self.exec(st, op)
-            }
             Op::Mmap(m) => {
                 let p = &self.plan.mappings[self.names[&m.name]];
-                let op = BackendOp::Mmap {
-                    addr: p.addr,
-                    len: p.len,
-                    prot: m.prot,
-                    shared: m.shared,
-                    populate: m.populate,
-                    file: m.object.as_ref().map(|o| (self.objects[o], m.foff)),
+                let file = m.object.as_ref().map(|o| (self.objects[o], m.foff));
+                let hugetlb =
+                    m.hugetlb || file.is_some_and(|(obj, _)| self.hugetlb_objects.contains(&obj));
+                let op = if hugetlb {
+                    BackendOp::MmapHugetlb {
+                        addr: p.addr,
+                        len: p.len,
+                        prot: m.prot,
+                        shared: m.shared,
+                        populate: m.populate,
+                        noreserve: m.noreserve,
+                        file,
+                    }
+                } else {
+                    BackendOp::Mmap {
+                        addr: p.addr,
+                        len: p.len,
+                        prot: m.prot,
+                        shared: m.shared,
+                        populate: m.populate,
+                        file,
+                    }
                 };
                 self.exec(st, op)
             }

@@ -279,25 +279,6 @@ impl Backend for SimBackend {
                     Err(e) => Err(OpError::Errno(e)),
                 }
             }
-            BackendOp::Ftruncate { obj, size } if hugetlb_objects.contains_key(obj) => k
-                .hugetlb_truncate(hugetlb_objects[obj], *size)
-                .map(|()| 0)
-                .map_err(OpError::Errno),
-            BackendOp::Fallocate {
-                obj,
-                offset,
-                len,
-                keep_size,
-                punch_hole,
-            } if hugetlb_objects.contains_key(obj) => {
-                let mode = thpsim_kernel::shmem::FallocMode {
-                    keep_size: *keep_size,
-                    punch_hole: *punch_hole,
-                };
-                k.hugetlb_fallocate(hugetlb_objects[obj], mode, *offset, *len)
-                    .map(|()| 0)
-                    .map_err(OpError::Errno)
-            }
             BackendOp::Mmap {
                 addr,
                 len,
@@ -329,6 +310,10 @@ impl Backend for SimBackend {
                 objects.push(k.shmem_new_inode(*size, None, false));
                 Ok(0)
             }
+            BackendOp::Ftruncate { obj, size } if hugetlb_objects.contains_key(obj) => k
+                .hugetlb_truncate(hugetlb_objects[obj], *size)
+                .map(|()| 0)
+                .map_err(OpError::Errno),
             BackendOp::Ftruncate { obj, size } => {
                 let ino = *objects
                     .get(*obj as usize)
@@ -344,16 +329,20 @@ impl Backend for SimBackend {
                 keep_size,
                 punch_hole,
             } => {
-                let ino = *objects
-                    .get(*obj as usize)
-                    .ok_or_else(|| err(format!("fallocate: no object {obj}")))?;
                 let mode = thpsim_kernel::shmem::FallocMode {
                     keep_size: *keep_size,
                     punch_hole: *punch_hole,
                 };
-                k.shmem_fallocate(ino, mode, *offset, *len)
-                    .map(|()| 0)
-                    .map_err(OpError::Errno)
+                if let Some(&h) = hugetlb_objects.get(obj) {
+                    k.hugetlb_fallocate(h, mode, *offset, *len)
+                } else {
+                    let ino = *objects
+                        .get(*obj as usize)
+                        .ok_or_else(|| err(format!("fallocate: no object {obj}")))?;
+                    k.shmem_fallocate(ino, mode, *offset, *len)
+                }
+                .map(|()| 0)
+                .map_err(OpError::Errno)
             }
             BackendOp::Munmap { addr, len } => k
                 .munmap(pid, b + addr, *len)
