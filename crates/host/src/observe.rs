@@ -450,7 +450,12 @@ pub fn parse_meminfo_hugetlb(t: &str) -> Vec<(String, i64)> {
             continue;
         };
         if NAMES.contains(&k) {
-            let n = rest.split_whitespace().next().and_then(|x| x.parse().ok());
+            // Unsigned in the kernel (HugePages_Rsvd can wrap below zero): the same 64 bits.
+            let n = rest
+                .split_whitespace()
+                .next()
+                .and_then(|x| x.parse::<u64>().ok())
+                .map(u64::cast_signed);
             if let Some(n) = n {
                 v.push((format!("meminfo.{k}"), n));
             }

@@ -47,7 +47,11 @@ pub struct Hstate {
     pub nr_huge_pages: u64,
     /// `free_huge_pages`.
     pub free_huge_pages: u64,
-    /// `resv_huge_pages`: reservations not yet backed by an allocated page.
+    /// `resv_huge_pages`: reservations not yet backed by an allocated page. Unsigned with
+    /// the kernel's wrapping arithmetic: when the reservation's owner unmaps a private page
+    /// a fork child still maps, `hugetlb_vm_op_close` gives back the reservation that
+    /// freeing the page (`HPG_restore_reserve`) will only add later, so the count goes
+    /// below zero (prints as 2^64 - 1) until the child lets go of the page.
     pub resv_huge_pages: u64,
     /// `surplus_huge_pages`: pages beyond the persistent pool, freed when released.
     pub surplus_huge_pages: u64,
@@ -223,7 +227,10 @@ impl Kernel {
             self.enqueue_hugetlb_folio(pfn);
         }
         let h = &self.hugetlb.hstate;
-        let min_count = (h.resv_huge_pages + h.nr_huge_pages - h.free_huge_pages).max(count);
+        let min_count = h
+            .resv_huge_pages
+            .wrapping_add(h.nr_huge_pages - h.free_huge_pages)
+            .max(count);
         while min_count < self.hugetlb.hstate.persistent_huge_pages() {
             if !self.free_pool_page(false) {
                 break;
@@ -261,7 +268,14 @@ impl Kernel {
         if delta >= 0 {
             let delta = delta.unsigned_abs();
             let h = &self.hugetlb.hstate;
-            let needed = (h.resv_huge_pages + delta).saturating_sub(h.free_huge_pages);
+            // `long needed`: the unsigned sum read as signed.
+            let needed = h
+                .resv_huge_pages
+                .wrapping_add(delta)
+                .wrapping_sub(h.free_huge_pages)
+                .cast_signed()
+                .max(0)
+                .unsigned_abs();
             let mut got = Vec::new();
             for _ in 0..needed {
                 match self.alloc_surplus_page() {
@@ -279,11 +293,13 @@ impl Kernel {
             for p in got {
                 self.enqueue_hugetlb_folio(p);
             }
-            self.hugetlb.hstate.resv_huge_pages += delta;
+            let h = &mut self.hugetlb.hstate;
+            h.resv_huge_pages = h.resv_huge_pages.wrapping_add(delta);
             return Ok(());
         }
         let unused = delta.unsigned_abs();
-        self.hugetlb.hstate.resv_huge_pages -= unused;
+        let h = &mut self.hugetlb.hstate;
+        h.resv_huge_pages = h.resv_huge_pages.wrapping_sub(unused);
         let n = unused.min(self.hugetlb.hstate.surplus_huge_pages);
         for _ in 0..n {
             if !self.free_pool_page(true) {
@@ -298,7 +314,8 @@ impl Kernel {
         let f = self.hugetlb.folios[id.index()].take().expect("live");
         self.hugetlb.free_ids.push(id.index());
         if f.restore_reserve {
-            self.hugetlb.hstate.resv_huge_pages += 1;
+            let h = &mut self.hugetlb.hstate;
+            h.resv_huge_pages = h.resv_huge_pages.wrapping_add(1);
         }
         if self.hugetlb.hstate.surplus_huge_pages > 0 {
             self.hugetlb.hstate.nr_huge_pages -= 1;
@@ -338,7 +355,9 @@ impl Kernel {
     ) -> Result<HugetlbFolioId, Errno> {
         let reserved = !cow_from_owner && self.vma_has_reservation(vma, idx);
         let h = &self.hugetlb.hstate;
-        let pfn = if reserved || h.free_huge_pages > h.resv_huge_pages {
+        // dequeue_hugetlb_folio_vma: without a reservation, refused when every free page is
+        // reserved (`free - resv == 0`, unsigned).
+        let pfn = if reserved || h.free_huge_pages.wrapping_sub(h.resv_huge_pages) != 0 {
             self.dequeue_free()
         } else {
             None
@@ -348,7 +367,8 @@ impl Kernel {
             None => self.alloc_surplus_page().ok_or(Errno::ENOSPC)?,
         };
         if reserved {
-            self.hugetlb.hstate.resv_huge_pages -= 1;
+            let h = &mut self.hugetlb.hstate;
+            h.resv_huge_pages = h.resv_huge_pages.wrapping_sub(1);
         }
         // vma_commit_reservation (not for MAP_CHG_ENFORCED).
         if !cow_from_owner {
@@ -1112,7 +1132,11 @@ impl Kernel {
         vec![
             ("meminfo.HugePages_Total".into(), i(h.nr_huge_pages)),
             ("meminfo.HugePages_Free".into(), i(h.free_huge_pages)),
-            ("meminfo.HugePages_Rsvd".into(), i(h.resv_huge_pages)),
+            // Printed unsigned by the kernel; read back as the same 64 bits.
+            (
+                "meminfo.HugePages_Rsvd".into(),
+                h.resv_huge_pages.cast_signed(),
+            ),
             ("meminfo.HugePages_Surp".into(), i(h.surplus_huge_pages)),
             (
                 "meminfo.Hugetlb".into(),
@@ -1141,7 +1165,7 @@ impl Kernel {
                 h.free_huge_pages, h.nr_huge_pages
             ));
         }
-        if h.surplus_huge_pages > h.nr_huge_pages || h.resv_huge_pages > h.free_huge_pages {
+        if h.surplus_huge_pages > h.nr_huge_pages {
             return Err(format!("hugetlb counters inconsistent: {h:?}"));
         }
         let mut maps: BTreeMap<HugetlbFolioId, u32> = BTreeMap::new();
@@ -1186,7 +1210,8 @@ impl Kernel {
                 }
             }
         }
-        if outstanding != h.resv_huge_pages + pending {
+        if outstanding != h.resv_huge_pages.wrapping_add(pending) || outstanding > h.free_huge_pages
+        {
             return Err(format!(
                 "hugetlb: resv_huge_pages {} + {pending} to restore != {outstanding} outstanding",
                 h.resv_huge_pages
