@@ -455,7 +455,7 @@ pub fn parse_meminfo_hugetlb(t: &str) -> Vec<(String, i64)> {
                 .split_whitespace()
                 .next()
                 .and_then(|x| x.parse::<u64>().ok())
-                .map(u64::cast_signed);
+                .map(thpsim_kernel::util::wrapping_to_i64);
             if let Some(n) = n {
                 v.push((format!("meminfo.{k}"), n));
             }

@@ -272,10 +272,8 @@ impl Kernel {
             let needed = h
                 .resv_huge_pages
                 .wrapping_add(delta)
-                .wrapping_sub(h.free_huge_pages)
-                .cast_signed()
-                .max(0)
-                .unsigned_abs();
+                .wrapping_sub(h.free_huge_pages);
+            let needed = crate::util::wrapping_to_i64(needed).max(0).unsigned_abs();
             let mut got = Vec::new();
             for _ in 0..needed {
                 match self.alloc_surplus_page() {
@@ -1135,7 +1133,7 @@ impl Kernel {
             // Printed unsigned by the kernel; read back as the same 64 bits.
             (
                 "meminfo.HugePages_Rsvd".into(),
-                h.resv_huge_pages.cast_signed(),
+                crate::util::wrapping_to_i64(h.resv_huge_pages),
             ),
             ("meminfo.HugePages_Surp".into(), i(h.surplus_huge_pages)),
             (
