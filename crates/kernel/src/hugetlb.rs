@@ -735,9 +735,11 @@ impl Kernel {
         }
     }
 
-    /// `copy_hugetlb_page_range` for every hugetlb VMA the child `cmi` got: a shared VMA
-    /// shares the entries; a private one shares the pages write-protected in both, and the
-    /// child's VMA has no reservation of its own (`reset_vma_resv_huge_pages`).
+    /// `copy_hugetlb_page_range` for every hugetlb VMA the child `cmi` got that
+    /// `vma_needs_copy` copies: only those with an anon_vma (private ones that faulted an
+    /// anonymous page), whose pages are shared write-protected in both; a shared VMA is not
+    /// copied (the child faults its pages in from the file). The child's private VMA has no
+    /// reservation of its own (`reset_vma_resv_huge_pages`).
     pub(crate) fn hugetlb_fork(&mut self, pmi: MmId, cmi: MmId) {
         let starts: Vec<u64> = self.mms[cmi].vmas.keys().copied().collect();
         for s in starts {
@@ -752,6 +754,9 @@ impl Kernel {
                     resv: None,
                     unmapped: false,
                 };
+            }
+            if v.anon_vma.is_none() {
+                continue;
             }
             let entries: Vec<(u64, HugePte)> = self
                 .hugetlb
@@ -863,6 +868,10 @@ impl Kernel {
         let folio = match self.hugetlb.inodes[inode.index()].cache.get(&idx) {
             Some(f) => *f,
             None => {
+                if !shared {
+                    // vmf_anon_prepare: the private page will be anonymous.
+                    self.anon_vma_prepare(mmi, vma);
+                }
                 let f = match self.alloc_hugetlb_folio(vma, idx, false) {
                     Ok(f) => f,
                     Err(Errno::ENOMEM) => return VmFault::Oom,
@@ -913,6 +922,7 @@ impl Kernel {
                 return VmFault::Done;
             }
             let cow_from_owner = resv.is_some() && old.cache.is_none();
+            self.anon_vma_prepare(mmi, vma);
             let idx = hindex(vma, haddr);
             match self.alloc_hugetlb_folio(vma, idx, cow_from_owner) {
                 Ok(new) => {
@@ -1054,7 +1064,15 @@ impl Kernel {
             }
             Advice::PopulateRead | Advice::PopulateWrite | Advice::Willneed => None,
             _ => {
-                if self.hugetlb_range_split_ok(mmi, start, end) {
+                // A VMA is split only where its flags change (madvise_update_vma).
+                let (set, clear) = crate::madvise::madvise_flag_change(advice)?;
+                let ok = |addr: u64| {
+                    self.hugetlb_split_ok(mmi, addr)
+                        || self.mms[mmi]
+                            .vma_at(addr)
+                            .is_some_and(|v| (v.flags & !clear) | set == v.flags)
+                };
+                if ok(start) && ok(end) {
                     None
                 } else {
                     Some(Err(Errno::EINVAL))

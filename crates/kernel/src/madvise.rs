@@ -16,6 +16,19 @@ use crate::Kernel;
 const VM_SEQ_READ: u32 = 1 << 15;
 const VM_RAND_READ: u32 = 1 << 16;
 
+/// The VMA flags an advice sets and clears (`madvise_vma_behavior`), for the advice that
+/// only changes flags.
+pub(crate) fn madvise_flag_change(advice: Advice) -> Option<(u32, u32)> {
+    Some(match advice {
+        Advice::Hugepage => (vmf::HUGEPAGE, vmf::NOHUGEPAGE),
+        Advice::Nohugepage => (vmf::NOHUGEPAGE, vmf::HUGEPAGE),
+        Advice::Normal => (0, VM_SEQ_READ | VM_RAND_READ),
+        Advice::Random => (VM_RAND_READ, VM_SEQ_READ),
+        Advice::Sequential => (VM_SEQ_READ, VM_RAND_READ),
+        _ => return None,
+    })
+}
+
 impl Kernel {
     pub fn madvise(
         &mut self,
@@ -111,14 +124,8 @@ impl Kernel {
                 }
             }
         } else {
-            let (set, clear) = match advice {
-                Advice::Hugepage => (vmf::HUGEPAGE, vmf::NOHUGEPAGE),
-                Advice::Nohugepage => (vmf::NOHUGEPAGE, vmf::HUGEPAGE),
-                Advice::Normal => (0, VM_SEQ_READ | VM_RAND_READ),
-                Advice::Random => (VM_RAND_READ, VM_SEQ_READ),
-                Advice::Sequential => (VM_SEQ_READ, VM_RAND_READ),
-                _ => unreachable!("advice {advice:?}"),
-            };
+            let (set, clear) =
+                madvise_flag_change(advice).unwrap_or_else(|| unreachable!("advice {advice:?}"));
             if advice == Advice::Hugepage {
                 // hugepage_madvise(): khugepaged_enter_vma with the new flags, VMA by VMA.
                 for s in self.mms[mmi].vma_starts_in(start, end) {

@@ -28,9 +28,6 @@ impl Kernel {
         if self.mms[mmi].vma_at(start).is_none() {
             return Err(Errno::ENOMEM);
         }
-        if !self.hugetlb_range_split_ok(mmi, start, end) {
-            return Err(Errno::EINVAL);
-        }
         let newprot = prot_to_vmflags(prot);
         let dup = self.profile.switches.anon_vma_dup_merge;
         let mut cur = start;
@@ -53,6 +50,11 @@ impl Kernel {
                     }
                 } else if v.anon_vma.is_none() {
                     nf &= !vmf::ACCOUNT;
+                }
+                // hugetlb_vm_op_split refuses a split inside a huge page.
+                if !self.hugetlb_range_split_ok(mmi, cur, e) {
+                    result = Err(Errno::EINVAL);
+                    break;
                 }
                 self.split_vma_at(mmi, cur);
                 self.split_vma_at(mmi, e);
