@@ -1370,6 +1370,54 @@ mod tests {
     }
 
     #[test]
+    fn owner_unmap_of_a_page_the_child_maps_wraps_rsvd() {
+        let (mut k, parent) = kernel(2);
+        let f = HugetlbMapFlags::default();
+        k.mmap_hugetlb(parent, BASE, HPAGE_SIZE, RW, f, None)
+            .unwrap();
+        k.access(parent, BASE, crate::types::AccessKind::Write)
+            .unwrap();
+        let child = k.fork(parent).unwrap();
+        k.munmap(parent, BASE, HPAGE_SIZE).unwrap();
+        assert_eq!(k.hugetlb.hstate.resv_huge_pages, u64::MAX);
+        let rsvd = k
+            .hugetlb_meminfo()
+            .into_iter()
+            .find(|(n, _)| n == "meminfo.HugePages_Rsvd")
+            .unwrap();
+        assert_eq!(rsvd.1, -1);
+        k.check_invariants().unwrap();
+        k.exit(child);
+        assert_eq!(counts(&k), [2, 2, 0, 0]);
+        k.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn shared_mapping_is_not_copied_at_fork() {
+        let (mut k, parent) = kernel(1);
+        let shared = HugetlbMapFlags {
+            shared: true,
+            ..HugetlbMapFlags::default()
+        };
+        k.mmap_hugetlb(parent, BASE, HPAGE_SIZE, RW, shared, None)
+            .unwrap();
+        k.access(parent, BASE, crate::types::AccessKind::Write)
+            .unwrap();
+        let child = k.fork(parent).unwrap();
+        let mmi = k.mm_of(child);
+        assert_eq!(k.hugetlb_smaps(mmi, BASE, BASE + HPAGE_SIZE), (0, 0));
+        k.access(child, BASE, crate::types::AccessKind::Write)
+            .unwrap();
+        assert_eq!(k.task(child).unwrap().minflt, 1);
+        assert_eq!(
+            k.hugetlb_smaps(mmi, BASE, BASE + HPAGE_SIZE),
+            (HPAGE_SIZE, 0)
+        );
+        assert_eq!(counts(&k), [1, 0, 0, 0]);
+        k.check_invariants().unwrap();
+    }
+
+    #[test]
     fn memfd_fallocate_punch_truncate() {
         let (mut k, pid) = kernel(2);
         assert_eq!(k.hugetlb_new_inode(4096), Err(Errno::EINVAL));
