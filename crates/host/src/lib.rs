@@ -1075,6 +1075,11 @@ impl Backend for HostBackend {
                 ));
             }
             self.session.apply(&writes).map_err(err)?;
+            for (rel, value) in &writes {
+                if let Some(short) = pool_shortfall(rel, value) {
+                    return Err(not_runnable(short));
+                }
+            }
             if control {
                 // The sentinel is registered in every controlled run, also when the scenario
                 // starts with PMD-sized THP off (then it is turned on just for the sentinel's
@@ -1448,6 +1453,9 @@ impl Backend for HostBackend {
                 // anything else (journal, lock) fails the run before the knob is written.
                 let result = match self.session.set_op(&rel, value).map_err(err)? {
                     Ok(()) => {
+                        if let Some(short) = pool_shortfall(&rel, value) {
+                            self.warnings.push(short);
+                        }
                         if let (Some((kpid, rt)), Ok(idle)) = (idle_before, &self.khugepaged_idle) {
                             khugepaged::wait_idle(kpid, idle, Some(rt), std::time::Duration::from_secs(60))
                                 .map_err(|e| err(format!("khugepaged pass after {knob}={value}: {e}")))?;
@@ -1545,6 +1553,20 @@ impl Drop for HostBackend {
 }
 
 /// The flags of a scenario's `mmap` in the arena (never over an existing mapping).
+/// After a write of the hugetlb pool size: `Some(message)` when the pool read back smaller
+/// than asked (the buddy allocator found too few free 2 MiB blocks: fragmentation), where
+/// the model would have got every page.
+fn pool_shortfall(rel: &str, value: &str) -> Option<String> {
+    if rel != thpsim_kernel::sysfs::HUGETLB_KNOBS[0].1 {
+        return None;
+    }
+    let asked: u64 = value.trim().parse().ok()?;
+    let got: u64 = sysfs::read_knob(rel).ok()?.parse().ok()?;
+    (got < asked).then(|| {
+        format!("the host's hugetlb pool grew to only {got} of {asked} huge pages (no more free 2 MiB blocks)")
+    })
+}
+
 fn mmap_flags(shared: bool, populate: bool) -> i32 {
     let mut flags = libc::MAP_FIXED_NOREPLACE;
     flags |= if shared {
