@@ -998,11 +998,10 @@ impl Kernel {
 
     // ---- madvise ----------------------------------------------------------------------------
 
-    /// madvise(2) over a range holding hugetlb VMAs: `Some` when the advice is decided here.
-    /// MADV_DONTNEED needs a 2 MiB-aligned start and zaps whole huge pages (the end rounded
-    /// down, `madvise_dontneed_free_valid_vma`); FREE, COLD, COLLAPSE and PAGEOUT are
-    /// EINVAL; REMOVE punches the file (EACCES on a private VMA); flag advice splits VMAs
-    /// (EINVAL at a misaligned boundary) and is left to the caller.
+    /// madvise(2) over a range holding hugetlb VMAs: `Some` when the advice is decided for
+    /// the whole range here. MADV_COLLAPSE is EINVAL; flag advice splits VMAs, which fails
+    /// (EINVAL) at a boundary inside a huge page where the flags change, and is left to the
+    /// caller; the zapping advice is decided per VMA (`hugetlb_madvise_vma`).
     pub(crate) fn hugetlb_madvise(
         &mut self,
         mmi: MmId,
@@ -1011,58 +1010,24 @@ impl Kernel {
         advice: crate::types::Advice,
     ) -> Option<Result<(), Errno>> {
         use crate::types::Advice;
-        let parts: Vec<(u64, u64, Vma)> = self.mms[mmi]
+        let mm = &self.mms[mmi];
+        let any = mm
             .vma_starts_in(start, end)
             .iter()
-            .chain(self.mms[mmi].vma_at(start).map(|v| v.start).iter())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .map(|s| self.mms[mmi].vmas[s])
-            .map(|v| (start.max(v.start), end.min(v.end), v))
-            .collect();
-        if !parts.iter().any(|(_, _, v)| v.backing.is_hugetlb()) {
+            .any(|s| mm.vmas[s].backing.is_hugetlb())
+            || mm.vma_at(start).is_some_and(|v| v.backing.is_hugetlb());
+        if !any {
             return None;
         }
-        let unmapped = !self.mms[mmi].range_fully_mapped(start, end);
         match advice {
-            Advice::Dontneed | Advice::Remove => {
-                for (a, e, vma) in parts {
-                    if vma.has(vmf::LOCKED) {
-                        return Some(Err(Errno::EINVAL));
-                    }
-                    if !vma.backing.is_hugetlb() {
-                        // Not modelled together: a mixed range is refused like a locked one.
-                        return Some(Err(Errno::EINVAL));
-                    }
-                    if advice == Advice::Remove {
-                        if !vma.has(vmf::SHARED) {
-                            return Some(Err(Errno::EACCES));
-                        }
-                        let (ino, _, _) = hugetlb_of(&vma).expect("hugetlb");
-                        let off = (a - vma.start) + (vma.pgoff << PAGE_SHIFT);
-                        let mode = crate::shmem::FallocMode {
-                            keep_size: true,
-                            punch_hole: true,
-                        };
-                        if let Err(err) = self.hugetlb_fallocate(ino, mode, off, e - a) {
-                            return Some(Err(err));
-                        }
-                        continue;
-                    }
-                    if a % HPAGE_SIZE != 0 {
-                        return Some(Err(Errno::EINVAL));
-                    }
-                    let e = e & !(HPAGE_SIZE - 1);
-                    if a < e {
-                        self.unmap_hugepage_range(mmi, &vma, a, e);
-                    }
-                }
-                Some(if unmapped { Err(Errno::ENOMEM) } else { Ok(()) })
-            }
-            Advice::Free | Advice::Cold | Advice::Collapse | Advice::PopulatePgtable => {
-                Some(Err(Errno::EINVAL))
-            }
-            Advice::PopulateRead | Advice::PopulateWrite | Advice::Willneed => None,
+            Advice::Collapse | Advice::PopulatePgtable => Some(Err(Errno::EINVAL)),
+            Advice::Dontneed
+            | Advice::Remove
+            | Advice::Free
+            | Advice::Cold
+            | Advice::PopulateRead
+            | Advice::PopulateWrite
+            | Advice::Willneed => None,
             _ => {
                 // A VMA is split only where its flags change (madvise_update_vma).
                 let (set, clear) = crate::madvise::madvise_flag_change(advice)?;
@@ -1078,6 +1043,45 @@ impl Kernel {
                     Some(Err(Errno::EINVAL))
                 }
             }
+        }
+    }
+
+    /// The zapping advice on the part `[a, e)` of one hugetlb VMA, from madvise's VMA walk:
+    /// MADV_DONTNEED needs a 2 MiB-aligned start and zaps whole huge pages, the end rounded
+    /// down (`madvise_dontneed_free_valid_vma`); MADV_FREE and MADV_COLD are EINVAL
+    /// (`can_madv_lru_vma`); MADV_REMOVE punches the file (EACCES on a private VMA).
+    pub(crate) fn hugetlb_madvise_vma(
+        &mut self,
+        mmi: MmId,
+        (a, e): (u64, u64),
+        vma: &Vma,
+        advice: crate::types::Advice,
+    ) -> Result<(), Errno> {
+        use crate::types::Advice;
+        match advice {
+            Advice::Remove => {
+                if !vma.has(vmf::SHARED) {
+                    return Err(Errno::EACCES);
+                }
+                let (ino, _, _) = hugetlb_of(vma).expect("hugetlb");
+                let off = (a - vma.start) + (vma.pgoff << PAGE_SHIFT);
+                let mode = crate::shmem::FallocMode {
+                    keep_size: true,
+                    punch_hole: true,
+                };
+                self.hugetlb_fallocate(ino, mode, off, e - a)
+            }
+            Advice::Dontneed => {
+                if a % HPAGE_SIZE != 0 {
+                    return Err(Errno::EINVAL);
+                }
+                let e = e & !(HPAGE_SIZE - 1);
+                if a < e {
+                    self.unmap_hugepage_range(mmi, vma, a, e);
+                }
+                Ok(())
+            }
+            _ => Err(Errno::EINVAL),
         }
     }
 

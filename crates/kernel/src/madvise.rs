@@ -95,6 +95,10 @@ impl Kernel {
                 if vma.has(vmf::LOCKED) {
                     return Err(Errno::EINVAL);
                 }
+                if vma.backing.is_hugetlb() {
+                    self.hugetlb_madvise_vma(mmi, (a, e), &vma, advice)?;
+                    continue;
+                }
                 if let Some(ino) = vma.backing.inode() {
                     match advice {
                         // MADV_FREE is for anonymous memory only.
