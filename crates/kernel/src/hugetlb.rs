@@ -1269,6 +1269,14 @@ mod tests {
     }
 
     const BASE: u64 = 0x6000_0000_0000;
+
+    /// One huge page mapped at `BASE` with `flags` and written.
+    fn written_page(k: &mut Kernel, pid: Pid, flags: HugetlbMapFlags) {
+        k.mmap_hugetlb(pid, BASE, HPAGE_SIZE, RW, flags, None)
+            .unwrap();
+        k.access(pid, BASE, crate::types::AccessKind::Write)
+            .unwrap();
+    }
     const RW: Prot = Prot {
         read: true,
         write: true,
@@ -1347,11 +1355,7 @@ mod tests {
     #[test]
     fn fork_cow_with_empty_pool() {
         let (mut k, parent) = kernel(1);
-        let f = HugetlbMapFlags::default();
-        k.mmap_hugetlb(parent, BASE, HPAGE_SIZE, RW, f, None)
-            .unwrap();
-        k.access(parent, BASE, crate::types::AccessKind::Write)
-            .unwrap();
+        written_page(&mut k, parent, HugetlbMapFlags::default());
         let child = k.fork(parent).unwrap();
         // The child has no reservation: its COW finds no page.
         assert_eq!(
@@ -1376,11 +1380,7 @@ mod tests {
     #[test]
     fn owner_unmap_of_a_page_the_child_maps_wraps_rsvd() {
         let (mut k, parent) = kernel(2);
-        let f = HugetlbMapFlags::default();
-        k.mmap_hugetlb(parent, BASE, HPAGE_SIZE, RW, f, None)
-            .unwrap();
-        k.access(parent, BASE, crate::types::AccessKind::Write)
-            .unwrap();
+        written_page(&mut k, parent, HugetlbMapFlags::default());
         let child = k.fork(parent).unwrap();
         k.munmap(parent, BASE, HPAGE_SIZE).unwrap();
         assert_eq!(k.hugetlb.hstate.resv_huge_pages, u64::MAX);
@@ -1403,10 +1403,7 @@ mod tests {
             shared: true,
             ..HugetlbMapFlags::default()
         };
-        k.mmap_hugetlb(parent, BASE, HPAGE_SIZE, RW, shared, None)
-            .unwrap();
-        k.access(parent, BASE, crate::types::AccessKind::Write)
-            .unwrap();
+        written_page(&mut k, parent, shared);
         let child = k.fork(parent).unwrap();
         let mmi = k.mm_of(child);
         assert_eq!(k.hugetlb_smaps(mmi, BASE, BASE + HPAGE_SIZE), (0, 0));
