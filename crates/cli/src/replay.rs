@@ -544,7 +544,10 @@ impl<'a> Replayer<'a> {
                     | Backing::Swap
                     | Backing::Zero
                     | Backing::HugeZero => {}
-                    Backing::Anon | Backing::Shmem | Backing::Gmem => s.resident_kb += kb,
+                    // hugetlb pages are resident but no THP (and not in smaps Rss).
+                    Backing::Anon | Backing::Shmem | Backing::Gmem | Backing::Hugetlb => {
+                        s.resident_kb += kb
+                    }
                     Backing::ThpPmd | Backing::ShmemPmd => {
                         s.resident_kb += kb;
                         s.thp_kb += kb;

@@ -277,24 +277,9 @@ fn handle(base: u64, req: &Request) -> (Response, Option<OwnedFd>) {
                 Ok((p as u64).wrapping_sub(base))
             }
         }
-        Request::MemfdCreate { size } => {
-            // SAFETY: memfd_create with a NUL-terminated name. The descriptor stays open in
-            // this worker (and its forks) until it exits: the scenario's object.
-            let fd = unsafe { libc::memfd_create(c"thpsim-obj".as_ptr(), libc::MFD_CLOEXEC) };
-            if fd < 0 {
-                Err(Status::Errno(sys::errno()))
-            } else {
-                // SAFETY: ftruncate of the descriptor just created.
-                let x = unsafe { libc::ftruncate(fd, size as libc::off_t) };
-                if x < 0 {
-                    let e = sys::errno();
-                    // SAFETY: closing the descriptor just created; nothing else uses it.
-                    unsafe { libc::close(fd) };
-                    Err(Status::Errno(e))
-                } else {
-                    Ok(fd as u64)
-                }
-            }
+        Request::MemfdCreate { size } => memfd_sized(libc::MFD_CLOEXEC, size),
+        Request::MemfdHugetlb { size } => {
+            memfd_sized(libc::MFD_CLOEXEC | libc::MFD_HUGETLB | MFD_HUGE_2MB, size)
         }
         Request::MmapFd {
             addr,
@@ -349,6 +334,29 @@ fn handle(base: u64, req: &Request) -> (Response, Option<OwnedFd>) {
 
 /// mmap(2) at arena offset `addr` (anonymous with `fd` -1, else of a scenario object at
 /// `offset`); the result is the arena offset.
+/// `MFD_HUGE_2MB`: log2 of the page size in the flag bits (`MFD_HUGE_SHIFT` 26).
+const MFD_HUGE_2MB: libc::c_uint = 21 << 26;
+
+/// `memfd_create(flags)` + `ftruncate(size)`: the descriptor, which stays open in this
+/// worker (and its forks) until it exits, the scenario's object.
+fn memfd_sized(flags: libc::c_uint, size: u64) -> Result<u64, Status> {
+    // SAFETY: memfd_create with a NUL-terminated name.
+    let fd = unsafe { libc::memfd_create(c"thpsim-obj".as_ptr(), flags) };
+    if fd < 0 {
+        return Err(Status::Errno(sys::errno()));
+    }
+    // SAFETY: ftruncate of the descriptor just created.
+    let x = unsafe { libc::ftruncate(fd, size as libc::off_t) };
+    if x < 0 {
+        let e = sys::errno();
+        // SAFETY: closing the descriptor just created; nothing else uses it.
+        unsafe { libc::close(fd) };
+        Err(Status::Errno(e))
+    } else {
+        Ok(fd as u64)
+    }
+}
+
 fn mmap_at(
     base: u64,
     addr: u64,

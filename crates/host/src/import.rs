@@ -253,7 +253,7 @@ impl Plan {
                 (&mut self.zero1, &mut self.anon1)
             };
             match b {
-                Backing::None => {}
+                Backing::None | Backing::Hugetlb => {}
                 Backing::Zero => push_range(zero, s * PAGE, n * PAGE),
                 Backing::Anon => push_range(anon, s * PAGE, n * PAGE),
                 Backing::ThpPte { order } => {

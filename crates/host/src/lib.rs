@@ -994,6 +994,21 @@ impl Backend for HostBackend {
                 self.own_thp_disable = Some(prev);
             }
         }
+        // The hugetlb pool is the system's: a page in use or reserved by someone else would
+        // change what the scenario sees (HugePages_Free, ENOMEM at mmap, SIGBUS at faults).
+        if let Ok(t) = std::fs::read_to_string("/proc/meminfo") {
+            let m: std::collections::BTreeMap<String, i64> =
+                observe::parse_meminfo_hugetlb(&t).into_iter().collect();
+            let g = |k: &str| m.get(&format!("meminfo.{k}")).copied().unwrap_or(0);
+            if g("HugePages_Free") != g("HugePages_Total") || g("HugePages_Rsvd") != 0 {
+                return Err(not_runnable(format!(
+                    "the hugetlb pool is in use by another process (HugePages_Total {}, Free {}, Rsvd {}): refusing to run",
+                    g("HugePages_Total"),
+                    g("HugePages_Free"),
+                    g("HugePages_Rsvd")
+                )));
+            }
+        }
         for (name, _) in &setup.sysfs {
             if knob_path(name).is_none() {
                 return Err(not_runnable(format!("unknown sysfs knob {name}")));
@@ -1070,6 +1085,11 @@ impl Backend for HostBackend {
                 ));
             }
             self.session.apply(&writes).map_err(err)?;
+            for (rel, value) in &writes {
+                if let Some(short) = pool_shortfall(rel, value) {
+                    return Err(not_runnable(short));
+                }
+            }
             if control {
                 // The sentinel is registered in every controlled run, also when the scenario
                 // starts with PMD-sized THP off (then it is turned on just for the sentinel's
@@ -1173,11 +1193,15 @@ impl Backend for HostBackend {
                 })?;
                 mmap_outcome(r, addr, len)
             }
-            BackendOp::MemfdCreate { obj, size } => {
+            BackendOp::MemfdCreate { obj, size } | BackendOp::MemfdHugetlb { obj, size } => {
                 if obj as usize != self.objects.len() {
                     return Err(err(format!("memfd: object id {obj} out of order")));
                 }
-                let r = self.call(&Request::MemfdCreate { size })?;
+                let r = self.call(&if matches!(op, BackendOp::MemfdHugetlb { .. }) {
+                    Request::MemfdHugetlb { size }
+                } else {
+                    Request::MemfdCreate { size }
+                })?;
                 match r.status {
                     Status::Ok(fd) => {
                         let fd = i32::try_from(fd).map_err(|_| err("memfd: bad descriptor"))?;
@@ -1205,6 +1229,41 @@ impl Backend for HostBackend {
                         Ok(Self::outcome(r, None))
                     }
                 }
+            }
+            BackendOp::MmapHugetlb {
+                addr,
+                len,
+                prot,
+                shared,
+                populate,
+                noreserve,
+                file,
+            } => {
+                self.check_range(addr, len)?;
+                let mut flags = mmap_flags(shared, populate);
+                if noreserve {
+                    flags |= libc::MAP_NORESERVE;
+                }
+                let r = match file {
+                    Some((obj, offset)) => {
+                        let fd = self.object_fd(obj)?;
+                        self.call(&Request::MmapFd {
+                            addr,
+                            len,
+                            prot: prot.bits(),
+                            flags,
+                            fd,
+                            offset,
+                        })?
+                    }
+                    None => self.call(&Request::Mmap {
+                        addr,
+                        len,
+                        prot: prot.bits(),
+                        flags: libc::MAP_ANONYMOUS | libc::MAP_HUGETLB | flags,
+                    })?,
+                };
+                mmap_outcome(r, addr, len)
             }
             BackendOp::Ftruncate { obj, size } => {
                 let fd = self.object_fd(obj)?;
@@ -1423,6 +1482,9 @@ impl Backend for HostBackend {
                 // anything else (journal, lock) fails the run before the knob is written.
                 let result = match self.session.set_op(&rel, value).map_err(err)? {
                     Ok(()) => {
+                        if let Some(short) = pool_shortfall(&rel, value) {
+                            self.warnings.push(short);
+                        }
                         if let (Some((kpid, rt)), Ok(idle)) = (idle_before, &self.khugepaged_idle) {
                             khugepaged::wait_idle(kpid, idle, Some(rt), std::time::Duration::from_secs(60))
                                 .map_err(|e| err(format!("khugepaged pass after {knob}={value}: {e}")))?;
@@ -1520,6 +1582,20 @@ impl Drop for HostBackend {
 }
 
 /// The flags of a scenario's `mmap` in the arena (never over an existing mapping).
+/// After a write of the hugetlb pool size: `Some(message)` when the pool read back smaller
+/// than asked (the buddy allocator found too few free 2 MiB blocks: fragmentation), where
+/// the model would have got every page.
+fn pool_shortfall(rel: &str, value: &str) -> Option<String> {
+    if rel != thpsim_kernel::sysfs::HUGETLB_KNOBS[0].1 {
+        return None;
+    }
+    let asked: u64 = value.trim().parse().ok()?;
+    let got: u64 = sysfs::read_knob(rel).ok()?.parse().ok()?;
+    (got < asked).then(|| {
+        format!("the host's hugetlb pool grew to only {got} of {asked} huge pages (no more free 2 MiB blocks)")
+    })
+}
+
 fn mmap_flags(shared: bool, populate: bool) -> i32 {
     let mut flags = libc::MAP_FIXED_NOREPLACE;
     flags |= if shared {

@@ -64,6 +64,8 @@ struct PageRegion {
 // include/uapi/linux/kernel-page-flags.h
 pub const KPF_ANON: u64 = 1 << 12;
 pub const KPF_SWAPBACKED: u64 = 1 << 14;
+/// `KPF_HUGE`: a page of a hugetlb folio.
+pub const KPF_HUGE: u64 = 1 << 17;
 pub const KPF_COMPOUND_HEAD: u64 = 1 << 15;
 pub const KPF_COMPOUND_TAIL: u64 = 1 << 16;
 pub const KPF_THP: u64 = 1 << 22;
@@ -184,6 +186,15 @@ impl Observer {
         Ok(())
     }
 
+    /// Whether the page at `pfn` belongs to a hugetlb folio (`KPF_HUGE`).
+    fn page_is_hugetlb(
+        &self,
+        pfn: u64,
+        cache: &mut HashMap<u64, Vec<u64>>,
+    ) -> std::io::Result<bool> {
+        Ok(self.page_flags(pfn, cache)? & KPF_HUGE != 0)
+    }
+
     /// Whether the page at `pfn` is anonymous (`KPF_ANON`; a shmem page-cache page is not).
     fn page_is_anon(&self, pfn: u64, cache: &mut HashMap<u64, Vec<u64>>) -> std::io::Result<bool> {
         Ok(self.page_flags(pfn, cache)? & KPF_ANON != 0)
@@ -270,6 +281,8 @@ impl Observer {
                     Self::each_u64(&self.pagemap, rs / PAGE, n, |e| {
                         let b = if e & PM_PRESENT == 0 {
                             Backing::None
+                        } else if self.page_is_hugetlb(e & PM_PFN_MASK, &mut cache)? {
+                            Backing::Hugetlb
                         } else if self.page_is_anon(e & PM_PFN_MASK, &mut cache)? {
                             Backing::ThpPmd
                         } else {
@@ -285,6 +298,10 @@ impl Observer {
                         } else {
                             let pfn = e & PM_PFN_MASK;
                             let anon = self.page_is_anon(pfn, &mut cache)?;
+                            if self.page_is_hugetlb(pfn, &mut cache)? {
+                                pagemap_push(&mut map, Backing::Hugetlb, 1);
+                                return Ok(());
+                            }
                             match (anon, self.folio_order(pfn, &mut cache)?) {
                                 (true, 0) => Backing::Anon,
                                 (true, o) => Backing::ThpPte { order: o },
@@ -432,6 +449,36 @@ fn read_sysfs_num(open: &mut HashMap<String, Option<File>>, path: String) -> Opt
     std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
 }
 
+/// The hugetlb lines of `/proc/meminfo` as `meminfo.<name>` (pages; `Hugetlb` in kB), the
+/// names `Kernel::hugetlb_meminfo` gives the model's.
+pub fn parse_meminfo_hugetlb(t: &str) -> Vec<(String, i64)> {
+    const NAMES: [&str; 5] = [
+        "HugePages_Total",
+        "HugePages_Free",
+        "HugePages_Rsvd",
+        "HugePages_Surp",
+        "Hugetlb",
+    ];
+    let mut v = Vec::new();
+    for l in t.lines() {
+        let Some((k, rest)) = l.split_once(':') else {
+            continue;
+        };
+        if NAMES.contains(&k) {
+            // Unsigned in the kernel (HugePages_Rsvd can wrap below zero): the same 64 bits.
+            let n = rest
+                .split_whitespace()
+                .next()
+                .and_then(|x| x.parse::<u64>().ok())
+                .map(thpsim_kernel::util::wrapping_to_i64);
+            if let Some(n) = n {
+                v.push((format!("meminfo.{k}"), n));
+            }
+        }
+    }
+    v
+}
+
 pub fn counters() -> BTreeMap<String, i64> {
     let mut vm: HashMap<String, i64> = HashMap::new();
     if let Ok(t) = std::fs::read_to_string("/proc/vmstat") {
@@ -463,6 +510,9 @@ pub fn counters() -> BTreeMap<String, i64> {
         if let Some(v) = val {
             out.insert(key, v);
         }
+    }
+    if let Ok(t) = std::fs::read_to_string("/proc/meminfo") {
+        out.extend(parse_meminfo_hugetlb(&t));
     }
     if let Ok(t) = std::fs::read_to_string("/proc/buddyinfo") {
         out.extend(parse_buddyinfo(&t));

@@ -107,6 +107,11 @@ pub enum Request {
     MemfdCreate {
         size: u64,
     },
+    /// `memfd_create(MFD_HUGETLB | MFD_HUGE_2MB)` + `ftruncate(size)` (the value: the
+    /// descriptor, as `MemfdCreate`).
+    MemfdHugetlb {
+        size: u64,
+    },
     /// `mmap(addr, len, prot, flags, fd, offset)` of a descriptor `MemfdCreate` returned.
     MmapFd {
         addr: u64,
@@ -286,6 +291,7 @@ const R_MMAP_FD: u8 = 13;
 const R_FTRUNCATE: u8 = 14;
 const R_FALLOCATE: u8 = 15;
 const R_GMEM: u8 = 16;
+const R_MEMFD_HUGETLB: u8 = 17;
 
 /// Payload words of each request kind.
 fn req_words(kind: u8) -> Option<usize> {
@@ -295,7 +301,7 @@ fn req_words(kind: u8) -> Option<usize> {
         R_MUNMAP | R_PRCTL => 2,
         R_MPROTECT | R_MADVISE | R_MLOCK | R_MREMAP => 3,
         R_MMAP | R_FALLOCATE => 4,
-        R_MEMFD => 1,
+        R_MEMFD | R_MEMFD_HUGETLB => 1,
         R_FTRUNCATE | R_GMEM => 2,
         R_MMAP_FD => 6,
         R_ACCESS => 9,
@@ -395,6 +401,10 @@ impl Request {
             Request::MemfdCreate { size } => {
                 w[0] = size;
                 R_MEMFD
+            }
+            Request::MemfdHugetlb { size } => {
+                w[0] = size;
+                R_MEMFD_HUGETLB
             }
             Request::MmapFd {
                 addr,
@@ -504,6 +514,7 @@ impl Request {
                 new: w[2],
             },
             R_MEMFD => Request::MemfdCreate { size: w[0] },
+            R_MEMFD_HUGETLB => Request::MemfdHugetlb { size: w[0] },
             R_MMAP_FD => Request::MmapFd {
                 addr: w[0],
                 len: w[1],

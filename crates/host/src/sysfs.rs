@@ -35,8 +35,14 @@ use std::sync::{Mutex, Once};
 
 pub const THP_DIR: &str = "/sys/kernel/mm/transparent_hugepage";
 
-/// A knob file path relative to [`THP_DIR`] is acceptable only if it stays inside it.
+/// A knob file path relative to [`THP_DIR`] is acceptable only if it stays inside it; the
+/// hugetlb pool knobs are the only absolute paths (`sysfs::HUGETLB_KNOBS`).
 fn rel_ok(rel: &str) -> bool {
+    if rel.starts_with('/') {
+        return thpsim_kernel::sysfs::HUGETLB_KNOBS
+            .iter()
+            .any(|(_, p)| *p == rel);
+    }
     !rel.is_empty()
         && !rel.starts_with('/')
         && rel

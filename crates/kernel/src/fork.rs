@@ -42,6 +42,7 @@ impl Kernel {
             ..Mm::default()
         };
         let cmi = self.mms.push(child_mm);
+        self.hugetlb_fork(pmi, cmi);
         let pid = self.alloc_pid();
         self.tasks.insert(
             pid,
@@ -183,6 +184,7 @@ impl Kernel {
         };
         let mmi = task.mm;
         self.khugepaged_exit(mmi);
+        self.hugetlb_unmap_vmas(mmi, 0, crate::types::TASK_SIZE);
         let vmas: Vec<(u64, u64)> = self.mms[mmi]
             .vmas
             .values()
@@ -206,5 +208,6 @@ impl Kernel {
         }
         self.mms[mmi] = Mm::default();
         self.shmem_release_unmapped();
+        self.hugetlb_release_unmapped();
     }
 }

@@ -90,6 +90,11 @@ impl Kernel {
                 return Err(Errno::EINVAL);
             }
             let e = end.min(vma.end);
+            if vma.backing.is_hugetlb() {
+                self.hugetlb_gup(pid, mmi, &vma, (addr, e), write)?;
+                addr = e;
+                continue;
+            }
             while addr < e {
                 let mut tries = 0;
                 while !self.follow_page(mmi, addr, write) {

@@ -164,6 +164,10 @@ impl Kernel {
         mut orders: u16,
         tva: Tva,
     ) -> u16 {
+        if vma.backing.is_hugetlb() {
+            // hugetlb VMAs are never THP-eligible (smaps THPeligible 0, MADV_COLLAPSE EINVAL).
+            return 0;
+        }
         if let Some(ino) = vma.backing.inode() {
             // guest_memfd: not shmem, and file_thp_enabled() wants a file not open for write.
             if self.is_gmem(ino) {

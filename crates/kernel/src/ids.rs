@@ -133,3 +133,26 @@ impl fmt::Display for Pfn {
         write!(f, "{:#x}", self.0)
     }
 }
+
+arena_id!(
+    /// A hugetlbfs inode in `Kernel::hugetlb` (`hugetlb::HugetlbInode`): a `MFD_HUGETLB`
+    /// memfd, or the unlinked file behind a `MAP_HUGETLB` mapping (`hugetlb_file_setup`).
+    HugetlbInodeId,
+    "hino",
+    "hugetlb inodes"
+);
+
+arena_id!(
+    /// A huge page of the hugetlb pool in use (`hugetlb::HugetlbFolio`).
+    HugetlbFolioId,
+    "hf",
+    "hugetlb folios"
+);
+
+arena_id!(
+    /// The reserve map of a private hugetlb mapping (`struct resv_map` hung on
+    /// `vma->vm_private_data` with `HPAGE_RESV_OWNER`), shared by the parts of a split VMA.
+    ResvMapId,
+    "resv",
+    "reserve maps"
+);

@@ -386,6 +386,7 @@ impl Kernel {
                 self.vmstat.get(VmItem::NrPageTablePages)
             ));
         }
+        allocated += self.check_hugetlb()?;
         allocated += pgtable_pages
             + self.kallocs.iter().map(|&(_, o)| 1u64 << o).sum::<u64>()
             + if self.huge_zero.pfn().is_some() {

@@ -132,6 +132,18 @@ impl Kernel {
     pub fn write_sysfs(&mut self, name: &str, value: &str) -> Result<(), crate::sysfs::KnobError> {
         let was_running = self.hugepage_pmd_enabled();
         self.sysfs.set(name, value)?;
+        // The hugetlb pool knobs resize the pool (hugetlb.rs) and never wake khugepaged.
+        match name {
+            "hugetlb.nr_hugepages" => {
+                self.set_max_huge_pages(self.sysfs.nr_hugepages);
+                return Ok(());
+            }
+            "hugetlb.nr_overcommit_hugepages" => {
+                self.set_overcommit_huge_pages(self.sysfs.nr_overcommit_hugepages);
+                return Ok(());
+            }
+            _ => {}
+        }
         let running = self.hugepage_pmd_enabled();
         let woken_for_a_pass = match (was_running, running) {
             (false, true) => true,

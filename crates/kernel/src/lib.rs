@@ -18,6 +18,7 @@ pub(crate) mod fork;
 pub mod guest_memfd;
 pub(crate) mod gup;
 pub(crate) mod huge_memory;
+pub mod hugetlb;
 pub mod ids;
 pub(crate) mod invariants;
 pub(crate) mod khugepaged;
@@ -102,6 +103,8 @@ pub struct Kernel {
     pub(crate) folios: Folios,
     /// Shmem inodes and the page cache.
     pub(crate) shmem: shmem::Shmem,
+    /// The hugetlb pool, hugetlbfs files and huge PTEs (`hugetlb.rs`).
+    pub hugetlb: hugetlb::Hugetlb,
     pub(crate) huge_zero: huge_memory::HugeZeroFolio,
     pub(crate) mms: Mms,
     pub(crate) tasks: mm::Tasks,
@@ -137,13 +140,15 @@ impl Kernel {
             });
         }
         let thp = cfg.sysfs.pmd_thp_enabled();
-        Ok(Kernel {
+        let pool = (cfg.sysfs.nr_hugepages, cfg.sysfs.nr_overcommit_hugepages);
+        let mut k = Kernel {
             profile: cfg.profile,
             sysfs: cfg.sysfs,
             vmstat: VmStat::default(),
             buddy: BuddyAllocator::new(cfg.memory >> PAGE_SHIFT, thp, WATERMARK_SCALE_FACTOR),
             folios: Folios::default(),
             shmem: shmem::Shmem::default(),
+            hugetlb: hugetlb::Hugetlb::default(),
             huge_zero: huge_memory::HugeZeroFolio::default(),
             mms: Mms::default(),
             tasks: mm::Tasks::default(),
@@ -157,7 +162,11 @@ impl Kernel {
             compaction: compaction::CompactionTunables::default(),
             kcompactd: compaction::Kcompactd::default(),
             kallocs: Vec::new(),
-        })
+        };
+        // The boot-time pool (`hugepages=` / the knob's starting value).
+        k.set_overcommit_huge_pages(pool.1);
+        k.set_max_huge_pages(pool.0);
+        Ok(k)
     }
 
     pub(crate) fn alloc_pid(&mut self) -> Pid {
@@ -405,6 +414,7 @@ impl Kernel {
             "sim.fragmentation_score".into(),
             util::to_i64(self.fragmentation_score_node()),
         ));
+        v.extend(self.hugetlb_meminfo());
         let u = &self.uffd_stats;
         for (name, n) in [
             ("events", u.events),

@@ -16,6 +16,19 @@ use crate::Kernel;
 const VM_SEQ_READ: u32 = 1 << 15;
 const VM_RAND_READ: u32 = 1 << 16;
 
+/// The VMA flags an advice sets and clears (`madvise_vma_behavior`), for the advice that
+/// only changes flags.
+pub(crate) fn madvise_flag_change(advice: Advice) -> Option<(u32, u32)> {
+    Some(match advice {
+        Advice::Hugepage => (vmf::HUGEPAGE, vmf::NOHUGEPAGE),
+        Advice::Nohugepage => (vmf::NOHUGEPAGE, vmf::HUGEPAGE),
+        Advice::Normal => (0, VM_SEQ_READ | VM_RAND_READ),
+        Advice::Random => (VM_RAND_READ, VM_SEQ_READ),
+        Advice::Sequential => (VM_SEQ_READ, VM_RAND_READ),
+        _ => return None,
+    })
+}
+
 impl Kernel {
     pub fn madvise(
         &mut self,
@@ -56,6 +69,9 @@ impl Kernel {
             _ => {}
         }
         let mmi = self.mm_of(pid);
+        if let Some(r) = self.hugetlb_madvise(mmi, start, end, advice) {
+            return r;
+        }
         let mut unmapped = !self.mms[mmi].range_fully_mapped(start, end);
         if advice == Advice::PopulatePgtable {
             return self.madvise_populate_pgtable(pid, start, end);
@@ -79,6 +95,10 @@ impl Kernel {
             for (a, e, vma) in parts {
                 if vma.has(vmf::LOCKED) {
                     return Err(Errno::EINVAL);
+                }
+                if vma.backing.is_hugetlb() {
+                    self.hugetlb_madvise_vma(mmi, (a, e), &vma, advice)?;
+                    continue;
                 }
                 if let Some(ino) = vma.backing.inode() {
                     match advice {
@@ -109,14 +129,8 @@ impl Kernel {
                 }
             }
         } else {
-            let (set, clear) = match advice {
-                Advice::Hugepage => (vmf::HUGEPAGE, vmf::NOHUGEPAGE),
-                Advice::Nohugepage => (vmf::NOHUGEPAGE, vmf::HUGEPAGE),
-                Advice::Normal => (0, VM_SEQ_READ | VM_RAND_READ),
-                Advice::Random => (VM_RAND_READ, VM_SEQ_READ),
-                Advice::Sequential => (VM_SEQ_READ, VM_RAND_READ),
-                _ => unreachable!("advice {advice:?}"),
-            };
+            let (set, clear) =
+                madvise_flag_change(advice).unwrap_or_else(|| unreachable!("advice {advice:?}"));
             if advice == Advice::Hugepage {
                 // hugepage_madvise(): khugepaged_enter_vma with the new flags, VMA by VMA.
                 for s in self.mms[mmi].vma_starts_in(start, end) {

@@ -46,6 +46,13 @@ impl Kernel {
 
     #[inline(never)]
     fn access_slow(&mut self, pid: Pid, mmi: MmId, addr: u64, write: bool) -> Result<(), Signal> {
+        // hugetlb VMAs have their own entries and fault path (hugetlb.rs, `hugetlb_fault`).
+        if self.mms[mmi]
+            .vma_lookup(addr)
+            .is_some_and(|v| v.backing.is_hugetlb())
+        {
+            return self.hugetlb_user_access(pid, mmi, addr, write);
+        }
         // After a userfault the kernel retries handle_mm_fault itself (FAULT_FLAG_TRIED),
         // without going back to the hardware. (The caller just saw the hardware check fail.)
         let mut in_kernel_retry = true;
@@ -180,6 +187,7 @@ impl Kernel {
             VmaBacking::Anon => self.do_huge_pmd_anonymous_page(vmf),
             // shmem_vm_ops has no huge_fault: the PMD is mapped by finish_fault (do_set_pmd).
             VmaBacking::Shmem { .. } => VmFault::Fallback,
+            VmaBacking::Hugetlb { .. } => unreachable!("hugetlb faults go to hugetlb_fault"),
         }
     }
 
@@ -213,6 +221,7 @@ impl Kernel {
         match vmf.backing() {
             VmaBacking::Anon => self.do_anonymous_page(vmf),
             VmaBacking::Shmem { inode } => self.do_fault(vmf, inode),
+            VmaBacking::Hugetlb { .. } => unreachable!("hugetlb faults go to hugetlb_fault"),
         }
     }
 

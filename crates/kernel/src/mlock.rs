@@ -45,7 +45,27 @@ impl Kernel {
                 None => break,
             }
         }
-        self.vma_modify_flags(mmi, start, cur, |f| (f & !vmf::LOCKED) | lock_flags);
+        // mlock_fixup() leaves hugetlb VMAs unlocked and unsplit (they are still populated).
+        let parts: Vec<(u64, u64)> = self.mms[mmi]
+            .vma_starts_in(start, cur)
+            .iter()
+            .chain(self.mms[mmi].vma_at(start).map(|v| v.start).iter())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|s| self.mms[mmi].vmas[s])
+            .filter(|v| v.backing.is_hugetlb())
+            .map(|v| (v.start, v.end))
+            .collect();
+        let mut from = start;
+        for (s, e) in parts {
+            if from < s {
+                self.vma_modify_flags(mmi, from, s, |f| (f & !vmf::LOCKED) | lock_flags);
+            }
+            from = from.max(e);
+        }
+        if from < cur {
+            self.vma_modify_flags(mmi, from, cur, |f| (f & !vmf::LOCKED) | lock_flags);
+        }
         if cur < end {
             return Err(Errno::ENOMEM);
         }

@@ -46,15 +46,29 @@ pub enum VmaBacking {
     Shmem {
         inode: crate::ids::InodeId,
     },
+    /// A hugetlbfs file (`VM_HUGETLB`): its pages, faults and reservations are
+    /// `hugetlb.rs`'s, never in the mm's page tables. `resv` is the private reserve map when
+    /// this VMA owns one (`HPAGE_RESV_OWNER`; a fork child's private VMA has none), and
+    /// `unmapped` is `HPAGE_RESV_UNMAPPED`: the owner took a page back from this (child) VMA.
+    Hugetlb {
+        inode: crate::ids::HugetlbInodeId,
+        resv: Option<crate::ids::ResvMapId>,
+        unmapped: bool,
+    },
 }
 
 impl VmaBacking {
     /// The shmem inode behind a VMA, if any (`shmem_file(vma->vm_file)`).
     pub fn inode(self) -> Option<crate::ids::InodeId> {
         match self {
-            VmaBacking::Anon => None,
+            VmaBacking::Anon | VmaBacking::Hugetlb { .. } => None,
             VmaBacking::Shmem { inode } => Some(inode),
         }
+    }
+
+    /// `is_vm_hugetlb_page`.
+    pub fn is_hugetlb(self) -> bool {
+        matches!(self, VmaBacking::Hugetlb { .. })
     }
 }
 
@@ -225,6 +239,8 @@ impl Mm {
     /// Two adjacent VMAs can be one (`can_vma_merge_*`, `is_mergeable_anon_vma`).
     pub fn mergeable(a: &Vma, b: &Vma) -> bool {
         a.end == b.start
+            // hugetlbfs_file_mmap sets VM_DONTEXPAND: hugetlb VMAs never merge.
+            && !a.backing.is_hugetlb()
             && a.backing == b.backing
             && a.flags == b.flags
             && a.pgoff + ((a.end - a.start) >> PAGE_SHIFT) == b.pgoff

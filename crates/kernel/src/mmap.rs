@@ -148,8 +148,12 @@ impl Kernel {
         if self.mms[mmi].vma_starts_in(addr, end).is_empty() {
             return Ok(());
         }
+        if !self.hugetlb_range_split_ok(mmi, addr, end) {
+            return Err(Errno::EINVAL);
+        }
         self.split_vma_at(mmi, addr);
         self.split_vma_at(mmi, end);
+        self.hugetlb_unmap_vmas(mmi, addr, end);
         for start in self.mms[mmi].vma_starts_in(addr, end) {
             let vma = self.mms[mmi].vmas.remove(&start).expect("vma");
             self.mms[mmi].invalidate_vma_cache();
@@ -157,6 +161,7 @@ impl Kernel {
         }
         self.free_pgtables(mmi, addr, end);
         self.shmem_release_unmapped();
+        self.hugetlb_release_unmapped();
         Ok(())
     }
 

@@ -57,11 +57,19 @@ impl Kernel {
                 } else if v.anon_vma.is_none() {
                     nf &= !vmf::ACCOUNT;
                 }
+                // hugetlb_vm_op_split refuses a split inside a huge page.
+                if !self.hugetlb_range_split_ok(mmi, cur, e) {
+                    result = Err(Errno::EINVAL);
+                    break;
+                }
                 self.split_vma_at(mmi, cur);
                 self.split_vma_at(mmi, e);
                 self.mms[mmi].vmas.get_mut(&cur).expect("vma").flags = nf;
                 self.mms[mmi].invalidate_vma_cache();
                 self.change_protection(mmi, cur, e, nf);
+                if v.backing.is_hugetlb() {
+                    self.hugetlb_change_protection(mmi, cur, e, nf);
+                }
                 changed.push(cur);
                 // mprotect_fixup(): a locked private VMA that becomes writable is populated
                 // at once (populate_vma_page_range() with FOLL_WRITE), so the COW of its

@@ -32,6 +32,8 @@ pub enum Backing {
     /// A PTE mapping of a guest_memfd page (order 0 in 6.18; any order under the
     /// huge-folio switches).
     Gmem,
+    /// Part of a 2 MiB hugetlb page (`hugetlb.rs`; the host sees `KPF_HUGE`).
+    Hugetlb,
 }
 
 impl Backing {
@@ -49,6 +51,7 @@ impl Backing {
         "shmem_pte",
         "shmem_pmd",
         "gmem",
+        "hugetlb",
     ];
 
     pub fn class(self) -> &'static str {
@@ -65,6 +68,7 @@ impl Backing {
             Backing::ShmemPte { .. } => "shmem_pte",
             Backing::ShmemPmd => "shmem_pmd",
             Backing::Gmem => "gmem",
+            Backing::Hugetlb => "hugetlb",
         }
     }
 
@@ -138,6 +142,8 @@ smaps_fields! {
     swap => "Swap";
     locked => "Locked";
     thp_eligible => "THPeligible";
+    shared_hugetlb => "Shared_Hugetlb";
+    private_hugetlb => "Private_Hugetlb";
 }
 
 #[cfg(test)]

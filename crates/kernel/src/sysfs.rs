@@ -192,6 +192,11 @@ pub struct Sysfs {
     /// Host build only (not mainline): decline an mTHP order on an anonymous fault unless a
     /// block of that size beside it is full. 0 or 1.
     pub anon_beside_full: u32,
+    /// The 2 MiB hugetlb pool (`hugepages-2048kB/nr_hugepages`): the persistent pages asked
+    /// for; the pool may get fewer (`hugetlb.rs`, `set_max_huge_pages`).
+    pub nr_hugepages: u64,
+    /// `hugepages-2048kB/nr_overcommit_hugepages`.
+    pub nr_overcommit_hugepages: u64,
 }
 
 impl Default for Sysfs {
@@ -216,6 +221,8 @@ impl Default for Sysfs {
             shmem_enabled: ShmemHuge::Never,
             size_shmem_enabled,
             anon_beside_full: 0,
+            nr_hugepages: 0,
+            nr_overcommit_hugepages: 0,
         }
     }
 }
@@ -261,6 +268,19 @@ const KHUGEPAGED: &[(&str, &str)] = &[
     ("max_ptes_shared", "0..=511"),
 ];
 
+/// The hugetlb pool knobs of the 2 MiB size (`hugetlb.rs`), by absolute path: they live
+/// under `/sys/kernel/mm/hugepages/`, not in the THP directory.
+pub const HUGETLB_KNOBS: &[(&str, &str)] = &[
+    (
+        "hugetlb.nr_hugepages",
+        "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages",
+    ),
+    (
+        "hugetlb.nr_overcommit_hugepages",
+        "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_overcommit_hugepages",
+    ),
+];
+
 /// Every knob the model knows, in a stable order.
 pub fn knobs() -> Vec<KnobInfo> {
     let mut v = Vec::new();
@@ -289,6 +309,13 @@ pub fn knobs() -> Vec<KnobInfo> {
             name: format!("khugepaged.{n}"),
             path: format!("khugepaged/{n}"),
             values: vals,
+        });
+    }
+    for (n, path) in HUGETLB_KNOBS {
+        v.push(KnobInfo {
+            name: (*n).to_string(),
+            path: (*path).to_string(),
+            values: "pages (0..=1000000)",
         });
     }
     v
@@ -414,6 +441,19 @@ impl Sysfs {
                 // kstrtouint in base 10, then a range check: "01" is 1, "2" is EINVAL.
                 self.anon_beside_full = parse_u32_max(value, 1).ok_or_else(|| bad("0|1"))?;
             }
+            "hugetlb.nr_hugepages" | "hugetlb.nr_overcommit_hugepages" => {
+                // kstrtoul in base 10; the model caps pools at a million pages.
+                let n = value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n <= 1_000_000)
+                    .ok_or_else(|| bad("a page count"))?;
+                if name == "hugetlb.nr_hugepages" {
+                    self.nr_hugepages = n;
+                } else {
+                    self.nr_overcommit_hugepages = n;
+                }
+            }
             "khugepaged.defrag" => {
                 self.khugepaged_defrag = parse_bool01(value).ok_or_else(|| bad("0|1"))?;
             }
@@ -473,6 +513,8 @@ impl Sysfs {
             "khugepaged.max_ptes_none" => self.max_ptes_none.to_string(),
             "khugepaged.max_ptes_swap" => self.max_ptes_swap.to_string(),
             "khugepaged.max_ptes_shared" => self.max_ptes_shared.to_string(),
+            "hugetlb.nr_hugepages" => self.nr_hugepages.to_string(),
+            "hugetlb.nr_overcommit_hugepages" => self.nr_overcommit_hugepages.to_string(),
             _ => return None,
         })
     }

@@ -164,6 +164,12 @@ impl Kernel {
                 },
                 ..Smaps::default()
             };
+            let mut one = one;
+            if vma.backing.is_hugetlb() {
+                let (shared, private) = self.hugetlb_smaps(mmi, a, b);
+                one.shared_hugetlb = shared >> 10;
+                one.private_hugetlb = private >> 10;
+            }
             out.accumulate(&one);
         }
         out
@@ -224,6 +230,6 @@ impl Kernel {
             }
             addr = slot_end;
         }
-        map
+        self.hugetlb_overlay(mmi, start, end, map)
     }
 }

@@ -36,6 +36,14 @@ pub fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// The same 64 bits read as signed: a kernel counter that is unsigned but may wrap below
+/// zero (`HugePages_Rsvd`) is -1, not 2^64 - 1.
+#[inline]
+#[must_use]
+pub fn wrapping_to_i64(n: u64) -> i64 {
+    i64::from_ne_bytes(n.to_ne_bytes())
+}
+
 /// An index or count that the page-table geometry bounds (below 2^32) as `u32`.
 #[inline]
 pub(crate) fn to_u32(n: usize) -> u32 {

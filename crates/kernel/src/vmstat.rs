@@ -88,6 +88,8 @@ vm_items! {
     NrFilePages => "nr_file_pages", true;
     NrFreePages => "nr_free_pages", true;
     NrPageTablePages => "nr_page_table_pages", true;
+    HtlbBuddyAllocSuccess => "htlb_buddy_alloc_success", false;
+    HtlbBuddyAllocFail => "htlb_buddy_alloc_fail", false;
     SimCollapseCopiedPages => "sim_collapse_copied_pages", false;
     SimCollapseInplace => "sim_collapse_inplace", false;
     SimThpLazyRemap => "sim_thp_lazy_remap", false;

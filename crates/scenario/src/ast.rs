@@ -101,7 +101,12 @@ pub enum Op {
     /// `expect OBS CMP VALUE [when COND…]`
     Expect(Expect),
     /// `memfd NAME SIZE` — a shmem object (`memfd_create` + `ftruncate`).
-    Memfd { name: String, size: u64 },
+    /// `memfd NAME SIZE hugetlb`: a hugetlbfs file (`MFD_HUGETLB | MFD_HUGE_2MB`).
+    Memfd {
+        name: String,
+        size: u64,
+        hugetlb: bool,
+    },
     /// `gmem NAME SIZE [mmap] [init_shared] [flags=N]` — a guest_memfd object
     /// (`KVM_CREATE_GUEST_MEMFD`); `flags` are the `GUEST_MEMFD_FLAG_*` bits.
     Gmem { name: String, size: u64, flags: u64 },
@@ -143,6 +148,11 @@ pub struct MmapOp {
     /// The `memfd` object mapped (backing `Memfd`), and the file offset (`foff`).
     pub object: Option<String>,
     pub foff: u64,
+    /// `hugetlb`: `MAP_HUGETLB` (anonymous mappings; a hugetlb `memfd` object is mapped as
+    /// hugetlb by itself).
+    pub hugetlb: bool,
+    /// `noreserve`: `MAP_NORESERVE`.
+    pub noreserve: bool,
 }
 
 /// `NAME`, `NAME+OFF` or `NAME+OFF LEN` (also `NAME LEN`).

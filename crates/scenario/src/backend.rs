@@ -54,6 +54,24 @@ pub enum BackendOp {
         size: u64,
         flags: u64,
     },
+    /// mmap(2) of hugetlb memory (`MAP_HUGETLB` when `file` is `None`, else a hugetlbfs
+    /// object made by `MemfdHugetlb`), MAP_FIXED at `addr`.
+    MmapHugetlb {
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        shared: bool,
+        populate: bool,
+        /// `MAP_NORESERVE`.
+        noreserve: bool,
+        file: Option<(u32, u64)>,
+    },
+    /// `memfd_create(MFD_HUGETLB | MFD_HUGE_2MB)` + `ftruncate(size)`: object `obj` (same
+    /// id space as `MemfdCreate`).
+    MemfdHugetlb {
+        obj: u32,
+        size: u64,
+    },
     /// ftruncate(2) of object `obj`.
     Ftruncate {
         obj: u32,

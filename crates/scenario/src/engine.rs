@@ -465,6 +465,8 @@ struct Run<'a> {
     names_by_id: Vec<String>,
     /// `memfd` objects → backend object ids, in creation order.
     objects: BTreeMap<String, u32>,
+    /// The objects made by `memfd … hugetlb`.
+    hugetlb_objects: std::collections::BTreeSet<u32>,
     next_object: u32,
     state: Vec<ProcState>,
     /// Names whose `fork` was not run (the parent had been killed), with the kill's line.
@@ -525,6 +527,7 @@ pub fn run_planned(
         procs: BTreeMap::from([("main".to_string(), 0)]),
         names_by_id: vec!["main".to_string()],
         objects: BTreeMap::new(),
+        hugetlb_objects: std::collections::BTreeSet::new(),
         next_object: 0,
         state: vec![ProcState::Alive],
         unforked: BTreeMap::new(),
@@ -662,22 +665,45 @@ impl Run<'_> {
             }
             Op::Mmap(m) => {
                 let p = &self.plan.mappings[self.names[&m.name]];
-                let op = BackendOp::Mmap {
-                    addr: p.addr,
-                    len: p.len,
-                    prot: m.prot,
-                    shared: m.shared,
-                    populate: m.populate,
-                    file: m.object.as_ref().map(|o| (self.objects[o], m.foff)),
+                let file = m.object.as_ref().map(|o| (self.objects[o], m.foff));
+                let hugetlb =
+                    m.hugetlb || file.is_some_and(|(obj, _)| self.hugetlb_objects.contains(&obj));
+                let op = if hugetlb {
+                    BackendOp::MmapHugetlb {
+                        addr: p.addr,
+                        len: p.len,
+                        prot: m.prot,
+                        shared: m.shared,
+                        populate: m.populate,
+                        noreserve: m.noreserve,
+                        file,
+                    }
+                } else {
+                    BackendOp::Mmap {
+                        addr: p.addr,
+                        len: p.len,
+                        prot: m.prot,
+                        shared: m.shared,
+                        populate: m.populate,
+                        file,
+                    }
                 };
                 self.exec(st, op)
             }
-            Op::Memfd { name, size } => {
+            Op::Memfd {
+                name,
+                size,
+                hugetlb,
+            } => {
                 // A `memfd` inside `repeat` makes a new object each time; the name refers to
                 // the latest.
                 let obj = self.next_object;
                 self.next_object += 1;
                 self.objects.insert(name.clone(), obj);
+                if *hugetlb {
+                    self.hugetlb_objects.insert(obj);
+                    return self.exec(st, BackendOp::MemfdHugetlb { obj, size: *size });
+                }
                 self.exec(st, BackendOp::MemfdCreate { obj, size: *size })
             }
             Op::Gmem { name, size, flags } => {
@@ -1219,6 +1245,17 @@ fn op_text(op: &BackendOp) -> String {
         BackendOp::GmemCreate { obj, size, flags } => {
             format!("gmem obj{obj} {size:#x} flags={flags:#x}")
         }
+        BackendOp::MmapHugetlb {
+            addr,
+            len,
+            prot,
+            file,
+            ..
+        } => match file {
+            None => format!("mmap {addr:#x} {len:#x} {prot} hugetlb"),
+            Some((obj, off)) => format!("mmap {addr:#x} {len:#x} {prot} obj{obj}+{off:#x}"),
+        },
+        BackendOp::MemfdHugetlb { obj, size } => format!("memfd obj{obj} {size:#x} hugetlb"),
         BackendOp::Ftruncate { obj, size } => format!("ftruncate obj{obj} {size:#x}"),
         BackendOp::Fallocate {
             obj,

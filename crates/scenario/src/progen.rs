@@ -111,6 +111,9 @@ pub struct Weights {
     /// MADV_POPULATE_PGTABLE and MADV_POPULATE, the userfaultfd `event_fork` feature, kernel profiles other
     /// than the first.
     pub model_only: bool,
+    /// Percent chance that an anonymous `mmap` is `hugetlb` (and that a `memfd` is a
+    /// hugetlbfs file); 0 keeps hugetlb out.
+    pub hugetlb_percent: u32,
 }
 
 /// The ops and their default weights (body ops of the table, `sysfs` as a mid-run write).
@@ -181,6 +184,7 @@ impl Weights {
             setup_percent: 50,
             knob_percent: 30,
             model_only: true,
+            hugetlb_percent: 15,
         }
     }
 
@@ -259,7 +263,10 @@ fn chance<E: Entropy>(e: &mut E, percent: u32) -> bool {
 /// integers), biased towards edges and defaults; always one the knob accepts.
 pub fn knob_value<E: Entropy>(e: &mut E, k: &KnobInfo) -> String {
     let spec = k.values;
-    let v = if spec.contains('|') {
+    let v = if k.name.starts_with("hugetlb.") {
+        // Pools of a few pages: enough to reach reservation limits, small for the host.
+        pick(e, &[0u64, 0, 1, 2, 3, 4, 8]).to_string()
+    } else if spec.contains('|') {
         pick(e, &spec.split('|').collect::<Vec<_>>()).to_string()
     } else if let Some((lo, hi)) = spec.split_once("..=") {
         let lo: u64 = lo.trim().parse().unwrap_or(0);
@@ -318,6 +325,8 @@ struct Map {
     size: u64,
     /// Backed by a shmem object (`shared`, or a mapping of a `memfd`).
     shmem: bool,
+    /// hugetlb memory (`hugetlb`, or a mapping of a `memfd … hugetlb`).
+    hugetlb: bool,
 }
 
 struct Gen<'a, E: Entropy> {
@@ -328,6 +337,8 @@ struct Gen<'a, E: Entropy> {
     /// `memfd` and `gmem` objects made so far (only before the first fork, so that every
     /// process has them on the host too: a worker inherits its parent's descriptors).
     objects: Vec<String>,
+    /// The objects of `objects` that are hugetlbfs files.
+    hugetlb_objects: Vec<String>,
     /// A `khugepaged` op or a mid-run `sysfs` write (which can wake khugepaged) was generated.
     khugepaged_passes: bool,
     /// Processes that exist (forked, not exited), `main` first.
@@ -477,13 +488,24 @@ impl<E: Entropy> Gen<'_, E> {
             vis = "private";
             of_object = false;
         }
+        let object = of_object.then(|| pick(self.e, &self.objects).clone());
+        let of_hugetlb = object
+            .as_ref()
+            .is_some_and(|o| self.hugetlb_objects.contains(o));
+        let hugetlb = of_hugetlb || (object.is_none() && self.chance(self.w.hugetlb_percent));
+        // hugetlb lengths are whole huge pages (the kernel rounds them up).
+        let size = if hugetlb {
+            size.div_ceil(2 << 20).clamp(1, 3) * (2 << 20)
+        } else {
+            size
+        };
         self.maps.push(Map {
             name: name.clone(),
             size,
-            shmem: vis == "shared" || of_object,
+            shmem: (vis == "shared" || of_object) && !hugetlb,
+            hugetlb,
         });
-        let mut s = if of_object {
-            let o = pick(self.e, &self.objects).clone();
+        let mut s = if let Some(o) = object {
             let mut s = format!("mmap {name} {} {o} {vis}", fmt_size(size));
             if self.chance(30) {
                 let f = *pick(self.e, &["4K", "64K", "1M", "2M"]);
@@ -493,6 +515,12 @@ impl<E: Entropy> Gen<'_, E> {
         } else {
             format!("mmap {name} {} anon {vis}", fmt_size(size))
         };
+        if hugetlb && !of_hugetlb {
+            s.push_str(" hugetlb");
+        }
+        if hugetlb && self.chance(30) {
+            s.push_str(" noreserve");
+        }
         if self.chance(30) {
             let p = self.prot();
             if self.chance(50) {
@@ -724,7 +752,13 @@ impl<E: Entropy> Gen<'_, E> {
                 let name = format!("o{}", self.objects.len());
                 self.objects.push(name.clone());
                 let size = self.size();
-                format!("memfd {name} {}", fmt_size(size))
+                if self.chance(self.w.hugetlb_percent) {
+                    self.hugetlb_objects.push(name.clone());
+                    let size = size.div_ceil(2 << 20).clamp(1, 3) * (2 << 20);
+                    format!("memfd {name} {} hugetlb", fmt_size(size))
+                } else {
+                    format!("memfd {name} {}", fmt_size(size))
+                }
             }
             "gmem" => {
                 if self.forks > 0 || self.objects.len() >= 3 {
@@ -850,6 +884,8 @@ impl<E: Entropy> Gen<'_, E> {
                 }
             }
             "compact" => "compact".to_string(),
+            // mremap and userfaultfd of hugetlb memory are not modelled.
+            "mremap" | "uffd" if self.maps.iter().any(|m| m.hugetlb) => return None,
             "mremap" => {
                 // The destination must hold the source's length.
                 let src = self.range()?;
@@ -921,6 +957,7 @@ pub fn generate<E: Entropy>(e: &mut E, w: &Weights) -> String {
         out: String::new(),
         maps: Vec::new(),
         objects: Vec::new(),
+        hugetlb_objects: Vec::new(),
         khugepaged_passes: false,
         procs: vec!["main".to_string()],
         forks: 0,

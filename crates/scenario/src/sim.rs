@@ -21,9 +21,12 @@ pub struct SimBackend {
     pid: Pid,
     /// Engine process ids → pids (`None`: its fork failed, or it exited).
     pids: Vec<Option<Pid>>,
-    /// Engine object ids → page-cache inodes (`memfd`, `gmem`); `None`: a `gmem` whose
-    /// creation failed (its descriptor is -1 on the host: ops on it are EBADF).
+    /// Engine object ids → page-cache inodes (`memfd`, `gmem`); `None`: a `gmem` or hugetlbfs
+    /// memfd whose creation failed (its descriptor is -1 on the host: ops on it are EBADF),
+    /// and the placeholder of a hugetlbfs object (`hugetlb_objects`).
     objects: Vec<Option<thpsim_kernel::ids::InodeId>>,
+    /// The hugetlbfs objects (`memfd … hugetlb`), by object id.
+    hugetlb_objects: std::collections::BTreeMap<u32, thpsim_kernel::ids::HugetlbInodeId>,
     /// Run the invariant checker after every op (tests).
     pub check_invariants: bool,
     /// Put the host backend's khugepaged sentinel mm on khugepaged's list before the
@@ -140,6 +143,7 @@ impl Backend for SimBackend {
         self.pid = k.spawn();
         self.pids = vec![Some(self.pid)];
         self.objects.clear();
+        self.hugetlb_objects.clear();
         self.kernel = Some(k);
         Ok(())
     }
@@ -214,12 +218,72 @@ impl Backend for SimBackend {
         }
         // Taken out while the kernel is borrowed; put back after the op.
         let mut objects = std::mem::take(&mut self.objects);
+        let mut hugetlb_objects = std::mem::take(&mut self.hugetlb_objects);
         let k = self.k()?;
         let before = *k
             .task(pid)
             .ok_or_else(|| err(format!("no task for pid {pid:?}")))?;
         let b = MODEL_ARENA_BASE;
+        let refuse = match op {
+            BackendOp::Mremap { old, len, new } => {
+                k.range_has_hugetlb(pid, b + old, b + old + len)
+                    || k.range_has_hugetlb(pid, b + new, b + new + len)
+            }
+            BackendOp::Uffd(_) => k.range_has_hugetlb(pid, b, b + (1 << 46)),
+            _ => false,
+        };
+        if refuse {
+            self.objects = objects;
+            self.hugetlb_objects = hugetlb_objects;
+            return Err(BackendError::not_runnable(
+                "mremap and userfaultfd of hugetlb memory are not modelled",
+            ));
+        }
         let result: Result<u64, OpError> = match op {
+            BackendOp::MmapHugetlb {
+                addr,
+                len,
+                prot,
+                shared,
+                populate,
+                noreserve,
+                file,
+            } => {
+                let flags = thpsim_kernel::hugetlb::HugetlbMapFlags {
+                    shared: *shared,
+                    populate: *populate,
+                    noreserve: *noreserve,
+                };
+                let file = match file {
+                    None => None,
+                    Some((obj, off)) => Some((
+                        *hugetlb_objects
+                            .get(obj)
+                            .ok_or_else(|| err(format!("mmap: no hugetlb object {obj}")))?,
+                        *off,
+                    )),
+                };
+                k.mmap_hugetlb(pid, b + addr, *len, *prot, flags, file)
+                    .map(|a| a - b)
+                    .map_err(OpError::Errno)
+            }
+            BackendOp::MemfdHugetlb { obj, size } => {
+                if *obj as usize != objects.len() {
+                    return Err(err(format!("memfd: object id {obj} out of order")));
+                }
+                match k.hugetlb_new_inode(*size) {
+                    Ok(ino) => {
+                        hugetlb_objects.insert(*obj, ino);
+                        objects.push(None);
+                        Ok(0)
+                    }
+                    Err(e) => {
+                        // The failed creation keeps its id, as a failed `gmem` does.
+                        objects.push(None);
+                        Err(OpError::Errno(e))
+                    }
+                }
+            }
             BackendOp::Mmap {
                 addr,
                 len,
@@ -264,6 +328,10 @@ impl Backend for SimBackend {
                 objects.push(r.ok());
                 r.map(|_| 0).map_err(OpError::Errno)
             }
+            BackendOp::Ftruncate { obj, size } if hugetlb_objects.contains_key(obj) => k
+                .hugetlb_truncate(hugetlb_objects[obj], *size)
+                .map(|()| 0)
+                .map_err(OpError::Errno),
             BackendOp::Ftruncate { obj, size } => {
                 let ino = *objects
                     .get(*obj as usize)
@@ -280,17 +348,21 @@ impl Backend for SimBackend {
                 keep_size,
                 punch_hole,
             } => {
-                let ino = *objects
-                    .get(*obj as usize)
-                    .ok_or_else(|| err(format!("fallocate: no object {obj}")))?;
                 let mode = thpsim_kernel::shmem::FallocMode {
                     keep_size: *keep_size,
                     punch_hole: *punch_hole,
                 };
-                ino.ok_or(Errno::EBADF)
-                    .and_then(|ino| k.file_fallocate(ino, mode, *offset, *len))
-                    .map(|()| 0)
-                    .map_err(OpError::Errno)
+                if let Some(&h) = hugetlb_objects.get(obj) {
+                    k.hugetlb_fallocate(h, mode, *offset, *len)
+                } else {
+                    let ino = *objects
+                        .get(*obj as usize)
+                        .ok_or_else(|| err(format!("fallocate: no object {obj}")))?;
+                    ino.ok_or(Errno::EBADF)
+                        .and_then(|ino| k.file_fallocate(ino, mode, *offset, *len))
+                }
+                .map(|()| 0)
+                .map_err(OpError::Errno)
             }
             BackendOp::Munmap { addr, len } => k
                 .munmap(pid, b + addr, *len)
@@ -430,6 +502,7 @@ impl Backend for SimBackend {
             }
         };
         self.objects = objects;
+        self.hugetlb_objects = hugetlb_objects;
         let k = self.k()?;
         if check {
             k.check_invariants()

@@ -171,6 +171,8 @@ fn design_example_exact_ast() {
                 populate: false,
                 object: None,
                 foff: 0,
+                hugetlb: false,
+                noreserve: false,
             }),
         },
         Stmt {
@@ -308,6 +310,8 @@ fn mmap_forms() {
             populate: false,
             object: None,
             foff: 0,
+            hugetlb: false,
+            noreserve: false,
         },
     );
     let m = mm("mmap _x9 64M anon private prot=r offset=4K align=1G populate");

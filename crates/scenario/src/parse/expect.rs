@@ -39,6 +39,8 @@ pub(crate) const OBSERVABLE_FORMS: &[&str] = &[
     "uffd.<stat>",
     "uffd.last_flags",
     "uffd.last_addr",
+    "meminfo.HugePages_{Total,Free,Rsvd,Surp}",
+    "meminfo.Hugetlb",
     "smaps(NAME).<Field>",
     "pages(RANGE).<class>",
 ];
@@ -193,6 +195,27 @@ impl<'s> LineCtx<'s, '_> {
                 None
             }
             ("mthp", Some(r)) => self.mthp_obs(r),
+            ("meminfo", Some(n)) => {
+                // /proc/meminfo's hugetlb lines (Kernel::hugetlb_meminfo), as deltas.
+                const MEMINFO: [&str; 5] = [
+                    "HugePages_Total",
+                    "HugePages_Free",
+                    "HugePages_Rsvd",
+                    "HugePages_Surp",
+                    "Hugetlb",
+                ];
+                if MEMINFO.contains(&n.text) {
+                    return Some((
+                        Observable::Counter(format!("meminfo.{}", n.text)),
+                        ObsKind::Count,
+                    ));
+                }
+                let names = MEMINFO.iter().copied();
+                self.unknown(n, "meminfo field", names.clone(), "meminfo.", || {
+                    listing("meminfo fields", names)
+                });
+                None
+            }
             _ => {
                 let hint = if VmItem::from_name(t.text).is_some() {
                     format!("vmstat counters are written `vmstat.{}`", t.text)

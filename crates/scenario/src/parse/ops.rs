@@ -234,6 +234,9 @@ pub(crate) fn op_catch(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
 
 pub(super) const UNMODELLED_BACKINGS: &[&str] = &["file", "shmem", "guest_memfd"];
 
+/// The huge page size of `hugetlb` mappings and objects.
+const HUGETLB_SIZE: u64 = 2 << 20;
+
 pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     let name = c.need("mapping name")?;
     if !is_ident(name.text) {
@@ -354,6 +357,33 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         Some(OptValue::Prot(p)) => p,
         _ => Prot::RW,
     };
+    let hugetlb = opts.flag("hugetlb");
+    if hugetlb && object.is_some() {
+        if let Some(t) = opts.tok("hugetlb") {
+            c.err(
+                t.span(),
+                "`hugetlb` is MAP_HUGETLB, for `anon` mappings".to_string(),
+                Some(
+                    "a memfd made with `memfd NAME SIZE hugetlb` maps as hugetlb by itself".into(),
+                ),
+            );
+        }
+        return None;
+    }
+    if hugetlb && size % HUGETLB_SIZE != 0 {
+        c.err(
+            size_tok.span(),
+            format!(
+                "hugetlb mapping size {} is not a multiple of 2M",
+                size_tok.text
+            ),
+            Some(
+                "the kernel rounds MAP_HUGETLB lengths up to the huge page size; write it rounded"
+                    .into(),
+            ),
+        );
+        return None;
+    }
     Some(Parsed::Op(Op::Mmap(MmapOp {
         name: name.text.to_string(),
         name_span: name.span(),
@@ -370,6 +400,8 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         populate: opts.flag("populate"),
         object,
         foff: opts.size("foff").unwrap_or(0),
+        hugetlb,
+        noreserve: opts.flag("noreserve"),
     })))
 }
 
@@ -433,12 +465,23 @@ pub(crate) fn op_memfd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     let name = new_object_name(c)?;
     let size = object_bytes(c, "object size")?;
     let toks = c.rest();
-    if !c.options(toks, c.spec.opts, "memfd", None).ok {
+    let opts = c.options(toks, c.spec.opts, "memfd", None);
+    if !opts.ok {
+        return None;
+    }
+    let hugetlb = opts.flag("hugetlb");
+    if hugetlb && size % HUGETLB_SIZE != 0 {
+        c.err(
+            name.span(),
+            "a hugetlb memfd's size must be a multiple of 2M".to_string(),
+            Some("ftruncate of a hugetlbfs file to a partial huge page is EINVAL".into()),
+        );
         return None;
     }
     Some(Parsed::Op(Op::Memfd {
         name: name.text.to_string(),
         size,
+        hugetlb,
     }))
 }
 

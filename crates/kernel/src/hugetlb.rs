@@ -1,0 +1,1477 @@
+//! hugetlb: the persistent pool of 2 MiB huge pages and its reservations (`mm/hugetlb.c`),
+//! hugetlbfs files (`fs/hugetlbfs/inode.c`: `MFD_HUGETLB` memfds and the unlinked file behind
+//! `MAP_HUGETLB`), Linux 6.18, x86-64, the default 2 MiB size only (no 1 GiB hstate).
+//!
+//! Hugetlb VMAs never put entries in the mm's page tables of `pgtable.rs`: the kernel gives
+//! them their own walks (`huge_pte_offset`, `hugetlb_fault`, `copy_hugetlb_page_range`,
+//! `unmap_hugepage_range`, `hugetlb_change_protection`, `smaps_hugetlb_range`), and so does
+//! the model: their huge PTEs live here, keyed by (mm, address), and the generic walks see
+//! nothing in a hugetlb VMA. Pool pages are order-9 blocks taken from the buddy allocator
+//! (`alloc_buddy_hugetlb_folio`, counted in `htlb_buddy_alloc_success`/`_fail`).
+//!
+//! Reservations (`hugetlb_reserve_pages`): a shared mapping reserves in its inode's map (an
+//! index is in the map while reserved or instantiated), a private one in a map of its own
+//! whose entries are the indices whose reservation was consumed (the kernel's inverted
+//! meaning). `resv_huge_pages` counts reservations not yet backed by a page.
+//!
+//! Deviations: no subpools (`size=`/`min_size=` mounts), no cgroup charging, no NUMA, no
+//! PMD sharing, no page pinning (fork never copies eagerly), no userfaultfd or mremap on
+//! hugetlb VMAs (the scenario backend refuses them), no content tracking (zeroing a partial
+//! page on punch changes nothing observable here).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::errno::{Errno, Signal};
+use crate::fault::VmFault;
+use crate::ids::{HugetlbFolioId, HugetlbInodeId, MmId, Pfn, ResvMapId};
+use crate::mm::{vmf, Vma, VmaBacking};
+use crate::observe::{pagemap_push, Backing, PageMap};
+use crate::page_alloc::Gfp;
+use crate::types::{Pid, PAGE_SHIFT, PAGE_SIZE};
+use crate::vmstat::VmItem;
+use crate::Kernel;
+
+/// `huge_page_shift(&default_hstate)`.
+pub const HPAGE_SHIFT: u32 = 21;
+/// `huge_page_size(&default_hstate)`: 2 MiB.
+pub const HPAGE_SIZE: u64 = 1 << HPAGE_SHIFT;
+/// The order of a pool page.
+pub const HUGETLB_ORDER: u8 = 9;
+/// Base pages per huge page.
+const HPAGE_NR: u64 = 1 << HUGETLB_ORDER;
+
+/// `struct hstate` of the 2 MiB size (one node).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hstate {
+    /// `nr_huge_pages`: every pool page, free or in use, persistent or surplus.
+    pub nr_huge_pages: u64,
+    /// `free_huge_pages`.
+    pub free_huge_pages: u64,
+    /// `resv_huge_pages`: reservations not yet backed by an allocated page. Unsigned with
+    /// the kernel's wrapping arithmetic: when the reservation's owner unmaps a private page
+    /// a fork child still maps, `hugetlb_vm_op_close` gives back the reservation that
+    /// freeing the page (`HPG_restore_reserve`) will only add later, so the count goes
+    /// below zero (prints as 2^64 - 1) until the child lets go of the page.
+    pub resv_huge_pages: u64,
+    /// `surplus_huge_pages`: pages beyond the persistent pool, freed when released.
+    pub surplus_huge_pages: u64,
+    /// `nr_overcommit_huge_pages`: the surplus limit.
+    pub nr_overcommit_huge_pages: u64,
+    /// The free list (`hugepage_freelists`): pages are enqueued at the head and dequeued
+    /// from it.
+    free_list: Vec<Pfn>,
+}
+
+impl Hstate {
+    /// `persistent_huge_pages`.
+    pub fn persistent_huge_pages(&self) -> u64 {
+        self.nr_huge_pages - self.surplus_huge_pages
+    }
+}
+
+/// A pool page in use (`struct folio` with `PG_hugetlb`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HugetlbFolio {
+    pub(crate) pfn: Pfn,
+    /// Huge PTEs mapping it (`folio_mapcount`, all entire mappings).
+    pub(crate) mapcount: u32,
+    /// In a hugetlbfs page cache: inode and index (the cache holds one reference).
+    pub(crate) cache: Option<(HugetlbInodeId, u64)>,
+    /// A private (anonymous) page: `hugetlb_add_new_anon_rmap`.
+    pub(crate) anon: bool,
+    /// `HPG_restore_reserve`: freeing the folio gives a reservation back.
+    pub(crate) restore_reserve: bool,
+}
+
+/// A hugetlbfs inode: size, page cache, and the shared reserve map.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct HugetlbInode {
+    /// `i_size` in bytes (a multiple of the huge page size).
+    pub(crate) size: u64,
+    pub(crate) cache: BTreeMap<u64, HugetlbFolioId>,
+    /// `inode->i_mapping->i_private_data` (`struct resv_map`): indices reserved or
+    /// instantiated for shared mappings.
+    pub(crate) resv: BTreeSet<u64>,
+    /// The unlinked file of a `MAP_HUGETLB` mapping: evicted once nothing maps it.
+    pub(crate) anon: bool,
+    pub(crate) dead: bool,
+}
+
+/// A present huge PTE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HugePte {
+    pub(crate) folio: HugetlbFolioId,
+    pub(crate) write: bool,
+}
+
+/// The model's hugetlb state.
+#[derive(Clone, Debug, Default)]
+pub struct Hugetlb {
+    pub hstate: Hstate,
+    pub(crate) folios: Vec<Option<HugetlbFolio>>,
+    free_ids: Vec<usize>,
+    pub(crate) inodes: Vec<HugetlbInode>,
+    /// Private reserve maps: the indices whose reservation was consumed.
+    pub(crate) resv_maps: Vec<BTreeSet<u64>>,
+    /// Huge PTEs by (mm, 2 MiB-aligned address).
+    pub(crate) ptes: BTreeMap<(MmId, u64), HugePte>,
+}
+
+impl Hugetlb {
+    fn folio(&self, id: HugetlbFolioId) -> &HugetlbFolio {
+        self.folios[id.index()]
+            .as_ref()
+            .expect("live hugetlb folio")
+    }
+    fn folio_mut(&mut self, id: HugetlbFolioId) -> &mut HugetlbFolio {
+        self.folios[id.index()]
+            .as_mut()
+            .expect("live hugetlb folio")
+    }
+    fn new_folio(&mut self, f: HugetlbFolio) -> HugetlbFolioId {
+        if let Some(i) = self.free_ids.pop() {
+            self.folios[i] = Some(f);
+            HugetlbFolioId::from_index(i)
+        } else {
+            self.folios.push(Some(f));
+            HugetlbFolioId::from_index(self.folios.len() - 1)
+        }
+    }
+    /// Live pool pages in use.
+    pub(crate) fn live(&self) -> impl Iterator<Item = (HugetlbFolioId, &HugetlbFolio)> {
+        self.folios
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.as_ref().map(|f| (HugetlbFolioId::from_index(i), f)))
+    }
+}
+
+/// mmap(2) flags of a hugetlb mapping.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HugetlbMapFlags {
+    pub shared: bool,
+    pub populate: bool,
+    /// `MAP_NORESERVE` (`VM_NORESERVE`): no reservation at mmap time.
+    pub noreserve: bool,
+}
+
+/// `vma_hugecache_offset`: the huge-page index of `haddr` in the VMA's file.
+fn hindex(vma: &Vma, haddr: u64) -> u64 {
+    ((haddr - vma.start) >> HPAGE_SHIFT) + (vma.pgoff >> (HPAGE_SHIFT - PAGE_SHIFT))
+}
+
+fn hugetlb_of(vma: &Vma) -> Option<(HugetlbInodeId, Option<ResvMapId>, bool)> {
+    match vma.backing {
+        VmaBacking::Hugetlb {
+            inode,
+            resv,
+            unmapped,
+        } => Some((inode, resv, unmapped)),
+        _ => None,
+    }
+}
+
+impl Kernel {
+    // ---- the pool ---------------------------------------------------------------------------
+
+    /// `alloc_buddy_hugetlb_folio`: an order-9 block for the pool (`htlb_alloc_mask`: movable,
+    /// `__GFP_RETRY_MAYFAIL` may compact), counted in `htlb_buddy_alloc_*`.
+    fn alloc_buddy_hugetlb_folio(&mut self) -> Option<Pfn> {
+        let pfn = self.alloc_pages(HUGETLB_ORDER, Gfp::HIGHUSER_MOVABLE);
+        self.vmstat.count(if pfn.is_some() {
+            VmItem::HtlbBuddyAllocSuccess
+        } else {
+            VmItem::HtlbBuddyAllocFail
+        });
+        pfn
+    }
+
+    fn enqueue_hugetlb_folio(&mut self, pfn: Pfn) {
+        self.hugetlb.hstate.free_list.push(pfn);
+        self.hugetlb.hstate.free_huge_pages += 1;
+    }
+
+    fn dequeue_free(&mut self) -> Option<Pfn> {
+        let pfn = self.hugetlb.hstate.free_list.pop()?;
+        self.hugetlb.hstate.free_huge_pages -= 1;
+        Some(pfn)
+    }
+
+    /// `remove_pool_hugetlb_folio` + `update_and_free_hugetlb_folio` of a free page.
+    fn free_pool_page(&mut self, surplus: bool) -> bool {
+        let Some(pfn) = self.dequeue_free() else {
+            return false;
+        };
+        self.hugetlb.hstate.nr_huge_pages -= 1;
+        if surplus {
+            self.hugetlb.hstate.surplus_huge_pages -= 1;
+        }
+        self.buddy.free(pfn, HUGETLB_ORDER);
+        true
+    }
+
+    /// `set_max_huge_pages`: a write of `nr_hugepages`. Surplus pages become persistent
+    /// first, then pages are allocated until the count is reached or an allocation fails;
+    /// shrinking frees free pages down to what is in use or reserved and turns the rest of
+    /// the excess into surplus pages (freed when they are released).
+    pub(crate) fn set_max_huge_pages(&mut self, count: u64) {
+        let h = &mut self.hugetlb.hstate;
+        while h.surplus_huge_pages > 0 && count > h.persistent_huge_pages() {
+            h.surplus_huge_pages -= 1;
+        }
+        while count > self.hugetlb.hstate.persistent_huge_pages() {
+            let Some(pfn) = self.alloc_buddy_hugetlb_folio() else {
+                break;
+            };
+            self.hugetlb.hstate.nr_huge_pages += 1;
+            self.enqueue_hugetlb_folio(pfn);
+        }
+        let h = &self.hugetlb.hstate;
+        let min_count = h
+            .resv_huge_pages
+            .wrapping_add(h.nr_huge_pages - h.free_huge_pages)
+            .max(count);
+        while min_count < self.hugetlb.hstate.persistent_huge_pages() {
+            if !self.free_pool_page(false) {
+                break;
+            }
+        }
+        let h = &mut self.hugetlb.hstate;
+        // adjust_pool_surplus(+1): only while some page is not surplus yet.
+        while count < h.persistent_huge_pages() && h.surplus_huge_pages < h.nr_huge_pages {
+            h.surplus_huge_pages += 1;
+        }
+    }
+
+    /// A write of `nr_overcommit_hugepages`.
+    pub(crate) fn set_overcommit_huge_pages(&mut self, n: u64) {
+        self.hugetlb.hstate.nr_overcommit_huge_pages = n;
+    }
+
+    /// `alloc_surplus_hugetlb_folio`: a page beyond the persistent pool, within
+    /// `nr_overcommit_hugepages`.
+    fn alloc_surplus_page(&mut self) -> Option<Pfn> {
+        let h = &self.hugetlb.hstate;
+        if h.surplus_huge_pages >= h.nr_overcommit_huge_pages {
+            return None;
+        }
+        let pfn = self.alloc_buddy_hugetlb_folio()?;
+        self.hugetlb.hstate.nr_huge_pages += 1;
+        self.hugetlb.hstate.surplus_huge_pages += 1;
+        Some(pfn)
+    }
+
+    /// `hugetlb_acct_memory`: takes (`delta` > 0, through `gather_surplus_pages`, ENOMEM when
+    /// free and surplus pages cannot cover it) or gives back (`return_unused_surplus_pages`)
+    /// reservations.
+    fn hugetlb_acct_memory(&mut self, delta: i64) -> Result<(), Errno> {
+        if delta >= 0 {
+            let delta = delta.unsigned_abs();
+            let h = &self.hugetlb.hstate;
+            // `long needed`: the unsigned sum read as signed.
+            let needed = h
+                .resv_huge_pages
+                .wrapping_add(delta)
+                .wrapping_sub(h.free_huge_pages);
+            let needed = crate::util::wrapping_to_i64(needed).max(0).unsigned_abs();
+            let mut got = Vec::new();
+            for _ in 0..needed {
+                match self.alloc_surplus_page() {
+                    Some(p) => got.push(p),
+                    None => {
+                        for p in got {
+                            self.hugetlb.hstate.nr_huge_pages -= 1;
+                            self.hugetlb.hstate.surplus_huge_pages -= 1;
+                            self.buddy.free(p, HUGETLB_ORDER);
+                        }
+                        return Err(Errno::ENOMEM);
+                    }
+                }
+            }
+            for p in got {
+                self.enqueue_hugetlb_folio(p);
+            }
+            let h = &mut self.hugetlb.hstate;
+            h.resv_huge_pages = h.resv_huge_pages.wrapping_add(delta);
+            return Ok(());
+        }
+        let unused = delta.unsigned_abs();
+        let h = &mut self.hugetlb.hstate;
+        h.resv_huge_pages = h.resv_huge_pages.wrapping_sub(unused);
+        let n = unused.min(self.hugetlb.hstate.surplus_huge_pages);
+        for _ in 0..n {
+            if !self.free_pool_page(true) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// `free_huge_folio`: the last reference to a pool page is gone.
+    fn free_huge_folio(&mut self, id: HugetlbFolioId) {
+        let f = self.hugetlb.folios[id.index()].take().expect("live");
+        self.hugetlb.free_ids.push(id.index());
+        if f.restore_reserve {
+            let h = &mut self.hugetlb.hstate;
+            h.resv_huge_pages = h.resv_huge_pages.wrapping_add(1);
+        }
+        if self.hugetlb.hstate.surplus_huge_pages > 0 {
+            self.hugetlb.hstate.nr_huge_pages -= 1;
+            self.hugetlb.hstate.surplus_huge_pages -= 1;
+            self.buddy.free(f.pfn, HUGETLB_ORDER);
+        } else {
+            self.enqueue_hugetlb_folio(f.pfn);
+        }
+    }
+
+    fn hugetlb_folio_put_if_unused(&mut self, id: HugetlbFolioId) {
+        let f = self.hugetlb.folio(id);
+        if f.mapcount == 0 && f.cache.is_none() {
+            self.free_huge_folio(id);
+        }
+    }
+
+    /// Does `vma` still have a reservation for index `idx` (`vma_needs_reservation` == 0)?
+    fn vma_has_reservation(&self, vma: &Vma, idx: u64) -> bool {
+        let Some((inode, resv, _)) = hugetlb_of(vma) else {
+            return false;
+        };
+        if vma.has(vmf::SHARED) {
+            return self.hugetlb.inodes[inode.index()].resv.contains(&idx);
+        }
+        resv.is_some_and(|m| !self.hugetlb.resv_maps[m.index()].contains(&idx))
+    }
+
+    /// `alloc_hugetlb_folio` for a fault (or fallocate's pseudo VMA) at index `idx`:
+    /// consumes the VMA's reservation if it has one (`cow_from_owner` never does), else
+    /// needs a free unreserved page or a surplus one (ENOSPC when there is none).
+    fn alloc_hugetlb_folio(
+        &mut self,
+        vma: &Vma,
+        idx: u64,
+        cow_from_owner: bool,
+    ) -> Result<HugetlbFolioId, Errno> {
+        let reserved = !cow_from_owner && self.vma_has_reservation(vma, idx);
+        let h = &self.hugetlb.hstate;
+        // dequeue_hugetlb_folio_vma: without a reservation, refused when every free page is
+        // reserved (`free - resv == 0`, unsigned).
+        let pfn = if reserved || h.free_huge_pages.wrapping_sub(h.resv_huge_pages) != 0 {
+            self.dequeue_free()
+        } else {
+            None
+        };
+        let pfn = match pfn {
+            Some(p) => p,
+            None => self.alloc_surplus_page().ok_or(Errno::ENOSPC)?,
+        };
+        if reserved {
+            let h = &mut self.hugetlb.hstate;
+            h.resv_huge_pages = h.resv_huge_pages.wrapping_sub(1);
+        }
+        // vma_commit_reservation (not for MAP_CHG_ENFORCED).
+        if !cow_from_owner {
+            if let Some((inode, resv, _)) = hugetlb_of(vma) {
+                if vma.has(vmf::SHARED) {
+                    self.hugetlb.inodes[inode.index()].resv.insert(idx);
+                } else if let Some(m) = resv {
+                    self.hugetlb.resv_maps[m.index()].insert(idx);
+                }
+            }
+        }
+        // folio_zero_user() at fault time (pool pages are not kept zeroed).
+        self.vmstat
+            .add(VmItem::SimZeroedPages, crate::util::to_i64(HPAGE_NR));
+        Ok(self.hugetlb.new_folio(HugetlbFolio {
+            pfn,
+            mapcount: 0,
+            cache: None,
+            anon: false,
+            restore_reserve: false,
+        }))
+    }
+
+    // ---- files ------------------------------------------------------------------------------
+
+    /// `memfd_create(MFD_HUGETLB | MFD_HUGE_2MB)` then `ftruncate(size)`: EINVAL unless
+    /// `size` is a multiple of the huge page size (`hugetlbfs_setattr`).
+    pub fn hugetlb_new_inode(&mut self, size: u64) -> Result<HugetlbInodeId, Errno> {
+        if size % HPAGE_SIZE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        Ok(self.new_hugetlb_inode(size, false))
+    }
+
+    fn new_hugetlb_inode(&mut self, size: u64, anon: bool) -> HugetlbInodeId {
+        self.hugetlb.inodes.push(HugetlbInode {
+            size,
+            anon,
+            ..HugetlbInode::default()
+        });
+        HugetlbInodeId::from_index(self.hugetlb.inodes.len() - 1)
+    }
+
+    /// Every VMA mapping `ino` (the file's `i_mmap`).
+    fn hugetlb_mappings(&self, ino: HugetlbInodeId) -> Vec<(MmId, Vma)> {
+        let mut v = Vec::new();
+        for (mmi, mm) in self.mms.iter() {
+            for vma in mm.vmas.values() {
+                if hugetlb_of(vma).is_some_and(|(i, _, _)| i == ino) {
+                    v.push((mmi, *vma));
+                }
+            }
+        }
+        v
+    }
+
+    /// `hugetlb_vmdelete_list`: zaps indices `[first, last)` of `ino` in every VMA mapping
+    /// it, private ones (and their COW copies) too.
+    fn hugetlb_vmdelete_list(&mut self, ino: HugetlbInodeId, first: u64, last: u64) {
+        for (mmi, vma) in self.hugetlb_mappings(ino) {
+            let vfirst = hindex(&vma, vma.start);
+            let vlast = vfirst + (vma.len() >> HPAGE_SHIFT);
+            let (a, b) = (first.max(vfirst), last.min(vlast));
+            if a < b {
+                let s = vma.start + ((a - vfirst) << HPAGE_SHIFT);
+                let e = vma.start + ((b - vfirst) << HPAGE_SHIFT);
+                self.unmap_hugepage_range(mmi, &vma, s, e);
+            }
+        }
+    }
+
+    /// `remove_inode_hugepages` over indices `[first, last)`: drops the cache pages and
+    /// gives back the reservations of the range that no page used (`hugetlb_unreserve_pages`).
+    fn remove_inode_hugepages(&mut self, ino: HugetlbInodeId, first: u64, last: u64) {
+        let inode = &mut self.hugetlb.inodes[ino.index()];
+        let pages: Vec<(u64, HugetlbFolioId)> = inode
+            .cache
+            .range(first..last)
+            .map(|(i, f)| (*i, *f))
+            .collect();
+        let chg: Vec<u64> = inode.resv.range(first..last).copied().collect();
+        for i in &chg {
+            inode.resv.remove(i);
+        }
+        let freed = pages.len() as u64;
+        for (i, f) in pages {
+            self.hugetlb.inodes[ino.index()].cache.remove(&i);
+            self.hugetlb.folio_mut(f).cache = None;
+            self.hugetlb_folio_put_if_unused(f);
+        }
+        let unreserve = (chg.len() as u64).saturating_sub(freed);
+        self.hugetlb_acct_memory(-crate::util::to_i64(unreserve))
+            .expect("giving back cannot fail");
+    }
+
+    /// ftruncate(2) of a hugetlbfs file (`hugetlbfs_setattr` → `hugetlb_vmtruncate`): EINVAL
+    /// unless huge-page aligned; shrinking unmaps and frees the pages beyond the end.
+    pub fn hugetlb_truncate(&mut self, ino: HugetlbInodeId, size: u64) -> Result<(), Errno> {
+        if size % HPAGE_SIZE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let old = self.hugetlb.inodes[ino.index()].size;
+        self.hugetlb.inodes[ino.index()].size = size;
+        if size < old {
+            let first = size >> HPAGE_SHIFT;
+            self.hugetlb_vmdelete_list(ino, first, u64::MAX);
+            self.remove_inode_hugepages(ino, first, u64::MAX);
+        }
+        Ok(())
+    }
+
+    /// fallocate(2) of a hugetlbfs file (`hugetlbfs_fallocate`). Allocation instantiates
+    /// every huge page the byte range touches (ENOSPC when the pool has none left; pages
+    /// allocated before that stay); `punch_hole` needs `keep_size` (EOPNOTSUPP) and unmaps
+    /// and frees the whole huge pages inside the range, only zeroing partial ones
+    /// (`hugetlbfs_punch_hole`, `hugetlbfs_zero_partial_page`).
+    pub fn hugetlb_fallocate(
+        &mut self,
+        ino: HugetlbInodeId,
+        mode: crate::shmem::FallocMode,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), Errno> {
+        if len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let end = offset.checked_add(len).ok_or(Errno::EFBIG)?;
+        if mode.punch_hole {
+            if !mode.keep_size {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            let first = offset.div_ceil(HPAGE_SIZE);
+            let last = end >> HPAGE_SHIFT;
+            if first < last {
+                self.hugetlb_vmdelete_list(ino, first, last);
+                self.remove_inode_hugepages(ino, first, last);
+            }
+            return Ok(());
+        }
+        // The pseudo VMA: shared, so reservations are the inode's.
+        let pseudo = Vma {
+            start: 0,
+            end: !(HPAGE_SIZE - 1),
+            flags: vmf::SHARED | vmf::READ | vmf::WRITE,
+            anon_vma: None,
+            pgoff: 0,
+            backing: VmaBacking::Hugetlb {
+                inode: ino,
+                resv: None,
+                unmapped: false,
+            },
+        };
+        for idx in (offset >> HPAGE_SHIFT)..end.div_ceil(HPAGE_SIZE) {
+            if self.hugetlb.inodes[ino.index()].cache.contains_key(&idx) {
+                continue;
+            }
+            let f = self.alloc_hugetlb_folio(&pseudo, idx, false)?;
+            self.hugetlb_add_to_page_cache(f, ino, idx);
+        }
+        let inode = &mut self.hugetlb.inodes[ino.index()];
+        if !mode.keep_size && end > inode.size {
+            inode.size = end;
+        }
+        Ok(())
+    }
+
+    fn hugetlb_add_to_page_cache(&mut self, f: HugetlbFolioId, ino: HugetlbInodeId, idx: u64) {
+        self.hugetlb.inodes[ino.index()].cache.insert(idx, f);
+        let folio = self.hugetlb.folio_mut(f);
+        folio.cache = Some((ino, idx));
+        folio.restore_reserve = false;
+    }
+
+    /// Evicts the unlinked files of `MAP_HUGETLB` mappings that nothing maps any more
+    /// (`hugetlbfs_evict_inode`: pages freed, leftover reservations given back).
+    pub(crate) fn hugetlb_release_unmapped(&mut self) {
+        for i in 0..self.hugetlb.inodes.len() {
+            let ino = HugetlbInodeId::from_index(i);
+            let inode = &self.hugetlb.inodes[i];
+            if !inode.anon || inode.dead {
+                continue;
+            }
+            if self.hugetlb_mappings(ino).is_empty() {
+                self.remove_inode_hugepages(ino, 0, u64::MAX);
+                self.hugetlb.inodes[i].dead = true;
+            }
+        }
+    }
+
+    // ---- mmap, munmap, mprotect -------------------------------------------------------------
+
+    /// mmap(2) with `MAP_HUGETLB` (`file` None: `hugetlb_file_setup` makes an unlinked file of
+    /// the length rounded up to 2 MiB) or of a hugetlbfs file at byte offset `foff`
+    /// (`hugetlbfs_file_mmap`). EINVAL for an address or offset that is not 2 MiB aligned,
+    /// ENOMEM when the reservation cannot be made (`hugetlb_reserve_pages`, skipped with
+    /// MAP_NORESERVE). A writable mapping past the end of the file extends it.
+    pub fn mmap_hugetlb(
+        &mut self,
+        pid: Pid,
+        addr: u64,
+        len: u64,
+        prot: crate::types::Prot,
+        flags: HugetlbMapFlags,
+        file: Option<(HugetlbInodeId, u64)>,
+    ) -> Result<u64, Errno> {
+        if len == 0 || addr % HPAGE_SIZE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let len = len.div_ceil(HPAGE_SIZE) * HPAGE_SIZE;
+        let end = addr
+            .checked_add(len)
+            .filter(|e| *e <= crate::types::TASK_SIZE)
+            .ok_or(Errno::ENOMEM)?;
+        let (foff, existing) = match file {
+            Some((ino, off)) => (off, Some(ino)),
+            None => (0, None),
+        };
+        if foff % HPAGE_SIZE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let mmi = self.mm_of(pid);
+        if !self.mms[mmi].vma_starts_in(addr, end).is_empty() {
+            return Err(Errno::EEXIST);
+        }
+        let ino = existing.unwrap_or_else(|| self.new_hugetlb_inode(len, true));
+        let (from, to) = (foff >> HPAGE_SHIFT, (foff + len) >> HPAGE_SHIFT);
+        let mut resv = None;
+        if !flags.noreserve {
+            let r = if flags.shared {
+                let inode = &self.hugetlb.inodes[ino.index()];
+                let chg = (from..to).filter(|i| !inode.resv.contains(i)).count() as u64;
+                self.hugetlb_acct_memory(crate::util::to_i64(chg))
+                    .map(|()| self.hugetlb.inodes[ino.index()].resv.extend(from..to))
+            } else {
+                self.hugetlb_acct_memory(crate::util::to_i64(to - from))
+                    .map(|()| {
+                        self.hugetlb.resv_maps.push(BTreeSet::new());
+                        resv = Some(ResvMapId::from_index(self.hugetlb.resv_maps.len() - 1));
+                    })
+            };
+            if let Err(e) = r {
+                if existing.is_none() {
+                    self.hugetlb.inodes[ino.index()].dead = true;
+                }
+                return Err(e);
+            }
+        }
+        if prot.write && self.hugetlb.inodes[ino.index()].size < foff + len {
+            self.hugetlb.inodes[ino.index()].size = foff + len;
+        }
+        let shared = if flags.shared { vmf::SHARED } else { 0 };
+        let vma = Vma {
+            start: addr,
+            end,
+            flags: crate::mm::prot_to_vmflags(prot) | shared,
+            anon_vma: None,
+            pgoff: foff >> PAGE_SHIFT,
+            backing: VmaBacking::Hugetlb {
+                inode: ino,
+                resv,
+                unmapped: false,
+            },
+        };
+        self.mms[mmi].vmas.insert(addr, vma);
+        self.mms[mmi].invalidate_vma_cache();
+        if flags.populate {
+            let _ = self.mm_populate(pid, addr, end);
+        }
+        Ok(addr)
+    }
+
+    /// Whether a VMA split at `addr` is allowed: `hugetlb_vm_op_split` refuses (EINVAL) a
+    /// split of a hugetlb VMA that is not huge-page aligned.
+    pub(crate) fn hugetlb_split_ok(&self, mmi: MmId, addr: u64) -> bool {
+        match self.mms[mmi].vma_at(addr) {
+            Some(v) if v.backing.is_hugetlb() && v.start != addr => addr % HPAGE_SIZE == 0,
+            _ => true,
+        }
+    }
+
+    /// Both ends of a range may be split at.
+    pub(crate) fn hugetlb_range_split_ok(&self, mmi: MmId, start: u64, end: u64) -> bool {
+        self.hugetlb_split_ok(mmi, start) && self.hugetlb_split_ok(mmi, end)
+    }
+
+    /// Whether any VMA of `pid` in `[start, end)` is a hugetlb one.
+    pub fn range_has_hugetlb(&self, pid: Pid, start: u64, end: u64) -> bool {
+        let mm = &self.mms[self.mm_of(pid)];
+        mm.vma_starts_in(start, end)
+            .iter()
+            .any(|s| mm.vmas[s].backing.is_hugetlb())
+            || mm.vma_at(start).is_some_and(|v| v.backing.is_hugetlb())
+    }
+
+    /// `__unmap_hugepage_range` of `[start, end)` (huge-page aligned) of one VMA. A private
+    /// page of the reservation's owner gets its reservation back when no surplus pages exist
+    /// (`HPG_restore_reserve`, `vma_add_reservation`).
+    pub(crate) fn unmap_hugepage_range(&mut self, mmi: MmId, vma: &Vma, start: u64, end: u64) {
+        let keys: Vec<u64> = self
+            .hugetlb
+            .ptes
+            .range((mmi, start)..(mmi, end))
+            .map(|((_, a), _)| *a)
+            .collect();
+        let (_, resv, _) = hugetlb_of(vma).expect("hugetlb vma");
+        for a in keys {
+            let pte = self.hugetlb.ptes.remove(&(mmi, a)).expect("pte");
+            let restore = !vma.has(vmf::SHARED)
+                && resv.is_some()
+                && self.hugetlb.folio(pte.folio).anon
+                && self.hugetlb.hstate.surplus_huge_pages == 0;
+            let f = self.hugetlb.folio_mut(pte.folio);
+            f.mapcount -= 1;
+            if restore {
+                f.restore_reserve = true;
+                let idx = hindex(vma, a);
+                self.hugetlb.resv_maps[resv.expect("owner").index()].remove(&idx);
+            }
+            self.hugetlb_folio_put_if_unused(pte.folio);
+        }
+    }
+
+    /// `hugetlb_vm_op_close` for the part `[start, end)` of a VMA going away: the owner of a
+    /// private reserve map gives back the reservations no fault consumed.
+    fn hugetlb_vm_op_close(&mut self, vma: &Vma, start: u64, end: u64) {
+        let Some((_, Some(m), _)) = hugetlb_of(vma) else {
+            return;
+        };
+        if vma.has(vmf::SHARED) {
+            return;
+        }
+        let (a, b) = (hindex(vma, start), hindex(vma, end));
+        let consumed = self.hugetlb.resv_maps[m.index()].range(a..b).count() as u64;
+        let reserve = (b - a) - consumed;
+        if reserve > 0 {
+            self.hugetlb_acct_memory(-crate::util::to_i64(reserve))
+                .expect("giving back cannot fail");
+        }
+    }
+
+    /// Unmaps the hugetlb VMAs of `[start, end)` (already split at both ends): zap, then close.
+    pub(crate) fn hugetlb_unmap_vmas(&mut self, mmi: MmId, start: u64, end: u64) {
+        for s in self.mms[mmi].vma_starts_in(start, end) {
+            let vma = self.mms[mmi].vmas[&s];
+            if vma.backing.is_hugetlb() {
+                self.unmap_hugepage_range(mmi, &vma, vma.start, vma.end);
+                self.hugetlb_vm_op_close(&vma, vma.start, vma.end);
+            }
+        }
+    }
+
+    /// `hugetlb_change_protection` after mprotect set `flags` on `[start, end)`: entries of a
+    /// VMA that is no longer writable lose the write bit (write faults set it again).
+    pub(crate) fn hugetlb_change_protection(
+        &mut self,
+        mmi: MmId,
+        start: u64,
+        end: u64,
+        flags: u32,
+    ) {
+        if flags & vmf::WRITE != 0 {
+            return;
+        }
+        for (_, pte) in self.hugetlb.ptes.range_mut((mmi, start)..(mmi, end)) {
+            pte.write = false;
+        }
+    }
+
+    /// `copy_hugetlb_page_range` for every hugetlb VMA the child `cmi` got that
+    /// `vma_needs_copy` copies: only those with an anon_vma (private ones that faulted an
+    /// anonymous page), whose pages are shared write-protected in both; a shared VMA is not
+    /// copied (the child faults its pages in from the file). The child's private VMA has no
+    /// reservation of its own (`reset_vma_resv_huge_pages`).
+    pub(crate) fn hugetlb_fork(&mut self, pmi: MmId, cmi: MmId) {
+        let starts: Vec<u64> = self.mms[cmi].vmas.keys().copied().collect();
+        for s in starts {
+            let v = self.mms[cmi].vmas[&s];
+            let Some((inode, _, _)) = hugetlb_of(&v) else {
+                continue;
+            };
+            let shared = v.has(vmf::SHARED);
+            if !shared {
+                self.mms[cmi].vmas.get_mut(&s).expect("vma").backing = VmaBacking::Hugetlb {
+                    inode,
+                    resv: None,
+                    unmapped: false,
+                };
+            }
+            if v.anon_vma.is_none() {
+                continue;
+            }
+            let entries: Vec<(u64, HugePte)> = self
+                .hugetlb
+                .ptes
+                .range((pmi, v.start)..(pmi, v.end))
+                .map(|((_, a), p)| (*a, *p))
+                .collect();
+            for (a, mut pte) in entries {
+                if !shared {
+                    self.hugetlb.ptes.get_mut(&(pmi, a)).expect("pte").write = false;
+                    pte.write = false;
+                }
+                self.hugetlb.folio_mut(pte.folio).mapcount += 1;
+                self.hugetlb.ptes.insert((cmi, a), pte);
+            }
+        }
+        self.mms[cmi].invalidate_vma_cache();
+    }
+
+    // ---- faults -----------------------------------------------------------------------------
+
+    /// A user access to a hugetlb VMA (the hardware check, then `hugetlb_fault` as often as
+    /// needed). A fault that fails (SIGBUS) is not accounted to the task.
+    pub(crate) fn hugetlb_user_access(
+        &mut self,
+        pid: Pid,
+        mmi: MmId,
+        addr: u64,
+        write: bool,
+    ) -> Result<(), Signal> {
+        for _ in 0..4 {
+            let Some(vma) = self.mms[mmi].vma_lookup(addr) else {
+                return Err(Signal::Sigsegv);
+            };
+            if (write && !vma.has(vmf::WRITE)) || !vma.accessible() {
+                return Err(Signal::Sigsegv);
+            }
+            let haddr = addr & !(HPAGE_SIZE - 1);
+            if let Some(p) = self.hugetlb.ptes.get(&(mmi, haddr)) {
+                if !write || p.write {
+                    return Ok(());
+                }
+            }
+            self.vmstat.count(VmItem::Pgfault);
+            match self.hugetlb_fault(mmi, &vma, haddr, write) {
+                VmFault::Sigbus => return Err(Signal::Sigbus),
+                VmFault::Oom => return Err(Signal::Sigkill),
+                _ => self.mm_account_fault(pid, crate::fault::FaultFlags::for_access(write)),
+            }
+        }
+        panic!("model bug: hugetlb access at {addr:#x} still faults");
+    }
+
+    /// GUP over the part `[addr, end)` of one hugetlb VMA (`follow_hugetlb_page` + faults):
+    /// EFAULT where a fault fails.
+    pub(crate) fn hugetlb_gup(
+        &mut self,
+        pid: Pid,
+        mmi: MmId,
+        vma: &Vma,
+        (start, end): (u64, u64),
+        write: bool,
+    ) -> Result<(), Errno> {
+        let mut haddr = start & !(HPAGE_SIZE - 1);
+        while haddr < end {
+            let hit = self
+                .hugetlb
+                .ptes
+                .get(&(mmi, haddr))
+                .is_some_and(|p| !write || p.write);
+            if !hit {
+                self.vmstat.count(VmItem::Pgfault);
+                match self.hugetlb_fault(mmi, vma, haddr, write) {
+                    VmFault::Sigbus => return Err(Errno::EFAULT),
+                    VmFault::Oom => return Err(Errno::ENOMEM),
+                    _ => self.mm_account_fault(pid, crate::fault::FaultFlags::for_access(write)),
+                }
+            }
+            haddr += HPAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    /// `hugetlb_fault`: a missing entry goes to `hugetlb_no_page`, a write to a read-only one
+    /// to `hugetlb_wp`.
+    fn hugetlb_fault(&mut self, mmi: MmId, vma: &Vma, haddr: u64, write: bool) -> VmFault {
+        match self.hugetlb.ptes.get(&(mmi, haddr)).copied() {
+            None => self.hugetlb_no_page(mmi, vma, haddr, write),
+            Some(p) if write && !p.write => self.hugetlb_wp(mmi, vma, haddr),
+            Some(_) => VmFault::Done,
+        }
+    }
+
+    /// `hugetlb_no_page`: SIGBUS past the end of the file or in a VMA the reservation's owner
+    /// took a page back from (`HPAGE_RESV_UNMAPPED`); a shared VMA maps the cache page (or a
+    /// new one it adds), a private one a cache page read-only or a new anonymous page; a
+    /// private write goes on to `hugetlb_wp`. Only shared writable entries are made writable
+    /// here (`make_huge_pte`).
+    fn hugetlb_no_page(&mut self, mmi: MmId, vma: &Vma, haddr: u64, write: bool) -> VmFault {
+        let (inode, _, unmapped) = hugetlb_of(vma).expect("hugetlb vma");
+        if unmapped {
+            return VmFault::Sigbus;
+        }
+        let idx = hindex(vma, haddr);
+        if idx >= self.hugetlb.inodes[inode.index()].size >> HPAGE_SHIFT {
+            return VmFault::Sigbus;
+        }
+        let shared = vma.has(vmf::SHARED);
+        let folio = match self.hugetlb.inodes[inode.index()].cache.get(&idx) {
+            Some(f) => *f,
+            None => {
+                if !shared {
+                    // vmf_anon_prepare: the private page will be anonymous.
+                    self.anon_vma_prepare(mmi, vma);
+                }
+                let f = match self.alloc_hugetlb_folio(vma, idx, false) {
+                    Ok(f) => f,
+                    Err(Errno::ENOMEM) => return VmFault::Oom,
+                    Err(_) => return VmFault::Sigbus,
+                };
+                if shared {
+                    self.hugetlb_add_to_page_cache(f, inode, idx);
+                } else {
+                    let folio = self.hugetlb.folio_mut(f);
+                    folio.anon = true;
+                    folio.restore_reserve = false;
+                }
+                f
+            }
+        };
+        self.hugetlb.folio_mut(folio).mapcount += 1;
+        self.hugetlb.ptes.insert(
+            (mmi, haddr),
+            HugePte {
+                folio,
+                write: shared && vma.has(vmf::WRITE),
+            },
+        );
+        if write && !shared {
+            return self.hugetlb_wp(mmi, vma, haddr);
+        }
+        VmFault::Done
+    }
+
+    /// `hugetlb_wp`: a shared entry is made writable; an anonymous page mapped once is
+    /// reused; anything else is copied. When the copy finds no page and this VMA owns the
+    /// reservation, the page is taken back from every other process mapping it
+    /// (`unmap_ref_private`: their VMAs get `HPAGE_RESV_UNMAPPED` and SIGBUS on their next
+    /// fault there) and the fault retries, reusing it; without a reservation the faulting
+    /// task gets SIGBUS.
+    fn hugetlb_wp(&mut self, mmi: MmId, vma: &Vma, haddr: u64) -> VmFault {
+        let (inode, resv, _) = hugetlb_of(vma).expect("hugetlb vma");
+        let pte = self.hugetlb.ptes[&(mmi, haddr)];
+        if vma.has(vmf::SHARED) {
+            self.hugetlb.ptes.get_mut(&(mmi, haddr)).expect("pte").write = true;
+            return VmFault::Done;
+        }
+        let mut retried = false;
+        loop {
+            let old = *self.hugetlb.folio(pte.folio);
+            if old.mapcount == 1 && old.anon {
+                self.hugetlb.ptes.get_mut(&(mmi, haddr)).expect("pte").write = true;
+                return VmFault::Done;
+            }
+            let cow_from_owner = resv.is_some() && old.cache.is_none();
+            self.anon_vma_prepare(mmi, vma);
+            let idx = hindex(vma, haddr);
+            match self.alloc_hugetlb_folio(vma, idx, cow_from_owner) {
+                Ok(new) => {
+                    let f = self.hugetlb.folio_mut(new);
+                    f.anon = true;
+                    f.restore_reserve = false;
+                    f.mapcount = 1;
+                    self.hugetlb.ptes.insert(
+                        (mmi, haddr),
+                        HugePte {
+                            folio: new,
+                            write: true,
+                        },
+                    );
+                    self.vmstat
+                        .add(VmItem::SimCowCopiedPages, crate::util::to_i64(HPAGE_NR));
+                    self.hugetlb.folio_mut(pte.folio).mapcount -= 1;
+                    self.hugetlb_folio_put_if_unused(pte.folio);
+                    return VmFault::Done;
+                }
+                Err(Errno::ENOMEM) => return VmFault::Oom,
+                Err(_) if cow_from_owner && !retried => {
+                    self.unmap_ref_private(mmi, inode, idx, pte.folio);
+                    retried = true;
+                }
+                Err(_) => return VmFault::Sigbus,
+            }
+        }
+    }
+
+    /// `unmap_ref_private`: unmaps the page at index `idx` of `inode` from every private VMA
+    /// (other than the owner's) that maps it, marking them `HPAGE_RESV_UNMAPPED`.
+    fn unmap_ref_private(
+        &mut self,
+        owner: MmId,
+        inode: HugetlbInodeId,
+        idx: u64,
+        folio: HugetlbFolioId,
+    ) {
+        for (mmi, vma) in self.hugetlb_mappings(inode) {
+            if mmi == owner || vma.has(vmf::SHARED) {
+                continue;
+            }
+            let Some((_, resv, _)) = hugetlb_of(&vma) else {
+                continue;
+            };
+            if resv.is_some() {
+                continue;
+            }
+            let vfirst = hindex(&vma, vma.start);
+            if idx < vfirst || idx >= vfirst + (vma.len() >> HPAGE_SHIFT) {
+                continue;
+            }
+            let a = vma.start + ((idx - vfirst) << HPAGE_SHIFT);
+            if self
+                .hugetlb
+                .ptes
+                .get(&(mmi, a))
+                .is_some_and(|p| p.folio == folio)
+            {
+                self.hugetlb.ptes.remove(&(mmi, a));
+                self.hugetlb.folio_mut(folio).mapcount -= 1;
+            }
+            let v = self.mms[mmi].vmas.get_mut(&vma.start).expect("vma");
+            v.backing = VmaBacking::Hugetlb {
+                inode,
+                resv: None,
+                unmapped: true,
+            };
+            self.mms[mmi].invalidate_vma_cache();
+        }
+    }
+
+    // ---- madvise ----------------------------------------------------------------------------
+
+    /// madvise(2) over a range holding hugetlb VMAs: `Some` when the advice is decided for
+    /// the whole range here. MADV_COLLAPSE is EINVAL; flag advice splits VMAs, which fails
+    /// (EINVAL) at a boundary inside a huge page where the flags change, and is left to the
+    /// caller; the zapping advice is decided per VMA (`hugetlb_madvise_vma`).
+    pub(crate) fn hugetlb_madvise(
+        &mut self,
+        mmi: MmId,
+        start: u64,
+        end: u64,
+        advice: crate::types::Advice,
+    ) -> Option<Result<(), Errno>> {
+        use crate::types::Advice;
+        let mm = &self.mms[mmi];
+        let any = mm
+            .vma_starts_in(start, end)
+            .iter()
+            .any(|s| mm.vmas[s].backing.is_hugetlb())
+            || mm.vma_at(start).is_some_and(|v| v.backing.is_hugetlb());
+        if !any {
+            return None;
+        }
+        match advice {
+            Advice::Collapse | Advice::PopulatePgtable => Some(Err(Errno::EINVAL)),
+            Advice::Dontneed
+            | Advice::Remove
+            | Advice::Free
+            | Advice::Cold
+            | Advice::PopulateRead
+            | Advice::PopulateWrite
+            | Advice::Willneed => None,
+            _ => {
+                // A VMA is split only where its flags change (madvise_update_vma).
+                let (set, clear) = crate::madvise::madvise_flag_change(advice)?;
+                let ok = |addr: u64| {
+                    self.hugetlb_split_ok(mmi, addr)
+                        || self.mms[mmi]
+                            .vma_at(addr)
+                            .is_some_and(|v| (v.flags & !clear) | set == v.flags)
+                };
+                if ok(start) && ok(end) {
+                    None
+                } else {
+                    Some(Err(Errno::EINVAL))
+                }
+            }
+        }
+    }
+
+    /// The zapping advice on the part `[a, e)` of one hugetlb VMA, from madvise's VMA walk:
+    /// MADV_DONTNEED needs a 2 MiB-aligned start and zaps whole huge pages, the end rounded
+    /// down (`madvise_dontneed_free_valid_vma`); MADV_FREE and MADV_COLD are EINVAL
+    /// (`can_madv_lru_vma`); MADV_REMOVE punches the file (EACCES on a private VMA).
+    pub(crate) fn hugetlb_madvise_vma(
+        &mut self,
+        mmi: MmId,
+        (a, e): (u64, u64),
+        vma: &Vma,
+        advice: crate::types::Advice,
+    ) -> Result<(), Errno> {
+        use crate::types::Advice;
+        match advice {
+            Advice::Remove => {
+                if !vma.has(vmf::SHARED) {
+                    return Err(Errno::EACCES);
+                }
+                let (ino, _, _) = hugetlb_of(vma).expect("hugetlb");
+                let off = (a - vma.start) + (vma.pgoff << PAGE_SHIFT);
+                let mode = crate::shmem::FallocMode {
+                    keep_size: true,
+                    punch_hole: true,
+                };
+                self.hugetlb_fallocate(ino, mode, off, e - a)
+            }
+            Advice::Dontneed => {
+                if a % HPAGE_SIZE != 0 {
+                    return Err(Errno::EINVAL);
+                }
+                let e = e & !(HPAGE_SIZE - 1);
+                if a < e {
+                    self.unmap_hugepage_range(mmi, vma, a, e);
+                }
+                Ok(())
+            }
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    // ---- observation ------------------------------------------------------------------------
+
+    /// `smaps_hugetlb_range` over `[start, end)` of one VMA: (Shared_Hugetlb,
+    /// Private_Hugetlb) in bytes; a page mapped more than once is shared.
+    pub(crate) fn hugetlb_smaps(&self, mmi: MmId, start: u64, end: u64) -> (u64, u64) {
+        let (mut shared, mut private) = (0, 0);
+        let first = start & !(HPAGE_SIZE - 1);
+        for (_, p) in self.hugetlb.ptes.range((mmi, first)..(mmi, end)) {
+            if self.hugetlb.folio(p.folio).mapcount > 1 {
+                shared += HPAGE_SIZE;
+            } else {
+                private += HPAGE_SIZE;
+            }
+        }
+        (shared, private)
+    }
+
+    /// The page map of `[start, end)` with every page of a mapped huge page as `hugetlb`
+    /// (the generic map sees nothing there).
+    pub(crate) fn hugetlb_overlay(&self, mmi: MmId, start: u64, end: u64, map: PageMap) -> PageMap {
+        let first = start & !(HPAGE_SIZE - 1);
+        let mapped: Vec<(u64, u64)> = self
+            .hugetlb
+            .ptes
+            .range((mmi, first)..(mmi, end))
+            .map(|((_, a), _)| ((*a).max(start), (*a + HPAGE_SIZE).min(end)))
+            .collect();
+        if mapped.is_empty() {
+            return map;
+        }
+        let mut out = PageMap::new();
+        let mut addr = start;
+        let mut m = mapped.iter().peekable();
+        for (b, n) in map {
+            let run_end = addr + n * PAGE_SIZE;
+            while addr < run_end {
+                while m.peek().is_some_and(|(_, e)| *e <= addr) {
+                    m.next();
+                }
+                match m.peek() {
+                    Some(&&(s, e)) if s <= addr => {
+                        let stop = e.min(run_end);
+                        pagemap_push(&mut out, Backing::Hugetlb, (stop - addr) / PAGE_SIZE);
+                        addr = stop;
+                    }
+                    Some(&&(s, _)) => {
+                        let stop = s.min(run_end);
+                        pagemap_push(&mut out, b, (stop - addr) / PAGE_SIZE);
+                        addr = stop;
+                    }
+                    None => {
+                        pagemap_push(&mut out, b, (run_end - addr) / PAGE_SIZE);
+                        addr = run_end;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// `/proc/meminfo`'s hugetlb lines under `meminfo.<name>`: pages, and `Hugetlb` in kB.
+    pub fn hugetlb_meminfo(&self) -> Vec<(String, i64)> {
+        let h = &self.hugetlb.hstate;
+        let i = crate::util::to_i64;
+        vec![
+            ("meminfo.HugePages_Total".into(), i(h.nr_huge_pages)),
+            ("meminfo.HugePages_Free".into(), i(h.free_huge_pages)),
+            // Printed unsigned by the kernel; read back as the same 64 bits.
+            (
+                "meminfo.HugePages_Rsvd".into(),
+                crate::util::wrapping_to_i64(h.resv_huge_pages),
+            ),
+            ("meminfo.HugePages_Surp".into(), i(h.surplus_huge_pages)),
+            (
+                "meminfo.Hugetlb".into(),
+                i(h.nr_huge_pages * (HPAGE_SIZE >> 10)),
+            ),
+        ]
+    }
+
+    /// The pool's invariants: free list and counters agree, every page in use is referenced
+    /// (mapped or cached) by exactly what the huge PTEs and caches show, and the reservation
+    /// count equals the outstanding shared and private reservations less the pages that will
+    /// give theirs back when freed. Returns the pages the pool holds.
+    pub(crate) fn check_hugetlb(&self) -> Result<u64, String> {
+        let h = &self.hugetlb.hstate;
+        if h.free_list.len() as u64 != h.free_huge_pages {
+            return Err(format!(
+                "hugetlb free list {} != free_huge_pages {}",
+                h.free_list.len(),
+                h.free_huge_pages
+            ));
+        }
+        let live = self.hugetlb.live().count() as u64;
+        if live + h.free_huge_pages != h.nr_huge_pages {
+            return Err(format!(
+                "hugetlb: {live} in use + {} free != nr_huge_pages {}",
+                h.free_huge_pages, h.nr_huge_pages
+            ));
+        }
+        if h.surplus_huge_pages > h.nr_huge_pages {
+            return Err(format!("hugetlb counters inconsistent: {h:?}"));
+        }
+        let mut maps: BTreeMap<HugetlbFolioId, u32> = BTreeMap::new();
+        for ((mmi, a), p) in &self.hugetlb.ptes {
+            let ok = self.mms[*mmi]
+                .vma_at(*a)
+                .is_some_and(|v| v.backing.is_hugetlb() && *a + HPAGE_SIZE <= v.end);
+            if !ok {
+                return Err(format!("hugetlb pte {mmi}:{a:#x} outside a hugetlb VMA"));
+            }
+            *maps.entry(p.folio).or_default() += 1;
+        }
+        let mut pending = 0;
+        for (id, f) in self.hugetlb.live() {
+            if maps.get(&id).copied().unwrap_or(0) != f.mapcount {
+                return Err(format!("hugetlb folio {id}: mapcount {} wrong", f.mapcount));
+            }
+            if f.mapcount == 0 && f.cache.is_none() {
+                return Err(format!("hugetlb folio {id} unreferenced"));
+            }
+            if let Some((ino, idx)) = f.cache {
+                if self.hugetlb.inodes[ino.index()].cache.get(&idx) != Some(&id) {
+                    return Err(format!("hugetlb folio {id} not in its cache slot"));
+                }
+            }
+            pending += u64::from(f.restore_reserve);
+        }
+        let mut outstanding = 0;
+        for inode in &self.hugetlb.inodes {
+            outstanding += inode
+                .resv
+                .iter()
+                .filter(|i| !inode.cache.contains_key(i))
+                .count() as u64;
+        }
+        for (_, mm) in self.mms.iter() {
+            for v in mm.vmas.values() {
+                if let Some((_, Some(m), _)) = hugetlb_of(v) {
+                    let (a, b) = (hindex(v, v.start), hindex(v, v.end));
+                    let consumed = self.hugetlb.resv_maps[m.index()].range(a..b).count() as u64;
+                    outstanding += (b - a) - consumed;
+                }
+            }
+        }
+        if outstanding != h.resv_huge_pages.wrapping_add(pending) || outstanding > h.free_huge_pages
+        {
+            return Err(format!(
+                "hugetlb: resv_huge_pages {} + {pending} to restore != {outstanding} outstanding",
+                h.resv_huge_pages
+            ));
+        }
+        Ok(h.nr_huge_pages * HPAGE_NR)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Prot;
+    use crate::KernelConfig;
+
+    fn kernel(pages: u64) -> (Kernel, Pid) {
+        let mut k = Kernel::new(KernelConfig {
+            memory: 1 << 30,
+            ..KernelConfig::default()
+        })
+        .unwrap();
+        k.set_max_huge_pages(pages);
+        let pid = k.spawn();
+        (k, pid)
+    }
+
+    fn counts(k: &Kernel) -> [u64; 4] {
+        let h = &k.hugetlb.hstate;
+        [
+            h.nr_huge_pages,
+            h.free_huge_pages,
+            h.resv_huge_pages,
+            h.surplus_huge_pages,
+        ]
+    }
+
+    const BASE: u64 = 0x6000_0000_0000;
+
+    /// One huge page mapped at `BASE` with `flags` and written.
+    fn written_page(k: &mut Kernel, pid: Pid, flags: HugetlbMapFlags) {
+        k.mmap_hugetlb(pid, BASE, HPAGE_SIZE, RW, flags, None)
+            .unwrap();
+        k.access(pid, BASE, crate::types::AccessKind::Write)
+            .unwrap();
+    }
+    const RW: Prot = Prot {
+        read: true,
+        write: true,
+        exec: false,
+    };
+
+    #[test]
+    fn private_reserve_read_then_write() {
+        let (mut k, pid) = kernel(3);
+        assert_eq!(k.vmstat.get(VmItem::HtlbBuddyAllocSuccess), 3);
+        k.mmap_hugetlb(
+            pid,
+            BASE,
+            2 * HPAGE_SIZE,
+            RW,
+            HugetlbMapFlags::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(counts(&k), [3, 3, 2, 0]);
+        k.access(pid, BASE, crate::types::AccessKind::Read).unwrap();
+        assert_eq!(counts(&k), [3, 2, 1, 0]);
+        k.access(pid, BASE + 4096, crate::types::AccessKind::Write)
+            .unwrap();
+        k.access(pid, BASE + HPAGE_SIZE, crate::types::AccessKind::Write)
+            .unwrap();
+        assert_eq!(k.task(pid).unwrap().minflt, 3);
+        assert_eq!(counts(&k), [3, 1, 0, 0]);
+        // A second private mapping of two pages cannot be reserved.
+        let flags = HugetlbMapFlags::default();
+        assert_eq!(
+            k.mmap_hugetlb(pid, BASE + 8 * HPAGE_SIZE, 2 * HPAGE_SIZE, RW, flags, None),
+            Err(Errno::ENOMEM)
+        );
+        k.check_invariants().unwrap();
+        // MADV_DONTNEED of one page and 4K more: the page is zapped and re-reserved.
+        k.madvise(pid, BASE, HPAGE_SIZE + 4096, crate::types::Advice::Dontneed)
+            .unwrap();
+        assert_eq!(counts(&k), [3, 2, 1, 0]);
+        assert_eq!(
+            k.munmap(pid, BASE, 4096),
+            Err(Errno::EINVAL),
+            "a split inside a huge page"
+        );
+        k.munmap(pid, BASE, 2 * HPAGE_SIZE).unwrap();
+        assert_eq!(counts(&k), [3, 3, 0, 0]);
+        k.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn pool_shrink_in_use_becomes_surplus() {
+        let (mut k, pid) = kernel(2);
+        let f = HugetlbMapFlags::default();
+        k.mmap_hugetlb(pid, BASE, HPAGE_SIZE, RW, f, None).unwrap();
+        k.access(pid, BASE, crate::types::AccessKind::Write)
+            .unwrap();
+        k.mmap_hugetlb(pid, BASE + 2 * HPAGE_SIZE, HPAGE_SIZE, RW, f, None)
+            .unwrap();
+        assert_eq!(counts(&k), [2, 1, 1, 0]);
+        k.set_max_huge_pages(0);
+        assert_eq!(counts(&k), [2, 1, 1, 2]);
+        k.munmap(pid, BASE, HPAGE_SIZE).unwrap();
+        assert_eq!(counts(&k), [1, 1, 1, 1]);
+        k.munmap(pid, BASE + 2 * HPAGE_SIZE, HPAGE_SIZE).unwrap();
+        assert_eq!(counts(&k), [0, 0, 0, 0]);
+        k.set_overcommit_huge_pages(2);
+        k.mmap_hugetlb(pid, BASE, HPAGE_SIZE, RW, f, None).unwrap();
+        assert_eq!(counts(&k), [1, 1, 1, 1]);
+        k.access(pid, BASE, crate::types::AccessKind::Write)
+            .unwrap();
+        k.set_max_huge_pages(1);
+        assert_eq!(counts(&k), [1, 0, 0, 0]);
+        k.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn fork_cow_with_empty_pool() {
+        let (mut k, parent) = kernel(1);
+        written_page(&mut k, parent, HugetlbMapFlags::default());
+        let child = k.fork(parent).unwrap();
+        // The child has no reservation: its COW finds no page.
+        assert_eq!(
+            k.access(child, BASE, crate::types::AccessKind::Write),
+            Err(Signal::Sigbus)
+        );
+        // The owner steals the page back: the child loses it and gets SIGBUS even on reads.
+        k.access(parent, BASE, crate::types::AccessKind::Write)
+            .unwrap();
+        assert_eq!(
+            k.access(child, BASE, crate::types::AccessKind::Read),
+            Err(Signal::Sigbus)
+        );
+        assert_eq!(counts(&k), [1, 0, 0, 0]);
+        k.check_invariants().unwrap();
+        k.exit(child);
+        k.exit(parent);
+        assert_eq!(counts(&k), [1, 1, 0, 0]);
+        k.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn owner_unmap_of_a_page_the_child_maps_wraps_rsvd() {
+        let (mut k, parent) = kernel(2);
+        written_page(&mut k, parent, HugetlbMapFlags::default());
+        let child = k.fork(parent).unwrap();
+        k.munmap(parent, BASE, HPAGE_SIZE).unwrap();
+        assert_eq!(k.hugetlb.hstate.resv_huge_pages, u64::MAX);
+        let rsvd = k
+            .hugetlb_meminfo()
+            .into_iter()
+            .find(|(n, _)| n == "meminfo.HugePages_Rsvd")
+            .unwrap();
+        assert_eq!(rsvd.1, -1);
+        k.check_invariants().unwrap();
+        k.exit(child);
+        assert_eq!(counts(&k), [2, 2, 0, 0]);
+        k.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn shared_mapping_is_not_copied_at_fork() {
+        let (mut k, parent) = kernel(1);
+        let shared = HugetlbMapFlags {
+            shared: true,
+            ..HugetlbMapFlags::default()
+        };
+        written_page(&mut k, parent, shared);
+        let child = k.fork(parent).unwrap();
+        let mmi = k.mm_of(child);
+        assert_eq!(k.hugetlb_smaps(mmi, BASE, BASE + HPAGE_SIZE), (0, 0));
+        k.access(child, BASE, crate::types::AccessKind::Write)
+            .unwrap();
+        assert_eq!(k.task(child).unwrap().minflt, 1);
+        assert_eq!(
+            k.hugetlb_smaps(mmi, BASE, BASE + HPAGE_SIZE),
+            (HPAGE_SIZE, 0)
+        );
+        assert_eq!(counts(&k), [1, 0, 0, 0]);
+        k.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn memfd_fallocate_punch_truncate() {
+        let (mut k, pid) = kernel(2);
+        assert_eq!(k.hugetlb_new_inode(4096), Err(Errno::EINVAL));
+        let ino = k.hugetlb_new_inode(3 * HPAGE_SIZE).unwrap();
+        let shared = HugetlbMapFlags {
+            shared: true,
+            ..HugetlbMapFlags::default()
+        };
+        assert_eq!(
+            k.mmap_hugetlb(pid, BASE, 3 * HPAGE_SIZE, RW, shared, Some((ino, 0))),
+            Err(Errno::ENOMEM)
+        );
+        k.mmap_hugetlb(pid, BASE, 2 * HPAGE_SIZE, RW, shared, Some((ino, 0)))
+            .unwrap();
+        k.mmap_hugetlb(
+            pid,
+            BASE + 4 * HPAGE_SIZE,
+            2 * HPAGE_SIZE,
+            RW,
+            shared,
+            Some((ino, 0)),
+        )
+        .unwrap();
+        assert_eq!(counts(&k), [2, 2, 2, 0]);
+        k.access(pid, BASE, crate::types::AccessKind::Write)
+            .unwrap();
+        assert_eq!(counts(&k), [2, 1, 1, 0]);
+        let alloc = crate::shmem::FallocMode::default();
+        k.hugetlb_fallocate(ino, alloc, 0, HPAGE_SIZE + 1).unwrap();
+        assert_eq!(counts(&k), [2, 0, 0, 0]);
+        let keep = crate::shmem::FallocMode {
+            keep_size: true,
+            punch_hole: false,
+        };
+        assert_eq!(
+            k.hugetlb_fallocate(ino, keep, 2 * HPAGE_SIZE, HPAGE_SIZE),
+            Err(Errno::ENOSPC)
+        );
+        let punch = crate::shmem::FallocMode {
+            keep_size: true,
+            punch_hole: true,
+        };
+        k.hugetlb_fallocate(ino, punch, 4096, 4096).unwrap();
+        assert_eq!(counts(&k), [2, 0, 0, 0]);
+        k.hugetlb_fallocate(ino, punch, 0, HPAGE_SIZE).unwrap();
+        assert_eq!(counts(&k), [2, 1, 0, 0]);
+        k.check_invariants().unwrap();
+        k.hugetlb_truncate(ino, HPAGE_SIZE).unwrap();
+        assert_eq!(counts(&k), [2, 2, 0, 0]);
+        assert_eq!(
+            k.access(pid, BASE + HPAGE_SIZE, crate::types::AccessKind::Read),
+            Err(Signal::Sigbus)
+        );
+        k.check_invariants().unwrap();
+    }
+}
