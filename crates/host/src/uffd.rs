@@ -99,18 +99,13 @@ struct UffdioCopy {
     copy: i64,
 }
 
+/// `struct uffdio_zeropage` and `struct uffdio_continue` (same layout: the last field is
+/// `zeropage` / `mapped`, the bytes done or an errno).
 #[repr(C)]
-struct UffdioZeropage {
+struct UffdioRangeOp {
     range: UffdioRange,
     mode: u64,
-    zeropage: i64,
-}
-
-#[repr(C)]
-struct UffdioContinue {
-    range: UffdioRange,
-    mode: u64,
-    mapped: i64,
+    done: i64,
 }
 
 #[repr(C)]
@@ -221,38 +216,30 @@ pub fn copy(fd: BorrowedFd<'_>, start: u64, len: u64, mode: u64) -> Result<(), i
 }
 
 pub fn zeropage(fd: BorrowedFd<'_>, start: u64, len: u64, mode: u64) -> Result<(), i32> {
-    let mut a = UffdioZeropage {
-        range: UffdioRange { start, len },
-        mode,
-        zeropage: 0,
-    };
-    loop {
-        match ioctl(fd, UFFDIO_ZEROPAGE, &mut a) {
-            Err(libc::EAGAIN) if a.zeropage > 0 => {
-                a.range.start += a.zeropage as u64;
-                a.range.len -= a.zeropage as u64;
-                a.zeropage = 0;
-            }
-            r => return r,
-        }
-    }
+    range_ioctl(fd, UFFDIO_ZEROPAGE, start, len, mode)
 }
 
 /// `UFFDIO_CONTINUE` of `[start, start+len)`. A partial success is EAGAIN with the bytes
 /// mapped (the errno of the page that stopped it is not reported): retried after them, so
 /// the result is that page's errno (EEXIST, EFAULT), as the model reports.
 pub fn continue_range(fd: BorrowedFd<'_>, start: u64, len: u64, mode: u64) -> Result<(), i32> {
-    let mut a = UffdioContinue {
+    range_ioctl(fd, UFFDIO_CONTINUE, start, len, mode)
+}
+
+/// A range ioctl whose argument is `{range, mode, s64 done}` (`struct uffdio_zeropage`,
+/// `struct uffdio_continue`): on EAGAIN after part of the range, go on after that part.
+fn range_ioctl(fd: BorrowedFd<'_>, req: u64, start: u64, len: u64, mode: u64) -> Result<(), i32> {
+    let mut a = UffdioRangeOp {
         range: UffdioRange { start, len },
         mode,
-        mapped: 0,
+        done: 0,
     };
     loop {
-        match ioctl(fd, UFFDIO_CONTINUE, &mut a) {
-            Err(libc::EAGAIN) if a.mapped > 0 => {
-                a.range.start += a.mapped as u64;
-                a.range.len -= a.mapped as u64;
-                a.mapped = 0;
+        match ioctl(fd, req, &mut a) {
+            Err(libc::EAGAIN) if a.done > 0 => {
+                a.range.start += a.done as u64;
+                a.range.len -= a.done as u64;
+                a.done = 0;
             }
             r => return r,
         }
