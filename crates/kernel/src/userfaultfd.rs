@@ -20,7 +20,7 @@ use crate::errno::Errno;
 use crate::ids::MmId;
 use crate::mm::MmCounter;
 use crate::mm::{vmf, Vma};
-use crate::pgtable::{pte_index, Pmd, Pte, DIRTY, EXCLUSIVE, UFFD_WP, WRITE, YOUNG};
+use crate::pgtable::{pte_index, Pte, DIRTY, EXCLUSIVE, UFFD_WP, WRITE, YOUNG};
 use crate::rmap::RmapLevel;
 use crate::shmem::Sgp;
 use crate::types::{is_page_aligned, Pid, PAGE_SIZE, PMD_MASK, PMD_SIZE};
@@ -477,6 +477,31 @@ impl Kernel {
         Ok(())
     }
 
+    /// The modelled monitor's ioctl `fill` on every page of `[s, e)` that the page table does
+    /// not map (none or a marker, under no huge PMD). `Oom` when the faulting page's ioctl
+    /// found no memory; other failures leave the page to the retried fault.
+    fn monitor_fill_block(
+        &mut self,
+        mmi: MmId,
+        addr: u64,
+        (s, e): (u64, u64),
+        mut fill: impl FnMut(&mut Self, u64) -> Result<(), Errno>,
+    ) -> Delivery {
+        let mut a = s;
+        while a < e {
+            let pte = self.mms[mmi].pgt.pte(a);
+            if !self.mms[mmi].pgt.pmd(a).is_huge()
+                && (pte.is_none() || pte.is_marker())
+                && fill(self, a) == Err(Errno::ENOMEM)
+                && a == addr & !(PAGE_SIZE - 1)
+            {
+                return Delivery::Oom;
+            }
+            a += PAGE_SIZE;
+        }
+        Delivery::Resolved
+    }
+
     /// A task of the mm (the monitor's ioctls name the uffd, whose mm is this one).
     fn pid_of_mm(&self, mmi: MmId) -> Pid {
         self.tasks
@@ -527,51 +552,24 @@ impl Kernel {
         } else if flags & FLAG_MINOR != 0 {
             self.uffd_stats.minor += 1;
             let MinorPolicy::Continue(size) = minor_policy;
-            let (s, e) = block(size);
-            let pid = self.pid_of_mm(mmi);
             // The monitor continues what the page table still lacks in the block, page by
             // page (a page the cache lacks is EFAULT and left alone).
-            let mut a = s;
-            while a < e {
-                let pte = self.mms[mmi].pgt.pte(a);
-                if !self.mms[mmi].pgt.pmd(a).is_huge()
-                    && (pte.is_none() || pte.is_marker())
-                    && self.uffd_continue(pid, a, PAGE_SIZE, false) == Err(Errno::ENOMEM)
-                    && a == addr & !(PAGE_SIZE - 1)
-                {
-                    return Delivery::Oom;
-                }
-                a += PAGE_SIZE;
-            }
+            let pid = self.pid_of_mm(mmi);
+            return self.monitor_fill_block(mmi, addr, block(size), |k, a| {
+                k.uffd_continue(pid, a, PAGE_SIZE, false)
+            });
         } else {
             self.uffd_stats.missing += 1;
-            let (size, zero) = match missing_policy {
-                MissingPolicy::Copy(s) => (s, false),
-                MissingPolicy::Zeropage(s) => (s, true),
+            let (size, mode) = match missing_policy {
+                MissingPolicy::Copy(s) => (s, Mfill::Copy { wp: false }),
+                MissingPolicy::Zeropage(s) => (s, Mfill::ZeroPage),
             };
-            let (s, e) = block(size);
             // The monitor fills what is still missing in the block.
-            let mut a = s;
-            while a < e {
-                let pte = self.mms[mmi].pgt.pte(a);
-                let pmd = self.mms[mmi].pgt.pmd(a);
-                if !pmd.is_huge() && (pte.is_none() || pte.is_marker()) {
-                    let pid = self.pid_of_mm(mmi);
-                    let mode = if zero {
-                        Mfill::ZeroPage
-                    } else {
-                        Mfill::Copy { wp: false }
-                    };
-                    if self.uffd_fill(pid, a, PAGE_SIZE, mode) == Err(Errno::ENOMEM)
-                        && a == addr & !(PAGE_SIZE - 1)
-                    {
-                        return Delivery::Oom;
-                    }
-                }
-                a += PAGE_SIZE;
-            }
+            let pid = self.pid_of_mm(mmi);
+            return self.monitor_fill_block(mmi, addr, block(size), |k, a| {
+                k.uffd_fill(pid, a, PAGE_SIZE, mode)
+            });
         }
-        let _ = Pmd::NONE;
         Delivery::Resolved
     }
 }
