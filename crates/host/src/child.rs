@@ -315,6 +315,9 @@ fn handle(base: u64, req: &Request) -> (Response, Option<OwnedFd>) {
                 libc::fallocate(fd, mode, offset as libc::off_t, len as libc::off_t)
             })
         }
+        Request::TmpfsMount { huge, size } => crate::tmpfs::mount(huge, size),
+        Request::FileCreate { mnt, obj, size } => crate::tmpfs::create_file(mnt, obj, size),
+        Request::OpenDevZero => crate::tmpfs::open_dev_zero(),
         Request::UffdOpen { features } => match crate::uffd::open(features) {
             Ok(fd) => {
                 passed = Some(fd);
@@ -541,6 +544,7 @@ fn warm_sigbus() {
         unsafe { libc::munmap(p, PAGE as usize) };
     }
     warm_objects();
+    warm_tmpfs();
 }
 
 /// Takes the object requests' paths once (memfd, ftruncate, fallocate, a fd mapping), on
@@ -594,6 +598,36 @@ fn warm_objects() {
     });
     // SAFETY: closing the warm-up object created above; nothing else refers to it.
     unsafe { libc::close(fd) };
+}
+
+/// Takes the tmpfs, file and /dev/zero requests once: a small detached tmpfs (no huge
+/// pages: `huge=never`, 1 page allowed) with one empty file, all closed again, which frees
+/// the instance.
+fn warm_tmpfs() {
+    for r in [
+        warm(Request::TmpfsMount {
+            huge: 0,
+            size: PAGE,
+        }),
+        warm(Request::OpenDevZero),
+    ] {
+        let Status::Ok(fd) = r.status else {
+            continue;
+        };
+        let fd = fd as i32;
+        if let Status::Ok(f) = warm(Request::FileCreate {
+            mnt: fd,
+            obj: 0,
+            size: PAGE,
+        })
+        .status
+        {
+            // SAFETY: closing the warm-up file created above; nothing else refers to it.
+            unsafe { libc::close(f as i32) };
+        }
+        // SAFETY: closing the warm-up descriptor opened above; nothing else refers to it.
+        unsafe { libc::close(fd) };
+    }
 }
 
 /// Sends a response; a parent that is gone is noticed at the next receive (EOF).

@@ -140,6 +140,8 @@ const DEFAULT_OPS: &[(&str, u32)] = &[
     ("expect", 4),
     ("sysfs", 1),
     ("memfd", 1),
+    ("tmpfs", 1),
+    ("file", 1),
     ("ftruncate", 1),
     ("fallocate", 1),
 ];
@@ -327,6 +329,8 @@ struct Gen<'a, E: Entropy> {
     /// `memfd` objects made so far (only before the first fork, so that every process has
     /// them on the host too: a worker inherits its parent's descriptors).
     objects: Vec<String>,
+    /// `tmpfs` instances made so far (before the first fork, like objects).
+    mounts: Vec<String>,
     /// A `khugepaged` op or a mid-run `sysfs` write (which can wake khugepaged) was generated.
     khugepaged_passes: bool,
     /// Processes that exist (forked, not exited), `main` first.
@@ -470,17 +474,20 @@ impl<E: Entropy> Gen<'_, E> {
         let size = self.size();
         let mut vis = if self.chance(25) { "shared" } else { "private" };
         let mut of_object = !self.objects.is_empty() && self.chance(40);
+        let mut dev_zero = !of_object && self.chance(10);
         // For the host: the model has no collapse of shmem (`collapse_file`), so a program
         // with khugepaged passes gets no shmem mappings (and the other way round, below).
         if !self.w.model_only && self.khugepaged_passes {
             vis = "private";
             of_object = false;
+            dev_zero = false;
         }
         self.maps.push(Map {
             name: name.clone(),
             size,
             shmem: vis == "shared" || of_object,
         });
+        let backing = if dev_zero { "zero" } else { "anon" };
         let mut s = if of_object {
             let o = pick(self.e, &self.objects).clone();
             let mut s = format!("mmap {name} {} {o} {vis}", fmt_size(size));
@@ -490,7 +497,7 @@ impl<E: Entropy> Gen<'_, E> {
             }
             s
         } else {
-            format!("mmap {name} {} anon {vis}", fmt_size(size))
+            format!("mmap {name} {} {backing} {vis}", fmt_size(size))
         };
         if self.chance(30) {
             let p = self.prot();
@@ -590,7 +597,7 @@ impl<E: Entropy> Gen<'_, E> {
     fn expect(&mut self) -> Option<String> {
         let cmp = *pick(self.e, &["==", "!=", "<", "<=", ">", ">="]);
         let n = self.below(1200) as i64 - 100;
-        let (obs, cmp, val) = match self.below(12) {
+        let (obs, cmp, val) = match self.below(13) {
             0 => ("minflt".to_string(), cmp, n.to_string()),
             1 => ("majflt".to_string(), cmp, n.to_string()),
             2 => ("pgfault".to_string(), cmp, n.to_string()),
@@ -641,6 +648,16 @@ impl<E: Entropy> Gen<'_, E> {
                     pick(self.e, &["0", "4kB", "2048kB", "2M", "4K", "12"]).to_string()
                 };
                 (format!("smaps({name}).{f}"), cmp, v)
+            }
+            11 if !self.objects.is_empty() => {
+                let o = pick(self.e, &self.objects).clone();
+                if self.chance(50) {
+                    let v = 8 * self.below(1025);
+                    (format!("obj({o}).blocks"), cmp, v.to_string())
+                } else {
+                    let v = *pick(self.e, &["0", "4K", "1M", "2M", "3M", "4M"]);
+                    (format!("obj({o}).size"), cmp, v.to_string())
+                }
             }
             _ => {
                 let r = self.range()?;
@@ -705,6 +722,33 @@ impl<E: Entropy> Gen<'_, E> {
                 self.objects.push(name.clone());
                 let size = self.size();
                 format!("memfd {name} {}", fmt_size(size))
+            }
+            "tmpfs" => {
+                if self.forks > 0 || self.mounts.len() >= 2 {
+                    return None;
+                }
+                let name = format!("t{}", self.mounts.len());
+                self.mounts.push(name.clone());
+                let mut s = format!("tmpfs {name}");
+                if self.chance(85) {
+                    let h = *pick(self.e, &["never", "always", "within_size", "advise"]);
+                    let _ = write!(s, " huge={h}");
+                }
+                if self.chance(35) {
+                    let l = *pick(self.e, &["0", "64K", "1M", "3M", "4M", "8M"]);
+                    let _ = write!(s, " size={l}");
+                }
+                s
+            }
+            "file" => {
+                if self.forks > 0 || self.mounts.is_empty() || self.objects.len() >= 3 {
+                    return None;
+                }
+                let name = format!("o{}", self.objects.len());
+                self.objects.push(name.clone());
+                let on = pick(self.e, &self.mounts).clone();
+                let size = if self.chance(15) { 0 } else { self.size() };
+                format!("file {name} {} on={on}", fmt_size(size))
             }
             "ftruncate" => {
                 if self.objects.is_empty() {
@@ -876,6 +920,7 @@ pub fn generate<E: Entropy>(e: &mut E, w: &Weights) -> String {
         out: String::new(),
         maps: Vec::new(),
         objects: Vec::new(),
+        mounts: Vec::new(),
         khugepaged_passes: false,
         procs: vec!["main".to_string()],
         forks: 0,

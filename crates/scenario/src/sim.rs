@@ -8,8 +8,11 @@ use thpsim_kernel::userfaultfd::Mfill;
 use thpsim_kernel::{Kernel, KernelConfig};
 
 use crate::ast::Pattern;
-use crate::backend::{Backend, BackendError, BackendOp, MappingObs, OpOutcome, Setup, Snapshot};
+use crate::backend::{
+    object_key, Backend, BackendError, BackendOp, MappingObs, OpOutcome, Setup, Snapshot,
+};
 use crate::pattern::touch_offsets;
+use std::collections::BTreeMap;
 
 /// Where the model places the scenario arena (16 TiB; below the 47-bit user limit).
 pub const MODEL_ARENA_BASE: u64 = 0x1000_0000_0000;
@@ -21,8 +24,10 @@ pub struct SimBackend {
     pid: Pid,
     /// Engine process ids → pids (`None`: its fork failed, or it exited).
     pids: Vec<Option<Pid>>,
-    /// Engine object ids → shmem inodes (`memfd`).
+    /// Engine object ids → shmem inodes (`memfd`, `file`).
     objects: Vec<thpsim_kernel::ids::InodeId>,
+    /// Engine tmpfs ids → tmpfs instances.
+    mounts: Vec<thpsim_kernel::shmem::TmpfsId>,
     /// Run the invariant checker after every op (tests).
     pub check_invariants: bool,
     /// Put the host backend's khugepaged sentinel mm on khugepaged's list before the
@@ -139,6 +144,7 @@ impl Backend for SimBackend {
         self.pid = k.spawn();
         self.pids = vec![Some(self.pid)];
         self.objects.clear();
+        self.mounts.clear();
         self.kernel = Some(k);
         Ok(())
     }
@@ -213,6 +219,7 @@ impl Backend for SimBackend {
         }
         // Taken out while the kernel is borrowed; put back after the op.
         let mut objects = std::mem::take(&mut self.objects);
+        let mut mounts = std::mem::take(&mut self.mounts);
         let k = self.k()?;
         let before = *k
             .task(pid)
@@ -249,6 +256,40 @@ impl Backend for SimBackend {
                 }
                 objects.push(k.shmem_new_inode(*size, None, false));
                 Ok(0)
+            }
+            BackendOp::TmpfsMount { mnt, huge, size } => {
+                if *mnt as usize != mounts.len() {
+                    return Err(err(format!("tmpfs: id {mnt} out of order")));
+                }
+                mounts.push(k.tmpfs_mount(*huge, *size));
+                Ok(0)
+            }
+            BackendOp::FileCreate { obj, mnt, size } => {
+                if *obj as usize != objects.len() {
+                    return Err(err(format!("file: object id {obj} out of order")));
+                }
+                let m = *mounts
+                    .get(*mnt as usize)
+                    .ok_or_else(|| err(format!("file: no tmpfs {mnt}")))?;
+                objects.push(k.shmem_new_file(m, *size));
+                Ok(0)
+            }
+            BackendOp::MmapDevZero {
+                addr,
+                len,
+                prot,
+                shared,
+                populate,
+            } => {
+                // mmap_zero: shared is shmem_zero_setup (what MAP_SHARED|MAP_ANONYMOUS does),
+                // private an anonymous VMA (vma_set_anonymous; only its name differs).
+                let flags = MapFlags {
+                    shared: *shared,
+                    populate: *populate,
+                };
+                k.mmap(pid, b + addr, *len, *prot, flags)
+                    .map(|a| a - b)
+                    .map_err(OpError::Errno)
             }
             BackendOp::Ftruncate { obj, size } => {
                 let ino = *objects
@@ -407,6 +448,7 @@ impl Backend for SimBackend {
             }
         };
         self.objects = objects;
+        self.mounts = mounts;
         let k = self.k()?;
         if check {
             k.check_invariants()
@@ -435,6 +477,17 @@ impl Backend for SimBackend {
             })
             .collect();
         let uffd_last = k.uffd_stats.last.map(|m| (m.flags, m.address - b));
+        let mut counters: BTreeMap<String, i64> = counters;
+        let k = self.kernel.as_ref().expect("checked above");
+        for (i, &ino) in self.objects.iter().enumerate() {
+            let inode = k.shmem_inode(ino);
+            let obj = u32::try_from(i).expect("object count");
+            // shmem_getattr: i_blocks is 8 sectors per page charged to the inode.
+            let blocks = i64::try_from(inode.nr_pages * 8).unwrap_or(i64::MAX);
+            counters.insert(object_key(obj, "blocks"), blocks);
+            let size = i64::try_from(inode.size).unwrap_or(i64::MAX);
+            counters.insert(object_key(obj, "size"), size);
+        }
         Ok(Snapshot {
             counters,
             mappings,

@@ -1681,6 +1681,8 @@ fn names_of(op: &Op) -> &'static [&'static str] {
         Op::Mremap { .. } => &["mremap"],
         Op::Expect(_) => &["expect"],
         Op::Memfd { .. } => &["memfd"],
+        Op::Tmpfs { .. } => &["tmpfs"],
+        Op::File { .. } => &["file"],
         Op::Ftruncate { .. } => &["ftruncate"],
         Op::Fallocate { .. } => &["fallocate"],
     }
