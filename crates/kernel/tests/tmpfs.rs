@@ -170,3 +170,34 @@ fn size_limit_fault_falls_back_then_sigbus() {
     );
     assert_eq!(blocks(&k, ino), 6144);
 }
+
+/// A private /dev/zero VMA: anonymous pages, but MADV_REMOVE is EACCES and mremap moves it
+/// only alone.
+#[test]
+fn dev_zero_private_is_anonymous_with_a_file() {
+    use thpsim_kernel::types::{AccessKind, Advice};
+    let (mut k, pid) = kernel(&[("enabled", "never")]);
+    let private = MapFlags::default();
+    k.mmap_dev_zero(pid, BASE, 64 << 10, Prot::RW, private)
+        .unwrap();
+    k.mmap(pid, BASE + 4 * M, 2 * M, Prot::RW, private).unwrap();
+    k.access(pid, BASE, AccessKind::Write).unwrap();
+    assert_eq!(k.page_map(pid, BASE, BASE + 4096), vec![(Backing::Anon, 1)]);
+    assert_eq!(
+        k.madvise(pid, BASE, 4096, Advice::Remove),
+        Err(Errno::EACCES)
+    );
+    k.mremap(pid, BASE + (28 << 10), 32 << 10, BASE + 4 * M)
+        .unwrap();
+    // The range now spans the DevZero VMA and a gap: refused.
+    assert_eq!(
+        k.mremap(pid, BASE, 64 << 10, BASE + 5 * M),
+        Err(Errno::EFAULT)
+    );
+    k.mremap(pid, BASE, 28 << 10, BASE + 5 * M).unwrap();
+    k.check_invariants().unwrap();
+    assert_eq!(
+        k.page_map(pid, BASE + 5 * M, BASE + 5 * M + 4096),
+        vec![(Backing::Anon, 1)]
+    );
+}

@@ -281,13 +281,11 @@ impl Backend for SimBackend {
                 shared,
                 populate,
             } => {
-                // mmap_zero: shared is shmem_zero_setup (what MAP_SHARED|MAP_ANONYMOUS does),
-                // private an anonymous VMA (vma_set_anonymous; only its name differs).
                 let flags = MapFlags {
                     shared: *shared,
                     populate: *populate,
                 };
-                k.mmap(pid, b + addr, *len, *prot, flags)
+                k.mmap_dev_zero(pid, b + addr, *len, *prot, flags)
                     .map(|a| a - b)
                     .map_err(OpError::Errno)
             }
