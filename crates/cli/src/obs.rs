@@ -63,6 +63,9 @@ pub fn counter_group(key: &str) -> &'static str {
         "mthp"
     } else if key.starts_with("khugepaged.") {
         "khugepaged"
+    } else if key.starts_with("obj.") {
+        // fstat of the shmem objects: `obj.<id>.blocks`, `obj.<id>.size`.
+        "objects"
     } else if ["buddyinfo.", "pagetypeinfo.", "sim."]
         .iter()
         .any(|p| key.starts_with(p))

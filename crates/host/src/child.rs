@@ -307,6 +307,9 @@ fn handle(base: u64, req: &Request) -> (Response, Option<OwnedFd>) {
         Request::GmemCreate { size, flags } => crate::guest_memfd::create(size, flags)
             .map(|fd| fd as u64)
             .map_err(Status::Errno),
+        Request::TmpfsMount { huge, size } => crate::tmpfs::mount(huge, size),
+        Request::FileCreate { mnt, obj, size } => crate::tmpfs::create_file(mnt, obj, size),
+        Request::OpenDevZero => crate::tmpfs::open_dev_zero(),
         Request::UffdOpen { features } => match crate::uffd::open(features) {
             Ok(fd) => {
                 passed = Some(fd);
@@ -556,6 +559,7 @@ fn warm_sigbus() {
         unsafe { libc::munmap(p, PAGE as usize) };
     }
     warm_objects();
+    warm_tmpfs();
 }
 
 /// Takes the object requests' paths once (memfd, ftruncate, fallocate, a fd mapping), on
@@ -571,12 +575,31 @@ fn warm_objects() {
     };
     let fd = fd as i32;
     warm(Request::Ftruncate { fd, size: 2 * PAGE });
-    // A kernel-chosen address (base 0, no MAP_FIXED): nothing of the arena is touched.
+    // A kernel-chosen address outside the arena: `mmap_at` wants the mapping exactly where it
+    // asks (MAP_FIXED_NOREPLACE), so take a free page first and ask for that one.
+    // SAFETY: a new private anonymous page at an address the kernel picks; unmapped at once.
+    let hole = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            PAGE as usize,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if hole == libc::MAP_FAILED {
+        // SAFETY: closing the warm-up object created above; nothing else refers to it.
+        unsafe { libc::close(fd) };
+        return;
+    }
+    // SAFETY: unmapping the page mapped just above, which nothing uses.
+    unsafe { libc::munmap(hole, PAGE as usize) };
     let m = warm(Request::MmapFd {
-        addr: 0,
+        addr: hole as u64,
         len: PAGE,
         prot: libc::PROT_READ | libc::PROT_WRITE,
-        flags: libc::MAP_SHARED,
+        flags: libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE,
         fd,
         offset: 0,
     });
@@ -609,6 +632,36 @@ fn warm_objects() {
     });
     // SAFETY: closing the warm-up object created above; nothing else refers to it.
     unsafe { libc::close(fd) };
+}
+
+/// Takes the tmpfs, file and /dev/zero requests once: a small detached tmpfs (no huge
+/// pages: `huge=never`, 1 page allowed) with one empty file, all closed again, which frees
+/// the instance.
+fn warm_tmpfs() {
+    for r in [
+        warm(Request::TmpfsMount {
+            huge: 0,
+            size: PAGE,
+        }),
+        warm(Request::OpenDevZero),
+    ] {
+        let Status::Ok(fd) = r.status else {
+            continue;
+        };
+        let fd = fd as i32;
+        if let Status::Ok(f) = warm(Request::FileCreate {
+            mnt: fd,
+            obj: 0,
+            size: PAGE,
+        })
+        .status
+        {
+            // SAFETY: closing the warm-up file created above; nothing else refers to it.
+            unsafe { libc::close(f as i32) };
+        }
+        // SAFETY: closing the warm-up descriptor opened above; nothing else refers to it.
+        unsafe { libc::close(fd) };
+    }
 }
 
 /// Sends a response; a parent that is gone is noticed at the next receive (EOF).

@@ -48,6 +48,7 @@ pub mod observe;
 pub mod proto;
 pub mod sys;
 pub mod sysfs;
+pub mod tmpfs;
 pub mod uffd;
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -57,7 +58,7 @@ use thpsim_kernel::errno::{Errno, OpError, Signal};
 use thpsim_kernel::sysfs::{knob_path, knobs, Sysfs};
 use thpsim_scenario::ast::Pattern;
 use thpsim_scenario::backend::{
-    Backend, BackendError, BackendOp, MappingObs, OpOutcome, Setup, Snapshot, UffdReq,
+    object_key, Backend, BackendError, BackendOp, MappingObs, OpOutcome, Setup, Snapshot, UffdReq,
 };
 use thpsim_scenario::pattern::touch_offsets;
 
@@ -197,9 +198,15 @@ pub struct HostBackend {
     pku: bool,
     /// userfaultfd messages of this run, all processes.
     uffd_stats: uffd::Stats,
-    /// The scenario's shmem objects: descriptor numbers in the workers (the first worker
-    /// created them; forks inherit the same numbers).
+    /// The scenario's objects: descriptor numbers in the workers (the process that made one
+    /// holds it, and its later forks inherit the same number; -1: a failed creation).
     objects: Vec<i32>,
+    /// The engine process that made each object: its fds are where `fstat` looks.
+    object_creator: Vec<usize>,
+    /// The scenario's tmpfs instances: mount descriptors in the workers (`tmpfs.rs`).
+    mounts: Vec<i32>,
+    /// The workers' `/dev/zero` descriptor, opened at its first mapping.
+    dev_zero: Option<i32>,
     /// The run lock, held from setup to the end of finish.
     lock: Option<sysfs::KnobLock>,
     /// The thpsim process's own `PR_GET_THP_DISABLE` before setup: while a run is set up the
@@ -356,6 +363,9 @@ impl HostBackend {
             pku: cpu_has_pku(),
             uffd_stats: uffd::Stats::default(),
             objects: Vec::new(),
+            object_creator: Vec::new(),
+            mounts: Vec::new(),
+            dev_zero: None,
             own_thp_disable: None,
             lock: None,
         }
@@ -398,6 +408,11 @@ impl HostBackend {
             .first()
             .and_then(|w| w.as_ref())
             .map(|_| self.base)
+    }
+
+    fn push_object(&mut self, fd: i32) {
+        self.objects.push(fd);
+        self.object_creator.push(self.current);
     }
 
     fn worker(&self) -> Result<&Worker, BackendError> {
@@ -509,6 +524,9 @@ impl HostBackend {
         self.workers = vec![Some(w)];
         self.current = 0;
         self.objects.clear();
+        self.object_creator.clear();
+        self.mounts.clear();
+        self.dev_zero = None;
         Ok(())
     }
 
@@ -1205,7 +1223,7 @@ impl Backend for HostBackend {
                 match r.status {
                     Status::Ok(fd) => {
                         let fd = i32::try_from(fd).map_err(|_| err("memfd: bad descriptor"))?;
-                        self.objects.push(fd);
+                        self.push_object(fd);
                         Ok(Self::outcome(r, Some(0)))
                     }
                     _ => Err(err(format!("memfd_create/ftruncate failed: {:?}", r.status))),
@@ -1219,13 +1237,13 @@ impl Backend for HostBackend {
                 match r.status {
                     Status::Ok(fd) => {
                         let fd = i32::try_from(fd).map_err(|_| err("gmem: bad descriptor"))?;
-                        self.objects.push(fd);
+                        self.push_object(fd);
                         Ok(Self::outcome(r, Some(0)))
                     }
                     // A failed creation keeps its id: ops on descriptor -1 get EBADF, as the
                     // model answers.
                     _ => {
-                        self.objects.push(-1);
+                        self.push_object(-1);
                         Ok(Self::outcome(r, None))
                     }
                 }
@@ -1263,6 +1281,77 @@ impl Backend for HostBackend {
                         flags: libc::MAP_ANONYMOUS | libc::MAP_HUGETLB | flags,
                     })?,
                 };
+                mmap_outcome(r, addr, len)
+            }
+            BackendOp::TmpfsMount { mnt, huge, size } => {
+                if mnt as usize != self.mounts.len() {
+                    return Err(err(format!("tmpfs: id {mnt} out of order")));
+                }
+                let huge = tmpfs::huge_code(huge)
+                    .ok_or_else(|| err(format!("tmpfs: huge={} is no mount option", huge.name())))?;
+                let r = self.call(&Request::TmpfsMount {
+                    huge,
+                    size: size.unwrap_or(0),
+                })?;
+                match r.status {
+                    Status::Ok(fd) => {
+                        let fd = i32::try_from(fd).map_err(|_| err("tmpfs: bad descriptor"))?;
+                        self.mounts.push(fd);
+                        Ok(Self::outcome(r, Some(0)))
+                    }
+                    _ => Err(err(format!("tmpfs mount failed: {:?}", r.status))),
+                }
+            }
+            BackendOp::FileCreate { obj, mnt, size } => {
+                if obj as usize != self.objects.len() {
+                    return Err(err(format!("file: object id {obj} out of order")));
+                }
+                let m = *self
+                    .mounts
+                    .get(mnt as usize)
+                    .ok_or_else(|| err(format!("file: no tmpfs {mnt}")))?;
+                let r = self.call(&Request::FileCreate {
+                    mnt: m,
+                    obj: u64::from(obj),
+                    size,
+                })?;
+                match r.status {
+                    Status::Ok(fd) => {
+                        let fd = i32::try_from(fd).map_err(|_| err("file: bad descriptor"))?;
+                        self.push_object(fd);
+                        Ok(Self::outcome(r, Some(0)))
+                    }
+                    _ => Err(err(format!("tmpfs file create/ftruncate failed: {:?}", r.status))),
+                }
+            }
+            BackendOp::MmapDevZero {
+                addr,
+                len,
+                prot,
+                shared,
+                populate,
+            } => {
+                self.check_range(addr, len)?;
+                let fd = match self.dev_zero {
+                    Some(fd) => fd,
+                    None => {
+                        let r = self.call(&Request::OpenDevZero)?;
+                        let Status::Ok(fd) = r.status else {
+                            return Err(err(format!("open /dev/zero failed: {:?}", r.status)));
+                        };
+                        let fd = i32::try_from(fd).map_err(|_| err("/dev/zero: bad descriptor"))?;
+                        self.dev_zero = Some(fd);
+                        fd
+                    }
+                };
+                let r = self.call(&Request::MmapFd {
+                    addr,
+                    len,
+                    prot: prot.bits(),
+                    flags: mmap_flags(shared, populate),
+                    fd,
+                    offset: 0,
+                })?;
                 mmap_outcome(r, addr, len)
             }
             BackendOp::Ftruncate { obj, size } => {
@@ -1532,6 +1621,25 @@ impl Backend for HostBackend {
                 .pages(start, end)
                 .map_err(|e| err(format!("pagemap of {}: {e}", w.pid)))?;
             mappings.push(MappingObs { smaps, pages });
+        }
+        for (i, (&fd, &creator)) in self.objects.iter().zip(&self.object_creator).enumerate() {
+            // Nothing to fstat after a failed creation (guest_memfd) or once the process that
+            // made the object is gone (the model skips the same objects).
+            let Some(Some(owner)) = self.workers.get(creator).filter(|_| fd >= 0) else {
+                continue;
+            };
+            let (blocks, size) = tmpfs::object_stat(owner.pid, fd).map_err(|e| {
+                err(format!("stat of object {i} (/proc/{}/fd/{fd}): {e}", owner.pid))
+            })?;
+            let obj = u32::try_from(i).map_err(|_| err("too many objects"))?;
+            counters.insert(
+                object_key(obj, "blocks"),
+                i64::try_from(blocks).unwrap_or(i64::MAX),
+            );
+            counters.insert(
+                object_key(obj, "size"),
+                i64::try_from(size).unwrap_or(i64::MAX),
+            );
         }
         let uffd_last = self
             .uffd_stats

@@ -139,6 +139,22 @@ pub enum Request {
         size: u64,
         flags: u64,
     },
+    /// A detached tmpfs mount (`crate::tmpfs::mount`): `huge` indexes
+    /// `crate::tmpfs::HUGE_OPTIONS`, `size` in bytes (0: no `size=`). The value is the
+    /// mount's descriptor, kept open in the worker (and its forks) for the rest of the run.
+    TmpfsMount {
+        huge: u64,
+        size: u64,
+    },
+    /// A new file `objN` (N = `obj`) on the tmpfs of mount descriptor `mnt`, truncated to
+    /// `size`; the value is its descriptor, kept open like a memfd's.
+    FileCreate {
+        mnt: i32,
+        obj: u64,
+        size: u64,
+    },
+    /// `open("/dev/zero", O_RDWR)`; the value is the descriptor, kept open.
+    OpenDevZero,
 }
 
 /// How a request ended.
@@ -292,11 +308,16 @@ const R_FTRUNCATE: u8 = 14;
 const R_FALLOCATE: u8 = 15;
 const R_GMEM: u8 = 16;
 const R_MEMFD_HUGETLB: u8 = 17;
+const R_TMPFS: u8 = 18;
+const R_FILE: u8 = 19;
+const R_DEV_ZERO: u8 = 20;
 
 /// Payload words of each request kind.
 fn req_words(kind: u8) -> Option<usize> {
     Some(match kind {
-        R_EXIT | R_FORK => 0,
+        R_EXIT | R_FORK | R_DEV_ZERO => 0,
+        R_TMPFS => 2,
+        R_FILE => 3,
         R_UFFD_OPEN => 1,
         R_MUNMAP | R_PRCTL => 2,
         R_MPROTECT | R_MADVISE | R_MLOCK | R_MREMAP => 3,
@@ -434,6 +455,15 @@ impl Request {
                 w[..2].copy_from_slice(&[size, flags]);
                 R_GMEM
             }
+            Request::TmpfsMount { huge, size } => {
+                w[..2].copy_from_slice(&[huge, size]);
+                R_TMPFS
+            }
+            Request::FileCreate { mnt, obj, size } => {
+                w[..3].copy_from_slice(&[int(mnt), obj, size]);
+                R_FILE
+            }
+            Request::OpenDevZero => R_DEV_ZERO,
         };
         let mut b = [0u8; REQ_BYTES];
         header(kind, req_words(kind).unwrap_or(0), &mut b);
@@ -537,6 +567,16 @@ impl Request {
                 size: w[0],
                 flags: w[1],
             },
+            R_TMPFS => Request::TmpfsMount {
+                huge: w[0],
+                size: w[1],
+            },
+            R_FILE => Request::FileCreate {
+                mnt: i32_at(0)?,
+                obj: w[1],
+                size: w[2],
+            },
+            R_DEV_ZERO => Request::OpenDevZero,
             k => return Err(ProtoError::Kind(k)),
         })
     }
@@ -707,6 +747,16 @@ mod tests {
                 size: 1 << 21,
                 flags: 3,
             },
+            Request::TmpfsMount {
+                huge: 2,
+                size: 8 << 20,
+            },
+            Request::FileCreate {
+                mnt: 9,
+                obj: 3,
+                size: 1 << 21,
+            },
+            Request::OpenDevZero,
         ]
     }
 

@@ -108,7 +108,8 @@ impl Kernel {
     }
 
     /// `__do_fault` → `shmem_fault`: the folio caching the faulting index (allocated per the
-    /// huge policy if absent); beyond i_size SIGBUS. In a VMA registered for MISSING faults
+    /// huge policy if absent); beyond i_size SIGBUS, and so is a full tmpfs instance
+    /// (`vmf_error` of ENOSPC). In a VMA registered for MISSING faults
     /// an index absent from the page cache is the monitor's to fill (`shmem_get_folio_gfp`
     /// calls `handle_userfault` where it would allocate): a none PTE over a cached page is
     /// no missing fault. In a VMA registered for MINOR faults a cached index (fallocated
@@ -139,7 +140,7 @@ impl Kernel {
         }
         match self.shmem_get_folio(ino, index, 0, Some((vmf.mm, &vma, vmf.address)), Sgp::Cache) {
             Ok(f) => Ok(f),
-            Err(Errno::EINVAL) => Err(VmFault::Sigbus),
+            Err(Errno::EINVAL | Errno::ENOSPC) => Err(VmFault::Sigbus),
             Err(_) => Err(VmFault::Oom),
         }
     }

@@ -464,6 +464,14 @@ impl Kernel {
 
     /// ftruncate(2) of a hugetlbfs file (`hugetlbfs_setattr` → `hugetlb_vmtruncate`): EINVAL
     /// unless huge-page aligned; shrinking unmaps and frees the pages beyond the end.
+    /// `fstat` of a hugetlbfs file: (`st_blocks`, `st_size`); each page in the cache charges
+    /// `blocks_per_huge_page` (huge page size / 512) to `i_blocks`
+    /// (`hugetlb_add_to_page_cache`, given back by `hugetlb_unreserve_pages`).
+    pub fn hugetlb_object_stat(&self, ino: HugetlbInodeId) -> (u64, u64) {
+        let inode = &self.hugetlb.inodes[ino.index()];
+        (inode.cache.len() as u64 * (HPAGE_SIZE / 512), inode.size)
+    }
+
     pub fn hugetlb_truncate(&mut self, ino: HugetlbInodeId, size: u64) -> Result<(), Errno> {
         if size % HPAGE_SIZE != 0 {
             return Err(Errno::EINVAL);

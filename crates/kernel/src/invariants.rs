@@ -374,6 +374,22 @@ impl Kernel {
                 self.shmem.owner.len()
             ));
         }
+        // tmpfs instances: used_blocks is what their files cache, within size=.
+        for (m, sb) in self.shmem.mounts.iter().enumerate() {
+            let used: u64 = self
+                .shmem
+                .inodes
+                .iter()
+                .filter(|i| i.mount.is_some_and(|x| x.0 as usize == m))
+                .map(|i| i.nr_pages)
+                .sum();
+            if used != sb.used_blocks || (sb.max_blocks != 0 && used > sb.max_blocks) {
+                return Err(format!(
+                    "tmpfs {m}: used_blocks {} (max {}), files cache {used} pages",
+                    sb.used_blocks, sb.max_blocks
+                ));
+            }
+        }
         if self.vmstat.get(VmItem::NrAnonPages) != anon_pages {
             return Err(format!(
                 "nr_anon_pages {} != {anon_pages}",

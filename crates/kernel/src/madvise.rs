@@ -120,7 +120,13 @@ impl Kernel {
                         _ => {}
                     }
                 } else if advice == Advice::Remove {
-                    return Err(Errno::EINVAL);
+                    // madvise_remove(): no file is EINVAL; a private /dev/zero VMA has one
+                    // but is not shared: EACCES.
+                    return Err(if vma.backing == crate::mm::VmaBacking::DevZero {
+                        Errno::EACCES
+                    } else {
+                        Errno::EINVAL
+                    });
                 }
                 match advice {
                     Advice::Dontneed => self.madvise_dontneed_range(mmi, a, e),

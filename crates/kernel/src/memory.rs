@@ -184,7 +184,7 @@ impl Kernel {
     /// `create_huge_pmd`: a PMD-sized fault, by what backs the VMA.
     fn create_huge_pmd(&mut self, vmf: &mut Vmf) -> VmFault {
         match vmf.backing() {
-            VmaBacking::Anon => self.do_huge_pmd_anonymous_page(vmf),
+            VmaBacking::Anon | VmaBacking::DevZero => self.do_huge_pmd_anonymous_page(vmf),
             // shmem_vm_ops has no huge_fault: the PMD is mapped by finish_fault (do_set_pmd).
             VmaBacking::Shmem { .. } => VmFault::Fallback,
             VmaBacking::Hugetlb { .. } => unreachable!("hugetlb faults go to hugetlb_fault"),
@@ -219,7 +219,7 @@ impl Kernel {
     /// on what backs the VMA (`vma_is_anonymous`; a file or shmem VMA would go to `do_fault`).
     fn do_pte_missing(&mut self, vmf: &mut Vmf) -> VmFault {
         match vmf.backing() {
-            VmaBacking::Anon => self.do_anonymous_page(vmf),
+            VmaBacking::Anon | VmaBacking::DevZero => self.do_anonymous_page(vmf),
             VmaBacking::Shmem { inode } => self.do_fault(vmf, inode),
             VmaBacking::Hugetlb { .. } => unreachable!("hugetlb faults go to hugetlb_fault"),
         }

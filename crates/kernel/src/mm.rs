@@ -55,13 +55,19 @@ pub enum VmaBacking {
         resv: Option<crate::ids::ResvMapId>,
         unmapped: bool,
     },
+    /// A private mapping of `/dev/zero` (`mmap_zero` → `vma_set_anonymous`): anonymous
+    /// (`vma_is_anonymous`: no `vm_ops`) but with `vm_file` set, so it does not merge with
+    /// other anonymous VMAs, smaps names it `/dev/zero`, `MADV_REMOVE` is EACCES rather than
+    /// EINVAL, and mremap cannot move it together with other VMAs (`vma_multi_allowed`:
+    /// `zero_fops` has its own `get_unmapped_area`).
+    DevZero,
 }
 
 impl VmaBacking {
     /// The shmem inode behind a VMA, if any (`shmem_file(vma->vm_file)`).
     pub fn inode(self) -> Option<crate::ids::InodeId> {
         match self {
-            VmaBacking::Anon | VmaBacking::Hugetlb { .. } => None,
+            VmaBacking::Anon | VmaBacking::DevZero | VmaBacking::Hugetlb { .. } => None,
             VmaBacking::Shmem { inode } => Some(inode),
         }
     }
@@ -104,7 +110,7 @@ impl Vma {
     }
     /// `vma_is_anonymous`.
     pub fn is_anonymous(&self) -> bool {
-        self.backing == VmaBacking::Anon
+        matches!(self.backing, VmaBacking::Anon | VmaBacking::DevZero)
     }
     /// The file page offset of `addr` (`linear_page_index`).
     pub fn linear_page_index(&self, addr: u64) -> u64 {

@@ -48,6 +48,23 @@ impl Kernel {
         self.do_mmap(pid, addr, len, prot, flags, backing)
     }
 
+    /// mmap(2) of `/dev/zero` (`mmap_zero`, drivers/char/mem.c): shared is
+    /// `shmem_zero_setup`, exactly what `MAP_SHARED|MAP_ANONYMOUS` does; private an anonymous
+    /// VMA that keeps `/dev/zero` as its file (`VmaBacking::DevZero`, file offset 0).
+    pub fn mmap_dev_zero(
+        &mut self,
+        pid: Pid,
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        flags: MapFlags,
+    ) -> Result<u64, Errno> {
+        if flags.shared {
+            return self.mmap(pid, addr, len, prot, flags);
+        }
+        self.do_mmap_backing(pid, addr, len, prot, flags, 0, VmaBacking::DevZero)
+    }
+
     /// mmap(2) of `file`: a shmem object and a byte offset in it (`MAP_SHARED` or
     /// `MAP_PRIVATE`).
     pub fn mmap_shmem(
@@ -91,6 +108,25 @@ impl Kernel {
         flags: MapFlags,
         file: Option<(crate::ids::InodeId, u64)>,
     ) -> Result<u64, Errno> {
+        let (pgoff, backing) = match file {
+            Some((inode, pgoff)) => (pgoff, VmaBacking::Shmem { inode }),
+            None => (addr >> PAGE_SHIFT, VmaBacking::Anon),
+        };
+        self.do_mmap_backing(pid, addr, len, prot, flags, pgoff, backing)
+    }
+
+    /// `mmap_region`: a new VMA of `backing` at file page offset `pgoff`.
+    #[allow(clippy::too_many_arguments)]
+    fn do_mmap_backing(
+        &mut self,
+        pid: Pid,
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        flags: MapFlags,
+        pgoff: u64,
+        backing: VmaBacking,
+    ) -> Result<u64, Errno> {
         if len == 0 || !is_page_aligned(addr) {
             return Err(Errno::EINVAL);
         }
@@ -110,10 +146,6 @@ impl Kernel {
             0
         };
         let shared = if flags.shared { vmf::SHARED } else { 0 };
-        let (pgoff, backing) = match file {
-            Some((inode, pgoff)) => (pgoff, VmaBacking::Shmem { inode }),
-            None => (addr >> PAGE_SHIFT, VmaBacking::Anon),
-        };
         let vma = Vma {
             start: addr,
             end,

@@ -60,7 +60,10 @@ impl Kernel {
             .collect();
         for (i, (a, e)) in parts.into_iter().enumerate() {
             let v = *self.mms[mmi].vma_at(a).expect("source vma");
-            if v.uffd_armed() && (i > 0 || v.end < old_end) {
+            // vma_multi_allowed(): not uffd-armed, and no file with its own
+            // get_unmapped_area other than shmem (a private /dev/zero VMA has one).
+            let alone = v.uffd_armed() || v.backing == crate::mm::VmaBacking::DevZero;
+            if alone && (i > 0 || v.end < old_end) {
                 return Err(Errno::EFAULT);
             }
             self.move_vma(pid, a, e - a, new + (a - old))?;

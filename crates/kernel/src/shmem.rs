@@ -15,8 +15,16 @@
 //! PMD size first; `within_size`: the blocks that end inside the file or the fallocated
 //! range; FINDINGS.md §15).
 //!
-//! Deviations: no swap, no memcg charge failures, no tmpfs size limits, no pins (so a split
-//! never fails), no shmem shrinker for huge folios beyond i_size.
+//! tmpfs instances (`shmem_fill_super` with `huge=` and `size=`, FINDINGS.md §18) hold files
+//! whose mappings use `shmem_vm_ops`: their faults follow the mount's `huge=` alone (the
+//! per-size knobs are for `vma_is_anon_shmem` mappings: anonymous shmem and memfds, whose
+//! inodes are unlinked), and their pages are charged to the instance's `size=` limit
+//! (`shmem_inode_acct_blocks`: ENOSPC, which a fault turns into SIGBUS; a large folio that
+//! does not fit falls back to order 0).
+//!
+//! Deviations: no swap, no memcg charge failures, no nr_inodes limit, no pins (so a split
+//! never fails), no shmem shrinker for huge folios beyond i_size (`shmem_unused_huge_shrink`,
+//! which a full tmpfs instance also calls before failing).
 
 use crate::errno::Errno;
 use crate::folio::{flags, FolioId};
@@ -60,6 +68,10 @@ pub struct ShmemInode {
     /// Anonymous shmem (`MAP_SHARED|MAP_ANONYMOUS`, `shmem_zero_setup`): lives as long as a
     /// VMA maps it.
     pub anon: bool,
+    /// The tmpfs instance of a file made by `shmem_new_file`; `None` for the internal mount
+    /// (memfds and anonymous shmem, which are unlinked: `shmem_mmap` gives their VMAs
+    /// `shmem_anon_vm_ops`, so `vma_is_anon_shmem` holds for them and not for tmpfs files).
+    pub mount: Option<TmpfsId>,
     /// The page cache: first index of each folio → folio.
     pub(crate) cache: BTreeMap<u64, FolioId>,
     /// Pages in the page cache (`st_blocks` is 8 per page).
@@ -71,11 +83,28 @@ pub struct ShmemInode {
     pub gmem: Option<crate::guest_memfd::GmemInode>,
 }
 
+/// A tmpfs instance (by creation order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TmpfsId(pub u32);
+
+/// `struct shmem_sb_info` of a tmpfs mount: the `huge=` option and the `size=` limit.
+#[derive(Clone, Debug)]
+pub struct TmpfsSb {
+    /// `sbinfo->huge`.
+    pub huge: ShmemHuge,
+    /// `sbinfo->max_blocks`: the `size=` limit in pages, 0 for none.
+    pub max_blocks: u64,
+    /// `sbinfo->used_blocks`: pages charged to the instance.
+    pub used_blocks: u64,
+}
+
 /// The shmem state: inodes, and the page-cache side of each folio (`folio->mapping`,
 /// `folio->index`, `PG_uptodate`).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Shmem {
     pub(crate) inodes: Vec<ShmemInode>,
+    /// tmpfs instances, indexed by `TmpfsId`.
+    pub(crate) mounts: Vec<TmpfsSb>,
     /// Which inode and index a page-cache folio belongs to.
     pub(crate) owner: FxHashMap<FolioId, (InodeId, u64)>,
     /// Folios added by fallocate and not yet written or faulted (`!PG_uptodate`): fault-around
@@ -128,9 +157,77 @@ impl Kernel {
         InodeId::from_index(self.shmem.inodes.len() - 1)
     }
 
+    /// `mount -t tmpfs -o huge=HUGE[,size=BYTES]`: a tmpfs instance (`shmem_fill_super`);
+    /// `size` is rounded up to pages (`size=` in `shmem_parse_one`), 0 or `None` is no limit.
+    pub fn tmpfs_mount(&mut self, huge: ShmemHuge, size: Option<u64>) -> TmpfsId {
+        self.shmem.mounts.push(TmpfsSb {
+            huge,
+            max_blocks: size.unwrap_or(0).div_ceil(PAGE_SIZE),
+            used_blocks: 0,
+        });
+        TmpfsId(u32::try_from(self.shmem.mounts.len() - 1).expect("tmpfs count"))
+    }
+
+    /// The tmpfs instance, for observation.
+    pub fn tmpfs_sb(&self, mnt: TmpfsId) -> &TmpfsSb {
+        &self.shmem.mounts[mnt.0 as usize]
+    }
+
+    /// `open(O_CREAT)` + `ftruncate(size)` of a file on tmpfs instance `mnt`
+    /// (`shmem_get_inode` on its superblock): the mount's `huge=` is the file's policy.
+    pub fn shmem_new_file(&mut self, mnt: TmpfsId, size: u64) -> InodeId {
+        let huge = self.shmem.mounts[mnt.0 as usize].huge;
+        let ino = self.shmem_new_inode(size, Some(huge), false);
+        self.shmem.inodes[ino.index()].mount = Some(mnt);
+        ino
+    }
+
+    /// `shmem_inode_acct_blocks`' limit test: whether `pages` more fit in the inode's tmpfs
+    /// instance (always on the internal mount, which has no `size=`).
+    fn shmem_blocks_fit(&self, ino: InodeId, pages: u64) -> bool {
+        match self.shmem.inodes[ino.index()].mount {
+            Some(m) => {
+                let sb = &self.shmem.mounts[m.0 as usize];
+                sb.max_blocks == 0 || sb.used_blocks + pages <= sb.max_blocks
+            }
+            None => true,
+        }
+    }
+
+    /// Charges (or, negative, uncharges) `pages` to the inode's tmpfs instance
+    /// (`shmem_inode_acct_blocks` / `shmem_inode_unacct_blocks`).
+    fn shmem_acct_blocks(&mut self, ino: InodeId, pages: i64) {
+        if let Some(m) = self.shmem.inodes[ino.index()].mount {
+            let sb = &mut self.shmem.mounts[m.0 as usize];
+            sb.used_blocks = sb
+                .used_blocks
+                .checked_add_signed(pages)
+                .expect("used_blocks");
+        }
+    }
+
+    /// Whether a VMA mapping `ino` is `vma_is_anon_shmem` (internal mount) rather than a
+    /// tmpfs file's `shmem_vm_ops`.
+    fn shmem_inode_is_anon_vma(&self, ino: InodeId) -> bool {
+        self.shmem.inodes[ino.index()].mount.is_none()
+    }
+
     /// The inode, for observation.
     pub fn shmem_inode(&self, ino: InodeId) -> &ShmemInode {
         &self.shmem.inodes[ino.index()]
+    }
+
+    /// `fstat` of a page-cache object: (`st_blocks`, `st_size`). shmem charges 8 sectors per
+    /// page to the inode (`shmem_recalc_inode` / `shmem_getattr`); a guest_memfd inode's
+    /// `i_blocks` is never charged (`kvm_gmem_*` add folios with `filemap_add_folio` only).
+    pub fn object_stat(&self, ino: InodeId) -> (u64, u64) {
+        let inode = &self.shmem.inodes[ino.index()];
+        let blocks = if inode.gmem.is_some() {
+            0
+        } else {
+            inode.nr_pages * 8
+        };
+        (blocks, inode.size)
     }
 
     /// `shmem_get_orders_within_size`: the orders (from the highest down) whose aligned block
@@ -221,9 +318,9 @@ impl Kernel {
         let vm_flags = vma.map(|(_, v)| v.flags);
         let global =
             self.shmem_huge_global_enabled(ino, index, write_end, vm_flags, shmem_huge_force);
-        let Some(vm_flags) = vm_flags else {
-            // No VMA (fallocate): the mount policy alone; the per-size knobs are for mappings
-            // of anonymous shmem.
+        let Some(vm_flags) = vm_flags.filter(|_| self.shmem_inode_is_anon_vma(ino)) else {
+            // No VMA (fallocate), or a tmpfs file's VMA: the mount policy alone; the per-size
+            // knobs are for `vma_is_anon_shmem` mappings.
             return global;
         };
         match self.sysfs.shmem_enabled {
@@ -272,7 +369,8 @@ impl Kernel {
 
     /// `shmem_get_folio_gfp`: the folio caching `index`, allocated (per the huge policy) if
     /// absent. `fault` is the faulting mm, VMA and address. Err: SIGBUS beyond i_size for a
-    /// fault (`Errno::EINVAL` as the kernel's internal code), ENOMEM.
+    /// fault (`Errno::EINVAL` as the kernel's internal code), ENOSPC when not even a page fits
+    /// in the tmpfs instance (a large folio that does not fit falls back to order 0), ENOMEM.
     pub(crate) fn shmem_get_folio(
         &mut self,
         ino: InodeId,
@@ -304,10 +402,15 @@ impl Kernel {
             write_end,
             false,
         );
-        let folio = self
-            .shmem_alloc_and_add_folio(ino, index, fault.map(|(_, v, a)| (v, a)), orders)
-            .or_else(|| self.shmem_alloc_and_add_folio(ino, index, None, 0))
-            .ok_or(Errno::ENOMEM)?;
+        let folio =
+            match self.shmem_alloc_and_add_folio(ino, index, fault.map(|(_, v, a)| (v, a)), orders)
+            {
+                Some(f) => f,
+                None if !self.shmem_blocks_fit(ino, 1) => return Err(Errno::ENOSPC),
+                None => self
+                    .shmem_alloc_and_add_folio(ino, index, None, 0)
+                    .ok_or(Errno::ENOMEM)?,
+            };
         if sgp == Sgp::Falloc {
             self.shmem.not_uptodate.insert(folio);
         }
@@ -324,6 +427,9 @@ impl Kernel {
         orders: u16,
     ) -> Option<FolioId> {
         if orders == 0 {
+            if !self.shmem_blocks_fit(ino, 1) {
+                return None;
+            }
             // mapping_gfp_mask of a shmem inode: GFP_HIGHUSER_MOVABLE.
             let pfn = self.alloc_pages(0, crate::page_alloc::Gfp::HIGHUSER_MOVABLE)?;
             let id = self.folios.alloc(pfn, 0, 0);
@@ -349,6 +455,13 @@ impl Kernel {
             let order = highest_order(suitable);
             let first = index & !((1u64 << order) - 1);
             if let Some(pfn) = self.alloc_pages(order, huge_gfp) {
+                if !self.shmem_blocks_fit(ino, 1 << order) {
+                    // shmem_inode_acct_blocks fails after the allocation: the folio is
+                    // dropped and the caller falls back to order 0, no smaller large order
+                    // tried and no fallback counted.
+                    self.buddy.free(pfn, order);
+                    return None;
+                }
                 let id = self.folios.alloc(pfn, order, 0);
                 self.shmem_add_to_page_cache(ino, first, id);
                 if order == HPAGE_PMD_ORDER {
@@ -390,6 +503,7 @@ impl Kernel {
     /// (-1): `NR_FILE_PAGES` always; a shmem folio is swap-backed (`NR_SHMEM`,
     /// `NR_SHMEM_THPS`), a guest_memfd folio is not (`NR_FILE_THPS` for a PMD-sized one).
     fn account_page_cache(&mut self, ino: InodeId, nr: u32, order: u8, sign: i64) {
+        self.shmem_acct_blocks(ino, sign * i64::from(nr));
         self.vmstat.add(VmItem::NrFilePages, sign * i64::from(nr));
         let gmem = self.shmem.inodes[ino.index()].gmem.is_some();
         if !gmem {
@@ -758,9 +872,24 @@ impl Kernel {
             return Ok(());
         }
         let (first, last) = (offset / PAGE_SIZE, (end - 1) / PAGE_SIZE);
+        if let Some(m) = self.shmem.inodes[ino.index()].mount {
+            let max = self.shmem.mounts[m.0 as usize].max_blocks;
+            if max != 0 && last + 1 - first > max {
+                // The whole range can never fit.
+                return Err(Errno::ENOSPC);
+            }
+        }
         let mut index = first;
         while index <= last {
-            let id = self.shmem_get_folio(ino, index, end, None, Sgp::Falloc)?;
+            let id = match self.shmem_get_folio(ino, index, end, None, Sgp::Falloc) {
+                Ok(id) => id,
+                Err(e) => {
+                    // Remove the not-uptodate folios of the range so far (`shmem_undo_range`
+                    // with `unfalloc`); i_size stays.
+                    self.shmem_unfalloc(ino, first, index);
+                    return Err(e);
+                }
+            };
             self.folios.get_mut(id).flags |= flags::DIRTY;
             let (_, f0) = self.filemap_get_folio(ino, index).expect("cached");
             index = f0 + u64::from(self.folios.get(id).nr_pages());
@@ -769,6 +898,32 @@ impl Kernel {
             self.shmem.inodes[ino.index()].size = end;
         }
         Ok(())
+    }
+
+    /// The undo of a failed fallocate (`shmem_undo_range(…, unfalloc = true)`): every folio
+    /// caching a page of `[first, end)` that is still not uptodate (added by a fallocate and
+    /// not used since) is dropped whole; partial folios are not split.
+    fn shmem_unfalloc(&mut self, ino: InodeId, first: u64, end: u64) {
+        if end <= first {
+            return;
+        }
+        let mut v: Vec<FolioId> = self
+            .filemap_get_folio(ino, first)
+            .map(|(id, _)| id)
+            .into_iter()
+            .collect();
+        v.extend(
+            self.shmem.inodes[ino.index()]
+                .cache
+                .range(first..end)
+                .map(|(_, &id)| id),
+        );
+        v.dedup();
+        for id in v {
+            if self.shmem.not_uptodate.contains(&id) {
+                self.truncate_inode_folio(id);
+            }
+        }
     }
 
     /// ftruncate(2) on a shmem object (`shmem_setattr`): a size not above the old one unmaps

@@ -110,6 +110,15 @@ pub enum Op {
     /// `gmem NAME SIZE [mmap] [init_shared] [flags=N]` — a guest_memfd object
     /// (`KVM_CREATE_GUEST_MEMFD`); `flags` are the `GUEST_MEMFD_FLAG_*` bits.
     Gmem { name: String, size: u64, flags: u64 },
+    /// `tmpfs NAME [huge=…] [size=BYTES]` — a tmpfs instance (`mount -t tmpfs`).
+    Tmpfs {
+        name: String,
+        huge: thpsim_kernel::sysfs::ShmemHuge,
+        size: Option<u64>,
+    },
+    /// `file NAME SIZE on=TMPFS` — a shmem object on a tmpfs instance (`open(O_CREAT)` +
+    /// `ftruncate`).
+    File { name: String, size: u64, on: String },
     /// `ftruncate OBJ SIZE`
     Ftruncate { obj: String, size: u64 },
     /// `fallocate OBJ OFFSET LEN [keep_size] [punch_hole]`
@@ -126,8 +135,10 @@ pub enum Op {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum MapBacking {
     Anon,
-    /// A shmem object made by `memfd` (`MmapOp::object`).
+    /// A shmem object made by `memfd` or `file` (`MmapOp::object`).
     Memfd,
+    /// `/dev/zero` (`mmap_zero`): shared is `shmem_zero_setup`, private an anonymous VMA.
+    DevZero,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -269,6 +280,9 @@ pub enum Observable {
     /// `uffd.last_addr`: the address of the last userfaultfd message, compared with an
     /// address written `NAME+OFF`.
     UffdLastAddr,
+    /// `obj(NAME).blocks` (fstat's `st_blocks`, 512-byte units) or `obj(NAME).size`
+    /// (`st_size`, i_size in bytes) of a shmem object (current state).
+    Object { object: String, field: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]

@@ -72,6 +72,29 @@ pub enum BackendOp {
         obj: u32,
         size: u64,
     },
+    /// `mount -t tmpfs -o huge=…[,size=…]`: tmpfs instance `mnt` (ids count from 0 in
+    /// creation order), private to the run.
+    TmpfsMount {
+        mnt: u32,
+        huge: thpsim_kernel::sysfs::ShmemHuge,
+        size: Option<u64>,
+    },
+    /// `open(O_CREAT)` + `ftruncate(size)` of a new file on tmpfs instance `mnt`: object
+    /// `obj` (the same id space as `MemfdCreate`). Shared by every process.
+    FileCreate {
+        obj: u32,
+        mnt: u32,
+        size: u64,
+    },
+    /// mmap(2) of `/dev/zero` with MAP_FIXED at `addr`: shared is `shmem_zero_setup` (as
+    /// MAP_SHARED|MAP_ANONYMOUS), private an anonymous VMA.
+    MmapDevZero {
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        shared: bool,
+        populate: bool,
+    },
     /// ftruncate(2) of object `obj`.
     Ftruncate {
         obj: u32,
@@ -189,13 +212,23 @@ pub struct MappingObs {
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Snapshot {
     /// Keys as in `thpsim_kernel::vmstat::VmStat::named`: `vmstat.<name>`,
-    /// `mthp.<size>kB.<stat>`, `khugepaged.<stat>`. A backend that cannot read a key omits it.
+    /// `mthp.<size>kB.<stat>`, `khugepaged.<stat>`; and per shmem object (by id)
+    /// `obj.<id>.blocks` (`st_blocks`) and `obj.<id>.size` (`st_size`), see [`object_key`].
+    /// A backend that cannot read a key omits it.
     pub counters: BTreeMap<String, i64>,
     /// One entry per requested range, in request order.
     pub mappings: Vec<MappingObs>,
     /// The last userfaultfd message (flags, arena offset of its address), all processes.
     pub uffd_last: Option<(u32, u64)>,
 }
+
+/// The counter key of a shmem object's `fstat` field (`blocks` or `size`).
+pub fn object_key(obj: u32, field: &str) -> String {
+    format!("obj.{obj}.{field}")
+}
+
+/// The `obj(NAME).<field>` fields: `st_blocks` and `st_size`.
+pub const OBJECT_FIELDS: &[&str] = &["blocks", "size"];
 
 /// Why a run did not complete.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -100,7 +100,8 @@ allowed for munmap/mprotect/madvise: they fail as they do in the kernel (`expect
 - Counters (`minflt`, `majflt`, `pgfault`, `vmstat.*`, `mthp.*`, `khugepaged.*`) are
   **deltas since the last `checkpoint`** (or since the start of the run), so they may be
   negative for gauges such as `vmstat.nr_anon_pages`.
-- `smaps(NAME).Field` (kB) and `pages(RANGE).class` (4 KiB pages) are the **current state**.
+- `smaps(NAME).Field` (kB), `pages(RANGE).class` (4 KiB pages) and `obj(NAME).blocks|size`
+  (fstat of a shmem object) are the **current state**.
 - `errno` is the result of the previous op that has one: `ok` (or `0`), an errno name, or
   the signal an access raised (`SIGSEGV`, `SIGBUS`).
 - `when` conditions restrict an expectation to runs whose profile satisfies every condition
@@ -177,6 +178,14 @@ pub fn language_reference() -> String {
         ("uffd.last_addr", "address of the last userfaultfd message, compared with `NAME+OFF`"),
         ("smaps(NAME).FIELD", "a /proc/PID/smaps field of the mapping, in kB (current state)"),
         ("pages(RANGE).CLASS", "number of 4 KiB pages of the range backed by CLASS (current state)"),
+        (
+            "obj(NAME).blocks",
+            "fstat `st_blocks` of a `memfd`/`file` object: 512-byte blocks allocated, 8 per cached page (current state)",
+        ),
+        (
+            "obj(NAME).size",
+            "fstat `st_size` (i_size) of a `memfd`/`file` object in bytes; VALUE may have a unit (current state)",
+        ),
     ];
     for (f, d) in forms {
         let _ = writeln!(s, "| `{f}` | {d} |");

@@ -10,7 +10,8 @@ use thpsim_kernel::profile;
 use thpsim_kernel::types::{PAGE_SIZE, PMD_SIZE};
 
 use crate::ast::{
-    Cmp, Condition, Expect, ExpectValue, MmapOp, Observable, Op, RangeRef, Scenario, Span, Stmt,
+    Cmp, Condition, Expect, ExpectValue, MapBacking, MmapOp, Observable, Op, RangeRef, Scenario,
+    Span, Stmt,
 };
 use crate::backend::{Backend, BackendError, BackendOp, Setup, Snapshot};
 
@@ -463,11 +464,14 @@ struct Run<'a> {
     /// Process names → engine ids (0 = `main`), what became of each, and the current one.
     procs: BTreeMap<String, u32>,
     names_by_id: Vec<String>,
-    /// `memfd` objects → backend object ids, in creation order.
+    /// `memfd` and `file` objects → backend object ids, in creation order.
     objects: BTreeMap<String, u32>,
     /// The objects made by `memfd … hugetlb`.
     hugetlb_objects: std::collections::BTreeSet<u32>,
     next_object: u32,
+    /// `tmpfs` instances → backend ids, in creation order.
+    mounts: BTreeMap<String, u32>,
+    next_mount: u32,
     state: Vec<ProcState>,
     /// Names whose `fork` was not run (the parent had been killed), with the kill's line.
     unforked: BTreeMap<String, u32>,
@@ -529,6 +533,8 @@ pub fn run_planned(
         objects: BTreeMap::new(),
         hugetlb_objects: std::collections::BTreeSet::new(),
         next_object: 0,
+        mounts: BTreeMap::new(),
+        next_mount: 0,
         state: vec![ProcState::Alive],
         unforked: BTreeMap::new(),
         current: 0,
@@ -663,6 +669,17 @@ impl Run<'_> {
                 }
                 Ok(())
             }
+            Op::Mmap(m) if m.backing == MapBacking::DevZero => {
+                let p = &self.plan.mappings[self.names[&m.name]];
+                let op = BackendOp::MmapDevZero {
+                    addr: p.addr,
+                    len: p.len,
+                    prot: m.prot,
+                    shared: m.shared,
+                    populate: m.populate,
+                };
+                self.exec(st, op)
+            }
             Op::Mmap(m) => {
                 let p = &self.plan.mappings[self.names[&m.name]];
                 let file = m.object.as_ref().map(|o| (self.objects[o], m.foff));
@@ -716,6 +733,34 @@ impl Run<'_> {
                         obj,
                         size: *size,
                         flags: *flags,
+                    },
+                )
+            }
+            Op::Tmpfs { name, huge, size } => {
+                // Like objects, a `tmpfs` inside `repeat` mounts a new instance each time.
+                let mnt = self.next_mount;
+                self.next_mount += 1;
+                self.mounts.insert(name.clone(), mnt);
+                self.exec(
+                    st,
+                    BackendOp::TmpfsMount {
+                        mnt,
+                        huge: *huge,
+                        size: *size,
+                    },
+                )
+            }
+            Op::File { name, size, on } => {
+                let obj = self.next_object;
+                self.next_object += 1;
+                self.objects.insert(name.clone(), obj);
+                let mnt = self.mounts[on];
+                self.exec(
+                    st,
+                    BackendOp::FileCreate {
+                        obj,
+                        mnt,
+                        size: *size,
                     },
                 )
             }
@@ -1149,6 +1194,11 @@ impl Run<'_> {
                     }
                 }
             }
+            Observable::Object { object, field } => {
+                let key = crate::backend::object_key(self.objects[object], field);
+                self.ensure_snapshot()?;
+                Ok(self.cur().counters.get(&key).copied().unwrap_or(0))
+            }
             Observable::Smaps { mapping, field, .. } => {
                 let i = self.names[mapping];
                 self.ensure_snapshot()?;
@@ -1256,6 +1306,15 @@ fn op_text(op: &BackendOp) -> String {
             Some((obj, off)) => format!("mmap {addr:#x} {len:#x} {prot} obj{obj}+{off:#x}"),
         },
         BackendOp::MemfdHugetlb { obj, size } => format!("memfd obj{obj} {size:#x} hugetlb"),
+        BackendOp::TmpfsMount { mnt, huge, size } => format!(
+            "tmpfs mnt{mnt} huge={}{}",
+            huge.name(),
+            size.map(|s| format!(" size={s:#x}")).unwrap_or_default()
+        ),
+        BackendOp::FileCreate { obj, mnt, size } => format!("file obj{obj} {size:#x} on=mnt{mnt}"),
+        BackendOp::MmapDevZero {
+            addr, len, prot, ..
+        } => format!("mmap {addr:#x} {len:#x} {prot} /dev/zero"),
         BackendOp::Ftruncate { obj, size } => format!("ftruncate obj{obj} {size:#x}"),
         BackendOp::Fallocate {
             obj,

@@ -143,6 +143,8 @@ const DEFAULT_OPS: &[(&str, u32)] = &[
     ("expect", 4),
     ("sysfs", 1),
     ("memfd", 1),
+    ("tmpfs", 1),
+    ("file", 1),
     ("ftruncate", 1),
     ("fallocate", 1),
     ("gmem", 1),
@@ -339,6 +341,8 @@ struct Gen<'a, E: Entropy> {
     objects: Vec<String>,
     /// The objects of `objects` that are hugetlbfs files.
     hugetlb_objects: Vec<String>,
+    /// `tmpfs` instances made so far (before the first fork, like objects).
+    mounts: Vec<String>,
     /// A `khugepaged` op or a mid-run `sysfs` write (which can wake khugepaged) was generated.
     khugepaged_passes: bool,
     /// Processes that exist (forked, not exited), `main` first.
@@ -482,17 +486,20 @@ impl<E: Entropy> Gen<'_, E> {
         let size = self.size();
         let mut vis = if self.chance(25) { "shared" } else { "private" };
         let mut of_object = !self.objects.is_empty() && self.chance(40);
+        let mut dev_zero = !of_object && self.chance(10);
         // For the host: the model has no collapse of shmem (`collapse_file`), so a program
         // with khugepaged passes gets no shmem mappings (and the other way round, below).
         if !self.w.model_only && self.khugepaged_passes {
             vis = "private";
             of_object = false;
+            dev_zero = false;
         }
         let object = of_object.then(|| pick(self.e, &self.objects).clone());
         let of_hugetlb = object
             .as_ref()
             .is_some_and(|o| self.hugetlb_objects.contains(o));
-        let hugetlb = of_hugetlb || (object.is_none() && self.chance(self.w.hugetlb_percent));
+        let hugetlb =
+            of_hugetlb || (object.is_none() && !dev_zero && self.chance(self.w.hugetlb_percent));
         // hugetlb lengths are whole huge pages (the kernel rounds them up).
         let size = if hugetlb {
             size.div_ceil(2 << 20).clamp(1, 3) * (2 << 20)
@@ -505,6 +512,7 @@ impl<E: Entropy> Gen<'_, E> {
             shmem: (vis == "shared" || of_object) && !hugetlb,
             hugetlb,
         });
+        let backing = if dev_zero { "zero" } else { "anon" };
         let mut s = if let Some(o) = object {
             let mut s = format!("mmap {name} {} {o} {vis}", fmt_size(size));
             if self.chance(30) {
@@ -513,7 +521,7 @@ impl<E: Entropy> Gen<'_, E> {
             }
             s
         } else {
-            format!("mmap {name} {} anon {vis}", fmt_size(size))
+            format!("mmap {name} {} {backing} {vis}", fmt_size(size))
         };
         if hugetlb && !of_hugetlb {
             s.push_str(" hugetlb");
@@ -638,7 +646,7 @@ impl<E: Entropy> Gen<'_, E> {
     fn expect(&mut self) -> Option<String> {
         let cmp = *pick(self.e, &["==", "!=", "<", "<=", ">", ">="]);
         let n = self.below(1200) as i64 - 100;
-        let (obs, cmp, val) = match self.below(12) {
+        let (obs, cmp, val) = match self.below(13) {
             0 => ("minflt".to_string(), cmp, n.to_string()),
             1 => ("majflt".to_string(), cmp, n.to_string()),
             2 => ("pgfault".to_string(), cmp, n.to_string()),
@@ -689,6 +697,16 @@ impl<E: Entropy> Gen<'_, E> {
                     pick(self.e, &["0", "4kB", "2048kB", "2M", "4K", "12"]).to_string()
                 };
                 (format!("smaps({name}).{f}"), cmp, v)
+            }
+            11 if !self.objects.is_empty() => {
+                let o = pick(self.e, &self.objects).clone();
+                if self.chance(50) {
+                    let v = 8 * self.below(1025);
+                    (format!("obj({o}).blocks"), cmp, v.to_string())
+                } else {
+                    let v = *pick(self.e, &["0", "4K", "1M", "2M", "3M", "4M"]);
+                    (format!("obj({o}).size"), cmp, v.to_string())
+                }
             }
             _ => {
                 let r = self.range()?;
@@ -784,6 +802,33 @@ impl<E: Entropy> Gen<'_, E> {
                     s.push_str(" flags=4");
                 }
                 s
+            }
+            "tmpfs" => {
+                if self.forks > 0 || self.mounts.len() >= 2 {
+                    return None;
+                }
+                let name = format!("t{}", self.mounts.len());
+                self.mounts.push(name.clone());
+                let mut s = format!("tmpfs {name}");
+                if self.chance(85) {
+                    let h = *pick(self.e, &["never", "always", "within_size", "advise"]);
+                    let _ = write!(s, " huge={h}");
+                }
+                if self.chance(35) {
+                    let l = *pick(self.e, &["0", "64K", "1M", "3M", "4M", "8M"]);
+                    let _ = write!(s, " size={l}");
+                }
+                s
+            }
+            "file" => {
+                if self.forks > 0 || self.mounts.is_empty() || self.objects.len() >= 3 {
+                    return None;
+                }
+                let name = format!("o{}", self.objects.len());
+                self.objects.push(name.clone());
+                let on = pick(self.e, &self.mounts).clone();
+                let size = if self.chance(15) { 0 } else { self.size() };
+                format!("file {name} {} on={on}", fmt_size(size))
             }
             "ftruncate" => {
                 if self.objects.is_empty() {
@@ -958,6 +1003,7 @@ pub fn generate<E: Entropy>(e: &mut E, w: &Weights) -> String {
         maps: Vec::new(),
         objects: Vec::new(),
         hugetlb_objects: Vec::new(),
+        mounts: Vec::new(),
         khugepaged_passes: false,
         procs: vec!["main".to_string()],
         forks: 0,

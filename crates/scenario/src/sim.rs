@@ -8,8 +8,11 @@ use thpsim_kernel::userfaultfd::Mfill;
 use thpsim_kernel::{Kernel, KernelConfig};
 
 use crate::ast::Pattern;
-use crate::backend::{Backend, BackendError, BackendOp, MappingObs, OpOutcome, Setup, Snapshot};
+use crate::backend::{
+    object_key, Backend, BackendError, BackendOp, MappingObs, OpOutcome, Setup, Snapshot,
+};
 use crate::pattern::touch_offsets;
+use std::collections::BTreeMap;
 
 /// Where the model places the scenario arena (16 TiB; below the 47-bit user limit).
 pub const MODEL_ARENA_BASE: u64 = 0x1000_0000_0000;
@@ -27,6 +30,10 @@ pub struct SimBackend {
     objects: Vec<Option<thpsim_kernel::ids::InodeId>>,
     /// The hugetlbfs objects (`memfd … hugetlb`), by object id.
     hugetlb_objects: std::collections::BTreeMap<u32, thpsim_kernel::ids::HugetlbInodeId>,
+    /// The process that made each object (the host's `fstat` looks at its fds).
+    object_creator: Vec<Pid>,
+    /// Engine tmpfs ids → tmpfs instances.
+    mounts: Vec<thpsim_kernel::shmem::TmpfsId>,
     /// Run the invariant checker after every op (tests).
     pub check_invariants: bool,
     /// Put the host backend's khugepaged sentinel mm on khugepaged's list before the
@@ -143,7 +150,9 @@ impl Backend for SimBackend {
         self.pid = k.spawn();
         self.pids = vec![Some(self.pid)];
         self.objects.clear();
+        self.object_creator.clear();
         self.hugetlb_objects.clear();
+        self.mounts.clear();
         self.kernel = Some(k);
         Ok(())
     }
@@ -219,6 +228,7 @@ impl Backend for SimBackend {
         // Taken out while the kernel is borrowed; put back after the op.
         let mut objects = std::mem::take(&mut self.objects);
         let mut hugetlb_objects = std::mem::take(&mut self.hugetlb_objects);
+        let mut mounts = std::mem::take(&mut self.mounts);
         let k = self.k()?;
         let before = *k
             .task(pid)
@@ -332,6 +342,38 @@ impl Backend for SimBackend {
                 .hugetlb_truncate(hugetlb_objects[obj], *size)
                 .map(|()| 0)
                 .map_err(OpError::Errno),
+            BackendOp::TmpfsMount { mnt, huge, size } => {
+                if *mnt as usize != mounts.len() {
+                    return Err(err(format!("tmpfs: id {mnt} out of order")));
+                }
+                mounts.push(k.tmpfs_mount(*huge, *size));
+                Ok(0)
+            }
+            BackendOp::FileCreate { obj, mnt, size } => {
+                if *obj as usize != objects.len() {
+                    return Err(err(format!("file: object id {obj} out of order")));
+                }
+                let m = *mounts
+                    .get(*mnt as usize)
+                    .ok_or_else(|| err(format!("file: no tmpfs {mnt}")))?;
+                objects.push(Some(k.shmem_new_file(m, *size)));
+                Ok(0)
+            }
+            BackendOp::MmapDevZero {
+                addr,
+                len,
+                prot,
+                shared,
+                populate,
+            } => {
+                let flags = MapFlags {
+                    shared: *shared,
+                    populate: *populate,
+                };
+                k.mmap_dev_zero(pid, b + addr, *len, *prot, flags)
+                    .map(|a| a - b)
+                    .map_err(OpError::Errno)
+            }
             BackendOp::Ftruncate { obj, size } => {
                 let ino = *objects
                     .get(*obj as usize)
@@ -502,7 +544,9 @@ impl Backend for SimBackend {
             }
         };
         self.objects = objects;
+        self.object_creator.resize(self.objects.len(), pid);
         self.hugetlb_objects = hugetlb_objects;
+        self.mounts = mounts;
         let k = self.k()?;
         if check {
             k.check_invariants()
@@ -531,6 +575,24 @@ impl Backend for SimBackend {
             })
             .collect();
         let uffd_last = k.uffd_stats.last.map(|m| (m.flags, m.address - b));
+        let mut counters: BTreeMap<String, i64> = counters;
+        let k = self.kernel.as_ref().expect("checked above");
+        for (i, (&ino, creator)) in self.objects.iter().zip(&self.object_creator).enumerate() {
+            if !self.pids.contains(&Some(*creator)) {
+                continue;
+            }
+            let obj = u32::try_from(i).expect("object count");
+            let (blocks, size) = match (ino, self.hugetlb_objects.get(&obj)) {
+                (_, Some(&h)) => k.hugetlb_object_stat(h),
+                (Some(ino), None) => k.object_stat(ino),
+                // A failed creation: descriptor -1 on the host, nothing to fstat.
+                (None, None) => continue,
+            };
+            let blocks = i64::try_from(blocks).unwrap_or(i64::MAX);
+            counters.insert(object_key(obj, "blocks"), blocks);
+            let size = i64::try_from(size).unwrap_or(i64::MAX);
+            counters.insert(object_key(obj, "size"), size);
+        }
         Ok(Snapshot {
             counters,
             mappings,

@@ -44,6 +44,8 @@ pub enum ValueKind {
     CountOrPercent,
     /// One of these words.
     Choice(&'static [&'static str]),
+    /// An identifier naming something made earlier (a `tmpfs` instance for `file on=`).
+    Name,
     /// A protection: `none` or letters from `rwx`. Also accepted without `key=`.
     Prot,
     /// A userfaultfd monitor policy `ACTION:SIZE` (SIZE a power of two ≥ 4K, default 4K),
@@ -412,11 +414,11 @@ pub const OPS: &[OpSpec] = &[
     OpSpec {
         name: "mmap",
         grammar: "NAME SIZE anon private",
-        summary: "Creates an anonymous mapping named NAME. Host and model place it at the same arena offset: aligned to `align`, plus `offset` bytes (to build misaligned layouts). Options after `private`/`shared` may come in any order. `anon shared` is `MAP_SHARED|MAP_ANONYMOUS`: a shmem object of the mapping's size, following `shmem_enabled` and the per-size `hugepages-<N>kB.shmem_enabled` knobs. A `gmem` object is mapped by its name like a `memfd` one. The backings `file`, `memfd`, `shmem`, `guest_memfd` are recognised but refused as not modelled yet.",
+        summary: "Creates an anonymous mapping named NAME. Host and model place it at the same arena offset: aligned to `align`, plus `offset` bytes (to build misaligned layouts). Options after `private`/`shared` may come in any order. `anon shared` is `MAP_SHARED|MAP_ANONYMOUS`: a shmem object of the mapping's size, following `shmem_enabled` and the per-size `hugepages-<N>kB.shmem_enabled` knobs. `zero` maps `/dev/zero`: `shared` is `shmem_zero_setup` (the same shmem object as `anon shared`), `private` an anonymous VMA (smaps names it `/dev/zero`, the pages are anonymous). A `memfd`, `file` or `gmem` object is mapped by its name. The backings `file`, `memfd`, `shmem`, `guest_memfd` are recognised but refused as not modelled yet.",
         args: &[
             ("NAME", "identifier `[A-Za-z_][A-Za-z0-9_]*`, unique in the file"),
             ("SIZE", "length: a positive multiple of 4K, at most 64T"),
-            ("anon", "the backing: `anon`, or the name of an object made by `memfd` or `gmem` earlier (then `foff` is the file offset)"),
+            ("anon", "the backing: `anon`, `zero` (/dev/zero), or the name of a shmem object made by `memfd` or `file` earlier (then `foff` is the file offset)"),
             ("private", "MAP_PRIVATE, or `shared`: MAP_SHARED (anonymous shared memory is shmem)"),
         ],
         opts: &[
@@ -472,7 +474,7 @@ pub const OPS: &[OpSpec] = &[
                 what: "file offset",
                 required: false,
                 default: Some("0"),
-                doc: "offset into the object (`memfd` backings only), a multiple of 4K",
+                doc: "offset into the object (`memfd`/`file` backings only), a multiple of 4K",
             },
             OptSpec {
                 key: "populate",
@@ -676,11 +678,74 @@ pub const OPS: &[OpSpec] = &[
         parse: parse::op_memfd,
     },
     OpSpec {
+        name: "tmpfs",
+        grammar: "NAME",
+        summary: "Mounts a tmpfs instance (`mount -t tmpfs -o huge=…,size=…`, private to the run: the host mounts it in the worker's own mount namespace). Files made on it with `file` follow its `huge=` policy for faults and fallocate alike, and not the per-size `hugepages-<N>kB.shmem_enabled` knobs (those are for anonymous shmem and memfds); `shmem_enabled=deny` and `force` override every mount. Faults get a PMD folio or 4K pages (`within_size`: when the PMD block ends inside i_size; `advise`: in MADV_HUGEPAGE VMAs); fallocate tries every size from 2M down to 8K.",
+        args: &[("NAME", "identifier, unique among tmpfs instances")],
+        opts: &[
+            OptSpec {
+                key: "huge",
+                kind: ValueKind::Choice(&["never", "always", "within_size", "advise"]),
+                meta: "never|always|within_size|advise",
+                what: "huge policy",
+                required: false,
+                default: Some("never"),
+                doc: "the `huge=` mount option",
+            },
+            OptSpec {
+                key: "size",
+                kind: ValueKind::Size(SizeRule {
+                    min: 0,
+                    max: MAX_MAPPING,
+                    multiple: 1,
+                    pow2: false,
+                    broken: "tmpfs size {} is larger than 64T",
+                }),
+                meta: "SIZE",
+                what: "size limit",
+                required: false,
+                default: Some("no limit"),
+                doc: "the `size=` limit, rounded up to pages (0: none): pages beyond it are ENOSPC for fallocate and SIGBUS for a fault",
+            },
+        ],
+        subs: &[],
+        example: "tmpfs t huge=always size=8M
+file f 4M on=t
+mmap m 4M f shared",
+        placement: Placement::Body,
+        parse: parse::op_tmpfs,
+    },
+    OpSpec {
+        name: "file",
+        grammar: "NAME SIZE",
+        summary: "Creates a file on a tmpfs instance (`open(O_CREAT)`, `ftruncate(2)` to SIZE): a shmem object like a memfd (map it with `mmap M SIZE NAME shared|private [foff=…]`, `ftruncate`, `fallocate`, `madvise REMOVE`), whose huge policy is its mount's `huge=`. Every process (forks included) shares it.",
+        args: &[
+            ("NAME", "identifier, unique among objects"),
+            ("SIZE", "the initial size (i_size) in bytes, at most 64T"),
+        ],
+        opts: &[OptSpec {
+            key: "on",
+            kind: ValueKind::Name,
+            meta: "TMPFS",
+            what: "tmpfs name",
+            required: true,
+            default: None,
+            doc: "the tmpfs instance (made by `tmpfs` earlier)",
+        }],
+        subs: &[],
+        example: "tmpfs t huge=within_size
+file f 2M on=t
+fallocate f 0 2M
+expect obj(f).blocks == 4096",
+        placement: Placement::Body,
+        parse: parse::op_file,
+    },
+    OpSpec {
         name: "ftruncate",
         grammar: "OBJ SIZE",
-        summary: "ftruncate(2) of a `memfd` object: growing only changes i_size; shrinking unmaps the pages beyond the new end from every mapping (private copies too) and truncates the page cache, zeroing and splitting a large folio that straddles the end.",
+        summary: "ftruncate(2) of a `memfd` or `file` object: growing only changes i_size; shrinking unmaps the pages beyond the new end from every mapping (private copies too) and truncates the page cache, zeroing and splitting a large folio that straddles the end.",
         args: &[
-            ("OBJ", "an object made by `memfd` (or `gmem`: always EINVAL)"),
+            ("OBJ", "an object made by `memfd` or `file` (or `gmem`: always EINVAL)"),
             ("SIZE", "the new size in bytes, at most 64T"),
         ],
         opts: &[],
@@ -692,9 +757,9 @@ pub const OPS: &[OpSpec] = &[
     OpSpec {
         name: "fallocate",
         grammar: "OBJ OFFSET LEN",
-        summary: "fallocate(2) of a `memfd` object. Mode 0 allocates the page cache of the range (large folios by the mount policy only, `shmem_enabled`: `always` tries every size from 2M down to 8K, `within_size` the sizes whose block ends inside max(i_size, OFFSET+LEN)) and extends i_size; `keep_size` leaves i_size; `punch_hole keep_size` unmaps the whole pages of the range from every mapping (not private copies), frees the folios inside it and zeroes the partial ones, splitting a large one at the hole (6.15+ non-uniform split). `punch_hole` without `keep_size` is EOPNOTSUPP, as in the kernel.",
+        summary: "fallocate(2) of a `memfd` or `file` object. Mode 0 allocates the page cache of the range (large folios by the mount policy only, `shmem_enabled` for a memfd, the tmpfs `huge=` for a file, unless `shmem_enabled` is `deny` or `force`: `always` tries every size from 2M down to 8K, `within_size` the sizes whose block ends inside max(i_size, OFFSET+LEN)) and extends i_size; `keep_size` leaves i_size; `punch_hole keep_size` unmaps the whole pages of the range from every mapping (not private copies), frees the folios inside it and zeroes the partial ones, splitting a large one at the hole (6.15+ non-uniform split). `punch_hole` without `keep_size` is EOPNOTSUPP, as in the kernel. On a tmpfs with `size=`, a range larger than the limit is ENOSPC at once, and running out of space part way is ENOSPC with the folios this call added removed again (a large folio that does not fit falls back to 4K pages first).",
         args: &[
-            ("OBJ", "an object made by `memfd` or `gmem` (see `gmem` for its rules)"),
+            ("OBJ", "an object made by `memfd`, `file` or `gmem` (see `gmem` for its rules)"),
             ("OFFSET", "byte offset in the object"),
             ("LEN", "byte length, positive"),
         ],
@@ -909,7 +974,7 @@ pub const OPS: &[OpSpec] = &[
     OpSpec {
         name: "expect",
         grammar: "OBSERVABLE CMP VALUE [when COND…]",
-        summary: "Asserts an observable, so that a scenario is its own test. Counters (`minflt`, `vmstat.*`, `mthp.*`, `khugepaged.*`) are deltas since the last checkpoint (or the start); `smaps(…)` and `pages(…)` are the current state; `errno` is the result of the previous op.",
+        summary: "Asserts an observable, so that a scenario is its own test. Counters (`minflt`, `vmstat.*`, `mthp.*`, `khugepaged.*`) are deltas since the last checkpoint (or the start); `smaps(…)`, `pages(…)` and `obj(…)` are the current state; `errno` is the result of the previous op.",
         args: &[
             ("OBSERVABLE", "see Observables below"),
             ("CMP", "`==`, `!=`, `<`, `<=`, `>`, `>=` (errno: `==`, `!=` only)"),

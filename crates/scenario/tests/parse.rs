@@ -1708,6 +1708,8 @@ fn names_of(op: &Op) -> &'static [&'static str] {
         Op::Expect(_) => &["expect"],
         Op::Memfd { .. } => &["memfd"],
         Op::Gmem { .. } => &["gmem"],
+        Op::Tmpfs { .. } => &["tmpfs"],
+        Op::File { .. } => &["file"],
         Op::Ftruncate { .. } => &["ftruncate"],
         Op::Fallocate { .. } => &["fallocate"],
     }

@@ -86,6 +86,12 @@ fn the_generator_covers_every_op_option_and_knob() {
         "event_fork",
         "unprotect:vma",
         "zeropage:",
+        "huge=within_size",
+        "size=",
+        " on=t",
+        " zero shared",
+        " zero private",
+        "obj(",
     ] {
         assert!(text.contains(opt), "`{opt}` never generated");
     }

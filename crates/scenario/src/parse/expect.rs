@@ -43,6 +43,7 @@ pub(crate) const OBSERVABLE_FORMS: &[&str] = &[
     "meminfo.Hugetlb",
     "smaps(NAME).<Field>",
     "pages(RANGE).<class>",
+    "obj(NAME).blocks|size",
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -51,6 +52,8 @@ pub(super) enum ObsKind {
     Errno,
     Smaps,
     Addr,
+    /// A byte count (`obj(NAME).size`): a plain number or a size with a unit.
+    Bytes,
 }
 
 impl<'s> LineCtx<'s, '_> {
@@ -125,8 +128,9 @@ impl<'s> LineCtx<'s, '_> {
             return match head.text {
                 "smaps" => self.smaps_obs(inner, field),
                 "pages" => self.pages_obs(inner, field),
+                "obj" => self.object_obs(inner, field),
                 h => {
-                    let hint = suggest(h, ["smaps", "pages"])
+                    let hint = suggest(h, ["smaps", "pages", "obj"])
                         .map(|s| format!("did you mean `{s}(…)`?"))
                         .unwrap_or_else(|| format!("observables: {}", OBSERVABLE_FORMS.join(", ")));
                     self.err(
@@ -296,6 +300,43 @@ impl<'s> LineCtx<'s, '_> {
                 stat_t.text
             )),
             ObsKind::Count,
+        ))
+    }
+
+    /// `obj(NAME).blocks` / `obj(NAME).size`: fstat of a shmem object.
+    pub(super) fn object_obs(
+        &mut self,
+        inner: Tok<'s>,
+        field: Tok<'s>,
+    ) -> Option<(Observable, ObsKind)> {
+        if !self.st.objects.contains_key(inner.text) {
+            let names: Vec<String> = self.st.objects.keys().cloned().collect();
+            self.unknown(
+                inner,
+                "object",
+                names.iter().map(String::as_str),
+                "",
+                || "objects are made by `memfd` or `file` earlier in the file".into(),
+            );
+            return None;
+        }
+        let kind = match field.text {
+            "blocks" => ObsKind::Count,
+            "size" => ObsKind::Bytes,
+            _ => {
+                let names = crate::backend::OBJECT_FIELDS.iter().copied();
+                self.unknown(field, "object field", names.clone(), "", || {
+                    listing("object fields", names)
+                });
+                return None;
+            }
+        };
+        Some((
+            Observable::Object {
+                object: inner.text.to_string(),
+                field: field.text.to_string(),
+            },
+            kind,
         ))
     }
 
@@ -482,6 +523,16 @@ impl<'s> LineCtx<'s, '_> {
                             format!("smaps value {} is too large", t.text),
                             None,
                         );
+                        None
+                    }
+                }
+            }
+            ObsKind::Bytes => {
+                let b = self.size(t, "size value")?;
+                match i64::try_from(b) {
+                    Ok(v) => Some(ExpectValue::Int(v)),
+                    Err(_) => {
+                        self.err(t.span(), format!("size {} is too large", t.text), None);
                         None
                     }
                 }

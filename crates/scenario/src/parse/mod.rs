@@ -56,6 +56,7 @@ pub fn parse(file: &str, source: &str) -> Result<Scenario, Vec<Diagnostic>> {
         labels: BTreeMap::new(),
         procs: BTreeMap::from([("main".to_string(), 0)]),
         objects: BTreeMap::new(),
+        tmpfs: BTreeMap::new(),
         kernel_line: None,
         memory_line: None,
         body_started: false,
@@ -256,6 +257,8 @@ pub struct State {
     pub(super) procs: BTreeMap<String, u32>,
     /// Shmem objects (`memfd NAME`), with the line that created them.
     pub(super) objects: BTreeMap<String, u32>,
+    /// tmpfs instances (`tmpfs NAME`), with the line that created them.
+    pub(super) tmpfs: BTreeMap<String, u32>,
     pub(super) kernel_line: Option<u32>,
     pub(super) memory_line: Option<u32>,
     pub(super) body_started: bool,

@@ -2,7 +2,7 @@
 
 use thpsim_kernel::errno::Signal;
 use thpsim_kernel::profile::{self, Switches};
-use thpsim_kernel::sysfs::{KnobError, Sysfs};
+use thpsim_kernel::sysfs::{KnobError, ShmemHuge, Sysfs};
 use thpsim_kernel::types::{Advice, Prot, PAGE_SIZE};
 
 use crate::ast::*;
@@ -293,10 +293,12 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         m.size = size;
     }
 
-    let backing_tok = c.need("backing (anon or a memfd object)")?;
+    let backing_tok = c.need("backing (anon, zero or a shmem object)")?;
     let mut object = None;
+    let mut dev_zero = false;
     match backing_tok.text {
         "anon" => {}
+        "zero" => dev_zero = true,
         o if c.st.objects.contains_key(o) => object = Some(o.to_string()),
         "memfd" => {
             c.err(
@@ -316,11 +318,12 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         }
         _ => {
             let objects: Vec<String> = c.st.objects.keys().cloned().collect();
-            let names = std::iter::once("anon")
+            let names = ["anon", "zero"]
+                .into_iter()
                 .chain(UNMODELLED_BACKINGS.iter().copied())
                 .chain(objects.iter().map(String::as_str));
             c.unknown(backing_tok, "backing", names, "", || {
-                "the backing is `anon` or an object made by `memfd NAME SIZE` earlier".into()
+                "the backing is `anon`, `zero` (/dev/zero) or an object made by `memfd` or `file` earlier".into()
             });
             return None;
         }
@@ -390,6 +393,8 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         size,
         backing: if object.is_some() {
             MapBacking::Memfd
+        } else if dev_zero {
+            MapBacking::DevZero
         } else {
             MapBacking::Anon
         },
@@ -430,15 +435,16 @@ fn known_object(c: &mut LineCtx<'_, '_>) -> Option<String> {
         }
         let names: Vec<String> = c.st.objects.keys().cloned().collect();
         c.unknown(t, "object", names.iter().map(String::as_str), "", || {
-            "objects are made by `memfd NAME SIZE` or `gmem NAME SIZE` earlier in the file".into()
+            "objects are made by `memfd NAME SIZE`, `gmem NAME SIZE` or `file NAME SIZE on=TMPFS` earlier in the file"
+                .into()
         });
         return None;
     }
     Some(t.text.to_string())
 }
 
-/// The name of a new object (`memfd`, `gmem`): an identifier not used by another object and
-/// not `anon`; known from here on.
+/// The name of a new object (`memfd`, `gmem`, `file`): an identifier not used by another
+/// object and not `anon` or `zero`; known from here on.
 fn new_object_name<'s>(c: &mut LineCtx<'s, '_>) -> Option<Tok<'s>> {
     let name = c.need("object name")?;
     if !is_ident(name.text) {
@@ -449,11 +455,14 @@ fn new_object_name<'s>(c: &mut LineCtx<'s, '_>) -> Option<Tok<'s>> {
         );
         return None;
     }
-    if name.text == "anon" || c.st.objects.contains_key(name.text) {
+    if matches!(name.text, "anon" | "zero") || c.st.objects.contains_key(name.text) {
         c.err(
             name.span(),
             format!("object `{}` is already defined", name.text),
-            Some("object names are unique and `anon` is the anonymous backing".into()),
+            Some(
+                "object names are unique; `anon` and `zero` are the anonymous and /dev/zero backings"
+                    .into(),
+            ),
         );
         return None;
     }
@@ -482,6 +491,82 @@ pub(crate) fn op_memfd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         name: name.text.to_string(),
         size,
         hugetlb,
+    }))
+}
+
+pub(crate) fn op_tmpfs(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let name = c.need("tmpfs name")?;
+    if !is_ident(name.text) {
+        c.err(
+            name.span(),
+            format!("bad tmpfs name `{}`", name.text),
+            Some("tmpfs names are identifiers: [A-Za-z_][A-Za-z0-9_]*".into()),
+        );
+        return None;
+    }
+    if c.st.tmpfs.contains_key(name.text) {
+        c.err(
+            name.span(),
+            format!("tmpfs `{}` is already defined", name.text),
+            Some("each `tmpfs` line mounts a new instance under a new name".into()),
+        );
+        return None;
+    }
+    c.st.tmpfs.insert(name.text.to_string(), name.line);
+    let toks = c.rest();
+    let opts = c.options(toks, c.spec.opts, "tmpfs", None);
+    if !opts.ok {
+        return None;
+    }
+    let huge = match opts.get("huge") {
+        Some(OptValue::Choice(v)) => ShmemHuge::parse(v, true)?,
+        _ => ShmemHuge::Never,
+    };
+    Some(Parsed::Op(Op::Tmpfs {
+        name: name.text.to_string(),
+        huge,
+        size: opts.size("size"),
+    }))
+}
+
+pub(crate) fn op_file(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let name = new_object_name(c)?;
+    let size = object_bytes(c, "file size")?;
+    let toks = c.rest();
+    let opts = c.options(toks, c.spec.opts, "file", None);
+    if !opts.ok {
+        return None;
+    }
+    let Some(on) = opts.tok("on") else {
+        let span = c.end_span();
+        c.err(
+            span,
+            "missing `on=TMPFS`".to_string(),
+            Some("a file lives on a tmpfs instance made by `tmpfs NAME huge=…`".into()),
+        );
+        return None;
+    };
+    let on = on.kv().map_or(on, |(_, v)| v);
+    let mnt = on.text;
+    if !c.st.tmpfs.contains_key(mnt) {
+        let names: Vec<String> = c.st.tmpfs.keys().cloned().collect();
+        c.err(
+            on.span(),
+            format!("unknown tmpfs `{mnt}`"),
+            Some(
+                suggest(mnt, names.iter().map(String::as_str))
+                    .map(|s| format!("did you mean `on={s}`?"))
+                    .unwrap_or_else(|| {
+                        "mount one with `tmpfs NAME huge=…` earlier in the file".into()
+                    }),
+            ),
+        );
+        return None;
+    }
+    Some(Parsed::Op(Op::File {
+        name: name.text.to_string(),
+        size,
+        on: mnt.to_string(),
     }))
 }
 

@@ -18,6 +18,8 @@ pub(super) enum OptValue {
     Uint(u64),
     Count(SubsetCount),
     Choice(&'static str),
+    /// An identifier; the word itself is `Opts::tok`'s value part.
+    Name,
     Prot(Prot),
     /// A policy's action and its size (`None`: `vma`).
     Policy(&'static str, Option<u64>),
@@ -189,6 +191,17 @@ impl<'s> LineCtx<'s, '_> {
                     return None;
                 }
             },
+            ValueKind::Name => {
+                if !super::values::is_ident(v.text) {
+                    self.err(
+                        v.span(),
+                        format!("bad {} `{}`", spec.what, v.text),
+                        Some("names are identifiers: [A-Za-z_][A-Za-z0-9_]*".into()),
+                    );
+                    return None;
+                }
+                OptValue::Name
+            }
             ValueKind::Prot => OptValue::Prot(self.prot(v)?),
             ValueKind::Policy(actions) => {
                 let (action, size) = v.text.split_once(':').unwrap_or((v.text, "4K"));
