@@ -544,13 +544,15 @@ impl<'a> Replayer<'a> {
                     | Backing::Swap
                     | Backing::Zero
                     | Backing::HugeZero => {}
-                    Backing::Anon | Backing::Shmem => s.resident_kb += kb,
-                    Backing::ThpPmd | Backing::ShmemPmd => {
+                    Backing::Anon | Backing::Shmem | Backing::File => s.resident_kb += kb,
+                    Backing::ThpPmd | Backing::ShmemPmd | Backing::FilePmd => {
                         s.resident_kb += kb;
                         s.thp_kb += kb;
                         s.pmd_mapped_kb += kb;
                     }
-                    Backing::ThpPte { .. } | Backing::ShmemPte { .. } => {
+                    Backing::ThpPte { .. }
+                    | Backing::ShmemPte { .. }
+                    | Backing::FilePte { .. } => {
                         s.resident_kb += kb;
                         s.thp_kb += kb;
                     }

@@ -39,6 +39,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod child;
+pub mod diskfile;
 pub mod estimate;
 pub mod import;
 pub mod inventory;
@@ -199,6 +200,8 @@ pub struct HostBackend {
     /// The scenario's shmem objects: descriptor numbers in the workers (the first worker
     /// created them; forks inherit the same numbers).
     objects: Vec<i32>,
+    /// The private directory of the run's disk files (made by the first `file … on=disk`).
+    disk_dir: Option<diskfile::RunDir>,
     /// The run lock, held from setup to the end of finish.
     lock: Option<sysfs::KnobLock>,
     /// The thpsim process's own `PR_GET_THP_DISABLE` before setup: while a run is set up the
@@ -355,6 +358,7 @@ impl HostBackend {
             pku: cpu_has_pku(),
             uffd_stats: uffd::Stats::default(),
             objects: Vec::new(),
+            disk_dir: None,
             own_thp_disable: None,
             lock: None,
         }
@@ -1186,6 +1190,37 @@ impl Backend for HostBackend {
                     _ => Err(err(format!("memfd_create/ftruncate failed: {:?}", r.status))),
                 }
             }
+            BackendOp::DiskFileCreate { obj, size } => {
+                if obj as usize != self.objects.len() {
+                    return Err(err(format!("file: object id {obj} out of order")));
+                }
+                if self.disk_dir.is_none() {
+                    diskfile::check_device().map_err(not_runnable)?;
+                    self.warnings.extend(diskfile::sweep_stale());
+                    self.disk_dir = Some(diskfile::RunDir::create().map_err(not_runnable)?);
+                }
+                let dir = self.disk_dir.as_ref().map_or(0, |d| d.word);
+                let r = self.call(&Request::DiskFileCreate { size, dir })?;
+                match r.status {
+                    Status::Ok(fd) => {
+                        let fd = i32::try_from(fd).map_err(|_| err("file: bad descriptor"))?;
+                        self.objects.push(fd);
+                        Ok(Self::outcome(r, Some(0)))
+                    }
+                    _ => Err(err(format!("file on=disk: open/ftruncate failed: {:?}", r.status))),
+                }
+            }
+            BackendOp::Msync { addr, len, flags } => {
+                self.check_range(addr, len)?;
+                let flags = i32::try_from(flags).map_err(|_| err("msync: bad flags"))?;
+                let r = self.call(&Request::Msync { addr, len, flags })?;
+                Ok(Self::outcome(r, None))
+            }
+            BackendOp::Fsync { obj } => {
+                let fd = self.object_fd(obj)?;
+                let r = self.call(&Request::Fsync { fd })?;
+                Ok(Self::outcome(r, None))
+            }
             BackendOp::Ftruncate { obj, size } => {
                 let fd = self.object_fd(obj)?;
                 let r = self.call(&Request::Ftruncate { fd, size })?;
@@ -1464,6 +1499,8 @@ impl Backend for HostBackend {
 
     fn finish(&mut self) -> Result<(), BackendError> {
         let (note, sentinel_err) = self.stop_children();
+        // The workers are gone, and with them every file of the run (unnamed inodes).
+        self.disk_dir = None;
         let mut errs = self.session.restore();
         // Released only after the restore: a waiting run starts from the original knobs.
         self.lock = None;

@@ -62,6 +62,7 @@ struct PageRegion {
 
 // include/uapi/linux/kernel-page-flags.h
 pub const KPF_ANON: u64 = 1 << 12;
+pub const KPF_SWAPBACKED: u64 = 1 << 14;
 pub const KPF_COMPOUND_HEAD: u64 = 1 << 15;
 pub const KPF_COMPOUND_TAIL: u64 = 1 << 16;
 pub const KPF_THP: u64 = 1 << 22;
@@ -184,6 +185,17 @@ impl Observer {
 
     /// Whether the page at `pfn` is anonymous (`KPF_ANON`; a shmem page-cache page is not).
     fn page_is_anon(&self, pfn: u64, cache: &mut HashMap<u64, Vec<u64>>) -> std::io::Result<bool> {
+        Ok(self.page_flags(pfn, cache)? & KPF_ANON != 0)
+    }
+
+    /// Whether a page-cache page at `pfn` is a disk file's: not `KPF_SWAPBACKED` (shmem
+    /// pages are swap-backed, like anonymous ones).
+    fn page_is_file(&self, pfn: u64, cache: &mut HashMap<u64, Vec<u64>>) -> std::io::Result<bool> {
+        Ok(self.page_flags(pfn, cache)? & (KPF_ANON | KPF_SWAPBACKED) == 0)
+    }
+
+    /// The kpageflags word of `pfn` (cached per 512-PFN block).
+    fn page_flags(&self, pfn: u64, cache: &mut HashMap<u64, Vec<u64>>) -> std::io::Result<u64> {
         let block = pfn & !511;
         let fl = match cache.entry(block) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -191,7 +203,7 @@ impl Observer {
                 e.insert(Self::read_u64s(&self.kpageflags, block, 512)?)
             }
         };
-        Ok(fl[(pfn - block) as usize] & KPF_ANON != 0)
+        Ok(fl[(pfn - block) as usize])
     }
 
     /// The order of the folio containing `pfn`, from kpageflags (cached per 512-PFN block).
@@ -255,6 +267,8 @@ impl Observer {
                             Backing::None
                         } else if self.page_is_anon(e & PM_PFN_MASK, &mut cache)? {
                             Backing::ThpPmd
+                        } else if self.page_is_file(e & PM_PFN_MASK, &mut cache)? {
+                            Backing::FilePmd
                         } else {
                             Backing::ShmemPmd
                         };
@@ -268,9 +282,12 @@ impl Observer {
                         } else {
                             let pfn = e & PM_PFN_MASK;
                             let anon = self.page_is_anon(pfn, &mut cache)?;
+                            let file = !anon && self.page_is_file(pfn, &mut cache)?;
                             match (anon, self.folio_order(pfn, &mut cache)?) {
                                 (true, 0) => Backing::Anon,
                                 (true, o) => Backing::ThpPte { order: o },
+                                (false, 0) if file => Backing::File,
+                                (false, o) if file => Backing::FilePte { order: o },
                                 (false, 0) => Backing::Shmem,
                                 (false, o) => Backing::ShmemPte { order: o },
                             }

@@ -128,6 +128,23 @@ pub enum Request {
         offset: u64,
         len: u64,
     },
+    /// A regular file on the disk filesystem: `open(DIR, O_TMPFILE | O_RDWR)` (an unnamed
+    /// inode in the run's directory, `diskfile::dir_path(dir)`; `dir` 0: `/var/tmp`, for the
+    /// warm-up) + `ftruncate(size)`; the value is the descriptor, kept like a memfd's.
+    DiskFileCreate {
+        size: u64,
+        dir: u64,
+    },
+    /// `msync(addr, len, flags)`.
+    Msync {
+        addr: u64,
+        len: u64,
+        flags: i32,
+    },
+    /// `fsync(fd)`.
+    Fsync {
+        fd: i32,
+    },
 }
 
 /// How a request ended.
@@ -279,6 +296,9 @@ const R_MEMFD: u8 = 12;
 const R_MMAP_FD: u8 = 13;
 const R_FTRUNCATE: u8 = 14;
 const R_FALLOCATE: u8 = 15;
+const R_DISKFILE: u8 = 16;
+const R_MSYNC: u8 = 17;
+const R_FSYNC: u8 = 18;
 
 /// Payload words of each request kind.
 fn req_words(kind: u8) -> Option<usize> {
@@ -288,8 +308,9 @@ fn req_words(kind: u8) -> Option<usize> {
         R_MUNMAP | R_PRCTL => 2,
         R_MPROTECT | R_MADVISE | R_MLOCK | R_MREMAP => 3,
         R_MMAP | R_FALLOCATE => 4,
-        R_MEMFD => 1,
-        R_FTRUNCATE => 2,
+        R_MEMFD | R_FSYNC => 1,
+        R_FTRUNCATE | R_DISKFILE => 2,
+        R_MSYNC => 3,
         R_MMAP_FD => 6,
         R_ACCESS => 9,
         _ => return None,
@@ -413,6 +434,18 @@ impl Request {
                 w[..4].copy_from_slice(&[int(fd), int(mode), offset, len]);
                 R_FALLOCATE
             }
+            Request::DiskFileCreate { size, dir } => {
+                w[..2].copy_from_slice(&[size, dir]);
+                R_DISKFILE
+            }
+            Request::Msync { addr, len, flags } => {
+                w[..3].copy_from_slice(&[addr, len, int(flags)]);
+                R_MSYNC
+            }
+            Request::Fsync { fd } => {
+                w[0] = int(fd);
+                R_FSYNC
+            }
         };
         let mut b = [0u8; REQ_BYTES];
         header(kind, req_words(kind).unwrap_or(0), &mut b);
@@ -511,6 +544,16 @@ impl Request {
                 offset: w[2],
                 len: w[3],
             },
+            R_DISKFILE => Request::DiskFileCreate {
+                size: w[0],
+                dir: w[1],
+            },
+            R_MSYNC => Request::Msync {
+                addr: w[0],
+                len: w[1],
+                flags: i32_at(2)?,
+            },
+            R_FSYNC => Request::Fsync { fd: i32_at(0)? },
             k => return Err(ProtoError::Kind(k)),
         })
     }
@@ -677,6 +720,16 @@ mod tests {
                 offset: 4096,
                 len: 4096,
             },
+            Request::DiskFileCreate {
+                size: 1 << 24,
+                dir: (1234 << 32) | 1,
+            },
+            Request::Msync {
+                addr: 4096,
+                len: 8192,
+                flags: 4,
+            },
+            Request::Fsync { fd: 7 },
         ]
     }
 

@@ -103,6 +103,20 @@ impl Kernel {
                         VmFault::Done | VmFault::Fallback => self.mm_account_fault(pid, vmf.flags),
                         VmFault::Oom => return Err(Errno::ENOMEM),
                         VmFault::Sigbus => return Err(Errno::EFAULT),
+                        VmFault::Retry { .. } => {
+                            // faultin_page() → -EBUSY: __get_user_pages_locked() retries the
+                            // page with FAULT_FLAG_TRIED (a major fault when it completes).
+                            let flags = FaultFlags::for_access(write).with(FaultFlags::TRIED);
+                            let mut vmf = Vmf::new(mmi, vma, addr, flags);
+                            match self.handle_mm_fault(&mut vmf) {
+                                VmFault::Done | VmFault::Fallback => {
+                                    self.mm_account_fault(pid, vmf.flags);
+                                }
+                                VmFault::Oom => return Err(Errno::ENOMEM),
+                                VmFault::Sigbus => return Err(Errno::EFAULT),
+                                VmFault::Userfault(_) | VmFault::Retry { .. } => {}
+                            }
+                        }
                         VmFault::Userfault(flags) => {
                             if !unlockable {
                                 return Err(Errno::EFAULT);
@@ -127,7 +141,7 @@ impl Kernel {
                                 }
                                 VmFault::Oom => return Err(Errno::ENOMEM),
                                 VmFault::Sigbus => return Err(Errno::EFAULT),
-                                VmFault::Userfault(_) => {}
+                                VmFault::Userfault(_) | VmFault::Retry { .. } => {}
                             }
                         }
                     }

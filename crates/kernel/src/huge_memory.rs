@@ -162,6 +162,11 @@ impl Kernel {
         mut orders: u16,
         tva: Tva,
     ) -> u16 {
+        if let crate::mm::VmaBacking::File { .. } = vma.backing {
+            // A disk file: no huge_fault, and file_thp_enabled() (CONFIG_READ_ONLY_THP_FOR_FS)
+            // wants a file nobody has open for writing, which the scenario's files always are.
+            return 0;
+        }
         if let Some(ino) = vma.backing.inode() {
             // Outside the fault path a shmem VMA answers with its own policy (the fault path
             // decides in shmem_get_folio, and finish_fault maps what it got).

@@ -222,6 +222,7 @@ impl Kernel {
         let mut anon_pages = 0i64;
         let mut deferred = 0u64;
         let (mut nr_shmem, mut shmem_thps, mut shmem_pmdmapped) = (0i64, 0i64, 0i64);
+        let (mut file_thps, mut file_pmdmapped) = (0i64, 0i64);
         for id in self.folios.iter_live() {
             let f = self.folios.get(id);
             allocated += u64::from(f.nr_pages());
@@ -247,9 +248,16 @@ impl Kernel {
                 if self.shmem.inodes[ino.index()].cache.get(&index) != Some(&id) {
                     return Err(format!("{id}: not in {ino}'s page cache at {index}"));
                 }
-                nr_shmem += i64::from(f.nr_pages());
-                shmem_thps += i64::from(f.order == 9);
-                shmem_pmdmapped += i64::from(f.entire_mapcount > 0);
+                if self.inode_is_disk(ino) {
+                    file_thps += i64::from(f.order == 9);
+                    file_pmdmapped += i64::from(f.entire_mapcount > 0);
+                } else {
+                    nr_shmem += i64::from(f.nr_pages());
+                    shmem_thps += i64::from(f.order == 9);
+                    shmem_pmdmapped += i64::from(f.entire_mapcount > 0);
+                }
+            } else if self.shmem.readahead.contains(&id) {
+                return Err(format!("{id}: PG_readahead on a folio outside the page cache"));
             }
             let cache_refs = if cached { f.nr_pages() } else { 0 };
             if f.refcount != s.entire + pte_maps + cache_refs {
@@ -343,6 +351,8 @@ impl Kernel {
             (VmItem::NrShmem, nr_shmem),
             (VmItem::NrShmemHugepages, shmem_thps),
             (VmItem::NrShmemPmdmapped, shmem_pmdmapped),
+            (VmItem::NrFileHugepages, file_thps),
+            (VmItem::NrFilePmdmapped, file_pmdmapped),
         ] {
             if self.vmstat.get(item) != want {
                 return Err(format!(

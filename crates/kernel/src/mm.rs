@@ -46,6 +46,11 @@ pub enum VmaBacking {
     Shmem {
         inode: crate::ids::InodeId,
     },
+    /// A regular file of a disk filesystem (`ext4_file_vm_ops`: `filemap_fault`,
+    /// `filemap_map_pages`, `ext4_page_mkwrite`; no `huge_fault`); see `readahead.rs`.
+    File {
+        inode: crate::ids::InodeId,
+    },
 }
 
 impl VmaBacking {
@@ -53,7 +58,7 @@ impl VmaBacking {
     pub fn inode(self) -> Option<crate::ids::InodeId> {
         match self {
             VmaBacking::Anon => None,
-            VmaBacking::Shmem { inode } => Some(inode),
+            VmaBacking::Shmem { inode } | VmaBacking::File { inode } => Some(inode),
         }
     }
 }

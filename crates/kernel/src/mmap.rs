@@ -103,6 +103,9 @@ impl Kernel {
         };
         let shared = if flags.shared { vmf::SHARED } else { 0 };
         let (pgoff, backing) = match file {
+            Some((inode, pgoff)) if self.inode_is_disk(inode) => {
+                (pgoff, VmaBacking::File { inode })
+            }
             Some((inode, pgoff)) => (pgoff, VmaBacking::Shmem { inode }),
             None => (addr >> PAGE_SHIFT, VmaBacking::Anon),
         };

@@ -29,6 +29,12 @@ pub enum Backing {
     ShmemPte { order: u8 },
     /// Part of a PMD-mapped shmem folio (order 9).
     ShmemPmd,
+    /// An order-0 page-cache page of a disk file (neither `KPF_ANON` nor `KPF_SWAPBACKED`).
+    File,
+    /// A PTE mapping of a page of a large disk-file folio of this order (1..=9).
+    FilePte { order: u8 },
+    /// Part of a PMD-mapped disk-file folio (order 9).
+    FilePmd,
 }
 
 impl Backing {
@@ -45,6 +51,9 @@ impl Backing {
         "shmem",
         "shmem_pte",
         "shmem_pmd",
+        "file",
+        "file_pte",
+        "file_pmd",
     ];
 
     pub fn class(self) -> &'static str {
@@ -60,6 +69,9 @@ impl Backing {
             Backing::Shmem => "shmem",
             Backing::ShmemPte { .. } => "shmem_pte",
             Backing::ShmemPmd => "shmem_pmd",
+            Backing::File => "file",
+            Backing::FilePte { .. } => "file_pte",
+            Backing::FilePmd => "file_pmd",
         }
     }
 
@@ -68,6 +80,7 @@ impl Backing {
         match self {
             Backing::ThpPte { order } => format!("thp_pte:o{order}"),
             Backing::ShmemPte { order } => format!("shmem_pte:o{order}"),
+            Backing::FilePte { order } => format!("file_pte:o{order}"),
             b => b.class().to_string(),
         }
     }

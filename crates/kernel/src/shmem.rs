@@ -66,6 +66,13 @@ pub struct ShmemInode {
     pub nr_pages: u64,
     /// Gone: evicted and no longer reachable.
     pub dead: bool,
+    /// Shmem, or a regular file of a disk filesystem (`readahead.rs`), which shares the
+    /// page-cache machinery (`address_space`) but reads ahead, writes back and has
+    /// `page_mkwrite`.
+    pub kind: crate::readahead::InodeKind,
+    /// The open file's readahead state (`file->f_ra`; the scenario's one open file of the
+    /// object). Unused for shmem.
+    pub(crate) ra: crate::readahead::FileRaState,
 }
 
 /// The shmem state: inodes, and the page-cache side of each folio (`folio->mapping`,
@@ -78,6 +85,9 @@ pub(crate) struct Shmem {
     /// Folios added by fallocate and not yet written or faulted (`!PG_uptodate`): fault-around
     /// skips them, the next fault zeroes them.
     pub(crate) not_uptodate: FxHashSet<FolioId>,
+    /// Folios with `PG_readahead` (disk files: the mark where the next asynchronous
+    /// readahead starts).
+    pub(crate) readahead: FxHashSet<FolioId>,
 }
 
 /// `enum sgp_type`: what the caller of `shmem_get_folio_gfp` wants.
@@ -249,7 +259,7 @@ impl Kernel {
     }
 
     /// Whether any page of `[first, first + nr)` is cached (`xa_find(XA_PRESENT)`).
-    fn filemap_range_has_folio(&self, ino: InodeId, first: u64, nr: u64) -> bool {
+    pub(crate) fn filemap_range_has_folio(&self, ino: InodeId, first: u64, nr: u64) -> bool {
         self.filemap_get_folio(ino, first).is_some()
             || self.shmem.inodes[ino.index()]
                 .cache
@@ -371,10 +381,28 @@ impl Kernel {
         let inode = &mut self.shmem.inodes[ino.index()];
         inode.cache.insert(first, id);
         inode.nr_pages += u64::from(nr);
-        self.vmstat.add(VmItem::NrShmem, i64::from(nr));
-        if order == HPAGE_PMD_ORDER {
-            self.vmstat.add(VmItem::NrShmemHugepages, 1);
+        self.page_cache_stat(ino, nr, order, 1);
+    }
+
+    /// `__filemap_add_folio` / `filemap_unaccount_folio` statistics: `NR_SHMEM` and
+    /// `NR_SHMEM_THPS` for shmem, `NR_FILE_THPS` for a disk file (`sign` ±1).
+    fn page_cache_stat(&mut self, ino: InodeId, nr: u32, order: u8, sign: i64) {
+        if self.inode_is_disk(ino) {
+            if order == HPAGE_PMD_ORDER {
+                self.vmstat.add(VmItem::NrFileHugepages, sign);
+            }
+            return;
         }
+        self.vmstat.add(VmItem::NrShmem, sign * i64::from(nr));
+        if order == HPAGE_PMD_ORDER {
+            self.vmstat.add(VmItem::NrShmemHugepages, sign);
+        }
+    }
+
+    /// Adds a new folio to the page cache at `first` (`filemap_add_folio`; the caller has
+    /// checked that no page of it is cached).
+    pub(crate) fn filemap_add_folio(&mut self, ino: InodeId, first: u64, id: FolioId) {
+        self.shmem_add_to_page_cache(ino, first, id);
     }
 
     /// `filemap_remove_folio` (`truncate_inode_folio` after unmapping): the cache drops its
@@ -382,16 +410,14 @@ impl Kernel {
     fn shmem_delete_from_page_cache(&mut self, id: FolioId) {
         let (ino, first) = self.shmem.owner.remove(&id).expect("page-cache folio");
         self.shmem.not_uptodate.remove(&id);
+        self.shmem.readahead.remove(&id);
         let f = self.folios.get_mut(id);
         f.flags &= !flags::SHMEM;
         let (nr, order) = (f.nr_pages(), f.order);
         let inode = &mut self.shmem.inodes[ino.index()];
         inode.cache.remove(&first);
         inode.nr_pages -= u64::from(nr);
-        self.vmstat.add(VmItem::NrShmem, -i64::from(nr));
-        if order == HPAGE_PMD_ORDER {
-            self.vmstat.add(VmItem::NrShmemHugepages, -1);
-        }
+        self.page_cache_stat(ino, nr, order, -1);
         self.folio_put(id, nr);
     }
 
@@ -490,7 +516,7 @@ impl Kernel {
 
     /// Where `id` (caching pages `[first, first + nr)` of `ino`) is mapped: PMD mappings
     /// `(mm, haddr)` and PTE mappings `(mm, addr, page index in the folio)` (an rmap walk).
-    fn folio_file_mappings(&self, ino: InodeId, id: FolioId, first: u64) -> FileMappings {
+    pub(crate) fn folio_file_mappings(&self, ino: InodeId, id: FolioId, first: u64) -> FileMappings {
         let nr = u64::from(self.folios.get(id).nr_pages());
         let (mut pmds, mut ptes) = (Vec::new(), Vec::new());
         for (mmi, vma) in self.shmem_mappings(ino) {
@@ -537,8 +563,15 @@ impl Kernel {
         let f = *self.folios.get(id);
         if f.order == HPAGE_PMD_ORDER {
             self.vmstat.count(VmItem::ThpSplitPage);
-            self.vmstat.add(VmItem::NrShmemHugepages, -1);
+            let gauge = if self.inode_is_disk(ino) {
+                VmItem::NrFileHugepages
+            } else {
+                VmItem::NrShmemHugepages
+            };
+            self.vmstat.add(gauge, -1);
         }
+        // PG_readahead is not handed to the pieces.
+        self.shmem.readahead.remove(&id);
         self.vmstat.mthp_count(f.order, MthpStat::Split);
         let mut pieces: Vec<(u32, u8)> = Vec::new();
         if let Some(at) = at {
@@ -693,7 +726,20 @@ impl Kernel {
         }
     }
 
-    /// fallocate(2) on a shmem object (`shmem_fallocate`).
+    /// `truncate_pagecache_range` (the punch of `shmem_fallocate` and `ext4_punch_hole`): the
+    /// whole pages of `[offset, end)` are unmapped from every mapping (not private copies),
+    /// the folios inside it dropped and the partial ones zeroed and split.
+    pub(crate) fn truncate_pagecache_range(&mut self, ino: InodeId, offset: u64, end: u64) {
+        let unmap_start = offset.div_ceil(PAGE_SIZE);
+        let unmap_end = end / PAGE_SIZE;
+        if unmap_end > unmap_start {
+            self.unmap_mapping_range(ino, unmap_start, unmap_end - 1, false);
+        }
+        self.shmem_undo_range(ino, offset, end - 1);
+    }
+
+    /// fallocate(2) on a shmem object (`shmem_fallocate`); a disk file's goes to
+    /// `ext4_fallocate`.
     pub fn shmem_fallocate(
         &mut self,
         ino: InodeId,
@@ -705,16 +751,14 @@ impl Kernel {
             return Err(Errno::EINVAL);
         }
         let end = offset.checked_add(len).ok_or(Errno::EFBIG)?;
+        if self.inode_is_disk(ino) {
+            return self.ext4_fallocate(ino, mode, offset, len);
+        }
         if mode.punch_hole {
             if !mode.keep_size {
                 return Err(Errno::EOPNOTSUPP);
             }
-            let unmap_start = offset.div_ceil(PAGE_SIZE);
-            let unmap_end = end / PAGE_SIZE;
-            if unmap_end > unmap_start {
-                self.unmap_mapping_range(ino, unmap_start, unmap_end - 1, false);
-            }
-            self.shmem_undo_range(ino, offset, end - 1);
+            self.truncate_pagecache_range(ino, offset, end);
             return Ok(());
         }
         let (first, last) = (offset / PAGE_SIZE, (end - 1) / PAGE_SIZE);

@@ -74,8 +74,9 @@ vm_items! {
     NrAnonTransparentHugepages => "nr_anon_transparent_hugepages", false;
     // Shmem THP gauges (printed in THP units): the scenario's own shmem moves them; other
     // processes only create shmem THPs when a scenario turns shmem_enabled on, so they
-    // are compared. File THPs are not modelled yet (0 in the model); on a host only other
-    // processes' page cache moves those gauges, so they are host-noisy.
+    // are compared. File THPs (disk files' PMD-sized page-cache folios, `readahead.rs`) also
+    // come from every other process's reads on a host (ext4 builds large folios), so those
+    // gauges are host-noisy.
     NrShmemHugepages => "nr_shmem_hugepages", false;
     NrFileHugepages => "nr_file_hugepages", true;
     NrShmemPmdmapped => "nr_shmem_pmdmapped", false;
@@ -84,6 +85,11 @@ vm_items! {
     NrShmem => "nr_shmem", true;
     NrFreePages => "nr_free_pages", true;
     NrPageTablePages => "nr_page_table_pages", true;
+    // Dirty accounting of disk files (mm/page-writeback.c): pages dirtied
+    // (`folio_account_dirtied`) and written back (`__folio_end_writeback`). Every writer on
+    // the host moves them.
+    NrDirtied => "nr_dirtied", true;
+    NrWritten => "nr_written", true;
     SimCollapseCopiedPages => "sim_collapse_copied_pages", false;
     SimCollapseInplace => "sim_collapse_inplace", false;
     SimZeroedPages => "sim_zeroed_pages", false;

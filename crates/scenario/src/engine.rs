@@ -679,6 +679,27 @@ impl Run<'_> {
                 self.objects.insert(name.clone(), obj);
                 self.exec(st, BackendOp::MemfdCreate { obj, size: *size })
             }
+            Op::DiskFile { name, size } => {
+                let obj = self.next_object;
+                self.next_object += 1;
+                self.objects.insert(name.clone(), obj);
+                self.exec(st, BackendOp::DiskFileCreate { obj, size: *size })
+            }
+            Op::Msync { range, flags } => {
+                let (addr, len) = self.range(range);
+                self.exec(
+                    st,
+                    BackendOp::Msync {
+                        addr,
+                        len,
+                        flags: *flags,
+                    },
+                )
+            }
+            Op::Fsync { obj } => {
+                let obj = self.objects[obj];
+                self.exec(st, BackendOp::Fsync { obj })
+            }
             Op::Ftruncate { obj, size } => {
                 let obj = self.objects[obj];
                 self.exec(st, BackendOp::Ftruncate { obj, size: *size })
@@ -1203,6 +1224,9 @@ fn op_text(op: &BackendOp) -> String {
         } => format!("mmap {addr:#x} {len:#x} {prot} obj{obj}+{off:#x}"),
         BackendOp::MemfdCreate { obj, size } => format!("memfd obj{obj} {size:#x}"),
         BackendOp::Ftruncate { obj, size } => format!("ftruncate obj{obj} {size:#x}"),
+        BackendOp::DiskFileCreate { obj, size } => format!("file obj{obj} {size:#x} on=disk"),
+        BackendOp::Msync { addr, len, flags } => format!("msync {addr:#x} {len:#x} {flags:#x}"),
+        BackendOp::Fsync { obj } => format!("fsync obj{obj}"),
         BackendOp::Fallocate {
             obj,
             offset,

@@ -250,6 +250,23 @@ impl Backend for SimBackend {
                 objects.push(k.shmem_new_inode(*size, None, false));
                 Ok(0)
             }
+            BackendOp::DiskFileCreate { obj, size } => {
+                if *obj as usize != objects.len() {
+                    return Err(err(format!("file: object id {obj} out of order")));
+                }
+                objects.push(k.disk_new_inode(*size));
+                Ok(0)
+            }
+            BackendOp::Msync { addr, len, flags } => k
+                .msync(pid, b + addr, *len, *flags)
+                .map(|()| 0)
+                .map_err(OpError::Errno),
+            BackendOp::Fsync { obj } => {
+                let ino = *objects
+                    .get(*obj as usize)
+                    .ok_or_else(|| err(format!("fsync: no object {obj}")))?;
+                k.fsync(ino).map(|()| 0).map_err(OpError::Errno)
+            }
             BackendOp::Ftruncate { obj, size } => {
                 let ino = *objects
                     .get(*obj as usize)

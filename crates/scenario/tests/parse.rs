@@ -1683,6 +1683,9 @@ fn names_of(op: &Op) -> &'static [&'static str] {
         Op::Memfd { .. } => &["memfd"],
         Op::Ftruncate { .. } => &["ftruncate"],
         Op::Fallocate { .. } => &["fallocate"],
+        Op::DiskFile { .. } => &["file"],
+        Op::Msync { .. } => &["msync"],
+        Op::Fsync { .. } => &["fsync"],
     }
 }
 

@@ -374,7 +374,7 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
 }
 
 /// A byte count of a shmem object (`memfd` size, `ftruncate`, `fallocate`): at most 64T.
-fn object_bytes(c: &mut LineCtx<'_, '_>, what: &str) -> Option<u64> {
+pub(super) fn object_bytes(c: &mut LineCtx<'_, '_>, what: &str) -> Option<u64> {
     let t = c.need(what)?;
     let v = c.size(t, what)?;
     if v > MAX_MAPPING {
@@ -389,7 +389,7 @@ fn object_bytes(c: &mut LineCtx<'_, '_>, what: &str) -> Option<u64> {
 }
 
 /// A reference to an object made by `memfd` earlier in the file.
-fn known_object(c: &mut LineCtx<'_, '_>) -> Option<String> {
+pub(super) fn known_object(c: &mut LineCtx<'_, '_>) -> Option<String> {
     let t = c.need("object name")?;
     if !c.st.objects.contains_key(t.text) {
         if c.st.full() {
@@ -406,6 +406,18 @@ fn known_object(c: &mut LineCtx<'_, '_>) -> Option<String> {
 }
 
 pub(crate) fn op_memfd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let name = new_object_name(c)?;
+    let size = object_bytes(c, "object size")?;
+    let toks = c.rest();
+    if !c.options(toks, c.spec.opts, "memfd", None).ok {
+        return None;
+    }
+    Some(Parsed::Op(Op::Memfd { name, size }))
+}
+
+/// The NAME of a new object (`memfd`, `file`): an identifier not used before (nor `anon`),
+/// known to later lines from here on.
+pub(super) fn new_object_name(c: &mut LineCtx<'_, '_>) -> Option<String> {
     let name = c.need("object name")?;
     if !is_ident(name.text) {
         c.err(
@@ -424,15 +436,7 @@ pub(crate) fn op_memfd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         return None;
     }
     c.st.objects.insert(name.text.to_string(), name.line);
-    let size = object_bytes(c, "object size")?;
-    let toks = c.rest();
-    if !c.options(toks, c.spec.opts, "memfd", None).ok {
-        return None;
-    }
-    Some(Parsed::Op(Op::Memfd {
-        name: name.text.to_string(),
-        size,
-    }))
+    Some(name.text.to_string())
 }
 
 pub(crate) fn op_ftruncate(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
