@@ -378,7 +378,7 @@ impl Kernel {
                 let write = Foll::write_if(
                     vma.has(crate::mm::vmf::WRITE) && !vma.has(crate::mm::vmf::SHARED),
                 );
-                self.populate_range(pid, addr, e, write | Foll::FORCE)?;
+                self.populate_range(pid, addr, e, write | Foll::FORCE | Foll::MM_POPULATE)?;
             }
             addr = e;
         }

@@ -142,6 +142,9 @@ const DEFAULT_OPS: &[(&str, u32)] = &[
     ("memfd", 1),
     ("ftruncate", 1),
     ("fallocate", 1),
+    ("file", 1),
+    ("msync", 1),
+    ("fsync", 1),
 ];
 
 /// Ops the host backend cannot run.
@@ -324,8 +327,8 @@ struct Gen<'a, E: Entropy> {
     w: &'a Weights,
     out: String,
     maps: Vec<Map>,
-    /// `memfd` objects made so far (only before the first fork, so that every process has
-    /// them on the host too: a worker inherits its parent's descriptors).
+    /// `memfd` and `file … on=disk` objects made so far (only before the first fork, so that
+    /// every process has them on the host too: a worker inherits its parent's descriptors).
     objects: Vec<String>,
     /// A `khugepaged` op or a mid-run `sysfs` write (which can wake khugepaged) was generated.
     khugepaged_passes: bool,
@@ -724,6 +727,32 @@ impl<E: Entropy> Gen<'_, E> {
                 self.objects.push(name.clone());
                 let size = self.size();
                 format!("memfd {name} {}", fmt_size(size))
+            }
+            "file" => {
+                if self.forks > 0 || self.objects.len() >= 2 {
+                    return None;
+                }
+                let name = format!("o{}", self.objects.len());
+                self.objects.push(name.clone());
+                let size = self.size();
+                format!("file {name} {} on=disk", fmt_size(size))
+            }
+            "msync" => {
+                let r = self.range()?;
+                let mut s = format!("msync {r}");
+                for f in ["sync", "async", "invalidate"] {
+                    if self.chance(40) {
+                        let _ = write!(s, " {f}");
+                    }
+                }
+                s
+            }
+            "fsync" => {
+                if self.objects.is_empty() {
+                    return None;
+                }
+                let o = pick(self.e, &self.objects).clone();
+                format!("fsync {o}")
             }
             "ftruncate" => {
                 if self.objects.is_empty() {
