@@ -550,9 +550,7 @@ impl<'a> Replayer<'a> {
                         s.thp_kb += kb;
                         s.pmd_mapped_kb += kb;
                     }
-                    Backing::ThpPte { .. }
-                    | Backing::ShmemPte { .. }
-                    | Backing::FilePte { .. } => {
+                    Backing::ThpPte { .. } | Backing::ShmemPte { .. } | Backing::FilePte { .. } => {
                         s.resident_kb += kb;
                         s.thp_kb += kb;
                     }

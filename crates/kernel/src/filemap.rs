@@ -374,7 +374,9 @@ impl Kernel {
         }
         // filemap_map_pages: the pages mapped count against the file's mmap_miss.
         let ra = &mut self.shmem.inodes[ino.index()].ra;
-        ra.mmap_miss = ra.mmap_miss.saturating_sub(u32::try_from(mapped).unwrap_or(u32::MAX));
+        ra.mmap_miss = ra
+            .mmap_miss
+            .saturating_sub(u32::try_from(mapped).unwrap_or(u32::MAX));
         mapped_fault
     }
 

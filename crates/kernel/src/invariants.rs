@@ -257,7 +257,9 @@ impl Kernel {
                     shmem_pmdmapped += i64::from(f.entire_mapcount > 0);
                 }
             } else if self.shmem.readahead.contains(&id) {
-                return Err(format!("{id}: PG_readahead on a folio outside the page cache"));
+                return Err(format!(
+                    "{id}: PG_readahead on a folio outside the page cache"
+                ));
             }
             let cache_refs = if cached { f.nr_pages() } else { 0 };
             if f.refcount != s.entire + pte_maps + cache_refs {

@@ -155,8 +155,7 @@ impl Kernel {
             return Err(VmFault::Sigbus);
         }
         if let Some((id, _)) = self.filemap_get_folio(ino, index) {
-            if !vmf.flags.contains(FaultFlags::TRIED)
-                && self.do_async_mmap_readahead(vmf, ino, id)
+            if !vmf.flags.contains(FaultFlags::TRIED) && self.do_async_mmap_readahead(vmf, ino, id)
             {
                 return Err(VmFault::Retry { major: false });
             }
@@ -437,7 +436,9 @@ impl Kernel {
         if !self.inode_is_disk(ino) {
             return;
         }
-        let from = self.filemap_get_folio(ino, first).map_or(first, |(_, f0)| f0);
+        let from = self
+            .filemap_get_folio(ino, first)
+            .map_or(first, |(_, f0)| f0);
         let dirty: Vec<(u64, FolioId)> = self.shmem.inodes[ino.index()]
             .cache
             .range(from..=last)

@@ -516,7 +516,12 @@ impl Kernel {
 
     /// Where `id` (caching pages `[first, first + nr)` of `ino`) is mapped: PMD mappings
     /// `(mm, haddr)` and PTE mappings `(mm, addr, page index in the folio)` (an rmap walk).
-    pub(crate) fn folio_file_mappings(&self, ino: InodeId, id: FolioId, first: u64) -> FileMappings {
+    pub(crate) fn folio_file_mappings(
+        &self,
+        ino: InodeId,
+        id: FolioId,
+        first: u64,
+    ) -> FileMappings {
         let nr = u64::from(self.folios.get(id).nr_pages());
         let (mut pmds, mut ptes) = (Vec::new(), Vec::new());
         for (mmi, vma) in self.shmem_mappings(ino) {

@@ -50,7 +50,10 @@ fn read_around_then_async_window_of_order_2() {
     // One major fault (the retry after the read-around), 2048 pages cached, 16 mapped.
     assert_eq!(faults(&k, pid), (0, 1));
     assert_eq!(k.shmem_inode(ino).nr_pages, 2048);
-    assert_eq!(k.page_map(pid, BASE, BASE + 64 * 1024), vec![(Backing::File, 16)]);
+    assert_eq!(
+        k.page_map(pid, BASE, BASE + 64 * 1024),
+        vec![(Backing::File, 16)]
+    );
     assert_eq!(k.vmstat.get(VmItem::Pgmajfault), 1);
     // The PG_readahead page (index 1536): a minor fault, the next 2048 pages as order-2.
     touch(&mut k, pid, BASE + 6 * M, AccessKind::Read);
@@ -78,7 +81,10 @@ fn hugepage_readahead_maps_a_pmd_and_counts_file_thps() {
     assert_eq!(k.vmstat.get(VmItem::NrShmem), 0);
     let s = k.smaps(pid, BASE, BASE + 16 * M);
     assert_eq!((s.file_pmd_mapped, s.shmem_pmd_mapped), (2048, 0));
-    assert_eq!(k.page_map(pid, BASE, BASE + 2 * M), vec![(Backing::FilePmd, 512)]);
+    assert_eq!(
+        k.page_map(pid, BASE, BASE + 2 * M),
+        vec![(Backing::FilePmd, 512)]
+    );
     // A write to the read-only PMD zaps it and maps it again, writable and dirty.
     touch(&mut k, pid, BASE + K4, AccessKind::Write);
     assert_eq!(k.vmstat.get(VmItem::ThpSplitPmd), 1);

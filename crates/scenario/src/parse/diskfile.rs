@@ -29,10 +29,14 @@ pub(crate) fn op_msync(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         return None;
     }
     use thpsim_kernel::readahead::{MS_ASYNC, MS_INVALIDATE, MS_SYNC};
-    let flags = [("async", MS_ASYNC), ("invalidate", MS_INVALIDATE), ("sync", MS_SYNC)]
-        .iter()
-        .filter(|(k, _)| opts.flag(k))
-        .fold(0, |f, (_, bit)| f | bit);
+    let flags = [
+        ("async", MS_ASYNC),
+        ("invalidate", MS_INVALIDATE),
+        ("sync", MS_SYNC),
+    ]
+    .iter()
+    .filter(|(k, _)| opts.flag(k))
+    .fold(0, |f, (_, bit)| f | bit);
     Some(Parsed::Op(Op::Msync { range, flags }))
 }
 
