@@ -232,6 +232,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn stale_directories_of_dead_runners_are_swept() {
+        if !sys::is_root() {
+            eprintln!("skipped: needs root (writes {PARENT})");
+            return;
+        }
+        // A pid that has exited (reaped): its directory is stale.
+        let mut c = std::process::Command::new("true").spawn().expect("spawn true");
+        let dead = c.id();
+        c.wait().expect("wait");
+        let stale = Path::new(PARENT).join(format!("{PREFIX}{dead}-77"));
+        std::fs::create_dir(&stale).expect("mkdir");
+        // This process's own directory stays.
+        let mine = RunDir::create().expect("run dir");
+        let notes = sweep_stale();
+        assert!(!stale.exists(), "{notes:?}");
+        assert!(mine.path().exists());
+        let path = mine.path().to_path_buf();
+        drop(mine);
+        assert!(!path.exists());
+    }
+
+    #[test]
     fn dir_paths() {
         let mut b = [0u8; 64];
         assert_eq!(dir_cstr(0, &mut b).to_str(), Ok("/var/tmp"));
