@@ -238,7 +238,9 @@ mod tests {
             return;
         }
         // A pid that has exited (reaped): its directory is stale.
-        let mut c = std::process::Command::new("true").spawn().expect("spawn true");
+        let mut c = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
         let dead = c.id();
         c.wait().expect("wait");
         let stale = Path::new(PARENT).join(format!("{PREFIX}{dead}-77"));

@@ -118,15 +118,7 @@ impl Kernel {
                             } else {
                                 FaultFlags::for_access(write).with(FaultFlags::TRIED)
                             };
-                            let mut vmf = Vmf::new(mmi, vma, addr, flags);
-                            match self.handle_mm_fault(&mut vmf) {
-                                VmFault::Done | VmFault::Fallback => {
-                                    self.mm_account_fault(pid, vmf.flags);
-                                }
-                                VmFault::Oom => return Err(Errno::ENOMEM),
-                                VmFault::Sigbus => return Err(Errno::EFAULT),
-                                VmFault::Userfault(_) | VmFault::Retry { .. } => {}
-                            }
+                            self.gup_retry_fault(pid, Vmf::new(mmi, vma, addr, flags))?;
                         }
                         VmFault::Userfault(flags) => {
                             if !unlockable {
@@ -145,15 +137,7 @@ impl Kernel {
                             // GUP retries with FAULT_FLAG_TRIED, so the completed retry counts
                             // as a major fault (mm_account_fault), unlike a user access on 6.18.
                             let flags = FaultFlags::for_access(write).with(FaultFlags::TRIED);
-                            let mut vmf = Vmf::new(mmi, vma, addr, flags);
-                            match self.handle_mm_fault(&mut vmf) {
-                                VmFault::Done | VmFault::Fallback => {
-                                    self.mm_account_fault(pid, vmf.flags);
-                                }
-                                VmFault::Oom => return Err(Errno::ENOMEM),
-                                VmFault::Sigbus => return Err(Errno::EFAULT),
-                                VmFault::Userfault(_) | VmFault::Retry { .. } => {}
-                            }
+                            self.gup_retry_fault(pid, Vmf::new(mmi, vma, addr, flags))?;
                         }
                     }
                 }
@@ -165,6 +149,19 @@ impl Kernel {
                     addr + PAGE_SIZE
                 };
             }
+        }
+        Ok(())
+    }
+
+    /// The retried fault of GUP after a `VM_FAULT_RETRY` (a userfault or readahead I/O): a
+    /// completed one is counted; one that needs yet another retry is left to the caller's
+    /// loop (it looks the page up again).
+    fn gup_retry_fault(&mut self, pid: Pid, mut vmf: Vmf) -> Result<(), Errno> {
+        match self.handle_mm_fault(&mut vmf) {
+            VmFault::Done | VmFault::Fallback => self.mm_account_fault(pid, vmf.flags),
+            VmFault::Oom => return Err(Errno::ENOMEM),
+            VmFault::Sigbus => return Err(Errno::EFAULT),
+            VmFault::Userfault(_) | VmFault::Retry { .. } => {}
         }
         Ok(())
     }
