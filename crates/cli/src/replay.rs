@@ -545,15 +545,17 @@ impl<'a> Replayer<'a> {
                     | Backing::Zero
                     | Backing::HugeZero => {}
                     // hugetlb pages are resident but no THP (and not in smaps Rss).
-                    Backing::Anon | Backing::Shmem | Backing::Gmem | Backing::Hugetlb => {
-                        s.resident_kb += kb
-                    }
-                    Backing::ThpPmd | Backing::ShmemPmd => {
+                    Backing::Anon
+                    | Backing::Shmem
+                    | Backing::Gmem
+                    | Backing::Hugetlb
+                    | Backing::File => s.resident_kb += kb,
+                    Backing::ThpPmd | Backing::ShmemPmd | Backing::FilePmd => {
                         s.resident_kb += kb;
                         s.thp_kb += kb;
                         s.pmd_mapped_kb += kb;
                     }
-                    Backing::ThpPte { .. } | Backing::ShmemPte { .. } => {
+                    Backing::ThpPte { .. } | Backing::ShmemPte { .. } | Backing::FilePte { .. } => {
                         s.resident_kb += kb;
                         s.thp_kb += kb;
                     }

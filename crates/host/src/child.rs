@@ -310,6 +310,17 @@ fn handle(base: u64, req: &Request) -> (Response, Option<OwnedFd>) {
         Request::TmpfsMount { huge, size } => crate::tmpfs::mount(huge, size),
         Request::FileCreate { mnt, obj, size } => crate::tmpfs::create_file(mnt, obj, size),
         Request::OpenDevZero => crate::tmpfs::open_dev_zero(),
+        Request::DiskFileCreate { size, dir } => crate::diskfile::create(size, dir),
+        Request::Msync { addr, len, flags } => {
+            let addr = base.wrapping_add(addr);
+            // SAFETY: msync of scenario memory (or a range the kernel checks and refuses);
+            // it only writes dirty file pages back.
+            errno_of(unsafe { libc::msync(addr as *mut _, len as usize, flags) })
+        }
+        Request::Fsync { fd } => {
+            // SAFETY: fsync of a scenario object's descriptor.
+            errno_of(unsafe { libc::fsync(fd) })
+        }
         Request::UffdOpen { features } => match crate::uffd::open(features) {
             Ok(fd) => {
                 passed = Some(fd);
@@ -560,6 +571,7 @@ fn warm_sigbus() {
     }
     warm_objects();
     warm_tmpfs();
+    warm_disk_files();
 }
 
 /// Takes the object requests' paths once (memfd, ftruncate, fallocate, a fd mapping), on
@@ -662,6 +674,27 @@ fn warm_tmpfs() {
         // SAFETY: closing the warm-up descriptor opened above; nothing else refers to it.
         unsafe { libc::close(fd) };
     }
+}
+
+/// The disk-file requests once: an unnamed file in /var/tmp (gone with its descriptor),
+/// the path of a run directory that does not exist (ENOENT, for the name formatting), fsync
+/// of the file, and msync of an address nothing maps (ENOMEM, the handler's text only).
+fn warm_disk_files() {
+    warm(Request::DiskFileCreate {
+        size: PAGE,
+        dir: u64::MAX,
+    });
+    let r = warm(Request::DiskFileCreate { size: PAGE, dir: 0 });
+    if let Status::Ok(fd) = r.status {
+        warm(Request::Fsync { fd: fd as i32 });
+        // SAFETY: closing the warm-up file created above; nothing else refers to it.
+        unsafe { libc::close(fd as i32) };
+    }
+    warm(Request::Msync {
+        addr: 0,
+        len: PAGE,
+        flags: libc::MS_SYNC,
+    });
 }
 
 /// Sends a response; a parent that is gone is noticed at the next receive (EOF).

@@ -272,7 +272,13 @@ impl Plan {
                 Backing::Swap => self.notes.push(format!(
                     "{n} swapped-out pages at region page {s}: swap is not modelled, left unmapped"
                 )),
-                Backing::Shmem | Backing::ShmemPte { .. } | Backing::ShmemPmd | Backing::Gmem => {
+                Backing::Shmem
+                | Backing::ShmemPte { .. }
+                | Backing::ShmemPmd
+                | Backing::Gmem
+                | Backing::File
+                | Backing::FilePte { .. }
+                | Backing::FilePmd => {
                     self.notes.push(format!(
                         "{n} page-cache pages at region page {s}: file memory is not imported, left unmapped"
                     ));

@@ -39,6 +39,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod child;
+pub mod diskfile;
 pub mod estimate;
 pub mod guest_memfd;
 pub mod import;
@@ -203,10 +204,15 @@ pub struct HostBackend {
     objects: Vec<i32>,
     /// The engine process that made each object: its fds are where `fstat` looks.
     object_creator: Vec<usize>,
+    /// The objects that are disk files: their `st_blocks` (ext4's extents and delayed
+    /// allocation) is not compared, as the model does not keep it.
+    disk_objects: std::collections::BTreeSet<usize>,
     /// The scenario's tmpfs instances: mount descriptors in the workers (`tmpfs.rs`).
     mounts: Vec<i32>,
     /// The workers' `/dev/zero` descriptor, opened at its first mapping.
     dev_zero: Option<i32>,
+    /// The private directory of the run's disk files (made by the first `file … on=disk`).
+    disk_dir: Option<diskfile::RunDir>,
     /// The run lock, held from setup to the end of finish.
     lock: Option<sysfs::KnobLock>,
     /// The thpsim process's own `PR_GET_THP_DISABLE` before setup: while a run is set up the
@@ -364,8 +370,10 @@ impl HostBackend {
             uffd_stats: uffd::Stats::default(),
             objects: Vec::new(),
             object_creator: Vec::new(),
+            disk_objects: Default::default(),
             mounts: Vec::new(),
             dev_zero: None,
+            disk_dir: None,
             own_thp_disable: None,
             lock: None,
         }
@@ -525,6 +533,7 @@ impl HostBackend {
         self.current = 0;
         self.objects.clear();
         self.object_creator.clear();
+        self.disk_objects.clear();
         self.mounts.clear();
         self.dev_zero = None;
         Ok(())
@@ -1354,6 +1363,38 @@ impl Backend for HostBackend {
                 })?;
                 mmap_outcome(r, addr, len)
             }
+            BackendOp::DiskFileCreate { obj, size } => {
+                if obj as usize != self.objects.len() {
+                    return Err(err(format!("file: object id {obj} out of order")));
+                }
+                if self.disk_dir.is_none() {
+                    diskfile::check_device().map_err(not_runnable)?;
+                    self.warnings.extend(diskfile::sweep_stale());
+                    self.disk_dir = Some(diskfile::RunDir::create().map_err(not_runnable)?);
+                }
+                let dir = self.disk_dir.as_ref().map_or(0, |d| d.word);
+                let r = self.call(&Request::DiskFileCreate { size, dir })?;
+                match r.status {
+                    Status::Ok(fd) => {
+                        let fd = i32::try_from(fd).map_err(|_| err("file: bad descriptor"))?;
+                        self.disk_objects.insert(self.objects.len());
+                        self.push_object(fd);
+                        Ok(Self::outcome(r, Some(0)))
+                    }
+                    _ => Err(err(format!("file on=disk: open/ftruncate failed: {:?}", r.status))),
+                }
+            }
+            BackendOp::Msync { addr, len, flags } => {
+                self.check_range(addr, len)?;
+                let flags = i32::try_from(flags).map_err(|_| err("msync: bad flags"))?;
+                let r = self.call(&Request::Msync { addr, len, flags })?;
+                Ok(Self::outcome(r, None))
+            }
+            BackendOp::Fsync { obj } => {
+                let fd = self.object_fd(obj)?;
+                let r = self.call(&Request::Fsync { fd })?;
+                Ok(Self::outcome(r, None))
+            }
             BackendOp::Ftruncate { obj, size } => {
                 let fd = self.object_fd(obj)?;
                 let r = self.call(&Request::Ftruncate { fd, size })?;
@@ -1629,13 +1670,18 @@ impl Backend for HostBackend {
                 continue;
             };
             let (blocks, size) = tmpfs::object_stat(owner.pid, fd).map_err(|e| {
-                err(format!("stat of object {i} (/proc/{}/fd/{fd}): {e}", owner.pid))
+                err(format!(
+                    "stat of object {i} (/proc/{}/fd/{fd}): {e}",
+                    owner.pid
+                ))
             })?;
             let obj = u32::try_from(i).map_err(|_| err("too many objects"))?;
-            counters.insert(
-                object_key(obj, "blocks"),
-                i64::try_from(blocks).unwrap_or(i64::MAX),
-            );
+            if !self.disk_objects.contains(&i) {
+                counters.insert(
+                    object_key(obj, "blocks"),
+                    i64::try_from(blocks).unwrap_or(i64::MAX),
+                );
+            }
             counters.insert(
                 object_key(obj, "size"),
                 i64::try_from(size).unwrap_or(i64::MAX),
@@ -1654,6 +1700,8 @@ impl Backend for HostBackend {
 
     fn finish(&mut self) -> Result<(), BackendError> {
         let (note, sentinel_err) = self.stop_children();
+        // The workers are gone, and with them every file of the run (unnamed inodes).
+        self.disk_dir = None;
         let mut errs = self.session.restore();
         // Released only after the restore: a waiting run starts from the original knobs.
         self.lock = None;

@@ -200,7 +200,13 @@ impl Observer {
         Ok(self.page_flags(pfn, cache)? & KPF_ANON != 0)
     }
 
-    /// The kpageflags of `pfn` (read and cached per 512-PFN block).
+    /// Whether a page-cache page at `pfn` is neither anonymous nor swap-backed: a disk
+    /// file's or a guest_memfd's (every shmem page is swap-backed, like anonymous ones).
+    fn page_is_file(&self, pfn: u64, cache: &mut HashMap<u64, Vec<u64>>) -> std::io::Result<bool> {
+        Ok(self.page_flags(pfn, cache)? & (KPF_ANON | KPF_SWAPBACKED) == 0)
+    }
+
+    /// The kpageflags word of `pfn` (cached per 512-PFN block).
     fn page_flags(&self, pfn: u64, cache: &mut HashMap<u64, Vec<u64>>) -> std::io::Result<u64> {
         let block = pfn & !511;
         let fl = match cache.entry(block) {
@@ -210,16 +216,6 @@ impl Observer {
             }
         };
         Ok(fl[(pfn - block) as usize])
-    }
-
-    /// Whether the page at `pfn` is swap-backed (`KPF_SWAPBACKED`): every shmem page is; a
-    /// guest_memfd page (the only other page cache a scenario maps) is not.
-    fn page_is_swapbacked(
-        &self,
-        pfn: u64,
-        cache: &mut HashMap<u64, Vec<u64>>,
-    ) -> std::io::Result<bool> {
-        Ok(self.page_flags(pfn, cache)? & KPF_SWAPBACKED != 0)
     }
 
     /// The order of the folio containing `pfn`, from kpageflags (cached per 512-PFN block).
@@ -259,6 +255,7 @@ impl Observer {
             return Ok(map);
         }
         let runs = pagemap_scan(&self.pagemap, start, end)?;
+        let disk_vmas = disk_file_vmas(self.pid, start, end)?;
         let mut cache = HashMap::new();
         let mut cur = start;
         for (rs, re, cat) in runs {
@@ -285,6 +282,8 @@ impl Observer {
                             Backing::Hugetlb
                         } else if self.page_is_anon(e & PM_PFN_MASK, &mut cache)? {
                             Backing::ThpPmd
+                        } else if self.page_is_file(e & PM_PFN_MASK, &mut cache)? {
+                            Backing::FilePmd
                         } else {
                             Backing::ShmemPmd
                         };
@@ -292,7 +291,9 @@ impl Observer {
                         Ok(())
                     })?;
                 } else {
+                    let mut addr = rs - PAGE;
                     Self::each_u64(&self.pagemap, rs / PAGE, n, |e| {
+                        addr += PAGE;
                         let b = if e & PM_PRESENT == 0 {
                             Backing::None // raced; cannot happen while the worker is idle
                         } else {
@@ -302,12 +303,17 @@ impl Observer {
                                 pagemap_push(&mut map, Backing::Hugetlb, 1);
                                 return Ok(());
                             }
+                            // Not swap-backed: a disk file's page where a VMA of a block
+                            // device maps it, else a guest_memfd's.
+                            let file = !anon && self.page_is_file(pfn, &mut cache)?;
+                            let disk =
+                                file && disk_vmas.iter().any(|&(s, e)| (s..e).contains(&addr));
                             match (anon, self.folio_order(pfn, &mut cache)?) {
                                 (true, 0) => Backing::Anon,
                                 (true, o) => Backing::ThpPte { order: o },
-                                (false, 0) if !self.page_is_swapbacked(pfn, &mut cache)? => {
-                                    Backing::Gmem
-                                }
+                                (false, 0) if disk => Backing::File,
+                                (false, o) if disk => Backing::FilePte { order: o },
+                                (false, 0) if file => Backing::Gmem,
                                 (false, 0) => Backing::Shmem,
                                 (false, o) => Backing::ShmemPte { order: o },
                             }
@@ -399,6 +405,33 @@ pub struct Vma {
     pub read: bool,
     pub write: bool,
     pub exec: bool,
+}
+
+/// The VMAs of `pid` overlapping `[start, end)` that map a file of a block device (the
+/// `dev` field of /proc/PID/maps with a major number: a disk file; shmem, guest_memfd and
+/// anonymous memory live on pseudo filesystems, major 0).
+fn disk_file_vmas(pid: i32, start: u64, end: u64) -> std::io::Result<Vec<(u64, u64)>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    let mut v = Vec::new();
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let (Some(range), Some(dev)) = (it.next(), it.nth(2)) else {
+            continue;
+        };
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+            continue;
+        };
+        let major = dev
+            .split_once(':')
+            .and_then(|(m, _)| u32::from_str_radix(m, 16).ok());
+        if b > start && a < end && major.is_some_and(|m| m != 0) {
+            v.push((a, b));
+        }
+    }
+    Ok(v)
 }
 
 /// VMAs of a process from /proc/PID/maps.

@@ -155,6 +155,23 @@ pub enum Request {
     },
     /// `open("/dev/zero", O_RDWR)`; the value is the descriptor, kept open.
     OpenDevZero,
+    /// A regular file on the disk filesystem: `open(DIR, O_TMPFILE | O_RDWR)` (an unnamed
+    /// inode in the run's directory, `diskfile::dir_path(dir)`; `dir` 0: `/var/tmp`, for the
+    /// warm-up) + `ftruncate(size)`; the value is the descriptor, kept like a memfd's.
+    DiskFileCreate {
+        size: u64,
+        dir: u64,
+    },
+    /// `msync(addr, len, flags)`.
+    Msync {
+        addr: u64,
+        len: u64,
+        flags: i32,
+    },
+    /// `fsync(fd)`.
+    Fsync {
+        fd: i32,
+    },
 }
 
 /// How a request ended.
@@ -311,6 +328,9 @@ const R_MEMFD_HUGETLB: u8 = 17;
 const R_TMPFS: u8 = 18;
 const R_FILE: u8 = 19;
 const R_DEV_ZERO: u8 = 20;
+const R_DISKFILE: u8 = 21;
+const R_MSYNC: u8 = 22;
+const R_FSYNC: u8 = 23;
 
 /// Payload words of each request kind.
 fn req_words(kind: u8) -> Option<usize> {
@@ -322,8 +342,9 @@ fn req_words(kind: u8) -> Option<usize> {
         R_MUNMAP | R_PRCTL => 2,
         R_MPROTECT | R_MADVISE | R_MLOCK | R_MREMAP => 3,
         R_MMAP | R_FALLOCATE => 4,
-        R_MEMFD | R_MEMFD_HUGETLB => 1,
-        R_FTRUNCATE | R_GMEM => 2,
+        R_MEMFD | R_MEMFD_HUGETLB | R_FSYNC => 1,
+        R_FTRUNCATE | R_GMEM | R_DISKFILE => 2,
+        R_MSYNC => 3,
         R_MMAP_FD => 6,
         R_ACCESS => 9,
         _ => return None,
@@ -464,6 +485,18 @@ impl Request {
                 R_FILE
             }
             Request::OpenDevZero => R_DEV_ZERO,
+            Request::DiskFileCreate { size, dir } => {
+                w[..2].copy_from_slice(&[size, dir]);
+                R_DISKFILE
+            }
+            Request::Msync { addr, len, flags } => {
+                w[..3].copy_from_slice(&[addr, len, int(flags)]);
+                R_MSYNC
+            }
+            Request::Fsync { fd } => {
+                w[0] = int(fd);
+                R_FSYNC
+            }
         };
         let mut b = [0u8; REQ_BYTES];
         header(kind, req_words(kind).unwrap_or(0), &mut b);
@@ -577,6 +610,16 @@ impl Request {
                 size: w[2],
             },
             R_DEV_ZERO => Request::OpenDevZero,
+            R_DISKFILE => Request::DiskFileCreate {
+                size: w[0],
+                dir: w[1],
+            },
+            R_MSYNC => Request::Msync {
+                addr: w[0],
+                len: w[1],
+                flags: i32_at(2)?,
+            },
+            R_FSYNC => Request::Fsync { fd: i32_at(0)? },
             k => return Err(ProtoError::Kind(k)),
         })
     }
@@ -757,6 +800,16 @@ mod tests {
                 size: 1 << 21,
             },
             Request::OpenDevZero,
+            Request::DiskFileCreate {
+                size: 1 << 24,
+                dir: (1234 << 32) | 1,
+            },
+            Request::Msync {
+                addr: 4096,
+                len: 8192,
+                flags: 4,
+            },
+            Request::Fsync { fd: 7 },
         ]
     }
 

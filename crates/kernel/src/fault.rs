@@ -21,6 +21,11 @@ pub(crate) enum VmFault {
     Oom,
     /// `VM_FAULT_SIGBUS` (a shmem fault beyond i_size).
     Sigbus,
+    /// `VM_FAULT_RETRY`: `filemap_fault` dropped the fault lock for readahead I/O
+    /// (`maybe_unlock_mmap_for_io`); `major` is `VM_FAULT_MAJOR` (the page was not cached), on
+    /// which the arch fault handler retries with `FAULT_FLAG_TRIED` (so the retry counts as a
+    /// major fault). GUP always retries with `FAULT_FLAG_TRIED`.
+    Retry { major: bool },
     /// `handle_userfault` → `VM_FAULT_RETRY` with these `UFFD_PAGEFAULT_FLAG_*` flags: not
     /// counted; the monitor resolves it and the fault is retried.
     Userfault(u32),

@@ -30,8 +30,13 @@ use crate::Kernel;
 /// but a uffd-wp registration asks for write faults; `userfaultfd_set_vm_flags` recomputes the
 /// protection, so pages a read maps after it are read-only and a later write takes
 /// `wp_page_shared`).
+/// A disk file always wants it (`ext4_file_vm_ops` has `page_mkwrite`, and the inode writes
+/// back): read faults map its pages read-only and the first write faults.
 fn vma_shared_writable_no_notify(vma: &crate::mm::Vma) -> bool {
-    vma.has(vmf::SHARED) && vma.has(vmf::WRITE) && !vma.has(vmf::UFFD_WP)
+    vma.has(vmf::SHARED)
+        && vma.has(vmf::WRITE)
+        && !vma.has(vmf::UFFD_WP)
+        && !matches!(vma.backing, crate::mm::VmaBacking::File { .. })
 }
 
 /// Whether a fault maps a shmem page writable: by `vm_page_prot`, or for a write fault
@@ -100,8 +105,13 @@ impl Kernel {
             Ok(f) => f,
             Err(r) => return r,
         };
+        let disk = matches!(vmf.vma.backing, crate::mm::VmaBacking::File { .. });
+        if disk {
+            // do_page_mkwrite → ext4_page_mkwrite: the folio is dirtied before it is mapped.
+            self.folio_mark_dirty(folio);
+        }
         let r = self.finish_fault(vmf, folio, None);
-        if r == VmFault::Done {
+        if r == VmFault::Done && !disk {
             self.folios.get_mut(folio).flags |= flags::DIRTY;
         }
         r
@@ -120,6 +130,10 @@ impl Kernel {
             return self.kvm_gmem_fault_user_mapping(ino, index);
         }
         let vma = vmf.vma;
+        if let crate::mm::VmaBacking::File { .. } = vma.backing {
+            // ext4_file_vm_ops.fault (no userfaultfd registration reaches a disk file VMA).
+            return self.filemap_fault(vmf, ino);
+        }
         if vma.has(vmf::UFFD_MISSING | vmf::UFFD_MINOR)
             && index < self.shmem_inode(ino).size.div_ceil(PAGE_SIZE)
         {
@@ -293,13 +307,17 @@ impl Kernel {
             - 1;
         let (start_pgoff, mut end_pgoff) = (index + from - pte_off, index + to - pte_off);
         let eof = self.shmem_inode(ino).size.div_ceil(PAGE_SIZE);
-        // next_uptodate_folio(): cached, uptodate, below i_size.
+        // next_uptodate_folio(): cached, uptodate, not PG_readahead (its fault starts the
+        // next readahead), below i_size.
         let mut folios: Vec<(u64, FolioId)> = Vec::new();
         let mut i = start_pgoff;
         while i <= end_pgoff {
             match self.filemap_get_folio(ino, i) {
                 Some((id, f0)) => {
-                    if !self.shmem.not_uptodate.contains(&id) && i < eof {
+                    if !self.shmem.not_uptodate.contains(&id)
+                        && !self.shmem.readahead.contains(&id)
+                        && i < eof
+                    {
                         folios.push((f0, id));
                     }
                     i = f0 + u64::from(self.folios.get(id).nr_pages());
@@ -323,7 +341,7 @@ impl Kernel {
             }
         }
         end_pgoff = end_pgoff.min(eof.saturating_sub(1));
-        let mut mapped_fault = false;
+        let (mut mapped_fault, mut mapped) = (false, 0u64);
         let vma_end_pgoff = vma.pgoff + (vma.len() >> PAGE_SHIFT);
         for (f0, id) in folios {
             let nr = u64::from(self.folios.get(id).nr_pages());
@@ -361,17 +379,27 @@ impl Kernel {
                     ..*vmf
                 };
                 self.set_pte_range(&read, id, page_u32(p - f0), page_u32(q - p + 1), va);
+                mapped += q - p + 1;
                 p = q + 1;
             }
         }
+        // filemap_map_pages: the pages mapped count against the file's mmap_miss.
+        let ra = &mut self.shmem.inodes[ino.index()].ra;
+        ra.mmap_miss = ra
+            .mmap_miss
+            .saturating_sub(u32::try_from(mapped).unwrap_or(u32::MAX));
         mapped_fault
     }
 
     /// `wp_page_shared` → `wp_page_reuse`: a write to a read-only PTE of a shared mapping
     /// makes it writable and dirty, and dirties the folio.
+    /// A disk file's folio goes through `do_page_mkwrite` (`ext4_page_mkwrite`, which dirties
+    /// it with the dirty accounting) first.
     pub(crate) fn wp_page_shared(&mut self, vmf: &Vmf, pte: Pte) -> VmFault {
         self.set_pte(vmf.mm, vmf.address, Pte(pte.0 | WRITE | DIRTY | YOUNG));
-        if pte.is_page() {
+        if pte.is_page() && matches!(vmf.vma.backing, crate::mm::VmaBacking::File { .. }) {
+            self.folio_mark_dirty(pte.folio());
+        } else if pte.is_page() {
             self.folios.get_mut(pte.folio()).flags |= flags::DIRTY;
         }
         self.vmstat.count(VmItem::Pgreuse);

@@ -25,6 +25,12 @@ impl Foll {
     pub(crate) const FORCE: Foll = Foll(1 << 1);
     /// `FOLL_UNLOCKABLE`: the fault may drop mmap_lock (so a userfault can be delivered).
     pub(crate) const UNLOCKABLE: Foll = Foll(1 << 2);
+    /// Not a kernel flag: the caller is `__mm_populate` (MAP_POPULATE, mlock), whose
+    /// `populate_vma_page_range` → `__get_user_pages` returns when a fault dropped the lock
+    /// for readahead I/O, and which calls it again from that page: the retry is a fresh
+    /// fault, without `FAULT_FLAG_TRIED` (a minor fault), unlike `__get_user_pages_locked`'s
+    /// (MADV_POPULATE_*). Measured: FINDINGS.md §22.
+    pub(crate) const MM_POPULATE: Foll = Foll(1 << 3);
 
     /// `FOLL_WRITE` if `write`.
     pub(crate) fn write_if(write: bool) -> Foll {
@@ -108,6 +114,17 @@ impl Kernel {
                         VmFault::Done | VmFault::Fallback => self.mm_account_fault(pid, vmf.flags),
                         VmFault::Oom => return Err(Errno::ENOMEM),
                         VmFault::Sigbus => return Err(Errno::EFAULT),
+                        VmFault::Retry { .. } => {
+                            // faultin_page() → -EBUSY: __get_user_pages_locked() retries the
+                            // page with FAULT_FLAG_TRIED (a major fault when it completes);
+                            // __mm_populate starts over from the page, a fresh fault.
+                            let flags = if foll.contains(Foll::MM_POPULATE) {
+                                FaultFlags::for_access(write)
+                            } else {
+                                FaultFlags::for_access(write).with(FaultFlags::TRIED)
+                            };
+                            self.gup_retry_fault(pid, Vmf::new(mmi, vma, addr, flags))?;
+                        }
                         VmFault::Userfault(flags) => {
                             if !unlockable {
                                 return Err(Errno::EFAULT);
@@ -125,15 +142,7 @@ impl Kernel {
                             // GUP retries with FAULT_FLAG_TRIED, so the completed retry counts
                             // as a major fault (mm_account_fault), unlike a user access on 6.18.
                             let flags = FaultFlags::for_access(write).with(FaultFlags::TRIED);
-                            let mut vmf = Vmf::new(mmi, vma, addr, flags);
-                            match self.handle_mm_fault(&mut vmf) {
-                                VmFault::Done | VmFault::Fallback => {
-                                    self.mm_account_fault(pid, vmf.flags);
-                                }
-                                VmFault::Oom => return Err(Errno::ENOMEM),
-                                VmFault::Sigbus => return Err(Errno::EFAULT),
-                                VmFault::Userfault(_) => {}
-                            }
+                            self.gup_retry_fault(pid, Vmf::new(mmi, vma, addr, flags))?;
                         }
                     }
                 }
@@ -145,6 +154,19 @@ impl Kernel {
                     addr + PAGE_SIZE
                 };
             }
+        }
+        Ok(())
+    }
+
+    /// The retried fault of GUP after a `VM_FAULT_RETRY` (a userfault or readahead I/O): a
+    /// completed one is counted; one that needs yet another retry is left to the caller's
+    /// loop (it looks the page up again).
+    fn gup_retry_fault(&mut self, pid: Pid, mut vmf: Vmf) -> Result<(), Errno> {
+        match self.handle_mm_fault(&mut vmf) {
+            VmFault::Done | VmFault::Fallback => self.mm_account_fault(pid, vmf.flags),
+            VmFault::Oom => return Err(Errno::ENOMEM),
+            VmFault::Sigbus => return Err(Errno::EFAULT),
+            VmFault::Userfault(_) | VmFault::Retry { .. } => {}
         }
         Ok(())
     }

@@ -164,8 +164,10 @@ impl Kernel {
         mut orders: u16,
         tva: Tva,
     ) -> u16 {
-        if vma.backing.is_hugetlb() {
+        if vma.backing.is_hugetlb() || matches!(vma.backing, crate::mm::VmaBacking::File { .. }) {
             // hugetlb VMAs are never THP-eligible (smaps THPeligible 0, MADV_COLLAPSE EINVAL).
+            // A disk file: no huge_fault, and file_thp_enabled() (CONFIG_READ_ONLY_THP_FOR_FS)
+            // wants a file nobody has open for writing, which the scenario's files always are.
             return 0;
         }
         if let Some(ino) = vma.backing.inode() {

@@ -467,9 +467,12 @@ impl Kernel {
     /// `fstat` of a hugetlbfs file: (`st_blocks`, `st_size`); each page in the cache charges
     /// `blocks_per_huge_page` (huge page size / 512) to `i_blocks`
     /// (`hugetlb_add_to_page_cache`, given back by `hugetlb_unreserve_pages`).
-    pub fn hugetlb_object_stat(&self, ino: HugetlbInodeId) -> (u64, u64) {
+    pub fn hugetlb_object_stat(&self, ino: HugetlbInodeId) -> (Option<u64>, u64) {
         let inode = &self.hugetlb.inodes[ino.index()];
-        (inode.cache.len() as u64 * (HPAGE_SIZE / 512), inode.size)
+        (
+            Some(inode.cache.len() as u64 * (HPAGE_SIZE / 512)),
+            inode.size,
+        )
     }
 
     pub fn hugetlb_truncate(&mut self, ino: HugetlbInodeId, size: u64) -> Result<(), Errno> {

@@ -222,8 +222,8 @@ impl Kernel {
         let mut anon_pages = 0i64;
         let mut deferred = 0u64;
         let (mut nr_shmem, mut shmem_thps, mut shmem_pmdmapped) = (0i64, 0i64, 0i64);
-        // Page cache in all, and the guest_memfd part of it (not swap-backed: no NR_SHMEM).
-        let (mut nr_file, mut gmem_thps) = (0i64, 0i64);
+        // Page cache in all (NR_FILE_PAGES); disk files and guest_memfd are not swap-backed.
+        let (mut nr_file, mut file_thps, mut file_pmdmapped) = (0i64, 0i64, 0i64);
         for id in self.folios.iter_live() {
             let f = self.folios.get(id);
             allocated += u64::from(f.nr_pages());
@@ -251,18 +251,25 @@ impl Kernel {
                 }
                 nr_file += i64::from(f.nr_pages());
                 if self.shmem.inodes[ino.index()].gmem.is_some() {
-                    gmem_thps += i64::from(f.order == 9);
+                    file_thps += i64::from(f.order == 9);
                     if f.entire_mapcount > 0 {
                         return Err(format!("{id}: guest_memfd folio mapped by a PMD"));
                     }
                     if f.flags & flags::ANON != 0 {
                         return Err(format!("{id}: guest_memfd folio marked anonymous"));
                     }
+                } else if self.inode_is_disk(ino) {
+                    file_thps += i64::from(f.order == 9);
+                    file_pmdmapped += i64::from(f.entire_mapcount > 0);
                 } else {
                     nr_shmem += i64::from(f.nr_pages());
                     shmem_thps += i64::from(f.order == 9);
+                    shmem_pmdmapped += i64::from(f.entire_mapcount > 0);
                 }
-                shmem_pmdmapped += i64::from(f.entire_mapcount > 0);
+            } else if self.shmem.readahead.contains(&id) {
+                return Err(format!(
+                    "{id}: PG_readahead on a folio outside the page cache"
+                ));
             }
             let cache_refs = if cached { f.nr_pages() } else { 0 };
             if f.refcount != s.entire + pte_maps + cache_refs {
@@ -355,9 +362,10 @@ impl Kernel {
         for (item, want) in [
             (VmItem::NrShmem, nr_shmem),
             (VmItem::NrFilePages, nr_file),
-            (VmItem::NrFileHugepages, gmem_thps),
             (VmItem::NrShmemHugepages, shmem_thps),
             (VmItem::NrShmemPmdmapped, shmem_pmdmapped),
+            (VmItem::NrFileHugepages, file_thps),
+            (VmItem::NrFilePmdmapped, file_pmdmapped),
         ] {
             if self.vmstat.get(item) != want {
                 return Err(format!(

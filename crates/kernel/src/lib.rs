@@ -33,6 +33,7 @@ pub mod observe;
 pub mod page_alloc;
 pub(crate) mod pgtable;
 pub mod profile;
+pub mod readahead;
 pub(crate) mod rmap;
 pub mod shmem;
 pub(crate) mod shrinker;

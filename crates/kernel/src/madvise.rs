@@ -13,8 +13,8 @@ use crate::types::{is_page_aligned, page_align_up, Advice, Pid};
 use crate::Kernel;
 
 /// `VM_RAND_READ` / `VM_SEQ_READ` (they split VMAs like any flag).
-const VM_SEQ_READ: u32 = 1 << 15;
-const VM_RAND_READ: u32 = 1 << 16;
+pub(crate) const VM_SEQ_READ: u32 = 1 << 15;
+pub(crate) const VM_RAND_READ: u32 = 1 << 16;
 
 /// The VMA flags an advice sets and clears (`madvise_vma_behavior`), for the advice that
 /// only changes flags.
@@ -58,8 +58,18 @@ impl Kernel {
             }
             Advice::Populate => return self.madvise_populate_by_vma(pid, start, end),
             Advice::Willneed => {
-                // Anonymous memory: swap readahead only; still reports holes.
+                // Anonymous memory: swap readahead only; still reports holes. A disk file's
+                // VMAs read their range ahead (shmem has no readahead to force).
                 let mmi = self.mm_of(pid);
+                let files: Vec<(u64, u64, crate::mm::Vma)> = self.mms[mmi]
+                    .vma_starts_in(start, end)
+                    .iter()
+                    .map(|s| self.mms[mmi].vmas[s])
+                    .map(|v| (start.max(v.start), end.min(v.end), v))
+                    .collect();
+                for (a, e, v) in files {
+                    self.madvise_willneed_file(&v, a, e);
+                }
                 return if self.mms[mmi].range_fully_mapped(start, end) {
                     Ok(())
                 } else {

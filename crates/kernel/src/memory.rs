@@ -56,6 +56,8 @@ impl Kernel {
         // After a userfault the kernel retries handle_mm_fault itself (FAULT_FLAG_TRIED),
         // without going back to the hardware. (The caller just saw the hardware check fail.)
         let mut in_kernel_retry = true;
+        // A retry after VM_FAULT_RETRY|VM_FAULT_MAJOR carries FAULT_FLAG_TRIED.
+        let mut tried = FaultFlags::default();
         for _ in 0..8 {
             if !in_kernel_retry && self.access_hit(mmi, addr, write, true) {
                 return Ok(());
@@ -68,11 +70,20 @@ impl Kernel {
             if (write && !vma.has(vmf::WRITE)) || !vma.accessible() {
                 return Err(Signal::Sigsegv);
             }
-            let mut vmf = Vmf::new(mmi, vma, addr, FaultFlags::for_access(write));
+            let flags = FaultFlags::for_access(write).with(std::mem::take(&mut tried));
+            let mut vmf = Vmf::new(mmi, vma, addr, flags);
             match self.handle_mm_fault(&mut vmf) {
                 VmFault::Done | VmFault::Fallback => self.mm_account_fault(pid, vmf.flags),
                 VmFault::Oom => return Err(Signal::Sigkill),
                 VmFault::Sigbus => return Err(Signal::Sigbus),
+                VmFault::Retry { major } => {
+                    // do_user_addr_fault: the per-VMA-lock attempt returned VM_FAULT_RETRY;
+                    // the retry under mmap_lock is FAULT_FLAG_TRIED only if it was major.
+                    if major {
+                        tried = FaultFlags::TRIED;
+                    }
+                    in_kernel_retry = true;
+                }
                 VmFault::Userfault(flags) => {
                     match self.deliver_userfault(mmi, addr, flags) {
                         Delivery::Resolved => {}
@@ -131,7 +142,7 @@ impl Kernel {
     /// fault, `Kernel::mm_account_fault`, since GUP and user faults both do).
     pub(crate) fn handle_mm_fault(&mut self, vmf: &mut Vmf) -> VmFault {
         let r = self.__handle_mm_fault(vmf);
-        if !matches!(r, VmFault::Userfault(_)) {
+        if !matches!(r, VmFault::Userfault(_) | VmFault::Retry { .. }) {
             self.vmstat.count(VmItem::Pgfault);
         }
         r
@@ -188,6 +199,8 @@ impl Kernel {
             // shmem_vm_ops has no huge_fault: the PMD is mapped by finish_fault (do_set_pmd).
             VmaBacking::Shmem { .. } => VmFault::Fallback,
             VmaBacking::Hugetlb { .. } => unreachable!("hugetlb faults go to hugetlb_fault"),
+            // Nor has ext4_file_vm_ops: a PMD comes from do_set_pmd (fault-around, finish_fault).
+            VmaBacking::File { .. } => VmFault::Fallback,
         }
     }
 
@@ -220,7 +233,7 @@ impl Kernel {
     fn do_pte_missing(&mut self, vmf: &mut Vmf) -> VmFault {
         match vmf.backing() {
             VmaBacking::Anon | VmaBacking::DevZero => self.do_anonymous_page(vmf),
-            VmaBacking::Shmem { inode } => self.do_fault(vmf, inode),
+            VmaBacking::Shmem { inode } | VmaBacking::File { inode } => self.do_fault(vmf, inode),
             VmaBacking::Hugetlb { .. } => unreachable!("hugetlb faults go to hugetlb_fault"),
         }
     }

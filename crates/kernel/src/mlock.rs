@@ -96,7 +96,7 @@ impl Kernel {
             }
             // populate_vma_page_range(): FOLL_WRITE only for private writable mappings.
             let write = Foll::write_if(vma.has(vmf::WRITE) && !vma.has(vmf::SHARED));
-            self.populate_range(pid, addr, e, write | Foll::FORCE)?;
+            self.populate_range(pid, addr, e, write | Foll::FORCE | Foll::MM_POPULATE)?;
             addr = e;
         }
         Ok(())

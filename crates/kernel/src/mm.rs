@@ -61,6 +61,11 @@ pub enum VmaBacking {
     /// EINVAL, and mremap cannot move it together with other VMAs (`vma_multi_allowed`:
     /// `zero_fops` has its own `get_unmapped_area`).
     DevZero,
+    /// A regular file of a disk filesystem (`ext4_file_vm_ops`: `filemap_fault`,
+    /// `filemap_map_pages`, `ext4_page_mkwrite`; no `huge_fault`); see `readahead.rs`.
+    File {
+        inode: crate::ids::InodeId,
+    },
 }
 
 impl VmaBacking {
@@ -68,7 +73,7 @@ impl VmaBacking {
     pub fn inode(self) -> Option<crate::ids::InodeId> {
         match self {
             VmaBacking::Anon | VmaBacking::DevZero | VmaBacking::Hugetlb { .. } => None,
-            VmaBacking::Shmem { inode } => Some(inode),
+            VmaBacking::Shmem { inode } | VmaBacking::File { inode } => Some(inode),
         }
     }
 

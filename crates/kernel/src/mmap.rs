@@ -109,6 +109,9 @@ impl Kernel {
         file: Option<(crate::ids::InodeId, u64)>,
     ) -> Result<u64, Errno> {
         let (pgoff, backing) = match file {
+            Some((inode, pgoff)) if self.inode_is_disk(inode) => {
+                (pgoff, VmaBacking::File { inode })
+            }
             Some((inode, pgoff)) => (pgoff, VmaBacking::Shmem { inode }),
             None => (addr >> PAGE_SHIFT, VmaBacking::Anon),
         };
@@ -420,7 +423,7 @@ impl Kernel {
                 let write = Foll::write_if(
                     vma.has(crate::mm::vmf::WRITE) && !vma.has(crate::mm::vmf::SHARED),
                 );
-                self.populate_range(pid, addr, e, write | Foll::FORCE)?;
+                self.populate_range(pid, addr, e, write | Foll::FORCE | Foll::MM_POPULATE)?;
             }
             addr = e;
         }

@@ -97,8 +97,12 @@ impl Kernel {
         let accessible = flags & vmf::PROT_MASK != 0;
         let writable = flags & vmf::WRITE != 0;
         // vma_wants_writenotify(): a shared VMA registered for uffd-wp keeps write faults
-        // (vm_page_prot without write), so no PTE of it is made writable here.
-        let shared = flags & vmf::SHARED != 0 && flags & vmf::UFFD_WP == 0;
+        // (vm_page_prot without write), so no PTE of it is made writable here; nor of a
+        // disk file's (page_mkwrite: vma_wants_manual_pte_write_upgrade is false).
+        let disk = self.mms[mmi]
+            .vma_at(start)
+            .is_some_and(|v| matches!(v.backing, crate::mm::VmaBacking::File { .. }));
+        let shared = flags & vmf::SHARED != 0 && flags & vmf::UFFD_WP == 0 && !disk;
         let mut slot = start & PMD_MASK;
         while let Some(next) = self.next_pmd_slot(mmi, slot, end) {
             slot = next;

@@ -34,6 +34,12 @@ pub enum Backing {
     Gmem,
     /// Part of a 2 MiB hugetlb page (`hugetlb.rs`; the host sees `KPF_HUGE`).
     Hugetlb,
+    /// An order-0 page-cache page of a disk file (neither `KPF_ANON` nor `KPF_SWAPBACKED`).
+    File,
+    /// A PTE mapping of a page of a large disk-file folio of this order (1..=9).
+    FilePte { order: u8 },
+    /// Part of a PMD-mapped disk-file folio (order 9).
+    FilePmd,
 }
 
 impl Backing {
@@ -52,6 +58,9 @@ impl Backing {
         "shmem_pmd",
         "gmem",
         "hugetlb",
+        "file",
+        "file_pte",
+        "file_pmd",
     ];
 
     pub fn class(self) -> &'static str {
@@ -69,6 +78,9 @@ impl Backing {
             Backing::ShmemPmd => "shmem_pmd",
             Backing::Gmem => "gmem",
             Backing::Hugetlb => "hugetlb",
+            Backing::File => "file",
+            Backing::FilePte { .. } => "file_pte",
+            Backing::FilePmd => "file_pmd",
         }
     }
 
@@ -77,6 +89,7 @@ impl Backing {
         match self {
             Backing::ThpPte { order } => format!("thp_pte:o{order}"),
             Backing::ShmemPte { order } => format!("shmem_pte:o{order}"),
+            Backing::FilePte { order } => format!("file_pte:o{order}"),
             b => b.class().to_string(),
         }
     }

@@ -141,8 +141,9 @@ impl Kernel {
         f.entire_mapcount -= 1;
         let nr_pages = f.nr_pages();
         if f.entire_mapcount == 0 && !f.test(flags::ANON) {
-            // NR_SHMEM_PMDMAPPED (printed in THP units).
-            self.vmstat.add(VmItem::NrShmemPmdmapped, -1);
+            // NR_SHMEM_PMDMAPPED / NR_FILE_PMDMAPPED (printed in THP units).
+            let item = self.file_pmdmapped_item(id);
+            self.vmstat.add(item, -1);
         } else if f.entire_mapcount == 0 {
             self.vmstat.add(VmItem::NrAnonTransparentHugepages, -1);
             let mapped = self.folios.meta(id).nr_pages_mapped;
@@ -187,7 +188,18 @@ impl Kernel {
         f.entire_mapcount += 1;
         f.refcount += 1;
         if f.entire_mapcount == 1 {
-            self.vmstat.add(VmItem::NrShmemPmdmapped, 1);
+            let item = self.file_pmdmapped_item(id);
+            self.vmstat.add(item, 1);
+        }
+    }
+
+    /// `NR_SHMEM_PMDMAPPED` for a shmem folio, `NR_FILE_PMDMAPPED` for a disk file's
+    /// (`__folio_add_file_rmap` / `__folio_remove_rmap` choose by `folio_test_swapbacked`).
+    fn file_pmdmapped_item(&self, id: FolioId) -> VmItem {
+        if self.folio_is_disk(id) {
+            VmItem::NrFilePmdmapped
+        } else {
+            VmItem::NrShmemPmdmapped
         }
     }
 

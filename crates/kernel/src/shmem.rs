@@ -81,6 +81,13 @@ pub struct ShmemInode {
     /// A guest_memfd inode (`guest_memfd.rs`), not shmem: its own fault, fallocate and
     /// accounting rules.
     pub gmem: Option<crate::guest_memfd::GmemInode>,
+    /// Shmem, or a regular file of a disk filesystem (`readahead.rs`), which shares the
+    /// page-cache machinery (`address_space`) but reads ahead, writes back and has
+    /// `page_mkwrite`.
+    pub kind: crate::readahead::InodeKind,
+    /// The open file's readahead state (`file->f_ra`; the scenario's one open file of the
+    /// object). Unused for shmem.
+    pub(crate) ra: crate::readahead::FileRaState,
 }
 
 /// A tmpfs instance (by creation order).
@@ -110,6 +117,9 @@ pub(crate) struct Shmem {
     /// Folios added by fallocate and not yet written or faulted (`!PG_uptodate`): fault-around
     /// skips them, the next fault zeroes them.
     pub(crate) not_uptodate: FxHashSet<FolioId>,
+    /// Folios with `PG_readahead` (disk files: the mark where the next asynchronous
+    /// readahead starts).
+    pub(crate) readahead: FxHashSet<FolioId>,
 }
 
 /// `enum sgp_type`: what the caller of `shmem_get_folio_gfp` wants.
@@ -220,12 +230,17 @@ impl Kernel {
     /// `fstat` of a page-cache object: (`st_blocks`, `st_size`). shmem charges 8 sectors per
     /// page to the inode (`shmem_recalc_inode` / `shmem_getattr`); a guest_memfd inode's
     /// `i_blocks` is never charged (`kvm_gmem_*` add folios with `filemap_add_folio` only).
-    pub fn object_stat(&self, ino: InodeId) -> (u64, u64) {
+    /// A disk file's blocks are ext4's (extents allocated by fallocate and writeback, plus the
+    /// delayed-allocation reservations of dirty pages, `ext4_getattr`), which the model does
+    /// not keep: `None`.
+    pub fn object_stat(&self, ino: InodeId) -> (Option<u64>, u64) {
         let inode = &self.shmem.inodes[ino.index()];
         let blocks = if inode.gmem.is_some() {
-            0
+            Some(0)
+        } else if self.inode_is_disk(ino) {
+            None
         } else {
-            inode.nr_pages * 8
+            Some(inode.nr_pages * 8)
         };
         (blocks, inode.size)
     }
@@ -500,23 +515,30 @@ impl Kernel {
     }
 
     /// The page-cache gauges of `nr` pages of one folio of `ino` coming (`sign` 1) or going
-    /// (-1): `NR_FILE_PAGES` always; a shmem folio is swap-backed (`NR_SHMEM`,
-    /// `NR_SHMEM_THPS`), a guest_memfd folio is not (`NR_FILE_THPS` for a PMD-sized one).
+    /// (-1), as `__filemap_add_folio` / `filemap_unaccount_folio` count them: `NR_FILE_PAGES`
+    /// always; a shmem folio is swap-backed (`NR_SHMEM`, `NR_SHMEM_THPS`), a disk file's or a
+    /// guest_memfd's is not (`NR_FILE_THPS` for a PMD-sized one).
     fn account_page_cache(&mut self, ino: InodeId, nr: u32, order: u8, sign: i64) {
         self.shmem_acct_blocks(ino, sign * i64::from(nr));
         self.vmstat.add(VmItem::NrFilePages, sign * i64::from(nr));
-        let gmem = self.shmem.inodes[ino.index()].gmem.is_some();
-        if !gmem {
+        let swap_backed = self.shmem.inodes[ino.index()].gmem.is_none() && !self.inode_is_disk(ino);
+        if swap_backed {
             self.vmstat.add(VmItem::NrShmem, sign * i64::from(nr));
         }
         if order == HPAGE_PMD_ORDER {
-            let item = if gmem {
-                VmItem::NrFileHugepages
-            } else {
+            let item = if swap_backed {
                 VmItem::NrShmemHugepages
+            } else {
+                VmItem::NrFileHugepages
             };
             self.vmstat.add(item, sign);
         }
+    }
+
+    /// Adds a new folio to the page cache at `first` (`filemap_add_folio`; the caller has
+    /// checked that no page of it is cached).
+    pub(crate) fn filemap_add_folio(&mut self, ino: InodeId, first: u64, id: FolioId) {
+        self.shmem_add_to_page_cache(ino, first, id);
     }
 
     /// `filemap_remove_folio` (`truncate_inode_folio` after unmapping): the cache drops its
@@ -524,6 +546,7 @@ impl Kernel {
     fn shmem_delete_from_page_cache(&mut self, id: FolioId) {
         let (ino, first) = self.shmem.owner.remove(&id).expect("page-cache folio");
         self.shmem.not_uptodate.remove(&id);
+        self.shmem.readahead.remove(&id);
         let f = self.folios.get_mut(id);
         f.flags &= !flags::SHMEM;
         let (nr, order) = (f.nr_pages(), f.order);
@@ -635,7 +658,12 @@ impl Kernel {
 
     /// Where `id` (caching pages `[first, first + nr)` of `ino`) is mapped: PMD mappings
     /// `(mm, haddr)` and PTE mappings `(mm, addr, page index in the folio)` (an rmap walk).
-    fn folio_file_mappings(&self, ino: InodeId, id: FolioId, first: u64) -> FileMappings {
+    pub(crate) fn folio_file_mappings(
+        &self,
+        ino: InodeId,
+        id: FolioId,
+        first: u64,
+    ) -> FileMappings {
         let nr = u64::from(self.folios.get(id).nr_pages());
         let (mut pmds, mut ptes) = (Vec::new(), Vec::new());
         for (mmi, vma) in self.shmem_mappings(ino) {
@@ -683,13 +711,15 @@ impl Kernel {
         if f.order == HPAGE_PMD_ORDER {
             self.vmstat.count(VmItem::ThpSplitPage);
             // The pieces are order-0: only the THP gauge changes.
-            let item = if self.shmem.inodes[ino.index()].gmem.is_some() {
+            let item = if self.shmem.inodes[ino.index()].gmem.is_some() || self.inode_is_disk(ino) {
                 VmItem::NrFileHugepages
             } else {
                 VmItem::NrShmemHugepages
             };
             self.vmstat.add(item, -1);
         }
+        // PG_readahead is not handed to the pieces.
+        self.shmem.readahead.remove(&id);
         self.vmstat.mthp_count(f.order, MthpStat::Split);
         let mut pieces: Vec<(u32, u8)> = Vec::new();
         if let Some(at) = at {
@@ -850,7 +880,20 @@ impl Kernel {
         }
     }
 
-    /// fallocate(2) on a shmem object (`shmem_fallocate`).
+    /// `truncate_pagecache_range` (the punch of `shmem_fallocate` and `ext4_punch_hole`): the
+    /// whole pages of `[offset, end)` are unmapped from every mapping (not private copies),
+    /// the folios inside it dropped and the partial ones zeroed and split.
+    pub(crate) fn truncate_pagecache_range(&mut self, ino: InodeId, offset: u64, end: u64) {
+        let unmap_start = offset.div_ceil(PAGE_SIZE);
+        let unmap_end = end / PAGE_SIZE;
+        if unmap_end > unmap_start {
+            self.unmap_mapping_range(ino, unmap_start, unmap_end - 1, false);
+        }
+        self.shmem_undo_range(ino, offset, end - 1);
+    }
+
+    /// fallocate(2) on a shmem object (`shmem_fallocate`); a disk file's goes to
+    /// `ext4_fallocate`.
     pub fn shmem_fallocate(
         &mut self,
         ino: InodeId,
@@ -859,16 +902,14 @@ impl Kernel {
         len: u64,
     ) -> Result<(), Errno> {
         let end = vfs_fallocate_end(offset, len)?;
+        if self.inode_is_disk(ino) {
+            return self.ext4_fallocate(ino, mode, offset, len);
+        }
         if mode.punch_hole {
             if !mode.keep_size {
                 return Err(Errno::EOPNOTSUPP);
             }
-            let unmap_start = offset.div_ceil(PAGE_SIZE);
-            let unmap_end = end / PAGE_SIZE;
-            if unmap_end > unmap_start {
-                self.unmap_mapping_range(ino, unmap_start, unmap_end - 1, false);
-            }
-            self.shmem_undo_range(ino, offset, end - 1);
+            self.truncate_pagecache_range(ino, offset, end);
             return Ok(());
         }
         let (first, last) = (offset / PAGE_SIZE, (end - 1) / PAGE_SIZE);

@@ -33,6 +33,7 @@ struct Acc {
     anonymous: u64,
     anon_huge: u64,
     shmem_pmd: u64,
+    file_pmd: u64,
 }
 
 impl Acc {
@@ -64,6 +65,13 @@ impl Acc {
         } else if pmd_mapped {
             self.shmem_pmd += bytes;
         }
+    }
+
+    /// A PMD-mapped disk-file folio counts as `FilePmdMapped`, not `ShmemPmdMapped`
+    /// (`smaps_pmd_entry`: `folio_test_swapbacked`).
+    fn file_pmd_instead(&mut self, bytes: u64) {
+        self.shmem_pmd -= bytes;
+        self.file_pmd += bytes;
     }
 
     /// `smaps_page_accumulate` for one 4 KiB page.
@@ -109,6 +117,9 @@ impl Kernel {
                         true,
                         f.test(flags::ANON),
                     );
+                    if self.folio_is_disk(pmd.folio()) {
+                        acc.file_pmd_instead(n * PAGE_SIZE);
+                    }
                 } else if pmd.is_thp() {
                     let id = pmd.folio();
                     let f = self.folios.get(id);
@@ -117,6 +128,9 @@ impl Kernel {
                         let idx = pte_index32(addr);
                         let mc = u32::from(f.entire_mapcount) + self.folios.page_mapcount(id, idx);
                         acc.page(mc, dirty, true, f.test(flags::ANON));
+                    }
+                    if self.folio_is_disk(id) {
+                        acc.file_pmd_instead(pe - ps);
                     }
                 } else if pmd.is_table() {
                     let table = mm.pgt.pte_table(pmd.table_idx());
@@ -154,6 +168,7 @@ impl Kernel {
                 anonymous: acc.anonymous >> 10,
                 anon_huge_pages: acc.anon_huge >> 10,
                 shmem_pmd_mapped: acc.shmem_pmd >> 10,
+                file_pmd_mapped: acc.file_pmd >> 10,
                 thp_eligible: u64::from(
                     self.thp_vma_allowable_orders(mmi, vma, ALL_ANON_ORDERS, Tva::Smaps) != 0,
                 ),
@@ -204,10 +219,13 @@ impl Kernel {
                         PteKind::Page => {
                             let f = self.folios.get(pte.folio());
                             let cached = f.test(flags::SHMEM);
+                            let disk = cached && self.folio_is_disk(pte.folio());
                             match (cached, f.order) {
                                 _ if cached && self.folio_is_gmem(pte.folio()) => Backing::Gmem,
                                 (false, 0) => Backing::Anon,
                                 (false, order) => Backing::ThpPte { order },
+                                (true, 0) if disk => Backing::File,
+                                (true, order) if disk => Backing::FilePte { order },
                                 (true, 0) => Backing::Shmem,
                                 (true, order) => Backing::ShmemPte { order },
                             }
@@ -219,6 +237,8 @@ impl Kernel {
             } else {
                 let b = if pmd.is_huge_zero() {
                     Backing::HugeZero
+                } else if pmd.is_thp() && self.folio_is_disk(pmd.folio()) {
+                    Backing::FilePmd
                 } else if pmd.is_thp() && self.folios.get(pmd.folio()).test(flags::SHMEM) {
                     Backing::ShmemPmd
                 } else if pmd.is_thp() {

@@ -134,6 +134,16 @@ impl Kernel {
         }) {
             return Err(Errno::EINVAL);
         }
+        // Nor any mode on a disk file VMA: vma_can_userfault() wants anonymous, shmem or
+        // hugetlb memory (the WP_ASYNC-only exception aside, not modelled).
+        if starts.iter().any(|s| {
+            matches!(
+                self.mms[mmi].vmas[s].backing,
+                crate::mm::VmaBacking::File { .. }
+            )
+        }) {
+            return Err(Errno::EINVAL);
+        }
         // userfaultfd_register_range(): a VMA already registered with every requested mode
         // is left as it is (no split); any other gets exactly the requested modes.
         self.vma_modify_flags(mmi, start, end, |f| {

@@ -74,22 +74,28 @@ vm_items! {
     NrAnonTransparentHugepages => "nr_anon_transparent_hugepages", false;
     // Shmem THP gauges (printed in THP units): the scenario's own shmem moves them; other
     // processes only create shmem THPs when a scenario turns shmem_enabled on, so they
-    // are compared. File THPs are only the guest_memfd huge folios of the model-only
-    // proposals (`gmem_huge_order=9`); on a host only other processes' page cache moves
-    // those gauges, so they are host-noisy.
+    // are compared. File THPs (disk files' PMD-sized page-cache folios, `readahead.rs`, and
+    // the guest_memfd huge folios of the model-only proposals, `gmem_huge_order=9`) also
+    // come from every other process's reads on a host (ext4 builds large folios), so those
+    // gauges are host-noisy.
     NrShmemHugepages => "nr_shmem_hugepages", false;
     NrFileHugepages => "nr_file_hugepages", true;
     NrShmemPmdmapped => "nr_shmem_pmdmapped", false;
     NrFilePmdmapped => "nr_file_pmdmapped", true;
     NrAnonPages => "nr_anon_pages", true;
     NrShmem => "nr_shmem", true;
-    // Page-cache pages of shmem and guest_memfd (the model has no other page cache); every
-    // file read on a host moves it.
+    // Page-cache pages of shmem, disk files and guest_memfd; every file read on a host moves
+    // it.
     NrFilePages => "nr_file_pages", true;
     NrFreePages => "nr_free_pages", true;
     NrPageTablePages => "nr_page_table_pages", true;
     HtlbBuddyAllocSuccess => "htlb_buddy_alloc_success", false;
     HtlbBuddyAllocFail => "htlb_buddy_alloc_fail", false;
+    // Dirty accounting of disk files (mm/page-writeback.c): pages dirtied
+    // (`folio_account_dirtied`) and written back (`__folio_end_writeback`). Every writer on
+    // the host moves them.
+    NrDirtied => "nr_dirtied", true;
+    NrWritten => "nr_written", true;
     SimCollapseCopiedPages => "sim_collapse_copied_pages", false;
     SimCollapseInplace => "sim_collapse_inplace", false;
     SimThpLazyRemap => "sim_thp_lazy_remap", false;

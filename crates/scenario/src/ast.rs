@@ -129,13 +129,20 @@ pub enum Op {
         keep_size: bool,
         punch_hole: bool,
     },
+    /// `file NAME SIZE on=disk` — a regular file on the disk filesystem (`open(O_CREAT |
+    /// O_TRUNC | O_RDWR)` + `ftruncate`), an object like a memfd.
+    DiskFile { name: String, size: u64 },
+    /// `msync RANGE [sync] [async] [invalidate]` with the `MS_*` bits.
+    Msync { range: RangeRef, flags: u32 },
+    /// `fsync OBJ`
+    Fsync { obj: String },
 }
 
 /// What backs a mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum MapBacking {
     Anon,
-    /// A shmem object made by `memfd` or `file` (`MmapOp::object`).
+    /// An object made by `memfd`, `file` or `gmem` (`MmapOp::object`).
     Memfd,
     /// `/dev/zero` (`mmap_zero`): shared is `shmem_zero_setup`, private an anonymous VMA.
     DevZero,

@@ -95,6 +95,22 @@ pub enum BackendOp {
         shared: bool,
         populate: bool,
     },
+    /// A regular file of `size` bytes on the disk filesystem (created, truncated, sized):
+    /// object `obj`, numbered with the memfds.
+    DiskFileCreate {
+        obj: u32,
+        size: u64,
+    },
+    /// msync(2) with the `MS_*` bits.
+    Msync {
+        addr: u64,
+        len: u64,
+        flags: u32,
+    },
+    /// fsync(2) of object `obj`.
+    Fsync {
+        obj: u32,
+    },
     /// ftruncate(2) of object `obj`.
     Ftruncate {
         obj: u32,

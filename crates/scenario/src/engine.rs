@@ -764,6 +764,27 @@ impl Run<'_> {
                     },
                 )
             }
+            Op::DiskFile { name, size } => {
+                let obj = self.next_object;
+                self.next_object += 1;
+                self.objects.insert(name.clone(), obj);
+                self.exec(st, BackendOp::DiskFileCreate { obj, size: *size })
+            }
+            Op::Msync { range, flags } => {
+                let (addr, len) = self.range(range);
+                self.exec(
+                    st,
+                    BackendOp::Msync {
+                        addr,
+                        len,
+                        flags: *flags,
+                    },
+                )
+            }
+            Op::Fsync { obj } => {
+                let obj = self.objects[obj];
+                self.exec(st, BackendOp::Fsync { obj })
+            }
             Op::Ftruncate { obj, size } => {
                 let obj = self.objects[obj];
                 self.exec(st, BackendOp::Ftruncate { obj, size: *size })
@@ -1148,6 +1169,17 @@ impl Run<'_> {
         }
     }
 
+    /// Records an expectation as skipped, with a warning (once per line and reason).
+    fn skip_expect(&mut self, mut res: ExpectResult, span: Span, why: String) {
+        res.status = ExpectStatus::Skipped;
+        let w = format!("line {}: {why}", span.line);
+        res.actual = why;
+        if !self.result.warnings.contains(&w) {
+            self.result.warnings.push(w);
+        }
+        self.push_expect(res);
+    }
+
     fn expect(&mut self, e: &Expect, span: Span) -> Result<(), BackendError> {
         let mut res = ExpectResult {
             line: span.line,
@@ -1183,13 +1215,8 @@ impl Run<'_> {
                     (Some(now), Some(then)) => Ok(now - then),
                     _ => {
                         let b = self.backend.name();
-                        res.status = ExpectStatus::Skipped;
-                        res.actual = format!("{key} is not available on the {b} backend");
-                        let w = format!("line {}: {}", span.line, res.actual);
-                        if !self.result.warnings.contains(&w) {
-                            self.result.warnings.push(w);
-                        }
-                        self.push_expect(res);
+                        let why = format!("{key} is not available on the {b} backend");
+                        self.skip_expect(res, span, why);
                         return Ok(());
                     }
                 }
@@ -1197,7 +1224,15 @@ impl Run<'_> {
             Observable::Object { object, field } => {
                 let key = crate::backend::object_key(self.objects[object], field);
                 self.ensure_snapshot()?;
-                Ok(self.cur().counters.get(&key).copied().unwrap_or(0))
+                match self.cur().counters.get(&key) {
+                    Some(&v) => Ok(v),
+                    None => {
+                        // A failed creation, a creator that exited, or a disk file's blocks.
+                        let why = format!("obj({object}).{field} is not available here");
+                        self.skip_expect(res, span, why);
+                        return Ok(());
+                    }
+                }
             }
             Observable::Smaps { mapping, field, .. } => {
                 let i = self.names[mapping];
@@ -1316,6 +1351,9 @@ fn op_text(op: &BackendOp) -> String {
             addr, len, prot, ..
         } => format!("mmap {addr:#x} {len:#x} {prot} /dev/zero"),
         BackendOp::Ftruncate { obj, size } => format!("ftruncate obj{obj} {size:#x}"),
+        BackendOp::DiskFileCreate { obj, size } => format!("file obj{obj} {size:#x} on=disk"),
+        BackendOp::Msync { addr, len, flags } => format!("msync {addr:#x} {len:#x} {flags:#x}"),
+        BackendOp::Fsync { obj } => format!("fsync obj{obj}"),
         BackendOp::Fallocate {
             obj,
             offset,

@@ -148,6 +148,8 @@ const DEFAULT_OPS: &[(&str, u32)] = &[
     ("ftruncate", 1),
     ("fallocate", 1),
     ("gmem", 1),
+    ("msync", 1),
+    ("fsync", 1),
 ];
 
 /// Ops the host backend cannot run.
@@ -336,8 +338,8 @@ struct Gen<'a, E: Entropy> {
     w: &'a Weights,
     out: String,
     maps: Vec<Map>,
-    /// `memfd` and `gmem` objects made so far (only before the first fork, so that every
-    /// process has them on the host too: a worker inherits its parent's descriptors).
+    /// `memfd`, `gmem` and `file` objects made so far (only before the first fork, so that
+    /// every process has them on the host too: a worker inherits its parent's descriptors).
     objects: Vec<String>,
     /// The objects of `objects` that are hugetlbfs files.
     hugetlb_objects: Vec<String>,
@@ -821,14 +823,36 @@ impl<E: Entropy> Gen<'_, E> {
                 s
             }
             "file" => {
-                if self.forks > 0 || self.mounts.is_empty() || self.objects.len() >= 3 {
+                if self.forks > 0 || self.objects.len() >= 3 {
                     return None;
                 }
+                // On a tmpfs made earlier, or on the disk filesystem.
+                let on = if !self.mounts.is_empty() && self.chance(50) {
+                    pick(self.e, &self.mounts).clone()
+                } else {
+                    "disk".to_string()
+                };
                 let name = format!("o{}", self.objects.len());
                 self.objects.push(name.clone());
-                let on = pick(self.e, &self.mounts).clone();
                 let size = if self.chance(15) { 0 } else { self.size() };
                 format!("file {name} {} on={on}", fmt_size(size))
+            }
+            "msync" => {
+                let r = self.range()?;
+                let mut s = format!("msync {r}");
+                for f in ["sync", "async", "invalidate"] {
+                    if self.chance(40) {
+                        let _ = write!(s, " {f}");
+                    }
+                }
+                s
+            }
+            "fsync" => {
+                if self.objects.is_empty() {
+                    return None;
+                }
+                let o = pick(self.e, &self.objects).clone();
+                format!("fsync {o}")
             }
             "ftruncate" => {
                 if self.objects.is_empty() {

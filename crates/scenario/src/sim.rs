@@ -374,6 +374,28 @@ impl Backend for SimBackend {
                     .map(|a| a - b)
                     .map_err(OpError::Errno)
             }
+            BackendOp::DiskFileCreate { obj, size } => {
+                if *obj as usize != objects.len() {
+                    return Err(err(format!("file: object id {obj} out of order")));
+                }
+                objects.push(Some(k.disk_new_inode(*size)));
+                Ok(0)
+            }
+            BackendOp::Msync { addr, len, flags } => k
+                .msync(pid, b + addr, *len, *flags)
+                .map(|()| 0)
+                .map_err(OpError::Errno),
+            BackendOp::Fsync { obj } => {
+                match *objects
+                    .get(*obj as usize)
+                    .ok_or_else(|| err(format!("fsync: no object {obj}")))?
+                {
+                    Some(ino) => k.fsync(ino).map(|()| 0).map_err(OpError::Errno),
+                    // hugetlbfs: nothing to write back (noop_fsync); a failed gmem: EBADF.
+                    None if hugetlb_objects.contains_key(obj) => Ok(0),
+                    None => Err(OpError::Errno(thpsim_kernel::errno::Errno::EBADF)),
+                }
+            }
             BackendOp::Ftruncate { obj, size } => {
                 let ino = *objects
                     .get(*obj as usize)
@@ -588,8 +610,10 @@ impl Backend for SimBackend {
                 // A failed creation: descriptor -1 on the host, nothing to fstat.
                 (None, None) => continue,
             };
-            let blocks = i64::try_from(blocks).unwrap_or(i64::MAX);
-            counters.insert(object_key(obj, "blocks"), blocks);
+            if let Some(blocks) = blocks {
+                let blocks = i64::try_from(blocks).unwrap_or(i64::MAX);
+                counters.insert(object_key(obj, "blocks"), blocks);
+            }
             let size = i64::try_from(size).unwrap_or(i64::MAX);
             counters.insert(object_key(obj, "size"), size);
         }

@@ -1712,6 +1712,9 @@ fn names_of(op: &Op) -> &'static [&'static str] {
         Op::File { .. } => &["file"],
         Op::Ftruncate { .. } => &["ftruncate"],
         Op::Fallocate { .. } => &["fallocate"],
+        Op::DiskFile { .. } => &["file"],
+        Op::Msync { .. } => &["msync"],
+        Op::Fsync { .. } => &["fsync"],
     }
 }
 

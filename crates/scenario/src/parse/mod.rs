@@ -10,6 +10,7 @@
 //! context), [`values`] (sizes, counts, names, ranges), [`ops`] (the grammar of each op, as
 //! driven by the option specs in [`crate::table`]) and [`expect`] (the expectation language).
 
+mod diskfile;
 mod expect;
 mod lexer;
 mod ops;
@@ -24,6 +25,7 @@ use crate::ast::*;
 use crate::diag::Diagnostic;
 use crate::table::{setup_ops, Placement, OPS};
 
+pub(crate) use diskfile::{op_fsync, op_msync};
 pub(crate) use expect::op_expect;
 pub use expect::UFFD_STATS;
 use lexer::lex;

@@ -411,7 +411,7 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
 }
 
 /// A byte count of a shmem object (`memfd` size, `ftruncate`, `fallocate`): at most 64T.
-fn object_bytes(c: &mut LineCtx<'_, '_>, what: &str) -> Option<u64> {
+pub(super) fn object_bytes(c: &mut LineCtx<'_, '_>, what: &str) -> Option<u64> {
     let t = c.need(what)?;
     let v = c.size(t, what)?;
     if v > MAX_MAPPING {
@@ -426,7 +426,7 @@ fn object_bytes(c: &mut LineCtx<'_, '_>, what: &str) -> Option<u64> {
 }
 
 /// A reference to an object made by `memfd` earlier in the file.
-fn known_object(c: &mut LineCtx<'_, '_>) -> Option<String> {
+pub(super) fn known_object(c: &mut LineCtx<'_, '_>) -> Option<String> {
     let t = c.need("object name")?;
     if !c.st.objects.contains_key(t.text) {
         if c.st.full() {
@@ -435,7 +435,7 @@ fn known_object(c: &mut LineCtx<'_, '_>) -> Option<String> {
         }
         let names: Vec<String> = c.st.objects.keys().cloned().collect();
         c.unknown(t, "object", names.iter().map(String::as_str), "", || {
-            "objects are made by `memfd NAME SIZE`, `gmem NAME SIZE` or `file NAME SIZE on=TMPFS` earlier in the file"
+            "objects are made by `memfd NAME SIZE`, `gmem NAME SIZE` or `file NAME SIZE on=TMPFS|disk` earlier in the file"
                 .into()
         });
         return None;
@@ -504,6 +504,14 @@ pub(crate) fn op_tmpfs(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         );
         return None;
     }
+    if name.text == "disk" {
+        c.err(
+            name.span(),
+            "`disk` cannot name a tmpfs".to_string(),
+            Some("`file NAME SIZE on=disk` means the disk filesystem".into()),
+        );
+        return None;
+    }
     if c.st.tmpfs.contains_key(name.text) {
         c.err(
             name.span(),
@@ -541,13 +549,22 @@ pub(crate) fn op_file(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         let span = c.end_span();
         c.err(
             span,
-            "missing `on=TMPFS`".to_string(),
-            Some("a file lives on a tmpfs instance made by `tmpfs NAME huge=…`".into()),
+            "missing `on=TMPFS` or `on=disk`".to_string(),
+            Some(
+                "a file lives on a tmpfs instance made by `tmpfs NAME huge=…`, or on the disk (`on=disk`)"
+                    .into(),
+            ),
         );
         return None;
     };
     let on = on.kv().map_or(on, |(_, v)| v);
     let mnt = on.text;
+    if mnt == "disk" {
+        return Some(Parsed::Op(Op::DiskFile {
+            name: name.text.to_string(),
+            size,
+        }));
+    }
     if !c.st.tmpfs.contains_key(mnt) {
         let names: Vec<String> = c.st.tmpfs.keys().cloned().collect();
         c.err(
@@ -557,7 +574,8 @@ pub(crate) fn op_file(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
                 suggest(mnt, names.iter().map(String::as_str))
                     .map(|s| format!("did you mean `on={s}`?"))
                     .unwrap_or_else(|| {
-                        "mount one with `tmpfs NAME huge=…` earlier in the file".into()
+                        "mount one with `tmpfs NAME huge=…` earlier in the file, or use `on=disk`"
+                            .into()
                     }),
             ),
         );
