@@ -202,11 +202,22 @@ impl Kernel {
         if ra.mmap_miss > MMAP_LOTSAMISS {
             return;
         }
-        // mmap read-around: ra_pages centred on the fault, a quarter of them asynchronous.
-        ra.start = index.saturating_sub(ra.ra_pages / 2);
-        ra.size = ra.ra_pages;
-        ra.async_size = ra.ra_pages / 4;
-        ra.order = 0;
+        if vma.has(vmf::EXEC) {
+            // Executable mappings (commit 3b61a3f08949, "allow arch to request folio size for
+            // exec memory"): from the fault on (x86's exec_folio_order is 0), clipped to the
+            // VMA's end, nothing asynchronous.
+            let vma_end = vma.pgoff + (vma.end - vma.start) / PAGE_SIZE;
+            ra.order = 0;
+            ra.start = index.max(vma.pgoff);
+            ra.size = (ra.start + ra.ra_pages).min(vma_end) - ra.start;
+            ra.async_size = 0;
+        } else {
+            // mmap read-around: ra_pages centred on the fault, a quarter of them asynchronous.
+            ra.start = index.saturating_sub(ra.ra_pages / 2);
+            ra.size = ra.ra_pages;
+            ra.async_size = ra.ra_pages / 4;
+            ra.order = 0;
+        }
         let start = ra.start;
         self.page_cache_ra_order(ino, start);
     }
