@@ -102,6 +102,15 @@ impl Kernel {
         Ok(end)
     }
 
+    /// `vma_can_userfault` for MISSING/WP: anonymous, shmem or hugetlb memory (not a
+    /// guest_memfd, not a disk file; the WP_ASYNC-only exception aside, not modelled).
+    fn vma_can_userfault(&self, v: &Vma) -> bool {
+        match v.backing {
+            crate::mm::VmaBacking::File { .. } => false,
+            b => b.inode().is_none_or(|i| !self.is_gmem(i)),
+        }
+    }
+
     /// `UFFDIO_REGISTER` with the `vmf::UFFD_*` mode bits.
     pub fn uffd_register(
         &mut self,
@@ -127,20 +136,8 @@ impl Kernel {
         // UFFD_FEATURE_MINOR_SHMEM needed (measured).
         if starts.iter().any(|s| {
             let v = &self.mms[mmi].vmas[s];
-            match v.backing.inode() {
-                Some(i) => self.is_gmem(i),
-                None => mode & vmf::UFFD_MINOR != 0,
-            }
-        }) {
-            return Err(Errno::EINVAL);
-        }
-        // Nor any mode on a disk file VMA: vma_can_userfault() wants anonymous, shmem or
-        // hugetlb memory (the WP_ASYNC-only exception aside, not modelled).
-        if starts.iter().any(|s| {
-            matches!(
-                self.mms[mmi].vmas[s].backing,
-                crate::mm::VmaBacking::File { .. }
-            )
+            !self.vma_can_userfault(v)
+                || (mode & vmf::UFFD_MINOR != 0 && v.backing.inode().is_none())
         }) {
             return Err(Errno::EINVAL);
         }
@@ -160,10 +157,15 @@ impl Kernel {
     pub fn uffd_unregister(&mut self, pid: Pid, start: u64, len: u64) -> Result<(), Errno> {
         let mmi = self.mm_of(pid);
         let end = self.uffd_range_check(mmi, start, len)?;
-        // userfaultfd_unregister(): EINVAL only if no VMA intersects the range; holes and
-        // unregistered VMAs are skipped.
+        // userfaultfd_unregister(): EINVAL if no VMA intersects the range, or if one of them
+        // could not have been registered (vma_can_userfault: a guest_memfd or disk file VMA);
+        // holes and unregistered VMAs are skipped.
         let starts = self.mms[mmi].vma_starts_in(start, end);
-        if starts.is_empty() {
+        if starts.is_empty()
+            || starts
+                .iter()
+                .any(|s| !self.vma_can_userfault(&self.mms[mmi].vmas[s]))
+        {
             return Err(Errno::EINVAL);
         }
         for s in starts {
