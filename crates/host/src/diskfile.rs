@@ -214,17 +214,7 @@ pub fn create(size: u64, dir: u64) -> Result<u64, Status> {
             0o600 as libc::c_uint,
         )
     };
-    if fd < 0 {
-        return Err(Status::Errno(sys::errno()));
-    }
-    // SAFETY: ftruncate of the descriptor just opened.
-    if unsafe { libc::ftruncate(fd, size as libc::off_t) } < 0 {
-        let e = sys::errno();
-        // SAFETY: closing the descriptor just opened; nothing else uses it.
-        unsafe { libc::close(fd) };
-        return Err(Status::Errno(e));
-    }
-    Ok(fd as u64)
+    sys::truncated_fd(fd, size).map_err(Status::Errno)
 }
 
 #[cfg(test)]

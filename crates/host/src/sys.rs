@@ -21,6 +21,22 @@ pub fn errno() -> i32 {
     unsafe { *libc::__errno_location() }
 }
 
+/// A descriptor an `open` just returned (`fd`, or -1 with errno set), truncated to `size`;
+/// on any failure the errno, and the descriptor is closed.
+pub fn truncated_fd(fd: i32, size: u64) -> Result<u64, i32> {
+    if fd < 0 {
+        return Err(errno());
+    }
+    // SAFETY: ftruncate of a descriptor the caller just opened.
+    if unsafe { libc::ftruncate(fd, size as libc::off_t) } < 0 {
+        let e = errno();
+        // SAFETY: closing the descriptor the caller just opened; nothing else uses it.
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    Ok(fd as u64)
+}
+
 /// `getrusage(RUSAGE_SELF)` → (minflt, majflt).
 #[inline(never)]
 pub fn faults() -> (u64, u64) {

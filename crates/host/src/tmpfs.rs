@@ -137,17 +137,7 @@ pub fn create_file(mnt: i32, obj: u64, size: u64) -> Result<u64, Status> {
             0o600,
         )
     };
-    if fd < 0 {
-        return Err(Status::Errno(sys::errno()));
-    }
-    // SAFETY: ftruncate of the descriptor just created.
-    if unsafe { libc::ftruncate(fd, size as libc::off_t) } < 0 {
-        let e = sys::errno();
-        // SAFETY: closing the descriptor just created; nothing else uses it.
-        unsafe { libc::close(fd) };
-        return Err(Status::Errno(e));
-    }
-    Ok(fd as u64)
+    sys::truncated_fd(fd, size).map_err(Status::Errno)
 }
 
 /// `open("/dev/zero", O_RDWR)`; the value is the descriptor (kept open).
