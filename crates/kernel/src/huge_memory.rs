@@ -268,7 +268,17 @@ impl Kernel {
             return;
         }
         let v = Vma { flags, ..*vma };
-        if self.thp_vma_allowable_order(mmi, &v, HPAGE_PMD_ORDER, Tva::Khugepaged) {
+        let allowed = if vma.backing.inode().is_some() {
+            // `__thp_vma_allowable_orders` tests `vma_thp_disabled` with the flags passed, but
+            // `shmem_allowable_huge_orders` reads `vma->vm_flags`, and `hugepage_madvise`
+            // calls this before the VMA gets VM_HUGEPAGE: MADV_HUGEPAGE alone does not
+            // register an mm whose shmem policy is `advise` (measured, FINDINGS §26).
+            !self.vma_thp_disabled(mmi, &v)
+                && self.thp_vma_allowable_order(mmi, vma, HPAGE_PMD_ORDER, Tva::Khugepaged)
+        } else {
+            self.thp_vma_allowable_order(mmi, &v, HPAGE_PMD_ORDER, Tva::Khugepaged)
+        };
+        if allowed {
             self.khugepaged_enter(mmi);
         }
     }

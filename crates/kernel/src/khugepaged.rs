@@ -6,8 +6,11 @@
 //! referenced-page rule: a young PTE or a `PG_referenced` folio; no writable-PTE rule since
 //! 6.18), `collapse_huge_page` (allocate, copy, release the old pages batched per folio as
 //! 6.17+ does, install a PMD, queue for deferred split) and `madvise_collapse` with
-//! `madvise_collapse_errno`; on shmem VMAs `hpage_collapse_scan_file` as far as a PMD-sized
-//! folio already in the page cache (`collapse_pte_mapped_thp`), without `collapse_file`.
+//! `madvise_collapse_errno`; on shmem VMAs (khugepaged and MADV_COLLAPSE)
+//! `hpage_collapse_scan_file`, `collapse_file` (a new PMD-sized page-cache folio for small
+//! folios and holes, `retract_page_tables`) and `collapse_pte_mapped_thp` (map a PMD-sized
+//! folio by a PMD, or for khugepaged only drop its PTEs). Shmem only: the reference kernel has
+//! no `CONFIG_READ_ONLY_THP_FOR_FS`, so disk-file VMAs never reach the file scan.
 //!
 //! Time: the thread runs a pass when an mm is added to an empty list and then every
 //! `scan_sleep_millisecs` of simulated time while it has work; ops take no simulated time,
@@ -22,15 +25,18 @@
 
 use crate::errno::Errno;
 use crate::fault::Tva;
+use crate::folio::flags;
 use crate::folio::FolioId;
 use crate::ids::{InodeId, MmId};
 use crate::mm::MmCounter;
-use crate::mm::{ThpDisable, Vma};
+use crate::mm::{vmf, ThpDisable, Vma};
 use crate::page_alloc::Gfp;
 use crate::pgtable::{self, Pmd, Pte, DIRTY, EXCLUSIVE, WRITE, YOUNG};
 use crate::profile::Collapse;
 use crate::rmap::RmapLevel;
-use crate::types::{Pid, HPAGE_PMD_NR, HPAGE_PMD_ORDER, PMD_MASK, PMD_SHIFT, PMD_SIZE};
+use crate::types::{
+    Pid, HPAGE_PMD_NR, HPAGE_PMD_ORDER, PAGE_SHIFT, PAGE_SIZE, PMD_MASK, PMD_SHIFT, PMD_SIZE,
+};
 use crate::util::to_u32;
 use crate::vmstat::VmItem;
 use crate::Kernel;
@@ -51,6 +57,14 @@ pub(crate) enum ScanResult {
     LackReferencedPage,
     AllocHugePageFail,
     VmaCheck,
+    /// A PMD-sized page-cache folio backs the block (`hpage_collapse_scan_file`, or
+    /// `collapse_file` done for MADV_COLLAPSE): `collapse_pte_mapped_thp` comes next.
+    PteMappedHugepage,
+    /// `collapse_file` found nothing cached in the block.
+    Truncated,
+    PteNonPresent,
+    PageNull,
+    PageCompound,
 }
 
 /// khugepaged's state (`khugepaged_scan` and the mm slot list).
@@ -292,11 +306,7 @@ impl Kernel {
                 if vma.end <= self.khugepaged.address {
                     continue;
                 }
-                // Shmem VMAs would be scanned by hpage_collapse_scan_file (collapse_file is
-                // not modelled yet): skipped like an ineligible VMA.
-                if !vma.is_anonymous()
-                    || !self.thp_vma_allowable_order(mmi, &vma, HPAGE_PMD_ORDER, Tva::Khugepaged)
-                {
+                if !self.thp_vma_allowable_order(mmi, &vma, HPAGE_PMD_ORDER, Tva::Khugepaged) {
                     progress += 1;
                     continue;
                 }
@@ -314,6 +324,25 @@ impl Kernel {
                     let Some(v) = self.mms[mmi].vma_at(addr).copied() else {
                         break;
                     };
+                    if let Some(ino) = v.backing.inode() {
+                        // The file scan drops mmap_lock, so after the block the mm is left
+                        // (breakouterloop_mmap_lock) and khugepaged_do_scan re-enters it.
+                        let mut r = self.hpage_collapse_scan_file(&v, ino, addr, true);
+                        if r == ScanResult::PteMappedHugepage {
+                            r = match self.collapse_pte_mapped_thp(mmi, addr, false) {
+                                ScanResult::PmdMapped => ScanResult::Succeed,
+                                r => r,
+                            };
+                        }
+                        *result = r;
+                        if r == ScanResult::Succeed {
+                            self.vmstat.pages_collapsed += 1;
+                        }
+                        self.khugepaged.address += PMD_SIZE;
+                        progress += u64::from(HPAGE_PMD_NR);
+                        finished = false;
+                        break 'vmas;
+                    }
                     // Blocks of a region without a PMD table are SCAN_PMD_NULL, each
                     // costing HPAGE_PMD_NR of the budget and nothing else: take as many as
                     // the budget allows at once, ending where the last one would.
@@ -434,6 +463,24 @@ impl Kernel {
         self.collapse_huge_page(mmi, vma, haddr, khugepaged)
     }
 
+    /// `alloc_charge_folio`: the PMD-sized block a collapse builds into (`thp_collapse_alloc`
+    /// or `thp_collapse_alloc_failed`). khugepaged's mask follows `khugepaged/defrag`;
+    /// MADV_COLLAPSE always uses GFP_TRANSHUGE.
+    fn alloc_charge_folio(&mut self, khugepaged: bool) -> Option<crate::ids::Pfn> {
+        let gfp = if !khugepaged || self.sysfs.khugepaged_defrag {
+            Gfp::TRANSHUGE
+        } else {
+            Gfp::TRANSHUGE_LIGHT
+        };
+        let pfn = self.alloc_pages(HPAGE_PMD_ORDER, gfp);
+        self.vmstat.count(if pfn.is_some() {
+            VmItem::ThpCollapseAlloc
+        } else {
+            VmItem::ThpCollapseAllocFailed
+        });
+        pfn
+    }
+
     /// `collapse_huge_page`: a new PMD THP replaces the PTE-mapped range.
     fn collapse_huge_page(
         &mut self,
@@ -456,18 +503,11 @@ impl Kernel {
                 return ScanResult::Succeed;
             }
         }
-        // alloc_charge_folio: khugepaged's mask follows khugepaged/defrag; MADV_COLLAPSE
-        // always uses GFP_TRANSHUGE.
-        let gfp = if !khugepaged || self.sysfs.khugepaged_defrag {
-            Gfp::TRANSHUGE
-        } else {
-            Gfp::TRANSHUGE_LIGHT
-        };
-        let Some(new) = self.alloc_anon_folio_order(HPAGE_PMD_ORDER, gfp) else {
-            self.vmstat.count(VmItem::ThpCollapseAllocFailed);
+        let Some(pfn) = self.alloc_charge_folio(khugepaged) else {
             return ScanResult::AllocHugePageFail;
         };
-        self.vmstat.count(VmItem::ThpCollapseAlloc);
+        // Anonymous only once mapped (folio_add_new_anon_rmap), as in the kernel.
+        let new = self.folios.alloc(pfn, HPAGE_PMD_ORDER, 0);
         let mut copied = 0;
         for (i, pte) in table.iter().enumerate() {
             if pte.is_page() {
@@ -681,9 +721,9 @@ impl Kernel {
             let r = if let Some(ino) = v.backing.inode() {
                 // mmap_lock is dropped around the file scan; revalidating the VMA for the
                 // next block finds the same one (nothing runs concurrently in the model).
-                match self.hpage_collapse_scan_file(mmi, &v, ino, addr) {
-                    Some(r) => r,
-                    None => return Err(Errno::EOPNOTSUPP),
+                match self.hpage_collapse_scan_file(&v, ino, addr, false) {
+                    ScanResult::PteMappedHugepage => self.collapse_pte_mapped_thp(mmi, addr, true),
+                    r => r,
                 }
             } else {
                 // A 1 GiB region without a PMD table answers SCAN_PMD_NULL for each of its
@@ -699,9 +739,12 @@ impl Kernel {
                 ScanResult::Succeed | ScanResult::PmdMapped => thps += 1,
                 // The results madvise_collapse() continues after.
                 ScanResult::PmdNull
+                | ScanResult::PteNonPresent
+                | ScanResult::PteUffdWp
                 | ScanResult::LackReferencedPage
+                | ScanResult::PageNull
                 | ScanResult::PageCount
-                | ScanResult::PteUffdWp => last_fail = Some(r),
+                | ScanResult::PageCompound => last_fail = Some(r),
                 // Any other result ends the loop, SCAN_PMD_NONE included.
                 _ => {
                     last_fail = Some(r);
@@ -726,98 +769,275 @@ impl Kernel {
         })
     }
 
-    /// `hpage_collapse_scan_file` of the block at `haddr` of the shmem VMA `vma` for
-    /// MADV_COLLAPSE (`max_ptes_none` does not apply to it): when the block's first cached
-    /// folio is a PMD-sized one starting at the block, nothing is to be collapsed
-    /// (`SCAN_PTE_MAPPED_HUGEPAGE`) and `collapse_pte_mapped_thp` maps it by a PMD. `None`
-    /// where `collapse_file` would run (small folios or holes: not modelled).
+    /// `hpage_collapse_scan_file` of the block at `haddr` of the shmem VMA `vma` (page index
+    /// `start` of its inode): the page cache decides, not the page table. A PMD-sized folio
+    /// at `start` is `SCAN_PTE_MAPPED_HUGEPAGE` (nothing to build; the caller maps it);
+    /// otherwise the cached pages are counted and, for khugepaged, fewer than
+    /// `HPAGE_PMD_NR - max_ptes_none` of them is `SCAN_EXCEED_NONE_PTE`; else `collapse_file`.
+    /// There is no referenced-page rule for files, and no LRU or refcount failure in the
+    /// model (both callers drain the LRU caches first; nothing pins shmem folios).
     fn hpage_collapse_scan_file(
         &mut self,
-        mmi: MmId,
         vma: &Vma,
         ino: InodeId,
         haddr: u64,
-    ) -> Option<ScanResult> {
+        khugepaged: bool,
+    ) -> ScanResult {
         let start = vma.linear_page_index(haddr);
-        let (&index, &id) = self.shmem.inodes[ino.index()]
+        let mut present = 0u32;
+        for (&index, &id) in self.shmem.inodes[ino.index()]
             .cache
             .range(start..start + u64::from(HPAGE_PMD_NR))
-            .next()?;
-        if index != start || self.folios.get(id).order != HPAGE_PMD_ORDER {
-            return None;
+        {
+            let f = self.folios.get(id);
+            if f.order == HPAGE_PMD_ORDER && index == start {
+                return ScanResult::PteMappedHugepage;
+            }
+            present += f.nr_pages();
         }
-        self.collapse_pte_mapped_thp(mmi, vma, haddr, id)
+        if khugepaged && present < HPAGE_PMD_NR - self.sysfs.max_ptes_none {
+            self.vmstat.count(VmItem::ThpScanExceedNonePte);
+            return ScanResult::ExceedNonePte;
+        }
+        self.collapse_file(ino, start, khugepaged)
     }
 
-    /// `collapse_pte_mapped_thp(mm, haddr, install_pmd = true)` for the PMD-sized page-cache
-    /// folio `id` that backs the block at `haddr`: already PMD-mapped → `SCAN_PMD_MAPPED`;
-    /// a none PMD → the folio is mapped by a PMD (`set_huge_pmd` → `do_set_pmd`, as a read
-    /// fault would); a PTE table whose present PTEs all map the folio's own pages at their
-    /// place → those PTEs are cleared, the table freed (`pte_free_defer`) and the PMD
-    /// installed; any other PTE (a private COW copy) → `SCAN_FAIL`. A block in a 1 GiB
-    /// region without a PMD table is `SCAN_PMD_NULL` (nothing installed: EINVAL on the host,
-    /// FINDINGS §16).
-    fn collapse_pte_mapped_thp(
-        &mut self,
-        mmi: MmId,
-        vma: &Vma,
-        haddr: u64,
-        id: FolioId,
-    ) -> Option<ScanResult> {
-        if !self.mms[mmi].pgt.has_pmd_table(haddr) {
-            return Some(ScanResult::PmdNull);
+    /// `collapse_file` for shmem (the reference kernel has no `CONFIG_READ_ONLY_THP_FOR_FS`,
+    /// and only shmem VMAs pass `thp_vma_allowable_order` outside the fault path): a new
+    /// PMD-sized page-cache folio replaces the small folios and holes of `[start, start +
+    /// HPAGE_PMD_NR)` of `ino`.
+    ///
+    /// In the kernel's order: allocate (`alloc_charge_folio`: `thp_collapse_alloc` or
+    /// `_failed`); an empty range is `SCAN_TRUNCATED`; each cached folio in index order is
+    /// made uptodate if fallocated (`shmem_get_folio(SGP_NOALLOC)`, which refuses beyond
+    /// i_size: `SCAN_FAIL`), then unmapped from every mapping (`try_to_unmap`); the holes are
+    /// charged to the inode (`shmem_charge`: the tmpfs `size=` limit, `SCAN_FAIL`); a hole
+    /// in the range of a VMA registered for userfaultfd MISSING faults is
+    /// `SCAN_EXCEED_NONE_PTE` (the fault the monitor expects must not be filled). A failure
+    /// after folios were unmapped leaves them cached and unmapped, as the rollback does.
+    /// On success the new folio is cached (uptodate, dirty), the old ones freed, and
+    /// `retract_page_tables` drops the emptied PTE tables; MADV_COLLAPSE then answers
+    /// `SCAN_PTE_MAPPED_HUGEPAGE` so that its caller maps the folio by a PMD.
+    fn collapse_file(&mut self, ino: InodeId, start: u64, khugepaged: bool) -> ScanResult {
+        let end = start + u64::from(HPAGE_PMD_NR);
+        let Some(pfn) = self.alloc_charge_folio(khugepaged) else {
+            return ScanResult::AllocHugePageFail;
+        };
+        let old: Vec<(u64, FolioId)> = self.shmem.inodes[ino.index()]
+            .cache
+            .range(start..end)
+            .map(|(&i, &id)| (i, id))
+            .collect();
+        let rollback = |k: &mut Self, r: ScanResult| {
+            k.buddy.free(pfn, HPAGE_PMD_ORDER);
+            r
+        };
+        if old.is_empty() {
+            return rollback(self, ScanResult::Truncated);
         }
-        let pmd = self.mms[mmi].pgt.pmd(haddr);
-        if pmd.is_huge() {
-            return Some(ScanResult::PmdMapped);
+        let size_pages = self.shmem.inodes[ino.index()].size.div_ceil(PAGE_SIZE);
+        let mut present = 0u32;
+        for &(index, id) in &old {
+            if self.shmem.not_uptodate.contains(&id) {
+                if index >= size_pages {
+                    return rollback(self, ScanResult::Fail);
+                }
+                // SGP_NOALLOC on a fallocated folio clears it and marks it uptodate.
+                self.shmem.not_uptodate.remove(&id);
+            }
+            self.try_to_unmap_file_folio(ino, id, index);
+            present += self.folios.get(id).nr_pages();
+        }
+        let nr_none = HPAGE_PMD_NR - present;
+        if nr_none > 0 && !self.shmem_blocks_fit(ino, u64::from(nr_none)) {
+            return rollback(self, ScanResult::Fail);
+        }
+        if nr_none > 0 {
+            let missing = self.shmem_mappings(ino).iter().any(|(_, v)| {
+                let vend = v.pgoff + (v.len() >> PAGE_SHIFT);
+                v.has(vmf::UFFD_MISSING) && v.pgoff < end && start < vend
+            });
+            if missing {
+                return rollback(self, ScanResult::ExceedNonePte);
+            }
+        }
+        // Copy the old pages, zero the holes; then the old folios leave the cache (freed:
+        // nothing maps them now) and the new one takes their place.
+        let new = self.folios.alloc(pfn, HPAGE_PMD_ORDER, flags::DIRTY);
+        for &(index, id) in &old {
+            let base = crate::util::page_u32(index - start);
+            for i in 0..self.folios.get(id).nr_pages() {
+                if self.folios.is_nonzero(id, i) {
+                    self.folios.set_nonzero(new, base + i);
+                }
+            }
+        }
+        for &(_, id) in &old {
+            self.shmem_delete_from_page_cache(id);
+        }
+        self.shmem_add_to_page_cache(ino, start, new);
+        self.vmstat
+            .add(VmItem::SimCollapseCopiedPages, i64::from(present));
+        self.vmstat.add(VmItem::SimZeroedPages, i64::from(nr_none));
+        self.retract_page_tables(ino, start);
+        if khugepaged {
+            ScanResult::Succeed
+        } else {
+            ScanResult::PteMappedHugepage
+        }
+    }
+
+    /// `try_to_unmap(folio, TTU_IGNORE_MLOCK)` of page-cache folio `id` (caching pages from
+    /// `first` of `ino`): every PTE mapping it, in every mm, is cleared; a write-protected
+    /// PTE of a VMA registered for uffd-wp leaves a marker (`pte_install_uffd_wp_if_needed`).
+    fn try_to_unmap_file_folio(&mut self, ino: InodeId, id: FolioId, first: u64) {
+        let f = self.folios.get(id);
+        if f.mapcount == 0 && f.entire_mapcount == 0 {
+            return;
+        }
+        let (pmds, ptes) = self.folio_file_mappings(ino, id, first);
+        debug_assert!(
+            pmds.is_empty(),
+            "a folio smaller than a PMD is never PMD-mapped"
+        );
+        for (mmi, addr, _) in ptes {
+            let pte = self.mms[mmi].pgt.pte(addr);
+            self.zap_one_pte(mmi, addr, pte);
+            let wp = self.mms[mmi]
+                .vma_at(addr)
+                .is_some_and(|v| v.has(vmf::UFFD_WP));
+            if wp && pte.has(pgtable::UFFD_WP) {
+                self.set_pte(mmi, addr, Pte::marker());
+            }
+        }
+    }
+
+    /// `retract_page_tables`: after a collapse, every mapping of page `pgoff` of `ino` whose
+    /// 2 MiB block there is aligned and inside the VMA loses its (now empty) PTE table, so
+    /// that the next fault maps the new folio by a PMD. Skipped: VMAs with an anon_vma (a
+    /// private mapping written to, whose PMD would be split again), blocks whose PMD is not
+    /// a table (`find_pmd_or_thp_or_none`), and uffd-wp VMAs (their markers live in the
+    /// table).
+    fn retract_page_tables(&mut self, ino: InodeId, pgoff: u64) {
+        for (mmi, vma) in self.shmem_mappings(ino) {
+            let vend = vma.pgoff + (vma.len() >> PAGE_SHIFT);
+            if pgoff < vma.pgoff || pgoff >= vend || vma.anon_vma.is_some() {
+                continue;
+            }
+            let addr = vma.start + ((pgoff - vma.pgoff) << PAGE_SHIFT);
+            if addr & !PMD_MASK != 0 || vma.end < addr + PMD_SIZE {
+                continue;
+            }
+            let pmd = self.mms[mmi].pgt.pmd(addr);
+            if !pmd.is_table() || vma.has(vmf::UFFD_WP) {
+                continue;
+            }
+            let tidx = pmd.table_idx();
+            debug_assert!(
+                self.mms[mmi]
+                    .pgt
+                    .pte_table(tidx)
+                    .iter()
+                    .all(|p| p.is_none()),
+                "retract_page_tables: the collapse left a PTE in the table"
+            );
+            let pfn = self.mms[mmi].pgt.free_pte_table(tidx);
+            *self.mms[mmi].pgt.pmd_mut(addr).expect("pmd") = Pmd::NONE;
+            self.free_pgtable_page(pfn);
+        }
+    }
+
+    /// `collapse_pte_mapped_thp(mm, haddr, install_pmd)`: the block at `haddr` is backed by
+    /// a PMD-sized page-cache folio; make this mm map it by a PMD (MADV_COLLAPSE,
+    /// `install_pmd`) or at least drop the PTEs that map it (khugepaged, whose next fault
+    /// maps the PMD). In the kernel's order: the VMA must cover the block (`SCAN_VMA_CHECK`);
+    /// no PMD table is `SCAN_PMD_NULL`, a huge PMD `SCAN_PMD_MAPPED`; the VMA must allow a
+    /// PMD ignoring sysfs (`SCAN_VMA_CHECK`) and not be uffd-wp registered
+    /// (`SCAN_PTE_UFFD_WP`); no cached folio at the index is `SCAN_PAGE_NULL`, a smaller one
+    /// `SCAN_PAGE_COMPOUND`. A none PMD needs only the PMD; a PTE table whose present PTEs
+    /// all map the folio's own pages at their place is cleared and freed (`pte_free_defer`)
+    /// first; a swap entry or marker is `SCAN_PTE_NON_PRESENT`, any other page (a private
+    /// COW copy) `SCAN_FAIL`. A folio fallocated and never used (`!PG_uptodate`) fails
+    /// before the page table is looked at: `SCAN_FAIL` (measured: MADV_COLLAPSE EINVAL with
+    /// the next block not tried even without a PMD table, and khugepaged does not count it;
+    /// FINDINGS §26).
+    fn collapse_pte_mapped_thp(&mut self, mmi: MmId, haddr: u64, install_pmd: bool) -> ScanResult {
+        let Some(vma) = self.mms[mmi].vma_at(haddr).copied() else {
+            return ScanResult::VmaCheck;
+        };
+        let Some(ino) = vma.backing.inode() else {
+            return ScanResult::VmaCheck;
+        };
+        if haddr < vma.start || haddr + PMD_SIZE > vma.end {
+            return ScanResult::VmaCheck;
+        }
+        if self.mms[mmi].pgt.pmd(haddr).is_huge() {
+            return ScanResult::PmdMapped;
+        }
+        if !self.thp_vma_allowable_order(mmi, &vma, HPAGE_PMD_ORDER, Tva::ForcedCollapse) {
+            return ScanResult::VmaCheck;
+        }
+        if vma.has(vmf::UFFD_WP) {
+            return ScanResult::PteUffdWp;
+        }
+        let Some((id, _)) = self.filemap_get_folio(ino, vma.linear_page_index(haddr)) else {
+            return ScanResult::PageNull;
+        };
+        if self.folios.get(id).order != HPAGE_PMD_ORDER {
+            return ScanResult::PageCompound;
         }
         if self.shmem.not_uptodate.contains(&id) {
-            // A fallocated folio nothing has faulted yet: whether it is mapped was not
-            // measured.
-            return None;
+            return ScanResult::Fail;
         }
+        // find_pmd_or_thp_or_none() again, now under the folio lock.
+        if !self.mms[mmi].pgt.has_pmd_table(haddr) {
+            return ScanResult::PmdNull;
+        }
+        let pmd = self.mms[mmi].pgt.pmd(haddr);
         if pmd.is_table() {
             let tidx = pmd.table_idx();
             let table = *self.mms[mmi].pgt.pte_table(tidx);
-            let (mut mapped, mut dirty) = (0u32, false);
+            let mut dirty = false;
             for (i, pte) in table.iter().enumerate() {
                 if pte.is_none() {
                     continue;
                 }
                 if !pte.is_page() {
-                    // Swap entries, markers: not reachable on shmem in the model.
-                    return None;
+                    return ScanResult::PteNonPresent;
                 }
                 if pte.folio() != id || pte.idx() != to_u32(i) {
-                    return Some(ScanResult::Fail);
+                    return ScanResult::Fail;
                 }
-                mapped += 1;
                 dirty |= pte.has(DIRTY);
             }
             if dirty {
-                self.folios.get_mut(id).flags |= crate::folio::flags::DIRTY;
+                self.folios.get_mut(id).flags |= flags::DIRTY;
             }
-            for i in 0..HPAGE_PMD_NR as usize {
-                self.mms[mmi].pgt.pte_table_mut(tidx)[i] = Pte::NONE;
+            let mut mapped = 0i64;
+            for (i, pte) in table.iter().enumerate() {
+                if pte.is_page() {
+                    self.mms[mmi].pgt.pte_table_mut(tidx)[i] = Pte::NONE;
+                    self.folio_remove_rmap_ptes(id, to_u32(i), 1, mmi);
+                    mapped += 1;
+                }
             }
             if mapped > 0 {
-                for (i, pte) in table.iter().enumerate() {
-                    if pte.is_page() {
-                        self.folio_remove_rmap_ptes(id, to_u32(i), 1, mmi);
-                    }
-                }
-                self.mms[mmi].add_mm_counter(MmCounter::ShmemPages, -i64::from(mapped));
+                self.mms[mmi].add_mm_counter(MmCounter::ShmemPages, -mapped);
             }
             let pfn = self.mms[mmi].pgt.free_pte_table(tidx);
             *self.mms[mmi].pgt.pmd_mut(haddr).expect("pmd") = Pmd::NONE;
             self.free_pgtable_page(pfn);
         }
-        let vmf = crate::fault::Vmf::new(mmi, *vma, haddr, crate::fault::FaultFlags::default());
-        Some(if self.do_set_pmd(&vmf, id) {
+        if !install_pmd {
+            return ScanResult::Succeed;
+        }
+        // set_huge_pmd -> do_set_pmd, as a read fault (flags 0) would map it.
+        let vmf = crate::fault::Vmf::new(mmi, vma, haddr, crate::fault::FaultFlags::default());
+        if self.do_set_pmd(&vmf, id) {
             ScanResult::Succeed
         } else {
             ScanResult::Fail
-        })
+        }
     }
 
     /// If the 2 MiB block at `haddr` lies in `vma` and in a 1 GiB region without a PMD table,

@@ -194,7 +194,7 @@ impl Kernel {
 
     /// `shmem_inode_acct_blocks`' limit test: whether `pages` more fit in the inode's tmpfs
     /// instance (always on the internal mount, which has no `size=`).
-    fn shmem_blocks_fit(&self, ino: InodeId, pages: u64) -> bool {
+    pub(crate) fn shmem_blocks_fit(&self, ino: InodeId, pages: u64) -> bool {
         match self.shmem.inodes[ino.index()].mount {
             Some(m) => {
                 let sb = &self.shmem.mounts[m.0 as usize];
@@ -543,7 +543,7 @@ impl Kernel {
 
     /// `filemap_remove_folio` (`truncate_inode_folio` after unmapping): the cache drops its
     /// references; the folio is freed when no mapping holds it.
-    fn shmem_delete_from_page_cache(&mut self, id: FolioId) {
+    pub(crate) fn shmem_delete_from_page_cache(&mut self, id: FolioId) {
         let (ino, first) = self.shmem.owner.remove(&id).expect("page-cache folio");
         self.shmem.not_uptodate.remove(&id);
         self.shmem.readahead.remove(&id);

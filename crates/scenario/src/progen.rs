@@ -211,11 +211,7 @@ impl Weights {
     }
 
     /// What the host backend can run too (no model-only ops or switches, no memory limit
-    /// below the host's). The generator also keeps out what the model
-    /// refuses rather than guesses on shmem: a program with shmem mappings gets no khugepaged
-    /// passes (`khugepaged` ops, mid-run `sysfs` writes, which can wake it) and the other way
-    /// round (`collapse_file` is not modelled), and no MADV_COLLAPSE on them (the model
-    /// answers it exactly only where no `collapse_file` is needed; elsewhere EOPNOTSUPP).
+    /// below the host's).
     pub fn host() -> Self {
         let mut w = Weights::model();
         w.model_only = false;
@@ -327,8 +323,6 @@ pub fn random_knobs<E: Entropy>(e: &mut E, percent: u32) -> Vec<(String, String)
 struct Map {
     name: String,
     size: u64,
-    /// Backed by a shmem object (`shared`, or a mapping of a `memfd`).
-    shmem: bool,
     /// hugetlb memory (`hugetlb`, or a mapping of a `memfd … hugetlb`).
     hugetlb: bool,
 }
@@ -345,8 +339,6 @@ struct Gen<'a, E: Entropy> {
     hugetlb_objects: Vec<String>,
     /// `tmpfs` instances made so far (before the first fork, like objects).
     mounts: Vec<String>,
-    /// A `khugepaged` op or a mid-run `sysfs` write (which can wake khugepaged) was generated.
-    khugepaged_passes: bool,
     /// Processes that exist (forked, not exited), `main` first.
     procs: Vec<String>,
     /// Names ever used for processes (a name is never reused).
@@ -486,16 +478,9 @@ impl<E: Entropy> Gen<'_, E> {
         }
         let name = format!("m{}", self.maps.len());
         let size = self.size();
-        let mut vis = if self.chance(25) { "shared" } else { "private" };
-        let mut of_object = !self.objects.is_empty() && self.chance(40);
-        let mut dev_zero = !of_object && self.chance(10);
-        // For the host: the model has no collapse of shmem (`collapse_file`), so a program
-        // with khugepaged passes gets no shmem mappings (and the other way round, below).
-        if !self.w.model_only && self.khugepaged_passes {
-            vis = "private";
-            of_object = false;
-            dev_zero = false;
-        }
+        let vis = if self.chance(25) { "shared" } else { "private" };
+        let of_object = !self.objects.is_empty() && self.chance(40);
+        let dev_zero = !of_object && self.chance(10);
         let object = of_object.then(|| pick(self.e, &self.objects).clone());
         let of_hugetlb = object
             .as_ref()
@@ -511,7 +496,6 @@ impl<E: Entropy> Gen<'_, E> {
         self.maps.push(Map {
             name: name.clone(),
             size,
-            shmem: (vis == "shared" || of_object) && !hugetlb,
             hugetlb,
         });
         let backing = if dev_zero { "zero" } else { "anon" };
@@ -555,15 +539,10 @@ impl<E: Entropy> Gen<'_, E> {
 
     fn madvise(&mut self) -> Option<String> {
         let r = self.range()?;
-        // MADV_COLLAPSE on shmem needs collapse_file, which the model refuses (EOPNOTSUPP)
-        // rather than guess: not for the host.
-        let name = r.split(['+', ' ']).next().unwrap_or_default();
-        let shmem = self.maps.iter().any(|m| m.name == name && m.shmem);
         let modelled: Vec<&str> = Advice::ALL
             .iter()
             .filter(|a| a.1.is_modelled())
             .filter(|a| self.w.model_only || !a.1.is_model_only())
-            .filter(|a| self.w.model_only || !shmem || a.1 != Advice::Collapse)
             .map(|a| a.0)
             .collect();
         let a = *pick(self.e, &modelled);
@@ -927,16 +906,10 @@ impl<E: Entropy> Gen<'_, E> {
                 let i = 1 + self.below(self.procs.len() as u64 - 1) as usize;
                 format!("exit {}", self.procs.remove(i))
             }
-            "khugepaged" => {
-                if !self.w.model_only && self.maps.iter().any(|m| m.shmem) {
-                    return None;
-                }
-                self.khugepaged_passes = true;
-                match self.below(3) {
-                    0 => "khugepaged scan".to_string(),
-                    _ => format!("khugepaged scan {}", 1 + self.below(4)),
-                }
-            }
+            "khugepaged" => match self.below(3) {
+                0 => "khugepaged scan".to_string(),
+                _ => format!("khugepaged scan {}", 1 + self.below(4)),
+            },
             "sleep" => pick(
                 self.e,
                 &["sleep 1ms", "sleep 500ms", "sleep 10s", "sleep 1m"],
@@ -993,10 +966,6 @@ impl<E: Entropy> Gen<'_, E> {
             }
             "expect" => self.expect()?,
             "sysfs" => {
-                if !self.w.model_only && self.maps.iter().any(|m| m.shmem) {
-                    return None;
-                }
-                self.khugepaged_passes = true;
                 let knobs = sysfs::knobs();
                 let k = pick(self.e, &knobs);
                 let mut v = knob_value(self.e, k);
@@ -1028,7 +997,6 @@ pub fn generate<E: Entropy>(e: &mut E, w: &Weights) -> String {
         objects: Vec::new(),
         hugetlb_objects: Vec::new(),
         mounts: Vec::new(),
-        khugepaged_passes: false,
         procs: vec!["main".to_string()],
         forks: 0,
         labels: 0,
