@@ -1241,11 +1241,16 @@ impl Kernel {
                 }
             }
         }
-        if outstanding != h.resv_huge_pages.wrapping_add(pending) || outstanding > h.free_huge_pages
+        // Reservations a folio will restore when freed are outstanding in a reserve map but
+        // not yet in resv_huge_pages (an owner's DONTNEED of a page its fork child still maps
+        // re-adds the reservation while the page is in use): those need no free page yet.
+        if outstanding != h.resv_huge_pages.wrapping_add(pending)
+            || outstanding.saturating_sub(pending) > h.free_huge_pages
         {
             return Err(format!(
-                "hugetlb: resv_huge_pages {} + {pending} to restore != {outstanding} outstanding",
-                h.resv_huge_pages
+                "hugetlb: resv_huge_pages {} + {pending} to restore != {outstanding} outstanding, \
+                 or more than the {} free pages",
+                h.resv_huge_pages, h.free_huge_pages
             ));
         }
         Ok(h.nr_huge_pages * HPAGE_NR)
