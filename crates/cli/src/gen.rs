@@ -1411,6 +1411,15 @@ fn firecracker_regions(guest: u64) -> Vec<u64> {
     }
 }
 
+/// The region sizes, `A + B`.
+fn regions_text(regions: &[u64]) -> String {
+    regions
+        .iter()
+        .map(|&r| fmt_size(r))
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
 fn firecracker(p: &GenParams) -> (String, String) {
     let regions = firecracker_regions(p.guest);
     let touch = 100 - p.zero_share;
@@ -1424,11 +1433,7 @@ fn firecracker(p: &GenParams) -> (String, String) {
          layout: RAM\nbelow the MMIO gap at 3.25 GiB, the rest from 4 GiB; layout not re-read at \
          HEAD). Parameters used: --guest,\n--zero-share (untouched share), --seed, --kernel.",
         p.seed,
-        regions
-            .iter()
-            .map(|&r| fmt_size(r))
-            .collect::<Vec<_>>()
-            .join(" + ")
+        regions_text(&regions)
     );
     let mut ops = String::new();
     for (i, &r) in regions.iter().enumerate() {
@@ -1913,11 +1918,7 @@ fn firecracker_file_restore(p: &GenParams) -> (String, String) {
         p.seed,
         p.write_share,
         p.seed + 100,
-        regions
-            .iter()
-            .map(|&r| fmt_size(r))
-            .collect::<Vec<_>>()
-            .join(" + ")
+        regions_text(&regions)
     );
     let mut ops = String::new();
     let _ = writeln!(
