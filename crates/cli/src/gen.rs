@@ -77,6 +77,19 @@ pub const WORKLOADS: &[(&str, &str, &str)] = &[
         "firecracker src/vmm/src/vstate/memory.rs allocate_protected/create, PR #6003 535c62675",
     ),
     (
+        "firecracker-file-restore",
+        "Firecracker snapshot restore, File backend: MAP_PRIVATE of the memory file, guest reads map the page cache, writes COW",
+        "firecracker src/vmm/src/persist.rs restore_from_snapshot/guest_memory_from_file, \
+         src/vmm/src/vstate/memory.rs snapshot_file/create, HEAD 81b38b9dad",
+    ),
+    (
+        "qemu-file-ram",
+        "QEMU memory-backend-file guest RAM (or a fake NVDIMM) on a disk file: prealloc MADV_POPULATE_WRITE vs POPULATE_READ, dirty pages and writeback",
+        "QEMU backends/hostmem-file.c file_backend_memory_alloc, softmmu/physmem.c (system/ \
+         from 8.2) file_ram_alloc/ram_block_add, util/mmap-alloc.c qemu_ram_mmap, \
+         util/oslib-posix.c qemu_prealloc_mem, v8.0-master",
+    ),
+    (
         "kubevirt-thp",
         "KubeVirt THP backing: prealloc 4 threads, mlock, one MADV_COLLAPSE pass, 95% policy",
         "kubevirt/enhancements VEP 383 (PR #384 fe9b0a9) + QEMU backends/hostmem.c",
@@ -158,6 +171,28 @@ pub struct GenParams {
     /// are written).
     #[arg(long)]
     pub postcopy_ram: bool,
+    /// qemu-file-ram: memory-backend-file `share=` (on: MAP_SHARED, the guest writes the
+    /// file's page cache; off: MAP_PRIVATE, writes copy to anonymous memory).
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    pub share: String,
+    /// qemu-file-ram: how the RAM is prefaulted before the guest runs: `write`
+    /// (prealloc=on: qemu_prealloc_mem's MADV_POPULATE_WRITE), `read` (MADV_POPULATE_READ,
+    /// what the populate thread proposes for a read-mostly file such as a fake NVDIMM; QEMU
+    /// itself only issues _WRITE) or `none`.
+    #[arg(long, default_value = "write", value_parser = ["write", "read", "none"])]
+    pub populate: String,
+    /// qemu-file-ram: memory-backend-file `align=` (default: the file's page size, 4K, so
+    /// the mapping is only page-aligned); a power of two.
+    #[arg(long, default_value = "4K", value_parser = parse_align)]
+    pub align: u64,
+    /// qemu-file-ram: the backend is a fake NVDIMM (`-device nvdimm,memdev=…`): an existing
+    /// file the guest reads through and writes little.
+    #[arg(long)]
+    pub nvdimm: bool,
+    /// firecracker-file-restore: machine-config `huge_pages` (`none`, `transparent`:
+    /// MADV_HUGEPAGE per region, `2M`: hugetlbfs, which the File backend refuses).
+    #[arg(long, default_value = "none", value_parser = ["none", "transparent", "2M"])]
+    pub huge_pages: String,
     /// Host-sized form: no `memory` line, no khugepaged or shrinker steps.
     #[arg(long)]
     pub host: bool,
@@ -184,6 +219,11 @@ impl Default for GenParams {
             qemu: "10.2".into(),
             multifd: false,
             postcopy_ram: false,
+            share: "on".into(),
+            populate: "write".into(),
+            align: K4,
+            nvdimm: false,
+            huge_pages: "none".into(),
             host: false,
             khugepaged: false,
         }
@@ -200,6 +240,18 @@ pub fn parse_guest(s: &str) -> Result<u64, String> {
     }
     if v > 4 << 40 {
         return Err(format!("guest size `{s}` is larger than 4T"));
+    }
+    Ok(v)
+}
+
+/// Parses an `--align` value: a power of two from 4K to 1G (QEMU's file_ram_alloc wants a
+/// power of two and a multiple of the file's page size).
+pub fn parse_align(s: &str) -> Result<u64, String> {
+    let v = parse_size(s).map_err(|e| e.to_string())?;
+    if !v.is_power_of_two() || !(K4..=1 << 30).contains(&v) {
+        return Err(format!(
+            "alignment `{s}` must be a power of two from 4K to 1G"
+        ));
     }
     Ok(v)
 }
@@ -389,6 +441,26 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
             p.workload
         ));
     }
+    let file_ram_opts = p.share != "on" || p.populate != "write" || p.align != K4 || p.nvdimm;
+    if file_ram_opts && p.workload != "qemu-file-ram" {
+        return Err(format!(
+            "--share, --populate, --align and --nvdimm are qemu-file-ram options, not for `{}`",
+            p.workload
+        ));
+    }
+    if p.huge_pages != "none" && p.workload != "firecracker-file-restore" {
+        return Err(format!(
+            "--huge-pages is a firecracker-file-restore option, not for `{}`",
+            p.workload
+        ));
+    }
+    if p.workload == "firecracker-file-restore" && p.huge_pages == "2M" {
+        return Err("--huge-pages 2M: Firecracker refuses to restore a hugetlbfs guest from its memory \
+            file (persist.rs restore_from_snapshot: GuestMemoryFromFileError::HugetlbfsSnapshot, \
+            \"Please use uffd\"); its Uffd backend is anonymous memory filled by 4 KiB UFFDIO_COPY, \
+            the shape of ch-restore"
+            .into());
+    }
     if p.iterations > 1 && p.workload != "precopy" {
         return Err(format!(
             "--iterations is a precopy option; `{}` has one pass",
@@ -412,6 +484,21 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
     }
     if p.backend != "anon" {
         let _ = write!(s, " --backend {}", p.backend);
+    }
+    if p.share != "on" {
+        let _ = write!(s, " --share {}", p.share);
+    }
+    if p.populate != "write" {
+        let _ = write!(s, " --populate {}", p.populate);
+    }
+    if p.align != K4 {
+        let _ = write!(s, " --align {}", fmt_size(p.align));
+    }
+    if p.huge_pages != "none" {
+        let _ = write!(s, " --huge-pages {}", p.huge_pages);
+    }
+    if p.nvdimm {
+        s.push_str(" --nvdimm");
     }
     for (on, flag) in [
         (p.multifd, "--multifd"),
@@ -442,6 +529,8 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
         "ch-restore" => ch_restore(p),
         "ch-postcopy-shared" => ch_postcopy_shared(p),
         "firecracker" => firecracker(p),
+        "firecracker-file-restore" => firecracker_file_restore(p),
+        "qemu-file-ram" => qemu_file_ram(p),
         "kubevirt-thp" => kubevirt(p),
         "criu-lazy" => criu_lazy(p),
         "jemalloc-hpa" => jemalloc_hpa(p),
@@ -512,13 +601,19 @@ fn qemu_populate(ops: &mut String, name: &str, off: u64, len: u64, t: u64) {
         "madvise {} POPULATE_WRITE   # probe: madv_populate_write_possible",
         nrange(name, off, K4)
     );
+    populate_chunks(ops, "POPULATE_WRITE", name, off, len, t);
+}
+
+/// One `madvise … ADVICE` per thread chunk of `[off, off+len)` (one over the area for one
+/// thread), then the errno check.
+fn populate_chunks(ops: &mut String, advice: &str, name: &str, off: u64, len: u64, t: u64) {
     if t == 1 {
-        let _ = writeln!(ops, "madvise {} POPULATE_WRITE", nrange(name, off, len));
+        let _ = writeln!(ops, "madvise {} {advice}", nrange(name, off, len));
     } else {
         for (i, (o, l)) in chunks(len, t).into_iter().enumerate() {
             let _ = writeln!(
                 ops,
-                "madvise {} POPULATE_WRITE   # thread {i}",
+                "madvise {} {advice}   # thread {i}",
                 nrange(name, off + o, l)
             );
         }
@@ -1316,6 +1411,15 @@ fn firecracker_regions(guest: u64) -> Vec<u64> {
     }
 }
 
+/// The region sizes, `A + B`.
+fn regions_text(regions: &[u64]) -> String {
+    regions
+        .iter()
+        .map(|&r| fmt_size(r))
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
 fn firecracker(p: &GenParams) -> (String, String) {
     let regions = firecracker_regions(p.guest);
     let touch = 100 - p.zero_share;
@@ -1329,11 +1433,7 @@ fn firecracker(p: &GenParams) -> (String, String) {
          layout: RAM\nbelow the MMIO gap at 3.25 GiB, the rest from 4 GiB; layout not re-read at \
          HEAD). Parameters used: --guest,\n--zero-share (untouched share), --seed, --kernel.",
         p.seed,
-        regions
-            .iter()
-            .map(|&r| fmt_size(r))
-            .collect::<Vec<_>>()
-            .join(" + ")
+        regions_text(&regions)
     );
     let mut ops = String::new();
     for (i, &r) in regions.iter().enumerate() {
@@ -1652,4 +1752,222 @@ fn tcmalloc_treatments(ops: &mut String, what: &str, collapse: &[u64], base: u64
             );
         }
     }
+}
+
+/// A guest access phase: `OP NAME` over all of it (100 %), a seeded share, or nothing (0 %).
+fn touch(ops: &mut String, op: &str, name: &str, pct: u32, seed: u64, why: &str) {
+    match pct {
+        0 => {}
+        100 => {
+            let _ = writeln!(ops, "{op} {name}   # {why}");
+        }
+        t => {
+            let _ = writeln!(ops, "{op} {name} random={t}% seed={seed}   # {why}");
+        }
+    }
+}
+
+/// QEMU guest RAM (or a fake NVDIMM) on a file of the disk filesystem:
+/// `-object memory-backend-file,mem-path=FILE,share=…,prealloc=…,align=…`.
+fn qemu_file_ram(p: &GenParams) -> (String, String) {
+    let t = qemu_threads(p.guest, p.threads);
+    let g = fmt_size(p.guest);
+    let shared = p.share == "on";
+    let a = fmt_size(p.align);
+    // qemu_ram_mmap reserves size + align and maps at the first `align` boundary in it; the
+    // reservation itself is only page-aligned (its length is not a PMD multiple, so the
+    // kernel does not THP-align it), so below 2 MiB the address is `align`-aligned and no
+    // more: written as the worst case, `align` past a 2 MiB boundary.
+    let placement = if p.align >= M2 {
+        format!("align={a}")
+    } else {
+        format!("align=2M offset={a}")
+    };
+    let what = if p.nvdimm {
+        "a fake NVDIMM (-device nvdimm,memdev=mem): an existing image the guest reads through \
+         (here: all of it) and writes little"
+    } else {
+        "guest RAM"
+    };
+    let populate = match p.populate.as_str() {
+        "write" => format!(
+            "prealloc=on: host_memory_backend_memory_complete -> qemu_prealloc_mem: the \
+             MADV_POPULATE_WRITE probe, then\n{t} thread(s) of MADV_POPULATE_WRITE \
+             (--threads {}, capped at 16 and one per 64 MiB): a write fault per folio, which \
+             on a\nshared file page is ext4_page_mkwrite: every page dirtied (nr_dirtied, \
+             nr_dirty), writeback to follow",
+            p.threads
+        ),
+        "read" => format!(
+            "--populate read: MADV_POPULATE_READ in the same {t} chunk(s), the prefault the \
+             populate thread wants for a\nread-mostly file (QEMU's prealloc itself only \
+             issues MADV_POPULATE_WRITE): read faults with fault-around, nothing dirtied"
+        ),
+        _ => "--populate none: prealloc=off, the guest faults on first touch".to_string(),
+    };
+    let doc = format!(
+        "memory-backend-file,mem-path=<ext4 file>,share={},align={a}{}: {what}. \
+         file_backend_memory_alloc ->\nmemory_region_init_ram_from_file -> \
+         qemu_ram_alloc_from_file: file_ram_open (O_RDWR), file_ram_alloc (ftruncate of an \
+         empty\nfile only; align = MAX(page size of the file = 4 KiB, align=)) -> \
+         qemu_ram_mmap(fd, size, align, {}) ->\nram_block_add: MADV_HUGEPAGE on every RAM \
+         block (on a file VMA it selects PMD-sized readahead folios, mapped by\na PMD only \
+         where the address and the file offset are 2 MiB-aligned together). Then {populate}.\n\
+         The guest writes {}% of its pages (random, seed {}). Then writeback: the flusher \
+         writes every dirty page\nafter dirty_expire_centisecs (30 s); the model has no \
+         flusher, so `fsync ramfile` stands for it (same\nfolio_clear_dirty_for_io -> \
+         folio_mkclean: each written page is write-protected again), and the guest's next\n\
+         writes ({}%, seed {}) fault again. Observe nr_dirtied/nr_dirty (vmstat) and \
+         Shared_Dirty/Private_Dirty after\neach phase, nr_written at writeback. \
+         Parameters used: --guest, --threads, --share, --populate, --align,\n--nvdimm, \
+         --write-share, --seed, --kernel. Try: thpsim compare FILE --set \
+         madv_populate=split --set madv_populate=single.",
+        p.share,
+        if p.nvdimm { " + nvdimm" } else { "" },
+        if shared { "MAP_SHARED" } else { "MAP_PRIVATE" },
+        p.write_share,
+        p.seed,
+        p.write_share,
+        p.seed + 1,
+    );
+    let mut ops = String::new();
+    let _ = writeln!(
+        ops,
+        "file ramfile {g} on=disk            # {}",
+        if p.nvdimm {
+            "the NVDIMM image (an existing file: not truncated)"
+        } else {
+            "file_ram_open + file_ram_alloc's ftruncate"
+        }
+    );
+    let _ = writeln!(
+        ops,
+        "mmap ram {g} ramfile {} rw {placement}   # qemu_ram_mmap(align={a})",
+        if shared { "shared" } else { "private" }
+    );
+    ops.push_str("madvise ram HUGEPAGE                 # ram_block_add\n");
+    ops.push_str("checkpoint mapped\n");
+    match p.populate.as_str() {
+        "write" => qemu_populate(&mut ops, "ram", 0, p.guest, t),
+        "read" => populate_chunks(&mut ops, "POPULATE_READ", "ram", 0, p.guest, t),
+        _ => {}
+    }
+    if p.populate != "none" {
+        ops.push_str("checkpoint populated\n");
+    }
+    if p.nvdimm {
+        touch(
+            &mut ops,
+            "read",
+            "ram",
+            100,
+            p.seed,
+            "the guest reads the device",
+        );
+    }
+    touch(
+        &mut ops,
+        "write",
+        "ram",
+        p.write_share,
+        p.seed,
+        "guest writes",
+    );
+    ops.push_str("checkpoint guest\n");
+    ops.push_str("fsync ramfile                        # writeback (the flusher's work)\n");
+    ops.push_str("expect errno == ok\ncheckpoint writeback\n");
+    touch(
+        &mut ops,
+        "write",
+        "ram",
+        p.write_share,
+        p.seed + 1,
+        "guest writes after writeback",
+    );
+    ops.push_str("checkpoint guest-after-writeback\n");
+    (doc, ops)
+}
+
+/// Firecracker's snapshot restore with the File memory backend.
+fn firecracker_file_restore(p: &GenParams) -> (String, String) {
+    let regions = firecracker_regions(p.guest);
+    let thp = p.huge_pages == "transparent";
+    let read = 100 - p.zero_share;
+    let doc = format!(
+        "PUT /snapshot/load with mem_backend File: restore_from_snapshot -> \
+         guest_memory_from_file opens the memory\nfile (File::open) -> memory::snapshot_file \
+         (the file must be at least the guest size) -> memory::create:\nper region \
+         GuestRegionMmap::allocate (allocate_protected: a 2 MiB-aligned PROT_NONE \
+         reservation, then\nMAP_FIXED|MAP_PRIVATE|MAP_NORESERVE of the file at the region's \
+         offset){}. The guest resumes: it\nreads {read}% of its pages (random, seed {}: page \
+         cache, mapped read-only; the file is cold here, so readahead\nreads it: major faults) \
+         and then writes {}% (seed {}): each write copies its page to an anonymous page\n\
+         (wp_page_copy on a mapped page, do_cow_fault on an unmapped one; a PMD-mapped file \
+         folio is zapped first).\nThe Uffd backend (guest_memory_from_uffd) maps anonymous \
+         memory instead (the shape of ch-restore); balloon\ndiscards on this restore \
+         (discard_range: MAP_FIXED anonymous over the range, no MADV_HUGEPAGE again) are not\n\
+         generated. The model's file is opened read-write (Firecracker opens it read-only: \
+         no difference to\nthe faults). Regions: {}. Parameters used: --guest, --huge-pages, \
+         --zero-share (unread share),\n--write-share, --seed, --kernel.",
+        if thp {
+            ", then madvise(MADV_HUGEPAGE) (huge_pages=Transparent, PR #6003 535c62675): \
+             PMD-sized readahead\nfolios, PMD-mapped by read faults"
+        } else {
+            " (huge_pages=None: no madvise)"
+        },
+        p.seed,
+        p.write_share,
+        p.seed + 100,
+        regions_text(&regions)
+    );
+    let mut ops = String::new();
+    let _ = writeln!(
+        ops,
+        "file mem {} on=disk              # the snapshot memory file",
+        fmt_size(p.guest)
+    );
+    let mut foff = 0;
+    for (i, &r) in regions.iter().enumerate() {
+        let off = if foff == 0 {
+            String::new()
+        } else {
+            format!(" foff={}", fmt_size(foff))
+        };
+        let _ = writeln!(
+            ops,
+            "mmap ram{i} {} mem private rw align=2M{off}   # allocate_protected + MAP_FIXED|MAP_PRIVATE",
+            fmt_size(r)
+        );
+        if thp {
+            let _ = writeln!(
+                ops,
+                "madvise ram{i} HUGEPAGE                # memory::create, huge_pages=Transparent"
+            );
+        }
+        foff += r;
+    }
+    ops.push_str("checkpoint mapped\n");
+    for i in 0..regions.len() {
+        touch(
+            &mut ops,
+            "read",
+            &format!("ram{i}"),
+            read,
+            p.seed + i as u64,
+            "guest reads",
+        );
+    }
+    ops.push_str("checkpoint guest-reads\n");
+    for i in 0..regions.len() {
+        touch(
+            &mut ops,
+            "write",
+            &format!("ram{i}"),
+            p.write_share,
+            p.seed + 100 + i as u64,
+            "guest writes (private COW)",
+        );
+    }
+    ops.push_str("checkpoint guest-writes\n");
+    (doc, ops)
 }

@@ -657,3 +657,175 @@ fn ch_postcopy_shared_takes_minor_faults_and_maps_every_page_by_pte() {
     assert_eq!(smaps(&res, "restored", "dst", "Rss"), 64 << 10);
     assert_eq!(counter(&res, "guest-faults", "uffd.minor"), written as i64);
 }
+
+/// Pages of a `random=pct% seed` subset of `len`, and the 2 MiB blocks it touches.
+fn subset_pages_blocks(len: u64, pct: u32, seed: u64) -> (u64, u64) {
+    let b = data_blocks(len, pct, seed);
+    (
+        b.iter().map(|x| x.0).sum(),
+        b.iter().filter(|x| x.0 > 0).count() as u64,
+    )
+}
+
+fn faults(res: &RunResult, checkpoint: &str) -> u64 {
+    let c = cp(res, checkpoint);
+    c.minflt + c.majflt
+}
+
+#[test]
+fn qemu_file_ram_populate_write_dirties_every_page_and_read_none() {
+    let pages = (64u64 << 20) / K4;
+    let mut p = params("qemu-file-ram");
+    p.align = M2;
+    let src = generate(&p).unwrap();
+    assert!(src.contains("\nfile ramfile 64M on=disk "));
+    assert!(src.contains("\nmmap ram 64M ramfile shared rw align=2M "));
+    assert!(src.contains("\nmadvise ram HUGEPAGE "));
+    assert!(src.contains("\nmadvise ram+0 4K POPULATE_WRITE "));
+    let res = run_gen(&p, "6.18");
+    // MADV_HUGEPAGE readahead makes 2 MiB folios; each write fault dirties and PMD-maps one.
+    assert_eq!(faults(&res, "populated"), 64 / 2);
+    assert_eq!(
+        counter(&res, "populated", "vmstat.nr_dirtied"),
+        pages as i64
+    );
+    assert_eq!(counter(&res, "populated", "vmstat.nr_dirty"), pages as i64);
+    assert_eq!(
+        counter(&res, "writeback", "vmstat.nr_written"),
+        pages as i64
+    );
+    assert_eq!(
+        counter(&res, "writeback", "vmstat.nr_dirty"),
+        -(pages as i64)
+    );
+    assert_eq!(smaps(&res, "writeback", "ram", "Private_Dirty"), 0);
+    // Writeback write-protects the PMDs again: one fault per block the guest writes.
+    let (_, blocks) = subset_pages_blocks(64 << 20, p.write_share, p.seed + 1);
+    assert_eq!(faults(&res, "guest-after-writeback"), blocks);
+    // POPULATE_READ dirties nothing; the guest's writes dirty whole 2 MiB folios.
+    p.populate = "read".into();
+    let src = generate(&p).unwrap();
+    assert!(src.contains("\nmadvise ram+0 64M POPULATE_READ\n"));
+    assert!(!src.contains(" POPULATE_WRITE"));
+    let res = run_gen(&p, "6.18");
+    assert_eq!(counter(&res, "populated", "vmstat.nr_dirtied"), 0);
+    assert_eq!(smaps(&res, "populated", "ram", "Private_Dirty"), 0);
+    let (_, blocks) = subset_pages_blocks(64 << 20, p.write_share, p.seed);
+    assert_eq!(
+        counter(&res, "guest", "vmstat.nr_dirty"),
+        (blocks * 512) as i64
+    );
+    // The single-flag proposal write-faults the writable mapping: every page dirty again.
+    let res = run_gen_with(&p, "6.18", &[("madv_populate", "single")]);
+    assert_eq!(
+        counter(&res, "populated", "vmstat.nr_dirtied"),
+        pages as i64
+    );
+}
+
+#[test]
+fn qemu_file_ram_alignment_and_private_mapping() {
+    let pages = (64u64 << 20) / K4;
+    // The default align is the file's page size: 4 KiB past a 2 MiB boundary, no 2 MiB
+    // folio fits one page table, so each page takes its own write fault.
+    let p = params("qemu-file-ram");
+    let src = generate(&p).unwrap();
+    assert!(src.contains("\nmmap ram 64M ramfile shared rw align=2M offset=4K "));
+    let res = run_gen(&p, "6.18");
+    assert_eq!(faults(&res, "populated"), pages);
+    assert_eq!(smaps(&res, "populated", "ram", "FilePmdMapped"), 0);
+    // share=off: every page is copied to anonymous memory; the file stays clean.
+    let mut p = params("qemu-file-ram");
+    p.share = "off".into();
+    p.align = M2;
+    let src = generate(&p).unwrap();
+    assert!(src.contains("\nmmap ram 64M ramfile private rw align=2M "));
+    let res = run_gen(&p, "6.18");
+    assert_eq!(smaps(&res, "populated", "ram", "Anonymous"), 64 << 10);
+    assert_eq!(counter(&res, "populated", "vmstat.nr_dirtied"), 0);
+    assert_eq!(counter(&res, "writeback", "vmstat.nr_written"), 0);
+    // The NVDIMM reads the whole device after the prefault.
+    let mut p = params("qemu-file-ram");
+    p.nvdimm = true;
+    p.populate = "read".into();
+    assert!(generate(&p).unwrap().contains("\nread ram   # "));
+    // Options of other workloads are refused.
+    let mut q = params("precopy");
+    q.share = "off".into();
+    assert!(generate(&q).unwrap_err().contains("qemu-file-ram options"));
+    assert!(gen::parse_align("3M").is_err());
+    assert!(gen::parse_align("2K").is_err());
+    assert_eq!(gen::parse_align("2M").unwrap(), M2);
+}
+
+#[test]
+fn firecracker_file_restore_reads_the_page_cache_and_copies_writes() {
+    let mut p = params("firecracker-file-restore");
+    p.write_share = 5;
+    let src = generate(&p).unwrap();
+    assert!(src.contains("\nfile mem 64M on=disk "));
+    assert!(src.contains("\nmmap ram0 64M mem private rw align=2M "));
+    assert!(!src.contains("\nmadvise "));
+    let (written, _) = subset_pages_blocks(64 << 20, p.write_share, p.seed + 100);
+    for k in ["6.12", "6.18"] {
+        let res = run_gen(&p, k);
+        assert_eq!(smaps(&res, "guest-reads", "ram0", "Anonymous"), 0);
+        assert_eq!(
+            smaps(&res, "guest-writes", "ram0", "Anonymous"),
+            written * 4
+        );
+        assert_eq!(counter(&res, "guest-writes", "vmstat.nr_dirtied"), 0);
+    }
+    // huge_pages=Transparent: MADV_HUGEPAGE per region, reads map 2 MiB folios by PMDs.
+    p.huge_pages = "transparent".into();
+    let src = generate(&p).unwrap();
+    assert_eq!(src.matches("\nmadvise ram0 HUGEPAGE ").count(), 1);
+    let res = run_gen(&p, "6.18");
+    assert!(smaps(&res, "guest-reads", "ram0", "FilePmdMapped") > 0);
+    assert_eq!(
+        smaps(&res, "guest-writes", "ram0", "Anonymous"),
+        written * 4
+    );
+    // Two regions above the MMIO gap, the second at its file offset.
+    let mut p = params("firecracker-file-restore");
+    p.guest = 4 << 30;
+    let src = generate(&p).unwrap();
+    assert!(src.contains("\nmmap ram1 768M mem private rw align=2M foff=3328M "));
+    p.huge_pages = "2M".into();
+    assert!(generate(&p).unwrap_err().contains("HugetlbfsSnapshot"));
+}
+
+/// The checked-in forms of these workloads are exactly what the command in their first
+/// line prints.
+#[test]
+fn file_workload_files_equal_the_generator_output() {
+    use clap::Parser as _;
+    #[derive(clap::Parser)]
+    struct Gen {
+        #[command(flatten)]
+        p: GenParams,
+    }
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios/workloads");
+    let mut seen = 0;
+    for dir in [root.to_string(), format!("{root}/host")] {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if !(name.starts_with("qemu-file-ram") || name.starts_with("firecracker-file-restore"))
+            {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let cmd = text
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("# Generated by: thpsim gen "))
+                .unwrap_or_else(|| panic!("{name}: no `# Generated by` line"));
+            let args = std::iter::once("gen").chain(cmd.split_whitespace());
+            let g = Gen::try_parse_from(args).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(generate(&g.p).unwrap(), text, "{name}");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 12, "{seen} files");
+}

@@ -325,14 +325,28 @@ impl Kernel {
                 None => i += 1,
             }
         }
-        let Some(&(_, head)) = folios.first() else {
+        let Some(&(h0, head)) = folios.first() else {
             return false;
         };
+        // Large mappings (a PMD, a whole large folio) must not reach past i_size, or a
+        // fault beyond it would find a page instead of SIGBUS; shmem has always mapped
+        // PMDs across it (commit 74207de2ba10 and its fix "Fix logic around SIGBUS in
+        // filemap_map_pages()", 6.18). The test is `file_end >= folio_next_index(folio)`
+        // with `file_end` the last page's index, so a folio that ends exactly at EOF fails
+        // it too (measured: conformance 531).
+        let shmem = !self.inode_is_disk(ino);
+        let can_map_large = |f0: u64, nr: u64| shmem || f0 + nr < eof;
         // filemap_map_pmd()
         if self.mms[mmi].pgt.pmd(addr).is_huge() {
             return true;
         }
         if self.mms[mmi].pgt.pmd(addr).is_none() {
+            let nr = u64::from(self.folios.get(head).nr_pages());
+            if !can_map_large(h0, nr) {
+                // filemap_map_pmd() is skipped, so no PTE table is installed either:
+                // pte_offset_map_lock() finds none and nothing is mapped here.
+                return false;
+            }
             if self.do_set_pmd(vmf, head) {
                 return true;
             }
@@ -346,9 +360,9 @@ impl Kernel {
         for (f0, id) in folios {
             let nr = u64::from(self.folios.get(id).nr_pages());
             let (mut a, mut b) = (f0.max(start_pgoff), (f0 + nr - 1).min(end_pgoff));
-            // filemap_map_folio_range() (6.18): a large folio inside the VMA and one page
-            // table is mapped whole (shmem may map across i_size).
-            if nr > 1 && f0 >= vma.pgoff && f0 + nr <= vma_end_pgoff {
+            // filemap_map_folio_range() (6.18): a large folio inside the VMA, one page
+            // table and (not for shmem) i_size is mapped whole.
+            if nr > 1 && can_map_large(f0, nr) && f0 >= vma.pgoff && f0 + nr <= vma_end_pgoff {
                 let va0 = vma.start + ((f0 - vma.pgoff) << PAGE_SHIFT);
                 if va0 & PMD_MASK == (va0 + nr * PAGE_SIZE - 1) & PMD_MASK {
                     (a, b) = (f0, f0 + nr - 1);

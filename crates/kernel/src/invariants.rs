@@ -375,6 +375,25 @@ impl Kernel {
                 ));
             }
         }
+        // nr_dirty: the dirty pages of disk files' caches.
+        let mut file_dirty = 0i64;
+        for inode in &self.shmem.inodes {
+            if inode.kind != crate::readahead::InodeKind::Disk {
+                continue;
+            }
+            for &id in inode.cache.values() {
+                let f = self.folios.get(id);
+                if f.test(flags::DIRTY) {
+                    file_dirty += i64::from(f.nr_pages());
+                }
+            }
+        }
+        if self.vmstat.get(VmItem::NrDirty) != file_dirty {
+            return Err(format!(
+                "nr_dirty {} != {file_dirty} dirty disk-file pages",
+                self.vmstat.get(VmItem::NrDirty)
+            ));
+        }
         let cached: usize = self.shmem.inodes.iter().map(|i| i.cache.len()).sum();
         if cached != self.shmem.owner.len() {
             return Err(format!(

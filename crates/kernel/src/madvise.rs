@@ -52,6 +52,12 @@ impl Kernel {
             return Ok(());
         }
         match advice {
+            Advice::PopulateRead | Advice::PopulateWrite
+                if self.profile.switches.madv_populate == crate::profile::MadvPopulate::Single =>
+            {
+                // The RFC had one advice; either number stands for it.
+                return self.madvise_populate_by_vma(pid, start, end);
+            }
             Advice::PopulateRead | Advice::PopulateWrite => {
                 let foll = Foll::write_if(advice == Advice::PopulateWrite);
                 return self.populate_range(pid, start, end, foll);

@@ -57,6 +57,17 @@ pub enum GmemPunch {
     Einval,
 }
 
+/// What `MADV_POPULATE_READ` and `MADV_POPULATE_WRITE` do: the pair Linux merged (5.14,
+/// commit 4ca9b3859dac), or the single `MADV_POPULATE` of the RFC that preceded it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum MadvPopulate {
+    /// Each advice does what it says: read faults for `_READ`, write faults for `_WRITE`.
+    Split,
+    /// Both act as the single `MADV_POPULATE` proposal: write faults in writable VMAs (a
+    /// shared file page is dirtied), read faults in the others.
+    Single,
+}
+
 /// Every behaviour switch of the model. Field names are the `set` keys.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Switches {
@@ -96,6 +107,10 @@ pub struct Switches {
     /// `gmem_punch=split|zero|einval` — a punch hole covering part of a huge guest_memfd folio.
     /// Model-only.
     pub gmem_punch: GmemPunch,
+    /// `madv_populate=split|single` — the populate advices as Linux has them, or both
+    /// acting as the single `MADV_POPULATE` proposal (David Hildenbrand's RFC, February
+    /// 2021: prefault writable where the VMA is writable). Model-only.
+    pub madv_populate: MadvPopulate,
 }
 
 /// One kernel version profile.
@@ -125,6 +140,7 @@ pub fn profiles() -> Vec<Profile> {
                 gmem_huge_order: 0,
                 gmem_fallback: GmemFallback::Small,
                 gmem_punch: GmemPunch::Split,
+                madv_populate: MadvPopulate::Split,
             },
         },
         Profile {
@@ -143,6 +159,7 @@ pub fn profiles() -> Vec<Profile> {
                 gmem_huge_order: 0,
                 gmem_fallback: GmemFallback::Small,
                 gmem_punch: GmemPunch::Split,
+                madv_populate: MadvPopulate::Split,
             },
         },
     ]
@@ -168,6 +185,7 @@ pub const SWITCHES: &[(&str, &str, &str)] = &[
     ("gmem_huge_order", "0|1|2|3|4|5|6|7|8|9", "guest_memfd folio order (huge-folio proposals; 0 = 6.18, order-0 folios only); model-only"),
     ("gmem_fallback", "small|none", "a failed huge guest_memfd allocation takes order 0 or fails with ENOMEM (proposals); model-only"),
     ("gmem_punch", "split|zero|einval", "a punch over part of a huge guest_memfd folio splits it, zeroes the hole keeping it whole, or is EINVAL (proposals); model-only"),
+    ("madv_populate", "split|single", "MADV_POPULATE_READ/_WRITE do what they say (5.14), or both act as the single MADV_POPULATE proposal: write faults in writable VMAs, read faults elsewhere (RFC, 2021); model-only"),
 ];
 
 /// Why `Switches::set` refused a switch.
@@ -256,6 +274,13 @@ impl Switches {
                     _ => return Err(bad("split, zero or einval")),
                 }
             }
+            "madv_populate" => {
+                self.madv_populate = match value {
+                    "split" => MadvPopulate::Split,
+                    "single" => MadvPopulate::Single,
+                    _ => return Err(bad("split or single")),
+                }
+            }
             _ => {
                 return Err(SwitchError::Unknown {
                     switch: key.to_string(),
@@ -297,6 +322,10 @@ impl Switches {
                 GmemPunch::Split => "split".into(),
                 GmemPunch::Zero => "zero".into(),
                 GmemPunch::Einval => "einval".into(),
+            },
+            "madv_populate" => match self.madv_populate {
+                MadvPopulate::Split => "split".into(),
+                MadvPopulate::Single => "single".into(),
             },
             _ => return None,
         })

@@ -19,7 +19,7 @@
 //!   fault on the marked folio starts the next, asynchronous window (`page_cache_async_ra`,
 //!   two orders larger each time, also a retry but not a major one);
 //! - the VMA wants write notification (`page_mkwrite`): read faults and fault-around map
-//!   read-only, a write fault dirties the folio (`ext4_page_mkwrite`, `nr_dirtied`);
+//!   read-only, a write fault dirties the folio (`ext4_page_mkwrite`, `nr_dirtied`, `nr_dirty`);
 //! - `fsync` / `msync(MS_SYNC)` write dirty folios back: `folio_mkclean` write-protects and
 //!   cleans every PTE and PMD mapping them, so the next write faults again (`nr_written`);
 //! - `fallocate` allocates blocks, not page cache; a punch drops the cache range.
@@ -438,6 +438,7 @@ impl Kernel {
         f.flags |= flags::DIRTY;
         let nr = i64::from(f.nr_pages());
         self.vmstat.add(VmItem::NrDirtied, nr);
+        self.vmstat.add(VmItem::NrDirty, nr);
     }
 
     /// `file_write_and_wait_range` of pages `[first, last]` of a disk file: every dirty folio
@@ -462,6 +463,7 @@ impl Kernel {
             f.flags &= !flags::DIRTY;
             let nr = i64::from(f.nr_pages());
             self.vmstat.add(VmItem::NrWritten, nr);
+            self.vmstat.add(VmItem::NrDirty, -nr);
         }
     }
 

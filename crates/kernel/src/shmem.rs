@@ -547,6 +547,11 @@ impl Kernel {
         let (ino, first) = self.shmem.owner.remove(&id).expect("page-cache folio");
         self.shmem.not_uptodate.remove(&id);
         self.shmem.readahead.remove(&id);
+        if self.inode_is_disk(ino) && self.folios.get(id).test(flags::DIRTY) {
+            // folio_cancel_dirty on removal: the page no longer counts as dirty.
+            self.vmstat
+                .add(VmItem::NrDirty, -i64::from(self.folios.get(id).nr_pages()));
+        }
         let f = self.folios.get_mut(id);
         f.flags &= !flags::SHMEM;
         let (nr, order) = (f.nr_pages(), f.order);
@@ -837,6 +842,16 @@ impl Kernel {
         }
     }
 
+    /// A folio a truncation zeroes in part stays dirty (its zeroed part must not be read back
+    /// from the backing store); a disk file's folio is accounted as dirty.
+    fn partial_folio_mark_dirty(&mut self, id: FolioId) {
+        if self.folio_is_disk(id) {
+            self.folio_mark_dirty(id);
+        } else {
+            self.folios.get_mut(id).flags |= flags::DIRTY;
+        }
+    }
+
     /// `shmem_undo_range(inode, lstart, lend, false)`: drops every folio inside the byte
     /// range `[lstart, lend]` and zeroes/splits the partial ones at its ends.
     pub(crate) fn shmem_undo_range(&mut self, ino: InodeId, lstart: u64, lend: u64) {
@@ -851,12 +866,12 @@ impl Kernel {
         if let Some((id, first)) = self.filemap_get_folio(ino, lstart >> PAGE_SHIFT) {
             let fend = (first + u64::from(self.folios.get(id).nr_pages())) * PAGE_SIZE;
             same_folio = lend < fend;
-            self.folios.get_mut(id).flags |= flags::DIRTY;
+            self.partial_folio_mark_dirty(id);
             self.truncate_partial_folio(id, first, lstart, lend);
         }
         if !same_folio {
             if let Some((id, first)) = self.filemap_get_folio(ino, lend >> PAGE_SHIFT) {
-                self.folios.get_mut(id).flags |= flags::DIRTY;
+                self.partial_folio_mark_dirty(id);
                 self.truncate_partial_folio(id, first, lstart, lend);
             }
         }

@@ -96,6 +96,10 @@ vm_items! {
     // the host moves them.
     NrDirtied => "nr_dirtied", true;
     NrWritten => "nr_written", true;
+    // NR_FILE_DIRTY: dirty page-cache pages of files that write back (disk files; shmem has
+    // no writeback accounting). A gauge; the model has no flusher, so it falls only when the
+    // scenario syncs or drops the pages.
+    NrDirty => "nr_dirty", true;
     SimCollapseCopiedPages => "sim_collapse_copied_pages", false;
     SimCollapseInplace => "sim_collapse_inplace", false;
     SimThpLazyRemap => "sim_thp_lazy_remap", false;
