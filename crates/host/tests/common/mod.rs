@@ -105,8 +105,12 @@ pub fn backend() -> Option<HostBackend> {
     if !host_ready() {
         return None;
     }
+    // Pinned (allow_sysfs): every knob the model knows is set to the scenario's value or the
+    // model's default for the run and restored after, so the tests do not depend on how the
+    // host booted (an image with hugepages-16kB/enabled=always gives 16 KiB folios to an
+    // unpinned run's faults).
     let mut b = HostBackend::new(HostOptions {
-        allow_sysfs: false,
+        allow_sysfs: true,
         ..Default::default()
     });
     match b.setup(&setup_with(default_knobs())) {
