@@ -1313,9 +1313,11 @@ fn ch_postcopy_shared(p: &GenParams) -> (String, String) {
          `uffd continue` per gap;\nthe source's read allocates the blocks the guest never used). \
          Every page of the destination is mapped by a\nPTE, whatever the folio size: with \
          shmem_enabled=advise the source's PMD folios stay PTE-mapped at the destination\n\
-         (ShmemPmdMapped 0). khugepaged's shmem path (collapse_file, the PMD remap of a \
-         PTE-mapped folio) is not modelled,\nso the workload ends at the restore. Try: thpsim \
-         compare FILE --set shmem_enabled=never --set shmem_enabled=advise.\nParameters \
+         (ShmemPmdMapped 0). With --khugepaged a full scan follows: khugepaged drops the PTEs \
+         of PMD-sized\nfolios (the next access maps a PMD) and collapse_files small ones, but \
+         under shmem_enabled=advise the VMM's\nMADV_HUGEPAGE alone does not register the mm \
+         (FINDINGS §26). Try: thpsim compare FILE --set shmem_enabled=never\n--set \
+         shmem_enabled=advise.\nParameters \
          used: --guest, --used, --write-share, --seed, --kernel.",
         p.used,
         p.seed,
