@@ -441,11 +441,11 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
     if p.backend == "memfd"
         && !matches!(
             p.workload.as_str(),
-            "prealloc-populate" | "prealloc-touch" | "precopy"
+            "prealloc-populate" | "prealloc-touch" | "precopy" | "balloon"
         )
     {
         return Err(format!(
-            "--backend memfd is generated for prealloc-populate, prealloc-touch and precopy, not `{}` (it needs userfaultfd or discards on shmem)",
+            "--backend memfd is generated for prealloc-populate, prealloc-touch, precopy and balloon, not `{}`",
             p.workload
         ));
     }
@@ -602,6 +602,21 @@ fn qemu_ram(p: &GenParams, ops: &mut String) {
         );
     }
     let _ = writeln!(ops, "madvise ram HUGEPAGE                 # ram_block_add");
+}
+
+/// `ram_block_discard_range` of `[off, off+len)` of the guest RAM (system/physmem.c, 8.0-master):
+/// for memory-backend-ram an MADV_DONTNEED; for a memfd (`rb->fd` set, 4 KiB pages) first
+/// `fallocate(PUNCH_HOLE|KEEP_SIZE)` of the file range, then MADV_DONTNEED of the mapping.
+fn qemu_discard(p: &GenParams, ops: &mut String, off: u64, len: u64) {
+    if p.backend == "memfd" {
+        let _ = writeln!(
+            ops,
+            "fallocate ramfd {} {} punch_hole keep_size",
+            fmt_size(off),
+            fmt_size(len)
+        );
+    }
+    let _ = writeln!(ops, "madvise {} DONTNEED", range(off, len));
 }
 
 /// QEMU's prealloc of `[off, off+len)` of `name` with `t` threads: the MADV_POPULATE_WRITE
@@ -1074,12 +1089,13 @@ fn balloon(p: &GenParams) -> (String, String) {
     let doc = format!(
         "THP-backed guest RAM, fully written by the guest. First half: balloon inflate \
          (virtio_balloon_handle_output ->\nballoon_inflate_page), 4 KiB PFNs, each a 4 KiB \
-         ram_block_discard_range = MADV_DONTNEED; the guest gives back\n{}% of the pages of \
+         ram_block_discard_range = MADV_DONTNEED (with --backend memfd:\nfallocate(PUNCH_HOLE|KEEP_SIZE) \
+         of the memfd range first); the guest gives back\n{}% of the pages of \
          every 2 MiB block as one run of consecutive PFNs at a random offset (seed {}; a guest\n\
          choice; consecutive 4 KiB discards have the effect of one). Second half: free-page \
          reporting\n(virtio_balloon_handle_report) of {}% of the 2 MiB blocks (random), each an \
          aligned 2 MiB MADV_DONTNEED.\nThen `shrink` (memory pressure). Parameters used: \
-         --guest, --zero-share (share given back), --seed, --kernel.",
+         --guest, --backend, --zero-share (share given back), --seed, --kernel.",
         p.zero_share, p.seed, p.zero_share
     );
     let mut ops = String::new();
@@ -1092,18 +1108,14 @@ fn balloon(p: &GenParams) -> (String, String) {
     if per_block > 0 {
         for b in 0..half / M2 {
             let start = rng.below(PAGES_PER_PMD - per_block + 1);
-            let _ = writeln!(
-                ops,
-                "madvise {} DONTNEED",
-                range(b * M2 + start * K4, per_block * K4)
-            );
+            qemu_discard(p, &mut ops, b * M2 + start * K4, per_block * K4);
         }
     }
     ops.push_str("checkpoint inflated\n");
     ops.push_str("# free-page reporting: aligned 2 MiB discards\n");
     for b in half / M2..p.guest / M2 {
         if rng.chance(p.zero_share) {
-            let _ = writeln!(ops, "madvise {} DONTNEED", range(b * M2, M2));
+            qemu_discard(p, &mut ops, b * M2, M2);
         }
     }
     ops.push_str("checkpoint reported\n");

@@ -379,6 +379,30 @@ fn balloon_4k_inflate_splits_and_reporting_frees_whole() {
 }
 
 #[test]
+fn balloon_on_memfd_punches_and_frees_at_once() {
+    let mut p = params("balloon");
+    p.backend = "memfd".into();
+    let src = generate(&p).unwrap();
+    // Every discard is a punch of the memfd range followed by MADV_DONTNEED of the mapping.
+    assert_eq!(
+        src.matches(" punch_hole keep_size\n").count(),
+        src.matches(" DONTNEED\n").count()
+    );
+    // 30 % of 512 pages of each of the 16 inflated blocks: 153 pages, freed at the inflate.
+    let ballooned = 16 * (512 * 30 / 100);
+    let res = run_gen(&p, "6.18");
+    assert_eq!(counter(&res, "inflated", "vmstat.nr_free_pages"), ballooned);
+    assert_eq!(counter(&res, "inflated", "vmstat.nr_shmem"), -ballooned);
+    assert_eq!(counter(&res, "shrunk", "vmstat.thp_split_page"), 0);
+    // With PMD-sized shmem folios each inflated block's folio is split by its punch.
+    let res = run_gen_with(&p, "6.18", &[("shmem_enabled", "advise")]);
+    assert_eq!(counter(&res, "booted", "vmstat.thp_file_alloc"), 32);
+    assert_eq!(counter(&res, "inflated", "vmstat.thp_split_page"), 16);
+    assert_eq!(counter(&res, "inflated", "vmstat.thp_split_pmd"), 16);
+    assert_eq!(counter(&res, "inflated", "vmstat.nr_free_pages"), ballooned);
+}
+
+#[test]
 fn virtio_mem_unplugs_whole_thps_and_replugs_them() {
     let p = params("virtio-mem"); // 30 % of 32 blocks: 9 unplugged
     let src = generate(&p).unwrap();
