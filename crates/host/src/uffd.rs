@@ -193,8 +193,23 @@ fn ones() -> &'static [u8] {
 
 /// `UFFDIO_COPY` of `[start, start+len)` from pages of 1s, in chunks of at most 2 MiB. Stops
 /// at the first error (EEXIST at the first populated page: the pages before it stay).
+/// A range the kernel refuses before it reads the source (`validate_unaligned_range` /
+/// `validate_range`: a length or destination that is not page aligned, or 0) goes in one
+/// ioctl with the whole length, so the answer is the one a single UFFDIO_COPY gets (EINVAL),
+/// not a chunk's.
 pub fn copy(fd: BorrowedFd<'_>, start: u64, len: u64, mode: u64) -> Result<(), i32> {
     let src = ones();
+    let page = 4096u64;
+    if len == 0 || len % page != 0 || start % page != 0 {
+        let mut a = UffdioCopy {
+            dst: start,
+            src: src.as_ptr() as u64,
+            len,
+            mode,
+            copy: 0,
+        };
+        return ioctl(fd, UFFDIO_COPY, &mut a);
+    }
     let mut done = 0u64;
     while done < len {
         let n = (len - done).min(src.len() as u64);
