@@ -67,6 +67,8 @@ pub(crate) struct FuzzOpts {
     pub out: Option<PathBuf>,
     /// Host runs a shrink may spend.
     pub shrink_runs: u32,
+    /// Programs with a `swap` line get zram0 (`HostOptions::allow_swap`).
+    pub allow_swap: bool,
     pub json: bool,
     pub verbose: bool,
 }
@@ -429,6 +431,7 @@ pub(crate) fn main(o: FuzzOpts) -> ExitCode {
         opts: thpsim_host::HostOptions {
             allow_sysfs: true,
             no_wait: false,
+            allow_swap: o.allow_swap,
         },
         devs: &devs,
         host_runs: 0,

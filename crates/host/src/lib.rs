@@ -47,6 +47,7 @@ pub mod inventory;
 pub mod khugepaged;
 pub mod observe;
 pub mod proto;
+pub mod swap;
 pub mod sys;
 pub mod sysfs;
 pub mod tmpfs;
@@ -77,6 +78,9 @@ pub struct HostOptions {
     /// Refuse instead of waiting when another host run holds the run lock
     /// ([`sysfs::KnobLock`]).
     pub no_wait: bool,
+    /// Allow a scenario's `swap SIZE` line to set up zram0 as the machine's swap for the run
+    /// (torn down afterwards, see [`swap`]). Without it such a scenario is not runnable.
+    pub allow_swap: bool,
 }
 
 /// A THP knob whose host value differs from the scenario's starting value (the model's
@@ -1025,7 +1029,7 @@ impl Backend for HostBackend {
         // change what the scenario sees (HugePages_Free, ENOMEM at mmap, SIGBUS at faults).
         if let Ok(t) = std::fs::read_to_string("/proc/meminfo") {
             let m: std::collections::BTreeMap<String, i64> =
-                observe::parse_meminfo_hugetlb(&t).into_iter().collect();
+                observe::parse_meminfo(&t).into_iter().collect();
             let g = |k: &str| m.get(&format!("meminfo.{k}")).copied().unwrap_or(0);
             if g("HugePages_Free") != g("HugePages_Total") || g("HugePages_Rsvd") != 0 {
                 return Err(not_runnable(format!(
@@ -1035,6 +1039,23 @@ impl Backend for HostBackend {
                     g("HugePages_Rsvd")
                 )));
             }
+        }
+        if setup.swap > 0 && !self.opts.allow_swap {
+            return Err(not_runnable(
+                "the scenario needs swap (`swap` line): rerun with --allow-swap to let the run set up zram0",
+            ));
+        }
+        if setup.swap > 0 {
+            self.session.swap_setup(setup.swap).map_err(not_runnable)?;
+        } else if let Some(l) = std::fs::read_to_string("/proc/swaps")
+            .ok()
+            .and_then(|t| t.lines().nth(1).map(str::to_string))
+        {
+            // Another swap area would let MADV_PAGEOUT swap where the model has none.
+            self.warnings.push(format!(
+                "the machine has swap ({}) the scenario does not declare",
+                l.split_whitespace().next().unwrap_or("?")
+            ));
         }
         for (name, _) in &setup.sysfs {
             if knob_path(name).is_none() {

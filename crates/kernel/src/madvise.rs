@@ -91,7 +91,7 @@ impl Kernel {
         }
         if matches!(
             advice,
-            Advice::Free | Advice::Cold | Advice::Dontneed | Advice::Remove
+            Advice::Free | Advice::Cold | Advice::Pageout | Advice::Dontneed | Advice::Remove
         ) {
             // madvise_walk_vmas() visits the VMAs in address order and stops at the first
             // error: a VM_LOCKED VMA (can_madv_lru_vma() / madvise_dontneed_free_valid_vma())
@@ -114,6 +114,9 @@ impl Kernel {
                     match advice {
                         // MADV_FREE is for anonymous memory only.
                         Advice::Free => return Err(Errno::EINVAL),
+                        // Page-cache reclaim (shmem_writeout, dropping clean file pages) is
+                        // not modelled.
+                        Advice::Pageout => return Err(Errno::EOPNOTSUPP),
                         Advice::Remove => {
                             // madvise_remove(): a hole punched in the file behind the range.
                             if !vma.has(vmf::SHARED) {
@@ -141,6 +144,7 @@ impl Kernel {
                 match advice {
                     Advice::Dontneed => self.madvise_dontneed_range(mmi, a, e),
                     Advice::Cold => self.madvise_cold_range(mmi, a, e),
+                    Advice::Pageout => self.madvise_pageout_range(mmi, a, e),
                     _ => self.madvise_free_range(mmi, a, e),
                 }
             }

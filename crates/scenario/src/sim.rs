@@ -127,6 +127,7 @@ impl Backend for SimBackend {
         }
         let mut cfg = KernelConfig {
             memory: setup.memory,
+            swap: setup.swap,
             profile,
             ..KernelConfig::default()
         };

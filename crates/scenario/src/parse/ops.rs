@@ -70,6 +70,32 @@ pub(crate) fn op_memory(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     Some(Parsed::Op(Op::Memory { bytes }))
 }
 
+/// The largest swap device: the model's swap map is one byte per slot.
+const MAX_SWAP: u64 = 64 << 30;
+
+pub(crate) fn op_swap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let t = c.need("swap size")?;
+    if let Some(first) = c.st.swap_line {
+        c.err(
+            c.kw.span(),
+            "swap size given twice",
+            Some(format!("it was already given at line {first}")),
+        );
+        return None;
+    }
+    c.st.swap_line = Some(t.line);
+    let bytes = c.size(t, "swap size")?;
+    if bytes < 2 * 4096 || bytes % 4096 != 0 || bytes > MAX_SWAP {
+        c.err(
+            t.span(),
+            format!("swap {} is not a multiple of 4K between 8K and 64G", t.text),
+            Some("the first page holds the swap header; e.g. `swap 1G`".into()),
+        );
+        return None;
+    }
+    Some(Parsed::Op(Op::Swap { bytes }))
+}
+
 /// Splits `key=value` arguments, reporting malformed ones. `what` names the key kind.
 pub(super) fn settings<'s>(c: &mut LineCtx<'s, '_>, what: &str) -> Option<Vec<(Tok<'s>, Tok<'s>)>> {
     let toks = c.rest();
