@@ -197,6 +197,9 @@ pub struct HostBackend {
     /// Costs of the other processes' mms ahead of the sentinel on khugepaged's list
     /// ([`khugepaged::foreign_mms`]), for the model to mirror.
     khugepaged_foreign: Vec<u64>,
+    /// Whether zswap was ever enabled since boot, as measured at swap setup
+    /// ([`swap::large_swapin_works`]), for the model to mirror; None if not measured.
+    zswap_ever_enabled: Option<bool>,
     sentinel: Option<khugepaged::Sentinel>,
     session: sysfs::Session,
     warnings: Vec<String>,
@@ -367,6 +370,7 @@ impl HostBackend {
                 "khugepaged scan needs --allow-sysfs (khugepaged is not controlled)".into(),
             ),
             khugepaged_foreign: Vec::new(),
+            zswap_ever_enabled: None,
             sentinel: None,
             session: sysfs::Session::new(),
             warnings,
@@ -397,6 +401,12 @@ impl HostBackend {
     /// The costs (in `pages_to_scan` units per visit, list order) of the other processes'
     /// mms that khugepaged's list held ahead of the sentinel when the run started: empty on
     /// a quiet machine. The model mirrors them (`Kernel::add_khugepaged_sentinel`).
+    /// Whether this host's swap-in is order 0 only (zswap was enabled at some point since
+    /// boot), measured when a scenario's swap was set up with `allow_sysfs`.
+    pub fn zswap_ever_enabled(&self) -> Option<bool> {
+        self.zswap_ever_enabled
+    }
+
     pub fn khugepaged_foreign(&self) -> &[u64] {
         &self.khugepaged_foreign
     }
@@ -1047,6 +1057,22 @@ impl Backend for HostBackend {
         }
         if setup.swap > 0 {
             self.session.swap_setup(setup.swap).map_err(not_runnable)?;
+            if self.opts.allow_sysfs {
+                match swap::large_swapin_works(&mut self.session).map_err(err)? {
+                    Some(works) => {
+                        self.zswap_ever_enabled = Some(!works);
+                        if !works {
+                            self.warnings.push(
+                                "zswap was enabled at some point since boot: this host swaps every page in at order 0 until reboot (the model mirrors it)"
+                                    .into(),
+                            );
+                        }
+                    }
+                    None => self.warnings.push(
+                        "could not measure whether large folios swap in whole on this host".into(),
+                    ),
+                }
+            }
         } else if let Some(l) = std::fs::read_to_string("/proc/swaps")
             .ok()
             .and_then(|t| t.lines().nth(1).map(str::to_string))

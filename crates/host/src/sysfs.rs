@@ -57,11 +57,12 @@ fn rel_ok(rel: &str) -> bool {
 }
 
 /// Files outside the THP directory that a swap run pins, with the value it pins them to:
-/// swap readahead of one page (`vm.page-cluster` 0) and zswap off (`crate::swap`).
-pub const SWAP_KNOBS: &[(&str, &str)] = &[
-    ("/proc/sys/vm/page-cluster", "0"),
-    ("/sys/module/zswap/parameters/enabled", "N"),
-];
+/// swap readahead of one page (`vm.page-cluster` 0, `crate::swap`). zswap's `enabled` is
+/// never written, not even with its current value: any successful write sets the kernel's
+/// `zswap_ever_enabled` key until reboot, and with it `zswap_never_enabled()` is false and
+/// every swap-in is order 0 (`alloc_swap_folio`); `crate::swap::preflight` refuses a run
+/// while zswap is on instead.
+pub const SWAP_KNOBS: &[(&str, &str)] = &[("/proc/sys/vm/page-cluster", "0")];
 
 pub fn knob_file(rel: &str) -> PathBuf {
     Path::new(THP_DIR).join(rel)

@@ -70,12 +70,16 @@ pub struct KernelConfig {
     pub sysfs: Sysfs,
     /// Bytes of swap (a zram device, `swapfile.rs`); 0 for none.
     pub swap: u64,
+    /// zswap was enabled at some point since boot (`zswap_never_enabled()` false): every
+    /// swap-in is order 0. A fact of a host's history, not of a kernel version.
+    pub zswap_ever_enabled: bool,
 }
 
 impl Default for KernelConfig {
     fn default() -> Self {
         KernelConfig {
             swap: 0,
+            zswap_ever_enabled: false,
             memory: 16 << 30,
             profile: profile::profile(profile::DEFAULT_PROFILE).expect("default profile"),
             sysfs: Sysfs::default(),
@@ -174,6 +178,7 @@ impl Kernel {
         };
         if cfg.swap > 0 {
             k.swap.si = Some(swapfile::SwapInfo::new(cfg.swap));
+            k.swap.zswap_ever_enabled = cfg.zswap_ever_enabled;
         }
         // The boot-time pool (`hugepages=` / the knob's starting value).
         k.set_overcommit_huge_pages(pool.1);

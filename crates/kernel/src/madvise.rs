@@ -68,7 +68,11 @@ impl Kernel {
                     .map(|v| (start.max(v.start), end.min(v.end), v))
                     .collect();
                 for (a, e, v) in files {
-                    self.madvise_willneed_file(&v, a, e);
+                    if v.is_anonymous() {
+                        self.madvise_willneed_anon(mmi, a, e);
+                    } else {
+                        self.madvise_willneed_file(&v, a, e);
+                    }
                 }
                 return if self.mms[mmi].range_fully_mapped(start, end) {
                     Ok(())

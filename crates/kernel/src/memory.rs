@@ -867,13 +867,13 @@ impl Kernel {
     /// starts at a slot aligned like the address (`thp_swap_suitable_orders`), the highest
     /// whose block is all swap entries of consecutive slots with the faulting PTE's bits,
     /// one zero-map state and nothing in the swap cache (`can_swapin_thp`); allocation tries
-    /// it and the orders below it (`swpin_fallback` per failure), then order 0. (zswap was
-    /// never enabled on the host, which would limit this to order 0.)
+    /// it and the orders below it (`swpin_fallback` per failure), then order 0. Only order
+    /// 0 once zswap was ever enabled (`zswap_never_enabled`).
     fn alloc_swap_folio(&mut self, vmf: &Vmf) -> Option<FolioId> {
         let (mmi, vma, addr) = (vmf.mm, &vmf.vma, vmf.address);
         let slot = vmf.orig_pte.swap_slot();
         let mut orders: u16 = 0;
-        if !vma.uffd_armed() {
+        if !vma.uffd_armed() && !self.swap.zswap_ever_enabled {
             let want: u16 = crate::sysfs::ANON_ORDERS
                 .iter()
                 .filter(|&&o| o < HPAGE_PMD_ORDER)

@@ -355,6 +355,8 @@ pub(crate) struct Swap {
     pub(crate) cache: FxHashMap<u32, FolioId>,
     /// folio → its first slot (`folio->swap`), for folios in the swap cache.
     pub(crate) folio_slot: FxHashMap<FolioId, u32>,
+    /// `!zswap_never_enabled()`: large-folio swap-in is off (`alloc_swap_folio`).
+    pub(crate) zswap_ever_enabled: bool,
 }
 
 impl Swap {
@@ -456,6 +458,37 @@ impl crate::Kernel {
         self.folios.get_mut(id).flags |= crate::folio::flags::DIRTY;
         self.folio_put(id, nr);
         true
+    }
+
+    /// MADV_WILLNEED of an anonymous range (`madvise_willneed` → `swapin_walk_pmd_range`):
+    /// each swap entry's page is read into the swap cache (`read_swap_cache_async`: an
+    /// order-0 folio, `pswpin`); the PTEs stay swap entries, so a later fault is minor.
+    pub(crate) fn madvise_willneed_anon(&mut self, mmi: crate::ids::MmId, start: u64, end: u64) {
+        let slots: Vec<u32> = self
+            .walk_pmds(mmi, start, end)
+            .filter(|(_, pmd)| pmd.is_table())
+            .flat_map(|(slot, pmd)| {
+                let t = self.mms[mmi].pgt.pte_table(pmd.table_idx());
+                let (a, b) = (start.max(slot), end.min(slot + crate::types::PMD_SIZE));
+                (crate::pgtable::pte_index(a)..=crate::pgtable::pte_index(b - 1))
+                    .map(|i| t[i])
+                    .filter(|p| p.is_swap())
+                    .map(|p| p.swap_slot())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for slot in slots {
+            if self.swap.cached(slot).is_some() {
+                continue;
+            }
+            let Some(f) = self.alloc_anon_folio_order(0, crate::page_alloc::Gfp::HIGHUSER_MOVABLE)
+            else {
+                return;
+            };
+            self.swap.add(f, slot, 1);
+            self.folios.get_mut(f).refcount += 1;
+            self.swap_read_folio(f, slot);
+        }
     }
 
     /// `SwapTotal`, `SwapFree`, `SwapCached` (kB) as `meminfo.<name>`.
