@@ -150,7 +150,14 @@ const DEFAULT_OPS: &[(&str, u32)] = &[
     ("gmem", 1),
     ("msync", 1),
     ("fsync", 1),
+    // Not a body op: a setup `swap SIZE` line in 10 × this many percent of the programs (the
+    // host runs them with `--allow-swap` only, so `Weights::host` leaves it at 0).
+    ("swap", 3),
 ];
+
+/// Swap device sizes for `swap` lines: one cluster and a bit, two clusters (the first THP
+/// takes the only free one), and roomy ones.
+const SWAP_SIZES: &[&str] = &["8K", "2052K", "4M", "64M", "1G"];
 
 /// Ops the host backend cannot run.
 const MODEL_ONLY_OPS: &[&str] = &["sleep", "shrink", "kalloc", "compact"];
@@ -221,7 +228,7 @@ impl Weights {
         w.model_only = false;
         w.memories.clear();
         for (name, weight) in w.ops.iter_mut() {
-            if MODEL_ONLY_OPS.contains(name) {
+            if MODEL_ONLY_OPS.contains(name) || *name == "swap" {
                 *weight = 0;
             }
         }
@@ -385,6 +392,10 @@ impl<E: Entropy> Gen<'_, E> {
         if !self.w.memories.is_empty() && self.chance(self.w.memory_percent) {
             let m = *pick(self.e, &self.w.memories);
             self.line(0, &format!("memory {}", fmt_size(m)));
+        }
+        if self.chance(self.w.weight("swap").saturating_mul(10).min(100)) {
+            let size = *pick(self.e, SWAP_SIZES);
+            self.line(0, &format!("swap {size}"));
         }
         if self.chance(p) {
             let sigs = *pick(self.e, &["SIGSEGV", "SIGBUS", "SIGSEGV SIGBUS"]);
@@ -564,6 +575,8 @@ impl<E: Entropy> Gen<'_, E> {
             .filter(|a| a.1.is_modelled())
             .filter(|a| self.w.model_only || !a.1.is_model_only())
             .filter(|a| self.w.model_only || !shmem || a.1 != Advice::Collapse)
+            // Reclaim of page-cache pages is not modelled (EOPNOTSUPP in the model).
+            .filter(|a| self.w.model_only || !shmem || a.1 != Advice::Pageout)
             .map(|a| a.0)
             .collect();
         let a = *pick(self.e, &modelled);
@@ -750,6 +763,7 @@ impl<E: Entropy> Gen<'_, E> {
                     // Process lifetimes and block starts are kept out of blocks.
                     && !(in_block && matches!(*n, "fork" | "as" | "exit" | "mmap"))
                     && !(*n == "repeat" && depth >= self.w.max_repeat_depth)
+                    && *n != "swap"
             })
             .collect();
         let total: u64 = choices.iter().map(|(_, w)| *w as u64).sum();
