@@ -300,9 +300,27 @@ fn swap_device_size() {
         o => panic!("{o:?}"),
     }
     one_err("swap 4K", 1, 6, "between 8K and 64G", Some("swap header"));
-    one_err("swap 6000", 1, 6, "not a multiple of 4K", Some("swap header"));
-    one_err("swap 128G", 1, 6, "between 8K and 64G", None.or(Some("e.g.")));
-    one_err("swap 1G\nswap 2G", 2, 1, "swap size given twice", Some("line 1"));
+    one_err(
+        "swap 6000",
+        1,
+        6,
+        "not a multiple of 4K",
+        Some("swap header"),
+    );
+    one_err(
+        "swap 128G",
+        1,
+        6,
+        "between 8K and 64G",
+        None.or(Some("e.g.")),
+    );
+    one_err(
+        "swap 1G\nswap 2G",
+        2,
+        1,
+        "swap size given twice",
+        Some("line 1"),
+    );
     // A setup op: not after the first body op.
     let d = errs("mmap a 4K anon private\nswap 1G");
     assert_eq!(d[0].span.line, 2);
