@@ -502,3 +502,47 @@ impl crate::Kernel {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_cluster_and_free_clusters() {
+        // 4 MiB: 1024 slots, two clusters; slot 0 is the header.
+        let mut si = SwapInfo::new(4 << 20);
+        let none = |_: u32| false;
+        assert_eq!((si.pages, si.inuse), (1023, 0));
+        assert_eq!(si.alloc(9, &none), Some(512), "the free cluster");
+        assert_eq!(si.alloc(9, &none), None, "no free cluster left");
+        assert_eq!(si.alloc(4, &none), None, "a cluster serves one order");
+        assert_eq!(
+            si.alloc(0, &none),
+            Some(1),
+            "order 0 fills the header's cluster"
+        );
+        assert_eq!(si.alloc(0, &none), Some(2));
+        si.dup(1);
+        si.check(&|s| (512..1024).contains(&s) || s == 2).unwrap();
+    }
+
+    #[test]
+    fn order0_steals_and_released_cluster_is_free() {
+        let mut si = SwapInfo::new(2 << 20);
+        let none = |_: u32| false;
+        // One cluster with the header: order 0 gets 511 slots, then nothing.
+        let got: Vec<u32> = (0..512).filter_map(|_| si.alloc(0, &none)).collect();
+        assert_eq!(got.len(), 511);
+        assert_eq!(got[0], 1);
+        for s in got {
+            si.release(s);
+        }
+        assert_eq!(si.inuse, 0);
+        si.check(&none).unwrap();
+        assert_eq!(
+            si.alloc(9, &none),
+            None,
+            "the header keeps the cluster from being free"
+        );
+    }
+}
