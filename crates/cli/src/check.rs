@@ -593,6 +593,13 @@ pub(crate) fn check_scenario(
         ));
         return fc;
     }
+    if plan.setup.swap > 0 && !opts.allow_swap {
+        fc.skipped = Some(
+            "needs swap (a `swap` line): rerun with --allow-swap to let the run set up zram0"
+                .into(),
+        );
+        return fc;
+    }
     match thpsim_host::estimate::check_memory(&scn, force) {
         Ok(note) => fc.warnings.extend(note),
         Err(e) => {

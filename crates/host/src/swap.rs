@@ -104,23 +104,6 @@ pub fn leftover() -> Option<String> {
     (ds.trim() != "0" && !ds.is_empty()).then(|| format!("zram0 still has disksize {}", ds.trim()))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    #[test]
-    fn header_layout() {
-        let h = swap_header(262144);
-        assert_eq!(h.len(), 4096);
-        assert_eq!(u32::from_le_bytes(h[1024..1028].try_into().unwrap()), 1);
-        assert_eq!(
-            u32::from_le_bytes(h[1028..1032].try_into().unwrap()),
-            262143
-        );
-        assert_eq!(&h[4086..], b"SWAPSPACE2");
-        assert!(h[..1024].iter().all(|&b| b == 0));
-    }
-}
-
 /// Whether large folios come back whole from this host's swap: `alloc_swap_folio` returns
 /// order 0 for every fault once zswap was *ever* enabled since boot (`zswap_never_enabled`),
 /// which a write of any value to its `enabled` parameter does, and no file shows. Measured
@@ -190,4 +173,21 @@ pub fn large_swapin_works(session: &mut crate::sysfs::Session) -> Result<Option<
     }
     session.set(KNOB, &prev)?;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn header_layout() {
+        let h = swap_header(262144);
+        assert_eq!(h.len(), 4096);
+        assert_eq!(u32::from_le_bytes(h[1024..1028].try_into().unwrap()), 1);
+        assert_eq!(
+            u32::from_le_bytes(h[1028..1032].try_into().unwrap()),
+            262143
+        );
+        assert_eq!(&h[4086..], b"SWAPSPACE2");
+        assert!(h[..1024].iter().all(|&b| b == 0));
+    }
 }

@@ -473,7 +473,7 @@ impl crate::Kernel {
                 (crate::pgtable::pte_index(a)..=crate::pgtable::pte_index(b - 1))
                     .map(|i| t[i])
                     .filter(|p| p.is_swap())
-                    .map(|p| p.swap_slot())
+                    .map(crate::pgtable::Pte::swap_slot)
                     .collect::<Vec<_>>()
             })
             .collect();

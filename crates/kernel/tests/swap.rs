@@ -57,6 +57,11 @@ fn count(k: &Kernel, pid: Pid, addr: u64, len: u64, b: Backing) -> u64 {
         .sum()
 }
 
+/// SwapFree of a 1 GiB device (the header slot excluded) with `used` bytes swapped, in kB.
+fn free_kb(used: u64) -> i64 {
+    i64::try_from(((1u64 << 30) - 4096 - used) >> 10).unwrap()
+}
+
 fn majflt(k: &Kernel, pid: Pid) -> u64 {
     k.task(pid).unwrap().majflt
 }
@@ -72,10 +77,7 @@ fn mthp_swap_in_whole_unless_zswap_was_ever_enabled() {
         pageout(&mut k, pid, BASE, 4 * K64);
         assert_eq!(k.vmstat.mthp_get(4, MthpStat::Swpout), 4);
         assert_eq!(k.vmstat.get(VmItem::Pswpout), 64);
-        assert_eq!(
-            counter(&k, "meminfo.SwapFree"),
-            ((1 << 30) - 4096 - 4 * K64) as i64 >> 10
-        );
+        assert_eq!(counter(&k, "meminfo.SwapFree"), free_kb(4 * K64));
         k.access(pid, BASE + 19 * K4, AccessKind::Write).unwrap();
         ok(&k);
         assert_eq!(majflt(&k, pid), 1);
@@ -174,10 +176,7 @@ fn fork_shares_slots_through_the_swap_cache() {
     ok(&k);
     assert_eq!(majflt(&k, pid), 0);
     assert_eq!(k.task(pid).unwrap().minflt, before + 1);
-    assert_eq!(
-        counter(&k, "meminfo.SwapFree"),
-        ((1 << 30) - 4096 - K64) as i64 >> 10
-    );
+    assert_eq!(counter(&k, "meminfo.SwapFree"), free_kb(K64));
     k.exit(child);
     ok(&k);
     k.access(pid, BASE, AccessKind::Write).unwrap();
