@@ -389,15 +389,7 @@ impl Kernel {
     /// `addr` is entirely none and fits the VMA, try orders downwards, else order 0.
     fn alloc_anon_folio(&mut self, vmf: &Vmf) -> Option<(FolioId, u8)> {
         let (mmi, vma, addr) = (vmf.mm, &vmf.vma, vmf.address);
-        let mut orders: u16 = 0;
-        if !vma.uffd_armed() {
-            let want: u16 = crate::sysfs::ANON_ORDERS
-                .iter()
-                .filter(|&&o| o < HPAGE_PMD_ORDER)
-                .fold(0, |m, &o| m | 1 << o);
-            orders = self.thp_vma_allowable_orders(mmi, vma, want, Tva::PageFault);
-            orders = crate::huge_memory::thp_vma_suitable_orders(vma, addr, orders);
-        }
+        let mut orders = self.fault_mthp_orders(vmf);
         // Highest order whose PTE range is all none (and, on the host build's
         // `anon_beside_full=1`, that has a full block of the same size beside it).
         if orders != 0 {
@@ -432,6 +424,21 @@ impl Kernel {
         }
         self.alloc_anon_folio_order(0, Gfp::HIGHUSER_MOVABLE)
             .map(|f| (f, 0))
+    }
+
+    /// The mTHP orders (below PMD order) a fault at `vmf` may allocate: those the VMA allows
+    /// (`thp_vma_allowable_orders` with `TVA_PAGEFAULT`) whose aligned block fits it
+    /// (`thp_vma_suitable_orders`); none in a userfaultfd-armed VMA.
+    fn fault_mthp_orders(&self, vmf: &Vmf) -> u16 {
+        if vmf.vma.uffd_armed() {
+            return 0;
+        }
+        let want: u16 = crate::sysfs::ANON_ORDERS
+            .iter()
+            .filter(|&&o| o < HPAGE_PMD_ORDER)
+            .fold(0, |m, &o| m | 1 << o);
+        let orders = self.thp_vma_allowable_orders(vmf.mm, &vmf.vma, want, Tva::PageFault);
+        crate::huge_memory::thp_vma_suitable_orders(&vmf.vma, vmf.address, orders)
     }
 
     /// `do_wp_page`: a write to a present, write-protected PTE.
@@ -870,16 +877,11 @@ impl Kernel {
     /// it and the orders below it (`swpin_fallback` per failure), then order 0. Only order
     /// 0 once zswap was ever enabled (`zswap_never_enabled`).
     fn alloc_swap_folio(&mut self, vmf: &Vmf) -> Option<FolioId> {
-        let (mmi, vma, addr) = (vmf.mm, &vmf.vma, vmf.address);
+        let (vma, addr) = (&vmf.vma, vmf.address);
         let slot = vmf.orig_pte.swap_slot();
         let mut orders: u16 = 0;
-        if !vma.uffd_armed() && !self.swap.zswap_ever_enabled {
-            let want: u16 = crate::sysfs::ANON_ORDERS
-                .iter()
-                .filter(|&&o| o < HPAGE_PMD_ORDER)
-                .fold(0, |m, &o| m | 1 << o);
-            orders = self.thp_vma_allowable_orders(mmi, vma, want, Tva::PageFault);
-            orders = crate::huge_memory::thp_vma_suitable_orders(vma, addr, orders);
+        if !self.swap.zswap_ever_enabled {
+            orders = self.fault_mthp_orders(vmf);
             // thp_swap_suitable_orders: drop orders from the top until one is aligned.
             while orders != 0 {
                 let nr = 1u64 << highest_order(orders);

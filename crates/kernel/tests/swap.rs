@@ -8,7 +8,7 @@ use thpsim_kernel::mmap::MapFlags;
 use thpsim_kernel::observe::Backing;
 use thpsim_kernel::types::{AccessKind, Advice, Pid, Prot};
 use thpsim_kernel::vmstat::{MthpStat, VmItem};
-use thpsim_kernel::{profile, Kernel, KernelConfig};
+use thpsim_kernel::{Kernel, KernelConfig};
 
 mod common;
 use common::*;
@@ -16,18 +16,12 @@ use common::*;
 const K64: u64 = 64 << 10;
 
 fn swap_kernel(swap: u64, knobs: &[(&str, &str)], zswap_ever_enabled: bool) -> (Kernel, Pid) {
-    let mut cfg = KernelConfig {
-        profile: profile::profile("6.18").unwrap(),
+    let cfg = KernelConfig {
         swap,
         zswap_ever_enabled,
         ..Default::default()
     };
-    for (k, v) in knobs {
-        cfg.sysfs.set(k, v).unwrap();
-    }
-    let mut k = Kernel::new(cfg).unwrap();
-    let pid = k.spawn();
-    (k, pid)
+    kernel_with("6.18", knobs, &[], cfg)
 }
 
 fn map(k: &mut Kernel, pid: Pid, len: u64) {
