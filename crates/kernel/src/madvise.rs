@@ -2,7 +2,9 @@
 //! VMAs with ENOMEM for unmapped holes, advice that changes VMA flags (split and merge:
 //! `madvise_update_vma`, with `hugepage_madvise` for HUGEPAGE/NOHUGEPAGE), MADV_DONTNEED
 //! (zap, which splits a PMD only partly covered), MADV_COLD (`can_madv_lru_vma`, then the
-//! split walk of `split.rs`, anonymous and shmem alike) and MADV_POPULATE_READ/WRITE
+//! split walk of `split.rs`, anonymous and shmem alike), MADV_PAGEOUT (the same walk, then
+//! reclaim: `vmscan.rs`; anonymous VMAs only, page-cache reclaim is EOPNOTSUPP), MADV_WILLNEED
+//! (swap-in to the swap cache, file readahead) and MADV_POPULATE_READ/WRITE
 //! (`madvise_populate`). Advice the model does not implement returns EOPNOTSUPP so a caller
 //! can never mistake it for the kernel's answer.
 

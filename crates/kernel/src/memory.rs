@@ -7,8 +7,11 @@
 //!
 //! Shmem VMAs take the file paths of `filemap.rs` from the two dispatch points.
 //!
-//! Deviations: no swap, no KSM, no NUMA, no memcg charge failures; a fault never needs a
-//! retry under mmap_lock (the per-VMA lock path always succeeds), so no fault is major.
+//! A fault on a swap entry is `do_swap_page` (the swap cache, the synchronous zram path with
+//! mTHP swap-in), a major fault.
+//!
+//! Deviations: no KSM, no NUMA, no memcg charge failures, no swap readahead window; a fault
+//! never needs a retry under mmap_lock (the per-VMA lock path always succeeds).
 
 use crate::errno::Signal;
 use crate::fault::{FaultFlags, Tva, VmFault, Vmf};

@@ -4,8 +4,8 @@
 //! zero page, `try_to_map_unused_to_zeropage` in `mm/migrate.c`), the deferred-split shrinker
 //! with the underused check (`deferred_split_scan`, `thp_underused`) and the huge-zero
 //! shrinker; and MADV_FREE (`madvise_free_single_vma`, `madvise_free_huge_pmd`,
-//! `madvise_free_pte_range` in `mm/madvise.c`).
-//! Deviations: no swap cache, no reclaim of lazy-free pages.
+//! `madvise_free_pte_range` in `mm/madvise.c`), and the MADV_COLD walk that MADV_PAGEOUT
+//! shares, whose isolated folios `vmscan.rs` reclaims.
 
 use crate::folio::{flags, FolioId};
 use crate::ids::{MmId, PteTableId};
