@@ -94,6 +94,11 @@ impl Kernel {
                         Delivery::Sigbus => return Err(Signal::Sigbus),
                         Delivery::Oom => return Err(Signal::Sigkill),
                     }
+                    // VM_FAULT_RETRY with VM_FAULT_MAJOR (a swap-in whose write then hit a
+                    // uffd-wp PTE): the retry is FAULT_FLAG_TRIED, counted major.
+                    if vmf.flags.contains(FaultFlags::MAJOR) {
+                        tried = FaultFlags::TRIED;
+                    }
                     in_kernel_retry = true;
                 }
             }
