@@ -361,6 +361,9 @@ struct Gen<'a, E: Entropy> {
     labels: u32,
     stmts: u32,
     ops_total: u32,
+    /// The program has a `swap` line: MADV_PAGEOUT is picked more often, so that swap
+    /// entries (and the paths that meet them) are common.
+    swap: bool,
 }
 
 impl<E: Entropy> Gen<'_, E> {
@@ -396,6 +399,7 @@ impl<E: Entropy> Gen<'_, E> {
         if self.chance(self.w.weight("swap").saturating_mul(10).min(100)) {
             let size = *pick(self.e, SWAP_SIZES);
             self.line(0, &format!("swap {size}"));
+            self.swap = true;
         }
         if self.chance(p) {
             let sigs = *pick(self.e, &["SIGSEGV", "SIGBUS", "SIGSEGV SIGBUS"]);
@@ -579,7 +583,10 @@ impl<E: Entropy> Gen<'_, E> {
             .filter(|a| self.w.model_only || !shmem || a.1 != Advice::Pageout)
             .map(|a| a.0)
             .collect();
-        let a = *pick(self.e, &modelled);
+        let mut a = *pick(self.e, &modelled);
+        if self.swap && modelled.contains(&"PAGEOUT") && self.chance(40) {
+            a = "PAGEOUT";
+        }
         let a = match self.below(6) {
             0 => format!("MADV_{a}"),
             1 => a.to_ascii_lowercase(),
@@ -1048,6 +1055,7 @@ pub fn generate<E: Entropy>(e: &mut E, w: &Weights) -> String {
         labels: 0,
         stmts: 0,
         ops_total: 0,
+        swap: false,
     };
     g.setup();
     // Start with a mapping so that most ops have something to work on.
