@@ -448,7 +448,8 @@ impl Kernel {
                 referenced += 1;
             }
         }
-        if khugepaged && referenced == 0 {
+        // With swap entries to bring in, khugepaged wants at least half the range referenced.
+        if khugepaged && (referenced == 0 || (unmapped > 0 && referenced < HPAGE_PMD_NR / 2)) {
             return ScanResult::LackReferencedPage;
         }
         self.collapse_huge_page(mmi, vma, haddr, khugepaged)
