@@ -204,3 +204,29 @@ fn khugepaged_max_ptes_swap() {
         );
     }
 }
+
+/// With swap entries in the range khugepaged wants 256 referenced PTEs: 300 swapped and 212
+/// present pages are not collapsed although max_ptes_swap allows 511; MADV_COLLAPSE does it.
+#[test]
+fn khugepaged_swapin_needs_half_referenced() {
+    let (mut k, pid) = swap_kernel(
+        1 << 30,
+        &[
+            ("khugepaged.max_ptes_none", "511"),
+            ("khugepaged.max_ptes_swap", "511"),
+        ],
+        false,
+    );
+    map(&mut k, pid, M2 + K64);
+    touch(&mut k, pid, BASE, M2, AccessKind::Write);
+    pageout(&mut k, pid, BASE, 300 * K4);
+    k.madvise(pid, BASE, M2, Advice::Hugepage).unwrap();
+    k.khugepaged_scan(1);
+    ok(&k);
+    assert_eq!(k.vmstat.get(VmItem::ThpCollapseAlloc), 0);
+    assert_eq!(k.vmstat.get(VmItem::Pswpin), 0);
+    k.madvise(pid, BASE, M2, Advice::Collapse).unwrap();
+    ok(&k);
+    assert_eq!(k.vmstat.get(VmItem::Pswpin), 300);
+    assert_eq!(count(&k, pid, BASE, M2, Backing::ThpPmd), 512);
+}
