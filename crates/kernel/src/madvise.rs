@@ -70,7 +70,10 @@ impl Kernel {
                     .map(|v| (start.max(v.start), end.min(v.end), v))
                     .collect();
                 for (a, e, v) in files {
-                    if v.is_anonymous() {
+                    // madvise_willneed() swaps in only where the VMA has no file: a private
+                    // /dev/zero mapping is anonymous but keeps /dev/zero as its file, whose
+                    // fadvise does nothing.
+                    if v.backing == crate::mm::VmaBacking::Anon {
                         self.madvise_willneed_anon(mmi, a, e);
                     } else {
                         self.madvise_willneed_file(&v, a, e);

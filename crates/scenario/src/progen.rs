@@ -991,6 +991,14 @@ impl<E: Entropy> Gen<'_, E> {
                     .map(|m| (m.name.clone(), m.size))
                     .collect();
                 let (dst, size) = pick(self.e, &fits).clone();
+                // Page-cache pages moved into another mapping make it one the host-side
+                // filters treat as shmem (MADV_COLLAPSE, MADV_PAGEOUT).
+                let src_name = src.split(['+', ' ']).next().unwrap_or_default();
+                if self.maps.iter().any(|m| m.name == src_name && m.shmem) {
+                    for m in self.maps.iter_mut().filter(|m| m.name == dst) {
+                        m.shmem = true;
+                    }
+                }
                 let room = (size - len.div_ceil(PAGE_SIZE) * PAGE_SIZE) / PAGE_SIZE;
                 match self.below(room + 1) {
                     0 => format!("mremap {src} {dst}"),
