@@ -104,6 +104,11 @@ pub fn leftover() -> Option<String> {
     (ds.trim() != "0" && !ds.is_empty()).then(|| format!("zram0 still has disksize {}", ds.trim()))
 }
 
+/// The answer of [`large_swapin_works`] once measured in this process. zswap's "ever
+/// enabled" only ever turns on; a write to its switch during a long campaign would go
+/// unnoticed until the next process.
+pub static LARGE_SWAPIN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
 /// Whether large folios come back whole from this host's swap: `alloc_swap_folio` returns
 /// order 0 for every fault once zswap was *ever* enabled since boot (`zswap_never_enabled`),
 /// which a write of any value to its `enabled` parameter does, and no file shows. Measured

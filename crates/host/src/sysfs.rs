@@ -1100,6 +1100,17 @@ impl Session {
         crate::swap::swap_on(bytes)
     }
 
+    /// Turns the run's swap off again (`swapoff`, zram0 reset) while the session goes on; the
+    /// journal keeps saying "swap", which a later restore handles as a no-op.
+    pub fn swap_off(&mut self) -> Result<(), String> {
+        if !self.swap {
+            return Ok(());
+        }
+        let _b = Blocked::new();
+        let _g = Guard(guard_acquire());
+        swap_teardown()
+    }
+
     pub fn changed(&self) -> bool {
         !self.saved.is_empty()
     }
