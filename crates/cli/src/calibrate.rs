@@ -89,6 +89,7 @@ impl Host {
             profile: thpsim_host::host_kernel_profile(),
             switches: vec![],
             memory: 16 << 30,
+            swap: 0,
             sysfs: setup_knobs(),
             arena_len: 64 << 30,
         })

@@ -43,6 +43,11 @@ fn counter_mode(
     {
         return Mode::Skip;
     }
+    // NR_SWAPCACHE is a node counter: CPU-local deltas reach the global value only past a
+    // threshold or at the next vmstat update, so the host's SwapCached lags (FINDINGS §23).
+    if key == "meminfo.SwapCached" {
+        return Mode::Skip;
+    }
     // PMD THP `always` system-wide during this scenario puts other processes' mms on
     // khugepaged's list (their faults register them): its passes then also scan and collapse
     // those, so full scans are not attributable and collapses only add. (Processes that
@@ -588,6 +593,13 @@ pub(crate) fn check_scenario(
         ));
         return fc;
     }
+    if plan.setup.swap > 0 && !opts.allow_swap {
+        fc.skipped = Some(
+            "needs swap (a `swap` line): rerun with --allow-swap to let the run set up zram0"
+                .into(),
+        );
+        return fc;
+    }
     match thpsim_host::estimate::check_memory(&scn, force) {
         Ok(note) => fc.warnings.extend(note),
         Err(e) => {
@@ -633,6 +645,7 @@ pub(crate) fn check_scenario(
     let mut sim = SimBackend::new();
     sim.khugepaged_sentinel = allow_sysfs;
     sim.khugepaged_foreign = hb.khugepaged_foreign().to_vec();
+    sim.zswap_ever_enabled = hb.zswap_ever_enabled().unwrap_or(false);
     let model = engine::run(&model_scn, &mut sim, &variant);
     fc.model_secs = t0.elapsed().as_secs_f64();
     match (model, host) {

@@ -67,6 +67,8 @@ pub(crate) struct FuzzOpts {
     pub out: Option<PathBuf>,
     /// Host runs a shrink may spend.
     pub shrink_runs: u32,
+    /// Programs with a `swap` line get zram0 (`HostOptions::allow_swap`).
+    pub allow_swap: bool,
     pub json: bool,
     pub verbose: bool,
 }
@@ -99,7 +101,7 @@ pub(crate) fn weights(overrides: &[(String, u32)]) -> Result<Weights, String> {
     Ok(w)
 }
 
-const SETUP_OPS: &[&str] = &["kernel", "memory", "set", "sysfs", "catch"];
+const SETUP_OPS: &[&str] = &["kernel", "memory", "swap", "set", "sysfs", "catch"];
 
 fn first_word(l: &str) -> &str {
     l.split('#')
@@ -400,13 +402,22 @@ pub(crate) fn main(o: FuzzOpts) -> ExitCode {
         return ExitCode::from(crate::EXIT_CANNOT_RUN);
     }
     crate::check::remember_host_knobs();
-    let w = match weights(&o.weights) {
+    let mut w = match weights(&o.weights) {
         Ok(w) => w,
         Err(e) => {
             eprintln!("thpsim fuzz: {e}");
             return ExitCode::from(2);
         }
     };
+    // Programs with a `swap` line need zram0 set up for them: only with --allow-swap (then at
+    // the model's default weight unless --weight says otherwise).
+    let swap_set = o.weights.iter().any(|(k, _)| k == "swap");
+    if o.allow_swap && !swap_set {
+        w.set("swap", Weights::model().weight("swap"));
+    } else if !o.allow_swap && w.weight("swap") > 0 {
+        eprintln!("thpsim fuzz: --weight swap=N needs --allow-swap");
+        return ExitCode::from(2);
+    }
     let dev_path = PathBuf::from("scenarios/conformance/deviations.txt");
     let devs = if dev_path.exists() {
         match check::load_deviations(&dev_path) {
@@ -429,6 +440,7 @@ pub(crate) fn main(o: FuzzOpts) -> ExitCode {
         opts: thpsim_host::HostOptions {
             allow_sysfs: true,
             no_wait: false,
+            allow_swap: o.allow_swap,
         },
         devs: &devs,
         host_runs: 0,

@@ -110,6 +110,11 @@ enum Cmd {
         /// `sysfs` lines) and keep khugepaged asleep; every knob is restored afterwards.
         #[arg(long)]
         allow_sysfs: bool,
+        /// Let scenarios with a `swap` line set up zram0 as the machine's only swap for
+        /// their run (refused if the machine has swap or zram0 is in use; swapoff and reset
+        /// afterwards, on every exit path).
+        #[arg(long)]
+        allow_swap: bool,
         /// Fail (exit 3) instead of waiting when another host run holds the run lock.
         #[arg(long)]
         no_wait: bool,
@@ -130,6 +135,11 @@ enum Cmd {
         /// model starts from the host's current knob values.
         #[arg(long)]
         allow_sysfs: bool,
+        /// Let scenarios with a `swap` line set up zram0 as the machine's only swap for
+        /// their run (refused if the machine has swap or zram0 is in use; swapoff and reset
+        /// afterwards, on every exit path).
+        #[arg(long)]
+        allow_swap: bool,
         /// Fail instead of waiting when another host run holds the run lock.
         #[arg(long)]
         no_wait: bool,
@@ -203,6 +213,10 @@ enum Cmd {
         /// Host runs a shrink may use.
         #[arg(long, default_value_t = 60)]
         shrink_runs: u32,
+        /// Programs may declare swap (`swap SIZE`, with the `swap` weight): zram0 is set up
+        /// for their runs as `check --allow-swap` does.
+        #[arg(long)]
+        allow_swap: bool,
         /// One line per program.
         #[arg(long)]
         verbose: bool,
@@ -669,6 +683,7 @@ fn main() -> ExitCode {
         Cmd::Host {
             file,
             allow_sysfs,
+            allow_swap,
             no_wait,
             force,
             pages_full,
@@ -696,6 +711,7 @@ fn main() -> ExitCode {
             let mut be = thpsim_host::HostBackend::new(thpsim_host::HostOptions {
                 allow_sysfs,
                 no_wait,
+                allow_swap,
             });
             match run_on(&scn, &mut be, &variant) {
                 Ok(mut res) => {
@@ -709,6 +725,7 @@ fn main() -> ExitCode {
         Cmd::Check {
             files,
             allow_sysfs,
+            allow_swap,
             no_wait,
             force,
             deviations,
@@ -741,6 +758,7 @@ fn main() -> ExitCode {
                 thpsim_host::HostOptions {
                     allow_sysfs,
                     no_wait,
+                    allow_swap,
                 },
                 force,
                 deviations,
@@ -865,6 +883,7 @@ fn main() -> ExitCode {
             weights,
             out,
             shrink_runs,
+            allow_swap,
             verbose,
             json,
         } => {
@@ -894,6 +913,7 @@ fn main() -> ExitCode {
                 weights: ws,
                 out,
                 shrink_runs,
+                allow_swap,
                 json,
                 verbose,
             })

@@ -109,6 +109,7 @@ fn probe_one(name: &str, file: &str, text: &str, host_profile: &str) -> Result<F
     let mut hb = thpsim_host::HostBackend::new(thpsim_host::HostOptions {
         allow_sysfs: true,
         no_wait: false,
+        allow_swap: false,
     });
     let host = engine::run(&scn, &mut hb, &base).map_err(|e| e.message())?;
     let mut f = Finding {

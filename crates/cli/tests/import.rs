@@ -76,6 +76,7 @@ fn import_reproduces_a_worker_page_map() {
         profile: "6.18".into(),
         switches: vec![],
         memory: 16 << 30,
+        swap: 0,
         sysfs: vec![
             ("enabled".into(), "madvise".into()),
             ("hugepages-2048kB.enabled".into(), "inherit".into()),

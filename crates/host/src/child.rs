@@ -702,6 +702,29 @@ fn reply(chan: &OwnedFd, resp: Response, pass: Option<&OwnedFd>) {
     let _ = proto::send_response(chan.as_fd(), &resp, pass.map(|f| f.as_fd()));
 }
 
+/// Keeps the worker (and the workers it forks, which inherit the mask) on the lowest CPU it
+/// may run on. Per-CPU state then follows the scenario alone: a folio just faulted in sits
+/// in the CPU's LRU batch until that CPU drains it, and MADV_PAGEOUT / MADV_COLD drain only
+/// their own CPU's (`lru_add_drain`), so a worker that woke up on the other CPU found its
+/// pages not yet on the LRU and reclaimed nothing (FINDINGS §23); swap slots come from a
+/// per-CPU cluster. Best effort: a failure leaves the mask as it was.
+fn pin_to_one_cpu() {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity/sched_setaffinity
+    // read and write only the set passed, for this thread (pid 0).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return;
+        }
+        let Some(cpu) = (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &set)) else {
+            return;
+        };
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut one);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
+    }
+}
+
 /// Entry point of the forked child. Never returns.
 pub fn child_main(chan: OwnedFd, arena_len: u64, parent: i32) -> ! {
     // An orphaned worker must not go on (it may be in a long access loop and would not see
@@ -711,6 +734,7 @@ pub fn child_main(chan: OwnedFd, arena_len: u64, parent: i32) -> ! {
     install_sigbus_handler();
     sys::close_all_except(&mut [chan.as_raw_fd()]);
     let mut chan = chan;
+    pin_to_one_cpu();
     // A scenario starts with the default per-process THP policy, whatever the parent's.
     // SAFETY: prctl with integer arguments only.
     unsafe {

@@ -47,6 +47,7 @@ pub mod inventory;
 pub mod khugepaged;
 pub mod observe;
 pub mod proto;
+pub mod swap;
 pub mod sys;
 pub mod sysfs;
 pub mod tmpfs;
@@ -77,6 +78,9 @@ pub struct HostOptions {
     /// Refuse instead of waiting when another host run holds the run lock
     /// ([`sysfs::KnobLock`]).
     pub no_wait: bool,
+    /// Allow a scenario's `swap SIZE` line to set up zram0 as the machine's swap for the run
+    /// (torn down afterwards, see [`swap`]). Without it such a scenario is not runnable.
+    pub allow_swap: bool,
 }
 
 /// A THP knob whose host value differs from the scenario's starting value (the model's
@@ -193,6 +197,9 @@ pub struct HostBackend {
     /// Costs of the other processes' mms ahead of the sentinel on khugepaged's list
     /// ([`khugepaged::foreign_mms`]), for the model to mirror.
     khugepaged_foreign: Vec<u64>,
+    /// Whether zswap was ever enabled since boot, as measured at swap setup
+    /// ([`swap::large_swapin_works`]), for the model to mirror; None if not measured.
+    zswap_ever_enabled: Option<bool>,
     sentinel: Option<khugepaged::Sentinel>,
     session: sysfs::Session,
     warnings: Vec<String>,
@@ -363,6 +370,7 @@ impl HostBackend {
                 "khugepaged scan needs --allow-sysfs (khugepaged is not controlled)".into(),
             ),
             khugepaged_foreign: Vec::new(),
+            zswap_ever_enabled: None,
             sentinel: None,
             session: sysfs::Session::new(),
             warnings,
@@ -393,6 +401,12 @@ impl HostBackend {
     /// The costs (in `pages_to_scan` units per visit, list order) of the other processes'
     /// mms that khugepaged's list held ahead of the sentinel when the run started: empty on
     /// a quiet machine. The model mirrors them (`Kernel::add_khugepaged_sentinel`).
+    /// Whether this host's swap-in is order 0 only (zswap was enabled at some point since
+    /// boot), measured when a scenario's swap was set up with `allow_sysfs`.
+    pub fn zswap_ever_enabled(&self) -> Option<bool> {
+        self.zswap_ever_enabled
+    }
+
     pub fn khugepaged_foreign(&self) -> &[u64] {
         &self.khugepaged_foreign
     }
@@ -1025,7 +1039,7 @@ impl Backend for HostBackend {
         // change what the scenario sees (HugePages_Free, ENOMEM at mmap, SIGBUS at faults).
         if let Ok(t) = std::fs::read_to_string("/proc/meminfo") {
             let m: std::collections::BTreeMap<String, i64> =
-                observe::parse_meminfo_hugetlb(&t).into_iter().collect();
+                observe::parse_meminfo(&t).into_iter().collect();
             let g = |k: &str| m.get(&format!("meminfo.{k}")).copied().unwrap_or(0);
             if g("HugePages_Free") != g("HugePages_Total") || g("HugePages_Rsvd") != 0 {
                 return Err(not_runnable(format!(
@@ -1035,6 +1049,53 @@ impl Backend for HostBackend {
                     g("HugePages_Rsvd")
                 )));
             }
+        }
+        if setup.swap > 0 && !self.opts.allow_swap {
+            return Err(not_runnable(
+                "the scenario needs swap (`swap` line): rerun with --allow-swap to let the run set up zram0",
+            ));
+        }
+        if setup.swap > 0 {
+            if self.opts.allow_sysfs {
+                // Measured on a 4 MiB device of its own (its free cluster takes the 16 KiB
+                // folio whatever the scenario's size), once per process.
+                let works = match swap::LARGE_SWAPIN.get() {
+                    Some(&w) => Some(w),
+                    None => {
+                        self.session.swap_setup(4 << 20).map_err(not_runnable)?;
+                        let r = swap::large_swapin_works(&mut self.session).map_err(err)?;
+                        self.session.swap_off().map_err(err)?;
+                        if let Some(w) = r {
+                            let _ = swap::LARGE_SWAPIN.set(w);
+                        }
+                        r
+                    }
+                };
+                match works {
+                    Some(works) => {
+                        self.zswap_ever_enabled = Some(!works);
+                        if !works {
+                            self.warnings.push(
+                                "zswap was enabled at some point since boot: this host swaps every page in at order 0 until reboot (the model mirrors it)"
+                                    .into(),
+                            );
+                        }
+                    }
+                    None => self.warnings.push(
+                        "could not measure whether large folios swap in whole on this host".into(),
+                    ),
+                }
+            }
+            self.session.swap_setup(setup.swap).map_err(not_runnable)?;
+        } else if let Some(l) = std::fs::read_to_string("/proc/swaps")
+            .ok()
+            .and_then(|t| t.lines().nth(1).map(str::to_string))
+        {
+            // Another swap area would let MADV_PAGEOUT swap where the model has none.
+            self.warnings.push(format!(
+                "the machine has swap ({}) the scenario does not declare",
+                l.split_whitespace().next().unwrap_or("?")
+            ));
         }
         for (name, _) in &setup.sysfs {
             if knob_path(name).is_none() {

@@ -482,16 +482,11 @@ fn read_sysfs_num(open: &mut HashMap<String, Option<File>>, path: String) -> Opt
     std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
 }
 
-/// The hugetlb lines of `/proc/meminfo` as `meminfo.<name>` (pages; `Hugetlb` in kB), the
-/// names `Kernel::hugetlb_meminfo` gives the model's.
-pub fn parse_meminfo_hugetlb(t: &str) -> Vec<(String, i64)> {
-    const NAMES: [&str; 5] = [
-        "HugePages_Total",
-        "HugePages_Free",
-        "HugePages_Rsvd",
-        "HugePages_Surp",
-        "Hugetlb",
-    ];
+/// The hugetlb and swap lines of `/proc/meminfo` as `meminfo.<name>` (hugetlb in pages,
+/// `Hugetlb` and the swap lines in kB), the names `Kernel::hugetlb_meminfo` and
+/// `Kernel::swap_meminfo` give the model's.
+pub fn parse_meminfo(t: &str) -> Vec<(String, i64)> {
+    const NAMES: [&str; 8] = thpsim_kernel::observe::MEMINFO_FIELDS;
     let mut v = Vec::new();
     for l in t.lines() {
         let Some((k, rest)) = l.split_once(':') else {
@@ -545,7 +540,7 @@ pub fn counters() -> BTreeMap<String, i64> {
         }
     }
     if let Ok(t) = std::fs::read_to_string("/proc/meminfo") {
-        out.extend(parse_meminfo_hugetlb(&t));
+        out.extend(parse_meminfo(&t));
     }
     if let Ok(t) = std::fs::read_to_string("/proc/buddyinfo") {
         out.extend(parse_buddyinfo(&t));

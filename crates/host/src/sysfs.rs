@@ -23,7 +23,12 @@
 //!   progress is complete, so no signal can cut a restore short. The signal is then
 //!   re-raised with its previous disposition.
 //!
-//! Nothing outside `/sys/kernel/mm/transparent_hugepage` is ever written.
+//! * **Swap** ([`Session::swap_setup`], `crate::swap`): the journal and the restore table
+//!   also say whether the run turned zram0 on as swap; every restore then runs `swapoff`
+//!   and resets zram0 before writing the knobs back.
+//!
+//! Nothing outside `/sys/kernel/mm/transparent_hugepage` is ever written, except the hugetlb
+//! pool knobs, the [`SWAP_KNOBS`] and zram0 of a swap run.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -41,7 +46,8 @@ fn rel_ok(rel: &str) -> bool {
     if rel.starts_with('/') {
         return thpsim_kernel::sysfs::HUGETLB_KNOBS
             .iter()
-            .any(|(_, p)| *p == rel);
+            .any(|(_, p)| *p == rel)
+            || SWAP_KNOBS.iter().any(|(p, _)| *p == rel);
     }
     !rel.is_empty()
         && !rel.starts_with('/')
@@ -49,6 +55,14 @@ fn rel_ok(rel: &str) -> bool {
             .split('/')
             .all(|c| !c.is_empty() && c != "." && c != "..")
 }
+
+/// Files outside the THP directory that a swap run pins, with the value it pins them to:
+/// swap readahead of one page (`vm.page-cluster` 0, `crate::swap`). zswap's `enabled` is
+/// never written, not even with its current value: any successful write sets the kernel's
+/// `zswap_ever_enabled` key until reboot, and with it `zswap_never_enabled()` is false and
+/// every swap-in is order 0 (`alloc_swap_folio`); `crate::swap::preflight` refuses a run
+/// while zswap is on instead.
+pub const SWAP_KNOBS: &[(&str, &str)] = &[("/proc/sys/vm/page-cluster", "0")];
 
 pub fn knob_file(rel: &str) -> PathBuf {
     Path::new(THP_DIR).join(rel)
@@ -330,6 +344,9 @@ struct Journal {
     boot_id: Option<String>,
     /// (path relative to the THP directory, original value), in the order first written.
     knobs: Vec<(String, String)>,
+    /// The run turned zram0 on as swap (`crate::swap`): tear it down before the knobs.
+    #[serde(default)]
+    swap: bool,
 }
 
 fn boot_id() -> Option<String> {
@@ -341,7 +358,8 @@ fn boot_id() -> Option<String> {
 /// A knob a journal may name: one the model knows (the only ones this crate writes).
 fn journal_knob_ok(rel: &str, val: &str) -> bool {
     rel_ok(rel)
-        && thpsim_kernel::sysfs::knobs().iter().any(|k| k.path == rel)
+        && (thpsim_kernel::sysfs::knobs().iter().any(|k| k.path == rel)
+            || SWAP_KNOBS.iter().any(|(p, _)| *p == rel))
         && val.len() <= VAL_MAX_LEN
         && !val.is_empty()
         && val.bytes().all(|b| b.is_ascii_graphic())
@@ -457,6 +475,15 @@ pub fn recover_journal() -> Result<Option<String>, String> {
     }
     let mut done = Vec::new();
     let mut ok = true;
+    if j.swap {
+        match swap_teardown() {
+            Ok(()) => done.push("swapoff and reset of zram0".to_string()),
+            Err(e) => {
+                ok = false;
+                done.push(format!("swap teardown FAILED: {e}"));
+            }
+        }
+    }
     for (rel, val) in j.knobs.iter().rev() {
         match write_knob(rel, val) {
             Ok(()) => done.push(format!("{rel}={val}")),
@@ -510,6 +537,7 @@ fn write_journal(
     path: &Path,
     prev: Option<&std::fs::Metadata>,
     knobs: &[(String, String)],
+    swap: bool,
 ) -> std::io::Result<std::fs::Metadata> {
     let me = std::process::id() as i32;
     let j = Journal {
@@ -517,6 +545,7 @@ fn write_journal(
         start_time: crate::sys::start_time(me),
         boot_id: boot_id(),
         knobs: knobs.to_vec(),
+        swap,
     };
     let bytes = serde_json::to_vec_pretty(&j).map_err(std::io::Error::other)?;
     let create = |p: &Path| -> std::io::Result<std::fs::File> {
@@ -591,6 +620,8 @@ struct Table {
     journal: [u8; PATH_MAX_LEN],
     /// Device and inode of the journal we wrote: it is deleted only if it is still that file.
     journal_id: (u64, u64),
+    /// zram0 is (or may be) the run's swap: swapoff and reset it first.
+    swap: bool,
 }
 
 /// The published table; null when nothing needs restoring. Only ever swapped, never mutated
@@ -723,11 +754,13 @@ fn build_table(
     saved: &[(String, String)],
     journal: &Path,
     journal_meta: &std::fs::Metadata,
+    swap: bool,
 ) -> Option<Box<Table>> {
     let mut t = Table {
         entries: Vec::with_capacity(saved.len()),
         journal: [0; PATH_MAX_LEN],
         journal_id: (journal_meta.dev(), journal_meta.ino()),
+        swap,
     };
     if !cstr_into(&mut t.journal, journal.as_os_str().as_bytes()) {
         return None;
@@ -764,6 +797,9 @@ fn publish(t: Option<Box<Table>>) {
 /// failed writes.
 fn restore_table(t: &Table) -> usize {
     let mut failed = 0;
+    if t.swap && !swap_teardown_raw() {
+        failed += 1;
+    }
     for e in t.entries.iter().rev() {
         // SAFETY: `e.path` is NUL-terminated; `e.val[..val_len]` is initialised; open/write/close
         // are async-signal-safe.
@@ -794,6 +830,43 @@ fn restore_table(t: &Table) -> usize {
         }
     }
     failed
+}
+
+const ZRAM_DEV_C: &[u8] = b"/dev/zram0\0";
+const ZRAM_RESET_C: &[u8] = b"/sys/block/zram0/reset\0";
+
+/// `swapoff /dev/zram0` (not being swap is fine) and `echo 1 > /sys/block/zram0/reset`, with
+/// async-signal-safe calls only. The run's workers must be dead already, so that their swap
+/// entries are gone and swapoff has nothing to read back. True when both succeeded.
+fn swap_teardown_raw() -> bool {
+    // SAFETY: NUL-terminated constant paths and a constant buffer; swapoff, open, write and
+    // close are async-signal-safe system calls.
+    unsafe {
+        if libc::swapoff(ZRAM_DEV_C.as_ptr().cast()) != 0
+            && *libc::__errno_location() != libc::EINVAL
+        {
+            return false;
+        }
+        let fd = libc::open(
+            ZRAM_RESET_C.as_ptr().cast(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return false;
+        }
+        let ok = libc::write(fd, b"1".as_ptr().cast(), 1) == 1;
+        libc::close(fd);
+        ok
+    }
+}
+
+/// [`swap_teardown_raw`] with a message when something is left behind.
+fn swap_teardown() -> Result<(), String> {
+    swap_teardown_raw();
+    match crate::swap::leftover() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Restores from the published table using only async-signal-safe calls (signal handlers,
@@ -883,6 +956,8 @@ fn install_panic_hook() {
 
 pub struct Session {
     saved: Vec<(String, String)>,
+    /// zram0 was turned on as the run's swap (journaled before it was).
+    swap: bool,
     /// Where the journal goes, or why there is no safe place for it.
     journal: Result<PathBuf, String>,
     /// The journal file we wrote last.
@@ -894,6 +969,7 @@ impl Session {
     pub fn new() -> Self {
         Session {
             saved: Vec::new(),
+            swap: false,
             journal: journal_location(),
             journal_meta: None,
             active: false,
@@ -969,13 +1045,7 @@ impl Session {
             }
             let mut all = self.saved.clone();
             all.extend(new.iter().cloned());
-            let meta = write_journal(&journal, self.journal_meta.as_ref(), &all)
-                .map_err(|e| format!("cannot write sysfs journal {}: {e}", journal.display()))?;
-            let t = build_table(&all, &journal, &meta)
-                .ok_or_else(|| format!("knob path too long in {all:?}"))?;
-            self.journal_meta = Some(meta);
-            self.saved = all;
-            publish(Some(t));
+            self.journal_and_publish(&journal, all)?;
         }
         for (rel, value) in knobs {
             write_knob(rel, value).map_err(|e| {
@@ -986,6 +1056,59 @@ impl Session {
             })?;
         }
         Ok(())
+    }
+
+    /// Writes the journal (knobs `all`, and whether swap is on) and publishes the restore
+    /// table for it. Call with [`GUARD`] held and the session active.
+    fn journal_and_publish(
+        &mut self,
+        journal: &Path,
+        all: Vec<(String, String)>,
+    ) -> Result<(), String> {
+        let meta = write_journal(journal, self.journal_meta.as_ref(), &all, self.swap)
+            .map_err(|e| format!("cannot write sysfs journal {}: {e}", journal.display()))?;
+        let t = build_table(&all, journal, &meta, self.swap)
+            .ok_or_else(|| format!("knob path too long in {all:?}"))?;
+        self.journal_meta = Some(meta);
+        self.saved = all;
+        publish(Some(t));
+        Ok(())
+    }
+
+    /// Sets up the run's swap (`crate::swap`): refuses when the machine has swap or zram0 is
+    /// in use; pins [`SWAP_KNOBS`] (those this kernel has); journals "swap on" before the
+    /// device is touched; then sizes zram0, writes the header and turns it on.
+    pub fn swap_setup(&mut self, bytes: u64) -> Result<(), String> {
+        crate::swap::preflight()?;
+        let pins: Vec<(String, String)> = SWAP_KNOBS
+            .iter()
+            .filter(|(p, _)| Path::new(p).exists())
+            .map(|(p, v)| (p.to_string(), v.to_string()))
+            .collect();
+        self.apply(&pins)?;
+        if !self.active {
+            return Err("no swap knob could be journaled: refusing to set up swap".into());
+        }
+        {
+            let _b = Blocked::new();
+            let _g = Guard(guard_acquire());
+            self.swap = true;
+            let journal = self.journal.clone()?;
+            let all = self.saved.clone();
+            self.journal_and_publish(&journal, all)?;
+        }
+        crate::swap::swap_on(bytes)
+    }
+
+    /// Turns the run's swap off again (`swapoff`, zram0 reset) while the session goes on; the
+    /// journal keeps saying "swap", which a later restore handles as a no-op.
+    pub fn swap_off(&mut self) -> Result<(), String> {
+        if !self.swap {
+            return Ok(());
+        }
+        let _b = Blocked::new();
+        let _g = Guard(guard_acquire());
+        swap_teardown()
     }
 
     pub fn changed(&self) -> bool {
@@ -1015,6 +1138,9 @@ impl Session {
                 // SAFETY: the swap made us the owner of a table published by `publish`.
                 let t = unsafe { Box::from_raw(t) };
                 if restore_table(&t) > 0 {
+                    if let Some(e) = self.swap.then(crate::swap::leftover).flatten() {
+                        errs.push(format!("swap teardown failed: {e}"));
+                    }
                     for (rel, val) in self.saved.iter().rev() {
                         if read_knob(rel).ok().as_deref() != Some(val.as_str()) {
                             errs.push(format!(
@@ -1029,6 +1155,7 @@ impl Session {
             // its signal and ends the process.
         }
         self.saved.clear();
+        self.swap = false;
         self.journal_meta = None;
         self.active = false;
         OWNER_TID.store(0, Ordering::SeqCst);

@@ -42,6 +42,7 @@ fn allow(no_wait: bool) -> HostOptions {
     HostOptions {
         allow_sysfs: true,
         no_wait,
+        allow_swap: false,
     }
 }
 

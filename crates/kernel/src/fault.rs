@@ -56,6 +56,9 @@ impl FaultFlags {
     pub(crate) const TRIED: FaultFlags = FaultFlags(1 << 1);
     /// `FAULT_FLAG_ORIG_PTE_VALID`: `Vmf::orig_pte` holds the PTE the fault found.
     pub(crate) const ORIG_PTE_VALID: FaultFlags = FaultFlags(1 << 2);
+    /// Model-only: the handler returned `VM_FAULT_MAJOR` (`do_swap_page` read the page from
+    /// swap), which `mm_account_fault` counts as a major fault.
+    pub(crate) const MAJOR: FaultFlags = FaultFlags(1 << 3);
 
     /// The flags of a fault for a read (`false`) or a write (`true`).
     #[must_use]

@@ -171,6 +171,18 @@ impl Kernel {
                 self.mms[cmi].add_mm_counter(MmCounter::AnonPages, 1);
             } else if pte.is_zero_page() {
                 self.mms[cmi].pgt.pte_table_mut(cidx)[j] = Pte(pte.0 & !(UFFD_WP | YOUNG));
+            } else if pte.is_swap() {
+                // copy_nonpresent_pte: one more reference on the slot; neither side is
+                // exclusive any more; the child drops uffd-wp.
+                self.swap
+                    .si
+                    .as_mut()
+                    .expect("swap entry without a device")
+                    .dup(pte.swap_slot());
+                let shared = Pte(pte.0 & !EXCLUSIVE);
+                self.mms[pmi].pgt.pte_table_mut(pidx)[j] = shared;
+                self.mms[cmi].pgt.pte_table_mut(cidx)[j] = Pte(shared.0 & !UFFD_WP);
+                self.mms[cmi].add_mm_counter(MmCounter::SwapEnts, 1);
             }
         }
         Ok(())

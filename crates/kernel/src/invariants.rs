@@ -53,6 +53,8 @@ impl Kernel {
         let mut seen: FxHashMap<FolioId, Seen> = FxHashMap::default();
         let mut pgtable_pages = 0u64;
         let mut huge_zero_mms = 0u32;
+        // Swap PTEs per slot, over every mm.
+        let mut swap_refs: FxHashMap<u32, u32> = FxHashMap::default();
         for (mmi, mm) in self.mms.iter() {
             let ctx = |m: String| format!("{mmi}: {m}");
             // VMAs
@@ -78,6 +80,7 @@ impl Kernel {
             let mut table_pmds = 0usize;
             let mut rss = 0u64;
             let mut rss_shmem = 0u64;
+            let mut swap_ents = 0u64;
             let mut anon_huge_pmds = 0usize;
             let mut has_huge_zero = false;
             {
@@ -147,6 +150,16 @@ impl Kernel {
                             if pte.has(WRITE) && (!v.has(vmf::WRITE) || !pte.is_page()) {
                                 return Err(ctx(format!("bad writable PTE {pte:?} at {addr:#x}")));
                             }
+                            if pte.is_swap() {
+                                let s = pte.swap_slot();
+                                if self.swap.si.as_ref().is_none_or(|si| s == 0 || s >= si.max) {
+                                    return Err(ctx(format!(
+                                        "swap PTE {pte:?} at {addr:#x} names no slot"
+                                    )));
+                                }
+                                *swap_refs.entry(s).or_default() += 1;
+                                swap_ents += 1;
+                            }
                             if pte.is_page() {
                                 let f = self.folios.get(pte.folio());
                                 if f.test(flags::FREE) || pte.idx() >= f.nr_pages() {
@@ -191,6 +204,12 @@ impl Kernel {
                 return Err(ctx(format!(
                     "MM_ANONPAGES {} but page tables map {rss}",
                     mm.rss_anon
+                )));
+            }
+            if swap_ents != mm.swap_ents {
+                return Err(ctx(format!(
+                    "MM_SWAPENTS {} but page tables hold {swap_ents} swap entries",
+                    mm.swap_ents
                 )));
             }
             if rss_shmem != mm.rss_shmem {
@@ -271,7 +290,12 @@ impl Kernel {
                     "{id}: PG_readahead on a folio outside the page cache"
                 ));
             }
-            let cache_refs = if cached { f.nr_pages() } else { 0 };
+            let in_swap_cache = self.swap.folio_slot.contains_key(&id);
+            let cache_refs = if cached || in_swap_cache {
+                f.nr_pages()
+            } else {
+                0
+            };
             if f.refcount != s.entire + pte_maps + cache_refs {
                 return Err(format!(
                     "{id} {f:?}: refcount != mappings {}",
@@ -333,6 +357,7 @@ impl Kernel {
         if let Some((id, _)) = seen.iter().next() {
             return Err(format!("page tables map freed folio {id}"));
         }
+        self.check_swap(&swap_refs)?;
         let q = self.deferred_split_queue();
         if q.len() as u64 != deferred || self.ds_queue.len() != deferred {
             return Err(format!(
@@ -444,5 +469,48 @@ impl Kernel {
             ));
         }
         Ok(())
+    }
+}
+
+impl Kernel {
+    /// Swap: each slot's count equals the swap PTEs naming it; the swap cache maps every
+    /// slot of each cached folio to it (and nothing else); cluster counts and `inuse_pages`
+    /// match.
+    fn check_swap(&self, refs: &FxHashMap<u32, u32>) -> Result<(), String> {
+        let Some(si) = self.swap.si.as_ref() else {
+            if !self.swap.cache.is_empty() || !refs.is_empty() {
+                return Err("swap entries or swap cache without a swap device".into());
+            }
+            return Ok(());
+        };
+        for slot in 1..si.max {
+            let want = refs.get(&slot).copied().unwrap_or(0);
+            if u32::from(si.count(slot)) != want {
+                return Err(format!(
+                    "swap slot {slot}: count {} but {want} swap PTEs",
+                    si.count(slot)
+                ));
+            }
+        }
+        let mut n = 0usize;
+        for (&id, &first) in &self.swap.folio_slot {
+            let f = self.folios.get(id);
+            if f.test(flags::FREE) {
+                return Err(format!("freed folio {id} in the swap cache"));
+            }
+            for s in first..first + f.nr_pages() {
+                if self.swap.cache.get(&s) != Some(&id) {
+                    return Err(format!("swap cache slot {s} does not hold {id}"));
+                }
+            }
+            n += f.nr_pages() as usize;
+        }
+        if n != self.swap.cache.len() {
+            return Err(format!(
+                "swap cache holds {} slots, its folios {n}",
+                self.swap.cache.len()
+            ));
+        }
+        si.check(&|s| self.swap.cache.contains_key(&s))
     }
 }

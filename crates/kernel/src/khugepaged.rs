@@ -52,6 +52,7 @@ pub(crate) enum ScanResult {
     PmdMapped,
     PteUffdWp,
     ExceedNonePte,
+    ExceedSwapPte,
     ExceedSharedPte,
     PageCount,
     LackReferencedPage,
@@ -417,9 +418,23 @@ impl Kernel {
         }
         let table = *self.mms[mmi].pgt.pte_table(pmd.table_idx());
         let (mut none_or_zero, mut shared, mut referenced) = (0u32, 0u32, 0u32);
+        let mut unmapped = 0u32;
         let uffd = vma.uffd_armed();
         let mut checked: Vec<FolioId> = Vec::new();
         for pte in &table {
+            // Swap entries (uffd-wp markers are swap-format entries too) count against
+            // max_ptes_swap (khugepaged only); one carrying uffd-wp aborts at once.
+            if pte.is_swap() || pte.is_marker() {
+                unmapped += 1;
+                if !khugepaged || unmapped <= self.sysfs.max_ptes_swap {
+                    if pte.has(crate::pgtable::UFFD_WP) {
+                        return ScanResult::PteUffdWp;
+                    }
+                    continue;
+                }
+                self.vmstat.count(VmItem::ThpScanExceedSwapPte);
+                return ScanResult::ExceedSwapPte;
+            }
             if pte.is_none() || pte.is_zero_page() {
                 none_or_zero += 1;
                 if !uffd && (!khugepaged || none_or_zero <= self.sysfs.max_ptes_none) {
@@ -444,9 +459,14 @@ impl Kernel {
                 }
             }
             if !checked.contains(&id) {
-                // is_refcount_suitable(): every reference is a mapping.
+                // is_refcount_suitable(): every reference is a mapping (or the swap cache's).
                 let f = self.folios.get(id);
-                if f.refcount != f.mapcount + u32::from(f.entire_mapcount) {
+                let cache = if self.swap.folio_slot.contains_key(&id) {
+                    f.nr_pages()
+                } else {
+                    0
+                };
+                if f.refcount != f.mapcount + u32::from(f.entire_mapcount) + cache {
                     return ScanResult::PageCount;
                 }
                 checked.push(id);
@@ -457,7 +477,8 @@ impl Kernel {
                 referenced += 1;
             }
         }
-        if khugepaged && referenced == 0 {
+        // With swap entries to bring in, khugepaged wants at least half the range referenced.
+        if khugepaged && (referenced == 0 || (unmapped > 0 && referenced < HPAGE_PMD_NR / 2)) {
             return ScanResult::LackReferencedPage;
         }
         self.collapse_huge_page(mmi, vma, haddr, khugepaged)
@@ -508,6 +529,15 @@ impl Kernel {
         };
         // Anonymous only once mapped (folio_add_new_anon_rmap), as in the kernel.
         let new = self.folios.alloc(pfn, HPAGE_PMD_ORDER, 0);
+        let table = if table.iter().any(|p| p.is_swap()) {
+            if !self.collapse_huge_page_swapin(mmi, vma, haddr) {
+                self.free_folio(new);
+                return ScanResult::Fail;
+            }
+            *self.mms[mmi].pgt.pte_table(tidx)
+        } else {
+            table
+        };
         let mut copied = 0;
         for (i, pte) in table.iter().enumerate() {
             if pte.is_page() {
@@ -542,7 +572,11 @@ impl Kernel {
                 }
             }
             self.mms[mmi].add_mm_counter(MmCounter::AnonPages, -i64::from(to_u32(n)));
+            let cached = self.swap.folio_slot.contains_key(&pte.folio());
             self.folio_remove_rmap_ptes(pte.folio(), pte.idx(), to_u32(n), mmi);
+            if cached {
+                self.free_swap_cache(pte.folio());
+            }
             i += n;
         }
         // The PTE table becomes the deposit of the new PMD.
@@ -562,6 +596,27 @@ impl Kernel {
         self.mms[mmi].add_mm_counter(MmCounter::AnonPages, i64::from(HPAGE_PMD_NR));
         self.deferred_split_folio(new, false);
         ScanResult::Succeed
+    }
+
+    /// `__collapse_huge_page_swapin`: every swap entry of the block is faulted in
+    /// (`do_swap_page`, a read fault the task is not charged for; `pgmajfault` counts the
+    /// reads). False if a swap-in failed (SCAN_FAIL).
+    fn collapse_huge_page_swapin(&mut self, mmi: MmId, vma: &Vma, haddr: u64) -> bool {
+        for i in 0..u64::from(HPAGE_PMD_NR) {
+            let addr = haddr + i * crate::types::PAGE_SIZE;
+            let pte = self.mms[mmi].pgt.pte(addr);
+            if !pte.is_swap() {
+                continue;
+            }
+            let mut vmf =
+                crate::fault::Vmf::new(mmi, *vma, addr, crate::fault::FaultFlags::default());
+            vmf.orig_pte = pte;
+            vmf.flags = vmf.flags.with(crate::fault::FaultFlags::ORIG_PTE_VALID);
+            if self.do_swap_page(&mut vmf) != crate::fault::VmFault::Done {
+                return false;
+            }
+        }
+        true
     }
 
     /// The in-place collapse proposals. `collapse=inplace`: the range is exactly one order-9

@@ -38,12 +38,14 @@ pub(crate) mod rmap;
 pub mod shmem;
 pub(crate) mod shrinker;
 pub(crate) mod split;
+pub(crate) mod swapfile;
 pub mod sysfs;
 pub(crate) mod task_mmu;
 pub mod types;
 pub mod userfaultfd;
 pub(crate) mod userfaultfd_ctx;
 pub mod util;
+pub(crate) mod vmscan;
 pub mod vmstat;
 pub(crate) mod walk;
 
@@ -66,11 +68,18 @@ pub struct KernelConfig {
     pub memory: u64,
     pub profile: Profile,
     pub sysfs: Sysfs,
+    /// Bytes of swap (a zram device, `swapfile.rs`); 0 for none.
+    pub swap: u64,
+    /// zswap was enabled at some point since boot (`zswap_never_enabled()` false): every
+    /// swap-in is order 0. A fact of a host's history, not of a kernel version.
+    pub zswap_ever_enabled: bool,
 }
 
 impl Default for KernelConfig {
     fn default() -> Self {
         KernelConfig {
+            swap: 0,
+            zswap_ever_enabled: false,
             memory: 16 << 30,
             profile: profile::profile(profile::DEFAULT_PROFILE).expect("default profile"),
             sysfs: Sysfs::default(),
@@ -125,6 +134,8 @@ pub struct Kernel {
     pub(crate) kcompactd: compaction::Kcompactd,
     /// Unmovable background allocations (`kalloc`): (pfn, order).
     pub(crate) kallocs: Vec<(Pfn, u8)>,
+    /// The swap device and the swap cache (`swapfile.rs`).
+    pub(crate) swap: swapfile::Swap,
 }
 
 impl Kernel {
@@ -163,7 +174,12 @@ impl Kernel {
             compaction: compaction::CompactionTunables::default(),
             kcompactd: compaction::Kcompactd::default(),
             kallocs: Vec::new(),
+            swap: swapfile::Swap::default(),
         };
+        if cfg.swap > 0 {
+            k.swap.si = Some(swapfile::SwapInfo::new(cfg.swap));
+            k.swap.zswap_ever_enabled = cfg.zswap_ever_enabled;
+        }
         // The boot-time pool (`hugepages=` / the knob's starting value).
         k.set_overcommit_huge_pages(pool.1);
         k.set_max_huge_pages(pool.0);
@@ -416,6 +432,12 @@ impl Kernel {
             util::to_i64(self.fragmentation_score_node()),
         ));
         v.extend(self.hugetlb_meminfo());
+        v.extend(self.swap_meminfo());
+        for (k, val) in &mut v {
+            if k == "vmstat.nr_swapcached" {
+                *val = util::to_i64(u64::try_from(self.swap.cache.len()).unwrap_or(0));
+            }
+        }
         let u = &self.uffd_stats;
         for (name, n) in [
             ("events", u.events),

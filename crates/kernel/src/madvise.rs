@@ -2,7 +2,9 @@
 //! VMAs with ENOMEM for unmapped holes, advice that changes VMA flags (split and merge:
 //! `madvise_update_vma`, with `hugepage_madvise` for HUGEPAGE/NOHUGEPAGE), MADV_DONTNEED
 //! (zap, which splits a PMD only partly covered), MADV_COLD (`can_madv_lru_vma`, then the
-//! split walk of `split.rs`, anonymous and shmem alike) and MADV_POPULATE_READ/WRITE
+//! split walk of `split.rs`, anonymous and shmem alike), MADV_PAGEOUT (the same walk, then
+//! reclaim: `vmscan.rs`; anonymous VMAs only, page-cache reclaim is EOPNOTSUPP), MADV_WILLNEED
+//! (swap-in to the swap cache, file readahead) and MADV_POPULATE_READ/WRITE
 //! (`madvise_populate`). Advice the model does not implement returns EOPNOTSUPP so a caller
 //! can never mistake it for the kernel's answer.
 
@@ -74,7 +76,14 @@ impl Kernel {
                     .map(|v| (start.max(v.start), end.min(v.end), v))
                     .collect();
                 for (a, e, v) in files {
-                    self.madvise_willneed_file(&v, a, e);
+                    // madvise_willneed() swaps in only where the VMA has no file: a private
+                    // /dev/zero mapping is anonymous but keeps /dev/zero as its file, whose
+                    // fadvise does nothing.
+                    if v.backing == crate::mm::VmaBacking::Anon {
+                        self.madvise_willneed_anon(mmi, a, e);
+                    } else {
+                        self.madvise_willneed_file(&v, a, e);
+                    }
                 }
                 return if self.mms[mmi].range_fully_mapped(start, end) {
                     Ok(())
@@ -97,7 +106,7 @@ impl Kernel {
         }
         if matches!(
             advice,
-            Advice::Free | Advice::Cold | Advice::Dontneed | Advice::Remove
+            Advice::Free | Advice::Cold | Advice::Pageout | Advice::Dontneed | Advice::Remove
         ) {
             // madvise_walk_vmas() visits the VMAs in address order and stops at the first
             // error: a VM_LOCKED VMA (can_madv_lru_vma() / madvise_dontneed_free_valid_vma())
@@ -120,6 +129,9 @@ impl Kernel {
                     match advice {
                         // MADV_FREE is for anonymous memory only.
                         Advice::Free => return Err(Errno::EINVAL),
+                        // Page-cache reclaim (shmem_writeout, dropping clean file pages) is
+                        // not modelled.
+                        Advice::Pageout => return Err(Errno::EOPNOTSUPP),
                         Advice::Remove => {
                             // madvise_remove(): a hole punched in the file behind the range.
                             if !vma.has(vmf::SHARED) {
@@ -147,6 +159,7 @@ impl Kernel {
                 match advice {
                     Advice::Dontneed => self.madvise_dontneed_range(mmi, a, e),
                     Advice::Cold => self.madvise_cold_range(mmi, a, e),
+                    Advice::Pageout => self.madvise_pageout_range(mmi, a, e),
                     _ => self.madvise_free_range(mmi, a, e),
                 }
             }

@@ -7,8 +7,11 @@
 //!
 //! Shmem VMAs take the file paths of `filemap.rs` from the two dispatch points.
 //!
-//! Deviations: no swap, no KSM, no NUMA, no memcg charge failures; a fault never needs a
-//! retry under mmap_lock (the per-VMA lock path always succeeds), so no fault is major.
+//! A fault on a swap entry is `do_swap_page` (the swap cache, the synchronous zram path with
+//! mTHP swap-in), a major fault.
+//!
+//! Deviations: no KSM, no NUMA, no memcg charge failures, no swap readahead window; a fault
+//! never needs a retry under mmap_lock (the per-VMA lock path always succeeds).
 
 use crate::errno::Signal;
 use crate::fault::{FaultFlags, Tva, VmFault, Vmf};
@@ -18,7 +21,8 @@ use crate::mm::MmCounter;
 use crate::mm::{vmf, Vma, VmaBacking};
 use crate::page_alloc::Gfp;
 use crate::pgtable::{
-    pte_index, pte_index32, Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, STORED, UFFD_WP, WRITE, YOUNG,
+    pte_index, pte_index32, Pmd, Pte, DIRTY, EXCLUSIVE, PROTNONE, SOFT_DIRTY, STORED, UFFD_WP,
+    WRITE, YOUNG,
 };
 use crate::rmap::RmapLevel;
 use crate::types::{AccessKind, AccessPattern, Pid, HPAGE_PMD_ORDER, PAGE_SHIFT, PAGE_SIZE};
@@ -90,6 +94,11 @@ impl Kernel {
                         Delivery::Sigbus => return Err(Signal::Sigbus),
                         Delivery::Oom => return Err(Signal::Sigkill),
                     }
+                    // VM_FAULT_RETRY with VM_FAULT_MAJOR (a swap-in whose write then hit a
+                    // uffd-wp PTE): the retry is FAULT_FLAG_TRIED, counted major.
+                    if vmf.flags.contains(FaultFlags::MAJOR) {
+                        tried = FaultFlags::TRIED;
+                    }
                     in_kernel_retry = true;
                 }
             }
@@ -148,10 +157,11 @@ impl Kernel {
         r
     }
 
-    /// `mm_account_fault`, task part: a retried fault (`FAULT_FLAG_TRIED`) is major.
+    /// `mm_account_fault`, task part: a retried fault (`FAULT_FLAG_TRIED`) or one that
+    /// returned `VM_FAULT_MAJOR` is major.
     pub(crate) fn mm_account_fault(&mut self, pid: Pid, flags: FaultFlags) {
         let t = self.tasks.get_mut(&pid).expect("task");
-        if flags.contains(FaultFlags::TRIED) {
+        if flags.contains(FaultFlags::TRIED) || flags.contains(FaultFlags::MAJOR) {
             t.majflt += 1;
         } else {
             t.minflt += 1;
@@ -211,6 +221,9 @@ impl Kernel {
         vmf.flags = vmf.flags.with(FaultFlags::ORIG_PTE_VALID);
         if pte.is_none() {
             return self.do_pte_missing(vmf);
+        }
+        if pte.is_swap() {
+            return self.do_swap_page(vmf);
         }
         if pte.is_marker() {
             // handle_pte_marker → pte_marker_handle_uffd_wp: a leftover marker in a VMA that
@@ -384,15 +397,7 @@ impl Kernel {
     /// `addr` is entirely none and fits the VMA, try orders downwards, else order 0.
     fn alloc_anon_folio(&mut self, vmf: &Vmf) -> Option<(FolioId, u8)> {
         let (mmi, vma, addr) = (vmf.mm, &vmf.vma, vmf.address);
-        let mut orders: u16 = 0;
-        if !vma.uffd_armed() {
-            let want: u16 = crate::sysfs::ANON_ORDERS
-                .iter()
-                .filter(|&&o| o < HPAGE_PMD_ORDER)
-                .fold(0, |m, &o| m | 1 << o);
-            orders = self.thp_vma_allowable_orders(mmi, vma, want, Tva::PageFault);
-            orders = crate::huge_memory::thp_vma_suitable_orders(vma, addr, orders);
-        }
+        let mut orders = self.fault_mthp_orders(vmf);
         // Highest order whose PTE range is all none (and, on the host build's
         // `anon_beside_full=1`, that has a full block of the same size beside it).
         if orders != 0 {
@@ -427,6 +432,21 @@ impl Kernel {
         }
         self.alloc_anon_folio_order(0, Gfp::HIGHUSER_MOVABLE)
             .map(|f| (f, 0))
+    }
+
+    /// The mTHP orders (below PMD order) a fault at `vmf` may allocate: those the VMA allows
+    /// (`thp_vma_allowable_orders` with `TVA_PAGEFAULT`) whose aligned block fits it
+    /// (`thp_vma_suitable_orders`); none in a userfaultfd-armed VMA.
+    fn fault_mthp_orders(&self, vmf: &Vmf) -> u16 {
+        if vmf.vma.uffd_armed() {
+            return 0;
+        }
+        let want: u16 = crate::sysfs::ANON_ORDERS
+            .iter()
+            .filter(|&&o| o < HPAGE_PMD_ORDER)
+            .fold(0, |m, &o| m | 1 << o);
+        let orders = self.thp_vma_allowable_orders(vmf.mm, &vmf.vma, want, Tva::PageFault);
+        crate::huge_memory::thp_vma_suitable_orders(&vmf.vma, vmf.address, orders)
     }
 
     /// `do_wp_page`: a write to a present, write-protected PTE.
@@ -465,7 +485,16 @@ impl Kernel {
     fn wp_can_reuse_anon_folio(&mut self, id: FolioId) -> bool {
         let f = *self.folios.get(id);
         if f.order == 0 {
-            return f.refcount == 1;
+            // A swap-cache folio counts the cache's reference; its swap is freed if no
+            // swap PTE names it any more (`folio_free_swap`), which may make it exclusive.
+            let cached = self.swap.folio_slot.contains_key(&id);
+            if f.refcount > 1 + u32::from(cached) {
+                return false;
+            }
+            if cached {
+                self.folio_free_swap(id);
+            }
+            return self.folios.get(id).refcount == 1;
         }
         if !self.profile.switches.large_folio_cow_reuse {
             return false;
@@ -504,7 +533,11 @@ impl Kernel {
                 self.mms[mmi].add_mm_counter(MmCounter::ShmemPages, -1);
                 self.mms[mmi].add_mm_counter(MmCounter::AnonPages, 1);
             }
+            let cached = self.swap.folio_slot.contains_key(&old.folio());
             self.folio_remove_rmap_ptes(old.folio(), old.idx(), 1, mmi);
+            if cached {
+                self.free_swap_cache(old.folio());
+            }
         } else {
             self.mms[mmi].add_mm_counter(MmCounter::AnonPages, 1);
         }
@@ -716,4 +749,191 @@ fn block_beside_full(table: &[Pte], vma: &Vma, addr: u64, start: usize, nr: usiz
     let before =
         start >= nr && block.checked_sub(bytes).is_some_and(|b| b >= vma.start) && full(start - nr);
     before || (start + 2 * nr <= table.len() && block + 2 * bytes <= vma.end && full(start + nr))
+}
+
+impl Kernel {
+    /// `do_swap_page`: a fault on a swap PTE (Linux 6.18). A folio already in the swap cache
+    /// is mapped (a minor fault). Otherwise the page is read (a major fault, `pgmajfault`):
+    /// with `SWP_SYNCHRONOUS_IO` (zram) and a slot only this PTE names, into a new folio that
+    /// skips the swap cache (`alloc_swap_folio`: the largest enabled mTHP order whose block
+    /// is all swap entries of consecutive, aligned slots), else through the swap cache
+    /// (`swapin_readahead`, one page with `vm.page-cluster` 0). The slots lose this mapping's
+    /// references (`swap_free_nr`); a cached folio leaves the cache on a write fault that
+    /// finds no other user (`should_try_to_free_swap`). The page is mapped writable and
+    /// exclusive if the swap PTE was exclusive or nothing else holds the folio; a write that
+    /// could not be served so goes on to `do_wp_page`.
+    pub(crate) fn do_swap_page(&mut self, vmf: &mut Vmf) -> VmFault {
+        let mmi = vmf.mm;
+        let addr = vmf.address & !(PAGE_SIZE - 1);
+        let orig = vmf.orig_pte;
+        let slot = orig.swap_slot();
+        let mut id = self.swap.cached(slot);
+        if id.is_none() {
+            let sync = self.swap.si.as_ref().is_some_and(|si| si.count(slot) == 1);
+            let folio = if sync {
+                self.alloc_swap_folio(vmf)
+            } else {
+                self.alloc_anon_folio_order(0, Gfp::HIGHUSER_MOVABLE)
+            };
+            let Some(f) = folio else {
+                return VmFault::Oom;
+            };
+            let nr = self.folios.get(f).nr_pages();
+            let first = slot & !(nr - 1);
+            if !sync {
+                // read_swap_cache_async: the new folio joins the swap cache.
+                self.swap.add(f, first, nr);
+                self.folios.get_mut(f).refcount += nr;
+            }
+            self.swap_read_folio(f, first);
+            vmf.flags = vmf.flags.with(FaultFlags::MAJOR);
+            self.vmstat.count(VmItem::Pgmajfault);
+            id = Some(f);
+        }
+        let id = id.expect("folio");
+        let nr = self.folios.get(id).nr_pages();
+        let (start, first) = if nr > 1 {
+            (addr & !(u64::from(nr) * PAGE_SIZE - 1), slot & !(nr - 1))
+        } else {
+            (addr, slot)
+        };
+        // The fault's own reference while it works (`folio_ref_count` counts it).
+        self.folios.get_mut(id).refcount += 1;
+        for s in first..first + nr {
+            self.swap.put(s);
+        }
+        if self.swap.folio_slot.contains_key(&id) && self.should_try_to_free_swap(id, vmf) {
+            self.folio_free_swap(id);
+        }
+        self.mms[mmi].add_mm_counter(MmCounter::AnonPages, i64::from(nr));
+        self.mms[mmi].add_mm_counter(MmCounter::SwapEnts, -i64::from(nr));
+        let mut bits = YOUNG | (orig.0 & (SOFT_DIRTY | UFFD_WP));
+        let mut write_done = false;
+        if orig.has(EXCLUSIVE) || self.folios.get(id).refcount == 1 {
+            let uffd_wp = vmf.vma.has(vmf::UFFD_WP) && orig.has(UFFD_WP);
+            if vmf.vma.has(vmf::WRITE) && !uffd_wp {
+                bits |= WRITE;
+                if vmf.is_write() {
+                    bits |= DIRTY;
+                    write_done = true;
+                }
+            }
+            bits |= EXCLUSIVE;
+        }
+        if self.folios.get(id).test(crate::folio::flags::ANON) {
+            self.folio_add_anon_rmap_ptes(id, 0, nr, mmi);
+        } else {
+            let held = self.folios.get(id).refcount;
+            self.folio_add_new_anon_rmap(id, RmapLevel::Pte, mmi);
+            self.folios.get_mut(id).refcount += held;
+            if nr > 1 {
+                self.folios.meta_mut(id).va = start;
+            }
+        }
+        for i in 0..nr {
+            self.set_pte(
+                mmi,
+                start + u64::from(i) * PAGE_SIZE,
+                Pte::page(id, i, bits),
+            );
+        }
+        self.folio_put(id, 1);
+        if vmf.is_write() && !write_done {
+            let pte = self.mms[mmi].pgt.pte(addr);
+            return self.do_wp_page(vmf, pte);
+        }
+        VmFault::Done
+    }
+
+    /// `should_try_to_free_swap`: swap is more than half full, the VMA is locked, or a write
+    /// finds the folio held by the swap cache and this fault only.
+    fn should_try_to_free_swap(&self, id: FolioId, vmf: &Vmf) -> bool {
+        let f = self.folios.get(id);
+        self.swap.vm_swap_full()
+            || vmf.vma.has(vmf::LOCKED)
+            || (vmf.is_write() && f.refcount == 1 + f.nr_pages())
+    }
+
+    /// `swap_read_folio` of a folio whose first page comes from `first`: from the zero map
+    /// (`swpin_zero`) or the device (`pswpin`, `mthp.<size>.swpin`); the pages get back the
+    /// content they were written with.
+    pub(crate) fn swap_read_folio(&mut self, id: FolioId, first: u32) {
+        let f = *self.folios.get(id);
+        let nr = f.nr_pages();
+        let si = self.swap.si.as_ref().expect("swap device");
+        let zero = si.is_zero(first);
+        let content: Vec<bool> = (first..first + nr).map(|s| si.has_content(s)).collect();
+        if zero {
+            self.vmstat.add(VmItem::SwpinZero, i64::from(nr));
+        } else {
+            self.vmstat.add(VmItem::Pswpin, i64::from(nr));
+            if f.order > 0 {
+                self.vmstat.mthp_count(f.order, MthpStat::Swpin);
+            }
+        }
+        for (i, c) in content.into_iter().enumerate() {
+            if c {
+                self.folios.set_nonzero(id, crate::util::to_u32(i));
+            }
+        }
+    }
+
+    /// `alloc_swap_folio`: the orders below PMD order the VMA allows at `addr` whose block
+    /// starts at a slot aligned like the address (`thp_swap_suitable_orders`), the highest
+    /// whose block is all swap entries of consecutive slots with the faulting PTE's bits,
+    /// one zero-map state and nothing in the swap cache (`can_swapin_thp`); allocation tries
+    /// it and the orders below it (`swpin_fallback` per failure), then order 0. Only order
+    /// 0 once zswap was ever enabled (`zswap_never_enabled`).
+    fn alloc_swap_folio(&mut self, vmf: &Vmf) -> Option<FolioId> {
+        let (vma, addr) = (&vmf.vma, vmf.address);
+        let slot = vmf.orig_pte.swap_slot();
+        let mut orders: u16 = 0;
+        if !self.swap.zswap_ever_enabled {
+            orders = self.fault_mthp_orders(vmf);
+            // thp_swap_suitable_orders: drop orders from the top until one is aligned.
+            while orders != 0 {
+                let nr = 1u64 << highest_order(orders);
+                if (addr >> PAGE_SHIFT) % nr == u64::from(slot) % nr {
+                    break;
+                }
+                orders &= !(1 << highest_order(orders));
+            }
+        }
+        while orders != 0 {
+            let order = highest_order(orders);
+            if self.can_swapin_thp(vmf, order) {
+                break;
+            }
+            orders &= !(1 << order);
+        }
+        while orders != 0 {
+            let order = highest_order(orders);
+            if let Some(f) = self.alloc_anon_folio_order(order, self.vma_thp_gfp_mask(vma)) {
+                return Some(f);
+            }
+            self.vmstat.mthp_count(order, MthpStat::SwpinFallback);
+            orders &= !(1 << order);
+        }
+        self.alloc_anon_folio_order(0, Gfp::HIGHUSER_MOVABLE)
+    }
+
+    /// `can_swapin_thp` for the block of `order` around the fault.
+    fn can_swapin_thp(&self, vmf: &Vmf, order: u8) -> bool {
+        let nr = 1u32 << order;
+        let base = vmf.address & !((PAGE_SIZE << order) - 1);
+        let idx = crate::util::to_u32(((vmf.address - base) >> PAGE_SHIFT) as usize);
+        let orig = vmf.orig_pte;
+        let Some(first) = orig.swap_slot().checked_sub(idx) else {
+            return false;
+        };
+        let keep = orig.0 & (EXCLUSIVE | SOFT_DIRTY | UFFD_WP);
+        let si = self.swap.si.as_ref().expect("swap device");
+        let zero = si.is_zero(first);
+        (0..nr).all(|i| {
+            let p = self.mms[vmf.mm].pgt.pte(base + u64::from(i) * PAGE_SIZE);
+            p == Pte::swap(first + i, keep)
+                && si.is_zero(first + i) == zero
+                && self.swap.cached(first + i).is_none()
+        })
+    }
 }

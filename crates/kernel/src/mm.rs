@@ -147,6 +147,8 @@ pub struct Mm {
     pub rss_anon: u64,
     /// `MM_SHMEMPAGES`; changed only through `Mm::add_mm_counter`.
     pub rss_shmem: u64,
+    /// `MM_SWAPENTS`: swap PTEs; changed only through `Mm::add_mm_counter`.
+    pub swap_ents: u64,
     /// The VMA the last fault-path lookup found (`mm->mmap_cache`'s modern cousin, the
     /// per-VMA lock fast path): every VMA mutation clears it via `invalidate_vma_cache`.
     pub(crate) vma_cache: std::cell::Cell<Option<Vma>>,
@@ -165,6 +167,7 @@ pub struct Mm {
 pub(crate) enum MmCounter {
     AnonPages,
     ShmemPages,
+    SwapEnts,
 }
 
 impl Mm {
@@ -174,6 +177,7 @@ impl Mm {
         let c = match counter {
             MmCounter::AnonPages => &mut self.rss_anon,
             MmCounter::ShmemPages => &mut self.rss_shmem,
+            MmCounter::SwapEnts => &mut self.swap_ents,
         };
         *c = c
             .checked_add_signed(delta)

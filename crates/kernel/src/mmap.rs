@@ -338,6 +338,11 @@ impl Kernel {
             let pte = self.mms[mmi].pgt.pte_table(tidx)[i];
             if !pte.is_page() {
                 self.mms[mmi].pgt.pte_table_mut(tidx)[i] = Pte::NONE;
+                if pte.is_swap() {
+                    // zap_nonpresent_ptes: the swap entry's slot is released.
+                    self.mms[mmi].add_mm_counter(MmCounter::SwapEnts, -1);
+                    self.free_swap_and_cache(pte.swap_slot());
+                }
                 i += 1;
                 continue;
             }
@@ -367,7 +372,12 @@ impl Kernel {
                 MmCounter::ShmemPages
             };
             self.mms[mmi].add_mm_counter(counter, -i64::from(to_u32(n)));
+            let cached = self.swap.folio_slot.contains_key(&id);
             self.folio_remove_rmap_ptes(id, first, to_u32(n), mmi);
+            if cached {
+                // free_pages_and_swap_cache → free_swap_cache once the folio is unmapped.
+                self.free_swap_cache(id);
+            }
             i += n;
         }
     }

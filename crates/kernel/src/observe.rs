@@ -95,6 +95,19 @@ impl Backing {
     }
 }
 
+/// The `/proc/meminfo` lines both backends report as `meminfo.<name>`: the hugetlb pool
+/// (pages; `Hugetlb` in kB, `Kernel::hugetlb_meminfo`) and swap (kB, `Kernel::swap_meminfo`).
+pub const MEMINFO_FIELDS: [&str; 8] = [
+    "HugePages_Total",
+    "HugePages_Free",
+    "HugePages_Rsvd",
+    "HugePages_Surp",
+    "Hugetlb",
+    "SwapTotal",
+    "SwapFree",
+    "SwapCached",
+];
+
 /// A run-length map of backings: `(backing, number of 4 KiB pages)`, adjacent runs differ.
 pub type PageMap = Vec<(Backing, u64)>;
 
@@ -153,6 +166,7 @@ smaps_fields! {
     shmem_pmd_mapped => "ShmemPmdMapped";
     file_pmd_mapped => "FilePmdMapped";
     swap => "Swap";
+    swap_pss => "SwapPss";
     locked => "Locked";
     thp_eligible => "THPeligible";
     shared_hugetlb => "Shared_Hugetlb";

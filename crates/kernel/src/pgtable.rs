@@ -1,7 +1,8 @@
 //! Page-table entries and the per-mm page-table radix (x86-64 4-level layout as
 //! `arch/x86/include/asm/pgtable_types.h` describes it, reduced to what THP decisions read).
 //! A PMD entry is none, the huge zero page, a PMD-mapped folio, or a PTE table; a PTE is none,
-//! the zero page, a page of a folio, or a uffd-wp marker. Entries are packed into a `u64`
+//! the zero page, a page of a folio, a uffd-wp marker, or a swap entry (the slot of the one
+//! swap device, `swapfile.rs`). Entries are packed into a `u64`
 //! so a PTE table is 4 KiB, as in the kernel.
 
 use std::collections::BTreeSet;
@@ -16,6 +17,9 @@ const KIND_NONE: u64 = 0;
 const KIND_ZERO: u64 = 1;
 const KIND_PAGE: u64 = 2;
 const KIND_MARKER_OR_TABLE: u64 = 3;
+/// A swap entry (PTEs only): the slot offset sits in the id field; `EXCLUSIVE` is
+/// `SWP_EXCLUSIVE`, and `SOFT_DIRTY` / `UFFD_WP` are the swap PTE's copies of those bits.
+const KIND_SWAP: u64 = 4;
 const KIND_MASK: u64 = 7;
 
 /// What a PTE holds.
@@ -28,6 +32,8 @@ pub enum PteKind {
     Page,
     /// A uffd-wp PTE marker (`PTE_MARKER_UFFD_WP`): not present, remembers the protection.
     Marker,
+    /// A swap entry (`is_swap_pte`): not present, names a slot of the swap device.
+    Swap,
 }
 
 /// What a PMD holds.
@@ -104,6 +110,7 @@ impl Pte {
             KIND_NONE => PteKind::None,
             KIND_ZERO => PteKind::Zero,
             KIND_PAGE => PteKind::Page,
+            KIND_SWAP => PteKind::Swap,
             _ => PteKind::Marker,
         }
     }
@@ -129,6 +136,25 @@ impl Pte {
     #[must_use]
     pub fn is_marker(self) -> bool {
         self.0 & KIND_MASK == KIND_MARKER_OR_TABLE
+    }
+    /// A swap entry.
+    #[inline]
+    #[must_use]
+    pub fn is_swap(self) -> bool {
+        self.0 & KIND_MASK == KIND_SWAP
+    }
+    /// A swap entry for `slot` (`swp_entry_to_pte`) with the bits it keeps (`EXCLUSIVE`,
+    /// `SOFT_DIRTY`, `UFFD_WP`).
+    #[inline]
+    #[must_use]
+    pub fn swap(slot: u32, bits: u64) -> Pte {
+        Pte(KIND_SWAP | (bits & (EXCLUSIVE | SOFT_DIRTY | UFFD_WP)) | (u64::from(slot) << ID_SHIFT))
+    }
+    /// The slot of a swap entry (`swp_offset`).
+    #[inline]
+    #[must_use]
+    pub fn swap_slot(self) -> u32 {
+        high_bits(self.0)
     }
     /// A uffd-wp marker (`make_pte_marker(PTE_MARKER_UFFD_WP)`).
     #[inline]
@@ -176,6 +202,7 @@ impl std::fmt::Debug for Pte {
                 self.0 & 0x3f8
             ),
             PteKind::Marker => write!(f, "marker"),
+            PteKind::Swap => write!(f, "swap({} {:#x})", self.swap_slot(), self.0 & 0x3f8),
         }
     }
 }

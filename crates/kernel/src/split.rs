@@ -4,8 +4,8 @@
 //! zero page, `try_to_map_unused_to_zeropage` in `mm/migrate.c`), the deferred-split shrinker
 //! with the underused check (`deferred_split_scan`, `thp_underused`) and the huge-zero
 //! shrinker; and MADV_FREE (`madvise_free_single_vma`, `madvise_free_huge_pmd`,
-//! `madvise_free_pte_range` in `mm/madvise.c`).
-//! Deviations: no swap cache, no reclaim of lazy-free pages.
+//! `madvise_free_pte_range` in `mm/madvise.c`), and the MADV_COLD walk that MADV_PAGEOUT
+//! shares, whose isolated folios `vmscan.rs` reclaims.
 
 use crate::folio::{flags, FolioId};
 use crate::ids::{MmId, PteTableId};
@@ -26,6 +26,9 @@ enum LazyAdvice {
     Free,
     /// MADV_COLD: old (deactivated).
     Cold,
+    /// MADV_PAGEOUT: isolated and reclaimed (`vmscan.rs`), per PMD as
+    /// `madvise_cold_or_pageout_pte_range` calls `reclaim_pages`.
+    Pageout,
 }
 
 impl Kernel {
@@ -224,7 +227,13 @@ impl Kernel {
         self.madvise_lazy_range(mmi, start, end, LazyAdvice::Cold);
     }
 
-    /// The walk MADV_FREE and MADV_COLD share. A PMD-mapped THP another mm maps is left alone
+    /// MADV_PAGEOUT over `[start, end)` of one anonymous VMA: the MADV_COLD walk, whose
+    /// folios are reclaimed (`reclaim_pages`) at the end of each PMD.
+    pub(crate) fn madvise_pageout_range(&mut self, mmi: MmId, start: u64, end: u64) {
+        self.madvise_lazy_range(mmi, start, end, LazyAdvice::Pageout);
+    }
+
+    /// The walk MADV_FREE, MADV_COLD and MADV_PAGEOUT share. A PMD-mapped THP another mm maps is left alone
     /// (`madvise_free_huge_pmd`); one only partly covered is split; the PTE level is
     /// `madvise_lazy_pte_range`.
     fn madvise_lazy_range(&mut self, mmi: MmId, start: u64, end: u64, advice: LazyAdvice) {
@@ -241,14 +250,18 @@ impl Kernel {
                     continue;
                 }
                 if s == slot && e == slot + PMD_SIZE {
-                    if advice == LazyAdvice::Cold {
+                    if advice != LazyAdvice::Free {
                         self.mms[mmi]
                             .pgt
                             .pmd_mut(slot)
                             .expect("pmd")
                             .set(YOUNG, false);
-                        // folio_clear_referenced() + folio_deactivate().
+                        // folio_clear_referenced() + folio_deactivate() (COLD) or isolation
+                        // for reclaim (PAGEOUT).
                         self.folios.set_lru(id, 0);
+                        if advice == LazyAdvice::Pageout {
+                            self.reclaim_pages(mmi, vec![(id, slot)]);
+                        }
                         slot += PMD_SIZE;
                         continue;
                     }
@@ -280,7 +293,10 @@ impl Kernel {
             }
             let pmd = self.mms[mmi].pgt.pmd(slot);
             if pmd.is_table() {
-                self.madvise_lazy_pte_range(mmi, pmd.table_idx(), (s, e), advice);
+                let isolated = self.madvise_lazy_pte_range(mmi, pmd.table_idx(), (s, e), advice);
+                if !isolated.is_empty() {
+                    self.reclaim_pages(mmi, isolated);
+                }
             }
             slot += PMD_SIZE;
         }
@@ -294,17 +310,25 @@ impl Kernel {
     /// handled one by one. FREE then skips a `PG_dirty` folio that is mapped more often
     /// than it has pages (shared); any other folio — also a clean one a fork child shares —
     /// has the batch's PTEs made clean and old, PG_dirty cleared and becomes lazy-free. COLD
-    /// only ages folios that are mapped exactly once per page.
+    /// only ages folios that are mapped exactly once per page; PAGEOUT isolates those
+    /// (their PTEs stay young) and returns them with the address of their first page.
+    /// Swap entries: MADV_FREE drops them (`free_swap_and_cache_nr`), the others skip them.
     fn madvise_lazy_pte_range(
         &mut self,
         mmi: MmId,
         tidx: PteTableId,
         (start, end): (u64, u64),
         advice: LazyAdvice,
-    ) {
+    ) -> Vec<(FolioId, u64)> {
+        let mut isolated = Vec::new();
         let mut addr = start;
         while addr < end {
             let pte = self.mms[mmi].pgt.pte_table(tidx)[pte_index(addr)];
+            if pte.is_swap() && advice == LazyAdvice::Free {
+                self.mms[mmi].pgt.pte_table_mut(tidx)[pte_index(addr)] = Pte::NONE;
+                self.mms[mmi].add_mm_counter(MmCounter::SwapEnts, -1);
+                self.free_swap_and_cache(pte.swap_slot());
+            }
             if !pte.is_page() {
                 addr += PAGE_SIZE;
                 continue;
@@ -324,7 +348,12 @@ impl Kernel {
             }
             let i = pte_index(addr);
             let mapcount = f.mapcount + u32::from(f.entire_mapcount);
-            if advice == LazyAdvice::Cold {
+            if advice == LazyAdvice::Pageout {
+                if mapcount == f.nr_pages() && f.test(flags::ANON) {
+                    self.folios.set_lru(id, 0);
+                    isolated.push((id, addr - u64::from(pte.idx()) * PAGE_SIZE));
+                }
+            } else if advice == LazyAdvice::Cold {
                 if mapcount == f.nr_pages() {
                     for e in &mut self.mms[mmi].pgt.pte_table_mut(tidx)[i..i + nr as usize] {
                         e.set(YOUNG, false);
@@ -345,6 +374,7 @@ impl Kernel {
             }
             addr += u64::from(nr) * PAGE_SIZE;
         }
+        isolated
     }
 
     /// `folio_pte_batch_flags`: how many PTEs from `addr` (before `end`, inside one table) map

@@ -34,6 +34,8 @@ struct Acc {
     anon_huge: u64,
     shmem_pmd: u64,
     file_pmd: u64,
+    swap: u64,
+    swap_pss: u64,
 }
 
 impl Acc {
@@ -142,6 +144,16 @@ impl Kernel {
                             let dirty =
                                 pte.has(DIRTY) || self.folios.get(pte.folio()).test(flags::DIRTY);
                             acc.page(1, dirty, false, true);
+                        } else if pte.is_swap() {
+                            // smaps_pte_entry: `Swap`, and `SwapPss` shared by the swap
+                            // PTEs naming the slot (`swp_swapcount`).
+                            let n = self
+                                .swap
+                                .si
+                                .as_ref()
+                                .map_or(1, |si| si.count(pte.swap_slot()));
+                            acc.swap += PAGE_SIZE;
+                            acc.swap_pss += (PAGE_SIZE << PSS_SHIFT) / u64::from(n.max(1));
                         } else if pte.is_page() {
                             let id = pte.folio();
                             let f = self.folios.get(id);
@@ -169,6 +181,8 @@ impl Kernel {
                 anon_huge_pages: acc.anon_huge >> 10,
                 shmem_pmd_mapped: acc.shmem_pmd >> 10,
                 file_pmd_mapped: acc.file_pmd >> 10,
+                swap: acc.swap >> 10,
+                swap_pss: acc.swap_pss >> (PSS_SHIFT + 10),
                 thp_eligible: u64::from(
                     self.thp_vma_allowable_orders(mmi, vma, ALL_ANON_ORDERS, Tva::Smaps) != 0,
                 ),
@@ -231,6 +245,7 @@ impl Kernel {
                             }
                         }
                         PteKind::Marker => Backing::Marker,
+                        PteKind::Swap => Backing::Swap,
                     };
                     pagemap_push(&mut map, b, 1);
                 }

@@ -207,6 +207,7 @@ impl Advice {
                 | Advice::Remove
                 | Advice::Free
                 | Advice::Cold
+                | Advice::Pageout
                 | Advice::Collapse
                 | Advice::PopulatePgtable
                 | Advice::PopulateRead

@@ -266,7 +266,11 @@ impl Kernel {
             let tidx = self.mms[mmi].pgt.pmd(slot).table_idx();
             for i in pte_index(s)..=pte_index(e - 1) {
                 let p = &mut self.mms[mmi].pgt.pte_table_mut(tidx)[i];
-                if wp {
+                if p.is_swap() {
+                    // change_pte_range: a swap entry keeps the bit for the swap-in
+                    // (pte_swp_mkuffd_wp / pte_swp_clear_uffd_wp).
+                    p.set(UFFD_WP, wp);
+                } else if wp {
                     if p.is_present() {
                         p.set(UFFD_WP, true);
                         p.set(WRITE, false);

@@ -71,6 +71,15 @@ vm_items! {
     AllocstallMovable => "allocstall_movable", true;
     SwpinZero => "swpin_zero", false;
     SwpoutZero => "swpout_zero", false;
+    // Swap I/O (mm/page_io.c) and swap readahead (mm/swap_state.c): only the scenario's
+    // processes have swap (the host runs set up their own device), so they are compared.
+    Pswpin => "pswpin", false;
+    Pswpout => "pswpout", false;
+    SwapRa => "swap_ra", false;
+    SwapRaHit => "swap_ra_hit", false;
+    // NR_SWAPCACHE: a node counter whose per-CPU deltas reach /proc/vmstat only past a
+    // threshold or at the next vmstat update, so the host's value lags (not compared).
+    NrSwapcached => "nr_swapcached", true;
     NrAnonTransparentHugepages => "nr_anon_transparent_hugepages", false;
     // Shmem THP gauges (printed in THP units): the scenario's own shmem moves them; other
     // processes only create shmem THPs when a scenario turns shmem_enabled on, so they

@@ -496,7 +496,7 @@ fn madvise_errors_and_vma_splits() {
     assert_eq!(t.k.mm(t.pid).vmas.len(), 1);
     assert_eq!(t.madvise(BASE, 0, Advice::Hugepage), Ok(()));
     assert_eq!(
-        t.k.madvise(t.pid, BASE, K4, Advice::Pageout),
+        t.k.madvise(t.pid, BASE, K4, Advice::Dontfork),
         Err(Errno::EOPNOTSUPP)
     );
 }

@@ -41,6 +41,8 @@ pub enum Op {
     Kernel { profile: String },
     /// `memory 16G` — simulated physical memory.
     Memory { bytes: u64 },
+    /// `swap 1G` — a swap device of this size (zram: `SWP_SYNCHRONOUS_IO`).
+    Swap { bytes: u64 },
     /// `sysfs enabled=madvise use_zero_page=1 hugepages-64kB.enabled=always …`
     Sysfs { settings: Vec<Setting> },
     /// `set hzp_wp_fault=split …` — behaviour switches over the profile.

@@ -18,6 +18,8 @@ pub struct Setup {
     pub switches: Vec<(String, String)>,
     /// Simulated physical memory in bytes.
     pub memory: u64,
+    /// Bytes of swap (`swap SIZE`; 0: none). The host needs `--allow-swap` for it.
+    pub swap: u64,
     /// sysfs knobs to apply before the first op, in order (scenario names, e.g.
     /// `hugepages-64kB.enabled`; see `thpsim_kernel::sysfs::knob_path`).
     pub sysfs: Vec<(String, String)>,

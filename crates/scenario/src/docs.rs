@@ -171,6 +171,10 @@ pub fn language_reference() -> String {
         ),
         ("khugepaged.STAT", "a khugepaged sysfs counter (delta)"),
         (
+            "meminfo.FIELD",
+            "a /proc/meminfo line (delta): the hugetlb pool in pages (`Hugetlb` in kB), swap in kB",
+        ),
+        (
             "uffd.STAT",
             "userfaultfd messages of all processes (delta): all, MISSING, WP, MINOR, with WRITE",
         ),
@@ -200,6 +204,15 @@ pub fn language_reference() -> String {
         s,
         "\nvmstat counters: {}.\n",
         list(&mut VmItem::ALL.iter().map(|i| i.name().to_string()))
+    );
+    let _ = writeln!(
+        s,
+        "meminfo fields: {}.\n",
+        list(
+            &mut thpsim_kernel::observe::MEMINFO_FIELDS
+                .iter()
+                .map(|f| f.to_string())
+        )
     );
     let _ = writeln!(
         s,

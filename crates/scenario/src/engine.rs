@@ -193,6 +193,7 @@ pub enum PlanError {
 pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, PlanError> {
     let mut profile_name = profile::DEFAULT_PROFILE.to_string();
     let mut memory = DEFAULT_MEMORY;
+    let mut swap = 0;
     let mut switches_in = Vec::new();
     let mut sysfs = Vec::new();
     let mut caught = Vec::new();
@@ -201,6 +202,7 @@ pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, PlanError> {
             Op::Catch { signals } => caught.extend(signals.iter().copied()),
             Op::Kernel { profile } => profile_name = profile.clone(),
             Op::Memory { bytes } => memory = *bytes,
+            Op::Swap { bytes } => swap = *bytes,
             Op::Set { settings } => {
                 switches_in.extend(settings.iter().map(|s| (s.key.clone(), s.value.clone())))
             }
@@ -258,6 +260,7 @@ pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, PlanError> {
             profile: profile_name,
             switches: switches_in,
             memory,
+            swap,
             sysfs,
             arena_len,
         },
@@ -549,6 +552,7 @@ pub fn run_planned(
                 s.op,
                 Op::Kernel { .. }
                     | Op::Memory { .. }
+                    | Op::Swap { .. }
                     | Op::Set { .. }
                     | Op::Sysfs { .. }
                     | Op::Catch { .. }
@@ -656,7 +660,11 @@ impl Run<'_> {
 
     fn stmt(&mut self, st: &Stmt) -> Result<(), BackendError> {
         match &st.op {
-            Op::Kernel { .. } | Op::Memory { .. } | Op::Set { .. } | Op::Catch { .. } => Ok(()),
+            Op::Kernel { .. }
+            | Op::Memory { .. }
+            | Op::Swap { .. }
+            | Op::Set { .. }
+            | Op::Catch { .. } => Ok(()),
             Op::Sysfs { settings } => {
                 for s in settings {
                     self.exec(

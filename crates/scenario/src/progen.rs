@@ -150,7 +150,14 @@ const DEFAULT_OPS: &[(&str, u32)] = &[
     ("gmem", 1),
     ("msync", 1),
     ("fsync", 1),
+    // Not a body op: a setup `swap SIZE` line in 10 × this many percent of the programs (the
+    // host runs them with `--allow-swap` only, so `Weights::host` leaves it at 0).
+    ("swap", 3),
 ];
+
+/// Swap device sizes for `swap` lines: one cluster and a bit, two clusters (the first THP
+/// takes the only free one), and roomy ones.
+const SWAP_SIZES: &[&str] = &["8K", "2052K", "4M", "64M", "1G"];
 
 /// Ops the host backend cannot run.
 const MODEL_ONLY_OPS: &[&str] = &["sleep", "shrink", "kalloc", "compact"];
@@ -217,7 +224,7 @@ impl Weights {
         w.model_only = false;
         w.memories.clear();
         for (name, weight) in w.ops.iter_mut() {
-            if MODEL_ONLY_OPS.contains(name) {
+            if MODEL_ONLY_OPS.contains(name) || *name == "swap" {
                 *weight = 0;
             }
         }
@@ -323,6 +330,8 @@ pub fn random_knobs<E: Entropy>(e: &mut E, percent: u32) -> Vec<(String, String)
 struct Map {
     name: String,
     size: u64,
+    /// Backed by a shmem object (`shared`, or a mapping of a `memfd`), for the host filters.
+    shmem: bool,
     /// hugetlb memory (`hugetlb`, or a mapping of a `memfd … hugetlb`).
     hugetlb: bool,
 }
@@ -346,6 +355,9 @@ struct Gen<'a, E: Entropy> {
     labels: u32,
     stmts: u32,
     ops_total: u32,
+    /// The program has a `swap` line: MADV_PAGEOUT is picked more often, so that swap
+    /// entries (and the paths that meet them) are common.
+    swap: bool,
 }
 
 impl<E: Entropy> Gen<'_, E> {
@@ -377,6 +389,11 @@ impl<E: Entropy> Gen<'_, E> {
         if !self.w.memories.is_empty() && self.chance(self.w.memory_percent) {
             let m = *pick(self.e, &self.w.memories);
             self.line(0, &format!("memory {}", fmt_size(m)));
+        }
+        if self.chance(self.w.weight("swap").saturating_mul(10).min(100)) {
+            let size = *pick(self.e, SWAP_SIZES);
+            self.line(0, &format!("swap {size}"));
+            self.swap = true;
         }
         if self.chance(p) {
             let sigs = *pick(self.e, &["SIGSEGV", "SIGBUS", "SIGSEGV SIGBUS"]);
@@ -496,6 +513,7 @@ impl<E: Entropy> Gen<'_, E> {
         self.maps.push(Map {
             name: name.clone(),
             size,
+            shmem: (vis == "shared" || of_object) && !hugetlb,
             hugetlb,
         });
         let backing = if dev_zero { "zero" } else { "anon" };
@@ -539,13 +557,20 @@ impl<E: Entropy> Gen<'_, E> {
 
     fn madvise(&mut self) -> Option<String> {
         let r = self.range()?;
+        let name = r.split(['+', ' ']).next().unwrap_or_default();
+        let shmem = self.maps.iter().any(|m| m.name == name && m.shmem);
         let modelled: Vec<&str> = Advice::ALL
             .iter()
             .filter(|a| a.1.is_modelled())
             .filter(|a| self.w.model_only || !a.1.is_model_only())
+            // Reclaim of page-cache pages is not modelled (EOPNOTSUPP in the model).
+            .filter(|a| self.w.model_only || !shmem || a.1 != Advice::Pageout)
             .map(|a| a.0)
             .collect();
-        let a = *pick(self.e, &modelled);
+        let mut a = *pick(self.e, &modelled);
+        if self.swap && modelled.contains(&"PAGEOUT") && self.chance(40) {
+            a = "PAGEOUT";
+        }
         let a = match self.below(6) {
             0 => format!("MADV_{a}"),
             1 => a.to_ascii_lowercase(),
@@ -729,6 +754,7 @@ impl<E: Entropy> Gen<'_, E> {
                     // Process lifetimes and block starts are kept out of blocks.
                     && !(in_block && matches!(*n, "fork" | "as" | "exit" | "mmap"))
                     && !(*n == "repeat" && depth >= self.w.max_repeat_depth)
+                    && *n != "swap"
             })
             .collect();
         let total: u64 = choices.iter().map(|(_, w)| *w as u64).sum();
@@ -943,6 +969,14 @@ impl<E: Entropy> Gen<'_, E> {
                     .map(|m| (m.name.clone(), m.size))
                     .collect();
                 let (dst, size) = pick(self.e, &fits).clone();
+                // Page-cache pages moved into another mapping make it one the host-side
+                // filters treat as shmem (MADV_PAGEOUT).
+                let src_name = src.split(['+', ' ']).next().unwrap_or_default();
+                if self.maps.iter().any(|m| m.name == src_name && m.shmem) {
+                    for m in self.maps.iter_mut().filter(|m| m.name == dst) {
+                        m.shmem = true;
+                    }
+                }
                 let room = (size - len.div_ceil(PAGE_SIZE) * PAGE_SIZE) / PAGE_SIZE;
                 match self.below(room + 1) {
                     0 => format!("mremap {src} {dst}"),
@@ -1002,6 +1036,7 @@ pub fn generate<E: Entropy>(e: &mut E, w: &Weights) -> String {
         labels: 0,
         stmts: 0,
         ops_total: 0,
+        swap: false,
     };
     g.setup();
     // Start with a mapping so that most ops have something to work on.

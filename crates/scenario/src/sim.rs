@@ -42,6 +42,9 @@ pub struct SimBackend {
     /// With the sentinel: the costs of the other processes' mms the host's khugepaged list
     /// held ahead of it, as the host backend measured them (`HostBackend::khugepaged_foreign`).
     pub khugepaged_foreign: Vec<u64>,
+    /// The host's zswap was enabled at some point since boot, so its swap-in is order 0 only
+    /// (`HostBackend::zswap_ever_enabled`, `thpsim check`).
+    pub zswap_ever_enabled: bool,
     /// Host bytes the model may use; a scenario whose estimated need
     /// ([`crate::engine::TouchBound::model_bytes`]) is larger is refused before it runs.
     pub memory_budget: Option<u64>,
@@ -127,6 +130,8 @@ impl Backend for SimBackend {
         }
         let mut cfg = KernelConfig {
             memory: setup.memory,
+            swap: setup.swap,
+            zswap_ever_enabled: self.zswap_ever_enabled,
             profile,
             ..KernelConfig::default()
         };

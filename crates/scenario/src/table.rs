@@ -379,6 +379,17 @@ pub const OPS: &[OpSpec] = &[
         parse: parse::op_memory,
     },
     OpSpec {
+        name: "swap",
+        grammar: "SIZE",
+        summary: "Adds a swap device of SIZE (zram as this host has it: synchronous I/O, priority 32767), the only swap of the run; `madvise … PAGEOUT` writes anonymous pages to it and faults read them back. At most once. The host runs it only with `--allow-swap` (it sets up /dev/zram0 and tears it down, pins vm.page-cluster to 0 and zswap off) and skips the scenario otherwise.",
+        args: &[("SIZE", "a multiple of 4K from 8K to 64G (the first page is the swap header)")],
+        opts: &[],
+        subs: &[],
+        example: "swap 1G",
+        placement: Placement::Setup,
+        parse: parse::op_swap,
+    },
+    OpSpec {
         name: "sysfs",
         grammar: "KNOB=VALUE…",
         summary: "Writes THP sysfs knobs (under /sys/kernel/mm/transparent_hugepage/), in order, as `echo VALUE > knob` would. In the setup section the knobs are applied before the first op; later, as an op.",

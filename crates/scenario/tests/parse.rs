@@ -290,6 +290,43 @@ fn setup_ops() {
 }
 
 #[test]
+fn swap_device_size() {
+    match &ok("swap 1G").stmts[0].op {
+        Op::Swap { bytes } => assert_eq!(*bytes, G),
+        o => panic!("{o:?}"),
+    }
+    match &ok("swap 8K").stmts[0].op {
+        Op::Swap { bytes } => assert_eq!(*bytes, 8 << 10),
+        o => panic!("{o:?}"),
+    }
+    one_err("swap 4K", 1, 6, "between 8K and 64G", Some("swap header"));
+    one_err(
+        "swap 6000",
+        1,
+        6,
+        "not a multiple of 4K",
+        Some("swap header"),
+    );
+    one_err(
+        "swap 128G",
+        1,
+        6,
+        "between 8K and 64G",
+        None.or(Some("e.g.")),
+    );
+    one_err(
+        "swap 1G\nswap 2G",
+        2,
+        1,
+        "swap size given twice",
+        Some("line 1"),
+    );
+    // A setup op: not after the first body op.
+    let d = errs("mmap a 4K anon private\nswap 1G");
+    assert_eq!(d[0].span.line, 2);
+}
+
+#[test]
 fn mmap_forms() {
     let mm = |line: &str| match &ok(line).stmts[0].op {
         Op::Mmap(m) => m.clone(),
@@ -1246,10 +1283,10 @@ fn value_and_condition_errors() {
 #[test]
 fn unmodelled_advice() {
     one_err(
-        "mmap buf 2M anon private\nmadvise buf MADV_PAGEOUT",
+        "mmap buf 2M anon private\nmadvise buf MADV_DONTFORK",
         2,
         13,
-        "MADV_PAGEOUT is not modelled yet",
+        "MADV_DONTFORK is not modelled yet",
         Some("modelled advice:"),
     );
     one_err(
@@ -1683,6 +1720,7 @@ fn names_of(op: &Op) -> &'static [&'static str] {
     match op {
         Op::Kernel { .. } => &["kernel"],
         Op::Memory { .. } => &["memory"],
+        Op::Swap { .. } => &["swap"],
         Op::Sysfs { .. } => &["sysfs"],
         Op::Set { .. } => &["set"],
         Op::Catch { .. } => &["catch"],

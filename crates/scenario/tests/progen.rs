@@ -78,6 +78,9 @@ fn the_generator_covers_every_op_option_and_knob() {
         "DONTNEED",
         "FREE",
         "COLD",
+        "PAGEOUT",
+        "swap 4M",
+        "swap 8K",
         "MADV_",
         "errno == SIGSEGV",
         "catch SIGSEGV SIGBUS",
@@ -127,7 +130,7 @@ fn host_weights_leave_out_what_only_the_model_runs() {
         for l in src.lines() {
             let op = l.split_whitespace().next().unwrap();
             assert!(
-                !["sleep", "shrink", "set", "memory"].contains(&op),
+                !["sleep", "shrink", "set", "memory", "swap"].contains(&op),
                 "`{op}` in a host program:\n{src}"
             );
         }

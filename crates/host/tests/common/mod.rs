@@ -58,6 +58,7 @@ pub fn setup_with(sysfs: Vec<(String, String)>) -> Setup {
         profile: "6.18".into(),
         switches: vec![],
         memory: 16 << 30,
+        swap: 0,
         sysfs,
         arena_len: 1 << 30,
     }

@@ -10,13 +10,23 @@ pub(crate) const K4: u64 = 4096;
 
 /// A 16 GiB model with one process, under profile `p` with sysfs `knobs` and switch `sets`.
 pub(crate) fn kernel(p: &str, knobs: &[(&str, &str)], sets: &[(&str, &str)]) -> (Kernel, Pid) {
+    kernel_with(p, knobs, sets, KernelConfig::default())
+}
+
+/// [`kernel`] from a configuration whose other fields (swap, memory) the caller chose.
+pub(crate) fn kernel_with(
+    p: &str,
+    knobs: &[(&str, &str)],
+    sets: &[(&str, &str)],
+    base: KernelConfig,
+) -> (Kernel, Pid) {
     let mut prof = profile::profile(p).unwrap();
     for (k, v) in sets {
         prof.switches.set(k, v).unwrap();
     }
     let mut cfg = KernelConfig {
         profile: prof,
-        ..Default::default()
+        ..base
     };
     for (k, v) in knobs {
         cfg.sysfs.set(k, v).unwrap();

@@ -200,14 +200,8 @@ impl<'s> LineCtx<'s, '_> {
             }
             ("mthp", Some(r)) => self.mthp_obs(r),
             ("meminfo", Some(n)) => {
-                // /proc/meminfo's hugetlb lines (Kernel::hugetlb_meminfo), as deltas.
-                const MEMINFO: [&str; 5] = [
-                    "HugePages_Total",
-                    "HugePages_Free",
-                    "HugePages_Rsvd",
-                    "HugePages_Surp",
-                    "Hugetlb",
-                ];
+                // /proc/meminfo's hugetlb and swap lines, as deltas.
+                const MEMINFO: [&str; 8] = thpsim_kernel::observe::MEMINFO_FIELDS;
                 if MEMINFO.contains(&n.text) {
                     return Some((
                         Observable::Counter(format!("meminfo.{}", n.text)),

@@ -61,6 +61,7 @@ pub fn parse(file: &str, source: &str) -> Result<Scenario, Vec<Diagnostic>> {
         tmpfs: BTreeMap::new(),
         kernel_line: None,
         memory_line: None,
+        swap_line: None,
         body_started: false,
         more_errors: 0,
     };
@@ -263,6 +264,7 @@ pub struct State {
     pub(super) tmpfs: BTreeMap<String, u32>,
     pub(super) kernel_line: Option<u32>,
     pub(super) memory_line: Option<u32>,
+    pub(super) swap_line: Option<u32>,
     pub(super) body_started: bool,
     /// Errors past `MAX_ERRORS`, counted only.
     pub(super) more_errors: u64,

@@ -39,18 +39,29 @@ pub(crate) fn op_kernel(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     }))
 }
 
-pub(crate) fn op_memory(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
-    let t = c.need("memory size")?;
-    if let Some(first) = c.st.memory_line {
+/// The size of a setup line that may appear once (`memory`, `swap`): `line` is where the
+/// state keeps the line that gave it. Reports a second one and a malformed size.
+fn once_size<'s>(
+    c: &mut LineCtx<'s, '_>,
+    what: &str,
+    line: fn(&mut super::State) -> &mut Option<u32>,
+) -> Option<(Tok<'s>, u64)> {
+    let t = c.need(what)?;
+    if let Some(first) = *line(c.st) {
         c.err(
             c.kw.span(),
-            "memory size given twice",
+            format!("{what} given twice"),
             Some(format!("it was already given at line {first}")),
         );
         return None;
     }
-    c.st.memory_line = Some(t.line);
-    let bytes = c.size(t, "memory size")?;
+    *line(c.st) = Some(t.line);
+    let bytes = c.size(t, what)?;
+    Some((t, bytes))
+}
+
+pub(crate) fn op_memory(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let (t, bytes) = once_size(c, "memory size", |st| &mut st.memory_line)?;
     if bytes < MEMORY_GRANULE || bytes % MEMORY_GRANULE != 0 {
         c.err(
             t.span(),
@@ -68,6 +79,22 @@ pub(crate) fn op_memory(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         return None;
     }
     Some(Parsed::Op(Op::Memory { bytes }))
+}
+
+/// The largest swap device: the model's swap map is one byte per slot.
+const MAX_SWAP: u64 = 64 << 30;
+
+pub(crate) fn op_swap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    let (t, bytes) = once_size(c, "swap size", |st| &mut st.swap_line)?;
+    if bytes < 2 * 4096 || bytes % 4096 != 0 || bytes > MAX_SWAP {
+        c.err(
+            t.span(),
+            format!("swap {} is not a multiple of 4K between 8K and 64G", t.text),
+            Some("the first page holds the swap header; e.g. `swap 1G`".into()),
+        );
+        return None;
+    }
+    Some(Parsed::Op(Op::Swap { bytes }))
 }
 
 /// Splits `key=value` arguments, reporting malformed ones. `what` names the key kind.

@@ -1,0 +1,174 @@
+//! The run's own swap (`--allow-swap`, `thpsim_host::swap`): set up for a scenario with a
+//! `swap` line, used by its workers, torn down at the end and after a SIGKILL (by the next
+//! run's journal recovery); refused without the option and when zram0 is in use. Every test
+//! ends with no swap, zram0 reset and vm.page-cluster as it was. Child processes are this
+//! test binary re-run on `child_entry`.
+
+mod common;
+use common::*;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use thpsim_host::swap::{ZRAM_DISKSIZE, ZRAM_RESET};
+use thpsim_host::sysfs::journal_path;
+use thpsim_host::{HostBackend, HostOptions};
+use thpsim_kernel::types::Advice;
+use thpsim_scenario::ast::Pattern;
+use thpsim_scenario::backend::{Backend, Setup};
+
+const PAGE_CLUSTER: &str = "/proc/sys/vm/page-cluster";
+
+fn opts(allow_swap: bool) -> HostOptions {
+    HostOptions {
+        allow_sysfs: true,
+        no_wait: false,
+        allow_swap,
+    }
+}
+
+fn swap_setup(bytes: u64) -> Setup {
+    Setup {
+        swap: bytes,
+        ..setup_with(default_knobs())
+    }
+}
+
+fn read(p: &str) -> String {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// The machine has no swap and zram0 is unused: the state every test starts and ends in.
+fn swap_free() -> bool {
+    read("/proc/swaps").lines().count() <= 1 && read(ZRAM_DISKSIZE) == "0"
+}
+
+fn ready() -> bool {
+    host_ready() && std::path::Path::new(ZRAM_DISKSIZE).exists() && swap_free()
+}
+
+#[test]
+fn child_entry() {
+    let Ok(mode) = std::env::var("THPSIM_SWAP_CHILD") else {
+        return;
+    };
+    assert_eq!(mode, "hold");
+    let mut b = HostBackend::new(opts(true));
+    b.setup(&swap_setup(64 << 20)).expect("setup");
+    mmap(&mut b, 0, 64 << 10);
+    access(&mut b, 0, 64 << 10, Pattern::Write);
+    madvise(&mut b, 0, 64 << 10, Advice::Pageout);
+    println!("READY");
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_run_swaps_and_tears_down() {
+    let _l = lock();
+    if !ready() {
+        return;
+    }
+    let pc = read(PAGE_CLUSTER);
+    let mut b = HostBackend::new(opts(true));
+    b.setup(&swap_setup(64 << 20)).expect("setup");
+    assert_eq!(read(PAGE_CLUSTER), "0", "readahead pinned to one page");
+    assert!(read("/proc/swaps").contains("/dev/zram0"));
+    mmap(&mut b, 0, 64 << 10);
+    access(&mut b, 0, 64 << 10, Pattern::Write);
+    let s0 = b.snapshot(&[(0, 64 << 10)]).unwrap();
+    madvise(&mut b, 0, 64 << 10, Advice::Pageout);
+    let s1 = b.snapshot(&[(0, 64 << 10)]).unwrap();
+    assert_eq!(delta(&s0, &s1, "vmstat.pswpout"), 16);
+    assert_eq!(delta(&s0, &s1, "meminfo.SwapFree"), -64);
+    assert_eq!(counter(&s1, "meminfo.SwapTotal"), (64 << 10) - 4);
+    assert_eq!(
+        pages(&mut b, 0, 64 << 10),
+        one(thpsim_kernel::observe::Backing::Swap, 16)
+    );
+    b.finish().expect("finish");
+    assert!(swap_free(), "swap left after the run");
+    assert_eq!(read(PAGE_CLUSTER), pc);
+    assert!(!journal_path().exists());
+}
+
+#[test]
+fn without_allow_swap_or_with_zram_in_use_the_run_is_refused() {
+    let _l = lock();
+    if !ready() {
+        return;
+    }
+    let mut b = HostBackend::new(opts(false));
+    let e = b.setup(&swap_setup(64 << 20)).unwrap_err();
+    assert!(
+        e.is_not_runnable() && e.message().contains("--allow-swap"),
+        "{}",
+        e.message()
+    );
+    drop(b);
+    assert!(swap_free());
+    // Someone else's zram0: sized but not swap. The run refuses and leaves it alone.
+    std::fs::write(ZRAM_DISKSIZE, "4194304").unwrap();
+    let mut b = HostBackend::new(opts(true));
+    let e = b.setup(&swap_setup(64 << 20)).unwrap_err();
+    drop(b);
+    let left = read(ZRAM_DISKSIZE);
+    std::fs::write(ZRAM_RESET, "1").unwrap();
+    assert!(
+        e.is_not_runnable() && e.message().contains("zram0 is in use"),
+        "{}",
+        e.message()
+    );
+    assert_eq!(
+        left, "4194304",
+        "the run touched a zram0 that was not its own"
+    );
+    assert!(swap_free());
+}
+
+#[test]
+fn a_killed_run_is_torn_down_by_the_next() {
+    let _l = lock();
+    if !ready() {
+        return;
+    }
+    let pc = read(PAGE_CLUSTER);
+    let mut c = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env("THPSIM_SWAP_CHILD", "hold")
+        .env("THPSIM_TEST_LOCK_HELD", "1")
+        .env_remove("THPSIM_SYSFS_JOURNAL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut r = BufReader::new(c.stdout.take().unwrap());
+    while !line.contains("READY") {
+        line.clear();
+        assert!(r.read_line(&mut line).unwrap() > 0, "child ended early");
+    }
+    assert!(
+        read("/proc/swaps").contains("/dev/zram0"),
+        "the child's swap is on"
+    );
+    assert!(journal_path().exists());
+    c.kill().unwrap();
+    c.wait().unwrap();
+    // Its workers die with it (PR_SET_PDEATHSIG); the next run repairs the rest.
+    let t0 = Instant::now();
+    let note = loop {
+        match thpsim_host::sysfs::recover_journal() {
+            Ok(Some(n)) => break n,
+            _ if t0.elapsed() > Duration::from_secs(5) => panic!("nothing recovered"),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    assert!(note.contains("swapoff and reset of zram0"), "{note}");
+    assert!(swap_free(), "swap left after recovery");
+    assert_eq!(read(PAGE_CLUSTER), pc);
+    assert!(!journal_path().exists());
+}
