@@ -197,6 +197,26 @@ fn ones() -> &'static [u8] {
 /// `UFFDIO_COPY` of `[start, start+len)` from pages of 1s, in chunks of at most 2 MiB. Stops
 /// at the first error (EEXIST at the first populated page: the pages before it stay).
 pub fn copy(fd: BorrowedFd<'_>, start: u64, len: u64, mode: u64) -> Result<(), i32> {
+    if len > HPAGE && (start % HPAGE != 0 || len % HPAGE != 0) {
+        // Chunks of 2 MiB would be a different request on hugetlb, where the kernel checks
+        // the whole range's alignment before copying anything: one ioctl from a source as
+        // long as the range (only such rare scenario-level copies pay for it).
+        let src = vec![1u8; usize::try_from(len).map_err(|_| libc::EINVAL)?];
+        let mut a = UffdioCopy {
+            dst: start,
+            src: src.as_ptr() as u64,
+            len,
+            mode,
+            copy: 0,
+        };
+        return match ioctl(fd, UFFDIO_COPY, &mut a) {
+            Err(libc::EAGAIN) if a.copy > 0 => {
+                let done = a.copy as u64;
+                copy(fd, start + done, len - done, mode)
+            }
+            r => r,
+        };
+    }
     copy_from(fd, start, len, mode, ones())
 }
 

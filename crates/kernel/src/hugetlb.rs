@@ -1124,7 +1124,7 @@ impl Kernel {
     /// the pages before a failing one staying. `Copy`: EEXIST on a present entry (a marker
     /// is overwritten); in a shared VMA a new page-cache page (EFAULT at or beyond i_size,
     /// EEXIST where the file already has one), in a private one a new anonymous page, taking
-    /// the VMA's reservation when it has one (ENOMEM when the pool has no page for it);
+    /// the VMA's reservation when it has one (EEXIST when the pool has no page for it);
     /// writable as the VMA allows unless `wp`. `Continue`: maps the file's cached page
     /// (EFAULT where there is none, EEXIST on a present entry), writable only in a shared
     /// writable VMA without `wp`. Entries are installed with the uffd-wp bit when `wp`.
@@ -1156,9 +1156,11 @@ impl Kernel {
                     if shared && ino.cache.contains_key(&idx) {
                         return Err(Errno::EEXIST);
                     }
+                    // An allocation failure is EEXIST, not ENOMEM: the caller's
+                    // huge_pte_alloc made the PTE slot, so hugetlb_walk finds it (measured).
                     let f = self
                         .alloc_hugetlb_folio(vma, idx, false)
-                        .map_err(|_| Errno::ENOMEM)?;
+                        .map_err(|_| Errno::EEXIST)?;
                     if shared {
                         self.hugetlb_add_to_page_cache(f, inode, idx);
                     } else {
