@@ -930,14 +930,17 @@ impl Kernel {
         match self.hugetlb.ptes.get(&(mmi, haddr)).copied() {
             None => self.hugetlb_no_page(mmi, vma, haddr, write),
             Some(p) if write && !p.write => {
-                if p.uffd_wp && vma.has(vmf::UFFD_WP) {
+                if p.uffd_wp {
                     let wp_async = self.mms[mmi]
                         .uffd
                         .as_deref()
                         .is_some_and(|u| u.features.wp_async);
-                    if !wp_async {
+                    if vma.has(vmf::UFFD_WP) && !wp_async {
                         return VmFault::Userfault(FLAG_WP | FLAG_WRITE);
                     }
+                    // Deviation: a bit left behind when a re-registration dropped WP mode
+                    // is cleared here; the kernel's hugetlb_wp would decline the fault
+                    // forever (it never COWs a uffd-wp entry).
                     self.hugetlb
                         .ptes
                         .get_mut(&(mmi, haddr))
@@ -992,7 +995,8 @@ impl Kernel {
                 f
             }
         };
-        let uffd_wp = self.hugetlb.markers.remove(&(mmi, haddr));
+        // (A marker left in a VMA no longer registered for WP protects nothing.)
+        let uffd_wp = self.hugetlb.markers.remove(&(mmi, haddr)) && vma.has(vmf::UFFD_WP);
         self.hugetlb.folio_mut(folio).mapcount += 1;
         self.hugetlb.ptes.insert(
             (mmi, haddr),
@@ -1427,13 +1431,14 @@ impl Kernel {
             *maps.entry(p.folio).or_default() += 1;
         }
         for (mmi, a) in &self.hugetlb.markers {
-            let ok = self.mms[*mmi].vma_at(*a).is_some_and(|v| {
-                v.backing.is_hugetlb() && v.has(vmf::UFFD_WP) && *a + HPAGE_SIZE <= v.end
-            });
+            // (A re-registration without WP mode keeps markers, as the kernel does.)
+            let ok = self.mms[*mmi]
+                .vma_at(*a)
+                .is_some_and(|v| v.backing.is_hugetlb() && *a + HPAGE_SIZE <= v.end);
             if !ok || self.hugetlb.ptes.contains_key(&(*mmi, *a)) {
                 return Err(format!(
-                    "hugetlb uffd-wp marker {mmi}:{a:#x} outside a WP-registered hugetlb VMA \
-                     or over a present entry"
+                    "hugetlb uffd-wp marker {mmi}:{a:#x} outside a hugetlb VMA or over a \
+                     present entry"
                 ));
             }
         }

@@ -556,6 +556,11 @@ impl Kernel {
             }
             a += unit;
         }
+        // A hugetlb copy that found no pool page fails with EEXIST: the faulting page is
+        // still missing, and the task would wait for a monitor that cannot help (OOM).
+        if unit != PAGE_SIZE && !self.hugetlb_mapped(mmi, addr) {
+            return Delivery::Oom;
+        }
         Delivery::Resolved
     }
 
