@@ -12,7 +12,9 @@
 //! `UFFDIO_ZEROPAGE` of the still-missing pages of the aligned block for a missing fault,
 //! `UFFDIO_CONTINUE` of the block's unmapped pages for a minor fault. The
 //! fills use `DONTWAKE` and one `UFFDIO_WAKE` follows, so the task retries only once the whole
-//! block is filled (as the model's monitor does).
+//! block is filled (as the model's monitor does). On a hugetlb VMA (a message at a 2 MiB
+//! boundary whose VMA's `KernelPageSize` is 2 MiB) every ioctl covers whole huge pages, and a
+//! zero-fill is a copy of zeros (hugetlb has no `UFFDIO_ZEROPAGE`).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 

@@ -15,9 +15,14 @@
 //! meaning). `resv_huge_pages` counts reservations not yet backed by a page.
 //!
 //! Deviations: no subpools (`size=`/`min_size=` mounts), no cgroup charging, no NUMA, no
-//! PMD sharing, no page pinning (fork never copies eagerly), no userfaultfd or mremap on
-//! hugetlb VMAs (the scenario backend refuses them), no content tracking (zeroing a partial
-//! page on punch changes nothing observable here).
+//! PMD sharing, no page pinning (fork never copies eagerly), no mremap of hugetlb VMAs (the
+//! scenario backend refuses it), no content tracking (zeroing a partial page on punch changes
+//! nothing observable here).
+//!
+//! userfaultfd (`mm/hugetlb.c` 6.18: `hugetlb_no_page`'s MISSING/MINOR checks, the uffd-wp
+//! check of `hugetlb_fault`, `hugetlb_mfill_atomic_pte`, `hugetlb_change_protection` with
+//! the uffd flags): huge PTEs carry a uffd-wp bit and none entries may hold a uffd-wp marker
+//! (`Hugetlb::markers`); every ioctl works on whole huge pages (FINDINGS.md §25).
 
 use std::collections::{BTreeMap, BTreeSet};
 

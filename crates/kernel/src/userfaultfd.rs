@@ -12,8 +12,11 @@
 //! 2 MiB block or the VMA; copy or zero-fill the missing page), as a monitor thread would with
 //! ioctls that take no faults in the faulting task. The blocked attempt returns
 //! `VM_FAULT_RETRY` (not counted); the in-kernel retry is counted once, as the 6.18 host shows.
-//! MINOR mode is for shmem VMAs (hugetlb has no model); a minor fault is raised where
-//! `shmem_get_folio_gfp` finds the index in the page cache (`filemap.rs`).
+//! MINOR mode is for shmem and hugetlb VMAs; a minor fault is raised where
+//! `shmem_get_folio_gfp` finds the index in the page cache (`filemap.rs`) or
+//! `hugetlb_no_page` finds the huge page in the file's cache (`hugetlb.rs`). On hugetlb VMAs
+//! the ranges are whole huge pages and the fills are `hugetlb.rs`'s `hugetlb_mfill`; the
+//! modelled monitor resolves hugetlb faults a huge page at a time.
 //! Deviations: one uffd per process; no fork/remap/remove events.
 
 use crate::errno::Errno;
