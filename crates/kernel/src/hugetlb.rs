@@ -33,7 +33,7 @@ use crate::mm::{vmf, Vma, VmaBacking};
 use crate::observe::{pagemap_push, Backing, PageMap};
 use crate::page_alloc::Gfp;
 use crate::types::{Pid, PAGE_SHIFT, PAGE_SIZE};
-use crate::userfaultfd::{Delivery, FLAG_MINOR, FLAG_WP, FLAG_WRITE};
+use crate::userfaultfd::{FLAG_MINOR, FLAG_WP, FLAG_WRITE};
 use crate::vmstat::VmItem;
 use crate::Kernel;
 
@@ -563,6 +563,25 @@ impl Kernel {
         Ok(())
     }
 
+    /// A new page for index `idx`: in a shared VMA it joins the file's cache, in a private
+    /// one it is anonymous (`hugetlb_add_new_anon_rmap`).
+    fn hugetlb_instantiate(
+        &mut self,
+        f: HugetlbFolioId,
+        inode: HugetlbInodeId,
+        idx: u64,
+        shared: bool,
+    ) -> HugetlbFolioId {
+        if shared {
+            self.hugetlb_add_to_page_cache(f, inode, idx);
+        } else {
+            let folio = self.hugetlb.folio_mut(f);
+            folio.anon = true;
+            folio.restore_reserve = false;
+        }
+        f
+    }
+
     fn hugetlb_add_to_page_cache(&mut self, f: HugetlbFolioId, ino: HugetlbInodeId, idx: u64) {
         self.hugetlb.inodes[ino.index()].cache.insert(idx, f);
         let folio = self.hugetlb.folio_mut(f);
@@ -863,11 +882,7 @@ impl Kernel {
                 VmFault::Sigbus => return Err(Signal::Sigbus),
                 VmFault::Oom => return Err(Signal::Sigkill),
                 VmFault::Userfault(flags) => {
-                    match self.deliver_userfault(mmi, addr, flags) {
-                        Delivery::Resolved => {}
-                        Delivery::Sigbus => return Err(Signal::Sigbus),
-                        Delivery::Oom => return Err(Signal::Sigkill),
-                    }
+                    self.deliver_userfault(mmi, addr, flags).for_access()?;
                     in_kernel_retry = true;
                 }
                 _ => self.mm_account_fault(pid, crate::fault::FaultFlags::for_access(write)),
@@ -911,11 +926,7 @@ impl Kernel {
                     VmFault::Sigbus => return Err(Errno::EFAULT),
                     VmFault::Oom => return Err(Errno::ENOMEM),
                     VmFault::Userfault(uflags) => {
-                        match self.deliver_userfault(mmi, haddr, uflags) {
-                            Delivery::Resolved => {}
-                            Delivery::Sigbus => return Err(Errno::EFAULT),
-                            Delivery::Oom => return Err(Errno::ENOMEM),
-                        }
+                        self.deliver_userfault(mmi, haddr, uflags).for_gup()?;
                         flags = flags.with(crate::fault::FaultFlags::TRIED);
                     }
                     _ => self.mm_account_fault(pid, flags),
@@ -985,19 +996,11 @@ impl Kernel {
                     // vmf_anon_prepare: the private page will be anonymous.
                     self.anon_vma_prepare(mmi, vma);
                 }
-                let f = match self.alloc_hugetlb_folio(vma, idx, false) {
-                    Ok(f) => f,
+                match self.alloc_hugetlb_folio(vma, idx, false) {
+                    Ok(f) => self.hugetlb_instantiate(f, inode, idx, shared),
                     Err(Errno::ENOMEM) => return VmFault::Oom,
                     Err(_) => return VmFault::Sigbus,
-                };
-                if shared {
-                    self.hugetlb_add_to_page_cache(f, inode, idx);
-                } else {
-                    let folio = self.hugetlb.folio_mut(f);
-                    folio.anon = true;
-                    folio.restore_reserve = false;
                 }
-                f
             }
         };
         // (A marker left in a VMA no longer registered for WP protects nothing.)
@@ -1170,13 +1173,7 @@ impl Kernel {
                     let f = self
                         .alloc_hugetlb_folio(vma, idx, false)
                         .map_err(|_| Errno::EEXIST)?;
-                    if shared {
-                        self.hugetlb_add_to_page_cache(f, inode, idx);
-                    } else {
-                        let folio = self.hugetlb.folio_mut(f);
-                        folio.anon = true;
-                        folio.restore_reserve = false;
-                    }
+                    let f = self.hugetlb_instantiate(f, inode, idx, shared);
                     (f, wp, !wp && vma.has(vmf::WRITE))
                 }
                 HugetlbMfill::Continue { wp } => {

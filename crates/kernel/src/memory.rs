@@ -22,7 +22,6 @@ use crate::pgtable::{
 };
 use crate::rmap::RmapLevel;
 use crate::types::{AccessKind, AccessPattern, Pid, HPAGE_PMD_ORDER, PAGE_SHIFT, PAGE_SIZE};
-use crate::userfaultfd::Delivery;
 use crate::util::highest_order;
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
@@ -85,11 +84,7 @@ impl Kernel {
                     in_kernel_retry = true;
                 }
                 VmFault::Userfault(flags) => {
-                    match self.deliver_userfault(mmi, addr, flags) {
-                        Delivery::Resolved => {}
-                        Delivery::Sigbus => return Err(Signal::Sigbus),
-                        Delivery::Oom => return Err(Signal::Sigkill),
-                    }
+                    self.deliver_userfault(mmi, addr, flags).for_access()?;
                     in_kernel_retry = true;
                 }
             }

@@ -45,6 +45,27 @@ pub(crate) enum Delivery {
     Oom,
 }
 
+impl Delivery {
+    /// What a user access makes of it: go on (the fault is retried), SIGBUS, or the OOM
+    /// kill.
+    pub(crate) fn for_access(self) -> Result<(), crate::errno::Signal> {
+        match self {
+            Delivery::Resolved => Ok(()),
+            Delivery::Sigbus => Err(crate::errno::Signal::Sigbus),
+            Delivery::Oom => Err(crate::errno::Signal::Sigkill),
+        }
+    }
+
+    /// What GUP makes of it: go on, EFAULT or ENOMEM.
+    pub(crate) fn for_gup(self) -> Result<(), Errno> {
+        match self {
+            Delivery::Resolved => Ok(()),
+            Delivery::Sigbus => Err(Errno::EFAULT),
+            Delivery::Oom => Err(Errno::ENOMEM),
+        }
+    }
+}
+
 impl Kernel {
     fn uffd_of(&self, mmi: MmId) -> Result<&Uffd, Errno> {
         self.mms[mmi].uffd.as_deref().ok_or(Errno::EBADF)
