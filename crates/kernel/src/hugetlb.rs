@@ -443,8 +443,15 @@ impl Kernel {
     }
 
     /// `hugetlb_vmdelete_list`: zaps indices `[first, last)` of `ino` in every VMA mapping
-    /// it, private ones (and their COW copies) too.
-    fn hugetlb_vmdelete_list(&mut self, ino: HugetlbInodeId, first: u64, last: u64) {
+    /// it, private ones (and their COW copies) too. Truncation passes `ZAP_FLAG_DROP_MARKER`
+    /// (`drop_markers`); a punch does not, so uffd-wp markers survive it (measured, §25).
+    fn hugetlb_vmdelete_list(
+        &mut self,
+        ino: HugetlbInodeId,
+        first: u64,
+        last: u64,
+        drop_markers: bool,
+    ) {
         for (mmi, vma) in self.hugetlb_mappings(ino) {
             let vfirst = hindex(&vma, vma.start);
             let vlast = vfirst + (vma.len() >> HPAGE_SHIFT);
@@ -452,21 +459,38 @@ impl Kernel {
             if a < b {
                 let s = vma.start + ((a - vfirst) << HPAGE_SHIFT);
                 let e = vma.start + ((b - vfirst) << HPAGE_SHIFT);
-                self.unmap_hugepage_range(mmi, &vma, s, e, true);
+                self.unmap_hugepage_range(mmi, &vma, s, e, drop_markers);
             }
         }
     }
 
-    /// `remove_inode_hugepages` over indices `[first, last)`: drops the cache pages and
-    /// gives back the reservations of the range that no page used (`hugetlb_unreserve_pages`).
-    fn remove_inode_hugepages(&mut self, ino: HugetlbInodeId, first: u64, last: u64) {
+    /// `remove_inode_hugepages` over indices `[first, last)`: drops the cache pages. A
+    /// truncation (`truncate`) then gives back the reservations of the range that no page
+    /// used (`hugetlb_unreserve_pages` over the range); a punch only releases, page by page,
+    /// the reserve-map entries of the pages it frees (`remove_inode_single_folio`), so a
+    /// reserved index that had no page keeps its reservation (measured, §25).
+    fn remove_inode_hugepages(
+        &mut self,
+        ino: HugetlbInodeId,
+        first: u64,
+        last: u64,
+        truncate: bool,
+    ) {
         let inode = &mut self.hugetlb.inodes[ino.index()];
         let pages: Vec<(u64, HugetlbFolioId)> = inode
             .cache
             .range(first..last)
             .map(|(i, f)| (*i, *f))
             .collect();
-        let chg: Vec<u64> = inode.resv.range(first..last).copied().collect();
+        let chg: Vec<u64> = if truncate {
+            inode.resv.range(first..last).copied().collect()
+        } else {
+            pages
+                .iter()
+                .map(|(i, _)| *i)
+                .filter(|i| inode.resv.contains(i))
+                .collect()
+        };
         for i in &chg {
             inode.resv.remove(i);
         }
@@ -502,8 +526,8 @@ impl Kernel {
         self.hugetlb.inodes[ino.index()].size = size;
         if size < old {
             let first = size >> HPAGE_SHIFT;
-            self.hugetlb_vmdelete_list(ino, first, u64::MAX);
-            self.remove_inode_hugepages(ino, first, u64::MAX);
+            self.hugetlb_vmdelete_list(ino, first, u64::MAX, true);
+            self.remove_inode_hugepages(ino, first, u64::MAX, true);
         }
         Ok(())
     }
@@ -531,8 +555,8 @@ impl Kernel {
             let first = offset.div_ceil(HPAGE_SIZE);
             let last = end >> HPAGE_SHIFT;
             if first < last {
-                self.hugetlb_vmdelete_list(ino, first, last);
-                self.remove_inode_hugepages(ino, first, last);
+                self.hugetlb_vmdelete_list(ino, first, last, false);
+                self.remove_inode_hugepages(ino, first, last, false);
             }
             return Ok(());
         }
@@ -599,7 +623,7 @@ impl Kernel {
                 continue;
             }
             if self.hugetlb_mappings(ino).is_empty() {
-                self.remove_inode_hugepages(ino, 0, u64::MAX);
+                self.remove_inode_hugepages(ino, 0, u64::MAX, true);
                 self.hugetlb.inodes[i].dead = true;
             }
         }
