@@ -1754,4 +1754,73 @@ mod tests {
         );
         k.check_invariants().unwrap();
     }
+
+    #[test]
+    fn userfaultfd_missing_copy_and_wp_markers() {
+        use crate::types::AccessKind;
+        use crate::userfaultfd::{Features, Mfill};
+        let (mut k, pid) = kernel(3);
+        k.mmap_hugetlb(
+            pid,
+            BASE,
+            2 * HPAGE_SIZE,
+            RW,
+            HugetlbMapFlags::default(),
+            None,
+        )
+        .unwrap();
+        k.uffd_open(pid, Features::default()).unwrap();
+        let (missing, wp) = (vmf::UFFD_MISSING, vmf::UFFD_WP);
+        // Only whole huge pages register.
+        assert_eq!(
+            k.uffd_register(pid, BASE + 4096, HPAGE_SIZE, missing),
+            Err(Errno::EINVAL)
+        );
+        k.uffd_register(pid, BASE, 2 * HPAGE_SIZE, missing | wp)
+            .unwrap();
+        let copy = Mfill::Copy { wp: false };
+        assert_eq!(k.uffd_fill(pid, BASE, 4096, copy), Err(Errno::EINVAL));
+        assert_eq!(
+            k.uffd_fill(pid, BASE, HPAGE_SIZE, Mfill::ZeroPage),
+            Err(Errno::EINVAL)
+        );
+        // A read of the first page: one MISSING message at the huge page's address, the
+        // monitor copies the page (taking its reservation), one counted fault.
+        k.access(pid, BASE + (12 << 10), AccessKind::Read).unwrap();
+        assert_eq!(k.uffd_msgs(pid).len(), 1);
+        assert_eq!(k.uffd_msgs(pid)[0].address, BASE);
+        assert_eq!(k.task(pid).unwrap().minflt, 1);
+        assert_eq!(counts(&k), [3, 2, 1, 0]);
+        assert_eq!(k.uffd_fill(pid, BASE, HPAGE_SIZE, copy), Err(Errno::EEXIST));
+        // Write-protect both: the mapped page gets the bit, the none one a marker.
+        k.uffd_writeprotect(pid, BASE, 2 * HPAGE_SIZE, true)
+            .unwrap();
+        let mmi = k.mm_of(pid);
+        assert!(k.hugetlb.markers.contains(&(mmi, BASE + HPAGE_SIZE)));
+        assert_eq!(
+            k.page_map(pid, BASE, BASE + 2 * HPAGE_SIZE),
+            vec![(Backing::Hugetlb, 512), (Backing::Marker, 512)]
+        );
+        // MADV_DONTNEED keeps the protection as a marker.
+        k.madvise(pid, BASE, HPAGE_SIZE, crate::types::Advice::Dontneed)
+            .unwrap();
+        assert!(k.hugetlb.markers.contains(&(mmi, BASE)));
+        assert_eq!(counts(&k), [3, 3, 2, 0]);
+        k.check_invariants().unwrap();
+        // A write over a marker in a range also registered MISSING: the file has no page,
+        // so it is a MISSING message first; the monitor's plain UFFDIO_COPY overwrites the
+        // marker with a writable page, and the retry is the one counted fault.
+        k.access(pid, BASE + HPAGE_SIZE, AccessKind::Write).unwrap();
+        let m = k.uffd_msgs(pid);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert_eq!(m[1].flags, crate::userfaultfd::FLAG_WRITE);
+        assert_eq!(k.task(pid).unwrap().minflt, 2);
+        assert!(!k.hugetlb.markers.contains(&(mmi, BASE + HPAGE_SIZE)));
+        assert!(k.hugetlb.ptes[&(mmi, BASE + HPAGE_SIZE)].write);
+        k.check_invariants().unwrap();
+        k.munmap(pid, BASE, 2 * HPAGE_SIZE).unwrap();
+        assert!(k.hugetlb.markers.is_empty());
+        assert_eq!(counts(&k), [3, 3, 0, 0]);
+        k.check_invariants().unwrap();
+    }
 }
