@@ -83,6 +83,13 @@ pub const WORKLOADS: &[(&str, &str, &str)] = &[
          src/vmm/src/vstate/memory.rs snapshot_file/create, HEAD 81b38b9dad",
     ),
     (
+        "firecracker-memfd",
+        "Firecracker with a vhost-user-blk device: guest RAM one sealed memfd mapped MAP_SHARED per region; balloon inflate as MADV_DONTNEED",
+        "firecracker src/vmm/src/resources.rs allocate_memory_regions, src/vmm/src/vstate/memory.rs \
+         memfd_backed/create_memfd/create/discard_range, devices/virtio/balloon/device.rs \
+         process_inflate, HEAD 81b38b9dad",
+    ),
+    (
         "qemu-file-ram",
         "QEMU memory-backend-file guest RAM (or a fake NVDIMM) on a disk file: prealloc MADV_POPULATE_WRITE vs POPULATE_READ, dirty pages and writeback",
         "QEMU backends/hostmem-file.c file_backend_memory_alloc, softmmu/physmem.c (system/ \
@@ -189,8 +196,9 @@ pub struct GenParams {
     /// file the guest reads through and writes little.
     #[arg(long)]
     pub nvdimm: bool,
-    /// firecracker-file-restore: machine-config `huge_pages` (`none`, `transparent`:
-    /// MADV_HUGEPAGE per region, `2M`: hugetlbfs, which the File backend refuses).
+    /// firecracker-file-restore, firecracker-memfd: machine-config `huge_pages` (`none`,
+    /// `transparent`: MADV_HUGEPAGE per region, `2M`: hugetlbfs, a hugetlb memfd; the File
+    /// restore backend refuses it).
     #[arg(long, default_value = "none", value_parser = ["none", "transparent", "2M"])]
     pub huge_pages: String,
     /// Host-sized form: no `memory` line, no khugepaged or shrinker steps.
@@ -433,11 +441,11 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
     if p.backend == "memfd"
         && !matches!(
             p.workload.as_str(),
-            "prealloc-populate" | "prealloc-touch" | "precopy"
+            "prealloc-populate" | "prealloc-touch" | "precopy" | "balloon"
         )
     {
         return Err(format!(
-            "--backend memfd is generated for prealloc-populate, prealloc-touch and precopy, not `{}` (it needs userfaultfd or discards on shmem)",
+            "--backend memfd is generated for prealloc-populate, prealloc-touch, precopy and balloon, not `{}`",
             p.workload
         ));
     }
@@ -448,9 +456,12 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
             p.workload
         ));
     }
-    if p.huge_pages != "none" && p.workload != "firecracker-file-restore" {
+    if p.huge_pages != "none"
+        && p.workload != "firecracker-file-restore"
+        && p.workload != "firecracker-memfd"
+    {
         return Err(format!(
-            "--huge-pages is a firecracker-file-restore option, not for `{}`",
+            "--huge-pages is a firecracker-file-restore and firecracker-memfd option, not for `{}`",
             p.workload
         ));
     }
@@ -530,6 +541,7 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
         "ch-postcopy-shared" => ch_postcopy_shared(p),
         "firecracker" => firecracker(p),
         "firecracker-file-restore" => firecracker_file_restore(p),
+        "firecracker-memfd" => firecracker_memfd(p),
         "qemu-file-ram" => qemu_file_ram(p),
         "kubevirt-thp" => kubevirt(p),
         "criu-lazy" => criu_lazy(p),
@@ -590,6 +602,21 @@ fn qemu_ram(p: &GenParams, ops: &mut String) {
         );
     }
     let _ = writeln!(ops, "madvise ram HUGEPAGE                 # ram_block_add");
+}
+
+/// `ram_block_discard_range` of `[off, off+len)` of the guest RAM (system/physmem.c, 8.0-master):
+/// for memory-backend-ram an MADV_DONTNEED; for a memfd (`rb->fd` set, 4 KiB pages) first
+/// `fallocate(PUNCH_HOLE|KEEP_SIZE)` of the file range, then MADV_DONTNEED of the mapping.
+fn qemu_discard(p: &GenParams, ops: &mut String, off: u64, len: u64) {
+    if p.backend == "memfd" {
+        let _ = writeln!(
+            ops,
+            "fallocate ramfd {} {} punch_hole keep_size",
+            fmt_size(off),
+            fmt_size(len)
+        );
+    }
+    let _ = writeln!(ops, "madvise {} DONTNEED", range(off, len));
 }
 
 /// QEMU's prealloc of `[off, off+len)` of `name` with `t` threads: the MADV_POPULATE_WRITE
@@ -1062,12 +1089,13 @@ fn balloon(p: &GenParams) -> (String, String) {
     let doc = format!(
         "THP-backed guest RAM, fully written by the guest. First half: balloon inflate \
          (virtio_balloon_handle_output ->\nballoon_inflate_page), 4 KiB PFNs, each a 4 KiB \
-         ram_block_discard_range = MADV_DONTNEED; the guest gives back\n{}% of the pages of \
+         ram_block_discard_range = MADV_DONTNEED (with --backend memfd:\nfallocate(PUNCH_HOLE|KEEP_SIZE) \
+         of the memfd range first); the guest gives back\n{}% of the pages of \
          every 2 MiB block as one run of consecutive PFNs at a random offset (seed {}; a guest\n\
          choice; consecutive 4 KiB discards have the effect of one). Second half: free-page \
          reporting\n(virtio_balloon_handle_report) of {}% of the 2 MiB blocks (random), each an \
          aligned 2 MiB MADV_DONTNEED.\nThen `shrink` (memory pressure). Parameters used: \
-         --guest, --zero-share (share given back), --seed, --kernel.",
+         --guest, --backend, --zero-share (share given back), --seed, --kernel.",
         p.zero_share, p.seed, p.zero_share
     );
     let mut ops = String::new();
@@ -1080,18 +1108,14 @@ fn balloon(p: &GenParams) -> (String, String) {
     if per_block > 0 {
         for b in 0..half / M2 {
             let start = rng.below(PAGES_PER_PMD - per_block + 1);
-            let _ = writeln!(
-                ops,
-                "madvise {} DONTNEED",
-                range(b * M2 + start * K4, per_block * K4)
-            );
+            qemu_discard(p, &mut ops, b * M2 + start * K4, per_block * K4);
         }
     }
     ops.push_str("checkpoint inflated\n");
     ops.push_str("# free-page reporting: aligned 2 MiB discards\n");
     for b in half / M2..p.guest / M2 {
         if rng.chance(p.zero_share) {
-            let _ = writeln!(ops, "madvise {} DONTNEED", range(b * M2, M2));
+            qemu_discard(p, &mut ops, b * M2, M2);
         }
     }
     ops.push_str("checkpoint reported\n");
@@ -1890,6 +1914,134 @@ fn qemu_file_ram(p: &GenParams) -> (String, String) {
     (doc, ops)
 }
 
+/// `memory::create` over one file for every region: each mapped (`OBJ VIS`) at its offset in
+/// the file, with one MADV_HUGEPAGE per region for `huge_pages: Transparent`.
+fn fc_map_regions(ops: &mut String, regions: &[u64], obj_vis: &str, why: &str, thp: bool) {
+    let mut foff = 0;
+    for (i, &r) in regions.iter().enumerate() {
+        let off = if foff == 0 {
+            String::new()
+        } else {
+            format!(" foff={}", fmt_size(foff))
+        };
+        let _ = writeln!(
+            ops,
+            "mmap ram{i} {} {obj_vis} rw align=2M{off}   # {why}",
+            fmt_size(r)
+        );
+        if thp {
+            let _ = writeln!(
+                ops,
+                "madvise ram{i} HUGEPAGE                # memory::create, huge_pages=Transparent"
+            );
+        }
+        foff += r;
+    }
+}
+
+/// Firecracker's boot with a vhost-user-blk device configured: memfd-backed guest RAM, then a
+/// balloon inflate.
+fn firecracker_memfd(p: &GenParams) -> (String, String) {
+    let regions = firecracker_regions(p.guest);
+    let hugetlb = p.huge_pages == "2M";
+    let thp = p.huge_pages == "transparent";
+    let touch_pct = 100 - p.zero_share;
+    let per_block = PAGES_PER_PMD * u64::from(p.write_share) / 100;
+    let doc = format!(
+        "Boot with a vhost-user-blk device: VmResources::allocate_memory_regions sees \
+         is_vhost_user() and calls\nmemory::memfd_backed: one memfd \"guest_mem\" for all \
+         regions (create_memfd: memfd_create{}, set_len to the\nguest size, sealed against \
+         shrink and grow), mapped by memory::create per region at increasing offsets with\n\
+         MAP_SHARED|MAP_NORESERVE{} (allocate_protected: 2 MiB-aligned){}. The guest \
+         touches {touch_pct}% of its pages\n(random, seed {}). Then the balloon inflates: \
+         process_inflate compacts the guest's 4 KiB PFNs into ranges\n\
+         (compact_page_frame_numbers) and discard_range falls to its MADV_DONTNEED branch \
+         for a shared file mapping\n(the source's own TODO: that frees nothing of a memfd; \
+         fallocate(PUNCH_HOLE) would): here one run of {}% of\nthe pages of every 2 MiB \
+         block at a random offset (seed {}; the guest's choice){}. Regions: {}.\nTry: thpsim \
+         compare FILE --set shmem_enabled=never --set shmem_enabled=advise. Parameters \
+         used: --guest,\n--huge-pages, --zero-share (untouched share), --write-share \
+         (ballooned share of each block), --seed, --kernel.",
+        if hugetlb {
+            "(MFD_HUGETLB|MFD_HUGE_2MB)"
+        } else {
+            ""
+        },
+        if hugetlb {
+            "|MAP_HUGETLB|MAP_HUGE_2MB"
+        } else {
+            ""
+        },
+        if thp {
+            ", then madvise(MADV_HUGEPAGE) per region\n(huge_pages=Transparent: on shmem it \
+             counts only where shmem_enabled allows advised huge pages)"
+        } else {
+            ""
+        },
+        p.seed,
+        p.write_share,
+        p.seed + 100,
+        if hugetlb {
+            ": on a hugetlb mapping a discard not\naligned to 2 MiB is EINVAL, logged and \
+             ignored (\"Error removing memory range\")"
+        } else {
+            ""
+        },
+        regions_text(&regions)
+    );
+    let mut ops = String::new();
+    if hugetlb {
+        let _ = writeln!(
+            ops,
+            "sysfs hugetlb.nr_hugepages={}      # the host's pool, sized for the guest",
+            p.guest / M2
+        );
+    }
+    let _ = writeln!(
+        ops,
+        "memfd guest_mem {}{}            # create_memfd",
+        fmt_size(p.guest),
+        if hugetlb { " hugetlb" } else { "" }
+    );
+    fc_map_regions(
+        &mut ops,
+        &regions,
+        "guest_mem shared",
+        "memory::create: MAP_SHARED|MAP_NORESERVE",
+        thp,
+    );
+    ops.push_str("checkpoint mapped\n");
+    for i in 0..regions.len() {
+        touch(
+            &mut ops,
+            "write",
+            &format!("ram{i}"),
+            touch_pct,
+            p.seed + i as u64,
+            "guest first touch",
+        );
+    }
+    ops.push_str("checkpoint booted\n");
+    let mut rng = Rng::new(p.seed + 100);
+    if per_block > 0 {
+        ops.push_str(
+            "# balloon inflate: discard_range = MADV_DONTNEED of each compacted PFN range\n",
+        );
+        for (i, &r) in regions.iter().enumerate() {
+            for b in 0..r / M2 {
+                let start = rng.below(PAGES_PER_PMD - per_block + 1);
+                let _ = writeln!(
+                    ops,
+                    "madvise {} DONTNEED",
+                    nrange(&format!("ram{i}"), b * M2 + start * K4, per_block * K4)
+                );
+            }
+        }
+    }
+    ops.push_str("checkpoint inflated\n");
+    (doc, ops)
+}
+
 /// Firecracker's snapshot restore with the File memory backend.
 fn firecracker_file_restore(p: &GenParams) -> (String, String) {
     let regions = firecracker_regions(p.guest);
@@ -1928,26 +2080,13 @@ fn firecracker_file_restore(p: &GenParams) -> (String, String) {
         "file mem {} on=disk              # the snapshot memory file",
         fmt_size(p.guest)
     );
-    let mut foff = 0;
-    for (i, &r) in regions.iter().enumerate() {
-        let off = if foff == 0 {
-            String::new()
-        } else {
-            format!(" foff={}", fmt_size(foff))
-        };
-        let _ = writeln!(
-            ops,
-            "mmap ram{i} {} mem private rw align=2M{off}   # allocate_protected + MAP_FIXED|MAP_PRIVATE",
-            fmt_size(r)
-        );
-        if thp {
-            let _ = writeln!(
-                ops,
-                "madvise ram{i} HUGEPAGE                # memory::create, huge_pages=Transparent"
-            );
-        }
-        foff += r;
-    }
+    fc_map_regions(
+        &mut ops,
+        &regions,
+        "mem private",
+        "allocate_protected + MAP_FIXED|MAP_PRIVATE",
+        thp,
+    );
     ops.push_str("checkpoint mapped\n");
     for i in 0..regions.len() {
         touch(

@@ -379,6 +379,30 @@ fn balloon_4k_inflate_splits_and_reporting_frees_whole() {
 }
 
 #[test]
+fn balloon_on_memfd_punches_and_frees_at_once() {
+    let mut p = params("balloon");
+    p.backend = "memfd".into();
+    let src = generate(&p).unwrap();
+    // Every discard is a punch of the memfd range followed by MADV_DONTNEED of the mapping.
+    assert_eq!(
+        src.matches(" punch_hole keep_size\n").count(),
+        src.matches(" DONTNEED\n").count()
+    );
+    // 30 % of 512 pages of each of the 16 inflated blocks: 153 pages, freed at the inflate.
+    let ballooned = 16 * (512 * 30 / 100);
+    let res = run_gen(&p, "6.18");
+    assert_eq!(counter(&res, "inflated", "vmstat.nr_free_pages"), ballooned);
+    assert_eq!(counter(&res, "inflated", "vmstat.nr_shmem"), -ballooned);
+    assert_eq!(counter(&res, "shrunk", "vmstat.thp_split_page"), 0);
+    // With PMD-sized shmem folios each inflated block's folio is split by its punch.
+    let res = run_gen_with(&p, "6.18", &[("shmem_enabled", "advise")]);
+    assert_eq!(counter(&res, "booted", "vmstat.thp_file_alloc"), 32);
+    assert_eq!(counter(&res, "inflated", "vmstat.thp_split_page"), 16);
+    assert_eq!(counter(&res, "inflated", "vmstat.thp_split_pmd"), 16);
+    assert_eq!(counter(&res, "inflated", "vmstat.nr_free_pages"), ballooned);
+}
+
+#[test]
 fn virtio_mem_unplugs_whole_thps_and_replugs_them() {
     let p = params("virtio-mem"); // 30 % of 32 blocks: 9 unplugged
     let src = generate(&p).unwrap();
@@ -795,6 +819,62 @@ fn firecracker_file_restore_reads_the_page_cache_and_copies_writes() {
     assert!(generate(&p).unwrap_err().contains("HugetlbfsSnapshot"));
 }
 
+#[test]
+fn firecracker_memfd_balloon_frees_nothing() {
+    let mut p = params("firecracker-memfd");
+    p.write_share = 25;
+    let src = generate(&p).unwrap();
+    assert!(src.contains("\nmemfd guest_mem 64M "));
+    assert!(src.contains("\nmmap ram0 64M guest_mem shared rw align=2M "));
+    let blocks = (64u64 << 20) / M2;
+    // One discard per 2 MiB block, 25 % of its pages (128 of 512).
+    assert_eq!(src.matches(" DONTNEED\n").count() as u64, blocks);
+    assert_eq!(src.matches(" 512K DONTNEED\n").count() as u64, blocks);
+    // huge_pages=None: order-0 shmem pages; the discards zap PTEs and free no page.
+    let res = run_gen(&p, "6.18");
+    let touched = counter(&res, "booted", "vmstat.nr_shmem");
+    assert!(touched > 0);
+    assert_eq!(counter(&res, "booted", "minflt"), touched);
+    assert_eq!(counter(&res, "inflated", "vmstat.nr_shmem"), 0);
+    assert!(smaps(&res, "inflated", "ram0", "Rss") < smaps(&res, "booted", "ram0", "Rss"));
+    // Transparent: nothing under shmem_enabled=never; with advise every block is a PMD folio
+    // (untouched pages included), and each discard zaps its block's whole PMD, freeing nothing.
+    p.huge_pages = "transparent".into();
+    let src = generate(&p).unwrap();
+    assert_eq!(src.matches("\nmadvise ram0 HUGEPAGE ").count(), 1);
+    let res = run_gen(&p, "6.18");
+    assert_eq!(counter(&res, "booted", "vmstat.thp_file_alloc"), 0);
+    let res = run_gen_with(&p, "6.18", &[("shmem_enabled", "advise")]);
+    assert_eq!(
+        counter(&res, "booted", "vmstat.thp_file_alloc"),
+        blocks as i64
+    );
+    assert_eq!(counter(&res, "booted", "minflt"), blocks as i64);
+    assert_eq!(
+        counter(&res, "inflated", "vmstat.thp_split_pmd"),
+        blocks as i64
+    );
+    assert_eq!(counter(&res, "inflated", "vmstat.nr_shmem"), 0);
+    assert_eq!(smaps(&res, "inflated", "ram0", "Rss"), 0);
+    // 2M: a hugetlb memfd and pool; every 4 KiB-granular discard is EINVAL.
+    p.huge_pages = "2M".into();
+    let src = generate(&p).unwrap();
+    assert!(src.contains("\nsysfs hugetlb.nr_hugepages=32 "));
+    assert!(src.contains("\nmemfd guest_mem 64M hugetlb "));
+    let res = run_gen(&p, "6.18");
+    let einval = res
+        .ops
+        .iter()
+        .filter(|o| o.op.contains("DONTNEED") && o.result == "EINVAL")
+        .count() as u64;
+    assert_eq!(einval, blocks);
+    // Two regions above the MMIO gap, the second at its offset in the one memfd.
+    let mut p = params("firecracker-memfd");
+    p.guest = 4 << 30;
+    let src = generate(&p).unwrap();
+    assert!(src.contains("\nmmap ram1 768M guest_mem shared rw align=2M foff=3328M "));
+}
+
 /// The checked-in forms of these workloads are exactly what the command in their first
 /// line prints.
 #[test]
@@ -811,7 +891,9 @@ fn file_workload_files_equal_the_generator_output() {
         for e in std::fs::read_dir(&dir).unwrap() {
             let path = e.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().to_string();
-            if !(name.starts_with("qemu-file-ram") || name.starts_with("firecracker-file-restore"))
+            if !(name.starts_with("qemu-file-ram")
+                || name.starts_with("firecracker-file-restore")
+                || name.starts_with("firecracker-memfd"))
             {
                 continue;
             }
@@ -827,5 +909,5 @@ fn file_workload_files_equal_the_generator_output() {
             seen += 1;
         }
     }
-    assert!(seen >= 12, "{seen} files");
+    assert!(seen >= 16, "{seen} files");
 }

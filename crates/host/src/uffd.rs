@@ -198,11 +198,26 @@ fn ones() -> &'static [u8] {
 
 /// `UFFDIO_COPY` of `[start, start+len)` from pages of 1s, in chunks of at most 2 MiB. Stops
 /// at the first error (EEXIST at the first populated page: the pages before it stay).
+/// A range the kernel refuses before it reads the source (`validate_unaligned_range` /
+/// `validate_range`: a length or destination that is not page aligned, or 0) goes in one
+/// ioctl with the whole length, so the answer is the one a single UFFDIO_COPY gets (EINVAL),
+/// not a chunk's.
 pub fn copy(fd: BorrowedFd<'_>, start: u64, len: u64, mode: u64) -> Result<(), i32> {
+    let page = 4096u64;
+    if len == 0 || len % page != 0 || start % page != 0 {
+        let mut a = UffdioCopy {
+            dst: start,
+            src: ones().as_ptr() as u64,
+            len,
+            mode,
+            copy: 0,
+        };
+        return ioctl(fd, UFFDIO_COPY, &mut a);
+    }
     if len > HPAGE && (start % HPAGE != 0 || len % HPAGE != 0) {
         // Chunks of 2 MiB would be a different request on hugetlb, where the kernel checks
-        // the whole range's alignment before copying anything: one ioctl from a source as
-        // long as the range (only such rare scenario-level copies pay for it).
+        // the whole range's huge-page alignment before copying anything: one ioctl from a
+        // source as long as the range (only such rare scenario-level copies pay for it).
         let src = vec![1u8; usize::try_from(len).map_err(|_| libc::EINVAL)?];
         let mut a = UffdioCopy {
             dst: start,
@@ -228,6 +243,7 @@ fn zeros() -> &'static [u8] {
     ZEROS.get_or_init(|| vec![0u8; 2 << 20])
 }
 
+/// The chunked copy of a page-aligned range from `src` (2 MiB at a time).
 fn copy_from(
     fd: BorrowedFd<'_>,
     start: u64,

@@ -951,10 +951,11 @@ impl Kernel {
     /// a PMD-sized page-cache folio; make this mm map it by a PMD (MADV_COLLAPSE,
     /// `install_pmd`) or at least drop the PTEs that map it (khugepaged, whose next fault
     /// maps the PMD). In the kernel's order: the VMA must cover the block (`SCAN_VMA_CHECK`);
-    /// no PMD table is `SCAN_PMD_NULL`, a huge PMD `SCAN_PMD_MAPPED`; the VMA must allow a
+    /// a huge PMD is `SCAN_PMD_MAPPED`; the VMA must allow a
     /// PMD ignoring sysfs (`SCAN_VMA_CHECK`) and not be uffd-wp registered
     /// (`SCAN_PTE_UFFD_WP`); no cached folio at the index is `SCAN_PAGE_NULL`, a smaller one
-    /// `SCAN_PAGE_COMPOUND`. A none PMD needs only the PMD; a PTE table whose present PTEs
+    /// `SCAN_PAGE_COMPOUND`. A none PMD, or no PMD table at all, needs only the PMD (the
+    /// table allocated for it); a PTE table whose present PTEs
     /// all map the folio's own pages at their place is cleared and freed (`pte_free_defer`)
     /// first; a swap entry or marker is `SCAN_PTE_NON_PRESENT`, any other page (a private
     /// COW copy) `SCAN_FAIL`. A folio fallocated and never used (`!PG_uptodate`) fails
@@ -989,9 +990,16 @@ impl Kernel {
         if self.shmem.not_uptodate.contains(&id) {
             return ScanResult::Fail;
         }
-        // find_pmd_or_thp_or_none() again, now under the folio lock.
+        // find_pmd_or_thp_or_none() again, now under the folio lock. No PMD table at all is
+        // handled like a none PMD (measured: khugepaged counts the block, MADV_COLLAPSE maps
+        // it by a PMD, allocating the table; FINDINGS §26).
         if !self.mms[mmi].pgt.has_pmd_table(haddr) {
-            return ScanResult::PmdNull;
+            if !install_pmd {
+                return ScanResult::Succeed;
+            }
+            if !self.pmd_alloc(mmi, haddr) {
+                return ScanResult::Fail;
+            }
         }
         let pmd = self.mms[mmi].pgt.pmd(haddr);
         if pmd.is_table() {

@@ -414,7 +414,7 @@ pub const OPS: &[OpSpec] = &[
     OpSpec {
         name: "mmap",
         grammar: "NAME SIZE anon private",
-        summary: "Creates an anonymous mapping named NAME. Host and model place it at the same arena offset: aligned to `align`, plus `offset` bytes (to build misaligned layouts). Options after `private`/`shared` may come in any order. `anon shared` is `MAP_SHARED|MAP_ANONYMOUS`: a shmem object of the mapping's size, following `shmem_enabled` and the per-size `hugepages-<N>kB.shmem_enabled` knobs. `zero` maps `/dev/zero`: `shared` is `shmem_zero_setup` (the same shmem object as `anon shared`), `private` an anonymous VMA (smaps names it `/dev/zero`, the pages are anonymous). A `memfd`, `file` or `gmem` object is mapped by its name. The backings `file`, `memfd`, `shmem`, `guest_memfd` are recognised but refused as not modelled yet.",
+        summary: "Creates an anonymous mapping named NAME. Host and model place it at the same arena offset: aligned to `align`, plus `offset` bytes (to build misaligned layouts). Options after `private`/`shared` may come in any order. `anon shared` is `MAP_SHARED|MAP_ANONYMOUS`: a shmem object of the mapping's size, following `shmem_enabled` and the per-size `hugepages-<N>kB.shmem_enabled` knobs. `zero` maps `/dev/zero`: `shared` is `shmem_zero_setup` (the same shmem object as `anon shared`), `private` an anonymous VMA (smaps names it `/dev/zero`, the pages are anonymous). A `memfd`, `file` or `gmem` object is mapped by its name (`foff` is the offset into it).",
         args: &[
             ("NAME", "identifier `[A-Za-z_][A-Za-z0-9_]*`, unique in the file"),
             ("SIZE", "length: a positive multiple of 4K, at most 64T"),
