@@ -1563,10 +1563,8 @@ mod tests {
         exec: false,
     };
 
-    #[test]
-    fn private_reserve_read_then_write() {
-        let (mut k, pid) = kernel(3);
-        assert_eq!(k.vmstat.get(VmItem::HtlbBuddyAllocSuccess), 3);
+    /// Two private huge pages at `BASE`, reserved.
+    fn map_private_two(k: &mut Kernel, pid: Pid) {
         k.mmap_hugetlb(
             pid,
             BASE,
@@ -1576,6 +1574,13 @@ mod tests {
             None,
         )
         .unwrap();
+    }
+
+    #[test]
+    fn private_reserve_read_then_write() {
+        let (mut k, pid) = kernel(3);
+        assert_eq!(k.vmstat.get(VmItem::HtlbBuddyAllocSuccess), 3);
+        map_private_two(&mut k, pid);
         assert_eq!(counts(&k), [3, 3, 2, 0]);
         k.access(pid, BASE, crate::types::AccessKind::Read).unwrap();
         assert_eq!(counts(&k), [3, 2, 1, 0]);
@@ -1760,15 +1765,7 @@ mod tests {
         use crate::types::AccessKind;
         use crate::userfaultfd::{Features, Mfill};
         let (mut k, pid) = kernel(3);
-        k.mmap_hugetlb(
-            pid,
-            BASE,
-            2 * HPAGE_SIZE,
-            RW,
-            HugetlbMapFlags::default(),
-            None,
-        )
-        .unwrap();
+        map_private_two(&mut k, pid);
         k.uffd_open(pid, Features::default()).unwrap();
         let (missing, wp) = (vmf::UFFD_MISSING, vmf::UFFD_WP);
         // Only whole huge pages register.
