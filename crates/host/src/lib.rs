@@ -768,7 +768,9 @@ impl HostBackend {
                                 .map(|v| (v.start, v.end))
                         })
                     };
-                    if let Some(note) = u.resolve(m, &mut self.uffd_stats, &mut vma) {
+                    let mut pagesize = |a: u64| observe::vma_kernel_pagesize(pid, a);
+                    if let Some(note) = u.resolve(m, &mut self.uffd_stats, &mut vma, &mut pagesize)
+                    {
                         if !self.warnings.contains(&note) {
                             self.warnings.push(note);
                         }

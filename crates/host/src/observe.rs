@@ -464,6 +464,31 @@ pub fn read_maps(pid: i32) -> std::io::Result<Vec<Vma>> {
     Ok(v)
 }
 
+/// `vma_kernel_pagesize` of the VMA of `pid` containing `addr`: `KernelPageSize` of its
+/// /proc/PID/smaps entry in bytes (2 MiB for a hugetlb VMA of the default size).
+pub fn vma_kernel_pagesize(pid: i32, addr: u64) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let mut inside = false;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("KernelPageSize:") {
+            if inside {
+                let kb: u64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
+                return Some(kb << 10);
+            }
+            continue;
+        }
+        let Some((range, _)) = line.split_once(' ') else {
+            continue;
+        };
+        if let Some((a, b)) = range.split_once('-') {
+            if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                inside = a <= addr && addr < b;
+            }
+        }
+    }
+    None
+}
+
 /// Absolute counter values under the `VmStat::named` keys; keys the host lacks are omitted.
 /// The sysfs counter files `counters` reads, opened once per process (a failed open is kept
 /// too). A sysfs attribute produces its current value on every read at offset 0 (kernfs'

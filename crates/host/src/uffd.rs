@@ -12,13 +12,18 @@
 //! `UFFDIO_ZEROPAGE` of the still-missing pages of the aligned block for a missing fault,
 //! `UFFDIO_CONTINUE` of the block's unmapped pages for a minor fault. The
 //! fills use `DONTWAKE` and one `UFFDIO_WAKE` follows, so the task retries only once the whole
-//! block is filled (as the model's monitor does).
+//! block is filled (as the model's monitor does). On a hugetlb VMA (a message at a 2 MiB
+//! boundary whose VMA's `KernelPageSize` is 2 MiB) every ioctl covers whole huge pages, and a
+//! zero-fill is a copy of zeros (hugetlb has no `UFFDIO_ZEROPAGE`).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use thpsim_kernel::userfaultfd::{MinorPolicy, MissingPolicy, WpPolicy};
 
 use crate::sys::{self, PAGE};
+
+/// The default huge page size (`HPAGE_PMD_SIZE` on x86-64).
+const HPAGE: u64 = 2 << 20;
 
 pub const UFFD_API: u64 = 0xAA;
 pub const UFFD_USER_MODE_ONLY: i32 = 1;
@@ -198,9 +203,22 @@ fn ones() -> &'static [u8] {
 /// ioctl with the whole length, so the answer is the one a single UFFDIO_COPY gets (EINVAL),
 /// not a chunk's.
 pub fn copy(fd: BorrowedFd<'_>, start: u64, len: u64, mode: u64) -> Result<(), i32> {
-    let src = ones();
     let page = 4096u64;
     if len == 0 || len % page != 0 || start % page != 0 {
+        let mut a = UffdioCopy {
+            dst: start,
+            src: ones().as_ptr() as u64,
+            len,
+            mode,
+            copy: 0,
+        };
+        return ioctl(fd, UFFDIO_COPY, &mut a);
+    }
+    if len > HPAGE && (start % HPAGE != 0 || len % HPAGE != 0) {
+        // Chunks of 2 MiB would be a different request on hugetlb, where the kernel checks
+        // the whole range's huge-page alignment before copying anything: one ioctl from a
+        // source as long as the range (only such rare scenario-level copies pay for it).
+        let src = vec![1u8; usize::try_from(len).map_err(|_| libc::EINVAL)?];
         let mut a = UffdioCopy {
             dst: start,
             src: src.as_ptr() as u64,
@@ -208,8 +226,31 @@ pub fn copy(fd: BorrowedFd<'_>, start: u64, len: u64, mode: u64) -> Result<(), i
             mode,
             copy: 0,
         };
-        return ioctl(fd, UFFDIO_COPY, &mut a);
+        return match ioctl(fd, UFFDIO_COPY, &mut a) {
+            Err(libc::EAGAIN) if a.copy > 0 => {
+                let done = a.copy as u64;
+                copy(fd, start + done, len - done, mode)
+            }
+            r => r,
+        };
     }
+    copy_from(fd, start, len, mode, ones())
+}
+
+/// 2 MiB of zero bytes: the source of a monitor's zero-fill of a hugetlb page.
+fn zeros() -> &'static [u8] {
+    static ZEROS: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    ZEROS.get_or_init(|| vec![0u8; 2 << 20])
+}
+
+/// The chunked copy of a page-aligned range from `src` (2 MiB at a time).
+fn copy_from(
+    fd: BorrowedFd<'_>,
+    start: u64,
+    len: u64,
+    mode: u64,
+    src: &'static [u8],
+) -> Result<(), i32> {
     let mut done = 0u64;
     while done < len {
         let n = (len - done).min(src.len() as u64);
@@ -349,13 +390,15 @@ impl Uffd {
 
     /// Counts and resolves one page-fault message like the model's monitor. `vma` finds the
     /// `[start, end)` of the VMA containing an address (read from /proc/PID/maps; only asked
-    /// for blocks larger than a page). Returns a note if an ioctl failed (the task is woken
-    /// anyway, so it retries).
+    /// for blocks larger than a page) and `pagesize` its page size (`KernelPageSize`, asked
+    /// only where a hugetlb fault can be). Returns a note if an ioctl failed (the task is
+    /// woken anyway, so it retries).
     pub fn resolve(
         &mut self,
         m: Msg,
         stats: &mut Stats,
         vma: &mut dyn FnMut(u64) -> Option<(u64, u64)>,
+        pagesize: &mut dyn FnMut(u64) -> Option<u64>,
     ) -> Option<String> {
         self.msgs.push(m);
         if m.event != UFFD_EVENT_PAGEFAULT {
@@ -366,10 +409,20 @@ impl Uffd {
         if m.flags & FLAG_WRITE != 0 {
             stats.write += 1;
         }
-        let addr = m.address & !(PAGE - 1);
-        // The naturally aligned block of `size` around the page (`None`: the whole VMA),
-        // clipped to the VMA.
+        // A hugetlb fault reports the huge page's address (hugetlb_fault's vmf->address)
+        // unless EXACT_ADDRESS is on: only such a message can come from a hugetlb VMA, whose
+        // page size the monitor then uses as its unit (every ioctl on hugetlb works on
+        // whole huge pages, as QEMU's postcopy uses its RAM block's page size).
+        let unit = if self.features & UFFD_FEATURE_EXACT_ADDRESS != 0 || m.address % HPAGE == 0 {
+            pagesize(m.address).unwrap_or(PAGE).max(PAGE)
+        } else {
+            PAGE
+        };
+        let addr = m.address & !(unit - 1);
+        // The naturally aligned block of `size` (at least the unit) around the page (`None`:
+        // the whole VMA), clipped to the VMA.
         let mut block = |size: Option<u64>| -> (u64, u64) {
+            let size = size.map(|s| s.max(unit));
             if size.is_some_and(|s| s <= PAGE) {
                 return (addr, addr + PAGE);
             }
@@ -412,7 +465,7 @@ impl Uffd {
                 // Map what the page table lacks: a mapped page is EEXIST, a page the cache
                 // lacks EFAULT, one beyond i_size EINVAL (all left alone, as the model's
                 // monitor does).
-                match continue_range(fd, a, PAGE, UFFDIO_CONTINUE_MODE_DONTWAKE) {
+                match continue_range(fd, a, unit, UFFDIO_CONTINUE_MODE_DONTWAKE) {
                     Ok(()) | Err(libc::EEXIST | libc::EFAULT | libc::EINVAL) => {}
                     Err(err) => {
                         note.get_or_insert_with(|| {
@@ -423,7 +476,7 @@ impl Uffd {
                         });
                     }
                 }
-                a += PAGE;
+                a += unit;
             }
             let _ = wake(fd, s, e - s);
             note
@@ -438,10 +491,14 @@ impl Uffd {
             let mut a = s;
             while a < e {
                 // Fill what is still missing: a populated page (or a huge PMD) is EEXIST.
-                let r = if zero {
+                // hugetlb has no UFFDIO_ZEROPAGE (EINVAL): a zero-fill there is a copy of
+                // zeros (QEMU's postcopy_place_page_zero does the same).
+                let r = if zero && unit == PAGE {
                     zeropage(fd, a, PAGE, UFFDIO_ZEROPAGE_MODE_DONTWAKE)
+                } else if zero {
+                    copy_from(fd, a, unit, UFFDIO_COPY_MODE_DONTWAKE, zeros())
                 } else {
-                    copy(fd, a, PAGE, UFFDIO_COPY_MODE_DONTWAKE)
+                    copy(fd, a, unit, UFFDIO_COPY_MODE_DONTWAKE)
                 };
                 match r {
                     Ok(()) | Err(libc::EEXIST) => {}
@@ -455,7 +512,7 @@ impl Uffd {
                         });
                     }
                 }
-                a += PAGE;
+                a += unit;
             }
             let _ = wake(fd, s, e - s);
             note

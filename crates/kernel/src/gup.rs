@@ -11,7 +11,6 @@ use crate::ids::MmId;
 use crate::mm::vmf;
 use crate::pgtable::{DIRTY, PROTNONE, WRITE, YOUNG};
 use crate::types::{Pid, PAGE_SIZE, PMD_MASK, PMD_SIZE};
-use crate::userfaultfd::Delivery;
 use crate::Kernel;
 
 /// The GUP flags the model distinguishes (`FOLL_*`, `include/linux/mm_types.h`).
@@ -129,11 +128,7 @@ impl Kernel {
                             if !unlockable {
                                 return Err(Errno::EFAULT);
                             }
-                            match self.deliver_userfault(mmi, addr, flags) {
-                                Delivery::Resolved => {}
-                                Delivery::Sigbus => return Err(Errno::EFAULT),
-                                Delivery::Oom => return Err(Errno::ENOMEM),
-                            }
+                            self.deliver_userfault(mmi, addr, flags).for_gup()?;
                             // The retry looks the page up first (follow_page_mask): one the
                             // monitor installed with the needed access takes no second fault.
                             if self.access_hit(mmi, addr, write, false) {

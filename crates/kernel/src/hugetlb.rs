@@ -15,9 +15,14 @@
 //! meaning). `resv_huge_pages` counts reservations not yet backed by a page.
 //!
 //! Deviations: no subpools (`size=`/`min_size=` mounts), no cgroup charging, no NUMA, no
-//! PMD sharing, no page pinning (fork never copies eagerly), no userfaultfd or mremap on
-//! hugetlb VMAs (the scenario backend refuses them), no content tracking (zeroing a partial
-//! page on punch changes nothing observable here).
+//! PMD sharing, no page pinning (fork never copies eagerly), no mremap of hugetlb VMAs (the
+//! scenario backend refuses it), no content tracking (zeroing a partial page on punch changes
+//! nothing observable here).
+//!
+//! userfaultfd (`mm/hugetlb.c` 6.18: `hugetlb_no_page`'s MISSING/MINOR checks, the uffd-wp
+//! check of `hugetlb_fault`, `hugetlb_mfill_atomic_pte`, `hugetlb_change_protection` with
+//! the uffd flags): huge PTEs carry a uffd-wp bit and none entries may hold a uffd-wp marker
+//! (`Hugetlb::markers`); every ioctl works on whole huge pages (FINDINGS.md §25).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,6 +33,7 @@ use crate::mm::{vmf, Vma, VmaBacking};
 use crate::observe::{pagemap_push, Backing, PageMap};
 use crate::page_alloc::Gfp;
 use crate::types::{Pid, PAGE_SHIFT, PAGE_SIZE};
+use crate::userfaultfd::{FLAG_MINOR, FLAG_WP, FLAG_WRITE};
 use crate::vmstat::VmItem;
 use crate::Kernel;
 
@@ -102,6 +108,8 @@ pub(crate) struct HugetlbInode {
 pub(crate) struct HugePte {
     pub(crate) folio: HugetlbFolioId,
     pub(crate) write: bool,
+    /// `huge_pte_uffd_wp`: write-protected by userfaultfd (never writable while set).
+    pub(crate) uffd_wp: bool,
 }
 
 /// The model's hugetlb state.
@@ -115,6 +123,9 @@ pub struct Hugetlb {
     pub(crate) resv_maps: Vec<BTreeSet<u64>>,
     /// Huge PTEs by (mm, 2 MiB-aligned address).
     pub(crate) ptes: BTreeMap<(MmId, u64), HugePte>,
+    /// uffd-wp PTE markers (`PTE_MARKER_UFFD_WP`) in none huge PTEs, by (mm, address): never
+    /// where `ptes` has an entry.
+    pub(crate) markers: BTreeSet<(MmId, u64)>,
 }
 
 impl Hugetlb {
@@ -144,6 +155,14 @@ impl Hugetlb {
             .enumerate()
             .filter_map(|(i, f)| f.as_ref().map(|f| (HugetlbFolioId::from_index(i), f)))
     }
+}
+
+/// What `hugetlb_mfill` installs (`UFFDIO_COPY` or `UFFDIO_CONTINUE`, with `wp` for
+/// `UFFDIO_COPY_MODE_WP` / `UFFDIO_CONTINUE_MODE_WP`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HugetlbMfill {
+    Copy { wp: bool },
+    Continue { wp: bool },
 }
 
 /// mmap(2) flags of a hugetlb mapping.
@@ -424,8 +443,15 @@ impl Kernel {
     }
 
     /// `hugetlb_vmdelete_list`: zaps indices `[first, last)` of `ino` in every VMA mapping
-    /// it, private ones (and their COW copies) too.
-    fn hugetlb_vmdelete_list(&mut self, ino: HugetlbInodeId, first: u64, last: u64) {
+    /// it, private ones (and their COW copies) too. Truncation passes `ZAP_FLAG_DROP_MARKER`
+    /// (`drop_markers`); a punch does not, so uffd-wp markers survive it (measured, §25).
+    fn hugetlb_vmdelete_list(
+        &mut self,
+        ino: HugetlbInodeId,
+        first: u64,
+        last: u64,
+        drop_markers: bool,
+    ) {
         for (mmi, vma) in self.hugetlb_mappings(ino) {
             let vfirst = hindex(&vma, vma.start);
             let vlast = vfirst + (vma.len() >> HPAGE_SHIFT);
@@ -433,21 +459,38 @@ impl Kernel {
             if a < b {
                 let s = vma.start + ((a - vfirst) << HPAGE_SHIFT);
                 let e = vma.start + ((b - vfirst) << HPAGE_SHIFT);
-                self.unmap_hugepage_range(mmi, &vma, s, e);
+                self.unmap_hugepage_range(mmi, &vma, s, e, drop_markers);
             }
         }
     }
 
-    /// `remove_inode_hugepages` over indices `[first, last)`: drops the cache pages and
-    /// gives back the reservations of the range that no page used (`hugetlb_unreserve_pages`).
-    fn remove_inode_hugepages(&mut self, ino: HugetlbInodeId, first: u64, last: u64) {
+    /// `remove_inode_hugepages` over indices `[first, last)`: drops the cache pages. A
+    /// truncation (`truncate`) then gives back the reservations of the range that no page
+    /// used (`hugetlb_unreserve_pages` over the range); a punch only releases, page by page,
+    /// the reserve-map entries of the pages it frees (`remove_inode_single_folio`), so a
+    /// reserved index that had no page keeps its reservation (measured, §25).
+    fn remove_inode_hugepages(
+        &mut self,
+        ino: HugetlbInodeId,
+        first: u64,
+        last: u64,
+        truncate: bool,
+    ) {
         let inode = &mut self.hugetlb.inodes[ino.index()];
         let pages: Vec<(u64, HugetlbFolioId)> = inode
             .cache
             .range(first..last)
             .map(|(i, f)| (*i, *f))
             .collect();
-        let chg: Vec<u64> = inode.resv.range(first..last).copied().collect();
+        let chg: Vec<u64> = if truncate {
+            inode.resv.range(first..last).copied().collect()
+        } else {
+            pages
+                .iter()
+                .map(|(i, _)| *i)
+                .filter(|i| inode.resv.contains(i))
+                .collect()
+        };
         for i in &chg {
             inode.resv.remove(i);
         }
@@ -483,8 +526,8 @@ impl Kernel {
         self.hugetlb.inodes[ino.index()].size = size;
         if size < old {
             let first = size >> HPAGE_SHIFT;
-            self.hugetlb_vmdelete_list(ino, first, u64::MAX);
-            self.remove_inode_hugepages(ino, first, u64::MAX);
+            self.hugetlb_vmdelete_list(ino, first, u64::MAX, true);
+            self.remove_inode_hugepages(ino, first, u64::MAX, true);
         }
         Ok(())
     }
@@ -512,8 +555,8 @@ impl Kernel {
             let first = offset.div_ceil(HPAGE_SIZE);
             let last = end >> HPAGE_SHIFT;
             if first < last {
-                self.hugetlb_vmdelete_list(ino, first, last);
-                self.remove_inode_hugepages(ino, first, last);
+                self.hugetlb_vmdelete_list(ino, first, last, false);
+                self.remove_inode_hugepages(ino, first, last, false);
             }
             return Ok(());
         }
@@ -544,6 +587,25 @@ impl Kernel {
         Ok(())
     }
 
+    /// A new page for index `idx`: in a shared VMA it joins the file's cache, in a private
+    /// one it is anonymous (`hugetlb_add_new_anon_rmap`).
+    fn hugetlb_instantiate(
+        &mut self,
+        f: HugetlbFolioId,
+        inode: HugetlbInodeId,
+        idx: u64,
+        shared: bool,
+    ) -> HugetlbFolioId {
+        if shared {
+            self.hugetlb_add_to_page_cache(f, inode, idx);
+        } else {
+            let folio = self.hugetlb.folio_mut(f);
+            folio.anon = true;
+            folio.restore_reserve = false;
+        }
+        f
+    }
+
     fn hugetlb_add_to_page_cache(&mut self, f: HugetlbFolioId, ino: HugetlbInodeId, idx: u64) {
         self.hugetlb.inodes[ino.index()].cache.insert(idx, f);
         let folio = self.hugetlb.folio_mut(f);
@@ -561,7 +623,7 @@ impl Kernel {
                 continue;
             }
             if self.hugetlb_mappings(ino).is_empty() {
-                self.remove_inode_hugepages(ino, 0, u64::MAX);
+                self.remove_inode_hugepages(ino, 0, u64::MAX, true);
                 self.hugetlb.inodes[i].dead = true;
             }
         }
@@ -674,8 +736,28 @@ impl Kernel {
 
     /// `__unmap_hugepage_range` of `[start, end)` (huge-page aligned) of one VMA. A private
     /// page of the reservation's owner gets its reservation back when no surplus pages exist
-    /// (`HPG_restore_reserve`, `vma_add_reservation`).
-    pub(crate) fn unmap_hugepage_range(&mut self, mmi: MmId, vma: &Vma, start: u64, end: u64) {
+    /// (`HPG_restore_reserve`, `vma_add_reservation`). Without `ZAP_FLAG_DROP_MARKER`
+    /// (`drop_markers` false: MADV_DONTNEED) a uffd-wp protected entry leaves a marker and
+    /// markers stay; munmap, exit and the file's punch and truncation drop them.
+    pub(crate) fn unmap_hugepage_range(
+        &mut self,
+        mmi: MmId,
+        vma: &Vma,
+        start: u64,
+        end: u64,
+        drop_markers: bool,
+    ) {
+        if drop_markers {
+            let gone: Vec<(MmId, u64)> = self
+                .hugetlb
+                .markers
+                .range((mmi, start)..(mmi, end))
+                .copied()
+                .collect();
+            for k in gone {
+                self.hugetlb.markers.remove(&k);
+            }
+        }
         let keys: Vec<u64> = self
             .hugetlb
             .ptes
@@ -685,6 +767,9 @@ impl Kernel {
         let (_, resv, _) = hugetlb_of(vma).expect("hugetlb vma");
         for a in keys {
             let pte = self.hugetlb.ptes.remove(&(mmi, a)).expect("pte");
+            if pte.uffd_wp && !drop_markers {
+                self.hugetlb.markers.insert((mmi, a));
+            }
             let restore = !vma.has(vmf::SHARED)
                 && resv.is_some()
                 && self.hugetlb.folio(pte.folio).anon
@@ -723,7 +808,7 @@ impl Kernel {
         for s in self.mms[mmi].vma_starts_in(start, end) {
             let vma = self.mms[mmi].vmas[&s];
             if vma.backing.is_hugetlb() {
-                self.unmap_hugepage_range(mmi, &vma, vma.start, vma.end);
+                self.unmap_hugepage_range(mmi, &vma, vma.start, vma.end, true);
                 self.hugetlb_vm_op_close(&vma, vma.start, vma.end);
             }
         }
@@ -776,6 +861,9 @@ impl Kernel {
                 .map(|((_, a), p)| (*a, *p))
                 .collect();
             for (a, mut pte) in entries {
+                // The child's VMA is not registered (no UFFD_FEATURE_EVENT_FORK): its
+                // entries lose the uffd-wp bit, and markers are not copied.
+                pte.uffd_wp = false;
                 if !shared {
                     self.hugetlb.ptes.get_mut(&(pmi, a)).expect("pte").write = false;
                     pte.write = false;
@@ -790,7 +878,9 @@ impl Kernel {
     // ---- faults -----------------------------------------------------------------------------
 
     /// A user access to a hugetlb VMA (the hardware check, then `hugetlb_fault` as often as
-    /// needed). A fault that fails (SIGBUS) is not accounted to the task.
+    /// needed). A fault that fails (SIGBUS) is not accounted to the task. A userfault is
+    /// resolved by the modelled monitor and retried in the kernel without a new hardware
+    /// check (the blocked attempt is not counted, its retry is), as `access_slow` does.
     pub(crate) fn hugetlb_user_access(
         &mut self,
         pid: Pid,
@@ -798,7 +888,8 @@ impl Kernel {
         addr: u64,
         write: bool,
     ) -> Result<(), Signal> {
-        for _ in 0..4 {
+        let mut in_kernel_retry = false;
+        for _ in 0..8 {
             let Some(vma) = self.mms[mmi].vma_lookup(addr) else {
                 return Err(Signal::Sigsegv);
             };
@@ -806,23 +897,36 @@ impl Kernel {
                 return Err(Signal::Sigsegv);
             }
             let haddr = addr & !(HPAGE_SIZE - 1);
-            if let Some(p) = self.hugetlb.ptes.get(&(mmi, haddr)) {
-                if !write || p.write {
-                    return Ok(());
-                }
+            if !in_kernel_retry && self.hugetlb_hit(mmi, haddr, write) {
+                return Ok(());
             }
+            in_kernel_retry = false;
             self.vmstat.count(VmItem::Pgfault);
             match self.hugetlb_fault(mmi, &vma, haddr, write) {
                 VmFault::Sigbus => return Err(Signal::Sigbus),
                 VmFault::Oom => return Err(Signal::Sigkill),
+                VmFault::Userfault(flags) => {
+                    self.deliver_userfault(mmi, addr, flags).for_access()?;
+                    in_kernel_retry = true;
+                }
                 _ => self.mm_account_fault(pid, crate::fault::FaultFlags::for_access(write)),
             }
         }
         panic!("model bug: hugetlb access at {addr:#x} still faults");
     }
 
+    /// Does the huge PTE at `haddr` allow the access?
+    fn hugetlb_hit(&self, mmi: MmId, haddr: u64, write: bool) -> bool {
+        self.hugetlb
+            .ptes
+            .get(&(mmi, haddr))
+            .is_some_and(|p| !write || p.write)
+    }
+
     /// GUP over the part `[addr, end)` of one hugetlb VMA (`follow_hugetlb_page` + faults):
-    /// EFAULT where a fault fails.
+    /// EFAULT where a fault fails. After a userfault the page is looked up again and, if
+    /// still not there with the needed access, faulted with `FAULT_FLAG_TRIED` (a major
+    /// fault when it completes), as `populate_range` does for other memory.
     pub(crate) fn hugetlb_gup(
         &mut self,
         pid: Pid,
@@ -833,17 +937,23 @@ impl Kernel {
     ) -> Result<(), Errno> {
         let mut haddr = start & !(HPAGE_SIZE - 1);
         while haddr < end {
-            let hit = self
-                .hugetlb
-                .ptes
-                .get(&(mmi, haddr))
-                .is_some_and(|p| !write || p.write);
-            if !hit {
+            let mut flags = crate::fault::FaultFlags::for_access(write);
+            let mut tries = 0;
+            while !self.hugetlb_hit(mmi, haddr, write) {
+                tries += 1;
+                assert!(
+                    tries <= 8,
+                    "model bug: hugetlb populate at {haddr:#x} keeps faulting"
+                );
                 self.vmstat.count(VmItem::Pgfault);
                 match self.hugetlb_fault(mmi, vma, haddr, write) {
                     VmFault::Sigbus => return Err(Errno::EFAULT),
                     VmFault::Oom => return Err(Errno::ENOMEM),
-                    _ => self.mm_account_fault(pid, crate::fault::FaultFlags::for_access(write)),
+                    VmFault::Userfault(uflags) => {
+                        self.deliver_userfault(mmi, haddr, uflags).for_gup()?;
+                        flags = flags.with(crate::fault::FaultFlags::TRIED);
+                    }
+                    _ => self.mm_account_fault(pid, flags),
                 }
             }
             haddr += HPAGE_SIZE;
@@ -851,21 +961,45 @@ impl Kernel {
         Ok(())
     }
 
-    /// `hugetlb_fault`: a missing entry goes to `hugetlb_no_page`, a write to a read-only one
-    /// to `hugetlb_wp`.
+    /// `hugetlb_fault`: a missing entry (none or a uffd-wp marker) goes to
+    /// `hugetlb_no_page`, a write to a read-only one to `hugetlb_wp`, after the uffd-wp
+    /// check: a write to an entry write-protected by userfaultfd in a VMA registered for WP
+    /// is a WP userfault (with `UFFD_FEATURE_WP_ASYNC` the bit is cleared and the fault goes
+    /// on to `hugetlb_wp`).
     fn hugetlb_fault(&mut self, mmi: MmId, vma: &Vma, haddr: u64, write: bool) -> VmFault {
         match self.hugetlb.ptes.get(&(mmi, haddr)).copied() {
             None => self.hugetlb_no_page(mmi, vma, haddr, write),
-            Some(p) if write && !p.write => self.hugetlb_wp(mmi, vma, haddr),
+            Some(p) if write && !p.write => {
+                if p.uffd_wp {
+                    let wp_async = self.mms[mmi]
+                        .uffd
+                        .as_deref()
+                        .is_some_and(|u| u.features.wp_async);
+                    if vma.has(vmf::UFFD_WP) && !wp_async {
+                        return VmFault::Userfault(FLAG_WP | FLAG_WRITE);
+                    }
+                    // Deviation: a bit left behind when a re-registration dropped WP mode
+                    // is cleared here; the kernel's hugetlb_wp would decline the fault
+                    // forever (it never COWs a uffd-wp entry).
+                    self.hugetlb
+                        .ptes
+                        .get_mut(&(mmi, haddr))
+                        .expect("pte")
+                        .uffd_wp = false;
+                }
+                self.hugetlb_wp(mmi, vma, haddr)
+            }
             Some(_) => VmFault::Done,
         }
     }
 
     /// `hugetlb_no_page`: SIGBUS past the end of the file or in a VMA the reservation's owner
-    /// took a page back from (`HPAGE_RESV_UNMAPPED`); a shared VMA maps the cache page (or a
-    /// new one it adds), a private one a cache page read-only or a new anonymous page; a
-    /// private write goes on to `hugetlb_wp`. Only shared writable entries are made writable
-    /// here (`make_huge_pte`).
+    /// took a page back from (`HPAGE_RESV_UNMAPPED`); a userfault where the cache has no page
+    /// and the VMA is registered MISSING, or has one and it is registered MINOR; a shared VMA
+    /// maps the cache page (or a new one it adds), a private one a cache page read-only or a
+    /// new anonymous page; a private write goes on to `hugetlb_wp`. Only shared writable
+    /// entries are made writable here (`make_huge_pte`). An entry made over a uffd-wp marker
+    /// keeps the protection (read-only, `huge_pte_mkuffd_wp`).
     fn hugetlb_no_page(&mut self, mmi: MmId, vma: &Vma, haddr: u64, write: bool) -> VmFault {
         let (inode, _, unmapped) = hugetlb_of(vma).expect("hugetlb vma");
         if unmapped {
@@ -876,34 +1010,32 @@ impl Kernel {
             return VmFault::Sigbus;
         }
         let shared = vma.has(vmf::SHARED);
+        let wflag = if write { FLAG_WRITE } else { 0 };
         let folio = match self.hugetlb.inodes[inode.index()].cache.get(&idx) {
+            Some(_) if vma.has(vmf::UFFD_MINOR) => return VmFault::Userfault(FLAG_MINOR | wflag),
             Some(f) => *f,
+            None if vma.has(vmf::UFFD_MISSING) => return VmFault::Userfault(wflag),
             None => {
                 if !shared {
                     // vmf_anon_prepare: the private page will be anonymous.
                     self.anon_vma_prepare(mmi, vma);
                 }
-                let f = match self.alloc_hugetlb_folio(vma, idx, false) {
-                    Ok(f) => f,
+                match self.alloc_hugetlb_folio(vma, idx, false) {
+                    Ok(f) => self.hugetlb_instantiate(f, inode, idx, shared),
                     Err(Errno::ENOMEM) => return VmFault::Oom,
                     Err(_) => return VmFault::Sigbus,
-                };
-                if shared {
-                    self.hugetlb_add_to_page_cache(f, inode, idx);
-                } else {
-                    let folio = self.hugetlb.folio_mut(f);
-                    folio.anon = true;
-                    folio.restore_reserve = false;
                 }
-                f
             }
         };
+        // (A marker left in a VMA no longer registered for WP protects nothing.)
+        let uffd_wp = self.hugetlb.markers.remove(&(mmi, haddr)) && vma.has(vmf::UFFD_WP);
         self.hugetlb.folio_mut(folio).mapcount += 1;
         self.hugetlb.ptes.insert(
             (mmi, haddr),
             HugePte {
                 folio,
-                write: shared && vma.has(vmf::WRITE),
+                write: shared && vma.has(vmf::WRITE) && !uffd_wp,
+                uffd_wp,
             },
         );
         if write && !shared {
@@ -921,6 +1053,11 @@ impl Kernel {
     fn hugetlb_wp(&mut self, mmi: MmId, vma: &Vma, haddr: u64) -> VmFault {
         let (inode, resv, _) = hugetlb_of(vma).expect("hugetlb vma");
         let pte = self.hugetlb.ptes[&(mmi, haddr)];
+        // No COW of a uffd-wp protected page: only reached from hugetlb_no_page's private
+        // write over a marker; the retried fault raises the WP userfault.
+        if pte.uffd_wp {
+            return VmFault::Done;
+        }
         if vma.has(vmf::SHARED) {
             self.hugetlb.ptes.get_mut(&(mmi, haddr)).expect("pte").write = true;
             return VmFault::Done;
@@ -946,6 +1083,7 @@ impl Kernel {
                         HugePte {
                             folio: new,
                             write: true,
+                            uffd_wp: false,
                         },
                     );
                     self.vmstat
@@ -1004,6 +1142,107 @@ impl Kernel {
                 unmapped: true,
             };
             self.mms[mmi].invalidate_vma_cache();
+        }
+    }
+
+    // ---- userfaultfd ------------------------------------------------------------------------
+
+    /// Whether a huge PTE maps the huge page at `addr` (a marker does not).
+    pub(crate) fn hugetlb_mapped(&self, mmi: MmId, addr: u64) -> bool {
+        self.hugetlb
+            .ptes
+            .contains_key(&(mmi, addr & !(HPAGE_SIZE - 1)))
+    }
+
+    /// `mfill_atomic_hugetlb` + `hugetlb_mfill_atomic_pte` over `[start, end)` of one
+    /// registered hugetlb VMA (the caller checked the range is inside it and registered):
+    /// EINVAL unless start and length are huge-page multiples; then huge page by huge page,
+    /// the pages before a failing one staying. `Copy`: EEXIST on a present entry (a marker
+    /// is overwritten); in a shared VMA a new page-cache page (EFAULT at or beyond i_size,
+    /// EEXIST where the file already has one), in a private one a new anonymous page, taking
+    /// the VMA's reservation when it has one (EEXIST when the pool has no page for it);
+    /// writable as the VMA allows unless `wp`. `Continue`: maps the file's cached page
+    /// (EFAULT where there is none, EEXIST on a present entry), writable only in a shared
+    /// writable VMA without `wp`. Entries are installed with the uffd-wp bit when `wp`.
+    pub(crate) fn hugetlb_mfill(
+        &mut self,
+        mmi: MmId,
+        vma: &Vma,
+        start: u64,
+        end: u64,
+        mode: HugetlbMfill,
+    ) -> Result<(), Errno> {
+        if start % HPAGE_SIZE != 0 || (end - start) % HPAGE_SIZE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let (inode, _, _) = hugetlb_of(vma).expect("hugetlb vma");
+        let shared = vma.has(vmf::SHARED);
+        let mut haddr = start;
+        while haddr < end {
+            let idx = hindex(vma, haddr);
+            let (folio, wp, write) = match mode {
+                HugetlbMfill::Copy { wp } => {
+                    if self.hugetlb.ptes.contains_key(&(mmi, haddr)) {
+                        return Err(Errno::EEXIST);
+                    }
+                    let ino = &self.hugetlb.inodes[inode.index()];
+                    if shared && idx >= ino.size >> HPAGE_SHIFT {
+                        return Err(Errno::EFAULT);
+                    }
+                    if shared && ino.cache.contains_key(&idx) {
+                        return Err(Errno::EEXIST);
+                    }
+                    // An allocation failure is EEXIST, not ENOMEM: the caller's
+                    // huge_pte_alloc made the PTE slot, so hugetlb_walk finds it (measured).
+                    let f = self
+                        .alloc_hugetlb_folio(vma, idx, false)
+                        .map_err(|_| Errno::EEXIST)?;
+                    let f = self.hugetlb_instantiate(f, inode, idx, shared);
+                    (f, wp, !wp && vma.has(vmf::WRITE))
+                }
+                HugetlbMfill::Continue { wp } => {
+                    let Some(&f) = self.hugetlb.inodes[inode.index()].cache.get(&idx) else {
+                        return Err(Errno::EFAULT);
+                    };
+                    if self.hugetlb.ptes.contains_key(&(mmi, haddr)) {
+                        return Err(Errno::EEXIST);
+                    }
+                    (f, wp, !wp && shared && vma.has(vmf::WRITE))
+                }
+            };
+            self.hugetlb.markers.remove(&(mmi, haddr));
+            self.hugetlb.folio_mut(folio).mapcount += 1;
+            self.hugetlb.ptes.insert(
+                (mmi, haddr),
+                HugePte {
+                    folio,
+                    write,
+                    uffd_wp: wp,
+                },
+            );
+            haddr += HPAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    /// `hugetlb_change_protection` with `MM_CP_UFFD_WP` (`wp`) or `MM_CP_UFFD_WP_RESOLVE`
+    /// over `[start, end)` of one hugetlb VMA (huge-page aligned): present entries get or
+    /// lose the uffd-wp bit and take the VMA's `vm_page_prot`, which is read-only both for a
+    /// private VMA and for a shared one registered for WP (write notification), so a write
+    /// after the unprotect faults once more (`hugetlb_wp`); none entries get a marker
+    /// whatever the features (hugetlb always installs them), and resolving removes them.
+    pub(crate) fn hugetlb_uffd_wp_range(&mut self, mmi: MmId, start: u64, end: u64, wp: bool) {
+        let mut haddr = start & !(HPAGE_SIZE - 1);
+        while haddr < end {
+            if let Some(p) = self.hugetlb.ptes.get_mut(&(mmi, haddr)) {
+                p.uffd_wp = wp;
+                p.write = false;
+            } else if wp {
+                self.hugetlb.markers.insert((mmi, haddr));
+            } else {
+                self.hugetlb.markers.remove(&(mmi, haddr));
+            }
+            haddr += HPAGE_SIZE;
         }
     }
 
@@ -1088,7 +1327,7 @@ impl Kernel {
                 }
                 let e = e & !(HPAGE_SIZE - 1);
                 if a < e {
-                    self.unmap_hugepage_range(mmi, vma, a, e);
+                    self.unmap_hugepage_range(mmi, vma, a, e, false);
                 }
                 Ok(())
             }
@@ -1117,12 +1356,20 @@ impl Kernel {
     /// (the generic map sees nothing there).
     pub(crate) fn hugetlb_overlay(&self, mmi: MmId, start: u64, end: u64, map: PageMap) -> PageMap {
         let first = start & !(HPAGE_SIZE - 1);
-        let mapped: Vec<(u64, u64)> = self
+        let clip = |a: u64, b: Backing| (a.max(start), (a + HPAGE_SIZE).min(end), b);
+        let mut mapped: Vec<(u64, u64, Backing)> = self
             .hugetlb
             .ptes
             .range((mmi, first)..(mmi, end))
-            .map(|((_, a), _)| ((*a).max(start), (*a + HPAGE_SIZE).min(end)))
+            .map(|((_, a), _)| clip(*a, Backing::Hugetlb))
+            .chain(
+                self.hugetlb
+                    .markers
+                    .range((mmi, first)..(mmi, end))
+                    .map(|(_, a)| clip(*a, Backing::Marker)),
+            )
             .collect();
+        mapped.sort_unstable_by_key(|m| m.0);
         if mapped.is_empty() {
             return map;
         }
@@ -1132,16 +1379,16 @@ impl Kernel {
         for (b, n) in map {
             let run_end = addr + n * PAGE_SIZE;
             while addr < run_end {
-                while m.peek().is_some_and(|(_, e)| *e <= addr) {
+                while m.peek().is_some_and(|(_, e, _)| *e <= addr) {
                     m.next();
                 }
                 match m.peek() {
-                    Some(&&(s, e)) if s <= addr => {
+                    Some(&&(s, e, hb)) if s <= addr => {
                         let stop = e.min(run_end);
-                        pagemap_push(&mut out, Backing::Hugetlb, (stop - addr) / PAGE_SIZE);
+                        pagemap_push(&mut out, hb, (stop - addr) / PAGE_SIZE);
                         addr = stop;
                     }
-                    Some(&&(s, _)) => {
+                    Some(&&(s, _, _)) => {
                         let stop = s.min(run_end);
                         pagemap_push(&mut out, b, (stop - addr) / PAGE_SIZE);
                         addr = stop;
@@ -1208,6 +1455,23 @@ impl Kernel {
                 return Err(format!("hugetlb pte {mmi}:{a:#x} outside a hugetlb VMA"));
             }
             *maps.entry(p.folio).or_default() += 1;
+        }
+        for (mmi, a) in &self.hugetlb.markers {
+            // (A re-registration without WP mode keeps markers, as the kernel does.)
+            let ok = self.mms[*mmi]
+                .vma_at(*a)
+                .is_some_and(|v| v.backing.is_hugetlb() && *a + HPAGE_SIZE <= v.end);
+            if !ok || self.hugetlb.ptes.contains_key(&(*mmi, *a)) {
+                return Err(format!(
+                    "hugetlb uffd-wp marker {mmi}:{a:#x} outside a hugetlb VMA or over a \
+                     present entry"
+                ));
+            }
+        }
+        for ((mmi, a), p) in &self.hugetlb.ptes {
+            if p.uffd_wp && p.write {
+                return Err(format!("hugetlb pte {mmi}:{a:#x} writable and uffd-wp"));
+            }
         }
         let mut pending = 0;
         for (id, f) in self.hugetlb.live() {
@@ -1299,10 +1563,8 @@ mod tests {
         exec: false,
     };
 
-    #[test]
-    fn private_reserve_read_then_write() {
-        let (mut k, pid) = kernel(3);
-        assert_eq!(k.vmstat.get(VmItem::HtlbBuddyAllocSuccess), 3);
+    /// Two private huge pages at `BASE`, reserved.
+    fn map_private_two(k: &mut Kernel, pid: Pid) {
         k.mmap_hugetlb(
             pid,
             BASE,
@@ -1312,6 +1574,13 @@ mod tests {
             None,
         )
         .unwrap();
+    }
+
+    #[test]
+    fn private_reserve_read_then_write() {
+        let (mut k, pid) = kernel(3);
+        assert_eq!(k.vmstat.get(VmItem::HtlbBuddyAllocSuccess), 3);
+        map_private_two(&mut k, pid);
         assert_eq!(counts(&k), [3, 3, 2, 0]);
         k.access(pid, BASE, crate::types::AccessKind::Read).unwrap();
         assert_eq!(counts(&k), [3, 2, 1, 0]);
@@ -1488,6 +1757,67 @@ mod tests {
             k.access(pid, BASE + HPAGE_SIZE, crate::types::AccessKind::Read),
             Err(Signal::Sigbus)
         );
+        k.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn userfaultfd_missing_copy_and_wp_markers() {
+        use crate::types::AccessKind;
+        use crate::userfaultfd::{Features, Mfill};
+        let (mut k, pid) = kernel(3);
+        map_private_two(&mut k, pid);
+        k.uffd_open(pid, Features::default()).unwrap();
+        let (missing, wp) = (vmf::UFFD_MISSING, vmf::UFFD_WP);
+        // Only whole huge pages register.
+        assert_eq!(
+            k.uffd_register(pid, BASE + 4096, HPAGE_SIZE, missing),
+            Err(Errno::EINVAL)
+        );
+        k.uffd_register(pid, BASE, 2 * HPAGE_SIZE, missing | wp)
+            .unwrap();
+        let copy = Mfill::Copy { wp: false };
+        assert_eq!(k.uffd_fill(pid, BASE, 4096, copy), Err(Errno::EINVAL));
+        assert_eq!(
+            k.uffd_fill(pid, BASE, HPAGE_SIZE, Mfill::ZeroPage),
+            Err(Errno::EINVAL)
+        );
+        // A read of the first page: one MISSING message at the huge page's address, the
+        // monitor copies the page (taking its reservation), one counted fault.
+        k.access(pid, BASE + (12 << 10), AccessKind::Read).unwrap();
+        assert_eq!(k.uffd_msgs(pid).len(), 1);
+        assert_eq!(k.uffd_msgs(pid)[0].address, BASE);
+        assert_eq!(k.task(pid).unwrap().minflt, 1);
+        assert_eq!(counts(&k), [3, 2, 1, 0]);
+        assert_eq!(k.uffd_fill(pid, BASE, HPAGE_SIZE, copy), Err(Errno::EEXIST));
+        // Write-protect both: the mapped page gets the bit, the none one a marker.
+        k.uffd_writeprotect(pid, BASE, 2 * HPAGE_SIZE, true)
+            .unwrap();
+        let mmi = k.mm_of(pid);
+        assert!(k.hugetlb.markers.contains(&(mmi, BASE + HPAGE_SIZE)));
+        assert_eq!(
+            k.page_map(pid, BASE, BASE + 2 * HPAGE_SIZE),
+            vec![(Backing::Hugetlb, 512), (Backing::Marker, 512)]
+        );
+        // MADV_DONTNEED keeps the protection as a marker.
+        k.madvise(pid, BASE, HPAGE_SIZE, crate::types::Advice::Dontneed)
+            .unwrap();
+        assert!(k.hugetlb.markers.contains(&(mmi, BASE)));
+        assert_eq!(counts(&k), [3, 3, 2, 0]);
+        k.check_invariants().unwrap();
+        // A write over a marker in a range also registered MISSING: the file has no page,
+        // so it is a MISSING message first; the monitor's plain UFFDIO_COPY overwrites the
+        // marker with a writable page, and the retry is the one counted fault.
+        k.access(pid, BASE + HPAGE_SIZE, AccessKind::Write).unwrap();
+        let m = k.uffd_msgs(pid);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert_eq!(m[1].flags, crate::userfaultfd::FLAG_WRITE);
+        assert_eq!(k.task(pid).unwrap().minflt, 2);
+        assert!(!k.hugetlb.markers.contains(&(mmi, BASE + HPAGE_SIZE)));
+        assert!(k.hugetlb.ptes[&(mmi, BASE + HPAGE_SIZE)].write);
+        k.check_invariants().unwrap();
+        k.munmap(pid, BASE, 2 * HPAGE_SIZE).unwrap();
+        assert!(k.hugetlb.markers.is_empty());
+        assert_eq!(counts(&k), [3, 3, 0, 0]);
         k.check_invariants().unwrap();
     }
 }

@@ -26,7 +26,6 @@ use crate::pgtable::{
 };
 use crate::rmap::RmapLevel;
 use crate::types::{AccessKind, AccessPattern, Pid, HPAGE_PMD_ORDER, PAGE_SHIFT, PAGE_SIZE};
-use crate::userfaultfd::Delivery;
 use crate::util::highest_order;
 use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
@@ -89,11 +88,7 @@ impl Kernel {
                     in_kernel_retry = true;
                 }
                 VmFault::Userfault(flags) => {
-                    match self.deliver_userfault(mmi, addr, flags) {
-                        Delivery::Resolved => {}
-                        Delivery::Sigbus => return Err(Signal::Sigbus),
-                        Delivery::Oom => return Err(Signal::Sigkill),
-                    }
+                    self.deliver_userfault(mmi, addr, flags).for_access()?;
                     // VM_FAULT_RETRY with VM_FAULT_MAJOR (a swap-in whose write then hit a
                     // uffd-wp PTE): the retry is FAULT_FLAG_TRIED, counted major.
                     if vmf.flags.contains(FaultFlags::MAJOR) {

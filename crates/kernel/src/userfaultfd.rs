@@ -12,11 +12,15 @@
 //! 2 MiB block or the VMA; copy or zero-fill the missing page), as a monitor thread would with
 //! ioctls that take no faults in the faulting task. The blocked attempt returns
 //! `VM_FAULT_RETRY` (not counted); the in-kernel retry is counted once, as the 6.18 host shows.
-//! MINOR mode is for shmem VMAs (hugetlb has no model); a minor fault is raised where
-//! `shmem_get_folio_gfp` finds the index in the page cache (`filemap.rs`).
+//! MINOR mode is for shmem and hugetlb VMAs; a minor fault is raised where
+//! `shmem_get_folio_gfp` finds the index in the page cache (`filemap.rs`) or
+//! `hugetlb_no_page` finds the huge page in the file's cache (`hugetlb.rs`). On hugetlb VMAs
+//! the ranges are whole huge pages and the fills are `hugetlb.rs`'s `hugetlb_mfill`; the
+//! modelled monitor resolves hugetlb faults a huge page at a time.
 //! Deviations: one uffd per process; no fork/remap/remove events.
 
 use crate::errno::Errno;
+use crate::hugetlb::{HugetlbMfill, HPAGE_SIZE};
 use crate::ids::MmId;
 use crate::mm::MmCounter;
 use crate::mm::{vmf, Vma};
@@ -39,6 +43,27 @@ pub(crate) enum Delivery {
     Sigbus,
     /// The monitor could not place the faulting page (no memory): the fault's OOM.
     Oom,
+}
+
+impl Delivery {
+    /// What a user access makes of it: go on (the fault is retried), SIGBUS, or the OOM
+    /// kill.
+    pub(crate) fn for_access(self) -> Result<(), crate::errno::Signal> {
+        match self {
+            Delivery::Resolved => Ok(()),
+            Delivery::Sigbus => Err(crate::errno::Signal::Sigbus),
+            Delivery::Oom => Err(crate::errno::Signal::Sigkill),
+        }
+    }
+
+    /// What GUP makes of it: go on, EFAULT or ENOMEM.
+    pub(crate) fn for_gup(self) -> Result<(), Errno> {
+        match self {
+            Delivery::Resolved => Ok(()),
+            Delivery::Sigbus => Err(Errno::EFAULT),
+            Delivery::Oom => Err(Errno::ENOMEM),
+        }
+    }
 }
 
 impl Kernel {
@@ -111,6 +136,14 @@ impl Kernel {
         }
     }
 
+    /// `userfaultfd_(un)register`: when the first VMA of the range is a hugetlb one, the
+    /// start must be aligned to its huge page size (even when the VMA begins after it).
+    fn uffd_hugetlb_start_aligned(&self, mmi: MmId, starts: &[u64], start: u64) -> bool {
+        starts
+            .first()
+            .is_none_or(|s| !self.mms[mmi].vmas[s].backing.is_hugetlb() || start % HPAGE_SIZE == 0)
+    }
+
     /// `UFFDIO_REGISTER` with the `vmf::UFFD_*` mode bits.
     pub fn uffd_register(
         &mut self,
@@ -127,17 +160,21 @@ impl Kernel {
         // userfaultfd_register(): some VMA must intersect the range (vma_find()); holes are
         // skipped.
         let starts = self.mms[mmi].vma_starts_in(start, end);
-        if starts.is_empty() {
+        if starts.is_empty() || !self.uffd_hugetlb_start_aligned(mmi, &starts, start) {
             return Err(Errno::EINVAL);
         }
         // vma_can_userfault(): anonymous, shmem or hugetlb VMAs only (a guest_memfd VMA
-        // anywhere in the range is EINVAL), MINOR only on shmem (and hugetlb) VMAs; checked
-        // for every VMA of the range before anything is registered. No
-        // UFFD_FEATURE_MINOR_SHMEM needed (measured).
+        // anywhere in the range is EINVAL), MINOR only on shmem and hugetlb VMAs (private
+        // ones too); checked for every VMA of the range before anything is registered. No
+        // UFFD_FEATURE_MINOR_SHMEM, MINOR_HUGETLBFS or MISSING_HUGETLBFS needed (measured).
+        // A hugetlb VMA the range ends inside needs a huge-page aligned end.
         if starts.iter().any(|s| {
             let v = &self.mms[mmi].vmas[s];
             !self.vma_can_userfault(v)
-                || (mode & vmf::UFFD_MINOR != 0 && v.backing.inode().is_none())
+                || (mode & vmf::UFFD_MINOR != 0
+                    && v.backing.inode().is_none()
+                    && !v.backing.is_hugetlb())
+                || (v.backing.is_hugetlb() && end < v.end && end % HPAGE_SIZE != 0)
         }) {
             return Err(Errno::EINVAL);
         }
@@ -160,11 +197,19 @@ impl Kernel {
         // userfaultfd_unregister(): EINVAL if no VMA intersects the range, or if one of them
         // could not have been registered (vma_can_userfault: a guest_memfd or disk file VMA);
         // holes and unregistered VMAs are skipped.
+        // A hugetlb VMA first in the range needs an aligned start; a registered one the
+        // range ends inside cannot be split there (hugetlb_vm_op_split).
         let starts = self.mms[mmi].vma_starts_in(start, end);
         if starts.is_empty()
-            || starts
-                .iter()
-                .any(|s| !self.vma_can_userfault(&self.mms[mmi].vmas[s]))
+            || !self.uffd_hugetlb_start_aligned(mmi, &starts, start)
+            || starts.iter().any(|s| {
+                let v = &self.mms[mmi].vmas[s];
+                !self.vma_can_userfault(v)
+                    || (v.backing.is_hugetlb()
+                        && v.uffd_armed()
+                        && end < v.end
+                        && end % HPAGE_SIZE != 0)
+            })
         {
             return Err(Errno::EINVAL);
         }
@@ -202,6 +247,11 @@ impl Kernel {
             if !v.has(vmf::UFFD_WP) {
                 return Err(Errno::ENOENT);
             }
+            // A hugetlb VMA takes whole huge pages only: the request's start and length
+            // (not their part in this VMA) must be aligned.
+            if v.backing.is_hugetlb() && (start % HPAGE_SIZE != 0 || len % HPAGE_SIZE != 0) {
+                return Err(Errno::EINVAL);
+            }
             // userfaultfd_wp_use_markers(): a file (shmem) VMA always protects none PTEs with
             // markers; anonymous memory only with WP_UNPOPULATED.
             let markers = markers || v.backing.inode().is_some();
@@ -220,6 +270,10 @@ impl Kernel {
         wp: bool,
         markers: bool,
     ) {
+        if vma.backing.is_hugetlb() {
+            self.hugetlb_uffd_wp_range(mmi, start, end, wp);
+            return;
+        }
         // Only installing markers (pgtable_populate_needed) visits none PMDs; otherwise the
         // walk skips them as change_pmd_range does.
         let populate = wp && markers;
@@ -331,6 +385,13 @@ impl Kernel {
         if wp && !vma0.has(vmf::UFFD_WP) {
             return Err(Errno::EINVAL);
         }
+        if vma0.backing.is_hugetlb() {
+            // mfill_atomic_hugetlb(): no UFFDIO_ZEROPAGE on hugetlb.
+            if zero {
+                return Err(Errno::EINVAL);
+            }
+            return self.hugetlb_mfill(mmi, &vma0, start, end, HugetlbMfill::Copy { wp });
+        }
         let mut addr = start;
         while addr < end {
             if !self.pmd_alloc(mmi, addr) {
@@ -411,6 +472,12 @@ impl Kernel {
         };
         if end > vma.end || !vma.uffd_armed() {
             return Err(Errno::ENOENT);
+        }
+        if wp && !vma.has(vmf::UFFD_WP) {
+            return Err(Errno::EINVAL);
+        }
+        if vma.backing.is_hugetlb() {
+            return self.hugetlb_mfill(mmi, &vma, start, end, HugetlbMfill::Continue { wp });
         }
         let Some(ino) = vma.backing.inode() else {
             return Err(Errno::EINVAL);
@@ -501,19 +568,26 @@ impl Kernel {
         mmi: MmId,
         addr: u64,
         (s, e): (u64, u64),
+        unit: u64,
         mut fill: impl FnMut(&mut Self, u64) -> Result<(), Errno>,
     ) -> Delivery {
         let mut a = s;
         while a < e {
-            let pte = self.mms[mmi].pgt.pte(a);
-            if !self.mms[mmi].pgt.pmd(a).is_huge()
-                && (pte.is_none() || pte.is_marker())
-                && fill(self, a) == Err(Errno::ENOMEM)
-                && a == addr & !(PAGE_SIZE - 1)
-            {
+            let unmapped = if unit == PAGE_SIZE {
+                let pte = self.mms[mmi].pgt.pte(a);
+                !self.mms[mmi].pgt.pmd(a).is_huge() && (pte.is_none() || pte.is_marker())
+            } else {
+                !self.hugetlb_mapped(mmi, a)
+            };
+            if unmapped && fill(self, a) == Err(Errno::ENOMEM) && a == addr & !(unit - 1) {
                 return Delivery::Oom;
             }
-            a += PAGE_SIZE;
+            a += unit;
+        }
+        // A hugetlb copy that found no pool page fails with EEXIST: the faulting page is
+        // still missing, and the task would wait for a monitor that cannot help (OOM).
+        if unit != PAGE_SIZE && !self.hugetlb_mapped(mmi, addr) {
+            return Delivery::Oom;
         }
         Delivery::Resolved
     }
@@ -532,16 +606,30 @@ impl Kernel {
     /// the monitor's UFFDIO_COPY/ZEROPAGE failed for want of memory (on the kernel the task
     /// would wait for a monitor that cannot help; the model treats it as the fault's OOM).
     pub(crate) fn deliver_userfault(&mut self, mmi: MmId, addr: u64, flags: u32) -> Delivery {
+        if self.mms[mmi]
+            .uffd
+            .as_deref()
+            .is_none_or(|u| u.features.sigbus)
+        {
+            return Delivery::Sigbus;
+        }
+        // The fault's page size: a hugetlb fault reports (and the monitor fills) whole huge
+        // pages (hugetlb_fault's vmf->address is the huge page's).
+        let unit = if self.mms[mmi]
+            .vma_at(addr)
+            .is_some_and(|v| v.backing.is_hugetlb())
+        {
+            HPAGE_SIZE
+        } else {
+            PAGE_SIZE
+        };
         let Some(u) = self.mms[mmi].uffd.as_deref_mut() else {
             return Delivery::Sigbus;
         };
-        if u.features.sigbus {
-            return Delivery::Sigbus;
-        }
         let address = if u.features.exact_address {
             addr
         } else {
-            addr & !(PAGE_SIZE - 1)
+            addr & !(unit - 1)
         };
         u.msgs.push(Msg { flags, address });
         self.uffd_stats.last = Some(Msg { flags, address });
@@ -555,6 +643,7 @@ impl Kernel {
             return Delivery::Resolved;
         };
         let block = |size: u64| {
+            let size = size.max(unit);
             let a = addr & !(size - 1);
             (a.max(vma.start), (a + size).min(vma.end))
         };
@@ -571,19 +660,22 @@ impl Kernel {
             // The monitor continues what the page table still lacks in the block, page by
             // page (a page the cache lacks is EFAULT and left alone).
             let pid = self.pid_of_mm(mmi);
-            return self.monitor_fill_block(mmi, addr, block(size), |k, a| {
-                k.uffd_continue(pid, a, PAGE_SIZE, false)
+            return self.monitor_fill_block(mmi, addr, block(size), unit, |k, a| {
+                k.uffd_continue(pid, a, unit, false)
             });
         } else {
             self.uffd_stats.missing += 1;
             let (size, mode) = match missing_policy {
                 MissingPolicy::Copy(s) => (s, Mfill::Copy { wp: false }),
-                MissingPolicy::Zeropage(s) => (s, Mfill::ZeroPage),
+                // hugetlb has no UFFDIO_ZEROPAGE: the monitor copies a zeroed huge page
+                // (QEMU's postcopy_place_page_zero); the model keeps no hugetlb contents.
+                MissingPolicy::Zeropage(s) if unit == PAGE_SIZE => (s, Mfill::ZeroPage),
+                MissingPolicy::Zeropage(s) => (s, Mfill::Copy { wp: false }),
             };
             // The monitor fills what is still missing in the block.
             let pid = self.pid_of_mm(mmi);
-            return self.monitor_fill_block(mmi, addr, block(size), |k, a| {
-                k.uffd_fill(pid, a, PAGE_SIZE, mode)
+            return self.monitor_fill_block(mmi, addr, block(size), unit, |k, a| {
+                k.uffd_fill(pid, a, unit, mode)
             });
         }
         Delivery::Resolved

@@ -12,6 +12,7 @@
 
 use std::fmt::Write;
 
+use thpsim_kernel::hugetlb::HPAGE_SIZE as HPAGE;
 use thpsim_kernel::observe::{Backing, Smaps};
 use thpsim_kernel::profile;
 use thpsim_kernel::sysfs::{self, KnobInfo, Sysfs};
@@ -579,6 +580,29 @@ impl<E: Entropy> Gen<'_, E> {
         Some(format!("madvise {r} {a}"))
     }
 
+    /// A range for a userfaultfd ioctl: half the time, when there is hugetlb memory, whole
+    /// huge pages of a hugetlb mapping (what its ioctls accept), else any range.
+    fn uffd_range(&mut self) -> Option<String> {
+        let huge: Vec<(String, u64)> = self
+            .maps
+            .iter()
+            .filter(|m| m.hugetlb && m.size >= HPAGE)
+            .map(|m| (m.name.clone(), m.size))
+            .collect();
+        if huge.is_empty() || !self.chance(50) {
+            return self.range();
+        }
+        let (name, size) = pick(self.e, &huge).clone();
+        let n = size / HPAGE;
+        let first = self.below(n);
+        let len = 1 + self.below(n - first);
+        Some(format!(
+            "{name}+{} {}",
+            fmt_size(first * HPAGE),
+            fmt_size(len * HPAGE)
+        ))
+    }
+
     fn uffd(&mut self) -> Option<String> {
         Some(match self.below(9) {
             0 => {
@@ -591,7 +615,7 @@ impl<E: Entropy> Gen<'_, E> {
                 s
             }
             1 => {
-                let r = self.range()?;
+                let r = self.uffd_range()?;
                 let mode = *pick(
                     self.e,
                     &[
@@ -605,17 +629,17 @@ impl<E: Entropy> Gen<'_, E> {
                 );
                 format!("uffd register {r} {mode}")
             }
-            2 => format!("uffd unregister {}", self.range()?),
-            3 => format!("uffd wp {}", self.range()?),
-            4 => format!("uffd unwp {}", self.range()?),
+            2 => format!("uffd unregister {}", self.uffd_range()?),
+            3 => format!("uffd wp {}", self.uffd_range()?),
+            4 => format!("uffd unwp {}", self.uffd_range()?),
             5 => {
-                let r = self.range()?;
+                let r = self.uffd_range()?;
                 let wp = if self.chance(30) { " wp" } else { "" };
                 format!("uffd copy {r}{wp}")
             }
-            6 => format!("uffd zeropage {}", self.range()?),
+            6 => format!("uffd zeropage {}", self.uffd_range()?),
             7 => {
-                let r = self.range()?;
+                let r = self.uffd_range()?;
                 let wp = if self.chance(30) { " wp" } else { "" };
                 format!("uffd continue {r}{wp}")
             }
@@ -952,8 +976,8 @@ impl<E: Entropy> Gen<'_, E> {
                 }
             }
             "compact" => "compact".to_string(),
-            // mremap and userfaultfd of hugetlb memory are not modelled.
-            "mremap" | "uffd" if self.maps.iter().any(|m| m.hugetlb) => return None,
+            // mremap of hugetlb memory is not modelled.
+            "mremap" if self.maps.iter().any(|m| m.hugetlb) => return None,
             "mremap" => {
                 // The destination must hold the source's length.
                 let src = self.range()?;

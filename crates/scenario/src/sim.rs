@@ -244,14 +244,13 @@ impl Backend for SimBackend {
                 k.range_has_hugetlb(pid, b + old, b + old + len)
                     || k.range_has_hugetlb(pid, b + new, b + new + len)
             }
-            BackendOp::Uffd(_) => k.range_has_hugetlb(pid, b, b + (1 << 46)),
             _ => false,
         };
         if refuse {
             self.objects = objects;
             self.hugetlb_objects = hugetlb_objects;
             return Err(BackendError::not_runnable(
-                "mremap and userfaultfd of hugetlb memory are not modelled",
+                "mremap of hugetlb memory is not modelled",
             ));
         }
         let result: Result<u64, OpError> = match op {

@@ -216,3 +216,36 @@ fn guest_memfd_programs_under_the_proposal_switches_keep_the_invariants() {
     }
     assert!(gmem > 200, "only {gmem} programs made a guest_memfd");
 }
+
+/// hugetlb-heavy programs with userfaultfd run clean under the invariant checker: MISSING,
+/// MINOR and WP registration of hugetlb mappings, huge-page copies and continues, markers,
+/// faults resolved by the monitor in whole huge pages, next to fork, munmap, madvise and an
+/// exhausted pool.
+#[test]
+fn hugetlb_userfaultfd_programs_keep_the_invariants() {
+    let mut w = Weights::fuzz();
+    w.hugetlb_percent = 70;
+    for (name, weight) in w.ops.iter_mut() {
+        match *name {
+            "uffd" => *weight = 14,
+            "gmem" => *weight = 0,
+            _ => {}
+        }
+    }
+    let (mut huge, mut copies) = (0, 0);
+    for seed in 0..400u64 {
+        let src = generate(&mut SeedRng::new(seed), &w);
+        let has_huge = src.contains(" hugetlb");
+        huge += usize::from(has_huge && src.contains("\nuffd register "));
+        copies += usize::from(has_huge && src.contains("\nuffd copy "));
+        run_checked(&src);
+    }
+    assert!(
+        huge > 150,
+        "only {huge} programs registered uffd with hugetlb memory"
+    );
+    assert!(
+        copies > 100,
+        "only {copies} programs copied with hugetlb memory"
+    );
+}
