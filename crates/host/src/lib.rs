@@ -152,6 +152,9 @@ struct Worker {
     slot: Option<usize>,
     /// The process's userfaultfd (held by us; the worker has no copy) and monitor policy.
     uffd: Option<uffd::Uffd>,
+    /// The worker's `/dev/zero` descriptor, opened at its first mapping of it or inherited
+    /// at fork (a process forked before the open has none: descriptors are per process).
+    dev_zero: Option<i32>,
 }
 
 impl Worker {
@@ -216,8 +219,6 @@ pub struct HostBackend {
     disk_objects: std::collections::BTreeSet<usize>,
     /// The scenario's tmpfs instances: mount descriptors in the workers (`tmpfs.rs`).
     mounts: Vec<i32>,
-    /// The workers' `/dev/zero` descriptor, opened at its first mapping.
-    dev_zero: Option<i32>,
     /// The private directory of the run's disk files (made by the first `file … on=disk`).
     disk_dir: Option<diskfile::RunDir>,
     /// The run lock, held from setup to the end of finish.
@@ -380,7 +381,6 @@ impl HostBackend {
             object_creator: Vec::new(),
             disk_objects: Default::default(),
             mounts: Vec::new(),
-            dev_zero: None,
             disk_dir: None,
             own_thp_disable: None,
             lock: None,
@@ -518,6 +518,7 @@ impl HostBackend {
                 observer,
                 slot,
                 uffd: None,
+                dev_zero: None,
             },
             base,
         ))
@@ -549,7 +550,6 @@ impl HostBackend {
         self.object_creator.clear();
         self.disk_objects.clear();
         self.mounts.clear();
-        self.dev_zero = None;
         Ok(())
     }
 
@@ -615,7 +615,9 @@ impl HostBackend {
             Ok((r, _)) => return Err(err(format!("fork: unexpected response {r:?}"))),
             Err(e) => return Err(self.recv_failed(e)),
         };
-        let (w, base) = self.adopt_worker(pid, mine)?;
+        let inherited = self.worker()?.dev_zero;
+        let (mut w, base) = self.adopt_worker(pid, mine)?;
+        w.dev_zero = inherited;
         if base != self.base {
             let pid = w.pid;
             w.stop();
@@ -1404,7 +1406,7 @@ impl Backend for HostBackend {
                 populate,
             } => {
                 self.check_range(addr, len)?;
-                let fd = match self.dev_zero {
+                let fd = match self.worker()?.dev_zero {
                     Some(fd) => fd,
                     None => {
                         let r = self.call(&Request::OpenDevZero)?;
@@ -1412,7 +1414,9 @@ impl Backend for HostBackend {
                             return Err(err(format!("open /dev/zero failed: {:?}", r.status)));
                         };
                         let fd = i32::try_from(fd).map_err(|_| err("/dev/zero: bad descriptor"))?;
-                        self.dev_zero = Some(fd);
+                        if let Some(Some(w)) = self.workers.get_mut(self.current) {
+                            w.dev_zero = Some(fd);
+                        }
                         fd
                     }
                 };
