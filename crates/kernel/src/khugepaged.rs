@@ -900,7 +900,8 @@ impl Kernel {
                 // SGP_NOALLOC on a fallocated folio clears it and marks it uptodate.
                 self.shmem.not_uptodate.remove(&id);
             }
-            self.try_to_unmap_file_folio(ino, id, index);
+            // try_to_unmap(folio, TTU_IGNORE_MLOCK).
+            self.unmap_file_folio(id, crate::shmem::UnmapFolio::TryToUnmap);
             present += self.folios.get(id).nr_pages();
         }
         let nr_none = HPAGE_PMD_NR - present;
@@ -939,31 +940,6 @@ impl Kernel {
             ScanResult::Succeed
         } else {
             ScanResult::PteMappedHugepage
-        }
-    }
-
-    /// `try_to_unmap(folio, TTU_IGNORE_MLOCK)` of page-cache folio `id` (caching pages from
-    /// `first` of `ino`): every PTE mapping it, in every mm, is cleared; a write-protected
-    /// PTE of a VMA registered for uffd-wp leaves a marker (`pte_install_uffd_wp_if_needed`).
-    fn try_to_unmap_file_folio(&mut self, ino: InodeId, id: FolioId, first: u64) {
-        let f = self.folios.get(id);
-        if f.mapcount == 0 && f.entire_mapcount == 0 {
-            return;
-        }
-        let (pmds, ptes) = self.folio_file_mappings(ino, id, first);
-        debug_assert!(
-            pmds.is_empty(),
-            "a folio smaller than a PMD is never PMD-mapped"
-        );
-        for (mmi, addr, _) in ptes {
-            let pte = self.mms[mmi].pgt.pte(addr);
-            self.zap_one_pte(mmi, addr, pte);
-            let wp = self.mms[mmi]
-                .vma_at(addr)
-                .is_some_and(|v| v.has(vmf::UFFD_WP));
-            if wp && pte.has(pgtable::UFFD_WP) {
-                self.set_pte(mmi, addr, Pte::marker());
-            }
         }
     }
 

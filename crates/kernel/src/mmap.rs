@@ -257,7 +257,7 @@ impl Kernel {
     /// Unmaps every page in `[start, end)` (which lies inside one former VMA): `unmap_vmas`.
     /// A huge PMD only partly inside the range is split first.
     pub(crate) fn zap_range(&mut self, mmi: MmId, start: u64, end: u64) {
-        self.zap_range_details(mmi, start, end, false);
+        self.zap_range_details(mmi, start, end, false, None);
     }
 
     /// MADV_DONTNEED of `[start, end)` inside one VMA (`madvise_dontneed_single_vma`): a zap
@@ -265,7 +265,9 @@ impl Kernel {
     /// `CONFIG_PT_RECLAIM` (the `pt_reclaim` switch).
     pub(crate) fn madvise_dontneed_range(&mut self, mmi: MmId, start: u64, end: u64) {
         let reclaim_pt = self.profile.switches.pt_reclaim;
-        self.zap_range_details(mmi, start, end, reclaim_pt);
+        let vma = self.mms[mmi].vma_at(start).copied();
+        let keep_markers = vma.filter(|v| !v.is_anonymous());
+        self.zap_range_details(mmi, start, end, reclaim_pt, keep_markers);
     }
 
     /// The zap walk (`zap_pmd_range` → `zap_huge_pmd` / `zap_pte_range`). With `reclaim_pt`, a
@@ -274,7 +276,20 @@ impl Kernel {
     /// and for anonymous memory it skips no entry (uffd-wp markers of an anonymous VMA are
     /// dropped, none are installed), so the table is then empty and `try_to_free_pte` (or its
     /// lock-free fast path) clears the PMD and frees the table.
-    fn zap_range_details(&mut self, mmi: MmId, start: u64, end: u64, reclaim_pt: bool) {
+    ///
+    /// `keep_markers` is the file VMA of a MADV_DONTNEED: it keeps the uffd-wp markers there
+    /// and leaves one where a write-protected PTE of a uffd-wp file VMA was
+    /// (`zap_install_uffd_wp_if_needed`); `None` is `unmap_vmas` (munmap, exit, mremap's
+    /// unmap of the destination: `ZAP_FLAG_DROP_MARKER`) or an anonymous VMA, where markers
+    /// go.
+    fn zap_range_details(
+        &mut self,
+        mmi: MmId,
+        start: u64,
+        end: u64,
+        reclaim_pt: bool,
+        keep_markers: Option<Vma>,
+    ) {
         let mut slot = start & PMD_MASK;
         while let Some(next) = self.next_pmd_slot(mmi, slot, end) {
             slot = next;
@@ -288,12 +303,22 @@ impl Kernel {
                     self.split_huge_pmd(mmi, slot);
                     // A file PMD's split left nothing mapped.
                     if self.mms[mmi].pgt.pmd(slot).is_table() {
-                        self.zap_pte_range(mmi, s, e);
+                        self.zap_pte_range(mmi, s, e, keep_markers.as_ref());
                     }
                 }
             } else if pmd.is_table() {
-                self.zap_pte_range(mmi, s, e);
-                if reclaim_pt && s == slot && e == slot + PMD_SIZE {
+                self.zap_pte_range(mmi, s, e, keep_markers.as_ref());
+                // try_to_free_pte() frees only an empty table (markers kept in a file VMA
+                // keep it).
+                if reclaim_pt
+                    && s == slot
+                    && e == slot + PMD_SIZE
+                    && self.mms[mmi]
+                        .pgt
+                        .pte_table(pmd.table_idx())
+                        .iter()
+                        .all(|p| p.is_none())
+                {
                     self.free_pte_table_at(mmi, slot);
                 }
             }
@@ -328,16 +353,28 @@ impl Kernel {
     }
 
     /// `zap_pte_range` within one PTE table; rmap removal is batched per folio run.
-    fn zap_pte_range(&mut self, mmi: MmId, start: u64, end: u64) {
+    fn zap_pte_range(&mut self, mmi: MmId, start: u64, end: u64, keep_markers: Option<&Vma>) {
         let pmd = self.mms[mmi].pgt.pmd(start);
         debug_assert!(pmd.is_table() && (end - 1) & PMD_MASK == start & PMD_MASK);
         let tidx = pmd.table_idx();
         let (i0, i1) = (pte_index(start), pte_index(end - 1) + 1);
+        let marker_for = |pte: Pte| {
+            if keep_markers.is_some_and(|v| Self::needs_uffd_wp_marker(v, pte)) {
+                Pte::marker()
+            } else {
+                Pte::NONE
+            }
+        };
         let mut i = i0;
         while i < i1 {
             let pte = self.mms[mmi].pgt.pte_table(tidx)[i];
+            if pte.is_marker() && keep_markers.is_some() {
+                // zap_nonpresent_ptes(): a file VMA's marker stays unless the zap drops them.
+                i += 1;
+                continue;
+            }
             if !pte.is_page() {
-                self.mms[mmi].pgt.pte_table_mut(tidx)[i] = Pte::NONE;
+                self.mms[mmi].pgt.pte_table_mut(tidx)[i] = marker_for(pte);
                 if pte.is_swap() {
                     // zap_nonpresent_ptes: the swap entry's slot is released.
                     self.mms[mmi].add_mm_counter(MmCounter::SwapEnts, -1);
@@ -360,7 +397,7 @@ impl Kernel {
             let mut dirty = false;
             for e in &mut self.mms[mmi].pgt.pte_table_mut(tidx)[i..i + n] {
                 dirty |= e.has(crate::pgtable::DIRTY);
-                *e = Pte::NONE;
+                *e = marker_for(*e);
             }
             let counter = if self.folios.get(id).test(crate::folio::flags::ANON) {
                 MmCounter::AnonPages

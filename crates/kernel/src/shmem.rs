@@ -57,6 +57,14 @@ const FILE_ORDER_BITS: u16 = {
 /// `(mm, addr, page index in the folio)`.
 type FileMappings = (Vec<(MmId, u64)>, Vec<(MmId, u64, u32)>);
 
+/// How `unmap_file_folio` unmaps a page-cache folio: as `try_to_unmap` does for a split or a
+/// collapse, or as a truncation's `unmap_mapping_folio`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UnmapFolio {
+    TryToUnmap,
+    Truncate,
+}
+
 /// One shmem inode and its page cache.
 #[derive(Clone, Debug, Default)]
 pub struct ShmemInode {
@@ -616,17 +624,35 @@ impl Kernel {
                     if anon && !even_cows {
                         continue;
                     }
-                    self.zap_one_pte(mmi, a, pte);
+                    self.zap_one_pte(mmi, a, pte, true);
                 }
             }
             slot += PMD_SIZE;
         }
     }
 
+    /// Whether clearing `pte` of `vma` must leave a uffd-wp marker in its place
+    /// (`pte_install_uffd_wp_if_needed`, mm_inline.h): a file VMA (shmem, memfd, a disk file;
+    /// private mappings of files too) registered for uffd-wp, and a PTE write-protected by it
+    /// (a present PTE with the bit, a swap entry with its copy, or a marker already there).
+    /// Anonymous VMAs never keep markers: their none PTEs carry no page to protect.
+    pub(crate) fn needs_uffd_wp_marker(vma: &Vma, pte: Pte) -> bool {
+        !vma.is_anonymous()
+            && vma.has(vmf::UFFD_WP)
+            && (pte.is_marker() || pte.has(crate::pgtable::UFFD_WP))
+    }
+
     /// Clears one present PTE mapping a folio (`zap_present_ptes` for one page): a dirty PTE
-    /// dirties a page-cache folio.
-    pub(crate) fn zap_one_pte(&mut self, mmi: MmId, addr: u64, pte: Pte) {
-        self.set_pte(mmi, addr, Pte::NONE);
+    /// dirties a page-cache folio. With `keep_markers` (every zap but munmap/exit and the
+    /// truncation of a folio, which pass `ZAP_FLAG_DROP_MARKER`) a write-protected PTE of a
+    /// uffd-wp file VMA becomes a marker, so the protection outlives the page's absence
+    /// (measured: MADV_DONTNEED, punch, ftruncate, MADV_COLD's split, collapse; FINDINGS §28).
+    pub(crate) fn zap_one_pte(&mut self, mmi: MmId, addr: u64, pte: Pte, keep_markers: bool) {
+        let marker = keep_markers
+            && self.mms[mmi]
+                .vma_at(addr)
+                .is_some_and(|v| Self::needs_uffd_wp_marker(v, pte));
+        self.set_pte(mmi, addr, if marker { Pte::marker() } else { Pte::NONE });
         let id = pte.folio();
         let anon = self.folios.get(id).test(flags::ANON);
         if !anon && pte.has(DIRTY) {
@@ -703,15 +729,7 @@ impl Kernel {
     /// `split` for the source order.
     pub(crate) fn shmem_split_folio(&mut self, id: FolioId, at: Option<u32>) {
         let (ino, first) = self.shmem.owner[&id];
-        let (pmds, _) = self.folio_file_mappings(ino, id, first);
-        for (mmi, haddr) in pmds {
-            self.zap_file_pmd(mmi, haddr, true);
-        }
-        let (_, ptes) = self.folio_file_mappings(ino, id, first);
-        for (mmi, addr, _) in ptes {
-            let pte = self.mms[mmi].pgt.pte(addr);
-            self.zap_one_pte(mmi, addr, pte);
-        }
+        self.unmap_file_folio(id, UnmapFolio::TryToUnmap);
         let f = *self.folios.get(id);
         if f.order == HPAGE_PMD_ORDER {
             self.vmstat.count(VmItem::ThpSplitPage);
@@ -811,20 +829,29 @@ impl Kernel {
 
     /// `truncate_inode_folio`: unmap a folio from every mapping, then drop it from the cache.
     fn truncate_inode_folio(&mut self, id: FolioId) {
-        let (ino, first) = self.shmem.owner[&id];
-        let f = *self.folios.get(id);
-        if f.mapcount > 0 || f.entire_mapcount > 0 {
-            let (pmds, _) = self.folio_file_mappings(ino, id, first);
-            for (mmi, haddr) in pmds {
-                self.zap_file_pmd(mmi, haddr, false);
-            }
-            let (_, ptes) = self.folio_file_mappings(ino, id, first);
-            for (mmi, addr, _) in ptes {
-                let pte = self.mms[mmi].pgt.pte(addr);
-                self.zap_one_pte(mmi, addr, pte);
-            }
-        }
+        self.unmap_file_folio(id, UnmapFolio::Truncate);
         self.shmem_delete_from_page_cache(id);
+    }
+
+    /// The rmap walk that unmaps page-cache folio `id` from every mapping of its file.
+    /// `TryToUnmap` (`try_to_unmap` from a split or a collapse): a PMD is split, which for a
+    /// file VMA clears it (`thp_split_pmd`), and protected PTEs of uffd-wp VMAs leave
+    /// markers. `Truncate` (`unmap_mapping_folio`): PMDs are zapped and markers dropped
+    /// (`ZAP_FLAG_DROP_MARKER`). Private COW copies are other folios and stay.
+    pub(crate) fn unmap_file_folio(&mut self, id: FolioId, how: UnmapFolio) {
+        let f = self.folios.get(id);
+        if f.mapcount == 0 && f.entire_mapcount == 0 {
+            return;
+        }
+        let (ino, first) = self.shmem.owner[&id];
+        let (pmds, ptes) = self.folio_file_mappings(ino, id, first);
+        for (mmi, haddr) in pmds {
+            self.zap_file_pmd(mmi, haddr, how == UnmapFolio::TryToUnmap);
+        }
+        for (mmi, addr, _) in ptes {
+            let pte = self.mms[mmi].pgt.pte(addr);
+            self.zap_one_pte(mmi, addr, pte, how == UnmapFolio::TryToUnmap);
+        }
     }
 
     /// The first pass of a truncation: every folio of `ino` lying wholly inside the page

@@ -292,8 +292,11 @@ impl Kernel {
             let (s, e) = (start.max(slot), end.min(slot + PMD_SIZE));
             let whole = s == slot && e == slot + PMD_SIZE;
             let pmd = self.mms[mmi].pgt.pmd(slot);
+            // uffd_wp_protect_file(): protecting a file VMA splits even a whole PMD (for a
+            // file, a zap: thp_split_pmd) so that its pages get markers in a PTE table.
+            let protect_file = wp && !vma.is_anonymous();
             if pmd.is_huge() {
-                if whole {
+                if whole && !protect_file {
                     let writable = vma.has(vmf::WRITE);
                     let entry = self.mms[mmi].pgt.pmd_mut(slot).expect("pmd");
                     entry.set(UFFD_WP, wp);
