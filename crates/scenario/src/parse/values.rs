@@ -312,6 +312,43 @@ impl<'s> LineCtx<'s, '_> {
         })
     }
 
+    /// An `at=NAME+OFF` address: NAME must be a mapping made earlier; OFF (default 0) a
+    /// multiple of 4K of at most 64T, which may lie past NAME's end (MAP_FIXED takes any
+    /// address; the engine knows it from NAME's place). Returns OFF.
+    pub(super) fn map_addr(&mut self, t: Tok<'s>) -> Option<u64> {
+        let (name, off_tok) = match t.text.find('+') {
+            Some(i) => (t.sub(0, i), Some(t.from(i + 1))),
+            None => (t, None),
+        };
+        let size = self.mapping(name);
+        let offset = match off_tok {
+            Some(o) if o.text.is_empty() => {
+                self.err(
+                    t.after(),
+                    "missing offset after `+`",
+                    Some("write at=NAME+OFF, e.g. `at=buf+1M`".into()),
+                );
+                return None;
+            }
+            Some(o) => self.size(o, "offset")?,
+            None => 0,
+        };
+        size?;
+        if offset % thpsim_kernel::types::PAGE_SIZE != 0 || offset > super::MAX_MAPPING {
+            let o = off_tok.unwrap_or(t);
+            self.err(
+                o.span(),
+                format!(
+                    "offset {} is not a multiple of the 4K page size (at most 64T)",
+                    o.text
+                ),
+                Some("MAP_FIXED needs a page-aligned address".into()),
+            );
+            return None;
+        }
+        Some(offset)
+    }
+
     /// Takes a RANGE from the argument list (one or two tokens).
     pub(super) fn range(&mut self) -> Option<RangeRef> {
         let t = self.need("range (NAME, NAME+OFF or NAME+OFF LEN)")?;
