@@ -164,6 +164,7 @@ impl Host {
             prot: Prot::RW,
             shared: false,
             populate: false,
+            fixed: false,
             file: None,
         })
         .map(drop)

@@ -637,6 +637,7 @@ impl<'a> Replayer<'a> {
                 prot: prot_of(arg),
                 shared: false,
                 populate: false,
+                fixed: false,
                 file: None,
             })?;
             if res.is_ok() {

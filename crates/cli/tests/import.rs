@@ -42,6 +42,7 @@ fn mmap(b: &mut HostBackend, addr: u64, len: u64) {
             prot: Prot::RW,
             shared: false,
             populate: false,
+            fixed: false,
             file: None,
         },
     );

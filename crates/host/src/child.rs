@@ -381,8 +381,10 @@ fn mmap_at(
     offset: u64,
 ) -> Result<u64, Status> {
     let addr = base.wrapping_add(addr);
-    // SAFETY: MAP_FIXED_NOREPLACE inside the arena never replaces an existing mapping; `fd`
-    // is -1 or a scenario object of this worker.
+    // SAFETY: the range is inside the arena (the parent checks every range against it), which
+    // holds only scenario mappings: MAP_FIXED_NOREPLACE never replaces one, and MAP_FIXED (a
+    // scenario's `at=`) replaces only scenario memory, where no Rust object lives; `fd` is -1
+    // or a scenario object of this worker.
     let p = unsafe {
         libc::mmap(
             addr as *mut _,

@@ -1271,6 +1271,7 @@ impl Backend for HostBackend {
                 prot,
                 shared,
                 populate,
+                fixed,
                 file: Some((obj, offset)),
             } => {
                 self.check_range(addr, len)?;
@@ -1279,7 +1280,7 @@ impl Backend for HostBackend {
                     addr,
                     len,
                     prot: prot.bits(),
-                    flags: mmap_flags(shared, populate),
+                    flags: mmap_flags(shared, populate, fixed),
                     fd,
                     offset,
                 })?;
@@ -1328,11 +1329,12 @@ impl Backend for HostBackend {
                 prot,
                 shared,
                 populate,
+                fixed,
                 noreserve,
                 file,
             } => {
                 self.check_range(addr, len)?;
-                let mut flags = mmap_flags(shared, populate);
+                let mut flags = mmap_flags(shared, populate, fixed);
                 if noreserve {
                     flags |= libc::MAP_NORESERVE;
                 }
@@ -1404,6 +1406,7 @@ impl Backend for HostBackend {
                 prot,
                 shared,
                 populate,
+                fixed,
             } => {
                 self.check_range(addr, len)?;
                 let fd = match self.worker()?.dev_zero {
@@ -1424,7 +1427,7 @@ impl Backend for HostBackend {
                     addr,
                     len,
                     prot: prot.bits(),
-                    flags: mmap_flags(shared, populate),
+                    flags: mmap_flags(shared, populate, fixed),
                     fd,
                     offset: 0,
                 })?;
@@ -1496,6 +1499,7 @@ impl Backend for HostBackend {
                 prot,
                 shared,
                 populate,
+                fixed,
                 file: None,
             } => {
                 self.check_range(addr, len)?;
@@ -1503,7 +1507,7 @@ impl Backend for HostBackend {
                     addr,
                     len,
                     prot: prot.bits(),
-                    flags: libc::MAP_ANONYMOUS | mmap_flags(shared, populate),
+                    flags: libc::MAP_ANONYMOUS | mmap_flags(shared, populate, fixed),
                 })?;
                 mmap_outcome(r, addr, len)
             }
@@ -1804,7 +1808,6 @@ impl Drop for HostBackend {
     }
 }
 
-/// The flags of a scenario's `mmap` in the arena (never over an existing mapping).
 /// After a write of the hugetlb pool size: `Some(message)` when the pool read back smaller
 /// than asked (the buddy allocator found too few free 2 MiB blocks: fragmentation), where
 /// the model would have got every page.
@@ -1819,8 +1822,15 @@ fn pool_shortfall(rel: &str, value: &str) -> Option<String> {
     })
 }
 
-fn mmap_flags(shared: bool, populate: bool) -> i32 {
-    let mut flags = libc::MAP_FIXED_NOREPLACE;
+/// The flags of a scenario's `mmap` in the arena: MAP_FIXED_NOREPLACE (never over an
+/// existing mapping), or for `at=` (`fixed`) MAP_FIXED over scenario memory (the range is in
+/// the arena: `check_range`).
+fn mmap_flags(shared: bool, populate: bool, fixed: bool) -> i32 {
+    let mut flags = if fixed {
+        libc::MAP_FIXED
+    } else {
+        libc::MAP_FIXED_NOREPLACE
+    };
     flags |= if shared {
         libc::MAP_SHARED
     } else {

@@ -142,6 +142,7 @@ fn sigsegv_is_reported_not_raised() {
         prot: Prot::R,
         shared: false,
         populate: false,
+        fixed: false,
         file: None,
     })
     .unwrap();
@@ -170,6 +171,7 @@ fn sigsegv_is_reported_not_raised() {
         },
         shared: false,
         populate: false,
+        fixed: false,
         file: None,
     })
     .unwrap();
@@ -190,6 +192,7 @@ fn errors_are_errnos_and_populate_counts() {
             prot: Prot::RW,
             shared: false,
             populate: true,
+            fixed: false,
             file: None,
         })
         .unwrap();
@@ -289,6 +292,7 @@ fn shared_anonymous_mapping() {
             prot: Prot::RW,
             shared: true,
             populate: false,
+            fixed: false,
             file: None,
         })
         .unwrap();

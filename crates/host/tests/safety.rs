@@ -158,6 +158,7 @@ fn child_entry() {
                 prot: thpsim_kernel::types::Prot::R,
                 shared: false,
                 populate: false,
+                fixed: false,
                 file: None,
             })
             .unwrap();
@@ -695,6 +696,7 @@ fn killed_sentinel_fails_the_run() {
         prot: thpsim_kernel::types::Prot::RW,
         shared: false,
         populate: false,
+        fixed: false,
         file: None,
     });
     let e = r.expect_err("an op after the sentinel died must fail");

@@ -496,6 +496,7 @@ fn what_the_host_cannot_run_is_refused_as_not_runnable() {
                 prot: thpsim_kernel::types::Prot::RW,
                 shared: false,
                 populate: false,
+                fixed: false,
                 file: None,
             }],
             BackendOp::Madvise {

@@ -172,6 +172,10 @@ pub struct HugetlbMapFlags {
     pub populate: bool,
     /// `MAP_NORESERVE` (`VM_NORESERVE`): no reservation at mmap time.
     pub noreserve: bool,
+    /// `MAP_FIXED`: the range is unmapped first (`Kernel::mmap_fixed_unmap`), so the old
+    /// VMAs' reservations are returned before `hugetlbfs_file_mmap` reserves (the old VMAs
+    /// are closed by `vms_clean_up_area` before the file's mmap hook runs).
+    pub fixed: bool,
 }
 
 /// `vma_hugecache_offset`: the huge-page index of `haddr` in the VMA's file.
@@ -660,6 +664,11 @@ impl Kernel {
         if foff % HPAGE_SIZE != 0 {
             return Err(Errno::EINVAL);
         }
+        let fixed = crate::mmap::MapFlags {
+            fixed: flags.fixed,
+            ..Default::default()
+        };
+        self.mmap_fixed_unmap(pid, addr, len, fixed)?;
         let mmi = self.mm_of(pid);
         if !self.mms[mmi].vma_starts_in(addr, end).is_empty() {
             return Err(Errno::EEXIST);

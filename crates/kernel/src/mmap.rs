@@ -1,7 +1,8 @@
 //! mmap(2)/munmap(2) and the VMA surgery they share with mprotect and madvise, after
 //! `mm/mmap.c`, `mm/vma.c` and the unmap part of `mm/memory.c` (Linux 6.18): `do_mmap` with
-//! `MAP_FIXED_NOREPLACE` placement (the scenario engine chooses addresses), VMA merging of a
-//! new mapping, `__split_vma` (which splits a huge PMD straddling the split point),
+//! `MAP_FIXED_NOREPLACE` placement (the scenario engine chooses addresses) or `MAP_FIXED`
+//! over whatever is mapped there (`__mmap_region` unmaps the old range first, as
+//! `do_vmi_munmap` does), VMA merging of a new mapping, `__split_vma` (which splits a huge PMD straddling the split point),
 //! `do_vmi_munmap`, `zap_pte_range`/`zap_huge_pmd` (rmap batched per folio and page table, as
 //! the kernel's TLB gather does) and `free_pgtables`.
 //!
@@ -26,6 +27,9 @@ use crate::Kernel;
 pub struct MapFlags {
     pub shared: bool,
     pub populate: bool,
+    /// `MAP_FIXED` instead of `MAP_FIXED_NOREPLACE`: whatever is mapped in the range is
+    /// unmapped first (`Kernel::mmap_fixed_unmap`).
+    pub fixed: bool,
 }
 
 impl Kernel {
@@ -86,6 +90,10 @@ impl Kernel {
             if prot.exec {
                 return Err(Errno::EPERM);
             }
+            // kvm_gmem_mmap is the file's `mmap` hook, called after MAP_FIXED's unmap of the
+            // old range (`vms_clean_up_area` before `mmap_file`): when it refuses, the old
+            // mapping is gone all the same (`vms_abort_munmap_vmas` cannot restore it).
+            self.mmap_fixed_unmap(pid, addr, len, flags)?;
             self.kvm_gmem_mmap(ino, flags.shared)?;
         }
         self.do_mmap(
@@ -138,6 +146,7 @@ impl Kernel {
             .checked_add(len)
             .filter(|e| *e <= TASK_SIZE)
             .ok_or(Errno::ENOMEM)?;
+        self.mmap_fixed_unmap(pid, addr, len, flags)?;
         let mmi = self.mm_of(pid);
         if !self.mms[mmi].vma_starts_in(addr, end).is_empty() {
             return Err(Errno::EEXIST);
@@ -167,6 +176,31 @@ impl Kernel {
             let _ = self.mm_populate(pid, addr, end);
         }
         Ok(addr)
+    }
+
+    /// The unmap half of a `MAP_FIXED` mmap (`__mmap_setup` gathering the overlapped VMAs,
+    /// `vms_complete_munmap_vmas` / `vms_clean_up_area` unmapping them): exactly
+    /// `do_vmi_munmap` of `[addr, addr + len)` — VMAs split at both ends (a huge PMD across
+    /// an end split first), PTEs and PMDs zapped (a THP left partly mapped goes on the
+    /// deferred-split queue), swap slots freed, page tables no VMA covers any more freed. The
+    /// uffd registration and `VM_LOCKED` of the replaced range go with its VMAs. Nothing
+    /// happens without `MAP_FIXED` (the caller then refuses an occupied range with EEXIST),
+    /// and a second call for the same mmap finds the range empty. A hugetlb VMA the range
+    /// would split off a huge page boundary fails it with EINVAL (`hugetlb_vm_op_split`) and
+    /// leaves everything mapped. Unmapping before the new VMA exists gives the page tables
+    /// the kernel's result: `free_pgtables` there is bounded by the VMAs around the old
+    /// range, never by the new one.
+    pub(crate) fn mmap_fixed_unmap(
+        &mut self,
+        pid: Pid,
+        addr: u64,
+        len: u64,
+        flags: MapFlags,
+    ) -> Result<(), Errno> {
+        if !flags.fixed {
+            return Ok(());
+        }
+        self.munmap(pid, addr, len)
     }
 
     /// `munmap(addr, len)`.

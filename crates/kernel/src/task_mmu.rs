@@ -95,6 +95,19 @@ impl Acc {
 }
 
 impl Kernel {
+    /// smaps fields as `/proc/PID/smaps` gives them for a range: the sum over every VMA of
+    /// `pid` overlapping `[start, end)`, each whole (the file has one record per VMA). A
+    /// range and its VMAs differ after a `MAP_FIXED` mmap into part of another mapping, or
+    /// after one merged with its neighbours.
+    pub fn smaps_vmas(&self, pid: Pid, start: u64, end: u64) -> Smaps {
+        let mm = &self.mms[self.mm_of(pid)];
+        let starts = mm.vma_starts_in(start, end);
+        match (starts.first(), starts.last()) {
+            (Some(&a), Some(&l)) => self.smaps(pid, a, mm.vmas[&l].end),
+            _ => Smaps::default(),
+        }
+    }
+
     /// smaps fields for the VMAs of `pid` overlapping `[start, end)`, clipped to the range.
     pub fn smaps(&self, pid: Pid, start: u64, end: u64) -> Smaps {
         let mmi = self.mm_of(pid);

@@ -779,6 +779,7 @@ impl Runner {
                     MapFlags {
                         shared: false,
                         populate,
+                        fixed: false,
                     },
                 );
                 let end = addr + len.div_ceil(K4) * K4;

@@ -14,6 +14,7 @@ const M: u64 = 1 << 20;
 const SHARED: MapFlags = MapFlags {
     shared: true,
     populate: false,
+    fixed: false,
 };
 
 fn kernel(knobs: &[(&str, &str)]) -> (Kernel, Pid) {

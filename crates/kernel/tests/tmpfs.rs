@@ -16,6 +16,7 @@ const M: u64 = 1 << 20;
 const SHARED: MapFlags = MapFlags {
     shared: true,
     populate: false,
+    fixed: false,
 };
 const ALLOC: FallocMode = FallocMode {
     keep_size: false,

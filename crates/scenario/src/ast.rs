@@ -173,6 +173,17 @@ pub struct MmapOp {
     pub hugetlb: bool,
     /// `noreserve`: `MAP_NORESERVE`.
     pub noreserve: bool,
+    /// `at=NAME+OFF`: `MAP_FIXED` at that place of an earlier mapping (over whatever is
+    /// mapped there) instead of a free place of the arena.
+    pub at: Option<MapAt>,
+}
+
+/// The place of an `at=NAME+OFF` mapping: `offset` bytes past mapping NAME's placed address.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MapAt {
+    pub mapping: String,
+    pub offset: u64,
+    pub span: Span,
 }
 
 /// `NAME`, `NAME+OFF` or `NAME+OFF LEN` (also `NAME LEN`).

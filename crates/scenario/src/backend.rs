@@ -31,13 +31,15 @@ pub struct Setup {
 /// One operation, resolved. Addresses are offsets into the arena.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum BackendOp {
-    /// mmap(2) with MAP_FIXED at `addr` (the engine guarantees the range is free).
+    /// mmap(2) at `addr`: MAP_FIXED_NOREPLACE (the engine guarantees the range is free), or
+    /// with `fixed` MAP_FIXED over whatever is mapped there (`at=`; inside the arena).
     Mmap {
         addr: u64,
         len: u64,
         prot: Prot,
         shared: bool,
         populate: bool,
+        fixed: bool,
         /// A shmem object (by the engine's id, in order of `memfd`) and the file offset in
         /// bytes; `None` for anonymous memory.
         file: Option<(u32, u64)>,
@@ -57,13 +59,14 @@ pub enum BackendOp {
         flags: u64,
     },
     /// mmap(2) of hugetlb memory (`MAP_HUGETLB` when `file` is `None`, else a hugetlbfs
-    /// object made by `MemfdHugetlb`), MAP_FIXED at `addr`.
+    /// object made by `MemfdHugetlb`), at `addr` as for `Mmap` (`fixed`: MAP_FIXED).
     MmapHugetlb {
         addr: u64,
         len: u64,
         prot: Prot,
         shared: bool,
         populate: bool,
+        fixed: bool,
         /// `MAP_NORESERVE`.
         noreserve: bool,
         file: Option<(u32, u64)>,
@@ -88,14 +91,15 @@ pub enum BackendOp {
         mnt: u32,
         size: u64,
     },
-    /// mmap(2) of `/dev/zero` with MAP_FIXED at `addr`: shared is `shmem_zero_setup` (as
-    /// MAP_SHARED|MAP_ANONYMOUS), private an anonymous VMA.
+    /// mmap(2) of `/dev/zero` at `addr` as for `Mmap` (`fixed`: MAP_FIXED): shared is
+    /// `shmem_zero_setup` (as MAP_SHARED|MAP_ANONYMOUS), private an anonymous VMA.
     MmapDevZero {
         addr: u64,
         len: u64,
         prot: Prot,
         shared: bool,
         populate: bool,
+        fixed: bool,
     },
     /// A regular file of `size` bytes on the disk filesystem (created, truncated, sized):
     /// object `obj`, numbered with the memfds.

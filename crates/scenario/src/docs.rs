@@ -101,7 +101,10 @@ allowed for munmap/mprotect/madvise: they fail as they do in the kernel (`expect
   **deltas since the last `checkpoint`** (or since the start of the run), so they may be
   negative for gauges such as `vmstat.nr_anon_pages`.
 - `smaps(NAME).Field` (kB), `pages(RANGE).class` (4 KiB pages) and `obj(NAME).blocks|size`
-  (fstat of a shmem object) are the **current state**.
+  (fstat of a shmem object) are the **current state**. `smaps(NAME)` sums the smaps
+  records of the VMAs overlapping NAME's range, each whole (as `/proc/PID/smaps` has one
+  record per VMA: after an `mmap … at=` into part of NAME, or a merge with a neighbour, a
+  VMA can reach past the range); `pages(RANGE)` counts exactly the range's pages.
 - `errno` is the result of the previous op that has one: `ok` (or `0`), an errno name, or
   the signal an access raised (`SIGSEGV`, `SIGBUS`).
 - `when` conditions restrict an expectation to runs whose profile satisfies every condition

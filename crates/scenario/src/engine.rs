@@ -244,9 +244,21 @@ pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, PlanError> {
         if mappings.iter().any(|p: &Placed| p.name == m.name) {
             return;
         }
-        let align = m.align.unwrap_or(PMD_SIZE).max(PAGE_SIZE);
-        let addr = cursor.div_ceil(align) * align + m.offset;
-        cursor = addr + m.size + LAYOUT_GAP;
+        // `at=NAME+OFF`: MAP_FIXED at NAME's place (the parser saw NAME mapped earlier, so
+        // it is placed); later mappings go after this one's end too, so that MAP_FIXED
+        // replaces only what the scenario asked for.
+        let fixed = m.at.as_ref().and_then(|at| {
+            let base = mappings.iter().find(|p: &&Placed| p.name == at.mapping)?;
+            Some(base.addr + at.offset)
+        });
+        let addr = match fixed {
+            Some(a) => a,
+            None => {
+                let align = m.align.unwrap_or(PMD_SIZE).max(PAGE_SIZE);
+                cursor.div_ceil(align) * align + m.offset
+            }
+        };
+        cursor = cursor.max(addr + m.size + LAYOUT_GAP);
         mappings.push(Placed {
             name: m.name.clone(),
             addr,
@@ -685,6 +697,7 @@ impl Run<'_> {
                     prot: m.prot,
                     shared: m.shared,
                     populate: m.populate,
+                    fixed: m.at.is_some(),
                 };
                 self.exec(st, op)
             }
@@ -700,6 +713,7 @@ impl Run<'_> {
                         prot: m.prot,
                         shared: m.shared,
                         populate: m.populate,
+                        fixed: m.at.is_some(),
                         noreserve: m.noreserve,
                         file,
                     }
@@ -710,6 +724,7 @@ impl Run<'_> {
                         prot: m.prot,
                         shared: m.shared,
                         populate: m.populate,
+                        fixed: m.at.is_some(),
                         file,
                     }
                 };

@@ -511,10 +511,26 @@ impl<E: Entropy> Gen<'_, E> {
         } else {
             size
         };
+        let shmem = (vis == "shared" || of_object) && !hugetlb;
+        // MAP_FIXED over part of an earlier mapping (never hugetlb on either side: its
+        // alignment rules would make most of these EINVAL). The old mapping then holds
+        // shmem pages too, which the host filters must know.
+        let over: Vec<usize> = (0..self.maps.len())
+            .filter(|&i| !self.maps[i].hugetlb)
+            .collect();
+        let at = if !hugetlb && !over.is_empty() && self.chance(12) {
+            let i = *pick(self.e, &over);
+            let off = *pick(self.e, &[0u64, 4 << 10, 1 << 20, 2 << 20]);
+            let off = off.min(self.maps[i].size - PAGE_SIZE);
+            self.maps[i].shmem |= shmem;
+            Some(format!(" at={}+{}", self.maps[i].name, fmt_size(off)))
+        } else {
+            None
+        };
         self.maps.push(Map {
             name: name.clone(),
             size,
-            shmem: (vis == "shared" || of_object) && !hugetlb,
+            shmem,
             hugetlb,
         });
         let backing = if dev_zero { "zero" } else { "anon" };
@@ -542,13 +558,17 @@ impl<E: Entropy> Gen<'_, E> {
                 let _ = write!(s, " {p}");
             }
         }
-        if self.chance(30) {
-            let a = *pick(self.e, &["4K", "64K", "2M", "4M", "1G"]);
-            let _ = write!(s, " align={a}");
-        }
-        if self.chance(20) {
-            let o = *pick(self.e, &["4K", "64K", "1M", "2M"]);
-            let _ = write!(s, " offset={o}");
+        if let Some(at) = at {
+            s.push_str(&at);
+        } else {
+            if self.chance(30) {
+                let a = *pick(self.e, &["4K", "64K", "2M", "4M", "1G"]);
+                let _ = write!(s, " align={a}");
+            }
+            if self.chance(20) {
+                let o = *pick(self.e, &["4K", "64K", "1M", "2M"]);
+                let _ = write!(s, " offset={o}");
+            }
         }
         if self.chance(15) {
             s.push_str(" populate");

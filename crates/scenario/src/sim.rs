@@ -260,6 +260,7 @@ impl Backend for SimBackend {
                 prot,
                 shared,
                 populate,
+                fixed,
                 noreserve,
                 file,
             } => {
@@ -267,6 +268,7 @@ impl Backend for SimBackend {
                     shared: *shared,
                     populate: *populate,
                     noreserve: *noreserve,
+                    fixed: *fixed,
                 };
                 let file = match file {
                     None => None,
@@ -304,11 +306,13 @@ impl Backend for SimBackend {
                 prot,
                 shared,
                 populate,
+                fixed,
                 file,
             } => {
                 let flags = MapFlags {
                     shared: *shared,
                     populate: *populate,
+                    fixed: *fixed,
                 };
                 match file {
                     None => k.mmap(pid, b + addr, *len, *prot, flags),
@@ -369,10 +373,12 @@ impl Backend for SimBackend {
                 prot,
                 shared,
                 populate,
+                fixed,
             } => {
                 let flags = MapFlags {
                     shared: *shared,
                     populate: *populate,
+                    fixed: *fixed,
                 };
                 k.mmap_dev_zero(pid, b + addr, *len, *prot, flags)
                     .map(|a| a - b)
@@ -596,7 +602,8 @@ impl Backend for SimBackend {
         let mappings = ranges
             .iter()
             .map(|&(a, l)| MappingObs {
-                smaps: k.smaps(pid, b + a, b + a + l),
+                // Whole VMAs, as the host's /proc/PID/smaps has them.
+                smaps: k.smaps_vmas(pid, b + a, b + a + l),
                 pages: k.page_map(pid, b + a, b + a + l),
             })
             .collect();

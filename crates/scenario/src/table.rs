@@ -46,6 +46,9 @@ pub enum ValueKind {
     Choice(&'static [&'static str]),
     /// An identifier naming something made earlier (a `tmpfs` instance for `file on=`).
     Name,
+    /// An address in the arena: `NAME` or `NAME+OFF`, the placed address of a mapping made
+    /// earlier plus a page-multiple offset (which may lie past the mapping's end).
+    MapAddr,
     /// A protection: `none` or letters from `rwx`. Also accepted without `key=`.
     Prot,
     /// A userfaultfd monitor policy `ACTION:SIZE` (SIZE a power of two ≥ 4K, default 4K),
@@ -495,6 +498,15 @@ pub const OPS: &[OpSpec] = &[
                 required: false,
                 default: None,
                 doc: "MAP_POPULATE",
+            },
+            OptSpec {
+                key: "at",
+                kind: ValueKind::MapAddr,
+                meta: "NAME+OFF",
+                what: "address",
+                required: false,
+                default: None,
+                doc: "MAP_FIXED at OFF bytes (a multiple of 4K, default 0) into mapping NAME made earlier, instead of a free place of the arena: whatever is mapped there is unmapped first, as munmap would (VMAs split at both ends, a THP across an end split, pages and swap entries freed, a partly unmapped THP queued for deferred split, the uffd registration and mlock of the range dropped), then the new VMA is made and may merge with its neighbours. The range may reach past NAME's end (over the layout gap or the next mapping: MAP_FIXED replaces whatever it covers; mappings placed after this one go after its end). Not with `align`/`offset`. NAME keeps its observables over its whole original range: over the replaced part they show what the new mapping has there (the range now belongs to the new VMA), and the new mapping is addressed by its own name",
             },
             OptSpec {
                 key: "hugetlb",

@@ -173,6 +173,7 @@ fn design_example_exact_ast() {
                 foff: 0,
                 hugetlb: false,
                 noreserve: false,
+                at: None,
             }),
         },
         Stmt {
@@ -349,6 +350,7 @@ fn mmap_forms() {
             foff: 0,
             hugetlb: false,
             noreserve: false,
+            at: None,
         },
     );
     let m = mm("mmap _x9 64M anon private prot=r offset=4K align=1G populate");
@@ -2062,5 +2064,59 @@ fn uffd_minor_register_and_continue() {
         19,
         "unknown register mode `major`",
         Some("modes: missing, wp, minor, joined with `+` (missing+wp)"),
+    );
+}
+
+#[test]
+fn mmap_at() {
+    let mm = |src: &str| match &ok(src).stmts[1].op {
+        Op::Mmap(m) => m.clone(),
+        o => panic!("{o:?}"),
+    };
+    let m = mm("mmap a 4M anon private\nmmap b 1M anon shared at=a+1M");
+    assert_eq!(
+        m.at.as_ref()
+            .map(|a| (a.mapping.as_str(), a.offset, a.span)),
+        Some(("a", M, sp(2, 26, 4)))
+    );
+    // A bare NAME is offset 0; past the old mapping's end is allowed (MAP_FIXED takes it).
+    let m = mm("mmap a 4M anon private\nmmap b 8M zero private at=a");
+    assert_eq!(m.at.map(|a| a.offset), Some(0));
+    let m = mm("mmap a 4M anon private\nmmap b 1M anon private at=a+6M");
+    assert_eq!(m.at.map(|a| a.offset), Some(6 * M));
+    one_err(
+        "mmap a 4M anon private\nmmap b 1M anon private at=c+1M",
+        2,
+        27,
+        "unknown mapping `c`",
+        Some(""),
+    );
+    one_err(
+        "mmap a 4M anon private\nmmap b 1M anon private at=a+5K",
+        2,
+        29,
+        "offset 5K is not a multiple of the 4K page size (at most 64T)",
+        Some("page-aligned"),
+    );
+    one_err(
+        "mmap a 4M anon private\nmmap b 1M anon private at=a+",
+        2,
+        29,
+        "missing offset after `+`",
+        Some("at=NAME+OFF"),
+    );
+    one_err(
+        "mmap a 4M anon private\nmmap b 1M anon private at=a+1M align=2M",
+        2,
+        32,
+        "`align` places a mapping in a free part of the arena; `at` names its address",
+        Some("drop one of them"),
+    );
+    one_err(
+        "mmap a 4M anon private at=a",
+        1,
+        27,
+        "`at` names `a`, the mapping this line makes",
+        Some("earlier"),
     );
 }

@@ -63,6 +63,7 @@ fn the_generator_covers_every_op_option_and_knob() {
         "populate",
         "align=",
         "offset=",
+        " at=m",
         "prot=",
         " when kernel",
         " missing+wp",

@@ -71,6 +71,7 @@ pub fn mmap(b: &mut dyn Backend, addr: u64, len: u64) -> OpOutcome {
         prot: Prot::RW,
         shared: false,
         populate: false,
+        fixed: false,
         file: None,
     })
     .unwrap()

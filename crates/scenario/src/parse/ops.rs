@@ -414,6 +414,37 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         );
         return None;
     }
+    let m_name = name.text;
+    let at = match (opts.get("at"), opts.tok("at")) {
+        (Some(OptValue::MapAddr(offset)), Some(t)) => {
+            let v = t.kv().map_or(t, |(_, v)| v);
+            for k in ["align", "offset"] {
+                if let Some(o) = opts.tok(k) {
+                    c.err(
+                        o.span(),
+                        format!("`{k}` places a mapping in a free part of the arena; `at` names its address"),
+                        Some("drop one of them: an `at=NAME+OFF` mapping goes exactly there".into()),
+                    );
+                    return None;
+                }
+            }
+            let name = v.text.split('+').next().unwrap_or(v.text);
+            if name == m_name {
+                c.err(
+                    v.span(),
+                    format!("`at` names `{name}`, the mapping this line makes"),
+                    Some("name a mapping made earlier in the file".into()),
+                );
+                return None;
+            }
+            Some(crate::ast::MapAt {
+                mapping: name.to_string(),
+                offset,
+                span: v.span(),
+            })
+        }
+        _ => None,
+    };
     Some(Parsed::Op(Op::Mmap(MmapOp {
         name: name.text.to_string(),
         name_span: name.span(),
@@ -434,6 +465,7 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         foff: opts.size("foff").unwrap_or(0),
         hugetlb,
         noreserve: opts.flag("noreserve"),
+        at,
     })))
 }
 

@@ -23,6 +23,8 @@ pub(super) enum OptValue {
     Prot(Prot),
     /// A policy's action and its size (`None`: `vma`).
     Policy(&'static str, Option<u64>),
+    /// `NAME+OFF`: the offset; the name is the part of `Opts::tok`'s value before `+`.
+    MapAddr(u64),
 }
 
 /// The options of one line, in the order written.
@@ -203,6 +205,7 @@ impl<'s> LineCtx<'s, '_> {
                 OptValue::Name
             }
             ValueKind::Prot => OptValue::Prot(self.prot(v)?),
+            ValueKind::MapAddr => OptValue::MapAddr(self.map_addr(v)?),
             ValueKind::Policy(actions) => {
                 let (action, size) = v.text.split_once(':').unwrap_or((v.text, "4K"));
                 let forms = || {

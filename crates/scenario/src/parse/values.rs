@@ -245,6 +245,30 @@ impl<'s> LineCtx<'s, '_> {
         None
     }
 
+    /// Splits `NAME` or `NAME+OFF` into the name, the mapping's size (`None` when NAME is not
+    /// a mapping: reported) and the offset with its token; `None` when the offset is missing
+    /// or not a size (reported, `hint` says how to write it).
+    fn name_offset(
+        &mut self,
+        t: Tok<'s>,
+        hint: &str,
+    ) -> Option<(Tok<'s>, Option<u64>, Option<(u64, Tok<'s>)>)> {
+        let (name, off_tok) = match t.text.find('+') {
+            Some(i) => (t.sub(0, i), Some(t.from(i + 1))),
+            None => (t, None),
+        };
+        let size = self.mapping(name);
+        let offset = match off_tok {
+            Some(o) if o.text.is_empty() => {
+                self.err(t.after(), "missing offset after `+`", Some(hint.into()));
+                return None;
+            }
+            Some(o) => Some((self.size(o, "offset")?, o)),
+            None => None,
+        };
+        Some((name, size, offset))
+    }
+
     /// Resolves `NAME`, `NAME+OFF` or `NAME+OFF` + `LEN` tokens into a checked range.
     pub(super) fn resolve_range(
         &mut self,
@@ -255,23 +279,8 @@ impl<'s> LineCtx<'s, '_> {
             Some(l) => join(t.span(), l.span()),
             None => t.span(),
         };
-        let (name, off_tok) = match t.text.find('+') {
-            Some(i) => (t.sub(0, i), Some(t.from(i + 1))),
-            None => (t, None),
-        };
-        let size = self.mapping(name);
-        let offset = match off_tok {
-            Some(o) if o.text.is_empty() => {
-                self.err(
-                    t.after(),
-                    "missing offset after `+`",
-                    Some("write NAME+OFF, e.g. `buf+4K`".into()),
-                );
-                return None;
-            }
-            Some(o) => Some(self.size(o, "offset")?),
-            None => None,
-        };
+        let (name, size, offset) = self.name_offset(t, "write NAME+OFF, e.g. `buf+4K`")?;
+        let offset = offset.map(|(o, _)| o);
         let len = match len_tok {
             Some(l) => Some(self.size(l, "length")?),
             None => None,
@@ -310,6 +319,27 @@ impl<'s> LineCtx<'s, '_> {
             len,
             span,
         })
+    }
+
+    /// An `at=NAME+OFF` address: NAME must be a mapping made earlier; OFF (default 0) a
+    /// multiple of 4K of at most 64T, which may lie past NAME's end (MAP_FIXED takes any
+    /// address; the engine knows it from NAME's place). Returns OFF.
+    pub(super) fn map_addr(&mut self, t: Tok<'s>) -> Option<u64> {
+        let (_, size, offset) = self.name_offset(t, "write at=NAME+OFF, e.g. `at=buf+1M`")?;
+        let (offset, o) = offset.unwrap_or((0, t));
+        size?;
+        if offset % thpsim_kernel::types::PAGE_SIZE != 0 || offset > super::MAX_MAPPING {
+            self.err(
+                o.span(),
+                format!(
+                    "offset {} is not a multiple of the 4K page size (at most 64T)",
+                    o.text
+                ),
+                Some("MAP_FIXED needs a page-aligned address".into()),
+            );
+            return None;
+        }
+        Some(offset)
     }
 
     /// Takes a RANGE from the argument list (one or two tokens).
