@@ -31,6 +31,7 @@ fn opts(allow_swap: bool) -> HostOptions {
 fn swap_setup(bytes: u64) -> Setup {
     Setup {
         swap: bytes,
+        swap_device: thpsim_kernel::SwapDevice::Zram,
         ..setup_with(default_knobs())
     }
 }
