@@ -90,6 +90,7 @@ impl Host {
             switches: vec![],
             memory: 16 << 30,
             swap: 0,
+            swap_device: thpsim_kernel::SwapDevice::Zram,
             sysfs: setup_knobs(),
             arena_len: 64 << 30,
         })

@@ -595,7 +595,7 @@ pub(crate) fn check_scenario(
     }
     if plan.setup.swap > 0 && !opts.allow_swap {
         fc.skipped = Some(
-            "needs swap (a `swap` line): rerun with --allow-swap to let the run set up zram0"
+            "needs swap (a `swap` line): rerun with --allow-swap to let the run set up its swap device"
                 .into(),
         );
         return fc;

@@ -78,6 +78,7 @@ fn import_reproduces_a_worker_page_map() {
         switches: vec![],
         memory: 16 << 30,
         swap: 0,
+        swap_device: thpsim_kernel::SwapDevice::Zram,
         sysfs: vec![
             ("enabled".into(), "madvise".into()),
             ("hugepages-2048kB.enabled".into(), "inherit".into()),

@@ -262,3 +262,52 @@ fn closed_stdout_is_no_panic() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+/// The seed's swap case as a user runs it (README, FINDINGS §29): the compare of Linux's
+/// collapse by copy with the in-place proposal on a THP refaulted from the swap cache.
+#[test]
+fn swap_refault_seed_compares_copy_with_inplace_collapse() {
+    let f = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scenarios/seeds/swap-refault-pte-mapped-collapse.thps"
+    );
+    let (code, js, err) = thpsim(&[
+        "compare",
+        f,
+        "--set",
+        "collapse=copy",
+        "--set",
+        "collapse=inplace",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+    let at = |checkpoint: &str, name: &str| {
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["checkpoint"] == checkpoint && r["observable"] == name)
+            .map(|r| r["values"].clone())
+            .unwrap_or_else(|| panic!("no row {checkpoint} {name}"))
+    };
+    use serde_json::json;
+    // Both refault the THP as 512 PTEs in one minor fault from the swap cache.
+    assert_eq!(at("refaulted", "pages(buf).thp_pte"), json!([512, 512]));
+    assert_eq!(at("refaulted", "minflt"), json!([1, 1]));
+    // Linux allocates and copies; the proposal remaps the same folio.
+    assert_eq!(at("collapsed", "vmstat.thp_collapse_alloc"), json!([1, 0]));
+    assert_eq!(
+        at("collapsed", "vmstat.sim_collapse_copied_pages"),
+        json!([512, 0])
+    );
+    assert_eq!(
+        at("collapsed", "vmstat.sim_collapse_inplace"),
+        json!([0, 1])
+    );
+    assert_eq!(at("collapsed", "pages(buf).thp_pmd"), json!([512, 512]));
+    assert_eq!(at("collapsed", "meminfo.SwapFree"), json!([2048, 2048]));
+    for verdict in v["verdicts"].as_array().unwrap() {
+        assert_eq!(verdict["expects_failed"], json!(0), "{verdict}");
+    }
+}

@@ -1056,17 +1056,20 @@ impl Backend for HostBackend {
         }
         if setup.swap > 0 && !self.opts.allow_swap {
             return Err(not_runnable(
-                "the scenario needs swap (`swap` line): rerun with --allow-swap to let the run set up zram0",
+                "the scenario needs swap (`swap` line): rerun with --allow-swap to let the run set up its swap device",
             ));
         }
         if setup.swap > 0 {
-            if self.opts.allow_sysfs {
+            // Only zram's synchronous path allocates large folios at swap-in.
+            if self.opts.allow_sysfs && setup.swap_device == thpsim_kernel::SwapDevice::Zram {
                 // Measured on a 4 MiB device of its own (its free cluster takes the 16 KiB
                 // folio whatever the scenario's size), once per process.
                 let works = match swap::LARGE_SWAPIN.get() {
                     Some(&w) => Some(w),
                     None => {
-                        self.session.swap_setup(4 << 20).map_err(not_runnable)?;
+                        self.session
+                            .swap_setup(4 << 20, thpsim_kernel::SwapDevice::Zram)
+                            .map_err(not_runnable)?;
                         let r = swap::large_swapin_works(&mut self.session).map_err(err)?;
                         self.session.swap_off().map_err(err)?;
                         if let Some(w) = r {
@@ -1090,7 +1093,9 @@ impl Backend for HostBackend {
                     ),
                 }
             }
-            self.session.swap_setup(setup.swap).map_err(not_runnable)?;
+            self.session
+                .swap_setup(setup.swap, setup.swap_device)
+                .map_err(not_runnable)?;
         } else if let Some(l) = std::fs::read_to_string("/proc/swaps")
             .ok()
             .and_then(|t| t.lines().nth(1).map(str::to_string))

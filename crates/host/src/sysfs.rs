@@ -24,8 +24,9 @@
 //!   re-raised with its previous disposition.
 //!
 //! * **Swap** ([`Session::swap_setup`], `crate::swap`): the journal and the restore table
-//!   also say whether the run turned zram0 on as swap; every restore then runs `swapoff`
-//!   and resets zram0 before writing the knobs back.
+//!   also say whether the run turned zram0 on as swap, or which disk or file swap area it
+//!   made (`crate::swap::SwapArea`); every restore then runs `swapoff` and resets zram0 (or
+//!   detaches and removes the area) before writing the knobs back.
 //!
 //! Nothing outside `/sys/kernel/mm/transparent_hugepage` is ever written, except the hugetlb
 //! pool knobs, the [`SWAP_KNOBS`] and zram0 of a swap run.
@@ -37,6 +38,8 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
 use std::sync::{Mutex, Once};
+
+use crate::swap::SwapArea;
 
 pub const THP_DIR: &str = "/sys/kernel/mm/transparent_hugepage";
 
@@ -347,6 +350,9 @@ struct Journal {
     /// The run turned zram0 on as swap (`crate::swap`): tear it down before the knobs.
     #[serde(default)]
     swap: bool,
+    /// The run's disk or file swap area (`crate::swap::SwapArea`), torn down likewise.
+    #[serde(default)]
+    swap_area: Option<SwapArea>,
 }
 
 fn boot_id() -> Option<String> {
@@ -403,6 +409,12 @@ fn read_journal(path: &Path) -> Result<Option<(Journal, std::fs::Metadata)>, Str
             path.display()
         )
     })?;
+    if let Some(a) = j.swap_area.as_ref().filter(|a| !a.valid()) {
+        return Err(format!(
+            "{} is not a thpsim sysfs journal (swap area {a:?}); left in place",
+            path.display()
+        ));
+    }
     if let Some((rel, val)) = j.knobs.iter().find(|(r, v)| !journal_knob_ok(r, v)) {
         return Err(format!(
             "{} is not a thpsim sysfs journal (knob {rel:?}={val:?}); left in place",
@@ -484,6 +496,15 @@ pub fn recover_journal() -> Result<Option<String>, String> {
             }
         }
     }
+    if let Some(a) = &j.swap_area {
+        match area_teardown(a) {
+            Ok(()) => done.push(format!("swapoff and removal of {}", a.dir)),
+            Err(e) => {
+                ok = false;
+                done.push(format!("swap teardown FAILED: {e}"));
+            }
+        }
+    }
     for (rel, val) in j.knobs.iter().rev() {
         match write_knob(rel, val) {
             Ok(()) => done.push(format!("{rel}={val}")),
@@ -538,6 +559,7 @@ fn write_journal(
     prev: Option<&std::fs::Metadata>,
     knobs: &[(String, String)],
     swap: bool,
+    swap_area: Option<&SwapArea>,
 ) -> std::io::Result<std::fs::Metadata> {
     let me = std::process::id() as i32;
     let j = Journal {
@@ -546,6 +568,7 @@ fn write_journal(
         boot_id: boot_id(),
         knobs: knobs.to_vec(),
         swap,
+        swap_area: swap_area.cloned(),
     };
     let bytes = serde_json::to_vec_pretty(&j).map_err(std::io::Error::other)?;
     let create = |p: &Path| -> std::io::Result<std::fs::File> {
@@ -622,6 +645,45 @@ struct Table {
     journal_id: (u64, u64),
     /// zram0 is (or may be) the run's swap: swapoff and reset it first.
     swap: bool,
+    /// The run's disk or file swap area: swapoff, detach and remove it first.
+    area: Option<AreaC>,
+}
+
+/// A [`SwapArea`]'s paths, NUL-terminated, for the async-signal-safe teardown.
+struct AreaC {
+    /// What swapon was given (the loop device or the file).
+    target: [u8; PATH_MAX_LEN],
+    /// The loop device (empty for a file area) and its sysfs `backing_file`.
+    loop_dev: [u8; PATH_MAX_LEN],
+    backing: [u8; PATH_MAX_LEN],
+    file: [u8; PATH_MAX_LEN],
+    dir: [u8; PATH_MAX_LEN],
+    dir_len: usize,
+}
+
+impl AreaC {
+    fn new(a: &SwapArea) -> Option<AreaC> {
+        let mut c = AreaC {
+            target: [0; PATH_MAX_LEN],
+            loop_dev: [0; PATH_MAX_LEN],
+            backing: [0; PATH_MAX_LEN],
+            file: [0; PATH_MAX_LEN],
+            dir: [0; PATH_MAX_LEN],
+            dir_len: a.dir.len(),
+        };
+        let mut ok = cstr_into(&mut c.target, a.target().as_bytes())
+            && cstr_into(&mut c.file, a.file().as_bytes())
+            && cstr_into(&mut c.dir, a.dir.as_bytes());
+        if let Some(l) = &a.loop_dev {
+            let name = l.strip_prefix("/dev/").unwrap_or(l);
+            ok &= cstr_into(&mut c.loop_dev, l.as_bytes())
+                && cstr_into(
+                    &mut c.backing,
+                    format!("/sys/block/{name}/loop/backing_file").as_bytes(),
+                );
+        }
+        ok.then_some(c)
+    }
 }
 
 /// The published table; null when nothing needs restoring. Only ever swapped, never mutated
@@ -755,12 +817,18 @@ fn build_table(
     journal: &Path,
     journal_meta: &std::fs::Metadata,
     swap: bool,
+    area: Option<&SwapArea>,
 ) -> Option<Box<Table>> {
+    let area = match area {
+        Some(a) => Some(AreaC::new(a)?),
+        None => None,
+    };
     let mut t = Table {
         entries: Vec::with_capacity(saved.len()),
         journal: [0; PATH_MAX_LEN],
         journal_id: (journal_meta.dev(), journal_meta.ino()),
         swap,
+        area,
     };
     if !cstr_into(&mut t.journal, journal.as_os_str().as_bytes()) {
         return None;
@@ -798,6 +866,9 @@ fn publish(t: Option<Box<Table>>) {
 fn restore_table(t: &Table) -> usize {
     let mut failed = 0;
     if t.swap && !swap_teardown_raw() {
+        failed += 1;
+    }
+    if t.area.as_ref().is_some_and(|a| !area_teardown_raw(a)) {
         failed += 1;
     }
     for e in t.entries.iter().rev() {
@@ -857,6 +928,70 @@ fn swap_teardown_raw() -> bool {
         let ok = libc::write(fd, b"1".as_ptr().cast(), 1) == 1;
         libc::close(fd);
         ok
+    }
+}
+
+/// Tears a disk or file swap area down with async-signal-safe calls only (the workers must
+/// be dead): the loop device is swapped off and detached only while its backing file is in
+/// the area's directory (a device named in the journal before it was attached may be
+/// someone else's by now); a file area's file is swapped off; then the file is unlinked and
+/// the directory removed. True when nothing of the area is left.
+fn area_teardown_raw(a: &AreaC) -> bool {
+    let ok_errno = |ok: &[i32]| {
+        // SAFETY: reading this thread's errno.
+        let e = unsafe { *libc::__errno_location() };
+        ok.contains(&e)
+    };
+    let mut clean = true;
+    // SAFETY: every path is a NUL-terminated buffer of the table; the buffer read into is a
+    // local array of the given length; open, read, close, ioctl, swapoff, unlink and rmdir
+    // are async-signal-safe system calls.
+    unsafe {
+        if a.loop_dev[0] != 0 {
+            let mut buf = [0u8; PATH_MAX_LEN];
+            let fd = libc::open(a.backing.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+            let n = if fd >= 0 {
+                let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+                libc::close(fd);
+                n
+            } else {
+                -1
+            };
+            let ours = n >= a.dir_len as isize && buf[..a.dir_len] == a.dir[..a.dir_len];
+            if ours {
+                if libc::swapoff(a.target.as_ptr().cast()) != 0 && !ok_errno(&[libc::EINVAL]) {
+                    clean = false;
+                }
+                let ld = libc::open(a.loop_dev.as_ptr().cast(), libc::O_RDWR | libc::O_CLOEXEC);
+                if ld >= 0 {
+                    // Autoclear detaches it at the last close; an explicit clear covers a
+                    // device still held open by this process.
+                    libc::ioctl(ld, crate::swap::LOOP_CLR_FD, 0);
+                    libc::close(ld);
+                }
+            }
+        } else if libc::swapoff(a.target.as_ptr().cast()) != 0
+            && !ok_errno(&[libc::EINVAL, libc::ENOENT])
+        {
+            clean = false;
+        }
+        if libc::unlink(a.file.as_ptr().cast()) != 0 && !ok_errno(&[libc::ENOENT]) {
+            clean = false;
+        }
+        if libc::rmdir(a.dir.as_ptr().cast()) != 0 && !ok_errno(&[libc::ENOENT]) {
+            clean = false;
+        }
+    }
+    clean
+}
+
+/// [`area_teardown_raw`] outside a signal handler, with a message when something is left.
+fn area_teardown(a: &SwapArea) -> Result<(), String> {
+    let c = AreaC::new(a).ok_or_else(|| format!("swap area path too long: {}", a.dir))?;
+    area_teardown_raw(&c);
+    match crate::swap::area_leftover(a) {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
 
@@ -958,6 +1093,8 @@ pub struct Session {
     saved: Vec<(String, String)>,
     /// zram0 was turned on as the run's swap (journaled before it was).
     swap: bool,
+    /// The run's disk or file swap area (journaled before anything of it was made).
+    swap_area: Option<SwapArea>,
     /// Where the journal goes, or why there is no safe place for it.
     journal: Result<PathBuf, String>,
     /// The journal file we wrote last.
@@ -970,6 +1107,7 @@ impl Session {
         Session {
             saved: Vec::new(),
             swap: false,
+            swap_area: None,
             journal: journal_location(),
             journal_meta: None,
             active: false,
@@ -1065,9 +1203,15 @@ impl Session {
         journal: &Path,
         all: Vec<(String, String)>,
     ) -> Result<(), String> {
-        let meta = write_journal(journal, self.journal_meta.as_ref(), &all, self.swap)
-            .map_err(|e| format!("cannot write sysfs journal {}: {e}", journal.display()))?;
-        let t = build_table(&all, journal, &meta, self.swap)
+        let meta = write_journal(
+            journal,
+            self.journal_meta.as_ref(),
+            &all,
+            self.swap,
+            self.swap_area.as_ref(),
+        )
+        .map_err(|e| format!("cannot write sysfs journal {}: {e}", journal.display()))?;
+        let t = build_table(&all, journal, &meta, self.swap, self.swap_area.as_ref())
             .ok_or_else(|| format!("knob path too long in {all:?}"))?;
         self.journal_meta = Some(meta);
         self.saved = all;
@@ -1078,8 +1222,16 @@ impl Session {
     /// Sets up the run's swap (`crate::swap`): refuses when the machine has swap or zram0 is
     /// in use; pins [`SWAP_KNOBS`] (those this kernel has); journals "swap on" before the
     /// device is touched; then sizes zram0, writes the header and turns it on.
-    pub fn swap_setup(&mut self, bytes: u64) -> Result<(), String> {
-        crate::swap::preflight()?;
+    pub fn swap_setup(
+        &mut self,
+        bytes: u64,
+        device: thpsim_kernel::SwapDevice,
+    ) -> Result<(), String> {
+        let area = SwapArea::for_run(device);
+        match &area {
+            None => crate::swap::preflight()?,
+            Some(a) => crate::swap::preflight_area(a)?,
+        }
         let pins: Vec<(String, String)> = SWAP_KNOBS
             .iter()
             .filter(|(p, _)| Path::new(p).exists())
@@ -1089,25 +1241,42 @@ impl Session {
         if !self.active {
             return Err("no swap knob could be journaled: refusing to set up swap".into());
         }
-        {
-            let _b = Blocked::new();
-            let _g = Guard(guard_acquire());
-            self.swap = true;
-            let journal = self.journal.clone()?;
-            let all = self.saved.clone();
-            self.journal_and_publish(&journal, all)?;
+        let Some(mut area) = area else {
+            self.journal_swap(|s| s.swap = true)?;
+            return crate::swap::swap_on(bytes);
+        };
+        self.journal_swap(|s| s.swap_area = Some(area.clone()))?;
+        crate::swap::area_create(&area, bytes)?;
+        if area.kind == "disk" {
+            // Journaled before it is attached: a run killed in between leaves a device that
+            // recovery checks by its backing file.
+            area.loop_dev = Some(crate::swap::loop_get_free()?);
+            self.journal_swap(|s| s.swap_area = Some(area.clone()))?;
         }
-        crate::swap::swap_on(bytes)
+        crate::swap::area_on(&area)
+    }
+
+    /// Changes what the session says about swap and journals and publishes it.
+    fn journal_swap(&mut self, f: impl FnOnce(&mut Session)) -> Result<(), String> {
+        let _b = Blocked::new();
+        let _g = Guard(guard_acquire());
+        f(self);
+        let journal = self.journal.clone()?;
+        let all = self.saved.clone();
+        self.journal_and_publish(&journal, all)
     }
 
     /// Turns the run's swap off again (`swapoff`, zram0 reset) while the session goes on; the
     /// journal keeps saying "swap", which a later restore handles as a no-op.
     pub fn swap_off(&mut self) -> Result<(), String> {
+        let _b = Blocked::new();
+        let _g = Guard(guard_acquire());
+        if let Some(a) = &self.swap_area {
+            area_teardown(a)?;
+        }
         if !self.swap {
             return Ok(());
         }
-        let _b = Blocked::new();
-        let _g = Guard(guard_acquire());
         swap_teardown()
     }
 
@@ -1141,6 +1310,9 @@ impl Session {
                     if let Some(e) = self.swap.then(crate::swap::leftover).flatten() {
                         errs.push(format!("swap teardown failed: {e}"));
                     }
+                    if let Some(e) = self.swap_area.as_ref().and_then(crate::swap::area_leftover) {
+                        errs.push(format!("swap teardown failed: {e}"));
+                    }
                     for (rel, val) in self.saved.iter().rev() {
                         if read_knob(rel).ok().as_deref() != Some(val.as_str()) {
                             errs.push(format!(
@@ -1156,6 +1328,7 @@ impl Session {
         }
         self.saved.clear();
         self.swap = false;
+        self.swap_area = None;
         self.journal_meta = None;
         self.active = false;
         OWNER_TID.store(0, Ordering::SeqCst);

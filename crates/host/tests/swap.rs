@@ -15,6 +15,7 @@ use thpsim_host::swap::{ZRAM_DISKSIZE, ZRAM_RESET};
 use thpsim_host::sysfs::journal_path;
 use thpsim_host::{HostBackend, HostOptions};
 use thpsim_kernel::types::Advice;
+use thpsim_kernel::SwapDevice;
 use thpsim_scenario::ast::Pattern;
 use thpsim_scenario::backend::{Backend, Setup};
 
@@ -29,10 +30,37 @@ fn opts(allow_swap: bool) -> HostOptions {
 }
 
 fn swap_setup(bytes: u64) -> Setup {
+    swap_setup_on(bytes, SwapDevice::Zram)
+}
+
+fn swap_setup_on(bytes: u64, swap_device: SwapDevice) -> Setup {
     Setup {
         swap: bytes,
+        swap_device,
         ..setup_with(default_knobs())
     }
+}
+
+/// Disk and file areas this crate made that are still there: directories under /var/tmp,
+/// loop devices backed by a file in one.
+fn areas_left() -> Vec<String> {
+    let mut left = Vec::new();
+    for e in std::fs::read_dir(thpsim_host::swap::AREA_PARENT)
+        .unwrap()
+        .flatten()
+    {
+        let n = e.file_name().to_string_lossy().to_string();
+        if n.starts_with("thpsim-swap.") {
+            left.push(n);
+        }
+    }
+    for e in std::fs::read_dir("/sys/block").unwrap().flatten() {
+        let b = read(&format!("{}/loop/backing_file", e.path().display()));
+        if b.contains("/thpsim-swap.") {
+            left.push(format!("{}: {b}", e.file_name().to_string_lossy()));
+        }
+    }
+    left
 }
 
 fn read(p: &str) -> String {
@@ -56,9 +84,13 @@ fn child_entry() {
     let Ok(mode) = std::env::var("THPSIM_SWAP_CHILD") else {
         return;
     };
-    assert_eq!(mode, "hold");
+    let device = match mode.as_str() {
+        "hold" => SwapDevice::Zram,
+        "hold-disk" => SwapDevice::Disk,
+        m => panic!("unknown child mode {m}"),
+    };
     let mut b = HostBackend::new(opts(true));
-    b.setup(&swap_setup(64 << 20)).expect("setup");
+    b.setup(&swap_setup_on(64 << 20, device)).expect("setup");
     mmap(&mut b, 0, 64 << 10);
     access(&mut b, 0, 64 << 10, Pattern::Write);
     madvise(&mut b, 0, 64 << 10, Advice::Pageout);
@@ -136,9 +168,19 @@ fn a_killed_run_is_torn_down_by_the_next() {
         return;
     }
     let pc = read(PAGE_CLUSTER);
+    let note = kill_a_swapping_child("hold", "/dev/zram0");
+    assert!(note.contains("swapoff and reset of zram0"), "{note}");
+    assert!(swap_free(), "swap left after recovery");
+    assert_eq!(read(PAGE_CLUSTER), pc);
+    assert!(!journal_path().exists());
+}
+
+/// Runs `child_entry` in `mode`, waits until its swap (named `swaps_has` in /proc/swaps) holds
+/// its pages, SIGKILLs it and returns what the next run's journal recovery says it did.
+fn kill_a_swapping_child(mode: &str, swaps_has: &str) -> String {
     let mut c = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env("THPSIM_SWAP_CHILD", "hold")
+        .env("THPSIM_SWAP_CHILD", mode)
         .env("THPSIM_TEST_LOCK_HELD", "1")
         .env_remove("THPSIM_SYSFS_JOURNAL")
         .stdout(Stdio::piped())
@@ -152,23 +194,81 @@ fn a_killed_run_is_torn_down_by_the_next() {
         assert!(r.read_line(&mut line).unwrap() > 0, "child ended early");
     }
     assert!(
-        read("/proc/swaps").contains("/dev/zram0"),
-        "the child's swap is on"
+        read("/proc/swaps").contains(swaps_has),
+        "the child's swap is on: {}",
+        read("/proc/swaps")
     );
     assert!(journal_path().exists());
     c.kill().unwrap();
     c.wait().unwrap();
     // Its workers die with it (PR_SET_PDEATHSIG); the next run repairs the rest.
     let t0 = Instant::now();
-    let note = loop {
+    loop {
         match thpsim_host::sysfs::recover_journal() {
-            Ok(Some(n)) => break n,
+            Ok(Some(n)) => return n,
             _ if t0.elapsed() > Duration::from_secs(5) => panic!("nothing recovered"),
             _ => std::thread::sleep(Duration::from_millis(20)),
         }
-    };
-    assert!(note.contains("swapoff and reset of zram0"), "{note}");
+    }
+}
+
+#[test]
+fn disk_and_file_areas_swap_and_are_removed() {
+    let _l = lock();
+    if !ready() || !areas_left().is_empty() {
+        return;
+    }
+    for (device, shown) in [
+        (SwapDevice::Disk, "/dev/loop"),
+        (SwapDevice::File, "/swapfile"),
+    ] {
+        let mut b = HostBackend::new(opts(true));
+        b.setup(&swap_setup_on(64 << 20, device)).expect("setup");
+        let swaps = read("/proc/swaps");
+        let line = swaps.lines().nth(1).unwrap_or_default().to_string();
+        assert!(line.contains(shown), "{device:?}: {swaps}");
+        assert!(
+            line.contains(if device == SwapDevice::Disk {
+                "partition"
+            } else {
+                "file"
+            }),
+            "{device:?}: {line}"
+        );
+        assert_eq!(
+            areas_left().len(),
+            if device == SwapDevice::Disk { 2 } else { 1 }
+        );
+        mmap(&mut b, 0, 64 << 10);
+        access(&mut b, 0, 64 << 10, Pattern::Write);
+        let s0 = b.snapshot(&[(0, 64 << 10)]).unwrap();
+        madvise(&mut b, 0, 64 << 10, Advice::Pageout);
+        let s1 = b.snapshot(&[(0, 64 << 10)]).unwrap();
+        assert_eq!(delta(&s0, &s1, "vmstat.pswpout"), 16, "{device:?}");
+        assert_eq!(counter(&s1, "meminfo.SwapTotal"), (64 << 10) - 4);
+        // The written pages stay in the swap cache: a refault is a minor fault, no read.
+        access(&mut b, 0, 4 << 10, Pattern::Read);
+        let s2 = b.snapshot(&[(0, 64 << 10)]).unwrap();
+        assert_eq!(delta(&s1, &s2, "vmstat.pswpin"), 0, "{device:?}");
+        b.finish().expect("finish");
+        assert!(swap_free(), "{device:?}: swap left after the run");
+        assert_eq!(areas_left(), Vec::<String>::new(), "{device:?}");
+        assert!(!journal_path().exists());
+    }
+}
+
+#[test]
+fn a_killed_runs_disk_area_is_removed_by_the_next() {
+    let _l = lock();
+    if !ready() || !areas_left().is_empty() {
+        return;
+    }
+    let note = kill_a_swapping_child("hold-disk", "/dev/loop");
+    assert!(
+        note.contains("swapoff and removal of /var/tmp/thpsim-swap."),
+        "{note}"
+    );
     assert!(swap_free(), "swap left after recovery");
-    assert_eq!(read(PAGE_CLUSTER), pc);
+    assert_eq!(areas_left(), Vec::<String>::new());
     assert!(!journal_path().exists());
 }

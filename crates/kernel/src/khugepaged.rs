@@ -733,6 +733,12 @@ impl Kernel {
             // The rebuilt THP is queued for the underused shrinker, as a collapsed one is.
             self.deferred_split_folio(id, false);
         }
+        if self.swap.folio_slot.contains_key(&id) {
+            // A folio refaulted from the swap cache: its PMD is dirty, so the copy on swap
+            // is stale; the proposal frees the slots as the copy path's `free_swap_cache`
+            // does for the folio it replaces (`folio_free_swap`: no swap PTE names them).
+            self.folio_free_swap(id);
+        }
         true
     }
 

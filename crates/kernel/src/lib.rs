@@ -39,6 +39,7 @@ pub mod shmem;
 pub(crate) mod shrinker;
 pub(crate) mod split;
 pub(crate) mod swapfile;
+pub use swapfile::SwapDevice;
 pub mod sysfs;
 pub(crate) mod task_mmu;
 pub mod types;
@@ -68,8 +69,10 @@ pub struct KernelConfig {
     pub memory: u64,
     pub profile: Profile,
     pub sysfs: Sysfs,
-    /// Bytes of swap (a zram device, `swapfile.rs`); 0 for none.
+    /// Bytes of swap (`swapfile.rs`); 0 for none.
     pub swap: u64,
+    /// The kind of the swap device (zram unless told).
+    pub swap_device: SwapDevice,
     /// zswap was enabled at some point since boot (`zswap_never_enabled()` false): every
     /// swap-in is order 0. A fact of a host's history, not of a kernel version.
     pub zswap_ever_enabled: bool,
@@ -79,6 +82,7 @@ impl Default for KernelConfig {
     fn default() -> Self {
         KernelConfig {
             swap: 0,
+            swap_device: SwapDevice::Zram,
             zswap_ever_enabled: false,
             memory: 16 << 30,
             profile: profile::profile(profile::DEFAULT_PROFILE).expect("default profile"),
@@ -177,7 +181,7 @@ impl Kernel {
             swap: swapfile::Swap::default(),
         };
         if cfg.swap > 0 {
-            k.swap.si = Some(swapfile::SwapInfo::new(cfg.swap));
+            k.swap.si = Some(swapfile::SwapInfo::new(cfg.swap, cfg.swap_device));
             k.swap.zswap_ever_enabled = cfg.zswap_ever_enabled;
         }
         // The boot-time pool (`hugepages=` / the knob's starting value).

@@ -764,7 +764,11 @@ impl Kernel {
         let slot = orig.swap_slot();
         let mut id = self.swap.cached(slot);
         if id.is_none() {
-            let sync = self.swap.si.as_ref().is_some_and(|si| si.count(slot) == 1);
+            let sync = self
+                .swap
+                .si
+                .as_ref()
+                .is_some_and(|si| si.device.synchronous() && si.count(slot) == 1);
             let folio = if sync {
                 self.alloc_swap_folio(vmf)
             } else {
@@ -786,12 +790,7 @@ impl Kernel {
             id = Some(f);
         }
         let id = id.expect("folio");
-        let nr = self.folios.get(id).nr_pages();
-        let (start, first) = if nr > 1 {
-            (addr & !(u64::from(nr) * PAGE_SIZE - 1), slot & !(nr - 1))
-        } else {
-            (addr, slot)
-        };
+        let (start, first, page, nr) = self.swap_map_extent(vmf, id, addr, slot);
         // The fault's own reference while it works (`folio_ref_count` counts it).
         self.folios.get_mut(id).refcount += 1;
         for s in first..first + nr {
@@ -816,7 +815,7 @@ impl Kernel {
             bits |= EXCLUSIVE;
         }
         if self.folios.get(id).test(crate::folio::flags::ANON) {
-            self.folio_add_anon_rmap_ptes(id, 0, nr, mmi);
+            self.folio_add_anon_rmap_ptes(id, page, nr, mmi);
         } else {
             let held = self.folios.get(id).refcount;
             self.folio_add_new_anon_rmap(id, RmapLevel::Pte, mmi);
@@ -829,7 +828,7 @@ impl Kernel {
             self.set_pte(
                 mmi,
                 start + u64::from(i) * PAGE_SIZE,
-                Pte::page(id, i, bits),
+                Pte::page(id, page + i, bits),
             );
         }
         self.folio_put(id, 1);
@@ -838,6 +837,55 @@ impl Kernel {
             return self.do_wp_page(vmf, pte);
         }
         VmFault::Done
+    }
+
+    /// What a swap fault maps of folio `id` (its first address, first slot, first page and
+    /// page count). A new folio from the synchronous path is mapped whole, at its aligned
+    /// block. A large folio found in the swap cache is mapped whole only if its whole range
+    /// (where page `slot - folio->swap` sits at the fault) lies in the VMA and in the PMD and
+    /// every PTE of it is the swap entry of its page's slot with the faulting PTE's bits
+    /// (`pte_move_swp_offset`, `swap_pte_batch`); else only the faulting page is mapped.
+    fn swap_map_extent(
+        &self,
+        vmf: &Vmf,
+        id: FolioId,
+        addr: u64,
+        slot: u32,
+    ) -> (u64, u32, u32, u32) {
+        let nr = self.folios.get(id).nr_pages();
+        if nr == 1 {
+            return (addr, slot, 0, 1);
+        }
+        let Some(&fslot) = self.swap.folio_slot.get(&id) else {
+            // Allocated for this fault (alloc_swap_folio), aligned like the address.
+            return (
+                addr & !(u64::from(nr) * PAGE_SIZE - 1),
+                slot & !(nr - 1),
+                0,
+                nr,
+            );
+        };
+        let idx = slot - fslot;
+        let single = (addr, slot, idx, 1);
+        let Some(fstart) = addr.checked_sub(u64::from(idx) * PAGE_SIZE) else {
+            return single;
+        };
+        let fend = fstart + u64::from(nr) * PAGE_SIZE;
+        let pmd_start = addr & crate::types::PMD_MASK;
+        let pmd_end = pmd_start + crate::types::PMD_SIZE;
+        if fstart < pmd_start.max(vmf.vma.start) || fend > pmd_end.min(vmf.vma.end) {
+            return single;
+        }
+        let keep = vmf.orig_pte.0 & (EXCLUSIVE | SOFT_DIRTY | UFFD_WP);
+        let batch = (0..nr).all(|i| {
+            self.mms[vmf.mm].pgt.pte(fstart + u64::from(i) * PAGE_SIZE)
+                == Pte::swap(fslot + i, keep)
+        });
+        if batch {
+            (fstart, fslot, 0, nr)
+        } else {
+            single
+        }
     }
 
     /// `should_try_to_free_swap`: swap is more than half full, the VMA is locked, or a write

@@ -204,13 +204,19 @@ impl Kernel {
     }
 
     /// `deferred_split_folio`: queue a large anon folio for the deferred-split shrinker,
-    /// flagging it partially mapped when `partially_mapped`.
+    /// flagging it partially mapped when `partially_mapped`. A folio in the swap cache is
+    /// not queued (`folio_test_swapcache`: reclaim already has it).
     pub(crate) fn deferred_split_folio(&mut self, id: FolioId, partially_mapped: bool) {
         let f = *self.folios.get(id);
         if f.order <= 1 {
             return;
         }
         if !partially_mapped && !self.sysfs.shrink_underused {
+            return;
+        }
+        if self.swap.folio_slot.contains_key(&id) {
+            // Measured: a swap-cache THP partly unmapped after a refault counts no
+            // `thp_deferred_split_page` (FINDINGS §29).
             return;
         }
         if partially_mapped {

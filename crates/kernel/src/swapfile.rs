@@ -1,6 +1,10 @@
 //! The swap device and the swap cache, after `mm/swapfile.c`, `mm/swap_state.c` and the
-//! zero-page part of `mm/page_io.c` (Linux 6.18). One device (a `swap SIZE` line): zram as
-//! this host has it, `SWP_SYNCHRONOUS_IO | SWP_SOLIDSTATE`, slot 0 holding the header.
+//! zero-page part of `mm/page_io.c` (Linux 6.18). One device (a `swap SIZE` line), slot 0
+//! holding the header, of one of three kinds ([`SwapDevice`]): zram as this host has it
+//! (`SWP_SYNCHRONOUS_IO`, the default), a block device with asynchronous I/O (`SWP_BLKDEV`
+//! without `SWP_SYNCHRONOUS_IO`: a loop device on the host), or a swap file on a filesystem
+//! (neither flag: `cluster_alloc_swap_entry` gives it no slots of an order above 0, so every
+//! large folio is split before it is swapped out).
 //!
 //! * **Slots and clusters.** `swap_map` keeps each slot's count of swap PTEs
 //!   (`swap_duplicate` / `swap_free_nr`); a slot is in use while that count or the swap cache
@@ -34,6 +38,43 @@ pub(crate) const SWAPFILE_CLUSTER: u32 = 512;
 const SWAP_MAP_BAD: u8 = 0x3f;
 /// Orders a cluster can serve (`SWAP_NR_ORDERS`).
 const NR_ORDERS: usize = HPAGE_PMD_ORDER as usize + 1;
+
+/// The kind of the swap device (`si->flags`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SwapDevice {
+    /// zram: `SWP_BLKDEV | SWP_SYNCHRONOUS_IO`. The write completes inside `swap_writeout`,
+    /// and a swap-in of a slot only one PTE names skips the swap cache.
+    #[default]
+    Zram,
+    /// A block device whose I/O completes asynchronously (`SWP_BLKDEV` only): written folios
+    /// stay in the swap cache after reclaim (under writeback, then clean) and every swap-in
+    /// goes through the swap cache (`swapin_readahead`).
+    Disk,
+    /// A regular file (`S_ISREG`, no `SWP_BLKDEV`): as `Disk`, and no large swap entries.
+    File,
+}
+
+impl SwapDevice {
+    /// The scenario word (`swap SIZE type=WORD`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SwapDevice::Zram => "zram",
+            SwapDevice::Disk => "disk",
+            SwapDevice::File => "file",
+        }
+    }
+
+    /// `SWP_SYNCHRONOUS_IO`.
+    pub fn synchronous(self) -> bool {
+        self == SwapDevice::Zram
+    }
+
+    /// `SWP_BLKDEV`: only a block device gets slots for large folios.
+    pub fn blkdev(self) -> bool {
+        self != SwapDevice::File
+    }
+}
 
 /// Which list a cluster is on (`ci->flags`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,8 +111,10 @@ pub(crate) struct SwapInfo {
     free: Vec<u32>,
     nonfull: [Vec<u32>; NR_ORDERS],
     frag: [Vec<u32>; NR_ORDERS],
-    /// The CPU's next slot per order (`percpu_swap_cluster.offset`).
+    /// The CPU's next slot per order (`percpu_swap_cluster.offset`; for a rotational
+    /// device `si->global_cluster->next`, the same with one CPU modelled).
     next: [Option<u32>; NR_ORDERS],
+    pub(crate) device: SwapDevice,
 }
 
 fn bit(v: &[u64], i: u32) -> bool {
@@ -91,7 +134,7 @@ impl SwapInfo {
     /// `swapon` of a device of `bytes` (a multiple of 4 KiB): `setup_clusters` marks the
     /// header slot and the tail of the last cluster bad; clusters holding a bad slot start on
     /// the order-0 nonfull list, the others on the free list in address order.
-    pub(crate) fn new(bytes: u64) -> SwapInfo {
+    pub(crate) fn new(bytes: u64, device: SwapDevice) -> SwapInfo {
         let max = u32::try_from(bytes >> crate::types::PAGE_SHIFT).unwrap_or(u32::MAX);
         let nr_clusters = max.div_ceil(SWAPFILE_CLUSTER);
         let total = nr_clusters * SWAPFILE_CLUSTER;
@@ -115,6 +158,7 @@ impl SwapInfo {
             nonfull: Default::default(),
             frag: Default::default(),
             next: [None; NR_ORDERS],
+            device,
         };
         let bad = std::iter::once(0).chain(max..total);
         for s in bad {
@@ -221,6 +265,10 @@ impl SwapInfo {
     /// naturally aligned run of free slots from a position to the cluster's end). The first
     /// slot, or None.
     pub(crate) fn alloc(&mut self, order: u8, busy: &dyn Fn(u32) -> bool) -> Option<u32> {
+        if order > 0 && !self.device.blkdev() {
+            // A swap file cannot do large contiguous I/O: the caller splits the folio.
+            return None;
+        }
         let nr = 1u32 << order;
         let free_run = |si: &SwapInfo, c: u32, from: u32| -> Option<u32> {
             let end = (c + 1) * SWAPFILE_CLUSTER;
@@ -510,7 +558,7 @@ mod tests {
     #[test]
     fn header_cluster_and_free_clusters() {
         // 4 MiB: 1024 slots, two clusters; slot 0 is the header.
-        let mut si = SwapInfo::new(4 << 20);
+        let mut si = SwapInfo::new(4 << 20, SwapDevice::Zram);
         let none = |_: u32| false;
         assert_eq!((si.pages, si.inuse), (1023, 0));
         assert_eq!(si.alloc(9, &none), Some(512), "the free cluster");
@@ -528,7 +576,7 @@ mod tests {
 
     #[test]
     fn order0_steals_and_released_cluster_is_free() {
-        let mut si = SwapInfo::new(2 << 20);
+        let mut si = SwapInfo::new(2 << 20, SwapDevice::Zram);
         let none = |_: u32| false;
         // One cluster with the header: order 0 gets 511 slots, then nothing.
         let got: Vec<u32> = (0..512).filter_map(|_| si.alloc(0, &none)).collect();

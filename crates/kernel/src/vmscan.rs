@@ -12,8 +12,11 @@
 //! `pageout` → `swap_writeout`: an all-zero folio is only marked in the zero map
 //! (`swpout_zero`), any other is written (`pswpout`, `thp_swpout`, `mthp.<size>.swpout`).
 //! zram completes the write at once, so the folio leaves the swap cache and is freed in the
-//! same pass (`__remove_mapping`); one already in the swap cache and clean is not written
-//! again.
+//! same pass (`__remove_mapping`); on an asynchronous device (a disk or a swap file) a
+//! written folio is under writeback and kept, in the swap cache and unmapped (no later
+//! reclaim is modelled: it stays until a fault, a zap or a collapse releases it; the model
+//! completes the write at once). One already in the swap cache and clean is not written
+//! again and is freed, as is an all-zero one on any device.
 
 use std::collections::VecDeque;
 
@@ -108,8 +111,18 @@ impl Kernel {
         }
         let slot = slot.expect("slot");
         let dirty = self.try_to_unmap_swap(mmi, id, addr, slot);
-        if dirty || self.folios.get(id).test(flags::DIRTY) {
-            self.swap_writeout(id, slot);
+        let under_writeback = (dirty || self.folios.get(id).test(flags::DIRTY))
+            && self.swap_writeout(id, slot)
+            && !self
+                .swap
+                .si
+                .as_ref()
+                .is_some_and(|si| si.device.synchronous());
+        if under_writeback {
+            // An asynchronous write: the folio is kept (`folio_test_writeback` → keep), in
+            // the swap cache and unmapped, until later reclaim; the write's completion
+            // leaves it clean. Faults on its entries find it there.
+            return;
         }
         // __remove_mapping: out of the swap cache (its references with it), freed.
         self.swap.remove(id, nr);
@@ -146,8 +159,9 @@ impl Kernel {
     }
 
     /// `swap_writeout` of a folio in the swap cache at `slot`: all-zero folios only set the
-    /// zero map; others are written (synchronously: zram).
-    fn swap_writeout(&mut self, id: FolioId, slot: u32) {
+    /// zero map; others are written. True if a write was issued (`swap_writepage_bdev_*`;
+    /// zram completes it before returning).
+    fn swap_writeout(&mut self, id: FolioId, slot: u32) -> bool {
         let f = *self.folios.get(id);
         let nr = f.nr_pages();
         let content: Vec<bool> = (0..nr).map(|i| self.folios.is_nonzero(id, i)).collect();
@@ -166,6 +180,7 @@ impl Kernel {
             self.vmstat.mthp_count(f.order, MthpStat::Swpout);
         }
         self.folios.get_mut(id).flags &= !flags::DIRTY;
+        !zero
     }
 
     /// A lazy-free folio: discarded if clean (`try_to_unmap_one` clears its PTEs, the folio

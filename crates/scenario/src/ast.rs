@@ -41,8 +41,11 @@ pub enum Op {
     Kernel { profile: String },
     /// `memory 16G` — simulated physical memory.
     Memory { bytes: u64 },
-    /// `swap 1G` — a swap device of this size (zram: `SWP_SYNCHRONOUS_IO`).
-    Swap { bytes: u64 },
+    /// `swap 1G [type=zram|disk|file]` — a swap device of this size and kind.
+    Swap {
+        bytes: u64,
+        device: thpsim_kernel::SwapDevice,
+    },
     /// `sysfs enabled=madvise use_zero_page=1 hugepages-64kB.enabled=always …`
     Sysfs { settings: Vec<Setting> },
     /// `set hzp_wp_fault=split …` — behaviour switches over the profile.

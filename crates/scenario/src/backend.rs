@@ -20,6 +20,8 @@ pub struct Setup {
     pub memory: u64,
     /// Bytes of swap (`swap SIZE`; 0: none). The host needs `--allow-swap` for it.
     pub swap: u64,
+    /// The kind of the swap device (`swap SIZE type=…`).
+    pub swap_device: thpsim_kernel::SwapDevice,
     /// sysfs knobs to apply before the first op, in order (scenario names, e.g.
     /// `hugepages-64kB.enabled`; see `thpsim_kernel::sysfs::knob_path`).
     pub sysfs: Vec<(String, String)>,

@@ -194,6 +194,7 @@ pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, PlanError> {
     let mut profile_name = profile::DEFAULT_PROFILE.to_string();
     let mut memory = DEFAULT_MEMORY;
     let mut swap = 0;
+    let mut swap_device = thpsim_kernel::SwapDevice::Zram;
     let mut switches_in = Vec::new();
     let mut sysfs = Vec::new();
     let mut caught = Vec::new();
@@ -202,7 +203,10 @@ pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, PlanError> {
             Op::Catch { signals } => caught.extend(signals.iter().copied()),
             Op::Kernel { profile } => profile_name = profile.clone(),
             Op::Memory { bytes } => memory = *bytes,
-            Op::Swap { bytes } => swap = *bytes,
+            Op::Swap { bytes, device } => {
+                swap = *bytes;
+                swap_device = *device;
+            }
             Op::Set { settings } => {
                 switches_in.extend(settings.iter().map(|s| (s.key.clone(), s.value.clone())))
             }
@@ -273,6 +277,7 @@ pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, PlanError> {
             switches: switches_in,
             memory,
             swap,
+            swap_device,
             sysfs,
             arena_len,
         },

@@ -131,6 +131,7 @@ impl Backend for SimBackend {
         let mut cfg = KernelConfig {
             memory: setup.memory,
             swap: setup.swap,
+            swap_device: setup.swap_device,
             zswap_ever_enabled: self.zswap_ever_enabled,
             profile,
             ..KernelConfig::default()

@@ -293,11 +293,11 @@ fn setup_ops() {
 #[test]
 fn swap_device_size() {
     match &ok("swap 1G").stmts[0].op {
-        Op::Swap { bytes } => assert_eq!(*bytes, G),
+        Op::Swap { bytes, .. } => assert_eq!(*bytes, G),
         o => panic!("{o:?}"),
     }
     match &ok("swap 8K").stmts[0].op {
-        Op::Swap { bytes } => assert_eq!(*bytes, 8 << 10),
+        Op::Swap { bytes, .. } => assert_eq!(*bytes, 8 << 10),
         o => panic!("{o:?}"),
     }
     one_err("swap 4K", 1, 6, "between 8K and 64G", Some("swap header"));

@@ -59,6 +59,7 @@ pub fn setup_with(sysfs: Vec<(String, String)>) -> Setup {
         switches: vec![],
         memory: 16 << 30,
         swap: 0,
+        swap_device: thpsim_kernel::SwapDevice::Zram,
         sysfs,
         arena_len: 1 << 30,
     }

@@ -94,7 +94,17 @@ pub(crate) fn op_swap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         );
         return None;
     }
-    Some(Parsed::Op(Op::Swap { bytes }))
+    let toks = c.rest();
+    let opts = c.options(toks, c.spec.opts, "swap", None);
+    if !opts.ok {
+        return None;
+    }
+    let device = match opts.get("type") {
+        Some(OptValue::Choice("disk")) => thpsim_kernel::SwapDevice::Disk,
+        Some(OptValue::Choice("file")) => thpsim_kernel::SwapDevice::File,
+        _ => thpsim_kernel::SwapDevice::Zram,
+    };
+    Some(Parsed::Op(Op::Swap { bytes, device }))
 }
 
 /// Splits `key=value` arguments, reporting malformed ones. `what` names the key kind.
