@@ -367,6 +367,10 @@ impl Folios {
     pub(crate) fn live(&self) -> u64 {
         self.live
     }
+    /// Slots in the arena, live or free: one more than the largest id handed out.
+    pub(crate) fn nr_slots(&self) -> usize {
+        self.slots.len()
+    }
     /// Live folio ids in id order.
     pub(crate) fn iter_live(&self) -> impl Iterator<Item = FolioId> + '_ {
         self.slots

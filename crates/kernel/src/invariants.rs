@@ -12,12 +12,12 @@ use crate::vmstat::{MthpStat, VmItem};
 use crate::Kernel;
 use rustc_hash::FxHashMap;
 
+/// What the page tables show of a large folio (order-0 folios are counted in a dense vector
+/// by id instead: the checker runs after every op in tests, most folios are order 0, and a
+/// hash entry per page made it the tests' main cost).
 #[derive(Default, Clone)]
 struct Seen {
     entire: u32,
-    /// PTE mappings of an order-0 folio (no per-page vector, no per-mm list: the checker
-    /// runs after every op in tests, and most folios are order 0).
-    order0: u32,
     pages: Vec<u32>,
     /// Mappings per mm.
     mms: Vec<(MmId, u32)>,
@@ -51,6 +51,8 @@ impl Kernel {
     fn find_violation(&self) -> Result<(), String> {
         let free = self.buddy.check()?;
         let mut seen: FxHashMap<FolioId, Seen> = FxHashMap::default();
+        // PTE mappings of each order-0 folio, by id.
+        let mut order0 = vec![0u32; self.folios.nr_slots()];
         let mut pgtable_pages = 0u64;
         let mut huge_zero_mms = 0u32;
         // Swap PTEs per slot, over every mm.
@@ -137,12 +139,18 @@ impl Kernel {
                         tables_seen[ti] = true;
                         table_pmds += 1;
                         let t = mm.pgt.pte_table(pmd.table_idx());
+                        // The VMA of the previous PTE, looked up again only past its end (a
+                        // lookup per PTE made the checker's cost a tree search per page).
+                        let mut cur: Option<&crate::mm::Vma> = None;
                         for (j, pte) in t.iter().enumerate() {
                             if pte.is_none() {
                                 continue;
                             }
                             let addr = slot + ((j as u64) << 12);
-                            let Some(v) = mm.vma_at(addr) else {
+                            if cur.is_none_or(|v| !(v.start <= addr && addr < v.end)) {
+                                cur = mm.vma_at(addr);
+                            }
+                            let Some(v) = cur else {
                                 return Err(ctx(format!(
                                     "PTE {pte:?} at {addr:#x} outside any VMA"
                                 )));
@@ -167,10 +175,10 @@ impl Kernel {
                                         "PTE {pte:?} at {addr:#x} maps bad folio {f:?}"
                                     )));
                                 }
-                                let s = seen.entry(pte.folio()).or_default();
                                 if f.order == 0 {
-                                    s.order0 += 1;
+                                    order0[pte.folio().index()] += 1;
                                 } else {
+                                    let s = seen.entry(pte.folio()).or_default();
                                     if s.pages.is_empty() {
                                         s.pages = vec![0; f.nr_pages() as usize];
                                     }
@@ -241,56 +249,38 @@ impl Kernel {
         let mut anon_pages = 0i64;
         let mut deferred = 0u64;
         let (mut nr_shmem, mut shmem_thps, mut shmem_pmdmapped) = (0i64, 0i64, 0i64);
+        let mut flagged = 0usize;
         // Page cache in all (NR_FILE_PAGES); disk files and guest_memfd are not swap-backed.
         let (mut nr_file, mut file_thps, mut file_pmdmapped) = (0i64, 0i64, 0i64);
         for id in self.folios.iter_live() {
             let f = self.folios.get(id);
             allocated += u64::from(f.nr_pages());
-            let s = seen.remove(&id).unwrap_or_default();
+            let s = if f.order > 0 {
+                seen.remove(&id).unwrap_or_default()
+            } else {
+                Seen::default()
+            };
             if f.refcount == 0 {
                 return Err(format!("live folio {id} with refcount 0: {f:?}"));
             }
-            let pte_maps: u32 = s.order0 + s.pages.iter().sum::<u32>();
+            let pte_maps: u32 = order0[id.index()] + s.pages.iter().sum::<u32>();
             if u32::from(f.entire_mapcount) != s.entire || f.mapcount != pte_maps {
                 return Err(format!(
                     "{id} {f:?}: page tables show entire {} pte {pte_maps}",
                     s.entire
                 ));
             }
+            // The flag against the cache: flagged folios are counted here, and the caches'
+            // folios are checked flagged and owned below.
             let cached = f.test(flags::SHMEM);
-            if cached != self.shmem.owner.contains_key(&id) {
-                return Err(format!(
-                    "{id} {f:?}: page-cache flag disagrees with the cache"
-                ));
-            }
-            if cached {
-                let (ino, index) = self.shmem.owner[&id];
-                if self.shmem.inodes[ino.index()].cache.get(&index) != Some(&id) {
-                    return Err(format!("{id}: not in {ino}'s page cache at {index}"));
-                }
-                nr_file += i64::from(f.nr_pages());
-                if self.shmem.inodes[ino.index()].gmem.is_some() {
-                    file_thps += i64::from(f.order == 9);
-                    if f.entire_mapcount > 0 {
-                        return Err(format!("{id}: guest_memfd folio mapped by a PMD"));
-                    }
-                    if f.flags & flags::ANON != 0 {
-                        return Err(format!("{id}: guest_memfd folio marked anonymous"));
-                    }
-                } else if self.inode_is_disk(ino) {
-                    file_thps += i64::from(f.order == 9);
-                    file_pmdmapped += i64::from(f.entire_mapcount > 0);
-                } else {
-                    nr_shmem += i64::from(f.nr_pages());
-                    shmem_thps += i64::from(f.order == 9);
-                    shmem_pmdmapped += i64::from(f.entire_mapcount > 0);
-                }
-            } else if self.shmem.readahead.contains(&id) {
+            flagged += usize::from(cached);
+            if !cached && !self.shmem.readahead.is_empty() && self.shmem.readahead.contains(&id) {
                 return Err(format!(
                     "{id}: PG_readahead on a folio outside the page cache"
                 ));
             }
-            let in_swap_cache = self.swap.folio_slot.contains_key(&id);
+            let in_swap_cache =
+                !self.swap.folio_slot.is_empty() && self.swap.folio_slot.contains_key(&id);
             let cache_refs = if cached || in_swap_cache {
                 f.nr_pages()
             } else {
@@ -353,6 +343,43 @@ impl Kernel {
                 return Err(format!("{id} partially mapped but not queued"));
             }
             deferred += u64::from(f.test(flags::DEFERRED));
+        }
+        // The page caches: every cached folio flagged and owned at its place (with the
+        // counts checked below, owner is exactly the caches inverted), and counted by kind.
+        for (i, inode) in self.shmem.inodes.iter().enumerate() {
+            for (&index, &id) in &inode.cache {
+                let f = self.folios.get(id);
+                if !f.test(flags::SHMEM) {
+                    return Err(format!(
+                        "{id}: in inode {i}'s page cache without the page-cache flag"
+                    ));
+                }
+                match self.shmem.owner.get(&id) {
+                    Some(&(ino, at)) if ino.index() == i && at == index => {}
+                    o => {
+                        return Err(format!(
+                            "{id}: in inode {i}'s page cache at {index} but owned as {o:?}"
+                        ))
+                    }
+                }
+                nr_file += i64::from(f.nr_pages());
+                if inode.gmem.is_some() {
+                    file_thps += i64::from(f.order == 9);
+                    if f.entire_mapcount > 0 {
+                        return Err(format!("{id}: guest_memfd folio mapped by a PMD"));
+                    }
+                    if f.flags & flags::ANON != 0 {
+                        return Err(format!("{id}: guest_memfd folio marked anonymous"));
+                    }
+                } else if inode.kind == crate::readahead::InodeKind::Disk {
+                    file_thps += i64::from(f.order == 9);
+                    file_pmdmapped += i64::from(f.entire_mapcount > 0);
+                } else {
+                    nr_shmem += i64::from(f.nr_pages());
+                    shmem_thps += i64::from(f.order == 9);
+                    shmem_pmdmapped += i64::from(f.entire_mapcount > 0);
+                }
+            }
         }
         if let Some((id, _)) = seen.iter().next() {
             return Err(format!("page tables map freed folio {id}"));
@@ -420,9 +447,9 @@ impl Kernel {
             ));
         }
         let cached: usize = self.shmem.inodes.iter().map(|i| i.cache.len()).sum();
-        if cached != self.shmem.owner.len() {
+        if cached != self.shmem.owner.len() || flagged != cached {
             return Err(format!(
-                "{cached} cached folios but {} owned",
+                "{cached} cached folios but {} owned and {flagged} flagged",
                 self.shmem.owner.len()
             ));
         }
@@ -512,5 +539,102 @@ impl Kernel {
             ));
         }
         si.check(&|s| self.swap.cache.contains_key(&s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The checker catches drift on the paths it takes shortcuts on (dense order-0 counts,
+    //! the page caches walked once): each test corrupts one piece of a consistent state.
+    use super::*;
+    use crate::mmap::MapFlags;
+    use crate::types::{AccessPattern, Pid, Prot};
+
+    const BASE: u64 = 0x1000_0000_0000;
+
+    /// A shared anonymous (shmem) mapping of 64 KiB, written: 16 order-0 page-cache folios.
+    fn shmem_kernel() -> (Kernel, Pid) {
+        let mut k = Kernel::new(crate::KernelConfig::default()).unwrap();
+        let pid = k.spawn();
+        let shared = MapFlags {
+            shared: true,
+            populate: false,
+            fixed: false,
+        };
+        k.mmap(pid, BASE, 64 << 10, Prot::RW, shared).unwrap();
+        k.access_seq(pid, BASE, BASE + (64 << 10), 4096, AccessPattern::Write)
+            .unwrap();
+        k.check_invariants().unwrap();
+        (k, pid)
+    }
+
+    fn cached_folio(k: &Kernel) -> (FolioId, usize, u64) {
+        let (i, inode) = k
+            .shmem
+            .inodes
+            .iter()
+            .enumerate()
+            .find(|(_, i)| !i.cache.is_empty())
+            .unwrap();
+        let (&index, &id) = inode.cache.iter().next().unwrap();
+        (id, i, index)
+    }
+
+    fn violation(k: &Kernel) -> String {
+        k.check_invariants().unwrap_err().what
+    }
+
+    #[test]
+    fn an_order0_mapcount_drift_is_caught() {
+        let (mut k, _) = shmem_kernel();
+        let (id, _, _) = cached_folio(&k);
+        k.folios.get_mut(id).mapcount += 1;
+        assert!(violation(&k).contains("page tables show entire 0 pte 1"));
+    }
+
+    #[test]
+    fn a_cache_entry_owned_elsewhere_is_caught() {
+        let (mut k, _) = shmem_kernel();
+        let (id, _, index) = cached_folio(&k);
+        k.shmem.owner.get_mut(&id).unwrap().1 = index + 1;
+        assert!(violation(&k).contains("but owned as"), "{}", violation(&k));
+    }
+
+    #[test]
+    fn a_flagged_folio_outside_every_cache_is_caught() {
+        let (mut k, _) = shmem_kernel();
+        let (id, i, index) = cached_folio(&k);
+        k.shmem.inodes[i].cache.remove(&index);
+        k.shmem.owner.remove(&id);
+        // The counters as if it had left the cache, so only the flag disagrees.
+        k.vmstat.add(VmItem::NrShmem, -1);
+        k.vmstat.add(VmItem::NrFilePages, -1);
+        let v = violation(&k);
+        assert!(
+            v.contains("15 cached folios but 15 owned and 16 flagged"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn an_unflagged_folio_in_a_cache_is_caught() {
+        let (mut k, _) = shmem_kernel();
+        let (id, _, _) = cached_folio(&k);
+        k.folios.get_mut(id).flags &= !flags::SHMEM;
+        // Without the page cache's reference, so only the flag disagrees.
+        k.folios.get_mut(id).refcount -= 1;
+        let v = violation(&k);
+        assert!(v.contains("without the page-cache flag"), "{v}");
+    }
+
+    #[test]
+    fn an_nr_shmem_drift_is_caught() {
+        let (mut k, _) = shmem_kernel();
+        k.vmstat.add(VmItem::NrShmem, 1);
+        assert!(
+            violation(&k).contains("nr_shmem 17 != 16"),
+            "{}",
+            violation(&k)
+        );
     }
 }
