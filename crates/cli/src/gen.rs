@@ -78,9 +78,11 @@ pub const WORKLOADS: &[(&str, &str, &str)] = &[
     ),
     (
         "firecracker-file-restore",
-        "Firecracker snapshot restore, File backend: MAP_PRIVATE of the memory file, guest reads map the page cache, writes COW",
+        "Firecracker snapshot restore, File backend: MAP_PRIVATE of the memory file, guest reads map the page cache, writes COW; --balloon: MAP_FIXED anonymous remaps",
         "firecracker src/vmm/src/persist.rs restore_from_snapshot/guest_memory_from_file, \
-         src/vmm/src/vstate/memory.rs snapshot_file/create, HEAD 81b38b9dad",
+         src/vmm/src/vstate/memory.rs snapshot_file/create/discard_range, \
+         devices/virtio/balloon/device.rs process_inflate/process_free_page_reporting_queue, \
+         HEAD 81b38b9dad",
     ),
     (
         "firecracker-memfd",
@@ -201,6 +203,17 @@ pub struct GenParams {
     /// restore backend refuses it).
     #[arg(long, default_value = "none", value_parser = ["none", "transparent", "2M"])]
     pub huge_pages: String,
+    /// firecracker-file-restore: the balloon after the guest's writes, as a percentage: one
+    /// run of that share of the pages of every 2 MiB block of the first half of each region
+    /// inflated (4 KiB PFNs compacted into ranges), and that share of the 2 MiB blocks of the
+    /// second half reported whole (free page reporting); each range is remapped anonymous
+    /// (discard_range's MAP_FIXED), then the guest reuses it. 0: no balloon.
+    #[arg(long, default_value_t = 0)]
+    pub balloon: u32,
+    /// firecracker-file-restore with --balloon: madvise(MADV_HUGEPAGE) each remapped range
+    /// again (NOT what Firecracker does at 81b38b9dad: the what-if of a fix).
+    #[arg(long)]
+    pub balloon_readvise: bool,
     /// Host-sized form: no `memory` line, no khugepaged or shrinker steps.
     #[arg(long)]
     pub host: bool,
@@ -232,6 +245,8 @@ impl Default for GenParams {
             align: K4,
             nvdimm: false,
             huge_pages: "none".into(),
+            balloon: 0,
+            balloon_readvise: false,
             host: false,
             khugepaged: false,
         }
@@ -472,6 +487,22 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
             the shape of ch-restore"
             .into());
     }
+    if (p.balloon > 0 || p.balloon_readvise) && p.workload != "firecracker-file-restore" {
+        return Err(format!(
+            "--balloon and --balloon-readvise are firecracker-file-restore options, not for `{}`",
+            p.workload
+        ));
+    }
+    if p.balloon > 100 {
+        return Err("--balloon is a percentage (0-100)".into());
+    }
+    if p.balloon_readvise && (p.balloon == 0 || p.huge_pages != "transparent") {
+        return Err(
+            "--balloon-readvise re-applies huge_pages=Transparent's MADV_HUGEPAGE: it needs \
+             --balloon P and --huge-pages transparent"
+                .into(),
+        );
+    }
     if p.iterations > 1 && p.workload != "precopy" {
         return Err(format!(
             "--iterations is a precopy option; `{}` has one pass",
@@ -511,9 +542,13 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
     if p.nvdimm {
         s.push_str(" --nvdimm");
     }
+    if p.balloon > 0 {
+        let _ = write!(s, " --balloon {}", p.balloon);
+    }
     for (on, flag) in [
         (p.multifd, "--multifd"),
         (p.postcopy_ram, "--postcopy-ram"),
+        (p.balloon_readvise, "--balloon-readvise"),
         (p.host, "--host"),
         (p.khugepaged, "--khugepaged"),
     ] {
@@ -1103,20 +1138,15 @@ fn balloon(p: &GenParams) -> (String, String) {
     ops.push_str("write ram                            # the guest zeroed its RAM at boot\n");
     ops.push_str("checkpoint booted\n");
     let mut rng = Rng::new(p.seed);
-    let per_block = PAGES_PER_PMD * p.zero_share as u64 / 100;
+    let (inflate, report) = balloon_ranges(p.guest, half, p.zero_share, &mut rng, false);
     ops.push_str("# inflate: 4 KiB discards\n");
-    if per_block > 0 {
-        for b in 0..half / M2 {
-            let start = rng.below(PAGES_PER_PMD - per_block + 1);
-            qemu_discard(p, &mut ops, b * M2 + start * K4, per_block * K4);
-        }
+    for &(off, len) in &inflate {
+        qemu_discard(p, &mut ops, off, len);
     }
     ops.push_str("checkpoint inflated\n");
     ops.push_str("# free-page reporting: aligned 2 MiB discards\n");
-    for b in half / M2..p.guest / M2 {
-        if rng.chance(p.zero_share) {
-            qemu_discard(p, &mut ops, b * M2, M2);
-        }
+    for &(off, len) in &report {
+        qemu_discard(p, &mut ops, off, len);
     }
     ops.push_str("checkpoint reported\n");
     if !p.host {
@@ -1124,6 +1154,39 @@ fn balloon(p: &GenParams) -> (String, String) {
         ops.push_str("checkpoint shrunk\n");
     }
     (doc, ops)
+}
+
+/// The guest's balloon over `[0, size)` as the balloon generators model it (the guest's
+/// choice, seeded): below `half`, an inflate of one run of `pct` % of the pages of every
+/// 2 MiB block at a random offset (4 KiB PFNs, consecutive ones having the effect of one
+/// range); from `half`, free page reporting of `pct` % of the 2 MiB blocks, each whole
+/// (the guest reports at `page_reporting_order` = pageblock order, 2 MiB). Returns (inflated
+/// ranges, reported ranges) as (offset, length); with `coalesce`, inflated runs that touch
+/// are one range, as Firecracker's `compact_page_frame_numbers` makes them.
+fn balloon_ranges(
+    size: u64,
+    half: u64,
+    pct: u32,
+    rng: &mut Rng,
+    coalesce: bool,
+) -> (Vec<(u64, u64)>, Vec<(u64, u64)>) {
+    let per_block = PAGES_PER_PMD * u64::from(pct) / 100;
+    let mut inflate: Vec<(u64, u64)> = Vec::new();
+    if per_block > 0 {
+        for b in 0..half / M2 {
+            let start = rng.below(PAGES_PER_PMD - per_block + 1);
+            let (off, len) = (b * M2 + start * K4, per_block * K4);
+            match inflate.last_mut() {
+                Some(last) if coalesce && last.0 + last.1 == off => last.1 += len,
+                _ => inflate.push((off, len)),
+            }
+        }
+    }
+    let report = (half / M2..size / M2)
+        .filter(|_| rng.chance(pct))
+        .map(|b| (b * M2, M2))
+        .collect();
+    (inflate, report)
 }
 
 fn virtio_mem(p: &GenParams) -> (String, String) {
@@ -2047,6 +2110,42 @@ fn firecracker_file_restore(p: &GenParams) -> (String, String) {
     let regions = firecracker_regions(p.guest);
     let thp = p.huge_pages == "transparent";
     let read = 100 - p.zero_share;
+    let balloon = fc_file_balloon(p, &regions);
+    let balloon_doc = if p.balloon == 0 {
+        "Balloon discards (--balloon) are not\ngenerated. ".to_string()
+    } else {
+        let (anon, file): (usize, usize) = balloon
+            .iter()
+            .zip(&regions)
+            .map(|((inf, rep), &r)| vma_pieces(r, inf, rep))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        format!(
+            "\nThen the balloon: process_inflate reads the guest's 4 KiB PFNs, \
+             compact_page_frame_numbers sorts and coalesces them\ninto ranges, and \
+             discard_range of a file-backed MAP_PRIVATE region mmaps \
+             MAP_FIXED|MAP_ANONYMOUS|MAP_PRIVATE (PROT_READ|PROT_WRITE) over each range and\n\
+             issues no madvise: the range becomes an anonymous VMA without VM_HUGEPAGE \
+             (adjacent ones merge), the file VMA\nis split around it, and a PMD-mapped \
+             file folio under the range is zapped (the munmap half of MAP_FIXED). Here an\n\
+             inflate of one run of {b}% of the pages of every 2 MiB block of the first half \
+             of each region (seed {s}; the\nguest's choice) and free page reporting \
+             (process_free_page_reporting_queue: discard_range per descriptor) of\n{b}% of \
+             the 2 MiB blocks of the second half, whole. Then the guest deflates \
+             (process_deflate_queue touches no\nmemory) and writes every ballooned page \
+             again: 4 KiB faults even in whole reported blocks, the new VMAs lacking\n\
+             VM_HUGEPAGE{ra}. VMAs of guest memory after the balloon: {} ({anon} anonymous, \
+             {file} pieces of the file\nmappings).\n",
+            anon + file,
+            b = p.balloon,
+            s = p.seed + 200,
+            ra = if p.balloon_readvise {
+                " (--balloon-readvise: each range is advised MADV_HUGEPAGE again, which \
+                 Firecracker does not do\nat 81b38b9dad: the what-if of a fix)"
+            } else {
+                ""
+            },
+        )
+    };
     let doc = format!(
         "PUT /snapshot/load with mem_backend File: restore_from_snapshot -> \
          guest_memory_from_file opens the memory\nfile (File::open) -> memory::snapshot_file \
@@ -2058,11 +2157,10 @@ fn firecracker_file_restore(p: &GenParams) -> (String, String) {
          and then writes {}% (seed {}): each write copies its page to an anonymous page\n\
          (wp_page_copy on a mapped page, do_cow_fault on an unmapped one; a PMD-mapped file \
          folio is zapped first).\nThe Uffd backend (guest_memory_from_uffd) maps anonymous \
-         memory instead (the shape of ch-restore); balloon\ndiscards on this restore \
-         (discard_range: MAP_FIXED anonymous over the range, no MADV_HUGEPAGE again) are not\n\
-         generated. The model's file is opened read-write (Firecracker opens it read-only: \
-         no difference to\nthe faults). Regions: {}. Parameters used: --guest, --huge-pages, \
-         --zero-share (unread share),\n--write-share, --seed, --kernel.",
+         memory instead (the shape of ch-restore). {}The model's file is opened read-write \
+         (Firecracker opens it\nread-only: no difference to the faults). Regions: {}.\n\
+         Parameters used: --guest, --huge-pages, --zero-share (unread share), --write-share, \
+         --balloon, --seed, --kernel.",
         if thp {
             ", then madvise(MADV_HUGEPAGE) (huge_pages=Transparent, PR #6003 535c62675): \
              PMD-sized readahead\nfolios, PMD-mapped by read faults"
@@ -2072,6 +2170,7 @@ fn firecracker_file_restore(p: &GenParams) -> (String, String) {
         p.seed,
         p.write_share,
         p.seed + 100,
+        balloon_doc,
         regions_text(&regions)
     );
     let mut ops = String::new();
@@ -2110,5 +2209,87 @@ fn firecracker_file_restore(p: &GenParams) -> (String, String) {
         );
     }
     ops.push_str("checkpoint guest-writes\n");
+    if p.balloon > 0 {
+        fc_file_balloon_ops(p, &balloon, &mut ops);
+    }
     (doc, ops)
+}
+
+/// The balloon of `firecracker-file-restore --balloon P`, per region: (inflated ranges,
+/// reported ranges), offsets within the region.
+type RegionBalloon = Vec<(Vec<(u64, u64)>, Vec<(u64, u64)>)>;
+
+fn fc_file_balloon(p: &GenParams, regions: &[u64]) -> RegionBalloon {
+    let mut rng = Rng::new(p.seed + 200);
+    regions
+        .iter()
+        .map(|&r| balloon_ranges(r, r / 2 / M2 * M2, p.balloon, &mut rng, true))
+        .collect()
+}
+
+/// VMAs a region of `size` ends in after MAP_FIXED anonymous mappings over `a` and `b`
+/// (sorted within each): (anonymous VMAs, pieces of the file mapping). Ranges that touch
+/// merge into one anonymous VMA; the file mapping keeps a piece for every non-empty gap.
+fn vma_pieces(size: u64, a: &[(u64, u64)], b: &[(u64, u64)]) -> (usize, usize) {
+    let mut all: Vec<(u64, u64)> = a.iter().chain(b).copied().collect();
+    all.sort_unstable();
+    let (mut anon, mut file, mut end) = (0, 0, 0);
+    for (off, len) in all {
+        if off > end || (anon == 0 && off > 0) {
+            file += 1;
+        }
+        if off > end || anon == 0 {
+            anon += 1;
+        }
+        end = off + len;
+    }
+    if end < size {
+        file += 1;
+    }
+    (anon, file)
+}
+
+fn fc_file_balloon_ops(p: &GenParams, balloon: &RegionBalloon, ops: &mut String) {
+    let readvise = |ops: &mut String, name: &str| {
+        if p.balloon_readvise {
+            let _ = writeln!(
+                ops,
+                "madvise {name} HUGEPAGE   # --balloon-readvise: not in Firecracker (a fix)"
+            );
+        }
+    };
+    let mut names = Vec::new();
+    for (phase, why, label) in [
+        (
+            0,
+            "# balloon inflate: process_inflate -> compact_page_frame_numbers -> discard_range",
+            "inflated",
+        ),
+        (
+            1,
+            "# free page reporting: process_free_page_reporting_queue -> discard_range",
+            "reported",
+        ),
+    ] {
+        ops.push_str(why);
+        ops.push('\n');
+        for (i, (inf, rep)) in balloon.iter().enumerate() {
+            for &(off, len) in if phase == 0 { inf } else { rep } {
+                let name = format!("bal{}", names.len());
+                let _ = writeln!(
+                    ops,
+                    "mmap {name} {} anon private rw at=ram{i}+{}   # MAP_FIXED|MAP_ANONYMOUS|MAP_PRIVATE",
+                    fmt_size(len),
+                    fmt_size(off)
+                );
+                readvise(ops, &name);
+                names.push(name);
+            }
+        }
+        let _ = writeln!(ops, "checkpoint {label}");
+    }
+    for name in &names {
+        let _ = writeln!(ops, "write {name}   # deflated: the guest reuses the pages");
+    }
+    ops.push_str("checkpoint reused\n");
 }
