@@ -819,6 +819,129 @@ fn firecracker_file_restore_reads_the_page_cache_and_copies_writes() {
     assert!(generate(&p).unwrap_err().contains("HugetlbfsSnapshot"));
 }
 
+/// Pages of `class` in a mapping's page map at a checkpoint.
+fn class_pages(res: &RunResult, checkpoint: &str, map: &str, class: &str) -> u64 {
+    cp(res, checkpoint)
+        .mappings
+        .iter()
+        .find(|m| m.name == map)
+        .unwrap_or_else(|| panic!("no mapping {map}"))
+        .pages
+        .iter()
+        .filter(|(c, _)| c == class)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// The balloon's remaps of a generated firecracker-file-restore: (name, offset, length).
+fn balloon_maps(src: &str) -> Vec<(String, u64, u64)> {
+    src.lines()
+        .filter(|l| l.starts_with("mmap bal"))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let at = w.iter().find_map(|x| x.strip_prefix("at=ram0+")).unwrap();
+            (
+                w[1].to_string(),
+                parse_size(at).unwrap(),
+                parse_size(w[2]).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn firecracker_file_restore_balloon_remaps_anonymous_without_hugepage() {
+    let mut p = params("firecracker-file-restore");
+    p.write_share = 0;
+    p.huge_pages = "transparent".into();
+    p.balloon = 25;
+    let src = generate(&p).unwrap();
+    let maps = balloon_maps(&src);
+    // First half: one 128-page run per block; second half: whole reported blocks.
+    let inflated: Vec<_> = maps.iter().filter(|m| m.1 < 32 << 20).collect();
+    let reported: Vec<_> = maps.iter().filter(|m| m.1 >= 32 << 20).collect();
+    assert_eq!(inflated.len(), 16);
+    assert!(inflated.iter().all(|m| m.2 == 128 * K4));
+    assert!(!reported.is_empty() && reported.iter().all(|m| m.2 == M2 && m.1 % M2 == 0));
+    assert!(!src.contains(" HUGEPAGE   # --balloon-readvise"));
+    // The VMAs the header states: touching ranges are one anonymous VMA, the file mapping
+    // keeps a piece per gap.
+    let mut iv: Vec<(u64, u64)> = maps.iter().map(|m| (m.1, m.1 + m.2)).collect();
+    iv.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (a, b) in iv {
+        match merged.last_mut() {
+            Some(l) if l.1 == a => l.1 = b,
+            _ => merged.push((a, b)),
+        }
+    }
+    let mut gaps = usize::from(merged[0].0 > 0) + usize::from(merged.last().unwrap().1 < 64 << 20);
+    gaps += merged.windows(2).filter(|w| w[1].0 > w[0].1).count();
+    assert!(src.contains(&format!(
+        "VMAs of guest memory after the balloon: {} ({} anonymous, {gaps} pieces",
+        merged.len() + gaps,
+        merged.len()
+    )));
+    let total: u64 = maps.iter().map(|m| m.2 / K4).sum();
+    for k in ["6.12", "6.18"] {
+        let res = run_gen(&p, k);
+        // Each remap is its own VMA or part of the merged one it touches.
+        for (name, off, _) in &maps {
+            let vma = merged.iter().find(|v| v.0 <= *off && *off < v.1).unwrap();
+            assert_eq!(
+                smaps(&res, "reported", name, "Size"),
+                (vma.1 - vma.0) / 1024,
+                "{name}"
+            );
+            assert_eq!(smaps(&res, "reported", name, "Rss"), 0, "{name}");
+        }
+        // The munmap half of MAP_FIXED zaps every PMD-mapped file folio a range falls in.
+        let zapped: u64 = maps
+            .iter()
+            .filter(|m| class_pages(&res, "guest-writes", &m.0, "file_pmd") > 0)
+            .count() as u64;
+        assert!(zapped > 0);
+        assert_eq!(
+            smaps(&res, "guest-writes", "ram0", "FilePmdMapped")
+                - smaps(&res, "reported", "ram0", "FilePmdMapped"),
+            zapped * 2048
+        );
+        assert_eq!(counter(&res, "reported", "minflt"), 0);
+        // The guest's reuse: a 4 KiB fault per page, whole reported blocks included.
+        assert_eq!(counter(&res, "reused", "minflt"), total as i64);
+        assert_eq!(counter(&res, "reused", "vmstat.thp_fault_alloc"), 0);
+        assert_eq!(smaps(&res, "reused", "ram0", "AnonHugePages"), 0);
+        assert_eq!(smaps(&res, "reused", "ram0", "Anonymous"), total * 4);
+    }
+    // The what-if of a fix: advised again, each reported block is one THP fault.
+    p.balloon_readvise = true;
+    let src = generate(&p).unwrap();
+    assert_eq!(
+        src.matches(" HUGEPAGE   # --balloon-readvise").count(),
+        maps.len()
+    );
+    let res = run_gen(&p, "6.18");
+    let r = reported.len() as u64;
+    assert_eq!(counter(&res, "reused", "minflt") as u64, total - r * 511);
+    assert_eq!(counter(&res, "reused", "vmstat.thp_fault_alloc") as u64, r);
+    assert_eq!(smaps(&res, "reused", "ram0", "AnonHugePages"), r * 2048);
+    // Options of this workload only, and only with a balloon and THP.
+    let mut q = params("firecracker-memfd");
+    q.balloon = 10;
+    assert!(generate(&q)
+        .unwrap_err()
+        .contains("firecracker-file-restore options"));
+    let mut q = params("firecracker-file-restore");
+    q.balloon_readvise = true;
+    q.balloon = 10;
+    assert!(generate(&q)
+        .unwrap_err()
+        .contains("--huge-pages transparent"));
+    q.huge_pages = "transparent".into();
+    q.balloon = 101;
+    assert!(generate(&q).unwrap_err().contains("percentage"));
+}
+
 #[test]
 fn firecracker_memfd_balloon_frees_nothing() {
     let mut p = params("firecracker-memfd");
