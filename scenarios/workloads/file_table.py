@@ -50,3 +50,27 @@ for name, args in FC:
     for k in ['6.18']:
         c = run('firecracker-file-restore', args, ['--kernel', k])
         print(f"| {name} | {faults(c, 'guest-reads')} ({c['guest-reads']['majflt']}) | {smaps(c, 'guest-reads', 'file_pmd_mapped')} | {faults(c, 'guest-writes')} | {smaps(c, 'guest-writes', 'anonymous')} | {smaps(c, 'guest-writes', 'rss')} | {counter(c, 'guest-writes', 'vmstat.nr_dirtied')} |")
+print()
+
+def ram_smaps(cps, label, field):
+    # ram0/ram1's smaps sum every VMA of their range, the balloon's remaps included.
+    return sum(m['smaps'].get(field, 0) for m in cps[label]['mappings'] if m['name'].startswith('ram')) // 1024
+
+def vmas(workload, args):
+    src = subprocess.run([T, 'gen', workload] + args, capture_output=True, text=True, check=True).stdout
+    return src.split('VMAs of guest memory after the balloon: ')[1].split(' ')[0]
+
+BAL = [
+    ("Transparent", ["--huge-pages", "transparent"]),
+    ("Transparent, guest writes nothing", ["--huge-pages", "transparent", "--write-share", "0"]),
+    ("Transparent, --balloon-readvise (what-if)", ["--huge-pages", "transparent", "--balloon-readvise"]),
+    ("None", []),
+]
+print("| firecracker-file-restore --balloon 25 | kernel | FilePmdMapped before (MiB) | balloon: PMD zaps | FilePmdMapped after (MiB) | Rss after (MiB) | VMAs after | reuse faults | reuse THP faults | AnonHugePages after reuse (MiB) | Rss after reuse (MiB) |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for name, args in BAL:
+    args = args + ["--balloon", "25"]
+    for k in ['6.12', '6.18']:
+        c = run('firecracker-file-restore', args + ['--kernel', k])
+        zaps = counter(c, 'inflated', 'vmstat.thp_split_pmd') + counter(c, 'reported', 'vmstat.thp_split_pmd')
+        print(f"| {name} | {k} | {ram_smaps(c, 'guest-writes', 'file_pmd_mapped')} | {zaps} | {ram_smaps(c, 'reported', 'file_pmd_mapped')} | {ram_smaps(c, 'reported', 'rss')} | {vmas('firecracker-file-restore', args)} | {faults(c, 'reused')} | {counter(c, 'reused', 'vmstat.thp_fault_alloc')} | {ram_smaps(c, 'reused', 'anon_huge_pages')} | {ram_smaps(c, 'reused', 'rss')} |")
