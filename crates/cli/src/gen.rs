@@ -61,7 +61,7 @@ pub const WORKLOADS: &[(&str, &str, &str)] = &[
     ),
     (
         "ch-restore",
-        "Cloud Hypervisor on-demand restore: uffd MISSING, 4 KiB UFFDIO_COPY, address-order prefault",
+        "Cloud Hypervisor on-demand restore: uffd MISSING (also for shared memfd RAM, --backend memfd), 4 KiB UFFDIO_COPY, address-order prefault",
         "cloud-hypervisor vmm/src/memory_manager.rs restore_by_uffd/uffd_handler_loop, \
          HEAD ae44c2971c",
     ),
@@ -456,11 +456,11 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
     if p.backend == "memfd"
         && !matches!(
             p.workload.as_str(),
-            "prealloc-populate" | "prealloc-touch" | "precopy" | "balloon"
+            "prealloc-populate" | "prealloc-touch" | "precopy" | "balloon" | "ch-restore"
         )
     {
         return Err(format!(
-            "--backend memfd is generated for prealloc-populate, prealloc-touch, precopy and balloon, not `{}`",
+            "--backend memfd is generated for prealloc-populate, prealloc-touch, precopy, balloon and ch-restore, not `{}`",
             p.workload
         ));
     }
@@ -1322,28 +1322,66 @@ fn gaps(size: u64, hot: &[(u64, u64, u64)]) -> Vec<(u64, u64)> {
 fn ch_restore(p: &GenParams) -> (String, String) {
     let hot = hot_runs(p);
     let hot_pages: u64 = hot.iter().map(|h| h.2).sum();
+    let shared = p.backend == "memfd";
     let doc = format!(
         "Restore with memory_restore_mode=ondemand: the RAM region is created as for a boot \
-         (anonymous, MAP_PRIVATE,\nprefault off, then MADV_HUGEPAGE with thp=on), restore_by_uffd \
-         registers it with UFFDIO_REGISTER_MODE_MISSING\n(MINOR + UFFDIO_CONTINUE only for shared \
-         memfd RAM, not modelled), and uffd_handler_loop serves each fault with\nUFFDIO_COPY of \
-         page_size = 4 KiB (EEXIST -> UFFDIO_WAKE). The guest resumes and writes {} pages in {} \
-         runs\n({}% of the 2 MiB blocks, 1-64 pages each, seed {}). When idle, the handler's \
-         background prefault walks every page in\naddress order, one UFFDIO_COPY per page not yet \
-         served (here one `uffd copy` per gap: the same order-0 pages);\nthen the uffd is closed \
-         (unregister). Every page is order 0; khugepaged collapses every block (none has a\n\
-         hole). Parameters used: --guest, --write-share, --seed, --kernel.",
+         ({},\nprefault off, then MADV_HUGEPAGE with thp=on), restore_by_uffd \
+         registers it with UFFDIO_REGISTER_MODE_MISSING:\nits FileUffdMemorySource has \
+         requires_uffd_minor_mode() = false, so even shared memfd RAM gets no MINOR mode\n\
+         (MINOR + UFFDIO_CONTINUE is postcopy's, ch-postcopy-shared){}. uffd_handler_loop \
+         serves each fault with UFFDIO_COPY of\npage_size = 4 KiB (EEXIST -> UFFDIO_WAKE){}. \
+         The guest resumes and writes {} pages in {} runs\n({}% of the 2 MiB blocks, 1-64 \
+         pages each, seed {}). When idle, the handler's background prefault walks every page \
+         in\naddress order, one UFFDIO_COPY per page not yet served (here one `uffd copy` per \
+         gap: the same order-0 pages);\nthen the uffd is closed (unregister). Every page is \
+         order 0{}. Parameters used: --guest, --backend,\n--write-share, --seed, --kernel.",
+        if shared {
+            "shared=on: create_anonymous_file, memfd_create \"ch_ram\" + set_len, mapped \
+             MAP_SHARED"
+        } else {
+            "anonymous, MAP_PRIVATE"
+        },
+        if shared {
+            "; required_uffd_features adds\nUFFD_FEATURE_MISSING_SHMEM for a shared zone"
+        } else {
+            ""
+        },
+        if shared {
+            ": on a shared shmem VMA\neach copy allocates an order-0 page-cache page \
+             (shmem_mfill_atomic_pte), whatever shmem_enabled says"
+        } else {
+            ""
+        },
         hot_pages,
         hot.len(),
         p.write_share,
-        p.seed
+        p.seed,
+        if shared {
+            " and in the page cache;\nkhugepaged collapses them with collapse_file only if \
+             shmem_enabled allows it and the mm is on its list\n(FINDINGS §26)"
+        } else {
+            "; khugepaged collapses every block (none has a\nhole)"
+        },
     );
     let mut ops = String::new();
-    let _ = writeln!(
-        ops,
-        "mmap ram {} anon private rw align=2M",
-        fmt_size(p.guest)
-    );
+    if shared {
+        let _ = writeln!(
+            ops,
+            "memfd ch_ram {}                   # create_anonymous_file",
+            fmt_size(p.guest)
+        );
+        let _ = writeln!(
+            ops,
+            "mmap ram {} ch_ram shared rw align=2M   # create_ram_region_raw: MAP_SHARED",
+            fmt_size(p.guest)
+        );
+    } else {
+        let _ = writeln!(
+            ops,
+            "mmap ram {} anon private rw align=2M",
+            fmt_size(p.guest)
+        );
+    }
     ops.push_str("madvise ram HUGEPAGE                 # thp=on\n");
     ops.push_str("uffd open\nuffd register ram missing         # restore_by_uffd\n");
     ops.push_str(

@@ -488,6 +488,42 @@ fn uffd_restores_fill_order_0_and_khugepaged_collapses() {
 }
 
 #[test]
+fn ch_restore_of_shared_memfd_ram_copies_into_the_page_cache_without_minor_mode() {
+    let mut p = params("ch-restore");
+    p.backend = "memfd".into();
+    let src = generate(&p).unwrap();
+    assert!(src.contains("\nmemfd ch_ram 64M "));
+    assert!(src.contains("\nmmap ram 64M ch_ram shared rw align=2M "));
+    assert!(src.contains("\nuffd register ram missing "));
+    assert!(!src.contains(" minor"));
+    let pages = (64u64 << 20) / K4;
+    for shmem in ["never", "advise"] {
+        let res = run_gen_with(&p, "6.18", &[("shmem_enabled", shmem)]);
+        // Every guest fault is a MISSING userfault answered by one 4 KiB copy: a new
+        // order-0 page-cache page, whatever shmem_enabled allows.
+        let faults = counter(&res, "guest-faults", "uffd.missing");
+        assert!(faults > 0);
+        assert_eq!(counter(&res, "guest-faults", "minflt"), faults);
+        assert_eq!(counter(&res, "guest-faults", "vmstat.nr_shmem"), faults);
+        assert_eq!(
+            counter(&res, "guest-faults", "vmstat.nr_shmem")
+                + counter(&res, "prefaulted", "vmstat.nr_shmem"),
+            pages as i64
+        );
+        assert_eq!(class_pages(&res, "restored", "ram", "shmem"), pages);
+        assert_eq!(counter(&res, "prefaulted", "vmstat.thp_file_alloc"), 0);
+        assert_eq!(smaps(&res, "restored", "ram", "ShmemPmdMapped"), 0);
+        assert_eq!(smaps(&res, "restored", "ram", "AnonHugePages"), 0);
+    }
+    // The anonymous restore is unchanged: MAP_PRIVATE anonymous RAM.
+    let src = generate(&params("ch-restore")).unwrap();
+    assert!(src.contains("\nmmap ram 64M anon private rw align=2M\n"));
+    let mut q = params("criu-lazy");
+    q.backend = "memfd".into();
+    assert!(generate(&q).unwrap_err().contains("ch-restore"));
+}
+
+#[test]
 fn jemalloc_hpa_hugifies_purges_and_rehugifies() {
     let p = params("jemalloc-hpa");
     let res = run_gen(&p, "6.18");
