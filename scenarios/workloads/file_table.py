@@ -61,16 +61,23 @@ def vmas(workload, args):
     return src.split('VMAs of guest memory after the balloon: ')[1].split(' ')[0]
 
 BAL = [
-    ("Transparent", ["--huge-pages", "transparent"]),
-    ("Transparent, guest writes nothing", ["--huge-pages", "transparent", "--write-share", "0"]),
-    ("Transparent, --balloon-readvise (what-if)", ["--huge-pages", "transparent", "--balloon-readvise"]),
-    ("None", []),
+    ("firecracker-file-restore", "Transparent", ["--huge-pages", "transparent"]),
+    ("firecracker-file-restore", "Transparent, guest writes nothing", ["--huge-pages", "transparent", "--write-share", "0"]),
+    ("firecracker-file-restore", "Transparent, --balloon-readvise (what-if)", ["--huge-pages", "transparent", "--balloon-readvise"]),
+    ("firecracker-file-restore", "None", []),
+    ("firecracker", "anonymous (boot): MADV_DONTNEED", []),
 ]
-print("| firecracker-file-restore --balloon 25 | kernel | FilePmdMapped before (MiB) | balloon: PMD zaps | FilePmdMapped after (MiB) | Rss after (MiB) | VMAs after | reuse faults | reuse THP faults | AnonHugePages after reuse (MiB) | Rss after reuse (MiB) |")
+
+def pmd(c, label):
+    return ram_smaps(c, label, 'file_pmd_mapped') + ram_smaps(c, label, 'anon_huge_pages')
+
+print("| --balloon 25 | kernel | PMD-mapped before (MiB) | balloon: PMD splits | PMD-mapped after (MiB) | Rss after (MiB) | VMAs after | reuse faults | reuse THP faults | AnonHugePages after reuse (MiB) | Rss after reuse (MiB) |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
-for name, args in BAL:
+for w, name, args in BAL:
     args = args + ["--balloon", "25"]
+    before = 'guest-writes' if w == 'firecracker-file-restore' else 'booted'
     for k in ['6.12', '6.18']:
-        c = run('firecracker-file-restore', args + ['--kernel', k])
+        c = run(w, args + ['--kernel', k])
         zaps = counter(c, 'inflated', 'vmstat.thp_split_pmd') + counter(c, 'reported', 'vmstat.thp_split_pmd')
-        print(f"| {name} | {k} | {ram_smaps(c, 'guest-writes', 'file_pmd_mapped')} | {zaps} | {ram_smaps(c, 'reported', 'file_pmd_mapped')} | {ram_smaps(c, 'reported', 'rss')} | {vmas('firecracker-file-restore', args)} | {faults(c, 'reused')} | {counter(c, 'reused', 'vmstat.thp_fault_alloc')} | {ram_smaps(c, 'reused', 'anon_huge_pages')} | {ram_smaps(c, 'reused', 'rss')} |")
+        v = vmas(w, args) if w == 'firecracker-file-restore' else '2'
+        print(f"| {w} {name} | {k} | {pmd(c, before)} | {zaps} | {pmd(c, 'reported')} | {ram_smaps(c, 'reported', 'rss')} | {v} | {faults(c, 'reused')} | {counter(c, 'reused', 'vmstat.thp_fault_alloc')} | {ram_smaps(c, 'reused', 'anon_huge_pages')} | {ram_smaps(c, 'reused', 'rss')} |")

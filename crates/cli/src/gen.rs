@@ -74,7 +74,8 @@ pub const WORKLOADS: &[(&str, &str, &str)] = &[
     (
         "firecracker",
         "Firecracker boot, huge_pages=Transparent: aligned mmap, one MADV_HUGEPAGE per region",
-        "firecracker src/vmm/src/vstate/memory.rs allocate_protected/create, PR #6003 535c62675",
+        "firecracker src/vmm/src/vstate/memory.rs allocate_protected/create, PR #6003 535c62675; \
+         --balloon: vstate/memory.rs discard_range, devices/virtio/balloon/device.rs, HEAD 81b38b9dad",
     ),
     (
         "firecracker-file-restore",
@@ -203,11 +204,13 @@ pub struct GenParams {
     /// restore backend refuses it).
     #[arg(long, default_value = "none", value_parser = ["none", "transparent", "2M"])]
     pub huge_pages: String,
-    /// firecracker-file-restore: the balloon after the guest's writes, as a percentage: one
+    /// firecracker, firecracker-file-restore: the balloon after the guest's writes, as a
+    /// percentage: one
     /// run of that share of the pages of every 2 MiB block of the first half of each region
     /// inflated (4 KiB PFNs compacted into ranges), and that share of the 2 MiB blocks of the
     /// second half reported whole (free page reporting); each range is remapped anonymous
-    /// (discard_range's MAP_FIXED), then the guest reuses it. 0: no balloon.
+    /// (discard_range's MAP_FIXED) on a file restore, MADV_DONTNEED'd on anonymous memory,
+    /// then the guest reuses it. 0: no balloon.
     #[arg(long, default_value_t = 0)]
     pub balloon: u32,
     /// firecracker-file-restore with --balloon: madvise(MADV_HUGEPAGE) each remapped range
@@ -487,9 +490,21 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
             the shape of ch-restore"
             .into());
     }
-    if (p.balloon > 0 || p.balloon_readvise) && p.workload != "firecracker-file-restore" {
+    if p.balloon > 0
+        && !matches!(
+            p.workload.as_str(),
+            "firecracker" | "firecracker-file-restore"
+        )
+    {
         return Err(format!(
-            "--balloon and --balloon-readvise are firecracker-file-restore options, not for `{}`",
+            "--balloon is a firecracker and firecracker-file-restore option, not for `{}`",
+            p.workload
+        ));
+    }
+    if p.balloon_readvise && p.workload != "firecracker-file-restore" {
+        return Err(format!(
+            "--balloon-readvise is a firecracker-file-restore option (anonymous memory keeps \
+             VM_HUGEPAGE), not for `{}`",
             p.workload
         ));
     }
@@ -615,28 +630,35 @@ fn khugepaged_step(p: &GenParams, ops: &mut String, size: u64) {
 
 /// QEMU guest RAM: 2 MiB-aligned private anonymous memory with MADV_HUGEPAGE (ram_block_add).
 fn qemu_ram(p: &GenParams, ops: &mut String) {
-    if p.backend == "memfd" {
-        // backends/hostmem-memfd.c memfd_backend_memory_alloc: qemu_memfd_create
-        // (memfd_create + ftruncate + seals), share=on by default, then
-        // qemu_ram_alloc_from_fd -> qemu_ram_mmap with MAP_SHARED.
-        let _ = writeln!(
-            ops,
-            "memfd ramfd {}   # memfd_backend_memory_alloc: qemu_memfd_create",
-            fmt_size(p.guest)
-        );
-        let _ = writeln!(
-            ops,
-            "mmap ram {} ramfd shared rw align=2M   # qemu_ram_mmap(MAP_SHARED): QEMU_VMALLOC_ALIGN",
-            fmt_size(p.guest)
-        );
-    } else {
-        let _ = writeln!(
-            ops,
-            "mmap ram {} anon private rw align=2M   # qemu_ram_mmap: QEMU_VMALLOC_ALIGN",
-            fmt_size(p.guest)
-        );
-    }
+    // memfd: backends/hostmem-memfd.c memfd_backend_memory_alloc: qemu_memfd_create
+    // (memfd_create + ftruncate + seals), share=on by default, then
+    // qemu_ram_alloc_from_fd -> qemu_ram_mmap with MAP_SHARED.
+    guest_ram(
+        ops,
+        p.guest,
+        (p.backend == "memfd").then_some((
+            "ramfd",
+            "memfd_backend_memory_alloc: qemu_memfd_create",
+            "qemu_ram_mmap(MAP_SHARED): QEMU_VMALLOC_ALIGN",
+        )),
+        "   # qemu_ram_mmap: QEMU_VMALLOC_ALIGN",
+    );
     let _ = writeln!(ops, "madvise ram HUGEPAGE                 # ram_block_add");
+}
+
+/// Guest RAM `ram` of `size`, 2 MiB-aligned: a memfd (name, why, why of the mmap) mapped
+/// shared, or private anonymous memory (`anon_note` ends the line).
+fn guest_ram(ops: &mut String, size: u64, memfd: Option<(&str, &str, &str)>, anon_note: &str) {
+    let g = fmt_size(size);
+    match memfd {
+        Some((fd, why, map_why)) => {
+            let _ = writeln!(ops, "memfd {fd} {g}   # {why}");
+            let _ = writeln!(ops, "mmap ram {g} {fd} shared rw align=2M   # {map_why}");
+        }
+        None => {
+            let _ = writeln!(ops, "mmap ram {g} anon private rw align=2M{anon_note}");
+        }
+    }
 }
 
 /// `ram_block_discard_range` of `[off, off+len)` of the guest RAM (system/physmem.c, 8.0-master):
@@ -1156,6 +1178,12 @@ fn balloon(p: &GenParams) -> (String, String) {
     (doc, ops)
 }
 
+/// (offset, length) ranges of guest memory.
+type Ranges = Vec<(u64, u64)>;
+
+/// A balloon's (inflated ranges, reported ranges).
+type Balloon = (Ranges, Ranges);
+
 /// The guest's balloon over `[0, size)` as the balloon generators model it (the guest's
 /// choice, seeded): below `half`, an inflate of one run of `pct` % of the pages of every
 /// 2 MiB block at a random offset (4 KiB PFNs, consecutive ones having the effect of one
@@ -1163,15 +1191,9 @@ fn balloon(p: &GenParams) -> (String, String) {
 /// (the guest reports at `page_reporting_order` = pageblock order, 2 MiB). Returns (inflated
 /// ranges, reported ranges) as (offset, length); with `coalesce`, inflated runs that touch
 /// are one range, as Firecracker's `compact_page_frame_numbers` makes them.
-fn balloon_ranges(
-    size: u64,
-    half: u64,
-    pct: u32,
-    rng: &mut Rng,
-    coalesce: bool,
-) -> (Vec<(u64, u64)>, Vec<(u64, u64)>) {
+fn balloon_ranges(size: u64, half: u64, pct: u32, rng: &mut Rng, coalesce: bool) -> Balloon {
     let per_block = PAGES_PER_PMD * u64::from(pct) / 100;
-    let mut inflate: Vec<(u64, u64)> = Vec::new();
+    let mut inflate: Ranges = Vec::new();
     if per_block > 0 {
         for b in 0..half / M2 {
             let start = rng.below(PAGES_PER_PMD - per_block + 1);
@@ -1364,24 +1386,16 @@ fn ch_restore(p: &GenParams) -> (String, String) {
         },
     );
     let mut ops = String::new();
-    if shared {
-        let _ = writeln!(
-            ops,
-            "memfd ch_ram {}                   # create_anonymous_file",
-            fmt_size(p.guest)
-        );
-        let _ = writeln!(
-            ops,
-            "mmap ram {} ch_ram shared rw align=2M   # create_ram_region_raw: MAP_SHARED",
-            fmt_size(p.guest)
-        );
-    } else {
-        let _ = writeln!(
-            ops,
-            "mmap ram {} anon private rw align=2M",
-            fmt_size(p.guest)
-        );
-    }
+    guest_ram(
+        &mut ops,
+        p.guest,
+        shared.then_some((
+            "ch_ram",
+            "create_anonymous_file",
+            "create_ram_region_raw: MAP_SHARED",
+        )),
+        "",
+    );
     ops.push_str("madvise ram HUGEPAGE                 # thp=on\n");
     ops.push_str("uffd open\nuffd register ram missing         # restore_by_uffd\n");
     ops.push_str(
@@ -1558,9 +1572,21 @@ fn firecracker(p: &GenParams) -> (String, String) {
          madvise(MADV_HUGEPAGE) per region right after the mmap. No prefault: the guest\nfaults on \
          first touch; it touches {touch}% of its pages (random, seed {}). Regions: {} (x86_64 \
          layout: RAM\nbelow the MMIO gap at 3.25 GiB, the rest from 4 GiB; layout not re-read at \
-         HEAD). Parameters used: --guest,\n--zero-share (untouched share), --seed, --kernel.",
+         HEAD).{} Parameters used: --guest,\n--zero-share (untouched share), --balloon, --seed, \
+         --kernel.",
         p.seed,
-        regions_text(&regions)
+        regions_text(&regions),
+        if p.balloon == 0 {
+            String::new()
+        } else {
+            format!(
+                "\nThen the balloon (--balloon {b}, the ranges of firecracker-file-restore's, seed \
+                 {s}): discard_range of an anonymous region is\nMADV_DONTNEED of each range, \
+                 which keeps the VMA and its VM_HUGEPAGE; the guest then reuses every page.",
+                b = p.balloon,
+                s = p.seed + 200
+            )
+        }
     );
     let mut ops = String::new();
     for (i, &r) in regions.iter().enumerate() {
@@ -1594,6 +1620,10 @@ fn firecracker(p: &GenParams) -> (String, String) {
         }
     }
     ops.push_str("checkpoint booted\n");
+    if p.balloon > 0 {
+        let balloon = fc_balloon(p, &regions);
+        fc_balloon_ops(p, &balloon, &mut ops, false);
+    }
     (doc, ops)
 }
 
@@ -2148,7 +2178,7 @@ fn firecracker_file_restore(p: &GenParams) -> (String, String) {
     let regions = firecracker_regions(p.guest);
     let thp = p.huge_pages == "transparent";
     let read = 100 - p.zero_share;
-    let balloon = fc_file_balloon(p, &regions);
+    let balloon = fc_balloon(p, &regions);
     let balloon_doc = if p.balloon == 0 {
         "Balloon discards (--balloon) are not\ngenerated. ".to_string()
     } else {
@@ -2248,16 +2278,16 @@ fn firecracker_file_restore(p: &GenParams) -> (String, String) {
     }
     ops.push_str("checkpoint guest-writes\n");
     if p.balloon > 0 {
-        fc_file_balloon_ops(p, &balloon, &mut ops);
+        fc_balloon_ops(p, &balloon, &mut ops, true);
     }
     (doc, ops)
 }
 
-/// The balloon of `firecracker-file-restore --balloon P`, per region: (inflated ranges,
+/// The balloon of `firecracker[-file-restore] --balloon P`, per region: (inflated ranges,
 /// reported ranges), offsets within the region.
-type RegionBalloon = Vec<(Vec<(u64, u64)>, Vec<(u64, u64)>)>;
+type RegionBalloon = Vec<Balloon>;
 
-fn fc_file_balloon(p: &GenParams, regions: &[u64]) -> RegionBalloon {
+fn fc_balloon(p: &GenParams, regions: &[u64]) -> RegionBalloon {
     let mut rng = Rng::new(p.seed + 200);
     regions
         .iter()
@@ -2287,16 +2317,11 @@ fn vma_pieces(size: u64, a: &[(u64, u64)], b: &[(u64, u64)]) -> (usize, usize) {
     (anon, file)
 }
 
-fn fc_file_balloon_ops(p: &GenParams, balloon: &RegionBalloon, ops: &mut String) {
-    let readvise = |ops: &mut String, name: &str| {
-        if p.balloon_readvise {
-            let _ = writeln!(
-                ops,
-                "madvise {name} HUGEPAGE   # --balloon-readvise: not in Firecracker (a fix)"
-            );
-        }
-    };
-    let mut names = Vec::new();
+/// The balloon's discards (`discard_range`) and the guest's reuse. `file`: a region mapped
+/// MAP_PRIVATE from the snapshot file, where each range is remapped anonymous (MAP_FIXED, one
+/// `mmap balN … at=`); otherwise anonymous memory, where it is MADV_DONTNEED.
+fn fc_balloon_ops(p: &GenParams, balloon: &RegionBalloon, ops: &mut String, file: bool) {
+    let mut done = Vec::new();
     for (phase, why, label) in [
         (
             0,
@@ -2313,21 +2338,36 @@ fn fc_file_balloon_ops(p: &GenParams, balloon: &RegionBalloon, ops: &mut String)
         ops.push('\n');
         for (i, (inf, rep)) in balloon.iter().enumerate() {
             for &(off, len) in if phase == 0 { inf } else { rep } {
-                let name = format!("bal{}", names.len());
-                let _ = writeln!(
-                    ops,
-                    "mmap {name} {} anon private rw at=ram{i}+{}   # MAP_FIXED|MAP_ANONYMOUS|MAP_PRIVATE",
-                    fmt_size(len),
-                    fmt_size(off)
-                );
-                readvise(ops, &name);
-                names.push(name);
+                let target = if file {
+                    let name = format!("bal{}", done.len());
+                    let _ = writeln!(
+                        ops,
+                        "mmap {name} {} anon private rw at=ram{i}+{}   # MAP_FIXED|MAP_ANONYMOUS|MAP_PRIVATE",
+                        fmt_size(len),
+                        fmt_size(off)
+                    );
+                    if p.balloon_readvise {
+                        let _ = writeln!(
+                            ops,
+                            "madvise {name} HUGEPAGE   # --balloon-readvise: not in Firecracker (a fix)"
+                        );
+                    }
+                    name
+                } else {
+                    let r = nrange(&format!("ram{i}"), off, len);
+                    let _ = writeln!(ops, "madvise {r} DONTNEED   # anonymous region");
+                    r
+                };
+                done.push(target);
             }
         }
         let _ = writeln!(ops, "checkpoint {label}");
     }
-    for name in &names {
-        let _ = writeln!(ops, "write {name}   # deflated: the guest reuses the pages");
+    for target in &done {
+        let _ = writeln!(
+            ops,
+            "write {target}   # deflated: the guest reuses the pages"
+        );
     }
     ops.push_str("checkpoint reused\n");
 }

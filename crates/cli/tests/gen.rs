@@ -10,7 +10,7 @@ mod gen;
 use gen::{generate, GenParams, WORKLOADS};
 use thpsim_scenario::ast::{Subset, SubsetCount};
 use thpsim_scenario::engine::{run, RunResult, Variant};
-use thpsim_scenario::parse::parse_size;
+use thpsim_scenario::parse::{fmt_size, parse_size};
 use thpsim_scenario::pattern::touch_offsets;
 use thpsim_scenario::sim::SimBackend;
 
@@ -75,16 +75,22 @@ fn counter(res: &RunResult, checkpoint: &str, key: &str) -> i64 {
     *c.counters.get(key).unwrap_or(&0)
 }
 
-/// An smaps field (kB) of a mapping at a checkpoint.
-fn smaps(res: &RunResult, checkpoint: &str, map: &str, field: &str) -> u64 {
+/// A mapping's state at a checkpoint.
+fn mapping<'a>(
+    res: &'a RunResult,
+    checkpoint: &str,
+    map: &str,
+) -> &'a thpsim_scenario::engine::MappingState {
     cp(res, checkpoint)
         .mappings
         .iter()
         .find(|m| m.name == map)
         .unwrap_or_else(|| panic!("no mapping {map}"))
-        .smaps
-        .field(field)
-        .unwrap()
+}
+
+/// An smaps field (kB) of a mapping at a checkpoint.
+fn smaps(res: &RunResult, checkpoint: &str, map: &str, field: &str) -> u64 {
+    mapping(res, checkpoint, map).smaps.field(field).unwrap()
 }
 
 fn anon_huge_kb(res: &RunResult, checkpoint: &str) -> u64 {
@@ -857,11 +863,7 @@ fn firecracker_file_restore_reads_the_page_cache_and_copies_writes() {
 
 /// Pages of `class` in a mapping's page map at a checkpoint.
 fn class_pages(res: &RunResult, checkpoint: &str, map: &str, class: &str) -> u64 {
-    cp(res, checkpoint)
-        .mappings
-        .iter()
-        .find(|m| m.name == map)
-        .unwrap_or_else(|| panic!("no mapping {map}"))
+    mapping(res, checkpoint, map)
         .pages
         .iter()
         .filter(|(c, _)| c == class)
@@ -961,12 +963,39 @@ fn firecracker_file_restore_balloon_remaps_anonymous_without_hugepage() {
     assert_eq!(counter(&res, "reused", "minflt") as u64, total - r * 511);
     assert_eq!(counter(&res, "reused", "vmstat.thp_fault_alloc") as u64, r);
     assert_eq!(smaps(&res, "reused", "ram0", "AnonHugePages"), r * 2048);
-    // Options of this workload only, and only with a balloon and THP.
+    // The same balloon on anonymous memory (a boot): MADV_DONTNEED of the same ranges keeps
+    // the one VMA and VM_HUGEPAGE, so every reported block comes back as one THP.
+    let mut b = params("firecracker");
+    b.balloon = 25;
+    let src = generate(&b).unwrap();
+    let discards: Vec<&str> = src.lines().filter(|l| l.contains(" DONTNEED")).collect();
+    assert_eq!(discards.len(), maps.len());
+    for (d, m) in discards.iter().zip(&maps) {
+        let want = format!("madvise ram0+{} {} DONTNEED", fmt_size(m.1), fmt_size(m.2));
+        assert!(d.starts_with(&want), "{d} vs {want}");
+    }
+    let res = run_gen(&b, "6.18");
+    let blocks = (64u64 << 20) / M2;
+    assert_eq!(
+        counter(&res, "booted", "vmstat.thp_fault_alloc") as u64,
+        blocks
+    );
+    assert_eq!(
+        counter(&res, "inflated", "vmstat.thp_split_pmd") as u64,
+        inflated.len() as u64
+    );
+    assert_eq!(counter(&res, "reported", "vmstat.thp_split_pmd"), 0);
+    assert_eq!(smaps(&res, "reported", "ram0", "Size"), 64 << 10);
+    assert_eq!(counter(&res, "reused", "vmstat.thp_fault_alloc") as u64, r);
+    assert_eq!(counter(&res, "reused", "minflt") as u64, total - r * 511);
+    // Options of these workloads only, and only with a balloon and THP.
     let mut q = params("firecracker-memfd");
     q.balloon = 10;
     assert!(generate(&q)
         .unwrap_err()
-        .contains("firecracker-file-restore options"));
+        .contains("firecracker and firecracker-file-restore option"));
+    b.balloon_readvise = true;
+    assert!(generate(&b).unwrap_err().contains("keeps VM_HUGEPAGE"));
     let mut q = params("firecracker-file-restore");
     q.balloon_readvise = true;
     q.balloon = 10;

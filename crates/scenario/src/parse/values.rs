@@ -8,6 +8,10 @@ use crate::ast::RangeRef;
 
 use super::lexer::{join, LineCtx, Tok};
 
+/// `NAME+OFF` split: the name, the mapping's size (`None`: not a mapping) and the offset
+/// with its token.
+type NameOffset<'s> = (Tok<'s>, Option<u64>, Option<(u64, Tok<'s>)>);
+
 pub(super) const SIZE_HINT: &str =
     "a size is bytes, or a number with K, M, G or T (also KiB, MiB, GiB, TiB; kB = KiB), e.g. `4096`, `2M`, `0x1000`";
 
@@ -248,11 +252,7 @@ impl<'s> LineCtx<'s, '_> {
     /// Splits `NAME` or `NAME+OFF` into the name, the mapping's size (`None` when NAME is not
     /// a mapping: reported) and the offset with its token; `None` when the offset is missing
     /// or not a size (reported, `hint` says how to write it).
-    fn name_offset(
-        &mut self,
-        t: Tok<'s>,
-        hint: &str,
-    ) -> Option<(Tok<'s>, Option<u64>, Option<(u64, Tok<'s>)>)> {
+    fn name_offset(&mut self, t: Tok<'s>, hint: &str) -> Option<NameOffset<'s>> {
         let (name, off_tok) = match t.text.find('+') {
             Some(i) => (t.sub(0, i), Some(t.from(i + 1))),
             None => (t, None),
