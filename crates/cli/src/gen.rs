@@ -154,7 +154,8 @@ pub struct GenParams {
     pub used: u32,
     /// QEMU memory backend of guest RAM: `anon` (memory-backend-ram) or `memfd`
     /// (memory-backend-memfd, share=on: a shmem object, huge pages by `shmem_enabled`);
-    /// prealloc-populate, prealloc-touch and precopy.
+    /// prealloc-populate, prealloc-touch, precopy, balloon and ch-restore (`shared=on` RAM,
+    /// restored by MISSING + UFFDIO_COPY).
     #[arg(long, default_value = "anon", value_parser = ["anon", "memfd"])]
     pub backend: String,
     /// Precopy: migration iterations; 1 is the bulk stage only, each later one resends the
