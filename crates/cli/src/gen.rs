@@ -2181,7 +2181,7 @@ fn firecracker_file_restore(p: &GenParams) -> (String, String) {
     let read = 100 - p.zero_share;
     let balloon = fc_balloon(p, &regions);
     let balloon_doc = if p.balloon == 0 {
-        "Balloon discards (--balloon) are not\ngenerated. ".to_string()
+        " Balloon discards (--balloon) are not\ngenerated.".to_string()
     } else {
         let (anon, file): (usize, usize) = balloon
             .iter()
@@ -2203,7 +2203,7 @@ fn firecracker_file_restore(p: &GenParams) -> (String, String) {
              (process_deflate_queue touches no\nmemory) and writes every ballooned page \
              again: 4 KiB faults even in whole reported blocks, the new VMAs lacking\n\
              VM_HUGEPAGE{ra}. VMAs of guest memory after the balloon: {} ({anon} anonymous, \
-             {file} pieces of the file\nmappings).\n",
+             {file} pieces of the file\nmappings).",
             anon + file,
             b = p.balloon,
             s = p.seed + 200,
@@ -2226,7 +2226,7 @@ fn firecracker_file_restore(p: &GenParams) -> (String, String) {
          and then writes {}% (seed {}): each write copies its page to an anonymous page\n\
          (wp_page_copy on a mapped page, do_cow_fault on an unmapped one; a PMD-mapped file \
          folio is zapped first).\nThe Uffd backend (guest_memory_from_uffd) maps anonymous \
-         memory instead (the shape of ch-restore). {}The model's file is opened read-write \
+         memory instead (the shape of ch-restore).{} The model's file is opened read-write \
          (Firecracker opens it\nread-only: no difference to the faults). Regions: {}.\n\
          Parameters used: --guest, --huge-pages, --zero-share (unread share), --write-share, \
          --balloon, --seed, --kernel.",
