@@ -50,3 +50,34 @@ for name, args in FC:
     for k in ['6.18']:
         c = run('firecracker-file-restore', args, ['--kernel', k])
         print(f"| {name} | {faults(c, 'guest-reads')} ({c['guest-reads']['majflt']}) | {smaps(c, 'guest-reads', 'file_pmd_mapped')} | {faults(c, 'guest-writes')} | {smaps(c, 'guest-writes', 'anonymous')} | {smaps(c, 'guest-writes', 'rss')} | {counter(c, 'guest-writes', 'vmstat.nr_dirtied')} |")
+print()
+
+def ram_smaps(cps, label, field):
+    # ram0/ram1's smaps sum every VMA of their range, the balloon's remaps included.
+    return sum(m['smaps'].get(field, 0) for m in cps[label]['mappings'] if m['name'].startswith('ram')) // 1024
+
+def vmas(workload, args):
+    src = subprocess.run([T, 'gen', workload] + args, capture_output=True, text=True, check=True).stdout
+    return src.split('VMAs of guest memory after the balloon: ')[1].split(' ')[0]
+
+BAL = [
+    ("firecracker-file-restore", "Transparent", ["--huge-pages", "transparent"]),
+    ("firecracker-file-restore", "Transparent, guest writes nothing", ["--huge-pages", "transparent", "--write-share", "0"]),
+    ("firecracker-file-restore", "Transparent, --balloon-readvise (what-if)", ["--huge-pages", "transparent", "--balloon-readvise"]),
+    ("firecracker-file-restore", "None", []),
+    ("firecracker", "anonymous (boot): MADV_DONTNEED", []),
+]
+
+def pmd(c, label):
+    return ram_smaps(c, label, 'file_pmd_mapped') + ram_smaps(c, label, 'anon_huge_pages')
+
+print("| --balloon 25 | kernel | PMD-mapped before (MiB) | balloon: PMD splits | PMD-mapped after (MiB) | Rss after (MiB) | VMAs after | reuse faults | reuse THP faults | AnonHugePages after reuse (MiB) | Rss after reuse (MiB) |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for w, name, args in BAL:
+    args = args + ["--balloon", "25"]
+    before = 'guest-writes' if w == 'firecracker-file-restore' else 'booted'
+    for k in ['6.12', '6.18']:
+        c = run(w, args + ['--kernel', k])
+        zaps = counter(c, 'inflated', 'vmstat.thp_split_pmd') + counter(c, 'reported', 'vmstat.thp_split_pmd')
+        v = vmas(w, args) if w == 'firecracker-file-restore' else '2'
+        print(f"| {w} {name} | {k} | {pmd(c, before)} | {zaps} | {pmd(c, 'reported')} | {ram_smaps(c, 'reported', 'rss')} | {v} | {faults(c, 'reused')} | {counter(c, 'reused', 'vmstat.thp_fault_alloc')} | {ram_smaps(c, 'reused', 'anon_huge_pages')} | {ram_smaps(c, 'reused', 'rss')} |")

@@ -61,7 +61,7 @@ pub const WORKLOADS: &[(&str, &str, &str)] = &[
     ),
     (
         "ch-restore",
-        "Cloud Hypervisor on-demand restore: uffd MISSING, 4 KiB UFFDIO_COPY, address-order prefault",
+        "Cloud Hypervisor on-demand restore: uffd MISSING (also for shared memfd RAM, --backend memfd), 4 KiB UFFDIO_COPY, address-order prefault",
         "cloud-hypervisor vmm/src/memory_manager.rs restore_by_uffd/uffd_handler_loop, \
          HEAD ae44c2971c",
     ),
@@ -74,13 +74,16 @@ pub const WORKLOADS: &[(&str, &str, &str)] = &[
     (
         "firecracker",
         "Firecracker boot, huge_pages=Transparent: aligned mmap, one MADV_HUGEPAGE per region",
-        "firecracker src/vmm/src/vstate/memory.rs allocate_protected/create, PR #6003 535c62675",
+        "firecracker src/vmm/src/vstate/memory.rs allocate_protected/create, PR #6003 535c62675; \
+         --balloon: vstate/memory.rs discard_range, devices/virtio/balloon/device.rs, HEAD 81b38b9dad",
     ),
     (
         "firecracker-file-restore",
-        "Firecracker snapshot restore, File backend: MAP_PRIVATE of the memory file, guest reads map the page cache, writes COW",
+        "Firecracker snapshot restore, File backend: MAP_PRIVATE of the memory file, guest reads map the page cache, writes COW; --balloon: MAP_FIXED anonymous remaps",
         "firecracker src/vmm/src/persist.rs restore_from_snapshot/guest_memory_from_file, \
-         src/vmm/src/vstate/memory.rs snapshot_file/create, HEAD 81b38b9dad",
+         src/vmm/src/vstate/memory.rs snapshot_file/create/discard_range, \
+         devices/virtio/balloon/device.rs process_inflate/process_free_page_reporting_queue, \
+         HEAD 81b38b9dad",
     ),
     (
         "firecracker-memfd",
@@ -151,7 +154,8 @@ pub struct GenParams {
     pub used: u32,
     /// QEMU memory backend of guest RAM: `anon` (memory-backend-ram) or `memfd`
     /// (memory-backend-memfd, share=on: a shmem object, huge pages by `shmem_enabled`);
-    /// prealloc-populate, prealloc-touch and precopy.
+    /// prealloc-populate, prealloc-touch, precopy, balloon and ch-restore (`shared=on` RAM,
+    /// restored by MISSING + UFFDIO_COPY).
     #[arg(long, default_value = "anon", value_parser = ["anon", "memfd"])]
     pub backend: String,
     /// Precopy: migration iterations; 1 is the bulk stage only, each later one resends the
@@ -201,6 +205,19 @@ pub struct GenParams {
     /// restore backend refuses it).
     #[arg(long, default_value = "none", value_parser = ["none", "transparent", "2M"])]
     pub huge_pages: String,
+    /// firecracker, firecracker-file-restore: the balloon after the guest's writes, as a
+    /// percentage: one
+    /// run of that share of the pages of every 2 MiB block of the first half of each region
+    /// inflated (4 KiB PFNs compacted into ranges), and that share of the 2 MiB blocks of the
+    /// second half reported whole (free page reporting); each range is remapped anonymous
+    /// (discard_range's MAP_FIXED) on a file restore, MADV_DONTNEED'd on anonymous memory,
+    /// then the guest reuses it. 0: no balloon.
+    #[arg(long, default_value_t = 0)]
+    pub balloon: u32,
+    /// firecracker-file-restore with --balloon: madvise(MADV_HUGEPAGE) each remapped range
+    /// again (NOT what Firecracker does at 81b38b9dad: the what-if of a fix).
+    #[arg(long)]
+    pub balloon_readvise: bool,
     /// Host-sized form: no `memory` line, no khugepaged or shrinker steps.
     #[arg(long)]
     pub host: bool,
@@ -232,6 +249,8 @@ impl Default for GenParams {
             align: K4,
             nvdimm: false,
             huge_pages: "none".into(),
+            balloon: 0,
+            balloon_readvise: false,
             host: false,
             khugepaged: false,
         }
@@ -441,11 +460,11 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
     if p.backend == "memfd"
         && !matches!(
             p.workload.as_str(),
-            "prealloc-populate" | "prealloc-touch" | "precopy" | "balloon"
+            "prealloc-populate" | "prealloc-touch" | "precopy" | "balloon" | "ch-restore"
         )
     {
         return Err(format!(
-            "--backend memfd is generated for prealloc-populate, prealloc-touch, precopy and balloon, not `{}`",
+            "--backend memfd is generated for prealloc-populate, prealloc-touch, precopy, balloon and ch-restore, not `{}`",
             p.workload
         ));
     }
@@ -471,6 +490,34 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
             \"Please use uffd\"); its Uffd backend is anonymous memory filled by 4 KiB UFFDIO_COPY, \
             the shape of ch-restore"
             .into());
+    }
+    if p.balloon > 0
+        && !matches!(
+            p.workload.as_str(),
+            "firecracker" | "firecracker-file-restore"
+        )
+    {
+        return Err(format!(
+            "--balloon is a firecracker and firecracker-file-restore option, not for `{}`",
+            p.workload
+        ));
+    }
+    if p.balloon_readvise && p.workload != "firecracker-file-restore" {
+        return Err(format!(
+            "--balloon-readvise is a firecracker-file-restore option (anonymous memory keeps \
+             VM_HUGEPAGE), not for `{}`",
+            p.workload
+        ));
+    }
+    if p.balloon > 100 {
+        return Err("--balloon is a percentage (0-100)".into());
+    }
+    if p.balloon_readvise && (p.balloon == 0 || p.huge_pages != "transparent") {
+        return Err(
+            "--balloon-readvise re-applies huge_pages=Transparent's MADV_HUGEPAGE: it needs \
+             --balloon P and --huge-pages transparent"
+                .into(),
+        );
     }
     if p.iterations > 1 && p.workload != "precopy" {
         return Err(format!(
@@ -511,9 +558,13 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
     if p.nvdimm {
         s.push_str(" --nvdimm");
     }
+    if p.balloon > 0 {
+        let _ = write!(s, " --balloon {}", p.balloon);
+    }
     for (on, flag) in [
         (p.multifd, "--multifd"),
         (p.postcopy_ram, "--postcopy-ram"),
+        (p.balloon_readvise, "--balloon-readvise"),
         (p.host, "--host"),
         (p.khugepaged, "--khugepaged"),
     ] {
@@ -580,28 +631,35 @@ fn khugepaged_step(p: &GenParams, ops: &mut String, size: u64) {
 
 /// QEMU guest RAM: 2 MiB-aligned private anonymous memory with MADV_HUGEPAGE (ram_block_add).
 fn qemu_ram(p: &GenParams, ops: &mut String) {
-    if p.backend == "memfd" {
-        // backends/hostmem-memfd.c memfd_backend_memory_alloc: qemu_memfd_create
-        // (memfd_create + ftruncate + seals), share=on by default, then
-        // qemu_ram_alloc_from_fd -> qemu_ram_mmap with MAP_SHARED.
-        let _ = writeln!(
-            ops,
-            "memfd ramfd {}   # memfd_backend_memory_alloc: qemu_memfd_create",
-            fmt_size(p.guest)
-        );
-        let _ = writeln!(
-            ops,
-            "mmap ram {} ramfd shared rw align=2M   # qemu_ram_mmap(MAP_SHARED): QEMU_VMALLOC_ALIGN",
-            fmt_size(p.guest)
-        );
-    } else {
-        let _ = writeln!(
-            ops,
-            "mmap ram {} anon private rw align=2M   # qemu_ram_mmap: QEMU_VMALLOC_ALIGN",
-            fmt_size(p.guest)
-        );
-    }
+    // memfd: backends/hostmem-memfd.c memfd_backend_memory_alloc: qemu_memfd_create
+    // (memfd_create + ftruncate + seals), share=on by default, then
+    // qemu_ram_alloc_from_fd -> qemu_ram_mmap with MAP_SHARED.
+    guest_ram(
+        ops,
+        p.guest,
+        (p.backend == "memfd").then_some((
+            "ramfd",
+            "memfd_backend_memory_alloc: qemu_memfd_create",
+            "qemu_ram_mmap(MAP_SHARED): QEMU_VMALLOC_ALIGN",
+        )),
+        "   # qemu_ram_mmap: QEMU_VMALLOC_ALIGN",
+    );
     let _ = writeln!(ops, "madvise ram HUGEPAGE                 # ram_block_add");
+}
+
+/// Guest RAM `ram` of `size`, 2 MiB-aligned: a memfd (name, why, why of the mmap) mapped
+/// shared, or private anonymous memory (`anon_note` ends the line).
+fn guest_ram(ops: &mut String, size: u64, memfd: Option<(&str, &str, &str)>, anon_note: &str) {
+    let g = fmt_size(size);
+    match memfd {
+        Some((fd, why, map_why)) => {
+            let _ = writeln!(ops, "memfd {fd} {g}   # {why}");
+            let _ = writeln!(ops, "mmap ram {g} {fd} shared rw align=2M   # {map_why}");
+        }
+        None => {
+            let _ = writeln!(ops, "mmap ram {g} anon private rw align=2M{anon_note}");
+        }
+    }
 }
 
 /// `ram_block_discard_range` of `[off, off+len)` of the guest RAM (system/physmem.c, 8.0-master):
@@ -1103,20 +1161,15 @@ fn balloon(p: &GenParams) -> (String, String) {
     ops.push_str("write ram                            # the guest zeroed its RAM at boot\n");
     ops.push_str("checkpoint booted\n");
     let mut rng = Rng::new(p.seed);
-    let per_block = PAGES_PER_PMD * p.zero_share as u64 / 100;
+    let (inflate, report) = balloon_ranges(p.guest, half, p.zero_share, &mut rng, false);
     ops.push_str("# inflate: 4 KiB discards\n");
-    if per_block > 0 {
-        for b in 0..half / M2 {
-            let start = rng.below(PAGES_PER_PMD - per_block + 1);
-            qemu_discard(p, &mut ops, b * M2 + start * K4, per_block * K4);
-        }
+    for &(off, len) in &inflate {
+        qemu_discard(p, &mut ops, off, len);
     }
     ops.push_str("checkpoint inflated\n");
     ops.push_str("# free-page reporting: aligned 2 MiB discards\n");
-    for b in half / M2..p.guest / M2 {
-        if rng.chance(p.zero_share) {
-            qemu_discard(p, &mut ops, b * M2, M2);
-        }
+    for &(off, len) in &report {
+        qemu_discard(p, &mut ops, off, len);
     }
     ops.push_str("checkpoint reported\n");
     if !p.host {
@@ -1124,6 +1177,39 @@ fn balloon(p: &GenParams) -> (String, String) {
         ops.push_str("checkpoint shrunk\n");
     }
     (doc, ops)
+}
+
+/// (offset, length) ranges of guest memory.
+type Ranges = Vec<(u64, u64)>;
+
+/// A balloon's (inflated ranges, reported ranges).
+type Balloon = (Ranges, Ranges);
+
+/// The guest's balloon over `[0, size)` as the balloon generators model it (the guest's
+/// choice, seeded): below `half`, an inflate of one run of `pct` % of the pages of every
+/// 2 MiB block at a random offset (4 KiB PFNs, consecutive ones having the effect of one
+/// range); from `half`, free page reporting of `pct` % of the 2 MiB blocks, each whole
+/// (the guest reports at `page_reporting_order` = pageblock order, 2 MiB). Returns (inflated
+/// ranges, reported ranges) as (offset, length); with `coalesce`, inflated runs that touch
+/// are one range, as Firecracker's `compact_page_frame_numbers` makes them.
+fn balloon_ranges(size: u64, half: u64, pct: u32, rng: &mut Rng, coalesce: bool) -> Balloon {
+    let per_block = PAGES_PER_PMD * u64::from(pct) / 100;
+    let mut inflate: Ranges = Vec::new();
+    if per_block > 0 {
+        for b in 0..half / M2 {
+            let start = rng.below(PAGES_PER_PMD - per_block + 1);
+            let (off, len) = (b * M2 + start * K4, per_block * K4);
+            match inflate.last_mut() {
+                Some(last) if coalesce && last.0 + last.1 == off => last.1 += len,
+                _ => inflate.push((off, len)),
+            }
+        }
+    }
+    let report = (half / M2..size / M2)
+        .filter(|_| rng.chance(pct))
+        .map(|b| (b * M2, M2))
+        .collect();
+    (inflate, report)
 }
 
 fn virtio_mem(p: &GenParams) -> (String, String) {
@@ -1259,27 +1345,57 @@ fn gaps(size: u64, hot: &[(u64, u64, u64)]) -> Vec<(u64, u64)> {
 fn ch_restore(p: &GenParams) -> (String, String) {
     let hot = hot_runs(p);
     let hot_pages: u64 = hot.iter().map(|h| h.2).sum();
+    let shared = p.backend == "memfd";
     let doc = format!(
         "Restore with memory_restore_mode=ondemand: the RAM region is created as for a boot \
-         (anonymous, MAP_PRIVATE,\nprefault off, then MADV_HUGEPAGE with thp=on), restore_by_uffd \
-         registers it with UFFDIO_REGISTER_MODE_MISSING\n(MINOR + UFFDIO_CONTINUE only for shared \
-         memfd RAM, not modelled), and uffd_handler_loop serves each fault with\nUFFDIO_COPY of \
-         page_size = 4 KiB (EEXIST -> UFFDIO_WAKE). The guest resumes and writes {} pages in {} \
-         runs\n({}% of the 2 MiB blocks, 1-64 pages each, seed {}). When idle, the handler's \
-         background prefault walks every page in\naddress order, one UFFDIO_COPY per page not yet \
-         served (here one `uffd copy` per gap: the same order-0 pages);\nthen the uffd is closed \
-         (unregister). Every page is order 0; khugepaged collapses every block (none has a\n\
-         hole). Parameters used: --guest, --write-share, --seed, --kernel.",
+         ({},\nprefault off, then MADV_HUGEPAGE with thp=on), restore_by_uffd \
+         registers it with UFFDIO_REGISTER_MODE_MISSING:\nits FileUffdMemorySource has \
+         requires_uffd_minor_mode() = false, so even shared memfd RAM gets no MINOR mode\n\
+         (MINOR + UFFDIO_CONTINUE is postcopy's, ch-postcopy-shared){}. uffd_handler_loop \
+         serves each fault with UFFDIO_COPY of\npage_size = 4 KiB (EEXIST -> UFFDIO_WAKE){}. \
+         The guest resumes and writes {} pages in {} runs\n({}% of the 2 MiB blocks, 1-64 \
+         pages each, seed {}). When idle, the handler's background prefault walks every page \
+         in\naddress order, one UFFDIO_COPY per page not yet served (here one `uffd copy` per \
+         gap: the same order-0 pages);\nthen the uffd is closed (unregister). Every page is \
+         order 0{}. Parameters used: --guest, --backend,\n--write-share, --seed, --kernel.",
+        if shared {
+            "shared=on: create_anonymous_file, memfd_create \"ch_ram\" + set_len, mapped \
+             MAP_SHARED"
+        } else {
+            "anonymous, MAP_PRIVATE"
+        },
+        if shared {
+            "; required_uffd_features adds\nUFFD_FEATURE_MISSING_SHMEM for a shared zone"
+        } else {
+            ""
+        },
+        if shared {
+            ": on a shared shmem VMA\neach copy allocates an order-0 page-cache page \
+             (shmem_mfill_atomic_pte), whatever shmem_enabled says"
+        } else {
+            ""
+        },
         hot_pages,
         hot.len(),
         p.write_share,
-        p.seed
+        p.seed,
+        if shared {
+            " and in the page cache;\nkhugepaged collapses them with collapse_file only if \
+             shmem_enabled allows it and the mm is on its list\n(FINDINGS §26)"
+        } else {
+            "; khugepaged collapses every block (none has a\nhole)"
+        },
     );
     let mut ops = String::new();
-    let _ = writeln!(
-        ops,
-        "mmap ram {} anon private rw align=2M",
-        fmt_size(p.guest)
+    guest_ram(
+        &mut ops,
+        p.guest,
+        shared.then_some((
+            "ch_ram",
+            "create_anonymous_file",
+            "create_ram_region_raw: MAP_SHARED",
+        )),
+        "",
     );
     ops.push_str("madvise ram HUGEPAGE                 # thp=on\n");
     ops.push_str("uffd open\nuffd register ram missing         # restore_by_uffd\n");
@@ -1457,9 +1573,21 @@ fn firecracker(p: &GenParams) -> (String, String) {
          madvise(MADV_HUGEPAGE) per region right after the mmap. No prefault: the guest\nfaults on \
          first touch; it touches {touch}% of its pages (random, seed {}). Regions: {} (x86_64 \
          layout: RAM\nbelow the MMIO gap at 3.25 GiB, the rest from 4 GiB; layout not re-read at \
-         HEAD). Parameters used: --guest,\n--zero-share (untouched share), --seed, --kernel.",
+         HEAD).{} Parameters used: --guest,\n--zero-share (untouched share), --balloon, --seed, \
+         --kernel.",
         p.seed,
-        regions_text(&regions)
+        regions_text(&regions),
+        if p.balloon == 0 {
+            String::new()
+        } else {
+            format!(
+                "\nThen the balloon (--balloon {b}, the ranges of firecracker-file-restore's, seed \
+                 {s}): discard_range of an anonymous region is\nMADV_DONTNEED of each range, \
+                 which keeps the VMA and its VM_HUGEPAGE; the guest then reuses every page.",
+                b = p.balloon,
+                s = p.seed + 200
+            )
+        }
     );
     let mut ops = String::new();
     for (i, &r) in regions.iter().enumerate() {
@@ -1493,6 +1621,10 @@ fn firecracker(p: &GenParams) -> (String, String) {
         }
     }
     ops.push_str("checkpoint booted\n");
+    if p.balloon > 0 {
+        let balloon = fc_balloon(p, &regions);
+        fc_balloon_ops(p, &balloon, &mut ops, false);
+    }
     (doc, ops)
 }
 
@@ -2047,6 +2179,42 @@ fn firecracker_file_restore(p: &GenParams) -> (String, String) {
     let regions = firecracker_regions(p.guest);
     let thp = p.huge_pages == "transparent";
     let read = 100 - p.zero_share;
+    let balloon = fc_balloon(p, &regions);
+    let balloon_doc = if p.balloon == 0 {
+        " Balloon discards (--balloon) are not\ngenerated.".to_string()
+    } else {
+        let (anon, file): (usize, usize) = balloon
+            .iter()
+            .zip(&regions)
+            .map(|((inf, rep), &r)| vma_pieces(r, inf, rep))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        format!(
+            "\nThen the balloon: process_inflate reads the guest's 4 KiB PFNs, \
+             compact_page_frame_numbers sorts and coalesces them\ninto ranges, and \
+             discard_range of a file-backed MAP_PRIVATE region mmaps \
+             MAP_FIXED|MAP_ANONYMOUS|MAP_PRIVATE (PROT_READ|PROT_WRITE) over each range and\n\
+             issues no madvise: the range becomes an anonymous VMA without VM_HUGEPAGE \
+             (adjacent ones merge), the file VMA\nis split around it, and a PMD-mapped \
+             file folio under the range is zapped (the munmap half of MAP_FIXED). Here an\n\
+             inflate of one run of {b}% of the pages of every 2 MiB block of the first half \
+             of each region (seed {s}; the\nguest's choice) and free page reporting \
+             (process_free_page_reporting_queue: discard_range per descriptor) of\n{b}% of \
+             the 2 MiB blocks of the second half, whole. Then the guest deflates \
+             (process_deflate_queue touches no\nmemory) and writes every ballooned page \
+             again: 4 KiB faults even in whole reported blocks, the new VMAs lacking\n\
+             VM_HUGEPAGE{ra}. VMAs of guest memory after the balloon: {} ({anon} anonymous, \
+             {file} pieces of the file\nmappings).",
+            anon + file,
+            b = p.balloon,
+            s = p.seed + 200,
+            ra = if p.balloon_readvise {
+                " (--balloon-readvise: each range is advised MADV_HUGEPAGE again, which \
+                 Firecracker does not do\nat 81b38b9dad: the what-if of a fix)"
+            } else {
+                ""
+            },
+        )
+    };
     let doc = format!(
         "PUT /snapshot/load with mem_backend File: restore_from_snapshot -> \
          guest_memory_from_file opens the memory\nfile (File::open) -> memory::snapshot_file \
@@ -2058,11 +2226,10 @@ fn firecracker_file_restore(p: &GenParams) -> (String, String) {
          and then writes {}% (seed {}): each write copies its page to an anonymous page\n\
          (wp_page_copy on a mapped page, do_cow_fault on an unmapped one; a PMD-mapped file \
          folio is zapped first).\nThe Uffd backend (guest_memory_from_uffd) maps anonymous \
-         memory instead (the shape of ch-restore); balloon\ndiscards on this restore \
-         (discard_range: MAP_FIXED anonymous over the range, no MADV_HUGEPAGE again) are not\n\
-         generated. The model's file is opened read-write (Firecracker opens it read-only: \
-         no difference to\nthe faults). Regions: {}. Parameters used: --guest, --huge-pages, \
-         --zero-share (unread share),\n--write-share, --seed, --kernel.",
+         memory instead (the shape of ch-restore).{} The model's file is opened read-write \
+         (Firecracker opens it\nread-only: no difference to the faults). Regions: {}.\n\
+         Parameters used: --guest, --huge-pages, --zero-share (unread share), --write-share, \
+         --balloon, --seed, --kernel.",
         if thp {
             ", then madvise(MADV_HUGEPAGE) (huge_pages=Transparent, PR #6003 535c62675): \
              PMD-sized readahead\nfolios, PMD-mapped by read faults"
@@ -2072,6 +2239,7 @@ fn firecracker_file_restore(p: &GenParams) -> (String, String) {
         p.seed,
         p.write_share,
         p.seed + 100,
+        balloon_doc,
         regions_text(&regions)
     );
     let mut ops = String::new();
@@ -2110,5 +2278,97 @@ fn firecracker_file_restore(p: &GenParams) -> (String, String) {
         );
     }
     ops.push_str("checkpoint guest-writes\n");
+    if p.balloon > 0 {
+        fc_balloon_ops(p, &balloon, &mut ops, true);
+    }
     (doc, ops)
+}
+
+/// The balloon of `firecracker[-file-restore] --balloon P`, per region: (inflated ranges,
+/// reported ranges), offsets within the region.
+type RegionBalloon = Vec<Balloon>;
+
+fn fc_balloon(p: &GenParams, regions: &[u64]) -> RegionBalloon {
+    let mut rng = Rng::new(p.seed + 200);
+    regions
+        .iter()
+        .map(|&r| balloon_ranges(r, r / 2 / M2 * M2, p.balloon, &mut rng, true))
+        .collect()
+}
+
+/// VMAs a region of `size` ends in after MAP_FIXED anonymous mappings over `a` and `b`
+/// (sorted within each): (anonymous VMAs, pieces of the file mapping). Ranges that touch
+/// merge into one anonymous VMA; the file mapping keeps a piece for every non-empty gap.
+fn vma_pieces(size: u64, a: &[(u64, u64)], b: &[(u64, u64)]) -> (usize, usize) {
+    let mut all: Vec<(u64, u64)> = a.iter().chain(b).copied().collect();
+    all.sort_unstable();
+    let (mut anon, mut file, mut end) = (0, 0, 0);
+    for (off, len) in all {
+        if off > end || (anon == 0 && off > 0) {
+            file += 1;
+        }
+        if off > end || anon == 0 {
+            anon += 1;
+        }
+        end = off + len;
+    }
+    if end < size {
+        file += 1;
+    }
+    (anon, file)
+}
+
+/// The balloon's discards (`discard_range`) and the guest's reuse. `file`: a region mapped
+/// MAP_PRIVATE from the snapshot file, where each range is remapped anonymous (MAP_FIXED, one
+/// `mmap balN … at=`); otherwise anonymous memory, where it is MADV_DONTNEED.
+fn fc_balloon_ops(p: &GenParams, balloon: &RegionBalloon, ops: &mut String, file: bool) {
+    let mut done = Vec::new();
+    for (phase, why, label) in [
+        (
+            0,
+            "# balloon inflate: process_inflate -> compact_page_frame_numbers -> discard_range",
+            "inflated",
+        ),
+        (
+            1,
+            "# free page reporting: process_free_page_reporting_queue -> discard_range",
+            "reported",
+        ),
+    ] {
+        ops.push_str(why);
+        ops.push('\n');
+        for (i, (inf, rep)) in balloon.iter().enumerate() {
+            for &(off, len) in if phase == 0 { inf } else { rep } {
+                let target = if file {
+                    let name = format!("bal{}", done.len());
+                    let _ = writeln!(
+                        ops,
+                        "mmap {name} {} anon private rw at=ram{i}+{}   # MAP_FIXED|MAP_ANONYMOUS|MAP_PRIVATE",
+                        fmt_size(len),
+                        fmt_size(off)
+                    );
+                    if p.balloon_readvise {
+                        let _ = writeln!(
+                            ops,
+                            "madvise {name} HUGEPAGE   # --balloon-readvise: not in Firecracker (a fix)"
+                        );
+                    }
+                    name
+                } else {
+                    let r = nrange(&format!("ram{i}"), off, len);
+                    let _ = writeln!(ops, "madvise {r} DONTNEED   # anonymous region");
+                    r
+                };
+                done.push(target);
+            }
+        }
+        let _ = writeln!(ops, "checkpoint {label}");
+    }
+    for target in &done {
+        let _ = writeln!(
+            ops,
+            "write {target}   # deflated: the guest reuses the pages"
+        );
+    }
+    ops.push_str("checkpoint reused\n");
 }

@@ -10,7 +10,7 @@ mod gen;
 use gen::{generate, GenParams, WORKLOADS};
 use thpsim_scenario::ast::{Subset, SubsetCount};
 use thpsim_scenario::engine::{run, RunResult, Variant};
-use thpsim_scenario::parse::parse_size;
+use thpsim_scenario::parse::{fmt_size, parse_size};
 use thpsim_scenario::pattern::touch_offsets;
 use thpsim_scenario::sim::SimBackend;
 
@@ -75,16 +75,22 @@ fn counter(res: &RunResult, checkpoint: &str, key: &str) -> i64 {
     *c.counters.get(key).unwrap_or(&0)
 }
 
-/// An smaps field (kB) of a mapping at a checkpoint.
-fn smaps(res: &RunResult, checkpoint: &str, map: &str, field: &str) -> u64 {
+/// A mapping's state at a checkpoint.
+fn mapping<'a>(
+    res: &'a RunResult,
+    checkpoint: &str,
+    map: &str,
+) -> &'a thpsim_scenario::engine::MappingState {
     cp(res, checkpoint)
         .mappings
         .iter()
         .find(|m| m.name == map)
         .unwrap_or_else(|| panic!("no mapping {map}"))
-        .smaps
-        .field(field)
-        .unwrap()
+}
+
+/// An smaps field (kB) of a mapping at a checkpoint.
+fn smaps(res: &RunResult, checkpoint: &str, map: &str, field: &str) -> u64 {
+    mapping(res, checkpoint, map).smaps.field(field).unwrap()
 }
 
 fn anon_huge_kb(res: &RunResult, checkpoint: &str) -> u64 {
@@ -488,6 +494,42 @@ fn uffd_restores_fill_order_0_and_khugepaged_collapses() {
 }
 
 #[test]
+fn ch_restore_of_shared_memfd_ram_copies_into_the_page_cache_without_minor_mode() {
+    let mut p = params("ch-restore");
+    p.backend = "memfd".into();
+    let src = generate(&p).unwrap();
+    assert!(src.contains("\nmemfd ch_ram 64M "));
+    assert!(src.contains("\nmmap ram 64M ch_ram shared rw align=2M "));
+    assert!(src.contains("\nuffd register ram missing "));
+    assert!(!src.contains(" minor"));
+    let pages = (64u64 << 20) / K4;
+    for shmem in ["never", "advise"] {
+        let res = run_gen_with(&p, "6.18", &[("shmem_enabled", shmem)]);
+        // Every guest fault is a MISSING userfault answered by one 4 KiB copy: a new
+        // order-0 page-cache page, whatever shmem_enabled allows.
+        let faults = counter(&res, "guest-faults", "uffd.missing");
+        assert!(faults > 0);
+        assert_eq!(counter(&res, "guest-faults", "minflt"), faults);
+        assert_eq!(counter(&res, "guest-faults", "vmstat.nr_shmem"), faults);
+        assert_eq!(
+            counter(&res, "guest-faults", "vmstat.nr_shmem")
+                + counter(&res, "prefaulted", "vmstat.nr_shmem"),
+            pages as i64
+        );
+        assert_eq!(class_pages(&res, "restored", "ram", "shmem"), pages);
+        assert_eq!(counter(&res, "prefaulted", "vmstat.thp_file_alloc"), 0);
+        assert_eq!(smaps(&res, "restored", "ram", "ShmemPmdMapped"), 0);
+        assert_eq!(smaps(&res, "restored", "ram", "AnonHugePages"), 0);
+    }
+    // The anonymous restore is unchanged: MAP_PRIVATE anonymous RAM.
+    let src = generate(&params("ch-restore")).unwrap();
+    assert!(src.contains("\nmmap ram 64M anon private rw align=2M\n"));
+    let mut q = params("criu-lazy");
+    q.backend = "memfd".into();
+    assert!(generate(&q).unwrap_err().contains("ch-restore"));
+}
+
+#[test]
 fn jemalloc_hpa_hugifies_purges_and_rehugifies() {
     let p = params("jemalloc-hpa");
     let res = run_gen(&p, "6.18");
@@ -817,6 +859,152 @@ fn firecracker_file_restore_reads_the_page_cache_and_copies_writes() {
     assert!(src.contains("\nmmap ram1 768M mem private rw align=2M foff=3328M "));
     p.huge_pages = "2M".into();
     assert!(generate(&p).unwrap_err().contains("HugetlbfsSnapshot"));
+}
+
+/// Pages of `class` in a mapping's page map at a checkpoint.
+fn class_pages(res: &RunResult, checkpoint: &str, map: &str, class: &str) -> u64 {
+    mapping(res, checkpoint, map)
+        .pages
+        .iter()
+        .filter(|(c, _)| c == class)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// The balloon's remaps of a generated firecracker-file-restore: (name, offset, length).
+fn balloon_maps(src: &str) -> Vec<(String, u64, u64)> {
+    src.lines()
+        .filter(|l| l.starts_with("mmap bal"))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let at = w.iter().find_map(|x| x.strip_prefix("at=ram0+")).unwrap();
+            (
+                w[1].to_string(),
+                parse_size(at).unwrap(),
+                parse_size(w[2]).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn firecracker_file_restore_balloon_remaps_anonymous_without_hugepage() {
+    let mut p = params("firecracker-file-restore");
+    p.write_share = 0;
+    p.huge_pages = "transparent".into();
+    p.balloon = 25;
+    let src = generate(&p).unwrap();
+    let maps = balloon_maps(&src);
+    // First half: one 128-page run per block; second half: whole reported blocks.
+    let inflated: Vec<_> = maps.iter().filter(|m| m.1 < 32 << 20).collect();
+    let reported: Vec<_> = maps.iter().filter(|m| m.1 >= 32 << 20).collect();
+    assert_eq!(inflated.len(), 16);
+    assert!(inflated.iter().all(|m| m.2 == 128 * K4));
+    assert!(!reported.is_empty() && reported.iter().all(|m| m.2 == M2 && m.1 % M2 == 0));
+    assert!(!src.contains(" HUGEPAGE   # --balloon-readvise"));
+    // The VMAs the header states: touching ranges are one anonymous VMA, the file mapping
+    // keeps a piece per gap.
+    let mut iv: Vec<(u64, u64)> = maps.iter().map(|m| (m.1, m.1 + m.2)).collect();
+    iv.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (a, b) in iv {
+        match merged.last_mut() {
+            Some(l) if l.1 == a => l.1 = b,
+            _ => merged.push((a, b)),
+        }
+    }
+    let mut gaps = usize::from(merged[0].0 > 0) + usize::from(merged.last().unwrap().1 < 64 << 20);
+    gaps += merged.windows(2).filter(|w| w[1].0 > w[0].1).count();
+    assert!(src.contains(&format!(
+        "VMAs of guest memory after the balloon: {} ({} anonymous, {gaps} pieces",
+        merged.len() + gaps,
+        merged.len()
+    )));
+    let total: u64 = maps.iter().map(|m| m.2 / K4).sum();
+    for k in ["6.12", "6.18"] {
+        let res = run_gen(&p, k);
+        // Each remap is its own VMA or part of the merged one it touches.
+        for (name, off, _) in &maps {
+            let vma = merged.iter().find(|v| v.0 <= *off && *off < v.1).unwrap();
+            assert_eq!(
+                smaps(&res, "reported", name, "Size"),
+                (vma.1 - vma.0) / 1024,
+                "{name}"
+            );
+            assert_eq!(smaps(&res, "reported", name, "Rss"), 0, "{name}");
+        }
+        // The munmap half of MAP_FIXED zaps every PMD-mapped file folio a range falls in.
+        let zapped: u64 = maps
+            .iter()
+            .filter(|m| class_pages(&res, "guest-writes", &m.0, "file_pmd") > 0)
+            .count() as u64;
+        assert!(zapped > 0);
+        assert_eq!(
+            smaps(&res, "guest-writes", "ram0", "FilePmdMapped")
+                - smaps(&res, "reported", "ram0", "FilePmdMapped"),
+            zapped * 2048
+        );
+        assert_eq!(counter(&res, "reported", "minflt"), 0);
+        // The guest's reuse: a 4 KiB fault per page, whole reported blocks included.
+        assert_eq!(counter(&res, "reused", "minflt"), total as i64);
+        assert_eq!(counter(&res, "reused", "vmstat.thp_fault_alloc"), 0);
+        assert_eq!(smaps(&res, "reused", "ram0", "AnonHugePages"), 0);
+        assert_eq!(smaps(&res, "reused", "ram0", "Anonymous"), total * 4);
+    }
+    // The what-if of a fix: advised again, each reported block is one THP fault.
+    p.balloon_readvise = true;
+    let src = generate(&p).unwrap();
+    assert_eq!(
+        src.matches(" HUGEPAGE   # --balloon-readvise").count(),
+        maps.len()
+    );
+    let res = run_gen(&p, "6.18");
+    let r = reported.len() as u64;
+    assert_eq!(counter(&res, "reused", "minflt") as u64, total - r * 511);
+    assert_eq!(counter(&res, "reused", "vmstat.thp_fault_alloc") as u64, r);
+    assert_eq!(smaps(&res, "reused", "ram0", "AnonHugePages"), r * 2048);
+    // The same balloon on anonymous memory (a boot): MADV_DONTNEED of the same ranges keeps
+    // the one VMA and VM_HUGEPAGE, so every reported block comes back as one THP.
+    let mut b = params("firecracker");
+    b.balloon = 25;
+    let src = generate(&b).unwrap();
+    let discards: Vec<&str> = src.lines().filter(|l| l.contains(" DONTNEED")).collect();
+    assert_eq!(discards.len(), maps.len());
+    for (d, m) in discards.iter().zip(&maps) {
+        let want = format!("madvise ram0+{} {} DONTNEED", fmt_size(m.1), fmt_size(m.2));
+        assert!(d.starts_with(&want), "{d} vs {want}");
+    }
+    let res = run_gen(&b, "6.18");
+    let blocks = (64u64 << 20) / M2;
+    assert_eq!(
+        counter(&res, "booted", "vmstat.thp_fault_alloc") as u64,
+        blocks
+    );
+    assert_eq!(
+        counter(&res, "inflated", "vmstat.thp_split_pmd") as u64,
+        inflated.len() as u64
+    );
+    assert_eq!(counter(&res, "reported", "vmstat.thp_split_pmd"), 0);
+    assert_eq!(smaps(&res, "reported", "ram0", "Size"), 64 << 10);
+    assert_eq!(counter(&res, "reused", "vmstat.thp_fault_alloc") as u64, r);
+    assert_eq!(counter(&res, "reused", "minflt") as u64, total - r * 511);
+    // Options of these workloads only, and only with a balloon and THP.
+    let mut q = params("firecracker-memfd");
+    q.balloon = 10;
+    assert!(generate(&q)
+        .unwrap_err()
+        .contains("firecracker and firecracker-file-restore option"));
+    b.balloon_readvise = true;
+    assert!(generate(&b).unwrap_err().contains("keeps VM_HUGEPAGE"));
+    let mut q = params("firecracker-file-restore");
+    q.balloon_readvise = true;
+    q.balloon = 10;
+    assert!(generate(&q)
+        .unwrap_err()
+        .contains("--huge-pages transparent"));
+    q.huge_pages = "transparent".into();
+    q.balloon = 101;
+    assert!(generate(&q).unwrap_err().contains("percentage"));
 }
 
 #[test]
