@@ -1210,11 +1210,16 @@ impl Kernel {
         let nr = 1u32 << order;
         let slot = eslot + page_u32(index - efirst);
         if let Some(c) = self.swap.cached(slot) {
+            // A whole folio an asynchronous device wrote, or one page MADV_WILLNEED read:
+            // a smaller folio splits the entry.
             let cslot = self.swap.folio_slot[&c];
-            // Only a whole entry is ever left in the swap cache (entries are split on the
-            // read path alone).
-            debug_assert_eq!((cslot, self.folios.get(c).order), (eslot, order));
-            self.shmem_swapin_finish(ino, efirst, c, cslot);
+            let first = if self.folios.get(c).order < order {
+                self.shmem_split_swap_entry(ino, efirst);
+                index - u64::from(slot - cslot)
+            } else {
+                efirst
+            };
+            self.shmem_swapin_finish(ino, first, c, cslot);
             return Ok((c, false));
         }
         let sync = self
@@ -1255,8 +1260,17 @@ impl Kernel {
     /// `first` (no new block charge), `delete_from_swap_cache`, `folio_mark_dirty`,
     /// `swap_free_nr`.
     fn shmem_swapin_finish(&mut self, ino: InodeId, first: u64, id: FolioId, slot: u32) {
-        let removed = self.shmem.inodes[ino.index()].swapped.remove(&first);
-        debug_assert!(removed.is_some_and(|(s, _)| s == slot));
+        let n = u64::from(self.folios.get(id).nr_pages());
+        let inode = &mut self.shmem.inodes[ino.index()];
+        let keys: Vec<u64> = inode
+            .swapped
+            .range(first..first + n)
+            .map(|(&i, _)| i)
+            .collect();
+        debug_assert_eq!(inode.swapped.get(&first).map(|e| e.0), Some(slot));
+        for k in keys {
+            inode.swapped.remove(&k);
+        }
         let (nr, order) = self.page_cache_link(ino, first, id);
         self.account_page_cache_stats(ino, nr, order, 1);
         self.folios.get_mut(id).flags |= flags::DIRTY;
@@ -1267,6 +1281,33 @@ impl Kernel {
         if cached {
             self.swap.remove(id, nr);
             self.folio_put(id, nr);
+        }
+    }
+
+    /// MADV_WILLNEED of a shmem VMA (`shmem_swapin_range`): the first slot of each swap
+    /// entry in `[start, end)` is read into the swap cache (`read_swap_cache_async`: an
+    /// order-0 folio, `pswpin`); the page cache keeps the swap entries, so a fault on such a
+    /// page is minor.
+    pub(crate) fn shmem_swapin_range(&mut self, ino: InodeId, vma: &Vma, start: u64, end: u64) {
+        let (lo, hi) = (vma.linear_page_index(start), vma.linear_page_index(end));
+        let inode = &self.shmem.inodes[ino.index()];
+        let from = inode.swap_entry(lo).map_or(lo, |(f, _, _)| f);
+        let slots: Vec<u32> = inode
+            .swapped
+            .range(from..hi)
+            .map(|(_, &(s, _))| s)
+            .collect();
+        for slot in slots {
+            if self.swap.cached(slot).is_some() {
+                continue;
+            }
+            let Some(pfn) = self.alloc_pages(0, crate::page_alloc::Gfp::HIGHUSER_MOVABLE) else {
+                return;
+            };
+            let f = self.folios.alloc(pfn, 0, 0);
+            self.swap.add(f, slot, 1);
+            self.folios.get_mut(f).refcount += 1;
+            self.swap_read_folio(f, slot);
         }
     }
 
