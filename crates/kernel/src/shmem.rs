@@ -412,24 +412,11 @@ impl Kernel {
     }
 
     /// `shmem_get_folio_gfp`: the folio caching `index`, allocated (per the huge policy) if
-    /// absent. `fault` is the faulting mm, VMA and address. Err: SIGBUS beyond i_size for a
-    /// fault (`Errno::EINVAL` as the kernel's internal code), ENOSPC when not even a page fits
-    /// in the tmpfs instance (a large folio that does not fit falls back to order 0), ENOMEM.
-    pub(crate) fn shmem_get_folio(
-        &mut self,
-        ino: InodeId,
-        index: u64,
-        write_end: u64,
-        fault: Option<(MmId, &Vma, u64)>,
-        sgp: Sgp,
-    ) -> Result<FolioId, Errno> {
-        self.shmem_get_folio_gfp(ino, index, write_end, fault, sgp)
-            .map(|(id, _)| id)
-    }
-
-    /// `shmem_get_folio_gfp`, also saying whether the folio was read from swap
-    /// (`VM_FAULT_MAJOR` in `fault_type`). A swap entry at `index` is swapped in first
-    /// (`shmem_swapin_folio`), whatever `sgp` says.
+    /// absent, and whether it was read from swap (`VM_FAULT_MAJOR` in `fault_type`: a swap
+    /// entry at `index` is swapped in first, `shmem_swapin_folio`, whatever `sgp` says).
+    /// `fault` is the faulting mm, VMA and address. Err: SIGBUS beyond i_size for a fault
+    /// (`Errno::EINVAL` as the kernel's internal code), ENOSPC when not even a page fits in
+    /// the tmpfs instance (a large folio that does not fit falls back to order 0), ENOMEM.
     pub(crate) fn shmem_get_folio_gfp(
         &mut self,
         ino: InodeId,
@@ -1031,8 +1018,8 @@ impl Kernel {
         }
         let mut index = first;
         while index <= last {
-            let id = match self.shmem_get_folio(ino, index, end, None, Sgp::Falloc) {
-                Ok(id) => id,
+            let id = match self.shmem_get_folio_gfp(ino, index, end, None, Sgp::Falloc) {
+                Ok((id, _)) => id,
                 Err(e) => {
                     // Remove the not-uptodate folios of the range so far (`shmem_undo_range`
                     // with `unfalloc`); i_size stays.
