@@ -124,7 +124,7 @@ impl Kernel {
     /// calls `handle_userfault` where it would allocate): a none PTE over a cached page is
     /// no missing fault. In a VMA registered for MINOR faults a cached index (fallocated
     /// folios too) is a minor fault, raised before the folio is looked at further.
-    fn do_fault_folio(&mut self, vmf: &Vmf, ino: InodeId) -> Result<FolioId, VmFault> {
+    fn do_fault_folio(&mut self, vmf: &mut Vmf, ino: InodeId) -> Result<FolioId, VmFault> {
         let index = vmf.pgoff;
         if self.is_gmem(ino) {
             return self.kvm_gmem_fault_user_mapping(ino, index);
@@ -142,7 +142,9 @@ impl Kernel {
             } else {
                 0
             };
-            let cached = self.filemap_get_folio(ino, index).is_some();
+            // A swap entry is an entry too: MINOR, and no MISSING fault.
+            let cached = self.filemap_get_folio(ino, index).is_some()
+                || self.shmem_inode(ino).swap_entry(index).is_some();
             if cached && vma.has(vmf::UFFD_MINOR) {
                 return Err(VmFault::Userfault(
                     write | crate::userfaultfd_ctx::FLAG_MINOR,
@@ -152,8 +154,16 @@ impl Kernel {
                 return Err(VmFault::Userfault(write));
             }
         }
-        match self.shmem_get_folio(ino, index, 0, Some((vmf.mm, &vma, vmf.address)), Sgp::Cache) {
-            Ok(f) => Ok(f),
+        match self.shmem_get_folio_gfp(ino, index, 0, Some((vmf.mm, &vma, vmf.address)), Sgp::Cache)
+        {
+            Ok((f, major)) => {
+                if major {
+                    // shmem_swapin_folio read it: VM_FAULT_MAJOR, PGMAJFAULT.
+                    vmf.flags = vmf.flags.with(crate::fault::FaultFlags::MAJOR);
+                    self.vmstat.count(VmItem::Pgmajfault);
+                }
+                Ok(f)
+            }
             Err(Errno::EINVAL | Errno::ENOSPC) => Err(VmFault::Sigbus),
             Err(_) => Err(VmFault::Oom),
         }

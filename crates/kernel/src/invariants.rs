@@ -384,6 +384,7 @@ impl Kernel {
         if let Some((id, _)) = seen.iter().next() {
             return Err(format!("page tables map freed folio {id}"));
         }
+        self.check_shmem_swap(&mut swap_refs)?;
         self.check_swap(&swap_refs)?;
         let q = self.deferred_split_queue();
         if q.len() as u64 != deferred || self.ds_queue.len() != deferred {
@@ -460,7 +461,7 @@ impl Kernel {
                 .inodes
                 .iter()
                 .filter(|i| i.mount.is_some_and(|x| x.0 as usize == m))
-                .map(|i| i.nr_pages)
+                .map(|i| i.nr_pages + i.nr_swapped())
                 .sum();
             if used != sb.used_blocks || (sb.max_blocks != 0 && used > sb.max_blocks) {
                 return Err(format!(
@@ -500,6 +501,30 @@ impl Kernel {
 }
 
 impl Kernel {
+    /// Shmem swap entries: each names its slots once (added to `refs`, the swap PTEs' counts)
+    /// and no cached folio overlaps its indices.
+    fn check_shmem_swap(&self, refs: &mut FxHashMap<u32, u32>) -> Result<(), String> {
+        for (i, inode) in self.shmem.inodes.iter().enumerate() {
+            let ino = crate::ids::InodeId::from_index(i);
+            for (&first, &(slot, order)) in &inode.swapped {
+                let nr = 1u32 << order;
+                for k in 0..nr {
+                    *refs.entry(slot + k).or_default() += 1;
+                }
+                if self.filemap_get_folio(ino, first).is_some()
+                    || inode
+                        .cache
+                        .range(first..first + u64::from(nr))
+                        .next()
+                        .is_some()
+                {
+                    return Err(format!("inode {i}: index {first} is swapped and cached"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Swap: each slot's count equals the swap PTEs naming it; the swap cache maps every
     /// slot of each cached folio to it (and nothing else); cluster counts and `inuse_pages`
     /// match.

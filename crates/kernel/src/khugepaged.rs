@@ -856,9 +856,33 @@ impl Kernel {
             }
             present += f.nr_pages();
         }
+        // Swap entries in the page cache count against max_ptes_swap (not as present).
+        let end = start + u64::from(HPAGE_PMD_NR);
+        let swapped: Vec<u64> = self.shmem.inodes[ino.index()]
+            .swapped
+            .range(start..end)
+            .map(|(&i, _)| i)
+            .collect();
+        let swap: u64 = self.shmem.inodes[ino.index()]
+            .swapped
+            .range(start..end)
+            .map(|(_, &(_, o))| 1u64 << o)
+            .sum();
+        if khugepaged && swap > u64::from(self.sysfs.max_ptes_swap) {
+            self.vmstat.count(VmItem::ThpScanExceedSwapPte);
+            return ScanResult::ExceedSwapPte;
+        }
         if khugepaged && present < HPAGE_PMD_NR - self.sysfs.max_ptes_none {
             self.vmstat.count(VmItem::ThpScanExceedNonePte);
             return ScanResult::ExceedNonePte;
+        }
+        // collapse_file swaps them in (shmem_get_folio with SGP_NOALLOC; no fault charged).
+        for index in swapped {
+            if self.shmem.inodes[ino.index()].swap_entry(index).is_some()
+                && self.shmem_swapin_folio(ino, index, None).is_err()
+            {
+                return ScanResult::Fail;
+            }
         }
         self.collapse_file(ino, start, khugepaged)
     }

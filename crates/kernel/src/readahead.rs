@@ -587,9 +587,15 @@ impl Kernel {
     /// `MADV_WILLNEED` over `[start, end)` of a disk file VMA (`madvise_willneed` →
     /// `vfs_fadvise(POSIX_FADV_WILLNEED)` → `force_page_cache_ra`).
     pub(crate) fn madvise_willneed_file(&mut self, vma: &crate::mm::Vma, start: u64, end: u64) {
-        if let crate::mm::VmaBacking::File { inode } = vma.backing {
-            let index = vma.linear_page_index(start);
-            self.force_page_cache_ra(inode, index, (end - start) >> PAGE_SHIFT);
+        match vma.backing {
+            crate::mm::VmaBacking::File { inode } => {
+                let index = vma.linear_page_index(start);
+                self.force_page_cache_ra(inode, index, (end - start) >> PAGE_SHIFT);
+            }
+            crate::mm::VmaBacking::Shmem { inode } if !self.is_gmem(inode) => {
+                self.shmem_swapin_range(inode, vma, start, end);
+            }
+            _ => {}
         }
     }
 }

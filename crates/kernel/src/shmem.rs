@@ -22,7 +22,10 @@
 //! (`shmem_inode_acct_blocks`: ENOSPC, which a fault turns into SIGBUS; a large folio that
 //! does not fit falls back to order 0).
 //!
-//! Deviations: no swap, no memcg charge failures, no nr_inodes limit, no pins (so a split
+//! Swap (`shmem_writeout` from MADV_PAGEOUT's reclaim, `shmem_swapin_folio`, `shmem_free_swap`)
+//! is the last `impl` block: swapped indices hold swap entries (`ShmemInode::swapped`).
+//!
+//! Deviations: no `shmem_unuse` (swapoff), no memcg charge failures, no nr_inodes limit, no pins (so a split
 //! never fails), no shmem shrinker for huge folios beyond i_size (`shmem_unused_huge_shrink`,
 //! which a full tmpfs instance also calls before failing).
 
@@ -82,8 +85,13 @@ pub struct ShmemInode {
     pub mount: Option<TmpfsId>,
     /// The page cache: first index of each folio → folio.
     pub(crate) cache: BTreeMap<u64, FolioId>,
-    /// Pages in the page cache (`st_blocks` is 8 per page).
+    /// Pages in the page cache (`st_blocks` is 8 per page, swapped pages included).
     pub nr_pages: u64,
+    /// Indices whose folio was swapped out (`shmem_writeout`): the page cache holds a swap
+    /// entry there instead of a folio, a multi-index one for a large folio written whole.
+    /// First index → (first swap slot, order). Their pages are still charged to the inode
+    /// (`info->swapped`, part of `st_blocks` and of the tmpfs instance's `used_blocks`).
+    pub(crate) swapped: BTreeMap<u64, (u32, u8)>,
     /// Gone: evicted and no longer reachable.
     pub dead: bool,
     /// A guest_memfd inode (`guest_memfd.rs`), not shmem: its own fault, fallocate and
@@ -96,6 +104,19 @@ pub struct ShmemInode {
     /// The open file's readahead state (`file->f_ra`; the scenario's one open file of the
     /// object). Unused for shmem.
     pub(crate) ra: crate::readahead::FileRaState,
+}
+
+impl ShmemInode {
+    /// `info->swapped`: pages of the file held by swap entries.
+    pub fn nr_swapped(&self) -> u64 {
+        self.swapped.values().map(|&(_, o)| 1u64 << o).sum()
+    }
+
+    /// The swap entry covering `index`: (its first index, first slot, order).
+    pub(crate) fn swap_entry(&self, index: u64) -> Option<(u64, u32, u8)> {
+        let (&first, &(slot, order)) = self.swapped.range(..=index).next_back()?;
+        (index < first + (1u64 << order)).then_some((first, slot, order))
+    }
 }
 
 /// A tmpfs instance (by creation order).
@@ -248,7 +269,7 @@ impl Kernel {
         } else if self.inode_is_disk(ino) {
             None
         } else {
-            Some(inode.nr_pages * 8)
+            Some((inode.nr_pages + inode.nr_swapped()) * 8)
         };
         (blocks, inode.size)
     }
@@ -391,19 +412,25 @@ impl Kernel {
     }
 
     /// `shmem_get_folio_gfp`: the folio caching `index`, allocated (per the huge policy) if
-    /// absent. `fault` is the faulting mm, VMA and address. Err: SIGBUS beyond i_size for a
-    /// fault (`Errno::EINVAL` as the kernel's internal code), ENOSPC when not even a page fits
-    /// in the tmpfs instance (a large folio that does not fit falls back to order 0), ENOMEM.
-    pub(crate) fn shmem_get_folio(
+    /// absent, and whether it was read from swap (`VM_FAULT_MAJOR` in `fault_type`: a swap
+    /// entry at `index` is swapped in first, `shmem_swapin_folio`, whatever `sgp` says).
+    /// `fault` is the faulting mm, VMA and address. Err: SIGBUS beyond i_size for a fault
+    /// (`Errno::EINVAL` as the kernel's internal code), ENOSPC when not even a page fits in
+    /// the tmpfs instance (a large folio that does not fit falls back to order 0), ENOMEM.
+    pub(crate) fn shmem_get_folio_gfp(
         &mut self,
         ino: InodeId,
         index: u64,
         write_end: u64,
         fault: Option<(MmId, &Vma, u64)>,
         sgp: Sgp,
-    ) -> Result<FolioId, Errno> {
+    ) -> Result<(FolioId, bool), Errno> {
         if sgp != Sgp::Falloc && index >= self.shmem.inodes[ino.index()].size.div_ceil(PAGE_SIZE) {
             return Err(Errno::EINVAL);
+        }
+        if self.shmem.inodes[ino.index()].swap_entry(index).is_some() {
+            let id = self.shmem_swapin_folio(ino, index, fault.map(|(_, v, _)| v))?;
+            return Ok(id);
         }
         if let Some((id, _)) = self.filemap_get_folio(ino, index) {
             if self.shmem.not_uptodate.contains(&id) && sgp != Sgp::Falloc {
@@ -413,7 +440,7 @@ impl Kernel {
                 // A second fallocate over a fallocated folio clears it too.
                 self.shmem.not_uptodate.remove(&id);
             }
-            return Ok(id);
+            return Ok((id, false));
         }
         if sgp == Sgp::NoAlloc {
             return Err(Errno::ENOENT);
@@ -437,7 +464,7 @@ impl Kernel {
         if sgp == Sgp::Falloc {
             self.shmem.not_uptodate.insert(folio);
         }
-        Ok(folio)
+        Ok((folio, false))
     }
 
     /// `shmem_suitable_orders` + `shmem_alloc_and_add_folio`: try the orders from the highest
@@ -511,6 +538,13 @@ impl Kernel {
 
     /// `shmem_add_to_page_cache`: the cache takes `nr_pages` references.
     pub(crate) fn shmem_add_to_page_cache(&mut self, ino: InodeId, first: u64, id: FolioId) {
+        let (nr, order) = self.page_cache_link(ino, first, id);
+        self.account_page_cache(ino, nr, order, 1);
+    }
+
+    /// The page cache takes folio `id` at `first` with its `nr_pages` references, without
+    /// the accounting: (pages, order).
+    fn page_cache_link(&mut self, ino: InodeId, first: u64, id: FolioId) -> (u32, u8) {
         let f = self.folios.get_mut(id);
         f.flags |= flags::SHMEM;
         let (nr, order) = (f.nr_pages(), f.order);
@@ -519,7 +553,7 @@ impl Kernel {
         let inode = &mut self.shmem.inodes[ino.index()];
         inode.cache.insert(first, id);
         inode.nr_pages += u64::from(nr);
-        self.account_page_cache(ino, nr, order, 1);
+        (nr, order)
     }
 
     /// The page-cache gauges of `nr` pages of one folio of `ino` coming (`sign` 1) or going
@@ -528,6 +562,12 @@ impl Kernel {
     /// guest_memfd's is not (`NR_FILE_THPS` for a PMD-sized one).
     fn account_page_cache(&mut self, ino: InodeId, nr: u32, order: u8, sign: i64) {
         self.shmem_acct_blocks(ino, sign * i64::from(nr));
+        self.account_page_cache_stats(ino, nr, order, sign);
+    }
+
+    /// The vmstat part of `account_page_cache`, without the inode's block charge (a folio
+    /// swapped out leaves the page cache but its pages stay charged as `info->swapped`).
+    fn account_page_cache_stats(&mut self, ino: InodeId, nr: u32, order: u8, sign: i64) {
         self.vmstat.add(VmItem::NrFilePages, sign * i64::from(nr));
         let swap_backed = self.shmem.inodes[ino.index()].gmem.is_none() && !self.inode_is_disk(ino);
         if swap_backed {
@@ -552,6 +592,14 @@ impl Kernel {
     /// `filemap_remove_folio` (`truncate_inode_folio` after unmapping): the cache drops its
     /// references; the folio is freed when no mapping holds it.
     pub(crate) fn shmem_delete_from_page_cache(&mut self, id: FolioId) {
+        let (ino, nr, order) = self.page_cache_unlink(id);
+        self.account_page_cache(ino, nr, order, -1);
+        self.folio_put(id, nr);
+    }
+
+    /// The page cache lets go of folio `id` (`__filemap_remove_folio` without the
+    /// accounting): (its inode, pages, order).
+    fn page_cache_unlink(&mut self, id: FolioId) -> (InodeId, u32, u8) {
         let (ino, first) = self.shmem.owner.remove(&id).expect("page-cache folio");
         self.shmem.not_uptodate.remove(&id);
         self.shmem.readahead.remove(&id);
@@ -566,8 +614,7 @@ impl Kernel {
         let inode = &mut self.shmem.inodes[ino.index()];
         inode.cache.remove(&first);
         inode.nr_pages -= u64::from(nr);
-        self.account_page_cache(ino, nr, order, -1);
-        self.folio_put(id, nr);
+        (ino, nr, order)
     }
 
     /// Every VMA mapping `ino` (the inode's `i_mmap` tree).
@@ -889,7 +936,11 @@ impl Kernel {
             (lend + 1) / PAGE_SIZE
         };
         self.truncate_whole_folios(ino, start, end);
+        self.shmem_free_swap_range(ino, start, end);
         let mut same_folio = lstart >> PAGE_SHIFT == lend >> PAGE_SHIFT;
+        // A swap entry left at an end reaches outside the range: read it back to zero and
+        // split it like a cached folio (`shmem_get_partial_folio`).
+        self.shmem_swapin_partial(ino, lstart >> PAGE_SHIFT);
         if let Some((id, first)) = self.filemap_get_folio(ino, lstart >> PAGE_SHIFT) {
             let fend = (first + u64::from(self.folios.get(id).nr_pages())) * PAGE_SIZE;
             same_folio = lend < fend;
@@ -897,6 +948,7 @@ impl Kernel {
             self.truncate_partial_folio(id, first, lstart, lend);
         }
         if !same_folio {
+            self.shmem_swapin_partial(ino, lend >> PAGE_SHIFT);
             if let Some((id, first)) = self.filemap_get_folio(ino, lend >> PAGE_SHIFT) {
                 self.partial_folio_mark_dirty(id);
                 self.truncate_partial_folio(id, first, lstart, lend);
@@ -920,6 +972,8 @@ impl Kernel {
                 }
             }
         }
+        // The entries a partial swap-in split.
+        self.shmem_free_swap_range(ino, start, end);
     }
 
     /// `truncate_pagecache_range` (the punch of `shmem_fallocate` and `ext4_punch_hole`): the
@@ -964,8 +1018,8 @@ impl Kernel {
         }
         let mut index = first;
         while index <= last {
-            let id = match self.shmem_get_folio(ino, index, end, None, Sgp::Falloc) {
-                Ok(id) => id,
+            let id = match self.shmem_get_folio_gfp(ino, index, end, None, Sgp::Falloc) {
+                Ok((id, _)) => id,
                 Err(e) => {
                     // Remove the not-uptodate folios of the range so far (`shmem_undo_range`
                     // with `unfalloc`); i_size stays.
@@ -1022,7 +1076,8 @@ impl Kernel {
             if unmap {
                 self.unmap_mapping_range(ino, hole, u64::MAX - 1, true);
             }
-            if self.shmem.inodes[ino.index()].nr_pages > 0 {
+            let inode = &self.shmem.inodes[ino.index()];
+            if inode.nr_pages > 0 || !inode.swapped.is_empty() {
                 self.shmem_undo_range(ino, size, u64::MAX);
             }
             if unmap {
@@ -1046,5 +1101,261 @@ impl Kernel {
                 self.shmem.inodes[i].dead = true;
             }
         }
+    }
+}
+
+/// Swap of shmem folios (Linux 6.18 `shmem_writeout`, `shmem_swapin_folio`,
+/// `shmem_swap_alloc_folio`, `shmem_free_swap`; FINDINGS.md §32). A folio written out leaves
+/// the page cache: its index range holds a swap entry (`ShmemInode::swapped`, one count on
+/// each slot, as `swap_duplicate_nr` gives it), no page table names the slots (the PTEs were
+/// unmapped, fork shares the page cache), and the pages stay charged to the inode.
+impl Kernel {
+    /// `shmem_writeout` of a dirty page-cache folio reclaim has unmapped. Without swap it is
+    /// redirtied and stays cached. A large folio is written whole when it gets a naturally
+    /// aligned slot run and does not reach across i_size (`shmem_fallocend`); otherwise it is
+    /// split to order 0 (the pages beyond i_size are dropped by the split) and each page is
+    /// written (the tails from the reclaim list), with no `swpout_fallback` counted. A page
+    /// that finds no slot stays cached.
+    pub(crate) fn shmem_writeout(&mut self, id: FolioId) {
+        if self.swap.total() == 0 {
+            return;
+        }
+        let (ino, first) = self.shmem.owner[&id];
+        let f = *self.folios.get(id);
+        let nr = u64::from(f.nr_pages());
+        let eof = self.shmem.inodes[ino.index()].size.div_ceil(PAGE_SIZE);
+        if f.order == 0 || !(first < eof && eof < first + nr) {
+            // A fallocated folio nothing used is zeroed and written like any.
+            self.shmem.not_uptodate.remove(&id);
+            if let Some(slot) = self.swap.alloc(f.order) {
+                self.shmem_swap_out(id, slot);
+                return;
+            }
+            if f.order == 0 {
+                return;
+            }
+        }
+        self.shmem_split_folio(id, None);
+        let mut pieces = Vec::new();
+        for index in first..first + nr {
+            if let Some((p, _)) = self.filemap_get_folio(ino, index) {
+                if index >= eof {
+                    // __folio_split: tails beyond i_size leave the page cache.
+                    self.shmem_delete_from_page_cache(p);
+                } else {
+                    pieces.push(p);
+                }
+            }
+        }
+        for p in pieces {
+            self.shmem.not_uptodate.remove(&p);
+            if let Some(slot) = self.swap.alloc(0) {
+                self.shmem_swap_out(p, slot);
+            }
+        }
+    }
+
+    /// The folio joins the swap cache at `slot` (`add_to_swap_cache`), its page-cache range
+    /// becomes the swap entry (`shmem_delete_from_page_cache` with the swap entry: `Shmem`,
+    /// `ShmemHugePages` drop, the blocks stay), then `swap_writeout`.
+    fn shmem_swap_out(&mut self, id: FolioId, slot: u32) {
+        let (ino, first) = self.shmem.owner[&id];
+        let nr = self.folios.get(id).nr_pages();
+        self.swap.add(id, slot, nr);
+        self.folios.get_mut(id).refcount += nr;
+        let si = self.swap.si.as_mut().expect("swap device");
+        for s in slot..slot + nr {
+            si.dup(s);
+        }
+        let (_, nr, order) = self.page_cache_unlink(id);
+        self.account_page_cache_stats(ino, nr, order, -1);
+        self.folio_put(id, nr);
+        self.shmem.inodes[ino.index()]
+            .swapped
+            .insert(first, (slot, order));
+        self.folios.get_mut(id).flags |= flags::DIRTY;
+        self.pageout_swap_cache_folio(id, slot, true);
+    }
+
+    /// `shmem_swapin_folio` for `index`, which holds a swap entry: the folio still in the swap
+    /// cache (an asynchronous device keeps what it wrote) is taken whole, a minor fault; else
+    /// a new folio is read (a major fault): on a synchronous device with the slot named once
+    /// (`shmem_swap_alloc_folio`) of the entry's order, unless zswap was ever enabled or the
+    /// VMA is registered with userfaultfd, when (as on any other device) one page is read
+    /// and a large entry is split first (`shmem_split_large_entry`). The folio replaces the
+    /// swap entry in the page cache, leaves the swap cache, is dirtied, and its slots are
+    /// freed (`swap_free_nr`). Returns the folio and whether it was read.
+    pub(crate) fn shmem_swapin_folio(
+        &mut self,
+        ino: InodeId,
+        index: u64,
+        vma: Option<&Vma>,
+    ) -> Result<(FolioId, bool), Errno> {
+        let (efirst, eslot, order) = self.shmem.inodes[ino.index()]
+            .swap_entry(index)
+            .expect("swap entry");
+        let nr = 1u32 << order;
+        let slot = eslot + page_u32(index - efirst);
+        if let Some(c) = self.swap.cached(slot) {
+            // A whole folio an asynchronous device wrote, or one page MADV_WILLNEED read:
+            // a smaller folio splits the entry.
+            let cslot = self.swap.folio_slot[&c];
+            let first = if self.folios.get(c).order < order {
+                self.shmem_split_swap_entry(ino, efirst);
+                index - u64::from(slot - cslot)
+            } else {
+                efirst
+            };
+            self.shmem_swapin_finish(ino, first, c, cslot);
+            return Ok((c, false));
+        }
+        let sync = self
+            .swap
+            .si
+            .as_ref()
+            .is_some_and(|si| si.device.synchronous() && si.count(slot) == 1);
+        let large = sync
+            && order > 0
+            && !self.swap.zswap_ever_enabled
+            && !vma.is_some_and(|v| v.has(vmf::UFFD_MISSING | vmf::UFFD_MINOR | vmf::UFFD_WP))
+            && (eslot..eslot + nr).all(|s| self.swap.cached(s).is_none());
+        let mut folio = None;
+        if large {
+            let gfp = self.thp_gfp_mask(vma.is_some_and(|v| v.has(vmf::HUGEPAGE)));
+            if let Some(pfn) = self.alloc_pages(order, gfp) {
+                folio = Some((self.folios.alloc(pfn, order, 0), efirst, eslot));
+            }
+        }
+        let (id, first, fslot) = match folio {
+            Some(f) => f,
+            None => {
+                let pfn = self
+                    .alloc_pages(0, crate::page_alloc::Gfp::HIGHUSER_MOVABLE)
+                    .ok_or(Errno::ENOMEM)?;
+                if order > 0 {
+                    self.shmem_split_swap_entry(ino, efirst);
+                }
+                (self.folios.alloc(pfn, 0, 0), index, slot)
+            }
+        };
+        self.swap_read_folio(id, fslot);
+        self.shmem_swapin_finish(ino, first, id, fslot);
+        Ok((id, true))
+    }
+
+    /// The end of `shmem_swapin_folio`: `shmem_add_to_page_cache` over the swap entry at
+    /// `first` (no new block charge), `delete_from_swap_cache`, `folio_mark_dirty`,
+    /// `swap_free_nr`.
+    fn shmem_swapin_finish(&mut self, ino: InodeId, first: u64, id: FolioId, slot: u32) {
+        let n = u64::from(self.folios.get(id).nr_pages());
+        let inode = &mut self.shmem.inodes[ino.index()];
+        let keys: Vec<u64> = inode
+            .swapped
+            .range(first..first + n)
+            .map(|(&i, _)| i)
+            .collect();
+        debug_assert_eq!(inode.swapped.get(&first).map(|e| e.0), Some(slot));
+        for k in keys {
+            inode.swapped.remove(&k);
+        }
+        let (nr, order) = self.page_cache_link(ino, first, id);
+        self.account_page_cache_stats(ino, nr, order, 1);
+        self.folios.get_mut(id).flags |= flags::DIRTY;
+        let cached = self.swap.folio_slot.contains_key(&id);
+        for s in slot..slot + nr {
+            self.swap.put(s);
+        }
+        if cached {
+            self.swap.remove(id, nr);
+            self.folio_put(id, nr);
+        }
+    }
+
+    /// MADV_WILLNEED of a shmem VMA (`shmem_swapin_range`): the first slot of each swap
+    /// entry in `[start, end)` is read into the swap cache (`read_swap_cache_async`: an
+    /// order-0 folio, `pswpin`); the page cache keeps the swap entries, so a fault on such a
+    /// page is minor.
+    pub(crate) fn shmem_swapin_range(&mut self, ino: InodeId, vma: &Vma, start: u64, end: u64) {
+        let (lo, hi) = (vma.linear_page_index(start), vma.linear_page_index(end));
+        let inode = &self.shmem.inodes[ino.index()];
+        let from = inode.swap_entry(lo).map_or(lo, |(f, _, _)| f);
+        let slots: Vec<u32> = inode
+            .swapped
+            .range(from..hi)
+            .map(|(_, &(s, _))| s)
+            .collect();
+        for slot in slots {
+            if self.swap.cached(slot).is_some() {
+                continue;
+            }
+            let Some(pfn) = self.alloc_pages(0, crate::page_alloc::Gfp::HIGHUSER_MOVABLE) else {
+                return;
+            };
+            let f = self.folios.alloc(pfn, 0, 0);
+            self.swap.add(f, slot, 1);
+            self.folios.get_mut(f).refcount += 1;
+            self.swap_read_folio(f, slot);
+        }
+    }
+
+    /// `shmem_split_large_entry`: the multi-index swap entry at `first` becomes one order-0
+    /// entry per page.
+    fn shmem_split_swap_entry(&mut self, ino: InodeId, first: u64) {
+        let inode = &mut self.shmem.inodes[ino.index()];
+        let Some((slot, order)) = inode.swapped.remove(&first) else {
+            return;
+        };
+        for i in 0..1u32 << order {
+            inode.swapped.insert(first + u64::from(i), (slot + i, 0));
+        }
+    }
+
+    /// `shmem_free_swap` of every swap entry lying wholly inside the indices `[start, end)`
+    /// (a truncation's `find_lock_entries` skips entries reaching outside): the slots are
+    /// freed (`free_swap_and_cache_nr`: a folio still in the swap cache goes too) and the
+    /// pages uncharged (`info->swapped`, `shmem_recalc_inode`).
+    pub(crate) fn shmem_free_swap_range(&mut self, ino: InodeId, start: u64, end: u64) {
+        let inode = &self.shmem.inodes[ino.index()];
+        let whole: Vec<(u64, u32, u8)> = inode
+            .swapped
+            .range(start..end)
+            .filter(|&(&i, &(_, o))| i + (1u64 << o) <= end)
+            .map(|(&i, &(s, o))| (i, s, o))
+            .collect();
+        for (first, slot, order) in whole {
+            self.shmem.inodes[ino.index()].swapped.remove(&first);
+            let nr = 1u32 << order;
+            self.shmem_acct_blocks(ino, -i64::from(nr));
+            for s in slot..slot + nr {
+                self.free_swap_and_cache(s);
+            }
+        }
+    }
+
+    /// `shmem_get_partial_folio` for a swapped index at an end of a truncated range: read
+    /// back from swap (`SGP_READ`: not beyond i_size).
+    fn shmem_swapin_partial(&mut self, ino: InodeId, index: u64) {
+        let inode = &self.shmem.inodes[ino.index()];
+        if inode.swap_entry(index).is_some() && index < inode.size.div_ceil(PAGE_SIZE) {
+            // An allocation failure leaves the entry, as SGP_READ returning an error does.
+            let _ = self.shmem_swapin_folio(ino, index, None);
+        }
+    }
+
+    /// Pages of `ino`'s swap entries in the VMA-relative range of `vma` between `a` and `b`
+    /// (`shmem_partial_swap_usage`).
+    pub(crate) fn shmem_swap_usage(&self, ino: InodeId, vma: &Vma, a: u64, b: u64) -> Vec<u64> {
+        let (lo, hi) = (vma.linear_page_index(a), vma.linear_page_index(b));
+        let inode = &self.shmem.inodes[ino.index()];
+        let mut v = Vec::new();
+        let from = inode.swap_entry(lo).map_or(lo, |(f, _, _)| f);
+        for (&first, &(_, order)) in inode.swapped.range(from..hi) {
+            for i in first..first + (1u64 << order) {
+                if (lo..hi).contains(&i) {
+                    v.push(vma.start + ((i - vma.pgoff) << PAGE_SHIFT));
+                }
+            }
+        }
+        v
     }
 }

@@ -349,7 +349,9 @@ impl Kernel {
             let i = pte_index(addr);
             let mapcount = f.mapcount + u32::from(f.entire_mapcount);
             if advice == LazyAdvice::Pageout {
-                if mapcount == f.nr_pages() && f.test(flags::ANON) {
+                // Anonymous folios and shmem page-cache folios (madvise refuses other file
+                // VMAs); a page-cache folio mapped elsewhere too is skipped like any.
+                if mapcount == f.nr_pages() && f.test(flags::ANON | flags::SHMEM) {
                     self.folios.set_lru(id, 0);
                     isolated.push((id, addr - u64::from(pte.idx()) * PAGE_SIZE));
                 }

@@ -182,6 +182,17 @@ impl Kernel {
                     }
                 }
             }
+            if let crate::mm::VmaBacking::Shmem { inode } = vma.backing {
+                // smap_gather_stats: a shmem VMA's swapped pages are in the page cache, not
+                // its page tables (`shmem_swap_usage`; no `SwapPss`). A private writable
+                // mapping counts them only where no PTE hides them (`smaps_pte_hole_lookup`).
+                let all = vma.has(crate::mm::vmf::SHARED) || !vma.has(crate::mm::vmf::WRITE);
+                for addr in self.shmem_swap_usage(inode, vma, a, b) {
+                    if all || mm.pgt.pte(addr).is_none() {
+                        acc.swap += PAGE_SIZE;
+                    }
+                }
+            }
             let one = Smaps {
                 size: (b - a) >> 10,
                 rss: acc.rss >> 10,

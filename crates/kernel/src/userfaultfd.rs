@@ -502,8 +502,8 @@ impl Kernel {
             }
             let index = vma.linear_page_index(addr);
             // mfill_atomic_pte_continue(): the caller wants EFAULT for a missing folio.
-            let folio = match self.shmem_get_folio(ino, index, 0, None, Sgp::NoAlloc) {
-                Ok(f) => f,
+            let folio = match self.shmem_get_folio_gfp(ino, index, 0, None, Sgp::NoAlloc) {
+                Ok((f, _)) => f,
                 Err(Errno::ENOENT) => return Err(Errno::EFAULT),
                 Err(e) => return Err(e),
             };

@@ -43,7 +43,7 @@ impl Kernel {
     /// folio may have changed since the walk isolated it).
     fn mapped_here(&self, mmi: MmId, id: FolioId, addr: u64) -> bool {
         let f = self.folios.get(id);
-        if f.test(flags::FREE) || !f.test(flags::ANON) {
+        if f.test(flags::FREE) || !f.test(flags::ANON | flags::SHMEM) {
             return false;
         }
         let pmd = self.mms[mmi].pgt.pmd(addr);
@@ -69,6 +69,10 @@ impl Kernel {
         }
         let f = *self.folios.get(id);
         let nr = f.nr_pages();
+        if f.test(flags::SHMEM) {
+            self.shrink_shmem_folio(id);
+            return;
+        }
         if f.test(flags::LAZYFREE) {
             self.reclaim_lazyfree(mmi, id, addr);
             return;
@@ -111,6 +115,14 @@ impl Kernel {
         }
         let slot = slot.expect("slot");
         let dirty = self.try_to_unmap_swap(mmi, id, addr, slot);
+        self.pageout_swap_cache_folio(id, slot, dirty);
+    }
+
+    /// `pageout` of an unmapped folio in the swap cache at `slot` (written if it or a PTE of
+    /// it was `dirty`), then `__remove_mapping`: out of the swap cache (its references with
+    /// it) and freed, unless the write is still in flight.
+    pub(crate) fn pageout_swap_cache_folio(&mut self, id: FolioId, slot: u32, dirty: bool) {
+        let nr = self.folios.get(id).nr_pages();
         let under_writeback = (dirty || self.folios.get(id).test(flags::DIRTY))
             && self.swap_writeout(id, slot)
             && !self
@@ -124,9 +136,22 @@ impl Kernel {
             // leaves it clean. Faults on its entries find it there.
             return;
         }
-        // __remove_mapping: out of the swap cache (its references with it), freed.
         self.swap.remove(id, nr);
         self.folio_put(id, nr);
+    }
+
+    /// `shrink_folio_list` for a shmem page-cache folio only mm `mmi` maps: `try_to_unmap`
+    /// (a PMD mapping split, i.e. cleared, with `thp_split_pmd`; uffd-wp markers where the
+    /// VMA wants them; dirty PTEs dirty the folio), then a clean folio is dropped from the
+    /// page cache (`__remove_mapping`: a later read finds a hole) and a dirty one goes to
+    /// `shmem_writeout`.
+    fn shrink_shmem_folio(&mut self, id: FolioId) {
+        self.unmap_file_folio(id, crate::shmem::UnmapFolio::TryToUnmap);
+        if self.folios.get(id).test(flags::DIRTY) {
+            self.shmem_writeout(id);
+        } else {
+            self.shmem_delete_from_page_cache(id);
+        }
     }
 
     /// `try_to_unmap` of a folio only mm `mmi` maps, at `addr`: a PMD mapping is split

@@ -230,3 +230,43 @@ fn khugepaged_swapin_needs_half_referenced() {
     assert_eq!(k.vmstat.get(VmItem::Pswpin), 300);
     assert_eq!(count(&k, pid, BASE, M2, Backing::ThpPmd), 512);
 }
+
+/// Shmem swap-in (FINDINGS §32): a 64 KiB memfd folio written out whole comes back whole on
+/// zram while zswap was never enabled (`shmem_swap_alloc_folio` at the swap entry's order:
+/// `mthp.64kB.swpin` 1, `pswpin` 16, every slot freed), and one page at a time once it was
+/// (the entry split, 15 pages still swapped, as the 6.18 host shows). Either way one major
+/// fault, and no PTE in the mm ever holds a swap entry.
+#[test]
+fn shmem_mthp_swapin_order_follows_zswap() {
+    for ever in [false, true] {
+        let (mut k, pid) =
+            swap_kernel(1 << 30, &[("hugepages-64kB.shmem_enabled", "always")], ever);
+        let ino = k.shmem_new_inode(K64, None, false);
+        let shared = MapFlags {
+            shared: true,
+            ..MapFlags::default()
+        };
+        k.mmap_shmem(pid, BASE, K64, Prot::RW, shared, (ino, 0))
+            .unwrap();
+        k.access(pid, BASE, AccessKind::Write).unwrap();
+        ok(&k);
+        pageout(&mut k, pid, BASE, K64);
+        assert_eq!(k.vmstat.mthp_get(4, MthpStat::Swpout), 1);
+        assert_eq!(count(&k, pid, BASE, K64, Backing::Swap), 0, "ever={ever}");
+        assert_eq!(k.smaps(pid, BASE, BASE + K64).swap, 64);
+        assert_eq!(counter(&k, "meminfo.SwapFree"), free_kb(K64));
+        k.access(pid, BASE + 4096, AccessKind::Read).unwrap();
+        ok(&k);
+        assert_eq!(majflt(&k, pid), 1);
+        let (swpin, pswpin, left) = if ever { (0, 1, 60) } else { (1, 16, 0) };
+        assert_eq!(k.vmstat.mthp_get(4, MthpStat::Swpin), swpin, "ever={ever}");
+        assert_eq!(k.vmstat.get(VmItem::Pswpin), pswpin, "ever={ever}");
+        assert_eq!(k.smaps(pid, BASE, BASE + K64).swap, left, "ever={ever}");
+        assert_eq!(counter(&k, "meminfo.SwapFree"), free_kb(left << 10));
+        // Truncation frees what is left.
+        k.shmem_truncate(ino, 0).unwrap();
+        ok(&k);
+        assert_eq!(counter(&k, "meminfo.SwapFree"), free_kb(0));
+        assert_eq!(k.object_stat(ino).0, Some(0));
+    }
+}

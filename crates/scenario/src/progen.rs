@@ -335,6 +335,9 @@ struct Map {
     shmem: bool,
     /// hugetlb memory (`hugetlb`, or a mapping of a `memfd … hugetlb`).
     hugetlb: bool,
+    /// Holds pages of a disk file or a guest_memfd, whose reclaim the model does not model
+    /// (MADV_PAGEOUT is EOPNOTSUPP there; shmem's is modelled).
+    unreclaimable: bool,
 }
 
 struct Gen<'a, E: Entropy> {
@@ -347,6 +350,8 @@ struct Gen<'a, E: Entropy> {
     objects: Vec<String>,
     /// The objects of `objects` that are hugetlbfs files.
     hugetlb_objects: Vec<String>,
+    /// The objects of `objects` that are disk files or guest_memfds (`Map::unreclaimable`).
+    unreclaimable_objects: Vec<String>,
     /// `tmpfs` instances made so far (before the first fork, like objects).
     mounts: Vec<String>,
     /// Processes that exist (forked, not exited), `main` first.
@@ -512,6 +517,9 @@ impl<E: Entropy> Gen<'_, E> {
             size
         };
         let shmem = (vis == "shared" || of_object) && !hugetlb;
+        let unreclaimable = object
+            .as_ref()
+            .is_some_and(|o| self.unreclaimable_objects.contains(o));
         // MAP_FIXED over part of an earlier mapping (never hugetlb on either side: its
         // alignment rules would make most of these EINVAL). The old mapping then holds
         // shmem pages too, which the host filters must know.
@@ -523,6 +531,7 @@ impl<E: Entropy> Gen<'_, E> {
             let off = *pick(self.e, &[0u64, 4 << 10, 1 << 20, 2 << 20]);
             let off = off.min(self.maps[i].size - PAGE_SIZE);
             self.maps[i].shmem |= shmem;
+            self.maps[i].unreclaimable |= unreclaimable;
             Some(format!(" at={}+{}", self.maps[i].name, fmt_size(off)))
         } else {
             None
@@ -532,6 +541,7 @@ impl<E: Entropy> Gen<'_, E> {
             size,
             shmem,
             hugetlb,
+            unreclaimable,
         });
         let backing = if dev_zero { "zero" } else { "anon" };
         let mut s = if let Some(o) = object {
@@ -579,13 +589,14 @@ impl<E: Entropy> Gen<'_, E> {
     fn madvise(&mut self) -> Option<String> {
         let r = self.range()?;
         let name = r.split(['+', ' ']).next().unwrap_or_default();
-        let shmem = self.maps.iter().any(|m| m.name == name && m.shmem);
+        let unreclaimable = self.maps.iter().any(|m| m.name == name && m.unreclaimable);
         let modelled: Vec<&str> = Advice::ALL
             .iter()
             .filter(|a| a.1.is_modelled())
             .filter(|a| self.w.model_only || !a.1.is_model_only())
-            // Reclaim of page-cache pages is not modelled (EOPNOTSUPP in the model).
-            .filter(|a| self.w.model_only || !shmem || a.1 != Advice::Pageout)
+            // Reclaim of disk-file and guest_memfd pages is not modelled (EOPNOTSUPP in the
+            // model); shmem's is.
+            .filter(|a| self.w.model_only || !unreclaimable || a.1 != Advice::Pageout)
             .map(|a| a.0)
             .collect();
         let mut a = *pick(self.e, &modelled);
@@ -835,6 +846,7 @@ impl<E: Entropy> Gen<'_, E> {
                 }
                 let name = format!("g{}", self.objects.len());
                 self.objects.push(name.clone());
+                self.unreclaimable_objects.push(name.clone());
                 // Mostly a mappable, shared object (what faults can use); now and then one
                 // the kernel refuses (size, flags) or whose faults SIGBUS.
                 let size = match below(self.e, 10) {
@@ -883,6 +895,9 @@ impl<E: Entropy> Gen<'_, E> {
                 };
                 let name = format!("o{}", self.objects.len());
                 self.objects.push(name.clone());
+                if on == "disk" {
+                    self.unreclaimable_objects.push(name.clone());
+                }
                 let size = if self.chance(15) { 0 } else { self.size() };
                 format!("file {name} {} on={on}", fmt_size(size))
             }
@@ -1016,9 +1031,15 @@ impl<E: Entropy> Gen<'_, E> {
                 // Page-cache pages moved into another mapping make it one the host-side
                 // filters treat as shmem (MADV_PAGEOUT).
                 let src_name = src.split(['+', ' ']).next().unwrap_or_default();
-                if self.maps.iter().any(|m| m.name == src_name && m.shmem) {
+                let moved = self
+                    .maps
+                    .iter()
+                    .find(|m| m.name == src_name)
+                    .map(|m| (m.shmem, m.unreclaimable));
+                if let Some((shmem, unreclaimable)) = moved {
                     for m in self.maps.iter_mut().filter(|m| m.name == dst) {
-                        m.shmem = true;
+                        m.shmem |= shmem;
+                        m.unreclaimable |= unreclaimable;
                     }
                 }
                 let room = (size - len.div_ceil(PAGE_SIZE) * PAGE_SIZE) / PAGE_SIZE;
@@ -1074,6 +1095,7 @@ pub fn generate<E: Entropy>(e: &mut E, w: &Weights) -> String {
         maps: Vec::new(),
         objects: Vec::new(),
         hugetlb_objects: Vec::new(),
+        unreclaimable_objects: Vec::new(),
         mounts: Vec::new(),
         procs: vec!["main".to_string()],
         forks: 0,
