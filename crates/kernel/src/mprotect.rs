@@ -49,12 +49,15 @@ impl Kernel {
             if nf != v.flags {
                 // mprotect_fixup(): a private VMA that becomes writable is charged
                 // (VM_ACCOUNT); made unwritable it stays charged, unless it is anonymous and
-                // was never faulted (no anon_vma), which gives the charge back.
+                // was never faulted (no anon_vma), which gives the charge back. A private file
+                // VMA keeps the charge (vma_is_anonymous is false), so it still merges with a
+                // neighbour whose COW copies gave it an anon_vma (found by the differential
+                // fuzzer: campaign 20261201, conformance 477).
                 if nf & vmf::WRITE != 0 {
                     if v.flags & (vmf::ACCOUNT | vmf::WRITE | vmf::SHARED) == 0 {
                         nf |= vmf::ACCOUNT;
                     }
-                } else if v.anon_vma.is_none() {
+                } else if v.is_anonymous() && v.anon_vma.is_none() {
                     nf &= !vmf::ACCOUNT;
                 }
                 // hugetlb_vm_op_split refuses a split inside a huge page.
