@@ -384,7 +384,7 @@ pub const OPS: &[OpSpec] = &[
     OpSpec {
         name: "swap",
         grammar: "SIZE",
-        summary: "Adds a swap device of SIZE (priority 32767), the only swap of the run; `madvise … PAGEOUT` writes anonymous pages to it and faults read them back. At most once. The host runs it only with `--allow-swap` (it sets the device up and tears it down, pins vm.page-cluster to 0 and zswap off) and skips the scenario otherwise.",
+        summary: "Adds a swap device of SIZE (priority 32767), the only swap of the run; `madvise … PAGEOUT` writes anonymous pages to it and faults read them back. At most once. The host runs it only with `--allow-swap` (it sets the device up and tears it down, and refuses to run while zswap is on) and skips the scenario otherwise. Swap-ins that go through the swap cache read ahead as the kernel does (`mm/swap_state.c`): by virtual address around the fault (`swap_vma_readahead`, the window per VMA from its hits) unless `swap.vma_ra_enabled=false` or the device is rotational (`disk` and `file`, as on the reference host), then by swap offset (`swap_cluster_readahead`, global state); at most `1 << vm.page-cluster` pages (knob, default 3; 0 turns readahead off; VMA readahead at most 32). zram swaps a page in without the swap cache while one PTE names its slot.",
         args: &[("SIZE", "a multiple of 4K from 8K to 64G (the first page is the swap header)")],
         opts: &[OptSpec {
             key: "type",
