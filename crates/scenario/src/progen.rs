@@ -335,8 +335,8 @@ struct Map {
     shmem: bool,
     /// hugetlb memory (`hugetlb`, or a mapping of a `memfd … hugetlb`).
     hugetlb: bool,
-    /// Holds pages of a disk file or a guest_memfd, whose reclaim the model does not model
-    /// (MADV_PAGEOUT is EOPNOTSUPP there; shmem's is modelled).
+    /// Holds pages of a guest_memfd, whose reclaim the model does not model (MADV_PAGEOUT is
+    /// EOPNOTSUPP there; shmem's and disk files' are modelled).
     unreclaimable: bool,
 }
 
@@ -350,7 +350,7 @@ struct Gen<'a, E: Entropy> {
     objects: Vec<String>,
     /// The objects of `objects` that are hugetlbfs files.
     hugetlb_objects: Vec<String>,
-    /// The objects of `objects` that are disk files or guest_memfds (`Map::unreclaimable`).
+    /// The objects of `objects` that are guest_memfds (`Map::unreclaimable`).
     unreclaimable_objects: Vec<String>,
     /// `tmpfs` instances made so far (before the first fork, like objects).
     mounts: Vec<String>,
@@ -415,7 +415,12 @@ impl<E: Entropy> Gen<'_, E> {
             self.line(0, &format!("set {}", kv.join(" ")));
         }
         if self.chance(p.max(self.w.knob_percent)) {
-            let knobs = random_knobs(self.e, self.w.knob_percent);
+            let mut knobs = random_knobs(self.e, self.w.knob_percent);
+            if !self.w.model_only {
+                // Offset-based swap readahead keeps global state across runs on the host
+                // (FINDINGS §36): with it the host's answer depends on earlier runs.
+                knobs.retain(|(k, _)| k != "swap.vma_ra_enabled");
+            }
             if !knobs.is_empty() {
                 let kv: Vec<String> = knobs.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 self.line(0, &format!("sysfs {}", kv.join(" ")));
@@ -594,8 +599,8 @@ impl<E: Entropy> Gen<'_, E> {
             .iter()
             .filter(|a| a.1.is_modelled())
             .filter(|a| self.w.model_only || !a.1.is_model_only())
-            // Reclaim of disk-file and guest_memfd pages is not modelled (EOPNOTSUPP in the
-            // model); shmem's is.
+            // Reclaim of guest_memfd pages is not modelled (EOPNOTSUPP in the model); shmem's
+            // and disk files' is.
             .filter(|a| self.w.model_only || !unreclaimable || a.1 != Advice::Pageout)
             .map(|a| a.0)
             .collect();
@@ -895,9 +900,6 @@ impl<E: Entropy> Gen<'_, E> {
                 };
                 let name = format!("o{}", self.objects.len());
                 self.objects.push(name.clone());
-                if on == "disk" {
-                    self.unreclaimable_objects.push(name.clone());
-                }
                 let size = if self.chance(15) { 0 } else { self.size() };
                 format!("file {name} {} on={on}", fmt_size(size))
             }
