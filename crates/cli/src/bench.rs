@@ -49,6 +49,15 @@ const BASE: u64 = 0x1000_0000_0000;
 const GIB: u64 = 1 << 30;
 const TIB: u64 = 1 << 40;
 
+/// Memory for a model that maps and touches `size` bytes: the pages, their page tables (or
+/// the deposited tables of THPs, 4 KiB per 2 MiB either way), and room for what the
+/// allocator keeps out of reach: DMA32 (below 4 GiB, shielded from Normal allocations by
+/// `lowmem_reserve` on a large machine) and the Normal zone's watermarks (min, and low and
+/// high 0.1 % of the zone apart each, `watermark_scale_factor` 10).
+fn memory_for(size: u64) -> u64 {
+    (size + size / 128 + 8 * GIB).next_multiple_of(4 << 20)
+}
+
 /// A model with `memory` bytes and one process that maps `size` bytes at `BASE` (with
 /// MADV_HUGEPAGE if `huge`).
 fn mapped(memory: u64, size: u64, huge: bool) -> (Kernel, u32) {
@@ -111,7 +120,7 @@ fn random_faults(figs: &mut Vec<Figure>, quick: bool) {
     for (name, size, shift, huge, target) in cases {
         let n = size >> shift;
         // THPs deposit a page-table page each: 4 KiB per 2 MiB.
-        let memory = size + size / 256 + GIB;
+        let memory = memory_for(size);
         let secs = timed(
             3,
             || mapped(memory, size, huge),
@@ -211,7 +220,7 @@ fn prealloc_and_precopy(figs: &mut Vec<Figure>, quick: bool) {
     let size = if quick { 256 * GIB } else { 4 * TIB };
     let secs = timed(
         1,
-        || mapped(size + size / 256 + GIB, size, true),
+        || mapped(memory_for(size), size, true),
         |(k, pid)| {
             k.madvise(*pid, BASE, size, Advice::PopulateWrite)
                 .expect("populate");
@@ -233,7 +242,7 @@ fn prealloc_and_precopy(figs: &mut Vec<Figure>, quick: bool) {
     let size = if quick { 4 * GIB } else { 64 * GIB };
     let secs = timed(
         1,
-        || mapped(size + GIB, size, false),
+        || mapped(memory_for(size), size, false),
         |(k, pid)| {
             k.madvise(*pid, BASE, size, Advice::PopulateWrite)
                 .expect("populate");
@@ -359,7 +368,7 @@ pub fn main(quick: bool, json: bool) -> ExitCode {
     {
         let size = if quick { gib } else { 16 * gib };
         let rss0 = rss_bytes();
-        let (mut k, pid) = kernel(size + gib);
+        let (mut k, pid) = kernel(memory_for(size));
         k.mmap(pid, BASE, size, Prot::RW, MapFlags::default())
             .expect("mmap");
         let n = size / 4096;
@@ -445,7 +454,7 @@ pub fn main(quick: bool, json: bool) -> ExitCode {
         let size = if quick { 64 * gib } else { 1024 * gib };
         let rss0 = rss_bytes();
         // Each THP also deposits a page-table page: 4 KiB per 2 MiB.
-        let (mut k, pid) = kernel(size + size / 256 + gib);
+        let (mut k, pid) = kernel(memory_for(size));
         k.mmap(pid, BASE, size, Prot::RW, MapFlags::default())
             .expect("mmap");
         k.madvise(pid, BASE, size, Advice::Hugepage)
