@@ -60,6 +60,7 @@ pub fn setup_with(sysfs: Vec<(String, String)>) -> Setup {
         memory: 16 << 30,
         swap: 0,
         swap_device: thpsim_kernel::SwapDevice::Zram,
+        memcg: None,
         sysfs,
         arena_len: 1 << 30,
     }
