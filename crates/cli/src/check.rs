@@ -45,12 +45,8 @@ fn counter_mode(
     }
     // memory.usage_in_bytes holds the per-CPU charge stock of every CPU the run's tasks
     // (and kernel work on their behalf) charged on, and slab objects accounted through
-    // obj_cgroup; memory.stat is flushed only past MEMCG_CHARGE_BATCH × CPUs pending updates
-    // or by the 2 s periodic flush, so small deltas lag (FINDINGS §33). Observed, not
-    // compared; failcnt and oom_kill are.
-    if ["memcg.usage", "memcg.rss", "memcg.rss_huge", "memcg.shmem", "memcg.cache", "memcg.swap"]
-        .contains(&key)
-    {
+    // obj_cgroup, which the model does not have (FINDINGS §33): observed, not compared.
+    if key == "memcg.usage" {
         return Mode::Skip;
     }
     // NR_SWAPCACHE is a node counter: CPU-local deltas reach the global value only past a

@@ -1779,7 +1779,16 @@ impl Backend for HostBackend {
     fn snapshot(&mut self, ranges: &[(u64, u64)]) -> Result<Snapshot, BackendError> {
         let mut counters = observe::counters();
         if let Some(p) = &self.memcg {
-            counters.extend(memcg::counters(p).map_err(err)?);
+            // memory.stat is exact only once the periodic flush ran after the last change.
+            memcg::wait_for_stat_flush();
+            let mut c = memcg::counters(p).map_err(err)?;
+            let pids: Vec<i32> = self.workers.iter().flatten().map(|w| w.pid).collect();
+            let own = memcg::worker_pages(p, &pids, (self.base, self.base + self.arena_len))
+                .map_err(err)?;
+            if let Some(rss) = c.get_mut("memcg.rss") {
+                *rss -= i64::try_from(own * PAGE).unwrap_or(0);
+            }
+            counters.extend(c);
         }
         for (k, v) in self.uffd_stats.named() {
             counters.insert(k.to_string(), v as i64);

@@ -33,7 +33,9 @@ pub fn own_memcg() -> Result<PathBuf, String> {
         .find_map(|l| {
             let mut it = l.splitn(3, ':');
             let (_, ctrl, path) = (it.next()?, it.next()?, it.next()?);
-            ctrl.split(',').any(|c| c == "memory").then(|| path.to_string())
+            ctrl.split(',')
+                .any(|c| c == "memory")
+                .then(|| path.to_string())
         })
         .ok_or("no cgroup v1 memory controller for this process (/proc/self/cgroup)")?;
     let p = Path::new(ROOT).join(rel.trim_start_matches('/'));
@@ -62,12 +64,14 @@ pub fn path_ok(p: &str) -> bool {
 }
 
 fn write(p: &Path, file: &str, v: &str) -> Result<(), String> {
-    std::fs::write(p.join(file), v).map_err(|e| format!("cannot write {v} to {}/{file}: {e}", p.display()))
+    std::fs::write(p.join(file), v)
+        .map_err(|e| format!("cannot write {v} to {}/{file}: {e}", p.display()))
 }
 
 /// Makes the cgroup and sets its limit and swappiness. The caller journaled it.
 pub fn create(p: &Path, limit: u64, swappiness: u32) -> Result<(), String> {
-    std::fs::create_dir(p).map_err(|e| format!("cannot make memory cgroup {}: {e}", p.display()))?;
+    std::fs::create_dir(p)
+        .map_err(|e| format!("cannot make memory cgroup {}: {e}", p.display()))?;
     write(p, "memory.limit_in_bytes", &limit.to_string())?;
     write(p, "memory.swappiness", &swappiness.to_string())
 }
@@ -75,6 +79,17 @@ pub fn create(p: &Path, limit: u64, swappiness: u32) -> Result<(), String> {
 /// Moves a process (and so its later forks) into the cgroup.
 pub fn attach(p: &Path, pid: i32) -> Result<(), String> {
     write(p, "cgroup.procs", &pid.to_string())
+}
+
+/// `FLUSH_TIME` of `mm/memcontrol.c` (2 s) and a margin: the periodic
+/// `flush_memcg_stats_dwork` flushes every memcg's pending per-CPU stat updates; a read of
+/// memory.stat flushes them itself only past `MEMCG_CHARGE_BATCH` × CPUs pending updates,
+/// so a small change (one page) shows only after the periodic flush (FINDINGS §33).
+pub const STAT_FLUSH_WAIT: std::time::Duration = std::time::Duration::from_millis(2200);
+
+/// Waits out [`STAT_FLUSH_WAIT`]: the memcg's stats are then what its pages are.
+pub fn wait_for_stat_flush() {
+    std::thread::sleep(STAT_FLUSH_WAIT);
 }
 
 /// The `memcg.*` observables.
@@ -98,6 +113,67 @@ pub fn counters(p: &Path) -> Result<BTreeMap<String, i64>, String> {
         c.insert(format!("memcg.{k}"), kv(&stat, k));
     }
     Ok(c)
+}
+
+/// Anonymous pages of the worker processes outside the arena that are charged to the cgroup
+/// (by `/proc/PID/pagemap` and `/proc/kpagecgroup`, each page frame once): the workers' own
+/// copy-on-write copies of their stack and data after a `fork` (some 80 pages per fork on
+/// this host), which are not the scenario's and which memory.stat's `rss` counts.
+pub fn worker_pages(p: &Path, pids: &[i32], arena: (u64, u64)) -> Result<u64, String> {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let ino = std::fs::metadata(p)
+        .map_err(|e| format!("{}: {e}", p.display()))?
+        .ino();
+    let kpc =
+        std::fs::File::open("/proc/kpagecgroup").map_err(|e| format!("/proc/kpagecgroup: {e}"))?;
+    let mut seen = std::collections::BTreeSet::new();
+    for &pid in pids {
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .map_err(|e| format!("/proc/{pid}/maps: {e}"))?;
+        let pm = std::fs::File::open(format!("/proc/{pid}/pagemap"))
+            .map_err(|e| format!("/proc/{pid}/pagemap: {e}"))?;
+        for l in maps.lines() {
+            let mut f = l.split_whitespace();
+            let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+                continue;
+            };
+            let Some((a, b)) = range.split_once('-') else {
+                continue;
+            };
+            let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16))
+            else {
+                continue;
+            };
+            // Only private mappings hold anonymous copies; [vsyscall] is not in pagemap.
+            if !perms.ends_with('p') || start >= 0xffff_0000_0000_0000 {
+                continue;
+            }
+            if start < arena.1 && end > arena.0 {
+                continue;
+            }
+            let n = ((end - start) / 4096) as usize;
+            let mut buf = vec![0u8; n * 8];
+            pm.read_exact_at(&mut buf, start / 4096 * 8)
+                .map_err(|e| format!("/proc/{pid}/pagemap: {e}"))?;
+            for e in buf.chunks_exact(8) {
+                let v = u64::from_le_bytes(e.try_into().expect("8 bytes"));
+                // Present (bit 63) and not a file page or shared anonymous (bit 61).
+                if v & (1 << 63) == 0 || v & (1 << 61) != 0 {
+                    continue;
+                }
+                let pfn = v & ((1 << 55) - 1);
+                if pfn == 0 || !seen.insert(pfn) {
+                    continue;
+                }
+                let mut c = [0u8; 8];
+                if kpc.read_exact_at(&mut c, pfn * 8).is_ok() && u64::from_le_bytes(c) == ino {
+                    continue;
+                }
+                seen.remove(&pfn);
+            }
+        }
+    }
+    Ok(seen.len() as u64)
 }
 
 /// Moves whatever is left in the cgroup to its parent and removes it (retrying while an

@@ -1255,7 +1255,7 @@ impl Session {
             self.swap_area.as_ref(),
             self.memcg.as_deref(),
         )
-            .ok_or_else(|| format!("knob path too long in {all:?}"))?;
+        .ok_or_else(|| format!("knob path too long in {all:?}"))?;
         self.journal_meta = Some(meta);
         self.saved = all;
         publish(Some(t));
@@ -1307,7 +1307,10 @@ impl Session {
         }
         let p = crate::memcg::run_path()?;
         if p.exists() {
-            return Err(format!("{} already exists: refusing to reuse it", p.display()));
+            return Err(format!(
+                "{} already exists: refusing to reuse it",
+                p.display()
+            ));
         }
         self.journal_swap(|s| s.memcg = Some(p.clone()))?;
         crate::memcg::create(&p, limit, swappiness)?;
@@ -1366,7 +1369,10 @@ impl Session {
                 let t = unsafe { Box::from_raw(t) };
                 if restore_table(&t) > 0 {
                     if let Some(m) = self.memcg.as_ref().filter(|m| m.exists()) {
-                        errs.push(format!("memory cgroup {} could not be removed", m.display()));
+                        errs.push(format!(
+                            "memory cgroup {} could not be removed",
+                            m.display()
+                        ));
                     }
                     if let Some(e) = self.swap.then(crate::swap::leftover).flatten() {
                         errs.push(format!("swap teardown failed: {e}"));

@@ -26,6 +26,7 @@ fn opts(allow_swap: bool) -> HostOptions {
         allow_sysfs: true,
         no_wait: false,
         allow_swap,
+        allow_memcg: false,
     }
 }
 

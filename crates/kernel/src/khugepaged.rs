@@ -502,10 +502,7 @@ impl Kernel {
             return Err(ScanResult::AllocHugePageFail);
         };
         self.vmstat.count(VmItem::ThpCollapseAlloc);
-        if self
-            .memcg_charge(u64::from(HPAGE_PMD_NR), gfp)
-            .is_err()
-        {
+        if self.memcg_charge(u64::from(HPAGE_PMD_NR), gfp).is_err() {
             self.buddy.free(pfn, HPAGE_PMD_ORDER);
             return Err(ScanResult::CgroupChargeFail);
         }

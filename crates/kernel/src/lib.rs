@@ -334,11 +334,7 @@ impl Kernel {
 
     /// As `alloc_anon_folio_order`, telling an allocation failure (`Err(false)`) from a
     /// charge failure (`Err(true)`, the pages given back).
-    pub(crate) fn alloc_charge_anon_folio(
-        &mut self,
-        order: u8,
-        gfp: Gfp,
-    ) -> Result<FolioId, bool> {
+    pub(crate) fn alloc_charge_anon_folio(&mut self, order: u8, gfp: Gfp) -> Result<FolioId, bool> {
         let pfn = self.alloc_pages(order, gfp).ok_or(false)?;
         let charge_gfp = if order == 0 { Gfp::KERNEL } else { gfp };
         if self.memcg_charge(1 << order, charge_gfp).is_err() {

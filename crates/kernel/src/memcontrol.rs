@@ -113,10 +113,7 @@ impl crate::Kernel {
         {
             return Some("clean page cache could be dropped");
         }
-        if swap_free
-            && cg.swappiness > 0
-            && self.vmstat.get(crate::vmstat::VmItem::NrShmem) > 0
-        {
+        if swap_free && cg.swappiness > 0 && self.vmstat.get(crate::vmstat::VmItem::NrShmem) > 0 {
             return Some("shmem pages could be swapped out");
         }
         if self.folios.any_lazyfree() {
@@ -130,7 +127,9 @@ impl crate::Kernel {
     pub(crate) fn memcg_charge_pgtable(&mut self) {
         // The page table is already counted as allocated: the usage before it is one less.
         let usage = self.memcg_usage_pages().saturating_sub(1);
-        let Some(cg) = self.memcg.as_mut() else { return };
+        let Some(cg) = self.memcg.as_mut() else {
+            return;
+        };
         if cg.stock >= 1 {
             cg.stock -= 1;
         } else if usage + MEMCG_CHARGE_BATCH <= cg.limit_pages {
@@ -273,18 +272,17 @@ impl crate::Kernel {
         use crate::vmstat::VmItem;
         let page = crate::util::to_i64(crate::types::PAGE_SIZE);
         let g = |i: VmItem| self.vmstat.get(i);
-        let swap = self
-            .swap
-            .si
-            .as_ref()
-            .map_or(0, |si| i64::from(si.inuse));
+        let swap = self.swap.si.as_ref().map_or(0, |si| i64::from(si.inuse));
         v.extend([
             (
                 "memcg.usage".to_string(),
                 crate::util::to_i64(self.memcg_usage_pages()) * page,
             ),
             ("memcg.failcnt".to_string(), crate::util::to_i64(cg.failcnt)),
-            ("memcg.oom_kill".to_string(), crate::util::to_i64(cg.oom_kill)),
+            (
+                "memcg.oom_kill".to_string(),
+                crate::util::to_i64(cg.oom_kill),
+            ),
             ("memcg.rss".to_string(), g(VmItem::NrAnonPages) * page),
             (
                 "memcg.rss_huge".to_string(),

@@ -960,9 +960,7 @@ impl Kernel {
             match self.alloc_charge_anon_folio(order, self.vma_thp_gfp_mask(vma)) {
                 Ok(f) => return Some(f),
                 // mem_cgroup_swapin_charge_folio fails: the folio is dropped.
-                Err(true) => self
-                    .vmstat
-                    .mthp_count(order, MthpStat::SwpinFallbackCharge),
+                Err(true) => self.vmstat.mthp_count(order, MthpStat::SwpinFallbackCharge),
                 Err(false) => {}
             }
             self.vmstat.mthp_count(order, MthpStat::SwpinFallback);

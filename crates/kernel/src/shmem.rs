@@ -1300,7 +1300,8 @@ impl Kernel {
             if self.swap.cached(slot).is_some() {
                 continue;
             }
-            let Some(pfn) = self.alloc_charged_pages(0, crate::page_alloc::Gfp::HIGHUSER_MOVABLE) else {
+            let Some(pfn) = self.alloc_charged_pages(0, crate::page_alloc::Gfp::HIGHUSER_MOVABLE)
+            else {
                 return;
             };
             let f = self.folios.alloc(pfn, 0, 0);

@@ -203,10 +203,13 @@ impl<'s> LineCtx<'s, '_> {
             ("memcg", Some(n)) => {
                 const MEMCG: &[&str] = thpsim_kernel::memcontrol::MEMCG_FIELDS;
                 if MEMCG.contains(&n.text) {
-                    return Some((
-                        Observable::Counter(format!("memcg.{}", n.text)),
-                        ObsKind::Count,
-                    ));
+                    // The memory.stat and usage fields are bytes (a value may have a unit).
+                    let kind = if matches!(n.text, "failcnt" | "oom_kill") {
+                        ObsKind::Count
+                    } else {
+                        ObsKind::Bytes
+                    };
+                    return Some((Observable::Counter(format!("memcg.{}", n.text)), kind));
                 }
                 let names = MEMCG.iter().copied();
                 self.unknown(n, "memcg field", names.clone(), "memcg.", || {

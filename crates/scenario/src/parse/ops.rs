@@ -136,10 +136,9 @@ pub(crate) fn op_memcg(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
             return None;
         }
     };
-    Some(Parsed::Op(Op::Memcg(thpsim_kernel::memcontrol::MemcgConfig {
-        limit,
-        swappiness,
-    })))
+    Some(Parsed::Op(Op::Memcg(
+        thpsim_kernel::memcontrol::MemcgConfig { limit, swappiness },
+    )))
 }
 
 /// Splits `key=value` arguments, reporting malformed ones. `what` names the key kind.
