@@ -235,6 +235,8 @@ pub struct HostBackend {
     memcg: Option<std::path::PathBuf>,
     /// The current worker was found killed by SIGKILL in a memcg run: the memcg OOM killer.
     oom_killed: bool,
+    /// Engine processes the memcg OOM killer killed (their workers reaped).
+    oom_killed_procs: Vec<usize>,
 }
 
 fn err(msg: impl Into<String>) -> BackendError {
@@ -393,6 +395,7 @@ impl HostBackend {
             own_thp_disable: None,
             memcg: None,
             oom_killed: false,
+            oom_killed_procs: Vec::new(),
             lock: None,
         }
     }
@@ -555,6 +558,7 @@ impl HostBackend {
         let (w, base) = self.adopt_worker(pid, mine)?;
         self.base = base;
         self.workers = vec![Some(w)];
+        self.oom_killed_procs.clear();
         self.current = 0;
         self.objects.clear();
         self.object_creator.clear();
@@ -651,6 +655,17 @@ impl HostBackend {
     fn exit_worker(&mut self, proc: u32) -> Result<OpOutcome, BackendError> {
         if proc == 0 {
             return Err(err("exit: `main` cannot exit (engine bug)"));
+        }
+        if self.oom_killed_procs.contains(&(proc as usize)) {
+            // Already dead and reaped: its exit is done.
+            if self.current == proc as usize {
+                self.current = 0;
+            }
+            return Ok(OpOutcome {
+                result: Ok(0),
+                minflt: 0,
+                majflt: 0,
+            });
         }
         let w = self
             .workers
@@ -1767,6 +1782,7 @@ impl Backend for HostBackend {
                     "the memcg OOM killer killed `main`: let a forked process make the allocation that runs out",
                 ));
             }
+            self.oom_killed_procs.push(self.current);
             return Ok(OpOutcome {
                 result: Err(OpError::Signal(Signal::Sigkill)),
                 minflt: 0,
@@ -1777,6 +1793,9 @@ impl Backend for HostBackend {
     }
 
     fn snapshot(&mut self, ranges: &[(u64, u64)]) -> Result<Snapshot, BackendError> {
+        if self.oom_killed_procs.contains(&self.current) {
+            return Err(not_runnable(thpsim_scenario::sim::OOM_OBSERVE));
+        }
         let mut counters = observe::counters();
         if let Some(p) = &self.memcg {
             // memory.stat is exact only once the periodic flush ran after the last change.

@@ -94,6 +94,10 @@ fn knob_error(knob: &str, value: &str, e: &thpsim_kernel::sysfs::KnobError) -> S
     }
 }
 
+/// A checkpoint while the current process is one the memcg OOM killer killed (both backends).
+pub const OOM_OBSERVE: &str =
+    "a checkpoint of a process the memcg OOM killer killed: switch to a live process (`as`) first";
+
 fn err(message: String) -> BackendError {
     BackendError::Failed(message)
 }
@@ -630,6 +634,9 @@ impl Backend for SimBackend {
 
     fn snapshot(&mut self, ranges: &[(u64, u64)]) -> Result<Snapshot, BackendError> {
         let pid = self.pid;
+        if self.oom_killed.contains(&pid) {
+            return Err(BackendError::not_runnable(OOM_OBSERVE));
+        }
         let k = self.k()?;
         let counters = k.counters().into_iter().collect();
         let b = MODEL_ARENA_BASE;
