@@ -8,9 +8,7 @@
 mod common;
 use common::*;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use thpsim_host::sysfs::journal_path;
 use thpsim_host::{HostBackend, HostOptions};
@@ -148,36 +146,11 @@ fn a_killed_runs_cgroup_is_removed_by_the_next() {
     if !ready() {
         return;
     }
-    let mut c = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env("THPSIM_MEMCG_CHILD", "1")
-        .env("THPSIM_TEST_LOCK_HELD", "1")
-        .env_remove("THPSIM_SYSFS_JOURNAL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let child = c.id();
-    let mut line = String::new();
-    let mut r = BufReader::new(c.stdout.take().unwrap());
-    while !line.contains("READY") {
-        line.clear();
-        assert!(r.read_line(&mut line).unwrap() > 0, "child ended early");
-    }
-    let name = format!("thpsim-{child}");
-    assert_eq!(cgroups_left(), vec![name.clone()]);
-    assert!(journal_path().exists());
-    c.kill().unwrap();
-    c.wait().unwrap();
-    // Its workers die with it (PR_SET_PDEATHSIG); the next run removes the cgroup.
-    let t0 = Instant::now();
-    let note = loop {
-        match thpsim_host::sysfs::recover_journal() {
-            Ok(Some(n)) => break n,
-            _ if t0.elapsed() > Duration::from_secs(5) => panic!("nothing recovered"),
-            _ => std::thread::sleep(Duration::from_millis(20)),
-        }
-    };
+    let mut name = String::new();
+    let note = kill_child_and_recover(("THPSIM_MEMCG_CHILD", "1"), |child| {
+        name = format!("thpsim-{child}");
+        assert_eq!(cgroups_left(), vec![name.clone()]);
+    });
     assert!(note.contains("removal of memory cgroup"), "{note}");
     assert!(note.contains(&name), "{note}");
     assert_eq!(cgroups_left(), Vec::<String>::new());
