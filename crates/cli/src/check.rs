@@ -613,6 +613,14 @@ pub(crate) fn check_scenario(
         );
         return fc;
     }
+    let mut gmem = false;
+    scn.for_each_op(|op| gmem |= matches!(op, thpsim_scenario::ast::Op::Gmem { .. }));
+    if gmem {
+        if let Err(e) = thpsim_host::guest_memfd::host_support() {
+            fc.skipped = Some(format!("not for this host: {e}"));
+            return fc;
+        }
+    }
     match thpsim_host::estimate::check_memory(&scn, force) {
         Ok(note) => fc.warnings.extend(note),
         Err(e) => {

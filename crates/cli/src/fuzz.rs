@@ -418,6 +418,14 @@ pub(crate) fn main(o: FuzzOpts) -> ExitCode {
         eprintln!("thpsim fuzz: --weight swap=N needs --allow-swap");
         return ExitCode::from(2);
     }
+    // A host whose KVM has no guest_memfd cannot run `gmem` programs: generate none (said,
+    // so that a seed's programs are known to differ from a host that has it).
+    if w.weight("gmem") > 0 {
+        if let Err(e) = thpsim_host::guest_memfd::host_support() {
+            eprintln!("thpsim fuzz: no `gmem` ops in these programs: {e}");
+            w.set("gmem", 0);
+        }
+    }
     let dev_path = PathBuf::from("scenarios/conformance/deviations.txt");
     let devs = if dev_path.exists() {
         match check::load_deviations(&dev_path) {

@@ -201,3 +201,31 @@ fn host_text_shows_a_killed_process_and_a_refused_mmap() {
         );
     }
 }
+
+/// A scenario with `gmem` on a host whose KVM has no guest_memfd is skipped by `check` with
+/// the reason (not reported as a disagreement), and `host` refuses it with the "cannot run
+/// on this host" exit code; where the host has guest_memfd, the same scenario agrees.
+#[test]
+fn gmem_scenarios_are_skipped_on_a_host_without_guest_memfd() {
+    if !host_ok() {
+        return;
+    }
+    let _lock = common::host_lock();
+    let f = scenario(
+        "gmem-create.thps",
+        "gmem g 2M mmap init_shared\nmmap m 2M g shared\nwrite m+0 4K\ncheckpoint end\n",
+    );
+    let f = f.to_str().unwrap();
+    let (code, out, err) = thpsim(&["check", f]);
+    match thpsim_host::guest_memfd::host_support() {
+        Ok(()) => assert_eq!(code, 0, "{out}{err}"),
+        Err(why) => {
+            assert_eq!(code, 0, "{out}{err}");
+            assert!(out.contains("1 skipped"), "{out}");
+            assert!(out.contains(&why), "{out}");
+            let (code, _, err) = thpsim(&["host", f]);
+            assert_eq!(code, 3, "{err}");
+            assert!(err.contains("KVM_CAP_GUEST_MEMFD"), "{err}");
+        }
+    }
+}

@@ -80,3 +80,51 @@ pub fn vm_fd() -> Result<i32, i32> {
 pub fn create(size: u64, flags: u64) -> Result<i32, i32> {
     create_on(vm_fd()?, size, flags)
 }
+
+/// `_IO(KVMIO, 0x03)`.
+const KVM_CHECK_EXTENSION: libc::c_ulong = 0xAE03;
+/// `KVM_CAP_GUEST_MEMFD` (include/uapi/linux/kvm.h): nonzero on a VM that supports
+/// `KVM_CREATE_GUEST_MEMFD`.
+const KVM_CAP_GUEST_MEMFD: libc::c_ulong = 234;
+
+/// Whether this host can run `gmem` ops, asked once in the runner (not a worker): a VM of the
+/// default type must answer `KVM_CHECK_EXTENSION(KVM_CAP_GUEST_MEMFD)` with a nonzero value.
+/// Not every KVM has it: a `kvm_pvm` host (KVM in a VM without hardware virtualization)
+/// creates VMs but answers ENOTTY to `KVM_CREATE_GUEST_MEMFD`. Err: why not, with the KVM
+/// module that is loaded.
+pub fn host_support() -> Result<(), String> {
+    static SUPPORT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    SUPPORT.get_or_init(probe_support).clone()
+}
+
+fn probe_support() -> Result<(), String> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let module = ["kvm_intel", "kvm_amd", "kvm_pvm"]
+        .into_iter()
+        .find(|m| std::path::Path::new("/sys/module").join(m).exists())
+        .unwrap_or("no vendor module");
+    let kvm = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .map_err(|e| format!("guest_memfd: cannot open /dev/kvm: {e}"))?;
+    // SAFETY: KVM_CREATE_VM takes the VM type (0: the default) and returns a new descriptor.
+    let vm = unsafe { libc::ioctl(kvm.as_raw_fd(), KVM_CREATE_VM, 0 as libc::c_ulong) };
+    if vm < 0 {
+        return Err(format!(
+            "guest_memfd: KVM_CREATE_VM failed (errno {}; KVM module: {module})",
+            crate::sys::errno()
+        ));
+    }
+    // SAFETY: `vm` was just returned by KVM_CREATE_VM and nothing else owns it.
+    let vm = unsafe { OwnedFd::from_raw_fd(vm) };
+    // SAFETY: KVM_CHECK_EXTENSION takes the capability number and reads nothing else.
+    let cap = unsafe { libc::ioctl(vm.as_raw_fd(), KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD) };
+    if cap <= 0 {
+        return Err(format!(
+            "guest_memfd: this host's KVM ({module}) has no KVM_CAP_GUEST_MEMFD \
+             (KVM_CHECK_EXTENSION answers {cap}), so KVM_CREATE_GUEST_MEMFD fails with ENOTTY"
+        ));
+    }
+    Ok(())
+}

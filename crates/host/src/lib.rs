@@ -734,6 +734,7 @@ impl HostBackend {
                 if obj as usize != self.objects.len() {
                     return Err(err(format!("gmem: object id {obj} out of order")));
                 }
+                guest_memfd::host_support().map_err(not_runnable)?;
                 let r = self.call(&Request::GmemCreate { size, flags })?;
                 match r.status {
                     Status::Ok(fd) => {

@@ -21,6 +21,23 @@ pub struct Scenario {
     pub stmts: Vec<Stmt>,
 }
 
+impl Scenario {
+    /// Calls `f` on every op, the bodies of `repeat` blocks included (once each: a body is
+    /// visited as written, not per iteration).
+    pub fn for_each_op(&self, mut f: impl FnMut(&Op)) {
+        fn walk(stmts: &[Stmt], f: &mut impl FnMut(&Op)) {
+            for st in stmts {
+                if let Op::Repeat { body, .. } = &st.op {
+                    walk(body, f);
+                } else {
+                    f(&st.op);
+                }
+            }
+        }
+        walk(&self.stmts, &mut f);
+    }
+}
+
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Stmt {
     pub span: Span,

@@ -118,15 +118,6 @@ impl TouchBound {
 fn touch_bound(scn: &Scenario, mappings: &[Placed], memory: u64) -> TouchBound {
     use crate::ast::UffdOp;
     use thpsim_kernel::types::Advice;
-    fn walk(stmts: &[Stmt], f: &mut impl FnMut(&Op)) {
-        for st in stmts {
-            if let Op::Repeat { body, .. } = &st.op {
-                walk(body, f);
-            } else {
-                f(&st.op);
-            }
-        }
-    }
     let size_of = |name: &str| {
         mappings
             .iter()
@@ -144,7 +135,7 @@ fn touch_bound(scn: &Scenario, mappings: &[Placed], memory: u64) -> TouchBound {
         bytes = bytes.saturating_add(len.div_ceil(PAGE_SIZE) * PAGE_SIZE);
         regions = regions.saturating_add(len.div_ceil(PMD_SIZE) + 1);
     };
-    walk(&scn.stmts, &mut |op| match op {
+    scn.for_each_op(|op| match op {
         Op::Access(a) => add(len_of(&a.range)),
         Op::Mmap(m) if m.populate => add(m.size),
         Op::Madvise {
