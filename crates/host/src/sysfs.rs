@@ -1203,19 +1203,7 @@ impl Session {
         }
         if !new.is_empty() {
             let journal = self.journal.clone()?;
-            if !self.active {
-                if ACTIVE_SESSION.swap(true, Ordering::SeqCst) {
-                    return Err(
-                        "another HostBackend in this process is already changing THP sysfs knobs"
-                            .into(),
-                    );
-                }
-                self.active = true;
-                CHILDREN_KILLED.store(false, Ordering::SeqCst);
-                install_panic_hook();
-                install_handlers();
-                OWNER_TID.store(gettid(), Ordering::SeqCst);
-            }
+            self.activate()?;
             let mut all = self.saved.clone();
             all.extend(new.iter().cloned());
             self.journal_and_publish(&journal, all)?;
@@ -1228,6 +1216,25 @@ impl Session {
                 )
             })?;
         }
+        Ok(())
+    }
+
+    /// Makes this the process's one active session: the signal handlers and the panic hook
+    /// restore what it journals. Call with [`GUARD`] held.
+    fn activate(&mut self) -> Result<(), String> {
+        if self.active {
+            return Ok(());
+        }
+        if ACTIVE_SESSION.swap(true, Ordering::SeqCst) {
+            return Err(
+                "another HostBackend in this process is already changing THP sysfs knobs".into(),
+            );
+        }
+        self.active = true;
+        CHILDREN_KILLED.store(false, Ordering::SeqCst);
+        install_panic_hook();
+        install_handlers();
+        OWNER_TID.store(gettid(), Ordering::SeqCst);
         Ok(())
     }
 
@@ -1299,18 +1306,20 @@ impl Session {
         crate::swap::area_on(&area)
     }
 
-    /// Makes the run's memory cgroup (`crate::memcg`), journaled before the `mkdir`. The
-    /// session must be active (a knob was pinned, as every `--allow-sysfs` run does).
+    /// Makes the run's memory cgroup (`crate::memcg`), journaled (the session activated)
+    /// before the `mkdir`.
     pub fn memcg_setup(&mut self, limit: u64, swappiness: u32) -> Result<PathBuf, String> {
-        if !self.active {
-            return Err("the memory cgroup cannot be journaled without --allow-sysfs".into());
-        }
         let p = crate::memcg::run_path()?;
         if p.exists() {
             return Err(format!(
                 "{} already exists: refusing to reuse it",
                 p.display()
             ));
+        }
+        {
+            let _b = Blocked::new();
+            let _g = Guard(guard_acquire());
+            self.activate()?;
         }
         self.journal_swap(|s| s.memcg = Some(p.clone()))?;
         crate::memcg::create(&p, limit, swappiness)?;

@@ -27,8 +27,8 @@
 //! * **Observables** (`memcg.*`): `usage` (usage_in_bytes: charged pages + page tables +
 //!   stock; the host's also holds slab objects and other CPUs' stock), `failcnt`,
 //!   `oom_kill`, and memory.stat's v1 fields `rss` (NR_ANON_MAPPED), `rss_huge`, `shmem`,
-//!   `cache`, `mapped_file`-free subset, `swap` in bytes: with every process in the memcg
-//!   they are the node's gauges.
+//!   `cache` (NR_FILE_PAGES) and `swap` (swap slots in use) in bytes: with every process in
+//!   the memcg they are the node's gauges.
 
 use crate::page_alloc::Gfp;
 use crate::types::Pid;
