@@ -220,3 +220,29 @@ pub(crate) fn teardown_raw(path: &[u8]) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::path_ok;
+
+    /// A journal may only name a `thpsim-<pid>` directory under the memory controller: a
+    /// planted journal cannot make recovery remove (or empty) anything else.
+    #[test]
+    fn journal_paths_are_checked() {
+        assert!(path_ok("/sys/fs/cgroup/memory/process_api/abc/thpsim-1234"));
+        assert!(path_ok("/sys/fs/cgroup/memory/thpsim-7"));
+        for bad in [
+            "/sys/fs/cgroup/memory",
+            "/sys/fs/cgroup/memory/",
+            "/sys/fs/cgroup/memory/process_api",
+            "/sys/fs/cgroup/memory/thpsim-",
+            "/sys/fs/cgroup/memory/thpsim-12x",
+            "/sys/fs/cgroup/memory/../memory/thpsim-1",
+            "/sys/fs/cgroup/cpu/thpsim-1",
+            "/tmp/thpsim-1",
+            "thpsim-1",
+        ] {
+            assert!(!path_ok(bad), "{bad}");
+        }
+    }
+}

@@ -195,3 +195,43 @@ fn reclaim_to_swap_is_refused() {
     let why = k.take_unmodelled().expect("refused");
     assert!(why.contains("swapped out"), "{why}");
 }
+
+/// A large swap-in whose charge does not fit (`mem_cgroup_swapin_charge_folio`): the 64K
+/// folio is dropped, `swpin_fallback_charge` and `swpin_fallback` count, and the fault
+/// swaps in one page. (This host had zswap enabled, so it swaps in at order 0 anyway: the
+/// path has no host scenario.) Swappiness 0: limit reclaim would not swap, nothing refused.
+#[test]
+fn swapin_charge_fallback() {
+    let cfg = KernelConfig {
+        swap: 64 << 20,
+        memcg: Some(MemcgConfig {
+            limit: 1 << 20,
+            swappiness: 0,
+        }),
+        ..Default::default()
+    };
+    let knobs = [("enabled", "never"), ("hugepages-64kB.enabled", "always")];
+    let (mut k, pid) = kernel_with("6.18", &knobs, &[], cfg);
+    map(&mut k, pid, BASE, 64 << 10);
+    write(&mut k, pid, BASE, 64 << 10).unwrap();
+    k.madvise(pid, BASE, 64 << 10, Advice::Pageout).unwrap();
+    ok(&k);
+    assert_eq!(counter(&k, "vmstat.pswpout"), 16);
+    // Fill the limit with small pages (64K folios where they fit) until 16 pages no longer
+    // fit but one does.
+    let b = BASE + (2 << 20);
+    map(&mut k, pid, b, 1 << 20);
+    let page = 4096;
+    let mut a = b;
+    while counter(&k, "memcg.usage") + 16 * page <= 1 << 20 && a < b + (1 << 20) {
+        write(&mut k, pid, a, K4).unwrap();
+        a += K4;
+    }
+    k.access(pid, BASE, AccessKind::Read).unwrap();
+    ok(&k);
+    assert_eq!(counter(&k, "mthp.64kB.swpin_fallback_charge"), 1);
+    assert_eq!(counter(&k, "mthp.64kB.swpin_fallback"), 1);
+    assert_eq!(counter(&k, "vmstat.pswpin"), 1);
+    assert_eq!(counter(&k, "memcg.oom_kill"), 0);
+    assert_eq!(k.take_unmodelled(), None);
+}
