@@ -237,6 +237,8 @@ pub struct HostBackend {
     oom_killed: bool,
     /// Engine processes the memcg OOM killer killed (their workers reaped).
     oom_killed_procs: Vec<usize>,
+    /// `memory.oom_control` `oom_kill` when the last OOM kill was taken for an op's SIGKILL.
+    oom_kills_seen: i64,
 }
 
 fn err(msg: impl Into<String>) -> BackendError {
@@ -396,6 +398,7 @@ impl HostBackend {
             memcg: None,
             oom_killed: false,
             oom_killed_procs: Vec::new(),
+            oom_kills_seen: 0,
             lock: None,
         }
     }
@@ -559,6 +562,7 @@ impl HostBackend {
         self.base = base;
         self.workers = vec![Some(w)];
         self.oom_killed_procs.clear();
+        self.oom_kills_seen = 0;
         self.current = 0;
         self.objects.clear();
         self.object_creator.clear();
@@ -1776,8 +1780,19 @@ impl Backend for HostBackend {
     fn exec(&mut self, op: &BackendOp) -> Result<OpOutcome, BackendError> {
         let r = self.exec_op(op);
         if r.is_err() && std::mem::take(&mut self.oom_killed) {
-            // The memcg OOM killer's SIGKILL ended the worker during the op (reaped by
-            // `worker_died`): the op's outcome, as the model reports it.
+            // A SIGKILL ended the worker during the op (reaped by `worker_died`): if the
+            // memcg's oom_kill count moved, it was the memcg OOM killer, and that is the op's
+            // outcome, as the model reports it; any other SIGKILL is the failure it was.
+            let kills = self
+                .memcg
+                .as_deref()
+                .and_then(|p| memcg::counters(p).ok())
+                .and_then(|c| c.get("memcg.oom_kill").copied())
+                .unwrap_or(0);
+            if kills <= self.oom_kills_seen {
+                return r;
+            }
+            self.oom_kills_seen = kills;
             if self.current == 0 {
                 return Err(not_runnable(
                     "the memcg OOM killer killed `main`: let a forked process make the allocation that runs out",
