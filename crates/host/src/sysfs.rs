@@ -44,13 +44,17 @@ use crate::swap::SwapArea;
 pub const THP_DIR: &str = "/sys/kernel/mm/transparent_hugepage";
 
 /// A knob file path relative to [`THP_DIR`] is acceptable only if it stays inside it; the
-/// hugetlb pool knobs are the only absolute paths (`sysfs::HUGETLB_KNOBS`).
+/// hugetlb pool knobs and the swap knobs are the only absolute paths (`sysfs::HUGETLB_KNOBS`,
+/// `sysfs::SWAP_RA_KNOBS`, [`SWAP_KNOBS`]).
 fn rel_ok(rel: &str) -> bool {
     if rel.starts_with('/') {
         return thpsim_kernel::sysfs::HUGETLB_KNOBS
             .iter()
             .any(|(_, p)| *p == rel)
-            || SWAP_KNOBS.iter().any(|(p, _)| *p == rel);
+            || SWAP_KNOBS.iter().any(|(p, _)| *p == rel)
+            || thpsim_kernel::sysfs::SWAP_RA_KNOBS
+                .iter()
+                .any(|(_, p, _)| *p == rel);
     }
     !rel.is_empty()
         && !rel.starts_with('/')
@@ -60,7 +64,8 @@ fn rel_ok(rel: &str) -> bool {
 }
 
 /// Files outside the THP directory that a swap run pins, with the value it pins them to:
-/// swap readahead of one page (`vm.page-cluster` 0, `crate::swap`). zswap's `enabled` is
+/// `vm.page-cluster` 0 while the device is set up (`crate::swap`); it is also a model knob
+/// (`sysfs::SWAP_RA_KNOBS`), so the run's knob pinning then writes the scenario's value. zswap's `enabled` is
 /// never written, not even with its current value: any successful write sets the kernel's
 /// `zswap_ever_enabled` key until reboot, and with it `zswap_never_enabled()` is false and
 /// every swap-in is order 0 (`alloc_swap_folio`); `crate::swap::preflight` refuses a run

@@ -105,8 +105,15 @@ fn a_run_swaps_and_tears_down() {
     }
     let pc = read(PAGE_CLUSTER);
     let mut b = HostBackend::new(opts(true));
-    b.setup(&swap_setup(64 << 20)).expect("setup");
-    assert_eq!(read(PAGE_CLUSTER), "0", "readahead pinned to one page");
+    // vm.page-cluster is a model knob: the run pins it to the scenario's value.
+    let mut setup = swap_setup(64 << 20);
+    setup.sysfs.push(("vm.page-cluster".into(), "5".into()));
+    b.setup(&setup).expect("setup");
+    assert_eq!(
+        read(PAGE_CLUSTER),
+        "5",
+        "readahead pinned to the scenario's page-cluster"
+    );
     assert!(read("/proc/swaps").contains("/dev/zram0"));
     mmap(&mut b, 0, 64 << 10);
     access(&mut b, 0, 64 << 10, Pattern::Write);

@@ -576,6 +576,7 @@ impl Kernel {
                 resv: None,
                 unmapped: false,
             },
+            swap_readahead_info: 0,
         };
         for idx in (offset >> HPAGE_SHIFT)..end.div_ceil(HPAGE_SIZE) {
             if self.hugetlb.inodes[ino.index()].cache.contains_key(&idx) {
@@ -711,6 +712,7 @@ impl Kernel {
                 resv,
                 unmapped: false,
             },
+            swap_readahead_info: 0,
         };
         self.mms[mmi].vmas.insert(addr, vma);
         self.mms[mmi].invalidate_vma_cache();

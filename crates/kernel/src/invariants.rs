@@ -578,6 +578,16 @@ impl Kernel {
                 self.swap.cache.len()
             ));
         }
+        if let Some(id) = self
+            .swap
+            .readahead
+            .iter()
+            .find(|id| !self.swap.folio_slot.contains_key(id))
+        {
+            return Err(format!(
+                "folio {id} has PG_readahead but is not in the swap cache"
+            ));
+        }
         si.check(&|s| self.swap.cache.contains_key(&s))
     }
 }

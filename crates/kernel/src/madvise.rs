@@ -3,7 +3,7 @@
 //! `madvise_update_vma`, with `hugepage_madvise` for HUGEPAGE/NOHUGEPAGE), MADV_DONTNEED
 //! (zap, which splits a PMD only partly covered), MADV_COLD (`can_madv_lru_vma`, then the
 //! split walk of `split.rs`, anonymous and shmem alike), MADV_PAGEOUT (the same walk, then
-//! reclaim: `vmscan.rs`; anonymous and shmem VMAs, other page-cache reclaim is EOPNOTSUPP), MADV_WILLNEED
+//! reclaim: `vmscan.rs`; anonymous, shmem and disk-file VMAs, guest_memfd's is EOPNOTSUPP), MADV_WILLNEED
 //! (swap-in to the swap cache, file readahead) and MADV_POPULATE_READ/WRITE
 //! (`madvise_populate`). Advice the model does not implement returns EOPNOTSUPP so a caller
 //! can never mistake it for the kernel's answer.
@@ -129,12 +129,11 @@ impl Kernel {
                     match advice {
                         // MADV_FREE is for anonymous memory only.
                         Advice::Free => return Err(Errno::EINVAL),
-                        // Reclaim of shmem page-cache folios is `shmem_writeout`; that of a
-                        // disk file's (writeback, dropping clean pages) and guest_memfd's
-                        // (unevictable) is not modelled.
-                        Advice::Pageout if self.inode_is_disk(ino) || self.is_gmem(ino) => {
-                            return Err(Errno::EOPNOTSUPP)
-                        }
+                        // Reclaim of shmem page-cache folios is `shmem_writeout`, of a disk
+                        // file's the drop of clean ones (`vmscan.rs`); guest_memfd's folios
+                        // are unevictable, which the model does not check against a host
+                        // (this one has no guest_memfd, FINDINGS §35).
+                        Advice::Pageout if self.is_gmem(ino) => return Err(Errno::EOPNOTSUPP),
                         Advice::Remove => {
                             // madvise_remove(): a hole punched in the file behind the range.
                             if !vma.has(vmf::SHARED) {

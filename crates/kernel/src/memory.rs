@@ -10,7 +10,7 @@
 //! A fault on a swap entry is `do_swap_page` (the swap cache, the synchronous zram path with
 //! mTHP swap-in), a major fault.
 //!
-//! Deviations: no KSM, no NUMA, no memcg charge failures, no swap readahead window; a fault
+//! Deviations: no KSM, no NUMA, no memcg charge failures; a fault
 //! never needs a retry under mmap_lock (the per-VMA lock path always succeeds).
 
 use crate::errno::Signal;
@@ -758,7 +758,7 @@ impl Kernel {
     /// with `SWP_SYNCHRONOUS_IO` (zram) and a slot only this PTE names, into a new folio that
     /// skips the swap cache (`alloc_swap_folio`: the largest enabled mTHP order whose block
     /// is all swap entries of consecutive, aligned slots), else through the swap cache
-    /// (`swapin_readahead`, one page with `vm.page-cluster` 0). The slots lose this mapping's
+    /// (`swapin_readahead`: the window around it, see `swapfile.rs`). The slots lose this mapping's
     /// references (`swap_free_nr`); a cached folio leaves the cache on a write fault that
     /// finds no other user (`should_try_to_free_swap`). The page is mapped writable and
     /// exclusive if the swap PTE was exclusive or nothing else holds the folio; a write that
@@ -769,28 +769,30 @@ impl Kernel {
         let orig = vmf.orig_pte;
         let slot = orig.swap_slot();
         let mut id = self.swap.cached(slot);
-        if id.is_none() {
+        if let Some(f) = id {
+            self.swap_update_readahead(f, Some((mmi, addr)));
+        } else {
             let sync = self
                 .swap
                 .si
                 .as_ref()
                 .is_some_and(|si| si.device.synchronous() && si.count(slot) == 1);
-            let folio = if sync {
-                self.alloc_swap_folio(vmf)
+            let f = if sync {
+                // Skips the swap cache: the new folio (maybe large) is read here.
+                let Some(f) = self.alloc_swap_folio(vmf) else {
+                    return VmFault::Oom;
+                };
+                let nr = self.folios.get(f).nr_pages();
+                self.swap_read_folio(f, slot & !(nr - 1));
+                f
             } else {
-                self.alloc_anon_folio_order(0, Gfp::HIGHUSER_MOVABLE)
+                // swapin_readahead: the faulting page and its readahead window go through
+                // the swap cache.
+                let Some(f) = self.swapin_readahead(vmf, slot) else {
+                    return VmFault::Oom;
+                };
+                f
             };
-            let Some(f) = folio else {
-                return VmFault::Oom;
-            };
-            let nr = self.folios.get(f).nr_pages();
-            let first = slot & !(nr - 1);
-            if !sync {
-                // read_swap_cache_async: the new folio joins the swap cache.
-                self.swap.add(f, first, nr);
-                self.folios.get_mut(f).refcount += nr;
-            }
-            self.swap_read_folio(f, first);
             vmf.flags = vmf.flags.with(FaultFlags::MAJOR);
             self.vmstat.count(VmItem::Pgmajfault);
             id = Some(f);

@@ -92,6 +92,10 @@ pub struct Vma {
     pub anon_vma: Option<AnonVmaId>,
     pub pgoff: u64,
     pub backing: VmaBacking,
+    /// `vma->swap_readahead_info` (`mm/swap_state.c`): the last swap fault's address, the
+    /// readahead window it got and the readahead hits since, packed as the kernel packs them
+    /// (`SWAP_RA_VAL`); 0 in a new VMA, copied by a split, fork and mremap (`vm_area_dup`).
+    pub swap_readahead_info: u64,
 }
 
 impl Vma {
@@ -213,6 +217,21 @@ impl Mm {
             self.vma_cache.set(v);
         }
         v
+    }
+
+    /// Sets `swap_readahead_info` of the VMA containing `addr` (a field no walk or merge
+    /// reads, so the VMA cache is updated in place rather than dropped).
+    pub(crate) fn set_swap_readahead_info(&mut self, addr: u64, val: u64) {
+        let Some(start) = self.vma_start_at(addr) else {
+            return;
+        };
+        if let Some(v) = self.vmas.get_mut(&start) {
+            v.swap_readahead_info = val;
+            let v = *v;
+            if self.vma_cache.get().is_some_and(|c| c.start == v.start) {
+                self.vma_cache.set(Some(v));
+            }
+        }
     }
 
     /// Must be called by every change to `vmas`.

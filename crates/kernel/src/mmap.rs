@@ -165,6 +165,7 @@ impl Kernel {
             anon_vma: None,
             pgoff,
             backing,
+            swap_readahead_info: 0,
         };
         self.mms[mmi].vmas.insert(addr, vma);
         self.mms[mmi].invalidate_vma_cache();

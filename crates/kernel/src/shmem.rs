@@ -1212,6 +1212,7 @@ impl Kernel {
             // A whole folio an asynchronous device wrote, or one page MADV_WILLNEED read:
             // a smaller folio splits the entry.
             let cslot = self.swap.folio_slot[&c];
+            self.swap_update_readahead(c, None);
             let first = if self.folios.get(c).order < order {
                 self.shmem_split_swap_entry(ino, efirst);
                 index - u64::from(slot - cslot)
@@ -1237,6 +1238,11 @@ impl Kernel {
             if let Some(pfn) = self.alloc_charged_pages(order, gfp) {
                 folio = Some((self.folios.alloc(pfn, order, 0), efirst, eslot));
             }
+        }
+        if !sync {
+            // shmem_swapin_cluster → swap_cluster_readahead: the neighbours of the slot go
+            // to the swap cache with PG_readahead; the faulting page is read below.
+            self.swap_cluster_readahead_neighbours(slot);
         }
         let (id, first, fslot) = match folio {
             Some(f) => f,

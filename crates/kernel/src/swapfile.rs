@@ -21,16 +21,24 @@
 //!   slot → folio and the folio's first slot (`folio->swap`); the cache holds one
 //!   reference per page, like the page cache. `folio_free_swap` and the reclaim on unmap
 //!   (`free_swap_and_cache_nr` → `__try_to_reclaim_swap`, `free_swap_cache`) drop it.
+//! * **Readahead** (`mm/swap_state.c`: `swapin_readahead`, `swap_vma_readahead` with
+//!   `swap_vma_ra_win` and the VMA's `swap_readahead_info`, `swap_cluster_readahead` with
+//!   `swapin_nr_pages`' global state, `swap_update_readahead`, `__swapin_nr_pages`): the
+//!   window's pages other than the faulting one go to the swap cache with `PG_readahead`
+//!   (`swap_ra`); a fault that finds one there is a hit (`swap_ra_hit`) and grows the next
+//!   window. `vm.page-cluster` and `swap.vma_ra_enabled` are knobs; `disk` and `file` devices
+//!   are rotational (`nr_rotate_swap`), which selects the offset-based readahead.
 //!
 //! Deviations: one CPU's cluster cache (the host's two CPUs each keep one, so the slots a
 //! run gets depend on where it ran; only what does not depend on it is compared), no
-//! discard, no swap readahead beyond one page (the host runs pin `vm.page-cluster` to 0), no
-//! zswap, no memcg swap limits.
+//! discard, no zswap, no memcg swap limits; the readahead's I/O completes at once (a fault on a
+//! page still being read would wait for it: the same counters).
 
 use rustc_hash::FxHashMap;
 
 use crate::folio::FolioId;
-use crate::types::HPAGE_PMD_ORDER;
+use crate::types::{HPAGE_PMD_ORDER, PAGE_SIZE};
+use crate::vmstat::VmItem;
 
 /// `SWAPFILE_CLUSTER`: slots per cluster (`HPAGE_PMD_NR` with THP swap).
 pub(crate) const SWAPFILE_CLUSTER: u32 = 512;
@@ -73,6 +81,14 @@ impl SwapDevice {
     /// `SWP_BLKDEV`: only a block device gets slots for large folios.
     pub fn blkdev(self) -> bool {
         self != SwapDevice::File
+    }
+
+    /// Not `SWP_SOLIDSTATE` (`bdev_nonrot` false): counted in `nr_rotate_swap`, which turns
+    /// VMA-based readahead off. zram is non-rotational; `disk` and `file` are rotational as
+    /// on the reference host, whose root disk (the loop device's backing file and the swap
+    /// file live on it) has `queue/rotational` 1.
+    pub fn rotational(self) -> bool {
+        self != SwapDevice::Zram
     }
 }
 
@@ -405,6 +421,82 @@ pub(crate) struct Swap {
     pub(crate) folio_slot: FxHashMap<FolioId, u32>,
     /// `!zswap_never_enabled()`: large-folio swap-in is off (`alloc_swap_folio`).
     pub(crate) zswap_ever_enabled: bool,
+    /// `PG_readahead` of swap-cache folios that readahead read (not the faulting page).
+    pub(crate) readahead: rustc_hash::FxHashSet<FolioId>,
+    /// The offset-based readahead's global state (`swapin_nr_pages`).
+    pub(crate) cluster_ra: ClusterRa,
+}
+
+/// What `Kernel::read_swap_cache_async` found or did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReadAsync {
+    /// The swap cache already had the slot's folio.
+    Cached(FolioId),
+    /// A new folio was added to the swap cache and read.
+    Read(FolioId),
+    /// No PTE names the slot and no folio caches it.
+    Unused,
+    /// No memory for a new folio.
+    NoMemory,
+}
+
+/// `swapin_nr_pages`'s statics in `mm/swap_state.c`: `prev_offset`, `last_readahead_pages`
+/// and `swapin_readahead_hits` (4 at boot).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClusterRa {
+    pub(crate) prev_offset: u64,
+    pub(crate) last_pages: u32,
+    pub(crate) hits: u32,
+}
+
+impl Default for ClusterRa {
+    fn default() -> Self {
+        ClusterRa {
+            prev_offset: 0,
+            last_pages: 0,
+            hits: 4,
+        }
+    }
+}
+
+/// `SWAP_RA_ORDER_CEILING`: VMA readahead reads at most 32 pages.
+const SWAP_RA_ORDER_CEILING: u32 = 5;
+/// `SWAP_RA_WIN_SHIFT` (`PAGE_SHIFT / 2`): `swap_readahead_info` packs the address's page
+/// bits, the window above the hits and the hits in the low 6 bits.
+const SWAP_RA_WIN_SHIFT: u32 = 6;
+const SWAP_RA_HITS_MASK: u64 = (1 << SWAP_RA_WIN_SHIFT) - 1;
+const SWAP_RA_WIN_MASK: u64 = (PAGE_SIZE - 1) & !SWAP_RA_HITS_MASK;
+
+/// `GET_SWAP_RA_VAL`: a VMA that never swapped in reads as hits 4, window 0, address 0.
+fn swap_ra_val_of(info: u64) -> (u64, u32, u32) {
+    let v = if info == 0 { 4 } else { info };
+    (
+        v & !(PAGE_SIZE - 1),
+        crate::util::page_u32((v & SWAP_RA_WIN_MASK) >> SWAP_RA_WIN_SHIFT),
+        crate::util::page_u32(v & SWAP_RA_HITS_MASK),
+    )
+}
+
+/// `SWAP_RA_VAL`.
+fn swap_ra_val(addr: u64, win: u32, hits: u32) -> u64 {
+    (addr & !(PAGE_SIZE - 1))
+        | ((u64::from(win) << SWAP_RA_WIN_SHIFT) & SWAP_RA_WIN_MASK)
+        | (u64::from(hits) & SWAP_RA_HITS_MASK)
+}
+
+/// `__swapin_nr_pages`: hits + 2 rounded up to a power of two from 4 (with no hits, 2 for
+/// an offset next to the previous one, else 1), at most `max_pages`, and never below half
+/// the previous window.
+fn swapin_nr_pages_for(prev: u64, offset: u64, hits: u32, max_pages: u32, prev_win: u32) -> u32 {
+    let mut pages = hits + 2;
+    if pages == 2 {
+        if offset != prev.wrapping_add(1) && offset != prev.wrapping_sub(1) {
+            pages = 1;
+        }
+    } else {
+        pages = pages.next_power_of_two().max(4);
+    }
+    pages.min(max_pages).max(prev_win / 2)
 }
 
 impl Swap {
@@ -447,6 +539,7 @@ impl Swap {
         let Some(slot) = self.folio_slot.remove(&id) else {
             return;
         };
+        self.readahead.remove(&id);
         let si = self.si.as_mut().expect("swap device of a cached folio");
         for s in slot..slot + nr {
             self.cache.remove(&s);
@@ -526,17 +619,188 @@ impl crate::Kernel {
             })
             .collect();
         for slot in slots {
-            if self.swap.cached(slot).is_some() {
-                continue;
+            if self.read_swap_cache_async(slot) == ReadAsync::NoMemory {
+                return;
             }
-            let Some(f) = self.alloc_anon_folio_order(0, crate::page_alloc::Gfp::HIGHUSER_MOVABLE)
-            else {
+        }
+    }
+
+    /// `__read_swap_cache_async` + `swap_read_folio` of one slot: the folio the swap cache
+    /// has for it, or a new order-0 folio added to the cache and read (`pswpin`, or the zero
+    /// map). A slot no PTE names and no folio caches is not read (`swapcache_prepare` fails).
+    pub(crate) fn read_swap_cache_async(&mut self, slot: u32) -> ReadAsync {
+        if let Some(id) = self.swap.cached(slot) {
+            return ReadAsync::Cached(id);
+        }
+        if self.swap.si.as_ref().is_none_or(|si| si.count(slot) == 0) {
+            return ReadAsync::Unused;
+        }
+        let Some(f) = self.alloc_anon_folio_order(0, crate::page_alloc::Gfp::HIGHUSER_MOVABLE)
+        else {
+            return ReadAsync::NoMemory;
+        };
+        self.swap.add(f, slot, 1);
+        self.folios.get_mut(f).refcount += 1;
+        self.swap_read_folio(f, slot);
+        ReadAsync::Read(f)
+    }
+
+    /// `swap_use_vma_readahead`: `vma_ra_enabled` and no rotational swap device.
+    fn swap_use_vma_readahead(&self) -> bool {
+        self.sysfs.vma_ra_enabled
+            && !self
+                .swap
+                .si
+                .as_ref()
+                .is_some_and(|si| si.device.rotational())
+    }
+
+    /// `swap_update_readahead` for a folio a swap fault found in the swap cache: a readahead
+    /// hit (`PG_readahead` cleared, `swap_ra_hit`) adds to the VMA's hits, or to the global
+    /// ones under offset-based readahead; the VMA remembers this fault's address either way.
+    /// Large folios are left alone. `vma` is the faulting mm and address (None for shmem).
+    pub(crate) fn swap_update_readahead(
+        &mut self,
+        id: FolioId,
+        vma: Option<(crate::ids::MmId, u64)>,
+    ) {
+        if self.folios.get(id).nr_pages() > 1 {
+            return;
+        }
+        let readahead = self.swap.readahead.remove(&id);
+        let vma_ra = self.swap_use_vma_readahead();
+        if let (Some((mmi, addr)), true) = (vma, vma_ra) {
+            let Some(info) = self.mms[mmi].vma_at(addr).map(|v| v.swap_readahead_info) else {
                 return;
             };
-            self.swap.add(f, slot, 1);
-            self.folios.get_mut(f).refcount += 1;
-            self.swap_read_folio(f, slot);
+            let (_, win, mut hits) = swap_ra_val_of(info);
+            if readahead {
+                hits = (hits + 1).min(crate::util::page_u32(SWAP_RA_HITS_MASK));
+            }
+            self.mms[mmi].set_swap_readahead_info(addr, swap_ra_val(addr, win, hits));
         }
+        if readahead {
+            self.vmstat.count(VmItem::SwapRaHit);
+            if vma.is_none() || !vma_ra {
+                self.swap.cluster_ra.hits += 1;
+            }
+        }
+    }
+
+    /// `swapin_readahead` for the swap PTE of `slot` that faults at `vmf.address`: VMA-based
+    /// (`swap_vma_readahead`) or offset-based (`swap_cluster_readahead`) readahead around it,
+    /// then the faulting slot's folio (read if the window did not). Readahead pages are
+    /// order-0 folios left in the swap cache with `PG_readahead` (`swap_ra`); the PTEs stay
+    /// swap entries. None: no memory for the faulting page.
+    pub(crate) fn swapin_readahead(
+        &mut self,
+        vmf: &crate::fault::Vmf,
+        slot: u32,
+    ) -> Option<FolioId> {
+        let slots = if self.swap_use_vma_readahead() {
+            self.swap_vma_ra_slots(vmf)
+        } else {
+            self.swap_cluster_ra_slots(slot)
+        };
+        self.swap_read_window(&slots);
+        match self.read_swap_cache_async(slot) {
+            ReadAsync::Read(f) | ReadAsync::Cached(f) => Some(f),
+            ReadAsync::NoMemory | ReadAsync::Unused => None,
+        }
+    }
+
+    /// Reads a readahead window into the swap cache: every page but the faulting one that is
+    /// read gets `PG_readahead` and counts `swap_ra`.
+    fn swap_read_window(&mut self, slots: &[(u32, bool)]) {
+        for &(s, is_target) in slots {
+            if let ReadAsync::Read(f) = self.read_swap_cache_async(s) {
+                if !is_target {
+                    self.swap.readahead.insert(f);
+                    self.vmstat.count(VmItem::SwapRa);
+                }
+            }
+        }
+    }
+
+    /// `swap_cluster_readahead` for shmem (`shmem_swapin_cluster`) without its faulting
+    /// slot, which the caller reads.
+    pub(crate) fn swap_cluster_readahead_neighbours(&mut self, slot: u32) {
+        let slots: Vec<(u32, bool)> = self
+            .swap_cluster_ra_slots(slot)
+            .into_iter()
+            .filter(|&(_, t)| !t)
+            .collect();
+        self.swap_read_window(&slots);
+    }
+
+    /// `swap_vma_ra_win` and the PTE walk of `swap_vma_readahead`: the swap entries of the
+    /// window around the fault (the faulting one flagged), inside the VMA and the PMD.
+    fn swap_vma_ra_slots(&mut self, vmf: &crate::fault::Vmf) -> Vec<(u32, bool)> {
+        let max_win = 1u32 << self.sysfs.page_cluster.min(SWAP_RA_ORDER_CEILING);
+        if max_win == 1 {
+            return Vec::new();
+        }
+        let mmi = vmf.mm;
+        let faddr = vmf.address & !(PAGE_SIZE - 1);
+        let Some(vma) = self.mms[mmi].vma_at(faddr).copied() else {
+            return Vec::new();
+        };
+        let (prev_faddr, prev_win, hits) = swap_ra_val_of(vma.swap_readahead_info);
+        let win = swapin_nr_pages_for(
+            prev_faddr / PAGE_SIZE,
+            faddr / PAGE_SIZE,
+            hits,
+            max_win,
+            prev_win,
+        );
+        self.mms[mmi].set_swap_readahead_info(faddr, swap_ra_val(faddr, win, 0));
+        if win == 1 {
+            return Vec::new();
+        }
+        let w = u64::from(win) * PAGE_SIZE;
+        let left = if faddr == prev_faddr.wrapping_add(PAGE_SIZE) {
+            faddr
+        } else if prev_faddr == faddr + PAGE_SIZE {
+            (faddr + PAGE_SIZE).saturating_sub(w)
+        } else {
+            faddr.saturating_sub(u64::from((win - 1) / 2) * PAGE_SIZE)
+        };
+        let right = left + w;
+        let pmd = faddr & crate::types::PMD_MASK;
+        let start = left.max(vma.start).max(pmd);
+        let end = right.min(vma.end).min(pmd + crate::types::PMD_SIZE);
+        (start..end)
+            .step_by(4096)
+            .filter_map(|a| {
+                let p = self.mms[mmi].pgt.pte(a);
+                p.is_swap().then(|| (p.swap_slot(), a == faddr))
+            })
+            .collect()
+    }
+
+    /// `swapin_nr_pages` and `swap_cluster_readahead`'s aligned block of slots around
+    /// `slot` (the header slot and slots past the device skipped).
+    fn swap_cluster_ra_slots(&mut self, slot: u32) -> Vec<(u32, bool)> {
+        let max_pages = 1u32 << self.sysfs.page_cluster.min(31);
+        if max_pages <= 1 {
+            return Vec::new();
+        }
+        let ra = &mut self.swap.cluster_ra;
+        let hits = std::mem::take(&mut ra.hits);
+        let offset = u64::from(slot);
+        let pages = swapin_nr_pages_for(ra.prev_offset, offset, hits, max_pages, ra.last_pages);
+        if hits == 0 {
+            ra.prev_offset = offset;
+        }
+        ra.last_pages = pages;
+        let mask = pages - 1;
+        if mask == 0 {
+            return Vec::new();
+        }
+        let max = self.swap.si.as_ref().map_or(0, |si| si.max);
+        let start = (slot & !mask).max(1);
+        let end = (slot | mask).min(max.saturating_sub(1));
+        (start..=end).map(|s| (s, s == slot)).collect()
     }
 
     /// `SwapTotal`, `SwapFree`, `SwapCached` (kB) as `meminfo.<name>`.

@@ -197,6 +197,12 @@ pub struct Sysfs {
     pub nr_hugepages: u64,
     /// `hugepages-2048kB/nr_overcommit_hugepages`.
     pub nr_overcommit_hugepages: u64,
+    /// `/proc/sys/vm/page-cluster`: swap readahead reads up to `1 << page_cluster` pages
+    /// (`mm/swap_state.c`; 0 turns readahead off). Kernel default 3.
+    pub page_cluster: u32,
+    /// `/sys/kernel/mm/swap/vma_ra_enabled` (`enable_vma_readahead`): readahead by virtual
+    /// address around the fault, else by swap offset. Kernel default true.
+    pub vma_ra_enabled: bool,
 }
 
 impl Default for Sysfs {
@@ -223,6 +229,8 @@ impl Default for Sysfs {
             anon_beside_full: 0,
             nr_hugepages: 0,
             nr_overcommit_hugepages: 0,
+            page_cluster: 3,
+            vma_ra_enabled: true,
         }
     }
 }
@@ -281,6 +289,17 @@ pub const HUGETLB_KNOBS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The swap readahead knobs (`mm/swap_state.c`), by absolute path: a sysctl and a file
+/// under `/sys/kernel/mm/swap/`. Name, path, accepted values.
+pub const SWAP_RA_KNOBS: &[(&str, &str, &str)] = &[
+    ("vm.page-cluster", "/proc/sys/vm/page-cluster", "0..=31"),
+    (
+        "swap.vma_ra_enabled",
+        "/sys/kernel/mm/swap/vma_ra_enabled",
+        "true|false|1|0|y|n|on|off",
+    ),
+];
+
 /// Every knob the model knows, in a stable order.
 pub fn knobs() -> Vec<KnobInfo> {
     let mut v = Vec::new();
@@ -318,6 +337,13 @@ pub fn knobs() -> Vec<KnobInfo> {
             values: "pages (0..=1000000)",
         });
     }
+    for (n, path, vals) in SWAP_RA_KNOBS {
+        v.push(KnobInfo {
+            name: (*n).to_string(),
+            path: (*path).to_string(),
+            values: vals,
+        });
+    }
     v
 }
 
@@ -330,6 +356,22 @@ fn parse_bool01(v: &str) -> Option<bool> {
     match v {
         "0" => Some(false),
         "1" => Some(true),
+        _ => None,
+    }
+}
+
+/// `kstrtobool`: the first character decides (`y`/`Y`/`t`/`T`/`1` true, `n`/`N`/`f`/`F`/`0`
+/// false), and `on`/`off` in any case.
+fn parse_kstrtobool(v: &str) -> Option<bool> {
+    let b = v.as_bytes();
+    match b.first()? {
+        b'y' | b'Y' | b't' | b'T' | b'1' => Some(true),
+        b'n' | b'N' | b'f' | b'F' | b'0' => Some(false),
+        b'o' | b'O' => match b.get(1)? {
+            b'n' | b'N' => Some(true),
+            b'f' | b'F' => Some(false),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -454,6 +496,13 @@ impl Sysfs {
                     self.nr_overcommit_hugepages = n;
                 }
             }
+            "vm.page-cluster" => {
+                // proc_dointvec_minmax between 0 and page_cluster_max (31).
+                self.page_cluster = parse_u32_max(value, 31).ok_or_else(|| bad("0..=31"))?;
+            }
+            "swap.vma_ra_enabled" => {
+                self.vma_ra_enabled = parse_kstrtobool(value).ok_or_else(|| bad("true|false"))?;
+            }
             "khugepaged.defrag" => {
                 self.khugepaged_defrag = parse_bool01(value).ok_or_else(|| bad("0|1"))?;
             }
@@ -515,6 +564,8 @@ impl Sysfs {
             "khugepaged.max_ptes_shared" => self.max_ptes_shared.to_string(),
             "hugetlb.nr_hugepages" => self.nr_hugepages.to_string(),
             "hugetlb.nr_overcommit_hugepages" => self.nr_overcommit_hugepages.to_string(),
+            "vm.page-cluster" => self.page_cluster.to_string(),
+            "swap.vma_ra_enabled" => if self.vma_ra_enabled { "true" } else { "false" }.to_string(),
             _ => return None,
         })
     }
@@ -534,6 +585,33 @@ impl Sysfs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn swap_readahead_knobs_parse_as_the_kernel() {
+        let mut s = Sysfs::default();
+        assert_eq!(s.get("vm.page-cluster").unwrap(), "3");
+        assert_eq!(s.get("swap.vma_ra_enabled").unwrap(), "true");
+        s.set("vm.page-cluster", "31").unwrap();
+        assert!(s.set("vm.page-cluster", "32").is_err());
+        assert!(s.set("vm.page-cluster", "-1").is_err());
+        for (v, want) in [
+            ("0", false),
+            ("on", true),
+            ("N", false),
+            ("true", true),
+            ("off", false),
+        ] {
+            s.set("swap.vma_ra_enabled", v).unwrap();
+            assert_eq!(s.vma_ra_enabled, want, "{v}");
+        }
+        assert_eq!(s.get("swap.vma_ra_enabled").unwrap(), "false");
+        assert!(s.set("swap.vma_ra_enabled", "maybe").is_err());
+        assert!(s.set("swap.vma_ra_enabled", "o").is_err());
+        assert_eq!(
+            knob_path("vm.page-cluster").as_deref(),
+            Some("/proc/sys/vm/page-cluster")
+        );
+    }
 
     #[test]
     fn defaults_match_host() {

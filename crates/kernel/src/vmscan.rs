@@ -145,12 +145,30 @@ impl Kernel {
     /// VMA wants them; dirty PTEs dirty the folio), then a clean folio is dropped from the
     /// page cache (`__remove_mapping`: a later read finds a hole) and a dirty one goes to
     /// `shmem_writeout`.
+    ///
+    /// A disk file's dirty folio is not written from here: only kswapd writes filesystem
+    /// folios back, so it stays in the page cache, unmapped and dirty, gets `PG_active`
+    /// (`activate_locked`) and `PG_reclaim` (`nr_vmscan_immediate_reclaim`). `PG_reclaim` is
+    /// the bit `PG_readahead` is, so the next read fault on the folio starts an asynchronous
+    /// readahead after it (fault-around skips it; `do_async_mmap_readahead`). A clean one is
+    /// dropped like a clean shmem folio.
     fn shrink_shmem_folio(&mut self, id: FolioId) {
         self.unmap_file_folio(id, crate::shmem::UnmapFolio::TryToUnmap);
-        if self.folios.get(id).test(flags::DIRTY) {
-            self.shmem_writeout(id);
-        } else {
+        let disk = self
+            .shmem
+            .owner
+            .get(&id)
+            .is_some_and(|&(ino, _)| self.inode_is_disk(ino));
+        if !self.folios.get(id).test(flags::DIRTY) {
             self.shmem_delete_from_page_cache(id);
+        } else if disk {
+            let nr = self.folios.get(id).nr_pages();
+            self.vmstat
+                .add(VmItem::NrVmscanImmediateReclaim, i64::from(nr));
+            self.folios.set_lru(id, crate::folio::lru::ACTIVE);
+            self.shmem.readahead.insert(id);
+        } else {
+            self.shmem_writeout(id);
         }
     }
 

@@ -109,6 +109,9 @@ vm_items! {
     // no writeback accounting). A gauge; the model has no flusher, so it falls only when the
     // scenario syncs or drops the pages.
     NrDirty => "nr_dirty", true;
+    // NR_VMSCAN_IMMEDIATE: dirty file folios reclaim found and left to writeback with
+    // PG_reclaim (`shrink_folio_list`); only grows. The host's own reclaim moves it too.
+    NrVmscanImmediateReclaim => "nr_vmscan_immediate_reclaim", true;
     SimCollapseCopiedPages => "sim_collapse_copied_pages", false;
     SimCollapseInplace => "sim_collapse_inplace", false;
     SimThpLazyRemap => "sim_thp_lazy_remap", false;

@@ -150,10 +150,10 @@ fn no_swap_splits_large_folios() {
 
 /// fork shares the slots (SwapPss halves); the child's read goes through the swap cache and
 /// leaves the folio there; the parent's read of it is minor; the parent's write after the
-/// child exited reuses the page once its swap is freed.
+/// child exited reuses the page once its swap is freed. Without readahead (page-cluster 0).
 #[test]
 fn fork_shares_slots_through_the_swap_cache() {
-    let (mut k, pid) = swap_kernel(1 << 30, &[], false);
+    let (mut k, pid) = swap_kernel(1 << 30, &[("vm.page-cluster", "0")], false);
     map(&mut k, pid, K64);
     touch(&mut k, pid, BASE, K64, AccessKind::Write);
     pageout(&mut k, pid, BASE, K64);
@@ -269,4 +269,104 @@ fn shmem_mthp_swapin_order_follows_zswap() {
         assert_eq!(counter(&k, "meminfo.SwapFree"), free_kb(0));
         assert_eq!(k.object_stat(ino).0, Some(0));
     }
+}
+
+/// Reads of one page by `pid` at `off` into the range, with the deltas of
+/// (pswpin, swap_ra, swap_ra_hit, majflt) it caused.
+fn read_deltas(k: &mut Kernel, pid: Pid, off: u64) -> (i64, i64, i64, u64) {
+    let before = (
+        k.vmstat.get(VmItem::Pswpin),
+        k.vmstat.get(VmItem::SwapRa),
+        k.vmstat.get(VmItem::SwapRaHit),
+        majflt(k, pid),
+    );
+    k.access(pid, BASE + off, AccessKind::Read).unwrap();
+    ok(k);
+    (
+        k.vmstat.get(VmItem::Pswpin) - before.0,
+        k.vmstat.get(VmItem::SwapRa) - before.1,
+        k.vmstat.get(VmItem::SwapRaHit) - before.2,
+        majflt(k, pid) - before.3,
+    )
+}
+
+/// VMA readahead (`swap_vma_ra_win`, `__swapin_nr_pages`), the cases of conformance 801
+/// page by page: a new VMA reads 8 pages centred on the first miss (a none PTE in the
+/// window is skipped); each hit adds one to the VMA's hits; a miss right after the last
+/// fault reads hits + 2 rounded up to a power of two from the fault on, at most 32 whatever
+/// page-cluster says; clipped at the PMD's end; no hits but adjacent: half the last window.
+#[test]
+fn vma_readahead_window_follows_the_hits() {
+    let (mut k, pid) = swap_kernel(1 << 30, &[("vm.page-cluster", "7")], false);
+    let len = 4u64 << 20;
+    map(&mut k, pid, len);
+    touch(&mut k, pid, BASE, len, AccessKind::Write);
+    pageout(&mut k, pid, BASE, len);
+    k.madvise(pid, BASE + (1 << 20), K4, Advice::Dontneed)
+        .unwrap();
+    let child = k.fork(pid).unwrap();
+    ok(&k);
+    let kb = |n: u64| n << 10;
+    // (offset, pswpin, swap_ra, swap_ra_hit, majflt)
+    let table: &[(u64, i64, i64, i64, u64)] = &[
+        (kb(1028), 7, 6, 0, 1),
+        (kb(1032), 0, 0, 1, 0),
+        (kb(1036), 0, 0, 1, 0),
+        (kb(1040), 0, 0, 1, 0),
+        (kb(1044), 0, 0, 1, 0),
+        (kb(1048), 8, 7, 0, 1),
+    ];
+    for &(off, pswpin, ra, hit, maj) in table {
+        assert_eq!(
+            read_deltas(&mut k, child, off),
+            (pswpin, ra, hit, maj),
+            "at {off:#x}"
+        );
+    }
+    for off in (kb(1052)..kb(1080)).step_by(4096) {
+        assert_eq!(
+            read_deltas(&mut k, child, off),
+            (0, 0, 1, 0),
+            "hit at {off:#x}"
+        );
+    }
+    // 7 hits: 16 pages; then 15 hits: 32, the ceiling.
+    assert_eq!(read_deltas(&mut k, child, kb(1080)), (16, 15, 0, 1));
+    for off in (kb(1084)..kb(1144)).step_by(4096) {
+        read_deltas(&mut k, child, off);
+    }
+    assert_eq!(read_deltas(&mut k, child, kb(1144)), (32, 31, 0, 1));
+    for off in (kb(1148)..kb(1272)).step_by(4096) {
+        read_deltas(&mut k, child, off);
+    }
+    // Far away, 31 hits: 32 centred (15 before), cut at the PMD's end.
+    assert_eq!(read_deltas(&mut k, child, kb(2044)), (16, 15, 0, 1));
+    // Next to it, no hits: 2, raised to half the last window, from the fault.
+    assert_eq!(read_deltas(&mut k, child, kb(2048)), (16, 15, 0, 1));
+    // page-cluster 0: one page, whatever the VMA's state.
+    k.write_sysfs("vm.page-cluster", "0").unwrap();
+    assert_eq!(read_deltas(&mut k, child, kb(3000)), (1, 0, 0, 1));
+}
+
+/// Offset readahead (`swap_cluster_readahead`) from the kernel's boot state
+/// (`swapin_readahead_hits` 4): the first miss reads its aligned block of 8 slots; with no
+/// hits and no adjacent offset the next one reads half the last window (4), then 2, then 1.
+#[test]
+fn cluster_readahead_starts_from_the_boot_state() {
+    let (mut k, pid) = swap_kernel(
+        1 << 30,
+        &[("vm.page-cluster", "3"), ("swap.vma_ra_enabled", "false")],
+        false,
+    );
+    let len = 4u64 << 20;
+    map(&mut k, pid, len);
+    touch(&mut k, pid, BASE, len, AccessKind::Write);
+    pageout(&mut k, pid, BASE, len);
+    let child = k.fork(pid).unwrap();
+    ok(&k);
+    let mut got = vec![];
+    for i in 0..5u64 {
+        got.push(read_deltas(&mut k, child, i * (256 << 10) + (64 << 10)).0);
+    }
+    assert_eq!(got, vec![8, 4, 2, 1, 1]);
 }
