@@ -91,6 +91,7 @@ impl Host {
             memory: 16 << 30,
             swap: 0,
             swap_device: thpsim_kernel::SwapDevice::Zram,
+            memcg: None,
             sysfs: setup_knobs(),
             arena_len: 64 << 30,
         })

@@ -43,6 +43,12 @@ fn counter_mode(
     {
         return Mode::Skip;
     }
+    // memory.usage_in_bytes holds the per-CPU charge stock of every CPU the run's tasks
+    // (and kernel work on their behalf) charged on, and slab objects accounted through
+    // obj_cgroup, which the model does not have (FINDINGS §33): observed, not compared.
+    if key == "memcg.usage" {
+        return Mode::Skip;
+    }
     // NR_SWAPCACHE is a node counter: CPU-local deltas reach the global value only past a
     // threshold or at the next vmstat update, so the host's SwapCached lags (FINDINGS §23).
     if key == "meminfo.SwapCached" {
@@ -596,6 +602,13 @@ pub(crate) fn check_scenario(
     if plan.setup.swap > 0 && !opts.allow_swap {
         fc.skipped = Some(
             "needs swap (a `swap` line): rerun with --allow-swap to let the run set up its swap device"
+                .into(),
+        );
+        return fc;
+    }
+    if plan.setup.memcg.is_some() && !opts.allow_memcg {
+        fc.skipped = Some(
+            "needs a memory cgroup (a `memcg` line): rerun with --allow-memcg to let the run make one"
                 .into(),
         );
         return fc;

@@ -449,6 +449,7 @@ pub(crate) fn main(o: FuzzOpts) -> ExitCode {
             allow_sysfs: true,
             no_wait: false,
             allow_swap: o.allow_swap,
+            allow_memcg: false,
         },
         devs: &devs,
         host_runs: 0,

@@ -115,6 +115,10 @@ enum Cmd {
         /// afterwards, on every exit path).
         #[arg(long)]
         allow_swap: bool,
+        /// Let scenarios with a `memcg` line make a memory cgroup (a child of this process's
+        /// own, cgroup v1) for their processes (removed afterwards, on every exit path).
+        #[arg(long)]
+        allow_memcg: bool,
         /// Fail (exit 3) instead of waiting when another host run holds the run lock.
         #[arg(long)]
         no_wait: bool,
@@ -140,6 +144,10 @@ enum Cmd {
         /// afterwards, on every exit path).
         #[arg(long)]
         allow_swap: bool,
+        /// Let scenarios with a `memcg` line make a memory cgroup (a child of this process's
+        /// own, cgroup v1) for their processes (removed afterwards, on every exit path).
+        #[arg(long)]
+        allow_memcg: bool,
         /// Fail instead of waiting when another host run holds the run lock.
         #[arg(long)]
         no_wait: bool,
@@ -684,6 +692,7 @@ fn main() -> ExitCode {
             file,
             allow_sysfs,
             allow_swap,
+            allow_memcg,
             no_wait,
             force,
             pages_full,
@@ -712,6 +721,7 @@ fn main() -> ExitCode {
                 allow_sysfs,
                 no_wait,
                 allow_swap,
+                allow_memcg,
             });
             match run_on(&scn, &mut be, &variant) {
                 Ok(mut res) => {
@@ -726,6 +736,7 @@ fn main() -> ExitCode {
             files,
             allow_sysfs,
             allow_swap,
+            allow_memcg,
             no_wait,
             force,
             deviations,
@@ -759,6 +770,7 @@ fn main() -> ExitCode {
                     allow_sysfs,
                     no_wait,
                     allow_swap,
+                    allow_memcg,
                 },
                 force,
                 deviations,

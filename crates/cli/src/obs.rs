@@ -63,6 +63,9 @@ pub fn counter_group(key: &str) -> &'static str {
         "mthp"
     } else if key.starts_with("khugepaged.") {
         "khugepaged"
+    } else if key.starts_with("memcg.") {
+        // The run's memory cgroup (`memcg` line).
+        "memcg"
     } else if key.starts_with("obj.") {
         // fstat of the shmem objects: `obj.<id>.blocks`, `obj.<id>.size`.
         "objects"
@@ -182,6 +185,7 @@ mod tests {
         assert_eq!(counter_group("vmstat.nr_anon_transparent_hugepages"), "thp");
         assert_eq!(counter_group("mthp.64kB.anon_fault_alloc"), "mthp");
         assert_eq!(counter_group("khugepaged.pages_collapsed"), "khugepaged");
+        assert_eq!(counter_group("memcg.failcnt"), "memcg");
         assert_eq!(counter_group("vmstat.compact_stall"), "vmstat");
     }
 

@@ -110,6 +110,7 @@ fn probe_one(name: &str, file: &str, text: &str, host_profile: &str) -> Result<F
         allow_sysfs: true,
         no_wait: false,
         allow_swap: false,
+        allow_memcg: false,
     });
     let host = engine::run(&scn, &mut hb, &base).map_err(|e| e.message())?;
     let mut f = Finding {

@@ -229,3 +229,58 @@ fn gmem_scenarios_are_skipped_on_a_host_without_guest_memfd() {
         }
     }
 }
+
+/// A `memcg` scenario: the model reports the memcg OOM kill of a forked child; where limit
+/// reclaim would swap, the model refuses the run (exit 3) with the reason; an OOM kill of
+/// `main` is refused too.
+#[test]
+fn memcg_oom_kill_and_the_refusals() {
+    let f = scenario(
+        "memcg-oom.thps",
+        "memcg limit=8M\nsysfs enabled=never\nmmap a 16M anon private rw\nfork c\nas c\nwrite a\nas main\nexpect memcg.oom_kill == 1\ncheckpoint end\n",
+    );
+    let (code, out, err) = thpsim(&["run", f.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("KILLED: process `c` by SIGKILL"), "{out}");
+    let f = scenario(
+        "memcg-swap.thps",
+        "swap 64M\nmemcg limit=8M swappiness=60\nsysfs enabled=never\nmmap a 16M anon private rw\nfork c\nas c\nwrite a\n",
+    );
+    let (code, _, err) = thpsim(&["run", f.to_str().unwrap()]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("memcg limit reclaim is not modelled (anonymous pages could be swapped out"),
+        "{err}"
+    );
+    let f = scenario(
+        "memcg-main.thps",
+        "memcg limit=8M\nsysfs enabled=never\nmmap a 16M anon private rw\nwrite a\n",
+    );
+    let (code, _, err) = thpsim(&["run", f.to_str().unwrap()]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("killed `main`"), "{err}");
+}
+
+/// `check` skips a `memcg` scenario without `--allow-memcg`, with the reason, and `host`
+/// refuses it (exit 3).
+#[test]
+fn memcg_scenarios_need_the_opt_in() {
+    if !host_ok() {
+        return;
+    }
+    let _lock = common::host_lock();
+    let f = scenario(
+        "memcg-optin.thps",
+        "memcg limit=64M\nmmap a 1M anon private rw\nwrite a\ncheckpoint end\n",
+    );
+    let f = f.to_str().unwrap();
+    let (code, out, err) = thpsim(&["check", "--allow-sysfs", f]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("1 skipped") && out.contains("--allow-memcg"),
+        "{out}"
+    );
+    let (code, _, err) = thpsim(&["host", "--allow-sysfs", f]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("--allow-memcg"), "{err}");
+}

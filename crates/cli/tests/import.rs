@@ -79,6 +79,7 @@ fn import_reproduces_a_worker_page_map() {
         memory: 16 << 30,
         swap: 0,
         swap_device: thpsim_kernel::SwapDevice::Zram,
+        memcg: None,
         sysfs: vec![
             ("enabled".into(), "madvise".into()),
             ("hugepages-2048kB.enabled".into(), "inherit".into()),

@@ -45,6 +45,7 @@ pub mod guest_memfd;
 pub mod import;
 pub mod inventory;
 pub mod khugepaged;
+pub mod memcg;
 pub mod observe;
 pub mod proto;
 pub mod swap;
@@ -81,6 +82,9 @@ pub struct HostOptions {
     /// Allow a scenario's `swap SIZE` line to set up zram0 as the machine's swap for the run
     /// (torn down afterwards, see [`swap`]). Without it such a scenario is not runnable.
     pub allow_swap: bool,
+    /// Allow a scenario's `memcg` line to make a memory cgroup for the run's processes
+    /// (removed afterwards, see [`memcg`]). Without it such a scenario is not runnable.
+    pub allow_memcg: bool,
 }
 
 /// A THP knob whose host value differs from the scenario's starting value (the model's
@@ -227,6 +231,14 @@ pub struct HostBackend {
     /// runner itself takes no THPs, so that with `enabled=always` its own allocations cannot
     /// move the system-wide THP counters the scenario is measured by. Restored at finish.
     own_thp_disable: Option<i32>,
+    /// The run's memory cgroup (`memcg` line), made at setup.
+    memcg: Option<std::path::PathBuf>,
+    /// The current worker was found killed by SIGKILL in a memcg run: the memcg OOM killer.
+    oom_killed: bool,
+    /// Engine processes the memcg OOM killer killed (their workers reaped).
+    oom_killed_procs: Vec<usize>,
+    /// `memory.oom_control` `oom_kill` when the last OOM kill was taken for an op's SIGKILL.
+    oom_kills_seen: i64,
 }
 
 fn err(msg: impl Into<String>) -> BackendError {
@@ -383,6 +395,10 @@ impl HostBackend {
             mounts: Vec::new(),
             disk_dir: None,
             own_thp_disable: None,
+            memcg: None,
+            oom_killed: false,
+            oom_killed_procs: Vec::new(),
+            oom_kills_seen: 0,
             lock: None,
         }
     }
@@ -545,6 +561,8 @@ impl HostBackend {
         let (w, base) = self.adopt_worker(pid, mine)?;
         self.base = base;
         self.workers = vec![Some(w)];
+        self.oom_killed_procs.clear();
+        self.oom_kills_seen = 0;
         self.current = 0;
         self.objects.clear();
         self.object_creator.clear();
@@ -642,6 +660,17 @@ impl HostBackend {
         if proc == 0 {
             return Err(err("exit: `main` cannot exit (engine bug)"));
         }
+        if self.oom_killed_procs.contains(&(proc as usize)) {
+            // Already dead and reaped: its exit is done.
+            if self.current == proc as usize {
+                self.current = 0;
+            }
+            return Ok(OpOutcome {
+                result: Ok(0),
+                minflt: 0,
+                majflt: 0,
+            });
+        }
         let w = self
             .workers
             .get_mut(proc as usize)
@@ -660,612 +689,8 @@ impl HostBackend {
         })
     }
 
-    /// The current worker stopped answering: reap it and describe how it ended.
-    fn worker_died(&mut self) -> BackendError {
-        let Some(Some(w)) = self.workers.get_mut(self.current).map(|w| w.take()) else {
-            return err("host backend: op before setup");
-        };
-        // Closing the channel ends a worker that is still alive.
-        drop(w.chan);
-        let st = sys::waitpid(w.pid)
-            .map(sys::describe_status)
-            .unwrap_or_else(|| "unknown status".into());
-        sysfs::unregister_child(w.slot);
-        err(format!("worker child {} died ({st})", w.pid))
-    }
-
-    /// A receive from the current worker failed: it died (EOF, I/O error), or it sent what
-    /// this build cannot decode.
-    fn recv_failed(&mut self, e: RecvError) -> BackendError {
-        match e {
-            RecvError::Proto(e) => err(format!(
-                "worker child sent a malformed response: {e}; {}",
-                self.worker_died()
-            )),
-            RecvError::Eof | RecvError::Io(_) => self.worker_died(),
-        }
-    }
-
-    /// Sends a request to the current worker and waits for its response (serving its
-    /// userfaultfd meanwhile, if it has one).
-    fn call(&mut self, req: &Request) -> Result<Response, BackendError> {
-        self.call_fd(req).map(|(r, _)| r)
-    }
-
-    /// As [`Self::call`], also returning a descriptor passed with the response.
-    fn call_fd(&mut self, req: &Request) -> Result<(Response, Option<OwnedFd>), BackendError> {
-        let w = self.worker()?;
-        let monitored = w.uffd.is_some();
-        if proto::send_request(w.chan.as_fd(), req, None).is_err() {
-            return Err(self.worker_died());
-        }
-        let r = if monitored {
-            self.monitor()?
-        } else {
-            proto::recv_response(w.chan.as_fd())
-        };
-        r.map_err(|e| self.recv_failed(e))
-    }
-
-    /// Waits for the current worker's response while serving its userfaultfd: every
-    /// `UFFD_EVENT_PAGEFAULT` is counted and resolved per the worker's policy
-    /// ([`uffd::Uffd::resolve`]). The worker measures its own faults around the op, so what
-    /// it reports are the task's counted faults (the blocked attempt is not counted, the
-    /// retry after the resolution is).
-    fn monitor(&mut self) -> Result<Result<(Response, Option<OwnedFd>), RecvError>, BackendError> {
-        let cur = self.current;
-        let Some(Some(w)) = self.workers.get_mut(cur) else {
-            return Err(err("host backend: op before setup"));
-        };
-        let (chan, pid) = (w.chan.as_raw_fd(), w.pid);
-        let Some(u) = w.uffd.as_mut() else {
-            return Ok(proto::recv_response(w.chan.as_fd()));
-        };
-        let mut msgs = Vec::new();
-        // A fault that keeps coming back at the same address means the monitor cannot
-        // resolve it: give up instead of spinning forever.
-        let mut last = (u64::MAX, 0u32);
-        loop {
-            let mut fds = [
-                libc::pollfd {
-                    fd: chan,
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: u.fd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            // SAFETY: `fds` is a valid array of two pollfds.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-            if n < 0 {
-                if sys::errno() == libc::EINTR {
-                    continue;
-                }
-                return Err(err(format!("poll: {}", std::io::Error::last_os_error())));
-            }
-            if fds[1].revents & libc::POLLIN != 0 {
-                msgs.clear();
-                uffd::read_msgs(u.fd.as_fd(), &mut msgs)
-                    .map_err(|e| err(format!("read(uffd): {}", Errno(e))))?;
-                for &m in &msgs {
-                    if last.0 == m.address {
-                        last.1 += 1;
-                        if last.1 > 64 {
-                            let note = format!(
-                                "userfault at {:#x} (flags {:#x}) not resolved after 64 retries",
-                                m.address, m.flags
-                            );
-                            return Err(err(format!("{note}; {}", self.worker_died())));
-                        }
-                    } else {
-                        last = (m.address, 1);
-                    }
-                    let mut vma = |a: u64| {
-                        observe::read_maps(pid).ok().and_then(|v| {
-                            v.iter()
-                                .find(|v| v.start <= a && a < v.end)
-                                .map(|v| (v.start, v.end))
-                        })
-                    };
-                    let mut pagesize = |a: u64| observe::vma_kernel_pagesize(pid, a);
-                    if let Some(note) = u.resolve(m, &mut self.uffd_stats, &mut vma, &mut pagesize)
-                    {
-                        if !self.warnings.contains(&note) {
-                            self.warnings.push(note);
-                        }
-                    }
-                }
-                continue;
-            }
-            if fds[0].revents != 0 {
-                let w = self.worker()?;
-                return Ok(proto::recv_response(w.chan.as_fd()));
-            }
-        }
-    }
-
-    /// Messages delivered to the current process's uffd so far (flags, address, …).
-    pub fn uffd_msgs(&self) -> &[uffd::Msg] {
-        self.worker()
-            .ok()
-            .and_then(|w| w.uffd.as_ref())
-            .map(|u| u.msgs.as_slice())
-            .unwrap_or(&[])
-    }
-
-    /// A userfaultfd op of the current process. `open` runs in the worker (userfaultfd(2) +
-    /// UFFDIO_API; the fd comes back with SCM_RIGHTS); the range ioctls are issued here on the
-    /// worker's uffd (they act on its mm and take no fault in the worker: 0 faults, like the
-    /// model); `handler` only stores the monitor policy.
-    fn uffd_op(&mut self, req: &UffdReq) -> Result<OpOutcome, BackendError> {
-        let done = |r: Result<(), i32>| OpOutcome {
-            result: r.map(|_| 0).map_err(|e| OpError::Errno(Errno(e))),
-            minflt: 0,
-            majflt: 0,
-        };
-        let base = self.base;
-        if let UffdReq::Open { features } = req {
-            if self.worker()?.uffd.is_some() {
-                // The model keeps one uffd per process.
-                return Ok(done(Err(libc::EBUSY)));
-            }
-            let mut bits = 0;
-            for f in features {
-                bits |= uffd::feature_bit(f)
-                    .ok_or_else(|| not_runnable(format!("unknown userfaultfd feature `{f}`")))?;
-            }
-            let (r, fd) = self.call_fd(&Request::UffdOpen { features: bits })?;
-            let mut o = Self::outcome(r, Some(0));
-            match (r.status, fd) {
-                (Status::Ok(_), Some(fd)) => {
-                    if let Some(Some(w)) = self.workers.get_mut(self.current) {
-                        w.uffd = Some(uffd::Uffd::new(fd, bits));
-                    }
-                }
-                (Status::Ok(_), None) => {
-                    return Err(err("worker opened a userfaultfd but passed no descriptor"))
-                }
-                // A descriptor with a failure: not ours to keep (dropped, closed).
-                (_, Some(_)) => o.result = Err(OpError::Errno(Errno(libc::EIO))),
-                (_, None) => {}
-            }
-            return Ok(o);
-        }
-        let (addr, len) = match *req {
-            UffdReq::Register { addr, len, .. }
-            | UffdReq::Unregister { addr, len }
-            | UffdReq::Writeprotect { addr, len, .. }
-            | UffdReq::Copy { addr, len, .. }
-            | UffdReq::Zeropage { addr, len }
-            | UffdReq::Continue { addr, len, .. } => (addr, len),
-            UffdReq::Handler { .. } | UffdReq::Open { .. } => (0, 0),
-        };
-        let ranged = !matches!(req, UffdReq::Handler { .. });
-        if ranged {
-            self.check_range(addr, len)?;
-        }
-        let Some(Some(w)) = self.workers.get_mut(self.current) else {
-            return Err(err("host backend: op before setup"));
-        };
-        let Some(u) = w.uffd.as_mut() else {
-            // No uffd: the model checks the range first (EINVAL), then the descriptor.
-            if ranged && (addr % PAGE != 0 || len % PAGE != 0 || len == 0) {
-                return Ok(done(Err(libc::EINVAL)));
-            }
-            return Ok(done(Err(libc::EBADF)));
-        };
-        let (fd, a) = (u.fd.as_fd(), base + addr);
-        let r = match *req {
-            UffdReq::Register {
-                missing, wp, minor, ..
-            } => {
-                let bit = |on: bool, b: u64| if on { b } else { 0 };
-                let mode = bit(missing, uffd::UFFDIO_REGISTER_MODE_MISSING)
-                    | bit(wp, uffd::UFFDIO_REGISTER_MODE_WP)
-                    | bit(minor, uffd::UFFDIO_REGISTER_MODE_MINOR);
-                uffd::register(fd, a, len, mode)
-            }
-            UffdReq::Unregister { .. } => uffd::unregister(fd, a, len),
-            UffdReq::Writeprotect { wp, stride, .. } => {
-                let mode = if wp {
-                    uffd::UFFDIO_WRITEPROTECT_MODE_WP
-                } else {
-                    0
-                };
-                thpsim_scenario::backend::strided(len, stride, |off, n| {
-                    uffd::writeprotect(fd, a + off, n, mode)
-                })
-            }
-            UffdReq::Copy { wp, .. } => {
-                uffd::copy(fd, a, len, if wp { uffd::UFFDIO_COPY_MODE_WP } else { 0 })
-            }
-            UffdReq::Zeropage { .. } => uffd::zeropage(fd, a, len, 0),
-            UffdReq::Continue { wp, .. } => {
-                let mode = if wp { uffd::UFFDIO_CONTINUE_MODE_WP } else { 0 };
-                uffd::continue_range(fd, a, len, mode)
-            }
-            UffdReq::Handler { wp, missing, minor } => {
-                if let Some(p) = wp {
-                    u.wp_policy = p;
-                }
-                if let Some(p) = missing {
-                    u.missing_policy = p;
-                }
-                if let Some(p) = minor {
-                    u.minor_policy = p;
-                }
-                Ok(())
-            }
-            UffdReq::Open { .. } => unreachable!("handled above"),
-        };
-        Ok(done(r))
-    }
-
-    fn check_range(&self, addr: u64, len: u64) -> Result<(), BackendError> {
-        self.worker()?;
-        if addr.checked_add(len).is_none_or(|e| e > self.arena_len) {
-            return Err(err(format!(
-                "range {addr:#x}+{len:#x} leaves the arena of {:#x} bytes (engine bug)",
-                self.arena_len
-            )));
-        }
-        Ok(())
-    }
-
-    /// How far an access op may go: (number of complete accesses, read-before-fault, signal).
-    fn access_plan(
-        &self,
-        addr: u64,
-        len: u64,
-        stride: u64,
-        pattern: Pattern,
-        subset: Option<thpsim_scenario::ast::Subset>,
-    ) -> Result<(u64, bool, bool), BackendError> {
-        let w = self.worker()?;
-        let (start, end) = (self.base + addr, self.base + addr + len);
-        let maps =
-            observe::read_maps(w.pid).map_err(|e| err(format!("/proc/{}/maps: {e}", w.pid)))?;
-        let vmas: Vec<_> = maps
-            .into_iter()
-            .filter(|v| v.start < end && v.end > start)
-            .collect();
-        let write = pattern != Pattern::Read;
-        let pku = self.pku;
-        // x86: PROT_WRITE and PROT_EXEC imply read, except exec-only with protection keys.
-        let read_ok = |v: &observe::Vma| v.read || v.write || (v.exec && !pku);
-        let ok = |v: &observe::Vma| read_ok(v) && (!write || v.write);
-        // Fast path: the whole range is covered by VMAs allowing the access.
-        let mut cur = start;
-        for v in &vmas {
-            if v.start > cur || !ok(v) {
-                break;
-            }
-            cur = v.end;
-        }
-        if cur >= end {
-            return Ok((u64::MAX, false, false));
-        }
-        for (i, off) in touch_offsets(len, stride, subset).enumerate() {
-            let a = start + off;
-            let idx = vmas.partition_point(|v| v.end <= a);
-            let v = vmas.get(idx).filter(|v| v.start <= a);
-            match v {
-                Some(v) if ok(v) => continue,
-                Some(v) if read_ok(v) => {
-                    return Ok((i as u64, pattern == Pattern::ReadWrite, true))
-                }
-                _ => return Ok((i as u64, false, true)),
-            }
-        }
-        Ok((u64::MAX, false, false))
-    }
-
-    /// The worker's descriptor of scenario object `obj`.
-    fn object_fd(&self, obj: u32) -> Result<i32, BackendError> {
-        self.objects
-            .get(obj as usize)
-            .copied()
-            .ok_or_else(|| err(format!("no object {obj}")))
-    }
-
-    fn outcome(r: Response, ok_val: Option<u64>) -> OpOutcome {
-        let result = match r.status {
-            Status::Ok(v) => Ok(ok_val.unwrap_or(v)),
-            Status::Sigbus => Err(OpError::Signal(Signal::Sigbus)),
-            Status::Errno(e) => Err(OpError::Errno(Errno(e))),
-        };
-        OpOutcome {
-            result,
-            minflt: r.minflt,
-            majflt: r.majflt,
-        }
-    }
-
-    /// Pid of the khugepaged sentinel, while it runs.
-    pub fn sentinel_pid(&self) -> Option<i32> {
-        self.sentinel.as_ref().map(|s| s.pid).filter(|p| *p > 0)
-    }
-
-    /// Ends every worker and the sentinel. Returns notes about workers that did not exit
-    /// cleanly and, separately, the error of a sentinel that died during the run.
-    fn stop_children(&mut self) -> (Option<String>, Option<String>) {
-        let mut notes = Vec::new();
-        // Youngest first; every worker is our child (CLONE_PARENT), so each is reaped here.
-        while let Some(w) = self.workers.pop() {
-            if let Some(n) = w.and_then(Worker::stop) {
-                notes.push(n);
-            }
-        }
-        self.current = 0;
-        let mut sentinel_err = None;
-        if let Some(mut s) = self.sentinel.take() {
-            sentinel_err = s.stop().err();
-            sysfs::CHILD_PIDS[sysfs::SENTINEL_SLOT].store(0, Ordering::SeqCst);
-        }
-        ((!notes.is_empty()).then(|| notes.join("; ")), sentinel_err)
-    }
-}
-
-impl Backend for HostBackend {
-    fn name(&self) -> String {
-        "host".into()
-    }
-
-    fn setup(&mut self, setup: &Setup) -> Result<(), BackendError> {
-        if !self.workers.is_empty() {
-            return Err(err("host backend: setup called twice"));
-        }
-        if let Err(e) = preflight() {
-            return Err(not_runnable(e));
-        }
-        // One host run at a time: knobs and system-wide counters are shared.
-        self.lock = Some(sysfs::KnobLock::acquire(!self.opts.no_wait).map_err(not_runnable)?);
-        // Under the lock a journal left on disk is a dead run's (or not ours at all).
-        match sysfs::recover_journal() {
-            Ok(Some(note)) => self.warnings.push(note),
-            Ok(None) => {}
-            Err(e) if self.opts.allow_sysfs => return Err(not_runnable(e)),
-            Err(e) => self.warnings.push(e),
-        }
-        // SAFETY: prctl with integer arguments only; affects this process's THP policy (the
-        // workers reset theirs at start).
-        let prev = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
-        if prev >= 0 {
-            // SAFETY: as above.
-            if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } == 0 {
-                self.own_thp_disable = Some(prev);
-            }
-        }
-        // The hugetlb pool is the system's: a page in use or reserved by someone else would
-        // change what the scenario sees (HugePages_Free, ENOMEM at mmap, SIGBUS at faults).
-        if let Ok(t) = std::fs::read_to_string("/proc/meminfo") {
-            let m: std::collections::BTreeMap<String, i64> =
-                observe::parse_meminfo(&t).into_iter().collect();
-            let g = |k: &str| m.get(&format!("meminfo.{k}")).copied().unwrap_or(0);
-            if g("HugePages_Free") != g("HugePages_Total") || g("HugePages_Rsvd") != 0 {
-                return Err(not_runnable(format!(
-                    "the hugetlb pool is in use by another process (HugePages_Total {}, Free {}, Rsvd {}): refusing to run",
-                    g("HugePages_Total"),
-                    g("HugePages_Free"),
-                    g("HugePages_Rsvd")
-                )));
-            }
-        }
-        if setup.swap > 0 && !self.opts.allow_swap {
-            return Err(not_runnable(
-                "the scenario needs swap (`swap` line): rerun with --allow-swap to let the run set up its swap device",
-            ));
-        }
-        if setup.swap > 0 {
-            // Only zram's synchronous path allocates large folios at swap-in.
-            if self.opts.allow_sysfs && setup.swap_device == thpsim_kernel::SwapDevice::Zram {
-                // Measured on a 4 MiB device of its own (its free cluster takes the 16 KiB
-                // folio whatever the scenario's size), once per process.
-                let works = match swap::LARGE_SWAPIN.get() {
-                    Some(&w) => Some(w),
-                    None => {
-                        self.session
-                            .swap_setup(4 << 20, thpsim_kernel::SwapDevice::Zram)
-                            .map_err(not_runnable)?;
-                        let r = swap::large_swapin_works(&mut self.session).map_err(err)?;
-                        self.session.swap_off().map_err(err)?;
-                        if let Some(w) = r {
-                            let _ = swap::LARGE_SWAPIN.set(w);
-                        }
-                        r
-                    }
-                };
-                match works {
-                    Some(works) => {
-                        self.zswap_ever_enabled = Some(!works);
-                        if !works {
-                            self.warnings.push(
-                                "zswap was enabled at some point since boot: this host swaps every page in at order 0 until reboot (the model mirrors it)"
-                                    .into(),
-                            );
-                        }
-                    }
-                    None => self.warnings.push(
-                        "could not measure whether large folios swap in whole on this host".into(),
-                    ),
-                }
-            }
-            self.session
-                .swap_setup(setup.swap, setup.swap_device)
-                .map_err(not_runnable)?;
-        } else if let Some(l) = std::fs::read_to_string("/proc/swaps")
-            .ok()
-            .and_then(|t| t.lines().nth(1).map(str::to_string))
-        {
-            // Another swap area would let MADV_PAGEOUT swap where the model has none.
-            self.warnings.push(format!(
-                "the machine has swap ({}) the scenario does not declare",
-                l.split_whitespace().next().unwrap_or("?")
-            ));
-        }
-        for (name, _) in &setup.sysfs {
-            if knob_path(name).is_none() {
-                return Err(not_runnable(format!("unknown sysfs knob {name}")));
-            }
-        }
-        // Which knobs differ from the scenario's starting values (model defaults + lines)?
-        let diffs = knob_diffs(&setup.sysfs).map_err(not_runnable)?;
-        let fmt = |d: &KnobDiff| format!("{}={} (scenario assumes {})", d.name, d.host, d.scenario);
-        if !self.opts.allow_sysfs {
-            let explicit: Vec<String> = diffs
-                .iter()
-                .filter(|d| d.explicit)
-                .map(|d| {
-                    format!(
-                        "host has {}={}, scenario wants {}",
-                        d.name, d.host, d.scenario
-                    )
-                })
-                .collect();
-            if !explicit.is_empty() {
-                return Err(not_runnable(format!(
-                    "{}; rerun with --allow-sysfs",
-                    explicit.join(", ")
-                )));
-            }
-            let implicit: Vec<String> = diffs.iter().map(fmt).collect();
-            if !implicit.is_empty() {
-                self.warnings.push(format!(
-                    "host THP knobs differ from the model's defaults the scenario assumes: {}; \
-                     the host ran with its own values (rerun with --allow-sysfs to pin them)",
-                    implicit.join(", ")
-                ));
-            }
-            self.warnings.push(
-                "khugepaged is not controlled (sysfs writes not allowed): it may collapse ranges of the \
-                 scenario behind its back; rerun with --allow-sysfs to keep it asleep"
-                    .into(),
-            );
-        } else {
-            let control = self.khugepaged_control;
-            // Every knob the model knows is pinned to its starting value (as the kernel
-            // selftests' thp_settings push a full set), scan_sleep first when khugepaged is
-            // controlled.
-            let mut writes = Vec::new();
-            if control {
-                writes.push((
-                    khugepaged::SCAN_SLEEP_KNOB.to_string(),
-                    khugepaged::HUGE_SLEEP_MS.to_string(),
-                ));
-            }
-            for d in &diffs {
-                if control && d.rel == khugepaged::SCAN_SLEEP_KNOB {
-                    if d.explicit {
-                        self.warnings.push(format!(
-                            "{}={} not applied: the khugepaged control holds scan_sleep_millisecs at {}",
-                            d.name,
-                            d.scenario,
-                            khugepaged::HUGE_SLEEP_MS
-                        ));
-                    }
-                    continue;
-                }
-                writes.push((d.rel.clone(), d.scenario.clone()));
-            }
-            let pinned: Vec<String> = diffs
-                .iter()
-                .filter(|d| !d.explicit && d.rel != khugepaged::SCAN_SLEEP_KNOB)
-                .map(|d| format!("{}={} (host had {})", d.name, d.scenario, d.host))
-                .collect();
-            if !pinned.is_empty() {
-                self.warnings.push(format!(
-                    "pinned host THP knobs to the model's defaults for the run: {}",
-                    pinned.join(", ")
-                ));
-            }
-            self.session.apply(&writes).map_err(err)?;
-            for (rel, value) in &writes {
-                if let Some(short) = pool_shortfall(rel, value) {
-                    return Err(not_runnable(short));
-                }
-            }
-            if control {
-                // The sentinel is registered in every controlled run, also when the scenario
-                // starts with PMD-sized THP off (then it is turned on just for the sentinel's
-                // registration and off again, which stops the thread): a mid-run write that
-                // turns it on restarts the thread over a list that is never empty, so no mm of
-                // the scenario ever wakes it (the model's `add_khugepaged_sentinel` is the
-                // same list).
-                let pmd_off = (!pmd_thp_enabled())
-                    .then(|| sysfs::read_knob(PMD_SIZE_KNOB))
-                    .transpose()
-                    .map_err(|e| err(format!("{PMD_SIZE_KNOB}: {e}")))?;
-                if pmd_off.is_some() {
-                    self.session.set(PMD_SIZE_KNOB, "madvise").map_err(err)?;
-                }
-                let before = khugepaged::full_scans();
-                let s = khugepaged::Sentinel::start().map_err(err)?;
-                sysfs::CHILD_PIDS[sysfs::SENTINEL_SLOT].store(s.pid, Ordering::SeqCst);
-                self.sentinel = Some(s);
-                match khugepaged::wait_quiescent(before) {
-                    Some(w) => {
-                        self.khugepaged_idle = Err(format!("khugepaged scan: {w}"));
-                        self.warnings.push(w);
-                    }
-                    None => {
-                        self.khugepaged_idle = khugepaged::learn_idle_frame().map_err(|e| {
-                            format!("khugepaged scan: cannot detect the end of a pass: {e}")
-                        });
-                    }
-                }
-                // Other processes' mms on the list take budget and move the scan cursor:
-                // measure them (and put the cursor at the head) so that the model can mirror
-                // them; if they cannot be measured, passes cannot be compared.
-                // With PMD-sized THP `always` system-wide their VMAs are eligible: a pass
-                // scans (and may collapse) other processes' memory, which no model can mirror;
-                // `check` compares khugepaged's results as host noise then.
-                if pmd_thp_policy() == "always" {
-                    self.warnings.push(
-                        "PMD-sized THP is `always` system-wide: khugepaged's passes also scan other processes' \
-                         memory, so their costs are not measured or mirrored"
-                            .into(),
-                    );
-                } else if let Ok(idle) = self.khugepaged_idle.clone() {
-                    match khugepaged::foreign_mms(&idle) {
-                        Ok(costs) => {
-                            if !costs.is_empty() {
-                                self.warnings.push(format!(
-                                    "khugepaged's list holds {} other processes' mms ahead of the sentinel \
-                                     (costs per visit {:?}: registered while THP was `always`); the model mirrors them",
-                                    costs.len(),
-                                    costs
-                                ));
-                            }
-                            self.khugepaged_foreign = costs;
-                        }
-                        Err(e) => {
-                            let w = format!(
-                                "khugepaged's list holds other processes' mms that could not be measured: {e}"
-                            );
-                            self.khugepaged_idle = Err(format!("khugepaged scan: {w}"));
-                            self.warnings.push(w);
-                        }
-                    }
-                }
-                if let Some(v) = pmd_off {
-                    self.session.set(PMD_SIZE_KNOB, &v).map_err(err)?;
-                }
-            } else if !control {
-                self.warnings
-                    .push("khugepaged control disabled by the caller".into());
-                self.khugepaged_idle = Err(
-                    "khugepaged scan: the khugepaged control is disabled, passes cannot be counted"
-                        .into(),
-                );
-            }
-        }
-        self.spawn_worker(setup.arena_len)
-    }
-
-    fn exec(&mut self, op: &BackendOp) -> Result<OpOutcome, BackendError> {
+    /// One op on the current worker (`Backend::exec` around it tells an OOM kill).
+    fn exec_op(&mut self, op: &BackendOp) -> Result<OpOutcome, BackendError> {
         if let Some(s) = self.sentinel.as_mut() {
             s.check_alive().map_err(err)?;
         }
@@ -1719,8 +1144,687 @@ impl Backend for HostBackend {
         }
     }
 
+    /// The current worker stopped answering: reap it and describe how it ended.
+    fn worker_died(&mut self) -> BackendError {
+        let Some(Some(w)) = self.workers.get_mut(self.current).map(|w| w.take()) else {
+            return err("host backend: op before setup");
+        };
+        // Closing the channel ends a worker that is still alive.
+        drop(w.chan);
+        let status = sys::waitpid(w.pid);
+        if self.memcg.is_some()
+            && status.is_some_and(|st| libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGKILL)
+        {
+            self.oom_killed = true;
+        }
+        let st = status
+            .map(sys::describe_status)
+            .unwrap_or_else(|| "unknown status".into());
+        sysfs::unregister_child(w.slot);
+        err(format!("worker child {} died ({st})", w.pid))
+    }
+
+    /// A receive from the current worker failed: it died (EOF, I/O error), or it sent what
+    /// this build cannot decode.
+    fn recv_failed(&mut self, e: RecvError) -> BackendError {
+        match e {
+            RecvError::Proto(e) => err(format!(
+                "worker child sent a malformed response: {e}; {}",
+                self.worker_died()
+            )),
+            RecvError::Eof | RecvError::Io(_) => self.worker_died(),
+        }
+    }
+
+    /// Sends a request to the current worker and waits for its response (serving its
+    /// userfaultfd meanwhile, if it has one).
+    fn call(&mut self, req: &Request) -> Result<Response, BackendError> {
+        self.call_fd(req).map(|(r, _)| r)
+    }
+
+    /// As [`Self::call`], also returning a descriptor passed with the response.
+    fn call_fd(&mut self, req: &Request) -> Result<(Response, Option<OwnedFd>), BackendError> {
+        let w = self.worker()?;
+        let monitored = w.uffd.is_some();
+        if proto::send_request(w.chan.as_fd(), req, None).is_err() {
+            return Err(self.worker_died());
+        }
+        let r = if monitored {
+            self.monitor()?
+        } else {
+            proto::recv_response(w.chan.as_fd())
+        };
+        r.map_err(|e| self.recv_failed(e))
+    }
+
+    /// Waits for the current worker's response while serving its userfaultfd: every
+    /// `UFFD_EVENT_PAGEFAULT` is counted and resolved per the worker's policy
+    /// ([`uffd::Uffd::resolve`]). The worker measures its own faults around the op, so what
+    /// it reports are the task's counted faults (the blocked attempt is not counted, the
+    /// retry after the resolution is).
+    fn monitor(&mut self) -> Result<Result<(Response, Option<OwnedFd>), RecvError>, BackendError> {
+        let cur = self.current;
+        let Some(Some(w)) = self.workers.get_mut(cur) else {
+            return Err(err("host backend: op before setup"));
+        };
+        let (chan, pid) = (w.chan.as_raw_fd(), w.pid);
+        let Some(u) = w.uffd.as_mut() else {
+            return Ok(proto::recv_response(w.chan.as_fd()));
+        };
+        let mut msgs = Vec::new();
+        // A fault that keeps coming back at the same address means the monitor cannot
+        // resolve it: give up instead of spinning forever.
+        let mut last = (u64::MAX, 0u32);
+        loop {
+            let mut fds = [
+                libc::pollfd {
+                    fd: chan,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: u.fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: `fds` is a valid array of two pollfds.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if n < 0 {
+                if sys::errno() == libc::EINTR {
+                    continue;
+                }
+                return Err(err(format!("poll: {}", std::io::Error::last_os_error())));
+            }
+            if fds[1].revents & libc::POLLIN != 0 {
+                msgs.clear();
+                uffd::read_msgs(u.fd.as_fd(), &mut msgs)
+                    .map_err(|e| err(format!("read(uffd): {}", Errno(e))))?;
+                for &m in &msgs {
+                    if last.0 == m.address {
+                        last.1 += 1;
+                        if last.1 > 64 {
+                            let note = format!(
+                                "userfault at {:#x} (flags {:#x}) not resolved after 64 retries",
+                                m.address, m.flags
+                            );
+                            return Err(err(format!("{note}; {}", self.worker_died())));
+                        }
+                    } else {
+                        last = (m.address, 1);
+                    }
+                    let mut vma = |a: u64| {
+                        observe::read_maps(pid).ok().and_then(|v| {
+                            v.iter()
+                                .find(|v| v.start <= a && a < v.end)
+                                .map(|v| (v.start, v.end))
+                        })
+                    };
+                    let mut pagesize = |a: u64| observe::vma_kernel_pagesize(pid, a);
+                    if let Some(note) = u.resolve(m, &mut self.uffd_stats, &mut vma, &mut pagesize)
+                    {
+                        if !self.warnings.contains(&note) {
+                            self.warnings.push(note);
+                        }
+                    }
+                }
+                continue;
+            }
+            if fds[0].revents != 0 {
+                let w = self.worker()?;
+                return Ok(proto::recv_response(w.chan.as_fd()));
+            }
+        }
+    }
+
+    /// Messages delivered to the current process's uffd so far (flags, address, …).
+    pub fn uffd_msgs(&self) -> &[uffd::Msg] {
+        self.worker()
+            .ok()
+            .and_then(|w| w.uffd.as_ref())
+            .map(|u| u.msgs.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// A userfaultfd op of the current process. `open` runs in the worker (userfaultfd(2) +
+    /// UFFDIO_API; the fd comes back with SCM_RIGHTS); the range ioctls are issued here on the
+    /// worker's uffd (they act on its mm and take no fault in the worker: 0 faults, like the
+    /// model); `handler` only stores the monitor policy.
+    fn uffd_op(&mut self, req: &UffdReq) -> Result<OpOutcome, BackendError> {
+        let done = |r: Result<(), i32>| OpOutcome {
+            result: r.map(|_| 0).map_err(|e| OpError::Errno(Errno(e))),
+            minflt: 0,
+            majflt: 0,
+        };
+        let base = self.base;
+        if let UffdReq::Open { features } = req {
+            if self.worker()?.uffd.is_some() {
+                // The model keeps one uffd per process.
+                return Ok(done(Err(libc::EBUSY)));
+            }
+            let mut bits = 0;
+            for f in features {
+                bits |= uffd::feature_bit(f)
+                    .ok_or_else(|| not_runnable(format!("unknown userfaultfd feature `{f}`")))?;
+            }
+            let (r, fd) = self.call_fd(&Request::UffdOpen { features: bits })?;
+            let mut o = Self::outcome(r, Some(0));
+            match (r.status, fd) {
+                (Status::Ok(_), Some(fd)) => {
+                    if let Some(Some(w)) = self.workers.get_mut(self.current) {
+                        w.uffd = Some(uffd::Uffd::new(fd, bits));
+                    }
+                }
+                (Status::Ok(_), None) => {
+                    return Err(err("worker opened a userfaultfd but passed no descriptor"))
+                }
+                // A descriptor with a failure: not ours to keep (dropped, closed).
+                (_, Some(_)) => o.result = Err(OpError::Errno(Errno(libc::EIO))),
+                (_, None) => {}
+            }
+            return Ok(o);
+        }
+        let (addr, len) = match *req {
+            UffdReq::Register { addr, len, .. }
+            | UffdReq::Unregister { addr, len }
+            | UffdReq::Writeprotect { addr, len, .. }
+            | UffdReq::Copy { addr, len, .. }
+            | UffdReq::Zeropage { addr, len }
+            | UffdReq::Continue { addr, len, .. } => (addr, len),
+            UffdReq::Handler { .. } | UffdReq::Open { .. } => (0, 0),
+        };
+        let ranged = !matches!(req, UffdReq::Handler { .. });
+        if ranged {
+            self.check_range(addr, len)?;
+        }
+        let Some(Some(w)) = self.workers.get_mut(self.current) else {
+            return Err(err("host backend: op before setup"));
+        };
+        let Some(u) = w.uffd.as_mut() else {
+            // No uffd: the model checks the range first (EINVAL), then the descriptor.
+            if ranged && (addr % PAGE != 0 || len % PAGE != 0 || len == 0) {
+                return Ok(done(Err(libc::EINVAL)));
+            }
+            return Ok(done(Err(libc::EBADF)));
+        };
+        let (fd, a) = (u.fd.as_fd(), base + addr);
+        let r = match *req {
+            UffdReq::Register {
+                missing, wp, minor, ..
+            } => {
+                let bit = |on: bool, b: u64| if on { b } else { 0 };
+                let mode = bit(missing, uffd::UFFDIO_REGISTER_MODE_MISSING)
+                    | bit(wp, uffd::UFFDIO_REGISTER_MODE_WP)
+                    | bit(minor, uffd::UFFDIO_REGISTER_MODE_MINOR);
+                uffd::register(fd, a, len, mode)
+            }
+            UffdReq::Unregister { .. } => uffd::unregister(fd, a, len),
+            UffdReq::Writeprotect { wp, stride, .. } => {
+                let mode = if wp {
+                    uffd::UFFDIO_WRITEPROTECT_MODE_WP
+                } else {
+                    0
+                };
+                thpsim_scenario::backend::strided(len, stride, |off, n| {
+                    uffd::writeprotect(fd, a + off, n, mode)
+                })
+            }
+            UffdReq::Copy { wp, .. } => {
+                uffd::copy(fd, a, len, if wp { uffd::UFFDIO_COPY_MODE_WP } else { 0 })
+            }
+            UffdReq::Zeropage { .. } => uffd::zeropage(fd, a, len, 0),
+            UffdReq::Continue { wp, .. } => {
+                let mode = if wp { uffd::UFFDIO_CONTINUE_MODE_WP } else { 0 };
+                uffd::continue_range(fd, a, len, mode)
+            }
+            UffdReq::Handler { wp, missing, minor } => {
+                if let Some(p) = wp {
+                    u.wp_policy = p;
+                }
+                if let Some(p) = missing {
+                    u.missing_policy = p;
+                }
+                if let Some(p) = minor {
+                    u.minor_policy = p;
+                }
+                Ok(())
+            }
+            UffdReq::Open { .. } => unreachable!("handled above"),
+        };
+        Ok(done(r))
+    }
+
+    fn check_range(&self, addr: u64, len: u64) -> Result<(), BackendError> {
+        self.worker()?;
+        if addr.checked_add(len).is_none_or(|e| e > self.arena_len) {
+            return Err(err(format!(
+                "range {addr:#x}+{len:#x} leaves the arena of {:#x} bytes (engine bug)",
+                self.arena_len
+            )));
+        }
+        Ok(())
+    }
+
+    /// How far an access op may go: (number of complete accesses, read-before-fault, signal).
+    fn access_plan(
+        &self,
+        addr: u64,
+        len: u64,
+        stride: u64,
+        pattern: Pattern,
+        subset: Option<thpsim_scenario::ast::Subset>,
+    ) -> Result<(u64, bool, bool), BackendError> {
+        let w = self.worker()?;
+        let (start, end) = (self.base + addr, self.base + addr + len);
+        let maps =
+            observe::read_maps(w.pid).map_err(|e| err(format!("/proc/{}/maps: {e}", w.pid)))?;
+        let vmas: Vec<_> = maps
+            .into_iter()
+            .filter(|v| v.start < end && v.end > start)
+            .collect();
+        let write = pattern != Pattern::Read;
+        let pku = self.pku;
+        // x86: PROT_WRITE and PROT_EXEC imply read, except exec-only with protection keys.
+        let read_ok = |v: &observe::Vma| v.read || v.write || (v.exec && !pku);
+        let ok = |v: &observe::Vma| read_ok(v) && (!write || v.write);
+        // Fast path: the whole range is covered by VMAs allowing the access.
+        let mut cur = start;
+        for v in &vmas {
+            if v.start > cur || !ok(v) {
+                break;
+            }
+            cur = v.end;
+        }
+        if cur >= end {
+            return Ok((u64::MAX, false, false));
+        }
+        for (i, off) in touch_offsets(len, stride, subset).enumerate() {
+            let a = start + off;
+            let idx = vmas.partition_point(|v| v.end <= a);
+            let v = vmas.get(idx).filter(|v| v.start <= a);
+            match v {
+                Some(v) if ok(v) => continue,
+                Some(v) if read_ok(v) => {
+                    return Ok((i as u64, pattern == Pattern::ReadWrite, true))
+                }
+                _ => return Ok((i as u64, false, true)),
+            }
+        }
+        Ok((u64::MAX, false, false))
+    }
+
+    /// The worker's descriptor of scenario object `obj`.
+    fn object_fd(&self, obj: u32) -> Result<i32, BackendError> {
+        self.objects
+            .get(obj as usize)
+            .copied()
+            .ok_or_else(|| err(format!("no object {obj}")))
+    }
+
+    fn outcome(r: Response, ok_val: Option<u64>) -> OpOutcome {
+        let result = match r.status {
+            Status::Ok(v) => Ok(ok_val.unwrap_or(v)),
+            Status::Sigbus => Err(OpError::Signal(Signal::Sigbus)),
+            Status::Errno(e) => Err(OpError::Errno(Errno(e))),
+        };
+        OpOutcome {
+            result,
+            minflt: r.minflt,
+            majflt: r.majflt,
+        }
+    }
+
+    /// Pid of the khugepaged sentinel, while it runs.
+    pub fn sentinel_pid(&self) -> Option<i32> {
+        self.sentinel.as_ref().map(|s| s.pid).filter(|p| *p > 0)
+    }
+
+    /// Ends every worker and the sentinel. Returns notes about workers that did not exit
+    /// cleanly and, separately, the error of a sentinel that died during the run.
+    fn stop_children(&mut self) -> (Option<String>, Option<String>) {
+        let mut notes = Vec::new();
+        // Youngest first; every worker is our child (CLONE_PARENT), so each is reaped here.
+        while let Some(w) = self.workers.pop() {
+            if let Some(n) = w.and_then(Worker::stop) {
+                notes.push(n);
+            }
+        }
+        self.current = 0;
+        let mut sentinel_err = None;
+        if let Some(mut s) = self.sentinel.take() {
+            sentinel_err = s.stop().err();
+            sysfs::CHILD_PIDS[sysfs::SENTINEL_SLOT].store(0, Ordering::SeqCst);
+        }
+        ((!notes.is_empty()).then(|| notes.join("; ")), sentinel_err)
+    }
+}
+
+impl Backend for HostBackend {
+    fn name(&self) -> String {
+        "host".into()
+    }
+
+    fn setup(&mut self, setup: &Setup) -> Result<(), BackendError> {
+        if !self.workers.is_empty() {
+            return Err(err("host backend: setup called twice"));
+        }
+        if let Err(e) = preflight() {
+            return Err(not_runnable(e));
+        }
+        // One host run at a time: knobs and system-wide counters are shared.
+        self.lock = Some(sysfs::KnobLock::acquire(!self.opts.no_wait).map_err(not_runnable)?);
+        // Under the lock a journal left on disk is a dead run's (or not ours at all).
+        match sysfs::recover_journal() {
+            Ok(Some(note)) => self.warnings.push(note),
+            Ok(None) => {}
+            Err(e) if self.opts.allow_sysfs => return Err(not_runnable(e)),
+            Err(e) => self.warnings.push(e),
+        }
+        // SAFETY: prctl with integer arguments only; affects this process's THP policy (the
+        // workers reset theirs at start).
+        let prev = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+        if prev >= 0 {
+            // SAFETY: as above.
+            if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } == 0 {
+                self.own_thp_disable = Some(prev);
+            }
+        }
+        // The hugetlb pool is the system's: a page in use or reserved by someone else would
+        // change what the scenario sees (HugePages_Free, ENOMEM at mmap, SIGBUS at faults).
+        if let Ok(t) = std::fs::read_to_string("/proc/meminfo") {
+            let m: std::collections::BTreeMap<String, i64> =
+                observe::parse_meminfo(&t).into_iter().collect();
+            let g = |k: &str| m.get(&format!("meminfo.{k}")).copied().unwrap_or(0);
+            if g("HugePages_Free") != g("HugePages_Total") || g("HugePages_Rsvd") != 0 {
+                return Err(not_runnable(format!(
+                    "the hugetlb pool is in use by another process (HugePages_Total {}, Free {}, Rsvd {}): refusing to run",
+                    g("HugePages_Total"),
+                    g("HugePages_Free"),
+                    g("HugePages_Rsvd")
+                )));
+            }
+        }
+        if setup.memcg.is_some() && !self.opts.allow_memcg {
+            return Err(not_runnable(
+                "the scenario needs a memory cgroup (`memcg` line): rerun with --allow-memcg to let the run make one",
+            ));
+        }
+        if setup.memcg.is_some() && !self.opts.allow_sysfs {
+            return Err(not_runnable(
+                "a `memcg` scenario needs --allow-sysfs too (the cgroup is journaled with the knobs)",
+            ));
+        }
+        if setup.swap > 0 && !self.opts.allow_swap {
+            return Err(not_runnable(
+                "the scenario needs swap (`swap` line): rerun with --allow-swap to let the run set up its swap device",
+            ));
+        }
+        if setup.swap > 0 {
+            // Only zram's synchronous path allocates large folios at swap-in.
+            if self.opts.allow_sysfs && setup.swap_device == thpsim_kernel::SwapDevice::Zram {
+                // Measured on a 4 MiB device of its own (its free cluster takes the 16 KiB
+                // folio whatever the scenario's size), once per process.
+                let works = match swap::LARGE_SWAPIN.get() {
+                    Some(&w) => Some(w),
+                    None => {
+                        self.session
+                            .swap_setup(4 << 20, thpsim_kernel::SwapDevice::Zram)
+                            .map_err(not_runnable)?;
+                        let r = swap::large_swapin_works(&mut self.session).map_err(err)?;
+                        self.session.swap_off().map_err(err)?;
+                        if let Some(w) = r {
+                            let _ = swap::LARGE_SWAPIN.set(w);
+                        }
+                        r
+                    }
+                };
+                match works {
+                    Some(works) => {
+                        self.zswap_ever_enabled = Some(!works);
+                        if !works {
+                            self.warnings.push(
+                                "zswap was enabled at some point since boot: this host swaps every page in at order 0 until reboot (the model mirrors it)"
+                                    .into(),
+                            );
+                        }
+                    }
+                    None => self.warnings.push(
+                        "could not measure whether large folios swap in whole on this host".into(),
+                    ),
+                }
+            }
+            self.session
+                .swap_setup(setup.swap, setup.swap_device)
+                .map_err(not_runnable)?;
+        } else if let Some(l) = std::fs::read_to_string("/proc/swaps")
+            .ok()
+            .and_then(|t| t.lines().nth(1).map(str::to_string))
+        {
+            // Another swap area would let MADV_PAGEOUT swap where the model has none.
+            self.warnings.push(format!(
+                "the machine has swap ({}) the scenario does not declare",
+                l.split_whitespace().next().unwrap_or("?")
+            ));
+        }
+        for (name, _) in &setup.sysfs {
+            if knob_path(name).is_none() {
+                return Err(not_runnable(format!("unknown sysfs knob {name}")));
+            }
+        }
+        // Which knobs differ from the scenario's starting values (model defaults + lines)?
+        let diffs = knob_diffs(&setup.sysfs).map_err(not_runnable)?;
+        let fmt = |d: &KnobDiff| format!("{}={} (scenario assumes {})", d.name, d.host, d.scenario);
+        if !self.opts.allow_sysfs {
+            let explicit: Vec<String> = diffs
+                .iter()
+                .filter(|d| d.explicit)
+                .map(|d| {
+                    format!(
+                        "host has {}={}, scenario wants {}",
+                        d.name, d.host, d.scenario
+                    )
+                })
+                .collect();
+            if !explicit.is_empty() {
+                return Err(not_runnable(format!(
+                    "{}; rerun with --allow-sysfs",
+                    explicit.join(", ")
+                )));
+            }
+            let implicit: Vec<String> = diffs.iter().map(fmt).collect();
+            if !implicit.is_empty() {
+                self.warnings.push(format!(
+                    "host THP knobs differ from the model's defaults the scenario assumes: {}; \
+                     the host ran with its own values (rerun with --allow-sysfs to pin them)",
+                    implicit.join(", ")
+                ));
+            }
+            self.warnings.push(
+                "khugepaged is not controlled (sysfs writes not allowed): it may collapse ranges of the \
+                 scenario behind its back; rerun with --allow-sysfs to keep it asleep"
+                    .into(),
+            );
+        } else {
+            let control = self.khugepaged_control;
+            // Every knob the model knows is pinned to its starting value (as the kernel
+            // selftests' thp_settings push a full set), scan_sleep first when khugepaged is
+            // controlled.
+            let mut writes = Vec::new();
+            if control {
+                writes.push((
+                    khugepaged::SCAN_SLEEP_KNOB.to_string(),
+                    khugepaged::HUGE_SLEEP_MS.to_string(),
+                ));
+            }
+            for d in &diffs {
+                if control && d.rel == khugepaged::SCAN_SLEEP_KNOB {
+                    if d.explicit {
+                        self.warnings.push(format!(
+                            "{}={} not applied: the khugepaged control holds scan_sleep_millisecs at {}",
+                            d.name,
+                            d.scenario,
+                            khugepaged::HUGE_SLEEP_MS
+                        ));
+                    }
+                    continue;
+                }
+                writes.push((d.rel.clone(), d.scenario.clone()));
+            }
+            let pinned: Vec<String> = diffs
+                .iter()
+                .filter(|d| !d.explicit && d.rel != khugepaged::SCAN_SLEEP_KNOB)
+                .map(|d| format!("{}={} (host had {})", d.name, d.scenario, d.host))
+                .collect();
+            if !pinned.is_empty() {
+                self.warnings.push(format!(
+                    "pinned host THP knobs to the model's defaults for the run: {}",
+                    pinned.join(", ")
+                ));
+            }
+            self.session.apply(&writes).map_err(err)?;
+            for (rel, value) in &writes {
+                if let Some(short) = pool_shortfall(rel, value) {
+                    return Err(not_runnable(short));
+                }
+            }
+            if control {
+                // The sentinel is registered in every controlled run, also when the scenario
+                // starts with PMD-sized THP off (then it is turned on just for the sentinel's
+                // registration and off again, which stops the thread): a mid-run write that
+                // turns it on restarts the thread over a list that is never empty, so no mm of
+                // the scenario ever wakes it (the model's `add_khugepaged_sentinel` is the
+                // same list).
+                let pmd_off = (!pmd_thp_enabled())
+                    .then(|| sysfs::read_knob(PMD_SIZE_KNOB))
+                    .transpose()
+                    .map_err(|e| err(format!("{PMD_SIZE_KNOB}: {e}")))?;
+                if pmd_off.is_some() {
+                    self.session.set(PMD_SIZE_KNOB, "madvise").map_err(err)?;
+                }
+                let before = khugepaged::full_scans();
+                let s = khugepaged::Sentinel::start().map_err(err)?;
+                sysfs::CHILD_PIDS[sysfs::SENTINEL_SLOT].store(s.pid, Ordering::SeqCst);
+                self.sentinel = Some(s);
+                match khugepaged::wait_quiescent(before) {
+                    Some(w) => {
+                        self.khugepaged_idle = Err(format!("khugepaged scan: {w}"));
+                        self.warnings.push(w);
+                    }
+                    None => {
+                        self.khugepaged_idle = khugepaged::learn_idle_frame().map_err(|e| {
+                            format!("khugepaged scan: cannot detect the end of a pass: {e}")
+                        });
+                    }
+                }
+                // Other processes' mms on the list take budget and move the scan cursor:
+                // measure them (and put the cursor at the head) so that the model can mirror
+                // them; if they cannot be measured, passes cannot be compared.
+                // With PMD-sized THP `always` system-wide their VMAs are eligible: a pass
+                // scans (and may collapse) other processes' memory, which no model can mirror;
+                // `check` compares khugepaged's results as host noise then.
+                if pmd_thp_policy() == "always" {
+                    self.warnings.push(
+                        "PMD-sized THP is `always` system-wide: khugepaged's passes also scan other processes' \
+                         memory, so their costs are not measured or mirrored"
+                            .into(),
+                    );
+                } else if let Ok(idle) = self.khugepaged_idle.clone() {
+                    match khugepaged::foreign_mms(&idle) {
+                        Ok(costs) => {
+                            if !costs.is_empty() {
+                                self.warnings.push(format!(
+                                    "khugepaged's list holds {} other processes' mms ahead of the sentinel \
+                                     (costs per visit {:?}: registered while THP was `always`); the model mirrors them",
+                                    costs.len(),
+                                    costs
+                                ));
+                            }
+                            self.khugepaged_foreign = costs;
+                        }
+                        Err(e) => {
+                            let w = format!(
+                                "khugepaged's list holds other processes' mms that could not be measured: {e}"
+                            );
+                            self.khugepaged_idle = Err(format!("khugepaged scan: {w}"));
+                            self.warnings.push(w);
+                        }
+                    }
+                }
+                if let Some(v) = pmd_off {
+                    self.session.set(PMD_SIZE_KNOB, &v).map_err(err)?;
+                }
+            } else if !control {
+                self.warnings
+                    .push("khugepaged control disabled by the caller".into());
+                self.khugepaged_idle = Err(
+                    "khugepaged scan: the khugepaged control is disabled, passes cannot be counted"
+                        .into(),
+                );
+            }
+        }
+        if let Some(cfg) = setup.memcg {
+            let p = self
+                .session
+                .memcg_setup(cfg.limit, cfg.swappiness)
+                .map_err(not_runnable)?;
+            self.memcg = Some(p);
+        }
+        self.spawn_worker(setup.arena_len)?;
+        if let Some(p) = &self.memcg {
+            let pid = self.worker()?.pid;
+            memcg::attach(p, pid).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    fn exec(&mut self, op: &BackendOp) -> Result<OpOutcome, BackendError> {
+        let r = self.exec_op(op);
+        if r.is_err() && std::mem::take(&mut self.oom_killed) {
+            // A SIGKILL ended the worker during the op (reaped by `worker_died`): if the
+            // memcg's oom_kill count moved, it was the memcg OOM killer, and that is the op's
+            // outcome, as the model reports it; any other SIGKILL is the failure it was.
+            let kills = self
+                .memcg
+                .as_deref()
+                .and_then(|p| memcg::counters(p).ok())
+                .and_then(|c| c.get("memcg.oom_kill").copied())
+                .unwrap_or(0);
+            if kills <= self.oom_kills_seen {
+                return r;
+            }
+            self.oom_kills_seen = kills;
+            if self.current == 0 {
+                return Err(not_runnable(
+                    "the memcg OOM killer killed `main`: let a forked process make the allocation that runs out",
+                ));
+            }
+            self.oom_killed_procs.push(self.current);
+            return Ok(OpOutcome {
+                result: Err(OpError::Signal(Signal::Sigkill)),
+                minflt: 0,
+                majflt: 0,
+            });
+        }
+        r
+    }
+
     fn snapshot(&mut self, ranges: &[(u64, u64)]) -> Result<Snapshot, BackendError> {
+        if self.oom_killed_procs.contains(&self.current) {
+            return Err(not_runnable(thpsim_scenario::sim::OOM_OBSERVE));
+        }
         let mut counters = observe::counters();
+        if let Some(p) = &self.memcg {
+            // memory.stat is exact only once the periodic flush ran after the last change.
+            memcg::wait_for_stat_flush();
+            let mut c = memcg::counters(p).map_err(err)?;
+            let pids: Vec<i32> = self.workers.iter().flatten().map(|w| w.pid).collect();
+            let own = memcg::worker_pages(p, &pids, (self.base, self.base + self.arena_len))
+                .map_err(err)?;
+            if let Some(rss) = c.get_mut("memcg.rss") {
+                *rss -= i64::try_from(own * PAGE).unwrap_or(0);
+            }
+            counters.extend(c);
+        }
         for (k, v) in self.uffd_stats.named() {
             counters.insert(k.to_string(), v as i64);
         }
@@ -1779,6 +1883,8 @@ impl Backend for HostBackend {
         let (note, sentinel_err) = self.stop_children();
         // The workers are gone, and with them every file of the run (unnamed inodes).
         self.disk_dir = None;
+        // The workers are dead: their cgroup is empty (the restore removes it).
+        self.memcg = None;
         let mut errs = self.session.restore();
         // Released only after the restore: a waiting run starts from the original knobs.
         self.lock = None;

@@ -358,6 +358,9 @@ struct Journal {
     /// The run's disk or file swap area (`crate::swap::SwapArea`), torn down likewise.
     #[serde(default)]
     swap_area: Option<SwapArea>,
+    /// The run's memory cgroup directory (`crate::memcg`), removed first.
+    #[serde(default)]
+    memcg: Option<String>,
 }
 
 fn boot_id() -> Option<String> {
@@ -414,6 +417,12 @@ fn read_journal(path: &Path) -> Result<Option<(Journal, std::fs::Metadata)>, Str
             path.display()
         )
     })?;
+    if let Some(m) = j.memcg.as_ref().filter(|m| !crate::memcg::path_ok(m)) {
+        return Err(format!(
+            "{} is not a thpsim sysfs journal (memory cgroup {m:?}); left in place",
+            path.display()
+        ));
+    }
     if let Some(a) = j.swap_area.as_ref().filter(|a| !a.valid()) {
         return Err(format!(
             "{} is not a thpsim sysfs journal (swap area {a:?}); left in place",
@@ -492,6 +501,15 @@ pub fn recover_journal() -> Result<Option<String>, String> {
     }
     let mut done = Vec::new();
     let mut ok = true;
+    if let Some(m) = &j.memcg {
+        match crate::memcg::teardown(Path::new(m)) {
+            Ok(()) => done.push(format!("removal of memory cgroup {m}")),
+            Err(e) => {
+                ok = false;
+                done.push(format!("memory cgroup removal FAILED: {e}"));
+            }
+        }
+    }
     if j.swap {
         match swap_teardown() {
             Ok(()) => done.push("swapoff and reset of zram0".to_string()),
@@ -565,6 +583,7 @@ fn write_journal(
     knobs: &[(String, String)],
     swap: bool,
     swap_area: Option<&SwapArea>,
+    memcg: Option<&Path>,
 ) -> std::io::Result<std::fs::Metadata> {
     let me = std::process::id() as i32;
     let j = Journal {
@@ -574,6 +593,7 @@ fn write_journal(
         knobs: knobs.to_vec(),
         swap,
         swap_area: swap_area.cloned(),
+        memcg: memcg.map(|p| p.display().to_string()),
     };
     let bytes = serde_json::to_vec_pretty(&j).map_err(std::io::Error::other)?;
     let create = |p: &Path| -> std::io::Result<std::fs::File> {
@@ -652,6 +672,8 @@ struct Table {
     swap: bool,
     /// The run's disk or file swap area: swapoff, detach and remove it first.
     area: Option<AreaC>,
+    /// The run's memory cgroup directory (NUL-terminated; empty: none): rmdir first.
+    memcg: [u8; PATH_MAX_LEN],
 }
 
 /// A [`SwapArea`]'s paths, NUL-terminated, for the async-signal-safe teardown.
@@ -823,6 +845,7 @@ fn build_table(
     journal_meta: &std::fs::Metadata,
     swap: bool,
     area: Option<&SwapArea>,
+    memcg: Option<&Path>,
 ) -> Option<Box<Table>> {
     let area = match area {
         Some(a) => Some(AreaC::new(a)?),
@@ -834,9 +857,15 @@ fn build_table(
         journal_id: (journal_meta.dev(), journal_meta.ino()),
         swap,
         area,
+        memcg: [0; PATH_MAX_LEN],
     };
     if !cstr_into(&mut t.journal, journal.as_os_str().as_bytes()) {
         return None;
+    }
+    if let Some(m) = memcg {
+        if !cstr_into(&mut t.memcg, m.as_os_str().as_bytes()) {
+            return None;
+        }
     }
     for (rel, val) in saved {
         let mut e = Entry {
@@ -870,6 +899,9 @@ fn publish(t: Option<Box<Table>>) {
 /// failed writes.
 fn restore_table(t: &Table) -> usize {
     let mut failed = 0;
+    if t.memcg[0] != 0 && !crate::memcg::teardown_raw(&t.memcg) {
+        failed += 1;
+    }
     if t.swap && !swap_teardown_raw() {
         failed += 1;
     }
@@ -1100,6 +1132,8 @@ pub struct Session {
     swap: bool,
     /// The run's disk or file swap area (journaled before anything of it was made).
     swap_area: Option<SwapArea>,
+    /// The run's memory cgroup (journaled before it was made).
+    memcg: Option<PathBuf>,
     /// Where the journal goes, or why there is no safe place for it.
     journal: Result<PathBuf, String>,
     /// The journal file we wrote last.
@@ -1113,6 +1147,7 @@ impl Session {
             saved: Vec::new(),
             swap: false,
             swap_area: None,
+            memcg: None,
             journal: journal_location(),
             journal_meta: None,
             active: false,
@@ -1173,19 +1208,7 @@ impl Session {
         }
         if !new.is_empty() {
             let journal = self.journal.clone()?;
-            if !self.active {
-                if ACTIVE_SESSION.swap(true, Ordering::SeqCst) {
-                    return Err(
-                        "another HostBackend in this process is already changing THP sysfs knobs"
-                            .into(),
-                    );
-                }
-                self.active = true;
-                CHILDREN_KILLED.store(false, Ordering::SeqCst);
-                install_panic_hook();
-                install_handlers();
-                OWNER_TID.store(gettid(), Ordering::SeqCst);
-            }
+            self.activate()?;
             let mut all = self.saved.clone();
             all.extend(new.iter().cloned());
             self.journal_and_publish(&journal, all)?;
@@ -1198,6 +1221,25 @@ impl Session {
                 )
             })?;
         }
+        Ok(())
+    }
+
+    /// Makes this the process's one active session: the signal handlers and the panic hook
+    /// restore what it journals. Call with [`GUARD`] held.
+    fn activate(&mut self) -> Result<(), String> {
+        if self.active {
+            return Ok(());
+        }
+        if ACTIVE_SESSION.swap(true, Ordering::SeqCst) {
+            return Err(
+                "another HostBackend in this process is already changing THP sysfs knobs".into(),
+            );
+        }
+        self.active = true;
+        CHILDREN_KILLED.store(false, Ordering::SeqCst);
+        install_panic_hook();
+        install_handlers();
+        OWNER_TID.store(gettid(), Ordering::SeqCst);
         Ok(())
     }
 
@@ -1214,10 +1256,18 @@ impl Session {
             &all,
             self.swap,
             self.swap_area.as_ref(),
+            self.memcg.as_deref(),
         )
         .map_err(|e| format!("cannot write sysfs journal {}: {e}", journal.display()))?;
-        let t = build_table(&all, journal, &meta, self.swap, self.swap_area.as_ref())
-            .ok_or_else(|| format!("knob path too long in {all:?}"))?;
+        let t = build_table(
+            &all,
+            journal,
+            &meta,
+            self.swap,
+            self.swap_area.as_ref(),
+            self.memcg.as_deref(),
+        )
+        .ok_or_else(|| format!("knob path too long in {all:?}"))?;
         self.journal_meta = Some(meta);
         self.saved = all;
         publish(Some(t));
@@ -1259,6 +1309,26 @@ impl Session {
             self.journal_swap(|s| s.swap_area = Some(area.clone()))?;
         }
         crate::swap::area_on(&area)
+    }
+
+    /// Makes the run's memory cgroup (`crate::memcg`), journaled (the session activated)
+    /// before the `mkdir`.
+    pub fn memcg_setup(&mut self, limit: u64, swappiness: u32) -> Result<PathBuf, String> {
+        let p = crate::memcg::run_path()?;
+        if p.exists() {
+            return Err(format!(
+                "{} already exists: refusing to reuse it",
+                p.display()
+            ));
+        }
+        {
+            let _b = Blocked::new();
+            let _g = Guard(guard_acquire());
+            self.activate()?;
+        }
+        self.journal_swap(|s| s.memcg = Some(p.clone()))?;
+        crate::memcg::create(&p, limit, swappiness)?;
+        Ok(p)
     }
 
     /// Changes what the session says about swap and journals and publishes it.
@@ -1312,6 +1382,12 @@ impl Session {
                 // SAFETY: the swap made us the owner of a table published by `publish`.
                 let t = unsafe { Box::from_raw(t) };
                 if restore_table(&t) > 0 {
+                    if let Some(m) = self.memcg.as_ref().filter(|m| m.exists()) {
+                        errs.push(format!(
+                            "memory cgroup {} could not be removed",
+                            m.display()
+                        ));
+                    }
                     if let Some(e) = self.swap.then(crate::swap::leftover).flatten() {
                         errs.push(format!("swap teardown failed: {e}"));
                     }
@@ -1334,6 +1410,7 @@ impl Session {
         self.saved.clear();
         self.swap = false;
         self.swap_area = None;
+        self.memcg = None;
         self.journal_meta = None;
         self.active = false;
         OWNER_TID.store(0, Ordering::SeqCst);

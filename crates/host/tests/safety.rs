@@ -43,6 +43,7 @@ fn allow(no_wait: bool) -> HostOptions {
         allow_sysfs: true,
         no_wait,
         allow_swap: false,
+        allow_memcg: false,
     }
 }
 

@@ -7,9 +7,7 @@
 mod common;
 use common::*;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use thpsim_host::swap::{ZRAM_DISKSIZE, ZRAM_RESET};
 use thpsim_host::sysfs::journal_path;
@@ -26,6 +24,7 @@ fn opts(allow_swap: bool) -> HostOptions {
         allow_sysfs: true,
         no_wait: false,
         allow_swap,
+        allow_memcg: false,
     }
 }
 
@@ -185,38 +184,13 @@ fn a_killed_run_is_torn_down_by_the_next() {
 /// Runs `child_entry` in `mode`, waits until its swap (named `swaps_has` in /proc/swaps) holds
 /// its pages, SIGKILLs it and returns what the next run's journal recovery says it did.
 fn kill_a_swapping_child(mode: &str, swaps_has: &str) -> String {
-    let mut c = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env("THPSIM_SWAP_CHILD", mode)
-        .env("THPSIM_TEST_LOCK_HELD", "1")
-        .env_remove("THPSIM_SYSFS_JOURNAL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    let mut r = BufReader::new(c.stdout.take().unwrap());
-    while !line.contains("READY") {
-        line.clear();
-        assert!(r.read_line(&mut line).unwrap() > 0, "child ended early");
-    }
-    assert!(
-        read("/proc/swaps").contains(swaps_has),
-        "the child's swap is on: {}",
-        read("/proc/swaps")
-    );
-    assert!(journal_path().exists());
-    c.kill().unwrap();
-    c.wait().unwrap();
-    // Its workers die with it (PR_SET_PDEATHSIG); the next run repairs the rest.
-    let t0 = Instant::now();
-    loop {
-        match thpsim_host::sysfs::recover_journal() {
-            Ok(Some(n)) => return n,
-            _ if t0.elapsed() > Duration::from_secs(5) => panic!("nothing recovered"),
-            _ => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
+    kill_child_and_recover(("THPSIM_SWAP_CHILD", mode), |_| {
+        assert!(
+            read("/proc/swaps").contains(swaps_has),
+            "the child's swap is on: {}",
+            read("/proc/swaps")
+        );
+    })
 }
 
 #[test]

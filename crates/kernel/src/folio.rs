@@ -254,6 +254,8 @@ pub(crate) struct Folios {
     large: MetaChunks,
     free_large: Vec<u32>,
     live: u64,
+    /// Pages of the live folios.
+    live_pages: u64,
     /// `lru::*` bits of folio `i` at bits `2 * (i % 32)` of word `i / 32`.
     lru: Vec<u64>,
 }
@@ -321,6 +323,7 @@ impl Folios {
             flags: fl,
         };
         self.live += 1;
+        self.live_pages += 1 << order;
         match self.free_slots.pop() {
             Some(id) => {
                 self.slots[id.index()] = f;
@@ -343,6 +346,7 @@ impl Folios {
             self.large[f.meta as usize] = LargeMeta::default();
             self.free_large.push(f.meta);
         }
+        self.live_pages -= 1 << f.order;
         f.flags = flags::FREE;
         f.meta = u32::MAX;
         self.free_slots.push(id);
@@ -366,6 +370,16 @@ impl Folios {
     }
     pub(crate) fn live(&self) -> u64 {
         self.live
+    }
+    /// Pages of the live folios (what a memcg holding every process has charged).
+    pub(crate) fn live_pages(&self) -> u64 {
+        self.live_pages
+    }
+    /// Some live folio is lazy-free (MADV_FREE'd and clean).
+    pub(crate) fn any_lazyfree(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|f| !f.test(flags::FREE) && f.test(flags::LAZYFREE))
     }
     /// Slots in the arena, live or free: one more than the largest id handed out.
     pub(crate) fn nr_slots(&self) -> usize {

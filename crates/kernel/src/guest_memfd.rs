@@ -241,7 +241,7 @@ impl Kernel {
             let first = index & !(nr - 1);
             let pages = self.shmem.inodes[ino.index()].size / PAGE_SIZE;
             if first + nr <= pages && !self.filemap_range_has_folio(ino, first, nr) {
-                if let Some(pfn) = self.alloc_pages(order, GMEM_HUGE_GFP) {
+                if let Some(pfn) = self.alloc_charged_pages(order, GMEM_HUGE_GFP) {
                     let id = self.folios.alloc(pfn, order, 0);
                     self.shmem_add_to_page_cache(ino, first, id);
                     return Ok(id);
@@ -251,7 +251,7 @@ impl Kernel {
                 }
             }
         }
-        let pfn = self.alloc_pages(0, GMEM_GFP).ok_or(Errno::ENOMEM)?;
+        let pfn = self.alloc_charged_pages(0, GMEM_GFP).ok_or(Errno::ENOMEM)?;
         let id = self.folios.alloc(pfn, 0, 0);
         self.shmem_add_to_page_cache(ino, index, id);
         Ok(id)

@@ -341,12 +341,17 @@ impl Kernel {
             vma_pmd: true,
             ..self.vma_thp_gfp_mask(vma)
         };
-        match self.alloc_anon_folio_order(HPAGE_PMD_ORDER, gfp) {
-            Some(f) => Some(f),
-            None => {
+        match self.alloc_charge_anon_folio(HPAGE_PMD_ORDER, gfp) {
+            Ok(f) => Some(f),
+            Err(charge) => {
                 self.vmstat.count(VmItem::ThpFaultFallback);
                 self.vmstat
                     .mthp_count(HPAGE_PMD_ORDER, MthpStat::AnonFaultFallback);
+                if charge {
+                    self.vmstat.count(VmItem::ThpFaultFallbackCharge);
+                    self.vmstat
+                        .mthp_count(HPAGE_PMD_ORDER, MthpStat::AnonFaultFallbackCharge);
+                }
                 None
             }
         }

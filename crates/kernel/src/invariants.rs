@@ -252,9 +252,11 @@ impl Kernel {
         let mut flagged = 0usize;
         // Page cache in all (NR_FILE_PAGES); disk files and guest_memfd are not swap-backed.
         let (mut nr_file, mut file_thps, mut file_pmdmapped) = (0i64, 0i64, 0i64);
+        let mut folio_pages = 0u64;
         for id in self.folios.iter_live() {
             let f = self.folios.get(id);
             allocated += u64::from(f.nr_pages());
+            folio_pages += u64::from(f.nr_pages());
             let s = if f.order > 0 {
                 seen.remove(&id).unwrap_or_default()
             } else {
@@ -495,6 +497,19 @@ impl Kernel {
                 "free {free} + allocated {allocated} != total {}",
                 self.buddy.total_pages()
             ));
+        }
+        // The memcg's usage is derived from these: live folio pages (every one charged),
+        // page tables, and a stock that never holds more than a batch.
+        if folio_pages != self.folios.live_pages() {
+            return Err(format!(
+                "live folios hold {folio_pages} pages, the arena counts {}",
+                self.folios.live_pages()
+            ));
+        }
+        if let Some(cg) = &self.memcg {
+            if cg.stock > crate::memcontrol::MEMCG_CHARGE_BATCH {
+                return Err(format!("memcg stock {} above the batch", cg.stock));
+            }
         }
         Ok(())
     }

@@ -57,6 +57,8 @@ pub(crate) enum ScanResult {
     PageCount,
     LackReferencedPage,
     AllocHugePageFail,
+    /// `SCAN_CGROUP_CHARGE_FAIL`: the new folio's memcg charge failed.
+    CgroupChargeFail,
     VmaCheck,
     /// A PMD-sized page-cache folio backs the block (`hpage_collapse_scan_file`, or
     /// `collapse_file` done for MADV_COLLAPSE): `collapse_pte_mapped_thp` comes next.
@@ -487,19 +489,24 @@ impl Kernel {
     /// `alloc_charge_folio`: the PMD-sized block a collapse builds into (`thp_collapse_alloc`
     /// or `thp_collapse_alloc_failed`). khugepaged's mask follows `khugepaged/defrag`;
     /// MADV_COLLAPSE always uses GFP_TRANSHUGE.
-    fn alloc_charge_folio(&mut self, khugepaged: bool) -> Option<crate::ids::Pfn> {
+    /// The charge (`mem_cgroup_charge` with the same mask) failing is
+    /// `SCAN_CGROUP_CHARGE_FAIL`, after `thp_collapse_alloc` was counted.
+    fn alloc_charge_folio(&mut self, khugepaged: bool) -> Result<crate::ids::Pfn, ScanResult> {
         let gfp = if !khugepaged || self.sysfs.khugepaged_defrag {
             Gfp::TRANSHUGE
         } else {
             Gfp::TRANSHUGE_LIGHT
         };
-        let pfn = self.alloc_pages(HPAGE_PMD_ORDER, gfp);
-        self.vmstat.count(if pfn.is_some() {
-            VmItem::ThpCollapseAlloc
-        } else {
-            VmItem::ThpCollapseAllocFailed
-        });
-        pfn
+        let Some(pfn) = self.alloc_pages(HPAGE_PMD_ORDER, gfp) else {
+            self.vmstat.count(VmItem::ThpCollapseAllocFailed);
+            return Err(ScanResult::AllocHugePageFail);
+        };
+        self.vmstat.count(VmItem::ThpCollapseAlloc);
+        if self.memcg_charge(u64::from(HPAGE_PMD_NR), gfp).is_err() {
+            self.buddy.free(pfn, HPAGE_PMD_ORDER);
+            return Err(ScanResult::CgroupChargeFail);
+        }
+        Ok(pfn)
     }
 
     /// `collapse_huge_page`: a new PMD THP replaces the PTE-mapped range.
@@ -524,8 +531,9 @@ impl Kernel {
                 return ScanResult::Succeed;
             }
         }
-        let Some(pfn) = self.alloc_charge_folio(khugepaged) else {
-            return ScanResult::AllocHugePageFail;
+        let pfn = match self.alloc_charge_folio(khugepaged) {
+            Ok(pfn) => pfn,
+            Err(r) => return r,
         };
         // Anonymous only once mapped (folio_add_new_anon_rmap), as in the kernel.
         let new = self.folios.alloc(pfn, HPAGE_PMD_ORDER, 0);
@@ -824,7 +832,7 @@ impl Kernel {
         }
         Err(match last_fail {
             Some(ScanResult::AllocHugePageFail) => Errno::ENOMEM,
-            Some(ScanResult::ExceedNonePte) => Errno::EBUSY,
+            Some(ScanResult::ExceedNonePte | ScanResult::CgroupChargeFail) => Errno::EBUSY,
             Some(ScanResult::PageCount) => Errno::EAGAIN,
             _ => Errno::EINVAL,
         })
@@ -905,8 +913,9 @@ impl Kernel {
     /// `SCAN_PTE_MAPPED_HUGEPAGE` so that its caller maps the folio by a PMD.
     fn collapse_file(&mut self, ino: InodeId, start: u64, khugepaged: bool) -> ScanResult {
         let end = start + u64::from(HPAGE_PMD_NR);
-        let Some(pfn) = self.alloc_charge_folio(khugepaged) else {
-            return ScanResult::AllocHugePageFail;
+        let pfn = match self.alloc_charge_folio(khugepaged) {
+            Ok(pfn) => pfn,
+            Err(r) => return r,
         };
         let old: Vec<(u64, FolioId)> = self.shmem.inodes[ino.index()]
             .cache

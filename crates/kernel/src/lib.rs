@@ -23,6 +23,7 @@ pub mod ids;
 pub(crate) mod invariants;
 pub(crate) mod khugepaged;
 pub(crate) mod madvise;
+pub mod memcontrol;
 pub(crate) mod memory;
 pub(crate) mod mlock;
 pub mod mm;
@@ -76,6 +77,8 @@ pub struct KernelConfig {
     /// zswap was enabled at some point since boot (`zswap_never_enabled()` false): every
     /// swap-in is order 0. A fact of a host's history, not of a kernel version.
     pub zswap_ever_enabled: bool,
+    /// The run's memory cgroup (`memcg limit=…`), holding every process; `None`: the root.
+    pub memcg: Option<memcontrol::MemcgConfig>,
 }
 
 impl Default for KernelConfig {
@@ -84,6 +87,7 @@ impl Default for KernelConfig {
             swap: 0,
             swap_device: SwapDevice::Zram,
             zswap_ever_enabled: false,
+            memcg: None,
             memory: 16 << 30,
             profile: profile::profile(profile::DEFAULT_PROFILE).expect("default profile"),
             sysfs: Sysfs::default(),
@@ -140,6 +144,11 @@ pub struct Kernel {
     pub(crate) kallocs: Vec<(Pfn, u8)>,
     /// The swap device and the swap cache (`swapfile.rs`).
     pub(crate) swap: swapfile::Swap,
+    /// The run's memory cgroup (`memcontrol.rs`).
+    pub(crate) memcg: Option<memcontrol::MemCgroup>,
+    /// Set when the run reached behaviour the model does not have (memcg limit reclaim);
+    /// the backend refuses the scenario with it.
+    pub(crate) unmodelled: Option<String>,
 }
 
 impl Kernel {
@@ -179,6 +188,8 @@ impl Kernel {
             kcompactd: compaction::Kcompactd::default(),
             kallocs: Vec::new(),
             swap: swapfile::Swap::default(),
+            memcg: cfg.memcg.map(memcontrol::MemCgroup::new),
+            unmodelled: None,
         };
         if cfg.swap > 0 {
             k.swap.si = Some(swapfile::SwapInfo::new(cfg.swap, cfg.swap_device));
@@ -293,6 +304,7 @@ impl Kernel {
     pub(crate) fn alloc_pgtable_page(&mut self) -> Option<Pfn> {
         let pfn = self.alloc_pages(0, Gfp::KERNEL)?;
         self.vmstat.count(VmItem::NrPageTablePages);
+        self.memcg_charge_pgtable();
         Some(pfn)
     }
 
@@ -301,11 +313,36 @@ impl Kernel {
         self.vmstat.add(VmItem::NrPageTablePages, -1);
     }
 
-    /// Allocates an anonymous folio of `order` (zeroed content) with `gfp`.
+    /// Allocates an anonymous folio of `order` (zeroed content) with `gfp`, charged to the
+    /// memcg (`mem_cgroup_charge`, order 0 with `GFP_KERNEL`).
     pub(crate) fn alloc_anon_folio_order(&mut self, order: u8, gfp: Gfp) -> Option<FolioId> {
+        self.alloc_charge_anon_folio(order, gfp).ok()
+    }
+
+    /// Pages for a folio of `order`, charged to the memcg (order 0 with `GFP_KERNEL`, as
+    /// `mem_cgroup_charge` is called for page-cache and order-0 folios); `None` when either
+    /// fails (the pages given back).
+    pub(crate) fn alloc_charged_pages(&mut self, order: u8, gfp: Gfp) -> Option<Pfn> {
         let pfn = self.alloc_pages(order, gfp)?;
+        let charge_gfp = if order == 0 { Gfp::KERNEL } else { gfp };
+        if self.memcg_charge(1 << order, charge_gfp).is_err() {
+            self.buddy.free(pfn, order);
+            return None;
+        }
+        Some(pfn)
+    }
+
+    /// As `alloc_anon_folio_order`, telling an allocation failure (`Err(false)`) from a
+    /// charge failure (`Err(true)`, the pages given back).
+    pub(crate) fn alloc_charge_anon_folio(&mut self, order: u8, gfp: Gfp) -> Result<FolioId, bool> {
+        let pfn = self.alloc_pages(order, gfp).ok_or(false)?;
+        let charge_gfp = if order == 0 { Gfp::KERNEL } else { gfp };
+        if self.memcg_charge(1 << order, charge_gfp).is_err() {
+            self.buddy.free(pfn, order);
+            return Err(true);
+        }
         // Anonymous only once mapped (folio_add_new_anon_rmap), as in the kernel.
-        Some(self.folios.alloc(pfn, order, 0))
+        Ok(self.folios.alloc(pfn, order, 0))
     }
 
     /// Unmovable (or reclaimable) background allocations, as a long-running host's slab and
@@ -437,6 +474,7 @@ impl Kernel {
         ));
         v.extend(self.hugetlb_meminfo());
         v.extend(self.swap_meminfo());
+        self.memcg_counters(&mut v);
         for (k, val) in &mut v {
             if k == "vmstat.nr_swapcached" {
                 *val = util::to_i64(u64::try_from(self.swap.cache.len()).unwrap_or(0));

@@ -418,9 +418,15 @@ impl Kernel {
         }
         while orders != 0 {
             let order = highest_order(orders);
-            if let Some(f) = self.alloc_anon_folio_order(order, self.vma_thp_gfp_mask(vma)) {
-                self.vmstat.mthp_count(order, MthpStat::AnonFaultAlloc);
-                return Some((f, order));
+            match self.alloc_charge_anon_folio(order, self.vma_thp_gfp_mask(vma)) {
+                Ok(f) => {
+                    self.vmstat.mthp_count(order, MthpStat::AnonFaultAlloc);
+                    return Some((f, order));
+                }
+                Err(true) => self
+                    .vmstat
+                    .mthp_count(order, MthpStat::AnonFaultFallbackCharge),
+                Err(false) => {}
             }
             self.vmstat.mthp_count(order, MthpStat::AnonFaultFallback);
             orders &= !(1 << order);
@@ -953,8 +959,11 @@ impl Kernel {
         }
         while orders != 0 {
             let order = highest_order(orders);
-            if let Some(f) = self.alloc_anon_folio_order(order, self.vma_thp_gfp_mask(vma)) {
-                return Some(f);
+            match self.alloc_charge_anon_folio(order, self.vma_thp_gfp_mask(vma)) {
+                Ok(f) => return Some(f),
+                // mem_cgroup_swapin_charge_folio fails: the folio is dropped.
+                Err(true) => self.vmstat.mthp_count(order, MthpStat::SwpinFallbackCharge),
+                Err(false) => {}
             }
             self.vmstat.mthp_count(order, MthpStat::SwpinFallback);
             orders &= !(1 << order);

@@ -175,6 +175,12 @@ pub(crate) enum MmCounter {
 }
 
 impl Mm {
+    /// `oom_badness` with `oom_score_adj` 0: resident pages, swap entries and page-table
+    /// pages (PTE tables; the few upper-level tables are left out).
+    pub(crate) fn oom_badness(&self) -> u64 {
+        self.rss_anon + self.rss_shmem + self.swap_ents + self.pgt.live_pte_tables() as u64
+    }
+
     /// `add_mm_counter`: `delta` pages more (or fewer) of `counter` mapped by this mm.
     #[inline]
     pub(crate) fn add_mm_counter(&mut self, counter: MmCounter, delta: i64) {
@@ -414,6 +420,10 @@ impl Tasks {
         self.0
             .get_mut(*pid as usize)
             .and_then(std::option::Option::take)
+    }
+    /// Live tasks in pid order with their mm.
+    pub(crate) fn iter_live(&self) -> impl Iterator<Item = (Pid, MmId)> + '_ {
+        self.values().map(|t| (t.pid, t.mm))
     }
     pub fn values(&self) -> impl Iterator<Item = &Task> {
         self.0.iter().flatten()

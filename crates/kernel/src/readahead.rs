@@ -378,7 +378,7 @@ impl Kernel {
         if self.filemap_range_has_folio(ino, index, nr) {
             return false;
         }
-        let Some(pfn) = self.alloc_pages(order, RA_GFP) else {
+        let Some(pfn) = self.alloc_charged_pages(order, RA_GFP) else {
             return false;
         };
         let id = self.folios.alloc(pfn, order, 0);

@@ -481,7 +481,7 @@ impl Kernel {
                 return None;
             }
             // mapping_gfp_mask of a shmem inode: GFP_HIGHUSER_MOVABLE.
-            let pfn = self.alloc_pages(0, crate::page_alloc::Gfp::HIGHUSER_MOVABLE)?;
+            let pfn = self.alloc_charged_pages(0, crate::page_alloc::Gfp::HIGHUSER_MOVABLE)?;
             let id = self.folios.alloc(pfn, 0, 0);
             self.shmem_add_to_page_cache(ino, index, id);
             return Some(id);
@@ -505,6 +505,18 @@ impl Kernel {
             let order = highest_order(suitable);
             let first = index & !((1u64 << order) - 1);
             if let Some(pfn) = self.alloc_pages(order, huge_gfp) {
+                if self.memcg_charge(1 << order, huge_gfp).is_err() {
+                    // mem_cgroup_charge fails after the allocation: counted, and the caller
+                    // falls back to order 0 without trying smaller large orders.
+                    self.buddy.free(pfn, order);
+                    if order == HPAGE_PMD_ORDER {
+                        self.vmstat.count(VmItem::ThpFileFallback);
+                        self.vmstat.count(VmItem::ThpFileFallbackCharge);
+                    }
+                    self.vmstat.mthp_count(order, MthpStat::ShmemFallback);
+                    self.vmstat.mthp_count(order, MthpStat::ShmemFallbackCharge);
+                    return None;
+                }
                 if !self.shmem_blocks_fit(ino, 1 << order) {
                     // shmem_inode_acct_blocks fails after the allocation: the folio is
                     // dropped and the caller falls back to order 0, no smaller large order
@@ -1223,7 +1235,7 @@ impl Kernel {
         let mut folio = None;
         if large {
             let gfp = self.thp_gfp_mask(vma.is_some_and(|v| v.has(vmf::HUGEPAGE)));
-            if let Some(pfn) = self.alloc_pages(order, gfp) {
+            if let Some(pfn) = self.alloc_charged_pages(order, gfp) {
                 folio = Some((self.folios.alloc(pfn, order, 0), efirst, eslot));
             }
         }
@@ -1236,7 +1248,7 @@ impl Kernel {
             Some(f) => f,
             None => {
                 let pfn = self
-                    .alloc_pages(0, crate::page_alloc::Gfp::HIGHUSER_MOVABLE)
+                    .alloc_charged_pages(0, crate::page_alloc::Gfp::HIGHUSER_MOVABLE)
                     .ok_or(Errno::ENOMEM)?;
                 if order > 0 {
                     self.shmem_split_swap_entry(ino, efirst);
@@ -1294,7 +1306,8 @@ impl Kernel {
             if self.swap.cached(slot).is_some() {
                 continue;
             }
-            let Some(pfn) = self.alloc_pages(0, crate::page_alloc::Gfp::HIGHUSER_MOVABLE) else {
+            let Some(pfn) = self.alloc_charged_pages(0, crate::page_alloc::Gfp::HIGHUSER_MOVABLE)
+            else {
                 return;
             };
             let f = self.folios.alloc(pfn, 0, 0);

@@ -58,6 +58,8 @@ pub enum Op {
     Kernel { profile: String },
     /// `memory 16G` — simulated physical memory.
     Memory { bytes: u64 },
+    /// `memcg limit=SIZE [swappiness=N]` — every process in one memory cgroup.
+    Memcg(thpsim_kernel::memcontrol::MemcgConfig),
     /// `swap 1G [type=zram|disk|file]` — a swap device of this size and kind.
     Swap {
         bytes: u64,

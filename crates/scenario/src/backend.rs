@@ -22,6 +22,8 @@ pub struct Setup {
     pub swap: u64,
     /// The kind of the swap device (`swap SIZE type=…`).
     pub swap_device: thpsim_kernel::SwapDevice,
+    /// The run's memory cgroup (`memcg` line); the host needs `--allow-memcg` for it.
+    pub memcg: Option<thpsim_kernel::memcontrol::MemcgConfig>,
     /// sysfs knobs to apply before the first op, in order (scenario names, e.g.
     /// `hugepages-64kB.enabled`; see `thpsim_kernel::sysfs::knob_path`).
     pub sysfs: Vec<(String, String)>,

@@ -178,6 +178,10 @@ pub fn language_reference() -> String {
             "a /proc/meminfo line (delta): the hugetlb pool in pages (`Hugetlb` in kB), swap in kB",
         ),
         (
+            "memcg.FIELD",
+            "the run's memory cgroup (`memcg` line; delta): `failcnt`, `oom_kill`, and in bytes `usage` (memory.usage_in_bytes), memory.stat's `rss`, `rss_huge`, `shmem`, `cache`, `swap`",
+        ),
+        (
             "uffd.STAT",
             "userfaultfd messages of all processes (delta): all, MISSING, WP, MINOR, with WRITE",
         ),

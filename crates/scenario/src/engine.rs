@@ -186,6 +186,7 @@ pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, PlanError> {
     let mut memory = DEFAULT_MEMORY;
     let mut swap = 0;
     let mut swap_device = thpsim_kernel::SwapDevice::Zram;
+    let mut memcg = None;
     let mut switches_in = Vec::new();
     let mut sysfs = Vec::new();
     let mut caught = Vec::new();
@@ -198,6 +199,7 @@ pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, PlanError> {
                 swap = *bytes;
                 swap_device = *device;
             }
+            Op::Memcg(cfg) => memcg = Some(*cfg),
             Op::Set { settings } => {
                 switches_in.extend(settings.iter().map(|s| (s.key.clone(), s.value.clone())))
             }
@@ -269,6 +271,7 @@ pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, PlanError> {
             memory,
             swap,
             swap_device,
+            memcg,
             sysfs,
             arena_len,
         },
@@ -561,6 +564,7 @@ pub fn run_planned(
                 Op::Kernel { .. }
                     | Op::Memory { .. }
                     | Op::Swap { .. }
+                    | Op::Memcg(_)
                     | Op::Set { .. }
                     | Op::Sysfs { .. }
                     | Op::Catch { .. }
@@ -671,6 +675,7 @@ impl Run<'_> {
             Op::Kernel { .. }
             | Op::Memory { .. }
             | Op::Swap { .. }
+            | Op::Memcg(_)
             | Op::Set { .. }
             | Op::Catch { .. } => Ok(()),
             Op::Sysfs { settings } => {

@@ -154,7 +154,13 @@ const DEFAULT_OPS: &[(&str, u32)] = &[
     // Not a body op: a setup `swap SIZE` line in 10 × this many percent of the programs (the
     // host runs them with `--allow-swap` only, so `Weights::host` leaves it at 0).
     ("swap", 3),
+    // Not a body op either: a setup `memcg` line in 10 × this many percent of the programs
+    // (the host runs them with `--allow-memcg` only: `Weights::host` leaves it at 0).
+    ("memcg", 2),
 ];
+
+/// `memcg limit=` values: tight ones that make charges fail, roomy ones.
+const MEMCG_LIMITS: &[&str] = &["4M", "8M", "64M", "1G"];
 
 /// Swap device sizes for `swap` lines: one cluster and a bit, two clusters (the first THP
 /// takes the only free one), and roomy ones.
@@ -225,7 +231,7 @@ impl Weights {
         w.model_only = false;
         w.memories.clear();
         for (name, weight) in w.ops.iter_mut() {
-            if MODEL_ONLY_OPS.contains(name) || *name == "swap" {
+            if MODEL_ONLY_OPS.contains(name) || matches!(*name, "swap" | "memcg") {
                 *weight = 0;
             }
         }
@@ -400,6 +406,11 @@ impl<E: Entropy> Gen<'_, E> {
             let size = *pick(self.e, SWAP_SIZES);
             self.line(0, &format!("swap {size}"));
             self.swap = true;
+        }
+        if self.chance(self.w.weight("memcg").saturating_mul(10).min(100)) {
+            let limit = *pick(self.e, MEMCG_LIMITS);
+            let swappiness = *pick(self.e, &["0", "60", "200"]);
+            self.line(0, &format!("memcg limit={limit} swappiness={swappiness}"));
         }
         if self.chance(p) {
             let sigs = *pick(self.e, &["SIGSEGV", "SIGBUS", "SIGSEGV SIGBUS"]);
@@ -814,7 +825,7 @@ impl<E: Entropy> Gen<'_, E> {
                     // Process lifetimes and block starts are kept out of blocks.
                     && !(in_block && matches!(*n, "fork" | "as" | "exit" | "mmap"))
                     && !(*n == "repeat" && depth >= self.w.max_repeat_depth)
-                    && *n != "swap"
+                    && !matches!(*n, "swap" | "memcg")
             })
             .collect();
         let total: u64 = choices.iter().map(|(_, w)| *w as u64).sum();

@@ -34,6 +34,8 @@ pub struct SimBackend {
     object_creator: Vec<Pid>,
     /// Engine tmpfs ids → tmpfs instances.
     mounts: Vec<thpsim_kernel::shmem::TmpfsId>,
+    /// Processes the memcg OOM killer killed (already torn down).
+    oom_killed: Vec<Pid>,
     /// Run the invariant checker after every op (tests).
     pub check_invariants: bool,
     /// Put the host backend's khugepaged sentinel mm on khugepaged's list before the
@@ -92,6 +94,10 @@ fn knob_error(knob: &str, value: &str, e: &thpsim_kernel::sysfs::KnobError) -> S
     }
 }
 
+/// A checkpoint while the current process is one the memcg OOM killer killed (both backends).
+pub const OOM_OBSERVE: &str =
+    "a checkpoint of a process the memcg OOM killer killed: switch to a live process (`as`) first";
+
 fn err(message: String) -> BackendError {
     BackendError::Failed(message)
 }
@@ -132,6 +138,7 @@ impl Backend for SimBackend {
             memory: setup.memory,
             swap: setup.swap,
             swap_device: setup.swap_device,
+            memcg: setup.memcg,
             zswap_ever_enabled: self.zswap_ever_enabled,
             profile,
             ..KernelConfig::default()
@@ -159,6 +166,7 @@ impl Backend for SimBackend {
         self.object_creator.clear();
         self.hugetlb_objects.clear();
         self.mounts.clear();
+        self.oom_killed.clear();
         self.kernel = Some(k);
         Ok(())
     }
@@ -217,8 +225,11 @@ impl Backend for SimBackend {
                 if target == self.pid {
                     self.pid = self.pid_of(0, "exit")?;
                 }
+                let killed = self.oom_killed.contains(&target);
                 let k = self.k()?;
-                k.exit(target);
+                if !killed {
+                    k.exit(target);
+                }
                 if check {
                     k.check_invariants()
                         .map_err(|e| err(format!("model invariant broken after {op:?}: {e}")))?;
@@ -585,18 +596,47 @@ impl Backend for SimBackend {
             k.check_invariants()
                 .map_err(|e| err(format!("model invariant broken after {op:?}: {e}")))?;
         }
-        let after = k
+        let after = *k
             .task(pid)
             .ok_or_else(|| err(format!("no task for pid {pid:?}")))?;
+        if let Some(why) = k.take_unmodelled() {
+            return Err(BackendError::not_runnable(why));
+        }
+        let mut result = result;
+        let mut faults = (after.minflt - before.minflt, after.majflt - before.majflt);
+        let victims = k.take_oom_victims();
+        let main = self.pids.first().copied().flatten();
+        for victim in victims {
+            // The memcg OOM killer's SIGKILL: the task dies on its way back to user space
+            // and its mm is torn down (exit_mmap, with the OOM reaper ahead of it).
+            if victim != pid {
+                return Err(BackendError::not_runnable(
+                    "the memcg OOM killer chose a process other than the one charging (not modelled)",
+                ));
+            }
+            if main == Some(victim) {
+                return Err(BackendError::not_runnable(
+                    "the memcg OOM killer killed `main`: let a forked process make the allocation that runs out",
+                ));
+            }
+            self.k()?.exit(victim);
+            self.oom_killed.push(victim);
+            result = Err(OpError::Signal(thpsim_kernel::errno::Signal::Sigkill));
+            // The killed worker cannot report its faults on the host: none are counted.
+            faults = (0, 0);
+        }
         Ok(OpOutcome {
             result,
-            minflt: after.minflt - before.minflt,
-            majflt: after.majflt - before.majflt,
+            minflt: faults.0,
+            majflt: faults.1,
         })
     }
 
     fn snapshot(&mut self, ranges: &[(u64, u64)]) -> Result<Snapshot, BackendError> {
         let pid = self.pid;
+        if self.oom_killed.contains(&pid) {
+            return Err(BackendError::not_runnable(OOM_OBSERVE));
+        }
         let k = self.k()?;
         let counters = k.counters().into_iter().collect();
         let b = MODEL_ARENA_BASE;

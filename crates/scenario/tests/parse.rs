@@ -1723,6 +1723,7 @@ fn names_of(op: &Op) -> &'static [&'static str] {
         Op::Kernel { .. } => &["kernel"],
         Op::Memory { .. } => &["memory"],
         Op::Swap { .. } => &["swap"],
+        Op::Memcg(_) => &["memcg"],
         Op::Sysfs { .. } => &["sysfs"],
         Op::Set { .. } => &["set"],
         Op::Catch { .. } => &["catch"],

@@ -60,6 +60,7 @@ pub fn setup_with(sysfs: Vec<(String, String)>) -> Setup {
         memory: 16 << 30,
         swap: 0,
         swap_device: thpsim_kernel::SwapDevice::Zram,
+        memcg: None,
         sysfs,
         arena_len: 1 << 30,
     }
@@ -199,6 +200,43 @@ impl Drop for KnobGuard {
             let _ = stdin.write_all(b"done\n");
             drop(stdin);
             let _ = child.wait();
+        }
+    }
+}
+
+/// Runs this test binary's `child_entry` with `env` set (a host run that prints READY once it
+/// holds what the test checks), calls `while_ready` with its pid, SIGKILLs it, and returns
+/// what the next run's journal recovery says it did.
+pub fn kill_child_and_recover(env: (&str, &str), while_ready: impl FnOnce(u32)) -> String {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let mut c = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env(env.0, env.1)
+        .env("THPSIM_TEST_LOCK_HELD", "1")
+        .env_remove("THPSIM_SYSFS_JOURNAL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut r = BufReader::new(c.stdout.take().unwrap());
+    while !line.contains("READY") {
+        line.clear();
+        assert!(r.read_line(&mut line).unwrap() > 0, "child ended early");
+    }
+    while_ready(c.id());
+    assert!(thpsim_host::sysfs::journal_path().exists());
+    c.kill().unwrap();
+    c.wait().unwrap();
+    // Its workers die with it (PR_SET_PDEATHSIG); the next run repairs the rest.
+    let t0 = Instant::now();
+    loop {
+        match thpsim_host::sysfs::recover_journal() {
+            Ok(Some(n)) => return n,
+            _ if t0.elapsed() > Duration::from_secs(5) => panic!("nothing recovered"),
+            _ => std::thread::sleep(Duration::from_millis(20)),
         }
     }
 }

@@ -41,6 +41,7 @@ pub(crate) const OBSERVABLE_FORMS: &[&str] = &[
     "uffd.last_addr",
     "meminfo.HugePages_{Total,Free,Rsvd,Surp}",
     "meminfo.Hugetlb",
+    "memcg.<field>",
     "smaps(NAME).<Field>",
     "pages(RANGE).<class>",
     "obj(NAME).blocks|size",
@@ -199,6 +200,23 @@ impl<'s> LineCtx<'s, '_> {
                 None
             }
             ("mthp", Some(r)) => self.mthp_obs(r),
+            ("memcg", Some(n)) => {
+                const MEMCG: &[&str] = thpsim_kernel::memcontrol::MEMCG_FIELDS;
+                if MEMCG.contains(&n.text) {
+                    // The memory.stat and usage fields are bytes (a value may have a unit).
+                    let kind = if matches!(n.text, "failcnt" | "oom_kill") {
+                        ObsKind::Count
+                    } else {
+                        ObsKind::Bytes
+                    };
+                    return Some((Observable::Counter(format!("memcg.{}", n.text)), kind));
+                }
+                let names = MEMCG.iter().copied();
+                self.unknown(n, "memcg field", names.clone(), "memcg.", || {
+                    listing("memcg fields", names)
+                });
+                None
+            }
             ("meminfo", Some(n)) => {
                 // /proc/meminfo's hugetlb and swap lines, as deltas.
                 const MEMINFO: [&str; 8] = thpsim_kernel::observe::MEMINFO_FIELDS;

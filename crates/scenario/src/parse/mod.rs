@@ -62,6 +62,7 @@ pub fn parse(file: &str, source: &str) -> Result<Scenario, Vec<Diagnostic>> {
         kernel_line: None,
         memory_line: None,
         swap_line: None,
+        memcg_line: None,
         body_started: false,
         more_errors: 0,
     };
@@ -265,6 +266,7 @@ pub struct State {
     pub(super) kernel_line: Option<u32>,
     pub(super) memory_line: Option<u32>,
     pub(super) swap_line: Option<u32>,
+    pub(super) memcg_line: Option<u32>,
     pub(super) body_started: bool,
     /// Errors past `MAX_ERRORS`, counted only.
     pub(super) more_errors: u64,

@@ -107,6 +107,40 @@ pub(crate) fn op_swap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     Some(Parsed::Op(Op::Swap { bytes, device }))
 }
 
+pub(crate) fn op_memcg(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
+    if let Some(first) = c.st.memcg_line {
+        c.err(
+            c.kw.span(),
+            "memcg given twice".to_string(),
+            Some(format!("it was already given at line {first}")),
+        );
+        return None;
+    }
+    c.st.memcg_line = Some(c.kw.line);
+    let toks = c.rest();
+    let opts = c.options(toks, c.spec.opts, "memcg", None);
+    if !opts.ok {
+        return None;
+    }
+    let limit = opts.size("limit")?;
+    let swappiness = match opts.size("swappiness") {
+        None => 60,
+        Some(v) if v <= 200 => v as u32,
+        Some(v) => {
+            let span = opts.tok("swappiness").map_or(c.kw.span(), |t| t.span());
+            c.err(
+                span,
+                format!("swappiness {v} is above 200"),
+                Some("memory.swappiness takes 0 to 200".into()),
+            );
+            return None;
+        }
+    };
+    Some(Parsed::Op(Op::Memcg(
+        thpsim_kernel::memcontrol::MemcgConfig { limit, swappiness },
+    )))
+}
+
 /// Splits `key=value` arguments, reporting malformed ones. `what` names the key kind.
 pub(super) fn settings<'s>(c: &mut LineCtx<'s, '_>, what: &str) -> Option<Vec<(Tok<'s>, Tok<'s>)>> {
     let toks = c.rest();
