@@ -1054,6 +1054,21 @@ impl Backend for HostBackend {
                 )));
             }
         }
+        // The same for the 1 GiB pool, whose counters only its sysfs directory shows.
+        let g1: std::collections::BTreeMap<String, i64> =
+            observe::hstate_1g_counters().into_iter().collect();
+        let g = |k: &str| {
+            let p = thpsim_kernel::observe::HSTATE_1G_PREFIX;
+            g1.get(&format!("{p}.{k}")).copied().unwrap_or(0)
+        };
+        if g("free_hugepages") != g("nr_hugepages") || g("resv_hugepages") != 0 {
+            return Err(not_runnable(format!(
+                "the 1 GiB hugetlb pool is in use by another process (nr_hugepages {}, free {}, resv {}): refusing to run",
+                g("nr_hugepages"),
+                g("free_hugepages"),
+                g("resv_hugepages")
+            )));
+        }
         if setup.swap > 0 && !self.opts.allow_swap {
             return Err(not_runnable(
                 "the scenario needs swap (`swap` line): rerun with --allow-swap to let the run set up its swap device",
@@ -1291,14 +1306,16 @@ impl Backend for HostBackend {
                 })?;
                 mmap_outcome(r, addr, len)
             }
-            BackendOp::MemfdCreate { obj, size } | BackendOp::MemfdHugetlb { obj, size } => {
+            BackendOp::MemfdCreate { obj, size } | BackendOp::MemfdHugetlb { obj, size, .. } => {
                 if obj as usize != self.objects.len() {
                     return Err(err(format!("memfd: object id {obj} out of order")));
                 }
-                let r = self.call(&if matches!(op, BackendOp::MemfdHugetlb { .. }) {
-                    Request::MemfdHugetlb { size }
-                } else {
-                    Request::MemfdCreate { size }
+                let r = self.call(&match op {
+                    BackendOp::MemfdHugetlb { hsize, .. } => Request::MemfdHugetlb {
+                        size,
+                        shift: u64::from(hsize.shift()),
+                    },
+                    _ => Request::MemfdCreate { size },
                 })?;
                 match r.status {
                     Status::Ok(fd) => {
@@ -1338,6 +1355,7 @@ impl Backend for HostBackend {
                 fixed,
                 noreserve,
                 file,
+                hsize,
             } => {
                 self.check_range(addr, len)?;
                 let mut flags = mmap_flags(shared, populate, fixed);
@@ -1360,7 +1378,11 @@ impl Backend for HostBackend {
                         addr,
                         len,
                         prot: prot.bits(),
-                        flags: libc::MAP_ANONYMOUS | libc::MAP_HUGETLB | flags,
+                        // MAP_HUGE_2MB or MAP_HUGE_1GB (the same bits as MFD_HUGE_*).
+                        flags: libc::MAP_ANONYMOUS
+                            | libc::MAP_HUGETLB
+                            | child::huge_size_flag(hsize.shift()) as i32
+                            | flags,
                     })?,
                 };
                 mmap_outcome(r, addr, len)
@@ -1814,17 +1836,23 @@ impl Drop for HostBackend {
     }
 }
 
-/// After a write of the hugetlb pool size: `Some(message)` when the pool read back smaller
-/// than asked (the buddy allocator found too few free 2 MiB blocks: fragmentation), where
-/// the model would have got every page.
+/// After a write of a hugetlb pool size: `Some(message)` when the pool read back smaller
+/// than asked (the buddy allocator found too few free 2 MiB blocks, or `alloc_contig_pages`
+/// too few free 1 GiB ranges: fragmentation, or memory this host's zones do not manage),
+/// where the model would have got every page.
 fn pool_shortfall(rel: &str, value: &str) -> Option<String> {
-    if rel != thpsim_kernel::sysfs::HUGETLB_KNOBS[0].1 {
+    let knobs = thpsim_kernel::sysfs::HUGETLB_KNOBS;
+    let what = if rel == knobs[0].1 {
+        "2 MiB blocks"
+    } else if rel == knobs[2].1 {
+        "1 GiB ranges"
+    } else {
         return None;
-    }
+    };
     let asked: u64 = value.trim().parse().ok()?;
     let got: u64 = sysfs::read_knob(rel).ok()?.parse().ok()?;
     (got < asked).then(|| {
-        format!("the host's hugetlb pool grew to only {got} of {asked} huge pages (no more free 2 MiB blocks)")
+        format!("the host's hugetlb pool grew to only {got} of {asked} huge pages (no more free {what})")
     })
 }
 
