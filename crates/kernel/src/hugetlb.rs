@@ -1,13 +1,17 @@
-//! hugetlb: the persistent pool of 2 MiB huge pages and its reservations (`mm/hugetlb.c`),
+//! hugetlb: the persistent pools of huge pages and their reservations (`mm/hugetlb.c`),
 //! hugetlbfs files (`fs/hugetlbfs/inode.c`: `MFD_HUGETLB` memfds and the unlinked file behind
-//! `MAP_HUGETLB`), Linux 6.18, x86-64, the default 2 MiB size only (no 1 GiB hstate).
+//! `MAP_HUGETLB`), Linux 6.18, x86-64, both sizes: 2 MiB (the default hstate, PMD-mapped)
+//! and 1 GiB (gigantic, PUD-mapped; FINDINGS.md §34). Each size has its own `Hstate`; a file
+//! has one page size (`hstate_inode`), and a VMA has its file's.
 //!
 //! Hugetlb VMAs never put entries in the mm's page tables of `pgtable.rs`: the kernel gives
 //! them their own walks (`huge_pte_offset`, `hugetlb_fault`, `copy_hugetlb_page_range`,
 //! `unmap_hugepage_range`, `hugetlb_change_protection`, `smaps_hugetlb_range`), and so does
 //! the model: their huge PTEs live here, keyed by (mm, address), and the generic walks see
-//! nothing in a hugetlb VMA. Pool pages are order-9 blocks taken from the buddy allocator
-//! (`alloc_buddy_hugetlb_folio`, counted in `htlb_buddy_alloc_success`/`_fail`).
+//! nothing in a hugetlb VMA. 2 MiB pool pages are order-9 blocks taken from the buddy
+//! allocator (`alloc_buddy_hugetlb_folio`, counted in `htlb_buddy_alloc_success`/`_fail`);
+//! 1 GiB ones are whole free aligned ranges (`alloc_gigantic_folio` → `alloc_contig_pages`),
+//! and no surplus page is ever gigantic.
 //!
 //! Reservations (`hugetlb_reserve_pages`): a shared mapping reserves in its inode's map (an
 //! index is in the map while reserved or instantiated), a private one in a map of its own
@@ -15,9 +19,9 @@
 //! meaning). `resv_huge_pages` counts reservations not yet backed by a page.
 //!
 //! Deviations: no subpools (`size=`/`min_size=` mounts), no cgroup charging, no NUMA, no
-//! PMD sharing, no page pinning (fork never copies eagerly), no mremap of hugetlb VMAs (the
-//! scenario backend refuses it), no content tracking (zeroing a partial page on punch changes
-//! nothing observable here).
+//! PMD sharing, no page pinning (fork never copies eagerly), mremap only as same-size moves,
+//! no content tracking (zeroing a partial page on punch changes nothing observable here), no
+//! demotion of 1 GiB pages, no boot-time or CMA gigantic pools.
 //!
 //! userfaultfd (`mm/hugetlb.c` 6.18: `hugetlb_no_page`'s MISSING/MINOR checks, the uffd-wp
 //! check of `hugetlb_fault`, `hugetlb_mfill_atomic_pte`, `hugetlb_change_protection` with
@@ -54,20 +58,20 @@ pub enum HugePageSize {
 
 impl HugePageSize {
     pub const ALL: [HugePageSize; 2] = [HugePageSize::Size2M, HugePageSize::Size1G];
+    /// `huge_page_order`.
+    pub const fn order(self) -> u8 {
+        match self {
+            HugePageSize::Size2M => 9,
+            HugePageSize::Size1G => 18,
+        }
+    }
     /// `huge_page_shift`.
     pub const fn shift(self) -> u32 {
-        match self {
-            HugePageSize::Size2M => 21,
-            HugePageSize::Size1G => 30,
-        }
+        self.order() as u32 + PAGE_SHIFT
     }
     /// `huge_page_size`.
     pub const fn size(self) -> u64 {
         1 << self.shift()
-    }
-    /// `huge_page_order`.
-    pub const fn order(self) -> u8 {
-        (self.shift() - PAGE_SHIFT) as u8
     }
     /// `pages_per_huge_page`.
     pub const fn nr_pages(self) -> u64 {

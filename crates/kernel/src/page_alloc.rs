@@ -800,12 +800,12 @@ impl BuddyAllocator {
             let mut pfn = zs.div_ceil(nr) * nr;
             while pfn + nr <= ze {
                 // pfn_range_valid_contig + the isolation test: every pageblock free.
-                let free = (pfn..pfn + nr).step_by(PAGEBLOCK_NR as usize).all(|p| {
+                let free = (pfn..pfn + nr).step_by(1usize << PAGEBLOCK_ORDER).all(|p| {
                     self.free_block_containing(p)
                         .is_some_and(|(_, o)| o >= PAGEBLOCK_ORDER)
                 });
                 if free {
-                    for p in (pfn..pfn + nr).step_by(PAGEBLOCK_NR as usize) {
+                    for p in (pfn..pfn + nr).step_by(1usize << PAGEBLOCK_ORDER) {
                         let took = self.take_at(p, PAGEBLOCK_ORDER);
                         debug_assert!(took);
                     }
@@ -819,8 +819,7 @@ impl BuddyAllocator {
 
     /// `free_contig_range`: a gigantic page goes back as `MAX_PAGE_ORDER` blocks.
     pub(crate) fn free_contig_range(&mut self, pfn: Pfn, order: u8) {
-        let step = 1u64 << MAX_PAGE_ORDER;
-        for p in (pfn.0..pfn.0 + (1u64 << order)).step_by(step as usize) {
+        for p in (pfn.0..pfn.0 + (1u64 << order)).step_by(1usize << MAX_PAGE_ORDER) {
             self.free(Pfn(p), MAX_PAGE_ORDER);
         }
     }

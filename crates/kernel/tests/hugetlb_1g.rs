@@ -53,6 +53,11 @@ fn private_1g() -> HugetlbMapFlags {
     }
 }
 
+/// A byte or page count as the signed counters hold it.
+fn i(n: u64) -> i64 {
+    i64::try_from(n).unwrap()
+}
+
 fn ok(k: &Kernel) {
     k.check_invariants().unwrap();
 }
@@ -75,11 +80,11 @@ fn gigantic_pool_comes_from_whole_free_ranges() {
     assert_eq!(k.nr_free_pages(), 0);
     // Not the buddy allocator's hugetlb counters: alloc_contig_range's isolation counts.
     assert_eq!(k.vmstat.get(VmItem::HtlbBuddyAllocSuccess), 0);
-    assert_eq!(k.vmstat.get(VmItem::CompactIsolated), (4 * G / 4096) as i64);
+    assert_eq!(k.vmstat.get(VmItem::CompactIsolated), i(4 * G / 4096));
     ok(&k);
     k.write_sysfs("hugetlb.1G.nr_hugepages", "1").unwrap();
     assert_eq!(counts(&k, G1), [1, 1, 0, 0]);
-    assert_eq!(meminfo(&k, "meminfo.Hugetlb"), (G >> 10) as i64);
+    assert_eq!(meminfo(&k, "meminfo.Hugetlb"), i(G >> 10));
     assert_eq!(meminfo(&k, "meminfo.HugePages_Total"), 0);
     assert_eq!(meminfo(&k, "hugepages-1048576kB.nr_hugepages"), 1);
     assert_eq!(k.nr_free_pages(), free0 - G / 4096);
@@ -205,7 +210,7 @@ fn fork_copies_on_write_and_steals_back() {
     k.access(child, BASE + 4096, AccessKind::Write).unwrap();
     assert_eq!(k.task(child).unwrap().minflt, 1);
     assert_eq!(counts(&k, G1), [2, 0, 0, 0]);
-    assert_eq!(k.vmstat.get(VmItem::SimCowCopiedPages), (G / 4096) as i64);
+    assert_eq!(k.vmstat.get(VmItem::SimCowCopiedPages), i(G / 4096));
     ok(&k);
     k.exit(child);
     assert_eq!(counts(&k, G1), [2, 1, 0, 0]);
@@ -290,7 +295,7 @@ fn both_sizes_keep_their_own_pools() {
     assert_eq!(counts(&k, M2), [2, 1, 1, 0]);
     assert_eq!(meminfo(&k, "meminfo.HugePages_Free"), 1);
     assert_eq!(meminfo(&k, "meminfo.HugePages_Rsvd"), 1);
-    assert_eq!(meminfo(&k, "meminfo.Hugetlb"), ((G + 4 * M) >> 10) as i64);
+    assert_eq!(meminfo(&k, "meminfo.Hugetlb"), i((G + 4 * M) >> 10));
     // One smaps over both VMAs: the largest page size.
     assert_eq!(
         k.smaps(pid, BASE, BASE + G + 4 * M).kernel_page_size,
