@@ -2141,7 +2141,13 @@ fn hugetlb_page_sizes() {
     use HugePageSize::{Size1G, Size2M};
     assert_eq!(
         sizes,
-        [Some(Size2M), Some(Size2M), Some(Size1G), Some(Size1G), Some(Size2M)]
+        [
+            Some(Size2M),
+            Some(Size2M),
+            Some(Size1G),
+            Some(Size1G),
+            Some(Size2M)
+        ]
     );
     one_err(
         "mmap a 2M anon private hugetlb=4M\n",
