@@ -1,7 +1,7 @@
 //! 1 GiB hugetlb pages (the gigantic hstate of `mm/hugetlb.c`, PUD-mapped) beside the 2 MiB
 //! one, and mremap of hugetlb VMAs: exact pool counts, faults, smaps and page maps, with the
 //! invariant checker after every step. The same behaviour is asserted against the host by
-//! scenarios/conformance/770–784 (FINDINGS.md §34).
+//! scenarios/conformance/770–785 (FINDINGS.md §34).
 
 use thpsim_kernel::errno::{Errno, Signal};
 use thpsim_kernel::hugetlb::{HugePageSize, HugetlbMapFlags};
