@@ -1039,35 +1039,38 @@ impl Backend for HostBackend {
                 self.own_thp_disable = Some(prev);
             }
         }
-        // The hugetlb pool is the system's: a page in use or reserved by someone else would
+        // The hugetlb pools are the system's: a page in use or reserved by someone else would
         // change what the scenario sees (HugePages_Free, ENOMEM at mmap, SIGBUS at faults).
-        if let Ok(t) = std::fs::read_to_string("/proc/meminfo") {
-            let m: std::collections::BTreeMap<String, i64> =
-                observe::parse_meminfo(&t).into_iter().collect();
-            let g = |k: &str| m.get(&format!("meminfo.{k}")).copied().unwrap_or(0);
-            if g("HugePages_Free") != g("HugePages_Total") || g("HugePages_Rsvd") != 0 {
+        // The 2 MiB pool's counters are /proc/meminfo's, the 1 GiB pool's only its sysfs
+        // directory's.
+        let meminfo = std::fs::read_to_string("/proc/meminfo")
+            .map(|t| observe::parse_meminfo(&t))
+            .unwrap_or_default();
+        let pools = [
+            (
+                "the hugetlb pool",
+                meminfo,
+                "meminfo.",
+                ["HugePages_Total", "HugePages_Free", "HugePages_Rsvd"],
+            ),
+            (
+                "the 1 GiB hugetlb pool",
+                observe::hstate_1g_counters(),
+                "hugepages-1048576kB.",
+                ["nr_hugepages", "free_hugepages", "resv_hugepages"],
+            ),
+        ];
+        for (what, counters, prefix, [total, free, rsvd]) in pools {
+            let m: std::collections::BTreeMap<String, i64> = counters.into_iter().collect();
+            let g = |k: &str| m.get(&format!("{prefix}{k}")).copied().unwrap_or(0);
+            if g(free) != g(total) || g(rsvd) != 0 {
                 return Err(not_runnable(format!(
-                    "the hugetlb pool is in use by another process (HugePages_Total {}, Free {}, Rsvd {}): refusing to run",
-                    g("HugePages_Total"),
-                    g("HugePages_Free"),
-                    g("HugePages_Rsvd")
+                    "{what} is in use by another process ({total} {}, {free} {}, {rsvd} {}): refusing to run",
+                    g(total),
+                    g(free),
+                    g(rsvd)
                 )));
             }
-        }
-        // The same for the 1 GiB pool, whose counters only its sysfs directory shows.
-        let g1: std::collections::BTreeMap<String, i64> =
-            observe::hstate_1g_counters().into_iter().collect();
-        let g = |k: &str| {
-            let p = thpsim_kernel::observe::HSTATE_1G_PREFIX;
-            g1.get(&format!("{p}.{k}")).copied().unwrap_or(0)
-        };
-        if g("free_hugepages") != g("nr_hugepages") || g("resv_hugepages") != 0 {
-            return Err(not_runnable(format!(
-                "the 1 GiB hugetlb pool is in use by another process (nr_hugepages {}, free {}, resv {}): refusing to run",
-                g("nr_hugepages"),
-                g("free_hugepages"),
-                g("resv_hugepages")
-            )));
         }
         if setup.swap > 0 && !self.opts.allow_swap {
             return Err(not_runnable(
