@@ -357,6 +357,10 @@ struct Gen<'a, E: Entropy> {
     hugetlb_objects: Vec<String>,
     /// The objects of `hugetlb_objects` with 1 GiB pages.
     gigantic_objects: Vec<String>,
+    /// A `uffd` op was generated: no 1 GiB hugetlb memory from then on (the host's monitor
+    /// fills 2 MiB at a time, which a 1 GiB VMA refuses), as no `uffd` op follows 1 GiB
+    /// memory.
+    uffd_used: bool,
     /// The objects of `objects` that are disk files or guest_memfds (`Map::unreclaimable`).
     unreclaimable_objects: Vec<String>,
     /// `tmpfs` instances made so far (before the first fork, like objects).
@@ -519,7 +523,7 @@ impl<E: Entropy> Gen<'_, E> {
             of_hugetlb || (object.is_none() && !dev_zero && self.chance(self.w.hugetlb_percent));
         let gigantic = match &object {
             Some(o) => self.gigantic_objects.contains(o),
-            None => hugetlb && self.chance(20),
+            None => hugetlb && !self.uffd_used && self.chance(20),
         };
         // hugetlb lengths are whole huge pages (the kernel rounds them up).
         let size = if gigantic {
@@ -852,7 +856,7 @@ impl<E: Entropy> Gen<'_, E> {
                 let size = self.size();
                 if self.chance(self.w.hugetlb_percent) {
                     self.hugetlb_objects.push(name.clone());
-                    if self.chance(20) {
+                    if !self.uffd_used && self.chance(20) {
                         self.gigantic_objects.push(name.clone());
                         let size = size.div_ceil(1 << 30).clamp(1, 2) << 30;
                         format!("memfd {name} {} hugetlb=1G", fmt_size(size))
@@ -1075,7 +1079,10 @@ impl<E: Entropy> Gen<'_, E> {
             }
             "mlock" => format!("mlock {}", self.range()?),
             "munlock" => format!("munlock {}", self.range()?),
-            "uffd" => self.uffd()?,
+            "uffd" => {
+                self.uffd_used = true;
+                self.uffd()?
+            }
             "prctl" => {
                 let flag = if self.chance(40) {
                     " except_advised"
@@ -1121,6 +1128,7 @@ pub fn generate<E: Entropy>(e: &mut E, w: &Weights) -> String {
         objects: Vec::new(),
         hugetlb_objects: Vec::new(),
         gigantic_objects: Vec::new(),
+        uffd_used: false,
         unreclaimable_objects: Vec::new(),
         mounts: Vec::new(),
         procs: vec!["main".to_string()],
