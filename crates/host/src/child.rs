@@ -278,9 +278,13 @@ fn handle(base: u64, req: &Request) -> (Response, Option<OwnedFd>) {
             }
         }
         Request::MemfdCreate { size } => memfd_sized(libc::MFD_CLOEXEC, size),
-        Request::MemfdHugetlb { size } => {
-            memfd_sized(libc::MFD_CLOEXEC | libc::MFD_HUGETLB | MFD_HUGE_2MB, size)
-        }
+        Request::MemfdHugetlb { size, shift } => match shift {
+            21 | 30 => memfd_sized(
+                libc::MFD_CLOEXEC | libc::MFD_HUGETLB | huge_size_flag(shift as u32),
+                size,
+            ),
+            _ => Err(Status::Errno(libc::EINVAL)),
+        },
         Request::MmapFd {
             addr,
             len,
@@ -348,8 +352,11 @@ fn handle(base: u64, req: &Request) -> (Response, Option<OwnedFd>) {
 
 /// mmap(2) at arena offset `addr` (anonymous with `fd` -1, else of a scenario object at
 /// `offset`); the result is the arena offset.
-/// `MFD_HUGE_2MB`: log2 of the page size in the flag bits (`MFD_HUGE_SHIFT` 26).
-const MFD_HUGE_2MB: libc::c_uint = 21 << 26;
+/// `MFD_HUGE_2MB`/`MFD_HUGE_1GB` (and the same `MAP_HUGE_*` values): log2 of the page size
+/// in the flag bits (`MFD_HUGE_SHIFT` = `MAP_HUGE_SHIFT` = 26).
+pub(crate) const fn huge_size_flag(shift: u32) -> libc::c_uint {
+    shift << 26
+}
 
 /// `memfd_create(flags)` + `ftruncate(size)`: the descriptor, which stays open in this
 /// worker (and its forks) until it exits, the scenario's object.

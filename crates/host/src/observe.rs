@@ -532,6 +532,25 @@ pub fn parse_meminfo(t: &str) -> Vec<(String, i64)> {
     v
 }
 
+/// The 1 GiB hstate's sysfs counters as `hugepages-1048576kB.<file>` (pages; unsigned in
+/// the kernel, read back as the same 64 bits like `HugePages_Rsvd`).
+pub fn hstate_1g_counters() -> Vec<(String, i64)> {
+    use thpsim_kernel::observe::{HSTATE_1G_FIELDS, HSTATE_1G_PREFIX};
+    HSTATE_1G_FIELDS
+        .iter()
+        .filter_map(|f| {
+            let t =
+                std::fs::read_to_string(format!("/sys/kernel/mm/hugepages/{HSTATE_1G_PREFIX}/{f}"))
+                    .ok()?;
+            let n = t.trim().parse::<u64>().ok()?;
+            Some((
+                format!("{HSTATE_1G_PREFIX}.{f}"),
+                thpsim_kernel::util::wrapping_to_i64(n),
+            ))
+        })
+        .collect()
+}
+
 pub fn counters() -> BTreeMap<String, i64> {
     let mut vm: HashMap<String, i64> = HashMap::new();
     if let Ok(t) = std::fs::read_to_string("/proc/vmstat") {
@@ -567,6 +586,7 @@ pub fn counters() -> BTreeMap<String, i64> {
     if let Ok(t) = std::fs::read_to_string("/proc/meminfo") {
         out.extend(parse_meminfo(&t));
     }
+    out.extend(hstate_1g_counters());
     if let Ok(t) = std::fs::read_to_string("/proc/buddyinfo") {
         out.extend(parse_buddyinfo(&t));
     }

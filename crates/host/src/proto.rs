@@ -107,10 +107,12 @@ pub enum Request {
     MemfdCreate {
         size: u64,
     },
-    /// `memfd_create(MFD_HUGETLB | MFD_HUGE_2MB)` + `ftruncate(size)` (the value: the
+    /// `memfd_create(MFD_HUGETLB | shift << MFD_HUGE_SHIFT)` + `ftruncate(size)`, `shift`
+    /// the log2 of the page size (21: `MFD_HUGE_2MB`, 30: `MFD_HUGE_1GB`; the value: the
     /// descriptor, as `MemfdCreate`).
     MemfdHugetlb {
         size: u64,
+        shift: u64,
     },
     /// `mmap(addr, len, prot, flags, fd, offset)` of a descriptor `MemfdCreate` returned.
     MmapFd {
@@ -342,8 +344,8 @@ fn req_words(kind: u8) -> Option<usize> {
         R_MUNMAP | R_PRCTL => 2,
         R_MPROTECT | R_MADVISE | R_MLOCK | R_MREMAP => 3,
         R_MMAP | R_FALLOCATE => 4,
-        R_MEMFD | R_MEMFD_HUGETLB | R_FSYNC => 1,
-        R_FTRUNCATE | R_GMEM | R_DISKFILE => 2,
+        R_MEMFD | R_FSYNC => 1,
+        R_FTRUNCATE | R_GMEM | R_DISKFILE | R_MEMFD_HUGETLB => 2,
         R_MSYNC => 3,
         R_MMAP_FD => 6,
         R_ACCESS => 9,
@@ -444,8 +446,8 @@ impl Request {
                 w[0] = size;
                 R_MEMFD
             }
-            Request::MemfdHugetlb { size } => {
-                w[0] = size;
+            Request::MemfdHugetlb { size, shift } => {
+                w[..2].copy_from_slice(&[size, shift]);
                 R_MEMFD_HUGETLB
             }
             Request::MmapFd {
@@ -577,7 +579,10 @@ impl Request {
                 new: w[2],
             },
             R_MEMFD => Request::MemfdCreate { size: w[0] },
-            R_MEMFD_HUGETLB => Request::MemfdHugetlb { size: w[0] },
+            R_MEMFD_HUGETLB => Request::MemfdHugetlb {
+                size: w[0],
+                shift: w[1],
+            },
             R_MMAP_FD => Request::MmapFd {
                 addr: w[0],
                 len: w[1],

@@ -1,13 +1,17 @@
-//! hugetlb: the persistent pool of 2 MiB huge pages and its reservations (`mm/hugetlb.c`),
+//! hugetlb: the persistent pools of huge pages and their reservations (`mm/hugetlb.c`),
 //! hugetlbfs files (`fs/hugetlbfs/inode.c`: `MFD_HUGETLB` memfds and the unlinked file behind
-//! `MAP_HUGETLB`), Linux 6.18, x86-64, the default 2 MiB size only (no 1 GiB hstate).
+//! `MAP_HUGETLB`), Linux 6.18, x86-64, both sizes: 2 MiB (the default hstate, PMD-mapped)
+//! and 1 GiB (gigantic, PUD-mapped; FINDINGS.md §34). Each size has its own `Hstate`; a file
+//! has one page size (`hstate_inode`), and a VMA has its file's.
 //!
 //! Hugetlb VMAs never put entries in the mm's page tables of `pgtable.rs`: the kernel gives
 //! them their own walks (`huge_pte_offset`, `hugetlb_fault`, `copy_hugetlb_page_range`,
 //! `unmap_hugepage_range`, `hugetlb_change_protection`, `smaps_hugetlb_range`), and so does
 //! the model: their huge PTEs live here, keyed by (mm, address), and the generic walks see
-//! nothing in a hugetlb VMA. Pool pages are order-9 blocks taken from the buddy allocator
-//! (`alloc_buddy_hugetlb_folio`, counted in `htlb_buddy_alloc_success`/`_fail`).
+//! nothing in a hugetlb VMA. 2 MiB pool pages are order-9 blocks taken from the buddy
+//! allocator (`alloc_buddy_hugetlb_folio`, counted in `htlb_buddy_alloc_success`/`_fail`);
+//! 1 GiB ones are whole free aligned ranges (`alloc_gigantic_folio` → `alloc_contig_pages`),
+//! and no surplus page is ever gigantic.
 //!
 //! Reservations (`hugetlb_reserve_pages`): a shared mapping reserves in its inode's map (an
 //! index is in the map while reserved or instantiated), a private one in a map of its own
@@ -15,9 +19,9 @@
 //! meaning). `resv_huge_pages` counts reservations not yet backed by a page.
 //!
 //! Deviations: no subpools (`size=`/`min_size=` mounts), no cgroup charging, no NUMA, no
-//! PMD sharing, no page pinning (fork never copies eagerly), no mremap of hugetlb VMAs (the
-//! scenario backend refuses it), no content tracking (zeroing a partial page on punch changes
-//! nothing observable here).
+//! PMD sharing, no page pinning (fork never copies eagerly), mremap only as same-size moves,
+//! no content tracking (zeroing a partial page on punch changes nothing observable here), no
+//! demotion of 1 GiB pages, no boot-time or CMA gigantic pools.
 //!
 //! userfaultfd (`mm/hugetlb.c` 6.18: `hugetlb_no_page`'s MISSING/MINOR checks, the uffd-wp
 //! check of `hugetlb_fault`, `hugetlb_mfill_atomic_pte`, `hugetlb_change_protection` with
@@ -41,12 +45,67 @@ use crate::Kernel;
 pub const HPAGE_SHIFT: u32 = 21;
 /// `huge_page_size(&default_hstate)`: 2 MiB.
 pub const HPAGE_SIZE: u64 = 1 << HPAGE_SHIFT;
-/// The order of a pool page.
-pub const HUGETLB_ORDER: u8 = 9;
-/// Base pages per huge page.
-const HPAGE_NR: u64 = 1 << HUGETLB_ORDER;
 
-/// `struct hstate` of the 2 MiB size (one node).
+/// A huge page size with an hstate of its own (`/sys/kernel/mm/hugepages/hugepages-<N>kB`):
+/// 2 MiB (PMD-mapped, the default `Hugepagesize`) and 1 GiB (PUD-mapped, gigantic: above
+/// `MAX_PAGE_ORDER`, so its pool pages come from `alloc_contig_pages`, not the buddy lists).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum HugePageSize {
+    #[default]
+    Size2M,
+    Size1G,
+}
+
+impl HugePageSize {
+    pub const ALL: [HugePageSize; 2] = [HugePageSize::Size2M, HugePageSize::Size1G];
+    /// `huge_page_order`.
+    pub const fn order(self) -> u8 {
+        match self {
+            HugePageSize::Size2M => 9,
+            HugePageSize::Size1G => 18,
+        }
+    }
+    /// `huge_page_shift`.
+    pub const fn shift(self) -> u32 {
+        self.order() as u32 + PAGE_SHIFT
+    }
+    /// `huge_page_size`.
+    pub const fn size(self) -> u64 {
+        1 << self.shift()
+    }
+    /// `pages_per_huge_page`.
+    pub const fn nr_pages(self) -> u64 {
+        1 << self.order()
+    }
+    /// The size in kB, as the sysfs directory names it.
+    pub const fn kb(self) -> u64 {
+        self.size() >> 10
+    }
+    /// `hstate_is_gigantic`: the order is above `MAX_PAGE_ORDER`.
+    pub const fn gigantic(self) -> bool {
+        self.order() > crate::types::MAX_PAGE_ORDER
+    }
+    /// `MAP_HUGE_2MB`/`MAP_HUGE_1GB` by the size in bytes.
+    pub fn from_bytes(bytes: u64) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.size() == bytes)
+    }
+    const fn index(self) -> usize {
+        self as usize
+    }
+    /// How the scenario language writes it (`2M`, `1G`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            HugePageSize::Size2M => "2M",
+            HugePageSize::Size1G => "1G",
+        }
+    }
+    /// The inverse of [`HugePageSize::name`].
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|h| h.name() == s)
+    }
+}
+
+/// `struct hstate` of one size (one node).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Hstate {
     /// `nr_huge_pages`: every pool page, free or in use, persistent or surplus.
@@ -61,7 +120,8 @@ pub struct Hstate {
     pub resv_huge_pages: u64,
     /// `surplus_huge_pages`: pages beyond the persistent pool, freed when released.
     pub surplus_huge_pages: u64,
-    /// `nr_overcommit_huge_pages`: the surplus limit.
+    /// `nr_overcommit_huge_pages`: the surplus limit (always 0 for the gigantic size, whose
+    /// file refuses every write with EINVAL on 6.18: measured, FINDINGS §34).
     pub nr_overcommit_huge_pages: u64,
     /// The free list (`hugepage_freelists`): pages are enqueued at the head and dequeued
     /// from it.
@@ -79,6 +139,8 @@ impl Hstate {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct HugetlbFolio {
     pub(crate) pfn: Pfn,
+    /// The hstate it belongs to (`folio_hstate`).
+    pub(crate) size: HugePageSize,
     /// Huge PTEs mapping it (`folio_mapcount`, all entire mappings).
     pub(crate) mapcount: u32,
     /// In a hugetlbfs page cache: inode and index (the cache holds one reference).
@@ -92,6 +154,9 @@ pub(crate) struct HugetlbFolio {
 /// A hugetlbfs inode: size, page cache, and the shared reserve map.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HugetlbInode {
+    /// `hstate_inode`: the page size of the file (its mount's `pagesize=`, or the
+    /// `MFD_HUGE_*`/`MAP_HUGE_*` size of the internal mount).
+    pub(crate) hsize: HugePageSize,
     /// `i_size` in bytes (a multiple of the huge page size).
     pub(crate) size: u64,
     pub(crate) cache: BTreeMap<u64, HugetlbFolioId>,
@@ -103,7 +168,7 @@ pub(crate) struct HugetlbInode {
     pub(crate) dead: bool,
 }
 
-/// A present huge PTE.
+/// A present huge PTE (a PMD entry for 2 MiB, a PUD entry for 1 GiB).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct HugePte {
     pub(crate) folio: HugetlbFolioId,
@@ -115,13 +180,14 @@ pub(crate) struct HugePte {
 /// The model's hugetlb state.
 #[derive(Clone, Debug, Default)]
 pub struct Hugetlb {
-    pub hstate: Hstate,
+    /// `hstates[]`, by `HugePageSize` (2 MiB first: `default_hstate`).
+    pub hstates: [Hstate; 2],
     pub(crate) folios: Vec<Option<HugetlbFolio>>,
     free_ids: Vec<usize>,
     pub(crate) inodes: Vec<HugetlbInode>,
     /// Private reserve maps: the indices whose reservation was consumed.
     pub(crate) resv_maps: Vec<BTreeSet<u64>>,
-    /// Huge PTEs by (mm, 2 MiB-aligned address).
+    /// Huge PTEs by (mm, address aligned to the VMA's huge page size).
     pub(crate) ptes: BTreeMap<(MmId, u64), HugePte>,
     /// uffd-wp PTE markers (`PTE_MARKER_UFFD_WP`) in none huge PTEs, by (mm, address): never
     /// where `ptes` has an entry.
@@ -129,6 +195,13 @@ pub struct Hugetlb {
 }
 
 impl Hugetlb {
+    /// The hstate of `size`.
+    pub fn hstate(&self, size: HugePageSize) -> &Hstate {
+        &self.hstates[size.index()]
+    }
+    fn hs(&mut self, size: HugePageSize) -> &mut Hstate {
+        &mut self.hstates[size.index()]
+    }
     fn folio(&self, id: HugetlbFolioId) -> &HugetlbFolio {
         self.folios[id.index()]
             .as_ref()
@@ -155,6 +228,11 @@ impl Hugetlb {
             .enumerate()
             .filter_map(|(i, f)| f.as_ref().map(|f| (HugetlbFolioId::from_index(i), f)))
     }
+    /// `hstate_vma`: the page size of a hugetlb VMA (its file's).
+    pub(crate) fn vma_size(&self, vma: &Vma) -> HugePageSize {
+        let (inode, _, _) = hugetlb_of(vma).expect("hugetlb vma");
+        self.inodes[inode.index()].hsize
+    }
 }
 
 /// What `hugetlb_mfill` installs (`UFFDIO_COPY` or `UFFDIO_CONTINUE`, with `wp` for
@@ -176,11 +254,14 @@ pub struct HugetlbMapFlags {
     /// VMAs' reservations are returned before `hugetlbfs_file_mmap` reserves (the old VMAs
     /// are closed by `vms_clean_up_area` before the file's mmap hook runs).
     pub fixed: bool,
+    /// The page size of a `MAP_HUGETLB` mapping (`MAP_HUGE_2MB`/`MAP_HUGE_1GB`; a file's
+    /// mapping takes the file's size).
+    pub size: HugePageSize,
 }
 
 /// `vma_hugecache_offset`: the huge-page index of `haddr` in the VMA's file.
-fn hindex(vma: &Vma, haddr: u64) -> u64 {
-    ((haddr - vma.start) >> HPAGE_SHIFT) + (vma.pgoff >> (HPAGE_SHIFT - PAGE_SHIFT))
+fn hindex(vma: &Vma, haddr: u64, shift: u32) -> u64 {
+    ((haddr - vma.start) >> shift) + (vma.pgoff >> (shift - PAGE_SHIFT))
 }
 
 fn hugetlb_of(vma: &Vma) -> Option<(HugetlbInodeId, Option<ResvMapId>, bool)> {
@@ -197,10 +278,24 @@ fn hugetlb_of(vma: &Vma) -> Option<(HugetlbInodeId, Option<ResvMapId>, bool)> {
 impl Kernel {
     // ---- the pool ---------------------------------------------------------------------------
 
-    /// `alloc_buddy_hugetlb_folio`: an order-9 block for the pool (`htlb_alloc_mask`: movable,
-    /// `__GFP_RETRY_MAYFAIL` may compact), counted in `htlb_buddy_alloc_*`.
-    fn alloc_buddy_hugetlb_folio(&mut self) -> Option<Pfn> {
-        let pfn = self.alloc_pages(HUGETLB_ORDER, Gfp::HIGHUSER_MOVABLE);
+    /// A new pool page: `alloc_buddy_hugetlb_folio` for 2 MiB, an order-9 block
+    /// (`htlb_alloc_mask`: movable, `__GFP_RETRY_MAYFAIL` may compact), counted in
+    /// `htlb_buddy_alloc_*`; `alloc_gigantic_folio` for 1 GiB, a free aligned range from
+    /// `alloc_contig_pages` (not counted there, but in `compact_isolated`: measured, §34).
+    fn alloc_pool_page(&mut self, size: HugePageSize) -> Option<Pfn> {
+        if size.gigantic() {
+            // alloc_contig_range takes the range's free pages with isolate_freepages_range,
+            // which counts every one in compact_isolated (measured, §34).
+            let pfn = self.buddy.alloc_contig_pages(size.order());
+            if pfn.is_some() {
+                self.vmstat.add(
+                    VmItem::CompactIsolated,
+                    crate::util::to_i64(size.nr_pages()),
+                );
+            }
+            return pfn;
+        }
+        let pfn = self.alloc_pages(size.order(), Gfp::HIGHUSER_MOVABLE);
         self.vmstat.count(if pfn.is_some() {
             VmItem::HtlbBuddyAllocSuccess
         } else {
@@ -209,88 +304,103 @@ impl Kernel {
         pfn
     }
 
-    fn enqueue_hugetlb_folio(&mut self, pfn: Pfn) {
-        self.hugetlb.hstate.free_list.push(pfn);
-        self.hugetlb.hstate.free_huge_pages += 1;
+    /// `update_and_free_hugetlb_folio`: a pool page goes back to the allocator
+    /// (`free_contig_range` for a gigantic one).
+    fn free_pool_pfn(&mut self, size: HugePageSize, pfn: Pfn) {
+        if size.gigantic() {
+            self.buddy.free_contig_range(pfn, size.order());
+        } else {
+            self.buddy.free(pfn, size.order());
+        }
     }
 
-    fn dequeue_free(&mut self) -> Option<Pfn> {
-        let pfn = self.hugetlb.hstate.free_list.pop()?;
-        self.hugetlb.hstate.free_huge_pages -= 1;
+    fn enqueue_hugetlb_folio(&mut self, size: HugePageSize, pfn: Pfn) {
+        let h = self.hugetlb.hs(size);
+        h.free_list.push(pfn);
+        h.free_huge_pages += 1;
+    }
+
+    fn dequeue_free(&mut self, size: HugePageSize) -> Option<Pfn> {
+        let h = self.hugetlb.hs(size);
+        let pfn = h.free_list.pop()?;
+        h.free_huge_pages -= 1;
         Some(pfn)
     }
 
     /// `remove_pool_hugetlb_folio` + `update_and_free_hugetlb_folio` of a free page.
-    fn free_pool_page(&mut self, surplus: bool) -> bool {
-        let Some(pfn) = self.dequeue_free() else {
+    fn free_pool_page(&mut self, size: HugePageSize, surplus: bool) -> bool {
+        let Some(pfn) = self.dequeue_free(size) else {
             return false;
         };
-        self.hugetlb.hstate.nr_huge_pages -= 1;
+        let h = self.hugetlb.hs(size);
+        h.nr_huge_pages -= 1;
         if surplus {
-            self.hugetlb.hstate.surplus_huge_pages -= 1;
+            h.surplus_huge_pages -= 1;
         }
-        self.buddy.free(pfn, HUGETLB_ORDER);
+        self.free_pool_pfn(size, pfn);
         true
     }
 
-    /// `set_max_huge_pages`: a write of `nr_hugepages`. Surplus pages become persistent
-    /// first, then pages are allocated until the count is reached or an allocation fails;
-    /// shrinking frees free pages down to what is in use or reserved and turns the rest of
-    /// the excess into surplus pages (freed when they are released).
-    pub(crate) fn set_max_huge_pages(&mut self, count: u64) {
-        let h = &mut self.hugetlb.hstate;
+    /// `set_max_huge_pages`: a write of `nr_hugepages` of `size`. Surplus pages become
+    /// persistent first, then pages are allocated until the count is reached or an
+    /// allocation fails; shrinking frees free pages down to what is in use or reserved and
+    /// turns the rest of the excess into surplus pages (freed when they are released; the
+    /// gigantic size too: measured, §34).
+    pub(crate) fn set_max_huge_pages(&mut self, size: HugePageSize, count: u64) {
+        let h = self.hugetlb.hs(size);
         while h.surplus_huge_pages > 0 && count > h.persistent_huge_pages() {
             h.surplus_huge_pages -= 1;
         }
-        while count > self.hugetlb.hstate.persistent_huge_pages() {
-            let Some(pfn) = self.alloc_buddy_hugetlb_folio() else {
+        while count > self.hugetlb.hstate(size).persistent_huge_pages() {
+            let Some(pfn) = self.alloc_pool_page(size) else {
                 break;
             };
-            self.hugetlb.hstate.nr_huge_pages += 1;
-            self.enqueue_hugetlb_folio(pfn);
+            self.hugetlb.hs(size).nr_huge_pages += 1;
+            self.enqueue_hugetlb_folio(size, pfn);
         }
-        let h = &self.hugetlb.hstate;
+        let h = self.hugetlb.hstate(size);
         let min_count = h
             .resv_huge_pages
             .wrapping_add(h.nr_huge_pages - h.free_huge_pages)
             .max(count);
-        while min_count < self.hugetlb.hstate.persistent_huge_pages() {
-            if !self.free_pool_page(false) {
+        while min_count < self.hugetlb.hstate(size).persistent_huge_pages() {
+            if !self.free_pool_page(size, false) {
                 break;
             }
         }
-        let h = &mut self.hugetlb.hstate;
+        let h = self.hugetlb.hs(size);
         // adjust_pool_surplus(+1): only while some page is not surplus yet.
         while count < h.persistent_huge_pages() && h.surplus_huge_pages < h.nr_huge_pages {
             h.surplus_huge_pages += 1;
         }
     }
 
-    /// A write of `nr_overcommit_hugepages`.
-    pub(crate) fn set_overcommit_huge_pages(&mut self, n: u64) {
-        self.hugetlb.hstate.nr_overcommit_huge_pages = n;
+    /// A write of `nr_overcommit_hugepages` (of the 2 MiB size: the gigantic one refuses).
+    pub(crate) fn set_overcommit_huge_pages(&mut self, size: HugePageSize, n: u64) {
+        self.hugetlb.hs(size).nr_overcommit_huge_pages = n;
     }
 
     /// `alloc_surplus_hugetlb_folio`: a page beyond the persistent pool, within
-    /// `nr_overcommit_hugepages`.
-    fn alloc_surplus_page(&mut self) -> Option<Pfn> {
-        let h = &self.hugetlb.hstate;
-        if h.surplus_huge_pages >= h.nr_overcommit_huge_pages {
+    /// `nr_overcommit_hugepages`; never of the gigantic size.
+    fn alloc_surplus_page(&mut self, size: HugePageSize) -> Option<Pfn> {
+        let h = self.hugetlb.hstate(size);
+        if size.gigantic() || h.surplus_huge_pages >= h.nr_overcommit_huge_pages {
             return None;
         }
-        let pfn = self.alloc_buddy_hugetlb_folio()?;
-        self.hugetlb.hstate.nr_huge_pages += 1;
-        self.hugetlb.hstate.surplus_huge_pages += 1;
+        let pfn = self.alloc_pool_page(size)?;
+        let h = self.hugetlb.hs(size);
+        h.nr_huge_pages += 1;
+        h.surplus_huge_pages += 1;
         Some(pfn)
     }
 
     /// `hugetlb_acct_memory`: takes (`delta` > 0, through `gather_surplus_pages`, ENOMEM when
     /// free and surplus pages cannot cover it) or gives back (`return_unused_surplus_pages`)
-    /// reservations.
-    fn hugetlb_acct_memory(&mut self, delta: i64) -> Result<(), Errno> {
+    /// reservations of `size`.
+    fn hugetlb_acct_memory(&mut self, size: HugePageSize, delta: i64) -> Result<(), Errno> {
         if delta >= 0 {
             let delta = delta.unsigned_abs();
-            let h = &self.hugetlb.hstate;
+            let h = self.hugetlb.hstate(size);
             // `long needed`: the unsigned sum read as signed.
             let needed = h
                 .resv_huge_pages
@@ -299,31 +409,32 @@ impl Kernel {
             let needed = crate::util::wrapping_to_i64(needed).max(0).unsigned_abs();
             let mut got = Vec::new();
             for _ in 0..needed {
-                match self.alloc_surplus_page() {
+                match self.alloc_surplus_page(size) {
                     Some(p) => got.push(p),
                     None => {
                         for p in got {
-                            self.hugetlb.hstate.nr_huge_pages -= 1;
-                            self.hugetlb.hstate.surplus_huge_pages -= 1;
-                            self.buddy.free(p, HUGETLB_ORDER);
+                            let h = self.hugetlb.hs(size);
+                            h.nr_huge_pages -= 1;
+                            h.surplus_huge_pages -= 1;
+                            self.free_pool_pfn(size, p);
                         }
                         return Err(Errno::ENOMEM);
                     }
                 }
             }
             for p in got {
-                self.enqueue_hugetlb_folio(p);
+                self.enqueue_hugetlb_folio(size, p);
             }
-            let h = &mut self.hugetlb.hstate;
+            let h = self.hugetlb.hs(size);
             h.resv_huge_pages = h.resv_huge_pages.wrapping_add(delta);
             return Ok(());
         }
         let unused = delta.unsigned_abs();
-        let h = &mut self.hugetlb.hstate;
+        let h = self.hugetlb.hs(size);
         h.resv_huge_pages = h.resv_huge_pages.wrapping_sub(unused);
-        let n = unused.min(self.hugetlb.hstate.surplus_huge_pages);
+        let n = unused.min(h.surplus_huge_pages);
         for _ in 0..n {
-            if !self.free_pool_page(true) {
+            if !self.free_pool_page(size, true) {
                 break;
             }
         }
@@ -334,16 +445,16 @@ impl Kernel {
     fn free_huge_folio(&mut self, id: HugetlbFolioId) {
         let f = self.hugetlb.folios[id.index()].take().expect("live");
         self.hugetlb.free_ids.push(id.index());
+        let h = self.hugetlb.hs(f.size);
         if f.restore_reserve {
-            let h = &mut self.hugetlb.hstate;
             h.resv_huge_pages = h.resv_huge_pages.wrapping_add(1);
         }
-        if self.hugetlb.hstate.surplus_huge_pages > 0 {
-            self.hugetlb.hstate.nr_huge_pages -= 1;
-            self.hugetlb.hstate.surplus_huge_pages -= 1;
-            self.buddy.free(f.pfn, HUGETLB_ORDER);
+        if h.surplus_huge_pages > 0 {
+            h.nr_huge_pages -= 1;
+            h.surplus_huge_pages -= 1;
+            self.free_pool_pfn(f.size, f.pfn);
         } else {
-            self.enqueue_hugetlb_folio(f.pfn);
+            self.enqueue_hugetlb_folio(f.size, f.pfn);
         }
     }
 
@@ -374,21 +485,22 @@ impl Kernel {
         idx: u64,
         cow_from_owner: bool,
     ) -> Result<HugetlbFolioId, Errno> {
+        let size = self.hugetlb.vma_size(vma);
         let reserved = !cow_from_owner && self.vma_has_reservation(vma, idx);
-        let h = &self.hugetlb.hstate;
+        let h = self.hugetlb.hstate(size);
         // dequeue_hugetlb_folio_vma: without a reservation, refused when every free page is
         // reserved (`free - resv == 0`, unsigned).
         let pfn = if reserved || h.free_huge_pages.wrapping_sub(h.resv_huge_pages) != 0 {
-            self.dequeue_free()
+            self.dequeue_free(size)
         } else {
             None
         };
         let pfn = match pfn {
             Some(p) => p,
-            None => self.alloc_surplus_page().ok_or(Errno::ENOSPC)?,
+            None => self.alloc_surplus_page(size).ok_or(Errno::ENOSPC)?,
         };
         if reserved {
-            let h = &mut self.hugetlb.hstate;
+            let h = self.hugetlb.hs(size);
             h.resv_huge_pages = h.resv_huge_pages.wrapping_sub(1);
         }
         // vma_commit_reservation (not for MAP_CHG_ENFORCED).
@@ -403,9 +515,10 @@ impl Kernel {
         }
         // folio_zero_user() at fault time (pool pages are not kept zeroed).
         self.vmstat
-            .add(VmItem::SimZeroedPages, crate::util::to_i64(HPAGE_NR));
+            .add(VmItem::SimZeroedPages, crate::util::to_i64(size.nr_pages()));
         Ok(self.hugetlb.new_folio(HugetlbFolio {
             pfn,
+            size,
             mapcount: 0,
             cache: None,
             anon: false,
@@ -415,17 +528,22 @@ impl Kernel {
 
     // ---- files ------------------------------------------------------------------------------
 
-    /// `memfd_create(MFD_HUGETLB | MFD_HUGE_2MB)` then `ftruncate(size)`: EINVAL unless
-    /// `size` is a multiple of the huge page size (`hugetlbfs_setattr`).
-    pub fn hugetlb_new_inode(&mut self, size: u64) -> Result<HugetlbInodeId, Errno> {
-        if size % HPAGE_SIZE != 0 {
+    /// `memfd_create(MFD_HUGETLB | MFD_HUGE_2MB or MFD_HUGE_1GB)` then `ftruncate(size)`:
+    /// EINVAL unless `size` is a multiple of the huge page size (`hugetlbfs_setattr`).
+    pub fn hugetlb_new_inode(
+        &mut self,
+        size: u64,
+        hsize: HugePageSize,
+    ) -> Result<HugetlbInodeId, Errno> {
+        if size % hsize.size() != 0 {
             return Err(Errno::EINVAL);
         }
-        Ok(self.new_hugetlb_inode(size, false))
+        Ok(self.new_hugetlb_inode(size, hsize, false))
     }
 
-    fn new_hugetlb_inode(&mut self, size: u64, anon: bool) -> HugetlbInodeId {
+    fn new_hugetlb_inode(&mut self, size: u64, hsize: HugePageSize, anon: bool) -> HugetlbInodeId {
         self.hugetlb.inodes.push(HugetlbInode {
+            hsize,
             size,
             anon,
             ..HugetlbInode::default()
@@ -456,13 +574,14 @@ impl Kernel {
         last: u64,
         drop_markers: bool,
     ) {
+        let shift = self.hugetlb.inodes[ino.index()].hsize.shift();
         for (mmi, vma) in self.hugetlb_mappings(ino) {
-            let vfirst = hindex(&vma, vma.start);
-            let vlast = vfirst + (vma.len() >> HPAGE_SHIFT);
+            let vfirst = hindex(&vma, vma.start, shift);
+            let vlast = vfirst + (vma.len() >> shift);
             let (a, b) = (first.max(vfirst), last.min(vlast));
             if a < b {
-                let s = vma.start + ((a - vfirst) << HPAGE_SHIFT);
-                let e = vma.start + ((b - vfirst) << HPAGE_SHIFT);
+                let s = vma.start + ((a - vfirst) << shift);
+                let e = vma.start + ((b - vfirst) << shift);
                 self.unmap_hugepage_range(mmi, &vma, s, e, drop_markers);
             }
         }
@@ -505,7 +624,8 @@ impl Kernel {
             self.hugetlb_folio_put_if_unused(f);
         }
         let unreserve = (chg.len() as u64).saturating_sub(freed);
-        self.hugetlb_acct_memory(-crate::util::to_i64(unreserve))
+        let hsize = self.hugetlb.inodes[ino.index()].hsize;
+        self.hugetlb_acct_memory(hsize, -crate::util::to_i64(unreserve))
             .expect("giving back cannot fail");
     }
 
@@ -517,19 +637,20 @@ impl Kernel {
     pub fn hugetlb_object_stat(&self, ino: HugetlbInodeId) -> (Option<u64>, u64) {
         let inode = &self.hugetlb.inodes[ino.index()];
         (
-            Some(inode.cache.len() as u64 * (HPAGE_SIZE / 512)),
+            Some(inode.cache.len() as u64 * (inode.hsize.size() / 512)),
             inode.size,
         )
     }
 
     pub fn hugetlb_truncate(&mut self, ino: HugetlbInodeId, size: u64) -> Result<(), Errno> {
-        if size % HPAGE_SIZE != 0 {
+        let hsize = self.hugetlb.inodes[ino.index()].hsize;
+        if size % hsize.size() != 0 {
             return Err(Errno::EINVAL);
         }
         let old = self.hugetlb.inodes[ino.index()].size;
         self.hugetlb.inodes[ino.index()].size = size;
         if size < old {
-            let first = size >> HPAGE_SHIFT;
+            let first = size >> hsize.shift();
             self.hugetlb_vmdelete_list(ino, first, u64::MAX, true);
             self.remove_inode_hugepages(ino, first, u64::MAX, true);
         }
@@ -552,12 +673,13 @@ impl Kernel {
             return Err(Errno::EINVAL);
         }
         let end = offset.checked_add(len).ok_or(Errno::EFBIG)?;
+        let hsize = self.hugetlb.inodes[ino.index()].hsize;
         if mode.punch_hole {
             if !mode.keep_size {
                 return Err(Errno::EOPNOTSUPP);
             }
-            let first = offset.div_ceil(HPAGE_SIZE);
-            let last = end >> HPAGE_SHIFT;
+            let first = offset.div_ceil(hsize.size());
+            let last = end >> hsize.shift();
             if first < last {
                 self.hugetlb_vmdelete_list(ino, first, last, false);
                 self.remove_inode_hugepages(ino, first, last, false);
@@ -567,7 +689,7 @@ impl Kernel {
         // The pseudo VMA: shared, so reservations are the inode's.
         let pseudo = Vma {
             start: 0,
-            end: !(HPAGE_SIZE - 1),
+            end: !(hsize.size() - 1),
             flags: vmf::SHARED | vmf::READ | vmf::WRITE,
             anon_vma: None,
             pgoff: 0,
@@ -578,7 +700,7 @@ impl Kernel {
             },
             swap_readahead_info: 0,
         };
-        for idx in (offset >> HPAGE_SHIFT)..end.div_ceil(HPAGE_SIZE) {
+        for idx in (offset >> hsize.shift())..end.div_ceil(hsize.size()) {
             if self.hugetlb.inodes[ino.index()].cache.contains_key(&idx) {
                 continue;
             }
@@ -637,8 +759,9 @@ impl Kernel {
     // ---- mmap, munmap, mprotect -------------------------------------------------------------
 
     /// mmap(2) with `MAP_HUGETLB` (`file` None: `hugetlb_file_setup` makes an unlinked file of
-    /// the length rounded up to 2 MiB) or of a hugetlbfs file at byte offset `foff`
-    /// (`hugetlbfs_file_mmap`). EINVAL for an address or offset that is not 2 MiB aligned,
+    /// `flags.size` pages, the length rounded up to it) or of a hugetlbfs file at byte offset
+    /// `foff` (`hugetlbfs_file_mmap`, the file's page size; the length is rounded up the
+    /// same way). EINVAL for an address or offset that is not huge-page aligned,
     /// ENOMEM when the reservation cannot be made (`hugetlb_reserve_pages`, skipped with
     /// MAP_NORESERVE). A writable mapping past the end of the file extends it.
     pub fn mmap_hugetlb(
@@ -650,10 +773,15 @@ impl Kernel {
         flags: HugetlbMapFlags,
         file: Option<(HugetlbInodeId, u64)>,
     ) -> Result<u64, Errno> {
-        if len == 0 || addr % HPAGE_SIZE != 0 {
+        let hsize = match file {
+            Some((ino, _)) => self.hugetlb.inodes[ino.index()].hsize,
+            None => flags.size,
+        };
+        let hps = hsize.size();
+        if len == 0 || addr % hps != 0 {
             return Err(Errno::EINVAL);
         }
-        let len = len.div_ceil(HPAGE_SIZE) * HPAGE_SIZE;
+        let len = len.div_ceil(hps) * hps;
         let end = addr
             .checked_add(len)
             .filter(|e| *e <= crate::types::TASK_SIZE)
@@ -662,7 +790,7 @@ impl Kernel {
             Some((ino, off)) => (off, Some(ino)),
             None => (0, None),
         };
-        if foff % HPAGE_SIZE != 0 {
+        if foff % hps != 0 {
             return Err(Errno::EINVAL);
         }
         let fixed = crate::mmap::MapFlags {
@@ -674,17 +802,17 @@ impl Kernel {
         if !self.mms[mmi].vma_starts_in(addr, end).is_empty() {
             return Err(Errno::EEXIST);
         }
-        let ino = existing.unwrap_or_else(|| self.new_hugetlb_inode(len, true));
-        let (from, to) = (foff >> HPAGE_SHIFT, (foff + len) >> HPAGE_SHIFT);
+        let ino = existing.unwrap_or_else(|| self.new_hugetlb_inode(len, hsize, true));
+        let (from, to) = (foff >> hsize.shift(), (foff + len) >> hsize.shift());
         let mut resv = None;
         if !flags.noreserve {
             let r = if flags.shared {
                 let inode = &self.hugetlb.inodes[ino.index()];
                 let chg = (from..to).filter(|i| !inode.resv.contains(i)).count() as u64;
-                self.hugetlb_acct_memory(crate::util::to_i64(chg))
+                self.hugetlb_acct_memory(hsize, crate::util::to_i64(chg))
                     .map(|()| self.hugetlb.inodes[ino.index()].resv.extend(from..to))
             } else {
-                self.hugetlb_acct_memory(crate::util::to_i64(to - from))
+                self.hugetlb_acct_memory(hsize, crate::util::to_i64(to - from))
                     .map(|()| {
                         self.hugetlb.resv_maps.push(BTreeSet::new());
                         resv = Some(ResvMapId::from_index(self.hugetlb.resv_maps.len() - 1));
@@ -726,7 +854,9 @@ impl Kernel {
     /// split of a hugetlb VMA that is not huge-page aligned.
     pub(crate) fn hugetlb_split_ok(&self, mmi: MmId, addr: u64) -> bool {
         match self.mms[mmi].vma_at(addr) {
-            Some(v) if v.backing.is_hugetlb() && v.start != addr => addr % HPAGE_SIZE == 0,
+            Some(v) if v.backing.is_hugetlb() && v.start != addr => {
+                addr % self.hugetlb.vma_size(v).size() == 0
+            }
             _ => true,
         }
     }
@@ -736,13 +866,13 @@ impl Kernel {
         self.hugetlb_split_ok(mmi, start) && self.hugetlb_split_ok(mmi, end)
     }
 
-    /// Whether any VMA of `pid` in `[start, end)` is a hugetlb one.
-    pub fn range_has_hugetlb(&self, pid: Pid, start: u64, end: u64) -> bool {
-        let mm = &self.mms[self.mm_of(pid)];
-        mm.vma_starts_in(start, end)
-            .iter()
-            .any(|s| mm.vmas[s].backing.is_hugetlb())
-            || mm.vma_at(start).is_some_and(|v| v.backing.is_hugetlb())
+    /// The page size of a VMA: its huge page size if it is a hugetlb one (`vma_kernel_pagesize`).
+    pub(crate) fn hugetlb_page_size(&self, vma: &Vma) -> u64 {
+        if vma.backing.is_hugetlb() {
+            self.hugetlb.vma_size(vma).size()
+        } else {
+            PAGE_SIZE
+        }
     }
 
     /// `__unmap_hugepage_range` of `[start, end)` (huge-page aligned) of one VMA. A private
@@ -776,6 +906,7 @@ impl Kernel {
             .map(|((_, a), _)| *a)
             .collect();
         let (_, resv, _) = hugetlb_of(vma).expect("hugetlb vma");
+        let hsize = self.hugetlb.vma_size(vma);
         for a in keys {
             let pte = self.hugetlb.ptes.remove(&(mmi, a)).expect("pte");
             if pte.uffd_wp && !drop_markers {
@@ -784,15 +915,58 @@ impl Kernel {
             let restore = !vma.has(vmf::SHARED)
                 && resv.is_some()
                 && self.hugetlb.folio(pte.folio).anon
-                && self.hugetlb.hstate.surplus_huge_pages == 0;
+                && self.hugetlb.hstate(hsize).surplus_huge_pages == 0;
             let f = self.hugetlb.folio_mut(pte.folio);
             f.mapcount -= 1;
             if restore {
                 f.restore_reserve = true;
-                let idx = hindex(vma, a);
+                let idx = hindex(vma, a, hsize.shift());
                 self.hugetlb.resv_maps[resv.expect("owner").index()].remove(&idx);
             }
             self.hugetlb_folio_put_if_unused(pte.folio);
+        }
+    }
+
+    /// `move_hugetlb_page_tables`: the huge PTEs (and uffd-wp markers) of `[old, old+len)`
+    /// move to `new`; `clear_uffd` (a uffd-armed VMA, no `UFFD_FEATURE_EVENT_REMAP`) drops the
+    /// markers and uffd-wp bits. Mapcounts and reservations are unchanged.
+    pub(crate) fn move_hugetlb_page_tables(
+        &mut self,
+        mmi: MmId,
+        old: u64,
+        new: u64,
+        len: u64,
+        clear_uffd: bool,
+    ) {
+        let end = old + len;
+        let ptes: Vec<(u64, HugePte)> = self
+            .hugetlb
+            .ptes
+            .range((mmi, old)..(mmi, end))
+            .map(|((_, a), p)| (*a, *p))
+            .collect();
+        let markers: Vec<u64> = self
+            .hugetlb
+            .markers
+            .range((mmi, old)..(mmi, end))
+            .map(|(_, a)| *a)
+            .collect();
+        for (a, _) in &ptes {
+            self.hugetlb.ptes.remove(&(mmi, *a));
+        }
+        for a in &markers {
+            self.hugetlb.markers.remove(&(mmi, *a));
+        }
+        for (a, mut p) in ptes {
+            if clear_uffd {
+                p.uffd_wp = false;
+            }
+            self.hugetlb.ptes.insert((mmi, a - old + new), p);
+        }
+        if !clear_uffd {
+            for a in markers {
+                self.hugetlb.markers.insert((mmi, a - old + new));
+            }
         }
     }
 
@@ -805,11 +979,15 @@ impl Kernel {
         if vma.has(vmf::SHARED) {
             return;
         }
-        let (a, b) = (hindex(vma, start), hindex(vma, end));
+        let hsize = self.hugetlb.vma_size(vma);
+        let (a, b) = (
+            hindex(vma, start, hsize.shift()),
+            hindex(vma, end, hsize.shift()),
+        );
         let consumed = self.hugetlb.resv_maps[m.index()].range(a..b).count() as u64;
         let reserve = (b - a) - consumed;
         if reserve > 0 {
-            self.hugetlb_acct_memory(-crate::util::to_i64(reserve))
+            self.hugetlb_acct_memory(hsize, -crate::util::to_i64(reserve))
                 .expect("giving back cannot fail");
         }
     }
@@ -907,7 +1085,7 @@ impl Kernel {
             if (write && !vma.has(vmf::WRITE)) || !vma.accessible() {
                 return Err(Signal::Sigsegv);
             }
-            let haddr = addr & !(HPAGE_SIZE - 1);
+            let haddr = addr & !(self.hugetlb.vma_size(&vma).size() - 1);
             if !in_kernel_retry && self.hugetlb_hit(mmi, haddr, write) {
                 return Ok(());
             }
@@ -946,7 +1124,8 @@ impl Kernel {
         (start, end): (u64, u64),
         write: bool,
     ) -> Result<(), Errno> {
-        let mut haddr = start & !(HPAGE_SIZE - 1);
+        let hps = self.hugetlb.vma_size(vma).size();
+        let mut haddr = start & !(hps - 1);
         while haddr < end {
             let mut flags = crate::fault::FaultFlags::for_access(write);
             let mut tries = 0;
@@ -967,7 +1146,7 @@ impl Kernel {
                     _ => self.mm_account_fault(pid, flags),
                 }
             }
-            haddr += HPAGE_SIZE;
+            haddr += hps;
         }
         Ok(())
     }
@@ -1016,8 +1195,9 @@ impl Kernel {
         if unmapped {
             return VmFault::Sigbus;
         }
-        let idx = hindex(vma, haddr);
-        if idx >= self.hugetlb.inodes[inode.index()].size >> HPAGE_SHIFT {
+        let shift = self.hugetlb.inodes[inode.index()].hsize.shift();
+        let idx = hindex(vma, haddr, shift);
+        if idx >= self.hugetlb.inodes[inode.index()].size >> shift {
             return VmFault::Sigbus;
         }
         let shared = vma.has(vmf::SHARED);
@@ -1082,7 +1262,8 @@ impl Kernel {
             }
             let cow_from_owner = resv.is_some() && old.cache.is_none();
             self.anon_vma_prepare(mmi, vma);
-            let idx = hindex(vma, haddr);
+            let hsize = self.hugetlb.vma_size(vma);
+            let idx = hindex(vma, haddr, hsize.shift());
             match self.alloc_hugetlb_folio(vma, idx, cow_from_owner) {
                 Ok(new) => {
                     let f = self.hugetlb.folio_mut(new);
@@ -1097,8 +1278,10 @@ impl Kernel {
                             uffd_wp: false,
                         },
                     );
-                    self.vmstat
-                        .add(VmItem::SimCowCopiedPages, crate::util::to_i64(HPAGE_NR));
+                    self.vmstat.add(
+                        VmItem::SimCowCopiedPages,
+                        crate::util::to_i64(hsize.nr_pages()),
+                    );
                     self.hugetlb.folio_mut(pte.folio).mapcount -= 1;
                     self.hugetlb_folio_put_if_unused(pte.folio);
                     return VmFault::Done;
@@ -1132,11 +1315,12 @@ impl Kernel {
             if resv.is_some() {
                 continue;
             }
-            let vfirst = hindex(&vma, vma.start);
-            if idx < vfirst || idx >= vfirst + (vma.len() >> HPAGE_SHIFT) {
+            let shift = self.hugetlb.inodes[inode.index()].hsize.shift();
+            let vfirst = hindex(&vma, vma.start, shift);
+            if idx < vfirst || idx >= vfirst + (vma.len() >> shift) {
                 continue;
             }
-            let a = vma.start + ((idx - vfirst) << HPAGE_SHIFT);
+            let a = vma.start + ((idx - vfirst) << shift);
             if self
                 .hugetlb
                 .ptes
@@ -1160,9 +1344,11 @@ impl Kernel {
 
     /// Whether a huge PTE maps the huge page at `addr` (a marker does not).
     pub(crate) fn hugetlb_mapped(&self, mmi: MmId, addr: u64) -> bool {
-        self.hugetlb
-            .ptes
-            .contains_key(&(mmi, addr & !(HPAGE_SIZE - 1)))
+        let Some(vma) = self.mms[mmi].vma_at(addr) else {
+            return false;
+        };
+        let hps = self.hugetlb.vma_size(vma).size();
+        self.hugetlb.ptes.contains_key(&(mmi, addr & !(hps - 1)))
     }
 
     /// `mfill_atomic_hugetlb` + `hugetlb_mfill_atomic_pte` over `[start, end)` of one
@@ -1183,21 +1369,23 @@ impl Kernel {
         end: u64,
         mode: HugetlbMfill,
     ) -> Result<(), Errno> {
-        if start % HPAGE_SIZE != 0 || (end - start) % HPAGE_SIZE != 0 {
+        let hsize = self.hugetlb.vma_size(vma);
+        let hps = hsize.size();
+        if start % hps != 0 || (end - start) % hps != 0 {
             return Err(Errno::EINVAL);
         }
         let (inode, _, _) = hugetlb_of(vma).expect("hugetlb vma");
         let shared = vma.has(vmf::SHARED);
         let mut haddr = start;
         while haddr < end {
-            let idx = hindex(vma, haddr);
+            let idx = hindex(vma, haddr, hsize.shift());
             let (folio, wp, write) = match mode {
                 HugetlbMfill::Copy { wp } => {
                     if self.hugetlb.ptes.contains_key(&(mmi, haddr)) {
                         return Err(Errno::EEXIST);
                     }
                     let ino = &self.hugetlb.inodes[inode.index()];
-                    if shared && idx >= ino.size >> HPAGE_SHIFT {
+                    if shared && idx >= ino.size >> hsize.shift() {
                         return Err(Errno::EFAULT);
                     }
                     if shared && ino.cache.contains_key(&idx) {
@@ -1231,7 +1419,7 @@ impl Kernel {
                     uffd_wp: wp,
                 },
             );
-            haddr += HPAGE_SIZE;
+            haddr += hps;
         }
         Ok(())
     }
@@ -1243,7 +1431,10 @@ impl Kernel {
     /// after the unprotect faults once more (`hugetlb_wp`); none entries get a marker
     /// whatever the features (hugetlb always installs them), and resolving removes them.
     pub(crate) fn hugetlb_uffd_wp_range(&mut self, mmi: MmId, start: u64, end: u64, wp: bool) {
-        let mut haddr = start & !(HPAGE_SIZE - 1);
+        let hps = self.mms[mmi]
+            .vma_at(start)
+            .map_or(HPAGE_SIZE, |v| self.hugetlb.vma_size(v).size());
+        let mut haddr = start & !(hps - 1);
         while haddr < end {
             if let Some(p) = self.hugetlb.ptes.get_mut(&(mmi, haddr)) {
                 p.uffd_wp = wp;
@@ -1253,7 +1444,7 @@ impl Kernel {
             } else {
                 self.hugetlb.markers.remove(&(mmi, haddr));
             }
-            haddr += HPAGE_SIZE;
+            haddr += hps;
         }
     }
 
@@ -1333,10 +1524,11 @@ impl Kernel {
                 self.hugetlb_fallocate(ino, mode, off, e - a)
             }
             Advice::Dontneed => {
-                if a % HPAGE_SIZE != 0 {
+                let hps = self.hugetlb.vma_size(vma).size();
+                if a % hps != 0 {
                     return Err(Errno::EINVAL);
                 }
-                let e = e & !(HPAGE_SIZE - 1);
+                let e = e & !(hps - 1);
                 if a < e {
                     self.unmap_hugepage_range(mmi, vma, a, e, false);
                 }
@@ -1352,33 +1544,52 @@ impl Kernel {
     /// Private_Hugetlb) in bytes; a page mapped more than once is shared.
     pub(crate) fn hugetlb_smaps(&self, mmi: MmId, start: u64, end: u64) -> (u64, u64) {
         let (mut shared, mut private) = (0, 0);
-        let first = start & !(HPAGE_SIZE - 1);
-        for (_, p) in self.hugetlb.ptes.range((mmi, first)..(mmi, end)) {
-            if self.hugetlb.folio(p.folio).mapcount > 1 {
-                shared += HPAGE_SIZE;
+        for (_, p) in self.hugetlb_ptes_in(mmi, start, end) {
+            let f = self.hugetlb.folio(p.folio);
+            if f.mapcount > 1 {
+                shared += f.size.size();
             } else {
-                private += HPAGE_SIZE;
+                private += f.size.size();
             }
         }
         (shared, private)
     }
 
+    /// The huge PTEs whose page overlaps `[start, end)`: (address, entry).
+    fn hugetlb_ptes_in(
+        &self,
+        mmi: MmId,
+        start: u64,
+        end: u64,
+    ) -> impl Iterator<Item = (u64, &HugePte)> + '_ {
+        let first = start & !(HugePageSize::Size1G.size() - 1);
+        self.hugetlb
+            .ptes
+            .range((mmi, first)..(mmi, end))
+            .map(|((_, a), p)| (*a, p))
+            .filter(move |(a, p)| *a + self.hugetlb.folio(p.folio).size.size() > start)
+    }
+
     /// The page map of `[start, end)` with every page of a mapped huge page as `hugetlb`
     /// (the generic map sees nothing there).
     pub(crate) fn hugetlb_overlay(&self, mmi: MmId, start: u64, end: u64, map: PageMap) -> PageMap {
-        let first = start & !(HPAGE_SIZE - 1);
-        let clip = |a: u64, b: Backing| (a.max(start), (a + HPAGE_SIZE).min(end), b);
+        let first = start & !(HugePageSize::Size1G.size() - 1);
+        let clip = |a: u64, size: u64, b: Backing| (a.max(start), (a + size).min(end), b);
+        let marker_size = |a: u64| {
+            self.mms[mmi]
+                .vma_at(a)
+                .map_or(HPAGE_SIZE, |v| self.hugetlb.vma_size(v).size())
+        };
         let mut mapped: Vec<(u64, u64, Backing)> = self
-            .hugetlb
-            .ptes
-            .range((mmi, first)..(mmi, end))
-            .map(|((_, a), _)| clip(*a, Backing::Hugetlb))
+            .hugetlb_ptes_in(mmi, start, end)
+            .map(|(a, p)| clip(a, self.hugetlb.folio(p.folio).size.size(), Backing::Hugetlb))
             .chain(
                 self.hugetlb
                     .markers
                     .range((mmi, first)..(mmi, end))
-                    .map(|(_, a)| clip(*a, Backing::Marker)),
+                    .map(|(_, a)| clip(*a, marker_size(*a), Backing::Marker)),
             )
+            .filter(|(s, e, _)| s < e)
             .collect();
         mapped.sort_unstable_by_key(|m| m.0);
         if mapped.is_empty() {
@@ -1414,11 +1625,18 @@ impl Kernel {
         out
     }
 
-    /// `/proc/meminfo`'s hugetlb lines under `meminfo.<name>`: pages, and `Hugetlb` in kB.
+    /// `/proc/meminfo`'s hugetlb lines under `meminfo.<name>`: pages of the default (2 MiB)
+    /// hstate only (`hugetlb_report_meminfo`), and `Hugetlb` in kB over every size; then the
+    /// 1 GiB hstate's sysfs counters under `hugepages-1048576kB.<file>` (pages).
     pub fn hugetlb_meminfo(&self) -> Vec<(String, i64)> {
-        let h = &self.hugetlb.hstate;
+        let h = self.hugetlb.hstate(HugePageSize::Size2M);
+        let g = self.hugetlb.hstate(HugePageSize::Size1G);
         let i = crate::util::to_i64;
-        vec![
+        let total_kb: u64 = HugePageSize::ALL
+            .iter()
+            .map(|s| self.hugetlb.hstate(*s).nr_huge_pages * s.kb())
+            .sum();
+        let mut out = vec![
             ("meminfo.HugePages_Total".into(), i(h.nr_huge_pages)),
             ("meminfo.HugePages_Free".into(), i(h.free_huge_pages)),
             // Printed unsigned by the kernel; read back as the same 64 bits.
@@ -1427,11 +1645,19 @@ impl Kernel {
                 crate::util::wrapping_to_i64(h.resv_huge_pages),
             ),
             ("meminfo.HugePages_Surp".into(), i(h.surplus_huge_pages)),
-            (
-                "meminfo.Hugetlb".into(),
-                i(h.nr_huge_pages * (HPAGE_SIZE >> 10)),
-            ),
-        ]
+            ("meminfo.Hugetlb".into(), i(total_kb)),
+        ];
+        let vals = [
+            g.nr_huge_pages,
+            g.free_huge_pages,
+            g.resv_huge_pages,
+            g.surplus_huge_pages,
+        ];
+        for (f, v) in crate::observe::HSTATE_1G_FIELDS.iter().zip(vals) {
+            let name = format!("{}.{f}", crate::observe::HSTATE_1G_PREFIX);
+            out.push((name, crate::util::wrapping_to_i64(v)));
+        }
+        out
     }
 
     /// The pool's invariants: free list and counters agree, every page in use is referenced
@@ -1439,40 +1665,33 @@ impl Kernel {
     /// count equals the outstanding shared and private reservations less the pages that will
     /// give theirs back when freed. Returns the pages the pool holds.
     pub(crate) fn check_hugetlb(&self) -> Result<u64, String> {
-        let h = &self.hugetlb.hstate;
-        if h.free_list.len() as u64 != h.free_huge_pages {
-            return Err(format!(
-                "hugetlb free list {} != free_huge_pages {}",
-                h.free_list.len(),
-                h.free_huge_pages
-            ));
-        }
-        let live = self.hugetlb.live().count() as u64;
-        if live + h.free_huge_pages != h.nr_huge_pages {
-            return Err(format!(
-                "hugetlb: {live} in use + {} free != nr_huge_pages {}",
-                h.free_huge_pages, h.nr_huge_pages
-            ));
-        }
-        if h.surplus_huge_pages > h.nr_huge_pages {
-            return Err(format!("hugetlb counters inconsistent: {h:?}"));
-        }
         let mut maps: BTreeMap<HugetlbFolioId, u32> = BTreeMap::new();
+        // A huge PTE or marker lies inside a hugetlb VMA, aligned to its page size, and a PTE
+        // maps a page of that size.
+        let placed = |mmi: MmId, a: u64, folio: Option<HugetlbFolioId>| {
+            self.mms[mmi].vma_at(a).is_some_and(|v| {
+                if !v.backing.is_hugetlb() {
+                    return false;
+                }
+                let size = self.hugetlb.vma_size(v);
+                a % size.size() == 0
+                    && a + size.size() <= v.end
+                    && folio.is_none_or(|f| {
+                        self.hugetlb.folios[f.index()].is_some_and(|f| f.size == size)
+                    })
+            })
+        };
         for ((mmi, a), p) in &self.hugetlb.ptes {
-            let ok = self.mms[*mmi]
-                .vma_at(*a)
-                .is_some_and(|v| v.backing.is_hugetlb() && *a + HPAGE_SIZE <= v.end);
-            if !ok {
-                return Err(format!("hugetlb pte {mmi}:{a:#x} outside a hugetlb VMA"));
+            if !placed(*mmi, *a, Some(p.folio)) {
+                return Err(format!(
+                    "hugetlb pte {mmi}:{a:#x} outside a hugetlb VMA, unaligned, or of another size"
+                ));
             }
             *maps.entry(p.folio).or_default() += 1;
         }
         for (mmi, a) in &self.hugetlb.markers {
             // (A re-registration without WP mode keeps markers, as the kernel does.)
-            let ok = self.mms[*mmi]
-                .vma_at(*a)
-                .is_some_and(|v| v.backing.is_hugetlb() && *a + HPAGE_SIZE <= v.end);
-            if !ok || self.hugetlb.ptes.contains_key(&(*mmi, *a)) {
+            if !placed(*mmi, *a, None) || self.hugetlb.ptes.contains_key(&(*mmi, *a)) {
                 return Err(format!(
                     "hugetlb uffd-wp marker {mmi}:{a:#x} outside a hugetlb VMA or over a \
                      present entry"
@@ -1484,7 +1703,8 @@ impl Kernel {
                 return Err(format!("hugetlb pte {mmi}:{a:#x} writable and uffd-wp"));
             }
         }
-        let mut pending = 0;
+        let mut pending = [0u64; 2];
+        let mut live = [0u64; 2];
         for (id, f) in self.hugetlb.live() {
             if maps.get(&id).copied().unwrap_or(0) != f.mapcount {
                 return Err(format!("hugetlb folio {id}: mapcount {} wrong", f.mapcount));
@@ -1493,15 +1713,22 @@ impl Kernel {
                 return Err(format!("hugetlb folio {id} unreferenced"));
             }
             if let Some((ino, idx)) = f.cache {
-                if self.hugetlb.inodes[ino.index()].cache.get(&idx) != Some(&id) {
-                    return Err(format!("hugetlb folio {id} not in its cache slot"));
+                let inode = &self.hugetlb.inodes[ino.index()];
+                if inode.cache.get(&idx) != Some(&id) || inode.hsize != f.size {
+                    return Err(format!(
+                        "hugetlb folio {id} not in its cache slot, or of another size"
+                    ));
                 }
             }
-            pending += u64::from(f.restore_reserve);
+            if f.pfn.0 % f.size.nr_pages() != 0 {
+                return Err(format!("hugetlb folio {id} at unaligned pfn {}", f.pfn));
+            }
+            pending[f.size.index()] += u64::from(f.restore_reserve);
+            live[f.size.index()] += 1;
         }
-        let mut outstanding = 0;
+        let mut outstanding = [0u64; 2];
         for inode in &self.hugetlb.inodes {
-            outstanding += inode
+            outstanding[inode.hsize.index()] += inode
                 .resv
                 .iter()
                 .filter(|i| !inode.cache.contains_key(i))
@@ -1510,25 +1737,61 @@ impl Kernel {
         for (_, mm) in self.mms.iter() {
             for v in mm.vmas.values() {
                 if let Some((_, Some(m), _)) = hugetlb_of(v) {
-                    let (a, b) = (hindex(v, v.start), hindex(v, v.end));
+                    let size = self.hugetlb.vma_size(v);
+                    let (a, b) = (
+                        hindex(v, v.start, size.shift()),
+                        hindex(v, v.end, size.shift()),
+                    );
                     let consumed = self.hugetlb.resv_maps[m.index()].range(a..b).count() as u64;
-                    outstanding += (b - a) - consumed;
+                    outstanding[size.index()] += (b - a) - consumed;
                 }
             }
         }
-        // Reservations a folio will restore when freed are outstanding in a reserve map but
-        // not yet in resv_huge_pages (an owner's DONTNEED of a page its fork child still maps
-        // re-adds the reservation while the page is in use): those need no free page yet.
-        if outstanding != h.resv_huge_pages.wrapping_add(pending)
-            || outstanding.saturating_sub(pending) > h.free_huge_pages
-        {
-            return Err(format!(
-                "hugetlb: resv_huge_pages {} + {pending} to restore != {outstanding} outstanding, \
-                 or more than the {} free pages",
-                h.resv_huge_pages, h.free_huge_pages
-            ));
+        let mut pages = 0;
+        for size in HugePageSize::ALL {
+            let h = self.hugetlb.hstate(size);
+            let (live, pending, outstanding) = (
+                live[size.index()],
+                pending[size.index()],
+                outstanding[size.index()],
+            );
+            if h.free_list.len() as u64 != h.free_huge_pages {
+                return Err(format!(
+                    "hugetlb {size:?}: free list {} != free_huge_pages {}",
+                    h.free_list.len(),
+                    h.free_huge_pages
+                ));
+            }
+            if let Some(p) = h.free_list.iter().find(|p| p.0 % size.nr_pages() != 0) {
+                return Err(format!("hugetlb {size:?}: free page at unaligned pfn {p}"));
+            }
+            if live + h.free_huge_pages != h.nr_huge_pages {
+                return Err(format!(
+                    "hugetlb {size:?}: {live} in use + {} free != nr_huge_pages {}",
+                    h.free_huge_pages, h.nr_huge_pages
+                ));
+            }
+            if h.surplus_huge_pages > h.nr_huge_pages
+                || (size.gigantic() && h.nr_overcommit_huge_pages != 0)
+            {
+                return Err(format!("hugetlb {size:?} counters inconsistent: {h:?}"));
+            }
+            // Reservations a folio will restore when freed are outstanding in a reserve map
+            // but not yet in resv_huge_pages (an owner's DONTNEED of a page its fork child
+            // still maps re-adds the reservation while the page is in use): those need no
+            // free page yet.
+            if outstanding != h.resv_huge_pages.wrapping_add(pending)
+                || outstanding.saturating_sub(pending) > h.free_huge_pages
+            {
+                return Err(format!(
+                    "hugetlb {size:?}: resv_huge_pages {} + {pending} to restore != \
+                     {outstanding} outstanding, or more than the {} free pages",
+                    h.resv_huge_pages, h.free_huge_pages
+                ));
+            }
+            pages += h.nr_huge_pages * size.nr_pages();
         }
-        Ok(h.nr_huge_pages * HPAGE_NR)
+        Ok(pages)
     }
 }
 
@@ -1544,13 +1807,13 @@ mod tests {
             ..KernelConfig::default()
         })
         .unwrap();
-        k.set_max_huge_pages(pages);
+        k.set_max_huge_pages(HugePageSize::Size2M, pages);
         let pid = k.spawn();
         (k, pid)
     }
 
     fn counts(k: &Kernel) -> [u64; 4] {
-        let h = &k.hugetlb.hstate;
+        let h = k.hugetlb.hstate(HugePageSize::Size2M);
         [
             h.nr_huge_pages,
             h.free_huge_pages,
@@ -1632,18 +1895,18 @@ mod tests {
         k.mmap_hugetlb(pid, BASE + 2 * HPAGE_SIZE, HPAGE_SIZE, RW, f, None)
             .unwrap();
         assert_eq!(counts(&k), [2, 1, 1, 0]);
-        k.set_max_huge_pages(0);
+        k.set_max_huge_pages(HugePageSize::Size2M, 0);
         assert_eq!(counts(&k), [2, 1, 1, 2]);
         k.munmap(pid, BASE, HPAGE_SIZE).unwrap();
         assert_eq!(counts(&k), [1, 1, 1, 1]);
         k.munmap(pid, BASE + 2 * HPAGE_SIZE, HPAGE_SIZE).unwrap();
         assert_eq!(counts(&k), [0, 0, 0, 0]);
-        k.set_overcommit_huge_pages(2);
+        k.set_overcommit_huge_pages(HugePageSize::Size2M, 2);
         k.mmap_hugetlb(pid, BASE, HPAGE_SIZE, RW, f, None).unwrap();
         assert_eq!(counts(&k), [1, 1, 1, 1]);
         k.access(pid, BASE, crate::types::AccessKind::Write)
             .unwrap();
-        k.set_max_huge_pages(1);
+        k.set_max_huge_pages(HugePageSize::Size2M, 1);
         assert_eq!(counts(&k), [1, 0, 0, 0]);
         k.check_invariants().unwrap();
     }
@@ -1679,7 +1942,10 @@ mod tests {
         written_page(&mut k, parent, HugetlbMapFlags::default());
         let child = k.fork(parent).unwrap();
         k.munmap(parent, BASE, HPAGE_SIZE).unwrap();
-        assert_eq!(k.hugetlb.hstate.resv_huge_pages, u64::MAX);
+        assert_eq!(
+            k.hugetlb.hstate(HugePageSize::Size2M).resv_huge_pages,
+            u64::MAX
+        );
         let rsvd = k
             .hugetlb_meminfo()
             .into_iter()
@@ -1717,8 +1983,13 @@ mod tests {
     #[test]
     fn memfd_fallocate_punch_truncate() {
         let (mut k, pid) = kernel(2);
-        assert_eq!(k.hugetlb_new_inode(4096), Err(Errno::EINVAL));
-        let ino = k.hugetlb_new_inode(3 * HPAGE_SIZE).unwrap();
+        assert_eq!(
+            k.hugetlb_new_inode(4096, HugePageSize::Size2M),
+            Err(Errno::EINVAL)
+        );
+        let ino = k
+            .hugetlb_new_inode(3 * HPAGE_SIZE, HugePageSize::Size2M)
+            .unwrap();
         let shared = HugetlbMapFlags {
             shared: true,
             ..HugetlbMapFlags::default()

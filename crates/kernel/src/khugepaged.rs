@@ -27,6 +27,7 @@ use crate::errno::Errno;
 use crate::fault::Tva;
 use crate::folio::flags;
 use crate::folio::FolioId;
+use crate::hugetlb::HugePageSize;
 use crate::ids::{InodeId, MmId};
 use crate::mm::MmCounter;
 use crate::mm::{vmf, ThpDisable, Vma};
@@ -152,11 +153,16 @@ impl Kernel {
         // The hugetlb pool knobs resize the pool (hugetlb.rs) and never wake khugepaged.
         match name {
             "hugetlb.nr_hugepages" => {
-                self.set_max_huge_pages(self.sysfs.nr_hugepages);
+                self.set_max_huge_pages(HugePageSize::Size2M, self.sysfs.nr_hugepages);
+                return Ok(());
+            }
+            "hugetlb.1G.nr_hugepages" => {
+                self.set_max_huge_pages(HugePageSize::Size1G, self.sysfs.nr_hugepages_1g);
                 return Ok(());
             }
             "hugetlb.nr_overcommit_hugepages" => {
-                self.set_overcommit_huge_pages(self.sysfs.nr_overcommit_hugepages);
+                let n = self.sysfs.nr_overcommit_hugepages;
+                self.set_overcommit_huge_pages(HugePageSize::Size2M, n);
                 return Ok(());
             }
             _ => {}

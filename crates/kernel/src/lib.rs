@@ -165,7 +165,11 @@ impl Kernel {
             });
         }
         let thp = cfg.sysfs.pmd_thp_enabled();
-        let pool = (cfg.sysfs.nr_hugepages, cfg.sysfs.nr_overcommit_hugepages);
+        let pool = (
+            cfg.sysfs.nr_hugepages,
+            cfg.sysfs.nr_overcommit_hugepages,
+            cfg.sysfs.nr_hugepages_1g,
+        );
         let mut k = Kernel {
             profile: cfg.profile,
             sysfs: cfg.sysfs,
@@ -196,8 +200,11 @@ impl Kernel {
             k.swap.zswap_ever_enabled = cfg.zswap_ever_enabled;
         }
         // The boot-time pool (`hugepages=` / the knob's starting value).
-        k.set_overcommit_huge_pages(pool.1);
-        k.set_max_huge_pages(pool.0);
+        // The 1 GiB pool first: gigantic pages need whole free 1 GiB ranges (what a boot-time
+        // `hugepagesz=1G hugepages=N` gets before anything else is allocated).
+        k.set_max_huge_pages(hugetlb::HugePageSize::Size1G, pool.2);
+        k.set_overcommit_huge_pages(hugetlb::HugePageSize::Size2M, pool.1);
+        k.set_max_huge_pages(hugetlb::HugePageSize::Size2M, pool.0);
         Ok(k)
     }
 

@@ -7,6 +7,11 @@
 //! A never-faulted VMA takes the pgoff of its new address and so merges there (`copy_vma`);
 //! a uffd-registered VMA arrives unregistered, its uffd-wp bits and markers dropped (no
 //! UFFD_FEATURE_EVENT_REMAP in the model).
+//! A hugetlb VMA (`check_prep_vma`'s hugetlb case) needs huge-page aligned old and new
+//! addresses (EINVAL), its length is rounded up to the huge page size, its huge PTEs move
+//! with it (`move_hugetlb_page_tables`) and so does its reservation: the old VMA's reserve
+//! map is cleared before it is unmapped (`clear_vma_resv_huge_pages`), so nothing is given
+//! back (measured for both sizes, FINDINGS §34).
 //! Deviation: only same-size moves (`old_len == new_len`); no in-place grow or shrink.
 
 use crate::errno::Errno;
@@ -24,7 +29,15 @@ impl Kernel {
         if !is_page_aligned(old) || !is_page_aligned(new) || len == 0 {
             return Err(Errno::EINVAL);
         }
-        let len = page_align_up(len);
+        let mut len = page_align_up(len);
+        let mmi = self.mm_of(pid);
+        if let Some(v) = self.mms[mmi].vma_at(old).filter(|v| v.backing.is_hugetlb()) {
+            let hps = self.hugetlb_page_size(v);
+            if old % hps != 0 || new % hps != 0 {
+                return Err(Errno::EINVAL);
+            }
+            len = len.div_ceil(hps) * hps;
+        }
         let old_end = old.checked_add(len).ok_or(Errno::EINVAL)?;
         let new_end = new
             .checked_add(len)
@@ -33,7 +46,6 @@ impl Kernel {
         if new < old_end && old < new_end {
             return Err(Errno::EINVAL);
         }
-        let mmi = self.mm_of(pid);
         let Some(first) = self.mms[mmi].vma_at(old).copied() else {
             return Err(Errno::EFAULT);
         };
@@ -65,6 +77,11 @@ impl Kernel {
             let alone = v.uffd_armed() || v.backing == crate::mm::VmaBacking::DevZero;
             if alone && (i > 0 || v.end < old_end) {
                 return Err(Errno::EFAULT);
+            }
+            // check_prep_vma() of a later hugetlb part: its addresses and length aligned.
+            let hps = self.hugetlb_page_size(&v);
+            if [a, e - a, new + (a - old)].iter().any(|x| x % hps != 0) {
+                return Err(Errno::EINVAL);
             }
             self.move_vma(pid, a, e - a, new + (a - old))?;
         }
@@ -100,6 +117,9 @@ impl Kernel {
         // Without UFFD_FEATURE_EVENT_REMAP (not modelled) the moved entries lose their uffd-wp
         // bits and markers (vma_has_uffd_without_event_remap()) ...
         self.move_page_tables(mmi, old, new, len, vma.uffd_armed())?;
+        if vma.backing.is_hugetlb() {
+            self.move_hugetlb_page_tables(mmi, old, new, len, vma.uffd_armed());
+        }
         // ... and mremap_userfaultfd_prep() unregisters the new VMA, as merged, without
         // merging again.
         if vma.uffd_armed() {

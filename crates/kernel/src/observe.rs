@@ -108,6 +108,17 @@ pub const MEMINFO_FIELDS: [&str; 8] = [
     "SwapCached",
 ];
 
+/// The 1 GiB hstate's counters (`/sys/kernel/mm/hugepages/hugepages-1048576kB/<file>`,
+/// pages; `/proc/meminfo`'s `HugePages_*` lines show the default 2 MiB size only), observed
+/// as `hugepages-1048576kB.<file>`.
+pub const HSTATE_1G_PREFIX: &str = "hugepages-1048576kB";
+pub const HSTATE_1G_FIELDS: [&str; 4] = [
+    "nr_hugepages",
+    "free_hugepages",
+    "resv_hugepages",
+    "surplus_hugepages",
+];
+
 /// A run-length map of backings: `(backing, number of 4 KiB pages)`, adjacent runs differ.
 pub type PageMap = Vec<(Backing, u64)>;
 
@@ -144,10 +155,13 @@ macro_rules! smaps_fields {
             pub fn field_mut(&mut self, name: &str) -> Option<&mut u64> {
                 match name { $($name => Some(&mut self.$field),)* _ => None }
             }
-            /// Adds another VMA's fields (`THPeligible` is a flag: any VMA eligible → 1).
+            /// Adds another VMA's fields (`THPeligible` is a flag: any VMA eligible → 1;
+            /// `KernelPageSize` is the largest of the VMAs').
             pub fn accumulate(&mut self, o: &Smaps) {
+                let page_size = self.kernel_page_size.max(o.kernel_page_size);
                 $(self.$field += o.$field;)*
                 self.thp_eligible = self.thp_eligible.min(1);
+                self.kernel_page_size = page_size;
             }
         }
     };
@@ -171,6 +185,7 @@ smaps_fields! {
     thp_eligible => "THPeligible";
     shared_hugetlb => "Shared_Hugetlb";
     private_hugetlb => "Private_Hugetlb";
+    kernel_page_size => "KernelPageSize";
 }
 
 #[cfg(test)]

@@ -787,6 +787,43 @@ impl BuddyAllocator {
         true
     }
 
+    /// `alloc_contig_pages` for a gigantic hugetlb page (`alloc_gigantic_folio`,
+    /// `GFP_HIGHUSER`): the first `2^order`-aligned range, zone by zone from the highest
+    /// (the zonelist's order), that lies in one zone and whose pages are all free; its
+    /// pageblocks are taken off the free lists (`alloc_contig_range`). Deviation: the kernel
+    /// also migrates movable pages out of a candidate range; the model takes only ranges
+    /// that are already free (no pins are modelled, so this is where they would matter).
+    pub(crate) fn alloc_contig_pages(&mut self, order: u8) -> Option<Pfn> {
+        let nr = 1u64 << order;
+        for z in (0..self.zones.len()).rev() {
+            let (zs, ze) = (self.zones[z].start, self.zones[z].end);
+            let mut pfn = zs.div_ceil(nr) * nr;
+            while pfn + nr <= ze {
+                // pfn_range_valid_contig + the isolation test: every pageblock free.
+                let free = (pfn..pfn + nr).step_by(1usize << PAGEBLOCK_ORDER).all(|p| {
+                    self.free_block_containing(p)
+                        .is_some_and(|(_, o)| o >= PAGEBLOCK_ORDER)
+                });
+                if free {
+                    for p in (pfn..pfn + nr).step_by(1usize << PAGEBLOCK_ORDER) {
+                        let took = self.take_at(p, PAGEBLOCK_ORDER);
+                        debug_assert!(took);
+                    }
+                    return Some(Pfn(pfn));
+                }
+                pfn += nr;
+            }
+        }
+        None
+    }
+
+    /// `free_contig_range`: a gigantic page goes back as `MAX_PAGE_ORDER` blocks.
+    pub(crate) fn free_contig_range(&mut self, pfn: Pfn, order: u8) {
+        for p in (pfn.0..pfn.0 + (1u64 << order)).step_by(1usize << MAX_PAGE_ORDER) {
+            self.free(Pfn(p), MAX_PAGE_ORDER);
+        }
+    }
+
     /// Marks an isolated free block as used by a movable folio (compaction's
     /// `compaction_alloc` hands it to migration).
     pub(crate) fn use_isolated(&mut self, pfn: u64, order: u8) {

@@ -203,6 +203,10 @@ pub struct Sysfs {
     /// `/sys/kernel/mm/swap/vma_ra_enabled` (`enable_vma_readahead`): readahead by virtual
     /// address around the fault, else by swap offset. Kernel default true.
     pub vma_ra_enabled: bool,
+    /// The 1 GiB hugetlb pool (`hugepages-1048576kB/nr_hugepages`). The 1 GiB
+    /// `nr_overcommit_hugepages` is no knob: the kernel refuses every write to it (EINVAL,
+    /// no surplus gigantic pages; measured, FINDINGS §34).
+    pub nr_hugepages_1g: u64,
 }
 
 impl Default for Sysfs {
@@ -231,6 +235,7 @@ impl Default for Sysfs {
             nr_overcommit_hugepages: 0,
             page_cluster: 3,
             vma_ra_enabled: true,
+            nr_hugepages_1g: 0,
         }
     }
 }
@@ -276,8 +281,9 @@ const KHUGEPAGED: &[(&str, &str)] = &[
     ("max_ptes_shared", "0..=511"),
 ];
 
-/// The hugetlb pool knobs of the 2 MiB size (`hugetlb.rs`), by absolute path: they live
-/// under `/sys/kernel/mm/hugepages/`, not in the THP directory.
+/// The hugetlb pool knobs of the 2 MiB and 1 GiB sizes (`hugetlb.rs`), by absolute path:
+/// they live under `/sys/kernel/mm/hugepages/`, not in the THP directory. The first is the
+/// 2 MiB pool size and the third the 1 GiB one (the host checks what each write got).
 pub const HUGETLB_KNOBS: &[(&str, &str)] = &[
     (
         "hugetlb.nr_hugepages",
@@ -286,6 +292,10 @@ pub const HUGETLB_KNOBS: &[(&str, &str)] = &[
     (
         "hugetlb.nr_overcommit_hugepages",
         "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_overcommit_hugepages",
+    ),
+    (
+        "hugetlb.1G.nr_hugepages",
+        "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages",
     ),
 ];
 
@@ -483,17 +493,19 @@ impl Sysfs {
                 // kstrtouint in base 10, then a range check: "01" is 1, "2" is EINVAL.
                 self.anon_beside_full = parse_u32_max(value, 1).ok_or_else(|| bad("0|1"))?;
             }
-            "hugetlb.nr_hugepages" | "hugetlb.nr_overcommit_hugepages" => {
+            "hugetlb.nr_hugepages"
+            | "hugetlb.nr_overcommit_hugepages"
+            | "hugetlb.1G.nr_hugepages" => {
                 // kstrtoul in base 10; the model caps pools at a million pages.
                 let n = value
                     .parse::<u64>()
                     .ok()
                     .filter(|n| *n <= 1_000_000)
                     .ok_or_else(|| bad("a page count"))?;
-                if name == "hugetlb.nr_hugepages" {
-                    self.nr_hugepages = n;
-                } else {
-                    self.nr_overcommit_hugepages = n;
+                match name {
+                    "hugetlb.nr_hugepages" => self.nr_hugepages = n,
+                    "hugetlb.1G.nr_hugepages" => self.nr_hugepages_1g = n,
+                    _ => self.nr_overcommit_hugepages = n,
                 }
             }
             "vm.page-cluster" => {
@@ -566,6 +578,7 @@ impl Sysfs {
             "hugetlb.nr_overcommit_hugepages" => self.nr_overcommit_hugepages.to_string(),
             "vm.page-cluster" => self.page_cluster.to_string(),
             "swap.vma_ra_enabled" => if self.vma_ra_enabled { "true" } else { "false" }.to_string(),
+            "hugetlb.1G.nr_hugepages" => self.nr_hugepages_1g.to_string(),
             _ => return None,
         })
     }

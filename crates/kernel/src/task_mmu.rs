@@ -210,6 +210,8 @@ impl Kernel {
                 thp_eligible: u64::from(
                     self.thp_vma_allowable_orders(mmi, vma, ALL_ANON_ORDERS, Tva::Smaps) != 0,
                 ),
+                // vma_kernel_pagesize: the huge page size of a hugetlb VMA.
+                kernel_page_size: self.hugetlb_page_size(vma) >> 10,
                 locked: if vma.has(crate::mm::vmf::LOCKED) {
                     acc.pss >> (PSS_SHIFT + 10)
                 } else {

@@ -20,7 +20,7 @@
 //! Deviations: one uffd per process; no fork/remap/remove events.
 
 use crate::errno::Errno;
-use crate::hugetlb::{HugetlbMfill, HPAGE_SIZE};
+use crate::hugetlb::HugetlbMfill;
 use crate::ids::MmId;
 use crate::mm::MmCounter;
 use crate::mm::{vmf, Vma};
@@ -141,7 +141,7 @@ impl Kernel {
     fn uffd_hugetlb_start_aligned(&self, mmi: MmId, starts: &[u64], start: u64) -> bool {
         starts
             .first()
-            .is_none_or(|s| !self.mms[mmi].vmas[s].backing.is_hugetlb() || start % HPAGE_SIZE == 0)
+            .is_none_or(|s| start % self.hugetlb_page_size(&self.mms[mmi].vmas[s]) == 0)
     }
 
     /// `UFFDIO_REGISTER` with the `vmf::UFFD_*` mode bits.
@@ -174,7 +174,7 @@ impl Kernel {
                 || (mode & vmf::UFFD_MINOR != 0
                     && v.backing.inode().is_none()
                     && !v.backing.is_hugetlb())
-                || (v.backing.is_hugetlb() && end < v.end && end % HPAGE_SIZE != 0)
+                || (v.backing.is_hugetlb() && end < v.end && end % self.hugetlb_page_size(v) != 0)
         }) {
             return Err(Errno::EINVAL);
         }
@@ -208,7 +208,7 @@ impl Kernel {
                     || (v.backing.is_hugetlb()
                         && v.uffd_armed()
                         && end < v.end
-                        && end % HPAGE_SIZE != 0)
+                        && end % self.hugetlb_page_size(v) != 0)
             })
         {
             return Err(Errno::EINVAL);
@@ -249,7 +249,8 @@ impl Kernel {
             }
             // A hugetlb VMA takes whole huge pages only: the request's start and length
             // (not their part in this VMA) must be aligned.
-            if v.backing.is_hugetlb() && (start % HPAGE_SIZE != 0 || len % HPAGE_SIZE != 0) {
+            let hps = self.hugetlb_page_size(&v);
+            if v.backing.is_hugetlb() && (start % hps != 0 || len % hps != 0) {
                 return Err(Errno::EINVAL);
             }
             // userfaultfd_wp_use_markers(): a file (shmem) VMA always protects none PTEs with
@@ -618,14 +619,9 @@ impl Kernel {
         }
         // The fault's page size: a hugetlb fault reports (and the monitor fills) whole huge
         // pages (hugetlb_fault's vmf->address is the huge page's).
-        let unit = if self.mms[mmi]
+        let unit = self.mms[mmi]
             .vma_at(addr)
-            .is_some_and(|v| v.backing.is_hugetlb())
-        {
-            HPAGE_SIZE
-        } else {
-            PAGE_SIZE
-        };
+            .map_or(PAGE_SIZE, |v| self.hugetlb_page_size(v));
         let Some(u) = self.mms[mmi].uffd.as_deref_mut() else {
             return Delivery::Sigbus;
         };

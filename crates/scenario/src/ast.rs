@@ -3,6 +3,7 @@
 //! (unknown mapping, out-of-range offset) still point at file:line:col.
 
 use thpsim_kernel::errno::OpError;
+use thpsim_kernel::hugetlb::HugePageSize;
 use thpsim_kernel::types::{Advice, Prot};
 
 /// A place in the scenario source: 1-based line and column (in characters), and a length.
@@ -125,11 +126,12 @@ pub enum Op {
     /// `expect OBS CMP VALUE [when COND…]`
     Expect(Expect),
     /// `memfd NAME SIZE` — a shmem object (`memfd_create` + `ftruncate`).
-    /// `memfd NAME SIZE hugetlb`: a hugetlbfs file (`MFD_HUGETLB | MFD_HUGE_2MB`).
+    /// `memfd NAME SIZE hugetlb[=2M|1G]`: a hugetlbfs file (`MFD_HUGETLB | MFD_HUGE_2MB` or
+    /// `MFD_HUGE_1GB`), of that page size.
     Memfd {
         name: String,
         size: u64,
-        hugetlb: bool,
+        hugetlb: Option<HugePageSize>,
     },
     /// `gmem NAME SIZE [mmap] [init_shared] [flags=N]` — a guest_memfd object
     /// (`KVM_CREATE_GUEST_MEMFD`); `flags` are the `GUEST_MEMFD_FLAG_*` bits.
@@ -181,7 +183,8 @@ pub struct MmapOp {
     pub shared: bool,
     /// Default `rw`.
     pub prot: Prot,
-    /// Placement alignment; `None` = the engine's default (2 MiB).
+    /// Placement alignment; `None` = the engine's default (2 MiB, or the page size of a
+    /// hugetlb mapping).
     pub align: Option<u64>,
     /// Bytes past the aligned address (page multiple), to express misaligned layouts.
     pub offset: u64,
@@ -190,9 +193,10 @@ pub struct MmapOp {
     /// The `memfd` object mapped (backing `Memfd`), and the file offset (`foff`).
     pub object: Option<String>,
     pub foff: u64,
-    /// `hugetlb`: `MAP_HUGETLB` (anonymous mappings; a hugetlb `memfd` object is mapped as
-    /// hugetlb by itself).
-    pub hugetlb: bool,
+    /// `hugetlb[=2M|1G]`: `MAP_HUGETLB` with `MAP_HUGE_2MB` (bare `hugetlb`) or
+    /// `MAP_HUGE_1GB` (anonymous mappings; a hugetlb `memfd` object is mapped as hugetlb of
+    /// its own size by itself).
+    pub hugetlb: Option<HugePageSize>,
     /// `noreserve`: `MAP_NORESERVE`.
     pub noreserve: bool,
     /// `at=NAME+OFF`: `MAP_FIXED` at that place of an earlier mapping (over whatever is

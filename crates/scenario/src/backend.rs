@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use thpsim_kernel::errno::OpError;
+use thpsim_kernel::hugetlb::HugePageSize;
 use thpsim_kernel::observe::{PageMap, Smaps};
 use thpsim_kernel::types::{Advice, Prot};
 
@@ -74,12 +75,16 @@ pub enum BackendOp {
         /// `MAP_NORESERVE`.
         noreserve: bool,
         file: Option<(u32, u64)>,
+        /// `MAP_HUGE_2MB`/`MAP_HUGE_1GB` of a `MAP_HUGETLB` mapping (a file's mapping has
+        /// its file's size and passes no size flag).
+        hsize: HugePageSize,
     },
-    /// `memfd_create(MFD_HUGETLB | MFD_HUGE_2MB)` + `ftruncate(size)`: object `obj` (same
-    /// id space as `MemfdCreate`).
+    /// `memfd_create(MFD_HUGETLB | MFD_HUGE_2MB or MFD_HUGE_1GB)` + `ftruncate(size)`:
+    /// object `obj` (same id space as `MemfdCreate`).
     MemfdHugetlb {
         obj: u32,
         size: u64,
+        hsize: HugePageSize,
     },
     /// `mount -t tmpfs -o huge=…[,size=…]`: tmpfs instance `mnt` (ids count from 0 in
     /// creation order), private to the run.

@@ -175,7 +175,11 @@ pub fn language_reference() -> String {
         ("khugepaged.STAT", "a khugepaged sysfs counter (delta)"),
         (
             "meminfo.FIELD",
-            "a /proc/meminfo line (delta): the hugetlb pool in pages (`Hugetlb` in kB), swap in kB",
+            "a /proc/meminfo line (delta): the default (2 MiB) hugetlb pool in pages (`Hugetlb` in kB, every size), swap in kB",
+        ),
+        (
+            "hugepages-1048576kB.FILE",
+            "the 1 GiB hugetlb pool's sysfs counters (delta, pages): nr_hugepages, free_hugepages, resv_hugepages, surplus_hugepages",
         ),
         (
             "memcg.FIELD",

@@ -237,6 +237,9 @@ pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, PlanError> {
         .collect();
     let mut mappings = Vec::new();
     let mut cursor = 0u64;
+    // The page size of each hugetlb `memfd` object (object names are unique).
+    let mut huge_objects = BTreeMap::new();
+    collect_memfds(&scn.stmts, &mut huge_objects);
     collect_mmaps(&scn.stmts, &mut |m: &MmapOp| {
         if mappings.iter().any(|p: &Placed| p.name == m.name) {
             return;
@@ -251,7 +254,13 @@ pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, PlanError> {
         let addr = match fixed {
             Some(a) => a,
             None => {
-                let align = m.align.unwrap_or(PMD_SIZE).max(PAGE_SIZE);
+                // A hugetlb mapping goes at an address aligned to its page size by default
+                // (the kernel's hugetlb_get_unmapped_area does the same).
+                let hsize = m
+                    .hugetlb
+                    .or_else(|| m.object.as_ref().and_then(|o| huge_objects.get(o).copied()));
+                let default = hsize.map_or(PMD_SIZE, |h| h.size().max(PMD_SIZE));
+                let align = m.align.unwrap_or(default).max(PAGE_SIZE);
                 cursor.div_ceil(align) * align + m.offset
             }
         };
@@ -298,6 +307,25 @@ impl Plan {
                 (k.name, v)
             })
             .collect()
+    }
+}
+
+fn collect_memfds(
+    stmts: &[Stmt],
+    out: &mut BTreeMap<String, thpsim_kernel::hugetlb::HugePageSize>,
+) {
+    for st in stmts {
+        match &st.op {
+            Op::Memfd {
+                name,
+                hugetlb: Some(h),
+                ..
+            } => {
+                out.insert(name.clone(), *h);
+            }
+            Op::Repeat { body, .. } => collect_memfds(body, out),
+            _ => {}
+        }
     }
 }
 
@@ -705,8 +733,8 @@ impl Run<'_> {
             Op::Mmap(m) => {
                 let p = &self.plan.mappings[self.names[&m.name]];
                 let file = m.object.as_ref().map(|o| (self.objects[o], m.foff));
-                let hugetlb =
-                    m.hugetlb || file.is_some_and(|(obj, _)| self.hugetlb_objects.contains(&obj));
+                let hugetlb = m.hugetlb.is_some()
+                    || file.is_some_and(|(obj, _)| self.hugetlb_objects.contains(&obj));
                 let op = if hugetlb {
                     BackendOp::MmapHugetlb {
                         addr: p.addr,
@@ -717,6 +745,7 @@ impl Run<'_> {
                         fixed: m.at.is_some(),
                         noreserve: m.noreserve,
                         file,
+                        hsize: m.hugetlb.unwrap_or_default(),
                     }
                 } else {
                     BackendOp::Mmap {
@@ -741,9 +770,16 @@ impl Run<'_> {
                 let obj = self.next_object;
                 self.next_object += 1;
                 self.objects.insert(name.clone(), obj);
-                if *hugetlb {
+                if let Some(hsize) = *hugetlb {
                     self.hugetlb_objects.insert(obj);
-                    return self.exec(st, BackendOp::MemfdHugetlb { obj, size: *size });
+                    return self.exec(
+                        st,
+                        BackendOp::MemfdHugetlb {
+                            obj,
+                            size: *size,
+                            hsize,
+                        },
+                    );
                 }
                 self.exec(st, BackendOp::MemfdCreate { obj, size: *size })
             }
@@ -1359,12 +1395,15 @@ fn op_text(op: &BackendOp) -> String {
             len,
             prot,
             file,
+            hsize,
             ..
         } => match file {
-            None => format!("mmap {addr:#x} {len:#x} {prot} hugetlb"),
+            None => format!("mmap {addr:#x} {len:#x} {prot} hugetlb={}", hsize.name()),
             Some((obj, off)) => format!("mmap {addr:#x} {len:#x} {prot} obj{obj}+{off:#x}"),
         },
-        BackendOp::MemfdHugetlb { obj, size } => format!("memfd obj{obj} {size:#x} hugetlb"),
+        BackendOp::MemfdHugetlb { obj, size, hsize } => {
+            format!("memfd obj{obj} {size:#x} hugetlb={}", hsize.name())
+        }
         BackendOp::TmpfsMount { mnt, huge, size } => format!(
             "tmpfs mnt{mnt} huge={}{}",
             huge.name(),

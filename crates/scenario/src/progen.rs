@@ -277,7 +277,10 @@ fn chance<E: Entropy>(e: &mut E, percent: u32) -> bool {
 /// integers), biased towards edges and defaults; always one the knob accepts.
 pub fn knob_value<E: Entropy>(e: &mut E, k: &KnobInfo) -> String {
     let spec = k.values;
-    let v = if k.name.starts_with("hugetlb.") {
+    let v = if k.name.starts_with("hugetlb.1G.") {
+        // 1 GiB pages: the host gets two at most (FINDINGS §34).
+        pick(e, &[0u64, 0, 1, 2]).to_string()
+    } else if k.name.starts_with("hugetlb.") {
         // Pools of a few pages: enough to reach reservation limits, small for the host.
         pick(e, &[0u64, 0, 1, 2, 3, 4, 8]).to_string()
     } else if spec.contains('|') {
@@ -341,6 +344,8 @@ struct Map {
     shmem: bool,
     /// hugetlb memory (`hugetlb`, or a mapping of a `memfd … hugetlb`).
     hugetlb: bool,
+    /// 1 GiB hugetlb memory (`hugetlb=1G`, or of a `memfd … hugetlb=1G`).
+    gigantic: bool,
     /// Holds pages of a guest_memfd, whose reclaim the model does not model (MADV_PAGEOUT is
     /// EOPNOTSUPP there; shmem's and disk files' are modelled).
     unreclaimable: bool,
@@ -356,6 +361,12 @@ struct Gen<'a, E: Entropy> {
     objects: Vec<String>,
     /// The objects of `objects` that are hugetlbfs files.
     hugetlb_objects: Vec<String>,
+    /// The objects of `hugetlb_objects` with 1 GiB pages.
+    gigantic_objects: Vec<String>,
+    /// A `uffd` op was generated: no 1 GiB hugetlb memory from then on (the host's monitor
+    /// fills 2 MiB at a time, which a 1 GiB VMA refuses), as no `uffd` op follows 1 GiB
+    /// memory.
+    uffd_used: bool,
     /// The objects of `objects` that are guest_memfds (`Map::unreclaimable`).
     unreclaimable_objects: Vec<String>,
     /// `tmpfs` instances made so far (before the first fork, like objects).
@@ -526,8 +537,14 @@ impl<E: Entropy> Gen<'_, E> {
             .is_some_and(|o| self.hugetlb_objects.contains(o));
         let hugetlb =
             of_hugetlb || (object.is_none() && !dev_zero && self.chance(self.w.hugetlb_percent));
+        let gigantic = match &object {
+            Some(o) => self.gigantic_objects.contains(o),
+            None => hugetlb && !self.uffd_used && self.chance(20),
+        };
         // hugetlb lengths are whole huge pages (the kernel rounds them up).
-        let size = if hugetlb {
+        let size = if gigantic {
+            size.div_ceil(1 << 30).clamp(1, 2) << 30
+        } else if hugetlb {
             size.div_ceil(2 << 20).clamp(1, 3) * (2 << 20)
         } else {
             size
@@ -557,6 +574,7 @@ impl<E: Entropy> Gen<'_, E> {
             size,
             shmem,
             hugetlb,
+            gigantic,
             unreclaimable,
         });
         let backing = if dev_zero { "zero" } else { "anon" };
@@ -571,7 +589,11 @@ impl<E: Entropy> Gen<'_, E> {
             format!("mmap {name} {} {backing} {vis}", fmt_size(size))
         };
         if hugetlb && !of_hugetlb {
-            s.push_str(" hugetlb");
+            s.push_str(match (gigantic, self.chance(20)) {
+                (true, _) => " hugetlb=1G",
+                (false, true) => " hugetlb=2M",
+                (false, false) => " hugetlb",
+            });
         }
         if hugetlb && self.chance(30) {
             s.push_str(" noreserve");
@@ -850,8 +872,14 @@ impl<E: Entropy> Gen<'_, E> {
                 let size = self.size();
                 if self.chance(self.w.hugetlb_percent) {
                     self.hugetlb_objects.push(name.clone());
-                    let size = size.div_ceil(2 << 20).clamp(1, 3) * (2 << 20);
-                    format!("memfd {name} {} hugetlb", fmt_size(size))
+                    if !self.uffd_used && self.chance(20) {
+                        self.gigantic_objects.push(name.clone());
+                        let size = size.div_ceil(1 << 30).clamp(1, 2) << 30;
+                        format!("memfd {name} {} hugetlb=1G", fmt_size(size))
+                    } else {
+                        let size = size.div_ceil(2 << 20).clamp(1, 3) * (2 << 20);
+                        format!("memfd {name} {} hugetlb", fmt_size(size))
+                    }
                 } else {
                     format!("memfd {name} {}", fmt_size(size))
                 }
@@ -1024,8 +1052,9 @@ impl<E: Entropy> Gen<'_, E> {
                 }
             }
             "compact" => "compact".to_string(),
-            // mremap of hugetlb memory is not modelled.
-            "mremap" if self.maps.iter().any(|m| m.hugetlb) => return None,
+            // The host's userfaultfd monitor fills 2 MiB at a time, which a 1 GiB hugetlb
+            // VMA refuses: no userfaultfd once there is 1 GiB hugetlb memory.
+            "uffd" if self.maps.iter().any(|m| m.gigantic) => return None,
             "mremap" => {
                 // The destination must hold the source's length.
                 let src = self.range()?;
@@ -1063,7 +1092,10 @@ impl<E: Entropy> Gen<'_, E> {
             }
             "mlock" => format!("mlock {}", self.range()?),
             "munlock" => format!("munlock {}", self.range()?),
-            "uffd" => self.uffd()?,
+            "uffd" => {
+                self.uffd_used = true;
+                self.uffd()?
+            }
             "prctl" => {
                 let flag = if self.chance(40) {
                     " except_advised"
@@ -1108,6 +1140,8 @@ pub fn generate<E: Entropy>(e: &mut E, w: &Weights) -> String {
         maps: Vec::new(),
         objects: Vec::new(),
         hugetlb_objects: Vec::new(),
+        gigantic_objects: Vec::new(),
+        uffd_used: false,
         unreclaimable_objects: Vec::new(),
         mounts: Vec::new(),
         procs: vec!["main".to_string()],

@@ -251,20 +251,6 @@ impl Backend for SimBackend {
             .task(pid)
             .ok_or_else(|| err(format!("no task for pid {pid:?}")))?;
         let b = MODEL_ARENA_BASE;
-        let refuse = match op {
-            BackendOp::Mremap { old, len, new } => {
-                k.range_has_hugetlb(pid, b + old, b + old + len)
-                    || k.range_has_hugetlb(pid, b + new, b + new + len)
-            }
-            _ => false,
-        };
-        if refuse {
-            self.objects = objects;
-            self.hugetlb_objects = hugetlb_objects;
-            return Err(BackendError::not_runnable(
-                "mremap of hugetlb memory is not modelled",
-            ));
-        }
         let result: Result<u64, OpError> = match op {
             BackendOp::MmapHugetlb {
                 addr,
@@ -275,12 +261,14 @@ impl Backend for SimBackend {
                 fixed,
                 noreserve,
                 file,
+                hsize,
             } => {
                 let flags = thpsim_kernel::hugetlb::HugetlbMapFlags {
                     shared: *shared,
                     populate: *populate,
                     noreserve: *noreserve,
                     fixed: *fixed,
+                    size: *hsize,
                 };
                 let file = match file {
                     None => None,
@@ -295,11 +283,11 @@ impl Backend for SimBackend {
                     .map(|a| a - b)
                     .map_err(OpError::Errno)
             }
-            BackendOp::MemfdHugetlb { obj, size } => {
+            BackendOp::MemfdHugetlb { obj, size, hsize } => {
                 if *obj as usize != objects.len() {
                     return Err(err(format!("memfd: object id {obj} out of order")));
                 }
-                match k.hugetlb_new_inode(*size) {
+                match k.hugetlb_new_inode(*size, *hsize) {
                     Ok(ino) => {
                         hugetlb_objects.insert(*obj, ino);
                         objects.push(None);

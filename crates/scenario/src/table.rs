@@ -44,6 +44,9 @@ pub enum ValueKind {
     CountOrPercent,
     /// One of these words.
     Choice(&'static [&'static str]),
+    /// A bare flag meaning the first of these words, or `key=` one of them
+    /// (`hugetlb` = `hugetlb=2M`, `hugetlb=1G`).
+    FlagOrChoice(&'static [&'static str]),
     /// An identifier naming something made earlier (a `tmpfs` instance for `file on=`).
     Name,
     /// An address in the arena: `NAME` or `NAME+OFF`, the placed address of a mapping made
@@ -100,6 +103,7 @@ impl OptSpec {
     pub fn usage(&self) -> String {
         let form = match self.kind {
             ValueKind::Flag => self.key.to_string(),
+            ValueKind::FlagOrChoice(_) => format!("{}[={}]", self.key, self.meta),
             ValueKind::Prot => format!("{} | {}={}", self.meta, self.key, self.meta),
             _ => format!("{}={}", self.key, self.meta),
         };
@@ -501,7 +505,7 @@ pub const OPS: &[OpSpec] = &[
                 meta: "SIZE",
                 what: "alignment",
                 required: false,
-                default: Some("the engine's, 2M"),
+                default: Some("the engine's, 2M (1G for a 1 GiB hugetlb mapping)"),
                 doc: "placement alignment, a power of two from 4K to 64T",
             },
             OptSpec {
@@ -554,12 +558,12 @@ pub const OPS: &[OpSpec] = &[
             },
             OptSpec {
                 key: "hugetlb",
-                kind: ValueKind::Flag,
-                meta: "",
-                what: "`hugetlb`",
+                kind: ValueKind::FlagOrChoice(&["2M", "1G"]),
+                meta: "2M|1G",
+                what: "hugetlb page size",
                 required: false,
                 default: None,
-                doc: "MAP_HUGETLB (2 MiB pages from the hugetlb pool, `hugetlb.nr_hugepages`; `anon` only, SIZE a multiple of 2M): reserved at mmap (ENOMEM when the pool cannot cover it), faulted a huge page at a time",
+                doc: "MAP_HUGETLB: bare `hugetlb` (or `hugetlb=2M`) is MAP_HUGE_2MB, 2 MiB pages from the pool `hugetlb.nr_hugepages`; `hugetlb=1G` is MAP_HUGE_1GB, 1 GiB PUD-mapped pages from `hugetlb.1G.nr_hugepages` (no surplus pages at that size). `anon` only; SIZE a multiple of the page size and the address aligned to it (`align=1G` for 1 GiB). Reserved at mmap (ENOMEM when the pool cannot cover it), faulted a huge page at a time (one minor fault maps 1 GiB); munmap, mprotect and MADV_DONTNEED take whole huge pages (EINVAL inside one), mremap moves whole ones",
             },
             OptSpec {
                 key: "noreserve",
@@ -732,12 +736,12 @@ pub const OPS: &[OpSpec] = &[
         ],
         opts: &[OptSpec {
             key: "hugetlb",
-            kind: ValueKind::Flag,
-            meta: "",
-            what: "`hugetlb`",
+            kind: ValueKind::FlagOrChoice(&["2M", "1G"]),
+            meta: "2M|1G",
+            what: "hugetlb page size",
             required: false,
             default: None,
-            doc: "MFD_HUGETLB | MFD_HUGE_2MB: a hugetlbfs file (SIZE a multiple of 2M); shared mappings reserve in the file, private ones for themselves; ftruncate to a partial huge page is EINVAL, fallocate allocates whole huge pages (ENOSPC when the pool is empty), punch_hole frees whole ones",
+            doc: "MFD_HUGETLB: bare `hugetlb` (or `hugetlb=2M`) is MFD_HUGE_2MB, `hugetlb=1G` MFD_HUGE_1GB: a hugetlbfs file of that page size (SIZE a multiple of it; its mappings need an address and file offset aligned to it); shared mappings reserve in the file, private ones for themselves; ftruncate to a partial huge page is EINVAL, fallocate allocates every huge page the range touches (ENOSPC when the pool is empty), punch_hole frees only the whole ones inside the range",
         }],
         subs: &[],
         example: "memfd ram 4M\nmmap guest 4M ram shared rw",

@@ -171,7 +171,7 @@ fn design_example_exact_ast() {
                 populate: false,
                 object: None,
                 foff: 0,
-                hugetlb: false,
+                hugetlb: None,
                 noreserve: false,
                 at: None,
             }),
@@ -348,7 +348,7 @@ fn mmap_forms() {
             populate: false,
             object: None,
             foff: 0,
-            hugetlb: false,
+            hugetlb: None,
             noreserve: false,
             at: None,
         },
@@ -2119,5 +2119,56 @@ fn mmap_at() {
         27,
         "`at` names `a`, the mapping this line makes",
         Some("earlier"),
+    );
+}
+
+#[test]
+fn hugetlb_page_sizes() {
+    use thpsim_kernel::hugetlb::HugePageSize;
+    let s = ok("mmap a 2M anon private hugetlb\n\
+                mmap b 2M anon private hugetlb=2M\n\
+                mmap c 1G anon shared hugetlb=1G noreserve\n\
+                memfd r 2G hugetlb=1G\n\
+                memfd q 4M hugetlb\n");
+    let sizes: Vec<Option<HugePageSize>> = s
+        .stmts
+        .iter()
+        .map(|st| match &st.op {
+            Op::Mmap(m) => m.hugetlb,
+            Op::Memfd { hugetlb, .. } => *hugetlb,
+            o => panic!("{o:?}"),
+        })
+        .collect();
+    use HugePageSize::{Size1G, Size2M};
+    assert_eq!(
+        sizes,
+        [
+            Some(Size2M),
+            Some(Size2M),
+            Some(Size1G),
+            Some(Size1G),
+            Some(Size2M)
+        ]
+    );
+    one_err(
+        "mmap a 2M anon private hugetlb=4M\n",
+        1,
+        32,
+        "bad hugetlb page size `4M`",
+        Some("2M, 1G"),
+    );
+    one_err(
+        "mmap a 2M anon private hugetlb=1G\n",
+        1,
+        8,
+        "not a multiple of 1G",
+        ANY,
+    );
+    one_err(
+        "memfd r 1G hugetlb=1G\nmemfd s 3G hugetlb=1G\nmemfd t 4M hugetlb=1G\n",
+        3,
+        7,
+        "must be a multiple of 1G",
+        ANY,
     );
 }

@@ -42,6 +42,7 @@ pub(crate) const OBSERVABLE_FORMS: &[&str] = &[
     "meminfo.HugePages_{Total,Free,Rsvd,Surp}",
     "meminfo.Hugetlb",
     "memcg.<field>",
+    "hugepages-1048576kB.{nr,free,resv,surplus}_hugepages",
     "smaps(NAME).<Field>",
     "pages(RANGE).<class>",
     "obj(NAME).blocks|size",
@@ -215,6 +216,29 @@ impl<'s> LineCtx<'s, '_> {
                 self.unknown(n, "memcg field", names.clone(), "memcg.", || {
                     listing("memcg fields", names)
                 });
+                None
+            }
+            (thpsim_kernel::observe::HSTATE_1G_PREFIX, Some(n)) => {
+                // The 1 GiB hstate's sysfs counters, as deltas.
+                const FIELDS: [&str; 4] = thpsim_kernel::observe::HSTATE_1G_FIELDS;
+                if FIELDS.contains(&n.text) {
+                    return Some((
+                        Observable::Counter(format!(
+                            "{}.{}",
+                            thpsim_kernel::observe::HSTATE_1G_PREFIX,
+                            n.text
+                        )),
+                        ObsKind::Count,
+                    ));
+                }
+                let names = FIELDS.iter().copied();
+                self.unknown(
+                    n,
+                    "1 GiB hstate counter",
+                    names.clone(),
+                    "hugepages-1048576kB.",
+                    || listing("1 GiB hstate counters", names),
+                );
                 None
             }
             ("meminfo", Some(n)) => {

@@ -1,6 +1,7 @@
 //! The grammars of the ops, dispatched from [`crate::table::OPS`].
 
 use thpsim_kernel::errno::Signal;
+use thpsim_kernel::hugetlb::HugePageSize;
 use thpsim_kernel::profile::{self, Switches};
 use thpsim_kernel::sysfs::{KnobError, ShmemHuge, Sysfs};
 use thpsim_kernel::types::{Advice, Prot, PAGE_SIZE};
@@ -305,8 +306,13 @@ pub(crate) fn op_catch(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
 
 pub(super) const UNMODELLED_BACKINGS: &[&str] = &["file", "shmem", "guest_memfd"];
 
-/// The huge page size of `hugetlb` mappings and objects.
-const HUGETLB_SIZE: u64 = 2 << 20;
+/// The page size a `hugetlb[=2M|1G]` option names.
+fn hugetlb_size(opts: &Opts<'_>) -> Option<HugePageSize> {
+    match opts.get("hugetlb")? {
+        OptValue::Choice(w) => HugePageSize::from_name(w),
+        _ => None,
+    }
+}
 
 pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     let name = c.need("mapping name")?;
@@ -431,8 +437,8 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         Some(OptValue::Prot(p)) => p,
         _ => Prot::RW,
     };
-    let hugetlb = opts.flag("hugetlb");
-    if hugetlb && object.is_some() {
+    let hugetlb = hugetlb_size(&opts);
+    if hugetlb.is_some() && object.is_some() {
         if let Some(t) = opts.tok("hugetlb") {
             c.err(
                 t.span(),
@@ -444,12 +450,13 @@ pub(crate) fn op_mmap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
         }
         return None;
     }
-    if hugetlb && size % HUGETLB_SIZE != 0 {
+    if let Some(h) = hugetlb.filter(|h| size % h.size() != 0) {
         c.err(
             size_tok.span(),
             format!(
-                "hugetlb mapping size {} is not a multiple of 2M",
-                size_tok.text
+                "hugetlb mapping size {} is not a multiple of {}",
+                size_tok.text,
+                h.name()
             ),
             Some(
                 "the kernel rounds MAP_HUGETLB lengths up to the huge page size; write it rounded"
@@ -581,11 +588,11 @@ pub(crate) fn op_memfd(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     if !opts.ok {
         return None;
     }
-    let hugetlb = opts.flag("hugetlb");
-    if hugetlb && size % HUGETLB_SIZE != 0 {
+    let hugetlb = hugetlb_size(&opts);
+    if let Some(h) = hugetlb.filter(|h| size % h.size() != 0) {
         c.err(
             name.span(),
-            "a hugetlb memfd's size must be a multiple of 2M".to_string(),
+            format!("a hugetlb memfd's size must be a multiple of {}", h.name()),
             Some("ftruncate of a hugetlbfs file to a partial huge page is EINVAL".into()),
         );
         return None;

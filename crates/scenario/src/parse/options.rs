@@ -105,7 +105,7 @@ impl<'s> LineCtx<'s, '_> {
                 },
                 None => {
                     let bare = specs.iter().find(|s| match s.kind {
-                        ValueKind::Flag => s.key == t.text,
+                        ValueKind::Flag | ValueKind::FlagOrChoice(_) => s.key == t.text,
                         ValueKind::Prot => Prot::parse(t.text).is_some(),
                         _ => false,
                     });
@@ -114,7 +114,9 @@ impl<'s> LineCtx<'s, '_> {
                         None => {
                             let flags = specs
                                 .iter()
-                                .filter(|s| matches!(s.kind, ValueKind::Flag))
+                                .filter(|s| {
+                                    matches!(s.kind, ValueKind::Flag | ValueKind::FlagOrChoice(_))
+                                })
                                 .map(|s| s.key);
                             let hint = match (suggest(t.text, flags), stray) {
                                 (Some(s), _) => format!("did you mean `{s}`?"),
@@ -144,7 +146,13 @@ impl<'s> LineCtx<'s, '_> {
                 opts.ok = false;
                 continue;
             }
-            match self.opt_value(spec, value.unwrap_or(t)) {
+            let bare_default = match (spec.kind, value) {
+                (ValueKind::FlagOrChoice(words), None) => {
+                    words.first().map(|w| OptValue::Choice(w))
+                }
+                _ => None,
+            };
+            match bare_default.or_else(|| self.opt_value(spec, value.unwrap_or(t))) {
                 Some(v) => opts.vals.push((spec.key, v, t)),
                 None => opts.ok = false,
             }
@@ -182,17 +190,19 @@ impl<'s> LineCtx<'s, '_> {
                 },
                 None => OptValue::Count(SubsetCount::Pages(self.uint(v, spec.what)?)),
             },
-            ValueKind::Choice(words) => match words.iter().find(|w| **w == v.text) {
-                Some(w) => OptValue::Choice(w),
-                None => {
-                    self.err(
-                        v.span(),
-                        format!("bad {} `{}`", spec.what, v.text),
-                        Some(format!("{}s: {}", spec.what, words.join(", "))),
-                    );
-                    return None;
+            ValueKind::Choice(words) | ValueKind::FlagOrChoice(words) => {
+                match words.iter().find(|w| **w == v.text) {
+                    Some(w) => OptValue::Choice(w),
+                    None => {
+                        self.err(
+                            v.span(),
+                            format!("bad {} `{}`", spec.what, v.text),
+                            Some(format!("{}s: {}", spec.what, words.join(", "))),
+                        );
+                        return None;
+                    }
                 }
-            },
+            }
             ValueKind::Name => {
                 if !super::values::is_ident(v.text) {
                     self.err(
