@@ -299,11 +299,37 @@ pub(crate) fn load_deviations(path: &Path) -> Result<Vec<Deviation>, String> {
     Ok(v)
 }
 
+/// Whether a deviation's FILE-GLOB names `s`: without `*`, the path or its last
+/// components; with `*` (any run of characters, several allowed), the whole path or its file
+/// name.
 pub(crate) fn glob_match(pat: &str, s: &str) -> bool {
-    match pat.split_once('*') {
-        None => s == pat || s.ends_with(&format!("/{pat}")),
-        Some((a, b)) => s.contains(a) && s.ends_with(b) && s.len() >= a.len() + b.len(),
+    if !pat.contains('*') {
+        return s == pat || s.ends_with(&format!("/{pat}"));
     }
+    let name = s.rsplit('/').next().unwrap_or(s);
+    wildcard(pat.as_bytes(), s.as_bytes()) || wildcard(pat.as_bytes(), name.as_bytes())
+}
+
+/// `*`-only wildcard matching of the whole of `s` (greedy with backtracking to the last star).
+fn wildcard(p: &[u8], s: &[u8]) -> bool {
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, si));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == s[si] {
+            pi += 1;
+            si += 1;
+        } else if let Some((sp, ss)) = star {
+            pi = sp + 1;
+            si = ss + 1;
+            star = Some((sp, ss + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// The smaps fields `check` compares for one mapping: (name, model, host). For a mapping
@@ -937,6 +963,26 @@ pub(crate) fn inventory_text(inv: &thpsim_host::inventory::Inventory) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deviation_globs_match_paths_and_file_names() {
+        let f = "scenarios/conformance/672-swap-disk-partially-mapped-thp-refault.thps";
+        assert!(glob_match(
+            "672-swap-disk-partially-mapped-thp-refault.thps",
+            f
+        ));
+        assert!(!glob_match(
+            "72-swap-disk-partially-mapped-thp-refault.thps",
+            f
+        ));
+        assert!(glob_match("*-disk*", f));
+        assert!(glob_match("*swap-disk*thp*", f));
+        assert!(glob_match("scenarios/*/672-*", f));
+        assert!(!glob_match("*-zram*", f));
+        assert!(!glob_match("6*-file*", f));
+        assert!(glob_match("fuzz", "fuzz"));
+        assert!(glob_match("*", "x"));
+    }
 
     fn hugetlb(page_kb: u64, shared: u64, private: u64) -> Smaps {
         Smaps {
