@@ -188,3 +188,38 @@ fn willneed_reads_at_most_max_pages_without_mapping() {
     touch(&mut k, pid, BASE + 6 * M, AccessKind::Read);
     assert_eq!(faults(&k, pid), (1, 0));
 }
+
+/// MADV_PAGEOUT of a shared disk-file mapping (conformance 803): clean folios leave the page
+/// cache; a dirty one stays cached, unmapped and dirty with PG_reclaim
+/// (`nr_vmscan_immediate_reclaim`), and since PG_reclaim is PG_readahead its next read is a
+/// minor fault that reads ahead after it.
+#[test]
+fn pageout_drops_clean_folios_and_keeps_dirty_ones() {
+    let (mut k, pid) = kernel();
+    let ino = mapped_file(&mut k, pid);
+    touch(&mut k, pid, BASE, AccessKind::Read);
+    let cached = k.shmem_inode(ino).nr_pages;
+    touch(&mut k, pid, BASE + 16 * K4, AccessKind::Write);
+    let dirty = k.vmstat.get(VmItem::NrDirty);
+    k.madvise(pid, BASE, 64 * 1024, Advice::Pageout).unwrap();
+    k.check_invariants().unwrap();
+    // The 16 clean pages mapped in [BASE, BASE + 64K) are dropped, none is mapped now.
+    assert_eq!(k.shmem_inode(ino).nr_pages, cached - 16);
+    assert_eq!(
+        k.page_map(pid, BASE, BASE + 64 * 1024),
+        vec![(Backing::None, 16)]
+    );
+    assert_eq!(k.vmstat.get(VmItem::NrVmscanImmediateReclaim), 0);
+    // The dirty page lies outside that range; a PAGEOUT over it keeps it.
+    k.madvise(pid, BASE + 64 * 1024, 64 * 1024, Advice::Pageout)
+        .unwrap();
+    k.check_invariants().unwrap();
+    assert_eq!(k.vmstat.get(VmItem::NrVmscanImmediateReclaim), 1);
+    assert_eq!(k.vmstat.get(VmItem::NrDirty), dirty);
+    let before = faults(&k, pid);
+    let pages = k.shmem_inode(ino).nr_pages;
+    touch(&mut k, pid, BASE + 16 * K4, AccessKind::Read);
+    assert_eq!(faults(&k, pid), (before.0 + 1, before.1));
+    // The kept page's PG_reclaim read as PG_readahead: more pages were read after it.
+    assert!(k.shmem_inode(ino).nr_pages > pages);
+}
