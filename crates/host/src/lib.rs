@@ -1788,6 +1788,7 @@ impl Backend for HostBackend {
             }
         }
         if let Some(cfg) = setup.memcg {
+            memcg::warm_own_file_pages();
             let p = self
                 .session
                 .memcg_setup(cfg.limit, cfg.swappiness)
@@ -1843,10 +1844,13 @@ impl Backend for HostBackend {
             memcg::wait_for_stat_flush();
             let mut c = memcg::counters(p).map_err(err)?;
             let pids: Vec<i32> = self.workers.iter().flatten().map(|w| w.pid).collect();
-            let own = memcg::worker_pages(p, &pids, (self.base, self.base + self.arena_len))
-                .map_err(err)?;
-            if let Some(rss) = c.get_mut("memcg.rss") {
-                *rss -= i64::try_from(own * PAGE).unwrap_or(0);
+            let (anon, file) =
+                memcg::worker_pages(p, &pids, (self.base, self.base + self.arena_len))
+                    .map_err(err)?;
+            for (field, pages) in [("memcg.rss", anon), ("memcg.cache", file)] {
+                if let Some(v) = c.get_mut(field) {
+                    *v -= i64::try_from(pages * PAGE).unwrap_or(0);
+                }
             }
             counters.extend(c);
         }
