@@ -513,6 +513,14 @@ impl Kernel {
         let Some(new) = self.alloc_anon_folio_order(0, Gfp::HIGHUSER_MOVABLE) else {
             return VmFault::Oom;
         };
+        // The copy is allocated and charged before the PTE lock is taken, and the charge may
+        // reclaim (the memcg's deferred-split shrinker splits THPs and remaps their zero
+        // sub-pages): as the kernel re-checks `pte_same` under the lock, a PTE that changed
+        // meanwhile means no copy; the folio is freed and the access faults again.
+        if self.mms[mmi].pgt.pte(addr) != old {
+            self.free_folio(new);
+            return VmFault::Done;
+        }
         let from_page = old.is_page();
         self.vmstat.count(if from_page {
             VmItem::SimCowCopiedPages
