@@ -493,7 +493,14 @@ impl Kernel {
         while suitable != 0 {
             let order = highest_order(suitable);
             let nr = 1u64 << order;
-            if !self.filemap_range_has_folio(ino, index & !(nr - 1), nr) {
+            let first = index & !(nr - 1);
+            // xa_find(XA_PRESENT) sees swap entries too: a block with one is not suitable.
+            let swapped = self.shmem.inodes[ino.index()]
+                .swapped
+                .range(..first + nr)
+                .next_back()
+                .is_some_and(|(&f, &(_, o))| f + (1u64 << o) > first);
+            if !swapped && !self.filemap_range_has_folio(ino, first, nr) {
                 break;
             }
             suitable &= !(1 << order);
