@@ -425,14 +425,38 @@ impl Kernel {
             return ScanResult::PmdMapped;
         }
         let table = *self.mms[mmi].pgt.pte_table(pmd.table_idx());
+        match self.collapse_check_ptes(&table, vma, khugepaged, false) {
+            ScanResult::Succeed => {}
+            r => return r,
+        }
+        self.collapse_huge_page(mmi, vma, haddr, khugepaged)
+    }
+
+    /// The per-PTE checks of a 2 MiB anonymous range: `hpage_collapse_scan_pmd`'s before
+    /// the allocation (`isolate` false) and `__collapse_huge_page_isolate`'s after it and
+    /// the swap-ins (`isolate` true). The kernel repeats them because the range can change
+    /// in between: the allocation and its memcg charge may reclaim (the deferred-split
+    /// shrinker splits a THP mapped here), and each swap-in allocates and charges too.
+    /// The isolate pass finds a remaining swap entry non-present and only needs one
+    /// referenced page; the `thp_scan_exceed_*` events count in either pass.
+    fn collapse_check_ptes(
+        &mut self,
+        table: &[Pte; HPAGE_PMD_NR as usize],
+        vma: &Vma,
+        khugepaged: bool,
+        isolate: bool,
+    ) -> ScanResult {
         let (mut none_or_zero, mut shared, mut referenced) = (0u32, 0u32, 0u32);
         let mut unmapped = 0u32;
         let uffd = vma.uffd_armed();
         let mut checked: Vec<FolioId> = Vec::new();
-        for pte in &table {
+        for pte in table {
             // Swap entries (uffd-wp markers are swap-format entries too) count against
             // max_ptes_swap (khugepaged only); one carrying uffd-wp aborts at once.
             if pte.is_swap() || pte.is_marker() {
+                if isolate {
+                    return ScanResult::PteNonPresent;
+                }
                 unmapped += 1;
                 if !khugepaged || unmapped <= self.sysfs.max_ptes_swap {
                     if pte.has(crate::pgtable::UFFD_WP) {
@@ -489,7 +513,7 @@ impl Kernel {
         if khugepaged && (referenced == 0 || (unmapped > 0 && referenced < HPAGE_PMD_NR / 2)) {
             return ScanResult::LackReferencedPage;
         }
-        self.collapse_huge_page(mmi, vma, haddr, khugepaged)
+        ScanResult::Succeed
     }
 
     /// `alloc_charge_folio`: the PMD-sized block a collapse builds into (`thp_collapse_alloc`
@@ -543,15 +567,35 @@ impl Kernel {
         };
         // Anonymous only once mapped (folio_add_new_anon_rmap), as in the kernel.
         let new = self.folios.alloc(pfn, HPAGE_PMD_ORDER, 0);
-        let table = if table.iter().any(|p| p.is_swap()) {
-            if !self.collapse_huge_page_swapin(mmi, vma, haddr) {
+        // find_pmd_or_thp_or_none() again: what the allocation reclaimed may have changed
+        // the range (the PTE table itself stays: nothing here frees one).
+        let pmd = self.mms[mmi].pgt.pmd(haddr);
+        if pmd.is_none() || pmd.is_huge() || pmd.table_idx() != tidx {
+            self.free_folio(new);
+            return if pmd.is_huge() {
+                ScanResult::PmdMapped
+            } else {
+                ScanResult::PmdNone
+            };
+        }
+        if self.mms[mmi]
+            .pgt
+            .pte_table(tidx)
+            .iter()
+            .any(|p| p.is_swap())
+            && !self.collapse_huge_page_swapin(mmi, vma, haddr)
+        {
+            self.free_folio(new);
+            return ScanResult::Fail;
+        }
+        let table = *self.mms[mmi].pgt.pte_table(tidx);
+        match self.collapse_check_ptes(&table, vma, khugepaged, true) {
+            ScanResult::Succeed => {}
+            r => {
                 self.free_folio(new);
-                return ScanResult::Fail;
+                return r;
             }
-            *self.mms[mmi].pgt.pte_table(tidx)
-        } else {
-            table
-        };
+        }
         let mut copied = 0;
         for (i, pte) in table.iter().enumerate() {
             if pte.is_page() {
