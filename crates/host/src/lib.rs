@@ -453,6 +453,31 @@ impl HostBackend {
         self.object_creator.push(self.current);
     }
 
+    /// Object ids are dense and in creation order (the model's numbering): `obj` must be
+    /// the next one.
+    fn check_next_object(&self, what: &str, obj: u32) -> Result<(), BackendError> {
+        if obj as usize == self.objects.len() {
+            Ok(())
+        } else {
+            Err(err(format!("{what}: object id {obj} out of order")))
+        }
+    }
+
+    /// The answer to a request that creates an object the scenario then names (memfd, tmpfs
+    /// file, disk file): its descriptor becomes object `self.objects.len()`. A failed
+    /// creation is a backend error (the run cannot go on as written), not an errno the
+    /// scenario sees; guest_memfd's differs (a failed creation keeps its id).
+    fn created_object(&mut self, what: &str, r: Response) -> Result<OpOutcome, BackendError> {
+        match r.status {
+            Status::Ok(fd) => {
+                let fd = i32::try_from(fd).map_err(|_| err(format!("{what}: bad descriptor")))?;
+                self.push_object(fd);
+                Ok(Self::outcome(r, Some(0)))
+            }
+            _ => Err(err(format!("{what} failed: {:?}", r.status))),
+        }
+    }
+
     fn worker(&self) -> Result<&Worker, BackendError> {
         match self.workers.get(self.current) {
             Some(Some(w)) => Ok(w),
@@ -717,9 +742,7 @@ impl HostBackend {
                 mmap_outcome(r, addr, len)
             }
             BackendOp::MemfdCreate { obj, size } | BackendOp::MemfdHugetlb { obj, size, .. } => {
-                if obj as usize != self.objects.len() {
-                    return Err(err(format!("memfd: object id {obj} out of order")));
-                }
+                self.check_next_object("memfd", obj)?;
                 let r = self.call(&match op {
                     BackendOp::MemfdHugetlb { hsize, .. } => Request::MemfdHugetlb {
                         size,
@@ -727,19 +750,10 @@ impl HostBackend {
                     },
                     _ => Request::MemfdCreate { size },
                 })?;
-                match r.status {
-                    Status::Ok(fd) => {
-                        let fd = i32::try_from(fd).map_err(|_| err("memfd: bad descriptor"))?;
-                        self.push_object(fd);
-                        Ok(Self::outcome(r, Some(0)))
-                    }
-                    _ => Err(err(format!("memfd_create/ftruncate failed: {:?}", r.status))),
-                }
+                self.created_object("memfd_create/ftruncate", r)
             }
             BackendOp::GmemCreate { obj, size, flags } => {
-                if obj as usize != self.objects.len() {
-                    return Err(err(format!("gmem: object id {obj} out of order")));
-                }
+                self.check_next_object("gmem", obj)?;
                 guest_memfd::host_support().map_err(not_runnable)?;
                 let r = self.call(&Request::GmemCreate { size, flags })?;
                 match r.status {
@@ -817,9 +831,7 @@ impl HostBackend {
                 }
             }
             BackendOp::FileCreate { obj, mnt, size } => {
-                if obj as usize != self.objects.len() {
-                    return Err(err(format!("file: object id {obj} out of order")));
-                }
+                self.check_next_object("file", obj)?;
                 let m = *self
                     .mounts
                     .get(mnt as usize)
@@ -829,14 +841,7 @@ impl HostBackend {
                     obj: u64::from(obj),
                     size,
                 })?;
-                match r.status {
-                    Status::Ok(fd) => {
-                        let fd = i32::try_from(fd).map_err(|_| err("file: bad descriptor"))?;
-                        self.push_object(fd);
-                        Ok(Self::outcome(r, Some(0)))
-                    }
-                    _ => Err(err(format!("tmpfs file create/ftruncate failed: {:?}", r.status))),
-                }
+                self.created_object("tmpfs file create/ftruncate", r)
             }
             BackendOp::MmapDevZero {
                 addr,
@@ -872,9 +877,7 @@ impl HostBackend {
                 mmap_outcome(r, addr, len)
             }
             BackendOp::DiskFileCreate { obj, size } => {
-                if obj as usize != self.objects.len() {
-                    return Err(err(format!("file: object id {obj} out of order")));
-                }
+                self.check_next_object("file", obj)?;
                 if self.disk_dir.is_none() {
                     diskfile::check_device().map_err(not_runnable)?;
                     self.warnings.extend(diskfile::sweep_stale());
@@ -882,15 +885,10 @@ impl HostBackend {
                 }
                 let dir = self.disk_dir.as_ref().map_or(0, |d| d.word);
                 let r = self.call(&Request::DiskFileCreate { size, dir })?;
-                match r.status {
-                    Status::Ok(fd) => {
-                        let fd = i32::try_from(fd).map_err(|_| err("file: bad descriptor"))?;
-                        self.disk_objects.insert(self.objects.len());
-                        self.push_object(fd);
-                        Ok(Self::outcome(r, Some(0)))
-                    }
-                    _ => Err(err(format!("file on=disk: open/ftruncate failed: {:?}", r.status))),
-                }
+                let id = self.objects.len();
+                let out = self.created_object("file on=disk: open/ftruncate", r)?;
+                self.disk_objects.insert(id);
+                Ok(out)
             }
             BackendOp::Msync { addr, len, flags } => {
                 self.check_range(addr, len)?;
