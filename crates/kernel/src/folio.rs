@@ -108,69 +108,62 @@ impl Default for FolioLink {
 /// Side record of a large folio.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LargeMeta {
-    /// Per-page PTE mapcount; empty until the folio is first PTE-mapped.
-    pub page_mapcount: Vec<u32>,
+    /// Per-page PTE mapcount; empty until the folio is first PTE-mapped (a boxed slice, not a
+    /// `Vec`: 16 bytes, and never grows).
+    pub page_mapcount: Box<[u32]>,
     /// Number of pages with a PTE mapcount > 0 (`_nr_pages_mapped` without the PMD part).
     pub nr_pages_mapped: u32,
-    /// One bit per page: content not all zero (inline: no allocation per THP).
-    pub nonzero: [u64; 8],
+    /// Which pages hold non-zero data, in 8 bytes ([`Nz`]); read and written only through
+    /// the `Folios` methods, which own the bitmaps it may point to.
+    nonzero: Nz,
     /// Deferred-split queue links (`_deferred_list`).
     pub(crate) ds_prev: FolioLink,
     pub(crate) ds_next: FolioLink,
     /// Mappings per mm (`_mm_id` / `_mm_id_mapcount`, 6.15 MM-owner tracking): which mms map
     /// the folio and how often. More than one entry means "maybe mapped shared".
-    pub mm_maps: MmMaps,
+    mm_maps: MmMaps,
     /// Virtual address of page 0 where the folio was first mapped (fork keeps addresses; an
     /// mremap does not update it): where the model looks for a folio's mappings first (the
     /// kernel walks anon_vmas).
     pub va: u64,
 }
 
-/// `(mm, mappings)` pairs; two inline (the kernel tracks two MM ids per large folio), more
-/// spill to a vector.
+/// `(mm, mappings)` pairs, the first two inline (the kernel tracks two MM ids per large
+/// folio); a folio mapped by three or more processes (rare) spills the rest into
+/// `Folios::mm_more`, so the record is 20 bytes.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct MmMaps {
     inline: [(MmId, u32); 2],
     len: u8,
-    more: Vec<(MmId, u32)>,
 }
 
 impl MmMaps {
-    pub(crate) fn len(&self) -> usize {
-        self.len as usize + self.more.len()
+    fn inline(&self) -> &[(MmId, u32)] {
+        &self.inline[..self.len as usize]
     }
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (MmId, u32)> + '_ {
-        self.inline[..self.len as usize]
-            .iter()
-            .copied()
-            .chain(self.more.iter().copied())
-    }
-    pub(crate) fn to_vec(&self) -> Vec<(MmId, u32)> {
-        self.iter().collect()
-    }
-    /// Adds `delta` mappings for `mm`, dropping the entry at zero.
-    fn add(&mut self, mm: MmId, delta: i64) {
+    /// Adds `delta` mappings for `mm`, dropping the entry at zero; `more` is the spill.
+    fn add(&mut self, mm: MmId, delta: i64, more: &mut Vec<(MmId, u32)>) {
         let n = self.len as usize;
-        if let Some(i) = self.inline[..n].iter().position(|e| e.0 == mm) {
+        if let Some(i) = self.inline().iter().position(|e| e.0 == mm) {
             let c = i64::from(self.inline[i].1) + delta;
             debug_assert!(c >= 0);
             if c == 0 {
                 self.inline[i] = self.inline[n - 1];
                 self.len -= 1;
-                if let Some(m) = self.more.pop() {
+                if let Some(m) = more.pop() {
                     self.inline[self.len as usize] = m;
                     self.len += 1;
                 }
             } else {
                 self.inline[i].1 = count(c);
             }
-        } else if let Some(i) = self.more.iter().position(|e| e.0 == mm) {
-            let c = i64::from(self.more[i].1) + delta;
+        } else if let Some(i) = more.iter().position(|e| e.0 == mm) {
+            let c = i64::from(more[i].1) + delta;
             debug_assert!(c >= 0);
             if c == 0 {
-                self.more.swap_remove(i);
+                more.swap_remove(i);
             } else {
-                self.more[i].1 = count(c);
+                more[i].1 = count(c);
             }
         } else {
             debug_assert!(delta > 0);
@@ -178,7 +171,7 @@ impl MmMaps {
                 self.inline[n] = (mm, count(delta));
                 self.len += 1;
             } else {
-                self.more.push((mm, count(delta)));
+                more.push((mm, count(delta)));
             }
         }
     }
@@ -192,15 +185,74 @@ fn count(c: i64) -> u32 {
 impl LargeMeta {
     fn new() -> Self {
         LargeMeta {
-            page_mapcount: Vec::new(),
+            page_mapcount: Box::default(),
             nr_pages_mapped: 0,
-            nonzero: [0; 8],
+            nonzero: Nz::ZERO,
             ds_prev: FolioLink::NONE,
             ds_next: FolioLink::NONE,
             mm_maps: MmMaps::default(),
             va: 0,
         }
     }
+}
+
+/// Which pages of a large folio hold non-zero data, in 8 bytes. A folio of up to 64 pages
+/// keeps a plain bitmap. A larger one (order 7 to 9) keeps one of three forms, chosen by
+/// the `Folios` methods so that the common cases cost no allocation: every page non-zero
+/// (a THP QEMU preallocated or a guest filled), a handful of non-zero pages (a THP touched
+/// once: the fault's own store), or an index into `Folios::nz_pool`, a 512-bit bitmap.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Nz(u64);
+
+impl Nz {
+    /// No page non-zero (an empty handful, or an all-zero small bitmap).
+    const ZERO: Nz = Nz(0);
+    /// Order >= 7: every page non-zero.
+    const ALL: Nz = Nz(1 << 62);
+    /// Order >= 7: the low 32 bits index `Folios::nz_pool`.
+    const POOL: u64 = 1 << 63;
+    /// Order >= 7, neither tag: up to `FEW` 9-bit page indices from bit 0, their count at
+    /// `FEW_SHIFT`.
+    const FEW: u64 = 6;
+    const FEW_SHIFT: u32 = 54;
+
+    /// The pool entry of a folio of `order` (a small folio's record is a plain bitmap).
+    fn pool(self, order: u8) -> Option<usize> {
+        (order > 6 && self.0 & Nz::POOL != 0).then_some((self.0 & 0xffff_ffff) as usize)
+    }
+    fn few(self) -> impl Iterator<Item = u32> {
+        let n = (self.0 >> Nz::FEW_SHIFT) as u32;
+        (0..n).map(move |k| ((self.0 >> (9 * k)) & 0x1ff) as u32)
+    }
+    fn few_len(self) -> u64 {
+        self.0 >> Nz::FEW_SHIFT
+    }
+    fn few_push(self, idx: u32) -> Nz {
+        let n = self.few_len();
+        debug_assert!(n < Nz::FEW);
+        let v = (self.0 & !(7 << Nz::FEW_SHIFT)) | (u64::from(idx) << (9 * n));
+        Nz(v | ((n + 1) << Nz::FEW_SHIFT))
+    }
+}
+
+/// Bitmap words a folio of `order` uses (the rest of an `[u64; 8]` stays zero).
+fn nz_words(order: u8) -> usize {
+    (1usize << order).div_ceil(64)
+}
+
+/// All `n` pages' bits of a `[u64; 8]` bitmap set.
+fn nz_full(w: &[u64; 8], order: u8) -> bool {
+    let n = 1u32 << order;
+    w.iter().enumerate().all(|(i, &x)| {
+        let lo = 64 * crate::util::to_u32(i);
+        if lo >= n {
+            true
+        } else if n - lo >= 64 {
+            x == u64::MAX
+        } else {
+            x == (1u64 << (n - lo)) - 1
+        }
+    })
 }
 
 /// Large-folio side records in fixed-size chunks: growing never moves the records, so it
@@ -258,6 +310,12 @@ pub(crate) struct Folios {
     live_pages: u64,
     /// `lru::*` bits of folio `i` at bits `2 * (i % 32)` of word `i / 32`.
     lru: Vec<u64>,
+    /// Bitmaps of large folios whose non-zero pages are neither all, none nor a handful
+    /// ([`Nz`]), and the free entries.
+    nz_pool: Vec<[u64; 8]>,
+    nz_free: Vec<u32>,
+    /// `MmMaps` entries past the two inline ones, by `meta` index.
+    mm_more: std::collections::BTreeMap<u32, Vec<(MmId, u32)>>,
 }
 
 impl Folios {
@@ -343,8 +401,13 @@ impl Folios {
         let f = &mut self.slots[id.index()];
         debug_assert!(!f.test(flags::FREE));
         if f.meta != u32::MAX {
-            self.large[f.meta as usize] = LargeMeta::default();
-            self.free_large.push(f.meta);
+            let m = f.meta;
+            if let Some(p) = self.large[m as usize].nonzero.pool(f.order) {
+                self.nz_free.push(crate::util::to_u32(p));
+            }
+            self.mm_more.remove(&m);
+            self.large[m as usize] = LargeMeta::default();
+            self.free_large.push(m);
         }
         self.live_pages -= 1 << f.order;
         f.flags = flags::FREE;
@@ -400,8 +463,31 @@ impl Folios {
         let f = &mut self.slots[id.index()];
         if f.meta == u32::MAX {
             f.flags |= flags::NONZERO;
-        } else {
-            self.large[f.meta as usize].nonzero[(idx / 64) as usize] |= 1u64 << (idx % 64);
+            return;
+        }
+        let (m, order) = (f.meta as usize, f.order);
+        let nz = self.large[m].nonzero;
+        if order <= 6 {
+            self.large[m].nonzero = Nz(nz.0 | 1 << idx);
+        } else if nz == Nz::ALL {
+        } else if let Some(p) = nz.pool(order) {
+            let w = &mut self.nz_pool[p];
+            let bit = 1u64 << (idx % 64);
+            if w[(idx / 64) as usize] & bit == 0 {
+                w[(idx / 64) as usize] |= bit;
+                if nz_full(w, order) {
+                    self.nz_free.push(crate::util::to_u32(p));
+                    self.large[m].nonzero = Nz::ALL;
+                }
+            }
+        } else if !nz.few().any(|i| i == idx) {
+            if nz.few_len() < Nz::FEW {
+                self.large[m].nonzero = nz.few_push(idx);
+            } else {
+                let mut w = self.nonzero_words(id);
+                w[(idx / 64) as usize] |= 1 << (idx % 64);
+                self.store_nonzero(id, &w);
+            }
         }
     }
 
@@ -413,12 +499,16 @@ impl Folios {
             if mask.iter().any(|w| *w != 0) {
                 f.flags |= flags::NONZERO;
             }
-        } else {
-            let nz = &mut self.large[f.meta as usize].nonzero;
-            for (w, m) in nz.iter_mut().zip(mask) {
-                *w |= m;
-            }
+            return;
         }
+        if self.large[f.meta as usize].nonzero == Nz::ALL && f.order > 6 {
+            return;
+        }
+        let mut w = self.nonzero_words(id);
+        for (x, m) in w.iter_mut().zip(mask) {
+            *x |= m;
+        }
+        self.store_nonzero(id, &w);
     }
 
     /// The page's content became zero (`folio_zero_range`).
@@ -426,32 +516,125 @@ impl Folios {
         let f = &mut self.slots[id.index()];
         if f.meta == u32::MAX {
             f.flags &= !flags::NONZERO;
-        } else {
-            self.large[f.meta as usize].nonzero[(idx / 64) as usize] &= !(1u64 << (idx % 64));
+            return;
         }
+        let mut w = self.nonzero_words(id);
+        w[(idx / 64) as usize] &= !(1u64 << (idx % 64));
+        self.store_nonzero(id, &w);
     }
 
     pub(crate) fn is_nonzero(&self, id: FolioId, idx: u32) -> bool {
         let f = &self.slots[id.index()];
         if f.meta == u32::MAX {
-            f.test(flags::NONZERO)
-        } else {
-            self.large[f.meta as usize].nonzero[(idx / 64) as usize] & (1u64 << (idx % 64)) != 0
+            return f.test(flags::NONZERO);
         }
+        let nz = self.large[f.meta as usize].nonzero;
+        if f.order <= 6 {
+            nz.0 >> idx & 1 != 0
+        } else if nz == Nz::ALL {
+            true
+        } else if let Some(p) = nz.pool(f.order) {
+            self.nz_pool[p][(idx / 64) as usize] & (1u64 << (idx % 64)) != 0
+        } else {
+            nz.few().any(|i| i == idx)
+        }
+    }
+
+    /// A large folio's non-zero pages as a bitmap (page `i` is bit `i % 64` of word `i / 64`).
+    pub(crate) fn nonzero_words(&self, id: FolioId) -> [u64; 8] {
+        let f = &self.slots[id.index()];
+        let nz = self.large[f.meta as usize].nonzero;
+        let mut w = [0u64; 8];
+        if f.order <= 6 {
+            w[0] = nz.0;
+        } else if nz == Nz::ALL {
+            w[..nz_words(f.order)].fill(u64::MAX);
+        } else if let Some(p) = nz.pool(f.order) {
+            w = self.nz_pool[p];
+        } else {
+            for i in nz.few() {
+                w[(i / 64) as usize] |= 1 << (i % 64);
+            }
+        }
+        w
+    }
+
+    /// Sets a large folio's non-zero pages from a bitmap, in the form [`Nz`] prefers for it
+    /// (a pool entry only when neither all, none nor a handful of pages are non-zero).
+    fn store_nonzero(&mut self, id: FolioId, w: &[u64; 8]) {
+        let f = &self.slots[id.index()];
+        let (m, order) = (f.meta as usize, f.order);
+        let old = self.large[m].nonzero;
+        if order <= 6 {
+            self.large[m].nonzero = Nz(w[0]);
+            return;
+        }
+        let ones: u32 = w.iter().map(|x| x.count_ones()).sum();
+        let new = if nz_full(w, order) {
+            Nz::ALL
+        } else if u64::from(ones) <= Nz::FEW {
+            let mut nz = Nz::ZERO;
+            for (k, &x) in w.iter().enumerate() {
+                let mut x = x;
+                while x != 0 {
+                    nz = nz.few_push(64 * crate::util::to_u32(k) + x.trailing_zeros());
+                    x &= x - 1;
+                }
+            }
+            nz
+        } else {
+            let p = match old.pool(order) {
+                Some(p) => p,
+                None => match self.nz_free.pop() {
+                    Some(p) => p as usize,
+                    None => {
+                        self.nz_pool.push([0; 8]);
+                        self.nz_pool.len() - 1
+                    }
+                },
+            };
+            self.nz_pool[p] = *w;
+            Nz(Nz::POOL | p as u64)
+        };
+        if let Some(p) = old.pool(order) {
+            if new.pool(order).is_none() {
+                self.nz_free.push(crate::util::to_u32(p));
+            }
+        }
+        self.large[m].nonzero = new;
     }
 
     /// Accounts `delta` mappings of a large folio to mm `mmi`.
     pub(crate) fn mm_map_add(&mut self, id: FolioId, mmi: MmId, delta: i64) {
         let m = self.slots[id.index()].meta;
         if m != u32::MAX {
-            self.large[m as usize].mm_maps.add(mmi, delta);
+            let mut more = self.mm_more.remove(&m).unwrap_or_default();
+            self.large[m as usize].mm_maps.add(mmi, delta, &mut more);
+            if !more.is_empty() {
+                self.mm_more.insert(m, more);
+            }
         }
     }
 
     /// `folio_maybe_mapped_shared`: mapped by more than one mm.
     pub(crate) fn maybe_mapped_shared(&self, id: FolioId) -> bool {
         let f = &self.slots[id.index()];
-        f.meta != u32::MAX && self.large[f.meta as usize].mm_maps.len() > 1
+        // Spilled entries exist only while both inline ones are in use.
+        f.meta != u32::MAX && self.large[f.meta as usize].mm_maps.len > 1
+    }
+
+    /// The mms mapping a large folio and how often (`_mm_id` / `_mm_id_mapcount`, and the
+    /// mappings of any further mm); empty for a small folio.
+    pub(crate) fn mm_maps(&self, id: FolioId) -> Vec<(MmId, u32)> {
+        let m = self.slots[id.index()].meta;
+        if m == u32::MAX {
+            return Vec::new();
+        }
+        let mut v = self.large[m as usize].mm_maps.inline().to_vec();
+        if let Some(more) = self.mm_more.get(&m) {
+            v.extend_from_slice(more);
+        }
+        v
     }
 
     /// The PTE mapcount of one page.
@@ -466,5 +649,133 @@ impl Folios {
                 .copied()
                 .unwrap_or(0)
         }
+    }
+}
+
+// The per-THP memory figure of `thpsim bench` (<= 128 bytes) rests on this record's size.
+const _: () = assert!(std::mem::size_of::<LargeMeta>() <= 64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum NzOp {
+        Set(u32),
+        Clear(u32),
+        Mask([u64; 8]),
+        /// Set every page from 0 to n (a whole-range store).
+        Fill(u32),
+    }
+
+    fn nz_op() -> impl Strategy<Value = NzOp> {
+        prop_oneof![
+            4 => (0u32..512).prop_map(NzOp::Set),
+            2 => (0u32..512).prop_map(NzOp::Clear),
+            1 => proptest::array::uniform8(prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>()])
+                .prop_map(NzOp::Mask),
+            1 => (0u32..=512).prop_map(NzOp::Fill),
+        ]
+    }
+
+    proptest! {
+        /// Whatever form the compact record takes (bitmap, all, a handful, a pool entry),
+        /// every page reads back as a plain bitmap would, pool entries are given back when
+        /// no longer used, and releasing the folio leaves no pool entry in use.
+        #[test]
+        fn nonzero_pages_read_back_as_a_bitmap(
+            order in prop_oneof![Just(2u8), Just(4), Just(6), Just(7), Just(8), Just(9)],
+            ops in proptest::collection::vec(nz_op(), 0..80),
+        ) {
+            let mut f = Folios::default();
+            let other = f.alloc(Pfn(0), 9, 0);
+            f.set_nonzero(other, 3);
+            f.set_nonzero(other, 300);
+            for i in 0..7 {
+                f.set_nonzero(other, 10 + i);
+            }
+            let id = f.alloc(Pfn(512), order, 0);
+            let n = 1u32 << order;
+            let mut want = vec![false; n as usize];
+            for op in ops {
+                match op {
+                    NzOp::Set(i) => {
+                        let i = i % n;
+                        f.set_nonzero(id, i);
+                        want[i as usize] = true;
+                    }
+                    NzOp::Clear(i) => {
+                        let i = i % n;
+                        f.clear_nonzero(id, i);
+                        want[i as usize] = false;
+                    }
+                    NzOp::Mask(mut m) => {
+                        // Only the folio's own pages.
+                        for (k, w) in m.iter_mut().enumerate() {
+                            let lo = 64 * crate::util::to_u32(k);
+                            if lo >= n {
+                                *w = 0;
+                            } else if n - lo < 64 {
+                                *w &= (1u64 << (n - lo)) - 1;
+                            }
+                        }
+                        f.set_nonzero_mask(id, &m);
+                        for i in 0..n {
+                            if m[(i / 64) as usize] >> (i % 64) & 1 != 0 {
+                                want[i as usize] = true;
+                            }
+                        }
+                    }
+                    NzOp::Fill(upto) => {
+                        for i in 0..upto.min(n) {
+                            f.set_nonzero(id, i);
+                            want[i as usize] = true;
+                        }
+                    }
+                }
+                for i in 0..n {
+                    prop_assert_eq!(f.is_nonzero(id, i), want[i as usize], "page {}", i);
+                }
+                let w = f.nonzero_words(id);
+                for i in 0..512u32 {
+                    let bit = w[(i / 64) as usize] >> (i % 64) & 1 != 0;
+                    prop_assert_eq!(bit, i < n && want[i as usize]);
+                }
+                // A pool entry only for a mixed order >= 7 record with more than a handful.
+                let ones = want.iter().filter(|b| **b).count() as u64;
+                let pooled = f.large[f.get(id).meta as usize].nonzero.pool(order).is_some();
+                prop_assert_eq!(pooled, order > 6 && ones > Nz::FEW && ones < u64::from(n));
+            }
+            // The other folio (a pool entry of its own) is untouched.
+            prop_assert!(f.is_nonzero(other, 3) && f.is_nonzero(other, 300));
+            prop_assert!(!f.is_nonzero(other, 4));
+            f.release(id);
+            f.release(other);
+            prop_assert_eq!(f.nz_free.len(), f.nz_pool.len());
+        }
+    }
+
+    #[test]
+    fn mappings_of_a_third_mm_spill_and_come_back() {
+        let mut f = Folios::default();
+        let id = f.alloc(Pfn(0), 9, 0);
+        let mm = |i: usize| MmId::from_index(i);
+        for i in 0..4 {
+            f.mm_map_add(id, mm(i), 1 + i64::try_from(i).unwrap());
+        }
+        assert!(f.maybe_mapped_shared(id));
+        let mut v = f.mm_maps(id);
+        v.sort_unstable();
+        assert_eq!(v, vec![(mm(0), 1), (mm(1), 2), (mm(2), 3), (mm(3), 4)]);
+        f.mm_map_add(id, mm(0), -1);
+        f.mm_map_add(id, mm(2), -3);
+        let mut v = f.mm_maps(id);
+        v.sort_unstable();
+        assert_eq!(v, vec![(mm(1), 2), (mm(3), 4)]);
+        assert!(f.mm_more.is_empty(), "both left inline");
+        f.mm_map_add(id, mm(1), -2);
+        assert!(!f.maybe_mapped_shared(id));
+        assert_eq!(f.mm_maps(id), vec![(mm(3), 4)]);
     }
 }

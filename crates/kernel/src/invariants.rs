@@ -309,7 +309,7 @@ impl Kernel {
                     ));
                 }
                 let mut want = s.mms.clone();
-                let mut have = m.mm_maps.to_vec();
+                let mut have = self.folios.mm_maps(id);
                 want.sort_unstable();
                 have.sort_unstable();
                 if want != have {

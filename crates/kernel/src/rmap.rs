@@ -38,7 +38,7 @@ impl Kernel {
             f.refcount = nr;
             if order > 0 {
                 let m = self.folios.meta_mut(id);
-                m.page_mapcount = vec![1; nr as usize];
+                m.page_mapcount = vec![1; nr as usize].into_boxed_slice();
                 m.nr_pages_mapped = nr;
             }
         }
@@ -68,7 +68,7 @@ impl Kernel {
         let size = 1usize << order;
         let m = self.folios.meta_mut(id);
         if m.page_mapcount.is_empty() {
-            m.page_mapcount = vec![0; size];
+            m.page_mapcount = vec![0; size].into_boxed_slice();
         }
         let mut newly = 0;
         for i in first..first + nr {
@@ -170,7 +170,7 @@ impl Kernel {
         let size = 1usize << f.order;
         let m = self.folios.meta_mut(id);
         if m.page_mapcount.is_empty() {
-            m.page_mapcount = vec![0; size];
+            m.page_mapcount = vec![0; size].into_boxed_slice();
         }
         for i in first..first + nr {
             let c = &mut m.page_mapcount[i as usize];

@@ -829,7 +829,7 @@ impl Kernel {
         } else {
             pieces.extend((0..f.nr_pages()).map(|i| (i, 0)));
         }
-        let nonzero = self.folios.meta(id).nonzero;
+        let nonzero = self.folios.nonzero_words(id);
         let inherit = f.flags & (flags::DIRTY | flags::SHMEM);
         let uptodate = !self.shmem.not_uptodate.remove(&id);
         self.shmem.inodes[ino.index()].cache.remove(&first);

@@ -47,13 +47,7 @@ impl Kernel {
         }
         let nr = f.nr_pages();
         let va = self.folios.meta(id).va;
-        let mms: Vec<MmId> = self
-            .folios
-            .meta(id)
-            .mm_maps
-            .iter()
-            .map(|(m, _)| m)
-            .collect();
+        let mms: Vec<MmId> = self.folios.mm_maps(id).iter().map(|&(m, _)| m).collect();
         // unmap_folio() → try_to_migrate(): a PTE-mapped folio loses its mappings one PTE at a
         // time, so with two or more pages mapped it passes through "partially mapped" and is
         // counted as a deferred split (before the split takes it off the queue). PMD mappings
@@ -75,16 +69,12 @@ impl Kernel {
         }
         // try_to_migrate_one(): a dirty PTE's state moves into PG_dirty as it is unmapped
         // (the PMD split above did the same for a dirty PMD); every new folio inherits it.
+        // The mappings per mm once the PMDs are split.
+        let now = self.folios.mm_maps(id);
         let pte_locs: Vec<(MmId, Vec<(u64, u32)>)> = mms
             .iter()
             .map(|&mmi| {
-                let expect = self
-                    .folios
-                    .meta(id)
-                    .mm_maps
-                    .iter()
-                    .find(|(m, _)| *m == mmi)
-                    .map_or(0, |(_, c)| c);
+                let expect = now.iter().find(|(m, _)| *m == mmi).map_or(0, |&(_, c)| c);
                 (mmi, self.folio_pte_locs(mmi, id, va, expect))
             })
             .collect();
@@ -111,12 +101,13 @@ impl Kernel {
         }
         self.vmstat.mthp_add(f.order, MthpStat::NrAnon, -1);
         let meta = self.folios.meta(id).clone();
+        let nonzero = self.folios.nonzero_words(id);
         let inherit = f.flags & (flags::LAZYFREE | flags::DIRTY);
         // New order-0 folios, one per page, taking over the page's mappings.
         let mut new_ids = Vec::with_capacity(nr as usize);
         for i in 0..nr {
             let mc = meta.page_mapcount.get(i as usize).copied().unwrap_or(0);
-            let nz = if meta.nonzero[(i / 64) as usize] & (1 << (i % 64)) != 0 {
+            let nz = if nonzero[(i / 64) as usize] & (1 << (i % 64)) != 0 {
                 flags::NONZERO
             } else {
                 0
@@ -175,13 +166,13 @@ impl Kernel {
             return false;
         }
         let f = self.folios.get(id);
-        let m = self.folios.meta(id);
-        let zero = to_u32(
-            (0..f.nr_pages())
-                .filter(|i| m.nonzero[(i / 64) as usize] & (1 << (i % 64)) == 0)
-                .count(),
-        );
-        zero > max
+        let nonzero: u32 = self
+            .folios
+            .nonzero_words(id)
+            .iter()
+            .map(|w| w.count_ones())
+            .sum();
+        f.nr_pages() - nonzero > max
     }
 
     /// `deferred_split_scan` over the whole queue: splits partially mapped folios and
