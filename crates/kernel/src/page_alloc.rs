@@ -16,8 +16,9 @@
 //! Memory use is independent of the simulated memory size until pages are used: blocks never
 //! split yet are a "virgin" range of MAX_PAGE_ORDER movable blocks above a cursor per zone,
 //! and the per-order free bitmaps (2 bits per simulated page in all), the movable-in-use
-//! bitmap (1 bit per page) and the pageblock types (1 byte per 2 MiB) are allocated zeroed
-//! (the host commits them lazily).
+//! bitmap (1 bit per page, but 1 bit per pageblock while a single movable allocation covers
+//! the pageblock, as a PMD THP does, so those words are never written) and the pageblock
+//! types (1 byte per 2 MiB) are allocated zeroed (the host commits them lazily).
 
 use crate::ids::Pfn;
 use crate::types::MAX_PAGE_ORDER;
@@ -232,6 +233,10 @@ pub(crate) struct BuddyAllocator {
     /// Bit per page: in use by a movable allocation (`PageLRU`/`__PageMovable` as the
     /// pageblock scan of `try_to_claim_block` and compaction see it).
     movable: Vec<u64>,
+    /// Bit per pageblock: every page of it is in movable use, by an allocation of pageblock
+    /// order or more; its words in `movable` are then zero (a PMD THP costs one bit here
+    /// instead of 64 bytes there).
+    movable_pb: Vec<u64>,
     /// Per pageblock: `MigrateType::code`.
     pageblock: Vec<u8>,
     /// Per pageblock: `PB_migrate_skip`, compaction's hint that scanning it is futile.
@@ -262,6 +267,7 @@ impl BuddyAllocator {
             zones,
             bits: std::array::from_fn(|k| words(total_pages >> k)),
             movable: words(total_pages),
+            movable_pb: words(total_pages >> PAGEBLOCK_ORDER),
             pageblock: vec![0; usize::try_from(total_pages >> PAGEBLOCK_ORDER).expect("fits")],
             skip: words(total_pages >> PAGEBLOCK_ORDER),
             min_free_kbytes: 0,
@@ -340,21 +346,50 @@ impl BuddyAllocator {
 
     /// Whether `pfn` is in use by a movable allocation.
     pub(crate) fn is_movable_used(&self, pfn: u64) -> bool {
-        bit_test(&self.movable, pfn)
+        bit_test(&self.movable_pb, pfn >> PAGEBLOCK_ORDER) || bit_test(&self.movable, pfn)
     }
 
     /// Whether any of `n` pages from `pfn` is marked in movable use (whole words where the
     /// range is word-aligned, as every block of order 6 and up is).
     fn any_movable(&self, pfn: u64, n: u64) -> bool {
+        if n >= PAGEBLOCK_NR {
+            let pbs = pfn >> PAGEBLOCK_ORDER..(pfn + n) >> PAGEBLOCK_ORDER;
+            if pbs.into_iter().any(|pb| bit_test(&self.movable_pb, pb)) {
+                return true;
+            }
+        } else if bit_test(&self.movable_pb, pfn >> PAGEBLOCK_ORDER) {
+            return true;
+        }
         if n >= 64 {
             let (s, e) = ((pfn / 64) as usize, ((pfn + n) / 64) as usize);
             return self.movable[s..e].iter().any(|&w| w != 0);
         }
-        (pfn..pfn + n).any(|p| self.is_movable_used(p))
+        (pfn..pfn + n).any(|p| bit_test(&self.movable, p))
     }
 
     fn mark_movable(&mut self, pfn: u64, order: usize, on: bool) {
         let (s, e) = (pfn, pfn + (1 << order));
+        if order >= PAGEBLOCK_ORDER as usize {
+            // Whole pageblocks: their bits, and their words stay (or become) zero.
+            for pb in s >> PAGEBLOCK_ORDER..e >> PAGEBLOCK_ORDER {
+                bit_set(&mut self.movable_pb, pb, on);
+                let w = (pb * PAGEBLOCK_NR / 64) as usize;
+                for x in &mut self.movable[w..w + (PAGEBLOCK_NR / 64) as usize] {
+                    if *x != 0 {
+                        *x = 0;
+                    }
+                }
+            }
+            return;
+        }
+        let pb = s >> PAGEBLOCK_ORDER;
+        if bit_test(&self.movable_pb, pb) {
+            // Part of a pageblock-wide allocation changes (its folio was split and a piece
+            // freed, or migrated): back to a bit per page.
+            bit_set(&mut self.movable_pb, pb, false);
+            let w = (pb * PAGEBLOCK_NR / 64) as usize;
+            self.movable[w..w + (PAGEBLOCK_NR / 64) as usize].fill(u64::MAX);
+        }
         if order >= 6 {
             // Whole words.
             let v = if on { u64::MAX } else { 0 };
