@@ -13,6 +13,7 @@ rows=[
  ("precopy", "QEMU 9.1+ multifd", "precopy --used 50 --zero-share 10 --seed 7 --multifd --qemu 9.1"),
  ("precopy", "QEMU 10.1+ multifd + postcopy-ram", "precopy --used 50 --zero-share 10 --seed 7 --multifd --qemu 10.1 --postcopy-ram"),
  ("precopy", "QEMU legacy, 3 iterations, 2 % dirtied", "precopy --used 50 --zero-share 10 --seed 7 --iterations 3 --dirty-share 2"),
+ ("mapped-ram", "QEMU 9.0+ mapped-ram restore", "mapped-ram --used 50 --zero-share 10 --seed 7 --multifd"),
  ("postcopy", "QEMU (zero pages: ZEROPAGE)", "postcopy"),
  ("postcopy", "QEMU 10.1+ multifd (zero pages: COPY)", "postcopy --multifd --qemu 10.1"),
  ("background-snapshot", "QEMU", "background-snapshot"),

@@ -33,6 +33,12 @@ pub const WORKLOADS: &[(&str, &str, &str)] = &[
          multifd_recv_zero_page_process, v8.0-master",
     ),
     (
+        "mapped-ram",
+        "QEMU restore from a mapped-ram migration file (-incoming): only the pages the file's bitmap marks as data are read into RAM",
+        "QEMU migration/ram.c parse_ramblock_mapped_ram/read_ramblock_mapped_ram (mapped-ram \
+         capability, 9.0+), handle_zero_mapped_ram (0ecd285824), save_zero_page",
+    ),
+    (
         "postcopy",
         "QEMU postcopy destination: discard, NOHUGEPAGE, uffd MISSING, 4 KiB COPY/ZEROPAGE",
         "QEMU migration/postcopy-ram.c postcopy_ram_incoming_init/_setup/_cleanup, \
@@ -583,6 +589,7 @@ pub fn generate(p: &GenParams) -> Result<String, String> {
         "prealloc-populate" => prealloc(p, true),
         "prealloc-touch" => prealloc(p, false),
         "precopy" => precopy(p)?,
+        "mapped-ram" => mapped_ram(p, qemu)?,
         "postcopy" => postcopy(p, qemu)?,
         "background-snapshot" => background_snapshot(p),
         "balloon" => balloon(p),
@@ -971,6 +978,84 @@ fn precopy(p: &GenParams) -> Result<(String, String), String> {
             let _ = writeln!(ops, "checkpoint iteration-{i}");
         }
     }
+    Ok((doc, ops))
+}
+
+/// The destination of `migrate_incoming file:…` with the mapped-ram capability: the file holds
+/// each RAMBlock's pages at their own offsets and a bitmap of the pages saved as data.
+fn mapped_ram(p: &GenParams, qemu: (u32, u32)) -> Result<(String, String), String> {
+    if qemu < (9, 0) {
+        return Err(format!(
+            "--qemu {}: the mapped-ram capability came with QEMU 9.0",
+            p.qemu
+        ));
+    }
+    if p.postcopy_ram {
+        return Err(
+            "--postcopy-ram: QEMU refuses mapped-ram with postcopy (migration/options.c migrate_caps_check: \"Mapped-ram migration is incompatible with postcopy\")".into(),
+        );
+    }
+    let data_pct = 100 - p.zero_share;
+    let used = p.guest / M2 * p.used as u64 / 100 * M2;
+    let map = DataMap::new(used, data_pct, p.seed);
+    let data_pages: u64 = (0..(used / M2) as usize)
+        .map(|b| map.count(b, 0, PAGES_PER_PMD))
+        .sum();
+    let data_blocks = (0..(used / M2) as usize)
+        .filter(|&b| map.count(b, 0, PAGES_PER_PMD) > 0)
+        .count();
+    let channels = if p.multifd {
+        "with multifd each chunk is handed to a recv channel (ram_load_multifd_pages), so \
+         chunks land in a timing-dependent order;\nno observable here depends on it: every \
+         block's first access is a write, which on an empty PMD is a THP on every kernel"
+    } else {
+        "one thread, address order (qemu_get_buffer_at: pread)"
+    };
+    let doc = format!(
+        "Destination of a migration to a file with the mapped-ram capability (QEMU 9.0+): \
+         `migrate file:…` on the source,\n`-incoming defer` + `migrate_incoming file:…` here. \
+         On save, save_zero_page clears a zero page's bit in the\nRAMBlock's file bitmap and \
+         stores nothing; a data page is written at its own offset and its bit set.\n\
+         On load, parse_ramblock_mapped_ram reads the bitmap and read_ramblock_mapped_ram \
+         preads every run of set bits\nstraight into guest RAM in chunks of at most \
+         MAPPED_RAM_LOAD_BUF_SIZE; {channels}.\n\
+         A pread into RAM is a write fault per page (copy_to_user), as a store would be. Zero \
+         pages are never touched\nby an incoming migration: before 0ecd285824 nothing handles \
+         them; since, handle_zero_mapped_ram returns at once\nfor RUN_STATE_INMIGRATE and \
+         RUN_STATE_PRELAUNCH (only a loadvm into a running VM checks them, not generated).\n\
+         The file's own page cache (the reads go through it unless the direct-io parameter \
+         is set) is not generated.\n\
+         Guest: {} used ({}% of RAM) with {}% zero pages scattered in it (seed {}), {} never \
+         touched.\nData pages read from the file: {data_pages} in {data_blocks} of the {} used \
+         2 MiB blocks; the other blocks stay unpopulated (no huge\nzero page, unlike a precopy \
+         stream's ZERO records before 9.1).\n\
+         Parameters used: --guest, --used, --zero-share, --seed, --qemu, --multifd, --kernel.",
+        fmt_size(used),
+        p.used,
+        p.zero_share,
+        p.seed,
+        fmt_size(p.guest - used),
+        used / M2,
+    );
+    let mut ops = String::new();
+    qemu_ram(p, &mut ops);
+    ops.push_str(
+        "checkpoint mapped
+",
+    );
+    if used > 0 && data_pct > 0 {
+        if data_pct == 100 {
+            let _ = writeln!(ops, "write {}   # the data pages (pread)", range(0, used));
+        } else {
+            let _ = writeln!(
+                ops,
+                "write {} random={data_pct}% seed={}   # the data pages (pread)",
+                range(0, used),
+                p.seed
+            );
+        }
+    }
+    ops.push_str("checkpoint loaded\n");
     Ok((doc, ops))
 }
 

@@ -228,6 +228,56 @@ fn precopy_legacy_reads_only_the_blocks_whose_first_page_is_zero() {
     assert_eq!(anon_huge_kb(&res, "loaded"), 64 << 10);
 }
 
+/// mapped-ram restore: only the data pages are read into RAM (write faults), never a zero page:
+/// never-used RAM and an all-zero guest stay empty.
+#[test]
+fn mapped_ram_restore_writes_only_the_pages_the_bitmap_marks() {
+    let mut p = params("mapped-ram");
+    p.used = 50; // 16 blocks used, 16 never touched
+    p.zero_share = 99; // 1 % data pages
+    p.qemu = "9.0".into();
+    p.seed = 3;
+    let blocks = data_blocks(32 << 20, 1, 3);
+    let with_data = blocks.iter().filter(|b| b.0 > 0).count() as i64;
+    let data: u64 = blocks.iter().map(|b| b.0).sum();
+    let src = generate(&p).unwrap();
+    assert!(!src.contains("\nread "), "{src}");
+    assert!(src.contains("\nwrite ram+0 32M random=1% seed=3   # the data pages (pread)\n"));
+    assert!(src.contains(&format!(
+        "Data pages read from the file: {data} in {with_data} of the 16 used"
+    )));
+    for k in ["6.12", "6.18"] {
+        let res = run_gen(&p, k);
+        assert_eq!(counter(&res, "loaded", "minflt"), with_data, "{k}");
+        assert_eq!(counter(&res, "loaded", "vmstat.thp_fault_alloc"), with_data);
+        assert_eq!(anon_huge_kb(&res, "loaded"), with_data as u64 * 2048);
+        assert_eq!(smaps(&res, "loaded", "ram", "Rss"), with_data as u64 * 2048);
+    }
+    // An all-zero guest: nothing is read from the file, nothing faults.
+    let mut z = p.clone();
+    z.zero_share = 100;
+    let res = run_gen(&z, "6.18");
+    assert_eq!(counter(&res, "loaded", "minflt"), 0);
+    assert_eq!(smaps(&res, "loaded", "ram", "Rss"), 0);
+    // Multifd changes the chunk order only: the same scenario ops.
+    p.multifd = true;
+    let ops = |s: &str| {
+        s.lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(ops(&generate(&p).unwrap()), ops(&src));
+    // Refused where QEMU has no mapped-ram or refuses the combination.
+    p.qemu = "8.2".into();
+    assert!(generate(&p).unwrap_err().contains("came with QEMU 9.0"));
+    p.qemu = "10.2".into();
+    p.postcopy_ram = true;
+    assert!(generate(&p)
+        .unwrap_err()
+        .contains("incompatible with postcopy"));
+}
+
 #[test]
 fn precopy_multifd_modes_by_qemu_version() {
     let mut p = params("precopy");
@@ -1080,6 +1130,7 @@ fn file_workload_files_equal_the_generator_output() {
             let path = e.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().to_string();
             if !(name.starts_with("qemu-file-ram")
+                || name.starts_with("qemu-mapped-ram")
                 || name.starts_with("firecracker-file-restore")
                 || name.starts_with("firecracker-memfd"))
             {
