@@ -806,6 +806,23 @@ fn reads_at(ops: &mut String, offs: &[u64]) {
     }
 }
 
+/// The one `write` of the data pages of `[0, used)`: `data_pct` % of its pages, the seeded
+/// subset [`DataMap`] describes.
+fn data_pages_write(ops: &mut String, used: u64, data_pct: u32, seed: u64, what: &str) {
+    if used == 0 || data_pct == 0 {
+        return;
+    }
+    if data_pct == 100 {
+        let _ = writeln!(ops, "write {}   # {what}", range(0, used));
+    } else {
+        let _ = writeln!(
+            ops,
+            "write {} random={data_pct}% seed={seed}   # {what}",
+            range(0, used)
+        );
+    }
+}
+
 fn precopy(p: &GenParams) -> Result<(String, String), String> {
     let mode = ZeroMode::of(p)?;
     let data_pct = 100 - p.zero_share;
@@ -935,18 +952,7 @@ fn precopy(p: &GenParams) -> Result<(String, String), String> {
         );
     }
     ops.push_str("checkpoint zero-checked\n");
-    if used > 0 && data_pct > 0 {
-        if data_pct == 100 {
-            let _ = writeln!(ops, "write {}   # the data pages", range(0, used));
-        } else {
-            let _ = writeln!(
-                ops,
-                "write {} random={data_pct}% seed={}   # the data pages",
-                range(0, used),
-                p.seed
-            );
-        }
-    }
+    data_pages_write(&mut ops, used, data_pct, p.seed, "the data pages");
     if mode == ZeroMode::Multifd101Memset {
         ops.push_str(
             "madvise ram POPULATE_WRITE           # memset of every zero page (zeros: no data)\n",
@@ -1039,22 +1045,8 @@ fn mapped_ram(p: &GenParams, qemu: (u32, u32)) -> Result<(String, String), Strin
     );
     let mut ops = String::new();
     qemu_ram(p, &mut ops);
-    ops.push_str(
-        "checkpoint mapped
-",
-    );
-    if used > 0 && data_pct > 0 {
-        if data_pct == 100 {
-            let _ = writeln!(ops, "write {}   # the data pages (pread)", range(0, used));
-        } else {
-            let _ = writeln!(
-                ops,
-                "write {} random={data_pct}% seed={}   # the data pages (pread)",
-                range(0, used),
-                p.seed
-            );
-        }
-    }
+    ops.push_str("checkpoint mapped\n");
+    data_pages_write(&mut ops, used, data_pct, p.seed, "the data pages (pread)");
     ops.push_str("checkpoint loaded\n");
     Ok((doc, ops))
 }
