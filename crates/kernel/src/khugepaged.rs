@@ -916,11 +916,6 @@ impl Kernel {
         }
         // Swap entries in the page cache count against max_ptes_swap (not as present).
         let end = start + u64::from(HPAGE_PMD_NR);
-        let swapped: Vec<u64> = self.shmem.inodes[ino.index()]
-            .swapped
-            .range(start..end)
-            .map(|(&i, _)| i)
-            .collect();
         let swap: u64 = self.shmem.inodes[ino.index()]
             .swapped
             .range(start..end)
@@ -934,11 +929,16 @@ impl Kernel {
             self.vmstat.count(VmItem::ThpScanExceedNonePte);
             return ScanResult::ExceedNonePte;
         }
-        // collapse_file swaps them in (shmem_get_folio with SGP_NOALLOC; no fault charged).
-        for index in swapped {
-            if self.shmem.inodes[ino.index()].swap_entry(index).is_some()
-                && self.shmem_swapin_folio(ino, index, None).is_err()
-            {
+        // collapse_file swaps them in, in index order (shmem_get_folio with SGP_NOALLOC; no
+        // fault charged). A swap-in may split a large entry (a page of it already in the swap
+        // cache), leaving entries of smaller orders behind it: take the next one each time.
+        while let Some(index) = self.shmem.inodes[ino.index()]
+            .swapped
+            .range(start..end)
+            .next()
+            .map(|(&i, _)| i)
+        {
+            if self.shmem_swapin_folio(ino, index, None).is_err() {
                 return ScanResult::Fail;
             }
         }

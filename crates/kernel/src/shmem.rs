@@ -1221,7 +1221,7 @@ impl Kernel {
             let cslot = self.swap.folio_slot[&c];
             self.swap_update_readahead(c, None);
             let first = if self.folios.get(c).order < order {
-                self.shmem_split_swap_entry(ino, efirst);
+                self.shmem_split_swap_entry(ino, index);
                 index - u64::from(slot - cslot)
             } else {
                 efirst
@@ -1258,7 +1258,7 @@ impl Kernel {
                     .alloc_charged_pages(0, crate::page_alloc::Gfp::HIGHUSER_MOVABLE)
                     .ok_or(Errno::ENOMEM)?;
                 if order > 0 {
-                    self.shmem_split_swap_entry(ino, efirst);
+                    self.shmem_split_swap_entry(ino, index);
                 }
                 (self.folios.alloc(pfn, 0, 0), index, slot)
             }
@@ -1324,16 +1324,33 @@ impl Kernel {
         }
     }
 
-    /// `shmem_split_large_entry`: the multi-index swap entry at `first` becomes one order-0
-    /// entry per page.
-    fn shmem_split_swap_entry(&mut self, ino: InodeId, first: u64) {
+    /// `shmem_split_large_entry` (6.15+, by `xas_try_split`): the multi-index swap entry
+    /// holding `index` is split a step at a time, each step splitting only the piece that
+    /// holds `index`, to the orders `xas_try_split_min_order` gives with 64-slot xarray nodes
+    /// (9 → 6 → 5 → 0). `index` ends in an order-0 entry and the rest keeps the larger
+    /// orders, which a later swap-in from a synchronous device brings in whole: measured,
+    /// an order-9 entry split at its first page swaps back in as 7 order-6 folios, 1 order-5
+    /// and 32 order-0 (FINDINGS §38).
+    fn shmem_split_swap_entry(&mut self, ino: InodeId, index: u64) {
         let inode = &mut self.shmem.inodes[ino.index()];
-        let Some((slot, order)) = inode.swapped.remove(&first) else {
+        let Some((first, slot, order)) = inode.swap_entry(index) else {
             return;
         };
-        for i in 0..1u32 << order {
-            inode.swapped.insert(first + u64::from(i), (slot + i, 0));
+        inode.swapped.remove(&first);
+        let slot_of = |i: u64| slot + page_u32(i - first);
+        let (mut base, mut cur) = (first, order);
+        while cur > 0 {
+            let split = xas_try_split_min_order(cur);
+            let step = 1u64 << split;
+            let holder = index & !(step - 1);
+            for p in (base..base + (1u64 << cur)).step_by(step as usize) {
+                if p != holder {
+                    inode.swapped.insert(p, (slot_of(p), split));
+                }
+            }
+            (base, cur) = (holder, split);
         }
+        inode.swapped.insert(index, (slot_of(index), 0));
     }
 
     /// `shmem_free_swap` of every swap entry lying wholly inside the indices `[start, end)`
@@ -1383,5 +1400,15 @@ impl Kernel {
             }
         }
         v
+    }
+}
+
+/// `xas_try_split_min_order` (lib/xarray.c) with `XA_CHUNK_SHIFT` 6: the order the next
+/// step of a split goes to — down to a node boundary, or one order below one.
+fn xas_try_split_min_order(order: u8) -> u8 {
+    if order % 6 == 0 {
+        order.saturating_sub(1)
+    } else {
+        order - order % 6
     }
 }
