@@ -7,8 +7,8 @@
 //! * **Setup** ([`sysfs::Session::swap_setup`]): the journal says "swap on zram0" before the
 //!   first change; then `disksize`, a version-1 swap header written here (what mkswap
 //!   writes, without a label or UUID), and `swapon(2)` with priority 32767. Swap readahead
-//!   (`vm.page-cluster`) is pinned to 0 (one page: `swap_vma_ra_win` returns 1, so a
-//!   swap-cache read never brings neighbours in), journaled like the THP knobs. zswap must
+//!   (`vm.page-cluster`, `swap/vma_ra_enabled`) is a model knob, pinned to the scenario's
+//!   value (default 3, the kernel's) and journaled like the THP knobs. zswap must
 //!   be off and is never written (a write of any value marks it "ever enabled" until reboot,
 //!   which turns large-folio swap-in off: FINDINGS §23).
 //! * **Teardown** on every exit path (the normal end, the signal handlers, the panic hook,

@@ -29,7 +29,8 @@
 //!   detaches and removes the area) before writing the knobs back.
 //!
 //! Nothing outside `/sys/kernel/mm/transparent_hugepage` is ever written, except the hugetlb
-//! pool knobs, the [`SWAP_KNOBS`] and zram0 of a swap run.
+//! pool knobs, the swap readahead knobs (`vm.page-cluster`, `swap/vma_ra_enabled`: model
+//! knobs, pinned to the scenario's values like the THP knobs) and zram0 of a swap run.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -45,13 +46,12 @@ pub const THP_DIR: &str = "/sys/kernel/mm/transparent_hugepage";
 
 /// A knob file path relative to [`THP_DIR`] is acceptable only if it stays inside it; the
 /// hugetlb pool knobs and the swap knobs are the only absolute paths (`sysfs::HUGETLB_KNOBS`,
-/// `sysfs::SWAP_RA_KNOBS`, [`SWAP_KNOBS`]).
+/// `sysfs::SWAP_RA_KNOBS`).
 fn rel_ok(rel: &str) -> bool {
     if rel.starts_with('/') {
         return thpsim_kernel::sysfs::HUGETLB_KNOBS
             .iter()
             .any(|(_, p)| *p == rel)
-            || SWAP_KNOBS.iter().any(|(p, _)| *p == rel)
             || thpsim_kernel::sysfs::SWAP_RA_KNOBS
                 .iter()
                 .any(|(_, p, _)| *p == rel);
@@ -63,14 +63,6 @@ fn rel_ok(rel: &str) -> bool {
             .all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
-/// Files outside the THP directory that a swap run pins, with the value it pins them to:
-/// `vm.page-cluster` 0 while the device is set up (`crate::swap`); it is also a model knob
-/// (`sysfs::SWAP_RA_KNOBS`), so the run's knob pinning then writes the scenario's value. zswap's `enabled` is
-/// never written, not even with its current value: any successful write sets the kernel's
-/// `zswap_ever_enabled` key until reboot, and with it `zswap_never_enabled()` is false and
-/// every swap-in is order 0 (`alloc_swap_folio`); `crate::swap::preflight` refuses a run
-/// while zswap is on instead.
-pub const SWAP_KNOBS: &[(&str, &str)] = &[("/proc/sys/vm/page-cluster", "0")];
 
 pub fn knob_file(rel: &str) -> PathBuf {
     Path::new(THP_DIR).join(rel)
@@ -372,8 +364,7 @@ fn boot_id() -> Option<String> {
 /// A knob a journal may name: one the model knows (the only ones this crate writes).
 fn journal_knob_ok(rel: &str, val: &str) -> bool {
     rel_ok(rel)
-        && (thpsim_kernel::sysfs::knobs().iter().any(|k| k.path == rel)
-            || SWAP_KNOBS.iter().any(|(p, _)| *p == rel))
+        && thpsim_kernel::sysfs::knobs().iter().any(|k| k.path == rel)
         && val.len() <= VAL_MAX_LEN
         && !val.is_empty()
         && val.bytes().all(|b| b.is_ascii_graphic())
@@ -1275,8 +1266,9 @@ impl Session {
     }
 
     /// Sets up the run's swap (`crate::swap`): refuses when the machine has swap or zram0 is
-    /// in use; pins [`SWAP_KNOBS`] (those this kernel has); journals "swap on" before the
-    /// device is touched; then sizes zram0, writes the header and turns it on.
+    /// in use; journals "swap on" before the device is touched; then sizes zram0, writes the
+    /// header and turns it on. Readahead (`vm.page-cluster`) is not touched here: it is a
+    /// model knob, pinned to the scenario's value with the others.
     pub fn swap_setup(
         &mut self,
         bytes: u64,
@@ -1287,14 +1279,10 @@ impl Session {
             None => crate::swap::preflight()?,
             Some(a) => crate::swap::preflight_area(a)?,
         }
-        let pins: Vec<(String, String)> = SWAP_KNOBS
-            .iter()
-            .filter(|(p, _)| Path::new(p).exists())
-            .map(|(p, v)| (p.to_string(), v.to_string()))
-            .collect();
-        self.apply(&pins)?;
-        if !self.active {
-            return Err("no swap knob could be journaled: refusing to set up swap".into());
+        {
+            let _b = Blocked::new();
+            let _g = Guard(guard_acquire());
+            self.activate()?;
         }
         let Some(mut area) = area else {
             self.journal_swap(|s| s.swap = true)?;
