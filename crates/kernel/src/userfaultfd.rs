@@ -542,7 +542,8 @@ impl Kernel {
     /// shared shmem VMA: a new order-0 page-cache folio (copied, or zeroed for ZEROPAGE: never
     /// the zero page) at the page's index, mapped dirty and (unless `wpbit`) writable as the
     /// VMA allows, into a none PTE (`uffd_fill` checks it). EEXIST if the index is already
-    /// cached, whether or not this VMA maps it.
+    /// cached, whether or not this VMA maps it, or holds a swap entry (`shmem_add_to_page_cache`
+    /// expects nothing there: `xas_find_conflict` finds the entry).
     fn shmem_mfill_atomic_pte(
         &mut self,
         mmi: MmId,
@@ -553,7 +554,9 @@ impl Kernel {
         wpbit: u64,
     ) -> Result<(), Errno> {
         let index = vma.linear_page_index(addr);
-        if self.filemap_get_folio(ino, index).is_some() {
+        if self.filemap_get_folio(ino, index).is_some()
+            || self.shmem.inodes[ino.index()].swap_entry(index).is_some()
+        {
             return Err(Errno::EEXIST);
         }
         let f = self.shmem_add_new_folio(ino, index).ok_or(Errno::ENOMEM)?;
