@@ -17,7 +17,13 @@ fn mlock(b: &mut HostBackend, addr: u64, len: u64, lock: bool) -> OpOutcome {
     b.exec(&BackendOp::Mlock { addr, len, lock }).unwrap()
 }
 fn mremap(b: &mut HostBackend, old: u64, len: u64, new: u64) -> OpOutcome {
-    b.exec(&BackendOp::Mremap { old, len, new }).unwrap()
+    b.exec(&BackendOp::Mremap {
+        old,
+        len,
+        new_len: len,
+        new: Some(new),
+    })
+    .unwrap()
 }
 fn snap(b: &mut HostBackend, addr: u64, len: u64) -> Snapshot {
     b.snapshot(&[(addr, len)]).unwrap()
