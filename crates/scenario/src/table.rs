@@ -563,7 +563,7 @@ pub const OPS: &[OpSpec] = &[
                 what: "hugetlb page size",
                 required: false,
                 default: None,
-                doc: "MAP_HUGETLB: bare `hugetlb` (or `hugetlb=2M`) is MAP_HUGE_2MB, 2 MiB pages from the pool `hugetlb.nr_hugepages`; `hugetlb=1G` is MAP_HUGE_1GB, 1 GiB PUD-mapped pages from `hugetlb.1G.nr_hugepages` (no surplus pages at that size). `anon` only; SIZE a multiple of the page size and the address aligned to it (`align=1G` for 1 GiB). Reserved at mmap (ENOMEM when the pool cannot cover it), faulted a huge page at a time (one minor fault maps 1 GiB); munmap, mprotect and MADV_DONTNEED take whole huge pages (EINVAL inside one), mremap moves whole ones",
+                doc: "MAP_HUGETLB: bare `hugetlb` (or `hugetlb=2M`) is MAP_HUGE_2MB, 2 MiB pages from the pool `hugetlb.nr_hugepages`; `hugetlb=1G` is MAP_HUGE_1GB, 1 GiB PUD-mapped pages from `hugetlb.1G.nr_hugepages` (no surplus pages at that size). `anon` only; SIZE a multiple of the page size and the address aligned to it (`align=1G` for 1 GiB). Reserved at mmap (ENOMEM when the pool cannot cover it), faulted a huge page at a time (one minor fault maps 1 GiB); munmap, mprotect and MADV_DONTNEED take whole huge pages (EINVAL inside one), mremap moves and shrinks whole ones (growing is EINVAL)",
             },
             OptSpec {
                 key: "noreserve",
