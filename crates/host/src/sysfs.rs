@@ -63,7 +63,6 @@ fn rel_ok(rel: &str) -> bool {
             .all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
-
 pub fn knob_file(rel: &str) -> PathBuf {
     Path::new(THP_DIR).join(rel)
 }

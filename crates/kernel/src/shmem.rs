@@ -1343,7 +1343,7 @@ impl Kernel {
             let split = xas_try_split_min_order(cur);
             let step = 1u64 << split;
             let holder = index & !(step - 1);
-            for p in (base..base + (1u64 << cur)).step_by(step as usize) {
+            for p in (base..base + (1u64 << cur)).step_by(1usize << split) {
                 if p != holder {
                     inode.swapped.insert(p, (slot_of(p), split));
                 }
