@@ -255,22 +255,29 @@ fn handle(base: u64, req: &Request) -> (Response, Option<OwnedFd>) {
             };
             errno_of(x)
         }
-        Request::Mremap { addr, len, new } => {
-            let (old, new) = (base.wrapping_add(addr), base.wrapping_add(new));
-            // SAFETY: raw mremap(2) moving scenario memory to another scenario address (the
-            // parent keeps both ranges inside the arena, or in the warm-up buffer during the
-            // warm-up); MREMAP_FIXED unmaps only what is at the destination, which is scenario
-            // memory too. No Rust object lives in either range.
-            let p = unsafe {
-                libc::syscall(
-                    libc::SYS_mremap,
-                    old,
-                    len,
-                    len,
+        Request::Mremap {
+            addr,
+            len,
+            new_len,
+            fixed,
+            new,
+        } => {
+            let old = base.wrapping_add(addr);
+            let (flags, new) = if fixed {
+                (
                     libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-                    new,
+                    base.wrapping_add(new),
                 )
+            } else {
+                (0, 0)
             };
+            // SAFETY: raw mremap(2) of scenario memory: moving it to another scenario address,
+            // or resizing it in place (the parent keeps the old range and the result inside
+            // the arena, or in the warm-up buffer during the warm-up); MREMAP_FIXED unmaps
+            // only what is at the destination, a shrink only the old range's tail, a grow in
+            // place takes only unmapped space: all scenario memory. No Rust object lives in
+            // any of these ranges.
+            let p = unsafe { libc::syscall(libc::SYS_mremap, old, len, new_len, flags, new) };
             if p < 0 {
                 Err(Status::Errno(sys::errno()))
             } else {
@@ -504,11 +511,15 @@ fn warm_up(warm_buf: u64) {
     warm(Request::Mremap {
         addr: warm_buf,
         len: page,
+        new_len: page,
+        fixed: true,
         new: warm_buf,
     });
     warm(Request::Mremap {
         addr: last,
         len: page,
+        new_len: page,
+        fixed: true,
         new: last - page,
     });
     warm(mmap(last));

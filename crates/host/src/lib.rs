@@ -995,15 +995,23 @@ impl HostBackend {
             }
             BackendOp::Exit { proc } => self.exit_worker(proc),
             BackendOp::Uffd(ref u) => self.uffd_op(u),
-            BackendOp::Mremap { old, len, new } => {
-                // Both ranges are in the arena (the destination is a scenario mapping plus an
-                // offset); MREMAP_FIXED unmaps what is at the destination.
+            BackendOp::Mremap {
+                old,
+                len,
+                new_len,
+                new,
+            } => {
+                // The old range and the result are in the arena (the destination is a
+                // scenario mapping plus an offset; the plan's arena covers a grown result);
+                // MREMAP_FIXED unmaps what is at the destination.
                 self.check_range(old, len)?;
-                self.check_range(new, len)?;
+                self.check_range(new.unwrap_or(old), new_len)?;
                 let r = self.call(&Request::Mremap {
                     addr: old,
                     len,
-                    new,
+                    new_len,
+                    fixed: new.is_some(),
+                    new: new.unwrap_or(0),
                 })?;
                 Ok(Self::outcome(r, None))
             }

@@ -24,7 +24,7 @@ use thpsim_scenario::ast::{Pattern, Subset, SubsetCount};
 use crate::sys;
 
 /// Bumped whenever a layout below changes.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 const MAGIC: [u8; 2] = *b"TP";
 const HEADER: usize = 8;
 /// Payload words of a request (the largest, `Access`, uses them all).
@@ -95,11 +95,15 @@ pub enum Request {
         len: u64,
         lock: bool,
     },
-    /// `mremap(addr, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, new)`; the value is the new
-    /// address as an arena offset. Takes no fault (page tables move, nothing is touched).
+    /// `mremap(addr, len, new_len, MREMAP_MAYMOVE | MREMAP_FIXED, new)` (`fixed`), else
+    /// `mremap(addr, len, new_len, 0, 0)`; the value is the resulting address as an arena
+    /// offset. Takes no fault (page tables move, nothing is touched), except where an
+    /// mlocked VMA grows: its new part is populated.
     Mremap {
         addr: u64,
         len: u64,
+        new_len: u64,
+        fixed: bool,
         new: u64,
     },
     /// `memfd_create("thpsim-obj", 0)` + `ftruncate(size)`; the value is the descriptor,
@@ -342,7 +346,8 @@ fn req_words(kind: u8) -> Option<usize> {
         R_FILE => 3,
         R_UFFD_OPEN => 1,
         R_MUNMAP | R_PRCTL => 2,
-        R_MPROTECT | R_MADVISE | R_MLOCK | R_MREMAP => 3,
+        R_MPROTECT | R_MADVISE | R_MLOCK => 3,
+        R_MREMAP => 5,
         R_MMAP | R_FALLOCATE => 4,
         R_MEMFD | R_FSYNC => 1,
         R_FTRUNCATE | R_GMEM | R_DISKFILE | R_MEMFD_HUGETLB => 2,
@@ -438,8 +443,14 @@ impl Request {
                 w[..3].copy_from_slice(&[addr, len, u64::from(lock)]);
                 R_MLOCK
             }
-            Request::Mremap { addr, len, new } => {
-                w[..3].copy_from_slice(&[addr, len, new]);
+            Request::Mremap {
+                addr,
+                len,
+                new_len,
+                fixed,
+                new,
+            } => {
+                w[..5].copy_from_slice(&[addr, len, new_len, u64::from(fixed), new]);
                 R_MREMAP
             }
             Request::MemfdCreate { size } => {
@@ -576,7 +587,9 @@ impl Request {
             R_MREMAP => Request::Mremap {
                 addr: w[0],
                 len: w[1],
-                new: w[2],
+                new_len: w[2],
+                fixed: bool_at(3)?,
+                new: w[4],
             },
             R_MEMFD => Request::MemfdCreate { size: w[0] },
             R_MEMFD_HUGETLB => Request::MemfdHugetlb {
@@ -773,7 +786,16 @@ mod tests {
             Request::Mremap {
                 addr: 0,
                 len: 4096,
+                new_len: 4096,
+                fixed: true,
                 new: 8192,
+            },
+            Request::Mremap {
+                addr: 0,
+                len: 8192,
+                new_len: 4096,
+                fixed: false,
+                new: 0,
             },
             Request::MemfdCreate { size: 1 << 21 },
             Request::MmapFd {

@@ -17,7 +17,13 @@ fn mlock(b: &mut HostBackend, addr: u64, len: u64, lock: bool) -> OpOutcome {
     b.exec(&BackendOp::Mlock { addr, len, lock }).unwrap()
 }
 fn mremap(b: &mut HostBackend, old: u64, len: u64, new: u64) -> OpOutcome {
-    b.exec(&BackendOp::Mremap { old, len, new }).unwrap()
+    b.exec(&BackendOp::Mremap {
+        old,
+        len,
+        new_len: len,
+        new: Some(new),
+    })
+    .unwrap()
 }
 fn snap(b: &mut HostBackend, addr: u64, len: u64) -> Snapshot {
     b.snapshot(&[(addr, len)]).unwrap()
@@ -193,4 +199,47 @@ fn mlock_and_mremap_after_fork_take_no_stray_faults() {
             "mremap back in {p}"
         );
     }
+}
+
+fn resize(b: &mut HostBackend, old: u64, len: u64, new_len: u64, new: Option<u64>) -> OpOutcome {
+    b.exec(&BackendOp::Mremap {
+        old,
+        len,
+        new_len,
+        new,
+    })
+    .unwrap()
+}
+
+/// mremap with a new size on the real kernel (conformance 810–820 as scenarios): a shrink
+/// in place splits a THP cut mid-way, a grow in place is ENOMEM where something is mapped
+/// and EFAULT across the VMA's end, and a grown mlocked VMA moved with MREMAP_FIXED
+/// populates its new part (the faults are the op's).
+#[test]
+fn mremap_resize_shrink_grow_and_populate() {
+    let _l = lock();
+    let Some(mut b) = backend() else { return };
+    thp(&mut b, 0);
+    let s0 = snap(&mut b, 0, M2);
+    let o = resize(&mut b, 0, M2, M2 / 2, None);
+    assert_eq!((o.result, o.minflt, o.majflt), (Ok(0), 0, 0));
+    let s1 = snap(&mut b, 0, M2);
+    assert_eq!(delta(&s0, &s1, "vmstat.thp_split_pmd"), 1);
+    assert_eq!(delta(&s0, &s1, "vmstat.thp_deferred_split_page"), 1);
+    assert_eq!(s1.mappings[0].smaps.size, 1024);
+    // A neighbour in the way, then a range across the VMA's end.
+    assert_eq!(mmap(&mut b, M2, K4).result, Ok(M2));
+    let o = resize(&mut b, 0, M2 / 2, M2 + K4, None);
+    assert_eq!((o.result, o.minflt), (errno(libc::ENOMEM), 0));
+    let o = resize(&mut b, 0, M2, 2 * M2, None);
+    assert_eq!((o.result, o.minflt), (errno(libc::EFAULT), 0));
+    // Up to the neighbour (no merge: only the grown VMA has VM_HUGEPAGE): in place.
+    let o = resize(&mut b, 0, M2 / 2, M2, None);
+    assert_eq!((o.result, o.minflt), (Ok(0), 0));
+    assert_eq!(snap(&mut b, 0, M2).mappings[0].smaps.size, 2048);
+    // Locked, grown by 1 MiB while moving: 256 population faults at the destination.
+    assert_eq!(mlock(&mut b, 0, M2, true).result, Ok(0));
+    let o = resize(&mut b, 0, M2, M2 + M2 / 2, Some(4 * M2));
+    assert_eq!((o.result, o.minflt), (Ok(4 * M2), 256));
+    assert_eq!(pages(&mut b, 4 * M2 + M2, M2 / 2), one(Backing::Anon, 256));
 }

@@ -19,7 +19,7 @@
 //! meaning). `resv_huge_pages` counts reservations not yet backed by a page.
 //!
 //! Deviations: no subpools (`size=`/`min_size=` mounts), no cgroup charging, no NUMA, no
-//! PMD sharing, no page pinning (fork never copies eagerly), mremap only as same-size moves,
+//! PMD sharing, no page pinning (fork never copies eagerly),
 //! no content tracking (zeroing a partial page on punch changes nothing observable here), no
 //! demotion of 1 GiB pages, no boot-time or CMA gigantic pools.
 //!

@@ -12,7 +12,18 @@
 //! with it (`move_hugetlb_page_tables`) and so does its reservation: the old VMA's reserve
 //! map is cleared before it is unmapped (`clear_vma_resv_huge_pages`), so nothing is given
 //! back (measured for both sizes, FINDINGS §34).
-//! Deviation: only same-size moves (`old_len == new_len`); no in-place grow or shrink.
+//! A new size (`do_mremap` with `old_len != new_len`, 6.18 order of checks: `check_mremap_params`,
+//! `vma_lookup`, `check_prep_vma`): a shrink unmaps the tail `[addr+new_len, addr+old_len)` as
+//! munmap does (`shrink_vma`; the tail may cross VMAs and holes, only the kept part must lie in
+//! the VMA when the range moves); without a new address an expansion grows the VMA in place
+//! (`expand_vma` → `vma_expandable`, `vma_merge_extend`, which may merge the VMA with the next
+//! one and offers it to khugepaged) when the range ends at the VMA's end and nothing is mapped
+//! in the new part, else ENOMEM (no MREMAP_MAYMOVE); with MREMAP_FIXED the destination is
+//! unmapped first, then the tail, then `old_len` moves into a VMA of `new_len` (`mremap_to`).
+//! A grown VM_LOCKED range populates its new part (`populate_expand`, `mm_populate`). A hugetlb
+//! VMA rounds both lengths up to its page size and refuses to grow (`align_hugetlb`: EINVAL).
+//! MREMAP_MAYMOVE without MREMAP_FIXED (the kernel picks the address) is not modelled: the
+//! scenario language has no form for it.
 
 use crate::errno::Errno;
 use crate::ids::MmId;
@@ -54,7 +65,7 @@ impl Kernel {
             if old_end > first.end {
                 return Err(Errno::EFAULT);
             }
-            self.move_vma(pid, old, len, new)?;
+            self.move_vma(pid, old, len, new, len)?;
             return Ok(new);
         }
         // remap_move() (6.17+): every VMA part moves on its own to the same offset from
@@ -83,18 +94,160 @@ impl Kernel {
             if [a, e - a, new + (a - old)].iter().any(|x| x % hps != 0) {
                 return Err(Errno::EINVAL);
             }
-            self.move_vma(pid, a, e - a, new + (a - old))?;
+            self.move_vma(pid, a, e - a, new + (a - old), e - a)?;
         }
         Ok(new)
     }
 
-    /// `move_vma`: moves `[old, old+len)`, inside one VMA, to `new` (unmapping the
-    /// destination first, as MREMAP_FIXED does).
-    fn move_vma(&mut self, pid: Pid, old: u64, len: u64, new: u64) -> Result<(), Errno> {
+    /// `mremap(addr, old_len, new_len, flags, new)`: `flags` is MREMAP_MAYMOVE |
+    /// MREMAP_FIXED when `new` is given, else 0 (resize in place). Returns the address of the
+    /// result. A same-size FIXED move is [`Kernel::mremap`] (`vrm_move_only` → `remap_move`).
+    pub fn mremap_resize(
+        &mut self,
+        pid: Pid,
+        addr: u64,
+        old_len: u64,
+        new_len: u64,
+        new: Option<u64>,
+    ) -> Result<u64, Errno> {
+        // do_mremap(): both lengths PAGE_ALIGNed first (a wrap to 0 fails below as EINVAL).
+        let align = |l: u64| l.checked_add(PAGE_SIZE - 1).map(|x| x & !(PAGE_SIZE - 1));
+        let (Some(mut old_len), Some(mut new_len)) = (align(old_len), align(new_len)) else {
+            return Err(Errno::EINVAL);
+        };
+        if let Some(n) = new {
+            if old_len == new_len {
+                return self.mremap(pid, addr, old_len, n);
+            }
+        }
+        // check_mremap_params()
+        if !is_page_aligned(addr) || new_len == 0 || new_len > TASK_SIZE {
+            return Err(Errno::EINVAL);
+        }
+        if let Some(n) = new {
+            // vrm_overlaps(): the old range as given, the new one at its new length.
+            let old_end = addr.checked_add(old_len).ok_or(Errno::EINVAL)?;
+            if n > TASK_SIZE - new_len || !is_page_aligned(n) || (old_end > n && n + new_len > addr)
+            {
+                return Err(Errno::EINVAL);
+            }
+        }
         let mmi = self.mm_of(pid);
-        let (old_end, new_end) = (old + len, new + len);
+        // vma_lookup() + check_prep_vma()
+        let Some(vma) = self.mms[mmi].vma_at(addr).copied() else {
+            return Err(Errno::EFAULT);
+        };
+        if vma.backing.is_hugetlb() {
+            // align_hugetlb(): lengths in huge pages, aligned addresses, no expansion (the
+            // reservation map cannot be extended).
+            let hps = self.hugetlb_page_size(&vma);
+            old_len = old_len.div_ceil(hps) * hps;
+            new_len = new_len.div_ceil(hps) * hps;
+            if addr % hps != 0 || new.is_some_and(|n| n % hps != 0) || new_len > old_len {
+                return Err(Errno::EINVAL);
+            }
+        }
+        let (shrink, expand) = (new_len < old_len, new_len > old_len);
+        let mut populate_expand = false;
+        // vrm_will_map_new(): the remaining checks are for an expansion or a move.
+        if expand || new.is_some() {
+            if old_len == 0 && !vma.has(vmf::SHARED) {
+                return Err(Errno::EINVAL);
+            }
+            // Only what is kept has to lie in the VMA; a shrink's tail may cross VMAs.
+            let kept = if shrink { new_len } else { old_len };
+            if kept > vma.end - addr {
+                return Err(Errno::EFAULT);
+            }
+            populate_expand = expand && vma.has(vmf::LOCKED);
+        }
+        let res = match new {
+            Some(n) => {
+                // mremap_to(): the destination is unmapped first, then a shrink's tail; the
+                // source is looked up again after each.
+                self.munmap(pid, n, new_len)?;
+                if self.mms[mmi].vma_at(addr).is_none() {
+                    return Err(Errno::EFAULT);
+                }
+                if shrink {
+                    self.munmap(pid, addr + new_len, old_len - new_len)?;
+                    if self.mms[mmi].vma_at(addr).is_none() {
+                        return Err(Errno::EFAULT);
+                    }
+                    old_len = new_len;
+                }
+                self.move_vma(pid, addr, old_len, n, new_len)?;
+                n
+            }
+            // mremap_at(), shrink_vma(): the tail goes as munmap takes it.
+            None if shrink => {
+                self.munmap(pid, addr + new_len, old_len - new_len)?;
+                addr
+            }
+            None if expand => {
+                // expand_vma(): in place only, the range reaching the VMA's end
+                // (vrm_can_expand_in_place); without MREMAP_MAYMOVE, ENOMEM otherwise.
+                let delta = new_len - old_len;
+                if vma.end - addr != old_len || !self.vma_expandable(mmi, &vma, delta) {
+                    return Err(Errno::ENOMEM);
+                }
+                self.vma_merge_extend(mmi, &vma, delta);
+                addr
+            }
+            None => addr,
+        };
+        if populate_expand {
+            // do_mremap(): a grown VM_LOCKED range populates its new part, errors ignored.
+            let _ = self.mm_populate(pid, res + old_len, res + new_len);
+        }
+        Ok(res)
+    }
+
+    /// `vma_expandable`: nothing mapped in `[vma.end, vma.end + delta)`, which fits below
+    /// TASK_SIZE (`get_unmapped_area` with MAP_FIXED).
+    fn vma_expandable(&self, mmi: MmId, vma: &Vma, delta: u64) -> bool {
+        vma.end
+            .checked_add(delta)
+            .is_some_and(|end| end <= TASK_SIZE && !self.mms[mmi].has_vma_in(vma.end, end))
+    }
+
+    /// `vma_merge_extend`: `vma_merge_new_range` of `[vma.end, vma.end + delta)` with `vma`
+    /// as the previous VMA (always compatible: the extension is a copy of it, at the next
+    /// pgoff) and the next VMA if the extension reaches it and it is compatible; the merged
+    /// VMA is offered to khugepaged (`khugepaged_enter_vma`).
+    fn vma_merge_extend(&mut self, mmi: MmId, vma: &Vma, delta: u64) {
+        let (start, end) = (vma.end, vma.end + delta);
+        let ext = Vma {
+            start,
+            end,
+            pgoff: vma.pgoff + ((vma.end - vma.start) >> PAGE_SHIFT),
+            ..*vma
+        };
+        self.mms[mmi].vmas.insert(start, ext);
+        let merged =
+            self.mms[mmi].merge_range(start, end, self.profile.switches.anon_vma_dup_merge);
+        debug_assert!(
+            merged.contains(&vma.start),
+            "the extension merges with its VMA"
+        );
+        self.khugepaged_enter_merged(mmi, &merged);
+    }
+
+    /// `move_vma`: moves `[old, old+len)`, inside one VMA, to `new`, into a VMA of `new_len`
+    /// (≥ `len`; `copy_vma` makes it that long, `move_page_tables` moves `len`), unmapping
+    /// the destination first, as MREMAP_FIXED does.
+    fn move_vma(
+        &mut self,
+        pid: Pid,
+        old: u64,
+        len: u64,
+        new: u64,
+        new_len: u64,
+    ) -> Result<(), Errno> {
+        let mmi = self.mm_of(pid);
+        let (old_end, new_end) = (old + len, new + new_len);
         let vma = self.mms[mmi].vma_at(old).copied().expect("source vma");
-        self.munmap(pid, new, len)?;
+        self.munmap(pid, new, new_len)?;
         // copy_vma(): the new VMA, same flags and anon_vma, pgoff of the moved part, except
         // that a never-faulted anonymous VMA (no anon_vma) takes the pgoff of its new address,
         // which lets it merge with its new neighbours; the merge happens here, on insertion

@@ -718,6 +718,114 @@ fn mlock_part_of_a_thp_splits_its_pmd_and_populates() {
     assert_eq!(t.k.mlock(t.pid, BASE + 8 * M2, K4), Err(Errno::ENOMEM));
 }
 
+/// mremap with a new size (`mremap_resize`, flags 0 without a destination): a shrink
+/// unmaps the tail as munmap does (a THP cut mid-way splits its PMD and is queued for
+/// deferred split; at a PMD boundary nothing splits), a grow in place extends the VMA only
+/// where nothing is mapped and the range reaches the VMA's end (ENOMEM, EFAULT across it).
+/// The same cases run on the host as conformance 810–816.
+#[test]
+fn mremap_resize_shrinks_and_grows_in_place() {
+    let mut t = T::new("6.18");
+    t.mmap(BASE, 2 * M2, Prot::RW);
+    t.madvise(BASE, 2 * M2, Advice::Hugepage).unwrap();
+    t.write(BASE, 2 * M2);
+    assert_eq!(t.faults(), 2);
+    assert_eq!(
+        t.k.mremap_resize(t.pid, BASE, 2 * M2, 3 * M2 / 2, None),
+        Ok(BASE)
+    );
+    t.ok();
+    assert_eq!(t.faults(), 0);
+    assert_eq!(t.d(VmItem::ThpSplitPmd), 1);
+    assert_eq!(t.d(VmItem::ThpDeferredSplitPage), 1);
+    assert_eq!(t.smaps(BASE, 2 * M2, "Size"), 3072);
+    assert_eq!(
+        t.map(BASE, 2 * M2),
+        vec![
+            (Backing::ThpPmd, 512),
+            (Backing::ThpPte { order: 9 }, 256),
+            (Backing::None, 256)
+        ]
+    );
+    // At the PMD boundary: the PTE-mapped rest goes, the PMD stays.
+    assert_eq!(
+        t.k.mremap_resize(t.pid, BASE, 3 * M2 / 2, M2, None),
+        Ok(BASE)
+    );
+    t.ok();
+    assert_eq!(t.d(VmItem::ThpSplitPmd), 1);
+    assert_eq!(t.map(BASE, M2), vec![(Backing::ThpPmd, 512)]);
+    // Zero new length, unaligned address: EINVAL before the lookup; a hole: EFAULT.
+    let r = |t: &mut T, a, o, n, to| t.k.mremap_resize(t.pid, a, o, n, to);
+    assert_eq!(r(&mut t, BASE + 4 * M2, M2, 0, None), Err(Errno::EINVAL));
+    assert_eq!(r(&mut t, BASE + 1, K4, 2 * K4, None), Err(Errno::EINVAL));
+    assert_eq!(r(&mut t, BASE + 4 * M2, M2, K4, None), Err(Errno::EFAULT));
+    // Growing: a range short of the VMA's end, one across it, a neighbour in the way.
+    assert_eq!(r(&mut t, BASE, K4, 2 * K4, None), Err(Errno::ENOMEM));
+    assert_eq!(r(&mut t, BASE, 2 * M2, 3 * M2, None), Err(Errno::EFAULT));
+    t.mmap(BASE + 3 * M2, M2, Prot::R);
+    assert_eq!(r(&mut t, BASE, M2, 4 * M2, None), Err(Errno::ENOMEM));
+    assert_eq!(t.smaps(BASE, 3 * M2, "Size"), 2048);
+    // Up to the neighbour (read-only: no merge), then a fault in the grown part is a THP.
+    assert_eq!(r(&mut t, BASE, M2, 3 * M2, None), Ok(BASE));
+    t.ok();
+    assert_eq!(t.smaps(BASE, 3 * M2, "Size"), 6144);
+    assert_eq!(t.smaps(BASE + 3 * M2, M2, "Size"), 2048);
+    t.write(BASE + 2 * M2, K4);
+    assert_eq!(t.faults(), 1);
+    assert_eq!(t.map(BASE + 2 * M2, M2), vec![(Backing::ThpPmd, 512)]);
+    // A hugetlb-free private mapping may not duplicate itself (old_len 0): EINVAL.
+    assert_eq!(r(&mut t, BASE, 0, M2, None), Err(Errno::EINVAL));
+}
+
+/// mremap with a new size and MREMAP_FIXED: the destination is unmapped first, then a
+/// shrink's tail; the kept part (or the whole old length) moves into a VMA of the new size,
+/// and a grown mlocked VMA populates its new part. Conformance 814, 815, 818.
+#[test]
+fn mremap_resize_with_a_destination() {
+    let mut t = T::new("6.18");
+    t.mmap(BASE, 2 * M2, Prot::RW);
+    t.madvise(BASE, 2 * M2, Advice::Hugepage).unwrap();
+    t.write(BASE, 2 * M2);
+    t.mmap(BASE + 8 * M2, 2 * M2, Prot::R);
+    t.faults();
+    let dst = BASE + 8 * M2;
+    // Overlap of the old range (as given) with the new one: EINVAL, nothing unmapped.
+    assert_eq!(
+        t.k.mremap_resize(t.pid, BASE, 2 * M2, M2, Some(BASE + M2)),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        t.k.mremap_resize(t.pid, BASE, 2 * M2, 3 * M2 / 2, Some(dst)),
+        Ok(dst)
+    );
+    t.ok();
+    assert_eq!(t.faults(), 0);
+    assert_eq!(t.d(VmItem::ThpSplitPmd), 1);
+    assert_eq!(
+        t.map(dst, 2 * M2),
+        vec![
+            (Backing::ThpPmd, 512),
+            (Backing::ThpPte { order: 9 }, 256),
+            (Backing::None, 256)
+        ]
+    );
+    assert_eq!(t.map(BASE, 2 * M2), vec![(Backing::None, 1024)]);
+    // Grow while moving a locked VMA: the new part is populated (4 KiB faults: the first
+    // half of its 2 MiB block is PTE-mapped).
+    t.k.mlock(t.pid, dst, 3 * M2 / 2).unwrap();
+    t.faults();
+    let dst2 = BASE + 16 * M2;
+    assert_eq!(
+        t.k.mremap_resize(t.pid, dst, 3 * M2 / 2, 2 * M2, Some(dst2)),
+        Ok(dst2)
+    );
+    t.ok();
+    assert_eq!(t.faults(), 256);
+    assert_eq!(t.smaps(dst2, 2 * M2, "Locked"), 4096);
+    assert_eq!(t.map(dst2 + 3 * M2 / 2, M2 / 2), vec![(Backing::Anon, 256)]);
+}
+
 #[test]
 fn mremap_aligned_keeps_pmd_unaligned_splits() {
     for (dst_off, split, map) in [

@@ -53,6 +53,13 @@ enum Op {
         len: u64,
         to: u64,
     },
+    /// mremap with a new size, in place (`to` None) or MREMAP_FIXED.
+    MremapResize {
+        off: u64,
+        len: u64,
+        new_len: u64,
+        to: Option<u64>,
+    },
     Fork,
     Exit,
     Switch(u8),
@@ -110,6 +117,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(off, len, stride, write)| Op::Touch { off, len, stride, write }),
         1 => (page_off(), len(), any::<bool>()).prop_map(|(off, len, lock)| Op::Mlock { off, len, lock }),
         1 => (page_off(), len(), page_off()).prop_map(|(off, len, to)| Op::Mremap { off, len, to: to + SPAN }),
+        1 => (page_off(), len(), len(), proptest::option::of(page_off()))
+            .prop_map(|(off, len, new_len, to)| Op::MremapResize { off, len, new_len, to: to.map(|t| t + SPAN) }),
         2 => Just(Op::Fork),
         1 => Just(Op::Exit),
         2 => any::<u8>().prop_map(Op::Switch),
@@ -194,6 +203,14 @@ fn run(
             }
             Op::Mremap { off, len, to } => {
                 let _ = k.mremap(pid, BASE + off, len, BASE + to);
+            }
+            Op::MremapResize {
+                off,
+                len,
+                new_len,
+                to,
+            } => {
+                let _ = k.mremap_resize(pid, BASE + off, len, new_len, to.map(|t| BASE + t));
             }
             Op::Fork => {
                 if procs.len() < 4 {

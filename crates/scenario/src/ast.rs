@@ -114,9 +114,14 @@ pub enum Op {
     },
     /// `compact` — `echo 1 > /proc/sys/vm/compact_memory`.
     Compact,
-    /// `mremap RANGE DST[+OFF]` — move RANGE to the address of mapping DST (plus OFF):
-    /// `MREMAP_MAYMOVE | MREMAP_FIXED`, same size.
-    Mremap { range: RangeRef, dst: RangeRef },
+    /// `mremap RANGE [DST[+OFF]] [size=SIZE]` — with DST, move RANGE to the address of
+    /// mapping DST (plus OFF): `MREMAP_MAYMOVE | MREMAP_FIXED`; with `size`, to that new
+    /// length (without DST: in place, flags 0). At least one of the two is given.
+    Mremap {
+        range: RangeRef,
+        dst: Option<RangeRef>,
+        size: Option<u64>,
+    },
     /// `mlock RANGE` / `munlock RANGE`.
     Mlock { range: RangeRef, lock: bool },
     /// `uffd …` — the current process's userfaultfd.

@@ -196,11 +196,13 @@ pub enum BackendOp {
     },
     /// Compact all memory (`/proc/sys/vm/compact_memory`).
     Compact,
-    /// `mremap(old, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, new)`; returns `new`.
+    /// `mremap(old, len, new_len, MREMAP_MAYMOVE | MREMAP_FIXED, new)` with `new`, else
+    /// `mremap(old, len, new_len, 0)`; returns the resulting address.
     Mremap {
         old: u64,
         len: u64,
-        new: u64,
+        new_len: u64,
+        new: Option<u64>,
     },
     /// mlock(2) (`lock`) or munlock(2).
     Mlock {

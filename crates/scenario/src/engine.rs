@@ -7,11 +7,10 @@ use std::collections::BTreeMap;
 use thpsim_kernel::errno::{OpError, Signal};
 use thpsim_kernel::observe::{pagemap_count, pagemap_push, PageMap, Smaps};
 use thpsim_kernel::profile;
-use thpsim_kernel::types::{PAGE_SIZE, PMD_SIZE};
+use thpsim_kernel::types::{page_align_up, PAGE_SIZE, PMD_SIZE};
 
 use crate::ast::{
-    Cmp, Condition, Expect, ExpectValue, MapBacking, MmapOp, Observable, Op, RangeRef, Scenario,
-    Span, Stmt,
+    Cmp, Condition, Expect, ExpectValue, MapBacking, Observable, Op, RangeRef, Scenario, Span, Stmt,
 };
 use crate::backend::{Backend, BackendError, BackendOp, Setup, Snapshot};
 
@@ -239,8 +238,18 @@ pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, PlanError> {
     let mut cursor = 0u64;
     // The page size of each hugetlb `memfd` object (object names are unique).
     let mut huge_objects = BTreeMap::new();
-    collect_memfds(&scn.stmts, &mut huge_objects);
-    collect_mmaps(&scn.stmts, &mut |m: &MmapOp| {
+    for_each_op(&scn.stmts, &mut |op| {
+        if let Op::Memfd {
+            name,
+            hugetlb: Some(h),
+            ..
+        } = op
+        {
+            huge_objects.insert(name.clone(), *h);
+        }
+    });
+    for_each_op(&scn.stmts, &mut |op| {
+        let Op::Mmap(m) = op else { return };
         if mappings.iter().any(|p: &Placed| p.name == m.name) {
             return;
         }
@@ -270,6 +279,32 @@ pub fn plan(scn: &Scenario, variant: &Variant) -> Result<Plan, PlanError> {
             addr,
             len: m.size,
         });
+    });
+    // An mremap's result (grown in place, or at its destination) may reach past every
+    // mapping: the arena covers it, so that both backends have free address space there.
+    for_each_op(&scn.stmts, &mut |op| {
+        let Op::Mremap { range, dst, size } = op else {
+            return;
+        };
+        let place = |name: &str| mappings.iter().find(|p| p.name == name);
+        let (Some(src), at) = (place(&range.mapping), dst.as_ref()) else {
+            return;
+        };
+        // As the run resolves RANGE (`range` below): a bare offset is one byte.
+        let len = size.unwrap_or(match (range.offset, range.len) {
+            (_, Some(l)) => l,
+            (None, None) => src.len,
+            (Some(_), None) => 1,
+        });
+        let start = match at {
+            Some(d) => place(&d.mapping).map(|p| p.addr + d.offset.unwrap_or(0)),
+            None => Some(src.addr + range.offset.unwrap_or(0)),
+        };
+        if let Some(end) =
+            start.and_then(|s| s.checked_add(page_align_up(len.min(crate::parse::MAX_MAPPING))))
+        {
+            cursor = cursor.max(end);
+        }
     });
     let arena_len = cursor.div_ceil(1 << 30).max(1) << 30;
     let touch = touch_bound(scn, &mappings, memory);
@@ -310,31 +345,12 @@ impl Plan {
     }
 }
 
-fn collect_memfds(
-    stmts: &[Stmt],
-    out: &mut BTreeMap<String, thpsim_kernel::hugetlb::HugePageSize>,
-) {
+/// Calls `f` on every op of `stmts`, in order, inside `repeat` bodies too (once each).
+fn for_each_op(stmts: &[Stmt], f: &mut impl FnMut(&Op)) {
     for st in stmts {
         match &st.op {
-            Op::Memfd {
-                name,
-                hugetlb: Some(h),
-                ..
-            } => {
-                out.insert(name.clone(), *h);
-            }
-            Op::Repeat { body, .. } => collect_memfds(body, out),
-            _ => {}
-        }
-    }
-}
-
-fn collect_mmaps(stmts: &[Stmt], f: &mut impl FnMut(&MmapOp)) {
-    for st in stmts {
-        match &st.op {
-            Op::Mmap(m) => f(m),
-            Op::Repeat { body, .. } => collect_mmaps(body, f),
-            _ => {}
+            Op::Repeat { body, .. } => for_each_op(body, f),
+            op => f(op),
         }
     }
 }
@@ -974,11 +990,21 @@ impl Run<'_> {
                 }
                 self.exec_always(st, BackendOp::Exit { proc: id })
             }
-            Op::Mremap { range, dst } => {
+            Op::Mremap { range, dst, size } => {
                 let (old, len) = self.range(range);
-                let p = &self.plan.mappings[self.names[&dst.mapping]];
-                let new = p.addr + dst.offset.unwrap_or(0);
-                self.exec(st, BackendOp::Mremap { old, len, new })
+                let new = dst.as_ref().map(|d| {
+                    self.plan.mappings[self.names[&d.mapping]].addr + d.offset.unwrap_or(0)
+                });
+                let new_len = size.unwrap_or(len);
+                self.exec(
+                    st,
+                    BackendOp::Mremap {
+                        old,
+                        len,
+                        new_len,
+                        new,
+                    },
+                )
             }
             Op::Mlock { range, lock } => {
                 let (addr, len) = self.range(range);
@@ -1455,7 +1481,20 @@ fn op_text(op: &BackendOp) -> String {
         } => format!("kalloc {size:#x} order={order} reclaimable={reclaimable} scatter={scatter}"),
         BackendOp::Compact => "compact".into(),
         BackendOp::Uffd(u) => format!("uffd {u:?}"),
-        BackendOp::Mremap { old, len, new } => format!("mremap {old:#x} {len:#x} -> {new:#x}"),
+        BackendOp::Mremap {
+            old,
+            len,
+            new_len,
+            new,
+        } => {
+            let size = if new_len == len {
+                String::new()
+            } else {
+                format!(" size {new_len:#x}")
+            };
+            let to = new.map(|n| format!(" -> {n:#x}")).unwrap_or_default();
+            format!("mremap {old:#x} {len:#x}{size}{to}")
+        }
         BackendOp::Mlock { addr, len, lock } => format!(
             "{} {addr:#x} {len:#x}",
             if *lock { "mlock" } else { "munlock" }

@@ -1056,38 +1056,73 @@ impl<E: Entropy> Gen<'_, E> {
             // VMA refuses: no userfaultfd once there is 1 GiB hugetlb memory.
             "uffd" if self.maps.iter().any(|m| m.gigantic) => return None,
             "mremap" => {
-                // The destination must hold the source's length.
+                // RANGE as the engine resolves it: a bare offset is one byte.
                 let src = self.range()?;
-                let len = match src.split_once(' ') {
-                    Some((_, l)) => crate::parse::parse_size(l).ok()?,
-                    None if src.contains('+') => 1,
-                    None => self.maps.iter().find(|m| m.name == src)?.size,
+                let (head, len_text) = match src.split_once(' ') {
+                    Some((h, l)) => (h, Some(l)),
+                    None => (src.as_str(), None),
                 };
+                let (src_name, off) = match head.split_once('+') {
+                    Some((n, o)) => (n, crate::parse::parse_size(o).ok()?),
+                    None => (head, 0),
+                };
+                let src_size = self.maps.iter().find(|m| m.name == src_name)?.size;
+                let len = match len_text {
+                    Some(l) => crate::parse::parse_size(l).ok()?,
+                    None if head.contains('+') => 1,
+                    None => src_size,
+                };
+                // A new size keeps the result inside a declared mapping (so the host-side
+                // filters know what is there): in place up to the source mapping's end.
+                let new_size = |g: &mut Self, room: u64| -> String {
+                    let pages = room.div_ceil(PAGE_SIZE).max(1);
+                    match g.below(20) {
+                        0 => "0".to_string(),
+                        1 => fmt_size((1 + g.below(pages)) * PAGE_SIZE - 1),
+                        _ => fmt_size((1 + g.below(pages)) * PAGE_SIZE),
+                    }
+                };
+                let in_place = self.chance(30);
+                let resize = in_place || self.chance(40);
+                // The destination must hold the source's length (or the new one).
+                let need = if resize { PAGE_SIZE } else { len };
                 let fits: Vec<(String, u64)> = self
                     .maps
                     .iter()
-                    .filter(|m| m.size >= len)
+                    .filter(|m| m.size >= need)
                     .map(|m| (m.name.clone(), m.size))
                     .collect();
                 let (dst, size) = pick(self.e, &fits).clone();
                 // Page-cache pages moved into another mapping make it one the host-side
                 // filters treat as shmem (MADV_PAGEOUT).
-                let src_name = src.split(['+', ' ']).next().unwrap_or_default();
                 let moved = self
                     .maps
                     .iter()
                     .find(|m| m.name == src_name)
                     .map(|m| (m.shmem, m.unreclaimable));
-                if let Some((shmem, unreclaimable)) = moved {
+                if let Some((shmem, unreclaimable)) = moved.filter(|_| !in_place) {
                     for m in self.maps.iter_mut().filter(|m| m.name == dst) {
                         m.shmem |= shmem;
                         m.unreclaimable |= unreclaimable;
                     }
                 }
-                let room = (size - len.div_ceil(PAGE_SIZE) * PAGE_SIZE) / PAGE_SIZE;
-                match self.below(room + 1) {
-                    0 => format!("mremap {src} {dst}"),
-                    p => format!("mremap {src} {dst}+{}", fmt_size(p * PAGE_SIZE)),
+                let room = (size - need.div_ceil(PAGE_SIZE) * PAGE_SIZE) / PAGE_SIZE;
+                let at = match self.below(room + 1) {
+                    0 => dst,
+                    p => format!("{dst}+{}", fmt_size(p * PAGE_SIZE)),
+                };
+                if in_place {
+                    let room = src_size - off / PAGE_SIZE * PAGE_SIZE;
+                    let size = new_size(self, room);
+                    format!("mremap {src} size={size}")
+                } else if resize {
+                    let used = at
+                        .split_once('+')
+                        .map_or(Some(0), |(_, o)| crate::parse::parse_size(o).ok())?;
+                    let size = new_size(self, size - used);
+                    format!("mremap {src} {at} size={size}")
+                } else {
+                    format!("mremap {src} {at}")
                 }
             }
             "mlock" => format!("mlock {}", self.range()?),

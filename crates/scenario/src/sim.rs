@@ -483,8 +483,13 @@ impl Backend for SimBackend {
                 k.sleep_ms(*ms);
                 Ok(0)
             }
-            BackendOp::Mremap { old, len, new } => k
-                .mremap(pid, b + old, *len, b + new)
+            BackendOp::Mremap {
+                old,
+                len,
+                new_len,
+                new,
+            } => k
+                .mremap_resize(pid, b + old, *len, *new_len, new.map(|n| b + n))
                 .map(|a| a - b)
                 .map_err(OpError::Errno),
             BackendOp::Mlock { addr, len, lock } => if *lock {

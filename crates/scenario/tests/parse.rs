@@ -2172,3 +2172,79 @@ fn hugetlb_page_sizes() {
         ANY,
     );
 }
+
+#[test]
+fn mremap_forms_and_errors() {
+    // Same-size move, resize in place, resize while moving.
+    let dst = |off, col, n| RangeRef {
+        mapping: "b2".into(),
+        offset: off,
+        len: None,
+        span: sp(3, col, n),
+    };
+    same(
+        &one_op("mremap buf b2+4K"),
+        &Op::Mremap {
+            range: r(None, None, 8, 3),
+            dst: Some(dst(Some(4 * K), 12, 5)),
+            size: None,
+        },
+    );
+    same(
+        &one_op("mremap buf+0 1M size=3M"),
+        &Op::Mremap {
+            range: r(Some(0), Some(1 << 20), 8, 8),
+            dst: None,
+            size: Some(3 << 20),
+        },
+    );
+    same(
+        &one_op("mremap buf b2 size=5000"),
+        &Op::Mremap {
+            range: r(None, None, 8, 3),
+            dst: Some(dst(None, 12, 2)),
+            size: Some(5000),
+        },
+    );
+    // size=0 parses: the syscall's EINVAL.
+    assert!(matches!(
+        one_op("mremap buf size=0"),
+        Op::Mremap { size: Some(0), .. }
+    ));
+    let pre = "mmap buf 4M anon private\nmmap b2 8M anon private\n";
+    one_err(
+        &format!("{pre}mremap buf"),
+        3,
+        11,
+        "missing destination or new size",
+        Some("mremap RANGE size=SIZE"),
+    );
+    one_err(
+        &format!("{pre}mremap buf b2+0 4K"),
+        3,
+        12,
+        "a new length is `size=SIZE`",
+        Some("usage: mremap RANGE [DST[+OFF]] [size=SIZE]"),
+    );
+    one_err(
+        &format!("{pre}mremap buf sise=4K"),
+        3,
+        12,
+        "unknown mremap option `sise`",
+        Some("did you mean `size`?"),
+    );
+    one_err(
+        &format!("{pre}mremap buf+0 0 size=4K"),
+        3,
+        8,
+        "zero-length source",
+        Some("give the source a length"),
+    );
+    one_err(
+        &format!("{pre}mremap buf size=65T"),
+        3,
+        17,
+        "above 64T",
+        None,
+    );
+}

@@ -1087,16 +1087,48 @@ pub(crate) fn op_compact(_c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
 
 pub(crate) fn op_mremap(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
     let range = c.range()?;
-    let dst = c.range()?;
-    if dst.len.is_some() {
+    let dst = match c.peek() {
+        Some(t) if t.kv().is_none() => {
+            let dst = c.range()?;
+            if dst.len.is_some() {
+                c.err(
+                    dst.span,
+                    "the destination is `NAME` or `NAME+OFF`: a new length is `size=SIZE`",
+                    Some(c.usage()),
+                );
+                return None;
+            }
+            Some(dst)
+        }
+        _ => None,
+    };
+    let toks = c.rest();
+    let opts = c.options(toks, c.spec.opts, "mremap", None);
+    if !opts.ok {
+        return None;
+    }
+    let size = opts.size("size");
+    if dst.is_none() && size.is_none() {
+        let span = c.end_span();
         c.err(
-            dst.span,
-            "the destination is `NAME` or `NAME+OFF`: the size is the source's",
-            Some(c.usage()),
+            span,
+            "missing destination or new size",
+            Some(format!(
+                "{}: `mremap RANGE DST` moves, `mremap RANGE size=SIZE` resizes in place",
+                c.usage()
+            )),
         );
         return None;
     }
-    Some(Parsed::Op(Op::Mremap { range, dst }))
+    if size.is_some() && range.len == Some(0) {
+        c.err(
+            range.span,
+            "a zero-length source with a new size duplicates a shared mapping in the kernel, which the model does not do",
+            Some("give the source a length".into()),
+        );
+        return None;
+    }
+    Some(Parsed::Op(Op::Mremap { range, dst, size }))
 }
 
 pub(crate) fn op_mlock(c: &mut LineCtx<'_, '_>) -> Option<Parsed> {
