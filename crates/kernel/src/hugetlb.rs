@@ -861,9 +861,27 @@ impl Kernel {
         }
     }
 
-    /// Both ends of a range may be split at.
-    pub(crate) fn hugetlb_range_split_ok(&self, mmi: MmId, start: u64, end: u64) -> bool {
-        self.hugetlb_split_ok(mmi, start) && self.hugetlb_split_ok(mmi, end)
+    /// `__split_vma` at both ends of `[start, end)`, in the kernel's order: the start first,
+    /// then the end (`vms_gather_munmap_vmas`, `vma_modify`). A hugetlb VMA refuses a split
+    /// inside a huge page (`hugetlb_vm_op_split`: EINVAL), and a start split already made
+    /// stays when the end one fails: nothing undoes it (measured: a MAP_FIXED mmap from inside
+    /// one mapping to the middle of a hugetlb one fails with EINVAL and leaves the first
+    /// mapping in two VMAs, FINDINGS §40).
+    pub(crate) fn split_vma_range(
+        &mut self,
+        mmi: MmId,
+        start: u64,
+        end: u64,
+    ) -> Result<(), crate::errno::Errno> {
+        if !self.hugetlb_split_ok(mmi, start) {
+            return Err(crate::errno::Errno::EINVAL);
+        }
+        self.split_vma_at(mmi, start);
+        if !self.hugetlb_split_ok(mmi, end) {
+            return Err(crate::errno::Errno::EINVAL);
+        }
+        self.split_vma_at(mmi, end);
+        Ok(())
     }
 
     /// The page size of a VMA: its huge page size if it is a hugetlb one (`vma_kernel_pagesize`).
@@ -1003,8 +1021,12 @@ impl Kernel {
         }
     }
 
-    /// `hugetlb_change_protection` after mprotect set `flags` on `[start, end)`: entries of a
-    /// VMA that is no longer writable lose the write bit (write faults set it again).
+    /// `hugetlb_change_protection` after mprotect set `flags` on `[start, end)`: every huge PTE
+    /// takes its permission from the new `vm_page_prot` (`huge_pte_modify`; hugetlb has no
+    /// `can_change_pte_writable` upgrade). That is writable only for a shared writable VMA not
+    /// registered for uffd-wp; a private VMA's pages become read-only even when it stays
+    /// writable (PAGE_COPY), so the next write faults and reuses the exclusive page (measured:
+    /// a locked private hugetlb page after mprotect(PROT_WRITE|PROT_EXEC), FINDINGS §40).
     pub(crate) fn hugetlb_change_protection(
         &mut self,
         mmi: MmId,
@@ -1012,11 +1034,10 @@ impl Kernel {
         end: u64,
         flags: u32,
     ) {
-        if flags & vmf::WRITE != 0 {
-            return;
-        }
+        let writable =
+            flags & vmf::WRITE != 0 && flags & vmf::SHARED != 0 && flags & vmf::UFFD_WP == 0;
         for (_, pte) in self.hugetlb.ptes.range_mut((mmi, start)..(mmi, end)) {
-            pte.write = false;
+            pte.write = writable && !pte.uffd_wp;
         }
     }
 

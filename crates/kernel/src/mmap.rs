@@ -218,11 +218,7 @@ impl Kernel {
         if self.mms[mmi].vma_starts_in(addr, end).is_empty() {
             return Ok(());
         }
-        if !self.hugetlb_range_split_ok(mmi, addr, end) {
-            return Err(Errno::EINVAL);
-        }
-        self.split_vma_at(mmi, addr);
-        self.split_vma_at(mmi, end);
+        self.split_vma_range(mmi, addr, end)?;
         self.hugetlb_unmap_vmas(mmi, addr, end);
         for start in self.mms[mmi].vma_starts_in(addr, end) {
             let vma = self.mms[mmi].vmas.remove(&start).expect("vma");

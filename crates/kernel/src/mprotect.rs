@@ -61,12 +61,10 @@ impl Kernel {
                     nf &= !vmf::ACCOUNT;
                 }
                 // hugetlb_vm_op_split refuses a split inside a huge page.
-                if !self.hugetlb_range_split_ok(mmi, cur, e) {
-                    result = Err(Errno::EINVAL);
+                if let Err(err) = self.split_vma_range(mmi, cur, e) {
+                    result = Err(err);
                     break;
                 }
-                self.split_vma_at(mmi, cur);
-                self.split_vma_at(mmi, e);
                 self.mms[mmi].vmas.get_mut(&cur).expect("vma").flags = nf;
                 self.mms[mmi].invalidate_vma_cache();
                 self.change_protection(mmi, cur, e, nf);
