@@ -8,6 +8,7 @@ use crate::errno::Errno;
 use crate::fault::{FaultFlags, VmFault, Vmf};
 use crate::folio::flags;
 use crate::ids::MmId;
+use crate::memory::RunEnd;
 use crate::mm::vmf;
 use crate::pgtable::{DIRTY, PROTNONE, WRITE, YOUNG};
 use crate::types::{Pid, PAGE_SIZE, PMD_MASK, PMD_SIZE};
@@ -100,7 +101,26 @@ impl Kernel {
                 addr = e;
                 continue;
             }
+            // The extent fast path's view of this populate: each page a fault of the
+            // populate's kind, then `follow_page`.
+            let run = crate::memory::FaultRun {
+                read_fault: !write,
+                write_fault: write,
+                store: false,
+                gup: true,
+            };
+            let mut no_run_until = addr;
             while addr < e {
+                if addr >= no_run_until {
+                    match self.fault_run(pid, mmi, (addr, e), PAGE_SIZE, run) {
+                        RunEnd::Next(next) => {
+                            addr = next;
+                            continue;
+                        }
+                        RunEnd::NotBefore(until) => no_run_until = until,
+                        RunEnd::PerPage => {}
+                    }
+                }
                 let mut tries = 0;
                 while !self.follow_page(mmi, addr, write) {
                     tries += 1;

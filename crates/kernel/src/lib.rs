@@ -137,6 +137,9 @@ pub struct Kernel {
     pub uffd_stats: userfaultfd_ctx::MsgStats,
     /// Walks visit every slot, not only populated ones (`walk::set_dense_walks`, tests).
     pub(crate) dense_walks: bool,
+    /// Runs of order-0 faults on one PTE table are handled at once (`memory::fault_run`);
+    /// off only in tests (`set_extent_faults`), as the page-at-a-time reference.
+    pub(crate) extent_faults: bool,
     /// The compaction sysctls.
     pub compaction: compaction::CompactionTunables,
     pub(crate) kcompactd: compaction::Kcompactd,
@@ -188,6 +191,7 @@ impl Kernel {
             now_ms: 0,
             uffd_stats: userfaultfd_ctx::MsgStats::default(),
             dense_walks: false,
+            extent_faults: true,
             compaction: compaction::CompactionTunables::default(),
             kcompactd: compaction::Kcompactd::default(),
             kallocs: Vec::new(),
