@@ -763,9 +763,10 @@ impl Kernel {
             // vmf_anon_prepare: the first fault of the run would give the VMA its anon_vma.
             self.anon_vma_prepare(mmi, vma);
             let mut pfns = [crate::ids::Pfn(0); 512];
-            let done = self
-                .buddy
-                .alloc_order0_run(crate::page_alloc::MigrateType::Movable, &mut pfns[..pages.len()]);
+            let done = self.buddy.alloc_order0_run(
+                crate::page_alloc::MigrateType::Movable,
+                &mut pfns[..pages.len()],
+            );
             if done == 0 {
                 return 0;
             }

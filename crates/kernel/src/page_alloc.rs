@@ -747,7 +747,8 @@ impl BuddyAllocator {
             let nr = 1usize << o;
             let zone = &self.zones[z];
             // The watermark check of the block's last page: `nr - 1` pages fewer are free.
-            let free_at_last = crate::util::to_i64(zone.free_pages) - crate::util::to_i64(nr as u64 - 1);
+            let free_at_last =
+                crate::util::to_i64(zone.free_pages) - crate::util::to_i64(nr as u64 - 1);
             let whole = nr <= out.len() - done
                 && free_at_last > crate::util::to_i64(low(self, z) + zone.lowmem_reserve);
             let (p, order) = if whole {
