@@ -5,6 +5,10 @@
 //! The arch entry (`do_user_addr_fault`, x86) is `Kernel::access`: an access that the page
 //! tables already allow costs nothing; otherwise the fault is handled and the access retried.
 //!
+//! Sequential accesses (`access_seq`) and GUP populate take a run of order-0 anonymous
+//! faults on one PTE table at once (`fault_run`, the extent fast path), only where that is
+//! provably what the page-at-a-time path does (tests/extent_faults.rs).
+//!
 //! Shmem VMAs take the file paths of `filemap.rs` from the two dispatch points.
 //!
 //! A fault on a swap entry is `do_swap_page` (the swap cache, the synchronous zram path with
