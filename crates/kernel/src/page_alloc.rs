@@ -233,8 +233,9 @@ pub(crate) struct BuddyAllocator {
     /// Bit per page: in use by a movable allocation (`PageLRU`/`__PageMovable` as the
     /// pageblock scan of `try_to_claim_block` and compaction see it).
     movable: Vec<u64>,
-    /// Bit per pageblock: every page of it is in movable use, by an allocation of pageblock
-    /// order or more; its words in `movable` are then zero (a PMD THP costs one bit here
+    /// Bit per pageblock: every page of it is in movable use, marked at once (an allocation
+    /// of pageblock order or more, or an order-0 run of `alloc_order0_run` that took a whole
+    /// block); its words in `movable` are then zero (a PMD THP costs one bit here
     /// instead of 64 bytes there).
     movable_pb: Vec<u64>,
     /// Per pageblock: `MigrateType::code`.

@@ -4,7 +4,8 @@
 //! buddyinfo, pagetypeinfo, memcg), the tasks' faults, page map, smaps, and the raw state —
 //! each PTE (folio id and bits) and its folio (frame, references, flags, LRU bits). The
 //! allocator's hidden state (the order its free lists hand pages out in) is compared through
-//! what a page-at-a-time sequence run afterwards on both allocates.
+//! what a page-at-a-time sequence run afterwards on both allocates, and what compaction
+//! (which reads the pages in movable use) then migrates.
 //!
 //! Random setups cover where the fast path must stop or not start: small memories whose
 //! watermarks are crossed in the middle of a run (the slow path, OOM), fragmented free lists
@@ -309,6 +310,10 @@ proptest! {
         slow.shrink();
         fast.khugepaged_scan(1);
         slow.khugepaged_scan(1);
+        prop_assert_eq!(state(&fast, &pids), state(&slow, &pids));
+        // Compaction reads which pages are in movable use and migrates the runs' pages.
+        fast.compact_memory();
+        slow.compact_memory();
         prop_assert_eq!(state(&fast, &pids), state(&slow, &pids));
         fast.check_invariants().map_err(|e| TestCaseError::fail(e.to_string()))?;
     }
