@@ -314,9 +314,14 @@ impl Kernel {
     /// Allocates a page-table page (order 0, unmovable in the kernel).
     pub(crate) fn alloc_pgtable_page(&mut self) -> Option<Pfn> {
         let pfn = self.alloc_pages(0, Gfp::KERNEL)?;
+        self.account_pgtable_page();
+        Some(pfn)
+    }
+
+    /// What a new page-table page counts: `NR_PAGETABLE` and its memcg charge.
+    pub(crate) fn account_pgtable_page(&mut self) {
         self.vmstat.count(VmItem::NrPageTablePages);
         self.memcg_charge_pgtable();
-        Some(pfn)
     }
 
     pub(crate) fn free_pgtable_page(&mut self, pfn: Pfn) {

@@ -279,9 +279,14 @@ impl Kernel {
         let Some(pfn) = self.alloc_pgtable_page() else {
             return false;
         };
+        self.pmd_populate(mmi, addr, pfn);
+        true
+    }
+
+    /// `pmd_populate`: a new, empty PTE table in page `pfn` under `addr`'s none PMD.
+    fn pmd_populate(&mut self, mmi: MmId, addr: u64, pfn: crate::ids::Pfn) {
         let idx = self.mms[mmi].pgt.new_pte_table(pfn);
         *self.mms[mmi].pgt.pmd_mut(addr).expect("pmd table") = Pmd::table(idx);
-        true
     }
 
     /// `anon_vma_prepare`: gives the VMA an anon_vma, reusing a neighbour's
@@ -674,7 +679,8 @@ impl Kernel {
     }
 
     /// The extent fast path (issue 15): the accesses `a`, `a + stride`, … (below `end`) of
-    /// one task, as long as they fall on none PTEs of one existing PTE table in one VMA,
+    /// one task, as long as they fall on none PTEs of one PTE table in one VMA (under a none
+    /// PMD a new table, as the first fault's `pte_alloc` would install it),
     /// are faulted in at once when the per-page path provably does for each page what
     /// this does: the VMA is anonymous and private (`do_pte_missing` sends it to
     /// `do_anonymous_page`), neither userfaultfd-armed nor with lazy THPs in the mm, allows
@@ -695,8 +701,9 @@ impl Kernel {
         if !self.extent_faults {
             return RunEnd::NotBefore(u64::MAX);
         }
-        let pmd = self.mms[mmi].pgt.pmd(a);
-        if !pmd.is_table() || !self.mms[mmi].pgt.pte(a).is_none() {
+        let mut pmd = self.mms[mmi].pgt.pmd(a);
+        let fresh = pmd.is_none() && self.mms[mmi].pgt.has_pmd_table(a);
+        if !fresh && (!pmd.is_table() || !self.mms[mmi].pgt.pte(a).is_none()) {
             return RunEnd::PerPage;
         }
         let Some(vma) = self.mms[mmi].vma_lookup(a) else {
@@ -706,6 +713,26 @@ impl Kernel {
         let stop = end.min(pmd_end).min(vma.end);
         if !self.fault_run_allowed(mmi, &vma, run.write_fault) {
             return RunEnd::NotBefore(stop);
+        }
+        if fresh {
+            // The first fault under a none PMD: `__handle_mm_fault` tries a PMD fault first
+            // (left to the per-page path where the VMA allows one), then `do_anonymous_page`'s
+            // `pte_alloc`, whose page-table page is taken here only if the allocator's fast
+            // path serves it (a claim or the slow path is left to the per-page path).
+            if self.thp_vma_allowable_order(mmi, &vma, HPAGE_PMD_ORDER, Tva::PageFault) {
+                return RunEnd::PerPage;
+            }
+            let mut pfn = [crate::ids::Pfn(0)];
+            if self
+                .buddy
+                .alloc_order0_run(crate::page_alloc::MigrateType::Unmovable, &mut pfn)
+                == 0
+            {
+                return RunEnd::PerPage;
+            }
+            self.account_pgtable_page();
+            self.pmd_populate(mmi, a, pfn[0]);
+            pmd = self.mms[mmi].pgt.pmd(a);
         }
         // The distinct pages the points fall on, up to the first that is not none.
         let table = self.mms[mmi].pgt.pte_table(pmd.table_idx());
