@@ -684,9 +684,9 @@ impl Kernel {
     /// are faulted in at once when the per-page path provably does for each page what
     /// this does: the VMA is anonymous and private (`do_pte_missing` sends it to
     /// `do_anonymous_page`), neither userfaultfd-armed nor with lazy THPs in the mm, allows
-    /// the access (`access_error`, `check_vma_flags`), and for writes no mTHP order is
-    /// allowed (`fault_mthp_allowable_orders`; the PMD is a table, so no PMD fault either)
-    /// and there is no memcg to charge; and the allocator's fast path serves each page
+    /// the access (`access_error`, `check_vma_flags`), no PMD fault is tried (the PMD is a
+    /// table, or the VMA allows no PMD THP), and for writes no mTHP order is allowed
+    /// (`fault_mthp_allowable_orders`) and there is no memcg to charge; and the allocator's fast path serves each page
     /// (`BuddyAllocator::alloc_order0_run` stops where it would not, and the per-page path
     /// goes on from that page). Nothing in between can differ: faults take no time (no
     /// daemon runs), and a page's fault touches no other page's PTE.
@@ -716,11 +716,12 @@ impl Kernel {
         }
         if fresh {
             // The first fault under a none PMD: `__handle_mm_fault` tries a PMD fault first
-            // (left to the per-page path where the VMA allows one), then `do_anonymous_page`'s
+            // (left to the per-page path where the VMA allows one: this PMD then becomes huge,
+            // or a fallback's table is filled page by page), then `do_anonymous_page`'s
             // `pte_alloc`, whose page-table page is taken here only if the allocator's fast
             // path serves it (a claim or the slow path is left to the per-page path).
             if self.thp_vma_allowable_order(mmi, &vma, HPAGE_PMD_ORDER, Tva::PageFault) {
-                return RunEnd::PerPage;
+                return RunEnd::NotBefore(stop);
             }
             let mut pfn = [crate::ids::Pfn(0)];
             if self

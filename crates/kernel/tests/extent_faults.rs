@@ -265,7 +265,7 @@ fn run_main(k: &mut Kernel, pid: u32, m: &Main) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
     #[test]
     fn extent_faults_equal_page_at_a_time(
