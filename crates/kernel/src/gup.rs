@@ -8,7 +8,6 @@ use crate::errno::Errno;
 use crate::fault::{FaultFlags, VmFault, Vmf};
 use crate::folio::flags;
 use crate::ids::MmId;
-use crate::memory::RunEnd;
 use crate::mm::vmf;
 use crate::pgtable::{DIRTY, PROTNONE, WRITE, YOUNG};
 use crate::types::{Pid, PAGE_SIZE, PMD_MASK, PMD_SIZE};
@@ -111,15 +110,11 @@ impl Kernel {
             };
             let mut no_run_until = addr;
             while addr < e {
-                if addr >= no_run_until {
-                    match self.fault_run(pid, mmi, (addr, e), PAGE_SIZE, run) {
-                        RunEnd::Next(next) => {
-                            addr = next;
-                            continue;
-                        }
-                        RunEnd::NotBefore(until) => no_run_until = until,
-                        RunEnd::PerPage => {}
-                    }
+                if let Some(next) =
+                    self.fault_run_at(pid, mmi, (addr, e), PAGE_SIZE, run, &mut no_run_until)
+                {
+                    addr = next;
+                    continue;
                 }
                 let mut tries = 0;
                 while !self.follow_page(mmi, addr, write) {

@@ -587,7 +587,13 @@ impl Kernel {
         let stride = stride.max(1);
         let mmi = self.mm_of(pid);
         let mut a = start;
-        // No extent run (`fault_run`) can start below this.
+        // Each page's faults in an extent run (`fault_run_at`), and where runs may start.
+        let run = FaultRun {
+            read_fault: read,
+            write_fault: write,
+            store: write,
+            gup: false,
+        };
         let mut no_run_until = 0;
         while a < end {
             // Fast path over the rest of a huge PMD that allows the whole pattern.
@@ -613,21 +619,11 @@ impl Kernel {
                 a = last + stride;
                 continue;
             }
-            if a >= no_run_until {
-                let run = FaultRun {
-                    read_fault: read,
-                    write_fault: write,
-                    store: write,
-                    gup: false,
-                };
-                match self.fault_run(pid, mmi, (a, end), stride, run) {
-                    RunEnd::Next(next) => {
-                        a = next;
-                        continue;
-                    }
-                    RunEnd::NotBefore(until) => no_run_until = until,
-                    RunEnd::PerPage => {}
-                }
+            if let Some(next) =
+                self.fault_run_at(pid, mmi, (a, end), stride, run, &mut no_run_until)
+            {
+                a = next;
+                continue;
             }
             if read {
                 self.access(pid, a, AccessKind::Read)?;
@@ -659,7 +655,7 @@ pub(crate) struct FaultRun {
 
 /// Where an extent run left its caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RunEnd {
+enum RunEnd {
     /// Pages were done: go on at this access point.
     Next(u64),
     /// Nothing was done: this access point takes the per-page path.
@@ -678,6 +674,31 @@ impl Kernel {
         self.extent_faults = on;
     }
 
+    /// `fault_run` for a caller's loop at access point `a`: the next point when pages were
+    /// done, else `None` (the per-page path for `a`); `no_run_until` keeps where runs may
+    /// start again after a VMA refused one (start it at the loop's first point).
+    pub(crate) fn fault_run_at(
+        &mut self,
+        pid: Pid,
+        mmi: MmId,
+        (a, end): (u64, u64),
+        stride: u64,
+        run: FaultRun,
+        no_run_until: &mut u64,
+    ) -> Option<u64> {
+        if a < *no_run_until {
+            return None;
+        }
+        match self.fault_run(pid, mmi, (a, end), stride, run) {
+            RunEnd::Next(next) => Some(next),
+            RunEnd::NotBefore(until) => {
+                *no_run_until = until;
+                None
+            }
+            RunEnd::PerPage => None,
+        }
+    }
+
     /// The extent fast path (issue 15): the accesses `a`, `a + stride`, … (below `end`) of
     /// one task, as long as they fall on none PTEs of one PTE table in one VMA (under a none
     /// PMD a new table, as the first fault's `pte_alloc` would install it),
@@ -690,7 +711,7 @@ impl Kernel {
     /// (`BuddyAllocator::alloc_order0_run` stops where it would not, and the per-page path
     /// goes on from that page). Nothing in between can differ: faults take no time (no
     /// daemon runs), and a page's fault touches no other page's PTE.
-    pub(crate) fn fault_run(
+    fn fault_run(
         &mut self,
         pid: Pid,
         mmi: MmId,
