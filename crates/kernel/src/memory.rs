@@ -701,13 +701,13 @@ impl Kernel {
 
     /// The extent fast path (issue 15): the accesses `a`, `a + stride`, … (below `end`) of
     /// one task, as long as they fall on none PTEs of one PTE table in one VMA (under a none
-    /// PMD a new table, as the first fault's `pte_alloc` would install it),
-    /// are faulted in at once when the per-page path provably does for each page what
-    /// this does: the VMA is anonymous and private (`do_pte_missing` sends it to
-    /// `do_anonymous_page`), neither userfaultfd-armed nor with lazy THPs in the mm, allows
-    /// the access (`access_error`, `check_vma_flags`), no PMD fault is tried (the PMD is a
-    /// table, or the VMA allows no PMD THP), and for writes no mTHP order is allowed
-    /// (`fault_mthp_allowable_orders`) and there is no memcg to charge; and the allocator's fast path serves each page
+    /// PMD a new table, as the first fault's `pte_alloc` would install it), are faulted in
+    /// at once when the per-page path provably does for each page what this does: the VMA
+    /// is anonymous and private (`do_pte_missing` sends it to `do_anonymous_page`), neither
+    /// userfaultfd-armed nor with lazy THPs in the mm, allows the access (`access_error`,
+    /// `check_vma_flags`), no PMD fault is tried (the PMD is a table, or the VMA allows no
+    /// PMD THP), and for writes no mTHP order is allowed (`fault_mthp_allowable_orders`)
+    /// and there is no memcg to charge; and the allocator's fast path serves each page
     /// (`BuddyAllocator::alloc_order0_run` stops where it would not, and the per-page path
     /// goes on from that page). Nothing in between can differ: faults take no time (no
     /// daemon runs), and a page's fault touches no other page's PTE.
