@@ -42,6 +42,17 @@ pub(crate) mod lru {
     pub(crate) const REFERENCED: u8 = 1 << 0;
     /// `PG_active`.
     pub(crate) const ACTIVE: u8 = 1 << 1;
+
+    /// The bits after `folio_mark_accessed` of a folio with bits `b`.
+    pub(crate) fn marked_accessed(b: u8) -> u8 {
+        if b & REFERENCED == 0 {
+            b | REFERENCED
+        } else if b & ACTIVE == 0 {
+            ACTIVE
+        } else {
+            b
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -347,15 +358,49 @@ impl Folios {
     /// (An mlocked, unevictable folio would keep `PG_referenced` without being activated;
     /// the model does not track mlocked folios.)
     pub(crate) fn mark_accessed(&mut self, id: FolioId) {
-        let b = self.lru(id);
-        let nb = if b & lru::REFERENCED == 0 {
-            b | lru::REFERENCED
-        } else if b & lru::ACTIVE == 0 {
-            lru::ACTIVE
-        } else {
-            b
-        };
+        let nb = lru::marked_accessed(self.lru(id));
         self.set_lru(id, nb);
+    }
+
+    /// `alloc` of an order-0 folio at each of `pfns`, in order (the same ids as that many
+    /// `alloc` calls), each already in the state given: `flags`, `refs` mappings (refcount
+    /// and mapcount), LRU bits `lru_bits`. Writes the ids to `ids`. (The extent fault path:
+    /// a run of new pages mapped at once.)
+    pub(crate) fn alloc_run(
+        &mut self,
+        pfns: &[Pfn],
+        fl: u8,
+        refs: u32,
+        lru_bits: u8,
+        ids: &mut [FolioId],
+    ) {
+        let n = pfns.len() as u64;
+        for (pfn, out) in pfns.iter().zip(ids.iter_mut()) {
+            let f = Folio {
+                pfn: pfn.to_u32(),
+                refcount: refs,
+                mapcount: refs,
+                meta: u32::MAX,
+                entire_mapcount: 0,
+                order: 0,
+                flags: fl,
+            };
+            let id = match self.free_slots.pop() {
+                Some(id) => {
+                    self.slots[id.index()] = f;
+                    id
+                }
+                None => {
+                    self.slots.push(f);
+                    FolioId::from_index(self.slots.len() - 1)
+                }
+            };
+            // A reused slot loses its old bits (as in `alloc`).
+            self.set_lru(id, lru_bits);
+            *out = id;
+        }
+        self.live += n;
+        self.live_pages += n;
     }
 
     pub(crate) fn alloc(&mut self, pfn: Pfn, order: u8, fl: u8) -> FolioId {

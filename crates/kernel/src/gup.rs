@@ -100,7 +100,22 @@ impl Kernel {
                 addr = e;
                 continue;
             }
+            // The extent fast path's view of this populate: each page a fault of the
+            // populate's kind, then `follow_page`.
+            let run = crate::memory::FaultRun {
+                read_fault: !write,
+                write_fault: write,
+                store: false,
+                gup: true,
+            };
+            let mut no_run_until = addr;
             while addr < e {
+                if let Some(next) =
+                    self.fault_run_at(pid, mmi, (addr, e), PAGE_SIZE, run, &mut no_run_until)
+                {
+                    addr = next;
+                    continue;
+                }
                 let mut tries = 0;
                 while !self.follow_page(mmi, addr, write) {
                     tries += 1;

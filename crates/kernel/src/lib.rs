@@ -137,6 +137,9 @@ pub struct Kernel {
     pub uffd_stats: userfaultfd_ctx::MsgStats,
     /// Walks visit every slot, not only populated ones (`walk::set_dense_walks`, tests).
     pub(crate) dense_walks: bool,
+    /// Runs of order-0 faults on one PTE table are handled at once (`memory::fault_run`);
+    /// off only in tests (`set_extent_faults`), as the page-at-a-time reference.
+    pub(crate) extent_faults: bool,
     /// The compaction sysctls.
     pub compaction: compaction::CompactionTunables,
     pub(crate) kcompactd: compaction::Kcompactd,
@@ -188,6 +191,7 @@ impl Kernel {
             now_ms: 0,
             uffd_stats: userfaultfd_ctx::MsgStats::default(),
             dense_walks: false,
+            extent_faults: true,
             compaction: compaction::CompactionTunables::default(),
             kcompactd: compaction::Kcompactd::default(),
             kallocs: Vec::new(),
@@ -310,9 +314,14 @@ impl Kernel {
     /// Allocates a page-table page (order 0, unmovable in the kernel).
     pub(crate) fn alloc_pgtable_page(&mut self) -> Option<Pfn> {
         let pfn = self.alloc_pages(0, Gfp::KERNEL)?;
+        self.account_pgtable_page();
+        Some(pfn)
+    }
+
+    /// What a new page-table page counts: `NR_PAGETABLE` and its memcg charge.
+    pub(crate) fn account_pgtable_page(&mut self) {
         self.vmstat.count(VmItem::NrPageTablePages);
         self.memcg_charge_pgtable();
-        Some(pfn)
     }
 
     pub(crate) fn free_pgtable_page(&mut self, pfn: Pfn) {

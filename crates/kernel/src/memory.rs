@@ -5,6 +5,10 @@
 //! The arch entry (`do_user_addr_fault`, x86) is `Kernel::access`: an access that the page
 //! tables already allow costs nothing; otherwise the fault is handled and the access retried.
 //!
+//! Sequential accesses (`access_seq`) and GUP populate take a run of order-0 anonymous
+//! faults on one PTE table at once (`fault_run`, the extent fast path), only where that is
+//! provably what the page-at-a-time path does (tests/extent_faults.rs).
+//!
 //! Shmem VMAs take the file paths of `filemap.rs` from the two dispatch points.
 //!
 //! A fault on a swap entry is `do_swap_page` (the swap cache, the synchronous zram path with
@@ -275,9 +279,14 @@ impl Kernel {
         let Some(pfn) = self.alloc_pgtable_page() else {
             return false;
         };
+        self.pmd_populate(mmi, addr, pfn);
+        true
+    }
+
+    /// `pmd_populate`: a new, empty PTE table in page `pfn` under `addr`'s none PMD.
+    fn pmd_populate(&mut self, mmi: MmId, addr: u64, pfn: crate::ids::Pfn) {
         let idx = self.mms[mmi].pgt.new_pte_table(pfn);
         *self.mms[mmi].pgt.pmd_mut(addr).expect("pmd table") = Pmd::table(idx);
-        true
     }
 
     /// `anon_vma_prepare`: gives the VMA an anon_vma, reusing a neighbour's
@@ -439,15 +448,21 @@ impl Kernel {
     /// (`thp_vma_allowable_orders` with `TVA_PAGEFAULT`) whose aligned block fits it
     /// (`thp_vma_suitable_orders`); none in a userfaultfd-armed VMA.
     fn fault_mthp_orders(&self, vmf: &Vmf) -> u16 {
-        if vmf.vma.uffd_armed() {
+        let orders = self.fault_mthp_allowable_orders(vmf.mm, &vmf.vma);
+        crate::huge_memory::thp_vma_suitable_orders(&vmf.vma, vmf.address, orders)
+    }
+
+    /// The part of `fault_mthp_orders` that does not depend on the address: a superset of
+    /// what a fault anywhere in the VMA may allocate.
+    fn fault_mthp_allowable_orders(&self, mmi: MmId, vma: &Vma) -> u16 {
+        if vma.uffd_armed() {
             return 0;
         }
         let want: u16 = crate::sysfs::ANON_ORDERS
             .iter()
             .filter(|&&o| o < HPAGE_PMD_ORDER)
             .fold(0, |m, &o| m | 1 << o);
-        let orders = self.thp_vma_allowable_orders(vmf.mm, &vmf.vma, want, Tva::PageFault);
-        crate::huge_memory::thp_vma_suitable_orders(&vmf.vma, vmf.address, orders)
+        self.thp_vma_allowable_orders(mmi, vma, want, Tva::PageFault)
     }
 
     /// `do_wp_page`: a write to a present, write-protected PTE.
@@ -572,6 +587,14 @@ impl Kernel {
         let stride = stride.max(1);
         let mmi = self.mm_of(pid);
         let mut a = start;
+        // Each page's faults in an extent run (`fault_run_at`), and where runs may start.
+        let run = FaultRun {
+            read_fault: read,
+            write_fault: write,
+            store: write,
+            gup: false,
+        };
+        let mut no_run_until = 0;
         while a < end {
             // Fast path over the rest of a huge PMD that allows the whole pattern.
             let pmd = self.mms[mmi].pgt.pmd(a);
@@ -596,6 +619,12 @@ impl Kernel {
                 a = last + stride;
                 continue;
             }
+            if let Some(next) =
+                self.fault_run_at(pid, mmi, (a, end), stride, run, &mut no_run_until)
+            {
+                a = next;
+                continue;
+            }
             if read {
                 self.access(pid, a, AccessKind::Read)?;
             }
@@ -605,6 +634,233 @@ impl Kernel {
             a += stride;
         }
         Ok(())
+    }
+}
+
+/// What each page of an extent run (`Kernel::fault_run`) gets: the faults a page-at-a-time
+/// loop takes on it and what the access after them leaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FaultRun {
+    /// A read fault (the shared zero page).
+    pub(crate) read_fault: bool,
+    /// A write fault: a new order-0 anonymous page (`do_anonymous_page`, or after a read
+    /// fault `wp_page_copy` from the zero page: the same allocation, the same entry).
+    pub(crate) write_fault: bool,
+    /// A user store follows the faults (`access_hit`: `STORED`, the content is non-zero).
+    pub(crate) store: bool,
+    /// GUP looks the page up after the fault (`follow_page`, `FOLL_TOUCH`): a new page is
+    /// `folio_mark_accessed` (its PTE is dirty, so the folio is not marked dirty).
+    pub(crate) gup: bool,
+}
+
+/// Where an extent run left its caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RunEnd {
+    /// Pages were done: go on at this access point.
+    Next(u64),
+    /// Nothing was done: this access point takes the per-page path.
+    PerPage,
+    /// Nothing was done, and no run can start before this address (the VMA's conditions
+    /// do not allow one): the per-page path until then.
+    NotBefore(u64),
+}
+
+impl Kernel {
+    /// Test support: turn the extent fault path (`fault_run`) off (`false`) or on (`true`,
+    /// the default). Observable results are the same either way; the equivalence tests
+    /// check that.
+    #[doc(hidden)]
+    pub fn set_extent_faults(&mut self, on: bool) {
+        self.extent_faults = on;
+    }
+
+    /// `fault_run` for a caller's loop at access point `a`: the next point when pages were
+    /// done, else `None` (the per-page path for `a`); `no_run_until` keeps where runs may
+    /// start again after a VMA refused one (start it at the loop's first point).
+    pub(crate) fn fault_run_at(
+        &mut self,
+        pid: Pid,
+        mmi: MmId,
+        (a, end): (u64, u64),
+        stride: u64,
+        run: FaultRun,
+        no_run_until: &mut u64,
+    ) -> Option<u64> {
+        if a < *no_run_until {
+            return None;
+        }
+        match self.fault_run(pid, mmi, (a, end), stride, run) {
+            RunEnd::Next(next) => Some(next),
+            RunEnd::NotBefore(until) => {
+                *no_run_until = until;
+                None
+            }
+            RunEnd::PerPage => None,
+        }
+    }
+
+    /// The extent fast path (issue 15): the accesses `a`, `a + stride`, … (below `end`) of
+    /// one task, as long as they fall on none PTEs of one PTE table in one VMA (under a none
+    /// PMD a new table, as the first fault's `pte_alloc` would install it), are faulted in
+    /// at once when the per-page path provably does for each page what this does: the VMA
+    /// is anonymous and private (`do_pte_missing` sends it to `do_anonymous_page`), neither
+    /// userfaultfd-armed nor with lazy THPs in the mm, allows the access (`access_error`,
+    /// `check_vma_flags`), no PMD fault is tried (the PMD is a table, or the VMA allows no
+    /// PMD THP), and for writes no mTHP order is allowed (`fault_mthp_allowable_orders`)
+    /// and there is no memcg to charge; and the allocator's fast path serves each page
+    /// (`BuddyAllocator::alloc_order0_run` stops where it would not, and the per-page path
+    /// goes on from that page). Nothing in between can differ: faults take no time (no
+    /// daemon runs), and a page's fault touches no other page's PTE.
+    fn fault_run(
+        &mut self,
+        pid: Pid,
+        mmi: MmId,
+        (a, end): (u64, u64),
+        stride: u64,
+        run: FaultRun,
+    ) -> RunEnd {
+        if !self.extent_faults {
+            return RunEnd::NotBefore(u64::MAX);
+        }
+        let mut pmd = self.mms[mmi].pgt.pmd(a);
+        let fresh = pmd.is_none() && self.mms[mmi].pgt.has_pmd_table(a);
+        if !fresh && (!pmd.is_table() || !self.mms[mmi].pgt.pte(a).is_none()) {
+            return RunEnd::PerPage;
+        }
+        let Some(vma) = self.mms[mmi].vma_lookup(a) else {
+            return RunEnd::PerPage;
+        };
+        let pmd_end = (a & crate::types::PMD_MASK) + crate::types::PMD_SIZE;
+        let stop = end.min(pmd_end).min(vma.end);
+        if !self.fault_run_allowed(mmi, &vma, run.write_fault) {
+            return RunEnd::NotBefore(stop);
+        }
+        if fresh {
+            // The first fault under a none PMD: `__handle_mm_fault` tries a PMD fault first
+            // (left to the per-page path where the VMA allows one: this PMD then becomes huge,
+            // or a fallback's table is filled page by page), then `do_anonymous_page`'s
+            // `pte_alloc`, whose page-table page is taken here only if the allocator's fast
+            // path serves it (a claim or the slow path is left to the per-page path).
+            if self.thp_vma_allowable_order(mmi, &vma, HPAGE_PMD_ORDER, Tva::PageFault) {
+                return RunEnd::NotBefore(stop);
+            }
+            let mut pfn = [crate::ids::Pfn(0)];
+            if self
+                .buddy
+                .alloc_order0_run(crate::page_alloc::MigrateType::Unmovable, &mut pfn)
+                == 0
+            {
+                return RunEnd::PerPage;
+            }
+            self.account_pgtable_page();
+            self.pmd_populate(mmi, a, pfn[0]);
+            pmd = self.mms[mmi].pgt.pmd(a);
+        }
+        // The distinct pages the points fall on, up to the first that is not none.
+        let table = self.mms[mmi].pgt.pte_table(pmd.table_idx());
+        let mut pages = [0u16; 512];
+        let mut n = 0;
+        let mut p = a;
+        while p < stop {
+            let i = pte_index(p);
+            if n == 0 || usize::from(pages[n - 1]) != i {
+                if !table[i].is_none() {
+                    break;
+                }
+                pages[n] = u16::try_from(i).expect("a PTE index is below 512");
+                n += 1;
+            }
+            let Some(q) = p.checked_add(stride) else {
+                p = u64::MAX;
+                break;
+            };
+            p = q;
+        }
+        let done = self.anon_fault_run(pid, mmi, &vma, pmd, &pages[..n], run);
+        if done == 0 {
+            return RunEnd::PerPage;
+        }
+        if done < n {
+            // The first point on the first page not done.
+            let page = (a & crate::types::PMD_MASK) + u64::from(pages[done]) * PAGE_SIZE;
+            return RunEnd::Next(a + (page - a).div_ceil(stride) * stride);
+        }
+        RunEnd::Next(p)
+    }
+
+    /// The conditions of `fault_run` that hold for a whole VMA.
+    fn fault_run_allowed(&self, mmi: MmId, vma: &Vma, write: bool) -> bool {
+        matches!(vma.backing, VmaBacking::Anon | VmaBacking::DevZero)
+            && !vma.has(vmf::SHARED)
+            && !vma.uffd_armed()
+            && vma.accessible()
+            && (!write || vma.has(vmf::WRITE))
+            && (self.profile.switches.thp_zeroing != crate::profile::ThpZeroing::Lazy
+                || self.mms[mmi].lazy_thps.is_empty())
+            && (!write || (self.memcg.is_none() && self.fault_mthp_allowable_orders(mmi, vma) == 0))
+    }
+
+    /// Faults in the none PTEs `pages` (ascending indices in the PTE table of `pmd`) as
+    /// `run` says, as many as the allocator's fast path serves in a row; returns how many.
+    fn anon_fault_run(
+        &mut self,
+        pid: Pid,
+        mmi: MmId,
+        vma: &Vma,
+        pmd: Pmd,
+        pages: &[u16],
+        run: FaultRun,
+    ) -> usize {
+        let table_idx = pmd.table_idx().index();
+        let done = if run.write_fault {
+            // vmf_anon_prepare: the first fault of the run would give the VMA its anon_vma.
+            self.anon_vma_prepare(mmi, vma);
+            let mut pfns = [crate::ids::Pfn(0); 512];
+            let done = self.buddy.alloc_order0_run(
+                crate::page_alloc::MigrateType::Movable,
+                &mut pfns[..pages.len()],
+            );
+            if done == 0 {
+                return 0;
+            }
+            let mut ids = [FolioId::default(); 512];
+            let fl = crate::folio::flags::ANON
+                | if run.store {
+                    crate::folio::flags::NONZERO
+                } else {
+                    0
+                };
+            let lru = if run.gup {
+                crate::folio::lru::marked_accessed(0)
+            } else {
+                0
+            };
+            // folio_add_new_anon_rmap at PTE level of an order-0 folio: anonymous, one
+            // mapping, one reference.
+            self.folios.alloc_run(&pfns[..done], fl, 1, lru, &mut ids);
+            let bits = YOUNG | EXCLUSIVE | WRITE | DIRTY | if run.store { STORED } else { 0 };
+            let table = &mut self.mms[mmi].pgt.ptes[table_idx];
+            for (&i, &id) in pages[..done].iter().zip(&ids) {
+                table[usize::from(i)] = Pte::page(id, 0, bits);
+            }
+            let nr = crate::util::to_i64(done as u64);
+            // folio_zero_user, folio_add_new_anon_rmap's NR_ANON_MAPPED, the mm's MM_ANONPAGES.
+            self.vmstat.add(VmItem::SimZeroedPages, nr);
+            self.vmstat.add(VmItem::NrAnonPages, nr);
+            self.mms[mmi].add_mm_counter(MmCounter::AnonPages, nr);
+            done
+        } else {
+            let table = &mut self.mms[mmi].pgt.ptes[table_idx];
+            for &i in pages {
+                table[usize::from(i)] = Pte::zero(YOUNG);
+            }
+            pages.len()
+        };
+        let faults = (done as u64) * (u64::from(run.read_fault) + u64::from(run.write_fault));
+        self.vmstat
+            .add(VmItem::Pgfault, crate::util::to_i64(faults));
+        self.tasks.get_mut(&pid).expect("task").minflt += faults;
+        done
     }
 }
 

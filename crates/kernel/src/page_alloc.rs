@@ -233,8 +233,9 @@ pub(crate) struct BuddyAllocator {
     /// Bit per page: in use by a movable allocation (`PageLRU`/`__PageMovable` as the
     /// pageblock scan of `try_to_claim_block` and compaction see it).
     movable: Vec<u64>,
-    /// Bit per pageblock: every page of it is in movable use, by an allocation of pageblock
-    /// order or more; its words in `movable` are then zero (a PMD THP costs one bit here
+    /// Bit per pageblock: every page of it is in movable use, marked at once (an allocation
+    /// of pageblock order or more, or an order-0 run of `alloc_order0_run` that took a whole
+    /// block); its words in `movable` are then zero (a PMD THP costs one bit here
     /// instead of 64 bytes there).
     movable_pb: Vec<u64>,
     /// Per pageblock: `MigrateType::code`.
@@ -718,6 +719,56 @@ impl BuddyAllocator {
             }
             nofrag = false;
         }
+    }
+
+    /// `get_page_from_freelist` for a run of up to `out.len()` order-0 `mt` pages, handed
+    /// out exactly as that many single calls with the fast path's flags (low watermark,
+    /// `ALLOC_NOFRAGMENT`) would, in the same order; stops before the first page such a call
+    /// would not take by `__rmqueue_smallest` from the first zone above its watermark (it
+    /// would claim, steal or fail into the slow path: the caller's page-at-a-time path
+    /// takes it from there). Returns how many pages it wrote to `out`.
+    ///
+    /// A block of order k all of whose 2^k pages go to the run, in a zone that stays above
+    /// its watermark for each of them, is taken whole: as every list below k is empty (k is
+    /// the smallest order with a block), single calls would split it and hand out its pages
+    /// in address order, the lists below k ending empty again, as they were.
+    pub(crate) fn alloc_order0_run(&mut self, mt: MigrateType, out: &mut [Pfn]) -> usize {
+        let mut done = 0;
+        while done < out.len() {
+            let low = |b: &Self, z: usize| b.zones[z].wmark[Wmark::Low as usize];
+            let Some(z) = (0..self.zones.len())
+                .rev()
+                .find(|&z| self.zone_watermark_ok(z, 0, low(self, z)))
+            else {
+                break;
+            };
+            let Some(o) = (0..NR_ORDERS).find(|&o| self.zones[z].count(o, mt) > 0) else {
+                break;
+            };
+            let nr = 1usize << o;
+            let zone = &self.zones[z];
+            // The watermark check of the block's last page: `nr - 1` pages fewer are free.
+            let free_at_last =
+                crate::util::to_i64(zone.free_pages) - crate::util::to_i64(nr as u64 - 1);
+            let whole = nr <= out.len() - done
+                && free_at_last > crate::util::to_i64(low(self, z) + zone.lowmem_reserve);
+            let (p, order) = if whole {
+                let p = self.peek(z, o, mt).expect("a counted block is listed");
+                self.take(z, p, o, mt);
+                (p, o)
+            } else {
+                (self.rmqueue_smallest(z, 0, mt).expect("a counted block"), 0)
+            };
+            if mt == MigrateType::Movable {
+                self.mark_movable(p, order, true);
+            }
+            let n = 1usize << order;
+            for (i, slot) in out[done..done + n].iter_mut().enumerate() {
+                *slot = Pfn(p + i as u64);
+            }
+            done += n;
+        }
+        done
     }
 
     /// Frees a block (`__free_one_page`), merging with free buddies; its list is its

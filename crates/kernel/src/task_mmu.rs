@@ -294,3 +294,34 @@ impl Kernel {
         self.hugetlb_overlay(mmi, start, end, map)
     }
 }
+
+impl Kernel {
+    /// Test support: every present PTE of `[start, end)` (page aligned) with its folio, as
+    /// `(address, entry, pfn, refcount, mapcount, flags, LRU bits)`: the raw state the
+    /// equivalence tests of the fast paths compare (the entry holds the folio id and every
+    /// bit, the folio its frame). Huge PMDs are not listed.
+    #[doc(hidden)]
+    pub fn pte_frames(
+        &self,
+        pid: Pid,
+        start: u64,
+        end: u64,
+    ) -> Vec<(u64, u64, u64, u32, u32, u8, u8)> {
+        let mm = &self.mms[self.mm_of(pid)];
+        let mut out = Vec::new();
+        for a in (start..end).step_by(PAGE_STEP) {
+            let pte = mm.pgt.pte(a);
+            if pte.is_none() {
+                continue;
+            }
+            let (mut pfn, mut refs, mut maps, mut fl, mut lru) = (0, 0, 0, 0, 0);
+            if pte.is_page() {
+                let f = self.folios.get(pte.folio());
+                (pfn, refs, maps, fl) = (f.pfn().0, f.refcount, f.mapcount, f.flags);
+                lru = self.folios.lru(pte.folio());
+            }
+            out.push((a, pte.0, pfn, refs, maps, fl, lru));
+        }
+        out
+    }
+}
