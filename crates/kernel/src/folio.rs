@@ -518,9 +518,11 @@ impl Folios {
         } else if let Some(p) = nz.pool(order) {
             let w = &mut self.nz_pool[p];
             let bit = 1u64 << (idx % 64);
-            if w[(idx / 64) as usize] & bit == 0 {
-                w[(idx / 64) as usize] |= bit;
-                if nz_full(w, order) {
+            let word = &mut w[(idx / 64) as usize];
+            if *word & bit == 0 {
+                *word |= bit;
+                // Orders 7-9 use whole words: the bitmap can only be full when this one is.
+                if *word == u64::MAX && nz_full(w, order) {
                     self.nz_free.push(crate::util::to_u32(p));
                     self.large[m].nonzero = Nz::ALL;
                 }

@@ -608,12 +608,21 @@ impl Kernel {
                 if write {
                     e.set(DIRTY, true);
                     if pmd.is_thp() {
-                        let id = pmd.folio();
-                        let mut x = a;
-                        while x <= last {
-                            self.folios.set_nonzero(id, pte_index32(x));
-                            x += stride;
+                        // The stores' pages as one mask: one update of the folio's record
+                        // (all pages written is the common case, kept without a bitmap).
+                        let mut mask = [0u64; 8];
+                        let mut set = |i: u32| mask[(i / 64) as usize] |= 1 << (i % 64);
+                        if stride < PAGE_SIZE {
+                            // Every page from the first store's to the last's is stored to.
+                            (pte_index32(a)..=pte_index32(last)).for_each(&mut set);
+                        } else {
+                            let mut x = a;
+                            while x <= last {
+                                set(pte_index32(x));
+                                x += stride;
+                            }
                         }
+                        self.folios.set_nonzero_mask(pmd.folio(), &mask);
                     }
                 }
                 a = last + stride;
